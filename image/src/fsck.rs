@@ -1,0 +1,952 @@
+//! Checking a filesystem against every rule of the format, and repairing what can be repaired.
+//!
+//! [`open`] finds a usable superblock (the primary, or the backup in the device's last block),
+//! [`check`] walks the tree from the root and compares what it finds with the bitmaps and
+//! counters, [`repair`] applies the fixes of the problems that have one, and [`run`] does the
+//! three the way `fsck.vexfs` does.
+//!
+//! A repair never guesses at data: structural damage (bad checksums, extents, directory
+//! blocks) is reported, not fixed. Blocks and inodes are only freed when the whole tree could
+//! be read, so nothing still referenced by an unreadable object is ever handed out again.
+
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::fmt;
+use std::io;
+
+use vexfs_core::format::dir::{self, check_dir_block, dt_from_mode, seal_dir_block};
+use vexfs_core::format::inode::{Inode, INLINE_EXTENTS, INLINE_VEC_IDS, S_IFDIR, S_IFLNK, S_IFMT};
+use vexfs_core::format::journal::{JournalSuper, JOURNAL_CLEAN};
+use vexfs_core::format::superblock::{Region, Superblock, ROOT_INO, STATE_CLEAN, STATE_ERRORS};
+use vexfs_core::format::{bit_set, bit_test, BLOCK_SIZE};
+use vexfs_core::io::BlockDevice;
+
+use crate::image::read_superblock;
+use crate::{Error, Image, Result};
+
+const BS: u64 = BLOCK_SIZE as u64;
+
+/// The kind of a [`Problem`], one per check (tests and scripts match on it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// The primary superblock is unreadable or invalid; the backup is used instead.
+    PrimarySuperblock,
+    /// The backup superblock is unreadable or its static fields differ from the primary's.
+    BackupSuperblock,
+    /// The superblock's state has the errors flag set (the kernel found an error).
+    ErrorsFlag,
+    /// The journal superblock is invalid, or holds unreplayed records without `RECOVER` set.
+    Journal,
+    /// The vector bitmap has bits set (no vectors exist in format v1 yet).
+    VectorBitmap,
+    /// A bitmap has bits set past the last block or inode.
+    BitmapPadding,
+    /// A reachable inode does not decode (checksum, mode, flags, ...).
+    Inode,
+    /// The root inode is not a directory.
+    RootNotDir,
+    /// An inode's extents or extent block are invalid.
+    Extents,
+    /// An inode's `blocks` field differs from the blocks its extents map.
+    BlockCount,
+    /// An extent maps a file block at or past the end of the file.
+    ExtentPastSize,
+    /// Blocks claimed by two inodes.
+    DuplicateBlocks,
+    /// A directory's size is not whole blocks or its blocks have holes.
+    DirLayout,
+    /// A directory block's header is invalid (magic, checksum, block number, owner).
+    DirBlock,
+    /// A malformed dirent (rec_len, name_len, name, file type).
+    DirEntry,
+    /// Two entries with the same name in one directory.
+    DuplicateName,
+    /// An entry points at an inode number out of range.
+    BadEntry,
+    /// An entry's file type does not match its inode's mode.
+    FileType,
+    /// An inode's `parent` field is wrong.
+    Parent,
+    /// A directory is reachable through more than one entry (or the root through one).
+    DirLinkedTwice,
+    /// An inode's link count differs from the entries (and subdirectories) counted.
+    LinkCount,
+    /// A symlink's size is not 1..=4096 bytes.
+    Symlink,
+    /// An inode references vectors (none exist in format v1 yet).
+    VectorRefs,
+    /// Inodes allocated in the bitmap but not reachable from the root.
+    InodeUnreachable,
+    /// Reachable inodes not allocated in the bitmap.
+    InodeUnallocated,
+    /// Blocks in use but free in the bitmap.
+    BlockUnmarked,
+    /// Blocks marked in use in the bitmap but used by nothing.
+    BlockUnused,
+    /// The superblock's free block count differs from the bitmap.
+    FreeBlocks,
+    /// The superblock's free inode count differs from the bitmap.
+    FreeInodes,
+}
+
+/// How a problem is repaired.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fix {
+    /// Rewrite the primary superblock from the backup (free counts recomputed).
+    RestorePrimary,
+    /// Rewrite the backup superblock from the primary.
+    WriteBackup,
+    /// Write a new clean journal superblock and zero the record blocks.
+    ResetJournal,
+    /// Clear the errors flag (state becomes clean).
+    ClearErrors,
+    /// Set (`used`) or clear `len` block bitmap bits from block `start`.
+    BlockBits { start: u64, len: u64, used: bool },
+    /// Set or clear the inode bitmap bits of inodes `first .. first + len`.
+    InodeBits { first: u64, len: u64, used: bool },
+    /// Set an inode's link count.
+    Links { ino: u32, links: u16 },
+    /// Set an inode's parent field.
+    Parent { ino: u32, parent: u32 },
+    /// Set an inode's block count.
+    Blocks { ino: u32, blocks: u64 },
+    /// Set the file type of entry `name` in directory block `block` of directory `dir`.
+    FileType {
+        dir: u32,
+        block: u64,
+        name: Vec<u8>,
+        ino: u32,
+        file_type: u8,
+    },
+    /// Recompute the superblock's free counts from the bitmaps.
+    FreeCounts,
+}
+
+impl Fix {
+    /// Whether `-p` (preen) may apply this fix without asking: it loses no data and no
+    /// reference. Freeing unreachable inodes, resetting the journal or restoring the primary
+    /// superblock need `-y`.
+    pub fn preen_safe(&self) -> bool {
+        match self {
+            Fix::RestorePrimary | Fix::ResetJournal | Fix::ClearErrors => false,
+            Fix::InodeBits { used, .. } => *used,
+            _ => true,
+        }
+    }
+}
+
+/// One inconsistency.
+#[derive(Debug, Clone)]
+pub struct Problem {
+    /// Which check found it.
+    pub kind: Kind,
+    /// What is wrong, for humans (names the inode, block, entry and values).
+    pub message: String,
+    /// How to repair it, or `None` when fsck cannot.
+    pub fix: Option<Fix>,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// What [`check`] found.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// Every problem, in the order found.
+    pub problems: Vec<Problem>,
+    /// Inodes reachable from the root.
+    pub inodes_used: u64,
+    /// Blocks in use: metadata, both superblocks and every block claimed by a reachable inode.
+    pub blocks_used: u64,
+}
+
+/// Opens the filesystem on `dev` for checking: with the primary superblock if it is valid,
+/// else with a valid backup in the device's last block (reported as a
+/// [`Kind::PrimarySuperblock`] problem). Errors (fsck's "operational error"): neither
+/// superblock is usable (the primary's error is returned), or `Io`.
+pub fn open<D: BlockDevice<Error = io::Error>>(dev: D) -> Result<(Image<D>, Vec<Problem>)> {
+    let primary = match read_superblock(&dev, 0) {
+        Ok(sb) => return Ok((Image::with_superblock(dev, sb), Vec::new())),
+        Err(e) => e,
+    };
+    let last = dev.block_count().saturating_sub(1);
+    match read_superblock(&dev, last) {
+        Ok(sb) if last > 0 && sb.backup_block == last => {
+            let p = Problem {
+                kind: Kind::PrimarySuperblock,
+                message: format!("{primary}; using the backup superblock in block {last}"),
+                fix: Some(Fix::RestorePrimary),
+            };
+            Ok((Image::with_superblock(dev, sb), vec![p]))
+        }
+        _ => Err(primary),
+    }
+}
+
+/// Checks everything: backup superblock, state, journal superblock, vector bitmap, the tree
+/// from the root (inodes, extents, directories, entries, link counts), the bitmaps against
+/// what the tree uses, and the free counts. `early` are problems [`open`] found.
+/// Errors: `Io` only; everything wrong on disk is a [`Problem`].
+pub fn check<D: BlockDevice<Error = io::Error>>(
+    img: &Image<D>,
+    early: Vec<Problem>,
+) -> Result<Report> {
+    let from_backup = early.iter().any(|p| p.kind == Kind::PrimarySuperblock);
+    let mut c = Checker::new(img, early)?;
+    if !from_backup {
+        c.check_backup()?;
+    }
+    c.check_state_and_journal()?;
+    c.walk()?;
+    c.check_links();
+    c.check_inode_bitmap();
+    c.check_block_bitmap();
+    c.check_free_counts();
+    let blocks_used = c.claimed.iter().map(|b| b.count_ones() as u64).sum();
+    Ok(Report {
+        problems: c.problems,
+        inodes_used: c.reach.len() as u64,
+        blocks_used,
+    })
+}
+
+/// What `fsck.vexfs` was asked to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `-n`: report only, never write.
+    Check,
+    /// `-p`: apply the fixes that are [`Fix::preen_safe`].
+    Preen,
+    /// `-y`: apply every fix.
+    Repair,
+}
+
+/// Result of [`run`].
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The problems found by the first check.
+    pub report: Report,
+    /// For each problem, whether its fix was applied.
+    pub fixed: Vec<bool>,
+    /// Problems a second check still finds after repairing (or all of them when nothing was
+    /// repaired).
+    pub remaining: usize,
+}
+
+impl Outcome {
+    /// The e2fsck exit code: 0 clean, 1 errors corrected, 4 errors left uncorrected.
+    pub fn exit_code(&self) -> i32 {
+        if self.report.problems.is_empty() {
+            0
+        } else if self.remaining == 0 {
+            1
+        } else {
+            4
+        }
+    }
+}
+
+/// Opens, checks and (per `mode`) repairs the filesystem on `dev`, then checks again.
+/// Errors: those of [`open`] and `Io`.
+pub fn run<D: BlockDevice<Error = io::Error>>(dev: D, mode: Mode) -> Result<(Outcome, D)> {
+    let (mut img, early) = open(dev)?;
+    let report = check(&img, early)?;
+    let mut fixed = vec![false; report.problems.len()];
+    let mut remaining = report.problems.len();
+    if mode != Mode::Check && !report.problems.is_empty() {
+        fixed = repair(&mut img, &report.problems, mode == Mode::Preen)?;
+        if fixed.iter().any(|&f| f) {
+            let (img2, early) = open(img.into_device())?;
+            remaining = check(&img2, early)?.problems.len();
+            img = img2;
+        }
+    }
+    Ok((
+        Outcome {
+            report,
+            fixed,
+            remaining,
+        },
+        img.into_device(),
+    ))
+}
+
+/// Applies the fixes of `problems` (only the preen-safe ones when `preen`); returns, for each
+/// problem, whether its fix was applied. Free counts are recomputed from the bitmaps whenever
+/// anything changed. Errors: `Io`, `Format` (an object to fix no longer decodes).
+pub fn repair<D: BlockDevice<Error = io::Error>>(
+    img: &mut Image<D>,
+    problems: &[Problem],
+    preen: bool,
+) -> Result<Vec<bool>> {
+    let apply: Vec<bool> = problems
+        .iter()
+        .map(|p| p.fix.as_ref().is_some_and(|f| !preen || f.preen_safe()))
+        .collect();
+    let fixes: Vec<&Fix> = problems
+        .iter()
+        .zip(&apply)
+        .filter(|(_, &a)| a)
+        .filter_map(|(p, _)| p.fix.as_ref())
+        .collect();
+    if fixes.is_empty() {
+        return Ok(apply);
+    }
+    let mut blocks = img.read_region(Region::BlockBitmap)?;
+    let mut inodes = img.read_region(Region::InodeBitmap)?;
+    let (blocks_old, inodes_old) = (blocks.clone(), inodes.clone());
+    let mut write_backup = false;
+    for fix in &fixes {
+        match fix {
+            Fix::RestorePrimary | Fix::FreeCounts => {}
+            Fix::WriteBackup => write_backup = true,
+            Fix::ClearErrors => img.sb_mut().state = STATE_CLEAN,
+            Fix::ResetJournal => {
+                let j = img.sb().region(Region::Journal);
+                let mut b = [0u8; BLOCK_SIZE];
+                for n in j.start + 1..j.end() {
+                    img.write_block(n, &b)?;
+                }
+                JournalSuper::new(img.sb().uuid).encode(&mut b, j.start);
+                img.write_block(j.start, &b)?;
+            }
+            Fix::BlockBits { start, len, used } => {
+                for b in *start..start + len {
+                    bit_set(&mut blocks, b as usize, *used);
+                }
+            }
+            Fix::InodeBits { first, len, used } => {
+                for ino in *first..first + len {
+                    bit_set(&mut inodes, (ino - 1) as usize, *used);
+                }
+            }
+            Fix::Links { ino, links } => update_inode(img, *ino, |i| i.links = *links)?,
+            Fix::Parent { ino, parent } => update_inode(img, *ino, |i| i.parent = *parent)?,
+            Fix::Blocks { ino, blocks } => update_inode(img, *ino, |i| i.blocks = *blocks)?,
+            Fix::FileType {
+                dir,
+                block,
+                name,
+                ino,
+                file_type,
+            } => {
+                let mut b = img.read_block(*block)?;
+                let what = format!("directory {dir} block {block}");
+                dir::retarget(&mut b[..], name, *ino, *file_type).map_err(Error::format(what))?;
+                seal_dir_block(&mut b[..], *block, *dir as u64);
+                img.write_block(*block, &b)?;
+            }
+        }
+    }
+    img.write_region_changes(Region::BlockBitmap, &blocks_old, &blocks)?;
+    img.write_region_changes(Region::InodeBitmap, &inodes_old, &inodes)?;
+    let sb = img.sb_mut();
+    sb.free_blocks = count_clear(&blocks, sb.block_count);
+    sb.free_inodes = count_clear(&inodes, sb.inode_count as u64) as u32;
+    let mut b = [0u8; BLOCK_SIZE];
+    img.sb().encode(&mut b);
+    img.write_block(0, &b)?;
+    if write_backup {
+        let backup = img.sb().backup_block;
+        img.write_block(backup, &b)?;
+    }
+    img.device_mut()
+        .flush()
+        .map_err(Error::io("flushing the device"))?;
+    Ok(apply)
+}
+
+fn update_inode<D: BlockDevice<Error = io::Error>>(
+    img: &mut Image<D>,
+    ino: u32,
+    f: impl FnOnce(&mut Inode),
+) -> Result<()> {
+    let mut inode = img.inode(ino)?;
+    f(&mut inode);
+    img.write_inode(ino, &inode)
+}
+
+/// Clear bits among the first `n` of `bits`.
+fn count_clear(bits: &[u8], n: u64) -> u64 {
+    (0..n).filter(|&i| !bit_test(bits, i as usize)).count() as u64
+}
+
+/// The static fields of a superblock: everything but what the kernel updates in the primary.
+fn static_fields(sb: &Superblock) -> Superblock {
+    Superblock {
+        free_blocks: 0,
+        free_inodes: 0,
+        state: 0,
+        write_time: 0,
+        mount_count: 0,
+        ..sb.clone()
+    }
+}
+
+/// A reachable inode.
+struct Node {
+    /// `None` when it does not decode.
+    inode: Option<Inode>,
+    /// Entries pointing at it.
+    refs: u32,
+    /// Subdirectories (for directories).
+    subdirs: u32,
+}
+
+struct Checker<'a, D> {
+    img: &'a Image<D>,
+    sb: &'a Superblock,
+    problems: Vec<Problem>,
+    /// Block bitmap and inode bitmap as on disk.
+    blocks: Vec<u8>,
+    inodes: Vec<u8>,
+    /// Blocks found in use.
+    claimed: Vec<u8>,
+    /// Runs of blocks (start, len) claimed by each inode, to name the owners of duplicates.
+    owned: HashMap<u32, Vec<(u64, u64)>>,
+    reach: HashMap<u32, Node>,
+    /// Whether every reachable inode's blocks are known (else nothing may be freed).
+    blocks_complete: bool,
+    /// Whether every directory could be read (else no inode may be called unreachable).
+    tree_complete: bool,
+}
+
+impl<'a, D: BlockDevice<Error = io::Error>> Checker<'a, D> {
+    fn new(img: &'a Image<D>, early: Vec<Problem>) -> Result<Self> {
+        let sb = img.sb();
+        let mut claimed = vec![0u8; sb.block_count.div_ceil(8) as usize];
+        for b in 0..sb.region(Region::Data).start {
+            bit_set(&mut claimed, b as usize, true);
+        }
+        bit_set(&mut claimed, sb.backup_block as usize, true);
+        Ok(Checker {
+            img,
+            sb,
+            problems: early,
+            blocks: img.read_region(Region::BlockBitmap)?,
+            inodes: img.read_region(Region::InodeBitmap)?,
+            claimed,
+            owned: HashMap::new(),
+            reach: HashMap::new(),
+            blocks_complete: true,
+            tree_complete: true,
+        })
+    }
+
+    fn report(&mut self, kind: Kind, message: String, fix: Option<Fix>) {
+        self.problems.push(Problem { kind, message, fix });
+    }
+
+    fn check_backup(&mut self) -> Result<()> {
+        let n = self.sb.backup_block;
+        let b = self.img.read_block(n)?;
+        let msg = match Superblock::decode(&b[..]) {
+            Err(e) => format!("backup superblock (block {n}): {e}"),
+            Ok(backup) if static_fields(&backup) != static_fields(self.sb) => {
+                format!("backup superblock (block {n}) differs from the primary")
+            }
+            Ok(_) => return Ok(()),
+        };
+        self.report(Kind::BackupSuperblock, msg, Some(Fix::WriteBackup));
+        Ok(())
+    }
+
+    fn check_state_and_journal(&mut self) -> Result<()> {
+        if self.sb.state & STATE_ERRORS != 0 {
+            self.report(
+                Kind::ErrorsFlag,
+                "the filesystem is marked as having errors".into(),
+                Some(Fix::ClearErrors),
+            );
+        }
+        let j = self.sb.region(Region::Journal);
+        let b = self.img.read_block(j.start)?;
+        match JournalSuper::decode(&b[..], j.start, j.blocks, &self.sb.uuid) {
+            Err(e) => self.report(
+                Kind::Journal,
+                format!("journal (block {}): {e}", j.start),
+                Some(Fix::ResetJournal),
+            ),
+            Ok(js) if js.flags & JOURNAL_CLEAN == 0 => self.report(
+                Kind::Journal,
+                "journal holds unreplayed records but the superblock does not ask for recovery"
+                    .into(),
+                Some(Fix::ResetJournal),
+            ),
+            Ok(_) => {}
+        }
+        let vb = self.img.read_region(Region::VecBitmap)?;
+        if let Some(i) = vb.iter().position(|&x| x != 0) {
+            let msg = format!(
+                "vector bitmap has slots in use (byte {i}) but format v1 stores no vectors yet"
+            );
+            self.report(Kind::VectorBitmap, msg, None);
+        }
+        Ok(())
+    }
+
+    /// Breadth-first walk from the root: every directory is read once, every entry checked.
+    fn walk(&mut self) -> Result<()> {
+        let root = match self.img.inode(ROOT_INO) {
+            Ok(root) => root,
+            Err(e) => {
+                self.report(Kind::Inode, format!("root {e}"), None);
+                self.reach.insert(
+                    ROOT_INO,
+                    Node {
+                        inode: None,
+                        refs: 0,
+                        subdirs: 0,
+                    },
+                );
+                self.tree_complete = false;
+                self.blocks_complete = false;
+                return Ok(());
+            }
+        };
+        if !root.is_dir() {
+            let msg = format!(
+                "root inode {ROOT_INO} is not a directory (mode {:o})",
+                root.mode
+            );
+            self.report(Kind::RootNotDir, msg, None);
+            self.tree_complete = false;
+        }
+        if root.is_dir() && root.parent != ROOT_INO {
+            self.bad_parent(ROOT_INO, root.parent, ROOT_INO);
+        }
+        let mut queue = VecDeque::new();
+        if self.inode_blocks(ROOT_INO, &root)? && root.is_dir() {
+            queue.push_back(ROOT_INO);
+        }
+        self.reach.insert(
+            ROOT_INO,
+            Node {
+                inode: Some(root),
+                refs: 0,
+                subdirs: 0,
+            },
+        );
+        while let Some(d) = queue.pop_front() {
+            self.walk_dir(d, &mut queue)?;
+        }
+        Ok(())
+    }
+
+    fn walk_dir(&mut self, d: u32, queue: &mut VecDeque<u32>) -> Result<()> {
+        let Some(inode) = self.reach.get(&d).and_then(|n| n.inode.clone()) else {
+            return Ok(());
+        };
+        let blocks = match self.img.dir_blocks(d, &inode) {
+            Ok(b) => b,
+            Err(e) => {
+                self.report(Kind::DirLayout, e.to_string(), None);
+                self.tree_complete = false;
+                return Ok(());
+            }
+        };
+        let mut names = HashSet::new();
+        for (_, blk) in blocks {
+            let b = self.img.read_block(blk)?;
+            if let Err(e) = check_dir_block(&b[..], blk, d as u64) {
+                self.report(
+                    Kind::DirBlock,
+                    format!("directory {d} block {blk}: {e}"),
+                    None,
+                );
+                self.tree_complete = false;
+                continue;
+            }
+            for ent in dir::dirents(&b[..]) {
+                let ent = match ent {
+                    Ok(ent) => ent,
+                    Err(e) => {
+                        self.report(
+                            Kind::DirEntry,
+                            format!("directory {d} block {blk}: {e}"),
+                            None,
+                        );
+                        self.tree_complete = false;
+                        break;
+                    }
+                };
+                if ent.ino == 0 {
+                    continue;
+                }
+                let name = String::from_utf8_lossy(ent.name).into_owned();
+                if !names.insert(ent.name.to_vec()) {
+                    self.report(
+                        Kind::DuplicateName,
+                        format!("directory {d}: entry '{name}' appears twice"),
+                        None,
+                    );
+                    continue;
+                }
+                self.entry(d, blk, &name, ent.name, ent.ino, ent.file_type, queue)?;
+            }
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn entry(
+        &mut self,
+        d: u32,
+        blk: u64,
+        name: &str,
+        raw_name: &[u8],
+        ino: u32,
+        ft: u8,
+        queue: &mut VecDeque<u32>,
+    ) -> Result<()> {
+        let at = format!("directory {d}: entry '{name}'");
+        if ino == 0 || ino > self.sb.inode_count {
+            self.report(
+                Kind::BadEntry,
+                format!(
+                    "{at} points at inode {ino}, out of range 1..={}",
+                    self.sb.inode_count
+                ),
+                None,
+            );
+            return Ok(());
+        }
+        let mode = if let Some(node) = self.reach.get_mut(&ino) {
+            node.refs += 1;
+            let mode = node.inode.as_ref().map(|i| i.mode);
+            if mode.is_some_and(|m| m & S_IFMT == S_IFDIR) {
+                self.report(
+                    Kind::DirLinkedTwice,
+                    format!("{at} links directory {ino}, which is already linked"),
+                    None,
+                );
+            }
+            mode
+        } else {
+            let inode = match self.img.inode(ino) {
+                Ok(i) => i,
+                Err(e) => {
+                    self.report(Kind::Inode, format!("{at}: {e}"), None);
+                    self.reach.insert(
+                        ino,
+                        Node {
+                            inode: None,
+                            refs: 1,
+                            subdirs: 0,
+                        },
+                    );
+                    self.blocks_complete = false;
+                    self.tree_complete = false;
+                    return Ok(());
+                }
+            };
+            let mode = inode.mode;
+            let blocks_ok = self.inode_blocks(ino, &inode)?;
+            if inode.is_dir() {
+                if inode.parent != d {
+                    self.bad_parent(ino, inode.parent, d);
+                }
+                if let Some(p) = self.reach.get_mut(&d) {
+                    p.subdirs += 1;
+                }
+                if blocks_ok {
+                    queue.push_back(ino);
+                } else {
+                    self.tree_complete = false;
+                }
+            } else {
+                if inode.parent != 0 {
+                    self.bad_parent(ino, inode.parent, 0);
+                }
+                if mode & S_IFMT == S_IFLNK && !(1..=BS).contains(&inode.size) {
+                    self.report(
+                        Kind::Symlink,
+                        format!("symlink inode {ino} has size {}, not 1..=4096", inode.size),
+                        None,
+                    );
+                }
+            }
+            self.reach.insert(
+                ino,
+                Node {
+                    inode: Some(inode),
+                    refs: 1,
+                    subdirs: 0,
+                },
+            );
+            Some(mode)
+        };
+        if let Some(mode) = mode {
+            let want = dt_from_mode(mode);
+            if ft != want {
+                let fix = Fix::FileType {
+                    dir: d,
+                    block: blk,
+                    name: raw_name.to_vec(),
+                    ino,
+                    file_type: want,
+                };
+                self.report(
+                    Kind::FileType,
+                    format!("{at} has file type {ft}, inode {ino} is type {want}"),
+                    Some(fix),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn bad_parent(&mut self, ino: u32, found: u32, want: u32) {
+        let msg = format!("inode {ino} has parent {found}, should be {want}");
+        self.report(Kind::Parent, msg, Some(Fix::Parent { ino, parent: want }));
+    }
+
+    /// Checks an inode's vector fields, extents and block count, and claims its blocks.
+    /// Returns whether its extents could be read.
+    fn inode_blocks(&mut self, ino: u32, inode: &Inode) -> Result<bool> {
+        if inode.vec_count != 0 || inode.vec_block != 0 || inode.vec_ids != [0; INLINE_VEC_IDS] {
+            let msg = format!(
+                "inode {ino} references vectors (vec_count {}) but format v1 stores none yet",
+                inode.vec_count
+            );
+            self.report(Kind::VectorRefs, msg, None);
+        }
+        let extents = match self.img.extents(ino, inode) {
+            Ok(e) => e,
+            Err(Error::Format { what, err }) => {
+                self.report(Kind::Extents, format!("{what}: {err}"), None);
+                self.blocks_complete = false;
+                return Ok(false);
+            }
+            Err(e) => return Err(e),
+        };
+        let mut runs: Vec<(u64, u64)> = extents.iter().map(|e| (e.start, e.len as u64)).collect();
+        if inode.nr_extents as usize > INLINE_EXTENTS {
+            runs.push((inode.extent_block, 1));
+        }
+        let size_blocks = inode.size.div_ceil(BS);
+        if !inode.is_dir() {
+            if let Some(e) = extents.iter().find(|e| e.logical_end() > size_blocks) {
+                let msg = format!(
+                    "inode {ino}: extent at file block {} maps past the end of the file ({} bytes)",
+                    e.logical, inode.size
+                );
+                self.report(Kind::ExtentPastSize, msg, None);
+            }
+        }
+        let mut dups = BTreeSet::new();
+        for &(start, len) in &runs {
+            for b in start..start + len {
+                if bit_test(&self.claimed, b as usize) {
+                    dups.insert(b);
+                } else {
+                    bit_set(&mut self.claimed, b as usize, true);
+                }
+            }
+        }
+        if let Some(&first) = dups.iter().next() {
+            let others: BTreeSet<u32> = self
+                .owned
+                .iter()
+                .filter(|(_, r)| {
+                    r.iter()
+                        .any(|&(s, l)| dups.iter().any(|&b| b >= s && b < s + l))
+                })
+                .map(|(&o, _)| o)
+                .collect();
+            let msg = format!(
+                "inode {ino}: {} block(s) also claimed by inode(s) {others:?} (first {first})",
+                dups.len()
+            );
+            self.report(Kind::DuplicateBlocks, msg, None);
+        }
+        let count: u64 = runs.iter().map(|r| r.1).sum();
+        if inode.blocks != count {
+            let msg = format!(
+                "inode {ino} has block count {}, its extents map {count}",
+                inode.blocks
+            );
+            self.report(
+                Kind::BlockCount,
+                msg,
+                Some(Fix::Blocks { ino, blocks: count }),
+            );
+        }
+        self.owned.insert(ino, runs);
+        Ok(true)
+    }
+
+    fn check_links(&mut self) {
+        let mut bad = Vec::new();
+        for (&ino, node) in &self.reach {
+            let Some(inode) = &node.inode else { continue };
+            let want = if inode.is_dir() {
+                2 + node.subdirs
+            } else {
+                node.refs
+            };
+            if inode.links as u32 != want {
+                bad.push((ino, inode.links, want));
+            }
+        }
+        bad.sort_unstable();
+        for (ino, links, want) in bad {
+            let fix = u16::try_from(want)
+                .ok()
+                .map(|links| Fix::Links { ino, links });
+            self.report(
+                Kind::LinkCount,
+                format!("inode {ino} has link count {links}, counted {want}"),
+                fix,
+            );
+        }
+    }
+
+    fn check_inode_bitmap(&mut self) {
+        let count = self.sb.inode_count as u64;
+        let reach = &self.reach;
+        let runs = mismatch_runs(
+            1..count + 1,
+            |ino| bit_test(&self.inodes, (ino - 1) as usize),
+            |ino| reach.contains_key(&(ino as u32)),
+        );
+        for (first, len, used) in runs {
+            let what = if len == 1 {
+                format!("inode {first}")
+            } else {
+                format!("inodes {first}..{}", first + len - 1)
+            };
+            if used {
+                let fix = Some(Fix::InodeBits {
+                    first,
+                    len,
+                    used: true,
+                });
+                self.report(
+                    Kind::InodeUnallocated,
+                    format!("{what} in use but free in the inode bitmap"),
+                    fix,
+                );
+            } else if self.tree_complete {
+                let fix = Some(Fix::InodeBits {
+                    first,
+                    len,
+                    used: false,
+                });
+                self.report(
+                    Kind::InodeUnreachable,
+                    format!("{what} allocated but not reachable from the root"),
+                    fix,
+                );
+            }
+        }
+        let bits = self.sb.region(Region::InodeBitmap).blocks * BS * 8;
+        if let Some(i) = (count..bits).find(|&i| bit_test(&self.inodes, i as usize)) {
+            let fix = Some(Fix::InodeBits {
+                first: count + 1,
+                len: bits - count,
+                used: false,
+            });
+            self.report(
+                Kind::BitmapPadding,
+                format!("inode bitmap has bit {i} set, past the last inode"),
+                fix,
+            );
+        }
+    }
+
+    fn check_block_bitmap(&mut self) {
+        let count = self.sb.block_count;
+        let claimed = &self.claimed;
+        let runs = mismatch_runs(
+            0..count,
+            |b| bit_test(&self.blocks, b as usize),
+            |b| bit_test(claimed, b as usize),
+        );
+        for (start, len, used) in runs {
+            let what = if len == 1 {
+                format!("block {start}")
+            } else {
+                format!("blocks {start}..{}", start + len - 1)
+            };
+            if used {
+                let fix = Some(Fix::BlockBits {
+                    start,
+                    len,
+                    used: true,
+                });
+                self.report(
+                    Kind::BlockUnmarked,
+                    format!("{what} in use but free in the block bitmap"),
+                    fix,
+                );
+            } else if self.blocks_complete && self.tree_complete {
+                let fix = Some(Fix::BlockBits {
+                    start,
+                    len,
+                    used: false,
+                });
+                self.report(
+                    Kind::BlockUnused,
+                    format!("{what} marked in use but used by nothing"),
+                    fix,
+                );
+            }
+        }
+        let bits = self.sb.region(Region::BlockBitmap).blocks * BS * 8;
+        if let Some(i) = (count..bits).find(|&i| bit_test(&self.blocks, i as usize)) {
+            let fix = Some(Fix::BlockBits {
+                start: count,
+                len: bits - count,
+                used: false,
+            });
+            self.report(
+                Kind::BitmapPadding,
+                format!("block bitmap has bit {i} set, past the last block"),
+                fix,
+            );
+        }
+    }
+
+    fn check_free_counts(&mut self) {
+        let free = count_clear(&self.blocks, self.sb.block_count);
+        if free != self.sb.free_blocks {
+            let msg = format!(
+                "free blocks count is {}, the bitmap has {free}",
+                self.sb.free_blocks
+            );
+            self.report(Kind::FreeBlocks, msg, Some(Fix::FreeCounts));
+        }
+        let free = count_clear(&self.inodes, self.sb.inode_count as u64);
+        if free != self.sb.free_inodes as u64 {
+            let msg = format!(
+                "free inodes count is {}, the bitmap has {free}",
+                self.sb.free_inodes
+            );
+            self.report(Kind::FreeInodes, msg, Some(Fix::FreeCounts));
+        }
+    }
+}
+
+/// Runs `(first, len, in_use)` of indices where the bitmap (`marked`) disagrees with what is
+/// in use (`used`); `in_use` says which way.
+fn mismatch_runs(
+    range: std::ops::Range<u64>,
+    marked: impl Fn(u64) -> bool,
+    used: impl Fn(u64) -> bool,
+) -> Vec<(u64, u64, bool)> {
+    let mut runs: Vec<(u64, u64, bool)> = Vec::new();
+    for i in range {
+        let u = used(i);
+        if marked(i) == u {
+            continue;
+        }
+        match runs.last_mut() {
+            Some((first, len, way)) if *way == u && *first + *len == i => *len += 1,
+            _ => runs.push((i, 1, u)),
+        }
+    }
+    runs
+}

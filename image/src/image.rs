@@ -1,0 +1,324 @@
+//! An opened vexfs: superblock, inodes, extents, files, directories and path lookup.
+
+use std::io;
+
+use vexfs_core::format::dir::{self, check_dir_block};
+use vexfs_core::format::extent::{
+    check_extent, check_header, extent_block_count, extent_block_get, EXTENT_MAGIC,
+};
+use vexfs_core::format::inode::{Extent, Inode, INLINE_EXTENTS};
+use vexfs_core::format::superblock::{Region, Superblock, ROOT_INO};
+use vexfs_core::format::{BLOCK_SIZE, INODE_SIZE};
+use vexfs_core::io::{Block, BlockDevice};
+
+use crate::{Error, Result};
+
+const BS: u64 = BLOCK_SIZE as u64;
+
+/// One used directory entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirEntry {
+    /// The name, as stored (not necessarily UTF-8).
+    pub name: Vec<u8>,
+    /// Target inode number.
+    pub ino: u32,
+    /// `DT_*` type recorded in the entry.
+    pub file_type: u8,
+}
+
+/// A vexfs filesystem on a [`BlockDevice`], with its validated superblock.
+#[derive(Debug)]
+pub struct Image<D> {
+    dev: D,
+    sb: Superblock,
+}
+
+impl<D: BlockDevice<Error = io::Error>> Image<D> {
+    /// Reads block 0, decodes the superblock and validates it against the device size.
+    ///
+    /// Errors: `Io` if block 0 cannot be read; `Format` with the superblock's
+    /// [`FormatError`](vexfs_core::error::FormatError) (not vexfs, corrupt, unsupported, or
+    /// larger than the device).
+    pub fn open(dev: D) -> Result<Image<D>> {
+        let sb = read_superblock(&dev, 0)?;
+        Ok(Image { dev, sb })
+    }
+
+    /// Wraps a device and a superblock that the caller has validated (fsck uses the backup).
+    pub fn with_superblock(dev: D, sb: Superblock) -> Image<D> {
+        Image { dev, sb }
+    }
+
+    /// The superblock as read (or as last set by a writer).
+    pub fn sb(&self) -> &Superblock {
+        &self.sb
+    }
+
+    /// Mutable superblock, for writers; nothing is written until they do so.
+    pub(crate) fn sb_mut(&mut self) -> &mut Superblock {
+        &mut self.sb
+    }
+
+    /// The device.
+    pub fn device(&self) -> &D {
+        &self.dev
+    }
+
+    /// The device, for writing.
+    pub fn device_mut(&mut self) -> &mut D {
+        &mut self.dev
+    }
+
+    /// Gives the device back.
+    pub fn into_device(self) -> D {
+        self.dev
+    }
+
+    /// Reads block `n`. Errors: `Io`.
+    pub fn read_block(&self, n: u64) -> Result<Box<Block>> {
+        let mut b = Box::new([0u8; BLOCK_SIZE]);
+        self.dev
+            .read_block(n, &mut b)
+            .map_err(Error::io(format!("reading block {n}")))?;
+        Ok(b)
+    }
+
+    /// Writes block `n`. Errors: `Io`.
+    pub fn write_block(&mut self, n: u64, b: &Block) -> Result<()> {
+        self.dev
+            .write_block(n, b)
+            .map_err(Error::io(format!("writing block {n}")))
+    }
+
+    /// Reads a whole region into memory (bitmaps). Errors: `Io`.
+    pub fn read_region(&self, r: Region) -> Result<Vec<u8>> {
+        let e = self.sb.region(r);
+        let mut out = Vec::with_capacity((e.blocks * BS) as usize);
+        for n in e.start..e.end() {
+            out.extend_from_slice(&self.read_block(n)?[..]);
+        }
+        Ok(out)
+    }
+
+    /// Writes the blocks of region `r` whose bytes differ between `old` and `new` (both the
+    /// whole region, as from [`Self::read_region`]). Errors: `Io`.
+    pub fn write_region_changes(&mut self, r: Region, old: &[u8], new: &[u8]) -> Result<()> {
+        let start = self.sb.region(r).start;
+        for (i, (o, n)) in old
+            .chunks(BLOCK_SIZE)
+            .zip(new.chunks(BLOCK_SIZE))
+            .enumerate()
+        {
+            if o != n {
+                let b: &Block = n
+                    .try_into()
+                    .map_err(|_| Error::Invalid("short region buffer".into()))?;
+                self.write_block(start + i as u64, b)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The raw bytes of inode `ino` and the block holding them. Errors: `Invalid` for an
+    /// inode number outside `1..=inode_count`, `Io`.
+    pub fn inode_raw(&self, ino: u32) -> Result<(u64, usize, Box<Block>)> {
+        let (blk, off) = self.sb.inode_pos(ino as u64).ok_or_else(|| {
+            Error::Invalid(format!(
+                "inode {ino} is out of range 1..={}",
+                self.sb.inode_count
+            ))
+        })?;
+        Ok((blk, off, self.read_block(blk)?))
+    }
+
+    /// Reads and decodes inode `ino` (1-based). Errors: `Invalid` (out of range), `Io`,
+    /// `Format` ("inode N: ..." with the decoder's error).
+    pub fn inode(&self, ino: u32) -> Result<Inode> {
+        let (_, off, b) = self.inode_raw(ino)?;
+        Inode::decode(ino as u64, &b[off..off + INODE_SIZE])
+            .map_err(Error::format(format!("inode {ino}")))
+    }
+
+    /// Encodes and writes inode `ino` (read-modify-write of its table block). Errors: as
+    /// [`Self::inode_raw`].
+    pub fn write_inode(&mut self, ino: u32, inode: &Inode) -> Result<()> {
+        let (blk, off, mut b) = self.inode_raw(ino)?;
+        inode.encode(ino as u64, &mut b[off..off + INODE_SIZE]);
+        self.write_block(blk, &b)
+    }
+
+    /// All extents of inode `ino`, inline then from its extent block, checked: sorted,
+    /// non-overlapping, non-empty, inside the data region; the extent block in the data region
+    /// with a valid header (owner `ino`, its own block number) and the count the inode says.
+    /// Errors: `Io`, `Format` ("inode N: ..." or "inode N extent block B: ...").
+    pub fn extents(&self, ino: u32, inode: &Inode) -> Result<Vec<Extent>> {
+        let what = || format!("inode {ino}");
+        let data = self.sb.region(Region::Data);
+        let nr = inode.nr_extents as usize;
+        let mut out: Vec<Extent> = inode
+            .extents
+            .iter()
+            .take(nr.min(INLINE_EXTENTS))
+            .copied()
+            .collect();
+        if nr > INLINE_EXTENTS {
+            let eb = inode.extent_block;
+            let ewhat = format!("inode {ino} extent block {eb}");
+            if !data.contains(eb) {
+                return Err(Error::Format {
+                    what: what(),
+                    err: vexfs_core::error::FormatError::Corrupt {
+                        what: "extent block outside the data region",
+                        value: eb,
+                    },
+                });
+            }
+            let b = self.read_block(eb)?;
+            check_header(&b[..], "extent block", EXTENT_MAGIC, eb, ino as u64)
+                .map_err(Error::format(&ewhat))?;
+            let count = extent_block_count(&b[..]).map_err(Error::format(&ewhat))?;
+            if count != nr - INLINE_EXTENTS {
+                return Err(Error::Format {
+                    what: ewhat,
+                    err: vexfs_core::error::FormatError::Corrupt {
+                        what: "extent block count",
+                        value: count as u64,
+                    },
+                });
+            }
+            for i in 0..count {
+                out.push(extent_block_get(&b[..], i).map_err(Error::format(&ewhat))?);
+            }
+        }
+        let mut prev_end = 0;
+        for e in &out {
+            check_extent(e, prev_end, data.start, data.end()).map_err(Error::format(what()))?;
+            prev_end = e.logical_end();
+        }
+        Ok(out)
+    }
+
+    /// Reads the first `inode.size` bytes of a file or symlink; holes read as zeros.
+    /// Errors: as [`Self::extents`].
+    pub fn read_file(&self, ino: u32, inode: &Inode) -> Result<Vec<u8>> {
+        let extents = self.extents(ino, inode)?;
+        let size = usize::try_from(inode.size)
+            .map_err(|_| Error::Invalid(format!("inode {ino}: file too large")))?;
+        let mut out = vec![0u8; size];
+        for e in &extents {
+            for (i, dev_blk) in (e.start..e.start + e.len as u64).enumerate() {
+                let off = (e.logical as u64 + i as u64) * BS;
+                if off >= inode.size {
+                    break;
+                }
+                let off = off as usize;
+                let n = BLOCK_SIZE.min(size - off);
+                out[off..off + n].copy_from_slice(&self.read_block(dev_blk)?[..n]);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The used entries of directory `ino`, in on-disk order ("." and ".." are not stored).
+    /// Every block is checked (header, owner, block number, dirents) and the directory must
+    /// map every block below its size. Errors: `Io`, `Format`.
+    pub fn read_dir(&self, ino: u32, inode: &Inode) -> Result<Vec<DirEntry>> {
+        let mut out = Vec::new();
+        for (_, blk) in self.dir_blocks(ino, inode)? {
+            let b = self.read_block(blk)?;
+            let what = format!("directory {ino} block {blk}");
+            check_dir_block(&b[..], blk, ino as u64).map_err(Error::format(&what))?;
+            for d in dir::dirents(&b[..]) {
+                let d = d.map_err(Error::format(&what))?;
+                if d.ino != 0 {
+                    out.push(DirEntry {
+                        name: d.name.to_vec(),
+                        ino: d.ino,
+                        file_type: d.file_type,
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The (logical, device) blocks of directory `ino`: exactly `size / 4096` of them, in
+    /// order. Errors: `Format` for a size that is not whole blocks or a hole.
+    pub fn dir_blocks(&self, ino: u32, inode: &Inode) -> Result<Vec<(u64, u64)>> {
+        let corrupt = |what: &'static str, value: u64| Error::Format {
+            what: format!("directory {ino}"),
+            err: vexfs_core::error::FormatError::Corrupt { what, value },
+        };
+        if inode.size % BS != 0 {
+            return Err(corrupt("directory size", inode.size));
+        }
+        let nblocks = inode.size / BS;
+        let mut out = Vec::new();
+        for e in self.extents(ino, inode)? {
+            for i in 0..e.len as u64 {
+                let l = e.logical as u64 + i;
+                if l != out.len() as u64 {
+                    return Err(corrupt("directory hole at block", out.len() as u64));
+                }
+                if l >= nblocks {
+                    return Err(corrupt("directory block past its size", l));
+                }
+                out.push((l, e.start + i));
+            }
+        }
+        if out.len() as u64 != nblocks {
+            return Err(corrupt("directory hole at block", out.len() as u64));
+        }
+        Ok(out)
+    }
+
+    /// Resolves an absolute or root-relative `path` (`/`, `/a/b`, `a/b`; empty components
+    /// and `.` are skipped, `..` goes to the parent). Symlinks are not followed. Errors:
+    /// `NotFound`, `NotADirectory`, and those of reading the directories on the way.
+    pub fn lookup(&self, path: &str) -> Result<u32> {
+        let mut ino = ROOT_INO;
+        let mut walked = String::new();
+        for comp in path.split('/').filter(|c| !c.is_empty() && *c != ".") {
+            let inode = self.inode(ino)?;
+            if !inode.is_dir() {
+                return Err(Error::NotADirectory(if walked.is_empty() {
+                    "/".into()
+                } else {
+                    walked
+                }));
+            }
+            walked.push('/');
+            walked.push_str(comp);
+            if comp == ".." {
+                ino = inode.parent;
+                continue;
+            }
+            ino = self
+                .read_dir(ino, &inode)?
+                .into_iter()
+                .find(|e| e.name == comp.as_bytes())
+                .map(|e| e.ino)
+                .ok_or_else(|| Error::NotFound(walked.clone()))?;
+        }
+        Ok(ino)
+    }
+}
+
+/// Reads and validates the superblock in block `n` of `dev`. Errors: `Io`, `Format`.
+pub(crate) fn read_superblock<D: BlockDevice<Error = io::Error>>(
+    dev: &D,
+    n: u64,
+) -> Result<Superblock> {
+    let what = if n == 0 {
+        "superblock".to_string()
+    } else {
+        format!("superblock copy in block {n}")
+    };
+    let mut b = [0u8; BLOCK_SIZE];
+    dev.read_block(n, &mut b)
+        .map_err(Error::io(format!("reading {what}")))?;
+    let sb = Superblock::decode(&b).map_err(Error::format(&what))?;
+    sb.validate(dev.block_count())
+        .map_err(Error::format(&what))?;
+    Ok(sb)
+}

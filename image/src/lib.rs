@@ -1,0 +1,24 @@
+//! vexfs-image: the userspace side of vexfs, shared by `mkfs.vexfs`, `fsck.vexfs` and `vexctl`.
+//!
+//! Everything here reads and writes the on-disk format through `vexfs-core`; no structure is
+//! defined twice.
+//!
+//! - [`device`]: [`BlockDevice`](vexfs_core::io::BlockDevice) on a file, a block device or memory.
+//! - [`Image`]: an opened filesystem: inodes, extents, files, directories, path lookup.
+//! - [`mkfs::format`]: writes a new filesystem.
+//! - [`fsck`]: checks a filesystem and repairs what can be repaired.
+//! - [`writer`]: an offline writer (create files, directories, symlinks) for tests and tools.
+//! - [`sample`]: small populated filesystems for tests.
+
+pub mod device;
+mod error;
+pub mod fsck;
+mod image;
+pub mod mkfs;
+pub mod sample;
+pub mod writer;
+
+pub use device::{FileDevice, MemDevice};
+pub use error::{Error, Result};
+pub use image::{DirEntry, Image};
+pub use vexfs_core;

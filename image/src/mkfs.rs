@@ -1,0 +1,126 @@
+//! Writing a new filesystem.
+
+use std::io;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use vexfs_core::format::inode::{Inode, S_IFDIR};
+use vexfs_core::format::journal::JournalSuper;
+use vexfs_core::format::layout::{layout, MkfsParams};
+use vexfs_core::format::superblock::{Region, Superblock, REGIONS, ROOT_INO};
+use vexfs_core::format::{bit_set, BLOCK_SIZE, INODE_SIZE};
+use vexfs_core::io::BlockDevice;
+
+use crate::{Error, Result};
+
+const BS: u64 = BLOCK_SIZE as u64;
+
+/// Lays out and writes a new filesystem of `p.block_count` blocks on `dev`, returning its
+/// superblock.
+///
+/// Writes only metadata: the primary and backup superblocks, the journal superblock, the
+/// bitmaps, the inode table (with the root directory, inode 1, empty), and zeros over the rest
+/// of the journal and the vector regions. The data region is not touched. When `zeroed`, the
+/// device is known to read as zeros (a freshly truncated image file) and only the non-zero
+/// blocks are written, which keeps a sparse image sparse.
+///
+/// Errors: `Format` from [`layout`] when the parameters cannot work on this many blocks,
+/// `Invalid` when the device is smaller than `p.block_count`, `Io`.
+pub fn format<D: BlockDevice<Error = io::Error>>(
+    dev: &mut D,
+    p: &MkfsParams,
+    zeroed: bool,
+) -> Result<Superblock> {
+    if p.block_count > dev.block_count() {
+        return Err(Error::Invalid(format!(
+            "the filesystem needs {} blocks but the device has only {}",
+            p.block_count,
+            dev.block_count()
+        )));
+    }
+    let mut sb = layout(p).map_err(Error::format("layout"))?;
+    let zero = [0u8; BLOCK_SIZE];
+    let write = |dev: &mut D, n: u64, b: &[u8; BLOCK_SIZE]| {
+        dev.write_block(n, b)
+            .map_err(Error::io(format!("writing block {n}")))
+    };
+
+    // Invalidate an old primary superblock first, zero every metadata region, then write
+    // the non-zero blocks over it.
+    if !zeroed {
+        write(dev, 0, &zero)?;
+        for r in REGIONS {
+            let e = sb.region(r);
+            if r != Region::Data {
+                for n in e.start..e.end() {
+                    write(dev, n, &zero)?;
+                }
+            }
+        }
+    }
+
+    let journal = sb.region(Region::Journal);
+    let mut b = [0u8; BLOCK_SIZE];
+    JournalSuper::new(sb.uuid).encode(&mut b, journal.start);
+    write(dev, journal.start, &b)?;
+
+    // Block bitmap: the superblock and every metadata region (0 .. data.start) and the backup.
+    let meta_end = sb.region(Region::Data).start;
+    let bitmap = sb.region(Region::BlockBitmap);
+    let bits_per_block = BS * 8;
+    for i in 0..bitmap.blocks {
+        let first = i * bits_per_block;
+        let mut b = [0u8; BLOCK_SIZE];
+        for bit in first..(first + bits_per_block).min(meta_end) {
+            bit_set(&mut b, (bit - first) as usize, true);
+        }
+        if (first..first + bits_per_block).contains(&sb.backup_block) {
+            bit_set(&mut b, (sb.backup_block - first) as usize, true);
+        }
+        if !zeroed || b != zero {
+            write(dev, bitmap.start + i, &b)?;
+        }
+    }
+
+    // Inode bitmap and table: the root directory only.
+    let mut b = [0u8; BLOCK_SIZE];
+    bit_set(&mut b, (ROOT_INO - 1) as usize, true);
+    write(dev, sb.region(Region::InodeBitmap).start, &b)?;
+    let (blk, off) = sb
+        .inode_pos(ROOT_INO as u64)
+        .ok_or_else(|| Error::Invalid("no root inode slot".into()))?;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let nsec = if now.as_secs() == p.now {
+        now.subsec_nanos()
+    } else {
+        0
+    };
+    let t = p.now as i64;
+    let root = Inode {
+        mode: S_IFDIR | 0o755,
+        links: 2,
+        parent: ROOT_INO,
+        atime_sec: t,
+        mtime_sec: t,
+        ctime_sec: t,
+        atime_nsec: nsec,
+        mtime_nsec: nsec,
+        ctime_nsec: nsec,
+        ..Inode::default()
+    };
+    let mut b = [0u8; BLOCK_SIZE];
+    root.encode(ROOT_INO as u64, &mut b[off..off + INODE_SIZE]);
+    write(dev, blk, &b)?;
+
+    sb.free_blocks = sb.block_count - (meta_end + 1);
+    sb.free_inodes = sb.inode_count - 1;
+    let mut b = [0u8; BLOCK_SIZE];
+    sb.encode(&mut b);
+    write(dev, sb.backup_block, &b)?;
+    dev.flush().map_err(Error::io("flushing the device"))?;
+    // The primary last: a crash before this leaves no valid filesystem behind.
+    write(dev, 0, &b)?;
+    dev.flush().map_err(Error::io("flushing the device"))?;
+    Ok(sb)
+}
