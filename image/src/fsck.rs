@@ -160,6 +160,8 @@ pub struct Report {
     pub inodes_used: u64,
     /// Blocks in use: metadata, both superblocks and every block claimed by a reachable inode.
     pub blocks_used: u64,
+    /// The superblock the check used (the primary, or the backup when the primary is bad).
+    pub sb: Superblock,
 }
 
 /// Opens the filesystem on `dev` for checking: with the primary superblock if it is valid,
@@ -209,6 +211,7 @@ pub fn check<D: BlockDevice<Error = io::Error>>(
         problems: c.problems,
         inodes_used: c.reach.len() as u64,
         blocks_used,
+        sb: img.sb().clone(),
     })
 }
 
@@ -230,9 +233,9 @@ pub struct Outcome {
     pub report: Report,
     /// For each problem, whether its fix was applied.
     pub fixed: Vec<bool>,
-    /// Problems a second check still finds after repairing (or all of them when nothing was
+    /// Problems a second check still finds after repairing (all of them when nothing was
     /// repaired).
-    pub remaining: usize,
+    pub remaining: Vec<Problem>,
 }
 
 impl Outcome {
@@ -240,7 +243,7 @@ impl Outcome {
     pub fn exit_code(&self) -> i32 {
         if self.report.problems.is_empty() {
             0
-        } else if self.remaining == 0 {
+        } else if self.remaining.is_empty() {
             1
         } else {
             4
@@ -254,12 +257,12 @@ pub fn run<D: BlockDevice<Error = io::Error>>(dev: D, mode: Mode) -> Result<(Out
     let (mut img, early) = open(dev)?;
     let report = check(&img, early)?;
     let mut fixed = vec![false; report.problems.len()];
-    let mut remaining = report.problems.len();
+    let mut remaining = report.problems.clone();
     if mode != Mode::Check && !report.problems.is_empty() {
         fixed = repair(&mut img, &report.problems, mode == Mode::Preen)?;
         if fixed.iter().any(|&f| f) {
             let (img2, early) = open(img.into_device())?;
-            remaining = check(&img2, early)?.problems.len();
+            remaining = check(&img2, early)?.problems;
             img = img2;
         }
     }

@@ -9,6 +9,7 @@
 //! - [`fsck`]: checks a filesystem and repairs what can be repaired.
 //! - [`writer`]: an offline writer (create files, directories, symlinks) for tests and tools.
 //! - [`sample`]: small populated filesystems for tests.
+//! - [`show`]: the region table, byte sizes and UUIDs as the tools print them.
 
 pub mod device;
 mod error;
@@ -16,6 +17,7 @@ pub mod fsck;
 mod image;
 pub mod mkfs;
 pub mod sample;
+pub mod show;
 pub mod writer;
 
 pub use device::{FileDevice, MemDevice};

@@ -1,0 +1,130 @@
+//! fsck.vexfs: checks a vexfs filesystem and repairs what it can.
+//!
+//! Exit codes as e2fsck (bits OR-ed): 0 no errors, 1 errors corrected, 4 errors left
+//! uncorrected, 8 operational error, 16 usage error.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use vexfs_image::fsck::{self, Mode};
+use vexfs_image::show::format_uuid;
+use vexfs_image::FileDevice;
+
+const EXIT_OPERATIONAL: u8 = 8;
+const EXIT_USAGE: u8 = 16;
+
+/// Check a vexfs filesystem and repair what can be repaired. Without -y or -p nothing is
+/// written. The check is always complete (clean filesystems are checked too).
+#[derive(Parser, Debug)]
+#[command(name = "fsck.vexfs", bin_name = "fsck.vexfs", version = concat!(env!("CARGO_PKG_VERSION"), " (format v1)"))]
+struct Cli {
+    /// Open read-only and answer "no" to every repair.
+    #[arg(short = 'n', conflicts_with_all = ["yes", "preen"])]
+    no: bool,
+    /// Repair every problem that can be repaired.
+    #[arg(short = 'y', conflicts_with = "preen")]
+    yes: bool,
+    /// Preen: repair what is safe without asking (counts, bitmaps, link counts, backup
+    /// superblock); anything else exits 4. `-a` is the same.
+    #[arg(short = 'p', short_alias = 'a')]
+    preen: bool,
+    /// Force a check of a clean filesystem (accepted for compatibility: vexfs always checks).
+    #[arg(short = 'f')]
+    force: bool,
+    /// Describe the filesystem and the repair.
+    #[arg(short = 'v')]
+    verbose: bool,
+    /// Image file or block device.
+    #[arg(value_name = "IMAGE")]
+    image: PathBuf,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(EXIT_USAGE)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    ExitCode::from(run(&cli))
+}
+
+fn run(cli: &Cli) -> u8 {
+    let name = cli.image.display().to_string();
+    let mode = if cli.yes {
+        Mode::Repair
+    } else if cli.preen {
+        Mode::Preen
+    } else {
+        Mode::Check
+    };
+    let dev = match FileDevice::open(&cli.image, mode != Mode::Check) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("fsck.vexfs: cannot open {name}: {e}");
+            return EXIT_OPERATIONAL;
+        }
+    };
+    let (out, _) = match fsck::run(dev, mode) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("fsck.vexfs: {name}: {e}");
+            return EXIT_OPERATIONAL;
+        }
+    };
+    let sb = &out.report.sb;
+    if cli.verbose {
+        println!(
+            "{name}: vexfs format v{}, UUID {}, label '{}', {} blocks, {} inodes",
+            sb.format_version,
+            format_uuid(&sb.uuid),
+            sb.label_str(),
+            sb.block_count,
+            sb.inode_count
+        );
+    }
+    for (p, &fixed) in out.report.problems.iter().zip(&out.fixed) {
+        let what = match (&p.fix, fixed, mode) {
+            (_, true, _) => "Fixed.",
+            (None, _, _) => "Cannot be fixed by fsck.vexfs.",
+            (Some(_), false, Mode::Check) => "Not fixed (run fsck.vexfs -y).",
+            (Some(_), false, _) => "Not fixed in preen mode (run fsck.vexfs -y).",
+        };
+        println!("{name}: {p}. {what}");
+    }
+    let changed = out.fixed.iter().any(|&f| f);
+    if changed {
+        for p in &out.remaining {
+            println!("{name}: after repair: {p}");
+        }
+    }
+    let r = &out.report;
+    let usage = format!(
+        "{}/{} inodes, {}/{} blocks used",
+        r.inodes_used, sb.inode_count, r.blocks_used, sb.block_count
+    );
+    let n = r.problems.len();
+    let status = if n == 0 {
+        "clean".to_string()
+    } else if out.remaining.is_empty() {
+        format!("{n} problem(s) found, all fixed")
+    } else if changed {
+        format!(
+            "{n} problem(s) found, {} left uncorrected",
+            out.remaining.len()
+        )
+    } else {
+        format!("{n} problem(s) found, not fixed")
+    };
+    println!("{name}: {usage}, {status}");
+    if mode == Mode::Preen && !out.remaining.is_empty() {
+        println!("{name}: UNEXPECTED INCONSISTENCY; RUN fsck.vexfs MANUALLY (without -p).");
+    }
+    out.exit_code() as u8
+}
