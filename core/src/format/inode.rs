@@ -1,0 +1,233 @@
+//! Inodes: [`INODE_SIZE`] bytes each in the inode table, [`INODES_PER_BLOCK`] per block,
+//! inode `ino` (1-based) at byte `(ino - 1) * 256` of the table.
+//!
+//! | offset | size | field |
+//! |---:|---:|---|
+//! | 0 | 2 | `mode` (POSIX type and permission bits) |
+//! | 2 | 2 | `links` |
+//! | 4 | 4 | `uid` |
+//! | 8 | 4 | `gid` |
+//! | 12 | 4 | `flags` (zero in v1) |
+//! | 16 | 8 | `size` (bytes) |
+//! | 24 | 8 | `atime_sec` (i64) |
+//! | 32 | 8 | `mtime_sec` (i64) |
+//! | 40 | 8 | `ctime_sec` (i64) |
+//! | 48 | 4 | `atime_nsec` |
+//! | 52 | 4 | `mtime_nsec` |
+//! | 56 | 4 | `ctime_nsec` |
+//! | 60 | 4 | `generation` |
+//! | 64 | 8 | `blocks`: blocks owned (data and extent blocks) |
+//! | 72 | 4 | `parent`: parent directory inode (directories), else 0 |
+//! | 76 | 4 | `nr_extents`: extents in use (inline first, then the extent block) |
+//! | 80 | 8 | `extent_block`: block of further extents, 0 = none |
+//! | 88 | 96 | [`INLINE_EXTENTS`] inline extents ([`Extent`], 16 bytes each) |
+//! | 184 | 4 | `vec_count`: embeddings (chunks) of this file |
+//! | 188 | 4 | reserved, zero |
+//! | 192 | 8 | `vec_block`: block of further vector ids, 0 = none |
+//! | 200 | 16 | [`INLINE_VEC_IDS`] inline vector ids (u32) |
+//! | 216 | 36 | reserved, zero |
+//! | 252 | 4 | `checksum`: CRC-32C of the inode number (u64 LE) then bytes 0..252 |
+
+use super::le::*;
+use super::{BLOCK_SIZE, INODE_SIZE};
+use crate::crc32c::crc32c_parts;
+use crate::error::{FormatError, Result};
+
+/// Extents stored in the inode itself.
+pub const INLINE_EXTENTS: usize = 6;
+/// Vector ids stored in the inode itself.
+pub const INLINE_VEC_IDS: usize = 4;
+const CSUM_OFF: usize = 252;
+
+/// `S_IFMT` and the file types vexfs stores.
+pub const S_IFMT: u16 = 0o170000;
+pub const S_IFDIR: u16 = 0o040000;
+pub const S_IFREG: u16 = 0o100000;
+pub const S_IFLNK: u16 = 0o120000;
+
+/// A run of file blocks: file blocks `logical .. logical + len` live at device blocks
+/// `start .. start + len`. 16 bytes on disk: `logical u32, len u32, start u64`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Extent {
+    pub logical: u32,
+    pub len: u32,
+    pub start: u64,
+}
+
+/// Bytes of an [`Extent`] on disk.
+pub const EXTENT_SIZE: usize = 16;
+
+impl Extent {
+    /// Decodes the extent at `off` of `buf`.
+    pub fn decode(buf: &[u8], off: usize) -> Result<Extent> {
+        Ok(Extent {
+            logical: u32_at(buf, off, "extent")?,
+            len: u32_at(buf, off + 4, "extent")?,
+            start: u64_at(buf, off + 8, "extent")?,
+        })
+    }
+    /// Encodes at `off` of `buf`.
+    pub fn encode(&self, buf: &mut [u8], off: usize) {
+        put_u32(buf, off, self.logical);
+        put_u32(buf, off + 4, self.len);
+        put_u64(buf, off + 8, self.start);
+    }
+    /// One past the last file block.
+    pub fn logical_end(&self) -> u64 {
+        self.logical as u64 + self.len as u64
+    }
+    /// Device block of file block `lblk` if this extent maps it.
+    pub fn map(&self, lblk: u64) -> Option<u64> {
+        if lblk >= self.logical as u64 && lblk < self.logical_end() {
+            self.start.checked_add(lblk - self.logical as u64)
+        } else {
+            None
+        }
+    }
+}
+
+/// A decoded inode.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Inode {
+    pub mode: u16,
+    pub links: u16,
+    pub uid: u32,
+    pub gid: u32,
+    pub flags: u32,
+    pub size: u64,
+    pub atime_sec: i64,
+    pub mtime_sec: i64,
+    pub ctime_sec: i64,
+    pub atime_nsec: u32,
+    pub mtime_nsec: u32,
+    pub ctime_nsec: u32,
+    pub generation: u32,
+    pub blocks: u64,
+    pub parent: u32,
+    pub nr_extents: u32,
+    pub extent_block: u64,
+    pub extents: [Extent; INLINE_EXTENTS],
+    pub vec_count: u32,
+    pub vec_block: u64,
+    pub vec_ids: [u32; INLINE_VEC_IDS],
+}
+
+/// Largest file size: 2^32 blocks of 4 KiB (file block numbers are `u32`).
+pub const MAX_FILE_SIZE: u64 = (u32::MAX as u64) * BLOCK_SIZE as u64;
+
+impl Inode {
+    /// Whether the mode says directory.
+    pub fn is_dir(&self) -> bool {
+        self.mode & S_IFMT == S_IFDIR
+    }
+    /// Whether the mode says regular file.
+    pub fn is_reg(&self) -> bool {
+        self.mode & S_IFMT == S_IFREG
+    }
+
+    /// Decodes inode `ino` from its [`INODE_SIZE`] bytes, checking its checksum and fields.
+    ///
+    /// Errors (all EUCLEAN): `BadChecksum`; `Corrupt` for an unknown file type, non-zero flags
+    /// or reserved bytes, a size beyond [`MAX_FILE_SIZE`], an extent count over what the inode
+    /// can address, nanoseconds >= 10^9.
+    pub fn decode(ino: u64, raw: &[u8]) -> Result<Inode> {
+        const W: &str = "inode";
+        let raw = raw.get(..INODE_SIZE).ok_or(FormatError::Truncated { what: W, len: raw.len() })?;
+        let stored = u32_at(raw, CSUM_OFF, W)?;
+        let computed = crc32c_parts(&[&ino.to_le_bytes(), raw.get(..CSUM_OFF).unwrap_or(&[])]);
+        if stored != computed {
+            return Err(FormatError::BadChecksum { what: W, stored, computed });
+        }
+        let mut extents = [Extent::default(); INLINE_EXTENTS];
+        for (i, e) in extents.iter_mut().enumerate() {
+            *e = Extent::decode(raw, 88 + i * EXTENT_SIZE)?;
+        }
+        let mut vec_ids = [0u32; INLINE_VEC_IDS];
+        for (i, v) in vec_ids.iter_mut().enumerate() {
+            *v = u32_at(raw, 200 + i * 4, W)?;
+        }
+        let ino = Inode {
+            mode: u16_at(raw, 0, W)?,
+            links: u16_at(raw, 2, W)?,
+            uid: u32_at(raw, 4, W)?,
+            gid: u32_at(raw, 8, W)?,
+            flags: u32_at(raw, 12, W)?,
+            size: u64_at(raw, 16, W)?,
+            atime_sec: i64_at(raw, 24, W)?,
+            mtime_sec: i64_at(raw, 32, W)?,
+            ctime_sec: i64_at(raw, 40, W)?,
+            atime_nsec: u32_at(raw, 48, W)?,
+            mtime_nsec: u32_at(raw, 52, W)?,
+            ctime_nsec: u32_at(raw, 56, W)?,
+            generation: u32_at(raw, 60, W)?,
+            blocks: u64_at(raw, 64, W)?,
+            parent: u32_at(raw, 72, W)?,
+            nr_extents: u32_at(raw, 76, W)?,
+            extent_block: u64_at(raw, 80, W)?,
+            extents,
+            vec_count: u32_at(raw, 184, W)?,
+            vec_block: u64_at(raw, 192, W)?,
+            vec_ids,
+        };
+        let bad = |what: &'static str, value: u64| Err(FormatError::Corrupt { what, value });
+        match ino.mode & S_IFMT {
+            S_IFDIR | S_IFREG | S_IFLNK => {}
+            t => return bad("inode mode", t as u64),
+        }
+        if ino.flags != 0 {
+            return bad("inode flags", ino.flags as u64);
+        }
+        if u32_at(raw, 188, W)? != 0 || raw.get(216..CSUM_OFF).is_some_and(|r| r.iter().any(|&b| b != 0)) {
+            return bad("inode reserved bytes", 0);
+        }
+        if ino.size > MAX_FILE_SIZE {
+            return bad("inode size", ino.size);
+        }
+        if ino.nr_extents as usize > INLINE_EXTENTS + super::extent::EXTENTS_PER_BLOCK {
+            return bad("inode extent count", ino.nr_extents as u64);
+        }
+        if (ino.nr_extents as usize > INLINE_EXTENTS) != (ino.extent_block != 0) {
+            return bad("inode extent block", ino.extent_block);
+        }
+        if ino.atime_nsec >= 1_000_000_000 || ino.mtime_nsec >= 1_000_000_000 || ino.ctime_nsec >= 1_000_000_000 {
+            return bad("inode timestamp nanoseconds", ino.mtime_nsec as u64);
+        }
+        if ino.links == 0 {
+            return bad("inode link count", 0);
+        }
+        Ok(ino)
+    }
+
+    /// Encodes inode number `ino` into `raw` ([`INODE_SIZE`] bytes) with its checksum.
+    pub fn encode(&self, ino: u64, raw: &mut [u8]) {
+        let Some(raw) = raw.get_mut(..INODE_SIZE) else { return };
+        raw.fill(0);
+        put_u16(raw, 0, self.mode);
+        put_u16(raw, 2, self.links);
+        put_u32(raw, 4, self.uid);
+        put_u32(raw, 8, self.gid);
+        put_u32(raw, 12, self.flags);
+        put_u64(raw, 16, self.size);
+        put_i64(raw, 24, self.atime_sec);
+        put_i64(raw, 32, self.mtime_sec);
+        put_i64(raw, 40, self.ctime_sec);
+        put_u32(raw, 48, self.atime_nsec);
+        put_u32(raw, 52, self.mtime_nsec);
+        put_u32(raw, 56, self.ctime_nsec);
+        put_u32(raw, 60, self.generation);
+        put_u64(raw, 64, self.blocks);
+        put_u32(raw, 72, self.parent);
+        put_u32(raw, 76, self.nr_extents);
+        put_u64(raw, 80, self.extent_block);
+        for (i, e) in self.extents.iter().enumerate() {
+            e.encode(raw, 88 + i * EXTENT_SIZE);
+        }
+        put_u32(raw, 184, self.vec_count);
+        put_u64(raw, 192, self.vec_block);
+        for (i, v) in self.vec_ids.iter().enumerate() {
+            put_u32(raw, 200 + i * 4, *v);
+        }
+        let c = crc32c_parts(&[&ino.to_le_bytes(), raw.get(..CSUM_OFF).unwrap_or(&[])]);
+        put_u32(raw, CSUM_OFF, c);
+    }
+}

@@ -1,0 +1,63 @@
+//! Bounds-checked little-endian field access. Out-of-range reads give
+//! [`FormatError::Truncated`]; out-of-range writes are ignored by construction because every
+//! encoder writes into a buffer whose size it has checked first.
+
+use crate::error::{FormatError, Result};
+
+/// Reads `N` bytes at `off`.
+pub fn bytes<const N: usize>(buf: &[u8], off: usize, what: &'static str) -> Result<[u8; N]> {
+    let end = off.checked_add(N).ok_or(FormatError::Truncated { what, len: buf.len() })?;
+    let s = buf.get(off..end).ok_or(FormatError::Truncated { what, len: buf.len() })?;
+    let mut out = [0u8; N];
+    out.copy_from_slice(s);
+    Ok(out)
+}
+
+/// Reads a little-endian `u16` at `off`.
+pub fn u16_at(buf: &[u8], off: usize, what: &'static str) -> Result<u16> {
+    Ok(u16::from_le_bytes(bytes(buf, off, what)?))
+}
+
+/// Reads a little-endian `u32` at `off`.
+pub fn u32_at(buf: &[u8], off: usize, what: &'static str) -> Result<u32> {
+    Ok(u32::from_le_bytes(bytes(buf, off, what)?))
+}
+
+/// Reads a little-endian `u64` at `off`.
+pub fn u64_at(buf: &[u8], off: usize, what: &'static str) -> Result<u64> {
+    Ok(u64::from_le_bytes(bytes(buf, off, what)?))
+}
+
+/// Reads a little-endian `i64` at `off`.
+pub fn i64_at(buf: &[u8], off: usize, what: &'static str) -> Result<i64> {
+    Ok(i64::from_le_bytes(bytes(buf, off, what)?))
+}
+
+/// Writes `src` at `off` if it fits (encoders size-check their buffer up front).
+pub fn put(buf: &mut [u8], off: usize, src: &[u8]) {
+    if let Some(end) = off.checked_add(src.len()) {
+        if let Some(d) = buf.get_mut(off..end) {
+            d.copy_from_slice(src);
+        }
+    }
+}
+
+/// Writes a little-endian `u16` at `off`.
+pub fn put_u16(buf: &mut [u8], off: usize, v: u16) {
+    put(buf, off, &v.to_le_bytes());
+}
+
+/// Writes a little-endian `u32` at `off`.
+pub fn put_u32(buf: &mut [u8], off: usize, v: u32) {
+    put(buf, off, &v.to_le_bytes());
+}
+
+/// Writes a little-endian `u64` at `off`.
+pub fn put_u64(buf: &mut [u8], off: usize, v: u64) {
+    put(buf, off, &v.to_le_bytes());
+}
+
+/// Writes a little-endian `i64` at `off`.
+pub fn put_i64(buf: &mut [u8], off: usize, v: i64) {
+    put(buf, off, &v.to_le_bytes());
+}

@@ -1,0 +1,534 @@
+//! The superblock: block 0 of the device, with a backup copy in the last block.
+//!
+//! Byte layout (all little-endian; `docs/FORMAT.md` is the reference and must match):
+//!
+//! | offset | size | field |
+//! |---:|---:|---|
+//! | 0 | 4 | `magic` = [`MAGIC`] |
+//! | 4 | 4 | `format_version` = [`FORMAT_VERSION`] |
+//! | 8 | 4 | `feature_compat` |
+//! | 12 | 4 | `feature_ro_compat` |
+//! | 16 | 4 | `feature_incompat` |
+//! | 20 | 4 | `block_size` (bytes, = 4096) |
+//! | 24 | 8 | `block_count` (blocks) |
+//! | 32 | 8 | `free_blocks` (hint, recomputed at mount) |
+//! | 40 | 4 | `inode_count` |
+//! | 44 | 4 | `free_inodes` (hint) |
+//! | 48 | 4 | `root_ino` = [`ROOT_INO`] |
+//! | 52 | 4 | `state` ([`STATE_CLEAN`], [`STATE_ERRORS`]) |
+//! | 56 | 16 | `uuid` |
+//! | 72 | 32 | `label` (UTF-8, NUL-padded) |
+//! | 104 | 8 | `mkfs_time` (seconds since the epoch) |
+//! | 112 | 8 | `write_time` (seconds since the epoch) |
+//! | 120 | 4 | `mount_count` |
+//! | 124 | 4 | reserved, zero |
+//! | 128 | 160 | region table: [`REGION_COUNT`] × {`start` u64, `blocks` u64} in [`Region`] order |
+//! | 288 | 4 | `vec_dim` (float32 components per vector) |
+//! | 292 | 4 | `vec_metric` ([`Metric`]) |
+//! | 296 | 8 | `vec_capacity` (vector slots) |
+//! | 304 | 4 | `vec_stride` (bytes per slot in the vector data region) |
+//! | 308 | 4 | `hnsw_m` |
+//! | 312 | 4 | `hnsw_ef_construction` |
+//! | 316 | 4 | `hnsw_max_level` |
+//! | 320 | 8 | `hnsw_seed` |
+//! | 328 | 8 | `backup_block` (= `block_count - 1`) |
+//! | 336 | 172 | reserved, zero |
+//! | 508 | 4 | `checksum`: CRC-32C of bytes 0..508 |
+//!
+//! Bytes 512..4096 of block 0 are zero.
+
+use super::le::*;
+use super::{BLOCK_SIZE, INODES_PER_BLOCK, INODE_SIZE};
+use crate::crc32c::crc32c;
+use crate::error::{FormatError, Result};
+
+/// `"VEXF"` read as a big-endian word; also the `f_type` reported by statfs(2).
+pub const MAGIC: u32 = 0x5645_5846;
+/// On-disk format version this code reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
+/// Bytes of the superblock structure (the rest of its block is zero).
+pub const SUPERBLOCK_SIZE: usize = 512;
+/// Offset of the CRC-32C field.
+const CSUM_OFF: usize = 508;
+/// Inode number of the root directory.
+pub const ROOT_INO: u32 = 1;
+/// `state` bit: the filesystem was unmounted cleanly.
+pub const STATE_CLEAN: u32 = 1;
+/// `state` bit: an error was detected while mounted; run fsck.
+pub const STATE_ERRORS: u32 = 2;
+
+/// Compat features known to this code (none yet). Unknown compat bits are ignored.
+pub const FEATURE_COMPAT_SUPP: u32 = 0;
+/// Read-only-compat features known to this code. Unknown ones allow a read-only mount only.
+pub const FEATURE_RO_COMPAT_SUPP: u32 = 0;
+/// Incompat feature: the journal holds transactions that must be replayed before use.
+pub const FEATURE_INCOMPAT_RECOVER: u32 = 1;
+/// Incompat features known to this code. Unknown ones make the mount fail with `EINVAL`.
+/// `RECOVER` is known but not yet supported by replay in v1, so it is not in this set.
+pub const FEATURE_INCOMPAT_SUPP: u32 = 0;
+
+/// Smallest filesystem mkfs creates and mount accepts, in blocks (256 KiB).
+pub const MIN_BLOCKS: u64 = 64;
+/// Largest block count (2^40 blocks, 4 PiB): keeps every byte offset inside `u64`.
+pub const MAX_BLOCKS: u64 = 1 << 40;
+/// Largest vector dimension.
+pub const MAX_DIM: u32 = 4096;
+/// Largest HNSW `m` (neighbours per node above level 0; level 0 keeps `2 * m`).
+pub const MAX_M: u32 = 128;
+/// Smallest HNSW `m`.
+pub const MIN_M: u32 = 2;
+/// Largest HNSW `ef_construction`.
+pub const MAX_EF_CONSTRUCTION: u32 = 4096;
+/// Largest HNSW level (levels 0..=MAX_LEVEL).
+pub const MAX_LEVEL: u32 = 16;
+
+/// Number of entries in the region table.
+pub const REGION_COUNT: usize = 10;
+
+/// The regions of the device, in on-disk order. Each is a run of whole blocks; together they
+/// tile blocks `1 .. block_count - 1` with no gap (block 0 is the superblock, the last block
+/// its backup).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(usize)]
+pub enum Region {
+    /// The journal / vector write-ahead log (`format::journal`).
+    Journal = 0,
+    /// One bit per block of the device, 1 = in use (bit `b % 8` of byte `b / 8`).
+    BlockBitmap = 1,
+    /// One bit per inode, bit `ino - 1`, 1 = in use.
+    InodeBitmap = 2,
+    /// `inode_count` inodes of [`INODE_SIZE`] bytes, [`INODES_PER_BLOCK`] per block.
+    InodeTable = 3,
+    /// One bit per vector slot, 1 = in use.
+    VecBitmap = 4,
+    /// Per vector slot: who owns it (inode, chunk), 16 bytes each.
+    VecMap = 5,
+    /// Per vector slot: `vec_stride` bytes of float32 components.
+    VecData = 6,
+    /// The HNSW graph: a header block, level-0 records, then upper-level records.
+    Hnsw = 7,
+    /// File and directory data blocks and extent blocks (the only allocatable blocks).
+    Data = 8,
+    /// Unused table entry, zero.
+    Reserved = 9,
+}
+
+/// All regions in on-disk order.
+pub const REGIONS: [Region; REGION_COUNT] = [
+    Region::Journal,
+    Region::BlockBitmap,
+    Region::InodeBitmap,
+    Region::InodeTable,
+    Region::VecBitmap,
+    Region::VecMap,
+    Region::VecData,
+    Region::Hnsw,
+    Region::Data,
+    Region::Reserved,
+];
+
+impl Region {
+    /// Short lowercase name, as printed by `vexctl inspect` and `mkfs.vexfs -n`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Region::Journal => "journal",
+            Region::BlockBitmap => "block bitmap",
+            Region::InodeBitmap => "inode bitmap",
+            Region::InodeTable => "inode table",
+            Region::VecBitmap => "vector bitmap",
+            Region::VecMap => "vector map",
+            Region::VecData => "vector data",
+            Region::Hnsw => "hnsw index",
+            Region::Data => "data",
+            Region::Reserved => "reserved",
+        }
+    }
+}
+
+/// A run of blocks: `start .. start + blocks`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Extent64 {
+    /// First block.
+    pub start: u64,
+    /// Length in blocks.
+    pub blocks: u64,
+}
+
+impl Extent64 {
+    /// One past the last block (saturating; validated geometry never saturates).
+    pub fn end(&self) -> u64 {
+        self.start.saturating_add(self.blocks)
+    }
+    /// Whether block `b` lies in this run.
+    pub fn contains(&self, b: u64) -> bool {
+        b >= self.start && b < self.end()
+    }
+}
+
+/// Distance metric of the vectors, fixed at mkfs time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Metric {
+    /// Squared Euclidean distance, sum((a - b)^2).
+    L2 = 0,
+    /// Cosine distance, 1 - a.b / (|a| |b|).
+    Cosine = 1,
+    /// Inner-product distance, 1 - a.b (as hnswlib's "ip" space).
+    InnerProduct = 2,
+}
+
+impl Metric {
+    /// Decodes the on-disk value.
+    pub fn from_u32(v: u32) -> Option<Metric> {
+        match v {
+            0 => Some(Metric::L2),
+            1 => Some(Metric::Cosine),
+            2 => Some(Metric::InnerProduct),
+            _ => None,
+        }
+    }
+    /// Name used by mkfs and vexctl: `l2`, `cosine`, `ip`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::L2 => "l2",
+            Metric::Cosine => "cosine",
+            Metric::InnerProduct => "ip",
+        }
+    }
+}
+
+/// The decoded superblock. Only [`Superblock::decode`] + [`Superblock::validate`] make one from
+/// disk bytes; every field is checked there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Superblock {
+    pub format_version: u32,
+    pub feature_compat: u32,
+    pub feature_ro_compat: u32,
+    pub feature_incompat: u32,
+    pub block_count: u64,
+    pub free_blocks: u64,
+    pub inode_count: u32,
+    pub free_inodes: u32,
+    pub root_ino: u32,
+    pub state: u32,
+    pub uuid: [u8; 16],
+    pub label: [u8; 32],
+    pub mkfs_time: u64,
+    pub write_time: u64,
+    pub mount_count: u32,
+    pub regions: [Extent64; REGION_COUNT],
+    pub vec_dim: u32,
+    pub vec_metric: u32,
+    pub vec_capacity: u64,
+    pub vec_stride: u32,
+    pub hnsw_m: u32,
+    pub hnsw_ef_construction: u32,
+    pub hnsw_max_level: u32,
+    pub hnsw_seed: u64,
+    pub backup_block: u64,
+}
+
+/// Bytes of one vector-map entry (see `docs/FORMAT.md`).
+pub const VEC_MAP_ENTRY_SIZE: u64 = 16;
+
+/// Bytes per slot in the vector data region for `dim` components: `dim * 4` rounded up to 32,
+/// so every vector starts 32-byte aligned (AVX loads) when the region starts on a block.
+pub fn vec_stride_for(dim: u32) -> u64 {
+    (dim as u64 * 4).div_ceil(32) * 32
+}
+
+/// Bytes of a level-0 HNSW record for `m`: `count u16, level u8, flags u8, upper u32`, then
+/// `2 * m` neighbour slots of `u32`.
+pub fn hnsw_level0_record_size(m: u32) -> u64 {
+    8 + 8 * m as u64
+}
+
+/// Bytes of one upper-level HNSW record for `m`: `count u32`, then `m` neighbour slots of `u32`.
+pub fn hnsw_upper_record_size(m: u32) -> u64 {
+    4 + 4 * m as u64
+}
+
+/// Upper-level records reserved for `capacity` slots: twice the expected `capacity / (m - 1)`
+/// plus slack. A node whose levels do not fit is capped to the levels that do.
+pub fn hnsw_upper_records(capacity: u64, m: u32) -> u64 {
+    capacity.saturating_mul(2) / (m.max(2) as u64 - 1) + 64
+}
+
+/// Blocks needed to hold `count` records of `size` bytes, packed with no record crossing a
+/// block boundary.
+pub fn blocks_for_records(count: u64, size: u64) -> u64 {
+    let per_block = (BLOCK_SIZE as u64 / size.max(1)).max(1);
+    count.div_ceil(per_block)
+}
+
+/// Minimum size of each vector/index region for the given vector parameters, in blocks:
+/// `[VecBitmap, VecMap, VecData, Hnsw]`.
+pub fn vector_region_blocks(capacity: u64, dim: u32, m: u32) -> [u64; 4] {
+    let bs = BLOCK_SIZE as u64;
+    let bitmap = capacity.div_ceil(bs * 8);
+    let map = blocks_for_records(capacity, VEC_MAP_ENTRY_SIZE);
+    let data = capacity.saturating_mul(vec_stride_for(dim)).div_ceil(bs);
+    let hnsw = 1u64
+        .saturating_add(blocks_for_records(capacity, hnsw_level0_record_size(m)))
+        .saturating_add(blocks_for_records(hnsw_upper_records(capacity, m), hnsw_upper_record_size(m)));
+    // An empty vector region still keeps the HNSW header block; the others may be empty.
+    [bitmap, map, data, hnsw]
+}
+
+impl Superblock {
+    /// The run of blocks of `r`.
+    pub fn region(&self, r: Region) -> Extent64 {
+        self.regions.get(r as usize).copied().unwrap_or_default()
+    }
+
+    /// The metric, if the field is valid (always, after [`Self::validate`]).
+    pub fn metric(&self) -> Option<Metric> {
+        Metric::from_u32(self.vec_metric)
+    }
+
+    /// The label as a string (up to the first NUL; invalid UTF-8 shows as empty).
+    pub fn label_str(&self) -> &str {
+        let n = self.label.iter().position(|&b| b == 0).unwrap_or(self.label.len());
+        core::str::from_utf8(self.label.get(..n).unwrap_or(&[])).unwrap_or("")
+    }
+
+    /// Decodes a superblock from the first [`SUPERBLOCK_SIZE`] bytes of `buf`, checking magic,
+    /// checksum, version and incompat features. Geometry is checked by [`Self::validate`].
+    ///
+    /// Errors: `BadMagic` (EINVAL), `BadChecksum` (EUCLEAN), `UnsupportedVersion` (EINVAL),
+    /// `UnsupportedFeatures` (EINVAL), `Truncated` (EUCLEAN).
+    pub fn decode(buf: &[u8]) -> Result<Superblock> {
+        const W: &str = "superblock";
+        let raw = buf.get(..SUPERBLOCK_SIZE).ok_or(FormatError::Truncated { what: W, len: buf.len() })?;
+        let magic = u32_at(raw, 0, W)?;
+        if magic != MAGIC {
+            return Err(FormatError::BadMagic { what: W, found: magic });
+        }
+        let stored = u32_at(raw, CSUM_OFF, W)?;
+        let computed = crc32c(raw.get(..CSUM_OFF).unwrap_or(&[]));
+        if stored != computed {
+            return Err(FormatError::BadChecksum { what: W, stored, computed });
+        }
+        let format_version = u32_at(raw, 4, W)?;
+        if format_version != FORMAT_VERSION {
+            return Err(FormatError::UnsupportedVersion(format_version));
+        }
+        let feature_incompat = u32_at(raw, 16, W)?;
+        if feature_incompat & !FEATURE_INCOMPAT_SUPP != 0 {
+            return Err(FormatError::UnsupportedFeatures(feature_incompat & !FEATURE_INCOMPAT_SUPP));
+        }
+        let block_size = u32_at(raw, 20, W)?;
+        if block_size as usize != BLOCK_SIZE {
+            return Err(FormatError::Corrupt { what: "superblock block_size", value: block_size as u64 });
+        }
+        let mut regions = [Extent64::default(); REGION_COUNT];
+        for (i, r) in regions.iter_mut().enumerate() {
+            let off = 128 + i * 16;
+            *r = Extent64 { start: u64_at(raw, off, W)?, blocks: u64_at(raw, off + 8, W)? };
+        }
+        Ok(Superblock {
+            format_version,
+            feature_compat: u32_at(raw, 8, W)?,
+            feature_ro_compat: u32_at(raw, 12, W)?,
+            feature_incompat,
+            block_count: u64_at(raw, 24, W)?,
+            free_blocks: u64_at(raw, 32, W)?,
+            inode_count: u32_at(raw, 40, W)?,
+            free_inodes: u32_at(raw, 44, W)?,
+            root_ino: u32_at(raw, 48, W)?,
+            state: u32_at(raw, 52, W)?,
+            uuid: bytes(raw, 56, W)?,
+            label: bytes(raw, 72, W)?,
+            mkfs_time: u64_at(raw, 104, W)?,
+            write_time: u64_at(raw, 112, W)?,
+            mount_count: u32_at(raw, 120, W)?,
+            regions,
+            vec_dim: u32_at(raw, 288, W)?,
+            vec_metric: u32_at(raw, 292, W)?,
+            vec_capacity: u64_at(raw, 296, W)?,
+            vec_stride: u32_at(raw, 304, W)?,
+            hnsw_m: u32_at(raw, 308, W)?,
+            hnsw_ef_construction: u32_at(raw, 312, W)?,
+            hnsw_max_level: u32_at(raw, 316, W)?,
+            hnsw_seed: u64_at(raw, 320, W)?,
+            backup_block: u64_at(raw, 328, W)?,
+        })
+    }
+
+    /// Encodes into `buf` (at least [`SUPERBLOCK_SIZE`] bytes; callers pass a whole zeroed
+    /// block) and sets the checksum.
+    pub fn encode(&self, buf: &mut [u8]) {
+        if buf.len() < SUPERBLOCK_SIZE {
+            return;
+        }
+        if let Some(raw) = buf.get_mut(..SUPERBLOCK_SIZE) {
+            raw.fill(0);
+        }
+        put_u32(buf, 0, MAGIC);
+        put_u32(buf, 4, self.format_version);
+        put_u32(buf, 8, self.feature_compat);
+        put_u32(buf, 12, self.feature_ro_compat);
+        put_u32(buf, 16, self.feature_incompat);
+        put_u32(buf, 20, BLOCK_SIZE as u32);
+        put_u64(buf, 24, self.block_count);
+        put_u64(buf, 32, self.free_blocks);
+        put_u32(buf, 40, self.inode_count);
+        put_u32(buf, 44, self.free_inodes);
+        put_u32(buf, 48, self.root_ino);
+        put_u32(buf, 52, self.state);
+        put(buf, 56, &self.uuid);
+        put(buf, 72, &self.label);
+        put_u64(buf, 104, self.mkfs_time);
+        put_u64(buf, 112, self.write_time);
+        put_u32(buf, 120, self.mount_count);
+        for (i, r) in self.regions.iter().enumerate() {
+            put_u64(buf, 128 + i * 16, r.start);
+            put_u64(buf, 136 + i * 16, r.blocks);
+        }
+        put_u32(buf, 288, self.vec_dim);
+        put_u32(buf, 292, self.vec_metric);
+        put_u64(buf, 296, self.vec_capacity);
+        put_u32(buf, 304, self.vec_stride);
+        put_u32(buf, 308, self.hnsw_m);
+        put_u32(buf, 312, self.hnsw_ef_construction);
+        put_u32(buf, 316, self.hnsw_max_level);
+        put_u64(buf, 320, self.hnsw_seed);
+        put_u64(buf, 328, self.backup_block);
+        let c = crc32c(buf.get(..CSUM_OFF).unwrap_or(&[]));
+        put_u32(buf, CSUM_OFF, c);
+    }
+
+    /// Checks the geometry and parameters against each other and against a device of
+    /// `device_blocks` blocks of [`BLOCK_SIZE`] bytes.
+    ///
+    /// Errors: `PastDeviceEnd` (EINVAL) when the device is too small; `Corrupt` (EUCLEAN) for
+    /// a zero or impossible block count, regions that do not tile the device in order or are
+    /// too small for the counts they must hold, bad inode or vector parameters.
+    pub fn validate(&self, device_blocks: u64) -> Result<()> {
+        let bad = |what: &'static str, value: u64| Err(FormatError::Corrupt { what, value });
+        if self.block_count < MIN_BLOCKS || self.block_count > MAX_BLOCKS {
+            return bad("block_count", self.block_count);
+        }
+        if self.block_count > device_blocks {
+            return Err(FormatError::PastDeviceEnd { block_count: self.block_count, device_blocks });
+        }
+        if self.backup_block != self.block_count - 1 {
+            return bad("backup_block", self.backup_block);
+        }
+        if self.inode_count < 2 || self.inode_count as u64 % INODES_PER_BLOCK as u64 != 0 {
+            return bad("inode_count", self.inode_count as u64);
+        }
+        if self.root_ino != ROOT_INO {
+            return bad("root_ino", self.root_ino as u64);
+        }
+        if self.free_blocks > self.block_count {
+            return bad("free_blocks", self.free_blocks);
+        }
+        if self.free_inodes > self.inode_count {
+            return bad("free_inodes", self.free_inodes as u64);
+        }
+        if self.vec_dim == 0 || self.vec_dim > MAX_DIM {
+            return bad("vec_dim", self.vec_dim as u64);
+        }
+        if self.metric().is_none() {
+            return bad("vec_metric", self.vec_metric as u64);
+        }
+        if self.vec_stride as u64 != vec_stride_for(self.vec_dim) {
+            return bad("vec_stride", self.vec_stride as u64);
+        }
+        if self.hnsw_m < MIN_M || self.hnsw_m > MAX_M {
+            return bad("hnsw_m", self.hnsw_m as u64);
+        }
+        if self.hnsw_ef_construction == 0 || self.hnsw_ef_construction > MAX_EF_CONSTRUCTION {
+            return bad("hnsw_ef_construction", self.hnsw_ef_construction as u64);
+        }
+        if self.hnsw_max_level > MAX_LEVEL {
+            return bad("hnsw_max_level", self.hnsw_max_level as u64);
+        }
+        if self.vec_capacity > u32::MAX as u64 {
+            return bad("vec_capacity", self.vec_capacity);
+        }
+        // Regions tile 1 .. block_count - 1 in order.
+        let mut next = 1u64;
+        for r in REGIONS {
+            let e = self.region(r);
+            if r == Region::Reserved {
+                if e != Extent64::default() {
+                    return bad("reserved region", e.start);
+                }
+                continue;
+            }
+            if e.start != next {
+                return bad(region_start_name(r), e.start);
+            }
+            next = match e.start.checked_add(e.blocks) {
+                Some(n) if n <= self.backup_block => n,
+                _ => return bad(region_len_name(r), e.blocks),
+            };
+        }
+        if next != self.backup_block {
+            return bad("data region end", next);
+        }
+        let bits = BLOCK_SIZE as u64 * 8;
+        let need = |r: Region, n: u64| -> Result<()> {
+            if self.region(r).blocks < n {
+                Err(FormatError::Corrupt { what: region_len_name(r), value: self.region(r).blocks })
+            } else {
+                Ok(())
+            }
+        };
+        need(Region::BlockBitmap, self.block_count.div_ceil(bits))?;
+        need(Region::InodeBitmap, (self.inode_count as u64).div_ceil(bits))?;
+        need(Region::InodeTable, self.inode_count as u64 / INODES_PER_BLOCK as u64)?;
+        need(Region::Journal, super::journal::MIN_JOURNAL_BLOCKS)?;
+        let v = vector_region_blocks(self.vec_capacity, self.vec_dim, self.hnsw_m);
+        need(Region::VecBitmap, v[0])?;
+        need(Region::VecMap, v[1])?;
+        need(Region::VecData, v[2])?;
+        need(Region::Hnsw, v[3])?;
+        need(Region::Data, 1)?;
+        Ok(())
+    }
+
+    /// Byte position of inode `ino` (1-based): (block, offset in block). `None` when `ino` is
+    /// 0 or above `inode_count`.
+    pub fn inode_pos(&self, ino: u64) -> Option<(u64, usize)> {
+        if ino == 0 || ino > self.inode_count as u64 {
+            return None;
+        }
+        let idx = ino - 1;
+        let per = INODES_PER_BLOCK as u64;
+        let block = self.region(Region::InodeTable).start.checked_add(idx / per)?;
+        Some((block, (idx % per) as usize * INODE_SIZE))
+    }
+}
+
+fn region_start_name(r: Region) -> &'static str {
+    match r {
+        Region::Journal => "journal start",
+        Region::BlockBitmap => "block bitmap start",
+        Region::InodeBitmap => "inode bitmap start",
+        Region::InodeTable => "inode table start",
+        Region::VecBitmap => "vector bitmap start",
+        Region::VecMap => "vector map start",
+        Region::VecData => "vector data start",
+        Region::Hnsw => "hnsw start",
+        Region::Data => "data start",
+        Region::Reserved => "reserved start",
+    }
+}
+
+fn region_len_name(r: Region) -> &'static str {
+    match r {
+        Region::Journal => "journal length",
+        Region::BlockBitmap => "block bitmap length",
+        Region::InodeBitmap => "inode bitmap length",
+        Region::InodeTable => "inode table length",
+        Region::VecBitmap => "vector bitmap length",
+        Region::VecMap => "vector map length",
+        Region::VecData => "vector data length",
+        Region::Hnsw => "hnsw length",
+        Region::Data => "data length",
+        Region::Reserved => "reserved length",
+    }
+}

@@ -1,0 +1,56 @@
+//! The C half of the module (glue.c): wrappers for kernel helpers that are `static inline` or
+//! macros, and the operation tables. Everything here is `unsafe` to call; the safe types above
+//! it (`Buf`, `SbInfo`, `VfsInode`) state the rules.
+
+use core::ffi::c_int;
+use kernel::bindings;
+
+/// Opaque `struct buffer_head` (its header is not in the 6.12 bindings).
+#[repr(C)]
+pub struct BufferHead {
+    _opaque: [u8; 0],
+}
+
+/// Numbers statfs(2) reports, filled by Rust and copied into `struct kstatfs` by C.
+#[repr(C)]
+pub struct StatfsOut {
+    pub blocks: u64,
+    pub bfree: u64,
+    pub files: u64,
+    pub ffree: u64,
+    pub fsid: u64,
+}
+
+#[allow(improper_ctypes)]
+extern "C" {
+    pub fn vexfs_c_register() -> c_int;
+    pub fn vexfs_c_unregister();
+    pub fn vexfs_c_inode_rs(inode: *mut bindings::inode) -> *mut u64;
+    pub fn vexfs_c_bread(sb: *mut bindings::super_block, block: u64) -> *mut BufferHead;
+    pub fn vexfs_c_bnew(sb: *mut bindings::super_block, block: u64) -> *mut BufferHead;
+    pub fn vexfs_c_brelse(bh: *mut BufferHead);
+    pub fn vexfs_c_bforget(bh: *mut BufferHead);
+    pub fn vexfs_c_bh_data(bh: *mut BufferHead) -> *mut u8;
+    pub fn vexfs_c_mark_dirty(bh: *mut BufferHead, inode: *mut bindings::inode);
+    pub fn vexfs_c_sync_bh(bh: *mut BufferHead) -> c_int;
+    pub fn vexfs_c_dev_bytes(sb: *mut bindings::super_block) -> u64;
+    pub fn vexfs_c_rdonly(sb: *mut bindings::super_block) -> c_int;
+    pub fn vexfs_c_i_size(inode: *mut bindings::inode) -> i64;
+    pub fn vexfs_c_set_i_size(inode: *mut bindings::inode, size: i64);
+    pub fn vexfs_c_mark_inode_dirty(inode: *mut bindings::inode);
+    pub fn vexfs_c_uid(inode: *mut bindings::inode) -> u32;
+    pub fn vexfs_c_gid(inode: *mut bindings::inode) -> u32;
+    pub fn vexfs_c_set_owner(inode: *mut bindings::inode, uid: u32, gid: u32);
+    pub fn vexfs_c_init_owner(inode: *mut bindings::inode, dir: *mut bindings::inode, mode: u16);
+    pub fn vexfs_c_set_ops(inode: *mut bindings::inode);
+    pub fn vexfs_c_emit(ctx: *mut bindings::dir_context, name: *const u8, len: u32, ino: u64, typ: u32) -> bool;
+    pub fn vexfs_c_ctx_pos(ctx: *mut bindings::dir_context) -> i64;
+    pub fn vexfs_c_set_ctx_pos(ctx: *mut bindings::dir_context, pos: i64);
+    pub fn vexfs_c_nlink(inode: *mut bindings::inode) -> u32;
+    pub fn vexfs_c_is_new(inode: *mut bindings::inode) -> bool;
+    pub fn vexfs_c_times_now(inode: *mut bindings::inode);
+    pub fn vexfs_c_touch_dir(dir: *mut bindings::inode);
+    pub fn vexfs_c_nofs_save() -> u32;
+    pub fn vexfs_c_nofs_restore(flags: u32);
+    pub fn vexfs_c_sb_id(sb: *mut bindings::super_block) -> *const u8;
+}

@@ -1,0 +1,567 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * vexfs C glue: the VFS operation tables, pointing at Rust functions (glue.h), and small
+ * wrappers for kernel helpers that are `static inline` or macros and so invisible to Rust.
+ * No format decision is made here: every on-disk byte is read and written by Rust code.
+ */
+#include <linux/blkdev.h>
+#include <linux/buffer_head.h>
+#include <linux/fs.h>
+#include <linux/module.h>
+#include <linux/mpage.h>
+#include <linux/pagemap.h>
+#include <linux/slab.h>
+#include <linux/sched/mm.h>
+#include <linux/statfs.h>
+#include <linux/writeback.h>
+#include "glue.h"
+
+static struct kmem_cache *vexfs_inode_cachep;
+
+static inline struct vexfs_inode_info *VI(struct inode *inode)
+{
+	return container_of(inode, struct vexfs_inode_info, vfs_inode);
+}
+
+/* ---- wrappers called from Rust ---------------------------------------------------------- */
+
+u64 *vexfs_c_inode_rs(struct inode *inode) { return VI(inode)->rs; }
+struct buffer_head *vexfs_c_bread(struct super_block *sb, u64 block) { return sb_bread(sb, block); }
+void vexfs_c_brelse(struct buffer_head *bh) { brelse(bh); }
+void vexfs_c_bforget(struct buffer_head *bh) { bforget(bh); }
+u8 *vexfs_c_bh_data(struct buffer_head *bh) { return bh->b_data; }
+int vexfs_c_sync_bh(struct buffer_head *bh) { return sync_dirty_buffer(bh); }
+u64 vexfs_c_dev_bytes(struct super_block *sb) { return bdev_nr_bytes(sb->s_bdev); }
+int vexfs_c_rdonly(struct super_block *sb) { return sb_rdonly(sb); }
+loff_t vexfs_c_i_size(struct inode *inode) { return i_size_read(inode); }
+void vexfs_c_set_i_size(struct inode *inode, loff_t size) { i_size_write(inode, size); }
+void vexfs_c_mark_inode_dirty(struct inode *inode) { mark_inode_dirty(inode); }
+u32 vexfs_c_uid(struct inode *inode) { return i_uid_read(inode); }
+u32 vexfs_c_gid(struct inode *inode) { return i_gid_read(inode); }
+void vexfs_c_set_owner(struct inode *inode, u32 uid, u32 gid)
+{
+	i_uid_write(inode, uid);
+	i_gid_write(inode, gid);
+}
+void vexfs_c_init_owner(struct inode *inode, struct inode *dir, umode_t mode)
+{
+	inode_init_owner(&nop_mnt_idmap, inode, dir, mode);
+}
+
+/* A zeroed, up-to-date buffer for a block just allocated: no read from the disk. */
+struct buffer_head *vexfs_c_bnew(struct super_block *sb, u64 block)
+{
+	struct buffer_head *bh = sb_getblk(sb, block);
+
+	if (!bh)
+		return NULL;
+	lock_buffer(bh);
+	memset(bh->b_data, 0, bh->b_size);
+	set_buffer_uptodate(bh);
+	unlock_buffer(bh);
+	return bh;
+}
+
+/* Dirty a metadata buffer; with an inode, fsync(inode) writes it too. */
+void vexfs_c_mark_dirty(struct buffer_head *bh, struct inode *inode)
+{
+	if (inode)
+		mark_buffer_dirty_inode(bh, inode);
+	else
+		mark_buffer_dirty(bh);
+}
+
+bool vexfs_c_emit(struct dir_context *ctx, const u8 *name, u32 len, u64 ino, u32 type)
+{
+	return dir_emit(ctx, name, len, ino, type);
+}
+s64 vexfs_c_ctx_pos(struct dir_context *ctx) { return ctx->pos; }
+void vexfs_c_set_ctx_pos(struct dir_context *ctx, s64 pos) { ctx->pos = pos; }
+u32 vexfs_c_nlink(struct inode *inode) { return inode->i_nlink; }
+bool vexfs_c_is_new(struct inode *inode) { return inode->i_state & I_NEW; }
+unsigned int vexfs_c_nofs_save(void) { return memalloc_nofs_save(); }
+void vexfs_c_nofs_restore(unsigned int flags) { memalloc_nofs_restore(flags); }
+const char *vexfs_c_sb_id(struct super_block *sb) { return sb->s_id; }
+
+void vexfs_c_times_now(struct inode *inode)
+{
+	struct timespec64 now = current_time(inode);
+
+	inode_set_atime_to_ts(inode, now);
+	inode_set_mtime_to_ts(inode, now);
+	inode_set_ctime_to_ts(inode, now);
+}
+
+/* A directory changed: new mtime and ctime, to be written back. */
+void vexfs_c_touch_dir(struct inode *dir)
+{
+	inode_set_mtime_to_ts(dir, inode_set_ctime_current(dir));
+	mark_inode_dirty(dir);
+}
+
+static const struct inode_operations vexfs_dir_iops;
+static const struct inode_operations vexfs_file_iops;
+static const struct file_operations vexfs_dir_fops;
+static const struct file_operations vexfs_file_fops;
+static const struct address_space_operations vexfs_aops;
+
+/* Point a new or freshly read inode at the operation tables of its type. */
+void vexfs_c_set_ops(struct inode *inode)
+{
+	switch (inode->i_mode & S_IFMT) {
+	case S_IFDIR:
+		inode->i_op = &vexfs_dir_iops;
+		inode->i_fop = &vexfs_dir_fops;
+		break;
+	case S_IFLNK:
+		inode->i_op = &page_symlink_inode_operations;
+		inode_nohighmem(inode);
+		inode->i_mapping->a_ops = &vexfs_aops;
+		break;
+	default:
+		inode->i_op = &vexfs_file_iops;
+		inode->i_fop = &vexfs_file_fops;
+		inode->i_mapping->a_ops = &vexfs_aops;
+		break;
+	}
+}
+
+/* ---- address space: file data through the page cache and buffer heads ------------------- */
+
+static int vexfs_get_block(struct inode *inode, sector_t iblock, struct buffer_head *bh, int create)
+{
+	u64 phys = 0, count = 0;
+	int is_new = 0;
+	u64 max = bh->b_size >> inode->i_blkbits;
+	int err;
+
+	err = vexfs_rs_get_block(inode, iblock, create, max ? max : 1, &phys, &count, &is_new);
+	if (err)
+		return err;
+	if (!count)
+		return 0; /* a hole, and create was 0 */
+	map_bh(bh, inode->i_sb, phys);
+	bh->b_size = count << inode->i_blkbits;
+	if (is_new)
+		set_buffer_new(bh);
+	return 0;
+}
+
+static int vexfs_read_folio(struct file *file, struct folio *folio)
+{
+	return block_read_full_folio(folio, vexfs_get_block);
+}
+
+static void vexfs_readahead(struct readahead_control *rac)
+{
+	mpage_readahead(rac, vexfs_get_block);
+}
+
+static int vexfs_writepages(struct address_space *mapping, struct writeback_control *wbc)
+{
+	return mpage_writepages(mapping, wbc, vexfs_get_block);
+}
+
+static void vexfs_write_failed(struct address_space *mapping, loff_t to)
+{
+	struct inode *inode = mapping->host;
+
+	if (to > inode->i_size) {
+		truncate_pagecache(inode, inode->i_size);
+		vexfs_rs_truncate_blocks(inode);
+	}
+}
+
+static int vexfs_write_begin(struct file *file, struct address_space *mapping, loff_t pos,
+			     unsigned int len, struct folio **foliop, void **fsdata)
+{
+	int ret = block_write_begin(mapping, pos, len, foliop, vexfs_get_block);
+
+	if (unlikely(ret))
+		vexfs_write_failed(mapping, pos + len);
+	return ret;
+}
+
+static sector_t vexfs_bmap(struct address_space *mapping, sector_t block)
+{
+	return generic_block_bmap(mapping, block, vexfs_get_block);
+}
+
+static const struct address_space_operations vexfs_aops = {
+	.dirty_folio = block_dirty_folio,
+	.invalidate_folio = block_invalidate_folio,
+	.read_folio = vexfs_read_folio,
+	.readahead = vexfs_readahead,
+	.writepages = vexfs_writepages,
+	.write_begin = vexfs_write_begin,
+	.write_end = generic_write_end,
+	.migrate_folio = buffer_migrate_folio,
+	.bmap = vexfs_bmap,
+	.is_partially_uptodate = block_is_partially_uptodate,
+	.error_remove_folio = generic_error_remove_folio,
+};
+
+/* ---- regular files ------------------------------------------------------------------------ */
+
+static int vexfs_setattr(struct mnt_idmap *idmap, struct dentry *dentry, struct iattr *attr)
+{
+	struct inode *inode = d_inode(dentry);
+	int err = setattr_prepare(&nop_mnt_idmap, dentry, attr);
+
+	if (err)
+		return err;
+	if ((attr->ia_valid & ATTR_SIZE) && attr->ia_size != i_size_read(inode)) {
+		err = inode_newsize_ok(inode, attr->ia_size);
+		if (err)
+			return err;
+		if (S_ISREG(inode->i_mode)) {
+			/* Zero the tail of the last block on disk, not only in the cache. */
+			err = block_truncate_page(inode->i_mapping, attr->ia_size, vexfs_get_block);
+			if (err)
+				return err;
+		}
+		truncate_setsize(inode, attr->ia_size);
+		vexfs_rs_truncate_blocks(inode);
+		inode_set_mtime_to_ts(inode, inode_set_ctime_current(inode));
+	}
+	setattr_copy(&nop_mnt_idmap, inode, attr);
+	mark_inode_dirty(inode);
+	return 0;
+}
+
+static const struct file_operations vexfs_file_fops = {
+	.llseek = generic_file_llseek,
+	.read_iter = generic_file_read_iter,
+	.write_iter = generic_file_write_iter,
+	.mmap = generic_file_mmap,
+	.fsync = generic_file_fsync,
+	.splice_read = filemap_splice_read,
+	.splice_write = iter_file_splice_write,
+};
+
+static const struct inode_operations vexfs_file_iops = {
+	.setattr = vexfs_setattr,
+	.getattr = simple_getattr,
+};
+
+/* ---- directories -------------------------------------------------------------------------- */
+
+static struct dentry *vexfs_lookup(struct inode *dir, struct dentry *dentry, unsigned int flags)
+{
+	struct inode *inode = NULL;
+	u64 ino = 0;
+	int err;
+
+	if (dentry->d_name.len > 255)
+		return ERR_PTR(-ENAMETOOLONG);
+	err = vexfs_rs_lookup(dir, dentry->d_name.name, dentry->d_name.len, &ino);
+	if (err)
+		return ERR_PTR(err);
+	if (ino) {
+		err = vexfs_rs_iget(dir->i_sb, ino, &inode);
+		if (err)
+			return ERR_PTR(err);
+	}
+	return d_splice_alias(inode, dentry);
+}
+
+/* Allocates a VFS inode, has Rust give it an inode number and a dirent, then publishes it. */
+static int vexfs_make(struct inode *dir, struct dentry *dentry, umode_t mode, const char *symname)
+{
+	struct inode *inode = new_inode(dir->i_sb);
+	int err;
+
+	if (!inode)
+		return -ENOMEM;
+	err = vexfs_rs_create(dir, dentry->d_name.name, dentry->d_name.len, mode, inode);
+	if (err) {
+		/* Rust left i_nlink at 0 and the inode off the disk: eviction frees nothing. */
+		make_bad_inode(inode);
+		iput(inode);
+		return err;
+	}
+	vexfs_c_set_ops(inode);
+	if (insert_inode_locked(inode) < 0) {
+		/* The inode number is still in the inode hash: the bitmaps disagree with memory. */
+		pr_err("vexfs: inode %lu allocated twice\n", inode->i_ino);
+		make_bad_inode(inode);
+		iput(inode);
+		return -EUCLEAN;
+	}
+	if (symname) {
+		err = page_symlink(inode, symname, strlen(symname));
+		if (err) {
+			/* Undo the dirent; the inode goes when its last reference does. */
+			vexfs_rs_unlink(dir, dentry->d_name.name, dentry->d_name.len, inode);
+			clear_nlink(inode);
+			unlock_new_inode(inode);
+			iput(inode);
+			return err;
+		}
+	}
+	mark_inode_dirty(inode);
+	d_instantiate_new(dentry, inode);
+	return 0;
+}
+
+static int vexfs_create(struct mnt_idmap *idmap, struct inode *dir, struct dentry *dentry,
+			umode_t mode, bool excl)
+{
+	return vexfs_make(dir, dentry, (mode & ~S_IFMT) | S_IFREG, NULL);
+}
+
+static int vexfs_mkdir(struct mnt_idmap *idmap, struct inode *dir, struct dentry *dentry,
+		       umode_t mode)
+{
+	return vexfs_make(dir, dentry, (mode & ~S_IFMT) | S_IFDIR, NULL);
+}
+
+static int vexfs_symlink(struct mnt_idmap *idmap, struct inode *dir, struct dentry *dentry,
+			 const char *symname)
+{
+	if (strlen(symname) >= PAGE_SIZE)
+		return -ENAMETOOLONG;
+	return vexfs_make(dir, dentry, S_IFLNK | 0777, symname);
+}
+
+static int vexfs_link(struct dentry *old_dentry, struct inode *dir, struct dentry *dentry)
+{
+	struct inode *inode = d_inode(old_dentry);
+	int err;
+
+	if (inode->i_nlink >= U16_MAX)
+		return -EMLINK;
+	err = vexfs_rs_link(dir, dentry->d_name.name, dentry->d_name.len, inode);
+	if (err)
+		return err;
+	inode_set_ctime_current(inode);
+	inode_inc_link_count(inode);
+	ihold(inode);
+	d_instantiate(dentry, inode);
+	return 0;
+}
+
+static int vexfs_unlink(struct inode *dir, struct dentry *dentry)
+{
+	struct inode *inode = d_inode(dentry);
+	int err = vexfs_rs_unlink(dir, dentry->d_name.name, dentry->d_name.len, inode);
+
+	if (err)
+		return err;
+	inode_set_ctime_to_ts(inode, inode_get_ctime(dir));
+	inode_dec_link_count(inode);
+	return 0;
+}
+
+static int vexfs_rmdir(struct inode *dir, struct dentry *dentry)
+{
+	struct inode *inode = d_inode(dentry);
+	int err = vexfs_rs_dir_empty(inode);
+
+	if (err)
+		return err;
+	err = vexfs_unlink(dir, dentry);
+	if (err)
+		return err;
+	inode->i_size = 0;
+	inode_dec_link_count(inode);
+	inode_dec_link_count(dir);
+	return 0;
+}
+
+static int vexfs_rename(struct mnt_idmap *idmap, struct inode *old_dir, struct dentry *old_dentry,
+			struct inode *new_dir, struct dentry *new_dentry, unsigned int flags)
+{
+	struct inode *inode = d_inode(old_dentry);
+	struct inode *target = d_inode(new_dentry);
+	int err;
+
+	if (flags & ~RENAME_NOREPLACE)
+		return -EINVAL;
+	if (target && S_ISDIR(target->i_mode)) {
+		err = vexfs_rs_dir_empty(target);
+		if (err)
+			return err;
+	}
+	err = vexfs_rs_rename(old_dir, old_dentry->d_name.name, old_dentry->d_name.len,
+			      new_dir, new_dentry->d_name.name, new_dentry->d_name.len,
+			      inode, target);
+	if (err)
+		return err;
+	if (target) {
+		inode_set_ctime_current(target);
+		if (S_ISDIR(target->i_mode)) {
+			clear_nlink(target);
+			inode_dec_link_count(new_dir);
+		} else {
+			inode_dec_link_count(target);
+		}
+		mark_inode_dirty(target);
+	}
+	if (S_ISDIR(inode->i_mode) && old_dir != new_dir) {
+		inode_dec_link_count(old_dir);
+		inode_inc_link_count(new_dir);
+	}
+	inode_set_ctime_current(inode);
+	mark_inode_dirty(inode);
+	return 0;
+}
+
+static int vexfs_iterate(struct file *file, struct dir_context *ctx)
+{
+	if (!dir_emit_dots(file, ctx))
+		return 0;
+	return vexfs_rs_iterate(file_inode(file), ctx);
+}
+
+static const struct file_operations vexfs_dir_fops = {
+	.llseek = generic_file_llseek,
+	.read = generic_read_dir,
+	.iterate_shared = vexfs_iterate,
+	.fsync = generic_file_fsync,
+};
+
+static const struct inode_operations vexfs_dir_iops = {
+	.lookup = vexfs_lookup,
+	.create = vexfs_create,
+	.mkdir = vexfs_mkdir,
+	.symlink = vexfs_symlink,
+	.link = vexfs_link,
+	.unlink = vexfs_unlink,
+	.rmdir = vexfs_rmdir,
+	.rename = vexfs_rename,
+	.setattr = vexfs_setattr,
+	.getattr = simple_getattr,
+};
+
+/* ---- superblock --------------------------------------------------------------------------- */
+
+static struct inode *vexfs_alloc_inode(struct super_block *sb)
+{
+	struct vexfs_inode_info *vi = alloc_inode_sb(sb, vexfs_inode_cachep, GFP_KERNEL);
+
+	if (!vi)
+		return NULL;
+	memset(vi->rs, 0, sizeof(vi->rs));
+	return &vi->vfs_inode;
+}
+
+static void vexfs_free_inode(struct inode *inode)
+{
+	kmem_cache_free(vexfs_inode_cachep, VI(inode));
+}
+
+static int vexfs_write_inode(struct inode *inode, struct writeback_control *wbc)
+{
+	return vexfs_rs_write_inode(inode, wbc->sync_mode == WB_SYNC_ALL);
+}
+
+static void vexfs_evict_inode(struct inode *inode)
+{
+	truncate_inode_pages_final(&inode->i_data);
+	if (!inode->i_nlink && !is_bad_inode(inode))
+		vexfs_rs_free_inode_disk(inode);
+	invalidate_inode_buffers(inode);
+	clear_inode(inode);
+}
+
+static void vexfs_put_super(struct super_block *sb)
+{
+	vexfs_rs_put_super(sb);
+}
+
+static int vexfs_sync_fs(struct super_block *sb, int wait)
+{
+	return vexfs_rs_sync_fs(sb, wait);
+}
+
+static int vexfs_statfs(struct dentry *dentry, struct kstatfs *buf)
+{
+	struct vexfs_statfs st;
+	int err = vexfs_rs_statfs(dentry->d_sb, &st);
+
+	if (err)
+		return err;
+	buf->f_type = VEXFS_MAGIC;
+	buf->f_bsize = dentry->d_sb->s_blocksize;
+	buf->f_blocks = st.blocks;
+	buf->f_bfree = st.bfree;
+	buf->f_bavail = st.bfree;
+	buf->f_files = st.files;
+	buf->f_ffree = st.ffree;
+	buf->f_namelen = 255;
+	buf->f_fsid = u64_to_fsid(st.fsid);
+	return 0;
+}
+
+static const struct super_operations vexfs_sops = {
+	.alloc_inode = vexfs_alloc_inode,
+	.free_inode = vexfs_free_inode,
+	.write_inode = vexfs_write_inode,
+	.evict_inode = vexfs_evict_inode,
+	.put_super = vexfs_put_super,
+	.sync_fs = vexfs_sync_fs,
+	.statfs = vexfs_statfs,
+};
+
+/* Set before Rust reads anything, so that a failed mount still has sane operations. */
+static int vexfs_fill_super(struct super_block *sb, void *data, int silent)
+{
+	sb->s_op = &vexfs_sops;
+	sb->s_time_gran = 1;
+	return vexfs_rs_fill_super(sb, silent);
+}
+
+static struct dentry *vexfs_mount(struct file_system_type *fs_type, int flags,
+				  const char *dev_name, void *data)
+{
+	return mount_bdev(fs_type, flags, dev_name, data, vexfs_fill_super);
+}
+
+/* kill_block_super() syncs and releases the device; the Rust state goes after it. */
+static void vexfs_kill_sb(struct super_block *sb)
+{
+	kill_block_super(sb);
+	vexfs_rs_free_sbi(sb);
+}
+
+static struct file_system_type vexfs_fs_type = {
+	.owner = THIS_MODULE,
+	.name = "vexfs",
+	.mount = vexfs_mount,
+	.kill_sb = vexfs_kill_sb,
+	.fs_flags = FS_REQUIRES_DEV,
+};
+
+static void vexfs_inode_init_once(void *obj)
+{
+	struct vexfs_inode_info *vi = obj;
+
+	inode_init_once(&vi->vfs_inode);
+}
+
+/* Called from the Rust module's init and drop. */
+int vexfs_c_register(void)
+{
+	int err;
+
+	vexfs_inode_cachep = kmem_cache_create("vexfs_inode_cache", sizeof(struct vexfs_inode_info), 0,
+					       SLAB_RECLAIM_ACCOUNT | SLAB_ACCOUNT,
+					       vexfs_inode_init_once);
+	if (!vexfs_inode_cachep)
+		return -ENOMEM;
+	err = register_filesystem(&vexfs_fs_type);
+	if (err)
+		kmem_cache_destroy(vexfs_inode_cachep);
+	return err;
+}
+
+void vexfs_c_unregister(void)
+{
+	unregister_filesystem(&vexfs_fs_type);
+	/* Inodes are freed through RCU: wait for them before destroying their cache. */
+	rcu_barrier();
+	kmem_cache_destroy(vexfs_inode_cachep);
+}
+
+MODULE_ALIAS_FS("vexfs");

@@ -1,0 +1,55 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * The line between the C glue (glue.c) and the Rust half of vexfs (vexfs_main.rs and its
+ * modules). C holds the VFS operation tables and wrappers for `static inline` kernel helpers
+ * that bindgen cannot see; Rust holds every decision about the disk format.
+ *
+ * Rust functions return 0 or a negative errno.
+ */
+#ifndef VEXFS_GLUE_H
+#define VEXFS_GLUE_H
+
+#include <linux/fs.h>
+#include <linux/types.h>
+
+/* Per-inode state owned by Rust (the decoded extent map and vector ids), opaque to C. */
+#define VEXFS_RS_INODE_WORDS 28
+
+struct vexfs_inode_info {
+	__u64 rs[VEXFS_RS_INODE_WORDS];
+	struct inode vfs_inode;
+};
+
+/* Rust: superblock. */
+int vexfs_rs_fill_super(struct super_block *sb, int silent);
+void vexfs_rs_put_super(struct super_block *sb);
+void vexfs_rs_free_sbi(struct super_block *sb);
+int vexfs_rs_sync_fs(struct super_block *sb, int wait);
+/* What statfs(2) reports; mirrors ffi::StatfsOut. */
+struct vexfs_statfs {
+	u64 blocks, bfree, files, ffree, fsid;
+};
+/* Superblock magic, also statfs's f_type: format::superblock::MAGIC. */
+#define VEXFS_MAGIC 0x56455846
+int vexfs_rs_statfs(struct super_block *sb, struct vexfs_statfs *out);
+
+/* Rust: inodes and block mapping. */
+int vexfs_rs_iget(struct super_block *sb, u64 ino, struct inode **out);
+int vexfs_rs_write_inode(struct inode *inode, int sync);
+void vexfs_rs_free_inode_disk(struct inode *inode);
+int vexfs_rs_get_block(struct inode *inode, u64 iblock, int create, u64 max_blocks,
+		       u64 *phys, u64 *count, int *is_new);
+void vexfs_rs_truncate_blocks(struct inode *inode);
+
+/* Rust: namespace. */
+int vexfs_rs_lookup(struct inode *dir, const u8 *name, u32 len, u64 *ino);
+int vexfs_rs_create(struct inode *dir, const u8 *name, u32 len, umode_t mode, struct inode *inode);
+int vexfs_rs_link(struct inode *dir, const u8 *name, u32 len, struct inode *inode);
+int vexfs_rs_unlink(struct inode *dir, const u8 *name, u32 len, struct inode *inode);
+int vexfs_rs_dir_empty(struct inode *dir);
+int vexfs_rs_rename(struct inode *old_dir, const u8 *old_name, u32 old_len,
+		    struct inode *new_dir, const u8 *new_name, u32 new_len,
+		    struct inode *inode, struct inode *target);
+int vexfs_rs_iterate(struct inode *dir, struct dir_context *ctx);
+
+#endif

@@ -1,0 +1,51 @@
+//! vexfs: a Linux filesystem whose files carry vector embeddings.
+//!
+//! The crate root of the kernel module. The on-disk format comes from the shared core crate
+//! (`core/`), compiled in as source so that every structure has one definition; the VFS
+//! operation tables live in `glue.c` and call the `vexfs_rs_*` functions defined here.
+
+#![allow(unreachable_pub)]
+
+use kernel::prelude::*;
+
+#[allow(dead_code)]
+#[path = "../core/src/crc32c.rs"]
+mod crc32c;
+#[allow(dead_code)]
+#[path = "../core/src/error.rs"]
+mod error;
+#[allow(dead_code)]
+#[path = "../core/src/format/mod.rs"]
+mod format;
+
+mod buf;
+mod ffi;
+mod inode;
+mod namei;
+mod sb;
+
+module! {
+    type: Vexfs,
+    name: "vexfs",
+    author: "vexfs developers",
+    description: "vexfs: a filesystem with in-kernel vector search",
+    license: "GPL",
+}
+
+struct Vexfs;
+
+impl kernel::Module for Vexfs {
+    fn init(_module: &'static ThisModule) -> Result<Self> {
+        // SAFETY: called once at module load; registers the filesystem type of glue.c.
+        kernel::error::to_result(unsafe { ffi::vexfs_c_register() })?;
+        Ok(Vexfs)
+    }
+}
+
+impl Drop for Vexfs {
+    fn drop(&mut self) {
+        // SAFETY: the filesystem was registered in `init`; no vexfs is mounted (the module
+        // is pinned by every mount).
+        unsafe { ffi::vexfs_c_unregister() };
+    }
+}

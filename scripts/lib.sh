@@ -1,0 +1,38 @@
+# Shared paths and helpers for the vexfs scripts. Source it; do not run it.
+# shellcheck shell=bash
+
+VEXFS_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# Everything built outside the repo (kernel tree, initramfs parts) lives here; safe to delete.
+VEXFS_CACHE=${VEXFS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vexfs}
+# Target triple of the static binaries that run in the busybox guest.
+VEXFS_MUSL=x86_64-unknown-linux-musl
+
+log() { printf '\033[1m[vexfs]\033[0m %s\n' "$*" >&2; }
+die() { printf '[vexfs] error: %s\n' "$*" >&2; exit 1; }
+
+# Version of the Debian kernel source package, e.g. 6.12.117-1~deb12u1 (empty if not installed).
+kernel_pkg_version() { dpkg-query -W -f='${Version}' linux-source-6.12 2>/dev/null || true; }
+
+# Directory of the configured and built test kernel; keyed by source version and config fragment.
+kernel_build_dir() {
+    local ver hash
+    ver=$(kernel_pkg_version)
+    [ -n "$ver" ] || die "linux-source-6.12 is not installed: run scripts/setup"
+    hash=$(sha256sum "$VEXFS_ROOT/qemu/kernel.config" | cut -c1-12)
+    echo "$VEXFS_CACHE/kernel-${ver//[~:]/_}-$hash"
+}
+
+# The bootable image of the test kernel (built by `scripts/setup kernel`).
+kernel_image() { echo "$(kernel_build_dir)/build/arch/x86/boot/bzImage"; }
+
+# Static binaries that run in the guest, and the host builds of the same tools.
+VEXFS_MUSL_BIN="$VEXFS_ROOT/target/$VEXFS_MUSL/release"
+VEXFS_HOST_BIN="$VEXFS_ROOT/target/release"
+
+# Console lines that mean the guest kernel (or a tool in it) went wrong. Case matters: the kernel
+# writes these exactly so, and the boot log has lowercase "panic=-1"/"oops=panic" on its command line.
+# Guest scripts must not print these words themselves (tests/guest/002 relies on that).
+VEXFS_CONSOLE_ERRORS='BUG:|kernel BUG at|Oops|WARNING:|Kernel panic|general protection fault|Call Trace:|possible circular locking|lockdep|INFO: task .* blocked|detected stalls|UBSAN|KASAN|rust_panic|panicked at|segfault at|trap invalid opcode'
+
+# Prints the lines of console log FILE that match VEXFS_CONSOLE_ERRORS; status 0 if there are any.
+console_errors() { tr -d '\r' < "$1" | grep -aE -- "$VEXFS_CONSOLE_ERRORS"; }
