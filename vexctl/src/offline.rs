@@ -1,0 +1,371 @@
+//! Commands on an unmounted image or device, read-only: `inspect`, `ls`, `cat`.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::Args;
+use serde::Serialize;
+use vexfs_image::show::{device_map, device_map_table, format_uuid};
+use vexfs_image::vexfs_core::format::inode::{Inode, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
+use vexfs_image::vexfs_core::format::journal::{JournalSuper, JOURNAL_CLEAN};
+use vexfs_image::vexfs_core::format::superblock::{Region, Superblock, STATE_CLEAN, STATE_ERRORS};
+use vexfs_image::vexfs_core::format::BLOCK_SIZE;
+use vexfs_image::{FileDevice, Image};
+
+/// Result of a command: an error message for stderr.
+pub type CmdResult = Result<(), String>;
+
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    /// Image file or block device.
+    image: PathBuf,
+    /// Print JSON (one object) instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct LsArgs {
+    /// Image file or block device.
+    image: PathBuf,
+    /// Path inside the filesystem.
+    #[arg(default_value = "/")]
+    path: String,
+    /// Long listing: inode, mode, links, owner, size, modification time.
+    #[arg(short = 'l')]
+    long: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct CatArgs {
+    /// Image file or block device.
+    image: PathBuf,
+    /// Path of a file inside the filesystem.
+    path: String,
+}
+
+fn open(path: &PathBuf) -> Result<Image<FileDevice>, String> {
+    let dev = FileDevice::open(path, false)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    Image::open(dev).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+#[derive(Serialize)]
+struct RegionJson {
+    name: &'static str,
+    start: u64,
+    blocks: u64,
+    bytes: u64,
+}
+
+#[derive(Serialize)]
+struct JournalJson {
+    start: u64,
+    blocks: u64,
+    /// `clean`, `needs recovery` or `invalid`.
+    state: &'static str,
+    error: Option<String>,
+    next_lsn: Option<u64>,
+    checkpoint_lsn: Option<u64>,
+    head: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct InspectJson {
+    format_version: u32,
+    block_size: usize,
+    block_count: u64,
+    free_blocks: u64,
+    inode_count: u32,
+    free_inodes: u32,
+    root_ino: u32,
+    state: Vec<&'static str>,
+    uuid: String,
+    label: String,
+    mkfs_time: u64,
+    write_time: u64,
+    mount_count: u32,
+    feature_compat: u32,
+    feature_ro_compat: u32,
+    feature_incompat: u32,
+    vec_dim: u32,
+    vec_metric: &'static str,
+    vec_capacity: u64,
+    vec_stride: u32,
+    hnsw_m: u32,
+    hnsw_ef_construction: u32,
+    hnsw_max_level: u32,
+    hnsw_seed: u64,
+    regions: Vec<RegionJson>,
+    journal: JournalJson,
+}
+
+fn state_names(state: u32) -> Vec<&'static str> {
+    let mut v = Vec::new();
+    if state & STATE_CLEAN != 0 {
+        v.push("clean");
+    } else {
+        v.push("not clean");
+    }
+    if state & STATE_ERRORS != 0 {
+        v.push("errors");
+    }
+    v
+}
+
+fn journal(img: &Image<FileDevice>) -> Result<JournalJson, String> {
+    let sb = img.sb();
+    let j = sb.region(Region::Journal);
+    let b = img.read_block(j.start).map_err(|e| e.to_string())?;
+    let mut out = JournalJson {
+        start: j.start,
+        blocks: j.blocks,
+        state: "invalid",
+        error: None,
+        next_lsn: None,
+        checkpoint_lsn: None,
+        head: None,
+    };
+    match JournalSuper::decode(&b[..], j.start, j.blocks, &sb.uuid) {
+        Ok(js) => {
+            out.state = if js.flags & JOURNAL_CLEAN != 0 {
+                "clean"
+            } else {
+                "needs recovery"
+            };
+            out.next_lsn = Some(js.next_lsn);
+            out.checkpoint_lsn = Some(js.checkpoint_lsn);
+            out.head = Some(js.head);
+        }
+        Err(e) => out.error = Some(e.to_string()),
+    }
+    Ok(out)
+}
+
+fn inspect_json(sb: &Superblock, journal: JournalJson) -> InspectJson {
+    InspectJson {
+        format_version: sb.format_version,
+        block_size: BLOCK_SIZE,
+        block_count: sb.block_count,
+        free_blocks: sb.free_blocks,
+        inode_count: sb.inode_count,
+        free_inodes: sb.free_inodes,
+        root_ino: sb.root_ino,
+        state: state_names(sb.state),
+        uuid: format_uuid(&sb.uuid),
+        label: sb.label_str().to_string(),
+        mkfs_time: sb.mkfs_time,
+        write_time: sb.write_time,
+        mount_count: sb.mount_count,
+        feature_compat: sb.feature_compat,
+        feature_ro_compat: sb.feature_ro_compat,
+        feature_incompat: sb.feature_incompat,
+        vec_dim: sb.vec_dim,
+        vec_metric: sb.metric().map(|m| m.name()).unwrap_or("?"),
+        vec_capacity: sb.vec_capacity,
+        vec_stride: sb.vec_stride,
+        hnsw_m: sb.hnsw_m,
+        hnsw_ef_construction: sb.hnsw_ef_construction,
+        hnsw_max_level: sb.hnsw_max_level,
+        hnsw_seed: sb.hnsw_seed,
+        regions: device_map(sb)
+            .into_iter()
+            .map(|r| RegionJson {
+                name: r.name,
+                start: r.start,
+                blocks: r.blocks,
+                bytes: r.bytes(),
+            })
+            .collect(),
+        journal,
+    }
+}
+
+/// `vexctl inspect`.
+pub fn inspect(a: &InspectArgs) -> CmdResult {
+    let img = open(&a.image)?;
+    let sb = img.sb();
+    let j = inspect_json(sb, journal(&img)?);
+    if a.json {
+        let s = serde_json::to_string_pretty(&j).map_err(|e| e.to_string())?;
+        println!("{s}");
+        return Ok(());
+    }
+    println!("Format version:       {}", j.format_version);
+    println!("UUID:                 {}", j.uuid);
+    println!("Label:                {}", j.label);
+    println!("State:                {}", j.state.join(", "));
+    println!(
+        "Features:             compat {:#x}, ro_compat {:#x}, incompat {:#x}",
+        j.feature_compat, j.feature_ro_compat, j.feature_incompat
+    );
+    println!("Block size:           {}", j.block_size);
+    println!(
+        "Blocks:               {} ({} free)",
+        j.block_count, j.free_blocks
+    );
+    println!(
+        "Inodes:               {} ({} free), root {}",
+        j.inode_count, j.free_inodes, j.root_ino
+    );
+    println!(
+        "Created:              {} ({})",
+        format_time(j.mkfs_time as i64),
+        j.mkfs_time
+    );
+    println!(
+        "Last written:         {} ({})",
+        format_time(j.write_time as i64),
+        j.write_time
+    );
+    println!("Mount count:          {}", j.mount_count);
+    println!(
+        "Vectors:              {} slots, dim {}, metric {}, stride {} bytes",
+        j.vec_capacity, j.vec_dim, j.vec_metric, j.vec_stride
+    );
+    println!(
+        "HNSW:                 m {}, ef_construction {}, max level {}, seed {:#x}",
+        j.hnsw_m, j.hnsw_ef_construction, j.hnsw_max_level, j.hnsw_seed
+    );
+    let jr = &j.journal;
+    match &jr.error {
+        None => println!(
+            "Journal:              {}, next lsn {}, checkpoint lsn {}, head {}",
+            jr.state,
+            jr.next_lsn.unwrap_or(0),
+            jr.checkpoint_lsn.unwrap_or(0),
+            jr.head.unwrap_or(0)
+        ),
+        Some(e) => println!("Journal:              invalid: {e}"),
+    }
+    println!();
+    print!("{}", device_map_table(sb));
+    Ok(())
+}
+
+/// `ls -l` style mode string: `drwxr-xr-x`.
+fn mode_string(mode: u16) -> String {
+    let t = match mode & S_IFMT {
+        S_IFDIR => 'd',
+        S_IFLNK => 'l',
+        S_IFREG => '-',
+        _ => '?',
+    };
+    let mut s = String::from(t);
+    for (i, c) in "rwxrwxrwx".chars().enumerate() {
+        s.push(if mode & (0o400 >> i) != 0 { c } else { '-' });
+    }
+    s
+}
+
+/// `YYYY-MM-DD HH:MM` (UTC) for seconds since the epoch.
+fn format_time(secs: i64) -> String {
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Days to civil date: H. Hinnant, "chrono-Compatible Low-Level Date Algorithms".
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60
+    )
+}
+
+fn long_line(
+    img: &Image<FileDevice>,
+    ino: u32,
+    inode: &Inode,
+    name: &str,
+) -> Result<String, String> {
+    let mut line = format!(
+        "{ino:>7} {} {:>3} {:>5} {:>5} {:>10} {} {name}",
+        mode_string(inode.mode),
+        inode.links,
+        inode.uid,
+        inode.gid,
+        inode.size,
+        format_time(inode.mtime_sec)
+    );
+    if inode.mode & S_IFMT == S_IFLNK {
+        let target = img.read_file(ino, inode).map_err(|e| e.to_string())?;
+        line += &format!(" -> {}", String::from_utf8_lossy(&target));
+    }
+    Ok(line)
+}
+
+/// `vexctl ls`.
+pub fn ls(a: &LsArgs) -> CmdResult {
+    let img = open(&a.image)?;
+    let ino = img.lookup(&a.path).map_err(|e| e.to_string())?;
+    let inode = img.inode(ino).map_err(|e| e.to_string())?;
+    let mut out = std::io::stdout().lock();
+    let mut put =
+        |line: String| writeln!(out, "{line}").map_err(|e| format!("writing output: {e}"));
+    if !inode.is_dir() {
+        return put(if a.long {
+            long_line(&img, ino, &inode, &a.path)?
+        } else {
+            a.path.clone()
+        });
+    }
+    let mut entries = img.read_dir(ino, &inode).map_err(|e| e.to_string())?;
+    entries.sort_by(|x, y| x.name.cmp(&y.name));
+    let mut failed = None;
+    for e in entries {
+        let name = String::from_utf8_lossy(&e.name).into_owned();
+        if !a.long {
+            put(name)?;
+            continue;
+        }
+        match img
+            .inode(e.ino)
+            .map_err(|e| e.to_string())
+            .and_then(|i| long_line(&img, e.ino, &i, &name))
+        {
+            Ok(line) => put(line)?,
+            Err(msg) => {
+                eprintln!("vexctl: {name}: {msg}");
+                failed = Some(format!("{}: some entries could not be read", a.path));
+            }
+        }
+    }
+    failed.map_or(Ok(()), Err)
+}
+
+/// `vexctl cat`.
+pub fn cat(a: &CatArgs) -> CmdResult {
+    let img = open(&a.image)?;
+    let ino = img.lookup(&a.path).map_err(|e| e.to_string())?;
+    let inode = img.inode(ino).map_err(|e| e.to_string())?;
+    if inode.is_dir() {
+        return Err(format!("{}: is a directory", a.path));
+    }
+    let data = img.read_file(ino, &inode).map_err(|e| e.to_string())?;
+    let mut out = std::io::stdout().lock();
+    out.write_all(&data)
+        .and_then(|()| out.flush())
+        .map_err(|e| format!("writing output: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_and_modes() {
+        assert_eq!(format_time(0), "1970-01-01 00:00");
+        assert_eq!(format_time(1_700_000_000), "2023-11-14 22:13");
+        assert_eq!(format_time(951_782_400), "2000-02-29 00:00");
+        assert_eq!(mode_string(S_IFDIR | 0o755), "drwxr-xr-x");
+        assert_eq!(mode_string(S_IFLNK | 0o777), "lrwxrwxrwx");
+        assert_eq!(mode_string(S_IFREG | 0o640), "-rw-r-----");
+    }
+}
