@@ -241,7 +241,6 @@ static const struct file_operations vexfs_file_fops = {
 
 static const struct inode_operations vexfs_file_iops = {
 	.setattr = vexfs_setattr,
-	.getattr = simple_getattr,
 };
 
 /* ---- directories -------------------------------------------------------------------------- */
@@ -289,7 +288,7 @@ static int vexfs_make(struct inode *dir, struct dentry *dentry, umode_t mode, co
 		return -EUCLEAN;
 	}
 	if (symname) {
-		err = page_symlink(inode, symname, strlen(symname));
+		err = page_symlink(inode, symname, strlen(symname) + 1);
 		if (err) {
 			/* Undo the dirent; the inode goes when its last reference does. */
 			vexfs_rs_unlink(dir, dentry->d_name.name, dentry->d_name.len, inode);
@@ -431,7 +430,6 @@ static const struct inode_operations vexfs_dir_iops = {
 	.rmdir = vexfs_rmdir,
 	.rename = vexfs_rename,
 	.setattr = vexfs_setattr,
-	.getattr = simple_getattr,
 };
 
 /* ---- superblock --------------------------------------------------------------------------- */

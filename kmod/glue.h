@@ -52,4 +52,38 @@ int vexfs_rs_rename(struct inode *old_dir, const u8 *old_name, u32 old_len,
 		    struct inode *inode, struct inode *target);
 int vexfs_rs_iterate(struct inode *dir, struct dir_context *ctx);
 
+/* C: wrappers for static inline kernel helpers, called from Rust (mirrored in ffi.rs). */
+struct buffer_head;
+struct dir_context;
+u64 *vexfs_c_inode_rs(struct inode *inode);
+struct buffer_head *vexfs_c_bread(struct super_block *sb, u64 block);
+struct buffer_head *vexfs_c_bnew(struct super_block *sb, u64 block);
+void vexfs_c_brelse(struct buffer_head *bh);
+void vexfs_c_bforget(struct buffer_head *bh);
+u8 *vexfs_c_bh_data(struct buffer_head *bh);
+int vexfs_c_sync_bh(struct buffer_head *bh);
+void vexfs_c_mark_dirty(struct buffer_head *bh, struct inode *inode);
+u64 vexfs_c_dev_bytes(struct super_block *sb);
+int vexfs_c_rdonly(struct super_block *sb);
+loff_t vexfs_c_i_size(struct inode *inode);
+void vexfs_c_set_i_size(struct inode *inode, loff_t size);
+void vexfs_c_mark_inode_dirty(struct inode *inode);
+u32 vexfs_c_uid(struct inode *inode);
+u32 vexfs_c_gid(struct inode *inode);
+void vexfs_c_set_owner(struct inode *inode, u32 uid, u32 gid);
+void vexfs_c_init_owner(struct inode *inode, struct inode *dir, umode_t mode);
+bool vexfs_c_emit(struct dir_context *ctx, const u8 *name, u32 len, u64 ino, u32 type);
+s64 vexfs_c_ctx_pos(struct dir_context *ctx);
+void vexfs_c_set_ctx_pos(struct dir_context *ctx, s64 pos);
+u32 vexfs_c_nlink(struct inode *inode);
+bool vexfs_c_is_new(struct inode *inode);
+unsigned int vexfs_c_nofs_save(void);
+void vexfs_c_nofs_restore(unsigned int flags);
+const char *vexfs_c_sb_id(struct super_block *sb);
+void vexfs_c_times_now(struct inode *inode);
+void vexfs_c_touch_dir(struct inode *dir);
+void vexfs_c_set_ops(struct inode *inode);
+int vexfs_c_register(void);
+void vexfs_c_unregister(void);
+
 #endif
