@@ -258,7 +258,8 @@ impl SbInfo {
     }
 }
 
-fn fill_super(sb: *mut bindings::super_block, silent: bool) -> Result {
+/// Every refusal is logged, `silent` or not: a mount that names vexfs wants to know why.
+fn fill_super(sb: *mut bindings::super_block, _silent: bool) -> Result {
     // SAFETY: `sb` is the superblock being set up by mount_bdev.
     if unsafe { bindings::sb_set_blocksize(sb, BLOCK_SIZE as c_int) } == 0 {
         pr_err!("vexfs ({}): device cannot use {}-byte blocks\n", sb_name(sb), BLOCK_SIZE);
@@ -270,7 +271,6 @@ fn fill_super(sb: *mut bindings::super_block, silent: bool) -> Result {
         let b = Buf::read(sb, 0)?;
         match Superblock::decode(b.data()) {
             Ok(d) => d,
-            Err(e @ FormatError::BadMagic { .. }) if silent => return Err(Error::from_errno(-e.errno())),
             Err(e) => return Err(report(sb, e)),
         }
     };
