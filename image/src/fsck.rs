@@ -103,6 +103,13 @@ pub enum Fix {
     BlockBits { start: u64, len: u64, used: bool },
     /// Set or clear the inode bitmap bits of inodes `first .. first + len`.
     InodeBits { first: u64, len: u64, used: bool },
+    /// Clear the bits past the last block (block bitmap) or inode (inode bitmap), bit
+    /// indices `first_bit .. first_bit + bits`.
+    ClearPadding {
+        inode_bitmap: bool,
+        first_bit: u64,
+        bits: u64,
+    },
     /// Set an inode's link count.
     Links { ino: u32, links: u16 },
     /// Set an inode's parent field.
@@ -323,6 +330,20 @@ pub fn repair<D: BlockDevice<Error = io::Error>>(
             Fix::InodeBits { first, len, used } => {
                 for ino in *first..first + len {
                     bit_set(&mut inodes, (ino - 1) as usize, *used);
+                }
+            }
+            Fix::ClearPadding {
+                inode_bitmap,
+                first_bit,
+                bits,
+            } => {
+                let map = if *inode_bitmap {
+                    &mut inodes
+                } else {
+                    &mut blocks
+                };
+                for i in *first_bit..first_bit + bits {
+                    bit_set(map, i as usize, false);
                 }
             }
             Fix::Links { ino, links } => update_inode(img, *ino, |i| i.links = *links)?,
@@ -781,7 +802,12 @@ impl<'a, D: BlockDevice<Error = io::Error>> Checker<'a, D> {
         Ok(true)
     }
 
+    /// Link counts, only when the whole tree was read: an entry in an unreadable directory
+    /// would otherwise be missed and a repair would lower a count below the truth.
     fn check_links(&mut self) {
+        if !self.tree_complete {
+            return;
+        }
         let mut bad = Vec::new();
         for (&ino, node) in &self.reach {
             let Some(inode) = &node.inode else { continue };
@@ -847,10 +873,10 @@ impl<'a, D: BlockDevice<Error = io::Error>> Checker<'a, D> {
         }
         let bits = self.sb.region(Region::InodeBitmap).blocks * BS * 8;
         if let Some(i) = (count..bits).find(|&i| bit_test(&self.inodes, i as usize)) {
-            let fix = Some(Fix::InodeBits {
-                first: count + 1,
-                len: bits - count,
-                used: false,
+            let fix = Some(Fix::ClearPadding {
+                inode_bitmap: true,
+                first_bit: count,
+                bits: bits - count,
             });
             self.report(
                 Kind::BitmapPadding,
@@ -900,10 +926,10 @@ impl<'a, D: BlockDevice<Error = io::Error>> Checker<'a, D> {
         }
         let bits = self.sb.region(Region::BlockBitmap).blocks * BS * 8;
         if let Some(i) = (count..bits).find(|&i| bit_test(&self.blocks, i as usize)) {
-            let fix = Some(Fix::BlockBits {
-                start: count,
-                len: bits - count,
-                used: false,
+            let fix = Some(Fix::ClearPadding {
+                inode_bitmap: false,
+                first_bit: count,
+                bits: bits - count,
             });
             self.report(
                 Kind::BitmapPadding,
