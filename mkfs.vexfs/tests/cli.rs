@@ -1,0 +1,269 @@
+//! mkfs.vexfs end to end: the image it writes, what it refuses, its flags and exit codes.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use vexfs_image::fsck::{self, Mode};
+use vexfs_image::show::format_uuid;
+use vexfs_image::vexfs_core::format::superblock::{Metric, Region};
+use vexfs_image::{FileDevice, Image};
+
+fn mkfs(args: &[&str], path: &Path, size: Option<&str>) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mkfs-vexfs"));
+    cmd.args(args).arg(path);
+    if let Some(s) = size {
+        cmd.arg(s);
+    }
+    cmd.output().unwrap()
+}
+
+fn text(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr)
+}
+
+fn ok(o: &Output) {
+    assert_eq!(o.status.code(), Some(0), "{}", text(o));
+}
+
+fn failed(o: &Output) {
+    assert_eq!(o.status.code(), Some(1), "{}", text(o));
+}
+
+const BASIC: &[&str] = &["--dim", "8", "--metric", "l2"];
+
+#[test]
+fn creates_a_sparse_image_that_fsck_finds_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fs.img");
+    let uuid = "0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f0";
+    let o = mkfs(
+        &[
+            "-L",
+            "vectors",
+            "-U",
+            uuid,
+            "-N",
+            "1000",
+            "--journal-blocks",
+            "100",
+            "--vectors",
+            "5000",
+            "--dim",
+            "384",
+            "--metric",
+            "ip",
+            "--hnsw-m",
+            "8",
+            "--ef-construction",
+            "64",
+        ],
+        &path,
+        Some("1G"),
+    );
+    ok(&o);
+    assert!(text(&o).contains("vector data"), "{}", text(&o));
+    let meta = std::fs::metadata(&path).unwrap();
+    assert_eq!(meta.len(), 1 << 30);
+    assert!(
+        meta.blocks() * 512 < 4 << 20,
+        "the image should stay sparse: {} bytes allocated",
+        meta.blocks() * 512
+    );
+    let img = Image::open(FileDevice::open(&path, false).unwrap()).unwrap();
+    let sb = img.sb();
+    assert_eq!(sb.block_count, 262_144);
+    assert_eq!(sb.label_str(), "vectors");
+    assert_eq!(format_uuid(&sb.uuid), uuid);
+    assert_eq!(sb.inode_count, 1008);
+    assert_eq!(sb.region(Region::Journal).blocks, 100);
+    assert_eq!(
+        (sb.vec_capacity, sb.vec_dim, sb.metric()),
+        (5000, 384, Some(Metric::InnerProduct))
+    );
+    assert_eq!((sb.hnsw_m, sb.hnsw_ef_construction), (8, 64));
+    let (out, _) = fsck::run(img.into_device(), Mode::Check).unwrap();
+    assert!(out.report.problems.is_empty(), "{:?}", out.report.problems);
+}
+
+#[test]
+fn default_uuid_is_random_version_4() {
+    let dir = tempfile::tempdir().unwrap();
+    let uuids: Vec<[u8; 16]> = (0..2)
+        .map(|i| {
+            let path = dir.path().join(format!("{i}.img"));
+            ok(&mkfs(
+                &["-q", "--dim", "4", "--metric", "cosine"],
+                &path,
+                Some("8M"),
+            ));
+            Image::open(FileDevice::open(&path, false).unwrap())
+                .unwrap()
+                .sb()
+                .uuid
+        })
+        .collect();
+    assert_ne!(uuids[0], uuids[1]);
+    for u in uuids {
+        assert_eq!(u[6] >> 4, 4);
+        assert_eq!(u[8] >> 6, 0b10);
+    }
+}
+
+#[test]
+fn dry_run_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("new.img");
+    let o = mkfs(
+        &["-n", "--dim", "8", "--metric", "cosine"],
+        &path,
+        Some("64M"),
+    );
+    ok(&o);
+    let out = text(&o);
+    for row in [
+        "superblock",
+        "journal",
+        "block bitmap",
+        "inode table",
+        "hnsw index",
+        "data",
+        "backup superblock",
+    ] {
+        assert!(out.contains(row), "{row}: {out}");
+    }
+    assert!(!path.exists());
+    let existing = dir.path().join("old.img");
+    std::fs::write(&existing, vec![7u8; 8 << 20]).unwrap();
+    ok(&mkfs(
+        &["-n", "--dim", "8", "--metric", "cosine"],
+        &existing,
+        None,
+    ));
+    assert!(std::fs::read(&existing).unwrap().iter().all(|&b| b == 7));
+}
+
+#[test]
+fn refuses_to_overwrite_vexfs_without_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fs.img");
+    ok(&mkfs(
+        &["-q", "-L", "keep", "--dim", "8", "--metric", "l2"],
+        &path,
+        Some("8M"),
+    ));
+    let before = std::fs::read(&path).unwrap();
+    let o = mkfs(BASIC, &path, Some("8M"));
+    failed(&o);
+    assert!(
+        text(&o).contains("contains a vexfs filesystem (label 'keep'); use -f"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+    ok(&mkfs(
+        &["-f", "-q", "--dim", "8", "--metric", "l2"],
+        &path,
+        Some("8M"),
+    ));
+    assert_ne!(
+        std::fs::read(&path).unwrap()[56..72],
+        before[56..72],
+        "new UUID"
+    );
+}
+
+#[test]
+fn refuses_to_overwrite_ext4_without_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ext4.img");
+    let mut bytes = vec![0u8; 8 << 20];
+    bytes[1080..1082].copy_from_slice(&0xEF53u16.to_le_bytes());
+    std::fs::write(&path, &bytes).unwrap();
+    let o = mkfs(BASIC, &path, None);
+    failed(&o);
+    assert!(text(&o).contains("ext2/3/4"), "{}", text(&o));
+    ok(&mkfs(
+        &["-f", "-q", "--dim", "8", "--metric", "l2"],
+        &path,
+        None,
+    ));
+}
+
+#[test]
+fn uses_the_size_of_an_existing_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fs.img");
+    std::fs::write(&path, vec![0u8; (8 << 20) + 100]).unwrap();
+    ok(&mkfs(&["-q", "--dim", "8", "--metric", "l2"], &path, None));
+    let img = Image::open(FileDevice::open(&path, false).unwrap()).unwrap();
+    assert_eq!(img.sb().block_count, 2048);
+}
+
+#[test]
+fn sizes_with_suffixes() {
+    let dir = tempfile::tempdir().unwrap();
+    for (size, bytes) in [
+        ("4M", 4u64 << 20),
+        ("4096k", 4 << 20),
+        ("5000000", 5_000_000),
+        ("1g", 1 << 30),
+    ] {
+        let path = dir.path().join(format!("{size}.img"));
+        ok(&mkfs(
+            &["-q", "--dim", "8", "--metric", "l2"],
+            &path,
+            Some(size),
+        ));
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), bytes, "{size}");
+    }
+}
+
+#[test]
+fn quiet_prints_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = mkfs(
+        &["-q", "--dim", "8", "--metric", "l2"],
+        &dir.path().join("q.img"),
+        Some("8M"),
+    );
+    ok(&o);
+    assert_eq!(text(&o), "");
+}
+
+#[test]
+fn version() {
+    let o = Command::new(env!("CARGO_BIN_EXE_mkfs-vexfs"))
+        .arg("-V")
+        .output()
+        .unwrap();
+    ok(&o);
+    assert!(text(&o).starts_with("mkfs.vexfs "), "{}", text(&o));
+}
+
+#[test]
+fn failures_exit_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("x.img");
+    let cases: &[(&[&str], Option<&str>)] = &[
+        (&["--metric", "l2"], Some("8M")),                    // no --dim
+        (&["--dim", "8", "--metric", "hamming"], Some("8M")), // bad metric
+        (&["--dim", "0", "--metric", "l2"], Some("8M")),      // dim out of range
+        (&["--dim", "8", "--metric", "l2"], Some("8X")),      // bad size
+        (&["--dim", "8", "--metric", "l2"], Some("64K")),     // too small
+        (&["--dim", "8", "--metric", "l2"], None),            // no size, no file
+        (&["--dim", "8", "--metric", "l2", "-U", "nope"], Some("8M")),
+        (
+            &["--dim", "8", "--metric", "l2", "-L", &"x".repeat(32)],
+            Some("8M"),
+        ),
+        (
+            &["--dim", "8", "--metric", "l2", "--hnsw-m", "1"],
+            Some("8M"),
+        ),
+    ];
+    for (args, size) in cases {
+        failed(&mkfs(args, &path, *size));
+    }
+    assert!(!path.exists());
+}

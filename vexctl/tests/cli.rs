@@ -1,0 +1,172 @@
+//! vexctl inspect, ls and cat on a populated image.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use vexfs_image::sample::{self, pattern, sparse_content, SAMPLE_BLOCKS};
+use vexfs_image::MemDevice;
+
+fn populated() -> (tempfile::TempDir, PathBuf) {
+    let (img, _) = sample::build(MemDevice::new(SAMPLE_BLOCKS)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fs.img");
+    std::fs::write(&path, &img.into_device().bytes).unwrap();
+    (dir, path)
+}
+
+fn vexctl(args: &[&str], image: &Path, tail: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vexctl"))
+        .args(args)
+        .arg(image)
+        .args(tail)
+        .output()
+        .unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+#[test]
+fn inspect_text() {
+    let (_d, img) = populated();
+    let out = stdout(&vexctl(&["inspect"], &img, &[]));
+    for want in [
+        "Label:                sample",
+        "UUID:                 76657866-732d-7361-6d70-6c652d696421",
+        "Vectors:              ",
+        "dim 8, metric cosine",
+        "Journal:              clean, next lsn 1",
+        "backup superblock",
+        "vector data",
+    ] {
+        assert!(out.contains(want), "{want}: {out}");
+    }
+}
+
+#[test]
+fn inspect_json() {
+    let (_d, img) = populated();
+    let v: serde_json::Value =
+        serde_json::from_str(&stdout(&vexctl(&["inspect", "--json"], &img, &[]))).unwrap();
+    assert_eq!(v["block_count"], 2048);
+    assert_eq!(v["inode_count"], 512);
+    assert_eq!(v["free_inodes"], 502);
+    assert_eq!(v["label"], "sample");
+    assert_eq!(v["vec_metric"], "cosine");
+    assert_eq!(v["journal"]["state"], "clean");
+    let regions = v["regions"].as_array().unwrap();
+    assert_eq!(regions.first().unwrap()["name"], "superblock");
+    assert_eq!(regions.last().unwrap()["start"], 2047);
+    let total: u64 = regions.iter().map(|r| r["blocks"].as_u64().unwrap()).sum();
+    assert_eq!(total, 2048, "the regions tile the device");
+}
+
+#[test]
+fn ls_root() {
+    let (_d, img) = populated();
+    assert_eq!(
+        stdout(&vexctl(&["ls"], &img, &["/"])),
+        "docs\nempty\nhard\nhello.txt\nlink\nmany\n"
+    );
+    assert_eq!(
+        stdout(&vexctl(&["ls"], &img, &[])),
+        stdout(&vexctl(&["ls"], &img, &["/"]))
+    );
+}
+
+#[test]
+fn ls_long() {
+    let (_d, img) = populated();
+    let out = stdout(&vexctl(&["ls"], &img, &["/docs", "-l"]));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 4, "{out}");
+    assert!(
+        lines[0].contains(" -rw-r--r--   1     0     0      20580 ")
+            && lines[0].ends_with(" big.bin"),
+        "{out}"
+    );
+    assert!(
+        lines[3].contains(" drwx------   2 ") && lines[3].ends_with(" sub"),
+        "{out}"
+    );
+    let root = stdout(&vexctl(&["ls", "-l"], &img, &["/"]));
+    assert!(
+        root.lines()
+            .any(|l| l.starts_with("      9 lrwxrwxrwx") && l.ends_with(" link -> docs/big.bin")),
+        "{root}"
+    );
+    assert!(
+        root.lines()
+            .any(|l| l.contains(" -rw-r--r--   2 ") && l.ends_with(" hello.txt")),
+        "{root}"
+    );
+    assert!(
+        root.lines().any(|l| l.contains(" drwxr-xr-x   2 ")
+            && l.contains("       8192 ")
+            && l.ends_with(" many")),
+        "{root}"
+    );
+}
+
+#[test]
+fn ls_single_file_and_many_entries() {
+    let (_d, img) = populated();
+    assert_eq!(
+        stdout(&vexctl(&["ls"], &img, &["/docs/big.bin"])),
+        "/docs/big.bin\n"
+    );
+    assert_eq!(
+        stdout(&vexctl(&["ls"], &img, &["/many"])).lines().count(),
+        150
+    );
+}
+
+#[test]
+fn cat_files() {
+    let (_d, img) = populated();
+    let cat = |p: &str| vexctl(&["cat"], &img, &[p]);
+    assert_eq!(cat("/hello.txt").stdout, b"hello, vexfs\n");
+    assert_eq!(cat("/docs/big.bin").stdout, pattern(5 * 4096 + 100, 1));
+    assert_eq!(cat("docs/frag.bin").stdout, pattern(10 * 4096, 2));
+    assert_eq!(cat("/docs/sparse.bin").stdout, sparse_content());
+    assert_eq!(cat("/empty").stdout, b"");
+    assert_eq!(cat("/link").stdout, b"docs/big.bin");
+}
+
+#[test]
+fn errors_exit_1_and_usage_2() {
+    let (_d, img) = populated();
+    for (args, tail, msg) in [
+        (&["cat"][..], &["/docs"][..], "is a directory"),
+        (&["cat"], &["/nope"], "no such file or directory"),
+        (&["ls"], &["/hello.txt/x"], "not a directory"),
+    ] {
+        let o = vexctl(args, &img, tail);
+        assert_eq!(o.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&o.stderr).contains(msg), "{msg}");
+    }
+    let o = vexctl(&["inspect"], &img.with_extension("missing"), &[]);
+    assert_eq!(o.status.code(), Some(1));
+    let zeros = img.with_extension("zero");
+    std::fs::write(&zeros, vec![0u8; 1 << 20]).unwrap();
+    let o = vexctl(&["inspect"], &zeros, &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("bad magic"));
+    let o = Command::new(env!("CARGO_BIN_EXE_vexctl"))
+        .arg("frobnicate")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let o = Command::new(env!("CARGO_BIN_EXE_vexctl"))
+        .args(["cat"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+}
