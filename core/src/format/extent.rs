@@ -36,8 +36,9 @@ pub fn block_csum(block: &[u8]) -> u32 {
 }
 
 /// Checks magic, checksum and identity of a block laid out as `magic u32, csum u32,
-/// blocknr u64, owner u64`. Errors: `BadMagic`, `BadChecksum`, `WrongIdentity` (all EUCLEAN
-/// here: a block inside the filesystem that is not what its owner points to is corruption).
+/// blocknr u64, owner u64`. Errors (all EUCLEAN: a block inside the filesystem that is not
+/// what its owner points to is corruption): `Truncated` for a buffer that is not one block,
+/// `Corrupt { what, value: magic found }` for a wrong magic, `BadChecksum`, `WrongIdentity`.
 pub fn check_header(block: &[u8], what: &'static str, magic: u32, blocknr: u64, owner: u64) -> Result<()> {
     if block.len() != BLOCK_SIZE {
         return Err(FormatError::Truncated { what, len: block.len() });
@@ -99,7 +100,8 @@ pub fn extent_block_build(block: &mut [u8], blocknr: u64, owner: u64, extents: &
 }
 
 /// Checks that an extent is sane after `prev_end` (the previous extent's logical end): sorted,
-/// non-empty, and inside `data` (first block, block count).
+/// non-empty, and inside the data region `data_start .. data_end` (device blocks, end
+/// exclusive).
 pub fn check_extent(e: &Extent, prev_end: u64, data_start: u64, data_end: u64) -> Result<()> {
     if e.len == 0 || (e.logical as u64) < prev_end {
         return Err(FormatError::Corrupt { what: "extent order or length", value: e.logical as u64 });

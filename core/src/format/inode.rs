@@ -189,8 +189,8 @@ impl Inode {
         if (ino.nr_extents as usize > INLINE_EXTENTS) != (ino.extent_block != 0) {
             return bad("inode extent block", ino.extent_block);
         }
-        if ino.atime_nsec >= 1_000_000_000 || ino.mtime_nsec >= 1_000_000_000 || ino.ctime_nsec >= 1_000_000_000 {
-            return bad("inode timestamp nanoseconds", ino.mtime_nsec as u64);
+        if let Some(&nsec) = [ino.atime_nsec, ino.mtime_nsec, ino.ctime_nsec].iter().find(|&&n| n >= 1_000_000_000) {
+            return bad("inode timestamp nanoseconds", nsec as u64);
         }
         if ino.links == 0 {
             return bad("inode link count", 0);
