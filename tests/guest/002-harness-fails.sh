@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Tests the harness itself: a broken guest must never pass. The script's status comes through,
+# and a timeout, a kernel error on the console, a guest that dies without reporting a status and a
+# bad command line each give their own exit status.
+. "$(dirname "$0")/lib.sh"
+
+# Checks console_errors (the scan run-guest applies to the console) without booting.
+check_error_patterns() {
+    local line
+    local -a bad=(
+        "[    1.234567] BUG: kernel NULL pointer dereference, address: 0000000000000008"
+        "[    1.234567] kernel BUG at fs/vexfs/inode.c:120!"
+        "[    1.234567] Oops: invalid opcode: 0000 [#1] SMP NOPTI"
+        "[    1.234567] WARNING: CPU: 1 PID: 42 at kmod/super.c:10 vexfs_fill_super+0x1/0x2 [vexfs]"
+        "[    1.234567] Kernel panic - not syncing: Fatal exception"
+        "[    1.234567] general protection fault, probably for non-canonical address 0xdead: 0000 [#1]"
+        "[    1.234567] Call Trace:"
+        "[    1.234567] WARNING: possible circular locking dependency detected"
+        "[    1.234567] INFO: task mount:77 blocked for more than 120 seconds."
+        "[    1.234567] rcu: INFO: rcu_sched detected stalls on CPUs/tasks:"
+        "[    1.234567] UBSAN: array-index-out-of-bounds in fs/vexfs/dir.c:3:4"
+        "[    1.234567] BUG: KASAN: slab-out-of-bounds in vexfs_lookup+0x1/0x2"
+        "[    1.234567] rust_kernel: panicked at kmod/lib.rs:10:5:"
+        "thread 'main' panicked at vexctl/src/main.rs:3:9:"
+        "[    1.234567] mkfs.vexfs[55]: segfault at 0 ip 0000000000401000 sp 00007ffc error 4"
+        "[    1.234567] traps: vexctl[56] trap invalid opcode ip:401000 sp:7ffc error:0"
+    )
+    local -a good=(
+        "[    0.000000] Kernel command line: console=ttyS0 panic=-1 oops=panic printk.devkmsg=on"
+        "[    1.234567] vexfs: module loaded"
+        "mkfs.vexfs: warning: small device"
+        "VEXFS-GUEST-EXIT=0 run=0123456789ab"
+    )
+    for line in "${bad[@]}"; do
+        printf '%s\r\n' "$line" > "$T/line.log"
+        console_errors "$T/line.log" > /dev/null || fail "console scan misses: $line"
+    done
+    for line in "${good[@]}"; do
+        printf '%s\r\n' "$line" > "$T/line.log"
+        ! console_errors "$T/line.log" > /dev/null || fail "console scan wrongly flags: $line"
+    done
+    echo "console scan: ${#bad[@]} error lines caught, ${#good[@]} normal lines passed"
+}
+
+check_usage_errors() {
+    local script
+    script=$(guest_script true.guest <<< 'exit 0')
+    expect_status 2 "$RUN_GUEST" --disk "$T/no-such-image" "$script" 2> /dev/null
+    expect_status 2 "$RUN_GUEST" --timeout abc "$script" 2> /dev/null
+    expect_status 2 "$RUN_GUEST" --mem 0 "$script" 2> /dev/null
+    expect_status 2 "$RUN_GUEST" "$T/no-such-script" 2> /dev/null
+    echo "usage errors: exit 2"
+}
+
+# The script's status comes through, its output is streamed, and a fake status line it prints is
+# not taken for the real one.
+check_script_status() {
+    local script
+    script=$(guest_script exit3.guest <<'GUEST'
+echo "hello from the guest, seed $1"
+echo "VEXFS-GUEST-EXIT=0 run=000000000000"
+exit 3
+GUEST
+)
+    local rc=0
+    run_guest --timeout 120 "$script" "$SEED" > "$T/exit3.out" || rc=$?
+    cat "$T/exit3.out"
+    [ "$rc" -eq 3 ] || fail "expected status 3 from a script that exits 3, got $rc"
+    grep -q "hello from the guest, seed $SEED" "$T/exit3.out" || fail "guest output was not streamed"
+    # The normal boot log must not trip the error scan (else every run would fail with 125).
+    ! console_errors "$T/guest-$_LIB_GUEST_RUNS.log" || fail "a normal boot log matches the kernel-error scan"
+    echo "script status: exit 3 came through"
+}
+
+check_timeout() {
+    local script start elapsed
+    script=$(guest_script hang.guest <<< 'echo "sleeping forever"; sleep 100000')
+    start=$SECONDS
+    expect_status "$GUEST_TIMEOUT" run_guest --timeout 20 "$script"
+    elapsed=$((SECONDS - start))
+    [ "$elapsed" -ge 19 ] && [ "$elapsed" -le 45 ] || fail "timeout of 20 s took ${elapsed}s"
+    echo "timeout: exit $GUEST_TIMEOUT after ${elapsed}s"
+}
+
+check_kernel_error() {
+    local script
+    # The script itself succeeds; the kernel log line alone must fail the run.
+    script=$(guest_script kmsg.guest <<< 'echo "BUG: fake, written by 002-harness-fails" > /dev/kmsg; exit 0')
+    expect_status "$GUEST_KERNEL_ERROR" run_guest --timeout 120 "$script"
+    # A Rust panic in a guest tool prints "panicked at" on the console: that fails the run too.
+    script=$(guest_script panic.guest <<< "echo \"thread 'main' panicked at src/main.rs:1:1:\"; exit 0")
+    expect_status "$GUEST_KERNEL_ERROR" run_guest --timeout 120 "$script"
+    echo "kernel error: exit $GUEST_KERNEL_ERROR"
+}
+
+check_no_status() {
+    local script
+    # The guest stops before init can print the status line, as in a crash.
+    script=$(guest_script reboot.guest <<< 'reboot -f; sleep 100')
+    expect_status "$GUEST_NO_STATUS" run_guest --timeout 120 "$script"
+    echo "no status: exit $GUEST_NO_STATUS"
+}
+
+check_error_patterns
+check_usage_errors
+check_script_status
+check_timeout
+check_kernel_error
+check_no_status
+echo "002-harness-fails: PASS"
