@@ -589,3 +589,18 @@ fn free_inodes_count() {
     edit_sb(&img.path, |sb| sb.free_inodes += 1);
     expect(&img, &[Kind::FreeInodes], Repair::Preen);
 }
+
+#[test]
+fn free_inode_not_zeroed() {
+    let img = fresh();
+    let (blk, off, _) = open_rw(&img.path).inode_raw(5).unwrap();
+    edit_block(&img.path, blk, |b| b[off + 17] = 1);
+    expect(&img, &[Kind::FreeInodeNotZero], Repair::Preen);
+}
+
+#[test]
+fn unused_inline_extent_not_zero() {
+    let (img, t) = populated();
+    edit_inode(&img.path, t.hello, |i| i.extents[4].len = 1);
+    expect(&img, &[Kind::Extents], Repair::No);
+}

@@ -17,7 +17,7 @@ use vexfs_core::format::dir::{self, check_dir_block, dt_from_mode, seal_dir_bloc
 use vexfs_core::format::inode::{Inode, INLINE_EXTENTS, INLINE_VEC_IDS, S_IFDIR, S_IFLNK, S_IFMT};
 use vexfs_core::format::journal::{JournalSuper, JOURNAL_CLEAN};
 use vexfs_core::format::superblock::{Region, Superblock, ROOT_INO, STATE_CLEAN, STATE_ERRORS};
-use vexfs_core::format::{bit_set, bit_test, BLOCK_SIZE};
+use vexfs_core::format::{bit_set, bit_test, BLOCK_SIZE, INODE_SIZE};
 use vexfs_core::io::BlockDevice;
 
 use crate::image::read_superblock;
@@ -78,6 +78,8 @@ pub enum Kind {
     InodeUnreachable,
     /// Reachable inodes not allocated in the bitmap.
     InodeUnallocated,
+    /// A free inode (bitmap bit clear, unreachable) whose slot is not all zero.
+    FreeInodeNotZero,
     /// Blocks in use but free in the bitmap.
     BlockUnmarked,
     /// Blocks marked in use in the bitmap but used by nothing.
@@ -101,8 +103,11 @@ pub enum Fix {
     ClearErrors,
     /// Set (`used`) or clear `len` block bitmap bits from block `start`.
     BlockBits { start: u64, len: u64, used: bool },
-    /// Set or clear the inode bitmap bits of inodes `first .. first + len`.
+    /// Set or clear the inode bitmap bits of inodes `first .. first + len`; clearing also
+    /// zeroes their slots in the inode table.
     InodeBits { first: u64, len: u64, used: bool },
+    /// Zero the table slot of free inode `ino`.
+    ZeroInode { ino: u32 },
     /// Clear the bits past the last block (block bitmap) or inode (inode bitmap), bit
     /// indices `first_bit .. first_bit + bits`.
     ClearPadding {
@@ -210,7 +215,7 @@ pub fn check<D: BlockDevice<Error = io::Error>>(
     c.check_state_and_journal()?;
     c.walk()?;
     c.check_links();
-    c.check_inode_bitmap();
+    c.check_inode_bitmap()?;
     c.check_block_bitmap();
     c.check_free_counts();
     let blocks_used = c.claimed.iter().map(|b| b.count_ones() as u64).sum();
@@ -330,6 +335,9 @@ pub fn repair<D: BlockDevice<Error = io::Error>>(
             Fix::InodeBits { first, len, used } => {
                 for ino in *first..first + len {
                     bit_set(&mut inodes, (ino - 1) as usize, *used);
+                    if !*used {
+                        zero_inode(img, ino as u32)?;
+                    }
                 }
             }
             Fix::ClearPadding {
@@ -346,6 +354,7 @@ pub fn repair<D: BlockDevice<Error = io::Error>>(
                     bit_set(map, i as usize, false);
                 }
             }
+            Fix::ZeroInode { ino } => zero_inode(img, *ino)?,
             Fix::Links { ino, links } => update_inode(img, *ino, |i| i.links = *links)?,
             Fix::Parent { ino, parent } => update_inode(img, *ino, |i| i.parent = *parent)?,
             Fix::Blocks { ino, blocks } => update_inode(img, *ino, |i| i.blocks = *blocks)?,
@@ -380,6 +389,12 @@ pub fn repair<D: BlockDevice<Error = io::Error>>(
         .flush()
         .map_err(Error::io("flushing the device"))?;
     Ok(apply)
+}
+
+fn zero_inode<D: BlockDevice<Error = io::Error>>(img: &mut Image<D>, ino: u32) -> Result<()> {
+    let (blk, off, mut b) = img.inode_raw(ino)?;
+    b[off..off + INODE_SIZE].fill(0);
+    img.write_block(blk, &b)
 }
 
 fn update_inode<D: BlockDevice<Error = io::Error>>(
@@ -833,7 +848,7 @@ impl<'a, D: BlockDevice<Error = io::Error>> Checker<'a, D> {
         }
     }
 
-    fn check_inode_bitmap(&mut self) {
+    fn check_inode_bitmap(&mut self) -> Result<()> {
         let count = self.sb.inode_count as u64;
         let reach = &self.reach;
         let runs = mismatch_runs(
@@ -871,6 +886,7 @@ impl<'a, D: BlockDevice<Error = io::Error>> Checker<'a, D> {
                 );
             }
         }
+        self.check_free_inodes_zero()?;
         let bits = self.sb.region(Region::InodeBitmap).blocks * BS * 8;
         if let Some(i) = (count..bits).find(|&i| bit_test(&self.inodes, i as usize)) {
             let fix = Some(Fix::ClearPadding {
@@ -884,6 +900,34 @@ impl<'a, D: BlockDevice<Error = io::Error>> Checker<'a, D> {
                 fix,
             );
         }
+        Ok(())
+    }
+
+    /// Free inodes (bitmap bit clear, unreachable) must be all zero: the kernel zeroes an
+    /// inode when it frees it. Reads the whole inode table.
+    fn check_free_inodes_zero(&mut self) -> Result<()> {
+        let table = self.sb.region(Region::InodeTable);
+        let per = BLOCK_SIZE / INODE_SIZE;
+        let mut bad = Vec::new();
+        for (i, n) in (table.start..table.end()).enumerate() {
+            let b = self.img.read_block(n)?;
+            for (j, slot) in b.chunks(INODE_SIZE).enumerate() {
+                let ino = (i * per + j + 1) as u32;
+                if ino > self.sb.inode_count {
+                    break;
+                }
+                let free =
+                    !bit_test(&self.inodes, (ino - 1) as usize) && !self.reach.contains_key(&ino);
+                if free && slot.iter().any(|&x| x != 0) {
+                    bad.push(ino);
+                }
+            }
+        }
+        for ino in bad {
+            let msg = format!("free inode {ino} is not zeroed");
+            self.report(Kind::FreeInodeNotZero, msg, Some(Fix::ZeroInode { ino }));
+        }
+        Ok(())
     }
 
     fn check_block_bitmap(&mut self) {

@@ -148,7 +148,7 @@ impl<D: BlockDevice<Error = io::Error>> Image<D> {
     }
 
     /// All extents of inode `ino`, inline then from its extent block, checked: sorted,
-    /// non-overlapping, non-empty, inside the data region; the extent block in the data region
+    /// non-overlapping, non-empty, inside the data region, unused inline slots zero; the extent block in the data region
     /// with a valid header (owner `ino`, its own block number) and the count the inode says.
     /// Errors: `Io`, `Format` ("inode N: ..." or "inode N extent block B: ...").
     pub fn extents(&self, ino: u32, inode: &Inode) -> Result<Vec<Extent>> {
@@ -161,6 +161,20 @@ impl<D: BlockDevice<Error = io::Error>> Image<D> {
             .take(nr.min(INLINE_EXTENTS))
             .copied()
             .collect();
+        if inode
+            .extents
+            .iter()
+            .skip(nr)
+            .any(|e| *e != Extent::default())
+        {
+            return Err(Error::Format {
+                what: what(),
+                err: vexfs_core::error::FormatError::Corrupt {
+                    what: "unused inline extent not zero",
+                    value: ino as u64,
+                },
+            });
+        }
         if nr > INLINE_EXTENTS {
             let eb = inode.extent_block;
             let ewhat = format!("inode {ino} extent block {eb}");
