@@ -16,4 +16,7 @@ extern crate std;
 pub mod crc32c;
 pub mod error;
 pub mod format;
+pub mod hnsw;
 pub mod io;
+#[cfg(feature = "std")]
+pub mod mem;

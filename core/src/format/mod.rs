@@ -12,6 +12,7 @@ pub mod journal;
 pub mod layout;
 pub mod le;
 pub mod superblock;
+pub mod vector;
 
 /// Bytes per block.
 pub const BLOCK_SIZE: usize = 4096;

@@ -1,0 +1,275 @@
+//! The vector regions: who owns each vector slot, the HNSW graph records, and the level of
+//! each slot.
+//!
+//! Vector map entry (16 bytes, 256 per block, slot `s` at byte `s * 16` of the region):
+//!
+//! | offset | size | field |
+//! |---:|---:|---|
+//! | 0 | 8 | `ino`: owning inode, 0 = no owner |
+//! | 8 | 4 | `chunk`: which embedding of the file |
+//! | 12 | 4 | `checksum`: CRC-32C of the slot number (u32 LE) then bytes 0..12; 0 when free |
+//!
+//! HNSW region: block 0 is the header, then the level-0 records (`level0_size` bytes each,
+//! `BLOCK_SIZE / level0_size` per block), then the upper-level records (`upper_size` bytes,
+//! `BLOCK_SIZE / upper_size` per block). No record crosses a block.
+//!
+//! Level-0 record: `count` u16, `level` u8, `flags` u8 ([`NODE_IN_GRAPH`], [`NODE_DELETED`]),
+//! `upper` u32 (index of the slot's first upper record; its levels `1..=level` use records
+//! `upper .. upper + level`), then `2m` neighbour slots (u32), `count` of them used.
+//! Upper record: `count` u32, then `m` neighbour slots (u32).
+//!
+//! The level of slot `s` is fixed by [`slot_level`] (seeded, so a build is reproducible), and
+//! its upper records by [`UpperTable`]: both are functions of the superblock alone.
+//!
+//! Header block: `magic` "VHNS", `checksum`, `blocknr`, `owner` 0 (as other self-describing
+//! blocks), then `entry` u32 (slot of the entry point, `u32::MAX` = empty graph) at 24,
+//! `entry_level` u32 at 28, `live` u32 at 32 (vectors in the graph, not deleted), `deleted` u32
+//! at 36 (tombstones), reserved zero to the end.
+
+use super::extent::{check_header, seal_header};
+use super::le::*;
+use super::superblock::{Region, Superblock, hnsw_level0_record_size, hnsw_upper_record_size, hnsw_upper_records};
+use super::BLOCK_SIZE;
+use crate::crc32c::crc32c_parts;
+use crate::error::{FormatError, Result};
+
+/// Level-0 `flags`: the slot holds a vector that is part of the graph.
+pub const NODE_IN_GRAPH: u8 = 1;
+/// Level-0 `flags`: the vector was removed; it still routes searches until purged.
+pub const NODE_DELETED: u8 = 2;
+/// No slot (empty graph, unused neighbour).
+pub const NO_SLOT: u32 = u32::MAX;
+/// `"VHNS"` as a little-endian word.
+pub const HNSW_MAGIC: u32 = u32::from_le_bytes(*b"VHNS");
+/// Bytes of a vector map entry.
+pub const MAP_ENTRY: usize = 16;
+
+/// Owner of a vector slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MapEntry {
+    pub ino: u64,
+    pub chunk: u32,
+}
+
+impl MapEntry {
+    /// Decodes the entry of `slot` from its 16 bytes: `None` when free (all zero). Errors
+    /// (EUCLEAN): bad checksum.
+    pub fn decode(slot: u32, raw: &[u8]) -> Result<Option<MapEntry>> {
+        const W: &str = "vector map entry";
+        let raw = raw.get(..MAP_ENTRY).ok_or(FormatError::Truncated { what: W, len: raw.len() })?;
+        if raw.iter().all(|&b| b == 0) {
+            return Ok(None);
+        }
+        let stored = u32_at(raw, 12, W)?;
+        let computed = crc32c_parts(&[&slot.to_le_bytes(), raw.get(..12).unwrap_or(&[])]);
+        if stored != computed {
+            return Err(FormatError::BadChecksum { what: W, stored, computed });
+        }
+        let e = MapEntry { ino: u64_at(raw, 0, W)?, chunk: u32_at(raw, 8, W)? };
+        if e.ino == 0 {
+            return Err(FormatError::Corrupt { what: "vector map owner", value: 0 });
+        }
+        Ok(Some(e))
+    }
+
+    /// Encodes the entry of `slot` (or a free entry for `None`).
+    pub fn encode(e: Option<MapEntry>, slot: u32, raw: &mut [u8]) {
+        let Some(raw) = raw.get_mut(..MAP_ENTRY) else { return };
+        raw.fill(0);
+        if let Some(e) = e {
+            put_u64(raw, 0, e.ino);
+            put_u32(raw, 8, e.chunk);
+            let c = crc32c_parts(&[&slot.to_le_bytes(), raw.get(..12).unwrap_or(&[])]);
+            put_u32(raw, 12, c);
+        }
+    }
+}
+
+/// SplitMix64 step (Steele, Lea, Flood 2014): the level generator's mixer.
+pub fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Level of slot `slot`: geometric with `P(level >= l) = m^-l`, the distribution of
+/// Malkov & Yashunin (2018) with `mL = 1 / ln(m)`, drawn with integers only from
+/// `(seed, slot)`, capped at `max_level`.
+pub fn slot_level(seed: u64, slot: u32, m: u32, max_level: u32) -> u8 {
+    let m = m.max(2) as u64;
+    let mut state = seed ^ (slot as u64).wrapping_mul(0xD6E8_FEB8_6659_FD93);
+    let mut level = 0u32;
+    while level < max_level.min(255) {
+        state = splitmix64(state);
+        // Unbiased enough: m <= 128 against 2^64.
+        if state % m != 0 {
+            break;
+        }
+        level += 1;
+    }
+    level as u8
+}
+
+/// Geometry of the HNSW region of a superblock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HnswGeometry {
+    /// First block of the region (the header).
+    pub header: u64,
+    /// First block of level-0 records.
+    pub level0_start: u64,
+    pub level0_size: u64,
+    pub level0_per_block: u64,
+    /// First block of upper-level records.
+    pub upper_start: u64,
+    pub upper_size: u64,
+    pub upper_per_block: u64,
+    /// Upper-level records available.
+    pub upper_records: u64,
+    /// Neighbours kept at level 0 (`2m`) and above (`m`).
+    pub m0: u32,
+    pub m: u32,
+}
+
+impl HnswGeometry {
+    /// From a validated superblock.
+    pub fn new(sb: &Superblock) -> HnswGeometry {
+        let m = sb.hnsw_m;
+        let level0_size = hnsw_level0_record_size(m);
+        let upper_size = hnsw_upper_record_size(m);
+        let level0_per_block = (BLOCK_SIZE as u64 / level0_size).max(1);
+        let upper_per_block = (BLOCK_SIZE as u64 / upper_size).max(1);
+        let header = sb.region(Region::Hnsw).start;
+        let level0_blocks = sb.vec_capacity.div_ceil(level0_per_block);
+        HnswGeometry {
+            header,
+            level0_start: header + 1,
+            level0_size,
+            level0_per_block,
+            upper_start: header + 1 + level0_blocks,
+            upper_size,
+            upper_per_block,
+            upper_records: hnsw_upper_records(sb.vec_capacity, m),
+            m0: 2 * m,
+            m,
+        }
+    }
+
+    /// (block, byte offset) of the level-0 record of `slot`.
+    pub fn level0_pos(&self, slot: u32) -> (u64, usize) {
+        let s = slot as u64;
+        (self.level0_start + s / self.level0_per_block, ((s % self.level0_per_block) * self.level0_size) as usize)
+    }
+
+    /// (block, byte offset) of upper record `idx`.
+    pub fn upper_pos(&self, idx: u64) -> (u64, usize) {
+        (self.upper_start + idx / self.upper_per_block, ((idx % self.upper_per_block) * self.upper_size) as usize)
+    }
+}
+
+/// The upper records of every slot: slot `s` owns records `first(s) .. first(s) + level(s)`.
+/// Levels come from [`slot_level`]; once the region's records run out, later slots get
+/// level 0. Computed by walking the slots in order (`O(capacity)`, integers only).
+pub struct UpperTable;
+
+impl UpperTable {
+    /// Calls `f(slot, level, first_upper)` for every slot in order.
+    pub fn walk(sb: &Superblock, mut f: impl FnMut(u32, u8, u32)) {
+        let geo = HnswGeometry::new(sb);
+        let mut next = 0u64;
+        for s in 0..sb.vec_capacity.min(u32::MAX as u64) as u32 {
+            let mut level = slot_level(sb.hnsw_seed, s, sb.hnsw_m, sb.hnsw_max_level) as u64;
+            if next + level > geo.upper_records {
+                level = 0;
+            }
+            f(s, level as u8, next as u32);
+            next += level;
+        }
+    }
+}
+
+/// The decoded level-0 record header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Level0Head {
+    pub count: u16,
+    pub level: u8,
+    pub flags: u8,
+    pub upper: u32,
+}
+
+impl Level0Head {
+    /// Decodes the first 8 bytes of a level-0 record.
+    pub fn decode(raw: &[u8]) -> Result<Level0Head> {
+        const W: &str = "hnsw level-0 record";
+        let b: [u8; 8] = bytes(raw, 0, W)?;
+        Ok(Level0Head {
+            count: u16::from_le_bytes([b[0], b[1]]),
+            level: b[2],
+            flags: b[3],
+            upper: u32::from_le_bytes([b[4], b[5], b[6], b[7]]),
+        })
+    }
+    /// Encodes into the first 8 bytes of a record.
+    pub fn encode(&self, raw: &mut [u8]) {
+        put_u16(raw, 0, self.count);
+        if let Some(x) = raw.get_mut(2) {
+            *x = self.level;
+        }
+        if let Some(x) = raw.get_mut(3) {
+            *x = self.flags;
+        }
+        put_u32(raw, 4, self.upper);
+    }
+}
+
+/// The HNSW header's dynamic state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HnswHeader {
+    pub entry: u32,
+    pub entry_level: u32,
+    pub live: u32,
+    pub deleted: u32,
+}
+
+impl HnswHeader {
+    /// The header of an empty graph.
+    pub const EMPTY: HnswHeader = HnswHeader { entry: NO_SLOT, entry_level: 0, live: 0, deleted: 0 };
+
+    /// Decodes the header block at device block `blocknr`. An all-zero block (as mkfs leaves
+    /// it) is the empty graph. Errors (EUCLEAN): bad magic, checksum or identity, reserved bytes.
+    pub fn decode(block: &[u8], blocknr: u64) -> Result<HnswHeader> {
+        if block.iter().all(|&b| b == 0) {
+            return Ok(Self::EMPTY);
+        }
+        check_header(block, "hnsw header", HNSW_MAGIC, blocknr, 0)?;
+        const W: &str = "hnsw header";
+        if block.get(40..).is_some_and(|r| r.iter().any(|&b| b != 0)) {
+            return Err(FormatError::Corrupt { what: "hnsw header reserved bytes", value: 0 });
+        }
+        Ok(HnswHeader {
+            entry: u32_at(block, 24, W)?,
+            entry_level: u32_at(block, 28, W)?,
+            live: u32_at(block, 32, W)?,
+            deleted: u32_at(block, 36, W)?,
+        })
+    }
+
+    /// Encodes into a whole block numbered `blocknr`.
+    pub fn encode(&self, block: &mut [u8], blocknr: u64) {
+        block.fill(0);
+        put_u32(block, 24, self.entry);
+        put_u32(block, 28, self.entry_level);
+        put_u32(block, 32, self.live);
+        put_u32(block, 36, self.deleted);
+        seal_header(block, HNSW_MAGIC, blocknr, 0);
+    }
+}
+
+/// Vector ids of a file beyond the inline ones: a block with the self-describing header
+/// (`magic` "VVID", checksum, blocknr, owner inode) and `count` u32 at 24, reserved u32 at
+/// 28, then up to [`VEC_IDS_PER_BLOCK`] slot numbers (u32) from byte 32.
+pub const VEC_IDS_MAGIC: u32 = u32::from_le_bytes(*b"VVID");
+/// Slot numbers one vector-id block holds.
+pub const VEC_IDS_PER_BLOCK: usize = (BLOCK_SIZE - 32) / 4;
+/// Most embeddings (chunks) one file can carry.
+pub const MAX_CHUNKS: usize = super::inode::INLINE_VEC_IDS + VEC_IDS_PER_BLOCK;

@@ -1,0 +1,428 @@
+//! Hierarchical Navigable Small World graphs (Malkov & Yashunin, "Efficient and robust
+//! approximate nearest neighbor search using Hierarchical Navigable Small World graphs",
+//! IEEE TPAMI 2018), shared by the kernel and the tools.
+//!
+//! The algorithms see the graph and the vectors only through [`Store`], and distances only as
+//! order-preserving `u32` keys (`crate::distance::key_from_bits`): no float arithmetic here, so
+//! the code runs in the kernel. All memory comes from the caller ([`Scratch`], [`Visited`]):
+//! nothing is allocated per query.
+//!
+//! Parameter names follow the paper: `m` (neighbours per node above level 0; level 0 keeps
+//! `m0 = 2m`), `ef_construction`, `ef_search` (`ef`).
+
+/// One candidate: distance key to the query, node id, and whether it was expanded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Cand {
+    pub key: u32,
+    pub id: u32,
+    pub expanded: bool,
+}
+
+/// Storage of the graph and the vectors. `E` is the store's error (the kernel's `Error`, or an
+/// I/O error in userspace); corrupt data must come back as an error, never a panic.
+pub trait Store {
+    type Error;
+    /// Keys of the distances from the current query to each of `ids`, into `keys[..ids.len()]`.
+    fn dist_query(&mut self, ids: &[u32], keys: &mut [u32]) -> Result<(), Self::Error>;
+    /// Keys of the distances from node `a` to each of `ids`.
+    fn dist_pair(&mut self, a: u32, ids: &[u32], keys: &mut [u32]) -> Result<(), Self::Error>;
+    /// Copies the neighbours of `node` at `level` into `out`; returns how many.
+    fn links(&mut self, node: u32, level: u8, out: &mut [u32]) -> Result<usize, Self::Error>;
+    /// Replaces the neighbours of `node` at `level`.
+    fn set_links(&mut self, node: u32, level: u8, links: &[u32]) -> Result<(), Self::Error>;
+    /// Whether `node` is a tombstone (routes searches, never returned or linked to anew).
+    fn is_deleted(&mut self, node: u32) -> Result<bool, Self::Error>;
+    /// The error for a broken invariant (scratch too small, id out of range...).
+    fn invalid(&self, what: &'static str) -> Self::Error;
+}
+
+/// A set of visited node ids, cleared before each layer search (an epoch array in practice).
+pub trait Visited {
+    /// Empties the set.
+    fn clear(&mut self);
+    /// Adds `id`; returns whether it was already there.
+    fn test_and_set(&mut self, id: u32) -> bool;
+}
+
+/// Graph parameters.
+#[derive(Debug, Clone, Copy)]
+pub struct Params {
+    pub m: u32,
+    pub ef_construction: u32,
+}
+
+impl Params {
+    /// Neighbours kept at `level`: `2m` at level 0, `m` above.
+    pub fn max_links(&self, level: u8) -> usize {
+        if level == 0 {
+            2 * self.m as usize
+        } else {
+            self.m as usize
+        }
+    }
+}
+
+/// Caller-provided working memory. `pool` holds the candidate list (at least `ef` entries for
+/// a search, `ef_construction` for an insert); `work` holds link lists and key batches: at
+/// least [`Scratch::work_len`] entries.
+pub struct Scratch<'a> {
+    pub pool: &'a mut [Cand],
+    pub work: &'a mut [u32],
+}
+
+impl Scratch<'_> {
+    /// `u32`s of `work` needed for parameter `m`.
+    pub const fn work_len(m: u32) -> usize {
+        // links, ids, keys (2m each), selection (2m), pair keys (2m), candidates (3 * 2m + 1)
+        // and their keys (3 * 2m + 1).
+        let m0 = 2 * m as usize;
+        5 * m0 + 2 * (3 * m0 + 1)
+    }
+}
+
+struct Work<'a> {
+    links: &'a mut [u32],
+    ids: &'a mut [u32],
+    keys: &'a mut [u32],
+    sel: &'a mut [u32],
+    pair: &'a mut [u32],
+    cand: &'a mut [u32],
+    cand_keys: &'a mut [u32],
+}
+
+fn carve<'a, S: Store + ?Sized>(s: &S, work: &'a mut [u32], m: u32) -> Result<Work<'a>, S::Error> {
+    let m0 = 2 * m as usize;
+    let c = 3 * m0 + 1;
+    if work.len() < Scratch::work_len(m) {
+        return Err(s.invalid("hnsw scratch too small"));
+    }
+    let (links, rest) = work.split_at_mut(m0);
+    let (ids, rest) = rest.split_at_mut(m0);
+    let (keys, rest) = rest.split_at_mut(m0);
+    let (sel, rest) = rest.split_at_mut(m0);
+    let (pair, rest) = rest.split_at_mut(m0);
+    let (cand, rest) = rest.split_at_mut(c);
+    let (cand_keys, _) = rest.split_at_mut(c);
+    Ok(Work { links, ids, keys, sel, pair, cand, cand_keys })
+}
+
+/// Inserts `c` into the sorted `pool[..*len]` (capacity `pool.len().min(ef)`), dropping the
+/// worst if full. Returns the insert position, or `None` if `c` did not make it.
+fn pool_insert(pool: &mut [Cand], len: &mut usize, ef: usize, c: Cand) -> Option<usize> {
+    let cap = pool.len().min(ef);
+    let live = pool.get(..*len)?;
+    if *len >= cap {
+        match live.last() {
+            Some(w) if c.key < w.key => {}
+            _ => return None,
+        }
+    }
+    // First position whose key is greater (stable for equal keys: later ids go after).
+    let pos = live.partition_point(|x| (x.key, x.id) <= (c.key, c.id));
+    let end = (*len + 1).min(cap);
+    let tail = pool.get_mut(pos..end)?;
+    if !tail.is_empty() {
+        tail.rotate_right(1);
+    }
+    *pool.get_mut(pos)? = c;
+    *len = end;
+    Some(pos)
+}
+
+/// SEARCH-LAYER (Algorithm 2) over the sorted candidate pool: `pool[..len]` holds the entry
+/// points on input (not yet expanded) and the `ef` nearest found on output. Returns the new
+/// length. Entry points must already be in `visited` (callers use [`search_layer_from`]).
+fn search_layer<S: Store + ?Sized, V: Visited + ?Sized>(
+    store: &mut S,
+    visited: &mut V,
+    pool: &mut [Cand],
+    mut len: usize,
+    ef: usize,
+    level: u8,
+    w: &mut Work<'_>,
+) -> Result<usize, S::Error> {
+    let mut cursor = 0usize;
+    loop {
+        // The nearest candidate not yet expanded; the pool is sorted, so it is the first.
+        while cursor < len && pool.get(cursor).is_some_and(|c| c.expanded) {
+            cursor += 1;
+        }
+        let Some(c) = pool.get_mut(cursor) else { break };
+        if cursor >= len {
+            break;
+        }
+        c.expanded = true;
+        let node = c.id;
+        let n = store.links(node, level, w.links)?;
+        let mut batch = 0usize;
+        for &nb in w.links.get(..n).unwrap_or(&[]) {
+            if !visited.test_and_set(nb) {
+                if let Some(slot) = w.ids.get_mut(batch) {
+                    *slot = nb;
+                    batch += 1;
+                }
+            }
+        }
+        if batch == 0 {
+            continue;
+        }
+        let ids = w.ids.get(..batch).unwrap_or(&[]);
+        store.dist_query(ids, w.keys)?;
+        for (&id, &key) in ids.iter().zip(w.keys.iter()) {
+            if let Some(pos) = pool_insert(pool, &mut len, ef, Cand { key, id, expanded: false }) {
+                cursor = cursor.min(pos);
+            }
+        }
+    }
+    Ok(len)
+}
+
+/// Starts a layer search from the ids in `pool[..len]` (their keys set): clears `visited`,
+/// marks them, resets their `expanded` flags.
+fn search_layer_from<S: Store + ?Sized, V: Visited + ?Sized>(
+    store: &mut S,
+    visited: &mut V,
+    pool: &mut [Cand],
+    len: usize,
+    ef: usize,
+    level: u8,
+    w: &mut Work<'_>,
+) -> Result<usize, S::Error> {
+    visited.clear();
+    for c in pool.iter_mut().take(len) {
+        visited.test_and_set(c.id);
+        c.expanded = false;
+    }
+    // Keep at most ef of the entries (they are sorted).
+    let len = len.min(ef.max(1));
+    search_layer(store, visited, pool, len, ef, level, w)
+}
+
+/// Greedy descent from the entry point `(entry, entry_level)` down to `stop_level + 1`, with
+/// `ef = 1`. On return `pool[0]` is the closest node found. Returns 1.
+fn descend<S: Store + ?Sized, V: Visited + ?Sized>(
+    store: &mut S,
+    visited: &mut V,
+    pool: &mut [Cand],
+    entry: u32,
+    entry_level: u8,
+    stop_level: u8,
+    w: &mut Work<'_>,
+) -> Result<usize, S::Error> {
+    let mut key = [0u32; 1];
+    store.dist_query(&[entry], &mut key)?;
+    let first = pool.first_mut().ok_or_else(|| store.invalid("hnsw pool empty"))?;
+    *first = Cand { key: key[0], id: entry, expanded: false };
+    let mut len = 1;
+    let mut level = entry_level;
+    while level > stop_level {
+        len = search_layer_from(store, visited, pool, len, 1, level, w)?;
+        level -= 1;
+    }
+    Ok(len)
+}
+
+/// K-NN-SEARCH (Algorithm 5): the `k` nearest live nodes to the store's current query, with
+/// candidate list size `ef` (>= k). Writes `(key, id)` pairs, nearest first, to `out` and
+/// returns how many (fewer than `k` when the graph is small or full of tombstones).
+/// `entry` is the entry point and its level, `None` for an empty graph.
+pub fn search<S: Store + ?Sized, V: Visited + ?Sized>(
+    store: &mut S,
+    visited: &mut V,
+    scratch: &mut Scratch<'_>,
+    m: u32,
+    entry: Option<(u32, u8)>,
+    k: usize,
+    ef: usize,
+    out: &mut [(u32, u32)],
+) -> Result<usize, S::Error> {
+    let Some((ep, ep_level)) = entry else { return Ok(0) };
+    let mut w = carve(store, scratch.work, m)?;
+    let ef = ef.max(k).min(scratch.pool.len());
+    let pool = &mut *scratch.pool;
+    let len = descend(store, visited, pool, ep, ep_level, 0, &mut w)?;
+    let len = search_layer_from(store, visited, pool, len, ef, 0, &mut w)?;
+    let mut n = 0;
+    for c in pool.iter().take(len) {
+        if n >= k || n >= out.len() {
+            break;
+        }
+        if store.is_deleted(c.id)? {
+            continue;
+        }
+        if let Some(o) = out.get_mut(n) {
+            *o = (c.key, c.id);
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// SELECT-NEIGHBORS-HEURISTIC (Algorithm 4, without keepPrunedConnections, as hnswlib):
+/// from `cand[..n]` with keys `keys[..n]` (distances to `base`, any order), keeps up to `max`
+/// candidates, each closer to `base` than to every one kept before it. Writes them to `sel`
+/// and returns how many. Tombstones and `base` itself are never kept.
+fn select_heuristic<S: Store + ?Sized>(
+    store: &mut S,
+    base: Option<u32>,
+    cand: &mut [u32],
+    keys: &mut [u32],
+    n: usize,
+    max: usize,
+    sel: &mut [u32],
+    pair: &mut [u32],
+) -> Result<usize, S::Error> {
+    // Sort candidates by key (insertion sort: n <= 6m + 1).
+    let n = n.min(cand.len()).min(keys.len());
+    for i in 1..n {
+        let mut j = i;
+        while j > 0 {
+            let (Some(&ka), Some(&kb)) = (keys.get(j - 1), keys.get(j)) else { break };
+            let (Some(&ia), Some(&ib)) = (cand.get(j - 1), cand.get(j)) else { break };
+            if (ka, ia) <= (kb, ib) {
+                break;
+            }
+            keys.swap(j - 1, j);
+            cand.swap(j - 1, j);
+            j -= 1;
+        }
+    }
+    let mut r = 0usize;
+    for i in 0..n {
+        if r >= max || r >= sel.len() {
+            break;
+        }
+        let (Some(&e), Some(&d_eq)) = (cand.get(i), keys.get(i)) else { break };
+        if Some(e) == base || (i > 0 && cand.get(i - 1) == Some(&e)) || store.is_deleted(e)? {
+            continue;
+        }
+        let kept = sel.get(..r).unwrap_or(&[]);
+        let mut good = true;
+        if !kept.is_empty() {
+            store.dist_pair(e, kept, pair)?;
+            good = pair.iter().take(r).all(|&d_er| d_er >= d_eq);
+        }
+        if good {
+            if let Some(s) = sel.get_mut(r) {
+                *s = e;
+                r += 1;
+            }
+        }
+    }
+    Ok(r)
+}
+
+/// Adds `q` to the neighbours of `e` at `level`, shrinking the list with the heuristic when it
+/// is full (Algorithm 1, lines 11-16).
+fn connect_back<S: Store + ?Sized>(store: &mut S, p: &Params, e: u32, q: u32, level: u8, w: &mut Work<'_>) -> Result<(), S::Error> {
+    let max = p.max_links(level);
+    let n = store.links(e, level, w.cand)?;
+    if w.cand.get(..n).is_some_and(|l| l.contains(&q)) {
+        return Ok(());
+    }
+    if n < max {
+        if let Some(s) = w.cand.get_mut(n) {
+            *s = q;
+        }
+        let l = w.cand.get(..n + 1).unwrap_or(&[]);
+        return store.set_links(e, level, l);
+    }
+    let Some(s) = w.cand.get_mut(n) else { return Err(store.invalid("hnsw candidate buffer")) };
+    *s = q;
+    let total = n + 1;
+    store.dist_pair(e, w.cand.get(..total).unwrap_or(&[]), w.cand_keys)?;
+    let r = select_heuristic(store, Some(e), w.cand, w.cand_keys, total, max, w.sel, w.pair)?;
+    store.set_links(e, level, w.sel.get(..r).unwrap_or(&[]))
+}
+
+/// INSERT (Algorithm 1) of node `q`, whose vector is the store's current query and whose level
+/// is `level`; its link lists must be empty. `entry` is the current entry point (`None` for an
+/// empty graph). Returns the new entry point: `(q, level)` when `q` is now the top node.
+pub fn insert<S: Store + ?Sized, V: Visited + ?Sized>(
+    store: &mut S,
+    visited: &mut V,
+    scratch: &mut Scratch<'_>,
+    p: &Params,
+    q: u32,
+    level: u8,
+    entry: Option<(u32, u8)>,
+) -> Result<Option<(u32, u8)>, S::Error> {
+    let Some((ep, ep_level)) = entry else { return Ok(Some((q, level))) };
+    let mut w = carve(store, scratch.work, p.m)?;
+    let pool = &mut *scratch.pool;
+    let ef = (p.ef_construction as usize).max(1).min(pool.len());
+    let mut len = descend(store, visited, pool, ep, ep_level, level, &mut w)?;
+    let mut lc = level.min(ep_level);
+    loop {
+        len = search_layer_from(store, visited, pool, len, ef, lc, &mut w)?;
+        // Neighbours of q among the ef found: M of them at every level (paper, line 8).
+        let n = len.min(w.cand.len()).min(w.cand_keys.len());
+        for (i, c) in pool.iter().take(n).enumerate() {
+            if let (Some(a), Some(b)) = (w.cand.get_mut(i), w.cand_keys.get_mut(i)) {
+                *a = c.id;
+                *b = c.key;
+            }
+        }
+        let r = select_heuristic(store, Some(q), w.cand, w.cand_keys, n, p.m as usize, w.sel, w.pair)?;
+        let mut chosen = [0u32; crate::format::superblock::MAX_M as usize];
+        let r = r.min(chosen.len());
+        for (d, s) in chosen.iter_mut().zip(w.sel.iter()).take(r) {
+            *d = *s;
+        }
+        let chosen = chosen.get(..r).unwrap_or(&[]);
+        store.set_links(q, lc, chosen)?;
+        for &e in chosen {
+            connect_back(store, p, e, q, lc, &mut w)?;
+        }
+        if lc == 0 {
+            break;
+        }
+        lc -= 1;
+    }
+    Ok(if level > ep_level { Some((q, level)) } else { None })
+}
+
+/// Repairs the links of `node` at `level` after tombstones: the live neighbours, plus the live
+/// neighbours of its deleted neighbours, go through the heuristic again. Returns whether the
+/// list changed. Used by the purge that frees tombstones.
+pub fn repair<S: Store + ?Sized>(store: &mut S, scratch: &mut Scratch<'_>, p: &Params, node: u32, level: u8) -> Result<bool, S::Error> {
+    let w = carve(store, scratch.work, p.m)?;
+    let n = store.links(node, level, w.links)?;
+    let mut any_deleted = false;
+    let mut total = 0usize;
+    for i in 0..n {
+        let Some(&nb) = w.links.get(i) else { break };
+        if store.is_deleted(nb)? {
+            any_deleted = true;
+        } else if let Some(c) = w.cand.get_mut(total) {
+            *c = nb;
+            total += 1;
+        }
+    }
+    if !any_deleted {
+        return Ok(false);
+    }
+    for i in 0..n {
+        let Some(&nb) = w.links.get(i) else { break };
+        if !store.is_deleted(nb)? {
+            continue;
+        }
+        let k = store.links(nb, level, w.ids)?;
+        for &x in w.ids.get(..k).unwrap_or(&[]) {
+            if total >= w.cand.len() {
+                break;
+            }
+            if x == node || store.is_deleted(x)? || w.cand.get(..total).is_some_and(|c| c.contains(&x)) {
+                continue;
+            }
+            if let Some(c) = w.cand.get_mut(total) {
+                *c = x;
+                total += 1;
+            }
+        }
+    }
+    store.dist_pair(node, w.cand.get(..total).unwrap_or(&[]), w.cand_keys)?;
+    let r = select_heuristic(store, Some(node), w.cand, w.cand_keys, total, p.max_links(level), w.sel, w.pair)?;
+    store.set_links(node, level, w.sel.get(..r).unwrap_or(&[]))?;
+    Ok(true)
+}
