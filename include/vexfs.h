@@ -1,0 +1,138 @@
+/* SPDX-License-Identifier: (GPL-2.0 WITH Linux-syscall-note) OR MIT */
+/*
+ * vexfs ioctl ABI, version 1: embeddings on files and k-nearest-neighbour search.
+ *
+ * Every ioctl works on any open file or directory of a mounted vexfs. Argument structs start
+ * with `size` (the caller's sizeof, so the struct can grow: a larger size whose extra bytes are
+ * not all zero fails with E2BIG, a smaller one with EINVAL) and `flags`; every `reserved`
+ * field must be zero (else EINVAL); unknown flag bits give EINVAL. User memory is passed as
+ * __u64 pointers (cast from a pointer; never dereferenced directly by the kernel).
+ *
+ * Vectors are float32 in the CPU's (little-endian) byte order, exactly `dim` components, the
+ * dimension fixed at mkfs time; NaN and infinite components are refused (EINVAL).
+ *
+ * Errors common to all: EFAULT (bad user pointer), ENOTTY (not a vexfs file: the ioctl went to
+ * another filesystem), EUCLEAN (the index on disk is corrupt; a log line names the problem).
+ */
+#ifndef _UAPI_LINUX_VEXFS_H
+#define _UAPI_LINUX_VEXFS_H
+
+#include <linux/ioctl.h>
+#include <linux/types.h>
+
+#define VEXFS_IOCTL_MAGIC 0xE7
+#define VEXFS_ABI_VERSION 1
+
+/* Largest k of one search, and largest ef_search. */
+#define VEXFS_MAX_K 1024
+#define VEXFS_MAX_EF 4096
+/* Most embeddings (chunks) one file can carry. */
+#define VEXFS_MAX_CHUNKS 1020
+
+/* Metric values reported by VEXFS_IOC_STATS (fixed at mkfs). */
+#define VEXFS_METRIC_L2 0     /* squared Euclidean distance */
+#define VEXFS_METRIC_COSINE 1 /* 1 - cosine similarity */
+#define VEXFS_METRIC_IP 2     /* 1 - inner product */
+
+/* vexfs_set_embeddings.flags: drop the file's chunks past first_chunk + count. */
+#define VEXFS_SET_TRUNCATE (1u << 0)
+
+/*
+ * VEXFS_IOC_SET_EMBEDDINGS: sets chunks first_chunk .. first_chunk + count - 1 of the file,
+ * replacing those that exist, atomically (all or none). first_chunk must not leave a gap
+ * (first_chunk <= the file's current chunk count). The file must be open for writing (EBADF)
+ * on a read-write mount (EROFS).
+ * Errors: EINVAL (dim differs from the filesystem's, count 0, NaN/Inf, bad flags/reserved,
+ * a gap), E2BIG (count or first_chunk + count above VEXFS_MAX_CHUNKS), ENOSPC (no free vector
+ * slot), EISDIR (a directory).
+ */
+struct vexfs_set_embeddings {
+	__u32 size;        /* sizeof(struct vexfs_set_embeddings) = 64 */
+	__u32 flags;       /* VEXFS_SET_* */
+	__u32 dim;         /* components per vector: must equal the filesystem's */
+	__u32 first_chunk; /* chunk of the first vector */
+	__u32 count;       /* vectors at `vectors` */
+	__u32 reserved0;
+	__u64 vectors;     /* user pointer: count * dim float32 */
+	__u64 reserved[4];
+};
+
+/*
+ * VEXFS_IOC_GET_EMBEDDINGS: copies up to `count` vectors from first_chunk on into `vectors`;
+ * on return `count` is the number copied and `total` the file's chunk count.
+ * Errors: EINVAL (dim differs, bad flags/reserved), ERANGE (first_chunk > total).
+ */
+struct vexfs_get_embeddings {
+	__u32 size;        /* 64 */
+	__u32 flags;       /* 0 */
+	__u32 dim;         /* in: must equal the filesystem's */
+	__u32 first_chunk; /* in */
+	__u32 count;       /* in: capacity of `vectors` in vectors; out: vectors copied */
+	__u32 total;       /* out: chunks the file carries */
+	__u64 vectors;     /* user pointer: room for count * dim float32 */
+	__u64 reserved[4];
+};
+
+/*
+ * VEXFS_IOC_REMOVE_EMBEDDINGS: removes every embedding of the file (a file without any is not
+ * an error). Needs write access (EBADF, EROFS) like SET.
+ */
+struct vexfs_remove_embeddings {
+	__u32 size;  /* 48 */
+	__u32 flags; /* 0 */
+	__u64 reserved[5];
+};
+
+/* One search result: 16 bytes. */
+struct vexfs_search_result {
+	__u64 ino;      /* inode number of the file */
+	__u32 chunk;    /* which embedding of the file */
+	float distance; /* in the filesystem's metric (squared for l2) */
+};
+
+/*
+ * VEXFS_IOC_SEARCH: the k nearest embeddings to `query`, nearest first, with HNSW candidate
+ * list ef_search (0 = the default, max(k, 64)). On return `count` holds the number of results
+ * written (fewer than k when the filesystem holds fewer vectors).
+ * Errors: EINVAL (dim differs, k == 0, k > VEXFS_MAX_K, ef_search below k or above
+ * VEXFS_MAX_EF, NaN/Inf in the query, bad flags/reserved).
+ */
+struct vexfs_search {
+	__u32 size;      /* 64 */
+	__u32 flags;     /* 0 */
+	__u32 dim;       /* components of the query */
+	__u32 k;         /* results wanted, 1 .. VEXFS_MAX_K */
+	__u32 ef_search; /* candidate list size, k .. VEXFS_MAX_EF, or 0 */
+	__u32 count;     /* out: results written */
+	__u64 query;     /* user pointer: dim float32 */
+	__u64 results;   /* user pointer: room for k struct vexfs_search_result */
+	__u64 reserved[3];
+};
+
+/* VEXFS_IOC_STATS: the index and its parameters. */
+struct vexfs_stats {
+	__u32 size;            /* 88 */
+	__u32 flags;           /* 0 */
+	__u32 dim;
+	__u32 metric;          /* VEXFS_METRIC_* */
+	__u32 m;               /* HNSW m (level 0 keeps 2m links) */
+	__u32 ef_construction;
+	__u64 vectors;         /* embeddings in the index */
+	__u64 deleted;         /* removed but not yet purged from the graph */
+	__u64 capacity;        /* vector slots */
+	__u32 levels;          /* levels of the graph (entry point's level + 1; 0 when empty) */
+	__u32 entry_point;     /* slot of the entry point (0xffffffff when empty) */
+	__u64 bytes_on_disk;   /* bytes of the vector and index regions */
+	__u64 reserved[3];
+};
+
+#define VEXFS_IOC_SET_EMBEDDINGS _IOW(VEXFS_IOCTL_MAGIC, 1, struct vexfs_set_embeddings)
+#define VEXFS_IOC_GET_EMBEDDINGS _IOWR(VEXFS_IOCTL_MAGIC, 2, struct vexfs_get_embeddings)
+#define VEXFS_IOC_REMOVE_EMBEDDINGS _IOW(VEXFS_IOCTL_MAGIC, 3, struct vexfs_remove_embeddings)
+#define VEXFS_IOC_SEARCH _IOWR(VEXFS_IOCTL_MAGIC, 4, struct vexfs_search)
+#define VEXFS_IOC_STATS _IOWR(VEXFS_IOCTL_MAGIC, 5, struct vexfs_stats)
+
+/* The xattr holding chunk 0 as raw little-endian float32 (dim * 4 bytes). */
+#define VEXFS_XATTR_EMBEDDING "user.vexfs.embedding"
+
+#endif /* _UAPI_LINUX_VEXFS_H */
