@@ -97,13 +97,34 @@ pub fn fill_upper_table(sb: &Superblock, table: &mut [u32]) -> FResult<()> {
 }
 
 impl<'t> VecIndex<'t> {
-    /// Opens the index of a validated superblock: reads the header. `upper` comes from
-    /// [`fill_upper_table`].
+    /// Opens the index of a validated superblock: reads and checks the header. `upper` comes
+    /// from [`fill_upper_table`].
     pub fn open<B: Blocks>(b: &B, sb: &Superblock, upper: &'t [u32]) -> Result<Self, B::Error> {
         let geo = HnswGeometry::new(sb);
         let header = HnswHeader::decode(&b.read(geo.header)?, geo.header).map_err(|e| b.corrupt(e))?;
-        let ix = VecIndex {
-            geo,
+        let ix = Self::with_header(sb, upper, header, 0);
+        if upper.len() as u64 != sb.vec_capacity + 1 {
+            return Err(b.invalid("upper table size"));
+        }
+        if header.entry != NO_SLOT {
+            let h = ix.head(b, header.entry)?;
+            if h.flags != NODE_IN_GRAPH || h.level as u32 != header.entry_level {
+                return Err(b.corrupt(FormatError::Corrupt { what: "hnsw entry point", value: header.entry as u64 }));
+            }
+        } else if header.live != 0 {
+            return Err(b.corrupt(FormatError::Corrupt { what: "hnsw live count without entry point", value: header.live as u64 }));
+        }
+        if header.live as u64 + header.deleted as u64 > sb.vec_capacity {
+            return Err(b.corrupt(FormatError::Corrupt { what: "hnsw vector counts", value: header.live as u64 }));
+        }
+        Ok(ix)
+    }
+
+    /// The index with a header already read by [`Self::open`] (no I/O): for callers that keep
+    /// `header` and `hint` between operations.
+    pub fn with_header(sb: &Superblock, upper: &'t [u32], header: HnswHeader, hint: u64) -> Self {
+        VecIndex {
+            geo: HnswGeometry::new(sb),
             header,
             dim: sb.vec_dim,
             metric: sb.vec_metric,
@@ -114,21 +135,8 @@ impl<'t> VecIndex<'t> {
             map_start: sb.region(Region::VecMap).start,
             data_start: sb.region(Region::VecData).start,
             upper,
-            hint: 0,
-        };
-        if upper.len() as u64 != sb.vec_capacity + 1 {
-            return Err(b.invalid("upper table size"));
+            hint,
         }
-        if header.entry != NO_SLOT {
-            let h = ix.head(b, header.entry)?;
-            if h.flags != NODE_IN_GRAPH || h.level as u32 != header.entry_level {
-                return Err(b.corrupt(FormatError::Corrupt { what: "hnsw entry point", value: header.entry as u64 }));
-            }
-        }
-        if header.live as u64 + header.deleted as u64 > sb.vec_capacity {
-            return Err(b.corrupt(FormatError::Corrupt { what: "hnsw vector counts", value: header.live as u64 }));
-        }
-        Ok(ix)
     }
 
     /// The entry point and its level, if the graph is not empty.

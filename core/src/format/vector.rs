@@ -273,3 +273,34 @@ pub const VEC_IDS_MAGIC: u32 = u32::from_le_bytes(*b"VVID");
 pub const VEC_IDS_PER_BLOCK: usize = (BLOCK_SIZE - 32) / 4;
 /// Most embeddings (chunks) one file can carry.
 pub const MAX_CHUNKS: usize = super::inode::INLINE_VEC_IDS + VEC_IDS_PER_BLOCK;
+
+/// Number of ids in a checked vector-id block. Errors (EUCLEAN): above
+/// [`VEC_IDS_PER_BLOCK`], reserved word non-zero.
+pub fn vec_ids_block_count(block: &[u8]) -> Result<usize> {
+    let n = u32_at(block, 24, "vector id block")? as usize;
+    if n > VEC_IDS_PER_BLOCK || u32_at(block, 28, "vector id block")? != 0 {
+        return Err(FormatError::Corrupt { what: "vector id block count", value: n as u64 });
+    }
+    Ok(n)
+}
+
+/// Id `i` of a vector-id block.
+pub fn vec_ids_block_get(block: &[u8], i: usize) -> Result<u32> {
+    u32_at(block, 32 + 4 * i, "vector id block")
+}
+
+/// Builds a vector-id block holding `ids` (at most [`VEC_IDS_PER_BLOCK`]) for inode `owner`.
+pub fn vec_ids_block_build(block: &mut [u8], blocknr: u64, owner: u64, ids: &[u32]) {
+    block.fill(0);
+    let n = ids.len().min(VEC_IDS_PER_BLOCK);
+    for (i, id) in ids.iter().take(n).enumerate() {
+        put_u32(block, 32 + 4 * i, *id);
+    }
+    put_u32(block, 24, n as u32);
+    seal_header(block, VEC_IDS_MAGIC, blocknr, owner);
+}
+
+/// Checks a vector-id block's header (magic, checksum, block number, owner).
+pub fn check_vec_ids_block(block: &[u8], blocknr: u64, owner: u64) -> Result<()> {
+    check_header(block, "vector id block", VEC_IDS_MAGIC, blocknr, owner)
+}
