@@ -3,6 +3,7 @@
 # It sets `set -euo pipefail`, picks the seed (replay a run with SEED=<seed> tests/guest/NNN-name.sh),
 # and makes $T, a temp dir removed on exit (kept if VEXFS_KEEP_TMP=1).
 # shellcheck shell=bash
+# shellcheck disable=SC2034 # variables set here are for the tests that source this file
 set -euo pipefail
 
 # shellcheck source=../../scripts/lib.sh
@@ -11,13 +12,11 @@ set -euo pipefail
 TEST_NAME=$(basename "$0" .sh)
 GUEST_LIB="$VEXFS_ROOT/tests/guest/guest-lib.sh"
 RUN_GUEST="$VEXFS_ROOT/qemu/run-guest"
-# Host builds of the tools (scripts/setup tools), and run-guest's statuses, for the tests to use.
-# shellcheck disable=SC2034
+# Host builds of the tools (scripts/setup tools).
 MKFS="$VEXFS_HOST_BIN/mkfs.vexfs"
 FSCK="$VEXFS_HOST_BIN/fsck.vexfs"
 VEXCTL="$VEXFS_HOST_BIN/vexctl"
 # Exit statuses of qemu/run-guest when the run itself went wrong.
-# shellcheck disable=SC2034
 GUEST_TIMEOUT=124
 GUEST_KERNEL_ERROR=125
 GUEST_NO_STATUS=126
@@ -27,10 +26,13 @@ echo "seed=$SEED (replay: SEED=$SEED ${0#"$VEXFS_ROOT"/})"
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/vexfs-$TEST_NAME.XXXXXX")
 _lib_cleanup() {
+    local rc=$?
     if [ "${VEXFS_KEEP_TMP:-0}" = 1 ]; then
         echo "kept temp dir $T" >&2
     else
         rm -rf "$T"
+        [ "$rc" -eq 0 ] || echo "$TEST_NAME failed (status $rc); to keep its images and logs:" \
+            "VEXFS_KEEP_TMP=1 SEED=$SEED ${0#"$VEXFS_ROOT"/}" >&2
     fi
 }
 trap _lib_cleanup EXIT
