@@ -14,6 +14,7 @@
 extern crate std;
 
 pub mod crc32c;
+pub mod distance;
 pub mod error;
 pub mod format;
 pub mod hnsw;

@@ -1,0 +1,124 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * vexfs float32 distance kernels: one C source, compiled both into the kernel module (Kbuild,
+ * with $(CC_FLAGS_FPU)) and into the userspace tools (core/build.rs, the cc crate), with the
+ * same compiler (clang), the same -O2 and -ffp-contract=off, so the same implementation gives
+ * bit-identical distances on both sides.
+ *
+ * Metrics (the on-disk `vec_metric`, core::format::superblock::Metric):
+ *   0 = l2      sum (q[i] - v[i])^2                     (squared Euclidean)
+ *   1 = cosine  1 - q.v / (sqrt(|q|^2) * sqrt(|v|^2))   (1.0 when |q|^2, |v|^2 or that
+ *               product of square roots is 0 in f32)
+ *   2 = ip      1 - q.v
+ * out[i] receives the IEEE-754 bit pattern of distance(q, vecs[i]). A NaN result (possible only
+ * from overflowing inputs, e.g. inf - inf in a dot product, or an unknown metric) is always
+ * written as the positive quiet NaN 0x7fc00000, which sorts after +inf under the order-preserving
+ * key map of core::distance::key_from_bits.
+ *
+ * q and every vecs[i] hold dim floats; no alignment is required (unaligned loads), 32-byte
+ * alignment is merely faster. The result never depends on the vectors' addresses, on n or on
+ * the position of a vector in the batch: only on (implementation, metric, dim, q, v).
+ *
+ * Floating point runs only between kernel_fpu_begin() and kernel_fpu_end() in the kernel
+ * (kmod/fpu.c), which also resets MXCSR to its default: round to nearest, no FTZ/DAZ, the same
+ * as a userspace process.
+ *
+ * Reduction order (fixed, see each file):
+ *   scalar: one float accumulator, i = 0, 1, ..., dim-1, no FMA.
+ *   sse2:   4 accumulators of 4 lanes over 16-float blocks, then 4-float blocks into acc 0,
+ *           then the last dim % 4 floats (zero padded) into acc 1; sum (a0+a1)+(a2+a3), then
+ *           lanes (0+2)+(1+3). Multiply and add are separately rounded.
+ *   avx2:   4 accumulators of 8 lanes over 32-float blocks with FMA, then 8-float blocks into
+ *           acc 0, then the last dim % 8 floats (masked load, zero padded) into acc 1; sum
+ *           (a0+a1)+(a2+a3), then the two 128-bit halves lo+hi, then lanes (0+2)+(1+3).
+ */
+#ifndef VEXFS_DISTANCE_H
+#define VEXFS_DISTANCE_H
+
+#ifdef __KERNEL__
+#include <linux/types.h>
+#else
+#include <stdint.h>
+typedef uint32_t u32;
+#endif
+
+#define VEXFS_METRIC_L2 0u
+#define VEXFS_METRIC_COSINE 1u
+#define VEXFS_METRIC_IP 2u
+
+/* Implementation ids, as returned by vexfs_c_dist_impl() and core::distance::Impl. */
+#define VEXFS_DIST_SCALAR 0u
+#define VEXFS_DIST_SSE2 1u
+#define VEXFS_DIST_AVX2 2u
+
+/* The canonical NaN written for every NaN result. */
+#define VEXFS_DIST_NAN_BITS 0x7fc00000u
+
+/* Each needs the FPU (kernel_fpu_begin()) in the kernel; the avx2 one also needs AVX2 and FMA. */
+void vexfs_dist_scalar(u32 metric, const float *q, const float *const *vecs, u32 n, u32 dim,
+		       u32 *out);
+void vexfs_dist_sse2(u32 metric, const float *q, const float *const *vecs, u32 n, u32 dim,
+		     u32 *out);
+void vexfs_dist_avx2(u32 metric, const float *q, const float *const *vecs, u32 n, u32 dim,
+		     u32 *out);
+
+/*
+ * Integer only, callable without the FPU: 0 if all dim floats (given as their bit patterns)
+ * are finite, else the index + 1 of the first NaN or infinity.
+ */
+static inline u32 vexfs_first_nonfinite(const u32 *bits, u32 dim)
+{
+	u32 i;
+
+	for (i = 0; i < dim; i++)
+		if ((bits[i] & 0x7f800000u) == 0x7f800000u)
+			return i + 1;
+	return 0;
+}
+
+#ifdef VEXFS_DISTANCE_IMPL
+/* Float helpers shared by the three implementation files (all built with FPU flags). */
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <xmmintrin.h>
+/* sqrtss: correctly rounded like sqrtf, but never a libm call (errno) in either build. */
+static inline float vexfs_sqrtf(float x)
+{
+	return _mm_cvtss_f32(_mm_sqrt_ss(_mm_set_ss(x)));
+}
+#else
+static inline float vexfs_sqrtf(float x)
+{
+	return __builtin_sqrtf(x);
+}
+#endif
+
+static inline u32 vexfs_f32_bits(float x)
+{
+	union {
+		float f;
+		u32 u;
+	} c;
+
+	c.f = x;
+	/* Any NaN becomes the one positive quiet NaN: it sorts last and is the same everywhere. */
+	if ((c.u & 0x7fffffffu) > 0x7f800000u)
+		return VEXFS_DIST_NAN_BITS;
+	return c.u;
+}
+
+/* 1 - dot / (qnorm * sqrt(vv)), where qnorm = sqrt(|q|^2) was computed once per batch. */
+static inline u32 vexfs_cosine_bits(float dot, float qnorm, float vv)
+{
+	float denom;
+
+	if (qnorm == 0.0f || vv == 0.0f)
+		return vexfs_f32_bits(1.0f);
+	denom = qnorm * vexfs_sqrtf(vv);
+	if (denom == 0.0f)
+		return vexfs_f32_bits(1.0f);
+	return vexfs_f32_bits(1.0f - dot / denom);
+}
+#endif /* VEXFS_DISTANCE_IMPL */
+
+#endif /* VEXFS_DISTANCE_H */

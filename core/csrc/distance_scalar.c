@@ -1,0 +1,60 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * vexfs distance kernels, scalar reference: one float accumulator, elements in index order,
+ * multiply and add separately rounded (-ffp-contract=off). Without -ffast-math the compiler
+ * may not reassociate these sums, so this order is the one executed in every build.
+ * The SIMD files are tested against this one (core/src/distance.rs).
+ */
+#define VEXFS_DISTANCE_IMPL
+#include "distance.h"
+
+static float l2_scalar(const float *q, const float *v, u32 dim)
+{
+	float acc = 0.0f;
+	u32 i;
+
+	for (i = 0; i < dim; i++) {
+		float d = q[i] - v[i];
+
+		acc = acc + d * d;
+	}
+	return acc;
+}
+
+static float dot_scalar(const float *q, const float *v, u32 dim)
+{
+	float acc = 0.0f;
+	u32 i;
+
+	for (i = 0; i < dim; i++)
+		acc = acc + q[i] * v[i];
+	return acc;
+}
+
+void vexfs_dist_scalar(u32 metric, const float *q, const float *const *vecs, u32 n, u32 dim,
+		       u32 *out)
+{
+	float qnorm;
+	u32 k;
+
+	switch (metric) {
+	case VEXFS_METRIC_L2:
+		for (k = 0; k < n; k++)
+			out[k] = vexfs_f32_bits(l2_scalar(q, vecs[k], dim));
+		break;
+	case VEXFS_METRIC_COSINE:
+		qnorm = vexfs_sqrtf(dot_scalar(q, q, dim));
+		for (k = 0; k < n; k++)
+			out[k] = vexfs_cosine_bits(dot_scalar(q, vecs[k], dim), qnorm,
+						   dot_scalar(vecs[k], vecs[k], dim));
+		break;
+	case VEXFS_METRIC_IP:
+		for (k = 0; k < n; k++)
+			out[k] = vexfs_f32_bits(1.0f - dot_scalar(q, vecs[k], dim));
+		break;
+	default:
+		for (k = 0; k < n; k++)
+			out[k] = VEXFS_DIST_NAN_BITS;
+		break;
+	}
+}
