@@ -1,0 +1,68 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * vexfs FPU glue: the only caller of the float distance kernels (core/csrc/distance_*.c, the
+ * only objects of the module built with FPU flags). This file is built with the kernel's
+ * default -mno-sse -mno-avx, so the compiler cannot put vector registers to use here, outside
+ * a kernel_fpu_begin()/kernel_fpu_end() section (the pattern of lib/test_fpu_glue.c).
+ */
+#include <linux/bug.h>
+#include <linux/fpu.h>
+#include <linux/minmax.h>
+#include <asm/cpufeature.h>
+#include "fpu.h"
+#include "../core/csrc/distance.h"
+
+/*
+ * Floats handled in one FPU section (preemption is off inside): 256 Ki floats is ~1 MiB of
+ * vectors, some tens of microseconds. The results do not depend on the split.
+ */
+#define VEXFS_FPU_CHUNK_FLOATS (256u * 1024u)
+
+u32 vexfs_c_dist_impl(void)
+{
+	if (boot_cpu_has(X86_FEATURE_AVX2) && boot_cpu_has(X86_FEATURE_FMA) &&
+	    boot_cpu_has(X86_FEATURE_OSXSAVE) &&
+	    cpu_has_xfeatures(XFEATURE_MASK_SSE | XFEATURE_MASK_YMM, NULL))
+		return VEXFS_DIST_AVX2;
+	return VEXFS_DIST_SSE2;
+}
+
+static void vexfs_dist_run(u32 impl, u32 metric, const float *q, const float *const *vecs,
+			   u32 n, u32 dim, u32 *out)
+{
+	switch (impl) {
+	case VEXFS_DIST_AVX2:
+		vexfs_dist_avx2(metric, q, vecs, n, dim, out);
+		break;
+	case VEXFS_DIST_SSE2:
+		vexfs_dist_sse2(metric, q, vecs, n, dim, out);
+		break;
+	default:
+		vexfs_dist_scalar(metric, q, vecs, n, dim, out);
+		break;
+	}
+}
+
+void vexfs_c_distances(u32 impl, u32 metric, const float *q, const float *const *vecs, u32 n,
+		       u32 dim, u32 *out)
+{
+	u32 chunk, done, m, i;
+
+	if (impl > VEXFS_DIST_AVX2 ||
+	    WARN_ON_ONCE(impl == VEXFS_DIST_AVX2 && vexfs_c_dist_impl() != VEXFS_DIST_AVX2))
+		impl = VEXFS_DIST_SSE2;
+	if (WARN_ON_ONCE(!irq_fpu_usable())) {
+		for (i = 0; i < n; i++)
+			out[i] = VEXFS_DIST_NAN_BITS;
+		return;
+	}
+	chunk = dim ? VEXFS_FPU_CHUNK_FLOATS / dim : n;
+	if (chunk == 0)
+		chunk = 1;
+	for (done = 0; done < n; done += m) {
+		m = min(chunk, n - done);
+		kernel_fpu_begin();
+		vexfs_dist_run(impl, metric, q, vecs + done, m, dim, out + done);
+		kernel_fpu_end();
+	}
+}

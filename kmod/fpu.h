@@ -1,0 +1,29 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * The kernel's entry to the float32 distance kernels of core/csrc/distance_*.c. fpu.c is built
+ * WITHOUT FPU flags and brackets every call with kernel_fpu_begin()/kernel_fpu_end(); Rust
+ * passes pointers and receives u32 bit patterns, never float values.
+ */
+#ifndef VEXFS_FPU_H
+#define VEXFS_FPU_H
+
+#include <linux/types.h>
+
+/*
+ * The best implementation on this CPU: 2 (AVX2+FMA, with YMM state enabled by the OS) or
+ * 1 (SSE2, always there on x86_64). 0 is the scalar reference, never returned but accepted.
+ */
+u32 vexfs_c_dist_impl(void);
+
+/*
+ * out[i] = bit pattern of distance(metric, q, vecs[i]) for i < n, each vector dim floats, the
+ * same bits userspace computes with the same impl (core::distance). Task context only, and
+ * not inside another FPU section (otherwise it warns once and writes NaN bits). Runs with
+ * preemption disabled and must not sleep; long batches are split into several FPU sections.
+ * Every pointer must be to mapped kernel memory (no page faults allowed inside). An impl the
+ * CPU cannot run is downgraded to SSE2 with a warning; an unknown metric gives NaN bits.
+ */
+void vexfs_c_distances(u32 impl, u32 metric, const float *q, const float *const *vecs, u32 n,
+		       u32 dim, u32 *out);
+
+#endif /* VEXFS_FPU_H */
