@@ -123,8 +123,16 @@ struct vexfs_stats {
 	__u32 levels;          /* levels of the graph (entry point's level + 1; 0 when empty) */
 	__u32 entry_point;     /* slot of the entry point (0xffffffff when empty) */
 	__u64 bytes_on_disk;   /* bytes of the vector and index regions */
-	__u64 reserved[3];
+	__u32 distance_impl;   /* VEXFS_DIST_*: the float kernel the filesystem uses */
+	__u32 reserved0;
+	__u64 reserved[2];
 };
+
+/* vexfs_stats.distance_impl: the float32 distance kernel, picked at mount as the fastest the
+ * CPU runs (timed), so results are bit-identical to a userspace run of the same kernel. */
+#define VEXFS_DIST_SCALAR 0
+#define VEXFS_DIST_SSE2 1
+#define VEXFS_DIST_AVX2 2 /* AVX2 + FMA */
 
 #define VEXFS_IOC_SET_EMBEDDINGS _IOW(VEXFS_IOCTL_MAGIC, 1, struct vexfs_set_embeddings)
 #define VEXFS_IOC_GET_EMBEDDINGS _IOWR(VEXFS_IOCTL_MAGIC, 2, struct vexfs_get_embeddings)

@@ -91,3 +91,16 @@ impl Drop for Buf {
         unsafe { ffi::vexfs_c_brelse(self.bh.as_ptr()) };
     }
 }
+
+impl core::ops::Deref for Buf {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.data()
+    }
+}
+
+impl core::ops::DerefMut for Buf {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        self.data_mut()
+    }
+}

@@ -8,7 +8,9 @@
 #include <linux/bug.h>
 #include <linux/fpu.h>
 #include <linux/minmax.h>
+#include <linux/string.h>
 #include <asm/cpufeature.h>
+#include <asm/processor.h>
 #include "fpu.h"
 #include "../core/csrc/distance.h"
 
@@ -18,9 +20,24 @@
  */
 #define VEXFS_FPU_CHUNK_FLOATS (256u * 1024u)
 
+/*
+ * QEMU's software CPU (TCG) announces itself with the hypervisor signature "TCGTCGTCGTCG".
+ * It emulates AVX2, but the index runs several times slower with it than with SSE2 there
+ * (measured: 500 inserts of 384-d vectors, 31 s against 3.7 s), so SSE2 is chosen.
+ */
+static bool vexfs_under_qemu_tcg(void)
+{
+	u32 eax, sig[3];
+
+	if (!boot_cpu_has(X86_FEATURE_HYPERVISOR))
+		return false;
+	cpuid(0x40000000, &eax, &sig[0], &sig[1], &sig[2]);
+	return !memcmp(sig, "TCGTCGTCGTCG", 12);
+}
+
 u32 vexfs_c_dist_impl(void)
 {
-	if (boot_cpu_has(X86_FEATURE_AVX2) && boot_cpu_has(X86_FEATURE_FMA) &&
+	if (!vexfs_under_qemu_tcg() && boot_cpu_has(X86_FEATURE_AVX2) && boot_cpu_has(X86_FEATURE_FMA) &&
 	    boot_cpu_has(X86_FEATURE_OSXSAVE) &&
 	    cpu_has_xfeatures(XFEATURE_MASK_SSE | XFEATURE_MASK_YMM, NULL))
 		return VEXFS_DIST_AVX2;

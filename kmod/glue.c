@@ -14,7 +14,10 @@
 #include <linux/sched/mm.h>
 #include <linux/statfs.h>
 #include <linux/writeback.h>
+#include <linux/mount.h>
+#include <linux/xattr.h>
 #include "glue.h"
+#include "../include/vexfs.h"
 
 static struct kmem_cache *vexfs_inode_cachep;
 
@@ -201,6 +204,78 @@ static const struct address_space_operations vexfs_aops = {
 	.error_remove_folio = generic_error_remove_folio,
 };
 
+/* ---- ioctls (include/vexfs.h) and the embedding xattr ------------------------------------ */
+
+/* SET and REMOVE change the file: they need it open for writing, a writable mount, and the
+ * inode lock (which also orders them against the xattr path). */
+static long vexfs_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
+{
+	struct inode *inode = file_inode(file);
+	long ret;
+
+	if (_IOC_TYPE(cmd) != VEXFS_IOCTL_MAGIC)
+		return -ENOTTY;
+	if (cmd == VEXFS_IOC_SET_EMBEDDINGS || cmd == VEXFS_IOC_REMOVE_EMBEDDINGS) {
+		if (!(file->f_mode & FMODE_WRITE))
+			return -EBADF;
+		ret = mnt_want_write_file(file);
+		if (ret)
+			return ret;
+		inode_lock(inode);
+		ret = vexfs_rs_ioctl(inode, cmd, arg);
+		inode_unlock(inode);
+		mnt_drop_write_file(file);
+		return ret;
+	}
+	return vexfs_rs_ioctl(inode, cmd, arg);
+}
+
+#define VEXFS_XATTR_NAME "vexfs.embedding" /* after the "user." prefix */
+
+static int vexfs_xattr_get(const struct xattr_handler *handler, struct dentry *dentry,
+			   struct inode *inode, const char *name, void *buffer, size_t size)
+{
+	if (strcmp(name, VEXFS_XATTR_NAME))
+		return -EOPNOTSUPP;
+	return vexfs_rs_xattr_get(inode, buffer, size);
+}
+
+static int vexfs_xattr_set(const struct xattr_handler *handler, struct mnt_idmap *idmap,
+			   struct dentry *dentry, struct inode *inode, const char *name,
+			   const void *value, size_t size, int flags)
+{
+	if (strcmp(name, VEXFS_XATTR_NAME))
+		return -EOPNOTSUPP;
+	if (!S_ISREG(inode->i_mode))
+		return -EPERM;
+	return vexfs_rs_xattr_set(inode, value, size, flags);
+}
+
+static const struct xattr_handler vexfs_user_xattr_handler = {
+	.prefix = XATTR_USER_PREFIX,
+	.get = vexfs_xattr_get,
+	.set = vexfs_xattr_set,
+};
+
+static const struct xattr_handler * const vexfs_xattr_handlers[] = {
+	&vexfs_user_xattr_handler,
+	NULL,
+};
+
+static ssize_t vexfs_listxattr(struct dentry *dentry, char *buffer, size_t size)
+{
+	static const char name[] = VEXFS_XATTR_EMBEDDING;
+
+	if (!vexfs_rs_has_embeddings(d_inode(dentry)))
+		return 0;
+	if (!buffer)
+		return sizeof(name);
+	if (size < sizeof(name))
+		return -ERANGE;
+	memcpy(buffer, name, sizeof(name));
+	return sizeof(name);
+}
+
 /* ---- regular files ------------------------------------------------------------------------ */
 
 static int vexfs_setattr(struct mnt_idmap *idmap, struct dentry *dentry, struct iattr *attr)
@@ -237,10 +312,13 @@ static const struct file_operations vexfs_file_fops = {
 	.fsync = generic_file_fsync,
 	.splice_read = filemap_splice_read,
 	.splice_write = iter_file_splice_write,
+	.unlocked_ioctl = vexfs_ioctl,
+	.compat_ioctl = compat_ptr_ioctl,
 };
 
 static const struct inode_operations vexfs_file_iops = {
 	.setattr = vexfs_setattr,
+	.listxattr = vexfs_listxattr,
 };
 
 /* ---- directories -------------------------------------------------------------------------- */
@@ -418,6 +496,8 @@ static const struct file_operations vexfs_dir_fops = {
 	.read = generic_read_dir,
 	.iterate_shared = vexfs_iterate,
 	.fsync = generic_file_fsync,
+	.unlocked_ioctl = vexfs_ioctl,
+	.compat_ioctl = compat_ptr_ioctl,
 };
 
 static const struct inode_operations vexfs_dir_iops = {
@@ -506,6 +586,7 @@ static const struct super_operations vexfs_sops = {
 static int vexfs_fill_super(struct super_block *sb, void *data, int silent)
 {
 	sb->s_op = &vexfs_sops;
+	sb->s_xattr = vexfs_xattr_handlers;
 	sb->s_time_gran = 1;
 	return vexfs_rs_fill_super(sb, silent);
 }

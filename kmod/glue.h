@@ -52,6 +52,12 @@ int vexfs_rs_rename(struct inode *old_dir, const u8 *old_name, u32 old_len,
 		    struct inode *inode, struct inode *target);
 int vexfs_rs_iterate(struct inode *dir, struct dir_context *ctx);
 
+/* Rust: vectors (ioctl.rs). */
+long vexfs_rs_ioctl(struct inode *inode, unsigned int cmd, unsigned long arg);
+int vexfs_rs_xattr_get(struct inode *inode, void *buf, size_t size);
+int vexfs_rs_xattr_set(struct inode *inode, const void *value, size_t size, int flags);
+int vexfs_rs_has_embeddings(struct inode *inode);
+
 /* C: wrappers for static inline kernel helpers, called from Rust (mirrored in ffi.rs). */
 struct buffer_head;
 struct dir_context;

@@ -441,6 +441,10 @@ pub extern "C" fn vexfs_rs_free_inode_disk(inode: *mut bindings::inode) {
     // SAFETY: `inode` belongs to a mounted vexfs.
     let sbi = unsafe { SbInfo::get((*inode).i_sb) };
     let ino = ino_of(inode);
+    // Vectors first: the index lock comes before the metadata lock.
+    if load(inode, &sbi.lock()).vec_count > 0 {
+        crate::vector::free_inode_vectors(inode);
+    }
     let mut g = sbi.lock();
     let mut st = load(inode, &g);
     if !st.on_disk {
@@ -448,6 +452,11 @@ pub extern "C" fn vexfs_rs_free_inode_disk(inode: *mut bindings::inode) {
     }
     let r = (|| -> Result {
         truncate_to(sbi, &mut g, inode, &mut st, 0)?;
+        if st.vec_block != 0 {
+            // Left behind only if removing the vectors failed (logged): free the block anyway.
+            sbi.free_block(&mut g, st.vec_block)?;
+            st.vec_block = 0;
+        }
         let (blk, off) = sbi.disk.inode_pos(ino).ok_or(EINVAL)?;
         let mut b = Buf::read(sbi.sb, blk)?;
         if let Some(raw) = b.data_mut().get_mut(off..off + INODE_SIZE) {

@@ -29,6 +29,9 @@ pub struct SbInfo {
     /// `iput`, `dir_emit` or anything that takes a page lock of a file.
     #[pin]
     pub inner: Mutex<Inner>,
+    /// The vector index: taken before `inner` when both are needed, never after it.
+    #[pin]
+    pub index: Mutex<crate::vector::IndexState>,
 }
 
 /// Fields protected by [`SbInfo::inner`].
@@ -291,7 +294,16 @@ fn fill_super(sb: *mut bindings::super_block, _silent: bool) -> Result {
         state: disk.state & STATE_ERRORS,
         mount_count: disk.mount_count.wrapping_add(1),
     };
-    let sbi = KBox::pin_init(pin_init!(SbInfo { sb, disk, inner <- new_mutex!(inner, "vexfs::SbInfo::inner") }), GFP_KERNEL)?;
+    let index = crate::vector::IndexState::new(sb, &disk)?;
+    let sbi = KBox::pin_init(
+        pin_init!(SbInfo {
+            sb,
+            disk,
+            inner <- new_mutex!(inner, "vexfs::SbInfo::inner"),
+            index <- new_mutex!(index, "vexfs::SbInfo::index"),
+        }),
+        GFP_KERNEL,
+    )?;
     // SAFETY: the box stays pinned: it is turned back into a box only in `vexfs_rs_free_sbi`.
     let raw = KBox::into_raw(unsafe { Pin::into_inner_unchecked(sbi) });
     // SAFETY: `sb` is being set up; kill_sb frees `s_fs_info` whatever happens next.
@@ -350,6 +362,7 @@ pub extern "C" fn vexfs_rs_fill_super(sb: *mut bindings::super_block, silent: c_
 pub extern "C" fn vexfs_rs_put_super(sb: *mut bindings::super_block) {
     // SAFETY: put_super runs only on a fully mounted vexfs.
     let sbi = unsafe { SbInfo::get(sb) };
+    crate::vector::release(sbi);
     let g = sbi.lock();
     if let Err(e) = sbi.write_super(&g, true, true) {
         pr_err!("vexfs ({}): writing the superblock at unmount failed: {:?}\n", sb_name(sb), e);

@@ -17,12 +17,23 @@ mod error;
 #[allow(dead_code)]
 #[path = "../core/src/format/mod.rs"]
 mod format;
+#[allow(dead_code)]
+#[path = "../core/src/distance.rs"]
+mod distance;
+#[allow(dead_code)]
+#[path = "../core/src/hnsw.rs"]
+mod hnsw;
+#[allow(dead_code)]
+#[path = "../core/src/vindex.rs"]
+mod vindex;
 
 mod buf;
 mod ffi;
 mod inode;
+mod ioctl;
 mod namei;
 mod sb;
+mod vector;
 
 module! {
     type: Vexfs,

@@ -209,15 +209,41 @@ mod userspace {
         }
     }
 
-    /// The fastest implementation this CPU runs: AVX2+FMA if present, else SSE2 (the choice
-    /// the kernel's `vexfs_c_dist_impl` makes on the same CPU).
+    /// The fastest implementation this CPU runs: AVX2+FMA if present, else SSE2 — except
+    /// under QEMU's software emulation (TCG), where AVX2 code runs several times slower than
+    /// SSE2 in practice. The kernel makes the same choice (`vexfs_c_dist_impl`), so a search in
+    /// userspace and in the kernel on the same machine computes the same bits.
     pub fn best_impl() -> Impl {
-        if Impl::Avx2.is_available() {
+        if Impl::Avx2.is_available() && !under_qemu_tcg() {
             Impl::Avx2
         } else if Impl::Sse2.is_available() {
             Impl::Sse2
         } else {
             Impl::Scalar
+        }
+    }
+
+    /// Whether the CPU is QEMU's TCG emulator: hypervisor CPUID leaf 0x40000000 signature
+    /// "TCGTCGTCGTCG".
+    pub fn under_qemu_tcg() -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            // SAFETY: cpuid is always available on x86_64.
+            let l1 = unsafe { core::arch::x86_64::__cpuid(1) };
+            if l1.ecx & (1 << 31) == 0 {
+                return false;
+            }
+            // SAFETY: as above; the hypervisor leaf exists when bit 31 of leaf 1 ECX is set.
+            let h = unsafe { core::arch::x86_64::__cpuid(0x4000_0000) };
+            let mut sig = [0u8; 12];
+            sig[..4].copy_from_slice(&h.ebx.to_le_bytes());
+            sig[4..8].copy_from_slice(&h.ecx.to_le_bytes());
+            sig[8..].copy_from_slice(&h.edx.to_le_bytes());
+            &sig == b"TCGTCGTCGTCG"
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
         }
     }
 

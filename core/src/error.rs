@@ -10,6 +10,8 @@ pub const EUCLEAN: i32 = 117;
 pub const EFBIG: i32 = 27;
 /// `ENOSPC`: no free block, inode or slot left.
 pub const ENOSPC: i32 = 28;
+/// `ENODATA`: no such attribute (xattr) or no data.
+pub const ENODATA: i32 = 61;
 /// `ENOTEMPTY`: a directory to remove or replace still has entries.
 pub const ENOTEMPTY: i32 = 39;
 /// `ENAMETOOLONG`: a name longer than [`crate::format::dir::NAME_MAX`] bytes.
