@@ -183,6 +183,17 @@ impl<'t> VecIndex<'t> {
         Ok(())
     }
 
+    /// Zeroes the whole level-0 record of `slot` (head and links): a free slot's record is
+    /// all zero.
+    fn clear_record<B: Blocks>(&self, b: &B, slot: u32) -> Result<(), B::Error> {
+        let (blk, off) = self.geo.level0_pos(slot);
+        let mut w = b.write(blk)?;
+        if let Some(r) = w.get_mut(off..off + self.geo.level0_size as usize) {
+            r.fill(0);
+        }
+        Ok(())
+    }
+
     /// Owner of `slot` (`None` when free or deleted).
     pub fn owner<B: Blocks>(&self, b: &B, slot: u32) -> Result<Option<MapEntry>, B::Error> {
         self.check_slot(b, slot)?;
@@ -399,7 +410,7 @@ impl<'t> VecIndex<'t> {
         for slot in 0..self.capacity as u32 {
             let h = self.head(b, slot)?;
             if h.flags & NODE_DELETED != 0 {
-                self.set_head(b, slot, &Level0Head::default())?;
+                self.clear_record(b, slot)?;
                 self.bit(b, slot, Some(false))?;
             }
         }
