@@ -2,7 +2,7 @@
 //!     cargo run --release -p vexfs-core --features std --example recall_fvecs -- BASE QUERY GT
 use std::time::Instant;
 use vexfs_core::format::superblock::Metric;
-use vexfs_core::mem::{rust_scalar_dist, MemIndex};
+use vexfs_core::mem::{c_dist, MemIndex};
 
 fn read_vecs(path: &str) -> Vec<Vec<u32>> {
     let b = std::fs::read(path).unwrap();
@@ -23,7 +23,7 @@ fn main() {
     let queries: Vec<Vec<f32>> = read_vecs(&a[2]).into_iter().map(|v| v.into_iter().map(f32::from_bits).collect()).collect();
     let gt = read_vecs(&a[3]);
     let t = Instant::now();
-    let mut idx = MemIndex::new(base[0].len(), Metric::L2, 16, 200, 42, rust_scalar_dist);
+    let mut idx = MemIndex::new(base[0].len(), Metric::L2, 16, 200, 42, c_dist);
     for v in &base {
         idx.add(v).unwrap();
     }

@@ -95,14 +95,10 @@ impl MemGraph {
 impl Store for MemGraph {
     type Error = MemError;
     fn dist_query(&mut self, ids: &[u32], keys: &mut [u32]) -> Result<(), MemError> {
-        let vecs: Vec<&[f32]> = ids.iter().map(|&i| self.vector(i)).collect();
-        (self.dist)(self.metric, &self.query, &vecs, keys);
-        Ok(())
+        self.dist_to(None, ids, keys)
     }
     fn dist_pair(&mut self, a: u32, ids: &[u32], keys: &mut [u32]) -> Result<(), MemError> {
-        let vecs: Vec<&[f32]> = ids.iter().map(|&i| self.vector(i)).collect();
-        (self.dist)(self.metric, self.vector(a), &vecs, keys);
-        Ok(())
+        self.dist_to(Some(a), ids, keys)
     }
     fn links(&mut self, node: u32, level: u8, out: &mut [u32]) -> Result<usize, MemError> {
         let Some((off, _)) = self.list(node, level) else { return Ok(0) };
@@ -130,6 +126,24 @@ impl Store for MemGraph {
 }
 
 impl MemGraph {
+    /// Distances from the query (or node `a`) to `ids`, in batches, without allocating.
+    fn dist_to(&self, a: Option<u32>, ids: &[u32], keys: &mut [u32]) -> Result<(), MemError> {
+        const B: usize = 64;
+        let q = match a {
+            Some(a) => self.vector(a),
+            None => &self.query,
+        };
+        let mut vecs: [&[f32]; B] = [&[]; B];
+        for (chunk, out) in ids.chunks(B).zip(keys.chunks_mut(B)) {
+            for (v, &i) in vecs.iter_mut().zip(chunk) {
+                *v = self.vector(i);
+            }
+            let n = chunk.len();
+            (self.dist)(self.metric, q, &vecs[..n], &mut out[..n]);
+        }
+        Ok(())
+    }
+
     fn level0_or_upper(&self, level: u8) -> &[u32] {
         if level == 0 {
             &self.level0
@@ -287,6 +301,17 @@ impl MemIndex {
     /// Bytes held for vectors, links and levels (the index's memory, without scratch).
     pub fn memory_bytes(&self) -> usize {
         self.g.vectors.len() * 4 + self.g.level0.len() * 4 + self.g.upper.len() * 4 + self.g.levels.len() * 6
+    }
+}
+
+/// Distance keys from the C kernels (`core::distance`), with the implementation the kernel
+/// would pick on this CPU: the same bits as the kernel module computes.
+pub fn c_dist(metric: Metric, q: &[f32], vecs: &[&[f32]], out: &mut [u32]) {
+    use std::sync::OnceLock;
+    static IMPL: OnceLock<crate::distance::Impl> = OnceLock::new();
+    let imp = *IMPL.get_or_init(crate::distance::best_impl);
+    if let Err(e) = crate::distance::distance_keys(imp, metric as u32, q, vecs, out) {
+        panic!("distance: {e}");
     }
 }
 

@@ -3,7 +3,7 @@
 //! ../shared/data is there), and after deleting 30% of the vectors.
 
 use vexfs_core::format::superblock::Metric;
-use vexfs_core::mem::{rust_scalar_dist, MemIndex};
+use vexfs_core::mem::{c_dist, rust_scalar_dist, MemIndex};
 
 struct Rng(u64);
 impl Rng {
@@ -51,7 +51,7 @@ fn recall(index: &mut MemIndex, metric: Metric, base: &[Vec<f32>], live: &[bool]
 }
 
 fn build(base: &[Vec<f32>], metric: Metric, m: u32, efc: u32) -> MemIndex {
-    let mut idx = MemIndex::new(base[0].len(), metric, m, efc, 42, rust_scalar_dist);
+    let mut idx = MemIndex::new(base[0].len(), metric, m, efc, 42, c_dist);
     for v in base {
         idx.add(v).unwrap();
     }
