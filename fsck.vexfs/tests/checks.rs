@@ -13,8 +13,13 @@ use vexfs_image::vexfs_core::format::extent::extent_block_build;
 use vexfs_image::vexfs_core::format::inode::{Inode, S_IFREG};
 use vexfs_image::vexfs_core::format::journal::JournalSuper;
 use vexfs_image::vexfs_core::format::superblock::{Region, Superblock, ROOT_INO, STATE_ERRORS};
+use vexfs_image::vexfs_core::format::vector::{
+    HnswGeometry, HnswHeader, Level0Head, MapEntry, MAP_ENTRY, NO_SLOT,
+};
 use vexfs_image::vexfs_core::format::{bit_set, BLOCK_SIZE};
 use vexfs_image::vexfs_core::io::BlockDevice;
+use vexfs_image::vexfs_core::vindex::fill_upper_table;
+use vexfs_image::writer::Writer;
 use vexfs_image::{mkfs, FileDevice, Image, MemDevice};
 
 struct Img {
@@ -279,7 +284,7 @@ fn journal_not_clean_without_recover() {
 }
 
 #[test]
-fn vector_bitmap_in_use() {
+fn vector_bitmap_set_for_a_free_slot() {
     let img = fresh();
     let vb = sb(&img.path).region(Region::VecBitmap).start;
     edit_block(&img.path, vb, |b| b[3] = 0x10);
@@ -520,10 +525,11 @@ fn symlink_size() {
 }
 
 #[test]
-fn vector_references() {
+fn chunk_on_a_free_slot() {
+    // hello claims chunk 0 in slot 0, which nothing ever used.
     let (img, t) = populated();
     edit_inode(&img.path, t.hello, |i| i.vec_count = 1);
-    expect(&img, &[Kind::VectorRefs], Repair::No);
+    expect(&img, &[Kind::VectorOwner], Repair::No);
 }
 
 #[test]
@@ -603,4 +609,446 @@ fn unused_inline_extent_not_zero() {
     let (img, t) = populated();
     edit_inode(&img.path, t.hello, |i| i.extents[4].len = 1);
     expect(&img, &[Kind::Extents], Repair::No);
+}
+
+// ---- the vector index --------------------------------------------------------------------------
+
+/// The sample tree with embeddings (dimension 8): hello 2 chunks, big 6 (a vector-id block),
+/// frag 3, and `vec/v000..v149` one each; sparse had 2, removed (2 tombstones left).
+struct Vectored {
+    img: Img,
+    tree: Tree,
+    /// The slots of each file's chunks.
+    slots: std::collections::HashMap<u32, Vec<u32>>,
+    /// Tombstone slots.
+    tombs: Vec<u32>,
+}
+
+fn rand_vecs(n: usize, seed: u32) -> Vec<Vec<f32>> {
+    let mut x = seed.wrapping_mul(2_654_435_761) | 1;
+    (0..n)
+        .map(|_| {
+            (0..8)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 17;
+                    x ^= x << 5;
+                    (x % 2001) as f32 / 1000.0 - 1.0
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn vectored() -> Vectored {
+    let (img, tree) = sample::build(MemDevice::new(SAMPLE_BLOCKS)).unwrap();
+    let mut w = Writer::new(img).unwrap();
+    let mut slots = std::collections::HashMap::new();
+    for (ino, n, seed) in [
+        (tree.hello, 2, 1),
+        (tree.big, 6, 2),
+        (tree.frag, 3, 3),
+        (tree.sparse, 2, 4),
+    ] {
+        slots.insert(ino, w.set_embeddings(ino, &rand_vecs(n, seed)).unwrap());
+    }
+    let dir = w.mkdir(ROOT_INO, "vec", 0o755).unwrap();
+    for i in 0..150 {
+        let ino = w.create(dir, &format!("v{i:03}"), b"v\n").unwrap();
+        slots.insert(ino, w.set_embeddings(ino, &rand_vecs(1, 100 + i)).unwrap());
+    }
+    let tombs = slots.remove(&tree.sparse).unwrap();
+    w.remove_embeddings(tree.sparse).unwrap();
+    let h = w.vector_header().unwrap();
+    assert_eq!((h.live, h.deleted), (161, 2));
+    let img = save(&w.commit().unwrap().into_device().bytes);
+    Vectored {
+        img,
+        tree,
+        slots,
+        tombs,
+    }
+}
+
+fn geometry(path: &Path) -> HnswGeometry {
+    HnswGeometry::new(&sb(path))
+}
+
+/// First upper record of each slot, `capacity + 1` entries (a slot's level is the difference).
+fn upper_table(path: &Path) -> Vec<u32> {
+    let s = sb(path);
+    let mut t = vec![0u32; s.vec_capacity as usize + 1];
+    fill_upper_table(&s, &mut t).unwrap();
+    t
+}
+
+fn slot_level(path: &Path, slot: u32) -> u32 {
+    let t = upper_table(path);
+    t[slot as usize + 1] - t[slot as usize]
+}
+
+/// Edits the level-0 record of `slot` (its `level0_size` bytes).
+fn edit_level0(path: &Path, slot: u32, f: impl FnOnce(&mut [u8])) {
+    let g = geometry(path);
+    let (blk, off) = g.level0_pos(slot);
+    edit_block(path, blk, |b| f(&mut b[off..off + g.level0_size as usize]));
+}
+
+fn level0(path: &Path, slot: u32) -> Level0Head {
+    let g = geometry(path);
+    let (blk, off) = g.level0_pos(slot);
+    let mut b = [0u8; BLOCK_SIZE];
+    FileDevice::open(path, false)
+        .unwrap()
+        .read_block(blk, &mut b)
+        .unwrap();
+    Level0Head::decode(&b[off..]).unwrap()
+}
+
+/// Edits the 16-byte map entry of `slot`.
+fn edit_map(path: &Path, slot: u32, f: impl FnOnce(&mut [u8])) {
+    let start = sb(path).region(Region::VecMap).start;
+    let off = slot as usize * MAP_ENTRY;
+    edit_block(path, start + (off / BLOCK_SIZE) as u64, |b| {
+        f(&mut b[off % BLOCK_SIZE..off % BLOCK_SIZE + MAP_ENTRY])
+    });
+}
+
+fn edit_header(path: &Path, f: impl FnOnce(&mut HnswHeader)) {
+    let n = sb(path).region(Region::Hnsw).start;
+    edit_block(path, n, |b| {
+        let mut h = HnswHeader::decode(b, n).unwrap();
+        f(&mut h);
+        h.encode(b, n);
+    });
+}
+
+fn header(path: &Path) -> HnswHeader {
+    let n = sb(path).region(Region::Hnsw).start;
+    let mut b = [0u8; BLOCK_SIZE];
+    FileDevice::open(path, false)
+        .unwrap()
+        .read_block(n, &mut b)
+        .unwrap();
+    HnswHeader::decode(&b, n).unwrap()
+}
+
+/// A live slot other than the entry point, with at least one level-0 link.
+fn some_live_slot(v: &Vectored) -> u32 {
+    let entry = header(&v.img.path).entry;
+    let s = v.slots[&v.tree.big][3];
+    assert_ne!(s, entry);
+    assert!(level0(&v.img.path, s).count > 0);
+    s
+}
+
+#[test]
+fn image_with_vectors_is_clean() {
+    let v = vectored();
+    assert!(
+        problems(&v.img.path).is_empty(),
+        "{:#?}",
+        problems(&v.img.path)
+    );
+    let (code, out) = fsck(&v.img.path, &["-n"]);
+    assert_eq!(code, 0, "{out}");
+    let h = header(&v.img.path);
+    assert!(slot_level(&v.img.path, h.entry) >= 1);
+}
+
+#[test]
+fn vector_header_checksum() {
+    let v = vectored();
+    let n = sb(&v.img.path).region(Region::Hnsw).start;
+    edit_block(&v.img.path, n, |b| b[33] ^= 1);
+    expect(&v.img, &[Kind::VectorHeader], Repair::No);
+}
+
+#[test]
+fn vector_header_counts() {
+    let v = vectored();
+    edit_header(&v.img.path, |h| {
+        h.live += 1;
+        h.deleted = 0;
+    });
+    expect(&v.img, &[Kind::VectorCounts], Repair::Preen);
+    let h = header(&v.img.path);
+    assert_eq!((h.live, h.deleted), (161, 2));
+}
+
+#[test]
+fn vector_entry_on_a_tombstone() {
+    let v = vectored();
+    let t = v.tombs[0];
+    let level = slot_level(&v.img.path, t);
+    edit_header(&v.img.path, |h| {
+        h.entry = t;
+        h.entry_level = level;
+    });
+    expect(&v.img, &[Kind::VectorEntry], Repair::No);
+}
+
+#[test]
+fn vector_entry_level() {
+    let v = vectored();
+    edit_header(&v.img.path, |h| h.entry_level += 1);
+    expect(&v.img, &[Kind::VectorEntry], Repair::No);
+}
+
+#[test]
+fn vector_entry_below_the_top_level() {
+    let v = vectored();
+    let low = v.slots[&v.tree.hello][0];
+    let level = slot_level(&v.img.path, low);
+    assert!(level < header(&v.img.path).entry_level);
+    edit_header(&v.img.path, |h| {
+        h.entry = low;
+        h.entry_level = level;
+    });
+    expect(&v.img, &[Kind::VectorEntry], Repair::No);
+}
+
+#[test]
+fn vector_entry_missing() {
+    let v = vectored();
+    edit_header(&v.img.path, |h| {
+        h.entry = NO_SLOT;
+        h.entry_level = 0;
+    });
+    expect(&v.img, &[Kind::VectorEntry], Repair::No);
+}
+
+#[test]
+fn vector_bitmap_clear_for_a_live_slot() {
+    let v = vectored();
+    let s = v.slots[&v.tree.frag][1];
+    let vb = sb(&v.img.path).region(Region::VecBitmap).start;
+    edit_block(&v.img.path, vb, |b| bit_set(b, s as usize, false));
+    expect(&v.img, &[Kind::VectorBitmap], Repair::No);
+}
+
+#[test]
+fn vector_bitmap_padding() {
+    let img = fresh();
+    let s = sb(&img.path);
+    let cap = s.vec_capacity;
+    assert!(cap < s.region(Region::VecBitmap).blocks * BLOCK_SIZE as u64 * 8);
+    edit_block(
+        &img.path,
+        s.region(Region::VecBitmap).start + cap / (BLOCK_SIZE as u64 * 8),
+        |b| bit_set(b, (cap % (BLOCK_SIZE as u64 * 8)) as usize, true),
+    );
+    expect(&img, &[Kind::VectorBitmap], Repair::No);
+}
+
+#[test]
+fn vector_map_checksum() {
+    let v = vectored();
+    let s = v.slots[&v.tree.big][5];
+    edit_map(&v.img.path, s, |e| e[9] ^= 1);
+    expect(&v.img, &[Kind::VectorMap], Repair::No);
+}
+
+#[test]
+fn vector_map_live_slot_without_owner() {
+    let v = vectored();
+    let s = v.slots[&v.tree.hello][1];
+    edit_map(&v.img.path, s, |e| e.fill(0));
+    expect(&v.img, &[Kind::VectorMap], Repair::No);
+}
+
+#[test]
+fn vector_map_owner_on_a_tombstone() {
+    let v = vectored();
+    let t = v.tombs[1];
+    let sparse = v.tree.sparse as u64;
+    edit_map(&v.img.path, t, |e| {
+        MapEntry::encode(
+            Some(MapEntry {
+                ino: sparse,
+                chunk: 1,
+            }),
+            t,
+            e,
+        )
+    });
+    expect(&v.img, &[Kind::VectorMap], Repair::No);
+}
+
+#[test]
+fn vector_map_points_at_another_chunk() {
+    let v = vectored();
+    let s = v.slots[&v.tree.big][2];
+    let big = v.tree.big as u64;
+    edit_map(&v.img.path, s, |e| {
+        MapEntry::encode(Some(MapEntry { ino: big, chunk: 4 }), s, e)
+    });
+    expect(&v.img, &[Kind::VectorOwner], Repair::No);
+}
+
+#[test]
+fn vector_id_block_checksum() {
+    let v = vectored();
+    let vb = inode(&v.img.path, v.tree.big).vec_block;
+    edit_block(&v.img.path, vb, |b| b[40] ^= 1);
+    expect(&v.img, &[Kind::VectorRefs], Repair::No);
+}
+
+#[test]
+fn vector_count_disagrees_with_the_id_block() {
+    let v = vectored();
+    edit_inode(&v.img.path, v.tree.big, |i| i.vec_count = 5);
+    expect(&v.img, &[Kind::VectorRefs], Repair::No);
+}
+
+#[test]
+fn unused_inline_vector_id_not_zero() {
+    let v = vectored();
+    edit_inode(&v.img.path, v.tree.hello, |i| i.vec_ids[3] = 7);
+    expect(&v.img, &[Kind::VectorRefs], Repair::No);
+}
+
+#[test]
+fn chunk_slot_out_of_range() {
+    let v = vectored();
+    let cap = sb(&v.img.path).vec_capacity as u32;
+    edit_inode(&v.img.path, v.tree.frag, |i| i.vec_ids[0] = cap + 5);
+    expect(&v.img, &[Kind::VectorRefs], Repair::No);
+}
+
+#[test]
+fn vectors_on_a_directory() {
+    let v = vectored();
+    edit_inode(&v.img.path, v.tree.docs, |i| {
+        i.vec_count = 1;
+        i.vec_ids[0] = 0;
+    });
+    expect(&v.img, &[Kind::VectorRefs], Repair::No);
+}
+
+#[test]
+fn vector_id_block_not_counted() {
+    let v = vectored();
+    edit_inode(&v.img.path, v.tree.big, |i| i.blocks -= 1);
+    expect(&v.img, &[Kind::BlockCount], Repair::Preen);
+}
+
+#[test]
+fn vector_slot_shared_by_two_chunks() {
+    // frag's chunk 1 now names chunk 0's slot; its own slot is left owned by a chunk that
+    // no longer holds it.
+    let v = vectored();
+    let s0 = v.slots[&v.tree.frag][0];
+    edit_inode(&v.img.path, v.tree.frag, |i| i.vec_ids[1] = s0);
+    expect(&v.img, &[Kind::VectorShared, Kind::VectorOwner], Repair::No);
+}
+
+#[test]
+fn level0_record_level() {
+    let v = vectored();
+    let s = some_live_slot(&v);
+    edit_level0(&v.img.path, s, |r| r[2] += 1);
+    expect(&v.img, &[Kind::VectorRecord], Repair::No);
+}
+
+#[test]
+fn level0_record_flags() {
+    let v = vectored();
+    let s = some_live_slot(&v);
+    edit_level0(&v.img.path, s, |r| r[3] = 4);
+    expect(&v.img, &[Kind::VectorRecord], Repair::No);
+}
+
+#[test]
+fn level0_link_count() {
+    let v = vectored();
+    let s = some_live_slot(&v);
+    let m0 = 2 * sb(&v.img.path).hnsw_m as u16;
+    edit_level0(&v.img.path, s, |r| {
+        r[..2].copy_from_slice(&(m0 + 1).to_le_bytes())
+    });
+    expect(&v.img, &[Kind::VectorRecord], Repair::No);
+}
+
+#[test]
+fn upper_link_count() {
+    let v = vectored();
+    let entry = header(&v.img.path).entry;
+    let first = upper_table(&v.img.path)[entry as usize] as u64;
+    let (blk, off) = geometry(&v.img.path).upper_pos(first);
+    let m = sb(&v.img.path).hnsw_m;
+    edit_block(&v.img.path, blk, |b| {
+        b[off..off + 4].copy_from_slice(&(m + 1).to_le_bytes())
+    });
+    expect(&v.img, &[Kind::VectorRecord], Repair::No);
+}
+
+#[test]
+fn free_slot_record_not_zero() {
+    let v = vectored();
+    let free = sb(&v.img.path).vec_capacity as u32 - 1;
+    edit_level0(&v.img.path, free, |r| r[12] = 1);
+    expect(&v.img, &[Kind::VectorRecord], Repair::No);
+}
+
+/// Sets level-0 link 0 of a live slot to `to(slot)`.
+fn relink(v: &Vectored, to: impl FnOnce(u32) -> u32) {
+    let s = some_live_slot(v);
+    let t = to(s);
+    edit_level0(&v.img.path, s, |r| {
+        r[8..12].copy_from_slice(&t.to_le_bytes())
+    });
+}
+
+#[test]
+fn link_out_of_range() {
+    let v = vectored();
+    let cap = sb(&v.img.path).vec_capacity as u32;
+    relink(&v, |_| cap);
+    expect(&v.img, &[Kind::VectorLinks], Repair::No);
+}
+
+#[test]
+fn link_to_a_free_slot() {
+    let v = vectored();
+    let cap = sb(&v.img.path).vec_capacity as u32;
+    relink(&v, |_| cap - 1);
+    expect(&v.img, &[Kind::VectorLinks], Repair::No);
+}
+
+#[test]
+fn link_to_itself() {
+    let v = vectored();
+    relink(&v, |s| s);
+    expect(&v.img, &[Kind::VectorLinks], Repair::No);
+}
+
+#[test]
+fn upper_link_to_a_lower_node() {
+    let v = vectored();
+    let entry = header(&v.img.path).entry;
+    let first = upper_table(&v.img.path)[entry as usize] as u64;
+    let (blk, off) = geometry(&v.img.path).upper_pos(first);
+    let low = (0..sb(&v.img.path).vec_capacity as u32)
+        .find(|&s| slot_level(&v.img.path, s) == 0 && v.slots.values().any(|l| l.contains(&s)))
+        .unwrap();
+    edit_block(&v.img.path, blk, |b| {
+        assert!(u32::from_le_bytes(b[off..off + 4].try_into().unwrap()) > 0);
+        b[off + 4..off + 8].copy_from_slice(&low.to_le_bytes());
+    });
+    expect(&v.img, &[Kind::VectorLinks], Repair::No);
+}
+
+#[test]
+fn vector_not_finite() {
+    let v = vectored();
+    let s = v.slots[&v.tree.hello][0];
+    let sbk = sb(&v.img.path);
+    let pos = s as u64 * sbk.vec_stride as u64 + 4 * 3;
+    let blk = sbk.region(Region::VecData).start + pos / BLOCK_SIZE as u64;
+    let off = (pos % BLOCK_SIZE as u64) as usize;
+    edit_block(&v.img.path, blk, |b| {
+        b[off..off + 4].copy_from_slice(&f32::NAN.to_le_bytes())
+    });
+    expect(&v.img, &[Kind::VectorData], Repair::No);
 }

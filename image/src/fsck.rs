@@ -6,7 +6,7 @@
 //! three the way `fsck.vexfs` does.
 //!
 //! A repair never guesses at data: structural damage (bad checksums, extents, directory
-//! blocks) is reported, not fixed. Blocks and inodes are only freed when the whole tree could
+//! blocks, the vector index) is reported, not fixed. Blocks and inodes are only freed when the whole tree could
 //! be read, so nothing still referenced by an unreadable object is ever handed out again.
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
@@ -14,14 +14,17 @@ use std::fmt;
 use std::io;
 
 use vexfs_core::format::dir::{self, check_dir_block, dt_from_mode, seal_dir_block};
-use vexfs_core::format::inode::{Inode, INLINE_EXTENTS, INLINE_VEC_IDS, S_IFDIR, S_IFLNK, S_IFMT};
+use vexfs_core::format::inode::{Inode, INLINE_EXTENTS, S_IFDIR, S_IFLNK, S_IFMT};
 use vexfs_core::format::journal::{JournalSuper, JOURNAL_CLEAN};
 use vexfs_core::format::superblock::{Region, Superblock, ROOT_INO, STATE_CLEAN, STATE_ERRORS};
+use vexfs_core::format::vector::HnswHeader;
 use vexfs_core::format::{bit_set, bit_test, BLOCK_SIZE, INODE_SIZE};
 use vexfs_core::io::BlockDevice;
 
 use crate::image::read_superblock;
 use crate::{Error, Image, Result};
+
+mod vectors;
 
 const BS: u64 = BLOCK_SIZE as u64;
 
@@ -36,8 +39,33 @@ pub enum Kind {
     ErrorsFlag,
     /// The journal superblock is invalid, or holds unreplayed records without `RECOVER` set.
     Journal,
-    /// The vector bitmap has bits set (no vectors exist in format v1 yet).
+    /// The vector bitmap disagrees with the slot states (a bit set for a free slot, clear for
+    /// a slot in the graph), or has bits set past the last slot.
     VectorBitmap,
+    /// The HNSW header block does not decode (magic, checksum, block number, reserved bytes).
+    VectorHeader,
+    /// The HNSW header's live or deleted count differs from the slots found.
+    VectorCounts,
+    /// The entry point is wrong: not a live slot, not of `entry_level`, below the highest live
+    /// level, or missing (set) while live vectors exist (do not).
+    VectorEntry,
+    /// A level-0 or upper-level record is invalid: unknown flags, level or upper index other
+    /// than the slot's, a neighbour count over `2m` (level 0) or `m`, or a free slot's record
+    /// not zero.
+    VectorRecord,
+    /// A neighbour list links to a slot out of range or free, a live node to itself, or a
+    /// node at level `l` to one whose level is below `l`.
+    VectorLinks,
+    /// A vector map entry is invalid: bad checksum or zero owner, a live slot without an owner,
+    /// a free or deleted slot with one.
+    VectorMap,
+    /// The map and the files' chunk lists disagree: a live slot owned by a file chunk that
+    /// does not hold it, or a file chunk whose slot is not live or is owned by another chunk.
+    VectorOwner,
+    /// One slot is listed by two chunks (of one file or of two).
+    VectorShared,
+    /// A vector in the graph has a NaN or infinite component.
+    VectorData,
     /// A bitmap has bits set past the last block or inode.
     BitmapPadding,
     /// A reachable inode does not decode (checksum, mode, flags, ...).
@@ -72,7 +100,9 @@ pub enum Kind {
     LinkCount,
     /// A symlink's size is not 1..=4096 bytes.
     Symlink,
-    /// An inode references vectors (none exist in format v1 yet).
+    /// An inode's chunk list is invalid: `vec_count` over the limit, a vector-id block missing,
+    /// unexpected, outside the data region or with a bad header or count, unused inline ids
+    /// not zero, a slot out of range, or vectors on a file that is not regular.
     VectorRefs,
     /// Inodes allocated in the bitmap but not reachable from the root.
     InodeUnreachable,
@@ -131,6 +161,8 @@ pub enum Fix {
     },
     /// Recompute the superblock's free counts from the bitmaps.
     FreeCounts,
+    /// Set the HNSW header's live and deleted counts (the slots found in the graph).
+    VectorCounts { live: u32, deleted: u32 },
 }
 
 impl Fix {
@@ -199,9 +231,10 @@ pub fn open<D: BlockDevice<Error = io::Error>>(dev: D) -> Result<(Image<D>, Vec<
     }
 }
 
-/// Checks everything: backup superblock, state, journal superblock, vector bitmap, the tree
-/// from the root (inodes, extents, directories, entries, link counts), the bitmaps against
-/// what the tree uses, and the free counts. `early` are problems [`open`] found.
+/// Checks everything: backup superblock, state, journal superblock, the tree from the root
+/// (inodes, extents, chunk lists, directories, entries, link counts), the vector index (header,
+/// entry point, slots, records, links, vectors, the map against the chunk lists), the bitmaps
+/// against what the tree uses, and the free counts. `early` are problems [`open`] found.
 /// Errors: `Io` only; everything wrong on disk is a [`Problem`].
 pub fn check<D: BlockDevice<Error = io::Error>>(
     img: &Image<D>,
@@ -215,6 +248,7 @@ pub fn check<D: BlockDevice<Error = io::Error>>(
     c.check_state_and_journal()?;
     c.walk()?;
     c.check_links();
+    c.check_vectors()?;
     c.check_inode_bitmap()?;
     c.check_block_bitmap();
     c.check_free_counts();
@@ -316,6 +350,16 @@ pub fn repair<D: BlockDevice<Error = io::Error>>(
     for fix in &fixes {
         match fix {
             Fix::RestorePrimary | Fix::FreeCounts => {}
+            Fix::VectorCounts { live, deleted } => {
+                let h = img.sb().region(Region::Hnsw).start;
+                let mut b = img.read_block(h)?;
+                let mut hdr = HnswHeader::decode(&b[..], h)
+                    .map_err(Error::format(format!("hnsw header (block {h})")))?;
+                hdr.live = *live;
+                hdr.deleted = *deleted;
+                hdr.encode(&mut b[..], h);
+                img.write_block(h, &b)?;
+            }
             Fix::WriteBackup => write_backup = true,
             Fix::ClearErrors => img.sb_mut().state = STATE_CLEAN,
             Fix::ResetJournal => {
@@ -450,6 +494,10 @@ struct Checker<'a, D> {
     blocks_complete: bool,
     /// Whether every directory could be read (else no inode may be called unreachable).
     tree_complete: bool,
+    /// The slots of each chunk of every reachable regular file whose chunk list is valid.
+    chunks: HashMap<u32, Vec<u32>>,
+    /// Reachable inodes whose chunk list could not be read (their slots are unknown).
+    bad_chunks: HashSet<u32>,
 }
 
 impl<'a, D: BlockDevice<Error = io::Error>> Checker<'a, D> {
@@ -471,6 +519,8 @@ impl<'a, D: BlockDevice<Error = io::Error>> Checker<'a, D> {
             reach: HashMap::new(),
             blocks_complete: true,
             tree_complete: true,
+            chunks: HashMap::new(),
+            bad_chunks: HashSet::new(),
         })
     }
 
@@ -515,13 +565,6 @@ impl<'a, D: BlockDevice<Error = io::Error>> Checker<'a, D> {
                 Some(Fix::ResetJournal),
             ),
             Ok(_) => {}
-        }
-        let vb = self.img.read_region(Region::VecBitmap)?;
-        if let Some(i) = vb.iter().position(|&x| x != 0) {
-            let msg = format!(
-                "vector bitmap has slots in use (byte {i}) but format v1 stores no vectors yet"
-            );
-            self.report(Kind::VectorBitmap, msg, None);
         }
         Ok(())
     }
@@ -742,16 +785,10 @@ impl<'a, D: BlockDevice<Error = io::Error>> Checker<'a, D> {
         self.report(Kind::Parent, msg, Some(Fix::Parent { ino, parent: want }));
     }
 
-    /// Checks an inode's vector fields, extents and block count, and claims its blocks.
-    /// Returns whether its extents could be read.
+    /// Checks an inode's chunk list, extents and block count, and claims its blocks (the
+    /// vector-id block too). Returns whether its extents could be read.
     fn inode_blocks(&mut self, ino: u32, inode: &Inode) -> Result<bool> {
-        if inode.vec_count != 0 || inode.vec_block != 0 || inode.vec_ids != [0; INLINE_VEC_IDS] {
-            let msg = format!(
-                "inode {ino} references vectors (vec_count {}) but format v1 stores none yet",
-                inode.vec_count
-            );
-            self.report(Kind::VectorRefs, msg, None);
-        }
+        let vec_block = self.chunk_list(ino, inode)?;
         let extents = match self.img.extents(ino, inode) {
             Ok(e) => e,
             Err(Error::Format { what, err }) => {
@@ -764,6 +801,9 @@ impl<'a, D: BlockDevice<Error = io::Error>> Checker<'a, D> {
         let mut runs: Vec<(u64, u64)> = extents.iter().map(|e| (e.start, e.len as u64)).collect();
         if inode.nr_extents as usize > INLINE_EXTENTS {
             runs.push((inode.extent_block, 1));
+        }
+        if let Some(vb) = vec_block {
+            runs.push((vb, 1));
         }
         let size_blocks = inode.size.div_ceil(BS);
         if !inode.is_dir() {
@@ -804,8 +844,13 @@ impl<'a, D: BlockDevice<Error = io::Error>> Checker<'a, D> {
         let count: u64 = runs.iter().map(|r| r.1).sum();
         if inode.blocks != count {
             let msg = format!(
-                "inode {ino} has block count {}, its extents map {count}",
-                inode.blocks
+                "inode {ino} has block count {}, its extents map {count}{}",
+                inode.blocks,
+                if vec_block.is_some() {
+                    " (with its vector-id block)"
+                } else {
+                    ""
+                }
             );
             self.report(
                 Kind::BlockCount,

@@ -7,7 +7,11 @@
 //! - [`Image`]: an opened filesystem: inodes, extents, files, directories, path lookup.
 //! - [`mkfs::format`]: writes a new filesystem.
 //! - [`fsck`]: checks a filesystem and repairs what can be repaired.
-//! - [`writer`]: an offline writer (create files, directories, symlinks) for tests and tools.
+//! - [`writer`]: an offline writer (create files, directories, symlinks, set embeddings) for
+//!   tests and tools.
+//! - [`vectors`]: the vector index of an image (memory-mapped searches, the writer's block
+//!   cache, the memory of index operations).
+//! - [`vecfile`]: `.fvecs` / `.ivecs` files.
 //! - [`sample`]: small populated filesystems for tests.
 //! - [`show`]: the region table, byte sizes and UUIDs as the tools print them.
 
@@ -18,6 +22,8 @@ mod image;
 pub mod mkfs;
 pub mod sample;
 pub mod show;
+pub mod vecfile;
+pub mod vectors;
 pub mod writer;
 
 pub use device::{FileDevice, MemDevice};

@@ -1,20 +1,26 @@
-//! An offline writer: creates directories, files and symlinks in an unmounted image through
-//! the same format code the kernel uses. For tests (populated images for fsck and vexctl) and
-//! for tools that build images; not crash-safe (no journal), and never to be used on a mounted
-//! filesystem.
+//! An offline writer: creates directories, files and symlinks in an unmounted image, and sets
+//! and removes the embeddings of files, through the same format and index code the kernel uses
+//! (`vexfs_core::vindex`). For tests (populated images for fsck and vexctl) and for tools that
+//! build images; not crash-safe (no journal), and never to be used on a mounted filesystem.
 
 use std::io;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use vexfs_core::distance::{best_impl, first_nonfinite, Impl};
 use vexfs_core::format::dir::{
     self, dt_from_mode, init_dir_block, seal_dir_block, valid_name, DT_DIR,
 };
 use vexfs_core::format::extent::{extent_block_build, MAX_EXTENTS};
-use vexfs_core::format::inode::{Extent, Inode, INLINE_EXTENTS, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
+use vexfs_core::format::inode::{
+    Extent, Inode, INLINE_EXTENTS, INLINE_VEC_IDS, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG,
+};
 use vexfs_core::format::superblock::Region;
+use vexfs_core::format::vector::{vec_ids_block_build, HnswHeader, MapEntry, MAX_CHUNKS};
 use vexfs_core::format::{bit_find_clear, bit_set, bit_test, BLOCK_SIZE};
 use vexfs_core::io::BlockDevice;
+use vexfs_core::vindex::VecIndex;
 
+use crate::vectors::{self, BlockCache, CachedBlocks, Hit, IndexMem, Scratchpad, MAX_EF};
 use crate::{Error, Image, Result};
 
 const BS: u64 = BLOCK_SIZE as u64;
@@ -38,7 +44,9 @@ impl Default for FileOpts {
 }
 
 /// Writes into an [`Image`]. Bitmaps are kept in memory and written with the superblock by
-/// [`Writer::commit`]; inodes, directory and data blocks are written as they are made.
+/// [`Writer::commit`]; inodes, directory and data blocks are written as they are made. The
+/// vector regions are changed in a [`BlockCache`] written back by [`Writer::flush_vectors`]
+/// and [`Writer::commit`].
 pub struct Writer<D> {
     img: Image<D>,
     blocks: Vec<u8>,
@@ -46,6 +54,18 @@ pub struct Writer<D> {
     inodes: Vec<u8>,
     inodes_old: Vec<u8>,
     next_block: u64,
+    /// The vector index, opened on first use.
+    vec: Option<VecState>,
+}
+
+/// The vector index as the writer changes it: the cache of its blocks, the memory of its
+/// operations, and the header and slot hint kept between them (as the kernel keeps them).
+struct VecState {
+    cache: BlockCache,
+    mem: IndexMem,
+    header: HnswHeader,
+    hint: u64,
+    imp: Impl,
 }
 
 fn now() -> (i64, u32) {
@@ -84,6 +104,7 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
             inodes,
             img,
             next_block,
+            vec: None,
         })
     }
 
@@ -92,22 +113,31 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
         &self.img
     }
 
-    /// Writes the changed bitmap blocks and the primary superblock (as the kernel does; the
-    /// backup keeps the mkfs-time free counts), flushes, and gives the image back.
-    /// Errors: `Io`.
+    /// Writes the changed vector-region blocks, bitmap blocks and the primary superblock (as
+    /// the kernel does; the backup keeps the mkfs-time free counts), flushes, and gives the
+    /// image back. Errors: `Io`.
     pub fn commit(mut self) -> Result<Image<D>> {
+        self.sync()?;
+        Ok(self.img)
+    }
+
+    /// Writes everything [`Self::commit`] writes and flushes, and goes on writing: the device
+    /// then holds a consistent filesystem (for checking it between steps). Errors: `Io`.
+    pub fn sync(&mut self) -> Result<()> {
+        self.flush_vectors()?;
         self.img
             .write_region_changes(Region::BlockBitmap, &self.blocks_old, &self.blocks)?;
+        self.blocks_old.clone_from(&self.blocks);
         self.img
             .write_region_changes(Region::InodeBitmap, &self.inodes_old, &self.inodes)?;
+        self.inodes_old.clone_from(&self.inodes);
         let mut b = [0u8; BLOCK_SIZE];
         self.img.sb().encode(&mut b);
         self.img.write_block(0, &b)?;
         self.img
             .device_mut()
             .flush()
-            .map_err(Error::io("flushing the device"))?;
-        Ok(self.img)
+            .map_err(Error::io("flushing the device"))
     }
 
     /// Creates directory `name` in directory `parent` with permission bits `perm`; returns
@@ -170,6 +200,239 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
             .links
             .checked_add(1)
             .ok_or_else(|| Error::Invalid("too many links".into()))?;
+        self.img.write_inode(ino, &inode)
+    }
+
+    /// Sets the embeddings of regular file `ino` to `vectors` (chunk `i` is `vectors[i]`),
+    /// replacing all it had; an empty `vectors` removes them. Returns the file's slots.
+    /// Errors: as [`Self::set_chunks`].
+    pub fn set_embeddings<V: AsRef<[f32]>>(&mut self, ino: u32, vectors: &[V]) -> Result<Vec<u32>> {
+        if vectors.is_empty() {
+            self.remove_embeddings(ino)?;
+            return Ok(Vec::new());
+        }
+        self.set_chunks(ino, 0, vectors, true)
+    }
+
+    /// Sets chunks `first .. first + vectors.len()` of regular file `ino`, as
+    /// `VEXFS_IOC_SET_EMBEDDINGS` does: the new vectors are inserted first, then the chunk
+    /// list is stored, then the replaced vectors removed; with `truncate` the chunks past the
+    /// new ones go too. Returns the file's slots.
+    /// Errors: `Invalid` for a file that is not regular, no vectors, a wrong dimension,
+    /// NaN/Inf, a gap (`first` past the file's chunk count), more than [`MAX_CHUNKS`] chunks,
+    /// no free vector slot (nothing is changed then); `Format` for a corrupt index or chunk
+    /// list; `Io`.
+    pub fn set_chunks<V: AsRef<[f32]>>(
+        &mut self,
+        ino: u32,
+        first: usize,
+        vectors: &[V],
+        truncate: bool,
+    ) -> Result<Vec<u32>> {
+        let inode = self.img.inode(ino)?;
+        if !inode.is_reg() {
+            return Err(Error::Invalid(format!(
+                "inode {ino} is not a regular file: only regular files carry embeddings"
+            )));
+        }
+        let dim = self.img.sb().vec_dim as usize;
+        let mut data = Vec::with_capacity(vectors.len() * dim);
+        for (i, v) in vectors.iter().enumerate() {
+            let v = v.as_ref();
+            if v.len() != dim {
+                return Err(Error::Invalid(format!(
+                    "vector {i} has {} components, the filesystem {dim}",
+                    v.len()
+                )));
+            }
+            data.extend(v.iter().map(|x| x.to_bits()));
+        }
+        if let Some(j) = first_nonfinite(&data) {
+            return Err(Error::Invalid(format!(
+                "vector {} component {} is NaN or infinite",
+                j / dim,
+                j % dim
+            )));
+        }
+        let count = vectors.len();
+        if count == 0 {
+            return Err(Error::Invalid("no vectors to set".into()));
+        }
+        if first.checked_add(count).map_or(true, |e| e > MAX_CHUNKS) {
+            return Err(Error::Invalid(format!(
+                "chunks {first}..{} are past the limit of {MAX_CHUNKS}",
+                first.saturating_add(count)
+            )));
+        }
+        let old = self.img.vec_slots(ino, &inode)?;
+        if first > old.len() {
+            return Err(Error::Invalid(format!(
+                "inode {ino} has {} chunks: setting chunk {first} would leave a gap",
+                old.len()
+            )));
+        }
+        let new = self.with_index(|ix, b, pad| {
+            if ix.header.live as u64 + count as u64 > ix.capacity {
+                return Err(Error::Invalid(format!(
+                    "no room for {count} more vectors ({} of {} slots live)",
+                    ix.header.live, ix.capacity
+                )));
+            }
+            let mut new = Vec::with_capacity(count);
+            for (i, v) in data.chunks(dim).enumerate() {
+                let owner = MapEntry {
+                    ino: ino as u64,
+                    chunk: (first + i) as u32,
+                };
+                match ix.insert(b, &mut pad.scratch, pad.visited, v, owner) {
+                    Ok(slot) => new.push(slot),
+                    Err(e) => {
+                        for &slot in &new {
+                            let _ = ix.remove(b, &mut pad.scratch, slot);
+                        }
+                        return Err(e);
+                    }
+                }
+            }
+            Ok(new)
+        })?;
+        let end = first + count;
+        let tail = if truncate {
+            &[][..]
+        } else {
+            old.get(end..).unwrap_or(&[])
+        };
+        let ids: Vec<u32> = old[..first]
+            .iter()
+            .chain(&new)
+            .chain(tail)
+            .copied()
+            .collect();
+        self.store_vec_ids(ino, &ids)?;
+        let gone_end = if truncate {
+            old.len()
+        } else {
+            end.min(old.len())
+        };
+        let gone = old
+            .get(first.min(old.len())..gone_end)
+            .unwrap_or(&[])
+            .to_vec();
+        self.with_index(|ix, b, pad| {
+            for slot in gone {
+                ix.remove(b, &mut pad.scratch, slot)?;
+            }
+            Ok(())
+        })?;
+        Ok(ids)
+    }
+
+    /// Removes every embedding of `ino` (a file without any is not an error): the chunk list
+    /// is cleared first, then each vector becomes a tombstone (purged by
+    /// [`VecIndex::remove`]'s policy or [`Self::purge_vectors`]).
+    /// Errors: `Format` for a corrupt index or chunk list; `Io`.
+    pub fn remove_embeddings(&mut self, ino: u32) -> Result<()> {
+        let inode = self.img.inode(ino)?;
+        let ids = self.img.vec_slots(ino, &inode)?;
+        if ids.is_empty() {
+            return Ok(());
+        }
+        self.store_vec_ids(ino, &[])?;
+        self.with_index(|ix, b, pad| {
+            for &slot in &ids {
+                ix.remove(b, &mut pad.scratch, slot)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Repairs the graph around every tombstone and frees their slots ([`VecIndex::purge`]).
+    pub fn purge_vectors(&mut self) -> Result<()> {
+        self.with_index(|ix, b, pad| ix.purge(b, &mut pad.scratch))
+    }
+
+    /// The HNSW header as it stands (live and deleted counts, entry point).
+    pub fn vector_header(&mut self) -> Result<HnswHeader> {
+        self.with_index(|ix, _, _| Ok(ix.header))
+    }
+
+    /// Searches the index as it stands (see [`vectors::search`]; `ef` up to [`MAX_EF`]).
+    pub fn search(&mut self, query: &[f32], k: usize, ef: usize) -> Result<Vec<Hit>> {
+        self.with_index(|ix, b, pad| vectors::search(ix, b, pad, query, k, ef))
+    }
+
+    /// Writes the changed blocks of the vector regions to the device (without flushing it);
+    /// returns how many. [`Self::commit`] does this too.
+    pub fn flush_vectors(&mut self) -> Result<usize> {
+        match self.vec.as_ref() {
+            Some(st) => st.cache.write_back(self.img.device_mut()),
+            None => Ok(0),
+        }
+    }
+
+    /// Runs `f` on the vector index, opened on first use, and keeps the header and slot hint
+    /// it leaves (as the kernel's `with_index`).
+    fn with_index<R>(
+        &mut self,
+        f: impl FnOnce(&mut VecIndex<'_>, &CachedBlocks<'_, D>, &mut Scratchpad<'_>) -> Result<R>,
+    ) -> Result<R> {
+        if self.vec.is_none() {
+            let sb = self.img.sb();
+            let cache = BlockCache::for_vectors(sb);
+            let mut mem = IndexMem::new(sb, MAX_EF)?;
+            let imp = best_impl();
+            let blocks = CachedBlocks {
+                dev: self.img.device(),
+                cache: &cache,
+                imp,
+            };
+            let header = mem.open_index(&blocks)?.0.header;
+            self.vec = Some(VecState {
+                cache,
+                mem,
+                header,
+                hint: 0,
+                imp,
+            });
+        }
+        let Writer { img, vec, .. } = self;
+        let st = vec
+            .as_mut()
+            .ok_or_else(|| Error::Invalid("vector index not open".into()))?;
+        let blocks = CachedBlocks {
+            dev: img.device(),
+            cache: &st.cache,
+            imp: st.imp,
+        };
+        let (mut ix, mut pad) = st.mem.with_header(st.header, st.hint);
+        let r = f(&mut ix, &blocks, &mut pad);
+        st.header = ix.header;
+        st.hint = ix.hint;
+        r
+    }
+
+    /// Stores `ids` as the chunk list of `ino`: inline, then in a vector-id block allocated
+    /// on demand and freed when no longer needed (as the kernel's `store_ids`).
+    fn store_vec_ids(&mut self, ino: u32, ids: &[u32]) -> Result<()> {
+        let mut inode = self.img.inode(ino)?;
+        if ids.len() > INLINE_VEC_IDS {
+            if inode.vec_block == 0 {
+                inode.vec_block = self.alloc_block()?;
+                inode.blocks += 1;
+            }
+            let mut b = [0u8; BLOCK_SIZE];
+            vec_ids_block_build(&mut b, inode.vec_block, ino as u64, &ids[INLINE_VEC_IDS..]);
+            self.img.write_block(inode.vec_block, &b)?;
+        } else if inode.vec_block != 0 {
+            self.free_block(inode.vec_block);
+            inode.vec_block = 0;
+            inode.blocks = inode.blocks.saturating_sub(1);
+        }
+        inode.vec_ids = [0; INLINE_VEC_IDS];
+        for (d, s) in inode.vec_ids.iter_mut().zip(ids) {
+            *d = *s;
+        }
+        inode.vec_count = ids.len() as u32;
         self.img.write_inode(ino, &inode)
     }
 
@@ -321,6 +584,13 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
     fn take_block(&mut self, b: u64) {
         bit_set(&mut self.blocks, b as usize, true);
         self.img.sb_mut().free_blocks -= 1;
+    }
+
+    fn free_block(&mut self, b: u64) {
+        if bit_test(&self.blocks, b as usize) {
+            bit_set(&mut self.blocks, b as usize, false);
+            self.img.sb_mut().free_blocks += 1;
+        }
     }
 
     fn alloc_block(&mut self) -> Result<u64> {
