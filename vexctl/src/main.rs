@@ -6,6 +6,7 @@
 //! Exit codes: 0 success, 1 error, 2 usage error.
 
 mod offline;
+mod search_image;
 
 use std::process::ExitCode;
 
@@ -27,6 +28,8 @@ enum Cmd {
     Ls(offline::LsArgs),
     /// Write a file of an unmounted image to standard output (a symlink: its target).
     Cat(offline::CatArgs),
+    /// k-NN search of an unmounted image or device, in userspace (the kernel's code, read-only).
+    SearchImage(search_image::SearchImageArgs),
 }
 
 /// How vexctl exits.
@@ -63,6 +66,7 @@ fn main() -> ExitCode {
         Cmd::Inspect(a) => offline::inspect(a),
         Cmd::Ls(a) => offline::ls(a),
         Cmd::Cat(a) => offline::cat(a),
+        Cmd::SearchImage(a) => search_image::search_image(a),
     };
     match result {
         Ok(()) => Exit::Ok.into(),

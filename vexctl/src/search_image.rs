@@ -1,0 +1,237 @@
+//! `vexctl search-image`: k-nearest-neighbour searches over an unmounted image or block device,
+//! computed in userspace by the core code the kernel runs (`vexfs_core::vindex`) on a read-only
+//! memory map. Its output is that of the online `vexctl search` (the same JSON lines with
+//! `--json`), so the two can be compared line by line: this is the reference the kernel's
+//! search is measured against.
+
+use std::fmt::Write as _;
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::Args;
+use serde::Serialize;
+use vexfs_image::vecfile::read_fvecs;
+use vexfs_image::vectors::{search_ef, Hit, Searcher, MAX_EF, MAX_K};
+use vexfs_image::vexfs_core::distance::Impl;
+
+use crate::offline::CmdResult;
+
+#[derive(Args, Debug)]
+pub struct SearchImageArgs {
+    /// Image file or block device, not mounted (it is only read).
+    image: PathBuf,
+    /// The queries (.fvecs, the filesystem's dimension).
+    #[arg(long, value_name = "Q")]
+    fvecs: PathBuf,
+    /// The row of Q to search for [default: 0].
+    #[arg(long, value_name = "R", conflicts_with = "all")]
+    row: Option<usize>,
+    /// Search for every row of Q, in order.
+    #[arg(long)]
+    all: bool,
+    /// Results per query.
+    #[arg(short, long, value_name = "K", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(1..=MAX_K as i64))]
+    k: u32,
+    /// HNSW candidate list size, at least K [default: the kernel's, max(K, 64)].
+    #[arg(long, value_name = "EF",
+          value_parser = clap::value_parser!(u32).range(1..=MAX_EF as i64))]
+    ef: Option<u32>,
+    /// One JSON object per query and line: {"query": R, "results": [{"path", "ino", "chunk",
+    /// "distance"}, ...]}, as `vexctl search --json`.
+    #[arg(long)]
+    json: bool,
+    /// Distance kernels: scalar, sse2 or avx2 [default: the best this CPU runs, which is the
+    /// kernel's choice on the same CPU]. Name the kernel's to compare with a search made on
+    /// another CPU.
+    #[arg(long, value_name = "IMPL", value_parser = parse_impl)]
+    dist_impl: Option<Impl>,
+    /// Print the number of queries, the time spent searching (single thread, excluding
+    /// opening the image and printing) and the searches per second to stderr.
+    #[arg(long)]
+    stats: bool,
+}
+
+fn parse_impl(s: &str) -> Result<Impl, String> {
+    Impl::ALL
+        .into_iter()
+        .find(|i| i.name() == s)
+        .ok_or_else(|| format!("unknown distance implementation {s:?} (scalar, sse2 or avx2)"))
+}
+
+#[derive(Serialize)]
+struct ResultJson<'a> {
+    /// Relative to the root; `null` for a file no directory links to.
+    path: Option<&'a str>,
+    ino: u64,
+    chunk: u32,
+    distance: f32,
+}
+
+#[derive(Serialize)]
+struct QueryJson<'a> {
+    query: usize,
+    results: Vec<ResultJson<'a>>,
+}
+
+fn metric_name(m: u32) -> &'static str {
+    match m {
+        0 => "l2",
+        1 => "cosine",
+        2 => "ip",
+        _ => "?",
+    }
+}
+
+/// `vexctl search-image`.
+pub fn search_image(a: &SearchImageArgs) -> CmdResult {
+    let k = a.k as usize;
+    let ef = search_ef(k, a.ef.map_or(0, |e| e as usize)).map_err(|e| format!("--ef: {e}"))?;
+    let queries = read_fvecs(&a.fvecs).map_err(|e| e.to_string())?;
+    let rows: Vec<usize> = if a.all {
+        (0..queries.len()).collect()
+    } else {
+        let r = a.row.unwrap_or(0);
+        if r >= queries.len() {
+            return Err(format!(
+                "{}: no row {r} (it has {} rows)",
+                a.fvecs.display(),
+                queries.len()
+            ));
+        }
+        vec![r]
+    };
+    let name = a.image.display();
+    let mut s = Searcher::open(&a.image, ef).map_err(|e| format!("{name}: {e}"))?;
+    if let Some(imp) = a.dist_impl {
+        s.set_distance_impl(imp).map_err(|e| e.to_string())?;
+    }
+    let sb = s.image().sb().clone();
+    if let Some(q) = queries.iter().find(|q| q.len() != sb.vec_dim as usize) {
+        return Err(format!(
+            "{}: queries of dimension {}, but {name} holds vectors of dimension {}",
+            a.fvecs.display(),
+            q.len(),
+            sb.vec_dim
+        ));
+    }
+    let start = Instant::now();
+    let mut found: Vec<Vec<Hit>> = Vec::with_capacity(rows.len());
+    for &r in &rows {
+        found.push(
+            s.search(&queries[r], k, ef)
+                .map_err(|e| format!("{name}: query {r}: {e}"))?,
+        );
+    }
+    let secs = start.elapsed().as_secs_f64();
+    if a.stats {
+        eprintln!(
+            "vexctl: {} queries in {secs:.3} s, {:.0} searches/s (single thread, k {k}, ef {ef}, \
+             {} distances, {} vectors)",
+            rows.len(),
+            rows.len() as f64 / secs.max(1e-9),
+            s.image().device().distance_impl().name(),
+            s.header().live,
+        );
+    }
+    let texts = !a.json;
+    let mut first_lines = std::collections::HashMap::new();
+    if texts {
+        for h in found.iter().flatten() {
+            first_lines
+                .entry(h.ino)
+                .or_insert_with(|| first_line(&s, h.ino));
+        }
+    }
+    let paths = s.paths().map_err(|e| format!("{name}: {e}"))?;
+    let path = |ino: u64| paths.get(&ino).map(String::as_str);
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    for (&r, hits) in rows.iter().zip(&found) {
+        let mut o = String::new();
+        if a.json {
+            let results = hits
+                .iter()
+                .map(|h| ResultJson {
+                    path: path(h.ino),
+                    ino: h.ino,
+                    chunk: h.chunk,
+                    distance: h.distance(),
+                })
+                .collect();
+            o = serde_json::to_string(&QueryJson { query: r, results })
+                .map_err(|e| e.to_string())?;
+            o.push('\n');
+        } else if hits.is_empty() {
+            let _ = writeln!(
+                o,
+                "query {r}: no results (the filesystem holds no embeddings)"
+            );
+        } else {
+            let metric = metric_name(sb.vec_metric);
+            let _ = writeln!(o, "query {r}: {} nearest ({metric})", hits.len());
+            let names: Vec<String> = hits
+                .iter()
+                .map(|h| path(h.ino).map_or_else(|| format!("<inode {}>", h.ino), printable))
+                .collect();
+            let pw = names
+                .iter()
+                .map(|p| p.chars().count())
+                .max()
+                .unwrap_or(0)
+                .max(4);
+            let _ = writeln!(
+                o,
+                "{:>4}  {:>10}  {:<pw$}  {:>5}  text",
+                "rank", "distance", "path", "chunk"
+            );
+            for (i, (h, n)) in hits.iter().zip(&names).enumerate() {
+                let text = first_lines.get(&h.ino).map(String::as_str).unwrap_or("");
+                let line = format!(
+                    "{:>4}  {:>10.4}  {n:<pw$}  {:>5}  {text}",
+                    i + 1,
+                    h.distance(),
+                    h.chunk
+                );
+                let _ = writeln!(o, "{}", line.trim_end());
+            }
+            if a.all {
+                o.push('\n');
+            }
+        }
+        out.write_all(o.as_bytes())
+            .map_err(|e| format!("writing output: {e}"))?;
+    }
+    out.flush().map_err(|e| format!("writing output: {e}"))?;
+    Ok(())
+}
+
+/// Replaces control characters by spaces, so a cell stays on one line.
+fn printable(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+/// The first line of file `ino`'s first block, as text (empty when unreadable).
+fn first_line(s: &Searcher, ino: u64) -> String {
+    let img = s.image();
+    let Ok(ino) = u32::try_from(ino) else {
+        return String::new();
+    };
+    let Ok(inode) = img.inode(ino) else {
+        return String::new();
+    };
+    if !inode.is_reg() {
+        return String::new();
+    }
+    let start = img
+        .extents(ino, &inode)
+        .ok()
+        .and_then(|ex| ex.into_iter().find(|e| e.logical == 0))
+        .and_then(|e| img.read_block(e.start).ok());
+    let Some(b) = start else { return String::new() };
+    let n = (inode.size.min(b.len() as u64)) as usize;
+    let text = String::from_utf8_lossy(&b[..n]);
+    printable(text.lines().next().unwrap_or(""))
+}
