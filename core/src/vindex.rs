@@ -220,15 +220,18 @@ impl<'t> VecIndex<'t> {
         let mut done = 0usize;
         while done < n {
             let blk = b.read(self.data_start + pos / BLOCK_SIZE as u64)?;
-            let mut o = (pos % BLOCK_SIZE as u64) as usize;
-            while done < n && o + 4 <= BLOCK_SIZE {
-                if let (Some(d), Ok(v)) = (out.get_mut(done), u32_at(&blk, o, "vector")) {
-                    *d = v;
+            let o = (pos % BLOCK_SIZE as u64) as usize;
+            // The run of this vector inside this block, copied word by word from one slice.
+            let words = ((BLOCK_SIZE - o) / 4).min(n - done);
+            let src = blk.get(o..o + 4 * words).unwrap_or(&[]);
+            let dst = out.get_mut(done..done + words).unwrap_or(&mut []);
+            for (i, d) in dst.iter_mut().enumerate() {
+                if let Some(w) = src.get(4 * i..).and_then(|r| r.first_chunk::<4>()) {
+                    *d = u32::from_le_bytes(*w);
                 }
-                done += 1;
-                o += 4;
-                pos += 4;
             }
+            done += words.max(1);
+            pos += 4 * words.max(1) as u64;
         }
         Ok(())
     }
