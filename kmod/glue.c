@@ -216,6 +216,9 @@ static long vexfs_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 	if (_IOC_TYPE(cmd) != VEXFS_IOCTL_MAGIC)
 		return -ENOTTY;
 	if (cmd == VEXFS_IOC_SET_EMBEDDINGS || cmd == VEXFS_IOC_REMOVE_EMBEDDINGS) {
+		/* Only regular files carry embeddings (a directory can't be opened for writing). */
+		if (S_ISDIR(inode->i_mode))
+			return -EISDIR;
 		if (!(file->f_mode & FMODE_WRITE))
 			return -EBADF;
 		ret = mnt_want_write_file(file);

@@ -225,6 +225,7 @@ mod userspace {
 
     /// Whether the CPU is QEMU's TCG emulator: hypervisor CPUID leaf 0x40000000 signature
     /// "TCGTCGTCGTCG".
+    #[allow(unused_unsafe)] // __cpuid is safe in newer Rust, unsafe in 1.78.
     pub fn under_qemu_tcg() -> bool {
         #[cfg(target_arch = "x86_64")]
         {
