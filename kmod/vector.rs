@@ -121,7 +121,7 @@ impl<'p> Blocks for KBlocks<'p> {
         let data = unsafe { core::slice::from_raw_parts_mut(b.data().as_ptr().cast_mut(), crate::format::BLOCK_SIZE) };
         Ok(PinnedMut { buf: b, data })
     }
-    fn distances(&self, metric: u32, dim: u32, q: *const u32, vecs: &[*const u32], out: &mut [u32]) {
+    unsafe fn distances(&self, metric: u32, dim: u32, q: *const u32, vecs: &[*const u32], out: &mut [u32]) {
         let n = vecs.len().min(out.len()) as u32;
         // SAFETY: `q` and every `vecs[i]` point at `dim` readable u32s held by the caller for
         // the call (buffers or bounce memory); `out` has room for `n`.

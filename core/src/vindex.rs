@@ -33,8 +33,12 @@ pub trait Blocks {
     /// Block `n`, for changing.
     fn write(&self, n: u64) -> Result<Self::RefMut<'_>, Self::Error>;
     /// `out[i]` = float bits of the distance (`metric`) from `q` to the `dim` floats at
-    /// `vecs[i]`. The pointers are valid for the call; `q` holds `dim` float bit patterns.
-    fn distances(&self, metric: u32, dim: u32, q: *const u32, vecs: &[*const u32], out: &mut [u32]);
+    /// `vecs[i]`.
+    ///
+    /// # Safety
+    /// `q` and every `vecs[i]` point at `dim` readable, 4-byte aligned `u32`s that stay valid
+    /// and unchanged for the call.
+    unsafe fn distances(&self, metric: u32, dim: u32, q: *const u32, vecs: &[*const u32], out: &mut [u32]);
     /// The error for corrupt data (the kernel logs it and returns EUCLEAN).
     fn corrupt(&self, e: FormatError) -> Self::Error;
     /// The error for an impossible request or a broken invariant (EINVAL).
@@ -484,7 +488,9 @@ impl<B: Blocks> GraphStore<'_, '_, B> {
                 }
             }
             let out = keys.get_mut(done..done + chunk.len()).ok_or_else(|| self.b.invalid("key buffer"))?;
-            self.b.distances(ix.metric, ix.dim, q, ptrs.get(..chunk.len()).unwrap_or(&[]), out);
+            // SAFETY: `q` points at the query (dim words) or a bounce buffer; each pointer of the
+            // batch points into a block held in `refs` or into a bounce buffer of `dim` words.
+            unsafe { self.b.distances(ix.metric, ix.dim, q, ptrs.get(..chunk.len()).unwrap_or(&[]), out) };
             for k in out.iter_mut() {
                 *k = crate::distance::key_from_bits(*k);
             }

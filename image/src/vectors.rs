@@ -242,10 +242,7 @@ impl Blocks for MapDevice {
         )))
     }
 
-    // `Blocks::distances` is a safe method whose raw pointers come with a contract in prose;
-    // only `VecIndex` calls it, with pointers into blocks it holds or into bounce buffers.
-    #[allow(clippy::not_unsafe_ptr_arg_deref)]
-    fn distances(
+    unsafe fn distances(
         &self,
         metric: u32,
         dim: u32,
@@ -253,7 +250,7 @@ impl Blocks for MapDevice {
         vecs: &[*const u32],
         out: &mut [u32],
     ) {
-        // SAFETY: the `Blocks` contract; the pointers are into the page-aligned mapping at
+        // SAFETY: the caller keeps the `Blocks::distances` contract; the pointers are into the page-aligned mapping at
         // multiples of 4 (slots are 32-byte aligned) or into `u32` bounce buffers.
         unsafe { raw_distances(self.imp, metric, dim, q, vecs, out) }
     }
@@ -391,9 +388,7 @@ impl<'a, D: BlockDevice<Error = io::Error>> Blocks for CachedBlocks<'a, D> {
         Ok(RefMut::map(w, |p| &mut p.0[..]))
     }
 
-    // As for `MapDevice`: a safe trait method with a pointer contract.
-    #[allow(clippy::not_unsafe_ptr_arg_deref)]
-    fn distances(
+    unsafe fn distances(
         &self,
         metric: u32,
         dim: u32,
@@ -401,7 +396,7 @@ impl<'a, D: BlockDevice<Error = io::Error>> Blocks for CachedBlocks<'a, D> {
         vecs: &[*const u32],
         out: &mut [u32],
     ) {
-        // SAFETY: the `Blocks` contract; the pointers are into page-aligned cached blocks at
+        // SAFETY: the caller keeps the `Blocks::distances` contract; the pointers are into page-aligned cached blocks at
         // multiples of 4 or into `u32` bounce buffers.
         unsafe { raw_distances(self.imp, metric, dim, q, vecs, out) }
     }
