@@ -6,7 +6,8 @@
  * with `size` (the caller's sizeof, so the struct can grow: a larger size whose extra bytes are
  * not all zero fails with E2BIG, a smaller one with EINVAL) and `flags`; every `reserved`
  * field must be zero (else EINVAL); unknown flag bits give EINVAL. User memory is passed as
- * __u64 pointers (cast from a pointer; never dereferenced directly by the kernel).
+ * __u64 pointers (cast from a pointer; never dereferenced directly by the kernel). `size` above
+ * 4096 gives E2BIG. Fields marked "out" are written by the kernel; their input is ignored.
  *
  * Vectors are float32 in the CPU's (little-endian) byte order, exactly `dim` components, the
  * dimension fixed at mkfs time; NaN and infinite components are refused (EINVAL).
@@ -40,8 +41,9 @@
 /*
  * VEXFS_IOC_SET_EMBEDDINGS: sets chunks first_chunk .. first_chunk + count - 1 of the file,
  * replacing those that exist, atomically (all or none). first_chunk must not leave a gap
- * (first_chunk <= the file's current chunk count). The file must be open for writing (EBADF)
- * on a read-write mount (EROFS).
+ * (first_chunk <= the file's current chunk count). Only regular files carry embeddings: a
+ * directory gives EISDIR (before the next check). The file must be open for writing (EBADF) on
+ * a read-write mount (EROFS). REMOVE follows the same rules.
  * Errors: EINVAL (dim differs from the filesystem's, count 0, NaN/Inf, bad flags/reserved,
  * a gap), E2BIG (count or first_chunk + count above VEXFS_MAX_CHUNKS), ENOSPC (no free vector
  * slot), EISDIR (a directory).
@@ -59,7 +61,8 @@ struct vexfs_set_embeddings {
 
 /*
  * VEXFS_IOC_GET_EMBEDDINGS: copies up to `count` vectors from first_chunk on into `vectors`;
- * on return `count` is the number copied and `total` the file's chunk count.
+ * on return `count` is the number copied and `total` the file's chunk count (count 0 asks
+ * only for total).
  * Errors: EINVAL (dim differs, bad flags/reserved), ERANGE (first_chunk > total).
  */
 struct vexfs_get_embeddings {
@@ -109,7 +112,8 @@ struct vexfs_search {
 	__u64 reserved[3];
 };
 
-/* VEXFS_IOC_STATS: the index and its parameters. */
+/* VEXFS_IOC_STATS: the index and its parameters (every field after `flags` but the reserved
+ * ones is out). */
 struct vexfs_stats {
 	__u32 size;            /* 88 */
 	__u32 flags;           /* 0 */

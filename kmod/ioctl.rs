@@ -142,7 +142,8 @@ fn search(sbi: &SbInfo, arg: usize) -> Result {
     let mut b = [0u8; SEARCH_SIZE];
     read_arg(arg, SEARCH_SIZE, &mut b)?;
     let (flags, dim, k, ef) = (u32f(&b, 4), u32f(&b, 8), u32f(&b, 12) as usize, u32f(&b, 16) as usize);
-    if flags != 0 || !zero(&b, 20, 24) || !zero(&b, 40, SEARCH_SIZE) || dim != sbi.disk.vec_dim {
+    // `count` (bytes 20..24) is output only: its input value is ignored.
+    if flags != 0 || !zero(&b, 40, SEARCH_SIZE) || dim != sbi.disk.vec_dim {
         return Err(EINVAL);
     }
     if k == 0 || k > MAX_K {
@@ -176,7 +177,8 @@ fn search(sbi: &SbInfo, arg: usize) -> Result {
 fn stats(sbi: &SbInfo, arg: usize) -> Result {
     let mut b = [0u8; STATS_SIZE];
     read_arg(arg, STATS_SIZE, &mut b)?;
-    if u32f(&b, 4) != 0 || !zero(&b, 8, STATS_SIZE) {
+    // Every field after `flags` up to `reserved0` is output only; reserved ones must be zero.
+    if u32f(&b, 4) != 0 || !zero(&b, 68, STATS_SIZE) {
         return Err(EINVAL);
     }
     let h = vector::stats(sbi)?;
