@@ -1,0 +1,67 @@
+#!/bin/sh
+# Runs in the QEMU guest (bench/guest.sh boots it): the in-kernel search against the same core
+# code in userspace, on the same image, in the same guest.
+#
+#   guest-run.sh EFS PASSES ROUNDS K
+#
+# /dev/vda: a fresh vexfs sized for the data; /share: base.fvecs, query.fvecs, groundtruth.ivecs
+# and the two benchmark tools (guest-search: VEXFS_IOC_SEARCH; bench_search: the image crate's
+# Searcher, the code behind `vexctl search-image`). Steps: `vexctl import` of the base set into
+# /mnt/docs, `vexctl stats`, then ROUNDS times: mount read-only, kernel searches, umount,
+# userspace searches on /dev/vda with the kernel's distance kernels, and a byte-for-byte
+# comparison of both sides' results for every EF. Every result is a line "BENCH {json}".
+# Never print the words the harness takes for kernel errors (see scripts/lib.sh).
+. /lib/vexfs/guest-lib.sh
+EFS=$1
+PASSES=$2
+ROUNDS=$3
+K=$4
+S=/share
+
+cs=$(cat /sys/devices/system/clocksource/clocksource0/current_clocksource 2>/dev/null || echo unknown)
+section "guest: $(uname -r), $(grep -c ^processor /proc/cpuinfo) CPUs, clocksource $cs"
+echo "BENCH {\"side\": \"guest\", \"kernel\": \"$(uname -r)\", \"cpus\": $(grep -c ^processor /proc/cpuinfo), \"clocksource\": \"$cs\"}"
+mount_vexfs /dev/vda /mnt
+section "import $S/base.fvecs"
+t0=$(date +%s)
+out=$(vexctl import $S/base.fvecs /mnt/docs --quiet) || fail "vexctl import: $out"
+t1=$(date +%s)
+echo "$out"
+echo "BENCH {\"side\": \"import\", \"wall_secs\": $((t1 - t0)), \"summary\": \"$out\"}"
+vexctl stats /mnt --json > /tmp/stats.json || fail "vexctl stats"
+echo "BENCH {\"side\": \"stats\", \"stats\": $(tr -d '\n' < /tmp/stats.json)}"
+umount /mnt || fail "umount after import"
+
+r=0
+while [ "$r" -lt "$ROUNDS" ]; do
+    section "round $r: kernel (VEXFS_IOC_SEARCH), ef $EFS"
+    mount_vexfs /dev/vda /mnt ro
+    $S/guest-search /mnt /mnt/docs $S/query.fvecs $S/groundtruth.ivecs "$EFS" -k "$K" -p "$PASSES" \
+        -d /tmp/k$r > /tmp/k$r.out || fail "guest-search (status $?)"
+    sed "s/^BENCH {/BENCH {\"round\": $r, /" /tmp/k$r.out
+    impl=$(grep -o '"distance_impl": "[a-z0-9]*"' /tmp/k$r.out | head -n 1 | cut -d'"' -f4)
+    umount /mnt || fail "umount"
+
+    section "round $r: userspace (image crate Searcher on /dev/vda, $impl), ef $EFS"
+    $S/bench_search /dev/vda $S/query.fvecs $S/groundtruth.ivecs "$EFS" -k "$K" -p "$PASSES" \
+        --dist-impl "$impl" -d /tmp/u$r > /tmp/u$r.out || fail "bench_search (status $?)"
+    sed "s/^BENCH {/BENCH {\"round\": $r, /" /tmp/u$r.out
+
+    for ef in $(echo "$EFS" | tr ',' ' '); do
+        kf=/tmp/k$r-$ef.txt
+        uf=/tmp/u$r-$ef.txt
+        [ -f "$kf" ] && [ -f "$uf" ] || continue
+        kl=$(wc -l < "$kf")
+        ul=$(wc -l < "$uf")
+        d=$(paste -d'|' "$kf" "$uf" | awk -F'|' '$1 != $2 { n++ } END { print n + 0 }')
+        same=false
+        cmp -s "$kf" "$uf" && same=true
+        echo "BENCH {\"side\": \"compare\", \"round\": $r, \"ef\": $ef, \"identical\": $same, \"kernel_lines\": $kl, \"user_lines\": $ul, \"differing_lines\": $d}"
+        if [ "$same" != true ]; then
+            echo "first differing lines (query rank ino chunk distance-bits), kernel | user:"
+            paste -d'|' "$kf" "$uf" | awk -F'|' '$1 != $2' | head -n 5
+        fi
+    done
+    r=$((r + 1))
+done
+section "done"

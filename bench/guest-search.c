@@ -1,0 +1,360 @@
+// SPDX-License-Identifier: GPL-2.0-only OR MIT
+/*
+ * guest-search: the kernel side of the search benchmark (bench/guest.sh runs it in the guest).
+ *
+ *   guest-search MNT DIR QUERY.fvecs GT.ivecs EF[,EF...] [-k K] [-p PASSES] [-d PREFIX]
+ *
+ * Every row of QUERY.fvecs goes through VEXFS_IOC_SEARCH (include/vexfs.h) on the vexfs mounted
+ * at MNT, once per pass, for each EF. Each ioctl is timed alone (TSC, see calibrate_tsc); the pass with
+ * the shortest total is kept, and its per-query latencies give p50 and p99 (nearest rank).
+ * Before the first EF an untimed pass at the largest EF warms the caches.
+ *
+ * DIR holds the imported files DIR/0, DIR/1, ... (vexctl import): row i of the base set is the
+ * file DIR/i, so a result's inode number names its row and recall@K is computed against the
+ * first K ids of each GT row. With -d, the first pass's results go to PREFIX-EF.txt, one line
+ * per result "QUERY RANK INO CHUNK DISTANCE-BITS" (hex), the format of bench_search's dump, so
+ * the two can be compared byte for byte.
+ *
+ * Output: one line per EF, "BENCH " then a JSON object; and a first line with the index's
+ * VEXFS_IOC_STATS. Exit status 0, or 1 with a message.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <x86intrin.h>
+
+#include "vexfs.h"
+
+static void die(const char *what, const char *detail)
+{
+	fprintf(stderr, "guest-search: %s%s%s\n", what, detail ? ": " : "", detail ? detail : "");
+	exit(1);
+}
+
+static void *xmalloc(size_t n)
+{
+	void *p = calloc(1, n ? n : 1);
+
+	if (!p)
+		die("out of memory", NULL);
+	return p;
+}
+
+/* An .fvecs/.ivecs file as 32-bit words: *rows rows of *width words. */
+static uint32_t *read_vecs(const char *path, size_t *rows, size_t *width)
+{
+	int fd = open(path, O_RDONLY);
+	struct stat st;
+	unsigned char *b;
+	uint32_t *out;
+	size_t off = 0, done = 0, r = 0, w = 0, n;
+
+	if (fd < 0 || fstat(fd, &st) < 0)
+		die(path, strerror(errno));
+	n = (size_t)st.st_size;
+	b = xmalloc(n);
+	while (done < n) {
+		ssize_t got = read(fd, b + done, n - done);
+
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got <= 0)
+			die(path, "short read");
+		done += (size_t)got;
+	}
+	close(fd);
+	if (n < 4)
+		die(path, "empty");
+	memcpy(&w, b, 4);
+	w &= 0xffffffffu;
+	if (w == 0 || n % (4 + 4 * w))
+		die(path, "not an .fvecs/.ivecs file of one width");
+	r = n / (4 + 4 * w);
+	out = xmalloc(r * w * 4);
+	for (size_t i = 0; i < r; i++) {
+		uint32_t d;
+
+		memcpy(&d, b + off, 4);
+		if (d != w)
+			die(path, "rows of different widths");
+		memcpy(out + i * w, b + off + 4, 4 * w);
+		off += 4 + 4 * w;
+	}
+	free(b);
+	*rows = r;
+	*width = w;
+	return out;
+}
+
+struct inorow {
+	uint64_t ino;
+	uint32_t row;
+};
+
+static int cmp_inorow(const void *a, const void *b)
+{
+	const struct inorow *x = a, *y = b;
+
+	return x->ino < y->ino ? -1 : x->ino > y->ino;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Row of inode `ino`, or -1. */
+static long row_of(const struct inorow *map, size_t n, uint64_t ino)
+{
+	size_t lo = 0, hi = n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (map[mid].ino == ino)
+			return map[mid].row;
+		if (map[mid].ino < ino)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return -1;
+}
+
+static uint64_t mono_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+/*
+ * The guest's CLOCK_MONOTONIC ticks in jiffies (4 ms) under the test kernel's config, too coarse
+ * for one search, so searches are timed with the TSC (under QEMU TCG: the host's clock, scaled),
+ * calibrated here against CLOCK_MONOTONIC from one tick edge to another about a second later.
+ */
+static double tsc_per_ns;
+
+static void calibrate_tsc(void)
+{
+	uint64_t a = mono_ns(), b, t0, t1, ns0, ns1, prev;
+
+	while ((b = mono_ns()) == a)
+		;
+	t0 = __rdtsc();
+	ns0 = prev = b;
+	for (;;) {
+		uint64_t c = mono_ns();
+
+		if (c != prev && c - ns0 >= 1000000000u) {
+			t1 = __rdtsc();
+			ns1 = c;
+			break;
+		}
+		prev = c;
+	}
+	tsc_per_ns = (double)(t1 - t0) / (double)(ns1 - ns0);
+}
+
+static uint64_t now_ns(void)
+{
+	return (uint64_t)((double)__rdtsc() / tsc_per_ns);
+}
+
+/* Nearest-rank percentile of sorted values. */
+static uint64_t pct(const uint64_t *sorted, size_t n, unsigned p)
+{
+	size_t r = (n * p + 99) / 100;
+
+	return sorted[r ? r - 1 : 0];
+}
+
+int main(int argc, char **argv)
+{
+	const char *mnt, *dir, *qpath, *gpath, *prefix = NULL;
+	unsigned long k = 10, passes = 2;
+	size_t nq, dim, ng, gw, nmap = 0, cap = 1024;
+	uint32_t *queries, *gt;
+	struct inorow *map;
+	unsigned long efs[64];
+	size_t nef = 0;
+	struct vexfs_stats st;
+	int fd, opt;
+	char path[4096];
+
+	while ((opt = getopt(argc, argv, "k:p:d:")) != -1) {
+		switch (opt) {
+		case 'k': k = strtoul(optarg, NULL, 10); break;
+		case 'p': passes = strtoul(optarg, NULL, 10); break;
+		case 'd': prefix = optarg; break;
+		default: die("usage: guest-search MNT DIR QUERY.fvecs GT.ivecs EF[,EF...] [-k K] [-p PASSES] [-d PREFIX]", NULL);
+		}
+	}
+	if (argc - optind != 5)
+		die("usage: guest-search MNT DIR QUERY.fvecs GT.ivecs EF[,EF...] [-k K] [-p PASSES] [-d PREFIX]", NULL);
+	mnt = argv[optind];
+	dir = argv[optind + 1];
+	qpath = argv[optind + 2];
+	gpath = argv[optind + 3];
+	for (char *s = argv[optind + 4], *e; *s && nef < 64; s = *e ? e + 1 : e) {
+		efs[nef++] = strtoul(s, &e, 10);
+		if (e == s || (*e && *e != ','))
+			die("bad EF list", argv[optind + 4]);
+	}
+	if (k == 0 || k > VEXFS_MAX_K || passes == 0 || nef == 0)
+		die("bad -k, -p or EF list", NULL);
+
+	calibrate_tsc();
+	fd = open(mnt, O_RDONLY);
+	if (fd < 0)
+		die(mnt, strerror(errno));
+	memset(&st, 0, sizeof(st));
+	st.size = sizeof(st);
+	if (ioctl(fd, VEXFS_IOC_STATS, &st) < 0)
+		die("VEXFS_IOC_STATS", strerror(errno));
+	printf("BENCH {\"side\": \"kernel-stats\", \"dim\": %u, \"vectors\": %llu, \"capacity\": %llu, "
+	       "\"levels\": %u, \"bytes_on_disk\": %llu, \"distance_impl\": \"%s\", \"tsc_mhz\": %.3f}\n",
+	       st.dim, (unsigned long long)st.vectors, (unsigned long long)st.capacity, st.levels,
+	       (unsigned long long)st.bytes_on_disk,
+	       st.distance_impl == VEXFS_DIST_AVX2 ? "avx2" :
+	       st.distance_impl == VEXFS_DIST_SSE2 ? "sse2" : "scalar", tsc_per_ns * 1e3);
+	fflush(stdout);
+
+	queries = read_vecs(qpath, &nq, &dim);
+	gt = read_vecs(gpath, &ng, &gw);
+	if (dim != st.dim)
+		die("the queries' dimension is not the filesystem's", qpath);
+	if (ng != nq || gw < k)
+		die("the ground truth does not match the queries (rows, or fewer than K ids)", gpath);
+
+	/* Inode -> row, from DIR/0, DIR/1, ... until the first missing one. */
+	map = xmalloc(cap * sizeof(*map));
+	for (;;) {
+		struct stat fst;
+
+		snprintf(path, sizeof(path), "%s/%zu", dir, nmap);
+		if (stat(path, &fst) < 0)
+			break;
+		if (nmap == cap) {
+			cap *= 2;
+			map = realloc(map, cap * sizeof(*map));
+			if (!map)
+				die("out of memory", NULL);
+		}
+		map[nmap].ino = fst.st_ino;
+		map[nmap].row = (uint32_t)nmap;
+		nmap++;
+	}
+	if (nmap == 0)
+		die("no imported files", dir);
+	qsort(map, nmap, sizeof(*map), cmp_inorow);
+
+	struct vexfs_search_result *res = xmalloc(nq * k * sizeof(*res));
+	struct vexfs_search_result *first = xmalloc(nq * k * sizeof(*res));
+	uint32_t *counts = xmalloc(nq * sizeof(*counts));
+	uint64_t *lat = xmalloc(nq * sizeof(*lat));
+	uint64_t *best_lat = xmalloc(nq * sizeof(*lat));
+	unsigned long maxef = 0;
+
+	for (size_t e = 0; e < nef; e++)
+		maxef = efs[e] > maxef ? efs[e] : maxef;
+
+	/* One search pass; returns its total time (sum of the timed ioctls). */
+#define PASS(EF, TIMES)                                                                          \
+	({                                                                                       \
+		uint64_t tot = 0;                                                                \
+		for (size_t q = 0; q < nq; q++) {                                                \
+			struct vexfs_search s;                                                   \
+			memset(&s, 0, sizeof(s));                                                \
+			s.size = sizeof(s);                                                      \
+			s.dim = (__u32)dim;                                                      \
+			s.k = (__u32)k;                                                          \
+			s.ef_search = (__u32)(EF);                                               \
+			s.query = (__u64)(uintptr_t)(queries + q * dim);                         \
+			s.results = (__u64)(uintptr_t)(res + q * k);                             \
+			uint64_t t0 = now_ns();                                                  \
+			if (ioctl(fd, VEXFS_IOC_SEARCH, &s) < 0)                                 \
+				die("VEXFS_IOC_SEARCH", strerror(errno));                        \
+			uint64_t dt = now_ns() - t0;                                             \
+			(TIMES)[q] = dt;                                                         \
+			tot += dt;                                                               \
+			counts[q] = s.count;                                                     \
+		}                                                                                \
+		tot;                                                                             \
+	})
+
+	(void)PASS(maxef < k ? k : maxef, lat); /* warm-up, untimed */
+
+	for (size_t e = 0; e < nef; e++) {
+		unsigned long ef = efs[e];
+		uint64_t best = UINT64_MAX, first_tot = 0;
+		size_t hits = 0, unstable = 0;
+
+		if (ef < k)
+			continue;
+		for (unsigned long p = 0; p < passes; p++) {
+			uint64_t tot = PASS(ef, lat);
+
+			if (p == 0) {
+				first_tot = tot;
+				memcpy(first, res, nq * k * sizeof(*res));
+				for (size_t q = 0; q < nq; q++) {
+					for (size_t i = 0; i < counts[q] && i < k; i++) {
+						long r = row_of(map, nmap, res[q * k + i].ino);
+
+						for (size_t j = 0; r >= 0 && j < k; j++)
+							if (gt[q * gw + j] == (uint32_t)r) {
+								hits++;
+								break;
+							}
+					}
+				}
+				if (prefix) {
+					snprintf(path, sizeof(path), "%s-%lu.txt", prefix, ef);
+					FILE *f = fopen(path, "w");
+
+					if (!f)
+						die(path, strerror(errno));
+					for (size_t q = 0; q < nq; q++)
+						for (size_t i = 0; i < counts[q] && i < k; i++) {
+							uint32_t bits;
+
+							memcpy(&bits, &res[q * k + i].distance, 4);
+							fprintf(f, "%zu %zu %llu %u %08x\n", q, i,
+								(unsigned long long)res[q * k + i].ino,
+								res[q * k + i].chunk, bits);
+						}
+					if (fclose(f) != 0)
+						die(path, strerror(errno));
+				}
+			} else if (memcmp(first, res, nq * k * sizeof(*res))) {
+				unstable++;
+			}
+			if (tot < best) {
+				best = tot;
+				memcpy(best_lat, lat, nq * sizeof(*lat));
+			}
+		}
+		(void)first_tot;
+		qsort(best_lat, nq, sizeof(*best_lat), cmp_u64);
+		printf("BENCH {\"side\": \"kernel\", \"ef\": %lu, \"k\": %lu, \"queries\": %zu, \"passes\": %lu, "
+		       "\"recall\": %.4f, \"qps\": %.1f, \"p50_us\": %.1f, \"p99_us\": %.1f, \"mean_us\": %.1f, "
+		       "\"unstable_passes\": %zu}\n",
+		       ef, k, nq, passes, (double)hits / (double)(nq * k), (double)nq * 1e9 / (double)best,
+		       pct(best_lat, nq, 50) / 1e3, pct(best_lat, nq, 99) / 1e3,
+		       (double)best / (double)nq / 1e3, unstable);
+		fflush(stdout);
+	}
+	close(fd);
+	return 0;
+}

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# The guest half of scripts/bench: in-kernel k-NN search (VEXFS_IOC_SEARCH) against the same core
+# code in userspace, in one QEMU guest, on one image.
+#
+#   bench/guest.sh DATA_DIR OUT.jsonl [--efs 16,32,64] [--passes 2] [--rounds 2] [--k 10]
+#                  [--timeout 5400]
+#
+# DATA_DIR holds base.fvecs, query.fvecs and groundtruth.ivecs. On the host: build the two tools
+# (bench/guest-search.c, static; image/examples/bench_search.rs, static musl), stage them with the
+# data in $VEXFS_CACHE/bench-guest/share, and format $VEXFS_CACHE/bench-guest/vexfs.img sized for
+# the data (--vectors = the base rows). In the guest (bench/guest-run.sh): vexctl import, then
+# kernel and userspace searches at each EF. OUT.jsonl gets the guest's "BENCH" records, then the
+# image's superblock (vexctl inspect --json) and fsck.vexfs's verdict, one JSON object per line.
+# Needs scripts/setup to have run (kernel, module, tools). The console log is kept in
+# $VEXFS_CACHE/bench-guest/console.log.
+set -euo pipefail
+. "$(dirname "$0")/../scripts/lib.sh"
+
+[ $# -ge 2 ] || { sed -n '5,6s/^# \{0,1\}//p' "$0" >&2; exit 2; }
+DATA=$(realpath "$1")
+OUT=$2
+shift 2
+EFS=16,32,64 PASSES=2 ROUNDS=2 K=10 TIMEOUT=5400
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --efs) EFS=$2 ;;
+        --passes) PASSES=$2 ;;
+        --rounds) ROUNDS=$2 ;;
+        --k) K=$2 ;;
+        --timeout) TIMEOUT=$2 ;;
+        *) die "bench/guest.sh: unknown option $1" ;;
+    esac
+    shift 2
+done
+for f in base.fvecs query.fvecs groundtruth.ivecs; do
+    [ -f "$DATA/$f" ] || die "no $DATA/$f"
+done
+
+WORK=$VEXFS_CACHE/bench-guest
+SHARE=$WORK/share
+IMG=$WORK/vexfs.img
+LOG=$WORK/console.log
+rm -rf "$SHARE"
+mkdir -p "$SHARE"
+
+log "guest bench: building guest-search and bench_search (static)"
+cc -static -O2 -std=gnu11 -Wall -Wextra -Werror -I "$VEXFS_ROOT/include" \
+    "$VEXFS_ROOT/bench/guest-search.c" -o "$SHARE/guest-search"
+(cd "$VEXFS_ROOT" && cargo build --release --quiet --target "$VEXFS_MUSL" -p vexfs-image --example bench_search)
+cp "$VEXFS_ROOT/target/$VEXFS_MUSL/release/examples/bench_search" "$SHARE/"
+cp "$DATA/base.fvecs" "$DATA/query.fvecs" "$DATA/groundtruth.ivecs" "$SHARE/"
+
+# Rows and dimension of the base set.
+dim=$(od -An -t d4 -N4 "$DATA/base.fvecs" | tr -d ' ')
+bytes=$(stat -c %s "$DATA/base.fvecs")
+n=$((bytes / (4 + 4 * dim)))
+# Sized for the data: the vector regions (~1.7 KiB per 384-d slot, more for larger dims), one
+# inode (256 B) per file, the journal (1/64) and room for the directory, with a quarter spare.
+size_mib=$(( (n * (4 * dim + 512 + 256) * 5 / 4 + (1 << 20) - 1) / (1 << 20) + 48 ))
+log "guest bench: $n vectors of dim $dim; image ${size_mib} MiB, --vectors $n, -N $((n + 1024))"
+rm -f "$IMG"
+"$VEXFS_HOST_BIN/mkfs.vexfs" -q --dim "$dim" --metric l2 --vectors "$n" -N $((n + 1024)) \
+    "$IMG" "${size_mib}M"
+
+log "guest bench: booting the guest (TCG; import and searches take minutes; timeout ${TIMEOUT}s)"
+start=$SECONDS
+status=0
+VEXFS_GUEST_LOG=$LOG "$VEXFS_ROOT/qemu/run-guest" --disk "$IMG" --share "$SHARE" --timeout "$TIMEOUT" \
+    "$VEXFS_ROOT/bench/guest-run.sh" "$EFS" "$PASSES" "$ROUNDS" "$K" > "$WORK/run-guest.out" 2>&1 || status=$?
+if [ $status -ne 0 ]; then
+    tail -n 40 "$WORK/run-guest.out" >&2
+    die "guest bench failed (run-guest status $status); console log $LOG"
+fi
+secs=$((SECONDS - start))
+grep -E '^(== |imported |first differing|[0-9]+ [0-9]+ [0-9]+ [0-9]+ [0-9a-f]{8}\|)' "$LOG" >&2 || true
+{
+    tr -d '\r' < "$LOG" | sed -n 's/^BENCH //p'
+    echo "{\"side\": \"guest-run\", \"wall_secs\": $secs, \"image_mib\": $size_mib, \"vectors\": $n, \"dim\": $dim}"
+    echo "{\"side\": \"inspect\", \"superblock\": $("$VEXFS_HOST_BIN/vexctl" inspect --json "$IMG" | tr -d '\n')}"
+    fsck_status=0
+    "$VEXFS_HOST_BIN/fsck.vexfs" -n "$IMG" > "$WORK/fsck.out" 2>&1 || fsck_status=$?
+    echo "{\"side\": \"fsck\", \"status\": $fsck_status}"
+} > "$OUT"
+log "guest bench: done in ${secs}s; records in $OUT"

@@ -1,0 +1,183 @@
+//! The userspace side of the search benchmark (`bench/guest.sh` runs it in the guest, after
+//! `bench/guest-search.c` timed the kernel on the same image): the kernel's search code
+//! (`vexfs_core::vindex`, through [`Searcher`], which `vexctl search-image` uses) over an
+//! unmounted image or block device, mapped read-only.
+//!
+//!     bench_search IMAGE QUERY.fvecs GT.ivecs EF[,EF...] [-k K] [-p PASSES] [-d PREFIX]
+//!                  [--dist-impl scalar|sse2|avx2]
+//!
+//! Same protocol as guest-search: an untimed warm-up pass at the largest EF, then for each EF
+//! PASSES passes over all queries, each search timed alone (TSC, see [`Tsc`]); the fastest pass gives QPS and its
+//! latencies p50/p99 (nearest rank). Files are DIR/ROW (vexctl import), so a hit's path names
+//! its base row for recall@K. `--dist-impl` should be the kernel's (guest-search prints it) so
+//! both compute the same bits; with -d the first pass's results go to PREFIX-EF.txt in
+//! guest-search's format ("QUERY RANK INO CHUNK DISTANCE-BITS").
+//!
+//! Output: one line per EF, "BENCH " then a JSON object.
+
+use std::io::Write;
+use std::time::Instant;
+
+use vexfs_image::vecfile::{read_fvecs, read_ivecs};
+use vexfs_image::vectors::{Hit, Searcher};
+use vexfs_image::vexfs_core::distance::Impl;
+
+fn die(msg: impl std::fmt::Display) -> ! {
+    eprintln!("bench_search: {msg}");
+    std::process::exit(1);
+}
+
+/// The guest's `CLOCK_MONOTONIC` (hence `Instant`) ticks in jiffies (4 ms) under the test
+/// kernel's config, too coarse for one search: searches are timed with the TSC, calibrated
+/// against `Instant` from one tick edge to another about a second later (as guest-search does).
+struct Tsc {
+    per_ns: f64,
+}
+
+impl Tsc {
+    fn calibrate() -> Tsc {
+        let origin = Instant::now();
+        let ns = || origin.elapsed().as_nanos() as u64;
+        let a = ns();
+        let mut b = ns();
+        while b == a {
+            b = ns();
+        }
+        let t0 = Self::ticks();
+        let (ns0, mut prev) = (b, b);
+        loop {
+            let c = ns();
+            if c != prev && c - ns0 >= 1_000_000_000 {
+                let t1 = Self::ticks();
+                return Tsc { per_ns: (t1 - t0) as f64 / (c - ns0) as f64 };
+            }
+            prev = c;
+        }
+    }
+    fn ticks() -> u64 {
+        // SAFETY: rdtsc has no preconditions on x86_64 (user mode may read the TSC).
+        unsafe { core::arch::x86_64::_rdtsc() }
+    }
+    fn now_ns(&self) -> u64 {
+        (Self::ticks() as f64 / self.per_ns) as u64
+    }
+}
+
+fn pct(sorted: &[u64], p: usize) -> u64 {
+    let r = (sorted.len() * p).div_ceil(100);
+    sorted[r.saturating_sub(1)]
+}
+
+fn main() {
+    let a: Vec<String> = std::env::args().collect();
+    let usage = "usage: bench_search IMAGE QUERY.fvecs GT.ivecs EF[,EF...] [-k K] [-p PASSES] [-d PREFIX] [--dist-impl I]";
+    let mut pos = Vec::new();
+    let (mut k, mut passes, mut prefix, mut imp) = (10usize, 2usize, None::<String>, None::<Impl>);
+    let mut i = 1;
+    while i < a.len() {
+        let val = || a.get(i + 1).cloned().unwrap_or_else(|| die(usage));
+        match a[i].as_str() {
+            "-k" => k = val().parse().unwrap_or_else(|_| die(usage)),
+            "-p" => passes = val().parse().unwrap_or_else(|_| die(usage)),
+            "-d" => prefix = Some(val()),
+            "--dist-impl" => {
+                let v = val();
+                imp = Some(Impl::ALL.into_iter().find(|x| x.name() == v).unwrap_or_else(|| die(format!("unknown impl {v}"))));
+            }
+            _ => {
+                pos.push(a[i].clone());
+                i += 1;
+                continue;
+            }
+        }
+        i += 2;
+    }
+    if pos.len() != 4 || k == 0 || passes == 0 {
+        die(usage);
+    }
+    let efs: Vec<usize> = pos[3].split(',').map(|x| x.parse().unwrap_or_else(|_| die("bad EF list"))).collect();
+    let maxef = efs.iter().copied().max().unwrap_or(k).max(k);
+    let queries = read_fvecs(&pos[1]).unwrap_or_else(|e| die(e));
+    let gt = read_ivecs(&pos[2]).unwrap_or_else(|e| die(e));
+    if gt.len() != queries.len() || gt.iter().any(|g| g.len() < k) {
+        die("the ground truth does not match the queries (rows, or fewer than K ids)");
+    }
+    let tsc = Tsc::calibrate();
+    let mut s = Searcher::open(&pos[0], maxef).unwrap_or_else(|e| die(format!("{}: {e}", pos[0])));
+    if let Some(imp) = imp {
+        s.set_distance_impl(imp).unwrap_or_else(|e| die(e));
+    }
+    let used = s.image().device().distance_impl().name();
+    // Inode -> base row, from the paths DIR/ROW.
+    let rows: std::collections::HashMap<u64, u32> = s
+        .paths()
+        .unwrap_or_else(|e| die(e))
+        .iter()
+        .filter_map(|(&ino, p)| p.rsplit('/').next()?.parse().ok().map(|r| (ino, r)))
+        .collect();
+
+    let pass = |s: &mut Searcher, ef: usize, lat: &mut Vec<u64>| -> (u64, Vec<Vec<Hit>>) {
+        lat.clear();
+        let mut tot = 0u64;
+        let mut all = Vec::with_capacity(queries.len());
+        for q in &queries {
+            let t = tsc.now_ns();
+            let r = s.search(q, k, ef).unwrap_or_else(|e| die(e));
+            let dt = tsc.now_ns().saturating_sub(t);
+            lat.push(dt);
+            tot += dt;
+            all.push(r);
+        }
+        (tot, all)
+    };
+    let mut lat = Vec::new();
+    let _ = pass(&mut s, maxef, &mut lat); // warm-up, untimed
+    let mut out = std::io::stdout().lock();
+    for &ef in &efs {
+        if ef < k {
+            continue;
+        }
+        let (mut best, mut best_lat, mut first, mut unstable) = (u64::MAX, Vec::new(), Vec::new(), 0);
+        for p in 0..passes {
+            let (tot, res) = pass(&mut s, ef, &mut lat);
+            if p == 0 {
+                first = res;
+            } else if res != first {
+                unstable += 1;
+            }
+            if tot < best {
+                best = tot;
+                best_lat = lat.clone();
+            }
+        }
+        let mut hits = 0usize;
+        for (r, g) in first.iter().zip(&gt) {
+            hits += r.iter().filter(|h| rows.get(&h.ino).is_some_and(|row| g[..k].contains(row))).count();
+        }
+        if let Some(pre) = &prefix {
+            let path = format!("{pre}-{ef}.txt");
+            let mut f = std::io::BufWriter::new(std::fs::File::create(&path).unwrap_or_else(|e| die(format!("{path}: {e}"))));
+            for (q, r) in first.iter().enumerate() {
+                for (i, h) in r.iter().enumerate() {
+                    let _ = writeln!(f, "{q} {i} {} {} {:08x}", h.ino, h.chunk, h.distance().to_bits());
+                }
+            }
+            f.flush().unwrap_or_else(|e| die(format!("{path}: {e}")));
+        }
+        best_lat.sort_unstable();
+        let nq = queries.len();
+        let _ = writeln!(
+            out,
+            "BENCH {{\"side\": \"user\", \"ef\": {ef}, \"k\": {k}, \"queries\": {nq}, \"passes\": {passes}, \
+             \"recall\": {:.4}, \"qps\": {:.1}, \"p50_us\": {:.1}, \"p99_us\": {:.1}, \"mean_us\": {:.1}, \
+             \"unstable_passes\": {unstable}, \"distance_impl\": \"{used}\", \"tsc_mhz\": {:.3}}}",
+            hits as f64 / (k * nq) as f64,
+            nq as f64 * 1e9 / best as f64,
+            pct(&best_lat, 50) as f64 / 1e3,
+            pct(&best_lat, 99) as f64 / 1e3,
+            best as f64 / nq as f64 / 1e3,
+            tsc.per_ns * 1e3,
+        );
+        let _ = out.flush();
+    }
+}
