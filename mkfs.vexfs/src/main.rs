@@ -62,6 +62,10 @@ struct Cli {
     /// HNSW candidate list size while inserting.
     #[arg(long, value_name = "E", default_value_t = DEFAULT_EF_CONSTRUCTION)]
     ef_construction: u32,
+    /// Seed of the HNSW level generator (default: random). The same data inserted in the same
+    /// order into images made with the same seed gives the same graph.
+    #[arg(long, value_name = "SEED")]
+    seed: Option<u64>,
     /// Block device or image file.
     #[arg(value_name = "DEVICE|FILE")]
     device: PathBuf,
@@ -233,7 +237,10 @@ fn run(cli: &Cli) -> Result<(), String> {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0),
-        seed: u64::from_le_bytes(random_bytes()?),
+        seed: match cli.seed {
+            Some(s) => s,
+            None => u64::from_le_bytes(random_bytes()?),
+        },
     };
     let sb = layout(&params)
         .map_err(|e| format!("cannot lay out {} bytes with these parameters: {e}", bytes))?;

@@ -267,3 +267,18 @@ fn failures_exit_1() {
     }
     assert!(!path.exists());
 }
+
+#[test]
+fn seed_is_random_by_default_and_kept_when_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let seed_of = |name: &str, extra: &[&str]| {
+        let path = dir.path().join(name);
+        let mut args = vec!["-q", "--dim", "4", "--metric", "l2"];
+        args.extend_from_slice(extra);
+        ok(&mkfs(&args, &path, Some("8M")));
+        Image::open(FileDevice::open(&path, false).unwrap()).unwrap().sb().hnsw_seed
+    };
+    assert_eq!(seed_of("a.img", &["--seed", "12345"]), 12345);
+    assert_eq!(seed_of("b.img", &["--seed", "12345"]), 12345);
+    assert_ne!(seed_of("c.img", &[]), seed_of("d.img", &[]));
+}
