@@ -349,8 +349,7 @@ pub fn map_block(sbi: &SbInfo, inode: *mut bindings::inode, st: &FsInode, lblk: 
 }
 
 fn get_block(inode: *mut bindings::inode, iblock: u64, create: bool, max: u64) -> Result<(u64, u64, bool)> {
-    // SAFETY: `inode` belongs to a mounted vexfs.
-    let sbi = unsafe { SbInfo::get((*inode).i_sb) };
+    let sbi = SbInfo::of(inode);
     let mut g = sbi.lock();
     let mut st = load(inode, &g);
     if let Some((p, run)) = map_block(sbi, inode, &st, iblock)? {
@@ -420,8 +419,7 @@ fn truncate_to(sbi: &SbInfo, g: &mut Locked<'_>, inode: *mut bindings::inode, st
 /// Frees the blocks past `i_size` (after truncate or a failed write).
 #[no_mangle]
 pub extern "C" fn vexfs_rs_truncate_blocks(inode: *mut bindings::inode) {
-    // SAFETY: `inode` belongs to a mounted vexfs.
-    let sbi = unsafe { SbInfo::get((*inode).i_sb) };
+    let sbi = SbInfo::of(inode);
     let keep = size_of_inode(inode).div_ceil(BLOCK_SIZE as u64);
     let mut g = sbi.lock();
     let mut st = load(inode, &g);
@@ -438,8 +436,7 @@ pub extern "C" fn vexfs_rs_truncate_blocks(inode: *mut bindings::inode) {
 /// Frees everything an unlinked inode owns on disk, then its inode number (from evict).
 #[no_mangle]
 pub extern "C" fn vexfs_rs_free_inode_disk(inode: *mut bindings::inode) {
-    // SAFETY: `inode` belongs to a mounted vexfs.
-    let sbi = unsafe { SbInfo::get((*inode).i_sb) };
+    let sbi = SbInfo::of(inode);
     let ino = ino_of(inode);
     // Vectors first: the index lock comes before the metadata lock.
     if load(inode, &sbi.lock()).vec_count > 0 {
@@ -475,8 +472,7 @@ pub extern "C" fn vexfs_rs_free_inode_disk(inode: *mut bindings::inode) {
 /// `write_inode`: writes the inode into the inode table; with `sync`, waits for the write.
 #[no_mangle]
 pub extern "C" fn vexfs_rs_write_inode(inode: *mut bindings::inode, sync: c_int) -> c_int {
-    // SAFETY: `inode` belongs to a mounted vexfs.
-    let sbi = unsafe { SbInfo::get((*inode).i_sb) };
+    let sbi = SbInfo::of(inode);
     let g = sbi.lock();
     let st = load(inode, &g);
     if !st.on_disk {

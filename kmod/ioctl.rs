@@ -181,7 +181,7 @@ fn stats(sbi: &SbInfo, arg: usize) -> Result {
     if u32f(&b, 4) != 0 || !zero(&b, 68, STATS_SIZE) {
         return Err(EINVAL);
     }
-    let h = vector::stats(sbi)?;
+    let (h, imp) = vector::stats(sbi);
     let d = &sbi.disk;
     use crate::format::superblock::Region;
     let bytes = [Region::VecBitmap, Region::VecMap, Region::VecData, Region::Hnsw]
@@ -200,13 +200,12 @@ fn stats(sbi: &SbInfo, arg: usize) -> Result {
     put_u32(&mut b, 48, if empty { 0 } else { h.entry_level + 1 });
     put_u32(&mut b, 52, h.entry);
     put_u64(&mut b, 56, bytes);
-    put_u32(&mut b, 64, vector::distance_impl(sbi));
+    put_u32(&mut b, 64, imp);
     write_arg(arg, &b)
 }
 
 fn ioctl(inode: *mut bindings::inode, cmd: u32, arg: usize) -> Result {
-    // SAFETY: the inode belongs to a mounted vexfs (the ioctl came through its file).
-    let sbi = unsafe { SbInfo::get((*inode).i_sb) };
+    let sbi = SbInfo::of(inode);
     match cmd {
         IOC_SET => set(inode, sbi, arg),
         IOC_GET => get(inode, sbi, arg),
@@ -231,8 +230,7 @@ pub extern "C" fn vexfs_rs_ioctl(inode: *mut bindings::inode, cmd: c_uint, arg: 
 /// Errors: ENODATA (no embedding), ERANGE (buffer too small).
 #[no_mangle]
 pub extern "C" fn vexfs_rs_xattr_get(inode: *mut bindings::inode, buf: *mut u8, size: usize) -> c_int {
-    // SAFETY: inode of a mounted vexfs.
-    let sbi = unsafe { SbInfo::get((*inode).i_sb) };
+    let sbi = SbInfo::of(inode);
     let len = sbi.disk.vec_dim as usize * 4;
     let r = (|| -> Result<c_int> {
         let (data, total) = vector::get_embeddings(inode, 0, 1)?;
@@ -259,8 +257,7 @@ pub extern "C" fn vexfs_rs_xattr_get(inode: *mut bindings::inode, buf: *mut u8, 
 /// Errors: EINVAL (size is not dim * 4, NaN/Inf), EEXIST/ENODATA for XATTR_CREATE/REPLACE.
 #[no_mangle]
 pub extern "C" fn vexfs_rs_xattr_set(inode: *mut bindings::inode, value: *const u8, size: usize, flags: c_int) -> c_int {
-    // SAFETY: inode of a mounted vexfs.
-    let sbi = unsafe { SbInfo::get((*inode).i_sb) };
+    let sbi = SbInfo::of(inode);
     let dim = sbi.disk.vec_dim as usize;
     let r = (|| -> Result {
         let has = vector::has_embeddings(inode);

@@ -6,7 +6,7 @@ use crate::ffi;
 use crate::format::dir::{self, check_dir_block, dirents, dt_from_mode, init_dir_block, seal_dir_block, DIR_HEADER, NAME_MAX};
 use crate::format::BLOCK_SIZE;
 use crate::inode::{alloc_file_block, ino_of, is_dir_mode, load, map_block, mode_of, size_of_inode, store, write_disk_inode, FsInode};
-use crate::sb::{corrupt, report, Locked, SbInfo};
+use crate::sb::{corrupt, errno_of, report, Locked, SbInfo};
 use core::ffi::c_int;
 use kernel::bindings;
 use kernel::prelude::*;
@@ -28,11 +28,6 @@ fn check_name(name: &[u8]) -> Result {
         return Err(EINVAL);
     }
     Ok(())
-}
-
-fn sbi_of<'a>(inode: *mut bindings::inode) -> &'a SbInfo {
-    // SAFETY: every inode passed from the VFS to vexfs belongs to a mounted vexfs.
-    unsafe { SbInfo::get((*inode).i_sb) }
 }
 
 /// Directory block `i` of `dir`: its device block and buffer, header checked.
@@ -105,7 +100,7 @@ fn lookup(dir: *mut bindings::inode, name: &[u8]) -> Result<u64> {
     if name.len() > NAME_MAX {
         return Err(Error::from_errno(-ENAMETOOLONG));
     }
-    let sbi = sbi_of(dir);
+    let sbi = SbInfo::of(dir);
     let g = sbi.lock();
     let st = load(dir, &g);
     Ok(find_entry(sbi, dir, &st, name)?.map_or(0, |(_, ino)| ino as u64))
@@ -127,7 +122,7 @@ pub extern "C" fn vexfs_rs_lookup(dir: *mut bindings::inode, name: *const u8, le
 
 fn create(dir: *mut bindings::inode, name: &[u8], mode: u16, inode: *mut bindings::inode) -> Result {
     check_name(name)?;
-    let sbi = sbi_of(dir);
+    let sbi = SbInfo::of(dir);
     let mut g = sbi.lock();
     let mut dst = load(dir, &g);
     if find_entry(sbi, dir, &dst, name)?.is_some() {
@@ -171,12 +166,12 @@ fn create(dir: *mut bindings::inode, name: &[u8], mode: u16, inode: *mut binding
 #[no_mangle]
 pub extern "C" fn vexfs_rs_create(dir: *mut bindings::inode, name: *const u8, len: u32, mode: u16, inode: *mut bindings::inode) -> c_int {
     // SAFETY: the dentry name lives for the call.
-    to_errno(create(dir, unsafe { name_slice(name, len) }, mode, inode))
+    errno_of(create(dir, unsafe { name_slice(name, len) }, mode, inode))
 }
 
 fn link(dir: *mut bindings::inode, name: &[u8], inode: *mut bindings::inode) -> Result {
     check_name(name)?;
-    let sbi = sbi_of(dir);
+    let sbi = SbInfo::of(dir);
     let mut g = sbi.lock();
     let mut dst = load(dir, &g);
     if find_entry(sbi, dir, &dst, name)?.is_some() {
@@ -195,11 +190,11 @@ fn link(dir: *mut bindings::inode, name: &[u8], inode: *mut bindings::inode) -> 
 #[no_mangle]
 pub extern "C" fn vexfs_rs_link(dir: *mut bindings::inode, name: *const u8, len: u32, inode: *mut bindings::inode) -> c_int {
     // SAFETY: the dentry name lives for the call.
-    to_errno(link(dir, unsafe { name_slice(name, len) }, inode))
+    errno_of(link(dir, unsafe { name_slice(name, len) }, inode))
 }
 
 fn unlink(dir: *mut bindings::inode, name: &[u8], inode: *mut bindings::inode) -> Result {
-    let sbi = sbi_of(dir);
+    let sbi = SbInfo::of(dir);
     let g = sbi.lock();
     let dst = load(dir, &g);
     remove_entry(sbi, dir, &dst, name, ino_of(inode))?;
@@ -213,11 +208,11 @@ fn unlink(dir: *mut bindings::inode, name: &[u8], inode: *mut bindings::inode) -
 #[no_mangle]
 pub extern "C" fn vexfs_rs_unlink(dir: *mut bindings::inode, name: *const u8, len: u32, inode: *mut bindings::inode) -> c_int {
     // SAFETY: the dentry name lives for the call.
-    to_errno(unlink(dir, unsafe { name_slice(name, len) }, inode))
+    errno_of(unlink(dir, unsafe { name_slice(name, len) }, inode))
 }
 
 fn dir_empty(dir: *mut bindings::inode) -> Result {
-    let sbi = sbi_of(dir);
+    let sbi = SbInfo::of(dir);
     let g = sbi.lock();
     let st = load(dir, &g);
     for i in 0..dir_nblocks(dir) {
@@ -232,7 +227,7 @@ fn dir_empty(dir: *mut bindings::inode) -> Result {
 /// 0 if the directory has no entries, else `ENOTEMPTY`.
 #[no_mangle]
 pub extern "C" fn vexfs_rs_dir_empty(dir: *mut bindings::inode) -> c_int {
-    to_errno(dir_empty(dir))
+    errno_of(dir_empty(dir))
 }
 
 fn rename(
@@ -244,7 +239,7 @@ fn rename(
     target: *mut bindings::inode,
 ) -> Result {
     check_name(new_name)?;
-    let sbi = sbi_of(old_dir);
+    let sbi = SbInfo::of(old_dir);
     let mut g = sbi.lock();
     let ino = ino_of(inode);
     let dt = dt_from_mode(mode_of(inode));
@@ -301,11 +296,11 @@ pub extern "C" fn vexfs_rs_rename(
 ) -> c_int {
     // SAFETY: the dentry names live for the call.
     let (o, n) = unsafe { (name_slice(old_name, old_len), name_slice(new_name, new_len)) };
-    to_errno(rename(old_dir, o, new_dir, n, inode, target))
+    errno_of(rename(old_dir, o, new_dir, n, inode, target))
 }
 
 fn iterate(dir: *mut bindings::inode, ctx: *mut bindings::dir_context) -> Result {
-    let sbi = sbi_of(dir);
+    let sbi = SbInfo::of(dir);
     let bs = BLOCK_SIZE as i64;
     // SAFETY: `ctx` is the caller's live dir_context.
     let mut pos = unsafe { ffi::vexfs_c_ctx_pos(ctx) };
@@ -351,12 +346,5 @@ fn iterate(dir: *mut bindings::inode, ctx: *mut bindings::dir_context) -> Result
 /// readdir after "." and "..": positions are byte offsets of dirents in the directory.
 #[no_mangle]
 pub extern "C" fn vexfs_rs_iterate(dir: *mut bindings::inode, ctx: *mut bindings::dir_context) -> c_int {
-    to_errno(iterate(dir, ctx))
-}
-
-fn to_errno(r: Result) -> c_int {
-    match r {
-        Ok(()) => 0,
-        Err(e) => e.to_errno(),
-    }
+    errno_of(iterate(dir, ctx))
 }

@@ -108,6 +108,13 @@ impl SbInfo {
         unsafe { &*((*sb).s_fs_info as *const SbInfo) }
     }
 
+    /// The `SbInfo` of the filesystem an inode belongs to.
+    pub fn of<'a>(inode: *mut bindings::inode) -> &'a SbInfo {
+        // SAFETY: every inode the VFS hands to vexfs belongs to a mounted vexfs, which stays
+        // mounted while the inode is in use.
+        unsafe { SbInfo::get((*inode).i_sb) }
+    }
+
     /// Takes the metadata lock.
     pub fn lock(&self) -> Locked<'_> {
         let guard = self.inner.lock();
@@ -342,7 +349,8 @@ fn fill_super(sb: *mut bindings::super_block, _silent: bool) -> Result {
     Ok(())
 }
 
-fn to_errno(r: Result) -> c_int {
+/// 0 or the negative errno, for the C side.
+pub fn errno_of(r: Result) -> c_int {
     match r {
         Ok(()) => 0,
         Err(e) => e.to_errno(),
@@ -354,7 +362,7 @@ fn to_errno(r: Result) -> c_int {
 /// `EUCLEAN` (corrupt), `EIO`, `ENOMEM`.
 #[no_mangle]
 pub extern "C" fn vexfs_rs_fill_super(sb: *mut bindings::super_block, silent: c_int) -> c_int {
-    to_errno(fill_super(sb, silent != 0))
+    errno_of(fill_super(sb, silent != 0))
 }
 
 /// `put_super`: records a clean unmount.
@@ -388,7 +396,7 @@ pub extern "C" fn vexfs_rs_sync_fs(sb: *mut bindings::super_block, wait: c_int) 
     // SAFETY: sync_fs runs only on a mounted vexfs.
     let sbi = unsafe { SbInfo::get(sb) };
     let g = sbi.lock();
-    to_errno(sbi.write_super(&g, false, wait != 0))
+    errno_of(sbi.write_super(&g, false, wait != 0))
 }
 
 /// statfs: blocks and inodes, total and free.

@@ -211,11 +211,6 @@ impl IndexState {
     }
 }
 
-/// The distance kernel this index uses (`VEXFS_DIST_*`).
-pub fn distance_impl(sbi: &SbInfo) -> u32 {
-    sbi.index.lock().imp
-}
-
 /// Runs `f` on the index of `sbi` with its scratch memory, under the index lock, and keeps
 /// the header and slot hint it leaves.
 fn with_index<R>(
@@ -309,17 +304,12 @@ fn save_ids(sbi: &SbInfo, inode: *mut bindings::inode, ids: &[u32]) -> Result {
     r
 }
 
-fn sbi_of<'a>(inode: *mut bindings::inode) -> &'a SbInfo {
-    // SAFETY: inodes handed to vexfs belong to a mounted vexfs.
-    unsafe { SbInfo::get((*inode).i_sb) }
-}
-
 /// Sets chunks `first .. first + count` of `inode` from `data` (`count * dim` float bit
 /// patterns), atomically: all new vectors are inserted before any old one is removed, and a
 /// failure removes the ones inserted. With `truncate`, chunks past the set ones are dropped.
 /// Errors: EINVAL (gap, NaN/Inf, count 0), E2BIG (past MAX_CHUNKS), ENOSPC, EISDIR.
 pub fn set_embeddings(inode: *mut bindings::inode, first: usize, data: &[u32], truncate: bool) -> Result {
-    let sbi = sbi_of(inode);
+    let sbi = SbInfo::of(inode);
     let dim = sbi.disk.vec_dim as usize;
     if crate::inode::is_dir_mode(crate::inode::mode_of(inode)) {
         return Err(EISDIR);
@@ -373,7 +363,7 @@ pub fn set_embeddings(inode: *mut bindings::inode, first: usize, data: &[u32], t
 /// Copies up to `cap` vectors from chunk `first` on into a new buffer; returns it (`n * dim`
 /// words) and the file's chunk count. Errors: ERANGE (first past the count).
 pub fn get_embeddings(inode: *mut bindings::inode, first: usize, cap: usize) -> Result<(KVVec<u32>, usize)> {
-    let sbi = sbi_of(inode);
+    let sbi = SbInfo::of(inode);
     let dim = sbi.disk.vec_dim as usize;
     with_index(sbi, |ix, b, _, _, _| {
         let ids = current_ids(sbi, inode)?;
@@ -392,7 +382,7 @@ pub fn get_embeddings(inode: *mut bindings::inode, first: usize, cap: usize) -> 
 
 /// Removes every embedding of `inode`.
 pub fn remove_embeddings(inode: *mut bindings::inode) -> Result {
-    let sbi = sbi_of(inode);
+    let sbi = SbInfo::of(inode);
     with_index(sbi, |ix, b, s, _, _| {
         let ids = current_ids(sbi, inode)?;
         if ids.is_empty() {
@@ -429,14 +419,15 @@ pub fn search(sbi: &SbInfo, query: &[u32], k: usize, ef: usize, out: &mut [Hit])
     })
 }
 
-/// Index statistics: (header, levels).
-pub fn stats(sbi: &SbInfo) -> Result<HnswHeader> {
-    with_index(sbi, |ix, _, _, _, _| Ok(ix.header))
+/// Index statistics: the graph header and the distance kernel in use (`VEXFS_DIST_*`).
+pub fn stats(sbi: &SbInfo) -> (HnswHeader, u32) {
+    let st = sbi.index.lock();
+    (st.header, st.imp)
 }
 
 /// Drops the embeddings of an inode being freed (called from evict, without locks held).
 pub fn free_inode_vectors(inode: *mut bindings::inode) {
-    let sbi = sbi_of(inode);
+    let sbi = SbInfo::of(inode);
     if let Err(e) = remove_embeddings(inode) {
         pr_err!("vexfs ({}): removing the vectors of inode {} failed: {:?}\n", sb_name(sbi.sb), ino_of(inode), e);
     }
@@ -449,7 +440,7 @@ pub fn release(sbi: &SbInfo) {
 
 /// Whether the inode has embeddings (for listxattr).
 pub fn has_embeddings(inode: *mut bindings::inode) -> bool {
-    let sbi = sbi_of(inode);
+    let sbi = SbInfo::of(inode);
     let g = sbi.lock();
     load(inode, &g).vec_count > 0
 }
