@@ -139,7 +139,8 @@ impl MemGraph {
                 *v = self.vector(i);
             }
             let n = chunk.len();
-            (self.dist)(self.metric, q, &vecs[..n], &mut out[..n]);
+            let (Some(v), Some(o)) = (vecs.get(..n), out.get_mut(..n)) else { break };
+            (self.dist)(self.metric, q, v, o);
         }
         Ok(())
     }
@@ -337,17 +338,12 @@ pub fn rust_scalar_dist(metric: Metric, q: &[f32], vecs: &[&[f32]], out: &mut [u
     }
 }
 
-/// Order-preserving key of an f32 (same mapping as the kernel's).
+/// Order-preserving key of an f32 (the kernel's mapping, [`crate::distance::key_from_bits`]).
 pub fn key_of(d: f32) -> u32 {
-    let b = d.to_bits();
-    if b & 0x8000_0000 != 0 {
-        !b
-    } else {
-        b | 0x8000_0000
-    }
+    crate::distance::key_from_bits(d.to_bits())
 }
 
 /// The f32 of a key.
 pub fn f32_of_key(k: u32) -> f32 {
-    f32::from_bits(if k & 0x8000_0000 != 0 { k & 0x7fff_ffff } else { !k })
+    f32::from_bits(crate::distance::bits_from_key(k))
 }
