@@ -53,6 +53,14 @@ extern "C" {
     pub fn vexfs_c_nofs_save() -> u32;
     pub fn vexfs_c_nofs_restore(flags: u32);
     pub fn vexfs_c_dist_impl() -> u32;
-    pub fn vexfs_c_distances(imp: u32, metric: u32, q: *const u32, vecs: *const *const u32, n: u32, dim: u32, out: *mut u32);
+    pub fn vexfs_c_distances(
+        imp: u32,
+        metric: u32,
+        q: *const u32,
+        vecs: *const *const u32,
+        n: u32,
+        dim: u32,
+        out: *mut u32,
+    );
     pub fn vexfs_c_sb_id(sb: *mut bindings::super_block) -> *const u8;
 }

@@ -250,7 +250,13 @@ fn load_extents(sbi: &SbInfo, inode: *mut bindings::inode, st: &FsInode) -> Resu
 /// Stores `v` as the extents of the inode: inline first, the rest in an extent block,
 /// allocating or freeing that block as needed. Errors: `EFBIG` past [`MAX_EXTENTS`],
 /// `ENOSPC` for the extent block.
-fn store_extents(sbi: &SbInfo, g: &mut Locked<'_>, inode: *mut bindings::inode, st: &mut FsInode, v: &[Extent]) -> Result {
+fn store_extents(
+    sbi: &SbInfo,
+    g: &mut Locked<'_>,
+    inode: *mut bindings::inode,
+    st: &mut FsInode,
+    v: &[Extent],
+) -> Result {
     if v.len() > MAX_EXTENTS {
         return Err(Error::from_errno(-EFBIG));
     }
@@ -283,7 +289,13 @@ fn store_extents(sbi: &SbInfo, g: &mut Locked<'_>, inode: *mut bindings::inode, 
 }
 
 /// Allocates a block for file block `lblk` (unmapped) and maps it. Returns the device block.
-pub fn alloc_file_block(sbi: &SbInfo, g: &mut Locked<'_>, inode: *mut bindings::inode, st: &mut FsInode, lblk: u64) -> Result<u64> {
+pub fn alloc_file_block(
+    sbi: &SbInfo,
+    g: &mut Locked<'_>,
+    inode: *mut bindings::inode,
+    st: &mut FsInode,
+    lblk: u64,
+) -> Result<u64> {
     if lblk >= u32::MAX as u64 {
         return Err(Error::from_errno(-EFBIG));
     }

@@ -1,7 +1,7 @@
 //! The ioctl ABI of include/vexfs.h: argument structs read from user memory with their size
 //! rules, checked field by field, then handed to `vector`.
 
-use crate::format::le::{u32_at, u64_at, put_u32, put_u64};
+use crate::format::le::{put_u32, put_u64, u32_at, u64_at};
 use crate::sb::SbInfo;
 use crate::vector::{self, Hit, DEFAULT_EF, MAX_EF, MAX_K};
 use core::ffi::{c_int, c_long, c_uint, c_ulong};
@@ -101,7 +101,12 @@ fn set(inode: *mut bindings::inode, sbi: &SbInfo, arg: usize) -> Result {
     let mut b = [0u8; SET_SIZE];
     read_arg(arg, SET_SIZE, &mut b)?;
     let (flags, dim, first, count) = (u32f(&b, 4), u32f(&b, 8), u32f(&b, 12), u32f(&b, 16));
-    if flags & !SET_TRUNCATE != 0 || !zero(&b, 20, 24) || !zero(&b, 32, SET_SIZE) || dim != sbi.disk.vec_dim || count == 0 {
+    if flags & !SET_TRUNCATE != 0
+        || !zero(&b, 20, 24)
+        || !zero(&b, 32, SET_SIZE)
+        || dim != sbi.disk.vec_dim
+        || count == 0
+    {
         return Err(EINVAL);
     }
     if count as usize > crate::format::vector::MAX_CHUNKS || first as usize > crate::format::vector::MAX_CHUNKS {
@@ -256,7 +261,12 @@ pub extern "C" fn vexfs_rs_xattr_get(inode: *mut bindings::inode, buf: *mut u8, 
 /// `user.vexfs.embedding` set (chunk 0) or remove (`value` null: every embedding).
 /// Errors: EINVAL (size is not dim * 4, NaN/Inf), EEXIST/ENODATA for XATTR_CREATE/REPLACE.
 #[no_mangle]
-pub extern "C" fn vexfs_rs_xattr_set(inode: *mut bindings::inode, value: *const u8, size: usize, flags: c_int) -> c_int {
+pub extern "C" fn vexfs_rs_xattr_set(
+    inode: *mut bindings::inode,
+    value: *const u8,
+    size: usize,
+    flags: c_int,
+) -> c_int {
     let sbi = SbInfo::of(inode);
     let dim = sbi.disk.vec_dim as usize;
     let r = (|| -> Result {

@@ -3,9 +3,13 @@
 use crate::buf::Buf;
 use crate::error::{ENAMETOOLONG, ENOTEMPTY};
 use crate::ffi;
-use crate::format::dir::{self, check_dir_block, dirents, dt_from_mode, init_dir_block, seal_dir_block, DIR_HEADER, NAME_MAX};
+use crate::format::dir::{
+    self, check_dir_block, dirents, dt_from_mode, init_dir_block, seal_dir_block, DIR_HEADER, NAME_MAX,
+};
 use crate::format::BLOCK_SIZE;
-use crate::inode::{alloc_file_block, ino_of, is_dir_mode, load, map_block, mode_of, size_of_inode, store, write_disk_inode, FsInode};
+use crate::inode::{
+    alloc_file_block, ino_of, is_dir_mode, load, map_block, mode_of, size_of_inode, store, write_disk_inode, FsInode,
+};
 use crate::sb::{corrupt, errno_of, report, Locked, SbInfo};
 use core::ffi::c_int;
 use kernel::bindings;
@@ -57,7 +61,15 @@ fn find_entry(sbi: &SbInfo, dir: *mut bindings::inode, st: &FsInode, name: &[u8]
 
 /// Adds the dirent `name -> ino` to `dir`, growing the directory by a block if no block has
 /// room. `st` is the directory's state (stored by the caller).
-fn add_entry(sbi: &SbInfo, g: &mut Locked<'_>, dir: *mut bindings::inode, st: &mut FsInode, name: &[u8], ino: u64, dt: u8) -> Result {
+fn add_entry(
+    sbi: &SbInfo,
+    g: &mut Locked<'_>,
+    dir: *mut bindings::inode,
+    st: &mut FsInode,
+    name: &[u8],
+    ino: u64,
+    dt: u8,
+) -> Result {
     let ino32 = u32::try_from(ino).map_err(|_| EINVAL)?;
     let dino = ino_of(dir);
     let n = dir_nblocks(dir);
@@ -164,7 +176,13 @@ fn create(dir: *mut bindings::inode, name: &[u8], mode: u16, inode: *mut binding
 /// Gives the new VFS `inode` an inode number, a disk inode and the dirent `name` in `dir`.
 /// Errors: `EEXIST`, `ENOSPC`, `ENAMETOOLONG`, `EINVAL` (bad name), `EUCLEAN`, `EIO`.
 #[no_mangle]
-pub extern "C" fn vexfs_rs_create(dir: *mut bindings::inode, name: *const u8, len: u32, mode: u16, inode: *mut bindings::inode) -> c_int {
+pub extern "C" fn vexfs_rs_create(
+    dir: *mut bindings::inode,
+    name: *const u8,
+    len: u32,
+    mode: u16,
+    inode: *mut bindings::inode,
+) -> c_int {
     // SAFETY: the dentry name lives for the call.
     errno_of(create(dir, unsafe { name_slice(name, len) }, mode, inode))
 }
@@ -188,7 +206,12 @@ fn link(dir: *mut bindings::inode, name: &[u8], inode: *mut bindings::inode) -> 
 
 /// Adds the dirent `name` in `dir` for the existing `inode` (link count: caller).
 #[no_mangle]
-pub extern "C" fn vexfs_rs_link(dir: *mut bindings::inode, name: *const u8, len: u32, inode: *mut bindings::inode) -> c_int {
+pub extern "C" fn vexfs_rs_link(
+    dir: *mut bindings::inode,
+    name: *const u8,
+    len: u32,
+    inode: *mut bindings::inode,
+) -> c_int {
     // SAFETY: the dentry name lives for the call.
     errno_of(link(dir, unsafe { name_slice(name, len) }, inode))
 }
@@ -206,7 +229,12 @@ fn unlink(dir: *mut bindings::inode, name: &[u8], inode: *mut bindings::inode) -
 
 /// Removes the dirent `name` (pointing at `inode`) from `dir` (link count: caller).
 #[no_mangle]
-pub extern "C" fn vexfs_rs_unlink(dir: *mut bindings::inode, name: *const u8, len: u32, inode: *mut bindings::inode) -> c_int {
+pub extern "C" fn vexfs_rs_unlink(
+    dir: *mut bindings::inode,
+    name: *const u8,
+    len: u32,
+    inode: *mut bindings::inode,
+) -> c_int {
     // SAFETY: the dentry name lives for the call.
     errno_of(unlink(dir, unsafe { name_slice(name, len) }, inode))
 }

@@ -129,7 +129,13 @@ impl SbInfo {
         if g.free_blocks == 0 {
             return Err(Error::from_errno(-ENOSPC));
         }
-        let goal = if data.contains(goal) { goal } else if data.contains(g.block_hint) { g.block_hint } else { data.start };
+        let goal = if data.contains(goal) {
+            goal
+        } else if data.contains(g.block_hint) {
+            g.block_hint
+        } else {
+            data.start
+        };
         let found = match self.find_clear(Region::BlockBitmap, goal, data.end())? {
             Some(b) => Some(b),
             None => self.find_clear(Region::BlockBitmap, data.start, goal)?,

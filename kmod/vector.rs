@@ -8,11 +8,11 @@ use crate::buf::Buf;
 use crate::distance::{bits_from_key, first_nonfinite};
 use crate::error::{FormatError, ENOSPC};
 use crate::ffi;
+use crate::format::inode::INLINE_VEC_IDS;
 use crate::format::superblock::Superblock;
 use crate::format::vector::{
     check_vec_ids_block, vec_ids_block_build, vec_ids_block_count, vec_ids_block_get, HnswHeader, MapEntry, MAX_CHUNKS,
 };
-use crate::format::inode::INLINE_VEC_IDS;
 use crate::hnsw::{Cand, Scratch, Visited};
 use crate::inode::{ino_of, load, store, FsInode};
 use crate::sb::{report, sb_name, Locked, SbInfo};
@@ -106,8 +106,14 @@ pub struct KBlocks<'p> {
 
 impl<'p> Blocks for KBlocks<'p> {
     type Error = Error;
-    type Ref<'a> = &'a [u8] where Self: 'a;
-    type RefMut<'a> = PinnedMut<'a> where Self: 'a;
+    type Ref<'a>
+        = &'a [u8]
+    where
+        Self: 'a;
+    type RefMut<'a>
+        = PinnedMut<'a>
+    where
+        Self: 'a;
 
     fn read(&self, n: u64) -> Result<&[u8]> {
         let b = self.pins.get(self.sb, n)?;

@@ -12,14 +12,14 @@ use kernel::prelude::*;
 #[path = "../core/src/crc32c.rs"]
 mod crc32c;
 #[allow(dead_code)]
+#[path = "../core/src/distance.rs"]
+mod distance;
+#[allow(dead_code)]
 #[path = "../core/src/error.rs"]
 mod error;
 #[allow(dead_code)]
 #[path = "../core/src/format/mod.rs"]
 mod format;
-#[allow(dead_code)]
-#[path = "../core/src/distance.rs"]
-mod distance;
 #[allow(dead_code)]
 #[path = "../core/src/hnsw.rs"]
 mod hnsw;

@@ -67,9 +67,7 @@ fn rust_name(c: &str) -> String {
     c.split('_')
         .map(|w| {
             let mut cs = w.chars();
-            cs.next()
-                .map(|f| f.to_ascii_uppercase().to_string() + cs.as_str())
-                .unwrap_or_default()
+            cs.next().map(|f| f.to_ascii_uppercase().to_string() + cs.as_str()).unwrap_or_default()
         })
         .collect()
 }
@@ -124,9 +122,7 @@ fn ioctl_numbers_from_c(
     if !status.success() {
         return Err(format!("compiling {} failed", c.display()));
     }
-    let run = Command::new(&exe)
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", exe.display()))?;
+    let run = Command::new(&exe).output().map_err(|e| format!("cannot run {}: {e}", exe.display()))?;
     if !run.status.success() {
         return Err(format!("{} failed", exe.display()));
     }
@@ -166,8 +162,7 @@ fn generate(out: &Path) -> Result<String, String> {
     let host = env::var("HOST").unwrap();
     let target = env::var("TARGET").unwrap();
     println!("cargo:rerun-if-changed={}", header_path.display());
-    let header = fs::read_to_string(&header_path)
-        .map_err(|e| format!("cannot read {}: {e}", header_path.display()))?;
+    let header = fs::read_to_string(&header_path).map_err(|e| format!("cannot read {}: {e}", header_path.display()))?;
 
     let seen = Arc::new(Mutex::new(Seen::default()));
     let mut builder = bindgen::Builder::default()
@@ -191,9 +186,7 @@ fn generate(out: &Path) -> Result<String, String> {
             header_path.display()
         )
     })?;
-    bindings
-        .write_to_file(out.join("vexfs_bindgen.rs"))
-        .map_err(|e| format!("writing the bindgen output: {e}"))?;
+    bindings.write_to_file(out.join("vexfs_bindgen.rs")).map_err(|e| format!("writing the bindgen output: {e}"))?;
     let seen = seen.lock().unwrap();
 
     let ioctls = defines(&header, "VEXFS_IOC_");
@@ -214,43 +207,24 @@ fn generate(out: &Path) -> Result<String, String> {
     for (c, fields) in &seen.fields {
         let r = rust_name(c);
         writeln!(t, "    // struct {c}").unwrap();
-        writeln!(
-            t,
-            "    assert_eq!(size_of::<{r}>(), size_of::<header::{c}>(), \"sizeof(struct {c})\");"
-        )
-        .unwrap();
-        writeln!(
-            t,
-            "    assert_eq!(align_of::<{r}>(), align_of::<header::{c}>(), \"alignof(struct {c})\");"
-        )
-        .unwrap();
+        writeln!(t, "    assert_eq!(size_of::<{r}>(), size_of::<header::{c}>(), \"sizeof(struct {c})\");").unwrap();
+        writeln!(t, "    assert_eq!(align_of::<{r}>(), align_of::<header::{c}>(), \"alignof(struct {c})\");").unwrap();
         for f in fields {
             writeln!(
                 t,
                 "    assert_eq!(offset_of!({r}, {f}), offset_of!(header::{c}, {f}), \"offsetof(struct {c}, {f})\");"
             )
             .unwrap();
-            writeln!(
-                t,
-                "    same_field_type(|s: &{r}| &s.{f}, |s: &header::{c}| &s.{f});"
-            )
-            .unwrap();
+            writeln!(t, "    same_field_type(|s: &{r}| &s.{f}, |s: &header::{c}| &s.{f});").unwrap();
         }
     }
     t += "}\n\n#[test]\nfn header_constants() {\n";
     for name in &seen.int_macros {
-        writeln!(
-            t,
-            "    assert_eq!(i128::from({name}), i128::from(header::{name}), \"{name}\");"
-        )
-        .unwrap();
+        writeln!(t, "    assert_eq!(i128::from({name}), i128::from(header::{name}), \"{name}\");").unwrap();
     }
     for name in &seen.str_macros {
-        writeln!(
-            t,
-            "    assert_eq!(format!(\"{{}}\\0\", {name}).as_bytes(), &header::{name}[..], \"{name}\");"
-        )
-        .unwrap();
+        writeln!(t, "    assert_eq!(format!(\"{{}}\\0\", {name}).as_bytes(), &header::{name}[..], \"{name}\");")
+            .unwrap();
     }
     // On glibc the request type is already u64.
     t += "}\n\n#[test]\n#[allow(clippy::unnecessary_cast)]\nfn header_ioctl_numbers() {\n";

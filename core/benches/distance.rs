@@ -19,9 +19,7 @@ fn data(dim: usize, seed: u64) -> (Vec<f32>, Vec<Vec<f32>>) {
         ((z ^ (z >> 31)) >> 40) as f32 / (1u32 << 23) as f32 - 1.0
     };
     let q = (0..dim).map(|_| next()).collect();
-    let vs = (0..BATCH)
-        .map(|_| (0..dim).map(|_| next()).collect())
-        .collect();
+    let vs = (0..BATCH).map(|_| (0..dim).map(|_| next()).collect()).collect();
     (q, vs)
 }
 
@@ -41,10 +39,7 @@ fn bench(c: &mut Criterion) {
         let mut out = [0u32; BATCH];
         for imp in Impl::ALL.into_iter().filter(|i| i.is_available()) {
             g.bench_function(BenchmarkId::from_parameter(imp.name()), |b| {
-                b.iter(|| {
-                    distances(imp, metric, black_box(&q), black_box(&refs), &mut out)
-                        .expect("valid batch")
-                })
+                b.iter(|| distances(imp, metric, black_box(&q), black_box(&refs), &mut out).expect("valid batch"))
             });
         }
         g.finish();

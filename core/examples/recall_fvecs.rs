@@ -19,8 +19,10 @@ fn read_vecs(path: &str) -> Vec<Vec<u32>> {
 
 fn main() {
     let a: Vec<String> = std::env::args().collect();
-    let base: Vec<Vec<f32>> = read_vecs(&a[1]).into_iter().map(|v| v.into_iter().map(f32::from_bits).collect()).collect();
-    let queries: Vec<Vec<f32>> = read_vecs(&a[2]).into_iter().map(|v| v.into_iter().map(f32::from_bits).collect()).collect();
+    let base: Vec<Vec<f32>> =
+        read_vecs(&a[1]).into_iter().map(|v| v.into_iter().map(f32::from_bits).collect()).collect();
+    let queries: Vec<Vec<f32>> =
+        read_vecs(&a[2]).into_iter().map(|v| v.into_iter().map(f32::from_bits).collect()).collect();
     let gt = read_vecs(&a[3]);
     let t = Instant::now();
     let mut idx = MemIndex::new(base[0].len(), Metric::L2, 16, 200, 42, c_dist);
@@ -36,6 +38,10 @@ fn main() {
             hit += r.iter().filter(|(_, id)| g[..10].contains(id)).count();
         }
         let dt = t.elapsed().as_secs_f64();
-        println!("ef {ef:4}: recall@10 {:.4}  {:.0} q/s", hit as f64 / (10 * queries.len()) as f64, queries.len() as f64 / dt);
+        println!(
+            "ef {ef:4}: recall@10 {:.4}  {:.0} q/s",
+            hit as f64 / (10 * queries.len()) as f64,
+            queries.len() as f64 / dt
+        );
     }
 }

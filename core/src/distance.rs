@@ -150,11 +150,7 @@ mod userspace {
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
     pub enum DistanceError {
         /// `vecs[index]` has `found` components, the query `expected`.
-        DimMismatch {
-            index: usize,
-            expected: usize,
-            found: usize,
-        },
+        DimMismatch { index: usize, expected: usize, found: usize },
         /// `out` has room for `out` results, `vecs` holds `vecs` vectors.
         OutLen { out: usize, vecs: usize },
         /// Not [`super::METRIC_L2`], [`super::METRIC_COSINE`] or [`super::METRIC_IP`].
@@ -168,15 +164,8 @@ mod userspace {
     impl fmt::Display for DistanceError {
         fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             match *self {
-                Self::DimMismatch {
-                    index,
-                    expected,
-                    found,
-                } => {
-                    write!(
-                        f,
-                        "vector {index} has {found} components, the query {expected}"
-                    )
+                Self::DimMismatch { index, expected, found } => {
+                    write!(f, "vector {index} has {found} components, the query {expected}")
                 }
                 Self::OutLen { out, vecs } => {
                     write!(f, "output holds {out} results for {vecs} vectors")
@@ -200,9 +189,7 @@ mod userspace {
                 #[cfg(target_arch = "x86_64")]
                 Impl::Sse2 => true,
                 #[cfg(target_arch = "x86_64")]
-                Impl::Avx2 => {
-                    std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
-                }
+                Impl::Avx2 => std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma"),
                 #[cfg(not(target_arch = "x86_64"))]
                 Impl::Sse2 | Impl::Avx2 => false,
             }
@@ -253,28 +240,15 @@ mod userspace {
 
     /// `out[i]` = bit pattern of the `metric` distance from `q` to `vecs[i]`, computed by `imp`.
     /// Every vector must have `q.len()` components and `out.len()` must equal `vecs.len()`.
-    pub fn distances(
-        imp: Impl,
-        metric: u32,
-        q: &[f32],
-        vecs: &[&[f32]],
-        out: &mut [u32],
-    ) -> Result<(), DistanceError> {
+    pub fn distances(imp: Impl, metric: u32, q: &[f32], vecs: &[&[f32]], out: &mut [u32]) -> Result<(), DistanceError> {
         if metric > METRIC_IP {
             return Err(DistanceError::UnknownMetric(metric));
         }
         if out.len() != vecs.len() {
-            return Err(DistanceError::OutLen {
-                out: out.len(),
-                vecs: vecs.len(),
-            });
+            return Err(DistanceError::OutLen { out: out.len(), vecs: vecs.len() });
         }
         if let Some((index, v)) = vecs.iter().enumerate().find(|(_, v)| v.len() != q.len()) {
-            return Err(DistanceError::DimMismatch {
-                index,
-                expected: q.len(),
-                found: v.len(),
-            });
+            return Err(DistanceError::DimMismatch { index, expected: q.len(), found: v.len() });
         }
         if !imp.is_available() {
             return Err(DistanceError::Unsupported(imp));
@@ -394,16 +368,8 @@ mod tests {
         /// Small integers: every sum is exact, so all implementations agree bit for bit.
         Ints,
     }
-    const KINDS: [Kind; 8] = [
-        Kind::Uniform,
-        Kind::Zeros,
-        Kind::Negative,
-        Kind::Large,
-        Kind::Small,
-        Kind::Subnormal,
-        Kind::Wide,
-        Kind::Ints,
-    ];
+    const KINDS: [Kind; 8] =
+        [Kind::Uniform, Kind::Zeros, Kind::Negative, Kind::Large, Kind::Small, Kind::Subnormal, Kind::Wide, Kind::Ints];
 
     fn make(kind: Kind, dim: usize, rng: &mut Rng) -> Vec<f32> {
         (0..dim)
@@ -461,10 +427,7 @@ mod tests {
                     return None;
                 }
                 let norms = qq.sqrt() * vv.sqrt();
-                Some((
-                    1.0 - dot / norms,
-                    (2.0 * n + 8.0) * U + 4.0 * n * TINY / norms,
-                ))
+                Some((1.0 - dot / norms, (2.0 * n + 8.0) * U + 4.0 * n * TINY / norms))
             }
         }
     }
@@ -518,20 +481,13 @@ mod tests {
                     let (exact, _) = reference(metric, &q, &v).unwrap();
                     let scale = match metric {
                         METRIC_L2 => exact,
-                        METRIC_IP => q
-                            .iter()
-                            .zip(&v)
-                            .map(|(&a, &b)| (a as f64 * b as f64).abs())
-                            .sum(),
+                        METRIC_IP => q.iter().zip(&v).map(|(&a, &b)| (a as f64 * b as f64).abs()).sum(),
                         _ => 1.0,
                     };
                     let d = distance(imp, metric, &q, &v) as f64;
                     worst = worst.max((d - exact).abs() / scale);
                 }
-                std::eprintln!(
-                    "{} metric {metric}: max scaled error vs f64 at dim 384: {worst:.2e}",
-                    imp.name()
-                );
+                std::eprintln!("{} metric {metric}: max scaled error vs f64 at dim 384: {worst:.2e}", imp.name());
                 // Tens of u at most, far below the (n + 4) u = 2.3e-5 bound.
                 assert!(worst < 64.0 * U, "{worst:e}");
             }
@@ -578,9 +534,7 @@ mod tests {
                 let zeros = vec![0f32; dim];
                 let ones = vec![1f32; dim];
                 let sub: Vec<f32> = (0..dim)
-                    .map(|i| {
-                        f32::from_bits(1 + i as u32 * 977) * if i % 2 == 0 { 1.0 } else { -1.0 }
-                    })
+                    .map(|i| f32::from_bits(1 + i as u32 * 977) * if i % 2 == 0 { 1.0 } else { -1.0 })
                     .collect();
                 let d = |m, a: &[f32], b: &[f32]| distance(imp, m, a, b).to_bits();
                 // Zero vectors: l2 0, cosine 1 (zero norm), ip 1.
@@ -623,21 +577,11 @@ mod tests {
         let v: &[f32] = &[1.0, 2.0];
         let short: &[f32] = &[1.0];
         let mut out = [0u32; 2];
-        assert_eq!(
-            distances(Impl::Scalar, 3, &q, &[v], &mut out[..1]),
-            Err(DistanceError::UnknownMetric(3))
-        );
-        assert_eq!(
-            distances(Impl::Scalar, 0, &q, &[v], &mut out),
-            Err(DistanceError::OutLen { out: 2, vecs: 1 })
-        );
+        assert_eq!(distances(Impl::Scalar, 3, &q, &[v], &mut out[..1]), Err(DistanceError::UnknownMetric(3)));
+        assert_eq!(distances(Impl::Scalar, 0, &q, &[v], &mut out), Err(DistanceError::OutLen { out: 2, vecs: 1 }));
         assert_eq!(
             distances(Impl::Scalar, 0, &q, &[v, short], &mut out),
-            Err(DistanceError::DimMismatch {
-                index: 1,
-                expected: 2,
-                found: 1
-            })
+            Err(DistanceError::DimMismatch { index: 1, expected: 2, found: 1 })
         );
         assert_eq!(distances(best_impl(), 0, &q, &[], &mut []), Ok(()));
         // The C entry points themselves write canonical NaNs for an unknown metric.
@@ -676,9 +620,7 @@ mod tests {
         for imp in impls() {
             for dim in dims() {
                 let q = make(Kind::Uniform, dim, &mut rng);
-                let vs: Vec<Vec<f32>> = (0..69)
-                    .map(|_| make(Kind::Uniform, dim, &mut rng))
-                    .collect();
+                let vs: Vec<Vec<f32>> = (0..69).map(|_| make(Kind::Uniform, dim, &mut rng)).collect();
                 let refs: Vec<&[f32]> = vs.iter().map(|v| v.as_slice()).collect();
                 for metric in METRICS {
                     let a = run(imp, metric, &q, &refs);
@@ -696,12 +638,7 @@ mod tests {
                         let mut qbuf = vec![0f32; dim + 8 - off];
                         qbuf[8 - off..].copy_from_slice(&q);
                         let one = distance(imp, metric, &qbuf[8 - off..], &buf[off..]).to_bits();
-                        assert_eq!(
-                            one,
-                            a[i],
-                            "{} metric {metric} dim {dim} vector {i} misaligned",
-                            imp.name()
-                        );
+                        assert_eq!(one, a[i], "{} metric {metric} dim {dim} vector {i} misaligned", imp.name());
                     }
                 }
             }
@@ -831,14 +768,7 @@ mod tests {
     fn vectors_ending_at_an_unmapped_page_are_read_safely() {
         use core::ffi::c_void;
         extern "C" {
-            fn mmap(
-                addr: *mut c_void,
-                len: usize,
-                prot: i32,
-                flags: i32,
-                fd: i32,
-                off: i64,
-            ) -> *mut c_void;
+            fn mmap(addr: *mut c_void, len: usize, prot: i32, flags: i32, fd: i32, off: i64) -> *mut c_void;
             fn mprotect(addr: *mut c_void, len: usize, prot: i32) -> i32;
             fn munmap(addr: *mut c_void, len: usize) -> i32;
         }
@@ -849,10 +779,7 @@ mod tests {
         let base = unsafe { mmap(core::ptr::null_mut(), 2 * PAGE, 3, 0x22, -1, 0) } as *mut f32;
         assert!(!base.is_null() && base as isize != -1);
         // SAFETY: the second page belongs to the mapping made above.
-        assert_eq!(
-            unsafe { mprotect(base.cast::<u8>().add(PAGE).cast(), PAGE, 0) },
-            0
-        );
+        assert_eq!(unsafe { mprotect(base.cast::<u8>().add(PAGE).cast(), PAGE, 0) }, 0);
         let mut rng = Rng(5);
         for dim in 1..=70 {
             let src_q = make(Kind::Uniform, dim, &mut rng);
@@ -900,10 +827,7 @@ mod tests {
             f32::MAX,
             f32::INFINITY,
         ];
-        let keys: Vec<u32> = specials
-            .iter()
-            .map(|x| key_from_bits(x.to_bits()))
-            .collect();
+        let keys: Vec<u32> = specials.iter().map(|x| key_from_bits(x.to_bits())).collect();
         assert!(keys.windows(2).all(|w| w[0] < w[1]), "{keys:x?}");
         assert!(key_from_bits(NAN_BITS) > key_from_bits(f32::INFINITY.to_bits()));
         let mut rng = Rng(6);
@@ -920,11 +844,7 @@ mod tests {
             let (a, b) = (pick(), pick());
             assert_eq!(bits_from_key(key_from_bits(a)), a);
             let (fa, fb) = (f32::from_bits(a), f32::from_bits(b));
-            assert_eq!(
-                key_from_bits(a).cmp(&key_from_bits(b)),
-                fa.total_cmp(&fb),
-                "{a:#x} {b:#x}"
-            );
+            assert_eq!(key_from_bits(a).cmp(&key_from_bits(b)), fa.total_cmp(&fb), "{a:#x} {b:#x}");
             if fa < fb {
                 assert!(key_from_bits(a) < key_from_bits(b));
             }
@@ -956,18 +876,9 @@ mod tests {
     #[test]
     fn first_nonfinite_finds_nan_and_inf_only() {
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
-        assert_eq!(
-            first_nonfinite(&bits(&[0.0, -0.0, 1.0, f32::MAX, -f32::MAX, 1e-45])),
-            None
-        );
-        assert_eq!(
-            first_nonfinite(&bits(&[1.0, f32::INFINITY, f32::NAN])),
-            Some(1)
-        );
-        assert_eq!(
-            first_nonfinite(&bits(&[1.0, 2.0, f32::NEG_INFINITY])),
-            Some(2)
-        );
+        assert_eq!(first_nonfinite(&bits(&[0.0, -0.0, 1.0, f32::MAX, -f32::MAX, 1e-45])), None);
+        assert_eq!(first_nonfinite(&bits(&[1.0, f32::INFINITY, f32::NAN])), Some(1));
+        assert_eq!(first_nonfinite(&bits(&[1.0, 2.0, f32::NEG_INFINITY])), Some(2));
         assert_eq!(first_nonfinite(&bits(&[-f32::NAN])), Some(0));
         assert_eq!(first_nonfinite(&[0x7f80_0001]), Some(0));
         assert_eq!(first_nonfinite(&[]), None);

@@ -45,7 +45,9 @@ impl FormatError {
         match self {
             Self::BadMagic { .. } | Self::UnsupportedVersion(_) | Self::UnsupportedFeatures(_) => EINVAL,
             Self::PastDeviceEnd { .. } => EINVAL,
-            Self::BadChecksum { .. } | Self::Corrupt { .. } | Self::WrongIdentity { .. } | Self::Truncated { .. } => EUCLEAN,
+            Self::BadChecksum { .. } | Self::Corrupt { .. } | Self::WrongIdentity { .. } | Self::Truncated { .. } => {
+                EUCLEAN
+            }
         }
     }
 }

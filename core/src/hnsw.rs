@@ -314,7 +314,14 @@ fn select_heuristic<S: Store + ?Sized>(
 
 /// Adds `q` to the neighbours of `e` at `level`, shrinking the list with the heuristic when it
 /// is full (Algorithm 1, lines 11-16).
-fn connect_back<S: Store + ?Sized>(store: &mut S, p: &Params, e: u32, q: u32, level: u8, w: &mut Work<'_>) -> Result<(), S::Error> {
+fn connect_back<S: Store + ?Sized>(
+    store: &mut S,
+    p: &Params,
+    e: u32,
+    q: u32,
+    level: u8,
+    w: &mut Work<'_>,
+) -> Result<(), S::Error> {
     let max = p.max_links(level);
     let n = store.links(e, level, w.cand)?;
     if w.cand.get(..n).is_some_and(|l| l.contains(&q)) {
@@ -385,7 +392,13 @@ pub fn insert<S: Store + ?Sized, V: Visited + ?Sized>(
 /// Repairs the links of `node` at `level` after tombstones: the live neighbours, plus the live
 /// neighbours of its deleted neighbours, go through the heuristic again. Returns whether the
 /// list changed. Used by the purge that frees tombstones.
-pub fn repair<S: Store + ?Sized>(store: &mut S, scratch: &mut Scratch<'_>, p: &Params, node: u32, level: u8) -> Result<bool, S::Error> {
+pub fn repair<S: Store + ?Sized>(
+    store: &mut S,
+    scratch: &mut Scratch<'_>,
+    p: &Params,
+    node: u32,
+    level: u8,
+) -> Result<bool, S::Error> {
     let w = carve(store, scratch.work, p.m)?;
     let n = store.links(node, level, w.links)?;
     let mut any_deleted = false;

@@ -19,6 +19,6 @@ pub mod error;
 pub mod format;
 pub mod hnsw;
 pub mod io;
-pub mod vindex;
 #[cfg(feature = "std")]
 pub mod mem;
+pub mod vindex;

@@ -6,12 +6,12 @@
 //! Locking is the caller's: one [`VecIndex`] operation at a time per filesystem.
 
 use crate::error::{FormatError, Result as FResult};
+use crate::format::le::{put_u32, u32_at};
 use crate::format::superblock::{Region, Superblock};
 use crate::format::vector::{
     HnswGeometry, HnswHeader, Level0Head, MapEntry, UpperTable, MAP_ENTRY, NODE_DELETED, NODE_IN_GRAPH, NO_SLOT,
 };
 use crate::format::{bit_find_clear, bit_set, bit_test, BLOCK_SIZE};
-use crate::format::le::{put_u32, u32_at};
 use crate::hnsw::{self, Params, Scratch, Store, Visited};
 use core::ops::{Deref, DerefMut};
 
@@ -116,7 +116,10 @@ impl<'t> VecIndex<'t> {
                 return Err(b.corrupt(FormatError::Corrupt { what: "hnsw entry point", value: header.entry as u64 }));
             }
         } else if header.live != 0 {
-            return Err(b.corrupt(FormatError::Corrupt { what: "hnsw live count without entry point", value: header.live as u64 }));
+            return Err(b.corrupt(FormatError::Corrupt {
+                what: "hnsw live count without entry point",
+                value: header.live as u64,
+            }));
         }
         if header.live as u64 + header.deleted as u64 > sb.vec_capacity {
             return Err(b.corrupt(FormatError::Corrupt { what: "hnsw vector counts", value: header.live as u64 }));
@@ -171,7 +174,11 @@ impl<'t> VecIndex<'t> {
         let h = Level0Head::decode(blkref.get(off..).unwrap_or(&[])).map_err(|e| b.corrupt(e))?;
         if h.flags != 0 {
             let (level, upper) = self.slot_level(slot);
-            if h.level != level || h.upper != upper || h.flags & !(NODE_IN_GRAPH | NODE_DELETED) != 0 || h.count as u32 > self.geo.m0 {
+            if h.level != level
+                || h.upper != upper
+                || h.flags & !(NODE_IN_GRAPH | NODE_DELETED) != 0
+                || h.count as u32 > self.geo.m0
+            {
                 return Err(b.corrupt(FormatError::Corrupt { what: "hnsw level-0 record", value: slot as u64 }));
             }
         }
@@ -357,7 +364,9 @@ impl<'t> VecIndex<'t> {
     pub fn remove<B: Blocks>(&mut self, b: &B, s: &mut IndexScratch<'_>, slot: u32) -> Result<(), B::Error> {
         let mut h = self.head(b, slot)?;
         if h.flags != NODE_IN_GRAPH {
-            return Err(b.corrupt(FormatError::Corrupt { what: "removing a vector not in the graph", value: slot as u64 }));
+            return Err(
+                b.corrupt(FormatError::Corrupt { what: "removing a vector not in the graph", value: slot as u64 })
+            );
         }
         h.flags |= NODE_DELETED;
         self.set_head(b, slot, &h)?;
@@ -367,7 +376,10 @@ impl<'t> VecIndex<'t> {
         if self.header.entry == slot {
             self.pick_entry(b)?;
         }
-        if self.header.deleted as u64 * 4 >= (self.header.live as u64 + self.header.deleted as u64) && self.header.deleted >= 16 || self.header.live == 0 {
+        if self.header.deleted as u64 * 4 >= (self.header.live as u64 + self.header.deleted as u64)
+            && self.header.deleted >= 16
+            || self.header.live == 0
+        {
             self.purge(b, s)?;
         }
         self.write_header(b)
@@ -480,7 +492,10 @@ impl<B: Blocks> GraphStore<'_, '_, B> {
                         *slot = Some(r);
                     }
                 } else {
-                    let dst = self.bounce.get_mut(i * words..(i + 1) * words).ok_or_else(|| self.b.invalid("bounce buffer"))?;
+                    let dst = self
+                        .bounce
+                        .get_mut(i * words..(i + 1) * words)
+                        .ok_or_else(|| self.b.invalid("bounce buffer"))?;
                     ix.read_vector(self.b, id, dst)?;
                     if let Some(p) = ptrs.get_mut(i) {
                         *p = dst.as_ptr();
@@ -502,7 +517,9 @@ impl<B: Blocks> GraphStore<'_, '_, B> {
     fn list_pos(&self, node: u32, level: u8) -> Result<Option<(u64, usize, usize, usize)>, B::Error> {
         let h = self.ix.head(self.b, node)?;
         if h.flags == 0 {
-            return Err(self.b.corrupt(FormatError::Corrupt { what: "link to a free vector slot", value: node as u64 }));
+            return Err(self
+                .b
+                .corrupt(FormatError::Corrupt { what: "link to a free vector slot", value: node as u64 }));
         }
         if level == 0 {
             let (blk, off) = self.ix.geo.level0_pos(node);
@@ -579,7 +596,9 @@ impl<B: Blocks> Store for GraphStore<'_, '_, B> {
     fn is_deleted(&mut self, node: u32) -> Result<bool, B::Error> {
         let h = self.ix.head(self.b, node)?;
         if h.flags == 0 {
-            return Err(self.b.corrupt(FormatError::Corrupt { what: "link to a free vector slot", value: node as u64 }));
+            return Err(self
+                .b
+                .corrupt(FormatError::Corrupt { what: "link to a free vector slot", value: node as u64 }));
         }
         Ok(h.flags & NODE_DELETED != 0)
     }

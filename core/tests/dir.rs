@@ -40,10 +40,7 @@ fn empty_block() {
     assert!(is_empty(&b).unwrap());
     let all: Vec<_> = dirents(&b).map(|d| d.unwrap()).collect();
     assert_eq!(all.len(), 1);
-    assert_eq!(
-        (all[0].ino, all[0].offset, all[0].rec_len),
-        (0, DIR_HEADER, BLOCK_SIZE - DIR_HEADER)
-    );
+    assert_eq!((all[0].ino, all[0].offset, all[0].rec_len), (0, DIR_HEADER, BLOCK_SIZE - DIR_HEADER));
 }
 
 #[test]
@@ -51,13 +48,7 @@ fn header_bad_magic() {
     let mut b = block_with(&["a"]);
     b[0] ^= 1;
     let e = check_dir_block(&b, BLK, OWNER).unwrap_err();
-    assert_eq!(
-        e,
-        FormatError::Corrupt {
-            what: "directory block",
-            value: (DIR_MAGIC ^ 1) as u64
-        }
-    );
+    assert_eq!(e, FormatError::Corrupt { what: "directory block", value: (DIR_MAGIC ^ 1) as u64 });
 }
 
 #[test]
@@ -65,16 +56,7 @@ fn header_bad_checksum() {
     let mut b = block_with(&["a"]);
     b[100] ^= 1;
     let e = check_dir_block(&b, BLK, OWNER).unwrap_err();
-    assert!(
-        matches!(
-            e,
-            FormatError::BadChecksum {
-                what: "directory block",
-                ..
-            }
-        ),
-        "{e:?}"
-    );
+    assert!(matches!(e, FormatError::BadChecksum { what: "directory block", .. }), "{e:?}");
     assert_eq!(e.errno(), EUCLEAN);
 }
 
@@ -82,14 +64,7 @@ fn header_bad_checksum() {
 fn header_wrong_block_number() {
     let b = block_with(&["a"]);
     let e = check_dir_block(&b, BLK + 1, OWNER).unwrap_err();
-    assert_eq!(
-        e,
-        FormatError::WrongIdentity {
-            what: "directory block",
-            expected: BLK + 1,
-            found: BLK
-        }
-    );
+    assert_eq!(e, FormatError::WrongIdentity { what: "directory block", expected: BLK + 1, found: BLK });
     assert_eq!(e.errno(), EUCLEAN);
 }
 
@@ -97,27 +72,14 @@ fn header_wrong_block_number() {
 fn header_wrong_owner() {
     let b = block_with(&["a"]);
     let e = check_dir_block(&b, BLK, OWNER + 1).unwrap_err();
-    assert_eq!(
-        e,
-        FormatError::WrongIdentity {
-            what: "directory block",
-            expected: OWNER + 1,
-            found: OWNER
-        }
-    );
+    assert_eq!(e, FormatError::WrongIdentity { what: "directory block", expected: OWNER + 1, found: OWNER });
 }
 
 #[test]
 fn header_short_buffer() {
     let b = block_with(&["a"]);
     let e = check_dir_block(&b[..100], BLK, OWNER).unwrap_err();
-    assert_eq!(
-        e,
-        FormatError::Truncated {
-            what: "directory block",
-            len: 100
-        }
-    );
+    assert_eq!(e, FormatError::Truncated { what: "directory block", len: 100 });
 }
 
 #[test]
@@ -244,10 +206,7 @@ fn contents(b: &[u8]) -> BTreeMap<Vec<u8>, (u32, u8)> {
         assert_eq!(d.offset, end);
         end += d.rec_len;
         if d.ino != 0 {
-            assert!(
-                out.insert(d.name.to_vec(), (d.ino, d.file_type)).is_none(),
-                "duplicate name"
-            );
+            assert!(out.insert(d.name.to_vec(), (d.ino, d.file_type)).is_none(), "duplicate name");
         }
     }
     assert_eq!(end, BLOCK_SIZE);

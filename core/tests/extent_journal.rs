@@ -13,13 +13,7 @@ const BLK: u64 = 500;
 const OWNER: u64 = 9;
 
 fn extents(n: usize) -> Vec<Extent> {
-    (0..n)
-        .map(|i| Extent {
-            logical: 3 * i as u32,
-            len: 2,
-            start: 1000 + 10 * i as u64,
-        })
-        .collect()
+    (0..n).map(|i| Extent { logical: 3 * i as u32, len: 2, start: 1000 + 10 * i as u64 }).collect()
 }
 
 fn extent_block(n: usize) -> [u8; BLOCK_SIZE] {
@@ -49,13 +43,7 @@ fn extent_block_bad_magic() {
     let mut b = extent_block(3);
     b[0] ^= 1;
     let e = check(&b).unwrap_err();
-    assert_eq!(
-        e,
-        FormatError::Corrupt {
-            what: "extent block",
-            value: (EXTENT_MAGIC ^ 1) as u64
-        }
-    );
+    assert_eq!(e, FormatError::Corrupt { what: "extent block", value: (EXTENT_MAGIC ^ 1) as u64 });
     assert_eq!(e.errno(), EUCLEAN);
 }
 
@@ -63,41 +51,21 @@ fn extent_block_bad_magic() {
 fn extent_block_bad_checksum() {
     let mut b = extent_block(3);
     b[40] ^= 1;
-    assert!(matches!(
-        check(&b).unwrap_err(),
-        FormatError::BadChecksum {
-            what: "extent block",
-            ..
-        }
-    ));
+    assert!(matches!(check(&b).unwrap_err(), FormatError::BadChecksum { what: "extent block", .. }));
 }
 
 #[test]
 fn extent_block_misdirected() {
     let b = extent_block(3);
     let e = check_header(&b, "extent block", EXTENT_MAGIC, BLK + 1, OWNER).unwrap_err();
-    assert_eq!(
-        e,
-        FormatError::WrongIdentity {
-            what: "extent block",
-            expected: BLK + 1,
-            found: BLK
-        }
-    );
+    assert_eq!(e, FormatError::WrongIdentity { what: "extent block", expected: BLK + 1, found: BLK });
 }
 
 #[test]
 fn extent_block_wrong_owner() {
     let b = extent_block(3);
     let e = check_header(&b, "extent block", EXTENT_MAGIC, BLK, OWNER + 1).unwrap_err();
-    assert_eq!(
-        e,
-        FormatError::WrongIdentity {
-            what: "extent block",
-            expected: OWNER + 1,
-            found: OWNER
-        }
-    );
+    assert_eq!(e, FormatError::WrongIdentity { what: "extent block", expected: OWNER + 1, found: OWNER });
 }
 
 #[test]
@@ -107,13 +75,7 @@ fn extent_block_count_too_large() {
     seal_header(&mut b, EXTENT_MAGIC, BLK, OWNER);
     check(&b).unwrap();
     let e = extent_block_count(&b).unwrap_err();
-    assert_eq!(
-        e,
-        FormatError::Corrupt {
-            what: "extent block count",
-            value: EXTENTS_PER_BLOCK as u64 + 1
-        }
-    );
+    assert_eq!(e, FormatError::Corrupt { what: "extent block count", value: EXTENTS_PER_BLOCK as u64 + 1 });
 }
 
 #[test]
@@ -121,13 +83,7 @@ fn extent_block_reserved_word() {
     let mut b = extent_block(3);
     put_u32(&mut b, 28, 1);
     seal_header(&mut b, EXTENT_MAGIC, BLK, OWNER);
-    assert_eq!(
-        extent_block_count(&b).unwrap_err(),
-        FormatError::Corrupt {
-            what: "extent block count",
-            value: 3
-        }
-    );
+    assert_eq!(extent_block_count(&b).unwrap_err(), FormatError::Corrupt { what: "extent block count", value: 3 });
 }
 
 const DATA: (u64, u64) = (100, 200);
@@ -138,144 +94,44 @@ fn check_ext(e: Extent, prev_end: u64) -> Result<(), FormatError> {
 
 #[test]
 fn extent_ok() {
-    check_ext(
-        Extent {
-            logical: 5,
-            len: 10,
-            start: 100,
-        },
-        5,
-    )
-    .unwrap();
-    check_ext(
-        Extent {
-            logical: 0,
-            len: 100,
-            start: 100,
-        },
-        0,
-    )
-    .unwrap();
+    check_ext(Extent { logical: 5, len: 10, start: 100 }, 5).unwrap();
+    check_ext(Extent { logical: 0, len: 100, start: 100 }, 0).unwrap();
 }
 
 #[test]
 fn extent_empty() {
-    let e = check_ext(
-        Extent {
-            logical: 5,
-            len: 0,
-            start: 100,
-        },
-        0,
-    )
-    .unwrap_err();
-    assert_eq!(
-        e,
-        FormatError::Corrupt {
-            what: "extent order or length",
-            value: 5
-        }
-    );
+    let e = check_ext(Extent { logical: 5, len: 0, start: 100 }, 0).unwrap_err();
+    assert_eq!(e, FormatError::Corrupt { what: "extent order or length", value: 5 });
 }
 
 #[test]
 fn extent_overlaps_previous() {
-    let e = check_ext(
-        Extent {
-            logical: 4,
-            len: 1,
-            start: 100,
-        },
-        5,
-    )
-    .unwrap_err();
-    assert_eq!(
-        e,
-        FormatError::Corrupt {
-            what: "extent order or length",
-            value: 4
-        }
-    );
+    let e = check_ext(Extent { logical: 4, len: 1, start: 100 }, 5).unwrap_err();
+    assert_eq!(e, FormatError::Corrupt { what: "extent order or length", value: 4 });
 }
 
 #[test]
 fn extent_logical_end_past_u32() {
-    let e = check_ext(
-        Extent {
-            logical: u32::MAX,
-            len: 1,
-            start: 100,
-        },
-        0,
-    )
-    .unwrap_err();
-    assert_eq!(
-        e,
-        FormatError::Corrupt {
-            what: "extent logical end",
-            value: u32::MAX as u64 + 1
-        }
-    );
+    let e = check_ext(Extent { logical: u32::MAX, len: 1, start: 100 }, 0).unwrap_err();
+    assert_eq!(e, FormatError::Corrupt { what: "extent logical end", value: u32::MAX as u64 + 1 });
 }
 
 #[test]
 fn extent_before_data_region() {
-    let e = check_ext(
-        Extent {
-            logical: 0,
-            len: 1,
-            start: 99,
-        },
-        0,
-    )
-    .unwrap_err();
-    assert_eq!(
-        e,
-        FormatError::Corrupt {
-            what: "extent outside the data region",
-            value: 99
-        }
-    );
+    let e = check_ext(Extent { logical: 0, len: 1, start: 99 }, 0).unwrap_err();
+    assert_eq!(e, FormatError::Corrupt { what: "extent outside the data region", value: 99 });
 }
 
 #[test]
 fn extent_past_data_region() {
-    let e = check_ext(
-        Extent {
-            logical: 0,
-            len: 2,
-            start: 199,
-        },
-        0,
-    )
-    .unwrap_err();
-    assert_eq!(
-        e,
-        FormatError::Corrupt {
-            what: "extent outside the data region",
-            value: 199
-        }
-    );
+    let e = check_ext(Extent { logical: 0, len: 2, start: 199 }, 0).unwrap_err();
+    assert_eq!(e, FormatError::Corrupt { what: "extent outside the data region", value: 199 });
 }
 
 #[test]
 fn extent_start_overflows() {
-    let e = check_ext(
-        Extent {
-            logical: 0,
-            len: 2,
-            start: u64::MAX,
-        },
-        0,
-    )
-    .unwrap_err();
-    assert_eq!(
-        e,
-        FormatError::Corrupt {
-            what: "extent outside the data region",
-            value: u64::MAX
-        }
-    );
+    let e = check_ext(Extent { logical: 0, len: 2, start: u64::MAX }, 0).unwrap_err();
+    assert_eq!(e, FormatError::Corrupt { what: "extent outside the data region", value: u64::MAX });
 }
 
 const JBLK: u64 = 1;
@@ -308,17 +164,8 @@ fn assert_jcorrupt(b: &[u8], what: &'static str, value: u64) {
 fn journal_super_roundtrip() {
     let j = jdecode(&jsb()).unwrap();
     assert_eq!(j, JournalSuper::new(UUID));
-    assert_eq!(
-        (j.flags, j.next_lsn, j.checkpoint_lsn, j.head),
-        (JOURNAL_CLEAN, 1, 1, 0)
-    );
-    let busy = JournalSuper {
-        flags: 0,
-        next_lsn: 90,
-        checkpoint_lsn: 40,
-        head: 62,
-        uuid: UUID,
-    };
+    assert_eq!((j.flags, j.next_lsn, j.checkpoint_lsn, j.head), (JOURNAL_CLEAN, 1, 1, 0));
+    let busy = JournalSuper { flags: 0, next_lsn: 90, checkpoint_lsn: 40, head: 62, uuid: UUID };
     let mut b = [0u8; BLOCK_SIZE];
     busy.encode(&mut b, JBLK);
     assert_eq!(jdecode(&b).unwrap(), busy);
@@ -335,27 +182,14 @@ fn journal_super_bad_magic() {
 fn journal_super_bad_checksum() {
     let mut b = jsb();
     b[30] ^= 1;
-    assert!(matches!(
-        jdecode(&b).unwrap_err(),
-        FormatError::BadChecksum {
-            what: "journal superblock",
-            ..
-        }
-    ));
+    assert!(matches!(jdecode(&b).unwrap_err(), FormatError::BadChecksum { what: "journal superblock", .. }));
 }
 
 #[test]
 fn journal_super_misdirected() {
     let b = jsb();
     let e = JournalSuper::decode(&b, JBLK + 1, JLEN, &UUID).unwrap_err();
-    assert_eq!(
-        e,
-        FormatError::WrongIdentity {
-            what: "journal superblock",
-            expected: JBLK + 1,
-            found: JBLK
-        }
-    );
+    assert_eq!(e, FormatError::WrongIdentity { what: "journal superblock", expected: JBLK + 1, found: JBLK });
 }
 
 #[test]
@@ -369,13 +203,7 @@ fn journal_super_version() {
 #[test]
 fn journal_super_other_filesystem() {
     let e = JournalSuper::decode(&jsb(), JBLK, JLEN, &[4; 16]).unwrap_err();
-    assert_eq!(
-        e,
-        FormatError::Corrupt {
-            what: "journal uuid",
-            value: 0
-        }
-    );
+    assert_eq!(e, FormatError::Corrupt { what: "journal uuid", value: 0 });
 }
 
 #[test]
@@ -432,60 +260,35 @@ fn record_roundtrip() {
         let r = record(42, &payload);
         assert_eq!(r.len(), (RECORD_HEADER + len).div_ceil(8) * 8);
         let (h, p) = decode_record(&r, 42).unwrap();
-        assert_eq!(
-            h,
-            RecordHeader {
-                lsn: 42,
-                rtype: RecordType::VecRemove as u16,
-                len: len as u32
-            }
-        );
+        assert_eq!(h, RecordHeader { lsn: 42, rtype: RecordType::VecRemove as u16, len: len as u32 });
         assert_eq!(p, &payload[..]);
     }
 }
 
 #[test]
 fn record_does_not_fit() {
-    assert_eq!(
-        encode_record(&mut [0u8; 30], 1, RecordType::Commit, &[0; 8]),
-        None
-    );
+    assert_eq!(encode_record(&mut [0u8; 30], 1, RecordType::Commit, &[0; 8]), None);
 }
 
 #[test]
 fn torn_record_payload_cut() {
     let r = record(5, &[7u8; 100]);
     let e = decode_record(&r[..RECORD_HEADER + 50], 5).unwrap_err();
-    assert_eq!(
-        e,
-        FormatError::Truncated {
-            what: "journal record",
-            len: RECORD_HEADER + 50
-        }
-    );
+    assert_eq!(e, FormatError::Truncated { what: "journal record", len: RECORD_HEADER + 50 });
     assert_eq!(e.errno(), EUCLEAN);
 }
 
 #[test]
 fn torn_record_header_cut() {
     let r = record(5, &[]);
-    assert!(matches!(
-        decode_record(&r[..10], 5).unwrap_err(),
-        FormatError::Truncated { .. }
-    ));
+    assert!(matches!(decode_record(&r[..10], 5).unwrap_err(), FormatError::Truncated { .. }));
 }
 
 #[test]
 fn torn_record_bad_checksum() {
     let mut r = record(5, &[7u8; 100]);
     r[RECORD_HEADER + 99] ^= 1;
-    assert!(matches!(
-        decode_record(&r, 5).unwrap_err(),
-        FormatError::BadChecksum {
-            what: "journal record",
-            ..
-        }
-    ));
+    assert!(matches!(decode_record(&r, 5).unwrap_err(), FormatError::BadChecksum { what: "journal record", .. }));
 }
 
 #[test]
@@ -493,27 +296,14 @@ fn record_bad_magic() {
     let mut r = record(5, &[1]);
     r[0] ^= 1;
     let e = decode_record(&r, 5).unwrap_err();
-    assert_eq!(
-        e,
-        FormatError::Corrupt {
-            what: "journal record magic",
-            value: (RECORD_MAGIC ^ 1) as u64
-        }
-    );
+    assert_eq!(e, FormatError::Corrupt { what: "journal record magic", value: (RECORD_MAGIC ^ 1) as u64 });
 }
 
 #[test]
 fn stale_record_lsn() {
     let r = record(5, &[1]);
     let e = decode_record(&r, 6).unwrap_err();
-    assert_eq!(
-        e,
-        FormatError::WrongIdentity {
-            what: "journal record lsn",
-            expected: 6,
-            found: 5
-        }
-    );
+    assert_eq!(e, FormatError::WrongIdentity { what: "journal record lsn", expected: 6, found: 5 });
 }
 
 #[test]
@@ -523,11 +313,5 @@ fn record_unknown_type() {
     put_u32(&mut r, 4, 0);
     let c = crc32c_parts(&[&r[..RECORD_HEADER], &[1, 2, 3]]);
     put_u32(&mut r, 4, c);
-    assert_eq!(
-        decode_record(&r, 5).unwrap_err(),
-        FormatError::Corrupt {
-            what: "journal record type",
-            value: 9
-        }
-    );
+    assert_eq!(decode_record(&r, 5).unwrap_err(), FormatError::Corrupt { what: "journal record type", value: 9 });
 }

@@ -38,7 +38,15 @@ fn brute_force(metric: Metric, base: &[Vec<f32>], live: &[bool], q: &[f32], k: u
     idx
 }
 
-fn recall(index: &mut MemIndex, metric: Metric, base: &[Vec<f32>], live: &[bool], queries: &[Vec<f32>], k: usize, ef: usize) -> f64 {
+fn recall(
+    index: &mut MemIndex,
+    metric: Metric,
+    base: &[Vec<f32>],
+    live: &[bool],
+    queries: &[Vec<f32>],
+    k: usize,
+    ef: usize,
+) -> f64 {
     let mut hit = 0usize;
     for q in queries {
         let truth = brute_force(metric, base, live, q, k);

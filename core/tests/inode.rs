@@ -10,16 +10,8 @@ const INO: u64 = 5;
 
 fn file() -> Inode {
     let mut extents = [Extent::default(); INLINE_EXTENTS];
-    extents[0] = Extent {
-        logical: 0,
-        len: 3,
-        start: 900,
-    };
-    extents[1] = Extent {
-        logical: 10,
-        len: 1,
-        start: 950,
-    };
+    extents[0] = Extent { logical: 0, len: 3, start: 900 };
+    extents[1] = Extent { logical: 10, len: 1, start: 950 };
     Inode {
         mode: S_IFREG | 0o644,
         links: 1,
@@ -60,15 +52,7 @@ fn assert_corrupt(i: &Inode, what: &'static str, value: u64) {
 
 #[test]
 fn roundtrip() {
-    for i in [
-        file(),
-        Inode {
-            mode: S_IFDIR | 0o755,
-            links: 2,
-            parent: 1,
-            ..Inode::default()
-        },
-    ] {
+    for i in [file(), Inode { mode: S_IFDIR | 0o755, links: 2, parent: 1, ..Inode::default() }] {
         assert_eq!(Inode::decode(INO, &raw(&i)).unwrap(), i);
     }
     let mut big = file();
@@ -82,10 +66,7 @@ fn bad_checksum() {
     let mut r = raw(&file());
     r[20] ^= 1;
     let e = Inode::decode(INO, &r).unwrap_err();
-    assert!(
-        matches!(e, FormatError::BadChecksum { what: "inode", .. }),
-        "{e:?}"
-    );
+    assert!(matches!(e, FormatError::BadChecksum { what: "inode", .. }), "{e:?}");
     assert_eq!(e.errno(), EUCLEAN);
 }
 
@@ -93,10 +74,7 @@ fn bad_checksum() {
 fn checksum_is_seeded_with_the_inode_number() {
     let r = raw(&file());
     let e = Inode::decode(INO + 1, &r).unwrap_err();
-    assert!(
-        matches!(e, FormatError::BadChecksum { what: "inode", .. }),
-        "{e:?}"
-    );
+    assert!(matches!(e, FormatError::BadChecksum { what: "inode", .. }), "{e:?}");
 }
 
 #[test]
@@ -107,13 +85,7 @@ fn zeroed_slot_does_not_decode() {
 
 #[test]
 fn truncated() {
-    assert_eq!(
-        Inode::decode(INO, &[0u8; 100]).unwrap_err(),
-        FormatError::Truncated {
-            what: "inode",
-            len: 100
-        }
-    );
+    assert_eq!(Inode::decode(INO, &[0u8; 100]).unwrap_err(), FormatError::Truncated { what: "inode", len: 100 });
 }
 
 #[test]
@@ -135,13 +107,7 @@ fn reserved_word_after_vec_count() {
     let mut r = raw(&file());
     put_u32(&mut r, 188, 1);
     reseal(&mut r);
-    assert_eq!(
-        Inode::decode(INO, &r).unwrap_err(),
-        FormatError::Corrupt {
-            what: "inode reserved bytes",
-            value: 0
-        }
-    );
+    assert_eq!(Inode::decode(INO, &r).unwrap_err(), FormatError::Corrupt { what: "inode reserved bytes", value: 0 });
 }
 
 #[test]
@@ -149,13 +115,7 @@ fn reserved_tail() {
     let mut r = raw(&file());
     r[251] = 1;
     reseal(&mut r);
-    assert_eq!(
-        Inode::decode(INO, &r).unwrap_err(),
-        FormatError::Corrupt {
-            what: "inode reserved bytes",
-            value: 0
-        }
-    );
+    assert_eq!(Inode::decode(INO, &r).unwrap_err(), FormatError::Corrupt { what: "inode reserved bytes", value: 0 });
 }
 
 #[test]
@@ -217,19 +177,12 @@ fn vector_fields_roundtrip() {
     let mut r = raw(&i);
     assert_eq!(Inode::decode(INO, &r).unwrap(), i);
     put_u64(&mut r, 192, 1);
-    assert!(matches!(
-        Inode::decode(INO, &r),
-        Err(FormatError::BadChecksum { .. })
-    ));
+    assert!(matches!(Inode::decode(INO, &r), Err(FormatError::BadChecksum { .. })));
 }
 
 #[test]
 fn extent_map() {
-    let e = Extent {
-        logical: 10,
-        len: 3,
-        start: 100,
-    };
+    let e = Extent { logical: 10, len: 3, start: 100 };
     assert_eq!(e.map(9), None);
     assert_eq!(e.map(10), Some(100));
     assert_eq!(e.map(12), Some(102));

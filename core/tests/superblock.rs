@@ -75,13 +75,7 @@ fn bad_magic() {
     let mut b = encoded(&sb());
     b[0] ^= 1;
     let e = decode_err(&b);
-    assert_eq!(
-        e,
-        FormatError::BadMagic {
-            what: "superblock",
-            found: MAGIC ^ 1
-        }
-    );
+    assert_eq!(e, FormatError::BadMagic { what: "superblock", found: MAGIC ^ 1 });
     assert_eq!(e.errno(), EINVAL);
 }
 
@@ -90,29 +84,14 @@ fn bad_checksum() {
     let mut b = encoded(&sb());
     b[72] ^= 0x40;
     let e = decode_err(&b);
-    assert!(
-        matches!(
-            e,
-            FormatError::BadChecksum {
-                what: "superblock",
-                ..
-            }
-        ),
-        "{e:?}"
-    );
+    assert!(matches!(e, FormatError::BadChecksum { what: "superblock", .. }), "{e:?}");
     assert_eq!(e.errno(), EUCLEAN);
 }
 
 #[test]
 fn truncated_buffer() {
     let b = encoded(&sb());
-    assert_eq!(
-        decode_err(&b[..100]),
-        FormatError::Truncated {
-            what: "superblock",
-            len: 100
-        }
-    );
+    assert_eq!(decode_err(&b[..100]), FormatError::Truncated { what: "superblock", len: 100 });
 }
 
 #[test]
@@ -128,10 +107,7 @@ fn unknown_incompat_bit() {
 fn recover_bit_is_unsupported_in_v1() {
     let mut s = sb();
     s.feature_incompat = FEATURE_INCOMPAT_RECOVER;
-    assert_eq!(
-        decode_err(&encoded(&s)),
-        FormatError::UnsupportedFeatures(FEATURE_INCOMPAT_RECOVER)
-    );
+    assert_eq!(decode_err(&encoded(&s)), FormatError::UnsupportedFeatures(FEATURE_INCOMPAT_RECOVER));
 }
 
 #[test]
@@ -178,13 +154,7 @@ fn block_count_too_large() {
 #[test]
 fn geometry_past_device_end() {
     let e = sb().validate(BLOCKS - 1).unwrap_err();
-    assert_eq!(
-        e,
-        FormatError::PastDeviceEnd {
-            block_count: BLOCKS,
-            device_blocks: BLOCKS - 1
-        }
-    );
+    assert_eq!(e, FormatError::PastDeviceEnd { block_count: BLOCKS, device_blocks: BLOCKS - 1 });
     assert_eq!(e.errno(), EINVAL);
 }
 
@@ -356,10 +326,7 @@ fn data_misplaced() {
 #[test]
 fn reserved_region_not_zero() {
     let mut s = sb();
-    s.regions[Region::Reserved as usize] = Extent64 {
-        start: 9,
-        blocks: 0,
-    };
+    s.regions[Region::Reserved as usize] = Extent64 { start: 9, blocks: 0 };
     assert_corrupt(&s, "reserved region", 9);
 }
 
@@ -441,10 +408,7 @@ fn data_empty() {
     let mut s = sb();
     let d = s.region(Region::Data);
     s.regions[Region::Hnsw as usize].blocks += d.blocks;
-    s.regions[Region::Data as usize] = Extent64 {
-        start: d.end(),
-        blocks: 0,
-    };
+    s.regions[Region::Data as usize] = Extent64 { start: d.end(), blocks: 0 };
     assert_corrupt(&s, "data length", 0);
 }
 

@@ -45,11 +45,7 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() {
-                ExitCode::from(EXIT_USAGE)
-            } else {
-                ExitCode::SUCCESS
-            };
+            return if e.use_stderr() { ExitCode::from(EXIT_USAGE) } else { ExitCode::SUCCESS };
         }
     };
     ExitCode::from(run(&cli))
@@ -105,20 +101,15 @@ fn run(cli: &Cli) -> u8 {
         }
     }
     let r = &out.report;
-    let usage = format!(
-        "{}/{} inodes, {}/{} blocks used",
-        r.inodes_used, sb.inode_count, r.blocks_used, sb.block_count
-    );
+    let usage =
+        format!("{}/{} inodes, {}/{} blocks used", r.inodes_used, sb.inode_count, r.blocks_used, sb.block_count);
     let n = r.problems.len();
     let status = if n == 0 {
         "clean".to_string()
     } else if out.remaining.is_empty() {
         format!("{n} problem(s) found, all fixed")
     } else if changed {
-        format!(
-            "{n} problem(s) found, {} left uncorrected",
-            out.remaining.len()
-        )
+        format!("{n} problem(s) found, {} left uncorrected", out.remaining.len())
     } else {
         format!("{n} problem(s) found, not fixed")
     };

@@ -13,9 +13,7 @@ use vexfs_image::vexfs_core::format::extent::extent_block_build;
 use vexfs_image::vexfs_core::format::inode::{Inode, S_IFREG};
 use vexfs_image::vexfs_core::format::journal::JournalSuper;
 use vexfs_image::vexfs_core::format::superblock::{Region, Superblock, ROOT_INO, STATE_ERRORS};
-use vexfs_image::vexfs_core::format::vector::{
-    HnswGeometry, HnswHeader, Level0Head, MapEntry, MAP_ENTRY, NO_SLOT,
-};
+use vexfs_image::vexfs_core::format::vector::{HnswGeometry, HnswHeader, Level0Head, MapEntry, MAP_ENTRY, NO_SLOT};
 use vexfs_image::vexfs_core::format::{bit_set, BLOCK_SIZE};
 use vexfs_image::vexfs_core::io::BlockDevice;
 use vexfs_image::vexfs_core::vindex::fill_upper_table;
@@ -107,13 +105,8 @@ fn problems(path: &Path) -> Vec<Problem> {
 }
 
 fn fsck(path: &Path, args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_fsck-vexfs"))
-        .args(args)
-        .arg(path)
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let out = Command::new(env!("CARGO_BIN_EXE_fsck-vexfs")).args(args).arg(path).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     (out.status.code().unwrap(), text)
 }
 
@@ -129,11 +122,7 @@ enum Repair {
 
 fn expect(img: &Img, kinds: &[Kind], repair: Repair) {
     let ps = problems(&img.path);
-    assert_eq!(
-        ps.iter().map(|p| p.kind).collect::<Vec<_>>(),
-        kinds,
-        "{ps:#?}"
-    );
+    assert_eq!(ps.iter().map(|p| p.kind).collect::<Vec<_>>(), kinds, "{ps:#?}");
     let (code, out) = fsck(&img.path, &["-n"]);
     assert_eq!(code, 4, "{out}");
     for p in &ps {
@@ -168,10 +157,7 @@ fn fresh_image_is_clean() {
     for args in [&["-n"][..], &["-y"], &["-p"], &["-f", "-v"], &[]] {
         let (code, out) = fsck(&img.path, args);
         assert_eq!(code, 0, "{args:?}: {out}");
-        assert!(
-            out.ends_with("fs.img: 1/512 inodes, 619/2048 blocks used, clean\n"),
-            "{out}"
-        );
+        assert!(out.ends_with("fs.img: 1/512 inodes, 619/2048 blocks used, clean\n"), "{out}");
     }
 }
 
@@ -187,14 +173,7 @@ fn populated_image_is_clean() {
 #[test]
 fn usage_errors_exit_16() {
     let img = fresh();
-    for args in [
-        &["-n", "-y"][..],
-        &["-n", "-p"],
-        &["-y", "-p"],
-        &["-y", "-a"],
-        &["--bogus"],
-        &[],
-    ] {
+    for args in [&["-n", "-y"][..], &["-n", "-p"], &["-y", "-p"], &["-y", "-a"], &["--bogus"], &[]] {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_fsck-vexfs"));
         if !args.is_empty() {
             cmd.args(args).arg(&img.path);
@@ -273,13 +252,7 @@ fn journal_not_clean_without_recover() {
     let img = fresh();
     let s = sb(&img.path);
     let j = s.region(Region::Journal).start;
-    edit_block(&img.path, j, |b| {
-        JournalSuper {
-            flags: 0,
-            ..JournalSuper::new(s.uuid)
-        }
-        .encode(b, j)
-    });
+    edit_block(&img.path, j, |b| JournalSuper { flags: 0, ..JournalSuper::new(s.uuid) }.encode(b, j));
     expect(&img, &[Kind::Journal], Repair::Yes);
 }
 
@@ -361,9 +334,8 @@ fn extent_block_wrong_owner() {
     let eb = inode(&img.path, t.frag).extent_block;
     edit_block(&img.path, eb, |b| {
         let n = vexfs_image::vexfs_core::format::extent::extent_block_count(b).unwrap();
-        let ext: Vec<_> = (0..n)
-            .map(|i| vexfs_image::vexfs_core::format::extent::extent_block_get(b, i).unwrap())
-            .collect();
+        let ext: Vec<_> =
+            (0..n).map(|i| vexfs_image::vexfs_core::format::extent::extent_block_get(b, i).unwrap()).collect();
         extent_block_build(b, eb, t.big as u64, &ext);
     });
     expect(&img, &[Kind::Extents], Repair::No);
@@ -389,11 +361,7 @@ fn block_claimed_twice() {
     let big_start = inode(&img.path, t.big).extents[0].start;
     edit_inode(&img.path, t.hello, |i| i.extents[0].start = big_start);
     // hello's own block is now used by nothing.
-    expect(
-        &img,
-        &[Kind::DuplicateBlocks, Kind::BlockUnused],
-        Repair::No,
-    );
+    expect(&img, &[Kind::DuplicateBlocks, Kind::BlockUnused], Repair::No);
 }
 
 #[test]
@@ -456,11 +424,7 @@ fn entry_out_of_range() {
         b[off..off + 4].copy_from_slice(&9999u32.to_le_bytes());
     });
     // The symlink is left unreachable, with its block.
-    expect(
-        &img,
-        &[Kind::BadEntry, Kind::InodeUnreachable, Kind::BlockUnused],
-        Repair::No,
-    );
+    expect(&img, &[Kind::BadEntry, Kind::InodeUnreachable, Kind::BlockUnused], Repair::No);
 }
 
 #[test]
@@ -497,9 +461,7 @@ fn file_parent() {
 #[test]
 fn directory_linked_twice() {
     let (img, t) = populated();
-    edit_dir(&img.path, ROOT_INO, |b| {
-        assert!(dir::insert(b, b"docs2", t.docs, DT_DIR).unwrap())
-    });
+    edit_dir(&img.path, ROOT_INO, |b| assert!(dir::insert(b, b"docs2", t.docs, DT_DIR).unwrap()));
     expect(&img, &[Kind::DirLinkedTwice], Repair::No);
 }
 
@@ -535,15 +497,9 @@ fn chunk_on_a_free_slot() {
 #[test]
 fn inode_unreachable() {
     let (img, _) = populated();
-    edit_dir(&img.path, ROOT_INO, |b| {
-        assert!(dir::remove(b, b"link").unwrap().is_some())
-    });
+    edit_dir(&img.path, ROOT_INO, |b| assert!(dir::remove(b, b"link").unwrap().is_some()));
     // Freeing the inode loses data, so preen leaves it to -y; its block goes with it.
-    expect(
-        &img,
-        &[Kind::InodeUnreachable, Kind::BlockUnused],
-        Repair::Yes,
-    );
+    expect(&img, &[Kind::InodeUnreachable, Kind::BlockUnused], Repair::Yes);
 }
 
 #[test]
@@ -551,11 +507,7 @@ fn inode_unallocated() {
     let (img, t) = populated();
     let ib = sb(&img.path).region(Region::InodeBitmap).start;
     edit_block(&img.path, ib, |b| bit_set(b, (t.hello - 1) as usize, false));
-    expect(
-        &img,
-        &[Kind::InodeUnallocated, Kind::FreeInodes],
-        Repair::Preen,
-    );
+    expect(&img, &[Kind::InodeUnallocated, Kind::FreeInodes], Repair::Preen);
 }
 
 #[test]
@@ -564,11 +516,7 @@ fn block_in_use_but_free() {
     let blk = inode(&img.path, t.big).extents[0].start;
     let bb = sb(&img.path).region(Region::BlockBitmap).start;
     edit_block(&img.path, bb, |b| bit_set(b, blk as usize, false));
-    expect(
-        &img,
-        &[Kind::BlockUnmarked, Kind::FreeBlocks],
-        Repair::Preen,
-    );
+    expect(&img, &[Kind::BlockUnmarked, Kind::FreeBlocks], Repair::Preen);
 }
 
 #[test]
@@ -576,9 +524,7 @@ fn block_marked_but_unused() {
     let (img, _) = populated();
     let s = sb(&img.path);
     let last = s.region(Region::Data).end() - 1;
-    edit_block(&img.path, s.region(Region::BlockBitmap).start, |b| {
-        bit_set(b, last as usize, true)
-    });
+    edit_block(&img.path, s.region(Region::BlockBitmap).start, |b| bit_set(b, last as usize, true));
     expect(&img, &[Kind::BlockUnused, Kind::FreeBlocks], Repair::Preen);
 }
 
@@ -644,12 +590,7 @@ fn vectored() -> Vectored {
     let (img, tree) = sample::build(MemDevice::new(SAMPLE_BLOCKS)).unwrap();
     let mut w = Writer::new(img).unwrap();
     let mut slots = std::collections::HashMap::new();
-    for (ino, n, seed) in [
-        (tree.hello, 2, 1),
-        (tree.big, 6, 2),
-        (tree.frag, 3, 3),
-        (tree.sparse, 2, 4),
-    ] {
+    for (ino, n, seed) in [(tree.hello, 2, 1), (tree.big, 6, 2), (tree.frag, 3, 3), (tree.sparse, 2, 4)] {
         slots.insert(ino, w.set_embeddings(ino, &rand_vecs(n, seed)).unwrap());
     }
     let dir = w.mkdir(ROOT_INO, "vec", 0o755).unwrap();
@@ -662,12 +603,7 @@ fn vectored() -> Vectored {
     let h = w.vector_header().unwrap();
     assert_eq!((h.live, h.deleted), (161, 2));
     let img = save(&w.commit().unwrap().into_device().bytes);
-    Vectored {
-        img,
-        tree,
-        slots,
-        tombs,
-    }
+    Vectored { img, tree, slots, tombs }
 }
 
 fn geometry(path: &Path) -> HnswGeometry {
@@ -698,10 +634,7 @@ fn level0(path: &Path, slot: u32) -> Level0Head {
     let g = geometry(path);
     let (blk, off) = g.level0_pos(slot);
     let mut b = [0u8; BLOCK_SIZE];
-    FileDevice::open(path, false)
-        .unwrap()
-        .read_block(blk, &mut b)
-        .unwrap();
+    FileDevice::open(path, false).unwrap().read_block(blk, &mut b).unwrap();
     Level0Head::decode(&b[off..]).unwrap()
 }
 
@@ -709,9 +642,7 @@ fn level0(path: &Path, slot: u32) -> Level0Head {
 fn edit_map(path: &Path, slot: u32, f: impl FnOnce(&mut [u8])) {
     let start = sb(path).region(Region::VecMap).start;
     let off = slot as usize * MAP_ENTRY;
-    edit_block(path, start + (off / BLOCK_SIZE) as u64, |b| {
-        f(&mut b[off % BLOCK_SIZE..off % BLOCK_SIZE + MAP_ENTRY])
-    });
+    edit_block(path, start + (off / BLOCK_SIZE) as u64, |b| f(&mut b[off % BLOCK_SIZE..off % BLOCK_SIZE + MAP_ENTRY]));
 }
 
 fn edit_header(path: &Path, f: impl FnOnce(&mut HnswHeader)) {
@@ -726,10 +657,7 @@ fn edit_header(path: &Path, f: impl FnOnce(&mut HnswHeader)) {
 fn header(path: &Path) -> HnswHeader {
     let n = sb(path).region(Region::Hnsw).start;
     let mut b = [0u8; BLOCK_SIZE];
-    FileDevice::open(path, false)
-        .unwrap()
-        .read_block(n, &mut b)
-        .unwrap();
+    FileDevice::open(path, false).unwrap().read_block(n, &mut b).unwrap();
     HnswHeader::decode(&b, n).unwrap()
 }
 
@@ -745,11 +673,7 @@ fn some_live_slot(v: &Vectored) -> u32 {
 #[test]
 fn image_with_vectors_is_clean() {
     let v = vectored();
-    assert!(
-        problems(&v.img.path).is_empty(),
-        "{:#?}",
-        problems(&v.img.path)
-    );
+    assert!(problems(&v.img.path).is_empty(), "{:#?}", problems(&v.img.path));
     let (code, out) = fsck(&v.img.path, &["-n"]);
     assert_eq!(code, 0, "{out}");
     let h = header(&v.img.path);
@@ -833,11 +757,9 @@ fn vector_bitmap_padding() {
     let s = sb(&img.path);
     let cap = s.vec_capacity;
     assert!(cap < s.region(Region::VecBitmap).blocks * BLOCK_SIZE as u64 * 8);
-    edit_block(
-        &img.path,
-        s.region(Region::VecBitmap).start + cap / (BLOCK_SIZE as u64 * 8),
-        |b| bit_set(b, (cap % (BLOCK_SIZE as u64 * 8)) as usize, true),
-    );
+    edit_block(&img.path, s.region(Region::VecBitmap).start + cap / (BLOCK_SIZE as u64 * 8), |b| {
+        bit_set(b, (cap % (BLOCK_SIZE as u64 * 8)) as usize, true)
+    });
     expect(&img, &[Kind::VectorBitmap], Repair::No);
 }
 
@@ -862,16 +784,7 @@ fn vector_map_owner_on_a_tombstone() {
     let v = vectored();
     let t = v.tombs[1];
     let sparse = v.tree.sparse as u64;
-    edit_map(&v.img.path, t, |e| {
-        MapEntry::encode(
-            Some(MapEntry {
-                ino: sparse,
-                chunk: 1,
-            }),
-            t,
-            e,
-        )
-    });
+    edit_map(&v.img.path, t, |e| MapEntry::encode(Some(MapEntry { ino: sparse, chunk: 1 }), t, e));
     expect(&v.img, &[Kind::VectorMap], Repair::No);
 }
 
@@ -880,9 +793,7 @@ fn vector_map_points_at_another_chunk() {
     let v = vectored();
     let s = v.slots[&v.tree.big][2];
     let big = v.tree.big as u64;
-    edit_map(&v.img.path, s, |e| {
-        MapEntry::encode(Some(MapEntry { ino: big, chunk: 4 }), s, e)
-    });
+    edit_map(&v.img.path, s, |e| MapEntry::encode(Some(MapEntry { ino: big, chunk: 4 }), s, e));
     expect(&v.img, &[Kind::VectorOwner], Repair::No);
 }
 
@@ -964,9 +875,7 @@ fn level0_link_count() {
     let v = vectored();
     let s = some_live_slot(&v);
     let m0 = 2 * sb(&v.img.path).hnsw_m as u16;
-    edit_level0(&v.img.path, s, |r| {
-        r[..2].copy_from_slice(&(m0 + 1).to_le_bytes())
-    });
+    edit_level0(&v.img.path, s, |r| r[..2].copy_from_slice(&(m0 + 1).to_le_bytes()));
     expect(&v.img, &[Kind::VectorRecord], Repair::No);
 }
 
@@ -977,9 +886,7 @@ fn upper_link_count() {
     let first = upper_table(&v.img.path)[entry as usize] as u64;
     let (blk, off) = geometry(&v.img.path).upper_pos(first);
     let m = sb(&v.img.path).hnsw_m;
-    edit_block(&v.img.path, blk, |b| {
-        b[off..off + 4].copy_from_slice(&(m + 1).to_le_bytes())
-    });
+    edit_block(&v.img.path, blk, |b| b[off..off + 4].copy_from_slice(&(m + 1).to_le_bytes()));
     expect(&v.img, &[Kind::VectorRecord], Repair::No);
 }
 
@@ -995,9 +902,7 @@ fn free_slot_record_not_zero() {
 fn relink(v: &Vectored, to: impl FnOnce(u32) -> u32) {
     let s = some_live_slot(v);
     let t = to(s);
-    edit_level0(&v.img.path, s, |r| {
-        r[8..12].copy_from_slice(&t.to_le_bytes())
-    });
+    edit_level0(&v.img.path, s, |r| r[8..12].copy_from_slice(&t.to_le_bytes()));
 }
 
 #[test]
@@ -1047,8 +952,6 @@ fn vector_not_finite() {
     let pos = s as u64 * sbk.vec_stride as u64 + 4 * 3;
     let blk = sbk.region(Region::VecData).start + pos / BLOCK_SIZE as u64;
     let off = (pos % BLOCK_SIZE as u64) as usize;
-    edit_block(&v.img.path, blk, |b| {
-        b[off..off + 4].copy_from_slice(&f32::NAN.to_le_bytes())
-    });
+    edit_block(&v.img.path, blk, |b| b[off..off + 4].copy_from_slice(&f32::NAN.to_le_bytes()));
     expect(&v.img, &[Kind::VectorData], Repair::No);
 }

@@ -70,7 +70,8 @@ fn pct(sorted: &[u64], p: usize) -> u64 {
 
 fn main() {
     let a: Vec<String> = std::env::args().collect();
-    let usage = "usage: bench_search IMAGE QUERY.fvecs GT.ivecs EF[,EF...] [-k K] [-p PASSES] [-d PREFIX] [--dist-impl I]";
+    let usage =
+        "usage: bench_search IMAGE QUERY.fvecs GT.ivecs EF[,EF...] [-k K] [-p PASSES] [-d PREFIX] [--dist-impl I]";
     let mut pos = Vec::new();
     let (mut k, mut passes, mut prefix, mut imp) = (10usize, 2usize, None::<String>, None::<Impl>);
     let mut i = 1;
@@ -82,7 +83,9 @@ fn main() {
             "-d" => prefix = Some(val()),
             "--dist-impl" => {
                 let v = val();
-                imp = Some(Impl::ALL.into_iter().find(|x| x.name() == v).unwrap_or_else(|| die(format!("unknown impl {v}"))));
+                imp = Some(
+                    Impl::ALL.into_iter().find(|x| x.name() == v).unwrap_or_else(|| die(format!("unknown impl {v}"))),
+                );
             }
             _ => {
                 pos.push(a[i].clone());
@@ -156,7 +159,8 @@ fn main() {
         }
         if let Some(pre) = &prefix {
             let path = format!("{pre}-{ef}.txt");
-            let mut f = std::io::BufWriter::new(std::fs::File::create(&path).unwrap_or_else(|e| die(format!("{path}: {e}"))));
+            let mut f =
+                std::io::BufWriter::new(std::fs::File::create(&path).unwrap_or_else(|e| die(format!("{path}: {e}"))));
             for (q, r) in first.iter().enumerate() {
                 for (i, h) in r.iter().enumerate() {
                     let _ = writeln!(f, "{q} {i} {} {} {:08x}", h.ino, h.chunk, h.distance().to_bits());

@@ -25,12 +25,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let capacity = (rows.len() as u64 * 5 / 4).max(64);
     let v: u64 = vector_region_blocks(capacity, dim, 16).iter().sum();
     let blocks = (v + 2 * rows.len() as u64 + 4096) * 5 / 4;
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(out)?;
+    let f = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(out)?;
     f.set_len(blocks * 4096)?;
     let mut dev = FileDevice::from_file(f)?;
     let p = MkfsParams {
@@ -59,10 +54,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     w.commit()?;
-    eprintln!(
-        "{out}: {} vectors of dimension {dim} in {:.1} s",
-        rows.len(),
-        t.elapsed().as_secs_f64()
-    );
+    eprintln!("{out}: {} vectors of dimension {dim} in {:.1} s", rows.len(), t.elapsed().as_secs_f64());
     Ok(())
 }

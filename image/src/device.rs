@@ -11,10 +11,7 @@ use vexfs_core::io::{Block, BlockDevice};
 const BS: u64 = BLOCK_SIZE as u64;
 
 fn past_end(n: u64, count: u64) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::UnexpectedEof,
-        format!("block {n} is past the device end ({count} blocks)"),
-    )
+    io::Error::new(io::ErrorKind::UnexpectedEof, format!("block {n} is past the device end ({count} blocks)"))
 }
 
 /// An image file or a block device. Its size is found by seeking to the end, so it works for
@@ -36,10 +33,7 @@ impl FileDevice {
     /// Wraps an open file; its size is measured now.
     pub fn from_file(mut file: File) -> io::Result<FileDevice> {
         let bytes = file.seek(SeekFrom::End(0))?;
-        Ok(FileDevice {
-            file,
-            blocks: bytes / BS,
-        })
+        Ok(FileDevice { file, blocks: bytes / BS })
     }
 
     /// Gives the file back.
@@ -84,9 +78,7 @@ pub struct MemDevice {
 impl MemDevice {
     /// A zeroed device of `blocks` blocks.
     pub fn new(blocks: u64) -> MemDevice {
-        MemDevice {
-            bytes: vec![0; (blocks * BS) as usize],
-        }
+        MemDevice { bytes: vec![0; (blocks * BS) as usize] }
     }
 
     fn range(&self, n: u64) -> io::Result<std::ops::Range<usize>> {

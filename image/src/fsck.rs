@@ -140,11 +140,7 @@ pub enum Fix {
     ZeroInode { ino: u32 },
     /// Clear the bits past the last block (block bitmap) or inode (inode bitmap), bit
     /// indices `first_bit .. first_bit + bits`.
-    ClearPadding {
-        inode_bitmap: bool,
-        first_bit: u64,
-        bits: u64,
-    },
+    ClearPadding { inode_bitmap: bool, first_bit: u64, bits: u64 },
     /// Set an inode's link count.
     Links { ino: u32, links: u16 },
     /// Set an inode's parent field.
@@ -152,13 +148,7 @@ pub enum Fix {
     /// Set an inode's block count.
     Blocks { ino: u32, blocks: u64 },
     /// Set the file type of entry `name` in directory block `block` of directory `dir`.
-    FileType {
-        dir: u32,
-        block: u64,
-        name: Vec<u8>,
-        ino: u32,
-        file_type: u8,
-    },
+    FileType { dir: u32, block: u64, name: Vec<u8>, ino: u32, file_type: u8 },
     /// Recompute the superblock's free counts from the bitmaps.
     FreeCounts,
     /// Set the HNSW header's live and deleted counts (the slots found in the graph).
@@ -236,10 +226,7 @@ pub fn open<D: BlockDevice<Error = io::Error>>(dev: D) -> Result<(Image<D>, Vec<
 /// entry point, slots, records, links, vectors, the map against the chunk lists), the bitmaps
 /// against what the tree uses, and the free counts. `early` are problems [`open`] found.
 /// Errors: `Io` only; everything wrong on disk is a [`Problem`].
-pub fn check<D: BlockDevice<Error = io::Error>>(
-    img: &Image<D>,
-    early: Vec<Problem>,
-) -> Result<Report> {
+pub fn check<D: BlockDevice<Error = io::Error>>(img: &Image<D>, early: Vec<Problem>) -> Result<Report> {
     let from_backup = early.iter().any(|p| p.kind == Kind::PrimarySuperblock);
     let mut c = Checker::new(img, early)?;
     if !from_backup {
@@ -253,12 +240,7 @@ pub fn check<D: BlockDevice<Error = io::Error>>(
     c.check_block_bitmap();
     c.check_free_counts();
     let blocks_used = c.claimed.iter().map(|b| b.count_ones() as u64).sum();
-    Ok(Report {
-        problems: c.problems,
-        inodes_used: c.reach.len() as u64,
-        blocks_used,
-        sb: img.sb().clone(),
-    })
+    Ok(Report { problems: c.problems, inodes_used: c.reach.len() as u64, blocks_used, sb: img.sb().clone() })
 }
 
 /// What `fsck.vexfs` was asked to do.
@@ -312,14 +294,7 @@ pub fn run<D: BlockDevice<Error = io::Error>>(dev: D, mode: Mode) -> Result<(Out
             img = img2;
         }
     }
-    Ok((
-        Outcome {
-            report,
-            fixed,
-            remaining,
-        },
-        img.into_device(),
-    ))
+    Ok((Outcome { report, fixed, remaining }, img.into_device()))
 }
 
 /// Applies the fixes of `problems` (only the preen-safe ones when `preen`); returns, for each
@@ -330,16 +305,9 @@ pub fn repair<D: BlockDevice<Error = io::Error>>(
     problems: &[Problem],
     preen: bool,
 ) -> Result<Vec<bool>> {
-    let apply: Vec<bool> = problems
-        .iter()
-        .map(|p| p.fix.as_ref().is_some_and(|f| !preen || f.preen_safe()))
-        .collect();
-    let fixes: Vec<&Fix> = problems
-        .iter()
-        .zip(&apply)
-        .filter(|(_, &a)| a)
-        .filter_map(|(p, _)| p.fix.as_ref())
-        .collect();
+    let apply: Vec<bool> = problems.iter().map(|p| p.fix.as_ref().is_some_and(|f| !preen || f.preen_safe())).collect();
+    let fixes: Vec<&Fix> =
+        problems.iter().zip(&apply).filter(|(_, &a)| a).filter_map(|(p, _)| p.fix.as_ref()).collect();
     if fixes.is_empty() {
         return Ok(apply);
     }
@@ -353,8 +321,8 @@ pub fn repair<D: BlockDevice<Error = io::Error>>(
             Fix::VectorCounts { live, deleted } => {
                 let h = img.sb().region(Region::Hnsw).start;
                 let mut b = img.read_block(h)?;
-                let mut hdr = HnswHeader::decode(&b[..], h)
-                    .map_err(Error::format(format!("hnsw header (block {h})")))?;
+                let mut hdr =
+                    HnswHeader::decode(&b[..], h).map_err(Error::format(format!("hnsw header (block {h})")))?;
                 hdr.live = *live;
                 hdr.deleted = *deleted;
                 hdr.encode(&mut b[..], h);
@@ -384,16 +352,8 @@ pub fn repair<D: BlockDevice<Error = io::Error>>(
                     }
                 }
             }
-            Fix::ClearPadding {
-                inode_bitmap,
-                first_bit,
-                bits,
-            } => {
-                let map = if *inode_bitmap {
-                    &mut inodes
-                } else {
-                    &mut blocks
-                };
+            Fix::ClearPadding { inode_bitmap, first_bit, bits } => {
+                let map = if *inode_bitmap { &mut inodes } else { &mut blocks };
                 for i in *first_bit..first_bit + bits {
                     bit_set(map, i as usize, false);
                 }
@@ -402,13 +362,7 @@ pub fn repair<D: BlockDevice<Error = io::Error>>(
             Fix::Links { ino, links } => update_inode(img, *ino, |i| i.links = *links)?,
             Fix::Parent { ino, parent } => update_inode(img, *ino, |i| i.parent = *parent)?,
             Fix::Blocks { ino, blocks } => update_inode(img, *ino, |i| i.blocks = *blocks)?,
-            Fix::FileType {
-                dir,
-                block,
-                name,
-                ino,
-                file_type,
-            } => {
+            Fix::FileType { dir, block, name, ino, file_type } => {
                 let mut b = img.read_block(*block)?;
                 let what = format!("directory {dir} block {block}");
                 dir::retarget(&mut b[..], name, *ino, *file_type).map_err(Error::format(what))?;
@@ -429,9 +383,7 @@ pub fn repair<D: BlockDevice<Error = io::Error>>(
         let backup = img.sb().backup_block;
         img.write_block(backup, &b)?;
     }
-    img.device_mut()
-        .flush()
-        .map_err(Error::io("flushing the device"))?;
+    img.device_mut().flush().map_err(Error::io("flushing the device"))?;
     Ok(apply)
 }
 
@@ -458,14 +410,7 @@ fn count_clear(bits: &[u8], n: u64) -> u64 {
 
 /// The static fields of a superblock: everything but what the kernel updates in the primary.
 fn static_fields(sb: &Superblock) -> Superblock {
-    Superblock {
-        free_blocks: 0,
-        free_inodes: 0,
-        state: 0,
-        write_time: 0,
-        mount_count: 0,
-        ..sb.clone()
-    }
+    Superblock { free_blocks: 0, free_inodes: 0, state: 0, write_time: 0, mount_count: 0, ..sb.clone() }
 }
 
 /// A reachable inode.
@@ -544,24 +489,15 @@ impl<'a, D: BlockDevice<Error = io::Error>> Checker<'a, D> {
 
     fn check_state_and_journal(&mut self) -> Result<()> {
         if self.sb.state & STATE_ERRORS != 0 {
-            self.report(
-                Kind::ErrorsFlag,
-                "the filesystem is marked as having errors".into(),
-                Some(Fix::ClearErrors),
-            );
+            self.report(Kind::ErrorsFlag, "the filesystem is marked as having errors".into(), Some(Fix::ClearErrors));
         }
         let j = self.sb.region(Region::Journal);
         let b = self.img.read_block(j.start)?;
         match JournalSuper::decode(&b[..], j.start, j.blocks, &self.sb.uuid) {
-            Err(e) => self.report(
-                Kind::Journal,
-                format!("journal (block {}): {e}", j.start),
-                Some(Fix::ResetJournal),
-            ),
+            Err(e) => self.report(Kind::Journal, format!("journal (block {}): {e}", j.start), Some(Fix::ResetJournal)),
             Ok(js) if js.flags & JOURNAL_CLEAN == 0 => self.report(
                 Kind::Journal,
-                "journal holds unreplayed records but the superblock does not ask for recovery"
-                    .into(),
+                "journal holds unreplayed records but the superblock does not ask for recovery".into(),
                 Some(Fix::ResetJournal),
             ),
             Ok(_) => {}
@@ -575,24 +511,14 @@ impl<'a, D: BlockDevice<Error = io::Error>> Checker<'a, D> {
             Ok(root) => root,
             Err(e) => {
                 self.report(Kind::Inode, format!("root {e}"), None);
-                self.reach.insert(
-                    ROOT_INO,
-                    Node {
-                        inode: None,
-                        refs: 0,
-                        subdirs: 0,
-                    },
-                );
+                self.reach.insert(ROOT_INO, Node { inode: None, refs: 0, subdirs: 0 });
                 self.tree_complete = false;
                 self.blocks_complete = false;
                 return Ok(());
             }
         };
         if !root.is_dir() {
-            let msg = format!(
-                "root inode {ROOT_INO} is not a directory (mode {:o})",
-                root.mode
-            );
+            let msg = format!("root inode {ROOT_INO} is not a directory (mode {:o})", root.mode);
             self.report(Kind::RootNotDir, msg, None);
             self.tree_complete = false;
         }
@@ -603,14 +529,7 @@ impl<'a, D: BlockDevice<Error = io::Error>> Checker<'a, D> {
         if self.inode_blocks(ROOT_INO, &root)? && root.is_dir() {
             queue.push_back(ROOT_INO);
         }
-        self.reach.insert(
-            ROOT_INO,
-            Node {
-                inode: Some(root),
-                refs: 0,
-                subdirs: 0,
-            },
-        );
+        self.reach.insert(ROOT_INO, Node { inode: Some(root), refs: 0, subdirs: 0 });
         while let Some(d) = queue.pop_front() {
             self.walk_dir(d, &mut queue)?;
         }
@@ -633,11 +552,7 @@ impl<'a, D: BlockDevice<Error = io::Error>> Checker<'a, D> {
         for (_, blk) in blocks {
             let b = self.img.read_block(blk)?;
             if let Err(e) = check_dir_block(&b[..], blk, d as u64) {
-                self.report(
-                    Kind::DirBlock,
-                    format!("directory {d} block {blk}: {e}"),
-                    None,
-                );
+                self.report(Kind::DirBlock, format!("directory {d} block {blk}: {e}"), None);
                 self.tree_complete = false;
                 continue;
             }
@@ -645,11 +560,7 @@ impl<'a, D: BlockDevice<Error = io::Error>> Checker<'a, D> {
                 let ent = match ent {
                     Ok(ent) => ent,
                     Err(e) => {
-                        self.report(
-                            Kind::DirEntry,
-                            format!("directory {d} block {blk}: {e}"),
-                            None,
-                        );
+                        self.report(Kind::DirEntry, format!("directory {d} block {blk}: {e}"), None);
                         self.tree_complete = false;
                         break;
                     }
@@ -659,11 +570,7 @@ impl<'a, D: BlockDevice<Error = io::Error>> Checker<'a, D> {
                 }
                 let name = String::from_utf8_lossy(ent.name).into_owned();
                 if !names.insert(ent.name.to_vec()) {
-                    self.report(
-                        Kind::DuplicateName,
-                        format!("directory {d}: entry '{name}' appears twice"),
-                        None,
-                    );
+                    self.report(Kind::DuplicateName, format!("directory {d}: entry '{name}' appears twice"), None);
                     continue;
                 }
                 self.entry(d, blk, &name, ent.name, ent.ino, ent.file_type, queue)?;
@@ -687,10 +594,7 @@ impl<'a, D: BlockDevice<Error = io::Error>> Checker<'a, D> {
         if ino == 0 || ino > self.sb.inode_count {
             self.report(
                 Kind::BadEntry,
-                format!(
-                    "{at} points at inode {ino}, out of range 1..={}",
-                    self.sb.inode_count
-                ),
+                format!("{at} points at inode {ino}, out of range 1..={}", self.sb.inode_count),
                 None,
             );
             return Ok(());
@@ -699,11 +603,7 @@ impl<'a, D: BlockDevice<Error = io::Error>> Checker<'a, D> {
             node.refs += 1;
             let mode = node.inode.as_ref().map(|i| i.mode);
             if mode.is_some_and(|m| m & S_IFMT == S_IFDIR) {
-                self.report(
-                    Kind::DirLinkedTwice,
-                    format!("{at} links directory {ino}, which is already linked"),
-                    None,
-                );
+                self.report(Kind::DirLinkedTwice, format!("{at} links directory {ino}, which is already linked"), None);
             }
             mode
         } else {
@@ -711,14 +611,7 @@ impl<'a, D: BlockDevice<Error = io::Error>> Checker<'a, D> {
                 Ok(i) => i,
                 Err(e) => {
                     self.report(Kind::Inode, format!("{at}: {e}"), None);
-                    self.reach.insert(
-                        ino,
-                        Node {
-                            inode: None,
-                            refs: 1,
-                            subdirs: 0,
-                        },
-                    );
+                    self.reach.insert(ino, Node { inode: None, refs: 1, subdirs: 0 });
                     self.blocks_complete = false;
                     self.tree_complete = false;
                     return Ok(());
@@ -750,31 +643,14 @@ impl<'a, D: BlockDevice<Error = io::Error>> Checker<'a, D> {
                     );
                 }
             }
-            self.reach.insert(
-                ino,
-                Node {
-                    inode: Some(inode),
-                    refs: 1,
-                    subdirs: 0,
-                },
-            );
+            self.reach.insert(ino, Node { inode: Some(inode), refs: 1, subdirs: 0 });
             Some(mode)
         };
         if let Some(mode) = mode {
             let want = dt_from_mode(mode);
             if ft != want {
-                let fix = Fix::FileType {
-                    dir: d,
-                    block: blk,
-                    name: raw_name.to_vec(),
-                    ino,
-                    file_type: want,
-                };
-                self.report(
-                    Kind::FileType,
-                    format!("{at} has file type {ft}, inode {ino} is type {want}"),
-                    Some(fix),
-                );
+                let fix = Fix::FileType { dir: d, block: blk, name: raw_name.to_vec(), ino, file_type: want };
+                self.report(Kind::FileType, format!("{at} has file type {ft}, inode {ino} is type {want}"), Some(fix));
             }
         }
         Ok(())
@@ -829,16 +705,11 @@ impl<'a, D: BlockDevice<Error = io::Error>> Checker<'a, D> {
             let others: BTreeSet<u32> = self
                 .owned
                 .iter()
-                .filter(|(_, r)| {
-                    r.iter()
-                        .any(|&(s, l)| dups.iter().any(|&b| b >= s && b < s + l))
-                })
+                .filter(|(_, r)| r.iter().any(|&(s, l)| dups.iter().any(|&b| b >= s && b < s + l)))
                 .map(|(&o, _)| o)
                 .collect();
-            let msg = format!(
-                "inode {ino}: {} block(s) also claimed by inode(s) {others:?} (first {first})",
-                dups.len()
-            );
+            let msg =
+                format!("inode {ino}: {} block(s) also claimed by inode(s) {others:?} (first {first})", dups.len());
             self.report(Kind::DuplicateBlocks, msg, None);
         }
         let count: u64 = runs.iter().map(|r| r.1).sum();
@@ -846,17 +717,9 @@ impl<'a, D: BlockDevice<Error = io::Error>> Checker<'a, D> {
             let msg = format!(
                 "inode {ino} has block count {}, its extents map {count}{}",
                 inode.blocks,
-                if vec_block.is_some() {
-                    " (with its vector-id block)"
-                } else {
-                    ""
-                }
+                if vec_block.is_some() { " (with its vector-id block)" } else { "" }
             );
-            self.report(
-                Kind::BlockCount,
-                msg,
-                Some(Fix::Blocks { ino, blocks: count }),
-            );
+            self.report(Kind::BlockCount, msg, Some(Fix::Blocks { ino, blocks: count }));
         }
         self.owned.insert(ino, runs);
         Ok(true)
@@ -871,25 +734,15 @@ impl<'a, D: BlockDevice<Error = io::Error>> Checker<'a, D> {
         let mut bad = Vec::new();
         for (&ino, node) in &self.reach {
             let Some(inode) = &node.inode else { continue };
-            let want = if inode.is_dir() {
-                2 + node.subdirs
-            } else {
-                node.refs
-            };
+            let want = if inode.is_dir() { 2 + node.subdirs } else { node.refs };
             if inode.links as u32 != want {
                 bad.push((ino, inode.links, want));
             }
         }
         bad.sort_unstable();
         for (ino, links, want) in bad {
-            let fix = u16::try_from(want)
-                .ok()
-                .map(|links| Fix::Links { ino, links });
-            self.report(
-                Kind::LinkCount,
-                format!("inode {ino} has link count {links}, counted {want}"),
-                fix,
-            );
+            let fix = u16::try_from(want).ok().map(|links| Fix::Links { ino, links });
+            self.report(Kind::LinkCount, format!("inode {ino} has link count {links}, counted {want}"), fix);
         }
     }
 
@@ -902,48 +755,20 @@ impl<'a, D: BlockDevice<Error = io::Error>> Checker<'a, D> {
             |ino| reach.contains_key(&(ino as u32)),
         );
         for (first, len, used) in runs {
-            let what = if len == 1 {
-                format!("inode {first}")
-            } else {
-                format!("inodes {first}..{}", first + len - 1)
-            };
+            let what = if len == 1 { format!("inode {first}") } else { format!("inodes {first}..{}", first + len - 1) };
             if used {
-                let fix = Some(Fix::InodeBits {
-                    first,
-                    len,
-                    used: true,
-                });
-                self.report(
-                    Kind::InodeUnallocated,
-                    format!("{what} in use but free in the inode bitmap"),
-                    fix,
-                );
+                let fix = Some(Fix::InodeBits { first, len, used: true });
+                self.report(Kind::InodeUnallocated, format!("{what} in use but free in the inode bitmap"), fix);
             } else if self.tree_complete {
-                let fix = Some(Fix::InodeBits {
-                    first,
-                    len,
-                    used: false,
-                });
-                self.report(
-                    Kind::InodeUnreachable,
-                    format!("{what} allocated but not reachable from the root"),
-                    fix,
-                );
+                let fix = Some(Fix::InodeBits { first, len, used: false });
+                self.report(Kind::InodeUnreachable, format!("{what} allocated but not reachable from the root"), fix);
             }
         }
         self.check_free_inodes_zero()?;
         let bits = self.sb.region(Region::InodeBitmap).blocks * BS * 8;
         if let Some(i) = (count..bits).find(|&i| bit_test(&self.inodes, i as usize)) {
-            let fix = Some(Fix::ClearPadding {
-                inode_bitmap: true,
-                first_bit: count,
-                bits: bits - count,
-            });
-            self.report(
-                Kind::BitmapPadding,
-                format!("inode bitmap has bit {i} set, past the last inode"),
-                fix,
-            );
+            let fix = Some(Fix::ClearPadding { inode_bitmap: true, first_bit: count, bits: bits - count });
+            self.report(Kind::BitmapPadding, format!("inode bitmap has bit {i} set, past the last inode"), fix);
         }
         Ok(())
     }
@@ -961,8 +786,7 @@ impl<'a, D: BlockDevice<Error = io::Error>> Checker<'a, D> {
                 if ino > self.sb.inode_count {
                     break;
                 }
-                let free =
-                    !bit_test(&self.inodes, (ino - 1) as usize) && !self.reach.contains_key(&ino);
+                let free = !bit_test(&self.inodes, (ino - 1) as usize) && !self.reach.contains_key(&ino);
                 if free && slot.iter().any(|&x| x != 0) {
                     bad.push(ino);
                 }
@@ -978,71 +802,33 @@ impl<'a, D: BlockDevice<Error = io::Error>> Checker<'a, D> {
     fn check_block_bitmap(&mut self) {
         let count = self.sb.block_count;
         let claimed = &self.claimed;
-        let runs = mismatch_runs(
-            0..count,
-            |b| bit_test(&self.blocks, b as usize),
-            |b| bit_test(claimed, b as usize),
-        );
+        let runs = mismatch_runs(0..count, |b| bit_test(&self.blocks, b as usize), |b| bit_test(claimed, b as usize));
         for (start, len, used) in runs {
-            let what = if len == 1 {
-                format!("block {start}")
-            } else {
-                format!("blocks {start}..{}", start + len - 1)
-            };
+            let what = if len == 1 { format!("block {start}") } else { format!("blocks {start}..{}", start + len - 1) };
             if used {
-                let fix = Some(Fix::BlockBits {
-                    start,
-                    len,
-                    used: true,
-                });
-                self.report(
-                    Kind::BlockUnmarked,
-                    format!("{what} in use but free in the block bitmap"),
-                    fix,
-                );
+                let fix = Some(Fix::BlockBits { start, len, used: true });
+                self.report(Kind::BlockUnmarked, format!("{what} in use but free in the block bitmap"), fix);
             } else if self.blocks_complete && self.tree_complete {
-                let fix = Some(Fix::BlockBits {
-                    start,
-                    len,
-                    used: false,
-                });
-                self.report(
-                    Kind::BlockUnused,
-                    format!("{what} marked in use but used by nothing"),
-                    fix,
-                );
+                let fix = Some(Fix::BlockBits { start, len, used: false });
+                self.report(Kind::BlockUnused, format!("{what} marked in use but used by nothing"), fix);
             }
         }
         let bits = self.sb.region(Region::BlockBitmap).blocks * BS * 8;
         if let Some(i) = (count..bits).find(|&i| bit_test(&self.blocks, i as usize)) {
-            let fix = Some(Fix::ClearPadding {
-                inode_bitmap: false,
-                first_bit: count,
-                bits: bits - count,
-            });
-            self.report(
-                Kind::BitmapPadding,
-                format!("block bitmap has bit {i} set, past the last block"),
-                fix,
-            );
+            let fix = Some(Fix::ClearPadding { inode_bitmap: false, first_bit: count, bits: bits - count });
+            self.report(Kind::BitmapPadding, format!("block bitmap has bit {i} set, past the last block"), fix);
         }
     }
 
     fn check_free_counts(&mut self) {
         let free = count_clear(&self.blocks, self.sb.block_count);
         if free != self.sb.free_blocks {
-            let msg = format!(
-                "free blocks count is {}, the bitmap has {free}",
-                self.sb.free_blocks
-            );
+            let msg = format!("free blocks count is {}, the bitmap has {free}", self.sb.free_blocks);
             self.report(Kind::FreeBlocks, msg, Some(Fix::FreeCounts));
         }
         let free = count_clear(&self.inodes, self.sb.inode_count as u64);
         if free != self.sb.free_inodes as u64 {
-            let msg = format!(
-                "free inodes count is {}, the bitmap has {free}",
-                self.sb.free_inodes
-            );
+            let msg = format!("free inodes count is {}, the bitmap has {free}", self.sb.free_inodes);
             self.report(Kind::FreeInodes, msg, Some(Fix::FreeCounts));
         }
     }

@@ -3,14 +3,10 @@
 use std::io;
 
 use vexfs_core::format::dir::{self, check_dir_block};
-use vexfs_core::format::extent::{
-    check_extent, check_header, extent_block_count, extent_block_get, EXTENT_MAGIC,
-};
+use vexfs_core::format::extent::{check_extent, check_header, extent_block_count, extent_block_get, EXTENT_MAGIC};
 use vexfs_core::format::inode::{Extent, Inode, INLINE_EXTENTS, INLINE_VEC_IDS};
 use vexfs_core::format::superblock::{Region, Superblock, ROOT_INO};
-use vexfs_core::format::vector::{
-    check_vec_ids_block, vec_ids_block_count, vec_ids_block_get, MAX_CHUNKS,
-};
+use vexfs_core::format::vector::{check_vec_ids_block, vec_ids_block_count, vec_ids_block_get, MAX_CHUNKS};
 use vexfs_core::format::{BLOCK_SIZE, INODE_SIZE};
 use vexfs_core::io::{Block, BlockDevice};
 
@@ -80,17 +76,13 @@ impl<D: BlockDevice<Error = io::Error>> Image<D> {
     /// Reads block `n`. Errors: `Io`.
     pub fn read_block(&self, n: u64) -> Result<Box<Block>> {
         let mut b = Box::new([0u8; BLOCK_SIZE]);
-        self.dev
-            .read_block(n, &mut b)
-            .map_err(Error::io(format!("reading block {n}")))?;
+        self.dev.read_block(n, &mut b).map_err(Error::io(format!("reading block {n}")))?;
         Ok(b)
     }
 
     /// Writes block `n`. Errors: `Io`.
     pub fn write_block(&mut self, n: u64, b: &Block) -> Result<()> {
-        self.dev
-            .write_block(n, b)
-            .map_err(Error::io(format!("writing block {n}")))
+        self.dev.write_block(n, b).map_err(Error::io(format!("writing block {n}")))
     }
 
     /// Reads a whole region into memory (bitmaps). Errors: `Io`.
@@ -107,15 +99,9 @@ impl<D: BlockDevice<Error = io::Error>> Image<D> {
     /// whole region, as from [`Self::read_region`]). Errors: `Io`.
     pub fn write_region_changes(&mut self, r: Region, old: &[u8], new: &[u8]) -> Result<()> {
         let start = self.sb.region(r).start;
-        for (i, (o, n)) in old
-            .chunks(BLOCK_SIZE)
-            .zip(new.chunks(BLOCK_SIZE))
-            .enumerate()
-        {
+        for (i, (o, n)) in old.chunks(BLOCK_SIZE).zip(new.chunks(BLOCK_SIZE)).enumerate() {
             if o != n {
-                let b: &Block = n
-                    .try_into()
-                    .map_err(|_| Error::Invalid("short region buffer".into()))?;
+                let b: &Block = n.try_into().map_err(|_| Error::Invalid("short region buffer".into()))?;
                 self.write_block(start + i as u64, b)?;
             }
         }
@@ -125,12 +111,10 @@ impl<D: BlockDevice<Error = io::Error>> Image<D> {
     /// The raw bytes of inode `ino` and the block holding them. Errors: `Invalid` for an
     /// inode number outside `1..=inode_count`, `Io`.
     pub fn inode_raw(&self, ino: u32) -> Result<(u64, usize, Box<Block>)> {
-        let (blk, off) = self.sb.inode_pos(ino as u64).ok_or_else(|| {
-            Error::Invalid(format!(
-                "inode {ino} is out of range 1..={}",
-                self.sb.inode_count
-            ))
-        })?;
+        let (blk, off) = self
+            .sb
+            .inode_pos(ino as u64)
+            .ok_or_else(|| Error::Invalid(format!("inode {ino} is out of range 1..={}", self.sb.inode_count)))?;
         Ok((blk, off, self.read_block(blk)?))
     }
 
@@ -138,8 +122,7 @@ impl<D: BlockDevice<Error = io::Error>> Image<D> {
     /// `Format` ("inode N: ..." with the decoder's error).
     pub fn inode(&self, ino: u32) -> Result<Inode> {
         let (_, off, b) = self.inode_raw(ino)?;
-        Inode::decode(ino as u64, &b[off..off + INODE_SIZE])
-            .map_err(Error::format(format!("inode {ino}")))
+        Inode::decode(ino as u64, &b[off..off + INODE_SIZE]).map_err(Error::format(format!("inode {ino}")))
     }
 
     /// Encodes and writes inode `ino` (read-modify-write of its table block). Errors: as
@@ -158,18 +141,8 @@ impl<D: BlockDevice<Error = io::Error>> Image<D> {
         let what = || format!("inode {ino}");
         let data = self.sb.region(Region::Data);
         let nr = inode.nr_extents as usize;
-        let mut out: Vec<Extent> = inode
-            .extents
-            .iter()
-            .take(nr.min(INLINE_EXTENTS))
-            .copied()
-            .collect();
-        if inode
-            .extents
-            .iter()
-            .skip(nr)
-            .any(|e| *e != Extent::default())
-        {
+        let mut out: Vec<Extent> = inode.extents.iter().take(nr.min(INLINE_EXTENTS)).copied().collect();
+        if inode.extents.iter().skip(nr).any(|e| *e != Extent::default()) {
             return Err(Error::Format {
                 what: what(),
                 err: vexfs_core::error::FormatError::Corrupt {
@@ -191,16 +164,12 @@ impl<D: BlockDevice<Error = io::Error>> Image<D> {
                 });
             }
             let b = self.read_block(eb)?;
-            check_header(&b[..], "extent block", EXTENT_MAGIC, eb, ino as u64)
-                .map_err(Error::format(&ewhat))?;
+            check_header(&b[..], "extent block", EXTENT_MAGIC, eb, ino as u64).map_err(Error::format(&ewhat))?;
             let count = extent_block_count(&b[..]).map_err(Error::format(&ewhat))?;
             if count != nr - INLINE_EXTENTS {
                 return Err(Error::Format {
                     what: ewhat,
-                    err: vexfs_core::error::FormatError::Corrupt {
-                        what: "extent block count",
-                        value: count as u64,
-                    },
+                    err: vexfs_core::error::FormatError::Corrupt { what: "extent block count", value: count as u64 },
                 });
             }
             for i in 0..count {
@@ -246,10 +215,7 @@ impl<D: BlockDevice<Error = io::Error>> Image<D> {
             if count != n - INLINE_VEC_IDS {
                 return Err(Error::Format {
                     what,
-                    err: Corrupt {
-                        what: "vector id block count",
-                        value: count as u64,
-                    },
+                    err: Corrupt { what: "vector id block count", value: count as u64 },
                 });
             }
             for i in 0..count {
@@ -263,8 +229,7 @@ impl<D: BlockDevice<Error = io::Error>> Image<D> {
     /// Errors: as [`Self::extents`].
     pub fn read_file(&self, ino: u32, inode: &Inode) -> Result<Vec<u8>> {
         let extents = self.extents(ino, inode)?;
-        let size = usize::try_from(inode.size)
-            .map_err(|_| Error::Invalid(format!("inode {ino}: file too large")))?;
+        let size = usize::try_from(inode.size).map_err(|_| Error::Invalid(format!("inode {ino}: file too large")))?;
         let mut out = vec![0u8; size];
         for e in &extents {
             for (i, dev_blk) in (e.start..e.start + e.len as u64).enumerate() {
@@ -292,11 +257,7 @@ impl<D: BlockDevice<Error = io::Error>> Image<D> {
             for d in dir::dirents(&b[..]) {
                 let d = d.map_err(Error::format(&what))?;
                 if d.ino != 0 {
-                    out.push(DirEntry {
-                        name: d.name.to_vec(),
-                        ino: d.ino,
-                        file_type: d.file_type,
-                    });
+                    out.push(DirEntry { name: d.name.to_vec(), ino: d.ino, file_type: d.file_type });
                 }
             }
         }
@@ -342,11 +303,7 @@ impl<D: BlockDevice<Error = io::Error>> Image<D> {
         for comp in path.split('/').filter(|c| !c.is_empty() && *c != ".") {
             let inode = self.inode(ino)?;
             if !inode.is_dir() {
-                return Err(Error::NotADirectory(if walked.is_empty() {
-                    "/".into()
-                } else {
-                    walked
-                }));
+                return Err(Error::NotADirectory(if walked.is_empty() { "/".into() } else { walked }));
             }
             walked.push('/');
             walked.push_str(comp);
@@ -366,20 +323,11 @@ impl<D: BlockDevice<Error = io::Error>> Image<D> {
 }
 
 /// Reads and validates the superblock in block `n` of `dev`. Errors: `Io`, `Format`.
-pub(crate) fn read_superblock<D: BlockDevice<Error = io::Error>>(
-    dev: &D,
-    n: u64,
-) -> Result<Superblock> {
-    let what = if n == 0 {
-        "superblock".to_string()
-    } else {
-        format!("superblock copy in block {n}")
-    };
+pub(crate) fn read_superblock<D: BlockDevice<Error = io::Error>>(dev: &D, n: u64) -> Result<Superblock> {
+    let what = if n == 0 { "superblock".to_string() } else { format!("superblock copy in block {n}") };
     let mut b = [0u8; BLOCK_SIZE];
-    dev.read_block(n, &mut b)
-        .map_err(Error::io(format!("reading {what}")))?;
+    dev.read_block(n, &mut b).map_err(Error::io(format!("reading {what}")))?;
     let sb = Superblock::decode(&b).map_err(Error::format(&what))?;
-    sb.validate(dev.block_count())
-        .map_err(Error::format(&what))?;
+    sb.validate(dev.block_count()).map_err(Error::format(&what))?;
     Ok(sb)
 }

@@ -25,11 +25,7 @@ const BS: u64 = BLOCK_SIZE as u64;
 ///
 /// Errors: `Format` from [`layout`] when the parameters cannot work on this many blocks,
 /// `Invalid` when the device is smaller than `p.block_count`, `Io`.
-pub fn format<D: BlockDevice<Error = io::Error>>(
-    dev: &mut D,
-    p: &MkfsParams,
-    zeroed: bool,
-) -> Result<Superblock> {
+pub fn format<D: BlockDevice<Error = io::Error>>(dev: &mut D, p: &MkfsParams, zeroed: bool) -> Result<Superblock> {
     if p.block_count > dev.block_count() {
         return Err(Error::Invalid(format!(
             "the filesystem needs {} blocks but the device has only {}",
@@ -40,8 +36,7 @@ pub fn format<D: BlockDevice<Error = io::Error>>(
     let mut sb = layout(p).map_err(Error::format("layout"))?;
     let zero = [0u8; BLOCK_SIZE];
     let write = |dev: &mut D, n: u64, b: &[u8; BLOCK_SIZE]| {
-        dev.write_block(n, b)
-            .map_err(Error::io(format!("writing block {n}")))
+        dev.write_block(n, b).map_err(Error::io(format!("writing block {n}")))
     };
 
     // Invalidate an old primary superblock first, zero every metadata region, then write
@@ -85,17 +80,9 @@ pub fn format<D: BlockDevice<Error = io::Error>>(
     let mut b = [0u8; BLOCK_SIZE];
     bit_set(&mut b, (ROOT_INO - 1) as usize, true);
     write(dev, sb.region(Region::InodeBitmap).start, &b)?;
-    let (blk, off) = sb
-        .inode_pos(ROOT_INO as u64)
-        .ok_or_else(|| Error::Invalid("no root inode slot".into()))?;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    let nsec = if now.as_secs() == p.now {
-        now.subsec_nanos()
-    } else {
-        0
-    };
+    let (blk, off) = sb.inode_pos(ROOT_INO as u64).ok_or_else(|| Error::Invalid("no root inode slot".into()))?;
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let nsec = if now.as_secs() == p.now { now.subsec_nanos() } else { 0 };
     let t = p.now as i64;
     let root = Inode {
         mode: S_IFDIR | 0o755,

@@ -35,9 +35,7 @@ pub fn params(block_count: u64) -> MkfsParams {
 
 /// Deterministic content of `len` bytes (no zero blocks, so no holes).
 pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) | 1)
-        .collect()
+    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) | 1).collect()
 }
 
 /// Inode numbers of the sample tree built by [`build`].
@@ -85,10 +83,7 @@ pub fn build<D: BlockDevice<Error = io::Error>>(mut dev: D) -> Result<(Image<D>,
         docs,
         "frag.bin",
         &pattern(10 * 4096, 2),
-        FileOpts {
-            max_extent_blocks: 1,
-            ..FileOpts::default()
-        },
+        FileOpts { max_extent_blocks: 1, ..FileOpts::default() },
     )?;
     let sparse = w.create(docs, "sparse.bin", &sparse_content())?;
     let sub = w.mkdir(docs, "sub", 0o700)?;
@@ -96,25 +91,8 @@ pub fn build<D: BlockDevice<Error = io::Error>>(mut dev: D) -> Result<(Image<D>,
     w.link(r, "hard", hello)?;
     let many = w.mkdir(r, "many", 0o755)?;
     for i in 0..150 {
-        w.link(
-            many,
-            &format!("an-entry-with-a-rather-long-name-{i:03}"),
-            empty,
-        )?;
+        w.link(many, &format!("an-entry-with-a-rather-long-name-{i:03}"), empty)?;
     }
     let img = w.commit()?;
-    Ok((
-        img,
-        Tree {
-            hello,
-            empty,
-            docs,
-            big,
-            frag,
-            sparse,
-            sub,
-            link,
-            many,
-        },
-    ))
+    Ok((img, Tree { hello, empty, docs, big, frag, sparse, sub, link, many }))
 }

@@ -25,43 +25,22 @@ impl Row {
 /// Every block of the device in order: superblock, the regions (the unused reserved entry
 /// left out), backup superblock.
 pub fn device_map(sb: &Superblock) -> Vec<Row> {
-    let mut rows = vec![Row {
-        name: "superblock",
-        start: 0,
-        blocks: 1,
-    }];
+    let mut rows = vec![Row { name: "superblock", start: 0, blocks: 1 }];
     for r in REGIONS {
         let e = sb.region(r);
         if e.start != 0 {
-            rows.push(Row {
-                name: r.name(),
-                start: e.start,
-                blocks: e.blocks,
-            });
+            rows.push(Row { name: r.name(), start: e.start, blocks: e.blocks });
         }
     }
-    rows.push(Row {
-        name: "backup superblock",
-        start: sb.backup_block,
-        blocks: 1,
-    });
+    rows.push(Row { name: "backup superblock", start: sb.backup_block, blocks: 1 });
     rows
 }
 
 /// The device map as an aligned text table with a header line.
 pub fn device_map_table(sb: &Superblock) -> String {
-    let mut s = format!(
-        "{:<18} {:>12} {:>12} {:>12}\n",
-        "region", "start", "blocks", "bytes"
-    );
+    let mut s = format!("{:<18} {:>12} {:>12} {:>12}\n", "region", "start", "blocks", "bytes");
     for r in device_map(sb) {
-        s += &format!(
-            "{:<18} {:>12} {:>12} {:>12}\n",
-            r.name,
-            r.start,
-            r.blocks,
-            human_bytes(r.bytes())
-        );
+        s += &format!("{:<18} {:>12} {:>12} {:>12}\n", r.name, r.start, r.blocks, human_bytes(r.bytes()));
     }
     s
 }
@@ -87,14 +66,7 @@ pub fn human_bytes(n: u64) -> String {
 /// `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`.
 pub fn format_uuid(u: &[u8; 16]) -> String {
     let h: String = u.iter().map(|b| format!("{b:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..]
-    )
+    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
 }
 
 /// Parses a UUID in the form of [`format_uuid`] (dashes optional, any case).
@@ -115,10 +87,7 @@ pub fn parse_uuid(s: &str) -> Result<[u8; 16], String> {
 /// The label as stored: at most 31 bytes, NUL-padded to 32. Errors: too long, or holds a NUL.
 pub fn encode_label(label: &str) -> Result<[u8; 32], String> {
     if label.len() > 31 {
-        return Err(format!(
-            "label '{label}' is {} bytes long, at most 31",
-            label.len()
-        ));
+        return Err(format!("label '{label}' is {} bytes long, at most 31", label.len()));
     }
     if label.contains('\0') {
         return Err("the label may not contain NUL".into());
@@ -136,10 +105,7 @@ mod tests {
     fn uuid_roundtrip_and_errors() {
         let u = *b"0123456789abcdef";
         assert_eq!(parse_uuid(&format_uuid(&u)).unwrap(), u);
-        assert_eq!(
-            format_uuid(&[0xab; 16]),
-            "abababab-abab-abab-abab-abababababab"
-        );
+        assert_eq!(format_uuid(&[0xab; 16]), "abababab-abab-abab-abab-abababababab");
         assert!(parse_uuid("1234").is_err());
         assert!(parse_uuid("zz345678-1234-1234-1234-123456789012").is_err());
     }

@@ -20,11 +20,7 @@ fn rows(bytes: &[u8], what: &str) -> Result<Vec<Vec<u32>>> {
             .filter(|&l| l <= tail.len())
             .ok_or_else(|| bad(format!("dimension {d} runs past the end of the file")))?;
         let (row, tail) = tail.split_at(len);
-        out.push(
-            row.chunks_exact(4)
-                .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect(),
-        );
+        out.push(row.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect());
         rest = tail;
     }
     Ok(out)
@@ -32,10 +28,7 @@ fn rows(bytes: &[u8], what: &str) -> Result<Vec<Vec<u32>>> {
 
 /// All rows of `.fvecs` bytes. Errors: `Invalid` for a truncated row (`what` names the file).
 pub fn parse_fvecs(bytes: &[u8], what: &str) -> Result<Vec<Vec<f32>>> {
-    Ok(rows(bytes, what)?
-        .into_iter()
-        .map(|r| r.into_iter().map(f32::from_bits).collect())
-        .collect())
+    Ok(rows(bytes, what)?.into_iter().map(|r| r.into_iter().map(f32::from_bits).collect()).collect())
 }
 
 /// All rows of `.ivecs` bytes.

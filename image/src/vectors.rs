@@ -43,10 +43,7 @@ pub const MAX_K: usize = 1024;
 pub const MAX_EF: usize = 4096;
 
 fn corrupt(e: FormatError) -> Error {
-    Error::Format {
-        what: "vector index".into(),
-        err: e,
-    }
+    Error::Format { what: "vector index".into(), err: e }
 }
 
 fn invalid(what: &str) -> Error {
@@ -64,14 +61,7 @@ fn no_space() -> Error {
 /// `q` and every `vecs[i]` point at `dim` readable, 4-byte aligned `u32`s that stay valid and
 /// unchanged for the call (the [`Blocks::distances`] contract, plus alignment, which block
 /// buffers and bounce memory have).
-unsafe fn raw_distances(
-    imp: Impl,
-    metric: u32,
-    dim: u32,
-    q: *const u32,
-    vecs: &[*const u32],
-    out: &mut [u32],
-) {
+unsafe fn raw_distances(imp: Impl, metric: u32, dim: u32, q: *const u32, vecs: &[*const u32], out: &mut [u32]) {
     let d = dim as usize;
     // SAFETY: the caller's contract: `q` points at `d` aligned readable floats for the call.
     let q = unsafe { std::slice::from_raw_parts(q.cast::<f32>(), d) };
@@ -102,10 +92,7 @@ pub struct MapDevice {
 
 impl std::fmt::Debug for MapDevice {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MapDevice")
-            .field("blocks", &self.blocks)
-            .field("imp", &self.imp)
-            .finish()
+        f.debug_struct("MapDevice").field("blocks", &self.blocks).field("imp", &self.imp).finish()
     }
 }
 
@@ -122,10 +109,7 @@ impl MapDevice {
         let bytes = f.seek(SeekFrom::End(0))?;
         let blocks = bytes / BS;
         if blocks == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "the device holds no whole block",
-            ));
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "the device holds no whole block"));
         }
         let len = usize::try_from(blocks * BS)
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "device too large to map"))?;
@@ -136,30 +120,19 @@ impl MapDevice {
         // code beyond what reading a shared file always implies. Callers are told to use
         // unmounted images.
         let map = unsafe { MmapOptions::new().len(len).map(file)? };
-        Ok(MapDevice {
-            map,
-            blocks,
-            imp: best_impl(),
-        })
+        Ok(MapDevice { map, blocks, imp: best_impl() })
     }
 
     /// A mapping holding a copy of `bytes` (whole blocks), for tests and in-memory images.
     pub fn from_bytes(bytes: &[u8]) -> io::Result<MapDevice> {
         let blocks = bytes.len() as u64 / BS;
         if blocks == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "the device holds no whole block",
-            ));
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "the device holds no whole block"));
         }
         let len = (blocks * BS) as usize;
         let mut m = MmapOptions::new().len(len).map_anon()?;
         m.copy_from_slice(&bytes[..len]);
-        Ok(MapDevice {
-            map: m.make_read_only()?,
-            blocks,
-            imp: best_impl(),
-        })
+        Ok(MapDevice { map: m.make_read_only()?, blocks, imp: best_impl() })
     }
 
     /// The distance implementation searches use.
@@ -171,10 +144,7 @@ impl MapDevice {
     /// not available on this CPU.
     pub fn set_distance_impl(&mut self, imp: Impl) -> Result<()> {
         if !imp.is_available() {
-            return Err(Error::Invalid(format!(
-                "this CPU cannot run the {} distance kernels",
-                imp.name()
-            )));
+            return Err(Error::Invalid(format!("this CPU cannot run the {} distance kernels", imp.name())));
         }
         self.imp = imp;
         Ok(())
@@ -208,10 +178,7 @@ impl BlockDevice for MapDevice {
     }
 
     fn write_block(&mut self, n: u64, _buf: &Block) -> io::Result<()> {
-        Err(io::Error::new(
-            io::ErrorKind::PermissionDenied,
-            format!("block {n}: the device is mapped read-only"),
-        ))
+        Err(io::Error::new(io::ErrorKind::PermissionDenied, format!("block {n}: the device is mapped read-only")))
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -231,25 +198,14 @@ impl Blocks for MapDevice {
         Self: 'a;
 
     fn read(&self, n: u64) -> Result<&[u8]> {
-        self.block(n).ok_or_else(|| {
-            Error::Invalid(format!("vector index: block {n} is past the device end"))
-        })
+        self.block(n).ok_or_else(|| Error::Invalid(format!("vector index: block {n} is past the device end")))
     }
 
     fn write(&self, n: u64) -> Result<&mut [u8]> {
-        Err(Error::Invalid(format!(
-            "vector index: block {n}: the image is open read-only"
-        )))
+        Err(Error::Invalid(format!("vector index: block {n}: the image is open read-only")))
     }
 
-    unsafe fn distances(
-        &self,
-        metric: u32,
-        dim: u32,
-        q: *const u32,
-        vecs: &[*const u32],
-        out: &mut [u32],
-    ) {
+    unsafe fn distances(&self, metric: u32, dim: u32, q: *const u32, vecs: &[*const u32], out: &mut [u32]) {
         // SAFETY: the caller keeps the `Blocks::distances` contract; the pointers are into the page-aligned mapping at
         // multiples of 4 (slots are 32-byte aligned) or into `u32` bounce buffers.
         unsafe { raw_distances(self.imp, metric, dim, q, vecs, out) }
@@ -300,27 +256,18 @@ impl BlockCache {
         BlockCache::new(first, sb.region(Region::Hnsw).end().saturating_sub(first))
     }
 
-    fn cell<D: BlockDevice<Error = io::Error>>(
-        &self,
-        dev: &D,
-        n: u64,
-    ) -> Result<(usize, &RefCell<Box<Page>>)> {
+    fn cell<D: BlockDevice<Error = io::Error>>(&self, dev: &D, n: u64) -> Result<(usize, &RefCell<Box<Page>>)> {
         let i = n
             .checked_sub(self.first)
             .and_then(|i| usize::try_from(i).ok())
             .filter(|&i| i < self.cells.len())
-            .ok_or_else(|| {
-                Error::Invalid(format!(
-                    "vector index: block {n} is outside the vector regions"
-                ))
-            })?;
+            .ok_or_else(|| Error::Invalid(format!("vector index: block {n} is outside the vector regions")))?;
         let cell = &self.cells[i];
         if let Some(c) = cell.get() {
             return Ok((i, c));
         }
         let mut p = Box::new(Page([0; BLOCK_SIZE]));
-        dev.read_block(n, &mut p.0)
-            .map_err(Error::io(format!("reading block {n}")))?;
+        dev.read_block(n, &mut p.0).map_err(Error::io(format!("reading block {n}")))?;
         Ok((i, cell.get_or_init(|| RefCell::new(p))))
     }
 
@@ -338,11 +285,8 @@ impl BlockCache {
                 continue;
             };
             let blk = self.first + i as u64;
-            let page = c
-                .try_borrow()
-                .map_err(|_| invalid("block borrowed during write-back"))?;
-            dev.write_block(blk, &page.0)
-                .map_err(Error::io(format!("writing block {blk}")))?;
+            let page = c.try_borrow().map_err(|_| invalid("block borrowed during write-back"))?;
+            dev.write_block(blk, &page.0).map_err(Error::io(format!("writing block {blk}")))?;
             dirty.set(false);
             n += 1;
         }
@@ -371,31 +315,20 @@ impl<'a, D: BlockDevice<Error = io::Error>> Blocks for CachedBlocks<'a, D> {
 
     fn read(&self, n: u64) -> Result<Ref<'_, [u8]>> {
         let (_, c) = self.cache.cell(self.dev, n)?;
-        let r = c
-            .try_borrow()
-            .map_err(|_| invalid("block read while it is written"))?;
+        let r = c.try_borrow().map_err(|_| invalid("block read while it is written"))?;
         Ok(Ref::map(r, |p| &p.0[..]))
     }
 
     fn write(&self, n: u64) -> Result<RefMut<'_, [u8]>> {
         let (i, c) = self.cache.cell(self.dev, n)?;
-        let w = c
-            .try_borrow_mut()
-            .map_err(|_| invalid("block written while it is borrowed"))?;
+        let w = c.try_borrow_mut().map_err(|_| invalid("block written while it is borrowed"))?;
         if let Some(d) = self.cache.dirty.get(i) {
             d.set(true);
         }
         Ok(RefMut::map(w, |p| &mut p.0[..]))
     }
 
-    unsafe fn distances(
-        &self,
-        metric: u32,
-        dim: u32,
-        q: *const u32,
-        vecs: &[*const u32],
-        out: &mut [u32],
-    ) {
+    unsafe fn distances(&self, metric: u32, dim: u32, q: *const u32, vecs: &[*const u32], out: &mut [u32]) {
         // SAFETY: the caller keeps the `Blocks::distances` contract; the pointers are into page-aligned cached blocks at
         // multiples of 4 or into `u32` bounce buffers.
         unsafe { raw_distances(self.imp, metric, dim, q, vecs, out) }
@@ -441,9 +374,8 @@ impl IndexMem {
     /// Memory for the index of `sb` (a validated superblock), for searches with `ef` up to
     /// `max_ef`. Errors: `Format` if the superblock's vector capacity cannot be addressed.
     pub fn new(sb: &Superblock, max_ef: usize) -> Result<IndexMem> {
-        let cap = usize::try_from(sb.vec_capacity).map_err(|_| {
-            Error::Invalid(format!("vector capacity {} too large", sb.vec_capacity))
-        })?;
+        let cap = usize::try_from(sb.vec_capacity)
+            .map_err(|_| Error::Invalid(format!("vector capacity {} too large", sb.vec_capacity)))?;
         let mut upper = vec![0u32; cap + 1];
         fill_upper_table(sb, &mut upper).map_err(Error::format("upper-record table"))?;
         Ok(IndexMem {
@@ -469,10 +401,7 @@ impl IndexMem {
 
     /// Opens the index on `b` (reads and checks the HNSW header) and hands out the scratch.
     /// Errors: `b`'s, for a corrupt header or entry point.
-    pub fn open_index<B: Blocks>(
-        &mut self,
-        b: &B,
-    ) -> std::result::Result<(VecIndex<'_>, Scratchpad<'_>), B::Error> {
+    pub fn open_index<B: Blocks>(&mut self, b: &B) -> std::result::Result<(VecIndex<'_>, Scratchpad<'_>), B::Error> {
         let (sb, upper, pad) = self.split();
         Ok((VecIndex::open(b, sb, upper)?, pad))
     }
@@ -485,23 +414,8 @@ impl IndexMem {
     }
 
     fn split(&mut self) -> (&Superblock, &[u32], Scratchpad<'_>) {
-        let IndexMem {
-            sb,
-            upper,
-            pool,
-            work,
-            bounce,
-            visited,
-            results,
-        } = self;
-        let pad = Scratchpad {
-            scratch: IndexScratch {
-                hnsw: Scratch { pool, work },
-                bounce,
-            },
-            visited,
-            results,
-        };
+        let IndexMem { sb, upper, pool, work, bounce, visited, results } = self;
+        let pad = Scratchpad { scratch: IndexScratch { hnsw: Scratch { pool, work }, bounce }, visited, results };
         (sb, upper, pad)
     }
 }
@@ -535,9 +449,7 @@ pub fn search_ef(k: usize, ef: usize) -> Result<usize> {
     }
     let ef = if ef == 0 { k.max(DEFAULT_EF) } else { ef };
     if ef < k || ef > MAX_EF {
-        return Err(Error::Invalid(format!(
-            "ef {ef} is outside k..={MAX_EF} (k {k})"
-        )));
+        return Err(Error::Invalid(format!("ef {ef} is outside k..={MAX_EF} (k {k})")));
     }
     Ok(ef)
 }
@@ -556,40 +468,22 @@ pub fn search<B: Blocks<Error = Error>>(
 ) -> Result<Vec<Hit>> {
     let ef = search_ef(k, ef)?;
     if query.len() != ix.dim as usize {
-        return Err(Error::Invalid(format!(
-            "query has {} components, the filesystem {}",
-            query.len(),
-            ix.dim
-        )));
+        return Err(Error::Invalid(format!("query has {} components, the filesystem {}", query.len(), ix.dim)));
     }
     let q: Vec<u32> = query.iter().map(|x| x.to_bits()).collect();
     if let Some(i) = first_nonfinite(&q) {
-        return Err(Error::Invalid(format!(
-            "query component {i} is {}",
-            query[i]
-        )));
+        return Err(Error::Invalid(format!("query component {i} is {}", query[i])));
     }
     if ef > pad.scratch.hnsw.pool.len() {
-        return Err(Error::Invalid(format!(
-            "ef {ef} is above this index's {}",
-            pad.scratch.hnsw.pool.len()
-        )));
+        return Err(Error::Invalid(format!("ef {ef} is above this index's {}", pad.scratch.hnsw.pool.len())));
     }
     let out = &mut pad.results[..k];
     let n = ix.search(b, &mut pad.scratch, pad.visited, &q, k, ef, out)?;
     out[..n]
         .iter()
         .map(|&(key, slot)| match ix.owner(b, slot)? {
-            Some(e) => Ok(Hit {
-                slot,
-                key,
-                ino: e.ino,
-                chunk: e.chunk,
-            }),
-            None => Err(corrupt(FormatError::Corrupt {
-                what: "live vector slot without owner",
-                value: slot as u64,
-            })),
+            Some(e) => Ok(Hit { slot, key, ino: e.ino, chunk: e.chunk }),
+            None => Err(corrupt(FormatError::Corrupt { what: "live vector slot without owner", value: slot as u64 })),
         })
         .collect()
 }
@@ -599,9 +493,7 @@ pub fn search<B: Blocks<Error = Error>>(
 /// of a mounted filesystem (depth first, names sorted by bytes, a directory's entries recorded
 /// when it is listed), so a file with several links gets the same path both ways.
 /// Errors: those of reading the directories.
-pub fn file_paths<D: BlockDevice<Error = io::Error>>(
-    img: &Image<D>,
-) -> Result<HashMap<u64, String>> {
+pub fn file_paths<D: BlockDevice<Error = io::Error>>(img: &Image<D>) -> Result<HashMap<u64, String>> {
     let mut out: HashMap<u64, String> = HashMap::from([(ROOT_INO as u64, ".".to_string())]);
     let mut stack = vec![(ROOT_INO, String::new())];
     // A directory linked twice (corrupt) is listed once: no endless walk.
@@ -616,11 +508,7 @@ pub fn file_paths<D: BlockDevice<Error = io::Error>>(
         let mut subdirs = Vec::new();
         for e in entries {
             let name = String::from_utf8_lossy(&e.name);
-            let child = if rel.is_empty() {
-                name.into_owned()
-            } else {
-                format!("{rel}/{name}")
-            };
+            let child = if rel.is_empty() { name.into_owned() } else { format!("{rel}/{name}") };
             if e.file_type == DT_DIR {
                 subdirs.push((e.ino, child.clone()));
             }
@@ -652,12 +540,7 @@ impl Searcher {
     pub fn new(img: Image<MapDevice>, max_ef: usize) -> Result<Searcher> {
         let mut mem = IndexMem::new(img.sb(), max_ef.max(DEFAULT_EF))?;
         let header = mem.open_index(img.device())?.0.header;
-        Ok(Searcher {
-            img,
-            mem,
-            header,
-            paths: None,
-        })
+        Ok(Searcher { img, mem, header, paths: None })
     }
 
     /// The image.

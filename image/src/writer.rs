@@ -7,13 +7,9 @@ use std::io;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use vexfs_core::distance::{best_impl, first_nonfinite, Impl};
-use vexfs_core::format::dir::{
-    self, dt_from_mode, init_dir_block, seal_dir_block, valid_name, DT_DIR,
-};
+use vexfs_core::format::dir::{self, dt_from_mode, init_dir_block, seal_dir_block, valid_name, DT_DIR};
 use vexfs_core::format::extent::{extent_block_build, MAX_EXTENTS};
-use vexfs_core::format::inode::{
-    Extent, Inode, INLINE_EXTENTS, INLINE_VEC_IDS, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG,
-};
+use vexfs_core::format::inode::{Extent, Inode, INLINE_EXTENTS, INLINE_VEC_IDS, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
 use vexfs_core::format::superblock::Region;
 use vexfs_core::format::vector::{vec_ids_block_build, HnswHeader, MapEntry, MAX_CHUNKS};
 use vexfs_core::format::{bit_find_clear, bit_set, bit_test, BLOCK_SIZE};
@@ -36,10 +32,7 @@ pub struct FileOpts {
 
 impl Default for FileOpts {
     fn default() -> Self {
-        FileOpts {
-            mode: S_IFREG | 0o644,
-            max_extent_blocks: u32::MAX,
-        }
+        FileOpts { mode: S_IFREG | 0o644, max_extent_blocks: u32::MAX }
     }
 }
 
@@ -69,9 +62,7 @@ struct VecState {
 }
 
 fn now() -> (i64, u32) {
-    let d = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
+    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
     (d.as_secs() as i64, d.subsec_nanos())
 }
 
@@ -125,19 +116,14 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
     /// then holds a consistent filesystem (for checking it between steps). Errors: `Io`.
     pub fn sync(&mut self) -> Result<()> {
         self.flush_vectors()?;
-        self.img
-            .write_region_changes(Region::BlockBitmap, &self.blocks_old, &self.blocks)?;
+        self.img.write_region_changes(Region::BlockBitmap, &self.blocks_old, &self.blocks)?;
         self.blocks_old.clone_from(&self.blocks);
-        self.img
-            .write_region_changes(Region::InodeBitmap, &self.inodes_old, &self.inodes)?;
+        self.img.write_region_changes(Region::InodeBitmap, &self.inodes_old, &self.inodes)?;
         self.inodes_old.clone_from(&self.inodes);
         let mut b = [0u8; BLOCK_SIZE];
         self.img.sb().encode(&mut b);
         self.img.write_block(0, &b)?;
-        self.img
-            .device_mut()
-            .flush()
-            .map_err(Error::io("flushing the device"))
+        self.img.device_mut().flush().map_err(Error::io("flushing the device"))
     }
 
     /// Creates directory `name` in directory `parent` with permission bits `perm`; returns
@@ -145,14 +131,10 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
     /// space), `Io`, `Format`.
     pub fn mkdir(&mut self, parent: u32, name: &str, perm: u16) -> Result<u32> {
         let ino = self.alloc_inode()?;
-        self.img
-            .write_inode(ino, &new_inode(S_IFDIR | (perm & !S_IFMT), 2, parent))?;
+        self.img.write_inode(ino, &new_inode(S_IFDIR | (perm & !S_IFMT), 2, parent))?;
         self.add_entry(parent, name, ino, DT_DIR)?;
         let mut p = self.img.inode(parent)?;
-        p.links = p
-            .links
-            .checked_add(1)
-            .ok_or_else(|| Error::Invalid("too many subdirectories".into()))?;
+        p.links = p.links.checked_add(1).ok_or_else(|| Error::Invalid("too many subdirectories".into()))?;
         self.img.write_inode(parent, &p)?;
         Ok(ino)
     }
@@ -165,13 +147,7 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
     }
 
     /// [`Self::create`] with a chosen mode and extent layout.
-    pub fn create_with(
-        &mut self,
-        parent: u32,
-        name: &str,
-        data: &[u8],
-        opts: FileOpts,
-    ) -> Result<u32> {
+    pub fn create_with(&mut self, parent: u32, name: &str, data: &[u8], opts: FileOpts) -> Result<u32> {
         let mode = S_IFREG | (opts.mode & !S_IFMT);
         self.create_inode(parent, name, mode, data, opts.max_extent_blocks.max(1))
     }
@@ -180,10 +156,7 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
     /// Errors: as [`Self::mkdir`]; `Invalid` for an empty target or one over 4096 bytes.
     pub fn symlink(&mut self, parent: u32, name: &str, target: &str) -> Result<u32> {
         if target.is_empty() || target.len() > BLOCK_SIZE {
-            return Err(Error::Invalid(format!(
-                "symlink target of {} bytes",
-                target.len()
-            )));
+            return Err(Error::Invalid(format!("symlink target of {} bytes", target.len())));
         }
         self.create_inode(parent, name, S_IFLNK | 0o777, target.as_bytes(), u32::MAX)
     }
@@ -196,10 +169,7 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
             return Err(Error::Invalid("no hard links to directories".into()));
         }
         self.add_entry(parent, name, ino, dt_from_mode(inode.mode))?;
-        inode.links = inode
-            .links
-            .checked_add(1)
-            .ok_or_else(|| Error::Invalid("too many links".into()))?;
+        inode.links = inode.links.checked_add(1).ok_or_else(|| Error::Invalid("too many links".into()))?;
         self.img.write_inode(ino, &inode)
     }
 
@@ -240,19 +210,12 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
         for (i, v) in vectors.iter().enumerate() {
             let v = v.as_ref();
             if v.len() != dim {
-                return Err(Error::Invalid(format!(
-                    "vector {i} has {} components, the filesystem {dim}",
-                    v.len()
-                )));
+                return Err(Error::Invalid(format!("vector {i} has {} components, the filesystem {dim}", v.len())));
             }
             data.extend(v.iter().map(|x| x.to_bits()));
         }
         if let Some(j) = first_nonfinite(&data) {
-            return Err(Error::Invalid(format!(
-                "vector {} component {} is NaN or infinite",
-                j / dim,
-                j % dim
-            )));
+            return Err(Error::Invalid(format!("vector {} component {} is NaN or infinite", j / dim, j % dim)));
         }
         let count = vectors.len();
         if count == 0 {
@@ -280,10 +243,7 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
             }
             let mut new = Vec::with_capacity(count);
             for (i, v) in data.chunks(dim).enumerate() {
-                let owner = MapEntry {
-                    ino: ino as u64,
-                    chunk: (first + i) as u32,
-                };
+                let owner = MapEntry { ino: ino as u64, chunk: (first + i) as u32 };
                 match ix.insert(b, &mut pad.scratch, pad.visited, v, owner) {
                     Ok(slot) => new.push(slot),
                     Err(e) => {
@@ -297,27 +257,11 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
             Ok(new)
         })?;
         let end = first + count;
-        let tail = if truncate {
-            &[][..]
-        } else {
-            old.get(end..).unwrap_or(&[])
-        };
-        let ids: Vec<u32> = old[..first]
-            .iter()
-            .chain(&new)
-            .chain(tail)
-            .copied()
-            .collect();
+        let tail = if truncate { &[][..] } else { old.get(end..).unwrap_or(&[]) };
+        let ids: Vec<u32> = old[..first].iter().chain(&new).chain(tail).copied().collect();
         self.store_vec_ids(ino, &ids)?;
-        let gone_end = if truncate {
-            old.len()
-        } else {
-            end.min(old.len())
-        };
-        let gone = old
-            .get(first.min(old.len())..gone_end)
-            .unwrap_or(&[])
-            .to_vec();
+        let gone_end = if truncate { old.len() } else { end.min(old.len()) };
+        let gone = old.get(first.min(old.len())..gone_end).unwrap_or(&[]).to_vec();
         self.with_index(|ix, b, pad| {
             for slot in gone {
                 ix.remove(b, &mut pad.scratch, slot)?;
@@ -381,29 +325,13 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
             let cache = BlockCache::for_vectors(sb);
             let mut mem = IndexMem::new(sb, MAX_EF)?;
             let imp = best_impl();
-            let blocks = CachedBlocks {
-                dev: self.img.device(),
-                cache: &cache,
-                imp,
-            };
+            let blocks = CachedBlocks { dev: self.img.device(), cache: &cache, imp };
             let header = mem.open_index(&blocks)?.0.header;
-            self.vec = Some(VecState {
-                cache,
-                mem,
-                header,
-                hint: 0,
-                imp,
-            });
+            self.vec = Some(VecState { cache, mem, header, hint: 0, imp });
         }
         let Writer { img, vec, .. } = self;
-        let st = vec
-            .as_mut()
-            .ok_or_else(|| Error::Invalid("vector index not open".into()))?;
-        let blocks = CachedBlocks {
-            dev: img.device(),
-            cache: &st.cache,
-            imp: st.imp,
-        };
+        let st = vec.as_mut().ok_or_else(|| Error::Invalid("vector index not open".into()))?;
+        let blocks = CachedBlocks { dev: img.device(), cache: &st.cache, imp: st.imp };
         let (mut ix, mut pad) = st.mem.with_header(st.header, st.hint);
         let r = f(&mut ix, &blocks, &mut pad);
         st.header = ix.header;
@@ -436,14 +364,7 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
         self.img.write_inode(ino, &inode)
     }
 
-    fn create_inode(
-        &mut self,
-        parent: u32,
-        name: &str,
-        mode: u16,
-        data: &[u8],
-        max_run: u32,
-    ) -> Result<u32> {
+    fn create_inode(&mut self, parent: u32, name: &str, mode: u16, data: &[u8], max_run: u32) -> Result<u32> {
         let ino = self.alloc_inode()?;
         let mut inode = new_inode(mode, 1, 0);
         inode.size = data.len() as u64;
@@ -454,25 +375,17 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
             }
             let l = u32::try_from(l).map_err(|_| Error::Invalid("file too large".into()))?;
             let grow = extents.last().is_some_and(|e| {
-                e.logical_end() == l as u64
-                    && e.len < max_run
-                    && self.is_free(e.start + e.len as u64)
+                e.logical_end() == l as u64 && e.len < max_run && self.is_free(e.start + e.len as u64)
             });
             let blk = if grow {
-                let e = extents
-                    .last_mut()
-                    .ok_or_else(|| Error::Invalid("no extent".into()))?;
+                let e = extents.last_mut().ok_or_else(|| Error::Invalid("no extent".into()))?;
                 let b = e.start + e.len as u64;
                 self.take_block(b);
                 e.len += 1;
                 b
             } else {
                 let b = self.alloc_block()?;
-                extents.push(Extent {
-                    logical: l,
-                    len: 1,
-                    start: b,
-                });
+                extents.push(Extent { logical: l, len: 1, start: b });
                 b
             };
             let mut buf = [0u8; BLOCK_SIZE];
@@ -489,10 +402,7 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
     /// Stores `extents` in `inode` (inline, then an extent block allocated on demand).
     fn set_extents(&mut self, ino: u32, inode: &mut Inode, extents: Vec<Extent>) -> Result<()> {
         if extents.len() > MAX_EXTENTS {
-            return Err(Error::Invalid(format!(
-                "inode {ino}: {} extents, at most {MAX_EXTENTS}",
-                extents.len()
-            )));
+            return Err(Error::Invalid(format!("inode {ino}: {} extents, at most {MAX_EXTENTS}", extents.len())));
         }
         inode.nr_extents = extents.len() as u32;
         inode.extents = Default::default();
@@ -505,12 +415,7 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
                 inode.blocks += 1;
             }
             let mut b = [0u8; BLOCK_SIZE];
-            extent_block_build(
-                &mut b,
-                inode.extent_block,
-                ino as u64,
-                &extents[INLINE_EXTENTS..],
-            );
+            extent_block_build(&mut b, inode.extent_block, ino as u64, &extents[INLINE_EXTENTS..]);
             self.img.write_block(inode.extent_block, &b)?;
         }
         Ok(())
@@ -525,20 +430,10 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
         if !valid_name(name.as_bytes()) {
             return Err(Error::Invalid(format!("invalid name {name:?}")));
         }
-        if self
-            .img
-            .read_dir(dir, &d)?
-            .iter()
-            .any(|e| e.name == name.as_bytes())
-        {
-            return Err(Error::Invalid(format!(
-                "{name:?} exists in directory {dir}"
-            )));
+        if self.img.read_dir(dir, &d)?.iter().any(|e| e.name == name.as_bytes()) {
+            return Err(Error::Invalid(format!("{name:?} exists in directory {dir}")));
         }
-        let fmt = |e| Error::Format {
-            what: format!("directory {dir}"),
-            err: e,
-        };
+        let fmt = |e| Error::Format { what: format!("directory {dir}"), err: e };
         for (_, blk) in self.img.dir_blocks(dir, &d)? {
             let mut b = self.img.read_block(blk)?;
             if dir::insert(&mut b[..], name.as_bytes(), ino, file_type).map_err(fmt)? {
@@ -556,11 +451,7 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
         let mut extents = self.img.extents(dir, &d)?;
         match extents.last_mut() {
             Some(e) if e.start + e.len as u64 == blk => e.len += 1,
-            _ => extents.push(Extent {
-                logical,
-                len: 1,
-                start: blk,
-            }),
+            _ => extents.push(Extent { logical, len: 1, start: blk }),
         }
         d.size += BS;
         d.blocks += 1;
@@ -570,8 +461,7 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
 
     fn alloc_inode(&mut self) -> Result<u32> {
         let count = self.img.sb().inode_count as usize;
-        let i = bit_find_clear(&self.inodes, 0, count)
-            .ok_or_else(|| Error::Invalid("no free inode".into()))?;
+        let i = bit_find_clear(&self.inodes, 0, count).ok_or_else(|| Error::Invalid("no free inode".into()))?;
         bit_set(&mut self.inodes, i, true);
         self.img.sb_mut().free_inodes -= 1;
         Ok(i as u32 + 1)

@@ -10,21 +10,12 @@ fn fresh_filesystem_is_clean_and_empty() {
     let mut dev = MemDevice::new(SAMPLE_BLOCKS);
     let sb = mkfs::format(&mut dev, &sample::params(SAMPLE_BLOCKS), false).unwrap();
     assert_eq!(sb.free_inodes, sb.inode_count - 1);
-    assert_eq!(
-        sb.free_blocks,
-        SAMPLE_BLOCKS - sb.region(Region::Data).start - 1
-    );
-    assert_eq!(
-        dev.bytes[..4096],
-        dev.bytes[(SAMPLE_BLOCKS as usize - 1) * 4096..]
-    );
+    assert_eq!(sb.free_blocks, SAMPLE_BLOCKS - sb.region(Region::Data).start - 1);
+    assert_eq!(dev.bytes[..4096], dev.bytes[(SAMPLE_BLOCKS as usize - 1) * 4096..]);
     let img = Image::open(dev).unwrap();
     let root = img.inode(ROOT_INO).unwrap();
     assert!(root.is_dir());
-    assert_eq!(
-        (root.links, root.parent, root.size, root.blocks),
-        (2, ROOT_INO, 0, 0)
-    );
+    assert_eq!((root.links, root.parent, root.size, root.blocks), (2, ROOT_INO, 0, 0));
     assert!(img.read_dir(ROOT_INO, &root).unwrap().is_empty());
     let (out, _) = fsck::run(img.into_device(), Mode::Check).unwrap();
     assert!(out.report.problems.is_empty(), "{:?}", out.report.problems);
@@ -54,14 +45,8 @@ fn sample_tree_reads_back_and_is_clean() {
     let many = img.inode(t.many).unwrap();
     assert_eq!(many.size, 2 * 4096);
     assert_eq!(img.read_dir(t.many, &many).unwrap().len(), 150);
-    assert!(matches!(
-        img.lookup("/nope"),
-        Err(vexfs_image::Error::NotFound(_))
-    ));
-    assert!(matches!(
-        img.lookup("/hello.txt/x"),
-        Err(vexfs_image::Error::NotADirectory(_))
-    ));
+    assert!(matches!(img.lookup("/nope"), Err(vexfs_image::Error::NotFound(_))));
+    assert!(matches!(img.lookup("/hello.txt/x"), Err(vexfs_image::Error::NotADirectory(_))));
     let (out, _) = fsck::run(img.into_device(), Mode::Check).unwrap();
     assert!(out.report.problems.is_empty(), "{:?}", out.report.problems);
     assert_eq!(out.exit_code(), 0);

@@ -36,10 +36,7 @@ fn pydocs() -> &'static Data {
             queries: read_fvecs(dir.join("query.fvecs")).unwrap(),
             gt: read_ivecs(dir.join("groundtruth.ivecs")).unwrap(),
         };
-        assert_eq!(
-            (d.base.len(), d.base[0].len(), d.queries.len()),
-            (2000, 384, 100)
-        );
+        assert_eq!((d.base.len(), d.base[0].len(), d.queries.len()), (2000, 384, 100));
         d
     })
 }
@@ -87,9 +84,7 @@ fn built() -> &'static Built {
         let mut i = 0;
         while next < d.base.len() {
             let n = (1 + i % 9).min(d.base.len() - next);
-            let ino = w
-                .create(docs, &format!("f{i:04}"), format!("file {i}\n").as_bytes())
-                .unwrap();
+            let ino = w.create(docs, &format!("f{i:04}"), format!("file {i}\n").as_bytes()).unwrap();
             let slots = w.set_embeddings(ino, &d.base[next..next + n]).unwrap();
             assert_eq!(slots.len(), n);
             let ids: Vec<u32> = (next..next + n).map(|x| x as u32).collect();
@@ -102,19 +97,12 @@ fn built() -> &'static Built {
         }
         let h = w.vector_header().unwrap();
         assert_eq!((h.live, h.deleted), (2000, 0));
-        Built {
-            bytes: w.commit().unwrap().into_device().bytes,
-            owner,
-            files,
-        }
+        Built { bytes: w.commit().unwrap().into_device().bytes, owner, files }
     })
 }
 
 fn problems(bytes: &[u8]) -> Vec<Problem> {
-    let (img, early) = fsck::open(MemDevice {
-        bytes: bytes.to_vec(),
-    })
-    .unwrap();
+    let (img, early) = fsck::open(MemDevice { bytes: bytes.to_vec() }).unwrap();
     fsck::check(&img, early).unwrap().problems
 }
 
@@ -127,10 +115,7 @@ fn assert_clean(bytes: &[u8], step: &str) {
 fn recall(hits: &[Vec<Hit>], owner: &HashMap<(u64, u32), u32>, truth: &[Vec<u32>]) -> f64 {
     let mut found = 0;
     for (h, t) in hits.iter().zip(truth) {
-        found += h
-            .iter()
-            .filter(|x| t[..K].contains(&owner[&(x.ino, x.chunk)]))
-            .count();
+        found += h.iter().filter(|x| t[..K].contains(&owner[&(x.ino, x.chunk)])).count();
     }
     found as f64 / (K * truth.len()) as f64
 }
@@ -145,10 +130,7 @@ fn brute_force(live: &HashSet<u32>) -> Vec<Vec<u32>> {
                 .iter()
                 .map(|&i| {
                     let v = &d.base[i as usize];
-                    (
-                        q.iter().zip(v).map(|(a, b)| ((a - b) as f64).powi(2)).sum(),
-                        i,
-                    )
+                    (q.iter().zip(v).map(|(a, b)| ((a - b) as f64).powi(2)).sum(), i)
                 })
                 .collect();
             all.sort_by(|a, b| a.partial_cmp(b).unwrap());
@@ -158,19 +140,11 @@ fn brute_force(live: &HashSet<u32>) -> Vec<Vec<u32>> {
 }
 
 fn search_all(s: &mut Searcher) -> Vec<Vec<Hit>> {
-    pydocs()
-        .queries
-        .iter()
-        .map(|q| s.search(q, K, EF).unwrap())
-        .collect()
+    pydocs().queries.iter().map(|q| s.search(q, K, EF).unwrap()).collect()
 }
 
 fn searcher(bytes: &[u8]) -> Searcher {
-    Searcher::new(
-        Image::open(MapDevice::from_bytes(bytes).unwrap()).unwrap(),
-        EF,
-    )
-    .unwrap()
+    Searcher::new(Image::open(MapDevice::from_bytes(bytes).unwrap()).unwrap(), EF).unwrap()
 }
 
 #[test]
@@ -183,24 +157,10 @@ fn pydocs_recall_through_the_image_index() {
     let r = recall(&first, &b.owner, &d.gt);
     eprintln!("pydocs small through the image: recall@{K} {r:.4} at ef {EF}");
     assert!(r >= 0.95, "recall@{K} {r}");
-    assert_eq!(
-        first,
-        search_all(&mut searcher(&b.bytes)),
-        "a second open of the image"
-    );
+    assert_eq!(first, search_all(&mut searcher(&b.bytes)), "a second open of the image");
     // Through the writer's cache on the same bytes: the same again.
-    let mut w = Writer::new(
-        Image::open(MemDevice {
-            bytes: b.bytes.clone(),
-        })
-        .unwrap(),
-    )
-    .unwrap();
-    let via_writer: Vec<Vec<Hit>> = d
-        .queries
-        .iter()
-        .map(|q| w.search(q, K, EF).unwrap())
-        .collect();
+    let mut w = Writer::new(Image::open(MemDevice { bytes: b.bytes.clone() }).unwrap()).unwrap();
+    let via_writer: Vec<Vec<Hit>> = d.queries.iter().map(|q| w.search(q, K, EF).unwrap()).collect();
     assert_eq!(first, via_writer, "the writer's block cache");
     // Results are nearest first, with distances as the kernel computes them.
     for h in &first {
@@ -208,10 +168,7 @@ fn pydocs_recall_through_the_image_index() {
         assert!(h.windows(2).all(|p| p[0].key <= p[1].key));
     }
     // Paths name the files.
-    let img = Image::open(MemDevice {
-        bytes: b.bytes.clone(),
-    })
-    .unwrap();
+    let img = Image::open(MemDevice { bytes: b.bytes.clone() }).unwrap();
     let paths = file_paths(&img).unwrap();
     assert_eq!(paths[&(b.files[0].0 as u64)], "docs/f0000");
     assert_eq!(paths[&(ROOT_INO as u64)], ".");
@@ -221,20 +178,10 @@ fn pydocs_recall_through_the_image_index() {
 fn deletes_purge_and_slot_reuse() {
     let d = pydocs();
     let b = built();
-    let mut w = Writer::new(
-        Image::open(MemDevice {
-            bytes: b.bytes.clone(),
-        })
-        .unwrap(),
-    )
-    .unwrap();
+    let mut w = Writer::new(Image::open(MemDevice { bytes: b.bytes.clone() }).unwrap()).unwrap();
     // Remove the embeddings of files, in a scrambled order, until 30% of the vectors are gone.
     let mut order: Vec<usize> = (0..b.files.len()).collect();
-    order.sort_by_key(|&i| {
-        (i as u64)
-            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-            .rotate_left(17)
-    });
+    order.sort_by_key(|&i| (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(17));
     let mut live: HashSet<u32> = (0..2000).collect();
     let mut freed_slots = HashSet::new();
     let mut removed = Vec::new();
@@ -255,27 +202,14 @@ fn deletes_purge_and_slot_reuse() {
     assert_eq!(h.live as usize, live.len());
     assert!(h.deleted > 0, "some tombstones are left to check: {h:?}");
     w.sync().unwrap();
-    assert_clean(
-        &w.image().device().bytes,
-        "after deleting 30% (with tombstones)",
-    );
+    assert_clean(&w.image().device().bytes, "after deleting 30% (with tombstones)");
     let truth = brute_force(&live);
-    let hits: Vec<Vec<Hit>> = d
-        .queries
-        .iter()
-        .map(|q| w.search(q, K, EF).unwrap())
-        .collect();
+    let hits: Vec<Vec<Hit>> = d.queries.iter().map(|q| w.search(q, K, EF).unwrap()).collect();
     for h in hits.iter().flatten() {
-        assert!(
-            live.contains(&b.owner[&(h.ino, h.chunk)]),
-            "a removed vector was returned: {h:?}"
-        );
+        assert!(live.contains(&b.owner[&(h.ino, h.chunk)]), "a removed vector was returned: {h:?}");
     }
     let r = recall(&hits, &b.owner, &truth);
-    eprintln!(
-        "after deleting 30%: recall@{K} {r:.4} ({} tombstones)",
-        h.deleted
-    );
+    eprintln!("after deleting 30%: recall@{K} {r:.4} ({} tombstones)", h.deleted);
     assert!(r >= 0.95, "recall@{K} after deletes {r}");
 
     // Purge: no tombstone left, fsck clean, the same recall.
@@ -285,11 +219,7 @@ fn deletes_purge_and_slot_reuse() {
     assert_ne!(h.entry, NO_SLOT);
     w.sync().unwrap();
     assert_clean(&w.image().device().bytes, "after the purge");
-    let hits: Vec<Vec<Hit>> = d
-        .queries
-        .iter()
-        .map(|q| w.search(q, K, EF).unwrap())
-        .collect();
+    let hits: Vec<Vec<Hit>> = d.queries.iter().map(|q| w.search(q, K, EF).unwrap()).collect();
     let r = recall(&hits, &b.owner, &truth);
     assert!(r >= 0.95, "recall@{K} after the purge {r}");
 
@@ -310,21 +240,14 @@ fn deletes_purge_and_slot_reuse() {
         reused.extend(slots);
     }
     assert_eq!(reused.len(), freed_slots.len());
-    assert!(
-        reused.iter().all(|s| freed_slots.contains(s)),
-        "new vectors went to slots never freed"
-    );
+    assert!(reused.iter().all(|s| freed_slots.contains(s)), "new vectors went to slots never freed");
     let bytes = w.commit().unwrap().into_device().bytes;
     assert_clean(&bytes, "after reusing the freed slots");
     let hits = search_all(&mut searcher(&bytes));
     let r = recall(&hits, &owner, &d.gt);
     eprintln!("after re-adding the deleted vectors: recall@{K} {r:.4}");
     assert!(r >= 0.95, "recall@{K} after reuse {r}");
-    assert_eq!(
-        hits,
-        search_all(&mut searcher(&bytes)),
-        "a second open of the image"
-    );
+    assert_eq!(hits, search_all(&mut searcher(&bytes)), "a second open of the image");
 }
 
 // ---- the writer's rules, on the small sample image (dimension 8, cosine) --------------------------
@@ -374,10 +297,7 @@ fn chunk_lists_grow_into_a_vector_id_block_and_shrink_back() {
     let s3 = w.set_chunks(t.hello, 0, &vecs(2, 4), true).unwrap();
     assert_eq!(s3.len(), 2);
     let i = w.image().inode(t.hello).unwrap();
-    assert_eq!(
-        (i.vec_count, i.vec_block, i.blocks, &i.vec_ids[2..]),
-        (2, 0, blocks0, &[0, 0][..])
-    );
+    assert_eq!((i.vec_count, i.vec_block, i.blocks, &i.vec_ids[2..]), (2, 0, blocks0, &[0, 0][..]));
     assert_eq!(w.image().sb().free_blocks, free0);
     let h = w.vector_header().unwrap();
     assert_eq!((h.live, h.deleted), (2, 8));
@@ -423,11 +343,7 @@ fn the_writer_refuses_what_the_kernel_refuses() {
     assert!(err(w.set_embeddings(t.hello, &nan)).contains("vector 1 component 3"));
     assert!(err(w.set_chunks(t.hello, 1, &vecs(1, 1), false)).contains("gap"));
     assert!(err(w.set_chunks(t.hello, 1020, &vecs(1, 1), false)).contains("limit"));
-    assert!(w
-        .search(&[f32::INFINITY; 8], 1, 0)
-        .unwrap_err()
-        .to_string()
-        .contains("component 0"));
+    assert!(w.search(&[f32::INFINITY; 8], 1, 0).unwrap_err().to_string().contains("component 0"));
     assert!(w.search(&[0.5; 8], 0, 0).is_err());
     assert!(w.search(&[0.5; 8], 10, 5).is_err());
     // Nothing was changed by the refusals.
@@ -448,10 +364,7 @@ fn a_full_index_says_so_and_changes_nothing() {
     let g = w.create(ROOT_INO, "g", b"y").unwrap();
     w.set_embeddings(f, &vecs(4, 1)).unwrap();
     w.set_embeddings(g, &vecs(1, 2)).unwrap();
-    let e = w
-        .set_chunks(g, 1, &vecs(1, 3), false)
-        .unwrap_err()
-        .to_string();
+    let e = w.set_chunks(g, 1, &vecs(1, 3), false).unwrap_err().to_string();
     assert!(e.contains("no room for 1 more vectors"), "{e}");
     assert_eq!(w.image().inode(g).unwrap().vec_count, 1);
     // Four tombstones: too few for the purge policy, so every slot stays taken...

@@ -11,9 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, ValueEnum};
 use vexfs_image::show::{device_map_table, encode_label, format_uuid, human_bytes, parse_uuid};
-use vexfs_image::vexfs_core::format::layout::{
-    layout, MkfsParams, DEFAULT_EF_CONSTRUCTION, DEFAULT_M,
-};
+use vexfs_image::vexfs_core::format::layout::{layout, MkfsParams, DEFAULT_EF_CONSTRUCTION, DEFAULT_M};
 use vexfs_image::vexfs_core::format::superblock::{Metric, Superblock, FORMAT_VERSION, MAGIC};
 use vexfs_image::vexfs_core::format::BLOCK_SIZE;
 use vexfs_image::vexfs_core::io::BlockDevice;
@@ -108,8 +106,7 @@ fn parse_size(s: &str) -> Result<u64, String> {
         _ => (s, 0),
     };
     let n: u64 = digits.parse().map_err(|_| format!("invalid size '{s}'"))?;
-    n.checked_mul(1 << shift)
-        .ok_or_else(|| format!("size '{s}' is too large"))
+    n.checked_mul(1 << shift).ok_or_else(|| format!("size '{s}' is too large"))
 }
 
 fn main() -> ExitCode {
@@ -117,11 +114,7 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() {
-                ExitCode::from(1)
-            } else {
-                ExitCode::SUCCESS
-            };
+            return if e.use_stderr() { ExitCode::from(1) } else { ExitCode::SUCCESS };
         }
     };
     match run(&cli) {
@@ -161,9 +154,7 @@ fn inspect_target(path: &Path) -> Result<Target, String> {
     } else if meta.is_file() {
         Ok(Target::File(meta.len()))
     } else {
-        Err(format!(
-            "{shown} is neither a block device nor a regular file"
-        ))
+        Err(format!("{shown} is neither a block device nor a regular file"))
     }
 }
 
@@ -175,9 +166,7 @@ fn existing_filesystem(path: &Path) -> Result<Option<String>, String> {
         .and_then(|f| f.take(BLOCK_SIZE as u64).read_to_end(&mut head))
         .map_err(|e| format!("{}: {e}", path.display()))?;
     if head.len() >= 4 && u32::from_le_bytes([head[0], head[1], head[2], head[3]]) == MAGIC {
-        let label = Superblock::decode(&head)
-            .map(|sb| sb.label_str().to_string())
-            .unwrap_or_default();
+        let label = Superblock::decode(&head).map(|sb| sb.label_str().to_string()).unwrap_or_default();
         return Ok(Some(if label.is_empty() {
             "a vexfs filesystem".into()
         } else {
@@ -204,15 +193,9 @@ fn run(cli: &Cli) -> Result<(), String> {
     };
     let target = inspect_target(&cli.device)?;
     let bytes = match (&target, cli.size) {
-        (Target::Missing, None) => {
-            return Err(format!(
-                "{shown} does not exist; give a SIZE to create an image file"
-            ))
-        }
+        (Target::Missing, None) => return Err(format!("{shown} does not exist; give a SIZE to create an image file")),
         (Target::BlockDevice(dev), Some(size)) if size > *dev => {
-            return Err(format!(
-                "{shown} has {dev} bytes, less than the requested {size}"
-            ))
+            return Err(format!("{shown} has {dev} bytes, less than the requested {size}"))
         }
         (_, Some(size)) => size,
         (Target::File(n) | Target::BlockDevice(n), None) => *n,
@@ -233,17 +216,13 @@ fn run(cli: &Cli) -> Result<(), String> {
         ef_construction: cli.ef_construction,
         uuid,
         label,
-        now: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
+        now: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
         seed: match cli.seed {
             Some(s) => s,
             None => u64::from_le_bytes(random_bytes()?),
         },
     };
-    let sb = layout(&params)
-        .map_err(|e| format!("cannot lay out {} bytes with these parameters: {e}", bytes))?;
+    let sb = layout(&params).map_err(|e| format!("cannot lay out {} bytes with these parameters: {e}", bytes))?;
     if !cli.quiet {
         print_summary(cli, &sb);
     }
@@ -254,10 +233,7 @@ fn run(cli: &Cli) -> Result<(), String> {
         return Ok(());
     }
     let (mut dev, zeroed) = match target {
-        Target::BlockDevice(_) => (
-            FileDevice::open(&cli.device, true).map_err(|e| format!("{shown}: {e}"))?,
-            false,
-        ),
+        Target::BlockDevice(_) => (FileDevice::open(&cli.device, true).map_err(|e| format!("{shown}: {e}"))?, false),
         Target::File(_) | Target::Missing => {
             // Truncating to zero and back leaves a sparse file that reads as zeros.
             let f = OpenOptions::new()
@@ -268,21 +244,11 @@ fn run(cli: &Cli) -> Result<(), String> {
                 .open(&cli.device)
                 .and_then(|f| f.set_len(bytes).map(|()| f))
                 .map_err(|e| format!("{shown}: {e}"))?;
-            (
-                FileDevice::from_file(f).map_err(|e| format!("{shown}: {e}"))?,
-                true,
-            )
+            (FileDevice::from_file(f).map_err(|e| format!("{shown}: {e}"))?, true)
         }
     };
     if cli.verbose && !cli.quiet {
-        println!(
-            "Writing metadata{}...",
-            if zeroed {
-                ""
-            } else {
-                " (zeroing the metadata regions)"
-            }
-        );
+        println!("Writing metadata{}...", if zeroed { "" } else { " (zeroing the metadata regions)" });
     }
     mkfs::format(&mut dev, &params, zeroed).map_err(|e| format!("{shown}: {e}"))?;
     if !cli.quiet {
@@ -305,14 +271,8 @@ fn print_summary(cli: &Cli, sb: &Superblock) {
     }
     println!("Inodes:   {}", sb.inode_count);
     let metric = sb.metric().map(|m| m.name()).unwrap_or("?");
-    println!(
-        "Vectors:  {} slots of dimension {}, metric {metric}",
-        sb.vec_capacity, sb.vec_dim
-    );
-    println!(
-        "HNSW:     m {}, ef_construction {}",
-        sb.hnsw_m, sb.hnsw_ef_construction
-    );
+    println!("Vectors:  {} slots of dimension {}, metric {metric}", sb.vec_capacity, sb.vec_dim);
+    println!("HNSW:     m {}, ef_construction {}", sb.hnsw_m, sb.hnsw_ef_construction);
     if cli.verbose {
         println!(
             "Vector stride {} bytes, HNSW max level {}, seed {:#x}",

@@ -65,11 +65,7 @@ fn creates_a_sparse_image_that_fsck_finds_clean() {
     assert!(text(&o).contains("vector data"), "{}", text(&o));
     let meta = std::fs::metadata(&path).unwrap();
     assert_eq!(meta.len(), 1 << 30);
-    assert!(
-        meta.blocks() * 512 < 4 << 20,
-        "the image should stay sparse: {} bytes allocated",
-        meta.blocks() * 512
-    );
+    assert!(meta.blocks() * 512 < 4 << 20, "the image should stay sparse: {} bytes allocated", meta.blocks() * 512);
     let img = Image::open(FileDevice::open(&path, false).unwrap()).unwrap();
     let sb = img.sb();
     assert_eq!(sb.block_count, 262_144);
@@ -77,10 +73,7 @@ fn creates_a_sparse_image_that_fsck_finds_clean() {
     assert_eq!(format_uuid(&sb.uuid), uuid);
     assert_eq!(sb.inode_count, 1008);
     assert_eq!(sb.region(Region::Journal).blocks, 100);
-    assert_eq!(
-        (sb.vec_capacity, sb.vec_dim, sb.metric()),
-        (5000, 384, Some(Metric::InnerProduct))
-    );
+    assert_eq!((sb.vec_capacity, sb.vec_dim, sb.metric()), (5000, 384, Some(Metric::InnerProduct)));
     assert_eq!((sb.hnsw_m, sb.hnsw_ef_construction), (8, 64));
     let (out, _) = fsck::run(img.into_device(), Mode::Check).unwrap();
     assert!(out.report.problems.is_empty(), "{:?}", out.report.problems);
@@ -92,15 +85,8 @@ fn default_uuid_is_random_version_4() {
     let uuids: Vec<[u8; 16]> = (0..2)
         .map(|i| {
             let path = dir.path().join(format!("{i}.img"));
-            ok(&mkfs(
-                &["-q", "--dim", "4", "--metric", "cosine"],
-                &path,
-                Some("8M"),
-            ));
-            Image::open(FileDevice::open(&path, false).unwrap())
-                .unwrap()
-                .sb()
-                .uuid
+            ok(&mkfs(&["-q", "--dim", "4", "--metric", "cosine"], &path, Some("8M")));
+            Image::open(FileDevice::open(&path, false).unwrap()).unwrap().sb().uuid
         })
         .collect();
     assert_ne!(uuids[0], uuids[1]);
@@ -114,32 +100,16 @@ fn default_uuid_is_random_version_4() {
 fn dry_run_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("new.img");
-    let o = mkfs(
-        &["-n", "--dim", "8", "--metric", "cosine"],
-        &path,
-        Some("64M"),
-    );
+    let o = mkfs(&["-n", "--dim", "8", "--metric", "cosine"], &path, Some("64M"));
     ok(&o);
     let out = text(&o);
-    for row in [
-        "superblock",
-        "journal",
-        "block bitmap",
-        "inode table",
-        "hnsw index",
-        "data",
-        "backup superblock",
-    ] {
+    for row in ["superblock", "journal", "block bitmap", "inode table", "hnsw index", "data", "backup superblock"] {
         assert!(out.contains(row), "{row}: {out}");
     }
     assert!(!path.exists());
     let existing = dir.path().join("old.img");
     std::fs::write(&existing, vec![7u8; 8 << 20]).unwrap();
-    ok(&mkfs(
-        &["-n", "--dim", "8", "--metric", "cosine"],
-        &existing,
-        None,
-    ));
+    ok(&mkfs(&["-n", "--dim", "8", "--metric", "cosine"], &existing, None));
     assert!(std::fs::read(&existing).unwrap().iter().all(|&b| b == 7));
 }
 
@@ -147,30 +117,14 @@ fn dry_run_writes_nothing() {
 fn refuses_to_overwrite_vexfs_without_force() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("fs.img");
-    ok(&mkfs(
-        &["-q", "-L", "keep", "--dim", "8", "--metric", "l2"],
-        &path,
-        Some("8M"),
-    ));
+    ok(&mkfs(&["-q", "-L", "keep", "--dim", "8", "--metric", "l2"], &path, Some("8M")));
     let before = std::fs::read(&path).unwrap();
     let o = mkfs(BASIC, &path, Some("8M"));
     failed(&o);
-    assert!(
-        text(&o).contains("contains a vexfs filesystem (label 'keep'); use -f"),
-        "{}",
-        text(&o)
-    );
+    assert!(text(&o).contains("contains a vexfs filesystem (label 'keep'); use -f"), "{}", text(&o));
     assert_eq!(std::fs::read(&path).unwrap(), before);
-    ok(&mkfs(
-        &["-f", "-q", "--dim", "8", "--metric", "l2"],
-        &path,
-        Some("8M"),
-    ));
-    assert_ne!(
-        std::fs::read(&path).unwrap()[56..72],
-        before[56..72],
-        "new UUID"
-    );
+    ok(&mkfs(&["-f", "-q", "--dim", "8", "--metric", "l2"], &path, Some("8M")));
+    assert_ne!(std::fs::read(&path).unwrap()[56..72], before[56..72], "new UUID");
 }
 
 #[test]
@@ -183,11 +137,7 @@ fn refuses_to_overwrite_ext4_without_force() {
     let o = mkfs(BASIC, &path, None);
     failed(&o);
     assert!(text(&o).contains("ext2/3/4"), "{}", text(&o));
-    ok(&mkfs(
-        &["-f", "-q", "--dim", "8", "--metric", "l2"],
-        &path,
-        None,
-    ));
+    ok(&mkfs(&["-f", "-q", "--dim", "8", "--metric", "l2"], &path, None));
 }
 
 #[test]
@@ -203,18 +153,9 @@ fn uses_the_size_of_an_existing_file() {
 #[test]
 fn sizes_with_suffixes() {
     let dir = tempfile::tempdir().unwrap();
-    for (size, bytes) in [
-        ("4M", 4u64 << 20),
-        ("4096k", 4 << 20),
-        ("5000000", 5_000_000),
-        ("1g", 1 << 30),
-    ] {
+    for (size, bytes) in [("4M", 4u64 << 20), ("4096k", 4 << 20), ("5000000", 5_000_000), ("1g", 1 << 30)] {
         let path = dir.path().join(format!("{size}.img"));
-        ok(&mkfs(
-            &["-q", "--dim", "8", "--metric", "l2"],
-            &path,
-            Some(size),
-        ));
+        ok(&mkfs(&["-q", "--dim", "8", "--metric", "l2"], &path, Some(size)));
         assert_eq!(std::fs::metadata(&path).unwrap().len(), bytes, "{size}");
     }
 }
@@ -222,21 +163,14 @@ fn sizes_with_suffixes() {
 #[test]
 fn quiet_prints_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let o = mkfs(
-        &["-q", "--dim", "8", "--metric", "l2"],
-        &dir.path().join("q.img"),
-        Some("8M"),
-    );
+    let o = mkfs(&["-q", "--dim", "8", "--metric", "l2"], &dir.path().join("q.img"), Some("8M"));
     ok(&o);
     assert_eq!(text(&o), "");
 }
 
 #[test]
 fn version() {
-    let o = Command::new(env!("CARGO_BIN_EXE_mkfs-vexfs"))
-        .arg("-V")
-        .output()
-        .unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_mkfs-vexfs")).arg("-V").output().unwrap();
     ok(&o);
     assert!(text(&o).starts_with("mkfs.vexfs "), "{}", text(&o));
 }
@@ -253,14 +187,8 @@ fn failures_exit_1() {
         (&["--dim", "8", "--metric", "l2"], Some("64K")),     // too small
         (&["--dim", "8", "--metric", "l2"], None),            // no size, no file
         (&["--dim", "8", "--metric", "l2", "-U", "nope"], Some("8M")),
-        (
-            &["--dim", "8", "--metric", "l2", "-L", &"x".repeat(32)],
-            Some("8M"),
-        ),
-        (
-            &["--dim", "8", "--metric", "l2", "--hnsw-m", "1"],
-            Some("8M"),
-        ),
+        (&["--dim", "8", "--metric", "l2", "-L", &"x".repeat(32)], Some("8M")),
+        (&["--dim", "8", "--metric", "l2", "--hnsw-m", "1"], Some("8M")),
     ];
     for (args, size) in cases {
         failed(&mkfs(args, &path, *size));

@@ -12,9 +12,8 @@ use std::os::fd::{AsFd, AsRawFd};
 use nix::errno::Errno;
 
 use crate::abi::{
-    VexfsGetEmbeddings, VexfsRemoveEmbeddings, VexfsSearch, VexfsSearchResult, VexfsSetEmbeddings,
-    VexfsStats, VEXFS_IOC_GET_EMBEDDINGS, VEXFS_IOC_REMOVE_EMBEDDINGS, VEXFS_IOC_SEARCH,
-    VEXFS_IOC_SET_EMBEDDINGS, VEXFS_IOC_STATS,
+    VexfsGetEmbeddings, VexfsRemoveEmbeddings, VexfsSearch, VexfsSearchResult, VexfsSetEmbeddings, VexfsStats,
+    VEXFS_IOC_GET_EMBEDDINGS, VEXFS_IOC_REMOVE_EMBEDDINGS, VEXFS_IOC_SEARCH, VEXFS_IOC_SET_EMBEDDINGS, VEXFS_IOC_STATS,
 };
 
 nix::ioctl_write_ptr_bad!(ioc_set_embeddings, VEXFS_IOC_SET_EMBEDDINGS, VexfsSetEmbeddings);
@@ -40,10 +39,7 @@ fn count_u32(n: usize) -> u32 {
 
 /// VEXFS_IOC_STATS.
 pub fn stats(fd: impl AsFd) -> Result<VexfsStats, Errno> {
-    let mut arg = VexfsStats {
-        size: size_of_u32::<VexfsStats>(),
-        ..VexfsStats::default()
-    };
+    let mut arg = VexfsStats { size: size_of_u32::<VexfsStats>(), ..VexfsStats::default() };
     // SAFETY: `arg` is a valid, exclusively borrowed vexfs_stats of the size the request number
     // encodes; it holds no pointers.
     unsafe { ioc_stats(fd.as_fd().as_raw_fd(), &mut arg) }?;
@@ -52,13 +48,7 @@ pub fn stats(fd: impl AsFd) -> Result<VexfsStats, Errno> {
 
 /// VEXFS_IOC_SET_EMBEDDINGS: `vectors` (a whole number of `dim`-component vectors) become chunks
 /// `first_chunk ..` of the file, atomically. `fd` must be open for writing.
-pub fn set_embeddings(
-    fd: impl AsFd,
-    dim: u32,
-    first_chunk: u32,
-    flags: u32,
-    vectors: &[f32],
-) -> Result<(), Errno> {
+pub fn set_embeddings(fd: impl AsFd, dim: u32, first_chunk: u32, flags: u32, vectors: &[f32]) -> Result<(), Errno> {
     let count = match usize::try_from(dim) {
         Ok(d) if d > 0 => vectors.len() / d,
         _ => 0,
@@ -91,12 +81,7 @@ pub struct Embeddings {
 }
 
 /// VEXFS_IOC_GET_EMBEDDINGS: up to `capacity` vectors from chunk `first_chunk` on.
-pub fn get_embeddings(
-    fd: impl AsFd,
-    dim: u32,
-    first_chunk: u32,
-    capacity: u32,
-) -> Result<Embeddings, Errno> {
+pub fn get_embeddings(fd: impl AsFd, dim: u32, first_chunk: u32, capacity: u32) -> Result<Embeddings, Errno> {
     let room = usize::try_from(u64::from(capacity) * u64::from(dim)).map_err(|_| Errno::ENOMEM)?;
     let mut buf = vec![0f32; room];
     let mut arg = VexfsGetEmbeddings {
@@ -114,11 +99,7 @@ pub fn get_embeddings(
     // The kernel copied `count` (at most `capacity`) vectors.
     let copied = arg.count.min(capacity);
     buf.truncate(usize::try_from(u64::from(copied) * u64::from(dim)).unwrap_or(0));
-    Ok(Embeddings {
-        vectors: buf,
-        count: copied,
-        total: arg.total,
-    })
+    Ok(Embeddings { vectors: buf, count: copied, total: arg.total })
 }
 
 /// The number of chunks the file carries (VEXFS_IOC_GET_EMBEDDINGS of at most one vector).
@@ -129,22 +110,15 @@ pub fn chunk_count(fd: impl AsFd, dim: u32) -> Result<u32, Errno> {
 
 /// VEXFS_IOC_REMOVE_EMBEDDINGS. `fd` must be open for writing.
 pub fn remove_embeddings(fd: impl AsFd) -> Result<(), Errno> {
-    let arg = VexfsRemoveEmbeddings {
-        size: size_of_u32::<VexfsRemoveEmbeddings>(),
-        ..VexfsRemoveEmbeddings::default()
-    };
+    let arg =
+        VexfsRemoveEmbeddings { size: size_of_u32::<VexfsRemoveEmbeddings>(), ..VexfsRemoveEmbeddings::default() };
     // SAFETY: `arg` is a valid vexfs_remove_embeddings; it holds no pointers.
     unsafe { ioc_remove_embeddings(fd.as_fd().as_raw_fd(), &arg) }?;
     Ok(())
 }
 
 /// VEXFS_IOC_SEARCH: the `k` nearest embeddings to `query` (`ef_search` 0: the kernel's default).
-pub fn search(
-    fd: impl AsFd,
-    query: &[f32],
-    k: u32,
-    ef_search: u32,
-) -> Result<Vec<VexfsSearchResult>, Errno> {
+pub fn search(fd: impl AsFd, query: &[f32], k: u32, ef_search: u32) -> Result<Vec<VexfsSearchResult>, Errno> {
     let room = usize::try_from(k).map_err(|_| Errno::ENOMEM)?;
     let mut results = vec![VexfsSearchResult::default(); room];
     let mut arg = VexfsSearch {
@@ -168,12 +142,7 @@ nix::ioctl_read_bad!(tiocgwinsz, nix::libc::TIOCGWINSZ, nix::libc::winsize);
 
 /// Columns of the terminal `fd` refers to (TIOCGWINSZ); `None` if it is no terminal.
 pub fn terminal_columns(fd: impl AsFd) -> Option<u16> {
-    let mut ws = nix::libc::winsize {
-        ws_row: 0,
-        ws_col: 0,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
+    let mut ws = nix::libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
     // SAFETY: `ws` is a valid, exclusively borrowed struct winsize, which TIOCGWINSZ fills.
     unsafe { tiocgwinsz(fd.as_fd().as_raw_fd(), &mut ws) }.ok()?;
     Some(ws.ws_col)

@@ -10,8 +10,8 @@ mod abi;
 mod ioctl;
 mod mount;
 mod offline;
-mod search_image;
 mod online;
+mod search_image;
 mod vecfile;
 
 use std::process::ExitCode;
@@ -78,12 +78,7 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() {
-                Exit::Usage
-            } else {
-                Exit::Ok
-            }
-            .into();
+            return if e.use_stderr() { Exit::Usage } else { Exit::Ok }.into();
         }
     };
     if let Cmd::Search(a) = &cli.cmd {

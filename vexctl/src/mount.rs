@@ -56,11 +56,8 @@ pub fn check_vexfs(f: &File, path: &Path) -> Result<(), String> {
 
 /// The root of the mount holding `path`: the highest directory above it on the same device.
 pub fn mount_root(path: &Path) -> Result<PathBuf, String> {
-    let mut p = std::fs::canonicalize(path)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    let dev = std::fs::metadata(&p)
-        .map_err(|e| format!("{}: {e}", p.display()))?
-        .dev();
+    let mut p = std::fs::canonicalize(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let dev = std::fs::metadata(&p).map_err(|e| format!("{}: {e}", p.display()))?.dev();
     if !p.is_dir() {
         p.pop();
     }
@@ -196,7 +193,9 @@ mod tests {
         let f = File::open("/proc/self/status").unwrap();
         let e = check_vexfs(&f, Path::new("/proc/self/status")).unwrap_err();
         assert!(
-            e.starts_with("/proc/self/status is not on a vexfs mount (statfs f_type 0x9fa0, proc; vexfs is 0x56455846)"),
+            e.starts_with(
+                "/proc/self/status is not on a vexfs mount (statfs f_type 0x9fa0, proc; vexfs is 0x56455846)"
+            ),
             "{e}"
         );
         assert_eq!(fs_type_name(0x1234), "0x1234");

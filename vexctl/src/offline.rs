@@ -45,8 +45,7 @@ pub struct CatArgs {
 }
 
 fn open(path: &PathBuf) -> Result<Image<FileDevice>, String> {
-    let dev = FileDevice::open(path, false)
-        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let dev = FileDevice::open(path, false).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
     Image::open(dev).map_err(|e| format!("{}: {e}", path.display()))
 }
 
@@ -128,11 +127,7 @@ fn journal(img: &Image<FileDevice>) -> Result<JournalJson, String> {
     };
     match JournalSuper::decode(&b[..], j.start, j.blocks, &sb.uuid) {
         Ok(js) => {
-            out.state = if js.flags & JOURNAL_CLEAN != 0 {
-                "clean"
-            } else {
-                "needs recovery"
-            };
+            out.state = if js.flags & JOURNAL_CLEAN != 0 { "clean" } else { "needs recovery" };
             out.next_lsn = Some(js.next_lsn);
             out.checkpoint_lsn = Some(js.checkpoint_lsn);
             out.head = Some(js.head);
@@ -170,12 +165,7 @@ fn inspect_json(sb: &Superblock, journal: JournalJson) -> InspectJson {
         hnsw_seed: sb.hnsw_seed,
         regions: device_map(sb)
             .into_iter()
-            .map(|r| RegionJson {
-                name: r.name,
-                start: r.start,
-                blocks: r.blocks,
-                bytes: r.bytes(),
-            })
+            .map(|r| RegionJson { name: r.name, start: r.start, blocks: r.blocks, bytes: r.bytes() })
             .collect(),
         journal,
     }
@@ -200,24 +190,10 @@ pub fn inspect(a: &InspectArgs) -> CmdResult {
         j.feature_compat, j.feature_ro_compat, j.feature_incompat
     );
     println!("Block size:           {}", j.block_size);
-    println!(
-        "Blocks:               {} ({} free)",
-        j.block_count, j.free_blocks
-    );
-    println!(
-        "Inodes:               {} ({} free), root {}",
-        j.inode_count, j.free_inodes, j.root_ino
-    );
-    println!(
-        "Created:              {} ({})",
-        format_time(j.mkfs_time as i64),
-        j.mkfs_time
-    );
-    println!(
-        "Last written:         {} ({})",
-        format_time(j.write_time as i64),
-        j.write_time
-    );
+    println!("Blocks:               {} ({} free)", j.block_count, j.free_blocks);
+    println!("Inodes:               {} ({} free), root {}", j.inode_count, j.free_inodes, j.root_ino);
+    println!("Created:              {} ({})", format_time(j.mkfs_time as i64), j.mkfs_time);
+    println!("Last written:         {} ({})", format_time(j.write_time as i64), j.write_time);
     println!("Mount count:          {}", j.mount_count);
     println!(
         "Vectors:              {} slots, dim {}, metric {}, stride {} bytes",
@@ -272,19 +248,10 @@ fn format_time(secs: i64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60
-    )
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}", rem / 3600, rem % 3600 / 60)
 }
 
-fn long_line(
-    img: &Image<FileDevice>,
-    ino: u32,
-    inode: &Inode,
-    name: &str,
-) -> Result<String, String> {
+fn long_line(img: &Image<FileDevice>, ino: u32, inode: &Inode, name: &str) -> Result<String, String> {
     let mut line = format!(
         "{ino:>7} {} {:>3} {:>5} {:>5} {:>10} {} {name}",
         mode_string(inode.mode),
@@ -307,14 +274,9 @@ pub fn ls(a: &LsArgs) -> CmdResult {
     let ino = img.lookup(&a.path).map_err(|e| e.to_string())?;
     let inode = img.inode(ino).map_err(|e| e.to_string())?;
     let mut out = std::io::stdout().lock();
-    let mut put =
-        |line: String| writeln!(out, "{line}").map_err(|e| format!("writing output: {e}"));
+    let mut put = |line: String| writeln!(out, "{line}").map_err(|e| format!("writing output: {e}"));
     if !inode.is_dir() {
-        return put(if a.long {
-            long_line(&img, ino, &inode, &a.path)?
-        } else {
-            a.path.clone()
-        });
+        return put(if a.long { long_line(&img, ino, &inode, &a.path)? } else { a.path.clone() });
     }
     let mut entries = img.read_dir(ino, &inode).map_err(|e| e.to_string())?;
     entries.sort_by(|x, y| x.name.cmp(&y.name));
@@ -325,11 +287,7 @@ pub fn ls(a: &LsArgs) -> CmdResult {
             put(name)?;
             continue;
         }
-        match img
-            .inode(e.ino)
-            .map_err(|e| e.to_string())
-            .and_then(|i| long_line(&img, e.ino, &i, &name))
-        {
+        match img.inode(e.ino).map_err(|e| e.to_string()).and_then(|i| long_line(&img, e.ino, &i, &name)) {
             Ok(line) => put(line)?,
             Err(msg) => {
                 eprintln!("vexctl: {name}: {msg}");
@@ -350,9 +308,7 @@ pub fn cat(a: &CatArgs) -> CmdResult {
     }
     let data = img.read_file(ino, &inode).map_err(|e| e.to_string())?;
     let mut out = std::io::stdout().lock();
-    out.write_all(&data)
-        .and_then(|()| out.flush())
-        .map_err(|e| format!("writing output: {e}"))
+    out.write_all(&data).and_then(|()| out.flush()).map_err(|e| format!("writing output: {e}"))
 }
 
 #[cfg(test)]

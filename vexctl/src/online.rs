@@ -19,8 +19,8 @@ use nix::errno::Errno;
 use serde::Serialize;
 
 use crate::abi::{
-    distance_impl_name, metric_name, VexfsStats, VEXFS_ABI_VERSION, VEXFS_MAX_CHUNKS, VEXFS_MAX_EF, VEXFS_MAX_K, VEXFS_NO_ENTRY_POINT,
-    VEXFS_SET_TRUNCATE,
+    distance_impl_name, metric_name, VexfsStats, VEXFS_ABI_VERSION, VEXFS_MAX_CHUNKS, VEXFS_MAX_EF, VEXFS_MAX_K,
+    VEXFS_NO_ENTRY_POINT, VEXFS_SET_TRUNCATE,
 };
 use crate::ioctl;
 use crate::mount::{check_vexfs, mount_root, InodeMap};
@@ -125,10 +125,9 @@ impl SearchArgs {
     /// Checks what clap cannot: --ef against -k.
     pub fn check(&self) -> Result<(), String> {
         match self.ef {
-            Some(ef) if ef < self.k => Err(format!(
-                "--ef {ef} is below -k {}: the candidate list must hold at least K entries",
-                self.k
-            )),
+            Some(ef) if ef < self.k => {
+                Err(format!("--ef {ef} is below -k {}: the candidate list must hold at least K entries", self.k))
+            }
             _ => Ok(()),
         }
     }
@@ -136,14 +135,8 @@ impl SearchArgs {
 
 /// `A..B` (B excluded) or `A..=B` (B included), not empty.
 fn parse_rows(s: &str) -> Result<Range<u64>, String> {
-    let num = |x: &str| {
-        x.trim()
-            .parse::<u64>()
-            .map_err(|_| format!("'{x}' is not a row number"))
-    };
-    let (a, b) = s
-        .split_once("..")
-        .ok_or_else(|| format!("'{s}' is not a range A..B"))?;
+    let num = |x: &str| x.trim().parse::<u64>().map_err(|_| format!("'{x}' is not a row number"));
+    let (a, b) = s.split_once("..").ok_or_else(|| format!("'{s}' is not a range A..B"))?;
     let a = num(a)?;
     let end = match b.strip_prefix('=') {
         Some(b) => num(b)?.checked_add(1).ok_or("range too large")?,
@@ -229,14 +222,10 @@ fn meaning(call: Call, e: Errno, s: Sent) -> String {
              the file's chunks), a NaN or infinite component, or the flags/reserved fields; {abi}",
             s.dim, s.count, s.first_chunk
         ),
-        (Call::Get, Errno::EINVAL) => format!(
-            "the module refused dim {} or the flags/reserved fields; {abi}",
-            s.dim
-        ),
-        (Call::Get, Errno::ERANGE) => format!(
-            "chunk {} is past the file's last chunk (did the file change meanwhile? run again)",
-            s.first_chunk
-        ),
+        (Call::Get, Errno::EINVAL) => format!("the module refused dim {} or the flags/reserved fields; {abi}", s.dim),
+        (Call::Get, Errno::ERANGE) => {
+            format!("chunk {} is past the file's last chunk (did the file change meanwhile? run again)", s.first_chunk)
+        }
         (Call::Search, Errno::EINVAL) => format!(
             "the module refused query dim {}, k {} (1 to {VEXFS_MAX_K}), ef_search {} (0, or k \
              to {VEXFS_MAX_EF}), a NaN or infinite component, or the flags/reserved fields; {abi}",
@@ -245,33 +234,21 @@ fn meaning(call: Call, e: Errno, s: Sent) -> String {
         (Call::Stats | Call::Remove, Errno::EINVAL) => {
             format!("the module refused the flags/reserved fields; {abi}")
         }
-        (_, Errno::E2BIG) => format!(
-            "the module does not know this size of the argument struct; {abi}"
-        ),
+        (_, Errno::E2BIG) => format!("the module does not know this size of the argument struct; {abi}"),
         (_, e) => e.desc().to_string(),
     }
 }
 
 /// `PATH: VEXFS_IOC_SEARCH failed: EINVAL (Invalid argument): <meaning>`.
 fn ioctl_error(path: &Path, call: Call, e: Errno, s: Sent) -> String {
-    format!(
-        "{}: {} failed: {e:?} ({}): {}",
-        path.display(),
-        call.name(),
-        e.desc(),
-        meaning(call, e, s)
-    )
+    format!("{}: {} failed: {e:?} ({}): {}", path.display(), call.name(), e.desc(), meaning(call, e, s))
 }
 
 // Opening ------------------------------------------------------------------------------------
 
 /// Opens `path` (read-only, or write-only for `write`) and checks that it is on a vexfs.
 fn open_vexfs(path: &Path, write: bool) -> Result<File, String> {
-    let f = if write {
-        OpenOptions::new().write(true).open(path)
-    } else {
-        File::open(path)
-    };
+    let f = if write { OpenOptions::new().write(true).open(path) } else { File::open(path) };
     let f = f.map_err(|e| {
         let hint = match e.raw_os_error().map(Errno::from_raw) {
             Some(Errno::EISDIR) => ": embeddings go on regular files",
@@ -326,11 +303,7 @@ pub fn set(a: &SetArgs) -> CmdResult {
         ));
     }
     let vectors = v.rows_range(rows.start, n)?;
-    let sent = Sent {
-        dim,
-        count: u32::try_from(n).unwrap_or(u32::MAX),
-        ..Sent::default()
-    };
+    let sent = Sent { dim, count: u32::try_from(n).unwrap_or(u32::MAX), ..Sent::default() };
     ioctl::set_embeddings(&f, dim, 0, VEXFS_SET_TRUNCATE, &vectors)
         .map_err(|e| ioctl_error(&a.file, Call::Set, e, sent))
 }
@@ -339,13 +312,8 @@ pub fn set(a: &SetArgs) -> CmdResult {
 fn all_embeddings(f: &File, path: &Path, dim: u32) -> Result<Vec<Vec<f32>>, String> {
     let mut capacity = 16;
     loop {
-        let sent = Sent {
-            dim,
-            count: capacity,
-            ..Sent::default()
-        };
-        let got = ioctl::get_embeddings(f, dim, 0, capacity)
-            .map_err(|e| ioctl_error(path, Call::Get, e, sent))?;
+        let sent = Sent { dim, count: capacity, ..Sent::default() };
+        let got = ioctl::get_embeddings(f, dim, 0, capacity).map_err(|e| ioctl_error(path, Call::Get, e, sent))?;
         if got.total <= got.count {
             let d = usize::try_from(dim).unwrap_or(usize::MAX).max(1);
             return Ok(got.vectors.chunks(d).map(<[f32]>::to_vec).collect());
@@ -366,11 +334,8 @@ fn format_get(path: &str, dim: u32, chunks: &[Vec<f32>], json: bool) -> String {
         let j = GetJson { path, chunks };
         return serde_json::to_string(&j).unwrap_or_default() + "\n";
     }
-    let mut s = format!(
-        "{path}: {} chunk{} of dimension {dim}\n",
-        chunks.len(),
-        if chunks.len() == 1 { "" } else { "s" }
-    );
+    let mut s =
+        format!("{path}: {} chunk{} of dimension {dim}\n", chunks.len(), if chunks.len() == 1 { "" } else { "s" });
     for (i, c) in chunks.iter().enumerate() {
         let _ = write!(s, "chunk {i}:");
         for x in c {
@@ -397,9 +362,7 @@ pub fn rm_embedding(a: &RmEmbeddingArgs) -> CmdResult {
 
 fn print_out(s: &str) -> CmdResult {
     let mut out = io::stdout().lock();
-    out.write_all(s.as_bytes())
-        .and_then(|()| out.flush())
-        .map_err(|e| format!("writing output: {e}"))
+    out.write_all(s.as_bytes()).and_then(|()| out.flush()).map_err(|e| format!("writing output: {e}"))
 }
 
 // stats --------------------------------------------------------------------------------------
@@ -529,12 +492,7 @@ struct QueryJson<'a> {
 }
 
 fn format_json(query: u64, hits: &[Hit]) -> String {
-    serde_json::to_string(&QueryJson {
-        query,
-        results: hits,
-    })
-    .unwrap_or_default()
-        + "\n"
+    serde_json::to_string(&QueryJson { query, results: hits }).unwrap_or_default() + "\n"
 }
 
 /// Replaces control characters (tabs, escapes) by spaces: table cells stay on one line and
@@ -606,11 +564,7 @@ fn output_width() -> usize {
             return usize::from(c);
         }
     }
-    std::env::var("COLUMNS")
-        .ok()
-        .and_then(|c| c.parse().ok())
-        .filter(|&c| c > 0)
-        .unwrap_or(80)
+    std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()).filter(|&c| c > 0).unwrap_or(80)
 }
 
 /// `vexctl search`.
@@ -635,31 +589,19 @@ pub fn search(a: &SearchArgs) -> CmdResult {
     let mut out = io::stdout().lock();
     for r in rows {
         let v = q.row(r)?;
-        let sent = Sent {
-            dim: st.dim,
-            k: a.k,
-            ef,
-            ..Sent::default()
-        };
-        let results = ioctl::search(&f, &v, a.k, ef)
-            .map_err(|e| ioctl_error(&a.path, Call::Search, e, sent))?;
+        let sent = Sent { dim: st.dim, k: a.k, ef, ..Sent::default() };
+        let results = ioctl::search(&f, &v, a.k, ef).map_err(|e| ioctl_error(&a.path, Call::Search, e, sent))?;
         if map.is_none() && !results.is_empty() {
             let m = InodeMap::build(&root)?;
             for d in &m.unreadable {
-                eprintln!(
-                    "vexctl: warning: cannot list {}: results below it have no path",
-                    root.join(d).display()
-                );
+                eprintln!("vexctl: warning: cannot list {}: results below it have no path", root.join(d).display());
             }
             map = Some(m);
         }
         let mut hits: Vec<Hit> = results
             .iter()
             .map(|x| Hit {
-                path: map
-                    .as_ref()
-                    .and_then(|m| m.path(x.ino))
-                    .map(|p| p.to_string_lossy().into_owned()),
+                path: map.as_ref().and_then(|m| m.path(x.ino)).map(|p| p.to_string_lossy().into_owned()),
                 ino: x.ino,
                 chunk: x.chunk,
                 distance: x.distance,
@@ -688,8 +630,7 @@ pub fn search(a: &SearchArgs) -> CmdResult {
             }
             t
         };
-        out.write_all(s.as_bytes())
-            .map_err(|e| format!("writing output: {e}"))?;
+        out.write_all(s.as_bytes()).map_err(|e| format!("writing output: {e}"))?;
     }
     out.flush().map_err(|e| format!("writing output: {e}"))
 }
@@ -720,13 +661,8 @@ fn import_row(path: &Path, dim: u32, text: &str, v: &[f32]) -> Result<bool, Stri
                     path.display()
                 ));
             }
-            let sent = Sent {
-                dim,
-                count: 1,
-                ..Sent::default()
-            };
-            let chunks =
-                ioctl::chunk_count(&f, dim).map_err(|e| ioctl_error(path, Call::Get, e, sent))?;
+            let sent = Sent { dim, count: 1, ..Sent::default() };
+            let chunks = ioctl::chunk_count(&f, dim).map_err(|e| ioctl_error(path, Call::Get, e, sent))?;
             if chunks > 0 {
                 return Ok(false);
             }
@@ -740,15 +676,9 @@ fn import_row(path: &Path, dim: u32, text: &str, v: &[f32]) -> Result<bool, Stri
         .truncate(true)
         .open(path)
         .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-    f.write_all(text.as_bytes())
-        .map_err(|e| format!("writing {}: {e}", path.display()))?;
-    let sent = Sent {
-        dim,
-        count: 1,
-        ..Sent::default()
-    };
-    ioctl::set_embeddings(&f, dim, 0, VEXFS_SET_TRUNCATE, v)
-        .map_err(|e| ioctl_error(path, Call::Set, e, sent))?;
+    f.write_all(text.as_bytes()).map_err(|e| format!("writing {}: {e}", path.display()))?;
+    let sent = Sent { dim, count: 1, ..Sent::default() };
+    ioctl::set_embeddings(&f, dim, 0, VEXFS_SET_TRUNCATE, v).map_err(|e| ioctl_error(path, Call::Set, e, sent))?;
     Ok(true)
 }
 
@@ -801,17 +731,13 @@ pub fn import(a: &ImportArgs) -> CmdResult {
         bar.set_draw_target(ProgressDrawTarget::hidden());
     }
     bar.set_style(
-        ProgressStyle::with_template(
-            "{elapsed_precise} [{wide_bar}] {pos}/{len} rows, {per_sec}, eta {eta}",
-        )
-        .map_err(|e| e.to_string())?
-        .progress_chars("=> "),
+        ProgressStyle::with_template("{elapsed_precise} [{wide_bar}] {pos}/{len} rows, {per_sec}, eta {eta}")
+            .map_err(|e| e.to_string())?
+            .progress_chars("=> "),
     );
     let start = Instant::now();
     let (mut imported, mut skipped) = (0u64, 0u64);
-    let sync = |dirf: &File| {
-        nix::unistd::syncfs(dirf).map_err(|e| format!("syncfs {}: {e}", a.dir.display()))
-    };
+    let sync = |dirf: &File| nix::unistd::syncfs(dirf).map_err(|e| format!("syncfs {}: {e}", a.dir.display()));
     let result = vecs.for_each(|row, v| {
         let text = match &mut texts {
             Some(t) => t.next_text()?.unwrap_or_default(),
@@ -845,13 +771,7 @@ mod tests {
     use super::*;
 
     fn hit(path: Option<&str>, ino: u64, chunk: u32, distance: f32) -> Hit {
-        Hit {
-            path: path.map(str::to_string),
-            ino,
-            chunk,
-            distance,
-            text: None,
-        }
+        Hit { path: path.map(str::to_string), ino, chunk, distance, text: None }
     }
 
     #[test]
@@ -876,8 +796,7 @@ mod tests {
         }
         // f32 distances print as the shortest decimal that reads back the same f32.
         let d = 0.903_621_2_f32;
-        let v: serde_json::Value =
-            serde_json::from_str(&format_json(0, &[hit(Some("a"), 1, 0, d)])).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&format_json(0, &[hit(Some("a"), 1, 0, d)])).unwrap();
         assert_eq!(v["results"][0]["distance"].as_f64().unwrap() as f32, d);
         assert_eq!(format_json(3, &[]), "{\"query\":3,\"results\":[]}\n");
         let mut t = hit(Some("a"), 1, 0, 0.0);
@@ -891,12 +810,9 @@ mod tests {
 
     #[test]
     fn search_table() {
-        let hits = [
-            hit(Some("docs/12"), 14, 0, 0.5),
-            hit(Some("docs/1999"), 2001, 2, 1.234_56),
-            hit(None, 99, 0, 2.0),
-        ];
-        let lines = ["Instances of set are compared to instances of frozenset".to_string(), "tab\there".into(), String::new()];
+        let hits = [hit(Some("docs/12"), 14, 0, 0.5), hit(Some("docs/1999"), 2001, 2, 1.234_56), hit(None, 99, 0, 2.0)];
+        let lines =
+            ["Instances of set are compared to instances of frozenset".to_string(), "tab\there".into(), String::new()];
         let t = format_table(4, "l2", &hits, &lines, 100);
         assert_eq!(
             t,
@@ -912,10 +828,7 @@ mod tests {
             assert!(l.chars().count() <= 50, "{l}");
         }
         assert!(narrow.contains("docs/12         0  Instances of…\n"), "{narrow}");
-        assert_eq!(
-            format_table(0, "l2", &[], &[], 80),
-            "query 0: no results (the filesystem holds no embeddings)\n"
-        );
+        assert_eq!(format_table(0, "l2", &[], &[], 80), "query 0: no results (the filesystem holds no embeddings)\n");
     }
 
     #[test]
@@ -972,12 +885,7 @@ mod tests {
                 "vectors": 2000, "deleted": 3, "capacity": 16000, "levels": 3, "entry_point": 17,
                 "bytes_on_disk": 13_107_200u64, "distance_impl": "sse2"})
         );
-        let empty = VexfsStats {
-            entry_point: VEXFS_NO_ENTRY_POINT,
-            metric: 9,
-            distance_impl: 7,
-            ..s
-        };
+        let empty = VexfsStats { entry_point: VEXFS_NO_ENTRY_POINT, metric: 9, distance_impl: 7, ..s };
         assert_eq!(stats_json(&empty).entry_point, None);
         assert_eq!(stats_json(&empty).metric, "unknown (9)");
         assert_eq!(stats_json(&empty).distance_impl, "unknown (7)");
@@ -1010,7 +918,10 @@ mod tests {
         );
         let s = Sent { dim: 384, k: 10, ef: 5, ..Sent::default() };
         let e = ioctl_error(p, Call::Search, Errno::EINVAL, s);
-        assert!(e.contains("EINVAL (Invalid argument): the module refused query dim 384, k 10 (1 to 1024), ef_search 5"), "{e}");
+        assert!(
+            e.contains("EINVAL (Invalid argument): the module refused query dim 384, k 10 (1 to 1024), ef_search 5"),
+            "{e}"
+        );
         let e = ioctl_error(p, Call::Get, Errno::ERANGE, Sent { first_chunk: 4, ..s });
         assert!(e.contains("ERANGE") && e.contains("chunk 4 is past"), "{e}");
         let e = ioctl_error(p, Call::Set, Errno::E2BIG, Sent { count: 1021, ..Sent::default() });

@@ -94,11 +94,7 @@ pub fn search_image(a: &SearchImageArgs) -> CmdResult {
     } else {
         let r = a.row.unwrap_or(0);
         if r >= queries.len() {
-            return Err(format!(
-                "{}: no row {r} (it has {} rows)",
-                a.fvecs.display(),
-                queries.len()
-            ));
+            return Err(format!("{}: no row {r} (it has {} rows)", a.fvecs.display(), queries.len()));
         }
         vec![r]
     };
@@ -119,10 +115,7 @@ pub fn search_image(a: &SearchImageArgs) -> CmdResult {
     let start = Instant::now();
     let mut found: Vec<Vec<Hit>> = Vec::with_capacity(rows.len());
     for &r in &rows {
-        found.push(
-            s.search(&queries[r], k, ef)
-                .map_err(|e| format!("{name}: query {r}: {e}"))?,
-        );
+        found.push(s.search(&queries[r], k, ef).map_err(|e| format!("{name}: query {r}: {e}"))?);
     }
     let secs = start.elapsed().as_secs_f64();
     if a.stats {
@@ -139,9 +132,7 @@ pub fn search_image(a: &SearchImageArgs) -> CmdResult {
     let mut first_lines = std::collections::HashMap::new();
     if texts {
         for h in found.iter().flatten() {
-            first_lines
-                .entry(h.ino)
-                .or_insert_with(|| first_line(&s, h.ino));
+            first_lines.entry(h.ino).or_insert_with(|| first_line(&s, h.ino));
         }
     }
     let paths = s.paths().map_err(|e| format!("{name}: {e}"))?;
@@ -152,55 +143,29 @@ pub fn search_image(a: &SearchImageArgs) -> CmdResult {
         if a.json {
             let results = hits
                 .iter()
-                .map(|h| ResultJson {
-                    path: path(h.ino),
-                    ino: h.ino,
-                    chunk: h.chunk,
-                    distance: h.distance(),
-                })
+                .map(|h| ResultJson { path: path(h.ino), ino: h.ino, chunk: h.chunk, distance: h.distance() })
                 .collect();
-            o = serde_json::to_string(&QueryJson { query: r, results })
-                .map_err(|e| e.to_string())?;
+            o = serde_json::to_string(&QueryJson { query: r, results }).map_err(|e| e.to_string())?;
             o.push('\n');
         } else if hits.is_empty() {
-            let _ = writeln!(
-                o,
-                "query {r}: no results (the filesystem holds no embeddings)"
-            );
+            let _ = writeln!(o, "query {r}: no results (the filesystem holds no embeddings)");
         } else {
             let metric = metric_name(sb.vec_metric);
             let _ = writeln!(o, "query {r}: {} nearest ({metric})", hits.len());
-            let names: Vec<String> = hits
-                .iter()
-                .map(|h| path(h.ino).map_or_else(|| format!("<inode {}>", h.ino), printable))
-                .collect();
-            let pw = names
-                .iter()
-                .map(|p| p.chars().count())
-                .max()
-                .unwrap_or(0)
-                .max(4);
-            let _ = writeln!(
-                o,
-                "{:>4}  {:>10}  {:<pw$}  {:>5}  text",
-                "rank", "distance", "path", "chunk"
-            );
+            let names: Vec<String> =
+                hits.iter().map(|h| path(h.ino).map_or_else(|| format!("<inode {}>", h.ino), printable)).collect();
+            let pw = names.iter().map(|p| p.chars().count()).max().unwrap_or(0).max(4);
+            let _ = writeln!(o, "{:>4}  {:>10}  {:<pw$}  {:>5}  text", "rank", "distance", "path", "chunk");
             for (i, (h, n)) in hits.iter().zip(&names).enumerate() {
                 let text = first_lines.get(&h.ino).map(String::as_str).unwrap_or("");
-                let line = format!(
-                    "{:>4}  {:>10.4}  {n:<pw$}  {:>5}  {text}",
-                    i + 1,
-                    h.distance(),
-                    h.chunk
-                );
+                let line = format!("{:>4}  {:>10.4}  {n:<pw$}  {:>5}  {text}", i + 1, h.distance(), h.chunk);
                 let _ = writeln!(o, "{}", line.trim_end());
             }
             if a.all {
                 o.push('\n');
             }
         }
-        out.write_all(o.as_bytes())
-            .map_err(|e| format!("writing output: {e}"))?;
+        out.write_all(o.as_bytes()).map_err(|e| format!("writing output: {e}"))?;
     }
     out.flush().map_err(|e| format!("writing output: {e}"))?;
     Ok(())
@@ -208,9 +173,7 @@ pub fn search_image(a: &SearchImageArgs) -> CmdResult {
 
 /// Replaces control characters by spaces, so a cell stays on one line.
 fn printable(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
+    s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
 }
 
 /// The first line of file `ino`'s first block, as text (empty when unreadable).

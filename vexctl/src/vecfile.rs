@@ -74,24 +74,14 @@ impl<R: Read + Seek> Fvecs<R> {
         let d = match read_dim(&mut inner) {
             Ok(d) => d,
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                return Err(format!(
-                    "{name}: truncated: {len} bytes, shorter than the 4-byte dimension of row 0"
-                ))
+                return Err(format!("{name}: truncated: {len} bytes, shorter than the 4-byte dimension of row 0"))
             }
             Err(e) => return Err(io(e)),
         };
-        let dim = u32::try_from(d)
-            .ok()
-            .filter(|&d| (1..=MAX_FILE_DIM).contains(&d))
-            .ok_or_else(|| {
-                format!("{name}: row 0 has dimension {d}: not an .fvecs file (int32 dim, then dim float32, per row)")
-            })?;
-        let mut f = Fvecs {
-            inner,
-            name: name.to_string(),
-            dim,
-            rows: len / row_bytes(dim),
-        };
+        let dim = u32::try_from(d).ok().filter(|&d| (1..=MAX_FILE_DIM).contains(&d)).ok_or_else(|| {
+            format!("{name}: row 0 has dimension {d}: not an .fvecs file (int32 dim, then dim float32, per row)")
+        })?;
+        let mut f = Fvecs { inner, name: name.to_string(), dim, rows: len / row_bytes(dim) };
         if len % row_bytes(dim) != 0 {
             // Either the rows have different dimensions (say which), or the last one is cut.
             f.check_dims(len)?;
@@ -111,9 +101,7 @@ impl<R: Read + Seek> Fvecs<R> {
         let step = row_bytes(self.dim);
         let mut row = 1u64;
         while row * step + 4 <= len {
-            self.inner
-                .seek(SeekFrom::Start(row * step))
-                .map_err(|e| format!("{}: {e}", self.name))?;
+            self.inner.seek(SeekFrom::Start(row * step)).map_err(|e| format!("{}: {e}", self.name))?;
             let d = read_dim(&mut self.inner).map_err(|e| format!("{}: {e}", self.name))?;
             self.check_row_dim(row, d)?;
             row += 1;
@@ -138,20 +126,11 @@ impl<R: Read + Seek> Fvecs<R> {
         let d = read_dim(&mut self.inner).map_err(|e| format!("{name}: row {row}: {e}"))?;
         self.check_row_dim(row, d)?;
         let mut bytes = vec![0u8; 4 * self.dim as usize];
-        self.inner
-            .read_exact(&mut bytes)
-            .map_err(|e| format!("{}: row {row}: {e}", self.name))?;
+        self.inner.read_exact(&mut bytes).map_err(|e| format!("{}: row {row}: {e}", self.name))?;
         out.clear();
-        out.extend(
-            bytes
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
-        );
+        out.extend(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])));
         check_finite(out).map_err(|(i, v)| {
-            format!(
-                "{}: row {row}, component {i} is {v}: vexfs refuses NaN and infinite components",
-                self.name
-            )
+            format!("{}: row {row}, component {i} is {v}: vexfs refuses NaN and infinite components", self.name)
         })
     }
 
@@ -165,9 +144,7 @@ impl<R: Read + Seek> Fvecs<R> {
                 self.rows.saturating_sub(1)
             ));
         }
-        self.inner
-            .seek(SeekFrom::Start(row * row_bytes(self.dim)))
-            .map_err(|e| format!("{}: {e}", self.name))?;
+        self.inner.seek(SeekFrom::Start(row * row_bytes(self.dim))).map_err(|e| format!("{}: {e}", self.name))?;
         let mut v = Vec::new();
         self.read_here(row, &mut v)?;
         Ok(v)
@@ -176,18 +153,11 @@ impl<R: Read + Seek> Fvecs<R> {
     /// Rows `first .. first + n`, concatenated.
     pub fn rows_range(&mut self, first: u64, n: u64) -> Result<Vec<f32>, String> {
         let end = first.checked_add(n).filter(|&e| e <= self.rows).ok_or_else(|| {
-            format!(
-                "{} has {} rows: rows {first}..{} are past its end",
-                self.name,
-                self.rows,
-                first.saturating_add(n)
-            )
+            format!("{} has {} rows: rows {first}..{} are past its end", self.name, self.rows, first.saturating_add(n))
         })?;
         let mut all = Vec::new();
         let mut v = Vec::new();
-        self.inner
-            .seek(SeekFrom::Start(first * row_bytes(self.dim)))
-            .map_err(|e| format!("{}: {e}", self.name))?;
+        self.inner.seek(SeekFrom::Start(first * row_bytes(self.dim))).map_err(|e| format!("{}: {e}", self.name))?;
         for row in first..end {
             self.read_here(row, &mut v)?;
             all.extend_from_slice(&v);
@@ -197,13 +167,8 @@ impl<R: Read + Seek> Fvecs<R> {
 
     /// Calls `f(row, vector)` for every row in order; stops at the first error (of the file or
     /// of `f`).
-    pub fn for_each(
-        &mut self,
-        mut f: impl FnMut(u64, &[f32]) -> Result<(), String>,
-    ) -> Result<(), String> {
-        self.inner
-            .seek(SeekFrom::Start(0))
-            .map_err(|e| format!("{}: {e}", self.name))?;
+    pub fn for_each(&mut self, mut f: impl FnMut(u64, &[f32]) -> Result<(), String>) -> Result<(), String> {
+        self.inner.seek(SeekFrom::Start(0)).map_err(|e| format!("{}: {e}", self.name))?;
         let mut v = Vec::new();
         for row in 0..self.rows {
             self.read_here(row, &mut v)?;
@@ -239,11 +204,7 @@ impl Texts<BufReader<File>> {
 impl<R: BufRead> Texts<R> {
     /// Reads passages from `inner`, named `name` in messages.
     pub fn new(inner: R, name: &str) -> Self {
-        Texts {
-            lines: inner.lines(),
-            name: name.to_string(),
-            line: 0,
-        }
+        Texts { lines: inner.lines(), name: name.to_string(), line: 0 }
     }
 
     /// The `"text"` of the next line (line numbers count from 0, as rows do); `None` at the end.
@@ -255,10 +216,7 @@ impl<R: BufRead> Texts<R> {
         self.line += 1;
         let l = l.map_err(|e| format!("{}: line {line}: {e}", self.name))?;
         let bad = |what: String| {
-            format!(
-                "{}: line {line}: {what} (each line must be a JSON object with a \"text\" string)",
-                self.name
-            )
+            format!("{}: line {line}: {what} (each line must be a JSON object with a \"text\" string)", self.name)
         };
         let v: serde_json::Value = serde_json::from_str(&l).map_err(|e| bad(e.to_string()))?;
         match v.get("text") {
@@ -398,9 +356,8 @@ mod tests {
 
     #[test]
     fn jsonl_texts() {
-        let mut t = texts(
-            "{\"id\": 0, \"text\": \"first\\nsecond line\"}\n{\"text\": \"\", \"other\": [1]}\n{\"text\":\"é\"}",
-        );
+        let mut t =
+            texts("{\"id\": 0, \"text\": \"first\\nsecond line\"}\n{\"text\": \"\", \"other\": [1]}\n{\"text\":\"é\"}");
         assert_eq!(t.next_text().unwrap().unwrap(), "first\nsecond line");
         assert_eq!(t.next_text().unwrap().unwrap(), "");
         assert_eq!(t.next_text().unwrap().unwrap(), "é");

@@ -15,21 +15,11 @@ fn populated() -> (tempfile::TempDir, PathBuf) {
 }
 
 fn vexctl(args: &[&str], image: &Path, tail: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vexctl"))
-        .args(args)
-        .arg(image)
-        .args(tail)
-        .output()
-        .unwrap()
+    Command::new(env!("CARGO_BIN_EXE_vexctl")).args(args).arg(image).args(tail).output().unwrap()
 }
 
 fn stdout(o: &Output) -> String {
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
     String::from_utf8(o.stdout.clone()).unwrap()
 }
 
@@ -53,8 +43,7 @@ fn inspect_text() {
 #[test]
 fn inspect_json() {
     let (_d, img) = populated();
-    let v: serde_json::Value =
-        serde_json::from_str(&stdout(&vexctl(&["inspect", "--json"], &img, &[]))).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&stdout(&vexctl(&["inspect", "--json"], &img, &[]))).unwrap();
     assert_eq!(v["block_count"], 2048);
     assert_eq!(v["inode_count"], 512);
     assert_eq!(v["free_inodes"], 502);
@@ -71,14 +60,8 @@ fn inspect_json() {
 #[test]
 fn ls_root() {
     let (_d, img) = populated();
-    assert_eq!(
-        stdout(&vexctl(&["ls"], &img, &["/"])),
-        "docs\nempty\nhard\nhello.txt\nlink\nmany\n"
-    );
-    assert_eq!(
-        stdout(&vexctl(&["ls"], &img, &[])),
-        stdout(&vexctl(&["ls"], &img, &["/"]))
-    );
+    assert_eq!(stdout(&vexctl(&["ls"], &img, &["/"])), "docs\nempty\nhard\nhello.txt\nlink\nmany\n");
+    assert_eq!(stdout(&vexctl(&["ls"], &img, &[])), stdout(&vexctl(&["ls"], &img, &["/"])));
 }
 
 #[test]
@@ -87,30 +70,16 @@ fn ls_long() {
     let out = stdout(&vexctl(&["ls"], &img, &["/docs", "-l"]));
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 4, "{out}");
-    assert!(
-        lines[0].contains(" -rw-r--r--   1     0     0      20580 ")
-            && lines[0].ends_with(" big.bin"),
-        "{out}"
-    );
-    assert!(
-        lines[3].contains(" drwx------   2 ") && lines[3].ends_with(" sub"),
-        "{out}"
-    );
+    assert!(lines[0].contains(" -rw-r--r--   1     0     0      20580 ") && lines[0].ends_with(" big.bin"), "{out}");
+    assert!(lines[3].contains(" drwx------   2 ") && lines[3].ends_with(" sub"), "{out}");
     let root = stdout(&vexctl(&["ls", "-l"], &img, &["/"]));
     assert!(
-        root.lines()
-            .any(|l| l.starts_with("      9 lrwxrwxrwx") && l.ends_with(" link -> docs/big.bin")),
+        root.lines().any(|l| l.starts_with("      9 lrwxrwxrwx") && l.ends_with(" link -> docs/big.bin")),
         "{root}"
     );
+    assert!(root.lines().any(|l| l.contains(" -rw-r--r--   2 ") && l.ends_with(" hello.txt")), "{root}");
     assert!(
-        root.lines()
-            .any(|l| l.contains(" -rw-r--r--   2 ") && l.ends_with(" hello.txt")),
-        "{root}"
-    );
-    assert!(
-        root.lines().any(|l| l.contains(" drwxr-xr-x   2 ")
-            && l.contains("       8192 ")
-            && l.ends_with(" many")),
+        root.lines().any(|l| l.contains(" drwxr-xr-x   2 ") && l.contains("       8192 ") && l.ends_with(" many")),
         "{root}"
     );
 }
@@ -118,14 +87,8 @@ fn ls_long() {
 #[test]
 fn ls_single_file_and_many_entries() {
     let (_d, img) = populated();
-    assert_eq!(
-        stdout(&vexctl(&["ls"], &img, &["/docs/big.bin"])),
-        "/docs/big.bin\n"
-    );
-    assert_eq!(
-        stdout(&vexctl(&["ls"], &img, &["/many"])).lines().count(),
-        150
-    );
+    assert_eq!(stdout(&vexctl(&["ls"], &img, &["/docs/big.bin"])), "/docs/big.bin\n");
+    assert_eq!(stdout(&vexctl(&["ls"], &img, &["/many"])).lines().count(), 150);
 }
 
 #[test]
@@ -159,14 +122,8 @@ fn errors_exit_1_and_usage_2() {
     let o = vexctl(&["inspect"], &zeros, &[]);
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("bad magic"));
-    let o = Command::new(env!("CARGO_BIN_EXE_vexctl"))
-        .arg("frobnicate")
-        .output()
-        .unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_vexctl")).arg("frobnicate").output().unwrap();
     assert_eq!(o.status.code(), Some(2));
-    let o = Command::new(env!("CARGO_BIN_EXE_vexctl"))
-        .args(["cat"])
-        .output()
-        .unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_vexctl")).args(["cat"]).output().unwrap();
     assert_eq!(o.status.code(), Some(2));
 }

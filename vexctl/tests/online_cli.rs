@@ -7,10 +7,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 fn vexctl(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vexctl"))
-        .args(args)
-        .output()
-        .unwrap()
+    Command::new(env!("CARGO_BIN_EXE_vexctl")).args(args).output().unwrap()
 }
 
 fn stderr(o: &Output) -> String {
@@ -18,11 +15,7 @@ fn stderr(o: &Output) -> String {
 }
 
 fn sample(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../data/pydocs-minilm/small")
-        .join(name)
-        .display()
-        .to_string()
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/pydocs-minilm/small").join(name).display().to_string()
 }
 
 fn s(p: &Path) -> &str {
@@ -78,7 +71,9 @@ fn bad_vector_files_are_refused_first() {
     let o = vexctl(&["import", s(&cut), s(&t.path().join("docs"))]);
     assert_eq!(o.status.code(), Some(1));
     assert!(
-        stderr(&o).contains("truncated: 153997 bytes is not a whole number of rows of 1540 bytes (dimension 384): row 99 is incomplete"),
+        stderr(&o).contains(
+            "truncated: 153997 bytes is not a whole number of rows of 1540 bytes (dimension 384): row 99 is incomplete"
+        ),
         "{}",
         stderr(&o)
     );

@@ -49,13 +49,7 @@ fn fixture() -> Fixture {
     let docs = w.mkdir(ROOT_INO, "docs", 0o755).unwrap();
     let mut second = 0;
     for i in 0..N / 3 {
-        let ino = w
-            .create(
-                docs,
-                &format!("p{i:03}"),
-                format!("passage {i}\nmore\n").as_bytes(),
-            )
-            .unwrap();
+        let ino = w.create(docs, &format!("p{i:03}"), format!("passage {i}\nmore\n").as_bytes()).unwrap();
         w.set_embeddings(ino, &base[3 * i..3 * i + 3]).unwrap();
         if i == 1 {
             second = ino;
@@ -70,30 +64,15 @@ fn fixture() -> Fixture {
     let mut q = read_fvecs(data().join("query.fvecs")).unwrap();
     q.truncate(20);
     std::fs::write(&queries, fvecs_bytes(&q)).unwrap();
-    Fixture {
-        _dir: dir,
-        image,
-        queries,
-        bytes,
-    }
+    Fixture { _dir: dir, image, queries, bytes }
 }
 
 fn vexctl(image: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vexctl"))
-        .arg("search-image")
-        .arg(image)
-        .args(args)
-        .output()
-        .unwrap()
+    Command::new(env!("CARGO_BIN_EXE_vexctl")).arg("search-image").arg(image).args(args).output().unwrap()
 }
 
 fn ok(o: &Output) -> String {
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
     String::from_utf8(o.stdout.clone()).unwrap()
 }
 
@@ -101,15 +80,8 @@ fn ok(o: &Output) -> String {
 fn json_lines_are_the_library_results() {
     let f = fixture();
     let q = f.queries.to_str().unwrap();
-    let out = ok(&vexctl(
-        &f.image,
-        &["--fvecs", q, "--all", "--json", "-k", "7", "--ef", "40"],
-    ));
-    let mut s = Searcher::new(
-        Image::open(MapDevice::from_bytes(&f.bytes).unwrap()).unwrap(),
-        40,
-    )
-    .unwrap();
+    let out = ok(&vexctl(&f.image, &["--fvecs", q, "--all", "--json", "-k", "7", "--ef", "40"]));
+    let mut s = Searcher::new(Image::open(MapDevice::from_bytes(&f.bytes).unwrap()).unwrap(), 40).unwrap();
     let queries = read_fvecs(&f.queries).unwrap();
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), queries.len());
@@ -122,18 +94,10 @@ fn json_lines_are_the_library_results() {
         for (j, h) in res.iter().zip(&hits) {
             assert_eq!(j["ino"], h.ino);
             assert_eq!(j["chunk"], h.chunk);
-            assert_eq!(
-                j["distance"].as_f64().unwrap() as f32,
-                h.distance(),
-                "{line}"
-            );
+            assert_eq!(j["distance"].as_f64().unwrap() as f32, h.distance(), "{line}");
             // As `vexctl search` names a file with two links: the first met in a depth-first
             // walk with sorted names, where a directory's entries count when it is listed.
-            let want = if h.ino == 4 {
-                "z-link".to_string()
-            } else {
-                format!("docs/p{:03}", h.ino - 3)
-            };
+            let want = if h.ino == 4 { "z-link".to_string() } else { format!("docs/p{:03}", h.ino - 3) };
             assert_eq!(j["path"], want.as_str(), "{line}");
         }
         // Keys in order: nearest first.
@@ -144,12 +108,7 @@ fn json_lines_are_the_library_results() {
     let v: serde_json::Value = serde_json::from_str(one.trim()).unwrap();
     assert_eq!(v["query"], 3);
     let hits = s.search(&queries[3], 10, 0).unwrap();
-    let inos: Vec<u64> = v["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x["ino"].as_u64().unwrap())
-        .collect();
+    let inos: Vec<u64> = v["results"].as_array().unwrap().iter().map(|x| x["ino"].as_u64().unwrap()).collect();
     assert_eq!(inos, hits.iter().map(|h| h.ino).collect::<Vec<_>>());
 }
 
@@ -157,27 +116,11 @@ fn json_lines_are_the_library_results() {
 fn every_distance_implementation_gives_the_same_neighbours_here() {
     let f = fixture();
     let q = f.queries.to_str().unwrap();
-    let scalar = ok(&vexctl(
-        &f.image,
-        &[
-            "--fvecs",
-            q,
-            "--row",
-            "0",
-            "--json",
-            "--dist-impl",
-            "scalar",
-        ],
-    ));
+    let scalar = ok(&vexctl(&f.image, &["--fvecs", q, "--row", "0", "--json", "--dist-impl", "scalar"]));
     let best = ok(&vexctl(&f.image, &["--fvecs", q, "--row", "0", "--json"]));
     let ids = |s: &str| {
         let v: serde_json::Value = serde_json::from_str(s.trim()).unwrap();
-        v["results"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| (x["ino"].as_u64(), x["chunk"].as_u64()))
-            .collect::<Vec<_>>()
+        v["results"].as_array().unwrap().iter().map(|x| (x["ino"].as_u64(), x["chunk"].as_u64())).collect::<Vec<_>>()
     };
     assert_eq!(ids(&scalar), ids(&best));
     let o = vexctl(&f.image, &["--fvecs", q, "--dist-impl", "neon"]);
@@ -188,28 +131,16 @@ fn every_distance_implementation_gives_the_same_neighbours_here() {
 fn text_table_and_stats() {
     let f = fixture();
     let q = f.queries.to_str().unwrap();
-    let o = vexctl(
-        &f.image,
-        &["--fvecs", q, "--row", "1", "-k", "3", "--stats"],
-    );
+    let o = vexctl(&f.image, &["--fvecs", q, "--row", "1", "-k", "3", "--stats"]);
     let out = ok(&o);
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[0], "query 1: 3 nearest (l2)");
     assert!(lines[1].starts_with("rank    distance  path"), "{out}");
     assert_eq!(lines.len(), 5, "{out}");
     assert!(lines[2].starts_with("   1  "), "{out}");
-    assert!(
-        lines
-            .iter()
-            .skip(2)
-            .all(|l| l.contains("passage ") && !l.contains("more")),
-        "{out}"
-    );
+    assert!(lines.iter().skip(2).all(|l| l.contains("passage ") && !l.contains("more")), "{out}");
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        err.contains("1 queries in") && err.contains("searches/s"),
-        "{err}"
-    );
+    assert!(err.contains("1 queries in") && err.contains("searches/s"), "{err}");
 }
 
 #[test]
@@ -225,11 +156,7 @@ fn bad_requests_fail_with_a_message() {
     fail(&["--fvecs", q, "--row", "20"], 1, "no row 20");
     fail(&["--fvecs", q, "-k", "20", "--ef", "10"], 1, "ef 10");
     fail(&["--fvecs", q, "-k", "0"], 2, "0");
-    fail(
-        &["--fvecs", q, "--row", "1", "--all"],
-        2,
-        "cannot be used with",
-    );
+    fail(&["--fvecs", q, "--row", "1", "--all"], 2, "cannot be used with");
     fail(&["--fvecs", "/nonexistent.fvecs"], 1, "nonexistent");
     let small = f.queries.with_file_name("small.fvecs");
     std::fs::write(&small, fvecs_bytes(&[vec![1.0; 8]])).unwrap();

@@ -52,7 +52,11 @@ pub fn rec_len_for(name_len: usize) -> usize {
 /// Whether `name` may be stored in a directory. `ENAMETOOLONG` is the caller's to report for
 /// names over [`NAME_MAX`]; this only says valid or not.
 pub fn valid_name(name: &[u8]) -> bool {
-    !name.is_empty() && name.len() <= NAME_MAX && name != b"." && name != b".." && !name.iter().any(|&b| b == b'/' || b == 0)
+    !name.is_empty()
+        && name.len() <= NAME_MAX
+        && name != b"."
+        && name != b".."
+        && !name.iter().any(|&b| b == b'/' || b == 0)
 }
 
 /// One dirent, borrowed from its block.

@@ -84,17 +84,7 @@ pub fn layout(p: &MkfsParams) -> Result<Superblock> {
     if used + 16 > p.block_count {
         return bad("device too small for the requested layout (blocks needed)", used + 16);
     }
-    let sizes = [
-        journal,
-        p.block_count.div_ceil(bits),
-        inodes.div_ceil(bits),
-        inodes / per,
-        v[0],
-        v[1],
-        v[2],
-        v[3],
-        0,
-    ];
+    let sizes = [journal, p.block_count.div_ceil(bits), inodes.div_ceil(bits), inodes / per, v[0], v[1], v[2], v[3], 0];
     let mut regions = [Extent64::default(); REGION_COUNT];
     let mut next = 1u64;
     for (r, len) in regions.iter_mut().zip(sizes) {

@@ -28,7 +28,7 @@
 
 use super::extent::{check_header, seal_header};
 use super::le::*;
-use super::superblock::{Region, Superblock, hnsw_level0_record_size, hnsw_upper_record_size, hnsw_upper_records};
+use super::superblock::{hnsw_level0_record_size, hnsw_upper_record_size, hnsw_upper_records, Region, Superblock};
 use super::BLOCK_SIZE;
 use crate::crc32c::crc32c_parts;
 use crate::error::{FormatError, Result};

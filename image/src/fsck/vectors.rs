@@ -159,12 +159,8 @@ impl<D: BlockDevice<Error = io::Error>> Checker<'_, D> {
         let data_start = sb.region(Region::VecData).start;
         let stride = sb.vec_stride as u64;
         let dim = sb.vec_dim as usize;
-        let (mut l0, mut map, mut data, mut up) = (
-            Cursor::new(img),
-            Cursor::new(img),
-            Cursor::new(img),
-            Cursor::new(img),
-        );
+        let (mut l0, mut map, mut data, mut up) =
+            (Cursor::new(img), Cursor::new(img), Cursor::new(img), Cursor::new(img));
         let mut out = Slots {
             state: vec![FREE; n],
             count0: vec![None; n],
@@ -179,8 +175,7 @@ impl<D: BlockDevice<Error = io::Error>> Checker<'_, D> {
             let slot = s as u32;
             let (blk, off) = geo.level0_pos(slot);
             let rec = &l0.get(blk)?[off..off + rec_len];
-            let h = Level0Head::decode(rec)
-                .map_err(Error::format(format!("hnsw level-0 record {s}")))?;
+            let h = Level0Head::decode(rec).map_err(Error::format(format!("hnsw level-0 record {s}")))?;
             let moff = s as u64 * MAP_ENTRY as u64;
             let mraw = &map.get(map_start + moff / BS)?[(moff % BS) as usize..][..MAP_ENTRY];
             let st = match h.flags {
@@ -199,11 +194,7 @@ impl<D: BlockDevice<Error = io::Error>> Checker<'_, D> {
                     self.report(Kind::VectorRecord, msg, None);
                 }
                 if mraw.iter().any(|&x| x != 0) {
-                    self.report(
-                        Kind::VectorMap,
-                        format!("vector slot {s} is free but has a map entry"),
-                        None,
-                    );
+                    self.report(Kind::VectorMap, format!("vector slot {s} is free but has a map entry"), None);
                 }
                 continue;
             }
@@ -213,10 +204,7 @@ impl<D: BlockDevice<Error = io::Error>> Checker<'_, D> {
                 out.bad += 1;
                 continue;
             }
-            let (level, first) = (
-                upper[s + 1].saturating_sub(upper[s]).min(255) as u8,
-                upper[s],
-            );
+            let (level, first) = (upper[s + 1].saturating_sub(upper[s]).min(255) as u8, upper[s]);
             if h.level != level || h.upper != first {
                 let msg = format!(
                     "vector slot {s}: level-0 record says level {} and upper record {}, the slot's are {level} and {first}",
@@ -224,10 +212,7 @@ impl<D: BlockDevice<Error = io::Error>> Checker<'_, D> {
                 );
                 self.report(Kind::VectorRecord, msg, None);
             } else if h.count as u32 > geo.m0 {
-                let msg = format!(
-                    "vector slot {s}: {} links at level 0, at most {}",
-                    h.count, geo.m0
-                );
+                let msg = format!("vector slot {s}: {} links at level 0, at most {}", h.count, geo.m0);
                 self.report(Kind::VectorRecord, msg, None);
             } else {
                 let mut ok = true;
@@ -236,8 +221,7 @@ impl<D: BlockDevice<Error = io::Error>> Checker<'_, D> {
                     let c = u32_at(&up.get(ub)?[..], uo, "hnsw upper record")
                         .map_err(Error::format(format!("block {ub}")))?;
                     if c > geo.m {
-                        let msg =
-                            format!("vector slot {s}: {c} links at level {l}, at most {}", geo.m);
+                        let msg = format!("vector slot {s}: {c} links at level {l}, at most {}", geo.m);
                         self.report(Kind::VectorRecord, msg, None);
                         ok = false;
                         break;
@@ -253,11 +237,7 @@ impl<D: BlockDevice<Error = io::Error>> Checker<'_, D> {
                     out.bad_map.insert(slot);
                 }
                 (Ok(None), LIVE) => {
-                    self.report(
-                        Kind::VectorMap,
-                        format!("vector slot {s} is live but has no owner"),
-                        None,
-                    );
+                    self.report(Kind::VectorMap, format!("vector slot {s} is live but has no owner"), None);
                     out.bad_map.insert(slot);
                 }
                 (Ok(Some(e)), DELETED) => {
@@ -282,10 +262,8 @@ impl<D: BlockDevice<Error = io::Error>> Checker<'_, D> {
                 for w in b[o..o + 4 * take].chunks_exact(4) {
                     let bits = u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
                     if bits & 0x7f80_0000 == 0x7f80_0000 {
-                        let msg = format!(
-                            "vector slot {s}: component {i} is {} (bits {bits:#010x})",
-                            f32::from_bits(bits)
-                        );
+                        let msg =
+                            format!("vector slot {s}: component {i} is {} (bits {bits:#010x})", f32::from_bits(bits));
                         self.report(Kind::VectorData, msg, None);
                         break 'vector;
                     }
@@ -311,11 +289,7 @@ impl<D: BlockDevice<Error = io::Error>> Checker<'_, D> {
         let h = match HnswHeader::decode(&b[..], n) {
             Ok(h) => h,
             Err(e) => {
-                self.report(
-                    Kind::VectorHeader,
-                    format!("hnsw header (block {n}): {e}"),
-                    None,
-                );
+                self.report(Kind::VectorHeader, format!("hnsw header (block {n}): {e}"), None);
                 return Ok(());
             }
         };
@@ -325,43 +299,26 @@ impl<D: BlockDevice<Error = io::Error>> Checker<'_, D> {
                 "hnsw header counts {} live and {} deleted vectors, the slots hold {live} and {deleted}",
                 h.live, h.deleted
             );
-            self.report(
-                Kind::VectorCounts,
-                msg,
-                Some(Fix::VectorCounts { live, deleted }),
-            );
+            self.report(Kind::VectorCounts, msg, Some(Fix::VectorCounts { live, deleted }));
         }
         let e = h.entry;
         let msg = match slots.top {
-            None if e != NO_SLOT => Some(format!(
-                "hnsw entry point is slot {e} but no vector is live"
-            )),
-            None if h.entry_level != 0 => Some(format!(
-                "hnsw graph is empty but its entry level is {}",
-                h.entry_level
-            )),
+            None if e != NO_SLOT => Some(format!("hnsw entry point is slot {e} but no vector is live")),
+            None if h.entry_level != 0 => Some(format!("hnsw graph is empty but its entry level is {}", h.entry_level)),
             None => None,
-            Some(_) if e == NO_SLOT => Some(format!(
-                "hnsw graph has no entry point but {live} live vectors"
-            )),
-            Some(_) if e as usize >= slots.state.len() => Some(format!(
-                "hnsw entry point slot {e} is out of range 0..{}",
-                slots.state.len()
-            )),
+            Some(_) if e == NO_SLOT => Some(format!("hnsw graph has no entry point but {live} live vectors")),
+            Some(_) if e as usize >= slots.state.len() => {
+                Some(format!("hnsw entry point slot {e} is out of range 0..{}", slots.state.len()))
+            }
             Some(top) => {
                 let st = slots.state[e as usize];
                 let level = upper[e as usize + 1].saturating_sub(upper[e as usize]);
                 if st != LIVE {
                     Some(format!("hnsw entry point slot {e} is {}", state_name(st)))
                 } else if level != h.entry_level {
-                    Some(format!(
-                        "hnsw entry point slot {e} has level {level}, the header says {}",
-                        h.entry_level
-                    ))
+                    Some(format!("hnsw entry point slot {e} has level {level}, the header says {}", h.entry_level))
                 } else if (top as u32) > h.entry_level {
-                    Some(format!(
-                        "hnsw entry point slot {e} is at level {level} but live vectors reach level {top}"
-                    ))
+                    Some(format!("hnsw entry point slot {e} is at level {level} but live vectors reach level {top}"))
                 } else {
                     None
                 }
@@ -378,11 +335,7 @@ impl<D: BlockDevice<Error = io::Error>> Checker<'_, D> {
     fn check_vector_bitmap(&mut self, state: &[u8]) -> Result<()> {
         let bitmap = self.img.read_region(Region::VecBitmap)?;
         let n = state.len() as u64;
-        let runs = mismatch_runs(
-            0..n,
-            |s| bit_test(&bitmap, s as usize),
-            |s| state[s as usize] != FREE,
-        );
+        let runs = mismatch_runs(0..n, |s| bit_test(&bitmap, s as usize), |s| state[s as usize] != FREE);
         for (first, len, used) in runs {
             let what = if len == 1 {
                 format!("vector slot {first}")
@@ -429,15 +382,11 @@ impl<D: BlockDevice<Error = io::Error>> Checker<'_, D> {
                 } else {
                     let (blk, off) = geo.upper_pos(upper[s] as u64 + l as u64 - 1);
                     let b = up.get(blk)?;
-                    let c = u32_at(&b[..], off, "hnsw upper record")
-                        .map_err(Error::format(format!("block {blk}")))?;
+                    let c = u32_at(&b[..], off, "hnsw upper record").map_err(Error::format(format!("block {blk}")))?;
                     (b, off + 4, c as usize)
                 };
                 for i in 0..count {
-                    ids.push(
-                        u32_at(&b[..], off + 4 * i, "hnsw links")
-                            .map_err(Error::format("hnsw links"))?,
-                    );
+                    ids.push(u32_at(&b[..], off + 4 * i, "hnsw links").map_err(Error::format("hnsw links"))?);
                 }
                 bad = ids.iter().find_map(|&t| {
                     let why = if t as usize >= n {
@@ -511,16 +460,10 @@ impl<D: BlockDevice<Error = io::Error>> Checker<'_, D> {
             if done.contains(&slot) {
                 continue;
             }
-            if holder
-                .get(&slot)
-                .is_some_and(|&(i, c)| i as u64 == e.ino && c == e.chunk as usize)
-            {
+            if holder.get(&slot).is_some_and(|&(i, c)| i as u64 == e.ino && c == e.chunk as usize) {
                 continue;
             }
-            let at = format!(
-                "vector slot {slot} belongs to inode {} chunk {}",
-                e.ino, e.chunk
-            );
+            let at = format!("vector slot {slot} belongs to inode {} chunk {}", e.ino, e.chunk);
             let ino = u32::try_from(e.ino).ok();
             let msg = match ino.and_then(|i| self.chunks.get(&i)) {
                 Some(list) => match list.get(e.chunk as usize) {
