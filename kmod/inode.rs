@@ -3,10 +3,11 @@
 use crate::buf::Buf;
 use crate::error::EFBIG;
 use crate::ffi;
+use crate::format::block::check_header;
 use crate::format::extent::{
-    check_extent, check_header, extent_block_build, extent_block_count, extent_block_get, EXTENT_MAGIC, MAX_EXTENTS,
+    check_extent, extent_block_build, extent_block_count, extent_block_get, Extent, EXTENT_MAGIC,
 };
-use crate::format::inode::{Extent, Inode, INLINE_EXTENTS, INLINE_VEC_IDS, S_IFDIR, S_IFMT};
+use crate::format::inode::{Inode, INLINE_EXTENTS, INLINE_VEC_IDS, MAX_EXTENTS, S_IFDIR, S_IFMT};
 use crate::format::superblock::Region;
 use crate::format::{BLOCK_SIZE, INODE_SIZE};
 use crate::sb::{corrupt, report, Locked, SbInfo};

@@ -3,8 +3,9 @@
 
 use vexfs_core::crc32c::crc32c_parts;
 use vexfs_core::error::{FormatError, EUCLEAN};
+use vexfs_core::format::block::{check_header, seal_header};
 use vexfs_core::format::extent::*;
-use vexfs_core::format::inode::Extent;
+use vexfs_core::format::inode::MAX_EXTENTS;
 use vexfs_core::format::journal::*;
 use vexfs_core::format::le::{put_u16, put_u32, put_u64};
 use vexfs_core::format::BLOCK_SIZE;

@@ -2,6 +2,7 @@
 
 use vexfs_core::crc32c::crc32c_parts;
 use vexfs_core::error::{FormatError, EUCLEAN};
+use vexfs_core::format::extent::Extent;
 use vexfs_core::format::inode::*;
 use vexfs_core::format::le::{put_u32, put_u64};
 use vexfs_core::format::INODE_SIZE;
@@ -128,7 +129,7 @@ fn size() {
 #[test]
 fn extent_count_too_large() {
     let mut i = file();
-    i.nr_extents = vexfs_core::format::extent::MAX_EXTENTS as u32 + 1;
+    i.nr_extents = MAX_EXTENTS as u32 + 1;
     i.extent_block = 99;
     assert_corrupt(&i, "inode extent count", i.nr_extents as u64);
 }

@@ -2,9 +2,10 @@
 
 use std::io;
 
+use vexfs_core::format::block::check_header;
 use vexfs_core::format::dir::{self, check_dir_block};
-use vexfs_core::format::extent::{check_extent, check_header, extent_block_count, extent_block_get, EXTENT_MAGIC};
-use vexfs_core::format::inode::{Extent, Inode, INLINE_EXTENTS, INLINE_VEC_IDS};
+use vexfs_core::format::extent::{check_extent, extent_block_count, extent_block_get, Extent, EXTENT_MAGIC};
+use vexfs_core::format::inode::{Inode, INLINE_EXTENTS, INLINE_VEC_IDS};
 use vexfs_core::format::superblock::{Region, Superblock, ROOT_INO};
 use vexfs_core::format::vector::{check_vec_ids_block, vec_ids_block_count, vec_ids_block_get, MAX_CHUNKS};
 use vexfs_core::format::{BLOCK_SIZE, INODE_SIZE};

@@ -8,8 +8,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use vexfs_core::distance::{best_impl, first_nonfinite, Impl};
 use vexfs_core::format::dir::{self, dt_from_mode, init_dir_block, seal_dir_block, valid_name, DT_DIR};
-use vexfs_core::format::extent::{extent_block_build, MAX_EXTENTS};
-use vexfs_core::format::inode::{Extent, Inode, INLINE_EXTENTS, INLINE_VEC_IDS, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
+use vexfs_core::format::extent::{extent_block_build, Extent};
+use vexfs_core::format::inode::{
+    Inode, INLINE_EXTENTS, INLINE_VEC_IDS, MAX_EXTENTS, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG,
+};
 use vexfs_core::format::superblock::Region;
 use vexfs_core::format::vector::{vec_ids_block_build, HnswHeader, MapEntry, MAX_CHUNKS};
 use vexfs_core::format::{bit_find_clear, bit_set, bit_test, BLOCK_SIZE};

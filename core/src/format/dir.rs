@@ -14,7 +14,7 @@
 //! the one before it, or marked unused (`ino = 0`) when it is the first of the block. "." and
 //! ".." are not stored: ".." is the inode's `parent` field.
 
-use super::extent::{check_header, seal_header};
+use super::block::{check_header, seal_header};
 use super::le::*;
 use super::BLOCK_SIZE;
 use crate::error::{FormatError, Result};

@@ -1,11 +1,9 @@
-//! Extent blocks: the extents of a file beyond the [`INLINE_EXTENTS`] held in its inode.
+//! Extents, and extent blocks: an [`Extent`] maps a run of file blocks to device blocks; a file
+//! keeps its first extents inline in its inode and the rest in one extent block:
 //!
 //! | offset | size | field |
 //! |---:|---:|---|
-//! | 0 | 4 | `magic` = [`EXTENT_MAGIC`] |
-//! | 4 | 4 | `checksum`: CRC-32C of the block with this field zero |
-//! | 8 | 8 | `blocknr`: this block's own number (detects misdirected writes) |
-//! | 16 | 8 | `owner`: inode number |
+//! | 0 | 24 | block header ([`super::block`]): [`EXTENT_MAGIC`], checksum, `blocknr`, `owner` = inode |
 //! | 24 | 4 | `count`: extents in this block |
 //! | 28 | 4 | reserved, zero |
 //! | 32 | 4064 | [`EXTENTS_PER_BLOCK`] extents of 16 bytes |
@@ -13,11 +11,51 @@
 //! A file's extents, inline then in the block, are sorted by `logical`, do not overlap, have
 //! `len > 0` and lie inside the data region.
 
-use super::inode::{Extent, EXTENT_SIZE, INLINE_EXTENTS};
+use super::block::seal_header;
 use super::le::*;
 use super::BLOCK_SIZE;
-use crate::crc32c::crc32c_parts;
 use crate::error::{FormatError, Result};
+
+/// A run of file blocks: file blocks `logical .. logical + len` live at device blocks
+/// `start .. start + len`. 16 bytes on disk: `logical u32, len u32, start u64`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Extent {
+    pub logical: u32,
+    pub len: u32,
+    pub start: u64,
+}
+
+/// Bytes of an [`Extent`] on disk.
+pub const EXTENT_SIZE: usize = 16;
+
+impl Extent {
+    /// Decodes the extent at `off` of `buf`.
+    pub fn decode(buf: &[u8], off: usize) -> Result<Extent> {
+        Ok(Extent {
+            logical: u32_at(buf, off, "extent")?,
+            len: u32_at(buf, off + 4, "extent")?,
+            start: u64_at(buf, off + 8, "extent")?,
+        })
+    }
+    /// Encodes at `off` of `buf`.
+    pub fn encode(&self, buf: &mut [u8], off: usize) {
+        put_u32(buf, off, self.logical);
+        put_u32(buf, off + 4, self.len);
+        put_u64(buf, off + 8, self.start);
+    }
+    /// One past the last file block.
+    pub fn logical_end(&self) -> u64 {
+        self.logical as u64 + self.len as u64
+    }
+    /// Device block of file block `lblk` if this extent maps it.
+    pub fn map(&self, lblk: u64) -> Option<u64> {
+        if lblk >= self.logical as u64 && lblk < self.logical_end() {
+            self.start.checked_add(lblk - self.logical as u64)
+        } else {
+            None
+        }
+    }
+}
 
 /// `"VEXT"` as a little-endian word.
 pub const EXTENT_MAGIC: u32 = u32::from_le_bytes(*b"VEXT");
@@ -25,53 +63,6 @@ pub const EXTENT_MAGIC: u32 = u32::from_le_bytes(*b"VEXT");
 pub const EXTENT_HEADER: usize = 32;
 /// Extents one extent block holds.
 pub const EXTENTS_PER_BLOCK: usize = (BLOCK_SIZE - EXTENT_HEADER) / EXTENT_SIZE;
-/// Most extents one file can have.
-pub const MAX_EXTENTS: usize = INLINE_EXTENTS + EXTENTS_PER_BLOCK;
-
-/// Checksum of a block whose checksum field is at offset 4 (extent and directory blocks).
-pub fn block_csum(block: &[u8]) -> u32 {
-    let head = block.get(..4).unwrap_or(&[]);
-    let tail = block.get(8..).unwrap_or(&[]);
-    crc32c_parts(&[head, &[0u8; 4], tail])
-}
-
-/// Checks magic, checksum and identity of a block laid out as `magic u32, csum u32,
-/// blocknr u64, owner u64`. Errors (all EUCLEAN: a block inside the filesystem that is not
-/// what its owner points to is corruption): `Truncated` for a buffer that is not one block,
-/// `Corrupt { what, value: magic found }` for a wrong magic, `BadChecksum`, `WrongIdentity`.
-pub fn check_header(block: &[u8], what: &'static str, magic: u32, blocknr: u64, owner: u64) -> Result<()> {
-    if block.len() != BLOCK_SIZE {
-        return Err(FormatError::Truncated { what, len: block.len() });
-    }
-    let m = u32_at(block, 0, what)?;
-    if m != magic {
-        return Err(FormatError::Corrupt { what, value: m as u64 });
-    }
-    let stored = u32_at(block, 4, what)?;
-    let computed = block_csum(block);
-    if stored != computed {
-        return Err(FormatError::BadChecksum { what, stored, computed });
-    }
-    let b = u64_at(block, 8, what)?;
-    if b != blocknr {
-        return Err(FormatError::WrongIdentity { what, expected: blocknr, found: b });
-    }
-    let o = u64_at(block, 16, what)?;
-    if o != owner {
-        return Err(FormatError::WrongIdentity { what, expected: owner, found: o });
-    }
-    Ok(())
-}
-
-/// Writes the header fields (magic, blocknr, owner) and then the checksum.
-pub fn seal_header(block: &mut [u8], magic: u32, blocknr: u64, owner: u64) {
-    put_u32(block, 0, magic);
-    put_u64(block, 8, blocknr);
-    put_u64(block, 16, owner);
-    put_u32(block, 4, 0);
-    let c = block_csum(block);
-    put_u32(block, 4, c);
-}
 
 /// Reads the extent count of a checked extent block. Errors: `Corrupt` if above
 /// [`EXTENTS_PER_BLOCK`] or the reserved word is non-zero.

@@ -28,6 +28,7 @@
 //! | 216 | 36 | reserved, zero |
 //! | 252 | 4 | `checksum`: CRC-32C of the inode number (u64 LE) then bytes 0..252 |
 
+use super::extent::{Extent, EXTENTS_PER_BLOCK, EXTENT_SIZE};
 use super::le::*;
 use super::{BLOCK_SIZE, INODE_SIZE};
 use crate::crc32c::crc32c_parts;
@@ -35,6 +36,8 @@ use crate::error::{FormatError, Result};
 
 /// Extents stored in the inode itself.
 pub const INLINE_EXTENTS: usize = 6;
+/// Most extents one file can have: the inline ones, then one extent block.
+pub const MAX_EXTENTS: usize = INLINE_EXTENTS + EXTENTS_PER_BLOCK;
 /// Vector ids stored in the inode itself.
 pub const INLINE_VEC_IDS: usize = 4;
 const CSUM_OFF: usize = 252;
@@ -44,47 +47,6 @@ pub const S_IFMT: u16 = 0o170000;
 pub const S_IFDIR: u16 = 0o040000;
 pub const S_IFREG: u16 = 0o100000;
 pub const S_IFLNK: u16 = 0o120000;
-
-/// A run of file blocks: file blocks `logical .. logical + len` live at device blocks
-/// `start .. start + len`. 16 bytes on disk: `logical u32, len u32, start u64`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Extent {
-    pub logical: u32,
-    pub len: u32,
-    pub start: u64,
-}
-
-/// Bytes of an [`Extent`] on disk.
-pub const EXTENT_SIZE: usize = 16;
-
-impl Extent {
-    /// Decodes the extent at `off` of `buf`.
-    pub fn decode(buf: &[u8], off: usize) -> Result<Extent> {
-        Ok(Extent {
-            logical: u32_at(buf, off, "extent")?,
-            len: u32_at(buf, off + 4, "extent")?,
-            start: u64_at(buf, off + 8, "extent")?,
-        })
-    }
-    /// Encodes at `off` of `buf`.
-    pub fn encode(&self, buf: &mut [u8], off: usize) {
-        put_u32(buf, off, self.logical);
-        put_u32(buf, off + 4, self.len);
-        put_u64(buf, off + 8, self.start);
-    }
-    /// One past the last file block.
-    pub fn logical_end(&self) -> u64 {
-        self.logical as u64 + self.len as u64
-    }
-    /// Device block of file block `lblk` if this extent maps it.
-    pub fn map(&self, lblk: u64) -> Option<u64> {
-        if lblk >= self.logical as u64 && lblk < self.logical_end() {
-            self.start.checked_add(lblk - self.logical as u64)
-        } else {
-            None
-        }
-    }
-}
 
 /// A decoded inode.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -183,7 +145,7 @@ impl Inode {
         if ino.size > MAX_FILE_SIZE {
             return bad("inode size", ino.size);
         }
-        if ino.nr_extents as usize > INLINE_EXTENTS + super::extent::EXTENTS_PER_BLOCK {
+        if ino.nr_extents as usize > MAX_EXTENTS {
             return bad("inode extent count", ino.nr_extents as u64);
         }
         if (ino.nr_extents as usize > INLINE_EXTENTS) != (ino.extent_block != 0) {

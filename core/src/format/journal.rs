@@ -36,7 +36,7 @@
 //! Recovery reads records from `head` in LSN order and stops at the first record whose magic,
 //! checksum or LSN (must be the previous one plus one) is wrong: only a torn tail is discarded.
 
-use super::extent::{check_header, seal_header};
+use super::block::{check_header, seal_header};
 use super::le::*;
 use super::BLOCK_SIZE;
 use crate::crc32c::crc32c_parts;

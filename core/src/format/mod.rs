@@ -4,6 +4,7 @@
 //! All integers are little-endian. Blocks are [`BLOCK_SIZE`] bytes; block `n` starts at byte
 //! `n * 4096` of the device.
 
+pub mod block;
 pub mod dir;
 pub mod extent;
 pub mod inode;

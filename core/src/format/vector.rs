@@ -26,7 +26,7 @@
 //! `entry_level` u32 at 28, `live` u32 at 32 (vectors in the graph, not deleted), `deleted` u32
 //! at 36 (tombstones), reserved zero to the end.
 
-use super::extent::{check_header, seal_header};
+use super::block::{check_header, seal_header};
 use super::le::*;
 use super::superblock::{hnsw_level0_record_size, hnsw_upper_record_size, hnsw_upper_records, Region, Superblock};
 use super::BLOCK_SIZE;
