@@ -107,6 +107,19 @@ impl Impl {
     }
 }
 
+/// A distance kernel passed to the vector index as a value: the kernel's FPU glue
+/// (`kmod/pins.rs`) or an [`Impl`] in userspace. The index hands it raw pointers because the
+/// vectors sit inside borrowed blocks or bounce buffers, possibly unaligned for `f32` slices.
+pub trait DistanceKernel {
+    /// `out[i]` = float bits of the `metric` distance from `q` to the `dim` floats at `vecs[i]`,
+    /// for `i < min(vecs.len(), out.len())`. An unknown metric gives [`NAN_BITS`].
+    ///
+    /// # Safety
+    /// `q` and every `vecs[i]` point at `dim` readable, 4-byte aligned `u32`s (float bit
+    /// patterns) that stay valid and unchanged for the call.
+    unsafe fn distances(&self, metric: u32, dim: u32, q: *const u32, vecs: &[*const u32], out: &mut [u32]);
+}
+
 #[cfg(feature = "std")]
 pub use userspace::*;
 
@@ -279,6 +292,28 @@ mod userspace {
             }
         }
         Ok(())
+    }
+
+    impl super::DistanceKernel for Impl {
+        unsafe fn distances(&self, metric: u32, dim: u32, q: *const u32, vecs: &[*const u32], out: &mut [u32]) {
+            let d = dim as usize;
+            // SAFETY: the trait's contract: `q` points at `d` aligned readable floats for the call.
+            let q = unsafe { core::slice::from_raw_parts(q.cast::<f32>(), d) };
+            let mut refs: [&[f32]; BATCH] = [&[]; BATCH];
+            for (vs, os) in vecs.chunks(BATCH).zip(out.chunks_mut(BATCH)) {
+                for (r, &p) in refs.iter_mut().zip(vs) {
+                    // SAFETY: as `q`, for each vector.
+                    *r = unsafe { core::slice::from_raw_parts(p.cast::<f32>(), d) };
+                }
+                let n = vs.len().min(os.len());
+                let (Some(refs), Some(os)) = (refs.get(..n), os.get_mut(..n)) else { continue };
+                if distances(*self, metric, q, refs, os).is_err() {
+                    // Only an unknown metric or an unavailable `self` gets here (validated
+                    // superblocks and `best_impl` give neither): the kernels' answer for one.
+                    os.fill(super::NAN_BITS);
+                }
+            }
+        }
     }
 
     /// Like [`distances`], then each result turned into its [`key_from_bits`] key.

@@ -44,6 +44,67 @@ pub trait Visited {
     fn test_and_set(&mut self, id: u32) -> bool;
 }
 
+/// Epoch-stamped [`Visited`] set over ids `0 .. marks.len()`: 2 bytes per id, cleared in O(1)
+/// by moving to the next epoch (the marks are zeroed once every 65,535 clears). `M` is the
+/// caller's memory (`KVVec<u16>` in the kernel, `Vec<u16>` in the tools); ids past its end count
+/// as visited, so they are never expanded.
+pub struct EpochVisited<M> {
+    marks: M,
+    epoch: u16,
+}
+
+impl<M: core::ops::DerefMut<Target = [u16]>> EpochVisited<M> {
+    /// A set over `marks`, which must be all zero.
+    pub fn new(marks: M) -> Self {
+        EpochVisited { marks, epoch: 1 }
+    }
+
+    /// The memory, to grow it (then give it back with [`Self::new`] after zeroing).
+    pub fn into_marks(self) -> M {
+        self.marks
+    }
+
+    /// Ids the set can hold.
+    pub fn len(&self) -> usize {
+        self.marks.len()
+    }
+
+    /// Whether the set holds no id at all (zero capacity).
+    pub fn is_empty(&self) -> bool {
+        self.marks.is_empty()
+    }
+}
+
+#[cfg(feature = "std")]
+impl EpochVisited<std::vec::Vec<u16>> {
+    /// Grows to hold ids `0 .. n` (new ids unvisited).
+    pub fn grow(&mut self, n: usize) {
+        if self.marks.len() < n {
+            self.marks.resize(n, 0);
+        }
+    }
+}
+
+impl<M: core::ops::DerefMut<Target = [u16]>> Visited for EpochVisited<M> {
+    fn clear(&mut self) {
+        self.epoch = self.epoch.wrapping_add(1);
+        if self.epoch == 0 {
+            self.marks.fill(0);
+            self.epoch = 1;
+        }
+    }
+    fn test_and_set(&mut self, id: u32) -> bool {
+        match self.marks.get_mut(id as usize) {
+            Some(m) if *m == self.epoch => true,
+            Some(m) => {
+                *m = self.epoch;
+                false
+            }
+            None => true,
+        }
+    }
+}
+
 /// Graph parameters.
 #[derive(Debug, Clone, Copy)]
 pub struct Params {

@@ -1,17 +1,26 @@
-//! Block I/O: the one small trait every user of the format reads and writes through.
+//! Block I/O: the two small traits every user of the format reads and writes through.
 //!
-//! The kernel module implements it with the block layer, the tools with a file or an image in
-//! memory (`vexfs-image`). Blocks are [`BLOCK_SIZE`] bytes; block `n` is bytes
-//! `n * 4096 .. (n + 1) * 4096` of the device.
+//! - [`BlockStore`]: blocks borrowed in place from a cache, for the structures that are changed
+//!   a few bytes at a time (the vector index, chunk lists). The kernel implements it over the
+//!   buffer cache (`kmod/pins.rs`); the tools over a read-only mmap of an image or over a
+//!   write-back cache of a [`BlockDevice`] (`vexfs-image`). Every change to the index goes
+//!   through [`BlockStore::write`]: that is where the journal will log block images.
+//! - [`BlockDevice`]: whole blocks copied in and out of a file or device: the tools' raw
+//!   access to an image (`vexfs-image`'s `Image`). The kernel does not use it: its device is
+//!   the buffer cache.
+//!
+//! Blocks are [`BLOCK_SIZE`] bytes; block `n` is bytes `n * 4096 .. (n + 1) * 4096` of the
+//! device.
 
 use crate::format::BLOCK_SIZE;
+use core::ops::{Deref, DerefMut};
 
 /// One whole block.
 pub type Block = [u8; BLOCK_SIZE];
 
-/// A device of fixed-size blocks.
+/// A device of fixed-size blocks, read and written by copy (userspace images).
 pub trait BlockDevice {
-    /// The implementation's I/O error (an errno in the kernel, `std::io::Error` in userspace).
+    /// The implementation's I/O error (`std::io::Error` in userspace).
     type Error;
 
     /// Size of the device in whole blocks (a partial last block does not count).
@@ -25,4 +34,25 @@ pub trait BlockDevice {
 
     /// Makes every completed write durable.
     fn flush(&mut self) -> Result<(), Self::Error>;
+}
+
+/// Blocks borrowed in place: `read` and `write` hand out the block's [`BLOCK_SIZE`] bytes; a
+/// block borrowed by `write` counts as changed (the kernel marks its buffer dirty when the
+/// borrow ends, the tools' cache writes it back later). Callers never hold a `write` borrow
+/// of a block together with any other borrow of the same block.
+pub trait BlockStore {
+    /// The store's error (the kernel's `Error`, the tools' error type).
+    type Error;
+    /// A block borrowed for reading.
+    type Ref<'a>: Deref<Target = [u8]>
+    where
+        Self: 'a;
+    /// A block borrowed for changing.
+    type RefMut<'a>: DerefMut<Target = [u8]>
+    where
+        Self: 'a;
+    /// Block `n`, for reading. Errors: the store's (I/O, `n` outside what it holds).
+    fn read(&self, n: u64) -> Result<Self::Ref<'_>, Self::Error>;
+    /// Block `n`, for changing. Errors: as [`Self::read`]; a read-only store refuses.
+    fn write(&self, n: u64) -> Result<Self::RefMut<'_>, Self::Error>;
 }

@@ -1,9 +1,18 @@
 //! vexfs-core: the one source of truth for vexfs.
 //!
-//! - [`format`]: the on-disk format v1 (superblock, inodes, extents, directories, journal),
-//!   with decoders that validate every field and never panic.
+//! - [`format`]: the on-disk format v1 (superblock, inodes, extents, directories, journal,
+//!   vector regions), with decoders that validate every field and never panic.
 //! - [`crc32c`]: the checksum of every metadata structure.
-//! - [`io`]: the block-device trait everything reads and writes through.
+//! - [`io`]: the block traits everything reads and writes through ([`io::BlockStore`] for the
+//!   index and chunk lists, [`io::BlockDevice`] for the tools' images).
+//! - [`distance`]: the float32 distance kernels (C, run in the kernel between
+//!   `kernel_fpu_begin/end`) and their order-preserving integer keys.
+//! - [`hnsw`]: the HNSW algorithms (Malkov & Yashunin 2018) over a storage trait.
+//! - [`vindex`]: the on-disk vector index (slots, map, vectors, graph) over [`io::BlockStore`].
+//! - [`embed`]: a file's chunks (set, replace, read, remove) and k-NN searches naming files:
+//!   the one embedding layer of the kernel and the offline writer.
+//! - [`index_error`]: the errors of `vindex` and `embed`, each with its errno.
+//! - `mem` (userspace only): an in-memory HNSW index for tests and benchmarks.
 //!
 //! The kernel module compiles these modules in as source (`#[path]`), so they use only `core`
 //! and refer to each other through `crate::`: the module's crate root declares the same names.
@@ -15,9 +24,11 @@ extern crate std;
 
 pub mod crc32c;
 pub mod distance;
+pub mod embed;
 pub mod error;
 pub mod format;
 pub mod hnsw;
+pub mod index_error;
 pub mod io;
 #[cfg(feature = "std")]
 pub mod mem;

@@ -5,51 +5,12 @@
 
 use crate::format::superblock::Metric;
 use crate::format::vector::slot_level;
-use crate::hnsw::{self, Cand, Params, Scratch, Store, Visited};
+use crate::hnsw::{self, Cand, EpochVisited, Params, Scratch, Store};
 use std::vec;
 use std::vec::Vec;
 
 /// Batch distance function: keys of `metric` distances from `q` to each vector of `vecs`.
 pub type DistFn = fn(metric: Metric, q: &[f32], vecs: &[&[f32]], out: &mut [u32]);
-
-/// Epoch-stamped visited set over `n` ids (2 bytes per id, cleared in O(1)).
-pub struct EpochVisited {
-    marks: Vec<u16>,
-    epoch: u16,
-}
-
-impl EpochVisited {
-    /// A set for ids `0 .. n`.
-    pub fn new(n: usize) -> Self {
-        EpochVisited { marks: vec![0; n], epoch: 1 }
-    }
-    /// Grows to hold ids `0 .. n`.
-    pub fn grow(&mut self, n: usize) {
-        if self.marks.len() < n {
-            self.marks.resize(n, 0);
-        }
-    }
-}
-
-impl Visited for EpochVisited {
-    fn clear(&mut self) {
-        self.epoch = self.epoch.wrapping_add(1);
-        if self.epoch == 0 {
-            self.marks.fill(0);
-            self.epoch = 1;
-        }
-    }
-    fn test_and_set(&mut self, id: u32) -> bool {
-        match self.marks.get_mut(id as usize) {
-            Some(m) if *m == self.epoch => true,
-            Some(m) => {
-                *m = self.epoch;
-                false
-            }
-            None => true,
-        }
-    }
-}
 
 /// The graph and vectors of an in-memory index.
 pub struct MemGraph {
@@ -159,7 +120,7 @@ pub struct MemIndex {
     pub g: MemGraph,
     pub params: Params,
     pub entry: Option<(u32, u8)>,
-    visited: EpochVisited,
+    visited: EpochVisited<Vec<u16>>,
     pool: Vec<Cand>,
     work: Vec<u32>,
 }
@@ -184,7 +145,7 @@ impl MemIndex {
             },
             params: Params { m, ef_construction },
             entry: None,
-            visited: EpochVisited::new(0),
+            visited: EpochVisited::new(Vec::new()),
             pool: Vec::new(),
             work: vec![0; Scratch::work_len(m)],
         }

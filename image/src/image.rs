@@ -5,9 +5,8 @@ use std::io;
 use vexfs_core::format::block::check_header;
 use vexfs_core::format::dir::{self, check_dir_block};
 use vexfs_core::format::extent::{check_extent, extent_block_count, extent_block_get, Extent, EXTENT_MAGIC};
-use vexfs_core::format::inode::{Inode, INLINE_EXTENTS, INLINE_VEC_IDS};
+use vexfs_core::format::inode::{Inode, INLINE_EXTENTS};
 use vexfs_core::format::superblock::{Region, Superblock, ROOT_INO};
-use vexfs_core::format::vector::{check_vec_ids_block, vec_ids_block_count, vec_ids_block_get, MAX_CHUNKS};
 use vexfs_core::format::{BLOCK_SIZE, INODE_SIZE};
 use vexfs_core::io::{Block, BlockDevice};
 
@@ -187,43 +186,12 @@ impl<D: BlockDevice<Error = io::Error>> Image<D> {
 
     /// The vector slot of each chunk of inode `ino`, in chunk order: the inline ids, then
     /// those of its vector-id block. Checked as the kernel reads them: `vec_count` at most
-    /// [`MAX_CHUNKS`], a vector-id block exactly when `vec_count > 4`, inside the data region,
+    /// `MAX_CHUNKS`, a vector-id block exactly when `vec_count > 4`, inside the data region,
     /// with a valid header (owner `ino`, its own block number) and `vec_count - 4` ids.
-    /// Errors: `Io`, `Format` ("inode N: ..." or "inode N vector id block B: ...").
+    /// The kernel's own reader (`vexfs_core::embed::read_chunk_list`). Errors: `Io`, `Format`
+    /// ("inode N: ...").
     pub fn vec_slots(&self, ino: u32, inode: &Inode) -> Result<Vec<u32>> {
-        use vexfs_core::error::FormatError::Corrupt;
-        let corrupt = |what: &'static str, value: u64| Error::Format {
-            what: format!("inode {ino}"),
-            err: Corrupt { what, value },
-        };
-        let n = inode.vec_count as usize;
-        if n > MAX_CHUNKS {
-            return Err(corrupt("vector count", n as u64));
-        }
-        if (n > INLINE_VEC_IDS) != (inode.vec_block != 0) {
-            return Err(corrupt("vector id block", inode.vec_block));
-        }
-        let mut out: Vec<u32> = inode.vec_ids.iter().take(n).copied().collect();
-        if n > INLINE_VEC_IDS {
-            let vb = inode.vec_block;
-            if !self.sb.region(Region::Data).contains(vb) {
-                return Err(corrupt("vector id block outside the data region", vb));
-            }
-            let what = format!("inode {ino} vector id block {vb}");
-            let b = self.read_block(vb)?;
-            check_vec_ids_block(&b[..], vb, ino as u64).map_err(Error::format(&what))?;
-            let count = vec_ids_block_count(&b[..]).map_err(Error::format(&what))?;
-            if count != n - INLINE_VEC_IDS {
-                return Err(Error::Format {
-                    what,
-                    err: Corrupt { what: "vector id block count", value: count as u64 },
-                });
-            }
-            for i in 0..count {
-                out.push(vec_ids_block_get(&b[..], i).map_err(Error::format(&what))?);
-            }
-        }
-        Ok(out)
+        crate::vectors::chunk_slots(self, ino, inode)
     }
 
     /// Reads the first `inode.size` bytes of a file or symlink; holes read as zeros.

@@ -1,81 +1,75 @@
-//! The vector index of an image, through the same `vexfs_core::vindex` code the kernel runs.
+//! The vector index of an image, through the same `vexfs_core::embed` and `vexfs_core::vindex`
+//! code the kernel runs: this module only supplies the userspace adapters.
 //!
 //! - [`MapDevice`]: an image or block device mapped read-only. It is a [`BlockDevice`] (so an
-//!   [`Image`] opens on it) and a [`Blocks`] whose `read` is a slice of the mapping: this is
-//!   what searches use.
+//!   [`Image`] opens on it) and a [`BlockStore`] whose `read` is a slice of the mapping: this
+//!   is what searches use.
 //! - [`BlockCache`] and [`CachedBlocks`]: a write-back cache of the vector regions over any
 //!   [`BlockDevice`], for the offline writer.
-//! - [`IndexMem`]: everything an index operation needs beside the blocks (the upper-record
-//!   table, HNSW scratch, bounce buffers, the visited set); [`IndexMem::open_index`] is the one
-//!   call between an image and a [`VecIndex`].
-//! - [`search`] and [`Searcher`]: k-NN searches whose results name files.
+//! - [`IndexMem`]: the per-index memory of `vexfs_core::embed` over `Vec`s ([`StdAlloc`]).
+//! - [`ImageFile`]: a file of an image as the embedding layer reads it (read only).
+//! - [`Searcher`]: k-NN searches of an image whose results name files.
 //!
 //! Distances come from `vexfs_core::distance` with [`best_impl`] unless told otherwise: the C
 //! kernels the module runs, so a search here returns the kernel's bits on the same CPU.
 
 use std::cell::{Cell, OnceCell, Ref, RefCell, RefMut};
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::fs::File;
 use std::io::{self, Seek, SeekFrom};
 use std::path::Path;
 
 use memmap2::{Mmap, MmapOptions};
-use vexfs_core::distance::{best_impl, bits_from_key, distances, first_nonfinite, Impl, NAN_BITS};
-use vexfs_core::error::FormatError;
+use vexfs_core::distance::{best_impl, Impl};
+use vexfs_core::embed::{self, read_chunk_list, Alloc, ChunkFields, ChunkFile};
 use vexfs_core::format::dir::DT_DIR;
+use vexfs_core::format::inode::Inode;
 use vexfs_core::format::superblock::{Region, Superblock, ROOT_INO};
 use vexfs_core::format::vector::HnswHeader;
 use vexfs_core::format::BLOCK_SIZE;
-use vexfs_core::hnsw::{Cand, Scratch};
-use vexfs_core::io::{Block, BlockDevice};
-use vexfs_core::mem::EpochVisited;
-use vexfs_core::vindex::{fill_upper_table, Blocks, IndexScratch, VecIndex, BATCH};
+use vexfs_core::index_error::IndexError;
+use vexfs_core::io::{Block, BlockDevice, BlockStore};
 
 use crate::{Error, Image, Result};
 
+pub use vexfs_core::embed::{check_search, Hit, DEFAULT_EF, MAX_EF, MAX_K};
+
 const BS: u64 = BLOCK_SIZE as u64;
 
-/// ef_search when none is given: `max(k, DEFAULT_EF)`, as the kernel's `VEXFS_IOC_SEARCH`.
-pub const DEFAULT_EF: usize = 64;
-/// Largest k of one search (`VEXFS_MAX_K`).
-pub const MAX_K: usize = 1024;
-/// Largest ef_search (`VEXFS_MAX_EF`).
-pub const MAX_EF: usize = 4096;
+/// `Vec`-backed memory for `vexfs_core::embed` (allocation failure aborts, as `Vec` does).
+#[derive(Debug, Clone, Copy)]
+pub struct StdAlloc;
 
-fn corrupt(e: FormatError) -> Error {
-    Error::Format { what: "vector index".into(), err: e }
+impl Alloc for StdAlloc {
+    type Vec<T: Copy> = Vec<T>;
+    type Error = Infallible;
+    fn filled<T: Copy>(n: usize, value: T) -> std::result::Result<Vec<T>, Infallible> {
+        Ok(vec![value; n])
+    }
 }
 
-fn invalid(what: &str) -> Error {
-    Error::Invalid(format!("vector index: {what}"))
+/// The per-index memory of an image's index (see `vexfs_core::embed::IndexMem`).
+pub type IndexMem = embed::IndexMem<StdAlloc>;
+
+/// Memory for the index of `sb` (a validated superblock), for searches with ef up to `max_ef`.
+/// Errors: `Format` if the vector capacity cannot be addressed.
+pub fn index_mem(sb: &Superblock, max_ef: usize) -> Result<IndexMem> {
+    IndexMem::new(sb, max_ef).map_err(|e| match e {
+        IndexError::Io(never) => match never {},
+        IndexError::Corrupt(err) => Error::Format { what: "vector index memory".into(), err },
+        other => Error::Invalid(format!("vector index memory: {other}")),
+    })
 }
 
-fn no_space() -> Error {
-    Error::Invalid("vector index: no free vector slot".into())
-}
-
-/// The `Blocks::distances` of both implementations: `out[i]` = distance bits from `q` to
-/// `vecs[i]` by `imp`.
-///
-/// # Safety
-/// `q` and every `vecs[i]` point at `dim` readable, 4-byte aligned `u32`s that stay valid and
-/// unchanged for the call (the [`Blocks::distances`] contract, plus alignment, which block
-/// buffers and bounce memory have).
-unsafe fn raw_distances(imp: Impl, metric: u32, dim: u32, q: *const u32, vecs: &[*const u32], out: &mut [u32]) {
-    let d = dim as usize;
-    // SAFETY: the caller's contract: `q` points at `d` aligned readable floats for the call.
-    let q = unsafe { std::slice::from_raw_parts(q.cast::<f32>(), d) };
-    let mut refs: [&[f32]; BATCH] = [&[]; BATCH];
-    for (vs, os) in vecs.chunks(BATCH).zip(out.chunks_mut(BATCH)) {
-        for (r, &p) in refs.iter_mut().zip(vs) {
-            // SAFETY: as `q`, for each vector.
-            *r = unsafe { std::slice::from_raw_parts(p.cast::<f32>(), d) };
-        }
-        let n = vs.len().min(os.len());
-        if distances(imp, metric, q, &refs[..n], &mut os[..n]).is_err() {
-            // Only an unknown metric gets here (validated superblocks have none): the kernels'
-            // answer for one.
-            os.fill(NAN_BITS);
+/// An index error as an image error: the store's own passed through, corruption as `Format`
+/// (about "vector index"), everything else `Invalid` with the core's message.
+impl From<IndexError<Error>> for Error {
+    fn from(e: IndexError<Error>) -> Error {
+        match e {
+            IndexError::Io(e) => e,
+            IndexError::Corrupt(err) => Error::Format { what: "vector index".into(), err },
+            other => Error::Invalid(other.to_string()),
         }
     }
 }
@@ -186,7 +180,7 @@ impl BlockDevice for MapDevice {
     }
 }
 
-impl Blocks for MapDevice {
+impl BlockStore for MapDevice {
     type Error = Error;
     type Ref<'a>
         = &'a [u8]
@@ -203,24 +197,6 @@ impl Blocks for MapDevice {
 
     fn write(&self, n: u64) -> Result<&mut [u8]> {
         Err(Error::Invalid(format!("vector index: block {n}: the image is open read-only")))
-    }
-
-    unsafe fn distances(&self, metric: u32, dim: u32, q: *const u32, vecs: &[*const u32], out: &mut [u32]) {
-        // SAFETY: the caller keeps the `Blocks::distances` contract; the pointers are into the page-aligned mapping at
-        // multiples of 4 (slots are 32-byte aligned) or into `u32` bounce buffers.
-        unsafe { raw_distances(self.imp, metric, dim, q, vecs, out) }
-    }
-
-    fn corrupt(&self, e: FormatError) -> Error {
-        corrupt(e)
-    }
-
-    fn invalid(&self, what: &'static str) -> Error {
-        invalid(what)
-    }
-
-    fn no_space(&self) -> Error {
-        no_space()
     }
 }
 
@@ -294,15 +270,16 @@ impl BlockCache {
     }
 }
 
-/// [`Blocks`] over a [`BlockCache`] of a device: reads load blocks into the cache, writes
+/// [`BlockStore`] over a [`BlockCache`] of a device: reads load blocks into the cache, writes
 /// change the cache (see [`BlockCache::write_back`]).
 pub struct CachedBlocks<'a, D> {
+    /// The device blocks are loaded from.
     pub dev: &'a D,
+    /// The cache.
     pub cache: &'a BlockCache,
-    pub imp: Impl,
 }
 
-impl<'a, D: BlockDevice<Error = io::Error>> Blocks for CachedBlocks<'a, D> {
+impl<D: BlockDevice<Error = io::Error>> BlockStore for CachedBlocks<'_, D> {
     type Error = Error;
     type Ref<'b>
         = Ref<'b, [u8]>
@@ -327,165 +304,86 @@ impl<'a, D: BlockDevice<Error = io::Error>> Blocks for CachedBlocks<'a, D> {
         }
         Ok(RefMut::map(w, |p| &mut p.0[..]))
     }
+}
 
-    unsafe fn distances(&self, metric: u32, dim: u32, q: *const u32, vecs: &[*const u32], out: &mut [u32]) {
-        // SAFETY: the caller keeps the `Blocks::distances` contract; the pointers are into page-aligned cached blocks at
-        // multiples of 4 or into `u32` bounce buffers.
-        unsafe { raw_distances(self.imp, metric, dim, q, vecs, out) }
+fn invalid(what: &str) -> Error {
+    Error::Invalid(format!("vector index: {what}"))
+}
+
+// ---- files as the embedding layer reads them ---------------------------------------------------
+
+/// A file of an image, read only: its chunk-list fields and blocks for
+/// `vexfs_core::embed::read_chunk_list` (writes are refused).
+pub struct ImageFile<'a, D> {
+    /// The image.
+    pub img: &'a Image<D>,
+    /// Inode number.
+    pub ino: u32,
+    /// The inode.
+    pub inode: &'a Inode,
+}
+
+impl<D: BlockDevice<Error = io::Error>> ChunkFile for ImageFile<'_, D> {
+    type Error = Error;
+    type Ref<'b>
+        = Box<[u8]>
+    where
+        Self: 'b;
+
+    fn ino(&self) -> u64 {
+        self.ino as u64
     }
 
-    fn corrupt(&self, e: FormatError) -> Error {
-        corrupt(e)
+    fn fields(&self) -> ChunkFields {
+        ChunkFields { count: self.inode.vec_count, block: self.inode.vec_block, inline: self.inode.vec_ids }
     }
 
-    fn invalid(&self, what: &'static str) -> Error {
-        invalid(what)
+    fn set_fields(&mut self, _fields: ChunkFields) -> Result<()> {
+        Err(Error::Invalid(format!("inode {}: the image is open read-only", self.ino)))
     }
 
-    fn no_space(&self) -> Error {
-        no_space()
+    fn read_block(&self, n: u64) -> Result<Box<[u8]>> {
+        Ok(self.img.read_block(n)?)
+    }
+
+    fn write_block(&mut self, n: u64, _fresh: bool, _build: &mut dyn FnMut(&mut [u8])) -> Result<()> {
+        Err(Error::Invalid(format!("block {n}: the image is open read-only")))
+    }
+
+    fn alloc_block(&mut self) -> Result<u64> {
+        Err(Error::Invalid(format!("inode {}: the image is open read-only", self.ino)))
+    }
+
+    fn free_block(&mut self, n: u64) -> Result<()> {
+        Err(Error::Invalid(format!("block {n}: the image is open read-only")))
     }
 }
 
-// ---- the memory of index operations ------------------------------------------------------------
-
-/// What [`VecIndex`] operations need beside the blocks: the superblock, the upper-record table
-/// ([`fill_upper_table`]), HNSW scratch (`Scratch::work_len(m)` words and a candidate pool of
-/// `max(max_ef, ef_construction)`), bounce buffers and the visited set.
-pub struct IndexMem {
-    sb: Superblock,
-    upper: Vec<u32>,
-    pool: Vec<Cand>,
-    work: Vec<u32>,
-    bounce: Vec<u32>,
-    visited: EpochVisited,
-    results: Vec<(u32, u32)>,
-}
-
-/// The mutable half of an opened index: scratch, visited set, and a result buffer of
-/// [`MAX_K`] entries.
-pub struct Scratchpad<'a> {
-    pub scratch: IndexScratch<'a>,
-    pub visited: &'a mut EpochVisited,
-    pub results: &'a mut [(u32, u32)],
-}
-
-impl IndexMem {
-    /// Memory for the index of `sb` (a validated superblock), for searches with `ef` up to
-    /// `max_ef`. Errors: `Format` if the superblock's vector capacity cannot be addressed.
-    pub fn new(sb: &Superblock, max_ef: usize) -> Result<IndexMem> {
-        let cap = usize::try_from(sb.vec_capacity)
-            .map_err(|_| Error::Invalid(format!("vector capacity {} too large", sb.vec_capacity)))?;
-        let mut upper = vec![0u32; cap + 1];
-        fill_upper_table(sb, &mut upper).map_err(Error::format("upper-record table"))?;
-        Ok(IndexMem {
-            sb: sb.clone(),
-            upper,
-            pool: vec![Cand::default(); max_ef.max(sb.hnsw_ef_construction as usize).max(1)],
-            work: vec![0; Scratch::work_len(sb.hnsw_m)],
-            bounce: vec![0; IndexScratch::bounce_len(sb.vec_stride)],
-            visited: EpochVisited::new(cap),
-            results: vec![(0, 0); MAX_K],
-        })
-    }
-
-    /// The superblock the memory was made for.
-    pub fn sb(&self) -> &Superblock {
-        &self.sb
-    }
-
-    /// Largest ef a search can use.
-    pub fn max_ef(&self) -> usize {
-        self.pool.len()
-    }
-
-    /// Opens the index on `b` (reads and checks the HNSW header) and hands out the scratch.
-    /// Errors: `b`'s, for a corrupt header or entry point.
-    pub fn open_index<B: Blocks>(&mut self, b: &B) -> std::result::Result<(VecIndex<'_>, Scratchpad<'_>), B::Error> {
-        let (sb, upper, pad) = self.split();
-        Ok((VecIndex::open(b, sb, upper)?, pad))
-    }
-
-    /// The index with a header read before (no I/O): for callers that keep `header` and the
-    /// slot `hint` between operations.
-    pub fn with_header(&mut self, header: HnswHeader, hint: u64) -> (VecIndex<'_>, Scratchpad<'_>) {
-        let (sb, upper, pad) = self.split();
-        (VecIndex::with_header(sb, upper, header, hint), pad)
-    }
-
-    fn split(&mut self) -> (&Superblock, &[u32], Scratchpad<'_>) {
-        let IndexMem { sb, upper, pool, work, bounce, visited, results } = self;
-        let pad = Scratchpad { scratch: IndexScratch { hnsw: Scratch { pool, work }, bounce }, visited, results };
-        (sb, upper, pad)
-    }
+/// The vector slot of each chunk of file `ino`, in chunk order, read by the kernel's code
+/// (`vexfs_core::embed::read_chunk_list`). Errors: `Format` about "inode {ino}" for a corrupt
+/// chunk list; `Io`.
+pub fn chunk_slots<D: BlockDevice<Error = io::Error>>(img: &Image<D>, ino: u32, inode: &Inode) -> Result<Vec<u32>> {
+    let mut out = vec![0u32; embed::MAX_CHUNKS];
+    let file = ImageFile { img, ino, inode };
+    let n = read_chunk_list(&file, img.sb().region(Region::Data), &mut out).map_err(|e| match e {
+        IndexError::Corrupt(err) => Error::Format { what: format!("inode {ino}"), err },
+        e => Error::from(e),
+    })?;
+    out.truncate(n);
+    Ok(out)
 }
 
 // ---- searching ---------------------------------------------------------------------------------
 
-/// One search result.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Hit {
-    /// The vector slot.
-    pub slot: u32,
-    /// Order-preserving distance key (`distance::key_from_bits`).
-    pub key: u32,
-    /// Owning file and chunk.
-    pub ino: u64,
-    pub chunk: u32,
-}
-
-impl Hit {
-    /// The distance, in the filesystem's metric (squared for l2).
-    pub fn distance(&self) -> f32 {
-        f32::from_bits(bits_from_key(self.key))
-    }
-}
-
 /// Checks a search's `k` and `ef` (0 = `max(k, DEFAULT_EF)`) as the kernel does, and returns
 /// the ef to use. Errors: `Invalid` for k outside `1..=MAX_K`, ef below k or above `MAX_EF`.
 pub fn search_ef(k: usize, ef: usize) -> Result<usize> {
-    if k == 0 || k > MAX_K {
-        return Err(Error::Invalid(format!("k {k} is outside 1..={MAX_K}")));
-    }
-    let ef = if ef == 0 { k.max(DEFAULT_EF) } else { ef };
-    if ef < k || ef > MAX_EF {
-        return Err(Error::Invalid(format!("ef {ef} is outside k..={MAX_EF} (k {k})")));
-    }
-    Ok(ef)
+    check_search(k, ef, MAX_EF).map_err(|r| Error::Invalid(r.to_string()))
 }
 
-/// The `k` nearest live vectors to `query` with candidate list `ef` (see [`search_ef`]),
-/// nearest first, with their owners. Errors: `Invalid` for a query of the wrong dimension or
-/// with NaN/Inf (the kernel refuses those too), bad k/ef, an ef above what `pad` holds;
-/// `Format` for corrupt index data; `Io`.
-pub fn search<B: Blocks<Error = Error>>(
-    ix: &VecIndex<'_>,
-    b: &B,
-    pad: &mut Scratchpad<'_>,
-    query: &[f32],
-    k: usize,
-    ef: usize,
-) -> Result<Vec<Hit>> {
-    let ef = search_ef(k, ef)?;
-    if query.len() != ix.dim as usize {
-        return Err(Error::Invalid(format!("query has {} components, the filesystem {}", query.len(), ix.dim)));
-    }
-    let q: Vec<u32> = query.iter().map(|x| x.to_bits()).collect();
-    if let Some(i) = first_nonfinite(&q) {
-        return Err(Error::Invalid(format!("query component {i} is {}", query[i])));
-    }
-    if ef > pad.scratch.hnsw.pool.len() {
-        return Err(Error::Invalid(format!("ef {ef} is above this index's {}", pad.scratch.hnsw.pool.len())));
-    }
-    let out = &mut pad.results[..k];
-    let n = ix.search(b, &mut pad.scratch, pad.visited, &q, k, ef, out)?;
-    out[..n]
-        .iter()
-        .map(|&(key, slot)| match ix.owner(b, slot)? {
-            Some(e) => Ok(Hit { slot, key, ino: e.ino, chunk: e.chunk }),
-            None => Err(corrupt(FormatError::Corrupt { what: "live vector slot without owner", value: slot as u64 })),
-        })
-        .collect()
+/// `query` as float bit patterns, as the core takes it.
+pub fn query_bits(query: &[f32]) -> Vec<u32> {
+    query.iter().map(|x| x.to_bits()).collect()
 }
 
 /// Inode number -> path relative to the root (`docs/a.txt`, no leading `/`; the root itself
@@ -523,7 +421,6 @@ pub fn file_paths<D: BlockDevice<Error = io::Error>>(img: &Image<D>) -> Result<H
 pub struct Searcher {
     img: Image<MapDevice>,
     mem: IndexMem,
-    header: HnswHeader,
     paths: Option<HashMap<u64, String>>,
 }
 
@@ -538,9 +435,10 @@ impl Searcher {
 
     /// Searches an opened image.
     pub fn new(img: Image<MapDevice>, max_ef: usize) -> Result<Searcher> {
-        let mut mem = IndexMem::new(img.sb(), max_ef.max(DEFAULT_EF))?;
-        let header = mem.open_index(img.device())?.0.header;
-        Ok(Searcher { img, mem, header, paths: None })
+        let mut mem = index_mem(img.sb(), max_ef.max(DEFAULT_EF))?;
+        let imp = img.device().distance_impl();
+        mem.open(img.device(), &imp)?;
+        Ok(Searcher { img, mem, paths: None })
     }
 
     /// The image.
@@ -550,7 +448,7 @@ impl Searcher {
 
     /// The HNSW header read at open.
     pub fn header(&self) -> HnswHeader {
-        self.header
+        self.mem.header()
     }
 
     /// Uses distance implementation `imp` (see [`MapDevice::set_distance_impl`]).
@@ -558,10 +456,16 @@ impl Searcher {
         self.img.device_mut().set_distance_impl(imp)
     }
 
-    /// See [`search`].
+    /// The `k` nearest live vectors to `query` with candidate list `ef` (0 = default), nearest
+    /// first, with their owners (`vexfs_core::embed::IndexMem::search`). Errors: `Invalid`
+    /// for bad k/ef (see [`search_ef`]), a query of the wrong dimension or with NaN/Inf;
+    /// `Format` for corrupt index data.
     pub fn search(&mut self, query: &[f32], k: usize, ef: usize) -> Result<Vec<Hit>> {
-        let (ix, mut pad) = self.mem.with_header(self.header, 0);
-        search(&ix, self.img.device(), &mut pad, query, k, ef)
+        let mut hits = vec![Hit::default(); k.min(MAX_K)];
+        let imp = self.img.device().distance_impl();
+        let n = self.mem.search(self.img.device(), &imp, &query_bits(query), k, ef, &mut hits)?;
+        hits.truncate(n);
+        Ok(hits)
     }
 
     /// Root-relative paths of the regular files, by inode (see [`file_paths`]; the tree is

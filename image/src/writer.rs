@@ -6,19 +6,18 @@
 use std::io;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use vexfs_core::distance::{best_impl, first_nonfinite, Impl};
+use vexfs_core::distance::{best_impl, Impl};
+use vexfs_core::embed::{ChunkFields, ChunkFile, ChunkFiles};
 use vexfs_core::format::dir::{self, dt_from_mode, init_dir_block, seal_dir_block, valid_name, DT_DIR};
 use vexfs_core::format::extent::{extent_block_build, Extent};
-use vexfs_core::format::inode::{
-    Inode, INLINE_EXTENTS, INLINE_VEC_IDS, MAX_EXTENTS, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG,
-};
-use vexfs_core::format::superblock::Region;
-use vexfs_core::format::vector::{vec_ids_block_build, HnswHeader, MapEntry, MAX_CHUNKS};
+use vexfs_core::format::inode::{Inode, INLINE_EXTENTS, MAX_EXTENTS, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
+use vexfs_core::format::superblock::{Extent64, Region};
+use vexfs_core::format::vector::HnswHeader;
 use vexfs_core::format::{bit_find_clear, bit_set, bit_test, BLOCK_SIZE};
-use vexfs_core::io::BlockDevice;
-use vexfs_core::vindex::VecIndex;
+use vexfs_core::index_error::IndexError;
+use vexfs_core::io::{Block, BlockDevice};
 
-use crate::vectors::{self, BlockCache, CachedBlocks, Hit, IndexMem, Scratchpad, MAX_EF};
+use crate::vectors::{chunk_slots, index_mem, query_bits, BlockCache, CachedBlocks, Hit, IndexMem, MAX_EF, MAX_K};
 use crate::{Error, Image, Result};
 
 const BS: u64 = BLOCK_SIZE as u64;
@@ -54,12 +53,11 @@ pub struct Writer<D> {
 }
 
 /// The vector index as the writer changes it: the cache of its blocks, the memory of its
-/// operations, and the header and slot hint kept between them (as the kernel keeps them).
+/// operations (which keeps the header and slot hint between them, as the kernel's does) and
+/// the distance kernel.
 struct VecState {
     cache: BlockCache,
     mem: IndexMem,
-    header: HnswHeader,
-    hint: u64,
     imp: Impl,
 }
 
@@ -187,12 +185,13 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
     }
 
     /// Sets chunks `first .. first + vectors.len()` of regular file `ino`, as
-    /// `VEXFS_IOC_SET_EMBEDDINGS` does: the new vectors are inserted first, then the chunk
-    /// list is stored, then the replaced vectors removed; with `truncate` the chunks past the
-    /// new ones go too. Returns the file's slots.
-    /// Errors: `Invalid` for a file that is not regular, no vectors, a wrong dimension,
-    /// NaN/Inf, a gap (`first` past the file's chunk count), more than [`MAX_CHUNKS`] chunks,
-    /// no free vector slot (nothing is changed then); `Format` for a corrupt index or chunk
+    /// `VEXFS_IOC_SET_EMBEDDINGS` does, through the kernel's code
+    /// (`vexfs_core::embed::IndexMem::set_chunks`): the new vectors are inserted first, then
+    /// the chunk list is stored, then the replaced vectors removed; with `truncate` the chunks
+    /// past the new ones go too. Returns the file's slots.
+    /// Errors: `Invalid` for a file that is not regular, a vector of the wrong dimension, and
+    /// what the core refuses (no vectors, NaN/Inf, a gap, more than `MAX_CHUNKS` chunks, no
+    /// room for the vectors: nothing is changed then); `Format` for a corrupt index or chunk
     /// list; `Io`.
     pub fn set_chunks<V: AsRef<[f32]>>(
         &mut self,
@@ -214,97 +213,47 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
             if v.len() != dim {
                 return Err(Error::Invalid(format!("vector {i} has {} components, the filesystem {dim}", v.len())));
             }
-            data.extend(v.iter().map(|x| x.to_bits()));
-        }
-        if let Some(j) = first_nonfinite(&data) {
-            return Err(Error::Invalid(format!("vector {} component {} is NaN or infinite", j / dim, j % dim)));
+            data.extend(query_bits(v));
         }
         let count = vectors.len();
-        if count == 0 {
-            return Err(Error::Invalid("no vectors to set".into()));
-        }
-        if first.checked_add(count).map_or(true, |e| e > MAX_CHUNKS) {
-            return Err(Error::Invalid(format!(
-                "chunks {first}..{} are past the limit of {MAX_CHUNKS}",
-                first.saturating_add(count)
-            )));
-        }
-        let old = self.img.vec_slots(ino, &inode)?;
-        if first > old.len() {
-            return Err(Error::Invalid(format!(
-                "inode {ino} has {} chunks: setting chunk {first} would leave a gap",
-                old.len()
-            )));
-        }
-        let new = self.with_index(|ix, b, pad| {
-            if ix.header.live as u64 + count as u64 > ix.capacity {
-                return Err(Error::Invalid(format!(
-                    "no room for {count} more vectors ({} of {} slots live)",
-                    ix.header.live, ix.capacity
-                )));
-            }
-            let mut new = Vec::with_capacity(count);
-            for (i, v) in data.chunks(dim).enumerate() {
-                let owner = MapEntry { ino: ino as u64, chunk: (first + i) as u32 };
-                match ix.insert(b, &mut pad.scratch, pad.visited, v, owner) {
-                    Ok(slot) => new.push(slot),
-                    Err(e) => {
-                        for &slot in &new {
-                            let _ = ix.remove(b, &mut pad.scratch, slot);
-                        }
-                        return Err(e);
-                    }
+        self.with_file(ino, inode, |mem, store, imp, file| mem.set_chunks(store, imp, file, first, &data, truncate))
+            .map_err(|e| match e {
+                IndexError::NoSpace { live, capacity } => {
+                    Error::Invalid(format!("no room for {count} more vectors ({live} of {capacity} slots live)"))
                 }
-            }
-            Ok(new)
-        })?;
-        let end = first + count;
-        let tail = if truncate { &[][..] } else { old.get(end..).unwrap_or(&[]) };
-        let ids: Vec<u32> = old[..first].iter().chain(&new).chain(tail).copied().collect();
-        self.store_vec_ids(ino, &ids)?;
-        let gone_end = if truncate { old.len() } else { end.min(old.len()) };
-        let gone = old.get(first.min(old.len())..gone_end).unwrap_or(&[]).to_vec();
-        self.with_index(|ix, b, pad| {
-            for slot in gone {
-                ix.remove(b, &mut pad.scratch, slot)?;
-            }
-            Ok(())
-        })?;
-        Ok(ids)
+                IndexError::Rejected(r) => Error::Invalid(format!("inode {ino}: {r}")),
+                e => Error::from(e),
+            })?;
+        chunk_slots(&self.img, ino, &self.img.inode(ino)?)
     }
 
     /// Removes every embedding of `ino` (a file without any is not an error): the chunk list
-    /// is cleared first, then each vector becomes a tombstone (purged by
-    /// [`VecIndex::remove`]'s policy or [`Self::purge_vectors`]).
-    /// Errors: `Format` for a corrupt index or chunk list; `Io`.
+    /// is cleared first, then each vector becomes a tombstone (purged by the index's policy or
+    /// [`Self::purge_vectors`]). Errors: `Format` for a corrupt index or chunk list; `Io`.
     pub fn remove_embeddings(&mut self, ino: u32) -> Result<()> {
         let inode = self.img.inode(ino)?;
-        let ids = self.img.vec_slots(ino, &inode)?;
-        if ids.is_empty() {
-            return Ok(());
-        }
-        self.store_vec_ids(ino, &[])?;
-        self.with_index(|ix, b, pad| {
-            for &slot in &ids {
-                ix.remove(b, &mut pad.scratch, slot)?;
-            }
-            Ok(())
-        })
+        Ok(self.with_file(ino, inode, |mem, store, imp, file| mem.remove_chunks(store, imp, file))?)
     }
 
-    /// Repairs the graph around every tombstone and frees their slots ([`VecIndex::purge`]).
+    /// Repairs the graph around every tombstone and frees their slots.
     pub fn purge_vectors(&mut self) -> Result<()> {
-        self.with_index(|ix, b, pad| ix.purge(b, &mut pad.scratch))
+        let (mem, store, imp) = self.index()?;
+        Ok(mem.purge(&store, &imp)?)
     }
 
     /// The HNSW header as it stands (live and deleted counts, entry point).
     pub fn vector_header(&mut self) -> Result<HnswHeader> {
-        self.with_index(|ix, _, _| Ok(ix.header))
+        Ok(self.index()?.0.header())
     }
 
-    /// Searches the index as it stands (see [`vectors::search`]; `ef` up to [`MAX_EF`]).
+    /// Searches the index as it stands (as `vectors::Searcher::search`; `ef` up to
+    /// [`MAX_EF`]).
     pub fn search(&mut self, query: &[f32], k: usize, ef: usize) -> Result<Vec<Hit>> {
-        self.with_index(|ix, b, pad| vectors::search(ix, b, pad, query, k, ef))
+        let (mem, store, imp) = self.index()?;
+        let mut hits = vec![Hit::default(); k.min(MAX_K)];
+        let n = mem.search(&store, &imp, &query_bits(query), k, ef, &mut hits)?;
+        hits.truncate(n);
+        Ok(hits)
     }
 
     /// Writes the changed blocks of the vector regions to the device (without flushing it);
@@ -316,54 +265,65 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
         }
     }
 
-    /// Runs `f` on the vector index, opened on first use, and keeps the header and slot hint
-    /// it leaves (as the kernel's `with_index`).
-    fn with_index<R>(
-        &mut self,
-        f: impl FnOnce(&mut VecIndex<'_>, &CachedBlocks<'_, D>, &mut Scratchpad<'_>) -> Result<R>,
-    ) -> Result<R> {
+    /// The vector index, opened on first use: its memory, a block store over its cache, and
+    /// the distance kernel.
+    fn index(&mut self) -> Result<(&mut IndexMem, CachedBlocks<'_, D>, Impl)> {
         if self.vec.is_none() {
             let sb = self.img.sb();
             let cache = BlockCache::for_vectors(sb);
-            let mut mem = IndexMem::new(sb, MAX_EF)?;
+            let mut mem = index_mem(sb, MAX_EF)?;
             let imp = best_impl();
-            let blocks = CachedBlocks { dev: self.img.device(), cache: &cache, imp };
-            let header = mem.open_index(&blocks)?.0.header;
-            self.vec = Some(VecState { cache, mem, header, hint: 0, imp });
+            mem.open(&CachedBlocks { dev: self.img.device(), cache: &cache }, &imp)?;
+            self.vec = Some(VecState { cache, mem, imp });
         }
         let Writer { img, vec, .. } = self;
-        let st = vec.as_mut().ok_or_else(|| Error::Invalid("vector index not open".into()))?;
-        let blocks = CachedBlocks { dev: img.device(), cache: &st.cache, imp: st.imp };
-        let (mut ix, mut pad) = st.mem.with_header(st.header, st.hint);
-        let r = f(&mut ix, &blocks, &mut pad);
-        st.header = ix.header;
-        st.hint = ix.hint;
-        r
+        let VecState { cache, mem, imp } =
+            vec.as_mut().ok_or_else(|| Error::Invalid("vector index not open".into()))?;
+        Ok((mem, CachedBlocks { dev: img.device(), cache }, *imp))
     }
 
-    /// Stores `ids` as the chunk list of `ino`: inline, then in a vector-id block allocated
-    /// on demand and freed when no longer needed (as the kernel's `store_ids`).
-    fn store_vec_ids(&mut self, ino: u32, ids: &[u32]) -> Result<()> {
-        let mut inode = self.img.inode(ino)?;
-        if ids.len() > INLINE_VEC_IDS {
-            if inode.vec_block == 0 {
-                inode.vec_block = self.alloc_block()?;
-                inode.blocks += 1;
-            }
-            let mut b = [0u8; BLOCK_SIZE];
-            vec_ids_block_build(&mut b, inode.vec_block, ino as u64, &ids[INLINE_VEC_IDS..]);
-            self.img.write_block(inode.vec_block, &b)?;
-        } else if inode.vec_block != 0 {
-            self.free_block(inode.vec_block);
-            inode.vec_block = 0;
-            inode.blocks = inode.blocks.saturating_sub(1);
+    /// Runs an embedding operation on file `ino` (whose inode is `inode`), then applies what
+    /// it did to the file: block writes, the inode, the free block count.
+    fn with_file<R>(
+        &mut self,
+        ino: u32,
+        inode: Inode,
+        op: impl FnOnce(
+            &mut IndexMem,
+            &CachedBlocks<'_, D>,
+            &Impl,
+            &mut WriterFile<'_, D>,
+        ) -> std::result::Result<R, IndexError<Error>>,
+    ) -> std::result::Result<R, IndexError<Error>> {
+        self.index().map_err(IndexError::Io)?;
+        let data = self.img.sb().region(Region::Data);
+        let Writer { img, vec, blocks, next_block, .. } = self;
+        let VecState { cache, mem, imp } =
+            vec.as_mut().ok_or_else(|| IndexError::Io(Error::Invalid("vector index not open".into())))?;
+        let store = CachedBlocks { dev: img.device(), cache };
+        let mut file = WriterFile {
+            img,
+            bitmap: blocks,
+            next_block,
+            data,
+            ino,
+            inode,
+            changed: false,
+            writes: Vec::new(),
+            taken: 0,
+            freed: 0,
+        };
+        let r = op(mem, &store, imp, &mut file);
+        let WriterFile { inode, changed, writes, taken, freed, .. } = file;
+        for (n, b) in &writes {
+            img.write_block(*n, b).map_err(IndexError::Io)?;
         }
-        inode.vec_ids = [0; INLINE_VEC_IDS];
-        for (d, s) in inode.vec_ids.iter_mut().zip(ids) {
-            *d = *s;
+        if changed {
+            img.write_inode(ino, &inode).map_err(IndexError::Io)?;
         }
-        inode.vec_count = ids.len() as u32;
-        self.img.write_inode(ino, &inode)
+        let sb = img.sb_mut();
+        sb.free_blocks = (sb.free_blocks + freed).saturating_sub(taken);
+        r
     }
 
     fn create_inode(&mut self, parent: u32, name: &str, mode: u16, data: &[u8], max_run: u32) -> Result<u32> {
@@ -478,20 +438,110 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
         self.img.sb_mut().free_blocks -= 1;
     }
 
-    fn free_block(&mut self, b: u64) {
-        if bit_test(&self.blocks, b as usize) {
-            bit_set(&mut self.blocks, b as usize, false);
-            self.img.sb_mut().free_blocks += 1;
-        }
-    }
-
     fn alloc_block(&mut self) -> Result<u64> {
         let data = self.img.sb().region(Region::Data);
-        let b = bit_find_clear(&self.blocks, self.next_block as usize, data.end() as usize)
-            .or_else(|| bit_find_clear(&self.blocks, data.start as usize, data.end() as usize))
-            .ok_or_else(|| Error::Invalid("no free block".into()))? as u64;
+        let b = find_free_block(&self.blocks, self.next_block, data)
+            .ok_or_else(|| Error::Invalid("no free block".into()))?;
         self.take_block(b);
         self.next_block = b + 1;
         Ok(b)
+    }
+}
+
+/// Next free block of the data region at or after `from` (wrapping to its start), or `None`.
+fn find_free_block(bitmap: &[u8], from: u64, data: Extent64) -> Option<u64> {
+    bit_find_clear(bitmap, from as usize, data.end() as usize)
+        .or_else(|| bit_find_clear(bitmap, data.start as usize, data.end() as usize))
+        .map(|b| b as u64)
+}
+
+/// A file of the image being written, as `vexfs_core::embed` changes it. While the operation
+/// runs, the index's block cache borrows the device, so block writes and the inode are kept
+/// here and applied afterwards ([`Writer::with_file`]); reads see the kept writes.
+struct WriterFile<'a, D> {
+    img: &'a Image<D>,
+    bitmap: &'a mut Vec<u8>,
+    next_block: &'a mut u64,
+    data: Extent64,
+    ino: u32,
+    inode: Inode,
+    changed: bool,
+    writes: Vec<(u64, Box<Block>)>,
+    /// Blocks allocated and freed (for the superblock's free count).
+    taken: u64,
+    freed: u64,
+}
+
+impl<D: BlockDevice<Error = io::Error>> ChunkFiles for WriterFile<'_, D> {
+    type Error = Error;
+    type Locked<'b>
+        = &'b mut Self
+    where
+        Self: 'b;
+
+    fn lock(&mut self) -> Result<&mut Self> {
+        Ok(self)
+    }
+}
+
+impl<D: BlockDevice<Error = io::Error>> ChunkFile for &mut WriterFile<'_, D> {
+    type Error = Error;
+    type Ref<'b>
+        = Box<[u8]>
+    where
+        Self: 'b;
+
+    fn ino(&self) -> u64 {
+        self.ino as u64
+    }
+
+    fn fields(&self) -> ChunkFields {
+        ChunkFields { count: self.inode.vec_count, block: self.inode.vec_block, inline: self.inode.vec_ids }
+    }
+
+    fn set_fields(&mut self, f: ChunkFields) -> Result<()> {
+        self.inode.vec_count = f.count;
+        self.inode.vec_block = f.block;
+        self.inode.vec_ids = f.inline;
+        self.changed = true;
+        Ok(())
+    }
+
+    fn read_block(&self, n: u64) -> Result<Box<[u8]>> {
+        match self.writes.iter().rev().find(|(b, _)| *b == n) {
+            Some((_, b)) => Ok(b.clone()),
+            None => Ok(self.img.read_block(n)?),
+        }
+    }
+
+    fn write_block(&mut self, n: u64, fresh: bool, build: &mut dyn FnMut(&mut [u8])) -> Result<()> {
+        let mut b: Box<Block> = Box::new([0u8; BLOCK_SIZE]);
+        if !fresh {
+            b.copy_from_slice(&self.read_block(n)?);
+        }
+        build(&mut b[..]);
+        self.writes.push((n, b));
+        Ok(())
+    }
+
+    fn alloc_block(&mut self) -> Result<u64> {
+        let b = find_free_block(self.bitmap, *self.next_block, self.data)
+            .ok_or_else(|| Error::Invalid("no free block".into()))?;
+        bit_set(self.bitmap, b as usize, true);
+        *self.next_block = b + 1;
+        self.inode.blocks += 1;
+        self.taken += 1;
+        self.changed = true;
+        Ok(b)
+    }
+
+    fn free_block(&mut self, n: u64) -> Result<()> {
+        if self.data.contains(n) && bit_test(self.bitmap, n as usize) {
+            bit_set(self.bitmap, n as usize, false);
+            self.freed += 1;
+        }
+        self.inode.blocks = self.inode.blocks.saturating_sub(1);
+        self.changed = true;
+        Ok(())
     }
 }

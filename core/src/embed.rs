@@ -1,0 +1,513 @@
+//! The embedding layer, written once for the kernel and the offline writer: a file's chunks
+//! (its embeddings) set, replaced, read and removed, its chunk list read and stored, and k-NN
+//! searches whose hits name files.
+//!
+//! The callers supply three things, each a thin adapter:
+//! - an [`Alloc`]: the per-index memory ([`IndexMem`]) is allocated once, at mount or when an
+//!   image is opened, sized by the superblock and the limits below; no operation allocates.
+//! - a [`BlockStore`] over the vector regions and a [`DistanceKernel`] (see [`crate::vindex`]);
+//! - [`ChunkFiles`]: the file whose chunks change, locked for the short moments its chunk list
+//!   is read or stored ([`ChunkFile`]).
+//!
+//! Locking is the caller's: one [`IndexMem`] operation at a time per filesystem (the kernel's
+//! index lock), which also serialises every change of any file's chunk list.
+//!
+//! Each public operation of [`IndexMem`] is one logical change of the index: the place where
+//! the journal makes a transaction of it (every block it changes goes through
+//! [`BlockStore::write`] or [`ChunkFile::write_block`]).
+
+use crate::distance::{bits_from_key, first_nonfinite, DistanceKernel};
+use crate::error::FormatError;
+use crate::format::inode::INLINE_VEC_IDS;
+use crate::format::superblock::{Extent64, Region, Superblock};
+use crate::format::vector::{
+    check_vec_ids_block, vec_ids_block_build, vec_ids_block_count, vec_ids_block_get, HnswHeader, MapEntry,
+};
+use crate::hnsw::{Cand, EpochVisited, Scratch};
+use crate::index_error::{IResult, IndexError, Reject};
+use crate::io::BlockStore;
+use crate::vindex::{fill_upper_table, IndexScratch, VecIndex};
+use core::ops::{Deref, DerefMut};
+
+pub use crate::format::vector::MAX_CHUNKS;
+
+/// Largest `k` of one search (`VEXFS_MAX_K` of include/vexfs.h).
+pub const MAX_K: usize = 1024;
+/// Largest `ef_search` (`VEXFS_MAX_EF`).
+pub const MAX_EF: usize = 4096;
+/// `ef_search` when the caller passes 0: `max(k, DEFAULT_EF)`.
+pub const DEFAULT_EF: usize = 64;
+
+/// Checks a search's `k` and `ef` (0 = `max(k, DEFAULT_EF)`) against the limits and an index
+/// whose memory holds candidate lists of `max_ef`; returns the ef to use.
+/// Errors: [`Reject::K`] for k outside `1..=MAX_K`, [`Reject::Ef`] for ef below k or above
+/// `min(MAX_EF, max_ef)` (both `EINVAL`).
+pub fn check_search(k: usize, ef: usize, max_ef: usize) -> Result<usize, Reject> {
+    if k == 0 || k > MAX_K {
+        return Err(Reject::K { k });
+    }
+    let max = MAX_EF.min(max_ef);
+    let ef = if ef == 0 { k.max(DEFAULT_EF) } else { ef };
+    if ef < k || ef > max {
+        return Err(Reject::Ef { ef, k, max });
+    }
+    Ok(ef)
+}
+
+/// Checks the vectors of a SET: `data` holds whole vectors of `dim` float bit patterns, at
+/// least one, all finite, and chunks `first .. first + count` stay within [`MAX_CHUNKS`].
+/// Returns `count`. Errors: `NoVectors`, `Dimension` (not a multiple of `dim`),
+/// `TooManyChunks` (`E2BIG`), `NonFinite`.
+pub fn check_vectors(data: &[u32], dim: u32, first: usize) -> Result<usize, Reject> {
+    let d = dim as usize;
+    if data.is_empty() {
+        return Err(Reject::NoVectors);
+    }
+    if d == 0 || data.len() % d != 0 {
+        return Err(Reject::Dimension { got: data.len(), want: dim });
+    }
+    let count = data.len() / d;
+    match first.checked_add(count) {
+        Some(end) if end <= MAX_CHUNKS => {}
+        _ => return Err(Reject::TooManyChunks { end: first.saturating_add(count) }),
+    }
+    if let Some(i) = first_nonfinite(data) {
+        return Err(Reject::NonFinite { vector: i / d, component: i % d });
+    }
+    Ok(count)
+}
+
+/// Memory of the caller's kind: `KVVec` in the kernel, `Vec` in the tools.
+pub trait Alloc {
+    /// A buffer of `T`s.
+    type Vec<T: Copy>: DerefMut<Target = [T]>;
+    /// Allocation failure (`AllocError` in the kernel).
+    type Error;
+    /// `n` copies of `value`.
+    fn filled<T: Copy>(n: usize, value: T) -> Result<Self::Vec<T>, Self::Error>;
+}
+
+/// A file's chunk-list fields, as its inode stores them (docs/FORMAT.md, inode bytes 200..):
+/// the chunk count, the vector-id block (0 = none) and the first [`INLINE_VEC_IDS`] slots.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChunkFields {
+    /// Chunks of the file (at most [`MAX_CHUNKS`]).
+    pub count: u32,
+    /// Block holding the slots of chunks [`INLINE_VEC_IDS`].., 0 when `count` fits inline.
+    pub block: u64,
+    /// Slots of the first chunks; entries at or past `count` are zero.
+    pub inline: [u32; INLINE_VEC_IDS],
+}
+
+/// One file, locked (the kernel holds its metadata lock): its chunk-list fields and the block
+/// that holds the rest of its chunk list.
+pub trait ChunkFile {
+    /// The storage's error (same as the index's [`BlockStore`]).
+    type Error;
+    /// A block borrowed for reading.
+    type Ref<'a>: Deref<Target = [u8]>
+    where
+        Self: 'a;
+    /// The file's inode number: owner of its vector-id block and of its chunks' map entries.
+    fn ino(&self) -> u64;
+    /// The chunk-list fields as they stand.
+    fn fields(&self) -> ChunkFields;
+    /// Replaces the chunk-list fields (the inode is written with them).
+    fn set_fields(&mut self, fields: ChunkFields) -> Result<(), Self::Error>;
+    /// Block `n` of the data region, for reading.
+    fn read_block(&self, n: u64) -> Result<Self::Ref<'_>, Self::Error>;
+    /// Writes block `n`: `build` fills its bytes, which start as the block's contents, or zero
+    /// when `fresh` (a block just allocated).
+    fn write_block(&mut self, n: u64, fresh: bool, build: &mut dyn FnMut(&mut [u8])) -> Result<(), Self::Error>;
+    /// Allocates a data block for the file (counted in its block count). Errors: `ENOSPC`.
+    fn alloc_block(&mut self) -> Result<u64, Self::Error>;
+    /// Frees data block `n` of the file (uncounted from its block count).
+    fn free_block(&mut self, n: u64) -> Result<(), Self::Error>;
+}
+
+/// The file whose chunks an operation changes; [`ChunkFiles::lock`] is held only while its
+/// chunk list is read or stored, never across index work.
+pub trait ChunkFiles {
+    /// The storage's error.
+    type Error;
+    /// The file, locked.
+    type Locked<'a>: ChunkFile<Error = Self::Error>
+    where
+        Self: 'a;
+    /// Locks the file (the kernel: the filesystem's metadata lock, the inode loaded).
+    fn lock(&mut self) -> Result<Self::Locked<'_>, Self::Error>;
+}
+
+/// Reads the chunk list of `file` into `out` (room for [`MAX_CHUNKS`]); returns the chunk
+/// count. `data` is the filesystem's data region (where the vector-id block must lie).
+/// Errors: `Corrupt` for a count past [`MAX_CHUNKS`], a vector-id block that is missing,
+/// unexpected, outside the data region, not this file's, or whose count disagrees with the
+/// inode's; the store's errors as `Io`.
+pub fn read_chunk_list<F: ChunkFile>(file: &F, data: Extent64, out: &mut [u32]) -> IResult<usize, F::Error> {
+    let f = file.fields();
+    let n = f.count as usize;
+    if n > MAX_CHUNKS {
+        return Err(FormatError::Corrupt { what: "inode vector count", value: n as u64 }.into());
+    }
+    if (n > INLINE_VEC_IDS) != (f.block != 0) {
+        return Err(FormatError::Corrupt { what: "inode vector id block", value: f.block }.into());
+    }
+    let out = out.get_mut(..n).ok_or(IndexError::Invalid("chunk list buffer"))?;
+    for (d, s) in out.iter_mut().zip(f.inline.iter()) {
+        *d = *s;
+    }
+    if n > INLINE_VEC_IDS {
+        if !data.contains(f.block) {
+            return Err(FormatError::Corrupt { what: "vector id block outside the data region", value: f.block }.into());
+        }
+        let b = file.read_block(f.block).map_err(IndexError::Io)?;
+        check_vec_ids_block(&b, f.block, file.ino())?;
+        let count = vec_ids_block_count(&b)?;
+        let rest = out.get_mut(INLINE_VEC_IDS..).ok_or(IndexError::Invalid("chunk list buffer"))?;
+        if count != rest.len() {
+            return Err(FormatError::Corrupt { what: "vector id block count vs inode", value: count as u64 }.into());
+        }
+        for (i, d) in rest.iter_mut().enumerate() {
+            *d = vec_ids_block_get(&b, i)?;
+        }
+    }
+    Ok(n)
+}
+
+/// Stores `ids` as the chunk list of `file`: inline first, the rest in a vector-id block
+/// allocated on demand and freed when no longer needed. Errors: `TooManyChunks` past
+/// [`MAX_CHUNKS`]; the store's errors (`ENOSPC` for the block) as `Io`, with a block allocated
+/// here freed again.
+pub fn store_chunk_list<F: ChunkFile>(file: &mut F, ids: &[u32]) -> IResult<(), F::Error> {
+    if ids.len() > MAX_CHUNKS {
+        return Err(Reject::TooManyChunks { end: ids.len() }.into());
+    }
+    let mut f = file.fields();
+    let ino = file.ino();
+    if let Some(rest) = ids.get(INLINE_VEC_IDS..).filter(|r| !r.is_empty()) {
+        let fresh = f.block == 0;
+        if fresh {
+            f.block = file.alloc_block().map_err(IndexError::Io)?;
+        }
+        let blk = f.block;
+        if let Err(e) = file.write_block(blk, fresh, &mut |b| vec_ids_block_build(b, blk, ino, rest)) {
+            if fresh {
+                // Best effort: the write's error is the one to report.
+                let _ = file.free_block(blk);
+            }
+            return Err(IndexError::Io(e));
+        }
+    } else if f.block != 0 {
+        file.free_block(f.block).map_err(IndexError::Io)?;
+        f.block = 0;
+    }
+    f.inline = [0; INLINE_VEC_IDS];
+    for (d, s) in f.inline.iter_mut().zip(ids) {
+        *d = *s;
+    }
+    // MAX_CHUNKS fits in u32.
+    f.count = ids.len() as u32;
+    file.set_fields(f).map_err(IndexError::Io)
+}
+
+/// One search hit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Hit {
+    /// The vector slot.
+    pub slot: u32,
+    /// Order-preserving distance key ([`crate::distance::key_from_bits`]).
+    pub key: u32,
+    /// Owning file.
+    pub ino: u64,
+    /// Chunk of the file.
+    pub chunk: u32,
+}
+
+impl Hit {
+    /// The distance's float bit pattern, in the filesystem's metric (squared for l2).
+    pub fn dist_bits(&self) -> u32 {
+        bits_from_key(self.key)
+    }
+
+    /// The distance, in the filesystem's metric (squared for l2). Userspace only.
+    #[cfg(feature = "std")]
+    pub fn distance(&self) -> f32 {
+        f32::from_bits(self.dist_bits())
+    }
+}
+
+/// The per-index memory of one filesystem, allocated once: the upper-record table
+/// (`capacity + 1` words), the HNSW candidate pool (`max(max_ef, ef_construction)` entries),
+/// link scratch ([`Scratch::work_len`]), bounce buffers ([`IndexScratch::bounce_len`]), the
+/// visited set (2 bytes per slot), search results ([`MAX_K`]) and two chunk lists
+/// ([`MAX_CHUNKS`] each); plus the HNSW header and the free-slot hint kept between operations.
+/// About `6 * capacity + 48 * max_ef + 8 * stride` bytes.
+pub struct IndexMem<A: Alloc> {
+    sb: Superblock,
+    upper: A::Vec<u32>,
+    pool: A::Vec<Cand>,
+    work: A::Vec<u32>,
+    bounce: A::Vec<u32>,
+    visited: EpochVisited<A::Vec<u16>>,
+    results: A::Vec<(u32, u32)>,
+    old_ids: A::Vec<u32>,
+    new_ids: A::Vec<u32>,
+    header: HnswHeader,
+    hint: u64,
+}
+
+/// The mutable memory an operation works in (borrowed from [`IndexMem`]).
+pub struct Pad<'a, A: Alloc> {
+    /// HNSW scratch and bounce buffers.
+    pub scratch: IndexScratch<'a>,
+    /// The visited set.
+    pub visited: &'a mut EpochVisited<A::Vec<u16>>,
+    /// Search results `(key, slot)`, [`MAX_K`] entries.
+    pub results: &'a mut [(u32, u32)],
+    old_ids: &'a mut [u32],
+    new_ids: &'a mut [u32],
+}
+
+impl<A: Alloc> IndexMem<A> {
+    /// Memory for the index of `sb` (a validated superblock), for searches with ef up to
+    /// `max_ef`. The header is empty until [`Self::open`].
+    /// Errors: `Io` (the allocator's error) when memory runs out; `Corrupt` if the vector
+    /// capacity cannot be addressed.
+    pub fn new(sb: &Superblock, max_ef: usize) -> IResult<Self, A::Error> {
+        let cap = usize::try_from(sb.vec_capacity)
+            .ok()
+            .filter(|&c| c < u32::MAX as usize)
+            .ok_or(FormatError::Corrupt { what: "vector capacity", value: sb.vec_capacity })?;
+        let io = IndexError::Io;
+        let mut upper = A::filled(cap + 1, 0u32).map_err(io)?;
+        fill_upper_table(sb, &mut upper)?;
+        Ok(IndexMem {
+            sb: sb.clone(),
+            upper,
+            pool: A::filled(max_ef.max(sb.hnsw_ef_construction as usize).max(1), Cand::default()).map_err(io)?,
+            work: A::filled(Scratch::work_len(sb.hnsw_m), 0u32).map_err(io)?,
+            bounce: A::filled(IndexScratch::bounce_len(sb.vec_stride), 0u32).map_err(io)?,
+            visited: EpochVisited::new(A::filled(cap, 0u16).map_err(io)?),
+            results: A::filled(MAX_K, (0u32, 0u32)).map_err(io)?,
+            old_ids: A::filled(MAX_CHUNKS, 0u32).map_err(io)?,
+            new_ids: A::filled(MAX_CHUNKS, 0u32).map_err(io)?,
+            header: HnswHeader::EMPTY,
+            hint: 0,
+        })
+    }
+
+    /// Reads and checks the HNSW header and entry point (at mount, or when an image is
+    /// opened). Errors: `Corrupt`; the store's as `Io`.
+    pub fn open<B: BlockStore>(&mut self, b: &B, dist: &dyn DistanceKernel) -> IResult<(), B::Error> {
+        self.header = VecIndex::open(b, &self.sb, &self.upper, dist)?.header;
+        self.hint = 0;
+        Ok(())
+    }
+
+    /// The superblock the memory was made for.
+    pub fn sb(&self) -> &Superblock {
+        &self.sb
+    }
+
+    /// The HNSW header as the last operation left it (live and deleted counts, entry point).
+    pub fn header(&self) -> HnswHeader {
+        self.header
+    }
+
+    /// Largest ef a search can use: `min(MAX_EF, the candidate pool)`.
+    pub fn max_ef(&self) -> usize {
+        MAX_EF.min(self.pool.len())
+    }
+
+    /// Runs `f` on the index with the memory, and keeps the header and slot hint it leaves
+    /// (also on error: what was written stays written). For the tools' own index work.
+    pub fn with_index<R, E>(
+        &mut self,
+        dist: &dyn DistanceKernel,
+        f: impl FnOnce(&mut VecIndex<'_>, &mut Pad<'_, A>) -> IResult<R, E>,
+    ) -> IResult<R, E> {
+        let IndexMem { sb, upper, pool, work, bounce, visited, results, old_ids, new_ids, header, hint } = self;
+        let mut ix = VecIndex::with_header(sb, upper, *header, *hint, dist);
+        let mut pad =
+            Pad { scratch: IndexScratch { hnsw: Scratch { pool, work }, bounce }, visited, results, old_ids, new_ids };
+        let r = f(&mut ix, &mut pad);
+        *header = ix.header;
+        *hint = ix.hint;
+        r
+    }
+
+    /// Sets chunks `first .. first + count` of the file from `data` (`count * dim` float bit
+    /// patterns): every new vector is inserted, then the chunk list stored, then the replaced
+    /// vectors removed; a failure before the chunk list is stored removes the new vectors
+    /// again. With `truncate`, the chunks past the new ones go too.
+    /// Errors: `Rejected` (see [`check_vectors`]; `Gap` when `first` is past the file's
+    /// chunk count), `NoSpace` when the index cannot hold `count` more vectors (nothing is
+    /// changed then), `Corrupt`, the store's errors as `Io`.
+    pub fn set_chunks<B, F>(
+        &mut self,
+        b: &B,
+        dist: &dyn DistanceKernel,
+        file: &mut F,
+        first: usize,
+        data: &[u32],
+        truncate: bool,
+    ) -> IResult<(), B::Error>
+    where
+        B: BlockStore,
+        F: ChunkFiles<Error = B::Error>,
+    {
+        let dim = self.sb.vec_dim;
+        let count = check_vectors(data, dim, first)?;
+        let region = self.sb.region(Region::Data);
+        self.with_index(dist, |ix, pad| {
+            let (old_n, ino) = {
+                let l = file.lock().map_err(IndexError::Io)?;
+                (read_chunk_list(&l, region, pad.old_ids)?, l.ino())
+            };
+            if first > old_n {
+                return Err(Reject::Gap { first, chunks: old_n }.into());
+            }
+            if ix.header.live as u64 + count as u64 > ix.capacity {
+                return Err(IndexError::NoSpace { live: ix.header.live as u64, capacity: ix.capacity });
+            }
+            let end = first + count;
+            let total = if truncate { end } else { end.max(old_n) };
+            let old = pad.old_ids.get(..old_n).ok_or(IndexError::Invalid("chunk list buffer"))?;
+            let new = pad.new_ids.get_mut(..total).ok_or(IndexError::Invalid("chunk list buffer"))?;
+            for (i, d) in new.iter_mut().enumerate() {
+                *d = if (first..end).contains(&i) { 0 } else { old.get(i).copied().unwrap_or(0) };
+            }
+            let mut inserted = 0usize;
+            let mut r = Ok(());
+            for (v, d) in data.chunks_exact(dim as usize).zip(new.iter_mut().skip(first)) {
+                // Chunk numbers are below MAX_CHUNKS (checked), so they fit in u32.
+                let owner = MapEntry { ino, chunk: (first + inserted) as u32 };
+                match ix.insert(b, &mut pad.scratch, &mut *pad.visited, v, owner) {
+                    Ok(slot) => {
+                        *d = slot;
+                        inserted += 1;
+                    }
+                    Err(e) => {
+                        r = Err(e);
+                        break;
+                    }
+                }
+            }
+            if r.is_ok() {
+                r = file.lock().map_err(IndexError::Io).and_then(|mut l| store_chunk_list(&mut l, new));
+            }
+            if let Err(e) = r {
+                for &slot in new.get(first..first + inserted).unwrap_or(&[]) {
+                    // Best effort: the first error is the one to report.
+                    let _ = ix.remove(b, &mut pad.scratch, slot);
+                }
+                return Err(e);
+            }
+            let gone_end = if truncate { old_n } else { end.min(old_n) };
+            for &slot in old.get(first.min(old_n)..gone_end).unwrap_or(&[]) {
+                ix.remove(b, &mut pad.scratch, slot)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Copies the vectors of chunks `first ..` (at most `max` of them) into a buffer of
+    /// `n * dim` words got from `alloc(n * dim)`; returns it and the file's chunk count.
+    /// Errors: `PastLastChunk` (`ERANGE`) when `first` is past the chunk count; `Corrupt`;
+    /// `alloc`'s and the store's errors as `Io`.
+    pub fn get_chunks<B, F, O>(
+        &mut self,
+        b: &B,
+        dist: &dyn DistanceKernel,
+        file: &mut F,
+        first: usize,
+        max: usize,
+        alloc: impl FnOnce(usize) -> Result<O, B::Error>,
+    ) -> IResult<(O, usize), B::Error>
+    where
+        B: BlockStore,
+        F: ChunkFiles<Error = B::Error>,
+        O: DerefMut<Target = [u32]>,
+    {
+        let dim = self.sb.vec_dim as usize;
+        let region = self.sb.region(Region::Data);
+        self.with_index(dist, |ix, pad| {
+            let n_ids = read_chunk_list(&file.lock().map_err(IndexError::Io)?, region, pad.old_ids)?;
+            let rest = n_ids.checked_sub(first).ok_or(Reject::PastLastChunk { first, chunks: n_ids })?;
+            let n = max.min(rest);
+            let mut out = alloc(n * dim).map_err(IndexError::Io)?;
+            let ids = pad.old_ids.get(first..first + n).ok_or(IndexError::Invalid("chunk list buffer"))?;
+            for (&slot, dst) in ids.iter().zip(out.chunks_exact_mut(dim)) {
+                ix.read_vector(b, slot, dst)?;
+            }
+            Ok((out, n_ids))
+        })
+    }
+
+    /// Removes every chunk of the file (a file without any is not an error): the chunk list
+    /// is cleared first, then each vector becomes a tombstone (purged by
+    /// [`VecIndex::remove`]'s policy or [`Self::purge`]).
+    /// Errors: `Corrupt`; the store's errors as `Io`.
+    pub fn remove_chunks<B, F>(&mut self, b: &B, dist: &dyn DistanceKernel, file: &mut F) -> IResult<(), B::Error>
+    where
+        B: BlockStore,
+        F: ChunkFiles<Error = B::Error>,
+    {
+        let region = self.sb.region(Region::Data);
+        self.with_index(dist, |ix, pad| {
+            let n = {
+                let mut l = file.lock().map_err(IndexError::Io)?;
+                let n = read_chunk_list(&l, region, pad.old_ids)?;
+                if n > 0 {
+                    store_chunk_list(&mut l, &[])?;
+                }
+                n
+            };
+            for &slot in pad.old_ids.get(..n).unwrap_or(&[]) {
+                ix.remove(b, &mut pad.scratch, slot)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Repairs the graph around every tombstone and frees their slots ([`VecIndex::purge`]).
+    pub fn purge<B: BlockStore>(&mut self, b: &B, dist: &dyn DistanceKernel) -> IResult<(), B::Error> {
+        self.with_index(dist, |ix, pad| ix.purge(b, &mut pad.scratch))
+    }
+
+    /// The `k` nearest live vectors to `query` (`dim` float bit patterns) with candidate list
+    /// `ef` (0 = default, see [`check_search`]), nearest first, into `out`; returns how many.
+    /// Errors: `Rejected` for bad k/ef, a query of the wrong dimension or with NaN/Inf;
+    /// `Corrupt` (a live slot without owner among them); the store's errors as `Io`.
+    pub fn search<B: BlockStore>(
+        &mut self,
+        b: &B,
+        dist: &dyn DistanceKernel,
+        query: &[u32],
+        k: usize,
+        ef: usize,
+        out: &mut [Hit],
+    ) -> IResult<usize, B::Error> {
+        let ef = check_search(k, ef, self.max_ef())?;
+        if query.len() != self.sb.vec_dim as usize {
+            return Err(Reject::Dimension { got: query.len(), want: self.sb.vec_dim }.into());
+        }
+        if let Some(component) = first_nonfinite(query) {
+            return Err(Reject::NonFinite { vector: 0, component }.into());
+        }
+        self.with_index(dist, |ix, pad| {
+            let k = k.min(out.len());
+            let res = pad.results.get_mut(..k).ok_or(IndexError::Invalid("result buffer"))?;
+            let n = ix.search(b, &mut pad.scratch, &mut *pad.visited, query, k, ef, res)?;
+            for (o, &(key, slot)) in out.iter_mut().zip(res.iter().take(n)) {
+                let Some(e) = ix.owner(b, slot)? else {
+                    return Err(
+                        FormatError::Corrupt { what: "live vector slot without owner", value: slot as u64 }.into()
+                    );
+                };
+                *o = Hit { slot, key, ino: e.ino, chunk: e.chunk };
+            }
+            Ok(n)
+        })
+    }
+}
