@@ -4,11 +4,19 @@
 //! Software slicing-by-8, no allocation, no `unsafe`; the same code runs in the kernel module
 //! (which may not link external crates) and in the tools. Tests check it against the `crc32c`
 //! crate. Initial value and final XOR are `!0`, as in iSCSI, ext4 and btrfs.
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::cast_possible_truncation
+)]
 
 const POLY: u32 = 0x82F6_3B78;
 
-// Every index is a `u8`-masked value into a `[u32; 256]` or a loop bound below 8: no panic.
-#[allow(clippy::indexing_slicing)]
+// Runs only at compile time, to fill `TABLES`: an index out of bounds or an overflow here would
+// stop the build, never a running kernel. Indices stay below 256 and 8, and `i < 256` fits `u32`.
+#[allow(clippy::indexing_slicing, clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
 const fn make_tables() -> [[u32; 256]; 8] {
     let mut t = [[0u32; 256]; 8];
     let mut i = 0;
@@ -37,26 +45,34 @@ const fn make_tables() -> [[u32; 256]; 8] {
 
 static TABLES: [[u32; 256]; 8] = make_tables();
 
-/// Feeds `data` into a running CRC-32C state (start with `!0`, finish with `!state`).
-// Indices are `u8`-masked into `[u32; 256]` tables, or 0..8 into 8-byte chunks: no panic.
+/// Entry `i` of a 256-entry table.
+#[inline(always)]
+// A `u8` index cannot leave a `[u32; 256]`: this never panics.
 #[allow(clippy::indexing_slicing)]
+fn at(table: &[u32; 256], i: u8) -> u32 {
+    table[usize::from(i)]
+}
+
+/// Feeds `data` into a running CRC-32C state (start with `!0`, finish with `!state`).
 pub fn update(mut crc: u32, data: &[u8]) -> u32 {
-    let t = &TABLES;
-    let mut chunks = data.chunks_exact(8);
-    for c in &mut chunks {
-        let lo = u32::from_le_bytes([c[0], c[1], c[2], c[3]]) ^ crc;
-        let hi = u32::from_le_bytes([c[4], c[5], c[6], c[7]]);
-        crc = t[7][(lo & 0xff) as usize]
-            ^ t[6][((lo >> 8) & 0xff) as usize]
-            ^ t[5][((lo >> 16) & 0xff) as usize]
-            ^ t[4][(lo >> 24) as usize]
-            ^ t[3][(hi & 0xff) as usize]
-            ^ t[2][((hi >> 8) & 0xff) as usize]
-            ^ t[1][((hi >> 16) & 0xff) as usize]
-            ^ t[0][(hi >> 24) as usize];
+    let [t0, t1, t2, t3, t4, t5, t6, t7] = &TABLES;
+    let mut rest = data;
+    while let Some((chunk, tail)) = rest.split_first_chunk::<8>() {
+        let [b0, b1, b2, b3, b4, b5, b6, b7] = *chunk;
+        let [c0, c1, c2, c3] = crc.to_le_bytes();
+        crc = at(t7, b0 ^ c0)
+            ^ at(t6, b1 ^ c1)
+            ^ at(t5, b2 ^ c2)
+            ^ at(t4, b3 ^ c3)
+            ^ at(t3, b4)
+            ^ at(t2, b5)
+            ^ at(t1, b6)
+            ^ at(t0, b7);
+        rest = tail;
     }
-    for &b in chunks.remainder() {
-        crc = (crc >> 8) ^ t[0][((crc ^ b as u32) & 0xff) as usize];
+    for &b in rest {
+        let [c0, ..] = crc.to_le_bytes();
+        crc = (crc >> 8) ^ at(t0, c0 ^ b);
     }
     crc
 }
@@ -76,7 +92,8 @@ pub fn crc32c_parts(parts: &[&[u8]]) -> u32 {
 }
 
 #[cfg(test)]
-#[allow(clippy::indexing_slicing)]
+// Test code: a failed index is the test's failure report; the byte pattern truncates on purpose.
+#[allow(clippy::indexing_slicing, clippy::cast_possible_truncation)]
 mod tests {
     use super::*;
 

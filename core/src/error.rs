@@ -1,4 +1,11 @@
 //! Errors of the format decoders, with the errno each one maps to.
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::cast_possible_truncation
+)]
 
 use core::fmt;
 

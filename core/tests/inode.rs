@@ -1,4 +1,6 @@
 //! Inodes: roundtrip, and one test per check of `Inode::decode`.
+// Test code, helpers included: a failed unwrap is the test's failure report (see clippy.toml).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use vexfs_core::crc32c::crc32c_parts;
 use vexfs_core::error::{FormatError, EUCLEAN};

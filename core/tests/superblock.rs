@@ -1,5 +1,7 @@
 //! Superblock: roundtrip, and one test per check of `decode` and `validate`, asserting the
 //! exact error and its errno.
+// Test code, helpers included: a failed unwrap is the test's failure report (see clippy.toml).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use vexfs_core::crc32c::crc32c;
 use vexfs_core::error::{FormatError, EINVAL, EUCLEAN};

@@ -15,6 +15,8 @@
 //! ".." are not stored: ".." is the inode's `parent` field.
 
 use super::block::{check_header, seal_header};
+use core::ops::Range;
+
 use super::le::*;
 use super::BLOCK_SIZE;
 use crate::error::{FormatError, Result};
@@ -44,9 +46,10 @@ pub fn dt_from_mode(mode: u16) -> u8 {
     }
 }
 
-/// Bytes a dirent with a name of `name_len` bytes needs.
+/// Bytes a dirent with a name of `name_len` bytes needs: `8 + name_len` rounded up to 8.
+/// Saturates at `usize::MAX` for lengths no name has (such a dirent fits in no block).
 pub fn rec_len_for(name_len: usize) -> usize {
-    (DIRENT_HEADER + name_len).div_ceil(8) * 8
+    DIRENT_HEADER.saturating_add(name_len).div_ceil(8).saturating_mul(8)
 }
 
 /// Whether `name` may be stored in a directory. `ENAMETOOLONG` is the caller's to report for
@@ -80,11 +83,17 @@ pub fn seal_dir_block(block: &mut [u8], blocknr: u64, owner: u64) {
     seal_header(block, DIR_MAGIC, blocknr, owner);
 }
 
+/// `rec_len` of the one unused dirent of an empty block: the whole block after the header.
+const EMPTY_REC_LEN: u16 = 4072;
+const _: () = assert!(EMPTY_REC_LEN as usize == BLOCK_SIZE - DIR_HEADER);
+
 /// Formats an empty directory block (one unused dirent spanning the block).
 pub fn init_dir_block(block: &mut [u8], blocknr: u64, owner: u64) {
     block.fill(0);
-    put_u32(block, DIR_HEADER, 0);
-    put_u16(block, DIR_HEADER + 4, (BLOCK_SIZE - DIR_HEADER) as u16);
+    if let Some(first) = block.get_mut(DIR_HEADER..) {
+        put_u32(first, 0, 0);
+        put_u16(first, 4, EMPTY_REC_LEN);
+    }
     seal_dir_block(block, blocknr, owner);
 }
 
@@ -102,49 +111,53 @@ pub fn dirents(block: &[u8]) -> DirIter<'_> {
 }
 
 impl<'a> DirIter<'a> {
-    fn parse(&self) -> Result<Dirent<'a>> {
-        let b = self.block;
-        let off = self.off;
+    /// The dirent at `self.off` and the bytes of the block it spans. Its `rec_len` must be a
+    /// multiple of 8, hold the dirent's header and end inside the block; its name must fit in
+    /// it, and a used dirent's name and type must be valid.
+    fn parse(&self) -> Result<(Dirent<'a>, Range<usize>)> {
+        let (b, off) = (self.block, self.off);
         let bad = |what: &'static str, value: u64| Err(FormatError::Corrupt { what, value });
-        let ino = u32_at(b, off, "dirent")?;
-        let rec_len = u16_at(b, off + 4, "dirent")? as usize;
-        let name_len = *b.get(off + 6).ok_or(FormatError::Truncated { what: "dirent", len: off })? as usize;
-        let file_type = *b.get(off + 7).ok_or(FormatError::Truncated { what: "dirent", len: off })?;
-        if rec_len < DIRENT_HEADER || rec_len % 8 != 0 || off + rec_len > BLOCK_SIZE {
-            return bad("dirent rec_len", rec_len as u64);
-        }
-        if DIRENT_HEADER + name_len > rec_len {
-            return bad("dirent name_len", name_len as u64);
-        }
-        let name = b.get(off + DIRENT_HEADER..off + DIRENT_HEADER + name_len).unwrap_or(&[]);
+        let [i0, i1, i2, i3, r0, r1, name_len, file_type] = bytes::<DIRENT_HEADER>(b, off, "dirent")?;
+        let ino = u32::from_le_bytes([i0, i1, i2, i3]);
+        let rec_len = usize::from(u16::from_le_bytes([r0, r1]));
+        // An end past `usize::MAX` saturates, and is past the block as well.
+        let span = off..off.saturating_add(rec_len);
+        let entry = match b.get(span.clone()) {
+            Some(entry) if rec_len >= DIRENT_HEADER && rec_len % 8 == 0 => entry,
+            _ => return bad("dirent rec_len", rec_len as u64),
+        };
+        let Some(name) = entry.get(DIRENT_HEADER..).and_then(|n| n.get(..usize::from(name_len))) else {
+            return bad("dirent name_len", u64::from(name_len));
+        };
         if ino != 0 {
             if !valid_name(name) {
-                return bad("dirent name", name_len as u64);
+                return bad("dirent name", u64::from(name_len));
             }
             if !matches!(file_type, DT_DIR | DT_REG | DT_LNK) {
-                return bad("dirent file_type", file_type as u64);
+                return bad("dirent file_type", u64::from(file_type));
             }
         }
-        Ok(Dirent { offset: off, ino, rec_len, file_type, name })
+        Ok((Dirent { offset: off, ino, rec_len, file_type, name }, span))
+    }
+
+    /// The next dirent with the bytes it spans; after an error, `None`.
+    fn next_with_span(&mut self) -> Option<Result<(Dirent<'a>, Range<usize>)>> {
+        if self.done || self.off >= BLOCK_SIZE {
+            return None;
+        }
+        let r = self.parse();
+        match &r {
+            Ok((_, span)) => self.off = span.end,
+            Err(_) => self.done = true,
+        }
+        Some(r)
     }
 }
 
 impl<'a> Iterator for DirIter<'a> {
     type Item = Result<Dirent<'a>>;
     fn next(&mut self) -> Option<Self::Item> {
-        if self.done || self.off >= BLOCK_SIZE {
-            return None;
-        }
-        match self.parse() {
-            Ok(d) => {
-                self.off += d.rec_len;
-                Some(Ok(d))
-            }
-            Err(e) => {
-                self.done = true;
-                Some(Err(e))
-            }
-        }
+        self.next_with_span().map(|r| r.map(|(d, _)| d))
     }
 }
 
@@ -169,68 +182,101 @@ pub fn is_empty(block: &[u8]) -> Result<bool> {
     Ok(true)
 }
 
+/// The bytes of the block that a dirent found by [`dirents`] spans, to rewrite. [`dirents`]
+/// proved them inside the block, so the error (`Truncated`) never shows in practice.
+fn span_mut(block: &mut [u8], span: Range<usize>) -> Result<&mut [u8]> {
+    let len = block.len();
+    block.get_mut(span).ok_or(FormatError::Truncated { what: "dirent", len })
+}
+
+/// Writes the `rec_len` of the dirent starting `entry`. Every `rec_len` spans part of one block,
+/// so it fits a `u16`; were it ever not to, `u16::MAX` is written, which no decoder accepts
+/// (not a multiple of 8), rather than a truncated length that would decode as valid.
+fn put_rec_len(entry: &mut [u8], rec_len: usize) {
+    put_u16(entry, 4, u16::try_from(rec_len).unwrap_or(u16::MAX));
+}
+
 /// Adds a dirent if the block has room; returns whether it did. The caller checked that the
-/// name is valid and not present, and reseals the block.
+/// name is not present, and reseals the block.
+///
+/// Errors (EUCLEAN): those of [`dirents`] for a malformed dirent met on the way; `Corrupt`
+/// ("dirent name", its length) for a name [`valid_name`] refuses, which is never written.
 pub fn insert(block: &mut [u8], name: &[u8], ino: u32, file_type: u8) -> Result<bool> {
+    let name_len = match u8::try_from(name.len()) {
+        Ok(n) if valid_name(name) => n,
+        _ => return Err(FormatError::Corrupt { what: "dirent name", value: name.len() as u64 }),
+    };
     let need = rec_len_for(name.len());
     let mut slot = None;
-    for d in dirents(block) {
-        let d = d?;
+    let mut it = dirents(block);
+    while let Some(d) = it.next_with_span() {
+        let (d, span) = d?;
         let used = if d.ino == 0 { 0 } else { rec_len_for(d.name.len()) };
-        if d.rec_len - used >= need {
-            slot = Some((d.offset, d.rec_len, used));
+        if d.rec_len.checked_sub(used).is_some_and(|free| free >= need) {
+            slot = Some((span, used));
             break;
         }
     }
-    let Some((off, rec_len, used)) = slot else { return Ok(false) };
-    let (at, len) = if used == 0 {
-        (off, rec_len)
+    let Some((span, used)) = slot else { return Ok(false) };
+    let entry = span_mut(block, span)?;
+    // A used dirent keeps its own bytes; the new one takes the rest of its span.
+    let new = if used == 0 {
+        entry
     } else {
-        put_u16(block, off + 4, used as u16);
-        (off + used, rec_len - used)
+        put_rec_len(entry, used);
+        let len = entry.len();
+        entry.get_mut(used..).ok_or(FormatError::Truncated { what: "dirent", len })?
     };
-    put_u32(block, at, ino);
-    put_u16(block, at + 4, len as u16);
-    if let Some(b) = block.get_mut(at + 6) {
-        *b = name.len() as u8;
-    }
-    if let Some(b) = block.get_mut(at + 7) {
-        *b = file_type;
-    }
-    put(block, at + DIRENT_HEADER, name);
+    let rec_len = new.len();
+    put_u32(new, 0, ino);
+    put_rec_len(new, rec_len);
+    put(new, 6, &[name_len, file_type]);
+    put(new, DIRENT_HEADER, name);
     Ok(true)
 }
 
-/// Removes the dirent of `name`; returns its inode number, or `None` if absent. The caller
-/// reseals the block.
+/// Removes the dirent of `name`; returns its inode number, or `None` if absent. Its bytes join
+/// the dirent before it, or it becomes unused when it is the block's first. The caller reseals
+/// the block. Errors (EUCLEAN): those of [`dirents`].
 pub fn remove(block: &mut [u8], name: &[u8]) -> Result<Option<u32>> {
-    let mut prev: Option<(usize, usize)> = None;
+    let mut prev: Option<Range<usize>> = None;
     let mut hit = None;
-    for d in dirents(block) {
-        let d = d?;
+    let mut it = dirents(block);
+    while let Some(d) = it.next_with_span() {
+        let (d, span) = d?;
         if d.ino != 0 && d.name == name {
-            hit = Some((d.offset, d.rec_len, d.ino));
+            hit = Some((span, d.ino));
             break;
         }
-        prev = Some((d.offset, d.rec_len));
+        prev = Some(span);
     }
-    let Some((off, rec_len, ino)) = hit else { return Ok(None) };
+    let Some((span, ino)) = hit else { return Ok(None) };
     match prev {
-        Some((poff, plen)) => put_u16(block, poff + 4, (plen + rec_len) as u16),
-        None => put_u32(block, off, 0),
+        Some(p) => {
+            let merged = span_mut(block, p.start..span.end)?;
+            let rec_len = merged.len();
+            put_rec_len(merged, rec_len);
+        }
+        None => put_u32(span_mut(block, span)?, 0, 0),
     }
     Ok(Some(ino))
 }
 
-/// Points the existing dirent `name` at another inode (rename over an existing name).
+/// Points the existing dirent `name` at another inode (rename over an existing name); returns
+/// whether `name` was there. Errors (EUCLEAN): those of [`dirents`].
 pub fn retarget(block: &mut [u8], name: &[u8], ino: u32, file_type: u8) -> Result<bool> {
-    let off = match find(block, name)? {
-        Some(d) => d.offset,
-        None => return Ok(false),
-    };
-    put_u32(block, off, ino);
-    if let Some(b) = block.get_mut(off + 7) {
-        *b = file_type;
+    let mut found = None;
+    let mut it = dirents(block);
+    while let Some(d) = it.next_with_span() {
+        let (d, span) = d?;
+        if d.ino != 0 && d.name == name {
+            found = Some(span);
+            break;
+        }
     }
+    let Some(span) = found else { return Ok(false) };
+    let entry = span_mut(block, span)?;
+    put_u32(entry, 0, ino);
+    put(entry, 7, &[file_type]);
     Ok(true)
 }

@@ -29,28 +29,31 @@ pub struct Extent {
 pub const EXTENT_SIZE: usize = 16;
 
 impl Extent {
-    /// Decodes the extent at `off` of `buf`.
+    /// Decodes the [`EXTENT_SIZE`] bytes at `off` of `buf`. Errors (EUCLEAN): `Truncated` if
+    /// they are not all inside `buf`.
     pub fn decode(buf: &[u8], off: usize) -> Result<Extent> {
-        Ok(Extent {
-            logical: u32_at(buf, off, "extent")?,
-            len: u32_at(buf, off + 4, "extent")?,
-            start: u64_at(buf, off + 8, "extent")?,
-        })
+        const W: &str = "extent";
+        let raw: [u8; EXTENT_SIZE] = bytes(buf, off, W)?;
+        Ok(Extent { logical: u32_at(&raw, 0, W)?, len: u32_at(&raw, 4, W)?, start: u64_at(&raw, 8, W)? })
     }
-    /// Encodes at `off` of `buf`.
+    /// Encodes into the [`EXTENT_SIZE`] bytes at `off` of `buf` (fields that do not fit are
+    /// not written: callers size their buffers).
     pub fn encode(&self, buf: &mut [u8], off: usize) {
-        put_u32(buf, off, self.logical);
-        put_u32(buf, off + 4, self.len);
-        put_u64(buf, off + 8, self.start);
+        let Some(raw) = buf.get_mut(off..) else { return };
+        put_u32(raw, 0, self.logical);
+        put_u32(raw, 4, self.len);
+        put_u64(raw, 8, self.start);
     }
-    /// One past the last file block.
+    /// One past the last file block (a `u64`: `logical + len` of two `u32`s, never saturates).
     pub fn logical_end(&self) -> u64 {
-        self.logical as u64 + self.len as u64
+        u64::from(self.logical).saturating_add(u64::from(self.len))
     }
-    /// Device block of file block `lblk` if this extent maps it.
+    /// Device block of file block `lblk` if this extent maps it (`None` also when the device
+    /// block would pass `u64::MAX`).
     pub fn map(&self, lblk: u64) -> Option<u64> {
-        if lblk >= self.logical as u64 && lblk < self.logical_end() {
-            self.start.checked_add(lblk - self.logical as u64)
+        let delta = lblk.checked_sub(u64::from(self.logical))?;
+        if delta < u64::from(self.len) {
+            self.start.checked_add(delta)
         } else {
             None
         }
@@ -74,9 +77,10 @@ pub fn extent_block_count(block: &[u8]) -> Result<usize> {
     Ok(n)
 }
 
-/// Extent `i` of an extent block.
+/// Extent `i` of an extent block. Errors (EUCLEAN): `Truncated` ("extent") when extent `i` lies
+/// past the end of `block`.
 pub fn extent_block_get(block: &[u8], i: usize) -> Result<Extent> {
-    Extent::decode(block, EXTENT_HEADER + i * EXTENT_SIZE)
+    Extent::decode(record(block, EXTENT_HEADER, EXTENT_SIZE, i, "extent")?, 0)
 }
 
 /// Builds an extent block holding `extents` (at most [`EXTENTS_PER_BLOCK`]).
@@ -84,9 +88,11 @@ pub fn extent_block_build(block: &mut [u8], blocknr: u64, owner: u64, extents: &
     block.fill(0);
     let n = extents.len().min(EXTENTS_PER_BLOCK);
     for (i, e) in extents.iter().take(n).enumerate() {
-        e.encode(block, EXTENT_HEADER + i * EXTENT_SIZE);
+        if let Some(raw) = record_mut(block, EXTENT_HEADER, EXTENT_SIZE, i) {
+            e.encode(raw, 0);
+        }
     }
-    put_u32(block, 24, n as u32);
+    put_count(block, 24, n);
     seal_header(block, EXTENT_MAGIC, blocknr, owner);
 }
 
@@ -94,13 +100,13 @@ pub fn extent_block_build(block: &mut [u8], blocknr: u64, owner: u64, extents: &
 /// non-empty, and inside the data region `data_start .. data_end` (device blocks, end
 /// exclusive).
 pub fn check_extent(e: &Extent, prev_end: u64, data_start: u64, data_end: u64) -> Result<()> {
-    if e.len == 0 || (e.logical as u64) < prev_end {
-        return Err(FormatError::Corrupt { what: "extent order or length", value: e.logical as u64 });
+    if e.len == 0 || u64::from(e.logical) < prev_end {
+        return Err(FormatError::Corrupt { what: "extent order or length", value: u64::from(e.logical) });
     }
-    if e.logical_end() > u32::MAX as u64 {
+    if e.logical_end() > u64::from(u32::MAX) {
         return Err(FormatError::Corrupt { what: "extent logical end", value: e.logical_end() });
     }
-    let end = e.start.checked_add(e.len as u64);
+    let end = e.start.checked_add(u64::from(e.len));
     match end {
         Some(end) if e.start >= data_start && end <= data_end => Ok(()),
         _ => Err(FormatError::Corrupt { what: "extent outside the data region", value: e.start }),

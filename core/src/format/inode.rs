@@ -40,6 +40,9 @@ pub const INLINE_EXTENTS: usize = 6;
 pub const MAX_EXTENTS: usize = INLINE_EXTENTS + EXTENTS_PER_BLOCK;
 /// Vector ids stored in the inode itself.
 pub const INLINE_VEC_IDS: usize = 4;
+/// Offsets of the inline extents, the inline vector ids and the checksum.
+const EXTENTS_OFF: usize = 88;
+const VEC_IDS_OFF: usize = 200;
 const CSUM_OFF: usize = 252;
 
 /// `S_IFMT` and the file types vexfs stores.
@@ -96,17 +99,18 @@ impl Inode {
         const W: &str = "inode";
         let raw = raw.get(..INODE_SIZE).ok_or(FormatError::Truncated { what: W, len: raw.len() })?;
         let stored = u32_at(raw, CSUM_OFF, W)?;
-        let computed = crc32c_parts(&[&ino.to_le_bytes(), raw.get(..CSUM_OFF).unwrap_or(&[])]);
+        let body = raw.get(..CSUM_OFF).ok_or(FormatError::Truncated { what: W, len: raw.len() })?;
+        let computed = crc32c_parts(&[&ino.to_le_bytes(), body]);
         if stored != computed {
             return Err(FormatError::BadChecksum { what: W, stored, computed });
         }
         let mut extents = [Extent::default(); INLINE_EXTENTS];
         for (i, e) in extents.iter_mut().enumerate() {
-            *e = Extent::decode(raw, 88 + i * EXTENT_SIZE)?;
+            *e = Extent::decode(record(raw, EXTENTS_OFF, EXTENT_SIZE, i, W)?, 0)?;
         }
         let mut vec_ids = [0u32; INLINE_VEC_IDS];
         for (i, v) in vec_ids.iter_mut().enumerate() {
-            *v = u32_at(raw, 200 + i * 4, W)?;
+            *v = u32_at(record(raw, VEC_IDS_OFF, 4, i, W)?, 0, W)?;
         }
         let ino = Inode {
             mode: u16_at(raw, 0, W)?,
@@ -182,14 +186,19 @@ impl Inode {
         put_u32(raw, 76, self.nr_extents);
         put_u64(raw, 80, self.extent_block);
         for (i, e) in self.extents.iter().enumerate() {
-            e.encode(raw, 88 + i * EXTENT_SIZE);
+            if let Some(r) = record_mut(raw, EXTENTS_OFF, EXTENT_SIZE, i) {
+                e.encode(r, 0);
+            }
         }
         put_u32(raw, 184, self.vec_count);
         put_u64(raw, 192, self.vec_block);
         for (i, v) in self.vec_ids.iter().enumerate() {
-            put_u32(raw, 200 + i * 4, *v);
+            if let Some(r) = record_mut(raw, VEC_IDS_OFF, 4, i) {
+                put_u32(r, 0, *v);
+            }
         }
-        let c = crc32c_parts(&[&ino.to_le_bytes(), raw.get(..CSUM_OFF).unwrap_or(&[])]);
+        let Some(body) = raw.get(..CSUM_OFF) else { return };
+        let c = crc32c_parts(&[&ino.to_le_bytes(), body]);
         put_u32(raw, CSUM_OFF, c);
     }
 }

@@ -136,8 +136,8 @@ impl JournalSuper {
         put_u64(block, 32, self.checkpoint_lsn);
         put_u64(block, 40, self.head);
         put(block, 48, &self.uuid);
-        // Bytes 16..24 double as the header's "owner" word: version and flags.
-        let owner = u64_at(block, 16, "journal superblock").unwrap_or(0);
+        // Bytes 16..24 double as the header's "owner" word: version, then flags (little-endian).
+        let owner = u64::from(JOURNAL_VERSION) | (u64::from(self.flags) << 32);
         seal_header(block, JOURNAL_MAGIC, blocknr, owner);
     }
 }
@@ -153,7 +153,7 @@ pub struct RecordHeader {
 /// Encodes a record (header then `payload`) into `out`; returns the bytes used (rounded up to
 /// 8), or `None` if `out` is too small.
 pub fn encode_record(out: &mut [u8], lsn: u64, rtype: RecordType, payload: &[u8]) -> Option<usize> {
-    let total = (RECORD_HEADER + payload.len()).div_ceil(8) * 8;
+    let total = RECORD_HEADER.checked_add(payload.len())?.checked_next_multiple_of(8)?;
     let rec = out.get_mut(..total)?;
     rec.fill(0);
     put_u32(rec, 0, RECORD_MAGIC);

@@ -1,7 +1,9 @@
 //! Computes the region layout of a new filesystem (used by mkfs and by tests).
 
+use core::num::NonZeroU64;
+
 use super::superblock::*;
-use super::{BLOCK_SIZE, INODES_PER_BLOCK};
+use super::{BITS_PER_BLOCK, BLOCK_SIZE_U64, INODES_PER_BLOCK_U64};
 use crate::error::{FormatError, Result};
 
 /// What mkfs asks for. `None` fields take the documented defaults.
@@ -44,57 +46,61 @@ pub fn layout(p: &MkfsParams) -> Result<Superblock> {
         return bad("block_count", p.block_count);
     }
     if p.dim == 0 || p.dim > MAX_DIM {
-        return bad("vec_dim", p.dim as u64);
+        return bad("vec_dim", u64::from(p.dim));
     }
     if p.m < MIN_M || p.m > MAX_M {
-        return bad("hnsw_m", p.m as u64);
+        return bad("hnsw_m", u64::from(p.m));
     }
     if p.ef_construction == 0 || p.ef_construction > MAX_EF_CONSTRUCTION {
-        return bad("hnsw_ef_construction", p.ef_construction as u64);
+        return bad("hnsw_ef_construction", u64::from(p.ef_construction));
     }
-    let bs = BLOCK_SIZE as u64;
-    let bits = bs * 8;
-    let per = INODES_PER_BLOCK as u64;
+    let bits = BITS_PER_BLOCK;
+    let per = INODES_PER_BLOCK_U64;
     let inodes = match p.inode_count {
-        Some(n) => n as u64,
-        None => (p.block_count * bs / 16384).max(64),
+        Some(n) => u64::from(n),
+        // One per 16 KiB of device (`block_count <= MAX_BLOCKS`: no saturation).
+        None => (p.block_count.saturating_mul(BLOCK_SIZE_U64) / 16384).max(64),
     };
-    let inodes = inodes.div_ceil(per) * per;
-    if inodes < 2 || inodes > u32::MAX as u64 - per {
-        return bad("inode_count", inodes);
-    }
+    let inodes = inodes.div_ceil(per).saturating_mul(per);
+    let inode_count = match u32::try_from(inodes) {
+        Ok(n) if n >= 2 && inodes.saturating_add(per) <= u64::from(u32::MAX) => n,
+        _ => return bad("inode_count", inodes),
+    };
     let journal = p.journal_blocks.unwrap_or((p.block_count / 64).clamp(64, 8192));
     if journal < super::journal::MIN_JOURNAL_BLOCKS {
         return bad("journal length", journal);
     }
-    let fixed = 2 + journal + p.block_count.div_ceil(bits) + inodes.div_ceil(bits) + inodes / per;
     let capacity = match p.vec_capacity {
         Some(c) => c,
         None => {
             // Bytes per vector across the four vector regions, then a quarter of the device.
-            let one = (vector_region_blocks(1 << 16, p.dim, p.m).iter().sum::<u64>() * bs) >> 16;
-            (p.block_count / 4 * bs) / one.max(1)
+            let one = (sum(&vector_region_blocks(1 << 16, p.dim, p.m)).saturating_mul(BLOCK_SIZE_U64)) >> 16;
+            (p.block_count / 4).saturating_mul(BLOCK_SIZE_U64) / NonZeroU64::new(one).unwrap_or(NonZeroU64::MIN)
         }
     };
-    if capacity > u32::MAX as u64 {
+    if capacity > u64::from(u32::MAX) {
         return bad("vec_capacity", capacity);
     }
     let v = vector_region_blocks(capacity, p.dim, p.m);
-    let used = fixed + v.iter().sum::<u64>();
-    if used + 16 > p.block_count {
-        return bad("device too small for the requested layout (blocks needed)", used + 16);
-    }
     let sizes = [journal, p.block_count.div_ceil(bits), inodes.div_ceil(bits), inodes / per, v[0], v[1], v[2], v[3], 0];
+    // The superblock, its backup, every region, and 16 blocks of data at least. A sum past
+    // `u64::MAX` (absurd requested counts) is a device too small as well.
+    let needed = sum(&sizes).saturating_add(2 + 16);
+    if needed > p.block_count {
+        return bad("device too small for the requested layout (blocks needed)", needed);
+    }
+    // From here every sum is below `block_count`: the saturating operations are exact.
     let mut regions = [Extent64::default(); REGION_COUNT];
     let mut next = 1u64;
     for (r, len) in regions.iter_mut().zip(sizes) {
         *r = Extent64 { start: next, blocks: len };
-        next += len;
+        next = next.saturating_add(len);
     }
-    let backup = p.block_count - 1;
+    let backup = p.block_count.saturating_sub(1);
     if let Some(data) = regions.get_mut(Region::Data as usize) {
-        *data = Extent64 { start: next, blocks: backup - next };
+        *data = Extent64 { start: next, blocks: backup.saturating_sub(next) };
     }
+    let Ok(vec_stride) = u32::try_from(vec_stride_for(p.dim)) else { return bad("vec_dim", u64::from(p.dim)) };
     let sb = Superblock {
         format_version: FORMAT_VERSION,
         feature_compat: 0,
@@ -102,7 +108,7 @@ pub fn layout(p: &MkfsParams) -> Result<Superblock> {
         feature_incompat: 0,
         block_count: p.block_count,
         free_blocks: 0,
-        inode_count: inodes as u32,
+        inode_count,
         free_inodes: 0,
         root_ino: ROOT_INO,
         state: STATE_CLEAN,
@@ -115,7 +121,7 @@ pub fn layout(p: &MkfsParams) -> Result<Superblock> {
         vec_dim: p.dim,
         vec_metric: p.metric as u32,
         vec_capacity: capacity,
-        vec_stride: vec_stride_for(p.dim) as u32,
+        vec_stride,
         hnsw_m: p.m,
         hnsw_ef_construction: p.ef_construction,
         hnsw_max_level: MAX_LEVEL,
@@ -124,4 +130,9 @@ pub fn layout(p: &MkfsParams) -> Result<Superblock> {
     };
     sb.validate(p.block_count)?;
     Ok(sb)
+}
+
+/// The sum of `blocks`, saturating at `u64::MAX`.
+fn sum(blocks: &[u64]) -> u64 {
+    blocks.iter().fold(0u64, |acc, &b| acc.saturating_add(b))
 }

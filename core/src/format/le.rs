@@ -61,3 +61,30 @@ pub fn put_u64(buf: &mut [u8], off: usize, v: u64) {
 pub fn put_i64(buf: &mut [u8], off: usize, v: i64) {
     put(buf, off, &v.to_le_bytes());
 }
+
+/// Writes a count or length that the encoder has already bounded by a format limit (every such
+/// limit is far below `u32::MAX`) as a little-endian `u32` at `off`. Were a caller ever to pass
+/// more, `u32::MAX` is stored, which every decoder rejects as over its limit, instead of a
+/// truncated count that would decode as valid.
+pub fn put_count(buf: &mut [u8], off: usize, n: usize) {
+    put_u32(buf, off, u32::try_from(n).unwrap_or(u32::MAX));
+}
+
+/// Record `i` of an array of `size`-byte records that starts at byte `start` of `buf`.
+/// Errors: `Truncated` (`what`, the buffer's length) when the record does not lie wholly
+/// inside `buf`, its offset overflow included.
+pub fn record<'a>(buf: &'a [u8], start: usize, size: usize, i: usize, what: &'static str) -> Result<&'a [u8]> {
+    record_range(start, size, i).and_then(|r| buf.get(r)).ok_or(FormatError::Truncated { what, len: buf.len() })
+}
+
+/// Record `i` of an array of `size`-byte records that starts at byte `start` of `buf`, to
+/// write; `None` when it does not fit (encoders size their buffers first).
+pub fn record_mut(buf: &mut [u8], start: usize, size: usize, i: usize) -> Option<&mut [u8]> {
+    record_range(start, size, i).and_then(|r| buf.get_mut(r))
+}
+
+/// Byte range `start + i * size .. + size`, or `None` on overflow.
+fn record_range(start: usize, size: usize, i: usize) -> Option<core::ops::Range<usize>> {
+    let off = i.checked_mul(size)?.checked_add(start)?;
+    Some(off..off.checked_add(size)?)
+}

@@ -3,6 +3,18 @@
 //!
 //! All integers are little-endian. Blocks are [`BLOCK_SIZE`] bytes; block `n` starts at byte
 //! `n * 4096` of the device.
+//!
+//! Every decoder here reads bytes from disk, so none may panic, overflow or narrow a disk value
+//! unchecked: these lints hold that for the whole module (the kernel compiles it as source, so
+//! they sit here and not on a crate root). Bounds come from `get()` and the [`le`] readers,
+//! arithmetic is checked or stated wrapping, narrowing uses `try_from`.
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::cast_possible_truncation
+)]
 
 pub mod block;
 pub mod dir;
@@ -23,6 +35,12 @@ pub const BLOCK_SHIFT: u32 = 12;
 pub const INODE_SIZE: usize = 256;
 /// Inodes per inode-table block.
 pub const INODES_PER_BLOCK: usize = BLOCK_SIZE / INODE_SIZE;
+/// [`BLOCK_SIZE`] as a `u64`, for arithmetic on block counts and device offsets.
+pub const BLOCK_SIZE_U64: u64 = BLOCK_SIZE as u64;
+/// [`INODES_PER_BLOCK`] as a `u64`.
+pub const INODES_PER_BLOCK_U64: u64 = INODES_PER_BLOCK as u64;
+/// Bits of one bitmap block: the blocks, inodes or slots one bitmap block covers.
+pub const BITS_PER_BLOCK: u64 = BLOCK_SIZE_U64 * 8;
 
 /// Whether bit `i` is set in a bitmap block slice (bit `i % 8` of byte `i / 8`).
 pub fn bit_test(bits: &[u8], i: usize) -> bool {
@@ -42,18 +60,19 @@ pub fn bit_set(bits: &mut [u8], i: usize, on: bool) {
 
 /// First clear bit at or after `from` and below `limit`, scanning a bitmap block slice.
 pub fn bit_find_clear(bits: &[u8], from: usize, limit: usize) -> Option<usize> {
-    let limit = limit.min(bits.len() * 8);
+    let limit = limit.min(bits.len().saturating_mul(8));
     let mut i = from;
     while i < limit {
         let byte = *bits.get(i / 8)?;
         if byte == 0xff && i % 8 == 0 {
-            i += 8;
+            // A full byte: skip its 8 bits (past `usize::MAX` there is nothing to find).
+            i = i.checked_add(8)?;
             continue;
         }
         if byte & (1 << (i % 8)) == 0 {
             return Some(i);
         }
-        i += 1;
+        i = i.checked_add(1)?;
     }
     None
 }

@@ -37,8 +37,10 @@
 //!
 //! Bytes 512..4096 of block 0 are zero.
 
+use core::num::NonZeroU64;
+
 use super::le::*;
-use super::{BLOCK_SIZE, INODES_PER_BLOCK, INODE_SIZE};
+use super::{BITS_PER_BLOCK, BLOCK_SIZE, BLOCK_SIZE_U64, INODES_PER_BLOCK_U64, INODE_SIZE};
 use crate::crc32c::crc32c;
 use crate::error::{FormatError, Result};
 
@@ -50,6 +52,11 @@ pub const FORMAT_VERSION: u32 = 1;
 pub const SUPERBLOCK_SIZE: usize = 512;
 /// Offset of the CRC-32C field.
 const CSUM_OFF: usize = 508;
+/// Offset of the region table ([`REGION_COUNT`] entries of 16 bytes).
+const REGION_TABLE: usize = 128;
+/// The `block_size` field's value: [`BLOCK_SIZE`].
+const BLOCK_SIZE_FIELD: u32 = 4096;
+const _: () = assert!(BLOCK_SIZE_FIELD as usize == BLOCK_SIZE);
 /// Inode number of the root directory.
 pub const ROOT_INO: u32 = 1;
 /// `state` bit: the filesystem was unmounted cleanly.
@@ -97,7 +104,7 @@ pub enum Region {
     BlockBitmap = 1,
     /// One bit per inode, bit `ino - 1`, 1 = in use.
     InodeBitmap = 2,
-    /// `inode_count` inodes of [`INODE_SIZE`] bytes, [`INODES_PER_BLOCK`] per block.
+    /// `inode_count` inodes of [`INODE_SIZE`] bytes, [`INODES_PER_BLOCK`](super::INODES_PER_BLOCK) per block.
     InodeTable = 3,
     /// One bit per vector slot, 1 = in use.
     VecBitmap = 4,
@@ -126,6 +133,7 @@ pub const REGIONS: [Region; REGION_COUNT] = [
     Region::Data,
     Region::Reserved,
 ];
+const _: () = assert!(Region::Reserved as usize == REGION_COUNT - 1);
 
 impl Region {
     /// Short lowercase name, as printed by `vexctl inspect` and `mkfs.vexfs -n`.
@@ -231,41 +239,51 @@ pub struct Superblock {
 /// Bytes of one vector-map entry (see `docs/FORMAT.md`).
 pub const VEC_MAP_ENTRY_SIZE: u64 = 16;
 
+// The sizes below are of `u32` parameters widened to `u64`: `saturating_*` gives the exact value
+// for every `u32` input (none comes near `u64::MAX`), and only states that no panic is possible.
+
 /// Bytes per slot in the vector data region for `dim` components: `dim * 4` rounded up to 32,
 /// so every vector starts 32-byte aligned (AVX loads) when the region starts on a block.
 pub fn vec_stride_for(dim: u32) -> u64 {
-    (dim as u64 * 4).div_ceil(32) * 32
+    u64::from(dim).saturating_mul(4).div_ceil(32).saturating_mul(32)
 }
 
 /// Bytes of a level-0 HNSW record for `m`: `count u16, level u8, flags u8, upper u32`, then
 /// `2 * m` neighbour slots of `u32`.
 pub fn hnsw_level0_record_size(m: u32) -> u64 {
-    8 + 8 * m as u64
+    u64::from(m).saturating_mul(8).saturating_add(8)
 }
 
 /// Bytes of one upper-level HNSW record for `m`: `count u32`, then `m` neighbour slots of `u32`.
 pub fn hnsw_upper_record_size(m: u32) -> u64 {
-    4 + 4 * m as u64
+    u64::from(m).saturating_mul(4).saturating_add(4)
 }
 
 /// Upper-level records reserved for `capacity` slots: twice the expected `capacity / (m - 1)`
-/// plus slack. A node whose levels do not fit is capped to the levels that do.
+/// plus slack (`m` below 2 counts as 2). A node whose levels do not fit is capped to the levels
+/// that do. Saturates at `u64::MAX`.
 pub fn hnsw_upper_records(capacity: u64, m: u32) -> u64 {
-    capacity.saturating_mul(2) / (m.max(2) as u64 - 1) + 64
+    let m_minus_1 = NonZeroU64::new(u64::from(m.saturating_sub(1))).unwrap_or(NonZeroU64::MIN);
+    (capacity.saturating_mul(2) / m_minus_1).saturating_add(64)
+}
+
+/// Records of `size` bytes one block holds, none crossing a block boundary: at least 1 (a
+/// `size` of 0, or above a block, counts as one record per block).
+pub fn records_per_block(size: u64) -> u64 {
+    (BLOCK_SIZE_U64 / NonZeroU64::new(size).unwrap_or(NonZeroU64::MIN)).max(1)
 }
 
 /// Blocks needed to hold `count` records of `size` bytes, packed with no record crossing a
 /// block boundary.
 pub fn blocks_for_records(count: u64, size: u64) -> u64 {
-    let per_block = (BLOCK_SIZE as u64 / size.max(1)).max(1);
-    count.div_ceil(per_block)
+    count.div_ceil(records_per_block(size))
 }
 
 /// Minimum size of each vector/index region for the given vector parameters, in blocks:
 /// `[VecBitmap, VecMap, VecData, Hnsw]`.
 pub fn vector_region_blocks(capacity: u64, dim: u32, m: u32) -> [u64; 4] {
-    let bs = BLOCK_SIZE as u64;
-    let bitmap = capacity.div_ceil(bs * 8);
+    let bs = BLOCK_SIZE_U64;
+    let bitmap = capacity.div_ceil(BITS_PER_BLOCK);
     let map = blocks_for_records(capacity, VEC_MAP_ENTRY_SIZE);
     let data = capacity.saturating_mul(vec_stride_for(dim)).div_ceil(bs);
     let hnsw = 1u64
@@ -278,6 +296,7 @@ pub fn vector_region_blocks(capacity: u64, dim: u32, m: u32) -> [u64; 4] {
 impl Superblock {
     /// The run of blocks of `r`.
     pub fn region(&self, r: Region) -> Extent64 {
+        // Every `Region` indexes the table (asserted below `REGIONS`): the default never shows.
         self.regions.get(r as usize).copied().unwrap_or_default()
     }
 
@@ -288,8 +307,8 @@ impl Superblock {
 
     /// The label as a string (up to the first NUL; invalid UTF-8 shows as empty).
     pub fn label_str(&self) -> &str {
-        let n = self.label.iter().position(|&b| b == 0).unwrap_or(self.label.len());
-        core::str::from_utf8(self.label.get(..n).unwrap_or(&[])).unwrap_or("")
+        let text = self.label.split(|&b| b == 0).next().unwrap_or_default();
+        core::str::from_utf8(text).unwrap_or("")
     }
 
     /// Decodes a superblock from the first [`SUPERBLOCK_SIZE`] bytes of `buf`, checking magic,
@@ -305,7 +324,7 @@ impl Superblock {
             return Err(FormatError::BadMagic { what: W, found: magic });
         }
         let stored = u32_at(raw, CSUM_OFF, W)?;
-        let computed = crc32c(raw.get(..CSUM_OFF).unwrap_or(&[]));
+        let computed = crc32c(raw.get(..CSUM_OFF).ok_or(FormatError::Truncated { what: W, len: raw.len() })?);
         if stored != computed {
             return Err(FormatError::BadChecksum { what: W, stored, computed });
         }
@@ -318,13 +337,13 @@ impl Superblock {
             return Err(FormatError::UnsupportedFeatures(feature_incompat & !FEATURE_INCOMPAT_SUPP));
         }
         let block_size = u32_at(raw, 20, W)?;
-        if block_size as usize != BLOCK_SIZE {
-            return Err(FormatError::Corrupt { what: "superblock block_size", value: block_size as u64 });
+        if block_size != BLOCK_SIZE_FIELD {
+            return Err(FormatError::Corrupt { what: "superblock block_size", value: u64::from(block_size) });
         }
         let mut regions = [Extent64::default(); REGION_COUNT];
         for (i, r) in regions.iter_mut().enumerate() {
-            let off = 128 + i * 16;
-            *r = Extent64 { start: u64_at(raw, off, W)?, blocks: u64_at(raw, off + 8, W)? };
+            let e = record(raw, REGION_TABLE, 16, i, W)?;
+            *r = Extent64 { start: u64_at(e, 0, W)?, blocks: u64_at(e, 8, W)? };
         }
         Ok(Superblock {
             format_version,
@@ -369,7 +388,7 @@ impl Superblock {
         put_u32(buf, 8, self.feature_compat);
         put_u32(buf, 12, self.feature_ro_compat);
         put_u32(buf, 16, self.feature_incompat);
-        put_u32(buf, 20, BLOCK_SIZE as u32);
+        put_u32(buf, 20, BLOCK_SIZE_FIELD);
         put_u64(buf, 24, self.block_count);
         put_u64(buf, 32, self.free_blocks);
         put_u32(buf, 40, self.inode_count);
@@ -382,8 +401,10 @@ impl Superblock {
         put_u64(buf, 112, self.write_time);
         put_u32(buf, 120, self.mount_count);
         for (i, r) in self.regions.iter().enumerate() {
-            put_u64(buf, 128 + i * 16, r.start);
-            put_u64(buf, 136 + i * 16, r.blocks);
+            if let Some(e) = record_mut(buf, REGION_TABLE, 16, i) {
+                put_u64(e, 0, r.start);
+                put_u64(e, 8, r.blocks);
+            }
         }
         put_u32(buf, 288, self.vec_dim);
         put_u32(buf, 292, self.vec_metric);
@@ -394,7 +415,8 @@ impl Superblock {
         put_u32(buf, 316, self.hnsw_max_level);
         put_u64(buf, 320, self.hnsw_seed);
         put_u64(buf, 328, self.backup_block);
-        let c = crc32c(buf.get(..CSUM_OFF).unwrap_or(&[]));
+        let Some(body) = buf.get(..CSUM_OFF) else { return };
+        let c = crc32c(body);
         put_u32(buf, CSUM_OFF, c);
     }
 
@@ -412,10 +434,10 @@ impl Superblock {
         if self.block_count > device_blocks {
             return Err(FormatError::PastDeviceEnd { block_count: self.block_count, device_blocks });
         }
-        if self.backup_block != self.block_count - 1 {
+        if Some(self.backup_block) != self.block_count.checked_sub(1) {
             return bad("backup_block", self.backup_block);
         }
-        if self.inode_count < 2 || self.inode_count as u64 % INODES_PER_BLOCK as u64 != 0 {
+        if self.inode_count < 2 || u64::from(self.inode_count) % INODES_PER_BLOCK_U64 != 0 {
             return bad("inode_count", self.inode_count as u64);
         }
         if self.root_ino != ROOT_INO {
@@ -469,7 +491,6 @@ impl Superblock {
         if next != self.backup_block {
             return bad("data region end", next);
         }
-        let bits = BLOCK_SIZE as u64 * 8;
         let need = |r: Region, n: u64| -> Result<()> {
             if self.region(r).blocks < n {
                 Err(FormatError::Corrupt { what: region_len_name(r), value: self.region(r).blocks })
@@ -477,9 +498,9 @@ impl Superblock {
                 Ok(())
             }
         };
-        need(Region::BlockBitmap, self.block_count.div_ceil(bits))?;
-        need(Region::InodeBitmap, (self.inode_count as u64).div_ceil(bits))?;
-        need(Region::InodeTable, self.inode_count as u64 / INODES_PER_BLOCK as u64)?;
+        need(Region::BlockBitmap, self.block_count.div_ceil(BITS_PER_BLOCK))?;
+        need(Region::InodeBitmap, u64::from(self.inode_count).div_ceil(BITS_PER_BLOCK))?;
+        need(Region::InodeTable, u64::from(self.inode_count) / INODES_PER_BLOCK_U64)?;
         need(Region::Journal, super::journal::MIN_JOURNAL_BLOCKS)?;
         let v = vector_region_blocks(self.vec_capacity, self.vec_dim, self.hnsw_m);
         need(Region::VecBitmap, v[0])?;
@@ -493,13 +514,13 @@ impl Superblock {
     /// Byte position of inode `ino` (1-based): (block, offset in block). `None` when `ino` is
     /// 0 or above `inode_count`.
     pub fn inode_pos(&self, ino: u64) -> Option<(u64, usize)> {
-        if ino == 0 || ino > self.inode_count as u64 {
+        if ino > u64::from(self.inode_count) {
             return None;
         }
-        let idx = ino - 1;
-        let per = INODES_PER_BLOCK as u64;
-        let block = self.region(Region::InodeTable).start.checked_add(idx / per)?;
-        Some((block, (idx % per) as usize * INODE_SIZE))
+        let idx = ino.checked_sub(1)?;
+        let block = self.region(Region::InodeTable).start.checked_add(idx / INODES_PER_BLOCK_U64)?;
+        let slot = usize::try_from(idx % INODES_PER_BLOCK_U64).ok()?;
+        Some((block, slot.checked_mul(INODE_SIZE)?))
     }
 }
 

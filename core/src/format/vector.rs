@@ -28,7 +28,9 @@
 
 use super::block::{check_header, seal_header};
 use super::le::*;
-use super::superblock::{hnsw_level0_record_size, hnsw_upper_record_size, hnsw_upper_records, Region, Superblock};
+use super::superblock::{
+    hnsw_level0_record_size, hnsw_upper_record_size, hnsw_upper_records, records_per_block, Region, Superblock,
+};
 use super::BLOCK_SIZE;
 use crate::crc32c::crc32c_parts;
 use crate::error::{FormatError, Result};
@@ -56,16 +58,16 @@ impl MapEntry {
     /// (EUCLEAN): bad checksum.
     pub fn decode(slot: u32, raw: &[u8]) -> Result<Option<MapEntry>> {
         const W: &str = "vector map entry";
-        let raw = raw.get(..MAP_ENTRY).ok_or(FormatError::Truncated { what: W, len: raw.len() })?;
+        let raw: [u8; MAP_ENTRY] = bytes(raw, 0, W)?;
         if raw.iter().all(|&b| b == 0) {
             return Ok(None);
         }
-        let stored = u32_at(raw, 12, W)?;
-        let computed = crc32c_parts(&[&slot.to_le_bytes(), raw.get(..12).unwrap_or(&[])]);
+        let stored = u32_at(&raw, 12, W)?;
+        let computed = crc32c_parts(&[&slot.to_le_bytes(), &bytes::<12>(&raw, 0, W)?]);
         if stored != computed {
             return Err(FormatError::BadChecksum { what: W, stored, computed });
         }
-        let e = MapEntry { ino: u64_at(raw, 0, W)?, chunk: u32_at(raw, 8, W)? };
+        let e = MapEntry { ino: u64_at(&raw, 0, W)?, chunk: u32_at(&raw, 8, W)? };
         if e.ino == 0 {
             return Err(FormatError::Corrupt { what: "vector map owner", value: 0 });
         }
@@ -79,7 +81,8 @@ impl MapEntry {
         if let Some(e) = e {
             put_u64(raw, 0, e.ino);
             put_u32(raw, 8, e.chunk);
-            let c = crc32c_parts(&[&slot.to_le_bytes(), raw.get(..12).unwrap_or(&[])]);
+            let Some(body) = raw.get(..12) else { return };
+            let c = crc32c_parts(&[&slot.to_le_bytes(), body]);
             put_u32(raw, 12, c);
         }
     }
@@ -97,18 +100,17 @@ pub fn splitmix64(x: u64) -> u64 {
 /// Malkov & Yashunin (2018) with `mL = 1 / ln(m)`, drawn with integers only from
 /// `(seed, slot)`, capped at `max_level`.
 pub fn slot_level(seed: u64, slot: u32, m: u32, max_level: u32) -> u8 {
-    let m = m.max(2) as u64;
-    let mut state = seed ^ (slot as u64).wrapping_mul(0xD6E8_FEB8_6659_FD93);
-    let mut level = 0u32;
-    while level < max_level.min(255) {
+    let m = u64::from(m.max(2));
+    let cap = u8::try_from(max_level).unwrap_or(u8::MAX);
+    let mut state = seed ^ u64::from(slot).wrapping_mul(0xD6E8_FEB8_6659_FD93);
+    for level in 0..cap {
         state = splitmix64(state);
-        // Unbiased enough: m <= 128 against 2^64.
-        if state % m != 0 {
-            break;
+        // One more level with probability 1/m. Unbiased enough: m <= 128 against 2^64.
+        if state.checked_rem(m) != Some(0) {
+            return level;
         }
-        level += 1;
     }
-    level as u8
+    cap
 }
 
 /// Geometry of the HNSW region of a superblock.
@@ -132,39 +134,49 @@ pub struct HnswGeometry {
 }
 
 impl HnswGeometry {
-    /// From a validated superblock.
+    /// From a superblock that passed [`Superblock::validate`], whose bounds keep every figure
+    /// far from overflow. On one that did not, the arithmetic saturates instead of panicking
+    /// (and the figures mean nothing).
     pub fn new(sb: &Superblock) -> HnswGeometry {
         let m = sb.hnsw_m;
         let level0_size = hnsw_level0_record_size(m);
         let upper_size = hnsw_upper_record_size(m);
-        let level0_per_block = (BLOCK_SIZE as u64 / level0_size).max(1);
-        let upper_per_block = (BLOCK_SIZE as u64 / upper_size).max(1);
+        let level0_per_block = records_per_block(level0_size);
         let header = sb.region(Region::Hnsw).start;
-        let level0_blocks = sb.vec_capacity.div_ceil(level0_per_block);
+        let level0_start = header.saturating_add(1);
         HnswGeometry {
             header,
-            level0_start: header + 1,
+            level0_start,
             level0_size,
             level0_per_block,
-            upper_start: header + 1 + level0_blocks,
+            upper_start: level0_start.saturating_add(sb.vec_capacity.div_ceil(level0_per_block)),
             upper_size,
-            upper_per_block,
+            upper_per_block: records_per_block(upper_size),
             upper_records: hnsw_upper_records(sb.vec_capacity, m),
-            m0: 2 * m,
+            m0: m.saturating_mul(2),
             m,
         }
     }
 
     /// (block, byte offset) of the level-0 record of `slot`.
     pub fn level0_pos(&self, slot: u32) -> (u64, usize) {
-        let s = slot as u64;
-        (self.level0_start + s / self.level0_per_block, ((s % self.level0_per_block) * self.level0_size) as usize)
+        record_pos(self.level0_start, self.level0_per_block, self.level0_size, u64::from(slot))
     }
 
     /// (block, byte offset) of upper record `idx`.
     pub fn upper_pos(&self, idx: u64) -> (u64, usize) {
-        (self.upper_start + idx / self.upper_per_block, ((idx % self.upper_per_block) * self.upper_size) as usize)
+        record_pos(self.upper_start, self.upper_per_block, self.upper_size, idx)
     }
+}
+
+/// (block, byte offset) of record `idx` of `size` bytes, `per_block` to a block, in blocks from
+/// `start`. A figure that cannot be computed (a zero `per_block`, an overflow: never for a
+/// geometry made by [`HnswGeometry::new`]) comes out as `u64::MAX` or `usize::MAX`, a position
+/// no block read or slice reaches, rather than a wrapped one that would alias another record.
+fn record_pos(start: u64, per_block: u64, size: u64, idx: u64) -> (u64, usize) {
+    let block = idx.checked_div(per_block).and_then(|b| b.checked_add(start));
+    let off = idx.checked_rem(per_block).and_then(|r| r.checked_mul(size)).and_then(|o| usize::try_from(o).ok());
+    (block.unwrap_or(u64::MAX), off.unwrap_or(usize::MAX))
 }
 
 /// The upper records of every slot: slot `s` owns records `first(s) .. first(s) + level(s)`.
@@ -173,17 +185,20 @@ impl HnswGeometry {
 pub struct UpperTable;
 
 impl UpperTable {
-    /// Calls `f(slot, level, first_upper)` for every slot in order.
+    /// Calls `f(slot, level, first_upper)` for every slot in order (slots below
+    /// `min(vec_capacity, u32::MAX)`). Record numbers are `u32` on disk
+    /// ([`Level0Head::upper`]), so records past `u32::MAX` count as run out, like those past
+    /// the region.
     pub fn walk(sb: &Superblock, mut f: impl FnMut(u32, u8, u32)) {
-        let geo = HnswGeometry::new(sb);
-        let mut next = 0u64;
-        for s in 0..sb.vec_capacity.min(u32::MAX as u64) as u32 {
-            let mut level = slot_level(sb.hnsw_seed, s, sb.hnsw_m, sb.hnsw_max_level) as u64;
-            if next + level > geo.upper_records {
-                level = 0;
-            }
-            f(s, level as u8, next as u32);
-            next += level;
+        let records = HnswGeometry::new(sb).upper_records.min(u64::from(u32::MAX));
+        let slots = u32::try_from(sb.vec_capacity).unwrap_or(u32::MAX);
+        // `next <= records` throughout, so it and `next + level` fit a `u32`.
+        let mut next = 0u32;
+        for s in 0..slots {
+            let drawn = slot_level(sb.hnsw_seed, s, sb.hnsw_m, sb.hnsw_max_level);
+            let level = if u64::from(next).saturating_add(u64::from(drawn)) <= records { drawn } else { 0 };
+            f(s, level, next);
+            next = next.saturating_add(u32::from(level));
         }
     }
 }
@@ -269,8 +284,10 @@ impl HnswHeader {
 /// (`magic` "VVID", checksum, blocknr, owner inode) and `count` u32 at 24, reserved u32 at
 /// 28, then up to [`VEC_IDS_PER_BLOCK`] slot numbers (u32) from byte 32.
 pub const VEC_IDS_MAGIC: u32 = u32::from_le_bytes(*b"VVID");
+/// Header bytes before the ids of a vector-id block.
+pub const VEC_IDS_HEADER: usize = 32;
 /// Slot numbers one vector-id block holds.
-pub const VEC_IDS_PER_BLOCK: usize = (BLOCK_SIZE - 32) / 4;
+pub const VEC_IDS_PER_BLOCK: usize = (BLOCK_SIZE - VEC_IDS_HEADER) / 4;
 /// Most embeddings (chunks) one file can carry.
 pub const MAX_CHUNKS: usize = super::inode::INLINE_VEC_IDS + VEC_IDS_PER_BLOCK;
 
@@ -284,9 +301,11 @@ pub fn vec_ids_block_count(block: &[u8]) -> Result<usize> {
     Ok(n)
 }
 
-/// Id `i` of a vector-id block.
+/// Id `i` of a vector-id block. Errors (EUCLEAN): `Truncated` when id `i` lies past the end of
+/// `block`.
 pub fn vec_ids_block_get(block: &[u8], i: usize) -> Result<u32> {
-    u32_at(block, 32 + 4 * i, "vector id block")
+    const W: &str = "vector id block";
+    u32_at(record(block, VEC_IDS_HEADER, 4, i, W)?, 0, W)
 }
 
 /// Builds a vector-id block holding `ids` (at most [`VEC_IDS_PER_BLOCK`]) for inode `owner`.
@@ -294,9 +313,11 @@ pub fn vec_ids_block_build(block: &mut [u8], blocknr: u64, owner: u64, ids: &[u3
     block.fill(0);
     let n = ids.len().min(VEC_IDS_PER_BLOCK);
     for (i, id) in ids.iter().take(n).enumerate() {
-        put_u32(block, 32 + 4 * i, *id);
+        if let Some(raw) = record_mut(block, VEC_IDS_HEADER, 4, i) {
+            put_u32(raw, 0, *id);
+        }
     }
-    put_u32(block, 24, n as u32);
+    put_count(block, 24, n);
     seal_header(block, VEC_IDS_MAGIC, blocknr, owner);
 }
 
