@@ -160,6 +160,19 @@ fn unused_dirent_is_not_checked_for_name_or_type() {
 }
 
 #[test]
+fn insert_refuses_a_name_it_could_not_read_back() {
+    let long = [b'x'; NAME_MAX + 1];
+    for name in [&long[..], b"", b".", b"..", b"a/b", b"a\0b"] {
+        let mut b = block_with(&["a"]);
+        let before = b;
+        let e = insert(&mut b, name, 5, DT_REG).unwrap_err();
+        assert_eq!(e, FormatError::Corrupt { what: "dirent name", value: name.len() as u64 }, "{name:?}");
+        assert_eq!(e.errno(), EUCLEAN);
+        assert_eq!(b, before, "nothing written for {name:?}");
+    }
+}
+
+#[test]
 fn dt_from_modes() {
     use vexfs_core::format::inode::{S_IFDIR, S_IFLNK, S_IFREG};
     assert_eq!(dt_from_mode(S_IFDIR | 0o755), DT_DIR);

@@ -89,6 +89,22 @@ fn extent_block_reserved_word() {
     assert_eq!(extent_block_count(&b).unwrap_err(), FormatError::Corrupt { what: "extent block count", value: 3 });
 }
 
+#[test]
+fn extent_index_past_the_block() {
+    let b = extent_block(3);
+    let e = extent_block_get(&b, EXTENTS_PER_BLOCK).unwrap_err();
+    assert_eq!(e, FormatError::Truncated { what: "extent", len: BLOCK_SIZE });
+    assert_eq!(e.errno(), EUCLEAN);
+}
+
+#[test]
+fn extent_index_whose_offset_overflows() {
+    // 32 + i * 16 wraps to 16 here: the extent must not be read from the header's bytes.
+    let b = extent_block(3);
+    let e = extent_block_get(&b, usize::MAX / 8).unwrap_err();
+    assert_eq!(e, FormatError::Truncated { what: "extent", len: BLOCK_SIZE });
+}
+
 const DATA: (u64, u64) = (100, 200);
 
 fn check_ext(e: Extent, prev_end: u64) -> Result<(), FormatError> {

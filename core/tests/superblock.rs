@@ -422,6 +422,16 @@ fn layout_rejects_a_device_too_small() {
 }
 
 #[test]
+fn layout_journal_too_large_to_add_up() {
+    // The regions' sum passes u64::MAX: a device too small, not a wrapped sum that fits.
+    let mut p = params();
+    p.journal_blocks = Some(u64::MAX - 10);
+    let e = layout(&p).unwrap_err();
+    assert_eq!(e, corrupt("device too small for the requested layout (blocks needed)", u64::MAX));
+    assert_eq!(e.errno(), EUCLEAN);
+}
+
+#[test]
 fn inode_positions() {
     let s = sb();
     let t = s.region(Region::InodeTable).start;
