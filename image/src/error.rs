@@ -8,10 +8,20 @@ use vexfs_core::error::FormatError;
 /// What went wrong, with the object it concerns (`"inode 12"`, `"block 4711"`, a path).
 #[derive(Debug)]
 pub enum Error {
-    /// Reading or writing the device failed.
-    Io { what: String, source: io::Error },
+    /// Reading or writing the device (or a file) failed.
+    Io {
+        /// What was being read or written.
+        what: String,
+        /// The system's error.
+        source: io::Error,
+    },
     /// A structure on the device is invalid; the [`FormatError`] says how.
-    Format { what: String, err: FormatError },
+    Format {
+        /// The structure.
+        what: String,
+        /// How it is invalid.
+        err: FormatError,
+    },
     /// A path component does not exist.
     NotFound(String),
     /// A path component that must be a directory is not one.
@@ -46,6 +56,14 @@ impl fmt::Display for Error {
             Error::NotADirectory(p) => write!(f, "{p}: not a directory"),
             Error::Invalid(m) => f.write_str(m),
         }
+    }
+}
+
+/// The message, for callers that report errors as text (the tools' commands return
+/// `Result<(), String>`, so `?` works on image operations there).
+impl From<Error> for String {
+    fn from(e: Error) -> String {
+        e.to_string()
     }
 }
 

@@ -21,6 +21,7 @@ use vexfs_core::format::vector::HnswHeader;
 use vexfs_core::format::{bit_set, bit_test, BLOCK_SIZE, INODE_SIZE};
 use vexfs_core::io::BlockDevice;
 
+use crate::exit::FsckStatus;
 use crate::image::read_superblock;
 use crate::{Error, Image, Result};
 
@@ -132,27 +133,82 @@ pub enum Fix {
     /// Clear the errors flag (state becomes clean).
     ClearErrors,
     /// Set (`used`) or clear `len` block bitmap bits from block `start`.
-    BlockBits { start: u64, len: u64, used: bool },
+    BlockBits {
+        /// First block.
+        start: u64,
+        /// Number of blocks.
+        len: u64,
+        /// Set (in use) rather than clear.
+        used: bool,
+    },
     /// Set or clear the inode bitmap bits of inodes `first .. first + len`; clearing also
     /// zeroes their slots in the inode table.
-    InodeBits { first: u64, len: u64, used: bool },
+    InodeBits {
+        /// First inode number.
+        first: u64,
+        /// Number of inodes.
+        len: u64,
+        /// Set (in use) rather than clear.
+        used: bool,
+    },
     /// Zero the table slot of free inode `ino`.
-    ZeroInode { ino: u32 },
+    ZeroInode {
+        /// The free inode.
+        ino: u32,
+    },
     /// Clear the bits past the last block (block bitmap) or inode (inode bitmap), bit
     /// indices `first_bit .. first_bit + bits`.
-    ClearPadding { inode_bitmap: bool, first_bit: u64, bits: u64 },
+    ClearPadding {
+        /// The inode bitmap rather than the block bitmap.
+        inode_bitmap: bool,
+        /// First bit to clear.
+        first_bit: u64,
+        /// Number of bits.
+        bits: u64,
+    },
     /// Set an inode's link count.
-    Links { ino: u32, links: u16 },
+    Links {
+        /// The inode.
+        ino: u32,
+        /// The count found: entries naming a file; 2 plus its subdirectories for a directory.
+        links: u16,
+    },
     /// Set an inode's parent field.
-    Parent { ino: u32, parent: u32 },
+    Parent {
+        /// The directory.
+        ino: u32,
+        /// The directory holding its one entry.
+        parent: u32,
+    },
     /// Set an inode's block count.
-    Blocks { ino: u32, blocks: u64 },
+    Blocks {
+        /// The inode.
+        ino: u32,
+        /// The blocks its extents map (and its vector-id block).
+        blocks: u64,
+    },
     /// Set the file type of entry `name` in directory block `block` of directory `dir`.
-    FileType { dir: u32, block: u64, name: Vec<u8>, ino: u32, file_type: u8 },
+    FileType {
+        /// The directory.
+        dir: u32,
+        /// The directory block holding the entry (device block number).
+        block: u64,
+        /// The entry's name.
+        name: Vec<u8>,
+        /// The inode the entry names.
+        ino: u32,
+        /// The `DT_*` type of that inode's mode.
+        file_type: u8,
+    },
     /// Recompute the superblock's free counts from the bitmaps.
     FreeCounts,
     /// Set the HNSW header's live and deleted counts (the slots found in the graph).
-    VectorCounts { live: u32, deleted: u32 },
+    VectorCounts {
+        /// Live vectors.
+        live: u32,
+        /// Deleted vectors (tombstones) still in the graph.
+        deleted: u32,
+    },
 }
 
 impl Fix {
@@ -267,15 +323,16 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    /// The e2fsck exit code: 0 clean, 1 errors corrected, 4 errors left uncorrected.
+    /// The e2fsck status: [`FsckStatus::OK`] clean, [`FsckStatus::CORRECTED`] errors
+    /// corrected, [`FsckStatus::UNCORRECTED`] errors left uncorrected.
+    pub fn status(&self) -> FsckStatus {
+        FsckStatus::of_check(self.report.problems.len(), self.remaining.len())
+    }
+
+    /// [`status`](Self::status) as a number: 0 clean, 1 errors corrected, 4 errors left
+    /// uncorrected.
     pub fn exit_code(&self) -> i32 {
-        if self.report.problems.is_empty() {
-            0
-        } else if self.remaining.is_empty() {
-            1
-        } else {
-            4
-        }
+        i32::from(self.status().code())
     }
 }
 

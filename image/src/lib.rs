@@ -7,16 +7,20 @@
 //! - [`Image`]: an opened filesystem: inodes, extents, files, directories, path lookup.
 //! - [`mkfs::format`]: writes a new filesystem.
 //! - [`fsck`]: checks a filesystem and repairs what can be repaired.
+//! - [`exit`]: the exit statuses of the three tools (e2fsprogs' for mkfs and fsck).
 //! - [`writer`]: an offline writer (create files, directories, symlinks, set embeddings) for
 //!   tests and tools.
 //! - [`vectors`]: the vector index of an image (memory-mapped searches, the writer's block
 //!   cache, the memory of index operations).
-//! - [`vecfile`]: `.fvecs` / `.ivecs` files.
+//! - [`vecfile`]: `.fvecs` / `.ivecs` files (the one reader of the tools, examples and tests).
 //! - [`sample`]: small populated filesystems for tests.
 //! - [`show`]: the region table, byte sizes and UUIDs as the tools print them.
 
+#![warn(clippy::unwrap_used, clippy::expect_used)]
+
 pub mod device;
 mod error;
+pub mod exit;
 pub mod fsck;
 mod image;
 pub mod mkfs;
