@@ -1,30 +1,39 @@
 //! vexctl: inspect and control vexfs filesystems.
 //!
-//! Commands on an unmounted image or device (read-only): `inspect`, `ls`, `cat`. Commands on
-//! a mounted filesystem, through the ioctls of `include/vexfs.h`: `import`, `set`, `get`,
-//! `rm-embedding`, `search`, `stats` (read-only unless they write embeddings).
+//! Commands on an unmounted image or device, read-only: `inspect`, `ls`, `cat` ([`offline`]) and
+//! `search-image` ([`search_image`]: k-NN search in userspace with the kernel's code). Commands
+//! on a mounted filesystem, through the ioctls of `include/vexfs.h` ([`online`], one module per
+//! command): `import`, `set`, `get`, `rm-embedding`, `search`, `stats` (read-only unless they
+//! write embeddings).
 //!
-//! Exit codes: 0 success, 1 error, 2 usage error.
+//! Exit codes ([`vexfs_image::exit::VEXCTL`]): 0 success, 1 the command failed, 2 bad command
+//! line.
+
+#![warn(clippy::unwrap_used, clippy::expect_used)]
 
 mod abi;
 mod ioctl;
 mod mount;
 mod offline;
 mod online;
+mod results;
 mod search_image;
-mod vecfile;
+mod texts;
 
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
+use vexfs_image::exit::VEXCTL;
 
 /// Inspect and control vexfs filesystems.
 #[derive(Parser, Debug)]
 #[command(
     name = "vexctl",
     version = concat!(env!("CARGO_PKG_VERSION"), " (format v1, ioctl ABI v1)"),
-    after_help = "Offline commands (inspect, ls, cat) read an unmounted image or device; the \
-                  others work on a mounted vexfs, through its ioctls."
+    after_help = "Offline commands (inspect, ls, cat, search-image) read an unmounted image or \
+                  device; the others work on a mounted vexfs, through its ioctls.\n\n\
+                  Exit status: 0 success, 1 the command failed (the message says why and what to \
+                  do next), 2 bad command line."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -41,36 +50,19 @@ enum Cmd {
     Cat(offline::CatArgs),
     /// Create one file per vector (DIR/0, DIR/1, ...) on a mounted vexfs, with its embedding
     /// and optional text; resumes where an earlier run stopped.
-    Import(online::ImportArgs),
+    Import(online::import::ImportArgs),
     /// Set the embeddings of a file on a mounted vexfs from rows of an .fvecs file.
-    Set(online::SetArgs),
+    Set(online::set::SetArgs),
     /// Print the embeddings of a file on a mounted vexfs.
-    Get(online::GetArgs),
+    Get(online::get::GetArgs),
     /// Remove every embedding of a file on a mounted vexfs.
-    RmEmbedding(online::RmEmbeddingArgs),
+    RmEmbedding(online::rm_embedding::RmEmbeddingArgs),
     /// Find the files nearest to query vectors (k-NN search of a mounted vexfs).
-    Search(online::SearchArgs),
+    Search(online::search::SearchArgs),
     /// Print the vector index's statistics and parameters of a mounted vexfs.
-    Stats(online::StatsArgs),
+    Stats(online::stats::StatsArgs),
     /// k-NN search of an unmounted image or device, in userspace (the kernel's code, read-only).
     SearchImage(search_image::SearchImageArgs),
-}
-
-/// How vexctl exits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Exit {
-    /// Success.
-    Ok = 0,
-    /// The command failed (message on stderr).
-    Error = 1,
-    /// Bad command line.
-    Usage = 2,
-}
-
-impl From<Exit> for ExitCode {
-    fn from(e: Exit) -> ExitCode {
-        ExitCode::from(e as u8)
-    }
 }
 
 fn main() -> ExitCode {
@@ -78,7 +70,7 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { Exit::Usage } else { Exit::Ok }.into();
+            return ExitCode::from(VEXCTL.after_parse(e.use_stderr()));
         }
     };
     if let Cmd::Search(a) = &cli.cmd {
@@ -88,7 +80,7 @@ fn main() -> ExitCode {
             if let Some(sub) = cmd.find_subcommand_mut("search") {
                 let _ = sub.error(clap::error::ErrorKind::ArgumentConflict, msg).print();
             }
-            return Exit::Usage.into();
+            return ExitCode::from(VEXCTL.usage);
         }
     }
     let result = match &cli.cmd {
@@ -96,18 +88,18 @@ fn main() -> ExitCode {
         Cmd::Ls(a) => offline::ls(a),
         Cmd::Cat(a) => offline::cat(a),
         Cmd::SearchImage(a) => search_image::search_image(a),
-        Cmd::Import(a) => online::import(a),
-        Cmd::Set(a) => online::set(a),
-        Cmd::Get(a) => online::get(a),
-        Cmd::RmEmbedding(a) => online::rm_embedding(a),
-        Cmd::Search(a) => online::search(a),
-        Cmd::Stats(a) => online::stats(a),
+        Cmd::Import(a) => online::import::import(a),
+        Cmd::Set(a) => online::set::set(a),
+        Cmd::Get(a) => online::get::get(a),
+        Cmd::RmEmbedding(a) => online::rm_embedding::rm_embedding(a),
+        Cmd::Search(a) => online::search::search(a),
+        Cmd::Stats(a) => online::stats::stats(a),
     };
     match result {
-        Ok(()) => Exit::Ok.into(),
+        Ok(()) => ExitCode::from(VEXCTL.ok),
         Err(msg) => {
             eprintln!("vexctl: {msg}");
-            Exit::Error.into()
+            ExitCode::from(VEXCTL.failed)
         }
     }
 }

@@ -4,19 +4,20 @@
 //! `--json`), so the two can be compared line by line: this is the reference the kernel's
 //! search is measured against.
 
-use std::fmt::Write as _;
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Args;
-use serde::Serialize;
-use vexfs_image::vecfile::read_fvecs;
+use vexfs_image::vecfile::Fvecs;
 use vexfs_image::vectors::{search_ef, Hit, Searcher, MAX_EF, MAX_K};
 use vexfs_image::vexfs_core::distance::Impl;
 
+use crate::abi::metric_name;
 use crate::offline::CmdResult;
+use crate::results::{self, format_json, format_table, printable};
 
+/// The arguments of `vexctl search-image`.
 #[derive(Args, Debug)]
 pub struct SearchImageArgs {
     /// Image file or block device, not mounted (it is only read).
@@ -26,7 +27,7 @@ pub struct SearchImageArgs {
     fvecs: PathBuf,
     /// The row of Q to search for [default: 0].
     #[arg(long, value_name = "R", conflicts_with = "all")]
-    row: Option<usize>,
+    row: Option<u64>,
     /// Search for every row of Q, in order.
     #[arg(long)]
     all: bool,
@@ -60,43 +61,16 @@ fn parse_impl(s: &str) -> Result<Impl, String> {
         .ok_or_else(|| format!("unknown distance implementation {s:?} (scalar, sse2 or avx2)"))
 }
 
-#[derive(Serialize)]
-struct ResultJson<'a> {
-    /// Relative to the root; `null` for a file no directory links to.
-    path: Option<&'a str>,
-    ino: u64,
-    chunk: u32,
-    distance: f32,
-}
-
-#[derive(Serialize)]
-struct QueryJson<'a> {
-    query: usize,
-    results: Vec<ResultJson<'a>>,
-}
-
-fn metric_name(m: u32) -> &'static str {
-    match m {
-        0 => "l2",
-        1 => "cosine",
-        2 => "ip",
-        _ => "?",
-    }
-}
-
 /// `vexctl search-image`.
 pub fn search_image(a: &SearchImageArgs) -> CmdResult {
     let k = a.k as usize;
     let ef = search_ef(k, a.ef.map_or(0, |e| e as usize)).map_err(|e| format!("--ef: {e}"))?;
-    let queries = read_fvecs(&a.fvecs).map_err(|e| e.to_string())?;
-    let rows: Vec<usize> = if a.all {
-        (0..queries.len()).collect()
+    let mut file = Fvecs::open(&a.fvecs)?;
+    let rows = if a.all {
+        0..file.rows()
     } else {
         let r = a.row.unwrap_or(0);
-        if r >= queries.len() {
-            return Err(format!("{}: no row {r} (it has {} rows)", a.fvecs.display(), queries.len()));
-        }
-        vec![r]
+        r..r.saturating_add(1)
     };
     let name = a.image.display();
     let mut s = Searcher::open(&a.image, ef).map_err(|e| format!("{name}: {e}"))?;
@@ -104,26 +78,28 @@ pub fn search_image(a: &SearchImageArgs) -> CmdResult {
         s.set_distance_impl(imp).map_err(|e| e.to_string())?;
     }
     let sb = s.image().sb().clone();
-    if let Some(q) = queries.iter().find(|q| q.len() != sb.vec_dim as usize) {
+    if file.dim() != sb.vec_dim {
         return Err(format!(
             "{}: queries of dimension {}, but {name} holds vectors of dimension {}",
             a.fvecs.display(),
-            q.len(),
+            file.dim(),
             sb.vec_dim
         ));
     }
+    // Every query is read (and checked) before the first search, which is what is timed.
+    let queries = rows.clone().map(|r| file.row(r)).collect::<Result<Vec<_>, _>>()?;
     let start = Instant::now();
-    let mut found: Vec<Vec<Hit>> = Vec::with_capacity(rows.len());
-    for &r in &rows {
-        found.push(s.search(&queries[r], k, ef).map_err(|e| format!("{name}: query {r}: {e}"))?);
+    let mut found: Vec<Vec<Hit>> = Vec::with_capacity(queries.len());
+    for (r, q) in rows.clone().zip(&queries) {
+        found.push(s.search(q, k, ef).map_err(|e| format!("{name}: query {r}: {e}"))?);
     }
     let secs = start.elapsed().as_secs_f64();
     if a.stats {
         eprintln!(
             "vexctl: {} queries in {secs:.3} s, {:.0} searches/s (single thread, k {k}, ef {ef}, \
              {} distances, {} vectors)",
-            rows.len(),
-            rows.len() as f64 / secs.max(1e-9),
+            queries.len(),
+            queries.len() as f64 / secs.max(1e-9),
             s.image().device().distance_impl().name(),
             s.header().live,
         );
@@ -136,44 +112,34 @@ pub fn search_image(a: &SearchImageArgs) -> CmdResult {
         }
     }
     let paths = s.paths().map_err(|e| format!("{name}: {e}"))?;
-    let path = |ino: u64| paths.get(&ino).map(String::as_str);
+    let metric = metric_name(sb.vec_metric).map_or("?", |m| m.0);
     let mut out = BufWriter::new(std::io::stdout().lock());
-    for (&r, hits) in rows.iter().zip(&found) {
-        let mut o = String::new();
-        if a.json {
-            let results = hits
-                .iter()
-                .map(|h| ResultJson { path: path(h.ino), ino: h.ino, chunk: h.chunk, distance: h.distance() })
-                .collect();
-            o = serde_json::to_string(&QueryJson { query: r, results }).map_err(|e| e.to_string())?;
-            o.push('\n');
-        } else if hits.is_empty() {
-            let _ = writeln!(o, "query {r}: no results (the filesystem holds no embeddings)");
+    for (r, found) in rows.zip(&found) {
+        let hits: Vec<results::Hit> = found
+            .iter()
+            .map(|h| results::Hit {
+                path: paths.get(&h.ino).cloned(),
+                ino: h.ino,
+                chunk: h.chunk,
+                distance: h.distance(),
+                text: None,
+            })
+            .collect();
+        let o = if a.json {
+            format_json(r, &hits)
         } else {
-            let metric = metric_name(sb.vec_metric);
-            let _ = writeln!(o, "query {r}: {} nearest ({metric})", hits.len());
-            let names: Vec<String> =
-                hits.iter().map(|h| path(h.ino).map_or_else(|| format!("<inode {}>", h.ino), printable)).collect();
-            let pw = names.iter().map(|p| p.chars().count()).max().unwrap_or(0).max(4);
-            let _ = writeln!(o, "{:>4}  {:>10}  {:<pw$}  {:>5}  text", "rank", "distance", "path", "chunk");
-            for (i, (h, n)) in hits.iter().zip(&names).enumerate() {
-                let text = first_lines.get(&h.ino).map(String::as_str).unwrap_or("");
-                let line = format!("{:>4}  {:>10.4}  {n:<pw$}  {:>5}  {text}", i + 1, h.distance(), h.chunk);
-                let _ = writeln!(o, "{}", line.trim_end());
-            }
+            let lines: Vec<String> =
+                found.iter().map(|h| first_lines.get(&h.ino).cloned().unwrap_or_default()).collect();
+            let mut t = format_table(r, metric, &hits, &lines, usize::MAX);
             if a.all {
-                o.push('\n');
+                t.push('\n');
             }
-        }
+            t
+        };
         out.write_all(o.as_bytes()).map_err(|e| format!("writing output: {e}"))?;
     }
     out.flush().map_err(|e| format!("writing output: {e}"))?;
     Ok(())
-}
-
-/// Replaces control characters by spaces, so a cell stays on one line.
-fn printable(s: &str) -> String {
-    s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
 }
 
 /// The first line of file `ino`'s first block, as text (empty when unreadable).

@@ -1,0 +1,177 @@
+//! `vexctl stats`: the vector index's statistics and parameters, as text or JSON.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use clap::Args;
+use serde::Serialize;
+
+use super::{open_vexfs, print_out, stats_of};
+use crate::abi::{distance_impl_name, metric_name, VexfsStats, VEXFS_NO_ENTRY_POINT};
+use crate::offline::CmdResult;
+
+/// The arguments of `vexctl stats`.
+#[derive(Args, Debug)]
+pub struct StatsArgs {
+    /// Any file or directory of a mounted vexfs.
+    path: PathBuf,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Serialize, Debug, PartialEq)]
+struct StatsJson {
+    dim: u32,
+    metric: String,
+    m: u32,
+    ef_construction: u32,
+    vectors: u64,
+    deleted: u64,
+    capacity: u64,
+    levels: u32,
+    entry_point: Option<u32>,
+    bytes_on_disk: u64,
+    distance_impl: String,
+}
+
+fn stats_json(s: &VexfsStats) -> StatsJson {
+    StatsJson {
+        dim: s.dim,
+        metric: metric_name(s.metric).map_or_else(|| format!("unknown ({})", s.metric), |m| m.0.into()),
+        m: s.m,
+        ef_construction: s.ef_construction,
+        vectors: s.vectors,
+        deleted: s.deleted,
+        capacity: s.capacity,
+        levels: s.levels,
+        entry_point: (s.entry_point != VEXFS_NO_ENTRY_POINT).then_some(s.entry_point),
+        bytes_on_disk: s.bytes_on_disk,
+        distance_impl: distance_impl_name(s.distance_impl)
+            .map_or_else(|| format!("unknown ({})", s.distance_impl), |d| d.0.into()),
+    }
+}
+
+/// `1536 B`, `3.0 KiB`, `12.5 MiB`, `2.00 GiB`.
+fn human_bytes(b: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if b < 1024 {
+        return format!("{b} B");
+    }
+    let mut v = b as f64 / 1024.0;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
+}
+
+fn format_stats(s: &VexfsStats) -> String {
+    let j = stats_json(s);
+    let metric = match metric_name(s.metric) {
+        Some((n, what)) => format!("{n} ({what})"),
+        None => j.metric.clone(),
+    };
+    let used = if s.capacity > 0 {
+        format!(" ({:.1}% used)", s.vectors as f64 * 100.0 / s.capacity as f64)
+    } else {
+        String::new()
+    };
+    let entry = match j.entry_point {
+        Some(e) => format!("slot {e}"),
+        None => "none (empty)".into(),
+    };
+    let mut o = String::new();
+    let _ = writeln!(o, "Dimension:            {}", s.dim);
+    let _ = writeln!(o, "Metric:               {metric}");
+    let _ = writeln!(o, "Vectors:              {}", s.vectors);
+    let _ = writeln!(o, "Deleted:              {} (not yet purged from the graph)", s.deleted);
+    let _ = writeln!(o, "Capacity:             {} slots{used}", s.capacity);
+    let _ = writeln!(
+        o,
+        "HNSW:                 m {} (level 0: {} links), ef_construction {}",
+        s.m,
+        u64::from(s.m) * 2,
+        s.ef_construction
+    );
+    let _ = writeln!(o, "Levels:               {}", s.levels);
+    let _ = writeln!(o, "Entry point:          {entry}");
+    let _ = writeln!(
+        o,
+        "On disk:              {} ({} bytes, vector and index regions)",
+        human_bytes(s.bytes_on_disk),
+        s.bytes_on_disk
+    );
+    let dist = match distance_impl_name(s.distance_impl) {
+        Some((n, what)) => format!("{n} ({what})"),
+        None => j.distance_impl.clone(),
+    };
+    let _ = writeln!(o, "Distance kernel:      {dist}");
+    o
+}
+
+/// `vexctl stats`.
+pub fn stats(a: &StatsArgs) -> CmdResult {
+    let f = open_vexfs(&a.path, false)?;
+    let s = stats_of(&f, &a.path)?;
+    if a.json {
+        let j = serde_json::to_string_pretty(&stats_json(&s)).map_err(|e| e.to_string())?;
+        return print_out(&(j + "\n"));
+    }
+    print_out(&format_stats(&s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_output() {
+        let s = VexfsStats {
+            size: 88,
+            dim: 384,
+            metric: 0,
+            m: 16,
+            ef_construction: 200,
+            vectors: 2000,
+            deleted: 3,
+            capacity: 16000,
+            levels: 3,
+            entry_point: 17,
+            bytes_on_disk: 12 * 1024 * 1024 + 512 * 1024,
+            distance_impl: 1,
+            ..VexfsStats::default()
+        };
+        let t = format_stats(&s);
+        for want in [
+            "Dimension:            384\n",
+            "Metric:               l2 (squared Euclidean distance)\n",
+            "Vectors:              2000\n",
+            "Deleted:              3 (not yet purged from the graph)\n",
+            "Capacity:             16000 slots (12.5% used)\n",
+            "HNSW:                 m 16 (level 0: 32 links), ef_construction 200\n",
+            "Levels:               3\n",
+            "Entry point:          slot 17\n",
+            "On disk:              12.5 MiB (13107200 bytes, vector and index regions)\n",
+            "Distance kernel:      sse2 (SSE2)\n",
+        ] {
+            assert!(t.contains(want), "{want}: {t}");
+        }
+        let v = serde_json::to_value(stats_json(&s)).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"dim": 384, "metric": "l2", "m": 16, "ef_construction": 200,
+                "vectors": 2000, "deleted": 3, "capacity": 16000, "levels": 3, "entry_point": 17,
+                "bytes_on_disk": 13_107_200u64, "distance_impl": "sse2"})
+        );
+        let empty = VexfsStats { entry_point: VEXFS_NO_ENTRY_POINT, metric: 9, distance_impl: 7, ..s };
+        assert_eq!(stats_json(&empty).entry_point, None);
+        assert_eq!(stats_json(&empty).metric, "unknown (9)");
+        assert_eq!(stats_json(&empty).distance_impl, "unknown (7)");
+        assert!(format_stats(&empty).contains("Entry point:          none (empty)\n"));
+        assert_eq!(human_bytes(1023), "1023 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(3 << 30), "3.0 GiB");
+    }
+}
