@@ -1,23 +1,29 @@
 //! fsck.vexfs: checks a vexfs filesystem and repairs what it can.
 //!
-//! Exit codes as e2fsck (bits OR-ed): 0 no errors, 1 errors corrected, 4 errors left
-//! uncorrected, 8 operational error, 16 usage error.
+//! Exit codes as e2fsck (bits OR-ed, [`vexfs_image::exit::FsckStatus`]): 0 no errors, 1 errors
+//! corrected, 4 errors left uncorrected, 8 operational error, 16 usage error.
+
+#![warn(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use vexfs_image::exit::{FsckStatus, FSCK};
 use vexfs_image::fsck::{self, Mode};
 use vexfs_image::show::format_uuid;
 use vexfs_image::FileDevice;
 
-const EXIT_OPERATIONAL: u8 = 8;
-const EXIT_USAGE: u8 = 16;
-
 /// Check a vexfs filesystem and repair what can be repaired. Without -y or -p nothing is
 /// written. The check is always complete (clean filesystems are checked too).
 #[derive(Parser, Debug)]
-#[command(name = "fsck.vexfs", bin_name = "fsck.vexfs", version = concat!(env!("CARGO_PKG_VERSION"), " (format v1)"))]
+#[command(
+    name = "fsck.vexfs",
+    bin_name = "fsck.vexfs",
+    version = concat!(env!("CARGO_PKG_VERSION"), " (format v1)"),
+    after_help = "Exit status (as e2fsck, bits OR-ed): 0 no errors, 1 errors corrected, 4 errors left \
+                  uncorrected, 8 operational error, 16 usage error."
+)]
 struct Cli {
     /// Open read-only and answer "no" to every repair.
     #[arg(short = 'n', conflicts_with_all = ["yes", "preen"])]
@@ -45,13 +51,13 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { ExitCode::from(EXIT_USAGE) } else { ExitCode::SUCCESS };
+            return ExitCode::from(FSCK.after_parse(e.use_stderr()));
         }
     };
-    ExitCode::from(run(&cli))
+    ExitCode::from(run(&cli).code())
 }
 
-fn run(cli: &Cli) -> u8 {
+fn run(cli: &Cli) -> FsckStatus {
     let name = cli.image.display().to_string();
     let mode = if cli.yes {
         Mode::Repair
@@ -64,14 +70,14 @@ fn run(cli: &Cli) -> u8 {
         Ok(d) => d,
         Err(e) => {
             eprintln!("fsck.vexfs: cannot open {name}: {e}");
-            return EXIT_OPERATIONAL;
+            return FsckStatus::OPERATIONAL;
         }
     };
     let (out, _) = match fsck::run(dev, mode) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("fsck.vexfs: {name}: {e}");
-            return EXIT_OPERATIONAL;
+            return FsckStatus::OPERATIONAL;
         }
     };
     let sb = &out.report.sb;
@@ -117,5 +123,5 @@ fn run(cli: &Cli) -> u8 {
     if mode == Mode::Preen && !out.remaining.is_empty() {
         println!("{name}: UNEXPECTED INCONSISTENCY; RUN fsck.vexfs MANUALLY (without -p).");
     }
-    out.exit_code() as u8
+    out.status()
 }

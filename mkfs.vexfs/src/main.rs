@@ -1,6 +1,9 @@
 //! mkfs.vexfs: creates a vexfs filesystem on a block device or an image file.
 //!
-//! Exit codes as mke2fs: 0 success, 1 any failure (including usage errors).
+//! Exit codes as mke2fs ([`vexfs_image::exit::MKFS`]): 0 success, 1 any failure (including
+//! usage errors).
+
+#![warn(clippy::unwrap_used, clippy::expect_used)]
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Read;
@@ -10,6 +13,7 @@ use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, ValueEnum};
+use vexfs_image::exit::MKFS;
 use vexfs_image::show::{device_map_table, encode_label, format_uuid, human_bytes, parse_uuid};
 use vexfs_image::vexfs_core::format::layout::{layout, MkfsParams, DEFAULT_EF_CONSTRUCTION, DEFAULT_M};
 use vexfs_image::vexfs_core::format::superblock::{Metric, Superblock, FORMAT_VERSION, MAGIC};
@@ -19,7 +23,12 @@ use vexfs_image::{mkfs, FileDevice};
 
 /// Create a vexfs filesystem (files with vector embeddings) on DEVICE or image FILE.
 #[derive(Parser, Debug)]
-#[command(name = "mkfs.vexfs", bin_name = "mkfs.vexfs", version = concat!(env!("CARGO_PKG_VERSION"), " (format v1)"))]
+#[command(
+    name = "mkfs.vexfs",
+    bin_name = "mkfs.vexfs",
+    version = concat!(env!("CARGO_PKG_VERSION"), " (format v1)"),
+    after_help = "Exit status (as mke2fs): 0 success, 1 failure (a bad command line included)."
+)]
 struct Cli {
     /// Overwrite an existing filesystem.
     #[arg(short, long)]
@@ -114,14 +123,14 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { ExitCode::from(1) } else { ExitCode::SUCCESS };
+            return ExitCode::from(MKFS.after_parse(e.use_stderr()));
         }
     };
     match run(&cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => ExitCode::from(MKFS.ok),
         Err(msg) => {
             eprintln!("mkfs.vexfs: {msg}");
-            ExitCode::from(1)
+            ExitCode::from(MKFS.failed)
         }
     }
 }
