@@ -19,22 +19,15 @@ use vexfs_core::format::superblock::Metric;
 use vexfs_core::format::vector::slot_level;
 use vexfs_core::mem::{c_dist, MemIndex};
 
-/// Rows of an .fvecs/.ivecs file as raw 32-bit words, and the row width.
+#[path = "common/vecs.rs"]
+mod vecs;
+
+/// Rows of an .fvecs/.ivecs file as raw 32-bit words, and the row width; exits on a bad file.
 fn read_vecs(path: &str) -> (Vec<u32>, usize) {
-    let b = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let mut out = Vec::with_capacity(b.len() / 4);
-    let mut width = 0;
-    let mut i = 0;
-    while i + 4 <= b.len() {
-        let d = u32::from_le_bytes(b[i..i + 4].try_into().unwrap()) as usize;
-        assert!(width == 0 || d == width, "{path}: rows of different widths");
-        width = d;
-        i += 4;
-        assert!(i + 4 * d <= b.len(), "{path}: truncated row");
-        out.extend((0..d).map(|j| u32::from_le_bytes(b[i + 4 * j..i + 4 * j + 4].try_into().unwrap())));
-        i += 4 * d;
-    }
-    (out, width)
+    vecs::read_words(std::path::Path::new(path)).unwrap_or_else(|e| {
+        eprintln!("bench_core: {e}");
+        std::process::exit(1)
+    })
 }
 
 fn rss_bytes() -> u64 {

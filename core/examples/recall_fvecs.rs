@@ -1,41 +1,37 @@
 //! Recall@10 of the in-memory core index on an fvecs data set with ivecs ground truth:
 //!     cargo run --release -p vexfs-core --features std --example recall_fvecs -- BASE QUERY GT
+
+use std::path::Path;
 use std::time::Instant;
+
 use vexfs_core::format::superblock::Metric;
 use vexfs_core::mem::{c_dist, MemIndex};
 
-fn read_vecs(path: &str) -> Vec<Vec<u32>> {
-    let b = std::fs::read(path).unwrap();
-    let mut out = vec![];
-    let mut i = 0;
-    while i + 4 <= b.len() {
-        let d = u32::from_le_bytes(b[i..i + 4].try_into().unwrap()) as usize;
-        i += 4;
-        out.push((0..d).map(|j| u32::from_le_bytes(b[i + 4 * j..i + 4 * j + 4].try_into().unwrap())).collect());
-        i += 4 * d;
-    }
-    out
-}
+#[path = "common/vecs.rs"]
+mod vecs;
 
-fn main() {
+fn main() -> Result<(), String> {
     let a: Vec<String> = std::env::args().collect();
-    let base: Vec<Vec<f32>> =
-        read_vecs(&a[1]).into_iter().map(|v| v.into_iter().map(f32::from_bits).collect()).collect();
-    let queries: Vec<Vec<f32>> =
-        read_vecs(&a[2]).into_iter().map(|v| v.into_iter().map(f32::from_bits).collect()).collect();
-    let gt = read_vecs(&a[3]);
+    let [_, base, queries, gt] = &a[..] else {
+        return Err("usage: recall_fvecs BASE.fvecs QUERY.fvecs GT.ivecs".into());
+    };
+    let base = vecs::read_fvecs(Path::new(base))?;
+    let queries = vecs::read_fvecs(Path::new(queries))?;
+    let gt = vecs::read_ivecs(Path::new(gt))?;
+    let dim = base.first().map_or(0, Vec::len);
     let t = Instant::now();
-    let mut idx = MemIndex::new(base[0].len(), Metric::L2, 16, 200, 42, c_dist);
+    let mut idx = MemIndex::new(dim, Metric::L2, 16, 200, 42, c_dist);
     for v in &base {
-        idx.add(v).unwrap();
+        idx.add(v).map_err(|e| format!("add: {e:?}"))?;
     }
     println!("build {} vectors: {:.2}s", base.len(), t.elapsed().as_secs_f64());
     for ef in [10, 16, 24, 32, 48, 64, 128] {
         let t = Instant::now();
         let mut hit = 0;
         for (q, g) in queries.iter().zip(&gt) {
-            let r = idx.search(q, 10, ef).unwrap();
-            hit += r.iter().filter(|(_, id)| g[..10].contains(id)).count();
+            let r = idx.search(q, 10, ef).map_err(|e| format!("search: {e:?}"))?;
+            let top = g.get(..10).unwrap_or(g);
+            hit += r.iter().filter(|(_, id)| top.contains(id)).count();
         }
         let dt = t.elapsed().as_secs_f64();
         println!(
@@ -44,4 +40,5 @@ fn main() {
             queries.len() as f64 / dt
         );
     }
+    Ok(())
 }

@@ -133,21 +133,16 @@ fn recall_holds_after_deleting_30_percent() {
     assert!(before >= 0.95 && after >= 0.95, "recall {before} / {after}");
 }
 
+// The one reader of core's examples and tests (vexfs-image's cannot be used here: see there).
+#[path = "../examples/common/vecs.rs"]
+mod vecs;
+
 fn read_fvecs(path: &std::path::Path) -> Vec<Vec<f32>> {
-    let b = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut out = vec![];
-    let mut i = 0;
-    while i + 4 <= b.len() {
-        let d = u32::from_le_bytes(b[i..i + 4].try_into().unwrap()) as usize;
-        i += 4;
-        out.push((0..d).map(|j| f32::from_le_bytes(b[i + 4 * j..i + 4 * j + 4].try_into().unwrap())).collect());
-        i += 4 * d;
-    }
-    out
+    vecs::read_fvecs(path).unwrap()
 }
 
 fn read_ivecs(path: &std::path::Path) -> Vec<Vec<u32>> {
-    read_fvecs(path).into_iter().map(|v| v.into_iter().map(f32::to_bits).collect()).collect()
+    vecs::read_ivecs(path).unwrap()
 }
 
 /// The data sets to test on: the sample carried in the repo, and the full set beside it.
