@@ -28,22 +28,56 @@ pub const ENAMETOOLONG: i32 = 36;
 /// panicking; the kernel logs it with `pr_err!` and turns it into an errno with [`Self::errno`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FormatError {
-    /// The magic number is not ours (found value given). errno `EINVAL`.
-    BadMagic { what: &'static str, found: u32 },
+    /// The magic number is not ours. errno `EINVAL`.
+    BadMagic {
+        /// The structure read (e.g. "superblock").
+        what: &'static str,
+        /// The magic found.
+        found: u32,
+    },
     /// The stored CRC-32C does not match the contents. errno `EUCLEAN`.
-    BadChecksum { what: &'static str, stored: u32, computed: u32 },
-    /// A format version this code does not know. errno `EINVAL`.
+    BadChecksum {
+        /// The structure read.
+        what: &'static str,
+        /// The checksum stored in it.
+        stored: u32,
+        /// The checksum of its contents.
+        computed: u32,
+    },
+    /// A format version this code does not know (the version found). errno `EINVAL`.
     UnsupportedVersion(u32),
     /// Incompatible feature bits this code does not know (the unknown bits). errno `EINVAL`.
     UnsupportedFeatures(u32),
-    /// The filesystem is larger than the device holding it (fs blocks, device blocks). errno `EINVAL`.
-    PastDeviceEnd { block_count: u64, device_blocks: u64 },
+    /// The filesystem is larger than the device holding it. errno `EINVAL`.
+    PastDeviceEnd {
+        /// The filesystem's size, blocks.
+        block_count: u64,
+        /// The device's size, blocks.
+        device_blocks: u64,
+    },
     /// A field holds an impossible value. errno `EUCLEAN`.
-    Corrupt { what: &'static str, value: u64 },
+    Corrupt {
+        /// The field or check (e.g. "inode mode").
+        what: &'static str,
+        /// The value found (0 where no single value says more, e.g. non-zero reserved bytes).
+        value: u64,
+    },
     /// A block or structure is identified as another one (misdirected or stale write). errno `EUCLEAN`.
-    WrongIdentity { what: &'static str, expected: u64, found: u64 },
+    WrongIdentity {
+        /// The structure read.
+        what: &'static str,
+        /// The identity it should carry (block number, owner, LSN).
+        expected: u64,
+        /// The identity it carries.
+        found: u64,
+    },
     /// A buffer is shorter than the structure it should hold. errno `EUCLEAN`.
-    Truncated { what: &'static str, len: usize },
+    Truncated {
+        /// The structure read.
+        what: &'static str,
+        /// The buffer's length, bytes.
+        len: usize,
+    },
 }
 
 impl FormatError {

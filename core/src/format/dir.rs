@@ -30,10 +30,13 @@ pub const DIRENT_HEADER: usize = 8;
 /// Longest name, bytes.
 pub const NAME_MAX: usize = 255;
 
-/// `file_type` values (the `DT_*` of readdir(3)).
+/// `file_type` of an unknown type (the `DT_*` values are those of readdir(3)); never stored.
 pub const DT_UNKNOWN: u8 = 0;
+/// `file_type` of a directory.
 pub const DT_DIR: u8 = 4;
+/// `file_type` of a regular file.
 pub const DT_REG: u8 = 8;
+/// `file_type` of a symbolic link.
 pub const DT_LNK: u8 = 10;
 
 /// The `DT_*` type for an inode mode.
@@ -67,9 +70,13 @@ pub fn valid_name(name: &[u8]) -> bool {
 pub struct Dirent<'a> {
     /// Byte offset in the block.
     pub offset: usize,
+    /// Inode number; 0 = unused space.
     pub ino: u32,
+    /// Bytes from this dirent to the next (a multiple of 8).
     pub rec_len: usize,
+    /// `DT_*` type of the inode (not checked in unused space).
     pub file_type: u8,
+    /// The name's bytes (not checked in unused space).
     pub name: &'a [u8],
 }
 

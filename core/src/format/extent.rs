@@ -20,8 +20,11 @@ use crate::error::{FormatError, Result};
 /// `start .. start + len`. 16 bytes on disk: `logical u32, len u32, start u64`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Extent {
+    /// First file block.
     pub logical: u32,
+    /// Blocks, more than 0 in a stored extent.
     pub len: u32,
+    /// First device block.
     pub start: u64,
 }
 

@@ -1,4 +1,4 @@
-//! Inodes: [`INODE_SIZE`] bytes each in the inode table, [`INODES_PER_BLOCK`] per block,
+//! Inodes: [`INODE_SIZE`] bytes each in the inode table, [`INODES_PER_BLOCK`](super::INODES_PER_BLOCK) per block,
 //! inode `ino` (1-based) at byte `(ino - 1) * 256` of the table.
 //!
 //! | offset | size | field |
@@ -45,35 +45,59 @@ const EXTENTS_OFF: usize = 88;
 const VEC_IDS_OFF: usize = 200;
 const CSUM_OFF: usize = 252;
 
-/// `S_IFMT` and the file types vexfs stores.
+/// `S_IFMT`: the file-type bits of a mode (the file types vexfs stores follow).
 pub const S_IFMT: u16 = 0o170000;
+/// File type: directory.
 pub const S_IFDIR: u16 = 0o040000;
+/// File type: regular file.
 pub const S_IFREG: u16 = 0o100000;
+/// File type: symbolic link.
 pub const S_IFLNK: u16 = 0o120000;
 
-/// A decoded inode.
+/// A decoded inode (the fields of the table above).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Inode {
+    /// POSIX type ([`S_IFMT`] bits) and permission bits.
     pub mode: u16,
+    /// Hard links; at least 1 in a stored inode.
     pub links: u16,
+    /// Owner.
     pub uid: u32,
+    /// Group.
     pub gid: u32,
+    /// Zero in v1.
     pub flags: u32,
+    /// Size, bytes (at most [`MAX_FILE_SIZE`]).
     pub size: u64,
+    /// Last access, seconds since the epoch.
     pub atime_sec: i64,
+    /// Last modification, seconds since the epoch.
     pub mtime_sec: i64,
+    /// Last status change, seconds since the epoch.
     pub ctime_sec: i64,
+    /// Nanoseconds of `atime_sec` (below 10^9).
     pub atime_nsec: u32,
+    /// Nanoseconds of `mtime_sec` (below 10^9).
     pub mtime_nsec: u32,
+    /// Nanoseconds of `ctime_sec` (below 10^9).
     pub ctime_nsec: u32,
+    /// Generation number (NFS file handles).
     pub generation: u32,
+    /// Blocks owned: data and extent blocks.
     pub blocks: u64,
+    /// Parent directory's inode (directories), else 0.
     pub parent: u32,
+    /// Extents in use, inline first (at most [`MAX_EXTENTS`]).
     pub nr_extents: u32,
+    /// Block of the extents past the inline ones; 0 = none.
     pub extent_block: u64,
+    /// The inline extents; those past `nr_extents` are zero.
     pub extents: [Extent; INLINE_EXTENTS],
+    /// Embeddings (chunks) of the file.
     pub vec_count: u32,
+    /// Block of the vector ids past the inline ones; 0 = none.
     pub vec_block: u64,
+    /// The inline vector ids (slots of the vector regions).
     pub vec_ids: [u32; INLINE_VEC_IDS],
 }
 

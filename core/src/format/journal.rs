@@ -74,10 +74,15 @@ pub enum RecordType {
 /// The decoded journal superblock.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JournalSuper {
+    /// Flag bits: [`JOURNAL_CLEAN`].
     pub flags: u32,
+    /// The LSN the next record gets.
     pub next_lsn: u64,
+    /// Every record with a smaller LSN is applied in place.
     pub checkpoint_lsn: u64,
+    /// Record block (0-based, after the journal superblock) of the oldest live record.
     pub head: u64,
+    /// The filesystem's UUID.
     pub uuid: [u8; 16],
 }
 
@@ -145,8 +150,11 @@ impl JournalSuper {
 /// A decoded record header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecordHeader {
+    /// The record's LSN.
     pub lsn: u64,
+    /// Its [`RecordType`], as stored.
     pub rtype: u16,
+    /// Payload bytes.
     pub len: u32,
 }
 

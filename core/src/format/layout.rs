@@ -20,12 +20,15 @@ pub struct MkfsParams {
     pub vec_capacity: Option<u64>,
     /// Vector dimension (1..=[`MAX_DIM`]).
     pub dim: u32,
+    /// Distance metric of the vectors.
     pub metric: Metric,
     /// HNSW `m` (default 16).
     pub m: u32,
     /// HNSW `ef_construction` (default 200).
     pub ef_construction: u32,
+    /// The filesystem's UUID.
     pub uuid: [u8; 16],
+    /// Its label (UTF-8, NUL-padded).
     pub label: [u8; 32],
     /// Seconds since the epoch.
     pub now: u64,

@@ -209,30 +209,55 @@ impl Metric {
 /// disk bytes; every field is checked there.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Superblock {
+    /// On-disk format version ([`FORMAT_VERSION`]).
     pub format_version: u32,
+    /// Compat feature bits (unknown ones are ignored).
     pub feature_compat: u32,
+    /// Read-only-compat feature bits (unknown ones allow a read-only mount only).
     pub feature_ro_compat: u32,
+    /// Incompat feature bits (unknown ones refuse the mount).
     pub feature_incompat: u32,
+    /// Blocks of the filesystem, superblock and backup included.
     pub block_count: u64,
+    /// Free blocks (a hint, recomputed at mount).
     pub free_blocks: u64,
+    /// Inodes of the inode table.
     pub inode_count: u32,
+    /// Free inodes (a hint).
     pub free_inodes: u32,
+    /// Inode of the root directory ([`ROOT_INO`]).
     pub root_ino: u32,
+    /// State bits: [`STATE_CLEAN`], [`STATE_ERRORS`].
     pub state: u32,
+    /// The filesystem's UUID.
     pub uuid: [u8; 16],
+    /// Label (UTF-8, NUL-padded).
     pub label: [u8; 32],
+    /// Creation time, seconds since the epoch.
     pub mkfs_time: u64,
+    /// Last write time, seconds since the epoch.
     pub write_time: u64,
+    /// Mounts since mkfs.
     pub mount_count: u32,
+    /// The runs of blocks of the regions, in [`Region`] order.
     pub regions: [Extent64; REGION_COUNT],
+    /// Float32 components per vector.
     pub vec_dim: u32,
+    /// The [`Metric`], as stored.
     pub vec_metric: u32,
+    /// Vector slots.
     pub vec_capacity: u64,
+    /// Bytes per slot in the vector data region ([`vec_stride_for`] of `vec_dim`).
     pub vec_stride: u32,
+    /// HNSW `m`: neighbours per node above level 0 (`2 * m` at level 0).
     pub hnsw_m: u32,
+    /// HNSW `ef_construction`.
     pub hnsw_ef_construction: u32,
+    /// Highest HNSW level a slot can draw.
     pub hnsw_max_level: u32,
+    /// Seed of the HNSW level generator ([`super::vector::slot_level`]).
     pub hnsw_seed: u64,
+    /// Block of the backup superblock (`block_count - 1`).
     pub backup_block: u64,
 }
 

@@ -49,7 +49,9 @@ pub const MAP_ENTRY: usize = 16;
 /// Owner of a vector slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MapEntry {
+    /// Owning inode (not 0).
     pub ino: u64,
+    /// Which embedding of the file.
     pub chunk: u32,
 }
 
@@ -120,16 +122,21 @@ pub struct HnswGeometry {
     pub header: u64,
     /// First block of level-0 records.
     pub level0_start: u64,
+    /// Bytes of a level-0 record.
     pub level0_size: u64,
+    /// Level-0 records per block (at least 1).
     pub level0_per_block: u64,
     /// First block of upper-level records.
     pub upper_start: u64,
+    /// Bytes of an upper-level record.
     pub upper_size: u64,
+    /// Upper-level records per block (at least 1).
     pub upper_per_block: u64,
     /// Upper-level records available.
     pub upper_records: u64,
-    /// Neighbours kept at level 0 (`2m`) and above (`m`).
+    /// Neighbours kept at level 0 (`2m`).
     pub m0: u32,
+    /// Neighbours kept above level 0 (`m`).
     pub m: u32,
 }
 
@@ -206,9 +213,13 @@ impl UpperTable {
 /// The decoded level-0 record header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Level0Head {
+    /// Neighbour slots in use.
     pub count: u16,
+    /// The slot's top level.
     pub level: u8,
+    /// [`NODE_IN_GRAPH`], [`NODE_DELETED`].
     pub flags: u8,
+    /// Index of the slot's first upper record (levels `1..=level` use `upper .. upper + level`).
     pub upper: u32,
 }
 
@@ -240,9 +251,13 @@ impl Level0Head {
 /// The HNSW header's dynamic state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HnswHeader {
+    /// Slot of the entry point; [`NO_SLOT`] for an empty graph.
     pub entry: u32,
+    /// The entry point's level.
     pub entry_level: u32,
+    /// Vectors in the graph, not deleted.
     pub live: u32,
+    /// Tombstones: deleted vectors still routing searches.
     pub deleted: u32,
 }
 
