@@ -180,6 +180,10 @@ fn usage_errors_exit_16() {
         }
         assert_eq!(cmd.output().unwrap().status.code(), Some(16), "{args:?}");
     }
+    let o = Command::new(env!("CARGO_BIN_EXE_fsck-vexfs")).arg("--help").output().unwrap();
+    assert_eq!(o.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&o.stdout);
+    assert!(help.contains("Exit status (as e2fsck, bits OR-ed): 0 no errors, 1 errors corrected, 4 errors"), "{help}");
 }
 
 #[test]

@@ -194,6 +194,9 @@ fn failures_exit_1() {
         failed(&mkfs(args, &path, *size));
     }
     assert!(!path.exists());
+    let o = Command::new(env!("CARGO_BIN_EXE_mkfs-vexfs")).arg("--help").output().unwrap();
+    assert_eq!(o.status.code(), Some(0));
+    assert!(text(&o).contains("Exit status (as mke2fs): 0 success, 1 failure"), "{}", text(&o));
 }
 
 #[test]

@@ -73,15 +73,19 @@ fn main() -> ExitCode {
             return ExitCode::from(VEXCTL.after_parse(e.use_stderr()));
         }
     };
-    if let Cmd::Search(a) = &cli.cmd {
-        if let Err(msg) = a.check() {
-            let mut cmd = Cli::command();
-            cmd.build();
-            if let Some(sub) = cmd.find_subcommand_mut("search") {
-                let _ = sub.error(clap::error::ErrorKind::ArgumentConflict, msg).print();
-            }
-            return ExitCode::from(VEXCTL.usage);
+    // Argument conflicts clap cannot express are usage errors too, reported as clap's.
+    let conflict = match &cli.cmd {
+        Cmd::Search(a) => a.check().err().map(|m| ("search", m)),
+        Cmd::SearchImage(a) => a.check().err().map(|m| ("search-image", m)),
+        _ => None,
+    };
+    if let Some((name, msg)) = conflict {
+        let mut cmd = Cli::command();
+        cmd.build();
+        if let Some(sub) = cmd.find_subcommand_mut(name) {
+            let _ = sub.error(clap::error::ErrorKind::ArgumentConflict, msg).print();
         }
+        return ExitCode::from(VEXCTL.usage);
     }
     let result = match &cli.cmd {
         Cmd::Inspect(a) => offline::inspect(a),

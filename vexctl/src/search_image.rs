@@ -54,6 +54,13 @@ pub struct SearchImageArgs {
     stats: bool,
 }
 
+impl SearchImageArgs {
+    /// Checks what clap cannot: --ef against -k (as `vexctl search`).
+    pub fn check(&self) -> Result<(), String> {
+        crate::online::search::check_ef(self.k, self.ef)
+    }
+}
+
 fn parse_impl(s: &str) -> Result<Impl, String> {
     Impl::ALL
         .into_iter()

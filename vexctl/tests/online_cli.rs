@@ -118,6 +118,8 @@ fn help_lists_the_online_commands() {
     for c in ["inspect", "import", "set", "get", "rm-embedding", "search", "stats"] {
         assert!(out.contains(&format!("  {c} ")), "{c}: {out}");
     }
+    assert!(out.contains("Exit status: 0 success, 1 the command failed"), "{out}");
+    assert!(out.contains("2 bad command line"), "{out}");
     let o = vexctl(&["search", "--help"]);
     let out = String::from_utf8(o.stdout).unwrap();
     assert!(out.contains("--texts-from-files") && out.contains("[default: 10]"), "{out}");

@@ -154,7 +154,8 @@ fn bad_requests_fail_with_a_message() {
         assert!(err.contains(want), "{args:?}: {err}");
     };
     fail(&["--fvecs", q, "--row", "20"], 1, "no row 20");
-    fail(&["--fvecs", q, "-k", "20", "--ef", "10"], 1, "ef 10");
+    // A usage error, as in `vexctl search`.
+    fail(&["--fvecs", q, "-k", "20", "--ef", "10"], 2, "--ef 10 is below -k 20");
     fail(&["--fvecs", q, "-k", "0"], 2, "0");
     fail(&["--fvecs", q, "--row", "1", "--all"], 2, "cannot be used with");
     fail(&["--fvecs", "/nonexistent.fvecs"], 1, "nonexistent");

@@ -51,12 +51,17 @@ pub struct SearchArgs {
 impl SearchArgs {
     /// Checks what clap cannot: --ef against -k.
     pub fn check(&self) -> Result<(), String> {
-        match self.ef {
-            Some(ef) if ef < self.k => {
-                Err(format!("--ef {ef} is below -k {}: the candidate list must hold at least K entries", self.k))
-            }
-            _ => Ok(()),
+        check_ef(self.k, self.ef)
+    }
+}
+
+/// Fails (a usage error) when `--ef` is below `-k`; shared with `vexctl search-image`.
+pub fn check_ef(k: u32, ef: Option<u32>) -> Result<(), String> {
+    match ef {
+        Some(ef) if ef < k => {
+            Err(format!("--ef {ef} is below -k {k}: the candidate list must hold at least K entries"))
         }
+        _ => Ok(()),
     }
 }
 
