@@ -1,8 +1,8 @@
 //! `vexctl search-image`: k-nearest-neighbour searches over an unmounted image or block device,
 //! computed in userspace by the core code the kernel runs (`vexfs_core::vindex`) on a read-only
-//! memory map. Its output is that of the online `vexctl search` (the same JSON lines with
-//! `--json`), so the two can be compared line by line: this is the reference the kernel's
-//! search is measured against.
+//! memory map. Its output is that of the online `vexctl search` (the same table, the same JSON
+//! lines with `--json`: [`crate::results`]), so the two can be compared line by line: this is
+//! the reference the kernel's search is measured against.
 
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
