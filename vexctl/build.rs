@@ -1,5 +1,6 @@
-//! Reads the ioctl ABI header `include/vexfs.h` twice, independently of the hand-written mirror in
-//! `src/abi.rs`, and writes the test that compares them (only the tests use these files):
+//! Reads the ioctl ABI header `include/vexfs.h` twice, independently of the Rust definitions
+//! (`core/src/abi.rs`, which the kernel module compiles in and `src/abi.rs` re-exports with the
+//! ioctl numbers), and writes the test that compares them (only the tests use these files):
 //!
 //! - `$OUT_DIR/vexfs_bindgen.rs`: bindgen's structs and constants. While generating, bindgen
 //!   reports every struct field and every integer and string macro it saw.
@@ -139,6 +140,7 @@ fn ioctl_numbers_from_c(
 fn main() {
     let out = PathBuf::from(env::var_os("OUT_DIR").unwrap());
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=../core/src/abi.rs");
     let checks = match generate(&out) {
         Ok(checks) => checks,
         Err(why) => {
@@ -194,7 +196,7 @@ fn generate(out: &Path) -> Result<String, String> {
         if !(seen.int_macros.contains(&name) || seen.str_macros.contains(&name) || ioctls.contains(&name)) {
             return Err(format!(
                 "include/vexfs.h defines {name}, which vexctl/build.rs does not know how to check: \
-                 teach it (and mirror the macro in vexctl/src/abi.rs)"
+                 teach it (and mirror the macro in core/src/abi.rs)"
             ));
         }
     }

@@ -12,6 +12,7 @@
 //! - [`embed`]: a file's chunks (set, replace, read, remove) and k-NN searches naming files:
 //!   the one embedding layer of the kernel and the offline writer.
 //! - [`index_error`]: the errors of `vindex` and `embed`, each with its errno.
+//! - [`abi`]: the ioctl argument structs of `include/vexfs.h`, shared by the kernel and vexctl.
 //! - `mem` (userspace only): an in-memory HNSW index for tests and benchmarks.
 //!
 //! The kernel module compiles these modules in as source (`#[path]`), so they use only `core`
@@ -22,6 +23,7 @@
 #[cfg(any(test, feature = "std"))]
 extern crate std;
 
+pub mod abi;
 pub mod crc32c;
 pub mod distance;
 pub mod embed;
