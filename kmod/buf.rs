@@ -3,8 +3,10 @@
 
 use crate::ffi::{self, BufferHead};
 use crate::format::BLOCK_SIZE;
+use crate::vfs::fs::FileSystem;
+use crate::vfs::inode::Inode;
+use crate::vfs::super_block::Device;
 use core::ptr::NonNull;
-use kernel::bindings;
 use kernel::prelude::*;
 
 /// A referenced, up-to-date buffer of [`BLOCK_SIZE`] bytes.
@@ -19,18 +21,18 @@ pub struct Buf {
 
 impl Buf {
     /// Reads block `block` (through the cache). `EIO` if the read fails.
-    pub fn read(sb: *mut bindings::super_block, block: u64) -> Result<Buf> {
-        // SAFETY: `sb` is a live superblock whose block size was set to 4096 in fill_super.
-        let bh = unsafe { ffi::vexfs_c_bread(sb, block) };
+    pub fn read(dev: &Device, block: u64) -> Result<Buf> {
+        // SAFETY: `dev` is a live superblock whose block size is 4096 (its type invariant).
+        let bh = unsafe { ffi::vexfs_c_bread(dev.as_ptr(), block) };
         // SAFETY: the buffer head came from `sb_bread` with a reference.
         unsafe { Self::from_raw(bh) }.ok_or(EIO)
     }
 
     /// A zeroed buffer for block `block`, not read from the disk (the block was just
     /// allocated). `ENOMEM` if no buffer can be had.
-    pub fn zeroed(sb: *mut bindings::super_block, block: u64) -> Result<Buf> {
+    pub fn zeroed(dev: &Device, block: u64) -> Result<Buf> {
         // SAFETY: as in `read`.
-        let bh = unsafe { ffi::vexfs_c_bnew(sb, block) };
+        let bh = unsafe { ffi::vexfs_c_bnew(dev.as_ptr(), block) };
         // SAFETY: the buffer head came from `sb_getblk` with a reference, and is up to date.
         unsafe { Self::from_raw(bh) }.ok_or(ENOMEM)
     }
@@ -59,10 +61,22 @@ impl Buf {
         unsafe { core::slice::from_raw_parts_mut(self.data.as_ptr(), BLOCK_SIZE) }
     }
 
-    /// Schedules the block for writeback; with `owner`, fsync(owner) writes it too.
-    pub fn mark_dirty(&self, owner: Option<*mut bindings::inode>) {
-        // SAFETY: `bh` is valid by the type invariant; `owner` is a live inode or null.
-        unsafe { ffi::vexfs_c_mark_dirty(self.bh.as_ptr(), owner.unwrap_or(core::ptr::null_mut())) };
+    /// The first of the block's [`BLOCK_SIZE`] bytes, valid while `self` lives: for
+    /// [`crate::pins`], which hands out borrows of pinned blocks itself.
+    pub fn data_ptr(&self) -> NonNull<u8> {
+        self.data
+    }
+
+    /// Schedules the block for writeback.
+    pub fn mark_dirty(&self) {
+        // SAFETY: `bh` is valid by the type invariant.
+        unsafe { ffi::vexfs_c_mark_dirty(self.bh.as_ptr(), core::ptr::null_mut()) };
+    }
+
+    /// Schedules the block for writeback as metadata of `owner`: fsync(owner) writes it too.
+    pub fn mark_dirty_for<T: FileSystem>(&self, owner: &Inode<T>) {
+        // SAFETY: `bh` is valid by the type invariant; `owner` is a live inode.
+        unsafe { ffi::vexfs_c_mark_dirty(self.bh.as_ptr(), owner.as_ptr()) };
     }
 
     /// Writes the block now and waits. `EIO` on a write error.
@@ -84,6 +98,10 @@ impl Buf {
         unsafe { ffi::vexfs_c_bforget(bh) };
     }
 }
+
+// SAFETY: a buffer head is not tied to the task that took the reference: any task may use and
+// release it (`brelse`); the block's bytes are only handed out by `&self`/`&mut self` methods.
+unsafe impl Send for Buf {}
 
 impl Drop for Buf {
     fn drop(&mut self) {

@@ -1,9 +1,14 @@
 //! The C half of the module (glue.c): wrappers for kernel helpers that are `static inline` or
 //! macros, and the operation tables. Everything here is `unsafe` to call; the safe types above
-//! it (`Buf`, `SbInfo`, `VfsInode`) state the rules.
+//! it ([`crate::buf::Buf`], [`crate::pins`], and the wrappers of [`crate::vfs`]: `SuperBlock`,
+//! `Inode`, `DirContext`, `NofsScope`) state the rules.
 
 use core::ffi::c_int;
 use kernel::bindings;
+
+/// `u64` words of per-inode state Rust keeps beside each VFS inode (`VEXFS_RS_INODE_WORDS`,
+/// glue.h): `vexfs_inode_info.rs`, 8-byte aligned.
+pub const INODE_STATE_WORDS: usize = 28;
 
 /// Opaque `struct buffer_head` (its header is not in the 6.12 bindings).
 #[repr(C)]
@@ -62,5 +67,4 @@ extern "C" {
         dim: u32,
         out: *mut u32,
     );
-    pub fn vexfs_c_sb_id(sb: *mut bindings::super_block) -> *const u8;
 }

@@ -7,6 +7,7 @@
 #include <linux/blkdev.h>
 #include <linux/buffer_head.h>
 #include <linux/fs.h>
+#include <linux/fs_context.h>
 #include <linux/module.h>
 #include <linux/mpage.h>
 #include <linux/pagemap.h>
@@ -84,7 +85,6 @@ u32 vexfs_c_nlink(struct inode *inode) { return inode->i_nlink; }
 bool vexfs_c_is_new(struct inode *inode) { return inode->i_state & I_NEW; }
 unsigned int vexfs_c_nofs_save(void) { return memalloc_nofs_save(); }
 void vexfs_c_nofs_restore(unsigned int flags) { memalloc_nofs_restore(flags); }
-const char *vexfs_c_sb_id(struct super_block *sb) { return sb->s_id; }
 
 void vexfs_c_times_now(struct inode *inode)
 {
@@ -523,7 +523,7 @@ static struct inode *vexfs_alloc_inode(struct super_block *sb)
 
 	if (!vi)
 		return NULL;
-	memset(vi->rs, 0, sizeof(vi->rs));
+	vexfs_rs_init_inode(vi->rs);
 	return &vi->vfs_inode;
 }
 
@@ -585,33 +585,61 @@ static const struct super_operations vexfs_sops = {
 	.statfs = vexfs_statfs,
 };
 
-/* Set before Rust reads anything, so that a failed mount still has sane operations. */
-static int vexfs_fill_super(struct super_block *sb, void *data, int silent)
+/* ---- mounting: the fs_context API -------------------------------------------------------- */
+
+/*
+ * The operations are set before Rust reads anything, so that a failed mount still has sane
+ * ones. The Rust state of the mount (SbInfo on s_fs_info) never outlives this superblock's
+ * use by vexfs, and is gone before kill_block_super() releases the device, on every path:
+ * - fill_super fails before s_root is set: Rust frees it before returning (its inodes were
+ *   evicted at their last iput, the superblock not being active yet), and the VFS calls no
+ *   operation of ours again (generic_shutdown_super does nothing filesystem-specific without
+ *   s_root);
+ * - mounted, or fill_super failed after setting s_root: generic_shutdown_super syncs, evicts
+ *   every inode, then calls put_super, which frees it last.
+ * So kill_sb is plain kill_block_super.
+ */
+static int vexfs_fill_super(struct super_block *sb, struct fs_context *fc)
 {
 	sb->s_op = &vexfs_sops;
 	sb->s_xattr = vexfs_xattr_handlers;
 	sb->s_time_gran = 1;
-	return vexfs_rs_fill_super(sb, silent);
+	return vexfs_rs_fill_super(sb, !!(fc->sb_flags & SB_SILENT));
 }
 
-static struct dentry *vexfs_mount(struct file_system_type *fs_type, int flags,
-				  const char *dev_name, void *data)
+static int vexfs_get_tree(struct fs_context *fc)
 {
-	return mount_bdev(fs_type, flags, dev_name, data, vexfs_fill_super);
+	return get_tree_bdev(fc, vexfs_fill_super);
 }
 
-/* kill_block_super() syncs and releases the device; the Rust state goes after it. */
-static void vexfs_kill_sb(struct super_block *sb)
+/*
+ * vexfs has no mount options. The generic flags (ro, sync, ...) are taken by the VFS before
+ * this is called and "source" is left to it; anything else is ignored, as the legacy
+ * mount_bdev() path of earlier versions ignored its option string.
+ */
+static int vexfs_parse_param(struct fs_context *fc, struct fs_parameter *param)
 {
-	kill_block_super(sb);
-	vexfs_rs_free_sbi(sb);
+	if (!strcmp(param->key, "source"))
+		return -ENOPARAM;
+	return 0;
+}
+
+static const struct fs_context_operations vexfs_context_ops = {
+	.parse_param = vexfs_parse_param,
+	.get_tree = vexfs_get_tree,
+};
+
+static int vexfs_init_fs_context(struct fs_context *fc)
+{
+	fc->ops = &vexfs_context_ops;
+	return 0;
 }
 
 static struct file_system_type vexfs_fs_type = {
 	.owner = THIS_MODULE,
 	.name = "vexfs",
-	.mount = vexfs_mount,
-	.kill_sb = vexfs_kill_sb,
+	.init_fs_context = vexfs_init_fs_context,
+	.kill_sb = kill_block_super,
 	.fs_flags = FS_REQUIRES_DEV,
 };
 

@@ -12,7 +12,8 @@
 #include <linux/fs.h>
 #include <linux/types.h>
 
-/* Per-inode state owned by Rust (the decoded extent map and vector ids), opaque to C. */
+/* Per-inode state owned by Rust (the decoded extent map and vector ids), opaque to C; set by
+ * vexfs_rs_init_inode at allocation. Mirrored by ffi::INODE_STATE_WORDS. */
 #define VEXFS_RS_INODE_WORDS 28
 
 struct vexfs_inode_info {
@@ -20,10 +21,11 @@ struct vexfs_inode_info {
 	struct inode vfs_inode;
 };
 
-/* Rust: superblock. */
+/* Rust (ops/): superblock. put_super frees the Rust state of the mount; a failed fill_super
+ * frees it itself unless it set s_root (then put_super does). */
 int vexfs_rs_fill_super(struct super_block *sb, int silent);
 void vexfs_rs_put_super(struct super_block *sb);
-void vexfs_rs_free_sbi(struct super_block *sb);
+void vexfs_rs_init_inode(u64 *rs);
 int vexfs_rs_sync_fs(struct super_block *sb, int wait);
 /* What statfs(2) reports; mirrors ffi::StatfsOut. */
 struct vexfs_statfs {
@@ -85,7 +87,6 @@ u32 vexfs_c_nlink(struct inode *inode);
 bool vexfs_c_is_new(struct inode *inode);
 unsigned int vexfs_c_nofs_save(void);
 void vexfs_c_nofs_restore(unsigned int flags);
-const char *vexfs_c_sb_id(struct super_block *sb);
 void vexfs_c_times_now(struct inode *inode);
 void vexfs_c_touch_dir(struct inode *dir);
 void vexfs_c_set_ops(struct inode *inode);

@@ -2,27 +2,14 @@
 
 use crate::buf::Buf;
 use crate::error::{ENAMETOOLONG, ENOTEMPTY};
-use crate::ffi;
 use crate::format::dir::{
     self, check_dir_block, dirents, dt_from_mode, init_dir_block, seal_dir_block, DIR_HEADER, NAME_MAX,
 };
 use crate::format::BLOCK_SIZE;
-use crate::inode::{
-    alloc_file_block, ino_of, is_dir_mode, load, map_block, mode_of, size_of_inode, store, write_disk_inode, FsInode,
-};
-use crate::sb::{corrupt, errno_of, report, Locked, SbInfo};
-use core::ffi::c_int;
-use kernel::bindings;
+use crate::inode::{alloc_file_block, is_dir_mode, map_block, write_disk_inode};
+use crate::sb::{FsInode, Inode, Locked, LockedInode, NewInode};
+use crate::vfs::dir::DirContext;
 use kernel::prelude::*;
-
-/// The name bytes passed by C.
-///
-/// # Safety
-/// `name` points at `len` readable bytes for the duration of the call.
-unsafe fn name_slice<'a>(name: *const u8, len: u32) -> &'a [u8] {
-    // SAFETY: per the function contract.
-    unsafe { core::slice::from_raw_parts(name, len as usize) }
-}
 
 fn check_name(name: &[u8]) -> Result {
     if name.len() > NAME_MAX {
@@ -35,24 +22,25 @@ fn check_name(name: &[u8]) -> Result {
 }
 
 /// Directory block `i` of `dir`: its device block and buffer, header checked.
-fn dir_block(sbi: &SbInfo, dir: *mut bindings::inode, st: &FsInode, i: u64) -> Result<(u64, Buf)> {
-    let Some((phys, _)) = map_block(sbi, dir, st, i)? else {
-        return Err(corrupt(sbi.sb, "hole in directory at block", i));
+fn dir_block(dir: &Inode, st: &FsInode, i: u64) -> Result<(u64, Buf)> {
+    let sb = dir.sb();
+    let Some((phys, _)) = map_block(dir, st, i)? else {
+        return Err(sb.corrupt("hole in directory at block", i));
     };
-    let b = Buf::read(sbi.sb, phys)?;
-    check_dir_block(b.data(), phys, ino_of(dir)).map_err(|e| report(sbi.sb, e))?;
+    let b = Buf::read(sb, phys)?;
+    check_dir_block(b.data(), phys, dir.ino()).map_err(|e| sb.report(e))?;
     Ok((phys, b))
 }
 
-fn dir_nblocks(dir: *mut bindings::inode) -> u64 {
-    size_of_inode(dir) / BLOCK_SIZE as u64
+fn dir_nblocks(dir: &Inode) -> u64 {
+    dir.size() / BLOCK_SIZE as u64
 }
 
 /// The dirent `name` of `dir`: (block index, inode number), if present.
-fn find_entry(sbi: &SbInfo, dir: *mut bindings::inode, st: &FsInode, name: &[u8]) -> Result<Option<(u64, u32)>> {
+fn find_entry(dir: &Inode, st: &FsInode, name: &[u8]) -> Result<Option<(u64, u32)>> {
     for i in 0..dir_nblocks(dir) {
-        let (_, b) = dir_block(sbi, dir, st, i)?;
-        if let Some(d) = dir::find(b.data(), name).map_err(|e| report(sbi.sb, e))? {
+        let (_, b) = dir_block(dir, st, i)?;
+        if let Some(d) = dir::find(b.data(), name).map_err(|e| dir.sb().report(e))? {
             return Ok(Some((i, d.ino)));
         }
     }
@@ -61,277 +49,195 @@ fn find_entry(sbi: &SbInfo, dir: *mut bindings::inode, st: &FsInode, name: &[u8]
 
 /// Adds the dirent `name -> ino` to `dir`, growing the directory by a block if no block has
 /// room. `st` is the directory's state (stored by the caller).
-fn add_entry(
-    sbi: &SbInfo,
-    g: &mut Locked<'_>,
-    dir: *mut bindings::inode,
-    st: &mut FsInode,
-    name: &[u8],
-    ino: u64,
-    dt: u8,
-) -> Result {
+fn add_entry(g: &mut Locked<'_>, dir: &LockedInode, st: &mut FsInode, name: &[u8], ino: u64, dt: u8) -> Result {
+    let sb = dir.sb();
     let ino32 = u32::try_from(ino).map_err(|_| EINVAL)?;
-    let dino = ino_of(dir);
+    let dino = dir.ino();
     let n = dir_nblocks(dir);
     for i in 0..n {
-        let (phys, mut b) = dir_block(sbi, dir, st, i)?;
-        if dir::insert(b.data_mut(), name, ino32, dt).map_err(|e| report(sbi.sb, e))? {
+        let (phys, mut b) = dir_block(dir, st, i)?;
+        if dir::insert(b.data_mut(), name, ino32, dt).map_err(|e| sb.report(e))? {
             seal_dir_block(b.data_mut(), phys, dino);
-            b.mark_dirty(Some(dir));
+            b.mark_dirty_for(dir);
             return Ok(());
         }
     }
-    let phys = alloc_file_block(sbi, g, dir, st, n)?;
-    let mut b = Buf::zeroed(sbi.sb, phys)?;
+    let phys = alloc_file_block(g, dir, st, n)?;
+    let mut b = Buf::zeroed(sb, phys)?;
     init_dir_block(b.data_mut(), phys, dino);
     // A fresh block always has room for one name of at most NAME_MAX bytes.
-    dir::insert(b.data_mut(), name, ino32, dt).map_err(|e| report(sbi.sb, e))?;
+    dir::insert(b.data_mut(), name, ino32, dt).map_err(|e| sb.report(e))?;
     seal_dir_block(b.data_mut(), phys, dino);
-    b.mark_dirty(Some(dir));
-    // SAFETY: live directory inode; its i_rwsem is held by the VFS.
-    unsafe { ffi::vexfs_c_set_i_size(dir, ((n + 1) * BLOCK_SIZE as u64) as i64) };
+    b.mark_dirty_for(dir);
+    dir.set_size((n + 1) * BLOCK_SIZE as u64);
     Ok(())
 }
 
 /// Removes the dirent `name` of `dir`, which must point at `ino`.
-fn remove_entry(sbi: &SbInfo, dir: *mut bindings::inode, st: &FsInode, name: &[u8], ino: u64) -> Result {
-    let Some((i, found)) = find_entry(sbi, dir, st, name)? else {
+fn remove_entry(dir: &Inode, st: &FsInode, name: &[u8], ino: u64) -> Result {
+    let sb = dir.sb();
+    let Some((i, found)) = find_entry(dir, st, name)? else {
         return Err(ENOENT);
     };
     if found as u64 != ino {
-        return Err(corrupt(sbi.sb, "dirent points at another inode than the dentry", found as u64));
+        return Err(sb.corrupt("dirent points at another inode than the dentry", found as u64));
     }
-    let (phys, mut b) = dir_block(sbi, dir, st, i)?;
-    dir::remove(b.data_mut(), name).map_err(|e| report(sbi.sb, e))?;
-    seal_dir_block(b.data_mut(), phys, ino_of(dir));
-    b.mark_dirty(Some(dir));
+    let (phys, mut b) = dir_block(dir, st, i)?;
+    dir::remove(b.data_mut(), name).map_err(|e| sb.report(e))?;
+    seal_dir_block(b.data_mut(), phys, dir.ino());
+    b.mark_dirty_for(dir);
     Ok(())
 }
 
-fn lookup(dir: *mut bindings::inode, name: &[u8]) -> Result<u64> {
+/// Looks `name` up in `dir`: its inode number, or 0 when absent. Errors: `ENAMETOOLONG`,
+/// `EUCLEAN`, `EIO`.
+pub fn lookup(dir: &Inode, name: &[u8]) -> Result<u64> {
     if name.len() > NAME_MAX {
         return Err(Error::from_errno(-ENAMETOOLONG));
     }
-    let sbi = SbInfo::of(dir);
-    let g = sbi.lock();
-    let st = load(dir, &g);
-    Ok(find_entry(sbi, dir, &st, name)?.map_or(0, |(_, ino)| ino as u64))
-}
-
-/// Looks `name` up in `dir`: its inode number, or 0 when absent.
-#[no_mangle]
-pub extern "C" fn vexfs_rs_lookup(dir: *mut bindings::inode, name: *const u8, len: u32, ino: *mut u64) -> c_int {
-    // SAFETY: the dentry name lives for the call.
-    match lookup(dir, unsafe { name_slice(name, len) }) {
-        Ok(i) => {
-            // SAFETY: out-pointer from glue.c.
-            unsafe { *ino = i };
-            0
-        }
-        Err(e) => e.to_errno(),
-    }
-}
-
-fn create(dir: *mut bindings::inode, name: &[u8], mode: u16, inode: *mut bindings::inode) -> Result {
-    check_name(name)?;
-    let sbi = SbInfo::of(dir);
-    let mut g = sbi.lock();
-    let mut dst = load(dir, &g);
-    if find_entry(sbi, dir, &dst, name)?.is_some() {
-        return Err(EEXIST);
-    }
-    let ino = sbi.alloc_ino(&mut g)?;
-    let is_dir = is_dir_mode(mode);
-    // SAFETY: `inode` is new, unhashed and ours.
-    unsafe {
-        (*inode).i_ino = ino as _;
-        ffi::vexfs_c_init_owner(inode, dir, mode);
-        ffi::vexfs_c_times_now(inode);
-        (*inode).i_generation = bindings::get_random_u32();
-        bindings::set_nlink(inode, if is_dir { 2 } else { 1 });
-        ffi::vexfs_c_set_i_size(inode, 0);
-    }
-    let st = FsInode { on_disk: true, parent: if is_dir { ino_of(dir) as u32 } else { 0 }, ..FsInode::default() };
-    store(inode, &g, &st);
-    let r = write_disk_inode(sbi, &g, inode, &st)
-        .and_then(|_| add_entry(sbi, &mut g, dir, &mut dst, name, ino, dt_from_mode(mode)));
-    store(dir, &g, &dst);
-    if let Err(e) = r {
-        store(inode, &g, &FsInode::default());
-        // SAFETY: as above.
-        unsafe { bindings::clear_nlink(inode) };
-        sbi.free_ino(&mut g, ino)?;
-        return Err(e);
-    }
-    if is_dir {
-        // SAFETY: live directory, i_rwsem held by the VFS.
-        unsafe { bindings::inc_nlink(dir) };
-    }
-    drop(g);
-    // SAFETY: live directory.
-    unsafe { ffi::vexfs_c_touch_dir(dir) };
-    Ok(())
+    let g = dir.sb().lock();
+    let st = dir.load(&g);
+    Ok(find_entry(dir, &st, name)?.map_or(0, |(_, ino)| ino as u64))
 }
 
 /// Gives the new VFS `inode` an inode number, a disk inode and the dirent `name` in `dir`.
 /// Errors: `EEXIST`, `ENOSPC`, `ENAMETOOLONG`, `EINVAL` (bad name), `EUCLEAN`, `EIO`.
-#[no_mangle]
-pub extern "C" fn vexfs_rs_create(
-    dir: *mut bindings::inode,
-    name: *const u8,
-    len: u32,
-    mode: u16,
-    inode: *mut bindings::inode,
-) -> c_int {
-    // SAFETY: the dentry name lives for the call.
-    errno_of(create(dir, unsafe { name_slice(name, len) }, mode, inode))
-}
-
-fn link(dir: *mut bindings::inode, name: &[u8], inode: *mut bindings::inode) -> Result {
+pub fn create(dir: &LockedInode, name: &[u8], mode: u16, inode: &NewInode) -> Result {
     check_name(name)?;
-    let sbi = SbInfo::of(dir);
-    let mut g = sbi.lock();
-    let mut dst = load(dir, &g);
-    if find_entry(sbi, dir, &dst, name)?.is_some() {
+    let mut g = dir.sb().lock();
+    let mut dst = dir.load(&g);
+    if find_entry(dir, &dst, name)?.is_some() {
         return Err(EEXIST);
     }
-    let r = add_entry(sbi, &mut g, dir, &mut dst, name, ino_of(inode), dt_from_mode(mode_of(inode)));
-    store(dir, &g, &dst);
+    let ino = g.alloc_ino()?;
+    let is_dir = is_dir_mode(mode);
+    inode.set_ino(ino);
+    inode.init_owner(dir, mode);
+    inode.set_times_now();
+    inode.set_random_generation();
+    inode.set_nlink(if is_dir { 2 } else { 1 });
+    inode.set_size(0);
+    let st = FsInode { on_disk: true, parent: if is_dir { dir.ino() as u32 } else { 0 }, ..FsInode::default() };
+    inode.store(&g, &st);
+    let r =
+        write_disk_inode(&g, inode, &st).and_then(|_| add_entry(&mut g, dir, &mut dst, name, ino, dt_from_mode(mode)));
+    dir.store(&g, &dst);
+    if let Err(e) = r {
+        inode.store(&g, &FsInode::default());
+        inode.clear_nlink();
+        g.free_ino(ino)?;
+        return Err(e);
+    }
+    if is_dir {
+        dir.inc_nlink();
+    }
     drop(g);
-    r?;
-    // SAFETY: live directory.
-    unsafe { ffi::vexfs_c_touch_dir(dir) };
+    dir.touch();
     Ok(())
 }
 
 /// Adds the dirent `name` in `dir` for the existing `inode` (link count: caller).
-#[no_mangle]
-pub extern "C" fn vexfs_rs_link(
-    dir: *mut bindings::inode,
-    name: *const u8,
-    len: u32,
-    inode: *mut bindings::inode,
-) -> c_int {
-    // SAFETY: the dentry name lives for the call.
-    errno_of(link(dir, unsafe { name_slice(name, len) }, inode))
-}
-
-fn unlink(dir: *mut bindings::inode, name: &[u8], inode: *mut bindings::inode) -> Result {
-    let sbi = SbInfo::of(dir);
-    let g = sbi.lock();
-    let dst = load(dir, &g);
-    remove_entry(sbi, dir, &dst, name, ino_of(inode))?;
+/// Errors: as [`create`].
+pub fn link(dir: &LockedInode, name: &[u8], inode: &Inode) -> Result {
+    check_name(name)?;
+    let mut g = dir.sb().lock();
+    let mut dst = dir.load(&g);
+    if find_entry(dir, &dst, name)?.is_some() {
+        return Err(EEXIST);
+    }
+    let r = add_entry(&mut g, dir, &mut dst, name, inode.ino(), dt_from_mode(inode.mode()));
+    dir.store(&g, &dst);
     drop(g);
-    // SAFETY: live directory.
-    unsafe { ffi::vexfs_c_touch_dir(dir) };
+    r?;
+    dir.touch();
     Ok(())
 }
 
 /// Removes the dirent `name` (pointing at `inode`) from `dir` (link count: caller).
-#[no_mangle]
-pub extern "C" fn vexfs_rs_unlink(
-    dir: *mut bindings::inode,
-    name: *const u8,
-    len: u32,
-    inode: *mut bindings::inode,
-) -> c_int {
-    // SAFETY: the dentry name lives for the call.
-    errno_of(unlink(dir, unsafe { name_slice(name, len) }, inode))
+/// Errors: `ENOENT`, `EUCLEAN`, `EIO`.
+pub fn unlink(dir: &LockedInode, name: &[u8], inode: &Inode) -> Result {
+    let g = dir.sb().lock();
+    let dst = dir.load(&g);
+    remove_entry(dir, &dst, name, inode.ino())?;
+    drop(g);
+    dir.touch();
+    Ok(())
 }
 
-fn dir_empty(dir: *mut bindings::inode) -> Result {
-    let sbi = SbInfo::of(dir);
-    let g = sbi.lock();
-    let st = load(dir, &g);
+/// `Ok` if the directory has no entries, else `ENOTEMPTY`.
+pub fn dir_empty(dir: &Inode) -> Result {
+    let g = dir.sb().lock();
+    let st = dir.load(&g);
     for i in 0..dir_nblocks(dir) {
-        let (_, b) = dir_block(sbi, dir, &st, i)?;
-        if !dir::is_empty(b.data()).map_err(|e| report(sbi.sb, e))? {
+        let (_, b) = dir_block(dir, &st, i)?;
+        if !dir::is_empty(b.data()).map_err(|e| dir.sb().report(e))? {
             return Err(Error::from_errno(-ENOTEMPTY));
         }
     }
     Ok(())
 }
 
-/// 0 if the directory has no entries, else `ENOTEMPTY`.
-#[no_mangle]
-pub extern "C" fn vexfs_rs_dir_empty(dir: *mut bindings::inode) -> c_int {
-    errno_of(dir_empty(dir))
-}
-
-fn rename(
-    old_dir: *mut bindings::inode,
+/// Moves the dirent `old_name` of `old_dir` to `new_name` in `new_dir`, replacing `target`
+/// (if any). Link counts and times of the inodes: caller.
+/// Errors: `EEXIST`, `ENOENT`, `ENOSPC`, `ENAMETOOLONG`, `EINVAL`, `EUCLEAN`, `EIO`.
+pub fn rename(
+    old_dir: &LockedInode,
     old_name: &[u8],
-    new_dir: *mut bindings::inode,
+    new_dir: &LockedInode,
     new_name: &[u8],
-    inode: *mut bindings::inode,
-    target: *mut bindings::inode,
+    inode: &Inode,
+    target: Option<&Inode>,
 ) -> Result {
     check_name(new_name)?;
-    let sbi = SbInfo::of(old_dir);
-    let mut g = sbi.lock();
-    let ino = ino_of(inode);
-    let dt = dt_from_mode(mode_of(inode));
-    let mut nst = load(new_dir, &g);
-    if target.is_null() {
-        if find_entry(sbi, new_dir, &nst, new_name)?.is_some() {
-            return Err(EEXIST);
+    let sb = old_dir.sb();
+    let mut g = sb.lock();
+    let ino = inode.ino();
+    let dt = dt_from_mode(inode.mode());
+    let mut nst = new_dir.load(&g);
+    match target {
+        None => {
+            if find_entry(new_dir, &nst, new_name)?.is_some() {
+                return Err(EEXIST);
+            }
+            let r = add_entry(&mut g, new_dir, &mut nst, new_name, ino, dt);
+            new_dir.store(&g, &nst);
+            r?;
         }
-        let r = add_entry(sbi, &mut g, new_dir, &mut nst, new_name, ino, dt);
-        store(new_dir, &g, &nst);
-        r?;
-    } else {
-        let Some((i, found)) = find_entry(sbi, new_dir, &nst, new_name)? else {
-            return Err(ENOENT);
-        };
-        if found as u64 != ino_of(target) {
-            return Err(corrupt(sbi.sb, "rename target dirent points at another inode", found as u64));
+        Some(target) => {
+            let Some((i, found)) = find_entry(new_dir, &nst, new_name)? else {
+                return Err(ENOENT);
+            };
+            if found as u64 != target.ino() {
+                return Err(sb.corrupt("rename target dirent points at another inode", found as u64));
+            }
+            let (phys, mut b) = dir_block(new_dir, &nst, i)?;
+            dir::retarget(b.data_mut(), new_name, ino as u32, dt).map_err(|e| sb.report(e))?;
+            seal_dir_block(b.data_mut(), phys, new_dir.ino());
+            b.mark_dirty_for(new_dir);
         }
-        let (phys, mut b) = dir_block(sbi, new_dir, &nst, i)?;
-        dir::retarget(b.data_mut(), new_name, ino as u32, dt).map_err(|e| report(sbi.sb, e))?;
-        seal_dir_block(b.data_mut(), phys, ino_of(new_dir));
-        b.mark_dirty(Some(new_dir));
     }
-    let ost = load(old_dir, &g);
-    remove_entry(sbi, old_dir, &ost, old_name, ino)?;
-    if is_dir_mode(mode_of(inode)) && old_dir != new_dir {
-        let mut st = load(inode, &g);
-        st.parent = ino_of(new_dir) as u32;
-        store(inode, &g, &st);
+    let ost = old_dir.load(&g);
+    remove_entry(old_dir, &ost, old_name, ino)?;
+    let moved = old_dir.ino() != new_dir.ino();
+    if inode.is_dir() && moved {
+        let mut st = inode.load(&g);
+        st.parent = new_dir.ino() as u32;
+        inode.store(&g, &st);
     }
     drop(g);
-    // SAFETY: live directories.
-    unsafe {
-        ffi::vexfs_c_touch_dir(old_dir);
-        if old_dir != new_dir {
-            ffi::vexfs_c_touch_dir(new_dir);
-        }
+    old_dir.touch();
+    if moved {
+        new_dir.touch();
     }
     Ok(())
 }
 
-/// Moves the dirent `old_name` of `old_dir` to `new_name` in `new_dir`, replacing `target`
-/// (may be null). Link counts and times of the inodes: caller.
-#[no_mangle]
-pub extern "C" fn vexfs_rs_rename(
-    old_dir: *mut bindings::inode,
-    old_name: *const u8,
-    old_len: u32,
-    new_dir: *mut bindings::inode,
-    new_name: *const u8,
-    new_len: u32,
-    inode: *mut bindings::inode,
-    target: *mut bindings::inode,
-) -> c_int {
-    // SAFETY: the dentry names live for the call.
-    let (o, n) = unsafe { (name_slice(old_name, old_len), name_slice(new_name, new_len)) };
-    errno_of(rename(old_dir, o, new_dir, n, inode, target))
-}
-
-fn iterate(dir: *mut bindings::inode, ctx: *mut bindings::dir_context) -> Result {
-    let sbi = SbInfo::of(dir);
+/// readdir after "." and "..": positions are byte offsets of dirents in the directory.
+/// Errors: `EUCLEAN`, `EIO`.
+pub fn iterate(dir: &Inode, ctx: &mut DirContext) -> Result {
+    let sb = dir.sb();
     let bs = BLOCK_SIZE as i64;
-    // SAFETY: `ctx` is the caller's live dir_context.
-    let mut pos = unsafe { ffi::vexfs_c_ctx_pos(ctx) };
+    let mut pos = ctx.pos();
     let n = dir_nblocks(dir) as i64;
     loop {
         if pos < DIR_HEADER as i64 {
@@ -345,34 +251,24 @@ fn iterate(dir: *mut bindings::inode, ctx: *mut bindings::dir_context) -> Result
         // Only the mapping and the read need the lock: dirents are emitted without it, since
         // dir_emit copies to user memory and may fault.
         let b = {
-            let g = sbi.lock();
-            let st = load(dir, &g);
-            dir_block(sbi, dir, &st, blk as u64)?.1
+            let g = sb.lock();
+            let st = dir.load(&g);
+            dir_block(dir, &st, blk as u64)?.1
         };
         for d in dirents(b.data()) {
-            let d = d.map_err(|e| report(sbi.sb, e))?;
+            let d = d.map_err(|e| sb.report(e))?;
             if d.offset < off || d.ino == 0 {
                 continue;
             }
             let here = blk * bs + d.offset as i64;
-            // SAFETY: live ctx; the name is inside the buffer we hold.
-            unsafe {
-                ffi::vexfs_c_set_ctx_pos(ctx, here);
-                if !ffi::vexfs_c_emit(ctx, d.name.as_ptr(), d.name.len() as u32, d.ino as u64, d.file_type as u32) {
-                    return Ok(());
-                }
-                ffi::vexfs_c_set_ctx_pos(ctx, here + d.rec_len as i64);
+            ctx.set_pos(here);
+            if !ctx.emit(d.name, d.ino as u64, d.file_type) {
+                return Ok(());
             }
+            ctx.set_pos(here + d.rec_len as i64);
         }
         pos = (blk + 1) * bs;
-        // SAFETY: live ctx.
-        unsafe { ffi::vexfs_c_set_ctx_pos(ctx, pos) };
+        ctx.set_pos(pos);
     }
     Ok(())
-}
-
-/// readdir after "." and "..": positions are byte offsets of dirents in the directory.
-#[no_mangle]
-pub extern "C" fn vexfs_rs_iterate(dir: *mut bindings::inode, ctx: *mut bindings::dir_context) -> c_int {
-    errno_of(iterate(dir, ctx))
 }

@@ -1,15 +1,19 @@
-//! The mounted filesystem: `SbInfo` (one per mounted superblock, never global), mount-time
-//! validation, the block and inode allocators, statfs and superblock writeback.
+//! The mounted filesystem: [`SbInfo`] (one per mounted superblock, never global), the
+//! per-inode state [`FsInode`], the metadata lock [`Locked`] with the block and inode
+//! allocators it guards, and superblock writeback. [`Vexfs`] ties these types to the VFS
+//! wrappers of [`crate::vfs`]; the aliases below name the wrappers as vexfs uses them.
 
 use crate::buf::Buf;
-use crate::error::{FormatError, ENOSPC, EUCLEAN};
-use crate::ffi;
-use crate::format::journal::JournalSuper;
-use crate::format::superblock::{Region, Superblock, ROOT_INO, STATE_CLEAN, STATE_ERRORS};
+use crate::error::ENOSPC;
+use crate::ffi::StatfsOut;
+use crate::format::extent::Extent;
+use crate::format::inode::{INLINE_EXTENTS, INLINE_VEC_IDS};
+use crate::format::superblock::{Region, Superblock, ROOT_INO, STATE_CLEAN};
 use crate::format::{bit_find_clear, bit_set, bit_test, BLOCK_SIZE};
-use core::ffi::c_int;
-use kernel::bindings;
-use kernel::new_mutex;
+use crate::index::IndexState;
+use crate::vfs;
+use crate::vfs::fs::FileSystem;
+use crate::vfs::task::NofsScope;
 use kernel::prelude::*;
 use kernel::sync::lock::{mutex::MutexBackend, Guard};
 use kernel::sync::Mutex;
@@ -17,24 +21,81 @@ use kernel::sync::Mutex;
 /// Bits in one bitmap block.
 const BITS_PER_BLOCK: u64 = BLOCK_SIZE as u64 * 8;
 
+/// vexfs, as the VFS wrappers see it: [`SbInfo`] on each superblock, [`FsInode`] beside each
+/// inode, [`Locked`] ordering every access to the latter.
+pub struct Vexfs;
+
+// SAFETY: a `Locked` is made only by `SuperBlock::lock`, which takes `SbInfo::inner` of that
+// superblock and keeps it until the `Locked` is dropped; `owner` returns that `SbInfo`. Every
+// load and store of an inode's `FsInode` goes through `Inode::load`/`store` with a `Locked`, so
+// the one metadata lock of the mount orders them all.
+unsafe impl FileSystem for Vexfs {
+    type Info = SbInfo;
+    type InodeState = FsInode;
+    type Locked<'a> = Locked<'a>;
+
+    fn owner<'a>(g: &'a Locked<'_>) -> &'a SbInfo {
+        g.sb.info()
+    }
+
+    fn sectors(st: &FsInode) -> u64 {
+        st.blocks.saturating_mul(BLOCK_SIZE as u64 / 512)
+    }
+}
+
+/// A mounted vexfs superblock.
+pub type SuperBlock = vfs::super_block::SuperBlock<Vexfs>;
+/// A vexfs superblock that fill_super is setting up.
+pub type NewSuperBlock = vfs::super_block::NewSuperBlock<Vexfs>;
+/// A live vexfs inode.
+pub type Inode = vfs::inode::Inode<Vexfs>;
+/// A vexfs inode whose `i_rwsem` the VFS holds (the directories of namespace operations).
+pub type LockedInode = vfs::inode::LockedInode<Vexfs>;
+/// A vexfs inode being set up, not yet visible to other tasks.
+pub type NewInode = vfs::inode::NewInode<Vexfs>;
+/// An owned reference to a vexfs inode.
+pub type InodeRef<'a> = vfs::inode::InodeRef<'a, Vexfs>;
+/// What `SuperBlock::iget` finds.
+pub type Iget<'a> = vfs::inode::Iget<'a, Vexfs>;
+
 /// State of one mounted vexfs, hung on `super_block.s_fs_info`.
 #[pin_data]
 pub struct SbInfo {
-    /// The VFS superblock this belongs to.
-    pub sb: *mut bindings::super_block,
     /// The superblock as read at mount: geometry and parameters never change while mounted.
     pub disk: Superblock,
-    /// The one metadata lock: bitmaps, free counts, every inode's extent map and on-disk
-    /// inode, and directory blocks are changed only while holding it. Never held across
-    /// `iput`, `dir_emit` or anything that takes a page lock of a file.
+    /// The one metadata lock: bitmaps, free counts, every inode's [`FsInode`] and on-disk
+    /// inode, and directory blocks are changed only while holding it ([`SuperBlock::lock`]).
+    /// Never held across `iput`, `dir_emit` or anything that takes a page lock of a file.
     #[pin]
-    pub inner: Mutex<Inner>,
+    inner: Mutex<Inner>,
     /// The vector index: taken before `inner` when both are needed, never after it.
     #[pin]
-    pub index: Mutex<crate::vector::IndexState>,
+    pub index: Mutex<IndexState>,
 }
 
-/// Fields protected by [`SbInfo::inner`].
+impl SbInfo {
+    /// The state of a mount of `disk` (validated), with the index state built from it; the
+    /// free counts are filled in by [`Locked::recount`]. Errors: `ENOMEM`.
+    pub fn new(disk: Superblock, index: IndexState) -> Result<Pin<KBox<SbInfo>>> {
+        let inner = Inner {
+            free_blocks: 0,
+            free_inodes: 0,
+            block_hint: disk.region(Region::Data).start,
+            state: disk.state & crate::format::superblock::STATE_ERRORS,
+            mount_count: disk.mount_count.wrapping_add(1),
+        };
+        KBox::pin_init(
+            pin_init!(SbInfo {
+                disk,
+                inner <- kernel::new_mutex!(inner, "vexfs::SbInfo::inner"),
+                index <- kernel::new_mutex!(index, "vexfs::SbInfo::index"),
+            }),
+            GFP_KERNEL,
+        )
+    }
+}
+
+/// Fields protected by the metadata lock ([`SbInfo`]'s `inner`).
 pub struct Inner {
     /// Free blocks, counted from the bitmap at mount.
     pub free_blocks: u64,
@@ -48,12 +109,52 @@ pub struct Inner {
     pub mount_count: u32,
 }
 
-/// Guard of [`SbInfo::inner`]: holding one proves the metadata lock is held. While it is held,
-/// allocations do not recurse into filesystem reclaim (`memalloc_nofs_save`), which could
-/// need this same lock.
+/// What vexfs keeps per inode beside the VFS inode: the decoded extent map and vector ids.
+/// Lives in `vexfs_inode_info.rs` (glue.h), `Default` (`on_disk == false`) at allocation.
+/// Read and written only under the metadata lock ([`Inode::load`](vfs::inode::Inode::load),
+/// [`Inode::store`](vfs::inode::Inode::store)).
+#[derive(Clone, Copy, Default)]
+pub struct FsInode {
+    /// The inode exists on disk (false for one being created or after its disk inode is freed).
+    pub on_disk: bool,
+    /// Parent directory (directories only).
+    pub parent: u32,
+    /// Extents in use: inline first, then in `extent_block`.
+    pub nr_extents: u32,
+    /// Block holding extents beyond the inline ones, 0 = none.
+    pub extent_block: u64,
+    /// Inline extents; entries at or past `nr_extents` are zero.
+    pub extents: [Extent; INLINE_EXTENTS],
+    /// Blocks owned: data blocks plus the extent block.
+    pub blocks: u64,
+    /// Embeddings of this file.
+    pub vec_count: u32,
+    /// Block of further vector ids, 0 = none.
+    pub vec_block: u64,
+    /// Inline vector ids.
+    pub vec_ids: [u32; INLINE_VEC_IDS],
+}
+
+impl SuperBlock {
+    /// Takes the metadata lock of this filesystem.
+    pub fn lock(&self) -> Locked<'_> {
+        let guard = self.info().inner.lock();
+        Locked { sb: self, guard, _nofs: NofsScope::enter() }
+    }
+
+    /// The on-disk superblock as read at mount.
+    pub fn disk(&self) -> &Superblock {
+        &self.info().disk
+    }
+}
+
+/// Guard of the metadata lock: holding one proves the lock is held, and gives the allocators.
+/// While it is held, allocations do not recurse into filesystem reclaim, which could need this
+/// same lock.
 pub struct Locked<'a> {
+    sb: &'a SuperBlock,
     guard: Guard<'a, Inner, MutexBackend>,
-    nofs: u32,
+    _nofs: NofsScope,
 }
 
 impl core::ops::Deref for Locked<'_> {
@@ -69,70 +170,22 @@ impl core::ops::DerefMut for Locked<'_> {
     }
 }
 
-impl Drop for Locked<'_> {
-    fn drop(&mut self) {
-        // SAFETY: restores the scope saved in `SbInfo::lock`, on the same task.
-        unsafe { ffi::vexfs_c_nofs_restore(self.nofs) };
-    }
-}
-
-/// Logs a format error for the device `sb` and returns its errno.
-pub fn report(sb: *mut bindings::super_block, e: FormatError) -> Error {
-    pr_err!("vexfs ({}): {}\n", sb_name(sb), e);
-    Error::from_errno(-e.errno())
-}
-
-/// Logs a corruption found outside the format decoders and returns `EUCLEAN`.
-pub fn corrupt(sb: *mut bindings::super_block, what: &str, value: u64) -> Error {
-    pr_err!("vexfs ({}): corrupt {} (value {})\n", sb_name(sb), what, value);
-    Error::from_errno(-EUCLEAN)
-}
-
-/// The device name of `sb` (`s_id`), for log lines.
-pub fn sb_name(sb: *mut bindings::super_block) -> &'static str {
-    // SAFETY: `s_id` is a NUL-terminated array of 32 chars inside the live superblock; the
-    // string lives as long as the superblock, which outlives every log line about it.
-    let id = unsafe { core::slice::from_raw_parts(ffi::vexfs_c_sb_id(sb), 32) };
-    let n = id.iter().position(|&b| b == 0).unwrap_or(id.len());
-    core::str::from_utf8(id.get(..n).unwrap_or(&[])).unwrap_or("?")
-}
-
-impl SbInfo {
-    /// The `SbInfo` of a mounted vexfs superblock.
-    ///
-    /// # Safety
-    /// `sb` is a vexfs superblock whose `fill_super` set `s_fs_info`, and it stays mounted
-    /// while the reference is used.
-    pub unsafe fn get<'a>(sb: *mut bindings::super_block) -> &'a SbInfo {
-        // SAFETY: per the function contract `s_fs_info` points at a live `SbInfo`.
-        unsafe { &*((*sb).s_fs_info as *const SbInfo) }
-    }
-
-    /// The `SbInfo` of the filesystem an inode belongs to.
-    pub fn of<'a>(inode: *mut bindings::inode) -> &'a SbInfo {
-        // SAFETY: every inode the VFS hands to vexfs belongs to a mounted vexfs, which stays
-        // mounted while the inode is in use.
-        unsafe { SbInfo::get((*inode).i_sb) }
-    }
-
-    /// Takes the metadata lock.
-    pub fn lock(&self) -> Locked<'_> {
-        let guard = self.inner.lock();
-        // SAFETY: opens a NOFS allocation scope on the current task, closed by `Locked::drop`.
-        let nofs = unsafe { ffi::vexfs_c_nofs_save() };
-        Locked { guard, nofs }
+impl<'a> Locked<'a> {
+    /// The superblock whose lock this is.
+    pub fn sb(&self) -> &'a SuperBlock {
+        self.sb
     }
 
     /// Allocates a data block, preferring `goal`. `ENOSPC` when none is free.
-    pub fn alloc_block(&self, g: &mut Locked<'_>, goal: u64) -> Result<u64> {
-        let data = self.disk.region(Region::Data);
-        if g.free_blocks == 0 {
+    pub fn alloc_block(&mut self, goal: u64) -> Result<u64> {
+        let data = self.sb.disk().region(Region::Data);
+        if self.free_blocks == 0 {
             return Err(Error::from_errno(-ENOSPC));
         }
         let goal = if data.contains(goal) {
             goal
-        } else if data.contains(g.block_hint) {
-            g.block_hint
+        } else if data.contains(self.block_hint) {
+            self.block_hint
         } else {
             data.start
         };
@@ -141,63 +194,111 @@ impl SbInfo {
             None => self.find_clear(Region::BlockBitmap, data.start, goal)?,
         };
         let Some(b) = found else {
-            return Err(corrupt(self.sb, "free block count (bitmap full)", g.free_blocks));
+            return Err(self.sb.corrupt("free block count (bitmap full)", self.free_blocks));
         };
         self.set_bit(Region::BlockBitmap, b, true)?;
-        g.free_blocks -= 1;
-        g.block_hint = b + 1;
+        self.free_blocks -= 1;
+        self.block_hint = b + 1;
         Ok(b)
     }
 
     /// Frees data block `b`. A block outside the data region or already free is corruption.
-    pub fn free_block(&self, g: &mut Locked<'_>, b: u64) -> Result {
-        if !self.disk.region(Region::Data).contains(b) {
-            return Err(corrupt(self.sb, "freed block outside the data region", b));
+    pub fn free_block(&mut self, b: u64) -> Result {
+        if !self.sb.disk().region(Region::Data).contains(b) {
+            return Err(self.sb.corrupt("freed block outside the data region", b));
         }
         if !self.set_bit(Region::BlockBitmap, b, false)? {
-            return Err(corrupt(self.sb, "freed block already free", b));
+            return Err(self.sb.corrupt("freed block already free", b));
         }
-        g.free_blocks += 1;
+        self.free_blocks += 1;
         Ok(())
     }
 
     /// Allocates an inode number. `ENOSPC` when none is free.
-    pub fn alloc_ino(&self, g: &mut Locked<'_>) -> Result<u64> {
-        if g.free_inodes == 0 {
+    pub fn alloc_ino(&mut self) -> Result<u64> {
+        if self.free_inodes == 0 {
             return Err(Error::from_errno(-ENOSPC));
         }
-        let Some(bit) = self.find_clear(Region::InodeBitmap, 0, self.disk.inode_count as u64)? else {
-            return Err(corrupt(self.sb, "free inode count (bitmap full)", g.free_inodes));
+        let Some(bit) = self.find_clear(Region::InodeBitmap, 0, self.sb.disk().inode_count as u64)? else {
+            return Err(self.sb.corrupt("free inode count (bitmap full)", self.free_inodes));
         };
         self.set_bit(Region::InodeBitmap, bit, true)?;
-        g.free_inodes -= 1;
+        self.free_inodes -= 1;
         Ok(bit + 1)
     }
 
     /// Frees inode number `ino`.
-    pub fn free_ino(&self, g: &mut Locked<'_>, ino: u64) -> Result {
-        if ino <= ROOT_INO as u64 || ino > self.disk.inode_count as u64 {
-            return Err(corrupt(self.sb, "freed inode number", ino));
+    pub fn free_ino(&mut self, ino: u64) -> Result {
+        if ino <= ROOT_INO as u64 || ino > self.sb.disk().inode_count as u64 {
+            return Err(self.sb.corrupt("freed inode number", ino));
         }
         if !self.set_bit(Region::InodeBitmap, ino - 1, false)? {
-            return Err(corrupt(self.sb, "freed inode already free", ino));
+            return Err(self.sb.corrupt("freed inode already free", ino));
         }
-        g.free_inodes += 1;
+        self.free_inodes += 1;
         Ok(())
     }
 
     /// Whether inode `ino` is marked in use.
-    pub fn ino_in_use(&self, _g: &Locked<'_>, ino: u64) -> Result<bool> {
+    pub fn ino_in_use(&self, ino: u64) -> Result<bool> {
         let Some(bit) = ino.checked_sub(1) else { return Ok(false) };
         let (blk, off) = self.bitmap_pos(Region::InodeBitmap, bit)?;
         Ok(bit_test(Buf::read(self.sb, blk)?.data(), off))
     }
 
+    /// Counts the free blocks and inodes from the bitmaps (at mount), logging when they differ
+    /// from the superblock's counts.
+    pub fn recount(&mut self) -> Result {
+        let disk = self.sb.disk();
+        self.free_blocks = self.count_clear(Region::BlockBitmap, disk.block_count)?;
+        self.free_inodes = self.count_clear(Region::InodeBitmap, disk.inode_count as u64)?;
+        if self.free_blocks != disk.free_blocks || self.free_inodes != disk.free_inodes as u64 {
+            pr_info!("vexfs ({}): free counts recomputed from the bitmaps\n", self.sb.name());
+        }
+        Ok(())
+    }
+
+    /// What statfs(2) reports: blocks and inodes, total and free, and the fsid.
+    pub fn statfs(&self) -> StatfsOut {
+        let disk = self.sb.disk();
+        let u = &disk.uuid;
+        let lo = u64::from_le_bytes([u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7]]);
+        let hi = u64::from_le_bytes([u[8], u[9], u[10], u[11], u[12], u[13], u[14], u[15]]);
+        StatfsOut {
+            blocks: disk.block_count,
+            bfree: self.free_blocks,
+            files: disk.inode_count as u64,
+            ffree: self.free_inodes,
+            fsid: lo ^ hi,
+        }
+    }
+
+    /// Writes the superblock with the current counts; `clean` marks a clean unmount; with
+    /// `wait`, waits for the write. Nothing on a read-only mount.
+    pub fn write_super(&self, clean: bool, wait: bool) -> Result {
+        if self.sb.is_rdonly() {
+            return Ok(());
+        }
+        let mut d = self.sb.disk().clone();
+        d.free_blocks = self.free_blocks;
+        d.free_inodes = self.free_inodes as u32;
+        d.mount_count = self.mount_count;
+        d.state = if clean { self.state | STATE_CLEAN } else { self.state & !STATE_CLEAN };
+        d.write_time = u64::try_from(vfs::time::real_seconds()).unwrap_or(0);
+        let mut b = Buf::read(self.sb, 0)?;
+        d.encode(b.data_mut());
+        b.mark_dirty();
+        if wait {
+            b.sync()?;
+        }
+        Ok(())
+    }
+
     fn bitmap_pos(&self, r: Region, bit: u64) -> Result<(u64, usize)> {
-        let reg = self.disk.region(r);
+        let reg = self.sb.disk().region(r);
         let idx = bit / BITS_PER_BLOCK;
         if idx >= reg.blocks {
-            return Err(corrupt(self.sb, "bitmap index", bit));
+            return Err(self.sb.corrupt("bitmap index", bit));
         }
         Ok((reg.start + idx, (bit % BITS_PER_BLOCK) as usize))
     }
@@ -208,7 +309,7 @@ impl SbInfo {
         let mut b = Buf::read(self.sb, blk)?;
         let was = bit_test(b.data(), off);
         bit_set(b.data_mut(), off, on);
-        b.mark_dirty(None);
+        b.mark_dirty();
         Ok(was)
     }
 
@@ -230,7 +331,7 @@ impl SbInfo {
 
     /// Clear bits among the first `count` bits of a bitmap region.
     fn count_clear(&self, r: Region, count: u64) -> Result<u64> {
-        let reg = self.disk.region(r);
+        let reg = self.sb.disk().region(r);
         let mut free = 0u64;
         for i in 0..reg.blocks {
             let base = i * BITS_PER_BLOCK;
@@ -250,179 +351,4 @@ impl SbInfo {
         }
         Ok(free)
     }
-
-    /// Writes the superblock with the current counts; `clean` marks a clean unmount.
-    fn write_super(&self, g: &Locked<'_>, clean: bool, wait: bool) -> Result {
-        // SAFETY: `sb` is live while mounted.
-        if unsafe { ffi::vexfs_c_rdonly(self.sb) } != 0 {
-            return Ok(());
-        }
-        let mut d = self.disk.clone();
-        d.free_blocks = g.free_blocks;
-        d.free_inodes = g.free_inodes as u32;
-        d.mount_count = g.mount_count;
-        d.state = if clean { g.state | STATE_CLEAN } else { g.state & !STATE_CLEAN };
-        // SAFETY: plain exported kernel function.
-        d.write_time = unsafe { bindings::ktime_get_real_seconds() } as u64;
-        let mut b = Buf::read(self.sb, 0)?;
-        d.encode(b.data_mut());
-        b.mark_dirty(None);
-        if wait {
-            b.sync()?;
-        }
-        Ok(())
-    }
-}
-
-/// Every refusal is logged, `silent` or not: a mount that names vexfs wants to know why.
-fn fill_super(sb: *mut bindings::super_block, _silent: bool) -> Result {
-    // SAFETY: `sb` is the superblock being set up by mount_bdev.
-    if unsafe { bindings::sb_set_blocksize(sb, BLOCK_SIZE as c_int) } == 0 {
-        pr_err!("vexfs ({}): device cannot use {}-byte blocks\n", sb_name(sb), BLOCK_SIZE);
-        return Err(EINVAL);
-    }
-    // SAFETY: `sb` has a block device (FS_REQUIRES_DEV).
-    let device_blocks = unsafe { ffi::vexfs_c_dev_bytes(sb) } / BLOCK_SIZE as u64;
-    let disk = {
-        let b = Buf::read(sb, 0)?;
-        match Superblock::decode(b.data()) {
-            Ok(d) => d,
-            Err(e) => return Err(report(sb, e)),
-        }
-    };
-    disk.validate(device_blocks).map_err(|e| report(sb, e))?;
-    let journal = disk.region(Region::Journal);
-    let js = JournalSuper::decode(Buf::read(sb, journal.start)?.data(), journal.start, journal.blocks, &disk.uuid)
-        .map_err(|e| report(sb, e))?;
-    if js.flags & crate::format::journal::JOURNAL_CLEAN == 0 {
-        return Err(corrupt(sb, "journal: live records without the RECOVER feature", js.next_lsn));
-    }
-    if disk.state & STATE_ERRORS != 0 {
-        pr_warn!("vexfs ({}): mounting a filesystem with errors; run fsck.vexfs\n", sb_name(sb));
-    }
-    let inner = Inner {
-        free_blocks: 0,
-        free_inodes: 0,
-        block_hint: disk.region(Region::Data).start,
-        state: disk.state & STATE_ERRORS,
-        mount_count: disk.mount_count.wrapping_add(1),
-    };
-    let index = crate::vector::IndexState::new(sb, &disk)?;
-    let sbi = KBox::pin_init(
-        pin_init!(SbInfo {
-            sb,
-            disk,
-            inner <- new_mutex!(inner, "vexfs::SbInfo::inner"),
-            index <- new_mutex!(index, "vexfs::SbInfo::index"),
-        }),
-        GFP_KERNEL,
-    )?;
-    // SAFETY: the box stays pinned: it is turned back into a box only in `vexfs_rs_free_sbi`.
-    let raw = KBox::into_raw(unsafe { Pin::into_inner_unchecked(sbi) });
-    // SAFETY: `sb` is being set up; kill_sb frees `s_fs_info` whatever happens next.
-    unsafe {
-        (*sb).s_fs_info = raw.cast();
-        (*sb).s_magic = crate::format::superblock::MAGIC as _;
-        (*sb).s_maxbytes = crate::format::inode::MAX_FILE_SIZE as i64;
-    }
-    // SAFETY: just set.
-    let sbi = unsafe { SbInfo::get(sb) };
-    {
-        let mut g = sbi.lock();
-        g.free_blocks = sbi.count_clear(Region::BlockBitmap, sbi.disk.block_count)?;
-        g.free_inodes = sbi.count_clear(Region::InodeBitmap, sbi.disk.inode_count as u64)?;
-        if g.free_blocks != sbi.disk.free_blocks || g.free_inodes != sbi.disk.free_inodes as u64 {
-            pr_info!("vexfs ({}): free counts recomputed from the bitmaps\n", sb_name(sb));
-        }
-    }
-    let root = crate::inode::iget(sbi, ROOT_INO as u64)?;
-    // SAFETY: `root` is a live inode reference; d_make_root consumes it, even on failure.
-    let root_is_dir = unsafe { (*root).i_mode } as u16 & crate::format::inode::S_IFMT == crate::format::inode::S_IFDIR;
-    if !root_is_dir {
-        // SAFETY: we own the reference.
-        unsafe { bindings::iput(root) };
-        return Err(corrupt(sb, "root inode is not a directory", ROOT_INO as u64));
-    }
-    // SAFETY: as above.
-    let dentry = unsafe { bindings::d_make_root(root) };
-    if dentry.is_null() {
-        return Err(ENOMEM);
-    }
-    // SAFETY: `sb` is being set up by us.
-    unsafe { (*sb).s_root = dentry };
-    let g = sbi.lock();
-    sbi.write_super(&g, false, true)?;
-    Ok(())
-}
-
-/// 0 or the negative errno, for the C side.
-pub fn errno_of(r: Result) -> c_int {
-    match r {
-        Ok(()) => 0,
-        Err(e) => e.to_errno(),
-    }
-}
-
-/// `fill_super` for mount_bdev: validates the superblock and journal, counts free space,
-/// reads the root inode. Errors: `EINVAL` (not vexfs, unsupported, device too small),
-/// `EUCLEAN` (corrupt), `EIO`, `ENOMEM`.
-#[no_mangle]
-pub extern "C" fn vexfs_rs_fill_super(sb: *mut bindings::super_block, silent: c_int) -> c_int {
-    errno_of(fill_super(sb, silent != 0))
-}
-
-/// `put_super`: records a clean unmount.
-#[no_mangle]
-pub extern "C" fn vexfs_rs_put_super(sb: *mut bindings::super_block) {
-    // SAFETY: put_super runs only on a fully mounted vexfs.
-    let sbi = unsafe { SbInfo::get(sb) };
-    crate::vector::release(sbi);
-    let g = sbi.lock();
-    if let Err(e) = sbi.write_super(&g, true, true) {
-        pr_err!("vexfs ({}): writing the superblock at unmount failed: {:?}\n", sb_name(sb), e);
-    }
-}
-
-/// Frees the `SbInfo` after `kill_block_super` (also after a failed mount).
-#[no_mangle]
-pub extern "C" fn vexfs_rs_free_sbi(sb: *mut bindings::super_block) {
-    // SAFETY: `sb` is being destroyed; nothing else uses `s_fs_info` any more.
-    unsafe {
-        let p = (*sb).s_fs_info as *mut SbInfo;
-        if !p.is_null() {
-            (*sb).s_fs_info = core::ptr::null_mut();
-            drop(KBox::from_raw(p));
-        }
-    }
-}
-
-/// `sync_fs`: writes the superblock (counts); with `wait`, waits for it.
-#[no_mangle]
-pub extern "C" fn vexfs_rs_sync_fs(sb: *mut bindings::super_block, wait: c_int) -> c_int {
-    // SAFETY: sync_fs runs only on a mounted vexfs.
-    let sbi = unsafe { SbInfo::get(sb) };
-    let g = sbi.lock();
-    errno_of(sbi.write_super(&g, false, wait != 0))
-}
-
-/// statfs: blocks and inodes, total and free.
-#[no_mangle]
-pub extern "C" fn vexfs_rs_statfs(sb: *mut bindings::super_block, out: *mut ffi::StatfsOut) -> c_int {
-    // SAFETY: statfs runs only on a mounted vexfs.
-    let sbi = unsafe { SbInfo::get(sb) };
-    let g = sbi.lock();
-    let u = &sbi.disk.uuid;
-    let lo = u64::from_le_bytes([u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7]]);
-    let hi = u64::from_le_bytes([u[8], u[9], u[10], u[11], u[12], u[13], u[14], u[15]]);
-    // SAFETY: `out` points at the caller's struct.
-    unsafe {
-        *out = ffi::StatfsOut {
-            blocks: sbi.disk.block_count,
-            bfree: g.free_blocks,
-            files: sbi.disk.inode_count as u64,
-            ffree: g.free_inodes,
-            fsid: lo ^ hi,
-        };
-    }
-    0
 }

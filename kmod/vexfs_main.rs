@@ -2,18 +2,30 @@
 //!
 //! The crate root of the kernel module. The on-disk format comes from the shared core crate
 //! (`core/`), compiled in as source so that every structure has one definition; the VFS
-//! operation tables live in `glue.c` and call the `vexfs_rs_*` functions defined here.
+//! operation tables live in `glue.c` and call the `vexfs_rs_*` functions of [`ops`].
+//!
+//! The module's own files, bottom up: `ffi` (the C declarations); `vfs`, `buf` and `pins`
+//! (each C object wrapped once: with `ops`, the only code with `unsafe`); `index`, `sb`,
+//! `inode`, `namei`, `vector`, `ioctl` and `mount` (the filesystem's logic, safe code over
+//! those wrappers); `ops` (the entry points glue.c calls, converting its pointers once).
 
 #![allow(unreachable_pub)]
 
 use kernel::prelude::*;
 
+// The shared core, compiled in as source: the same files the tools build.
+#[allow(dead_code)]
+#[path = "../core/src/abi.rs"]
+mod abi;
 #[allow(dead_code)]
 #[path = "../core/src/crc32c.rs"]
 mod crc32c;
 #[allow(dead_code)]
 #[path = "../core/src/distance.rs"]
 mod distance;
+#[allow(dead_code)]
+#[path = "../core/src/embed.rs"]
+mod embed;
 #[allow(dead_code)]
 #[path = "../core/src/error.rs"]
 mod error;
@@ -24,16 +36,27 @@ mod format;
 #[path = "../core/src/hnsw.rs"]
 mod hnsw;
 #[allow(dead_code)]
+#[path = "../core/src/index_error.rs"]
+mod index_error;
+#[allow(dead_code)]
+#[path = "../core/src/io.rs"]
+mod io;
+#[allow(dead_code)]
 #[path = "../core/src/vindex.rs"]
 mod vindex;
 
 mod buf;
 mod ffi;
+mod index;
 mod inode;
 mod ioctl;
+mod mount;
 mod namei;
+mod ops;
+mod pins;
 mod sb;
 mod vector;
+mod vfs;
 
 module! {
     type: Vexfs,

@@ -1,0 +1,85 @@
+//! `super_operations` and fill_super (glue.c's `vexfs_sops`, `vexfs_fill_super`).
+
+use crate::ffi::StatfsOut;
+use crate::ops::errno_of;
+use crate::sb::{Inode, NewSuperBlock, SuperBlock, Vexfs};
+use crate::vfs;
+use core::ffi::c_int;
+use kernel::bindings;
+
+/// fill_super for `get_tree_bdev`: see [`crate::mount::fill_super`]. On failure the Rust state
+/// is already freed when this returns (or, if the root was set, put_super frees it).
+#[no_mangle]
+pub extern "C" fn vexfs_rs_fill_super(sb: *mut bindings::super_block, silent: c_int) -> c_int {
+    // SAFETY: get_tree_bdev hands fill_super a new superblock (`s_fs_info` and `s_root` null,
+    // `s_id` and `s_bdev` set by setup_bdev_super), locked (`s_umount`) and published to
+    // nobody until the call returns.
+    let sb = unsafe { NewSuperBlock::from_raw(sb) };
+    errno_of(crate::mount::fill_super(sb, silent != 0))
+}
+
+/// `put_super`: records a clean unmount, then frees the Rust state of the mount.
+#[no_mangle]
+pub extern "C" fn vexfs_rs_put_super(sb: *mut bindings::super_block) {
+    {
+        // SAFETY: generic_shutdown_super calls put_super exactly when fill_super set `s_root`,
+        // so `s_fs_info` holds the `SbInfo`; it is freed only below, after this borrow ends.
+        let mounted = unsafe { SuperBlock::from_raw(sb) };
+        crate::mount::put_super(mounted);
+    }
+    // SAFETY: put_super comes after every inode of the superblock was evicted, and the VFS calls
+    // nothing of ours on it afterwards (kill_block_super only releases the device); the borrow
+    // above has ended.
+    unsafe { vfs::super_block::SuperBlock::<Vexfs>::free_info(sb) };
+}
+
+/// `sync_fs`: writes the superblock (counts); with `wait`, waits for it.
+#[no_mangle]
+pub extern "C" fn vexfs_rs_sync_fs(sb: *mut bindings::super_block, wait: c_int) -> c_int {
+    // SAFETY: the VFS syncs only superblocks whose fill_super set `s_root` (sync(2) walks
+    // active ones, generic_shutdown_super syncs before put_super): `s_fs_info` is set.
+    let sb = unsafe { SuperBlock::from_raw(sb) };
+    errno_of(sb.lock().write_super(false, wait != 0))
+}
+
+/// statfs: blocks and inodes, total and free.
+#[no_mangle]
+pub extern "C" fn vexfs_rs_statfs(sb: *mut bindings::super_block, out: *mut StatfsOut) -> c_int {
+    // SAFETY: statfs goes through a dentry of the mounted filesystem: `s_fs_info` is set.
+    let sb = unsafe { SuperBlock::from_raw(sb) };
+    let st = sb.lock().statfs();
+    // SAFETY: `out` points at glue.c's `struct vexfs_statfs` on its stack.
+    unsafe { *out = st };
+    0
+}
+
+/// alloc_inode: sets the Rust state of a new `vexfs_inode_info` to its default.
+#[no_mangle]
+pub extern "C" fn vexfs_rs_init_inode(rs: *mut u64) {
+    // SAFETY: `rs` is the state area of the `vexfs_inode_info` that vexfs_alloc_inode just
+    // allocated, seen by nobody else yet.
+    unsafe { vfs::inode::init_state::<Vexfs>(rs) };
+}
+
+/// `write_inode`: writes the inode into the inode table; with `sync`, waits for the write.
+#[no_mangle]
+pub extern "C" fn vexfs_rs_write_inode(inode: *mut bindings::inode, sync: c_int) -> c_int {
+    // SAFETY: writeback holds the inode (I_SYNC) for the call; it belongs to a mounted vexfs.
+    let inode = unsafe { Inode::from_raw(inode) };
+    errno_of(crate::inode::write_inode(inode, sync != 0))
+}
+
+/// evict_inode of an unlinked inode: removes its embeddings, then frees everything it owns on
+/// disk and its inode number.
+#[no_mangle]
+pub extern "C" fn vexfs_rs_free_inode_disk(inode: *mut bindings::inode) {
+    // SAFETY: evict_inode runs on an I_FREEING inode that the VFS keeps alive for the call; the
+    // superblock's `SbInfo` lives until put_super, which comes after every eviction (or, at a
+    // failed mount, until fill_super returns, after its inodes were evicted).
+    let inode = unsafe { Inode::from_raw(inode) };
+    // Vectors first: the index lock comes before the metadata lock.
+    if crate::vector::has_embeddings(inode) {
+        crate::vector::free_inode_vectors(inode);
+    }
+    crate::inode::free_disk(inode);
+}
