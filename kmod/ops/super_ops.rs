@@ -30,7 +30,7 @@ pub extern "C" fn vexfs_rs_put_super(sb: *mut bindings::super_block) {
     // SAFETY: put_super comes after every inode of the superblock was evicted, and the VFS calls
     // nothing of ours on it afterwards (kill_block_super only releases the device); the borrow
     // above has ended.
-    unsafe { vfs::super_block::SuperBlock::<Vexfs>::free_info(sb) };
+    unsafe { SuperBlock::free_info(sb) };
 }
 
 /// `sync_fs`: writes the superblock (counts); with `wait`, waits for it.
