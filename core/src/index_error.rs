@@ -5,6 +5,9 @@
 //! so that the kernel and the tools refuse the same requests with the same errno and report the
 //! same corruption.
 
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+#![deny(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
+
 use crate::error::{FormatError, EINVAL, ENOSPC};
 use core::fmt;
 
@@ -18,21 +21,56 @@ pub const ERANGE: i32 = 34;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reject {
     /// A vector or query with `got` components where the filesystem has `want`. `EINVAL`.
-    Dimension { got: usize, want: u32 },
+    Dimension {
+        /// Components (u32 words) the request holds.
+        got: usize,
+        /// Components per vector of the filesystem (`vec_dim`).
+        want: u32,
+    },
     /// Component `component` of vector `vector` of the request is NaN or infinite. `EINVAL`.
-    NonFinite { vector: usize, component: usize },
+    NonFinite {
+        /// Index of the vector in the request (0 for a query).
+        vector: usize,
+        /// Index of the component in that vector.
+        component: usize,
+    },
     /// A SET with no vectors. `EINVAL`.
     NoVectors,
     /// Setting chunk `first` of a file with only `chunks` would leave a gap. `EINVAL`.
-    Gap { first: usize, chunks: usize },
+    Gap {
+        /// The first chunk the request sets.
+        first: usize,
+        /// Chunks the file has.
+        chunks: usize,
+    },
     /// Chunks up to `end` (exclusive) are past [`crate::format::vector::MAX_CHUNKS`]. `E2BIG`.
-    TooManyChunks { end: usize },
+    TooManyChunks {
+        /// One past the last chunk the request would leave the file with.
+        end: usize,
+    },
     /// Reading from chunk `first` of a file with only `chunks`. `ERANGE`.
-    PastLastChunk { first: usize, chunks: usize },
-    /// `k` outside `1..=MAX_K`. `EINVAL`.
-    K { k: usize },
+    PastLastChunk {
+        /// The first chunk asked for.
+        first: usize,
+        /// Chunks the file has.
+        chunks: usize,
+    },
+    /// `k` outside `1..=max` (`max` = `embed::MAX_K`). `EINVAL`.
+    K {
+        /// The `k` asked for.
+        k: usize,
+        /// The largest `k` allowed.
+        max: usize,
+    },
     /// `ef` below `k` or above the largest the index's memory holds (`max`). `EINVAL`.
-    Ef { ef: usize, k: usize, max: usize },
+    Ef {
+        /// The `ef` asked for (after 0 became the default).
+        ef: usize,
+        /// The search's `k`, the smallest `ef` allowed.
+        k: usize,
+        /// The largest `ef` allowed: `min(MAX_EF, the index's candidate pool)`.
+        max: usize,
+    },
 }
 
 impl Reject {
@@ -61,7 +99,7 @@ impl fmt::Display for Reject {
                 write!(f, "chunks up to {end} are past the limit of {} per file", crate::format::vector::MAX_CHUNKS)
             }
             Reject::PastLastChunk { first, chunks } => write!(f, "chunk {first} is past the file's {chunks} chunks"),
-            Reject::K { k } => write!(f, "k {k} is outside 1..={}", crate::embed::MAX_K),
+            Reject::K { k, max } => write!(f, "k {k} is outside 1..={max}"),
             Reject::Ef { ef, k, max } => write!(f, "ef {ef} is outside k..={max} (k {k})"),
         }
     }
@@ -77,7 +115,12 @@ pub enum IndexError<E> {
     /// A request refused before any change: [`Reject::errno`].
     Rejected(Reject),
     /// No free vector slot (`live` of `capacity` in use). `ENOSPC`.
-    NoSpace { live: u64, capacity: u64 },
+    NoSpace {
+        /// Live vectors in the index.
+        live: u64,
+        /// Vector slots of the filesystem (`vec_capacity`).
+        capacity: u64,
+    },
     /// A broken internal invariant (scratch too small, a write past a block): a bug, not bad
     /// data. `EINVAL`.
     Invalid(&'static str),
