@@ -163,9 +163,21 @@ mod userspace {
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
     pub enum DistanceError {
         /// `vecs[index]` has `found` components, the query `expected`.
-        DimMismatch { index: usize, expected: usize, found: usize },
+        DimMismatch {
+            /// Position of the vector in `vecs`.
+            index: usize,
+            /// Components of the query.
+            expected: usize,
+            /// Components of the vector.
+            found: usize,
+        },
         /// `out` has room for `out` results, `vecs` holds `vecs` vectors.
-        OutLen { out: usize, vecs: usize },
+        OutLen {
+            /// Length of `out`.
+            out: usize,
+            /// Length of `vecs`.
+            vecs: usize,
+        },
         /// Not [`super::METRIC_L2`], [`super::METRIC_COSINE`] or [`super::METRIC_IP`].
         UnknownMetric(u32),
         /// This CPU cannot run the implementation.
