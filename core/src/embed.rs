@@ -16,6 +16,9 @@
 //! the journal makes a transaction of it (every block it changes goes through
 //! [`BlockStore::write`] or [`ChunkFile::write_block`]).
 
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+#![deny(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
+
 use crate::distance::{bits_from_key, first_nonfinite, DistanceKernel};
 use crate::error::FormatError;
 use crate::format::inode::INLINE_VEC_IDS;
@@ -23,10 +26,11 @@ use crate::format::superblock::{Extent64, Region, Superblock};
 use crate::format::vector::{
     check_vec_ids_block, vec_ids_block_build, vec_ids_block_count, vec_ids_block_get, HnswHeader, MapEntry,
 };
-use crate::hnsw::{Cand, EpochVisited, Scratch};
+use crate::hnsw::{Cand, EpochVisited, Knn, Scratch};
 use crate::index_error::{IResult, IndexError, Reject};
 use crate::io::BlockStore;
 use crate::vindex::{fill_upper_table, IndexScratch, VecIndex};
+use core::num::NonZeroUsize;
 use core::ops::{Deref, DerefMut};
 
 pub use crate::format::vector::MAX_CHUNKS;
@@ -44,7 +48,7 @@ pub const DEFAULT_EF: usize = 64;
 /// `min(MAX_EF, max_ef)` (both `EINVAL`).
 pub fn check_search(k: usize, ef: usize, max_ef: usize) -> Result<usize, Reject> {
     if k == 0 || k > MAX_K {
-        return Err(Reject::K { k });
+        return Err(Reject::K { k, max: MAX_K });
     }
     let max = MAX_EF.min(max_ef);
     let ef = if ef == 0 { k.max(DEFAULT_EF) } else { ef };
@@ -59,12 +63,13 @@ pub fn check_search(k: usize, ef: usize, max_ef: usize) -> Result<usize, Reject>
 /// Returns `count`. Errors: `NoVectors`, `Dimension` (not a multiple of `dim`),
 /// `TooManyChunks` (`E2BIG`), `NonFinite`.
 pub fn check_vectors(data: &[u32], dim: u32, first: usize) -> Result<usize, Reject> {
-    let d = dim as usize;
     if data.is_empty() {
         return Err(Reject::NoVectors);
     }
-    if d == 0 || data.len() % d != 0 {
-        return Err(Reject::Dimension { got: data.len(), want: dim });
+    let dimension = Reject::Dimension { got: data.len(), want: dim };
+    let d = NonZeroUsize::new(dim as usize).ok_or(dimension)?;
+    if data.len() % d != 0 {
+        return Err(dimension);
     }
     let count = data.len() / d;
     match first.checked_add(count) {
@@ -205,8 +210,8 @@ pub fn store_chunk_list<F: ChunkFile>(file: &mut F, ids: &[u32]) -> IResult<(), 
     for (d, s) in f.inline.iter_mut().zip(ids) {
         *d = *s;
     }
-    // MAX_CHUNKS fits in u32.
-    f.count = ids.len() as u32;
+    // At most MAX_CHUNKS (checked above), which fits in u32.
+    f.count = u32::try_from(ids.len()).map_err(|_| Reject::TooManyChunks { end: ids.len() })?;
     file.set_fields(f).map_err(IndexError::Io)
 }
 
@@ -274,12 +279,14 @@ impl<A: Alloc> IndexMem<A> {
     /// Errors: `Io` (the allocator's error) when memory runs out; `Corrupt` if the vector
     /// capacity cannot be addressed.
     pub fn new(sb: &Superblock, max_ef: usize) -> IResult<Self, A::Error> {
-        let cap = usize::try_from(sb.vec_capacity)
+        // Slots, and the upper table's `capacity + 1` entries.
+        let (cap, table) = usize::try_from(sb.vec_capacity)
             .ok()
             .filter(|&c| c < u32::MAX as usize)
+            .and_then(|c| Some((c, c.checked_add(1)?)))
             .ok_or(FormatError::Corrupt { what: "vector capacity", value: sb.vec_capacity })?;
         let io = IndexError::Io;
-        let mut upper = A::filled(cap + 1, 0u32).map_err(io)?;
+        let mut upper = A::filled(table, 0u32).map_err(io)?;
         fill_upper_table(sb, &mut upper)?;
         Ok(IndexMem {
             sb: sb.clone(),
@@ -358,6 +365,8 @@ impl<A: Alloc> IndexMem<A> {
     {
         let dim = self.sb.vec_dim;
         let count = check_vectors(data, dim, first)?;
+        // check_vectors bounded `first + count` by MAX_CHUNKS: exact.
+        let end = first.saturating_add(count);
         let region = self.sb.region(Region::Data);
         self.with_index(dist, |ix, pad| {
             let (old_n, ino) = {
@@ -367,25 +376,33 @@ impl<A: Alloc> IndexMem<A> {
             if first > old_n {
                 return Err(Reject::Gap { first, chunks: old_n }.into());
             }
-            if ix.header.live as u64 + count as u64 > ix.capacity {
-                return Err(IndexError::NoSpace { live: ix.header.live as u64, capacity: ix.capacity });
+            let live = u64::from(ix.header.live);
+            match live.checked_add(count as u64) {
+                Some(n) if n <= ix.capacity => {}
+                _ => return Err(IndexError::NoSpace { live, capacity: ix.capacity }),
             }
-            let end = first + count;
             let total = if truncate { end } else { end.max(old_n) };
             let old = pad.old_ids.get(..old_n).ok_or(IndexError::Invalid("chunk list buffer"))?;
             let new = pad.new_ids.get_mut(..total).ok_or(IndexError::Invalid("chunk list buffer"))?;
             for (i, d) in new.iter_mut().enumerate() {
                 *d = if (first..end).contains(&i) { 0 } else { old.get(i).copied().unwrap_or(0) };
             }
-            let mut inserted = 0usize;
+            // The chunks done so far are `first .. done`.
+            let mut done = first;
             let mut r = Ok(());
-            for (v, d) in data.chunks_exact(dim as usize).zip(new.iter_mut().skip(first)) {
+            // `data` holds `count` whole vectors (check_vectors), so `dim` is not zero here.
+            for ((v, d), chunk) in data.chunks_exact(dim as usize).zip(new.iter_mut().skip(first)).zip(first..end) {
                 // Chunk numbers are below MAX_CHUNKS (checked), so they fit in u32.
-                let owner = MapEntry { ino, chunk: (first + inserted) as u32 };
+                let Ok(chunk32) = u32::try_from(chunk) else {
+                    r = Err(Reject::TooManyChunks { end }.into());
+                    break;
+                };
+                let owner = MapEntry { ino, chunk: chunk32 };
                 match ix.insert(b, &mut pad.scratch, &mut *pad.visited, v, owner) {
                     Ok(slot) => {
                         *d = slot;
-                        inserted += 1;
+                        // chunk < end <= MAX_CHUNKS: exact.
+                        done = chunk.saturating_add(1);
                     }
                     Err(e) => {
                         r = Err(e);
@@ -397,7 +414,7 @@ impl<A: Alloc> IndexMem<A> {
                 r = file.lock().map_err(IndexError::Io).and_then(|mut l| store_chunk_list(&mut l, new));
             }
             if let Err(e) = r {
-                for &slot in new.get(first..first + inserted).unwrap_or(&[]) {
+                for &slot in new.get(first..done).unwrap_or(&[]) {
                     // Best effort: the first error is the one to report.
                     let _ = ix.remove(b, &mut pad.scratch, slot);
                 }
@@ -429,15 +446,19 @@ impl<A: Alloc> IndexMem<A> {
         F: ChunkFiles<Error = B::Error>,
         O: DerefMut<Target = [u32]>,
     {
-        let dim = self.sb.vec_dim as usize;
+        let dim =
+            NonZeroUsize::new(self.sb.vec_dim as usize).ok_or(FormatError::Corrupt { what: "vec_dim", value: 0 })?;
         let region = self.sb.region(Region::Data);
         self.with_index(dist, |ix, pad| {
             let n_ids = read_chunk_list(&file.lock().map_err(IndexError::Io)?, region, pad.old_ids)?;
             let rest = n_ids.checked_sub(first).ok_or(Reject::PastLastChunk { first, chunks: n_ids })?;
             let n = max.min(rest);
-            let mut out = alloc(n * dim).map_err(IndexError::Io)?;
-            let ids = pad.old_ids.get(first..first + n).ok_or(IndexError::Invalid("chunk list buffer"))?;
-            for (&slot, dst) in ids.iter().zip(out.chunks_exact_mut(dim)) {
+            // n <= MAX_CHUNKS and dim <= MAX_DIM for a validated superblock.
+            let words = n.checked_mul(dim.get()).ok_or(IndexError::Invalid("chunk buffer size"))?;
+            let mut out = alloc(words).map_err(IndexError::Io)?;
+            let ids = pad.old_ids.get(first..).and_then(|ids| ids.get(..n));
+            let ids = ids.ok_or(IndexError::Invalid("chunk list buffer"))?;
+            for (&slot, dst) in ids.iter().zip(out.chunks_exact_mut(dim.get())) {
                 ix.read_vector(b, slot, dst)?;
             }
             Ok((out, n_ids))
@@ -498,12 +519,14 @@ impl<A: Alloc> IndexMem<A> {
         self.with_index(dist, |ix, pad| {
             let k = k.min(out.len());
             let res = pad.results.get_mut(..k).ok_or(IndexError::Invalid("result buffer"))?;
-            let n = ix.search(b, &mut pad.scratch, &mut *pad.visited, query, k, ef, res)?;
+            let n = ix.search(b, &mut pad.scratch, &mut *pad.visited, query, Knn { k, ef }, res)?;
             for (o, &(key, slot)) in out.iter_mut().zip(res.iter().take(n)) {
                 let Some(e) = ix.owner(b, slot)? else {
-                    return Err(
-                        FormatError::Corrupt { what: "live vector slot without owner", value: slot as u64 }.into()
-                    );
+                    return Err(FormatError::Corrupt {
+                        what: "live vector slot without owner",
+                        value: u64::from(slot),
+                    }
+                    .into());
                 };
                 *o = Hit { slot, key, ino: e.ino, chunk: e.chunk };
             }

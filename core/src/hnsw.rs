@@ -9,18 +9,29 @@
 //!
 //! Parameter names follow the paper: `m` (neighbours per node above level 0; level 0 keeps
 //! `m0 = 2m`), `ef_construction`, `ef_search` (`ef`).
+//!
+//! Counts and positions here are bounded by the lengths of the caller's slices (at most
+//! `isize::MAX` elements); where one is stepped by one, `saturating_add(1)` states that no panic
+//! is possible and gives the exact value.
+
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+#![deny(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
 
 /// One candidate: distance key to the query, node id, and whether it was expanded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Cand {
+    /// Order-preserving key of the distance to the query (`crate::distance::key_from_bits`).
     pub key: u32,
+    /// The node (a vector slot).
     pub id: u32,
+    /// Whether SEARCH-LAYER has expanded it (visited its neighbours).
     pub expanded: bool,
 }
 
 /// Storage of the graph and the vectors. `E` is the store's error (the kernel's `Error`, or an
 /// I/O error in userspace); corrupt data must come back as an error, never a panic.
 pub trait Store {
+    /// The store's error; also the type of [`Store::invalid`]'s invariant errors.
     type Error;
     /// Keys of the distances from the current query to each of `ids`, into `keys[..ids.len()]`.
     fn dist_query(&mut self, ids: &[u32], keys: &mut [u32]) -> Result<(), Self::Error>;
@@ -108,7 +119,10 @@ impl<M: core::ops::DerefMut<Target = [u16]>> Visited for EpochVisited<M> {
 /// Graph parameters.
 #[derive(Debug, Clone, Copy)]
 pub struct Params {
+    /// Neighbours kept per node above level 0 (`2m` at level 0); at most
+    /// [`crate::format::superblock::MAX_M`].
     pub m: u32,
+    /// Candidate list size while inserting.
     pub ef_construction: u32,
 }
 
@@ -116,28 +130,53 @@ impl Params {
     /// Neighbours kept at `level`: `2m` at level 0, `m` above.
     pub fn max_links(&self, level: u8) -> usize {
         if level == 0 {
-            2 * self.m as usize
+            m0(self.m)
         } else {
             self.m as usize
         }
     }
 }
 
+/// What a k-NN search asks for: the `k` nearest, with a candidate list of `ef` entries (raised
+/// to `k`, capped by the pool of the [`Scratch`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Knn {
+    /// Results wanted.
+    pub k: usize,
+    /// Candidate list size (`ef_search`).
+    pub ef: usize,
+}
+
+/// `2m`, the links kept at level 0. Exact for every `u32` on 64-bit targets (saturates, never
+/// panics, on 32-bit ones).
+const fn m0(m: u32) -> usize {
+    (m as usize).saturating_mul(2)
+}
+
+/// Entries of the candidate buffers: links of a full list, plus the links of its deleted
+/// neighbours' lists, plus one (`3 * 2m + 1`). Saturating as [`m0`].
+const fn cand_len(m: u32) -> usize {
+    m0(m).saturating_mul(3).saturating_add(1)
+}
+
 /// Caller-provided working memory. `pool` holds the candidate list (at least `ef` entries for
 /// a search, `ef_construction` for an insert); `work` holds link lists and key batches: at
 /// least [`Scratch::work_len`] entries.
 pub struct Scratch<'a> {
+    /// The candidate list, sorted by key: `ef` entries for a search, `ef_construction` for an
+    /// insert (a shorter pool caps them).
     pub pool: &'a mut [Cand],
+    /// Link lists and key batches: [`Scratch::work_len`] words.
     pub work: &'a mut [u32],
 }
 
 impl Scratch<'_> {
-    /// `u32`s of `work` needed for parameter `m`.
+    /// `u32`s of `work` needed for parameter `m`: `22m + 2` (exact for every `u32` on 64-bit
+    /// targets, saturating on 32-bit ones).
     pub const fn work_len(m: u32) -> usize {
         // links, ids, keys (2m each), selection (2m), pair keys (2m), candidates (3 * 2m + 1)
         // and their keys (3 * 2m + 1).
-        let m0 = 2 * m as usize;
-        5 * m0 + 2 * (3 * m0 + 1)
+        m0(m).saturating_mul(5).saturating_add(cand_len(m).saturating_mul(2))
     }
 }
 
@@ -151,20 +190,32 @@ struct Work<'a> {
     cand_keys: &'a mut [u32],
 }
 
-fn carve<'a, S: Store + ?Sized>(s: &S, work: &'a mut [u32], m: u32) -> Result<Work<'a>, S::Error> {
-    let m0 = 2 * m as usize;
-    let c = 3 * m0 + 1;
-    if work.len() < Scratch::work_len(m) {
-        return Err(s.invalid("hnsw scratch too small"));
+/// The first `n` words of `*rest`, which keeps the others; `None` (and `*rest` emptied) when
+/// it is shorter.
+fn take<'a>(rest: &mut &'a mut [u32], n: usize) -> Option<&'a mut [u32]> {
+    let all = core::mem::take(rest);
+    if n > all.len() {
+        return None;
     }
-    let (links, rest) = work.split_at_mut(m0);
-    let (ids, rest) = rest.split_at_mut(m0);
-    let (keys, rest) = rest.split_at_mut(m0);
-    let (sel, rest) = rest.split_at_mut(m0);
-    let (pair, rest) = rest.split_at_mut(m0);
-    let (cand, rest) = rest.split_at_mut(c);
-    let (cand_keys, _) = rest.split_at_mut(c);
-    Ok(Work { links, ids, keys, sel, pair, cand, cand_keys })
+    let (head, tail) = all.split_at_mut(n);
+    *rest = tail;
+    Some(head)
+}
+
+/// Splits `work` ([`Scratch::work_len`] words at least) into the buffers of [`Work`].
+fn carve<'a, S: Store + ?Sized>(s: &S, work: &'a mut [u32], m: u32) -> Result<Work<'a>, S::Error> {
+    let (m0, c) = (m0(m), cand_len(m));
+    let mut rest = work;
+    let mut next = |n| take(&mut rest, n).ok_or_else(|| s.invalid("hnsw scratch too small"));
+    Ok(Work {
+        links: next(m0)?,
+        ids: next(m0)?,
+        keys: next(m0)?,
+        sel: next(m0)?,
+        pair: next(m0)?,
+        cand: next(c)?,
+        cand_keys: next(c)?,
+    })
 }
 
 /// Inserts `c` into the sorted `pool[..*len]` (capacity `pool.len().min(ef)`), dropping the
@@ -180,7 +231,8 @@ fn pool_insert(pool: &mut [Cand], len: &mut usize, ef: usize, c: Cand) -> Option
     }
     // First position whose key is greater (stable for equal keys: later ids go after).
     let pos = live.partition_point(|x| (x.key, x.id) <= (c.key, c.id));
-    let end = (*len + 1).min(cap);
+    // `*len <= pool.len()` (`live` exists), so the step is exact.
+    let end = len.saturating_add(1).min(cap);
     let tail = pool.get_mut(pos..end)?;
     if !tail.is_empty() {
         tail.rotate_right(1);
@@ -206,7 +258,7 @@ fn search_layer<S: Store + ?Sized, V: Visited + ?Sized>(
     loop {
         // The nearest candidate not yet expanded; the pool is sorted, so it is the first.
         while cursor < len && pool.get(cursor).is_some_and(|c| c.expanded) {
-            cursor += 1;
+            cursor = cursor.saturating_add(1);
         }
         let Some(c) = pool.get_mut(cursor) else { break };
         if cursor >= len {
@@ -215,19 +267,20 @@ fn search_layer<S: Store + ?Sized, V: Visited + ?Sized>(
         c.expanded = true;
         let node = c.id;
         let n = store.links(node, level, w.links)?;
+        let links = w.links.get(..n).ok_or_else(|| store.invalid("hnsw link count past the buffer"))?;
         let mut batch = 0usize;
-        for &nb in w.links.get(..n).unwrap_or(&[]) {
+        for &nb in links {
             if !visited.test_and_set(nb) {
                 if let Some(slot) = w.ids.get_mut(batch) {
                     *slot = nb;
-                    batch += 1;
+                    batch = batch.saturating_add(1);
                 }
             }
         }
         if batch == 0 {
             continue;
         }
-        let ids = w.ids.get(..batch).unwrap_or(&[]);
+        let ids = w.ids.get(..batch).ok_or_else(|| store.invalid("hnsw id batch"))?;
         store.dist_query(ids, w.keys)?;
         for (&id, &key) in ids.iter().zip(w.keys.iter()) {
             if let Some(pos) = pool_insert(pool, &mut len, ef, Cand { key, id, expanded: false }) {
@@ -278,25 +331,28 @@ fn descend<S: Store + ?Sized, V: Visited + ?Sized>(
     let mut level = entry_level;
     while level > stop_level {
         len = search_layer_from(store, visited, pool, len, 1, level, w)?;
-        level -= 1;
+        // level > stop_level >= 0: exact.
+        level = level.saturating_sub(1);
     }
     Ok(len)
 }
 
-/// K-NN-SEARCH (Algorithm 5): the `k` nearest live nodes to the store's current query, with
-/// candidate list size `ef` (>= k). Writes `(key, id)` pairs, nearest first, to `out` and
-/// returns how many (fewer than `k` when the graph is small or full of tombstones).
-/// `entry` is the entry point and its level, `None` for an empty graph.
+/// K-NN-SEARCH (Algorithm 5): the `knn.k` nearest live nodes to the store's current query,
+/// with candidate list size `knn.ef` (raised to `k`, capped by the pool). Writes `(key, id)`
+/// pairs, nearest first, to `out` and returns how many (fewer than `k` when the graph is small
+/// or full of tombstones, or `out` is shorter). `entry` is the entry point and its level,
+/// `None` for an empty graph; `m` the graph's parameter (it sizes the scratch).
+/// Errors: the store's, and [`Store::invalid`] for scratch smaller than [`Scratch::work_len`].
 pub fn search<S: Store + ?Sized, V: Visited + ?Sized>(
     store: &mut S,
     visited: &mut V,
     scratch: &mut Scratch<'_>,
     m: u32,
     entry: Option<(u32, u8)>,
-    k: usize,
-    ef: usize,
+    knn: Knn,
     out: &mut [(u32, u32)],
 ) -> Result<usize, S::Error> {
+    let Knn { k, ef } = knn;
     let Some((ep, ep_level)) = entry else { return Ok(0) };
     let mut w = carve(store, scratch.work, m)?;
     let ef = ef.max(k).min(scratch.pool.len());
@@ -313,39 +369,38 @@ pub fn search<S: Store + ?Sized, V: Visited + ?Sized>(
         }
         if let Some(o) = out.get_mut(n) {
             *o = (c.key, c.id);
-            n += 1;
+            n = n.saturating_add(1);
         }
     }
     Ok(n)
 }
 
 /// SELECT-NEIGHBORS-HEURISTIC (Algorithm 4, without keepPrunedConnections, as hnswlib):
-/// from `cand[..n]` with keys `keys[..n]` (distances to `base`, any order), keeps up to `max`
-/// candidates, each closer to `base` than to every one kept before it. Writes them to `sel`
-/// and returns how many. Tombstones and `base` itself are never kept.
+/// from `w.cand[..n]` with keys `w.cand_keys[..n]` (distances to `base`, any order), keeps up
+/// to `max` candidates, each closer to `base` than to every one kept before it. Writes them to
+/// `w.sel` and returns how many. Tombstones and `base` itself are never kept.
 fn select_heuristic<S: Store + ?Sized>(
     store: &mut S,
     base: Option<u32>,
-    cand: &mut [u32],
-    keys: &mut [u32],
+    w: &mut Work<'_>,
     n: usize,
     max: usize,
-    sel: &mut [u32],
-    pair: &mut [u32],
 ) -> Result<usize, S::Error> {
+    let Work { cand, cand_keys: keys, sel, pair, .. } = w;
     // Sort candidates by key (insertion sort: n <= 6m + 1).
     let n = n.min(cand.len()).min(keys.len());
     for i in 1..n {
         let mut j = i;
-        while j > 0 {
-            let (Some(&ka), Some(&kb)) = (keys.get(j - 1), keys.get(j)) else { break };
-            let (Some(&ia), Some(&ib)) = (cand.get(j - 1), cand.get(j)) else { break };
+        while let Some(p) = j.checked_sub(1) {
+            let (Some(&ka), Some(&kb)) = (keys.get(p), keys.get(j)) else { break };
+            let (Some(&ia), Some(&ib)) = (cand.get(p), cand.get(j)) else { break };
             if (ka, ia) <= (kb, ib) {
                 break;
             }
-            keys.swap(j - 1, j);
-            cand.swap(j - 1, j);
-            j -= 1;
+            // p < j < n: both in bounds of both slices.
+            keys.swap(p, j);
+            cand.swap(p, j);
+            j = p;
         }
     }
     let mut r = 0usize;
@@ -354,10 +409,11 @@ fn select_heuristic<S: Store + ?Sized>(
             break;
         }
         let (Some(&e), Some(&d_eq)) = (cand.get(i), keys.get(i)) else { break };
-        if Some(e) == base || (i > 0 && cand.get(i - 1) == Some(&e)) || store.is_deleted(e)? {
+        let repeat = i.checked_sub(1).and_then(|p| cand.get(p)) == Some(&e);
+        if Some(e) == base || repeat || store.is_deleted(e)? {
             continue;
         }
-        let kept = sel.get(..r).unwrap_or(&[]);
+        let kept = sel.get(..r).ok_or_else(|| store.invalid("hnsw selection"))?;
         let mut good = true;
         if !kept.is_empty() {
             store.dist_pair(e, kept, pair)?;
@@ -366,7 +422,7 @@ fn select_heuristic<S: Store + ?Sized>(
         if good {
             if let Some(s) = sel.get_mut(r) {
                 *s = e;
-                r += 1;
+                r = r.saturating_add(1);
             }
         }
     }
@@ -388,19 +444,17 @@ fn connect_back<S: Store + ?Sized>(
     if w.cand.get(..n).is_some_and(|l| l.contains(&q)) {
         return Ok(());
     }
-    if n < max {
-        if let Some(s) = w.cand.get_mut(n) {
-            *s = q;
-        }
-        let l = w.cand.get(..n + 1).unwrap_or(&[]);
-        return store.set_links(e, level, l);
-    }
     let Some(s) = w.cand.get_mut(n) else { return Err(store.invalid("hnsw candidate buffer")) };
     *s = q;
-    let total = n + 1;
-    store.dist_pair(e, w.cand.get(..total).unwrap_or(&[]), w.cand_keys)?;
-    let r = select_heuristic(store, Some(e), w.cand, w.cand_keys, total, max, w.sel, w.pair)?;
-    store.set_links(e, level, w.sel.get(..r).unwrap_or(&[]))
+    // `cand[n]` exists, so `n + 1` is at most its length.
+    let total = n.saturating_add(1);
+    let list = w.cand.get(..total).ok_or_else(|| store.invalid("hnsw candidate buffer"))?;
+    if n < max {
+        return store.set_links(e, level, list);
+    }
+    store.dist_pair(e, list, w.cand_keys)?;
+    let r = select_heuristic(store, Some(e), w, total, max)?;
+    store.set_links(e, level, w.sel.get(..r).ok_or_else(|| store.invalid("hnsw selection"))?)
 }
 
 /// INSERT (Algorithm 1) of node `q`, whose vector is the store's current query and whose level
@@ -431,21 +485,19 @@ pub fn insert<S: Store + ?Sized, V: Visited + ?Sized>(
                 *b = c.key;
             }
         }
-        let r = select_heuristic(store, Some(q), w.cand, w.cand_keys, n, p.m as usize, w.sel, w.pair)?;
+        let r = select_heuristic(store, Some(q), &mut w, n, p.m as usize)?;
         let mut chosen = [0u32; crate::format::superblock::MAX_M as usize];
         let r = r.min(chosen.len());
         for (d, s) in chosen.iter_mut().zip(w.sel.iter()).take(r) {
             *d = *s;
         }
-        let chosen = chosen.get(..r).unwrap_or(&[]);
+        let chosen = chosen.get(..r).ok_or_else(|| store.invalid("hnsw selection"))?;
         store.set_links(q, lc, chosen)?;
         for &e in chosen {
             connect_back(store, p, e, q, lc, &mut w)?;
         }
-        if lc == 0 {
-            break;
-        }
-        lc -= 1;
+        let Some(below) = lc.checked_sub(1) else { break };
+        lc = below;
     }
     Ok(if level > ep_level { Some((q, level)) } else { None })
 }
@@ -460,7 +512,7 @@ pub fn repair<S: Store + ?Sized>(
     node: u32,
     level: u8,
 ) -> Result<bool, S::Error> {
-    let w = carve(store, scratch.work, p.m)?;
+    let mut w = carve(store, scratch.work, p.m)?;
     let n = store.links(node, level, w.links)?;
     let mut any_deleted = false;
     let mut total = 0usize;
@@ -470,7 +522,7 @@ pub fn repair<S: Store + ?Sized>(
             any_deleted = true;
         } else if let Some(c) = w.cand.get_mut(total) {
             *c = nb;
-            total += 1;
+            total = total.saturating_add(1);
         }
     }
     if !any_deleted {
@@ -482,7 +534,7 @@ pub fn repair<S: Store + ?Sized>(
             continue;
         }
         let k = store.links(nb, level, w.ids)?;
-        for &x in w.ids.get(..k).unwrap_or(&[]) {
+        for &x in w.ids.get(..k).ok_or_else(|| store.invalid("hnsw link count past the buffer"))? {
             if total >= w.cand.len() {
                 break;
             }
@@ -491,12 +543,13 @@ pub fn repair<S: Store + ?Sized>(
             }
             if let Some(c) = w.cand.get_mut(total) {
                 *c = x;
-                total += 1;
+                total = total.saturating_add(1);
             }
         }
     }
-    store.dist_pair(node, w.cand.get(..total).unwrap_or(&[]), w.cand_keys)?;
-    let r = select_heuristic(store, Some(node), w.cand, w.cand_keys, total, p.max_links(level), w.sel, w.pair)?;
-    store.set_links(node, level, w.sel.get(..r).unwrap_or(&[]))?;
+    let cand = w.cand.get(..total).ok_or_else(|| store.invalid("hnsw candidate buffer"))?;
+    store.dist_pair(node, cand, w.cand_keys)?;
+    let r = select_heuristic(store, Some(node), &mut w, total, p.max_links(level))?;
+    store.set_links(node, level, w.sel.get(..r).ok_or_else(|| store.invalid("hnsw selection"))?)?;
     Ok(true)
 }

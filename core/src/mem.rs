@@ -5,7 +5,7 @@
 
 use crate::format::superblock::Metric;
 use crate::format::vector::slot_level;
-use crate::hnsw::{self, Cand, EpochVisited, Params, Scratch, Store};
+use crate::hnsw::{self, Cand, EpochVisited, Knn, Params, Scratch, Store};
 use std::vec;
 use std::vec::Vec;
 
@@ -14,8 +14,11 @@ pub type DistFn = fn(metric: Metric, q: &[f32], vecs: &[&[f32]], out: &mut [u32]
 
 /// The graph and vectors of an in-memory index.
 pub struct MemGraph {
+    /// Components per vector.
     pub dim: usize,
+    /// The distance the keys order by.
     pub metric: Metric,
+    /// HNSW `m` (level 0 keeps `2m` links).
     pub m: u32,
     seed: u64,
     dist: DistFn,
@@ -117,8 +120,11 @@ impl MemGraph {
 
 /// An HNSW index in memory: graph plus scratch.
 pub struct MemIndex {
+    /// The graph and the vectors.
     pub g: MemGraph,
+    /// `m` and `ef_construction`.
     pub params: Params,
+    /// The entry point and its level; `None` while the index is empty.
     pub entry: Option<(u32, u8)>,
     visited: EpochVisited<Vec<u16>>,
     pool: Vec<Cand>,
@@ -204,7 +210,7 @@ impl MemIndex {
         let mut out = vec![(0u32, 0u32); k];
         let mut s = Scratch { pool: &mut self.pool, work: &mut self.work };
         let m = self.g.m;
-        let n = hnsw::search(&mut self.g, &mut self.visited, &mut s, m, self.entry, k, ef, &mut out)?;
+        let n = hnsw::search(&mut self.g, &mut self.visited, &mut s, m, self.entry, Knn { k, ef }, &mut out)?;
         out.truncate(n);
         Ok(out)
     }

@@ -7,20 +7,29 @@
 //!
 //! Locking is the caller's: one [`VecIndex`] operation at a time per filesystem.
 
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+#![deny(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
+
 use crate::distance::DistanceKernel;
 use crate::error::{FormatError, Result as FResult};
-use crate::format::le::{put_u32, u32_at};
+use crate::format::le::{put_count, put_u32, u16_at, u32_at};
 use crate::format::superblock::{Region, Superblock};
 use crate::format::vector::{
     HnswGeometry, HnswHeader, Level0Head, MapEntry, UpperTable, MAP_ENTRY, NODE_DELETED, NODE_IN_GRAPH, NO_SLOT,
 };
-use crate::format::{bit_find_clear, bit_set, bit_test, BLOCK_SIZE};
-use crate::hnsw::{self, Params, Scratch, Store, Visited};
+use crate::format::{bit_find_clear, bit_set, bit_test, BITS_PER_BLOCK, BLOCK_SIZE, BLOCK_SIZE_U64};
+use crate::hnsw::{self, Knn, Params, Scratch, Store, Visited};
 use crate::index_error::{IResult, IndexError};
 use crate::io::BlockStore;
 
 /// Vectors fetched per distance batch (and the bounce buffers a caller provides).
 pub const BATCH: usize = 32;
+/// Vectors the bounce memory holds: a batch, one spare, and the base of a pair batch.
+const BOUNCE_SLOTS: usize = BATCH + 2;
+/// The bounce slot of the base vector of [`Store::dist_pair`].
+const PAIR_SLOT: usize = BATCH + 1;
+/// [`MAP_ENTRY`] as a `u64`.
+const MAP_ENTRY_U64: u64 = MAP_ENTRY as u64;
 
 /// Block `n` of `b` for reading, its error wrapped.
 fn rd<B: BlockStore>(b: &B, n: u64) -> IResult<B::Ref<'_>, B::Error> {
@@ -43,33 +52,71 @@ fn span_mut<'b, E>(bytes: &'b mut [u8], at: usize, len: usize, what: &'static st
     at.checked_add(len).and_then(|end| bytes.get_mut(at..end)).ok_or(IndexError::Invalid(what))
 }
 
-/// Memory the caller provides: the HNSW scratch and bounce buffers for vectors that cross a
-/// block boundary (`BATCH` vectors of `stride / 4` words, plus one for a query).
+/// Block and in-block byte offset of byte `pos` of a region that starts at block `start`;
+/// `None` when the block number overflows (never for a validated superblock, whose regions end
+/// below 2^40 blocks).
+fn byte_pos(start: u64, pos: u64) -> Option<(u64, usize)> {
+    let blk = start.checked_add(pos / BLOCK_SIZE_U64)?;
+    let off = usize::try_from(pos % BLOCK_SIZE_U64).ok()?;
+    Some((blk, off))
+}
+
+/// The corruption error for a position of `slot` in the structure `what` that the
+/// superblock's figures put past `u64` (a superblock that was not validated).
+fn bad_pos(what: &'static str, slot: u32) -> FormatError {
+    FormatError::Corrupt { what, value: u64::from(slot) }
+}
+
+/// Vector `i` of bounce memory made of vectors of `words` words; `None` past its end.
+fn bounce_slot(bounce: &mut [u32], words: usize, i: usize) -> Option<&mut [u32]> {
+    let start = i.checked_mul(words)?;
+    bounce.get_mut(start..start.checked_add(words)?)
+}
+
+/// Memory the caller provides: the HNSW scratch, and bounce buffers for vectors that cross a
+/// block boundary.
 pub struct IndexScratch<'a> {
+    /// The candidate pool and link scratch of the graph algorithms.
     pub hnsw: Scratch<'a>,
+    /// [`IndexScratch::bounce_len`] words: `BATCH + 2` vectors of `stride / 4` words (a
+    /// distance batch, one spare, and the base vector of a pair batch).
     pub bounce: &'a mut [u32],
 }
 
 impl IndexScratch<'_> {
-    /// Words of `bounce` needed for vectors of `stride` bytes.
+    /// Words of `bounce` needed for vectors of `stride` bytes: `(BATCH + 2) * stride / 4`
+    /// (at most `34 * 2^30`: exact on 64-bit targets, saturating on 32-bit ones).
     pub const fn bounce_len(stride: u32) -> usize {
-        (BATCH + 2) * (stride as usize / 4)
+        (stride as usize / 4).saturating_mul(BOUNCE_SLOTS)
     }
 }
 
 /// The index of one filesystem: geometry from the superblock, the per-slot upper-record table,
 /// and the cached header.
 pub struct VecIndex<'t> {
+    /// Where the HNSW header and records lie.
     pub geo: HnswGeometry,
+    /// The HNSW header as the last operation left it (each change writes it back).
     pub header: HnswHeader,
+    /// Components (float32) per vector.
     pub dim: u32,
+    /// The distance metric (the superblock's `vec_metric`).
     pub metric: u32,
+    /// Bytes per slot in the vector data region.
     pub stride: u64,
+    /// Vector slots.
     pub capacity: u64,
+    /// `m` and `ef_construction`.
     pub params: Params,
     bitmap_start: u64,
     map_start: u64,
     data_start: u64,
+    /// `u32` words per slot (`stride / 4`): the size of a bounce vector.
+    words: usize,
+    /// Bytes of a vector (`4 * dim`).
+    vec_bytes: usize,
+    /// Bytes of a level-0 record (`usize::MAX`, which no block holds, if it does not fit).
+    level0_size: usize,
     /// `upper[s]` = first upper record of slot `s`; its level is `upper[s + 1] - upper[s]`.
     upper: &'t [u32],
     /// Where the next free-slot search starts.
@@ -79,10 +126,12 @@ pub struct VecIndex<'t> {
 }
 
 /// Fills `table` (`capacity + 1` entries) with the first upper record of each slot: the
-/// `upper` table of [`VecIndex`]. Errors: `Truncated` if `table` is too short.
+/// `upper` table of [`VecIndex`]. Errors: `Truncated` if `table` is too short; `Corrupt` for a
+/// capacity this machine cannot address.
 pub fn fill_upper_table(sb: &Superblock, table: &mut [u32]) -> FResult<()> {
-    let n = sb.vec_capacity as usize;
-    if table.len() < n + 1 {
+    let n = usize::try_from(sb.vec_capacity)
+        .map_err(|_| FormatError::Corrupt { what: "vector capacity", value: sb.vec_capacity })?;
+    if table.len() <= n {
         return Err(FormatError::Truncated { what: "upper table", len: table.len() });
     }
     let mut last = 0u32;
@@ -90,7 +139,8 @@ pub fn fill_upper_table(sb: &Superblock, table: &mut [u32]) -> FResult<()> {
         if let Some(t) = table.get_mut(s as usize) {
             *t = first;
         }
-        last = first + level as u32;
+        // The walk keeps `first + level` within u32 (records past it count as run out): exact.
+        last = first.saturating_add(u32::from(level));
     });
     if let Some(t) = table.get_mut(n) {
         *t = last;
@@ -110,12 +160,12 @@ impl<'t> VecIndex<'t> {
         let geo = HnswGeometry::new(sb);
         let header = HnswHeader::decode(&rd(b, geo.header)?, geo.header).map_err(IndexError::Corrupt)?;
         let ix = Self::with_header(sb, upper, header, 0, dist);
-        if upper.len() as u64 != sb.vec_capacity + 1 {
+        if (upper.len() as u64).checked_sub(1) != Some(sb.vec_capacity) {
             return Err(IndexError::Invalid("upper table size"));
         }
         if header.entry != NO_SLOT {
             let h = ix.head(b, header.entry)?;
-            if h.flags != NODE_IN_GRAPH || h.level as u32 != header.entry_level {
+            if h.flags != NODE_IN_GRAPH || u32::from(h.level) != header.entry_level {
                 return Err(IndexError::Corrupt(FormatError::Corrupt {
                     what: "hnsw entry point",
                     value: header.entry as u64,
@@ -127,7 +177,8 @@ impl<'t> VecIndex<'t> {
                 value: header.live as u64,
             }));
         }
-        if header.live as u64 + header.deleted as u64 > sb.vec_capacity {
+        // Two u32 counts in a u64: the sum is exact.
+        if u64::from(header.live).saturating_add(u64::from(header.deleted)) > sb.vec_capacity {
             return Err(IndexError::Corrupt(FormatError::Corrupt {
                 what: "hnsw vector counts",
                 value: header.live as u64,
@@ -145,41 +196,90 @@ impl<'t> VecIndex<'t> {
         hint: u64,
         dist: &'t dyn DistanceKernel,
     ) -> Self {
+        let geo = HnswGeometry::new(sb);
         VecIndex {
-            geo: HnswGeometry::new(sb),
+            geo,
             header,
             dim: sb.vec_dim,
             metric: sb.vec_metric,
-            stride: sb.vec_stride as u64,
+            stride: u64::from(sb.vec_stride),
             capacity: sb.vec_capacity,
             params: Params { m: sb.hnsw_m, ef_construction: sb.hnsw_ef_construction },
             bitmap_start: sb.region(Region::VecBitmap).start,
             map_start: sb.region(Region::VecMap).start,
             data_start: sb.region(Region::VecData).start,
+            words: (sb.vec_stride / 4) as usize,
+            // Exact on 64-bit targets (a validated dim is at most 4096).
+            vec_bytes: (sb.vec_dim as usize).saturating_mul(4),
+            level0_size: usize::try_from(geo.level0_size).unwrap_or(usize::MAX),
             upper,
             hint,
             dist,
         }
     }
 
-    /// The entry point and its level, if the graph is not empty.
-    pub fn entry(&self) -> Option<(u32, u8)> {
-        (self.header.entry != NO_SLOT).then_some((self.header.entry, self.header.entry_level as u8))
+    /// The entry point and its level, if the graph is not empty. Errors: `Corrupt` for an
+    /// entry level past 255 (in a header [`Self::open`] did not check: it holds the entry's
+    /// level-0 record, a `u8`, to the header's).
+    pub fn entry(&self) -> FResult<Option<(u32, u8)>> {
+        if self.header.entry == NO_SLOT {
+            return Ok(None);
+        }
+        let level = u8::try_from(self.header.entry_level).map_err(|_| FormatError::Corrupt {
+            what: "hnsw entry level",
+            value: u64::from(self.header.entry_level),
+        })?;
+        Ok(Some((self.header.entry, level)))
     }
 
     fn check_slot(&self, slot: u32) -> FResult<()> {
-        if (slot as u64) < self.capacity {
+        if u64::from(slot) < self.capacity {
             Ok(())
         } else {
-            Err(FormatError::Corrupt { what: "vector slot number", value: slot as u64 })
+            Err(FormatError::Corrupt { what: "vector slot number", value: u64::from(slot) })
         }
     }
 
-    /// Level of slot `slot` by construction (from the upper table).
+    /// The slot numbers, `0 .. capacity`, as `u32`s. Errors: `Corrupt` for a capacity past
+    /// `u32::MAX` (slot numbers are `u32` on disk; a validated superblock has none).
+    fn slots(&self) -> FResult<core::ops::Range<u32>> {
+        let n = u32::try_from(self.capacity)
+            .map_err(|_| FormatError::Corrupt { what: "vector capacity", value: self.capacity })?;
+        Ok(0..n)
+    }
+
+    /// Level of slot `slot` by construction (from the upper table), and its first upper
+    /// record. A slot past the table (callers check slots first) has level 0.
     pub fn slot_level(&self, slot: u32) -> (u8, u32) {
-        let a = self.upper.get(slot as usize).copied().unwrap_or(0);
-        let z = self.upper.get(slot as usize + 1).copied().unwrap_or(a);
-        (z.saturating_sub(a).min(255) as u8, a)
+        let i = slot as usize;
+        let a = self.upper.get(i).copied().unwrap_or(0);
+        let z = i.checked_add(1).and_then(|j| self.upper.get(j)).copied().unwrap_or(a);
+        // The table is made of u8 levels (fill_upper_table): the difference fits.
+        (u8::try_from(z.saturating_sub(a)).unwrap_or(u8::MAX), a)
+    }
+
+    /// (block, offset) of the record of level `level` (1 ..= the node's level) of a node whose
+    /// upper records start at record `first`.
+    fn upper_pos<E>(&self, first: u32, level: u8) -> IResult<(u64, usize), E> {
+        let below = level.checked_sub(1).ok_or(IndexError::Invalid("upper record of level 0"))?;
+        // A u32 plus a u8 in a u64: exact.
+        Ok(self.geo.upper_pos(u64::from(first).saturating_add(u64::from(below))))
+    }
+
+    /// (block, offset) of the vector map entry of `slot`.
+    fn map_pos(&self, slot: u32) -> FResult<(u64, usize)> {
+        u64::from(slot)
+            .checked_mul(MAP_ENTRY_U64)
+            .and_then(|pos| byte_pos(self.map_start, pos))
+            .ok_or_else(|| bad_pos("vector map position", slot))
+    }
+
+    /// (block, offset) of the first byte of the vector of `slot`.
+    fn data_pos(&self, slot: u32) -> FResult<(u64, usize)> {
+        u64::from(slot)
+            .checked_mul(self.stride)
+            .and_then(|pos| byte_pos(self.data_start, pos))
+            .ok_or_else(|| bad_pos("vector data position", slot))
     }
 
     /// The level-0 record head of `slot`, checked against the slot's fixed level.
@@ -187,13 +287,13 @@ impl<'t> VecIndex<'t> {
         self.check_slot(slot)?;
         let (blk, off) = self.geo.level0_pos(slot);
         let blkref = rd(b, blk)?;
-        let h = Level0Head::decode(span(&blkref, off, self.geo.level0_size as usize, "level-0 record position")?)?;
+        let h = Level0Head::decode(span(&blkref, off, self.level0_size, "level-0 record position")?)?;
         if h.flags != 0 {
             let (level, upper) = self.slot_level(slot);
             if h.level != level
                 || h.upper != upper
                 || h.flags & !(NODE_IN_GRAPH | NODE_DELETED) != 0
-                || h.count as u32 > self.geo.m0
+                || u32::from(h.count) > self.geo.m0
             {
                 return Err(IndexError::Corrupt(FormatError::Corrupt {
                     what: "hnsw level-0 record",
@@ -207,7 +307,7 @@ impl<'t> VecIndex<'t> {
     fn set_head<B: BlockStore>(&self, b: &B, slot: u32, h: &Level0Head) -> IResult<(), B::Error> {
         let (blk, off) = self.geo.level0_pos(slot);
         let mut w = wr(b, blk)?;
-        h.encode(span_mut(&mut w, off, self.geo.level0_size as usize, "level-0 record position")?);
+        h.encode(span_mut(&mut w, off, self.level0_size, "level-0 record position")?);
         Ok(())
     }
 
@@ -216,80 +316,80 @@ impl<'t> VecIndex<'t> {
     fn clear_record<B: BlockStore>(&self, b: &B, slot: u32) -> IResult<(), B::Error> {
         let (blk, off) = self.geo.level0_pos(slot);
         let mut w = wr(b, blk)?;
-        span_mut(&mut w, off, self.geo.level0_size as usize, "level-0 record position")?.fill(0);
+        span_mut(&mut w, off, self.level0_size, "level-0 record position")?.fill(0);
         Ok(())
     }
 
     /// Owner of `slot` (`None` when free or deleted).
     pub fn owner<B: BlockStore>(&self, b: &B, slot: u32) -> IResult<Option<MapEntry>, B::Error> {
         self.check_slot(slot)?;
-        let off = slot as u64 * MAP_ENTRY as u64;
-        let blk = rd(b, self.map_start + off / BLOCK_SIZE as u64)?;
-        let o = (off % BLOCK_SIZE as u64) as usize;
-        Ok(MapEntry::decode(slot, span(&blk, o, MAP_ENTRY, "vector map position")?)?)
+        let (blk, off) = self.map_pos(slot)?;
+        let blk = rd(b, blk)?;
+        Ok(MapEntry::decode(slot, span(&blk, off, MAP_ENTRY, "vector map position")?)?)
     }
 
     fn set_owner<B: BlockStore>(&self, b: &B, slot: u32, e: Option<MapEntry>) -> IResult<(), B::Error> {
-        let off = slot as u64 * MAP_ENTRY as u64;
-        let mut blk = wr(b, self.map_start + off / BLOCK_SIZE as u64)?;
-        let o = (off % BLOCK_SIZE as u64) as usize;
-        MapEntry::encode(e, slot, span_mut(&mut blk, o, MAP_ENTRY, "vector map position")?);
+        let (blk, off) = self.map_pos(slot)?;
+        let mut blk = wr(b, blk)?;
+        MapEntry::encode(e, slot, span_mut(&mut blk, off, MAP_ENTRY, "vector map position")?);
         Ok(())
     }
 
-    /// Copies the vector of `slot` (`dim` float bit patterns) into `out`.
+    /// Copies the vector of `slot` (`dim` float bit patterns) into `out` (at least `dim`
+    /// words). Errors: `Corrupt` for a slot past the capacity; `Invalid` for a short `out`;
+    /// the store's as `Io`.
     pub fn read_vector<B: BlockStore>(&self, b: &B, slot: u32, out: &mut [u32]) -> IResult<(), B::Error> {
         self.check_slot(slot)?;
-        let n = self.dim as usize;
-        let out = out.get_mut(..n).ok_or_else(|| IndexError::Invalid("vector buffer"))?;
-        let mut pos = slot as u64 * self.stride;
-        let mut done = 0usize;
-        while done < n {
-            let blk = rd(b, self.data_start + pos / BLOCK_SIZE as u64)?;
-            let o = (pos % BLOCK_SIZE as u64) as usize;
-            // The run of this vector inside this block, copied word by word from one slice.
-            let words = ((BLOCK_SIZE - o) / 4).min(n - done);
+        let mut rest = out.get_mut(..self.dim as usize).ok_or(IndexError::Invalid("vector buffer"))?;
+        // The vector runs from `off` to the end of its first block, then from the start of the
+        // next ones: each run copied word by word from one slice.
+        let (mut blk, mut off) = self.data_pos(slot)?;
+        while !rest.is_empty() {
+            let r = rd(b, blk)?;
+            let src = r.get(off..).ok_or(IndexError::Invalid("vector data position"))?;
+            let words = (src.len() / 4).min(rest.len());
             if words == 0 {
                 return Err(IndexError::Invalid("vector data position"));
             }
-            let src = span(&blk, o, 4 * words, "vector data position")?;
-            let dst = out.get_mut(done..done + words).ok_or(IndexError::Invalid("vector buffer"))?;
+            // words <= rest.len(): the split is in bounds.
+            let (dst, tail) = core::mem::take(&mut rest).split_at_mut(words);
             for (d, w) in dst.iter_mut().zip(src.chunks_exact(4)) {
                 if let Ok(w) = <[u8; 4]>::try_from(w) {
                     *d = u32::from_le_bytes(w);
                 }
             }
-            done += words;
-            pos += 4 * words as u64;
+            rest = tail;
+            (blk, off) = (blk.checked_add(1).ok_or_else(|| bad_pos("vector data position", slot))?, 0);
         }
         Ok(())
     }
 
     fn write_vector<B: BlockStore>(&self, b: &B, slot: u32, v: &[u32]) -> IResult<(), B::Error> {
-        let mut pos = slot as u64 * self.stride;
-        let mut done = 0usize;
-        while done < v.len() {
-            let mut blk = wr(b, self.data_start + pos / BLOCK_SIZE as u64)?;
-            let o = (pos % BLOCK_SIZE as u64) as usize;
-            let words = ((BLOCK_SIZE - o) / 4).min(v.len() - done);
+        // Runs as in `read_vector`.
+        let (mut blk, mut off) = self.data_pos(slot)?;
+        let mut rest = v;
+        while !rest.is_empty() {
+            let mut w = wr(b, blk)?;
+            let dst = w.get_mut(off..).ok_or(IndexError::Invalid("vector data position"))?;
+            let words = (dst.len() / 4).min(rest.len());
             if words == 0 {
                 return Err(IndexError::Invalid("vector data position"));
             }
-            let dst = span_mut(&mut blk, o, 4 * words, "vector data position")?;
-            let src = v.get(done..done + words).ok_or(IndexError::Invalid("vector length"))?;
-            for (d, w) in dst.chunks_exact_mut(4).zip(src) {
-                d.copy_from_slice(&w.to_le_bytes());
+            // words <= rest.len(): the split is in bounds.
+            let (src, tail) = rest.split_at(words);
+            for (d, x) in dst.chunks_exact_mut(4).zip(src) {
+                d.copy_from_slice(&x.to_le_bytes());
             }
-            done += words;
-            pos += 4 * words as u64;
+            rest = tail;
+            (blk, off) = (blk.checked_add(1).ok_or_else(|| bad_pos("vector data position", slot))?, 0);
         }
         Ok(())
     }
 
     fn bit<B: BlockStore>(&self, b: &B, slot: u32, on: Option<bool>) -> IResult<bool, B::Error> {
-        let bits = BLOCK_SIZE as u64 * 8;
-        let blk = self.bitmap_start + slot as u64 / bits;
-        let i = (slot as u64 % bits) as usize;
+        let bad = || bad_pos("vector bitmap position", slot);
+        let blk = self.bitmap_start.checked_add(u64::from(slot) / BITS_PER_BLOCK).ok_or_else(bad)?;
+        let i = usize::try_from(u64::from(slot) % BITS_PER_BLOCK).map_err(|_| bad())?;
         match on {
             None => Ok(bit_test(&rd(b, blk)?, i)),
             Some(on) => {
@@ -307,35 +407,39 @@ impl<'t> VecIndex<'t> {
         self.bit(b, slot, None)
     }
 
+    /// Takes the first free slot at or after the hint, else the first before it, and marks it
+    /// in use; `None` when every slot is in use.
     fn alloc_slot<B: BlockStore>(&mut self, b: &B) -> IResult<Option<u32>, B::Error> {
-        let bits = BLOCK_SIZE as u64 * 8;
-        let nblocks = self.capacity.div_ceil(bits);
-        for pass in 0..2u64 {
-            let start = if pass == 0 { self.hint.min(self.capacity) } else { 0 };
-            let end = if pass == 0 { self.capacity } else { self.hint.min(self.capacity) };
-            let mut pos = start;
-            while pos < end {
-                let bi = pos / bits;
-                if bi >= nblocks {
-                    break;
-                }
-                let base = bi * bits;
-                let limit = (end - base).min(bits) as usize;
-                let found = bit_find_clear(&rd(b, self.bitmap_start + bi)?, (pos - base) as usize, limit);
+        let bad = || FormatError::Corrupt { what: "vector capacity", value: self.capacity };
+        let hint = self.hint.min(self.capacity);
+        for (start, end) in [(hint, self.capacity), (0, hint)] {
+            if start >= end {
+                continue;
+            }
+            // Bitmap block `bi` holds slots `base .. base + BITS_PER_BLOCK`; search the part of
+            // it inside `start .. end`.
+            for bi in start / BITS_PER_BLOCK..end.div_ceil(BITS_PER_BLOCK) {
+                let base = bi.checked_mul(BITS_PER_BLOCK).ok_or_else(bad)?;
+                let from = usize::try_from(start.saturating_sub(base)).map_err(|_| bad())?;
+                let limit = usize::try_from(end.saturating_sub(base).min(BITS_PER_BLOCK)).map_err(|_| bad())?;
+                let blk = self.bitmap_start.checked_add(bi).ok_or_else(bad)?;
+                // (Its own statement: the block's read borrow ends before the bit is set.)
+                let found = bit_find_clear(&rd(b, blk)?, from, limit);
                 if let Some(i) = found {
-                    let slot = (base + i as u64) as u32;
+                    // i < limit: the slot is below `end`, so below the capacity.
+                    let slot = base.checked_add(i as u64).and_then(|s| u32::try_from(s).ok()).ok_or_else(bad)?;
                     self.bit(b, slot, Some(true))?;
-                    self.hint = slot as u64 + 1;
+                    // A u32 plus one in a u64: exact.
+                    self.hint = u64::from(slot).saturating_add(1);
                     return Ok(Some(slot));
                 }
-                pos = base + bits;
             }
         }
         Ok(None)
     }
 
     fn no_space<E>(&self) -> IndexError<E> {
-        IndexError::NoSpace { live: self.header.live as u64, capacity: self.capacity }
+        IndexError::NoSpace { live: u64::from(self.header.live), capacity: self.capacity }
     }
 
     fn write_header<B: BlockStore>(&self, b: &B) -> IResult<(), B::Error> {
@@ -358,6 +462,11 @@ impl<'t> VecIndex<'t> {
         if vector.len() != self.dim as usize {
             return Err(IndexError::Invalid("vector dimension"));
         }
+        let live = self
+            .header
+            .live
+            .checked_add(1)
+            .ok_or(FormatError::Corrupt { what: "hnsw live count", value: u64::from(self.header.live) })?;
         let slot = match self.alloc_slot(b)? {
             Some(s) => s,
             None if self.header.deleted > 0 => {
@@ -371,43 +480,50 @@ impl<'t> VecIndex<'t> {
         self.set_owner(b, slot, Some(owner))?;
         self.set_head(b, slot, &Level0Head { count: 0, level, flags: NODE_IN_GRAPH, upper })?;
         for l in 1..=level {
-            let (blk, off) = self.geo.upper_pos(upper as u64 + l as u64 - 1);
+            let (blk, off) = self.upper_pos(upper, l)?;
             put_u32(&mut wr(b, blk)?, off, 0);
         }
-        let entry = self.entry();
+        let entry = self.entry()?;
         let mut g = GraphStore { b, ix: self, query: vector, bounce: &mut *s.bounce };
         let new_entry = hnsw::insert(&mut g, visited, &mut s.hnsw, &self.params, slot, level, entry)?;
         if let Some((e, l)) = new_entry {
             self.header.entry = e;
-            self.header.entry_level = l as u32;
+            self.header.entry_level = u32::from(l);
         }
-        self.header.live += 1;
+        self.header.live = live;
         self.write_header(b)?;
         Ok(slot)
     }
 
     /// Removes the vector in `slot`: it becomes a tombstone (still routing searches) and its
-    /// owner is cleared. Purges the graph when tombstones reach a quarter of the vectors.
+    /// owner is cleared. Purges the graph when tombstones reach a quarter of the vectors (and
+    /// at least 16), or no live vector is left.
+    /// Errors: `Corrupt` for a slot not in the graph or a tombstone count at `u32::MAX`; the
+    /// store's as `Io`.
     pub fn remove<B: BlockStore>(&mut self, b: &B, s: &mut IndexScratch<'_>, slot: u32) -> IResult<(), B::Error> {
         let mut h = self.head(b, slot)?;
         if h.flags != NODE_IN_GRAPH {
             return Err(IndexError::Corrupt(FormatError::Corrupt {
                 what: "removing a vector not in the graph",
-                value: slot as u64,
+                value: u64::from(slot),
             }));
         }
+        let deleted = self
+            .header
+            .deleted
+            .checked_add(1)
+            .ok_or(FormatError::Corrupt { what: "hnsw deleted count", value: u64::from(self.header.deleted) })?;
         h.flags |= NODE_DELETED;
         self.set_head(b, slot, &h)?;
         self.set_owner(b, slot, None)?;
         self.header.live = self.header.live.saturating_sub(1);
-        self.header.deleted += 1;
+        self.header.deleted = deleted;
         if self.header.entry == slot {
             self.pick_entry(b)?;
         }
-        if self.header.deleted as u64 * 4 >= (self.header.live as u64 + self.header.deleted as u64)
-            && self.header.deleted >= 16
-            || self.header.live == 0
-        {
+        // u32 counts in u64s: the product and the sum are exact.
+        let (live, deleted) = (u64::from(self.header.live), u64::from(self.header.deleted));
+        if deleted.saturating_mul(4) >= live.saturating_add(deleted) && deleted >= 16 || live == 0 {
             self.purge(b, s)?;
         }
         self.write_header(b)
@@ -416,7 +532,7 @@ impl<'t> VecIndex<'t> {
     /// Picks a live node of the highest level as the entry point (or none).
     fn pick_entry<B: BlockStore>(&mut self, b: &B) -> IResult<(), B::Error> {
         let mut best: Option<(u8, u32)> = None;
-        for slot in 0..self.capacity as u32 {
+        for slot in self.slots()? {
             let (level, _) = self.slot_level(slot);
             if best.is_some_and(|(l, _)| level <= l) {
                 continue;
@@ -428,7 +544,7 @@ impl<'t> VecIndex<'t> {
         match best {
             Some((l, s)) => {
                 self.header.entry = s;
-                self.header.entry_level = l as u32;
+                self.header.entry_level = u32::from(l);
             }
             None => {
                 self.header.entry = NO_SLOT;
@@ -444,7 +560,7 @@ impl<'t> VecIndex<'t> {
         if self.header.deleted == 0 {
             return Ok(());
         }
-        for slot in 0..self.capacity as u32 {
+        for slot in self.slots()? {
             let h = self.head(b, slot)?;
             if h.flags != NODE_IN_GRAPH {
                 continue;
@@ -454,7 +570,7 @@ impl<'t> VecIndex<'t> {
                 hnsw::repair(&mut g, &mut s.hnsw, &self.params, slot, level)?;
             }
         }
-        for slot in 0..self.capacity as u32 {
+        for slot in self.slots()? {
             let h = self.head(b, slot)?;
             if h.flags & NODE_DELETED != 0 {
                 self.clear_record(b, slot)?;
@@ -469,23 +585,25 @@ impl<'t> VecIndex<'t> {
         self.write_header(b)
     }
 
-    /// The `k` nearest live vectors to `query` (`dim` float bit patterns): `(key, slot)` pairs,
-    /// nearest first, into `out`; returns how many.
+    /// The `knn.k` nearest live vectors to `query` (`dim` float bit patterns), with candidate
+    /// list `knn.ef` (see [`hnsw::search`]): `(key, slot)` pairs, nearest first, into `out`;
+    /// returns how many. Errors: `Invalid` for a query of the wrong dimension or scratch too
+    /// small; `Corrupt`; the store's as `Io`.
     pub fn search<B: BlockStore, V: Visited + ?Sized>(
         &self,
         b: &B,
         s: &mut IndexScratch<'_>,
         visited: &mut V,
         query: &[u32],
-        k: usize,
-        ef: usize,
+        knn: Knn,
         out: &mut [(u32, u32)],
     ) -> IResult<usize, B::Error> {
         if query.len() != self.dim as usize {
             return Err(IndexError::Invalid("query dimension"));
         }
+        let entry = self.entry()?;
         let mut g = GraphStore { b, ix: self, query, bounce: &mut *s.bounce };
-        hnsw::search(&mut g, visited, &mut s.hnsw, self.params.m, self.entry(), k, ef, out)
+        hnsw::search(&mut g, visited, &mut s.hnsw, self.params.m, entry, knn, out)
     }
 }
 
@@ -497,35 +615,43 @@ struct GraphStore<'a, 't, B: BlockStore> {
     bounce: &'a mut [u32],
 }
 
+/// Where the link list of a node at one level lies: its count at the start of the record (the
+/// level-0 head's `u16`, or the `u32` that starts an upper record), the links after it.
+struct LinkList {
+    /// Block holding the record.
+    blk: u64,
+    /// Byte offset of the record, and of its count, in the block.
+    at: usize,
+    /// Byte offset of the first link in the block.
+    links: usize,
+    /// Whether this is the level-0 record (its count is the head's `u16`).
+    level0: bool,
+    /// Links the list holds at most (`2m` at level 0, `m` above).
+    cap: usize,
+}
+
 impl<B: BlockStore> GraphStore<'_, '_, B> {
-    /// Distances from `q` (a pointer to dim words) to the vectors of `ids`, batch by batch.
+    /// Distances from `q` (a pointer to dim words) to the vectors of `ids`, batch by batch,
+    /// as keys into `keys[..ids.len()]`.
     fn dist_from(&mut self, q: *const u32, ids: &[u32], keys: &mut [u32]) -> IResult<(), B::Error> {
         let ix = self.ix;
-        let words = (ix.stride / 4) as usize;
-        let vec_bytes = ix.dim as usize * 4;
-        let mut done = 0usize;
-        for chunk in ids.chunks(BATCH) {
+        let keys = keys.get_mut(..ids.len()).ok_or(IndexError::Invalid("key buffer"))?;
+        for (chunk, out) in ids.chunks(BATCH).zip(keys.chunks_mut(BATCH)) {
             let mut refs: [Option<B::Ref<'_>>; BATCH] = core::array::from_fn(|_| None);
             let mut ptrs = [core::ptr::null::<u32>(); BATCH];
-            for (i, &id) in chunk.iter().enumerate() {
+            for ((i, &id), p) in chunk.iter().enumerate().zip(ptrs.iter_mut()) {
                 ix.check_slot(id)?;
-                let pos = id as u64 * ix.stride;
-                let off = (pos % BLOCK_SIZE as u64) as usize;
-                if off + vec_bytes <= BLOCK_SIZE {
-                    let r = rd(self.b, ix.data_start + pos / BLOCK_SIZE as u64)?;
-                    let p = ptrs.get_mut(i).ok_or(IndexError::Invalid("batch size"))?;
-                    *p = span(&r, off, vec_bytes, "vector data position")?.as_ptr().cast();
+                let (blk, off) = ix.data_pos(id)?;
+                if off.checked_add(ix.vec_bytes).is_some_and(|end| end <= BLOCK_SIZE) {
+                    let r = rd(self.b, blk)?;
+                    *p = span(&r, off, ix.vec_bytes, "vector data position")?.as_ptr().cast();
                     *refs.get_mut(i).ok_or(IndexError::Invalid("batch size"))? = Some(r);
                 } else {
-                    let dst = self
-                        .bounce
-                        .get_mut(i * words..(i + 1) * words)
-                        .ok_or_else(|| IndexError::Invalid("bounce buffer"))?;
+                    let dst = bounce_slot(self.bounce, ix.words, i).ok_or(IndexError::Invalid("bounce buffer"))?;
                     ix.read_vector(self.b, id, dst)?;
-                    *ptrs.get_mut(i).ok_or(IndexError::Invalid("batch size"))? = dst.as_ptr();
+                    *p = dst.as_ptr();
                 }
             }
-            let out = keys.get_mut(done..done + chunk.len()).ok_or_else(|| IndexError::Invalid("key buffer"))?;
             let ptrs = ptrs.get(..chunk.len()).ok_or(IndexError::Invalid("batch size"))?;
             // SAFETY: `q` points at the query (dim words) or a bounce buffer; each pointer of the
             // batch was set above (none is null) and points at `dim` words inside a block held in
@@ -534,28 +660,30 @@ impl<B: BlockStore> GraphStore<'_, '_, B> {
             for k in out.iter_mut() {
                 *k = crate::distance::key_from_bits(*k);
             }
-            done += chunk.len();
         }
         Ok(())
     }
 
-    fn list_pos(&self, node: u32, level: u8) -> IResult<Option<(u64, usize, usize, usize)>, B::Error> {
+    /// Where the list of `node` at `level` lies; `None` above the node's level.
+    /// Errors: `Corrupt` for a free slot (a link to it) or a bad record head.
+    fn list_pos(&self, node: u32, level: u8) -> IResult<Option<LinkList>, B::Error> {
         let h = self.ix.head(self.b, node)?;
         if h.flags == 0 {
             return Err(IndexError::Corrupt(FormatError::Corrupt {
                 what: "link to a free vector slot",
-                value: node as u64,
+                value: u64::from(node),
             }));
         }
-        if level == 0 {
-            let (blk, off) = self.ix.geo.level0_pos(node);
-            return Ok(Some((blk, off + 8, 2, self.ix.geo.m0 as usize)));
-        }
-        if level > h.level {
+        // Level 0: count u16, level u8, flags u8, upper u32, links. Above: count u32, links.
+        let ((blk, at), level0, head, cap) = if level == 0 {
+            (self.ix.geo.level0_pos(node), true, 8, self.ix.geo.m0)
+        } else if level > h.level {
             return Ok(None);
-        }
-        let (blk, off) = self.ix.geo.upper_pos(h.upper as u64 + level as u64 - 1);
-        Ok(Some((blk, off + 4, 4, self.ix.geo.m as usize)))
+        } else {
+            (self.ix.upper_pos(h.upper, level)?, false, 4, self.ix.geo.m)
+        };
+        let links = at.checked_add(head).ok_or(IndexError::Invalid("hnsw record position"))?;
+        Ok(Some(LinkList { blk, at, links, level0, cap: cap as usize }))
     }
 }
 
@@ -568,29 +696,28 @@ impl<B: BlockStore> Store for GraphStore<'_, '_, B> {
     }
 
     fn dist_pair(&mut self, a: u32, ids: &[u32], keys: &mut [u32]) -> IResult<(), B::Error> {
-        let words = (self.ix.stride / 4) as usize;
         // The last bounce slot holds `a` (the batch uses the first BATCH).
-        let start = (BATCH + 1) * words;
-        let buf = self.bounce.get_mut(start..start + words).ok_or_else(|| IndexError::Invalid("bounce buffer"))?;
+        let buf = bounce_slot(self.bounce, self.ix.words, PAIR_SLOT).ok_or(IndexError::Invalid("bounce buffer"))?;
         self.ix.read_vector(self.b, a, buf)?;
         let q = buf.as_ptr();
         self.dist_from(q, ids, keys)
     }
 
     fn links(&mut self, node: u32, level: u8, out: &mut [u32]) -> IResult<usize, B::Error> {
-        let Some((blk, off, count_bytes, cap)) = self.list_pos(node, level)? else { return Ok(0) };
-        let r = rd(self.b, blk)?;
-        // The count sits just before the links: u16 at level 0, u32 above.
-        let count = if count_bytes == 2 {
-            crate::format::le::u16_at(&r, off - 8, "hnsw level-0 record").map_err(IndexError::Corrupt)? as usize
+        let Some(l) = self.list_pos(node, level)? else { return Ok(0) };
+        let r = rd(self.b, l.blk)?;
+        let count = if l.level0 {
+            usize::from(u16_at(&r, l.at, "hnsw level-0 record")?)
         } else {
-            u32_at(&r, off - 4, "hnsw upper record").map_err(IndexError::Corrupt)? as usize
+            u32_at(&r, l.at, "hnsw upper record")? as usize
         };
-        if count > cap || count > out.len() {
+        if count > l.cap || count > out.len() {
             return Err(IndexError::Corrupt(FormatError::Corrupt { what: "hnsw link count", value: count as u64 }));
         }
-        for (i, o) in out.iter_mut().take(count).enumerate() {
-            let v = u32_at(&r, off + 4 * i, "hnsw links").map_err(IndexError::Corrupt)?;
+        // count <= cap <= 256: the byte length is exact.
+        let raw = span(&r, l.links, count.saturating_mul(4), "hnsw links position")?;
+        for (o, w) in out.iter_mut().zip(raw.chunks_exact(4)) {
+            let v = u32_at(w, 0, "hnsw links")?;
             self.ix.check_slot(v)?;
             *o = v;
         }
@@ -598,23 +725,25 @@ impl<B: BlockStore> Store for GraphStore<'_, '_, B> {
     }
 
     fn set_links(&mut self, node: u32, level: u8, links: &[u32]) -> IResult<(), B::Error> {
-        let Some((blk, off, count_bytes, cap)) = self.list_pos(node, level)? else {
+        let Some(l) = self.list_pos(node, level)? else {
             return Err(IndexError::Invalid("set_links above the node's level"));
         };
-        if links.len() > cap {
+        if links.len() > l.cap {
             return Err(IndexError::Invalid("too many links"));
         }
-        if count_bytes == 2 {
+        if l.level0 {
             let mut h = self.ix.head(self.b, node)?;
-            h.count = links.len() as u16;
+            h.count = u16::try_from(links.len()).map_err(|_| IndexError::Invalid("too many links"))?;
             self.ix.set_head(self.b, node, &h)?;
         }
-        let mut w = wr(self.b, blk)?;
-        if count_bytes == 4 {
-            put_u32(&mut w, off - 4, links.len() as u32);
+        let mut w = wr(self.b, l.blk)?;
+        if !l.level0 {
+            put_count(&mut w, l.at, links.len());
         }
-        for (i, &l) in links.iter().enumerate() {
-            put_u32(&mut w, off + 4 * i, l);
+        // links.len() <= cap <= 256: the byte length is exact.
+        let dst = span_mut(&mut w, l.links, links.len().saturating_mul(4), "hnsw links position")?;
+        for (d, &x) in dst.chunks_exact_mut(4).zip(links) {
+            d.copy_from_slice(&x.to_le_bytes());
         }
         Ok(())
     }
@@ -624,7 +753,7 @@ impl<B: BlockStore> Store for GraphStore<'_, '_, B> {
         if h.flags == 0 {
             return Err(IndexError::Corrupt(FormatError::Corrupt {
                 what: "link to a free vector slot",
-                value: node as u64,
+                value: u64::from(node),
             }));
         }
         Ok(h.flags & NODE_DELETED != 0)
