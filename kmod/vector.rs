@@ -11,7 +11,7 @@ use crate::format::inode::INLINE_VEC_IDS;
 use crate::format::vector::{
     check_vec_ids_block, vec_ids_block_build, vec_ids_block_count, vec_ids_block_get, HnswHeader, MapEntry, MAX_CHUNKS,
 };
-use crate::hnsw::{Scratch, Visited};
+use crate::hnsw::{Knn, Scratch, Visited};
 use crate::index::{index_error, IndexState};
 use crate::pins::KBlocks;
 use crate::sb::{FsInode, Inode, Locked, SuperBlock};
@@ -216,7 +216,7 @@ pub struct Hit {
 pub fn search(sb: &SuperBlock, query: &[u32], k: usize, ef: usize, out: &mut [Hit]) -> Result<usize> {
     with_index(sb, |ix, b, s, visited, results| {
         let k = k.min(results.len()).min(out.len());
-        let n = ix.search(b, s, visited, query, k, ef, results).map_err(|e| index_error(sb, e))?;
+        let n = ix.search(b, s, visited, query, Knn { k, ef }, results).map_err(|e| index_error(sb, e))?;
         for (o, &(key, slot)) in out.iter_mut().zip(results.iter().take(n)) {
             let Some(e) = ix.owner(b, slot).map_err(|e| index_error(sb, e))? else {
                 return Err(sb.corrupt("live vector slot without owner", slot as u64));
