@@ -157,7 +157,7 @@ pub fn read_chunk_list<F: ChunkFile>(file: &F, data: Extent64, out: &mut [u32]) 
     if (n > INLINE_VEC_IDS) != (f.block != 0) {
         return Err(FormatError::Corrupt { what: "inode vector id block", value: f.block }.into());
     }
-    let out = out.get_mut(..n).ok_or(IndexError::Invalid("chunk list buffer"))?;
+    let out = out.get_mut(..n).ok_or_else(|| IndexError::Invalid("chunk list buffer"))?;
     for (d, s) in out.iter_mut().zip(f.inline.iter()) {
         *d = *s;
     }
@@ -168,7 +168,7 @@ pub fn read_chunk_list<F: ChunkFile>(file: &F, data: Extent64, out: &mut [u32]) 
         let b = file.read_block(f.block).map_err(IndexError::Io)?;
         check_vec_ids_block(&b, f.block, file.ino())?;
         let count = vec_ids_block_count(&b)?;
-        let rest = out.get_mut(INLINE_VEC_IDS..).ok_or(IndexError::Invalid("chunk list buffer"))?;
+        let rest = out.get_mut(INLINE_VEC_IDS..).ok_or_else(|| IndexError::Invalid("chunk list buffer"))?;
         if count != rest.len() {
             return Err(FormatError::Corrupt { what: "vector id block count vs inode", value: count as u64 }.into());
         }
@@ -382,8 +382,8 @@ impl<A: Alloc> IndexMem<A> {
                 _ => return Err(IndexError::NoSpace { live, capacity: ix.capacity }),
             }
             let total = if truncate { end } else { end.max(old_n) };
-            let old = pad.old_ids.get(..old_n).ok_or(IndexError::Invalid("chunk list buffer"))?;
-            let new = pad.new_ids.get_mut(..total).ok_or(IndexError::Invalid("chunk list buffer"))?;
+            let old = pad.old_ids.get(..old_n).ok_or_else(|| IndexError::Invalid("chunk list buffer"))?;
+            let new = pad.new_ids.get_mut(..total).ok_or_else(|| IndexError::Invalid("chunk list buffer"))?;
             for (i, d) in new.iter_mut().enumerate() {
                 *d = if (first..end).contains(&i) { 0 } else { old.get(i).copied().unwrap_or(0) };
             }
@@ -454,10 +454,10 @@ impl<A: Alloc> IndexMem<A> {
             let rest = n_ids.checked_sub(first).ok_or(Reject::PastLastChunk { first, chunks: n_ids })?;
             let n = max.min(rest);
             // n <= MAX_CHUNKS and dim <= MAX_DIM for a validated superblock.
-            let words = n.checked_mul(dim.get()).ok_or(IndexError::Invalid("chunk buffer size"))?;
+            let words = n.checked_mul(dim.get()).ok_or_else(|| IndexError::Invalid("chunk buffer size"))?;
             let mut out = alloc(words).map_err(IndexError::Io)?;
             let ids = pad.old_ids.get(first..).and_then(|ids| ids.get(..n));
-            let ids = ids.ok_or(IndexError::Invalid("chunk list buffer"))?;
+            let ids = ids.ok_or_else(|| IndexError::Invalid("chunk list buffer"))?;
             for (&slot, dst) in ids.iter().zip(out.chunks_exact_mut(dim.get())) {
                 ix.read_vector(b, slot, dst)?;
             }
@@ -518,7 +518,7 @@ impl<A: Alloc> IndexMem<A> {
         }
         self.with_index(dist, |ix, pad| {
             let k = k.min(out.len());
-            let res = pad.results.get_mut(..k).ok_or(IndexError::Invalid("result buffer"))?;
+            let res = pad.results.get_mut(..k).ok_or_else(|| IndexError::Invalid("result buffer"))?;
             let n = ix.search(b, &mut pad.scratch, &mut *pad.visited, query, Knn { k, ef }, res)?;
             for (o, &(key, slot)) in out.iter_mut().zip(res.iter().take(n)) {
                 let Some(e) = ix.owner(b, slot)? else {
