@@ -7,12 +7,12 @@ use crate::abi::{
     MAX_ARG_SIZE, NR_GET_EMBEDDINGS, NR_REMOVE_EMBEDDINGS, NR_SEARCH, NR_SET_EMBEDDINGS, NR_STATS, VEXFS_IOCTL_MAGIC,
     VEXFS_MAX_CHUNKS, VEXFS_MAX_EF, VEXFS_MAX_K, VEXFS_SET_TRUNCATE,
 };
+use crate::embed::{MAX_EF, MAX_K};
 use crate::error::ENODATA;
 use crate::format::le::{put_u32, u32_at};
 use crate::format::superblock::Region;
 use crate::format::vector::{MAX_CHUNKS, NO_SLOT};
 use crate::format::BLOCK_SIZE;
-use crate::index::{DEFAULT_EF, MAX_EF, MAX_K};
 use crate::sb::{Inode, SuperBlock};
 use crate::vector::{self, Hit};
 use kernel::ioctl::{_IOW, _IOWR};
@@ -168,13 +168,8 @@ fn search(sb: &SuperBlock, arg: usize) -> Result {
     if a.flags != 0 || a.reserved != [0; 3] || dim != sb.disk().vec_dim {
         return Err(EINVAL);
     }
-    if k == 0 || k > MAX_K {
-        return Err(EINVAL);
-    }
-    let ef = if ef == 0 { k.max(DEFAULT_EF) } else { ef };
-    if ef < k || ef > MAX_EF {
-        return Err(EINVAL);
-    }
+    // k and ef are refused before user memory is read (the core checks them again).
+    let ef = crate::embed::check_search(k, ef, MAX_EF).map_err(|_| EINVAL)?;
     let query = read_words(a.query, dim as usize)?;
     if crate::distance::first_nonfinite(&query).is_some() {
         return Err(EINVAL);
@@ -185,7 +180,7 @@ fn search(sb: &SuperBlock, arg: usize) -> Result {
     let mut out = KVVec::from_elem(0u8, n * VexfsSearchResult::SIZE, GFP_KERNEL)?;
     for (i, h) in hits.iter().take(n).enumerate() {
         let o = out.as_mut_slice().get_mut(i * VexfsSearchResult::SIZE..).ok_or(EINVAL)?;
-        VexfsSearchResult::encode_bits(h.ino, h.chunk, h.dist_bits, o).ok_or(EINVAL)?;
+        VexfsSearchResult::encode_bits(h.ino, h.chunk, h.dist_bits(), o).ok_or(EINVAL)?;
     }
     if n > 0 {
         UserSlice::new(usize::try_from(a.results).map_err(|_| EFAULT)?, out.len()).writer().write_slice(&out)?;

@@ -1,236 +1,181 @@
-//! Embeddings on files and k-NN search: the kernel side of `core::vindex`.
+//! Embeddings on files and k-NN search: the kernel's thin adapter of `core::embed`.
 //!
-//! One [`IndexState`] per mounted filesystem, behind its own lock (`SbInfo::index`), taken
-//! before the metadata lock when both are needed, never after it. All memory a search uses is
-//! allocated at mount and sized by the documented limits; nothing is allocated per query.
+//! The embedding logic (argument checks, chunk lists, set/replace/remove, searches naming
+//! files) is `core::embed`, the same code the offline writer runs; this file supplies the
+//! file side ([`KFile`]: the inode under the metadata lock, its blocks through the buffer
+//! cache) and turns index errors into errnos ([`index_error`]).
+//!
+//! Lock order: the index lock (`SbInfo::index`, one [`IndexState`] per mount) before the
+//! metadata lock, never after it; the metadata lock is taken only for the moments a chunk list
+//! is read or stored, never across index work.
 
 use crate::buf::Buf;
-use crate::distance::{bits_from_key, first_nonfinite};
-use crate::error::ENOSPC;
-use crate::format::inode::INLINE_VEC_IDS;
-use crate::format::vector::{
-    check_vec_ids_block, vec_ids_block_build, vec_ids_block_count, vec_ids_block_get, HnswHeader, MapEntry, MAX_CHUNKS,
-};
-use crate::hnsw::{Knn, Scratch, Visited};
+use crate::embed::{ChunkFields, ChunkFile, ChunkFiles};
+use crate::format::vector::HnswHeader;
 use crate::index::{index_error, IndexState};
 use crate::pins::KBlocks;
 use crate::sb::{FsInode, Inode, Locked, SuperBlock};
-use crate::vindex::{IndexScratch, VecIndex};
 use kernel::prelude::*;
 
-/// Runs `f` on the index of `sb` with its scratch memory, under the index lock, and keeps
-/// the header and slot hint it leaves.
+pub use crate::embed::Hit;
+
+/// The file whose chunks an operation changes: locked on demand ([`ChunkFiles::lock`]).
+struct KFile<'a> {
+    inode: &'a Inode,
+}
+
+/// The file locked: the metadata lock held and the inode's state loaded. A changed state is
+/// stored at once ([`ChunkFile::set_fields`], block allocation); the inode is marked dirty once
+/// the lock is released.
+struct LockedFile<'a> {
+    g: Option<Locked<'a>>,
+    inode: &'a Inode,
+    st: FsInode,
+    changed: bool,
+}
+
+impl<'a> ChunkFiles for KFile<'a> {
+    type Error = Error;
+    type Locked<'b>
+        = LockedFile<'b>
+    where
+        Self: 'b;
+
+    fn lock(&mut self) -> Result<LockedFile<'_>> {
+        let g = self.inode.sb().lock();
+        let st = self.inode.load(&g);
+        Ok(LockedFile { g: Some(g), inode: self.inode, st, changed: false })
+    }
+}
+
+impl<'a> LockedFile<'a> {
+    fn guard(&mut self) -> Result<&mut Locked<'a>> {
+        // The guard is taken only by `drop`.
+        self.g.as_mut().ok_or(EINVAL)
+    }
+
+    fn save(&mut self) -> Result {
+        let st = self.st;
+        let g = self.g.as_ref().ok_or(EINVAL)?;
+        self.inode.store(g, &st);
+        self.changed = true;
+        Ok(())
+    }
+}
+
+impl Drop for LockedFile<'_> {
+    fn drop(&mut self) {
+        drop(self.g.take());
+        if self.changed {
+            self.inode.mark_dirty();
+        }
+    }
+}
+
+impl ChunkFile for LockedFile<'_> {
+    type Error = Error;
+    type Ref<'b>
+        = Buf
+    where
+        Self: 'b;
+
+    fn ino(&self) -> u64 {
+        self.inode.ino()
+    }
+
+    fn fields(&self) -> ChunkFields {
+        ChunkFields { count: self.st.vec_count, block: self.st.vec_block, inline: self.st.vec_ids }
+    }
+
+    fn set_fields(&mut self, f: ChunkFields) -> Result {
+        self.st.vec_count = f.count;
+        self.st.vec_block = f.block;
+        self.st.vec_ids = f.inline;
+        self.save()
+    }
+
+    fn read_block(&self, n: u64) -> Result<Buf> {
+        Buf::read(self.inode.sb(), n)
+    }
+
+    fn write_block(&mut self, n: u64, fresh: bool, build: &mut dyn FnMut(&mut [u8])) -> Result {
+        let sb = self.inode.sb();
+        let mut b = if fresh { Buf::zeroed(sb, n)? } else { Buf::read(sb, n)? };
+        build(&mut b);
+        b.mark_dirty_for(self.inode);
+        Ok(())
+    }
+
+    fn alloc_block(&mut self) -> Result<u64> {
+        let blocks =
+            self.st.blocks.checked_add(1).ok_or_else(|| self.inode.sb().corrupt("inode block count", u64::MAX))?;
+        let b = self.guard()?.alloc_block(0)?;
+        self.st.blocks = blocks;
+        self.save()?;
+        Ok(b)
+    }
+
+    fn free_block(&mut self, n: u64) -> Result {
+        self.guard()?.free_block(n)?;
+        self.st.blocks = self.st.blocks.saturating_sub(1);
+        self.save()?;
+        // Drops any pending write of the freed block.
+        Buf::zeroed(self.inode.sb(), n)?.forget();
+        Ok(())
+    }
+}
+
+/// Runs `f` on the index of `sb` under the index lock; index errors become errnos.
 fn with_index<R>(
     sb: &SuperBlock,
-    f: impl FnOnce(&mut VecIndex<'_>, &KBlocks<'_>, &mut IndexScratch<'_>, &mut dyn Visited, &mut [(u32, u32)]) -> Result<R>,
+    f: impl FnOnce(
+        &mut crate::index::KIndexMem,
+        &KBlocks<'_>,
+        &crate::pins::FpuKernel,
+    ) -> crate::index_error::IResult<R, Error>,
 ) -> Result<R> {
     let mut g = sb.info().index.lock();
-    let st: &mut IndexState = &mut g;
-    let blocks = KBlocks { dev: sb, pins: &st.pins };
-    let mut ix = VecIndex::with_header(sb.disk(), st.upper.as_slice(), st.header, st.hint, &st.kernel);
-    let mut scratch = IndexScratch {
-        hnsw: Scratch { pool: st.pool.as_mut_slice(), work: st.work.as_mut_slice() },
-        bounce: st.bounce.as_mut_slice(),
-    };
-    let r = f(&mut ix, &blocks, &mut scratch, &mut st.visited, st.results.as_mut_slice());
-    st.header = ix.header;
-    st.hint = ix.hint;
-    r
-}
-
-/// The slot of each chunk of `inode`, in chunk order.
-fn load_ids(g: &Locked<'_>, inode: &Inode, st: &FsInode) -> Result<KVec<u32>> {
-    let sb = g.sb();
-    let n = st.vec_count as usize;
-    if n > MAX_CHUNKS || (n > INLINE_VEC_IDS) != (st.vec_block != 0) {
-        return Err(sb.corrupt("inode vector count", n as u64));
-    }
-    let mut v = KVec::with_capacity(n, GFP_KERNEL)?;
-    for &id in st.vec_ids.iter().take(n.min(INLINE_VEC_IDS)) {
-        v.push(id, GFP_KERNEL)?;
-    }
-    if n > INLINE_VEC_IDS {
-        let b = Buf::read(sb, st.vec_block)?;
-        check_vec_ids_block(&b, st.vec_block, inode.ino()).map_err(|e| sb.report(e))?;
-        let count = vec_ids_block_count(&b).map_err(|e| sb.report(e))?;
-        if count != n - INLINE_VEC_IDS {
-            return Err(sb.corrupt("vector id block count vs inode", count as u64));
-        }
-        for i in 0..count {
-            v.push(vec_ids_block_get(&b, i).map_err(|e| sb.report(e))?, GFP_KERNEL)?;
-        }
-    }
-    Ok(v)
-}
-
-/// Stores `ids` as the chunk list of `inode`, allocating or freeing its vector-id block.
-fn store_ids(g: &mut Locked<'_>, inode: &Inode, st: &mut FsInode, ids: &[u32]) -> Result {
-    if ids.len() > MAX_CHUNKS {
-        return Err(E2BIG);
-    }
-    let sb = g.sb();
-    let ino = inode.ino();
-    if ids.len() > INLINE_VEC_IDS {
-        let mut b = if st.vec_block == 0 {
-            let blk = g.alloc_block(0)?;
-            st.vec_block = blk;
-            st.blocks += 1;
-            Buf::zeroed(sb, blk)?
-        } else {
-            Buf::read(sb, st.vec_block)?
-        };
-        vec_ids_block_build(&mut b, st.vec_block, ino, ids.get(INLINE_VEC_IDS..).unwrap_or(&[]));
-        b.mark_dirty_for(inode);
-    } else if st.vec_block != 0 {
-        let blk = st.vec_block;
-        g.free_block(blk)?;
-        st.vec_block = 0;
-        st.blocks = st.blocks.saturating_sub(1);
-        Buf::zeroed(sb, blk)?.forget();
-    }
-    st.vec_ids = [0; INLINE_VEC_IDS];
-    for (d, s) in st.vec_ids.iter_mut().zip(ids.iter()) {
-        *d = *s;
-    }
-    st.vec_count = ids.len() as u32;
-    Ok(())
-}
-
-fn current_ids(inode: &Inode) -> Result<KVec<u32>> {
-    let g = inode.sb().lock();
-    let st = inode.load(&g);
-    load_ids(&g, inode, &st)
-}
-
-fn save_ids(inode: &Inode, ids: &[u32]) -> Result {
-    let mut g = inode.sb().lock();
-    let mut st = inode.load(&g);
-    let r = store_ids(&mut g, inode, &mut st, ids);
-    inode.store(&g, &st);
-    drop(g);
-    inode.mark_dirty();
-    r
+    let IndexState { pins, mem, kernel } = &mut *g;
+    let blocks = KBlocks { dev: sb, pins };
+    f(mem, &blocks, kernel).map_err(|e| index_error(sb, e))
 }
 
 /// Sets chunks `first .. first + count` of `inode` from `data` (`count * dim` float bit
-/// patterns), atomically: all new vectors are inserted before any old one is removed, and a
-/// failure removes the ones inserted. With `truncate`, chunks past the set ones are dropped.
-/// Errors: EINVAL (gap, NaN/Inf, count 0), E2BIG (past MAX_CHUNKS), ENOSPC, EISDIR.
+/// patterns): `core::embed::IndexMem::set_chunks`. With `truncate`, chunks past the set ones
+/// are dropped. Errors: EISDIR (a directory), EINVAL (gap, NaN/Inf, no vectors, bad length),
+/// E2BIG (past MAX_CHUNKS), ENOSPC, EUCLEAN, EIO, ENOMEM.
 pub fn set_embeddings(inode: &Inode, first: usize, data: &[u32], truncate: bool) -> Result {
-    let sb = inode.sb();
-    let dim = sb.disk().vec_dim as usize;
     if inode.is_dir() {
         return Err(EISDIR);
     }
-    let count = data.len() / dim;
-    if count == 0 || data.len() % dim != 0 {
-        return Err(EINVAL);
-    }
-    if first.checked_add(count).map_or(true, |e| e > MAX_CHUNKS) {
-        return Err(E2BIG);
-    }
-    if first_nonfinite(data).is_some() {
-        return Err(EINVAL);
-    }
-    let ino = inode.ino();
-    with_index(sb, |ix, b, s, visited, _| {
-        let old = current_ids(inode)?;
-        if first > old.len() {
-            return Err(EINVAL);
-        }
-        if ix.header.live as u64 + count as u64 > ix.capacity {
-            return Err(Error::from_errno(-ENOSPC));
-        }
-        let mut new = KVec::with_capacity(count, GFP_KERNEL)?;
-        for (i, v) in data.chunks(dim).enumerate() {
-            match ix.insert(b, s, visited, v, MapEntry { ino, chunk: (first + i) as u32 }) {
-                Ok(slot) => new.push(slot, GFP_KERNEL)?,
-                Err(e) => {
-                    for &slot in new.iter() {
-                        let _ = ix.remove(b, s, slot);
-                    }
-                    return Err(index_error(sb, e));
-                }
-            }
-        }
-        let end = first + count;
-        let keep_tail = if truncate { &[][..] } else { old.get(end..).unwrap_or(&[]) };
-        let mut ids = KVec::with_capacity(first + count + keep_tail.len(), GFP_KERNEL)?;
-        ids.extend_from_slice(old.get(..first).unwrap_or(&[]), GFP_KERNEL)?;
-        ids.extend_from_slice(&new, GFP_KERNEL)?;
-        ids.extend_from_slice(keep_tail, GFP_KERNEL)?;
-        save_ids(inode, &ids)?;
-        let gone_end = if truncate { old.len() } else { end.min(old.len()) };
-        for &slot in old.get(first.min(old.len())..gone_end).unwrap_or(&[]) {
-            ix.remove(b, s, slot).map_err(|e| index_error(sb, e))?;
-        }
-        Ok(())
-    })
+    with_index(inode.sb(), |mem, b, k| mem.set_chunks(b, k, &mut KFile { inode }, first, data, truncate))
 }
 
 /// Copies up to `cap` vectors from chunk `first` on into a new buffer; returns it (`n * dim`
-/// words) and the file's chunk count. Errors: ERANGE (first past the count).
+/// words) and the file's chunk count. Errors: ERANGE (first past the count), EUCLEAN, EIO,
+/// ENOMEM.
 pub fn get_embeddings(inode: &Inode, first: usize, cap: usize) -> Result<(KVVec<u32>, usize)> {
-    let sb = inode.sb();
-    let dim = sb.disk().vec_dim as usize;
-    with_index(sb, |ix, b, _, _, _| {
-        let ids = current_ids(inode)?;
-        if first > ids.len() {
-            return Err(ERANGE);
-        }
-        let n = cap.min(ids.len() - first);
-        let mut out = KVVec::from_elem(0u32, n * dim, GFP_KERNEL)?;
-        for (i, &slot) in ids.get(first..first + n).unwrap_or(&[]).iter().enumerate() {
-            let dst = out.as_mut_slice().get_mut(i * dim..(i + 1) * dim).ok_or(EINVAL)?;
-            ix.read_vector(b, slot, dst).map_err(|e| index_error(sb, e))?;
-        }
-        Ok((out, ids.len()))
+    with_index(inode.sb(), |mem, b, k| {
+        mem.get_chunks(b, k, &mut KFile { inode }, first, cap, |words| Ok(KVVec::from_elem(0u32, words, GFP_KERNEL)?))
     })
 }
 
-/// Removes every embedding of `inode`.
+/// Removes every embedding of `inode`. Errors: EUCLEAN, EIO.
 pub fn remove_embeddings(inode: &Inode) -> Result {
-    let sb = inode.sb();
-    with_index(sb, |ix, b, s, _, _| {
-        let ids = current_ids(inode)?;
-        if ids.is_empty() {
-            return Ok(());
-        }
-        save_ids(inode, &[])?;
-        for &slot in ids.iter() {
-            ix.remove(b, s, slot).map_err(|e| index_error(sb, e))?;
-        }
-        Ok(())
-    })
+    with_index(inode.sb(), |mem, b, k| mem.remove_chunks(b, k, &mut KFile { inode }))
 }
 
-/// One search hit: inode, chunk, distance float bits.
-#[derive(Clone, Copy, Default)]
-pub struct Hit {
-    pub ino: u64,
-    pub chunk: u32,
-    pub dist_bits: u32,
-}
-
-/// The `k` nearest embeddings to `query`, nearest first, into `out`; returns how many.
+/// The `k` nearest embeddings to `query` (`dim` float bit patterns) with candidate list `ef`
+/// (0 = default), nearest first, into `out`; returns how many. Errors: EINVAL (bad k, ef,
+/// query), EUCLEAN, EIO.
 pub fn search(sb: &SuperBlock, query: &[u32], k: usize, ef: usize, out: &mut [Hit]) -> Result<usize> {
-    with_index(sb, |ix, b, s, visited, results| {
-        let k = k.min(results.len()).min(out.len());
-        let n = ix.search(b, s, visited, query, Knn { k, ef }, results).map_err(|e| index_error(sb, e))?;
-        for (o, &(key, slot)) in out.iter_mut().zip(results.iter().take(n)) {
-            let Some(e) = ix.owner(b, slot).map_err(|e| index_error(sb, e))? else {
-                return Err(sb.corrupt("live vector slot without owner", slot as u64));
-            };
-            *o = Hit { ino: e.ino, chunk: e.chunk, dist_bits: bits_from_key(key) };
-        }
-        Ok(n)
-    })
+    with_index(sb, |mem, b, kernel| mem.search(b, kernel, query, k, ef, out))
 }
 
 /// Index statistics: the graph header and the distance kernel in use (`VEXFS_DIST_*`).
 pub fn stats(sb: &SuperBlock) -> (HnswHeader, u32) {
     let st = sb.info().index.lock();
-    (st.header, st.kernel.imp())
+    (st.mem.header(), st.kernel.imp())
 }
 
 /// Drops the embeddings of an inode being freed (called from evict, without locks held).
