@@ -391,7 +391,12 @@ impl<A: Alloc> IndexMem<A> {
             let mut done = first;
             let mut r = Ok(());
             // `data` holds `count` whole vectors (check_vectors), so `dim` is not zero here.
-            for ((v, d), chunk) in data.chunks_exact(dim as usize).zip(new.iter_mut().skip(first)).zip(first..end) {
+            // Vector by vector with `get`, not `chunks_exact` (see vindex's
+            // `put_words`: a zip over it warns in the kernel's objtool).
+            let mut vecs = data;
+            for (d, chunk) in new.iter_mut().skip(first).zip(first..end) {
+                let (Some(v), Some(rest)) = (vecs.get(..dim as usize), vecs.get(dim as usize..)) else { break };
+                vecs = rest;
                 // Chunk numbers are below MAX_CHUNKS (checked), so they fit in u32.
                 let Ok(chunk32) = u32::try_from(chunk) else {
                     r = Err(Reject::TooManyChunks { end }.into());
@@ -458,8 +463,16 @@ impl<A: Alloc> IndexMem<A> {
             let mut out = alloc(words).map_err(IndexError::Io)?;
             let ids = pad.old_ids.get(first..).and_then(|ids| ids.get(..n));
             let ids = ids.ok_or_else(|| IndexError::Invalid("chunk list buffer"))?;
-            for (&slot, dst) in ids.iter().zip(out.chunks_exact_mut(dim.get())) {
+            let mut rest: &mut [u32] = &mut out;
+            for &slot in ids {
+                let whole = core::mem::take(&mut rest);
+                if whole.len() < dim.get() {
+                    break;
+                }
+                // In bounds: checked just above.
+                let (dst, r) = whole.split_at_mut(dim.get());
                 ix.read_vector(b, slot, dst)?;
+                rest = r;
             }
             Ok((out, n_ids))
         })

@@ -357,10 +357,14 @@ impl<'t> VecIndex<'t> {
             }
             // words <= rest.len(): the split is in bounds.
             let (dst, tail) = core::mem::take(&mut rest).split_at_mut(words);
-            for (d, w) in dst.iter_mut().zip(src.chunks_exact(4)) {
-                if let Ok(w) = <[u8; 4]>::try_from(w) {
-                    *d = u32::from_le_bytes(w);
-                }
+            // Word by word with split_first_chunk, not a zip over `chunks_exact`: that zip's
+            // generic size code holds a division whose panic path the 6.12 objtool does not
+            // know as noreturn ("falls through" warnings in the module build).
+            let mut s = src;
+            for d in dst.iter_mut() {
+                let Some((w, r)) = s.split_first_chunk::<4>() else { break };
+                *d = u32::from_le_bytes(*w);
+                s = r;
             }
             rest = tail;
             (blk, off) = (blk.checked_add(1).ok_or_else(|| bad_pos("vector data position", slot))?, 0);
@@ -381,9 +385,7 @@ impl<'t> VecIndex<'t> {
             }
             // words <= rest.len(): the split is in bounds.
             let (src, tail) = rest.split_at(words);
-            for (d, x) in dst.chunks_exact_mut(4).zip(src) {
-                d.copy_from_slice(&x.to_le_bytes());
-            }
+            put_words(dst, src);
             rest = tail;
             (blk, off) = (blk.checked_add(1).ok_or_else(|| bad_pos("vector data position", slot))?, 0);
         }
@@ -640,7 +642,14 @@ impl<B: BlockStore> GraphStore<'_, '_, B> {
     fn dist_from(&mut self, q: *const u32, ids: &[u32], keys: &mut [u32]) -> IResult<(), B::Error> {
         let ix = self.ix;
         let keys = keys.get_mut(..ids.len()).ok_or_else(|| IndexError::Invalid("key buffer"))?;
-        for (chunk, out) in ids.chunks(BATCH).zip(keys.chunks_mut(BATCH)) {
+        // Batch by batch with split_at (see `put_words` on why not a zip of chunks); `keys`
+        // has the length of `ids`, so both splits are in bounds.
+        let (mut ids_rest, mut keys_rest) = (ids, keys);
+        while !ids_rest.is_empty() {
+            let n = ids_rest.len().min(BATCH);
+            let (chunk, ir) = ids_rest.split_at(n);
+            let (out, kr) = core::mem::take(&mut keys_rest).split_at_mut(n);
+            (ids_rest, keys_rest) = (ir, kr);
             let mut refs: [Option<B::Ref<'_>>; BATCH] = core::array::from_fn(|_| None);
             let mut ptrs = [core::ptr::null::<u32>(); BATCH];
             for ((i, &id), p) in chunk.iter().enumerate().zip(ptrs.iter_mut()) {
@@ -722,10 +731,13 @@ impl<B: BlockStore> Store for GraphStore<'_, '_, B> {
         }
         // count <= cap <= 256: the byte length is exact.
         let raw = span(&r, l.links, count.saturating_mul(4), "hnsw links position")?;
-        for (o, w) in out.iter_mut().zip(raw.chunks_exact(4)) {
-            let v = u32_at(w, 0, "hnsw links")?;
+        let mut s = raw;
+        for o in out.iter_mut().take(count) {
+            let Some((w, r)) = s.split_first_chunk::<4>() else { break };
+            let v = u32::from_le_bytes(*w);
             self.ix.check_slot(v)?;
             *o = v;
+            s = r;
         }
         Ok(count)
     }
@@ -748,9 +760,7 @@ impl<B: BlockStore> Store for GraphStore<'_, '_, B> {
         }
         // links.len() <= cap <= 256: the byte length is exact.
         let dst = span_mut(&mut w, l.links, links.len().saturating_mul(4), "hnsw links position")?;
-        for (d, &x) in dst.chunks_exact_mut(4).zip(links) {
-            d.copy_from_slice(&x.to_le_bytes());
-        }
+        put_words(dst, links);
         Ok(())
     }
 
@@ -767,5 +777,17 @@ impl<B: BlockStore> Store for GraphStore<'_, '_, B> {
 
     fn invalid(&self, what: &'static str) -> IndexError<B::Error> {
         IndexError::Invalid(what)
+    }
+}
+
+/// Writes `words` little-endian into `dst`, 4 bytes each, as far as `dst` holds them. A loop of
+/// `split_first_chunk_mut`, not a zip over `chunks_exact_mut`: that zip's generic size code
+/// holds a division whose panic path the 6.12 objtool does not know as noreturn.
+fn put_words(dst: &mut [u8], words: &[u32]) {
+    let mut d = dst;
+    for x in words {
+        let Some((w, r)) = core::mem::take(&mut d).split_first_chunk_mut::<4>() else { break };
+        *w = x.to_le_bytes();
+        d = r;
     }
 }
