@@ -21,6 +21,7 @@
 
 use crate::distance::{bits_from_key, first_nonfinite, DistanceKernel};
 use crate::error::FormatError;
+pub use crate::format::inode::ChunkFields;
 use crate::format::inode::INLINE_VEC_IDS;
 use crate::format::superblock::{Extent64, Region, Superblock};
 use crate::format::vector::{
@@ -90,18 +91,6 @@ pub trait Alloc {
     type Error;
     /// `n` copies of `value`.
     fn filled<T: Copy>(n: usize, value: T) -> Result<Self::Vec<T>, Self::Error>;
-}
-
-/// A file's chunk-list fields, as its inode stores them (docs/FORMAT.md, inode bytes 200..):
-/// the chunk count, the vector-id block (0 = none) and the first [`INLINE_VEC_IDS`] slots.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ChunkFields {
-    /// Chunks of the file (at most [`MAX_CHUNKS`]).
-    pub count: u32,
-    /// Block holding the slots of chunks [`INLINE_VEC_IDS`].., 0 when `count` fits inline.
-    pub block: u64,
-    /// Slots of the first chunks; entries at or past `count` are zero.
-    pub inline: [u32; INLINE_VEC_IDS],
 }
 
 /// One file, locked (the kernel holds its metadata lock): its chunk-list fields and the block

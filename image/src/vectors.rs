@@ -335,7 +335,7 @@ impl<D: BlockDevice<Error = io::Error>> ChunkFile for ImageFile<'_, D> {
     }
 
     fn fields(&self) -> ChunkFields {
-        ChunkFields { count: self.inode.vec_count, block: self.inode.vec_block, inline: self.inode.vec_ids }
+        self.inode.chunk_fields()
     }
 
     fn set_fields(&mut self, _fields: ChunkFields) -> Result<()> {

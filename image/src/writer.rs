@@ -496,13 +496,11 @@ impl<D: BlockDevice<Error = io::Error>> ChunkFile for &mut WriterFile<'_, D> {
     }
 
     fn fields(&self) -> ChunkFields {
-        ChunkFields { count: self.inode.vec_count, block: self.inode.vec_block, inline: self.inode.vec_ids }
+        self.inode.chunk_fields()
     }
 
     fn set_fields(&mut self, f: ChunkFields) -> Result<()> {
-        self.inode.vec_count = f.count;
-        self.inode.vec_block = f.block;
-        self.inode.vec_ids = f.inline;
+        self.inode.set_chunk_fields(f);
         self.changed = true;
         Ok(())
     }

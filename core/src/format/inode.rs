@@ -104,7 +104,32 @@ pub struct Inode {
 /// Largest file size: 2^32 blocks of 4 KiB (file block numbers are `u32`).
 pub const MAX_FILE_SIZE: u64 = (u32::MAX as u64) * BLOCK_SIZE as u64;
 
+/// A file's chunk-list fields, as its inode stores them (`vec_count`, `vec_block`, `vec_ids`):
+/// the chunk count, the vector-id block (0 = none) and the slots of the first
+/// [`INLINE_VEC_IDS`] chunks. What `crate::embed` reads and changes of an inode.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChunkFields {
+    /// Chunks of the file (at most `vector::MAX_CHUNKS`).
+    pub count: u32,
+    /// Block holding the slots of chunks [`INLINE_VEC_IDS`].., 0 when `count` fits inline.
+    pub block: u64,
+    /// Slots of the first chunks; entries at or past `count` are zero.
+    pub inline: [u32; INLINE_VEC_IDS],
+}
+
 impl Inode {
+    /// The chunk-list fields.
+    pub fn chunk_fields(&self) -> ChunkFields {
+        ChunkFields { count: self.vec_count, block: self.vec_block, inline: self.vec_ids }
+    }
+
+    /// Replaces the chunk-list fields.
+    pub fn set_chunk_fields(&mut self, f: ChunkFields) {
+        self.vec_count = f.count;
+        self.vec_block = f.block;
+        self.vec_ids = f.inline;
+    }
+
     /// Whether the mode says directory.
     pub fn is_dir(&self) -> bool {
         self.mode & S_IFMT == S_IFDIR
