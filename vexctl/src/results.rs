@@ -3,8 +3,61 @@
 //! query, or one JSON object per query and line.
 
 use std::fmt::Write as _;
+use std::ops::Range;
+use std::path::PathBuf;
 
+use clap::Args;
 use serde::Serialize;
+
+use crate::abi::{VEXFS_MAX_EF, VEXFS_MAX_K};
+
+/// The query options `vexctl search` and `vexctl search-image` share (flattened into both).
+#[derive(Args, Debug, Clone)]
+pub struct QueryArgs {
+    /// The queries (.fvecs, of the filesystem's dimension).
+    #[arg(long, value_name = "Q")]
+    pub fvecs: PathBuf,
+    /// The row of Q to search for [default: 0].
+    #[arg(long, value_name = "R", conflicts_with = "all")]
+    pub row: Option<u64>,
+    /// Search for every row of Q, in order.
+    #[arg(long)]
+    pub all: bool,
+    /// Results per query.
+    #[arg(short, long, value_name = "K", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(VEXFS_MAX_K)))]
+    pub k: u32,
+    /// HNSW candidate list size, at least K [default: the kernel's, max(K, 64)].
+    #[arg(long, value_name = "EF",
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(VEXFS_MAX_EF)))]
+    pub ef: Option<u32>,
+    /// One JSON object per query and line: {"query": R, "results": [{"path", "ino", "chunk",
+    /// "distance"}, ...]}, the same from `vexctl search` and `vexctl search-image`.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl QueryArgs {
+    /// Checks what clap cannot: a usage error when `--ef` is below `-k`.
+    pub fn check(&self) -> Result<(), String> {
+        match self.ef {
+            Some(ef) if ef < self.k => {
+                Err(format!("--ef {ef} is below -k {k}: the candidate list must hold at least K entries", k = self.k))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The rows of a query file of `n` rows to search: all with `--all`, else `--row` (0).
+    pub fn rows(&self, n: u64) -> Range<u64> {
+        if self.all {
+            0..n
+        } else {
+            let r = self.row.unwrap_or(0);
+            r..r.saturating_add(1)
+        }
+    }
+}
 
 /// One search result, with its path.
 #[derive(Serialize, Debug, Clone, PartialEq)]

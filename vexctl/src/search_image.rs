@@ -10,39 +10,21 @@ use std::time::Instant;
 
 use clap::Args;
 use vexfs_image::vecfile::Fvecs;
-use vexfs_image::vectors::{search_ef, Hit, Searcher, MAX_EF, MAX_K};
+use vexfs_image::vectors::{search_ef, Hit, Searcher};
 use vexfs_image::vexfs_core::distance::Impl;
 
 use crate::abi::metric_name;
 use crate::offline::CmdResult;
-use crate::results::{self, format_json, format_table, printable};
+use crate::results::{self, format_json, format_table, printable, QueryArgs};
 
 /// The arguments of `vexctl search-image`.
 #[derive(Args, Debug)]
 pub struct SearchImageArgs {
     /// Image file or block device, not mounted (it is only read).
     image: PathBuf,
-    /// The queries (.fvecs, the filesystem's dimension).
-    #[arg(long, value_name = "Q")]
-    fvecs: PathBuf,
-    /// The row of Q to search for [default: 0].
-    #[arg(long, value_name = "R", conflicts_with = "all")]
-    row: Option<u64>,
-    /// Search for every row of Q, in order.
-    #[arg(long)]
-    all: bool,
-    /// Results per query.
-    #[arg(short, long, value_name = "K", default_value_t = 10,
-          value_parser = clap::value_parser!(u32).range(1..=MAX_K as i64))]
-    k: u32,
-    /// HNSW candidate list size, at least K [default: the kernel's, max(K, 64)].
-    #[arg(long, value_name = "EF",
-          value_parser = clap::value_parser!(u32).range(1..=MAX_EF as i64))]
-    ef: Option<u32>,
-    /// One JSON object per query and line: {"query": R, "results": [{"path", "ino", "chunk",
-    /// "distance"}, ...]}, as `vexctl search --json`.
-    #[arg(long)]
-    json: bool,
+    /// The queries and search options.
+    #[command(flatten)]
+    q: QueryArgs,
     /// Distance kernels: scalar, sse2 or avx2 [default: the best this CPU runs, which is the
     /// kernel's choice on the same CPU]. Name the kernel's to compare with a search made on
     /// another CPU.
@@ -57,7 +39,7 @@ pub struct SearchImageArgs {
 impl SearchImageArgs {
     /// Checks what clap cannot: --ef against -k (as `vexctl search`).
     pub fn check(&self) -> Result<(), String> {
-        crate::online::search::check_ef(self.k, self.ef)
+        self.q.check()
     }
 }
 
@@ -70,15 +52,10 @@ fn parse_impl(s: &str) -> Result<Impl, String> {
 
 /// `vexctl search-image`.
 pub fn search_image(a: &SearchImageArgs) -> CmdResult {
-    let k = a.k as usize;
-    let ef = search_ef(k, a.ef.map_or(0, |e| e as usize)).map_err(|e| format!("--ef: {e}"))?;
-    let mut file = Fvecs::open(&a.fvecs)?;
-    let rows = if a.all {
-        0..file.rows()
-    } else {
-        let r = a.row.unwrap_or(0);
-        r..r.saturating_add(1)
-    };
+    let k = a.q.k as usize;
+    let ef = search_ef(k, a.q.ef.map_or(0, |e| e as usize)).map_err(|e| format!("--ef: {e}"))?;
+    let mut file = Fvecs::open(&a.q.fvecs)?;
+    let rows = a.q.rows(file.rows());
     let name = a.image.display();
     let mut s = Searcher::open(&a.image, ef).map_err(|e| format!("{name}: {e}"))?;
     if let Some(imp) = a.dist_impl {
@@ -88,7 +65,7 @@ pub fn search_image(a: &SearchImageArgs) -> CmdResult {
     if file.dim() != sb.vec_dim {
         return Err(format!(
             "{}: queries of dimension {}, but {name} holds vectors of dimension {}",
-            a.fvecs.display(),
+            a.q.fvecs.display(),
             file.dim(),
             sb.vec_dim
         ));
@@ -111,7 +88,7 @@ pub fn search_image(a: &SearchImageArgs) -> CmdResult {
             s.header().live,
         );
     }
-    let texts = !a.json;
+    let texts = !a.q.json;
     let mut first_lines = std::collections::HashMap::new();
     if texts {
         for h in found.iter().flatten() {
@@ -132,13 +109,13 @@ pub fn search_image(a: &SearchImageArgs) -> CmdResult {
                 text: None,
             })
             .collect();
-        let o = if a.json {
+        let o = if a.q.json {
             format_json(r, &hits)
         } else {
             let lines: Vec<String> =
                 found.iter().map(|h| first_lines.get(&h.ino).cloned().unwrap_or_default()).collect();
             let mut t = format_table(r, metric, &hits, &lines, usize::MAX);
-            if a.all {
+            if a.q.all {
                 t.push('\n');
             }
             t
