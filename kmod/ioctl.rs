@@ -170,10 +170,8 @@ fn search(sb: &SuperBlock, arg: usize) -> Result {
     }
     // k and ef are refused before user memory is read (the core checks them again).
     let ef = crate::embed::check_search(k, ef, MAX_EF).map_err(|_| EINVAL)?;
+    // A NaN or infinite component is refused by the core's search (EINVAL), as in SET.
     let query = read_words(a.query, dim as usize)?;
-    if crate::distance::first_nonfinite(&query).is_some() {
-        return Err(EINVAL);
-    }
     let mut hits = KVVec::from_elem(Hit::default(), k, GFP_KERNEL)?;
     let n = vector::search(sb, &query, k, ef, hits.as_mut_slice())?;
     // Results go to user memory only after the index lock is released.
