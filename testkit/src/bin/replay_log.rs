@@ -276,9 +276,15 @@ impl<R: Read + Seek> Log<R> {
         self.entries.iter().find(|e| e.mark.as_deref() == Some(name)).map(|e| e.index)
     }
 
-    /// The crash points: every FLUSH or FUA entry, then the last entry if it is not one.
-    fn crash_points(&self) -> Vec<u64> {
-        let mut points: Vec<u64> = self.entries.iter().filter(|e| e.is_flush_point()).map(|e| e.index).collect();
+    /// The crash points: every FLUSH or FUA entry (and every MARK with `marks`), then the last
+    /// entry if it is not one.
+    fn crash_points(&self, marks: bool) -> Vec<u64> {
+        let mut points: Vec<u64> = self
+            .entries
+            .iter()
+            .filter(|e| e.is_flush_point() || (marks && e.mark.is_some()))
+            .map(|e| e.index)
+            .collect();
         if let Some(last) = self.entries.last() {
             if points.last() != Some(&last.index) {
                 points.push(last.index);
@@ -408,6 +414,11 @@ enum Cmd {
         /// Crash points to visit: "all", or a count spread evenly over the log (first and last included).
         #[arg(long, default_value = "all", value_parser = parse_points)]
         points: Points,
+        /// Also stop at each MARK entry: the state of the disk at the moment userspace placed the
+        /// mark (if a mark follows each acknowledgement, the state right after it, when writes
+        /// that were acknowledged but never flushed are not there yet).
+        #[arg(long)]
+        marks: bool,
         /// Before each command, copy TARGET here (a device or file the command may change;
         /// "%n" in the path is replaced by the point's entry index, to keep every state).
         #[arg(long)]
@@ -536,6 +547,7 @@ fn copy_state(src: &mut File, dst_path: &str) -> io::Result<()> {
 
 /// What `iterate` runs at each crash point, besides the replay itself.
 struct Visit<'a> {
+    marks: bool,
     copy_to: Option<&'a str>,
     exec: Option<&'a str>,
     keep_going: bool,
@@ -543,7 +555,7 @@ struct Visit<'a> {
 
 fn iterate(log_path: &Path, target_path: &Path, points: Points, visit: &Visit) -> Result<bool, String> {
     let mut log = open_log(log_path)?;
-    let all = log.crash_points();
+    let all = log.crash_points(visit.marks);
     let chosen = match points {
         Points::All => all.clone(),
         Points::Count(n) => spread(&all, n),
@@ -609,8 +621,9 @@ fn main() -> ExitCode {
     let res = match &cli.cmd {
         Cmd::List { log, points } => list(log, *points).map(|()| true),
         Cmd::Replay { log, target, until } => replay(log, target, until).map(|()| true),
-        Cmd::Iterate { log, target, points, copy_to, exec, keep_going } => {
-            let visit = Visit { copy_to: copy_to.as_deref(), exec: exec.as_deref(), keep_going: *keep_going };
+        Cmd::Iterate { log, target, points, marks, copy_to, exec, keep_going } => {
+            let visit =
+                Visit { marks: *marks, copy_to: copy_to.as_deref(), exec: exec.as_deref(), keep_going: *keep_going };
             iterate(log, target, *points, &visit)
         }
     };
@@ -741,7 +754,8 @@ mod tests {
     #[test]
     fn finds_flush_points_and_marks() {
         let log = open(sample(512));
-        assert_eq!(log.crash_points(), vec![2, 4, 7, 8]);
+        assert_eq!(log.crash_points(false), vec![2, 4, 7, 8]);
+        assert_eq!(log.crash_points(true), vec![2, 3, 4, 7, 8]);
         assert_eq!(log.nth_flush_point(1), Some(2));
         assert_eq!(log.nth_flush_point(2), Some(4));
         assert_eq!(log.nth_flush_point(3), Some(7));
@@ -765,7 +779,7 @@ mod tests {
         let size = 8 * ss;
         let mut dev = Cursor::new(vec![0u8; size]);
         let mut next = 0;
-        for p in log.crash_points() {
+        for p in log.crash_points(true) {
             log.apply_range(next, p, &mut dev, size as u64).unwrap();
             next = p + 1;
             let mut fresh = open(sample(ss));
@@ -840,7 +854,7 @@ mod tests {
     fn empty_log_has_no_points() {
         let log = open(build(512, &[]));
         assert!(log.entries.is_empty());
-        assert!(log.crash_points().is_empty());
+        assert!(log.crash_points(true).is_empty());
     }
 
     #[test]
@@ -855,7 +869,7 @@ mod tests {
             "echo \"$REPLAY_POINT/$REPLAY_POINTS $REPLAY_ENTRY/$REPLAY_ENTRIES $REPLAY_FLAGS [$REPLAY_MARK] [$REPLAY_NEXT_MARK]\" >> {}; [ $REPLAY_ENTRY != 7 ]",
             seen.display()
         );
-        let visit = Visit { copy_to: Some(&copy), exec: Some(&cmd), keep_going: true };
+        let visit = Visit { marks: false, copy_to: Some(&copy), exec: Some(&cmd), keep_going: true };
         assert!(!iterate(&log_path, &target, Points::All, &visit).unwrap(), "the command failed at entry 7");
         assert_eq!(
             std::fs::read_to_string(&seen).unwrap(),
@@ -870,7 +884,7 @@ mod tests {
         // Two points spread over the log: the first and the last.
         std::fs::write(&target, vec![0u8; 512 * 8]).unwrap();
         std::fs::remove_file(&seen).unwrap();
-        let visit = Visit { copy_to: None, exec: Some(&cmd), keep_going: false };
+        let visit = Visit { marks: false, copy_to: None, exec: Some(&cmd), keep_going: false };
         assert!(iterate(&log_path, &target, Points::Count(2), &visit).unwrap());
         assert_eq!(
             std::fs::read_to_string(&seen).unwrap(),
@@ -883,6 +897,13 @@ mod tests {
         std::fs::remove_file(&seen).unwrap();
         assert!(!iterate(&log_path, &target, Points::All, &visit).unwrap());
         assert_eq!(std::fs::read_to_string(&seen).unwrap().lines().count(), 3, "stopped at entry 7, the third point");
+        // With --marks, the mark a1 (entry 3) is a point too.
+        std::fs::write(&target, vec![0u8; 512 * 8]).unwrap();
+        std::fs::remove_file(&seen).unwrap();
+        let visit = Visit { marks: true, copy_to: None, exec: Some(&cmd), keep_going: true };
+        assert!(!iterate(&log_path, &target, Points::All, &visit).unwrap());
+        let seen = std::fs::read_to_string(&seen).unwrap();
+        assert_eq!(seen.lines().nth(1), Some("2/5 3/9 MARK [a1] [dm-log-writes-end]"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
