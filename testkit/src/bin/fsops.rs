@@ -1,0 +1,1403 @@
+//! `fsops`: reproducible random filesystem operations, for the ext4 oracle test
+//! (tests/guest/080-ext4-oracle.sh).
+//!
+//! `fsops run --seed S --count N --log LOG DIR` runs seed S's sequence of N operations in DIR
+//! (which it creates) and writes one line per operation to LOG: its number, what it did and its
+//! result (`ok`, with what it read, or the errno's name). The choice of each operation depends only
+//! on the seed and on a model of the tree that is updated from the results, so two filesystems
+//! that give the same results run the same operations, and the first line where their logs differ
+//! is the first operation where they behaved differently. The model also holds every file's
+//! content: each read is checked against it, and at the end the whole tree is checked against it
+//! (exit status 1 on a difference, even if both filesystems agree).
+//!
+//! `fsops dump [--mtimes] DIR` prints the tree under DIR canonically (sorted paths; type, mode,
+//! link count, size, sha256 of the contents, symlink target, which paths are hard links of one
+//! inode; with `--mtimes` also mtime to the nanosecond). Directory sizes are not printed: they
+//! depend on each filesystem's directory format. `fsops stamp --seed S DIR` sets every entry's
+//! atime and mtime to nanosecond times derived from S and the path, so that mtimes can be compared
+//! after the run. `fsops diff A B` prints the first line where two logs or dumps differ.
+//!
+//! Operations: create (O_EXCL, and O_CREAT|O_TRUNC of an existing file), pwrite at random offsets
+//! and sizes (inside the file, appends, sparse writes past EOF), O_APPEND writes, appends to two
+//! files in turn, truncate (path and fd, grow and shrink), pread, rename (over files, over empty
+//! and non-empty directories, across types, into its own subtree, with RENAME_NOREPLACE), link,
+//! symlink (up to the 4,095-byte limit), readlink, unlink, mkdir, rmdir, fsync, fdatasync, sync,
+//! chmod (with set-id bits), utimensat with nanoseconds (files, directories, symlinks), lstat;
+//! names of 255 and 256 bytes. Left out because vexfs lacks them today (issue 11): mknod, xattrs
+//! other than the embedding, fallocate, mmap writes, O_DIRECT, RENAME_EXCHANGE/WHITEOUT.
+//!
+//! Sizes are bounded so that no file has more than `--file-blocks` allocated 4 KiB blocks (default
+//! 200: vexfs files hold at most 260 extents today, and interleaved or sparse writes can make one
+//! extent per block) and a seed's files together no more than `--total-blocks`. `--big` raises
+//! both (and the interleaved appends), which today makes vexfs fail with EFBIG where ext4 succeeds.
+
+use clap::{Args, Parser, Subcommand};
+use nix::errno::Errno;
+use nix::sys::stat::{utimensat, Mode, UtimensatFlags};
+use nix::sys::time::TimeSpec;
+use rand::rngs::SmallRng;
+use rand::{Rng, RngCore, SeedableRng};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap};
+use std::ffi::CString;
+use std::fmt::Write as _;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+const BLOCK: u64 = 4096;
+/// Names a directory's entries are drawn from (few, so that names collide and replace).
+const NAMES: [&str; 12] = ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l"];
+/// Deepest directory the generator makes (the work directory is depth 0).
+const MAX_DEPTH: usize = 5;
+/// Above this many entries, the generator favours removing over adding.
+const MAX_ENTRIES: usize = 160;
+
+#[derive(Parser)]
+#[command(about = "Reproducible random filesystem operations and canonical tree dumps (the ext4 oracle)")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Runs seed SEED's sequence of COUNT operations in DIR (created; must not exist).
+    /// Exit status 0, or 1 if the filesystem disagreed with the model, 2 on a setup error.
+    Run(RunArgs),
+    /// Prints the tree under DIR canonically (DIR itself excluded), one line per entry.
+    Dump {
+        /// Also print each entry's mtime (seconds.nanoseconds).
+        #[arg(long)]
+        mtimes: bool,
+        /// The directory to dump.
+        dir: PathBuf,
+    },
+    /// Sets the atime and mtime of every entry under DIR to times derived from SEED and its path.
+    Stamp {
+        /// Seed of the times.
+        #[arg(long)]
+        seed: u64,
+        /// The directory whose entries to stamp.
+        dir: PathBuf,
+    },
+    /// Compares two logs or dumps line by line: prints the first difference and exits 1.
+    Diff {
+        /// The reference (ext4's).
+        a: PathBuf,
+        /// The file checked against it (vexfs's).
+        b: PathBuf,
+    },
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Seed of the operation sequence.
+    #[arg(long)]
+    seed: u64,
+    /// Number of operations.
+    #[arg(long)]
+    count: u64,
+    /// Where to write the operation log.
+    #[arg(long)]
+    log: PathBuf,
+    /// Larger files and interleaved appends than vexfs handles today (it fails with EFBIG).
+    #[arg(long)]
+    big: bool,
+    /// Most allocated 4 KiB blocks in one file (default 200, or 4096 with --big).
+    #[arg(long)]
+    file_blocks: Option<usize>,
+    /// Most allocated 4 KiB blocks in all of the seed's files (default 4096, or 16384 with --big).
+    #[arg(long)]
+    total_blocks: Option<usize>,
+    /// The work directory.
+    dir: PathBuf,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let r = match cli.cmd {
+        Cmd::Run(a) => run(&a),
+        Cmd::Dump { mtimes, dir } => dump(&dir, mtimes).map(|_| true),
+        Cmd::Stamp { seed, dir } => stamp(seed, &dir).map(|_| true),
+        Cmd::Diff { a, b } => diff(&a, &b),
+    };
+    match r {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("fsops: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+// ---- the model ----------------------------------------------------------------------------------
+
+/// A path below the work directory, as its components.
+type Rel = Vec<String>;
+
+fn show(p: &[String]) -> String {
+    if p.is_empty() {
+        ".".to_string()
+    } else {
+        p.join("/")
+    }
+}
+
+/// A directory of the model: its entries by name.
+#[derive(Default, Clone)]
+struct Dir {
+    entries: BTreeMap<String, Node>,
+}
+
+#[derive(Clone)]
+enum Node {
+    Dir(Dir),
+    /// A regular file or a symlink: an inode of [`Model::inodes`].
+    Ino(u64),
+}
+
+enum InoKind {
+    File {
+        size: u64,
+        /// Allocated blocks and their content (holes are absent).
+        blocks: BTreeMap<u64, Vec<u8>>,
+    },
+    Symlink(String),
+}
+
+struct Ino {
+    nlink: u64,
+    kind: InoKind,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    File,
+    Dir,
+    Symlink,
+}
+
+struct Model {
+    root: Dir,
+    inodes: BTreeMap<u64, Ino>,
+    next_ino: u64,
+    /// Allocated blocks of all files.
+    total_blocks: usize,
+    /// Set when a result could not be applied to the model (a filesystem that did the impossible).
+    broken: Option<String>,
+}
+
+impl Model {
+    fn dir(&self, p: &[String]) -> Option<&Dir> {
+        let mut d = &self.root;
+        for c in p {
+            match d.entries.get(c) {
+                Some(Node::Dir(x)) => d = x,
+                _ => return None,
+            }
+        }
+        Some(d)
+    }
+
+    fn dir_mut(&mut self, p: &[String]) -> Option<&mut Dir> {
+        let mut d = &mut self.root;
+        for c in p {
+            match d.entries.get_mut(c) {
+                Some(Node::Dir(x)) => d = x,
+                _ => return None,
+            }
+        }
+        Some(d)
+    }
+
+    fn node(&self, p: &[String]) -> Option<&Node> {
+        let (name, parent) = p.split_last()?;
+        self.dir(parent)?.entries.get(name)
+    }
+
+    fn kind_of(&self, n: &Node) -> Kind {
+        match n {
+            Node::Dir(_) => Kind::Dir,
+            Node::Ino(i) => match self.inodes.get(i).map(|x| &x.kind) {
+                Some(InoKind::Symlink(_)) => Kind::Symlink,
+                _ => Kind::File,
+            },
+        }
+    }
+
+    /// Every entry below the root, depth first in name order: (path, kind, inode number).
+    fn walk(&self) -> Vec<(Rel, Kind, Option<u64>)> {
+        let mut out = Vec::new();
+        let mut stack = vec![(Vec::new(), &self.root)];
+        while let Some((p, d)) = stack.pop() {
+            // Reverse order on the stack, so that entries come out in name order.
+            for (name, n) in d.entries.iter() {
+                let mut q = p.clone();
+                q.push(name.clone());
+                match n {
+                    Node::Dir(_) => out.push((q, Kind::Dir, None)),
+                    Node::Ino(i) => out.push((q, self.kind_of(n), Some(*i))),
+                }
+            }
+            for (name, n) in d.entries.iter().rev() {
+                if let Node::Dir(x) = n {
+                    let mut q = p.clone();
+                    q.push(name.clone());
+                    stack.push((q, x));
+                }
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    fn file(&mut self, ino: u64) -> Option<(&mut u64, &mut BTreeMap<u64, Vec<u8>>)> {
+        match self.inodes.get_mut(&ino).map(|x| &mut x.kind) {
+            Some(InoKind::File { size, blocks }) => Some((size, blocks)),
+            _ => None,
+        }
+    }
+
+    fn ino_at(&self, p: &[String]) -> Option<u64> {
+        match self.node(p) {
+            Some(Node::Ino(i)) => Some(*i),
+            _ => None,
+        }
+    }
+
+    fn fail(&mut self, msg: String) {
+        if self.broken.is_none() {
+            self.broken = Some(msg);
+        }
+    }
+
+    /// Inserts `n` at `p` (replacing nothing: the caller removed any old entry).
+    fn insert(&mut self, p: &[String], n: Node) {
+        let Some((name, parent)) = p.split_last() else { return self.fail("insert at the root".into()) };
+        match self.dir_mut(parent) {
+            Some(d) => {
+                d.entries.insert(name.clone(), n);
+            }
+            None => self.fail(format!("no directory {} in the model", show(parent))),
+        }
+    }
+
+    fn new_ino(&mut self, kind: InoKind) -> u64 {
+        let i = self.next_ino;
+        self.next_ino += 1;
+        self.inodes.insert(i, Ino { nlink: 1, kind });
+        i
+    }
+
+    /// Removes the entry at `p` and drops a link of its inode.
+    fn remove(&mut self, p: &[String]) -> Option<Node> {
+        let (name, parent) = p.split_last()?;
+        let n = self.dir_mut(parent)?.entries.remove(name)?;
+        if let Node::Ino(i) = n {
+            self.drop_link(i);
+        }
+        Some(n)
+    }
+
+    fn drop_link(&mut self, i: u64) {
+        let gone = match self.inodes.get_mut(&i) {
+            Some(x) => {
+                x.nlink = x.nlink.saturating_sub(1);
+                x.nlink == 0
+            }
+            None => false,
+        };
+        if gone {
+            if let Some(Ino { kind: InoKind::File { blocks, .. }, .. }) = self.inodes.remove(&i) {
+                self.total_blocks -= blocks.len();
+            }
+        }
+    }
+
+    /// The effect of a successful write of `data` at `off` of inode `ino`.
+    fn write(&mut self, ino: u64, off: u64, data: &[u8]) {
+        let mut added = 0;
+        let Some((size, blocks)) = self.file(ino) else { return self.fail(format!("write to non-file inode {ino}")) };
+        let mut pos = off;
+        let mut rest = data;
+        while !rest.is_empty() {
+            let b = pos / BLOCK;
+            let in_b = (pos % BLOCK) as usize;
+            let n = rest.len().min(BLOCK as usize - in_b);
+            let blk = blocks.entry(b).or_insert_with(|| {
+                added += 1;
+                vec![0; BLOCK as usize]
+            });
+            blk[in_b..in_b + n].copy_from_slice(&rest[..n]);
+            rest = &rest[n..];
+            pos += n as u64;
+        }
+        if pos > *size {
+            *size = pos;
+        }
+        self.total_blocks += added;
+    }
+
+    fn truncate(&mut self, ino: u64, new: u64) {
+        let Some((size, blocks)) = self.file(ino) else {
+            return self.fail(format!("truncate of non-file inode {ino}"));
+        };
+        let keep = new.div_ceil(BLOCK);
+        let before = blocks.len();
+        blocks.retain(|b, _| *b < keep);
+        if new % BLOCK != 0 {
+            if let Some(blk) = blocks.get_mut(&(new / BLOCK)) {
+                blk[(new % BLOCK) as usize..].fill(0);
+            }
+        }
+        *size = new;
+        let removed = before - blocks.len();
+        self.total_blocks -= removed;
+    }
+
+    /// `len` bytes at `off` of file `ino`, as a read would return them (short at EOF).
+    fn read(&self, ino: u64, off: u64, len: u64) -> Vec<u8> {
+        let Some(Ino { kind: InoKind::File { size, blocks }, .. }) = self.inodes.get(&ino) else { return Vec::new() };
+        let end = (off + len).min(*size);
+        let mut out = Vec::new();
+        let mut pos = off;
+        while pos < end {
+            let b = pos / BLOCK;
+            let in_b = (pos % BLOCK) as usize;
+            let n = ((end - pos) as usize).min(BLOCK as usize - in_b);
+            match blocks.get(&b) {
+                Some(blk) => out.extend_from_slice(&blk[in_b..in_b + n]),
+                None => out.resize(out.len() + n, 0),
+            }
+            pos += n as u64;
+        }
+        out
+    }
+
+    /// The allocated blocks a write of `len` bytes at `off` would add to `ino`.
+    fn new_blocks(&self, ino: u64, off: u64, len: u64) -> usize {
+        let Some(Ino { kind: InoKind::File { blocks, .. }, .. }) = self.inodes.get(&ino) else { return 0 };
+        if len == 0 {
+            return 0;
+        }
+        (off / BLOCK..=(off + len - 1) / BLOCK).filter(|b| !blocks.contains_key(b)).count()
+    }
+
+    fn file_blocks(&self, ino: u64) -> usize {
+        match self.inodes.get(&ino).map(|x| &x.kind) {
+            Some(InoKind::File { blocks, .. }) => blocks.len(),
+            _ => 0,
+        }
+    }
+
+    fn size(&self, ino: u64) -> u64 {
+        match self.inodes.get(&ino).map(|x| &x.kind) {
+            Some(InoKind::File { size, .. }) => *size,
+            Some(InoKind::Symlink(t)) => t.len() as u64,
+            None => 0,
+        }
+    }
+
+    /// The successful rename of `from` to `to` (POSIX: the same inode under both names is a no-op).
+    fn rename(&mut self, from: &[String], to: &[String]) {
+        if from == to {
+            return;
+        }
+        if let (Some(a), Some(b)) = (self.ino_at(from), self.ino_at(to)) {
+            if a == b {
+                return;
+            }
+        }
+        if to.starts_with(from) {
+            return self.fail(format!("rename of {} into itself succeeded", show(from)));
+        }
+        let Some((name, parent)) = from.split_last() else { return self.fail("rename of the root".into()) };
+        let Some(n) = self.dir_mut(parent).and_then(|d| d.entries.remove(name)) else {
+            return self.fail(format!("rename source {} not in the model", show(from)));
+        };
+        if self.node(to).is_some() {
+            self.remove(to);
+        }
+        self.insert(to, n);
+    }
+}
+
+// ---- the generator ------------------------------------------------------------------------------
+
+struct Gen {
+    rng: SmallRng,
+    m: Model,
+    base: PathBuf,
+    file_blocks: usize,
+    total_blocks: usize,
+    max_size: u64,
+    interleave_rounds: u32,
+    /// First difference between a read and the model.
+    read_mismatch: Option<String>,
+    /// Number of results per name (ok, ENOENT, ...).
+    results: BTreeMap<String, u64>,
+}
+
+fn errno_name(e: &io::Error) -> String {
+    match e.raw_os_error() {
+        Some(n) => format!("{:?}", Errno::from_raw(n)),
+        None => format!("{:?}", e.kind()),
+    }
+}
+
+fn nix_name(e: Errno) -> String {
+    format!("{e:?}")
+}
+
+fn hex(d: &[u8]) -> String {
+    d.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+fn sha(d: &[u8]) -> String {
+    hex(&Sha256::digest(d))
+}
+
+/// One operation's outcome: what to log after the arrow.
+type Outcome = Result<String, String>;
+
+/// An operation of the generator: what it did and its outcome.
+type Op = fn(&mut Gen) -> (String, Outcome);
+
+fn res<T>(r: io::Result<T>) -> Result<T, String> {
+    r.map_err(|e| errno_name(&e))
+}
+
+fn cstr(p: &Path) -> Result<CString, String> {
+    CString::new(p.as_os_str().as_bytes()).map_err(|_| "EINVAL".to_string())
+}
+
+/// renameat2 (nix offers it only with glibc; the guest tools are musl).
+fn rename_noreplace(from: &Path, to: &Path) -> Outcome {
+    let (a, b) = (cstr(from)?, cstr(to)?);
+    // SAFETY: both pointers are NUL-terminated strings that outlive the call; renameat2 reads
+    // them only, and AT_FDCWD is a valid directory descriptor for it.
+    let r = unsafe {
+        nix::libc::syscall(
+            nix::libc::SYS_renameat2,
+            nix::libc::AT_FDCWD,
+            a.as_ptr(),
+            nix::libc::AT_FDCWD,
+            b.as_ptr(),
+            nix::libc::RENAME_NOREPLACE,
+        )
+    };
+    if r == 0 {
+        Ok("ok".into())
+    } else {
+        Err(errno_name(&io::Error::last_os_error()))
+    }
+}
+
+impl Gen {
+    fn path(&self, p: &[String]) -> PathBuf {
+        let mut x = self.base.clone();
+        x.extend(p);
+        x
+    }
+
+    fn pick<T: Clone>(&mut self, v: &[T]) -> Option<T> {
+        if v.is_empty() {
+            None
+        } else {
+            Some(v[self.rng.gen_range(0..v.len())].clone())
+        }
+    }
+
+    fn chance(&mut self, percent: u32) -> bool {
+        self.rng.gen_range(0..100) < percent
+    }
+
+    fn entries(&self) -> Vec<(Rel, Kind, Option<u64>)> {
+        self.m.walk()
+    }
+
+    fn of_kind(&self, k: Kind) -> Vec<Rel> {
+        self.entries().into_iter().filter(|e| e.1 == k).map(|e| e.0).collect()
+    }
+
+    /// Directories (the work directory included) where a new entry may go.
+    fn dirs_for_new(&self) -> Vec<Rel> {
+        let mut v = vec![Vec::new()];
+        v.extend(self.of_kind(Kind::Dir).into_iter().filter(|p| p.len() < MAX_DEPTH));
+        v
+    }
+
+    /// A name not yet in `dir`: one of [`NAMES`], or rarely one of 255 or 256 bytes.
+    fn fresh_name(&mut self, dir: &[String]) -> String {
+        if self.chance(1) {
+            let len = if self.chance(50) { 255 } else { 256 };
+            let c = char::from(b'm' + self.rng.gen_range(0..3u8));
+            return std::iter::repeat(c).take(len).collect();
+        }
+        let taken: Vec<String> = self.m.dir(dir).map(|d| d.entries.keys().cloned().collect()).unwrap_or_default();
+        let free: Vec<&str> = NAMES.iter().copied().filter(|n| !taken.iter().any(|t| t == n)).collect();
+        match self.pick(&free) {
+            Some(n) => n.to_string(),
+            None => format!("z{}", self.rng.gen_range(0..1000)),
+        }
+    }
+
+    /// A new path in a random directory.
+    fn fresh_path(&mut self) -> Rel {
+        let dirs = self.dirs_for_new();
+        let mut d = self.pick(&dirs).unwrap_or_default();
+        let n = self.fresh_name(&d);
+        d.push(n);
+        d
+    }
+
+    fn any_entry(&mut self) -> Option<Rel> {
+        let e: Vec<Rel> = self.entries().into_iter().map(|e| e.0).collect();
+        self.pick(&e)
+    }
+
+    /// A file to write to, with its inode.
+    fn pick_file(&mut self) -> Option<(Rel, u64)> {
+        let v: Vec<(Rel, u64)> =
+            self.entries().into_iter().filter(|e| e.1 == Kind::File).filter_map(|e| Some((e.0, e.2?))).collect();
+        self.pick(&v)
+    }
+
+    fn mode(&mut self, dir: bool) -> u32 {
+        const COMMON: [u32; 8] = [0o644, 0o600, 0o755, 0o700, 0o444, 0o4755, 0o2755, 0o1777];
+        if self.chance(70) {
+            let m = COMMON[self.rng.gen_range(0..COMMON.len())];
+            if dir {
+                m | 0o700
+            } else {
+                m
+            }
+        } else {
+            self.rng.gen_range(0..0o10000)
+        }
+    }
+
+    fn data(&mut self, len: usize) -> Vec<u8> {
+        let mut v = vec![0; len];
+        // Runs of zeros now and then, so that zero-filled and hole blocks get compared too.
+        if !self.chance(10) {
+            self.rng.fill_bytes(&mut v);
+        }
+        v
+    }
+
+    fn write_len(&mut self) -> u64 {
+        match self.rng.gen_range(0..4) {
+            0 => self.rng.gen_range(1..=512),
+            1 => self.rng.gen_range(1..=16384),
+            2 => BLOCK * self.rng.gen_range(1..=16),
+            _ => self.rng.gen_range(16384..=65536),
+        }
+    }
+
+    /// Whether adding `new` blocks to inode `ino` stays within the limits.
+    fn fits(&self, ino: u64, new: usize) -> bool {
+        self.m.file_blocks(ino) + new <= self.file_blocks && self.m.total_blocks + new <= self.total_blocks
+    }
+
+    // ---- operations: each returns (description, outcome) and updates the model on success ----
+
+    fn op_create(&mut self) -> (String, Outcome) {
+        let files = self.of_kind(Kind::File);
+        if !files.is_empty() && self.chance(12) {
+            // O_CREAT|O_TRUNC of an existing file: it opens and truncates to 0.
+            let Some(p) = self.pick(&files) else { return self.op_mkdir() };
+            let r = OpenOptions::new().write(true).create(true).truncate(true).open(self.path(&p));
+            let out = res(r).map(|_| "ok".to_string());
+            if out.is_ok() {
+                if let Some(i) = self.m.ino_at(&p) {
+                    self.m.truncate(i, 0);
+                }
+            }
+            return (format!("create-trunc {}", show(&p)), out);
+        }
+        let p = if self.chance(8) { self.any_entry().unwrap_or_else(|| self.fresh_path()) } else { self.fresh_path() };
+        let mode = self.mode(false);
+        let r = OpenOptions::new().write(true).create_new(true).mode(mode).open(self.path(&p));
+        let out = res(r).map(|_| "ok".to_string());
+        if out.is_ok() {
+            let i = self.m.new_ino(InoKind::File { size: 0, blocks: BTreeMap::new() });
+            self.m.insert(&p, Node::Ino(i));
+        }
+        (format!("create {} mode={mode:o}", show(&p)), out)
+    }
+
+    fn op_mkdir(&mut self) -> (String, Outcome) {
+        let p = if self.chance(8) { self.any_entry().unwrap_or_else(|| self.fresh_path()) } else { self.fresh_path() };
+        let mode = self.mode(true);
+        let out = res(fs::DirBuilder::new().mode(mode).create(self.path(&p))).map(|_| "ok".to_string());
+        if out.is_ok() {
+            self.m.insert(&p, Node::Dir(Dir::default()));
+        }
+        (format!("mkdir {} mode={mode:o}", show(&p)), out)
+    }
+
+    fn op_write(&mut self) -> (String, Outcome) {
+        let Some((p, ino)) = self.pick_file() else { return self.op_create() };
+        let size = self.m.size(ino);
+        let mut off = match self.rng.gen_range(0..5) {
+            0 => size,
+            1 => self.rng.gen_range(0..=size),
+            2 => size + self.rng.gen_range(1..=16 * BLOCK),
+            3 => BLOCK * self.rng.gen_range(0..=size / BLOCK + 8),
+            _ => size + BLOCK * self.rng.gen_range(1..=64) + self.rng.gen_range(0..BLOCK),
+        };
+        let mut len = self.write_len();
+        if off + len > self.max_size {
+            off = self.rng.gen_range(0..self.max_size / 2);
+            len = len.min(self.max_size - off);
+        }
+        if !self.fits(ino, self.m.new_blocks(ino, off, len)) {
+            // Over the limits: overwrite inside the file, or shrink it.
+            if size > 0 && self.chance(50) {
+                off = self.rng.gen_range(0..size);
+                len = len.min(size - off);
+            }
+            if !self.fits(ino, self.m.new_blocks(ino, off, len)) {
+                let new = self.rng.gen_range(0..=size / 2);
+                return self.truncate_to(p, ino, new, false);
+            }
+        }
+        let data = self.data(len as usize);
+        let mut done = 0usize;
+        let out = (|| {
+            let f = res(OpenOptions::new().write(true).open(self.path(&p)))?;
+            while done < data.len() {
+                match f.write_at(&data[done..], off + done as u64) {
+                    Ok(0) => return Err(format!("short write after {done}")),
+                    Ok(n) => done += n,
+                    Err(e) if done > 0 => return Err(format!("{} after {done}", errno_name(&e))),
+                    Err(e) => return Err(errno_name(&e)),
+                }
+            }
+            Ok("ok".to_string())
+        })();
+        self.m.write(ino, off, &data[..done]);
+        (format!("write {} off={off} len={len} sha={}", show(&p), &sha(&data)[..16]), out)
+    }
+
+    fn op_append(&mut self) -> (String, Outcome) {
+        let Some((p, ino)) = self.pick_file() else { return self.op_create() };
+        let size = self.m.size(ino);
+        let len = self.write_len().min(self.max_size.saturating_sub(size));
+        if len == 0 || !self.fits(ino, self.m.new_blocks(ino, size, len)) {
+            let new = self.rng.gen_range(0..=size / 2);
+            return self.truncate_to(p, ino, new, false);
+        }
+        let data = self.data(len as usize);
+        let r = OpenOptions::new().append(true).open(self.path(&p)).and_then(|mut f| f.write_all(&data));
+        let out = res(r).map(|_| "ok".to_string());
+        if out.is_ok() {
+            self.m.write(ino, size, &data);
+        }
+        // After a failed O_APPEND write_all the model cannot know how much went in: the log
+        // shows the failure, and the final check then compares the tree.
+        (format!("append {} len={len} sha={}", show(&p), &sha(&data)[..16]), out)
+    }
+
+    /// Appends to two files in turn (each write lands at its file's end).
+    fn op_interleave(&mut self) -> (String, Outcome) {
+        let files: Vec<(Rel, u64)> =
+            self.entries().into_iter().filter(|e| e.1 == Kind::File).filter_map(|e| Some((e.0, e.2?))).collect();
+        let Some(a) = self.pick(&files) else { return self.op_create() };
+        let others: Vec<(Rel, u64)> = files.into_iter().filter(|f| f.1 != a.1).collect();
+        let Some(b) = self.pick(&others) else { return self.op_create() };
+        let chunk = if self.chance(50) { BLOCK } else { self.rng.gen_range(1..=3 * BLOCK) };
+        let mut rounds = self.rng.gen_range(1..=self.interleave_rounds);
+        // Each round adds at most chunk/BLOCK + 1 blocks to each file.
+        let per = (chunk / BLOCK + 1) as usize;
+        while rounds > 0 {
+            let n = per * rounds as usize;
+            let sizes_ok = self.m.size(a.1).max(self.m.size(b.1)) + chunk * u64::from(rounds) <= self.max_size;
+            if sizes_ok
+                && self.m.file_blocks(a.1) + n <= self.file_blocks
+                && self.m.file_blocks(b.1) + n <= self.file_blocks
+                && self.m.total_blocks + 2 * n <= self.total_blocks
+            {
+                break;
+            }
+            rounds /= 2;
+        }
+        if rounds == 0 {
+            let size = self.m.size(a.1);
+            let new = self.rng.gen_range(0..=size / 2);
+            return self.truncate_to(a.0, a.1, new, false);
+        }
+        let desc = format!("interleave {} {} chunk={chunk} rounds={rounds}", show(&a.0), show(&b.0));
+        let fa = OpenOptions::new().append(true).open(self.path(&a.0));
+        let fb = OpenOptions::new().append(true).open(self.path(&b.0));
+        let (mut fa, mut fb) = match (fa, fb) {
+            (Ok(x), Ok(y)) => (x, y),
+            (Err(e), _) | (_, Err(e)) => return (desc, Err(errno_name(&e))),
+        };
+        let mut all = Sha256::new();
+        for r in 0..rounds {
+            for (f, p, ino) in [(&mut fa, &a.0, a.1), (&mut fb, &b.0, b.1)] {
+                let data = self.data(chunk as usize);
+                all.update(&data);
+                if let Err(e) = f.write_all(&data) {
+                    return (desc, Err(format!("{} in round {r} on {}", errno_name(&e), show(p))));
+                }
+                let size = self.m.size(ino);
+                self.m.write(ino, size, &data);
+            }
+        }
+        (format!("{desc} sha={}", &hex(&all.finalize())[..16]), Ok("ok".into()))
+    }
+
+    fn truncate_to(&mut self, p: Rel, ino: u64, new: u64, by_path: bool) -> (String, Outcome) {
+        let path = self.path(&p);
+        let out = if by_path {
+            nix::unistd::truncate(&path, new as i64).map(|_| "ok".to_string()).map_err(nix_name)
+        } else {
+            res(OpenOptions::new().write(true).open(&path).and_then(|f| f.set_len(new))).map(|_| "ok".to_string())
+        };
+        if out.is_ok() {
+            self.m.truncate(ino, new);
+        }
+        (format!("truncate{} {} size={new}", if by_path { "-path" } else { "" }, show(&p)), out)
+    }
+
+    fn op_truncate(&mut self) -> (String, Outcome) {
+        if self.chance(5) {
+            // Truncate of a directory or a missing path.
+            let p = if self.chance(50) { self.pick(&self.of_kind(Kind::Dir)) } else { None };
+            let p = p.unwrap_or_else(|| self.fresh_path());
+            let out = nix::unistd::truncate(&self.path(&p), 0).map(|_| "ok".to_string()).map_err(nix_name);
+            return (format!("truncate-path {} size=0", show(&p)), out);
+        }
+        let Some((p, ino)) = self.pick_file() else { return self.op_create() };
+        let size = self.m.size(ino);
+        let new = match self.rng.gen_range(0..5) {
+            0 => 0,
+            1 => self.rng.gen_range(0..=size),
+            2 => size,
+            3 => (size + self.rng.gen_range(1..=32 * BLOCK)).min(self.max_size),
+            _ => BLOCK * self.rng.gen_range(0..=size / BLOCK + 2),
+        };
+        let by_path = self.chance(50);
+        self.truncate_to(p, ino, new, by_path)
+    }
+
+    fn op_read(&mut self) -> (String, Outcome) {
+        let Some((p, ino)) = self.pick_file() else { return self.op_create() };
+        let size = self.m.size(ino);
+        let off = if self.chance(80) { self.rng.gen_range(0..=size) } else { size + self.rng.gen_range(0..BLOCK) };
+        let len = self.write_len();
+        let out = (|| {
+            let f = res(File::open(self.path(&p)))?;
+            let mut buf = vec![0u8; len as usize];
+            let mut got = 0usize;
+            while got < buf.len() {
+                match f.read_at(&mut buf[got..], off + got as u64) {
+                    Ok(0) => break,
+                    Ok(n) => got += n,
+                    Err(e) => return Err(errno_name(&e)),
+                }
+            }
+            buf.truncate(got);
+            Ok(buf)
+        })();
+        let desc = format!("read {} off={off} len={len}", show(&p));
+        match out {
+            Ok(buf) => {
+                let want = self.m.read(ino, off, len);
+                if buf != want && self.read_mismatch.is_none() {
+                    self.read_mismatch = Some(format!(
+                        "{desc}: read {} bytes sha {}, the model has {} bytes sha {}",
+                        buf.len(),
+                        sha(&buf),
+                        want.len(),
+                        sha(&want)
+                    ));
+                }
+                (desc, Ok(format!("ok n={} sha={}", buf.len(), &sha(&buf)[..16])))
+            }
+            Err(e) => (desc, Err(e)),
+        }
+    }
+
+    fn op_rename(&mut self) -> (String, Outcome) {
+        let Some(from) = self.any_entry() else { return self.op_create() };
+        let from_kind = self.m.node(&from).map(|n| self.m.kind_of(n));
+        let to = match self.rng.gen_range(0..100) {
+            0..=49 => self.fresh_path(),
+            50..=84 => {
+                // An entry of the same type (for a directory, an empty one when there is one).
+                let same: Vec<Rel> = self
+                    .entries()
+                    .into_iter()
+                    .filter(|e| Some(e.1) == from_kind)
+                    .map(|e| e.0)
+                    .filter(|p| self.m.dir(p).map_or(true, |d| d.entries.is_empty()))
+                    .collect();
+                self.pick(&same).unwrap_or_else(|| self.fresh_path())
+            }
+            _ => self.any_entry().unwrap_or_else(|| self.fresh_path()),
+        };
+        let noreplace = self.chance(10);
+        let (a, b) = (self.path(&from), self.path(&to));
+        let out = if noreplace { rename_noreplace(&a, &b) } else { res(fs::rename(&a, &b)).map(|_| "ok".to_string()) };
+        if out.is_ok() {
+            self.m.rename(&from, &to);
+        }
+        (format!("rename{} {} {}", if noreplace { "-noreplace" } else { "" }, show(&from), show(&to)), out)
+    }
+
+    fn op_link(&mut self) -> (String, Outcome) {
+        let from = if self.chance(8) {
+            self.pick(&self.of_kind(Kind::Dir))
+        } else {
+            let v: Vec<Rel> = self.entries().into_iter().filter(|e| e.1 != Kind::Dir).map(|e| e.0).collect();
+            self.pick(&v)
+        };
+        let Some(from) = from else { return self.op_create() };
+        let to =
+            if self.chance(10) { self.any_entry().unwrap_or_else(|| self.fresh_path()) } else { self.fresh_path() };
+        let out = res(fs::hard_link(self.path(&from), self.path(&to))).map(|_| "ok".to_string());
+        if out.is_ok() {
+            match self.m.ino_at(&from) {
+                Some(i) => {
+                    if let Some(x) = self.m.inodes.get_mut(&i) {
+                        x.nlink += 1;
+                    }
+                    self.m.insert(&to, Node::Ino(i));
+                }
+                None => self.m.fail(format!("link of the directory {} succeeded", show(&from))),
+            }
+        }
+        (format!("link {} {}", show(&from), show(&to)), out)
+    }
+
+    fn op_symlink(&mut self) -> (String, Outcome) {
+        let target = match self.rng.gen_range(0..10) {
+            0..=4 => {
+                let e = self.any_entry().map(|p| p.join("/")).unwrap_or_else(|| "nowhere".into());
+                if self.chance(30) {
+                    format!("../{e}")
+                } else {
+                    e
+                }
+            }
+            5..=7 => {
+                let n = self.rng.gen_range(1..=59);
+                (0..n).map(|_| char::from(b'a' + self.rng.gen_range(0..26u8))).collect()
+            }
+            8 => {
+                let n = self.rng.gen_range(60..=1200);
+                (0..n).map(|_| char::from(b'a' + self.rng.gen_range(0..26u8))).collect()
+            }
+            _ => {
+                // Around the limit: 4,095 bytes is the longest target, 4,096 is ENAMETOOLONG.
+                let n = self.rng.gen_range(4090..=4097);
+                (0..n).map(|i| if i % 100 == 99 { '/' } else { 'x' }).collect()
+            }
+        };
+        let p = if self.chance(5) { self.any_entry().unwrap_or_else(|| self.fresh_path()) } else { self.fresh_path() };
+        let out = res(std::os::unix::fs::symlink(&target, self.path(&p))).map(|_| "ok".to_string());
+        let desc = format!("symlink {} len={} sha={}", show(&p), target.len(), &sha(target.as_bytes())[..16]);
+        if out.is_ok() {
+            let i = self.m.new_ino(InoKind::Symlink(target));
+            self.m.insert(&p, Node::Ino(i));
+        }
+        (desc, out)
+    }
+
+    fn op_readlink(&mut self) -> (String, Outcome) {
+        let p = if self.chance(85) { self.pick(&self.of_kind(Kind::Symlink)) } else { self.any_entry() };
+        let Some(p) = p else { return self.op_symlink() };
+        let out = res(fs::read_link(self.path(&p))).map(|t| {
+            let t = t.as_os_str().as_bytes();
+            if let Some(Ino { kind: InoKind::Symlink(want), .. }) =
+                self.m.ino_at(&p).and_then(|i| self.m.inodes.get(&i))
+            {
+                if want.as_bytes() != t && self.read_mismatch.is_none() {
+                    self.read_mismatch =
+                        Some(format!("readlink {}: {} bytes, the model has {}", show(&p), t.len(), want.len()));
+                }
+            }
+            format!("ok len={} sha={}", t.len(), &sha(t)[..16])
+        });
+        (format!("readlink {}", show(&p)), out)
+    }
+
+    fn op_unlink(&mut self) -> (String, Outcome) {
+        let p = if self.chance(8) {
+            self.pick(&self.of_kind(Kind::Dir))
+        } else {
+            let v: Vec<Rel> = self.entries().into_iter().filter(|e| e.1 != Kind::Dir).map(|e| e.0).collect();
+            self.pick(&v)
+        };
+        let p = p.unwrap_or_else(|| self.fresh_path());
+        let out = res(fs::remove_file(self.path(&p))).map(|_| "ok".to_string());
+        if out.is_ok() {
+            if matches!(self.m.node(&p), Some(Node::Ino(_))) {
+                self.m.remove(&p);
+            } else {
+                self.m.fail(format!("unlink of {} succeeded", show(&p)));
+            }
+        }
+        (format!("unlink {}", show(&p)), out)
+    }
+
+    fn op_rmdir(&mut self) -> (String, Outcome) {
+        let dirs = self.of_kind(Kind::Dir);
+        let empty: Vec<Rel> =
+            dirs.iter().filter(|p| self.m.dir(p).is_some_and(|d| d.entries.is_empty())).cloned().collect();
+        let p = match self.rng.gen_range(0..10) {
+            0..=6 if !empty.is_empty() => self.pick(&empty),
+            0..=8 => self.pick(&dirs),
+            _ => self.any_entry(),
+        };
+        let Some(p) = p else { return self.op_mkdir() };
+        let out = res(fs::remove_dir(self.path(&p))).map(|_| "ok".to_string());
+        if out.is_ok() {
+            if self.m.dir(&p).is_some_and(|d| d.entries.is_empty()) {
+                self.m.remove(&p);
+            } else {
+                self.m.fail(format!("rmdir of {} succeeded", show(&p)));
+            }
+        }
+        (format!("rmdir {}", show(&p)), out)
+    }
+
+    fn op_fsync(&mut self) -> (String, Outcome) {
+        match self.rng.gen_range(0..10) {
+            0 => {
+                nix::unistd::sync();
+                ("sync".into(), Ok("ok".into()))
+            }
+            1..=2 => {
+                let mut d = self.of_kind(Kind::Dir);
+                d.push(Vec::new());
+                let p = self.pick(&d).unwrap_or_default();
+                let out = res(File::open(self.path(&p)).and_then(|f| f.sync_all())).map(|_| "ok".to_string());
+                (format!("fsync-dir {}", show(&p)), out)
+            }
+            n => {
+                let Some((p, _)) = self.pick_file() else { return self.op_create() };
+                let data_only = n > 6;
+                let out = res(OpenOptions::new().write(true).open(self.path(&p)).and_then(|f| {
+                    if data_only {
+                        f.sync_data()
+                    } else {
+                        f.sync_all()
+                    }
+                }))
+                .map(|_| "ok".to_string());
+                (format!("{} {}", if data_only { "fdatasync" } else { "fsync" }, show(&p)), out)
+            }
+        }
+    }
+
+    fn op_chmod(&mut self) -> (String, Outcome) {
+        let v: Vec<(Rel, Kind)> =
+            self.entries().into_iter().filter(|e| e.1 != Kind::Symlink).map(|e| (e.0, e.1)).collect();
+        let Some((p, k)) = self.pick(&v) else { return self.op_create() };
+        let mode = self.mode(k == Kind::Dir);
+        let out = res(fs::set_permissions(self.path(&p), fs::Permissions::from_mode(mode))).map(|_| "ok".to_string());
+        (format!("chmod {} mode={mode:o}", show(&p)), out)
+    }
+
+    fn time(&mut self) -> TimeSpec {
+        // From 1901 to 2446: what ext4 (256-byte inodes) and vexfs (64-bit seconds) both store.
+        let sec = if self.chance(10) {
+            self.rng.gen_range(-(1i64 << 31) + 1..0)
+        } else {
+            self.rng.gen_range(0..15_000_000_000)
+        };
+        TimeSpec::new(sec, self.rng.gen_range(0..1_000_000_000))
+    }
+
+    fn op_utimes(&mut self) -> (String, Outcome) {
+        let Some(p) = self.any_entry() else { return self.op_create() };
+        let (at, mt) = (self.time(), self.time());
+        let path = self.path(&p);
+        let out = utimensat(nix::fcntl::AT_FDCWD, &path, &at, &mt, UtimensatFlags::NoFollowSymlink)
+            .map_err(nix_name)
+            .and_then(|_| res(fs::symlink_metadata(&path)))
+            .map(|m| format!("ok atime={}.{:09} mtime={}.{:09}", m.atime(), m.atime_nsec(), m.mtime(), m.mtime_nsec()));
+        let desc = format!(
+            "utimes {} atime={}.{:09} mtime={}.{:09}",
+            show(&p),
+            at.tv_sec(),
+            at.tv_nsec(),
+            mt.tv_sec(),
+            mt.tv_nsec()
+        );
+        (desc, out)
+    }
+
+    fn op_stat(&mut self) -> (String, Outcome) {
+        let p = match self.rng.gen_range(0..10) {
+            0 => self.fresh_path(),
+            1 => match self.pick(&self.of_kind(Kind::File)) {
+                // A path through a file: ENOTDIR.
+                Some(mut f) => {
+                    f.push("x".into());
+                    f
+                }
+                None => self.fresh_path(),
+            },
+            _ => self.any_entry().unwrap_or_default(),
+        };
+        let out = res(fs::symlink_metadata(self.path(&p))).map(|m| {
+            let size = if m.is_dir() { "-".to_string() } else { m.size().to_string() };
+            format!("ok {} mode={:o} nlink={} size={size}", type_char(&m), m.mode() & 0o7777, m.nlink())
+        });
+        (format!("stat {}", show(&p)), out)
+    }
+
+    /// Chooses and runs one operation.
+    fn step(&mut self) -> (String, Outcome) {
+        let n = self.m.walk().len();
+        let crowded = n > MAX_ENTRIES;
+        // (weight, operation); adding operations weigh less when the tree is crowded.
+        let add = if crowded { 1 } else { 10 };
+        let table: [(u32, Op); 17] = [
+            (add, Gen::op_create),
+            (add / 2 + 1, Gen::op_mkdir),
+            (18, Gen::op_write),
+            (6, Gen::op_append),
+            (2, Gen::op_interleave),
+            (7, Gen::op_truncate),
+            (8, Gen::op_read),
+            (9, Gen::op_rename),
+            (add / 2 + 1, Gen::op_link),
+            (add / 2 + 1, Gen::op_symlink),
+            (2, Gen::op_readlink),
+            (if crowded { 20 } else { 6 }, Gen::op_unlink),
+            (if crowded { 10 } else { 3 }, Gen::op_rmdir),
+            (4, Gen::op_fsync),
+            (4, Gen::op_chmod),
+            (4, Gen::op_utimes),
+            (4, Gen::op_stat),
+        ];
+        let total: u32 = table.iter().map(|t| t.0).sum();
+        let mut x = self.rng.gen_range(0..total);
+        for (w, f) in table {
+            if x < w {
+                return f(self);
+            }
+            x -= w;
+        }
+        self.op_stat()
+    }
+}
+
+fn type_char(m: &fs::Metadata) -> &'static str {
+    let t = m.file_type();
+    if t.is_dir() {
+        "d"
+    } else if t.is_symlink() {
+        "l"
+    } else if t.is_file() {
+        "f"
+    } else {
+        "?"
+    }
+}
+
+fn run(a: &RunArgs) -> Result<bool, String> {
+    nix::sys::stat::umask(Mode::from_bits_truncate(0o022));
+    fs::create_dir(&a.dir).map_err(|e| format!("mkdir {}: {e}", a.dir.display()))?;
+    let mut log = io::BufWriter::new(File::create(&a.log).map_err(|e| format!("{}: {e}", a.log.display()))?);
+    let mut g = Gen {
+        rng: SmallRng::seed_from_u64(a.seed),
+        m: Model { root: Dir::default(), inodes: BTreeMap::new(), next_ino: 1, total_blocks: 0, broken: None },
+        base: a.dir.clone(),
+        file_blocks: a.file_blocks.unwrap_or(if a.big { 4096 } else { 200 }),
+        total_blocks: a.total_blocks.unwrap_or(if a.big { 16384 } else { 4096 }),
+        max_size: if a.big { 64 << 20 } else { 8 << 20 },
+        interleave_rounds: if a.big { 600 } else { 40 },
+        read_mismatch: None,
+        results: BTreeMap::new(),
+    };
+    let wr = |e: io::Error| format!("writing {}: {e}", a.log.display());
+    writeln!(log, "# fsops run seed={} count={} big={}", a.seed, a.count, a.big).map_err(wr)?;
+    for i in 0..a.count {
+        let (desc, out) = g.step();
+        let r = match out {
+            Ok(s) => s,
+            Err(e) => e,
+        };
+        let key = r.split(' ').next().unwrap_or("").to_string();
+        *g.results.entry(key).or_default() += 1;
+        writeln!(log, "{i} {desc} -> {r}").map_err(wr)?;
+    }
+    log.flush().map_err(wr)?;
+    let figures: Vec<String> = g.results.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    println!(
+        "fsops: seed {} ran {} operations ({}); {} entries, {} blocks",
+        a.seed,
+        a.count,
+        figures.join(" "),
+        g.m.walk().len(),
+        g.m.total_blocks
+    );
+    // The filesystem against the model.
+    let mut problems = Vec::new();
+    problems.extend(g.m.broken.clone());
+    problems.extend(g.read_mismatch.clone());
+    let want = model_dump(&g.m);
+    let got: Vec<String> = walk(&a.dir)?.iter().map(|e| e.line(false, false)).collect();
+    if let Some(d) = first_difference(&want, &got) {
+        problems.push(format!("the tree differs from the model: {d}"));
+    }
+    for p in &problems {
+        eprintln!("fsops: seed {}: {p}", a.seed);
+    }
+    Ok(problems.is_empty())
+}
+
+// ---- dumps --------------------------------------------------------------------------------------
+
+/// One entry of a dump.
+struct Entry {
+    path: String,
+    kind: &'static str,
+    mode: u32,
+    nlink: u64,
+    size: Option<u64>,
+    sha: Option<String>,
+    target: Option<String>,
+    /// For a non-directory with several links: the first path of its inode.
+    link_of: Option<String>,
+    mtime: (i64, i64),
+}
+
+impl Entry {
+    fn line(&self, mode: bool, mtimes: bool) -> String {
+        let mut s = format!("{} {} nlink={}", self.path, self.kind, self.nlink);
+        if mode {
+            let _ = write!(s, " mode={:04o}", self.mode);
+        }
+        if let Some(x) = self.size {
+            let _ = write!(s, " size={x}");
+        }
+        if let Some(x) = &self.sha {
+            let _ = write!(s, " sha256={x}");
+        }
+        if let Some(x) = &self.target {
+            let _ = write!(s, " target={x}");
+        }
+        if let Some(x) = &self.link_of {
+            let _ = write!(s, " link-of={x}");
+        }
+        if mtimes {
+            let _ = write!(s, " mtime={}.{:09}", self.mtime.0, self.mtime.1);
+        }
+        s
+    }
+}
+
+/// A name as printed: printable ASCII as is, every other byte as \xNN.
+fn escape(name: &[u8]) -> String {
+    name.iter().fold(String::new(), |mut s, &b| {
+        if b.is_ascii_graphic() && b != b'\\' {
+            s.push(char::from(b));
+        } else {
+            let _ = write!(s, "\\x{b:02x}");
+        }
+        s
+    })
+}
+
+/// A long symlink target is printed as its length and hash.
+fn show_target(t: &[u8]) -> String {
+    if t.len() <= 64 {
+        escape(t)
+    } else {
+        format!("[{} bytes sha256 {}]", t.len(), &sha(t)[..16])
+    }
+}
+
+/// Every entry below `dir`, sorted by path.
+fn walk(dir: &Path) -> Result<Vec<Entry>, String> {
+    let mut out = Vec::new();
+    let mut first: HashMap<u64, String> = HashMap::new();
+    let mut stack = vec![(dir.to_path_buf(), String::new())];
+    let mut all = Vec::new();
+    while let Some((d, prefix)) = stack.pop() {
+        let mut names = Vec::new();
+        for e in fs::read_dir(&d).map_err(|e| format!("readdir {}: {e}", d.display()))? {
+            let e = e.map_err(|e| format!("readdir {}: {e}", d.display()))?;
+            names.push(e.file_name());
+        }
+        names.sort();
+        for w in names.windows(2) {
+            if w[0] == w[1] {
+                return Err(format!("readdir {} returned {:?} twice", d.display(), w[0]));
+            }
+        }
+        for n in names {
+            let p = d.join(&n);
+            let rel =
+                if prefix.is_empty() { escape(n.as_bytes()) } else { format!("{prefix}/{}", escape(n.as_bytes())) };
+            let m = fs::symlink_metadata(&p).map_err(|e| format!("lstat {}: {e}", p.display()))?;
+            if m.is_dir() {
+                stack.push((p.clone(), rel.clone()));
+            }
+            all.push((p, rel, m));
+        }
+    }
+    all.sort_by(|a, b| a.1.cmp(&b.1));
+    for (p, rel, m) in all {
+        let kind = type_char(&m);
+        let mut e = Entry {
+            path: rel.clone(),
+            kind,
+            mode: m.mode() & 0o7777,
+            nlink: m.nlink(),
+            size: None,
+            sha: None,
+            target: None,
+            link_of: None,
+            mtime: (m.mtime(), m.mtime_nsec()),
+        };
+        if !m.is_dir() {
+            e.size = Some(m.size());
+            if m.nlink() > 1 {
+                e.link_of = Some(first.entry(m.ino()).or_insert(rel).clone());
+            }
+        }
+        if m.is_file() {
+            let mut f = File::open(&p).map_err(|e| format!("open {}: {e}", p.display()))?;
+            let mut h = Sha256::new();
+            let mut buf = vec![0u8; 1 << 16];
+            loop {
+                let n = f.read(&mut buf).map_err(|e| format!("read {}: {e}", p.display()))?;
+                if n == 0 {
+                    break;
+                }
+                h.update(&buf[..n]);
+            }
+            e.sha = Some(hex(&h.finalize()));
+        } else if m.file_type().is_symlink() {
+            let t = fs::read_link(&p).map_err(|e| format!("readlink {}: {e}", p.display()))?;
+            e.target = Some(show_target(t.as_os_str().as_bytes()));
+        }
+        out.push(e);
+    }
+    Ok(out)
+}
+
+/// The model's tree as [`walk`] would print it (no modes, no mtimes).
+fn model_dump(m: &Model) -> Vec<String> {
+    let mut first: HashMap<u64, String> = HashMap::new();
+    let mut out = Vec::new();
+    // Sorted as walk() sorts: by the printed path.
+    let mut entries: Vec<(String, Rel, Kind, Option<u64>)> = m
+        .walk()
+        .into_iter()
+        .map(|(p, k, i)| (p.iter().map(|c| escape(c.as_bytes())).collect::<Vec<_>>().join("/"), p, k, i))
+        .collect();
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    for (path, p, kind, ino) in entries {
+        let mut e = Entry {
+            path: path.clone(),
+            kind: "d",
+            mode: 0,
+            nlink: 2,
+            size: None,
+            sha: None,
+            target: None,
+            link_of: None,
+            mtime: (0, 0),
+        };
+        match (kind, ino.and_then(|i| Some((i, m.inodes.get(&i)?)))) {
+            (Kind::Dir, _) => {
+                let subdirs = m.dir(&p).map_or(0, |d| d.entries.values().filter(|n| matches!(n, Node::Dir(_))).count());
+                e.nlink = 2 + subdirs as u64;
+            }
+            (_, Some((i, x))) => {
+                e.nlink = x.nlink;
+                e.size = Some(m.size(i));
+                if x.nlink > 1 {
+                    e.link_of = Some(first.entry(i).or_insert(path).clone());
+                }
+                match &x.kind {
+                    InoKind::File { size, .. } => {
+                        e.kind = "f";
+                        e.sha = Some(sha(&m.read(i, 0, *size)));
+                    }
+                    InoKind::Symlink(t) => {
+                        e.kind = "l";
+                        e.target = Some(show_target(t.as_bytes()));
+                    }
+                }
+            }
+            (_, None) => e.kind = "?",
+        }
+        out.push(e.line(false, false));
+    }
+    out
+}
+
+fn dump(dir: &Path, mtimes: bool) -> Result<(), String> {
+    let out = io::stdout();
+    let mut out = io::BufWriter::new(out.lock());
+    for e in walk(dir)? {
+        writeln!(out, "{}", e.line(true, mtimes)).map_err(|e| e.to_string())?;
+    }
+    out.flush().map_err(|e| e.to_string())
+}
+
+fn stamp(seed: u64, dir: &Path) -> Result<(), String> {
+    for e in walk(dir)? {
+        let h = Sha256::digest(format!("{seed} {}", e.path).as_bytes());
+        let n =
+            |i: usize| u64::from_le_bytes([h[i], h[i + 1], h[i + 2], h[i + 3], h[i + 4], h[i + 5], h[i + 6], h[i + 7]]);
+        let t = |x: u64| TimeSpec::new((x % 4_000_000_000) as i64, ((x >> 32) % 1_000_000_000) as i64);
+        let p = dir.join(&e.path);
+        utimensat(nix::fcntl::AT_FDCWD, &p, &t(n(0)), &t(n(8)), UtimensatFlags::NoFollowSymlink)
+            .map_err(|x| format!("utimensat {}: {x}", p.display()))?;
+    }
+    Ok(())
+}
+
+// ---- diff ---------------------------------------------------------------------------------------
+
+/// Describes the first difference of two line lists (None if equal).
+fn first_difference(a: &[String], b: &[String]) -> Option<String> {
+    let i = a.iter().zip(b).position(|(x, y)| x != y).unwrap_or(a.len().min(b.len()));
+    if i == a.len() && i == b.len() {
+        return None;
+    }
+    let line = |v: &[String]| v.get(i).cloned().unwrap_or_else(|| "<end>".into());
+    let mut s = format!("line {} (of {} and {}):\n", i + 1, a.len(), b.len());
+    for c in &a[i.saturating_sub(2)..i] {
+        let _ = writeln!(s, "    {c}");
+    }
+    let _ = write!(s, "  - {}\n  + {}", line(a), line(b));
+    Some(s)
+}
+
+fn read_lines(p: &Path) -> Result<Vec<String>, String> {
+    let f = File::open(p).map_err(|e| format!("{}: {e}", p.display()))?;
+    BufReader::new(f).lines().collect::<io::Result<_>>().map_err(|e| format!("{}: {e}", p.display()))
+}
+
+fn diff(a: &Path, b: &Path) -> Result<bool, String> {
+    let (x, y) = (read_lines(a)?, read_lines(b)?);
+    match first_difference(&x, &y) {
+        None => Ok(true),
+        Some(d) => {
+            println!("first difference, {} (-) against {} (+), at {d}", a.display(), b.display());
+            Ok(false)
+        }
+    }
+}
