@@ -91,6 +91,12 @@ pub fn crc32c_parts(parts: &[&[u8]]) -> u32 {
     !c
 }
 
+/// The CRC-32C of the bytes already summed into `crc` followed by `data` (as the `crc32c`
+/// crate's `crc32c_append`): `crc32c_append(0, d)` is `crc32c(d)`.
+pub fn crc32c_append(crc: u32, data: &[u8]) -> u32 {
+    !update(!crc, data)
+}
+
 #[cfg(test)]
 // Test code: a failed index is the test's failure report; the byte pattern truncates on purpose.
 #[allow(clippy::indexing_slicing, clippy::cast_possible_truncation)]
@@ -112,6 +118,7 @@ mod tests {
             assert_eq!(crc32c(&data[..len]), ::crc32c::crc32c(&data[..len]), "len {len}");
             let (a, b) = data[..len].split_at(len / 3);
             assert_eq!(crc32c_parts(&[a, b]), ::crc32c::crc32c(&data[..len]));
+            assert_eq!(crc32c_append(crc32c(a), b), ::crc32c::crc32c(&data[..len]));
         }
     }
 }

@@ -32,6 +32,7 @@ pub mod format;
 pub mod hnsw;
 pub mod index_error;
 pub mod io;
+pub mod journal;
 #[cfg(feature = "std")]
 pub mod mem;
 pub mod vindex;

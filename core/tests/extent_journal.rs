@@ -214,9 +214,21 @@ fn journal_super_misdirected() {
 #[test]
 fn journal_super_version() {
     let mut b = jsb();
-    put_u32(&mut b, 16, 2);
+    put_u32(&mut b, 16, 3);
     jreseal(&mut b);
-    assert_jcorrupt(&b, "journal version", 2);
+    assert_jcorrupt(&b, "journal version", 3);
+}
+
+#[test]
+fn journal_super_v1_read_only_when_clean() {
+    // A v1 journal (version 1) never held records: read when clean, refused otherwise.
+    let mut b = jsb();
+    put_u32(&mut b, 16, 1);
+    jreseal(&mut b);
+    assert!(jdecode(&b).is_ok());
+    put_u32(&mut b, 20, 0);
+    jreseal(&mut b);
+    assert_jcorrupt(&b, "v1 journal not clean", 0);
 }
 
 #[test]
@@ -265,9 +277,12 @@ fn journal_super_reserved_bytes() {
     assert_jcorrupt(&b, "journal reserved bytes", 0);
 }
 
+/// The UUID of the filesystem the records belong to (in their checksums since format v2).
+const RU: [u8; 16] = [7; 16];
+
 fn record(lsn: u64, payload: &[u8]) -> Vec<u8> {
     let mut out = vec![0u8; 256];
-    let n = encode_record(&mut out, lsn, RecordType::VecRemove, payload).unwrap();
+    let n = encode_record(&mut out, &RU, lsn, RecordType::VecRemove, payload).unwrap();
     out.truncate(n);
     out
 }
@@ -278,7 +293,7 @@ fn record_roundtrip() {
         let payload: Vec<u8> = (0..len as u8).collect();
         let r = record(42, &payload);
         assert_eq!(r.len(), (RECORD_HEADER + len).div_ceil(8) * 8);
-        let (h, p) = decode_record(&r, 42).unwrap();
+        let (h, p) = decode_record(&r, &RU, 42).unwrap();
         assert_eq!(h, RecordHeader { lsn: 42, rtype: RecordType::VecRemove as u16, len: len as u32 });
         assert_eq!(p, &payload[..]);
     }
@@ -286,13 +301,13 @@ fn record_roundtrip() {
 
 #[test]
 fn record_does_not_fit() {
-    assert_eq!(encode_record(&mut [0u8; 30], 1, RecordType::Commit, &[0; 8]), None);
+    assert_eq!(encode_record(&mut [0u8; 30], &RU, 1, RecordType::Commit, &[0; 8]), None);
 }
 
 #[test]
 fn torn_record_payload_cut() {
     let r = record(5, &[7u8; 100]);
-    let e = decode_record(&r[..RECORD_HEADER + 50], 5).unwrap_err();
+    let e = decode_record(&r[..RECORD_HEADER + 50], &RU, 5).unwrap_err();
     assert_eq!(e, FormatError::Truncated { what: "journal record", len: RECORD_HEADER + 50 });
     assert_eq!(e.errno(), EUCLEAN);
 }
@@ -300,28 +315,28 @@ fn torn_record_payload_cut() {
 #[test]
 fn torn_record_header_cut() {
     let r = record(5, &[]);
-    assert!(matches!(decode_record(&r[..10], 5).unwrap_err(), FormatError::Truncated { .. }));
+    assert!(matches!(decode_record(&r[..10], &RU, 5).unwrap_err(), FormatError::Truncated { .. }));
 }
 
 #[test]
 fn torn_record_bad_checksum() {
     let mut r = record(5, &[7u8; 100]);
     r[RECORD_HEADER + 99] ^= 1;
-    assert!(matches!(decode_record(&r, 5).unwrap_err(), FormatError::BadChecksum { what: "journal record", .. }));
+    assert!(matches!(decode_record(&r, &RU, 5).unwrap_err(), FormatError::BadChecksum { what: "journal record", .. }));
 }
 
 #[test]
 fn record_bad_magic() {
     let mut r = record(5, &[1]);
     r[0] ^= 1;
-    let e = decode_record(&r, 5).unwrap_err();
+    let e = decode_record(&r, &RU, 5).unwrap_err();
     assert_eq!(e, FormatError::Corrupt { what: "journal record magic", value: (RECORD_MAGIC ^ 1) as u64 });
 }
 
 #[test]
 fn stale_record_lsn() {
     let r = record(5, &[1]);
-    let e = decode_record(&r, 6).unwrap_err();
+    let e = decode_record(&r, &RU, 6).unwrap_err();
     assert_eq!(e, FormatError::WrongIdentity { what: "journal record lsn", expected: 6, found: 5 });
 }
 
@@ -330,7 +345,15 @@ fn record_unknown_type() {
     let mut r = record(5, &[1, 2, 3]);
     put_u16(&mut r, 16, 9);
     put_u32(&mut r, 4, 0);
-    let c = crc32c_parts(&[&r[..RECORD_HEADER], &[1, 2, 3]]);
+    let c = crc32c_parts(&[&RU, &r[..RECORD_HEADER], &[1, 2, 3]]);
     put_u32(&mut r, 4, c);
-    assert_eq!(decode_record(&r, 5).unwrap_err(), FormatError::Corrupt { what: "journal record type", value: 9 });
+    assert_eq!(decode_record(&r, &RU, 5).unwrap_err(), FormatError::Corrupt { what: "journal record type", value: 9 });
+}
+
+#[test]
+fn record_of_another_filesystem_fails_its_checksum() {
+    let r = record(5, &[1, 2, 3]);
+    assert!(decode_record(&r, &RU, 5).is_ok());
+    let other = [8u8; 16];
+    assert!(matches!(decode_record(&r, &other, 5).unwrap_err(), FormatError::BadChecksum { .. }));
 }

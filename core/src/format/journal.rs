@@ -1,10 +1,10 @@
-//! The journal region: a circular write-ahead log for metadata blocks and vector operations.
+//! The journal region: a circular redo log of metadata block images (format v2).
 //!
-//! Block 0 of the region is the journal superblock; blocks `1 ..` hold records. Format v1
-//! defines both and mkfs writes an empty, clean journal. Every metadata update can go through
-//! it as a transaction of block images (`BLOCKS` records) closed by a `COMMIT`, and vector
-//! inserts/removals as `VEC_*` records, without a format change. A filesystem whose journal
-//! holds unreplayed transactions has the incompat bit `RECOVER` set in the superblock.
+//! Block 0 of the region is the journal superblock; blocks `1 ..` ("record blocks", numbered
+//! from 0) hold records. The byte layout is below and in `docs/FORMAT.md`; the rules that
+//! turn records into transactions, and the code that writes and replays them, are in
+//! [`crate::journal`]. Format v1 defined the same superblock and record header but never wrote
+//! a record: a v1 journal is always clean, and v2 code reads it as an empty log.
 //!
 //! Journal superblock:
 //!
@@ -13,47 +13,54 @@
 //! | 0 | 4 | `magic` = [`JOURNAL_MAGIC`] |
 //! | 4 | 4 | `checksum`: CRC-32C of the block with this field zero |
 //! | 8 | 8 | `blocknr`: this block's own number |
-//! | 16 | 4 | `version` = 1 |
+//! | 16 | 4 | `version` = 2 (1 is read: a clean v1 journal) |
 //! | 20 | 4 | `flags`: bit 0 [`JOURNAL_CLEAN`] |
 //! | 24 | 8 | `next_lsn`: the LSN the next record gets (LSNs start at 1 and only grow) |
-//! | 32 | 8 | `checkpoint_lsn`: every record with a smaller LSN is applied in place |
+//! | 32 | 8 | `checkpoint_lsn`: LSN of the record at `head`; every smaller LSN is applied in place |
 //! | 40 | 8 | `head`: record block (0-based, after the superblock) of the oldest live record |
 //! | 48 | 16 | `uuid`: the filesystem's UUID (a journal of another filesystem is refused) |
 //! | 64 | 4032 | reserved, zero |
 //!
-//! Record header (records start 8-byte aligned in the record blocks, may span blocks):
+//! Record header (records start 8-byte aligned in the record blocks, may span blocks and wrap
+//! from the last record block to the first):
 //!
 //! | offset | size | field |
 //! |---:|---:|---|
 //! | 0 | 4 | `magic` = [`RECORD_MAGIC`] |
-//! | 4 | 4 | `checksum`: CRC-32C of header (this field zero) and payload |
+//! | 4 | 4 | `checksum`: CRC-32C of the filesystem's UUID, the header (this field zero) and the payload |
 //! | 8 | 8 | `lsn` |
 //! | 16 | 2 | `type` ([`RecordType`]) |
 //! | 18 | 2 | `flags`, zero |
-//! | 20 | 4 | `len`: payload bytes |
+//! | 20 | 4 | `len`: payload bytes, at most [`MAX_RECORD_PAYLOAD`] |
 //! | 24 | len | payload |
 //!
-//! Recovery reads records from `head` in LSN order and stops at the first record whose magic,
-//! checksum or LSN (must be the previous one plus one) is wrong: only a torn tail is discarded.
+//! The UUID in the checksum (new in v2) makes a record left on the device by an earlier
+//! filesystem fail its checksum, whatever its LSN.
 
 use super::block::{check_header, seal_header};
 use super::le::*;
 use super::BLOCK_SIZE;
-use crate::crc32c::crc32c_parts;
 use crate::error::{FormatError, Result};
 
 /// `"VJNL"` as a little-endian word.
 pub const JOURNAL_MAGIC: u32 = u32::from_le_bytes(*b"VJNL");
 /// `"VREC"` as a little-endian word.
 pub const RECORD_MAGIC: u32 = u32::from_le_bytes(*b"VREC");
-/// Journal format version.
-pub const JOURNAL_VERSION: u32 = 1;
+/// Journal format version written by this code.
+pub const JOURNAL_VERSION: u32 = 2;
+/// The journal version of format v1: read only when clean (v1 never wrote a record).
+pub const JOURNAL_VERSION_V1: u32 = 1;
 /// `flags` bit: no live record; nothing to replay.
 pub const JOURNAL_CLEAN: u32 = 1;
 /// Smallest journal region: the superblock and 63 record blocks.
 pub const MIN_JOURNAL_BLOCKS: u64 = 64;
 /// Bytes of a record header.
 pub const RECORD_HEADER: usize = 24;
+/// Largest record payload: a block-images record of 4 images (`8 + 4 * (8 + 4096)` bytes),
+/// which is also more than a vector record of the largest dimension (4096) needs.
+pub const MAX_RECORD_PAYLOAD: usize = 8 + 4 * (8 + BLOCK_SIZE);
+/// Largest record, header included.
+pub const MAX_RECORD: usize = RECORD_HEADER + MAX_RECORD_PAYLOAD;
 
 /// Record types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,7 +110,7 @@ impl JournalSuper {
         }
         check_header(block, W, JOURNAL_MAGIC, blocknr, u64_at(block, 16, W)?)?;
         let version = u32_at(block, 16, W)?;
-        if version != JOURNAL_VERSION {
+        if version != JOURNAL_VERSION && version != JOURNAL_VERSION_V1 {
             return Err(FormatError::Corrupt { what: "journal version", value: version as u64 });
         }
         let j = JournalSuper {
@@ -119,6 +126,9 @@ impl JournalSuper {
         }
         if j.flags & !JOURNAL_CLEAN != 0 {
             return bad("journal flags", j.flags as u64);
+        }
+        if version == JOURNAL_VERSION_V1 && j.flags & JOURNAL_CLEAN == 0 {
+            return bad("v1 journal not clean", j.flags as u64);
         }
         if j.next_lsn == 0 || j.checkpoint_lsn == 0 || j.checkpoint_lsn > j.next_lsn {
             return bad("journal lsn", j.next_lsn);
@@ -158,26 +168,65 @@ pub struct RecordHeader {
     pub len: u32,
 }
 
-/// Encodes a record (header then `payload`) into `out`; returns the bytes used (rounded up to
-/// 8), or `None` if `out` is too small.
-pub fn encode_record(out: &mut [u8], lsn: u64, rtype: RecordType, payload: &[u8]) -> Option<usize> {
+/// The checksum of a record: CRC-32C of `uuid`, the 24-byte header `head` (checksum field
+/// zero) and the payload's `parts`, in order.
+pub fn record_checksum(uuid: &[u8; 16], head: &[u8; RECORD_HEADER], parts: &[&[u8]]) -> u32 {
+    let mut c = crate::crc32c::crc32c_append(0, uuid);
+    c = crate::crc32c::crc32c_append(c, head);
+    for p in parts {
+        c = crate::crc32c::crc32c_append(c, p);
+    }
+    c
+}
+
+/// The header of a record of `len` payload bytes with its checksum over `uuid` and the
+/// payload's `parts` (whose lengths add up to `len`).
+pub fn record_header(uuid: &[u8; 16], lsn: u64, rtype: RecordType, len: u32, parts: &[&[u8]]) -> [u8; RECORD_HEADER] {
+    let mut h = [0u8; RECORD_HEADER];
+    put_u32(&mut h, 0, RECORD_MAGIC);
+    put_u64(&mut h, 8, lsn);
+    put_u16(&mut h, 16, rtype as u16);
+    put_u32(&mut h, 20, len);
+    let c = record_checksum(uuid, &h, parts);
+    put_u32(&mut h, 4, c);
+    h
+}
+
+/// Encodes a record (header then `payload`) of the filesystem `uuid` into `out`; returns the
+/// bytes used (rounded up to 8), or `None` if `out` is too small.
+pub fn encode_record(out: &mut [u8], uuid: &[u8; 16], lsn: u64, rtype: RecordType, payload: &[u8]) -> Option<usize> {
     let total = RECORD_HEADER.checked_add(payload.len())?.checked_next_multiple_of(8)?;
     let rec = out.get_mut(..total)?;
     rec.fill(0);
-    put_u32(rec, 0, RECORD_MAGIC);
-    put_u64(rec, 8, lsn);
-    put_u16(rec, 16, rtype as u16);
-    put_u32(rec, 20, u32::try_from(payload.len()).ok()?);
+    let head = record_header(uuid, lsn, rtype, u32::try_from(payload.len()).ok()?, &[payload]);
+    put(rec, 0, &head);
     put(rec, RECORD_HEADER, payload);
-    let c = crc32c_parts(&[rec.get(..RECORD_HEADER)?, payload]);
-    put_u32(rec, 4, c);
     Some(total)
 }
 
-/// Decodes the record at the start of `buf` and checks it against `expected_lsn`. Returns the
-/// header and payload. Errors (EUCLEAN): bad magic, checksum, LSN or type; a length past
-/// `buf`. Recovery treats any error as the end of the log.
-pub fn decode_record(buf: &[u8], expected_lsn: u64) -> Result<(RecordHeader, &[u8])> {
+/// Decodes the header at the start of `buf` (at least [`RECORD_HEADER`] bytes) without
+/// checking the checksum: magic, type, flags and a length of at most [`MAX_RECORD_PAYLOAD`].
+/// Errors (EUCLEAN): any of those wrong. The scanner uses it to know how much to read.
+pub fn peek_record(buf: &[u8]) -> Result<RecordHeader> {
+    const W: &str = "journal record";
+    let magic = u32_at(buf, 0, W)?;
+    if magic != RECORD_MAGIC {
+        return Err(FormatError::Corrupt { what: "journal record magic", value: magic as u64 });
+    }
+    let h = RecordHeader { lsn: u64_at(buf, 8, W)?, rtype: u16_at(buf, 16, W)?, len: u32_at(buf, 20, W)? };
+    if !(1..=4).contains(&h.rtype) || u16_at(buf, 18, W)? != 0 {
+        return Err(FormatError::Corrupt { what: "journal record type", value: h.rtype as u64 });
+    }
+    if h.len as usize > MAX_RECORD_PAYLOAD {
+        return Err(FormatError::Corrupt { what: "journal record length", value: h.len as u64 });
+    }
+    Ok(h)
+}
+
+/// Decodes the record of the filesystem `uuid` at the start of `buf` and checks it against
+/// `expected_lsn`. Returns the header and payload. Errors (EUCLEAN): bad magic, checksum, LSN,
+/// type or length; a length past `buf`. Recovery treats any error as the end of the log.
+pub fn decode_record<'a>(buf: &'a [u8], uuid: &[u8; 16], expected_lsn: u64) -> Result<(RecordHeader, &'a [u8])> {
     const W: &str = "journal record";
     let magic = u32_at(buf, 0, W)?;
     if magic != RECORD_MAGIC {
@@ -189,15 +238,13 @@ pub fn decode_record(buf: &[u8], expected_lsn: u64) -> Result<(RecordHeader, &[u
     let mut head = bytes::<RECORD_HEADER>(buf, 0, W)?;
     put_u32(&mut head, 4, 0);
     let stored = u32_at(buf, 4, W)?;
-    let computed = crc32c_parts(&[&head, payload]);
+    let computed = record_checksum(uuid, &head, &[payload]);
     if stored != computed {
         return Err(FormatError::BadChecksum { what: W, stored, computed });
     }
     if h.lsn != expected_lsn {
         return Err(FormatError::WrongIdentity { what: "journal record lsn", expected: expected_lsn, found: h.lsn });
     }
-    if !(1..=4).contains(&h.rtype) || u16_at(buf, 18, W)? != 0 {
-        return Err(FormatError::Corrupt { what: "journal record type", value: h.rtype as u64 });
-    }
+    peek_record(buf)?;
     Ok((h, payload))
 }
