@@ -530,7 +530,8 @@ fn replay(log_path: &Path, target_path: &Path, until: &Until) -> Result<(), Stri
     Ok(())
 }
 
-/// Copies all of `src` (from its start) over the start of `dst_path`.
+/// Copies all of `src` (from its start) over the start of `dst_path`, then syncs it (a block
+/// device then holds the state on disk, for readers that bypass its page cache).
 fn copy_state(src: &mut File, dst_path: &str) -> io::Result<()> {
     let mut dst = OpenOptions::new().write(true).create(true).truncate(false).open(dst_path)?;
     src.seek(SeekFrom::Start(0))?;
@@ -542,7 +543,7 @@ fn copy_state(src: &mut File, dst_path: &str) -> io::Result<()> {
         }
         dst.write_all(&buf[..n])?;
     }
-    dst.flush()
+    dst.sync_all()
 }
 
 /// What `iterate` runs at each crash point, besides the replay itself.
@@ -560,8 +561,9 @@ fn iterate(log_path: &Path, target_path: &Path, points: Points, visit: &Visit) -
         Points::All => all.clone(),
         Points::Count(n) => spread(&all, n),
     };
+    let what = if visit.marks { "FLUSH/FUA entries, marks, the end" } else { "FLUSH/FUA entries, the end" };
     println!(
-        "{}: {} entries, {} crash points, visiting {}",
+        "{}: {} entries, {} crash points ({what}), visiting {}",
         log_path.display(),
         log.entries.len(),
         all.len(),
