@@ -106,10 +106,20 @@ fn unknown_incompat_bit() {
 }
 
 #[test]
-fn recover_bit_is_unsupported_in_v1() {
+fn recover_bit_is_supported_since_v2() {
     let mut s = sb();
     s.feature_incompat = FEATURE_INCOMPAT_RECOVER;
-    assert_eq!(decode_err(&encoded(&s)), FormatError::UnsupportedFeatures(FEATURE_INCOMPAT_RECOVER));
+    assert_eq!(Superblock::decode(&encoded(&s)).unwrap(), s);
+}
+
+#[test]
+fn versions_1_and_2_are_read() {
+    for v in [FORMAT_VERSION_V1, FORMAT_VERSION] {
+        let mut s = sb();
+        s.format_version = v;
+        assert_eq!(Superblock::decode(&encoded(&s)).unwrap(), s);
+    }
+    assert_eq!(FORMAT_VERSION, 2);
 }
 
 #[test]
@@ -123,9 +133,9 @@ fn unknown_compat_bits_are_accepted() {
 #[test]
 fn unsupported_version() {
     let mut s = sb();
-    s.format_version = 2;
+    s.format_version = 3;
     let e = decode_err(&encoded(&s));
-    assert_eq!(e, FormatError::UnsupportedVersion(2));
+    assert_eq!(e, FormatError::UnsupportedVersion(3));
     assert_eq!(e.errno(), EINVAL);
 }
 

@@ -20,7 +20,7 @@ use vexfs_image::FileDevice;
 #[command(
     name = "fsck.vexfs",
     bin_name = "fsck.vexfs",
-    version = concat!(env!("CARGO_PKG_VERSION"), " (format v1)"),
+    version = concat!(env!("CARGO_PKG_VERSION"), " (format v2)"),
     after_help = "Exit status (as e2fsck, bits OR-ed): 0 no errors, 1 errors corrected, 4 errors left \
                   uncorrected, 8 operational error, 16 usage error."
 )]

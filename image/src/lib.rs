@@ -6,6 +6,8 @@
 //! - [`device`]: [`BlockDevice`](vexfs_core::io::BlockDevice) on a file, a block device or memory.
 //! - [`Image`]: an opened filesystem: inodes, extents, files, directories, path lookup.
 //! - [`mkfs::format`]: writes a new filesystem.
+//! - [`journal`]: the journal as the tools see it (its contents, recovery, the writer's staging).
+//! - [`overlay`]: a device whose writes stay in memory (`fsck.vexfs -n` replays into one).
 //! - [`fsck`]: checks a filesystem and repairs what can be repaired.
 //! - [`exit`]: the exit statuses of the three tools (e2fsprogs' for mkfs and fsck).
 //! - [`writer`]: an offline writer (create files, directories, symlinks, set embeddings) for
@@ -23,7 +25,9 @@ mod error;
 pub mod exit;
 pub mod fsck;
 mod image;
+pub mod journal;
 pub mod mkfs;
+pub mod overlay;
 pub mod sample;
 pub mod show;
 pub mod vecfile;

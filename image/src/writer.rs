@@ -1,8 +1,42 @@
 //! An offline writer: creates directories, files and symlinks in an unmounted image, and sets
 //! and removes the embeddings of files, through the same format and index code the kernel uses
 //! (`vexfs_core::vindex`). For tests (populated images for fsck and vexctl) and for tools that
-//! build images; not crash-safe (no journal), and never to be used on a mounted filesystem.
+//! build images; never to be used on a mounted filesystem.
+//!
+//! Crash safety: the writer journals like the kernel, with the same code
+//! (`vexfs_core::journal`). Opening it replays the journal. Every change stays in memory
+//! (a [`Staged`] device) until [`Writer::sync`] or [`Writer::commit`]:
+//!
+//! 1. the first commit of a session sets the `RECOVER` feature and clears the clean state in
+//!    the primary superblock (upgrading a format v1 filesystem to v2, backup superblock
+//!    included) and flushes;
+//! 2. file data blocks are written home (ordered mode: before the commit that exposes them);
+//! 3. every changed metadata block (inodes, directory and extent blocks, bitmaps, the vector
+//!    regions) is written to the log as one transaction, committed, then written home, flushed,
+//!    and the log checkpointed clean;
+//! 4. the primary superblock is written with the free counts, `RECOVER` cleared and the state
+//!    clean, and flushed.
+//!
+//! A crash at any point leaves, after recovery, the state of the last sync, or of a later
+//! point where a sync was split (below), never a part of an operation.
+//!
+//! Splitting: each public operation (`mkdir`, `create`, `set_embeddings`, `purge_vectors`,
+//! ...) ends at a consistent state. When the metadata staged since the last sync no longer fits
+//! the log in one transaction, what the operations before the last one staged is committed on
+//! its own first (steps 2-3, inside the session), so a sync is split only between operations.
+//!
+//! One operation whose metadata alone exceeds the whole log (a set of many embeddings on a
+//! filesystem with a small journal) cannot be committed atomically. It is written anyway, as
+//! several transactions in a row, with the superblock's errors state set before the first and
+//! cleared after the last ([`Writer::unatomic_commits`] counts them): a crash in between
+//! leaves a filesystem that asks for `fsck.vexfs` (the kernel warns at mount), and the check
+//! finds what is half done. Make the filesystem with a larger journal (`mkfs.vexfs`) to avoid
+//! it.
+//!
+//! Blocks freed since the last sync are not reused before it (file data written home early
+//! must not land on a block the committed state still uses).
 
+use std::collections::BTreeSet;
 use std::io;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -11,12 +45,16 @@ use vexfs_core::embed::{ChunkFields, ChunkFile, ChunkFiles};
 use vexfs_core::format::dir::{self, dt_from_mode, init_dir_block, seal_dir_block, valid_name, DT_DIR};
 use vexfs_core::format::extent::{extent_block_build, Extent};
 use vexfs_core::format::inode::{Inode, INLINE_EXTENTS, MAX_EXTENTS, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
-use vexfs_core::format::superblock::{Extent64, Region};
+use vexfs_core::format::superblock::{
+    Extent64, Region, FEATURE_INCOMPAT_RECOVER, FORMAT_VERSION, STATE_CLEAN, STATE_ERRORS,
+};
 use vexfs_core::format::vector::HnswHeader;
 use vexfs_core::format::{bit_find_clear, bit_set, bit_test, BLOCK_SIZE};
 use vexfs_core::index_error::IndexError;
 use vexfs_core::io::{Block, BlockDevice};
+use vexfs_core::journal::{txn_blocks, Log};
 
+use crate::journal::{self as jnl, Batch, Staged};
 use crate::vectors::{chunk_slots, index_mem, query_bits, BlockCache, CachedBlocks, Hit, IndexMem, MAX_EF, MAX_K};
 use crate::{Error, Image, Result};
 
@@ -37,12 +75,12 @@ impl Default for FileOpts {
     }
 }
 
-/// Writes into an [`Image`]. Bitmaps are kept in memory and written with the superblock by
-/// [`Writer::commit`]; inodes, directory and data blocks are written as they are made. The
-/// vector regions are changed in a [`BlockCache`] written back by [`Writer::flush_vectors`]
-/// and [`Writer::commit`].
+/// Writes into an [`Image`]. Bitmaps are kept in memory; inodes, directory and data blocks
+/// are staged as they are made; the vector regions are changed in a [`BlockCache`]. Each
+/// operation stages the changed bitmap and vector blocks when it ends; [`Writer::sync`] and
+/// [`Writer::commit`] write everything through the journal (see the module's docs).
 pub struct Writer<D> {
-    img: Image<D>,
+    img: Image<Staged<D>>,
     blocks: Vec<u8>,
     blocks_old: Vec<u8>,
     inodes: Vec<u8>,
@@ -50,6 +88,18 @@ pub struct Writer<D> {
     next_block: u64,
     /// The vector index, opened on first use.
     vec: Option<VecState>,
+    /// The journal's log, as recovery left it.
+    log: Log,
+    /// Whether the superblock on disk has `RECOVER` set (a session is open).
+    session: bool,
+    /// Blocks freed since the last sync (not reused before it).
+    quarantine: BTreeSet<u64>,
+    /// Why no sync may happen any more (a commit that failed half way).
+    broken: Option<String>,
+    /// Transactions committed (for tests and figures).
+    transactions: u64,
+    /// Batches larger than the log, written as several transactions.
+    unatomic: u64,
 }
 
 /// The vector index as the writer changes it: the cache of its blocks, the memory of its
@@ -83,11 +133,21 @@ fn new_inode(mode: u16, links: u16, parent: u32) -> Inode {
 }
 
 impl<D: BlockDevice<Error = io::Error>> Writer<D> {
-    /// Starts writing into `img` (reads both bitmaps). Errors: `Io`.
+    /// Starts writing into `img`: replays its journal (`vexfs_core::journal::recover`), reads
+    /// both bitmaps and recounts the free blocks and inodes from them (the superblock's counts
+    /// are hints, stale after a crash). Nothing else is written until a sync. Errors: `Io`,
+    /// `Format` (a corrupt journal).
     pub fn new(img: Image<D>) -> Result<Writer<D>> {
+        let sb = img.sb().clone();
+        let mut dev = img.into_device();
+        let (log, _) = jnl::recover(&mut dev, &sb)?;
+        let mut img = Image::with_superblock(Staged::new(dev), sb);
         let blocks = img.read_region(Region::BlockBitmap)?;
         let inodes = img.read_region(Region::InodeBitmap)?;
-        let next_block = img.sb().region(Region::Data).start;
+        let sb = img.sb_mut();
+        sb.free_blocks = count_clear(&blocks, sb.block_count);
+        sb.free_inodes = count_clear(&inodes, u64::from(sb.inode_count)) as u32;
+        let next_block = sb.region(Region::Data).start;
         Ok(Writer {
             blocks_old: blocks.clone(),
             blocks,
@@ -96,40 +156,187 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
             img,
             next_block,
             vec: None,
+            log,
+            session: false,
+            quarantine: BTreeSet::new(),
+            broken: None,
+            transactions: 0,
+            unatomic: 0,
         })
     }
 
-    /// The image being written (its superblock's free counts are kept current).
-    pub fn image(&self) -> &Image<D> {
+    /// The image being written, staged changes included (its superblock's free counts are
+    /// kept current). `image().device().inner()` is the device without them.
+    pub fn image(&self) -> &Image<Staged<D>> {
         &self.img
     }
 
-    /// Writes the changed vector-region blocks, bitmap blocks and the primary superblock (as
-    /// the kernel does; the backup keeps the mkfs-time free counts), flushes, and gives the
-    /// image back. Errors: `Io`.
-    pub fn commit(mut self) -> Result<Image<D>> {
-        self.sync()?;
-        Ok(self.img)
+    /// Journal transactions committed so far.
+    pub fn transactions(&self) -> u64 {
+        self.transactions
     }
 
-    /// Writes everything [`Self::commit`] writes and flushes, and goes on writing: the device
-    /// then holds a consistent filesystem (for checking it between steps). Errors: `Io`.
+    /// Commits that were larger than the log and written as several transactions (not
+    /// atomic; see the module's docs).
+    pub fn unatomic_commits(&self) -> u64 {
+        self.unatomic
+    }
+
+    /// [`Self::sync`], then gives the image back. Errors: as [`Self::sync`].
+    pub fn commit(mut self) -> Result<Image<D>> {
+        self.sync()?;
+        let sb = self.img.sb().clone();
+        Ok(Image::with_superblock(self.img.into_device().into_inner(), sb))
+    }
+
+    /// Writes every staged change through the journal and ends the session (see the module's
+    /// docs), and goes on writing: the device then holds a consistent, clean filesystem with a
+    /// clean journal. Does nothing when nothing changed since the last sync. Errors: `Io`;
+    /// `Invalid` after an operation too large for the journal.
     pub fn sync(&mut self) -> Result<()> {
+        if let Some(why) = &self.broken {
+            return Err(Error::Invalid(why.clone()));
+        }
+        self.stage_op()?;
+        self.img.device_mut().end_op();
+        let batch = self.img.device_mut().take_all();
+        if let Err(e) = self.commit_batch(batch) {
+            self.broken = Some(format!("a commit failed, the writer stopped: {e}"));
+            return Err(e);
+        }
+        self.quarantine.clear();
+        if self.session {
+            let sb = self.img.sb_mut();
+            sb.feature_incompat &= !FEATURE_INCOMPAT_RECOVER;
+            sb.state |= STATE_CLEAN;
+            sb.write_time = now().0.max(0) as u64;
+            self.write_primary()?;
+            self.session = false;
+        }
+        Ok(())
+    }
+
+    /// Stages what the operation left in memory: the vector blocks it changed and the bitmap
+    /// blocks.
+    fn stage_op(&mut self) -> Result<()> {
         self.flush_vectors()?;
         self.img.write_region_changes(Region::BlockBitmap, &self.blocks_old, &self.blocks)?;
         self.blocks_old.clone_from(&self.blocks);
         self.img.write_region_changes(Region::InodeBitmap, &self.inodes_old, &self.inodes)?;
         self.inodes_old.clone_from(&self.inodes);
+        Ok(())
+    }
+
+    /// Ends a public operation whose result is `r`: stages its blocks and, when the metadata
+    /// staged since the last sync outgrows one transaction, commits the operations before it.
+    fn end_op<R>(&mut self, r: Result<R>) -> Result<R> {
+        if let Some(why) = &self.broken {
+            return Err(Error::Invalid(why.clone()));
+        }
+        let staged = self.stage_op();
+        let max = self.log.blocks.saturating_sub(1);
+        let (meta, _) = self.img.device().counts();
+        if staged.is_ok() && txn_blocks(meta as u64) > max && self.img.device().closed_meta() > 0 {
+            let batch = self.img.device_mut().take_closed();
+            if let Err(e) = self.commit_batch(batch) {
+                self.broken = Some(format!("a commit failed, the writer stopped: {e}"));
+                return Err(e);
+            }
+        }
+        self.img.device_mut().end_op();
+        staged?;
+        r
+    }
+
+    /// Commits `batch`: opens the session if needed, writes the file data home, logs the
+    /// metadata as one transaction, writes it home and checkpoints the log clean. A batch
+    /// larger than the log goes in several transactions under the errors state (see the
+    /// module's docs).
+    fn commit_batch(&mut self, batch: Batch) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        if !self.session {
+            self.begin_session()?;
+        }
+        let Batch { data, meta } = batch;
+        let dev = self.img.device_mut().inner_mut();
+        for (n, b) in &data {
+            dev.write_block(*n, b).map_err(Error::io(format!("writing block {n}")))?;
+        }
+        if meta.is_empty() {
+            return dev.flush().map_err(Error::io("flushing the device"));
+        }
+        let per_txn = max_images(self.log.blocks);
+        let split = meta.len() > per_txn;
+        let errors_before = self.img.sb().state & STATE_ERRORS;
+        if split {
+            self.unatomic += 1;
+            self.img.sb_mut().state |= STATE_ERRORS;
+            self.write_primary()?;
+        }
+        for part in meta.chunks(per_txn.max(1)) {
+            let dev = self.img.device_mut().inner_mut();
+            jnl::write_superblock(dev, &self.log, false)?;
+            let images: Vec<(u64, &Block)> = part.iter().map(|(n, b)| (*n, &**b)).collect();
+            jnl::write_transaction(dev, &mut self.log, &images)?;
+            self.transactions += 1;
+            for (n, b) in part {
+                dev.write_block(*n, b).map_err(Error::io(format!("writing block {n}")))?;
+            }
+            dev.flush().map_err(Error::io("flushing the device"))?;
+            jnl::checkpoint(dev, &mut self.log, true)?;
+        }
+        if split {
+            let sb = self.img.sb_mut();
+            sb.state = (sb.state & !STATE_ERRORS) | errors_before;
+            self.write_primary()?;
+        }
+        Ok(())
+    }
+
+    /// Marks the filesystem as being written: `RECOVER` set, state not clean, format v2 (the
+    /// backup superblock upgraded too when it was v1); flushed before any journal write.
+    fn begin_session(&mut self) -> Result<()> {
+        if self.img.sb().format_version != FORMAT_VERSION {
+            let backup = self.img.sb().backup_block;
+            let dev = self.img.device_mut().inner_mut();
+            let mut b = [0u8; BLOCK_SIZE];
+            dev.read_block(backup, &mut b).map_err(Error::io("reading the backup superblock"))?;
+            if let Ok(mut bsb) = vexfs_core::format::superblock::Superblock::decode(&b) {
+                bsb.format_version = FORMAT_VERSION;
+                b.fill(0);
+                bsb.encode(&mut b);
+                dev.write_block(backup, &b).map_err(Error::io("writing the backup superblock"))?;
+            }
+        }
+        let sb = self.img.sb_mut();
+        sb.format_version = FORMAT_VERSION;
+        sb.feature_incompat |= FEATURE_INCOMPAT_RECOVER;
+        sb.state &= !STATE_CLEAN;
+        self.write_primary()?;
+        self.session = true;
+        Ok(())
+    }
+
+    /// Writes the in-memory superblock to block 0 of the device and flushes.
+    fn write_primary(&mut self) -> Result<()> {
         let mut b = [0u8; BLOCK_SIZE];
         self.img.sb().encode(&mut b);
-        self.img.write_block(0, &b)?;
-        self.img.device_mut().flush().map_err(Error::io("flushing the device"))
+        let dev = self.img.device_mut().inner_mut();
+        dev.write_block(0, &b).map_err(Error::io("writing the superblock"))?;
+        dev.flush().map_err(Error::io("flushing the device"))
     }
 
     /// Creates directory `name` in directory `parent` with permission bits `perm`; returns
     /// its inode number. Errors: `Invalid` (bad or existing name, parent not a directory, no
     /// space), `Io`, `Format`.
     pub fn mkdir(&mut self, parent: u32, name: &str, perm: u16) -> Result<u32> {
+        let r = self.mkdir_op(parent, name, perm);
+        self.end_op(r)
+    }
+
+    fn mkdir_op(&mut self, parent: u32, name: &str, perm: u16) -> Result<u32> {
         let ino = self.alloc_inode()?;
         self.img.write_inode(ino, &new_inode(S_IFDIR | (perm & !S_IFMT), 2, parent))?;
         self.add_entry(parent, name, ino, DT_DIR)?;
@@ -149,7 +356,8 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
     /// [`Self::create`] with a chosen mode and extent layout.
     pub fn create_with(&mut self, parent: u32, name: &str, data: &[u8], opts: FileOpts) -> Result<u32> {
         let mode = S_IFREG | (opts.mode & !S_IFMT);
-        self.create_inode(parent, name, mode, data, opts.max_extent_blocks.max(1))
+        let r = self.create_inode(parent, name, mode, data, opts.max_extent_blocks.max(1));
+        self.end_op(r)
     }
 
     /// Creates symlink `name` in `parent` pointing at `target` (stored in a data block).
@@ -158,12 +366,18 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
         if target.is_empty() || target.len() > BLOCK_SIZE {
             return Err(Error::Invalid(format!("symlink target of {} bytes", target.len())));
         }
-        self.create_inode(parent, name, S_IFLNK | 0o777, target.as_bytes(), u32::MAX)
+        let r = self.create_inode(parent, name, S_IFLNK | 0o777, target.as_bytes(), u32::MAX);
+        self.end_op(r)
     }
 
     /// Adds a hard link `name` in `parent` to regular file `ino`. Errors: `Invalid` for a
     /// directory target, as [`Self::mkdir`] otherwise.
     pub fn link(&mut self, parent: u32, name: &str, ino: u32) -> Result<()> {
+        let r = self.link_op(parent, name, ino);
+        self.end_op(r)
+    }
+
+    fn link_op(&mut self, parent: u32, name: &str, ino: u32) -> Result<()> {
         let mut inode = self.img.inode(ino)?;
         if inode.is_dir() {
             return Err(Error::Invalid("no hard links to directories".into()));
@@ -194,6 +408,17 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
     /// room for the vectors: nothing is changed then); `Format` for a corrupt index or chunk
     /// list; `Io`.
     pub fn set_chunks<V: AsRef<[f32]>>(
+        &mut self,
+        ino: u32,
+        first: usize,
+        vectors: &[V],
+        truncate: bool,
+    ) -> Result<Vec<u32>> {
+        let r = self.set_chunks_op(ino, first, vectors, truncate);
+        self.end_op(r)
+    }
+
+    fn set_chunks_op<V: AsRef<[f32]>>(
         &mut self,
         ino: u32,
         first: usize,
@@ -231,14 +456,16 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
     /// is cleared first, then each vector becomes a tombstone (purged by the index's policy or
     /// [`Self::purge_vectors`]). Errors: `Format` for a corrupt index or chunk list; `Io`.
     pub fn remove_embeddings(&mut self, ino: u32) -> Result<()> {
-        let inode = self.img.inode(ino)?;
-        Ok(self.with_file(ino, inode, |mem, store, imp, file| mem.remove_chunks(store, imp, file))?)
+        let r = self.img.inode(ino).and_then(|inode| {
+            Ok(self.with_file(ino, inode, |mem, store, imp, file| mem.remove_chunks(store, imp, file))?)
+        });
+        self.end_op(r)
     }
 
     /// Repairs the graph around every tombstone and frees their slots.
     pub fn purge_vectors(&mut self) -> Result<()> {
-        let (mem, store, imp) = self.index()?;
-        Ok(mem.purge(&store, &imp)?)
+        let r = self.index().and_then(|(mem, store, imp)| Ok(mem.purge(&store, &imp)?));
+        self.end_op(r)
     }
 
     /// The HNSW header as it stands (live and deleted counts, entry point).
@@ -256,8 +483,8 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
         Ok(hits)
     }
 
-    /// Writes the changed blocks of the vector regions to the device (without flushing it);
-    /// returns how many. [`Self::commit`] does this too.
+    /// Stages the changed blocks of the vector regions (each operation does when it ends);
+    /// returns how many.
     pub fn flush_vectors(&mut self) -> Result<usize> {
         match self.vec.as_ref() {
             Some(st) => st.cache.write_back(self.img.device_mut()),
@@ -267,7 +494,7 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
 
     /// The vector index, opened on first use: its memory, a block store over its cache, and
     /// the distance kernel.
-    fn index(&mut self) -> Result<(&mut IndexMem, CachedBlocks<'_, D>, Impl)> {
+    fn index(&mut self) -> Result<(&mut IndexMem, CachedBlocks<'_, Staged<D>>, Impl)> {
         if self.vec.is_none() {
             let sb = self.img.sb();
             let cache = BlockCache::for_vectors(sb);
@@ -290,14 +517,14 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
         inode: Inode,
         op: impl FnOnce(
             &mut IndexMem,
-            &CachedBlocks<'_, D>,
+            &CachedBlocks<'_, Staged<D>>,
             &Impl,
-            &mut WriterFile<'_, D>,
+            &mut WriterFile<'_, Staged<D>>,
         ) -> std::result::Result<R, IndexError<Error>>,
     ) -> std::result::Result<R, IndexError<Error>> {
         self.index().map_err(IndexError::Io)?;
         let data = self.img.sb().region(Region::Data);
-        let Writer { img, vec, blocks, next_block, .. } = self;
+        let Writer { img, vec, blocks, next_block, quarantine, .. } = self;
         let VecState { cache, mem, imp } =
             vec.as_mut().ok_or_else(|| IndexError::Io(Error::Invalid("vector index not open".into())))?;
         let store = CachedBlocks { dev: img.device(), cache };
@@ -305,6 +532,7 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
             img,
             bitmap: blocks,
             next_block,
+            quarantine,
             data,
             ino,
             inode,
@@ -352,7 +580,7 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
             };
             let mut buf = [0u8; BLOCK_SIZE];
             buf[..chunk.len()].copy_from_slice(chunk);
-            self.img.write_block(blk, &buf)?;
+            self.img.device_mut().write_data(blk, &buf).map_err(Error::io(format!("staging block {blk}")))?;
             inode.blocks += 1;
         }
         self.set_extents(ino, &mut inode, extents)?;
@@ -430,7 +658,9 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
     }
 
     fn is_free(&self, b: u64) -> bool {
-        self.img.sb().region(Region::Data).contains(b) && !bit_test(&self.blocks, b as usize)
+        self.img.sb().region(Region::Data).contains(b)
+            && !bit_test(&self.blocks, b as usize)
+            && !self.quarantine.contains(&b)
     }
 
     fn take_block(&mut self, b: u64) {
@@ -440,7 +670,7 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
 
     fn alloc_block(&mut self) -> Result<u64> {
         let data = self.img.sb().region(Region::Data);
-        let b = find_free_block(&self.blocks, self.next_block, data)
+        let b = find_free_block(&self.blocks, self.next_block, data, &self.quarantine)
             .ok_or_else(|| Error::Invalid("no free block".into()))?;
         self.take_block(b);
         self.next_block = b + 1;
@@ -448,11 +678,37 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
     }
 }
 
-/// Next free block of the data region at or after `from` (wrapping to its start), or `None`.
-fn find_free_block(bitmap: &[u8], from: u64, data: Extent64) -> Option<u64> {
-    bit_find_clear(bitmap, from as usize, data.end() as usize)
-        .or_else(|| bit_find_clear(bitmap, data.start as usize, data.end() as usize))
-        .map(|b| b as u64)
+/// Next free block of the data region at or after `from` (wrapping to its start) that is not
+/// in `quarantine`, or `None`.
+fn find_free_block(bitmap: &[u8], from: u64, data: Extent64, quarantine: &BTreeSet<u64>) -> Option<u64> {
+    let end = data.end() as usize;
+    let from = (from.max(data.start) as usize).min(end);
+    let scan = |mut at: usize, stop: usize| {
+        while let Some(b) = bit_find_clear(bitmap, at, stop) {
+            if !quarantine.contains(&(b as u64)) {
+                return Some(b as u64);
+            }
+            at = b + 1;
+        }
+        None
+    };
+    scan(from, end).or_else(|| scan(data.start as usize, end))
+}
+
+/// The most block images one transaction may hold in an empty log of `log_blocks` record
+/// blocks (at least 1; a log of 63 record blocks holds 60).
+fn max_images(log_blocks: u64) -> usize {
+    let room = log_blocks.saturating_sub(1);
+    let mut n = (room.saturating_sub(1) * BS / vexfs_core::journal::IMAGE_RECORD) as usize;
+    while n > 1 && txn_blocks(n as u64) > room {
+        n -= 1;
+    }
+    n.max(1)
+}
+
+/// Clear bits among the first `n` of `bits`.
+fn count_clear(bits: &[u8], n: u64) -> u64 {
+    (0..n).filter(|&i| !bit_test(bits, i as usize)).count() as u64
 }
 
 /// A file of the image being written, as `vexfs_core::embed` changes it. While the operation
@@ -462,6 +718,8 @@ struct WriterFile<'a, D> {
     img: &'a Image<D>,
     bitmap: &'a mut Vec<u8>,
     next_block: &'a mut u64,
+    /// Blocks freed since the last sync: not reused before it.
+    quarantine: &'a mut BTreeSet<u64>,
     data: Extent64,
     ino: u32,
     inode: Inode,
@@ -523,7 +781,7 @@ impl<D: BlockDevice<Error = io::Error>> ChunkFile for &mut WriterFile<'_, D> {
     }
 
     fn alloc_block(&mut self) -> Result<u64> {
-        let b = find_free_block(self.bitmap, *self.next_block, self.data)
+        let b = find_free_block(self.bitmap, *self.next_block, self.data, self.quarantine)
             .ok_or_else(|| Error::Invalid("no free block".into()))?;
         bit_set(self.bitmap, b as usize, true);
         *self.next_block = b + 1;
@@ -536,6 +794,7 @@ impl<D: BlockDevice<Error = io::Error>> ChunkFile for &mut WriterFile<'_, D> {
     fn free_block(&mut self, n: u64) -> Result<()> {
         if self.data.contains(n) && bit_test(self.bitmap, n as usize) {
             bit_set(self.bitmap, n as usize, false);
+            self.quarantine.insert(n);
             self.freed += 1;
         }
         self.inode.blocks = self.inode.blocks.saturating_sub(1);

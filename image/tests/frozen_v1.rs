@@ -16,7 +16,7 @@ use flate2::read::GzDecoder;
 use sha2::{Digest, Sha256};
 use vexfs_core::format::dir::DT_DIR;
 use vexfs_core::format::inode::{Inode, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
-use vexfs_core::format::superblock::{Metric, Region, Superblock, FORMAT_VERSION, ROOT_INO};
+use vexfs_core::format::superblock::{Metric, Region, Superblock, FORMAT_VERSION, FORMAT_VERSION_V1, ROOT_INO};
 use vexfs_core::format::vector::{HnswGeometry, HnswHeader, Level0Head, MapEntry, NODE_DELETED, NODE_IN_GRAPH};
 use vexfs_core::format::BLOCK_SIZE;
 use vexfs_image::fsck::{self, Mode};
@@ -175,8 +175,7 @@ fn verify(manifest: &str, raw: &[u8]) -> Vec<String> {
         Err(e) => return vec![format!("the image does not open: {e}")],
     };
     let sb = img.sb().clone();
-    expect!(sb.format_version, FORMAT_VERSION, "superblock format version");
-    expect!(sb.format_version, 1, "superblock format version");
+    expect!(sb.format_version, FORMAT_VERSION_V1, "superblock format version");
     let paths = walk(&img, &mut bad);
     let reached: BTreeSet<u32> = paths.values().copied().collect();
     let header = img
@@ -439,13 +438,13 @@ fn a_changed_image_is_caught() {
     let bad = verify(&manifest, &b);
     assert_caught(&bad, "vector of inode 17 chunk 0 (slot 0)", "vector bits");
     assert_caught(&bad, "answers to query 0", "vector bits");
-    // Another format version is refused.
+    // An unknown format version is refused.
     let mut b = raw.clone();
     let sb = Superblock::decode(&raw[..BLOCK_SIZE]).unwrap();
     let mut blk0 = [0u8; BLOCK_SIZE];
-    Superblock { format_version: 2, ..sb }.encode(&mut blk0);
+    Superblock { format_version: FORMAT_VERSION + 1, ..sb }.encode(&mut blk0);
     b[..BLOCK_SIZE].copy_from_slice(&blk0);
-    assert_caught(&verify(&manifest, &b), "does not open", "format version 2");
+    assert_caught(&verify(&manifest, &b), "does not open", "format version 3");
     // An unpurged tombstone purged: the header and flags change.
     let mut w = Writer::new(Image::open(MemDevice { bytes: raw.clone() }).unwrap()).unwrap();
     w.purge_vectors().unwrap();

@@ -202,7 +202,7 @@ fn deletes_purge_and_slot_reuse() {
     assert_eq!(h.live as usize, live.len());
     assert!(h.deleted > 0, "some tombstones are left to check: {h:?}");
     w.sync().unwrap();
-    assert_clean(&w.image().device().bytes, "after deleting 30% (with tombstones)");
+    assert_clean(&w.image().device().inner().bytes, "after deleting 30% (with tombstones)");
     let truth = brute_force(&live);
     let hits: Vec<Vec<Hit>> = d.queries.iter().map(|q| w.search(q, K, EF).unwrap()).collect();
     for h in hits.iter().flatten() {
@@ -218,7 +218,7 @@ fn deletes_purge_and_slot_reuse() {
     assert_eq!((h.live as usize, h.deleted), (live.len(), 0));
     assert_ne!(h.entry, NO_SLOT);
     w.sync().unwrap();
-    assert_clean(&w.image().device().bytes, "after the purge");
+    assert_clean(&w.image().device().inner().bytes, "after the purge");
     let hits: Vec<Vec<Hit>> = d.queries.iter().map(|q| w.search(q, K, EF).unwrap()).collect();
     let r = recall(&hits, &b.owner, &truth);
     assert!(r >= 0.95, "recall@{K} after the purge {r}");

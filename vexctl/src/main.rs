@@ -29,7 +29,7 @@ use vexfs_image::exit::VEXCTL;
 #[derive(Parser, Debug)]
 #[command(
     name = "vexctl",
-    version = concat!(env!("CARGO_PKG_VERSION"), " (format v1, ioctl ABI v1)"),
+    version = concat!(env!("CARGO_PKG_VERSION"), " (format v2, ioctl ABI v1)"),
     after_help = "Offline commands (inspect, ls, cat, search-image) read an unmounted image or \
                   device; the others work on a mounted vexfs, through its ioctls.\n\n\
                   Exit status: 0 success, 1 the command failed (the message says why and what to \

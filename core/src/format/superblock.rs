@@ -5,7 +5,7 @@
 //! | offset | size | field |
 //! |---:|---:|---|
 //! | 0 | 4 | `magic` = [`MAGIC`] |
-//! | 4 | 4 | `format_version` = [`FORMAT_VERSION`] |
+//! | 4 | 4 | `format_version` = [`FORMAT_VERSION`] (2; 1 is read, see [`FORMAT_VERSION`]) |
 //! | 8 | 4 | `feature_compat` |
 //! | 12 | 4 | `feature_ro_compat` |
 //! | 16 | 4 | `feature_incompat` |
@@ -46,8 +46,18 @@ use crate::error::{FormatError, Result};
 
 /// `"VEXF"` read as a big-endian word; also the `f_type` reported by statfs(2).
 pub const MAGIC: u32 = 0x5645_5846;
-/// On-disk format version this code reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+/// On-disk format version this code writes (it reads [`FORMAT_VERSION_V1`] too).
+///
+/// v2 (this one): the journal is written (`crate::journal`): record checksums cover the UUID,
+/// transactions of block images end with a commit block, and [`FEATURE_INCOMPAT_RECOVER`] is
+/// set while the filesystem is mounted read-write or written by a tool, so v1 code refuses a
+/// filesystem whose journal may hold transactions. v1: the same layout with a journal that
+/// was never written (always clean); a v1 filesystem reads as a v2 one and is upgraded (version
+/// 2 in both superblocks, a v2 journal superblock) by the first read-write mount or write of
+/// a tool (`fsck.vexfs -y`, the offline writer).
+pub const FORMAT_VERSION: u32 = 2;
+/// Format version 1: read, and upgraded to [`FORMAT_VERSION`] by the first write.
+pub const FORMAT_VERSION_V1: u32 = 1;
 /// Bytes of the superblock structure (the rest of its block is zero).
 pub const SUPERBLOCK_SIZE: usize = 512;
 /// Offset of the CRC-32C field.
@@ -68,11 +78,14 @@ pub const STATE_ERRORS: u32 = 2;
 pub const FEATURE_COMPAT_SUPP: u32 = 0;
 /// Read-only-compat features known to this code. Unknown ones allow a read-only mount only.
 pub const FEATURE_RO_COMPAT_SUPP: u32 = 0;
-/// Incompat feature: the journal holds transactions that must be replayed before use.
+/// Incompat feature: the filesystem is mounted read-write (or being written by a tool), or was
+/// when it crashed: its journal may hold transactions that must be replayed
+/// (`crate::journal::recover`) before anything else reads it. Set before the journal is first
+/// written, cleared after the last checkpoint leaves it clean. v1 code does not know it and
+/// refuses such a filesystem.
 pub const FEATURE_INCOMPAT_RECOVER: u32 = 1;
 /// Incompat features known to this code. Unknown ones make the mount fail with `EINVAL`.
-/// `RECOVER` is known but not yet supported by replay in v1, so it is not in this set.
-pub const FEATURE_INCOMPAT_SUPP: u32 = 0;
+pub const FEATURE_INCOMPAT_SUPP: u32 = FEATURE_INCOMPAT_RECOVER;
 
 /// Smallest filesystem mkfs creates and mount accepts, in blocks (256 KiB).
 pub const MIN_BLOCKS: u64 = 64;
@@ -209,7 +222,7 @@ impl Metric {
 /// disk bytes; every field is checked there.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Superblock {
-    /// On-disk format version ([`FORMAT_VERSION`]).
+    /// On-disk format version ([`FORMAT_VERSION`] or [`FORMAT_VERSION_V1`]).
     pub format_version: u32,
     /// Compat feature bits (unknown ones are ignored).
     pub feature_compat: u32,
@@ -354,7 +367,7 @@ impl Superblock {
             return Err(FormatError::BadChecksum { what: W, stored, computed });
         }
         let format_version = u32_at(raw, 4, W)?;
-        if format_version != FORMAT_VERSION {
+        if format_version != FORMAT_VERSION && format_version != FORMAT_VERSION_V1 {
             return Err(FormatError::UnsupportedVersion(format_version));
         }
         let feature_incompat = u32_at(raw, 16, W)?;
