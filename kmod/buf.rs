@@ -3,8 +3,6 @@
 
 use crate::ffi::{self, BufferHead};
 use crate::format::BLOCK_SIZE;
-use crate::vfs::fs::FileSystem;
-use crate::vfs::inode::Inode;
 use crate::vfs::super_block::Device;
 use core::ptr::NonNull;
 use kernel::prelude::*;
@@ -17,6 +15,7 @@ use kernel::prelude::*;
 pub struct Buf {
     bh: NonNull<BufferHead>,
     data: NonNull<u8>,
+    block: u64,
 }
 
 impl Buf {
@@ -44,8 +43,56 @@ impl Buf {
         let bh = NonNull::new(bh)?;
         // SAFETY: `bh` is a valid buffer head (function contract).
         let data = NonNull::new(unsafe { ffi::vexfs_c_bh_data(bh.as_ptr()) })?;
+        // SAFETY: as above.
+        let block = unsafe { ffi::vexfs_c_bh_blocknr(bh.as_ptr()) };
         // INVARIANT: reference handed over, data of BLOCK_SIZE bytes.
-        Some(Buf { bh, data })
+        Some(Buf { bh, data, block })
+    }
+
+    /// The block's number on the device.
+    pub fn block(&self) -> u64 {
+        self.block
+    }
+
+    /// Another reference to the same buffer (`get_bh`): the buffer stays in the cache while
+    /// either lives.
+    pub fn clone_ref(&self) -> Buf {
+        // SAFETY: `bh` is valid by the type invariant; the new reference is the new value's.
+        unsafe { ffi::vexfs_c_get_bh(self.bh.as_ptr()) };
+        // INVARIANT: a reference of our own to the same up-to-date buffer.
+        Buf { bh: self.bh, data: self.data, block: self.block }
+    }
+
+    /// Marks the buffer as part of the running transaction; `true` if it was not yet
+    /// (`crate::txn` keeps one reference per buffer of the transaction).
+    pub fn txn_test_set(&self) -> bool {
+        // SAFETY: `bh` is valid by the type invariant; the bit is vexfs's own (BH_PrivateStart).
+        !unsafe { ffi::vexfs_c_bh_txn_test_set(self.bh.as_ptr()) }
+    }
+
+    /// Clears the running-transaction mark.
+    pub fn txn_clear(&self) {
+        // SAFETY: as in `txn_test_set`.
+        unsafe { ffi::vexfs_c_bh_txn_clear(self.bh.as_ptr()) };
+    }
+
+    /// Starts writing the block ([`Self::wait_write`] waits for it).
+    pub fn start_write(&self) {
+        // SAFETY: `bh` is valid by the type invariant.
+        unsafe { ffi::vexfs_c_write_bh(self.bh.as_ptr()) };
+    }
+
+    /// Waits for a write started by [`Self::start_write`]. `EIO` if it failed.
+    pub fn wait_write(&self) -> Result {
+        // SAFETY: `bh` is valid by the type invariant.
+        kernel::error::to_result(unsafe { ffi::vexfs_c_wait_bh(self.bh.as_ptr()) })
+    }
+
+    /// Writes the block after a flush of the device's cache, with FUA, and waits: it is
+    /// durable, and so is everything written before, when this returns. `EIO` on failure.
+    pub fn write_fua(&self) -> Result {
+        // SAFETY: `bh` is valid by the type invariant.
+        kernel::error::to_result(unsafe { ffi::vexfs_c_write_bh_fua(self.bh.as_ptr()) })
     }
 
     /// The block's bytes.
@@ -55,7 +102,9 @@ impl Buf {
         unsafe { core::slice::from_raw_parts(self.data.as_ptr(), BLOCK_SIZE) }
     }
 
-    /// The block's bytes, to change; call [`Self::mark_dirty`] afterwards.
+    /// The block's bytes, to change: only inside a journal handle, with the buffer given to
+    /// the running transaction (`Locked::dirty` in kmod/sb.rs, or the pinned blocks' own
+    /// path), which writes it back once committed.
     pub fn data_mut(&mut self) -> &mut [u8] {
         // SAFETY: as in `data`; `&mut self` makes this the only view through this `Buf`.
         unsafe { core::slice::from_raw_parts_mut(self.data.as_ptr(), BLOCK_SIZE) }
@@ -67,27 +116,11 @@ impl Buf {
         self.data
     }
 
-    /// Schedules the block for writeback.
+    /// Schedules the block for writeback: only for a block whose contents are committed to
+    /// the journal (`crate::txn`), or at recovery.
     pub fn mark_dirty(&self) {
         // SAFETY: `bh` is valid by the type invariant.
-        unsafe { ffi::vexfs_c_mark_dirty(self.bh.as_ptr(), core::ptr::null_mut()) };
-    }
-
-    /// Schedules the block for writeback as metadata of `owner`: fsync(owner) writes it too.
-    pub fn mark_dirty_for<T: FileSystem>(&self, owner: &Inode<T>) {
-        // SAFETY: `bh` is valid by the type invariant; `owner` is a live inode.
-        unsafe { ffi::vexfs_c_mark_dirty(self.bh.as_ptr(), owner.as_ptr()) };
-    }
-
-    /// Writes the block now and waits. `EIO` on a write error.
-    pub fn sync(&self) -> Result {
-        // SAFETY: `bh` is valid by the type invariant.
-        let r = unsafe { ffi::vexfs_c_sync_bh(self.bh.as_ptr()) };
-        if r == 0 {
-            Ok(())
-        } else {
-            Err(EIO)
-        }
+        unsafe { ffi::vexfs_c_mark_dirty(self.bh.as_ptr()) };
     }
 
     /// Drops the buffer and any pending write of it (the block was freed).

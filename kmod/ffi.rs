@@ -16,6 +16,15 @@ pub struct BufferHead {
     _opaque: [u8; 0],
 }
 
+/// A journal handle's saved state (`struct vexfs_handle`, glue.h), on the stack of the
+/// operation that holds it.
+#[repr(C)]
+pub struct Handle {
+    pub prev: *mut core::ffi::c_void,
+    pub nofs: u32,
+    pub outer: c_int,
+}
+
 /// Numbers statfs(2) reports, filled by Rust and copied into `struct kstatfs` by C.
 #[repr(C)]
 pub struct StatfsOut {
@@ -36,8 +45,18 @@ extern "C" {
     pub fn vexfs_c_brelse(bh: *mut BufferHead);
     pub fn vexfs_c_bforget(bh: *mut BufferHead);
     pub fn vexfs_c_bh_data(bh: *mut BufferHead) -> *mut u8;
-    pub fn vexfs_c_mark_dirty(bh: *mut BufferHead, inode: *mut bindings::inode);
-    pub fn vexfs_c_sync_bh(bh: *mut BufferHead) -> c_int;
+    pub fn vexfs_c_mark_dirty(bh: *mut BufferHead);
+    pub fn vexfs_c_bh_blocknr(bh: *mut BufferHead) -> u64;
+    pub fn vexfs_c_get_bh(bh: *mut BufferHead);
+    pub fn vexfs_c_bh_txn_test_set(bh: *mut BufferHead) -> bool;
+    pub fn vexfs_c_bh_txn_clear(bh: *mut BufferHead);
+    pub fn vexfs_c_write_bh(bh: *mut BufferHead);
+    pub fn vexfs_c_wait_bh(bh: *mut BufferHead) -> c_int;
+    pub fn vexfs_c_write_bh_fua(bh: *mut BufferHead) -> c_int;
+    pub fn vexfs_c_sync_dev(sb: *mut bindings::super_block) -> c_int;
+    pub fn vexfs_c_journal_info() -> *mut core::ffi::c_void;
+    pub fn vexfs_c_handle_start(sb: *mut bindings::super_block, h: *mut Handle) -> c_int;
+    pub fn vexfs_c_handle_stop(sb: *mut bindings::super_block, h: *mut Handle);
     pub fn vexfs_c_dev_bytes(sb: *mut bindings::super_block) -> u64;
     pub fn vexfs_c_rdonly(sb: *mut bindings::super_block) -> c_int;
     pub fn vexfs_c_i_size(inode: *mut bindings::inode) -> i64;

@@ -34,7 +34,80 @@ struct buffer_head *vexfs_c_bread(struct super_block *sb, u64 block) { return sb
 void vexfs_c_brelse(struct buffer_head *bh) { brelse(bh); }
 void vexfs_c_bforget(struct buffer_head *bh) { bforget(bh); }
 u8 *vexfs_c_bh_data(struct buffer_head *bh) { return bh->b_data; }
-int vexfs_c_sync_bh(struct buffer_head *bh) { return sync_dirty_buffer(bh); }
+u64 vexfs_c_bh_blocknr(struct buffer_head *bh) { return bh->b_blocknr; }
+void vexfs_c_get_bh(struct buffer_head *bh) { get_bh(bh); }
+
+/* ---- the journal's buffer and device operations (kmod/txn.rs) ----------------------------- */
+
+/* Buffer state bit: the buffer is in the running transaction (kmod/txn.rs). */
+#define BH_VexfsTxn BH_PrivateStart
+bool vexfs_c_bh_txn_test_set(struct buffer_head *bh) { return test_and_set_bit(BH_VexfsTxn, &bh->b_state); }
+void vexfs_c_bh_txn_clear(struct buffer_head *bh) { clear_bit(BH_VexfsTxn, &bh->b_state); }
+
+/* Starts writing a buffer (REQ_SYNC); vexfs_c_wait_bh waits for it. */
+void vexfs_c_write_bh(struct buffer_head *bh)
+{
+	mark_buffer_dirty(bh);
+	write_dirty_buffer(bh, REQ_SYNC);
+}
+
+/* Waits for a write started by vexfs_c_write_bh: 0, or -EIO if it failed. */
+int vexfs_c_wait_bh(struct buffer_head *bh)
+{
+	wait_on_buffer(bh);
+	return buffer_uptodate(bh) && !buffer_write_io_error(bh) ? 0 : -EIO;
+}
+
+/* Writes a buffer after flushing the device's cache, with FUA: durable when this returns. */
+int vexfs_c_write_bh_fua(struct buffer_head *bh)
+{
+	mark_buffer_dirty(bh);
+	return __sync_dirty_buffer(bh, REQ_SYNC | REQ_PREFLUSH | REQ_FUA);
+}
+
+/* Writes every dirty buffer of the device's cache, waits, then flushes the device's cache. */
+int vexfs_c_sync_dev(struct super_block *sb)
+{
+	int err = sync_blockdev(sb->s_bdev);
+
+	if (err)
+		return err;
+	return blkdev_issue_flush(sb->s_bdev);
+}
+
+void *vexfs_c_journal_info(void) { return current->journal_info; }
+
+/*
+ * A journal handle (kmod/txn.rs): an operation that changes metadata runs inside one, so that
+ * a commit never takes half of it. Handles nest (current->journal_info says whether this task
+ * is inside one of this filesystem's); the outermost one waits while a commit is copying the
+ * running transaction, and makes allocations GFP_NOFS until it ends.
+ */
+int vexfs_c_handle_start(struct super_block *sb, struct vexfs_handle *h)
+{
+	void *j = vexfs_rs_journal(sb);
+	int err;
+
+	h->outer = current->journal_info != j;
+	if (!h->outer)
+		return 0;
+	err = vexfs_rs_handle_begin(sb);
+	if (err)
+		return err;
+	h->prev = current->journal_info;
+	current->journal_info = j;
+	h->nofs = memalloc_nofs_save();
+	return 0;
+}
+
+void vexfs_c_handle_stop(struct super_block *sb, struct vexfs_handle *h)
+{
+	if (!h->outer)
+		return;
+	memalloc_nofs_restore(h->nofs);
+	current->journal_info = h->prev;
+	vexfs_rs_handle_end(sb);
+}
 u64 vexfs_c_dev_bytes(struct super_block *sb) { return bdev_nr_bytes(sb->s_bdev); }
 int vexfs_c_rdonly(struct super_block *sb) { return sb_rdonly(sb); }
 loff_t vexfs_c_i_size(struct inode *inode) { return i_size_read(inode); }
@@ -66,14 +139,8 @@ struct buffer_head *vexfs_c_bnew(struct super_block *sb, u64 block)
 	return bh;
 }
 
-/* Dirty a metadata buffer; with an inode, fsync(inode) writes it too. */
-void vexfs_c_mark_dirty(struct buffer_head *bh, struct inode *inode)
-{
-	if (inode)
-		mark_buffer_dirty_inode(bh, inode);
-	else
-		mark_buffer_dirty(bh);
-}
+/* Schedules a metadata buffer for writeback (the journal does, once it is committed). */
+void vexfs_c_mark_dirty(struct buffer_head *bh) { mark_buffer_dirty(bh); }
 
 bool vexfs_c_emit(struct dir_context *ctx, const u8 *name, u32 len, u64 ino, u32 type)
 {
@@ -129,6 +196,19 @@ void vexfs_c_set_ops(struct inode *inode)
 	}
 }
 
+/* Runs `call` (an int expression) inside a journal handle of `sb`; its value, or the
+ * handle's error. */
+#define VEXFS_IN_HANDLE(sb, call)                               \
+	({                                                      \
+		struct vexfs_handle __h;                        \
+		int __err = vexfs_c_handle_start((sb), &__h);   \
+		if (!__err) {                                   \
+			__err = (call);                         \
+			vexfs_c_handle_stop((sb), &__h);        \
+		}                                               \
+		__err;                                          \
+	})
+
 /* ---- address space: file data through the page cache and buffer heads ------------------- */
 
 static int vexfs_get_block(struct inode *inode, sector_t iblock, struct buffer_head *bh, int create)
@@ -175,14 +255,57 @@ static void vexfs_write_failed(struct address_space *mapping, loff_t to)
 	}
 }
 
+/* The handle is taken before the page lock (a commit waits for handles, never for pages). */
 static int vexfs_write_begin(struct file *file, struct address_space *mapping, loff_t pos,
 			     unsigned int len, struct folio **foliop, void **fsdata)
 {
-	int ret = block_write_begin(mapping, pos, len, foliop, vexfs_get_block);
+	struct super_block *sb = mapping->host->i_sb;
+	struct vexfs_handle h;
+	int ret = vexfs_c_handle_start(sb, &h);
 
+	if (ret)
+		return ret;
+	ret = block_write_begin(mapping, pos, len, foliop, vexfs_get_block);
 	if (unlikely(ret))
 		vexfs_write_failed(mapping, pos + len);
+	vexfs_c_handle_stop(sb, &h);
 	return ret;
+}
+
+/* A shared mapping's page becomes writable: its blocks are allocated now, in a handle taken
+ * before the page lock, so writeback never allocates and ENOSPC reaches the program. */
+static vm_fault_t vexfs_page_mkwrite(struct vm_fault *vmf)
+{
+	struct inode *inode = file_inode(vmf->vma->vm_file);
+	struct vexfs_handle h;
+	vm_fault_t ret;
+	int err;
+
+	sb_start_pagefault(inode->i_sb);
+	file_update_time(vmf->vma->vm_file);
+	err = vexfs_c_handle_start(inode->i_sb, &h);
+	if (err) {
+		ret = vmf_fs_error(err);
+		goto out;
+	}
+	ret = vmf_fs_error(block_page_mkwrite(vmf->vma, vmf, vexfs_get_block));
+	vexfs_c_handle_stop(inode->i_sb, &h);
+out:
+	sb_end_pagefault(inode->i_sb);
+	return ret;
+}
+
+static const struct vm_operations_struct vexfs_vm_ops = {
+	.fault = filemap_fault,
+	.map_pages = filemap_map_pages,
+	.page_mkwrite = vexfs_page_mkwrite,
+};
+
+static int vexfs_mmap(struct file *file, struct vm_area_struct *vma)
+{
+	file_accessed(file);
+	vma->vm_ops = &vexfs_vm_ops;
+	return 0;
 }
 
 static sector_t vexfs_bmap(struct address_space *mapping, sector_t block)
@@ -225,7 +348,7 @@ static long vexfs_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		if (ret)
 			return ret;
 		inode_lock(inode);
-		ret = vexfs_rs_ioctl(inode, cmd, arg);
+		ret = VEXFS_IN_HANDLE(inode->i_sb, vexfs_rs_ioctl(inode, cmd, arg));
 		inode_unlock(inode);
 		mnt_drop_write_file(file);
 		return ret;
@@ -251,7 +374,7 @@ static int vexfs_xattr_set(const struct xattr_handler *handler, struct mnt_idmap
 		return -EOPNOTSUPP;
 	if (!S_ISREG(inode->i_mode))
 		return -EPERM;
-	return vexfs_rs_xattr_set(inode, value, size, flags);
+	return VEXFS_IN_HANDLE(inode->i_sb, vexfs_rs_xattr_set(inode, value, size, flags));
 }
 
 static const struct xattr_handler vexfs_user_xattr_handler = {
@@ -284,6 +407,7 @@ static ssize_t vexfs_listxattr(struct dentry *dentry, char *buffer, size_t size)
 static int vexfs_setattr(struct mnt_idmap *idmap, struct dentry *dentry, struct iattr *attr)
 {
 	struct inode *inode = d_inode(dentry);
+	struct vexfs_handle h;
 	int err = setattr_prepare(&nop_mnt_idmap, dentry, attr);
 
 	if (err)
@@ -298,21 +422,39 @@ static int vexfs_setattr(struct mnt_idmap *idmap, struct dentry *dentry, struct 
 			if (err)
 				return err;
 		}
+		/* The page cache first, outside the handle: a commit never waits for a page. */
 		truncate_setsize(inode, attr->ia_size);
+	}
+	err = vexfs_c_handle_start(inode->i_sb, &h);
+	if (err)
+		return err;
+	if (attr->ia_valid & ATTR_SIZE) {
 		vexfs_rs_truncate_blocks(inode);
 		inode_set_mtime_to_ts(inode, inode_set_ctime_current(inode));
 	}
 	setattr_copy(&nop_mnt_idmap, inode, attr);
 	mark_inode_dirty(inode);
+	vexfs_c_handle_stop(inode->i_sb, &h);
 	return 0;
+}
+
+/* fsync: the file's data, then a commit of the journal (which holds its metadata). */
+static int vexfs_fsync(struct file *file, loff_t start, loff_t end, int datasync)
+{
+	struct inode *inode = file_inode(file);
+	int err = file_write_and_wait_range(file, start, end);
+
+	if (err)
+		return err;
+	return vexfs_rs_commit(inode->i_sb);
 }
 
 static const struct file_operations vexfs_file_fops = {
 	.llseek = generic_file_llseek,
 	.read_iter = generic_file_read_iter,
 	.write_iter = generic_file_write_iter,
-	.mmap = generic_file_mmap,
-	.fsync = generic_file_fsync,
+	.mmap = vexfs_mmap,
+	.fsync = vexfs_fsync,
 	.splice_read = filemap_splice_read,
 	.splice_write = iter_file_splice_write,
 	.unlocked_ioctl = vexfs_ioctl,
@@ -345,8 +487,13 @@ static struct dentry *vexfs_lookup(struct inode *dir, struct dentry *dentry, uns
 	return d_splice_alias(inode, dentry);
 }
 
+/*
+ * Namespace operations run inside one journal handle each: the dirents, the inodes, the link
+ * counts and the times they change commit together. The *_h functions are the bodies.
+ */
+
 /* Allocates a VFS inode, has Rust give it an inode number and a dirent, then publishes it. */
-static int vexfs_make(struct inode *dir, struct dentry *dentry, umode_t mode, const char *symname)
+static int vexfs_make_h(struct inode *dir, struct dentry *dentry, umode_t mode, const char *symname)
 {
 	struct inode *inode = new_inode(dir->i_sb);
 	int err;
@@ -384,6 +531,11 @@ static int vexfs_make(struct inode *dir, struct dentry *dentry, umode_t mode, co
 	return 0;
 }
 
+static int vexfs_make(struct inode *dir, struct dentry *dentry, umode_t mode, const char *symname)
+{
+	return VEXFS_IN_HANDLE(dir->i_sb, vexfs_make_h(dir, dentry, mode, symname));
+}
+
 static int vexfs_create(struct mnt_idmap *idmap, struct inode *dir, struct dentry *dentry,
 			umode_t mode, bool excl)
 {
@@ -404,7 +556,7 @@ static int vexfs_symlink(struct mnt_idmap *idmap, struct inode *dir, struct dent
 	return vexfs_make(dir, dentry, S_IFLNK | 0777, symname);
 }
 
-static int vexfs_link(struct dentry *old_dentry, struct inode *dir, struct dentry *dentry)
+static int vexfs_link_h(struct dentry *old_dentry, struct inode *dir, struct dentry *dentry)
 {
 	struct inode *inode = d_inode(old_dentry);
 	int err;
@@ -421,7 +573,12 @@ static int vexfs_link(struct dentry *old_dentry, struct inode *dir, struct dentr
 	return 0;
 }
 
-static int vexfs_unlink(struct inode *dir, struct dentry *dentry)
+static int vexfs_link(struct dentry *old_dentry, struct inode *dir, struct dentry *dentry)
+{
+	return VEXFS_IN_HANDLE(dir->i_sb, vexfs_link_h(old_dentry, dir, dentry));
+}
+
+static int vexfs_unlink_h(struct inode *dir, struct dentry *dentry)
 {
 	struct inode *inode = d_inode(dentry);
 	int err = vexfs_rs_unlink(dir, dentry->d_name.name, dentry->d_name.len, inode);
@@ -433,14 +590,19 @@ static int vexfs_unlink(struct inode *dir, struct dentry *dentry)
 	return 0;
 }
 
-static int vexfs_rmdir(struct inode *dir, struct dentry *dentry)
+static int vexfs_unlink(struct inode *dir, struct dentry *dentry)
+{
+	return VEXFS_IN_HANDLE(dir->i_sb, vexfs_unlink_h(dir, dentry));
+}
+
+static int vexfs_rmdir_h(struct inode *dir, struct dentry *dentry)
 {
 	struct inode *inode = d_inode(dentry);
 	int err = vexfs_rs_dir_empty(inode);
 
 	if (err)
 		return err;
-	err = vexfs_unlink(dir, dentry);
+	err = vexfs_unlink_h(dir, dentry);
 	if (err)
 		return err;
 	inode->i_size = 0;
@@ -449,8 +611,13 @@ static int vexfs_rmdir(struct inode *dir, struct dentry *dentry)
 	return 0;
 }
 
-static int vexfs_rename(struct mnt_idmap *idmap, struct inode *old_dir, struct dentry *old_dentry,
-			struct inode *new_dir, struct dentry *new_dentry, unsigned int flags)
+static int vexfs_rmdir(struct inode *dir, struct dentry *dentry)
+{
+	return VEXFS_IN_HANDLE(dir->i_sb, vexfs_rmdir_h(dir, dentry));
+}
+
+static int vexfs_rename_h(struct inode *old_dir, struct dentry *old_dentry,
+			  struct inode *new_dir, struct dentry *new_dentry, unsigned int flags)
 {
 	struct inode *inode = d_inode(old_dentry);
 	struct inode *target = d_inode(new_dentry);
@@ -487,6 +654,13 @@ static int vexfs_rename(struct mnt_idmap *idmap, struct inode *old_dir, struct d
 	return 0;
 }
 
+static int vexfs_rename(struct mnt_idmap *idmap, struct inode *old_dir, struct dentry *old_dentry,
+			struct inode *new_dir, struct dentry *new_dentry, unsigned int flags)
+{
+	return VEXFS_IN_HANDLE(old_dir->i_sb,
+			       vexfs_rename_h(old_dir, old_dentry, new_dir, new_dentry, flags));
+}
+
 static int vexfs_iterate(struct file *file, struct dir_context *ctx)
 {
 	if (!dir_emit_dots(file, ctx))
@@ -498,7 +672,7 @@ static const struct file_operations vexfs_dir_fops = {
 	.llseek = generic_file_llseek,
 	.read = generic_read_dir,
 	.iterate_shared = vexfs_iterate,
-	.fsync = generic_file_fsync,
+	.fsync = vexfs_fsync,
 	.unlocked_ioctl = vexfs_ioctl,
 	.compat_ioctl = compat_ptr_ioctl,
 };
@@ -532,16 +706,40 @@ static void vexfs_free_inode(struct inode *inode)
 	kmem_cache_free(vexfs_inode_cachep, VI(inode));
 }
 
+/* The inode is in the journal since it was dirtied (vexfs_dirty_inode): a sync write of it
+ * is a commit. */
 static int vexfs_write_inode(struct inode *inode, struct writeback_control *wbc)
 {
 	return vexfs_rs_write_inode(inode, wbc->sync_mode == WB_SYNC_ALL);
 }
 
+/* mark_inode_dirty: the disk inode is updated now, in the caller's handle (or one of its
+ * own), so it commits with the operation that changed it. */
+static void vexfs_dirty_inode(struct inode *inode, int flags)
+{
+	struct vexfs_handle h;
+
+	if (vexfs_c_handle_start(inode->i_sb, &h)) {
+		pr_err("vexfs: inode %lu changed while the journal is aborted\n", inode->i_ino);
+		return;
+	}
+	vexfs_rs_dirty_inode(inode);
+	vexfs_c_handle_stop(inode->i_sb, &h);
+}
+
 static void vexfs_evict_inode(struct inode *inode)
 {
+	struct vexfs_handle h;
+
 	truncate_inode_pages_final(&inode->i_data);
-	if (!inode->i_nlink && !is_bad_inode(inode))
-		vexfs_rs_free_inode_disk(inode);
+	if (!inode->i_nlink && !is_bad_inode(inode)) {
+		if (vexfs_c_handle_start(inode->i_sb, &h)) {
+			pr_err("vexfs: inode %lu not freed: the journal is aborted\n", inode->i_ino);
+		} else {
+			vexfs_rs_free_inode_disk(inode);
+			vexfs_c_handle_stop(inode->i_sb, &h);
+		}
+	}
 	invalidate_inode_buffers(inode);
 	clear_inode(inode);
 }
@@ -579,6 +777,7 @@ static const struct super_operations vexfs_sops = {
 	.alloc_inode = vexfs_alloc_inode,
 	.free_inode = vexfs_free_inode,
 	.write_inode = vexfs_write_inode,
+	.dirty_inode = vexfs_dirty_inode,
 	.evict_inode = vexfs_evict_inode,
 	.put_super = vexfs_put_super,
 	.sync_fs = vexfs_sync_fs,

@@ -35,6 +35,22 @@ struct vexfs_statfs {
 #define VEXFS_MAGIC 0x56455846
 int vexfs_rs_statfs(struct super_block *sb, struct vexfs_statfs *out);
 
+/* Rust (txn.rs): the journal. A handle brackets every operation that changes metadata (see
+ * vexfs_c_handle_start); commit makes every finished operation durable. */
+void *vexfs_rs_journal(struct super_block *sb);
+int vexfs_rs_handle_begin(struct super_block *sb);
+void vexfs_rs_handle_end(struct super_block *sb);
+int vexfs_rs_commit(struct super_block *sb);
+void vexfs_rs_dirty_inode(struct inode *inode);
+/* A handle, on the stack of the operation; mirrored in ffi.rs. */
+struct vexfs_handle {
+	void *prev;
+	unsigned int nofs;
+	int outer;
+};
+int vexfs_c_handle_start(struct super_block *sb, struct vexfs_handle *h);
+void vexfs_c_handle_stop(struct super_block *sb, struct vexfs_handle *h);
+
 /* Rust: inodes and block mapping. */
 int vexfs_rs_iget(struct super_block *sb, u64 ino, struct inode **out);
 int vexfs_rs_write_inode(struct inode *inode, int sync);
@@ -69,8 +85,16 @@ struct buffer_head *vexfs_c_bnew(struct super_block *sb, u64 block);
 void vexfs_c_brelse(struct buffer_head *bh);
 void vexfs_c_bforget(struct buffer_head *bh);
 u8 *vexfs_c_bh_data(struct buffer_head *bh);
-int vexfs_c_sync_bh(struct buffer_head *bh);
-void vexfs_c_mark_dirty(struct buffer_head *bh, struct inode *inode);
+void vexfs_c_mark_dirty(struct buffer_head *bh);
+u64 vexfs_c_bh_blocknr(struct buffer_head *bh);
+void vexfs_c_get_bh(struct buffer_head *bh);
+bool vexfs_c_bh_txn_test_set(struct buffer_head *bh);
+void vexfs_c_bh_txn_clear(struct buffer_head *bh);
+void vexfs_c_write_bh(struct buffer_head *bh);
+int vexfs_c_wait_bh(struct buffer_head *bh);
+int vexfs_c_write_bh_fua(struct buffer_head *bh);
+int vexfs_c_sync_dev(struct super_block *sb);
+void *vexfs_c_journal_info(void);
 u64 vexfs_c_dev_bytes(struct super_block *sb);
 int vexfs_c_rdonly(struct super_block *sb);
 loff_t vexfs_c_i_size(struct inode *inode);

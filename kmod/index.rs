@@ -49,7 +49,7 @@ impl IndexState {
             IndexError::Corrupt(f) => dev.report(f),
             _ => EINVAL,
         })?;
-        mem.open(&KBlocks { dev, pins: &pins }, &kernel).map_err(|e| index_error(dev, e))?;
+        mem.open(&KBlocks { dev, pins: &pins, journal: None }, &kernel).map_err(|e| index_error(dev, e))?;
         Ok(IndexState { pins, mem, kernel })
     }
 }

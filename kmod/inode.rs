@@ -10,6 +10,7 @@ use crate::format::inode::{Inode as DiskInode, INLINE_EXTENTS, MAX_EXTENTS, S_IF
 use crate::format::superblock::Region;
 use crate::format::{BLOCK_SIZE, INODE_SIZE};
 use crate::sb::{FsInode, Iget, Inode, InodeRef, Locked, NewInode, SuperBlock};
+use crate::txn::Handle;
 use crate::vfs::inode::Times;
 use kernel::prelude::*;
 
@@ -77,9 +78,9 @@ fn read_inode(inode: &NewInode, ino: u64) -> Result {
     Ok(())
 }
 
-/// Encodes the disk inode of `inode` from the VFS fields and `st` into the inode table.
-/// Returns the table block's buffer (dirty), so the caller may sync it.
-pub fn write_disk_inode(g: &Locked<'_>, inode: &Inode, st: &FsInode) -> Result<Buf> {
+/// Encodes the disk inode of `inode` from the VFS fields and `st` into the inode table, in the
+/// running transaction (inside a journal handle).
+pub fn write_disk_inode(g: &Locked<'_>, inode: &Inode, st: &FsInode) -> Result {
     let sb = g.sb();
     let ino = inode.ino();
     let (blk, off) = sb.disk().inode_pos(ino).ok_or(EINVAL)?;
@@ -110,8 +111,7 @@ pub fn write_disk_inode(g: &Locked<'_>, inode: &Inode, st: &FsInode) -> Result<B
     let mut b = Buf::read(sb, blk)?;
     let raw = b.data_mut().get_mut(off..off + INODE_SIZE).ok_or(EINVAL)?;
     d.encode(ino, raw);
-    b.mark_dirty();
-    Ok(b)
+    sb.dirty(&b)
 }
 
 /// Calls `f` on each extent of the inode, in order, validating each; stops when `f` returns
@@ -180,7 +180,7 @@ fn store_extents(g: &mut Locked<'_>, inode: &Inode, st: &mut FsInode, v: &[Exten
             Buf::read(sb, st.extent_block)?
         };
         extent_block_build(b.data_mut(), st.extent_block, inode.ino(), rest);
-        b.mark_dirty_for(inode);
+        sb.dirty(&b)?;
     } else if st.extent_block != 0 {
         let blk = st.extent_block;
         g.free_block(blk)?;
@@ -266,13 +266,23 @@ pub fn map_block(inode: &Inode, st: &FsInode, lblk: u64) -> Result<Option<(u64, 
 /// block, the run of mapped blocks from it (at most `max`, 0 for a hole) and whether the
 /// block is new. Errors: `ENOSPC`, `EFBIG`, `EUCLEAN`, `EIO`, `ENOMEM`.
 pub fn get_block(inode: &Inode, iblock: u64, create: bool, max: u64) -> Result<(u64, u64, bool)> {
+    {
+        let g = inode.sb().lock();
+        let st = inode.load(&g);
+        if let Some((p, run)) = map_block(inode, &st, iblock)? {
+            return Ok((p, run.min(max).max(1), false));
+        }
+        if !create {
+            return Ok((0, 0, false));
+        }
+    }
+    // Allocating: inside a handle (write_begin and page_mkwrite hold one already, taken
+    // before the page lock), opened before the metadata lock.
+    let _h = Handle::start(inode.sb())?;
     let mut g = inode.sb().lock();
     let mut st = inode.load(&g);
     if let Some((p, run)) = map_block(inode, &st, iblock)? {
         return Ok((p, run.min(max).max(1), false));
-    }
-    if !create {
-        return Ok((0, 0, false));
     }
     let p = alloc_file_block(&mut g, inode, &mut st, iblock)?;
     inode.store(&g, &st);
@@ -309,6 +319,13 @@ fn truncate_to(g: &mut Locked<'_>, inode: &Inode, st: &mut FsInode, keep: u64) -
 pub fn truncate_blocks(inode: &Inode) {
     let sb = inode.sb();
     let keep = inode.size().div_ceil(BLOCK_SIZE as u64);
+    let _h = match Handle::start(sb) {
+        Ok(h) => h,
+        Err(e) => {
+            pr_err!("vexfs ({}): truncating inode {}: {:?}\n", sb.name(), inode.ino(), e);
+            return;
+        }
+    };
     let mut g = sb.lock();
     let mut st = inode.load(&g);
     let r = truncate_to(&mut g, inode, &mut st, keep);
@@ -325,6 +342,13 @@ pub fn truncate_blocks(inode: &Inode) {
 pub fn free_disk(inode: &Inode) {
     let sb = inode.sb();
     let ino = inode.ino();
+    let _h = match Handle::start(sb) {
+        Ok(h) => h,
+        Err(e) => {
+            pr_err!("vexfs ({}): freeing inode {}: {:?}\n", sb.name(), ino, e);
+            return;
+        }
+    };
     let mut g = sb.lock();
     let mut st = inode.load(&g);
     if !st.on_disk {
@@ -342,7 +366,7 @@ pub fn free_disk(inode: &Inode) {
         if let Some(raw) = b.data_mut().get_mut(off..off + INODE_SIZE) {
             raw.fill(0);
         }
-        b.mark_dirty();
+        sb.dirty(&b)?;
         g.free_ino(ino)
     })();
     st.on_disk = false;
@@ -352,20 +376,28 @@ pub fn free_disk(inode: &Inode) {
     }
 }
 
-/// Writes the inode into the inode table (write_inode); with `sync`, waits for the write.
-/// Errors: `EIO`, `EINVAL` (inode number outside the table).
+/// write_inode: the disk inode is already in the journal (see [`dirty_inode`]); with `sync`,
+/// commits it. Errors: those of a commit (`EIO`, `EROFS`).
 pub fn write_inode(inode: &Inode, sync: bool) -> Result {
-    let g = inode.sb().lock();
-    let st = inode.load(&g);
-    if !st.on_disk {
-        return Ok(());
-    }
-    let b = write_disk_inode(&g, inode, &st)?;
-    drop(g);
     if sync {
-        b.sync()?;
+        inode.sb().journal().commit(inode.sb())?;
     }
     Ok(())
+}
+
+/// dirty_inode (mark_inode_dirty, inside a handle): encodes the inode into the inode table in
+/// the running transaction, so it commits with the operation that changed it. Errors are
+/// logged (the VFS has no way to report them).
+pub fn dirty_inode(inode: &Inode) {
+    let sb = inode.sb();
+    let g = sb.lock();
+    let st = inode.load(&g);
+    if !st.on_disk {
+        return;
+    }
+    if let Err(e) = write_disk_inode(&g, inode, &st) {
+        pr_err!("vexfs ({}): writing inode {}: {:?}\n", sb.name(), inode.ino(), e);
+    }
 }
 
 /// Whether a mode is a directory.

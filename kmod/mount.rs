@@ -2,16 +2,16 @@
 
 use crate::buf::Buf;
 use crate::format::inode::MAX_FILE_SIZE;
-use crate::format::journal::{JournalSuper, JOURNAL_CLEAN};
 use crate::format::superblock::{Region, Superblock, MAGIC, ROOT_INO, STATE_ERRORS};
 use crate::format::BLOCK_SIZE;
 use crate::index::IndexState;
 use crate::sb::{NewSuperBlock, SbInfo, SuperBlock};
+use crate::txn::JState;
 use kernel::prelude::*;
 
-/// Validates the superblock and journal of the device, builds the mount's state (the index
-/// state included), counts free space, reads the root inode and marks the filesystem as
-/// mounted on disk (not clean). Every refusal is logged, `silent` or not: a mount that names
+/// Validates the superblock, replays the journal (before anything else reads the disk), builds
+/// the mount's state (the index state and the journal's included), counts free space, reads
+/// the root inode and marks the filesystem as mounted on disk (not clean, `RECOVER` set). Every refusal is logged, `silent` or not: a mount that names
 /// vexfs wants to know why. Errors: `EINVAL` (not vexfs, unsupported, device too small or
 /// without 4096-byte blocks), `EUCLEAN` (corrupt), `EIO`, `ENOMEM`.
 pub fn fill_super(sb: &NewSuperBlock, _silent: bool) -> Result {
@@ -20,22 +20,25 @@ pub fn fill_super(sb: &NewSuperBlock, _silent: bool) -> Result {
         return Err(EINVAL);
     };
     let device_blocks = sb.device_bytes() / BLOCK_SIZE as u64;
-    let disk = {
-        let b = Buf::read(dev, 0)?;
-        Superblock::decode(b.data()).map_err(|e| dev.report(e))?
+    let read_super = || -> Result<Superblock> {
+        let disk = {
+            let b = Buf::read(dev, 0)?;
+            Superblock::decode(b.data()).map_err(|e| dev.report(e))?
+        };
+        disk.validate(device_blocks).map_err(|e| dev.report(e))?;
+        Ok(disk)
     };
-    disk.validate(device_blocks).map_err(|e| dev.report(e))?;
-    let journal = disk.region(Region::Journal);
-    let js = JournalSuper::decode(Buf::read(dev, journal.start)?.data(), journal.start, journal.blocks, &disk.uuid)
-        .map_err(|e| dev.report(e))?;
-    if js.flags & JOURNAL_CLEAN == 0 {
-        return Err(dev.corrupt("journal: live records without the RECOVER feature", js.next_lsn));
-    }
+    let rdonly = dev.is_rdonly();
+    let log = crate::txn::recover(dev, &read_super()?, rdonly)?;
+    // The replay may have written the superblock's block: read it again.
+    let disk = read_super()?;
+    let _ = Region::Journal;
     if disk.state & STATE_ERRORS != 0 {
         pr_warn!("vexfs ({}): mounting a filesystem with errors; run fsck.vexfs\n", dev.name());
     }
     let index = IndexState::new(dev, &disk)?;
-    let info = SbInfo::new(disk, index)?;
+    let jstate = JState::new(&disk, log, rdonly)?;
+    let info = SbInfo::new(disk, index, jstate)?;
     sb.set_limits(MAGIC, MAX_FILE_SIZE);
     sb.fill(info, |mounted| {
         mounted.lock().recount()?;
@@ -45,15 +48,25 @@ pub fn fill_super(sb: &NewSuperBlock, _silent: bool) -> Result {
             return Err(mounted.corrupt("root inode is not a directory", ROOT_INO as u64));
         }
         sb.set_root(root)?;
-        mounted.lock().write_super(false, true)
+        mounted.lock().write_super_direct(false)
     })
 }
 
-/// Unmount (put_super, after the last inode is evicted): unpins the index's buffers and
-/// records a clean unmount. Errors are logged.
+/// Unmount (put_super, after the last inode is evicted): commits and checkpoints the journal,
+/// marks it clean, unpins the index's buffers and records a clean unmount. If the journal
+/// cannot be shut down cleanly the superblock keeps `RECOVER`: the next mount replays it.
+/// Errors are logged.
 pub fn put_super(sb: &SuperBlock) {
+    let r = sb.journal().shutdown(sb);
     crate::vector::release(sb);
-    if let Err(e) = sb.lock().write_super(true, true) {
-        pr_err!("vexfs ({}): writing the superblock at unmount failed: {:?}\n", sb.name(), e);
+    match r {
+        Ok(()) => {
+            if let Err(e) = sb.lock().write_super_direct(true) {
+                pr_err!("vexfs ({}): writing the superblock at unmount failed: {:?}\n", sb.name(), e);
+            }
+        }
+        Err(e) => {
+            pr_err!("vexfs ({}): journal not shut down cleanly ({:?}): replayed at the next mount\n", sb.name(), e)
+        }
     }
 }

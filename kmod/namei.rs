@@ -58,7 +58,7 @@ fn add_entry(g: &mut Locked<'_>, dir: &LockedInode, st: &mut FsInode, name: &[u8
         let (phys, mut b) = dir_block(dir, st, i)?;
         if dir::insert(b.data_mut(), name, ino32, dt).map_err(|e| sb.report(e))? {
             seal_dir_block(b.data_mut(), phys, dino);
-            b.mark_dirty_for(dir);
+            sb.dirty(&b)?;
             return Ok(());
         }
     }
@@ -68,7 +68,7 @@ fn add_entry(g: &mut Locked<'_>, dir: &LockedInode, st: &mut FsInode, name: &[u8
     // A fresh block always has room for one name of at most NAME_MAX bytes.
     dir::insert(b.data_mut(), name, ino32, dt).map_err(|e| sb.report(e))?;
     seal_dir_block(b.data_mut(), phys, dino);
-    b.mark_dirty_for(dir);
+    sb.dirty(&b)?;
     dir.set_size((n + 1) * BLOCK_SIZE as u64);
     Ok(())
 }
@@ -85,7 +85,7 @@ fn remove_entry(dir: &Inode, st: &FsInode, name: &[u8], ino: u64) -> Result {
     let (phys, mut b) = dir_block(dir, st, i)?;
     dir::remove(b.data_mut(), name).map_err(|e| sb.report(e))?;
     seal_dir_block(b.data_mut(), phys, dir.ino());
-    b.mark_dirty_for(dir);
+    sb.dirty(&b)?;
     Ok(())
 }
 
@@ -213,7 +213,7 @@ pub fn rename(
             let (phys, mut b) = dir_block(new_dir, &nst, i)?;
             dir::retarget(b.data_mut(), new_name, ino as u32, dt).map_err(|e| sb.report(e))?;
             seal_dir_block(b.data_mut(), phys, new_dir.ino());
-            b.mark_dirty_for(new_dir);
+            sb.dirty(&b)?;
         }
     }
     let ost = old_dir.load(&g);

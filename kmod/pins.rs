@@ -10,6 +10,7 @@ use crate::ffi;
 use crate::format::superblock::{Region, Superblock};
 use crate::format::BLOCK_SIZE;
 use crate::io::BlockStore;
+use crate::txn::Journal;
 use crate::vfs::super_block::Device;
 use core::cell::{Cell, OnceCell};
 use core::ptr::NonNull;
@@ -80,16 +81,18 @@ impl PinTable {
         Ok(PinnedRef { data: buf.data_ptr(), borrows: &slot.borrows })
     }
 
-    /// Block `n` for changing: marked dirty when the borrow ends. Errors: as
-    /// [`Self::pinned`]; `EINVAL` (logged) if it is borrowed at all.
-    pub fn write(&self, dev: &Device, n: u64) -> Result<PinnedMut<'_>> {
+    /// Block `n` for changing, given to the running transaction of `journal` first (inside a
+    /// handle). Errors: as [`Self::pinned`]; `EINVAL` (logged) if it is borrowed at all;
+    /// those of [`Journal::dirty`].
+    pub fn write(&self, dev: &Device, journal: &Journal, n: u64) -> Result<PinnedMut<'_>> {
         let (slot, buf) = self.pinned(dev, n)?;
         if slot.borrows.get() != 0 {
             pr_err!("vexfs ({}): vector block {} written while borrowed\n", dev.name(), n);
             return Err(EINVAL);
         }
+        journal.dirty(buf)?;
         slot.borrows.set(WRITING);
-        Ok(PinnedMut { buf, data: buf.data_ptr(), borrows: &slot.borrows })
+        Ok(PinnedMut { data: buf.data_ptr(), borrows: &slot.borrows })
     }
 
     /// Releases every pinned buffer (at unmount, after the last change; `&mut self`: no borrow
@@ -127,12 +130,12 @@ impl Drop for PinnedRef<'_> {
     }
 }
 
-/// A pinned block borrowed for changing: marked dirty when dropped.
+/// A pinned block borrowed for changing (already in the running transaction: the commit
+/// writes it back).
 ///
 /// # Invariants
 /// As [`PinnedRef`], but `borrows` is [`WRITING`]: this value is the only view of the bytes.
 pub struct PinnedMut<'a> {
-    buf: &'a Buf,
     data: NonNull<u8>,
     borrows: &'a Cell<u32>,
 }
@@ -155,7 +158,6 @@ impl core::ops::DerefMut for PinnedMut<'_> {
 
 impl Drop for PinnedMut<'_> {
     fn drop(&mut self) {
-        self.buf.mark_dirty();
         self.borrows.set(0);
     }
 }
@@ -166,6 +168,9 @@ pub struct KBlocks<'p> {
     pub dev: &'p Device,
     /// Its pinned blocks.
     pub pins: &'p PinTable,
+    /// The journal changes go through; `None` while mounting (reads only: writes are
+    /// refused with `EROFS`).
+    pub journal: Option<&'p Journal>,
 }
 
 impl BlockStore for KBlocks<'_> {
@@ -184,7 +189,7 @@ impl BlockStore for KBlocks<'_> {
     }
 
     fn write(&self, n: u64) -> Result<PinnedMut<'_>> {
-        self.pins.write(self.dev, n)
+        self.pins.write(self.dev, self.journal.ok_or(EROFS)?, n)
     }
 }
 

@@ -8,9 +8,10 @@ use crate::error::ENOSPC;
 use crate::ffi::StatfsOut;
 use crate::format::extent::Extent;
 use crate::format::inode::{INLINE_EXTENTS, INLINE_VEC_IDS};
-use crate::format::superblock::{Region, Superblock, ROOT_INO, STATE_CLEAN};
+use crate::format::superblock::{Region, Superblock, FEATURE_INCOMPAT_RECOVER, FORMAT_VERSION, ROOT_INO, STATE_CLEAN};
 use crate::format::{bit_find_clear, bit_set, bit_test, BLOCK_SIZE};
 use crate::index::IndexState;
+use crate::txn::{JState, Journal};
 use crate::vfs;
 use crate::vfs::fs::FileSystem;
 use crate::vfs::task::NofsScope;
@@ -71,12 +72,16 @@ pub struct SbInfo {
     /// The vector index: taken before `inner` when both are needed, never after it.
     #[pin]
     pub index: Mutex<IndexState>,
+    /// The journal: a handle is opened before `index` or `inner` is taken; its state lock is
+    /// taken after them.
+    #[pin]
+    pub journal: Journal,
 }
 
 impl SbInfo {
-    /// The state of a mount of `disk` (validated), with the index state built from it; the
-    /// free counts are filled in by [`Locked::recount`]. Errors: `ENOMEM`.
-    pub fn new(disk: Superblock, index: IndexState) -> Result<Pin<KBox<SbInfo>>> {
+    /// The state of a mount of `disk` (validated), with the index state built from it and the
+    /// journal's; the free counts are filled in by [`Locked::recount`]. Errors: `ENOMEM`.
+    pub fn new(disk: Superblock, index: IndexState, journal: JState) -> Result<Pin<KBox<SbInfo>>> {
         let inner = Inner {
             free_blocks: 0,
             free_inodes: 0,
@@ -89,6 +94,7 @@ impl SbInfo {
                 disk,
                 inner <- kernel::new_mutex!(inner, "vexfs::SbInfo::inner"),
                 index <- kernel::new_mutex!(index, "vexfs::SbInfo::index"),
+                journal <- Journal::new(journal),
             }),
             GFP_KERNEL,
         )
@@ -146,6 +152,17 @@ impl SuperBlock {
     pub fn disk(&self) -> &Superblock {
         &self.info().disk
     }
+
+    /// The mount's journal.
+    pub fn journal(&self) -> &Journal {
+        &self.info().journal
+    }
+
+    /// Adds the block of `b`, changed by the caller inside a journal handle, to the running
+    /// transaction ([`Journal::dirty`]). Errors: `EINVAL` outside a handle, `ENOMEM`.
+    pub fn dirty(&self, b: &Buf) -> Result {
+        self.info().journal.dirty(b)
+    }
 }
 
 /// Guard of the metadata lock: holding one proves the lock is held, and gives the allocators.
@@ -176,11 +193,20 @@ impl<'a> Locked<'a> {
         self.sb
     }
 
-    /// Allocates a data block, preferring `goal`. `ENOSPC` when none is free.
+    /// Allocates a data block, preferring `goal`; never one freed or logged since the last
+    /// checkpoint (kmod/txn.rs). `ENOSPC` when none is free (a checkpoint is then asked for if
+    /// barred blocks are what is left).
     pub fn alloc_block(&mut self, goal: u64) -> Result<u64> {
         let data = self.sb.disk().region(Region::Data);
-        if self.free_blocks == 0 {
-            return Err(Error::from_errno(-ENOSPC));
+        let journal = self.sb.journal();
+        {
+            let mut j = journal.state();
+            if self.free_blocks <= j.barred_free() {
+                if self.free_blocks > 0 {
+                    j.want_checkpoint();
+                }
+                return Err(Error::from_errno(-ENOSPC));
+            }
         }
         let goal = if data.contains(goal) {
             goal
@@ -189,11 +215,15 @@ impl<'a> Locked<'a> {
         } else {
             data.start
         };
-        let found = match self.find_clear(Region::BlockBitmap, goal, data.end())? {
+        let found = match self.find_clear_unbarred(goal, data.end())? {
             Some(b) => Some(b),
-            None => self.find_clear(Region::BlockBitmap, data.start, goal)?,
+            None => self.find_clear_unbarred(data.start, goal)?,
         };
         let Some(b) = found else {
+            if journal.state().barred_free() > 0 {
+                journal.state().want_checkpoint();
+                return Err(Error::from_errno(-ENOSPC));
+            }
             return Err(self.sb.corrupt("free block count (bitmap full)", self.free_blocks));
         };
         self.set_bit(Region::BlockBitmap, b, true)?;
@@ -202,7 +232,8 @@ impl<'a> Locked<'a> {
         Ok(b)
     }
 
-    /// Frees data block `b`. A block outside the data region or already free is corruption.
+    /// Frees data block `b` (not allocated again before the next checkpoint). A block outside
+    /// the data region or already free is corruption.
     pub fn free_block(&mut self, b: u64) -> Result {
         if !self.sb.disk().region(Region::Data).contains(b) {
             return Err(self.sb.corrupt("freed block outside the data region", b));
@@ -211,7 +242,20 @@ impl<'a> Locked<'a> {
             return Err(self.sb.corrupt("freed block already free", b));
         }
         self.free_blocks += 1;
+        self.sb.journal().freed(b);
         Ok(())
+    }
+
+    /// First clear bit of the block bitmap in `from .. to` whose block is not barred by the
+    /// journal.
+    fn find_clear_unbarred(&self, mut from: u64, to: u64) -> Result<Option<u64>> {
+        while let Some(b) = self.find_clear(Region::BlockBitmap, from, to)? {
+            if !self.sb.journal().state().barred(b) {
+                return Ok(Some(b));
+            }
+            from = b + 1;
+        }
+        Ok(None)
     }
 
     /// Allocates an inode number. `ENOSPC` when none is free.
@@ -273,25 +317,47 @@ impl<'a> Locked<'a> {
         }
     }
 
-    /// Writes the superblock with the current counts; `clean` marks a clean unmount; with
-    /// `wait`, waits for the write. Nothing on a read-only mount.
-    pub fn write_super(&self, clean: bool, wait: bool) -> Result {
-        if self.sb.is_rdonly() {
-            return Ok(());
-        }
+    /// The superblock as it is while mounted read-write (`clean`: as left by a clean unmount):
+    /// current counts, the format version this code writes (a v1 filesystem is upgraded), and
+    /// the `RECOVER` feature set while mounted (a crash leaves it set: replay the journal).
+    fn disk_now(&self, clean: bool) -> Superblock {
         let mut d = self.sb.disk().clone();
+        d.format_version = FORMAT_VERSION;
         d.free_blocks = self.free_blocks;
         d.free_inodes = self.free_inodes as u32;
         d.mount_count = self.mount_count;
-        d.state = if clean { self.state | STATE_CLEAN } else { self.state & !STATE_CLEAN };
-        d.write_time = u64::try_from(vfs::time::real_seconds()).unwrap_or(0);
-        let mut b = Buf::read(self.sb, 0)?;
-        d.encode(b.data_mut());
-        b.mark_dirty();
-        if wait {
-            b.sync()?;
+        if clean {
+            d.state = self.state | STATE_CLEAN;
+            d.feature_incompat &= !FEATURE_INCOMPAT_RECOVER;
+        } else {
+            d.state = self.state & !STATE_CLEAN;
+            d.feature_incompat |= FEATURE_INCOMPAT_RECOVER;
         }
-        Ok(())
+        d.write_time = u64::try_from(vfs::time::real_seconds()).unwrap_or(0);
+        d
+    }
+
+    /// Writes the superblock with the current counts through the journal (inside a handle).
+    /// Nothing on a read-only mount. Errors: `EINVAL` outside a handle, `EIO`, `ENOMEM`.
+    pub fn write_super(&self) -> Result {
+        if self.sb.is_rdonly() {
+            return Ok(());
+        }
+        let mut b = Buf::read(self.sb, 0)?;
+        self.disk_now(false).encode(b.data_mut());
+        self.sb.dirty(&b)
+    }
+
+    /// Writes the superblock directly (FUA), bypassing the journal: at a read-write mount
+    /// (before any transaction: `RECOVER` set, not clean) and at unmount (after the last
+    /// checkpoint: `clean`). Nothing on a read-only mount. Errors: `EIO`.
+    pub fn write_super_direct(&self, clean: bool) -> Result {
+        if self.sb.is_rdonly() {
+            return Ok(());
+        }
+        let mut b = Buf::read(self.sb, 0)?;
+        self.disk_now(clean).encode(b.data_mut());
+        b.write_fua()
     }
 
     fn bitmap_pos(&self, r: Region, bit: u64) -> Result<(u64, usize)> {
@@ -309,7 +375,7 @@ impl<'a> Locked<'a> {
         let mut b = Buf::read(self.sb, blk)?;
         let was = bit_test(b.data(), off);
         bit_set(b.data_mut(), off, on);
-        b.mark_dirty();
+        self.sb.dirty(&b)?;
         Ok(was)
     }
 

@@ -102,7 +102,7 @@ impl ChunkFile for LockedFile<'_> {
         let sb = self.inode.sb();
         let mut b = if fresh { Buf::zeroed(sb, n)? } else { Buf::read(sb, n)? };
         build(&mut b);
-        b.mark_dirty_for(self.inode);
+        sb.dirty(&b)?;
         Ok(())
     }
 
@@ -136,7 +136,7 @@ fn with_index<R>(
 ) -> Result<R> {
     let mut g = sb.info().index.lock();
     let IndexState { pins, mem, kernel } = &mut *g;
-    let blocks = KBlocks { dev: sb, pins };
+    let blocks = KBlocks { dev: sb, pins, journal: Some(sb.journal()) };
     f(mem, &blocks, kernel).map_err(|e| index_error(sb, e))
 }
 

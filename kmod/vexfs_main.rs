@@ -42,6 +42,9 @@ mod index_error;
 #[path = "../core/src/io.rs"]
 mod io;
 #[allow(dead_code)]
+#[path = "../core/src/journal.rs"]
+mod journal;
+#[allow(dead_code)]
 #[path = "../core/src/vindex.rs"]
 mod vindex;
 
@@ -55,6 +58,7 @@ mod namei;
 mod ops;
 mod pins;
 mod sb;
+mod txn;
 mod vector;
 mod vfs;
 

@@ -3,8 +3,9 @@
 use crate::ffi::StatfsOut;
 use crate::ops::errno_of;
 use crate::sb::{Inode, NewSuperBlock, SuperBlock, Vexfs};
+use crate::txn::Handle;
 use crate::vfs;
-use core::ffi::c_int;
+use core::ffi::{c_int, c_void};
 use kernel::bindings;
 
 /// fill_super for `get_tree_bdev`: see [`crate::mount::fill_super`]. On failure the Rust state
@@ -33,13 +34,67 @@ pub extern "C" fn vexfs_rs_put_super(sb: *mut bindings::super_block) {
     unsafe { SuperBlock::free_info(sb) };
 }
 
-/// `sync_fs`: writes the superblock (counts); with `wait`, waits for it.
+/// `sync_fs`: puts the superblock (counts) in the journal; with `wait`, commits.
 #[no_mangle]
 pub extern "C" fn vexfs_rs_sync_fs(sb: *mut bindings::super_block, wait: c_int) -> c_int {
     // SAFETY: the VFS syncs only superblocks whose fill_super set `s_root` (sync(2) walks
     // active ones, generic_shutdown_super syncs before put_super): `s_fs_info` is set.
     let sb = unsafe { SuperBlock::from_raw(sb) };
-    errno_of(sb.lock().write_super(false, wait != 0))
+    if sb.is_rdonly() {
+        return 0;
+    }
+    let r = (|| -> kernel::error::Result {
+        {
+            let _h = Handle::start(sb)?;
+            sb.lock().write_super()?;
+        }
+        if wait != 0 {
+            sb.journal().commit(sb)?;
+        }
+        Ok(())
+    })();
+    errno_of(r)
+}
+
+/// The address that marks this filesystem's journal handles in `current->journal_info`.
+#[no_mangle]
+pub extern "C" fn vexfs_rs_journal(sb: *mut bindings::super_block) -> *mut c_void {
+    // SAFETY: handles are opened by operations on a mounted vexfs (`s_fs_info` set, alive
+    // until put_super, after the last operation).
+    let sb = unsafe { SuperBlock::from_raw(sb) };
+    sb.journal().id()
+}
+
+/// Opens an outermost journal handle (glue.c's vexfs_c_handle_start).
+#[no_mangle]
+pub extern "C" fn vexfs_rs_handle_begin(sb: *mut bindings::super_block) -> c_int {
+    // SAFETY: as in `vexfs_rs_journal`.
+    let sb = unsafe { SuperBlock::from_raw(sb) };
+    errno_of(sb.journal().begin(sb))
+}
+
+/// Closes an outermost journal handle.
+#[no_mangle]
+pub extern "C" fn vexfs_rs_handle_end(sb: *mut bindings::super_block) {
+    // SAFETY: as in `vexfs_rs_journal`.
+    let sb = unsafe { SuperBlock::from_raw(sb) };
+    sb.journal().end();
+}
+
+/// Commits the journal (fsync).
+#[no_mangle]
+pub extern "C" fn vexfs_rs_commit(sb: *mut bindings::super_block) -> c_int {
+    // SAFETY: as in `vexfs_rs_journal`.
+    let sb = unsafe { SuperBlock::from_raw(sb) };
+    errno_of(sb.journal().commit(sb))
+}
+
+/// `dirty_inode`: the disk inode into the running transaction (glue.c holds a handle).
+#[no_mangle]
+pub extern "C" fn vexfs_rs_dirty_inode(inode: *mut bindings::inode) {
+    // SAFETY: mark_inode_dirty is called on a live inode of a mounted vexfs.
+    let inode = unsafe { Inode::from_raw(inode) };
+    crate::inode::dirty_inode(inode);
 }
 
 /// statfs: blocks and inodes, total and free.

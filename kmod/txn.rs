@@ -1,0 +1,462 @@
+//! The journal of a mounted vexfs: handles, the running transaction, commit, checkpoint, and
+//! recovery at mount. The log's format and the code that writes records and replays them are
+//! core's ([`crate::journal`]); this file decides when, in the kernel.
+//!
+//! **Handles.** Every operation that changes metadata runs inside a handle (glue.c's
+//! `vexfs_c_handle_start`/`stop`, [`Handle`] in Rust): the namespace operations, setattr,
+//! `write_begin` and `page_mkwrite` (taken before the page lock), `dirty_inode` (the disk inode
+//! is updated when the VFS inode is dirtied), eviction of an unlinked inode, the mutating
+//! ioctls and the embedding xattr. Handles nest (`current->journal_info`); allocations inside
+//! one are `GFP_NOFS`. A changed block joins the running transaction through
+//! [`Journal::dirty`] (one buffer reference per block, marked by a buffer state bit); outside a
+//! handle that call fails, so no change can bypass the journal. Nothing marks a metadata buffer
+//! dirty but the commit: a block reaches its home location only after the transaction that
+//! changed it is on disk.
+//!
+//! **Commit** ([`Journal::commit`]; on fsync, syncfs, a sync `write_inode`, unmount, and when
+//! the running transaction outgrows a quarter of the log): new handles wait, the open ones are
+//! waited for, and then, with no operation in progress, every block of the transaction is
+//! copied into the log (the copy is the frozen image), the log is written and waited for, and
+//! the commit block is written with `REQ_PREFLUSH | REQ_FUA`. The blocks are then marked dirty
+//! for writeback. A later transaction may change them before writeback writes them: what
+//! reaches the disk early is then replaced at replay by the committed image, which stays in
+//! the log until the next checkpoint.
+//!
+//! **Checkpoint**: right after a commit, still with no operation in progress, when the log is
+//! half full: every dirty buffer of the device is written and flushed (their contents are
+//! exactly what is committed), and the journal superblock's head moves past everything.
+//!
+//! **Blocks not reused too early**: a data-region block freed, or logged, since the last
+//! checkpoint is not allocated again before the next one ([`JState::barred`]): replaying an old
+//! image over file data, or a crash exposing a freed block's new contents in its old owner,
+//! cannot happen.
+//!
+//! **What a crash loses**: the running transaction and a commit in flight; everything before the
+//! last commit is replayed at mount ([`recover`]) before anything else reads the disk.
+//!
+//! Lock order: a handle is taken before the index lock and the metadata lock; the journal's
+//! state lock is taken last (under either), and the commit takes neither of the two.
+//!
+//! Not yet (issue 7): ordered data for files that are not fsynced (their new blocks may show
+//! stale contents after a crash), the vector write-ahead log, a commit timer, an orphan list,
+//! splitting operations larger than a quarter of the log.
+
+use crate::buf::Buf;
+use crate::ffi;
+use crate::format::superblock::{Region, Superblock};
+use crate::format::BLOCK_SIZE;
+use crate::io::{Block, BlockDevice};
+use crate::journal::{self as cj, JournalError, Log, LogSink};
+use crate::vfs::super_block::Device;
+use crate::vfs::task::NofsScope;
+use core::ffi::c_void;
+use kernel::bindings;
+use kernel::prelude::*;
+use kernel::sync::{CondVar, Mutex};
+
+const BITS: u64 = 64;
+
+/// The journal of one mount, in `SbInfo`.
+#[pin_data]
+pub struct Journal {
+    #[pin]
+    state: Mutex<JState>,
+    /// Signalled when the last handle ends during a commit, and when a commit ends.
+    #[pin]
+    cv: CondVar,
+    /// One commit at a time.
+    #[pin]
+    commit_lock: Mutex<()>,
+}
+
+/// The journal's state, under its lock.
+pub struct JState {
+    log: Log,
+    /// The running transaction: one reference per changed block.
+    running: KVec<Buf>,
+    /// Open (outermost) handles.
+    handles: u32,
+    /// A commit is waiting for the open handles or writing: new handles wait.
+    locked: bool,
+    /// A write to the log failed: no more changes (`EROFS`).
+    aborted: bool,
+    /// Read-only mount: no handles at all.
+    rdonly: bool,
+    /// First block of the data region; `barrier` has one bit per data block.
+    data_start: u64,
+    data_blocks: u64,
+    barrier: KVVec<u64>,
+    /// Blocks free in the bitmap but barred until the next checkpoint.
+    barred_free: u64,
+    /// An allocation found only barred blocks: checkpoint at the next commit.
+    checkpoint_wanted: bool,
+}
+
+impl JState {
+    /// The state of a mount of `disk` whose log is `log` (after recovery). Errors: `ENOMEM`.
+    pub fn new(disk: &Superblock, log: Log, rdonly: bool) -> Result<JState> {
+        let data = disk.region(Region::Data);
+        let words = usize::try_from(data.blocks.div_ceil(BITS)).map_err(|_| ENOMEM)?;
+        Ok(JState {
+            log,
+            running: KVec::new(),
+            handles: 0,
+            locked: false,
+            aborted: false,
+            rdonly,
+            data_start: data.start,
+            data_blocks: data.blocks,
+            barrier: KVVec::from_elem(0u64, words, GFP_KERNEL)?,
+            barred_free: 0,
+            checkpoint_wanted: false,
+        })
+    }
+
+    fn bit(&self, block: u64) -> Option<(usize, u64)> {
+        let i = block.checked_sub(self.data_start).filter(|i| *i < self.data_blocks)?;
+        Some((usize::try_from(i / BITS).ok()?, 1u64 << (i % BITS)))
+    }
+
+    /// Whether `block` may not be allocated before the next checkpoint.
+    pub fn barred(&self, block: u64) -> bool {
+        self.bit(block).and_then(|(w, m)| self.barrier.get(w).map(|x| x & m != 0)).unwrap_or(false)
+    }
+
+    fn bar(&mut self, block: u64) {
+        if let Some((w, m)) = self.bit(block) {
+            if let Some(x) = self.barrier.get_mut(w) {
+                *x |= m;
+            }
+        }
+    }
+
+    /// Free blocks that may not be allocated yet.
+    pub fn barred_free(&self) -> u64 {
+        self.barred_free
+    }
+
+    /// Asks for a checkpoint at the next commit (an allocation found only barred blocks).
+    pub fn want_checkpoint(&mut self) {
+        self.checkpoint_wanted = true;
+    }
+
+    fn over_share(&self) -> bool {
+        let n = u64::try_from(self.running.len()).unwrap_or(u64::MAX);
+        cj::txn_blocks(n) > self.log.blocks / 4
+    }
+
+    /// Commits the running transaction (no handle is open), then checkpoints if the log is half
+    /// full or a checkpoint was asked for.
+    fn commit_locked(&mut self, dev: &Device) -> Result {
+        let mut bufs = core::mem::take(&mut self.running);
+        if !bufs.is_empty() {
+            bufs.sort_unstable_by_key(|b| b.block());
+            for b in bufs.iter() {
+                b.txn_clear();
+            }
+            let n = u64::try_from(bufs.len()).map_err(|_| EINVAL)?;
+            if cj::txn_blocks(n) > self.log.free_blocks() {
+                pr_err!(
+                    "vexfs ({}): a transaction of {} blocks does not fit the journal ({} free blocks)\n",
+                    dev.name(),
+                    n,
+                    self.log.free_blocks()
+                );
+                return Err(ENOSPC);
+            }
+            let mut sink = KSink { dev, bufs: KVec::new() };
+            let mut txn = self.log.begin().map_err(|e| jerr(dev, e))?;
+            for b in bufs.iter() {
+                txn.add(&self.log, &mut sink, b.block(), b.data()).map_err(|e| jerr(dev, e))?;
+            }
+            let c = txn.commit(&mut self.log, &mut sink).map_err(|e| jerr(dev, e))?;
+            let mut commit_buf = None;
+            for jb in sink.bufs.iter() {
+                if jb.block() == c.block {
+                    commit_buf = Some(jb);
+                } else {
+                    jb.start_write();
+                }
+            }
+            for jb in sink.bufs.iter() {
+                if jb.block() != c.block {
+                    jb.wait_write()?;
+                }
+            }
+            commit_buf.ok_or(EINVAL)?.write_fua()?;
+            for b in bufs.iter() {
+                b.mark_dirty();
+            }
+        }
+        if self.checkpoint_wanted || self.log.free_blocks() < self.log.blocks / 2 {
+            self.checkpoint(dev, false)?;
+        }
+        Ok(())
+    }
+
+    /// Writes every dirty buffer home, flushes, and empties the log's live window (no handle is
+    /// open and nothing is running: every buffer holds committed contents).
+    fn checkpoint(&mut self, dev: &Device, clean: bool) -> Result {
+        sync_dev(dev)?;
+        self.log.checkpoint();
+        write_journal_super(dev, &self.log, clean)?;
+        for w in self.barrier.iter_mut() {
+            *w = 0;
+        }
+        self.barred_free = 0;
+        self.checkpoint_wanted = false;
+        Ok(())
+    }
+}
+
+impl Journal {
+    /// A journal over `state`.
+    pub fn new(state: JState) -> impl PinInit<Journal> {
+        pin_init!(Journal {
+            state <- kernel::new_mutex!(state, "vexfs::Journal::state"),
+            cv <- kernel::new_condvar!("vexfs::Journal::cv"),
+            commit_lock <- kernel::new_mutex!((), "vexfs::Journal::commit_lock"),
+        })
+    }
+
+    /// The address glue.c keeps in `current->journal_info` while a handle of ours is open.
+    pub fn id(&self) -> *mut c_void {
+        (self as *const Journal).cast_mut().cast()
+    }
+
+    /// Whether the current task is inside a handle of this journal.
+    pub fn in_handle(&self) -> bool {
+        // SAFETY: reads the current task's `journal_info`.
+        unsafe { ffi::vexfs_c_journal_info() == self.id() }
+    }
+
+    /// Opens an outermost handle: waits while a commit copies the running transaction, and
+    /// commits first if the running transaction has outgrown its share of the log. Errors:
+    /// `EROFS` (read-only mount or aborted journal), a commit's error.
+    pub fn begin(&self, dev: &Device) -> Result {
+        let mut g = self.state.lock();
+        loop {
+            if g.rdonly || g.aborted {
+                return Err(EROFS);
+            }
+            if g.locked {
+                self.cv.wait(&mut g);
+                continue;
+            }
+            if g.handles == 0 && g.over_share() {
+                drop(g);
+                self.commit(dev)?;
+                g = self.state.lock();
+                continue;
+            }
+            g.handles += 1;
+            return Ok(());
+        }
+    }
+
+    /// Closes an outermost handle.
+    pub fn end(&self) {
+        let mut g = self.state.lock();
+        g.handles = g.handles.saturating_sub(1);
+        if g.handles == 0 && g.locked {
+            self.cv.notify_all();
+        }
+    }
+
+    /// Adds the block of `b` (just changed, or about to be) to the running transaction.
+    /// Errors: `EINVAL` (logged) outside a handle of this journal; `ENOMEM`.
+    pub fn dirty(&self, b: &Buf) -> Result {
+        if !self.in_handle() {
+            pr_err!("vexfs: block {} changed outside a journal handle\n", b.block());
+            return Err(EINVAL);
+        }
+        if b.txn_test_set() {
+            let mut g = self.state.lock();
+            if let Err(e) = g.running.push(b.clone_ref(), GFP_KERNEL) {
+                b.txn_clear();
+                return Err(e.into());
+            }
+            g.bar(b.block());
+        }
+        Ok(())
+    }
+
+    /// Notes that `block` was freed in the running transaction: it is barred until the next
+    /// checkpoint.
+    pub fn freed(&self, block: u64) {
+        let mut g = self.state.lock();
+        if !g.barred(block) {
+            g.bar(block);
+        }
+        g.barred_free = g.barred_free.saturating_add(1);
+    }
+
+    /// The journal's state, for the allocator (under the metadata lock).
+    pub fn state(&self) -> kernel::sync::lock::Guard<'_, JState, kernel::sync::lock::mutex::MutexBackend> {
+        self.state.lock()
+    }
+
+    /// Commits the running transaction: every operation finished before the call is durable
+    /// when it returns `Ok`. Not from inside a handle. Errors: `EROFS` (aborted journal),
+    /// `EDEADLK` (logged) from inside a handle, `EIO` (the journal is then aborted).
+    pub fn commit(&self, dev: &Device) -> Result {
+        if self.in_handle() {
+            pr_err!("vexfs ({}): commit asked from inside a journal handle\n", dev.name());
+            return Err(Error::from_errno(-(bindings::EDEADLK as i32)));
+        }
+        let _one = self.commit_lock.lock();
+        let _nofs = NofsScope::enter();
+        let mut g = self.state.lock();
+        if g.rdonly {
+            return Ok(());
+        }
+        if g.aborted {
+            return Err(EROFS);
+        }
+        g.locked = true;
+        while g.handles > 0 {
+            self.cv.wait(&mut g);
+        }
+        let r = g.commit_locked(dev);
+        if let Err(e) = r {
+            g.aborted = true;
+            pr_err!("vexfs ({}): journal aborted ({:?}): no more changes until the next mount\n", dev.name(), e);
+        }
+        g.locked = false;
+        self.cv.notify_all();
+        r
+    }
+
+    /// At unmount: commits, checkpoints, and marks the journal clean. Errors: as
+    /// [`Self::commit`]; `EIO`.
+    pub fn shutdown(&self, dev: &Device) -> Result {
+        self.commit(dev)?;
+        let _one = self.commit_lock.lock();
+        let mut g = self.state.lock();
+        if g.rdonly || g.aborted {
+            return Ok(());
+        }
+        g.checkpoint(dev, true)
+    }
+}
+
+/// Handle of Rust code (the C operations take theirs in glue.c).
+pub struct Handle<'a> {
+    dev: &'a Device,
+    h: ffi::Handle,
+}
+
+impl<'a> Handle<'a> {
+    /// Opens a handle (nested if the task is already in one). Errors: as [`Journal::begin`].
+    pub fn start(dev: &'a Device) -> Result<Handle<'a>> {
+        let mut h = ffi::Handle { prev: core::ptr::null_mut(), nofs: 0, outer: 0 };
+        // SAFETY: `dev` is a mounted vexfs; `h` lives on our frame until `drop` passes it back.
+        kernel::error::to_result(unsafe { ffi::vexfs_c_handle_start(dev.as_ptr(), &mut h) })?;
+        Ok(Handle { dev, h })
+    }
+}
+
+impl Drop for Handle<'_> {
+    fn drop(&mut self) {
+        // SAFETY: `h` was filled by the matching start on this task.
+        unsafe { ffi::vexfs_c_handle_stop(self.dev.as_ptr(), &mut self.h) };
+    }
+}
+
+/// The log's blocks of one transaction, as buffers of the device.
+struct KSink<'a> {
+    dev: &'a Device,
+    bufs: KVec<Buf>,
+}
+
+impl LogSink for KSink<'_> {
+    type Error = Error;
+    fn block(&mut self, n: u64) -> Result<&mut [u8]> {
+        if self.bufs.last().map(|b| b.block()) != Some(n) {
+            let b = Buf::zeroed(self.dev, n)?;
+            self.bufs.push(b, GFP_KERNEL)?;
+        }
+        Ok(self.bufs.last_mut().ok_or(EINVAL)?.data_mut())
+    }
+}
+
+/// The device as core's [`BlockDevice`], for recovery at mount (through the buffer cache).
+struct KDev<'a> {
+    dev: &'a Device,
+    blocks: u64,
+}
+
+impl BlockDevice for KDev<'_> {
+    type Error = Error;
+    fn block_count(&self) -> u64 {
+        self.blocks
+    }
+    fn read_block(&self, n: u64, buf: &mut Block) -> Result {
+        if n >= self.blocks {
+            return Err(EINVAL);
+        }
+        buf.copy_from_slice(Buf::read(self.dev, n)?.data());
+        Ok(())
+    }
+    fn write_block(&mut self, n: u64, buf: &Block) -> Result {
+        if n >= self.blocks {
+            return Err(EINVAL);
+        }
+        let mut b = Buf::zeroed(self.dev, n)?;
+        b.data_mut().copy_from_slice(buf);
+        b.mark_dirty();
+        Ok(())
+    }
+    fn flush(&mut self) -> Result {
+        sync_dev(self.dev)
+    }
+}
+
+/// Writes every dirty buffer of the device and flushes its cache.
+fn sync_dev(dev: &Device) -> Result {
+    // SAFETY: `dev` is a live superblock with a block device.
+    kernel::error::to_result(unsafe { ffi::vexfs_c_sync_dev(dev.as_ptr()) })
+}
+
+fn write_journal_super(dev: &Device, log: &Log, clean: bool) -> Result {
+    let mut b = Buf::zeroed(dev, log.start)?;
+    log.superblock(clean).encode(b.data_mut(), log.start);
+    b.write_fua()
+}
+
+/// The errno of a journal error on `dev` (corruption logged).
+fn jerr(dev: &Device, e: JournalError<Error>) -> Error {
+    match e {
+        JournalError::Io(e) => e,
+        JournalError::Corrupt(f) => dev.report(f),
+        JournalError::Invalid(what) => {
+            pr_err!("vexfs ({}): journal: {}\n", dev.name(), what);
+            EINVAL
+        }
+        JournalError::NoSpace => ENOSPC,
+    }
+}
+
+/// Mount: replays the journal of `disk` on `dev` (core's recovery: committed transactions
+/// written home, flushed, the journal superblock written clean), then, for a read-write mount,
+/// marks the journal in use. Returns the log to append to. Errors: `EUCLEAN` (corrupt journal,
+/// logged), `EIO`, `ENOMEM`.
+pub fn recover(dev: &Device, disk: &Superblock, rdonly: bool) -> Result<Log> {
+    let mut scratch = KVVec::from_elem(0u8, cj::SCRATCH_BYTES, GFP_KERNEL)?;
+    let mut kd = KDev { dev, blocks: disk.block_count };
+    let (log, rec) = cj::recover(&mut kd, disk, &mut scratch).map_err(|e| jerr(dev, e))?;
+    if !rec.scan.clean {
+        pr_info!(
+            "vexfs ({}): journal replayed: {} transactions, {} blocks; {} uncommitted records dropped\n",
+            dev.name(),
+            rec.scan.transactions,
+            rec.applied,
+            rec.scan.uncommitted_records
+        );
+    }
+    if !rdonly {
+        write_journal_super(dev, &log, false)?;
+    }
+    let _ = BLOCK_SIZE;
+    Ok(log)
+}
