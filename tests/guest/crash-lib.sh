@@ -1,0 +1,31 @@
+# Host side of the crash tests (tests/guest/070-crash-replay.sh, scripts/power-cut). Source it
+# after tests/guest/lib.sh (it uses gen_data and fail).
+# shellcheck shell=bash
+
+# crash_share DIR FS SMALL: fills DIR, shared with the guest at /share, for tests/guest/crash-guest.sh:
+# the script itself, crash-env.sh (FS: vexfs or ext4; SMALL: small files made by the workload),
+# data/sN (N bytes of gen_data each) and emb.fvecs (the pydocs sample's 100 queries, dim 384: one
+# row per SET, never reused).
+crash_share() {
+    local dir=$1 fs=$2 small=$3 size
+    mkdir -p "$dir/data"
+    cp "$VEXFS_ROOT/tests/guest/crash-guest.sh" "$dir/crash-guest.sh"
+    printf 'FS=%s\nSMALL=%s\n' "$fs" "$small" > "$dir/crash-env.sh"
+    cp "$VEXFS_ROOT/data/pydocs-minilm/small/query.fvecs" "$dir/emb.fvecs"
+    for size in 0 1 100 4096 5000 70000 $(seq 1 20 | awk '{ print $1 * 300 + 7 }'); do
+        gen_data "$SEED-$size" "$size" > "$dir/data/s$size" || fail "gen_data $size"
+    done
+}
+
+# crash_image FS: prints the path of a new 16 MiB image holding an empty filesystem FS (vexfs:
+# 64 vector slots of dimension 384, l2, the HNSW seed from $SEED; ext4: mkfs.ext4 defaults).
+crash_image() {
+    local img
+    if [ "$1" = vexfs ]; then
+        mkimg 16M --dim 384 --metric l2 --vectors 64 --seed "$((SEED % 1000000))"
+    else
+        img=$(mkraw 16M)
+        mkfs.ext4 -q -F "$img" >&2 || fail "mkfs.ext4 $img"
+        echo "$img"
+    fi
+}
