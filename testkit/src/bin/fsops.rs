@@ -321,6 +321,10 @@ impl Model {
 
     /// The effect of a successful write of `data` at `off` of inode `ino`.
     fn write(&mut self, ino: u64, off: u64, data: &[u8]) {
+        if data.is_empty() {
+            // Nothing written: the size does not move, even for an offset past the end.
+            return;
+        }
         let mut added = 0;
         let Some((size, blocks)) = self.file(ino) else { return self.fail(format!("write to non-file inode {ino}")) };
         let mut pos = off;
@@ -438,7 +442,9 @@ struct Gen {
     max_size: u64,
     interleave_rounds: u32,
     /// First difference between a read and the model.
-    read_mismatch: Option<String>,
+    mismatch: Option<String>,
+    /// Files whose size the last operation changed (their sizes are then checked).
+    touched: Vec<Rel>,
     /// Number of results per name (ok, ENOENT, ...).
     results: BTreeMap<String, u64>,
 }
@@ -477,6 +483,22 @@ fn res<T>(r: io::Result<T>) -> Result<T, String> {
 
 fn cstr(p: &Path) -> Result<CString, String> {
     CString::new(p.as_os_str().as_bytes()).map_err(|_| "EINVAL".to_string())
+}
+
+/// Writes `data` to `f` at its file position (the end, for O_APPEND) with as many write calls as
+/// it takes: the bytes written, and `ok` or the error (with the bytes written before it, if any).
+fn write_counted(f: &mut File, data: &[u8]) -> (usize, Outcome) {
+    let mut done = 0;
+    while done < data.len() {
+        match f.write(&data[done..]) {
+            Ok(0) => return (done, Err(format!("short write after {done}"))),
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if done > 0 => return (done, Err(format!("{} after {done}", errno_name(&e)))),
+            Err(e) => return (done, Err(errno_name(&e))),
+        }
+    }
+    (done, Ok("ok".into()))
 }
 
 /// renameat2 (nix offers it only with glibc; the guest tools are musl).
@@ -620,6 +642,7 @@ impl Gen {
             if out.is_ok() {
                 if let Some(i) = self.m.ino_at(&p) {
                     self.m.truncate(i, 0);
+                    self.touched.push(p.clone());
                 }
             }
             return (format!("create-trunc {}", show(&p)), out);
@@ -686,6 +709,7 @@ impl Gen {
             Ok("ok".to_string())
         })();
         self.m.write(ino, off, &data[..done]);
+        self.touched.push(p.clone());
         (format!("write {} off={off} len={len} sha={}", show(&p), &sha(&data)[..16]), out)
     }
 
@@ -698,13 +722,12 @@ impl Gen {
             return self.truncate_to(p, ino, new, false);
         }
         let data = self.data(len as usize);
-        let r = OpenOptions::new().append(true).open(self.path(&p)).and_then(|mut f| f.write_all(&data));
-        let out = res(r).map(|_| "ok".to_string());
-        if out.is_ok() {
-            self.m.write(ino, size, &data);
-        }
-        // After a failed O_APPEND write_all the model cannot know how much went in: the log
-        // shows the failure, and the final check then compares the tree.
+        let (done, out) = match OpenOptions::new().append(true).open(self.path(&p)) {
+            Ok(mut f) => write_counted(&mut f, &data),
+            Err(e) => (0, Err(errno_name(&e))),
+        };
+        self.m.write(ino, size, &data[..done]);
+        self.touched.push(p.clone());
         (format!("append {} len={len} sha={}", show(&p), &sha(&data)[..16]), out)
     }
 
@@ -748,11 +771,13 @@ impl Gen {
             for (f, p, ino) in [(&mut fa, &a.0, a.1), (&mut fb, &b.0, b.1)] {
                 let data = self.data(chunk as usize);
                 all.update(&data);
-                if let Err(e) = f.write_all(&data) {
-                    return (desc, Err(format!("{} in round {r} on {}", errno_name(&e), show(p))));
-                }
+                let (done, out) = write_counted(f, &data);
                 let size = self.m.size(ino);
-                self.m.write(ino, size, &data);
+                self.m.write(ino, size, &data[..done]);
+                self.touched.push(p.clone());
+                if let Err(e) = out {
+                    return (desc, Err(format!("{e} in round {r} on {}", show(p))));
+                }
             }
         }
         (format!("{desc} sha={}", &hex(&all.finalize())[..16]), Ok("ok".into()))
@@ -767,6 +792,7 @@ impl Gen {
         };
         if out.is_ok() {
             self.m.truncate(ino, new);
+            self.touched.push(p.clone());
         }
         (format!("truncate{} {} size={new}", if by_path { "-path" } else { "" }, show(&p)), out)
     }
@@ -815,8 +841,8 @@ impl Gen {
         match out {
             Ok(buf) => {
                 let want = self.m.read(ino, off, len);
-                if buf != want && self.read_mismatch.is_none() {
-                    self.read_mismatch = Some(format!(
+                if buf != want && self.mismatch.is_none() {
+                    self.mismatch = Some(format!(
                         "{desc}: read {} bytes sha {}, the model has {} bytes sha {}",
                         buf.len(),
                         sha(&buf),
@@ -924,8 +950,8 @@ impl Gen {
             if let Some(Ino { kind: InoKind::Symlink(want), .. }) =
                 self.m.ino_at(&p).and_then(|i| self.m.inodes.get(&i))
             {
-                if want.as_bytes() != t && self.read_mismatch.is_none() {
-                    self.read_mismatch =
+                if want.as_bytes() != t && self.mismatch.is_none() {
+                    self.mismatch =
                         Some(format!("readlink {}: {} bytes, the model has {}", show(&p), t.len(), want.len()));
                 }
             }
@@ -1123,7 +1149,8 @@ fn run(a: &RunArgs) -> Result<bool, String> {
         total_blocks: a.total_blocks.unwrap_or(if a.big { 16384 } else { 4096 }),
         max_size: if a.big { 64 << 20 } else { 8 << 20 },
         interleave_rounds: if a.big { 600 } else { 40 },
-        read_mismatch: None,
+        mismatch: None,
+        touched: Vec::new(),
         results: BTreeMap::new(),
     };
     let wr = |e: io::Error| format!("writing {}: {e}", a.log.display());
@@ -1137,6 +1164,20 @@ fn run(a: &RunArgs) -> Result<bool, String> {
         let key = r.split(' ').next().unwrap_or("").to_string();
         *g.results.entry(key).or_default() += 1;
         writeln!(log, "{i} {desc} -> {r}").map_err(wr)?;
+        // The sizes of the files the operation changed, against the model.
+        let mut touched = std::mem::take(&mut g.touched);
+        touched.sort();
+        touched.dedup();
+        for p in touched {
+            let want = g.m.ino_at(&p).map(|x| g.m.size(x));
+            let got = fs::symlink_metadata(g.path(&p)).ok().map(|m| m.size());
+            if want != got && g.mismatch.is_none() {
+                g.mismatch = Some(format!(
+                    "after operation {i} ({desc} -> {r}): {} has size {got:?}, the model {want:?}",
+                    show(&p)
+                ));
+            }
+        }
     }
     log.flush().map_err(wr)?;
     let figures: Vec<String> = g.results.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -1151,7 +1192,7 @@ fn run(a: &RunArgs) -> Result<bool, String> {
     // The filesystem against the model.
     let mut problems = Vec::new();
     problems.extend(g.m.broken.clone());
-    problems.extend(g.read_mismatch.clone());
+    problems.extend(g.mismatch.clone());
     let want = model_dump(&g.m);
     let got: Vec<String> = walk(&a.dir)?.iter().map(|e| e.line(false, false)).collect();
     if let Some(d) = first_difference(&want, &got) {
