@@ -14,8 +14,10 @@ use vexfs_image::fsck::{self, Mode};
 use vexfs_image::show::format_uuid;
 use vexfs_image::FileDevice;
 
-/// Check a vexfs filesystem and repair what can be repaired. Without -y or -p nothing is
-/// written. The check is always complete (clean filesystems are checked too).
+/// Check a vexfs filesystem and repair what can be repaired. The journal is replayed first:
+/// on the device with -y or -p, into memory with -n (nothing is written without -y or -p). The
+/// check is always complete (clean filesystems are checked too). -y also upgrades a format v1
+/// filesystem to v2.
 #[derive(Parser, Debug)]
 #[command(
     name = "fsck.vexfs",
@@ -90,6 +92,17 @@ fn run(cli: &Cli) -> FsckStatus {
             sb.block_count,
             sb.inode_count
         );
+    }
+    for note in &out.notes {
+        println!("{name}: {note}.");
+    }
+    if let (Some(r), true) = (&out.replay, out.replay_applied) {
+        if r.applied > 0 {
+            println!(
+                "{name}: journal: {} block image(s) of {} transaction(s) written home.",
+                r.applied, r.scan.transactions
+            );
+        }
     }
     for (p, &fixed) in out.report.problems.iter().zip(&out.fixed) {
         let what = match (&p.fix, fixed, mode) {

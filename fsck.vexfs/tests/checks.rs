@@ -257,7 +257,20 @@ fn journal_not_clean_without_recover() {
     let s = sb(&img.path);
     let j = s.region(Region::Journal).start;
     edit_block(&img.path, j, |b| JournalSuper { flags: 0, ..JournalSuper::new(s.uuid) }.encode(b, j));
-    expect(&img, &[Kind::Journal], Repair::Yes);
+    let ps = problems(&img.path);
+    assert_eq!(ps.iter().map(|p| p.kind).collect::<Vec<_>>(), [Kind::Journal], "{ps:#?}");
+    // fsck replays first: before that, the journal not clean without RECOVER is the problem.
+    let want = "the journal holds transactions to replay but the superblock does not have RECOVER set";
+    let (code, out) = fsck(&img.path, &["-n"]);
+    assert_eq!(code, 4, "{out}");
+    assert!(out.contains(want), "{out}");
+    assert!(out.contains("0 committed transaction(s), 0 block image(s) to replay"), "{out}");
+    // Replaying is what a mount does: -p may.
+    let (code, out) = fsck(&img.path, &["-p"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains(&format!("{want}. Fixed.")), "{out}");
+    let (code, out) = fsck(&img.path, &["-n"]);
+    assert_eq!(code, 0, "{out}");
 }
 
 #[test]

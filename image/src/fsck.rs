@@ -5,6 +5,14 @@
 //! counters, [`repair`] applies the fixes of the problems that have one, and [`run`] does the
 //! three the way `fsck.vexfs` does.
 //!
+//! The journal comes first ([`run`]): `-y` and `-p` replay it on the device with the kernel's
+//! code (`vexfs_core::journal::recover`), `-n` replays it into an in-memory [`Overlay`] of the
+//! device and checks the replayed state without writing. What the journal held (committed
+//! transactions, a torn tail) is information, not a problem; a corrupt journal superblock or an
+//! impossible record is a problem. While the filesystem is not cleanly unmounted (`RECOVER`
+//! set, state not clean) the superblock's free counts are hints (the kernel recounts them at
+//! mount): a difference is noted, and fixed silently by a repair.
+//!
 //! A repair never guesses at data: structural damage (bad checksums, extents, directory
 //! blocks, the vector index) is reported, not fixed. Blocks and inodes are only freed when the whole tree could
 //! be read, so nothing still referenced by an unreadable object is ever handed out again.
@@ -15,14 +23,18 @@ use std::io;
 
 use vexfs_core::format::dir::{self, check_dir_block, dt_from_mode, seal_dir_block};
 use vexfs_core::format::inode::{Inode, INLINE_EXTENTS, S_IFDIR, S_IFLNK, S_IFMT};
-use vexfs_core::format::journal::{JournalSuper, JOURNAL_CLEAN};
-use vexfs_core::format::superblock::{Region, Superblock, ROOT_INO, STATE_CLEAN, STATE_ERRORS};
+use vexfs_core::format::journal::{JournalSuper, JOURNAL_CLEAN, RECORD_MAGIC};
+use vexfs_core::format::superblock::{
+    Region, Superblock, FEATURE_INCOMPAT_RECOVER, FORMAT_VERSION, ROOT_INO, STATE_CLEAN, STATE_ERRORS,
+};
 use vexfs_core::format::vector::HnswHeader;
 use vexfs_core::format::{bit_set, bit_test, BLOCK_SIZE, INODE_SIZE};
 use vexfs_core::io::BlockDevice;
 
 use crate::exit::FsckStatus;
 use crate::image::read_superblock;
+use crate::journal::{self as jnl, LogInfo};
+use crate::overlay::Overlay;
 use crate::{Error, Image, Result};
 
 mod vectors;
@@ -38,7 +50,9 @@ pub enum Kind {
     BackupSuperblock,
     /// The superblock's state has the errors flag set (the kernel found an error).
     ErrorsFlag,
-    /// The journal superblock is invalid, or holds unreplayed records without `RECOVER` set.
+    /// The journal superblock is invalid, the log holds an impossible record (a checksummed
+    /// block image for block 0, the journal or past the device), or the journal holds
+    /// transactions to replay without `RECOVER` set in the superblock.
     Journal,
     /// The vector bitmap disagrees with the slot states (a bit set for a free slot, clear for
     /// a slot in the graph), or has bits set past the last slot.
@@ -128,8 +142,13 @@ pub enum Fix {
     RestorePrimary,
     /// Rewrite the backup superblock from the primary.
     WriteBackup,
-    /// Write a new clean journal superblock and zero the record blocks.
-    ResetJournal,
+    /// Replay the journal (`vexfs_core::journal::recover`): applied before the check by `-y`
+    /// and `-p`, into memory only by `-n`.
+    ReplayJournal,
+    /// Write a new clean journal superblock (the one on disk does not decode), with LSNs
+    /// above every record left in the log so none of them is read again. Whatever the log
+    /// held is lost; `RECOVER` is cleared.
+    RebuildJournal,
     /// Clear the errors flag (state becomes clean).
     ClearErrors,
     /// Set (`used`) or clear `len` block bitmap bits from block `start`.
@@ -213,11 +232,11 @@ pub enum Fix {
 
 impl Fix {
     /// Whether `-p` (preen) may apply this fix without asking: it loses no data and no
-    /// reference. Freeing unreachable inodes, resetting the journal or restoring the primary
-    /// superblock need `-y`.
+    /// reference. Freeing unreachable inodes, rebuilding the journal or restoring the primary
+    /// superblock need `-y`; replaying the journal is what a mount does, so `-p` does it.
     pub fn preen_safe(&self) -> bool {
         match self {
-            Fix::RestorePrimary | Fix::ResetJournal | Fix::ClearErrors => false,
+            Fix::RestorePrimary | Fix::RebuildJournal | Fix::ClearErrors => false,
             Fix::InodeBits { used, .. } => *used,
             _ => true,
         }
@@ -252,6 +271,19 @@ pub struct Report {
     pub blocks_used: u64,
     /// The superblock the check used (the primary, or the backup when the primary is bad).
     pub sb: Superblock,
+    /// Information that is not a problem (free counts that are hints, the journal's state).
+    pub notes: Vec<String>,
+}
+
+/// How [`check_with`] reads what it finds.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CheckOpts {
+    /// The filesystem was not cleanly unmounted (`RECOVER` set or state not clean, before any
+    /// replay): the superblock's free counts are hints, a difference is a note.
+    pub counts_are_hints: bool,
+    /// The journal was read (and replayed where it could be) before the check: a journal that
+    /// is still not clean is not reported again.
+    pub journal_handled: bool,
 }
 
 /// Opens the filesystem on `dev` for checking: with the primary superblock if it is valid,
@@ -283,8 +315,25 @@ pub fn open<D: BlockDevice<Error = io::Error>>(dev: D) -> Result<(Image<D>, Vec<
 /// against what the tree uses, and the free counts. `early` are problems [`open`] found.
 /// Errors: `Io` only; everything wrong on disk is a [`Problem`].
 pub fn check<D: BlockDevice<Error = io::Error>>(img: &Image<D>, early: Vec<Problem>) -> Result<Report> {
+    let opts = CheckOpts { counts_are_hints: unclean(img.sb()), journal_handled: false };
+    check_with(img, early, opts)
+}
+
+/// Whether `sb` says the filesystem was not cleanly unmounted.
+fn unclean(sb: &Superblock) -> bool {
+    sb.feature_incompat & FEATURE_INCOMPAT_RECOVER != 0 || sb.state & STATE_CLEAN == 0
+}
+
+/// [`check`] with explicit [`CheckOpts`].
+pub fn check_with<D: BlockDevice<Error = io::Error>>(
+    img: &Image<D>,
+    early: Vec<Problem>,
+    opts: CheckOpts,
+) -> Result<Report> {
     let from_backup = early.iter().any(|p| p.kind == Kind::PrimarySuperblock);
     let mut c = Checker::new(img, early)?;
+    c.counts_are_hints = opts.counts_are_hints;
+    c.journal_handled = opts.journal_handled;
     if !from_backup {
         c.check_backup()?;
     }
@@ -296,7 +345,13 @@ pub fn check<D: BlockDevice<Error = io::Error>>(img: &Image<D>, early: Vec<Probl
     c.check_block_bitmap();
     c.check_free_counts();
     let blocks_used = c.claimed.iter().map(|b| b.count_ones() as u64).sum();
-    Ok(Report { problems: c.problems, inodes_used: c.reach.len() as u64, blocks_used, sb: img.sb().clone() })
+    Ok(Report {
+        problems: c.problems,
+        inodes_used: c.reach.len() as u64,
+        blocks_used,
+        sb: img.sb().clone(),
+        notes: c.notes,
+    })
 }
 
 /// What `fsck.vexfs` was asked to do.
@@ -320,6 +375,16 @@ pub struct Outcome {
     /// Problems a second check still finds after repairing (all of them when nothing was
     /// repaired).
     pub remaining: Vec<Problem>,
+    /// The journal as found before anything was replayed (`None` when it could not be read).
+    pub journal: Option<LogInfo>,
+    /// What the replay did (`None` when nothing was replayed: a clean journal is replayed as
+    /// "nothing to do"; a corrupt one is not replayed at all).
+    pub replay: Option<vexfs_core::journal::Recovery>,
+    /// Whether the replay was applied to the device (`-y`, `-p`) rather than to memory (`-n`).
+    pub replay_applied: bool,
+    /// Lines of information: the journal's state, the free counts when they are hints, a
+    /// format upgrade.
+    pub notes: Vec<String>,
 }
 
 impl Outcome {
@@ -336,22 +401,162 @@ impl Outcome {
     }
 }
 
-/// Opens, checks and (per `mode`) repairs the filesystem on `dev`, then checks again.
+/// Opens the filesystem on `dev`, replays its journal (on the device with `-y` and `-p`, into
+/// memory with `-n`), checks it and (per `mode`) repairs it, then checks again. With `-y`, a
+/// format v1 filesystem is upgraded to v2 (both superblocks and the journal superblock).
 /// Errors: those of [`open`] and `Io`.
 pub fn run<D: BlockDevice<Error = io::Error>>(dev: D, mode: Mode) -> Result<(Outcome, D)> {
-    let (mut img, early) = open(dev)?;
-    let report = check(&img, early)?;
+    let (img, mut early) = open(dev)?;
+    let sb = img.sb().clone();
+    let mut dev = img.into_device();
+    let info = jnl::read_log(&dev, &sb)?;
+    let opts = CheckOpts { counts_are_hints: unclean(&sb) || !info.clean(), journal_handled: true };
+    let after = CheckOpts { counts_are_hints: false, journal_handled: true };
+    let mut notes = journal_notes(&sb, &info, mode);
+    let replayable = info.superblock.is_ok() && info.error.is_none();
+    if let Some(e) = &info.error {
+        let msg = format!("journal: {e}: the log cannot be replayed");
+        early.push(Problem { kind: Kind::Journal, message: msg, fix: None });
+    }
+    let mut pre_fixed = Vec::new();
+    if replayable && !info.clean() && sb.feature_incompat & FEATURE_INCOMPAT_RECOVER == 0 {
+        let msg = "the journal holds transactions to replay but the superblock does not have RECOVER set".to_string();
+        early.push(Problem { kind: Kind::Journal, message: msg, fix: Some(Fix::ReplayJournal) });
+        pre_fixed.push(early.len() - 1);
+    }
+    if mode == Mode::Check {
+        let mut ov = Overlay::new(dev);
+        let replay = if replayable { Some(jnl::recover(&mut ov, &sb)?.1) } else { None };
+        let img = Image::with_superblock(ov, sb);
+        let report = check_with(&img, early, opts)?;
+        notes.extend(report.notes.iter().cloned());
+        let remaining = report.problems.clone();
+        let fixed = vec![false; report.problems.len()];
+        let out = Outcome { report, fixed, remaining, journal: Some(info), replay, replay_applied: false, notes };
+        return Ok((out, img.into_device().into_inner()));
+    }
+    let replay = if replayable { Some(jnl::recover(&mut dev, &sb)?.1) } else { None };
+    let mut img = Image::with_superblock(dev, sb);
+    if replay.is_some() {
+        notes.extend(after_replay(&mut img, mode == Mode::Repair)?);
+    }
+    let report = check_with(&img, early, after)?;
+    notes.extend(report.notes.iter().cloned());
     let mut fixed = vec![false; report.problems.len()];
-    let mut remaining = report.problems.clone();
-    if mode != Mode::Check && !report.problems.is_empty() {
-        fixed = repair(&mut img, &report.problems, mode == Mode::Preen)?;
-        if fixed.iter().any(|&f| f) {
+    if replay.is_some() {
+        for &i in &pre_fixed {
+            if let Some(f) = fixed.get_mut(i) {
+                *f = true;
+            }
+        }
+    }
+    let mut remaining: Vec<Problem> =
+        report.problems.iter().zip(&fixed).filter(|(_, &f)| !f).map(|(p, _)| p.clone()).collect();
+    if !remaining.is_empty() {
+        let done = repair(&mut img, &report.problems, mode == Mode::Preen)?;
+        for (f, d) in fixed.iter_mut().zip(&done) {
+            *f |= *d;
+        }
+        if done.iter().any(|&f| f) {
             let (img2, early) = open(img.into_device())?;
-            remaining = check(&img2, early)?.problems;
+            remaining = check_with(&img2, early, after)?.problems;
             img = img2;
         }
     }
-    Ok((Outcome { report, fixed, remaining }, img.into_device()))
+    let out = Outcome { report, fixed, remaining, journal: Some(info), replay, replay_applied: true, notes };
+    Ok((out, img.into_device()))
+}
+
+/// The notes about the journal and the format, before any replay.
+fn journal_notes(sb: &Superblock, info: &LogInfo, mode: Mode) -> Vec<String> {
+    let mut out = Vec::new();
+    if sb.format_version != FORMAT_VERSION {
+        out.push(if mode == Mode::Repair {
+            format!("format v{} upgraded to v{FORMAT_VERSION}", sb.format_version)
+        } else {
+            format!(
+                "format v{} (read as v{FORMAT_VERSION}; fsck.vexfs -y or a read-write mount upgrades it)",
+                sb.format_version
+            )
+        });
+    }
+    if info.superblock.is_err() || info.error.is_some() {
+        return out;
+    }
+    if info.clean() {
+        if sb.feature_incompat & FEATURE_INCOMPAT_RECOVER != 0 {
+            out.push("RECOVER is set and the journal is clean: nothing to replay".into());
+        }
+        return out;
+    }
+    let (t, i) = (info.transactions_to_replay(), info.images_to_replay());
+    let how = if mode == Mode::Check {
+        "replayed in memory for this check (fsck.vexfs -y or a mount applies it)"
+    } else {
+        "replayed"
+    };
+    out.push(format!("journal: {t} committed transaction(s), {i} block image(s) to replay: {how}"));
+    if let Some(s) = info.scan.filter(|s| s.uncommitted_records > 0) {
+        let why = s.stop.map(|e| format!(" (reading stopped: {e})")).unwrap_or_default();
+        out.push(format!(
+            "journal: {} record(s) after the last commit dropped, a transaction a crash tore{why}",
+            s.uncommitted_records
+        ));
+    }
+    out
+}
+
+/// After a replay on the device: clears `RECOVER`, recounts the free counts from the bitmaps
+/// (hints until now) and, with `upgrade`, makes a v1 filesystem v2 (primary and backup
+/// superblocks, journal superblock). Returns notes.
+fn after_replay<D: BlockDevice<Error = io::Error>>(img: &mut Image<D>, upgrade: bool) -> Result<Vec<String>> {
+    let mut notes = Vec::new();
+    let old = img.sb().clone();
+    let blocks = img.read_region(Region::BlockBitmap)?;
+    let inodes = img.read_region(Region::InodeBitmap)?;
+    let upgrading = upgrade && old.format_version != FORMAT_VERSION;
+    {
+        let sb = img.sb_mut();
+        sb.feature_incompat &= !FEATURE_INCOMPAT_RECOVER;
+        if unclean(&old) {
+            sb.free_blocks = count_clear(&blocks, sb.block_count);
+            sb.free_inodes = count_clear(&inodes, sb.inode_count as u64) as u32;
+            sb.state |= STATE_CLEAN;
+        }
+        if upgrading {
+            sb.format_version = FORMAT_VERSION;
+        }
+    }
+    if *img.sb() == old {
+        return Ok(notes);
+    }
+    if (old.free_blocks, old.free_inodes) != (img.sb().free_blocks, img.sb().free_inodes) {
+        notes.push(format!(
+            "free counts recomputed from the bitmaps: {} blocks, {} inodes (were {}, {})",
+            img.sb().free_blocks,
+            img.sb().free_inodes,
+            old.free_blocks,
+            old.free_inodes
+        ));
+    }
+    if upgrading {
+        let backup = img.sb().backup_block;
+        let b = img.read_block(backup)?;
+        if let Ok(mut bsb) = Superblock::decode(&b[..]) {
+            bsb.format_version = FORMAT_VERSION;
+            let mut nb = [0u8; BLOCK_SIZE];
+            bsb.encode(&mut nb);
+            img.write_block(backup, &nb)?;
+        }
+        let sb = img.sb().clone();
+        let (log, _) = jnl::recover(img.device_mut(), &sb)?;
+        jnl::write_superblock(img.device_mut(), &log, true)?;
+    }
+    let mut b = [0u8; BLOCK_SIZE];
+    img.sb().encode(&mut b);
+    img.write_block(0, &b)?;
+    img.device_mut().flush().map_err(Error::io("flushing the device"))?;
+    Ok(notes)
 }
 
 /// Applies the fixes of `problems` (only the preen-safe ones when `preen`); returns, for each
@@ -374,7 +579,7 @@ pub fn repair<D: BlockDevice<Error = io::Error>>(
     let mut write_backup = false;
     for fix in &fixes {
         match fix {
-            Fix::RestorePrimary | Fix::FreeCounts => {}
+            Fix::RestorePrimary | Fix::FreeCounts | Fix::ReplayJournal => {}
             Fix::VectorCounts { live, deleted } => {
                 let h = img.sb().region(Region::Hnsw).start;
                 let mut b = img.read_block(h)?;
@@ -387,14 +592,16 @@ pub fn repair<D: BlockDevice<Error = io::Error>>(
             }
             Fix::WriteBackup => write_backup = true,
             Fix::ClearErrors => img.sb_mut().state = STATE_CLEAN,
-            Fix::ResetJournal => {
+            Fix::RebuildJournal => {
                 let j = img.sb().region(Region::Journal);
+                let lsn = max_lsn_in_log(img)?;
+                // Past every LSN the log holds, by more than the log can hold records.
+                let next = lsn.saturating_add(j.blocks.saturating_mul(BS / 24)).saturating_add(2);
+                let js = JournalSuper { next_lsn: next, checkpoint_lsn: next, ..JournalSuper::new(img.sb().uuid) };
                 let mut b = [0u8; BLOCK_SIZE];
-                for n in j.start + 1..j.end() {
-                    img.write_block(n, &b)?;
-                }
-                JournalSuper::new(img.sb().uuid).encode(&mut b, j.start);
+                js.encode(&mut b, j.start);
                 img.write_block(j.start, &b)?;
+                img.sb_mut().feature_incompat &= !FEATURE_INCOMPAT_RECOVER;
             }
             Fix::BlockBits { start, len, used } => {
                 for b in *start..start + len {
@@ -444,6 +651,23 @@ pub fn repair<D: BlockDevice<Error = io::Error>>(
     Ok(apply)
 }
 
+/// The largest LSN of anything that looks like a record header (magic at an 8-byte aligned
+/// offset) in the journal's record blocks (0 if none).
+fn max_lsn_in_log<D: BlockDevice<Error = io::Error>>(img: &Image<D>) -> Result<u64> {
+    let j = img.sb().region(Region::Journal);
+    let mut max = 0u64;
+    for n in j.start + 1..j.end() {
+        let b = img.read_block(n)?;
+        for at in (0..BLOCK_SIZE - 16).step_by(8) {
+            if b[at..at + 4] == RECORD_MAGIC.to_le_bytes() {
+                let lsn = u64::from_le_bytes(b[at + 8..at + 16].try_into().unwrap_or_default());
+                max = max.max(lsn);
+            }
+        }
+    }
+    Ok(max)
+}
+
 fn zero_inode<D: BlockDevice<Error = io::Error>>(img: &mut Image<D>, ino: u32) -> Result<()> {
     let (blk, off, mut b) = img.inode_raw(ino)?;
     b[off..off + INODE_SIZE].fill(0);
@@ -465,9 +689,20 @@ fn count_clear(bits: &[u8], n: u64) -> u64 {
     (0..n).filter(|&i| !bit_test(bits, i as usize)).count() as u64
 }
 
-/// The static fields of a superblock: everything but what the kernel updates in the primary.
+/// The static fields of a superblock: everything but what the kernel updates in the primary
+/// (counts, state, times, `RECOVER`, and the format version, which the v1 -> v2 upgrade of a
+/// read-write mount changes in the primary only).
 fn static_fields(sb: &Superblock) -> Superblock {
-    Superblock { free_blocks: 0, free_inodes: 0, state: 0, write_time: 0, mount_count: 0, ..sb.clone() }
+    Superblock {
+        free_blocks: 0,
+        free_inodes: 0,
+        state: 0,
+        write_time: 0,
+        mount_count: 0,
+        format_version: 0,
+        feature_incompat: sb.feature_incompat & !FEATURE_INCOMPAT_RECOVER,
+        ..sb.clone()
+    }
 }
 
 /// A reachable inode.
@@ -500,6 +735,12 @@ struct Checker<'a, D> {
     chunks: HashMap<u32, Vec<u32>>,
     /// Reachable inodes whose chunk list could not be read (their slots are unknown).
     bad_chunks: HashSet<u32>,
+    /// The superblock's free counts are hints (see [`CheckOpts`]).
+    counts_are_hints: bool,
+    /// The journal was handled before the check (see [`CheckOpts`]).
+    journal_handled: bool,
+    /// Information that is not a problem.
+    notes: Vec<String>,
 }
 
 impl<'a, D: BlockDevice<Error = io::Error>> Checker<'a, D> {
@@ -523,6 +764,9 @@ impl<'a, D: BlockDevice<Error = io::Error>> Checker<'a, D> {
             tree_complete: true,
             chunks: HashMap::new(),
             bad_chunks: HashSet::new(),
+            counts_are_hints: false,
+            journal_handled: false,
+            notes: Vec::new(),
         })
     }
 
@@ -551,11 +795,15 @@ impl<'a, D: BlockDevice<Error = io::Error>> Checker<'a, D> {
         let j = self.sb.region(Region::Journal);
         let b = self.img.read_block(j.start)?;
         match JournalSuper::decode(&b[..], j.start, j.blocks, &self.sb.uuid) {
-            Err(e) => self.report(Kind::Journal, format!("journal (block {}): {e}", j.start), Some(Fix::ResetJournal)),
-            Ok(js) if js.flags & JOURNAL_CLEAN == 0 => self.report(
+            Err(e) => self.report(
                 Kind::Journal,
-                "journal holds unreplayed records but the superblock does not ask for recovery".into(),
-                Some(Fix::ResetJournal),
+                format!("journal (block {}): {e}; what the log holds cannot be found", j.start),
+                Some(Fix::RebuildJournal),
+            ),
+            Ok(js) if js.flags & JOURNAL_CLEAN == 0 && !self.journal_handled => self.report(
+                Kind::Journal,
+                "the journal holds transactions not replayed (fsck.vexfs replays them first)".into(),
+                Some(Fix::ReplayJournal),
             ),
             Ok(_) => {}
         }
@@ -881,12 +1129,21 @@ impl<'a, D: BlockDevice<Error = io::Error>> Checker<'a, D> {
         let free = count_clear(&self.blocks, self.sb.block_count);
         if free != self.sb.free_blocks {
             let msg = format!("free blocks count is {}, the bitmap has {free}", self.sb.free_blocks);
-            self.report(Kind::FreeBlocks, msg, Some(Fix::FreeCounts));
+            self.count_differs(Kind::FreeBlocks, msg);
         }
         let free = count_clear(&self.inodes, self.sb.inode_count as u64);
         if free != self.sb.free_inodes as u64 {
             let msg = format!("free inodes count is {}, the bitmap has {free}", self.sb.free_inodes);
-            self.report(Kind::FreeInodes, msg, Some(Fix::FreeCounts));
+            self.count_differs(Kind::FreeInodes, msg);
+        }
+    }
+
+    /// A free count differs from the bitmap: a problem, or a note while the counts are hints.
+    fn count_differs(&mut self, kind: Kind, msg: String) {
+        if self.counts_are_hints {
+            self.notes.push(format!("{msg} (a hint while not cleanly unmounted; a mount or repair recounts it)"));
+        } else {
+            self.report(kind, msg, Some(Fix::FreeCounts));
         }
     }
 }

@@ -453,3 +453,41 @@ fn a_changed_image_is_caught() {
     assert_caught(&bad, "hnsw header deleted", "purged");
     assert_caught(&bad, "flags of tombstone slot", "purged");
 }
+
+// ---- the upgrade to format v2 -----------------------------------------------------------------
+
+/// Format v2 reads a v1 filesystem as it is (above), writes nothing to it until something
+/// changes, and upgrades it on the first write: version 2 in both superblocks and in the
+/// journal superblock, every v1 object kept. (The kernel does the same at its first
+/// read-write mount, `fsck.vexfs -y` too: `fsck.vexfs/tests/journal.rs`.)
+#[test]
+fn the_v1_image_is_upgraded_to_v2_by_the_first_write() {
+    let (manifest, raw) = committed();
+    // Opened for writing, searched, committed with no change: not a byte written.
+    let mut w = Writer::new(Image::open(MemDevice { bytes: raw.clone() }).unwrap()).unwrap();
+    let dim = w.image().sb().vec_dim as usize;
+    w.search(&vec![0.5; dim], 3, 16).unwrap();
+    assert_eq!(w.commit().unwrap().into_device().bytes, raw, "no change, no write");
+
+    let mut w = Writer::new(Image::open(MemDevice { bytes: raw.clone() }).unwrap()).unwrap();
+    let ino = w.mkdir(ROOT_INO, "written-by-v2", 0o755).unwrap();
+    let img = w.commit().unwrap();
+    let sb = img.sb().clone();
+    assert_eq!(sb.format_version, FORMAT_VERSION);
+    assert_eq!(sb.feature_incompat, 0, "RECOVER is cleared when the writer is done");
+    let backup = Superblock::decode(&img.read_block(sb.backup_block).unwrap()[..]).unwrap();
+    assert_eq!(backup.format_version, FORMAT_VERSION, "the backup superblock is upgraded too");
+    let log = vexfs_image::journal::read_log(img.device(), &sb).unwrap();
+    assert_eq!(log.version, Some(2), "journal superblock v2");
+    assert!(log.clean());
+    // Every v1 object is where it was.
+    for line in manifest.lines().filter(|l| l.starts_with("path ")) {
+        let mut f = line.splitn(3, ' ').skip(1);
+        let (want, path) = (f.next().unwrap().parse::<u32>().unwrap(), f.next().unwrap());
+        assert_eq!(img.lookup(path).unwrap(), want, "{path}");
+    }
+    assert_eq!(img.lookup("/written-by-v2").unwrap(), ino);
+    let (out, _) = fsck::run(img.into_device(), Mode::Check).unwrap();
+    assert!(out.report.problems.is_empty(), "{:?}", out.report.problems);
+    assert!(out.notes.is_empty(), "{:?}", out.notes);
+}
