@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use serde::Serialize;
+use vexfs_image::journal::read_log;
 use vexfs_image::show::{device_map, device_map_table, format_uuid};
 use vexfs_image::vexfs_core::format::inode::{Inode, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
 use vexfs_image::vexfs_core::format::journal::{JournalSuper, JOURNAL_CLEAN};
@@ -22,6 +23,10 @@ pub struct InspectArgs {
     /// Print JSON (one object) instead of text.
     #[arg(long)]
     json: bool,
+    /// Also read the journal's log as recovery would: committed transactions, a torn tail,
+    /// free log blocks (`journal.log` in the JSON).
+    #[arg(long)]
+    log: bool,
 }
 
 #[derive(Args, Debug)]
@@ -67,6 +72,46 @@ struct JournalJson {
     next_lsn: Option<u64>,
     checkpoint_lsn: Option<u64>,
     head: Option<u64>,
+    /// The journal superblock's version (1 or 2).
+    version: Option<u32>,
+    /// Its flag bits (bit 0 clean).
+    flags: Option<u32>,
+    /// The log as recovery reads it (`inspect --log` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    log: Option<LogJson>,
+}
+
+#[derive(Serialize)]
+struct TxnJson {
+    first_lsn: u64,
+    commit_lsn: u64,
+    images: u64,
+    /// Record block (0-based, after the journal superblock) of the commit block.
+    commit_block: u64,
+    /// Home blocks of the images, in log order.
+    targets: Vec<u64>,
+}
+
+#[derive(Serialize)]
+struct LogJson {
+    /// Record blocks (the region less its superblock).
+    record_blocks: u64,
+    /// Record blocks of live transactions (head .. after the last commit).
+    used_blocks: u64,
+    /// Record blocks free for new transactions.
+    free_blocks: u64,
+    /// Transactions recovery would replay (0 for a clean journal: recovery does not read it).
+    to_replay: u64,
+    /// Committed transactions read from `head`, in LSN order.
+    transactions: Vec<TxnJson>,
+    /// Records after the last commit (a transaction a crash tore: dropped by recovery).
+    torn_records: u64,
+    /// Last LSN read (0 if none).
+    last_lsn: u64,
+    /// Why reading stopped (`null`: a zero block or the whole log read).
+    stop: Option<String>,
+    /// An impossible record: the log cannot be replayed.
+    error: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -124,6 +169,9 @@ fn journal(img: &Image<FileDevice>) -> Result<JournalJson, String> {
         next_lsn: None,
         checkpoint_lsn: None,
         head: None,
+        version: None,
+        flags: None,
+        log: None,
     };
     match JournalSuper::decode(&b[..], j.start, j.blocks, &sb.uuid) {
         Ok(js) => {
@@ -131,10 +179,38 @@ fn journal(img: &Image<FileDevice>) -> Result<JournalJson, String> {
             out.next_lsn = Some(js.next_lsn);
             out.checkpoint_lsn = Some(js.checkpoint_lsn);
             out.head = Some(js.head);
+            out.version = b.get(16..20).and_then(|v| v.try_into().ok()).map(u32::from_le_bytes);
+            out.flags = Some(js.flags);
         }
         Err(e) => out.error = Some(e.to_string()),
     }
     Ok(out)
+}
+
+fn log_json(img: &Image<FileDevice>) -> Result<LogJson, String> {
+    let info = read_log(img.device(), img.sb()).map_err(|e| e.to_string())?;
+    let scan = info.scan.unwrap_or_default();
+    Ok(LogJson {
+        record_blocks: info.blocks.saturating_sub(1),
+        used_blocks: info.used_blocks,
+        free_blocks: info.free_blocks,
+        to_replay: info.transactions_to_replay(),
+        transactions: info
+            .transactions
+            .iter()
+            .map(|t| TxnJson {
+                first_lsn: t.first_lsn,
+                commit_lsn: t.commit_lsn,
+                images: t.images,
+                commit_block: t.commit_block,
+                targets: t.targets.clone(),
+            })
+            .collect(),
+        torn_records: scan.uncommitted_records,
+        last_lsn: scan.last_lsn,
+        stop: scan.stop.map(|e| e.to_string()),
+        error: info.error.map(|e| e.to_string()),
+    })
 }
 
 fn inspect_json(sb: &Superblock, journal: JournalJson) -> InspectJson {
@@ -175,7 +251,11 @@ fn inspect_json(sb: &Superblock, journal: JournalJson) -> InspectJson {
 pub fn inspect(a: &InspectArgs) -> CmdResult {
     let img = open(&a.image)?;
     let sb = img.sb();
-    let j = inspect_json(sb, journal(&img)?);
+    let mut jj = journal(&img)?;
+    if a.log && jj.error.is_none() {
+        jj.log = Some(log_json(&img)?);
+    }
+    let j = inspect_json(sb, jj);
     if a.json {
         let s = serde_json::to_string_pretty(&j).map_err(|e| e.to_string())?;
         println!("{s}");
@@ -214,9 +294,61 @@ pub fn inspect(a: &InspectArgs) -> CmdResult {
         ),
         Some(e) => println!("Journal:              invalid: {e}"),
     }
+    if let Some(l) = &jr.log {
+        print_log(jr, l);
+    }
     println!();
     print!("{}", device_map_table(sb));
     Ok(())
+}
+
+fn print_log(jr: &JournalJson, l: &LogJson) {
+    println!(
+        "Journal superblock:   version {}, flags {:#x}, head {}, checkpoint lsn {}, next lsn {}",
+        jr.version.unwrap_or(0),
+        jr.flags.unwrap_or(0),
+        jr.head.unwrap_or(0),
+        jr.checkpoint_lsn.unwrap_or(0),
+        jr.next_lsn.unwrap_or(0)
+    );
+    println!(
+        "Log:                  {} record blocks (device blocks {}..{}), {} used, {} free",
+        l.record_blocks,
+        jr.start + 1,
+        jr.start + jr.blocks,
+        l.used_blocks,
+        l.free_blocks
+    );
+    if let Some(e) = &l.error {
+        println!("Log error:            {e}: the log cannot be replayed (run fsck.vexfs)");
+    }
+    println!(
+        "Transactions:         {} committed from head, {} to replay{}",
+        l.transactions.len(),
+        l.to_replay,
+        if jr.state == "clean" { " (clean: recovery reads nothing)" } else { "" }
+    );
+    for t in &l.transactions {
+        let shown: Vec<String> = t.targets.iter().take(8).map(u64::to_string).collect();
+        let more = if t.targets.len() > 8 { format!(", ... ({} more)", t.targets.len() - 8) } else { String::new() };
+        println!(
+            "  lsn {}..{}: {} image(s), commit in record block {}; home blocks {}{more}",
+            t.first_lsn,
+            t.commit_lsn,
+            t.images,
+            t.commit_block,
+            shown.join(", ")
+        );
+    }
+    let stop = l.stop.as_deref().unwrap_or("end of the log");
+    if l.torn_records > 0 {
+        println!(
+            "Torn tail:            {} record(s) after the last commit, dropped by recovery ({stop})",
+            l.torn_records
+        );
+    } else {
+        println!("Torn tail:            none (reading stopped: {stop})");
+    }
 }
 
 /// `ls -l` style mode string: `drwxr-xr-x`.

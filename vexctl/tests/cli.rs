@@ -127,3 +127,91 @@ fn errors_exit_1_and_usage_2() {
     let o = Command::new(env!("CARGO_BIN_EXE_vexctl")).args(["cat"]).output().unwrap();
     assert_eq!(o.status.code(), Some(2));
 }
+
+/// The sample image with two transactions in its log that were never written home (RECOVER
+/// set, as a crash leaves it), then the records of a third without its commit (a torn tail).
+fn crashed() -> (tempfile::TempDir, PathBuf, Vec<u64>) {
+    use vexfs_image::vexfs_core::format::superblock::{Region, Superblock, FEATURE_INCOMPAT_RECOVER};
+    use vexfs_image::vexfs_core::io::BlockDevice;
+    use vexfs_image::vexfs_core::journal::{self, DeviceSink, SCRATCH_BYTES};
+    let (img, _) = sample::build(MemDevice::new(SAMPLE_BLOCKS)).unwrap();
+    let mut dev = img.into_device();
+    let mut sb = Superblock::decode(&dev.bytes[..4096]).unwrap();
+    sb.feature_incompat |= FEATURE_INCOMPAT_RECOVER;
+    let mut b = [0u8; 4096];
+    sb.encode(&mut b);
+    dev.write_block(0, &b).unwrap();
+    let mut scratch = vec![0u8; SCRATCH_BYTES];
+    let (mut log, _) = journal::recover(&mut dev, &sb, &mut scratch).unwrap();
+    journal::write_superblock(&mut dev, &log, false).unwrap();
+    // Images of blocks as they are (replaying them changes nothing).
+    let data = sb.region(Region::Data).start;
+    let targets = vec![data, data + 1, data + 2];
+    let imgs: Vec<[u8; 4096]> = targets
+        .iter()
+        .map(|&n| {
+            let mut b = [0u8; 4096];
+            dev.read_block(n, &mut b).unwrap();
+            b
+        })
+        .collect();
+    journal::write_transaction(&mut dev, &mut log, &[(targets[0], &imgs[0]), (targets[1], &imgs[1])]).unwrap();
+    journal::write_transaction(&mut dev, &mut log, &[(targets[2], &imgs[2])]).unwrap();
+    let mut txn = log.begin::<std::io::Error>().unwrap();
+    let mut sink = DeviceSink::new(&mut dev);
+    txn.add(&log, &mut sink, targets[0], &imgs[0]).unwrap();
+    sink.finish().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fs.img");
+    std::fs::write(&path, &dev.bytes).unwrap();
+    (dir, path, targets)
+}
+
+#[test]
+fn inspect_log_of_a_clean_journal() {
+    let (_d, img) = populated();
+    let out = stdout(&vexctl(&["inspect", "--log"], &img, &[]));
+    for want in ["Journal superblock:   version 2, flags 0x1", "62 free", "Torn tail:            none"] {
+        assert!(out.contains(want), "{want}: {out}");
+    }
+    let v: serde_json::Value =
+        serde_json::from_str(&stdout(&vexctl(&["inspect", "--json", "--log"], &img, &[]))).unwrap();
+    assert_eq!(v["journal"]["state"], "clean");
+    assert_eq!(v["journal"]["version"], 2);
+    assert_eq!(v["journal"]["log"]["to_replay"], 0);
+    assert_eq!(v["journal"]["log"]["used_blocks"], 0);
+    assert_eq!(v["journal"]["log"]["free_blocks"], 62);
+    // Without --log, no log object (the fields of before stay as they were).
+    let v: serde_json::Value = serde_json::from_str(&stdout(&vexctl(&["inspect", "--json"], &img, &[]))).unwrap();
+    assert!(v["journal"].get("log").is_none());
+}
+
+#[test]
+fn inspect_log_of_a_crashed_journal() {
+    let (_d, img, t) = crashed();
+    let out = stdout(&vexctl(&["inspect", "--log"], &img, &[]));
+    let v: serde_json::Value =
+        serde_json::from_str(&stdout(&vexctl(&["inspect", "--json", "--log"], &img, &[]))).unwrap();
+    let head = v["journal"]["head"].as_u64().unwrap();
+    assert!(out.contains("Journal:              needs recovery"), "{out}");
+    assert!(out.contains("Transactions:         2 committed from head, 2 to replay"), "{out}");
+    assert!(
+        out.contains(&format!("2 image(s), commit in record block {}; home blocks {}, {}", head + 3, t[0], t[1])),
+        "{out}"
+    );
+    assert!(out.contains("Torn tail:            1 record(s) after the last commit, dropped by recovery"), "{out}");
+    let v: serde_json::Value =
+        serde_json::from_str(&stdout(&vexctl(&["inspect", "--json", "--log"], &img, &[]))).unwrap();
+    let l = &v["journal"]["log"];
+    assert_eq!(v["journal"]["state"], "needs recovery");
+    assert_eq!(l["to_replay"], 2);
+    let txns = l["transactions"].as_array().unwrap();
+    assert_eq!(txns.len(), 2);
+    assert_eq!(txns[1]["images"], 1);
+    assert_eq!(txns[1]["targets"][0], t[2]);
+    assert_eq!(txns[0]["commit_lsn"].as_u64().unwrap() + 1, txns[1]["first_lsn"].as_u64().unwrap());
+    assert_eq!(l["torn_records"], 1);
+    // An image record is 4,136 bytes: two take 3 blocks, one 2, and each commit a block.
+    assert_eq!(l["used_blocks"], 7);
+    assert_eq!(l["free_blocks"], 62 - 7);
+}
