@@ -569,7 +569,7 @@ impl LogReader {
 }
 
 /// The images of a block-images record in `payload`: checks the layout and each target (inside
-/// the device, not block 0, not in the journal) and calls `f(target, image)` for each.
+/// the device, not in the journal) and calls `f(target, image)` for each.
 fn for_each_image<E>(
     log: &Log,
     device_blocks: u64,
@@ -586,7 +586,7 @@ fn for_each_image<E>(
     let images_at = 8usize.saturating_add((count as usize).saturating_mul(8));
     for i in 0..count as usize {
         let target = u64_at(payload, 8usize.saturating_add(i.saturating_mul(8)), "journal images")?;
-        if target == 0 || target >= device_blocks || log.in_journal(target) {
+        if target >= device_blocks || log.in_journal(target) {
             return Err(bad("journal image target", target));
         }
         let at = images_at.saturating_add(i.saturating_mul(BLOCK_SIZE));
@@ -603,7 +603,7 @@ fn for_each_image<E>(
 /// calling `visit` on every record in LSN order: those of committed transactions and those of a
 /// torn tail alike ([`LogScan`] tells which). `scratch`: at least [`SCRATCH_BYTES`] bytes.
 /// Errors: the device's; `visit`'s; `Corrupt` for a checksummed block-images record whose
-/// contents are impossible (a target outside the device, block 0, or inside the journal).
+/// contents are impossible (a target outside the device or inside the journal).
 pub fn scan<D: BlockDevice>(
     dev: &D,
     log: &Log,
