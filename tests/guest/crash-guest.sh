@@ -47,7 +47,7 @@ observe_embeddings() {
 # must mount (at /mnt2), every key of SM that SN keeps must be seen as it is (a lost file or
 # embedding otherwise), nothing that neither has may be seen (stray), and the keys the operation
 # in flight changes must all be as in SM or all as in SN (half-done otherwise), a file being
-# written holding any content. Prints each problem, prefixed with WHERE; appends
+# written holding any content; a key both have (with different values) but not seen is lost. Prints each problem, prefixed with WHERE; appends
 # "ID fsck(ok|journal|FAIL) mount(ok|FAIL) lost-files lost-embeddings half-done" to /tmp/results.
 # Status 1 if anything is wrong.
 check_state() {
@@ -95,6 +95,10 @@ check_state() {
                     else if (k ~ /^E:/) { what = "LOST embedding"; lost_e++ }
                     else { what = "LOST file"; lost_f++ }
                     if (shown++ < 6) printf "%s: %s %s: acknowledged %s, found %s\n", where, what, k, vm, vo
+                } else if (vm != "-" && vn != "-" && vo == "-") {
+                    # There before and after the operation in flight, but gone: lost, whatever it did.
+                    if (k ~ /^E:/) { what = "LOST embedding"; lost_e++ } else { what = "LOST file"; lost_f++ }
+                    if (shown++ < 6) printf "%s: %s %s: acknowledged %s (%s once %s is done), found -\n", where, what, k, vm, vn, op
                 } else {
                     if (!same(k, vo, vm)) okm = 0
                     if (!same(k, vo, vn)) okn = 0
