@@ -41,12 +41,14 @@ need_tool "$VEXFS_MUSL_BIN/fsops"
 seeds=$(seq "$SEED" $((SEED + SEEDS - 1)) | tr '\n' ' ')
 echo "seeds: $seeds($OPS operations each, big=$BIG)"
 
-ext4=$(mkraw 512M)
+# Room for every seed at its block limit (16 MiB by default), beside vexfs's vector region.
+size=$((512 + SEEDS * (BIG ? 64 : 16)))M
+ext4=$(mkraw "$size")
 # 4 KiB blocks as vexfs; 256-byte inodes for nanosecond times; inode tables and journal written
 # now, so no lazy-init thread writes behind the test.
 mkfs.ext4 -q -F -b 4096 -I 256 -E lazy_itable_init=0,lazy_journal_init=0 "$ext4" \
     || fail "mkfs.ext4 failed"
-vex=$(mkimg 512M --dim 8 --metric l2)
+vex=$(mkimg "$size" --dim 8 --metric l2)
 
 script=$(guest_script oracle.guest <<'GUEST'
 . /lib/vexfs/guest-lib.sh

@@ -1442,3 +1442,93 @@ fn diff(a: &Path, b: &Path) -> Result<bool, String> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model() -> Model {
+        Model { root: Dir::default(), inodes: BTreeMap::new(), next_ino: 1, total_blocks: 0, broken: None }
+    }
+
+    fn p(s: &str) -> Rel {
+        s.split('/').map(String::from).collect()
+    }
+
+    #[test]
+    fn model_sparse_write_truncate_read() {
+        let mut m = model();
+        let i = m.new_ino(InoKind::File { size: 0, blocks: BTreeMap::new() });
+        m.insert(&p("f"), Node::Ino(i));
+        m.write(i, 3 * BLOCK + 10, b"abc");
+        assert_eq!(m.size(i), 3 * BLOCK + 13);
+        assert_eq!(m.file_blocks(i), 1);
+        assert_eq!(m.read(i, 0, 4), vec![0; 4], "a hole reads as zeros");
+        assert_eq!(m.read(i, 3 * BLOCK + 9, 100), b"\0abc", "a read stops at the end");
+        // A failed write (nothing written) past the end leaves the size alone.
+        m.write(i, 10 * BLOCK, b"");
+        assert_eq!(m.size(i), 3 * BLOCK + 13);
+        m.truncate(i, 3 * BLOCK + 11);
+        m.truncate(i, 5 * BLOCK);
+        assert_eq!(m.read(i, 3 * BLOCK + 10, 3), b"a\0\0", "truncate zeroes the tail of the last block");
+        m.truncate(i, 2 * BLOCK);
+        assert_eq!((m.file_blocks(i), m.total_blocks), (0, 0));
+        assert_eq!(m.new_blocks(i, BLOCK - 1, 2), 2);
+    }
+
+    #[test]
+    fn model_rename_and_links() {
+        let mut m = model();
+        let i = m.new_ino(InoKind::File { size: 0, blocks: BTreeMap::new() });
+        m.insert(&p("a"), Node::Ino(i));
+        m.inodes.get_mut(&i).unwrap().nlink += 1;
+        m.insert(&p("b"), Node::Ino(i));
+        // Two names of one inode: rename does nothing.
+        m.rename(&p("a"), &p("b"));
+        assert!(m.node(&p("a")).is_some() && m.node(&p("b")).is_some());
+        m.insert(&p("d"), Node::Dir(Dir::default()));
+        m.rename(&p("a"), &p("d/x"));
+        m.remove(&p("b"));
+        assert_eq!(m.inodes[&i].nlink, 1);
+        m.rename(&p("d"), &p("d/x/y"));
+        assert!(m.broken.is_some(), "a directory moved into itself breaks the model");
+    }
+
+    #[test]
+    fn first_difference_names_the_line() {
+        let a: Vec<String> = ["x", "y", "z"].map(String::from).to_vec();
+        let mut b = a.clone();
+        assert_eq!(first_difference(&a, &b), None);
+        b[2] = "w".into();
+        let d = first_difference(&a, &b).unwrap();
+        assert!(d.starts_with("line 3 (of 3 and 3)") && d.contains("  - z\n  + w"), "{d}");
+        b.pop();
+        assert!(first_difference(&a, &b).unwrap().contains("+ <end>"));
+    }
+
+    /// The same seed gives the same log twice, and the host filesystem agrees with the model.
+    #[test]
+    fn run_is_reproducible() {
+        let base = std::env::temp_dir().join(format!("fsops-test-{}", std::process::id()));
+        fs::create_dir_all(&base).unwrap();
+        let args = |n: &str| RunArgs {
+            seed: 42,
+            count: 400,
+            log: base.join(format!("{n}.log")),
+            big: false,
+            file_blocks: None,
+            total_blocks: None,
+            dir: base.join(n),
+        };
+        assert!(run(&args("one")).unwrap());
+        assert!(run(&args("two")).unwrap());
+        let (a, b) = (read_lines(&base.join("one.log")).unwrap(), read_lines(&base.join("two.log")).unwrap());
+        assert_eq!(a.len(), 401);
+        assert_eq!(first_difference(&a, &b), None);
+        assert!(a.iter().filter(|l| l.ends_with("-> ok")).count() > 300, "most operations succeed");
+        let d: Vec<String> = walk(&base.join("one")).unwrap().iter().map(|e| e.line(true, false)).collect();
+        let e: Vec<String> = walk(&base.join("two")).unwrap().iter().map(|e| e.line(true, false)).collect();
+        assert_eq!(first_difference(&d, &e), None);
+        fs::remove_dir_all(&base).unwrap();
+    }
+}
