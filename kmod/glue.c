@@ -350,6 +350,13 @@ static long vexfs_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		inode_lock(inode);
 		ret = VEXFS_IN_HANDLE(inode->i_sb, vexfs_rs_ioctl(inode, cmd, arg));
 		inode_unlock(inode);
+		/* A returned SET or REMOVE is durable (docs/DURABILITY.md). */
+		if (ret >= 0) {
+			int err = vexfs_rs_commit(inode->i_sb);
+
+			if (err)
+				ret = err;
+		}
 		mnt_drop_write_file(file);
 		return ret;
 	}
@@ -370,11 +377,15 @@ static int vexfs_xattr_set(const struct xattr_handler *handler, struct mnt_idmap
 			   struct dentry *dentry, struct inode *inode, const char *name,
 			   const void *value, size_t size, int flags)
 {
+	int err;
+
 	if (strcmp(name, VEXFS_XATTR_NAME))
 		return -EOPNOTSUPP;
 	if (!S_ISREG(inode->i_mode))
 		return -EPERM;
-	return VEXFS_IN_HANDLE(inode->i_sb, vexfs_rs_xattr_set(inode, value, size, flags));
+	err = VEXFS_IN_HANDLE(inode->i_sb, vexfs_rs_xattr_set(inode, value, size, flags));
+	/* Setting the embedding is durable when it returns, as SET is. */
+	return err ? err : vexfs_rs_commit(inode->i_sb);
 }
 
 static const struct xattr_handler vexfs_user_xattr_handler = {
