@@ -150,13 +150,14 @@ fn a_torn_tail_is_dropped_and_reported() {
 fn an_impossible_record_is_an_error() {
     let (before, _) = sample_and_change();
     let mut dev = MemDevice { bytes: before };
-    // A checksummed image for block 0: the writer's code never makes one, recovery refuses it.
-    commit_unapplied(&mut dev, &[(0, [0u8; BS])]);
+    // A checksummed image for a block past the device: the writers never make one, recovery
+    // refuses it.
+    commit_unapplied(&mut dev, &[(SAMPLE_BLOCKS + 5, [0u8; BS])]);
     let img = save(&dev.bytes);
     let (code, out) = fsck(&img.path, &["-n"]);
     assert_eq!(code, 4, "{out}");
     assert!(
-        out.contains("journal: corrupt journal image target (value 0): the log cannot be replayed. Cannot be fixed"),
+        out.contains("journal: corrupt journal image target (value 2053): the log cannot be replayed. Cannot be fixed"),
         "{out}"
     );
     let (code, out) = fsck(&img.path, &["-y"]);

@@ -51,7 +51,7 @@ pub enum Kind {
     /// The superblock's state has the errors flag set (the kernel found an error).
     ErrorsFlag,
     /// The journal superblock is invalid, the log holds an impossible record (a checksummed
-    /// block image for block 0, the journal or past the device), or the journal holds
+    /// block image for a journal block or past the device), or the journal holds
     /// transactions to replay without `RECOVER` set in the superblock.
     Journal,
     /// The vector bitmap disagrees with the slot states (a bit set for a free slot, clear for

@@ -47,7 +47,7 @@ pub struct LogInfo {
     pub scan: Option<LogScan>,
     /// The committed transactions, in LSN order.
     pub transactions: Vec<TxnInfo>,
-    /// An impossible checksummed record (a target outside the device, block 0 or inside the
+    /// An impossible checksummed record (a target outside the device or inside the
     /// journal): the log cannot be replayed.
     pub error: Option<FormatError>,
     /// Record blocks free for new transactions once the live window is known (after the
