@@ -25,6 +25,12 @@ pub struct Handle {
     pub outer: c_int,
 }
 
+/// Opaque `struct vexfs_mount` (glue.h).
+#[repr(C)]
+pub struct VexfsMount {
+    _opaque: [u8; 0],
+}
+
 /// Numbers statfs(2) reports, filled by Rust and copied into `struct kstatfs` by C.
 #[repr(C)]
 pub struct StatfsOut {
@@ -55,6 +61,13 @@ extern "C" {
     pub fn vexfs_c_write_bh_fua(bh: *mut BufferHead) -> c_int;
     pub fn vexfs_c_sync_dev(sb: *mut bindings::super_block) -> c_int;
     pub fn vexfs_c_journal_info() -> *mut core::ffi::c_void;
+    pub fn vexfs_c_mount_new(sb: *mut bindings::super_block) -> *mut VexfsMount;
+    pub fn vexfs_c_mount_free(m: *mut VexfsMount);
+    pub fn vexfs_c_ticker_start(m: *mut VexfsMount, secs: u32);
+    pub fn vexfs_c_ticker_stop(m: *mut VexfsMount);
+    pub fn vexfs_c_ordered_add(m: *mut VexfsMount, inode: *mut bindings::inode);
+    pub fn vexfs_c_ordered_flush(m: *mut VexfsMount) -> c_int;
+    pub fn vexfs_c_ordered_put(m: *mut VexfsMount);
     pub fn vexfs_c_handle_start(sb: *mut bindings::super_block, h: *mut Handle) -> c_int;
     pub fn vexfs_c_handle_stop(sb: *mut bindings::super_block, h: *mut Handle);
     pub fn vexfs_c_dev_bytes(sb: *mut bindings::super_block) -> u64;

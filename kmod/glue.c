@@ -77,6 +77,119 @@ int vexfs_c_sync_dev(struct super_block *sb)
 
 void *vexfs_c_journal_info(void) { return current->journal_info; }
 
+/* ---- per-mount C state: the commit ticker and ordered data (glue.h) ----------------------- */
+
+static void vexfs_tick(struct work_struct *w)
+{
+	struct vexfs_mount *m = container_of(to_delayed_work(w), struct vexfs_mount, tick);
+
+	vexfs_rs_tick(m->sb);
+	queue_delayed_work(system_long_wq, &m->tick, m->period);
+}
+
+struct vexfs_mount *vexfs_c_mount_new(struct super_block *sb)
+{
+	struct vexfs_mount *m = kzalloc(sizeof(*m), GFP_KERNEL);
+
+	if (!m)
+		return NULL;
+	m->sb = sb;
+	INIT_DELAYED_WORK(&m->tick, vexfs_tick);
+	spin_lock_init(&m->lock);
+	INIT_LIST_HEAD(&m->ordered);
+	INIT_LIST_HEAD(&m->flushed);
+	return m;
+}
+
+void vexfs_c_ticker_start(struct vexfs_mount *m, unsigned int secs)
+{
+	m->period = secs * HZ;
+	m->ticking = true;
+	queue_delayed_work(system_long_wq, &m->tick, m->period);
+}
+
+/* Stops the ticker; a tick in progress is waited for (cancel_delayed_work_sync handles a work
+ * that queues itself again). */
+void vexfs_c_ticker_stop(struct vexfs_mount *m)
+{
+	if (m->ticking)
+		cancel_delayed_work_sync(&m->tick);
+	m->ticking = false;
+}
+
+/* The inode got a new data block in the running transaction: put it on the ordered list once,
+ * with a reference (the caller holds one, so ihold is safe). */
+void vexfs_c_ordered_add(struct vexfs_mount *m, struct inode *inode)
+{
+	struct vexfs_inode_info *vi = VI(inode);
+
+	spin_lock(&m->lock);
+	if (list_empty(&vi->ordered)) {
+		ihold(inode);
+		list_add_tail(&vi->ordered, &m->ordered);
+	}
+	spin_unlock(&m->lock);
+}
+
+/* In a commit, with no handle open: writes and waits for the data of every inode on the
+ * ordered list, which moves to the flushed list (references kept until vexfs_c_ordered_put).
+ * Returns the first write error. */
+int vexfs_c_ordered_flush(struct vexfs_mount *m)
+{
+	struct vexfs_inode_info *vi;
+	LIST_HEAD(batch);
+	int err = 0, e;
+
+	spin_lock(&m->lock);
+	list_splice_init(&m->ordered, &batch);
+	spin_unlock(&m->lock);
+	list_for_each_entry(vi, &batch, ordered) {
+		e = filemap_fdatawrite(vi->vfs_inode.i_mapping);
+		if (e && !err)
+			err = e;
+	}
+	list_for_each_entry(vi, &batch, ordered) {
+		e = filemap_fdatawait_keep_errors(vi->vfs_inode.i_mapping);
+		if (e && !err)
+			err = e;
+	}
+	spin_lock(&m->lock);
+	list_splice_tail_init(&batch, &m->flushed);
+	spin_unlock(&m->lock);
+	return err;
+}
+
+/* After a commit (no lock of the journal held: a last iput may evict): drops the references
+ * of the flushed inodes. */
+void vexfs_c_ordered_put(struct vexfs_mount *m)
+{
+	struct vexfs_inode_info *vi;
+
+	spin_lock(&m->lock);
+	while (!list_empty(&m->flushed)) {
+		vi = list_first_entry(&m->flushed, struct vexfs_inode_info, ordered);
+		list_del_init(&vi->ordered);
+		spin_unlock(&m->lock);
+		iput(&vi->vfs_inode);
+		spin_lock(&m->lock);
+	}
+	spin_unlock(&m->lock);
+}
+
+/* At unmount, after the last commit: nothing is left on the lists (a failed commit may have
+ * left some: their references are dropped here). */
+void vexfs_c_mount_free(struct vexfs_mount *m)
+{
+	if (!m)
+		return;
+	vexfs_c_ticker_stop(m);
+	spin_lock(&m->lock);
+	list_splice_tail_init(&m->ordered, &m->flushed);
+	spin_unlock(&m->lock);
+	vexfs_c_ordered_put(m);
+	kfree(m);
+}
+
 /*
  * A journal handle (kmod/txn.rs): an operation that changes metadata runs inside one, so that
  * a commit never takes half of it. Handles nest (current->journal_info says whether this task
@@ -255,20 +368,45 @@ static void vexfs_write_failed(struct address_space *mapping, loff_t to)
 	}
 }
 
-/* The handle is taken before the page lock (a commit waits for handles, never for pages). */
+/*
+ * A buffered write holds one handle from write_begin to write_end, taken before the page lock
+ * and ended after it is released: a commit, which waits for handles, then never waits for a
+ * task that holds a page lock, and may write ordered data itself. The handle's saved state
+ * travels in fsdata.
+ */
 static int vexfs_write_begin(struct file *file, struct address_space *mapping, loff_t pos,
 			     unsigned int len, struct folio **foliop, void **fsdata)
 {
 	struct super_block *sb = mapping->host->i_sb;
-	struct vexfs_handle h;
-	int ret = vexfs_c_handle_start(sb, &h);
+	struct vexfs_handle *h = kmalloc(sizeof(*h), GFP_NOFS);
+	int ret;
 
-	if (ret)
+	if (!h)
+		return -ENOMEM;
+	ret = vexfs_c_handle_start(sb, h);
+	if (ret) {
+		kfree(h);
 		return ret;
+	}
 	ret = block_write_begin(mapping, pos, len, foliop, vexfs_get_block);
-	if (unlikely(ret))
+	if (unlikely(ret)) {
 		vexfs_write_failed(mapping, pos + len);
-	vexfs_c_handle_stop(sb, &h);
+		vexfs_c_handle_stop(sb, h);
+		kfree(h);
+		return ret;
+	}
+	*fsdata = h;
+	return 0;
+}
+
+static int vexfs_write_end(struct file *file, struct address_space *mapping, loff_t pos,
+			   unsigned int len, unsigned int copied, struct folio *folio, void *fsdata)
+{
+	struct vexfs_handle *h = fsdata;
+	int ret = generic_write_end(file, mapping, pos, len, copied, folio, fsdata);
+
+	vexfs_c_handle_stop(mapping->host->i_sb, h);
+	kfree(h);
 	return ret;
 }
 
@@ -320,7 +458,7 @@ static const struct address_space_operations vexfs_aops = {
 	.readahead = vexfs_readahead,
 	.writepages = vexfs_writepages,
 	.write_begin = vexfs_write_begin,
-	.write_end = generic_write_end,
+	.write_end = vexfs_write_end,
 	.migrate_folio = buffer_migrate_folio,
 	.bmap = vexfs_bmap,
 	.is_partially_uptodate = block_is_partially_uptodate,
@@ -857,6 +995,7 @@ static void vexfs_inode_init_once(void *obj)
 {
 	struct vexfs_inode_info *vi = obj;
 
+	INIT_LIST_HEAD(&vi->ordered);
 	inode_init_once(&vi->vfs_inode);
 }
 

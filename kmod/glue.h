@@ -18,8 +18,34 @@
 
 struct vexfs_inode_info {
 	__u64 rs[VEXFS_RS_INODE_WORDS];
+	/* On the running transaction's ordered list (struct vexfs_mount): its new data blocks are
+	 * written before the transaction commits. Empty when not. */
+	struct list_head ordered;
 	struct inode vfs_inode;
 };
+
+/*
+ * Per-mount C state (kmod/vfs/mount_c.rs): the commit ticker (a delayed work that asks Rust to
+ * commit every few seconds) and the ordered-data lists (inodes with new data blocks in the
+ * running transaction, each holding a reference, and those whose data a commit flushed).
+ */
+struct vexfs_mount {
+	struct super_block *sb;
+	struct delayed_work tick;
+	unsigned long period;
+	bool ticking;
+	spinlock_t lock;
+	struct list_head ordered;
+	struct list_head flushed;
+};
+struct vexfs_mount *vexfs_c_mount_new(struct super_block *sb);
+void vexfs_c_mount_free(struct vexfs_mount *m);
+void vexfs_c_ticker_start(struct vexfs_mount *m, unsigned int secs);
+void vexfs_c_ticker_stop(struct vexfs_mount *m);
+void vexfs_c_ordered_add(struct vexfs_mount *m, struct inode *inode);
+int vexfs_c_ordered_flush(struct vexfs_mount *m);
+void vexfs_c_ordered_put(struct vexfs_mount *m);
+void vexfs_rs_tick(struct super_block *sb);
 
 /* Rust (ops/): superblock. put_super frees the Rust state of the mount; a failed fill_super
  * frees it itself unless it set s_root (then put_super does). */

@@ -276,9 +276,13 @@ pub fn get_block(inode: &Inode, iblock: u64, create: bool, max: u64) -> Result<(
             return Ok((0, 0, false));
         }
     }
-    // Allocating: inside a handle (write_begin and page_mkwrite hold one already, taken
-    // before the page lock), opened before the metadata lock.
-    let _h = Handle::start(inode.sb())?;
+    // Allocating: only inside the handle of write_begin or page_mkwrite (taken before the page
+    // lock). Writeback never allocates (page_mkwrite did): it may run inside a commit, which a
+    // new handle would wait for.
+    if !inode.sb().journal().in_handle() {
+        pr_err!("vexfs ({}): inode {}: block {} allocated outside a handle\n", inode.sb().name(), inode.ino(), iblock);
+        return Err(EIO);
+    }
     let mut g = inode.sb().lock();
     let mut st = inode.load(&g);
     if let Some((p, run)) = map_block(inode, &st, iblock)? {
@@ -286,6 +290,8 @@ pub fn get_block(inode: &Inode, iblock: u64, create: bool, max: u64) -> Result<(
     }
     let p = alloc_file_block(&mut g, inode, &mut st, iblock)?;
     inode.store(&g, &st);
+    // Ordered data: the block's contents are written before the transaction commits.
+    inode.sb().info().mount_c.ordered_add(inode);
     drop(g);
     inode.mark_dirty();
     Ok((p, 1, true))

@@ -7,6 +7,7 @@ use crate::format::BLOCK_SIZE;
 use crate::index::IndexState;
 use crate::sb::{NewSuperBlock, SbInfo, SuperBlock};
 use crate::txn::JState;
+use crate::vfs::mount_c::MountC;
 use kernel::prelude::*;
 
 /// Validates the superblock, replays the journal (before anything else reads the disk), builds
@@ -38,7 +39,8 @@ pub fn fill_super(sb: &NewSuperBlock, _silent: bool) -> Result {
     }
     let index = IndexState::new(dev, &disk)?;
     let jstate = JState::new(&disk, log, rdonly)?;
-    let info = SbInfo::new(disk, index, jstate)?;
+    let mount_c = MountC::new(dev)?;
+    let info = SbInfo::new(disk, index, jstate, mount_c)?;
     sb.set_limits(MAGIC, MAX_FILE_SIZE);
     sb.fill(info, |mounted| {
         mounted.lock().recount()?;
@@ -48,15 +50,24 @@ pub fn fill_super(sb: &NewSuperBlock, _silent: bool) -> Result {
             return Err(mounted.corrupt("root inode is not a directory", ROOT_INO as u64));
         }
         sb.set_root(root)?;
-        mounted.lock().write_super_direct(false)
+        mounted.lock().write_super_direct(false)?;
+        if !rdonly {
+            mounted.info().mount_c.start_ticker(COMMIT_SECONDS);
+        }
+        Ok(())
     })
 }
+
+/// Seconds between commits of the running transaction when nothing else commits it (ext4's
+/// default `commit=` interval).
+pub const COMMIT_SECONDS: u32 = 5;
 
 /// Unmount (put_super, after the last inode is evicted): commits and checkpoints the journal,
 /// marks it clean, unpins the index's buffers and records a clean unmount. If the journal
 /// cannot be shut down cleanly the superblock keeps `RECOVER`: the next mount replays it.
 /// Errors are logged.
 pub fn put_super(sb: &SuperBlock) {
+    sb.info().mount_c.stop_ticker();
     let r = sb.journal().shutdown(sb);
     crate::vector::release(sb);
     match r {

@@ -14,6 +14,7 @@ use crate::index::IndexState;
 use crate::txn::{JState, Journal};
 use crate::vfs;
 use crate::vfs::fs::FileSystem;
+use crate::vfs::mount_c::MountC;
 use crate::vfs::task::NofsScope;
 use kernel::prelude::*;
 use kernel::sync::lock::{mutex::MutexBackend, Guard};
@@ -76,12 +77,14 @@ pub struct SbInfo {
     /// taken after them.
     #[pin]
     pub journal: Journal,
+    /// The C half: commit ticker, ordered-data lists.
+    pub mount_c: MountC,
 }
 
 impl SbInfo {
     /// The state of a mount of `disk` (validated), with the index state built from it and the
     /// journal's; the free counts are filled in by [`Locked::recount`]. Errors: `ENOMEM`.
-    pub fn new(disk: Superblock, index: IndexState, journal: JState) -> Result<Pin<KBox<SbInfo>>> {
+    pub fn new(disk: Superblock, index: IndexState, journal: JState, mount_c: MountC) -> Result<Pin<KBox<SbInfo>>> {
         let inner = Inner {
             free_blocks: 0,
             free_inodes: 0,
@@ -95,6 +98,7 @@ impl SbInfo {
                 inner <- kernel::new_mutex!(inner, "vexfs::SbInfo::inner"),
                 index <- kernel::new_mutex!(index, "vexfs::SbInfo::index"),
                 journal <- Journal::new(journal),
+                mount_c,
             }),
             GFP_KERNEL,
         )

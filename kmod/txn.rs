@@ -13,9 +13,13 @@
 //! dirty but the commit: a block reaches its home location only after the transaction that
 //! changed it is on disk.
 //!
-//! **Commit** ([`Journal::commit`]; on fsync, syncfs, a sync `write_inode`, unmount, and when
-//! the running transaction outgrows a quarter of the log): new handles wait, the open ones are
-//! waited for, and then, with no operation in progress, every block of the transaction is
+//! **Commit** ([`Journal::commit`]; on fsync, syncfs, a sync `write_inode`, a returned SET,
+//! unmount, every [`crate::mount::COMMIT_SECONDS`] (the ticker), and when the running
+//! transaction outgrows a quarter of the log): new handles wait, the open ones are waited for,
+//! and then, with no operation in progress: the data of every file that got new blocks in the
+//! transaction is written and waited for (ordered mode: after a crash a file never shows a
+//! block it did not write; a buffered write holds its handle from `write_begin` to `write_end`,
+//! so no page lock is held by a task the commit waits for), every block of the transaction is
 //! copied into the log (the copy is the frozen image), the log is written and waited for, and
 //! the commit block is written with `REQ_PREFLUSH | REQ_FUA`. The blocks are then marked dirty
 //! for writeback. A later transaction may change them before writeback writes them: what
@@ -37,9 +41,8 @@
 //! Lock order: a handle is taken before the index lock and the metadata lock; the journal's
 //! state lock is taken last (under either), and the commit takes neither of the two.
 //!
-//! Not yet (issue 7): ordered data for files that are not fsynced (their new blocks may show
-//! stale contents after a crash), the vector write-ahead log, a commit timer, an orphan list,
-//! splitting operations larger than a quarter of the log.
+//! Not yet (issue 7): the vector write-ahead log (a SET is one synchronous transaction), an
+//! orphan list, splitting operations larger than a quarter of the log, `errors=`.
 
 use crate::buf::Buf;
 use crate::ffi;
@@ -47,6 +50,7 @@ use crate::format::superblock::{Region, Superblock};
 use crate::format::BLOCK_SIZE;
 use crate::io::{Block, BlockDevice};
 use crate::journal::{self as cj, JournalError, Log, LogSink};
+use crate::sb::SuperBlock;
 use crate::vfs::super_block::Device;
 use crate::vfs::task::NofsScope;
 use core::ffi::c_void;
@@ -147,9 +151,12 @@ impl JState {
 
     /// Commits the running transaction (no handle is open), then checkpoints if the log is half
     /// full or a checkpoint was asked for.
-    fn commit_locked(&mut self, dev: &Device) -> Result {
+    fn commit_locked(&mut self, sb: &SuperBlock) -> Result {
+        let dev: &Device = sb;
         let mut bufs = core::mem::take(&mut self.running);
         if !bufs.is_empty() {
+            // Ordered data: the new blocks' contents before the metadata that maps them.
+            sb.info().mount_c.ordered_flush()?;
             bufs.sort_unstable_by_key(|b| b.block());
             for b in bufs.iter() {
                 b.txn_clear();
@@ -233,7 +240,7 @@ impl Journal {
     /// Opens an outermost handle: waits while a commit copies the running transaction, and
     /// commits first if the running transaction has outgrown its share of the log. Errors:
     /// `EROFS` (read-only mount or aborted journal), a commit's error.
-    pub fn begin(&self, dev: &Device) -> Result {
+    pub fn begin(&self, sb: &SuperBlock) -> Result {
         let mut g = self.state.lock();
         loop {
             if g.rdonly || g.aborted {
@@ -245,7 +252,7 @@ impl Journal {
             }
             if g.handles == 0 && g.over_share() {
                 drop(g);
-                self.commit(dev)?;
+                self.commit(sb)?;
                 g = self.state.lock();
                 continue;
             }
@@ -299,7 +306,25 @@ impl Journal {
     /// Commits the running transaction: every operation finished before the call is durable
     /// when it returns `Ok`. Not from inside a handle. Errors: `EROFS` (aborted journal),
     /// `EDEADLK` (logged) from inside a handle, `EIO` (the journal is then aborted).
-    pub fn commit(&self, dev: &Device) -> Result {
+    pub fn commit(&self, sb: &SuperBlock) -> Result {
+        let r = self.commit_inner(sb);
+        // References of the inodes whose data was flushed: dropped with no lock held.
+        sb.info().mount_c.ordered_put();
+        r
+    }
+
+    /// The ticker's periodic commit: nothing if nothing changed. Errors are logged.
+    pub fn tick(&self, sb: &SuperBlock) {
+        if self.state.lock().running.is_empty() {
+            return;
+        }
+        if let Err(e) = self.commit(sb) {
+            pr_err!("vexfs ({}): periodic commit failed: {:?}\n", sb.name(), e);
+        }
+    }
+
+    fn commit_inner(&self, sb: &SuperBlock) -> Result {
+        let dev: &Device = sb;
         if self.in_handle() {
             pr_err!("vexfs ({}): commit asked from inside a journal handle\n", dev.name());
             return Err(Error::from_errno(-(bindings::EDEADLK as i32)));
@@ -317,7 +342,7 @@ impl Journal {
         while g.handles > 0 {
             self.cv.wait(&mut g);
         }
-        let r = g.commit_locked(dev);
+        let r = g.commit_locked(sb);
         if let Err(e) = r {
             g.aborted = true;
             pr_err!("vexfs ({}): journal aborted ({:?}): no more changes until the next mount\n", dev.name(), e);
@@ -329,8 +354,9 @@ impl Journal {
 
     /// At unmount: commits, checkpoints, and marks the journal clean. Errors: as
     /// [`Self::commit`]; `EIO`.
-    pub fn shutdown(&self, dev: &Device) -> Result {
-        self.commit(dev)?;
+    pub fn shutdown(&self, sb: &SuperBlock) -> Result {
+        let dev: &Device = sb;
+        self.commit(sb)?;
         let _one = self.commit_lock.lock();
         let mut g = self.state.lock();
         if g.rdonly || g.aborted {

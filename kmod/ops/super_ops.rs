@@ -89,6 +89,15 @@ pub extern "C" fn vexfs_rs_commit(sb: *mut bindings::super_block) -> c_int {
     errno_of(sb.journal().commit(sb))
 }
 
+/// The commit ticker (glue.c's delayed work): commits if anything changed.
+#[no_mangle]
+pub extern "C" fn vexfs_rs_tick(sb: *mut bindings::super_block) {
+    // SAFETY: the ticker runs between the end of fill_super and the start of put_super, which
+    // stops it (waiting for a tick in progress) before the state is freed.
+    let sb = unsafe { SuperBlock::from_raw(sb) };
+    sb.journal().tick(sb);
+}
+
 /// `dirty_inode`: the disk inode into the running transaction (glue.c holds a handle).
 #[no_mangle]
 pub extern "C" fn vexfs_rs_dirty_inode(inode: *mut bindings::inode) {

@@ -13,6 +13,8 @@
 //!   held), [`NewInode`](inode::NewInode) (not yet visible to others), and the owned references
 //!   [`InodeRef`](inode::InodeRef) and [`NewInodeRef`](inode::NewInodeRef).
 //! - [`dir`]: [`DirContext`](dir::DirContext), the cursor of a readdir.
+//! - [`mount_c`]: [`MountC`](mount_c::MountC), the C half of a mount (commit ticker, ordered
+//!   data lists).
 //! - [`task`]: [`NofsScope`](task::NofsScope), allocations that must not recurse into the
 //!   filesystem; [`time`]: the clock.
 //!
@@ -22,6 +24,7 @@
 pub mod dir;
 pub mod fs;
 pub mod inode;
+pub mod mount_c;
 pub mod super_block;
 pub mod task;
 pub mod time;
