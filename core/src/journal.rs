@@ -284,7 +284,10 @@ impl Txn {
             let dev_block = log.record_block(self.first.saturating_add(self.pos / BS));
             let block = sink.block(dev_block).map_err(JournalError::Io)?;
             let (src, rest) = (data.get(..n).unwrap_or(&[]), data.get(n..).unwrap_or(&[]));
-            block.get_mut(off..off.saturating_add(n)).ok_or(JournalError::Invalid("log sink block size"))?.copy_from_slice(src);
+            block
+                .get_mut(off..off.saturating_add(n))
+                .ok_or(JournalError::Invalid("log sink block size"))?
+                .copy_from_slice(src);
             data = rest;
             self.pos = self.pos.saturating_add(n as u64);
         }
@@ -349,7 +352,11 @@ impl<D: BlockDevice> LogSink for DeviceSink<'_, D> {
 /// the home blocks are the caller's to write (then [`checkpoint`]). Errors, with nothing
 /// written: `NoSpace` if it does not fit the free space, `Invalid` for a target inside the
 /// journal; the device's.
-pub fn write_transaction<D: BlockDevice>(dev: &mut D, log: &mut Log, images: &[(u64, &Block)]) -> JResult<Commit, D::Error> {
+pub fn write_transaction<D: BlockDevice>(
+    dev: &mut D,
+    log: &mut Log,
+    images: &[(u64, &Block)],
+) -> JResult<Commit, D::Error> {
     if txn_blocks(images.len() as u64) > log.free_blocks() {
         return Err(JournalError::NoSpace);
     }
@@ -495,7 +502,9 @@ impl LogReader {
                 self.cached = Some(dev_block);
             }
             let src = block.get(off..off.saturating_add(n)).ok_or(JournalError::Invalid("journal read"))?;
-            out.get_mut(done..done.saturating_add(n)).ok_or(JournalError::Invalid("journal read"))?.copy_from_slice(src);
+            out.get_mut(done..done.saturating_add(n))
+                .ok_or(JournalError::Invalid("journal read"))?
+                .copy_from_slice(src);
             done = done.saturating_add(n);
             pos = pos.saturating_add(n as u64);
         }
@@ -531,8 +540,11 @@ impl LogReader {
             let h = match peek_record(head) {
                 Ok(h) if h.lsn == self.lsn => h,
                 Ok(h) => {
-                    *stop =
-                        Some(FormatError::WrongIdentity { what: "journal record lsn", expected: self.lsn, found: h.lsn });
+                    *stop = Some(FormatError::WrongIdentity {
+                        what: "journal record lsn",
+                        expected: self.lsn,
+                        found: h.lsn,
+                    });
                     return Ok(None);
                 }
                 Err(e) => {
@@ -617,7 +629,8 @@ pub fn scan<D: BlockDevice>(
     while let Some(rec) = r.next(dev, log, scratch, &mut s.stop)? {
         s.last_lsn = rec.lsn;
         since_commit = since_commit.saturating_add(1);
-        let payload = scratch.get(PAYLOAD_AT..PAYLOAD_AT.saturating_add(rec.len)).ok_or(JournalError::Invalid("scratch"))?;
+        let payload =
+            scratch.get(PAYLOAD_AT..PAYLOAD_AT.saturating_add(rec.len)).ok_or(JournalError::Invalid("scratch"))?;
         match rec.rtype {
             1 => for_each_image(log, dev.block_count(), payload, |target, image| {
                 images = images.saturating_add(1);
@@ -676,7 +689,8 @@ pub fn recover<D: BlockDevice>(dev: &mut D, sb: &Superblock, scratch: &mut [u8])
             if rec.rtype != RecordType::Blocks as u16 {
                 continue;
             }
-            let payload = scratch.get(PAYLOAD_AT..PAYLOAD_AT.saturating_add(rec.len)).ok_or(JournalError::Invalid("scratch"))?;
+            let payload =
+                scratch.get(PAYLOAD_AT..PAYLOAD_AT.saturating_add(rec.len)).ok_or(JournalError::Invalid("scratch"))?;
             for_each_image(&log, device_blocks, payload, |target, image| {
                 dev.write_block(target, image).map_err(JournalError::Io)?;
                 applied = applied.saturating_add(1);
@@ -701,7 +715,11 @@ pub fn open<D: BlockDevice>(dev: &D, sb: &Superblock, scratch: &mut [u8]) -> JRe
 }
 
 /// Reads and checks the journal superblock of `sb` on `dev`. Errors: `Corrupt`, the device's.
-pub fn read_superblock<D: BlockDevice>(dev: &D, sb: &Superblock, scratch: &mut [u8]) -> JResult<JournalSuper, D::Error> {
+pub fn read_superblock<D: BlockDevice>(
+    dev: &D,
+    sb: &Superblock,
+    scratch: &mut [u8],
+) -> JResult<JournalSuper, D::Error> {
     let r = sb.region(Region::Journal);
     let block: &mut Block =
         scratch.get_mut(..BLOCK_SIZE).and_then(|b| b.try_into().ok()).ok_or(JournalError::Invalid("scratch"))?;

@@ -277,8 +277,11 @@ fn every_crash_point_recovers_to_an_acknowledged_prefix() {
         assert!(r.is_err() || k == total, "the run must stop at its crash point {k}");
         points += 1;
         let n = d.pending.len();
-        let mut keeps: Vec<Box<dyn Fn(usize) -> Keep>> =
-            vec![Box::new(|_| Keep::Dropped), Box::new(|_| Keep::Written), Box::new(move |i| if i + 1 == n { Keep::Torn } else { Keep::Written })];
+        let mut keeps: Vec<Box<dyn Fn(usize) -> Keep>> = vec![
+            Box::new(|_| Keep::Dropped),
+            Box::new(|_| Keep::Written),
+            Box::new(move |i| if i + 1 == n { Keep::Torn } else { Keep::Written }),
+        ];
         for _ in 0..3 {
             let mask: Vec<bool> = (0..n).map(|_| rng.gen_bool(0.5)).collect();
             keeps.push(Box::new(move |i| if mask[i] { Keep::Written } else { Keep::Dropped }));
@@ -345,7 +348,8 @@ fn transaction_larger_than_the_log_is_refused_without_writing() {
     let data = sb.region(Region::Data).start;
     let imgs: Vec<(u64, Block)> = (0..80).map(|i| (data + i, image(1, data + i))).collect();
     let before = log.clone();
-    let e = journal::write_transaction(&mut d, &mut log, &imgs.iter().map(|(n, b)| (*n, b)).collect::<Vec<_>>()).unwrap_err();
+    let e = journal::write_transaction(&mut d, &mut log, &imgs.iter().map(|(n, b)| (*n, b)).collect::<Vec<_>>())
+        .unwrap_err();
     assert_eq!(e, JournalError::NoSpace);
     assert_eq!(log, before, "nothing written");
     // A smaller transaction goes in, then a crash: only it is replayed.
