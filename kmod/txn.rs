@@ -238,7 +238,8 @@ impl Journal {
     }
 
     /// Opens an outermost handle: waits while a commit copies the running transaction, and
-    /// commits first if the running transaction has outgrown its share of the log. Errors:
+    /// commits first if the running transaction has outgrown its share of the log (waiting for
+    /// the handles open then). Errors:
     /// `EROFS` (read-only mount or aborted journal), a commit's error.
     pub fn begin(&self, sb: &SuperBlock) -> Result {
         let mut g = self.state.lock();
@@ -250,7 +251,7 @@ impl Journal {
                 self.cv.wait(&mut g);
                 continue;
             }
-            if g.handles == 0 && g.over_share() {
+            if g.over_share() {
                 drop(g);
                 self.commit(sb)?;
                 g = self.state.lock();
@@ -259,6 +260,12 @@ impl Journal {
             g.handles += 1;
             return Ok(());
         }
+    }
+
+    /// Blocks one transaction may take: a quarter of the log (a commit leaves at least half of
+    /// it free, and the running transaction is committed when it outgrows a quarter).
+    pub fn max_txn_blocks(&self) -> u64 {
+        self.state.lock().log.blocks / 4
     }
 
     /// Closes an outermost handle.

@@ -143,12 +143,27 @@ fn with_index<R>(
 /// Sets chunks `first .. first + count` of `inode` from `data` (`count * dim` float bit
 /// patterns): `core::embed::IndexMem::set_chunks`. With `truncate`, chunks past the set ones
 /// are dropped. Errors: EISDIR (a directory), EINVAL (gap, NaN/Inf, no vectors, bad length),
-/// E2BIG (past MAX_CHUNKS), ENOSPC, EUCLEAN, EIO, ENOMEM.
+/// E2BIG (past MAX_CHUNKS), ENOSPC (also: more chunks than one journal transaction may take,
+/// see `core::embed::set_blocks_bound`), EUCLEAN, EIO, ENOMEM.
 pub fn set_embeddings(inode: &Inode, first: usize, data: &[u32], truncate: bool) -> Result {
     if inode.is_dir() {
         return Err(EISDIR);
     }
-    with_index(inode.sb(), |mem, b, k| mem.set_chunks(b, k, &mut KFile { inode }, first, data, truncate))
+    // One SET is one transaction: it must fit the share of the journal a transaction may take.
+    let sb = inode.sb();
+    let dim = (sb.disk().vec_dim as usize).max(1);
+    let bound = crate::embed::set_blocks_bound(sb.disk(), (data.len() / dim) as u64);
+    if bound > sb.journal().max_txn_blocks() {
+        pr_warn!(
+            "vexfs ({}): a SET of {} chunks may change {} blocks, more than one transaction may take ({}): make the filesystem with a larger journal\n",
+            sb.name(),
+            data.len() / dim,
+            bound,
+            sb.journal().max_txn_blocks()
+        );
+        return Err(ENOSPC);
+    }
+    with_index(sb, |mem, b, k| mem.set_chunks(b, k, &mut KFile { inode }, first, data, truncate))
 }
 
 /// Copies up to `cap` vectors from chunk `first` on into a new buffer; returns it (`n * dim`

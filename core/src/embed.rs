@@ -59,6 +59,20 @@ pub fn check_search(k: usize, ef: usize, max_ef: usize) -> Result<usize, Reject>
     Ok(ef)
 }
 
+/// A bound on the blocks one SET of `chunks` chunks (replacing as many) changes, for a
+/// filesystem `disk`: per new vector its data (`vec_stride` bytes, possibly across a block
+/// boundary), its map and bitmap blocks, its level-0 record and two upper-level records, the
+/// records of the `2m` level-0 and `2m` upper-level neighbours it links to, and the header;
+/// per replaced vector its map, bitmap and record blocks; then the inode, its chunk-list block
+/// and a block-bitmap block. The kernel refuses a SET whose bound exceeds what one transaction
+/// may take of its journal (`ENOSPC`). Saturates.
+pub fn set_blocks_bound(disk: &Superblock, chunks: u64) -> u64 {
+    let m = u64::from(disk.hnsw_m);
+    let data = u64::from(disk.vec_stride).div_ceil(crate::format::BLOCK_SIZE as u64).saturating_add(1);
+    let insert = data.saturating_add(6).saturating_add(m.saturating_mul(4));
+    chunks.saturating_mul(insert.saturating_add(3)).saturating_add(3)
+}
+
 /// Checks the vectors of a SET: `data` holds whole vectors of `dim` float bit patterns, at
 /// least one, all finite, and chunks `first .. first + count` stay within [`MAX_CHUNKS`].
 /// Returns `count`. Errors: `NoVectors`, `Dimension` (not a multiple of `dim`),

@@ -16,7 +16,7 @@ fn params() -> MkfsParams {
     MkfsParams {
         block_count: BLOCKS,
         inode_count: None,
-        journal_blocks: None,
+        journal_blocks: Some(64),
         vec_capacity: None,
         dim: 8,
         metric: Metric::L2,
@@ -450,4 +450,16 @@ fn inode_positions() {
     assert_eq!(s.inode_pos(17), Some((t + 1, 0)));
     assert_eq!(s.inode_pos(18), Some((t + 1, 256)));
     assert_eq!(s.inode_pos(s.inode_count as u64 + 1), None);
+}
+
+#[test]
+fn default_journal_size() {
+    // 1/16 of the device, 1024..=32768 blocks, at most a quarter of the device.
+    for (blocks, want) in [(2048u64, 512u64), (4096, 1024), (65536, 4096), (1 << 20, 32768), (1 << 24, 32768)] {
+        let mut p = params();
+        p.block_count = blocks;
+        p.journal_blocks = None;
+        p.vec_capacity = Some(64);
+        assert_eq!(layout(&p).unwrap().region(Region::Journal).blocks, want, "{blocks} blocks");
+    }
 }

@@ -14,7 +14,10 @@ pub struct MkfsParams {
     /// Inodes; default one per 16 KiB of device (like mke2fs), at least 64, rounded up to a
     /// whole inode-table block.
     pub inode_count: Option<u32>,
-    /// Journal blocks; default `block_count / 64` clamped to 64..=8192 (256 KiB..32 MiB).
+    /// Journal blocks; default `block_count / 16` clamped to 1024..=32768 (4..128 MiB), and
+    /// at most a quarter of the device (at least [`super::journal::MIN_JOURNAL_BLOCKS`]). A
+    /// transaction may take a quarter of the journal: a SET of `n` chunks needs
+    /// `core::embed::set_blocks_bound` of it.
     pub journal_blocks: Option<u64>,
     /// Vector slots; default what fits in a quarter of the device.
     pub vec_capacity: Option<u64>,
@@ -69,7 +72,9 @@ pub fn layout(p: &MkfsParams) -> Result<Superblock> {
         Ok(n) if n >= 2 && inodes.saturating_add(per) <= u64::from(u32::MAX) => n,
         _ => return bad("inode_count", inodes),
     };
-    let journal = p.journal_blocks.unwrap_or((p.block_count / 64).clamp(64, 8192));
+    let journal = p.journal_blocks.unwrap_or(
+        (p.block_count / 16).clamp(1024, 32768).min(p.block_count / 4).max(super::journal::MIN_JOURNAL_BLOCKS),
+    );
     if journal < super::journal::MIN_JOURNAL_BLOCKS {
         return bad("journal length", journal);
     }
