@@ -791,3 +791,54 @@ fn put_words(dst: &mut [u8], words: &[u32]) {
         d = r;
     }
 }
+
+impl VecIndex<'_> {
+    /// Links `slot` back into the graph with `vector` (its own vector, `dim` float bit
+    /// patterns, finite): the graph half of [`Self::insert`], for a rebuild of the HNSW region
+    /// from the vectors (`fsck.vexfs -y`). The slot keeps its number: its bit in the vector
+    /// bitmap, its vector and its map entry stay as they are; its level-0 record must be clear
+    /// (the rebuild zeroes the region first). Its record is written, its upper records'
+    /// counts cleared, it is linked by [`hnsw::insert`] (Malkov & Yashunin, Algorithm 1) with
+    /// the superblock's `m` and `ef_construction`, and the header's entry point and live
+    /// count follow. Errors: `Invalid` for a vector of the wrong dimension, a slot not marked
+    /// in use or already in the graph; `Corrupt` for a slot out of range or a live count at
+    /// `u32::MAX`; the store's as `Io`.
+    pub fn reinsert<B: BlockStore, V: Visited + ?Sized>(
+        &mut self,
+        b: &B,
+        s: &mut IndexScratch<'_>,
+        visited: &mut V,
+        slot: u32,
+        vector: &[u32],
+    ) -> IResult<(), B::Error> {
+        if vector.len() != self.dim as usize {
+            return Err(IndexError::Invalid("vector dimension"));
+        }
+        let live = self
+            .header
+            .live
+            .checked_add(1)
+            .ok_or(FormatError::Corrupt { what: "hnsw live count", value: u64::from(self.header.live) })?;
+        if !self.slot_in_use(b, slot)? {
+            return Err(IndexError::Invalid("reinserting a slot free in the vector bitmap"));
+        }
+        if self.head(b, slot)?.flags != 0 {
+            return Err(IndexError::Invalid("reinserting a slot already in the graph"));
+        }
+        let (level, upper) = self.slot_level(slot);
+        self.set_head(b, slot, &Level0Head { count: 0, level, flags: NODE_IN_GRAPH, upper })?;
+        for l in 1..=level {
+            let (blk, off) = self.upper_pos(upper, l)?;
+            put_u32(&mut wr(b, blk)?, off, 0);
+        }
+        let entry = self.entry()?;
+        let mut g = GraphStore { b, ix: self, query: vector, bounce: &mut *s.bounce };
+        let new_entry = hnsw::insert(&mut g, visited, &mut s.hnsw, &self.params, slot, level, entry)?;
+        if let Some((e, l)) = new_entry {
+            self.header.entry = e;
+            self.header.entry_level = u32::from(l);
+        }
+        self.header.live = live;
+        self.write_header(b)
+    }
+}

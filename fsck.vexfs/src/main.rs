@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use vexfs_image::exit::{FsckStatus, FSCK};
-use vexfs_image::fsck::{self, Mode};
+use vexfs_image::fsck::{self, Fix, Mode};
 use vexfs_image::show::format_uuid;
 use vexfs_image::FileDevice;
 
@@ -112,6 +112,16 @@ fn run(cli: &Cli) -> FsckStatus {
             (Some(_), false, _) => "Not fixed in preen mode (run fsck.vexfs -y).",
         };
         println!("{name}: {p}. {what}");
+    }
+    let rebuild_left = out.report.problems.iter().zip(&out.fixed).any(|(p, &f)| p.fix == Some(Fix::RebuildGraph) && !f);
+    if rebuild_left {
+        println!("{name}: graph damaged: rebuild with -y (the HNSW graph is rebuilt from the vectors).");
+    }
+    if let Some(r) = out.rebuilt {
+        println!(
+            "{name}: HNSW graph rebuilt from the vectors: {} vector(s) linked again in their slots, {} tombstone(s) dropped.",
+            r.live, r.dropped
+        );
     }
     let changed = out.fixed.iter().any(|&f| f);
     if changed {

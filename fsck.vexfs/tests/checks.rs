@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use vexfs_image::fsck::{self, Kind, Problem};
+use vexfs_image::fsck::{self, Fix, Kind, Problem};
 use vexfs_image::sample::{self, Tree, SAMPLE_BLOCKS};
 use vexfs_image::vexfs_core::format::dir::{self, seal_dir_block, DT_DIR};
 use vexfs_image::vexfs_core::format::extent::extent_block_build;
@@ -128,6 +128,8 @@ fn expect(img: &Img, kinds: &[Kind], repair: Repair) {
     for p in &ps {
         assert!(out.contains(&p.message), "{out}");
     }
+    let rebuild = ps.iter().any(|p| p.fix == Some(Fix::RebuildGraph));
+    assert_eq!(out.contains("graph damaged: rebuild with -y"), rebuild, "{out}");
     match repair {
         Repair::No => {
             let (code, out) = fsck(&img.path, &["-y"]);
@@ -278,7 +280,7 @@ fn vector_bitmap_set_for_a_free_slot() {
     let img = fresh();
     let vb = sb(&img.path).region(Region::VecBitmap).start;
     edit_block(&img.path, vb, |b| b[3] = 0x10);
-    expect(&img, &[Kind::VectorBitmap], Repair::No);
+    expect(&img, &[Kind::VectorBitmap], Repair::Yes);
 }
 
 #[test]
@@ -702,7 +704,7 @@ fn vector_header_checksum() {
     let v = vectored();
     let n = sb(&v.img.path).region(Region::Hnsw).start;
     edit_block(&v.img.path, n, |b| b[33] ^= 1);
-    expect(&v.img, &[Kind::VectorHeader], Repair::No);
+    expect(&v.img, &[Kind::VectorHeader], Repair::Yes);
 }
 
 #[test]
@@ -726,14 +728,14 @@ fn vector_entry_on_a_tombstone() {
         h.entry = t;
         h.entry_level = level;
     });
-    expect(&v.img, &[Kind::VectorEntry], Repair::No);
+    expect(&v.img, &[Kind::VectorEntry], Repair::Yes);
 }
 
 #[test]
 fn vector_entry_level() {
     let v = vectored();
     edit_header(&v.img.path, |h| h.entry_level += 1);
-    expect(&v.img, &[Kind::VectorEntry], Repair::No);
+    expect(&v.img, &[Kind::VectorEntry], Repair::Yes);
 }
 
 #[test]
@@ -746,7 +748,7 @@ fn vector_entry_below_the_top_level() {
         h.entry = low;
         h.entry_level = level;
     });
-    expect(&v.img, &[Kind::VectorEntry], Repair::No);
+    expect(&v.img, &[Kind::VectorEntry], Repair::Yes);
 }
 
 #[test]
@@ -756,7 +758,7 @@ fn vector_entry_missing() {
         h.entry = NO_SLOT;
         h.entry_level = 0;
     });
-    expect(&v.img, &[Kind::VectorEntry], Repair::No);
+    expect(&v.img, &[Kind::VectorEntry], Repair::Yes);
 }
 
 #[test]
@@ -876,7 +878,7 @@ fn level0_record_level() {
     let v = vectored();
     let s = some_live_slot(&v);
     edit_level0(&v.img.path, s, |r| r[2] += 1);
-    expect(&v.img, &[Kind::VectorRecord], Repair::No);
+    expect(&v.img, &[Kind::VectorRecord], Repair::Yes);
 }
 
 #[test]
@@ -884,7 +886,7 @@ fn level0_record_flags() {
     let v = vectored();
     let s = some_live_slot(&v);
     edit_level0(&v.img.path, s, |r| r[3] = 4);
-    expect(&v.img, &[Kind::VectorRecord], Repair::No);
+    expect(&v.img, &[Kind::VectorRecord], Repair::Yes);
 }
 
 #[test]
@@ -893,7 +895,7 @@ fn level0_link_count() {
     let s = some_live_slot(&v);
     let m0 = 2 * sb(&v.img.path).hnsw_m as u16;
     edit_level0(&v.img.path, s, |r| r[..2].copy_from_slice(&(m0 + 1).to_le_bytes()));
-    expect(&v.img, &[Kind::VectorRecord], Repair::No);
+    expect(&v.img, &[Kind::VectorRecord], Repair::Yes);
 }
 
 #[test]
@@ -904,7 +906,7 @@ fn upper_link_count() {
     let (blk, off) = geometry(&v.img.path).upper_pos(first);
     let m = sb(&v.img.path).hnsw_m;
     edit_block(&v.img.path, blk, |b| b[off..off + 4].copy_from_slice(&(m + 1).to_le_bytes()));
-    expect(&v.img, &[Kind::VectorRecord], Repair::No);
+    expect(&v.img, &[Kind::VectorRecord], Repair::Yes);
 }
 
 #[test]
@@ -912,7 +914,7 @@ fn free_slot_record_not_zero() {
     let v = vectored();
     let free = sb(&v.img.path).vec_capacity as u32 - 1;
     edit_level0(&v.img.path, free, |r| r[12] = 1);
-    expect(&v.img, &[Kind::VectorRecord], Repair::No);
+    expect(&v.img, &[Kind::VectorRecord], Repair::Yes);
 }
 
 /// Sets level-0 link 0 of a live slot to `to(slot)`.
@@ -927,7 +929,7 @@ fn link_out_of_range() {
     let v = vectored();
     let cap = sb(&v.img.path).vec_capacity as u32;
     relink(&v, |_| cap);
-    expect(&v.img, &[Kind::VectorLinks], Repair::No);
+    expect(&v.img, &[Kind::VectorLinks], Repair::Yes);
 }
 
 #[test]
@@ -935,14 +937,14 @@ fn link_to_a_free_slot() {
     let v = vectored();
     let cap = sb(&v.img.path).vec_capacity as u32;
     relink(&v, |_| cap - 1);
-    expect(&v.img, &[Kind::VectorLinks], Repair::No);
+    expect(&v.img, &[Kind::VectorLinks], Repair::Yes);
 }
 
 #[test]
 fn link_to_itself() {
     let v = vectored();
     relink(&v, |s| s);
-    expect(&v.img, &[Kind::VectorLinks], Repair::No);
+    expect(&v.img, &[Kind::VectorLinks], Repair::Yes);
 }
 
 #[test]
@@ -958,7 +960,7 @@ fn upper_link_to_a_lower_node() {
         assert!(u32::from_le_bytes(b[off..off + 4].try_into().unwrap()) > 0);
         b[off + 4..off + 8].copy_from_slice(&low.to_le_bytes());
     });
-    expect(&v.img, &[Kind::VectorLinks], Repair::No);
+    expect(&v.img, &[Kind::VectorLinks], Repair::Yes);
 }
 
 #[test]

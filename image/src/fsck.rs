@@ -14,8 +14,10 @@
 //! mount): a difference is noted, and fixed silently by a repair.
 //!
 //! A repair never guesses at data: structural damage (bad checksums, extents, directory
-//! blocks, the vector index) is reported, not fixed. Blocks and inodes are only freed when the whole tree could
+//! blocks, the vector store) is reported, not fixed. Blocks and inodes are only freed when the whole tree could
 //! be read, so nothing still referenced by an unreadable object is ever handed out again.
+//! The HNSW graph is the exception: it is derived from the vectors, so `-y` rebuilds a damaged
+//! graph from them when the vector bitmap, map, vectors and chunk lists agree (`rebuild`).
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::fmt;
@@ -37,7 +39,10 @@ use crate::journal::{self as jnl, LogInfo};
 use crate::overlay::Overlay;
 use crate::{Error, Image, Result};
 
+mod rebuild;
 mod vectors;
+
+pub use rebuild::Rebuilt;
 
 const BS: u64 = BLOCK_SIZE as u64;
 
@@ -221,6 +226,10 @@ pub enum Fix {
     },
     /// Recompute the superblock's free counts from the bitmaps.
     FreeCounts,
+    /// Rebuild the HNSW graph (header and records) from the vectors: every live slot linked
+    /// again in its own slot by the kernel's insert code, tombstones dropped. Offered when the
+    /// graph is damaged but the vector bitmap, map, vectors and chunk lists agree.
+    RebuildGraph,
     /// Set the HNSW header's live and deleted counts (the slots found in the graph).
     VectorCounts {
         /// Live vectors.
@@ -233,10 +242,11 @@ pub enum Fix {
 impl Fix {
     /// Whether `-p` (preen) may apply this fix without asking: it loses no data and no
     /// reference. Freeing unreachable inodes, rebuilding the journal or restoring the primary
-    /// superblock need `-y`; replaying the journal is what a mount does, so `-p` does it.
+    /// superblock need `-y`, and so does rebuilding the HNSW graph (it rewrites the whole
+    /// region); replaying the journal is what a mount does, so `-p` does it.
     pub fn preen_safe(&self) -> bool {
         match self {
-            Fix::RestorePrimary | Fix::RebuildJournal | Fix::ClearErrors => false,
+            Fix::RestorePrimary | Fix::RebuildJournal | Fix::ClearErrors | Fix::RebuildGraph => false,
             Fix::InodeBits { used, .. } => *used,
             _ => true,
         }
@@ -385,6 +395,8 @@ pub struct Outcome {
     /// Lines of information: the journal's state, the free counts when they are hints, a
     /// format upgrade.
     pub notes: Vec<String>,
+    /// What the rebuild of the HNSW graph did, when [`Fix::RebuildGraph`] was applied.
+    pub rebuilt: Option<Rebuilt>,
 }
 
 impl Outcome {
@@ -432,7 +444,16 @@ pub fn run<D: BlockDevice<Error = io::Error>>(dev: D, mode: Mode) -> Result<(Out
         notes.extend(report.notes.iter().cloned());
         let remaining = report.problems.clone();
         let fixed = vec![false; report.problems.len()];
-        let out = Outcome { report, fixed, remaining, journal: Some(info), replay, replay_applied: false, notes };
+        let out = Outcome {
+            report,
+            fixed,
+            remaining,
+            journal: Some(info),
+            replay,
+            replay_applied: false,
+            notes,
+            rebuilt: None,
+        };
         return Ok((out, img.into_device().into_inner()));
     }
     let replay = if replayable { Some(jnl::recover(&mut dev, &sb)?.1) } else { None };
@@ -452,8 +473,10 @@ pub fn run<D: BlockDevice<Error = io::Error>>(dev: D, mode: Mode) -> Result<(Out
     }
     let mut remaining: Vec<Problem> =
         report.problems.iter().zip(&fixed).filter(|(_, &f)| !f).map(|(p, _)| p.clone()).collect();
+    let mut rebuilt = None;
     if !remaining.is_empty() {
-        let done = repair(&mut img, &report.problems, mode == Mode::Preen)?;
+        let done;
+        (done, rebuilt) = repair_all(&mut img, &report.problems, mode == Mode::Preen)?;
         for (f, d) in fixed.iter_mut().zip(&done) {
             *f |= *d;
         }
@@ -463,7 +486,7 @@ pub fn run<D: BlockDevice<Error = io::Error>>(dev: D, mode: Mode) -> Result<(Out
             img = img2;
         }
     }
-    let out = Outcome { report, fixed, remaining, journal: Some(info), replay, replay_applied: true, notes };
+    let out = Outcome { report, fixed, remaining, journal: Some(info), replay, replay_applied: true, notes, rebuilt };
     Ok((out, img.into_device()))
 }
 
@@ -567,19 +590,31 @@ pub fn repair<D: BlockDevice<Error = io::Error>>(
     problems: &[Problem],
     preen: bool,
 ) -> Result<Vec<bool>> {
+    Ok(repair_all(img, problems, preen)?.0)
+}
+
+/// [`repair`], and what the rebuild of the HNSW graph did if one was applied.
+fn repair_all<D: BlockDevice<Error = io::Error>>(
+    img: &mut Image<D>,
+    problems: &[Problem],
+    preen: bool,
+) -> Result<(Vec<bool>, Option<Rebuilt>)> {
     let apply: Vec<bool> = problems.iter().map(|p| p.fix.as_ref().is_some_and(|f| !preen || f.preen_safe())).collect();
     let fixes: Vec<&Fix> =
         problems.iter().zip(&apply).filter(|(_, &a)| a).filter_map(|(p, _)| p.fix.as_ref()).collect();
     if fixes.is_empty() {
-        return Ok(apply);
+        return Ok((apply, None));
     }
     let mut blocks = img.read_region(Region::BlockBitmap)?;
     let mut inodes = img.read_region(Region::InodeBitmap)?;
     let (blocks_old, inodes_old) = (blocks.clone(), inodes.clone());
     let mut write_backup = false;
+    let mut rebuilt = None;
     for fix in &fixes {
         match fix {
             Fix::RestorePrimary | Fix::FreeCounts | Fix::ReplayJournal => {}
+            Fix::RebuildGraph if rebuilt.is_none() => rebuilt = Some(rebuild::rebuild_graph(img)?),
+            Fix::RebuildGraph => {}
             Fix::VectorCounts { live, deleted } => {
                 let h = img.sb().region(Region::Hnsw).start;
                 let mut b = img.read_block(h)?;
@@ -648,7 +683,7 @@ pub fn repair<D: BlockDevice<Error = io::Error>>(
         img.write_block(backup, &b)?;
     }
     img.device_mut().flush().map_err(Error::io("flushing the device"))?;
-    Ok(apply)
+    Ok((apply, rebuilt))
 }
 
 /// The largest LSN of anything that looks like a record header (magic at an 8-byte aligned

@@ -4,8 +4,9 @@
 //! A slot's state comes from its level-0 record's flags: free (0), live (`NODE_IN_GRAPH`) or
 //! deleted (`NODE_IN_GRAPH | NODE_DELETED`, a tombstone). The vector bitmap, the map entry and
 //! the rest of the record must agree with it, as `docs/FORMAT.md` (vector regions) says.
-//! Nothing here is repaired except the header's counts: a wrong link, owner or vector cannot be
-//! put right without guessing.
+//! A wrong owner or vector cannot be put right without guessing: only the graph is repaired,
+//! its counts alone, or the whole of it rebuilt from the vectors when the vector store is
+//! sound (`super::rebuild`).
 
 use std::collections::{HashMap, HashSet};
 use std::io;
@@ -133,6 +134,7 @@ impl<D: BlockDevice<Error = io::Error>> Checker<'_, D> {
     /// link, the header's counts and entry point, and, when the whole tree was read, the map
     /// against the chunk lists both ways.
     pub(super) fn check_vectors(&mut self) -> Result<()> {
+        let first = self.problems.len();
         let sb = self.sb;
         let n = usize::try_from(sb.vec_capacity)
             .map_err(|_| Error::Invalid(format!("vector capacity {}", sb.vec_capacity)))?;
@@ -144,6 +146,9 @@ impl<D: BlockDevice<Error = io::Error>> Checker<'_, D> {
         self.check_graph_links(&slots, &upper)?;
         if self.tree_complete {
             self.check_owners(&slots);
+        }
+        if self.problems.len() > first {
+            self.offer_rebuild(first)?;
         }
         Ok(())
     }
