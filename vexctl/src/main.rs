@@ -4,7 +4,8 @@
 //! `search-image` ([`search_image`]: k-NN search in userspace with the kernel's code). Commands
 //! on a mounted filesystem, through the ioctls of `include/vexfs.h` ([`online`], one module per
 //! command): `import`, `set`, `get`, `rm-embedding`, `search`, `stats` (read-only unless they
-//! write embeddings).
+//! write embeddings); `log` ([`mounted_log`]) reads the journal of a mounted vexfs from its
+//! block device.
 //!
 //! Exit codes ([`vexfs_image::exit::VEXCTL`]): 0 success, 1 the command failed, 2 bad command
 //! line.
@@ -14,6 +15,7 @@
 mod abi;
 mod ioctl;
 mod mount;
+mod mounted_log;
 mod offline;
 mod online;
 mod results;
@@ -61,6 +63,10 @@ enum Cmd {
     Search(online::search::SearchArgs),
     /// Print the vector index's statistics and parameters of a mounted vexfs.
     Stats(online::stats::StatsArgs),
+    /// Print the journal of a mounted vexfs (state, committed transactions, torn tail, free log
+    /// blocks), read from its block device through the page cache: what the kernel last wrote
+    /// or holds in its buffer cache, not the running transaction (--sync commits it first).
+    Log(mounted_log::LogArgs),
     /// k-NN search of an unmounted image or device, in userspace (the kernel's code, read-only).
     SearchImage(search_image::SearchImageArgs),
 }
@@ -98,6 +104,7 @@ fn main() -> ExitCode {
         Cmd::RmEmbedding(a) => online::rm_embedding::rm_embedding(a),
         Cmd::Search(a) => online::search::search(a),
         Cmd::Stats(a) => online::stats::stats(a),
+        Cmd::Log(a) => mounted_log::log(a),
     };
     match result {
         Ok(()) => ExitCode::from(VEXCTL.ok),

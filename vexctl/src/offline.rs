@@ -62,27 +62,29 @@ struct RegionJson {
     bytes: u64,
 }
 
+/// The journal superblock as `inspect` and `log` show it.
 #[derive(Serialize)]
-struct JournalJson {
-    start: u64,
-    blocks: u64,
+pub(crate) struct JournalJson {
+    pub(crate) start: u64,
+    pub(crate) blocks: u64,
     /// `clean`, `needs recovery` or `invalid`.
-    state: &'static str,
-    error: Option<String>,
-    next_lsn: Option<u64>,
-    checkpoint_lsn: Option<u64>,
-    head: Option<u64>,
+    pub(crate) state: &'static str,
+    pub(crate) error: Option<String>,
+    pub(crate) next_lsn: Option<u64>,
+    pub(crate) checkpoint_lsn: Option<u64>,
+    pub(crate) head: Option<u64>,
     /// The journal superblock's version (1 or 2).
-    version: Option<u32>,
+    pub(crate) version: Option<u32>,
     /// Its flag bits (bit 0 clean).
-    flags: Option<u32>,
-    /// The log as recovery reads it (`inspect --log` only).
+    pub(crate) flags: Option<u32>,
+    /// The log as recovery reads it (`inspect --log` and `log` only).
     #[serde(skip_serializing_if = "Option::is_none")]
-    log: Option<LogJson>,
+    pub(crate) log: Option<LogJson>,
 }
 
+/// One committed transaction of [`LogJson`].
 #[derive(Serialize)]
-struct TxnJson {
+pub(crate) struct TxnJson {
     first_lsn: u64,
     commit_lsn: u64,
     images: u64,
@@ -92,26 +94,27 @@ struct TxnJson {
     targets: Vec<u64>,
 }
 
+/// The log as recovery reads it, as `inspect --log` and `log` show it.
 #[derive(Serialize)]
-struct LogJson {
+pub(crate) struct LogJson {
     /// Record blocks (the region less its superblock).
-    record_blocks: u64,
+    pub(crate) record_blocks: u64,
     /// Record blocks of live transactions (head .. after the last commit).
-    used_blocks: u64,
+    pub(crate) used_blocks: u64,
     /// Record blocks free for new transactions.
-    free_blocks: u64,
+    pub(crate) free_blocks: u64,
     /// Transactions recovery would replay (0 for a clean journal: recovery does not read it).
-    to_replay: u64,
+    pub(crate) to_replay: u64,
     /// Committed transactions read from `head`, in LSN order.
-    transactions: Vec<TxnJson>,
+    pub(crate) transactions: Vec<TxnJson>,
     /// Records after the last commit (a transaction a crash tore: dropped by recovery).
-    torn_records: u64,
+    pub(crate) torn_records: u64,
     /// Last LSN read (0 if none).
-    last_lsn: u64,
+    pub(crate) last_lsn: u64,
     /// Why reading stopped (`null`: a zero block or the whole log read).
-    stop: Option<String>,
+    pub(crate) stop: Option<String>,
     /// An impossible record: the log cannot be replayed.
-    error: Option<String>,
+    pub(crate) error: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -144,7 +147,7 @@ struct InspectJson {
     journal: JournalJson,
 }
 
-fn state_names(state: u32) -> Vec<&'static str> {
+pub(crate) fn state_names(state: u32) -> Vec<&'static str> {
     let mut v = Vec::new();
     if state & STATE_CLEAN != 0 {
         v.push("clean");
@@ -157,7 +160,7 @@ fn state_names(state: u32) -> Vec<&'static str> {
     v
 }
 
-fn journal(img: &Image<FileDevice>) -> Result<JournalJson, String> {
+pub(crate) fn journal(img: &Image<FileDevice>) -> Result<JournalJson, String> {
     let sb = img.sb();
     let j = sb.region(Region::Journal);
     let b = img.read_block(j.start).map_err(|e| e.to_string())?;
@@ -187,7 +190,7 @@ fn journal(img: &Image<FileDevice>) -> Result<JournalJson, String> {
     Ok(out)
 }
 
-fn log_json(img: &Image<FileDevice>) -> Result<LogJson, String> {
+pub(crate) fn log_json(img: &Image<FileDevice>) -> Result<LogJson, String> {
     let info = read_log(img.device(), img.sb()).map_err(|e| e.to_string())?;
     let scan = info.scan.unwrap_or_default();
     Ok(LogJson {
@@ -302,7 +305,7 @@ pub fn inspect(a: &InspectArgs) -> CmdResult {
     Ok(())
 }
 
-fn print_log(jr: &JournalJson, l: &LogJson) {
+pub(crate) fn print_log(jr: &JournalJson, l: &LogJson) {
     println!(
         "Journal superblock:   version {}, flags {:#x}, head {}, checkpoint lsn {}, next lsn {}",
         jr.version.unwrap_or(0),
