@@ -42,7 +42,7 @@ use crate::{Error, Image, Result};
 mod rebuild;
 mod vectors;
 
-pub use rebuild::Rebuilt;
+pub use rebuild::{Rebuilt, REBUILDING};
 
 const BS: u64 = BLOCK_SIZE as u64;
 

@@ -15,10 +15,13 @@
 //!    number, so the map and the chunk lists stay valid, and its level (a function of the
 //!    slot and the superblock's seed).
 //!
-//! The blocks are changed in a [`BlockCache`] of the vector regions, then written in place and
-//! flushed, as fsck's other repairs are (not journaled). The vectors, the map and the chunk
-//! lists are never written, so a crash half way leaves a graph that the next check finds
-//! damaged and the next `-y` rebuilds again, with the same result.
+//! The blocks are changed in a [`BlockCache`] of the vector regions, then written in place, as
+//! fsck's other repairs are (not journaled), in three flushed steps: the header block is
+//! overwritten with [`REBUILDING`] (a block that does not decode: the kernel refuses to mount,
+//! fsck reports the header), then the records and the bitmap, then the new header. The vectors,
+//! the map and the chunk lists are never written, so a crash at any point leaves the old graph
+//! or a graph whose header does not decode, which the next `-y` rebuilds again, with the same
+//! result.
 //!
 //! Nothing is rebuilt when the vector store itself disagrees (a map entry that does not
 //! decode, an owner on a free slot, a live slot that no chunk lists or that lists another,
@@ -39,6 +42,10 @@ use crate::vectors::{index_mem, BlockCache, CachedBlocks};
 use crate::{Error, Image, Result};
 
 const BS: u64 = BLOCK_SIZE as u64;
+
+/// What the HNSW header block holds while a rebuild writes the records: no valid header
+/// (its magic is wrong), so a crash half way is never taken for a graph.
+pub const REBUILDING: Block = [0xff; BLOCK_SIZE];
 
 /// What a rebuild of the HNSW graph did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -220,9 +227,10 @@ pub(super) fn rebuild_graph<D: BlockDevice<Error = io::Error>>(img: &mut Image<D
     let cache = BlockCache::for_vectors(&sb);
     let imp = best_impl();
     let mut mem = index_mem(&sb, 0)?;
+    let hnsw = sb.region(Region::Hnsw);
+    let mut header: Block = REBUILDING;
     {
         let store = CachedBlocks { dev: img.device(), cache: &cache };
-        let hnsw = sb.region(Region::Hnsw);
         for n in hnsw.start..hnsw.end() {
             store.write(n)?.fill(0);
         }
@@ -239,9 +247,18 @@ pub(super) fn rebuild_graph<D: BlockDevice<Error = io::Error>>(img: &mut Image<D
             }
             Ok(())
         })?;
+        // The new header goes last; the write-back writes the marker again in its place.
+        let mut w = store.write(hnsw.start)?;
+        header.copy_from_slice(&w);
+        w.copy_from_slice(&REBUILDING);
     }
+    let flush = |img: &mut Image<D>| img.device_mut().flush().map_err(Error::io("flushing the device"));
+    img.write_block(hnsw.start, &REBUILDING)?;
+    flush(img)?;
     cache.write_back(img.device_mut())?;
-    img.device_mut().flush().map_err(Error::io("flushing the device"))?;
+    flush(img)?;
+    img.write_block(hnsw.start, &header)?;
+    flush(img)?;
     let count = |n: usize| u32::try_from(n).map_err(|_| Error::Invalid(format!("{n} vectors")));
     Ok(Rebuilt { live: count(slots.live.len())?, dropped: count(slots.tombs.len())? })
 }
