@@ -33,7 +33,8 @@ use vexfs_image::exit::VEXCTL;
     name = "vexctl",
     version = concat!(env!("CARGO_PKG_VERSION"), " (format v2, ioctl ABI v1)"),
     after_help = "Offline commands (inspect, ls, cat, search-image) read an unmounted image or \
-                  device; the others work on a mounted vexfs, through its ioctls.\n\n\
+                  device; the others work on a mounted vexfs, through its ioctls (log reads its \
+                  block device).\n\n\
                   Exit status: 0 success, 1 the command failed (the message says why and what to \
                   do next), 2 bad command line."
 )]
