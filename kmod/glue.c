@@ -972,9 +972,24 @@ static int vexfs_parse_param(struct fs_context *fc, struct fs_parameter *param)
 	return 0;
 }
 
+/* remount: the journal is set up for the mode the filesystem was mounted in (kmod/txn.rs), so
+ * switching between read-only and read-write is refused (docs/DURABILITY.md). */
+static int vexfs_reconfigure(struct fs_context *fc)
+{
+	struct super_block *sb = fc->root->d_sb;
+
+	if ((fc->sb_flags_mask & SB_RDONLY) && ((fc->sb_flags ^ sb->s_flags) & SB_RDONLY)) {
+		pr_warn("vexfs (%s): remount between read-only and read-write is not supported\n", sb->s_id);
+		return -EINVAL;
+	}
+	sync_filesystem(sb);
+	return 0;
+}
+
 static const struct fs_context_operations vexfs_context_ops = {
 	.parse_param = vexfs_parse_param,
 	.get_tree = vexfs_get_tree,
+	.reconfigure = vexfs_reconfigure,
 };
 
 static int vexfs_init_fs_context(struct fs_context *fc)

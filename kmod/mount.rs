@@ -1,9 +1,11 @@
 //! Mounting and unmounting: what fill_super checks and builds, and what put_super writes.
 
 use crate::buf::Buf;
+use crate::format::inode::Inode as DiskInode;
 use crate::format::inode::MAX_FILE_SIZE;
-use crate::format::superblock::{Region, Superblock, MAGIC, ROOT_INO, STATE_ERRORS};
+use crate::format::superblock::{Superblock, FEATURE_INCOMPAT_RECOVER, MAGIC, ROOT_INO, STATE_ERRORS};
 use crate::format::BLOCK_SIZE;
+use crate::format::INODE_SIZE;
 use crate::index::IndexState;
 use crate::sb::{NewSuperBlock, SbInfo, SuperBlock};
 use crate::txn::JState;
@@ -30,10 +32,12 @@ pub fn fill_super(sb: &NewSuperBlock, _silent: bool) -> Result {
         Ok(disk)
     };
     let rdonly = dev.is_rdonly();
-    let log = crate::txn::recover(dev, &read_super()?, rdonly)?;
+    let before = read_super()?;
+    // Mounted read-write when it stopped: a crash (or a stop without umount).
+    let crashed = before.feature_incompat & FEATURE_INCOMPAT_RECOVER != 0;
+    let log = crate::txn::recover(dev, &before, rdonly)?;
     // The replay may have written the superblock's block: read it again.
     let disk = read_super()?;
-    let _ = Region::Journal;
     if disk.state & STATE_ERRORS != 0 {
         pr_warn!("vexfs ({}): mounting a filesystem with errors; run fsck.vexfs\n", dev.name());
     }
@@ -50,12 +54,48 @@ pub fn fill_super(sb: &NewSuperBlock, _silent: bool) -> Result {
             return Err(mounted.corrupt("root inode is not a directory", ROOT_INO as u64));
         }
         sb.set_root(root)?;
+        // RECOVER in the superblock first, then the journal marked in use: fsck never finds a
+        // live journal on a filesystem that does not ask for recovery.
         mounted.lock().write_super_direct(false)?;
+        mounted.journal().start(mounted)?;
+        if crashed && !rdonly {
+            free_orphans(mounted)?;
+        }
         if !rdonly {
             mounted.info().mount_c.start_ticker(COMMIT_SECONDS);
         }
         Ok(())
     })
+}
+
+/// After a crash: frees every inode in use whose link count is 0 (unlinked while open, or not
+/// yet evicted when the machine stopped), as its last close would have: its embeddings, blocks
+/// and number, each in a transaction of its own. A scan of the inodes in use (there is no
+/// on-disk orphan list yet). Errors: `EIO`, `EUCLEAN` (a corrupt inode, logged).
+fn free_orphans(sb: &SuperBlock) -> Result {
+    let count = sb.disk().inode_count as u64;
+    let mut freed = 0u64;
+    for ino in (ROOT_INO as u64 + 1)..=count {
+        let orphan = {
+            let g = sb.lock();
+            if !g.ino_in_use(ino)? {
+                continue;
+            }
+            let (blk, off) = sb.disk().inode_pos(ino).ok_or(EINVAL)?;
+            let b = Buf::read(sb, blk)?;
+            let raw = b.data().get(off..off + INODE_SIZE).ok_or(EINVAL)?;
+            DiskInode::decode(ino, raw).map_err(|e| sb.report(e))?.links == 0
+        };
+        if orphan {
+            // The last reference dropped evicts it: vexfs_evict_inode frees everything.
+            drop(crate::inode::iget(sb, ino)?);
+            freed += 1;
+        }
+    }
+    if freed > 0 {
+        pr_info!("vexfs ({}): {} unlinked inode(s) freed after the crash\n", sb.name(), freed);
+    }
+    Ok(())
 }
 
 /// Seconds between commits of the running transaction when nothing else commits it (ext4's

@@ -155,8 +155,6 @@ impl JState {
         let dev: &Device = sb;
         let mut bufs = core::mem::take(&mut self.running);
         if !bufs.is_empty() {
-            // Ordered data: the new blocks' contents before the metadata that maps them.
-            sb.info().mount_c.ordered_flush()?;
             bufs.sort_unstable_by_key(|b| b.block());
             for b in bufs.iter() {
                 b.txn_clear();
@@ -349,7 +347,13 @@ impl Journal {
         while g.handles > 0 {
             self.cv.wait(&mut g);
         }
-        let r = g.commit_locked(sb);
+        // Ordered data: the new blocks' contents before the metadata that maps them. Written
+        // without the state lock (writeback takes the metadata lock, which is taken before the
+        // state lock elsewhere); `locked` keeps every handle out meanwhile.
+        drop(g);
+        let flushed = sb.info().mount_c.ordered_flush();
+        let mut g = self.state.lock();
+        let r = flushed.and_then(|()| g.commit_locked(sb));
         if let Err(e) = r {
             g.aborted = true;
             pr_err!("vexfs ({}): journal aborted ({:?}): no more changes until the next mount\n", dev.name(), e);
@@ -357,6 +361,16 @@ impl Journal {
         g.locked = false;
         self.cv.notify_all();
         r
+    }
+
+    /// At a read-write mount, after the superblock was written with `RECOVER`: marks the journal
+    /// in use (not clean) before any transaction is written. Errors: `EIO`.
+    pub fn start(&self, dev: &Device) -> Result {
+        let g = self.state.lock();
+        if g.rdonly {
+            return Ok(());
+        }
+        write_journal_super(dev, &g.log, false)
     }
 
     /// At unmount: commits, checkpoints, and marks the journal clean. Errors: as
@@ -471,8 +485,9 @@ fn jerr(dev: &Device, e: JournalError<Error>) -> Error {
 }
 
 /// Mount: replays the journal of `disk` on `dev` (core's recovery: committed transactions
-/// written home, flushed, the journal superblock written clean), then, for a read-write mount,
-/// marks the journal in use. Returns the log to append to. Errors: `EUCLEAN` (corrupt journal,
+/// written home, flushed, the journal superblock written clean). Returns the log to append to;
+/// a read-write mount then marks it in use ([`Journal::start`]) once the superblock says
+/// `RECOVER`. Errors: `EUCLEAN` (corrupt journal,
 /// logged), `EIO`, `ENOMEM`.
 pub fn recover(dev: &Device, disk: &Superblock, rdonly: bool) -> Result<Log> {
     let mut scratch = KVVec::from_elem(0u8, cj::SCRATCH_BYTES, GFP_KERNEL)?;
@@ -487,9 +502,7 @@ pub fn recover(dev: &Device, disk: &Superblock, rdonly: bool) -> Result<Log> {
             rec.scan.uncommitted_records
         );
     }
-    if !rdonly {
-        write_journal_super(dev, &log, false)?;
-    }
+    let _ = rdonly;
     let _ = BLOCK_SIZE;
     Ok(log)
 }

@@ -151,13 +151,15 @@ pub fn set_embeddings(inode: &Inode, first: usize, data: &[u32], truncate: bool)
     }
     // One SET is one transaction: it must fit the share of the journal a transaction may take.
     let sb = inode.sb();
-    let dim = (sb.disk().vec_dim as usize).max(1);
-    let bound = crate::embed::set_blocks_bound(sb.disk(), (data.len() / dim) as u64);
+    // The argument's own errors first (E2BIG, EINVAL: as set_chunks reports them).
+    let count =
+        crate::embed::check_vectors(data, sb.disk().vec_dim, first).map_err(|r| Error::from_errno(-r.errno()))?;
+    let bound = crate::embed::set_blocks_bound(sb.disk(), count as u64);
     if bound > sb.journal().max_txn_blocks() {
         pr_warn!(
             "vexfs ({}): a SET of {} chunks may change {} blocks, more than one transaction may take ({}): make the filesystem with a larger journal\n",
             sb.name(),
-            data.len() / dim,
+            count,
             bound,
             sb.journal().max_txn_blocks()
         );

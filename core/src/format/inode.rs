@@ -59,7 +59,9 @@ pub const S_IFLNK: u16 = 0o120000;
 pub struct Inode {
     /// POSIX type ([`S_IFMT`] bits) and permission bits.
     pub mode: u16,
-    /// Hard links; at least 1 in a stored inode.
+    /// Hard links. 0 in a stored inode marks an orphan (format v2): unlinked while open, or
+    /// not yet freed when the machine stopped; the first read-write mount after a crash frees
+    /// it (so does `fsck.vexfs -y`).
     pub links: u16,
     /// Owner.
     pub uid: u32,
@@ -206,9 +208,6 @@ impl Inode {
         }
         if let Some(&nsec) = [ino.atime_nsec, ino.mtime_nsec, ino.ctime_nsec].iter().find(|&&n| n >= 1_000_000_000) {
             return bad("inode timestamp nanoseconds", nsec as u64);
-        }
-        if ino.links == 0 {
-            return bad("inode link count", 0);
         }
         Ok(ino)
     }
