@@ -71,6 +71,9 @@ grep -q POWER-CUT-READY "$T/boot1.out" || { tail -20 "$T/boot1.out"; fail "boot 
 [ "$rc" = "$GUEST_TIMEOUT" ] || fail "boot 1 should have been killed (exit $GUEST_TIMEOUT), got $rc"
 [ "$("$VEXCTL" inspect --json "$img2" | tr ',' '\n' | grep '"feature_incompat"' | tr -dc '0-9')" = 1 ] \
     || fail "after a power cut the superblock should still ask for recovery"
+# fsck reads the crashed image as recovery would, and finds the orphan a note, not a problem.
+"$FSCK" -n "$img2" > "$T/fsck1.out" 2>&1 || { cat "$T/fsck1.out"; fail "fsck.vexfs -n of the crashed image"; }
+grep -q "orphan (no link)" "$T/fsck1.out" || { cat "$T/fsck1.out"; fail "fsck did not note the orphan"; }
 boot2=$(guest_script replay.guest <<'GUEST'
 . /lib/vexfs/guest-lib.sh
 mount_vexfs /dev/vda /mnt
