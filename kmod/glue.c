@@ -77,6 +77,12 @@ int vexfs_c_sync_dev(struct super_block *sb)
 
 void *vexfs_c_journal_info(void) { return current->journal_info; }
 
+/* The journal aborted: the filesystem becomes read-only (as ext4 does on a journal abort). */
+void vexfs_c_force_rdonly(struct super_block *sb)
+{
+	sb->s_flags |= SB_RDONLY;
+}
+
 /* ---- per-mount C state: the commit ticker and ordered data (glue.h) ----------------------- */
 
 static void vexfs_tick(struct work_struct *w)

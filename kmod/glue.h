@@ -121,6 +121,7 @@ int vexfs_c_wait_bh(struct buffer_head *bh);
 int vexfs_c_write_bh_fua(struct buffer_head *bh);
 int vexfs_c_sync_dev(struct super_block *sb);
 void *vexfs_c_journal_info(void);
+void vexfs_c_force_rdonly(struct super_block *sb);
 u64 vexfs_c_dev_bytes(struct super_block *sb);
 int vexfs_c_rdonly(struct super_block *sb);
 loff_t vexfs_c_i_size(struct inode *inode);

@@ -356,7 +356,8 @@ impl Journal {
         let r = flushed.and_then(|()| g.commit_locked(sb));
         if let Err(e) = r {
             g.aborted = true;
-            pr_err!("vexfs ({}): journal aborted ({:?}): no more changes until the next mount\n", dev.name(), e);
+            dev.force_rdonly();
+            pr_err!("vexfs ({}): journal aborted ({:?}): read-only until the next mount\n", dev.name(), e);
         }
         g.locked = false;
         self.cv.notify_all();

@@ -63,6 +63,14 @@ impl Device {
         unsafe { ffi::vexfs_c_rdonly(self.as_ptr()) != 0 }
     }
 
+    /// Makes the filesystem read-only from now on (`SB_RDONLY`): writes fail with `EROFS`. For
+    /// an aborted journal, as ext4 does.
+    pub fn force_rdonly(&self) {
+        // SAFETY: `as_ptr` is a live superblock; setting a flag bit is what ext4's error path
+        // does without further locking.
+        unsafe { ffi::vexfs_c_force_rdonly(self.as_ptr()) };
+    }
+
     /// Logs a format error found on this device and returns its errno (`EUCLEAN` for
     /// corruption, `EINVAL` for what is unsupported).
     pub fn report(&self, e: FormatError) -> Error {
