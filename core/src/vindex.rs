@@ -481,9 +481,25 @@ impl<'t> VecIndex<'t> {
             }
             None => return Err(self.no_space()),
         };
-        let (level, upper) = self.slot_level(slot);
         self.write_vector(b, slot, vector)?;
         self.set_owner(b, slot, Some(owner))?;
+        self.link(b, s, visited, slot, vector, live)?;
+        Ok(slot)
+    }
+
+    /// The graph half of an insert: writes `slot`'s level-0 record, clears its upper records'
+    /// counts, links it ([`hnsw::insert`]), and updates the header's entry point and its live
+    /// count to `live`. The slot's vector is `vector`, already stored.
+    fn link<B: BlockStore, V: Visited + ?Sized>(
+        &mut self,
+        b: &B,
+        s: &mut IndexScratch<'_>,
+        visited: &mut V,
+        slot: u32,
+        vector: &[u32],
+        live: u32,
+    ) -> IResult<(), B::Error> {
+        let (level, upper) = self.slot_level(slot);
         self.set_head(b, slot, &Level0Head { count: 0, level, flags: NODE_IN_GRAPH, upper })?;
         for l in 1..=level {
             let (blk, off) = self.upper_pos(upper, l)?;
@@ -497,8 +513,7 @@ impl<'t> VecIndex<'t> {
             self.header.entry_level = u32::from(l);
         }
         self.header.live = live;
-        self.write_header(b)?;
-        Ok(slot)
+        self.write_header(b)
     }
 
     /// Removes the vector in `slot`: it becomes a tombstone (still routing searches) and its
@@ -825,20 +840,6 @@ impl VecIndex<'_> {
         if self.head(b, slot)?.flags != 0 {
             return Err(IndexError::Invalid("reinserting a slot already in the graph"));
         }
-        let (level, upper) = self.slot_level(slot);
-        self.set_head(b, slot, &Level0Head { count: 0, level, flags: NODE_IN_GRAPH, upper })?;
-        for l in 1..=level {
-            let (blk, off) = self.upper_pos(upper, l)?;
-            put_u32(&mut wr(b, blk)?, off, 0);
-        }
-        let entry = self.entry()?;
-        let mut g = GraphStore { b, ix: self, query: vector, bounce: &mut *s.bounce };
-        let new_entry = hnsw::insert(&mut g, visited, &mut s.hnsw, &self.params, slot, level, entry)?;
-        if let Some((e, l)) = new_entry {
-            self.header.entry = e;
-            self.header.entry_level = u32::from(l);
-        }
-        self.header.live = live;
-        self.write_header(b)
+        self.link(b, s, visited, slot, vector, live)
     }
 }
