@@ -18,11 +18,12 @@ crash_share() {
 }
 
 # crash_image FS: prints the path of a new 16 MiB image holding an empty filesystem FS (vexfs:
-# 64 vector slots of dimension 384, l2, the HNSW seed from $SEED; ext4: mkfs.ext4 defaults).
+# 64 vector slots of dimension 384 (CRASH_VECTORS for a longer workload), l2, the HNSW seed from
+# $SEED; ext4: mkfs.ext4 defaults).
 crash_image() {
     local img
     if [ "$1" = vexfs ]; then
-        mkimg 16M --dim 384 --metric l2 --vectors 64 --seed "$((SEED % 1000000))"
+        mkimg 16M --dim 384 --metric l2 --vectors "${CRASH_VECTORS:-64}" --seed "$((SEED % 1000000))"
     else
         img=$(mkraw 16M)
         mkfs.ext4 -q -F "$img" >&2 || fail "mkfs.ext4 $img"
