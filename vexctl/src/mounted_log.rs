@@ -352,16 +352,7 @@ fn print_text(o: &LogJson) {
         if s.recover { " (RECOVER: mounted read-write, or not cleanly unmounted)" } else { "" }
     );
     let jr = &o.journal;
-    match &jr.error {
-        None => println!(
-            "Journal:              {}, next lsn {}, checkpoint lsn {}, head {}",
-            jr.state,
-            jr.next_lsn.unwrap_or(0),
-            jr.checkpoint_lsn.unwrap_or(0),
-            jr.head.unwrap_or(0)
-        ),
-        Some(e) => println!("Journal:              invalid: {e}"),
-    }
+    crate::offline::print_journal_line(jr);
     if jr.state == "needs recovery" && !m.read_only {
         println!(
             "                      (while mounted read-write the journal always needs recovery: the \

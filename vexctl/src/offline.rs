@@ -287,6 +287,17 @@ pub fn inspect(a: &InspectArgs) -> CmdResult {
         j.hnsw_m, j.hnsw_ef_construction, j.hnsw_max_level, j.hnsw_seed
     );
     let jr = &j.journal;
+    print_journal_line(jr);
+    if let Some(l) = &jr.log {
+        print_log(jr, l);
+    }
+    println!();
+    print!("{}", device_map_table(sb));
+    Ok(())
+}
+
+/// The "Journal:" line of `inspect` and `log`: its state and LSNs, or why it is invalid.
+pub(crate) fn print_journal_line(jr: &JournalJson) {
     match &jr.error {
         None => println!(
             "Journal:              {}, next lsn {}, checkpoint lsn {}, head {}",
@@ -297,12 +308,6 @@ pub fn inspect(a: &InspectArgs) -> CmdResult {
         ),
         Some(e) => println!("Journal:              invalid: {e}"),
     }
-    if let Some(l) = &jr.log {
-        print_log(jr, l);
-    }
-    println!();
-    print!("{}", device_map_table(sb));
-    Ok(())
 }
 
 pub(crate) fn print_log(jr: &JournalJson, l: &LogJson) {
