@@ -3,7 +3,7 @@
 //! prints the problem, and then that `-p` or `-y` repairs it (exit 1) and a second `-n` finds
 //! the image clean (exit 0), or that the problem is left uncorrected (exit 4).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use vexfs_image::fsck::{self, Fix, Kind, Problem};
@@ -20,17 +20,8 @@ use vexfs_image::vexfs_core::vindex::fill_upper_table;
 use vexfs_image::writer::Writer;
 use vexfs_image::{mkfs, FileDevice, Image, MemDevice};
 
-struct Img {
-    _dir: tempfile::TempDir,
-    path: PathBuf,
-}
-
-fn save(bytes: &[u8]) -> Img {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("fs.img");
-    std::fs::write(&path, bytes).unwrap();
-    Img { _dir: dir, path }
-}
+mod common;
+use common::{fsck, save, Img};
 
 /// A freshly formatted image.
 fn fresh() -> Img {
@@ -102,12 +93,6 @@ fn dirent_offset(b: &[u8], name: &str) -> usize {
 fn problems(path: &Path) -> Vec<Problem> {
     let (img, early) = fsck::open(FileDevice::open(path, false).unwrap()).unwrap();
     fsck::check(&img, early).unwrap().problems
-}
-
-fn fsck(path: &Path, args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_fsck-vexfs")).args(args).arg(path).output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.code().unwrap(), text)
 }
 
 #[derive(Debug, PartialEq, Eq)]

@@ -3,8 +3,7 @@
 //! impossible record and a corrupt journal superblock are problems, and a v1 filesystem is
 //! upgraded by `-y`.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use vexfs_image::journal::read_log;
 use vexfs_image::sample::{self, SAMPLE_BLOCKS};
@@ -18,25 +17,10 @@ use vexfs_image::vexfs_core::journal::{self, DeviceSink, SCRATCH_BYTES};
 use vexfs_image::writer::Writer;
 use vexfs_image::{FileDevice, Image, MemDevice};
 
+mod common;
+use common::{fsck, save};
+
 const BS: usize = BLOCK_SIZE;
-
-struct Img {
-    _dir: tempfile::TempDir,
-    path: PathBuf,
-}
-
-fn save(bytes: &[u8]) -> Img {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("fs.img");
-    std::fs::write(&path, bytes).unwrap();
-    Img { _dir: dir, path }
-}
-
-fn fsck(path: &Path, args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_fsck-vexfs")).args(args).arg(path).output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.code().unwrap(), text)
-}
 
 /// The sample image, and the block images that creating `/new.txt` (and giving it an
 /// embedding) changes, found by doing it with the writer on a copy: every block that differs,

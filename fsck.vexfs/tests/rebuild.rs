@@ -11,7 +11,6 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 
 use vexfs_image::fsck::{self, Fix, Kind};
@@ -25,6 +24,9 @@ use vexfs_image::vexfs_core::io::BlockDevice;
 use vexfs_image::vexfs_core::vindex::fill_upper_table;
 use vexfs_image::writer::Writer;
 use vexfs_image::{mkfs, FileDevice, Image, MemDevice};
+
+mod common;
+use common::{fsck, save, Img};
 
 const K: usize = 10;
 const EF: usize = 64;
@@ -121,24 +123,6 @@ fn built() -> &'static Built {
         tombs.sort_unstable();
         Built { whole, bytes, owner, files, tombs }
     })
-}
-
-struct Img {
-    _dir: tempfile::TempDir,
-    path: PathBuf,
-}
-
-fn save(bytes: &[u8]) -> Img {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("fs.img");
-    std::fs::write(&path, bytes).unwrap();
-    Img { _dir: dir, path }
-}
-
-fn fsck(path: &Path, args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_fsck-vexfs")).args(args).arg(path).output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.code().unwrap(), text)
 }
 
 fn sb(path: &Path) -> Superblock {
