@@ -30,16 +30,23 @@ pub fn iget(sb: &SuperBlock, ino: u64) -> Result<InodeRef<'_>> {
     }
 }
 
+/// The disk inode `ino` (in use: the caller checked) from the inode table, decoded and
+/// checked. Errors: `EUCLEAN` (corrupt, logged), `EIO`, `EINVAL` (number outside the table).
+pub fn disk_inode(g: &Locked<'_>, ino: u64) -> Result<DiskInode> {
+    let sb = g.sb();
+    let (blk, off) = sb.disk().inode_pos(ino).ok_or(EINVAL)?;
+    let b = Buf::read(sb, blk)?;
+    let raw = b.data().get(off..off + INODE_SIZE).ok_or(EINVAL)?;
+    DiskInode::decode(ino, raw).map_err(|e| sb.report(e))
+}
+
 fn read_inode(inode: &NewInode, ino: u64) -> Result {
     let sb = inode.sb();
     let g = sb.lock();
     if !g.ino_in_use(ino)? {
         return Err(sb.corrupt("reference to free inode", ino));
     }
-    let (blk, off) = sb.disk().inode_pos(ino).ok_or(EINVAL)?;
-    let b = Buf::read(sb, blk)?;
-    let raw = b.data().get(off..off + INODE_SIZE).ok_or(EINVAL)?;
-    let d = DiskInode::decode(ino, raw).map_err(|e| sb.report(e))?;
+    let d = disk_inode(&g, ino)?;
     let data = sb.disk().region(Region::Data);
     let mut prev = 0u64;
     for e in d.extents.iter().take(d.nr_extents as usize) {

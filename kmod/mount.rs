@@ -1,11 +1,9 @@
 //! Mounting and unmounting: what fill_super checks and builds, and what put_super writes.
 
 use crate::buf::Buf;
-use crate::format::inode::Inode as DiskInode;
 use crate::format::inode::MAX_FILE_SIZE;
 use crate::format::superblock::{Superblock, FEATURE_INCOMPAT_RECOVER, MAGIC, ROOT_INO, STATE_ERRORS};
 use crate::format::BLOCK_SIZE;
-use crate::format::INODE_SIZE;
 use crate::index::IndexState;
 use crate::sb::{NewSuperBlock, SbInfo, SuperBlock};
 use crate::txn::JState;
@@ -35,7 +33,7 @@ pub fn fill_super(sb: &NewSuperBlock, _silent: bool) -> Result {
     let before = read_super()?;
     // Mounted read-write when it stopped: a crash (or a stop without umount).
     let crashed = before.feature_incompat & FEATURE_INCOMPAT_RECOVER != 0;
-    let log = crate::txn::recover(dev, &before, rdonly)?;
+    let log = crate::txn::recover(dev, &before)?;
     // The replay may have written the superblock's block: read it again.
     let disk = read_super()?;
     if disk.state & STATE_ERRORS != 0 {
@@ -82,10 +80,7 @@ fn free_orphans(sb: &SuperBlock, crashed: bool) -> Result {
             if !g.ino_in_use(ino)? {
                 continue;
             }
-            let (blk, off) = sb.disk().inode_pos(ino).ok_or(EINVAL)?;
-            let b = Buf::read(sb, blk)?;
-            let raw = b.data().get(off..off + INODE_SIZE).ok_or(EINVAL)?;
-            DiskInode::decode(ino, raw).map_err(|e| sb.report(e))?.links == 0
+            crate::inode::disk_inode(&g, ino)?.links == 0
         };
         if orphan {
             // The last reference dropped evicts it: vexfs_evict_inode frees everything.

@@ -224,10 +224,12 @@ impl<'a> Locked<'a> {
             None => self.find_clear_unbarred(data.start, goal)?,
         };
         let Some(b) = found else {
-            if journal.state().barred_free() > 0 {
-                journal.state().want_checkpoint();
+            let mut j = journal.state();
+            if j.barred_free() > 0 {
+                j.want_checkpoint();
                 return Err(Error::from_errno(-ENOSPC));
             }
+            drop(j);
             return Err(self.sb.corrupt("free block count (bitmap full)", self.free_blocks));
         };
         self.set_bit(Region::BlockBitmap, b, true)?;

@@ -47,7 +47,6 @@
 use crate::buf::Buf;
 use crate::ffi;
 use crate::format::superblock::{Region, Superblock};
-use crate::format::BLOCK_SIZE;
 use crate::io::{Block, BlockDevice};
 use crate::journal::{self as cj, JournalError, Log, LogSink};
 use crate::sb::SuperBlock;
@@ -297,9 +296,7 @@ impl Journal {
     /// checkpoint.
     pub fn freed(&self, block: u64) {
         let mut g = self.state.lock();
-        if !g.barred(block) {
-            g.bar(block);
-        }
+        g.bar(block);
         g.barred_free = g.barred_free.saturating_add(1);
     }
 
@@ -490,7 +487,7 @@ fn jerr(dev: &Device, e: JournalError<Error>) -> Error {
 /// a read-write mount then marks it in use ([`Journal::start`]) once the superblock says
 /// `RECOVER`. Errors: `EUCLEAN` (corrupt journal,
 /// logged), `EIO`, `ENOMEM`.
-pub fn recover(dev: &Device, disk: &Superblock, rdonly: bool) -> Result<Log> {
+pub fn recover(dev: &Device, disk: &Superblock) -> Result<Log> {
     let mut scratch = KVVec::from_elem(0u8, cj::SCRATCH_BYTES, GFP_KERNEL)?;
     let mut kd = KDev { dev, blocks: disk.block_count };
     let (log, rec) = cj::recover(&mut kd, disk, &mut scratch).map_err(|e| jerr(dev, e))?;
@@ -503,7 +500,5 @@ pub fn recover(dev: &Device, disk: &Superblock, rdonly: bool) -> Result<Log> {
             rec.scan.uncommitted_records
         );
     }
-    let _ = rdonly;
-    let _ = BLOCK_SIZE;
     Ok(log)
 }

@@ -707,13 +707,6 @@ pub fn recover<D: BlockDevice>(dev: &mut D, sb: &Superblock, scratch: &mut [u8])
     Ok((log, Recovery { scan: s, applied }))
 }
 
-/// Reads and checks the journal superblock of `sb` on `dev` into a [`Log`] (whose window is
-/// only known after a [`scan`] if the journal is not clean). Errors: `Corrupt`, the device's.
-pub fn open<D: BlockDevice>(dev: &D, sb: &Superblock, scratch: &mut [u8]) -> JResult<(Log, JournalSuper), D::Error> {
-    let js = read_superblock(dev, sb, scratch)?;
-    Ok((Log::new(sb, &js), js))
-}
-
 /// Reads and checks the journal superblock of `sb` on `dev`. Errors: `Corrupt`, the device's.
 pub fn read_superblock<D: BlockDevice>(
     dev: &D,
