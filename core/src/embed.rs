@@ -26,11 +26,12 @@ use crate::format::inode::INLINE_VEC_IDS;
 use crate::format::superblock::{Extent64, Region, Superblock};
 use crate::format::vector::{
     check_vec_ids_block, vec_ids_block_build, vec_ids_block_count, vec_ids_block_get, HnswHeader, MapEntry,
+    NODE_PENDING,
 };
 use crate::hnsw::{Cand, EpochVisited, Knn, Scratch};
 use crate::index_error::{IResult, IndexError, Reject};
 use crate::io::BlockStore;
-use crate::vindex::{fill_upper_table, IndexScratch, VecIndex};
+use crate::vindex::{fill_upper_table, IndexScratch, VecIndex, BATCH};
 use core::num::NonZeroUsize;
 use core::ops::{Deref, DerefMut};
 
@@ -71,6 +72,36 @@ pub fn set_blocks_bound(disk: &Superblock, chunks: u64) -> u64 {
     let data = u64::from(disk.vec_stride).div_ceil(crate::format::BLOCK_SIZE as u64).saturating_add(1);
     let insert = data.saturating_add(6).saturating_add(m.saturating_mul(4));
     chunks.saturating_mul(insert.saturating_add(3)).saturating_add(3)
+}
+
+/// How a SET makes its vectors searchable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Indexing {
+    /// Each vector is linked into the HNSW graph before the operation returns.
+    Now,
+    /// Each vector is stored pending ([`VecIndex::insert_pending`]: the vector write-ahead
+    /// log) and linked later by [`IndexMem::index_pending`]; searches scan pending vectors
+    /// exactly meanwhile.
+    Deferred,
+}
+
+/// A bound on the blocks one SET of `chunks` chunks with [`Indexing::Deferred`] changes:
+/// per new vector its data (as in [`set_blocks_bound`]), map, bitmap and level-0 record
+/// blocks; per replaced vector its map, bitmap and record blocks (a pending one is freed, a
+/// linked one becomes a tombstone); then the header, the inode, its chunk-list block and a
+/// block-bitmap block. A purge of tombstones (when a removal leaves a quarter of the graph
+/// deleted) is not in the bound. Saturates.
+pub fn set_blocks_bound_deferred(disk: &Superblock, chunks: u64) -> u64 {
+    let data = u64::from(disk.vec_stride).div_ceil(crate::format::BLOCK_SIZE as u64).saturating_add(1);
+    chunks.saturating_mul(data.saturating_add(6)).saturating_add(4)
+}
+
+/// The blocks of the largest single transaction step of a filesystem with the parameters of
+/// `disk`: a deferred SET of [`MAX_CHUNKS`] chunks replacing as many
+/// ([`set_blocks_bound_deferred`]). A journal whose transactions may take a quarter of it must
+/// hold four times this for such a SET to fit.
+pub fn worst_step_blocks(disk: &Superblock) -> u64 {
+    set_blocks_bound_deferred(disk, MAX_CHUNKS as u64)
 }
 
 /// Checks the vectors of a SET: `data` holds whole vectors of `dim` float bit patterns, at
@@ -248,8 +279,10 @@ impl Hit {
 /// (`capacity + 1` words), the HNSW candidate pool (`max(max_ef, ef_construction)` entries),
 /// link scratch ([`Scratch::work_len`]), bounce buffers ([`IndexScratch::bounce_len`]), the
 /// visited set (2 bytes per slot), search results ([`MAX_K`]) and two chunk lists
-/// ([`MAX_CHUNKS`] each); plus the HNSW header and the free-slot hint kept between operations.
-/// About `6 * capacity + 48 * max_ef + 8 * stride` bytes.
+/// ([`MAX_CHUNKS`] each), the set of pending slots (1 bit per slot: the vector write-ahead
+/// log's records not yet in the graph) and a vector buffer; plus the HNSW header and the
+/// free-slot hint kept between operations.
+/// About `6.2 * capacity + 48 * max_ef + 9 * stride` bytes.
 pub struct IndexMem<A: Alloc> {
     sb: Superblock,
     upper: A::Vec<u32>,
@@ -260,6 +293,12 @@ pub struct IndexMem<A: Alloc> {
     results: A::Vec<(u32, u32)>,
     old_ids: A::Vec<u32>,
     new_ids: A::Vec<u32>,
+    /// Bit `s % 64` of word `s / 64`: slot `s` is pending (flags [`NODE_PENDING`]).
+    pending: A::Vec<u64>,
+    /// One vector (`stride / 4` words): the pending vector being linked.
+    vector: A::Vec<u32>,
+    /// Where the next [`Self::index_pending`] looks first (a word of `pending`).
+    pending_cursor: usize,
     header: HnswHeader,
     hint: u64,
 }
@@ -274,6 +313,8 @@ pub struct Pad<'a, A: Alloc> {
     pub results: &'a mut [(u32, u32)],
     old_ids: &'a mut [u32],
     new_ids: &'a mut [u32],
+    pending: &'a mut [u64],
+    vector: &'a mut [u32],
 }
 
 impl<A: Alloc> IndexMem<A> {
@@ -301,16 +342,41 @@ impl<A: Alloc> IndexMem<A> {
             results: A::filled(MAX_K, (0u32, 0u32)).map_err(io)?,
             old_ids: A::filled(MAX_CHUNKS, 0u32).map_err(io)?,
             new_ids: A::filled(MAX_CHUNKS, 0u32).map_err(io)?,
+            pending: A::filled(cap.div_ceil(64), 0u64).map_err(io)?,
+            vector: A::filled((sb.vec_stride / 4) as usize, 0u32).map_err(io)?,
+            pending_cursor: 0,
             header: HnswHeader::EMPTY,
             hint: 0,
         })
     }
 
     /// Reads and checks the HNSW header and entry point (at mount, or when an image is
-    /// opened). Errors: `Corrupt`; the store's as `Io`.
+    /// opened), and finds the pending slots when the header counts some (a scan of the level-0
+    /// records of the slots in use). Errors: `Corrupt` (also when the pending slots found
+    /// differ from the header's count); the store's as `Io`.
     pub fn open<B: BlockStore>(&mut self, b: &B, dist: &dyn DistanceKernel) -> IResult<(), B::Error> {
-        self.header = VecIndex::open(b, &self.sb, &self.upper, dist)?.header;
+        let ix = VecIndex::open(b, &self.sb, &self.upper, dist)?;
+        self.header = ix.header;
         self.hint = 0;
+        self.pending_cursor = 0;
+        self.pending.fill(0);
+        if ix.header.pending > 0 {
+            let mut found = 0u32;
+            for slot in 0..u32::try_from(ix.capacity).unwrap_or(u32::MAX) {
+                if slot % 4096 == 0 {
+                    b.relax().map_err(IndexError::Io)?;
+                }
+                if ix.slot_in_use(b, slot)? && ix.head(b, slot)?.flags == NODE_PENDING {
+                    set_bit(&mut self.pending, slot, true);
+                    found = found.saturating_add(1);
+                }
+            }
+            if found != ix.header.pending {
+                return Err(
+                    FormatError::Corrupt { what: "hnsw pending count", value: u64::from(ix.header.pending) }.into()
+                );
+            }
+        }
         Ok(())
     }
 
@@ -319,9 +385,51 @@ impl<A: Alloc> IndexMem<A> {
         &self.sb
     }
 
-    /// The HNSW header as the last operation left it (live and deleted counts, entry point).
+    /// The HNSW header as the last operation left it (live, deleted and pending counts,
+    /// entry point).
     pub fn header(&self) -> HnswHeader {
         self.header
+    }
+
+    /// Vectors acknowledged but not yet linked into the graph.
+    pub fn pending(&self) -> u32 {
+        self.header.pending
+    }
+
+    /// Links up to `max` pending vectors into the graph, lowest slots first from where the
+    /// last call stopped; returns how many were linked (0 when none is pending). Each link is
+    /// one logical change ([`VecIndex::index_pending`]): the kernel's index worker runs one per
+    /// journal handle. Errors: `Corrupt`; the store's as `Io`.
+    pub fn index_pending<B: BlockStore>(
+        &mut self,
+        b: &B,
+        dist: &dyn DistanceKernel,
+        max: usize,
+    ) -> IResult<usize, B::Error> {
+        let mut done = 0usize;
+        while done < max && self.header.pending > 0 {
+            let Some(slot) = next_bit(&self.pending, self.pending_cursor) else {
+                return Err(FormatError::Corrupt {
+                    what: "hnsw pending count without pending slots",
+                    value: u64::from(self.header.pending),
+                }
+                .into());
+            };
+            self.pending_cursor = (slot / 64) as usize;
+            let linked = self.with_index(dist, |ix, pad| {
+                let r = ix.index_pending(b, &mut pad.scratch, &mut *pad.visited, slot, pad.vector);
+                // A slot found not pending (removed since) leaves the set too; on an error
+                // it stays, and so does the vector on disk.
+                if r.is_ok() {
+                    set_bit(pad.pending, slot, false);
+                }
+                r
+            })?;
+            if linked {
+                done = done.saturating_add(1);
+            }
+        }
+        Ok(done)
     }
 
     /// Largest ef a search can use: `min(MAX_EF, the candidate pool)`.
@@ -336,10 +444,32 @@ impl<A: Alloc> IndexMem<A> {
         dist: &dyn DistanceKernel,
         f: impl FnOnce(&mut VecIndex<'_>, &mut Pad<'_, A>) -> IResult<R, E>,
     ) -> IResult<R, E> {
-        let IndexMem { sb, upper, pool, work, bounce, visited, results, old_ids, new_ids, header, hint } = self;
+        let IndexMem {
+            sb,
+            upper,
+            pool,
+            work,
+            bounce,
+            visited,
+            results,
+            old_ids,
+            new_ids,
+            pending,
+            vector,
+            pending_cursor: _,
+            header,
+            hint,
+        } = self;
         let mut ix = VecIndex::with_header(sb, upper, *header, *hint, dist);
-        let mut pad =
-            Pad { scratch: IndexScratch { hnsw: Scratch { pool, work }, bounce }, visited, results, old_ids, new_ids };
+        let mut pad = Pad {
+            scratch: IndexScratch { hnsw: Scratch { pool, work }, bounce },
+            visited,
+            results,
+            old_ids,
+            new_ids,
+            pending,
+            vector,
+        };
         let r = f(&mut ix, &mut pad);
         *header = ix.header;
         *hint = ix.hint;
@@ -353,6 +483,8 @@ impl<A: Alloc> IndexMem<A> {
     /// Errors: `Rejected` (see [`check_vectors`]; `Gap` when `first` is past the file's
     /// chunk count), `NoSpace` when the index cannot hold `count` more vectors (nothing is
     /// changed then), `Corrupt`, the store's errors as `Io`.
+    /// With [`Indexing::Deferred`] the new vectors are stored pending, not linked.
+    #[allow(clippy::too_many_arguments)]
     pub fn set_chunks<B, F>(
         &mut self,
         b: &B,
@@ -361,6 +493,7 @@ impl<A: Alloc> IndexMem<A> {
         first: usize,
         data: &[u32],
         truncate: bool,
+        indexing: Indexing,
     ) -> IResult<(), B::Error>
     where
         B: BlockStore,
@@ -379,7 +512,8 @@ impl<A: Alloc> IndexMem<A> {
             if first > old_n {
                 return Err(Reject::Gap { first, chunks: old_n }.into());
             }
-            let live = u64::from(ix.header.live);
+            // Two u32 counts in a u64: exact.
+            let live = u64::from(ix.header.live).saturating_add(u64::from(ix.header.pending));
             match live.checked_add(count as u64) {
                 Some(n) if n <= ix.capacity => {}
                 _ => return Err(IndexError::NoSpace { live, capacity: ix.capacity }),
@@ -406,8 +540,15 @@ impl<A: Alloc> IndexMem<A> {
                     break;
                 };
                 let owner = MapEntry { ino, chunk: chunk32 };
-                match ix.insert(b, &mut pad.scratch, &mut *pad.visited, v, owner) {
+                let inserted = match indexing {
+                    Indexing::Now => ix.insert(b, &mut pad.scratch, &mut *pad.visited, v, owner),
+                    Indexing::Deferred => ix.insert_pending(b, &mut pad.scratch, v, owner),
+                };
+                match inserted {
                     Ok(slot) => {
+                        if indexing == Indexing::Deferred {
+                            set_bit(pad.pending, slot, true);
+                        }
                         *d = slot;
                         // chunk < end <= MAX_CHUNKS: exact.
                         done = chunk.saturating_add(1);
@@ -424,13 +565,16 @@ impl<A: Alloc> IndexMem<A> {
             if let Err(e) = r {
                 for &slot in new.get(first..done).unwrap_or(&[]) {
                     // Best effort: the first error is the one to report.
-                    let _ = ix.remove(b, &mut pad.scratch, slot);
+                    if ix.remove(b, &mut pad.scratch, slot).is_ok() {
+                        set_bit(pad.pending, slot, false);
+                    }
                 }
                 return Err(e);
             }
             let gone_end = if truncate { old_n } else { end.min(old_n) };
             for &slot in old.get(first.min(old_n)..gone_end).unwrap_or(&[]) {
                 ix.remove(b, &mut pad.scratch, slot)?;
+                set_bit(pad.pending, slot, false);
             }
             Ok(())
         })
@@ -502,6 +646,7 @@ impl<A: Alloc> IndexMem<A> {
             };
             for &slot in pad.old_ids.get(..n).unwrap_or(&[]) {
                 ix.remove(b, &mut pad.scratch, slot)?;
+                set_bit(pad.pending, slot, false);
             }
             Ok(())
         })
@@ -535,7 +680,10 @@ impl<A: Alloc> IndexMem<A> {
         self.with_index(dist, |ix, pad| {
             let k = k.min(out.len());
             let res = pad.results.get_mut(..k).ok_or_else(|| IndexError::Invalid("result buffer"))?;
-            let n = ix.search(b, &mut pad.scratch, &mut *pad.visited, query, Knn { k, ef }, res)?;
+            let mut n = ix.search(b, &mut pad.scratch, &mut *pad.visited, query, Knn { k, ef }, res)?;
+            if ix.header.pending > 0 {
+                n = merge_pending(ix, b, &mut pad.scratch, pad.pending, query, res, n)?;
+            }
             for (o, &(key, slot)) in out.iter_mut().zip(res.iter().take(n)) {
                 let Some(e) = ix.owner(b, slot)? else {
                     return Err(FormatError::Corrupt {
@@ -549,4 +697,100 @@ impl<A: Alloc> IndexMem<A> {
             Ok(n)
         })
     }
+}
+
+/// Sets or clears bit `slot` of a slot bitmap of `u64` words (a slot past it: nothing).
+fn set_bit(words: &mut [u64], slot: u32, on: bool) {
+    if let Some(w) = words.get_mut((slot / 64) as usize) {
+        let m = 1u64 << (slot % 64);
+        if on {
+            *w |= m;
+        } else {
+            *w &= !m;
+        }
+    }
+}
+
+/// The first set bit of `words` in word `from` or after, else from the start; `None` when
+/// none is set.
+fn next_bit(words: &[u64], from: usize) -> Option<u32> {
+    let from = from.min(words.len());
+    let (head, tail) = words.split_at(from);
+    let found = tail.iter().enumerate().map(|(i, w)| (i.saturating_add(from), w)).chain(head.iter().enumerate());
+    for (i, &w) in found {
+        if w != 0 {
+            // i < words.len() <= capacity / 64 + 1 < 2^26: the slot fits a u32.
+            return u32::try_from(i).ok()?.checked_mul(64)?.checked_add(w.trailing_zeros());
+        }
+    }
+    None
+}
+
+/// Merges the pending vectors (`pending`, a slot bitmap) into `res`, the first `n` of which
+/// are the graph's `(key, slot)` results, nearest first: every pending vector's exact
+/// distance to `query` is computed ([`VecIndex::distances`], [`BATCH`] at a time) and kept if
+/// it is among the `res.len()` nearest; equal keys keep the lower slot first, after the
+/// graph's. Returns the new count. The store's [`BlockStore::relax`] runs between batches.
+fn merge_pending<B: BlockStore>(
+    ix: &VecIndex<'_>,
+    b: &B,
+    s: &mut IndexScratch<'_>,
+    pending: &[u64],
+    query: &[u32],
+    res: &mut [(u32, u32)],
+    mut n: usize,
+) -> IResult<usize, B::Error> {
+    let mut ids = [0u32; BATCH];
+    let mut keys = [0u32; BATCH];
+    // Word `i` of the bitmap, with the bits already taken cleared in `w`.
+    let mut i = 0usize;
+    let mut w = pending.first().copied().unwrap_or(0);
+    loop {
+        let mut have = 0usize;
+        for id in ids.iter_mut() {
+            while w == 0 {
+                i = i.saturating_add(1);
+                match pending.get(i) {
+                    Some(&x) => w = x,
+                    None => break,
+                }
+            }
+            if w == 0 {
+                break;
+            }
+            // i < pending.len() <= 2^26 for a u32 capacity: the slot fits a u32.
+            *id = u32::try_from(i).unwrap_or(u32::MAX).saturating_mul(64).saturating_add(w.trailing_zeros());
+            w &= w.wrapping_sub(1);
+            have = have.saturating_add(1);
+        }
+        if have == 0 {
+            return Ok(n);
+        }
+        let batch = ids.get(..have).unwrap_or(&[]);
+        ix.distances(b, s, query, batch, &mut keys)?;
+        for (&slot, &key) in batch.iter().zip(keys.iter()) {
+            n = insert_result(res, n, key, slot);
+        }
+        b.relax().map_err(IndexError::Io)?;
+    }
+}
+
+/// Puts `(key, slot)` into `res`, whose first `n` entries are sorted by key, if it is among
+/// the `res.len()` nearest (after the entries of an equal key already there); returns the new
+/// count.
+fn insert_result(res: &mut [(u32, u32)], n: usize, key: u32, slot: u32) -> usize {
+    let n = n.min(res.len());
+    let Some(head) = res.get(..n) else { return n };
+    let at = head.partition_point(|&(k, _)| k <= key);
+    if at >= res.len() {
+        return n;
+    }
+    let end = if n < res.len() { n.saturating_add(1) } else { n };
+    if let Some(tail) = res.get_mut(at..end) {
+        tail.rotate_right(1);
+        if let Some(first) = tail.first_mut() {
+            *first = (key, slot);
+        }
+    }
+    end
 }

@@ -55,4 +55,10 @@ pub trait BlockStore {
     fn read(&self, n: u64) -> Result<Self::Ref<'_>, Self::Error>;
     /// Block `n`, for changing. Errors: as [`Self::read`]; a read-only store refuses.
     fn write(&self, n: u64) -> Result<Self::RefMut<'_>, Self::Error>;
+    /// Called between the batches of a long loop (the exact scan of pending vectors): the
+    /// kernel reschedules there and stops the loop on a fatal signal (its error, `EINTR`).
+    /// Nothing by default.
+    fn relax(&self) -> Result<(), Self::Error> {
+        Ok(())
+    }
 }

@@ -15,7 +15,8 @@ use crate::error::{FormatError, Result as FResult};
 use crate::format::le::{put_count, put_u32, u16_at, u32_at};
 use crate::format::superblock::{Region, Superblock};
 use crate::format::vector::{
-    HnswGeometry, HnswHeader, Level0Head, MapEntry, UpperTable, MAP_ENTRY, NODE_DELETED, NODE_IN_GRAPH, NO_SLOT,
+    HnswGeometry, HnswHeader, Level0Head, MapEntry, UpperTable, MAP_ENTRY, NODE_DELETED, NODE_IN_GRAPH, NODE_PENDING,
+    NO_SLOT,
 };
 use crate::format::{bit_find_clear, bit_set, bit_test, BITS_PER_BLOCK, BLOCK_SIZE, BLOCK_SIZE_U64};
 use crate::hnsw::{self, Knn, Params, Scratch, Store, Visited};
@@ -181,8 +182,10 @@ impl<'t> VecIndex<'t> {
                 value: header.live as u64,
             }));
         }
-        // Two u32 counts in a u64: the sum is exact.
-        if u64::from(header.live).saturating_add(u64::from(header.deleted)) > sb.vec_capacity {
+        // Three u32 counts in a u64: the sum is exact.
+        let used =
+            u64::from(header.live).saturating_add(u64::from(header.deleted)).saturating_add(u64::from(header.pending));
+        if used > sb.vec_capacity {
             return Err(IndexError::Corrupt(FormatError::Corrupt {
                 what: "hnsw vector counts",
                 value: header.live as u64,
@@ -294,11 +297,12 @@ impl<'t> VecIndex<'t> {
         let h = Level0Head::decode(span(&blkref, off, self.level0_size, "level-0 record position")?)?;
         if h.flags != 0 {
             let (level, upper) = self.slot_level(slot);
-            if h.level != level
-                || h.upper != upper
-                || h.flags & !(NODE_IN_GRAPH | NODE_DELETED) != 0
-                || u32::from(h.count) > self.geo.m0
-            {
+            // A pending slot has no links; the other states are IN_GRAPH with or without DELETED.
+            let bad_flags = match h.flags {
+                NODE_PENDING => h.count != 0,
+                f => f & !(NODE_IN_GRAPH | NODE_DELETED) != 0,
+            };
+            if h.level != level || h.upper != upper || bad_flags || u32::from(h.count) > self.geo.m0 {
                 return Err(IndexError::Corrupt(FormatError::Corrupt {
                     what: "hnsw level-0 record",
                     value: slot as u64,
@@ -487,6 +491,104 @@ impl<'t> VecIndex<'t> {
         Ok(slot)
     }
 
+    /// Stores `vector` (`dim` float bit patterns, finite: the caller checked) owned by `owner`
+    /// in a free slot as a pending vector, without linking it into the graph: a record of the
+    /// vector write-ahead log. Its bitmap bit, map entry and vector are written, its level-0
+    /// record says [`NODE_PENDING`] (no links), and the header counts it in `pending`. A
+    /// handful of blocks, where [`Self::insert`] changes the records of up to `4m` neighbours
+    /// and computes `ef_construction`-wide searches. [`Self::index_pending`] links it later.
+    /// Returns its slot. Purges tombstones first when no slot is free.
+    /// Errors: `NoSpace` when the index is full; `Corrupt`; the store's errors as `Io`.
+    pub fn insert_pending<B: BlockStore>(
+        &mut self,
+        b: &B,
+        s: &mut IndexScratch<'_>,
+        vector: &[u32],
+        owner: MapEntry,
+    ) -> IResult<u32, B::Error> {
+        if vector.len() != self.dim as usize {
+            return Err(IndexError::Invalid("vector dimension"));
+        }
+        let pending = self
+            .header
+            .pending
+            .checked_add(1)
+            .ok_or(FormatError::Corrupt { what: "hnsw pending count", value: u64::from(self.header.pending) })?;
+        let slot = match self.alloc_slot(b)? {
+            Some(s) => s,
+            None if self.header.deleted > 0 => {
+                self.purge(b, s)?;
+                self.alloc_slot(b)?.ok_or(self.no_space())?
+            }
+            None => return Err(self.no_space()),
+        };
+        self.write_vector(b, slot, vector)?;
+        self.set_owner(b, slot, Some(owner))?;
+        let (level, upper) = self.slot_level(slot);
+        self.set_head(b, slot, &Level0Head { count: 0, level, flags: NODE_PENDING, upper })?;
+        self.header.pending = pending;
+        self.write_header(b)?;
+        Ok(slot)
+    }
+
+    /// Links the pending vector of `slot` into the graph (as [`Self::insert`] would have),
+    /// with `vector` a buffer of at least `dim` words to read it into. Returns `false`, doing
+    /// nothing, when the slot is not pending (already linked, removed, or reused): replaying
+    /// the worker's queue twice is harmless.
+    /// Errors: `Corrupt`; `Invalid` for a short buffer; the store's as `Io`.
+    pub fn index_pending<B: BlockStore, V: Visited + ?Sized>(
+        &mut self,
+        b: &B,
+        s: &mut IndexScratch<'_>,
+        visited: &mut V,
+        slot: u32,
+        vector: &mut [u32],
+    ) -> IResult<bool, B::Error> {
+        if self.head(b, slot)?.flags != NODE_PENDING {
+            return Ok(false);
+        }
+        let live = self
+            .header
+            .live
+            .checked_add(1)
+            .ok_or(FormatError::Corrupt { what: "hnsw live count", value: u64::from(self.header.live) })?;
+        let v = vector.get_mut(..self.dim as usize).ok_or_else(|| IndexError::Invalid("vector buffer"))?;
+        self.read_vector(b, slot, v)?;
+        self.header.pending = self.header.pending.saturating_sub(1);
+        self.link(b, s, visited, slot, v, live)?;
+        Ok(true)
+    }
+
+    /// Frees the pending slot `slot` (its vector was replaced or removed before it was linked):
+    /// record, map entry and bitmap bit cleared, `pending` counted down.
+    fn drop_pending<B: BlockStore>(&mut self, b: &B, slot: u32) -> IResult<(), B::Error> {
+        self.clear_record(b, slot)?;
+        self.set_owner(b, slot, None)?;
+        self.bit(b, slot, Some(false))?;
+        self.header.pending = self.header.pending.saturating_sub(1);
+        self.write_header(b)
+    }
+
+    /// Distances from `query` (`dim` float bit patterns) to the vectors of `ids`, as
+    /// order-preserving keys ([`crate::distance::key_from_bits`]) into `keys[..ids.len()]`,
+    /// in batches of [`BATCH`]: the exact scan of pending vectors.
+    /// Errors: `Invalid` for a query of the wrong dimension or a short `keys`; `Corrupt` for
+    /// a slot out of range; the store's as `Io`.
+    pub fn distances<B: BlockStore>(
+        &self,
+        b: &B,
+        s: &mut IndexScratch<'_>,
+        query: &[u32],
+        ids: &[u32],
+        keys: &mut [u32],
+    ) -> IResult<(), B::Error> {
+        if query.len() != self.dim as usize {
+            return Err(IndexError::Invalid("query dimension"));
+        }
+        let mut g = GraphStore { b, ix: self, query, bounce: &mut *s.bounce };
+        g.dist_from(query.as_ptr(), ids, keys)
+    }
+
     /// The graph half of an insert: writes `slot`'s level-0 record, clears its upper records'
     /// counts, links it ([`hnsw::insert`]), and updates the header's entry point and its live
     /// count to `live`. The slot's vector is `vector`, already stored.
@@ -517,12 +619,16 @@ impl<'t> VecIndex<'t> {
     }
 
     /// Removes the vector in `slot`: it becomes a tombstone (still routing searches) and its
-    /// owner is cleared. Purges the graph when tombstones reach a quarter of the vectors (and
+    /// owner is cleared; a pending vector (not linked yet, see [`Self::insert_pending`]) is
+    /// freed at once. Purges the graph when tombstones reach a quarter of the vectors (and
     /// at least 16), or no live vector is left.
     /// Errors: `Corrupt` for a slot not in the graph or a tombstone count at `u32::MAX`; the
     /// store's as `Io`.
     pub fn remove<B: BlockStore>(&mut self, b: &B, s: &mut IndexScratch<'_>, slot: u32) -> IResult<(), B::Error> {
         let mut h = self.head(b, slot)?;
+        if h.flags == NODE_PENDING {
+            return self.drop_pending(b, slot);
+        }
         if h.flags != NODE_IN_GRAPH {
             return Err(IndexError::Corrupt(FormatError::Corrupt {
                 what: "removing a vector not in the graph",
@@ -697,9 +803,9 @@ impl<B: BlockStore> GraphStore<'_, '_, B> {
     /// Errors: `Corrupt` for a free slot (a link to it) or a bad record head.
     fn list_pos(&self, node: u32, level: u8) -> IResult<Option<LinkList>, B::Error> {
         let h = self.ix.head(self.b, node)?;
-        if h.flags == 0 {
+        if h.flags == 0 || h.flags == NODE_PENDING {
             return Err(IndexError::Corrupt(FormatError::Corrupt {
-                what: "link to a free vector slot",
+                what: "link to a vector slot not in the graph",
                 value: u64::from(node),
             }));
         }
@@ -781,9 +887,9 @@ impl<B: BlockStore> Store for GraphStore<'_, '_, B> {
 
     fn is_deleted(&mut self, node: u32) -> IResult<bool, B::Error> {
         let h = self.ix.head(self.b, node)?;
-        if h.flags == 0 {
+        if h.flags == 0 || h.flags == NODE_PENDING {
             return Err(IndexError::Corrupt(FormatError::Corrupt {
-                what: "link to a free vector slot",
+                what: "link to a vector slot not in the graph",
                 value: u64::from(node),
             }));
         }

@@ -230,12 +230,14 @@ pub enum Fix {
     /// again in its own slot by the kernel's insert code, tombstones dropped. Offered when the
     /// graph is damaged but the vector bitmap, map, vectors and chunk lists agree.
     RebuildGraph,
-    /// Set the HNSW header's live and deleted counts (the slots found in the graph).
+    /// Set the HNSW header's live, deleted and pending counts (the slots found).
     VectorCounts {
         /// Live vectors.
         live: u32,
         /// Deleted vectors (tombstones) still in the graph.
         deleted: u32,
+        /// Pending vectors (stored, not yet linked).
+        pending: u32,
     },
 }
 
@@ -616,13 +618,14 @@ fn repair_all<D: BlockDevice<Error = io::Error>>(
             Fix::RestorePrimary | Fix::FreeCounts | Fix::ReplayJournal => {}
             Fix::RebuildGraph if rebuilt.is_none() => rebuilt = Some(rebuild::rebuild_graph(img)?),
             Fix::RebuildGraph => {}
-            Fix::VectorCounts { live, deleted } => {
+            Fix::VectorCounts { live, deleted, pending } => {
                 let h = img.sb().region(Region::Hnsw).start;
                 let mut b = img.read_block(h)?;
                 let mut hdr =
                     HnswHeader::decode(&b[..], h).map_err(Error::format(format!("hnsw header (block {h})")))?;
                 hdr.live = *live;
                 hdr.deleted = *deleted;
+                hdr.pending = *pending;
                 hdr.encode(&mut b[..], h);
                 img.write_block(h, &b)?;
             }

@@ -41,7 +41,7 @@ use std::io;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use vexfs_core::distance::{best_impl, Impl};
-use vexfs_core::embed::{ChunkFields, ChunkFile, ChunkFiles};
+use vexfs_core::embed::{ChunkFields, ChunkFile, ChunkFiles, Indexing};
 use vexfs_core::format::dir::{self, dt_from_mode, init_dir_block, seal_dir_block, valid_name, DT_DIR};
 use vexfs_core::format::extent::{extent_block_build, Extent};
 use vexfs_core::format::inode::{Inode, INLINE_EXTENTS, MAX_EXTENTS, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
@@ -100,6 +100,9 @@ pub struct Writer<D> {
     transactions: u64,
     /// Batches larger than the log, written as several transactions.
     unatomic: u64,
+    /// How [`Self::set_chunks`] makes its vectors searchable ([`Indexing::Now`] unless
+    /// [`Self::set_indexing`] says otherwise).
+    indexing: Indexing,
 }
 
 /// The vector index as the writer changes it: the cache of its blocks, the memory of its
@@ -162,6 +165,7 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
             broken: None,
             transactions: 0,
             unatomic: 0,
+            indexing: Indexing::Now,
         })
     }
 
@@ -441,14 +445,17 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
             data.extend(query_bits(v));
         }
         let count = vectors.len();
-        self.with_file(ino, inode, |mem, store, imp, file| mem.set_chunks(store, imp, file, first, &data, truncate))
-            .map_err(|e| match e {
-                IndexError::NoSpace { live, capacity } => {
-                    Error::Invalid(format!("no room for {count} more vectors ({live} of {capacity} slots live)"))
-                }
-                IndexError::Rejected(r) => Error::Invalid(format!("inode {ino}: {r}")),
-                e => Error::from(e),
-            })?;
+        let indexing = self.indexing;
+        self.with_file(ino, inode, |mem, store, imp, file| {
+            mem.set_chunks(store, imp, file, first, &data, truncate, indexing)
+        })
+        .map_err(|e| match e {
+            IndexError::NoSpace { live, capacity } => {
+                Error::Invalid(format!("no room for {count} more vectors ({live} of {capacity} slots live)"))
+            }
+            IndexError::Rejected(r) => Error::Invalid(format!("inode {ino}: {r}")),
+            e => Error::from(e),
+        })?;
         chunk_slots(&self.img, ino, &self.img.inode(ino)?)
     }
 
@@ -459,6 +466,21 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
         let r = self.img.inode(ino).and_then(|inode| {
             Ok(self.with_file(ino, inode, |mem, store, imp, file| mem.remove_chunks(store, imp, file))?)
         });
+        self.end_op(r)
+    }
+
+    /// How later SETs make their vectors searchable: [`Indexing::Now`] (the default) links
+    /// each into the graph; [`Indexing::Deferred`] stores it pending, as the kernel's SET
+    /// does, for [`Self::index_pending`] to link.
+    pub fn set_indexing(&mut self, indexing: Indexing) {
+        self.indexing = indexing;
+    }
+
+    /// Links up to `max` pending vectors into the graph, as the kernel's index worker does
+    /// (`vexfs_core::embed::IndexMem::index_pending`); returns how many. Errors: `Format`
+    /// for a corrupt index; `Io`.
+    pub fn index_pending(&mut self, max: usize) -> Result<usize> {
+        let r = self.index().and_then(|(mem, store, imp)| Ok(mem.index_pending(&store, &imp, max)?));
         self.end_op(r)
     }
 

@@ -13,7 +13,8 @@
 //! `BLOCK_SIZE / level0_size` per block), then the upper-level records (`upper_size` bytes,
 //! `BLOCK_SIZE / upper_size` per block). No record crosses a block.
 //!
-//! Level-0 record: `count` u16, `level` u8, `flags` u8 ([`NODE_IN_GRAPH`], [`NODE_DELETED`]),
+//! Level-0 record: `count` u16, `level` u8, `flags` u8 ([`NODE_IN_GRAPH`], [`NODE_DELETED`],
+//! [`NODE_PENDING`]),
 //! `upper` u32 (index of the slot's first upper record; its levels `1..=level` use records
 //! `upper .. upper + level`), then `2m` neighbour slots (u32), `count` of them used.
 //! Upper record: `count` u32, then `m` neighbour slots (u32).
@@ -24,7 +25,8 @@
 //! Header block: `magic` "VHNS", `checksum`, `blocknr`, `owner` 0 (as other self-describing
 //! blocks), then `entry` u32 (slot of the entry point, `u32::MAX` = empty graph) at 24,
 //! `entry_level` u32 at 28, `live` u32 at 32 (vectors in the graph, not deleted), `deleted` u32
-//! at 36 (tombstones), reserved zero to the end.
+//! at 36 (tombstones), `pending` u32 at 40 (vectors stored but not yet linked into the graph:
+//! the vector write-ahead log's records, format v2), reserved zero to the end.
 
 use super::block::{check_header, seal_header};
 use super::le::*;
@@ -39,6 +41,11 @@ use crate::error::{FormatError, Result};
 pub const NODE_IN_GRAPH: u8 = 1;
 /// Level-0 `flags`: the vector was removed; it still routes searches until purged.
 pub const NODE_DELETED: u8 = 2;
+/// Level-0 `flags` (alone): the slot holds an acknowledged vector not yet linked into the graph
+/// (a record of the vector write-ahead log: its owner in the map, its vector in the data
+/// region, `count` 0, no node links to it). The index worker links it and sets
+/// [`NODE_IN_GRAPH`]; searches scan such slots exactly. Format v2.
+pub const NODE_PENDING: u8 = 4;
 /// No slot (empty graph, unused neighbour).
 pub const NO_SLOT: u32 = u32::MAX;
 /// `"VHNS"` as a little-endian word.
@@ -217,7 +224,7 @@ pub struct Level0Head {
     pub count: u16,
     /// The slot's top level.
     pub level: u8,
-    /// [`NODE_IN_GRAPH`], [`NODE_DELETED`].
+    /// [`NODE_IN_GRAPH`], [`NODE_DELETED`], [`NODE_PENDING`].
     pub flags: u8,
     /// Index of the slot's first upper record (levels `1..=level` use `upper .. upper + level`).
     pub upper: u32,
@@ -259,11 +266,13 @@ pub struct HnswHeader {
     pub live: u32,
     /// Tombstones: deleted vectors still routing searches.
     pub deleted: u32,
+    /// Vectors stored and acknowledged but not yet in the graph ([`NODE_PENDING`] slots).
+    pub pending: u32,
 }
 
 impl HnswHeader {
     /// The header of an empty graph.
-    pub const EMPTY: HnswHeader = HnswHeader { entry: NO_SLOT, entry_level: 0, live: 0, deleted: 0 };
+    pub const EMPTY: HnswHeader = HnswHeader { entry: NO_SLOT, entry_level: 0, live: 0, deleted: 0, pending: 0 };
 
     /// Decodes the header block at device block `blocknr`. An all-zero block (as mkfs leaves
     /// it) is the empty graph. Errors (EUCLEAN): bad magic, checksum or identity, reserved bytes.
@@ -273,7 +282,7 @@ impl HnswHeader {
         }
         check_header(block, "hnsw header", HNSW_MAGIC, blocknr, 0)?;
         const W: &str = "hnsw header";
-        if block.get(40..).is_some_and(|r| r.iter().any(|&b| b != 0)) {
+        if block.get(44..).is_some_and(|r| r.iter().any(|&b| b != 0)) {
             return Err(FormatError::Corrupt { what: "hnsw header reserved bytes", value: 0 });
         }
         Ok(HnswHeader {
@@ -281,6 +290,7 @@ impl HnswHeader {
             entry_level: u32_at(block, 28, W)?,
             live: u32_at(block, 32, W)?,
             deleted: u32_at(block, 36, W)?,
+            pending: u32_at(block, 40, W)?,
         })
     }
 
@@ -291,6 +301,7 @@ impl HnswHeader {
         put_u32(block, 28, self.entry_level);
         put_u32(block, 32, self.live);
         put_u32(block, 36, self.deleted);
+        put_u32(block, 40, self.pending);
         seal_header(block, HNSW_MAGIC, blocknr, 0);
     }
 }

@@ -1,8 +1,9 @@
 //! The vector checks of fsck: each inode's chunk list (while the tree is walked), then the
 //! vector regions against each other and against the chunk lists.
 //!
-//! A slot's state comes from its level-0 record's flags: free (0), live (`NODE_IN_GRAPH`) or
-//! deleted (`NODE_IN_GRAPH | NODE_DELETED`, a tombstone). The vector bitmap, the map entry and
+//! A slot's state comes from its level-0 record's flags: free (0), live (`NODE_IN_GRAPH`),
+//! deleted (`NODE_IN_GRAPH | NODE_DELETED`, a tombstone) or pending (`NODE_PENDING`: stored and
+//! owned like a live slot, not linked yet: no links from it or to it). The vector bitmap, the map entry and
 //! the rest of the record must agree with it, as `docs/FORMAT.md` (vector regions) says.
 //! A wrong owner or vector cannot be put right without guessing: only the graph is repaired,
 //! its counts alone, or the whole of it rebuilt from the vectors when the vector store is
@@ -15,7 +16,7 @@ use vexfs_core::format::inode::{Inode, INLINE_VEC_IDS};
 use vexfs_core::format::le::u32_at;
 use vexfs_core::format::superblock::Region;
 use vexfs_core::format::vector::{
-    HnswGeometry, HnswHeader, Level0Head, MapEntry, MAP_ENTRY, NODE_DELETED, NODE_IN_GRAPH, NO_SLOT,
+    HnswGeometry, HnswHeader, Level0Head, MapEntry, MAP_ENTRY, NODE_DELETED, NODE_IN_GRAPH, NODE_PENDING, NO_SLOT,
 };
 use vexfs_core::format::{bit_test, BLOCK_SIZE};
 use vexfs_core::io::{Block, BlockDevice};
@@ -32,12 +33,15 @@ const LIVE: u8 = 1;
 const DELETED: u8 = 2;
 /// Unknown flags (reported; the slot is then neither live nor deleted).
 const BAD: u8 = 3;
+/// Stored and owned, not yet linked into the graph (the vector write-ahead log).
+const PENDING: u8 = 4;
 
 fn state_name(s: u8) -> &'static str {
     match s {
         FREE => "free",
         LIVE => "live",
         DELETED => "deleted",
+        PENDING => "pending",
         _ => "invalid",
     }
 }
@@ -77,6 +81,7 @@ struct Slots {
     bad_map: HashSet<u32>,
     live: u32,
     deleted: u32,
+    pending: u32,
     bad: u32,
     /// Highest level of a live slot.
     top: Option<u8>,
@@ -173,6 +178,7 @@ impl<D: BlockDevice<Error = io::Error>> Checker<'_, D> {
             bad_map: HashSet::new(),
             live: 0,
             deleted: 0,
+            pending: 0,
             bad: 0,
             top: None,
         };
@@ -187,6 +193,7 @@ impl<D: BlockDevice<Error = io::Error>> Checker<'_, D> {
                 0 => FREE,
                 NODE_IN_GRAPH => LIVE,
                 f if f == NODE_IN_GRAPH | NODE_DELETED => DELETED,
+                NODE_PENDING => PENDING,
                 _ => BAD,
             };
             out.state[s] = st;
@@ -216,6 +223,11 @@ impl<D: BlockDevice<Error = io::Error>> Checker<'_, D> {
                     h.level, h.upper
                 );
                 self.report(Kind::VectorRecord, msg, None);
+            } else if st == PENDING {
+                if h.count != 0 {
+                    let msg = format!("vector slot {s} is pending but has {} links at level 0", h.count);
+                    self.report(Kind::VectorRecord, msg, Some(Fix::RebuildGraph));
+                }
             } else if h.count as u32 > geo.m0 {
                 let msg = format!("vector slot {s}: {} links at level 0, at most {}", h.count, geo.m0);
                 self.report(Kind::VectorRecord, msg, None);
@@ -241,8 +253,9 @@ impl<D: BlockDevice<Error = io::Error>> Checker<'_, D> {
                     self.report(Kind::VectorMap, format!("vector slot {s}: {e}"), None);
                     out.bad_map.insert(slot);
                 }
-                (Ok(None), LIVE) => {
-                    self.report(Kind::VectorMap, format!("vector slot {s} is live but has no owner"), None);
+                (Ok(None), LIVE | PENDING) => {
+                    let msg = format!("vector slot {s} is {} but has no owner", state_name(st));
+                    self.report(Kind::VectorMap, msg, None);
                     out.bad_map.insert(slot);
                 }
                 (Ok(Some(e)), DELETED) => {
@@ -279,6 +292,8 @@ impl<D: BlockDevice<Error = io::Error>> Checker<'_, D> {
             if st == LIVE {
                 out.live += 1;
                 out.top = out.top.max(Some(level));
+            } else if st == PENDING {
+                out.pending += 1;
             } else {
                 out.deleted += 1;
             }
@@ -298,13 +313,13 @@ impl<D: BlockDevice<Error = io::Error>> Checker<'_, D> {
                 return Ok(());
             }
         };
-        let (live, deleted) = (slots.live, slots.deleted);
-        if slots.bad == 0 && (h.live, h.deleted) != (live, deleted) {
+        let (live, deleted, pending) = (slots.live, slots.deleted, slots.pending);
+        if slots.bad == 0 && (h.live, h.deleted, h.pending) != (live, deleted, pending) {
             let msg = format!(
-                "hnsw header counts {} live and {} deleted vectors, the slots hold {live} and {deleted}",
-                h.live, h.deleted
+                "hnsw header counts {} live, {} deleted and {} pending vectors, the slots hold {live}, {deleted} and {pending}",
+                h.live, h.deleted, h.pending
             );
-            self.report(Kind::VectorCounts, msg, Some(Fix::VectorCounts { live, deleted }));
+            self.report(Kind::VectorCounts, msg, Some(Fix::VectorCounts { live, deleted, pending }));
         }
         let e = h.entry;
         let msg = match slots.top {
@@ -398,6 +413,8 @@ impl<D: BlockDevice<Error = io::Error>> Checker<'_, D> {
                         format!("slot {t}, out of range 0..{n}")
                     } else if slots.state[t as usize] == FREE {
                         format!("slot {t}, which is free")
+                    } else if slots.state[t as usize] == PENDING {
+                        format!("slot {t}, which is pending (not in the graph)")
                     } else if t as usize == s && slots.state[s] == LIVE {
                         "itself".to_string()
                     } else if level_of(t as usize) < l {
@@ -441,8 +458,8 @@ impl<D: BlockDevice<Error = io::Error>> Checker<'_, D> {
                 holder.insert(slot, (*ino, c));
                 let st = slots.state[slot as usize];
                 let msg = match st {
-                    LIVE if slots.bad_map.contains(&slot) => None,
-                    LIVE => match slots.owners.get(&slot) {
+                    LIVE | PENDING if slots.bad_map.contains(&slot) => None,
+                    LIVE | PENDING => match slots.owners.get(&slot) {
                         Some(e) if e.ino == *ino as u64 && e.chunk as usize == c => None,
                         Some(e) => Some(format!(
                             "inode {ino} chunk {c} is vector slot {slot}, which belongs to inode {} chunk {}",
