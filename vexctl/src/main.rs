@@ -3,8 +3,8 @@
 //! Commands on an unmounted image or device, read-only: `inspect`, `ls`, `cat` ([`offline`]) and
 //! `search-image` ([`search_image`]: k-NN search in userspace with the kernel's code). Commands
 //! on a mounted filesystem, through the ioctls of `include/vexfs.h` ([`online`], one module per
-//! command): `import`, `set`, `get`, `rm-embedding`, `search`, `stats` (read-only unless they
-//! write embeddings); `log` ([`mounted_log`]) reads the journal of a mounted vexfs from its
+//! command): `import`, `set`, `get`, `rm-embedding`, `search`, `stats`, `wait-indexed`
+//! (read-only unless they write embeddings); `log` ([`mounted_log`]) reads the journal of a mounted vexfs from its
 //! block device.
 //!
 //! Exit codes ([`vexfs_image::exit::VEXCTL`]): 0 success, 1 the command failed, 2 bad command
@@ -64,9 +64,14 @@ enum Cmd {
     Search(online::search::SearchArgs),
     /// Print the vector index's statistics and parameters of a mounted vexfs.
     Stats(online::stats::StatsArgs),
+    /// Wait until the index worker has linked every pending vector of a mounted vexfs into the
+    /// graph (polls VEXFS_IOC_STATS); print how long it took and how many were pending at the
+    /// start. Exit status 1 on --timeout.
+    WaitIndexed(online::wait_indexed::WaitIndexedArgs),
     /// Print the journal of a mounted vexfs (state, committed transactions, torn tail, free log
-    /// blocks), read from its block device through the page cache: what the kernel last wrote
-    /// or holds in its buffer cache, not the running transaction (--sync commits it first).
+    /// blocks) and its vector write-ahead log (pending vectors), read from its block device
+    /// through the page cache: what the kernel last wrote or holds in its buffer cache, not the
+    /// running transaction (--sync commits it first).
     Log(mounted_log::LogArgs),
     /// k-NN search of an unmounted image or device, in userspace (the kernel's code, read-only).
     SearchImage(search_image::SearchImageArgs),
@@ -105,6 +110,7 @@ fn main() -> ExitCode {
         Cmd::RmEmbedding(a) => online::rm_embedding::rm_embedding(a),
         Cmd::Search(a) => online::search::search(a),
         Cmd::Stats(a) => online::stats::stats(a),
+        Cmd::WaitIndexed(a) => online::wait_indexed::wait_indexed(a),
         Cmd::Log(a) => mounted_log::log(a),
     };
     match result {

@@ -8,7 +8,8 @@
 //! is then read as `vexctl inspect --log` reads an image. The device is read through its page
 //! cache, which is the kernel's buffer cache: the report shows what the kernel last wrote or
 //! holds in its cache, never the running transaction (it is in the log only once committed:
-//! `--sync` commits it first, with syncfs(2)).
+//! `--sync` commits it first, with syncfs(2)). The vector write-ahead log's pending count is
+//! read the same way from the HNSW header, next to the mount's own count (VEXFS_IOC_STATS).
 
 use std::fs::File;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -21,7 +22,7 @@ use vexfs_image::vexfs_core::format::superblock::FEATURE_INCOMPAT_RECOVER;
 use vexfs_image::{FileDevice, Image};
 
 use crate::mount::check_vexfs;
-use crate::offline::{journal, log_json, print_log, state_names, CmdResult, JournalJson};
+use crate::offline::{journal, log_json, print_log, print_wal, state_names, wal_json, CmdResult, JournalJson, WalJson};
 
 /// The arguments of `vexctl log`.
 #[derive(Args, Debug)]
@@ -219,14 +220,18 @@ struct MountJson {
     read_only: bool,
 }
 
-/// What statfs(2) says: the mount's own counts, which the superblock on the device only gets
-/// at a commit that writes it, or at unmount.
+/// What statfs(2) and VEXFS_IOC_STATS say: the mount's own counts, which the superblock and
+/// the HNSW header on the device only get at a commit that writes them, or at unmount.
 #[derive(Serialize)]
 struct LiveJson {
     blocks: u64,
     free_blocks: u64,
     inodes: u64,
     free_inodes: u64,
+    /// Searchable vectors, graph + pending (`null`: VEXFS_IOC_STATS failed).
+    vectors: Option<u64>,
+    /// Vectors not yet linked into the graph (`null`: VEXFS_IOC_STATS failed).
+    pending: Option<u32>,
 }
 
 #[derive(Serialize)]
@@ -248,6 +253,8 @@ struct LogJson {
     live: LiveJson,
     superblock: SuperblockJson,
     journal: JournalJson,
+    /// The vector write-ahead log, from the HNSW header on the device.
+    wal: WalJson,
 }
 
 /// `vexctl log`.
@@ -266,6 +273,8 @@ pub fn log(a: &LogArgs) -> CmdResult {
         nix::unistd::syncfs(&f).map_err(|e| format!("{}: syncfs: {e}", p.display()))?;
     }
     let st = nix::sys::statfs::fstatfs(&f).map_err(|e| format!("{}: statfs: {e}", p.display()))?;
+    // Secondary: a module without the ioctl (or a failing one) leaves the live counts null.
+    let vs = crate::ioctl::stats(&f).ok();
     let fdev = FileDevice::open(&m.device, false).map_err(|e| {
         format!(
             "cannot open {}: {e} (reading the journal needs read access to the device: run as root)",
@@ -278,6 +287,7 @@ pub fn log(a: &LogArgs) -> CmdResult {
     if jj.error.is_none() {
         jj.log = Some(log_json(&img)?);
     }
+    let wal = wal_json(&img)?;
     let out = LogJson {
         mount: MountJson {
             path: canon,
@@ -297,6 +307,8 @@ pub fn log(a: &LogArgs) -> CmdResult {
             free_blocks: st.blocks_free().into(),
             inodes: st.files().into(),
             free_inodes: st.files_free().into(),
+            vectors: vs.map(|s| s.vectors),
+            pending: vs.map(|s| s.pending),
         },
         superblock: SuperblockJson {
             uuid: format_uuid(&sb.uuid),
@@ -307,6 +319,7 @@ pub fn log(a: &LogArgs) -> CmdResult {
             free_inodes: sb.free_inodes,
         },
         journal: jj,
+        wal,
     };
     if a.json {
         let s = serde_json::to_string_pretty(&out).map_err(|e| e.to_string())?;
@@ -362,6 +375,11 @@ fn print_text(o: &LogJson) {
     if let Some(log) = &jr.log {
         print_log(jr, log);
     }
+    let live = match o.live.pending {
+        Some(p) => format!("; the mount's count (VEXFS_IOC_STATS): {p} pending"),
+        None => "; the mount's count: unknown (VEXFS_IOC_STATS failed)".into(),
+    };
+    print_wal(&o.wal, &live);
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use vexfs_image::show::{device_map, device_map_table, format_uuid};
 use vexfs_image::vexfs_core::format::inode::{Inode, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
 use vexfs_image::vexfs_core::format::journal::{JournalSuper, JOURNAL_CLEAN};
 use vexfs_image::vexfs_core::format::superblock::{Region, Superblock, STATE_CLEAN, STATE_ERRORS};
+use vexfs_image::vexfs_core::format::vector::HnswHeader;
 use vexfs_image::vexfs_core::format::BLOCK_SIZE;
 use vexfs_image::{FileDevice, Image};
 
@@ -24,7 +25,8 @@ pub struct InspectArgs {
     #[arg(long)]
     json: bool,
     /// Also read the journal's log as recovery would: committed transactions, a torn tail,
-    /// free log blocks (`journal.log` in the JSON).
+    /// free log blocks (`journal.log` in the JSON); and the vector write-ahead log's pending
+    /// count from the HNSW header (`wal`).
     #[arg(long)]
     log: bool,
 }
@@ -117,6 +119,23 @@ pub(crate) struct LogJson {
     pub(crate) error: Option<String>,
 }
 
+/// The vector write-ahead log as `inspect --log` and `log` show it: the HNSW header's counts.
+/// A SET without VEXFS_SET_INDEX_NOW stores its vectors pending (level-0 flag NODE_PENDING,
+/// counted in the header's `pending`); the index worker links them into the graph.
+#[derive(Serialize)]
+pub(crate) struct WalJson {
+    /// Device block of the HNSW header.
+    pub(crate) header_block: u64,
+    /// Vectors acknowledged but not yet linked into the graph.
+    pub(crate) pending: Option<u32>,
+    /// Vectors in the graph, not deleted.
+    pub(crate) live: Option<u32>,
+    /// Tombstones: removed vectors still routing searches until purged.
+    pub(crate) deleted: Option<u32>,
+    /// Why the header could not be decoded (`null`: it could).
+    pub(crate) error: Option<String>,
+}
+
 #[derive(Serialize)]
 struct InspectJson {
     format_version: u32,
@@ -145,6 +164,9 @@ struct InspectJson {
     hnsw_seed: u64,
     regions: Vec<RegionJson>,
     journal: JournalJson,
+    /// The vector write-ahead log (`--log` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    wal: Option<WalJson>,
 }
 
 pub(crate) fn state_names(state: u32) -> Vec<&'static str> {
@@ -216,7 +238,47 @@ pub(crate) fn log_json(img: &Image<FileDevice>) -> Result<LogJson, String> {
     })
 }
 
-fn inspect_json(sb: &Superblock, journal: JournalJson) -> InspectJson {
+/// The HNSW header's counts (block `sb.region(Region::Hnsw).start`). Errors: the block cannot
+/// be read; a header that does not decode is reported in [`WalJson::error`].
+pub(crate) fn wal_json(img: &Image<FileDevice>) -> Result<WalJson, String> {
+    let header_block = img.sb().region(Region::Hnsw).start;
+    let b = img.read_block(header_block).map_err(|e| e.to_string())?;
+    Ok(match HnswHeader::decode(&b[..], header_block) {
+        Ok(h) => WalJson {
+            header_block,
+            pending: Some(h.pending),
+            live: Some(h.live),
+            deleted: Some(h.deleted),
+            error: None,
+        },
+        Err(e) => WalJson { header_block, pending: None, live: None, deleted: None, error: Some(e.to_string()) },
+    })
+}
+
+/// The "Vector WAL:" line of `inspect --log` and `log`; `extra` is appended to it.
+pub(crate) fn print_wal(w: &WalJson, extra: &str) {
+    println!("{}", wal_line(w, extra));
+}
+
+fn wal_line(w: &WalJson, extra: &str) -> String {
+    match (&w.error, w.pending) {
+        (None, Some(p)) => format!(
+            "Vector WAL:           {p} pending vector{} (acknowledged, not yet linked into the graph); \
+             graph: {} live, {} deleted (HNSW header, block {}){extra}",
+            if p == 1 { "" } else { "s" },
+            w.live.unwrap_or(0),
+            w.deleted.unwrap_or(0),
+            w.header_block
+        ),
+        (e, _) => format!(
+            "Vector WAL:           unreadable HNSW header (block {}): {}: run fsck.vexfs{extra}",
+            w.header_block,
+            e.as_deref().unwrap_or("no counts")
+        ),
+    }
+}
+
+fn inspect_json(sb: &Superblock, journal: JournalJson, wal: Option<WalJson>) -> InspectJson {
     InspectJson {
         format_version: sb.format_version,
         block_size: BLOCK_SIZE,
@@ -247,6 +309,7 @@ fn inspect_json(sb: &Superblock, journal: JournalJson) -> InspectJson {
             .map(|r| RegionJson { name: r.name, start: r.start, blocks: r.blocks, bytes: r.bytes() })
             .collect(),
         journal,
+        wal,
     }
 }
 
@@ -258,7 +321,8 @@ pub fn inspect(a: &InspectArgs) -> CmdResult {
     if a.log && jj.error.is_none() {
         jj.log = Some(log_json(&img)?);
     }
-    let j = inspect_json(sb, jj);
+    let wal = if a.log { Some(wal_json(&img)?) } else { None };
+    let j = inspect_json(sb, jj, wal);
     if a.json {
         let s = serde_json::to_string_pretty(&j).map_err(|e| e.to_string())?;
         println!("{s}");
@@ -290,6 +354,9 @@ pub fn inspect(a: &InspectArgs) -> CmdResult {
     print_journal_line(jr);
     if let Some(l) = &jr.log {
         print_log(jr, l);
+    }
+    if let Some(w) = &j.wal {
+        print_wal(w, "");
     }
     println!();
     print!("{}", device_map_table(sb));
@@ -463,5 +530,20 @@ mod tests {
         assert_eq!(mode_string(S_IFDIR | 0o755), "drwxr-xr-x");
         assert_eq!(mode_string(S_IFLNK | 0o777), "lrwxrwxrwx");
         assert_eq!(mode_string(S_IFREG | 0o640), "-rw-r-----");
+    }
+
+    #[test]
+    fn wal_lines() {
+        let w = WalJson { header_block: 90, pending: Some(1), live: Some(12), deleted: Some(2), error: None };
+        assert_eq!(
+            wal_line(&w, ""),
+            "Vector WAL:           1 pending vector (acknowledged, not yet linked into the graph); graph: \
+             12 live, 2 deleted (HNSW header, block 90)"
+        );
+        let w = WalJson { pending: Some(300), ..w };
+        assert!(wal_line(&w, "; x").starts_with("Vector WAL:           300 pending vectors (acknowledged,"));
+        assert!(wal_line(&w, "; x").ends_with("(HNSW header, block 90); x"));
+        let bad = WalJson { header_block: 90, pending: None, live: None, deleted: None, error: Some("bad".into()) };
+        assert_eq!(wal_line(&bad, ""), "Vector WAL:           unreadable HNSW header (block 90): bad: run fsck.vexfs");
     }
 }

@@ -1,5 +1,6 @@
 //! Commands on a mounted vexfs, through the ioctls of `include/vexfs.h`, one module per
-//! command: [`import`], [`set`], [`get`], [`rm_embedding`], [`search`], [`stats`]; this module
+//! command: [`import`], [`set`], [`get`], [`rm_embedding`], [`search`], [`stats`],
+//! [`wait_indexed`]; this module
 //! holds what they share (opening the target, the dimension check, the ioctl error messages).
 //!
 //! Each opens its target read-only unless it writes, checks with statfs that the target is on a
@@ -13,6 +14,7 @@ pub mod rm_embedding;
 pub mod search;
 pub mod set;
 pub mod stats;
+pub mod wait_indexed;
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};

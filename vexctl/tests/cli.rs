@@ -215,3 +215,79 @@ fn inspect_log_of_a_crashed_journal() {
     assert_eq!(l["used_blocks"], 7);
     assert_eq!(l["free_blocks"], 510 - 7);
 }
+
+/// The sample image with embeddings set as the kernel's default SET stores them (pending, in
+/// the vector write-ahead log): five files of one vector each and one of three, then `linked`
+/// of them linked into the graph by the index worker's code.
+fn with_pending(linked: usize) -> (tempfile::TempDir, PathBuf) {
+    use vexfs_image::vexfs_core::embed::Indexing;
+    use vexfs_image::vexfs_core::format::superblock::ROOT_INO;
+    use vexfs_image::writer::Writer;
+    use vexfs_image::Image;
+    let (img, _) = sample::build(MemDevice::new(SAMPLE_BLOCKS)).unwrap();
+    let mut w = Writer::new(Image::open(img.into_device()).unwrap()).unwrap();
+    w.set_indexing(Indexing::Deferred);
+    let v = |i: usize| -> Vec<f32> { (0..8).map(|j| 1.0 + ((i * 7 + j * 3) % 11) as f32).collect() };
+    for i in 0..5 {
+        let ino = w.create(ROOT_INO, &format!("v{i}"), b"").unwrap();
+        w.set_embeddings(ino, &[v(i)]).unwrap();
+    }
+    let ino = w.create(ROOT_INO, "three", b"").unwrap();
+    w.set_embeddings(ino, &[v(5), v(6), v(7)]).unwrap();
+    assert_eq!(w.index_pending(linked).unwrap(), linked);
+    let dev = w.commit().unwrap().into_device();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fs.img");
+    std::fs::write(&path, &dev.bytes).unwrap();
+    (dir, path)
+}
+
+#[test]
+fn inspect_log_shows_the_vector_wal() {
+    let (_d, img) = with_pending(3);
+    let out = stdout(&vexctl(&["inspect", "--log"], &img, &[]));
+    let line = out.lines().find(|l| l.starts_with("Vector WAL:")).unwrap_or_else(|| panic!("no WAL line: {out}"));
+    assert!(
+        line.starts_with(
+            "Vector WAL:           5 pending vectors (acknowledged, not yet linked into the graph); graph: 3 \
+             live, 0 deleted (HNSW header, block "
+        ),
+        "{line}"
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&stdout(&vexctl(&["inspect", "--json", "--log"], &img, &[]))).unwrap();
+    let hnsw = v["regions"].as_array().unwrap().iter().find(|r| r["name"] == "hnsw index").unwrap().clone();
+    let wal = &v["wal"];
+    assert_eq!((wal["pending"].as_u64(), wal["live"].as_u64(), wal["deleted"].as_u64()), (Some(5), Some(3), Some(0)));
+    assert!(wal["error"].is_null());
+    assert_eq!(wal["header_block"], hnsw["start"], "the header is the region's first block");
+    assert!(line.ends_with(&format!("block {})", wal["header_block"])), "{line}");
+    // Without --log, no WAL (inspect's output stays as it was).
+    let out = stdout(&vexctl(&["inspect"], &img, &[]));
+    assert!(!out.contains("Vector WAL:"), "{out}");
+    let v: serde_json::Value = serde_json::from_str(&stdout(&vexctl(&["inspect", "--json"], &img, &[]))).unwrap();
+    assert!(v.get("wal").is_none());
+    // Every vector linked: nothing pending.
+    let (_d, img) = with_pending(8);
+    let out = stdout(&vexctl(&["inspect", "--log"], &img, &[]));
+    assert!(out.contains("Vector WAL:           0 pending vectors (acknowledged, not yet linked into the graph); graph: 8 live, 0 deleted"), "{out}");
+}
+
+#[test]
+fn inspect_log_of_a_corrupt_hnsw_header() {
+    let (_d, img) = with_pending(0);
+    let v: serde_json::Value =
+        serde_json::from_str(&stdout(&vexctl(&["inspect", "--json", "--log"], &img, &[]))).unwrap();
+    let block = v["wal"]["header_block"].as_u64().unwrap();
+    let mut bytes = std::fs::read(&img).unwrap();
+    bytes[block as usize * 4096 + 40] ^= 0xff; // the pending count, under the checksum
+    std::fs::write(&img, &bytes).unwrap();
+    let out = stdout(&vexctl(&["inspect", "--log"], &img, &[]));
+    let line = out.lines().find(|l| l.starts_with("Vector WAL:")).unwrap_or_else(|| panic!("no WAL line: {out}"));
+    assert!(line.starts_with(&format!("Vector WAL:           unreadable HNSW header (block {block}): ")), "{line}");
+    assert!(line.ends_with(": run fsck.vexfs"), "{line}");
+    let v: serde_json::Value =
+        serde_json::from_str(&stdout(&vexctl(&["inspect", "--json", "--log"], &img, &[]))).unwrap();
+    assert!(v["wal"]["pending"].is_null());
+    assert!(v["wal"]["error"].as_str().unwrap().contains("checksum"), "{}", v["wal"]);
+}

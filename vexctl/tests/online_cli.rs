@@ -35,8 +35,12 @@ fn other_filesystems_are_refused_before_any_ioctl() {
         vec!["get", s(&f)],
         vec!["rm-embedding", s(&f)],
         vec!["set", s(&f), "--fvecs", &q],
+        vec!["set", s(&f), "--fvecs", &q, "--index-now"],
         vec!["search", s(t.path()), "--fvecs", &q, "--all", "--json"],
         vec!["import", &q, s(&fresh)],
+        vec!["import", &q, s(&fresh), "--index-now"],
+        vec!["wait-indexed", s(t.path())],
+        vec!["wait-indexed", s(&f), "--timeout", "0.5", "--json"],
     ] {
         let o = vexctl(&args);
         assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
@@ -103,6 +107,11 @@ fn usage_errors_exit_2() {
         (vec!["set", "/f", "--fvecs", &q, "--rows", "5"], "'5' is not a range A..B"),
         (vec!["import", &q, "/d", "--batch", "0"], "0 is not in 1.."),
         (vec!["get"], "<FILE>"),
+        (vec!["wait-indexed", "/", "--timeout=-1"], "'-1' is not a number of seconds from 0 on"),
+        (vec!["wait-indexed", "/", "--timeout", "soon"], "'soon' is not a number of seconds"),
+        (vec!["wait-indexed", "/", "--interval", "0"], "0 is not in 1..=60000"),
+        (vec!["wait-indexed"], "<PATH>"),
+        (vec!["set", "/f", "--fvecs", &q, "--index-now=yes"], "unexpected value"),
     ] {
         let o = vexctl(&args);
         assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
@@ -115,7 +124,7 @@ fn help_lists_the_online_commands() {
     let o = vexctl(&["--help"]);
     assert_eq!(o.status.code(), Some(0));
     let out = String::from_utf8(o.stdout).unwrap();
-    for c in ["inspect", "import", "set", "get", "rm-embedding", "search", "stats"] {
+    for c in ["inspect", "import", "set", "get", "rm-embedding", "search", "stats", "wait-indexed", "log"] {
         assert!(out.contains(&format!("  {c} ")), "{c}: {out}");
     }
     assert!(out.contains("Exit status: 0 success, 1 the command failed"), "{out}");
@@ -123,4 +132,10 @@ fn help_lists_the_online_commands() {
     let o = vexctl(&["search", "--help"]);
     let out = String::from_utf8(o.stdout).unwrap();
     assert!(out.contains("--texts-from-files") && out.contains("[default: 10]"), "{out}");
+    for c in ["set", "import"] {
+        let out = String::from_utf8(vexctl(&[c, "--help"]).stdout).unwrap();
+        assert!(out.contains("--index-now") && out.contains("linked by the index worker"), "{c}: {out}");
+    }
+    let out = String::from_utf8(vexctl(&["wait-indexed", "--help"]).stdout).unwrap();
+    assert!(out.contains("--timeout <SECS>") && out.contains("[default: 50]"), "{out}");
 }

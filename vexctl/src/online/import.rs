@@ -9,8 +9,8 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use vexfs_image::vecfile::Fvecs;
 
+use super::set::set_flags;
 use super::{check_dim, ioctl_error, open_vexfs, print_out, stats_of, Call, Sent};
-use crate::abi::VEXFS_SET_TRUNCATE;
 use crate::ioctl;
 use crate::offline::CmdResult;
 use crate::texts::Texts;
@@ -36,6 +36,11 @@ pub struct ImportArgs {
     /// No progress bar (it is also hidden when stderr is not a terminal).
     #[arg(short, long)]
     quiet: bool,
+    /// Link each vector into the graph before its SET returns (VEXFS_SET_INDEX_NOW); default:
+    /// pending, linked by the index worker, searchable at once (`vexctl wait-indexed DIR` waits
+    /// for the worker).
+    #[arg(long)]
+    index_now: bool,
 }
 
 /// The deepest existing directory at or above `p`.
@@ -53,7 +58,7 @@ fn existing_ancestor(p: &Path) -> PathBuf {
 }
 
 /// Imports one row: `Ok(false)` if its file already carries an embedding (skipped).
-fn import_row(path: &Path, dim: u32, text: &str, v: &[f32]) -> Result<bool, String> {
+fn import_row(path: &Path, dim: u32, flags: u32, text: &str, v: &[f32]) -> Result<bool, String> {
     match File::open(path) {
         Ok(f) => {
             if f.metadata().map(|m| m.is_dir()).unwrap_or(false) {
@@ -79,7 +84,7 @@ fn import_row(path: &Path, dim: u32, text: &str, v: &[f32]) -> Result<bool, Stri
         .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
     f.write_all(text.as_bytes()).map_err(|e| format!("writing {}: {e}", path.display()))?;
     let sent = Sent { dim, count: 1, ..Sent::default() };
-    ioctl::set_embeddings(&f, dim, 0, VEXFS_SET_TRUNCATE, v).map_err(|e| ioctl_error(path, Call::Set, e, sent))?;
+    ioctl::set_embeddings(&f, dim, 0, flags, v).map_err(|e| ioctl_error(path, Call::Set, e, sent))?;
     Ok(true)
 }
 
@@ -144,7 +149,7 @@ pub fn import(a: &ImportArgs) -> CmdResult {
             Some(t) => t.next_text()?.unwrap_or_default(),
             None => String::new(),
         };
-        if import_row(&a.dir.join(row.to_string()), st.dim, &text, v)? {
+        if import_row(&a.dir.join(row.to_string()), st.dim, set_flags(a.index_now), &text, v)? {
             imported += 1;
         } else {
             skipped += 1;

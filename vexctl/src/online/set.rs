@@ -7,7 +7,7 @@ use clap::Args;
 use vexfs_image::vecfile::Fvecs;
 
 use super::{check_dim, ioctl_error, open_vexfs, stats_of, Call, Sent};
-use crate::abi::{VEXFS_MAX_CHUNKS, VEXFS_SET_TRUNCATE};
+use crate::abi::{VEXFS_MAX_CHUNKS, VEXFS_SET_INDEX_NOW, VEXFS_SET_TRUNCATE};
 use crate::ioctl;
 use crate::offline::CmdResult;
 
@@ -26,6 +26,15 @@ pub struct SetArgs {
     /// its only ones, in one atomic call.
     #[arg(long, value_name = "A..B", value_parser = parse_rows)]
     rows: Option<Range<u64>>,
+    /// Link the vectors into the graph before returning (VEXFS_SET_INDEX_NOW); default: pending,
+    /// linked by the index worker, searchable at once.
+    #[arg(long)]
+    index_now: bool,
+}
+
+/// The SET flags of a command: it replaces the file's embeddings, and `--index-now`.
+pub(crate) fn set_flags(index_now: bool) -> u32 {
+    VEXFS_SET_TRUNCATE | if index_now { VEXFS_SET_INDEX_NOW } else { 0 }
 }
 
 /// `A..B` (B excluded) or `A..=B` (B included), not empty.
@@ -65,7 +74,7 @@ pub fn set(a: &SetArgs) -> CmdResult {
     }
     let vectors = v.rows_range(rows.start, n)?;
     let sent = Sent { dim, count: u32::try_from(n).unwrap_or(u32::MAX), ..Sent::default() };
-    ioctl::set_embeddings(&f, dim, 0, VEXFS_SET_TRUNCATE, &vectors)
+    ioctl::set_embeddings(&f, dim, 0, set_flags(a.index_now), &vectors)
         .map_err(|e| ioctl_error(&a.file, Call::Set, e, sent))
 }
 
@@ -82,5 +91,12 @@ mod tests {
         assert!(parse_rows("7..3").is_err());
         assert!(parse_rows("3").unwrap_err().contains("not a range"));
         assert!(parse_rows("a..3").unwrap_err().contains("not a row number"));
+    }
+
+    #[test]
+    fn flags() {
+        assert_eq!(set_flags(false), VEXFS_SET_TRUNCATE);
+        assert_eq!(set_flags(true), VEXFS_SET_TRUNCATE | VEXFS_SET_INDEX_NOW);
+        assert_eq!(set_flags(true), 3);
     }
 }

@@ -1,4 +1,7 @@
-//! `vexctl stats`: the vector index's statistics and parameters, as text or JSON.
+//! `vexctl stats`: the vector index's statistics and parameters, as text or JSON. `vectors`
+//! counts every searchable embedding, in the graph or pending (stored by a SET without
+//! VEXFS_SET_INDEX_NOW, not yet linked by the index worker); `pending` is that share
+//! ([`super::wait_indexed`] waits for it to reach 0).
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -27,6 +30,7 @@ struct StatsJson {
     m: u32,
     ef_construction: u32,
     vectors: u64,
+    pending: u32,
     deleted: u64,
     capacity: u64,
     levels: u32,
@@ -42,6 +46,7 @@ fn stats_json(s: &VexfsStats) -> StatsJson {
         m: s.m,
         ef_construction: s.ef_construction,
         vectors: s.vectors,
+        pending: s.pending,
         deleted: s.deleted,
         capacity: s.capacity,
         levels: s.levels,
@@ -85,7 +90,12 @@ fn format_stats(s: &VexfsStats) -> String {
     let mut o = String::new();
     let _ = writeln!(o, "Dimension:            {}", s.dim);
     let _ = writeln!(o, "Metric:               {metric}");
-    let _ = writeln!(o, "Vectors:              {}", s.vectors);
+    let _ = writeln!(o, "Vectors:              {} searchable (in the graph or pending)", s.vectors);
+    let _ = writeln!(
+        o,
+        "Pending:              {} (acknowledged, not yet linked into the graph by the index worker)",
+        s.pending
+    );
     let _ = writeln!(o, "Deleted:              {} (not yet purged from the graph)", s.deleted);
     let _ = writeln!(o, "Capacity:             {} slots{used}", s.capacity);
     let _ = writeln!(
@@ -141,13 +151,15 @@ mod tests {
             entry_point: 17,
             bytes_on_disk: 12 * 1024 * 1024 + 512 * 1024,
             distance_impl: 1,
+            pending: 40,
             ..VexfsStats::default()
         };
         let t = format_stats(&s);
         for want in [
             "Dimension:            384\n",
             "Metric:               l2 (squared Euclidean distance)\n",
-            "Vectors:              2000\n",
+            "Vectors:              2000 searchable (in the graph or pending)\n",
+            "Pending:              40 (acknowledged, not yet linked into the graph by the index worker)\n",
             "Deleted:              3 (not yet purged from the graph)\n",
             "Capacity:             16000 slots (12.5% used)\n",
             "HNSW:                 m 16 (level 0: 32 links), ef_construction 200\n",
@@ -162,7 +174,7 @@ mod tests {
         assert_eq!(
             v,
             serde_json::json!({"dim": 384, "metric": "l2", "m": 16, "ef_construction": 200,
-                "vectors": 2000, "deleted": 3, "capacity": 16000, "levels": 3, "entry_point": 17,
+                "vectors": 2000, "pending": 40, "deleted": 3, "capacity": 16000, "levels": 3, "entry_point": 17,
                 "bytes_on_disk": 13_107_200u64, "distance_impl": "sse2"})
         );
         let empty = VexfsStats { entry_point: VEXFS_NO_ENTRY_POINT, metric: 9, distance_impl: 7, ..s };
