@@ -49,6 +49,7 @@ observe_embeddings() {
 # in flight changes must all be as in SM or all as in SN (half-done otherwise), a file being
 # written holding any content; a key both have (with different values) but not seen is lost. Prints each problem, prefixed with WHERE; appends
 # "ID fsck(ok|journal|FAIL) mount(ok|FAIL) lost-files lost-embeddings half-done" to /tmp/results.
+# With CHECK_FSCK_AFTER=1, fsck.vexfs -n also runs after the unmount and must exit 0.
 # Status 1 if anything is wrong.
 check_state() {
     _dev=$1 _id=$2 _where=$3 _sm=$4 _sn=$5 _data=$6 _op=$7
@@ -71,6 +72,12 @@ check_state() {
     fi
     sort /tmp/obs.raw > /tmp/obs
     umount /mnt2 || echo "$_where: umount failed"
+    # CHECK_FSCK_AFTER=1: after the unmount, fsck.vexfs -n must find it clean (status 0).
+    if [ "$FS" = vexfs ] && [ "${CHECK_FSCK_AFTER:-0}" = 1 ] && ! fsck.vexfs -n "$_dev" > /tmp/fsck.out 2>&1; then
+        _fsck=FAIL
+        echo "$_where: fsck.vexfs -n after umount: FAIL"
+        head -n 5 /tmp/fsck.out | sed 's/^/    /'
+    fi
     _counts=$(awk -v where="$_where" -v sm="$_sm" -v sn="$_sn" -v dataf="$_data" -v op="$_op" '
         function val(line) { return substr(line, index(line, " ") + 1) }
         function key(line) { return substr(line, 1, index(line, " ") - 1) }
@@ -116,6 +123,29 @@ check_state() {
     set -- $(echo "$_counts" | grep '^COUNTS ' | cut -d' ' -f2-)
     echo "$_id $_fsck ok $1 $2 $3" >> /tmp/results
     [ "$_fsck" != FAIL ] && [ "$1" = 0 ] && [ "$2" = 0 ] && [ "$3" = 0 ]
+}
+
+# dm_create NAME TABLE: creates the device-mapper device NAME from TABLE (dmsetup from /share/dm:
+# tests/guest/crash-lib.sh crash_share_dmsetup) and sets DM_DEV to its node /dev/dm-N, made
+# with mknod if missing (no udev in the guest).
+DM="/share/dm/ld-linux-x86-64.so.2 --library-path /share/dm /share/dm/dmsetup"
+dm_create() {
+    must $DM create "$1" --table "$2"
+    DM_DEV=""
+    for _d in /sys/block/dm-*; do
+        [ "$(cat "$_d/dm/name")" = "$1" ] && DM_DEV=/dev/${_d##*/}
+    done
+    [ -n "$DM_DEV" ] || fail "no dm device named $1 in /sys/block"
+    if [ ! -b "$DM_DEV" ]; then
+        _mm=$(cat "/sys/block/${DM_DEV##*/}/dev")
+        must mknod "$DM_DEV" b "${_mm%%:*}" "${_mm##*:}"
+    fi
+}
+
+# to_replay IMAGE: the journal transactions the next mount of IMAGE would replay (vexctl inspect
+# --log), empty if it cannot tell.
+to_replay() {
+    vexctl inspect --log --json "$1" 2> /dev/null | awk '/"to_replay":/ { gsub(/[^0-9]/, "", $2); print $2 }'
 }
 
 # print_figures SECONDS WHAT: the totals of /tmp/results and the kernel's warnings; status 1 if
@@ -276,6 +306,33 @@ workload() {
     _op "rename d2/g1 to g2"; _both 'mv $R/d2/g1 $R/g2'; _emb_move d2/g1 g2; _ack syncfs
     _op "unlink d1/link"; _both 'rm $R/d1/link'; _ack dirsync d1
     _op "rmdir d1"; _both 'rmdir $R/d1'; _ack syncfs
+    WORKLOAD_OPS=$_N
+    WORKLOAD_LAST=$(printf 'a%03d' $_N)
+}
+
+# workload_tail: operations to run after workload (tests/guest/071), each acknowledged by fsync,
+# fdatasync, fsync of a directory or a SET, never by syncfs (which also writes the block device's
+# dirty buffers home): right after them the journal holds committed transactions whose blocks
+# have not reached their home yet (new directory and inode blocks, bitmaps, the vector regions),
+# so a crash there leaves a replay with work to do. Embeddings use the rows after workload's.
+workload_tail() {
+    [ $((_row + 6)) -le 100 ] || fail "workload_tail: rows $_row.. run past the 100 of $EMB"
+    _op "mkdir d6"; _both 'mkdir $R/d6'; _ack dirsync .
+    _op "create d6/t1 (70000 B)"; _writes d6/t1; _both 'cp /share/data/s70000 $R/d6/t1'; _ack fsync d6/t1
+    _op "SET d6/t1 rows $_row..$((_row + 3)) (3 chunks)"; _set_rows d6/t1 $_row..$((_row + 3)); _ack set
+    _row=$((_row + 3))
+    _op "create d6/t2 (4096 B)"; _writes d6/t2; _both 'cp /share/data/s4096 $R/d6/t2'; _ack fsync d6/t2
+    _op "SET d6/t2 row $_row"; _set_rows d6/t2 $_row; _ack set
+    _row=$((_row + 1))
+    _op "rename g2 to d6/g3"; _both 'mv $R/g2 $R/d6/g3'; _emb_move g2 d6/g3; _ack dirsync d6
+    _op "create d6/t3 (5000 B)"; _writes d6/t3; _both 'cp /share/data/s5000 $R/d6/t3'; _ack fdatasync d6/t3
+    _op "SET d6/t3 row $_row"; _set_rows d6/t3 $_row; _ack set
+    _row=$((_row + 1))
+    _op "rm-embedding d6/t2"; _rm_embedding d6/t2; _ack fsync d6/t2
+    _op "unlink d6/t3 (and its embedding)"; _both 'rm $R/d6/t3'; _emb_drop d6/t3; _ack dirsync d6
+    _op "create d6/t4 (1 B)"; _writes d6/t4; _both 'cp /share/data/s1 $R/d6/t4'; _ack fsync d6/t4
+    _op "SET d6/t4 row $_row"; _set_rows d6/t4 $_row; _ack set
+    _row=$((_row + 1))
     WORKLOAD_OPS=$_N
     WORKLOAD_LAST=$(printf 'a%03d' $_N)
 }

@@ -30,3 +30,19 @@ crash_image() {
         echo "$img"
     fi
 }
+
+# crash_share_dmsetup DIR: copies the host's dmsetup and every library ldd lists for it, beside
+# the dynamic loader that starts it, into DIR/dm (the guest runs it through dm_create and $DM of
+# tests/guest/crash-guest.sh; ../shared/KERNEL-NOTES.md, last section). Needs the Debian package
+# dmsetup.
+crash_share_dmsetup() {
+    local dir=$1 dmsetup lib
+    dmsetup=$(command -v dmsetup || true)
+    [ -n "$dmsetup" ] || fail "no dmsetup on the host: install the Debian package dmsetup"
+    mkdir -p "$dir/dm"
+    cp -L "$dmsetup" "$dir/dm/dmsetup"
+    ldd "$dmsetup" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' | while read -r lib; do
+        cp -L "$lib" "$dir/dm/$(basename "$lib")"
+    done
+    [ -f "$dir/dm/ld-linux-x86-64.so.2" ] || fail "ldd $dmsetup lists no ld-linux-x86-64.so.2"
+}

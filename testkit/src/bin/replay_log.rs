@@ -40,6 +40,10 @@
 //! two of them the device promised nothing new. The last entry is always the mark
 //! `dm-log-writes-end`, logged when the target is removed, after every pending write.
 //!
+//! Between two crash points, the plain writes logged before a FLUSH had been promised nothing:
+//! a power cut may keep any subset of them. `iterate --torn K` also visits up to K prefixes of
+//! each such stretch (torn states), e.g. a crash half way through a journal replay's writes.
+//!
 //! # Replay
 //!
 //! Entries are applied in order: a write copies its data to `sector * SS` of the target; a
@@ -293,6 +297,37 @@ impl<R: Read + Seek> Log<R> {
         points
     }
 
+    /// Torn states: in each stretch of plain writes that ends at a crash point (see
+    /// [`Log::crash_points`]; the log's end closes the last stretch), up to `per_gap` of them
+    /// spread evenly. Each is the index of the last write applied: the state of a power cut that
+    /// kept the stretch's writes up to it and lost the rest (the target had promised none of
+    /// them). A stretch's last write is left out when the crash point writes nothing (a bare
+    /// FLUSH, a mark): the prefix ending there is the crash point's own state. Sorted.
+    fn torn_points(&self, per_gap: usize, marks: bool) -> Vec<u64> {
+        let mut out = Vec::new();
+        if per_gap == 0 {
+            return out;
+        }
+        let mut writes: Vec<u64> = Vec::new();
+        let mut close = |writes: &mut Vec<u64>, boundary_writes: bool| {
+            if !boundary_writes {
+                writes.pop();
+            }
+            out.extend(spread(writes, per_gap));
+            writes.clear();
+        };
+        for e in &self.entries {
+            let writes_data = e.mark.is_none() && e.flags & DISCARD == 0 && e.nr_sectors > 0;
+            if e.is_flush_point() || (marks && e.mark.is_some()) {
+                close(&mut writes, writes_data);
+            } else if e.mark.is_none() && e.nr_sectors > 0 {
+                writes.push(e.index);
+            }
+        }
+        close(&mut writes, false);
+        out
+    }
+
     /// Applies entry `index` to `target` (see the module docs). `target_len` bounds the writes.
     fn apply<W: Write + Seek>(&mut self, index: u64, target: &mut W, target_len: u64) -> Result<()> {
         let Some(e) = usize::try_from(index).ok().and_then(|i| self.entries.get(i)) else {
@@ -429,6 +464,11 @@ enum Cmd {
         /// Go on after a failed command (default: stop at the first).
         #[arg(long)]
         keep_going: bool,
+        /// Also visit torn states: in each stretch of writes before a crash point, up to K
+        /// prefixes spread evenly (a power cut that kept only the stretch's first writes),
+        /// added to the points chosen by --points. REPLAY_TORN is 1 at these, else 0.
+        #[arg(long, value_name = "K", default_value_t = 0)]
+        torn: usize,
     },
 }
 
@@ -552,22 +592,28 @@ struct Visit<'a> {
     copy_to: Option<&'a str>,
     exec: Option<&'a str>,
     keep_going: bool,
+    torn: usize,
 }
 
 fn iterate(log_path: &Path, target_path: &Path, points: Points, visit: &Visit) -> Result<bool, String> {
     let mut log = open_log(log_path)?;
     let all = log.crash_points(visit.marks);
-    let chosen = match points {
+    let mut chosen = match points {
         Points::All => all.clone(),
         Points::Count(n) => spread(&all, n),
     };
+    let torn = log.torn_points(visit.torn, visit.marks);
+    chosen.extend(&torn);
+    chosen.sort_unstable();
+    chosen.dedup();
     let what = if visit.marks { "FLUSH/FUA entries, marks, the end" } else { "FLUSH/FUA entries, the end" };
     println!(
-        "{}: {} entries, {} crash points ({what}), visiting {}",
+        "{}: {} entries, {} crash points ({what}), visiting {} ({} torn)",
         log_path.display(),
         log.entries.len(),
         all.len(),
-        chosen.len()
+        chosen.len(),
+        torn.len()
     );
     // Read and written: the copy reads the state back.
     let mut target = OpenOptions::new()
@@ -602,6 +648,7 @@ fn iterate(log_path: &Path, target_path: &Path, points: Points, visit: &Visit) -
             .env("REPLAY_FLAGS", flag_names(flags))
             .env("REPLAY_MARK", &mark)
             .env("REPLAY_NEXT_MARK", &next_mark)
+            .env("REPLAY_TORN", if torn.binary_search(&point).is_ok() { "1" } else { "0" })
             .status()
             .map_err(|e| format!("cannot run /bin/sh -c {cmd}: {e}"))?;
         if !status.success() {
@@ -623,9 +670,14 @@ fn main() -> ExitCode {
     let res = match &cli.cmd {
         Cmd::List { log, points } => list(log, *points).map(|()| true),
         Cmd::Replay { log, target, until } => replay(log, target, until).map(|()| true),
-        Cmd::Iterate { log, target, points, marks, copy_to, exec, keep_going } => {
-            let visit =
-                Visit { marks: *marks, copy_to: copy_to.as_deref(), exec: exec.as_deref(), keep_going: *keep_going };
+        Cmd::Iterate { log, target, points, marks, copy_to, exec, keep_going, torn } => {
+            let visit = Visit {
+                marks: *marks,
+                copy_to: copy_to.as_deref(),
+                exec: exec.as_deref(),
+                keep_going: *keep_going,
+                torn: *torn,
+            };
             iterate(log, target, *points, &visit)
         }
     };
@@ -790,6 +842,35 @@ mod tests {
     }
 
     #[test]
+    fn finds_torn_states() {
+        let ss = 512;
+        let log = open(sample(ss));
+        // Before the FLUSH at 2: entry 0 (entry 1 would be the FLUSH's own state); the FUA at 4
+        // closes an empty stretch; before the FLUSH at 7: the discard at 5.
+        assert_eq!(log.torn_points(5, false), vec![0, 5]);
+        assert_eq!(log.torn_points(5, true), vec![0, 5]);
+        assert!(log.torn_points(0, false).is_empty());
+        // A crash point that writes data (a PREFLUSH|FUA write) keeps every write before it as a
+        // torn state; writes after the last crash point are closed by the log's end.
+        let log = open(build(
+            ss,
+            &[
+                Rec::Write(0, fill(ss, 1, 1), 0),
+                Rec::Write(1, fill(ss, 1, 2), 0),
+                Rec::Write(2, fill(ss, 1, 3), 0),
+                Rec::Write(3, fill(ss, 1, 4), FLUSH | FUA),
+                Rec::Write(4, fill(ss, 1, 5), 0),
+                Rec::Write(5, fill(ss, 1, 6), 0),
+                Rec::Mark("dm-log-writes-end"),
+            ],
+        ));
+        assert_eq!(log.torn_points(5, false), vec![0, 1, 2, 4]);
+        assert_eq!(log.torn_points(2, false), vec![0, 2, 4]);
+        assert_eq!(log.torn_points(1, false), vec![2, 4]);
+        assert_eq!(log.crash_points(false), vec![3, 6]);
+    }
+
+    #[test]
     fn spreads_points_evenly() {
         let pts: Vec<u64> = (0..10).map(|i| i * 3).collect();
         assert_eq!(spread(&pts, 100), pts);
@@ -871,7 +952,7 @@ mod tests {
             "echo \"$REPLAY_POINT/$REPLAY_POINTS $REPLAY_ENTRY/$REPLAY_ENTRIES $REPLAY_FLAGS [$REPLAY_MARK] [$REPLAY_NEXT_MARK]\" >> {}; [ $REPLAY_ENTRY != 7 ]",
             seen.display()
         );
-        let visit = Visit { marks: false, copy_to: Some(&copy), exec: Some(&cmd), keep_going: true };
+        let visit = Visit { marks: false, copy_to: Some(&copy), exec: Some(&cmd), keep_going: true, torn: 0 };
         assert!(!iterate(&log_path, &target, Points::All, &visit).unwrap(), "the command failed at entry 7");
         assert_eq!(
             std::fs::read_to_string(&seen).unwrap(),
@@ -886,7 +967,7 @@ mod tests {
         // Two points spread over the log: the first and the last.
         std::fs::write(&target, vec![0u8; 512 * 8]).unwrap();
         std::fs::remove_file(&seen).unwrap();
-        let visit = Visit { marks: false, copy_to: None, exec: Some(&cmd), keep_going: false };
+        let visit = Visit { marks: false, copy_to: None, exec: Some(&cmd), keep_going: false, torn: 0 };
         assert!(iterate(&log_path, &target, Points::Count(2), &visit).unwrap());
         assert_eq!(
             std::fs::read_to_string(&seen).unwrap(),
@@ -902,10 +983,26 @@ mod tests {
         // With --marks, the mark a1 (entry 3) is a point too.
         std::fs::write(&target, vec![0u8; 512 * 8]).unwrap();
         std::fs::remove_file(&seen).unwrap();
-        let visit = Visit { marks: true, copy_to: None, exec: Some(&cmd), keep_going: true };
+        let visit = Visit { marks: true, copy_to: None, exec: Some(&cmd), keep_going: true, torn: 0 };
         assert!(!iterate(&log_path, &target, Points::All, &visit).unwrap());
         let seen = std::fs::read_to_string(&seen).unwrap();
         assert_eq!(seen.lines().nth(1), Some("2/5 3/9 MARK [a1] [dm-log-writes-end]"));
+        // With --torn, the torn states (entries 0 and 5) are visited in order among the crash
+        // points, REPLAY_TORN telling which, each state the replay up to its entry.
+        std::fs::write(&target, vec![0u8; 512 * 8]).unwrap();
+        let seen = dir.join("seen");
+        std::fs::remove_file(&seen).unwrap();
+        let cmd = format!("echo \"$REPLAY_ENTRY $REPLAY_TORN $REPLAY_FLAGS\" >> {}", seen.display());
+        let visit = Visit { marks: false, copy_to: Some(&copy), exec: Some(&cmd), keep_going: false, torn: 3 };
+        assert!(iterate(&log_path, &target, Points::All, &visit).unwrap());
+        assert_eq!(
+            std::fs::read_to_string(&seen).unwrap(),
+            "0 1 -\n2 0 FLUSH\n4 0 FUA\n5 1 DISCARD\n7 0 FLUSH\n8 0 MARK\n"
+        );
+        for p in [0u64, 5] {
+            let mut fresh = open(sample(512));
+            assert_eq!(std::fs::read(dir.join(format!("state-{p}"))).unwrap(), replayed(&mut fresh, p, 8));
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
