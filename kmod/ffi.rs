@@ -62,6 +62,7 @@ extern "C" {
     pub fn vexfs_c_sync_dev(sb: *mut bindings::super_block) -> c_int;
     pub fn vexfs_c_journal_info() -> *mut core::ffi::c_void;
     pub fn vexfs_c_force_rdonly(sb: *mut bindings::super_block);
+    pub fn vexfs_c_panic(sb: *mut bindings::super_block) -> !;
     pub fn vexfs_c_mount_new(sb: *mut bindings::super_block) -> *mut VexfsMount;
     pub fn vexfs_c_mount_free(m: *mut VexfsMount);
     pub fn vexfs_c_ticker_start(m: *mut VexfsMount, secs: u32);

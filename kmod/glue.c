@@ -8,11 +8,13 @@
 #include <linux/buffer_head.h>
 #include <linux/fs.h>
 #include <linux/fs_context.h>
+#include <linux/fs_parser.h>
 #include <linux/module.h>
 #include <linux/mpage.h>
 #include <linux/pagemap.h>
 #include <linux/slab.h>
 #include <linux/sched/mm.h>
+#include <linux/seq_file.h>
 #include <linux/statfs.h>
 #include <linux/writeback.h>
 #include <linux/mount.h>
@@ -81,6 +83,12 @@ void *vexfs_c_journal_info(void) { return current->journal_info; }
 void vexfs_c_force_rdonly(struct super_block *sb)
 {
 	sb->s_flags |= SB_RDONLY;
+}
+
+/* errors=panic (kmod/errors.rs): corruption found, the machine stops. */
+void vexfs_c_panic(struct super_block *sb)
+{
+	panic("vexfs (%s): panic forced after an error (errors=panic)\n", sb->s_id);
 }
 
 /* ---- per-mount C state: the commit ticker and ordered data (glue.h) ----------------------- */
@@ -928,6 +936,20 @@ static int vexfs_statfs(struct dentry *dentry, struct kstatfs *buf)
 	return 0;
 }
 
+/* /proc/mounts: errors= when it is not the default. */
+static int vexfs_show_options(struct seq_file *m, struct dentry *root)
+{
+	switch (vexfs_rs_errors(root->d_sb)) {
+	case VEXFS_ERRORS_CONTINUE:
+		seq_puts(m, ",errors=continue");
+		break;
+	case VEXFS_ERRORS_PANIC:
+		seq_puts(m, ",errors=panic");
+		break;
+	}
+	return 0;
+}
+
 static const struct super_operations vexfs_sops = {
 	.alloc_inode = vexfs_alloc_inode,
 	.free_inode = vexfs_free_inode,
@@ -937,6 +959,7 @@ static const struct super_operations vexfs_sops = {
 	.put_super = vexfs_put_super,
 	.sync_fs = vexfs_sync_fs,
 	.statfs = vexfs_statfs,
+	.show_options = vexfs_show_options,
 };
 
 /* ---- mounting: the fs_context API -------------------------------------------------------- */
@@ -953,12 +976,41 @@ static const struct super_operations vexfs_sops = {
  *   every inode, then calls put_super, which frees it last.
  * So kill_sb is plain kill_block_super.
  */
+/*
+ * Mount options, parsed into the fs_context (fc->fs_private) and handed to Rust by fill_super
+ * and reconfigure: errors=continue|remount-ro|panic (default remount-ro; kmod/errors.rs).
+ */
+struct vexfs_fs_context {
+	int errors; /* enum vexfs_errors, or -1 when the option was not given */
+};
+
+enum { Opt_errors };
+
+static const struct constant_table vexfs_param_errors[] = {
+	{ "continue", VEXFS_ERRORS_CONTINUE },
+	{ "panic", VEXFS_ERRORS_PANIC },
+	{ "remount-ro", VEXFS_ERRORS_REMOUNT_RO },
+	{}
+};
+
+static const struct fs_parameter_spec vexfs_param_specs[] = {
+	fsparam_enum("errors", Opt_errors, vexfs_param_errors),
+	{}
+};
+
 static int vexfs_fill_super(struct super_block *sb, struct fs_context *fc)
 {
+	struct vexfs_fs_context *ctx = fc->fs_private;
+	int err;
+
 	sb->s_op = &vexfs_sops;
 	sb->s_xattr = vexfs_xattr_handlers;
 	sb->s_time_gran = 1;
-	return vexfs_rs_fill_super(sb, !!(fc->sb_flags & SB_SILENT));
+	err = vexfs_rs_fill_super(sb, !!(fc->sb_flags & SB_SILENT));
+	/* Until here (corruption found while mounting fails the mount) the default applies. */
+	if (!err)
+		vexfs_rs_set_errors(sb, ctx->errors < 0 ? VEXFS_ERRORS_REMOUNT_RO : ctx->errors);
+	return err;
 }
 
 static int vexfs_get_tree(struct fs_context *fc)
@@ -967,21 +1019,38 @@ static int vexfs_get_tree(struct fs_context *fc)
 }
 
 /*
- * vexfs has no mount options. The generic flags (ro, sync, ...) are taken by the VFS before
- * this is called and "source" is left to it; anything else is ignored, as the legacy
- * mount_bdev() path of earlier versions ignored its option string.
+ * One option of the mount's option string. The generic flags (ro, sync, ...) are taken by the
+ * VFS before this is called and "source" is left to it; errors= is ours (a bad value is refused
+ * by fs_parse, logged); any other option is refused with EINVAL, logged.
  */
 static int vexfs_parse_param(struct fs_context *fc, struct fs_parameter *param)
 {
-	if (!strcmp(param->key, "source"))
-		return -ENOPARAM;
+	struct vexfs_fs_context *ctx = fc->fs_private;
+	struct fs_parse_result result;
+	int opt;
+
+	opt = fs_parse(fc, vexfs_param_specs, param, &result);
+	if (opt == -ENOPARAM) {
+		if (!strcmp(param->key, "source"))
+			return -ENOPARAM;
+		return invalfc(fc, "unknown mount option '%s'", param->key);
+	}
+	if (opt < 0)
+		return opt;
+	switch (opt) {
+	case Opt_errors:
+		ctx->errors = result.uint_32;
+		break;
+	}
 	return 0;
 }
 
 /* remount: the journal is set up for the mode the filesystem was mounted in (kmod/txn.rs), so
- * switching between read-only and read-write is refused (docs/DURABILITY.md). */
+ * switching between read-only and read-write is refused (docs/DURABILITY.md); errors= may
+ * change (an option not given keeps its value). */
 static int vexfs_reconfigure(struct fs_context *fc)
 {
+	struct vexfs_fs_context *ctx = fc->fs_private;
 	struct super_block *sb = fc->root->d_sb;
 
 	if ((fc->sb_flags_mask & SB_RDONLY) && ((fc->sb_flags ^ sb->s_flags) & SB_RDONLY)) {
@@ -989,17 +1058,31 @@ static int vexfs_reconfigure(struct fs_context *fc)
 		return -EINVAL;
 	}
 	sync_filesystem(sb);
+	if (ctx->errors >= 0)
+		vexfs_rs_set_errors(sb, ctx->errors);
 	return 0;
+}
+
+static void vexfs_free_fc(struct fs_context *fc)
+{
+	kfree(fc->fs_private);
 }
 
 static const struct fs_context_operations vexfs_context_ops = {
 	.parse_param = vexfs_parse_param,
 	.get_tree = vexfs_get_tree,
 	.reconfigure = vexfs_reconfigure,
+	.free = vexfs_free_fc,
 };
 
 static int vexfs_init_fs_context(struct fs_context *fc)
 {
+	struct vexfs_fs_context *ctx = kzalloc(sizeof(*ctx), GFP_KERNEL);
+
+	if (!ctx)
+		return -ENOMEM;
+	ctx->errors = -1;
+	fc->fs_private = ctx;
 	fc->ops = &vexfs_context_ops;
 	return 0;
 }

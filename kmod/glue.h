@@ -60,6 +60,16 @@ struct vexfs_statfs {
 /* Superblock magic, also statfs's f_type: format::superblock::MAGIC. */
 #define VEXFS_MAGIC 0x56455846
 int vexfs_rs_statfs(struct super_block *sb, struct vexfs_statfs *out);
+/* What the mount does when it finds corruption: the `errors=` mount option (kmod/errors.rs,
+ * whose ErrorsMode mirrors these values). Parsed by glue.c into the fs_context, handed to Rust
+ * once fill_super succeeded and at every remount that names it. */
+enum vexfs_errors {
+	VEXFS_ERRORS_CONTINUE = 0,
+	VEXFS_ERRORS_REMOUNT_RO = 1,
+	VEXFS_ERRORS_PANIC = 2,
+};
+void vexfs_rs_set_errors(struct super_block *sb, unsigned int mode);
+unsigned int vexfs_rs_errors(struct super_block *sb);
 
 /* Rust (txn.rs): the journal. A handle brackets every operation that changes metadata (see
  * vexfs_c_handle_start); commit makes every finished operation durable. */
@@ -122,6 +132,7 @@ int vexfs_c_write_bh_fua(struct buffer_head *bh);
 int vexfs_c_sync_dev(struct super_block *sb);
 void *vexfs_c_journal_info(void);
 void vexfs_c_force_rdonly(struct super_block *sb);
+void vexfs_c_panic(struct super_block *sb) __noreturn;
 u64 vexfs_c_dev_bytes(struct super_block *sb);
 int vexfs_c_rdonly(struct super_block *sb);
 loff_t vexfs_c_i_size(struct inode *inode);

@@ -34,8 +34,10 @@ pub fn fill_super(sb: &NewSuperBlock, _silent: bool) -> Result {
     // Mounted read-write when it stopped: a crash (or a stop without umount).
     let crashed = before.feature_incompat & FEATURE_INCOMPAT_RECOVER != 0;
     let log = crate::txn::recover(dev, &before)?;
-    // The replay may have written the superblock's block: read it again.
-    let disk = read_super()?;
+    // The replay may have written the superblock's block: read it again, keeping the errors
+    // bit an older image in the log may not have (as ext4 keeps its error fields).
+    let mut disk = read_super()?;
+    disk.state |= before.state & STATE_ERRORS;
     if disk.state & STATE_ERRORS != 0 {
         pr_warn!("vexfs ({}): mounting a filesystem with errors; run fsck.vexfs\n", dev.name());
     }

@@ -5,6 +5,7 @@
 
 use crate::buf::Buf;
 use crate::error::ENOSPC;
+use crate::errors::Errors;
 use crate::ffi::StatfsOut;
 use crate::format::extent::Extent;
 use crate::format::inode::{INLINE_EXTENTS, INLINE_VEC_IDS};
@@ -79,12 +80,15 @@ pub struct SbInfo {
     pub journal: Journal,
     /// The C half: commit ticker, ordered-data lists.
     pub mount_c: MountC,
+    /// Corruption found while mounted, and the `errors=` mode ([`crate::errors`]).
+    pub errors: Errors,
 }
 
 impl SbInfo {
     /// The state of a mount of `disk` (validated), with the index state built from it and the
     /// journal's; the free counts are filled in by [`Locked::recount`]. Errors: `ENOMEM`.
     pub fn new(disk: Superblock, index: IndexState, journal: JState, mount_c: MountC) -> Result<Pin<KBox<SbInfo>>> {
+        let errors = Errors::new(disk.state & crate::format::superblock::STATE_ERRORS != 0);
         let inner = Inner {
             free_blocks: 0,
             free_inodes: 0,
@@ -99,6 +103,7 @@ impl SbInfo {
                 index <- kernel::new_mutex!(index, "vexfs::SbInfo::index"),
                 journal <- Journal::new(journal),
                 mount_c,
+                errors,
             }),
             GFP_KERNEL,
         )
@@ -332,11 +337,12 @@ impl<'a> Locked<'a> {
         d.free_blocks = self.free_blocks;
         d.free_inodes = self.free_inodes as u32;
         d.mount_count = self.mount_count;
+        let state = self.state | self.sb.info().errors.state_bits();
         if clean {
-            d.state = self.state | STATE_CLEAN;
+            d.state = state | STATE_CLEAN;
             d.feature_incompat &= !FEATURE_INCOMPAT_RECOVER;
         } else {
-            d.state = self.state & !STATE_CLEAN;
+            d.state = state & !STATE_CLEAN;
             d.feature_incompat |= FEATURE_INCOMPAT_RECOVER;
         }
         d.write_time = u64::try_from(vfs::time::real_seconds()).unwrap_or(0);
@@ -355,10 +361,12 @@ impl<'a> Locked<'a> {
     }
 
     /// Writes the superblock directly (FUA), bypassing the journal: at a read-write mount
-    /// (before any transaction: `RECOVER` set, not clean) and at unmount (after the last
-    /// checkpoint: `clean`). Nothing on a read-only mount. Errors: `EIO`.
+    /// (before any transaction: `RECOVER` set, not clean), at unmount (after the last
+    /// checkpoint: `clean`), and with `STATE_ERRORS` once a mount made read-only by
+    /// `errors=remount-ro` has committed ([`crate::errors::tick`]). Nothing on a mount that is
+    /// read-only otherwise. Errors: `EIO`.
     pub fn write_super_direct(&self, clean: bool) -> Result {
-        if self.sb.is_rdonly() {
+        if self.sb.is_rdonly() && !self.sb.info().errors.forced_ro() {
             return Ok(());
         }
         let mut b = Buf::read(self.sb, 0)?;

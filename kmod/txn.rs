@@ -241,7 +241,7 @@ impl Journal {
     pub fn begin(&self, sb: &SuperBlock) -> Result {
         let mut g = self.state.lock();
         loop {
-            if g.rdonly || g.aborted {
+            if g.rdonly || g.aborted || sb.is_rdonly() {
                 return Err(EROFS);
             }
             if g.locked {

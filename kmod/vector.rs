@@ -11,8 +11,9 @@
 
 use crate::buf::Buf;
 use crate::embed::{ChunkFields, ChunkFile, ChunkFiles};
+use crate::errors::index_error;
 use crate::format::vector::HnswHeader;
-use crate::index::{index_error, IndexState};
+use crate::index::IndexState;
 use crate::pins::KBlocks;
 use crate::sb::{FsInode, Inode, Locked, SuperBlock};
 use kernel::prelude::*;

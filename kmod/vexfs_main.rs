@@ -49,6 +49,7 @@ mod journal;
 mod vindex;
 
 mod buf;
+mod errors;
 mod ffi;
 mod index;
 mod inode;

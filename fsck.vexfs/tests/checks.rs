@@ -231,6 +231,30 @@ fn errors_flag() {
 }
 
 #[test]
+fn errors_flag_kept_while_a_problem_is_left() {
+    // -y clears the errors bit only when the repair leaves nothing else wrong (as e2fsck).
+    let (img, t) = populated();
+    edit_sb(&img.path, |sb| sb.state |= STATE_ERRORS);
+    let (blk, off, _) = open_rw(&img.path).inode_raw(t.hello).unwrap();
+    edit_block(&img.path, blk, |b| b[off + 4] ^= 1);
+    let kinds: Vec<Kind> = problems(&img.path).iter().map(|p| p.kind).collect();
+    assert_eq!(kinds, [Kind::ErrorsFlag, Kind::Inode]);
+    let (code, out) = fsck(&img.path, &["-n"]);
+    assert_eq!(code, 4, "{out}");
+    assert!(out.contains("the filesystem is marked as having errors"), "{out}");
+    let (code, out) = fsck(&img.path, &["-y"]);
+    assert_eq!(code, 4, "{out}");
+    assert_ne!(sb(&img.path).state & STATE_ERRORS, 0, "-y cleared the errors bit with a problem left: {out}");
+    // The inode made good again: the next -y clears the bit, and the check after it is clean.
+    edit_block(&img.path, blk, |b| b[off + 4] ^= 1);
+    let (code, out) = fsck(&img.path, &["-y"]);
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(sb(&img.path).state & STATE_ERRORS, 0, "{out}");
+    let (code, out) = fsck(&img.path, &["-n"]);
+    assert_eq!(code, 0, "{out}");
+}
+
+#[test]
 fn journal_superblock_corrupt() {
     let img = fresh();
     let j = sb(&img.path).region(Region::Journal).start;

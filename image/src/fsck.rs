@@ -602,7 +602,15 @@ fn repair_all<D: BlockDevice<Error = io::Error>>(
     problems: &[Problem],
     preen: bool,
 ) -> Result<(Vec<bool>, Option<Rebuilt>)> {
-    let apply: Vec<bool> = problems.iter().map(|p| p.fix.as_ref().is_some_and(|f| !preen || f.preen_safe())).collect();
+    let mut apply: Vec<bool> =
+        problems.iter().map(|p| p.fix.as_ref().is_some_and(|f| !preen || f.preen_safe())).collect();
+    // The errors bit is cleared only by a repair that leaves nothing else wrong (as e2fsck).
+    let clear_errors = |p: &Problem| p.fix == Some(Fix::ClearErrors);
+    if problems.iter().zip(&apply).any(|(p, &a)| !a && !clear_errors(p)) {
+        for (p, a) in problems.iter().zip(apply.iter_mut()) {
+            *a &= !clear_errors(p);
+        }
+    }
     let fixes: Vec<&Fix> =
         problems.iter().zip(&apply).filter(|(_, &a)| a).filter_map(|(p, _)| p.fix.as_ref()).collect();
     if fixes.is_empty() {

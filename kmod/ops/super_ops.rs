@@ -1,5 +1,6 @@
 //! `super_operations` and fill_super (glue.c's `vexfs_sops`, `vexfs_fill_super`).
 
+use crate::errors::ErrorsMode;
 use crate::ffi::StatfsOut;
 use crate::ops::errno_of;
 use crate::sb::{Inode, NewSuperBlock, SuperBlock, Vexfs};
@@ -95,7 +96,25 @@ pub extern "C" fn vexfs_rs_tick(sb: *mut bindings::super_block) {
     // SAFETY: the ticker runs between the end of fill_super and the start of put_super, which
     // stops it (waiting for a tick in progress) before the state is freed.
     let sb = unsafe { SuperBlock::from_raw(sb) };
+    crate::errors::tick(sb);
     sb.journal().tick(sb);
+}
+
+/// The `errors=` mode (glue.c's fill_super once it succeeded, and reconfigure).
+#[no_mangle]
+pub extern "C" fn vexfs_rs_set_errors(sb: *mut bindings::super_block, mode: u32) {
+    // SAFETY: called on a superblock whose fill_super succeeded (fill_super itself, after
+    // vexfs_rs_fill_super returned 0, or reconfigure of a mounted one): `s_fs_info` is set.
+    let sb = unsafe { SuperBlock::from_raw(sb) };
+    crate::errors::set_mode(sb, ErrorsMode::from_c(mode));
+}
+
+/// The `errors=` mode, for `show_options` (/proc/mounts).
+#[no_mangle]
+pub extern "C" fn vexfs_rs_errors(sb: *mut bindings::super_block) -> u32 {
+    // SAFETY: show_options is called on a mounted superblock: `s_fs_info` is set.
+    let sb = unsafe { SuperBlock::from_raw(sb) };
+    sb.info().errors.mode() as u32
 }
 
 /// `dirty_inode`: the disk inode into the running transaction (glue.c holds a handle).
