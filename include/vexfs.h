@@ -37,10 +37,15 @@
 
 /* vexfs_set_embeddings.flags: drop the file's chunks past first_chunk + count. */
 #define VEXFS_SET_TRUNCATE (1u << 0)
+/* vexfs_set_embeddings.flags: link the vectors into the HNSW graph before returning. Without
+ * it, a SET stores them in the vector write-ahead log (pending, durable when the call returns,
+ * found by every search at once by an exact scan) and the filesystem's index worker links them
+ * in the background (docs/DURABILITY.md). */
+#define VEXFS_SET_INDEX_NOW (1u << 1)
 
 /*
  * VEXFS_IOC_SET_EMBEDDINGS: sets chunks first_chunk .. first_chunk + count - 1 of the file,
- * replacing those that exist, atomically (all or none). first_chunk must not leave a gap
+ * replacing those that exist, atomically (all or none), durably when it returns. first_chunk must not leave a gap
  * (first_chunk <= the file's current chunk count). Only regular files carry embeddings: a
  * directory gives EISDIR (before the next check). The file must be open for writing (EBADF) on
  * a read-write mount (EROFS). REMOVE follows the same rules.
@@ -121,14 +126,14 @@ struct vexfs_stats {
 	__u32 metric;          /* VEXFS_METRIC_* */
 	__u32 m;               /* HNSW m (level 0 keeps 2m links) */
 	__u32 ef_construction;
-	__u64 vectors;         /* embeddings in the index */
+	__u64 vectors;         /* embeddings searchable: in the graph or pending */
 	__u64 deleted;         /* removed but not yet purged from the graph */
 	__u64 capacity;        /* vector slots */
 	__u32 levels;          /* levels of the graph (entry point's level + 1; 0 when empty) */
 	__u32 entry_point;     /* slot of the entry point (0xffffffff when empty) */
 	__u64 bytes_on_disk;   /* bytes of the vector and index regions */
 	__u32 distance_impl;   /* VEXFS_DIST_*: the float kernel the filesystem uses */
-	__u32 reserved0;
+	__u32 pending;         /* of `vectors`, those not yet linked into the graph (the worker's queue) */
 	__u64 reserved[2];
 };
 

@@ -67,6 +67,11 @@ extern "C" {
     pub fn vexfs_c_mount_free(m: *mut VexfsMount);
     pub fn vexfs_c_ticker_start(m: *mut VexfsMount, secs: u32);
     pub fn vexfs_c_ticker_stop(m: *mut VexfsMount);
+    pub fn vexfs_c_index_start(m: *mut VexfsMount);
+    pub fn vexfs_c_index_kick(m: *mut VexfsMount, delay_ms: u32);
+    pub fn vexfs_c_index_running(m: *mut VexfsMount) -> bool;
+    pub fn vexfs_c_index_stop(m: *mut VexfsMount);
+    pub fn vexfs_c_relax() -> c_int;
     pub fn vexfs_c_ordered_add(m: *mut VexfsMount, inode: *mut bindings::inode);
     pub fn vexfs_c_ordered_flush(m: *mut VexfsMount) -> c_int;
     pub fn vexfs_c_ordered_put(m: *mut VexfsMount);

@@ -101,6 +101,14 @@ static void vexfs_tick(struct work_struct *w)
 	queue_delayed_work(system_long_wq, &m->tick, m->period);
 }
 
+/* The index worker: Rust links pending vectors until none is left or the worker is stopped. */
+static void vexfs_index_work(struct work_struct *w)
+{
+	struct vexfs_mount *m = container_of(to_delayed_work(w), struct vexfs_mount, index_work);
+
+	vexfs_rs_index_work(m->sb);
+}
+
 struct vexfs_mount *vexfs_c_mount_new(struct super_block *sb)
 {
 	struct vexfs_mount *m = kzalloc(sizeof(*m), GFP_KERNEL);
@@ -109,6 +117,7 @@ struct vexfs_mount *vexfs_c_mount_new(struct super_block *sb)
 		return NULL;
 	m->sb = sb;
 	INIT_DELAYED_WORK(&m->tick, vexfs_tick);
+	INIT_DELAYED_WORK(&m->index_work, vexfs_index_work);
 	spin_lock_init(&m->lock);
 	INIT_LIST_HEAD(&m->ordered);
 	INIT_LIST_HEAD(&m->flushed);
@@ -129,6 +138,43 @@ void vexfs_c_ticker_stop(struct vexfs_mount *m)
 	if (m->ticking)
 		cancel_delayed_work_sync(&m->tick);
 	m->ticking = false;
+}
+
+/* The index worker may run (a read-write mount, once its state is built). */
+void vexfs_c_index_start(struct vexfs_mount *m)
+{
+	WRITE_ONCE(m->indexing, true);
+}
+
+/* Pending vectors were added: run the worker delay_ms from now (on the unbound workqueue: it
+ * may run for long, rescheduling between vectors). A kick moves a run not started yet to the
+ * new time: a stream of SETs keeps pushing it back until the stream pauses (Rust passes 0
+ * once enough vectors are pending). */
+void vexfs_c_index_kick(struct vexfs_mount *m, unsigned int delay_ms)
+{
+	if (READ_ONCE(m->indexing))
+		mod_delayed_work(system_unbound_wq, &m->index_work, msecs_to_jiffies(delay_ms));
+}
+
+/* Whether the worker should go on (not stopped by unmount). */
+bool vexfs_c_index_running(struct vexfs_mount *m)
+{
+	return READ_ONCE(m->indexing);
+}
+
+/* Stops the worker and waits for a run in progress (at unmount, before the journal's last
+ * commit; nothing kicks it then: no file of the mount is open). */
+void vexfs_c_index_stop(struct vexfs_mount *m)
+{
+	WRITE_ONCE(m->indexing, false);
+	cancel_delayed_work_sync(&m->index_work);
+}
+
+/* Between the steps of a long loop: reschedule, and stop on a fatal signal. */
+int vexfs_c_relax(void)
+{
+	cond_resched();
+	return fatal_signal_pending(current) ? -EINTR : 0;
 }
 
 /* The inode got a new data block in the running transaction: put it on the ordered list once,
@@ -197,6 +243,7 @@ void vexfs_c_mount_free(struct vexfs_mount *m)
 	if (!m)
 		return;
 	vexfs_c_ticker_stop(m);
+	vexfs_c_index_stop(m);
 	spin_lock(&m->lock);
 	list_splice_tail_init(&m->ordered, &m->flushed);
 	spin_unlock(&m->lock);

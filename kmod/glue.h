@@ -37,6 +37,9 @@ struct vexfs_mount {
 	spinlock_t lock;
 	struct list_head ordered;
 	struct list_head flushed;
+	/* The index worker (kmod/vector.rs): links pending vectors into the HNSW graph. */
+	struct delayed_work index_work;
+	bool indexing;
 };
 struct vexfs_mount *vexfs_c_mount_new(struct super_block *sb);
 void vexfs_c_mount_free(struct vexfs_mount *m);
@@ -46,6 +49,12 @@ void vexfs_c_ordered_add(struct vexfs_mount *m, struct inode *inode);
 int vexfs_c_ordered_flush(struct vexfs_mount *m);
 void vexfs_c_ordered_put(struct vexfs_mount *m);
 void vexfs_rs_tick(struct super_block *sb);
+void vexfs_c_index_start(struct vexfs_mount *m);
+void vexfs_c_index_kick(struct vexfs_mount *m, unsigned int delay_ms);
+bool vexfs_c_index_running(struct vexfs_mount *m);
+void vexfs_c_index_stop(struct vexfs_mount *m);
+void vexfs_rs_index_work(struct super_block *sb);
+int vexfs_c_relax(void);
 
 /* Rust (ops/): superblock. put_super frees the Rust state of the mount; a failed fill_super
  * frees it itself unless it set s_root (then put_super does). */

@@ -5,9 +5,9 @@
 use crate::abi::{
     Arg, VexfsGetEmbeddings, VexfsRemoveEmbeddings, VexfsSearch, VexfsSearchResult, VexfsSetEmbeddings, VexfsStats,
     MAX_ARG_SIZE, NR_GET_EMBEDDINGS, NR_REMOVE_EMBEDDINGS, NR_SEARCH, NR_SET_EMBEDDINGS, NR_STATS, VEXFS_IOCTL_MAGIC,
-    VEXFS_MAX_CHUNKS, VEXFS_MAX_EF, VEXFS_MAX_K, VEXFS_SET_TRUNCATE,
+    VEXFS_MAX_CHUNKS, VEXFS_MAX_EF, VEXFS_MAX_K, VEXFS_SET_INDEX_NOW, VEXFS_SET_TRUNCATE,
 };
-use crate::embed::{MAX_EF, MAX_K};
+use crate::embed::{Indexing, MAX_EF, MAX_K};
 use crate::error::ENODATA;
 use crate::format::le::{put_u32, u32_at};
 use crate::format::superblock::Region;
@@ -121,7 +121,7 @@ fn write_words(ptr: u64, words: &[u32]) -> Result {
 
 fn set(inode: &Inode, arg: usize) -> Result {
     let a: VexfsSetEmbeddings = read_arg(arg)?;
-    if a.flags & !VEXFS_SET_TRUNCATE != 0
+    if a.flags & !(VEXFS_SET_TRUNCATE | VEXFS_SET_INDEX_NOW) != 0
         || a.reserved0 != 0
         || a.reserved != [0; 4]
         || a.dim != inode.sb().disk().vec_dim
@@ -133,7 +133,8 @@ fn set(inode: &Inode, arg: usize) -> Result {
         return Err(E2BIG);
     }
     let data = read_words(a.vectors, a.count as usize * a.dim as usize)?;
-    vector::set_embeddings(inode, a.first_chunk as usize, &data, a.flags & VEXFS_SET_TRUNCATE != 0)
+    let indexing = if a.flags & VEXFS_SET_INDEX_NOW != 0 { Indexing::Now } else { Indexing::Deferred };
+    vector::set_embeddings(inode, a.first_chunk as usize, &data, a.flags & VEXFS_SET_TRUNCATE != 0, indexing)
 }
 
 fn get(inode: &Inode, arg: usize) -> Result {
@@ -189,8 +190,8 @@ fn search(sb: &SuperBlock, arg: usize) -> Result {
 
 fn stats(sb: &SuperBlock, arg: usize) -> Result {
     let mut a: VexfsStats = read_arg(arg)?;
-    // Every field after `flags` up to `reserved0` is output only; reserved ones must be zero.
-    if a.flags != 0 || a.reserved0 != 0 || a.reserved != [0; 2] {
+    // Every field after `flags` up to `pending` is output only; reserved ones must be zero.
+    if a.flags != 0 || a.reserved != [0; 2] {
         return Err(EINVAL);
     }
     let (h, imp) = vector::stats(sb);
@@ -204,7 +205,8 @@ fn stats(sb: &SuperBlock, arg: usize) -> Result {
     a.metric = d.vec_metric;
     a.m = d.hnsw_m;
     a.ef_construction = d.hnsw_ef_construction;
-    a.vectors = h.live as u64;
+    a.vectors = u64::from(h.live) + u64::from(h.pending);
+    a.pending = h.pending;
     a.deleted = h.deleted as u64;
     a.capacity = d.vec_capacity;
     a.levels = if h.entry == NO_SLOT { 0 } else { h.entry_level + 1 };
@@ -274,5 +276,5 @@ pub fn xattr_set(inode: &Inode, value: Option<&[u8]>, flags: i32) -> Result {
     for (i, d) in v.as_mut_slice().iter_mut().enumerate() {
         *d = u32_at(raw, 4 * i, "xattr value").map_err(|_| EINVAL)?;
     }
-    vector::set_embeddings(inode, 0, &v, false)
+    vector::set_embeddings(inode, 0, &v, false, Indexing::Deferred)
 }

@@ -62,7 +62,15 @@ pub fn fill_super(sb: &NewSuperBlock, _silent: bool) -> Result {
             free_orphans(mounted, crashed)?;
         }
         if !rdonly {
-            mounted.info().mount_c.start_ticker(COMMIT_SECONDS);
+            let c = &mounted.info().mount_c;
+            c.start_ticker(COMMIT_SECONDS);
+            // The vector write-ahead log's records left by the last mount: linked from now on.
+            c.start_index();
+            let pending = crate::vector::stats(mounted).0.pending;
+            if pending > 0 {
+                pr_info!("vexfs ({}): {} pending vector(s) to link into the index\n", mounted.name(), pending);
+                c.kick_index(0);
+            }
         }
         Ok(())
     })
@@ -106,6 +114,9 @@ pub const COMMIT_SECONDS: u32 = 5;
 /// cannot be shut down cleanly the superblock keeps `RECOVER`: the next mount replays it.
 /// Errors are logged.
 pub fn put_super(sb: &SuperBlock) {
+    // The index worker first: its last changes go into the final commit. Vectors it did not
+    // link stay pending on disk for the next mount.
+    sb.info().mount_c.stop_index();
     sb.info().mount_c.stop_ticker();
     let r = sb.journal().shutdown(sb);
     crate::vector::release(sb);

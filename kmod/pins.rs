@@ -191,6 +191,12 @@ impl BlockStore for KBlocks<'_> {
     fn write(&self, n: u64) -> Result<PinnedMut<'_>> {
         self.pins.write(self.dev, self.journal.ok_or(EROFS)?, n)
     }
+
+    /// Reschedules; `EINTR` on a fatal signal (the exact scan of pending vectors stops).
+    fn relax(&self) -> Result {
+        // SAFETY: a reschedule point and a signal test of the current task.
+        kernel::error::to_result(unsafe { ffi::vexfs_c_relax() })
+    }
 }
 
 /// The C float32 distance kernels (core/csrc), run by fpu.c inside `kernel_fpu_begin/end`.

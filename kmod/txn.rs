@@ -41,8 +41,15 @@
 //! Lock order: a handle is taken before the index lock and the metadata lock; the journal's
 //! state lock is taken last (under either), and the commit takes neither of the two.
 //!
-//! Not yet (issue 7): the vector write-ahead log (a SET is one synchronous transaction), an
-//! orphan list, splitting operations larger than a quarter of the log, `errors=`.
+//! **Group commit**: transactions are numbered; a commit asked for by a task whose work an
+//! earlier commit already wrote (it waited on the commit lock behind it) returns at once, so
+//! concurrent fsyncs and SETs share one log write and one cache flush.
+//!
+//! The vector write-ahead log rides on this journal: a SET's pending vectors are ordinary block
+//! changes (docs/DURABILITY.md), linked later by the index worker (`crate::vector::index_work`)
+//! in handles of its own.
+//!
+//! Not yet (issue 7): an orphan list, splitting operations larger than a quarter of the log.
 
 use crate::buf::Buf;
 use crate::ffi;
@@ -93,6 +100,10 @@ pub struct JState {
     barred_free: u64,
     /// An allocation found only barred blocks: checkpoint at the next commit.
     checkpoint_wanted: bool,
+    /// Number of the running transaction (from 1).
+    tid: u64,
+    /// Number of the last transaction committed (0: none yet).
+    committed: u64,
 }
 
 impl JState {
@@ -112,6 +123,8 @@ impl JState {
             barrier: KVVec::from_elem(0u64, words, GFP_KERNEL)?,
             barred_free: 0,
             checkpoint_wanted: false,
+            tid: 1,
+            committed: 0,
         })
     }
 
@@ -192,6 +205,8 @@ impl JState {
                 b.mark_dirty();
             }
         }
+        self.committed = self.tid;
+        self.tid = self.tid.saturating_add(1);
         if self.checkpoint_wanted || self.log.free_blocks() < self.log.blocks / 2 {
             self.checkpoint(dev, false)?;
         }
@@ -331,6 +346,11 @@ impl Journal {
             pr_err!("vexfs ({}): commit asked from inside a journal handle\n", dev.name());
             return Err(Error::from_errno(-(bindings::EDEADLK as i32)));
         }
+        // Every operation finished before this call is in the running transaction or an earlier
+        // one: once that one is committed, so is the caller's work. Group commit: callers
+        // that queue on the commit lock behind a commit that wrote their transaction return
+        // without writing anything.
+        let want = self.state.lock().tid;
         let _one = self.commit_lock.lock();
         let _nofs = NofsScope::enter();
         let mut g = self.state.lock();
@@ -339,6 +359,9 @@ impl Journal {
         }
         if g.aborted {
             return Err(EROFS);
+        }
+        if g.committed >= want {
+            return Ok(());
         }
         g.locked = true;
         while g.handles > 0 {

@@ -10,7 +10,7 @@
 //! is read or stored, never across index work.
 
 use crate::buf::Buf;
-use crate::embed::{ChunkFields, ChunkFile, ChunkFiles};
+use crate::embed::{ChunkFields, ChunkFile, ChunkFiles, Indexing};
 use crate::errors::index_error;
 use crate::format::vector::HnswHeader;
 use crate::index::IndexState;
@@ -143,10 +143,13 @@ fn with_index<R>(
 
 /// Sets chunks `first .. first + count` of `inode` from `data` (`count * dim` float bit
 /// patterns): `core::embed::IndexMem::set_chunks`. With `truncate`, chunks past the set ones
-/// are dropped. Errors: EISDIR (a directory), EINVAL (gap, NaN/Inf, no vectors, bad length),
+/// are dropped. With [`Indexing::Deferred`] (the default of the ioctl) the vectors are stored
+/// pending (the vector write-ahead log) and the index worker is kicked to link them; with
+/// [`Indexing::Now`] they are linked before this returns. Either way one transaction.
+/// Errors: EISDIR (a directory), EINVAL (gap, NaN/Inf, no vectors, bad length),
 /// E2BIG (past MAX_CHUNKS), ENOSPC (also: more chunks than one journal transaction may take,
-/// see `core::embed::set_blocks_bound`), EUCLEAN, EIO, ENOMEM.
-pub fn set_embeddings(inode: &Inode, first: usize, data: &[u32], truncate: bool) -> Result {
+/// see `core::embed::set_blocks_bound` and `set_blocks_bound_deferred`), EUCLEAN, EIO, ENOMEM.
+pub fn set_embeddings(inode: &Inode, first: usize, data: &[u32], truncate: bool, indexing: Indexing) -> Result {
     if inode.is_dir() {
         return Err(EISDIR);
     }
@@ -155,7 +158,10 @@ pub fn set_embeddings(inode: &Inode, first: usize, data: &[u32], truncate: bool)
     // The argument's own errors first (E2BIG, EINVAL: as set_chunks reports them).
     let count =
         crate::embed::check_vectors(data, sb.disk().vec_dim, first).map_err(|r| Error::from_errno(-r.errno()))?;
-    let bound = crate::embed::set_blocks_bound(sb.disk(), count as u64);
+    let bound = match indexing {
+        Indexing::Now => crate::embed::set_blocks_bound(sb.disk(), count as u64),
+        Indexing::Deferred => crate::embed::set_blocks_bound_deferred(sb.disk(), count as u64),
+    };
     if bound > sb.journal().max_txn_blocks() {
         pr_warn!(
             "vexfs ({}): a SET of {} chunks may change {} blocks, more than one transaction may take ({}): make the filesystem with a larger journal\n",
@@ -166,7 +172,50 @@ pub fn set_embeddings(inode: &Inode, first: usize, data: &[u32], truncate: bool)
         );
         return Err(ENOSPC);
     }
-    with_index(sb, |mem, b, k| mem.set_chunks(b, k, &mut KFile { inode }, first, data, truncate))
+    let pending = with_index(sb, |mem, b, k| {
+        mem.set_chunks(b, k, &mut KFile { inode }, first, data, truncate, indexing)?;
+        Ok(mem.pending())
+    })?;
+    if indexing == Indexing::Deferred {
+        let delay = if pending >= INDEX_NOW_PENDING { 0 } else { INDEX_IDLE_MS };
+        sb.info().mount_c.kick_index(delay);
+    }
+    Ok(())
+}
+
+/// Milliseconds without a SET before the index worker starts linking: during a burst the SETs
+/// have the index lock and the journal to themselves (each SET pushes the start back).
+pub const INDEX_IDLE_MS: u32 = 1000;
+
+/// Pending vectors at which the worker starts at once, burst or not: the bound on the exact
+/// scan every search makes of them (4,096 vectors of dimension 384 are 6 MiB of distance work).
+pub const INDEX_NOW_PENDING: u32 = 4096;
+
+/// The index worker (glue.c's delayed work on the unbound workqueue, kicked by a deferred SET,
+/// [`INDEX_IDLE_MS`] after the last one or at once past [`INDEX_NOW_PENDING`], and by a
+/// read-write mount that finds pending vectors): links pending vectors into the HNSW
+/// graph one at a time, each in a journal handle of its own (taken before the index lock, as
+/// every operation does) and under the index lock only for that one vector, so searches and
+/// SETs interleave with it; reschedules between vectors. Its changes ride in the running
+/// transaction: a crash loses at most links, and the vectors stay pending on disk, found again
+/// at the next mount ([`crate::embed::IndexMem::open`]). Stops when none is pending, at
+/// unmount, or on an error (logged; a read-only or aborted journal ends it quietly).
+pub fn index_work(sb: &SuperBlock) {
+    let mut linked = 0u64;
+    while sb.info().mount_c.index_running() {
+        let step = crate::txn::Handle::start(sb).and_then(|_h| with_index(sb, |mem, b, k| mem.index_pending(b, k, 1)));
+        match step {
+            Ok(0) => break,
+            Ok(n) => linked = linked.saturating_add(n as u64),
+            Err(e) if e == EROFS => break,
+            Err(e) => {
+                pr_err!("vexfs ({}): the index worker stopped after {} vectors: {:?}\n", sb.name(), linked, e);
+                break;
+            }
+        }
+        // SAFETY: no lock is held here; a plain reschedule point.
+        let _ = unsafe { crate::ffi::vexfs_c_relax() };
+    }
 }
 
 /// Copies up to `cap` vectors from chunk `first` on into a new buffer; returns it (`n * dim`
@@ -190,7 +239,8 @@ pub fn search(sb: &SuperBlock, query: &[u32], k: usize, ef: usize, out: &mut [Hi
     with_index(sb, |mem, b, kernel| mem.search(b, kernel, query, k, ef, out))
 }
 
-/// Index statistics: the graph header and the distance kernel in use (`VEXFS_DIST_*`).
+/// Index statistics: the graph header (its `pending` count: vectors not yet linked) and the
+/// distance kernel in use (`VEXFS_DIST_*`).
 pub fn stats(sb: &SuperBlock) -> (HnswHeader, u32) {
     let st = sb.info().index.lock();
     (st.mem.header(), st.kernel.imp())

@@ -37,6 +37,10 @@ pub const VEXFS_METRIC_IP: u32 = 2;
 
 /// [`VexfsSetEmbeddings::flags`]: drop the file's chunks past `first_chunk + count`.
 pub const VEXFS_SET_TRUNCATE: u32 = 1 << 0;
+/// [`VexfsSetEmbeddings::flags`]: link the vectors into the HNSW graph before returning
+/// (without it they are stored pending, searchable at once by an exact scan, and linked by the
+/// index worker).
+pub const VEXFS_SET_INDEX_NOW: u32 = 1 << 1;
 
 /// [`VexfsStats::distance_impl`]: portable scalar code. The kernel is picked at mount as the
 /// fastest the CPU runs, so results are bit-identical to a userspace run of the same one.
@@ -194,7 +198,7 @@ pub struct VexfsStats {
     pub m: u32,
     /// HNSW candidate list size while inserting.
     pub ef_construction: u32,
-    /// Embeddings in the index.
+    /// Embeddings searchable: in the graph or pending.
     pub vectors: u64,
     /// Removed but not yet purged from the graph.
     pub deleted: u64,
@@ -208,8 +212,8 @@ pub struct VexfsStats {
     pub bytes_on_disk: u64,
     /// `VEXFS_DIST_*`: the float32 distance kernel the filesystem uses.
     pub distance_impl: u32,
-    /// Zero.
-    pub reserved0: u32,
+    /// Of `vectors`, those not yet linked into the graph (the index worker's queue).
+    pub pending: u32,
     /// Zero.
     pub reserved: [u64; 2],
 }
@@ -411,7 +415,7 @@ impl Arg for VexfsStats {
             entry_point: r.u32()?,
             bytes_on_disk: r.u64()?,
             distance_impl: r.u32()?,
-            reserved0: r.u32()?,
+            pending: r.u32()?,
             reserved: r.u64s()?,
         })
     }
@@ -431,7 +435,7 @@ impl Arg for VexfsStats {
         w.u32(self.entry_point)?;
         w.u64(self.bytes_on_disk)?;
         w.u32(self.distance_impl)?;
-        w.u32(self.reserved0)?;
+        w.u32(self.pending)?;
         w.u64s(&self.reserved)
     }
 }
@@ -498,7 +502,7 @@ mod tests {
             entry_point: 10,
             bytes_on_disk: 11,
             distance_impl: 12,
-            reserved0: 13,
+            pending: 13,
             reserved: [14, 15],
         };
         let mut b = [0u8; VexfsStats::SIZE];

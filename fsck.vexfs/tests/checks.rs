@@ -890,11 +890,12 @@ fn level0_record_level() {
     expect(&v.img, &[Kind::VectorRecord], Repair::Yes);
 }
 
+/// An unknown level-0 flag (8; 4 is `NODE_PENDING`).
 #[test]
 fn level0_record_flags() {
     let v = vectored();
     let s = some_live_slot(&v);
-    edit_level0(&v.img.path, s, |r| r[3] = 4);
+    edit_level0(&v.img.path, s, |r| r[3] = 8);
     expect(&v.img, &[Kind::VectorRecord], Repair::Yes);
 }
 

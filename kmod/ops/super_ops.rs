@@ -117,6 +117,15 @@ pub extern "C" fn vexfs_rs_errors(sb: *mut bindings::super_block) -> u32 {
     sb.info().errors.mode() as u32
 }
 
+/// The index worker (glue.c's work item): links pending vectors ([`crate::vector::index_work`]).
+#[no_mangle]
+pub extern "C" fn vexfs_rs_index_work(sb: *mut bindings::super_block) {
+    // SAFETY: the worker runs between the end of fill_super and the start of put_super, which
+    // stops it (waiting for a run in progress) before the state is freed.
+    let sb = unsafe { SuperBlock::from_raw(sb) };
+    crate::vector::index_work(sb);
+}
+
 /// `dirty_inode`: the disk inode into the running transaction (glue.c holds a handle).
 #[no_mangle]
 pub extern "C" fn vexfs_rs_dirty_inode(inode: *mut bindings::inode) {

@@ -1,6 +1,7 @@
 //! The C half of a mount's state (`struct vexfs_mount`, glue.h): the commit ticker, a delayed
-//! work that asks the journal to commit every few seconds, and the ordered-data lists, the
-//! inodes whose new data blocks a commit writes before its commit block.
+//! work that asks the journal to commit every few seconds, the ordered-data lists, the
+//! inodes whose new data blocks a commit writes before its commit block, and the index
+//! worker's work item.
 
 use crate::ffi;
 use crate::vfs::fs::FileSystem;
@@ -43,6 +44,31 @@ impl MountC {
     pub fn stop_ticker(&self) {
         // SAFETY: `m` is valid (type invariant).
         unsafe { ffi::vexfs_c_ticker_stop(self.m.as_ptr()) };
+    }
+
+    /// Lets the index worker run (a read-write mount, its state built).
+    pub fn start_index(&self) {
+        // SAFETY: `m` is valid (type invariant).
+        unsafe { ffi::vexfs_c_index_start(self.m.as_ptr()) };
+    }
+
+    /// Runs the index worker (`vexfs_rs_index_work`) `delay_ms` milliseconds from now, moving
+    /// a run not started yet to that time; nothing once stopped.
+    pub fn kick_index(&self, delay_ms: u32) {
+        // SAFETY: `m` is valid (type invariant).
+        unsafe { ffi::vexfs_c_index_kick(self.m.as_ptr(), delay_ms) };
+    }
+
+    /// Whether the index worker should go on.
+    pub fn index_running(&self) -> bool {
+        // SAFETY: `m` is valid (type invariant).
+        unsafe { ffi::vexfs_c_index_running(self.m.as_ptr()) }
+    }
+
+    /// Stops the index worker, waiting for a run in progress.
+    pub fn stop_index(&self) {
+        // SAFETY: `m` is valid (type invariant).
+        unsafe { ffi::vexfs_c_index_stop(self.m.as_ptr()) };
     }
 
     /// Puts `inode` (which got a new data block in the running transaction) on the ordered

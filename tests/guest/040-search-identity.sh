@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The kernel's search is the core's search: on the same image, the search ioctl returns exactly
+# The kernel's search is the core's search: on the same image (once the index worker has linked
+# every pending vector), the search ioctl returns exactly
 # the ids (and distances) that the userspace core computes (`vexctl search-image`), for every
 # query; the answers are identical after a remount and after a reboot. Then 30% of the files are
 # deleted (their embeddings leave the index, the graph is repaired, slots are freed and reused)
@@ -17,6 +18,8 @@ Q=/share/query.fvecs
 mount_vexfs /dev/vda /mnt
 section "import"
 must vexctl import --quiet /share/base.fvecs /mnt/docs
+# The identity is the graph's: wait until the index worker has linked every pending vector.
+must vexctl wait-indexed -q /mnt --timeout 1200
 section "kernel search"
 must vexctl search /mnt --fvecs $Q --all -k 10 --ef 64 --json > /tmp/kernel.json
 assert_eq "$(wc -l < /tmp/kernel.json)" 100 "result lines"
@@ -58,6 +61,7 @@ must vexctl search /mnt --fvecs $Q --all -k 10 --ef 64 --json > /mnt/after-delet
 section "reuse freed slots"
 must mv /mnt/after-delete.json /mnt/after-delete.keep
 must vexctl import --quiet /share/base.fvecs /mnt/docs
+must vexctl wait-indexed -q /mnt --timeout 1200
 assert_eq "$(vexctl stats /mnt --json | tr -d ' ' | grep -o '"vectors":[0-9]*')" '"vectors":2000' "vectors after re-import"
 must vexctl search /mnt --fvecs $Q --all -k 10 --ef 64 --json > /tmp/reimport.json
 must mv /mnt/after-delete.keep /mnt/after-delete.json
