@@ -85,9 +85,10 @@ else
 fi
 nq=$(($(stat -c %s "$SHARE/queries.fvecs") / row))
 
-# Both images: the same size and the same journal size (vexfs's default for this size, 1/16).
+# Both images: the same size and the same journal size (vexfs's floor for these parameters,
+# core::embed::min_journal_blocks: 10,521 blocks, rounded up to 42 MiB).
 SIZE_MIB=512
-JOURNAL_MIB=32
+JOURNAL_MIB=42
 VIMG=$WORK/vexfs.img
 EIMG=$WORK/ext4.img
 # Slots and inodes for every round, so that no round depends on reusing what an earlier one freed.

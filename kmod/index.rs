@@ -50,6 +50,9 @@ impl IndexState {
             _ => EINVAL,
         })?;
         mem.open(&KBlocks { dev, pins: &pins, journal: None }, &kernel).map_err(|e| index_error(dev, e))?;
+        // Tombstones are purged in steps by the index worker (kmod/vector.rs), never inside
+        // the transaction of the removal that makes the purge due.
+        mem.set_stepwise_purge(true);
         Ok(IndexState { pins, mem, kernel })
     }
 }

@@ -1,8 +1,9 @@
 //! Mounting and unmounting: what fill_super checks and builds, and what put_super writes.
 
 use crate::buf::Buf;
+use crate::embed::{min_journal_blocks, worst_step_blocks};
 use crate::format::inode::MAX_FILE_SIZE;
-use crate::format::superblock::{Superblock, FEATURE_INCOMPAT_RECOVER, MAGIC, ROOT_INO, STATE_ERRORS};
+use crate::format::superblock::{Region, Superblock, FEATURE_INCOMPAT_RECOVER, MAGIC, ROOT_INO, STATE_ERRORS};
 use crate::format::BLOCK_SIZE;
 use crate::index::IndexState;
 use crate::sb::{NewSuperBlock, SbInfo, SuperBlock};
@@ -33,6 +34,20 @@ pub fn fill_super(sb: &NewSuperBlock, _silent: bool) -> Result {
     let before = read_super()?;
     // Mounted read-write when it stopped: a crash (or a stop without umount).
     let crashed = before.feature_incompat & FEATURE_INCOMPAT_RECOVER != 0;
+    // A transaction may take a quarter of the log (txn.rs): the largest single step must fit.
+    // Checked before the replay, so that a refused mount writes nothing.
+    let (journal, need) = (before.region(Region::Journal).blocks, min_journal_blocks(&before));
+    if !rdonly && journal < need {
+        pr_err!(
+            "vexfs ({}): journal too small for a read-write mount: {} blocks, the largest transaction step ({} blocks) needs {}; mount read-only, or make the filesystem with --journal-blocks {} or more\n",
+            dev.name(),
+            journal,
+            worst_step_blocks(&before),
+            need,
+            need
+        );
+        return Err(EINVAL);
+    }
     let log = crate::txn::recover(dev, &before)?;
     // The replay may have written the superblock's block: read it again, keeping the errors
     // bit an older image in the log may not have (as ext4 keeps its error fields).
@@ -64,11 +79,14 @@ pub fn fill_super(sb: &NewSuperBlock, _silent: bool) -> Result {
         if !rdonly {
             let c = &mounted.info().mount_c;
             c.start_ticker(COMMIT_SECONDS);
-            // The vector write-ahead log's records left by the last mount: linked from now on.
+            // The vector write-ahead log's records left by the last mount are linked from now on,
+            // and a purge of tombstones left due (or cut short) is run.
             c.start_index();
-            let pending = crate::vector::stats(mounted).0.pending;
-            if pending > 0 {
-                pr_info!("vexfs ({}): {} pending vector(s) to link into the index\n", mounted.name(), pending);
+            let h = crate::vector::stats(mounted).0;
+            if h.pending > 0 {
+                pr_info!("vexfs ({}): {} pending vector(s) to link into the index\n", mounted.name(), h.pending);
+            }
+            if h.pending > 0 || crate::vindex::purge_wanted(&h) {
                 c.kick_index(0);
             }
         }

@@ -10,7 +10,7 @@
 //! is read or stored, never across index work.
 
 use crate::buf::Buf;
-use crate::embed::{ChunkFields, ChunkFile, ChunkFiles, Indexing};
+use crate::embed::{ChunkFields, ChunkFile, ChunkFiles, Indexing, PurgeStep};
 use crate::errors::index_error;
 use crate::format::vector::HnswHeader;
 use crate::index::IndexState;
@@ -172,13 +172,14 @@ pub fn set_embeddings(inode: &Inode, first: usize, data: &[u32], truncate: bool,
         );
         return Err(ENOSPC);
     }
-    let pending = with_index(sb, |mem, b, k| {
+    let (pending, purge) = with_index(sb, |mem, b, k| {
         mem.set_chunks(b, k, &mut KFile { inode }, first, data, truncate, indexing)?;
-        Ok(mem.pending())
+        Ok((mem.pending(), mem.purge_due()))
     })?;
-    if indexing == Indexing::Deferred {
-        let delay = if pending >= INDEX_NOW_PENDING { 0 } else { INDEX_IDLE_MS };
-        sb.info().mount_c.kick_index(delay);
+    if pending >= INDEX_NOW_PENDING {
+        sb.info().mount_c.kick_index(0);
+    } else if pending > 0 || purge {
+        sb.info().mount_c.kick_index(INDEX_IDLE_MS);
     }
     Ok(())
 }
@@ -187,23 +188,42 @@ pub fn set_embeddings(inode: &Inode, first: usize, data: &[u32], truncate: bool,
 /// have the index lock and the journal to themselves (each SET pushes the start back).
 pub const INDEX_IDLE_MS: u32 = 1000;
 
+/// Slots one step of a purge looks at (`core::embed::IndexMem::purge_step`): each step is a
+/// transaction of at most this many nodes' records.
+pub const PURGE_STEP: usize = 64;
+
 /// Pending vectors at which the worker starts at once, burst or not: the bound on the exact
 /// scan every search makes of them (4,096 vectors of dimension 384 are 6 MiB of distance work).
 pub const INDEX_NOW_PENDING: u32 = 4096;
 
 /// The index worker (glue.c's delayed work on the unbound workqueue, kicked by a deferred SET,
 /// [`INDEX_IDLE_MS`] after the last one or at once past [`INDEX_NOW_PENDING`], and by a
-/// read-write mount that finds pending vectors): links pending vectors into the HNSW
+/// read-write mount that finds pending vectors or a purge due): links pending vectors into the HNSW
 /// graph one at a time, each in a journal handle of its own (taken before the index lock, as
 /// every operation does) and under the index lock only for that one vector, so searches and
 /// SETs interleave with it; reschedules between vectors. Its changes ride in the running
 /// transaction: a crash loses at most links, and the vectors stay pending on disk, found again
 /// at the next mount ([`crate::embed::IndexMem::open`]). Stops when none is pending, at
-/// unmount, or on an error (logged; a read-only or aborted journal ends it quietly).
+/// unmount, or on an error (logged; a read-only or aborted journal ends it quietly). With no
+/// vector pending, it purges tombstones in steps of [`PURGE_STEP`] slots, each in a handle of its
+/// own (`core::embed::IndexMem::purge_step`: every step leaves a valid graph, and the running
+/// transaction is committed whenever it outgrows a quarter of the log), when a removal left
+/// them due.
 pub fn index_work(sb: &SuperBlock) {
     let mut linked = 0u64;
     while sb.info().mount_c.index_running() {
-        let step = crate::txn::Handle::start(sb).and_then(|_h| with_index(sb, |mem, b, k| mem.index_pending(b, k, 1)));
+        // One vector linked, else one step of a purge (PURGE_STEP slots), in a handle each.
+        let step = crate::txn::Handle::start(sb).and_then(|_h| {
+            with_index(sb, |mem, b, k| {
+                if mem.pending() > 0 {
+                    return mem.index_pending(b, k, 1);
+                }
+                Ok(match mem.purge_step(b, k, PURGE_STEP)? {
+                    PurgeStep::Idle => 0,
+                    _ => 1,
+                })
+            })
+        });
         match step {
             Ok(0) => break,
             Ok(n) => linked = linked.saturating_add(n as u64),
@@ -229,7 +249,15 @@ pub fn get_embeddings(inode: &Inode, first: usize, cap: usize) -> Result<(KVVec<
 
 /// Removes every embedding of `inode`. Errors: EUCLEAN, EIO.
 pub fn remove_embeddings(inode: &Inode) -> Result {
-    with_index(inode.sb(), |mem, b, k| mem.remove_chunks(b, k, &mut KFile { inode }))
+    let sb = inode.sb();
+    let purge = with_index(sb, |mem, b, k| {
+        mem.remove_chunks(b, k, &mut KFile { inode })?;
+        Ok(mem.purge_due())
+    })?;
+    if purge {
+        sb.info().mount_c.kick_index(INDEX_IDLE_MS);
+    }
+    Ok(())
 }
 
 /// The `k` nearest embeddings to `query` (`dim` float bit patterns) with candidate list `ef`

@@ -31,7 +31,7 @@ use crate::format::vector::{
 use crate::hnsw::{Cand, EpochVisited, Knn, Scratch};
 use crate::index_error::{IResult, IndexError, Reject};
 use crate::io::BlockStore;
-use crate::vindex::{fill_upper_table, IndexScratch, VecIndex, BATCH};
+use crate::vindex::{fill_upper_table, purge_wanted, IndexScratch, VecIndex, BATCH};
 use core::num::NonZeroUsize;
 use core::ops::{Deref, DerefMut};
 
@@ -85,23 +85,40 @@ pub enum Indexing {
     Deferred,
 }
 
-/// A bound on the blocks one SET of `chunks` chunks with [`Indexing::Deferred`] changes:
-/// per new vector its data (as in [`set_blocks_bound`]), map, bitmap and level-0 record
-/// blocks; per replaced vector its map, bitmap and record blocks (a pending one is freed, a
-/// linked one becomes a tombstone); then the header, the inode, its chunk-list block and a
-/// block-bitmap block. A purge of tombstones (when a removal leaves a quarter of the graph
-/// deleted) is not in the bound. Saturates.
+/// A bound on the blocks one SET of `chunks` chunks with [`Indexing::Deferred`] changes, for
+/// a filesystem `disk`: per new vector its data (as in [`set_blocks_bound`]), map, bitmap and
+/// level-0 record blocks, per replaced vector its map, bitmap and record blocks (a pending one
+/// is freed, a linked one becomes a tombstone), each capped by the blocks of its region (a SET
+/// cannot change more blocks of a region than it has); then the HNSW header, the inode, its
+/// chunk-list block, a block-bitmap block and the superblock. A purge of tombstones (when a
+/// removal leaves a quarter of the graph deleted, or no slot is free) is not in the bound.
+/// Saturates.
 pub fn set_blocks_bound_deferred(disk: &Superblock, chunks: u64) -> u64 {
     let data = u64::from(disk.vec_stride).div_ceil(crate::format::BLOCK_SIZE as u64).saturating_add(1);
-    chunks.saturating_mul(data.saturating_add(6)).saturating_add(4)
+    let capped = |r: Region, n: u64| n.min(disk.region(r).blocks);
+    let twice = chunks.saturating_mul(2);
+    capped(Region::VecData, chunks.saturating_mul(data))
+        .saturating_add(capped(Region::VecMap, twice))
+        .saturating_add(capped(Region::VecBitmap, twice))
+        .saturating_add(capped(Region::Hnsw, twice.saturating_add(1)))
+        .saturating_add(4)
 }
 
 /// The blocks of the largest single transaction step of a filesystem with the parameters of
 /// `disk`: a deferred SET of [`MAX_CHUNKS`] chunks replacing as many
-/// ([`set_blocks_bound_deferred`]). A journal whose transactions may take a quarter of it must
-/// hold four times this for such a SET to fit.
+/// ([`set_blocks_bound_deferred`]).
 pub fn worst_step_blocks(disk: &Superblock) -> u64 {
     set_blocks_bound_deferred(disk, MAX_CHUNKS as u64)
+}
+
+/// The fewest journal blocks (its superblock included) a filesystem like `disk` needs for a
+/// read-write mount: a transaction may take a quarter of the log's record blocks (the kernel
+/// commits the running transaction when it outgrows that share), so four times the log
+/// records of [`worst_step_blocks`] ([`crate::journal::txn_blocks`]), plus the journal
+/// superblock. mkfs sizes the journal to at least this; the kernel refuses a read-write mount
+/// below it (`EINVAL`).
+pub fn min_journal_blocks(disk: &Superblock) -> u64 {
+    crate::journal::txn_blocks(worst_step_blocks(disk)).saturating_mul(4).saturating_add(1)
 }
 
 /// Checks the vectors of a SET: `data` holds whole vectors of `dim` float bit patterns, at
@@ -299,8 +316,42 @@ pub struct IndexMem<A: Alloc> {
     vector: A::Vec<u32>,
     /// Where the next [`Self::index_pending`] looks first (a word of `pending`).
     pending_cursor: usize,
+    /// A purge in steps ([`Self::purge_step`]): the tombstones to free (1 bit per slot), and
+    /// where it stands.
+    purge_set: A::Vec<u64>,
+    purge: PurgePass,
+    /// Whether removals leave purging to [`Self::purge_step`] (the kernel's worker).
+    stepwise_purge: bool,
+    /// [`VecIndex::purges`] as the last operation left it.
+    purges: u32,
     header: HnswHeader,
     hint: u64,
+}
+
+/// Where a purge in steps stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PurgePass {
+    /// None under way.
+    Idle,
+    /// Repairing the nodes from this slot on (the set of tombstones to free is taken).
+    Repair(u32),
+    /// Emptying the link lists of the tombstones of the set from this slot on.
+    Isolate(u32),
+    /// Freeing the tombstones of the set from this slot on.
+    Free(u32),
+}
+
+/// What one [`IndexMem::purge_step`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PurgeStep {
+    /// Nothing to purge.
+    Idle,
+    /// Nodes repaired (the count of slots looked at).
+    Repaired(usize),
+    /// Tombstones of the set whose links were emptied.
+    Isolated(usize),
+    /// Tombstones freed.
+    Freed(usize),
 }
 
 /// The mutable memory an operation works in (borrowed from [`IndexMem`]).
@@ -315,6 +366,7 @@ pub struct Pad<'a, A: Alloc> {
     new_ids: &'a mut [u32],
     pending: &'a mut [u64],
     vector: &'a mut [u32],
+    purge_set: &'a mut [u64],
 }
 
 impl<A: Alloc> IndexMem<A> {
@@ -345,6 +397,10 @@ impl<A: Alloc> IndexMem<A> {
             pending: A::filled(cap.div_ceil(64), 0u64).map_err(io)?,
             vector: A::filled((sb.vec_stride / 4) as usize, 0u32).map_err(io)?,
             pending_cursor: 0,
+            purge_set: A::filled(cap.div_ceil(64), 0u64).map_err(io)?,
+            purge: PurgePass::Idle,
+            stepwise_purge: false,
+            purges: 0,
             header: HnswHeader::EMPTY,
             hint: 0,
         })
@@ -457,10 +513,16 @@ impl<A: Alloc> IndexMem<A> {
             pending,
             vector,
             pending_cursor: _,
+            purge_set,
+            purge,
+            stepwise_purge,
+            purges,
             header,
             hint,
         } = self;
         let mut ix = VecIndex::with_header(sb, upper, *header, *hint, dist);
+        ix.auto_purge = !*stepwise_purge;
+        ix.purges = *purges;
         let mut pad = Pad {
             scratch: IndexScratch { hnsw: Scratch { pool, work }, bounce },
             visited,
@@ -469,11 +531,111 @@ impl<A: Alloc> IndexMem<A> {
             new_ids,
             pending,
             vector,
+            purge_set,
         };
         let r = f(&mut ix, &mut pad);
         *header = ix.header;
         *hint = ix.hint;
+        if ix.purges != *purges {
+            // A whole purge ran (no free slot left): the steps start over.
+            *purges = ix.purges;
+            *purge = PurgePass::Idle;
+        }
         r
+    }
+
+    /// Makes removals leave the purge of tombstones to [`Self::purge_step`] (the kernel's index
+    /// worker), so that no operation's transaction holds a purge of the whole graph.
+    pub fn set_stepwise_purge(&mut self, on: bool) {
+        self.stepwise_purge = on;
+    }
+
+    /// Whether a purge is under way or wanted ([`crate::vindex::purge_wanted`]).
+    pub fn purge_due(&self) -> bool {
+        self.purge != PurgePass::Idle || purge_wanted(&self.header)
+    }
+
+    /// One step of a purge in steps (see [`VecIndex::repair_node`]): when none is under way
+    /// and one is wanted, takes the current tombstones as the set to free; then repairs the
+    /// nodes of up to `max` slots, slot after slot, skipping the set; once every slot has been
+    /// looked at, empties the link lists of up to `max` tombstones of the set
+    /// ([`VecIndex::isolate_tombstone`]), and once all are, frees up to `max` of them. Every step leaves a valid graph, so a
+    /// caller runs each in a transaction of its own (a crash between steps loses no more than
+    /// the steps' work: the next mount starts a new pass). Errors: `Corrupt`; the store's as
+    /// `Io`.
+    pub fn purge_step<B: BlockStore>(
+        &mut self,
+        b: &B,
+        dist: &dyn DistanceKernel,
+        max: usize,
+    ) -> IResult<PurgeStep, B::Error> {
+        let cap = u32::try_from(self.sb.vec_capacity).unwrap_or(u32::MAX);
+        if self.purge == PurgePass::Idle {
+            if !purge_wanted(&self.header) {
+                return Ok(PurgeStep::Idle);
+            }
+            // The set: every tombstone now (a scan of the level-0 records of the slots in use).
+            self.purge_set.fill(0);
+            self.with_index(dist, |ix, pad| {
+                for slot in 0..cap {
+                    if slot % 4096 == 0 {
+                        b.relax().map_err(IndexError::Io)?;
+                    }
+                    if ix.slot_in_use(b, slot)? && ix.head(b, slot)?.flags & crate::format::vector::NODE_DELETED != 0 {
+                        set_bit(pad.purge_set, slot, true);
+                    }
+                }
+                Ok(())
+            })?;
+            self.purge = PurgePass::Repair(0);
+        }
+        match self.purge {
+            PurgePass::Idle => Ok(PurgeStep::Idle),
+            PurgePass::Repair(from) => {
+                let end = from.saturating_add(u32::try_from(max).unwrap_or(u32::MAX)).min(cap);
+                self.with_index(dist, |ix, pad| {
+                    for slot in from..end {
+                        if !bit(pad.purge_set, slot) {
+                            ix.repair_node(b, &mut pad.scratch, slot)?;
+                        }
+                    }
+                    Ok(())
+                })?;
+                self.purge = if end >= cap { PurgePass::Isolate(0) } else { PurgePass::Repair(end) };
+                Ok(PurgeStep::Repaired(end.saturating_sub(from) as usize))
+            }
+            PurgePass::Isolate(from) => {
+                let mut done = 0usize;
+                let mut slot = from;
+                self.with_index(dist, |ix, pad| {
+                    while slot < cap && done < max {
+                        if bit(pad.purge_set, slot) && ix.isolate_tombstone(b, slot)? {
+                            done = done.saturating_add(1);
+                        }
+                        slot = slot.saturating_add(1);
+                    }
+                    Ok(())
+                })?;
+                self.purge = if slot >= cap { PurgePass::Free(0) } else { PurgePass::Isolate(slot) };
+                Ok(PurgeStep::Isolated(done))
+            }
+            PurgePass::Free(from) => {
+                let mut freed = 0usize;
+                let mut slot = from;
+                let r = self.with_index(dist, |ix, pad| {
+                    while slot < cap && freed < max {
+                        if bit(pad.purge_set, slot) && ix.free_tombstone(b, slot)? {
+                            freed = freed.saturating_add(1);
+                        }
+                        slot = slot.saturating_add(1);
+                    }
+                    Ok(())
+                });
+                r?;
+                self.purge = if slot >= cap { PurgePass::Idle } else { PurgePass::Free(slot) };
+                Ok(PurgeStep::Freed(freed))
+            }
+        }
     }
 
     /// Sets chunks `first .. first + count` of the file from `data` (`count * dim` float bit
@@ -709,6 +871,11 @@ fn set_bit(words: &mut [u64], slot: u32, on: bool) {
             *w &= !m;
         }
     }
+}
+
+/// Bit `slot` of a slot bitmap (`false` past it).
+fn bit(words: &[u64], slot: u32) -> bool {
+    words.get((slot / 64) as usize).is_some_and(|w| w & (1u64 << (slot % 64)) != 0)
 }
 
 /// The first set bit of `words` in word `from` or after, else from the start; `None` when

@@ -126,8 +126,23 @@ pub struct VecIndex<'t> {
     upper: &'t [u32],
     /// Where the next free-slot search starts.
     pub hint: u64,
+    /// Whether [`Self::remove`] purges the tombstones itself when its policy says so
+    /// ([`purge_wanted`]); the kernel turns it off and purges in steps from its index worker
+    /// ([`Self::repair_node`], [`Self::free_tombstone`]). On by default.
+    pub auto_purge: bool,
+    /// Whole purges ([`Self::purge`]) run by this value: a purge in steps that sees it change
+    /// starts over (the slots it meant to free may have been freed and reused meanwhile).
+    pub purges: u32,
     /// The distance kernel.
     dist: &'t dyn DistanceKernel,
+}
+
+/// Whether the tombstones of a graph with header `h` should be purged: they are at least a
+/// quarter of the graph (and at least 16), or no live vector is left while some are.
+pub fn purge_wanted(h: &HnswHeader) -> bool {
+    // u32 counts in u64s: the product and the sum are exact.
+    let (live, deleted) = (u64::from(h.live), u64::from(h.deleted));
+    deleted > 0 && (deleted.saturating_mul(4) >= live.saturating_add(deleted) && deleted >= 16 || live == 0)
 }
 
 /// Fills `table` (`capacity + 1` entries) with the first upper record of each slot: the
@@ -221,6 +236,8 @@ impl<'t> VecIndex<'t> {
             level0_size: usize::try_from(geo.level0_size).unwrap_or(usize::MAX),
             upper,
             hint,
+            auto_purge: true,
+            purges: 0,
             dist,
         }
     }
@@ -648,9 +665,7 @@ impl<'t> VecIndex<'t> {
         if self.header.entry == slot {
             self.pick_entry(b)?;
         }
-        // u32 counts in u64s: the product and the sum are exact.
-        let (live, deleted) = (u64::from(self.header.live), u64::from(self.header.deleted));
-        if deleted.saturating_mul(4) >= live.saturating_add(deleted) && deleted >= 16 || live == 0 {
+        if self.auto_purge && purge_wanted(&self.header) {
             self.purge(b, s)?;
         }
         self.write_header(b)
@@ -687,6 +702,7 @@ impl<'t> VecIndex<'t> {
         if self.header.deleted == 0 {
             return Ok(());
         }
+        self.purges = self.purges.wrapping_add(1);
         for slot in self.slots()? {
             let h = self.head(b, slot)?;
             if h.flags != NODE_IN_GRAPH {
@@ -710,6 +726,67 @@ impl<'t> VecIndex<'t> {
         }
         self.hint = 0;
         self.write_header(b)
+    }
+
+    /// The first step of a purge in steps, one node at a time: repairs the links of `slot`, if
+    /// it is a node of the graph (live, or a tombstone that is not to be freed: it still routes
+    /// searches), around the tombstones it links to, at every level ([`hnsw::repair`]); returns
+    /// whether it was one. A node repaired never links to a tombstone that existed when it was
+    /// repaired, and no later change links a node to a tombstone (inserts and repairs never pick
+    /// one), so once every node but the tombstones to free has been repaired, those tombstones
+    /// (the ones that existed before the first repair) can be freed ([`Self::free_tombstone`]).
+    /// Each call changes only `slot`'s records: one small transaction.
+    /// Errors: `Corrupt`; the store's as `Io`.
+    pub fn repair_node<B: BlockStore>(
+        &mut self,
+        b: &B,
+        s: &mut IndexScratch<'_>,
+        slot: u32,
+    ) -> IResult<bool, B::Error> {
+        let h = self.head(b, slot)?;
+        if h.flags & NODE_IN_GRAPH == 0 {
+            return Ok(false);
+        }
+        for level in 0..=h.level {
+            let mut g = GraphStore { b, ix: self, query: &[], bounce: &mut *s.bounce };
+            hnsw::repair(&mut g, &mut s.hnsw, &self.params, slot, level)?;
+        }
+        Ok(true)
+    }
+
+    /// The middle step of a purge in steps: empties the link lists of the tombstone `slot`, at
+    /// every level (it stays a tombstone, linking nowhere), so that freeing the tombstones of
+    /// the set one batch at a time never leaves a tombstone of the set linking to a freed slot.
+    /// Returns whether `slot` was a tombstone. Errors: `Corrupt`; the store's as `Io`.
+    pub fn isolate_tombstone<B: BlockStore>(&mut self, b: &B, slot: u32) -> IResult<bool, B::Error> {
+        let mut h = self.head(b, slot)?;
+        if h.flags != NODE_IN_GRAPH | NODE_DELETED {
+            return Ok(false);
+        }
+        h.count = 0;
+        self.set_head(b, slot, &h)?;
+        for l in 1..=h.level {
+            let (blk, off) = self.upper_pos(h.upper, l)?;
+            put_u32(&mut wr(b, blk)?, off, 0);
+        }
+        Ok(true)
+    }
+
+    /// The last step of a purge in steps: frees `slot` if it is a tombstone (record cleared,
+    /// bitmap bit cleared, `deleted` counted down, the header written); returns whether it was.
+    /// Only for tombstones no node links to any more (see [`Self::repair_node`]) and that link
+    /// nowhere ([`Self::isolate_tombstone`]).
+    /// Errors: `Corrupt`; the store's as `Io`.
+    pub fn free_tombstone<B: BlockStore>(&mut self, b: &B, slot: u32) -> IResult<bool, B::Error> {
+        if self.head(b, slot)?.flags != NODE_IN_GRAPH | NODE_DELETED {
+            return Ok(false);
+        }
+        self.clear_record(b, slot)?;
+        self.bit(b, slot, Some(false))?;
+        self.header.deleted = self.header.deleted.saturating_sub(1);
+        self.hint = self.hint.min(u64::from(slot));
+        self.write_header(b)?;
+        Ok(true)
     }
 
     /// The `knn.k` nearest live vectors to `query` (`dim` float bit patterns), with candidate

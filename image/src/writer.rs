@@ -41,7 +41,7 @@ use std::io;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use vexfs_core::distance::{best_impl, Impl};
-use vexfs_core::embed::{ChunkFields, ChunkFile, ChunkFiles, Indexing};
+use vexfs_core::embed::{ChunkFields, ChunkFile, ChunkFiles, Indexing, PurgeStep};
 use vexfs_core::format::dir::{self, dt_from_mode, init_dir_block, seal_dir_block, valid_name, DT_DIR};
 use vexfs_core::format::extent::{extent_block_build, Extent};
 use vexfs_core::format::inode::{Inode, INLINE_EXTENTS, MAX_EXTENTS, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
@@ -481,6 +481,20 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
     /// for a corrupt index; `Io`.
     pub fn index_pending(&mut self, max: usize) -> Result<usize> {
         let r = self.index().and_then(|(mem, store, imp)| Ok(mem.index_pending(&store, &imp, max)?));
+        self.end_op(r)
+    }
+
+    /// Makes removals leave the purge of tombstones to [`Self::purge_step`], as the kernel's
+    /// index worker does (`vexfs_core::embed::IndexMem::set_stepwise_purge`).
+    pub fn set_stepwise_purge(&mut self, on: bool) -> Result<()> {
+        self.index()?.0.set_stepwise_purge(on);
+        Ok(())
+    }
+
+    /// One step of a purge in steps of up to `max` slots (`IndexMem::purge_step`).
+    /// Errors: `Format` for a corrupt index; `Io`.
+    pub fn purge_step(&mut self, max: usize) -> Result<PurgeStep> {
+        let r = self.index().and_then(|(mem, store, imp)| Ok(mem.purge_step(&store, &imp, max)?));
         self.end_op(r)
     }
 

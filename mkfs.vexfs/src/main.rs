@@ -15,8 +15,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use clap::{Parser, ValueEnum};
 use vexfs_image::exit::MKFS;
 use vexfs_image::show::{device_map_table, encode_label, format_uuid, human_bytes, parse_uuid};
+use vexfs_image::vexfs_core::embed::{min_journal_blocks, worst_step_blocks};
 use vexfs_image::vexfs_core::format::layout::{layout, MkfsParams, DEFAULT_EF_CONSTRUCTION, DEFAULT_M};
-use vexfs_image::vexfs_core::format::superblock::{Metric, Superblock, FORMAT_VERSION, MAGIC};
+use vexfs_image::vexfs_core::format::superblock::{Metric, Region, Superblock, FORMAT_VERSION, MAGIC};
 use vexfs_image::vexfs_core::format::BLOCK_SIZE;
 use vexfs_image::vexfs_core::io::BlockDevice;
 use vexfs_image::{mkfs, FileDevice};
@@ -214,7 +215,7 @@ fn run(cli: &Cli) -> Result<(), String> {
             return Err(format!("{shown} contains {what}; use -f to overwrite it"));
         }
     }
-    let params = MkfsParams {
+    let mut params = MkfsParams {
         block_count: bytes / BLOCK_SIZE as u64,
         inode_count: cli.inodes,
         journal_blocks: cli.journal_blocks,
@@ -231,7 +232,44 @@ fn run(cli: &Cli) -> Result<(), String> {
             None => u64::from_le_bytes(random_bytes()?),
         },
     };
-    let sb = layout(&params).map_err(|e| format!("cannot lay out {} bytes with these parameters: {e}", bytes))?;
+    let mut sb = layout(&params).map_err(|e| format!("cannot lay out {} bytes with these parameters: {e}", bytes))?;
+    // The kernel refuses a read-write mount of a journal a quarter of which cannot hold the
+    // filesystem's largest transaction step (docs/DURABILITY.md): grow the default journal to
+    // that floor, refuse a smaller --journal-blocks; when the device cannot hold it and the
+    // vector capacity is the default, halve the capacity (which bounds the step) until it can.
+    loop {
+        let need = journal_floor(&sb);
+        if sb.region(Region::Journal).blocks >= need {
+            break;
+        }
+        let worst = worst_step_blocks(&sb);
+        if let Some(n) = cli.journal_blocks {
+            return Err(format!(
+                "--journal-blocks {n} is too small: this filesystem's largest transaction step takes {worst} \
+                 blocks and may use only a quarter of the log, so the journal needs at least {need} blocks"
+            ));
+        }
+        let grown = MkfsParams { journal_blocks: Some(need), ..params.clone() };
+        match layout(&grown) {
+            Ok(s) => {
+                params = grown;
+                sb = s;
+            }
+            Err(_) if cli.vectors.is_none() && sb.vec_capacity > 64 => {
+                params.vec_capacity = Some(sb.vec_capacity / 2);
+                sb = layout(&params)
+                    .map_err(|e| format!("cannot lay out {} bytes with these parameters: {e}", bytes))?;
+            }
+            Err(e) => {
+                return Err(format!(
+                    "{shown}: {bytes} bytes cannot hold the journal this filesystem needs: {need} blocks ({}), \
+                     four times its largest transaction step of {worst} blocks, with the other regions ({e}); \
+                     use a larger device or fewer --vectors",
+                    human_bytes(need * BLOCK_SIZE as u64)
+                ))
+            }
+        }
+    }
     if !cli.quiet {
         print_summary(cli, &sb);
     }
@@ -264,6 +302,11 @@ fn run(cli: &Cli) -> Result<(), String> {
         println!("Done: {shown} holds vexfs format v{FORMAT_VERSION}.");
     }
     Ok(())
+}
+
+/// Journal blocks a filesystem laid out as `sb` needs (`core::embed::min_journal_blocks`).
+fn journal_floor(sb: &Superblock) -> u64 {
+    min_journal_blocks(sb)
 }
 
 fn print_summary(cli: &Cli, sb: &Superblock) {

@@ -6,6 +6,7 @@ use std::process::{Command, Output};
 
 use vexfs_image::fsck::{self, Mode};
 use vexfs_image::show::format_uuid;
+use vexfs_image::vexfs_core::embed::min_journal_blocks;
 use vexfs_image::vexfs_core::format::superblock::{Metric, Region};
 use vexfs_image::{FileDevice, Image};
 
@@ -46,7 +47,7 @@ fn creates_a_sparse_image_that_fsck_finds_clean() {
             "-N",
             "1000",
             "--journal-blocks",
-            "100",
+            "9000",
             "--vectors",
             "5000",
             "--dim",
@@ -72,7 +73,7 @@ fn creates_a_sparse_image_that_fsck_finds_clean() {
     assert_eq!(sb.label_str(), "vectors");
     assert_eq!(format_uuid(&sb.uuid), uuid);
     assert_eq!(sb.inode_count, 1008);
-    assert_eq!(sb.region(Region::Journal).blocks, 100);
+    assert_eq!(sb.region(Region::Journal).blocks, 9000);
     assert_eq!((sb.vec_capacity, sb.vec_dim, sb.metric()), (5000, 384, Some(Metric::InnerProduct)));
     assert_eq!((sb.hnsw_m, sb.hnsw_ef_construction), (8, 64));
     let (out, _) = fsck::run(img.into_device(), Mode::Check).unwrap();
@@ -185,6 +186,8 @@ fn failures_exit_1() {
         (&["--dim", "0", "--metric", "l2"], Some("8M")),      // dim out of range
         (&["--dim", "8", "--metric", "l2"], Some("8X")),      // bad size
         (&["--dim", "8", "--metric", "l2"], Some("64K")),     // too small
+        (&["--dim", "384", "--metric", "l2", "--journal-blocks", "1024"], Some("1G")), // journal below the floor
+        (&["--dim", "384", "--metric", "l2", "--vectors", "20000"], Some("32M")), // no room for the journal
         (&["--dim", "8", "--metric", "l2"], None),            // no size, no file
         (&["--dim", "8", "--metric", "l2", "-U", "nope"], Some("8M")),
         (&["--dim", "8", "--metric", "l2", "-L", &"x".repeat(32)], Some("8M")),
@@ -212,4 +215,23 @@ fn seed_is_random_by_default_and_kept_when_given() {
     assert_eq!(seed_of("a.img", &["--seed", "12345"]), 12345);
     assert_eq!(seed_of("b.img", &["--seed", "12345"]), 12345);
     assert_ne!(seed_of("c.img", &[]), seed_of("d.img", &[]));
+}
+
+/// The default journal holds four times the largest transaction step (the kernel's floor for a
+/// read-write mount), on small and large devices; on a small one the default vector capacity
+/// shrinks to make room for it.
+#[test]
+fn default_journal_holds_the_largest_step() {
+    let dir = tempfile::tempdir().unwrap();
+    for size in ["16M", "32M", "256M", "2G"] {
+        let path = dir.path().join(format!("j{size}.img"));
+        let o = mkfs(&["--dim", "384", "--metric", "l2", "-q"], &path, Some(size));
+        ok(&o);
+        let img = Image::open(FileDevice::open(&path, false).unwrap()).unwrap();
+        let sb = img.sb();
+        let journal = sb.region(Region::Journal).blocks;
+        let need = min_journal_blocks(sb);
+        assert!(journal >= need, "{size}: journal {journal} blocks, floor {need}");
+        assert!(sb.vec_capacity >= 64, "{size}: {} slots", sb.vec_capacity);
+    }
 }

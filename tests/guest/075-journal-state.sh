@@ -1,13 +1,22 @@
 #!/usr/bin/env bash
 # The journal's state and contract (docs/DURABILITY.md), in the kernel: while mounted read-write
 # the superblock has the RECOVER feature (incompat bit 0) and the journal is not clean; after
-# umount both are clean again; `mount -o remount,ro` and back are refused; a SET too large for one
-# transaction of a small journal is refused with ENOSPC and the filesystem stays usable; after a
+# umount both are clean again; `mount -o remount,ro` and back are refused; mkfs refuses a journal
+# too small for the filesystem's largest transaction step; a synchronous SET (--index-now) too
+# large for one transaction of a small journal is refused with ENOSPC, the same SET through the
+# vector write-ahead log fits, and the filesystem stays usable; after a
 # power cut (QEMU killed with the filesystem mounted) the next mount replays the journal, frees
 # the orphan (an unlinked file kept open), and shows every synced change; fsck.vexfs finds it clean.
 . "$(dirname "$0")/lib.sh"
 
-img=$(mkimg 32M --dim 16 --metric l2 --journal-blocks 64)
+# The default vector capacity of 32 MiB needs a larger journal than 64 blocks: refused.
+small=$(mkraw 32M)
+if out=$("$MKFS" --dim 16 --metric l2 --journal-blocks 64 "$small" 2>&1); then
+    fail "mkfs accepted a journal below the floor: $out"
+fi
+echo "$out" | grep -q "is too small" || fail "mkfs's refusal does not say why: $out"
+# 64 slots: the largest deferred SET's step is 10 blocks (core::embed::min_journal_blocks 49).
+img=$(mkimg 32M --dim 16 --metric l2 --vectors 64 --journal-blocks 64)
 # Three vectors of dimension 16, as .fvecs (a little-endian dimension, then the floats).
 mkdir "$T/share"
 python3 - "$T/share/v.fvecs" <<'PY'
@@ -29,12 +38,18 @@ expect_fail mount -o remount,ro /mnt
 echo hello > /mnt/a || fail "write after a refused remount"
 
 section "a SET larger than a transaction may take"
-# 64 journal blocks: a quarter is 15 blocks, less than one chunk's bound (dim 16, m 16).
+# 64 journal blocks: a quarter is 16, less than one synchronously linked chunk's bound (dim 16,
+# m 16: its 4m neighbours' records), more than a pending one's.
 echo doc > /mnt/doc
-if out=$(vexctl set /mnt/doc --fvecs /share/v.fvecs --row 0 2>&1); then fail "SET past the journal's share succeeded: $out"; fi
+if out=$(vexctl set --index-now /mnt/doc --fvecs /share/v.fvecs --row 0 2>&1); then
+    fail "SET past the journal's share succeeded: $out"
+fi
 echo "$out" | grep -q "No space left on device" || fail "SET past the journal's share: $out"
 dmesg | grep -q "more than one transaction may take" || fail "no log line for the refused SET"
 echo still > /mnt/b || fail "write after a refused SET"
+must vexctl set /mnt/doc --fvecs /share/v.fvecs --row 0
+vexctl search /mnt --fvecs /share/v.fvecs --row 0 -k 1 | grep -q doc || fail "the pending SET is not found"
+must vexctl wait-indexed -q /mnt --timeout 60
 must umount /mnt
 assert_eq "$(incompat /dev/vda)" 0 "RECOVER cleared by umount"
 GUEST
