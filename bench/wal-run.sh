@@ -7,7 +7,8 @@
 # each starts from a fresh, empty filesystem with the same parameters.
 # /share: wal-tool (bench/wal-tool.c, static), import.fvecs (N_IMPORT rows), rows.fvecs (N_ROWS
 # rows), burst.fvecs (BURST rows), query.fvecs, burst-gt.ivecs (the exact top K of each query
-# among the burst's rows).
+# among the burst's rows), tsc-mhz (the host's TSC rate: every time is read from the TSC, see
+# bench/wal-tool.c; "t" fields are seconds on that clock).
 #
 # 1. ROUNDS rounds; in each, the two modes one after the other (the WAL first in even rounds,
 #    --index-now first in odd ones), each on a fresh filesystem per test:
@@ -22,7 +23,7 @@
 #    catch-up (from the burst's end, a sampler prints the pending count every 10 s); then AFTER
 #    passes over every query (`wal-tool search ... after`); umount. bench/wal.sh checks that
 #    image with fsck.vexfs -n.
-# Every measurement is a line "BENCH {json}". Times "t" are the guest's uptime in seconds.
+# Every measurement is a line "BENCH {json}".
 # Never print the words the harness takes for kernel errors (see scripts/lib.sh).
 . /lib/vexfs/guest-lib.sh
 ROUNDS=$1 N_IMPORT=$2 N_ROWS=$3 PER=$4 BURST=$5 BURST_PER=$6 DURING=$7 AFTER=$8 K=$9 EF=${10}
@@ -31,23 +32,27 @@ S=/share
 W=/tmp/wal-tool
 M=/mnt/v
 
-uptime_s() { cut -d' ' -f1 /proc/uptime; }
+WAL_TSC_MHZ=$(cat $S/tsc-mhz) || fail "no $S/tsc-mhz"
+export WAL_TSC_MHZ
+cp $S/wal-tool $W || fail "copy wal-tool"
+now() { $W now; }
+# The TSC clock against the guest's own (jiffies), at the start and at the end.
+echo "BENCH {\"tool\": \"clock\", \"at\": \"start\", \"t\": $(now), \"uptime\": $(cut -d' ' -f1 /proc/uptime)}"
 
 cs=$(cat /sys/devices/system/clocksource/clocksource0/current_clocksource 2>/dev/null || echo unknown)
 section "guest: $(uname -r), $(grep -c ^processor /proc/cpuinfo) CPUs, clocksource $cs, mkfs.vexfs $*"
 echo "BENCH {\"tool\": \"guest\", \"kernel\": \"$(uname -r)\", \"cpus\": $(grep -c ^processor /proc/cpuinfo), \"clocksource\": \"$cs\", \"mem_kib\": $(grep MemTotal /proc/meminfo | tr -s ' ' | cut -d' ' -f2)}"
 # The round inputs are read from /tmp (initramfs), not through 9p; the burst is read into
 # memory by wal-tool before its timed loop.
-cp $S/wal-tool $W || fail "copy wal-tool"
 for f in import.fvecs rows.fvecs; do
     cp $S/$f /tmp/$f || fail "copy $f to /tmp"
 done
 
 # fresh: a new filesystem on /dev/vda, mounted at $M; prints how long mkfs took.
 fresh() {
-    _t0=$(uptime_s)
+    _t0=$(now)
     mkfs.vexfs -f -q "$@" /dev/vda || fail "mkfs.vexfs -f -q $* /dev/vda"
-    echo "BENCH {\"tool\": \"mkfs\", \"t_start\": $_t0, \"t_end\": $(uptime_s)}"
+    echo "BENCH {\"tool\": \"mkfs\", \"t_start\": $_t0, \"t_end\": $(now)}"
     mount_vexfs /dev/vda $M
 }
 
@@ -63,7 +68,7 @@ finish() {
 # caught_up TEST MODE REP: `vexctl wait-indexed --json`, as one BENCH line.
 caught_up() {
     vexctl wait-indexed --json -q --interval 100 $M > /tmp/wait.json || fail "vexctl wait-indexed"
-    echo "BENCH {\"tool\": \"wait\", \"test\": \"$1\", \"mode\": \"$2\", \"rep\": $3, \"t_end\": $(uptime_s), \"wait\": $(tr -d '\n' < /tmp/wait.json)}"
+    echo "BENCH {\"tool\": \"wait\", \"test\": \"$1\", \"mode\": \"$2\", \"rep\": $3, \"t_end\": $(now), \"wait\": $(tr -d '\n' < /tmp/wait.json)}"
 }
 
 # timed TEST MODE REP VECTORS PER CMD...: runs CMD under wal-tool run; one BENCH line.
@@ -123,7 +128,7 @@ fresh "$@"
 $W set $M/b $S/burst.fvecs "$BURST" "$BURST_PER" wal || fail "wal-tool set (the burst)"
 (
     while :; do
-        echo "BENCH {\"tool\": \"pending\", \"t\": $(uptime_s), \"pending\": $($W pending $M)}"
+        echo "BENCH {\"tool\": \"pending\", \"t\": $(now), \"pending\": $($W pending $M)}"
         sleep 10
     done
 ) &
@@ -145,4 +150,5 @@ $W search $M/b "$BURST_PER" $S/query.fvecs $S/burst-gt.ivecs "$K" "$EF" "$AFTER"
 vexctl stats --json $M > /tmp/stats.json || fail "vexctl stats"
 echo "BENCH {\"tool\": \"stats\", \"stats\": $(tr -d '\n' < /tmp/stats.json)}"
 must umount $M
+echo "BENCH {\"tool\": \"clock\", \"at\": \"end\", \"t\": $(now), \"uptime\": $(cut -d' ' -f1 /proc/uptime)}"
 section "done"

@@ -11,33 +11,40 @@
  *       scaled back to unit length. Prints one JSON object with the figures.
  *   wal-tool gt BASE.fvecs QUERIES.fvecs K OUT.ivecs
  *       the exact K nearest rows of BASE to each query (squared L2, ties to the lower row).
+ *   wal-tool tsc-mhz
+ *       the TSC's rate in MHz, measured against CLOCK_MONOTONIC over 2 s: for WAL_TSC_MHZ.
  * Guest (vexfs mounted):
  *   wal-tool set DIR VECS.fvecs COUNT PER wal|now
  *       ceil(COUNT / PER) files DIR/0, DIR/1, ...: file j is created (O_CREAT|O_TRUNC) and gets
  *       rows j*PER .. j*PER+PER-1 of VECS as chunks 0, 1, ... in one VEXFS_IOC_SET_EMBEDDINGS
  *       (VEXFS_SET_TRUNCATE, and VEXFS_SET_INDEX_NOW with `now`), then is closed. VECS is read
- *       into memory first (untimed). Each SET is timed alone (TSC), the whole loop with
- *       CLOCK_MONOTONIC.
+ *       into memory first (untimed). Each SET is timed alone, and the whole loop.
  *   wal-tool search DIR PER QUERIES.fvecs GT.ivecs K EF SECS catchup
  *   wal-tool search DIR PER QUERIES.fvecs GT.ivecs K EF PASSES after [SUBSET]
  *       k-NN searches through VEXFS_IOC_SEARCH on the vexfs holding DIR (files made by `set`
  *       with the same PER: a result's inode names its file j, its chunk c the row j*PER+c), each
- *       timed alone (TSC), with recall@K against the first K ids of each GT row.
+ *       timed alone, with recall@K against the first K ids of each GT row.
  *       `catchup`: the queries in order, round and round, each one issued only while vectors
  *       are pending (VEXFS_IOC_STATS just before it), for at most SECS seconds; a line per block
  *       of 100 queries (latency against the pending count), then the summary.
  *       `after`: PASSES passes over every query; the recall also over the first SUBSET queries
  *       (those the catch-up searches covered).
  *   wal-tool run CMD [ARGS...]
- *       runs CMD (stdout to /dev/null) and times it (CLOCK_MONOTONIC).
+ *       runs CMD (stdout to /dev/null) and times it: "TIME SECS T_START T_END".
  *   wal-tool pending PATH
  *       prints the pending count of the vexfs holding PATH.
+ *   wal-tool now
+ *       prints the time on the clock below, in seconds.
  *
- * The guest's CLOCK_MONOTONIC ticks in jiffies (4 ms, clocksource refined-jiffies), too coarse
- * for one SET or one search, so those are timed with the TSC (under QEMU TCG: the host's clock,
- * scaled), calibrated against CLOCK_MONOTONIC over about a second, as bench/guest-search.c does.
- * Output: lines "BENCH " + one JSON object; "t" fields are CLOCK_MONOTONIC seconds (the guest's
- * uptime, the same clock as /proc/uptime). Exit status 0, or 1 with a message.
+ * The clock: the guest's CLOCK_MONOTONIC ticks in jiffies (4 ms, clocksource refined-jiffies),
+ * too coarse for one SET or one search, and it loses time when the host is too busy to deliver
+ * the guest's timer ticks (seen: 25% slow over a burst while other guests ran). Under QEMU TCG
+ * the guest's RDTSC reads the host's TSC, so every time here is the TSC divided by WAL_TSC_MHZ,
+ * the host's TSC rate that bench/wal.sh measures (`wal-tool tsc-mhz`) and passes on: real time,
+ * whatever the guest's ticks do. Without WAL_TSC_MHZ the rate is calibrated against
+ * CLOCK_MONOTONIC over a second, as bench/guest-search.c does. Times "t" are seconds from an
+ * arbitrary origin, the same for every process of one boot. Output: lines "BENCH " + one JSON
+ * object. Exit status 0, or 1 with a message.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -290,7 +297,7 @@ static int cmd_gt(int argc, char **argv)
 }
 
 /* ---------------------------------------------------------------------------------------------
- * Guest: timing.
+ * Timing.
  */
 
 static double mono(void)
@@ -301,10 +308,8 @@ static double mono(void)
 	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
-static double tsc_per_us;
-
-/* TSC ticks per microsecond, from one CLOCK_MONOTONIC tick edge to another about a second later. */
-static void calibrate_tsc(void)
+/* TSC ticks per microsecond, from one CLOCK_MONOTONIC tick edge to another `secs` later. */
+static double measure_tsc(double secs)
 {
 	double a = mono(), b, c, prev;
 	uint64_t t0, t1;
@@ -315,13 +320,44 @@ static void calibrate_tsc(void)
 	prev = b;
 	for (;;) {
 		c = mono();
-		if (c != prev && c - b >= 1.0) {
+		if (c != prev && c - b >= secs) {
 			t1 = __rdtsc();
 			break;
 		}
 		prev = c;
 	}
-	tsc_per_us = (double)(t1 - t0) / ((c - b) * 1e6);
+	return (double)(t1 - t0) / ((c - b) * 1e6);
+}
+
+static double tsc_per_us;
+static const char *clock_name = "tsc";
+
+/*
+ * The clock of every figure: the TSC at WAL_TSC_MHZ (the host's rate, measured there by
+ * `wal-tool tsc-mhz`: under QEMU TCG the guest reads the host's TSC), else calibrated here
+ * against CLOCK_MONOTONIC over a second.
+ */
+static void init_clock(void)
+{
+	const char *env = getenv("WAL_TSC_MHZ");
+
+	if (tsc_per_us > 0)
+		return;
+	if (env && *env) {
+		tsc_per_us = strtod(env, NULL);
+		if (!(tsc_per_us > 1 && tsc_per_us < 100000))
+			die("WAL_TSC_MHZ is not a rate in MHz", env);
+		clock_name = "tsc-host";
+		return;
+	}
+	tsc_per_us = measure_tsc(1.0);
+	clock_name = "tsc-calibrated";
+}
+
+/* Seconds on the TSC clock (an arbitrary origin, the same for every process of one boot). */
+static double now_s(void)
+{
+	return (double)__rdtsc() / tsc_per_us / 1e6;
 }
 
 static double us_since(uint64_t t0)
@@ -381,10 +417,10 @@ static int cmd_set(int argc, char **argv)
 	dfd = open(argv[2], O_RDONLY | O_DIRECTORY);
 	if (dfd < 0)
 		die_errno("open", argv[2]);
-	calibrate_tsc();
+	init_clock();
 	files = ((size_t)count + (size_t)per - 1) / (size_t)per;
 	lat = xmalloc(files * sizeof(double));
-	t0 = mono();
+	t0 = now_s();
 	for (size_t j = 0; j < files; j++) {
 		size_t first = j * (size_t)per, n = (size_t)count - first < (size_t)per ? (size_t)count - first : (size_t)per;
 		struct vexfs_set_embeddings s;
@@ -410,16 +446,17 @@ static int cmd_set(int argc, char **argv)
 		if (close(fd) < 0)
 			die_errno("close", path);
 	}
-	t1 = mono();
+	t1 = now_s();
 	st = stats_of(dfd);
 	close(dfd);
 	qsort(lat, files, sizeof(double), cmp_double);
 	printf("BENCH {\"tool\": \"set\", \"mode\": \"%s\", \"vectors\": %ld, \"per_set\": %ld, \"sets\": %zu, "
 	       "\"secs\": %.3f, \"set_secs\": %.3f, \"set_p50_ms\": %.3f, \"set_p99_ms\": %.3f, \"set_max_ms\": %.3f, "
-	       "\"pending\": %u, \"vectors_after\": %llu, \"t_start\": %.3f, \"t_end\": %.3f, \"tsc_mhz\": %.1f}\n",
+	       "\"pending\": %u, \"vectors_after\": %llu, \"t_start\": %.3f, \"t_end\": %.3f, \"tsc_mhz\": %.1f, "
+	       "\"clock\": \"%s\"}\n",
 	       now ? "now" : "wal", count, per, files, t1 - t0, ack_total / 1e6, pct(lat, files, 50) / 1e3,
 	       pct(lat, files, 99) / 1e3, lat[files - 1] / 1e3, st.pending, (unsigned long long)st.vectors, t0, t1,
-	       tsc_per_us);
+	       tsc_per_us, clock_name);
 	return 0;
 }
 
@@ -558,7 +595,7 @@ static int cmd_search(int argc, char **argv)
 	if (nmap == 0)
 		die("no files", dir);
 	qsort(map, nmap, sizeof(*map), cmp_inofile);
-	calibrate_tsc();
+	init_clock();
 
 	struct vexfs_search_result *res = xmalloc((size_t)k * sizeof(*res));
 
@@ -570,20 +607,20 @@ static int cmd_search(int argc, char **argv)
 		 */
 		enum { BLOCK = 100 };
 		size_t cap_all = 4096, n = 0, hits = 0, bhits = 0, nb = 0;
-		double *all = xmalloc(cap_all * sizeof(double)), blk[BLOCK], t0 = mono(), tb = t0;
+		double *all = xmalloc(cap_all * sizeof(double)), blk[BLOCK], t0 = now_s(), tb = t0;
 		uint32_t pend, first_pend = 0, last_pend = 0, bpend = 0;
 
 		for (;;) {
 			size_t q = n % nq;
 
 			pend = stats_of(fd).pending;
-			if (pend == 0 || mono() - t0 >= (double)limit)
+			if (pend == 0 || now_s() - t0 >= (double)limit)
 				break;
 			if (n == 0)
 				first_pend = pend;
 			if (nb == 0) {
 				bpend = pend;
-				tb = mono();
+				tb = now_s();
 			}
 			last_pend = pend;
 			if (n == cap_all) {
@@ -603,7 +640,7 @@ static int cmd_search(int argc, char **argv)
 				snprintf(head, sizeof(head),
 					 "\"tool\": \"search-block\", \"first\": %zu, \"pending_start\": %u, "
 					 "\"pending_end\": %u, \"t_start\": %.3f, \"t_end\": %.3f",
-					 n - BLOCK, bpend, pend, tb, mono());
+					 n - BLOCK, bpend, pend, tb, now_s());
 				print_lat(head, blk, BLOCK, bhits, k, "");
 				nb = 0;
 				bhits = 0;
@@ -613,7 +650,7 @@ static int cmd_search(int argc, char **argv)
 			 "\"tool\": \"search\", \"mode\": \"catchup\", \"k\": %ld, \"ef\": %ld, \"limit_secs\": %ld, "
 			 "\"secs\": %.3f, \"distinct_queries\": %zu, \"pending_first\": %u, \"pending_last\": %u, "
 			 "\"pending_after\": %u, \"t_start\": %.3f, \"t_end\": %.3f",
-			 k, ef, limit, mono() - t0, n < nq ? n : nq, first_pend, last_pend, pend, t0, mono());
+			 k, ef, limit, now_s() - t0, n < nq ? n : nq, first_pend, last_pend, pend, t0, now_s());
 		print_lat(head, all, n, hits, k, "");
 		close(fd);
 		return 0;
@@ -623,7 +660,7 @@ static int cmd_search(int argc, char **argv)
 	double *lat = xmalloc(nq * limit * sizeof(double));
 	size_t hits = 0, sub_hits = 0;
 	uint32_t pend0 = stats_of(fd).pending;
-	double t0 = mono();
+	double t0 = now_s();
 
 	for (long p = 0; p < limit; p++) {
 		for (size_t q = 0; q < nq; q++) {
@@ -639,7 +676,7 @@ static int cmd_search(int argc, char **argv)
 	snprintf(head, sizeof(head),
 		 "\"tool\": \"search\", \"mode\": \"after\", \"k\": %ld, \"ef\": %ld, \"passes\": %ld, "
 		 "\"secs\": %.3f, \"pending_start\": %u, \"pending_end\": %u",
-		 k, ef, limit, mono() - t0, pend0, stats_of(fd).pending);
+		 k, ef, limit, now_s() - t0, pend0, stats_of(fd).pending);
 	snprintf(tail, sizeof(tail), ", \"subset\": %zu, \"subset_recall\": %.4f", subset,
 		 subset ? (double)sub_hits / (double)(subset * (size_t)k * (size_t)limit) : 0);
 	print_lat(head, lat, nq * (size_t)limit, hits, k, tail);
@@ -655,7 +692,8 @@ static int cmd_run(int argc, char **argv)
 
 	if (argc < 3)
 		die("usage: wal-tool run CMD [ARGS...]", NULL);
-	t0 = mono();
+	init_clock();
+	t0 = now_s();
 	pid = fork();
 	if (pid < 0)
 		die("fork", strerror(errno));
@@ -669,7 +707,7 @@ static int cmd_run(int argc, char **argv)
 	}
 	if (waitpid(pid, &status, 0) < 0)
 		die("waitpid", strerror(errno));
-	t1 = mono();
+	t1 = now_s();
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
 		fprintf(stderr, "wal-tool: %s exited with status %d\n", argv[2],
 			WIFEXITED(status) ? WEXITSTATUS(status) : -1);
@@ -693,6 +731,19 @@ static int cmd_pending(int argc, char **argv)
 	return 0;
 }
 
+static int cmd_now(void)
+{
+	init_clock();
+	printf("%.3f\n", now_s());
+	return 0;
+}
+
+static int cmd_tsc_mhz(void)
+{
+	printf("%.3f\n", measure_tsc(2.0));
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc >= 2) {
@@ -708,7 +759,11 @@ int main(int argc, char **argv)
 			return cmd_run(argc, argv);
 		if (!strcmp(argv[1], "pending"))
 			return cmd_pending(argc, argv);
+		if (!strcmp(argv[1], "now") && argc == 2)
+			return cmd_now();
+		if (!strcmp(argv[1], "tsc-mhz") && argc == 2)
+			return cmd_tsc_mhz();
 	}
-	die("usage: wal-tool gen|gt|set|search|run|pending ... (see the comment at the top of bench/wal-tool.c)", NULL);
+	die("usage: wal-tool gen|gt|tsc-mhz|set|search|run|pending|now ... (see the comment at the top of bench/wal-tool.c)", NULL);
 	return 1;
 }

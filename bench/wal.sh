@@ -15,7 +15,7 @@
 #   --per N       chunks per SET in that test (default 100)
 #   --burst N     embeddings in the burst (default 100000); --burst 20000 for a quick run
 #   --burst-per N chunks per SET in the burst (default 100)
-#   --during S    search for at most S seconds while the worker catches up (default 300)
+#   --during S    search for at most S seconds while the worker catches up (default 120)
 #   --after N     search passes after it caught up (default 3)
 #   --sigma S     per-component noise of the burst's perturbed copies (default 0.015)
 #   --timeout S   guest wall-clock limit (default 3600)
@@ -26,7 +26,8 @@
 # `wal-tool gen`, seeded, deterministic) into $VEXFS_CACHE/bench-wal/share/burst.fvecs, never
 # into the repo; its ground truth is exact (`wal-tool gt`). The round tests use the first rows of
 # base.fvecs. Host side: builds bench/wal-tool.c (natively, and static for the guest), makes the
-# data, a sparse disk image; guest side: bench/wal-run.sh (it formats the disk with mkfs.vexfs
+# data, a sparse disk image, and measures the TSC's rate (the guest times everything with the
+# host's TSC: bench/wal-tool.c says why); guest side: bench/wal-run.sh (it formats the disk with mkfs.vexfs
 # before every measurement); then fsck.vexfs -n of the burst's image and bench/wal.py report.
 # Needs scripts/setup to have run (kernel, module, tools). Work files and the console log:
 # $VEXFS_CACHE/bench-wal. Takes about 35 minutes with the defaults, 10 with --burst 20000.
@@ -35,7 +36,7 @@ set -euo pipefail
 
 DATA=$VEXFS_ROOT/../shared/data/pydocs-minilm
 [ -f "$DATA/base.fvecs" ] || DATA=$VEXFS_ROOT/data/pydocs-minilm/small
-ROUNDS=5 N_IMPORT=1000 N_ROWS=2000 PER=100 BURST=100000 BURST_PER=100 DURING=300 AFTER=3 SIGMA=0.015
+ROUNDS=5 N_IMPORT=1000 N_ROWS=2000 PER=100 BURST=100000 BURST_PER=100 DURING=120 AFTER=3 SIGMA=0.015
 K=10 EF=64 TIMEOUT=3600 REPORT=1
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -78,6 +79,9 @@ cc -O2 -march=native -std=gnu11 -Wall -Wextra -Werror -I "$VEXFS_ROOT/include" \
 cc -static -O2 -std=gnu11 -Wall -Wextra -Werror -I "$VEXFS_ROOT/include" \
     "$VEXFS_ROOT/bench/wal-tool.c" -o "$SHARE/wal-tool" -lm
 
+# The guest reads the host's TSC (QEMU TCG): its rate, for every time the guest measures.
+"$WORK/wal-tool" tsc-mhz > "$SHARE/tsc-mhz"
+
 dim=$(od -An -t d4 -N4 "$DATA/base.fvecs" | tr -d ' ')
 row=$((4 + 4 * dim))
 rows=$(($(stat -c %s "$DATA/base.fvecs") / row))
@@ -106,18 +110,29 @@ truncate -s "${SIZE_MIB}M" "$IMG"
 "$VEXFS_HOST_BIN/mkfs.vexfs" -n "${MKFS[@]}" "$IMG" > "$WORK/layout.txt"
 
 log "wal bench: booting the guest ($ROUNDS rounds, a burst of $BURST; TCG, tens of minutes; timeout ${TIMEOUT}s)"
-# Other guests on the host (the lead's tests may run meanwhile): counted, for the report's caveats.
+# Other guests on the host (other tests may run meanwhile): every 20 s, the time, the load
+# average and the QEMU processes other than ours, for the report's caveats.
 qemu_before=$(pgrep -c qemu-system || true)
+(
+    while sleep 20; do
+        others=$(($(pgrep -c qemu-system || true) - 1))
+        echo "$(date +%s) $(cut -d' ' -f1 /proc/loadavg) $((others < 0 ? 0 : others))"
+    done
+) > "$WORK/host-load.txt" &
+loadmon=$!
 start=$SECONDS
 status=0
 VEXFS_GUEST_LOG=$LOG "$VEXFS_ROOT/qemu/run-guest" --disk "$IMG" --share "$SHARE" --mem 2048 \
     --timeout "$TIMEOUT" "$VEXFS_ROOT/bench/wal-run.sh" "$ROUNDS" "$N_IMPORT" "$N_ROWS" "$PER" \
     "$BURST" "$BURST_PER" "$DURING" "$AFTER" "$K" "$EF" "${MKFS[@]}" > "$WORK/run-guest.out" 2>&1 || status=$?
 if [ $status -ne 0 ]; then
+    kill "$loadmon" 2> /dev/null || true
     tail -n 40 "$WORK/run-guest.out" >&2
     die "wal bench: guest failed (run-guest status $status); console log $LOG"
 fi
 secs=$((SECONDS - start))
+kill "$loadmon" 2> /dev/null || true
+wait "$loadmon" 2> /dev/null || true
 qemu_after=$(pgrep -c qemu-system || true)
 
 fsck_status=0
@@ -129,8 +144,10 @@ RES=$WORK/results.jsonl
 {
     tr -d '\r' < "$LOG" | sed -n 's/^BENCH //p'
     cat <<EOF
-{"tool": "run", "wall_secs": $secs, "rounds": $ROUNDS, "import": $N_IMPORT, "rows": $N_ROWS, "per": $PER, "burst": $BURST, "burst_per": $BURST_PER, "during": $DURING, "after": $AFTER, "k": $K, "ef": $EF, "queries": $nq, "dim": $dim, "data": "$DATA", "image_mib": $SIZE_MIB, "mkfs": "${MKFS[*]}", "layout": $(python3 -c 'import json,sys; print(json.dumps(sys.stdin.read()))' < "$WORK/layout.txt"), "commit": "$commit$dirty", "fsck_vexfs": $fsck_status, "host_qemu_other": [${qemu_before:-0}, ${qemu_after:-0}], "burst_data": $(cat "$WORK/burst.json")}
+{"tool": "run", "wall_secs": $secs, "rounds": $ROUNDS, "import": $N_IMPORT, "rows": $N_ROWS, "per": $PER, "burst": $BURST, "burst_per": $BURST_PER, "during": $DURING, "after": $AFTER, "k": $K, "ef": $EF, "queries": $nq, "dim": $dim, "data": "$DATA", "image_mib": $SIZE_MIB, "mkfs": "${MKFS[*]}", "layout": $(python3 -c 'import json,sys; print(json.dumps(sys.stdin.read()))' < "$WORK/layout.txt"), "commit": "$commit$dirty", "fsck_vexfs": $fsck_status, "tsc_mhz": $(cat "$SHARE/tsc-mhz"), "host_qemu_other": [${qemu_before:-0}, ${qemu_after:-0}], "burst_data": $(cat "$WORK/burst.json")}
 EOF
+    python3 -c 'import json, sys
+print(json.dumps({"tool": "host-load", "samples": [[int(t), float(l), int(o)] for t, l, o in (x.split() for x in sys.stdin if x.strip())]}))' < "$WORK/host-load.txt"
 } > "$RES"
 log "wal bench: guest done in ${secs}s; fsck.vexfs -n: $fsck_status"
 
