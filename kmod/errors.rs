@@ -203,7 +203,7 @@ pub fn tick(sb: &SuperBlock) {
     } else {
         (|| -> Result {
             {
-                let _h = Handle::start(sb)?;
+                let _h = Handle::start(sb, crate::txn::TxnKind::Small)?;
                 sb.lock().write_super()?;
             }
             sb.journal().commit(sb)

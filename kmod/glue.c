@@ -257,7 +257,7 @@ void vexfs_c_mount_free(struct vexfs_mount *m)
  * is inside one of this filesystem's); the outermost one waits while a commit is copying the
  * running transaction, and makes allocations GFP_NOFS until it ends.
  */
-int vexfs_c_handle_start(struct super_block *sb, struct vexfs_handle *h)
+int vexfs_c_handle_start(struct super_block *sb, struct vexfs_handle *h, unsigned int kind)
 {
 	void *j = vexfs_rs_journal(sb);
 	int err;
@@ -265,7 +265,7 @@ int vexfs_c_handle_start(struct super_block *sb, struct vexfs_handle *h)
 	h->outer = current->journal_info != j;
 	if (!h->outer)
 		return 0;
-	err = vexfs_rs_handle_begin(sb);
+	err = vexfs_rs_handle_begin(sb, kind, &h->credits);
 	if (err)
 		return err;
 	h->prev = current->journal_info;
@@ -280,7 +280,7 @@ void vexfs_c_handle_stop(struct super_block *sb, struct vexfs_handle *h)
 		return;
 	memalloc_nofs_restore(h->nofs);
 	current->journal_info = h->prev;
-	vexfs_rs_handle_end(sb);
+	vexfs_rs_handle_end(sb, h->credits);
 }
 u64 vexfs_c_dev_bytes(struct super_block *sb) { return bdev_nr_bytes(sb->s_bdev); }
 int vexfs_c_rdonly(struct super_block *sb) { return sb_rdonly(sb); }
@@ -372,10 +372,10 @@ void vexfs_c_set_ops(struct inode *inode)
 
 /* Runs `call` (an int expression) inside a journal handle of `sb`; its value, or the
  * handle's error. */
-#define VEXFS_IN_HANDLE(sb, call)                               \
+#define VEXFS_IN_HANDLE(sb, kind, call)                         \
 	({                                                      \
 		struct vexfs_handle __h;                        \
-		int __err = vexfs_c_handle_start((sb), &__h);   \
+		int __err = vexfs_c_handle_start((sb), &__h, (kind)); \
 		if (!__err) {                                   \
 			__err = (call);                         \
 			vexfs_c_handle_stop((sb), &__h);        \
@@ -444,7 +444,7 @@ static int vexfs_write_begin(struct file *file, struct address_space *mapping, l
 
 	if (!h)
 		return -ENOMEM;
-	ret = vexfs_c_handle_start(sb, h);
+	ret = vexfs_c_handle_start(sb, h, VEXFS_TXN_SMALL);
 	if (ret) {
 		kfree(h);
 		return ret;
@@ -482,7 +482,7 @@ static vm_fault_t vexfs_page_mkwrite(struct vm_fault *vmf)
 
 	sb_start_pagefault(inode->i_sb);
 	file_update_time(vmf->vma->vm_file);
-	err = vexfs_c_handle_start(inode->i_sb, &h);
+	err = vexfs_c_handle_start(inode->i_sb, &h, VEXFS_TXN_SMALL);
 	if (err) {
 		ret = vmf_fs_error(err);
 		goto out;
@@ -547,7 +547,7 @@ static long vexfs_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		if (ret)
 			return ret;
 		inode_lock(inode);
-		ret = VEXFS_IN_HANDLE(inode->i_sb, vexfs_rs_ioctl(inode, cmd, arg));
+		ret = VEXFS_IN_HANDLE(inode->i_sb, VEXFS_TXN_WORST, vexfs_rs_ioctl(inode, cmd, arg));
 		inode_unlock(inode);
 		/* A returned SET or REMOVE is durable (docs/DURABILITY.md). */
 		if (ret >= 0) {
@@ -582,7 +582,7 @@ static int vexfs_xattr_set(const struct xattr_handler *handler, struct mnt_idmap
 		return -EOPNOTSUPP;
 	if (!S_ISREG(inode->i_mode))
 		return -EPERM;
-	err = VEXFS_IN_HANDLE(inode->i_sb, vexfs_rs_xattr_set(inode, value, size, flags));
+	err = VEXFS_IN_HANDLE(inode->i_sb, VEXFS_TXN_WORST, vexfs_rs_xattr_set(inode, value, size, flags));
 	/* Setting the embedding is durable when it returns, as SET is. */
 	return err ? err : vexfs_rs_commit(inode->i_sb);
 }
@@ -635,7 +635,7 @@ static int vexfs_setattr(struct mnt_idmap *idmap, struct dentry *dentry, struct 
 		/* The page cache first, outside the handle: a commit never waits for a page. */
 		truncate_setsize(inode, attr->ia_size);
 	}
-	err = vexfs_c_handle_start(inode->i_sb, &h);
+	err = vexfs_c_handle_start(inode->i_sb, &h, VEXFS_TXN_DELETE);
 	if (err)
 		return err;
 	if (attr->ia_valid & ATTR_SIZE) {
@@ -743,7 +743,7 @@ static int vexfs_make_h(struct inode *dir, struct dentry *dentry, umode_t mode, 
 
 static int vexfs_make(struct inode *dir, struct dentry *dentry, umode_t mode, const char *symname)
 {
-	return VEXFS_IN_HANDLE(dir->i_sb, vexfs_make_h(dir, dentry, mode, symname));
+	return VEXFS_IN_HANDLE(dir->i_sb, VEXFS_TXN_SMALL, vexfs_make_h(dir, dentry, mode, symname));
 }
 
 static int vexfs_create(struct mnt_idmap *idmap, struct inode *dir, struct dentry *dentry,
@@ -785,7 +785,7 @@ static int vexfs_link_h(struct dentry *old_dentry, struct inode *dir, struct den
 
 static int vexfs_link(struct dentry *old_dentry, struct inode *dir, struct dentry *dentry)
 {
-	return VEXFS_IN_HANDLE(dir->i_sb, vexfs_link_h(old_dentry, dir, dentry));
+	return VEXFS_IN_HANDLE(dir->i_sb, VEXFS_TXN_SMALL, vexfs_link_h(old_dentry, dir, dentry));
 }
 
 static int vexfs_unlink_h(struct inode *dir, struct dentry *dentry)
@@ -802,7 +802,7 @@ static int vexfs_unlink_h(struct inode *dir, struct dentry *dentry)
 
 static int vexfs_unlink(struct inode *dir, struct dentry *dentry)
 {
-	return VEXFS_IN_HANDLE(dir->i_sb, vexfs_unlink_h(dir, dentry));
+	return VEXFS_IN_HANDLE(dir->i_sb, VEXFS_TXN_DELETE, vexfs_unlink_h(dir, dentry));
 }
 
 static int vexfs_rmdir_h(struct inode *dir, struct dentry *dentry)
@@ -823,7 +823,7 @@ static int vexfs_rmdir_h(struct inode *dir, struct dentry *dentry)
 
 static int vexfs_rmdir(struct inode *dir, struct dentry *dentry)
 {
-	return VEXFS_IN_HANDLE(dir->i_sb, vexfs_rmdir_h(dir, dentry));
+	return VEXFS_IN_HANDLE(dir->i_sb, VEXFS_TXN_DELETE, vexfs_rmdir_h(dir, dentry));
 }
 
 static int vexfs_rename_h(struct inode *old_dir, struct dentry *old_dentry,
@@ -867,7 +867,7 @@ static int vexfs_rename_h(struct inode *old_dir, struct dentry *old_dentry,
 static int vexfs_rename(struct mnt_idmap *idmap, struct inode *old_dir, struct dentry *old_dentry,
 			struct inode *new_dir, struct dentry *new_dentry, unsigned int flags)
 {
-	return VEXFS_IN_HANDLE(old_dir->i_sb,
+	return VEXFS_IN_HANDLE(old_dir->i_sb, VEXFS_TXN_DELETE,
 			       vexfs_rename_h(old_dir, old_dentry, new_dir, new_dentry, flags));
 }
 
@@ -929,7 +929,7 @@ static void vexfs_dirty_inode(struct inode *inode, int flags)
 {
 	struct vexfs_handle h;
 
-	if (vexfs_c_handle_start(inode->i_sb, &h)) {
+	if (vexfs_c_handle_start(inode->i_sb, &h, VEXFS_TXN_SMALL)) {
 		pr_err("vexfs: inode %lu changed while the journal is aborted\n", inode->i_ino);
 		return;
 	}
@@ -943,7 +943,7 @@ static void vexfs_evict_inode(struct inode *inode)
 
 	truncate_inode_pages_final(&inode->i_data);
 	if (!inode->i_nlink && !is_bad_inode(inode)) {
-		if (vexfs_c_handle_start(inode->i_sb, &h)) {
+		if (vexfs_c_handle_start(inode->i_sb, &h, VEXFS_TXN_DELETE)) {
 			pr_err("vexfs: inode %lu not freed: the journal is aborted\n", inode->i_ino);
 		} else {
 			vexfs_rs_free_inode_disk(inode);

@@ -83,8 +83,8 @@ unsigned int vexfs_rs_errors(struct super_block *sb);
 /* Rust (txn.rs): the journal. A handle brackets every operation that changes metadata (see
  * vexfs_c_handle_start); commit makes every finished operation durable. */
 void *vexfs_rs_journal(struct super_block *sb);
-int vexfs_rs_handle_begin(struct super_block *sb);
-void vexfs_rs_handle_end(struct super_block *sb);
+int vexfs_rs_handle_begin(struct super_block *sb, unsigned int kind, u64 *credits);
+void vexfs_rs_handle_end(struct super_block *sb, u64 credits);
 int vexfs_rs_commit(struct super_block *sb);
 void vexfs_rs_dirty_inode(struct inode *inode);
 /* A handle, on the stack of the operation; mirrored in ffi.rs. */
@@ -92,8 +92,13 @@ struct vexfs_handle {
 	void *prev;
 	unsigned int nofs;
 	int outer;
+	u64 credits; /* log blocks the outermost handle reserved (kmod/txn.rs) */
 };
-int vexfs_c_handle_start(struct super_block *sb, struct vexfs_handle *h);
+/* What a handle may change (kmod/txn.rs TxnKind): how much of the log it reserves. */
+#define VEXFS_TXN_SMALL 0  /* create, mkdir, link, write_begin, page_mkwrite, dirty_inode */
+#define VEXFS_TXN_DELETE 1 /* unlink, rmdir, rename, setattr (truncate), evict */
+#define VEXFS_TXN_WORST 2  /* SET / REMOVE ioctls, the embedding xattr */
+int vexfs_c_handle_start(struct super_block *sb, struct vexfs_handle *h, unsigned int kind);
 void vexfs_c_handle_stop(struct super_block *sb, struct vexfs_handle *h);
 
 /* Rust: inodes and block mapping. */

@@ -332,7 +332,7 @@ fn truncate_to(g: &mut Locked<'_>, inode: &Inode, st: &mut FsInode, keep: u64) -
 pub fn truncate_blocks(inode: &Inode) {
     let sb = inode.sb();
     let keep = inode.size().div_ceil(BLOCK_SIZE as u64);
-    let _h = match Handle::start(sb) {
+    let _h = match Handle::start(sb, crate::txn::TxnKind::Delete) {
         Ok(h) => h,
         Err(e) => {
             pr_err!("vexfs ({}): truncating inode {}: {:?}\n", sb.name(), inode.ino(), e);
@@ -355,7 +355,7 @@ pub fn truncate_blocks(inode: &Inode) {
 pub fn free_disk(inode: &Inode) {
     let sb = inode.sb();
     let ino = inode.ino();
-    let _h = match Handle::start(sb) {
+    let _h = match Handle::start(sb, crate::txn::TxnKind::Delete) {
         Ok(h) => h,
         Err(e) => {
             pr_err!("vexfs ({}): freeing inode {}: {:?}\n", sb.name(), ino, e);

@@ -26,9 +26,18 @@
 //! reaches the disk early is then replaced at replay by the committed image, which stays in
 //! the log until the next checkpoint.
 //!
-//! **Checkpoint**: right after a commit, still with no operation in progress, when the log is
-//! half full: every dirty buffer of the device is written and flushed (their contents are
-//! exactly what is committed), and the journal superblock's head moves past everything.
+//! **Checkpoint**: right after a commit, still with no operation in progress, when less than
+//! three quarters of the log is free: every dirty buffer of the device is written and flushed
+//! (their contents are exactly what is committed), and the journal superblock's head moves past
+//! everything.
+//!
+//! **Credits**: every outermost handle reserves the log blocks its operation may need at most
+//! ([`TxnKind`]: a small namespace or write operation, a removal, a SET, an index-worker step;
+//! bounds from `core::embed`), and is admitted only when the running transaction, the open
+//! handles' credits and its own fit three quarters of the log, which a commit always leaves
+//! free: a transaction never outgrows the log, however many operations run at once. mkfs sizes
+//! the journal so that the largest step fits (`core::embed::min_journal_blocks`); a read-write
+//! mount below that is refused.
 //!
 //! **Blocks not reused too early**: a data-region block freed, or logged, since the last
 //! checkpoint is not allocated again before the next one ([`JState::barred`]): replaying an old
@@ -49,7 +58,7 @@
 //! changes (docs/DURABILITY.md), linked later by the index worker (`crate::vector::index_work`)
 //! in handles of its own.
 //!
-//! Not yet (issue 7): an orphan list, splitting operations larger than a quarter of the log.
+//! Not yet: an on-disk orphan list (orphans are found by a scan at mount).
 
 use crate::buf::Buf;
 use crate::ffi;
@@ -104,7 +113,47 @@ pub struct JState {
     tid: u64,
     /// Number of the last transaction committed (0: none yet).
     committed: u64,
+    /// Log blocks the open handles may still need (the sum of their credits).
+    reserved: u64,
+    /// Credits (log blocks) of a handle of each [`TxnKind`].
+    credits: [u64; 4],
 }
+
+/// What an outermost handle may change, which fixes how much of the log it reserves
+/// (its credits: the log blocks of its bound, [`cj::txn_blocks`]). The values are glue.h's
+/// `VEXFS_TXN_*`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum TxnKind {
+    /// A create, mkdir, symlink, link, a buffered write or mmap fault, an inode update, a
+    /// superblock write: at most [`SMALL_STEP`] blocks.
+    Small = 0,
+    /// An unlink, rmdir, rename, truncate or the freeing of an inode:
+    /// `core::embed::delete_blocks_bound`.
+    Delete = 1,
+    /// A SET or REMOVE of embeddings (ioctl or xattr): `core::embed::worst_step_blocks`.
+    Worst = 2,
+    /// One step of the index worker: a vector linked (`set_blocks_bound` of one chunk) or a
+    /// purge step of `crate::vector::PURGE_STEP` slots.
+    IndexStep = 3,
+}
+
+impl TxnKind {
+    /// The kind of glue.h's value `v` (an unknown value is the largest, [`TxnKind::Worst`]).
+    pub fn from_c(v: u32) -> TxnKind {
+        match v {
+            0 => TxnKind::Small,
+            1 => TxnKind::Delete,
+            3 => TxnKind::IndexStep,
+            _ => TxnKind::Worst,
+        }
+    }
+}
+
+/// Blocks a [`TxnKind::Small`] operation changes at most: a directory block and a new one, the
+/// block and inode bitmaps, two inode-table blocks, an extent block, a data block of a symlink,
+/// and margin.
+pub const SMALL_STEP: u64 = 32;
 
 impl JState {
     /// The state of a mount of `disk` whose log is `log` (after recovery). Errors: `ENOMEM`.
@@ -125,7 +174,29 @@ impl JState {
             checkpoint_wanted: false,
             tid: 1,
             committed: 0,
+            reserved: 0,
+            credits: {
+                let m = u64::from(disk.hnsw_m);
+                let levels = u64::from(disk.hnsw_max_level).saturating_add(1);
+                let purge = (crate::vector::PURGE_STEP as u64)
+                    .saturating_mul(levels)
+                    .min(disk.region(Region::Hnsw).blocks)
+                    .saturating_add(2);
+                let link = crate::embed::set_blocks_bound(disk, 1).max(m.saturating_mul(4));
+                [
+                    cj::txn_blocks(SMALL_STEP),
+                    cj::txn_blocks(crate::embed::delete_blocks_bound(disk)),
+                    cj::txn_blocks(crate::embed::worst_step_blocks(disk)),
+                    cj::txn_blocks(link.max(purge)),
+                ]
+            },
         })
+    }
+
+    /// Log blocks the running transaction and the open handles may take together: three
+    /// quarters of the log (a commit leaves at least that much free: it checkpoints otherwise).
+    fn budget(&self) -> u64 {
+        self.log.blocks / 4 * 3
     }
 
     fn bit(&self, block: u64) -> Option<(usize, u64)> {
@@ -207,7 +278,7 @@ impl JState {
         }
         self.committed = self.tid;
         self.tid = self.tid.saturating_add(1);
-        if self.checkpoint_wanted || self.log.free_blocks() < self.log.blocks / 2 {
+        if self.checkpoint_wanted || self.log.free_blocks() < self.budget() {
             self.checkpoint(dev, false)?;
         }
         Ok(())
@@ -249,12 +320,17 @@ impl Journal {
         unsafe { ffi::vexfs_c_journal_info() == self.id() }
     }
 
-    /// Opens an outermost handle: waits while a commit copies the running transaction, and
-    /// commits first if the running transaction has outgrown its share of the log (waiting for
-    /// the handles open then). Errors:
-    /// `EROFS` (read-only mount or aborted journal), a commit's error.
-    pub fn begin(&self, sb: &SuperBlock) -> Result {
+    /// Opens an outermost handle of `kind` and returns its credits (log blocks reserved until
+    /// [`Self::end`]): waits while a commit copies the running transaction; commits first if
+    /// the running transaction has outgrown a quarter of the log; and admits the handle only
+    /// when the running transaction, the credits of the open handles and its own fit the
+    /// budget (three quarters of the log), waiting for open handles to end, or committing when
+    /// none is open. So a transaction always fits the log when it commits (jbd2 reserves
+    /// credits the same way). A handle alone on an empty transaction is always admitted.
+    /// Errors: `EROFS` (read-only mount or aborted journal), a commit's error.
+    pub fn begin(&self, sb: &SuperBlock, kind: TxnKind) -> Result<u64> {
         let mut g = self.state.lock();
+        let credits = g.credits.get(kind as usize).copied().unwrap_or(u64::MAX);
         loop {
             if g.rdonly || g.aborted || sb.is_rdonly() {
                 return Err(EROFS);
@@ -263,30 +339,39 @@ impl Journal {
                 self.cv.wait(&mut g);
                 continue;
             }
-            if g.over_share() {
-                drop(g);
-                self.commit(sb)?;
-                g = self.state.lock();
+            let alone = g.handles == 0 && g.running.is_empty();
+            let running = cj::txn_blocks(u64::try_from(g.running.len()).unwrap_or(u64::MAX));
+            let fits = running.saturating_add(g.reserved).saturating_add(credits) <= g.budget();
+            if !alone && (g.over_share() || !fits) {
+                if g.handles > 0 && !g.over_share() {
+                    self.cv.wait(&mut g);
+                } else {
+                    drop(g);
+                    self.commit(sb)?;
+                    g = self.state.lock();
+                }
                 continue;
             }
             g.handles += 1;
-            return Ok(());
+            g.reserved = g.reserved.saturating_add(credits);
+            return Ok(credits);
         }
     }
 
-    /// Blocks one transaction may take: a quarter of the log (a commit leaves at least half of
-    /// it free, and the running transaction is committed when it outgrows a quarter).
+    /// Log blocks one handle may reserve: its transaction must fit the budget (three quarters
+    /// of the log) with nothing else running. A SET whose bound's log blocks exceed it is
+    /// refused (`ENOSPC`).
     pub fn max_txn_blocks(&self) -> u64 {
-        self.state.lock().log.blocks / 4
+        self.state.lock().budget()
     }
 
-    /// Closes an outermost handle.
-    pub fn end(&self) {
+    /// Closes an outermost handle that reserved `credits` log blocks.
+    pub fn end(&self, credits: u64) {
         let mut g = self.state.lock();
         g.handles = g.handles.saturating_sub(1);
-        if g.handles == 0 && g.locked {
-            self.cv.notify_all();
-        }
+        g.reserved = g.reserved.saturating_sub(credits);
+        // A commit waiting for the last handle, or a begin waiting for room.
+        self.cv.notify_all();
     }
 
     /// Adds the block of `b` (just changed, or about to be) to the running transaction.
@@ -415,11 +500,12 @@ pub struct Handle<'a> {
 }
 
 impl<'a> Handle<'a> {
-    /// Opens a handle (nested if the task is already in one). Errors: as [`Journal::begin`].
-    pub fn start(dev: &'a Device) -> Result<Handle<'a>> {
-        let mut h = ffi::Handle { prev: core::ptr::null_mut(), nofs: 0, outer: 0 };
+    /// Opens a handle of `kind` (nested if the task is already in one: then the outer
+    /// handle's credits cover it). Errors: as [`Journal::begin`].
+    pub fn start(dev: &'a Device, kind: TxnKind) -> Result<Handle<'a>> {
+        let mut h = ffi::Handle { prev: core::ptr::null_mut(), nofs: 0, outer: 0, credits: 0 };
         // SAFETY: `dev` is a mounted vexfs; `h` lives on our frame until `drop` passes it back.
-        kernel::error::to_result(unsafe { ffi::vexfs_c_handle_start(dev.as_ptr(), &mut h) })?;
+        kernel::error::to_result(unsafe { ffi::vexfs_c_handle_start(dev.as_ptr(), &mut h, kind as u32) })?;
         Ok(Handle { dev, h })
     }
 }

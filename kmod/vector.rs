@@ -158,10 +158,10 @@ pub fn set_embeddings(inode: &Inode, first: usize, data: &[u32], truncate: bool,
     // The argument's own errors first (E2BIG, EINVAL: as set_chunks reports them).
     let count =
         crate::embed::check_vectors(data, sb.disk().vec_dim, first).map_err(|r| Error::from_errno(-r.errno()))?;
-    let bound = match indexing {
+    let bound = crate::journal::txn_blocks(match indexing {
         Indexing::Now => crate::embed::set_blocks_bound(sb.disk(), count as u64),
         Indexing::Deferred => crate::embed::set_blocks_bound_deferred(sb.disk(), count as u64),
-    };
+    });
     if bound > sb.journal().max_txn_blocks() {
         pr_warn!(
             "vexfs ({}): a SET of {} chunks may change {} blocks, more than one transaction may take ({}): make the filesystem with a larger journal\n",
@@ -213,7 +213,7 @@ pub fn index_work(sb: &SuperBlock) {
     let mut linked = 0u64;
     while sb.info().mount_c.index_running() {
         // One vector linked, else one step of a purge (PURGE_STEP slots), in a handle each.
-        let step = crate::txn::Handle::start(sb).and_then(|_h| {
+        let step = crate::txn::Handle::start(sb, crate::txn::TxnKind::IndexStep).and_then(|_h| {
             with_index(sb, |mem, b, k| {
                 if mem.pending() > 0 {
                     return mem.index_pending(b, k, 1);

@@ -104,21 +104,37 @@ pub fn set_blocks_bound_deferred(disk: &Superblock, chunks: u64) -> u64 {
         .saturating_add(4)
 }
 
+/// A bound on the blocks one removal of a file changes (an unlink, or a rename over it, whose
+/// last reference frees it; a truncate to 0): every block-bitmap block (its data blocks may lie
+/// anywhere), per chunk (at most [`MAX_CHUNKS`]) the map and level-0 record blocks of its
+/// vector, capped by their regions, and 16 blocks for the rest (the inode's table block, the
+/// inode bitmap, its extent and vector-id blocks, the superblock, the HNSW header, the directory
+/// blocks and inodes of a rename). Saturates.
+pub fn delete_blocks_bound(disk: &Superblock) -> u64 {
+    let chunks = MAX_CHUNKS as u64;
+    disk.region(Region::BlockBitmap)
+        .blocks
+        .saturating_add(chunks.min(disk.region(Region::VecMap).blocks))
+        .saturating_add(chunks.saturating_add(1).min(disk.region(Region::Hnsw).blocks))
+        .saturating_add(16)
+}
+
 /// The blocks of the largest single transaction step of a filesystem with the parameters of
 /// `disk`: a deferred SET of [`MAX_CHUNKS`] chunks replacing as many
-/// ([`set_blocks_bound_deferred`]).
+/// ([`set_blocks_bound_deferred`]) or the removal of a file ([`delete_blocks_bound`]),
+/// whichever is larger. Every other operation changes fewer blocks.
 pub fn worst_step_blocks(disk: &Superblock) -> u64 {
-    set_blocks_bound_deferred(disk, MAX_CHUNKS as u64)
+    set_blocks_bound_deferred(disk, MAX_CHUNKS as u64).max(delete_blocks_bound(disk))
 }
 
 /// The fewest journal blocks (its superblock included) a filesystem like `disk` needs for a
-/// read-write mount: a transaction may take a quarter of the log's record blocks (the kernel
-/// commits the running transaction when it outgrows that share), so four times the log
-/// records of [`worst_step_blocks`] ([`crate::journal::txn_blocks`]), plus the journal
-/// superblock. mkfs sizes the journal to at least this; the kernel refuses a read-write mount
-/// below it (`EINVAL`).
+/// read-write mount: the kernel admits a handle when its credits fit, with the running
+/// transaction and the other open handles, in three quarters of the log (`kmod/txn.rs`), so
+/// the log records of [`worst_step_blocks`] ([`crate::journal::txn_blocks`]) must fit three
+/// quarters of the log: `4/3` of them, plus the journal superblock and rounding. mkfs sizes
+/// the journal to at least this; the kernel refuses a read-write mount below it (`EINVAL`).
 pub fn min_journal_blocks(disk: &Superblock) -> u64 {
-    crate::journal::txn_blocks(worst_step_blocks(disk)).saturating_mul(4).saturating_add(1)
+    crate::journal::txn_blocks(worst_step_blocks(disk)).saturating_mul(4).div_ceil(3).saturating_add(8)
 }
 
 /// Checks the vectors of a SET: `data` holds whole vectors of `dim` float bit patterns, at

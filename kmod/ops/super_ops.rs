@@ -46,7 +46,7 @@ pub extern "C" fn vexfs_rs_sync_fs(sb: *mut bindings::super_block, wait: c_int) 
     }
     let r = (|| -> kernel::error::Result {
         {
-            let _h = Handle::start(sb)?;
+            let _h = Handle::start(sb, crate::txn::TxnKind::Small)?;
             sb.lock().write_super()?;
         }
         if wait != 0 {
@@ -68,18 +68,25 @@ pub extern "C" fn vexfs_rs_journal(sb: *mut bindings::super_block) -> *mut c_voi
 
 /// Opens an outermost journal handle (glue.c's vexfs_c_handle_start).
 #[no_mangle]
-pub extern "C" fn vexfs_rs_handle_begin(sb: *mut bindings::super_block) -> c_int {
+pub extern "C" fn vexfs_rs_handle_begin(sb: *mut bindings::super_block, kind: u32, credits: *mut u64) -> c_int {
     // SAFETY: as in `vexfs_rs_journal`.
     let sb = unsafe { SuperBlock::from_raw(sb) };
-    errno_of(sb.journal().begin(sb))
+    match sb.journal().begin(sb, crate::txn::TxnKind::from_c(kind)) {
+        Ok(c) => {
+            // SAFETY: `credits` points at the caller's `struct vexfs_handle` field.
+            unsafe { *credits = c };
+            0
+        }
+        Err(e) => e.to_errno(),
+    }
 }
 
 /// Closes an outermost journal handle.
 #[no_mangle]
-pub extern "C" fn vexfs_rs_handle_end(sb: *mut bindings::super_block) {
+pub extern "C" fn vexfs_rs_handle_end(sb: *mut bindings::super_block, credits: u64) {
     // SAFETY: as in `vexfs_rs_journal`.
     let sb = unsafe { SuperBlock::from_raw(sb) };
-    sb.journal().end();
+    sb.journal().end(credits);
 }
 
 /// Commits the journal (fsync).

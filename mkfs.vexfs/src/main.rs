@@ -233,7 +233,7 @@ fn run(cli: &Cli) -> Result<(), String> {
         },
     };
     let mut sb = layout(&params).map_err(|e| format!("cannot lay out {} bytes with these parameters: {e}", bytes))?;
-    // The kernel refuses a read-write mount of a journal a quarter of which cannot hold the
+    // The kernel refuses a read-write mount of a journal three quarters of which cannot hold the
     // filesystem's largest transaction step (docs/DURABILITY.md): grow the default journal to
     // that floor, refuse a smaller --journal-blocks; when the device cannot hold it and the
     // vector capacity is the default, halve the capacity (which bounds the step) until it can.
@@ -246,7 +246,7 @@ fn run(cli: &Cli) -> Result<(), String> {
         if let Some(n) = cli.journal_blocks {
             return Err(format!(
                 "--journal-blocks {n} is too small: this filesystem's largest transaction step takes {worst} \
-                 blocks and may use only a quarter of the log, so the journal needs at least {need} blocks"
+                 blocks and must fit three quarters of the log, so the journal needs at least {need} blocks"
             ));
         }
         let grown = MkfsParams { journal_blocks: Some(need), ..params.clone() };
@@ -263,7 +263,7 @@ fn run(cli: &Cli) -> Result<(), String> {
             Err(e) => {
                 return Err(format!(
                     "{shown}: {bytes} bytes cannot hold the journal this filesystem needs: {need} blocks ({}), \
-                     four times its largest transaction step of {worst} blocks, with the other regions ({e}); \
+                     for its largest transaction step of {worst} blocks, with the other regions ({e}); \
                      use a larger device or fewer --vectors",
                     human_bytes(need * BLOCK_SIZE as u64)
                 ))

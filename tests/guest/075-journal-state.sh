@@ -15,7 +15,7 @@ if out=$("$MKFS" --dim 16 --metric l2 --journal-blocks 64 "$small" 2>&1); then
     fail "mkfs accepted a journal below the floor: $out"
 fi
 echo "$out" | grep -q "is too small" || fail "mkfs's refusal does not say why: $out"
-# 64 slots: the largest deferred SET's step is 10 blocks (core::embed::min_journal_blocks 49).
+# 64 slots: the largest step is a removal of 24 blocks (core::embed::min_journal_blocks 43).
 img=$(mkimg 32M --dim 16 --metric l2 --vectors 64 --journal-blocks 64)
 # Three vectors of dimension 16, as .fvecs (a little-endian dimension, then the floats).
 mkdir "$T/share"
@@ -38,8 +38,9 @@ expect_fail mount -o remount,ro /mnt
 echo hello > /mnt/a || fail "write after a refused remount"
 
 section "a SET larger than a transaction may take"
-# 64 journal blocks: a quarter is 16, less than one synchronously linked chunk's bound (dim 16,
-# m 16: its 4m neighbours' records), more than a pending one's.
+# 64 journal blocks: three quarters of the log are 45 blocks, less than the log records of one
+# synchronously linked chunk's bound (dim 16, m 16: its 4m neighbours' records), more than a
+# pending one's.
 echo doc > /mnt/doc
 if out=$(vexctl set --index-now /mnt/doc --fvecs /share/v.fvecs --row 0 2>&1); then
     fail "SET past the journal's share succeeded: $out"
