@@ -5,11 +5,14 @@ use std::path::PathBuf;
 
 use clap::Args;
 use serde::Serialize;
-use vexfs_image::journal::read_log;
+use vexfs_image::journal::{read_log, recover};
+use vexfs_image::overlay::Overlay;
 use vexfs_image::show::{device_map, device_map_table, format_uuid};
 use vexfs_image::vexfs_core::format::inode::{Inode, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
 use vexfs_image::vexfs_core::format::journal::{JournalSuper, JOURNAL_CLEAN};
-use vexfs_image::vexfs_core::format::superblock::{Region, Superblock, STATE_CLEAN, STATE_ERRORS};
+use vexfs_image::vexfs_core::format::superblock::{
+    Region, Superblock, FEATURE_INCOMPAT_RECOVER, STATE_CLEAN, STATE_ERRORS,
+};
 use vexfs_image::vexfs_core::format::vector::HnswHeader;
 use vexfs_image::vexfs_core::format::BLOCK_SIZE;
 use vexfs_image::{FileDevice, Image};
@@ -54,6 +57,26 @@ pub struct CatArgs {
 fn open(path: &PathBuf) -> Result<Image<FileDevice>, String> {
     let dev = FileDevice::open(path, false).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
     Image::open(dev).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// The filesystem of `path` as its next mount will see it: when the superblock asks for
+/// recovery (`RECOVER`: mounted read-write or crashed), the journal is replayed into memory
+/// with the kernel's code (`vexfs_core::journal::recover`, as `fsck.vexfs -n` does) and a
+/// note says so on stderr; the image itself is never written. Errors: the image's, or a log
+/// that cannot be replayed.
+fn open_replayed(path: &PathBuf) -> Result<Image<Overlay<FileDevice>>, String> {
+    let img = open(path)?;
+    let sb = img.sb().clone();
+    let mut ov = Overlay::new(img.into_device());
+    if sb.feature_incompat & FEATURE_INCOMPAT_RECOVER != 0 {
+        let (_, r) = recover(&mut ov, &sb).map_err(|e| format!("{}: replaying the journal: {e}", path.display()))?;
+        eprintln!(
+            "vexctl: note: {} needs recovery; read as its journal's replay leaves it ({} transactions, in memory: the image is not changed)",
+            path.display(),
+            r.scan.transactions
+        );
+    }
+    Image::open(ov).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 #[derive(Serialize)]
@@ -458,7 +481,7 @@ fn format_time(secs: i64) -> String {
     format!("{y:04}-{m:02}-{d:02} {:02}:{:02}", rem / 3600, rem % 3600 / 60)
 }
 
-fn long_line(img: &Image<FileDevice>, ino: u32, inode: &Inode, name: &str) -> Result<String, String> {
+fn long_line(img: &Image<Overlay<FileDevice>>, ino: u32, inode: &Inode, name: &str) -> Result<String, String> {
     let mut line = format!(
         "{ino:>7} {} {:>3} {:>5} {:>5} {:>10} {} {name}",
         mode_string(inode.mode),
@@ -477,7 +500,7 @@ fn long_line(img: &Image<FileDevice>, ino: u32, inode: &Inode, name: &str) -> Re
 
 /// `vexctl ls`.
 pub fn ls(a: &LsArgs) -> CmdResult {
-    let img = open(&a.image)?;
+    let img = open_replayed(&a.image)?;
     let ino = img.lookup(&a.path).map_err(|e| e.to_string())?;
     let inode = img.inode(ino).map_err(|e| e.to_string())?;
     let mut out = std::io::stdout().lock();
@@ -507,7 +530,7 @@ pub fn ls(a: &LsArgs) -> CmdResult {
 
 /// `vexctl cat`.
 pub fn cat(a: &CatArgs) -> CmdResult {
-    let img = open(&a.image)?;
+    let img = open_replayed(&a.image)?;
     let ino = img.lookup(&a.path).map_err(|e| e.to_string())?;
     let inode = img.inode(ino).map_err(|e| e.to_string())?;
     if inode.is_dir() {
