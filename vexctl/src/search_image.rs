@@ -62,6 +62,12 @@ pub fn search_image(a: &SearchImageArgs) -> CmdResult {
         s.set_distance_impl(imp).map_err(|e| e.to_string())?;
     }
     let sb = s.image().sb().clone();
+    if sb.feature_incompat & vexfs_image::vexfs_core::format::superblock::FEATURE_INCOMPAT_RECOVER != 0 {
+        return Err(format!(
+            "{name} needs recovery (mounted read-write, or crashed): its journal holds changes this \
+             search would not see; mount it, or run fsck.vexfs -y on it, first"
+        ));
+    }
     if file.dim() != sb.vec_dim {
         return Err(format!(
             "{}: queries of dimension {}, but {name} holds vectors of dimension {}",

@@ -312,3 +312,21 @@ fn cat_and_ls_replay_the_journal_in_memory() {
     assert!(stdout(&o).lines().any(|l| l == "linked.txt"), "{}", stdout(&o));
     assert!(std::fs::read(&path).unwrap() == raw, "the image was written");
 }
+
+/// `search-image` refuses a filesystem that needs recovery (its mmap'd index cannot see the
+/// journal's changes) and says what to do.
+#[test]
+fn search_image_refuses_an_image_that_needs_recovery() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v2.img");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let gz = std::fs::File::open(root.join("tests/images/v2.img.gz")).unwrap();
+    let mut raw = Vec::new();
+    flate2::read::GzDecoder::new(gz).read_to_end(&mut raw).unwrap();
+    std::fs::write(&path, &raw).unwrap();
+    let q = root.join("data/pydocs-minilm/small/query.fvecs");
+    let o = vexctl(&["search-image"], &path, &["--fvecs", q.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("needs recovery"), "{}", String::from_utf8_lossy(&o.stderr));
+}
