@@ -371,13 +371,16 @@ void vexfs_c_set_ops(struct inode *inode)
 }
 
 /* Runs `call` (an int expression) inside a journal handle of `sb`; its value, or the
- * handle's error. */
+ * handle's error. An I/O error or corruption met half way aborts the journal (Rust decides:
+ * kmod/txn.rs `failed`), so that half an operation is never committed. */
 #define VEXFS_IN_HANDLE(sb, kind, call)                         \
 	({                                                      \
 		struct vexfs_handle __h;                        \
 		int __err = vexfs_c_handle_start((sb), &__h, (kind)); \
 		if (!__err) {                                   \
 			__err = (call);                         \
+			if (__err == -EIO || __err == -EUCLEAN) \
+				vexfs_rs_handle_failed((sb), __err); \
 			vexfs_c_handle_stop((sb), &__h);        \
 		}                                               \
 		__err;                                          \
@@ -529,7 +532,8 @@ static const struct address_space_operations vexfs_aops = {
 /* ---- ioctls (include/vexfs.h) and the embedding xattr ------------------------------------ */
 
 /* SET and REMOVE change the file: they need it open for writing, a writable mount, and the
- * inode lock (which also orders them against the xattr path). */
+ * inode lock (which also orders them against the xattr path). GET needs it open for reading;
+ * SEARCH returns only files the caller may read (kmod/ioctl.rs). */
 static long vexfs_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 {
 	struct inode *inode = file_inode(file);
@@ -559,6 +563,10 @@ static long vexfs_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		mnt_drop_write_file(file);
 		return ret;
 	}
+	/* GET hands out a file's embeddings: it needs the file open for reading, as read(2) does
+	 * (the xattr read makes its own checks). */
+	if (cmd == VEXFS_IOC_GET_EMBEDDINGS && !(file->f_mode & FMODE_READ))
+		return -EBADF;
 	return vexfs_rs_ioctl(inode, cmd, arg);
 }
 

@@ -99,6 +99,8 @@ struct vexfs_handle {
 #define VEXFS_TXN_DELETE 1 /* unlink, rmdir, rename, setattr (truncate), evict */
 #define VEXFS_TXN_WORST 2  /* SET / REMOVE ioctls, the embedding xattr */
 int vexfs_c_handle_start(struct super_block *sb, struct vexfs_handle *h, unsigned int kind);
+/* Rust: an operation in a handle failed with err (EIO, EUCLEAN abort the journal). */
+void vexfs_rs_handle_failed(struct super_block *sb, int err);
 void vexfs_c_handle_stop(struct super_block *sb, struct vexfs_handle *h);
 
 /* Rust: inodes and block mapping. */

@@ -30,6 +30,30 @@ pub fn iget(sb: &SuperBlock, ino: u64) -> Result<InodeRef<'_>> {
     }
 }
 
+/// The inode `ino` named by the vector index, for a permission check on a search result: as
+/// [`iget`], but `None` when the inode number is free (the file was removed and evicted since
+/// the index named it: a race, not a corruption). Call it without the index lock (an inode
+/// being evicted is waited for, and its eviction takes the index lock). Errors: as [`iget`].
+pub fn iget_live(sb: &SuperBlock, ino: u64) -> Result<Option<InodeRef<'_>>> {
+    if ino == 0 || ino > sb.disk().inode_count as u64 {
+        return Err(sb.corrupt("reference to inode number", ino));
+    }
+    match sb.iget(ino)? {
+        Iget::Cached(inode) => Ok(Some(inode)),
+        Iget::New(new) => {
+            // While `new` is I_NEW it is the only in-core inode of this number (iget_locked
+            // waited for an evicted one to go), and only an eviction frees a number: the
+            // answer holds until read_inode reads it.
+            if !sb.lock().ino_in_use(ino)? {
+                // Dropping `new` marks it bad and releases it (iget_failed): nothing is freed.
+                return Ok(None);
+            }
+            read_inode(&new, ino)?;
+            Ok(Some(new.unlock()))
+        }
+    }
+}
+
 /// The disk inode `ino` (in use: the caller checked) from the inode table, decoded and
 /// checked. Errors: `EUCLEAN` (corrupt, logged), `EIO`, `EINVAL` (number outside the table).
 pub fn disk_inode(g: &Locked<'_>, ino: u64) -> Result<DiskInode> {
@@ -346,6 +370,7 @@ pub fn truncate_blocks(inode: &Inode) {
     drop(g);
     if let Err(e) = r {
         pr_err!("vexfs ({}): truncating inode {} failed: {:?}\n", sb.name(), inode.ino(), e);
+        crate::txn::failed(sb, "a truncate", e);
     }
     inode.mark_dirty();
 }
@@ -386,6 +411,8 @@ pub fn free_disk(inode: &Inode) {
     inode.store(&g, &st);
     if let Err(e) = r {
         pr_err!("vexfs ({}): freeing inode {} failed: {:?}\n", sb.name(), ino, e);
+        drop(g);
+        crate::txn::failed(sb, "freeing an inode", e);
     }
 }
 

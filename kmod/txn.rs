@@ -392,6 +392,27 @@ impl Journal {
         Ok(())
     }
 
+    /// Aborts the journal after an operation failed half way with `err` (an I/O error, or
+    /// corruption found after it had changed blocks): the running transaction, which may hold
+    /// half of that operation, is never committed; the filesystem becomes read-only (`EROFS`
+    /// for every later change), and the next mount replays the last commit, a consistent state
+    /// (as jbd2's abort). Logged once.
+    pub fn abort(&self, dev: &Device, what: &str, err: Error) {
+        let mut g = self.state.lock();
+        if g.aborted || g.rdonly {
+            return;
+        }
+        g.aborted = true;
+        dev.force_rdonly();
+        pr_err!(
+            "vexfs ({}): {} failed half way ({:?}): journal aborted, the last commit stands; read-only until the next mount\n",
+            dev.name(),
+            what,
+            err
+        );
+        self.cv.notify_all();
+    }
+
     /// Notes that `block` was freed in the running transaction: it is barred until the next
     /// checkpoint.
     pub fn freed(&self, block: u64) {
@@ -490,6 +511,29 @@ impl Journal {
             return Ok(());
         }
         g.checkpoint(dev, true)
+    }
+}
+
+impl Drop for JState {
+    /// At unmount: a running transaction left by an aborted journal gives its blocks' marks
+    /// back (the buffers outlive the mount in the device's cache).
+    fn drop(&mut self) {
+        for b in self.running.iter() {
+            b.txn_clear();
+        }
+    }
+}
+
+/// An operation that changes metadata (`what`) failed with `err`: an I/O error
+/// ([`EIO`]) aborts the journal, and so does corruption ([`EUCLEAN`]) unless the mount says
+/// `errors=continue`: the operation may have changed blocks before it failed, and only the
+/// last commit is known to be consistent ([`Journal::abort`]). Any other error is one an
+/// operation checks before changing anything, or undoes: nothing to do.
+pub fn failed(sb: &SuperBlock, what: &str, err: Error) {
+    let corrupt = err.to_errno() == -(crate::error::EUCLEAN as i32);
+    let io = err == EIO;
+    if io || corrupt && sb.info().errors.mode() != crate::errors::ErrorsMode::Continue {
+        sb.journal().abort(sb, what, err);
     }
 }
 

@@ -230,6 +230,7 @@ pub fn index_work(sb: &SuperBlock) {
             Err(e) if e == EROFS => break,
             Err(e) => {
                 pr_err!("vexfs ({}): the index worker stopped after {} vectors: {:?}\n", sb.name(), linked, e);
+                crate::txn::failed(sb, "an index worker step", e);
                 break;
             }
         }
@@ -278,6 +279,7 @@ pub fn stats(sb: &SuperBlock) -> (HnswHeader, u32) {
 pub fn free_inode_vectors(inode: &Inode) {
     if let Err(e) = remove_embeddings(inode) {
         pr_err!("vexfs ({}): removing the vectors of inode {} failed: {:?}\n", inode.sb().name(), inode.ino(), e);
+        crate::txn::failed(inode.sb(), "removing the vectors of a freed inode", e);
     }
 }
 

@@ -89,6 +89,16 @@ pub extern "C" fn vexfs_rs_handle_end(sb: *mut bindings::super_block, credits: u
     sb.journal().end(credits);
 }
 
+/// An operation run in a handle by glue.c failed with `err` (negative errno): an I/O error
+/// aborts the journal, and so does corruption unless `errors=continue` (the operation may have
+/// changed blocks before it failed: [`crate::txn::Journal::abort`]).
+#[no_mangle]
+pub extern "C" fn vexfs_rs_handle_failed(sb: *mut bindings::super_block, err: c_int) {
+    // SAFETY: as in `vexfs_rs_journal`.
+    let sb = unsafe { SuperBlock::from_raw(sb) };
+    crate::txn::failed(sb, "an operation", kernel::error::Error::from_errno(err));
+}
+
 /// Commits the journal (fsync).
 #[no_mangle]
 pub extern "C" fn vexfs_rs_commit(sb: *mut bindings::super_block) -> c_int {
