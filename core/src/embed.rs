@@ -26,7 +26,7 @@ use crate::format::inode::INLINE_VEC_IDS;
 use crate::format::superblock::{Extent64, Region, Superblock};
 use crate::format::vector::{
     check_vec_ids_block, vec_ids_block_build, vec_ids_block_count, vec_ids_block_get, HnswHeader, MapEntry,
-    NODE_PENDING,
+    NODE_IN_GRAPH, NODE_PENDING,
 };
 use crate::hnsw::{Cand, EpochVisited, Knn, Scratch};
 use crate::index_error::{IResult, IndexError, Reject};
@@ -311,11 +311,12 @@ impl Hit {
 /// The per-index memory of one filesystem, allocated once: the upper-record table
 /// (`capacity + 1` words), the HNSW candidate pool (`max(max_ef, ef_construction)` entries),
 /// link scratch ([`Scratch::work_len`]), bounce buffers ([`IndexScratch::bounce_len`]), the
-/// visited set (2 bytes per slot), search results ([`MAX_K`]) and two chunk lists
+/// visited set (2 bytes per slot), search results (`max(MAX_K, max_ef)`: a filtered search
+/// looks at up to ef candidates) and two chunk lists
 /// ([`MAX_CHUNKS`] each), the set of pending slots (1 bit per slot: the vector write-ahead
 /// log's records not yet in the graph) and a vector buffer; plus the HNSW header and the
 /// free-slot hint kept between operations.
-/// About `6.2 * capacity + 48 * max_ef + 9 * stride` bytes.
+/// About `6.2 * capacity + 56 * max_ef + 9 * stride` bytes.
 pub struct IndexMem<A: Alloc> {
     sb: Superblock,
     upper: A::Vec<u32>,
@@ -376,7 +377,7 @@ pub struct Pad<'a, A: Alloc> {
     pub scratch: IndexScratch<'a>,
     /// The visited set.
     pub visited: &'a mut EpochVisited<A::Vec<u16>>,
-    /// Search results `(key, slot)`, [`MAX_K`] entries.
+    /// Search results `(key, slot)`, `max(MAX_K, max_ef)` entries.
     pub results: &'a mut [(u32, u32)],
     old_ids: &'a mut [u32],
     new_ids: &'a mut [u32],
@@ -400,14 +401,16 @@ impl<A: Alloc> IndexMem<A> {
         let io = IndexError::Io;
         let mut upper = A::filled(table, 0u32).map_err(io)?;
         fill_upper_table(sb, &mut upper)?;
+        let pool = max_ef.max(sb.hnsw_ef_construction as usize).max(1);
         Ok(IndexMem {
             sb: sb.clone(),
             upper,
-            pool: A::filled(max_ef.max(sb.hnsw_ef_construction as usize).max(1), Cand::default()).map_err(io)?,
+            pool: A::filled(pool, Cand::default()).map_err(io)?,
             work: A::filled(Scratch::work_len(sb.hnsw_m), 0u32).map_err(io)?,
             bounce: A::filled(IndexScratch::bounce_len(sb.vec_stride), 0u32).map_err(io)?,
             visited: EpochVisited::new(A::filled(cap, 0u16).map_err(io)?),
-            results: A::filled(MAX_K, (0u32, 0u32)).map_err(io)?,
+            // Room for the candidates of a search at the largest ef (Self::max_ef).
+            results: A::filled(MAX_K.max(MAX_EF.min(pool)), (0u32, 0u32)).map_err(io)?,
             old_ids: A::filled(MAX_CHUNKS, 0u32).map_err(io)?,
             new_ids: A::filled(MAX_CHUNKS, 0u32).map_err(io)?,
             pending: A::filled(cap.div_ceil(64), 0u64).map_err(io)?,
@@ -837,6 +840,7 @@ impl<A: Alloc> IndexMem<A> {
 
     /// The `k` nearest live vectors to `query` (`dim` float bit patterns) with candidate list
     /// `ef` (0 = default, see [`check_search`]), nearest first, into `out`; returns how many.
+    /// [`Self::search_filtered`] with a filter that keeps every file (the tools' searches).
     /// Errors: `Rejected` for bad k/ef, a query of the wrong dimension or with NaN/Inf;
     /// `Corrupt` (a live slot without owner among them); the store's errors as `Io`.
     pub fn search<B: BlockStore>(
@@ -848,33 +852,162 @@ impl<A: Alloc> IndexMem<A> {
         ef: usize,
         out: &mut [Hit],
     ) -> IResult<usize, B::Error> {
-        let ef = check_search(k, ef, self.max_ef())?;
+        self.search_filtered(b, dist, query, k, ef, out, &mut |_| Ok(true))
+    }
+
+    /// The `k` nearest live vectors to `query` whose files `filter` keeps (it is given the
+    /// owner's inode number; the kernel's asks whether the caller may read the file), nearest
+    /// first, into `out`; returns how many. With `ef` (0 = default, see [`check_search`]):
+    ///
+    /// 1. the HNSW search (Algorithm 5) with candidate list `ef`, merged with the exact scan of
+    ///    the pending vectors as [`Self::search`] always did; its candidates are taken nearest
+    ///    first, each whose file `filter` keeps becoming a result, until there are `k`;
+    /// 2. when the filter dropped some and fewer than `k` were kept, the search is run again
+    ///    with `ef` doubled, up to [`Self::max_ef`] (each run from scratch: at most about twice
+    ///    the work of the last one);
+    /// 3. when still short, an exact scan of every live and pending slot (reads every slot's
+    ///    level-0 record: O(capacity) reads, a distance per live vector, and the filter only for
+    ///    a vector nearer than the `k`-th kept one).
+    ///
+    /// It stops early when a run's candidates were every searchable vector. When `filter` keeps
+    /// everything, the answer is exactly [`Self::search`]'s: the first run's candidates start with
+    /// the `k` a plain search returns (HNSW's pool is the same for a larger result count, and
+    /// the pending merge is a stable merge), and nothing is widened. `filter` may be called
+    /// more than once for a file (each chunk, each run). The store's [`BlockStore::relax`] runs
+    /// between runs and between batches of the scan (the kernel stops there on a fatal signal).
+    /// Errors: as [`Self::search`], and the filter's as `Io`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn search_filtered<B: BlockStore>(
+        &mut self,
+        b: &B,
+        dist: &dyn DistanceKernel,
+        query: &[u32],
+        k: usize,
+        ef: usize,
+        out: &mut [Hit],
+        filter: &mut dyn FnMut(u64) -> Result<bool, B::Error>,
+    ) -> IResult<usize, B::Error> {
+        let mut ef = check_search(k, ef, self.max_ef())?;
         if query.len() != self.sb.vec_dim as usize {
             return Err(Reject::Dimension { got: query.len(), want: self.sb.vec_dim }.into());
         }
         if let Some(component) = first_nonfinite(query) {
             return Err(Reject::NonFinite { vector: 0, component }.into());
         }
+        let max_ef = self.max_ef();
         self.with_index(dist, |ix, pad| {
             let k = k.min(out.len());
-            let res = pad.results.get_mut(..k).ok_or_else(|| IndexError::Invalid("result buffer"))?;
-            let mut n = ix.search(b, &mut pad.scratch, &mut *pad.visited, query, Knn { k, ef }, res)?;
-            if ix.header.pending > 0 {
-                n = merge_pending(ix, b, &mut pad.scratch, pad.pending, query, res, n)?;
+            let total = u64::from(ix.header.live).saturating_add(u64::from(ix.header.pending));
+            loop {
+                // ef <= max_ef <= results.len() (Self::new), and k <= ef (check_search).
+                let want = ef.max(k);
+                let res = pad.results.get_mut(..want).ok_or_else(|| IndexError::Invalid("result buffer"))?;
+                let mut n = ix.search(b, &mut pad.scratch, &mut *pad.visited, query, Knn { k: want, ef }, res)?;
+                if ix.header.pending > 0 {
+                    n = merge_pending(ix, b, &mut pad.scratch, pad.pending, query, res, n)?;
+                }
+                let (got, dropped) = keep_filtered(ix, b, res.get(..n).unwrap_or(&[]), out, k, filter)?;
+                if got >= k || !dropped || n as u64 >= total {
+                    return Ok(got);
+                }
+                if ef >= max_ef {
+                    break;
+                }
+                ef = ef.saturating_mul(2).min(max_ef);
+                b.relax().map_err(IndexError::Io)?;
             }
-            for (o, &(key, slot)) in out.iter_mut().zip(res.iter().take(n)) {
-                let Some(e) = ix.owner(b, slot)? else {
-                    return Err(FormatError::Corrupt {
-                        what: "live vector slot without owner",
-                        value: u64::from(slot),
-                    }
-                    .into());
-                };
-                *o = Hit { slot, key, ino: e.ino, chunk: e.chunk };
-            }
-            Ok(n)
+            scan_filtered(ix, b, &mut pad.scratch, query, pad.results, out, k, filter)
         })
     }
+}
+
+/// Fills `out` with the candidates of `cand` (`(key, slot)`, nearest first) whose files
+/// `filter` keeps, up to `k`; returns how many, and whether the filter dropped any.
+/// Errors: `Corrupt` for a live slot without owner; the filter's as `Io`.
+fn keep_filtered<B: BlockStore>(
+    ix: &VecIndex<'_>,
+    b: &B,
+    cand: &[(u32, u32)],
+    out: &mut [Hit],
+    k: usize,
+    filter: &mut dyn FnMut(u64) -> Result<bool, B::Error>,
+) -> IResult<(usize, bool), B::Error> {
+    let mut got = 0usize;
+    let mut dropped = false;
+    for &(key, slot) in cand {
+        if got >= k {
+            break;
+        }
+        let e = owner_of(ix, b, slot)?;
+        if !filter(e.ino).map_err(IndexError::Io)? {
+            dropped = true;
+            continue;
+        }
+        let Some(o) = out.get_mut(got) else { break };
+        *o = Hit { slot, key, ino: e.ino, chunk: e.chunk };
+        got = got.saturating_add(1);
+    }
+    Ok((got, dropped))
+}
+
+/// The owner of a live (or pending) slot. Errors: `Corrupt` when it has none.
+fn owner_of<B: BlockStore>(ix: &VecIndex<'_>, b: &B, slot: u32) -> IResult<MapEntry, B::Error> {
+    ix.owner(b, slot)?
+        .ok_or_else(|| FormatError::Corrupt { what: "live vector slot without owner", value: u64::from(slot) }.into())
+}
+
+/// The last resort of [`IndexMem::search_filtered`]: the exact `k` nearest live or pending
+/// vectors whose files `filter` keeps, by a scan of every slot ([`BATCH`] distances at a
+/// time, `res` holding the kept ones so far); the filter is asked only about a vector nearer
+/// than the `k`-th kept one. Equal keys keep the lower slot first. Returns how many.
+#[allow(clippy::too_many_arguments)]
+fn scan_filtered<B: BlockStore>(
+    ix: &VecIndex<'_>,
+    b: &B,
+    s: &mut IndexScratch<'_>,
+    query: &[u32],
+    res: &mut [(u32, u32)],
+    out: &mut [Hit],
+    k: usize,
+    filter: &mut dyn FnMut(u64) -> Result<bool, B::Error>,
+) -> IResult<usize, B::Error> {
+    let res = res.get_mut(..k).ok_or_else(|| IndexError::Invalid("result buffer"))?;
+    // The capacity is below u32::MAX (IndexMem::new).
+    let cap = u32::try_from(ix.capacity).unwrap_or(u32::MAX);
+    let mut ids = [0u32; BATCH];
+    let mut keys = [0u32; BATCH];
+    let mut n = 0usize;
+    let mut slot = 0u32;
+    while slot < cap {
+        let mut have = 0usize;
+        while have < BATCH && slot < cap {
+            let f = ix.head(b, slot)?.flags;
+            if f == NODE_IN_GRAPH || f == NODE_PENDING {
+                if let Some(id) = ids.get_mut(have) {
+                    *id = slot;
+                    have = have.saturating_add(1);
+                }
+            }
+            slot = slot.saturating_add(1);
+        }
+        let batch = ids.get(..have).unwrap_or(&[]);
+        ix.distances(b, s, query, batch, &mut keys)?;
+        for (&id, &key) in batch.iter().zip(keys.iter()) {
+            // Full, and not nearer than the k-th kept one: it would not enter.
+            if n >= k && res.last().is_some_and(|&(last, _)| last <= key) {
+                continue;
+            }
+            if filter(owner_of(ix, b, id)?.ino).map_err(IndexError::Io)? {
+                n = insert_result(res, n, key, id);
+            }
+        }
+        b.relax().map_err(IndexError::Io)?;
+    }
+    for (o, &(key, slot)) in out.iter_mut().zip(res.iter().take(n)) {
+        let e = owner_of(ix, b, slot)?;
+        *o = Hit { slot, key, ino: e.ino, chunk: e.chunk };
+    }
+    Ok(n)
 }
 
 /// Sets or clears bit `slot` of a slot bitmap of `u64` words (a slot past it: nothing).

@@ -468,6 +468,24 @@ impl Searcher {
         Ok(hits)
     }
 
+    /// As [`Self::search`], but only vectors of the files `keep` accepts (given an inode
+    /// number): the `k` nearest such, widening the search until there are `k` or none is left
+    /// (`vexfs_core::embed::IndexMem::search_filtered`, the kernel's permission-aware search).
+    pub fn search_filtered(
+        &mut self,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        mut keep: impl FnMut(u64) -> bool,
+    ) -> Result<Vec<Hit>> {
+        let mut hits = vec![Hit::default(); k.min(MAX_K)];
+        let imp = self.img.device().distance_impl();
+        let q = query_bits(query);
+        let n = self.mem.search_filtered(self.img.device(), &imp, &q, k, ef, &mut hits, &mut |ino| Ok(keep(ino)))?;
+        hits.truncate(n);
+        Ok(hits)
+    }
+
     /// Root-relative paths of the regular files, by inode (see [`file_paths`]; the tree is
     /// walked on first use).
     pub fn paths(&mut self) -> Result<&HashMap<u64, String>> {
