@@ -67,8 +67,8 @@ struct vexfs_set_embeddings {
 /*
  * VEXFS_IOC_GET_EMBEDDINGS: copies up to `count` vectors from first_chunk on into `vectors`;
  * on return `count` is the number copied and `total` the file's chunk count (count 0 asks
- * only for total).
- * Errors: EINVAL (dim differs, bad flags/reserved), ERANGE (first_chunk > total).
+ * only for total). The file must be open for reading (EBADF), as for read(2).
+ * Errors: EINVAL (dim differs, bad flags/reserved), ERANGE (first_chunk > total), EBADF.
  */
 struct vexfs_get_embeddings {
 	__u32 size;        /* 64 */
@@ -102,8 +102,21 @@ struct vexfs_search_result {
  * VEXFS_IOC_SEARCH: the k nearest embeddings to `query`, nearest first, with HNSW candidate
  * list ef_search (0 = the default, max(k, 64)). On return `count` holds the number of results
  * written (fewer than k when the filesystem holds fewer vectors).
+ *
+ * Results are only files the caller may read: inode_permission(MAY_READ) on the file's inode
+ * with the caller's credentials (mode bits, ACLs, security modules), and a link left (a removed
+ * file is never a result). Search permission on the directories of the file's paths is not
+ * asked: the index knows inodes, not paths (a file may have several through hard links), so a
+ * file readable by its own mode is found even in a directory the caller cannot search; give
+ * such a file a mode that hides it. A caller with CAP_DAC_READ_SEARCH in the filesystem's user
+ * namespace (init_user_ns: vexfs is not mountable from a user namespace) gets every file
+ * without these checks. The search goes on until it has k readable results or none is left:
+ * when the HNSW run finds too few, it runs again with ef_search doubled, up to VEXFS_MAX_EF,
+ * then scans every vector exactly, so a caller who may read few files pays for it in time
+ * (interruptible by a fatal signal: EINTR). With nothing filtered out, the answer is the
+ * same as a privileged caller's.
  * Errors: EINVAL (dim differs, k == 0, k > VEXFS_MAX_K, ef_search below k or above
- * VEXFS_MAX_EF, NaN/Inf in the query, bad flags/reserved).
+ * VEXFS_MAX_EF, NaN/Inf in the query, bad flags/reserved), EINTR.
  */
 struct vexfs_search {
 	__u32 size;      /* 64 */

@@ -174,7 +174,11 @@ fn search(sb: &SuperBlock, arg: usize) -> Result {
     // A NaN or infinite component is refused by the core's search (EINVAL), as in SET.
     let query = read_words(a.query, dim as usize)?;
     let mut hits = KVVec::from_elem(Hit::default(), k, GFP_KERNEL)?;
-    let n = vector::search(sb, &query, k, ef, hits.as_mut_slice())?;
+    let n = if sb.may_read_all() {
+        vector::search(sb, &query, k, ef, hits.as_mut_slice(), &mut |_| Ok(true))?
+    } else {
+        search_readable(sb, &query, k, ef, hits.as_mut_slice())?
+    };
     // Results go to user memory only after the index lock is released.
     let mut out = KVVec::from_elem(0u8, n * VexfsSearchResult::SIZE, GFP_KERNEL)?;
     for (i, h) in hits.iter().take(n).enumerate() {
@@ -186,6 +190,86 @@ fn search(sb: &SuperBlock, arg: usize) -> Result {
     }
     a.count = n as u32;
     write_arg(arg, &a)
+}
+
+/// Runs of a search for a caller without `CAP_DAC_READ_SEARCH` that keep the files they have
+/// no decision for (see [`search_readable`]); the later runs drop them.
+const HOPEFUL_RUNS: u32 = 3;
+
+/// Files without a decision one run of [`search_readable`] records at most (8 KiB).
+const UNDECIDED_PER_RUN: usize = 1024;
+
+/// A search for a caller without `CAP_DAC_READ_SEARCH`: the `k` nearest embeddings of files
+/// it may read ([`crate::vfs::inode::Inode::may_read`]), nearest first, into `out`.
+///
+/// The check needs the file's inode, and taking an inode under the index lock could deadlock:
+/// an unlinked file's eviction removes its embeddings under that lock, so an `iget` that meets
+/// an inode being evicted (it waits for the eviction) or an `iput` that drops the last
+/// reference of an unlinked one (it evicts) would wait for the lock its caller holds. So the
+/// checks are made between runs of the search, with no lock held. A run decides known files
+/// by what was learnt (sorted decisions), and records the others (up to
+/// [`UNDECIDED_PER_RUN`], else it stops early); the first [`HOPEFUL_RUNS`] runs keep them
+/// (each counts as a result, so a run records at most `k`), the later ones drop them (so a run
+/// goes on, widening up to an exact scan, and learns many at once: a caller who may read few
+/// files). After a run, the recorded files are checked ([`may_read`]): the run's answer is
+/// final when all of them were judged right (readable for a keeping run, unreadable for a
+/// dropping one); else the search runs again. Each run but the last learns at least one file,
+/// so the runs are bounded by the files the index names; a fatal signal stops them (EINTR).
+/// A file whose permissions change between its check and the answer is judged as it was at
+/// the check, as with any permission check.
+fn search_readable(sb: &SuperBlock, query: &[u32], k: usize, ef: usize, out: &mut [Hit]) -> Result<usize> {
+    // Decisions, sorted by inode number: (ino, may read). Grown only between runs.
+    let mut known: KVVec<(u64, bool)> = KVVec::new();
+    // The files a run met without a decision: reserved before the runs, so the filter never
+    // allocates under the index lock.
+    let mut undecided = KVVec::from_elem(0u64, k.max(UNDECIDED_PER_RUN), GFP_KERNEL)?;
+    let mut run = 0u32;
+    loop {
+        let keep_undecided = run < HOPEFUL_RUNS;
+        run = run.saturating_add(1);
+        let (mut met, mut full) = (0usize, false);
+        let r = vector::search(sb, query, k, ef, out, &mut |ino| {
+            if let Ok(i) = known.binary_search_by_key(&ino, |e| e.0) {
+                return Ok(known.get(i).is_some_and(|e| e.1));
+            }
+            if !undecided.get(..met).ok_or(EINVAL)?.contains(&ino) {
+                let Some(slot) = undecided.get_mut(met) else {
+                    // Stop the run: decide these, run again.
+                    full = true;
+                    return Err(EAGAIN);
+                };
+                *slot = ino;
+                met += 1;
+            }
+            Ok(keep_undecided)
+        });
+        let n = match r {
+            Err(_) if full => None,
+            r => Some(r?),
+        };
+        let mut judged_right = true;
+        for &ino in undecided.get(..met).ok_or(EINVAL)? {
+            let ok = may_read(sb, ino)?;
+            judged_right &= ok == keep_undecided;
+            known.push((ino, ok), GFP_KERNEL)?;
+        }
+        if let (Some(n), true) = (n, judged_right) {
+            return Ok(n);
+        }
+        known.as_mut_slice().sort_unstable_by_key(|e| e.0);
+        crate::vfs::access::relax()?;
+    }
+}
+
+/// Whether the calling task may read file `ino` (a search result): its inode's
+/// `inode_permission(MAY_READ)`; a file removed since the index named it (its number free, or
+/// no link left) is not readable. Called with no lock held (see [`search_readable`]).
+/// Errors: EUCLEAN (a corrupt inode), EIO, ENOMEM.
+fn may_read(sb: &SuperBlock, ino: u64) -> Result<bool> {
+    Ok(match crate::inode::iget_live(sb, ino)? {
+        Some(inode) => inode.nlink() > 0 && inode.may_read(),
+        None => false,
+    })
 }
 
 fn stats(sb: &SuperBlock, arg: usize) -> Result {

@@ -261,11 +261,20 @@ pub fn remove_embeddings(inode: &Inode) -> Result {
     Ok(())
 }
 
-/// The `k` nearest embeddings to `query` (`dim` float bit patterns) with candidate list `ef`
-/// (0 = default), nearest first, into `out`; returns how many. Errors: EINVAL (bad k, ef,
-/// query), EUCLEAN, EIO.
-pub fn search(sb: &SuperBlock, query: &[u32], k: usize, ef: usize, out: &mut [Hit]) -> Result<usize> {
-    with_index(sb, |mem, b, kernel| mem.search(b, kernel, query, k, ef, out))
+/// The `k` nearest embeddings to `query` (`dim` float bit patterns) of the files `keep` keeps
+/// (given an inode number, under the index lock: it must not take the inode of a file), with
+/// candidate list `ef` (0 = default), nearest first, into `out`; returns how many
+/// (`core::embed::IndexMem::search_filtered`). Errors: EINVAL (bad k, ef, query), EUCLEAN,
+/// EIO, EINTR (a fatal signal during a long search), and `keep`'s.
+pub fn search(
+    sb: &SuperBlock,
+    query: &[u32],
+    k: usize,
+    ef: usize,
+    out: &mut [Hit],
+    keep: &mut dyn FnMut(u64) -> Result<bool>,
+) -> Result<usize> {
+    with_index(sb, |mem, b, kernel| mem.search_filtered(b, kernel, query, k, ef, out, keep))
 }
 
 /// Index statistics: the graph header (its `pending` count: vectors not yet linked) and the

@@ -17,10 +17,13 @@
 //!   data lists).
 //! - [`task`]: [`NofsScope`](task::NofsScope), allocations that must not recurse into the
 //!   filesystem; [`time`]: the clock.
+//! - [`access`]: what the calling task may do (read an inode, skip those checks by
+//!   capability, go on with a long job).
 //!
 //! Nothing here knows the on-disk format: the layer is generic over [`fs::FileSystem`], which
 //! names the state a filesystem hangs on the superblock and on each inode.
 
+pub mod access;
 pub mod dir;
 pub mod fs;
 pub mod inode;
