@@ -104,6 +104,11 @@ pub fn lookup(dir: &Inode, name: &[u8]) -> Result<u64> {
 /// Errors: `EEXIST`, `ENOSPC`, `ENAMETOOLONG`, `EINVAL` (bad name), `EUCLEAN`, `EIO`.
 pub fn create(dir: &LockedInode, name: &[u8], mode: u16, inode: &NewInode) -> Result {
     check_name(name)?;
+    // A live directory has at least 2 links (the VFS refuses creates in a removed one): fewer
+    // is a corrupt image, and `inc_nlink` of a directory at 0 (a mkdir in it) a kernel warning.
+    if dir.nlink() < 2 {
+        return Err(dir.sb().corrupt("link count of a directory", u64::from(dir.nlink())));
+    }
     let mut g = dir.sb().lock();
     let mut dst = dir.load(&g);
     if find_entry(dir, &dst, name)?.is_some() {
@@ -153,9 +158,27 @@ pub fn link(dir: &LockedInode, name: &[u8], inode: &Inode) -> Result {
     Ok(())
 }
 
+/// The link counts that removing a dirent of `dir` pointing at `inode` makes the caller drop
+/// (glue.c: one of `inode`'s, and for a directory a second one and one of `dir`'s) must be
+/// there: a crafted or damaged image can have more dirents pointing at an inode than its link
+/// count, or a directory counting fewer subdirectories than it holds, and `drop_nlink` at 0
+/// is a kernel warning (and a wrapped count). Corruption (`EUCLEAN`, logged) then, before
+/// anything changes.
+fn check_links(dir: &Inode, inode: &Inode) -> Result {
+    let (need, dir_need) = if inode.is_dir() { (2, 3) } else { (1, 0) };
+    if inode.nlink() < need {
+        return Err(dir.sb().corrupt("link count of an inode a dirent points at", u64::from(inode.nlink())));
+    }
+    if dir.nlink() < dir_need {
+        return Err(dir.sb().corrupt("link count of a directory holding a subdirectory", u64::from(dir.nlink())));
+    }
+    Ok(())
+}
+
 /// Removes the dirent `name` (pointing at `inode`) from `dir` (link count: caller).
-/// Errors: `ENOENT`, `EUCLEAN`, `EIO`.
+/// Errors: `ENOENT`, `EUCLEAN` (also for link counts below what the removal drops), `EIO`.
 pub fn unlink(dir: &LockedInode, name: &[u8], inode: &Inode) -> Result {
+    check_links(dir, inode)?;
     let g = dir.sb().lock();
     let dst = dir.load(&g);
     remove_entry(dir, &dst, name, inode.ino())?;
@@ -189,6 +212,12 @@ pub fn rename(
     target: Option<&Inode>,
 ) -> Result {
     check_name(new_name)?;
+    if let Some(target) = target {
+        check_links(new_dir, target)?;
+    }
+    if inode.is_dir() && old_dir.ino() != new_dir.ino() {
+        check_links(old_dir, inode)?;
+    }
     let sb = old_dir.sb();
     let mut g = sb.lock();
     let ino = inode.ino();
