@@ -1,0 +1,973 @@
+//! The structure-aware mutations of vexfs images behind `mutate_image` (tests/guest/090) and
+//! the host fuzz target `image` (fuzz/): a populated base image made by the offline writer, a
+//! catalog of the structures it holds, and mutations inside them with their checksums
+//! recomputed by core's own encoders. See `src/bin/mutate_image.rs` for the kinds and values.
+
+use std::collections::BTreeMap;
+
+use vexfs_image::device::MemDevice;
+use vexfs_image::vexfs_core::crc32c::crc32c_parts;
+use vexfs_image::vexfs_core::embed::Indexing;
+use vexfs_image::vexfs_core::format::block::seal_header;
+use vexfs_image::vexfs_core::format::dir::{self, DIR_MAGIC};
+use vexfs_image::vexfs_core::format::extent::{EXTENT_HEADER, EXTENT_MAGIC};
+use vexfs_image::vexfs_core::format::inode::{Inode, MAX_FILE_SIZE, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
+use vexfs_image::vexfs_core::format::journal::JOURNAL_MAGIC;
+use vexfs_image::vexfs_core::format::layout::MkfsParams;
+use vexfs_image::vexfs_core::format::superblock::{Region, Superblock, FEATURE_INCOMPAT_RECOVER, ROOT_INO};
+use vexfs_image::vexfs_core::format::vector::{
+    splitmix64, HnswGeometry, HnswHeader, MapEntry, UpperTable, HNSW_MAGIC, MAP_ENTRY, NO_SLOT, VEC_IDS_HEADER,
+    VEC_IDS_MAGIC,
+};
+use vexfs_image::vexfs_core::format::{bit_test, BLOCK_SIZE, INODE_SIZE};
+use vexfs_image::writer::{FileOpts, Writer};
+use vexfs_image::{mkfs, sample, Image};
+
+const BS: u64 = BLOCK_SIZE as u64;
+
+/// Errors are messages.
+pub type Res<T> = Result<T, String>;
+
+/// Wraps an error with what was being done.
+pub fn err<E: std::fmt::Display>(what: &str) -> impl Fn(E) -> String + '_ {
+    move |e| format!("{what}: {e}")
+}
+
+/// The generator: SplitMix64 (the format's own mixer), so a seed means the same bytes on every
+/// build and machine, host and guest; or, for a coverage-guided fuzzer, the fuzzer's input
+/// bytes, 8 at a time, then SplitMix64 once they run out.
+pub struct Rng {
+    state: u64,
+    input: Vec<u8>,
+    pos: usize,
+}
+
+impl Rng {
+    /// The generator of mutant `index` of `seed`.
+    pub fn new(seed: u64, index: u64) -> Rng {
+        Rng { state: splitmix64(seed ^ splitmix64(index.wrapping_add(0x5EED))), input: Vec::new(), pos: 0 }
+    }
+    /// A generator whose draws are the bytes of `input` (a fuzzer's), then SplitMix64.
+    pub fn from_bytes(input: &[u8]) -> Rng {
+        Rng { state: input.len() as u64, input: input.to_vec(), pos: 0 }
+    }
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        if let Some(rest) = self.input.get(self.pos..).filter(|r| !r.is_empty()) {
+            let n = rest.len().min(8);
+            let mut b = [0u8; 8];
+            b[..n].copy_from_slice(&rest[..n]);
+            self.pos += n;
+            return u64::from_le_bytes(b);
+        }
+        self.state = splitmix64(self.state);
+        self.state
+    }
+    /// Uniform in `0..n` (0 when `n` is 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        if n == 0 {
+            0
+        } else {
+            self.next_u64() % n
+        }
+    }
+    fn pick<'a, T>(&mut self, v: &'a [T]) -> Option<&'a T> {
+        v.get(self.below(v.len() as u64) as usize)
+    }
+    fn chance(&mut self, num: u64, den: u64) -> bool {
+        self.below(den) < num
+    }
+}
+
+/// A deterministic vector of dimension `dim` (components in -1..1).
+pub fn vector(dim: u32, key: u64) -> Vec<f32> {
+    let mut s = key;
+    (0..dim)
+        .map(|_| {
+            s = splitmix64(s);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+/// The base image of `blocks` blocks (at least 2048), as bytes: files with one extent, with an
+/// extent block and with holes, nested and two-block directories, symlinks, hard links, files
+/// with embeddings inline and in vector-id blocks, tombstones and pending vectors.
+pub fn build_base(blocks: u64) -> Res<Vec<u8>> {
+    let mut dev = MemDevice::new(blocks);
+    let p = MkfsParams { vec_capacity: Some(256), ..sample::params(blocks) };
+    mkfs::format(&mut dev, &p, true).map_err(err("mkfs"))?;
+    let img = Image::open(dev).map_err(err("open"))?;
+    let mut w = Writer::new(img).map_err(err("writer"))?;
+    let e = |what: &'static str| move |e: vexfs_image::Error| format!("{what}: {e}");
+    let r = ROOT_INO;
+    let hello = w.create(r, "hello.txt", b"hello, vexfs\n").map_err(e("create"))?;
+    w.link(r, "hard", hello).map_err(e("link"))?;
+    let empty = w.create(r, "empty", b"").map_err(e("create"))?;
+    let docs = w.mkdir(r, "docs", 0o755).map_err(e("mkdir"))?;
+    w.create(docs, "big.bin", &sample::pattern(5 * 4096 + 100, 1)).map_err(e("create"))?;
+    let frag_opts = FileOpts { max_extent_blocks: 1, ..FileOpts::default() };
+    w.create_with(docs, "frag.bin", &sample::pattern(10 * 4096, 2), frag_opts).map_err(e("create"))?;
+    w.create(docs, "sparse.bin", &sample::sparse_content()).map_err(e("create"))?;
+    let sub = w.mkdir(docs, "sub", 0o700).map_err(e("mkdir"))?;
+    let deep = w.mkdir(sub, "deep", 0o755).map_err(e("mkdir"))?;
+    w.create(deep, "leaf", b"leaf\n").map_err(e("create"))?;
+    w.symlink(r, "link", "docs/big.bin").map_err(e("symlink"))?;
+    w.symlink(deep, "up", "../../..").map_err(e("symlink"))?;
+    let many = w.mkdir(r, "many", 0o755).map_err(e("mkdir"))?;
+    for i in 0..120 {
+        w.link(many, &format!("an-entry-with-a-rather-long-name-{i:03}"), empty).map_err(e("link"))?;
+    }
+    let dim = w.image().sb().vec_dim;
+    let vdir = w.mkdir(r, "vec", 0o755).map_err(e("mkdir"))?;
+    w.set_stepwise_purge(true).map_err(e("stepwise purge"))?;
+    let mut files = Vec::new();
+    for i in 0..24u64 {
+        let ino = w
+            .create(vdir, &format!("v{i:02}"), &sample::pattern(100 + i as usize * 300, i as u8))
+            .map_err(e("create"))?;
+        let chunks = if i == 5 {
+            40
+        } else if i == 11 {
+            9
+        } else {
+            i % 6 + 1
+        };
+        let vs: Vec<Vec<f32>> = (0..chunks).map(|c| vector(dim, i * 1000 + c)).collect();
+        w.set_embeddings(ino, &vs).map_err(e("set embeddings"))?;
+        files.push(ino);
+    }
+    // Tombstones (the purge is left to steps nobody runs), then pending vectors.
+    for &i in &[2usize, 9, 17] {
+        w.remove_embeddings(files[i]).map_err(e("remove embeddings"))?;
+    }
+    w.set_indexing(Indexing::Deferred);
+    for &i in &[3usize, 20] {
+        let vs: Vec<Vec<f32>> = (0..3).map(|c| vector(dim, 77_000 + i as u64 * 10 + c)).collect();
+        w.set_embeddings(files[i], &vs).map_err(e("set pending embeddings"))?;
+    }
+    let img = w.commit().map_err(e("commit"))?;
+    Ok(img.into_device().bytes)
+}
+
+/// 8 query vectors of dimension `dim`, as an `.fvecs` file.
+pub fn queries_fvecs(dim: u32) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for row in 0..8u64 {
+        bytes.extend_from_slice(&(dim as i32).to_le_bytes());
+        for x in vector(dim, 5_000_000 + row) {
+            bytes.extend_from_slice(&x.to_le_bytes());
+        }
+    }
+    bytes
+}
+
+/// What the mutations may hit, found by walking the base image.
+pub struct Catalog {
+    sb: Superblock,
+    geo: HnswGeometry,
+    /// Inodes in use: number, decoded inode, a path.
+    inodes: Vec<(u32, Inode, String)>,
+    /// Directory blocks: block, owner, dirent offsets.
+    dir_blocks: Vec<(u64, u32, Vec<usize>)>,
+    /// Extent blocks and vector-id blocks: block, owner, count.
+    extent_blocks: Vec<(u64, u32, u32)>,
+    vec_id_blocks: Vec<(u64, u32, u32)>,
+    /// Data blocks in use (any owner).
+    data_blocks: Vec<u64>,
+    /// Vector slots in use (bitmap), and free ones.
+    used_slots: Vec<u32>,
+    free_slots: Vec<u32>,
+    /// Slots with upper records: slot, level, first record.
+    upper: Vec<(u32, u8, u32)>,
+}
+
+impl Catalog {
+    /// The superblock of the base.
+    pub fn sb(&self) -> &Superblock {
+        &self.sb
+    }
+}
+
+/// Walks `img` for the structures the mutations may hit.
+pub fn catalog(img: &Image<MemDevice>) -> Res<Catalog> {
+    let sb = img.sb().clone();
+    let ibits = img.read_region(Region::InodeBitmap).map_err(err("inode bitmap"))?;
+    let vbits = img.read_region(Region::VecBitmap).map_err(err("vector bitmap"))?;
+    let mut c = Catalog {
+        geo: HnswGeometry::new(&sb),
+        sb: sb.clone(),
+        inodes: Vec::new(),
+        dir_blocks: Vec::new(),
+        extent_blocks: Vec::new(),
+        vec_id_blocks: Vec::new(),
+        data_blocks: Vec::new(),
+        used_slots: Vec::new(),
+        free_slots: Vec::new(),
+        upper: Vec::new(),
+    };
+    // Paths: a walk from the root (the first name found for each inode).
+    let mut paths: BTreeMap<u32, String> = BTreeMap::new();
+    paths.insert(ROOT_INO, "/".into());
+    let mut stack = vec![ROOT_INO];
+    while let Some(d) = stack.pop() {
+        let Ok(inode) = img.inode(d) else { continue };
+        let Ok(entries) = img.read_dir(d, &inode) else { continue };
+        let base = paths.get(&d).cloned().unwrap_or_default();
+        for en in entries {
+            if paths.contains_key(&en.ino) {
+                continue;
+            }
+            let p = format!("{}/{}", base.trim_end_matches('/'), String::from_utf8_lossy(&en.name));
+            paths.insert(en.ino, p);
+            if en.file_type == dir::DT_DIR {
+                stack.push(en.ino);
+            }
+        }
+    }
+    for ino in 1..=sb.inode_count {
+        if !bit_test(&ibits, (ino - 1) as usize) {
+            continue;
+        }
+        let Ok(inode) = img.inode(ino) else { continue };
+        if let Ok(ext) = img.extents(ino, &inode) {
+            for e in ext {
+                c.data_blocks.extend(e.start..e.start + u64::from(e.len));
+            }
+        }
+        if inode.extent_block != 0 {
+            c.data_blocks.push(inode.extent_block);
+            c.extent_blocks.push((inode.extent_block, ino, inode.nr_extents.saturating_sub(6)));
+        }
+        if inode.vec_block != 0 {
+            c.data_blocks.push(inode.vec_block);
+            c.vec_id_blocks.push((inode.vec_block, ino, inode.vec_count.saturating_sub(4)));
+        }
+        if inode.is_dir() {
+            if let Ok(blocks) = img.dir_blocks(ino, &inode) {
+                for (_, blk) in blocks {
+                    let Ok(b) = img.read_block(blk) else { continue };
+                    let offs = dir::dirents(&b[..]).filter_map(|d| d.ok()).map(|d| d.offset).collect();
+                    c.dir_blocks.push((blk, ino, offs));
+                }
+            }
+        }
+        let path = paths.get(&ino).cloned().unwrap_or_else(|| format!("(inode {ino})"));
+        c.inodes.push((ino, inode, path));
+    }
+    let cap = u32::try_from(sb.vec_capacity).unwrap_or(u32::MAX);
+    for s in 0..cap {
+        if bit_test(&vbits, s as usize) {
+            c.used_slots.push(s);
+        } else if c.free_slots.len() < 64 {
+            c.free_slots.push(s);
+        }
+    }
+    UpperTable::walk(&sb, |s, level, first| {
+        if level > 0 && bit_test(&vbits, s as usize) {
+            c.upper.push((s, level, first));
+        }
+    });
+    Ok(c)
+}
+
+/// How many structures of each kind the catalog holds, in one line.
+pub fn summary(c: &Catalog) -> String {
+    let dirents: usize = c.dir_blocks.iter().map(|d| d.2.len()).sum();
+    format!(
+        "inodes {} dir-blocks {} dirents {} extent-blocks {} vec-id-blocks {} data-blocks {} slots {} upper-slots {}",
+        c.inodes.len(),
+        c.dir_blocks.len(),
+        dirents,
+        c.extent_blocks.len(),
+        c.vec_id_blocks.len(),
+        c.data_blocks.len(),
+        c.used_slots.len(),
+        c.upper.len()
+    )
+}
+
+/// The kind of number a field holds: what values are interesting for it.
+#[derive(Clone, Copy)]
+enum Dom {
+    /// An inode number (`self_ino`, the parent's).
+    Ino { own: u32, parent: u32 },
+    /// A device block number (`own`: the structure's own block or the field's value).
+    Block { own: u64 },
+    /// A vector slot.
+    Slot { own: u32 },
+    /// A count whose largest valid value is `max`.
+    Count { max: u64 },
+    /// A file size in bytes.
+    Size,
+    /// Anything else: bit flips and extremes.
+    Raw,
+}
+
+/// Picks an interesting value for a field of `bits` bits holding `cur`.
+fn interesting(rng: &mut Rng, c: &Catalog, dom: Dom, cur: u64, bits: u32) -> u64 {
+    let max = if bits >= 64 { u64::MAX } else { (1u64 << bits) - 1 };
+    let generic = |rng: &mut Rng| -> u64 {
+        match rng.below(9) {
+            0 => 0,
+            1 => 1,
+            2 => max,
+            3 => max - 1,
+            4 => cur.wrapping_add(1),
+            5 => cur.wrapping_sub(1),
+            6 => cur ^ (1u64 << rng.below(u64::from(bits))),
+            7 => max >> 1,
+            _ => rng.next_u64(),
+        }
+    };
+    let v = if rng.chance(1, 3) {
+        generic(rng)
+    } else {
+        match dom {
+            Dom::Ino { own, parent } => {
+                let other = rng.pick(&c.inodes).map_or(2, |i| i.0);
+                let dir = c.inodes.iter().filter(|i| i.1.is_dir()).nth(rng.below(8) as usize).map_or(1, |i| i.0);
+                let free = c.inodes.last().map_or(3, |i| i.0 + 1 + rng.below(3) as u32);
+                let choices = [own, parent, ROOT_INO, other, dir, free, c.sb.inode_count, c.sb.inode_count + 1];
+                u64::from(*rng.pick(&choices).unwrap_or(&0))
+            }
+            Dom::Block { own } => {
+                let data = c.sb.region(Region::Data);
+                let other = rng.pick(&c.data_blocks).copied().unwrap_or(data.start);
+                let choices = [
+                    own,
+                    own.wrapping_add(1),
+                    own.wrapping_sub(1),
+                    other,
+                    data.start,
+                    data.start - 1,
+                    data.end() - 1,
+                    data.end(),
+                    c.sb.block_count - 1,
+                    c.sb.block_count,
+                    c.sb.region(Region::InodeTable).start,
+                    c.sb.region(Region::Hnsw).start,
+                    c.sb.region(Region::Journal).start,
+                    data.end() - 1 - rng.below(64),
+                ];
+                *rng.pick(&choices).unwrap_or(&0)
+            }
+            Dom::Slot { own } => {
+                let cap = u32::try_from(c.sb.vec_capacity).unwrap_or(u32::MAX);
+                let used = rng.pick(&c.used_slots).copied().unwrap_or(0);
+                let free = rng.pick(&c.free_slots).copied().unwrap_or(cap);
+                let choices = [own, used, used, free, 0, cap - 1, cap, NO_SLOT, NO_SLOT - 1];
+                u64::from(*rng.pick(&choices).unwrap_or(&0))
+            }
+            Dom::Count { max: m } => {
+                let choices = [0, 1, m, m + 1, m.saturating_sub(1), cur + 1, cur.wrapping_sub(1), cur * 2, max];
+                *rng.pick(&choices).unwrap_or(&0)
+            }
+            Dom::Size => {
+                let choices = [
+                    0,
+                    cur + 1,
+                    cur.wrapping_sub(1),
+                    cur + BS,
+                    cur.saturating_sub(BS),
+                    (cur / BS + 1) * BS,
+                    MAX_FILE_SIZE,
+                    MAX_FILE_SIZE + 1,
+                    MAX_FILE_SIZE - 1,
+                    u64::MAX,
+                    i64::MAX as u64,
+                    1 << 32,
+                ];
+                *rng.pick(&choices).unwrap_or(&0)
+            }
+            Dom::Raw => generic(rng),
+        }
+    };
+    // A value equal to the old one would be no mutation: flip its lowest bit instead.
+    if v & max == cur & max {
+        (cur ^ 1) & max
+    } else {
+        v & max
+    }
+}
+
+/// A mutant being made: the image's bytes and what was done to them.
+struct Mutant<'a> {
+    c: &'a Catalog,
+    bytes: Vec<u8>,
+    log: Vec<String>,
+}
+
+impl Mutant<'_> {
+    fn block(&mut self, n: u64) -> &mut [u8] {
+        let s = (n * BS) as usize;
+        &mut self.bytes[s..s + BLOCK_SIZE]
+    }
+    fn get(&self, at: usize, len: usize) -> u64 {
+        let mut b = [0u8; 8];
+        b[..len].copy_from_slice(&self.bytes[at..at + len]);
+        u64::from_le_bytes(b)
+    }
+    fn set(&mut self, at: usize, len: usize, v: u64) {
+        self.bytes[at..at + len].copy_from_slice(&v.to_le_bytes()[..len]);
+    }
+    /// Sets the `len`-byte field at byte `at` of the device to an interesting value; returns
+    /// "old -> new".
+    fn field(&mut self, rng: &mut Rng, at: usize, len: usize, dom: Dom) -> String {
+        let old = self.get(at, len);
+        let mut new = interesting(rng, self.c, dom, old, (len * 8) as u32);
+        if new == old {
+            new = old ^ 1;
+        }
+        self.set(at, len, new);
+        format!("{old} -> {new}")
+    }
+}
+
+/// Mutates one field of inode `ino` and re-encodes it (checksum recomputed by `Inode::encode`).
+fn mutate_inode(m: &mut Mutant, rng: &mut Rng) -> String {
+    let Some((ino, inode, path)) = rng.pick(&m.c.inodes).cloned() else { return "no inode".into() };
+    let (blk, off) = m.c.sb.inode_pos(u64::from(ino)).unwrap_or((0, 0));
+    let at = (blk * BS) as usize + off;
+    let mut raw = m.bytes[at..at + INODE_SIZE].to_vec();
+    let mut i = inode.clone();
+    let own = Dom::Ino { own: ino, parent: inode.parent };
+    let ext = (rng.below(inode.nr_extents.clamp(1, 6) as u64) as usize).min(5);
+    let (name, old, new): (String, u64, u64) = match rng.below(17) {
+        0 => {
+            let types = [S_IFDIR, S_IFREG, S_IFLNK, 0, 0o010000, 0o140000];
+            let t = *rng.pick(&types).unwrap_or(&0);
+            let perm = if rng.chance(1, 2) { i.mode & !S_IFMT } else { rng.next_u64() as u16 & 0o7777 };
+            let old = i.mode;
+            i.mode = t | perm;
+            if i.mode == old {
+                i.mode ^= 0o040000;
+            }
+            ("mode".into(), old.into(), i.mode.into())
+        }
+        1 => {
+            let old = i.links;
+            i.links = interesting(rng, m.c, Dom::Count { max: 3 }, old.into(), 16) as u16;
+            ("links".into(), old.into(), i.links.into())
+        }
+        2 => {
+            let old = i.size;
+            i.size = interesting(rng, m.c, Dom::Size, old, 64);
+            ("size".into(), old, i.size)
+        }
+        3 => {
+            let old = i.blocks;
+            i.blocks = interesting(rng, m.c, Dom::Count { max: old }, old, 64);
+            ("blocks".into(), old, i.blocks)
+        }
+        4 => {
+            let old = i.parent;
+            i.parent = interesting(rng, m.c, own, old.into(), 32) as u32;
+            ("parent".into(), old.into(), i.parent.into())
+        }
+        5 => {
+            let old = i.nr_extents;
+            i.nr_extents = interesting(rng, m.c, Dom::Count { max: 260 }, old.into(), 32) as u32;
+            ("nr_extents".into(), old.into(), i.nr_extents.into())
+        }
+        6 => {
+            let old = i.extent_block;
+            i.extent_block = interesting(rng, m.c, Dom::Block { own: old }, old, 64);
+            ("extent_block".into(), old, i.extent_block)
+        }
+        7 => {
+            let e = &mut i.extents[ext];
+            let old = e.logical;
+            e.logical = interesting(rng, m.c, Dom::Count { max: (inode.size / BS) }, old.into(), 32) as u32;
+            (format!("extent[{ext}].logical"), old.into(), e.logical.into())
+        }
+        8 => {
+            let e = &mut i.extents[ext];
+            let old = e.len;
+            e.len = interesting(rng, m.c, Dom::Count { max: old.into() }, old.into(), 32) as u32;
+            (format!("extent[{ext}].len"), old.into(), e.len.into())
+        }
+        9 => {
+            let old = i.extents[ext].start;
+            let v = interesting(rng, m.c, Dom::Block { own: old }, old, 64);
+            i.extents[ext].start = v;
+            (format!("extent[{ext}].start"), old, v)
+        }
+        10 => {
+            let old = i.vec_count;
+            i.vec_count = interesting(rng, m.c, Dom::Count { max: 1020 }, old.into(), 32) as u32;
+            ("vec_count".into(), old.into(), i.vec_count.into())
+        }
+        11 => {
+            let old = i.vec_block;
+            i.vec_block = interesting(rng, m.c, Dom::Block { own: old }, old, 64);
+            ("vec_block".into(), old, i.vec_block)
+        }
+        12 | 13 => {
+            let k = rng.below(4) as usize;
+            let old = i.vec_ids[k];
+            i.vec_ids[k] = interesting(rng, m.c, Dom::Slot { own: old }, old.into(), 32) as u32;
+            (format!("vec_ids[{k}]"), old.into(), i.vec_ids[k].into())
+        }
+        14 => {
+            let old = i.flags;
+            i.flags = interesting(rng, m.c, Dom::Raw, old.into(), 32) as u32;
+            ("flags".into(), old.into(), i.flags.into())
+        }
+        15 => {
+            let old = i.mtime_nsec;
+            i.mtime_nsec = *rng.pick(&[999_999_999u32, 1_000_000_000, u32::MAX]).unwrap_or(&0);
+            i.mtime_sec = *rng.pick(&[i64::MIN, i64::MAX, -1, 0]).unwrap_or(&0);
+            ("mtime".into(), old.into(), i.mtime_nsec.into())
+        }
+        _ => {
+            // Two fields at once that the kernel reads together.
+            let old = i.size;
+            i.size = interesting(rng, m.c, Dom::Size, old, 64);
+            i.blocks = interesting(rng, m.c, Dom::Count { max: i.blocks }, i.blocks, 64);
+            ("size+blocks".into(), old, i.size)
+        }
+    };
+    i.encode(u64::from(ino), &mut raw);
+    m.bytes[at..at + INODE_SIZE].copy_from_slice(&raw);
+    format!("inode {ino} ({path}) {name} {old} -> {new}")
+}
+
+/// Mutates a dirent of a directory block (or the block's header) and reseals the block.
+fn mutate_dir(m: &mut Mutant, rng: &mut Rng) -> String {
+    let Some((blk, owner, offs)) = rng.pick(&m.c.dir_blocks).cloned() else { return "no directory block".into() };
+    let base = (blk * BS) as usize;
+    let owner_inode = m.c.inodes.iter().find(|i| i.0 == owner).map(|i| i.1.parent).unwrap_or(1);
+    let (mut magic, mut blocknr, mut own) = (DIR_MAGIC, blk, u64::from(owner));
+    let what = if offs.is_empty() || rng.chance(1, 6) {
+        match rng.below(3) {
+            0 => {
+                let old = blocknr;
+                blocknr = interesting(rng, m.c, Dom::Block { own: old }, old, 64);
+                format!("blocknr {old} -> {blocknr}")
+            }
+            1 => {
+                let old = own;
+                own = interesting(rng, m.c, Dom::Ino { own: owner, parent: owner_inode }, old, 64);
+                format!("owner {old} -> {own}")
+            }
+            _ => {
+                magic = *rng.pick(&[EXTENT_MAGIC, VEC_IDS_MAGIC, HNSW_MAGIC, 0]).unwrap_or(&0);
+                format!("magic -> {magic:#x}")
+            }
+        }
+    } else {
+        let off = *rng.pick(&offs).unwrap_or(&24);
+        let at = base + off;
+        let rec_len = m.get(at + 4, 2);
+        let name_len = m.get(at + 6, 1) as usize;
+        match rng.below(7) {
+            0 | 1 => {
+                let d = Dom::Ino { own: owner, parent: owner_inode };
+                format!("dirent@{off} ino {}", m.field(rng, at, 4, d))
+            }
+            2 => format!("dirent@{off} rec_len {}", m.field(rng, at + 4, 2, Dom::Count { max: rec_len })),
+            3 => {
+                let max = rec_len.saturating_sub(8);
+                format!("dirent@{off} name_len {}", m.field(rng, at + 6, 1, Dom::Count { max }))
+            }
+            4 => {
+                let old = m.get(at + 7, 1);
+                let types = [0u8, 1, 2, dir::DT_DIR, dir::DT_REG, dir::DT_LNK, 255];
+                let t = types.iter().copied().filter(|&t| u64::from(t) != old).nth(rng.below(6) as usize).unwrap_or(0);
+                m.set(at + 7, 1, t.into());
+                format!("dirent@{off} file_type {old} -> {t}")
+            }
+            5 if name_len > 0 => {
+                let k = rng.below(name_len as u64) as usize;
+                let old = m.get(at + 8 + k, 1);
+                let b = b"/\0.\xffa"
+                    .iter()
+                    .copied()
+                    .filter(|&b| u64::from(b) != old)
+                    .nth(rng.below(4) as usize)
+                    .unwrap_or(0);
+                m.set(at + 8 + k, 1, b.into());
+                format!("dirent@{off} name[{k}] {old} -> {b}")
+            }
+            _ => {
+                // The name becomes ".", "..", or the name of another entry of the block.
+                let other = *rng.pick(&offs).unwrap_or(&off);
+                let other_len = m.get(base + other + 6, 1) as usize;
+                let name: Vec<u8> = match rng.below(3) {
+                    0 => b".".to_vec(),
+                    1 => b"..".to_vec(),
+                    _ => m.bytes[base + other + 8..base + other + 8 + other_len].to_vec(),
+                };
+                if name.is_empty() || 8 + name.len() > rec_len as usize {
+                    return format!("dir block {blk} (dir {owner}) dirent@{off} unchanged (no room)");
+                }
+                m.set(at + 6, 1, name.len() as u64);
+                m.bytes[at + 8..at + 8 + name.len()].copy_from_slice(&name);
+                format!("dirent@{off} name -> {:?}", String::from_utf8_lossy(&name))
+            }
+        }
+    };
+    seal_header(m.block(blk), magic, blocknr, own);
+    format!("dir block {blk} (dir {owner}) {what}")
+}
+
+/// Mutates an extent block's header, count or an extent, and reseals it.
+fn mutate_extent_block(m: &mut Mutant, rng: &mut Rng) -> String {
+    let Some((blk, owner, count)) = rng.pick(&m.c.extent_blocks).copied() else { return mutate_inode(m, rng) };
+    let base = (blk * BS) as usize;
+    let (mut blocknr, mut own) = (blk, u64::from(owner));
+    let k = rng.below(u64::from(count.max(1))) as usize;
+    let e = base + EXTENT_HEADER + k * 16;
+    let what = match rng.below(7) {
+        0 => format!("count {}", m.field(rng, base + 24, 4, Dom::Count { max: 254 })),
+        1 => format!("reserved {}", m.field(rng, base + 28, 4, Dom::Raw)),
+        2 => format!("extent[{k}].logical {}", m.field(rng, e, 4, Dom::Count { max: 10 })),
+        3 => format!("extent[{k}].len {}", m.field(rng, e + 4, 4, Dom::Count { max: 1 })),
+        4 | 5 => format!("extent[{k}].start {}", m.field(rng, e + 8, 8, Dom::Block { own: blk })),
+        _ => {
+            if rng.chance(1, 2) {
+                blocknr = interesting(rng, m.c, Dom::Block { own: blk }, blk, 64);
+                format!("blocknr -> {blocknr}")
+            } else {
+                own = interesting(rng, m.c, Dom::Ino { own: owner, parent: 1 }, own, 64);
+                format!("owner -> {own}")
+            }
+        }
+    };
+    seal_header(m.block(blk), EXTENT_MAGIC, blocknr, own);
+    format!("extent block {blk} (inode {owner}) {what}")
+}
+
+/// Mutates a vector-id block's count or an id, and reseals it.
+fn mutate_vec_ids(m: &mut Mutant, rng: &mut Rng) -> String {
+    let Some((blk, owner, count)) = rng.pick(&m.c.vec_id_blocks).copied() else { return mutate_inode(m, rng) };
+    let base = (blk * BS) as usize;
+    let k = rng.below(u64::from(count.max(1))) as usize;
+    let (mut blocknr, mut own) = (blk, u64::from(owner));
+    let what = match rng.below(6) {
+        0 => format!("count {}", m.field(rng, base + 24, 4, Dom::Count { max: 1016 })),
+        1 => format!("reserved {}", m.field(rng, base + 28, 4, Dom::Raw)),
+        2..=4 => {
+            let at = base + VEC_IDS_HEADER + 4 * k;
+            let own = m.get(at, 4) as u32;
+            format!("id[{k}] {}", m.field(rng, at, 4, Dom::Slot { own }))
+        }
+        _ => {
+            if rng.chance(1, 2) {
+                blocknr = interesting(rng, m.c, Dom::Block { own: blk }, blk, 64);
+                format!("blocknr -> {blocknr}")
+            } else {
+                own = interesting(rng, m.c, Dom::Ino { own: owner, parent: 1 }, own, 64);
+                format!("owner -> {own}")
+            }
+        }
+    };
+    seal_header(m.block(blk), VEC_IDS_MAGIC, blocknr, own);
+    format!("vector-id block {blk} (inode {owner}) {what}")
+}
+
+/// Byte offset in the device of vector-map entry `slot`.
+fn map_at(c: &Catalog, slot: u32) -> usize {
+    (c.sb.region(Region::VecMap).start * BS) as usize + slot as usize * MAP_ENTRY
+}
+
+/// Rewrites a vector-map entry (checksum by `MapEntry::encode`).
+fn mutate_map(m: &mut Mutant, rng: &mut Rng) -> String {
+    let Some(&slot) = rng.pick(&m.c.used_slots) else { return "no slot".into() };
+    let at = map_at(m.c, slot);
+    let cur = MapEntry::decode(slot, &m.bytes[at..at + MAP_ENTRY]).ok().flatten();
+    let (ino, chunk) = cur.map_or((0, 0), |e| (e.ino, e.chunk));
+    let (new, what) = match rng.below(5) {
+        0 => (None, "freed".to_string()),
+        1 | 2 => {
+            let v = interesting(rng, m.c, Dom::Ino { own: ino as u32, parent: 1 }, ino, 64);
+            (Some(MapEntry { ino: v, chunk }), format!("ino {ino} -> {v}"))
+        }
+        3 => {
+            let v = interesting(rng, m.c, Dom::Count { max: 1019 }, chunk.into(), 32) as u32;
+            (Some(MapEntry { ino, chunk: v }), format!("chunk {chunk} -> {v}"))
+        }
+        _ => {
+            // A copy of another used slot's entry: two slots claim one chunk.
+            let other = rng.pick(&m.c.used_slots).copied().unwrap_or(slot);
+            let oat = map_at(m.c, other);
+            let e = MapEntry::decode(other, &m.bytes[oat..oat + MAP_ENTRY]).ok().flatten();
+            (e, format!("copy of slot {other}'s entry"))
+        }
+    };
+    // A "free" entry of a slot whose owner stays ino 0: MapEntry::encode writes zeros.
+    let new = new.filter(|e| e.ino != 0 || rng.chance(1, 4));
+    let mut raw = [0u8; MAP_ENTRY];
+    MapEntry::encode(new, slot, &mut raw);
+    if new.is_some_and(|e| e.ino == 0) {
+        // Owner 0 with a valid checksum (decode refuses it: "vector map owner").
+        raw = [0u8; MAP_ENTRY];
+        MapEntry::encode(Some(MapEntry { ino: 1, chunk }), slot, &mut raw);
+        raw[..8].fill(0);
+        let c = crc32c_parts(&[&slot.to_le_bytes(), &raw[..12]]);
+        raw[12..].copy_from_slice(&c.to_le_bytes());
+    }
+    m.bytes[at..at + MAP_ENTRY].copy_from_slice(&raw);
+    format!("vector map slot {slot} {what}")
+}
+
+/// Mutates a level-0 record of a used slot (no checksum: the records have none).
+fn mutate_level0(m: &mut Mutant, rng: &mut Rng) -> String {
+    let Some(&slot) = rng.pick(&m.c.used_slots) else { return "no slot".into() };
+    let (blk, off) = m.c.geo.level0_pos(slot);
+    let at = (blk * BS) as usize + off;
+    let count = m.get(at, 2);
+    let m0 = u64::from(m.c.geo.m0);
+    let what = match rng.below(8) {
+        0 => format!("count {}", m.field(rng, at, 2, Dom::Count { max: m0 })),
+        1 => format!("level {}", m.field(rng, at + 2, 1, Dom::Count { max: 16 })),
+        2 => {
+            let old = m.get(at + 3, 1);
+            let flags = [0u8, 1, 2, 3, 4, 5, 6, 7, 8, 0xff];
+            let f = flags.iter().copied().filter(|&f| u64::from(f) != old).nth(rng.below(9) as usize).unwrap_or(0);
+            m.set(at + 3, 1, f.into());
+            format!("flags {old} -> {f}")
+        }
+        3 => format!("upper {}", m.field(rng, at + 4, 4, Dom::Count { max: m.c.geo.upper_records })),
+        _ => {
+            let k = rng.below(count.clamp(1, m0)) as usize;
+            format!("link[{k}] {}", m.field(rng, at + 8 + 4 * k, 4, Dom::Slot { own: slot }))
+        }
+    };
+    format!("hnsw level-0 slot {slot} {what}")
+}
+
+/// Mutates an upper-level record of a slot with levels above 0.
+fn mutate_upper(m: &mut Mutant, rng: &mut Rng) -> String {
+    let Some(&(slot, level, first)) = rng.pick(&m.c.upper) else { return mutate_level0(m, rng) };
+    let l = rng.below(u64::from(level)) as u32;
+    let (blk, off) = m.c.geo.upper_pos(u64::from(first + l));
+    let at = (blk * BS) as usize + off;
+    let count = m.get(at, 4);
+    let what = if rng.chance(1, 3) {
+        format!("count {}", m.field(rng, at, 4, Dom::Count { max: u64::from(m.c.geo.m) }))
+    } else {
+        let k = rng.below(count.clamp(1, u64::from(m.c.geo.m))) as usize;
+        format!("link[{k}] {}", m.field(rng, at + 4 + 4 * k, 4, Dom::Slot { own: slot }))
+    };
+    format!("hnsw upper slot {slot} level {} {what}", l + 1)
+}
+
+/// Mutates the HNSW header (re-encoded by `HnswHeader::encode`).
+fn mutate_hnsw_header(m: &mut Mutant, rng: &mut Rng) -> String {
+    let blk = m.c.geo.header;
+    let Ok(mut h) = HnswHeader::decode(m.block(blk), blk) else { return "hnsw header does not decode".into() };
+    let live = u64::from(h.live);
+    let (name, old, new) = match rng.below(6) {
+        0 | 1 => {
+            let old = h.entry;
+            h.entry = interesting(rng, m.c, Dom::Slot { own: old }, old.into(), 32) as u32;
+            ("entry", old, h.entry)
+        }
+        2 => {
+            let old = h.entry_level;
+            h.entry_level = interesting(rng, m.c, Dom::Count { max: 16 }, old.into(), 32) as u32;
+            ("entry_level", old, h.entry_level)
+        }
+        3 => {
+            let old = h.live;
+            h.live = interesting(rng, m.c, Dom::Count { max: live }, old.into(), 32) as u32;
+            ("live", old, h.live)
+        }
+        4 => {
+            let old = h.deleted;
+            h.deleted = interesting(rng, m.c, Dom::Count { max: live }, old.into(), 32) as u32;
+            ("deleted", old, h.deleted)
+        }
+        _ => {
+            let old = h.pending;
+            h.pending = interesting(rng, m.c, Dom::Count { max: live }, old.into(), 32) as u32;
+            ("pending", old, h.pending)
+        }
+    };
+    h.encode(m.block(blk), blk);
+    format!("hnsw header {name} {old} -> {new}")
+}
+
+/// Writes a non-finite, zero or huge component (or a whole zero vector) into a used slot.
+fn mutate_vector(m: &mut Mutant, rng: &mut Rng) -> String {
+    let Some(&slot) = rng.pick(&m.c.used_slots) else { return "no slot".into() };
+    let stride = m.c.sb.vec_stride as usize;
+    let at = (m.c.sb.region(Region::VecData).start * BS) as usize + slot as usize * stride;
+    let dim = m.c.sb.vec_dim as usize;
+    if rng.chance(1, 4) {
+        m.bytes[at..at + dim * 4].fill(0);
+        return format!("vector slot {slot} all zero");
+    }
+    let k = rng.below(dim as u64) as usize;
+    let v = *rng.pick(&[f32::NAN, f32::INFINITY, f32::NEG_INFINITY, f32::MAX, -f32::MAX, 1e-45, -0.0]).unwrap_or(&0.0);
+    m.bytes[at + 4 * k..at + 4 * k + 4].copy_from_slice(&v.to_le_bytes());
+    format!("vector slot {slot} component {k} -> {v}")
+}
+
+/// Flips one bit of the block, inode or vector bitmap (no checksum: the cross-checks are what
+/// this reaches).
+fn mutate_bitmap(m: &mut Mutant, rng: &mut Rng) -> String {
+    let (region, bit, what) = match rng.below(3) {
+        0 => {
+            let data = m.c.sb.region(Region::Data);
+            let b = if rng.chance(1, 2) {
+                rng.pick(&m.c.data_blocks).copied().unwrap_or(data.start)
+            } else {
+                data.start + rng.below(data.blocks.min(64) + 32)
+            };
+            (Region::BlockBitmap, b, "block")
+        }
+        1 => {
+            let ino = if rng.chance(1, 2) {
+                rng.pick(&m.c.inodes).map_or(1, |i| i.0)
+            } else {
+                m.c.inodes.last().map_or(2, |i| i.0 + 1)
+            };
+            (Region::InodeBitmap, u64::from(ino - 1), "inode")
+        }
+        _ => {
+            let s = if rng.chance(2, 3) {
+                rng.pick(&m.c.used_slots).copied().unwrap_or(0)
+            } else {
+                rng.pick(&m.c.free_slots).copied().unwrap_or(0)
+            };
+            (Region::VecBitmap, u64::from(s), "vector")
+        }
+    };
+    let at = (m.c.sb.region(region).start * BS) as usize + (bit / 8) as usize;
+    m.bytes[at] ^= 1 << (bit % 8);
+    let now = m.bytes[at] & (1 << (bit % 8)) != 0;
+    format!("{what} bitmap bit {bit} -> {}", u8::from(now))
+}
+
+/// Mutates a field of the journal superblock and reseals it.
+fn mutate_journal(m: &mut Mutant, rng: &mut Rng) -> String {
+    let blk = m.c.sb.region(Region::Journal).start;
+    let jblocks = m.c.sb.region(Region::Journal).blocks;
+    let at = (blk * BS) as usize;
+    let what = match rng.below(5) {
+        0 => format!("version {}", m.field(rng, at + 16, 4, Dom::Count { max: 2 })),
+        1 => format!("flags {}", m.field(rng, at + 20, 4, Dom::Count { max: 1 })),
+        2 => format!("next_lsn {}", m.field(rng, at + 24, 8, Dom::Raw)),
+        3 => format!("checkpoint_lsn {}", m.field(rng, at + 32, 8, Dom::Raw)),
+        _ => format!("head {}", m.field(rng, at + 40, 8, Dom::Count { max: jblocks - 1 })),
+    };
+    // The journal superblock's "owner" word is its version and flags.
+    let owner = m.get(at + 16, 8);
+    seal_header(m.block(blk), JOURNAL_MAGIC, blk, owner);
+    format!("journal superblock {what}")
+}
+
+/// Mutates a superblock field that its validation may let through (re-encoded by
+/// `Superblock::encode`).
+fn mutate_superblock(m: &mut Mutant, rng: &mut Rng) -> String {
+    let mut sb = m.c.sb.clone();
+    let what = match rng.below(9) {
+        0 => {
+            sb.free_blocks = interesting(rng, m.c, Dom::Count { max: sb.block_count }, sb.free_blocks, 64);
+            format!("free_blocks -> {}", sb.free_blocks)
+        }
+        1 => {
+            sb.free_inodes =
+                interesting(rng, m.c, Dom::Count { max: sb.inode_count.into() }, sb.free_inodes.into(), 32) as u32;
+            format!("free_inodes -> {}", sb.free_inodes)
+        }
+        2 => {
+            sb.state ^= 1 << rng.below(2);
+            format!("state -> {}", sb.state)
+        }
+        3 => {
+            sb.feature_incompat ^= FEATURE_INCOMPAT_RECOVER;
+            format!("feature_incompat -> {}", sb.feature_incompat)
+        }
+        4 => {
+            sb.hnsw_seed = rng.next_u64();
+            format!("hnsw_seed -> {}", sb.hnsw_seed)
+        }
+        5 => {
+            sb.hnsw_max_level = rng.below(17) as u32;
+            format!("hnsw_max_level -> {}", sb.hnsw_max_level)
+        }
+        6 => {
+            sb.hnsw_ef_construction = *rng.pick(&[1u32, 2, 4096, 4097, 0]).unwrap_or(&1);
+            format!("hnsw_ef_construction -> {}", sb.hnsw_ef_construction)
+        }
+        7 => {
+            sb.vec_metric = rng.below(3) as u32;
+            format!("vec_metric -> {}", sb.vec_metric)
+        }
+        _ => {
+            sb.root_ino = interesting(rng, m.c, Dom::Ino { own: 1, parent: 1 }, 1, 32) as u32;
+            format!("root_ino -> {}", sb.root_ino)
+        }
+    };
+    let mut b = vec![0u8; BLOCK_SIZE];
+    sb.encode(&mut b);
+    m.block(0).copy_from_slice(&b);
+    format!("superblock {what}")
+}
+
+/// Overwrites a directory block with another directory's block, resealed as this one: its
+/// entries appear in a second directory (cycles, a directory with two parents).
+fn mutate_dir_copy(m: &mut Mutant, rng: &mut Rng) -> String {
+    let (Some(a), Some(b)) = (rng.pick(&m.c.dir_blocks).cloned(), rng.pick(&m.c.dir_blocks).cloned()) else {
+        return "no directory block".into();
+    };
+    let b = if a.0 == b.0 {
+        let i = m.c.dir_blocks.iter().position(|d| d.0 == a.0).unwrap_or(0);
+        m.c.dir_blocks[(i + 1) % m.c.dir_blocks.len()].clone()
+    } else {
+        b
+    };
+    if a.0 == b.0 {
+        return "one directory block only".into();
+    }
+    let src = m.block(b.0).to_vec();
+    m.block(a.0).copy_from_slice(&src);
+    seal_header(m.block(a.0), DIR_MAGIC, a.0, u64::from(a.1));
+    format!("dir block {} (dir {}) := entries of block {} (dir {})", a.0, a.1, b.0, b.1)
+}
+
+/// The kinds, with weights.
+type Mutator = fn(&mut Mutant, &mut Rng) -> String;
+const KINDS: [(Mutator, u64); 14] = [
+    (mutate_inode, 24),
+    (mutate_dir, 18),
+    (mutate_extent_block, 5),
+    (mutate_vec_ids, 5),
+    (mutate_map, 7),
+    (mutate_level0, 9),
+    (mutate_upper, 4),
+    (mutate_hnsw_header, 5),
+    (mutate_vector, 3),
+    (mutate_bitmap, 6),
+    (mutate_journal, 3),
+    (mutate_superblock, 3),
+    (mutate_dir_copy, 3),
+    (mutate_inode, 5),
+];
+
+/// Applies `n` mutations drawn from `rng` to `bytes` (an image whose catalog is `c`); returns
+/// what each did.
+pub fn mutate(bytes: &mut Vec<u8>, c: &Catalog, rng: &mut Rng, n: u32) -> Vec<String> {
+    let mut m = Mutant { c, bytes: std::mem::take(bytes), log: Vec::new() };
+    let total: u64 = KINDS.iter().map(|k| k.1).sum();
+    for _ in 0..n {
+        let mut r = rng.below(total);
+        let f = KINDS.iter().find(|k| {
+            if r < k.1 {
+                true
+            } else {
+                r -= k.1;
+                false
+            }
+        });
+        let f = f.map_or(mutate_inode as Mutator, |k| k.0);
+        let what = f(&mut m, rng);
+        m.log.push(what);
+    }
+    *bytes = m.bytes;
+    m.log
+}
