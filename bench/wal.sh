@@ -30,7 +30,10 @@
 # host's TSC: bench/wal-tool.c says why); guest side: bench/wal-run.sh (it formats the disk with mkfs.vexfs
 # before every measurement); then fsck.vexfs -n of the burst's image and bench/wal.py report.
 # Needs scripts/setup to have run (kernel, module, tools). Work files and the console log:
-# $VEXFS_CACHE/bench-wal. Takes about 35 minutes with the defaults, 10 with --burst 20000.
+# $VEXFS_CACHE/bench-wal. Time: dominated by the worker's catch-up after the burst (about 60 to
+# 90 vectors linked/s on a quiet host, 30 with other guests running): about 35 minutes with the
+# defaults on a quiet host (an estimate: not completed yet), 10 with --burst 20000 (21 measured
+# with the host's load at 8-12 from other guests).
 set -euo pipefail
 . "$(dirname "$0")/../scripts/lib.sh"
 
