@@ -18,7 +18,7 @@
 #   --during S    search for at most S seconds while the worker catches up (default 120)
 #   --after N     search passes after it caught up (default 3)
 #   --sigma S     per-component noise of the burst's perturbed copies (default 0.015)
-#   --timeout S   guest wall-clock limit (default 3600)
+#   --timeout S   guest wall-clock limit (default 5400)
 #   --no-report   print the table only; leave bench/REPORT.md alone
 #
 # The burst is made from real vectors: base.fvecs repeated (copy 0 unchanged, later copies with
@@ -40,7 +40,7 @@ set -euo pipefail
 DATA=$VEXFS_ROOT/../shared/data/pydocs-minilm
 [ -f "$DATA/base.fvecs" ] || DATA=$VEXFS_ROOT/data/pydocs-minilm/small
 ROUNDS=5 N_IMPORT=1000 N_ROWS=2000 PER=100 BURST=100000 BURST_PER=100 DURING=120 AFTER=3 SIGMA=0.015
-K=10 EF=64 TIMEOUT=3600 REPORT=1
+K=10 EF=64 TIMEOUT=5400 REPORT=1
 while [ $# -gt 0 ]; do
     case "$1" in
         --rounds) ROUNDS=$2; shift 2 ;;
