@@ -203,9 +203,11 @@ fn store_extents(g: &mut Locked<'_>, inode: &Inode, st: &mut FsInode, v: &[Exten
     if v.len() > INLINE_EXTENTS {
         let rest = v.get(INLINE_EXTENTS..).unwrap_or(&[]);
         let mut b = if st.extent_block == 0 {
+            // The block count comes from disk: a crafted one near u64::MAX must not overflow.
+            let blocks = st.blocks.checked_add(1).ok_or_else(|| sb.corrupt("inode block count", st.blocks))?;
             let blk = g.alloc_block(v.last().map_or(0, |e| e.start.saturating_add(e.len as u64)))?;
             st.extent_block = blk;
-            st.blocks += 1;
+            st.blocks = blocks;
             Buf::zeroed(sb, blk)?
         } else {
             Buf::read(sb, st.extent_block)?
@@ -232,9 +234,14 @@ pub fn alloc_file_block(g: &mut Locked<'_>, inode: &Inode, st: &mut FsInode, lbl
     if lblk >= u32::MAX as u64 {
         return Err(Error::from_errno(-EFBIG));
     }
+    // Block count and extents come from disk: a crafted block count near u64::MAX, or a file
+    // block already mapped (a size below what the extents map: the caller took the block for
+    // unmapped), is corruption, not an overflow or two extents over one block.
+    let blocks = st.blocks.checked_add(1).ok_or_else(|| inode.sb().corrupt("inode block count", st.blocks))?;
     let mut v = load_extents(inode, st)?;
     let at = v.iter().position(|e| e.logical as u64 > lblk).unwrap_or(v.len());
     let goal = match at.checked_sub(1).and_then(|i| v.get(i)) {
+        Some(p) if p.logical_end() > lblk => return Err(inode.sb().corrupt("file block mapped past the size", lblk)),
         Some(p) => p.start + p.len as u64 + (lblk - p.logical_end()),
         None => 0,
     };
@@ -263,7 +270,7 @@ pub fn alloc_file_block(g: &mut Locked<'_>, inode: &Inode, st: &mut FsInode, lbl
             return Err(e);
         }
     }
-    st.blocks += 1;
+    st.blocks = blocks;
     if let Err(e) = store_extents(g, inode, st, &v) {
         st.blocks -= 1;
         g.free_block(pb)?;
