@@ -524,8 +524,9 @@ fn mutate_inode(m: &mut Mutant, rng: &mut Rng) -> String {
             // Two fields at once that the kernel reads together.
             let old = i.size;
             i.size = interesting(rng, m.c, Dom::Size, old, 64);
+            let old_blocks = i.blocks;
             i.blocks = interesting(rng, m.c, Dom::Count { max: i.blocks }, i.blocks, 64);
-            ("size+blocks".into(), old, i.size)
+            (format!("blocks {old_blocks} -> {}, size", i.blocks), old, i.size)
         }
     };
     i.encode(u64::from(ino), &mut raw);

@@ -1,0 +1,299 @@
+//! `fuzz_exercise DIR`: everything a mounted (possibly corrupt) vexfs can be asked, in one
+//! process, for the image fuzzer (tests/guest/090-fuzz-images.sh): a process per operation
+//! costs more than the operation under the guest's software CPU.
+//!
+//! In order: a walk of the tree (readdir, lstat, stat through symlinks, every file read,
+//! every symlink read), creates, writes, appends, truncates (grow and shrink), renames (within
+//! and across directories, over files, of directories), hard links, unlinks, mkdir/rmdir in
+//! the root and in the first directories found, SET (a replacing chunk, several chunks, a new
+//! file), GET, REMOVE of embeddings, searches at ef 5, 64 and 512, STATS, fsync and sync, and
+//! finally the removal of every entry (rm -rf). Errors are expected (the image is corrupt):
+//! none stops the run. It prints one line: `ops N failed F EUCLEAN E EROFS R EIO I other O`.
+//! Exit status 0 unless the directory cannot be read at all (2).
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::mem::size_of;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use nix::sys::ioctl::ioctl_num_type;
+use vexfs_image::vexfs_core::abi::{
+    VexfsGetEmbeddings, VexfsRemoveEmbeddings, VexfsSearch, VexfsSearchResult, VexfsSetEmbeddings, VexfsStats,
+    NR_GET_EMBEDDINGS, NR_REMOVE_EMBEDDINGS, NR_SEARCH, NR_SET_EMBEDDINGS, NR_STATS, VEXFS_IOCTL_MAGIC,
+};
+use vexfs_testkit::mutate::vector;
+
+const IOC_SET: ioctl_num_type =
+    nix::request_code_write!(VEXFS_IOCTL_MAGIC, NR_SET_EMBEDDINGS, size_of::<VexfsSetEmbeddings>());
+const IOC_GET: ioctl_num_type =
+    nix::request_code_readwrite!(VEXFS_IOCTL_MAGIC, NR_GET_EMBEDDINGS, size_of::<VexfsGetEmbeddings>());
+const IOC_REMOVE: ioctl_num_type =
+    nix::request_code_write!(VEXFS_IOCTL_MAGIC, NR_REMOVE_EMBEDDINGS, size_of::<VexfsRemoveEmbeddings>());
+const IOC_SEARCH: ioctl_num_type = nix::request_code_readwrite!(VEXFS_IOCTL_MAGIC, NR_SEARCH, size_of::<VexfsSearch>());
+const IOC_STATS: ioctl_num_type = nix::request_code_readwrite!(VEXFS_IOCTL_MAGIC, NR_STATS, size_of::<VexfsStats>());
+nix::ioctl_write_ptr_bad!(
+    /// VEXFS_IOC_SET_EMBEDDINGS.
+    ioc_set, IOC_SET, VexfsSetEmbeddings);
+nix::ioctl_readwrite_bad!(
+    /// VEXFS_IOC_GET_EMBEDDINGS.
+    ioc_get, IOC_GET, VexfsGetEmbeddings);
+nix::ioctl_write_ptr_bad!(
+    /// VEXFS_IOC_REMOVE_EMBEDDINGS.
+    ioc_remove, IOC_REMOVE, VexfsRemoveEmbeddings);
+nix::ioctl_readwrite_bad!(
+    /// VEXFS_IOC_SEARCH.
+    ioc_search, IOC_SEARCH, VexfsSearch);
+nix::ioctl_readwrite_bad!(
+    /// VEXFS_IOC_STATS.
+    ioc_stats, IOC_STATS, VexfsStats);
+
+/// Most entries the walk visits, and its deepest level (a corrupt tree may loop).
+const MAX_ENTRIES: usize = 4000;
+const MAX_DEPTH: usize = 24;
+
+/// Outcomes by errno (0 = success).
+#[derive(Default)]
+struct Tally(BTreeMap<i32, u64>);
+
+impl Tally {
+    fn io<T>(&mut self, r: io::Result<T>) -> Option<T> {
+        match r {
+            Ok(v) => {
+                *self.0.entry(0).or_default() += 1;
+                Some(v)
+            }
+            Err(e) => {
+                *self.0.entry(e.raw_os_error().unwrap_or(-1)).or_default() += 1;
+                None
+            }
+        }
+    }
+    fn nix<T>(&mut self, r: nix::Result<T>) -> Option<T> {
+        self.io(r.map_err(io::Error::from))
+    }
+    fn line(&self) -> String {
+        let n = |e: i32| self.0.get(&e).copied().unwrap_or(0);
+        let total: u64 = self.0.values().sum();
+        let failed = total - n(0);
+        let named = n(libc_errno::EUCLEAN) + n(libc_errno::EROFS) + n(libc_errno::EIO);
+        format!(
+            "ops {total} failed {failed} EUCLEAN {} EROFS {} EIO {} other {}",
+            n(libc_errno::EUCLEAN),
+            n(libc_errno::EROFS),
+            n(libc_errno::EIO),
+            failed - named
+        )
+    }
+}
+
+/// The errnos counted by name (Linux values).
+mod libc_errno {
+    pub const EIO: i32 = 5;
+    pub const EROFS: i32 = 30;
+    pub const EUCLEAN: i32 = 117;
+}
+
+/// What the walk found.
+#[derive(Default)]
+struct Tree {
+    dirs: Vec<PathBuf>,
+    files: Vec<PathBuf>,
+}
+
+fn walk(t: &mut Tally, dir: &Path, depth: usize, tree: &mut Tree, seen: &mut usize) {
+    if depth > MAX_DEPTH {
+        return;
+    }
+    let Some(rd) = t.io(fs::read_dir(dir)) else { return };
+    tree.dirs.push(dir.to_path_buf());
+    for e in rd {
+        if *seen >= MAX_ENTRIES {
+            return;
+        }
+        *seen += 1;
+        let Some(e) = t.io(e) else { break };
+        let p = e.path();
+        let Some(md) = t.io(fs::symlink_metadata(&p)) else { continue };
+        let _ = t.io(fs::metadata(&p));
+        if md.is_dir() {
+            walk(t, &p, depth + 1, tree, seen);
+        } else if md.file_type().is_symlink() {
+            let _ = t.io(fs::read_link(&p));
+        } else {
+            if let Some(mut f) = t.io(File::open(&p)) {
+                let mut buf = Vec::new();
+                let _ = t.io(Read::by_ref(&mut f).take(1 << 20).read_to_end(&mut buf));
+                let mut b = [0u8; 512];
+                let _ = t.io(f.read_at(&mut b, md.len().saturating_sub(100)));
+                let _ = t.io(f.read_at(&mut b, 1 << 40));
+            }
+            tree.files.push(p);
+        }
+    }
+}
+
+fn set(t: &mut Tally, path: &Path, dim: u32, first: u32, vectors: &[f32]) {
+    let Some(f) = t.io(OpenOptions::new().write(true).open(path)) else { return };
+    let arg = VexfsSetEmbeddings {
+        size: size_of::<VexfsSetEmbeddings>() as u32,
+        dim,
+        first_chunk: first,
+        count: vectors.len() as u32 / dim.max(1),
+        vectors: vectors.as_ptr() as usize as u64,
+        ..VexfsSetEmbeddings::default()
+    };
+    // SAFETY: `arg` is a valid vexfs_set_embeddings of the size the request encodes; `vectors`
+    // points at `count * dim` f32 that outlive the call.
+    let _ = t.nix(unsafe { ioc_set(f.as_raw_fd(), &arg) });
+}
+
+fn get(t: &mut Tally, path: &Path, dim: u32) {
+    let Some(f) = t.io(File::open(path)) else { return };
+    let mut out = vec![0f32; dim as usize * 64];
+    let mut arg = VexfsGetEmbeddings {
+        size: size_of::<VexfsGetEmbeddings>() as u32,
+        dim,
+        count: 64,
+        vectors: out.as_mut_ptr() as usize as u64,
+        ..VexfsGetEmbeddings::default()
+    };
+    // SAFETY: `arg` is a valid vexfs_get_embeddings; `vectors` has room for `count * dim` f32
+    // and outlives the call.
+    let _ = t.nix(unsafe { ioc_get(f.as_raw_fd(), &mut arg) });
+}
+
+fn remove(t: &mut Tally, path: &Path) {
+    let Some(f) = t.io(OpenOptions::new().write(true).open(path)) else { return };
+    let arg = VexfsRemoveEmbeddings { size: size_of::<VexfsRemoveEmbeddings>() as u32, ..Default::default() };
+    // SAFETY: `arg` is a valid vexfs_remove_embeddings; it holds no pointers.
+    let _ = t.nix(unsafe { ioc_remove(f.as_raw_fd(), &arg) });
+}
+
+fn search(t: &mut Tally, root: &Path, query: &[f32], k: u32, ef: u32) {
+    let Some(f) = t.io(File::open(root)) else { return };
+    let mut results = vec![VexfsSearchResult::default(); k as usize];
+    let mut arg = VexfsSearch {
+        size: size_of::<VexfsSearch>() as u32,
+        dim: query.len() as u32,
+        k,
+        ef_search: ef,
+        query: query.as_ptr() as usize as u64,
+        results: results.as_mut_ptr() as usize as u64,
+        ..VexfsSearch::default()
+    };
+    // SAFETY: `arg` is a valid vexfs_search; `query` holds `dim` f32 and `results` room for `k`
+    // results, both outliving the call.
+    let _ = t.nix(unsafe { ioc_search(f.as_raw_fd(), &mut arg) });
+}
+
+/// The filesystem's dimension (STATS), or 8.
+fn stats(t: &mut Tally, root: &Path) -> u32 {
+    let Some(f) = t.io(File::open(root)) else { return 8 };
+    let mut arg = VexfsStats { size: size_of::<VexfsStats>() as u32, ..VexfsStats::default() };
+    // SAFETY: `arg` is a valid vexfs_stats; it holds no pointers.
+    match t.nix(unsafe { ioc_stats(f.as_raw_fd(), &mut arg) }) {
+        Some(_) if (1..=4096).contains(&arg.dim) => arg.dim,
+        _ => 8,
+    }
+}
+
+fn write_file(t: &mut Tally, p: &Path, data: &[u8]) {
+    if let Some(mut f) = t.io(File::create(p)) {
+        let _ = t.io(f.write_all(data));
+        let _ = t.io(f.sync_all());
+    }
+}
+
+fn main() -> ExitCode {
+    let Some(root) = std::env::args_os().nth(1).map(PathBuf::from) else {
+        eprintln!("usage: fuzz_exercise DIR");
+        return ExitCode::from(2);
+    };
+    if fs::read_dir(&root).is_err() {
+        eprintln!("fuzz_exercise: cannot read {}", root.display());
+        return ExitCode::from(2);
+    }
+    let mut t = Tally::default();
+    let t = &mut t;
+    let dim = stats(t, &root);
+    let mut tree = Tree::default();
+    walk(t, &root, 0, &mut tree, &mut 0);
+
+    // Writes in the root and the first directories found (any may be the mutated one).
+    let dirs: Vec<PathBuf> = tree.dirs.iter().take(6).cloned().collect();
+    for (i, d) in dirs.iter().enumerate() {
+        let new = d.join(format!("fz-new-{i}"));
+        write_file(t, &new, b"fuzz\n");
+        if let Some(mut f) = t.io(OpenOptions::new().append(true).open(&new)) {
+            let _ = t.io(f.write_all(&[7u8; 5000]));
+        }
+        let _ = t.io(fs::rename(&new, d.join("fz-moved")));
+        let sub = d.join("fz-dir");
+        let _ = t.io(fs::create_dir(&sub));
+        write_file(t, &sub.join("a"), b"a");
+        let _ = t.io(fs::hard_link(d.join("fz-moved"), sub.join("b")));
+        let _ = t.io(fs::remove_file(sub.join("a")));
+        let _ = t.io(std::os::unix::fs::symlink("fz-moved", d.join("fz-link")));
+        if let Some(next) = dirs.get(i + 1) {
+            let _ = t.io(fs::rename(&sub, next.join(format!("fz-dir-from-{i}"))));
+        }
+    }
+    // Existing files: truncates, writes in the middle and past the end, renames over others.
+    let files: Vec<PathBuf> = tree.files.iter().take(12).cloned().collect();
+    for (i, f) in files.iter().enumerate() {
+        if let Some(h) = t.io(OpenOptions::new().write(true).open(f)) {
+            let _ = t.io(h.write_at(b"overwrite", 4090));
+            let _ = t.io(h.set_len(if i % 2 == 0 { 3 } else { 70_000 }));
+            let _ = t.io(h.write_at(b"tail", 200_000));
+        }
+        if i % 3 == 2 {
+            if let Some(other) = files.get(i - 1) {
+                let _ = t.io(fs::rename(f, other));
+            }
+        }
+    }
+    if let (Some(a), Some(b)) = (tree.dirs.get(1), tree.dirs.get(2)) {
+        let _ = t.io(fs::rename(a, b.join("fz-moved-dir")));
+    }
+    // Embeddings.
+    let q: Vec<f32> = (0..6).flat_map(|r| vector(dim, 5_000_000 + r)).collect();
+    for (i, f) in tree.files.iter().rev().take(10).enumerate() {
+        let n = (i % 4 + 1) * dim as usize;
+        set(t, f, dim, (i % 3) as u32, &q[..n.min(q.len())]);
+        get(t, f, dim);
+        if i % 3 == 1 {
+            remove(t, f);
+        }
+    }
+    let fresh = root.join("fz-vec");
+    write_file(t, &fresh, b"vector file");
+    set(t, &fresh, dim, 0, &q);
+    for ef in [5, 64, 512] {
+        search(t, &root, &q[..dim as usize], 5, ef);
+    }
+    let _ = stats(t, &root);
+    nix::unistd::sync();
+    // Everything goes: unlink, rmdir, the files' embeddings with them.
+    if let Some(rd) = t.io(fs::read_dir(&root)) {
+        for e in rd.take(MAX_ENTRIES) {
+            let Some(e) = t.io(e) else { break };
+            let p = e.path();
+            match t.io(fs::symlink_metadata(&p)) {
+                Some(m) if m.is_dir() => {
+                    let _ = t.io(fs::remove_dir_all(&p));
+                }
+                Some(_) => {
+                    let _ = t.io(fs::remove_file(&p));
+                }
+                None => {}
+            }
+        }
+    }
+    search(t, &root, &q[..dim as usize], 3, 64);
+    println!("{}", t.line());
+    ExitCode::SUCCESS
+}
