@@ -84,7 +84,7 @@ const WORDS_PER_COPY: usize = 128;
 /// Reads `words` u32s (the CPU's byte order) from user memory at `ptr` into a new buffer.
 /// Errors: EFAULT, ENOMEM.
 fn read_words(ptr: u64, words: usize) -> Result<KVVec<u32>> {
-    let mut v = KVVec::from_elem(0u32, words, GFP_KERNEL)?;
+    let mut v = KVVec::from_elem(0u32, words, GFP_KERNEL_ACCOUNT)?;
     let bytes = words.checked_mul(4).ok_or(EINVAL)?;
     let mut r = UserSlice::new(usize::try_from(ptr).map_err(|_| EFAULT)?, bytes).reader();
     let mut raw = [0u8; WORDS_PER_COPY * 4];
@@ -173,14 +173,14 @@ fn search(sb: &SuperBlock, arg: usize) -> Result {
     let ef = crate::embed::check_search(k, ef, MAX_EF).map_err(|_| EINVAL)?;
     // A NaN or infinite component is refused by the core's search (EINVAL), as in SET.
     let query = read_words(a.query, dim as usize)?;
-    let mut hits = KVVec::from_elem(Hit::default(), k, GFP_KERNEL)?;
+    let mut hits = KVVec::from_elem(Hit::default(), k, GFP_KERNEL_ACCOUNT)?;
     let n = if sb.may_read_all() {
         vector::search(sb, &query, k, ef, hits.as_mut_slice(), &mut |_| Ok(true))?
     } else {
         search_readable(sb, &query, k, ef, hits.as_mut_slice())?
     };
     // Results go to user memory only after the index lock is released.
-    let mut out = KVVec::from_elem(0u8, n * VexfsSearchResult::SIZE, GFP_KERNEL)?;
+    let mut out = KVVec::from_elem(0u8, n * VexfsSearchResult::SIZE, GFP_KERNEL_ACCOUNT)?;
     for (i, h) in hits.iter().take(n).enumerate() {
         let o = out.as_mut_slice().get_mut(i * VexfsSearchResult::SIZE..).ok_or(EINVAL)?;
         VexfsSearchResult::encode_bits(h.ino, h.chunk, h.dist_bits(), o).ok_or(EINVAL)?;
@@ -222,7 +222,7 @@ fn search_readable(sb: &SuperBlock, query: &[u32], k: usize, ef: usize, out: &mu
     let mut known: KVVec<(u64, bool)> = KVVec::new();
     // The files a run met without a decision: reserved before the runs, so the filter never
     // allocates under the index lock.
-    let mut undecided = KVVec::from_elem(0u64, k.max(UNDECIDED_PER_RUN), GFP_KERNEL)?;
+    let mut undecided = KVVec::from_elem(0u64, k.max(UNDECIDED_PER_RUN), GFP_KERNEL_ACCOUNT)?;
     let mut run = 0u32;
     loop {
         let keep_undecided = run < HOPEFUL_RUNS;
@@ -251,7 +251,7 @@ fn search_readable(sb: &SuperBlock, query: &[u32], k: usize, ef: usize, out: &mu
         for &ino in undecided.get(..met).ok_or(EINVAL)? {
             let ok = may_read(sb, ino)?;
             judged_right &= ok == keep_undecided;
-            known.push((ino, ok), GFP_KERNEL)?;
+            known.push((ino, ok), GFP_KERNEL_ACCOUNT)?;
         }
         if let (Some(n), true) = (n, judged_right) {
             return Ok(n);
@@ -356,7 +356,7 @@ pub fn xattr_set(inode: &Inode, value: Option<&[u8]>, flags: i32) -> Result {
     if raw.len() != dim * 4 {
         return Err(EINVAL);
     }
-    let mut v = KVVec::from_elem(0u32, dim, GFP_KERNEL)?;
+    let mut v = KVVec::from_elem(0u32, dim, GFP_KERNEL_ACCOUNT)?;
     for (i, d) in v.as_mut_slice().iter_mut().enumerate() {
         *d = u32_at(raw, 4 * i, "xattr value").map_err(|_| EINVAL)?;
     }

@@ -192,8 +192,10 @@ pub const INDEX_IDLE_MS: u32 = 1000;
 /// transaction of at most this many nodes' records.
 pub const PURGE_STEP: usize = 64;
 
-/// Pending vectors at which the worker starts at once, burst or not: the bound on the exact
-/// scan every search makes of them (4,096 vectors of dimension 384 are 6 MiB of distance work).
+/// Pending vectors at which the worker starts at once, burst or not. It does not bound them: a
+/// burst of SETs faster than the worker (bench/wal.sh: 100,000 acknowledged in 46 s, about 30
+/// linked a second under QEMU) leaves many more pending, and every search scans them all
+/// (O(pending) distance work under the index lock) until the worker catches up.
 pub const INDEX_NOW_PENDING: u32 = 4096;
 
 /// The index worker (glue.c's delayed work on the unbound workqueue, kicked by a deferred SET,
@@ -239,12 +241,41 @@ pub fn index_work(sb: &SuperBlock) {
     }
 }
 
+/// The first `len` words of a buffer allocated for more.
+pub struct Words {
+    buf: KVVec<u32>,
+    len: usize,
+}
+
+impl core::ops::Deref for Words {
+    type Target = [u32];
+    fn deref(&self) -> &[u32] {
+        self.buf.get(..self.len).unwrap_or(&[])
+    }
+}
+
+impl core::ops::DerefMut for Words {
+    fn deref_mut(&mut self) -> &mut [u32] {
+        self.buf.get_mut(..self.len).unwrap_or(&mut [])
+    }
+}
+
 /// Copies up to `cap` vectors from chunk `first` on into a new buffer; returns it (`n * dim`
-/// words) and the file's chunk count. Errors: ERANGE (first past the count), EUCLEAN, EIO,
-/// ENOMEM.
-pub fn get_embeddings(inode: &Inode, first: usize, cap: usize) -> Result<(KVVec<u32>, usize)> {
+/// words) and the file's chunk count. The buffer (`cap * dim` words, `cap` at most
+/// `MAX_CHUNKS`: 16 MiB at most) is allocated before the index lock is taken and charged to
+/// the caller's memory cgroup (`GFP_KERNEL_ACCOUNT`). Errors: ERANGE (first past the count),
+/// EUCLEAN, EIO, ENOMEM.
+pub fn get_embeddings(inode: &Inode, first: usize, cap: usize) -> Result<(Words, usize)> {
+    let dim = inode.sb().disk().vec_dim as usize;
+    let cap = cap.min(crate::embed::MAX_CHUNKS);
+    let buf = KVVec::from_elem(0u32, cap.checked_mul(dim).ok_or(EINVAL)?, GFP_KERNEL_ACCOUNT)?;
     with_index(inode.sb(), |mem, b, k| {
-        mem.get_chunks(b, k, &mut KFile { inode }, first, cap, |words| Ok(KVVec::from_elem(0u32, words, GFP_KERNEL)?))
+        mem.get_chunks(b, k, &mut KFile { inode }, first, cap, |words| {
+            if words > buf.len() {
+                return Err(EINVAL);
+            }
+            Ok(Words { buf, len: words })
+        })
     })
 }
 
