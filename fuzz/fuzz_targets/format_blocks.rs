@@ -3,20 +3,28 @@
 //! extent blocks, the vector map, HNSW records and header, vector-id blocks, the journal
 //! superblock and journal records. The first input byte picks the decoder, the next 16 its
 //! numbers (block number, owner, inode or slot), the rest is the block (zero-padded to 4096
-//! bytes). None may panic; what decodes must encode back to what decodes the same, and a
-//! dirent inserted in a block that parsed must be found in a block that still parses.
+//! bytes). When the first byte's top bit is set, the block's checksum (and, for the
+//! self-describing blocks, magic, block number and owner) is made right first, with core's
+//! own sealing functions, so that the fuzzer reaches the checks behind it. None may panic;
+//! what decodes must encode back to what decodes the same, and a dirent inserted in a block
+//! that parsed must be found in a block that still parses.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use vexfs_core::format::dir;
+use vexfs_core::crc32c::{crc32c, crc32c_parts};
+use vexfs_core::format::block::seal_header;
+use vexfs_core::format::dir::{self, DIR_MAGIC};
+use vexfs_core::format::extent::EXTENT_MAGIC;
 use vexfs_core::format::extent::{check_extent, extent_block_count, extent_block_get, Extent};
 use vexfs_core::format::inode::Inode;
 use vexfs_core::format::journal::{decode_record, peek_record, JournalSuper};
+use vexfs_core::format::journal::{record_checksum, JOURNAL_MAGIC, RECORD_HEADER};
 use vexfs_core::format::superblock::Superblock;
 use vexfs_core::format::vector::{
     check_vec_ids_block, slot_level, vec_ids_block_count, vec_ids_block_get, HnswGeometry, HnswHeader, Level0Head,
     MapEntry, UpperTable,
 };
+use vexfs_core::format::vector::{HNSW_MAGIC, VEC_IDS_MAGIC};
 use vexfs_core::format::{BLOCK_SIZE, INODE_SIZE};
 
 fuzz_target!(|data: &[u8]| {
@@ -30,6 +38,9 @@ fuzz_target!(|data: &[u8]| {
     let body = &rest[n..];
     let m = body.len().min(BLOCK_SIZE);
     block[..m].copy_from_slice(&body[..m]);
+    if which & 0x80 != 0 {
+        seal(which % 7, &mut block, a, b);
+    }
     match which % 7 {
         0 => superblock(&block, a),
         1 => inode(&block, a),
@@ -167,5 +178,52 @@ fn journal(block: &[u8], blocknr: u64, jblocks: u64) {
     }
     let _ = peek_record(block);
     let _ = decode_record(block, &uuid, jblocks);
+    let lsn = u64::from_le_bytes(block[8..16].try_into().unwrap_or_default());
+    let _ = decode_record(block, &uuid, lsn);
     let _ = decode_record(&block[(blocknr % 4096) as usize..], &uuid, jblocks);
+}
+
+/// Makes the checksum of the block right for decoder `which` (magic, block number `a` and
+/// owner `b` too for the self-describing blocks), as a writer of the format would.
+fn seal(which: u8, block: &mut [u8], a: u64, b: u64) {
+    match which {
+        0 => {
+            let c = crc32c(&block[..508]);
+            block[508..512].copy_from_slice(&c.to_le_bytes());
+        }
+        1 => {
+            let c = crc32c_parts(&[&a.to_le_bytes(), &block[..252]]);
+            block[252..256].copy_from_slice(&c.to_le_bytes());
+        }
+        2 => seal_header(block, DIR_MAGIC, a, b),
+        3 => seal_header(block, EXTENT_MAGIC, a, b),
+        4 => {
+            // The map entry of slot `a` and either header (the HNSW one has owner 0).
+            let c = crc32c_parts(&[&(a as u32).to_le_bytes(), &block[..12]]);
+            block[12..16].copy_from_slice(&c.to_le_bytes());
+            if b & 1 == 0 {
+                seal_header(block, HNSW_MAGIC, b, 0);
+            } else {
+                seal_header(block, VEC_IDS_MAGIC, b, a);
+            }
+        }
+        5 => {
+            // The journal superblock (its "owner" is its version and flags), or a record of
+            // the UUID at bytes 48..64 at the start of the block.
+            if b & 1 == 0 {
+                let owner = u64::from_le_bytes(block[16..24].try_into().unwrap_or_default());
+                seal_header(block, JOURNAL_MAGIC, a, owner);
+            } else {
+                let uuid: [u8; 16] = block[48..64].try_into().unwrap_or_default();
+                block[0..4].copy_from_slice(b"VREC");
+                block[4..8].fill(0);
+                let len = (u32::from_le_bytes(block[20..24].try_into().unwrap_or_default()) as usize)
+                    .min(BLOCK_SIZE - RECORD_HEADER);
+                let head: [u8; RECORD_HEADER] = block[..RECORD_HEADER].try_into().unwrap_or([0; RECORD_HEADER]);
+                let c = record_checksum(&uuid, &head, &[&block[RECORD_HEADER..RECORD_HEADER + len]]);
+                block[4..8].copy_from_slice(&c.to_le_bytes());
+            }
+        }
+        _ => {}
+    }
 }
