@@ -13,7 +13,7 @@
 # at ef 5, 64 and 512, STATS, sync, the removal of everything), then unmounted.
 # Errors (EUCLEAN, EIO, EROFS...) are expected; a kernel WARNING, BUG, Oops or panic is not:
 # after each mutant the guest scans dmesg and prints any such report to the console (run-guest
-# then fails with 125), and a panic ends the boot right after the "fuzz: mutant I" line naming
+# then fails with 125), and a panic ends the boot right after the "fuzz: mutant S/I" line naming
 # the image. Figures: mutants made, mounted, refused at mount, exercised, with EUCLEAN seen,
 # kernel reports (must be 0).
 #
@@ -125,7 +125,7 @@ figures=$(grep -a 'fuzz-figures:' "$T/guest-1.log" | tail -n 1)
 echo "${figures#fuzz-figures: } in $((SECONDS - start)) s"
 # Every mutant was made, and a good share of them mounted and exercised (the mutations land
 # inside structures the kernel reads after mount, so most mount).
-read -r _ _ _ made _ mounted _ refused _ _ _ exercised _ <<< "${figures#fuzz-figures: }"
+read -r _ _ _ made _ mounted _ _ _ _ _ exercised _ << "${figures#fuzz-figures: }"
 [ "$made" -eq $((N + ${#REGRESSIONS[@]})) ] || fail "made $made of $N + ${#REGRESSIONS[@]} mutants"
 [ "$exercised" -eq "$mounted" ] || fail "mounted $mounted, exercised $exercised"
 [ $((mounted * 2)) -ge "$N" ] || fail "only $mounted of $N mutants mounted: the mutations miss"
