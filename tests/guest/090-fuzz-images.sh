@@ -125,7 +125,7 @@ figures=$(grep -a 'fuzz-figures:' "$T/guest-1.log" | tail -n 1)
 echo "${figures#fuzz-figures: } in $((SECONDS - start)) s"
 # Every mutant was made, and a good share of them mounted and exercised (the mutations land
 # inside structures the kernel reads after mount, so most mount).
-read -r _ _ _ made _ mounted _ _ _ _ _ exercised _ << "${figures#fuzz-figures: }"
+read -r _ _ _ made _ mounted _ _ _ _ _ exercised _ <<< "${figures#fuzz-figures: }"
 [ "$made" -eq $((N + ${#REGRESSIONS[@]})) ] || fail "made $made of $N + ${#REGRESSIONS[@]} mutants"
 [ "$exercised" -eq "$mounted" ] || fail "mounted $mounted, exercised $exercised"
 [ $((mounted * 2)) -ge "$N" ] || fail "only $mounted of $N mutants mounted: the mutations miss"
