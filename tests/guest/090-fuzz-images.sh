@@ -10,7 +10,8 @@
 # odd mutants, the default remount-ro for even ones) and exercised by testkit's fuzz_exercise
 # (one process: a walk with lstat/stat, every file and symlink read, creates, writes, appends,
 # truncates, renames, links, unlinks, mkdir/rmdir, SET, GET and REMOVE of embeddings, searches
-# at ef 5, 64 and 512, STATS, sync, the removal of everything), then unmounted.
+# at ef 5, 64 and 512, STATS, sync, the removal of everything), unmounted, mounted again and
+# walked; then fsck.vexfs -n checks the result (any status but a panic).
 # Errors (EUCLEAN, EIO, EROFS...) are expected; a kernel WARNING, BUG, Oops or panic is not:
 # after each mutant the guest scans dmesg and prints any such report to the console (run-guest
 # then fails with 125), and a panic ends the boot right after the "fuzz: mutant S/I" line naming
@@ -62,7 +63,7 @@ dmesg -c > /dev/null
 B=BUG W=WARN O=Oops
 KPAT="$B:|kernel $B at|$O|$W""ING:|Kernel panic|general protection fault|Call Trace:|lockdep|INFO: task .* blocked|detected stalls|UBSAN|KASAN|rust_panic|panicked at|segfault at|trap invalid opcode"
 NREG=$(echo $REGRESSIONS | wc -w)
-made=0 mounted=0 refused=0 exercised=0 euclean=0 reports=0 mount_euclean=0 ro=0
+made=0 mounted=0 refused=0 exercised=0 euclean=0 reports=0 mount_euclean=0 ro=0 remounted=0 tool_panics=0
 
 # fuzz_one S I: makes mutant I of seed S, mounts it, exercises it, unmounts it, scans dmesg.
 fuzz_one() {
@@ -87,12 +88,25 @@ fuzz_one() {
         umount /mnt || fail "mutant $s/$i: umount failed"
         exercised=$((exercised + 1))
         echo "fuzz: mutant $s/$i exercised: $ex"
+        # What the exercise left: mounted again (journal replay, orphans) and walked.
+        if mount -t vexfs -o "$opts" /dev/loop0 /mnt 2> /dev/null; then
+            remounted=$((remounted + 1))
+            find /mnt > /dev/null 2>&1
+            umount /mnt || fail "mutant $s/$i: second umount failed"
+        fi
     else
         refused=$((refused + 1))
         case "$out" in *"Structure needs cleaning"*) mount_euclean=$((mount_euclean + 1)) ;; esac
         echo "fuzz: mutant $s/$i refused: ${out##*: }"
     fi
     losetup -d /dev/loop0 || fail "losetup -d"
+    # The userspace checker on the same bytes: any status but a Rust panic's (101).
+    fsck.vexfs -n /tmp/m.img > /tmp/fsck.out 2>&1
+    if [ $? -eq 101 ]; then
+        tool_panics=$((tool_panics + 1))
+        echo "fuzz: fsck.vexfs panicked on mutant $s/$i: $desc"
+        tail -n 5 /tmp/fsck.out
+    fi
     dmesg -c > /tmp/k.log
     grep -a -m 1 'vexfs (loop0)' /tmp/k.log
     if grep -aqE "$KPAT" /tmp/k.log; then
@@ -113,8 +127,9 @@ while [ "$i" -lt "$end" ]; do
     fuzz_one "$SEED" "$i"
     i=$((i + 1))
 done
-echo "fuzz-figures: seed $SEED mutants $made mounted $mounted refused $refused (EUCLEAN $mount_euclean) exercised $exercised euclean-seen $euclean read-only-seen $ro kernel-reports $reports"
+echo "fuzz-figures: seed $SEED mutants $made mounted $mounted refused $refused (EUCLEAN $mount_euclean) exercised $exercised euclean-seen $euclean read-only-seen $ro remounted $remounted fsck-panics $tool_panics kernel-reports $reports"
 [ "$reports" -eq 0 ] || fail "$reports mutants made kernel reports"
+[ "$tool_panics" -eq 0 ] || fail "fsck.vexfs panicked on $tool_panics mutants"
 [ "$made" -eq "$((N + NREG))" ] || fail "made $made of $N + $NREG mutants"
 GUEST
 )
