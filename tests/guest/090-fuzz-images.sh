@@ -20,6 +20,7 @@
 #
 #   FUZZ_IMAGES=N (default 200; 10000 for a long run)  FUZZ_FIRST=I (default 0)
 #   SEED=S (the mutants' seed)   FUZZ_MUTATIONS=K (mutations per image, default 1 to 3)
+#   FUZZ_ERRORS=continue (every mutant with errors=continue; default: alternate with remount-ro)
 # Replay one mutant on the host:
 #   target/release/mutate_image base base.img && target/release/mutate_image gen base.img \
 #       --seed S --index I --out mutant.img
@@ -56,7 +57,7 @@ timeout=$((120 + (N + ${#REGRESSIONS[@]}) * 3))
 
 script=$(guest_script fuzz.guest <<'GUEST'
 . /lib/vexfs/guest-lib.sh
-SEED=$1 N=$2 FIRST=$3 KMUT=$4 REGRESSIONS=$5
+SEED=$1 N=$2 FIRST=$3 KMUT=$4 REGRESSIONS=$5 ERRORS=$6
 cp /share/base.img /tmp/base.img || fail "copy the base image"
 mkdir -p /mnt
 # Kernel messages below KERN_ERR stay off the serial console (the corruption reports of
@@ -83,7 +84,7 @@ fuzz_one() {
     made=$((made + 1))
     losetup /dev/loop0 /tmp/m.img || fail "losetup"
     opts=errors=remount-ro
-    [ $((i % 2)) -eq 1 ] && opts=errors=continue
+    [ $((i % 2)) -eq 1 ] || [ "$ERRORS" = continue ] && opts=errors=continue
     if out=$(mount -t vexfs -o "$opts" /dev/loop0 /mnt 2>&1); then
         mounted=$((mounted + 1))
         # The exercise, in one process (testkit's fuzz_exercise): its errors are expected.
@@ -139,7 +140,7 @@ echo "fuzz-figures: seed $SEED mutants $made mounted $mounted refused $refused (
 GUEST
 )
 start=$SECONDS
-run_guest --share "$share" --mem 1024 --timeout "$timeout" "$script" "$SEED" "$N" "$FIRST" "$KMUT" "${REGRESSIONS[*]}"
+run_guest --share "$share" --mem 1024 --timeout "$timeout" "$script" "$SEED" "$N" "$FIRST" "$KMUT" "${REGRESSIONS[*]}" "${FUZZ_ERRORS:-alternate}"
 figures=$(grep -a 'fuzz-figures:' "$T/guest-1.log" | tail -n 1)
 [ -n "$figures" ] || fail "no figures in the guest log"
 echo "${figures#fuzz-figures: } in $((SECONDS - start)) s"
