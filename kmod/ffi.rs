@@ -76,6 +76,7 @@ extern "C" {
     pub fn vexfs_c_ordered_add(m: *mut VexfsMount, inode: *mut bindings::inode);
     pub fn vexfs_c_ordered_flush(m: *mut VexfsMount) -> c_int;
     pub fn vexfs_c_ordered_put(m: *mut VexfsMount);
+    pub fn vexfs_c_ordered_discard(m: *mut VexfsMount);
     pub fn vexfs_c_handle_start(sb: *mut bindings::super_block, h: *mut Handle, kind: u32) -> c_int;
     pub fn vexfs_c_handle_stop(sb: *mut bindings::super_block, h: *mut Handle);
     pub fn vexfs_c_dev_bytes(sb: *mut bindings::super_block) -> u64;

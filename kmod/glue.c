@@ -236,18 +236,27 @@ void vexfs_c_ordered_put(struct vexfs_mount *m)
 	spin_unlock(&m->lock);
 }
 
-/* At unmount, after the last commit: nothing is left on the lists (a failed commit may have
- * left some: their references are dropped here). */
+/* At unmount (put_super, the mount's state still whole), once no commit will run: drops the
+ * references of every inode on the lists, flushed or not (a failed commit or an aborted journal
+ * leaves some). The last reference of an unlinked inode evicts it here. */
+void vexfs_c_ordered_discard(struct vexfs_mount *m)
+{
+	spin_lock(&m->lock);
+	list_splice_tail_init(&m->ordered, &m->flushed);
+	spin_unlock(&m->lock);
+	vexfs_c_ordered_put(m);
+}
+
+/* Frees the C state. The lists are empty by now (put_super discarded them; a failed
+ * fill_super never put an inode on them): an iput here could evict an inode after the Rust
+ * state of the mount is gone, so none is done. */
 void vexfs_c_mount_free(struct vexfs_mount *m)
 {
 	if (!m)
 		return;
 	vexfs_c_ticker_stop(m);
 	vexfs_c_index_stop(m);
-	spin_lock(&m->lock);
-	list_splice_tail_init(&m->ordered, &m->flushed);
-	spin_unlock(&m->lock);
-	vexfs_c_ordered_put(m);
+	WARN_ON_ONCE(!list_empty(&m->ordered) || !list_empty(&m->flushed));
 	kfree(m);
 }
 

@@ -48,6 +48,7 @@ void vexfs_c_ticker_stop(struct vexfs_mount *m);
 void vexfs_c_ordered_add(struct vexfs_mount *m, struct inode *inode);
 int vexfs_c_ordered_flush(struct vexfs_mount *m);
 void vexfs_c_ordered_put(struct vexfs_mount *m);
+void vexfs_c_ordered_discard(struct vexfs_mount *m);
 void vexfs_rs_tick(struct super_block *sb);
 void vexfs_c_index_start(struct vexfs_mount *m);
 void vexfs_c_index_kick(struct vexfs_mount *m, unsigned int delay_ms);

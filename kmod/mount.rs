@@ -137,6 +137,10 @@ pub fn put_super(sb: &SuperBlock) {
     sb.info().mount_c.stop_index();
     sb.info().mount_c.stop_ticker();
     let r = sb.journal().shutdown(sb);
+    // Inodes a commit did not get to flush (the journal aborted, or the last commit failed)
+    // still hold the ordered list's references: dropped now, while the mount's state is whole
+    // (an unlinked one is evicted, and its eviction asks the journal for a handle, refused).
+    sb.info().mount_c.ordered_discard();
     crate::vector::release(sb);
     match r {
         Ok(()) => {

@@ -85,6 +85,13 @@ impl MountC {
         kernel::error::to_result(unsafe { ffi::vexfs_c_ordered_flush(self.m.as_ptr()) })
     }
 
+    /// Drops the references of every inode on the ordered lists, flushed or not (at unmount,
+    /// when no commit will flush them any more).
+    pub fn ordered_discard(&self) {
+        // SAFETY: `m` is valid (type invariant).
+        unsafe { ffi::vexfs_c_ordered_discard(self.m.as_ptr()) };
+    }
+
     /// Drops the references of the inodes a commit flushed (after it, with no journal lock
     /// held: a last reference may evict the inode).
     pub fn ordered_put(&self) {
