@@ -8,9 +8,11 @@
 //!
 //! Operations: `create PATH` (O_CREAT|O_EXCL), `mkdir PATH`, `symlink LEN PATH` (a target of LEN
 //! bytes), `rename FROM TO`, `unlink PATH`, `write PATH OFFSET LEN [BYTE]` (one pwrite of LEN
-//! bytes of value BYTE, default 0x5a), `mmap-write PATH OFFSET LEN [BYTE]` (a shared mapping of
+//! bytes of value BYTE, default 0x5a, the file created if missing), `mmap-write PATH OFFSET LEN [BYTE]` (a shared mapping of
 //! the file's pages covering the range, the bytes stored through it, then msync(MS_SYNC)),
-//! `truncate PATH SIZE`, `fsync PATH`, `syncfs PATH`.
+//! `truncate PATH SIZE`, `fsync PATH`, `syncfs PATH`; and `resident DEV`, which prints the
+//! numbers of the 4 KiB blocks of a block device that are in its page cache (mincore on a shared
+//! mapping of the device: the blocks a mounted filesystem has read or holds), on one line.
 
 use nix::errno::Errno;
 use nix::fcntl::{open, OFlag};
@@ -23,7 +25,7 @@ use std::os::unix::fs::FileExt;
 use std::process::ExitCode;
 
 const USAGE: &str = "usage: faultops create PATH | mkdir PATH | symlink LEN PATH | rename FROM TO | unlink PATH \
-| write PATH OFFSET LEN [BYTE] | mmap-write PATH OFFSET LEN [BYTE] | truncate PATH SIZE | fsync PATH | syncfs PATH";
+| write PATH OFFSET LEN [BYTE] | mmap-write PATH OFFSET LEN [BYTE] | truncate PATH SIZE | fsync PATH | syncfs PATH | resident DEV";
 
 /// What went wrong: an errno from the kernel, or a bad command line.
 enum Failure {
@@ -113,6 +115,33 @@ fn mmap_write(path: &str, off: u64, len: u64, val: u8) -> Result<(), Failure> {
     Ok(())
 }
 
+/// The 4 KiB blocks of block device `dev` that are resident in its page cache.
+fn resident(dev: &str) -> Result<Vec<u64>, Failure> {
+    let mut f = std::fs::File::open(dev)?;
+    let bytes = std::io::Seek::seek(&mut f, std::io::SeekFrom::End(0))?;
+    let len = usize::try_from(bytes).map_err(|_| Failure::Usage("device too large".into()))?;
+    if len == 0 {
+        return Ok(Vec::new());
+    }
+    // SAFETY: a fresh read-only shared mapping of an open device; never dereferenced.
+    let p = unsafe {
+        nix::libc::mmap(std::ptr::null_mut(), len, nix::libc::PROT_READ, nix::libc::MAP_SHARED, f.as_raw_fd(), 0)
+    };
+    if p == nix::libc::MAP_FAILED {
+        return Err(Errno::last().into());
+    }
+    let mut vec = vec![0u8; len.div_ceil(4096)];
+    // SAFETY: `p` maps `len` bytes; `vec` has one byte per 4 KiB page of it.
+    let r = unsafe { nix::libc::mincore(p, len, vec.as_mut_ptr()) };
+    let err = Errno::last();
+    // SAFETY: the mapping made above, unused after this.
+    unsafe { nix::libc::munmap(p, len) };
+    if r != 0 {
+        return Err(err.into());
+    }
+    Ok((0u64..).zip(vec).filter(|(_, v)| v & 1 != 0).map(|(i, _)| i).collect())
+}
+
 fn run(args: &[String]) -> Result<(), Failure> {
     let a: Vec<&str> = args.iter().map(String::as_str).collect();
     let mode = Mode::from_bits_truncate(0o644);
@@ -131,7 +160,7 @@ fn run(args: &[String]) -> Result<(), Failure> {
         ["write", p, off, len, ..] if a.len() <= 5 => {
             let val = byte(args.get(4))?;
             let buf = vec![val; usize::try_from(num(len)?).map_err(|_| Failure::Usage("bad length".into()))?];
-            let f = OpenOptions::new().write(true).open(p)?;
+            let f = OpenOptions::new().write(true).create(true).truncate(false).open(p)?;
             let n = f.write_at(&buf, num(off)?)?;
             if n != buf.len() {
                 println!("short write: {n} of {}", buf.len());
@@ -148,6 +177,12 @@ fn run(args: &[String]) -> Result<(), Failure> {
         }
         ["fsync", p] => fsync(std::fs::File::open(p)?)?,
         ["syncfs", p] => syncfs(std::fs::File::open(p)?)?,
+        ["resident", dev] => {
+            let v = resident(dev)?;
+            let line: Vec<String> = v.iter().map(u64::to_string).collect();
+            println!("{}", line.join(" "));
+            return Ok(());
+        }
         _ => return Err(Failure::Usage(USAGE.into())),
     }
     Ok(())
