@@ -157,8 +157,8 @@ e=$(op_errno "vexctl set /mnt/v1 --fvecs $E --rows 23..26 --index-now")
 [ "$e" = ok ] || problem "1: SET v1 3 chunks --index-now after the REMOVE: $e"
 must vexctl wait-indexed /mnt > /dev/null 2>&1
 observe /mnt > /tmp/v.after
-for r in 20 21 22; do grep -q "^E:$r n1\$" /tmp/v.after || problem "1: row $r of n1 not found after the SET"; done
-for r in 23 24 25; do grep -q "^E:$r v1\$" /tmp/v.after || problem "1: row $r of v1 not found after the SET"; done
+for r in 20 21 22; do grep -q "^E:$r n1 " /tmp/v.after || problem "1: row $r of n1 not found after the SET"; done
+for r in 23 24 25; do grep -q "^E:$r v1 " /tmp/v.after || problem "1: row $r of v1 not found after the SET"; done
 for r in 5 6 7 8 9 0 1; do ! grep -q "^E:$r " /tmp/v.after || problem "1: row $r still found after its removal or replacement"; done
 echo "  REMOVE, then SET (3 chunks, WAL) and SET (3 chunks replacing 2, --index-now): $(grep -c '^E:' /tmp/v.after) embeddings found"
 must umount /mnt
