@@ -61,6 +61,8 @@ extern "C" {
     pub fn vexfs_c_wait_bh(bh: *mut BufferHead) -> c_int;
     pub fn vexfs_c_write_bh_fua(bh: *mut BufferHead) -> c_int;
     pub fn vexfs_c_sync_dev(sb: *mut bindings::super_block) -> c_int;
+    pub fn vexfs_c_dev_err_sample(sb: *mut bindings::super_block) -> u32;
+    pub fn vexfs_c_dev_err_since(sb: *mut bindings::super_block, since: *mut u32) -> c_int;
     pub fn vexfs_c_journal_info() -> *mut core::ffi::c_void;
     pub fn vexfs_c_force_rdonly(sb: *mut bindings::super_block);
     pub fn vexfs_c_panic(sb: *mut bindings::super_block) -> !;

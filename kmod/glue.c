@@ -77,12 +77,29 @@ int vexfs_c_sync_dev(struct super_block *sb)
 	return blkdev_issue_flush(sb->s_bdev);
 }
 
+/* The device's write-error sequence now (errseq), for vexfs_c_dev_err_since. */
+u32 vexfs_c_dev_err_sample(struct super_block *sb)
+{
+	return errseq_sample(&sb->s_bdev->bd_mapping->wb_err);
+}
+
+/* The error of any write of the device's page cache that failed since *since (0 if none), and
+ * *since moved to now. A write error consumed by someone else (a syncfs that reported it) is
+ * still seen here: a checkpoint must not free the log of a block that never reached home. */
+int vexfs_c_dev_err_since(struct super_block *sb, u32 *since)
+{
+	return errseq_check_and_advance(&sb->s_bdev->bd_mapping->wb_err, since);
+}
+
 void *vexfs_c_journal_info(void) { return current->journal_info; }
 
 /* The journal aborted: the filesystem becomes read-only (as ext4 does on a journal abort). */
 void vexfs_c_force_rdonly(struct super_block *sb)
 {
 	sb->s_flags |= SB_RDONLY;
+	/* syncfs on a read-only superblock skips sync_fs and returns this error, not 0: what
+	 * the running transaction held is lost, and callers of syncfs must hear it. */
+	errseq_set(&sb->s_wb_err, -EIO);
 }
 
 /* errors=panic (kmod/errors.rs): corruption found, the machine stops. */
@@ -186,6 +203,7 @@ void vexfs_c_ordered_add(struct vexfs_mount *m, struct inode *inode)
 	spin_lock(&m->lock);
 	if (list_empty(&vi->ordered)) {
 		ihold(inode);
+		vi->ordered_since = errseq_sample(&inode->i_mapping->wb_err);
 		list_add_tail(&vi->ordered, &m->ordered);
 	}
 	spin_unlock(&m->lock);
@@ -210,6 +228,8 @@ int vexfs_c_ordered_flush(struct vexfs_mount *m)
 	}
 	list_for_each_entry(vi, &batch, ordered) {
 		e = filemap_fdatawait_keep_errors(vi->vfs_inode.i_mapping);
+		if (!e)
+			e = errseq_check(&vi->vfs_inode.i_mapping->wb_err, vi->ordered_since);
 		if (e && !err)
 			err = e;
 	}
@@ -463,6 +483,8 @@ static int vexfs_write_begin(struct file *file, struct address_space *mapping, l
 	}
 	ret = block_write_begin(mapping, pos, len, foliop, vexfs_get_block);
 	if (unlikely(ret)) {
+		if (ret == -EIO || ret == -EUCLEAN)
+			vexfs_rs_handle_failed(sb, ret);
 		vexfs_write_failed(mapping, pos + len);
 		vexfs_c_handle_stop(sb, h);
 		kfree(h);
@@ -499,7 +521,10 @@ static vm_fault_t vexfs_page_mkwrite(struct vm_fault *vmf)
 		ret = vmf_fs_error(err);
 		goto out;
 	}
-	ret = vmf_fs_error(block_page_mkwrite(vmf->vma, vmf, vexfs_get_block));
+	err = block_page_mkwrite(vmf->vma, vmf, vexfs_get_block);
+	if (err == -EIO || err == -EUCLEAN)
+		vexfs_rs_handle_failed(inode->i_sb, err);
+	ret = vmf_fs_error(err);
 	vexfs_c_handle_stop(inode->i_sb, &h);
 out:
 	sb_end_pagefault(inode->i_sb);

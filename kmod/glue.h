@@ -21,6 +21,10 @@ struct vexfs_inode_info {
 	/* On the running transaction's ordered list (struct vexfs_mount): its new data blocks are
 	 * written before the transaction commits. Empty when not. */
 	struct list_head ordered;
+	/* The mapping's write-error sequence when it joined the ordered list: a data write that
+	 * failed since then, even one whose error fsync or msync already reported, fails the
+	 * commit that would expose the block (ext4's data_err=abort). */
+	errseq_t ordered_since;
 	struct inode vfs_inode;
 };
 
@@ -147,6 +151,8 @@ void vexfs_c_write_bh(struct buffer_head *bh);
 int vexfs_c_wait_bh(struct buffer_head *bh);
 int vexfs_c_write_bh_fua(struct buffer_head *bh);
 int vexfs_c_sync_dev(struct super_block *sb);
+u32 vexfs_c_dev_err_sample(struct super_block *sb);
+int vexfs_c_dev_err_since(struct super_block *sb, u32 *since);
 void *vexfs_c_journal_info(void);
 void vexfs_c_force_rdonly(struct super_block *sb);
 void vexfs_c_panic(struct super_block *sb) __noreturn;

@@ -444,6 +444,8 @@ pub fn dirty_inode(inode: &Inode) {
     }
     if let Err(e) = write_disk_inode(&g, inode, &st) {
         pr_err!("vexfs ({}): writing inode {}: {:?}\n", sb.name(), inode.ino(), e);
+        drop(g);
+        crate::txn::failed(sb, "an inode update", e);
     }
 }
 

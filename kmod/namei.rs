@@ -124,8 +124,11 @@ pub fn create(dir: &LockedInode, name: &[u8], mode: u16, inode: &NewInode) -> Re
     inode.set_size(0);
     let st = FsInode { on_disk: true, parent: if is_dir { dir.ino() as u32 } else { 0 }, ..FsInode::default() };
     inode.store(&g, &st);
+    // The dirent first: a directory out of blocks (ENOSPC) fails before the disk inode is
+    // written, so the undo below leaves nothing behind. A failure after it (EIO, EUCLEAN)
+    // aborts the journal (glue.c), so the half-made create is never committed.
     let r =
-        write_disk_inode(&g, inode, &st).and_then(|_| add_entry(&mut g, dir, &mut dst, name, ino, dt_from_mode(mode)));
+        add_entry(&mut g, dir, &mut dst, name, ino, dt_from_mode(mode)).and_then(|_| write_disk_inode(&g, inode, &st));
     dir.store(&g, &dst);
     if let Err(e) = r {
         inode.store(&g, &FsInode::default());

@@ -117,6 +117,8 @@ pub struct JState {
     reserved: u64,
     /// Credits (log blocks) of a handle of each [`TxnKind`].
     credits: [u64; 4],
+    /// The device's write-error sequence at the last checkpoint (or mount).
+    wb_err: u32,
 }
 
 /// What an outermost handle may change, which fixes how much of the log it reserves
@@ -175,6 +177,7 @@ impl JState {
             tid: 1,
             committed: 0,
             reserved: 0,
+            wb_err: 0,
             credits: {
                 let m = u64::from(disk.hnsw_m);
                 let levels = u64::from(disk.hnsw_max_level).saturating_add(1);
@@ -288,6 +291,11 @@ impl JState {
     /// open and nothing is running: every buffer holds committed contents).
     fn checkpoint(&mut self, dev: &Device, clean: bool) -> Result {
         sync_dev(dev)?;
+        // A home write that failed since the last checkpoint, even one whose error a syncfs
+        // already reported, leaves a block only in the log: keep the log (the error aborts the
+        // journal; the next mount replays it).
+        // SAFETY: `dev` is a live superblock with a block device; `wb_err` is ours.
+        kernel::error::to_result(unsafe { ffi::vexfs_c_dev_err_since(dev.as_ptr(), &mut self.wb_err) })?;
         self.log.checkpoint();
         write_journal_super(dev, &self.log, clean)?;
         for w in self.barrier.iter_mut() {
@@ -493,10 +501,12 @@ impl Journal {
     /// At a read-write mount, after the superblock was written with `RECOVER`: marks the journal
     /// in use (not clean) before any transaction is written. Errors: `EIO`.
     pub fn start(&self, dev: &Device) -> Result {
-        let g = self.state.lock();
+        let mut g = self.state.lock();
         if g.rdonly {
             return Ok(());
         }
+        // SAFETY: `dev` is a live superblock with a block device.
+        g.wb_err = unsafe { ffi::vexfs_c_dev_err_sample(dev.as_ptr()) };
         write_journal_super(dev, &g.log, false)
     }
 
