@@ -13,13 +13,48 @@ die() { printf '[vexfs] error: %s\n' "$*" >&2; exit 1; }
 # Version of the Debian kernel source package, e.g. 6.12.117-1~deb12u1 (empty if not installed).
 kernel_pkg_version() { dpkg-query -W -f='${Version}' linux-source-6.12 2>/dev/null || true; }
 
-# Directory of the configured and built test kernel; keyed by source version and config fragment.
+# VEXFS_DEBUG_KERNEL=1 selects the debug kernel (qemu/kernel.config + qemu/kernel-debug.config:
+# lockdep, KASAN, ...) and its own build of vexfs.ko for everything below: scripts/setup builds
+# them, qemu/run-guest boots them (scripts/test --debug sets it).
+debug_kernel() { [ "${VEXFS_DEBUG_KERNEL:-0}" = 1 ]; }
+
+# The config fragments of the selected kernel, in merge order.
+kernel_fragments() {
+    echo "$VEXFS_ROOT/qemu/kernel.config"
+    ! debug_kernel || echo "$VEXFS_ROOT/qemu/kernel-debug.config"
+}
+
+# Directory of the configured and built test kernel; keyed by source version and config fragments.
 kernel_build_dir() {
-    local ver hash
+    local ver hash name=kernel
     ver=$(kernel_pkg_version)
     [ -n "$ver" ] || die "linux-source-6.12 is not installed: run scripts/setup"
-    hash=$(sha256sum "$VEXFS_ROOT/qemu/kernel.config" | cut -c1-12)
-    echo "$VEXFS_CACHE/kernel-${ver//[~:]/_}-$hash"
+    if debug_kernel; then
+        name=kernel-debug
+        hash=$(cat "$VEXFS_ROOT/qemu/kernel.config" "$VEXFS_ROOT/qemu/kernel-debug.config" \
+            | sha256sum | cut -c1-12)
+    else
+        hash=$(sha256sum "$VEXFS_ROOT/qemu/kernel.config" | cut -c1-12)
+    fi
+    echo "$VEXFS_CACHE/$name-${ver//[~:]/_}-$hash"
+}
+
+# The vexfs.ko that run-guest loads: the repo's own for the test kernel; for the debug kernel, the
+# one built out of tree from a copy of the sources in its cache dir (the repo's stays untouched).
+module_path() {
+    if debug_kernel; then
+        echo "$(kernel_build_dir)/module/vexfs.ko"
+    else
+        echo "$VEXFS_ROOT/vexfs.ko"
+    fi
+}
+
+# Timeouts of guest runs are multiplied by this (the debug kernel runs several times slower).
+timeout_scale() {
+    local s=${VEXFS_TIMEOUT_SCALE:-}
+    [ -n "$s" ] || { debug_kernel && s=4 || s=1; }
+    [[ $s =~ ^[1-9][0-9]*$ ]] || die "VEXFS_TIMEOUT_SCALE must be a positive integer, not '$s'"
+    echo "$s"
 }
 
 # The bootable image of the test kernel (built by `scripts/setup kernel`).
@@ -32,7 +67,7 @@ VEXFS_HOST_BIN="$VEXFS_ROOT/target/release"
 # Console lines that mean the guest kernel (or a tool in it) went wrong. Case matters: the kernel
 # writes these exactly so, and the boot log has lowercase "panic=-1"/"oops=panic" on its command line.
 # Guest scripts must not print these words themselves (tests/guest/002 relies on that).
-VEXFS_CONSOLE_ERRORS='BUG:|kernel BUG at|Oops|WARNING:|Kernel panic|general protection fault|Call Trace:|possible circular locking|lockdep|INFO: task .* blocked|detected stalls|UBSAN|KASAN|rust_panic|panicked at|segfault at|trap invalid opcode'
+VEXFS_CONSOLE_ERRORS='BUG:|kernel BUG at|Oops|WARNING:|Kernel panic|general protection fault|Call Trace:|possible circular locking|lockdep is turned off|INFO: task .* blocked|detected stalls|UBSAN|KASAN|rust_panic|panicked at|segfault at|trap invalid opcode'
 
 # Prints the lines of console log FILE that match VEXFS_CONSOLE_ERRORS; status 0 if there are any.
 console_errors() { tr -d '\r' < "$1" | grep -aE -- "$VEXFS_CONSOLE_ERRORS"; }

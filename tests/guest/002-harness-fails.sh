@@ -20,6 +20,14 @@ check_error_patterns() {
         "[    1.234567] rcu: INFO: rcu_sched detected stalls on CPUs/tasks:"
         "[    1.234567] UBSAN: array-index-out-of-bounds in fs/vexfs/dir.c:3:4"
         "[    1.234567] BUG: KASAN: slab-out-of-bounds in vexfs_lookup+0x1/0x2"
+        "[    1.234567] BUG: KASAN: use-after-free in _RNvNtCs1_5vexfs3txn6commit+0x1/0x2 [vexfs]"
+        "[    1.234567] BUG: sleeping function called from invalid context at kernel/locking/mutex.c:585"
+        "[    1.234567] BUG: scheduling while atomic: vexctl/81/0x00000002"
+        "[    1.234567] WARNING: possible recursive locking detected"
+        "[    1.234567] WARNING: inconsistent lock state"
+        "[    1.234567] WARNING: bad unlock balance detected!"
+        "[    1.234567] [ BUG: Invalid wait context ]"
+        "[    1.234567] INFO: lockdep is turned off."
         "[    1.234567] rust_kernel: panicked at kmod/lib.rs:10:5:"
         "thread 'main' panicked at vexctl/src/main.rs:3:9:"
         "[    1.234567] mkfs.vexfs[55]: segfault at 0 ip 0000000000401000 sp 00007ffc error 4"
@@ -30,6 +38,10 @@ check_error_patterns() {
         "[    1.234567] vexfs: module loaded"
         "mkfs.vexfs: warning: small device"
         "VEXFS-GUEST-EXIT=0 run=0123456789ab"
+        "[    0.000000] Lock dependency validator: Copyright (c) 2006 Red Hat, Inc., Ingo Molnar"
+        "[    0.000000] ... MAX_LOCKDEP_SUBCLASSES:  8"
+        "[    0.000000] kasan: KernelAddressSanitizer initialized"
+        "[    0.000000] rcu: 	RCU lockdep checking is enabled."
     )
     for line in "${bad[@]}"; do
         printf '%s\r\n' "$line" > "$T/line.log"
@@ -76,7 +88,8 @@ check_timeout() {
     local script start elapsed
     script=$(guest_script hang.guest <<< 'echo "sleeping forever"; sleep 100000')
     start=$SECONDS
-    expect_status "$GUEST_TIMEOUT" run_guest --timeout 20 "$script"
+    # Unscaled, also on the debug kernel (where run-guest multiplies timeouts by 4).
+    VEXFS_TIMEOUT_SCALE=1 expect_status "$GUEST_TIMEOUT" run_guest --timeout 20 "$script"
     elapsed=$((SECONDS - start))
     [ "$elapsed" -ge 19 ] && [ "$elapsed" -le 45 ] || fail "timeout of 20 s took ${elapsed}s"
     echo "timeout: exit $GUEST_TIMEOUT after ${elapsed}s"
@@ -101,10 +114,41 @@ check_no_status() {
     echo "no status: exit $GUEST_NO_STATUS"
 }
 
+# On the debug kernel (VEXFS_DEBUG_KERNEL=1): real lockdep, sleep-in-atomic, KASAN (from C and
+# from Rust) and list-corruption reports, made by the test-only modules of debug-probe/, must each
+# fail the run (exit 125) and show on the console as the kernel writes them.
+check_debug_reports() {
+    local probe="$T/probe" script trigger want log
+    mkdir -p "$probe"
+    cp "$VEXFS_ROOT"/tests/guest/debug-probe/* "$probe/"
+    must make -C "$(kernel_build_dir)/build" M="$probe" LLVM=1 -s modules
+    script=$(guest_script probe.guest <<'GUEST'
+if [ "$1" = rust ]; then insmod /share/vexfs_probe_rs.ko; else insmod /share/vexfs_probe_c.ko trigger="$1"; fi
+echo "probe $1: insmod status $?"
+exit 0
+GUEST
+)
+    for trigger in lockdep sleep kasan list rust; do
+        case $trigger in
+            lockdep) want="WARNING: possible circular locking dependency detected" ;;
+            sleep) want="BUG: sleeping function called from invalid context" ;;
+            kasan) want="BUG: KASAN: slab-out-of-bounds in .*vexfs_probe_c" ;;
+            list) want="list_add corruption" ;;
+            rust) want="BUG: KASAN: slab-out-of-bounds in .*vexfs_probe_rs" ;;
+        esac
+        expect_status "$GUEST_KERNEL_ERROR" run_guest --share "$probe" --timeout 120 "$script" "$trigger" \
+            > "$T/probe-$trigger.out" 2>&1
+        log="$T/guest-$_LIB_GUEST_RUNS.log"
+        tr -d '\r' < "$log" | grep -qE -- "$want" || { cat "$log"; fail "probe $trigger: no '$want' on the console"; }
+        echo "debug kernel: probe $trigger reported ($want), run failed with $GUEST_KERNEL_ERROR"
+    done
+}
+
 check_error_patterns
 check_usage_errors
 check_script_status
 check_timeout
 check_kernel_error
 check_no_status
+! debug_kernel || check_debug_reports
 echo "002-harness-fails: PASS"
