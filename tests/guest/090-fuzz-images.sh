@@ -47,9 +47,9 @@ check_fsck "$share/base.img"
 # u64::MAX overflowing in alloc_file_block (a Rust panic: kmod/inode.rs); a NULL dereference
 # at umount after errors=remount-ro (20261201/508: the ordered-data list's last reference of
 # an unlinked file dropped by vexfs_c_mount_free after the journal is gone, its eviction
-# starting a handle in txn::Journal::begin; open, issue 8).
+# starting a handle in txn::Journal::begin; fixed by f7f647d; 20261201/544 is the same).
 REGRESSIONS=(988114993/5 988114993/7 988114993/33 988114993/69 988114993/91 988114993/106
-    988114993/115 988114993/159 988114993/180 3107019540/90 20261201/508)
+    988114993/115 988114993/159 988114993/180 3107019540/90 20261201/508 20261201/544)
 # FUZZ_REGRESSIONS="S/I ..." replaces the list (FUZZ_IMAGES=0 then replays only those).
 [ -z "${FUZZ_REGRESSIONS:-}" ] || read -r -a REGRESSIONS <<< "$FUZZ_REGRESSIONS"
 # Wall-clock budget: about 0.5 s per mutant under TCG (3 s allowed for a loaded host), plus the boot.
