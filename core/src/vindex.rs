@@ -494,6 +494,21 @@ impl<'t> VecIndex<'t> {
             .live
             .checked_add(1)
             .ok_or(FormatError::Corrupt { what: "hnsw live count", value: u64::from(self.header.live) })?;
+        let slot = self.store_new(b, s, vector, owner)?;
+        self.link(b, s, visited, slot, vector, live)?;
+        Ok(slot)
+    }
+
+    /// Takes a free slot (purging tombstones first when none is) and writes `vector` and its
+    /// `owner` there: the first half of [`Self::insert`] and [`Self::insert_pending`].
+    /// Errors: `NoSpace` when the index is full; `Corrupt`; the store's as `Io`.
+    fn store_new<B: BlockStore>(
+        &mut self,
+        b: &B,
+        s: &mut IndexScratch<'_>,
+        vector: &[u32],
+        owner: MapEntry,
+    ) -> IResult<u32, B::Error> {
         let slot = match self.alloc_slot(b)? {
             Some(s) => s,
             None if self.header.deleted > 0 => {
@@ -504,7 +519,6 @@ impl<'t> VecIndex<'t> {
         };
         self.write_vector(b, slot, vector)?;
         self.set_owner(b, slot, Some(owner))?;
-        self.link(b, s, visited, slot, vector, live)?;
         Ok(slot)
     }
 
@@ -531,16 +545,7 @@ impl<'t> VecIndex<'t> {
             .pending
             .checked_add(1)
             .ok_or(FormatError::Corrupt { what: "hnsw pending count", value: u64::from(self.header.pending) })?;
-        let slot = match self.alloc_slot(b)? {
-            Some(s) => s,
-            None if self.header.deleted > 0 => {
-                self.purge(b, s)?;
-                self.alloc_slot(b)?.ok_or(self.no_space())?
-            }
-            None => return Err(self.no_space()),
-        };
-        self.write_vector(b, slot, vector)?;
-        self.set_owner(b, slot, Some(owner))?;
+        let slot = self.store_new(b, s, vector, owner)?;
         let (level, upper) = self.slot_level(slot);
         self.set_head(b, slot, &Level0Head { count: 0, level, flags: NODE_PENDING, upper })?;
         self.header.pending = pending;
