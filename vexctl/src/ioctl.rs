@@ -16,11 +16,17 @@ use crate::abi::{
     VEXFS_IOC_GET_EMBEDDINGS, VEXFS_IOC_REMOVE_EMBEDDINGS, VEXFS_IOC_SEARCH, VEXFS_IOC_SET_EMBEDDINGS, VEXFS_IOC_STATS,
 };
 
-nix::ioctl_write_ptr_bad!(ioc_set_embeddings, VEXFS_IOC_SET_EMBEDDINGS, VexfsSetEmbeddings);
-nix::ioctl_readwrite_bad!(ioc_get_embeddings, VEXFS_IOC_GET_EMBEDDINGS, VexfsGetEmbeddings);
-nix::ioctl_write_ptr_bad!(ioc_remove_embeddings, VEXFS_IOC_REMOVE_EMBEDDINGS, VexfsRemoveEmbeddings);
-nix::ioctl_readwrite_bad!(ioc_search, VEXFS_IOC_SEARCH, VexfsSearch);
-nix::ioctl_readwrite_bad!(ioc_stats, VEXFS_IOC_STATS, VexfsStats);
+/// The raw calls nix generates (public `unsafe fn`s, kept private to this module).
+mod raw {
+    use super::*;
+    nix::ioctl_write_ptr_bad!(ioc_set_embeddings, VEXFS_IOC_SET_EMBEDDINGS, VexfsSetEmbeddings);
+    nix::ioctl_readwrite_bad!(ioc_get_embeddings, VEXFS_IOC_GET_EMBEDDINGS, VexfsGetEmbeddings);
+    nix::ioctl_write_ptr_bad!(ioc_remove_embeddings, VEXFS_IOC_REMOVE_EMBEDDINGS, VexfsRemoveEmbeddings);
+    nix::ioctl_readwrite_bad!(ioc_search, VEXFS_IOC_SEARCH, VexfsSearch);
+    nix::ioctl_readwrite_bad!(ioc_stats, VEXFS_IOC_STATS, VexfsStats);
+    nix::ioctl_read_bad!(tiocgwinsz, nix::libc::TIOCGWINSZ, nix::libc::winsize);
+}
+use raw::{ioc_get_embeddings, ioc_remove_embeddings, ioc_search, ioc_set_embeddings, ioc_stats, tiocgwinsz};
 
 /// `size` of an argument struct (all are far below 4 GiB).
 fn size_of_u32<T>() -> u32 {
@@ -137,8 +143,6 @@ pub fn search(fd: impl AsFd, query: &[f32], k: u32, ef_search: u32) -> Result<Ve
     results.truncate(usize::try_from(arg.count).unwrap_or(0).min(room));
     Ok(results)
 }
-
-nix::ioctl_read_bad!(tiocgwinsz, nix::libc::TIOCGWINSZ, nix::libc::winsize);
 
 /// Columns of the terminal `fd` refers to (TIOCGWINSZ); `None` if it is no terminal.
 pub fn terminal_columns(fd: impl AsFd) -> Option<u16> {

@@ -12,8 +12,6 @@
 
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
-mod abi;
-mod ioctl;
 mod mount;
 mod mounted_log;
 mod offline;
@@ -21,6 +19,9 @@ mod online;
 mod results;
 mod search_image;
 mod texts;
+
+// The ABI and the ioctl calls live in the library (src/lib.rs), shared with testkit's tools.
+use vexctl::{abi, ioctl};
 
 use std::process::ExitCode;
 

@@ -14,42 +14,12 @@
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::mem::size_of;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use nix::sys::ioctl::ioctl_num_type;
-use vexfs_image::vexfs_core::abi::{
-    VexfsGetEmbeddings, VexfsRemoveEmbeddings, VexfsSearch, VexfsSearchResult, VexfsSetEmbeddings, VexfsStats,
-    NR_GET_EMBEDDINGS, NR_REMOVE_EMBEDDINGS, NR_SEARCH, NR_SET_EMBEDDINGS, NR_STATS, VEXFS_IOCTL_MAGIC,
-};
+use vexctl::ioctl;
 use vexfs_testkit::mutate::vector;
-
-const IOC_SET: ioctl_num_type =
-    nix::request_code_write!(VEXFS_IOCTL_MAGIC, NR_SET_EMBEDDINGS, size_of::<VexfsSetEmbeddings>());
-const IOC_GET: ioctl_num_type =
-    nix::request_code_readwrite!(VEXFS_IOCTL_MAGIC, NR_GET_EMBEDDINGS, size_of::<VexfsGetEmbeddings>());
-const IOC_REMOVE: ioctl_num_type =
-    nix::request_code_write!(VEXFS_IOCTL_MAGIC, NR_REMOVE_EMBEDDINGS, size_of::<VexfsRemoveEmbeddings>());
-const IOC_SEARCH: ioctl_num_type = nix::request_code_readwrite!(VEXFS_IOCTL_MAGIC, NR_SEARCH, size_of::<VexfsSearch>());
-const IOC_STATS: ioctl_num_type = nix::request_code_readwrite!(VEXFS_IOCTL_MAGIC, NR_STATS, size_of::<VexfsStats>());
-nix::ioctl_write_ptr_bad!(
-    /// VEXFS_IOC_SET_EMBEDDINGS.
-    ioc_set, IOC_SET, VexfsSetEmbeddings);
-nix::ioctl_readwrite_bad!(
-    /// VEXFS_IOC_GET_EMBEDDINGS.
-    ioc_get, IOC_GET, VexfsGetEmbeddings);
-nix::ioctl_write_ptr_bad!(
-    /// VEXFS_IOC_REMOVE_EMBEDDINGS.
-    ioc_remove, IOC_REMOVE, VexfsRemoveEmbeddings);
-nix::ioctl_readwrite_bad!(
-    /// VEXFS_IOC_SEARCH.
-    ioc_search, IOC_SEARCH, VexfsSearch);
-nix::ioctl_readwrite_bad!(
-    /// VEXFS_IOC_STATS.
-    ioc_stats, IOC_STATS, VexfsStats);
 
 /// Most entries the walk visits, and its deepest level (a corrupt tree may loop).
 const MAX_ENTRIES: usize = 4000;
@@ -138,65 +108,29 @@ fn walk(t: &mut Tally, dir: &Path, depth: usize, tree: &mut Tree, seen: &mut usi
 
 fn set(t: &mut Tally, path: &Path, dim: u32, first: u32, vectors: &[f32]) {
     let Some(f) = t.io(OpenOptions::new().write(true).open(path)) else { return };
-    let arg = VexfsSetEmbeddings {
-        size: size_of::<VexfsSetEmbeddings>() as u32,
-        dim,
-        first_chunk: first,
-        count: vectors.len() as u32 / dim.max(1),
-        vectors: vectors.as_ptr() as usize as u64,
-        ..VexfsSetEmbeddings::default()
-    };
-    // SAFETY: `arg` is a valid vexfs_set_embeddings of the size the request encodes; `vectors`
-    // points at `count * dim` f32 that outlive the call.
-    let _ = t.nix(unsafe { ioc_set(f.as_raw_fd(), &arg) });
+    let _ = t.nix(ioctl::set_embeddings(&f, dim, first, 0, vectors));
 }
 
 fn get(t: &mut Tally, path: &Path, dim: u32) {
     let Some(f) = t.io(File::open(path)) else { return };
-    let mut out = vec![0f32; dim as usize * 64];
-    let mut arg = VexfsGetEmbeddings {
-        size: size_of::<VexfsGetEmbeddings>() as u32,
-        dim,
-        count: 64,
-        vectors: out.as_mut_ptr() as usize as u64,
-        ..VexfsGetEmbeddings::default()
-    };
-    // SAFETY: `arg` is a valid vexfs_get_embeddings; `vectors` has room for `count * dim` f32
-    // and outlives the call.
-    let _ = t.nix(unsafe { ioc_get(f.as_raw_fd(), &mut arg) });
+    let _ = t.nix(ioctl::get_embeddings(&f, dim, 0, 64));
 }
 
 fn remove(t: &mut Tally, path: &Path) {
     let Some(f) = t.io(OpenOptions::new().write(true).open(path)) else { return };
-    let arg = VexfsRemoveEmbeddings { size: size_of::<VexfsRemoveEmbeddings>() as u32, ..Default::default() };
-    // SAFETY: `arg` is a valid vexfs_remove_embeddings; it holds no pointers.
-    let _ = t.nix(unsafe { ioc_remove(f.as_raw_fd(), &arg) });
+    let _ = t.nix(ioctl::remove_embeddings(&f));
 }
 
 fn search(t: &mut Tally, root: &Path, query: &[f32], k: u32, ef: u32) {
     let Some(f) = t.io(File::open(root)) else { return };
-    let mut results = vec![VexfsSearchResult::default(); k as usize];
-    let mut arg = VexfsSearch {
-        size: size_of::<VexfsSearch>() as u32,
-        dim: query.len() as u32,
-        k,
-        ef_search: ef,
-        query: query.as_ptr() as usize as u64,
-        results: results.as_mut_ptr() as usize as u64,
-        ..VexfsSearch::default()
-    };
-    // SAFETY: `arg` is a valid vexfs_search; `query` holds `dim` f32 and `results` room for `k`
-    // results, both outliving the call.
-    let _ = t.nix(unsafe { ioc_search(f.as_raw_fd(), &mut arg) });
+    let _ = t.nix(ioctl::search(&f, query, k, ef));
 }
 
 /// The filesystem's dimension (STATS), or 8.
 fn stats(t: &mut Tally, root: &Path) -> u32 {
     let Some(f) = t.io(File::open(root)) else { return 8 };
-    let mut arg = VexfsStats { size: size_of::<VexfsStats>() as u32, ..VexfsStats::default() };
-    // SAFETY: `arg` is a valid vexfs_stats; it holds no pointers.
-    match t.nix(unsafe { ioc_stats(f.as_raw_fd(), &mut arg) }) {
-        Some(_) if (1..=4096).contains(&arg.dim) => arg.dim,
+    match t.nix(ioctl::stats(&f)) {
+        Some(s) if (1..=4096).contains(&s.dim) => s.dim,
         _ => 8,
     }
 }
