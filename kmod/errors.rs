@@ -10,8 +10,11 @@
 //! the same line and then acts here ([`found`]); a call on a bare [`Device`] (fill_super before
 //! the mount state exists: the mount fails) only logs.
 //!
-//! **What happens** ([`found`]): the error is logged once (the line names the device and what
-//! was found), the mount remembers it (`STATE_ERRORS` goes into every superblock written from
+//! **What happens** ([`found`]): the error is logged (the line names the device and what was
+//! found; at most [`LOG_BURST`] lines per [`LOG_INTERVAL_NS`] per mount, as ext4's
+//! `err_ratelimit_burst`/`err_ratelimit_interval_ms` defaults: a corrupt structure met by every
+//! access, or a fuzzer's image, cannot flood the log; the lines left out are counted and the
+//! count is logged with the next line let through), the mount remembers it (`STATE_ERRORS` goes into every superblock written from
 //! then on), and then, per `errors=`: `continue` does nothing more; `remount-ro` (the default)
 //! makes the filesystem read-only (`SB_RDONLY`, as a journal abort does): from then on every
 //! journal handle is refused (`EROFS`), operations in progress finish, and what they changed
@@ -39,7 +42,7 @@ use crate::index_error::IndexError;
 use crate::sb::SuperBlock;
 use crate::txn::Handle;
 use crate::vfs::super_block::Device;
-use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use kernel::prelude::*;
 
 /// The `errors=` mount option (glue.h's `enum vexfs_errors`, same values).
@@ -64,6 +67,46 @@ impl ErrorsMode {
     }
 }
 
+/// Most corruption lines a mount logs per [`LOG_INTERVAL_NS`] (ext4's default burst).
+pub const LOG_BURST: u32 = 10;
+/// The window of [`LOG_BURST`], in ns (5 s, ext4's default interval).
+pub const LOG_INTERVAL_NS: u64 = 5_000_000_000;
+
+/// The rate limit of one mount's corruption lines: a window starting at `start` (ns of
+/// `ktime_get`) in which `printed` lines went out, and how many were left out since the last
+/// line that went out. Atomics without a lock: concurrent reporters may let a line or two more
+/// through at a window's edge, which is harmless.
+struct LogLimit {
+    start: AtomicU64,
+    printed: AtomicU32,
+    suppressed: AtomicU32,
+}
+
+impl LogLimit {
+    const fn new() -> LogLimit {
+        LogLimit { start: AtomicU64::new(0), printed: AtomicU32::new(0), suppressed: AtomicU32::new(0) }
+    }
+
+    /// Whether a line may be logged now; if so, also how many were left out before it.
+    fn admit(&self) -> Option<u32> {
+        // SAFETY: ktime_get reads the monotonic clock; callable from any context.
+        let now = u64::try_from(unsafe { kernel::bindings::ktime_get() }).unwrap_or(0);
+        let start = self.start.load(Ordering::Relaxed);
+        if now.saturating_sub(start) >= LOG_INTERVAL_NS
+            && self.start.compare_exchange(start, now, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+        {
+            self.printed.store(0, Ordering::Relaxed);
+        }
+        if self.printed.fetch_add(1, Ordering::Relaxed) < LOG_BURST {
+            Some(self.suppressed.swap(0, Ordering::Relaxed))
+        } else {
+            // Saturating: a count that wrapped would only misreport the number left out.
+            let _ = self.suppressed.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_add(1));
+            None
+        }
+    }
+}
+
 /// The error state of one mount, in `SbInfo` (atomics: [`found`] may run under any lock of the
 /// mount).
 pub struct Errors {
@@ -77,6 +120,8 @@ pub struct Errors {
     /// This mount made itself read-only after an error: its journal still commits what ran
     /// before, and the superblock is still written (at the tick and at unmount).
     forced_ro: AtomicBool,
+    /// The rate limit of the corruption lines ([`SuperBlock::corrupt`], [`SuperBlock::report`]).
+    log: LogLimit,
 }
 
 impl Errors {
@@ -88,6 +133,7 @@ impl Errors {
             seen: AtomicBool::new(on_disk),
             pending: AtomicBool::new(false),
             forced_ro: AtomicBool::new(false),
+            log: LogLimit::new(),
         }
     }
 
@@ -118,21 +164,34 @@ pub fn set_mode(sb: &SuperBlock, mode: ErrorsMode) {
 }
 
 impl SuperBlock {
+    /// Whether a corruption line may be logged now (the mount's rate limit); when lines were
+    /// left out since the last one, says how many first.
+    fn may_log(&self) -> bool {
+        match self.info().errors.log.admit() {
+            None => false,
+            Some(0) => true,
+            Some(n) => {
+                pr_err!("vexfs ({}): {} corruption message(s) suppressed\n", self.name(), n);
+                true
+            }
+        }
+    }
+
     /// Logs a corruption found on this mounted filesystem (`what` and the bad `value`, the
-    /// line of [`Device::corrupt`]), acts on it per `errors=` ([`found`]) and returns
-    /// `EUCLEAN`.
+    /// line of [`Device::corrupt`], rate-limited), acts on it per `errors=` ([`found`]) and
+    /// returns `EUCLEAN`.
     pub fn corrupt(&self, what: &str, value: u64) -> Error {
-        let e = Device::corrupt(self, what, value);
+        let e = if self.may_log() { Device::corrupt(self, what, value) } else { Error::from_errno(-EUCLEAN) };
         found(self);
         e
     }
 
-    /// Logs a format error found on this mounted filesystem (the line of [`Device::report`])
-    /// and returns its errno; corruption (`EUCLEAN`, not an unsupported feature) is also acted
-    /// on per `errors=` ([`found`]).
+    /// Logs a format error found on this mounted filesystem (the line of [`Device::report`],
+    /// rate-limited) and returns its errno; corruption (`EUCLEAN`, not an unsupported feature)
+    /// is also acted on per `errors=` ([`found`]).
     pub fn report(&self, e: FormatError) -> Error {
         let corrupt = e.errno() == EUCLEAN;
-        let err = Device::report(self, e);
+        let err = if self.may_log() { Device::report(self, e) } else { Error::from_errno(-e.errno()) };
         if corrupt {
             found(self);
         }

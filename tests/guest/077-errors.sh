@@ -9,7 +9,9 @@
 #   device; the mount becomes read-only (a new file and a write to a file opened before both
 #   fail); within a commit interval the errors bit is on disk while still mounted; then a power
 #   cut (QEMU killed): the bit survives, and the next mount's replay keeps it;
-# - errors=continue: EUCLEAN again, the mount stays writable; a remount to errors=remount-ro and
+# - errors=continue: EUCLEAN again, the mount stays writable; the corruption lines are
+#   rate-limited (100 failing reads log at most 10 lines per 5 s window, then the count of those
+#   left out); a remount to errors=remount-ro and
 #   the error again make it read-only, and its umount is clean with the bit set;
 # - fsck.vexfs -n reports the bit; -y keeps it while the block is still corrupt and clears it
 #   once the block is made good again;
@@ -108,6 +110,22 @@ grep " /mnt vexfs " /proc/mounts | grep -q ",errors=continue" || fail "errors=co
 if out=$(cat /mnt/d/victim 2>&1); then fail "reading a file of the corrupt directory succeeded: $out"; fi
 echo "$out" | grep -q "Structure needs cleaning" || fail "reading a file of the corrupt directory: $out (expected EUCLEAN)"
 dmesg | grep -q "the filesystem is now read-only" && fail "errors=continue made the filesystem read-only"
+# The corruption lines are rate-limited per mount (kmod/errors.rs: 10 per 5 s): 100 reads that
+# each meet the corrupt block log at most 10 per window begun, and the next line after a quiet
+# window says how many were left out.
+dmesg -c > /dev/null
+t0=$(cut -d. -f1 /proc/uptime)
+i=0
+while [ $i -lt 100 ]; do cat /mnt/d/victim > /dev/null 2>&1 && fail "read $i of the corrupt directory succeeded"; i=$((i + 1)); done
+t1=$(cut -d. -f1 /proc/uptime)
+n=$(dmesg | grep -c 'vexfs (vda)')
+allowed=$((10 * ((t1 - t0) / 5 + 2)))
+echo "100 reads in $((t1 - t0)) s logged $n lines (at most $allowed allowed)"
+[ "$n" -ge 1 ] || fail "100 reads of the corrupt directory logged nothing"
+[ "$n" -le "$allowed" ] || fail "100 reads of the corrupt directory logged $n lines in $((t1 - t0)) s: not rate-limited"
+sleep 6
+cat /mnt/d/victim > /dev/null 2>&1
+dmesg | grep -q 'corruption message(s) suppressed' || fail "no count of the suppressed lines: $(dmesg | tail -n 3)"
 grep " /mnt vexfs " /proc/mounts | grep -q " rw," || fail "not read-write: $(grep /mnt /proc/mounts)"
 echo after > /mnt/after || fail "write after an error with errors=continue"
 sync
