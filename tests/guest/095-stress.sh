@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
 # Multi-user stress (issue 8, item 6): five processes, root and four users (uid 1000..1003, gids
-# 1000/1001 so pairs share a group), create, write, append, truncate, rename, unlink, link,
+# 1000/1001 so pairs share a group), create, create-set-unlink (short-lived files with
+# embeddings, their inode numbers reused at once), write, append, truncate, rename, unlink, link,
 # mkdir, rmdir, fsync, set (sometimes with VEXFS_SET_INDEX_NOW or VEXFS_SET_TRUNCATE), remove
 # and get embeddings, and search (k 1/10/50, ef 0/16/200) in the same four directories (0777,
 # no sticky bit) at once, for STRESS_SECONDS of guest time, in one boot (testkit's `stress`:
 # its doc says what each operation does and checks). Asserted:
-#   - every search result that is one of the 40 fixed files (each user's own, modes 0600, 0640,
+#   - every search result that is one of the 40 fixed files (8 per worker, modes 0600, 0640,
 #     0644 and 0666, inode numbers recorded at setup, never unlinked nor chmodded) is readable
 #     by the caller according to (uid, gid, mode): 0 violations; answers nearest first, at most
 #     k, no embedding twice; GET copies what the file holds;
 #   - no errno but the expected ones (ENOENT, EEXIST, ENOTEMPTY, EACCES, EPERM, ENOSPC, EXDEV,
 #     ENOTDIR, EISDIR, EMLINK, EFBIG): no EIO, EUCLEAN, EROFS, EFAULT or EINVAL;
-#   - no deadlock: every worker ends within STRESS_SECONDS + 60 s (else their wchan and kernel
-#     stacks and those of every blocked task are printed and the test fails);
+#   - no deadlock: every worker ends within STRESS_SECONDS + max(60, STRESS_SECONDS / 2) s (else
+#     their wchan, syscall and kernel stack, and those of every blocked task, are printed and the
+#     test fails);
 #   - every fixed file is still there, once, with its owner and mode;
 #   - then `vexctl wait-indexed` links every pending vector, umount, `fsck.vexfs -n` in the
 #     guest (and on the host) finds the image clean, a second mount answers a root search
@@ -23,10 +25,15 @@
 # against the table, others' files seen (through group or other bits), private files seen by
 # root (so private vectors were real candidates), ops/s; the index's state after the run.
 #
-#   STRESS_SECONDS=N (default 60: about 2 minutes of wall time in all)   STRESS_WORKERS=N
-#   (unprivileged workers, default 4; root's worker runs besides)   SEED=S (the workers' seed)
+#   STRESS_SECONDS=N (default 60: 80 to 90 s of wall time in all, on a loaded 2-core host)
+#   STRESS_WORKERS=N (unprivileged workers, default 4; root's worker runs besides)
+#   SEED=S (the workers' seed)
 # The run is not deterministic (the workers race by design); the seed fixes each worker's
 # choices. For the debug kernel: VEXFS_DEBUG_KERNEL=1 tests/guest/095-stress.sh.
+# First runs (2026-12-01): "vexfs: inode N allocated twice" (a create's insert_inode_locked
+# meets the in-core inode that a user's search made for its permission check, iget_live, of
+# the same, just freed and reallocated, number), EUCLEAN and an aborted journal: in 1 of 2 runs
+# of 60 s, after 69 s of a 300 s run; the test fails until the kernel is fixed.
 . "$(dirname "$0")/lib.sh"
 
 [ -x "$VEXFS_MUSL_BIN/stress" ] || fail "missing $VEXFS_MUSL_BIN/stress: run scripts/setup tools"

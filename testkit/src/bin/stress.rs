@@ -15,13 +15,15 @@
 //! Then N unprivileged workers and one root worker are forked; each drops its privileges
 //! (setgroups, setgid, setuid) and for S seconds runs random operations with its own seeded
 //! generator on a small set of names (`sD/nI` files, `sD/dE` directories, `sD/dE/nI` files, so
-//! the workers collide): create, write, append, truncate, rename (files, directories, its own
-//! fixed files), unlink, link, mkdir, rmdir (half the time after unlinking the directory's
-//! files), fsync, readdir; SET of 1 to 8 chunks (flags 0, sometimes VEXFS_SET_TRUNCATE or
-//! VEXFS_SET_INDEX_NOW), REMOVE and GET of embeddings on its fixed files, on files it saw in a
-//! readdir and on random names (the kernel refuses what it may not do: EACCES); searches at k 1,
-//! 10, 50 and ef_search 0, 16, 200 (ef at least k) with queries near the vectors in use, so
-//! private vectors are real candidates.
+//! the workers collide): create, churn (create, SET, unlink: a short-lived file with
+//! embeddings, whose inode number the next create reuses), write, append, truncate, rename
+//! (files, directories, its own fixed files), unlink, link, mkdir, rmdir (half the time after
+//! unlinking the directory's files), fsync, readdir; SET of 1 to 8 chunks (flags 0, sometimes
+//! VEXFS_SET_TRUNCATE or VEXFS_SET_INDEX_NOW), REMOVE and GET of embeddings on its fixed files,
+//! on files it saw in a readdir and on random names (the kernel refuses what it may not do:
+//! EACCES); searches at k 1, 10, 50 and ef_search 0, 16, 200 (ef at least k) with queries near
+//! the vectors in use, so private vectors are real candidates. A worker stops early after 30
+//! failures.
 //!
 //! Checked: every search result in the fixed table is readable by the caller by (uid, gid, mode)
 //! (root: everything), else a violation is counted and printed; results are nearest first,
@@ -55,6 +57,15 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use vexctl::abi::{VexfsSearchResult, VEXFS_SET_INDEX_NOW, VEXFS_SET_TRUNCATE};
 use vexctl::ioctl;
+
+/// `eprintln!` in one write(2): the workers' lines do not interleave on the console.
+macro_rules! elog {
+    ($($arg:tt)*) => {{
+        let mut line = format!($($arg)*);
+        line.push('\n');
+        let _ = io::stderr().lock().write_all(line.as_bytes());
+    }};
+}
 
 /// Shared directories `s0` ..
 const SHARED_DIRS: usize = 4;
@@ -257,7 +268,7 @@ impl Worker<'_> {
     fn say(&mut self, msg: std::fmt::Arguments) {
         if self.printed < MAX_PRINTED {
             self.printed += 1;
-            eprintln!("stress: worker {} (uid {}): {msg}", self.id, self.who.uid);
+            elog!("stress: worker {} (uid {}): {msg}", self.id, self.who.uid);
         }
     }
 
@@ -305,10 +316,13 @@ impl Worker<'_> {
     }
 
     fn run(&mut self, until: Instant) {
-        while Instant::now() < until {
+        // A worker stops early after MAX_PRINTED failures: the filesystem is likely read-only
+        // by then (an aborted journal), and the rest of the run would only count EROFS.
+        while Instant::now() < until && self.t.get("failures") < u64::from(MAX_PRINTED) {
             self.t.add("ops", 1);
             match self.rng.gen_range(0..100) {
-                0..=7 => self.create(),
+                0..=4 => self.create(),
+                5..=7 => self.churn(),
                 8..=15 => self.write(),
                 16..=20 => self.append(),
                 21..=25 => self.truncate(),
@@ -337,6 +351,26 @@ impl Worker<'_> {
             Ok(())
         })();
         self.record("create", &p.display(), r.map_err(errno));
+    }
+    /// A short-lived file with embeddings: create, SET, unlink. Its inode number is freed at
+    /// once and taken by the next create, while searches may still be naming it.
+    fn churn(&mut self) {
+        let p = self.file_name();
+        let count = self.rng.gen_range(1..=4);
+        let mut v = Vec::with_capacity(count * self.dim as usize);
+        for _ in 0..count {
+            self.vector(&mut v);
+        }
+        let r = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o666)
+            .open(&p)
+            .map_err(errno)
+            .and_then(|f| ioctl::set_embeddings(&f, self.dim, 0, 0, &v))
+            .and_then(|()| fs::remove_file(&p).map_err(errno));
+        self.record("churn", &p.display(), r);
     }
     fn write(&mut self) {
         let p = self.target();
@@ -526,11 +560,19 @@ impl Worker<'_> {
             if !self.who.may_read(f) {
                 self.t.add("violations", 1);
                 self.t.add("failures", 1);
-                // Always printed: the point of the test.
-                eprintln!(
+                // The first ones are printed whatever else was (all are counted).
+                if self.t.get("violations") > u64::from(MAX_PRINTED) {
+                    continue;
+                }
+                elog!(
                     "stress: VIOLATION: worker {} (uid {} gid {}) got ino {ino} chunk {chunk} distance {d} of a file \
                      with uid {} gid {} mode {:04o} (search k {k} ef {ef})",
-                    self.id, self.who.uid, self.who.gid, f.uid, f.gid, f.mode
+                    self.id,
+                    self.who.uid,
+                    self.who.gid,
+                    f.uid,
+                    f.gid,
+                    f.mode
                 );
             } else if self.who.uid == 0 && f.uid != 0 && f.mode & 0o004 == 0 {
                 self.t.add("private-seen-by-root", 1);
@@ -613,13 +655,13 @@ fn become_user(who: Who) -> nix::Result<()> {
 fn worker_main(w: usize, cli: &Cli, dim: u32, s: &Setup, until: Instant, out: File) -> i32 {
     let who = who(w);
     if let Err(e) = become_user(who) {
-        eprintln!("stress: worker {w}: cannot become uid {} gid {}: {e}", who.uid, who.gid);
+        elog!("stress: worker {w}: cannot become uid {} gid {}: {e}", who.uid, who.gid);
         return 2;
     }
     let root = match File::open(&cli.mnt) {
         Ok(f) => f,
         Err(e) => {
-            eprintln!("stress: worker {w}: cannot open {}: {e}", cli.mnt.display());
+            elog!("stress: worker {w}: cannot open {}: {e}", cli.mnt.display());
             return 2;
         }
     };
@@ -662,12 +704,12 @@ fn dump_task(pid: &str, why: &str) {
     let read = |f: &str| fs::read_to_string(format!("/proc/{pid}/{f}")).unwrap_or_else(|e| format!("({e})"));
     let comm = read("comm");
     let state = read("status").lines().find(|l| l.starts_with("State:")).unwrap_or("").to_string();
-    eprintln!("stress: {why}: pid {pid} {} {state}", comm.trim());
-    eprintln!("stress:   wchan: {}", read("wchan").trim());
-    eprintln!("stress:   syscall: {}", read("syscall").trim());
+    elog!("stress: {why}: pid {pid} {} {state}", comm.trim());
+    elog!("stress:   wchan: {}", read("wchan").trim());
+    elog!("stress:   syscall: {}", read("syscall").trim());
     match fs::read_to_string(format!("/proc/{pid}/stack")) {
-        Ok(stack) => stack.lines().for_each(|l| eprintln!("stress:   stack: {l}")),
-        Err(e) => eprintln!("stress:   stack: unavailable ({e}; the kernel needs CONFIG_STACKTRACE)"),
+        Ok(stack) => stack.lines().for_each(|l| elog!("stress:   stack: {l}")),
+        Err(e) => elog!("stress:   stack: unavailable ({e}; the kernel needs CONFIG_STACKTRACE)"),
     }
 }
 
@@ -711,7 +753,7 @@ fn check_fixed(mnt: &Path, s: &Setup) -> io::Result<bool> {
                 .filter(|(_, q)| q.file_name() == Some(name.as_os_str()))
                 .collect();
             let [(ino, q)] = hit.as_slice() else {
-                eprintln!("stress: fixed file {}: {} entries by that name", name.to_string_lossy(), hit.len());
+                elog!("stress: fixed file {}: {} entries by that name", name.to_string_lossy(), hit.len());
                 ok = false;
                 continue;
             };
@@ -719,7 +761,7 @@ fn check_fixed(mnt: &Path, s: &Setup) -> io::Result<bool> {
             match s.table.get(ino) {
                 Some(f) if f.uid == md.uid() && f.gid == md.gid() && f.mode == md.mode() & 0o7777 => {}
                 other => {
-                    eprintln!(
+                    elog!(
                         "stress: fixed file {}: ino {ino} uid {} gid {} mode {:04o}, table says {other:?}",
                         q.display(),
                         md.uid(),
@@ -737,13 +779,13 @@ fn check_fixed(mnt: &Path, s: &Setup) -> io::Result<bool> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if !Uid::effective().is_root() {
-        eprintln!("stress: run as root (setup chowns files and the workers change user)");
+        elog!("stress: run as root (setup chowns files and the workers change user)");
         return ExitCode::from(2);
     }
     let stats = match File::open(&cli.mnt).map_err(errno).and_then(ioctl::stats) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("stress: STATS on {}: {e} (not a mounted vexfs?)", cli.mnt.display());
+            elog!("stress: STATS on {}: {e} (not a mounted vexfs?)", cli.mnt.display());
             return ExitCode::from(2);
         }
     };
@@ -752,7 +794,7 @@ fn main() -> ExitCode {
     let s = match setup(&cli.mnt, nworkers, dim, cli.seed) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("stress: setup in {}: {e} (a fresh filesystem is needed)", cli.mnt.display());
+            elog!("stress: setup in {}: {e} (a fresh filesystem is needed)", cli.mnt.display());
             return ExitCode::from(1);
         }
     };
@@ -774,7 +816,7 @@ fn main() -> ExitCode {
         let (rd, wr) = match pipe() {
             Ok(p) => p,
             Err(e) => {
-                eprintln!("stress: pipe: {e}");
+                elog!("stress: pipe: {e}");
                 failed = true;
                 break;
             }
@@ -793,7 +835,7 @@ fn main() -> ExitCode {
                 live.push((w, child, File::from(rd)));
             }
             Err(e) => {
-                eprintln!("stress: fork: {e}");
+                elog!("stress: fork: {e}");
                 failed = true;
                 break;
             }
@@ -810,16 +852,16 @@ fn main() -> ExitCode {
                     let (w, _, mut rd) = live.swap_remove(i);
                     let mut text = String::new();
                     if rd.read_to_string(&mut text).is_err() || !total.merge(&text) {
-                        eprintln!("stress: worker {w}: unreadable tally");
+                        elog!("stress: worker {w}: unreadable tally");
                         failed = true;
                     }
                     if !matches!(st, WaitStatus::Exited(_, 0)) {
-                        eprintln!("stress: worker {w} ended with {st:?}");
+                        elog!("stress: worker {w} ended with {st:?}");
                         failed = true;
                     }
                 }
                 Err(e) => {
-                    eprintln!("stress: waitpid worker {}: {e}", live[i].0);
+                    elog!("stress: waitpid worker {}: {e}", live[i].0);
                     live.swap_remove(i);
                     failed = true;
                 }
@@ -828,7 +870,7 @@ fn main() -> ExitCode {
         std::thread::sleep(Duration::from_millis(100));
     }
     if !live.is_empty() {
-        eprintln!(
+        elog!(
             "stress: SUSPECTED DEADLOCK: {} workers still running {} s after the end of the run (seed {})",
             live.len(),
             margin,
@@ -857,7 +899,7 @@ fn main() -> ExitCode {
         Ok(true) => {}
         Ok(false) => failed = true,
         Err(e) => {
-            eprintln!("stress: checking the fixed files: {e}");
+            elog!("stress: checking the fixed files: {e}");
             failed = true;
         }
     }
@@ -867,7 +909,7 @@ fn main() -> ExitCode {
             st.vectors, st.pending, st.deleted, st.capacity
         ),
         Err(e) => {
-            eprintln!("stress: STATS after the run: {e}");
+            elog!("stress: STATS after the run: {e}");
             failed = true;
         }
     }
@@ -889,7 +931,7 @@ fn main() -> ExitCode {
         g("failures")
     );
     if failed || g("failures") > 0 || g("violations") > 0 {
-        eprintln!("stress: FAILED (seed {})", cli.seed);
+        elog!("stress: FAILED (seed {})", cli.seed);
         return ExitCode::from(1);
     }
     ExitCode::SUCCESS
