@@ -36,7 +36,8 @@
 //! After the workers: every fixed file is still there, once, under its name, with its owner and
 //! mode. Printed: per operation kind the successes and errnos, the searches, results, results
 //! checked against the table, violations, ops/s; the last line starts with `stress-figures:`.
-//! Exit status 0 only if nothing failed.
+//! Exit status 0 only if nothing failed. `--ops churn,search` (any subset of the operations'
+//! names) narrows a reproduction down.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
@@ -105,6 +106,10 @@ struct Cli {
     /// (default: 60 or half of --seconds, whichever is more).
     #[arg(long)]
     margin: Option<u64>,
+    /// Only these operations (comma-separated names, as the figures print them; set also
+    /// makes set-now), to narrow a reproduction down. Default: all.
+    #[arg(long, value_delimiter = ',')]
+    ops: Vec<String>,
 }
 
 /// A worker's credentials.
@@ -227,8 +232,50 @@ fn errno(e: io::Error) -> Errno {
     Errno::from_raw(e.raw_os_error().unwrap_or(0))
 }
 
+/// An operation of the workers.
+type Op = fn(&mut Worker<'_>);
+
+/// The operations: name (for --ops), weight (out of 100), body.
+const OPS: [(&str, u32, Op); 16] = [
+    ("create", 5, |w| w.create()),
+    ("churn", 3, |w| w.churn()),
+    ("write", 8, |w| w.write()),
+    ("append", 5, |w| w.append()),
+    ("truncate", 5, |w| w.truncate()),
+    ("rename", 8, |w| w.rename()),
+    ("unlink", 6, |w| w.unlink()),
+    ("link", 4, |w| w.link()),
+    ("mkdir", 3, |w| w.mkdir()),
+    ("rmdir", 3, |w| w.rmdir()),
+    ("fsync", 3, |w| w.fsync()),
+    ("readdir", 4, |w| w.readdir()),
+    ("set", 13, |w| w.set()),
+    ("remove", 5, |w| w.remove()),
+    ("get", 7, |w| w.get()),
+    ("search", 18, |w| w.search()),
+];
+
+/// The operations a run uses (all, or those --ops names), as (cumulative weight, body).
+fn op_table(names: &[String]) -> Result<Vec<(u32, Op)>, String> {
+    if let Some(bad) = names.iter().find(|n| !OPS.iter().any(|o| o.0 == n.as_str())) {
+        let all: Vec<&str> = OPS.iter().map(|o| o.0).collect();
+        return Err(format!("unknown operation {bad} (operations: {})", all.join(",")));
+    }
+    let mut sum = 0;
+    Ok(OPS
+        .iter()
+        .filter(|o| names.is_empty() || names.iter().any(|n| n == o.0))
+        .map(|&(_, w, op)| {
+            sum += w;
+            (sum, op)
+        })
+        .collect())
+}
+
 /// One worker process's state.
 struct Worker<'a> {
+    /// The operations it picks from ([`op_table`]).
+    ops: Vec<(u32, Op)>,
     id: usize,
     who: Who,
     mnt: PathBuf,
@@ -320,24 +367,10 @@ impl Worker<'_> {
         // by then (an aborted journal), and the rest of the run would only count EROFS.
         while Instant::now() < until && self.t.get("failures") < u64::from(MAX_PRINTED) {
             self.t.add("ops", 1);
-            match self.rng.gen_range(0..100) {
-                0..=4 => self.create(),
-                5..=7 => self.churn(),
-                8..=15 => self.write(),
-                16..=20 => self.append(),
-                21..=25 => self.truncate(),
-                26..=33 => self.rename(),
-                34..=39 => self.unlink(),
-                40..=43 => self.link(),
-                44..=46 => self.mkdir(),
-                47..=49 => self.rmdir(),
-                50..=52 => self.fsync(),
-                53..=56 => self.readdir(),
-                57..=69 => self.set(),
-                70..=74 => self.remove(),
-                75..=81 => self.get(),
-                _ => self.search(),
-            }
+            let total = self.ops.last().map_or(0, |o| o.0);
+            let x = self.rng.gen_range(0..total);
+            let Some(&(_, op)) = self.ops.iter().find(|o| o.0 > x) else { return };
+            op(self);
         }
     }
 
@@ -665,7 +698,15 @@ fn worker_main(w: usize, cli: &Cli, dim: u32, s: &Setup, until: Instant, out: Fi
             return 2;
         }
     };
+    let ops = match op_table(&cli.ops) {
+        Ok(o) => o,
+        Err(e) => {
+            elog!("stress: {e}");
+            return 2;
+        }
+    };
     let mut wk = Worker {
+        ops,
         id: w,
         who,
         mnt: cli.mnt.clone(),
@@ -789,6 +830,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Err(e) = op_table(&cli.ops) {
+        elog!("stress: --ops: {e}");
+        return ExitCode::from(2);
+    }
     let dim = stats.dim;
     let nworkers = cli.workers as usize + 1;
     let s = match setup(&cli.mnt, nworkers, dim, cli.seed) {
