@@ -3,6 +3,7 @@
 //! - [`format`]: the on-disk format v1 (superblock, inodes, extents, directories, journal,
 //!   vector regions), with decoders that validate every field and never panic.
 //! - [`crc32c`]: the checksum of every metadata structure.
+//! - [`extent_tree`]: a file's extents past its inline ones, as a B+-tree of extent blocks.
 //! - [`io`]: the block traits everything reads and writes through ([`io::BlockStore`] for the
 //!   index and chunk lists, [`io::BlockDevice`] for the tools' images).
 //! - [`distance`]: the float32 distance kernels (C, run in the kernel between
@@ -28,6 +29,7 @@ pub mod crc32c;
 pub mod distance;
 pub mod embed;
 pub mod error;
+pub mod extent_tree;
 pub mod format;
 pub mod hnsw;
 pub mod index_error;
