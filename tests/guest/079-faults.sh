@@ -26,18 +26,32 @@
 #      failing (the commit), and, caches warm, every candidate failing (met at the commit's
 #      checkpoint). The blocks fail from before the operation until after its syncfs and the
 #      unmount; then the table is restored, fsck.vexfs -n (replaying in memory), mount
-#      (replays): the state must be the one before (the operation failed: EIO or EROFS) or the
+#      (replays): the state must be the one before (the operation failed: EIO, EROFS, SIGBUS) or the
 #      one after (it and the syncfs succeeded), one of the two otherwise; fsck.vexfs -n after
 #      the unmount; no kernel warning. (mincore on the device cannot tell which blocks an
 #      operation read: the filesystem's buffers do not show in a mapping of the device.)
-#   4. A failed allocation (failslab, task-filtered): only on a kernel with CONFIG_FAILSLAB and
-#      CONFIG_FAULT_INJECTION_DEBUG_FS; the test kernel and today's debug kernel have neither,
-#      and the test says so.
+#   4. A failed allocation at each step (fail-nth, syzkaller's method): failslab (the test
+#      kernel has CONFIG_FAILSLAB, CONFIG_FAULT_INJECTION_DEBUG_FS; part 4 fails without them)
+#      set to fail allocations that may sleep too (ignore-gfp-wait N), silently (verbose 0),
+#      never at random (probability 0). On part 3's base image on /dev/vda (no device-mapper),
+#      part 3's 14 operations, each one faultops process (a sequence's parts joined by +): a
+#      calibration counts the fault-injection points P the operation passes (cold caches); then
+#      for n = 1, 2, ...: the base restored and mounted, caches dropped (inodes and buffer heads
+#      are allocated too), the operation run with FAIL_NTH=n (the n-th allocation of its thread
+#      fails), syncfs, unmount. The operation succeeds or fails with ENOMEM (EIO or EROFS only
+#      with a journal abort, in dmesg), the syncfs succeeds unless the journal aborted; then
+#      part 3's checks: fsck.vexfs -n, mount, the state before (the operation failed; in a
+#      sequence whose K-th part failed, the state after the first K-1) or after it (succeeded),
+#      fsck.vexfs -n; no kernel warning.
 # FAULTS_FULL=1: every candidate block for every operation, and the journal and warm cases
 # (CI: one block of the metadata regions per operation, chosen by the seed, and one of the
-# journal and warm cases in turn), and the
-# part-2 operations at every k up to the need plus 1. Figures: cases, failures injected,
-# (operation, step) cases where the failure was met, errnos, aborts, fsck results, warnings.
+# journal and warm cases in turn), the part-2 operations at every k up to the need plus 1, and
+# in part 4 every n until the operation no longer reaches its n-th point (CI: n = 1..4 and 3
+# more chosen by the seed among 5..P). Figures: cases, failures injected, (operation, step)
+# cases where the failure was met, errnos, aborts, fsck results, warnings; per operation of
+# part 4, its steps P, results by errno, aborts. FAULTS_NTH="OP:N[,N...] ..." (with
+# FAULTS_PARTS=4): only those part-4 cases, each printing the stack of the allocation that
+# failed (a reproduction).
 # Takes about 3 minutes (2 cores, TCG). Needs the host's dmsetup.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/crash-lib.sh"
@@ -67,6 +81,7 @@ script=$(guest_script faults.guest <<'GUEST'
 FULL=$1
 SEED=$2
 PARTS=$3
+NTHS=$4
 E=$EMB
 cp /share/regions /tmp/regions
 # dmsetup and its libraries from tmpfs: loading them over 9p at each call is slow.
@@ -230,14 +245,15 @@ data_case() {
         observe /mnt > /tmp/d.before
         dmesg -c > /dev/null
         _e=$(cd /mnt && op_errno "$_cmd")
+        cp /tmp/op.out /tmp/data.out
         _s=$(op_errno "faultops syncfs /mnt")
         _r=ok
         if [ $_k -lt "$_need" ]; then
-            case $_e in ENOSPC|SIGBUS) ;; *) _r=bad; problem "2: $_name with $_k free: $_e, not ENOSPC: $(head -c 200 /tmp/op.out)" ;; esac
+            case $_e in ENOSPC|SIGBUS) ;; *) _r=bad; problem "2: $_name with $_k free: $_e, not ENOSPC: $(head -c 200 /tmp/data.out)" ;; esac
             [ "$_s" = ok ] || { _r=bad; problem "2: $_name with $_k free: syncfs after the failure: $_s"; }
             if dmesg | grep -q 'journal aborted'; then _r=bad; problem "2: $_name with $_k free: the journal aborted"; fi
         else
-            [ "$_e" = ok ] || { _r=bad; problem "2: $_name with $_k free: $_e, not ok: $(head -c 200 /tmp/op.out)"; }
+            [ "$_e" = ok ] || { _r=bad; problem "2: $_name with $_k free: $_e, not ok: $(head -c 200 /tmp/data.out)"; }
         fi
         must umount /mnt
         fsck_clean /dev/vdc "2: $_name with $_k free"
@@ -268,6 +284,92 @@ data_case set-6-chunks 1 "vexctl set g --fvecs $E --rows 60..66"
 fi
 
 # ================================================================================================
+# Parts 3 and 4: the base image on the device $D (part 3: /dev/vda under device-mapper; part 4:
+# /dev/vda), the state before an operation (/tmp/m0) and after it (/tmp/m1.OP), and the check of
+# what a case left.
+
+# make_base: the base tree made on $D, observed (/tmp/m0) and kept in /tmp/base.img.
+make_base() {
+    mount_vexfs $D /mnt
+    must mkdir /mnt/d1 /mnt/d2
+    must faultops write /mnt/d1/f1 0 5000 > /dev/null
+    must faultops write /mnt/d1/f2 0 100 > /dev/null
+    must faultops create /mnt/d1/f3 > /dev/null
+    must faultops write /mnt/d2/g 0 10 > /dev/null
+    must faultops create /mnt/e5 > /dev/null
+    must faultops write /mnt/big 0 40000 > /dev/null
+    must faultops write /mnt/t 0 100 > /dev/null
+    must faultops truncate /mnt/t 40000 > /dev/null
+    must faultops symlink 500 /mnt/sl > /dev/null
+    must vexctl set /mnt/d1/f2 --fvecs $E --row 0
+    must vexctl set /mnt/d1/f3 --fvecs $E --rows 1..4
+    must vexctl set /mnt/e5 --fvecs $E --rows 5..11
+    must vexctl wait-indexed /mnt > /dev/null 2>&1
+    observe /mnt > /tmp/m0
+    must umount /mnt
+    fsck_clean $D "the base image"
+    must dd if=$D of=/tmp/base.img bs=1M 2> /dev/null
+    echo "base: $(grep -c '^P:' /tmp/m0) paths, $(grep -c '^E:' /tmp/m0) embeddings"
+}
+
+# restore_base: the base image onto $D. The first fsync of the device after a case
+# whose writes failed reports that error (errseq: an error no one saw goes to the next opener),
+# so a failed first copy is tried once more.
+restore_base() {
+    dd if=/tmp/base.img of=$D bs=1M conv=fsync 2> /dev/null ||
+        dd if=/tmp/base.img of=$D bs=1M conv=fsync 2> /tmp/dd.err || fail "restoring the base image: $(cat /tmp/dd.err)"
+}
+
+# calibrate OP CMD: CMD run on the base image without failures (caches dropped before it, as in
+# the cases), synced, the filesystem mounted again: the state after it, /tmp/m1.OP. CMD's output
+# stays in /tmp/op.out.
+calibrate() {
+    restore_base
+    mount_vexfs $D /mnt
+    sync
+    echo 3 > /proc/sys/vm/drop_caches
+    e=$(cd /mnt && op_errno "$2")
+    [ "$e" = ok ] || fail "$1 without failures: $e: $(cat /tmp/op.out)"
+    must faultops syncfs /mnt > /dev/null
+    must umount /mnt
+    mount_vexfs $D /mnt
+    must vexctl wait-indexed /mnt > /dev/null 2>&1
+    observe /mnt > "/tmp/m1.$1"
+    must umount /mnt
+    cmp -s /tmp/m0 "/tmp/m1.$1" && fail "$1 changed nothing"
+}
+
+# check_outcome WHERE OP E S [BEFORE]: after operation OP ended with E (ok or an errno) and its
+# syncfs with S, the filesystem on $D unmounted: fsck.vexfs -n (replaying in memory), mount
+# (replays): the state must be the one before (BEFORE, default /tmp/m0: OP failed), the one
+# after (/tmp/m1.OP: OP and the syncfs succeeded), one of the two otherwise; fsck.vexfs -n after
+# the unmount. Problems are named WHERE; status 1 if a check failed.
+check_outcome() {
+    _co=0
+    _before=${5:-/tmp/m0}
+    fsck_clean $D "$1, before the replay"
+    [ "$(tail -n 1 /tmp/fscks)" = fsck-ok ] || _co=1
+    if mount -t vexfs $D /mnt 2> /tmp/mount.err; then
+        observe /mnt > /tmp/obs
+        umount /mnt
+        if [ "$3" != ok ]; then
+            same "$_before" /tmp/obs "$1 ($3, the state before wanted)" || _co=1
+        elif [ "$4" = ok ]; then
+            same "/tmp/m1.$2" /tmp/obs "$1 (ok and synced: the state after wanted)" || _co=1
+        elif ! cmp -s "$_before" /tmp/obs && ! cmp -s "/tmp/m1.$2" /tmp/obs; then
+            _co=1
+            problem "$1 (ok, syncfs $4): neither the state before nor after: $(diff "$_before" /tmp/obs | grep '^[-+][^-+]' | head -n 3 | tr '\n' ' ')"
+        fi
+    else
+        _co=1
+        problem "$1: mount after the failure: $(cat /tmp/mount.err)"
+    fi
+    fsck_clean $D "$1, after the replay"
+    [ "$(tail -n 1 /tmp/fscks)" = fsck-ok ] || _co=1
+    return $_co
+}
+
+# ================================================================================================
 if part 3; then
 case " $PARTS " in *" x "*) set -x ;; esac
 section "3. EIO from the block device (/dev/vda under device-mapper, tables swapped while mounted)"
@@ -275,34 +377,7 @@ LINEAR="0 $(cat /sys/block/vda/size) linear /dev/vda 0"
 dm_create fx "$LINEAR"
 D=$DM_DEV
 JOURNAL=$(awk '$1 == "journal" { print $2 "+" $3 }' /tmp/regions)
-mount_vexfs $D /mnt
-must mkdir /mnt/d1 /mnt/d2
-must faultops write /mnt/d1/f1 0 5000 > /dev/null
-must faultops write /mnt/d1/f2 0 100 > /dev/null
-must faultops create /mnt/d1/f3 > /dev/null
-must faultops write /mnt/d2/g 0 10 > /dev/null
-must faultops create /mnt/e5 > /dev/null
-must faultops write /mnt/big 0 40000 > /dev/null
-must faultops write /mnt/t 0 100 > /dev/null
-must faultops truncate /mnt/t 40000 > /dev/null
-must faultops symlink 500 /mnt/sl > /dev/null
-must vexctl set /mnt/d1/f2 --fvecs $E --row 0
-must vexctl set /mnt/d1/f3 --fvecs $E --rows 1..4
-must vexctl set /mnt/e5 --fvecs $E --rows 5..11
-must vexctl wait-indexed /mnt > /dev/null 2>&1
-observe /mnt > /tmp/m0
-must umount /mnt
-fsck_clean $D "3: the base image"
-must dd if=$D of=/tmp/base.img bs=1M 2> /dev/null
-echo "base: $(grep -c '^P:' /tmp/m0) paths, $(grep -c '^E:' /tmp/m0) embeddings"
-
-# restore_base: the base image onto the dm device. The first fsync of the device after a case
-# whose writes failed reports that error (errseq: an error no one saw goes to the next opener),
-# so a failed first copy is tried once more.
-restore_base() {
-    dd if=/tmp/base.img of=$D bs=1M conv=fsync 2> /dev/null ||
-        dd if=/tmp/base.img of=$D bs=1M conv=fsync 2> /tmp/dd.err || fail "restoring the base image: $(cat /tmp/dd.err)"
-}
+make_base
 
 cat > /tmp/ops <<'OPS'
 set-new vexctl set d1/f1 --fvecs /share/emb.fvecs --row 20
@@ -334,6 +409,7 @@ eio_case() {
     dmesg -c > /dev/null
     dm_swap fx "$(fail_table "$@")"
     _e=$(cd /mnt && op_errno "$_cmd")
+    cp /tmp/op.out /tmp/eio.out
     _s=$(op_errno "faultops syncfs /mnt")
     # The unmount too (its commit and checkpoint meet the errors), then the table restored.
     umount /mnt 2> /tmp/umount.err || problem "3: $_op $_step: umount: $(cat /tmp/umount.err)"
@@ -345,26 +421,11 @@ eio_case() {
     [ "$_w" = 0 ] || problem "3: $_op $_step: $_w kernel warnings"
     _r=ok
     case $_e in
-        ok|EIO|EROFS) ;;
-        *) _r=bad; problem "3: $_op $_step: failed with $_e (EIO or EROFS expected): $(head -c 200 /tmp/op.out)" ;;
+        # SIGBUS: mmap-write's page fault met the EIO (page_mkwrite's errors are delivered so).
+        ok|EIO|EROFS|SIGBUS) ;;
+        *) _r=bad; problem "3: $_op $_step: failed with $_e (EIO, EROFS or SIGBUS expected): $(head -c 200 /tmp/eio.out)" ;;
     esac
-    fsck_clean $D "3: $_op $_step, before the replay"
-    if mount -t vexfs $D /mnt 2> /tmp/mount.err; then
-        observe /mnt > /tmp/obs
-        umount /mnt
-        if [ "$_e" != ok ]; then
-            same /tmp/m0 /tmp/obs "3: $_op $_step ($_e, the state before wanted)" || _r=bad
-        elif [ "$_s" = ok ]; then
-            same "/tmp/m1.$_op" /tmp/obs "3: $_op $_step (ok and synced: the state after wanted)" || _r=bad
-        elif ! cmp -s /tmp/m0 /tmp/obs && ! cmp -s "/tmp/m1.$_op" /tmp/obs; then
-            _r=bad
-            problem "3: $_op $_step (ok, syncfs $_s): neither the state before nor after: $(diff /tmp/m0 /tmp/obs | grep '^[-+][^-+]' | head -n 3 | tr '\n' ' ')"
-        fi
-    else
-        _r=bad
-        problem "3: $_op $_step: mount after the failure: $(cat /tmp/mount.err)"
-    fi
-    fsck_clean $D "3: $_op $_step, after the replay"
+    check_outcome "3: $_op $_step" "$_op" "$_e" "$_s" || _r=bad
     _met=0
     { [ "$_e" != ok ] || [ "$_s" != ok ]; } && _met=1
     echo "3 $_op $_step $_r $_met $_e/$_s $_ab $_cache" >> /tmp/results
@@ -387,20 +448,8 @@ cut -d' ' -f1 /tmp/blocks.r > /tmp/blocks
 echo "candidate blocks: $(wc -l < /tmp/blocks) ($(cut -d' ' -f2 /tmp/blocks.r | uniq -c | awk '{ printf "%s%s %s", sep, $1, $2; sep = ", " }'))"
 nop=0
 while read -r op cmd <&3; do
-    # Calibration: no error; the state after, and the blocks the operation brought into the cache.
-    restore_base
-    mount_vexfs $D /mnt
-    sync
-    echo 3 > /proc/sys/vm/drop_caches
-    e=$(cd /mnt && op_errno "$cmd")
-    [ "$e" = ok ] || fail "3: $op without errors: $e: $(cat /tmp/op.out)"
-    must faultops syncfs /mnt > /dev/null
-    must umount /mnt
-    mount_vexfs $D /mnt
-    must vexctl wait-indexed /mnt > /dev/null 2>&1
-    observe /mnt > "/tmp/m1.$op"
-    must umount /mnt
-    cmp -s /tmp/m0 "/tmp/m1.$op" && fail "3: $op changed nothing"
+    # Calibration: no error; the state after.
+    calibrate "$op" "$cmd"
     if [ "$FULL" = 1 ]; then
         cp /tmp/blocks.r /tmp/pick
     else
@@ -430,36 +479,159 @@ fi
 
 # ================================================================================================
 if part 4; then
-section "4. a failed allocation (failslab)"
+section "4. a failed allocation at each step (fail-nth, failslab)"
+# The kernel's failslab settings: allocations that may sleep fail too (ignore-gfp-wait N), no
+# message per injected failure (verbose 0: else a stack dump each time), no random failures
+# (probability 0): only fail-nth injects, in the thread that armed it (faultops FAIL_NTH=N).
 mount -t debugfs none /sys/kernel/debug 2> /dev/null
-if [ -d /sys/kernel/debug/failslab ]; then
-    # Task-filtered: only this shell's children fail; each op once with 1 failure in 3 allocations.
-    F=/sys/kernel/debug/failslab
-    echo 1 > $F/task-filter
-    echo 0 > $F/space
-    echo 30 > $F/probability
-    echo -1 > $F/times
-    echo 0 > $F/verbose
-    echo N > $F/ignore-gfp-wait 2> /dev/null
-    must dd if=/tmp/base.img of=/dev/vda bs=1M conv=fsync 2> /dev/null
-    n=0
-    while read -r op cmd; do
-        for i in 1 2 3 4; do
-            mount_vexfs /dev/vda /mnt
-            dmesg -c > /dev/null
-            e=$(cd /mnt && sh -c "echo 1 > /proc/self/make-it-fail; exec sh -c \"\$0\"" "$cmd" > /tmp/op.out 2>&1 && echo ok || { grep -oE 'ENOMEM|EIO|EROFS|ENOSPC|EEXIST|ENOENT' /tmp/op.out | head -n 1; })
-            umount /mnt 2> /dev/null || problem "4: $op: umount"
-            dmesg > /tmp/case.dmesg
-            [ "$(kernel_problems /tmp/case.dmesg)" = 0 ] || problem "4: $op: kernel warnings"
-            fsck_clean /dev/vda "4: $op ($e)"
-            echo "4 $op try$i ok 1 ${e:-?} 0 failslab" >> /tmp/results
+F=/sys/kernel/debug/failslab
+if [ ! -d $F ] || [ ! -e /proc/thread-self/fail-nth ]; then
+    problem "4: no $F or /proc/thread-self/fail-nth: the test kernel needs CONFIG_FAILSLAB, CONFIG_FAULT_INJECTION_DEBUG_FS and CONFIG_DEBUG_FS (qemu/kernel.config)"
+else
+echo N > $F/ignore-gfp-wait
+echo 0 > $F/verbose
+echo 0 > $F/probability
+[ "$(cat $F/ignore-gfp-wait) $(cat $F/verbose) $(cat $F/probability)" = "N 0 0" ] ||
+    fail "4: failslab settings not taken: $(cat $F/ignore-gfp-wait) $(cat $F/verbose) $(cat $F/probability)"
+# FAULTS_NTH (a reproduction): failslab prints each injected failure's stack (verbose 2), kept
+# off the console during the operation (console loglevel 1: the harness takes a call trace on
+# the console for a kernel error); the stack is printed from dmesg, functions only.
+CONSOLE_LEVEL=$(cut -f1 /proc/sys/kernel/printk)
+[ -z "$NTHS" ] || echo 2 > $F/verbose
+# The base image of part 3, on /dev/vda itself (no device-mapper: its allocations would be
+# counted among the operation's steps).
+D=/dev/vda
+[ -f /tmp/base.img ] || make_base
+# Part 3's operations, as one faultops each (FAIL_NTH counts the steps of one process).
+cat > /tmp/ops4 <<'OPS'
+set-new faultops set d1/f1 /share/emb.fvecs 20 1
+set-replace faultops set d1/f3 /share/emb.fvecs 21 3
+set-index-now faultops set d2/g /share/emb.fvecs 25 2 index-now
+set-7-chunks faultops set d1/f1 /share/emb.fvecs 28 7
+remove faultops rm-embedding d1/f3
+create faultops create d2/new
+mkdir faultops mkdir d1/sub
+rename faultops rename d1/f2 d2/f2
+rename-over faultops rename d1/f3 e5
+unlink faultops unlink e5
+write faultops write d1/f1 8192 4096
+mmap-write faultops mmap-write t 16384 4096
+truncate-down faultops truncate big 4096
+truncate-up-write faultops truncate t 100000 + write t 90000 100
+OPS
+
+# nth_case OP CMD N: one case: the base mounted, caches dropped, CMD run with FAIL_NTH=N, its
+# syncfs, the unmount; CMD must succeed or fail with ENOMEM (EIO, EROFS or SIGBUS only with the
+# journal aborted, in dmesg), the syncfs succeed unless the journal aborted; then part 3's
+# checks (check_outcome; when operation K of a sequence failed, the state before it is the one
+# after the first K-1, /tmp/m1.OP.K-1). Sets NTH to CMD's fail-nth line (injected | not-reached P); appends
+# "4 OP nN outcome injected(1|0) op/syncfs-errno aborted" to /tmp/results.
+nth_case() {
+    _op=$1 _cmd=$2 _n=$3
+    restore_base
+    mount_vexfs $D /mnt
+    sync
+    echo 3 > /proc/sys/vm/drop_caches
+    dmesg -c > /dev/null
+    [ -z "$NTHS" ] || echo 1 > /proc/sys/kernel/printk
+    _e=$(cd /mnt && op_errno "FAIL_NTH=$_n $_cmd")
+    cp /tmp/op.out /tmp/nth.out
+    [ -z "$NTHS" ] || echo "$CONSOLE_LEVEL" > /proc/sys/kernel/printk
+    NTH=$(grep -oE '^(injected|not-reached [0-9]+)$' /tmp/nth.out)
+    _s=$(op_errno "faultops syncfs /mnt")
+    umount /mnt 2> /tmp/umount.err || problem "4: $_op n=$_n: umount: $(cat /tmp/umount.err)"
+    dmesg > /tmp/case.dmesg
+    _ab=0
+    grep -q 'journal aborted' /tmp/case.dmesg && _ab=1
+    _w=$(kernel_problems /tmp/case.dmesg)
+    _r=ok
+    [ "$_w" = 0 ] || { _r=bad; problem "4: $_op n=$_n: $_w kernel warnings: $(grep -m 3 -E 'WARN''ING|BU''G:|Oo''ps|lock''dep' /tmp/case.dmesg | tr '\n' ' ')"; }
+    case $NTH in
+        injected|not-reached*) ;;
+        *) _r=bad; problem "4: $_op n=$_n: no fail-nth line from faultops: $(head -c 200 /tmp/nth.out)" ;;
+    esac
+    case $_e/$_ab in
+        ok/*|ENOMEM/*|EIO/1|EROFS/1|SIGBUS/1) ;;
+        *) _r=bad; problem "4: $_op n=$_n: $_e (ENOMEM expected; EIO/EROFS only with a journal abort): $(head -c 200 /tmp/nth.out | tr '\n' ' ') dmesg: $(grep -m 3 vexfs /tmp/case.dmesg | tr '\n' ' ')" ;;
+    esac
+    [ "$_s" = ok ] || [ $_ab = 1 ] || { _r=bad; problem "4: $_op n=$_n: syncfs after it: $_s, no journal abort"; }
+    [ "$NTH" != "${NTH#not-reached}" ] && [ "$_e" != ok ] && { _r=bad; problem "4: $_op n=$_n: $_e with no failure injected"; }
+    _k=$(grep -oE ' in operation [0-9]+$' /tmp/nth.out | grep -oE '[0-9]+$')
+    _before=/tmp/m0
+    [ -z "$_k" ] || _before="/tmp/m1.$_op.$((_k - 1))"
+    check_outcome "4: $_op n=$_n" "$_op" "$_e" "$_s" "$_before" || _r=bad
+    _inj=0
+    [ "$NTH" = injected ] && _inj=1
+    echo "4 $_op n$_n $_r $_inj $_e/$_s $_ab" >> /tmp/results
+    # A case with a problem, and every case of FAULTS_NTH: what the operation and the kernel said
+    # (the module's messages; with FAULTS_NTH, the failed allocation's call chain, generic
+    # frames left out).
+    if [ $_r != ok ] || [ -n "$NTHS" ]; then
+        echo "    $_op n=$_n: $(head -n 1 /tmp/nth.out), $NTH; syncfs $_s; journal aborted $_ab: $([ $_r = ok ] && echo ok || echo a problem)"
+        # The frames the unwinder is sure of, or (none) all it printed, marked '?'.
+        sed -n '/forcing a failure/,/<\/TASK>/p' /tmp/case.dmesg > /tmp/stack
+        grep -q ']  [A-Za-z_]' /tmp/stack && grep -v ' ? ' /tmp/stack > /tmp/stack.sure && mv /tmp/stack.sure /tmp/stack
+        grep -oE '[A-Za-z_][A-Za-z0-9_.$]*\+0x[0-9a-f]+/0x[0-9a-f]+( \[vexfs\])?' /tmp/stack |
+            grep -vE '^(dump_stack_lvl|should_fail_ex|should_failslab|slab_pre_alloc_hook|slab_alloc_node|krealloc_noprof|__kmalloc[a-z_]*|kmalloc_trace[a-z_]*|kmem_cache_alloc[a-z_]*)\+' |
+            head -n 12 | demangle_frames | sed 's/^/      at /'
+        grep -E ' vexfs: |VM_FAULT_OOM' /tmp/case.dmesg | grep -vE 'distance kernel|WARN''ING|BU''G:|Oo''ps' | head -n 8 | sed 's/^/      /'
+    fi
+}
+
+nop=0
+while read -r op cmd <&3; do
+    if [ -n "$NTHS" ]; then
+        ns=$(echo "$NTHS" | tr ' ' '\n' | awk -F: -v op="$op" '$1 == op { gsub(/,/, "\n", $2); print $2 }')
+        [ -n "$ns" ] || continue
+    fi
+    # Calibration: no failure (FAIL_NTH past the end), the state after, and the number of
+    # fault-injection points the operation passes, P.
+    [ ! -f "/tmp/m1.$op" ] || mv "/tmp/m1.$op" "/tmp/m1.3.$op"
+    calibrate "$op" "FAIL_NTH=1000000 $cmd"
+    P=$(grep -oE '^not-reached [0-9]+$' /tmp/op.out | cut -d' ' -f2)
+    [ -n "$P" ] || fail "4: $op: no fail-nth count from faultops: $(cat /tmp/op.out)"
+    # A sequence (faultops A + B ...): the state after its first K operations, /tmp/m1.OP.K.
+    k=1 rest=${cmd#faultops } prefix=
+    while [ "$rest" != "${rest#* + }" ]; do
+        prefix="$prefix${prefix:+ + }${rest%% + *}"
+        rest=${rest#* + }
+        calibrate "$op.$k" "faultops $prefix"
+        k=$((k + 1))
+    done
+    # Part 3 ran the same operation with vexctl: the same state after it.
+    [ ! -f "/tmp/m1.3.$op" ] || same "/tmp/m1.3.$op" "/tmp/m1.$op" "4: $op: faultops and part 3's command differ"
+    # The steps: FAULTS_FULL=1 every n from 1 until the operation no longer reaches its n-th
+    # point (syzkaller's loop); else n = 1..4 and 3 more chosen by the seed among 5..P.
+    if [ -n "$NTHS" ]; then
+        for n in $ns; do nth_case "$op" "$cmd" "$n"; done
+        steps=$P
+    elif [ "$FULL" = 1 ]; then
+        n=1
+        while :; do
+            nth_case "$op" "$cmd" $n
+            case $NTH in injected) ;; *) break ;; esac
+            [ $n -lt 5000 ] || fail "4: $op: still injected at n=$n"
             n=$((n + 1))
         done
-    done < /tmp/ops
-    echo 0 > $F/probability
-    echo "failslab: $n runs"
-else
-    echo "failslab: not available (this kernel has no CONFIG_FAILSLAB / CONFIG_FAULT_INJECTION_DEBUG_FS): part 4 not run"
+        steps=$((n - 1))
+        [ "$steps" = "$P" ] || echo "    ($op: $steps steps here, $P at the calibration)"
+    else
+        awk -v p="$P" -v s="$SEED$nop" 'BEGIN {
+            for (n = 1; n <= 4 && n <= p; n++) print n
+            srand(s); k = 0
+            while (p > 4 && k < 3 && k < p - 4) { n = 5 + int(rand() * (p - 4)); if (!(n in seen)) { seen[n] = 1; print n; k++ } } }' |
+            sort -n > /tmp/ns
+        while read -r n <&4; do nth_case "$op" "$cmd" "$n"; done 4< /tmp/ns
+        steps=$P
+    fi
+    awk -v op="$op" -v steps="$steps" '$1 == 4 && $2 == op {
+            n++; split($6, es, "/"); errs[es[1]]++; inj += $5; ab += $7; if ($4 != "ok") bad++
+            if ($5 == 1 && es[1] == "ok") okinj++ }
+        END { printf "  %-18s %4d steps, %3d run:", op, steps, n
+              for (e in errs) printf " %s %d", e, errs[e]
+              printf "; ok despite the failure %d, aborts %d, problems %d\n", okinj, ab, bad }' /tmp/results
+    nop=$((nop + 1))
+done 3< /tmp/ops4
 fi
 fi
 
@@ -470,13 +642,17 @@ awk -v secs="$(awk -v a="$START" -v b="$END" 'BEGIN { printf "%d", b - a }')" '
     { n++; part[$1]++; if ($4 != "ok") bad++ }
     $1 == 3 { if ($5 == 1) { met++; steps[$2 " " $3] = 1; ops[$2] = 1 } else unmet++
               split($6, es, "/"); errs[es[1]]++; if ($7 == 1) ab++ }
+    $1 == 4 { inj4 += $5; ab4 += $7; nops4[$2] = 1; split($6, es, "/"); errs4[es[1]]++; if ($5 == 1 && es[1] == "ok") okinj4++ }
     END {
-        printf "cases: %d (%d s): vector ENOSPC %d, data ENOSPC %d, EIO %d, failslab %d\n", n, secs, part[1], part[2], part[3], part[4]
+        printf "cases: %d (%d s): vector ENOSPC %d, data ENOSPC %d, EIO %d, fail-nth %d\n", n, secs, part[1], part[2], part[3], part[4]
         for (s in steps) ns++
         for (o in ops) no++
         printf "EIO: failures injected %d; met by the operation or its syncfs %d, not met %d (blocks it did not read again)\n", part[3], met, unmet
         printf "EIO: distinct (operation, step) cases exercised: %d, over %d operations; journal aborts: %d\n", ns, no, ab
         printf "EIO: operation results:"; for (e in errs) printf " %s %d", e, errs[e]; printf "\n"
+        for (o in nops4) no4++
+        printf "fail-nth: %d cases over %d operations, a failure injected in %d (the operation succeeded anyway in %d); journal aborts: %d\n", part[4], no4, inj4, okinj4, ab4
+        printf "fail-nth: operation results:"; for (e in errs4) printf " %s %d", e, errs4[e]; printf "\n"
         printf "cases with a problem: %d\n", bad
     }' /tmp/results
 echo "fsck.vexfs -n: $(grep -c fsck-ok /tmp/fscks) clean, $(grep -c fsck-bad /tmp/fscks) not clean"
@@ -488,5 +664,5 @@ GUEST
 )
 
 run_guest --disk "$img3" --disk "$img1" --disk "$img2" --share "$share" --mem 1024 \
-    --timeout "$([ "$FULL" = 1 ] && echo 3600 || echo 900)" "$script" "$FULL" "$SEED" "${FAULTS_PARTS:-1 2 3 4}"
+    --timeout "$([ "$FULL" = 1 ] && echo 3600 || echo 900)" "$script" "$FULL" "$SEED" "${FAULTS_PARTS:-1 2 3 4}" "${FAULTS_NTH:-}"
 echo "079-faults: PASS"

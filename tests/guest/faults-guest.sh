@@ -1,5 +1,6 @@
 # Guest side helpers of tests/guest/079-faults.sh (busybox sh): the observation of a mounted
-# vexfs, the errno of an operation, and device-mapper tables that fail chosen blocks. Source it
+# vexfs, the errno of an operation, device-mapper tables that fail chosen blocks, and kernel
+# stack frames made readable. Source it
 # after /lib/vexfs/guest-lib.sh and /share/crash-guest.sh (dm_create, $DM, $EMB). Never prints the words the harness treats as kernel errors.
 # shellcheck shell=sh
 
@@ -98,4 +99,33 @@ dm_swap() {
 # region table of vexctl inspect, "name start blocks" per line).
 region_of() {
     awk -v b="$1" '$2 <= b && b < $2 + $3 { print $1; found = 1; exit } END { if (!found) print "?" }' /tmp/regions
+}
+
+# demangle_frames: stdin to stdout, each Rust (v0, _R...) symbol of a kernel stack frame written
+# as its identifiers joined by :: (crudely: generic arguments are flattened into the path), so a
+# frame of the module reads vexfs_main::txn::Journal::dirty+0xab/0x123.
+demangle_frames() {
+    awk 'function demangle(s,    out, i, c, n, j) {
+        out = ""; i = 3
+        while (i <= length(s)) {
+            c = substr(s, i, 1)
+            if (c ~ /[0-9]/) {
+                # An identifier: its length, an optional "_", its bytes.
+                n = 0
+                while (i <= length(s) && substr(s, i, 1) ~ /[0-9]/) { n = n * 10 + substr(s, i, 1); i++ }
+                if (substr(s, i, 1) == "_") i++
+                out = out (out == "" ? "" : "::") substr(s, i, n); i += n
+            } else if (c ~ /[BsC]/) {
+                # A back-reference (B...), a disambiguator (s..._) or a crate hash (Cs..._): skipped.
+                j = i + 1; if (c == "C" && substr(s, j, 1) == "s") j++
+                if (c != "C" || j > i + 1) {
+                    while (j <= length(s) && substr(s, j, 1) ~ /[0-9A-Za-z]/) j++
+                    if (substr(s, j, 1) == "_") { i = j + 1; continue }
+                }
+                i++
+            } else i++
+        }
+        return out
+    }
+    { for (f = 1; f <= NF; f++) if ($f ~ /^_R/) { split($f, p, "+"); $f = demangle(p[1]) "+" p[2] } print }'
 }

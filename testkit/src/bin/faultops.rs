@@ -8,24 +8,53 @@
 //!
 //! Operations: `create PATH` (O_CREAT|O_EXCL), `mkdir PATH`, `symlink LEN PATH` (a target of LEN
 //! bytes), `rename FROM TO`, `unlink PATH`, `write PATH OFFSET LEN [BYTE]` (one pwrite of LEN
-//! bytes of value BYTE, default 0x5a, the file created if missing), `mmap-write PATH OFFSET LEN [BYTE]` (a shared mapping of
-//! the file's pages covering the range, the bytes stored through it, then msync(MS_SYNC)),
-//! `truncate PATH SIZE`, `fsync PATH`, `syncfs PATH`; and `resident DEV`, which prints the
-//! numbers of the 4 KiB blocks of a block device that are in its page cache (mincore on a shared
-//! mapping of the device: the blocks a mounted filesystem has read or holds), on one line.
+//! bytes of value BYTE, default 0x5a, the file created if missing), `mmap-write PATH OFFSET LEN
+//! [BYTE]` (a shared mapping of the file's pages covering the range, the bytes stored through
+//! it, then msync(MS_SYNC)), `truncate PATH SIZE`, `fsync PATH`, `syncfs PATH`,
+//! `set PATH FVECS FIRST_ROW COUNT [index-now]` (VEXFS_IOC_SET_EMBEDDINGS: rows FIRST_ROW ..
+//! FIRST_ROW+COUNT of the .fvecs file become the file's chunks 0.., replacing its embeddings
+//! (VEXFS_SET_TRUNCATE, as `vexctl set`), linked before the call returns with `index-now`
+//! (VEXFS_SET_INDEX_NOW)), `rm-embedding PATH` (VEXFS_IOC_REMOVE_EMBEDDINGS); each opens what it
+//! needs and closes it before it ends. Several operations joined by `+` run in order, in one
+//! process, until the first that fails (`truncate t 100000 + write t 90000 100`); the errno
+//! printed is that one's, followed by ` in operation K` when it is not the first (K counts from
+//! 1). And `resident DEV`, which prints the numbers of the 4 KiB blocks of a
+//! block device that are in its page cache (mincore on a shared mapping of the device: the
+//! blocks a mounted filesystem has read or holds), on one line.
+//!
+//! Allocation-failure injection: with `FAIL_NTH=N` (N >= 1) in the environment, faultops writes
+//! N to `/proc/thread-self/fail-nth` right before the operations' first system call and reads
+//! it back right after their last (the file opened, the paths, data and vectors prepared
+//! beforehand: nothing in between allocates in userspace), then writes 0 to it. The kernel then
+//! fails the N-th fault-injection point the thread passes (a slab allocation, with the test
+//! kernel's CONFIG_FAILSLAB; with failslab's `ignore-gfp-wait` N, allocations that may sleep
+//! count too). A second output line says what happened: `injected` (the N-th point was reached
+//! and failed; the operation may still have succeeded, e.g. when the kernel retried), or
+//! `not-reached P`, where P is the number of fault-injection points the operations passed (so
+//! every FAIL_NTH above P runs them without a failure; FAIL_NTH=1000000 counts an operation's
+//! points). A SIGBUS prints its two lines too. Not with `resident`.
 
 use nix::errno::Errno;
-use nix::fcntl::{open, OFlag};
+use nix::fcntl::{open, renameat, OFlag, AT_FDCWD};
 use nix::sys::stat::Mode;
-use nix::unistd::{fsync, mkdir, syncfs, truncate, unlink};
-use std::fs::OpenOptions;
+use nix::unistd::{close, fsync, mkdir, symlinkat, syncfs, truncate, unlink};
+use std::ffi::CString;
+use std::fs::File;
 use std::io::Write as _;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
+use vexctl::abi::{VEXFS_SET_INDEX_NOW, VEXFS_SET_TRUNCATE};
+use vexfs_image::vecfile::Fvecs;
 
-const USAGE: &str = "usage: faultops create PATH | mkdir PATH | symlink LEN PATH | rename FROM TO | unlink PATH \
-| write PATH OFFSET LEN [BYTE] | mmap-write PATH OFFSET LEN [BYTE] | truncate PATH SIZE | fsync PATH | syncfs PATH | resident DEV";
+const USAGE: &str = "usage: faultops OP [+ OP]... | resident DEV, where OP is one of: create PATH | mkdir PATH \
+| symlink LEN PATH | rename FROM TO | unlink PATH | write PATH OFFSET LEN [BYTE] | mmap-write PATH OFFSET LEN [BYTE] \
+| truncate PATH SIZE | fsync PATH | syncfs PATH | set PATH FVECS FIRST_ROW COUNT [index-now] | rm-embedding PATH; \
+FAIL_NTH=N in the environment fails the N-th fault-injection point of the operations";
+
+/// The fail-nth file: `/proc/thread-self/fail-nth`.
+const FAIL_NTH_FILE: &str = "/proc/thread-self/fail-nth";
 
 /// What went wrong: an errno from the kernel, or a bad command line.
 enum Failure {
@@ -45,37 +74,248 @@ impl From<std::io::Error> for Failure {
     }
 }
 
-fn num(s: &str) -> Result<u64, Failure> {
-    s.parse().map_err(|_| Failure::Usage(format!("not a number: {s}")))
+fn usage(m: impl Into<String>) -> Failure {
+    Failure::Usage(m.into())
 }
 
-fn byte(s: Option<&String>) -> Result<u8, Failure> {
+fn num(s: &str) -> Result<u64, Failure> {
+    s.parse().map_err(|_| usage(format!("not a number: {s}")))
+}
+
+fn byte(s: Option<&&str>) -> Result<u8, Failure> {
     match s {
         None => Ok(0x5a),
-        Some(s) => u8::try_from(num(s)?).map_err(|_| Failure::Usage(format!("not a byte: {s}"))),
+        Some(s) => u8::try_from(num(s)?).map_err(|_| usage(format!("not a byte: {s}"))),
     }
 }
 
-/// SIGBUS from a refused page fault: reported like an errno, without unwinding.
+fn path(s: &str) -> Result<CString, Failure> {
+    CString::new(s).map_err(|_| usage(format!("a NUL in the path {s:?}")))
+}
+
+fn off_t(v: u64) -> Result<nix::libc::off_t, Failure> {
+    nix::libc::off_t::try_from(v).map_err(|_| usage(format!("too large: {v}")))
+}
+
+/// One operation, its arguments checked and its buffers made: running it allocates nothing in
+/// userspace, so an armed fail-nth counts only the kernel's allocations for its system calls.
+enum Op {
+    Create(CString),
+    Mkdir(CString),
+    Symlink { target: CString, path: CString },
+    Rename(CString, CString),
+    Unlink(CString),
+    Write { path: CString, off: u64, buf: Vec<u8> },
+    MmapWrite { path: CString, off: u64, len: u64, val: u8 },
+    Truncate(CString, nix::libc::off_t),
+    Fsync(CString),
+    Syncfs(CString),
+    Set { path: CString, dim: u32, flags: u32, vectors: Vec<f32> },
+    RmEmbedding(CString),
+}
+
+impl Op {
+    /// The operation `a` names (its words, without `+`).
+    fn parse(a: &[&str]) -> Result<Op, Failure> {
+        Ok(match a {
+            ["create", p] => Op::Create(path(p)?),
+            ["mkdir", p] => Op::Mkdir(path(p)?),
+            ["symlink", n, p] => {
+                let len = usize::try_from(num(n)?).map_err(|_| usage("bad length"))?;
+                Op::Symlink { target: path(&"t".repeat(len))?, path: path(p)? }
+            }
+            ["rename", from, to] => Op::Rename(path(from)?, path(to)?),
+            ["unlink", p] => Op::Unlink(path(p)?),
+            ["write", p, off, len, rest @ ..] if rest.len() <= 1 => {
+                let len = usize::try_from(num(len)?).map_err(|_| usage("bad length"))?;
+                let off = num(off)?;
+                off_t(off)?;
+                Op::Write { path: path(p)?, off, buf: vec![byte(rest.first())?; len] }
+            }
+            ["mmap-write", p, off, len, rest @ ..] if rest.len() <= 1 => {
+                Op::MmapWrite { path: path(p)?, off: num(off)?, len: num(len)?, val: byte(rest.first())? }
+            }
+            ["truncate", p, size] => Op::Truncate(path(p)?, off_t(num(size)?)?),
+            ["fsync", p] => Op::Fsync(path(p)?),
+            ["syncfs", p] => Op::Syncfs(path(p)?),
+            ["set", p, fvecs, first, count, rest @ ..] if rest.is_empty() || rest == ["index-now"] => {
+                let mut v = Fvecs::open(fvecs).map_err(|e| usage(e.to_string()))?;
+                let vectors = v.rows_range(num(first)?, num(count)?).map_err(|e| usage(e.to_string()))?;
+                let flags = VEXFS_SET_TRUNCATE | if rest.is_empty() { 0 } else { VEXFS_SET_INDEX_NOW };
+                Op::Set { path: path(p)?, dim: v.dim(), flags, vectors }
+            }
+            ["rm-embedding", p] => Op::RmEmbedding(path(p)?),
+            _ => return Err(usage(USAGE)),
+        })
+    }
+
+    /// Runs the operation: its system calls only.
+    fn run(&self) -> Result<(), Failure> {
+        let mode = Mode::from_bits_truncate(0o644);
+        match self {
+            Op::Create(p) => close(open(p.as_c_str(), OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY, mode)?)?,
+            Op::Mkdir(p) => mkdir(p.as_c_str(), Mode::from_bits_truncate(0o755))?,
+            Op::Symlink { target, path } => symlinkat(target.as_c_str(), AT_FDCWD, path.as_c_str())?,
+            Op::Rename(from, to) => renameat(AT_FDCWD, from.as_c_str(), AT_FDCWD, to.as_c_str())?,
+            Op::Unlink(p) => unlink(p.as_c_str())?,
+            Op::Write { path, off, buf } => {
+                let f = File::from(open(path.as_c_str(), OFlag::O_WRONLY | OFlag::O_CREAT, mode)?);
+                let n = f.write_at(buf, *off);
+                close(OwnedFd::from(f))?;
+                if n? != buf.len() {
+                    // A short write: no errno names it; EIO is what the script treats as a failure.
+                    return Err(Failure::Errno(Errno::EIO));
+                }
+            }
+            Op::MmapWrite { path, off, len, val } => mmap_write(path, *off, *len, *val)?,
+            Op::Truncate(p, size) => truncate(p.as_c_str(), *size)?,
+            Op::Fsync(p) => {
+                let fd = open(p.as_c_str(), OFlag::O_RDONLY, Mode::empty())?;
+                let r = fsync(&fd);
+                close(fd)?;
+                r?;
+            }
+            Op::Syncfs(p) => {
+                let fd = open(p.as_c_str(), OFlag::O_RDONLY, Mode::empty())?;
+                let r = syncfs(&fd);
+                close(fd)?;
+                r?;
+            }
+            Op::Set { path, dim, flags, vectors } => {
+                let fd = open(path.as_c_str(), OFlag::O_WRONLY, Mode::empty())?;
+                let r = vexctl::ioctl::set_embeddings(&fd, *dim, 0, *flags, vectors);
+                close(fd)?;
+                r?;
+            }
+            Op::RmEmbedding(p) => {
+                let fd = open(p.as_c_str(), OFlag::O_WRONLY, Mode::empty())?;
+                let r = vexctl::ioctl::remove_embeddings(&fd);
+                close(fd)?;
+                r?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The armed fail-nth file's descriptor (-1: not armed) and N, for the SIGBUS handler.
+static ARMED_FD: AtomicI32 = AtomicI32::new(-1);
+static ARMED_N: AtomicU32 = AtomicU32::new(0);
+
+/// Fail-nth armed for a run of operations (`FAIL_NTH=N`).
+struct FailNth {
+    file: File,
+    n: u32,
+    /// N as the decimal text written to arm it.
+    text: String,
+}
+
+impl FailNth {
+    /// From the environment: `None` without FAIL_NTH.
+    fn from_env() -> Result<Option<FailNth>, Failure> {
+        let Some(v) = std::env::var_os("FAIL_NTH") else { return Ok(None) };
+        let v = v.to_string_lossy();
+        let n = v.parse::<u32>().ok().filter(|&n| n >= 1).ok_or_else(|| usage(format!("FAIL_NTH={v}: not N >= 1")))?;
+        let file = std::fs::OpenOptions::new().read(true).write(true).open(FAIL_NTH_FILE).map_err(|e| {
+            usage(format!("cannot open {FAIL_NTH_FILE}: {e} (a kernel without CONFIG_FAULT_INJECTION?)"))
+        })?;
+        Ok(Some(FailNth { file, n, text: n.to_string() }))
+    }
+
+    fn arm(&self) -> Result<(), Failure> {
+        ARMED_N.store(self.n, Ordering::SeqCst);
+        ARMED_FD.store(self.file.as_raw_fd(), Ordering::SeqCst);
+        self.file.write_at(self.text.as_bytes(), 0)?;
+        Ok(())
+    }
+
+    /// What is left of N (0: the failure was injected), then disarmed.
+    fn disarm(&self) -> Result<u32, Failure> {
+        let mut buf = [0u8; 16];
+        let got = self.file.read_at(&mut buf, 0);
+        self.file.write_at(b"0", 0)?;
+        ARMED_FD.store(-1, Ordering::SeqCst);
+        let got = got?;
+        let text = std::str::from_utf8(buf.get(..got).unwrap_or_default()).unwrap_or_default();
+        text.trim().parse().map_err(|_| usage(format!("{FAIL_NTH_FILE} reads {text:?}")))
+    }
+}
+
+/// The second output line: `injected`, or `not-reached P` (P points passed of N).
+fn fail_nth_line(n: u32, left: u32) -> String {
+    if left == 0 {
+        "injected".into()
+    } else {
+        format!("not-reached {}", n - left.min(n))
+    }
+}
+
+/// Touches 64 KiB of stack below the caller, so the operations' calls do not fault in new
+/// stack pages (a page fault's allocations would count as the thread's) while fail-nth is armed.
+#[inline(never)]
+fn touch_stack() {
+    let mut probe = [0u8; 65536];
+    std::hint::black_box(&mut probe);
+}
+
+/// SIGBUS from a refused page fault: reported like an errno, without unwinding; with fail-nth
+/// armed, its line too.
 extern "C" fn on_sigbus(_: nix::libc::c_int) {
-    const MSG: &[u8] = b"SIGBUS\n";
-    // SAFETY: write(2) and _exit(2) are async-signal-safe; MSG is a valid buffer of its length.
+    let mut out = [0u8; 64];
+    let mut len = 0usize;
+    let mut put = |s: &[u8]| {
+        for &b in s {
+            if let Some(slot) = out.get_mut(len) {
+                *slot = b;
+                len += 1;
+            }
+        }
+    };
+    put(b"SIGBUS\n");
+    let fd = ARMED_FD.load(Ordering::SeqCst);
+    if fd >= 0 {
+        let n = ARMED_N.load(Ordering::SeqCst);
+        let mut buf = [0u8; 16];
+        // SAFETY: pread(2) and write(2) are async-signal-safe; `buf` is a valid buffer of its
+        // length, `fd` the open fail-nth file.
+        let got = unsafe { nix::libc::pread(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
+        // SAFETY: as above; disarms fail-nth.
+        unsafe { nix::libc::write(fd, b"0".as_ptr().cast(), 1) };
+        let mut left = 0u32;
+        for &b in buf.iter().take(usize::try_from(got).unwrap_or(0)) {
+            if b.is_ascii_digit() {
+                left = left.saturating_mul(10).saturating_add(u32::from(b - b'0'));
+            }
+        }
+        if left == 0 {
+            put(b"injected\n");
+        } else {
+            put(b"not-reached ");
+            let mut p = n - left.min(n);
+            let mut digits = [0u8; 10];
+            let mut i = digits.len();
+            loop {
+                i -= 1;
+                if let Some(d) = digits.get_mut(i) {
+                    *d = b'0' + (p % 10) as u8;
+                }
+                p /= 10;
+                if p == 0 || i == 0 {
+                    break;
+                }
+            }
+            put(digits.get(i..).unwrap_or_default());
+            put(b"\n");
+        }
+    }
+    // SAFETY: write(2) and _exit(2) are async-signal-safe; `out` holds `len` valid bytes.
     unsafe {
-        nix::libc::write(1, MSG.as_ptr().cast(), MSG.len());
+        nix::libc::write(1, out.as_ptr().cast(), len);
         nix::libc::_exit(1);
     }
 }
 
-fn mmap_write(path: &str, off: u64, len: u64, val: u8) -> Result<(), Failure> {
-    let f = OpenOptions::new().read(true).write(true).open(path)?;
-    let page = 4096u64;
-    let start = off / page * page;
-    let end = off.checked_add(len).ok_or_else(|| Failure::Usage("range overflows".into()))?;
-    let map_len = usize::try_from(end - start).map_err(|_| Failure::Usage("range too large".into()))?;
-    if map_len == 0 {
-        return Ok(());
-    }
-    let map_off = nix::libc::off_t::try_from(start).map_err(|_| Failure::Usage("offset too large".into()))?;
+fn install_sigbus_handler() -> Result<(), Failure> {
     // SAFETY: a zeroed sigaction with a handler of the right signature is a valid argument.
     unsafe {
         let mut sa: nix::libc::sigaction = std::mem::zeroed();
@@ -84,6 +324,21 @@ fn mmap_write(path: &str, off: u64, len: u64, val: u8) -> Result<(), Failure> {
             return Err(Errno::last().into());
         }
     }
+    Ok(())
+}
+
+fn mmap_write(path: &CString, off: u64, len: u64, val: u8) -> Result<(), Failure> {
+    let page = 4096u64;
+    let start = off / page * page;
+    let end = off.checked_add(len).ok_or_else(|| usage("range overflows"))?;
+    let map_len = usize::try_from(end - start).map_err(|_| usage("range too large"))?;
+    let map_off = off_t(start)?;
+    let first = usize::try_from(off - start).map_err(|_| usage("range too large"))?;
+    let fd = open(path.as_c_str(), OFlag::O_RDWR, Mode::empty())?;
+    if map_len == 0 {
+        close(fd)?;
+        return Ok(());
+    }
     // SAFETY: a fresh shared mapping of an open file; the kernel checks every argument.
     let p = unsafe {
         nix::libc::mmap(
@@ -91,16 +346,17 @@ fn mmap_write(path: &str, off: u64, len: u64, val: u8) -> Result<(), Failure> {
             map_len,
             nix::libc::PROT_READ | nix::libc::PROT_WRITE,
             nix::libc::MAP_SHARED,
-            f.as_raw_fd(),
+            fd.as_raw_fd(),
             map_off,
         )
     };
     if p == nix::libc::MAP_FAILED {
-        return Err(Errno::last().into());
+        let err = Errno::last();
+        close(fd)?;
+        return Err(err.into());
     }
-    let first = usize::try_from(off - start).map_err(|_| Failure::Usage("range too large".into()))?;
     // SAFETY: `p` maps `map_len` bytes, readable and writable; the range written is inside it
-    // (first + len == map_len). A refused page fault raises SIGBUS, handled above by _exit.
+    // (first + len == map_len). A refused page fault raises SIGBUS, handled by on_sigbus.
     unsafe {
         std::ptr::write_bytes(p.cast::<u8>().add(first), val, map_len - first);
     }
@@ -109,6 +365,7 @@ fn mmap_write(path: &str, off: u64, len: u64, val: u8) -> Result<(), Failure> {
     let err = Errno::last();
     // SAFETY: as above; the mapping is not used after this.
     unsafe { nix::libc::munmap(p, map_len) };
+    close(fd)?;
     if r != 0 {
         return Err(err.into());
     }
@@ -117,9 +374,9 @@ fn mmap_write(path: &str, off: u64, len: u64, val: u8) -> Result<(), Failure> {
 
 /// The 4 KiB blocks of block device `dev` that are resident in its page cache.
 fn resident(dev: &str) -> Result<Vec<u64>, Failure> {
-    let mut f = std::fs::File::open(dev)?;
+    let mut f = File::open(dev)?;
     let bytes = std::io::Seek::seek(&mut f, std::io::SeekFrom::End(0))?;
-    let len = usize::try_from(bytes).map_err(|_| Failure::Usage("device too large".into()))?;
+    let len = usize::try_from(bytes).map_err(|_| usage("device too large"))?;
     if len == 0 {
         return Ok(Vec::new());
     }
@@ -142,68 +399,76 @@ fn resident(dev: &str) -> Result<Vec<u64>, Failure> {
     Ok((0u64..).zip(vec).filter(|(_, v)| v & 1 != 0).map(|(i, _)| i).collect())
 }
 
-fn run(args: &[String]) -> Result<(), Failure> {
+/// What a run printed: the operations' result, the index of the one that failed, and, with
+/// FAIL_NTH, the fail-nth line.
+struct Outcome {
+    result: Result<(), Failure>,
+    failed_at: usize,
+    fail_nth: Option<String>,
+}
+
+fn run(args: &[String]) -> Result<Outcome, Failure> {
     let a: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mode = Mode::from_bits_truncate(0o644);
-    match a.as_slice() {
-        ["create", p] => {
-            let fd = open(*p, OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY, mode)?;
-            drop(fd);
+    if let ["resident", dev] = a.as_slice() {
+        if std::env::var_os("FAIL_NTH").is_some() {
+            return Err(usage("FAIL_NTH is not for resident"));
         }
-        ["mkdir", p] => mkdir(*p, Mode::from_bits_truncate(0o755))?,
-        ["symlink", n, p] => {
-            let len = usize::try_from(num(n)?).map_err(|_| Failure::Usage("bad length".into()))?;
-            std::os::unix::fs::symlink("t".repeat(len), p)?;
-        }
-        ["rename", from, to] => std::fs::rename(from, to)?,
-        ["unlink", p] => unlink(*p)?,
-        ["write", p, off, len, ..] if a.len() <= 5 => {
-            let val = byte(args.get(4))?;
-            let buf = vec![val; usize::try_from(num(len)?).map_err(|_| Failure::Usage("bad length".into()))?];
-            let f = OpenOptions::new().write(true).create(true).truncate(false).open(p)?;
-            let n = f.write_at(&buf, num(off)?)?;
-            if n != buf.len() {
-                println!("short write: {n} of {}", buf.len());
-                return Err(Failure::Errno(Errno::EIO));
-            }
-        }
-        ["mmap-write", p, off, len, ..] if a.len() <= 5 => {
-            let val = byte(args.get(4))?;
-            mmap_write(p, num(off)?, num(len)?, val)?;
-        }
-        ["truncate", p, size] => {
-            let size = nix::libc::off_t::try_from(num(size)?).map_err(|_| Failure::Usage("bad size".into()))?;
-            truncate(*p, size)?;
-        }
-        ["fsync", p] => fsync(std::fs::File::open(p)?)?,
-        ["syncfs", p] => syncfs(std::fs::File::open(p)?)?,
-        ["resident", dev] => {
-            let v = resident(dev)?;
-            let line: Vec<String> = v.iter().map(u64::to_string).collect();
-            println!("{}", line.join(" "));
-            return Ok(());
-        }
-        _ => return Err(Failure::Usage(USAGE.into())),
+        let v = resident(dev)?;
+        let line: Vec<String> = v.iter().map(u64::to_string).collect();
+        println!("{}", line.join(" "));
+        return Ok(Outcome { result: Ok(()), failed_at: 0, fail_nth: None });
     }
-    Ok(())
+    let ops = a.split(|w| *w == "+").map(Op::parse).collect::<Result<Vec<Op>, Failure>>()?;
+    if ops.iter().any(|op| matches!(op, Op::MmapWrite { .. })) {
+        install_sigbus_handler()?;
+    }
+    let fail_nth = FailNth::from_env()?;
+    touch_stack();
+    if let Some(f) = &fail_nth {
+        f.arm()?;
+    }
+    let mut result = Ok(());
+    let mut failed_at = 0;
+    for (i, op) in ops.iter().enumerate() {
+        result = op.run();
+        if result.is_err() {
+            failed_at = i;
+            break;
+        }
+    }
+    let line = match &fail_nth {
+        Some(f) => Some(fail_nth_line(f.n, f.disarm()?)),
+        None => None,
+    };
+    Ok(Outcome { result, failed_at, fail_nth: line })
 }
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let r = run(&args);
     let mut out = std::io::stdout();
-    match r {
-        Ok(()) => {
+    let (status, line) = match run(&args) {
+        Ok(Outcome { result: Ok(()), fail_nth, .. }) => {
             let _ = writeln!(out, "ok");
-            ExitCode::SUCCESS
+            (ExitCode::SUCCESS, fail_nth)
+        }
+        Ok(Outcome { result: Err(Failure::Errno(e)), failed_at, fail_nth }) => {
+            let _ = match failed_at {
+                0 => writeln!(out, "{e:?}"),
+                i => writeln!(out, "{e:?} in operation {}", i + 1),
+            };
+            (ExitCode::from(1), fail_nth)
+        }
+        Ok(Outcome { result: Err(Failure::Usage(m)), .. }) | Err(Failure::Usage(m)) => {
+            eprintln!("faultops: {m}");
+            return ExitCode::from(2);
         }
         Err(Failure::Errno(e)) => {
             let _ = writeln!(out, "{e:?}");
-            ExitCode::from(1)
+            return ExitCode::from(1);
         }
-        Err(Failure::Usage(m)) => {
-            eprintln!("faultops: {m}");
-            ExitCode::from(2)
-        }
+    };
+    if let Some(l) = line {
+        let _ = writeln!(out, "{l}");
     }
+    status
 }
