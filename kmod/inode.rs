@@ -32,13 +32,34 @@ pub fn iget(sb: &SuperBlock, ino: u64) -> Result<InodeRef<'_>> {
 
 /// The inode `ino` named by the vector index, for a permission check on a search result: as
 /// [`iget`], but `None` when the inode number is free (the file was removed and evicted since
-/// the index named it: a race, not a corruption). Call it without the index lock (an inode
-/// being evicted is waited for, and its eviction takes the index lock). Errors: as [`iget`].
+/// the index named it: a race, not a corruption) or has no link. An inode not in the cache is
+/// read into a private copy that is not hashed ([`crate::vfs::inode::NewInodeRef::unlock_unhashed`]):
+/// a create may have allocated the number and written its disk inode without having hashed its
+/// own in-core inode yet, and must not meet ours (guest 095 found that race: "inode N
+/// allocated twice"). The copy is only looked at, then evicted at its last iput. Call it
+/// without the index lock (an inode being evicted is waited for, and its eviction takes the
+/// index lock). Errors: as [`iget`].
 pub fn iget_live(sb: &SuperBlock, ino: u64) -> Result<Option<InodeRef<'_>>> {
     if ino == 0 || ino > sb.disk().inode_count as u64 {
         return Err(sb.corrupt("reference to inode number", ino));
     }
-    match sb.iget(ino)? {
+    // iget_locked returns null (ENOMEM here) for an inode being created (insert_inode_locked
+    // marks it I_CREATING until the create publishes it): the number was freed and taken again
+    // since the index named it. Wait for the create, a millisecond at a time, at most
+    // IGET_CREATING_TRIES times; a real allocation failure ends the same way.
+    let mut tries = 0;
+    let got = loop {
+        match sb.iget(ino) {
+            Err(e) if e == ENOMEM && tries < IGET_CREATING_TRIES => {
+                tries += 1;
+                crate::vfs::access::relax()?;
+                // SAFETY: msleep sleeps; the caller holds no lock (see above).
+                unsafe { kernel::bindings::msleep(1) };
+            }
+            r => break r?,
+        }
+    };
+    match got {
         Iget::Cached(inode) => Ok(Some(inode)),
         Iget::New(new) => {
             // While `new` is I_NEW it is the only in-core inode of this number (iget_locked
@@ -49,10 +70,18 @@ pub fn iget_live(sb: &SuperBlock, ino: u64) -> Result<Option<InodeRef<'_>>> {
                 return Ok(None);
             }
             read_inode(&new, ino)?;
-            Ok(Some(new.unlock()))
+            if new.nlink() == 0 {
+                // An orphan (unlinked, still open elsewhere, or left by a crash): not readable
+                // through a search; dropping `new` frees nothing (it is marked bad).
+                return Ok(None);
+            }
+            Ok(Some(new.unlock_unhashed()))
         }
     }
 }
+
+/// How many times [`iget_live`] waits 1 ms for an inode being created.
+const IGET_CREATING_TRIES: u32 = 50;
 
 /// The disk inode `ino` (in use: the caller checked) from the inode table, decoded and
 /// checked. Errors: `EUCLEAN` (corrupt, logged), `EIO`, `EINVAL` (number outside the table).

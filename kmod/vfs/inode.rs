@@ -393,8 +393,8 @@ impl<T: FileSystem> Drop for InodeRef<'_, T> {
 }
 
 /// An owned reference to a new inode from `iget_locked` (`I_NEW`, locked): the caller fills
-/// it from disk and calls [`Self::unlock`]; dropped without that, the inode is marked bad and
-/// released (`iget_failed`).
+/// it from disk and calls [`Self::unlock`]; dropped without that, the inode is unhashed, marked
+/// bad and released (`iget_failed`), and evicted at once.
 ///
 /// # Invariants
 /// As [`InodeRef`], and the inode is `I_NEW`: other tasks wait in `iget_locked` until it is
@@ -423,6 +423,28 @@ impl<'a, T: FileSystem> NewInodeRef<'a, T> {
     }
 }
 
+impl<'a, T: FileSystem> NewInodeRef<'a, T> {
+    /// Publishes the filled inode to the caller only: it leaves the inode hash before it is
+    /// unlocked, so no lookup finds it and its last iput evicts it. For a look at an inode that
+    /// no dentry holds (a search result's permission check): an inode hashed there could meet a
+    /// create that allocated the number but has not hashed its own inode yet (its
+    /// insert_inode_locked would fail with EBUSY); unhashed, the create's insert waits for
+    /// `I_NEW` to clear, sees it unhashed and goes on. The copy must not be changed.
+    pub fn unlock_unhashed(self) -> InodeRef<'a, T> {
+        let p = self.inode;
+        core::mem::forget(self);
+        // SAFETY: a new inode we set up, still `I_NEW` and hashed by iget_locked: unhashing it
+        // before unlock_new_inode is the order insert_inode_locked and iget_locked expect (they
+        // wait for `I_NEW`, then retry on an unhashed inode).
+        unsafe {
+            bindings::__remove_inode_hash(p.as_ptr());
+            bindings::unlock_new_inode(p.as_ptr());
+        }
+        // SAFETY: our reference, handed over; the superblock lives for 'a.
+        unsafe { InodeRef::from_raw(p) }
+    }
+}
+
 impl<T: FileSystem> Deref for NewInodeRef<'_, T> {
     type Target = NewInode<T>;
 
@@ -434,9 +456,20 @@ impl<T: FileSystem> Deref for NewInodeRef<'_, T> {
 
 impl<T: FileSystem> Drop for NewInodeRef<'_, T> {
     fn drop(&mut self) {
-        // SAFETY: a new inode whose set-up failed; this marks it bad, unlocks it and drops our
-        // reference.
-        unsafe { bindings::iget_failed(self.inode.as_ptr()) };
+        let p = self.inode.as_ptr();
+        // SAFETY: a new inode whose set-up failed, hashed by iget_locked and ours alone
+        // (`I_NEW`). It leaves the inode hash before its waiters wake: a create that allocated
+        // this number meanwhile waits in insert_inode_locked for the `I_NEW` inode and then
+        // fails (EBUSY) unless it is unhashed. With no link left, the last iput evicts it
+        // (vexfs frees nothing for a bad inode) instead of caching a bad inode under a number
+        // a later create may take (the stress test's "inode N allocated twice", after a search's
+        // permission check probed a freed number). Then iget_failed marks it bad, unlocks it
+        // and drops our reference.
+        unsafe {
+            bindings::__remove_inode_hash(p);
+            bindings::clear_nlink(p);
+            bindings::iget_failed(p);
+        }
     }
 }
 
