@@ -457,7 +457,8 @@ static void vexfs_write_failed(struct address_space *mapping, loff_t to)
 
 	if (to > inode->i_size) {
 		truncate_pagecache(inode, inode->i_size);
-		vexfs_rs_truncate_blocks(inode);
+		/* A failure is logged and aborts the journal; the write's own error is returned. */
+		(void)vexfs_rs_truncate_blocks(inode);
 	}
 }
 
@@ -681,7 +682,12 @@ static int vexfs_setattr(struct mnt_idmap *idmap, struct dentry *dentry, struct 
 	if (err)
 		return err;
 	if (attr->ia_valid & ATTR_SIZE) {
-		vexfs_rs_truncate_blocks(inode);
+		/* A failure aborted the journal: nothing of this truncate is committed. */
+		err = vexfs_rs_truncate_blocks(inode);
+		if (err) {
+			vexfs_c_handle_stop(inode->i_sb, &h);
+			return err;
+		}
 		inode_set_mtime_to_ts(inode, inode_set_ctime_current(inode));
 	}
 	setattr_copy(&nop_mnt_idmap, inode, attr);

@@ -114,7 +114,7 @@ int vexfs_rs_write_inode(struct inode *inode, int sync);
 void vexfs_rs_free_inode_disk(struct inode *inode);
 int vexfs_rs_get_block(struct inode *inode, u64 iblock, int create, u64 max_blocks,
 		       u64 *phys, u64 *count, int *is_new);
-void vexfs_rs_truncate_blocks(struct inode *inode);
+int vexfs_rs_truncate_blocks(struct inode *inode);
 
 /* Rust: namespace. */
 int vexfs_rs_lookup(struct inode *dir, const u8 *name, u32 len, u64 *ino);

@@ -388,15 +388,22 @@ fn truncate_to(g: &mut Locked<'_>, inode: &Inode, st: &mut FsInode, keep: u64) -
     store_extents(g, inode, st, &out)
 }
 
-/// Frees the blocks past `i_size` (after truncate or a failed write). Errors are logged.
-pub fn truncate_blocks(inode: &Inode) {
+/// Frees the blocks past `i_size` (after truncate or a failed write). The page cache and
+/// `i_size` were cut before (outside the handle), so a failure here cannot be undone: it is
+/// logged and aborts the journal (whatever the errno, an ENOMEM too), so that neither the new
+/// size without the freeing nor half of the freeing is ever committed; the next mount finds
+/// the last commit. Errors: the failure's (`EROFS` on a read-only or aborted journal).
+pub fn truncate_blocks(inode: &Inode) -> Result {
     let sb = inode.sb();
     let keep = inode.size().div_ceil(BLOCK_SIZE as u64);
     let _h = match Handle::start(sb, crate::txn::TxnKind::Delete) {
         Ok(h) => h,
         Err(e) => {
             pr_err!("vexfs ({}): truncating inode {}: {:?}\n", sb.name(), inode.ino(), e);
-            return;
+            if e != EROFS {
+                sb.journal().abort(sb, "a truncate", e);
+            }
+            return Err(e);
         }
     };
     let mut g = sb.lock();
@@ -406,9 +413,11 @@ pub fn truncate_blocks(inode: &Inode) {
     drop(g);
     if let Err(e) = r {
         pr_err!("vexfs ({}): truncating inode {} failed: {:?}\n", sb.name(), inode.ino(), e);
-        crate::txn::failed(sb, "a truncate", e);
+        sb.journal().abort(sb, "a truncate", e);
+        return Err(e);
     }
     inode.mark_dirty();
+    Ok(())
 }
 
 /// Frees the data blocks, the vector-id block left behind, the disk inode and the inode number

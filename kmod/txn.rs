@@ -91,8 +91,10 @@ pub struct Journal {
 /// The journal's state, under its lock.
 pub struct JState {
     log: Log,
-    /// The running transaction: one reference per changed block.
-    running: KVec<Buf>,
+    /// The running transaction: one reference per changed block. Its capacity covers the
+    /// credits of every open handle ([`Journal::begin`] reserves it), so [`Journal::dirty`]
+    /// never allocates.
+    running: KVVec<Buf>,
     /// Open (outermost) handles.
     handles: u32,
     /// A commit is waiting for the open handles or writing: new handles wait.
@@ -164,7 +166,7 @@ impl JState {
         let words = usize::try_from(data.blocks.div_ceil(BITS)).map_err(|_| ENOMEM)?;
         Ok(JState {
             log,
-            running: KVec::new(),
+            running: KVVec::new(),
             handles: 0,
             locked: false,
             aborted: false,
@@ -239,7 +241,7 @@ impl JState {
     /// full or a checkpoint was asked for.
     fn commit_locked(&mut self, sb: &SuperBlock) -> Result {
         let dev: &Device = sb;
-        let mut bufs = core::mem::take(&mut self.running);
+        let mut bufs = core::mem::replace(&mut self.running, KVVec::new());
         if !bufs.is_empty() {
             bufs.sort_unstable_by_key(|b| b.block());
             for b in bufs.iter() {
@@ -335,7 +337,8 @@ impl Journal {
     /// budget (three quarters of the log), waiting for open handles to end, or committing when
     /// none is open. So a transaction always fits the log when it commits (jbd2 reserves
     /// credits the same way). A handle alone on an empty transaction is always admitted.
-    /// Errors: `EROFS` (read-only mount or aborted journal), a commit's error.
+    /// Errors: `EROFS` (read-only mount or aborted journal), `ENOMEM` (no room for the
+    /// handle's blocks in the running transaction: nothing changed), a commit's error.
     pub fn begin(&self, sb: &SuperBlock, kind: TxnKind) -> Result<u64> {
         let mut g = self.state.lock();
         let credits = g.credits.get(kind as usize).copied().unwrap_or(u64::MAX);
@@ -360,6 +363,16 @@ impl Journal {
                 }
                 continue;
             }
+            // Room in the running transaction for every block the open handles and this one
+            // may still change (a block costs at least one log block of credit): reserved
+            // now, where a failure (ENOMEM) changes nothing, so that `dirty` cannot fail half
+            // way through an operation. NOFS: the lock is held, and reclaim could evict an
+            // inode of this filesystem, which opens a handle.
+            let room = usize::try_from(g.reserved.saturating_add(credits)).unwrap_or(usize::MAX);
+            let nofs = NofsScope::enter();
+            let r = g.running.reserve(room, GFP_KERNEL);
+            drop(nofs);
+            r?;
             g.handles += 1;
             g.reserved = g.reserved.saturating_add(credits);
             return Ok(credits);
@@ -383,7 +396,8 @@ impl Journal {
     }
 
     /// Adds the block of `b` (just changed, or about to be) to the running transaction.
-    /// Errors: `EINVAL` (logged) outside a handle of this journal; `ENOMEM`.
+    /// Errors: `EINVAL` (logged) outside a handle of this journal; `ENOMEM` (and the journal
+    /// aborted) only for a handle past its credits.
     pub fn dirty(&self, b: &Buf) -> Result {
         if !self.in_handle() {
             pr_err!("vexfs: block {} changed outside a journal handle\n", b.block());
@@ -391,8 +405,17 @@ impl Journal {
         }
         if b.txn_test_set() {
             let mut g = self.state.lock();
-            if let Err(e) = g.running.push(b.clone_ref(), GFP_KERNEL) {
+            // Never allocates while the handles keep to their credits (`begin` reserved the
+            // room). One that does not, and meets an allocation failure, has changed a block
+            // the transaction cannot take: the journal aborts, so that half an operation is
+            // never committed.
+            if let Err(e) = g.running.push(b.clone_ref(), GFP_NOWAIT) {
                 b.txn_clear();
+                if !g.aborted {
+                    g.aborted = true;
+                    pr_err!("vexfs: block {} past the handles' credits and no memory: journal aborted\n", b.block());
+                    self.cv.notify_all();
+                }
                 return Err(e.into());
             }
             g.bar(b.block());

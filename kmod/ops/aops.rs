@@ -33,10 +33,14 @@ pub extern "C" fn vexfs_rs_get_block(
     }
 }
 
-/// Frees the blocks past `i_size` (after truncate or a failed write).
+/// Frees the blocks past `i_size` (after truncate or a failed write); 0 or a negative errno
+/// (the journal is then aborted: [`crate::inode::truncate_blocks`]).
 #[no_mangle]
-pub extern "C" fn vexfs_rs_truncate_blocks(inode: *mut bindings::inode) {
+pub extern "C" fn vexfs_rs_truncate_blocks(inode: *mut bindings::inode) -> c_int {
     // SAFETY: setattr and a failed write_begin pass an inode they hold.
     let inode = unsafe { Inode::from_raw(inode) };
-    crate::inode::truncate_blocks(inode);
+    match crate::inode::truncate_blocks(inode) {
+        Ok(()) => 0,
+        Err(e) => e.to_errno(),
+    }
 }
