@@ -638,7 +638,7 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
         if extents.len() > INLINE_EXTENTS {
             if inode.extent_block == 0 {
                 inode.extent_block = self.alloc_block()?;
-                inode.blocks += 1;
+                inode.blocks = inode.blocks.saturating_add(1);
             }
             let mut b = [0u8; BLOCK_SIZE];
             extent_block_build(&mut b, inode.extent_block, ino as u64, &extents[INLINE_EXTENTS..]);
@@ -680,7 +680,8 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
             _ => extents.push(Extent { logical, len: 1, start: blk }),
         }
         d.size += BS;
-        d.blocks += 1;
+        // The on-disk count may be anything (a corrupt image): it saturates.
+        d.blocks = d.blocks.saturating_add(1);
         self.set_extents(dir, &mut d, extents)?;
         self.img.write_inode(dir, &d)
     }
@@ -821,7 +822,8 @@ impl<D: BlockDevice<Error = io::Error>> ChunkFile for &mut WriterFile<'_, D> {
             .ok_or_else(|| Error::Invalid("no free block".into()))?;
         bit_set(self.bitmap, b as usize, true);
         *self.next_block = b + 1;
-        self.inode.blocks += 1;
+        // The on-disk count may be anything (a corrupt image): it saturates, as in free_block.
+        self.inode.blocks = self.inode.blocks.saturating_add(1);
         self.taken += 1;
         self.changed = true;
         Ok(b)
