@@ -1,7 +1,12 @@
 //! The structure-aware mutations of vexfs images behind `mutate_image` (tests/guest/090) and
-//! the host fuzz target `image` (fuzz/): a populated base image made by the offline writer, a
-//! catalog of the structures it holds, and mutations inside them with their checksums
+//! the host fuzz targets `fsck`, `reader`, `search` and `writer` (fuzz/): a populated base
+//! image made by the offline writer ([`build_base`] for the guest, [`build_small_base`] for the
+//! host), a catalog of the structures it holds, and mutations inside them with their checksums
 //! recomputed by core's own encoders. See `src/bin/mutate_image.rs` for the kinds and values.
+//!
+//! Guest 090 names its regressions by seed and index over `build_base(2048)`: for that image
+//! the draws of [`mutate`] must stay what they are (a kind that only a small base offers, the
+//! journal records, is drawn only when the catalog holds some).
 
 use std::collections::BTreeMap;
 
@@ -12,14 +17,20 @@ use vexfs_image::vexfs_core::format::block::seal_header;
 use vexfs_image::vexfs_core::format::dir::{self, DIR_MAGIC};
 use vexfs_image::vexfs_core::format::extent::{EXTENT_HEADER, EXTENT_MAGIC};
 use vexfs_image::vexfs_core::format::inode::{Inode, MAX_FILE_SIZE, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
-use vexfs_image::vexfs_core::format::journal::JOURNAL_MAGIC;
+use vexfs_image::vexfs_core::format::journal::{
+    peek_record, record_checksum, JournalSuper, JOURNAL_CLEAN, JOURNAL_MAGIC, MAX_RECORD_PAYLOAD, RECORD_HEADER,
+};
 use vexfs_image::vexfs_core::format::layout::MkfsParams;
-use vexfs_image::vexfs_core::format::superblock::{Region, Superblock, FEATURE_INCOMPAT_RECOVER, ROOT_INO};
+use vexfs_image::vexfs_core::format::superblock::{
+    Metric, Region, Superblock, FEATURE_INCOMPAT_RECOVER, ROOT_INO, STATE_CLEAN,
+};
 use vexfs_image::vexfs_core::format::vector::{
     splitmix64, HnswGeometry, HnswHeader, MapEntry, UpperTable, HNSW_MAGIC, MAP_ENTRY, NO_SLOT, VEC_IDS_HEADER,
     VEC_IDS_MAGIC,
 };
 use vexfs_image::vexfs_core::format::{bit_test, BLOCK_SIZE, INODE_SIZE};
+use vexfs_image::vexfs_core::io::Block;
+use vexfs_image::vexfs_core::journal::{self, SCRATCH_BYTES};
 use vexfs_image::writer::{FileOpts, Writer};
 use vexfs_image::{mkfs, sample, Image};
 
@@ -150,6 +161,123 @@ pub fn build_base(blocks: u64) -> Res<Vec<u8>> {
     Ok(img.into_device().bytes)
 }
 
+/// Blocks of [`build_small_base`]'s image (512 KiB, half of it the smallest journal).
+pub const SMALL_BASE_BLOCKS: u64 = 128;
+
+/// The base image of the host fuzz targets, as bytes: every structure of [`build_base`] in
+/// the smallest image that holds them (a copy, a check or a walk of it costs a quarter of the
+/// 2 MiB base's), and a journal holding a committed transaction that is not yet applied in
+/// place, `RECOVER` set (a crash just after a commit): fsck, the offline writer and the kernel
+/// replay it, the reader sees the state before it. Dimension 4, HNSW `m` 4 (upper levels with
+/// few vectors), 32 inodes, 48 vector slots. The tree: `/hello.txt` and its hard link, an
+/// empty file, `/docs` with a one-extent file, one of 7 one-block extents (an extent block),
+/// a sparse file, `sub/deep/leaf` and a symlink up, a symlink at the root, `/long` (20
+/// entries of long names, the longest 255 bytes, over two blocks), `/vec` with 8 files of 1 to
+/// 9 embeddings (one in a vector-id block), 2 of them removed (tombstones) and 2 replaced by
+/// pending vectors. The journal's transaction creates `/journaled` (its data written home
+/// before the commit, as the kernel does); a small one, as every replay reads it whole.
+pub fn build_small_base() -> Res<Vec<u8>> {
+    let blocks = SMALL_BASE_BLOCKS;
+    let mut dev = MemDevice::new(blocks);
+    let p = MkfsParams {
+        inode_count: Some(32),
+        journal_blocks: Some(64),
+        vec_capacity: Some(48),
+        dim: 4,
+        metric: Metric::L2,
+        m: 4,
+        ef_construction: 32,
+        ..sample::params(blocks)
+    };
+    mkfs::format(&mut dev, &p, true).map_err(err("mkfs"))?;
+    let mut w = Writer::new(Image::open(dev).map_err(err("open"))?).map_err(err("writer"))?;
+    let e = |what: &'static str| move |e: vexfs_image::Error| format!("{what}: {e}");
+    let r = ROOT_INO;
+    let hello = w.create(r, "hello.txt", b"hello, vexfs\n").map_err(e("create"))?;
+    w.link(r, "hard", hello).map_err(e("link"))?;
+    let empty = w.create(r, "empty", b"").map_err(e("create"))?;
+    let docs = w.mkdir(r, "docs", 0o755).map_err(e("mkdir"))?;
+    w.create(docs, "big.bin", &sample::pattern(2 * 4096 + 100, 1)).map_err(e("create"))?;
+    let frag_opts = FileOpts { max_extent_blocks: 1, ..FileOpts::default() };
+    w.create_with(docs, "frag.bin", &sample::pattern(7 * 4096, 2), frag_opts).map_err(e("create"))?;
+    w.create(docs, "sparse.bin", &sample::sparse_content()).map_err(e("create"))?;
+    let sub = w.mkdir(docs, "sub", 0o700).map_err(e("mkdir"))?;
+    let deep = w.mkdir(sub, "deep", 0o755).map_err(e("mkdir"))?;
+    w.create(deep, "leaf", b"leaf\n").map_err(e("create"))?;
+    w.symlink(r, "link", "docs/big.bin").map_err(e("symlink"))?;
+    w.symlink(deep, "up", "../../..").map_err(e("symlink"))?;
+    let long = w.mkdir(r, "long", 0o755).map_err(e("mkdir"))?;
+    for i in 0..20usize {
+        let name = format!("{i:02}-{}", "n".repeat(if i == 19 { 252 } else { 200 + i }));
+        w.link(long, &name, empty).map_err(e("link"))?;
+    }
+    let dim = w.image().sb().vec_dim;
+    let vdir = w.mkdir(r, "vec", 0o755).map_err(e("mkdir"))?;
+    w.set_stepwise_purge(true).map_err(e("stepwise purge"))?;
+    let mut files = Vec::new();
+    for i in 0..8u64 {
+        let ino =
+            w.create(vdir, &format!("v{i}"), &sample::pattern(100 + i as usize * 300, i as u8)).map_err(e("create"))?;
+        let chunks = if i == 5 { 9 } else { i % 4 + 1 };
+        let vs: Vec<Vec<f32>> = (0..chunks).map(|c| vector(dim, i * 1000 + c)).collect();
+        w.set_embeddings(ino, &vs).map_err(e("set embeddings"))?;
+        files.push(ino);
+    }
+    for &i in &[2usize, 6] {
+        w.remove_embeddings(files[i]).map_err(e("remove embeddings"))?;
+    }
+    w.set_indexing(Indexing::Deferred);
+    for &i in &[3usize, 7] {
+        let vs: Vec<Vec<f32>> = (0..2).map(|c| vector(dim, 77_000 + i as u64 * 10 + c)).collect();
+        w.set_embeddings(files[i], &vs).map_err(e("set pending embeddings"))?;
+    }
+    let img = w.commit().map_err(e("commit"))?;
+    let mut sb = img.sb().clone();
+    let before = img.into_device().bytes;
+
+    // The transaction: made by a second session on a copy, then logged in `before`.
+    let mut w =
+        Writer::new(Image::open(MemDevice { bytes: before.clone() }).map_err(err("open"))?).map_err(err("writer"))?;
+    let jf = w.create(r, "journaled", &sample::pattern(4096 + 10, 9)).map_err(e("create"))?;
+    let after = w.commit().map_err(e("commit"))?;
+    let jinode = after.inode(jf).map_err(e("inode"))?;
+    let data: Vec<u64> = after
+        .extents(jf, &jinode)
+        .map_err(e("extents"))?
+        .iter()
+        .flat_map(|x| x.start..x.start + u64::from(x.len))
+        .collect();
+    let after = after.into_device().bytes;
+    let jr = sb.region(Region::Journal);
+    let mut dev = MemDevice { bytes: before };
+    let mut images: Vec<(u64, Box<Block>)> = Vec::new();
+    for n in 1..sb.backup_block {
+        let range = (n * BS) as usize..((n + 1) * BS) as usize;
+        if (jr.start..jr.end()).contains(&n) || dev.bytes[range.clone()] == after[range.clone()] {
+            continue;
+        }
+        if data.contains(&n) {
+            dev.bytes[range.clone()].copy_from_slice(&after[range]);
+        } else {
+            let mut b = Box::new([0u8; BLOCK_SIZE]);
+            b.copy_from_slice(&after[range]);
+            images.push((n, b));
+        }
+    }
+    let mut scratch = vec![0u8; SCRATCH_BYTES];
+    let jerr = |what: &'static str| move |e: journal::JournalError<std::io::Error>| format!("{what}: {e:?}");
+    let (mut log, _) = journal::recover(&mut dev, &sb, &mut scratch).map_err(jerr("journal"))?;
+    journal::write_superblock(&mut dev, &log, false).map_err(jerr("journal superblock"))?;
+    let refs: Vec<(u64, &Block)> = images.iter().map(|(n, b)| (*n, &**b)).collect();
+    journal::write_transaction(&mut dev, &mut log, &refs).map_err(jerr("journal transaction"))?;
+    sb.feature_incompat |= FEATURE_INCOMPAT_RECOVER;
+    sb.state &= !STATE_CLEAN;
+    let mut b = vec![0u8; BLOCK_SIZE];
+    sb.encode(&mut b);
+    dev.bytes[..BLOCK_SIZE].copy_from_slice(&b);
+    Ok(dev.bytes)
+}
+
 /// 8 query vectors of dimension `dim`, as an `.fvecs` file.
 pub fn queries_fvecs(dim: u32) -> Vec<u8> {
     let mut bytes = Vec::new();
@@ -180,6 +308,9 @@ pub struct Catalog {
     free_slots: Vec<u32>,
     /// Slots with upper records: slot, level, first record.
     upper: Vec<(u32, u8, u32)>,
+    /// Records of the journal's live window (none when it is clean): byte position in the
+    /// log (from record block 0, circular), payload length.
+    records: Vec<(u64, u32)>,
 }
 
 impl Catalog {
@@ -205,6 +336,7 @@ pub fn catalog(img: &Image<MemDevice>) -> Res<Catalog> {
         used_slots: Vec::new(),
         free_slots: Vec::new(),
         upper: Vec::new(),
+        records: Vec::new(),
     };
     // Paths: a walk from the root (the first name found for each inode).
     let mut paths: BTreeMap<u32, String> = BTreeMap::new();
@@ -268,14 +400,53 @@ pub fn catalog(img: &Image<MemDevice>) -> Res<Catalog> {
             c.upper.push((s, level, first));
         }
     });
+    c.records = live_records(img, &sb);
     Ok(c)
+}
+
+/// The records of the journal's live window, read as recovery reads them (consecutive LSNs
+/// from the checkpoint's, each where the last ended, zeros skipped to the next block): byte
+/// position in the log, payload length. None when the journal is clean or does not decode.
+fn live_records(img: &Image<MemDevice>, sb: &Superblock) -> Vec<(u64, u32)> {
+    let jr = sb.region(Region::Journal);
+    let Ok(b) = img.read_block(jr.start) else { return Vec::new() };
+    let Ok(js) = JournalSuper::decode(&b[..], jr.start, jr.blocks, &sb.uuid) else { return Vec::new() };
+    let bytes = &img.device().bytes;
+    let log_len = (jr.blocks - 1) * BS;
+    let (mut pos, mut lsn, mut out) = (js.head * BS, js.checkpoint_lsn, Vec::new());
+    while js.flags & JOURNAL_CLEAN == 0 && out.len() < 256 {
+        let mut head = [0u8; RECORD_HEADER];
+        for (k, x) in head.iter_mut().enumerate() {
+            *x = bytes[log_at(jr.start, jr.blocks, pos + k as u64)];
+        }
+        if head[..4] == [0; 4] && pos % BS != 0 {
+            pos = pos.next_multiple_of(BS);
+            continue;
+        }
+        let Ok(h) = peek_record(&head) else { break };
+        if h.lsn != lsn {
+            break;
+        }
+        out.push((pos % log_len, h.len));
+        pos += (RECORD_HEADER as u64 + u64::from(h.len)).next_multiple_of(8);
+        lsn += 1;
+    }
+    out
+}
+
+/// Byte offset in the device of byte `pos` of the log (record blocks after the journal
+/// superblock at `start`, `blocks` blocks in all, circular).
+fn log_at(start: u64, blocks: u64, pos: u64) -> usize {
+    let pos = pos % ((blocks - 1) * BS);
+    ((start + 1) * BS + pos) as usize
 }
 
 /// How many structures of each kind the catalog holds, in one line.
 pub fn summary(c: &Catalog) -> String {
     let dirents: usize = c.dir_blocks.iter().map(|d| d.2.len()).sum();
     format!(
-        "inodes {} dir-blocks {} dirents {} extent-blocks {} vec-id-blocks {} data-blocks {} slots {} upper-slots {}",
+        "inodes {} dir-blocks {} dirents {} extent-blocks {} vec-id-blocks {} data-blocks {} slots {} upper-slots {} \
+         journal-records {}",
         c.inodes.len(),
         c.dir_blocks.len(),
         dirents,
@@ -283,7 +454,8 @@ pub fn summary(c: &Catalog) -> String {
         c.vec_id_blocks.len(),
         c.data_blocks.len(),
         c.used_slots.len(),
-        c.upper.len()
+        c.upper.len(),
+        c.records.len()
     )
 }
 
@@ -360,17 +532,29 @@ fn interesting(rng: &mut Rng, c: &Catalog, dom: Dom, cur: u64, bits: u32) -> u64
                 u64::from(*rng.pick(&choices).unwrap_or(&0))
             }
             Dom::Count { max: m } => {
-                let choices = [0, 1, m, m + 1, m.saturating_sub(1), cur + 1, cur.wrapping_sub(1), cur * 2, max];
+                // Wrapping: `cur` may be what an earlier mutation of this mutant left (the
+                // guest's release builds always wrapped; the same values with overflow checks on).
+                let choices = [
+                    0,
+                    1,
+                    m,
+                    m.wrapping_add(1),
+                    m.saturating_sub(1),
+                    cur.wrapping_add(1),
+                    cur.wrapping_sub(1),
+                    cur.wrapping_mul(2),
+                    max,
+                ];
                 *rng.pick(&choices).unwrap_or(&0)
             }
             Dom::Size => {
                 let choices = [
                     0,
-                    cur + 1,
+                    cur.wrapping_add(1),
                     cur.wrapping_sub(1),
-                    cur + BS,
+                    cur.wrapping_add(BS),
                     cur.saturating_sub(BS),
-                    (cur / BS + 1) * BS,
+                    (cur / BS).wrapping_add(1).wrapping_mul(BS),
                     MAX_FILE_SIZE,
                     MAX_FILE_SIZE + 1,
                     MAX_FILE_SIZE - 1,
@@ -843,12 +1027,17 @@ fn mutate_bitmap(m: &mut Mutant, rng: &mut Rng) -> String {
     format!("{what} bitmap bit {bit} -> {}", u8::from(now))
 }
 
-/// Mutates a field of the journal superblock and reseals it.
+/// Mutates a field of the journal superblock and reseals it, or (when the journal has a live
+/// window) a record of it.
 fn mutate_journal(m: &mut Mutant, rng: &mut Rng) -> String {
     let blk = m.c.sb.region(Region::Journal).start;
     let jblocks = m.c.sb.region(Region::Journal).blocks;
     let at = (blk * BS) as usize;
-    let what = match rng.below(5) {
+    // Five superblock fields, and three more draws for the records (only when there are some:
+    // the guest's seeds over a clean journal draw what they always drew).
+    let kinds = if m.c.records.is_empty() { 5 } else { 8 };
+    let what = match rng.below(kinds) {
+        5..=7 => return mutate_record(m, rng),
         0 => format!("version {}", m.field(rng, at + 16, 4, Dom::Count { max: 2 })),
         1 => format!("flags {}", m.field(rng, at + 20, 4, Dom::Count { max: 1 })),
         2 => format!("next_lsn {}", m.field(rng, at + 24, 8, Dom::Raw)),
@@ -859,6 +1048,48 @@ fn mutate_journal(m: &mut Mutant, rng: &mut Rng) -> String {
     let owner = m.get(at + 16, 8);
     seal_header(m.block(blk), JOURNAL_MAGIC, blk, owner);
     format!("journal superblock {what}")
+}
+
+/// Mutates a field of a journal record of the live window (header, a block-images record's
+/// count, target or image) and recomputes its checksum (over the new length, when the reader
+/// would accept it).
+fn mutate_record(m: &mut Mutant, rng: &mut Rng) -> String {
+    let Some(&(pos, len)) = rng.pick(&m.c.records) else { return "no journal record".into() };
+    let jr = m.c.sb.region(Region::Journal);
+    let at = |k: u64| log_at(jr.start, jr.blocks, pos + k);
+    let get = |m: &Mutant, o: u64, n: u64| (0..n).rev().fold(0u64, |v, k| v << 8 | u64::from(m.bytes[at(o + k)]));
+    let rtype = get(m, 16, 2);
+    let (off, n, dom, name) = match rng.below(if rtype == 1 { 8 } else { 4 }) {
+        0 => (8, 8, Dom::Count { max: get(m, 8, 8).wrapping_add(1) }, "lsn"),
+        1 => (16, 2, Dom::Count { max: 4 }, "type"),
+        2 => (18, 2, Dom::Raw, "flags"),
+        3 => (20, 4, Dom::Count { max: MAX_RECORD_PAYLOAD as u64 }, "len"),
+        4 => (24, 4, Dom::Count { max: 4 }, "count"),
+        5 | 6 => (32, 8, Dom::Block { own: get(m, 32, 8) }, "target"),
+        _ => (40 + rng.below(BS), 1, Dom::Raw, "image byte"),
+    };
+    let old = get(m, off, n);
+    let mut new = interesting(rng, m.c, dom, old, (n * 8) as u32);
+    if new == old {
+        new = old ^ 1;
+    }
+    for k in 0..n {
+        m.bytes[at(off + k)] = (new >> (8 * k)) as u8;
+    }
+    // The checksum over the payload the reader will take: the new length's when the reader
+    // accepts it (the bytes after the record are the log's own), else the old one's.
+    let new_len = get(m, 20, 4);
+    let sum_len = if new_len <= MAX_RECORD_PAYLOAD as u64 { new_len } else { u64::from(len) };
+    let mut head = [0u8; RECORD_HEADER];
+    for (k, x) in head.iter_mut().enumerate().filter(|(k, _)| !(4..8).contains(k)) {
+        *x = m.bytes[at(k as u64)];
+    }
+    let payload: Vec<u8> = (0..sum_len).map(|k| m.bytes[at(RECORD_HEADER as u64 + k)]).collect();
+    let sum = record_checksum(&m.c.sb.uuid, &head, &[&payload]);
+    for (k, x) in sum.to_le_bytes().iter().enumerate() {
+        m.bytes[at(4 + k as u64)] = *x;
+    }
+    format!("journal record at log byte {pos} (type {rtype}) {name} {old} -> {new}")
 }
 
 /// Mutates a superblock field that its validation may let through (re-encoded by
@@ -976,8 +1207,10 @@ pub fn mutate(bytes: &mut Vec<u8>, c: &Catalog, rng: &mut Rng, n: u32) -> Vec<St
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vexfs_image::fsck;
     use vexfs_image::vexfs_core::error::FormatError;
     use vexfs_image::vexfs_core::format::block::block_csum;
+    use vexfs_image::vexfs_core::format::journal::decode_record;
 
     /// Mutants are reproducible, differ from the base, and keep every checksum right: the
     /// mutations reach what is behind the checksums.
@@ -1012,6 +1245,64 @@ mod tests {
         }
         assert!(changed >= 295, "only {changed} of 300 mutants differ from the base");
         assert!(inodes_checked > 10_000 && blocks_checked > 4_000);
+    }
+
+    /// The small base holds every structure the mutations hit, a committed transaction that
+    /// fsck replays (into memory with -n) and the offline writer replays, and nothing fsck
+    /// calls a problem.
+    #[test]
+    fn small_base_holds_every_structure() {
+        let base = build_small_base().expect("small base");
+        assert_eq!(base.len() as u64, SMALL_BASE_BLOCKS * BS);
+        let img = Image::open(MemDevice { bytes: base.clone() }).expect("open");
+        assert!(img.sb().feature_incompat & FEATURE_INCOMPAT_RECOVER != 0);
+        assert!(img.lookup("/journaled").is_err(), "the transaction is not applied in place");
+        let c = catalog(&img).expect("catalog");
+        let long = c.inodes.iter().find(|i| i.2 == "/long").expect("/long").0;
+        assert_eq!(c.dir_blocks.iter().filter(|d| d.1 == long).count(), 2, "{}", summary(&c));
+        assert!(c.inodes.len() >= 20 && c.extent_blocks.len() == 1 && c.vec_id_blocks.len() == 1);
+        assert!(c.used_slots.len() >= 20 && !c.upper.is_empty(), "{}", summary(&c));
+        // 4 block images (inode table, inode and block bitmaps, root directory) and the commit.
+        assert_eq!(c.records.len(), 5, "{}", summary(&c));
+        let (out, _) = fsck::run(MemDevice { bytes: base.clone() }, fsck::Mode::Check).expect("fsck -n");
+        assert!(out.report.problems.is_empty(), "{:?}", out.report.problems);
+        let replay = out.replay.expect("a replay");
+        assert_eq!((replay.scan.transactions, replay.applied), (1, 4));
+        let w = Writer::new(Image::open(MemDevice { bytes: base }).expect("open")).expect("writer");
+        assert!(w.image().lookup("/journaled").is_ok(), "the writer replays the transaction");
+        let h = w.image().lookup("/vec").and_then(|v| w.image().inode(v)).expect("/vec");
+        assert!(h.is_dir());
+    }
+
+    /// Mutants of the small base are reproducible, and a mutated journal record keeps a right
+    /// checksum (over the length it now says, when the reader accepts that length).
+    #[test]
+    fn record_mutations_keep_checksums() {
+        let base = build_small_base().expect("small base");
+        let c = catalog(&Image::open(MemDevice { bytes: base.clone() }).expect("open")).expect("catalog");
+        let jr = c.sb.region(Region::Journal);
+        let mut records_hit = 0;
+        for index in 0..2000 {
+            let mut a = base.clone();
+            let log = mutate(&mut a, &c, &mut Rng::new(11, index), 1);
+            let mut b = base.clone();
+            assert_eq!(log, mutate(&mut b, &c, &mut Rng::new(11, index), 1));
+            assert!(a == b, "mutant 11/{index} differs between two runs");
+            if !log[0].starts_with("journal record") {
+                continue;
+            }
+            records_hit += 1;
+            assert!(a != base, "{log:?}");
+            for &(pos, _) in &c.records {
+                let at = |k: u64| a[log_at(jr.start, jr.blocks, pos + k)];
+                let len = (0..4).rev().fold(0u64, |v, k| v << 8 | u64::from(at(20 + k)));
+                let len = len.min(MAX_RECORD_PAYLOAD as u64);
+                let rec: Vec<u8> = (0..RECORD_HEADER as u64 + len).map(at).collect();
+                let r = decode_record(&rec, &c.sb.uuid, 0);
+                assert!(!matches!(r, Err(FormatError::BadChecksum { .. })), "mutant 11/{index}: {log:?}: {r:?}");
+            }
+        }
+        assert!(records_hit >= 10, "only {records_hit} record mutations in 2000");
     }
 
     /// The fuzzer's generator takes its draws from the input, then goes on by itself.
