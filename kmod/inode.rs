@@ -274,7 +274,7 @@ pub fn alloc_file_block(g: &mut Locked<'_>, inode: &Inode, st: &mut FsInode, lbl
         Some(p) => p.start + p.len as u64 + (lblk - p.logical_end()),
         None => 0,
     };
-    let pb = g.alloc_block(goal)?;
+    let pb = g.alloc_file_data(goal)?;
     let l = lblk as u32;
     let mut merged = false;
     if let Some(p) = at.checked_sub(1).and_then(|i| v.get_mut(i)) {

@@ -243,6 +243,66 @@ impl<'a> Locked<'a> {
         Ok(b)
     }
 
+    /// Allocates a data block of a file. A file's first block (no `goal`) is the first free one
+    /// from the last allocation ([`Self::alloc_block`]: small files pack together). A later
+    /// block is `goal` (the block after the file's block before) if that is free; else the
+    /// first block of a wholly free, aligned run of [`RUN_BITS`](crate::format::RUN_BITS)
+    /// blocks, searched from the goal and then from the region's start; else any free block.
+    /// Files growing at once (two downloads, parallel copies) so fill runs of their own
+    /// instead of taking every other block, which gave each an extent per block and ran out of
+    /// extents at about 1 MiB. Runs and goals do not move the hint. Errors: as
+    /// [`Self::alloc_block`].
+    pub fn alloc_file_data(&mut self, goal: u64) -> Result<u64> {
+        let data = self.sb.disk().region(Region::Data);
+        if !data.contains(goal) {
+            return self.alloc_block(goal);
+        }
+        let hint = self.block_hint;
+        let b = if self.free_unbarred(goal)? {
+            self.alloc_block(goal)?
+        } else {
+            match self.find_free_run(goal, data.end())? {
+                Some(r) => self.alloc_block(r)?,
+                None => match self.find_free_run(data.start, goal)? {
+                    Some(r) => self.alloc_block(r)?,
+                    None => return self.alloc_block(goal),
+                },
+            }
+        };
+        self.block_hint = hint;
+        Ok(b)
+    }
+
+    /// Whether data block `b` is free and not barred by the journal.
+    fn free_unbarred(&self, b: u64) -> Result<bool> {
+        Ok(self.find_clear(Region::BlockBitmap, b, b + 1)? == Some(b) && !self.sb.journal().state().barred(b))
+    }
+
+    /// First block of a wholly free aligned run of blocks in `from .. to` whose first block is
+    /// not barred by the journal (the allocator then takes it and the blocks after it).
+    fn find_free_run(&self, from: u64, to: u64) -> Result<Option<u64>> {
+        let run = crate::format::RUN_BITS as u64;
+        let mut pos = from;
+        while pos < to {
+            let (blk, off) = self.bitmap_pos(Region::BlockBitmap, pos)?;
+            let block_base = pos - off as u64;
+            let limit = (to - block_base).min(BITS_PER_BLOCK) as usize;
+            let b = Buf::read(self.sb, blk)?;
+            match crate::format::bit_find_free_run(b.data(), off, limit) {
+                Some(i) => {
+                    let first = block_base + i as u64;
+                    drop(b);
+                    if !self.sb.journal().state().barred(first) {
+                        return Ok(Some(first));
+                    }
+                    pos = first + run;
+                }
+                None => pos = block_base + BITS_PER_BLOCK,
+            }
+        }
+        Ok(None)
+    }
+
     /// Frees data block `b` (not allocated again before the next checkpoint). A block outside
     /// the data region or already free is corruption.
     pub fn free_block(&mut self, b: u64) -> Result {

@@ -58,6 +58,27 @@ pub fn bit_set(bits: &mut [u8], i: usize, on: bool) {
     }
 }
 
+/// Bits of a free run ([`bit_find_free_run`]): one 64-bit word of a bitmap.
+pub const RUN_BITS: usize = 64;
+
+/// First wholly clear, [`RUN_BITS`]-aligned run of [`RUN_BITS`] bits whose first bit is at or
+/// after `from` and whose last is below `limit`, in a bitmap block slice: its first bit. The
+/// allocator starts a file's new run of blocks there, so that files growing at once take
+/// separate runs instead of alternating blocks.
+pub fn bit_find_free_run(bits: &[u8], from: usize, limit: usize) -> Option<usize> {
+    let limit = limit.min(bits.len().saturating_mul(8));
+    let mut i = from.div_ceil(RUN_BITS).checked_mul(RUN_BITS)?;
+    while i.checked_add(RUN_BITS)? <= limit {
+        let byte = i / 8;
+        let word = bits.get(byte..byte.checked_add(RUN_BITS / 8)?)?;
+        if word.iter().all(|&b| b == 0) {
+            return Some(i);
+        }
+        i = i.checked_add(RUN_BITS)?;
+    }
+    None
+}
+
 /// First clear bit at or after `from` and below `limit`, scanning a bitmap block slice.
 pub fn bit_find_clear(bits: &[u8], from: usize, limit: usize) -> Option<usize> {
     let limit = limit.min(bits.len().saturating_mul(8));
@@ -75,4 +96,34 @@ pub fn bit_find_clear(bits: &[u8], from: usize, limit: usize) -> Option<usize> {
         i = i.checked_add(1)?;
     }
     None
+}
+
+#[cfg(test)]
+// Tests: a panic is the failure report.
+#[allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_runs_are_whole_aligned_words() {
+        let mut bits = [0xffu8; 64];
+        // Words 2 (bits 128..192) and 5 (320..384) clear; bits 200..260 clear but unaligned.
+        bits[16..24].fill(0);
+        bits[40..48].fill(0);
+        for i in 200..260 {
+            bit_set(&mut bits, i, false);
+        }
+        assert_eq!(bit_find_free_run(&bits, 0, 512), Some(128));
+        assert_eq!(bit_find_free_run(&bits, 128, 512), Some(128));
+        assert_eq!(bit_find_free_run(&bits, 129, 512), Some(320));
+        // The run must end below the limit.
+        assert_eq!(bit_find_free_run(&bits, 129, 383), None);
+        assert_eq!(bit_find_free_run(&bits, 129, 384), Some(320));
+        // One set bit spoils a word.
+        bit_set(&mut bits, 150, true);
+        assert_eq!(bit_find_free_run(&bits, 0, 512), Some(320));
+        // Past the slice or near usize::MAX: nothing, no panic.
+        assert_eq!(bit_find_free_run(&bits, 0, 10_000), Some(320));
+        assert_eq!(bit_find_free_run(&bits, usize::MAX - 3, usize::MAX), None);
+    }
 }

@@ -14,7 +14,9 @@
 //! `set PATH FVECS FIRST_ROW COUNT [index-now]` (VEXFS_IOC_SET_EMBEDDINGS: rows FIRST_ROW ..
 //! FIRST_ROW+COUNT of the .fvecs file become the file's chunks 0.., replacing its embeddings
 //! (VEXFS_SET_TRUNCATE, as `vexctl set`), linked before the call returns with `index-now`
-//! (VEXFS_SET_INDEX_NOW)), `rm-embedding PATH` (VEXFS_IOC_REMOVE_EMBEDDINGS); each opens what it
+//! (VEXFS_SET_INDEX_NOW)), `rm-embedding PATH` (VEXFS_IOC_REMOVE_EMBEDDINGS), `interleave A B
+//! TOTAL CHUNK` (two files created or emptied, then appended CHUNK bytes at a time in turn,
+//! A of 0x41 and B of 0x42, until each holds TOTAL bytes: two downloads at once); each opens what it
 //! needs and closes it before it ends. Several operations joined by `+` run in order, in one
 //! process, until the first that fails (`truncate t 100000 + write t 90000 100`); the errno
 //! printed is that one's, followed by ` in operation K` when it is not the first (K counts from
@@ -50,7 +52,8 @@ use vexfs_image::vecfile::Fvecs;
 
 const USAGE: &str = "usage: faultops OP [+ OP]... | resident DEV, where OP is one of: create PATH | mkdir PATH \
 | symlink LEN PATH | rename FROM TO | unlink PATH | write PATH OFFSET LEN [BYTE] | mmap-write PATH OFFSET LEN [BYTE] \
-| truncate PATH SIZE | fsync PATH | syncfs PATH | set PATH FVECS FIRST_ROW COUNT [index-now] | rm-embedding PATH; \
+| truncate PATH SIZE | fsync PATH | syncfs PATH | set PATH FVECS FIRST_ROW COUNT [index-now] | rm-embedding PATH \
+| interleave A B TOTAL CHUNK; \
 FAIL_NTH=N in the environment fails the N-th fault-injection point of the operations";
 
 /// The fail-nth file: `/proc/thread-self/fail-nth`.
@@ -97,6 +100,33 @@ fn off_t(v: u64) -> Result<nix::libc::off_t, Failure> {
     nix::libc::off_t::try_from(v).map_err(|_| usage(format!("too large: {v}")))
 }
 
+/// `interleave`: appends `chunk`-sized pieces to `a` and `b` in turn until each holds `total`
+/// bytes (`a` of byte 0x41, `b` of 0x42); on a failure prints which file and offset.
+fn interleave(a: &CString, b: &CString, total: u64, chunk: &[u8]) -> Result<(), Failure> {
+    let mode = Mode::from_bits_truncate(0o644);
+    let fa = File::from(open(a.as_c_str(), OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_TRUNC, mode)?);
+    let fb = File::from(open(b.as_c_str(), OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_TRUNC, mode)?);
+    let mut bufs = [chunk.to_vec(), chunk.to_vec()];
+    bufs[0].fill(0x41);
+    bufs[1].fill(0x42);
+    let mut off = 0u64;
+    while off < total {
+        let n = usize::try_from((total - off).min(chunk.len() as u64)).unwrap_or(chunk.len());
+        for (f, buf, name) in [(&fa, &bufs[0], a), (&fb, &bufs[1], b)] {
+            match f.write_at(&buf[..n], off) {
+                Ok(w) if w == n => {}
+                Ok(_) => return Err(Failure::Errno(Errno::EIO)),
+                Err(e) => {
+                    println!("interleave: {} at offset {off}: {e}", name.to_string_lossy());
+                    return Err(e.into());
+                }
+            }
+        }
+        off += n as u64;
+    }
+    Ok(())
+}
+
 /// One operation, its arguments checked and its buffers made: running it allocates nothing in
 /// userspace, so an armed fail-nth counts only the kernel's allocations for its system calls.
 enum Op {
@@ -112,6 +142,7 @@ enum Op {
     Syncfs(CString),
     Set { path: CString, dim: u32, flags: u32, vectors: Vec<f32> },
     RmEmbedding(CString),
+    Interleave { a: CString, b: CString, total: u64, chunk: Vec<u8> },
 }
 
 impl Op {
@@ -145,6 +176,13 @@ impl Op {
                 Op::Set { path: path(p)?, dim: v.dim(), flags, vectors }
             }
             ["rm-embedding", p] => Op::RmEmbedding(path(p)?),
+            ["interleave", a, b, total, chunk] => {
+                let chunk = usize::try_from(num(chunk)?).map_err(|_| usage("bad chunk"))?;
+                if chunk == 0 {
+                    return Err(usage("chunk 0"));
+                }
+                Op::Interleave { a: path(a)?, b: path(b)?, total: num(total)?, chunk: vec![0; chunk] }
+            }
             _ => return Err(usage(USAGE)),
         })
     }
@@ -193,6 +231,7 @@ impl Op {
                 close(fd)?;
                 r?;
             }
+            Op::Interleave { a, b, total, chunk } => interleave(a, b, *total, chunk)?,
         }
         Ok(())
     }
