@@ -238,8 +238,9 @@ impl JState {
     }
 
     /// Commits the running transaction (no handle is open), then checkpoints if the log is half
-    /// full or a checkpoint was asked for.
-    fn commit_locked(&mut self, sb: &SuperBlock) -> Result {
+    /// full or a checkpoint was asked for. `sink_bufs` has room for every log block of the
+    /// transaction ([`Self::log_room`]): writing the log allocates nothing.
+    fn commit_locked(&mut self, sb: &SuperBlock, sink_bufs: KVVec<Buf>) -> Result {
         let dev: &Device = sb;
         let mut bufs = core::mem::replace(&mut self.running, KVVec::new());
         if !bufs.is_empty() {
@@ -257,7 +258,7 @@ impl JState {
                 );
                 return Err(ENOSPC);
             }
-            let mut sink = KSink { dev, bufs: KVec::new() };
+            let mut sink = KSink { dev, bufs: sink_bufs };
             let mut txn = self.log.begin().map_err(|e| jerr(dev, e))?;
             for b in bufs.iter() {
                 txn.add(&self.log, &mut sink, b.block(), b.data()).map_err(|e| jerr(dev, e))?;
@@ -287,6 +288,13 @@ impl JState {
             self.checkpoint(dev, false)?;
         }
         Ok(())
+    }
+
+    /// The log blocks the running transaction takes (records, descriptors, commit), as a
+    /// capacity for [`Self::commit_locked`]'s buffers.
+    fn log_room(&self) -> usize {
+        let n = u64::try_from(self.running.len()).unwrap_or(u64::MAX);
+        usize::try_from(cj::txn_blocks(n)).unwrap_or(usize::MAX)
     }
 
     /// Writes every dirty buffer home, flushes, and empties the log's live window (no handle is
@@ -510,7 +518,18 @@ impl Journal {
         drop(g);
         let flushed = sb.info().mount_c.ordered_flush();
         let mut g = self.state.lock();
-        let r = flushed.and_then(|()| g.commit_locked(sb));
+        // The commit's buffers, allocated before anything is written: without memory the
+        // commit fails (ENOMEM) and the transaction stays running, to be committed later; the
+        // journal is not aborted.
+        let sink_bufs = match KVVec::with_capacity(g.log_room(), GFP_KERNEL) {
+            Ok(v) => v,
+            Err(e) => {
+                g.locked = false;
+                self.cv.notify_all();
+                return Err(e.into());
+            }
+        };
+        let r = flushed.and_then(|()| g.commit_locked(sb, sink_bufs));
         if let Err(e) = r {
             g.aborted = true;
             dev.force_rdonly();
@@ -594,10 +613,11 @@ impl Drop for Handle<'_> {
     }
 }
 
-/// The log's blocks of one transaction, as buffers of the device.
+/// The log's blocks of one transaction, as buffers of the device (`bufs` has room for them
+/// all: pushing never allocates).
 struct KSink<'a> {
     dev: &'a Device,
-    bufs: KVec<Buf>,
+    bufs: KVVec<Buf>,
 }
 
 impl LogSink for KSink<'_> {
