@@ -71,7 +71,7 @@ pub fn iget_live(sb: &SuperBlock, ino: u64) -> Result<Option<InodeRef<'_>>> {
             }
             read_inode(&new, ino)?;
             if new.nlink() == 0 {
-                // An orphan (unlinked, still open elsewhere, or left by a crash): not readable
+                // An orphan (left by a crash, or an unlink on its way): not readable
                 // through a search; dropping `new` frees nothing (it is marked bad).
                 return Ok(None);
             }

@@ -10,7 +10,7 @@ use crate::ffi::StatfsOut;
 use crate::format::extent::Extent;
 use crate::format::inode::{INLINE_EXTENTS, INLINE_VEC_IDS};
 use crate::format::superblock::{Region, Superblock, FEATURE_INCOMPAT_RECOVER, FORMAT_VERSION, ROOT_INO, STATE_CLEAN};
-use crate::format::{bit_find_clear, bit_set, bit_test, BLOCK_SIZE};
+use crate::format::{bit_find_clear, bit_find_free_run, bit_set, bit_test, BLOCK_SIZE, RUN_BITS};
 use crate::index::IndexState;
 use crate::txn::{JState, Journal};
 use crate::vfs;
@@ -280,25 +280,12 @@ impl<'a> Locked<'a> {
 
     /// First block of a wholly free aligned run of blocks in `from .. to` whose first block is
     /// not barred by the journal (the allocator then takes it and the blocks after it).
-    fn find_free_run(&self, from: u64, to: u64) -> Result<Option<u64>> {
-        let run = crate::format::RUN_BITS as u64;
-        let mut pos = from;
-        while pos < to {
-            let (blk, off) = self.bitmap_pos(Region::BlockBitmap, pos)?;
-            let block_base = pos - off as u64;
-            let limit = (to - block_base).min(BITS_PER_BLOCK) as usize;
-            let b = Buf::read(self.sb, blk)?;
-            match crate::format::bit_find_free_run(b.data(), off, limit) {
-                Some(i) => {
-                    let first = block_base + i as u64;
-                    drop(b);
-                    if !self.sb.journal().state().barred(first) {
-                        return Ok(Some(first));
-                    }
-                    pos = first + run;
-                }
-                None => pos = block_base + BITS_PER_BLOCK,
+    fn find_free_run(&self, mut from: u64, to: u64) -> Result<Option<u64>> {
+        while let Some(first) = self.find_in_bitmap(Region::BlockBitmap, from, to, bit_find_free_run)? {
+            if !self.sb.journal().state().barred(first) {
+                return Ok(Some(first));
             }
+            from = first + RUN_BITS as u64;
         }
         Ok(None)
     }
@@ -455,13 +442,26 @@ impl<'a> Locked<'a> {
 
     /// First clear bit in `from .. to` of a bitmap region.
     fn find_clear(&self, r: Region, from: u64, to: u64) -> Result<Option<u64>> {
+        self.find_in_bitmap(r, from, to, bit_find_clear)
+    }
+
+    /// What `find` (a finder of core::format, called as `find(bits, from, limit)` on each
+    /// bitmap block's slice) finds first in bits `from .. to` of a bitmap region, block by
+    /// block.
+    fn find_in_bitmap(
+        &self,
+        r: Region,
+        from: u64,
+        to: u64,
+        find: fn(&[u8], usize, usize) -> Option<usize>,
+    ) -> Result<Option<u64>> {
         let mut pos = from;
         while pos < to {
             let (blk, off) = self.bitmap_pos(r, pos)?;
             let block_base = pos - off as u64;
             let limit = (to - block_base).min(BITS_PER_BLOCK) as usize;
             let b = Buf::read(self.sb, blk)?;
-            if let Some(i) = bit_find_clear(b.data(), off, limit) {
+            if let Some(i) = find(b.data(), off, limit) {
                 return Ok(Some(block_base + i as u64));
             }
             pos = block_base + BITS_PER_BLOCK;
