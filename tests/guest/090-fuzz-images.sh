@@ -18,7 +18,8 @@
 # the image. Figures: mutants made, mounted, refused at mount, exercised, with EUCLEAN seen,
 # kernel reports (must be 0).
 #
-#   FUZZ_IMAGES=N (default 200; 10000 for a long run)  FUZZ_FIRST=I (default 0)
+#   FUZZ_IMAGES=N (default 200; 10000 for a long run: about 2 hours on a loaded 2-core host, so
+#   raise scripts/test's per-test limit, e.g. VEXFS_TEST_TIMEOUT=36000)  FUZZ_FIRST=I (default 0)
 #   SEED=S (the mutants' seed)   FUZZ_MUTATIONS=K (mutations per image, default 1 to 3)
 #   FUZZ_ERRORS=continue (every mutant with errors=continue; default: alternate with remount-ro)
 # Replay one mutant on the host:
