@@ -90,6 +90,29 @@ impl Rng {
     }
 }
 
+/// The part of the tree both bases hold: `/hello.txt` and its hard link `/hard`, an empty
+/// file, `/docs` with `big.bin` (`big_blocks` blocks and 100 bytes, one extent), `frag.bin`
+/// (`frag_blocks` one-block extents) and `sparse.bin`, `docs/sub/deep/leaf` and the symlink
+/// `deep/up`, and the symlink `/link`. Returns the empty file's inode.
+fn common_tree(w: &mut Writer<MemDevice>, big_blocks: usize, frag_blocks: usize) -> Res<u32> {
+    let e = |what: &'static str| move |e: vexfs_image::Error| format!("{what}: {e}");
+    let r = ROOT_INO;
+    let hello = w.create(r, "hello.txt", b"hello, vexfs\n").map_err(e("create"))?;
+    w.link(r, "hard", hello).map_err(e("link"))?;
+    let empty = w.create(r, "empty", b"").map_err(e("create"))?;
+    let docs = w.mkdir(r, "docs", 0o755).map_err(e("mkdir"))?;
+    w.create(docs, "big.bin", &sample::pattern(big_blocks * 4096 + 100, 1)).map_err(e("create"))?;
+    let frag_opts = FileOpts { max_extent_blocks: 1, ..FileOpts::default() };
+    w.create_with(docs, "frag.bin", &sample::pattern(frag_blocks * 4096, 2), frag_opts).map_err(e("create"))?;
+    w.create(docs, "sparse.bin", &sample::sparse_content()).map_err(e("create"))?;
+    let sub = w.mkdir(docs, "sub", 0o700).map_err(e("mkdir"))?;
+    let deep = w.mkdir(sub, "deep", 0o755).map_err(e("mkdir"))?;
+    w.create(deep, "leaf", b"leaf\n").map_err(e("create"))?;
+    w.symlink(r, "link", "docs/big.bin").map_err(e("symlink"))?;
+    w.symlink(deep, "up", "../../..").map_err(e("symlink"))?;
+    Ok(empty)
+}
+
 /// A deterministic vector of dimension `dim` (components in -1..1).
 pub fn vector(dim: u32, key: u64) -> Vec<f32> {
     let mut s = key;
@@ -112,19 +135,7 @@ pub fn build_base(blocks: u64) -> Res<Vec<u8>> {
     let mut w = Writer::new(img).map_err(err("writer"))?;
     let e = |what: &'static str| move |e: vexfs_image::Error| format!("{what}: {e}");
     let r = ROOT_INO;
-    let hello = w.create(r, "hello.txt", b"hello, vexfs\n").map_err(e("create"))?;
-    w.link(r, "hard", hello).map_err(e("link"))?;
-    let empty = w.create(r, "empty", b"").map_err(e("create"))?;
-    let docs = w.mkdir(r, "docs", 0o755).map_err(e("mkdir"))?;
-    w.create(docs, "big.bin", &sample::pattern(5 * 4096 + 100, 1)).map_err(e("create"))?;
-    let frag_opts = FileOpts { max_extent_blocks: 1, ..FileOpts::default() };
-    w.create_with(docs, "frag.bin", &sample::pattern(10 * 4096, 2), frag_opts).map_err(e("create"))?;
-    w.create(docs, "sparse.bin", &sample::sparse_content()).map_err(e("create"))?;
-    let sub = w.mkdir(docs, "sub", 0o700).map_err(e("mkdir"))?;
-    let deep = w.mkdir(sub, "deep", 0o755).map_err(e("mkdir"))?;
-    w.create(deep, "leaf", b"leaf\n").map_err(e("create"))?;
-    w.symlink(r, "link", "docs/big.bin").map_err(e("symlink"))?;
-    w.symlink(deep, "up", "../../..").map_err(e("symlink"))?;
+    let empty = common_tree(&mut w, 5, 10)?;
     let many = w.mkdir(r, "many", 0o755).map_err(e("mkdir"))?;
     for i in 0..120 {
         w.link(many, &format!("an-entry-with-a-rather-long-name-{i:03}"), empty).map_err(e("link"))?;
@@ -193,19 +204,7 @@ pub fn build_small_base() -> Res<Vec<u8>> {
     let mut w = Writer::new(Image::open(dev).map_err(err("open"))?).map_err(err("writer"))?;
     let e = |what: &'static str| move |e: vexfs_image::Error| format!("{what}: {e}");
     let r = ROOT_INO;
-    let hello = w.create(r, "hello.txt", b"hello, vexfs\n").map_err(e("create"))?;
-    w.link(r, "hard", hello).map_err(e("link"))?;
-    let empty = w.create(r, "empty", b"").map_err(e("create"))?;
-    let docs = w.mkdir(r, "docs", 0o755).map_err(e("mkdir"))?;
-    w.create(docs, "big.bin", &sample::pattern(2 * 4096 + 100, 1)).map_err(e("create"))?;
-    let frag_opts = FileOpts { max_extent_blocks: 1, ..FileOpts::default() };
-    w.create_with(docs, "frag.bin", &sample::pattern(7 * 4096, 2), frag_opts).map_err(e("create"))?;
-    w.create(docs, "sparse.bin", &sample::sparse_content()).map_err(e("create"))?;
-    let sub = w.mkdir(docs, "sub", 0o700).map_err(e("mkdir"))?;
-    let deep = w.mkdir(sub, "deep", 0o755).map_err(e("mkdir"))?;
-    w.create(deep, "leaf", b"leaf\n").map_err(e("create"))?;
-    w.symlink(r, "link", "docs/big.bin").map_err(e("symlink"))?;
-    w.symlink(deep, "up", "../../..").map_err(e("symlink"))?;
+    let empty = common_tree(&mut w, 2, 7)?;
     let long = w.mkdir(r, "long", 0o755).map_err(e("mkdir"))?;
     for i in 0..20usize {
         let name = format!("{i:02}-{}", "n".repeat(if i == 19 { 252 } else { 200 + i }));
