@@ -290,6 +290,26 @@ fi
 # /dev/vda), the state before an operation (/tmp/m0) and after it (/tmp/m1.OP), and the check of
 # what a case left.
 
+# The operations of parts 3 and 4, one faultops process each (FAIL_NTH counts the steps of one
+# process; a SET as `vexctl set` makes it, VEXFS_SET_TRUNCATE): name, then the command run in
+# /mnt.
+cat > /tmp/ops <<'OPS'
+set-new faultops set d1/f1 /share/emb.fvecs 20 1
+set-replace faultops set d1/f3 /share/emb.fvecs 21 3
+set-index-now faultops set d2/g /share/emb.fvecs 25 2 index-now
+set-7-chunks faultops set d1/f1 /share/emb.fvecs 28 7
+remove faultops rm-embedding d1/f3
+create faultops create d2/new
+mkdir faultops mkdir d1/sub
+rename faultops rename d1/f2 d2/f2
+rename-over faultops rename d1/f3 e5
+unlink faultops unlink e5
+write faultops write d1/f1 8192 4096
+mmap-write faultops mmap-write t 16384 4096
+truncate-down faultops truncate big 4096
+truncate-up-write faultops truncate t 100000 + write t 90000 100
+OPS
+
 # make_base: the base tree made on $D, observed (/tmp/m0) and kept in /tmp/base.img.
 make_base() {
     mount_vexfs $D /mnt
@@ -381,22 +401,6 @@ D=$DM_DEV
 JOURNAL=$(awk '$1 == "journal" { print $2 "+" $3 }' /tmp/regions)
 make_base
 
-cat > /tmp/ops <<'OPS'
-set-new vexctl set d1/f1 --fvecs /share/emb.fvecs --row 20
-set-replace vexctl set d1/f3 --fvecs /share/emb.fvecs --rows 21..24
-set-index-now vexctl set d2/g --fvecs /share/emb.fvecs --rows 25..27 --index-now
-set-7-chunks vexctl set d1/f1 --fvecs /share/emb.fvecs --rows 28..35
-remove vexctl rm-embedding d1/f3
-create faultops create d2/new
-mkdir faultops mkdir d1/sub
-rename faultops rename d1/f2 d2/f2
-rename-over faultops rename d1/f3 e5
-unlink faultops unlink e5
-write faultops write d1/f1 8192 4096
-mmap-write faultops mmap-write t 16384 4096
-truncate-down faultops truncate big 4096
-truncate-up-write faultops truncate t 100000 && faultops write t 90000 100
-OPS
 
 # eio_case OP CMD CACHE STEP SPEC...: one case: the blocks of SPEC (fail_table) fail from
 # before the operation until after the unmount (CACHE cold: caches dropped before; warm: the
@@ -504,23 +508,6 @@ CONSOLE_LEVEL=$(cut -f1 /proc/sys/kernel/printk)
 # counted among the operation's steps).
 D=/dev/vda
 [ -f /tmp/base.img ] || make_base
-# Part 3's operations, as one faultops each (FAIL_NTH counts the steps of one process).
-cat > /tmp/ops4 <<'OPS'
-set-new faultops set d1/f1 /share/emb.fvecs 20 1
-set-replace faultops set d1/f3 /share/emb.fvecs 21 3
-set-index-now faultops set d2/g /share/emb.fvecs 25 2 index-now
-set-7-chunks faultops set d1/f1 /share/emb.fvecs 28 7
-remove faultops rm-embedding d1/f3
-create faultops create d2/new
-mkdir faultops mkdir d1/sub
-rename faultops rename d1/f2 d2/f2
-rename-over faultops rename d1/f3 e5
-unlink faultops unlink e5
-write faultops write d1/f1 8192 4096
-mmap-write faultops mmap-write t 16384 4096
-truncate-down faultops truncate big 4096
-truncate-up-write faultops truncate t 100000 + write t 90000 100
-OPS
 
 # nth_case OP CMD N: one case: the base mounted, caches dropped, CMD run with FAIL_NTH=N, its
 # syncfs, the unmount; CMD must succeed or fail with ENOMEM (EIO, EROFS or SIGBUS only with the
@@ -633,7 +620,7 @@ while read -r op cmd <&3; do
               for (e in errs) printf " %s %d", e, errs[e]
               printf "; ok despite the failure %d, aborts %d, problems %d\n", okinj, ab, bad }' /tmp/results
     nop=$((nop + 1))
-done 3< /tmp/ops4
+done 3< /tmp/ops
 fi
 fi
 
