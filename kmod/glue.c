@@ -473,10 +473,12 @@ static int vexfs_write_begin(struct file *file, struct address_space *mapping, l
 {
 	struct super_block *sb = mapping->host->i_sb;
 	struct vexfs_handle *h = kmalloc(sizeof(*h), GFP_NOFS);
+	u32 retries = 0;
 	int ret;
 
 	if (!h)
 		return -ENOMEM;
+retry:
 	ret = vexfs_c_handle_start(sb, h, VEXFS_TXN_SMALL);
 	if (ret) {
 		kfree(h);
@@ -488,6 +490,9 @@ static int vexfs_write_begin(struct file *file, struct address_space *mapping, l
 			vexfs_rs_handle_failed(sb, ret);
 		vexfs_write_failed(mapping, pos + len);
 		vexfs_c_handle_stop(sb, h);
+		/* Blocks freed since the last checkpoint may be all that is missing. */
+		if (ret == -ENOSPC && vexfs_rs_retry_alloc(sb, &retries))
+			goto retry;
 		kfree(h);
 		return ret;
 	}
@@ -512,11 +517,13 @@ static vm_fault_t vexfs_page_mkwrite(struct vm_fault *vmf)
 {
 	struct inode *inode = file_inode(vmf->vma->vm_file);
 	struct vexfs_handle h;
+	u32 retries = 0;
 	vm_fault_t ret;
 	int err;
 
 	sb_start_pagefault(inode->i_sb);
 	file_update_time(vmf->vma->vm_file);
+retry:
 	err = vexfs_c_handle_start(inode->i_sb, &h, VEXFS_TXN_SMALL);
 	if (err) {
 		ret = vmf_fs_error(err);
@@ -527,6 +534,8 @@ static vm_fault_t vexfs_page_mkwrite(struct vm_fault *vmf)
 		vexfs_rs_handle_failed(inode->i_sb, err);
 	ret = vmf_fs_error(err);
 	vexfs_c_handle_stop(inode->i_sb, &h);
+	if (err == -ENOSPC && vexfs_rs_retry_alloc(inode->i_sb, &retries))
+		goto retry;
 out:
 	sb_end_pagefault(inode->i_sb);
 	return ret;

@@ -106,6 +106,8 @@ struct vexfs_handle {
 int vexfs_c_handle_start(struct super_block *sb, struct vexfs_handle *h, unsigned int kind);
 /* Rust: an operation in a handle failed with err (EIO, EUCLEAN abort the journal). */
 void vexfs_rs_handle_failed(struct super_block *sb, int err);
+/* After an ENOSPC outside any handle: whether a checkpoint made freed blocks allocatable (retry). */
+bool vexfs_rs_retry_alloc(struct super_block *sb, u32 *retries);
 void vexfs_c_handle_stop(struct super_block *sb, struct vexfs_handle *h);
 
 /* Rust: inodes and block mapping. */

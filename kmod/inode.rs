@@ -1,12 +1,10 @@
 //! Inodes: reading and writing them, and mapping file blocks through extents.
 
 use crate::buf::Buf;
-use crate::error::EFBIG;
-use crate::format::block::check_header;
-use crate::format::extent::{
-    check_extent, extent_block_build, extent_block_count, extent_block_get, Extent, EXTENT_MAGIC,
-};
-use crate::format::inode::{Inode as DiskInode, INLINE_EXTENTS, MAX_EXTENTS, S_IFDIR, S_IFMT};
+use crate::error::{FormatError, EFBIG};
+use crate::extent_tree::TreeStore;
+use crate::file_extents::FileExtents;
+use crate::format::inode::{Inode as DiskInode, S_IFDIR, S_IFMT};
 use crate::format::superblock::Region;
 use crate::format::{BLOCK_SIZE, INODE_SIZE};
 use crate::sb::{FsInode, Iget, Inode, InodeRef, Locked, NewInode, SuperBlock};
@@ -101,14 +99,15 @@ fn read_inode(inode: &NewInode, ino: u64) -> Result {
     }
     let d = disk_inode(&g, ino)?;
     let data = sb.disk().region(Region::Data);
-    let mut prev = 0u64;
-    for e in d.extents.iter().take(d.nr_extents as usize) {
-        check_extent(e, prev, data.start, data.end()).map_err(|e| sb.report(e))?;
-        prev = e.logical_end();
-    }
-    if d.extents.iter().skip(d.nr_extents as usize).any(|e| *e != Extent::default()) {
-        return Err(sb.corrupt("unused inline extent not zero", ino));
-    }
+    let fx = FileExtents {
+        inline: d.extents,
+        nr_extents: d.nr_extents,
+        root: d.extent_block,
+        owner: ino,
+        data_start: data.start,
+        data_end: data.end(),
+    };
+    fx.check_inode().map_err(|e| sb.report(e))?;
     if d.is_dir() && d.size % BLOCK_SIZE as u64 != 0 {
         return Err(sb.corrupt("directory size", d.size));
     }
@@ -122,6 +121,7 @@ fn read_inode(inode: &NewInode, ino: u64) -> Result {
         vec_count: d.vec_count,
         vec_block: d.vec_block,
         vec_ids: d.vec_ids,
+        trunc_end: 0,
     };
     inode.set_mode(d.mode);
     inode.set_nlink(d.links as u32);
@@ -151,7 +151,8 @@ pub fn write_disk_inode(g: &Locked<'_>, inode: &Inode, st: &FsInode) -> Result {
         uid: inode.uid(),
         gid: inode.gid(),
         flags: 0,
-        size: inode.size(),
+        // During a truncate in steps, the blocks still mapped (see [`truncate_in_steps`]).
+        size: inode.size().max(st.trunc_end.saturating_mul(BLOCK_SIZE as u64)),
         atime_sec: t.atime.0,
         mtime_sec: t.mtime.0,
         ctime_sec: t.ctime.0,
@@ -174,159 +175,160 @@ pub fn write_disk_inode(g: &Locked<'_>, inode: &Inode, st: &FsInode) -> Result {
     sb.dirty(&b)
 }
 
-/// Calls `f` on each extent of the inode, in order, validating each; stops when `f` returns
-/// `Some`.
-fn scan_extents<T>(inode: &Inode, st: &FsInode, mut f: impl FnMut(&Extent) -> Option<T>) -> Result<Option<T>> {
-    let n = st.nr_extents as usize;
-    for e in st.extents.iter().take(n.min(INLINE_EXTENTS)) {
-        if let Some(t) = f(e) {
-            return Ok(Some(t));
-        }
-    }
-    if n <= INLINE_EXTENTS {
-        return Ok(None);
-    }
-    let sb = inode.sb();
-    let b = Buf::read(sb, st.extent_block)?;
-    check_header(b.data(), "extent block", EXTENT_MAGIC, st.extent_block, inode.ino()).map_err(|e| sb.report(e))?;
-    let count = extent_block_count(b.data()).map_err(|e| sb.report(e))?;
-    if count != n - INLINE_EXTENTS {
-        return Err(sb.corrupt("extent block count vs inode", count as u64));
-    }
-    let data = sb.disk().region(Region::Data);
-    let mut prev = st.extents.get(INLINE_EXTENTS - 1).map_or(0, |e| e.logical_end());
-    for i in 0..count {
-        let e = extent_block_get(b.data(), i).map_err(|e| sb.report(e))?;
-        check_extent(&e, prev, data.start, data.end()).map_err(|e| sb.report(e))?;
-        prev = e.logical_end();
-        if let Some(t) = f(&e) {
-            return Ok(Some(t));
-        }
-    }
-    Ok(None)
+/// A tree error inside the kernel: the kernel's own, or corruption a decoder found (reported
+/// through [`SuperBlock::report`] by [`tree_err`]).
+enum TreeErr {
+    Kernel(Error),
+    Format(FormatError),
 }
 
-/// Loads all extents into a vector (for changes). Allocations under the metadata lock are
-/// GFP_KERNEL inside the lock's NOFS scope.
-fn load_extents(inode: &Inode, st: &FsInode) -> Result<KVec<Extent>> {
-    let mut v = KVec::with_capacity(st.nr_extents as usize, GFP_KERNEL)?;
-    let mut err = Ok(());
-    scan_extents(inode, st, |e| match v.push(*e, GFP_KERNEL) {
-        Ok(()) => None,
-        Err(x) => {
-            err = Err(Error::from(x));
-            Some(())
-        }
-    })?;
-    err.map(|_| v)
+impl From<FormatError> for TreeErr {
+    fn from(f: FormatError) -> TreeErr {
+        TreeErr::Format(f)
+    }
 }
 
-/// Stores `v` as the extents of the inode: inline first, the rest in an extent block,
-/// allocating or freeing that block as needed. Errors: `EFBIG` past [`MAX_EXTENTS`],
-/// `ENOSPC` for the extent block.
-fn store_extents(g: &mut Locked<'_>, inode: &Inode, st: &mut FsInode, v: &[Extent]) -> Result {
-    if v.len() > MAX_EXTENTS {
-        return Err(Error::from_errno(-EFBIG));
+impl From<Error> for TreeErr {
+    fn from(e: Error) -> TreeErr {
+        TreeErr::Kernel(e)
     }
-    let sb = g.sb();
-    if v.len() > INLINE_EXTENTS {
-        let rest = v.get(INLINE_EXTENTS..).unwrap_or(&[]);
-        let mut b = if st.extent_block == 0 {
-            // The block count comes from disk: a crafted one near u64::MAX must not overflow.
-            let blocks = st.blocks.checked_add(1).ok_or_else(|| sb.corrupt("inode block count", st.blocks))?;
-            let blk = g.alloc_block(v.last().map_or(0, |e| e.start.saturating_add(e.len as u64)))?;
-            st.extent_block = blk;
-            st.blocks = blocks;
-            Buf::zeroed(sb, blk)?
-        } else {
-            Buf::read(sb, st.extent_block)?
-        };
-        extent_block_build(b.data_mut(), st.extent_block, inode.ino(), rest);
-        sb.dirty(&b)?;
-    } else if st.extent_block != 0 {
-        let blk = st.extent_block;
-        g.free_block(blk)?;
-        st.extent_block = 0;
-        st.blocks = st.blocks.saturating_sub(1);
-        Buf::zeroed(sb, blk)?.forget();
-    }
-    st.extents = [Extent::default(); INLINE_EXTENTS];
-    for (d, s) in st.extents.iter_mut().zip(v.iter()) {
-        *d = *s;
-    }
-    st.nr_extents = v.len() as u32;
-    Ok(())
 }
 
-/// Allocates a block for file block `lblk` (unmapped) and maps it. Returns the device block.
-pub fn alloc_file_block(g: &mut Locked<'_>, inode: &Inode, st: &mut FsInode, lblk: u64) -> Result<u64> {
-    if lblk >= u32::MAX as u64 {
-        return Err(Error::from_errno(-EFBIG));
+/// The errno of a tree error, corruption logged and acted on ([`crate::errors`]).
+fn tree_err(sb: &SuperBlock, e: TreeErr) -> Error {
+    match e {
+        TreeErr::Kernel(e) => e,
+        TreeErr::Format(f) => sb.report(f),
     }
-    // Block count and extents come from disk: a crafted block count near u64::MAX, or a file
-    // block already mapped (a size below what the extents map: the caller took the block for
-    // unmapped), is corruption, not an overflow or two extents over one block.
-    let blocks = st.blocks.checked_add(1).ok_or_else(|| inode.sb().corrupt("inode block count", st.blocks))?;
-    let mut v = load_extents(inode, st)?;
-    let at = v.iter().position(|e| e.logical as u64 > lblk).unwrap_or(v.len());
-    let goal = match at.checked_sub(1).and_then(|i| v.get(i)) {
-        Some(p) if p.logical_end() > lblk => return Err(inode.sb().corrupt("file block mapped past the size", lblk)),
-        Some(p) => p.start + p.len as u64 + (lblk - p.logical_end()),
-        None => 0,
-    };
-    let pb = g.alloc_file_data(goal)?;
-    let l = lblk as u32;
-    let mut merged = false;
-    if let Some(p) = at.checked_sub(1).and_then(|i| v.get_mut(i)) {
-        if p.logical_end() == lblk && p.start + p.len as u64 == pb {
-            p.len += 1;
-            merged = true;
-        }
-    }
-    if !merged {
-        if let Some(n) = v.get_mut(at) {
-            if n.logical as u64 == lblk + 1 && n.start == pb + 1 {
-                n.logical = l;
-                n.start = pb;
-                n.len += 1;
-                merged = true;
-            }
-        }
-    }
-    if !merged {
-        if let Err(e) = v.insert_within_capacity_or_grow(at, Extent { logical: l, len: 1, start: pb }) {
-            g.free_block(pb)?;
-            return Err(e);
-        }
-    }
-    st.blocks = blocks;
-    if let Err(e) = store_extents(g, inode, st, &v) {
-        st.blocks -= 1;
-        g.free_block(pb)?;
-        return Err(e);
-    }
-    Ok(pb)
 }
 
-/// Inserting into a `KVec` at an index (6.12's KVec has push only).
-trait InsertAt<T> {
-    fn insert_within_capacity_or_grow(&mut self, at: usize, t: T) -> Result;
+/// The extent tree's nodes in the buffer cache, read only (lookups).
+struct ReadStore<'a> {
+    sb: &'a SuperBlock,
 }
 
-impl<T: Copy> InsertAt<T> for KVec<T> {
-    fn insert_within_capacity_or_grow(&mut self, at: usize, t: T) -> Result {
-        self.push(t, GFP_KERNEL)?;
-        let s = self.as_mut_slice();
-        if at < s.len() {
-            s[at..].rotate_right(1);
+impl TreeStore for ReadStore<'_> {
+    type Error = TreeErr;
+    fn read<R>(&mut self, n: u64, f: impl FnOnce(&[u8]) -> R) -> core::result::Result<R, TreeErr> {
+        let b = Buf::read(self.sb, n)?;
+        Ok(f(b.data()))
+    }
+    fn write<R>(&mut self, _n: u64, _f: impl FnOnce(&mut [u8]) -> R) -> core::result::Result<R, TreeErr> {
+        Err(TreeErr::Kernel(EIO))
+    }
+    fn alloc(&mut self, _goal: u64) -> core::result::Result<u64, TreeErr> {
+        Err(TreeErr::Kernel(EIO))
+    }
+    fn free(&mut self, _n: u64) -> core::result::Result<(), TreeErr> {
+        Err(TreeErr::Kernel(EIO))
+    }
+}
+
+/// The extent tree's nodes in the buffer cache, changed in the running transaction (the
+/// caller is inside a journal handle and holds the metadata lock); node blocks come from the
+/// block allocator and count in the inode's `blocks`.
+struct TxnStore<'a, 'b> {
+    g: &'a mut Locked<'b>,
+    blocks: &'a mut u64,
+}
+
+impl TreeStore for TxnStore<'_, '_> {
+    type Error = TreeErr;
+    fn read<R>(&mut self, n: u64, f: impl FnOnce(&[u8]) -> R) -> core::result::Result<R, TreeErr> {
+        let b = Buf::read(self.g.sb(), n)?;
+        Ok(f(b.data()))
+    }
+    fn write<R>(&mut self, n: u64, f: impl FnOnce(&mut [u8]) -> R) -> core::result::Result<R, TreeErr> {
+        let mut b = Buf::read(self.g.sb(), n)?;
+        let r = f(b.data_mut());
+        self.g.sb().dirty(&b)?;
+        Ok(r)
+    }
+    fn init<R>(&mut self, n: u64, f: impl FnOnce(&mut [u8]) -> R) -> core::result::Result<R, TreeErr> {
+        let mut b = Buf::zeroed(self.g.sb(), n)?;
+        let r = f(b.data_mut());
+        self.g.sb().dirty(&b)?;
+        Ok(r)
+    }
+    fn alloc(&mut self, goal: u64) -> core::result::Result<u64, TreeErr> {
+        // The block count comes from disk: a crafted one near u64::MAX must not overflow.
+        let blocks = self
+            .blocks
+            .checked_add(1)
+            .ok_or(FormatError::Corrupt { what: "inode block count", value: *self.blocks })?;
+        let b = self.g.alloc_block(goal)?;
+        *self.blocks = blocks;
+        Ok(b)
+    }
+    fn free(&mut self, n: u64) -> core::result::Result<(), TreeErr> {
+        self.g.free_block(n)?;
+        *self.blocks = self.blocks.saturating_sub(1);
+        // Its image in the buffer cache must not be written back over the block's next use.
+        Buf::zeroed(self.g.sb(), n)?.forget();
+        Ok(())
+    }
+}
+
+impl TxnStore<'_, '_> {
+    /// Frees `len` data blocks from `start` (a run a truncate unmapped).
+    fn free_run(&mut self, start: u64, len: u64) -> core::result::Result<(), TreeErr> {
+        for b in start..start.saturating_add(len) {
+            self.g.free_block(b)?;
+            *self.blocks = self.blocks.saturating_sub(1);
         }
         Ok(())
     }
 }
 
+/// The block map of `inode` as `st` holds it.
+fn extents_of(sb: &SuperBlock, ino: u64, st: &FsInode) -> FileExtents {
+    let data = sb.disk().region(Region::Data);
+    FileExtents {
+        inline: st.extents,
+        nr_extents: st.nr_extents,
+        root: st.extent_block,
+        owner: ino,
+        data_start: data.start,
+        data_end: data.end(),
+    }
+}
+
+/// Stores a changed block map into `st`.
+fn set_extents(st: &mut FsInode, fx: &FileExtents) {
+    st.extents = fx.inline;
+    st.nr_extents = fx.nr_extents;
+    st.extent_block = fx.root;
+}
+
+/// Allocates a block for file block `lblk` (unmapped) and maps it, near the file's block
+/// before it ([`FileExtents::goal`]). Returns the device block. On an error nothing changed.
+/// Errors: `EFBIG` (past the `u32` file blocks), `ENOSPC`, `EUCLEAN` (corrupt map), `EIO`.
+pub fn alloc_file_block(g: &mut Locked<'_>, inode: &Inode, st: &mut FsInode, lblk: u64) -> Result<u64> {
+    if lblk >= u32::MAX as u64 {
+        return Err(Error::from_errno(-EFBIG));
+    }
+    let sb = g.sb();
+    // The block count comes from disk: a crafted one near u64::MAX is corruption.
+    let blocks = st.blocks.checked_add(1).ok_or_else(|| sb.corrupt("inode block count", st.blocks))?;
+    let mut fx = extents_of(sb, inode.ino(), st);
+    let mut tree_blocks = blocks;
+    let mut s = TxnStore { g, blocks: &mut tree_blocks };
+    let goal = fx.goal(&mut s, lblk).map_err(|e| tree_err(sb, e))?;
+    let pb = s.g.alloc_file_data(goal)?;
+    if let Err(e) = fx.add_block(&mut s, lblk, pb) {
+        s.g.free_block(pb)?;
+        return Err(tree_err(sb, e));
+    }
+    st.blocks = tree_blocks;
+    set_extents(st, &fx);
+    Ok(pb)
+}
+
 /// Device block and run length (blocks) of file block `lblk`, or `None` for a hole.
+/// Errors: `EUCLEAN` (a corrupt extent node), `EIO`.
 pub fn map_block(inode: &Inode, st: &FsInode, lblk: u64) -> Result<Option<(u64, u64)>> {
-    scan_extents(inode, st, |e| e.map(lblk).map(|p| (p, e.logical_end() - lblk)))
+    let sb = inode.sb();
+    extents_of(sb, inode.ino(), st).lookup(&mut ReadStore { sb }, lblk).map_err(|e| tree_err(sb, e))
 }
 
 /// Maps (or with `create`, allocates) file block `iblock` for the page cache: the device
@@ -364,28 +366,69 @@ pub fn get_block(inode: &Inode, iblock: u64, create: bool, max: u64) -> Result<(
     Ok((p, 1, true))
 }
 
-/// Frees the blocks at or past `keep` file blocks.
-fn truncate_to(g: &mut Locked<'_>, inode: &Inode, st: &mut FsInode, keep: u64) -> Result {
-    let v = load_extents(inode, st)?;
-    let mut out = KVec::with_capacity(v.len(), GFP_KERNEL)?;
-    for e in v.iter() {
-        let (keep_len, free_from) = if e.logical as u64 >= keep {
-            (0, 0)
-        } else if e.logical_end() > keep {
-            let k = keep - e.logical as u64;
-            (k, k)
-        } else {
-            (e.len as u64, e.len as u64)
+/// Leaves of the extent tree one handle of a truncate empties at most: each costs its path's
+/// nodes (at most 6 blocks) in the transaction, within the 16 blocks of margin of
+/// [`crate::embed::delete_blocks_bound`] with the inode's own blocks; the data blocks freed
+/// only touch block-bitmap blocks, all of which the bound covers.
+const TRUNCATE_LEAVES: usize = 1;
+
+/// Unmaps the blocks of `inode` at or past file block `keep`, in as many journal handles
+/// ([`TxnKind::Delete`](crate::txn::TxnKind::Delete)) as it takes, [`TRUNCATE_LEAVES`] tree
+/// leaves per handle, and then runs `last` in the last handle. Between two handles the inode
+/// is consistent on disk: its size covers the blocks still mapped (`trunc_end`, used by
+/// [`write_disk_inode`]), so a commit there (and a crash after it) leaves a file that was
+/// truncated only part of the way, never a block mapped past its size. Errors: those of a
+/// handle (`EROFS`), of the tree (`EUCLEAN`, `EIO`), of `last`; the caller decides whether
+/// they abort the journal (a failure inside a handle has left changes in it).
+fn truncate_in_steps(
+    inode: &Inode,
+    keep: u64,
+    last: impl FnOnce(&mut Locked<'_>, &mut FsInode) -> Result,
+) -> core::result::Result<(), (Error, bool)> {
+    let sb = inode.sb();
+    let mut last = Some(last);
+    loop {
+        let _h = Handle::start(sb, crate::txn::TxnKind::Delete).map_err(|e| (e, false))?;
+        let mut g = sb.lock();
+        let mut st = inode.load(&g);
+        if !st.on_disk {
+            return Ok(());
+        }
+        let mut fx = extents_of(sb, inode.ino(), &st);
+        let mut blocks = st.blocks;
+        let r = {
+            let mut s = TxnStore { g: &mut g, blocks: &mut blocks };
+            fx.truncate(&mut s, keep, TRUNCATE_LEAVES, |s, start, len| s.free_run(start, len))
+                .map_err(|e| tree_err(sb, e))
         };
-        for i in free_from..e.len as u64 {
-            g.free_block(e.start + i)?;
-            st.blocks = st.blocks.saturating_sub(1);
+        st.blocks = blocks;
+        set_extents(&mut st, &fx);
+        match r {
+            Ok(true) => {
+                st.trunc_end = 0;
+                let r = match last.take() {
+                    Some(f) => f(&mut g, &mut st),
+                    None => Ok(()),
+                };
+                inode.store(&g, &st);
+                return r.map_err(|e| (e, true));
+            }
+            Ok(false) => {
+                // More to do: the disk inode's size covers what is still mapped.
+                let end = fx.mapped_end(&mut ReadStore { sb }).map_err(|e| (tree_err(sb, e), true));
+                st.trunc_end = *end.as_ref().unwrap_or(&st.trunc_end);
+                inode.store(&g, &st);
+                end.and_then(|_| write_disk_inode(&g, inode, &st).map_err(|e| (e, true)))?;
+            }
+            Err(e) => {
+                inode.store(&g, &st);
+                return Err((e, true));
+            }
         }
-        if keep_len > 0 {
-            out.push(Extent { logical: e.logical, len: keep_len as u32, start: e.start }, GFP_KERNEL)?;
-        }
+        drop(g);
+        // A reschedule point between handles; a truncate, once started, runs to its end.
+        let _ = crate::vfs::access::relax();
     }
-    store_extents(g, inode, st, &out)
 }
 
 /// Frees the blocks past `i_size` (after truncate or a failed write). The page cache and
@@ -396,28 +439,19 @@ fn truncate_to(g: &mut Locked<'_>, inode: &Inode, st: &mut FsInode, keep: u64) -
 pub fn truncate_blocks(inode: &Inode) -> Result {
     let sb = inode.sb();
     let keep = inode.size().div_ceil(BLOCK_SIZE as u64);
-    let _h = match Handle::start(sb, crate::txn::TxnKind::Delete) {
-        Ok(h) => h,
-        Err(e) => {
-            pr_err!("vexfs ({}): truncating inode {}: {:?}\n", sb.name(), inode.ino(), e);
+    match truncate_in_steps(inode, keep, |_, _| Ok(())) {
+        Ok(()) => {
+            inode.mark_dirty();
+            Ok(())
+        }
+        Err((e, _)) => {
+            pr_err!("vexfs ({}): truncating inode {} failed: {:?}\n", sb.name(), inode.ino(), e);
             if e != EROFS {
                 sb.journal().abort(sb, "a truncate", e);
             }
-            return Err(e);
+            Err(e)
         }
-    };
-    let mut g = sb.lock();
-    let mut st = inode.load(&g);
-    let r = truncate_to(&mut g, inode, &mut st, keep);
-    inode.store(&g, &st);
-    drop(g);
-    if let Err(e) = r {
-        pr_err!("vexfs ({}): truncating inode {} failed: {:?}\n", sb.name(), inode.ino(), e);
-        sb.journal().abort(sb, "a truncate", e);
-        return Err(e);
     }
-    inode.mark_dirty();
-    Ok(())
 }
 
 /// Frees the data blocks, the vector-id block left behind, the disk inode and the inode number
@@ -425,20 +459,8 @@ pub fn truncate_blocks(inode: &Inode) -> Result {
 pub fn free_disk(inode: &Inode) {
     let sb = inode.sb();
     let ino = inode.ino();
-    let _h = match Handle::start(sb, crate::txn::TxnKind::Delete) {
-        Ok(h) => h,
-        Err(e) => {
-            pr_err!("vexfs ({}): freeing inode {}: {:?}\n", sb.name(), ino, e);
-            return;
-        }
-    };
-    let mut g = sb.lock();
-    let mut st = inode.load(&g);
-    if !st.on_disk {
-        return;
-    }
-    let r = (|| -> Result {
-        truncate_to(&mut g, inode, &mut st, 0)?;
+    let r = truncate_in_steps(inode, 0, |g, st| {
+        st.on_disk = false;
         if st.vec_block != 0 {
             // Left behind only if removing the vectors failed (logged): free the block anyway.
             g.free_block(st.vec_block)?;
@@ -451,13 +473,12 @@ pub fn free_disk(inode: &Inode) {
         }
         sb.dirty(&b)?;
         g.free_ino(ino)
-    })();
-    st.on_disk = false;
-    inode.store(&g, &st);
-    if let Err(e) = r {
+    });
+    if let Err((e, in_handle)) = r {
         pr_err!("vexfs ({}): freeing inode {} failed: {:?}\n", sb.name(), ino, e);
-        drop(g);
-        crate::txn::failed(sb, "freeing an inode", e);
+        if in_handle {
+            crate::txn::failed(sb, "freeing an inode", e);
+        }
     }
 }
 

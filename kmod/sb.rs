@@ -134,13 +134,13 @@ pub struct FsInode {
     pub on_disk: bool,
     /// Parent directory (directories only).
     pub parent: u32,
-    /// Extents in use: inline first, then in `extent_block`.
+    /// Extents of the file, inline and in its extent tree (`core::file_extents`).
     pub nr_extents: u32,
-    /// Block holding extents beyond the inline ones, 0 = none.
+    /// Root block of the extent tree (the extents past the inline ones), 0 = none.
     pub extent_block: u64,
     /// Inline extents; entries at or past `nr_extents` are zero.
     pub extents: [Extent; INLINE_EXTENTS],
-    /// Blocks owned: data blocks plus the extent block.
+    /// Blocks owned: data blocks plus the extent tree's nodes.
     pub blocks: u64,
     /// Embeddings of this file.
     pub vec_count: u32,
@@ -148,6 +148,9 @@ pub struct FsInode {
     pub vec_block: u64,
     /// Inline vector ids.
     pub vec_ids: [u32; INLINE_VEC_IDS],
+    /// During a truncate done in several handles, one past the last file block still mapped
+    /// (the disk inode's size covers it until the truncate ends); 0 otherwise.
+    pub trunc_end: u64,
 }
 
 impl SuperBlock {

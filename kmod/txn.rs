@@ -154,6 +154,10 @@ impl TxnKind {
     }
 }
 
+/// Most times an operation that failed with `ENOSPC` is retried after a checkpoint made freed
+/// blocks allocatable ([`Journal::retry_alloc`]; ext4 retries 3 times too).
+pub const ALLOC_RETRIES: u32 = 3;
+
 /// Blocks a [`TxnKind::Small`] operation changes at most: a directory block and a new one, the
 /// block and inode bitmaps, two inode-table blocks, an extent block, a data block of a symlink,
 /// and margin.
@@ -475,6 +479,32 @@ impl Journal {
         r
     }
 
+    /// After an operation failed with `ENOSPC` outside any handle: if blocks freed since the
+    /// last checkpoint are what is missing (they may not be allocated before it: kmod/txn.rs),
+    /// commits and checkpoints so that they can be, and returns `true` (retry the operation),
+    /// at most [`ALLOC_RETRIES`] times per operation (`retries` counts them), as ext4's
+    /// `ext4_should_retry_alloc` forces a jbd2 commit. Errors of the commit: logged, `false`.
+    pub fn retry_alloc(&self, sb: &SuperBlock, retries: &mut u32) -> bool {
+        if *retries >= ALLOC_RETRIES || self.in_handle() {
+            return false;
+        }
+        {
+            let mut g = self.state.lock();
+            if g.barred_free() == 0 {
+                return false;
+            }
+            g.want_checkpoint();
+        }
+        *retries += 1;
+        match self.commit(sb) {
+            Ok(()) => true,
+            Err(e) => {
+                pr_err!("vexfs ({}): commit to free blocks for an allocation failed: {:?}\n", sb.name(), e);
+                false
+            }
+        }
+    }
+
     /// The ticker's periodic commit: nothing if nothing changed. Errors are logged.
     pub fn tick(&self, sb: &SuperBlock) {
         if self.state.lock().running.is_empty() {
@@ -505,7 +535,7 @@ impl Journal {
         if g.aborted {
             return Err(EROFS);
         }
-        if g.committed >= want {
+        if g.committed >= want && !g.checkpoint_wanted {
             return Ok(());
         }
         g.locked = true;

@@ -30,6 +30,12 @@ mod embed;
 #[path = "../core/src/error.rs"]
 mod error;
 #[allow(dead_code)]
+#[path = "../core/src/extent_tree.rs"]
+mod extent_tree;
+#[allow(dead_code)]
+#[path = "../core/src/file_extents.rs"]
+mod file_extents;
+#[allow(dead_code)]
 #[path = "../core/src/format/mod.rs"]
 mod format;
 #[allow(dead_code)]

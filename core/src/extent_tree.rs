@@ -307,6 +307,48 @@ enum Toward {
     Last,
 }
 
+/// Blocks allocated for an insertion before its first write ([`Tree::insert`]).
+struct Spare {
+    blocks: [u64; MAX_DEPTH + 2],
+    n: usize,
+}
+
+impl Spare {
+    fn push(&mut self, b: u64) {
+        if let Some(x) = self.blocks.get_mut(self.n) {
+            *x = b;
+            self.n += 1;
+        }
+    }
+    /// The next spare block; none left is a corrupt count (the tree changed under us).
+    fn take<E: From<FormatError>>(&mut self) -> Result<u64, E> {
+        let Some(i) = self.n.checked_sub(1) else {
+            return Err(corrupt("extent tree changed during an insertion", 0));
+        };
+        self.n = i;
+        Ok(self.blocks.get(i).copied().unwrap_or(0))
+    }
+    /// Frees the blocks not used.
+    fn release<S: TreeStore>(&mut self, s: &mut S) -> Result<(), S::Error> {
+        while self.n > 0 {
+            let b = self.take::<S::Error>()?;
+            s.free(b)?;
+        }
+        Ok(())
+    }
+}
+
+/// What one call of [`Tree::truncate`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cut {
+    /// Nothing at or past `from` is left in the tree.
+    pub done: bool,
+    /// The whole tree was freed, its root included: the caller clears `extent_block`.
+    pub empty: bool,
+    /// Extents removed whole (an extent cut short is not counted).
+    pub removed: u64,
+}
+
 impl Tree {
     /// Root depth, read and checked.
     fn root_depth<S: TreeStore>(&self, s: &mut S) -> Result<usize, S::Error> {
@@ -368,6 +410,16 @@ impl Tree {
     /// The extent holding file block `lblk`, if any.
     pub fn lookup<S: TreeStore>(&self, s: &mut S, lblk: u64) -> Result<Option<Extent>, S::Error> {
         Ok(self.neighbours(s, lblk)?.0.filter(|e| e.map(lblk).is_some()))
+    }
+
+    /// The tree's last extent (the rightmost leaf's last entry).
+    pub fn last<S: TreeStore>(&self, s: &mut S) -> Result<Option<Extent>, S::Error> {
+        let p = self.descend(s, Toward::Last)?;
+        let Level { node: leaf, count: c, .. } = p.leaf();
+        match c.checked_sub(1) {
+            Some(i) => Ok(Some(s.read(leaf, |b| Extent::decode(&entry(b, i)?, 0))??)),
+            None => Ok(None),
+        }
     }
 
     /// The last extent with `logical <= lblk` and the first with `logical > lblk` (either may
@@ -484,6 +536,7 @@ impl Tree {
         mut level: usize,
         mut at: usize,
         mut raw: [u8; EXTENT_SIZE],
+        spare: &mut Spare,
     ) -> Result<(), S::Error> {
         let owner = self.owner;
         loop {
@@ -503,7 +556,7 @@ impl Tree {
                 if p.depth >= MAX_DEPTH {
                     return Err(corrupt("extent tree depth", p.depth as u64 + 1));
                 }
-                let child = s.alloc(n)?;
+                let child = spare.take()?;
                 s.init(child, |b| b.fill(0))?;
                 copy_bytes(s, n, 0, child, 0, crate::format::BLOCK_SIZE)?;
                 s.write(child, |b| seal(b, child, owner))?;
@@ -528,7 +581,7 @@ impl Tree {
                 continue;
             }
             // Split: the new sibling takes the upper half (or only the new entry at the end).
-            let sib = s.alloc(n)?;
+            let sib = spare.take()?;
             let mid = if at == c { c } else { c / 2 };
             let depth = p.depth - level;
             let (into_sib, at_sib) = if at >= mid { (true, at - mid) } else { (false, at) };
@@ -610,7 +663,37 @@ impl Tree {
         if overlap || e.logical_end() > hi {
             return Err(corrupt("extent overlaps the tree", u64::from(e.logical)));
         }
-        self.insert_in_path(s, &mut p, d, at, leaf_entry(&e))
+        // Every block the insertion needs is allocated before the first write, so that an
+        // ENOSPC leaves the tree as it was (a split whose parent could not split in turn would
+        // lose the entries moved to the new sibling). A full level costs a sibling; a full
+        // root, which grows, two (the copy of the root and its sibling).
+        let mut need = 0;
+        let mut level = d;
+        loop {
+            if p.lv(level).count < NODE_ENTRIES {
+                break;
+            }
+            need += 1;
+            if level == 0 {
+                need += 1;
+                break;
+            }
+            level -= 1;
+        }
+        let mut spare = Spare { blocks: [0; MAX_DEPTH + 2], n: 0 };
+        while spare.n < need {
+            match s.alloc(leaf) {
+                Ok(b) => spare.push(b),
+                Err(err) => {
+                    spare.release(s)?;
+                    return Err(err);
+                }
+            }
+        }
+        let r = self.insert_in_path(s, &mut p, d, at, leaf_entry(&e), &mut spare);
+        // Left over only if the path changed under the count (it cannot): freed, not leaked.
+        spare.release(s)?;
+        r
     }
 
     /// Replaces the extent whose `logical` is `old_logical` by `e` (which covers the same
@@ -655,59 +738,73 @@ impl Tree {
         Ok(())
     }
 
-    /// Removes the mapping of file blocks `from ..` (an extent across `from` is cut), at most
-    /// `budget` extents' worth per call; `free_data(start, len)` frees each run of device
-    /// blocks unmapped. Node blocks emptied are freed through the store. Returns `(done,
-    /// empty)`: `done` when nothing at or past `from` is left, `empty` when the whole tree was
-    /// freed (root included: the caller clears `extent_block`).
+    /// Removes the mapping of file blocks `from ..` (an extent across `from` is cut), from the
+    /// end, emptying at most `leaves` leaves per call; `free_data(store, start, len)` frees each
+    /// run of device blocks unmapped. A call writes at most `depth + 1` nodes per leaf it
+    /// empties plus one (the leaf it stops in): an emptied leaf is freed without being written,
+    /// its entry leaves its parent (the parent freed in turn when that empties it). Returns
+    /// what it did ([`Cut`]). Errors: the store's, `Corrupt` (a node failing its checks).
     pub fn truncate<S: TreeStore>(
         &self,
         s: &mut S,
         from: u64,
-        budget: usize,
+        leaves: usize,
         mut free_data: impl FnMut(&mut S, u64, u64) -> Result<(), S::Error>,
-    ) -> Result<(bool, bool), S::Error> {
+    ) -> Result<Cut, S::Error> {
         let owner = self.owner;
-        let mut left = budget;
+        let mut out = Cut { done: false, empty: false, removed: 0 };
+        let mut left = leaves;
         loop {
+            if left == 0 {
+                return Ok(out);
+            }
             let p = self.descend(s, Toward::Last)?;
             let d = p.depth;
-            let Level { node: leaf, count: mut c, .. } = p.leaf();
-            // Cut or remove from the end of the rightmost leaf.
-            while c > 0 {
-                if left == 0 {
-                    return Ok((false, false));
-                }
-                let e = s.read(leaf, |b| Extent::decode(&entry(b, c - 1)?, 0))??;
+            let Level { node: leaf, count: c, .. } = p.leaf();
+            // From the end of the rightmost leaf: `keep` entries stay, the last of them maybe
+            // cut short.
+            let mut keep = c;
+            let mut cut = None;
+            while keep > 0 {
+                let e = s.read(leaf, |b| Extent::decode(&entry(b, keep - 1)?, 0))??;
                 if e.logical_end() <= from {
-                    return Ok((true, false));
+                    break;
                 }
                 if u64::from(e.logical) < from {
-                    let keep = from - u64::from(e.logical);
-                    let freed = u64::from(e.len) - keep;
-                    let cut = Extent { logical: e.logical, len: u32::try_from(keep).unwrap_or(0), start: e.start };
-                    free_data(s, e.start + keep, freed)?;
-                    s.write(leaf, |b| {
-                        put_entry(b, c - 1, &leaf_entry(&cut));
-                        seal(b, leaf, owner);
-                    })?;
-                    return Ok((true, false));
+                    let k = from - u64::from(e.logical);
+                    free_data(s, e.start.saturating_add(k), u64::from(e.len) - k)?;
+                    cut = Some(Extent { logical: e.logical, len: u32::try_from(k).unwrap_or(0), start: e.start });
+                    break;
                 }
                 free_data(s, e.start, u64::from(e.len))?;
-                left -= 1;
-                let n = c;
-                s.write(leaf, |b| {
-                    remove_at(b, n, n - 1);
-                    seal(b, leaf, owner);
-                })?;
-                c -= 1;
+                out.removed += 1;
+                keep -= 1;
+            }
+            if keep > 0 {
+                if keep < c || cut.is_some() {
+                    s.write(leaf, |b| {
+                        for j in keep..c {
+                            put_entry(b, j, &[0u8; EXTENT_SIZE]);
+                        }
+                        set_count(b, keep);
+                        if let Some(e) = cut {
+                            put_entry(b, keep - 1, &leaf_entry(&e));
+                        }
+                        seal(b, leaf, owner);
+                    })?;
+                }
+                out.done = true;
+                return Ok(out);
             }
             // The leaf is empty: free it and its emptied ancestors, drop its entry above.
+            left -= 1;
             let mut level = d;
             loop {
                 if level == 0 {
                     s.free(self.root)?;
-                    return Ok((true, true));
+                    out.done = true;
+                    out.empty = true;
+                    return Ok(out);
                 }
                 s.free(p.lv(level).node)?;
                 let Level { node: parent, count: pc, at, .. } = p.lv(level - 1);
@@ -727,7 +824,7 @@ impl Tree {
 #[cfg(test)]
 // Tests: a panic is the failure report.
 #[allow(clippy::indexing_slicing, clippy::unwrap_used)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::collections::{BTreeMap, BTreeSet};
     use std::vec;
@@ -735,17 +832,24 @@ mod tests {
 
     /// A store in memory: blocks by number, a bump allocator over the data region, and the
     /// set of blocks in use (to catch leaks and double frees).
-    struct Mem {
-        blocks: BTreeMap<u64, Vec<u8>>,
-        used: BTreeSet<u64>,
-        next: u64,
-        end: u64,
-        writes: usize,
+    pub(crate) struct Mem {
+        pub(crate) blocks: BTreeMap<u64, Vec<u8>>,
+        pub(crate) used: BTreeSet<u64>,
+        pub(crate) next: u64,
+        pub(crate) end: u64,
+        pub(crate) writes: usize,
+    }
+
+    impl Mem {
+        /// An empty store whose node blocks are allocated from `next` up.
+        pub(crate) fn new(next: u64) -> Mem {
+            Mem { blocks: BTreeMap::new(), used: BTreeSet::new(), next, end: 1 << 40, writes: 0 }
+        }
     }
 
     #[derive(Debug)]
     #[allow(dead_code)] // the FormatError is read by Debug in a failure message
-    enum E {
+    pub(crate) enum E {
         F(FormatError),
         NoSpace,
     }
@@ -874,7 +978,7 @@ mod tests {
             let from = 3 * 12_345;
             let mut freed = Vec::new();
             loop {
-                let (done, empty) = t
+                let Cut { done, empty, .. } = t
                     .truncate(&mut m, from, 100, |_, s, l| {
                         freed.push((s, l));
                         Ok(())
@@ -889,7 +993,7 @@ mod tests {
             let v = all(&mut m, &t);
             assert_eq!(v, (0..12_345).map(ext).collect::<Vec<_>>());
             // Then everything: the root goes too, and every node block is freed.
-            let (done, empty) = t.truncate(&mut m, 0, usize::MAX, |_, _, _| Ok(())).unwrap();
+            let Cut { done, empty, .. } = t.truncate(&mut m, 0, usize::MAX, |_, _, _| Ok(())).unwrap();
             assert!(done && empty);
             assert!(m.used.is_empty(), "{} node blocks leaked", m.used.len());
         }
@@ -901,7 +1005,7 @@ mod tests {
         t.replace(&mut m, 10, Extent { logical: 9, len: 22, start: 499 }).unwrap();
         assert_eq!(all(&mut m, &t), vec![Extent { logical: 9, len: 22, start: 499 }]);
         let mut freed = Vec::new();
-        let (done, empty) = t
+        let Cut { done, empty, .. } = t
             .truncate(&mut m, 15, 10, |_, s, l| {
                 freed.push((s, l));
                 Ok(())
@@ -1026,7 +1130,7 @@ mod tests {
                     }
                     Op::Truncate { from, budget } => {
                         loop {
-                            let (done, empty) = t.truncate(&mut m, u64::from(from), budget, |_, _, _| Ok(())).unwrap();
+                            let Cut { done, empty, .. } = t.truncate(&mut m, u64::from(from), budget, |_, _, _| Ok(())).unwrap();
                             if empty {
                                 alive = false;
                                 break;

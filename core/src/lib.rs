@@ -4,6 +4,8 @@
 //!   vector regions), with decoders that validate every field and never panic.
 //! - [`crc32c`]: the checksum of every metadata structure.
 //! - [`extent_tree`]: a file's extents past its inline ones, as a B+-tree of extent blocks.
+//! - [`file_extents`]: a file's whole block map (inline extents, then the tree): map, allocate
+//!   into, truncate.
 //! - [`io`]: the block traits everything reads and writes through ([`io::BlockStore`] for the
 //!   index and chunk lists, [`io::BlockDevice`] for the tools' images).
 //! - [`distance`]: the float32 distance kernels (C, run in the kernel between
@@ -30,6 +32,7 @@ pub mod distance;
 pub mod embed;
 pub mod error;
 pub mod extent_tree;
+pub mod file_extents;
 pub mod format;
 pub mod hnsw;
 pub mod index_error;

@@ -7,7 +7,6 @@ use vexfs_core::crc32c::crc32c_parts;
 use vexfs_core::error::{FormatError, EUCLEAN};
 use vexfs_core::format::block::{check_header, seal_header};
 use vexfs_core::format::extent::*;
-use vexfs_core::format::inode::MAX_EXTENTS;
 use vexfs_core::format::journal::*;
 use vexfs_core::format::le::{put_u16, put_u32, put_u64};
 use vexfs_core::format::BLOCK_SIZE;
@@ -38,7 +37,7 @@ fn extent_block_roundtrip() {
         let got: Vec<Extent> = (0..n).map(|i| extent_block_get(&b, i).unwrap()).collect();
         assert_eq!(got, extents(n));
     }
-    assert_eq!(MAX_EXTENTS, 6 + 254);
+    assert_eq!(EXTENTS_PER_BLOCK, 254);
 }
 
 #[test]

@@ -113,13 +113,13 @@ fn recover_bit_is_supported_since_v2() {
 }
 
 #[test]
-fn versions_1_and_2_are_read() {
-    for v in [FORMAT_VERSION_V1, FORMAT_VERSION] {
+fn versions_1_2_and_3_are_read() {
+    for v in [FORMAT_VERSION_V1, FORMAT_VERSION_V2, FORMAT_VERSION] {
         let mut s = sb();
         s.format_version = v;
         assert_eq!(Superblock::decode(&encoded(&s)).unwrap(), s);
     }
-    assert_eq!(FORMAT_VERSION, 2);
+    assert_eq!(FORMAT_VERSION, 3);
 }
 
 #[test]
@@ -133,9 +133,9 @@ fn unknown_compat_bits_are_accepted() {
 #[test]
 fn unsupported_version() {
     let mut s = sb();
-    s.format_version = 3;
+    s.format_version = 4;
     let e = decode_err(&encoded(&s));
-    assert_eq!(e, FormatError::UnsupportedVersion(3));
+    assert_eq!(e, FormatError::UnsupportedVersion(4));
     assert_eq!(e.errno(), EINVAL);
 }
 

@@ -17,12 +17,12 @@ use vexfs_image::FileDevice;
 /// Check a vexfs filesystem and repair what can be repaired. The journal is replayed first:
 /// on the device with -y or -p, into memory with -n (nothing is written without -y or -p). The
 /// check is always complete (clean filesystems are checked too). -y also upgrades a format v1
-/// filesystem to v2.
+/// or v2 filesystem to v3.
 #[derive(Parser, Debug)]
 #[command(
     name = "fsck.vexfs",
     bin_name = "fsck.vexfs",
-    version = concat!(env!("CARGO_PKG_VERSION"), " (format v2)"),
+    version = concat!(env!("CARGO_PKG_VERSION"), " (format v3)"),
     after_help = "Exit status (as e2fsck, bits OR-ed): 0 no errors, 1 errors corrected, 4 errors left \
                   uncorrected, 8 operational error, 16 usage error."
 )]

@@ -208,10 +208,10 @@ fn y_upgrades_a_v1_filesystem() {
     let img = save(&dev.bytes);
     let (code, out) = fsck(&img.path, &["-n"]);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("format v1 (read as v2; fsck.vexfs -y or a read-write mount upgrades it)"), "{out}");
+    assert!(out.contains("format v1 (read as v3; fsck.vexfs -y or a read-write mount upgrades it)"), "{out}");
     let (code, out) = fsck(&img.path, &["-y"]);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("format v1 upgraded to v2"), "{out}");
+    assert!(out.contains("format v1 upgraded to v3"), "{out}");
     let fsimg = Image::open(FileDevice::open(&img.path, false).unwrap()).unwrap();
     assert_eq!(fsimg.sb().format_version, FORMAT_VERSION);
     let backup = Superblock::decode(&fsimg.read_block(fsimg.sb().backup_block).unwrap()[..]).unwrap();

@@ -24,7 +24,7 @@ use std::fmt;
 use std::io;
 
 use vexfs_core::format::dir::{self, check_dir_block, dt_from_mode, seal_dir_block};
-use vexfs_core::format::inode::{Inode, INLINE_EXTENTS, S_IFDIR, S_IFLNK, S_IFMT};
+use vexfs_core::format::inode::{Inode, S_IFDIR, S_IFLNK, S_IFMT};
 use vexfs_core::format::journal::{JournalSuper, JOURNAL_CLEAN, RECORD_MAGIC};
 use vexfs_core::format::superblock::{
     Region, Superblock, FEATURE_INCOMPAT_RECOVER, FORMAT_VERSION, ROOT_INO, STATE_CLEAN, STATE_ERRORS,
@@ -418,7 +418,7 @@ impl Outcome {
 
 /// Opens the filesystem on `dev`, replays its journal (on the device with `-y` and `-p`, into
 /// memory with `-n`), checks it and (per `mode`) repairs it, then checks again. With `-y`, a
-/// format v1 filesystem is upgraded to v2 (both superblocks and the journal superblock).
+/// format v1 or v2 filesystem is upgraded to v3 (both superblocks and the journal superblock).
 /// Errors: those of [`open`] and `Io`.
 pub fn run<D: BlockDevice<Error = io::Error>>(dev: D, mode: Mode) -> Result<(Outcome, D)> {
     let (img, mut early) = open(dev)?;
@@ -1027,9 +1027,8 @@ impl<'a, D: BlockDevice<Error = io::Error>> Checker<'a, D> {
             Err(e) => return Err(e),
         };
         let mut runs: Vec<(u64, u64)> = extents.iter().map(|e| (e.start, e.len as u64)).collect();
-        if inode.nr_extents as usize > INLINE_EXTENTS {
-            runs.push((inode.extent_block, 1));
-        }
+        // The tree's nodes were all read by `extents` (an error there returned above).
+        runs.extend(self.img.extent_nodes(ino, inode)?.into_iter().map(|n| (n, 1)));
         if let Some(vb) = vec_block {
             runs.push((vb, 1));
         }

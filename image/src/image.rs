@@ -2,10 +2,12 @@
 
 use std::io;
 
-use vexfs_core::format::block::check_header;
+use vexfs_core::error::FormatError;
+use vexfs_core::extent_tree::TreeStore;
+use vexfs_core::file_extents::FileExtents;
 use vexfs_core::format::dir::{self, check_dir_block};
-use vexfs_core::format::extent::{check_extent, extent_block_count, extent_block_get, Extent, EXTENT_MAGIC};
-use vexfs_core::format::inode::{Inode, INLINE_EXTENTS};
+use vexfs_core::format::extent::Extent;
+use vexfs_core::format::inode::Inode;
 use vexfs_core::format::superblock::{Region, Superblock, ROOT_INO};
 use vexfs_core::format::{BLOCK_SIZE, INODE_SIZE};
 use vexfs_core::io::{Block, BlockDevice};
@@ -133,54 +135,48 @@ impl<D: BlockDevice<Error = io::Error>> Image<D> {
         self.write_block(blk, &b)
     }
 
-    /// All extents of inode `ino`, inline then from its extent block, checked: sorted,
-    /// non-overlapping, non-empty, inside the data region, unused inline slots zero; the extent block in the data region
-    /// with a valid header (owner `ino`, its own block number) and the count the inode says.
-    /// Errors: `Io`, `Format` ("inode N: ..." or "inode N extent block B: ...").
-    pub fn extents(&self, ino: u32, inode: &Inode) -> Result<Vec<Extent>> {
-        let what = || format!("inode {ino}");
+    /// The block map of inode `ino` as its inode holds it (`vexfs_core::file_extents`).
+    pub fn file_extents(&self, ino: u32, inode: &Inode) -> FileExtents {
         let data = self.sb.region(Region::Data);
-        let nr = inode.nr_extents as usize;
-        let mut out: Vec<Extent> = inode.extents.iter().take(nr.min(INLINE_EXTENTS)).copied().collect();
-        if inode.extents.iter().skip(nr).any(|e| *e != Extent::default()) {
+        FileExtents {
+            inline: inode.extents,
+            nr_extents: inode.nr_extents,
+            root: inode.extent_block,
+            owner: u64::from(ino),
+            data_start: data.start,
+            data_end: data.end(),
+        }
+    }
+
+    /// All extents of inode `ino`, inline then from its extent tree, checked as the kernel
+    /// reads them (`FileExtents::check_inode`, every tree node whole: header, owner, depth,
+    /// order, keys, extents inside the data region) and counted: `nr_extents` must be their
+    /// number. Errors: `Io`, `Format` ("inode N: ..." or "inode N extent tree: ...").
+    pub fn extents(&self, ino: u32, inode: &Inode) -> Result<Vec<Extent>> {
+        let fx = self.file_extents(ino, inode);
+        fx.check_inode().map_err(Error::format(format!("inode {ino}")))?;
+        let mut out = Vec::new();
+        fx.for_each(&mut ReadTree { img: self }, 0, |e| {
+            out.push(e);
+            true
+        })
+        .map_err(|e| e.into_error(ino))?;
+        if out.len() != inode.nr_extents as usize {
             return Err(Error::Format {
-                what: what(),
-                err: vexfs_core::error::FormatError::Corrupt {
-                    what: "unused inline extent not zero",
-                    value: ino as u64,
-                },
+                what: format!("inode {ino}"),
+                err: FormatError::Corrupt { what: "extent count", value: u64::from(inode.nr_extents) },
             });
         }
-        if nr > INLINE_EXTENTS {
-            let eb = inode.extent_block;
-            let ewhat = format!("inode {ino} extent block {eb}");
-            if !data.contains(eb) {
-                return Err(Error::Format {
-                    what: what(),
-                    err: vexfs_core::error::FormatError::Corrupt {
-                        what: "extent block outside the data region",
-                        value: eb,
-                    },
-                });
-            }
-            let b = self.read_block(eb)?;
-            check_header(&b[..], "extent block", EXTENT_MAGIC, eb, ino as u64).map_err(Error::format(&ewhat))?;
-            let count = extent_block_count(&b[..]).map_err(Error::format(&ewhat))?;
-            if count != nr - INLINE_EXTENTS {
-                return Err(Error::Format {
-                    what: ewhat,
-                    err: vexfs_core::error::FormatError::Corrupt { what: "extent block count", value: count as u64 },
-                });
-            }
-            for i in 0..count {
-                out.push(extent_block_get(&b[..], i).map_err(Error::format(&ewhat))?);
-            }
-        }
-        let mut prev_end = 0;
-        for e in &out {
-            check_extent(e, prev_end, data.start, data.end()).map_err(Error::format(what()))?;
-            prev_end = e.logical_end();
-        }
+        Ok(out)
+    }
+
+    /// The node blocks of inode `ino`'s extent tree (none without one), root first. Errors:
+    /// as [`Self::extents`].
+    pub fn extent_nodes(&self, ino: u32, inode: &Inode) -> Result<Vec<u64>> {
+        let fx = self.file_extents(ino, inode);
+        fx.check_inode().map_err(Error::format(format!("inode {ino}")))?;
+        let mut out = Vec::new();
+        fx.for_each_node(&mut ReadTree { img: self }, |n, _| out.push(n)).map_err(|e| e.into_error(ino))?;
         Ok(out)
     }
 
@@ -299,4 +295,56 @@ pub(crate) fn read_superblock<D: BlockDevice<Error = io::Error>>(dev: &D, n: u64
     let sb = Superblock::decode(&b).map_err(Error::format(&what))?;
     sb.validate(dev.block_count()).map_err(Error::format(&what))?;
     Ok(sb)
+}
+
+/// An error of an extent-tree walk in the tools: the image's own, or a node failing its checks.
+#[derive(Debug)]
+pub(crate) enum TreeErr {
+    /// Reading or writing the image.
+    Image(Error),
+    /// A node is corrupt.
+    Format(FormatError),
+}
+
+impl From<FormatError> for TreeErr {
+    fn from(f: FormatError) -> TreeErr {
+        TreeErr::Format(f)
+    }
+}
+
+impl From<Error> for TreeErr {
+    fn from(e: Error) -> TreeErr {
+        TreeErr::Image(e)
+    }
+}
+
+impl TreeErr {
+    /// The image error, a node's corruption named after inode `ino`'s extent tree.
+    pub(crate) fn into_error(self, ino: u32) -> Error {
+        match self {
+            TreeErr::Image(e) => e,
+            TreeErr::Format(err) => Error::Format { what: format!("inode {ino} extent tree"), err },
+        }
+    }
+}
+
+/// Extent-tree nodes read from an image (lookups and walks: nothing is written).
+struct ReadTree<'a, D> {
+    img: &'a Image<D>,
+}
+
+impl<D: BlockDevice<Error = io::Error>> TreeStore for ReadTree<'_, D> {
+    type Error = TreeErr;
+    fn read<R>(&mut self, n: u64, f: impl FnOnce(&[u8]) -> R) -> std::result::Result<R, TreeErr> {
+        Ok(f(&self.img.read_block(n)?[..]))
+    }
+    fn write<R>(&mut self, n: u64, _f: impl FnOnce(&mut [u8]) -> R) -> std::result::Result<R, TreeErr> {
+        Err(TreeErr::Image(Error::Invalid(format!("block {n}: a read-only tree walk does not write"))))
+    }
+    fn alloc(&mut self, _goal: u64) -> std::result::Result<u64, TreeErr> {
+        Err(TreeErr::Image(Error::Invalid("a read-only tree walk does not allocate".into())))
+    }
+    fn free(&mut self, n: u64) -> std::result::Result<(), TreeErr> {
+        Err(TreeErr::Image(Error::Invalid(format!("block {n}: a read-only tree walk does not free"))))
+    }
 }

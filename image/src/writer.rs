@@ -8,8 +8,8 @@
 //! (a [`Staged`] device) until [`Writer::sync`] or [`Writer::commit`]:
 //!
 //! 1. the first commit of a session sets the `RECOVER` feature and clears the clean state in
-//!    the primary superblock (upgrading a format v1 filesystem to v2, backup superblock
-//!    included) and flushes;
+//!    the primary superblock (upgrading a format v1 or v2 filesystem to v3, backup
+//!    superblock included) and flushes;
 //! 2. file data blocks are written home (ordered mode: before the commit that exposes them);
 //! 3. every changed metadata block (inodes, directory and extent blocks, bitmaps, the vector
 //!    regions) is written to the log as one transaction, committed, then written home, flushed,
@@ -42,9 +42,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use vexfs_core::distance::{best_impl, Impl};
 use vexfs_core::embed::{ChunkFields, ChunkFile, ChunkFiles, Indexing, PurgeStep};
+use vexfs_core::extent_tree::TreeStore;
+use vexfs_core::file_extents::FileExtents;
 use vexfs_core::format::dir::{self, dt_from_mode, init_dir_block, seal_dir_block, valid_name, DT_DIR};
-use vexfs_core::format::extent::{extent_block_build, Extent};
-use vexfs_core::format::inode::{Inode, INLINE_EXTENTS, MAX_EXTENTS, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
+use vexfs_core::format::extent::Extent;
+use vexfs_core::format::inode::{Inode, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
 use vexfs_core::format::superblock::{
     Extent64, Region, FEATURE_INCOMPAT_RECOVER, FORMAT_VERSION, STATE_CLEAN, STATE_ERRORS,
 };
@@ -54,6 +56,7 @@ use vexfs_core::index_error::IndexError;
 use vexfs_core::io::{Block, BlockDevice};
 use vexfs_core::journal::{txn_blocks, Log};
 
+use crate::image::TreeErr;
 use crate::journal::{self as jnl, Batch, Staged};
 use crate::vectors::{chunk_slots, index_mem, query_bits, BlockCache, CachedBlocks, Hit, IndexMem, MAX_EF, MAX_K};
 use crate::{Error, Image, Result};
@@ -299,8 +302,8 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
         Ok(())
     }
 
-    /// Marks the filesystem as being written: `RECOVER` set, state not clean, format v2 (the
-    /// backup superblock upgraded too when it was v1); flushed before any journal write.
+    /// Marks the filesystem as being written: `RECOVER` set, state not clean, format v3 (the
+    /// backup superblock upgraded too when it was older); flushed before any journal write.
     fn begin_session(&mut self) -> Result<()> {
         if self.img.sb().format_version != FORMAT_VERSION {
             let backup = self.img.sb().backup_block;
@@ -625,25 +628,16 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
         Ok(ino)
     }
 
-    /// Stores `extents` in `inode` (inline, then an extent block allocated on demand).
+    /// Stores `extents` (sorted, not overlapping) as the map of `inode`, new: inline, then in
+    /// an extent tree whose nodes it allocates (counted in `inode.blocks`).
     fn set_extents(&mut self, ino: u32, inode: &mut Inode, extents: Vec<Extent>) -> Result<()> {
-        if extents.len() > MAX_EXTENTS {
-            return Err(Error::Invalid(format!("inode {ino}: {} extents, at most {MAX_EXTENTS}", extents.len())));
+        let mut fx = self.img.file_extents(ino, inode);
+        let mut t = WriterTree { w: self, blocks: inode.blocks };
+        for e in extents {
+            fx.append(&mut t, e).map_err(|e| e.into_error(ino))?;
         }
-        inode.nr_extents = extents.len() as u32;
-        inode.extents = Default::default();
-        for (slot, e) in inode.extents.iter_mut().zip(&extents) {
-            *slot = *e;
-        }
-        if extents.len() > INLINE_EXTENTS {
-            if inode.extent_block == 0 {
-                inode.extent_block = self.alloc_block()?;
-                inode.blocks = inode.blocks.saturating_add(1);
-            }
-            let mut b = [0u8; BLOCK_SIZE];
-            extent_block_build(&mut b, inode.extent_block, ino as u64, &extents[INLINE_EXTENTS..]);
-            self.img.write_block(inode.extent_block, &b)?;
-        }
+        inode.blocks = t.blocks;
+        set_map(inode, &fx);
         Ok(())
     }
 
@@ -673,16 +667,14 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
         dir::insert(&mut b, name.as_bytes(), ino, file_type).map_err(fmt)?;
         seal_dir_block(&mut b, blk, dir as u64);
         self.img.write_block(blk, &b)?;
-        let logical = (d.size / BS) as u32;
-        let mut extents = self.img.extents(dir, &d)?;
-        match extents.last_mut() {
-            Some(e) if e.start + e.len as u64 == blk => e.len += 1,
-            _ => extents.push(Extent { logical, len: 1, start: blk }),
-        }
-        d.size += BS;
+        let mut fx = self.img.file_extents(dir, &d);
+        fx.check_inode().map_err(Error::format(format!("inode {dir}")))?;
         // The on-disk count may be anything (a corrupt image): it saturates.
-        d.blocks = d.blocks.saturating_add(1);
-        self.set_extents(dir, &mut d, extents)?;
+        let mut t = WriterTree { w: self, blocks: d.blocks.saturating_add(1) };
+        fx.add_block(&mut t, d.size / BS, blk).map_err(|e| e.into_error(dir))?;
+        d.blocks = t.blocks;
+        set_map(&mut d, &fx);
+        d.size += BS;
         self.img.write_inode(dir, &d)
     }
 
@@ -837,6 +829,53 @@ impl<D: BlockDevice<Error = io::Error>> ChunkFile for &mut WriterFile<'_, D> {
         }
         self.inode.blocks = self.inode.blocks.saturating_sub(1);
         self.changed = true;
+        Ok(())
+    }
+}
+
+/// Stores a block map into its inode.
+fn set_map(inode: &mut Inode, fx: &FileExtents) {
+    inode.extents = fx.inline;
+    inode.nr_extents = fx.nr_extents;
+    inode.extent_block = fx.root;
+}
+
+/// Extent-tree nodes in the image a [`Writer`] writes: node blocks from its allocator (and
+/// back to it), counted in `blocks` (the inode's block count).
+struct WriterTree<'a, D: BlockDevice<Error = io::Error>> {
+    w: &'a mut Writer<D>,
+    blocks: u64,
+}
+
+impl<D: BlockDevice<Error = io::Error>> TreeStore for WriterTree<'_, D> {
+    type Error = TreeErr;
+    fn read<R>(&mut self, n: u64, f: impl FnOnce(&[u8]) -> R) -> std::result::Result<R, TreeErr> {
+        Ok(f(&self.w.img.read_block(n)?[..]))
+    }
+    fn write<R>(&mut self, n: u64, f: impl FnOnce(&mut [u8]) -> R) -> std::result::Result<R, TreeErr> {
+        let mut b = self.w.img.read_block(n)?;
+        let r = f(&mut b[..]);
+        self.w.img.write_block(n, &b)?;
+        Ok(r)
+    }
+    fn init<R>(&mut self, n: u64, f: impl FnOnce(&mut [u8]) -> R) -> std::result::Result<R, TreeErr> {
+        let mut b: Box<Block> = Box::new([0u8; BLOCK_SIZE]);
+        let r = f(&mut b[..]);
+        self.w.img.write_block(n, &b)?;
+        Ok(r)
+    }
+    fn alloc(&mut self, _goal: u64) -> std::result::Result<u64, TreeErr> {
+        let b = self.w.alloc_block()?;
+        self.blocks = self.blocks.saturating_add(1);
+        Ok(b)
+    }
+    fn free(&mut self, n: u64) -> std::result::Result<(), TreeErr> {
+        if self.w.img.sb().region(Region::Data).contains(n) && bit_test(&self.w.blocks, n as usize) {
+            bit_set(&mut self.w.blocks, n as usize, false);
+            self.w.quarantine.insert(n);
+            self.w.img.sb_mut().free_blocks += 1;
+        }
+        self.blocks = self.blocks.saturating_sub(1);
         Ok(())
     }
 }

@@ -99,6 +99,16 @@ pub extern "C" fn vexfs_rs_handle_failed(sb: *mut bindings::super_block, err: c_
     crate::txn::failed(sb, "an operation", kernel::error::Error::from_errno(err));
 }
 
+/// After an operation failed with `ENOSPC` (its handle ended): whether to run it again, blocks
+/// freed since the last checkpoint having been made allocatable
+/// ([`crate::txn::Journal::retry_alloc`]); `retries` counts the retries of the operation.
+#[no_mangle]
+pub extern "C" fn vexfs_rs_retry_alloc(sb: *mut bindings::super_block, retries: *mut u32) -> bool {
+    // SAFETY: as in `vexfs_rs_journal`; `retries` is the caller's counter.
+    let (sb, retries) = unsafe { (SuperBlock::from_raw(sb), &mut *retries) };
+    sb.journal().retry_alloc(sb, retries)
+}
+
 /// Commits the journal (fsync).
 #[no_mangle]
 pub extern "C" fn vexfs_rs_commit(sb: *mut bindings::super_block) -> c_int {

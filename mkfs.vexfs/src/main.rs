@@ -27,7 +27,7 @@ use vexfs_image::{mkfs, FileDevice};
 #[command(
     name = "mkfs.vexfs",
     bin_name = "mkfs.vexfs",
-    version = concat!(env!("CARGO_PKG_VERSION"), " (format v2)"),
+    version = concat!(env!("CARGO_PKG_VERSION"), " (format v3)"),
     after_help = "Exit status (as mke2fs): 0 success, 1 failure (a bad command line included)."
 )]
 struct Cli {

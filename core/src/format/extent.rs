@@ -1,15 +1,18 @@
 //! Extents, and extent blocks: an [`Extent`] maps a run of file blocks to device blocks; a file
-//! keeps its first extents inline in its inode and the rest in one extent block:
+//! keeps its first extents inline in its inode and the rest in an extent tree
+//! ([`crate::extent_tree`]) whose nodes are extent blocks:
 //!
 //! | offset | size | field |
 //! |---:|---:|---|
 //! | 0 | 24 | block header ([`super::block`]): [`EXTENT_MAGIC`], checksum, `blocknr`, `owner` = inode |
-//! | 24 | 4 | `count`: extents in this block |
-//! | 28 | 4 | reserved, zero |
-//! | 32 | 4064 | [`EXTENTS_PER_BLOCK`] extents of 16 bytes |
+//! | 24 | 4 | `count`: entries in this block |
+//! | 28 | 2 | `depth` (v3; 0 for a leaf, whose entries are extents) |
+//! | 30 | 2 | reserved, zero |
+//! | 32 | 4064 | [`EXTENTS_PER_BLOCK`] entries of 16 bytes |
 //!
-//! A file's extents, inline then in the block, are sorted by `logical`, do not overlap, have
-//! `len > 0` and lie inside the data region.
+//! A file's extents, inline then in the tree, are sorted by `logical`, do not overlap, have
+//! `len > 0` and lie inside the data region. [`extent_block_count`], [`extent_block_get`] and
+//! [`extent_block_build`] read and write a leaf as v2 wrote its single extent block.
 
 use super::block::seal_header;
 use super::le::*;
@@ -70,8 +73,8 @@ pub const EXTENT_HEADER: usize = 32;
 /// Extents one extent block holds.
 pub const EXTENTS_PER_BLOCK: usize = (BLOCK_SIZE - EXTENT_HEADER) / EXTENT_SIZE;
 
-/// Reads the extent count of a checked extent block. Errors: `Corrupt` if above
-/// [`EXTENTS_PER_BLOCK`] or the reserved word is non-zero.
+/// Reads the extent count of a checked leaf of depth 0 (a v2 extent block). Errors: `Corrupt`
+/// if above [`EXTENTS_PER_BLOCK`] or the word at 28 (depth and reserved) is non-zero.
 pub fn extent_block_count(block: &[u8]) -> Result<usize> {
     let n = u32_at(block, 24, "extent block")? as usize;
     if n > EXTENTS_PER_BLOCK || u32_at(block, 28, "extent block")? != 0 {

@@ -16,10 +16,10 @@
 //! | 52 | 4 | `mtime_nsec` |
 //! | 56 | 4 | `ctime_nsec` |
 //! | 60 | 4 | `generation` |
-//! | 64 | 8 | `blocks`: blocks owned (data and extent blocks) |
+//! | 64 | 8 | `blocks`: blocks owned (data blocks and extent-tree nodes) |
 //! | 72 | 4 | `parent`: parent directory inode (directories), else 0 |
-//! | 76 | 4 | `nr_extents`: extents in use (inline first, then the extent block) |
-//! | 80 | 8 | `extent_block`: block of further extents, 0 = none |
+//! | 76 | 4 | `nr_extents`: extents of the file (inline first, then the extent tree) |
+//! | 80 | 8 | `extent_block`: root of the extent tree (the further extents), 0 = none |
 //! | 88 | 96 | [`INLINE_EXTENTS`] inline extents ([`Extent`], 16 bytes each) |
 //! | 184 | 4 | `vec_count`: embeddings (chunks) of this file |
 //! | 188 | 4 | reserved, zero |
@@ -28,7 +28,7 @@
 //! | 216 | 36 | reserved, zero |
 //! | 252 | 4 | `checksum`: CRC-32C of the inode number (u64 LE) then bytes 0..252 |
 
-use super::extent::{Extent, EXTENTS_PER_BLOCK, EXTENT_SIZE};
+use super::extent::{Extent, EXTENT_SIZE};
 use super::le::*;
 use super::{BLOCK_SIZE, INODE_SIZE};
 use crate::crc32c::crc32c_parts;
@@ -36,8 +36,6 @@ use crate::error::{FormatError, Result};
 
 /// Extents stored in the inode itself.
 pub const INLINE_EXTENTS: usize = 6;
-/// Most extents one file can have: the inline ones, then one extent block.
-pub const MAX_EXTENTS: usize = INLINE_EXTENTS + EXTENTS_PER_BLOCK;
 /// Vector ids stored in the inode itself.
 pub const INLINE_VEC_IDS: usize = 4;
 /// Offsets of the inline extents, the inline vector ids and the checksum.
@@ -89,7 +87,7 @@ pub struct Inode {
     pub blocks: u64,
     /// Parent directory's inode (directories), else 0.
     pub parent: u32,
-    /// Extents in use, inline first (at most [`MAX_EXTENTS`]).
+    /// Extents of the file, inline first, then in the extent tree (`crate::file_extents`).
     pub nr_extents: u32,
     /// Block of the extents past the inline ones; 0 = none.
     pub extent_block: u64,
@@ -199,9 +197,6 @@ impl Inode {
         }
         if ino.size > MAX_FILE_SIZE {
             return bad("inode size", ino.size);
-        }
-        if ino.nr_extents as usize > MAX_EXTENTS {
-            return bad("inode extent count", ino.nr_extents as u64);
         }
         if (ino.nr_extents as usize > INLINE_EXTENTS) != (ino.extent_block != 0) {
             return bad("inode extent block", ino.extent_block);

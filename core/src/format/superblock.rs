@@ -5,7 +5,7 @@
 //! | offset | size | field |
 //! |---:|---:|---|
 //! | 0 | 4 | `magic` = [`MAGIC`] |
-//! | 4 | 4 | `format_version` = [`FORMAT_VERSION`] (2; 1 is read, see [`FORMAT_VERSION`]) |
+//! | 4 | 4 | `format_version` = [`FORMAT_VERSION`] (3; 1 and 2 are read, see [`FORMAT_VERSION`]) |
 //! | 8 | 4 | `feature_compat` |
 //! | 12 | 4 | `feature_ro_compat` |
 //! | 16 | 4 | `feature_incompat` |
@@ -46,16 +46,25 @@ use crate::error::{FormatError, Result};
 
 /// `"VEXF"` read as a big-endian word; also the `f_type` reported by statfs(2).
 pub const MAGIC: u32 = 0x5645_5846;
-/// On-disk format version this code writes (it reads [`FORMAT_VERSION_V1`] too).
+/// On-disk format version this code writes (it reads [`FORMAT_VERSION_V1`] and
+/// [`FORMAT_VERSION_V2`] too, and upgrades them on the first write).
 ///
-/// v2 (this one): the journal is written (`crate::journal`): record checksums cover the UUID,
+/// v3 (this one): a file's extent block is the root of an extent tree
+/// (`crate::extent_tree`): its word at 28, reserved zero in v2, is the node's depth, and a
+/// node of depth > 0 holds index entries; a file has no fixed extent limit. v2 code refuses a
+/// v3 filesystem (unsupported version), which may hold deeper trees. A v2 filesystem is a v3
+/// one whose trees all have depth 0.
+///
+/// v2: the journal is written (`crate::journal`): record checksums cover the UUID,
 /// transactions of block images end with a commit block, and [`FEATURE_INCOMPAT_RECOVER`] is
 /// set while the filesystem is mounted read-write or written by a tool, so v1 code refuses a
 /// filesystem whose journal may hold transactions. v1: the same layout with a journal that
-/// was never written (always clean); a v1 filesystem reads as a v2 one and is upgraded (version
-/// 2 in both superblocks, a v2 journal superblock) by the first read-write mount or write of
-/// a tool (`fsck.vexfs -y`, the offline writer).
-pub const FORMAT_VERSION: u32 = 2;
+/// was never written (always clean); a v1 filesystem reads as a v2 one and is upgraded (the
+/// current version in both superblocks, a v2 journal superblock) by the first read-write mount
+/// or write of a tool (`fsck.vexfs -y`, the offline writer).
+pub const FORMAT_VERSION: u32 = 3;
+/// Format version 2: read, and upgraded to [`FORMAT_VERSION`] by the first write.
+pub const FORMAT_VERSION_V2: u32 = 2;
 /// Format version 1: read, and upgraded to [`FORMAT_VERSION`] by the first write.
 pub const FORMAT_VERSION_V1: u32 = 1;
 /// Bytes of the superblock structure (the rest of its block is zero).
@@ -222,7 +231,7 @@ impl Metric {
 /// disk bytes; every field is checked there.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Superblock {
-    /// On-disk format version ([`FORMAT_VERSION`] or [`FORMAT_VERSION_V1`]).
+    /// On-disk format version ([`FORMAT_VERSION`], [`FORMAT_VERSION_V2`] or [`FORMAT_VERSION_V1`]).
     pub format_version: u32,
     /// Compat feature bits (unknown ones are ignored).
     pub feature_compat: u32,
@@ -367,7 +376,7 @@ impl Superblock {
             return Err(FormatError::BadChecksum { what: W, stored, computed });
         }
         let format_version = u32_at(raw, 4, W)?;
-        if format_version != FORMAT_VERSION && format_version != FORMAT_VERSION_V1 {
+        if ![FORMAT_VERSION, FORMAT_VERSION_V2, FORMAT_VERSION_V1].contains(&format_version) {
             return Err(FormatError::UnsupportedVersion(format_version));
         }
         let feature_incompat = u32_at(raw, 16, W)?;

@@ -16,7 +16,10 @@
 //! (VEXFS_SET_TRUNCATE, as `vexctl set`), linked before the call returns with `index-now`
 //! (VEXFS_SET_INDEX_NOW)), `rm-embedding PATH` (VEXFS_IOC_REMOVE_EMBEDDINGS), `interleave A B
 //! TOTAL CHUNK` (two files created or emptied, then appended CHUNK bytes at a time in turn,
-//! A of 0x41 and B of 0x42, until each holds TOTAL bytes: two downloads at once); each opens what it
+//! A of 0x41 and B of 0x42, until each holds TOTAL bytes: two downloads at once), `fill STRIDE
+//! PATH...` (the files created or emptied, then a 4 KiB block written to each in turn at file
+//! blocks 0, STRIDE, 2*STRIDE... until ENOSPC; prints `filled N`), `check-fill STRIDE PATH...`
+//! (what `fill` wrote read back: patterns and holes; prints `checked N`); each opens what it
 //! needs and closes it before it ends. Several operations joined by `+` run in order, in one
 //! process, until the first that fails (`truncate t 100000 + write t 90000 100`); the errno
 //! printed is that one's, followed by ` in operation K` when it is not the first (K counts from
@@ -53,7 +56,7 @@ use vexfs_image::vecfile::Fvecs;
 const USAGE: &str = "usage: faultops OP [+ OP]... | resident DEV, where OP is one of: create PATH | mkdir PATH \
 | symlink LEN PATH | rename FROM TO | unlink PATH | write PATH OFFSET LEN [BYTE] | mmap-write PATH OFFSET LEN [BYTE] \
 | truncate PATH SIZE | fsync PATH | syncfs PATH | set PATH FVECS FIRST_ROW COUNT [index-now] | rm-embedding PATH \
-| interleave A B TOTAL CHUNK; \
+| interleave A B TOTAL CHUNK | fill STRIDE PATH... | check-fill STRIDE PATH...; \
 FAIL_NTH=N in the environment fails the N-th fault-injection point of the operations";
 
 /// The fail-nth file: `/proc/thread-self/fail-nth`.
@@ -127,6 +130,78 @@ fn interleave(a: &CString, b: &CString, total: u64, chunk: &[u8]) -> Result<(), 
     Ok(())
 }
 
+/// The 4 KiB block `fill` writes at file block `blk` of its `file`-th file: 64-bit words
+/// `file << 40 | blk`, so a block read back from the wrong place or file is told apart.
+fn fill_block(file: usize, blk: u64) -> [u8; 4096] {
+    let mut b = [0u8; 4096];
+    let word = ((file as u64) << 40 | blk).to_le_bytes();
+    for c in b.chunks_exact_mut(8) {
+        c.copy_from_slice(&word);
+    }
+    b
+}
+
+/// `fill`: creates (or empties) `files` and writes a 4 KiB block to each in turn, at file
+/// blocks 0, `stride`, `2 * stride`, ... (`stride` 1: appends in turn, as several downloads at
+/// once; 2: every other block, a sparse file of one extent per block), until a write fails with
+/// ENOSPC (the filesystem is full: success); any other error fails. Prints `filled N` (blocks
+/// written in all).
+fn fill(stride: u64, files: &[CString]) -> Result<(), Failure> {
+    let mode = Mode::from_bits_truncate(0o644);
+    let mut fds = Vec::new();
+    for p in files {
+        fds.push(File::from(open(p.as_c_str(), OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_TRUNC, mode)?));
+    }
+    let mut n = 0u64;
+    for round in 0.. {
+        let blk = round * stride;
+        for (i, f) in fds.iter().enumerate() {
+            match f.write_at(&fill_block(i, blk), blk * 4096) {
+                Ok(4096) => n += 1,
+                Ok(_) => return Err(Failure::Errno(Errno::EIO)),
+                Err(e) if e.raw_os_error() == Some(Errno::ENOSPC as i32) => {
+                    println!("filled {n}");
+                    return Ok(());
+                }
+                Err(e) => {
+                    println!("fill: {} block {blk}: {e}", files[i].to_string_lossy());
+                    return Err(e.into());
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `check-fill`: reads back what [`fill`] wrote with the same `stride` and files: each file's
+/// size is one block past its last block written, every block at a multiple of `stride` holds
+/// its pattern and every other block is zero (a hole). Prints `checked N` (pattern blocks in
+/// all); a difference prints where and fails with EIO.
+fn check_fill(stride: u64, files: &[CString]) -> Result<(), Failure> {
+    let mut n = 0u64;
+    let zero = [0u8; 4096];
+    for (i, p) in files.iter().enumerate() {
+        let f = File::from(open(p.as_c_str(), OFlag::O_RDONLY, Mode::empty())?);
+        let size = f.metadata().map_err(Failure::from)?.len();
+        if size % 4096 != 0 || (size > 0 && (size / 4096 - 1) % stride != 0) {
+            println!("check-fill: {} has size {size}", p.to_string_lossy());
+            return Err(Failure::Errno(Errno::EIO));
+        }
+        let mut b = [0u8; 4096];
+        for blk in 0..size / 4096 {
+            f.read_exact_at(&mut b, blk * 4096).map_err(Failure::from)?;
+            let want = if blk % stride == 0 { fill_block(i, blk) } else { zero };
+            if b != want {
+                println!("check-fill: {} block {blk} differs", p.to_string_lossy());
+                return Err(Failure::Errno(Errno::EIO));
+            }
+            n += u64::from(blk % stride == 0);
+        }
+    }
+    println!("checked {n}");
+    Ok(())
+}
+
 /// One operation, its arguments checked and its buffers made: running it allocates nothing in
 /// userspace, so an armed fail-nth counts only the kernel's allocations for its system calls.
 enum Op {
@@ -143,6 +218,8 @@ enum Op {
     Set { path: CString, dim: u32, flags: u32, vectors: Vec<f32> },
     RmEmbedding(CString),
     Interleave { a: CString, b: CString, total: u64, chunk: Vec<u8> },
+    Fill { stride: u64, files: Vec<CString> },
+    CheckFill { stride: u64, files: Vec<CString> },
 }
 
 impl Op {
@@ -182,6 +259,15 @@ impl Op {
                     return Err(usage("chunk 0"));
                 }
                 Op::Interleave { a: path(a)?, b: path(b)?, total: num(total)?, chunk: vec![0; chunk] }
+            }
+            ["fill" | "check-fill", stride, files @ ..] if !files.is_empty() => {
+                let stride = num(stride)?.max(1);
+                let files = files.iter().map(|p| path(p)).collect::<Result<Vec<_>, _>>()?;
+                if a[0] == "fill" {
+                    Op::Fill { stride, files }
+                } else {
+                    Op::CheckFill { stride, files }
+                }
             }
             _ => return Err(usage(USAGE)),
         })
@@ -232,6 +318,8 @@ impl Op {
                 r?;
             }
             Op::Interleave { a, b, total, chunk } => interleave(a, b, *total, chunk)?,
+            Op::Fill { stride, files } => fill(*stride, files)?,
+            Op::CheckFill { stride, files } => check_fill(*stride, files)?,
         }
         Ok(())
     }
