@@ -1,6 +1,6 @@
-//! What the frozen-image tests share (`frozen_v1.rs`, `frozen_v2.rs`): the committed image and
-//! manifest of a format version, and [`verify`], which checks every manifest item against the
-//! image and returns every difference.
+//! What the frozen-image tests share (`frozen_v1.rs`, `frozen_v2.rs`, `frozen_v3.rs`): the
+//! committed image and manifest of a format version, and [`verify`], which checks every manifest
+//! item against the image and returns every difference.
 //!
 //! A manifest describes the filesystem as a reader sees it after the journal's replay (v1's
 //! journal is always clean: nothing to replay); its `journal` and `txn` items describe the log
@@ -13,6 +13,7 @@ use std::path::PathBuf;
 
 use flate2::read::GzDecoder;
 use sha2::{Digest, Sha256};
+use vexfs_core::extent_tree::node_depth;
 use vexfs_core::format::dir::DT_DIR;
 use vexfs_core::format::inode::{Inode, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
 use vexfs_core::format::superblock::{Metric, Region, Superblock, ROOT_INO};
@@ -172,6 +173,25 @@ fn map_entry(img: &Image<MemDevice>, slot: u32) -> Option<Option<MapEntry>> {
     MapEntry::decode(slot, b.get((off % BLOCK_SIZE as u64) as usize..)?).ok()
 }
 
+/// The fields of a `tree` item (after `tree INO`) as this image gives them: the depth of inode
+/// `ino`'s extent tree root (`-` without a tree), its node blocks and its extents (inline ones
+/// included), read through `Image::extent_nodes` and `Image::extents` (every node checked).
+fn tree_fields(img: &Image<MemDevice>, ino: u32) -> Result<String, String> {
+    let i = img.inode(ino).map_err(|e| e.to_string())?;
+    let nodes = img.extent_nodes(ino, &i).map_err(|e| e.to_string())?;
+    let extents = img.extents(ino, &i).map_err(|e| e.to_string())?;
+    let depth = if i.extent_block == 0 {
+        "-".to_string()
+    } else {
+        let root = img.read_block(i.extent_block).map_err(|e| e.to_string())?;
+        node_depth(&root[..]).map_err(|e| e.to_string())?.to_string()
+    };
+    if nodes.first().is_some_and(|&n| n != i.extent_block) {
+        return Err(format!("the first node is block {}, the root is {}", nodes[0], i.extent_block));
+    }
+    Ok(format!("{depth} {} {}", nodes.len(), extents.len()))
+}
+
 /// Every difference between `raw` (an uncompressed image of format `version`) and `manifest`,
 /// one message each; empty when the image holds exactly what the manifest says. `journal` and
 /// `txn` items are checked on `raw`, every other item after the journal's replay.
@@ -220,6 +240,7 @@ pub fn verify(manifest: &str, raw: &[u8], version: u32) -> Vec<String> {
     let mut manifest_paths = BTreeMap::new();
     let (mut inode_lines, mut orphan_lines) = (BTreeSet::new(), BTreeSet::new());
     let (mut data_lines, mut target_lines, mut slots_lines) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
+    let mut tree_lines = BTreeSet::new();
     let mut chunk_lines: HashMap<u32, usize> = HashMap::new();
     let mut chunk_slots: Vec<u32> = Vec::new();
     let mut pending: BTreeSet<u32> = BTreeSet::new();
@@ -284,6 +305,10 @@ pub fn verify(manifest: &str, raw: &[u8], version: u32) -> Vec<String> {
                 inode_lines.insert(ino);
                 let got = img.inode(ino).map(|i| inode_fields(&i)).unwrap_or_else(|e| e.to_string());
                 expect!(got, rest(f, 2), "inode {ino}");
+            }
+            Some("tree") => {
+                tree_lines.insert(ino);
+                expect!(tree_fields(&img, ino), Ok::<_, String>(rest(f, 2)), "extent tree of inode {ino}");
             }
             Some("orphan") => {
                 orphan_lines.insert(ino);
@@ -381,7 +406,7 @@ pub fn verify(manifest: &str, raw: &[u8], version: u32) -> Vec<String> {
 
     // Completeness: the manifest covers the whole tree, every inode in use (the orphans are in
     // use and not reached), every file's content and chunk list, every live and pending vector
-    // and every tombstone.
+    // and every tombstone; from v3 (extent trees) every inode's tree.
     expect!(paths, manifest_paths, "the tree (path -> inode)");
     expect!(in_use, inode_lines, "inodes in use");
     let orphans: BTreeSet<u32> = in_use.difference(&reached).copied().collect();
@@ -392,6 +417,9 @@ pub fn verify(manifest: &str, raw: &[u8], version: u32) -> Vec<String> {
     expect!(files, data_lines, "regular files with a content hash");
     expect!(files, slots_lines, "regular files with a chunk list");
     expect!(links, target_lines, "symlinks with a target");
+    if version >= 3 {
+        expect!(in_use, tree_lines, "inodes with a tree item");
+    }
     let counts: HashMap<u32, usize> =
         files.iter().filter_map(|&i| Some((i, slots_of(i)?.len()))).filter(|x| x.1 > 0).collect();
     expect!(counts, chunk_lines, "chunks per file");

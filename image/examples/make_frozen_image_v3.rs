@@ -1,0 +1,445 @@
+//! Makes the frozen image of on-disk format v3 and its manifest: `tests/images/v3.img.gz` and
+//! `tests/images/v3.manifest` (see `tests/images/README.md`).
+//!
+//! ```sh
+//! cargo run --release -p vexfs-image --example make_frozen_image_v3 -- tests/images
+//! ```
+//!
+//! This program documents how the committed image was made; it is not part of any test (the
+//! tests read the committed bytes). The v1 and v2 generators stay as the record of theirs.
+//!
+//! What v3 added, and where this image holds it: a file's extent block is the root of a B+-tree
+//! of extent blocks (`depth` at byte 28, index entries in the nodes of depth > 0) and a file has
+//! no 260-extent limit. The image is a clean filesystem made by the offline writer (v2's image
+//! covers the journal) whose regular files have, one block per extent (`max_extent_blocks` 1, or
+//! a hole between every two data blocks):
+//!
+//! - `/deep.bin`: 764 extents, a tree of depth 1: an index root over 3 leaves of 254, 254 and
+//!   250 extents (the root's block never moves: it was a leaf until the 255th tree extent);
+//! - `/dir/sparse.bin`: 261 data blocks with a hole before, between and after them (v2's limit
+//!   plus one): depth 1, leaves of 254 and 1 extents;
+//! - `/dir/full.bin`: 260 extents, v2's limit: a full leaf (254) as the root, depth 0;
+//! - `/dir/seven.bin`: 7 extents, a root leaf of 1; `/six.bin`: 6 extents, all inline, no tree;
+//! - `/hello.txt` (1 extent), an empty file, a directory, a symlink, embeddings on three files
+//!   and two searches, so that v1's kinds of items are exercised too.
+//!
+//! Every data block holds text naming its file and block number, so a block read from the wrong
+//! place changes the file's hash, and the image compresses well. The manifest adds a `tree` item
+//! per inode: the root's depth, its node blocks and its extents. Everything else as v1: dimension
+//! 8, l2, HNSW m 4 / ef_construction 32, fixed UUID, label, times and level seed, vector
+//! components multiples of 1/4 in -2..=2 (every distance exact on any CPU), no ties.
+
+use std::collections::{BTreeMap, HashMap};
+use std::error::Error;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::PathBuf;
+
+use flate2::write::GzEncoder;
+use flate2::{Compression, GzBuilder};
+use sha2::{Digest, Sha256};
+use vexfs_core::embed::min_journal_blocks;
+use vexfs_core::extent_tree::node_depth;
+use vexfs_core::format::dir::DT_DIR;
+use vexfs_core::format::inode::{Inode, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
+use vexfs_core::format::layout::MkfsParams;
+use vexfs_core::format::superblock::{Metric, Region, ROOT_INO};
+use vexfs_core::format::BLOCK_SIZE;
+use vexfs_image::fsck::{self, Mode};
+use vexfs_image::vectors::file_paths;
+use vexfs_image::writer::{FileOpts, Writer};
+use vexfs_image::{mkfs, Image, MemDevice};
+
+type Res<T> = Result<T, Box<dyn Error>>;
+
+/// 8 MiB: room for the files (about 1,300 blocks) and for guest 062's appends.
+const BLOCKS: u64 = 2048;
+const JOURNAL_BLOCKS: u64 = 128;
+const DIM: usize = 8;
+/// ef of every recorded query: above the number of vectors, so the answers are exact.
+const EF: usize = 64;
+/// Base of the timestamps: inode `i` has mtime `T0 + 3600 i` (atime +2 s, ctime +1 s).
+const T0: i64 = 1_780_000_000;
+/// Extents of `/deep.bin`: 6 inline, then leaves of 254, 254 and 250.
+const DEEP_EXTENTS: usize = 764;
+
+fn params() -> MkfsParams {
+    let mut label = [0u8; 32];
+    label[..15].copy_from_slice(b"vexfs-frozen-v3");
+    MkfsParams {
+        block_count: BLOCKS,
+        inode_count: Some(64),
+        journal_blocks: Some(JOURNAL_BLOCKS),
+        vec_capacity: Some(64),
+        dim: DIM as u32,
+        metric: Metric::L2,
+        m: 4,
+        ef_construction: 32,
+        uuid: *b"vexfs-frozen-v3!",
+        label,
+        now: T0 as u64,
+        seed: 20_261_231,
+    }
+}
+
+/// File block `l` of file `name`: the line "NAME block L" repeated (never a zero block).
+fn block_text(name: &str, l: usize) -> Vec<u8> {
+    let line = format!("{name} block {l:05}\n");
+    line.bytes().cycle().take(BLOCK_SIZE).collect()
+}
+
+/// `blocks` blocks of [`block_text`], the last one cut to `last` bytes.
+fn text_file(name: &str, blocks: usize, last: usize) -> Vec<u8> {
+    let mut out: Vec<u8> = (0..blocks).flat_map(|l| block_text(name, l)).collect();
+    out.truncate((blocks - 1) * BLOCK_SIZE + last);
+    out
+}
+
+/// Vectors with components in {-2, -1.75, ..., 2} from a xorshift32 stream.
+struct Vecs(u32);
+
+impl Vecs {
+    fn next(&mut self) -> Vec<f32> {
+        (0..DIM)
+            .map(|_| {
+                self.0 ^= self.0 << 13;
+                self.0 ^= self.0 >> 17;
+                self.0 ^= self.0 << 5;
+                ((self.0 % 17) as i32 - 8) as f32 / 4.0
+            })
+            .collect()
+    }
+
+    fn take(&mut self, n: usize) -> Vec<Vec<f32>> {
+        (0..n).map(|_| self.next()).collect()
+    }
+}
+
+/// Squared l2 distance, exact for these vectors (every term a multiple of 1/16, sums < 2^20).
+fn l2(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
+}
+
+fn hex_words(v: &[f32]) -> String {
+    v.iter().map(|x| format!("{:08x}", x.to_bits())).collect::<Vec<_>>().join(",")
+}
+
+fn decimals(v: &[f32]) -> String {
+    v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(",")
+}
+
+fn sha256_hex(b: &[u8]) -> String {
+    Sha256::digest(b).iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn type_name(mode: u16) -> &'static str {
+    match mode & S_IFMT {
+        S_IFDIR => "dir",
+        S_IFREG => "file",
+        S_IFLNK => "symlink",
+        _ => "other",
+    }
+}
+
+/// Every path reachable from the root (the root is `/`), with its inode, sorted by path.
+fn walk(img: &Image<MemDevice>) -> Res<BTreeMap<String, u32>> {
+    let mut out = BTreeMap::from([("/".to_string(), ROOT_INO)]);
+    let mut stack = vec![(ROOT_INO, String::new())];
+    while let Some((dir, prefix)) = stack.pop() {
+        for e in img.read_dir(dir, &img.inode(dir)?)? {
+            let p = format!("{prefix}/{}", String::from_utf8(e.name)?);
+            if e.file_type == DT_DIR {
+                stack.push((e.ino, p.clone()));
+            }
+            out.insert(p, e.ino);
+        }
+    }
+    Ok(out)
+}
+
+/// The `tree` item of inode `ino`: the root's depth (`-` without a tree), its node blocks and
+/// its extents (inline ones included).
+fn tree_fields(img: &Image<MemDevice>, ino: u32) -> Res<(String, usize, usize)> {
+    let i = img.inode(ino)?;
+    let nodes = img.extent_nodes(ino, &i)?;
+    let extents = img.extents(ino, &i)?;
+    let depth = if i.extent_block == 0 {
+        "-".to_string()
+    } else {
+        node_depth(&img.read_block(i.extent_block)?[..]).map_err(|e| format!("inode {ino}: {e:?}"))?.to_string()
+    };
+    Ok((depth, nodes.len(), extents.len()))
+}
+
+fn main() -> Res<()> {
+    let out_dir = PathBuf::from(std::env::args().nth(1).ok_or("usage: make_frozen_image_v3 OUT_DIR")?);
+    let mut dev = MemDevice::new(BLOCKS);
+    mkfs::format(&mut dev, &params(), false)?;
+    let min = min_journal_blocks(Image::open(dev.clone())?.sb());
+    if JOURNAL_BLOCKS < min {
+        return Err(format!("the journal needs at least {min} blocks for the kernel to mount it").into());
+    }
+    let mut w = Writer::new(Image::open(dev)?)?;
+    let r = ROOT_INO;
+    // Contents by inode, as written.
+    let mut content: HashMap<u32, Vec<u8>> = HashMap::new();
+    let mut file = |w: &mut Writer<MemDevice>, parent: u32, name: &str, data: Vec<u8>, opts: FileOpts| -> Res<u32> {
+        let ino = w.create_with(parent, name, &data, opts)?;
+        content.insert(ino, data);
+        Ok(ino)
+    };
+    let one_per_block = |mode: u16| FileOpts { mode, max_extent_blocks: 1 };
+
+    let hello = file(&mut w, r, "hello.txt", b"hello, frozen vexfs v3\n".to_vec(), FileOpts::default())?;
+    file(&mut w, r, "empty", Vec::new(), FileOpts { mode: 0o600, ..FileOpts::default() })?;
+    let deep = file(&mut w, r, "deep.bin", text_file("deep.bin", DEEP_EXTENTS, 1000), one_per_block(0o644))?;
+    let six = file(&mut w, r, "six.bin", text_file("six.bin", 6, BLOCK_SIZE), one_per_block(0o640))?;
+    let dir = w.mkdir(r, "dir", 0o755)?;
+    let seven = file(&mut w, dir, "seven.bin", text_file("seven.bin", 7, 77), one_per_block(0o644))?;
+    file(&mut w, dir, "full.bin", text_file("full.bin", 260, BLOCK_SIZE), one_per_block(0o444))?;
+    // Data blocks at odd file blocks 1, 3, ..., 521: holes before, between and after them.
+    let mut sparse = vec![0u8; 523 * BLOCK_SIZE + 300];
+    for k in 0..261 {
+        let l = 2 * k + 1;
+        sparse[l * BLOCK_SIZE..(l + 1) * BLOCK_SIZE].copy_from_slice(&block_text("sparse.bin", l));
+    }
+    file(&mut w, dir, "sparse.bin", sparse, FileOpts::default())?;
+    w.symlink(r, "link", "dir/sparse.bin")?;
+    w.link(dir, "deep-alias", deep)?;
+
+    // Embeddings: a seed whose data has no tie in any recorded query (checked below).
+    let mut g = Vecs(0x5eed_0003);
+    let v_hello = g.take(1);
+    let v_deep = g.take(3);
+    let v_seven = g.take(2);
+    w.set_embeddings(hello, &v_hello)?;
+    w.set_embeddings(deep, &v_deep)?;
+    w.set_embeddings(seven, &v_seven)?;
+    let h = w.vector_header()?;
+    if (h.live, h.deleted) != (6, 0) {
+        return Err(format!("expected 6 live vectors and no tombstone, the header says {h:?}").into());
+    }
+    let chunks: HashMap<u32, Vec<Vec<f32>>> =
+        HashMap::from([(hello, v_hello.clone()), (deep, v_deep.clone()), (seven, v_seven.clone())]);
+    let mut live: Vec<(u32, u32, Vec<f32>)> = Vec::new();
+    for (ino, vs) in &chunks {
+        for (c, v) in vs.iter().enumerate() {
+            live.push((*ino, c as u32, v.clone()));
+        }
+    }
+
+    // Queries: a live vector (distance 0 first) and another with k 6 (every vector, in order).
+    let mut qg = Vecs(0x9e37_79b9);
+    let queries: Vec<(Vec<f32>, usize)> = vec![(v_deep[1].clone(), 3), (qg.next(), 6)];
+    let mut results = Vec::new();
+    for (qi, (q, k)) in queries.iter().enumerate() {
+        let mut truth: Vec<(u32, u32, u32)> = live.iter().map(|(i, c, v)| (l2(q, v).to_bits(), *i, *c)).collect();
+        truth.sort();
+        if truth.windows(2).any(|p| p[0].0 == p[1].0) {
+            return Err(format!("query {qi} has tied distances: choose other vector seeds").into());
+        }
+        let hits = w.search(q, *k, EF)?;
+        let got: Vec<(u32, u32, u32)> = hits.iter().map(|h| (h.distance().to_bits(), h.ino as u32, h.chunk)).collect();
+        if got[..] != truth[..*k] {
+            return Err(format!("query {qi}: the index answered {got:?}, brute force {truth:?}").into());
+        }
+        results.push(hits);
+    }
+
+    // Owners, then fixed timestamps (the writer stamps the current time).
+    let mut img = w.commit()?;
+    let paths = walk(&img)?;
+    let mut inos: Vec<u32> = paths.values().copied().collect();
+    inos.sort_unstable();
+    inos.dedup();
+    let owners: HashMap<u32, (u32, u32)> = HashMap::from([(deep, (1000, 1000)), (dir, (1000, 100)), (six, (0, 100))]);
+    for &ino in &inos {
+        let mut i: Inode = img.inode(ino)?;
+        let t = T0 + 3600 * ino as i64;
+        let ns = 1_000_000 * ino + 9;
+        (i.mtime_sec, i.mtime_nsec) = (t, ns);
+        (i.ctime_sec, i.ctime_nsec) = (t + 1, ns + 1);
+        (i.atime_sec, i.atime_nsec) = (t + 2, ns + 2);
+        if let Some(&(uid, gid)) = owners.get(&ino) {
+            (i.uid, i.gid) = (uid, gid);
+        }
+        img.write_inode(ino, &i)?;
+    }
+    // The superblock's write time, and the journal's record blocks: the writer's syncs logged
+    // inode blocks stamped with the current time, stale now (the journal is clean: nothing reads
+    // them), so they are zeroed; the journal superblock stays as the writer left it.
+    let mut sb = img.sb().clone();
+    sb.write_time = (T0 + 5) as u64;
+    let mut b = [0u8; BLOCK_SIZE];
+    sb.encode(&mut b);
+    img.write_block(0, &b)?;
+    let jr = sb.region(Region::Journal);
+    let mut raw = img.into_device().bytes;
+    raw[(jr.start as usize + 1) * BLOCK_SIZE..(jr.start + jr.blocks) as usize * BLOCK_SIZE].fill(0);
+    let (out, _) = fsck::run(MemDevice { bytes: raw.clone() }, Mode::Check)?;
+    if !out.report.problems.is_empty() || !out.notes.is_empty() {
+        return Err(format!("fsck: {:?} {:?}", out.report.problems, out.notes).into());
+    }
+    let img = Image::open(MemDevice { bytes: raw.clone() })?;
+    let hit_paths = file_paths(&img)?;
+
+    // The trees have the shapes the module's docs describe.
+    let shape = |path: &str| -> Res<(String, usize, usize)> { tree_fields(&img, img.lookup(path)?) };
+    for (path, want) in [
+        ("/deep.bin", ("1", 4, DEEP_EXTENTS)),
+        ("/dir/sparse.bin", ("1", 3, 261)),
+        ("/dir/full.bin", ("0", 1, 260)),
+        ("/dir/seven.bin", ("0", 1, 7)),
+        ("/six.bin", ("-", 0, 6)),
+    ] {
+        let got = shape(path)?;
+        if (got.0.as_str(), got.1, got.2) != want {
+            return Err(format!("{path}: tree (depth, nodes, extents) {got:?}, not {want:?}").into());
+        }
+    }
+    let deep_inode = img.inode(deep)?;
+    let leaves: Vec<u32> = img.extent_nodes(deep, &deep_inode)?[1..]
+        .iter()
+        .map(|&n| Ok(u32::from_le_bytes(img.read_block(n)?[24..28].try_into()?)))
+        .collect::<Res<_>>()?;
+    if leaves != [254, 254, 250] {
+        return Err(format!("/deep.bin: leaves of {leaves:?} extents, not 254, 254, 250").into());
+    }
+    let data = img.sb().region(Region::Data);
+    eprintln!("data region {}..{}, free blocks {}", data.start, data.start + data.blocks, img.sb().free_blocks);
+
+    // The manifest.
+    let sb = img.sb();
+    let mut m = String::new();
+    m.push_str(MANIFEST_HEAD);
+    writeln!(m, "image {} {}", raw.len(), sha256_hex(&raw))?;
+    writeln!(m, "sb format_version {}", sb.format_version)?;
+    writeln!(m, "sb feature_incompat {}", sb.feature_incompat)?;
+    writeln!(m, "sb uuid {}", sb.uuid.iter().map(|b| format!("{b:02x}")).collect::<String>())?;
+    writeln!(m, "sb label {}", sb.label_str())?;
+    writeln!(m, "sb block_count {}", sb.block_count)?;
+    writeln!(m, "sb inode_count {}", sb.inode_count)?;
+    writeln!(m, "sb free_blocks {}", sb.free_blocks)?;
+    writeln!(m, "sb free_inodes {}", sb.free_inodes)?;
+    writeln!(m, "sb mkfs_time {}", sb.mkfs_time)?;
+    writeln!(m, "sb write_time {}", sb.write_time)?;
+    writeln!(m, "sb journal_blocks {}", sb.region(Region::Journal).blocks)?;
+    writeln!(m, "sb dim {}", sb.vec_dim)?;
+    writeln!(m, "sb metric l2")?;
+    writeln!(m, "sb vec_capacity {}", sb.vec_capacity)?;
+    writeln!(m, "sb vec_stride {}", sb.vec_stride)?;
+    writeln!(m, "sb hnsw_m {}", sb.hnsw_m)?;
+    writeln!(m, "sb hnsw_ef_construction {}", sb.hnsw_ef_construction)?;
+    writeln!(m, "sb hnsw_max_level {}", sb.hnsw_max_level)?;
+    writeln!(m, "sb hnsw_seed {}", sb.hnsw_seed)?;
+    writeln!(m, "hnsw entry {}", h.entry)?;
+    writeln!(m, "hnsw entry_level {}", h.entry_level)?;
+    writeln!(m, "hnsw live {}", h.live)?;
+    writeln!(m, "hnsw deleted {}", h.deleted)?;
+    for &ino in &inos {
+        let i = img.inode(ino)?;
+        writeln!(
+            m,
+            "inode {ino} {} {:o} {} {} {} {} {} {}.{:09} {}.{:09} {}.{:09}",
+            type_name(i.mode),
+            i.mode,
+            i.uid,
+            i.gid,
+            i.links,
+            i.size,
+            i.blocks,
+            i.atime_sec,
+            i.atime_nsec,
+            i.mtime_sec,
+            i.mtime_nsec,
+            i.ctime_sec,
+            i.ctime_nsec
+        )?;
+    }
+    for &ino in &inos {
+        let (depth, nodes, extents) = tree_fields(&img, ino)?;
+        writeln!(m, "tree {ino} {depth} {nodes} {extents}")?;
+    }
+    for (p, ino) in &paths {
+        writeln!(m, "path {ino} {p}")?;
+    }
+    for &ino in &inos {
+        let i = img.inode(ino)?;
+        if i.is_reg() {
+            let data = img.read_file(ino, &i)?;
+            if content.get(&ino) != Some(&data) {
+                return Err(format!("inode {ino} does not read back as written").into());
+            }
+            writeln!(m, "data {ino} {}", sha256_hex(&data))?;
+        } else if i.mode & S_IFMT == S_IFLNK {
+            writeln!(m, "target {ino} {}", String::from_utf8(img.read_file(ino, &i)?)?)?;
+        }
+    }
+    for &ino in &inos {
+        let i = img.inode(ino)?;
+        if !i.is_reg() {
+            continue;
+        }
+        let slots = img.vec_slots(ino, &i)?;
+        let s: String = slots.iter().map(|s| format!(" {s}")).collect();
+        writeln!(m, "slots {ino}{s}")?;
+        let want = chunks.get(&ino).map_or(0, Vec::len);
+        if slots.len() != want {
+            return Err(format!("inode {ino} has {} chunks, not {want}", slots.len()).into());
+        }
+        for (c, v) in chunks.get(&ino).into_iter().flatten().enumerate() {
+            writeln!(m, "chunk {ino} {c} {} {}", hex_words(v), decimals(v))?;
+        }
+    }
+    for (qi, ((q, k), hits)) in queries.iter().zip(&results).enumerate() {
+        writeln!(m, "query {qi} {k} {EF} {} {}", hex_words(q), decimals(q))?;
+        for (rank, hit) in hits.iter().enumerate() {
+            let d = hit.distance();
+            let path = hit_paths.get(&hit.ino).ok_or("a hit without a path")?;
+            writeln!(m, "hit {qi} {} {} {} {} {:08x} {d} {path}", rank + 1, hit.ino, hit.chunk, hit.slot, d.to_bits())?;
+        }
+    }
+
+    let mut gz: GzEncoder<Vec<u8>> = GzBuilder::new().mtime(0).write(Vec::new(), Compression::best());
+    gz.write_all(&raw)?;
+    let gz = gz.finish()?;
+    std::fs::create_dir_all(&out_dir)?;
+    std::fs::write(out_dir.join("v3.img.gz"), &gz)?;
+    std::fs::write(out_dir.join("v3.manifest"), m)?;
+    eprintln!(
+        "wrote {} ({} bytes, {} raw) and v3.manifest: {} paths, {} inodes, header {h:?}",
+        out_dir.join("v3.img.gz").display(),
+        gz.len(),
+        raw.len(),
+        paths.len(),
+        inos.len()
+    );
+    Ok(())
+}
+
+const MANIFEST_HEAD: &str = "\
+# What the frozen image v3.img.gz (on-disk format v3: extent trees) holds. Made once by
+# image/examples/make_frozen_image_v3.rs; checked by image/tests/frozen_v3.rs (the image crate) and
+# tests/guest/062-frozen-v3.sh (the kernel, vexctl, fsck.vexfs). Never regenerate: see README.md.
+# One item per line, fields separated by one space, '#' starts a comment line.
+#
+# image RAW_BYTES RAW_SHA256                 the uncompressed image
+# sb FIELD VALUE                             a superblock field (label: NUL padding dropped)
+# hnsw FIELD VALUE                           the HNSW header (entry slot, entry_level, live, deleted)
+# inode INO TYPE MODE UID GID LINKS SIZE BLOCKS ATIME MTIME CTIME
+#     every inode in use; TYPE dir|file|symlink; MODE octal with the type bits; SIZE bytes;
+#     BLOCKS 4 KiB blocks held (data, extent tree and vector-id blocks); times SECONDS.NANOSECONDS
+# tree INO DEPTH NODES EXTENTS
+#     every inode in use: the depth of its extent tree's root (- when it has no tree: at most 6
+#     extents, all inline), the tree's node blocks (root included) and the inode's extents
+#     (inline and in the tree)
+# path INO PATH                              every name reachable from the root, the root is /
+# data INO SHA256                            sha256 of a regular file's content (holes read as 0)
+# target INO TARGET                          a symlink's target
+# slots INO SLOT...                          the vector slot of each chunk of a regular file
+# chunk INO CHUNK BITS DECIMALS              an embedding: BITS the 8 float32 bit patterns (hex),
+#     DECIMALS the same values as Rust prints them (vexctl get), both comma-separated
+# query Q K EF BITS DECIMALS                 a search (vexctl search --row Q -k K --ef EF)
+# hit Q RANK INO CHUNK SLOT DIST_BITS DISTANCE PATH
+#     its results, nearest first: squared l2 distance, exact; PATH as vexctl search names it
+";
