@@ -25,6 +25,9 @@
  *   guest-fsops parwrite DIR P MIB         P processes at once, process i writing DIR/w%05d (i) as
  *                                          seqwrite does; timed from their common start to the last
  *                                          exit; OPS is the bytes of all P
+ *   guest-fsops ilwrite DIR P MIB          one process writing P files DIR/w%05d at once: 1 MiB to
+ *                                          each in turn, MIB rounds, then fsync and close each; the
+ *                                          same data as parwrite; OPS is the bytes of all P
  *   guest-fsops randread FILE N SEED       N x pread of 4 KiB at distinct block-aligned offsets
  *                                          (a seeded random permutation of the file's blocks),
  *                                          each block's stamp checked; needs N <= the blocks
@@ -446,6 +449,44 @@ static int cmd_parwrite(const char *dir, long procs, long mib)
 	return 0;
 }
 
+static int cmd_ilwrite(const char *dir, long procs, long mib)
+{
+	char *buf = pattern();
+	char path[4096];
+	int *fds = calloc((size_t)procs + 1, sizeof(*fds));
+	double t0;
+
+	if (!fds)
+		die("out of memory", NULL);
+	t0 = now();
+	for (long i = 0; i < procs; i++) {
+		path_of(path, sizeof(path), dir, "w", i);
+		fds[i] = open(path, O_CREAT | O_EXCL | O_WRONLY, 0644);
+		if (fds[i] < 0)
+			die_errno("open", path);
+	}
+	for (long m = 0; m < mib; m++) {
+		for (long i = 0; i < procs; i++) {
+			for (long b = 0; b < CHUNK / BLOCK; b++) {
+				uint64_t st = stamp_of(i + 1, m * (CHUNK / BLOCK) + b);
+
+				memcpy(buf + b * BLOCK, &st, 8);
+			}
+			write_all(fds[i], buf, CHUNK, dir);
+		}
+	}
+	for (long i = 0; i < procs; i++) {
+		if (fsync(fds[i]))
+			die_errno("fsync", dir);
+		if (close(fds[i]))
+			die_errno("close", dir);
+	}
+	report(t0, procs * mib * CHUNK);
+	free(fds);
+	free(buf);
+	return 0;
+}
+
 static int cmd_randread(const char *path, long n, long seed)
 {
 	char buf[BLOCK];
@@ -634,6 +675,8 @@ int main(int argc, char **argv)
 		return cmd_seqread(argv[2]);
 	if (!strcmp(c, "parwrite") && argc == 5)
 		return cmd_parwrite(argv[2], parse_count(argv[3]), parse_count(argv[4]));
+	if (!strcmp(c, "ilwrite") && argc == 5)
+		return cmd_ilwrite(argv[2], parse_count(argv[3]), parse_count(argv[4]));
 	if (!strcmp(c, "randread") && argc == 5)
 		return cmd_randread(argv[2], parse_count(argv[3]), parse_count(argv[4]));
 	if (!strcmp(c, "readdir") && argc == 3)
@@ -652,7 +695,8 @@ int main(int argc, char **argv)
 		return cmd_run(argv + 2);
 	fprintf(stderr, "usage: guest-fsops create DIR N SIZE | touch DIR N | rename A B N CYCLES |"
 			" xattr DIR VECS.fvecs N | syncfs PATH | run CMD [ARGS...] | touch DIR N MAX_SECS |"
-			" seqwrite FILE MIB | seqread FILE | parwrite DIR P MIB | randread FILE N SEED |"
+			" seqwrite FILE MIB | seqread FILE | parwrite DIR P MIB | ilwrite DIR P MIB |"
+			" randread FILE N SEED |"
 			" readdir DIR [stat MAX_SECS] | tsc-mhz\n");
 	return 2;
 }
