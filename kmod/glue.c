@@ -6,6 +6,7 @@
  */
 #include <linux/blkdev.h>
 #include <linux/buffer_head.h>
+#include <linux/fiemap.h>
 #include <linux/fs.h>
 #include <linux/fs_context.h>
 #include <linux/fs_parser.h>
@@ -374,6 +375,7 @@ void vexfs_c_touch_dir(struct inode *dir)
 
 static const struct inode_operations vexfs_dir_iops;
 static const struct inode_operations vexfs_file_iops;
+static const struct inode_operations vexfs_special_iops;
 static const struct file_operations vexfs_dir_fops;
 static const struct file_operations vexfs_file_fops;
 static const struct address_space_operations vexfs_aops;
@@ -390,6 +392,13 @@ void vexfs_c_set_ops(struct inode *inode)
 		inode->i_op = &page_symlink_inode_operations;
 		inode_nohighmem(inode);
 		inode->i_mapping->a_ops = &vexfs_aops;
+		break;
+	case S_IFCHR:
+	case S_IFBLK:
+	case S_IFIFO:
+	case S_IFSOCK:
+		inode->i_op = &vexfs_special_iops;
+		init_special_inode(inode, inode->i_mode, inode->i_rdev);
 		break;
 	default:
 		inode->i_op = &vexfs_file_iops;
@@ -716,8 +725,40 @@ static int vexfs_fsync(struct file *file, loff_t start, loff_t end, int datasync
 	return vexfs_rs_commit(inode->i_sb);
 }
 
+/* SEEK_DATA and SEEK_HOLE from the extent map (blocks are allocated at write_begin and
+ * page_mkwrite, so the map is the data); the rest as every block filesystem. */
+static loff_t vexfs_llseek(struct file *file, loff_t offset, int whence)
+{
+	struct inode *inode = file->f_mapping->host;
+	loff_t pos;
+
+	if (whence != SEEK_DATA && whence != SEEK_HOLE)
+		return generic_file_llseek(file, offset, whence);
+	inode_lock_shared(inode);
+	pos = vexfs_rs_seek_data_hole(inode, offset, whence == SEEK_HOLE);
+	inode_unlock_shared(inode);
+	if (pos < 0)
+		return pos;
+	return vfs_setpos(file, pos, inode->i_sb->s_maxbytes);
+}
+
+int vexfs_c_fiemap_fill(struct fiemap_extent_info *fi, u64 logical, u64 phys, u64 len, int last)
+{
+	return fiemap_fill_next_extent(fi, logical, phys, len, last ? FIEMAP_EXTENT_LAST : 0);
+}
+
+static int vexfs_fiemap(struct inode *inode, struct fiemap_extent_info *fieinfo, u64 start,
+			u64 len)
+{
+	int ret = fiemap_prep(inode, fieinfo, start, &len, 0);
+
+	if (ret)
+		return ret;
+	return vexfs_rs_fiemap(inode, fieinfo, start, len);
+}
+
 static const struct file_operations vexfs_file_fops = {
-	.llseek = generic_file_llseek,
+	.llseek = vexfs_llseek,
 	.read_iter = generic_file_read_iter,
 	.write_iter = generic_file_write_iter,
 	.mmap = vexfs_mmap,
@@ -729,6 +770,12 @@ static const struct file_operations vexfs_file_fops = {
 };
 
 static const struct inode_operations vexfs_file_iops = {
+	.setattr = vexfs_setattr,
+	.listxattr = vexfs_listxattr,
+	.fiemap = vexfs_fiemap,
+};
+
+static const struct inode_operations vexfs_special_iops = {
 	.setattr = vexfs_setattr,
 	.listxattr = vexfs_listxattr,
 };
@@ -760,13 +807,16 @@ static struct dentry *vexfs_lookup(struct inode *dir, struct dentry *dentry, uns
  */
 
 /* Allocates a VFS inode, has Rust give it an inode number and a dirent, then publishes it. */
-static int vexfs_make_h(struct inode *dir, struct dentry *dentry, umode_t mode, const char *symname)
+static int vexfs_make_h(struct inode *dir, struct dentry *dentry, umode_t mode, const char *symname,
+			dev_t rdev)
 {
 	struct inode *inode = new_inode(dir->i_sb);
 	int err;
 
 	if (!inode)
 		return -ENOMEM;
+	/* A device's number, before Rust writes the disk inode. */
+	inode->i_rdev = rdev;
 	err = vexfs_rs_create(dir, dentry->d_name.name, dentry->d_name.len, mode, inode);
 	if (err) {
 		/* Rust left i_nlink at 0 and the inode off the disk: eviction frees nothing. */
@@ -798,21 +848,32 @@ static int vexfs_make_h(struct inode *dir, struct dentry *dentry, umode_t mode, 
 	return 0;
 }
 
-static int vexfs_make(struct inode *dir, struct dentry *dentry, umode_t mode, const char *symname)
+static int vexfs_make(struct inode *dir, struct dentry *dentry, umode_t mode, const char *symname,
+		      dev_t rdev)
 {
-	return VEXFS_IN_HANDLE(dir->i_sb, VEXFS_TXN_SMALL, vexfs_make_h(dir, dentry, mode, symname));
+	return VEXFS_IN_HANDLE(dir->i_sb, VEXFS_TXN_SMALL, vexfs_make_h(dir, dentry, mode, symname, rdev));
 }
 
 static int vexfs_create(struct mnt_idmap *idmap, struct inode *dir, struct dentry *dentry,
 			umode_t mode, bool excl)
 {
-	return vexfs_make(dir, dentry, (mode & ~S_IFMT) | S_IFREG, NULL);
+	return vexfs_make(dir, dentry, (mode & ~S_IFMT) | S_IFREG, NULL, 0);
 }
 
 static int vexfs_mkdir(struct mnt_idmap *idmap, struct inode *dir, struct dentry *dentry,
 		       umode_t mode)
 {
-	return vexfs_make(dir, dentry, (mode & ~S_IFMT) | S_IFDIR, NULL);
+	return vexfs_make(dir, dentry, (mode & ~S_IFMT) | S_IFDIR, NULL, 0);
+}
+
+/* FIFOs, sockets, character and block devices (format v3): an inode with no data; a device's
+ * number in the disk inode's rdev. The VFS has checked the type and the caller's right. */
+static int vexfs_mknod(struct mnt_idmap *idmap, struct inode *dir, struct dentry *dentry,
+		       umode_t mode, dev_t rdev)
+{
+	if (!S_ISCHR(mode) && !S_ISBLK(mode) && !S_ISFIFO(mode) && !S_ISSOCK(mode))
+		return -EINVAL;
+	return vexfs_make(dir, dentry, mode, NULL, (S_ISCHR(mode) || S_ISBLK(mode)) ? rdev : 0);
 }
 
 static int vexfs_symlink(struct mnt_idmap *idmap, struct inode *dir, struct dentry *dentry,
@@ -820,7 +881,7 @@ static int vexfs_symlink(struct mnt_idmap *idmap, struct inode *dir, struct dent
 {
 	if (strlen(symname) >= PAGE_SIZE)
 		return -ENAMETOOLONG;
-	return vexfs_make(dir, dentry, S_IFLNK | 0777, symname);
+	return vexfs_make(dir, dentry, S_IFLNK | 0777, symname, 0);
 }
 
 static int vexfs_link_h(struct dentry *old_dentry, struct inode *dir, struct dentry *dentry)
@@ -949,6 +1010,7 @@ static const struct inode_operations vexfs_dir_iops = {
 	.create = vexfs_create,
 	.mkdir = vexfs_mkdir,
 	.symlink = vexfs_symlink,
+	.mknod = vexfs_mknod,
 	.link = vexfs_link,
 	.unlink = vexfs_unlink,
 	.rmdir = vexfs_rmdir,

@@ -60,6 +60,9 @@ bool vexfs_c_index_running(struct vexfs_mount *m);
 void vexfs_c_index_stop(struct vexfs_mount *m);
 void vexfs_rs_index_work(struct super_block *sb);
 int vexfs_c_relax(void);
+/* fiemap_fill_next_extent for one extent (bytes), FIEMAP_EXTENT_LAST when last: 0, 1 (the
+ * user's array is full) or a negative errno. */
+int vexfs_c_fiemap_fill(struct fiemap_extent_info *fi, u64 logical, u64 phys, u64 len, int last);
 
 /* Rust (ops/): superblock. put_super frees the Rust state of the mount; a failed fill_super
  * frees it itself unless it set s_root (then put_super does). */
@@ -108,6 +111,10 @@ int vexfs_c_handle_start(struct super_block *sb, struct vexfs_handle *h, unsigne
 void vexfs_rs_handle_failed(struct super_block *sb, int err);
 /* After an ENOSPC outside any handle: whether a checkpoint made freed blocks allocatable (retry). */
 bool vexfs_rs_retry_alloc(struct super_block *sb, u32 *retries);
+/* Rust: lseek SEEK_DATA (hole 0) or SEEK_HOLE (hole 1) from offset: the offset or -errno. */
+s64 vexfs_rs_seek_data_hole(struct inode *inode, s64 offset, int hole);
+/* Rust: fiemap of bytes start .. start + len, after fiemap_prep. */
+int vexfs_rs_fiemap(struct inode *inode, struct fiemap_extent_info *fieinfo, u64 start, u64 len);
 void vexfs_c_handle_stop(struct super_block *sb, struct vexfs_handle *h);
 
 /* Rust: inodes and block mapping. */

@@ -4,6 +4,7 @@ use crate::buf::Buf;
 use crate::error::{FormatError, EFBIG};
 use crate::extent_tree::TreeStore;
 use crate::file_extents::FileExtents;
+use crate::format::extent::Extent;
 use crate::format::inode::{Inode as DiskInode, S_IFDIR, S_IFMT};
 use crate::format::superblock::Region;
 use crate::format::{BLOCK_SIZE, INODE_SIZE};
@@ -133,6 +134,7 @@ fn read_inode(inode: &NewInode, ino: u64) -> Result {
         ctime: (d.ctime_sec, d.ctime_nsec),
     });
     inode.set_generation(d.generation);
+    inode.set_rdev_encoded(d.rdev);
     inode.set_ops();
     inode.store(&g, &st);
     Ok(())
@@ -166,6 +168,7 @@ pub fn write_disk_inode(g: &Locked<'_>, inode: &Inode, st: &FsInode) -> Result {
         extent_block: st.extent_block,
         extents: st.extents,
         vec_count: st.vec_count,
+        rdev: inode.rdev_encoded(),
         vec_block: st.vec_block,
         vec_ids: st.vec_ids,
     };
@@ -329,6 +332,68 @@ pub fn alloc_file_block(g: &mut Locked<'_>, inode: &Inode, st: &mut FsInode, lbl
 pub fn map_block(inode: &Inode, st: &FsInode, lblk: u64) -> Result<Option<(u64, u64)>> {
     let sb = inode.sb();
     extents_of(sb, inode.ino(), st).lookup(&mut ReadStore { sb }, lblk).map_err(|e| tree_err(sb, e))
+}
+
+/// Copies into `out` the extents of `inode` that reach past file block `from`, in order, as many
+/// as fit (under the metadata lock, which the caller then does not hold while it hands them
+/// on: to user memory, whose page fault may need the lock). Returns how many. Errors:
+/// `EUCLEAN` (a corrupt extent node), `EIO`.
+pub fn extents_from(inode: &Inode, from: u64, out: &mut [Extent]) -> Result<usize> {
+    let sb = inode.sb();
+    let g = sb.lock();
+    let st = inode.load(&g);
+    let mut n = 0;
+    extents_of(sb, inode.ino(), &st)
+        .for_each(&mut ReadStore { sb }, from, |e| match out.get_mut(n) {
+            Some(slot) => {
+                *slot = e;
+                n += 1;
+                true
+            }
+            None => false,
+        })
+        .map_err(|e| tree_err(sb, e))?;
+    Ok(n)
+}
+
+/// Extents [`seek_data_hole`] and the fiemap walk copy per metadata-lock hold.
+pub const EXTENT_BATCH: usize = 16;
+
+/// `lseek(SEEK_DATA)` (`hole` false) or `lseek(SEEK_HOLE)` (`hole` true) from byte `offset`
+/// of `inode` (its `i_rwsem` held shared): the first byte at or after `offset` that is data
+/// (mapped) or in a hole (unmapped, or the end of the file). Errors: `ENXIO` when `offset` is
+/// negative or at or past the size, or (SEEK_DATA) no data follows; `EUCLEAN`, `EIO`.
+pub fn seek_data_hole(inode: &Inode, offset: i64, hole: bool) -> Result<i64> {
+    let size = inode.size();
+    let Ok(offset) = u64::try_from(offset) else { return Err(ENXIO) };
+    if offset >= size {
+        return Err(ENXIO);
+    }
+    let bs = BLOCK_SIZE as u64;
+    let mut pos = offset;
+    let mut batch = [Extent::default(); EXTENT_BATCH];
+    loop {
+        let n = extents_from(inode, pos / bs, &mut batch)?;
+        for e in batch.iter().take(n) {
+            let start = u64::from(e.logical).saturating_mul(bs);
+            if hole {
+                if start > pos {
+                    return Ok(pos.min(size) as i64);
+                }
+                pos = pos.max(e.logical_end().saturating_mul(bs));
+                if pos >= size {
+                    return Ok(size as i64);
+                }
+            } else {
+                let at = start.max(pos);
+                return if at < size { Ok(at as i64) } else { Err(ENXIO) };
+            }
+        }
+        if n < EXTENT_BATCH {
+            // No extent past `pos`: a hole up to the end (SEEK_HOLE), no data (SEEK_DATA).
+            return if hole { Ok(pos.min(size) as i64) } else { Err(ENXIO) };
+        }
+    }
 }
 
 /// Maps (or with `create`, allocates) file block `iblock` for the page cache: the device

@@ -249,8 +249,9 @@ fn check_node(
             if !ordered || key >= hi || !first_ok(key) {
                 return Err(FormatError::Corrupt { what: "extent index key", value: key });
             }
-            if u32_at(&raw, 4, "extent index")? != 0 {
-                return Err(FormatError::Corrupt { what: "extent index reserved", value: 0 });
+            let reserved = u32_at(&raw, 4, "extent index")?;
+            if reserved != 0 {
+                return Err(FormatError::Corrupt { what: "extent index reserved", value: u64::from(reserved) });
             }
             if child < t.data_start || child >= t.data_end {
                 return Err(FormatError::Corrupt { what: "extent index child", value: child });

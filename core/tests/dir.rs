@@ -178,7 +178,12 @@ fn dt_from_modes() {
     assert_eq!(dt_from_mode(S_IFDIR | 0o755), DT_DIR);
     assert_eq!(dt_from_mode(S_IFREG), DT_REG);
     assert_eq!(dt_from_mode(S_IFLNK | 0o777), DT_LNK);
-    assert_eq!(dt_from_mode(0o020000), DT_UNKNOWN);
+    // Format v3's special files.
+    assert_eq!(dt_from_mode(0o020000), DT_CHR);
+    assert_eq!(dt_from_mode(0o010644), DT_FIFO);
+    assert_eq!(dt_from_mode(0o060600), DT_BLK);
+    assert_eq!(dt_from_mode(0o140755), DT_SOCK);
+    assert_eq!(dt_from_mode(0o030000), DT_UNKNOWN);
 }
 
 #[test]

@@ -94,8 +94,29 @@ fn truncated() {
 #[test]
 fn mode() {
     let mut i = file();
-    i.mode = 0o020000 | 0o644; // S_IFCHR
-    assert_corrupt(&i, "inode mode", 0o020000);
+    i.mode = 0o030000 | 0o644; // no file type
+    assert_corrupt(&i, "inode mode", 0o030000);
+}
+
+#[test]
+fn special_files() {
+    // Format v3: FIFOs, sockets and devices; a device keeps its number in rdev (byte 188).
+    let special = |mode: u16, rdev: u32| Inode { mode, links: 1, rdev, ..Inode::default() };
+    for i in [
+        special(S_IFIFO | 0o644, 0),
+        special(S_IFSOCK | 0o755, 0),
+        special(S_IFCHR | 0o600, 0x0010_0301),
+        special(S_IFBLK | 0o660, 7 << 8),
+    ] {
+        let r = raw(&i);
+        assert_eq!(u32::from_le_bytes(r[188..192].try_into().unwrap()), i.rdev);
+        assert_eq!(Inode::decode(INO, &r).unwrap(), i);
+        assert!(is_special(i.mode));
+    }
+    // A device number on a file that is no device, or data on a special file: corrupt.
+    assert_corrupt(&Inode { rdev: 5, ..file() }, "device number of a file that is no device", 5);
+    assert_corrupt(&special(S_IFIFO | 0o644, 9), "device number of a file that is no device", 9);
+    assert_corrupt(&Inode { size: 4096, ..special(S_IFCHR, 1) }, "size or blocks of a special file", 4096);
 }
 
 #[test]
@@ -106,11 +127,15 @@ fn flags() {
 }
 
 #[test]
-fn reserved_word_after_vec_count() {
+fn rdev_word_of_a_regular_file() {
+    // Reserved zero in v2, `rdev` in v3: still zero on anything but a device.
     let mut r = raw(&file());
     put_u32(&mut r, 188, 1);
     reseal(&mut r);
-    assert_eq!(Inode::decode(INO, &r).unwrap_err(), FormatError::Corrupt { what: "inode reserved bytes", value: 0 });
+    assert_eq!(
+        Inode::decode(INO, &r).unwrap_err(),
+        FormatError::Corrupt { what: "device number of a file that is no device", value: 1 }
+    );
 }
 
 #[test]

@@ -44,3 +44,75 @@ pub extern "C" fn vexfs_rs_truncate_blocks(inode: *mut bindings::inode) -> c_int
         Err(e) => e.to_errno(),
     }
 }
+
+/// `lseek(SEEK_DATA/SEEK_HOLE)` (glue.c's `vexfs_llseek`, `i_rwsem` held shared): the offset
+/// found ([`crate::inode::seek_data_hole`]) or a negative errno (`ENXIO`).
+#[no_mangle]
+pub extern "C" fn vexfs_rs_seek_data_hole(inode: *mut bindings::inode, offset: i64, hole: c_int) -> i64 {
+    // SAFETY: llseek is called on an open file, which holds its inode.
+    let inode = unsafe { Inode::from_raw(inode) };
+    match crate::inode::seek_data_hole(inode, offset, hole != 0) {
+        Ok(p) => p,
+        Err(e) => i64::from(e.to_errno()),
+    }
+}
+
+/// `fiemap` (glue.c's `vexfs_fiemap`, after `fiemap_prep`): reports the extents of `inode`
+/// that overlap bytes `start .. start + len` through `fiemap_fill_next_extent`, the file's
+/// last extent flagged `FIEMAP_EXTENT_LAST`. The extents are copied a batch at a time under
+/// the metadata lock and handed to user memory without it. 0 or a negative errno (`EFAULT`
+/// from the user buffer, `EUCLEAN`, `EIO`).
+#[no_mangle]
+pub extern "C" fn vexfs_rs_fiemap(
+    inode: *mut bindings::inode,
+    fieinfo: *mut core::ffi::c_void,
+    start: u64,
+    len: u64,
+) -> c_int {
+    // SAFETY: the VFS calls fiemap on an inode it holds, with its fiemap_extent_info.
+    let inode = unsafe { Inode::from_raw(inode) };
+    let bs = crate::format::BLOCK_SIZE as u64;
+    let end_blk = start.saturating_add(len).div_ceil(bs);
+    let mut from = start / bs;
+    let mut pending: Option<crate::format::extent::Extent> = None;
+    let mut batch = [crate::format::extent::Extent::default(); crate::inode::EXTENT_BATCH];
+    // Reports `e`; Some(status) when the walk ends (1: the user's array is full).
+    let fill = |e: &crate::format::extent::Extent, last: bool| -> c_int {
+        // SAFETY: `fieinfo` is the caller's; the helper copies to user memory (may fault: no
+        // lock of ours is held here).
+        unsafe {
+            crate::ffi::vexfs_c_fiemap_fill(
+                fieinfo,
+                u64::from(e.logical) * bs,
+                e.start.saturating_mul(bs),
+                u64::from(e.len) * bs,
+                c_int::from(last),
+            )
+        }
+    };
+    loop {
+        let n = match crate::inode::extents_from(inode, from, &mut batch) {
+            Ok(n) => n,
+            Err(e) => return e.to_errno(),
+        };
+        for e in batch.iter().take(n) {
+            if let Some(p) = pending.take() {
+                let r = fill(&p, false);
+                if r != 0 {
+                    return r.min(0);
+                }
+            }
+            if u64::from(e.logical) >= end_blk {
+                return 0;
+            }
+            pending = Some(*e);
+            from = e.logical_end();
+        }
+        if n < crate::inode::EXTENT_BATCH {
+            return match pending {
+                Some(p) => fill(&p, true).min(0),
+                None => 0,
+            };
+        }
+    }
+}

@@ -116,6 +116,17 @@ impl<T: FileSystem> Inode<T> {
         }
     }
 
+    /// The device number of a character or block device (`i_rdev`), in the kernel's
+    /// `new_encode_dev` layout (the one the disk inode stores): minor bits 0-7, major bits
+    /// 8-19, minor bits 8-19 at 20-31. 0 for other inodes.
+    pub fn rdev_encoded(&self) -> u32 {
+        // SAFETY: live inode; `i_rdev` is set before the inode is visible and never changed.
+        let dev: u32 = unsafe { (*self.as_ptr()).i_rdev };
+        // dev_t: MAJOR = dev >> 20, MINOR = dev & 0xfffff (include/linux/kdev_t.h).
+        let (major, minor) = (dev >> 20, dev & 0xfffff);
+        (minor & 0xff) | (major << 8) | ((minor & !0xff) << 12)
+    }
+
     /// The generation number (set when the inode is created).
     pub fn generation(&self) -> u32 {
         // SAFETY: live inode; set before it is visible and never changed.
@@ -319,6 +330,16 @@ impl<T: FileSystem> NewInode<T> {
     pub fn set_times_now(&self) {
         // SAFETY: the inode is ours alone.
         unsafe { ffi::vexfs_c_times_now(self.as_ptr()) };
+    }
+
+    /// Sets the device number (`i_rdev`) from its `new_encode_dev` form (see
+    /// [`Inode::rdev_encoded`]).
+    pub fn set_rdev_encoded(&self, v: u32) {
+        // new_decode_dev (include/linux/kdev_t.h).
+        let major = (v & 0xfff00) >> 8;
+        let minor = (v & 0xff) | ((v >> 12) & 0xfff00);
+        // SAFETY: the inode is ours alone.
+        unsafe { (*self.as_ptr()).i_rdev = (major << 20) | minor };
     }
 
     /// Sets the generation number.

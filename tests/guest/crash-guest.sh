@@ -285,6 +285,13 @@ workload() {
     _op "unlink f4 (and its embedding)"; _both 'rm $R/f4'; _emb_drop f4; _ack syncfs
     _op "unlink d1/f5 (d1/link remains)"; _both 'rm $R/d1/f5'; _ack dirsync d1
     _op "rename directory d3 to d2/d3"; _both 'mv $R/d3 $R/d2/d3'; _ack syncfs
+    # A file of 400 one-block extents (every other block): an extent tree of depth 1 (format
+    # v3), then truncated into the middle of it and removed.
+    _op "sparse d2/sp (400 blocks, every other one)"; _writes d2/sp
+    _both 'faultops fill-n 400 2 $R/d2/sp > /dev/null'; _ack fsync d2/sp
+    _op "truncate d2/sp to 300 blocks (into its tree)"; _writes d2/sp
+    _both 'truncate -s 1228800 $R/d2/sp'; _ack fsync d2/sp
+    _op "unlink d2/sp"; _both 'rm $R/d2/sp'; _ack syncfs
     _row=7
     _i=1
     while [ $_i -le "$SMALL" ]; do

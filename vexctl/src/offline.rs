@@ -455,6 +455,10 @@ fn mode_string(mode: u16) -> String {
         S_IFDIR => 'd',
         S_IFLNK => 'l',
         S_IFREG => '-',
+        vexfs_image::vexfs_core::format::inode::S_IFIFO => 'p',
+        vexfs_image::vexfs_core::format::inode::S_IFSOCK => 's',
+        vexfs_image::vexfs_core::format::inode::S_IFCHR => 'c',
+        vexfs_image::vexfs_core::format::inode::S_IFBLK => 'b',
         _ => '?',
     };
     let mut s = String::from(t);

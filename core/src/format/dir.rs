@@ -39,12 +39,26 @@ pub const DT_REG: u8 = 8;
 /// `file_type` of a symbolic link.
 pub const DT_LNK: u8 = 10;
 
+/// `file_type` of a FIFO (format v3).
+pub const DT_FIFO: u8 = 1;
+/// `file_type` of a character device (format v3).
+pub const DT_CHR: u8 = 2;
+/// `file_type` of a block device (format v3).
+pub const DT_BLK: u8 = 6;
+/// `file_type` of a socket (format v3).
+pub const DT_SOCK: u8 = 12;
+
 /// The `DT_*` type for an inode mode.
 pub fn dt_from_mode(mode: u16) -> u8 {
-    match mode & super::inode::S_IFMT {
-        super::inode::S_IFDIR => DT_DIR,
-        super::inode::S_IFREG => DT_REG,
-        super::inode::S_IFLNK => DT_LNK,
+    use super::inode::{S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK};
+    match mode & S_IFMT {
+        S_IFDIR => DT_DIR,
+        S_IFREG => DT_REG,
+        S_IFLNK => DT_LNK,
+        S_IFIFO => DT_FIFO,
+        S_IFCHR => DT_CHR,
+        S_IFBLK => DT_BLK,
+        S_IFSOCK => DT_SOCK,
         _ => DT_UNKNOWN,
     }
 }
@@ -140,7 +154,7 @@ impl<'a> DirIter<'a> {
             if !valid_name(name) {
                 return bad("dirent name", u64::from(name_len));
             }
-            if !matches!(file_type, DT_DIR | DT_REG | DT_LNK) {
+            if !matches!(file_type, DT_DIR | DT_REG | DT_LNK | DT_FIFO | DT_CHR | DT_BLK | DT_SOCK) {
                 return bad("dirent file_type", u64::from(file_type));
             }
         }

@@ -22,7 +22,7 @@
 //! | 80 | 8 | `extent_block`: root of the extent tree (the further extents), 0 = none |
 //! | 88 | 96 | [`INLINE_EXTENTS`] inline extents ([`Extent`], 16 bytes each) |
 //! | 184 | 4 | `vec_count`: embeddings (chunks) of this file |
-//! | 188 | 4 | reserved, zero |
+//! | 188 | 4 | `rdev`: device number of a character or block device (v3), else 0 |
 //! | 192 | 8 | `vec_block`: block of further vector ids, 0 = none |
 //! | 200 | 16 | [`INLINE_VEC_IDS`] inline vector ids (u32) |
 //! | 216 | 36 | reserved, zero |
@@ -51,6 +51,20 @@ pub const S_IFDIR: u16 = 0o040000;
 pub const S_IFREG: u16 = 0o100000;
 /// File type: symbolic link.
 pub const S_IFLNK: u16 = 0o120000;
+/// File type: FIFO (format v3).
+pub const S_IFIFO: u16 = 0o010000;
+/// File type: character device (format v3; its device number in `rdev`).
+pub const S_IFCHR: u16 = 0o020000;
+/// File type: block device (format v3; its device number in `rdev`).
+pub const S_IFBLK: u16 = 0o060000;
+/// File type: socket (format v3).
+pub const S_IFSOCK: u16 = 0o140000;
+
+/// Whether `mode` is a special file (FIFO, socket, character or block device): no data, no
+/// extents, size 0.
+pub fn is_special(mode: u16) -> bool {
+    matches!(mode & S_IFMT, S_IFIFO | S_IFCHR | S_IFBLK | S_IFSOCK)
+}
 
 /// A decoded inode (the fields of the table above).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -95,6 +109,9 @@ pub struct Inode {
     pub extents: [Extent; INLINE_EXTENTS],
     /// Embeddings (chunks) of the file.
     pub vec_count: u32,
+    /// Device number of a character or block device (format v3; the kernel's `new_encode_dev`
+    /// layout: minor bits 0-7, major bits 8-19, minor bits 8-19 at 20-31); 0 for other types.
+    pub rdev: u32,
     /// Block of the vector ids past the inline ones; 0 = none.
     pub vec_block: u64,
     /// The inline vector ids (slots of the vector regions).
@@ -181,19 +198,26 @@ impl Inode {
             extent_block: u64_at(raw, 80, W)?,
             extents,
             vec_count: u32_at(raw, 184, W)?,
+            rdev: u32_at(raw, 188, W)?,
             vec_block: u64_at(raw, 192, W)?,
             vec_ids,
         };
         let bad = |what: &'static str, value: u64| Err(FormatError::Corrupt { what, value });
         match ino.mode & S_IFMT {
-            S_IFDIR | S_IFREG | S_IFLNK => {}
+            S_IFDIR | S_IFREG | S_IFLNK | S_IFIFO | S_IFCHR | S_IFBLK | S_IFSOCK => {}
             t => return bad("inode mode", t as u64),
         }
         if ino.flags != 0 {
             return bad("inode flags", ino.flags as u64);
         }
-        if u32_at(raw, 188, W)? != 0 || raw.get(216..CSUM_OFF).is_some_and(|r| r.iter().any(|&b| b != 0)) {
+        if raw.get(216..CSUM_OFF).is_some_and(|r| r.iter().any(|&b| b != 0)) {
             return bad("inode reserved bytes", 0);
+        }
+        if ino.rdev != 0 && !matches!(ino.mode & S_IFMT, S_IFCHR | S_IFBLK) {
+            return bad("device number of a file that is no device", u64::from(ino.rdev));
+        }
+        if is_special(ino.mode) && (ino.size != 0 || ino.nr_extents != 0 || ino.blocks != 0 || ino.vec_count != 0) {
+            return bad("size or blocks of a special file", ino.size);
         }
         if ino.size > MAX_FILE_SIZE {
             return bad("inode size", ino.size);
@@ -234,6 +258,7 @@ impl Inode {
             }
         }
         put_u32(raw, 184, self.vec_count);
+        put_u32(raw, 188, self.rdev);
         put_u64(raw, 192, self.vec_block);
         for (i, v) in self.vec_ids.iter().enumerate() {
             if let Some(r) = record_mut(raw, VEC_IDS_OFF, 4, i) {

@@ -18,8 +18,11 @@
 //! TOTAL CHUNK` (two files created or emptied, then appended CHUNK bytes at a time in turn,
 //! A of 0x41 and B of 0x42, until each holds TOTAL bytes: two downloads at once), `fill STRIDE
 //! PATH...` (the files created or emptied, then a 4 KiB block written to each in turn at file
-//! blocks 0, STRIDE, 2*STRIDE... until ENOSPC; prints `filled N`), `check-fill STRIDE PATH...`
-//! (what `fill` wrote read back: patterns and holes; prints `checked N`); each opens what it
+//! blocks 0, STRIDE, 2*STRIDE... until ENOSPC; prints `filled N`), `fill-n N STRIDE PATH...`
+//! (the same, N blocks per file: any error fails), `check-fill STRIDE PATH...`
+//! (what `fill` wrote read back: patterns and holes; prints `checked N`), `mknod PATH TYPE MAJOR
+//! MINOR` (TYPE `p` FIFO, `s` socket, `c` or `b` device, mode 0644), `seek PATH data|hole OFFSET`
+//! (lseek SEEK_DATA or SEEK_HOLE; prints the offset found on a line before `ok`); each opens what it
 //! needs and closes it before it ends. Several operations joined by `+` run in order, in one
 //! process, until the first that fails (`truncate t 100000 + write t 90000 100`); the errno
 //! printed is that one's, followed by ` in operation K` when it is not the first (K counts from
@@ -56,7 +59,7 @@ use vexfs_image::vecfile::Fvecs;
 const USAGE: &str = "usage: faultops OP [+ OP]... | resident DEV, where OP is one of: create PATH | mkdir PATH \
 | symlink LEN PATH | rename FROM TO | unlink PATH | write PATH OFFSET LEN [BYTE] | mmap-write PATH OFFSET LEN [BYTE] \
 | truncate PATH SIZE | fsync PATH | syncfs PATH | set PATH FVECS FIRST_ROW COUNT [index-now] | rm-embedding PATH \
-| interleave A B TOTAL CHUNK | fill STRIDE PATH... | check-fill STRIDE PATH...; \
+| interleave A B TOTAL CHUNK | fill STRIDE PATH... | fill-n N STRIDE PATH... | check-fill STRIDE PATH... | mknod PATH p|s|c|b MAJOR MINOR | seek PATH data|hole OFFSET; \
 FAIL_NTH=N in the environment fails the N-th fault-injection point of the operations";
 
 /// The fail-nth file: `/proc/thread-self/fail-nth`.
@@ -144,9 +147,9 @@ fn fill_block(file: usize, blk: u64) -> [u8; 4096] {
 /// `fill`: creates (or empties) `files` and writes a 4 KiB block to each in turn, at file
 /// blocks 0, `stride`, `2 * stride`, ... (`stride` 1: appends in turn, as several downloads at
 /// once; 2: every other block, a sparse file of one extent per block), until a write fails with
-/// ENOSPC (the filesystem is full: success); any other error fails. Prints `filled N` (blocks
-/// written in all).
-fn fill(stride: u64, files: &[CString]) -> Result<(), Failure> {
+/// ENOSPC (the filesystem is full: success; with `limit`, `limit` blocks per file, and ENOSPC
+/// fails too); any other error fails. Prints `filled N` (blocks written in all).
+fn fill(stride: u64, files: &[CString], limit: Option<u64>) -> Result<(), Failure> {
     let mode = Mode::from_bits_truncate(0o644);
     let mut fds = Vec::new();
     for p in files {
@@ -154,12 +157,16 @@ fn fill(stride: u64, files: &[CString]) -> Result<(), Failure> {
     }
     let mut n = 0u64;
     for round in 0.. {
+        if limit.is_some_and(|l| round >= l) {
+            println!("filled {n}");
+            return Ok(());
+        }
         let blk = round * stride;
         for (i, f) in fds.iter().enumerate() {
             match f.write_at(&fill_block(i, blk), blk * 4096) {
                 Ok(4096) => n += 1,
                 Ok(_) => return Err(Failure::Errno(Errno::EIO)),
-                Err(e) if e.raw_os_error() == Some(Errno::ENOSPC as i32) => {
+                Err(e) if limit.is_none() && e.raw_os_error() == Some(Errno::ENOSPC as i32) => {
                     println!("filled {n}");
                     return Ok(());
                 }
@@ -218,7 +225,9 @@ enum Op {
     Set { path: CString, dim: u32, flags: u32, vectors: Vec<f32> },
     RmEmbedding(CString),
     Interleave { a: CString, b: CString, total: u64, chunk: Vec<u8> },
-    Fill { stride: u64, files: Vec<CString> },
+    Fill { stride: u64, files: Vec<CString>, limit: Option<u64> },
+    Mknod { path: CString, kind: nix::sys::stat::SFlag, dev: u64 },
+    Seek { path: CString, hole: bool, off: i64 },
     CheckFill { stride: u64, files: Vec<CString> },
 }
 
@@ -260,11 +269,30 @@ impl Op {
                 }
                 Op::Interleave { a: path(a)?, b: path(b)?, total: num(total)?, chunk: vec![0; chunk] }
             }
+            ["mknod", p, t, major, minor] => {
+                use nix::sys::stat::SFlag;
+                let kind = match *t {
+                    "p" => SFlag::S_IFIFO,
+                    "s" => SFlag::S_IFSOCK,
+                    "c" => SFlag::S_IFCHR,
+                    "b" => SFlag::S_IFBLK,
+                    _ => return Err(usage("mknod type: p, s, c or b")),
+                };
+                Op::Mknod { path: path(p)?, kind, dev: nix::sys::stat::makedev(num(major)?, num(minor)?) }
+            }
+            ["seek", p, w @ ("data" | "hole"), off] => {
+                Op::Seek { path: path(p)?, hole: *w == "hole", off: off_t(num(off)?)? }
+            }
+            ["fill-n", n, stride, files @ ..] if !files.is_empty() => {
+                let stride = num(stride)?.max(1);
+                let files = files.iter().map(|p| path(p)).collect::<Result<Vec<_>, _>>()?;
+                Op::Fill { stride, files, limit: Some(num(n)?) }
+            }
             ["fill" | "check-fill", stride, files @ ..] if !files.is_empty() => {
                 let stride = num(stride)?.max(1);
                 let files = files.iter().map(|p| path(p)).collect::<Result<Vec<_>, _>>()?;
                 if a[0] == "fill" {
-                    Op::Fill { stride, files }
+                    Op::Fill { stride, files, limit: None }
                 } else {
                     Op::CheckFill { stride, files }
                 }
@@ -318,7 +346,18 @@ impl Op {
                 r?;
             }
             Op::Interleave { a, b, total, chunk } => interleave(a, b, *total, chunk)?,
-            Op::Fill { stride, files } => fill(*stride, files)?,
+            Op::Fill { stride, files, limit } => fill(*stride, files, *limit)?,
+            Op::Seek { path, hole, off } => {
+                use nix::unistd::Whence;
+                let fd = open(path.as_c_str(), OFlag::O_RDONLY, Mode::empty())?;
+                let r = nix::unistd::lseek(&fd, *off, if *hole { Whence::SeekHole } else { Whence::SeekData });
+                close(fd)?;
+                // The offset found, before the `ok` line.
+                println!("{}", r?);
+            }
+            Op::Mknod { path, kind, dev } => {
+                nix::sys::stat::mknod(path.as_c_str(), *kind, Mode::from_bits_truncate(0o644), *dev)?
+            }
             Op::CheckFill { stride, files } => check_fill(*stride, files)?,
         }
         Ok(())

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Running out of inodes and of vector slots, and getting them back (issue 11, item 4; data
+# blocks are 016's): on a filesystem of 128 inodes and 300 vector slots,
+# 1. files are created until ENOSPC: exactly as many as statfs said were free, ffree then 0;
+#    all removed, ffree back; as many created again; removed;
+# 2. files get an embedding each (vexctl set, one row of the sample) until ENOSPC: the count of
+#    searchable vectors is the slot count; 50 embeddings removed and 50 files unlinked (their
+#    slots become tombstones); embeddings set on new files until ENOSPC again: at least 100
+#    more (a SET that finds no free slot purges the tombstones), the vectors searchable again
+#    equal to the slot count, and a search for a new file's own vector finds it at distance 0;
+# 3. umount, remount (the counts hold), fsck.vexfs -n clean in the guest and on the host.
+. "$(dirname "$0")/lib.sh"
+
+DATA="$VEXFS_ROOT/data/pydocs-minilm/small"
+img=$(mkimg 64M --dim 384 --metric l2 --inodes 128 --vectors 300)
+share=$(mktemp -d "$T/share.XXXXXX")
+cp "$DATA/base.fvecs" "$share/"
+script=$(guest_script enospc.guest <<'GUEST'
+. /lib/vexfs/guest-lib.sh
+B=/share/base.fvecs
+ffree() { stat -f -c %d /mnt; }
+vectors() { vexctl stats /mnt --json | tr -d ' \n' | tr ',{}' '\n\n\n' | grep '^"vectors":' | cut -d: -f2; }
+mount_vexfs /dev/vda /mnt
+must mkdir /mnt/in /mnt/v
+
+section "inodes"
+free=$(ffree)
+i=0
+while out=$(faultops create /mnt/in/f$i); do i=$((i + 1)); done
+assert_eq "$out" ENOSPC "the create past the last free inode"
+assert_eq "$i $(ffree)" "$free 0" "files created, free inodes left"
+must rm -r /mnt/in
+must mkdir /mnt/in
+assert_eq "$(ffree)" "$free" "free inodes after removing them"
+j=0
+while out=$(faultops create /mnt/in/f$j); do j=$((j + 1)); done
+assert_eq "$out $j" "ENOSPC $free" "files created the second time"
+must rm -r /mnt/in
+echo "inodes: $free created, removed, $free created again"
+
+section "vector slots"
+i=0
+while :; do
+    : > /mnt/v/$i || fail "creating /mnt/v/$i"
+    out=$(vexctl set /mnt/v/$i --fvecs $B --row $i 2>&1) || break
+    i=$((i + 1))
+done
+echo "$out" | grep -qi "no space" || fail "SET $i failed, but not with ENOSPC: $out"
+slots=$i
+[ "$slots" -ge 280 ] || fail "only $slots embeddings set on 300 slots"
+assert_eq "$(vectors)" "$slots" "searchable vectors when the slots are full"
+k=0
+while [ $k -lt 50 ]; do must vexctl rm-embedding /mnt/v/$k; k=$((k + 1)); done
+while [ $k -lt 100 ]; do must rm /mnt/v/$k; k=$((k + 1)); done
+assert_eq "$(vectors)" "$((slots - 100))" "searchable vectors after 100 removals"
+n=$slots
+while :; do
+    : > /mnt/v/$n || fail "creating /mnt/v/$n"
+    out=$(vexctl set /mnt/v/$n --fvecs $B --row $n 2>&1) || break
+    n=$((n + 1))
+done
+echo "$out" | grep -qi "no space" || fail "SET $n failed, but not with ENOSPC: $out"
+[ $((n - slots)) -ge 100 ] || fail "only $((n - slots)) embeddings set after 100 were removed"
+assert_eq "$(vectors)" "$slots" "searchable vectors when the slots are full again"
+last=$((n - 1))
+vexctl search /mnt --fvecs $B --row $last -k 1 --json > /tmp/hit.json || fail "searching row $last"
+tr -d ' \n' < /tmp/hit.json > /tmp/hit1.json
+grep -q "v/$last\"" /tmp/hit1.json && grep -Eq '"distance":0(\.0)?[,}]' /tmp/hit1.json \
+    || { cat /tmp/hit.json; fail "the search for row $last does not find /mnt/v/$last at distance 0"; }
+echo "vector slots: $slots set, 100 freed, $((n - slots)) set again"
+
+section "remount, fsck"
+must umount /mnt
+mount_vexfs /dev/vda /mnt
+assert_eq "$(vectors)" "$slots" "searchable vectors after a remount"
+must umount /mnt
+must fsck.vexfs -n /dev/vda
+GUEST
+)
+run_guest --disk "$img" --share "$share" --timeout 600 "$script"
+check_fsck "$img"
+echo "017-enospc: PASS"

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Special files (issue 11 item 3, format v3): mknod of a FIFO, a socket, a character device and a
+# block device on vexfs. Each has the type, mode and device number asked for (stat), after a
+# remount too (the number is the disk inode's rdev); the FIFO carries bytes between two
+# processes; the character device 1:3 behaves as /dev/null (writes vanish, reads end at once:
+# init_special_inode gave it the device's operations); a rename and an unlink of them work;
+# lseek SEEK_DATA/SEEK_HOLE on a sparse file find its data and holes; fsck.vexfs -n is clean in
+# the guest and on the host.
+. "$(dirname "$0")/lib.sh"
+
+img=$(mkimg 32M --dim 8 --metric l2)
+script=$(guest_script special.guest <<'GUEST'
+. /lib/vexfs/guest-lib.sh
+kinds() {
+    for f in fifo sock null blk; do stat -c "%n %F %a %t:%T" /mnt/$f; done
+}
+mount_vexfs /dev/vda /mnt
+
+section "mknod"
+must faultops mknod /mnt/fifo p 0 0
+must faultops mknod /mnt/sock s 0 0
+must faultops mknod /mnt/null c 1 3
+must faultops mknod /mnt/blk b 7 300
+want="/mnt/fifo fifo 644 0:0
+/mnt/sock socket 644 0:0
+/mnt/null character special file 644 1:3
+/mnt/blk block special file 644 7:12c"
+assert_eq "$(kinds)" "$want" "the special files"
+out=$(faultops mknod /mnt/fifo p 0 0) && fail "mknod over an existing name succeeded"
+assert_eq "$out" EEXIST "mknod over an existing name"
+
+section "they work"
+( echo "through the fifo" > /mnt/fifo ) &
+assert_eq "$(cat /mnt/fifo)" "through the fifo" "bytes through the FIFO"
+wait
+echo "vanishes" > /mnt/null || fail "writing to the character device 1:3"
+assert_eq "$(wc -c < /mnt/null)" 0 "bytes read from the character device 1:3"
+
+section "remount"
+must umount /mnt
+mount_vexfs /dev/vda /mnt
+assert_eq "$(kinds)" "$want" "the special files after a remount"
+must mv /mnt/null /mnt/null2
+must rm /mnt/sock /mnt/null2
+
+section "SEEK_DATA and SEEK_HOLE"
+# Data at blocks 0 and 4 of 6: holes at 4096..16383 and 20480..24575 (the end).
+must faultops write /mnt/sparse 0 4096 + write /mnt/sparse 16384 4096 + truncate /mnt/sparse 24576
+seek() { faultops seek /mnt/sparse "$@" | tr '\n' ' '; }
+assert_eq "$(seek data 0)$(seek hole 0)" "0 ok 4096 ok " "seek from 0"
+assert_eq "$(seek data 5000)$(seek hole 16384)" "16384 ok 20480 ok " "seek from inside"
+assert_eq "$(seek data 20480)" "ENXIO " "SEEK_DATA in the last hole"
+assert_eq "$(seek hole 24576)" "ENXIO " "SEEK_HOLE at the end"
+must umount /mnt
+must fsck.vexfs -n /dev/vda
+GUEST
+)
+run_guest --disk "$img" --timeout 300 "$script"
+check_fsck "$img"
+echo "018-special-files: PASS"
