@@ -1,7 +1,7 @@
-//! An offline writer: creates directories, files and symlinks in an unmounted image, and sets
-//! and removes the embeddings of files, through the same format and index code the kernel uses
-//! (`vexfs_core::vindex`). For tests (populated images for fsck and vexctl) and for tools that
-//! build images; never to be used on a mounted filesystem.
+//! An offline writer: creates directories, files, symlinks and special files in an unmounted
+//! image, and sets and removes the embeddings of files, through the same format and index code
+//! the kernel uses (`vexfs_core::vindex`). For tests (populated images for fsck and vexctl) and
+//! for tools that build images; never to be used on a mounted filesystem.
 //!
 //! Crash safety: the writer journals like the kernel, with the same code
 //! (`vexfs_core::journal`). Opening it replays the journal. Every change stays in memory
@@ -46,7 +46,7 @@ use vexfs_core::extent_tree::TreeStore;
 use vexfs_core::file_extents::FileExtents;
 use vexfs_core::format::dir::{self, dt_from_mode, init_dir_block, seal_dir_block, valid_name, DT_DIR};
 use vexfs_core::format::extent::Extent;
-use vexfs_core::format::inode::{Inode, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
+use vexfs_core::format::inode::{is_special, Inode, S_IFBLK, S_IFCHR, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
 use vexfs_core::format::superblock::{
     Extent64, Region, FEATURE_INCOMPAT_RECOVER, FORMAT_VERSION, STATE_CLEAN, STATE_ERRORS,
 };
@@ -394,6 +394,35 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
         self.img.write_inode(ino, &inode)
     }
 
+    /// Creates special file `name` in `parent` (format v3): `mode` holds its type, one of
+    /// `S_IFIFO`, `S_IFSOCK`, `S_IFCHR` or `S_IFBLK`, and its permission bits; `rdev` is a
+    /// device's number in the kernel's `new_encode_dev` layout (as the inode stores it), 0 for
+    /// a FIFO or socket. The inode has no data, size 0; its directory entry has the type's
+    /// `DT_*`. Returns its inode number. Errors: `Invalid` for a mode of another type or a
+    /// device number on a FIFO or socket; as [`Self::mkdir`] otherwise.
+    pub fn mknod(&mut self, parent: u32, name: &str, mode: u16, rdev: u32) -> Result<u32> {
+        if !is_special(mode) {
+            return Err(Error::Invalid(format!("mknod of mode {mode:o}: not a FIFO, socket or device")));
+        }
+        let device = matches!(mode & S_IFMT, S_IFCHR | S_IFBLK);
+        if rdev != 0 && !device {
+            return Err(Error::Invalid(format!("device number {rdev:#x} for mode {mode:o}, not a device")));
+        }
+        let r = self.mknod_op(parent, name, mode, rdev);
+        self.end_op(r)
+    }
+
+    fn mknod_op(&mut self, parent: u32, name: &str, mode: u16, rdev: u32) -> Result<u32> {
+        // Before the inode is taken: a refused name leaves nothing behind.
+        self.check_new_name(parent, name)?;
+        let ino = self.alloc_inode()?;
+        let mut inode = new_inode(mode, 1, 0);
+        inode.rdev = rdev;
+        self.img.write_inode(ino, &inode)?;
+        self.add_entry(parent, name, ino, dt_from_mode(mode))?;
+        Ok(ino)
+    }
+
     /// Sets the embeddings of regular file `ino` to `vectors` (chunk `i` is `vectors[i]`),
     /// replacing all it had; an empty `vectors` removes them. Returns the file's slots.
     /// Errors: as [`Self::set_chunks`].
@@ -643,16 +672,8 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
 
     /// Adds the entry `name -> ino` to directory `dir`, growing it by a block when full.
     fn add_entry(&mut self, dir: u32, name: &str, ino: u32, file_type: u8) -> Result<()> {
+        self.check_new_name(dir, name)?;
         let mut d = self.img.inode(dir)?;
-        if !d.is_dir() {
-            return Err(Error::NotADirectory(format!("inode {dir}")));
-        }
-        if !valid_name(name.as_bytes()) {
-            return Err(Error::Invalid(format!("invalid name {name:?}")));
-        }
-        if self.img.read_dir(dir, &d)?.iter().any(|e| e.name == name.as_bytes()) {
-            return Err(Error::Invalid(format!("{name:?} exists in directory {dir}")));
-        }
         let fmt = |e| Error::Format { what: format!("directory {dir}"), err: e };
         for (_, blk) in self.img.dir_blocks(dir, &d)? {
             let mut b = self.img.read_block(blk)?;
@@ -676,6 +697,22 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
         set_map(&mut d, &fx);
         d.size += BS;
         self.img.write_inode(dir, &d)
+    }
+
+    /// Whether `name` may be added to directory `dir`: `dir` is one, `name` is valid and not
+    /// there yet.
+    fn check_new_name(&self, dir: u32, name: &str) -> Result<()> {
+        let d = self.img.inode(dir)?;
+        if !d.is_dir() {
+            return Err(Error::NotADirectory(format!("inode {dir}")));
+        }
+        if !valid_name(name.as_bytes()) {
+            return Err(Error::Invalid(format!("invalid name {name:?}")));
+        }
+        if self.img.read_dir(dir, &d)?.iter().any(|e| e.name == name.as_bytes()) {
+            return Err(Error::Invalid(format!("{name:?} exists in directory {dir}")));
+        }
+        Ok(())
     }
 
     fn alloc_inode(&mut self) -> Result<u32> {
