@@ -3,11 +3,11 @@
 # blocks are 016's): on a filesystem of 128 inodes and 300 vector slots,
 # 1. files are created until ENOSPC: exactly as many as statfs said were free, ffree then 0;
 #    all removed, ffree back; as many created again; removed;
-# 2. files get an embedding each (vexctl set, one row of the sample) until ENOSPC: the count of
-#    searchable vectors is the slot count; 50 embeddings removed and 50 files unlinked (their
-#    slots become tombstones); embeddings set on new files until ENOSPC again: at least 100
-#    more (a SET that finds no free slot purges the tombstones), the vectors searchable again
-#    equal to the slot count, and a search for a new file's own vector finds it at distance 0;
+# 2. files get 10 embeddings each (vexctl set, rows of the sample) until ENOSPC: the count of
+#    searchable vectors is the slot count; two files' embeddings removed and two files unlinked
+#    (40 slots become tombstones); files given 10 embeddings again until ENOSPC: exactly 4 more
+#    (a SET that finds no free slot purges the tombstones), the vectors searchable again equal
+#    to the slot count, and a search for a new file's own vector finds it at distance 0;
 # 3. umount, remount (the counts hold), fsck.vexfs -n clean in the guest and on the host.
 . "$(dirname "$0")/lib.sh"
 
@@ -39,35 +39,37 @@ must rm -r /mnt/in
 echo "inodes: $free created, removed, $free created again"
 
 section "vector slots"
+# Ten chunks per file (rows 10i .. 10i+9): 300 slots are 30 files, within the 128 inodes.
+set_file() { vexctl set /mnt/v/$1 --fvecs $B --rows $(($1 * 10))..$(($1 * 10 + 10)) 2>&1; }
 i=0
 while :; do
     : > /mnt/v/$i || fail "creating /mnt/v/$i"
-    out=$(vexctl set /mnt/v/$i --fvecs $B --row $i 2>&1) || break
+    out=$(set_file $i) || break
     i=$((i + 1))
 done
-echo "$out" | grep -qi "no space" || fail "SET $i failed, but not with ENOSPC: $out"
-slots=$i
+echo "$out" | grep -qi "no space" || fail "SET of file $i failed, but not with ENOSPC: $out"
+slots=$((i * 10))
 [ "$slots" -ge 280 ] || fail "only $slots embeddings set on 300 slots"
 assert_eq "$(vectors)" "$slots" "searchable vectors when the slots are full"
-k=0
-while [ $k -lt 50 ]; do must vexctl rm-embedding /mnt/v/$k; k=$((k + 1)); done
-while [ $k -lt 100 ]; do must rm /mnt/v/$k; k=$((k + 1)); done
-assert_eq "$(vectors)" "$((slots - 100))" "searchable vectors after 100 removals"
-n=$slots
+must vexctl rm-embedding /mnt/v/0
+must vexctl rm-embedding /mnt/v/1
+must rm /mnt/v/2 /mnt/v/3 /mnt/v/$i
+assert_eq "$(vectors)" "$((slots - 40))" "searchable vectors after 40 removals"
+n=$i
 while :; do
     : > /mnt/v/$n || fail "creating /mnt/v/$n"
-    out=$(vexctl set /mnt/v/$n --fvecs $B --row $n 2>&1) || break
+    out=$(set_file $n) || break
     n=$((n + 1))
 done
-echo "$out" | grep -qi "no space" || fail "SET $n failed, but not with ENOSPC: $out"
-[ $((n - slots)) -ge 100 ] || fail "only $((n - slots)) embeddings set after 100 were removed"
+echo "$out" | grep -qi "no space" || fail "SET of file $n failed, but not with ENOSPC: $out"
+assert_eq "$((n - i))" 4 "files given 10 embeddings each after 40 were removed"
 assert_eq "$(vectors)" "$slots" "searchable vectors when the slots are full again"
-last=$((n - 1))
+last=$(((n - 1) * 10 + 9))
 vexctl search /mnt --fvecs $B --row $last -k 1 --json > /tmp/hit.json || fail "searching row $last"
 tr -d ' \n' < /tmp/hit.json > /tmp/hit1.json
-grep -q "v/$last\"" /tmp/hit1.json && grep -Eq '"distance":0(\.0)?[,}]' /tmp/hit1.json \
-    || { cat /tmp/hit.json; fail "the search for row $last does not find /mnt/v/$last at distance 0"; }
-echo "vector slots: $slots set, 100 freed, $((n - slots)) set again"
+grep -q "v/$((n - 1))\"" /tmp/hit1.json && grep -Eq '"distance":0(\.0)?[,}]' /tmp/hit1.json \
+    || { cat /tmp/hit.json; fail "the search for row $last does not find /mnt/v/$((n - 1)) at distance 0"; }
+echo "vector slots: $slots set, 40 freed, $(((n - i) * 10)) set again"
 
 section "remount, fsck"
 must umount /mnt

@@ -5,7 +5,8 @@
 # files in turn, truncate up and down, pread, rename over files and empty directories and onto
 # non-empty ones, across types, into its own subtree, RENAME_NOREPLACE, link, symlink up to 4,095
 # bytes, readlink, unlink, mkdir, rmdir, fsync, fdatasync, sync, chmod with set-id bits, utimensat
-# with nanoseconds, lstat, names of 255 and 256 bytes). Each operation's result (errno name, bytes
+# with nanoseconds, lstat, lseek SEEK_DATA/SEEK_HOLE, FIEMAP's mapped ranges, names of 255 and
+# 256 bytes). Each operation's result (errno name, bytes
 # read and their hash, stat fields) must be the same on both, and so must the trees (paths, types,
 # modes, link counts, sizes, sha256 of contents, symlink targets, which names are hard links of one
 # inode) after the run, after stamping every entry's mtime to the nanosecond, and after umount and
@@ -15,14 +16,13 @@
 # Not compared: directory sizes (they follow each filesystem's directory format), st_blocks,
 # atime and ctime, and mtimes set by the kernel's clock (only those set by utimensat).
 #
-# Known vexfs gaps (issue 11), kept out of the default run rather than hidden:
-# - EFBIG: a vexfs file holds at most 260 extents, and blocks are allocated one at a time from a
-#   global hint, so interleaved appends to two files or scattered sparse writes fail past about
-#   260 separately allocated blocks, where ext4 succeeds. By default fsops keeps every file at or
-#   below 200 allocated 4 KiB blocks (so at most 200 extents); VEXFS_ORACLE_BIG=1 lifts files to
-#   4,096 blocks and interleaved appends to 600 rounds, and today fails on EFBIG.
-# - Left out of fsops because vexfs lacks them: mknod, xattrs other than the embedding, fallocate,
-#   mmap writes (no page_mkwrite), O_DIRECT, O_TMPFILE, RENAME_EXCHANGE and RENAME_WHITEOUT.
+# Sizes: by default fsops keeps every file at or below 200 allocated 4 KiB blocks, to keep a seed
+# short; VEXFS_ORACLE_BIG=1 lifts files to 4,096 blocks and interleaved appends to 600 rounds
+# (files of thousands of scattered blocks: extent trees, format v3; before them vexfs failed with
+# EFBIG past 260 extents where ext4 succeeded).
+# Left out of fsops (issue 11): mknod (vexfs has it since v3; fsops's model has no special files
+# yet: guest 018 tests them), xattrs other than the embedding, fallocate, mmap writes, O_DIRECT,
+# O_TMPFILE, RENAME_EXCHANGE and RENAME_WHITEOUT.
 #
 # Variables: VEXFS_ORACLE_SEEDS (default 5) seeds SEED, SEED+1, ...; VEXFS_ORACLE_OPS (default 1000)
 # operations per seed; VEXFS_ORACLE_BIG=1 the larger files above. A longer run, as issue 11 asks:

@@ -24,13 +24,14 @@
 //! symlink (up to the 4,095-byte limit), readlink, unlink, mkdir, rmdir, fsync, fdatasync, sync,
 //! chmod (with set-id bits), utimensat with nanoseconds (files, directories, symlinks), lstat,
 //! lseek SEEK_DATA/SEEK_HOLE, FIEMAP (the file ranges mapped);
-//! names of 255 and 256 bytes. Left out because vexfs lacks them today (issue 11): mknod, xattrs
-//! other than the embedding, fallocate, mmap writes, O_DIRECT, RENAME_EXCHANGE/WHITEOUT.
+//! names of 255 and 256 bytes. Left out (issue 11): mknod (vexfs has it since format v3; the
+//! model has no special files yet), xattrs other than the embedding, fallocate, mmap writes,
+//! O_DIRECT, RENAME_EXCHANGE/WHITEOUT.
 //!
 //! Sizes are bounded so that no file has more than `--file-blocks` allocated 4 KiB blocks (default
-//! 200: vexfs files hold at most 260 extents today, and interleaved or sparse writes can make one
-//! extent per block) and a seed's files together no more than `--total-blocks`. `--big` raises
-//! both (and the interleaved appends), which today makes vexfs fail with EFBIG where ext4 succeeds.
+//! 200) and a seed's files together no more than `--total-blocks` (default 4096), to keep a seed
+//! short. `--big` raises both (and the interleaved appends): files of thousands of scattered
+//! blocks, which vexfs before format v3 (extent trees) refused with EFBIG where ext4 succeeded.
 
 use clap::{Args, Parser, Subcommand};
 use nix::errno::Errno;
@@ -105,7 +106,7 @@ struct RunArgs {
     /// Where to write the operation log.
     #[arg(long)]
     log: PathBuf,
-    /// Larger files and interleaved appends than vexfs handles today (it fails with EFBIG).
+    /// Larger files and interleaved appends (files of thousands of scattered blocks).
     #[arg(long)]
     big: bool,
     /// Most allocated 4 KiB blocks in one file (default 200, or 4096 with --big).
