@@ -23,6 +23,13 @@
 //! - `/hello.txt` (1 extent), an empty file, a directory, a symlink, embeddings on three files
 //!   and two searches, so that v1's kinds of items are exercised too.
 //!
+//! v3 also added special files (inode types FIFO, socket, character and block device: no data,
+//! size 0, a device's number in the inode's `rdev`, dirent types 1, 2, 6 and 12). The image holds
+//! one of each, made by `Writer::mknod` after every other inode (so those keep their numbers):
+//! `/fifo`, `/sock`, `/dir/null` (character device 1:3, the kernel's /dev/null) and `/loop300`
+//! (block device 7:300: a minor above 255, so `rdev` holds minor bits 8-19 at bits 20-31). The
+//! manifest adds an `rdev` item per device.
+//!
 //! Every data block holds text naming its file and block number, so a block read from the wrong
 //! place changes the file's hash, and the image compresses well. The manifest adds a `tree` item
 //! per inode: the root's depth, its node blocks and its extents. Everything else as v1: dimension
@@ -41,7 +48,7 @@ use sha2::{Digest, Sha256};
 use vexfs_core::embed::min_journal_blocks;
 use vexfs_core::extent_tree::node_depth;
 use vexfs_core::format::dir::DT_DIR;
-use vexfs_core::format::inode::{Inode, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
+use vexfs_core::format::inode::{Inode, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK};
 use vexfs_core::format::layout::MkfsParams;
 use vexfs_core::format::superblock::{Metric, Region, ROOT_INO};
 use vexfs_core::format::BLOCK_SIZE;
@@ -137,8 +144,23 @@ fn type_name(mode: u16) -> &'static str {
         S_IFDIR => "dir",
         S_IFREG => "file",
         S_IFLNK => "symlink",
+        S_IFIFO => "fifo",
+        S_IFSOCK => "socket",
+        S_IFCHR => "chrdev",
+        S_IFBLK => "blkdev",
         _ => "other",
     }
+}
+
+/// A device number in the kernel's `new_encode_dev` layout, as the inode's `rdev` holds it
+/// (include/linux/kdev_t.h): minor bits 0-7, major bits 8-19, minor bits 8-19 at bits 20-31.
+fn encode_dev(major: u32, minor: u32) -> u32 {
+    (minor & 0xff) | (major << 8) | ((minor & !0xff) << 12)
+}
+
+/// The inverse of [`encode_dev`]: (major, minor).
+fn decode_dev(rdev: u32) -> (u32, u32) {
+    ((rdev & 0xfff00) >> 8, (rdev & 0xff) | ((rdev >> 12) & 0xfff00))
 }
 
 /// Every path reachable from the root (the root is `/`), with its inode, sorted by path.
@@ -206,6 +228,13 @@ fn main() -> Res<()> {
     file(&mut w, dir, "sparse.bin", sparse, FileOpts::default())?;
     w.symlink(r, "link", "dir/sparse.bin")?;
     w.link(dir, "deep-alias", deep)?;
+    // The special files, after every other inode: (inode, mode, rdev) as made.
+    let specials = [
+        (w.mknod(r, "fifo", S_IFIFO | 0o640, 0)?, S_IFIFO | 0o640, 0),
+        (w.mknod(r, "sock", S_IFSOCK | 0o755, 0)?, S_IFSOCK | 0o755, 0),
+        (w.mknod(dir, "null", S_IFCHR | 0o666, encode_dev(1, 3))?, S_IFCHR | 0o666, encode_dev(1, 3)),
+        (w.mknod(r, "loop300", S_IFBLK | 0o660, encode_dev(7, 300))?, S_IFBLK | 0o660, encode_dev(7, 300)),
+    ];
 
     // Embeddings: a seed whose data has no tie in any recorded query (checked below).
     let mut g = Vecs(0x5eed_0003);
@@ -252,7 +281,13 @@ fn main() -> Res<()> {
     let mut inos: Vec<u32> = paths.values().copied().collect();
     inos.sort_unstable();
     inos.dedup();
-    let owners: HashMap<u32, (u32, u32)> = HashMap::from([(deep, (1000, 1000)), (dir, (1000, 100)), (six, (0, 100))]);
+    let owners: HashMap<u32, (u32, u32)> = HashMap::from([
+        (deep, (1000, 1000)),
+        (dir, (1000, 100)),
+        (six, (0, 100)),
+        (specials[0].0, (1000, 100)),
+        (specials[3].0, (0, 6)),
+    ]);
     for &ino in &inos {
         let mut i: Inode = img.inode(ino)?;
         let t = T0 + 3600 * ino as i64;
@@ -295,6 +330,12 @@ fn main() -> Res<()> {
         let got = shape(path)?;
         if (got.0.as_str(), got.1, got.2) != want {
             return Err(format!("{path}: tree (depth, nodes, extents) {got:?}, not {want:?}").into());
+        }
+    }
+    for &(ino, mode, rdev) in &specials {
+        let i = img.inode(ino)?;
+        if (i.mode, i.rdev, i.size, i.blocks, i.nr_extents, i.links) != (mode, rdev, 0, 0, 0, 1) {
+            return Err(format!("special inode {ino} is not as made: {i:?}").into());
         }
     }
     let deep_inode = img.inode(deep)?;
@@ -360,6 +401,13 @@ fn main() -> Res<()> {
         let (depth, nodes, extents) = tree_fields(&img, ino)?;
         writeln!(m, "tree {ino} {depth} {nodes} {extents}")?;
     }
+    for &ino in &inos {
+        let i = img.inode(ino)?;
+        if matches!(i.mode & S_IFMT, S_IFCHR | S_IFBLK) {
+            let (major, minor) = decode_dev(i.rdev);
+            writeln!(m, "rdev {ino} {major}:{minor}")?;
+        }
+    }
     for (p, ino) in &paths {
         writeln!(m, "path {ino} {p}")?;
     }
@@ -418,21 +466,25 @@ fn main() -> Res<()> {
 }
 
 const MANIFEST_HEAD: &str = "\
-# What the frozen image v3.img.gz (on-disk format v3: extent trees) holds. Made once by
-# image/examples/make_frozen_image_v3.rs; checked by image/tests/frozen_v3.rs (the image crate) and
-# tests/guest/062-frozen-v3.sh (the kernel, vexctl, fsck.vexfs). Never regenerate: see README.md.
+# What the frozen image v3.img.gz (on-disk format v3: extent trees, special files) holds. Made by
+# image/examples/make_frozen_image_v3.rs (remade once before v3 shipped, to add special files);
+# checked by image/tests/frozen_v3.rs (the image crate) and tests/guest/062-frozen-v3.sh (the
+# kernel, vexctl, fsck.vexfs). Never regenerate: see README.md.
 # One item per line, fields separated by one space, '#' starts a comment line.
 #
 # image RAW_BYTES RAW_SHA256                 the uncompressed image
 # sb FIELD VALUE                             a superblock field (label: NUL padding dropped)
 # hnsw FIELD VALUE                           the HNSW header (entry slot, entry_level, live, deleted)
 # inode INO TYPE MODE UID GID LINKS SIZE BLOCKS ATIME MTIME CTIME
-#     every inode in use; TYPE dir|file|symlink; MODE octal with the type bits; SIZE bytes;
-#     BLOCKS 4 KiB blocks held (data, extent tree and vector-id blocks); times SECONDS.NANOSECONDS
+#     every inode in use; TYPE dir|file|symlink|fifo|socket|chrdev|blkdev; MODE octal with the
+#     type bits; SIZE bytes; BLOCKS 4 KiB blocks held (data, extent tree and vector-id blocks);
+#     times SECONDS.NANOSECONDS
 # tree INO DEPTH NODES EXTENTS
 #     every inode in use: the depth of its extent tree's root (- when it has no tree: at most 6
 #     extents, all inline), the tree's node blocks (root included) and the inode's extents
 #     (inline and in the tree)
+# rdev INO MAJOR:MINOR                       a character or block device's number (decimal), for
+#     every device; every other inode's rdev is 0
 # path INO PATH                              every name reachable from the root, the root is /
 # data INO SHA256                            sha256 of a regular file's content (holes read as 0)
 # target INO TARGET                          a symlink's target

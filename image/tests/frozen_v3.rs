@@ -2,8 +2,9 @@
 //! as its manifest (`tests/images/v3.manifest`) says: superblock, HNSW header, every path and
 //! inode, the shape of every inode's extent tree (root depth, node blocks, extents: a depth-1
 //! tree over 3 leaves, a sparse one over 2, a full root leaf of 254, a root leaf of 1, 6 inline
-//! extents and no tree), file contents, symlink targets, chunk lists, vector bits and the exact
-//! k-NN answers; and fsck finds it clean.
+//! extents and no tree), file contents, symlink targets, the special files (a FIFO, a socket, a
+//! character device 1:3 and a block device 7:300: type, mode, no data, the device numbers),
+//! chunk lists, vector bits and the exact k-NN answers; and fsck finds it clean.
 //!
 //! The committed bytes are read, never regenerated. The tests after the first tamper with the
 //! manifest to show that each kind of item is checked, and with the tree's nodes (checksums
@@ -14,7 +15,9 @@ mod frozen;
 
 use frozen::{assert_caught, committed, each_edit_caught, verify};
 use vexfs_core::format::block::seal_header;
+use vexfs_core::format::dir::{DT_BLK, DT_CHR, DT_FIFO, DT_SOCK};
 use vexfs_core::format::extent::EXTENT_MAGIC;
+use vexfs_core::format::inode::{Inode, S_IFBLK, S_IFCHR, S_IFIFO, S_IFSOCK};
 use vexfs_core::format::BLOCK_SIZE;
 use vexfs_image::fsck::{self, Mode};
 use vexfs_image::{Image, MemDevice};
@@ -53,8 +56,52 @@ fn a_wrong_manifest_item_of_any_kind_is_caught() {
         ("hit order", "hit 1 2 ".into(), line("hit 1 2 ").replacen("hit 1 2 ", "hit 1 3 ", 1), "answers to query 1"),
         ("hit path", "hit 0 1 ".into(), line("hit 0 1 ").replace("deep.bin", "dir/deep-alias"), "answers to query 0"),
         ("unknown item", "tree 1 ".into(), "trees 1 - 0 1".into(), "unknown manifest item"),
+        ("fifo mode", "inode 11 ".into(), line("inode 11 ").replace(" fifo 10640 ", " fifo 10644 "), "inode 11"),
+        ("socket type", "inode 12 ".into(), line("inode 12 ").replace(" socket 140755 ", " file 100755 "), "inode 12"),
+        ("chrdev type", "inode 13 ".into(), line("inode 13 ").replace(" chrdev 20666 ", " blkdev 60666 "), "inode 13"),
+        ("rdev minor", "rdev 13 ".into(), "rdev 13 1:5".into(), "device number (rdev) of inode 13"),
+        ("rdev high minor", "rdev 14 ".into(), "rdev 14 7:44".into(), "device number (rdev) of inode 14"),
+        ("rdev major", "rdev 14 ".into(), "rdev 14 8:300".into(), "device number (rdev) of inode 14"),
+        ("missing rdev", "rdev 13 ".into(), String::new(), "devices with an rdev item"),
+        ("missing special path", "path 12 ".into(), String::new(), "the tree (path -> inode)"),
     ];
     each_edit_caught(&manifest, &raw, 3, cases);
+}
+
+/// The special files as the image holds them; a changed device number or type in an inode
+/// (checksum recomputed) is a difference of the manifest.
+#[test]
+fn the_special_files_and_a_changed_device_number() {
+    let (manifest, raw) = committed(3);
+    let img = Image::open(MemDevice { bytes: raw.clone() }).unwrap();
+    let kinds = [
+        ("/fifo", S_IFIFO | 0o640, 0, DT_FIFO),
+        ("/sock", S_IFSOCK | 0o755, 0, DT_SOCK),
+        ("/dir/null", S_IFCHR | 0o666, 0x103, DT_CHR),
+        // 7:300: minor bits 8-19 (1) at bits 20-31.
+        ("/loop300", S_IFBLK | 0o660, 0x0010_072c, DT_BLK),
+    ];
+    for (path, mode, rdev, dt) in kinds {
+        let ino = img.lookup(path).unwrap();
+        let i = img.inode(ino).unwrap();
+        assert_eq!((i.mode, i.rdev, i.size, i.blocks, i.nr_extents), (mode, rdev, 0, 0, 0), "{path}");
+        let (dir, name) = path.rsplit_once('/').unwrap();
+        let d = img.lookup(if dir.is_empty() { "/" } else { dir }).unwrap();
+        let e = img.read_dir(d, &img.inode(d).unwrap()).unwrap().into_iter().find(|e| e.name == name.as_bytes());
+        assert_eq!(e.map(|e| (e.ino, e.file_type)), Some((ino, dt)), "{path}'s directory entry");
+    }
+    let changed = |path: &str, f: &dyn Fn(&mut Inode)| {
+        let mut img = Image::open(MemDevice { bytes: raw.clone() }).unwrap();
+        let ino = img.lookup(path).unwrap();
+        let mut i = img.inode(ino).unwrap();
+        f(&mut i);
+        img.write_inode(ino, &i).unwrap();
+        (ino, img.into_device().bytes)
+    };
+    let (ino, b) = changed("/dir/null", &|i| i.rdev = 0x105);
+    assert_caught(&verify(&manifest, &b, 3), &format!("device number (rdev) of inode {ino}"), "rdev 1:5");
+    let (ino, b) = changed("/loop300", &|i| i.mode = S_IFCHR | 0o660);
+    assert_caught(&verify(&manifest, &b, 3), &format!("inode {ino}"), "a block device made a character one");
 }
 
 /// The node blocks of `/deep.bin` (root first, then its 3 leaves) and its inode number.

@@ -15,7 +15,7 @@ use flate2::read::GzDecoder;
 use sha2::{Digest, Sha256};
 use vexfs_core::extent_tree::node_depth;
 use vexfs_core::format::dir::DT_DIR;
-use vexfs_core::format::inode::{Inode, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
+use vexfs_core::format::inode::{Inode, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK};
 use vexfs_core::format::superblock::{Metric, Region, Superblock, ROOT_INO};
 use vexfs_core::format::vector::{
     HnswGeometry, HnswHeader, Level0Head, MapEntry, NODE_DELETED, NODE_IN_GRAPH, NODE_PENDING,
@@ -67,8 +67,19 @@ fn type_name(mode: u16) -> &'static str {
         S_IFDIR => "dir",
         S_IFREG => "file",
         S_IFLNK => "symlink",
+        S_IFIFO => "fifo",
+        S_IFSOCK => "socket",
+        S_IFCHR => "chrdev",
+        S_IFBLK => "blkdev",
         _ => "other",
     }
+}
+
+/// A device number as an `rdev` item holds it, `MAJOR:MINOR` (decimal), from the inode's
+/// `rdev` in the kernel's `new_encode_dev` layout (minor bits 0-7, major bits 8-19, minor bits
+/// 8-19 at bits 20-31).
+fn dev_name(rdev: u32) -> String {
+    format!("{}:{}", (rdev & 0xfff00) >> 8, (rdev & 0xff) | ((rdev >> 12) & 0xfff00))
 }
 
 /// The manifest's `inode` line fields (after `inode INO`) as this image's inode gives them.
@@ -240,7 +251,7 @@ pub fn verify(manifest: &str, raw: &[u8], version: u32) -> Vec<String> {
     let mut manifest_paths = BTreeMap::new();
     let (mut inode_lines, mut orphan_lines) = (BTreeSet::new(), BTreeSet::new());
     let (mut data_lines, mut target_lines, mut slots_lines) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
-    let mut tree_lines = BTreeSet::new();
+    let (mut tree_lines, mut rdev_lines) = (BTreeSet::new(), BTreeSet::new());
     let mut chunk_lines: HashMap<u32, usize> = HashMap::new();
     let mut chunk_slots: Vec<u32> = Vec::new();
     let mut pending: BTreeSet<u32> = BTreeSet::new();
@@ -309,6 +320,11 @@ pub fn verify(manifest: &str, raw: &[u8], version: u32) -> Vec<String> {
             Some("tree") => {
                 tree_lines.insert(ino);
                 expect!(tree_fields(&img, ino), Ok::<_, String>(rest(f, 2)), "extent tree of inode {ino}");
+            }
+            Some("rdev") => {
+                rdev_lines.insert(ino);
+                let got = img.inode(ino).map(|i| dev_name(i.rdev)).unwrap_or_else(|e| e.to_string());
+                expect!(got, rest(f, 2), "device number (rdev) of inode {ino}");
             }
             Some("orphan") => {
                 orphan_lines.insert(ino);
@@ -406,7 +422,7 @@ pub fn verify(manifest: &str, raw: &[u8], version: u32) -> Vec<String> {
 
     // Completeness: the manifest covers the whole tree, every inode in use (the orphans are in
     // use and not reached), every file's content and chunk list, every live and pending vector
-    // and every tombstone; from v3 (extent trees) every inode's tree.
+    // and every tombstone, every device's number; from v3 (extent trees) every inode's tree.
     expect!(paths, manifest_paths, "the tree (path -> inode)");
     expect!(in_use, inode_lines, "inodes in use");
     let orphans: BTreeSet<u32> = in_use.difference(&reached).copied().collect();
@@ -417,6 +433,9 @@ pub fn verify(manifest: &str, raw: &[u8], version: u32) -> Vec<String> {
     expect!(files, data_lines, "regular files with a content hash");
     expect!(files, slots_lines, "regular files with a chunk list");
     expect!(links, target_lines, "symlinks with a target");
+    // Every device has its number checked; the decoder refuses an rdev on any other inode.
+    let devices: BTreeSet<u32> = in_use.iter().copied().filter(|i| matches!(kind(i), S_IFCHR | S_IFBLK)).collect();
+    expect!(devices, rdev_lines, "devices with an rdev item");
     if version >= 3 {
         expect!(in_use, tree_lines, "inodes with a tree item");
     }
