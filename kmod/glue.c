@@ -944,23 +944,88 @@ static int vexfs_rmdir(struct inode *dir, struct dentry *dentry)
 	return VEXFS_IN_HANDLE(dir->i_sb, VEXFS_TXN_DELETE, vexfs_rmdir_h(dir, dentry));
 }
 
+/* A new inode without a dirent (O_TMPFILE's file, a rename's whiteout), hashed and I_NEW:
+ * the caller unlocks it. Inside the caller's handle. */
+static struct inode *vexfs_new_unlinked(struct inode *dir, umode_t mode, dev_t rdev)
+{
+	struct inode *inode = new_inode(dir->i_sb);
+	int err;
+
+	if (!inode)
+		return ERR_PTR(-ENOMEM);
+	inode->i_rdev = rdev;
+	err = vexfs_rs_create_unlinked(dir, mode, inode);
+	if (err) {
+		make_bad_inode(inode);
+		iput(inode);
+		return ERR_PTR(err);
+	}
+	vexfs_c_set_ops(inode);
+	if (insert_inode_locked(inode) < 0) {
+		pr_err("vexfs: inode %lu allocated twice\n", inode->i_ino);
+		make_bad_inode(inode);
+		iput(inode);
+		return ERR_PTR(-EUCLEAN);
+	}
+	return inode;
+}
+
 static int vexfs_rename_h(struct inode *old_dir, struct dentry *old_dentry,
 			  struct inode *new_dir, struct dentry *new_dentry, unsigned int flags)
 {
 	struct inode *inode = d_inode(old_dentry);
 	struct inode *target = d_inode(new_dentry);
+	struct inode *whiteout = NULL;
 	int err;
 
-	if (flags & ~RENAME_NOREPLACE)
+	if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE | RENAME_WHITEOUT))
 		return -EINVAL;
+	if (flags & RENAME_EXCHANGE) {
+		/* Both names exist (the VFS checked); each takes the other's inode. */
+		err = vexfs_rs_rename(old_dir, old_dentry->d_name.name, old_dentry->d_name.len,
+				      new_dir, new_dentry->d_name.name, new_dentry->d_name.len,
+				      inode, target, NULL, 1);
+		if (err)
+			return err;
+		if (old_dir != new_dir && S_ISDIR(inode->i_mode) != S_ISDIR(target->i_mode)) {
+			if (S_ISDIR(inode->i_mode)) {
+				inode_inc_link_count(new_dir);
+				inode_dec_link_count(old_dir);
+			} else {
+				inode_inc_link_count(old_dir);
+				inode_dec_link_count(new_dir);
+			}
+		}
+		inode_set_ctime_current(inode);
+		inode_set_ctime_current(target);
+		mark_inode_dirty(inode);
+		mark_inode_dirty(target);
+		return 0;
+	}
 	if (target && S_ISDIR(target->i_mode)) {
 		err = vexfs_rs_dir_empty(target);
 		if (err)
 			return err;
 	}
+	if (flags & RENAME_WHITEOUT) {
+		/* overlayfs: the old name is left naming a whiteout, a character device 0:0. */
+		whiteout = vexfs_new_unlinked(old_dir, S_IFCHR | WHITEOUT_MODE, WHITEOUT_DEV);
+		if (IS_ERR(whiteout))
+			return PTR_ERR(whiteout);
+	}
 	err = vexfs_rs_rename(old_dir, old_dentry->d_name.name, old_dentry->d_name.len,
 			      new_dir, new_dentry->d_name.name, new_dentry->d_name.len,
-			      inode, target);
+			      inode, target, whiteout, 0);
+	if (whiteout) {
+		if (err) {
+			/* No dirent names it: its last reference frees it. */
+			clear_nlink(whiteout);
+		} else {
+			mark_inode_dirty(whiteout);
+		}
+		unlock_new_inode(whiteout);
+		iput(whiteout);
+	}
 	if (err)
 		return err;
 	if (target) {
@@ -980,6 +1045,28 @@ static int vexfs_rename_h(struct inode *old_dir, struct dentry *old_dentry,
 	inode_set_ctime_current(inode);
 	mark_inode_dirty(inode);
 	return 0;
+}
+
+/* O_TMPFILE: a regular file with no name, link count 0 (an orphan on disk, freed when closed
+ * or after a crash) until linkat gives it one. */
+static int vexfs_tmpfile_h(struct inode *dir, struct file *file, umode_t mode)
+{
+	struct inode *inode = vexfs_new_unlinked(dir, (mode & ~S_IFMT) | S_IFREG, 0);
+
+	if (IS_ERR(inode))
+		return PTR_ERR(inode);
+	d_tmpfile(file, inode);
+	mark_inode_dirty(inode);
+	unlock_new_inode(inode);
+	return 0;
+}
+
+static int vexfs_tmpfile(struct mnt_idmap *idmap, struct inode *dir, struct file *file,
+			 umode_t mode)
+{
+	int err = VEXFS_IN_HANDLE(dir->i_sb, VEXFS_TXN_SMALL, vexfs_tmpfile_h(dir, file, mode));
+
+	return finish_open_simple(file, err);
 }
 
 static int vexfs_rename(struct mnt_idmap *idmap, struct inode *old_dir, struct dentry *old_dentry,
@@ -1011,6 +1098,7 @@ static const struct inode_operations vexfs_dir_iops = {
 	.mkdir = vexfs_mkdir,
 	.symlink = vexfs_symlink,
 	.mknod = vexfs_mknod,
+	.tmpfile = vexfs_tmpfile,
 	.link = vexfs_link,
 	.unlink = vexfs_unlink,
 	.rmdir = vexfs_rmdir,

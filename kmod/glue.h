@@ -133,7 +133,10 @@ int vexfs_rs_unlink(struct inode *dir, const u8 *name, u32 len, struct inode *in
 int vexfs_rs_dir_empty(struct inode *dir);
 int vexfs_rs_rename(struct inode *old_dir, const u8 *old_name, u32 old_len,
 		    struct inode *new_dir, const u8 *new_name, u32 new_len,
-		    struct inode *inode, struct inode *target);
+		    struct inode *inode, struct inode *target, struct inode *whiteout,
+		    int exchange);
+/* Rust: a disk inode and number for a new inode without a dirent (O_TMPFILE, whiteouts). */
+int vexfs_rs_create_unlinked(struct inode *dir, umode_t mode, struct inode *inode);
 int vexfs_rs_iterate(struct inode *dir, struct dir_context *ctx);
 
 /* Rust: vectors (ioctl.rs). */

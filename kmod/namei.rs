@@ -144,6 +144,31 @@ pub fn create(dir: &LockedInode, name: &[u8], mode: u16, inode: &NewInode) -> Re
     Ok(())
 }
 
+/// Gives the new VFS `inode` (a regular file of `O_TMPFILE`, or a rename's whiteout: a
+/// character device 0:0) an inode number and a disk inode, with no dirent: link count 1 in
+/// memory; the caller's `d_tmpfile` drops it to 0 (an orphan on disk until it is linked or
+/// closed: a crash meanwhile leaves an orphan, which the next mount frees), or the rename
+/// points a dirent at it. Errors: `ENOSPC` (no inode), `EUCLEAN`, `EIO`.
+pub fn create_unlinked(dir: &Inode, mode: u16, inode: &NewInode) -> Result {
+    let mut g = dir.sb().lock();
+    let ino = g.alloc_ino()?;
+    inode.set_ino(ino);
+    inode.init_owner(dir, mode);
+    inode.set_times_now();
+    inode.set_random_generation();
+    inode.set_nlink(1);
+    inode.set_size(0);
+    let st = FsInode { on_disk: true, ..FsInode::default() };
+    inode.store(&g, &st);
+    if let Err(e) = write_disk_inode(&g, inode, &st) {
+        inode.store(&g, &FsInode::default());
+        inode.clear_nlink();
+        g.free_ino(ino)?;
+        return Err(e);
+    }
+    Ok(())
+}
+
 /// Adds the dirent `name` in `dir` for the existing `inode` (link count: caller).
 /// Errors: as [`create`].
 pub fn link(dir: &LockedInode, name: &[u8], inode: &Inode) -> Result {
@@ -213,6 +238,7 @@ pub fn rename(
     new_name: &[u8],
     inode: &Inode,
     target: Option<&Inode>,
+    whiteout: Option<&Inode>,
 ) -> Result {
     check_name(new_name)?;
     if let Some(target) = target {
@@ -235,26 +261,81 @@ pub fn rename(
             new_dir.store(&g, &nst);
             r?;
         }
-        Some(target) => {
-            let Some((i, found)) = find_entry(new_dir, &nst, new_name)? else {
-                return Err(ENOENT);
-            };
-            if found as u64 != target.ino() {
-                return Err(sb.corrupt("rename target dirent points at another inode", found as u64));
-            }
-            let (phys, mut b) = dir_block(new_dir, &nst, i)?;
-            dir::retarget(b.data_mut(), new_name, ino as u32, dt).map_err(|e| sb.report(e))?;
-            seal_dir_block(b.data_mut(), phys, new_dir.ino());
-            sb.dirty(&b)?;
-        }
+        Some(target) => retarget(new_dir, &nst, new_name, target.ino(), ino, dt)?,
     }
     let ost = old_dir.load(&g);
-    remove_entry(old_dir, &ost, old_name, ino)?;
+    match whiteout {
+        None => remove_entry(old_dir, &ost, old_name, ino)?,
+        // RENAME_WHITEOUT: the old name now names the whiteout (a character device 0:0).
+        Some(w) => retarget(old_dir, &ost, old_name, ino, w.ino(), dt_from_mode(w.mode()))?,
+    }
     let moved = old_dir.ino() != new_dir.ino();
     if inode.is_dir() && moved {
         let mut st = inode.load(&g);
         st.parent = new_dir.ino() as u32;
         inode.store(&g, &st);
+    }
+    drop(g);
+    old_dir.touch();
+    if moved {
+        new_dir.touch();
+    }
+    Ok(())
+}
+
+/// Points the dirent `name` of `dir`, which names inode `was`, at inode `ino` of type `dt`.
+/// Errors: `ENOENT`, `EUCLEAN` (the dirent names another inode), `EIO`.
+fn retarget(dir: &Inode, st: &FsInode, name: &[u8], was: u64, ino: u64, dt: u8) -> Result {
+    let sb = dir.sb();
+    let Some((i, found)) = find_entry(dir, st, name)? else {
+        return Err(ENOENT);
+    };
+    if u64::from(found) != was {
+        return Err(sb.corrupt("renamed dirent points at another inode", u64::from(found)));
+    }
+    let (phys, mut b) = dir_block(dir, st, i)?;
+    let ino = u32::try_from(ino).map_err(|_| EINVAL)?;
+    dir::retarget(b.data_mut(), name, ino, dt).map_err(|e| sb.report(e))?;
+    seal_dir_block(b.data_mut(), phys, dir.ino());
+    sb.dirty(&b)
+}
+
+/// `RENAME_EXCHANGE`: the dirent `old_name` of `old_dir` (naming `a`) and `new_name` of
+/// `new_dir` (naming `b`) swap their inodes; a directory moved to the other directory takes
+/// it as parent. Link counts and times: caller. Errors: `ENOENT`, `EUCLEAN`, `EIO`.
+pub fn exchange(
+    old_dir: &LockedInode,
+    old_name: &[u8],
+    new_dir: &LockedInode,
+    new_name: &[u8],
+    a: &Inode,
+    b: &Inode,
+) -> Result {
+    let moved = old_dir.ino() != new_dir.ino();
+    if moved {
+        // A directory crossing to the other parent takes a link from the one it leaves, which
+        // must have it (as a rename's, see `check_links`).
+        if a.is_dir() {
+            check_links(old_dir, a)?;
+        }
+        if b.is_dir() {
+            check_links(new_dir, b)?;
+        }
+    }
+    let sb = old_dir.sb();
+    let g = sb.lock();
+    let ost = old_dir.load(&g);
+    retarget(old_dir, &ost, old_name, a.ino(), b.ino(), dt_from_mode(b.mode()))?;
+    let nst = new_dir.load(&g);
+    retarget(new_dir, &nst, new_name, b.ino(), a.ino(), dt_from_mode(a.mode()))?;
+    if moved {
+        for (inode, parent) in [(a, new_dir.ino()), (b, old_dir.ino())] {
+            if inode.is_dir() {
+                let mut st = inode.load(&g);
+                st.parent = parent as u32;
+                inode.store(&g, &st);
+            }
+        }
     }
     drop(g);
     old_dir.touch();

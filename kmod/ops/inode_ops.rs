@@ -89,7 +89,9 @@ pub extern "C" fn vexfs_rs_dir_empty(dir: *mut bindings::inode) -> c_int {
 }
 
 /// Moves the dirent `old_name` of `old_dir` to `new_name` in `new_dir`, replacing `target`
-/// (may be null). Link counts and times of the inodes: caller.
+/// (may be null); with `whiteout` (may be null), `old_name` then names it (RENAME_WHITEOUT);
+/// with `exchange`, the two dirents swap their inodes (RENAME_EXCHANGE, `target` not null).
+/// Link counts and times of the inodes: caller.
 #[no_mangle]
 pub extern "C" fn vexfs_rs_rename(
     old_dir: *mut bindings::inode,
@@ -100,11 +102,14 @@ pub extern "C" fn vexfs_rs_rename(
     new_len: u32,
     inode: *mut bindings::inode,
     target: *mut bindings::inode,
+    whiteout: *mut bindings::inode,
+    exchange: c_int,
 ) -> c_int {
     // SAFETY: rename runs with both directories' i_rwsem held exclusively (lock_rename; they
     // may be the same inode, only shared references are made), `inode` and `target` (if not
-    // null) referenced by their dentries; the names are stable for the call.
-    let (od, on, nd, nn, inode, target) = unsafe {
+    // null) referenced by their dentries, `whiteout` (if not null) a new inode of glue.c's
+    // with a disk inode and no dirent yet; the names are stable for the call.
+    let (od, on, nd, nn, inode, target, whiteout) = unsafe {
         (
             LockedInode::from_raw(old_dir),
             name(old_name, old_len),
@@ -112,7 +117,24 @@ pub extern "C" fn vexfs_rs_rename(
             name(new_name, new_len),
             Inode::from_raw(inode),
             (!target.is_null()).then(|| Inode::from_raw(target)),
+            (!whiteout.is_null()).then(|| Inode::from_raw(whiteout)),
         )
     };
-    errno_of(crate::namei::rename(od, on, nd, nn, inode, target))
+    if exchange != 0 {
+        return match target {
+            Some(t) => errno_of(crate::namei::exchange(od, on, nd, nn, inode, t)),
+            None => kernel::error::code::ENOENT.to_errno(),
+        };
+    }
+    errno_of(crate::namei::rename(od, on, nd, nn, inode, target, whiteout))
+}
+
+/// Gives the new VFS `inode` of mode `mode` an inode number and a disk inode without a
+/// dirent (`O_TMPFILE`, a rename's whiteout): [`crate::namei::create_unlinked`].
+#[no_mangle]
+pub extern "C" fn vexfs_rs_create_unlinked(dir: *mut bindings::inode, mode: u16, inode: *mut bindings::inode) -> c_int {
+    // SAFETY: `dir` is held by the caller (tmpfile, rename); `inode` was just made by
+    // new_inode in glue.c (unhashed, no dentry: ours alone).
+    let (dir, inode) = unsafe { (Inode::from_raw(dir), NewInode::from_raw(inode)) };
+    errno_of(crate::namei::create_unlinked(dir, mode, inode))
 }

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Special files (issue 11 item 3, format v3): mknod of a FIFO, a socket, a character device and a
+# Special files and the rest of item 3's calls (issue 11, format v3): mknod of a FIFO, a socket, a character device and a
 # block device on vexfs. Each has the type, mode and device number asked for (stat), after a
 # remount too (the number is the disk inode's rdev); the FIFO carries bytes between two
 # processes; the character device 1:3 behaves as /dev/null (writes vanish, reads end at once:
 # init_special_inode gave it the device's operations); a rename and an unlink of them work;
-# lseek SEEK_DATA/SEEK_HOLE on a sparse file find its data and holes; fsck.vexfs -n is clean in
+# lseek SEEK_DATA/SEEK_HOLE on a sparse file find its data and holes; renameat2 RENAME_EXCHANGE
+# swaps a file and a directory across directories (link counts follow), RENAME_WHITEOUT leaves
+# a character device 0:0 behind (overlayfs), an O_TMPFILE file frees its inode when closed
+# unnamed and keeps its data when linked in; all after a remount too; fsck.vexfs -n is clean in
 # the guest and on the host.
 . "$(dirname "$0")/lib.sh"
 
@@ -51,6 +54,40 @@ assert_eq "$(seek data 0)$(seek hole 0)" "0 ok 4096 ok " "seek from 0"
 assert_eq "$(seek data 5000)$(seek hole 16384)" "16384 ok 20480 ok " "seek from inside"
 assert_eq "$(seek data 20480)" "ENXIO " "SEEK_DATA in the last hole"
 assert_eq "$(seek hole 24576)" "ENXIO " "SEEK_HOLE at the end"
+
+section "RENAME_EXCHANGE"
+must mkdir /mnt/d1 /mnt/d2 /mnt/d2/sub
+echo one > /mnt/d1/f
+links0="$(stat -c %h /mnt/d1) $(stat -c %h /mnt/d2)"
+must faultops rename2 /mnt/d1/f /mnt/d2/sub exchange
+assert_eq "$(cat /mnt/d2/sub) $(stat -c %F /mnt/d1/f)" "one directory" "exchanged a file and a directory"
+# d1 gained a subdirectory, d2 lost one.
+assert_eq "$(stat -c %h /mnt/d1) $(stat -c %h /mnt/d2)" "3 2" "link counts after the exchange (were $links0)"
+must touch /mnt/d1/f/inside
+assert_eq "$(ls /mnt/d1/f)" inside "the moved directory works"
+out=$(faultops rename2 /mnt/d1/f /mnt/d2/none exchange) && fail "exchange with a missing name succeeded"
+assert_eq "$out" ENOENT "exchange with a missing name"
+
+section "RENAME_WHITEOUT"
+echo two > /mnt/d2/w
+must faultops rename2 /mnt/d2/w /mnt/d2/w2 whiteout
+assert_eq "$(cat /mnt/d2/w2) $(stat -c '%F %t:%T' /mnt/d2/w)" "two character special file 0:0" "the whiteout left behind"
+
+section "O_TMPFILE"
+free=$(stat -f -c %d /mnt)
+must faultops tmpfile /mnt/d2 5000
+# Its written data keeps a reference (ordered data) until the next commit: then it is freed.
+must sync -f /mnt
+assert_eq "$(stat -f -c %d /mnt)" "$free" "free inodes after an unnamed O_TMPFILE file is closed"
+must faultops tmpfile /mnt/d2 5000 /mnt/d2/named
+assert_eq "$(stat -c '%s %h' /mnt/d2/named)" "5000 1" "an O_TMPFILE file linked in"
+
+section "remount"
+must umount /mnt
+mount_vexfs /dev/vda /mnt
+assert_eq "$(cat /mnt/d2/sub) $(stat -c '%F %t:%T' /mnt/d2/w) $(stat -c '%s %h' /mnt/d2/named)" \
+    "one character special file 0:0 5000 1" "after a remount"
+assert_eq "$(ls /mnt/d1/f)" inside "the moved directory after a remount"
 must umount /mnt
 must fsck.vexfs -n /dev/vda
 GUEST

@@ -3,12 +3,18 @@
 # The image is a clean filesystem whose files have extent trees of every shape the format allows
 # at small sizes: /deep.bin 764 extents (an index root of depth 1 over leaves of 254, 254 and 250),
 # /dir/sparse.bin 261 extents between holes (depth 1, leaves of 254 and 1), /dir/full.bin a full
-# root leaf (260 extents), /dir/seven.bin a root leaf of 1, /six.bin 6 inline extents, no tree.
+# root leaf (260 extents), /dir/seven.bin a root leaf of 1, /six.bin 6 inline extents, no tree;
+# and special files: /fifo, /sock, /dir/null (character device 1:3) and /loop300 (block device
+# 7:300).
 #
 # Before the boot, the host tools read it as the manifest says (fsck.vexfs -n, vexctl cat,
 # vexctl search-image). In the guest, every manifest item reads the same through the kernel (as
-# 060 checks v1's: stat, sha256sum, readlink, vexctl get, the xattr, stats, searches); then the
-# kernel changes the trees it did not make:
+# 060 checks v1's: stat, sha256sum, readlink, vexctl get, the xattr, stats, searches); the special
+# files have the type, mode and device numbers (stat %t:%T) of the manifest's inode and rdev
+# items, the FIFO carries 100,000 bytes from one process to another, the character device 1:3 is
+# /dev/null (writes vanish, reads end at once), and touching the devices and the socket (their
+# inodes written back) keeps their numbers across the remounts below; then the kernel changes the trees it did
+# not make:
 #   - /deep.bin grows by 8 one-block writes past its end with a hole before each (8 new extents:
 #     its last leaf, 250 + 8, splits, one new leaf) and an append of 3 blocks + 100 bytes;
 #   - /deep.bin is cut in its second leaf (file block 300: the leaves after it are freed), grown
@@ -31,6 +37,31 @@ frozen_prepare 3
 
 frozen_host_tools "$img"
 [ "$(ver format_version)" = 3 ] || fail "the frozen image should be format v3"
+
+# ---- the special files: "PATH TYPE PERM MAJOR:MINOR" as stat -c '%n %F %a %t:%T' prints them ---
+
+: > "$share/special.expected"
+while read -r _ ino type mode _; do
+    case $type in
+        fifo | socket) word=$type dev=0:0 ;;
+        chrdev | blkdev)
+            [ "$type" = chrdev ] && word="character special file" || word="block special file"
+            IFS=: read -r major minor <<< "$(field rdev "$ino")"
+            dev=$(printf '%x:%x' "$major" "$minor")
+            ;;
+        *) continue ;;
+    esac
+    perm=$(printf '%o' $((8#$mode & 07777)))
+    while read -r path; do
+        echo "/mnt$path $word $perm $dev" >> "$share/special.expected"
+    done < <(awk -v i="$ino" '$1 == "path" && $2 == i { print $3 }' "$M")
+done < <(grep '^inode ' "$M")
+for want in "/mnt/fifo fifo 640 0:0" "/mnt/sock socket 755 0:0" "/mnt/dir/null character special file 666 1:3" \
+    "/mnt/loop300 block special file 660 7:12c"; do
+    grep -q -x -F "$want" "$share/special.expected" || fail "the manifest should give '$want'"
+done
+[ "$(wc -l < "$share/special.expected")" = 4 ] || fail "the manifest should name 4 special files"
+head -c 100000 < <(yes "062 through the frozen FIFO") > "$share/fifo.bin"
 
 # ---- what the kernel's writes must give, made on the host with the same writes on copies ------
 
@@ -81,6 +112,7 @@ grep -v -e '^/deep.bin ' -e '^/dir/deep-alias ' -e '^/dir/sparse.bin ' "$share/d
     echo "STEP3='$step3'"
     echo "SPARSE_CUT='$sparse_cut'"
     echo "FREED=$freed"
+    echo "FIFO_SHA=$(sha "$share/fifo.bin")"
 } > "$share/expect.env"
 
 # ---- the kernel ----------------------------------------------------------------------------------
@@ -105,8 +137,33 @@ cycle() {
     mount_vexfs /dev/vda /mnt
 }
 
+# specials: the special files' stat lines, as the manifest says.
+specials() {
+    : > /tmp/special.out
+    while read -r path _; do
+        stat -c '%n %F %a %t:%T' "$path" >> /tmp/special.out || fail "stat $path"
+    done < "$S/special.expected"
+    same special
+}
+
 mount_vexfs /dev/vda /mnt
 frozen_check
+
+section "special files: types, modes, device numbers; the FIFO and the character device 1:3 work"
+specials
+cat /share/fifo.bin > /mnt/fifo &
+writer=$!
+got=$(sha256sum < /mnt/fifo | cut -d' ' -f1)
+wait "$writer" || fail "the writer into /mnt/fifo"
+assert_eq "$got" "$FIFO_SHA" "100,000 bytes from one process to another through /mnt/fifo (sha256)"
+echo "/mnt/fifo: 100,000 bytes through it"
+cat /share/fifo.bin > /mnt/dir/null || fail "writing 100,000 bytes to /mnt/dir/null"
+echo "vanishes" > /mnt/dir/null || fail "writing to /mnt/dir/null"
+assert_eq "$(wc -c < /mnt/dir/null)" 0 "bytes read from /mnt/dir/null (1:3)"
+assert_eq "$(stat -c %s /mnt/fifo /mnt/dir/null | tr '\n' ' ')" "0 0 " "sizes of /mnt/fifo and /mnt/dir/null"
+echo "/mnt/dir/null: acts as /dev/null"
+# Their inodes written back (new times) with the same numbers: checked after the remounts below.
+must touch /mnt/dir/null /mnt/loop300 /mnt/sock
 free_before=$(stat -f -c %f /mnt)
 
 section "/deep.bin grows: 8 blocks past its end, a hole before each, then an append"
@@ -136,6 +193,7 @@ expect_state /mnt/dir/sparse.bin "$SPARSE_CUT" "/dir/sparse.bin cut in its first
 cycle "the cuts"
 
 section "after a remount: the changes on disk, the rest unchanged"
+specials
 expect_state /mnt/deep.bin "$STEP3" "/deep.bin after the remount"
 expect_state /mnt/dir/sparse.bin "$SPARSE_CUT" "/dir/sparse.bin after the remount"
 assert_eq "$(stat -f -c %f /mnt)" "$((free_before + FREED))" "free blocks (the freed data blocks and nodes)"

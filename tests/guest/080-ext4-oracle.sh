@@ -20,9 +20,9 @@
 # short; VEXFS_ORACLE_BIG=1 lifts files to 4,096 blocks and interleaved appends to 600 rounds
 # (files of thousands of scattered blocks: extent trees, format v3; before them vexfs failed with
 # EFBIG past 260 extents where ext4 succeeded).
-# Left out of fsops (issue 11): mknod (vexfs has it since v3; fsops's model has no special files
-# yet: guest 018 tests them), xattrs other than the embedding, fallocate, mmap writes, O_DIRECT,
-# O_TMPFILE, RENAME_EXCHANGE and RENAME_WHITEOUT.
+# Left out of fsops (issue 11): mknod, O_TMPFILE, RENAME_EXCHANGE and RENAME_WHITEOUT (vexfs has
+# them; fsops's model does not yet: guest 018 tests them), xattrs other than the embedding,
+# fallocate, mmap writes, O_DIRECT.
 #
 # Variables: VEXFS_ORACLE_SEEDS (default 5) seeds SEED, SEED+1, ...; VEXFS_ORACLE_OPS (default 1000)
 # operations per seed; VEXFS_ORACLE_BIG=1 the larger files above. A longer run, as issue 11 asks:

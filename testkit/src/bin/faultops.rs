@@ -22,7 +22,10 @@
 //! (the same, N blocks per file: any error fails), `check-fill STRIDE PATH...`
 //! (what `fill` wrote read back: patterns and holes; prints `checked N`), `mknod PATH TYPE MAJOR
 //! MINOR` (TYPE `p` FIFO, `s` socket, `c` or `b` device, mode 0644), `seek PATH data|hole OFFSET`
-//! (lseek SEEK_DATA or SEEK_HOLE; prints the offset found on a line before `ok`); each opens what it
+//! (lseek SEEK_DATA or SEEK_HOLE; prints the offset found on a line before `ok`), `rename2 FROM TO
+//! exchange|whiteout|noreplace` (renameat2 with that flag), `tmpfile DIR LEN [LINK]` (an O_TMPFILE
+//! file in DIR, LEN bytes of 0x54 written, then linked as LINK with linkat(AT_EMPTY_PATH), or
+//! closed unnamed); each opens what it
 //! needs and closes it before it ends. Several operations joined by `+` run in order, in one
 //! process, until the first that fails (`truncate t 100000 + write t 90000 100`); the errno
 //! printed is that one's, followed by ` in operation K` when it is not the first (K counts from
@@ -59,7 +62,8 @@ use vexfs_image::vecfile::Fvecs;
 const USAGE: &str = "usage: faultops OP [+ OP]... | resident DEV, where OP is one of: create PATH | mkdir PATH \
 | symlink LEN PATH | rename FROM TO | unlink PATH | write PATH OFFSET LEN [BYTE] | mmap-write PATH OFFSET LEN [BYTE] \
 | truncate PATH SIZE | fsync PATH | syncfs PATH | set PATH FVECS FIRST_ROW COUNT [index-now] | rm-embedding PATH \
-| interleave A B TOTAL CHUNK | fill STRIDE PATH... | fill-n N STRIDE PATH... | check-fill STRIDE PATH... | mknod PATH p|s|c|b MAJOR MINOR | seek PATH data|hole OFFSET; \
+| interleave A B TOTAL CHUNK | fill STRIDE PATH... | fill-n N STRIDE PATH... | check-fill STRIDE PATH... | mknod PATH p|s|c|b MAJOR MINOR | seek PATH data|hole OFFSET | rename2 FROM TO exchange|whiteout|noreplace \
+| tmpfile DIR LEN [LINK]; \
 FAIL_NTH=N in the environment fails the N-th fault-injection point of the operations";
 
 /// The fail-nth file: `/proc/thread-self/fail-nth`.
@@ -228,6 +232,8 @@ enum Op {
     Fill { stride: u64, files: Vec<CString>, limit: Option<u64> },
     Mknod { path: CString, kind: nix::sys::stat::SFlag, dev: u64 },
     Seek { path: CString, hole: bool, off: i64 },
+    Rename2 { from: CString, to: CString, flags: u32 },
+    Tmpfile { dir: CString, link: Option<CString>, len: usize },
     CheckFill { stride: u64, files: Vec<CString> },
 }
 
@@ -280,6 +286,21 @@ impl Op {
                 };
                 Op::Mknod { path: path(p)?, kind, dev: nix::sys::stat::makedev(num(major)?, num(minor)?) }
             }
+            ["rename2", from, to, how] => {
+                // The RENAME_* values of <linux/fs.h> (nix has no renameat2 on musl).
+                let flags = match *how {
+                    "exchange" => 2,
+                    "whiteout" => 4,
+                    "noreplace" => 1,
+                    _ => return Err(usage("rename2 flag: exchange, whiteout or noreplace")),
+                };
+                Op::Rename2 { from: path(from)?, to: path(to)?, flags }
+            }
+            ["tmpfile", dir, len, rest @ ..] if rest.len() <= 1 => Op::Tmpfile {
+                dir: path(dir)?,
+                len: usize::try_from(num(len)?).map_err(|_| usage("bad length"))?,
+                link: rest.first().map(|p| path(p)).transpose()?,
+            },
             ["seek", p, w @ ("data" | "hole"), off] => {
                 Op::Seek { path: path(p)?, hole: *w == "hole", off: off_t(num(off)?)? }
             }
@@ -347,6 +368,39 @@ impl Op {
             }
             Op::Interleave { a, b, total, chunk } => interleave(a, b, *total, chunk)?,
             Op::Fill { stride, files, limit } => fill(*stride, files, *limit)?,
+            Op::Rename2 { from, to, flags } => {
+                use nix::libc;
+                // SAFETY: renameat2(2) with two NUL-terminated paths that outlive the call.
+                let r = unsafe {
+                    libc::syscall(
+                        libc::SYS_renameat2,
+                        libc::AT_FDCWD,
+                        from.as_ptr(),
+                        libc::AT_FDCWD,
+                        to.as_ptr(),
+                        *flags,
+                    )
+                };
+                if r < 0 {
+                    return Err(Failure::Errno(Errno::last()));
+                }
+            }
+            Op::Tmpfile { dir, link, len } => {
+                let fd = open(dir.as_c_str(), OFlag::O_TMPFILE | OFlag::O_RDWR, Mode::from_bits_truncate(0o644))?;
+                let f = File::from(fd);
+                let n = f.write_at(&vec![0x54u8; *len], 0);
+                let r = match (n, link) {
+                    (Ok(w), _) if w != *len => Err(Failure::Errno(Errno::EIO)),
+                    (Err(e), _) => Err(e.into()),
+                    (Ok(_), Some(l)) => {
+                        nix::unistd::linkat(&f, c"", AT_FDCWD, l.as_c_str(), nix::fcntl::AtFlags::AT_EMPTY_PATH)
+                            .map_err(Failure::from)
+                    }
+                    (Ok(_), None) => Ok(()),
+                };
+                drop(f);
+                r?
+            }
             Op::Seek { path, hole, off } => {
                 use nix::unistd::Whence;
                 let fd = open(path.as_c_str(), OFlag::O_RDONLY, Mode::empty())?;

@@ -24,9 +24,9 @@
 //! symlink (up to the 4,095-byte limit), readlink, unlink, mkdir, rmdir, fsync, fdatasync, sync,
 //! chmod (with set-id bits), utimensat with nanoseconds (files, directories, symlinks), lstat,
 //! lseek SEEK_DATA/SEEK_HOLE, FIEMAP (the file ranges mapped);
-//! names of 255 and 256 bytes. Left out (issue 11): mknod (vexfs has it since format v3; the
-//! model has no special files yet), xattrs other than the embedding, fallocate, mmap writes,
-//! O_DIRECT, RENAME_EXCHANGE/WHITEOUT.
+//! names of 255 and 256 bytes. Left out (issue 11): mknod, O_TMPFILE, RENAME_EXCHANGE/WHITEOUT
+//! (vexfs has them; the model does not yet: guest 018 tests them), xattrs other than the
+//! embedding, fallocate, mmap writes, O_DIRECT.
 //!
 //! Sizes are bounded so that no file has more than `--file-blocks` allocated 4 KiB blocks (default
 //! 200) and a seed's files together no more than `--total-blocks` (default 4096), to keep a seed
