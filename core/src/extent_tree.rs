@@ -739,6 +739,51 @@ impl Tree {
         Ok(())
     }
 
+    /// Removes the extent whose `logical` is `logical` (its data blocks are the caller's to
+    /// free). A leaf it empties is freed and leaves its parent (a parent emptied in turn too);
+    /// a node whose first entry goes gives its new first key to its parent. Returns `true`
+    /// when the whole tree was freed (the root included: the caller clears `extent_block`).
+    /// Writes at most `depth + 1` nodes. Errors: `Corrupt` if no extent starts at `logical`,
+    /// the store's.
+    pub fn remove<S: TreeStore>(&self, s: &mut S, logical: u64) -> Result<bool, S::Error> {
+        let owner = self.owner;
+        let p = self.descend(s, Toward::Key(logical))?;
+        let d = p.depth;
+        let Level { node: leaf, at, count: c, .. } = p.leaf();
+        let Some(i) = at.checked_sub(1) else {
+            return Err(corrupt("removed extent not found", logical));
+        };
+        let found = s.read(leaf, |b| Extent::decode(&entry(b, i)?, 0))??;
+        if u64::from(found.logical) != logical {
+            return Err(corrupt("removed extent not found", logical));
+        }
+        // From the leaf up: the first node that keeps an entry after the removal.
+        let (mut level, mut idx, mut n) = (d, i, c);
+        loop {
+            let node = p.lv(level).node;
+            if n > 1 {
+                let new_first = s.write(node, |b| {
+                    remove_at(b, n, idx);
+                    seal(b, node, owner);
+                    entry(b, 0).map(|r| key_of(&r))
+                })??;
+                if idx == 0 {
+                    self.fix_keys(s, &p, level, new_first)?;
+                }
+                return Ok(false);
+            }
+            // The node held only this entry: it goes.
+            s.free(node)?;
+            if level == 0 {
+                return Ok(true);
+            }
+            level -= 1;
+            let up = p.lv(level);
+            idx = up.at;
+            n = up.count;
+        }
+    }
+
     /// Removes the mapping of file blocks `from ..` (an extent across `from` is cut), from the
     /// end, emptying at most `leaves` leaves per call; `free_data(store, start, len)` frees each
     /// run of device blocks unmapped. A call writes at most `depth + 1` nodes per leaf it

@@ -321,6 +321,100 @@ impl FileExtents {
         Ok(true)
     }
 
+    /// Unmaps file blocks `from .. to` (a hole punched in the file): extents inside the range
+    /// go, extents across its ends are cut, an extent across both is split in two (a new
+    /// extent: it may need a node, `ENOSPC`). At most `budget` extents per call;
+    /// `free_data(store, start, len)` frees each run of device blocks unmapped, after the map
+    /// no longer holds it. Returns whether it is done; when not, the map is consistent (less of
+    /// the range mapped) and the caller calls again. On an error the map is consistent and
+    /// maps no block that was freed. Errors: the store's (`ENOSPC` for a split), `Corrupt`.
+    pub fn punch<S: TreeStore>(
+        &mut self,
+        s: &mut S,
+        from: u64,
+        to: u64,
+        budget: usize,
+        mut free_data: impl FnMut(&mut S, u64, u64) -> Result<(), S::Error>,
+    ) -> Result<bool, S::Error> {
+        let mut left = budget;
+        while from < to {
+            // The first extent reaching past `from`.
+            let mut first = None;
+            self.for_each(s, from, |e| {
+                first = Some(e);
+                false
+            })?;
+            let Some(e) = first else { return Ok(true) };
+            let (lo, hi) = (u64::from(e.logical), e.logical_end());
+            if lo >= to {
+                return Ok(true);
+            }
+            if left == 0 {
+                return Ok(false);
+            }
+            left -= 1;
+            let cut_from = lo.max(from);
+            let cut_to = hi.min(to);
+            let dev = |l: u64| e.start.saturating_add(l - lo);
+            let len32 = |n: u64| u32::try_from(n).unwrap_or(0);
+            if lo < from && hi > to {
+                // Split: the left part stays, the right part becomes a new extent.
+                let left_part = Extent { len: len32(from - lo), ..e };
+                let right_part = Extent { logical: len32(to), len: len32(hi - to), start: dev(to) };
+                self.replace(s, e, left_part)?;
+                if let Err(err) = self.insert(s, right_part) {
+                    // Undo: the extent grows back (no node needed).
+                    self.replace(s, left_part, e)?;
+                    return Err(err);
+                }
+            } else if lo < from {
+                self.replace(s, e, Extent { len: len32(from - lo), ..e })?;
+            } else if hi > to {
+                self.replace(s, e, Extent { logical: len32(to), len: len32(hi - to), start: dev(to) })?;
+            } else {
+                self.remove(s, e)?;
+            }
+            free_data(s, dev(cut_from), cut_to - cut_from)?;
+        }
+        Ok(true)
+    }
+
+    /// Removes extent `e` (inline or in the tree). An inline slot freed while the tree exists
+    /// takes the tree's first extent, so that the tree exists only behind 6 inline extents.
+    fn remove<S: TreeStore>(&mut self, s: &mut S, e: Extent) -> Result<(), S::Error> {
+        let n = self.inline_count();
+        if let Some(i) = self.inline.iter().take(n).position(|x| *x == e) {
+            if let Some(tail) = self.inline.get_mut(i..n) {
+                tail.rotate_left(1);
+            }
+            if let Some(last) = self.inline.get_mut(n - 1) {
+                *last = Extent::default();
+            }
+            if let Some(t) = self.tree() {
+                // The tree's first extent moves inline (its `lo` is still the old inline end).
+                let mut first = None;
+                t.for_each(s, 0, |x| {
+                    first = Some(x);
+                    false
+                })?;
+                let f = first.ok_or_else(|| corrupt::<S::Error>("empty extent tree", self.root))?;
+                if t.remove(s, u64::from(f.logical))? {
+                    self.root = 0;
+                }
+                if let Some(last) = self.inline.get_mut(n - 1) {
+                    *last = f;
+                }
+            }
+        } else {
+            let t = self.tree().ok_or_else(|| corrupt::<S::Error>("removed extent not found", u64::from(e.logical)))?;
+            if t.remove(s, u64::from(e.logical))? {
+                self.root = 0;
+            }
+        }
+        self.nr_extents = self.nr_extents.saturating_sub(1);
+        Ok(())
+    }
+
     /// Calls `f` on every node block of the tree with its depth (fsck's count of the file's
     /// extent blocks). Errors: the store's, `Corrupt`.
     pub fn for_each_node<S: TreeStore>(&self, s: &mut S, f: impl FnMut(u64, usize)) -> Result<(), S::Error> {
@@ -478,6 +572,86 @@ mod tests {
             assert_eq!(fx, FileExtents { owner: 7, ..empty() });
             assert!(m.used.is_empty(), "{} node blocks leaked", m.used.len());
         }
+    }
+
+    #[test]
+    fn punched_holes_match_a_model() {
+        for seed in 1..=6u64 {
+            let mut rng = Rng(seed * 0x2545_f491_4f6c_dd1d);
+            let mut m = Mem::new(1 << 30);
+            let mut fx = empty();
+            let mut model = BTreeMap::new();
+            let mut dev = 1_000u64;
+            for round in 0..40 {
+                // Runs of blocks, mostly contiguous on the device (long extents to split).
+                for _ in 0..200 {
+                    let l = rng.next() % 20_000;
+                    let run = 1 + rng.next() % 40;
+                    for k in l..l + run {
+                        if model.contains_key(&k) {
+                            break;
+                        }
+                        dev += 1;
+                        fx.add_block(&mut m, k, dev).unwrap();
+                        model.insert(k, dev);
+                    }
+                    dev += 1;
+                }
+                // Punch a few ranges, a small budget per call.
+                for _ in 0..5 {
+                    let a = rng.next() % 20_000;
+                    let b = a + rng.next() % if round % 4 == 0 { 8_000 } else { 60 };
+                    let mut freed = BTreeSet::new();
+                    while !fx
+                        .punch(&mut m, a, b, 1 + (rng.next() % 7) as usize, |_, start, len| {
+                            for d in start..start + len {
+                                assert!(freed.insert(d), "device block {d} freed twice");
+                            }
+                            Ok(())
+                        })
+                        .unwrap()
+                    {
+                        fx.check_inode().unwrap();
+                    }
+                    let gone: BTreeSet<u64> = model.range(a..b).map(|(_, &d)| d).collect();
+                    model.retain(|&l, _| l < a || l >= b);
+                    assert_eq!(freed, gone, "the device blocks freed are those unmapped");
+                }
+                check(&fx, &mut m, &model);
+            }
+            // Punch everything: the tree goes.
+            while !fx.punch(&mut m, 0, u64::from(u32::MAX), 50, |_, _, _| Ok(())).unwrap() {}
+            assert_eq!(fx, FileExtents { owner: 7, ..empty() });
+            assert!(m.used.is_empty(), "{} node blocks leaked", m.used.len());
+        }
+    }
+
+    #[test]
+    fn a_split_without_a_node_changes_nothing() {
+        let mut m = Mem::new(1 << 30);
+        let mut fx = empty();
+        // Inline full, the root leaf full (one-block extents every other block), then one
+        // long extent at the end: splitting it needs a new extent in a full tree.
+        let mut l = 0u64;
+        while fx.nr_extents < (INLINE_EXTENTS + crate::extent_tree::NODE_ENTRIES - 1) as u32 {
+            fx.add_block(&mut m, l, 10_000 + 2 * l).unwrap();
+            l += 2;
+        }
+        for k in 0..10 {
+            fx.add_block(&mut m, l + k, 50_000 + k).unwrap();
+        }
+        m.end = m.next;
+        let before = (fx, m.blocks.clone(), m.used.clone());
+        let mut freed = 0;
+        assert!(fx
+            .punch(&mut m, l + 3, l + 5, 10, |_, _, n| {
+                freed += n;
+                Ok(())
+            })
+            .is_err());
+        assert_eq!((fx, m.blocks.clone(), m.used.clone(), freed), (before.0, before.1, before.2, 0));
+        // A cut at the end needs no node.
+        fx.punch(&mut m, l + 5, l + 10, 10, |_, _, _| Ok(())).unwrap();
     }
 
     #[test]
