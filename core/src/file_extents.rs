@@ -337,7 +337,10 @@ impl FileExtents {
         mut free_data: impl FnMut(&mut S, u64, u64) -> Result<(), S::Error>,
     ) -> Result<bool, S::Error> {
         let mut left = budget;
-        while from < to {
+        if from >= to {
+            return Ok(true);
+        }
+        loop {
             // The first extent reaching past `from`.
             let mut first = None;
             self.for_each(s, from, |e| {
@@ -376,7 +379,6 @@ impl FileExtents {
             }
             free_data(s, dev(cut_from), cut_to - cut_from)?;
         }
-        Ok(true)
     }
 
     /// Removes extent `e` (inline or in the tree). An inline slot freed while the tree exists
