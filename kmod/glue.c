@@ -6,6 +6,7 @@
  */
 #include <linux/blkdev.h>
 #include <linux/buffer_head.h>
+#include <linux/falloc.h>
 #include <linux/fiemap.h>
 #include <linux/fs.h>
 #include <linux/fs_context.h>
@@ -696,18 +697,19 @@ static int vexfs_setattr(struct mnt_idmap *idmap, struct dentry *dentry, struct 
 		/* The page cache first, outside the handle: a commit never waits for a page. */
 		truncate_setsize(inode, attr->ia_size);
 	}
+	if (attr->ia_valid & ATTR_SIZE) {
+		/* In handles of its own, a tree leaf each (a large file's truncate is several
+		 * transactions; between them its disk size covers what is still mapped). A
+		 * failure aborted the journal: no later part of this truncate is committed. */
+		err = vexfs_rs_truncate_blocks(inode);
+		if (err)
+			return err;
+	}
 	err = vexfs_c_handle_start(inode->i_sb, &h, VEXFS_TXN_DELETE);
 	if (err)
 		return err;
-	if (attr->ia_valid & ATTR_SIZE) {
-		/* A failure aborted the journal: nothing of this truncate is committed. */
-		err = vexfs_rs_truncate_blocks(inode);
-		if (err) {
-			vexfs_c_handle_stop(inode->i_sb, &h);
-			return err;
-		}
+	if (attr->ia_valid & ATTR_SIZE)
 		inode_set_mtime_to_ts(inode, inode_set_ctime_current(inode));
-	}
 	setattr_copy(&nop_mnt_idmap, inode, attr);
 	mark_inode_dirty(inode);
 	vexfs_c_handle_stop(inode->i_sb, &h);
@@ -742,6 +744,113 @@ static loff_t vexfs_llseek(struct file *file, loff_t offset, int whence)
 	return vfs_setpos(file, pos, inode->i_sb->s_maxbytes);
 }
 
+int vexfs_c_zeroout(struct super_block *sb, u64 block, u64 count)
+{
+	return sb_issue_zeroout(sb, block, count, GFP_NOFS);
+}
+
+/* Writes zeros over bytes pos .. pos + len (inside one block, below i_size) through the page
+ * cache, as a write(2) would (write_begin/write_end, each in its handle); i_rwsem held. */
+static int vexfs_write_zeros(struct file *file, loff_t pos, size_t len)
+{
+	struct kiocb kiocb;
+	struct kvec kv = { .iov_base = page_address(ZERO_PAGE(0)), .iov_len = len };
+	struct iov_iter iter;
+	ssize_t n;
+
+	init_sync_kiocb(&kiocb, file);
+	kiocb.ki_pos = pos;
+	iov_iter_kvec(&iter, ITER_SOURCE, &kv, 1, len);
+	n = generic_perform_write(&kiocb, &iter);
+	if (n < 0)
+		return n;
+	return n == len ? 0 : -EIO;
+}
+
+/* Zeros bytes start .. end of the file where they lie in a mapped block and below i_size (a
+ * hole, or bytes past the end, read as zeros already): the partial blocks at the ends of a
+ * punched or zeroed range. */
+static int vexfs_zero_partial(struct file *file, loff_t start, loff_t end)
+{
+	struct inode *inode = file_inode(file);
+	loff_t size = i_size_read(inode);
+	int mapped;
+
+	if (end > size)
+		end = size;
+	if (start >= end)
+		return 0;
+	mapped = vexfs_rs_block_mapped(inode, start >> PAGE_SHIFT);
+	if (mapped <= 0)
+		return mapped;
+	return vexfs_write_zeros(file, start, end - start);
+}
+
+/* The size after fallocate without KEEP_SIZE, in a handle. */
+static int vexfs_extend_size_h(struct inode *inode, loff_t size)
+{
+	if (size > i_size_read(inode)) {
+		i_size_write(inode, size);
+		inode_set_mtime_to_ts(inode, inode_set_ctime_current(inode));
+		mark_inode_dirty(inode);
+	}
+	return 0;
+}
+
+/*
+ * fallocate: 0 and KEEP_SIZE allocate the range's holes (zeroed on the device: no unwritten
+ * extents), PUNCH_HOLE | KEEP_SIZE unmaps it (the partial blocks at its ends zeroed),
+ * ZERO_RANGE punches and allocates (KEEP_SIZE or not). With KEEP_SIZE nothing is allocated
+ * past the size (a known gap: no preallocation past the end of a file). Other modes:
+ * EOPNOTSUPP.
+ */
+static long vexfs_fallocate(struct file *file, int mode, loff_t offset, loff_t len)
+{
+	struct inode *inode = file_inode(file);
+	loff_t end = offset + len;
+	loff_t first = round_up(offset, PAGE_SIZE), last = round_down(end, PAGE_SIZE);
+	int err;
+
+	if (mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE))
+		return -EOPNOTSUPP;
+	if ((mode & FALLOC_FL_PUNCH_HOLE) && (mode & FALLOC_FL_ZERO_RANGE))
+		return -EOPNOTSUPP;
+	inode_lock(inode);
+	err = file_modified(file);
+	if (err)
+		goto out;
+	filemap_invalidate_lock(inode->i_mapping);
+	if (mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) {
+		if (first > last) {
+			/* Inside one block. */
+			err = vexfs_zero_partial(file, offset, end);
+		} else {
+			err = vexfs_zero_partial(file, offset, first);
+			if (!err)
+				err = vexfs_zero_partial(file, last, end);
+			if (!err && first < last) {
+				truncate_pagecache_range(inode, first, last - 1);
+				err = vexfs_rs_punch(inode, first >> PAGE_SHIFT, last >> PAGE_SHIFT);
+			}
+		}
+	}
+	if (!err && !(mode & FALLOC_FL_PUNCH_HOLE)) {
+		/* With KEEP_SIZE, nothing past the size: a file maps no block past its end
+		 * (docs/FORMAT.md; no unwritten extents to tell a preallocation from a lost size). */
+		loff_t alloc_end = (mode & FALLOC_FL_KEEP_SIZE) ? min(end, i_size_read(inode)) : end;
+
+		if (alloc_end > offset)
+			err = vexfs_rs_alloc_range(inode, offset >> PAGE_SHIFT,
+						   DIV_ROUND_UP(alloc_end, PAGE_SIZE));
+		if (!err && !(mode & FALLOC_FL_KEEP_SIZE))
+			err = VEXFS_IN_HANDLE(inode->i_sb, VEXFS_TXN_SMALL, vexfs_extend_size_h(inode, end));
+	}
+	filemap_invalidate_unlock(inode->i_mapping);
+out:
+	inode_unlock(inode);
+	return err;
+}
+
 int vexfs_c_fiemap_fill(struct fiemap_extent_info *fi, u64 logical, u64 phys, u64 len, int last)
 {
 	return fiemap_fill_next_extent(fi, logical, phys, len, last ? FIEMAP_EXTENT_LAST : 0);
@@ -767,6 +876,7 @@ static const struct file_operations vexfs_file_fops = {
 	.splice_write = iter_file_splice_write,
 	.unlocked_ioctl = vexfs_ioctl,
 	.compat_ioctl = compat_ptr_ioctl,
+	.fallocate = vexfs_fallocate,
 };
 
 static const struct inode_operations vexfs_file_iops = {

@@ -60,6 +60,8 @@ bool vexfs_c_index_running(struct vexfs_mount *m);
 void vexfs_c_index_stop(struct vexfs_mount *m);
 void vexfs_rs_index_work(struct super_block *sb);
 int vexfs_c_relax(void);
+/* Writes zeros to device blocks block .. block + count (sb_issue_zeroout); waits. */
+int vexfs_c_zeroout(struct super_block *sb, u64 block, u64 count);
 /* fiemap_fill_next_extent for one extent (bytes), FIEMAP_EXTENT_LAST when last: 0, 1 (the
  * user's array is full) or a negative errno. */
 int vexfs_c_fiemap_fill(struct fiemap_extent_info *fi, u64 logical, u64 phys, u64 len, int last);
@@ -113,6 +115,12 @@ void vexfs_rs_handle_failed(struct super_block *sb, int err);
 bool vexfs_rs_retry_alloc(struct super_block *sb, u32 *retries);
 /* Rust: lseek SEEK_DATA (hole 0) or SEEK_HOLE (hole 1) from offset: the offset or -errno. */
 s64 vexfs_rs_seek_data_hole(struct inode *inode, s64 offset, int hole);
+/* Rust: fallocate's unmapping of file blocks from .. to (PUNCH_HOLE, ZERO_RANGE). */
+int vexfs_rs_punch(struct inode *inode, u64 from, u64 to);
+/* Rust: fallocate's allocation of the unmapped file blocks from .. to, zeroed. */
+int vexfs_rs_alloc_range(struct inode *inode, u64 from, u64 to);
+/* Rust: whether file block blk of inode is mapped (1), a hole (0), or -errno. */
+int vexfs_rs_block_mapped(struct inode *inode, u64 blk);
 /* Rust: fiemap of bytes start .. start + len, after fiemap_prep. */
 int vexfs_rs_fiemap(struct inode *inode, struct fiemap_extent_info *fieinfo, u64 start, u64 len);
 void vexfs_c_handle_stop(struct super_block *sb, struct vexfs_handle *h);

@@ -476,6 +476,9 @@ fn truncate_in_steps(
                     None => Ok(()),
                 };
                 inode.store(&g, &st);
+                // The disk inode in this handle (its size no longer covers the freed blocks),
+                // unless `last` freed it.
+                let r = r.and_then(|()| if st.on_disk { write_disk_inode(&g, inode, &st) } else { Ok(()) });
                 return r.map_err(|e| (e, true));
             }
             Ok(false) => {
@@ -496,8 +499,100 @@ fn truncate_in_steps(
     }
 }
 
-/// Frees the blocks past `i_size` (after truncate or a failed write). The page cache and
-/// `i_size` were cut before (outside the handle), so a failure here cannot be undone: it is
+/// Whether an error met half way through an operation aborts the journal (as glue.c's
+/// `VEXFS_IN_HANDLE`): an I/O error or corruption.
+fn aborts(e: Error) -> bool {
+    e == EIO || e.to_errno() == -crate::error::EUCLEAN
+}
+
+/// `fallocate(PUNCH_HOLE)` (and `ZERO_RANGE`) on whole blocks: unmaps and frees file blocks
+/// `from .. to` (the caller dropped their pages and holds `i_rwsem` and the invalidate lock),
+/// one extent per journal handle ([`TxnKind::Worst`](crate::txn::TxnKind::Worst): a split may
+/// take a tree's worst insertion, the freed run any bitmap block). Every handle leaves a valid
+/// map, so a crash leaves the hole punched part of the way. Errors: `ENOSPC` (a split found no
+/// block for a node: nothing of that step done), `EROFS`, `EUCLEAN` and `EIO` (these abort the
+/// journal).
+pub fn punch_blocks(inode: &Inode, from: u64, to: u64) -> Result {
+    let sb = inode.sb();
+    loop {
+        let _h = Handle::start(sb, crate::txn::TxnKind::Worst)?;
+        let mut g = sb.lock();
+        let mut st = inode.load(&g);
+        let mut fx = extents_of(sb, inode.ino(), &st);
+        let mut blocks = st.blocks;
+        let r = {
+            let mut s = TxnStore { g: &mut g, blocks: &mut blocks };
+            fx.punch(&mut s, from, to, 1, |s, start, len| s.free_run(start, len)).map_err(|e| tree_err(sb, e))
+        };
+        st.blocks = blocks;
+        set_extents(&mut st, &fx);
+        inode.store(&g, &st);
+        let r = r.and_then(|done| write_disk_inode(&g, inode, &st).map(|()| done));
+        drop(g);
+        match r {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(e) => {
+                if aborts(e) {
+                    crate::txn::failed(sb, "punching a hole", e);
+                }
+                return Err(e);
+            }
+        }
+        drop(_h);
+        let _ = crate::vfs::access::relax();
+    }
+}
+
+/// `fallocate` (modes 0, `KEEP_SIZE`, `ZERO_RANGE`): allocates every unmapped file block of
+/// `from .. to` and writes zeros to it on the device before the transaction that maps it
+/// commits (there are no unwritten extents: a preallocated block reads as zeros because it
+/// is zeros), one block per journal handle as a buffered write does. The caller holds
+/// `i_rwsem` and sets the size. Stops at a fatal signal (`EINTR`; what was allocated stays,
+/// zeroed). Errors: `ENOSPC`, `EFBIG`, `EINTR`, `EROFS`, `EUCLEAN`, `EIO`.
+pub fn alloc_range(inode: &Inode, from: u64, to: u64) -> Result {
+    let sb = inode.sb();
+    let mut l = from;
+    while l < to {
+        let mapped = {
+            let g = sb.lock();
+            let st = inode.load(&g);
+            map_block(inode, &st, l)?
+        };
+        if let Some((_, run)) = mapped {
+            l = l.saturating_add(run.max(1));
+            continue;
+        }
+        let h = Handle::start(sb, crate::txn::TxnKind::Small)?;
+        let r = (|| -> Result {
+            let mut g = sb.lock();
+            let mut st = inode.load(&g);
+            let pb = alloc_file_block(&mut g, inode, &mut st, l)?;
+            inode.store(&g, &st);
+            let w = write_disk_inode(&g, inode, &st);
+            drop(g);
+            w?;
+            // Zeros on the device before the commit (this handle holds it back) maps the block.
+            // SAFETY: a data block of this mounted filesystem, just allocated to this file.
+            kernel::error::to_result(unsafe { crate::ffi::vexfs_c_zeroout(sb.as_ptr(), pb, 1) })
+        })();
+        drop(h);
+        if let Err(e) = r {
+            if aborts(e) {
+                crate::txn::failed(sb, "allocating a file's blocks", e);
+            }
+            return Err(e);
+        }
+        l += 1;
+        crate::vfs::access::relax()?;
+    }
+    Ok(())
+}
+
+/// Frees the blocks past `i_size` (after truncate or a failed write), in journal handles of its
+/// own ([`truncate_in_steps`]; nested in the caller's when it holds one: a failed write's),
+/// the disk inode written in the last. The page cache and `i_size` were cut before (outside
+/// the handle), so a failure here cannot be undone: it is
 /// logged and aborts the journal (whatever the errno, an ENOMEM too), so that neither the new
 /// size without the freeing nor half of the freeing is ever committed; the next mount finds
 /// the last commit. Errors: the failure's (`EROFS` on a read-only or aborted journal).
@@ -505,10 +600,7 @@ pub fn truncate_blocks(inode: &Inode) -> Result {
     let sb = inode.sb();
     let keep = inode.size().div_ceil(BLOCK_SIZE as u64);
     match truncate_in_steps(inode, keep, |_, _| Ok(())) {
-        Ok(()) => {
-            inode.mark_dirty();
-            Ok(())
-        }
+        Ok(()) => Ok(()),
         Err((e, _)) => {
             pr_err!("vexfs ({}): truncating inode {} failed: {:?}\n", sb.name(), inode.ino(), e);
             if e != EROFS {

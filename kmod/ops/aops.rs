@@ -116,3 +116,35 @@ pub extern "C" fn vexfs_rs_fiemap(
         }
     }
 }
+
+/// fallocate's hole: unmaps and frees file blocks `from .. to`
+/// ([`crate::inode::punch_blocks`]). 0 or a negative errno.
+#[no_mangle]
+pub extern "C" fn vexfs_rs_punch(inode: *mut bindings::inode, from: u64, to: u64) -> c_int {
+    // SAFETY: fallocate runs on an open file, which holds its inode.
+    let inode = unsafe { Inode::from_raw(inode) };
+    crate::ops::errno_of(crate::inode::punch_blocks(inode, from, to))
+}
+
+/// fallocate's allocation: maps and zeroes the unmapped file blocks of `from .. to`
+/// ([`crate::inode::alloc_range`]). 0 or a negative errno.
+#[no_mangle]
+pub extern "C" fn vexfs_rs_alloc_range(inode: *mut bindings::inode, from: u64, to: u64) -> c_int {
+    // SAFETY: as in `vexfs_rs_punch`.
+    let inode = unsafe { Inode::from_raw(inode) };
+    crate::ops::errno_of(crate::inode::alloc_range(inode, from, to))
+}
+
+/// Whether file block `blk` of `inode` is mapped: 1, 0 for a hole, or a negative errno.
+#[no_mangle]
+pub extern "C" fn vexfs_rs_block_mapped(inode: *mut bindings::inode, blk: u64) -> c_int {
+    // SAFETY: as in `vexfs_rs_punch`.
+    let inode = unsafe { Inode::from_raw(inode) };
+    let sb = inode.sb();
+    let g = sb.lock();
+    let st = inode.load(&g);
+    match crate::inode::map_block(inode, &st, blk) {
+        Ok(m) => c_int::from(m.is_some()),
+        Err(e) => e.to_errno(),
+    }
+}

@@ -25,7 +25,8 @@
 //! (lseek SEEK_DATA or SEEK_HOLE; prints the offset found on a line before `ok`), `rename2 FROM TO
 //! exchange|whiteout|noreplace` (renameat2 with that flag), `tmpfile DIR LEN [LINK]` (an O_TMPFILE
 //! file in DIR, LEN bytes of 0x54 written, then linked as LINK with linkat(AT_EMPTY_PATH), or
-//! closed unnamed); each opens what it
+//! closed unnamed), `fallocate PATH MODE OFFSET LEN` (MODE `alloc` 0, `keep` KEEP_SIZE, `punch`
+//! PUNCH_HOLE|KEEP_SIZE, `zero` ZERO_RANGE, `zero-keep`, `collapse` COLLAPSE_RANGE); each opens what it
 //! needs and closes it before it ends. Several operations joined by `+` run in order, in one
 //! process, until the first that fails (`truncate t 100000 + write t 90000 100`); the errno
 //! printed is that one's, followed by ` in operation K` when it is not the first (K counts from
@@ -63,7 +64,7 @@ const USAGE: &str = "usage: faultops OP [+ OP]... | resident DEV, where OP is on
 | symlink LEN PATH | rename FROM TO | unlink PATH | write PATH OFFSET LEN [BYTE] | mmap-write PATH OFFSET LEN [BYTE] \
 | truncate PATH SIZE | fsync PATH | syncfs PATH | set PATH FVECS FIRST_ROW COUNT [index-now] | rm-embedding PATH \
 | interleave A B TOTAL CHUNK | fill STRIDE PATH... | fill-n N STRIDE PATH... | check-fill STRIDE PATH... | mknod PATH p|s|c|b MAJOR MINOR | seek PATH data|hole OFFSET | rename2 FROM TO exchange|whiteout|noreplace \
-| tmpfile DIR LEN [LINK]; \
+| tmpfile DIR LEN [LINK] | fallocate PATH alloc|keep|punch|zero|zero-keep|collapse OFFSET LEN; \
 FAIL_NTH=N in the environment fails the N-th fault-injection point of the operations";
 
 /// The fail-nth file: `/proc/thread-self/fail-nth`.
@@ -234,6 +235,7 @@ enum Op {
     Seek { path: CString, hole: bool, off: i64 },
     Rename2 { from: CString, to: CString, flags: u32 },
     Tmpfile { dir: CString, link: Option<CString>, len: usize },
+    Fallocate { path: CString, mode: i32, off: i64, len: i64 },
     CheckFill { stride: u64, files: Vec<CString> },
 }
 
@@ -301,6 +303,19 @@ impl Op {
                 len: usize::try_from(num(len)?).map_err(|_| usage("bad length"))?,
                 link: rest.first().map(|p| path(p)).transpose()?,
             },
+            ["fallocate", p, how, off, len] => {
+                use nix::libc;
+                let mode = match *how {
+                    "alloc" => 0,
+                    "keep" => libc::FALLOC_FL_KEEP_SIZE,
+                    "punch" => libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                    "zero" => libc::FALLOC_FL_ZERO_RANGE,
+                    "zero-keep" => libc::FALLOC_FL_ZERO_RANGE | libc::FALLOC_FL_KEEP_SIZE,
+                    "collapse" => libc::FALLOC_FL_COLLAPSE_RANGE,
+                    _ => return Err(usage("fallocate mode: alloc, keep, punch, zero, zero-keep or collapse")),
+                };
+                Op::Fallocate { path: path(p)?, mode, off: off_t(num(off)?)?, len: off_t(num(len)?)? }
+            }
             ["seek", p, w @ ("data" | "hole"), off] => {
                 Op::Seek { path: path(p)?, hole: *w == "hole", off: off_t(num(off)?)? }
             }
@@ -400,6 +415,16 @@ impl Op {
                 };
                 drop(f);
                 r?
+            }
+            Op::Fallocate { path, mode, off, len } => {
+                let fd = open(path.as_c_str(), OFlag::O_WRONLY | OFlag::O_CREAT, Mode::from_bits_truncate(0o644))?;
+                // SAFETY: fallocate(2) on a descriptor we own.
+                let r = unsafe { nix::libc::fallocate(fd.as_raw_fd(), *mode, *off, *len) };
+                let e = Errno::last();
+                close(fd)?;
+                if r < 0 {
+                    return Err(Failure::Errno(e));
+                }
             }
             Op::Seek { path, hole, off } => {
                 use nix::unistd::Whence;
