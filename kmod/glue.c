@@ -866,10 +866,62 @@ static int vexfs_fiemap(struct inode *inode, struct fiemap_extent_info *fieinfo,
 	return vexfs_rs_fiemap(inode, fieinfo, start, len);
 }
 
+/*
+ * O_DIRECT, served through the page cache (as ext4 falls back to buffered I/O where it cannot
+ * do direct I/O): a read first writes back the cached pages it covers; a write goes through
+ * the cache and is written back, and its pages dropped, before it returns. The data is on the
+ * device when a direct write returns, and a direct read sees every earlier write; alignment
+ * is not required.
+ */
+static int vexfs_file_open(struct inode *inode, struct file *file)
+{
+	file->f_mode |= FMODE_CAN_ODIRECT;
+	return generic_file_open(inode, file);
+}
+
+static ssize_t vexfs_read_iter(struct kiocb *iocb, struct iov_iter *to)
+{
+	if (iocb->ki_flags & IOCB_DIRECT) {
+		struct address_space *mapping = iocb->ki_filp->f_mapping;
+		size_t count = iov_iter_count(to);
+		int err;
+
+		if (!count)
+			return 0;
+		err = filemap_write_and_wait_range(mapping, iocb->ki_pos, iocb->ki_pos + count - 1);
+		if (err)
+			return err;
+		iocb->ki_flags &= ~IOCB_DIRECT;
+	}
+	return generic_file_read_iter(iocb, to);
+}
+
+static ssize_t vexfs_write_iter(struct kiocb *iocb, struct iov_iter *from)
+{
+	struct address_space *mapping = iocb->ki_filp->f_mapping;
+	bool direct = iocb->ki_flags & IOCB_DIRECT;
+	loff_t pos = iocb->ki_pos;
+	ssize_t n;
+	int err;
+
+	iocb->ki_flags &= ~IOCB_DIRECT;
+	n = generic_file_write_iter(iocb, from);
+	if (n <= 0 || !direct)
+		return n;
+	/* ki_pos is past the data written (O_APPEND: pos was the old end). */
+	pos = iocb->ki_pos - n;
+	err = filemap_write_and_wait_range(mapping, pos, pos + n - 1);
+	if (err)
+		return err;
+	invalidate_mapping_pages(mapping, pos >> PAGE_SHIFT, (pos + n - 1) >> PAGE_SHIFT);
+	return n;
+}
+
 static const struct file_operations vexfs_file_fops = {
+	.open = vexfs_file_open,
 	.llseek = vexfs_llseek,
-	.read_iter = generic_file_read_iter,
-	.write_iter = generic_file_write_iter,
+	.read_iter = vexfs_read_iter,
+	.write_iter = vexfs_write_iter,
 	.mmap = vexfs_mmap,
 	.fsync = vexfs_fsync,
 	.splice_read = filemap_splice_read,
@@ -1370,6 +1422,9 @@ static int vexfs_fill_super(struct super_block *sb, struct fs_context *fc)
 	sb->s_op = &vexfs_sops;
 	sb->s_xattr = vexfs_xattr_handlers;
 	sb->s_time_gran = 1;
+	/* The disk inode's link count is a u16: the VFS refuses a link past it (EMLINK), a
+	 * directory's subdirectories included, instead of the count being clamped on disk. */
+	sb->s_max_links = U16_MAX;
 	err = vexfs_rs_fill_super(sb, !!(fc->sb_flags & SB_SILENT));
 	/* Until here (corruption found while mounting fails the mount) the default applies. */
 	if (!err)

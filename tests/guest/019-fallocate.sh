@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# fallocate (issue 11 item 1) against ext4 in the same guest: the same sequence on an ext4 disk
+# fallocate (issue 11 item 1) and O_DIRECT (item 3) against ext4 in the same guest: the same sequence on an ext4 disk
 # and a vexfs disk, and after every step the same size and the same bytes (md5) on both:
 # a 40 KiB file; PUNCH_HOLE|KEEP_SIZE across partial blocks (edges zeroed, whole blocks
 # unmapped: vexfs's block count drops by them); ZERO_RANGE|KEEP_SIZE past the end (the size
@@ -7,7 +7,9 @@
 # the whole file (holes filled, the size stays); a write into a punched hole; ZERO_RANGE
 # across blocks. Then a sparse file of 600 one-block extents (an extent tree) punched through
 # its middle in one call (many journal handles: an extent each), and a punch that splits an
-# extent. All again after a remount. vexfs refuses COLLAPSE_RANGE (EOPNOTSUPP). fsck.vexfs -n
+# extent. O_DIRECT writes and reads, mixed with buffered writes (vexfs serves O_DIRECT through
+# the page cache, written back before a direct write returns). All again after a remount.
+# vexfs refuses COLLAPSE_RANGE (EOPNOTSUPP). fsck.vexfs -n
 # clean in the guest and on the host. Known gap: KEEP_SIZE past the end allocates nothing on
 # vexfs (no unwritten extents: a file maps no block past its size), so block counts are not
 # compared with ext4's.
@@ -66,10 +68,20 @@ both write g 0 409600 67
 both fallocate g punch 102400 8192
 same g "a split extent"
 
+section "O_DIRECT"
+both direct-write d 0 16384 68
+same d "written with O_DIRECT"
+both write d 4096 100 69
+# A direct read sees the buffered write before it.
+both direct-read d 0 16384
+both direct-write d 8192 4096 70
+both direct-read d 4096 8192
+same d "O_DIRECT over buffered data"
+
 section "after a remount"
 must umount /mnt/vexfs
 mount_vexfs /dev/vdb /mnt/vexfs
-for x in f s g; do same $x "remounted"; done
+for x in f s g d; do same $x "remounted"; done
 must umount /mnt/vexfs
 must umount /mnt/ext4
 must fsck.vexfs -n /dev/vdb

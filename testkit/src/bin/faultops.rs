@@ -26,7 +26,10 @@
 //! exchange|whiteout|noreplace` (renameat2 with that flag), `tmpfile DIR LEN [LINK]` (an O_TMPFILE
 //! file in DIR, LEN bytes of 0x54 written, then linked as LINK with linkat(AT_EMPTY_PATH), or
 //! closed unnamed), `fallocate PATH MODE OFFSET LEN` (MODE `alloc` 0, `keep` KEEP_SIZE, `punch`
-//! PUNCH_HOLE|KEEP_SIZE, `zero` ZERO_RANGE, `zero-keep`, `collapse` COLLAPSE_RANGE); each opens what it
+//! PUNCH_HOLE|KEEP_SIZE, `zero` ZERO_RANGE, `zero-keep`, `collapse` COLLAPSE_RANGE),
+//! `direct-write PATH OFFSET LEN BYTE` and `direct-read PATH OFFSET LEN` (one pwrite or pread
+//! with O_DIRECT from a 4096-aligned buffer; the read prints the bytes read and their sha256
+//! before `ok`); each opens what it
 //! needs and closes it before it ends. Several operations joined by `+` run in order, in one
 //! process, until the first that fails (`truncate t 100000 + write t 90000 100`); the errno
 //! printed is that one's, followed by ` in operation K` when it is not the first (K counts from
@@ -64,7 +67,8 @@ const USAGE: &str = "usage: faultops OP [+ OP]... | resident DEV, where OP is on
 | symlink LEN PATH | rename FROM TO | unlink PATH | write PATH OFFSET LEN [BYTE] | mmap-write PATH OFFSET LEN [BYTE] \
 | truncate PATH SIZE | fsync PATH | syncfs PATH | set PATH FVECS FIRST_ROW COUNT [index-now] | rm-embedding PATH \
 | interleave A B TOTAL CHUNK | fill STRIDE PATH... | fill-n N STRIDE PATH... | check-fill STRIDE PATH... | mknod PATH p|s|c|b MAJOR MINOR | seek PATH data|hole OFFSET | rename2 FROM TO exchange|whiteout|noreplace \
-| tmpfile DIR LEN [LINK] | fallocate PATH alloc|keep|punch|zero|zero-keep|collapse OFFSET LEN; \
+| tmpfile DIR LEN [LINK] | fallocate PATH alloc|keep|punch|zero|zero-keep|collapse OFFSET LEN \
+| direct-write PATH OFFSET LEN BYTE | direct-read PATH OFFSET LEN; \
 FAIL_NTH=N in the environment fails the N-th fault-injection point of the operations";
 
 /// The fail-nth file: `/proc/thread-self/fail-nth`.
@@ -236,6 +240,7 @@ enum Op {
     Rename2 { from: CString, to: CString, flags: u32 },
     Tmpfile { dir: CString, link: Option<CString>, len: usize },
     Fallocate { path: CString, mode: i32, off: i64, len: i64 },
+    Direct { path: CString, off: u64, len: usize, write: Option<u8> },
     CheckFill { stride: u64, files: Vec<CString> },
 }
 
@@ -316,6 +321,18 @@ impl Op {
                 };
                 Op::Fallocate { path: path(p)?, mode, off: off_t(num(off)?)?, len: off_t(num(len)?)? }
             }
+            ["direct-write", p, off, len, val] => Op::Direct {
+                path: path(p)?,
+                off: num(off)?,
+                len: usize::try_from(num(len)?).map_err(|_| usage("bad length"))?,
+                write: Some(byte(Some(val))?),
+            },
+            ["direct-read", p, off, len] => Op::Direct {
+                path: path(p)?,
+                off: num(off)?,
+                len: usize::try_from(num(len)?).map_err(|_| usage("bad length"))?,
+                write: None,
+            },
             ["seek", p, w @ ("data" | "hole"), off] => {
                 Op::Seek { path: path(p)?, hole: *w == "hole", off: off_t(num(off)?)? }
             }
@@ -424,6 +441,30 @@ impl Op {
                 close(fd)?;
                 if r < 0 {
                     return Err(Failure::Errno(e));
+                }
+            }
+            Op::Direct { path, off, len, write } => {
+                // A buffer aligned to 4096 bytes, as O_DIRECT asks on most filesystems.
+                let mut raw = vec![0u8; len + 4096];
+                let skip = raw.as_ptr().align_offset(4096);
+                let buf = &mut raw[skip..skip + len];
+                let flags =
+                    OFlag::O_DIRECT | if write.is_some() { OFlag::O_WRONLY | OFlag::O_CREAT } else { OFlag::O_RDONLY };
+                let f = File::from(open(path.as_c_str(), flags, Mode::from_bits_truncate(0o644))?);
+                match write {
+                    Some(v) => {
+                        buf.fill(*v);
+                        if f.write_at(buf, *off)? != *len {
+                            return Err(Failure::Errno(Errno::EIO));
+                        }
+                    }
+                    None => {
+                        let n = f.read_at(buf, *off)?;
+                        use sha2::Digest;
+                        let h = sha2::Sha256::digest(&buf[..n]);
+                        // Bytes read and their sha256, before the `ok` line.
+                        println!("{n} {}", h.iter().map(|b| format!("{b:02x}")).collect::<String>());
+                    }
                 }
             }
             Op::Seek { path, hole, off } => {

@@ -23,10 +23,11 @@
 //! and non-empty directories, across types, into its own subtree, with RENAME_NOREPLACE), link,
 //! symlink (up to the 4,095-byte limit), readlink, unlink, mkdir, rmdir, fsync, fdatasync, sync,
 //! chmod (with set-id bits), utimensat with nanoseconds (files, directories, symlinks), lstat,
-//! lseek SEEK_DATA/SEEK_HOLE, FIEMAP (the file ranges mapped);
+//! lseek SEEK_DATA/SEEK_HOLE, FIEMAP (the file ranges mapped), writes through a shared mapping,
+//! fallocate (punch, zero range, allocate, keep size);
 //! names of 255 and 256 bytes. Left out (issue 11): mknod, O_TMPFILE, RENAME_EXCHANGE/WHITEOUT
 //! (vexfs has them; the model does not yet: guest 018 tests them), xattrs other than the
-//! embedding, fallocate, mmap writes, O_DIRECT.
+//! embedding, O_DIRECT (guest 019 compares it and fallocate's bytes with ext4's).
 //!
 //! Sizes are bounded so that no file has more than `--file-blocks` allocated 4 KiB blocks (default
 //! 200) and a seed's files together no more than `--total-blocks` (default 4096), to keep a seed
@@ -449,6 +450,10 @@ struct Gen {
     touched: Vec<Rel>,
     /// Number of results per name (ok, ENOENT, ...).
     results: BTreeMap<String, u64>,
+    /// Inodes fallocate touched: ext4 keeps their preallocated blocks unwritten (SEEK_DATA
+    /// skips them, FIEMAP maps them past the end) where vexfs writes zeros, so seeks and
+    /// FIEMAP are not compared on them.
+    fallocated: std::collections::BTreeSet<u64>,
 }
 
 fn errno_name(e: &io::Error) -> String {
@@ -1143,6 +1148,9 @@ impl Gen {
     /// the same; the model does not predict them: the log comparison is the check.
     fn op_seek(&mut self) -> (String, Outcome) {
         let Some((p, ino)) = self.pick_file() else { return self.op_create() };
+        if self.fallocated.contains(&ino) {
+            return self.op_stat();
+        }
         let size = self.m.size(ino);
         let off = self.rng.gen_range(0..=size + BLOCK);
         let hole = self.chance(50);
@@ -1155,11 +1163,92 @@ impl Gen {
         (format!("seek-{} {} off={off}", if hole { "hole" } else { "data" }, show(&p)), out)
     }
 
+    /// A write through a shared mapping (`mmap`, the bytes stored, `msync`) inside the file:
+    /// page faults allocate its holes (`page_mkwrite`).
+    fn op_mmap_write(&mut self) -> (String, Outcome) {
+        let Some((p, ino)) = self.pick_file() else { return self.op_create() };
+        let size = self.m.size(ino);
+        if size == 0 {
+            return self.op_write();
+        }
+        let off = self.rng.gen_range(0..size);
+        let len = self.write_len().min(size - off);
+        if !self.fits(ino, self.m.new_blocks(ino, off, len)) {
+            return self.op_read();
+        }
+        let data = self.data(len as usize);
+        let out = (|| {
+            let f = res(OpenOptions::new().read(true).write(true).open(self.path(&p)))?;
+            let start = off / BLOCK * BLOCK;
+            let map_len = usize::try_from(off + len - start).map_err(|_| "EOVERFLOW".to_string())?;
+            // SAFETY: a shared mapping of a file no other process of the test changes.
+            let mut map = res(unsafe { memmap2::MmapOptions::new().offset(start).len(map_len).map_mut(&f) })?;
+            let at = usize::try_from(off - start).map_err(|_| "EOVERFLOW".to_string())?;
+            map[at..].copy_from_slice(&data);
+            res(map.flush())?;
+            Ok("ok".to_string())
+        })();
+        if out.is_ok() {
+            self.m.write(ino, off, &data);
+        }
+        (format!("mmap-write {} off={off} len={len} sha={}", show(&p), &sha(&data)[..16]), out)
+    }
+
+    /// `fallocate`: PUNCH_HOLE|KEEP_SIZE, ZERO_RANGE (with or without KEEP_SIZE), mode 0 or
+    /// KEEP_SIZE, over a random range. The model: the range reads as zeros inside the file;
+    /// the size grows to its end without KEEP_SIZE (mode 0 keeps the bytes already there).
+    fn op_fallocate(&mut self) -> (String, Outcome) {
+        use nix::libc::{FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE};
+        let Some((p, ino)) = self.pick_file() else { return self.op_create() };
+        let size = self.m.size(ino);
+        let off = self.rng.gen_range(0..=size + BLOCK);
+        let len = self.write_len();
+        let (mut name, mut mode, mut zeroes, mut grows) = match self.rng.gen_range(0..10) {
+            0..=3 => ("punch", FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, true, false),
+            4 | 5 => ("zero", FALLOC_FL_ZERO_RANGE, true, true),
+            6 => ("zero-keep", FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, true, false),
+            7 | 8 => ("alloc", 0, false, true),
+            _ => ("keep", FALLOC_FL_KEEP_SIZE, false, false),
+        };
+        let allocates = grows || name == "keep";
+        if allocates && (off + len > self.max_size || !self.fits(ino, self.m.new_blocks(ino, off, len))) {
+            (name, mode, zeroes, grows) = ("punch", FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, true, false);
+        }
+        let out = (|| {
+            let f = res(OpenOptions::new().write(true).open(self.path(&p)))?;
+            let (o, l) = (i64::try_from(off).unwrap_or(i64::MAX), i64::try_from(len).unwrap_or(i64::MAX));
+            // SAFETY: fallocate(2) on a descriptor we own.
+            let r = unsafe { nix::libc::fallocate(std::os::fd::AsRawFd::as_raw_fd(&f), mode, o, l) };
+            if r < 0 {
+                return Err(errno_name(&io::Error::last_os_error()));
+            }
+            Ok("ok".to_string())
+        })();
+        if out.is_ok() {
+            let end = off + len;
+            if zeroes && off < size {
+                let upto = end.min(size);
+                self.m.write(ino, off, &vec![0u8; (upto - off) as usize]);
+            }
+            if grows && end > size {
+                // Past the old end: zeros (a write of zeros keeps the model's blocks right).
+                let from = off.max(size);
+                self.m.write(ino, from, &vec![0u8; (end - from) as usize]);
+            }
+            self.fallocated.insert(ino);
+            self.touched.push(p.clone());
+        }
+        (format!("fallocate-{name} {} off={off} len={len}", show(&p)), out)
+    }
+
     /// `FS_IOC_FIEMAP` (with `FIEMAP_FLAG_SYNC`) of the whole file: the file ranges it maps,
     /// merged where they touch (the device layout is each filesystem's own), and whether the
     /// last extent reported carries `FIEMAP_EXTENT_LAST`.
     fn op_fiemap(&mut self) -> (String, Outcome) {
-        let Some((p, _)) = self.pick_file() else { return self.op_create() };
+        let Some((p, ino)) = self.pick_file() else { return self.op_create() };
+        if self.fallocated.contains(&ino) {
+            return self.op_stat();
+        }
         let out = (|| {
             let f = res(File::open(self.path(&p)))?;
             fiemap_ranges(&f).map_err(|e| errno_name(&e))
@@ -1173,7 +1262,7 @@ impl Gen {
         let crowded = n > MAX_ENTRIES;
         // (weight, operation); adding operations weigh less when the tree is crowded.
         let add = if crowded { 1 } else { 10 };
-        let table: [(u32, Op); 19] = [
+        let table: [(u32, Op); 21] = [
             (add, Gen::op_create),
             (add / 2 + 1, Gen::op_mkdir),
             (18, Gen::op_write),
@@ -1193,6 +1282,8 @@ impl Gen {
             (4, Gen::op_stat),
             (4, Gen::op_seek),
             (2, Gen::op_fiemap),
+            (4, Gen::op_mmap_write),
+            (4, Gen::op_fallocate),
         ];
         let total: u32 = table.iter().map(|t| t.0).sum();
         let mut x = self.rng.gen_range(0..total);
@@ -1233,6 +1324,7 @@ fn run(a: &RunArgs) -> Result<bool, String> {
         interleave_rounds: if a.big { 600 } else { 40 },
         mismatch: None,
         touched: Vec::new(),
+        fallocated: std::collections::BTreeSet::new(),
         results: BTreeMap::new(),
     };
     let wr = |e: io::Error| format!("writing {}: {e}", a.log.display());
