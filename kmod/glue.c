@@ -626,11 +626,43 @@ static long vexfs_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 
 #define VEXFS_XATTR_NAME "vexfs.embedding" /* after the "user." prefix */
 
+/* Namespace indexes of the stored attributes (core::format::xattr). */
+#define VEXFS_XATTR_USER 1
+#define VEXFS_XATTR_TRUSTED 2
+#define VEXFS_XATTR_SECURITY 3
+
+static int vexfs_stored_get(const struct xattr_handler *handler, struct dentry *dentry,
+			    struct inode *inode, const char *name, void *buffer, size_t size)
+{
+	return vexfs_rs_xattr_get_stored(inode, handler->flags, name, strlen(name), buffer, size);
+}
+
+/* Sets or removes (value NULL) a stored attribute, in a handle; ctime follows. */
+static int vexfs_stored_set_h(struct inode *inode, int index, const char *name, const void *value,
+			      size_t size, int flags)
+{
+	int err = vexfs_rs_xattr_set_stored(inode, index, name, strlen(name), value, size, flags);
+
+	if (!err) {
+		inode_set_ctime_current(inode);
+		mark_inode_dirty(inode);
+	}
+	return err;
+}
+
+static int vexfs_stored_set(const struct xattr_handler *handler, struct mnt_idmap *idmap,
+			    struct dentry *dentry, struct inode *inode, const char *name,
+			    const void *value, size_t size, int flags)
+{
+	return VEXFS_IN_HANDLE(inode->i_sb, VEXFS_TXN_SMALL,
+			       vexfs_stored_set_h(inode, handler->flags, name, value, size, flags));
+}
+
 static int vexfs_xattr_get(const struct xattr_handler *handler, struct dentry *dentry,
 			   struct inode *inode, const char *name, void *buffer, size_t size)
 {
 	if (strcmp(name, VEXFS_XATTR_NAME))
-		return -EOPNOTSUPP;
+		return vexfs_stored_get(handler, dentry, inode, name, buffer, size);
 	return vexfs_rs_xattr_get(inode, buffer, size);
 }
 
@@ -641,7 +673,7 @@ static int vexfs_xattr_set(const struct xattr_handler *handler, struct mnt_idmap
 	int err;
 
 	if (strcmp(name, VEXFS_XATTR_NAME))
-		return -EOPNOTSUPP;
+		return vexfs_stored_set(handler, idmap, dentry, inode, name, value, size, flags);
 	if (!S_ISREG(inode->i_mode))
 		return -EPERM;
 	err = VEXFS_IN_HANDLE(inode->i_sb, VEXFS_TXN_WORST, vexfs_rs_xattr_set(inode, value, size, flags));
@@ -649,29 +681,59 @@ static int vexfs_xattr_set(const struct xattr_handler *handler, struct mnt_idmap
 	return err ? err : vexfs_rs_commit(inode->i_sb);
 }
 
+/* user.: the embedding (user.vexfs.embedding), else a stored attribute. */
 static const struct xattr_handler vexfs_user_xattr_handler = {
 	.prefix = XATTR_USER_PREFIX,
+	.flags = VEXFS_XATTR_USER,
 	.get = vexfs_xattr_get,
 	.set = vexfs_xattr_set,
 };
 
+/* trusted.: CAP_SYS_ADMIN only (the VFS checks it for get and set). */
+static const struct xattr_handler vexfs_trusted_xattr_handler = {
+	.prefix = XATTR_TRUSTED_PREFIX,
+	.flags = VEXFS_XATTR_TRUSTED,
+	.get = vexfs_stored_get,
+	.set = vexfs_stored_set,
+};
+
+/* security.: SELinux labels, file capabilities (the LSMs check access). */
+static const struct xattr_handler vexfs_security_xattr_handler = {
+	.prefix = XATTR_SECURITY_PREFIX,
+	.flags = VEXFS_XATTR_SECURITY,
+	.get = vexfs_stored_get,
+	.set = vexfs_stored_set,
+};
+
 static const struct xattr_handler * const vexfs_xattr_handlers[] = {
 	&vexfs_user_xattr_handler,
+	&vexfs_trusted_xattr_handler,
+	&vexfs_security_xattr_handler,
 	NULL,
 };
 
+/* The embedding's name (if the file has one), then the stored attributes' (trusted. ones for
+ * CAP_SYS_ADMIN only, as every filesystem lists them). */
 static ssize_t vexfs_listxattr(struct dentry *dentry, char *buffer, size_t size)
 {
 	static const char name[] = VEXFS_XATTR_EMBEDDING;
+	struct inode *inode = d_inode(dentry);
+	size_t used = 0;
+	ssize_t n;
 
-	if (!vexfs_rs_has_embeddings(d_inode(dentry)))
-		return 0;
-	if (!buffer)
-		return sizeof(name);
-	if (size < sizeof(name))
-		return -ERANGE;
-	memcpy(buffer, name, sizeof(name));
-	return sizeof(name);
+	if (vexfs_rs_has_embeddings(inode)) {
+		if (buffer) {
+			if (size < sizeof(name))
+				return -ERANGE;
+			memcpy(buffer, name, sizeof(name));
+		}
+		used = sizeof(name);
+	}
+	n = vexfs_rs_xattr_list_stored(inode, capable(CAP_SYS_ADMIN), buffer ? buffer + used : NULL,
+				       buffer ? size - used : 0);
+	if (n < 0)
+		return n;
+	return used + n;
 }
 
 /* ---- regular files ------------------------------------------------------------------------ */

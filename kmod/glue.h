@@ -115,6 +115,12 @@ void vexfs_rs_handle_failed(struct super_block *sb, int err);
 bool vexfs_rs_retry_alloc(struct super_block *sb, u32 *retries);
 /* Rust: lseek SEEK_DATA (hole 0) or SEEK_HOLE (hole 1) from offset: the offset or -errno. */
 s64 vexfs_rs_seek_data_hole(struct inode *inode, s64 offset, int hole);
+/* Rust: the stored xattrs (namespace index 1 user, 2 trusted, 3 security). */
+int vexfs_rs_xattr_get_stored(struct inode *inode, u8 index, const char *name, size_t name_len,
+			      void *buf, size_t size);
+int vexfs_rs_xattr_set_stored(struct inode *inode, u8 index, const char *name, size_t name_len,
+			      const void *value, size_t size, int flags);
+ssize_t vexfs_rs_xattr_list_stored(struct inode *inode, int trusted, char *buf, size_t size);
 /* Rust: fallocate's unmapping of file blocks from .. to (PUNCH_HOLE, ZERO_RANGE). */
 int vexfs_rs_punch(struct inode *inode, u64 from, u64 to);
 /* Rust: fallocate's allocation of the unmapped file blocks from .. to, zeroed. */

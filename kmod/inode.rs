@@ -109,6 +109,9 @@ fn read_inode(inode: &NewInode, ino: u64) -> Result {
         data_end: data.end(),
     };
     fx.check_inode().map_err(|e| sb.report(e))?;
+    if d.xattr_block != 0 && !data.contains(d.xattr_block) {
+        return Err(sb.corrupt("xattr block outside the data region", d.xattr_block));
+    }
     if d.is_dir() && d.size % BLOCK_SIZE as u64 != 0 {
         return Err(sb.corrupt("directory size", d.size));
     }
@@ -122,6 +125,7 @@ fn read_inode(inode: &NewInode, ino: u64) -> Result {
         vec_count: d.vec_count,
         vec_block: d.vec_block,
         vec_ids: d.vec_ids,
+        xattr_block: d.xattr_block,
         trunc_end: 0,
     };
     inode.set_mode(d.mode);
@@ -171,6 +175,7 @@ pub fn write_disk_inode(g: &Locked<'_>, inode: &Inode, st: &FsInode) -> Result {
         rdev: inode.rdev_encoded(),
         vec_block: st.vec_block,
         vec_ids: st.vec_ids,
+        xattr_block: st.xattr_block,
     };
     let mut b = Buf::read(sb, blk)?;
     let raw = b.data_mut().get_mut(off..off + INODE_SIZE).ok_or(EINVAL)?;
@@ -622,6 +627,10 @@ pub fn free_disk(inode: &Inode) {
             // Left behind only if removing the vectors failed (logged): free the block anyway.
             g.free_block(st.vec_block)?;
             st.vec_block = 0;
+        }
+        if st.xattr_block != 0 {
+            g.free_block(st.xattr_block)?;
+            st.xattr_block = 0;
         }
         let (blk, off) = sb.disk().inode_pos(ino).ok_or(EINVAL)?;
         let mut b = Buf::read(sb, blk)?;

@@ -68,6 +68,7 @@ mod sb;
 mod txn;
 mod vector;
 mod vfs;
+mod xattr;
 
 module! {
     type: Vexfs,

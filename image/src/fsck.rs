@@ -100,6 +100,8 @@ pub enum Kind {
     ExtentPastSize,
     /// Blocks claimed by two inodes.
     DuplicateBlocks,
+    /// An inode's xattr block is invalid (format v3).
+    Xattrs,
     /// A directory's size is not whole blocks or its blocks have holes.
     DirLayout,
     /// A directory block's header is invalid (magic, checksum, block number, owner).
@@ -1032,6 +1034,18 @@ impl<'a, D: BlockDevice<Error = io::Error>> Checker<'a, D> {
         if let Some(vb) = vec_block {
             runs.push((vb, 1));
         }
+        // The blocks `blocks` counts; the xattr block is owned but not counted.
+        let count: u64 = runs.iter().map(|r| r.1).sum();
+        if inode.xattr_block != 0 {
+            match self.img.xattrs(ino, inode) {
+                Ok(_) => runs.push((inode.xattr_block, 1)),
+                Err(Error::Format { what, err }) => {
+                    self.report(Kind::Xattrs, format!("{what}: {err}"), None);
+                    self.blocks_complete = false;
+                }
+                Err(e) => return Err(e),
+            }
+        }
         let size_blocks = inode.size.div_ceil(BS);
         if !inode.is_dir() {
             if let Some(e) = extents.iter().find(|e| e.logical_end() > size_blocks) {
@@ -1063,7 +1077,6 @@ impl<'a, D: BlockDevice<Error = io::Error>> Checker<'a, D> {
                 format!("inode {ino}: {} block(s) also claimed by inode(s) {others:?} (first {first})", dups.len());
             self.report(Kind::DuplicateBlocks, msg, None);
         }
-        let count: u64 = runs.iter().map(|r| r.1).sum();
         if inode.blocks != count {
             let msg = format!(
                 "inode {ino} has block count {}, its extents map {count}{}",

@@ -16,6 +16,10 @@ use crate::{Error, Result};
 
 const BS: u64 = BLOCK_SIZE as u64;
 
+/// One stored extended attribute: namespace index (`vexfs_core::format::xattr::XATTR_USER`, ...),
+/// name after the namespace prefix, value.
+pub type StoredXattr = (u8, Vec<u8>, Vec<u8>);
+
 /// One used directory entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DirEntry {
@@ -168,6 +172,29 @@ impl<D: BlockDevice<Error = io::Error>> Image<D> {
             });
         }
         Ok(out)
+    }
+
+    /// The extended attributes of inode `ino` stored in its xattr block (format v3; none
+    /// without one), in block order: `(namespace index, name after the prefix, value)`,
+    /// checked as the kernel reads them (`vexfs_core::format::xattr::check_xattr_block`).
+    /// Errors: `Io`, `Format` ("inode N xattr block B: ...").
+    pub fn xattrs(&self, ino: u32, inode: &Inode) -> Result<Vec<StoredXattr>> {
+        let blk = inode.xattr_block;
+        if blk == 0 {
+            return Ok(Vec::new());
+        }
+        let what = format!("inode {ino} xattr block {blk}");
+        if !self.sb.region(Region::Data).contains(blk) {
+            return Err(Error::Format {
+                what,
+                err: FormatError::Corrupt { what: "xattr block outside the data region", value: blk },
+            });
+        }
+        let b = self.read_block(blk)?;
+        vexfs_core::format::xattr::check_xattr_block(&b[..], blk, u64::from(ino)).map_err(Error::format(&what))?;
+        vexfs_core::format::xattr::entries(&b[..])
+            .map(|x| x.map(|x| (x.index, x.name.to_vec(), x.value.to_vec())).map_err(Error::format(&what)))
+            .collect()
     }
 
     /// The node blocks of inode `ino`'s extent tree (none without one), root first. Errors:

@@ -7,7 +7,9 @@
 # lseek SEEK_DATA/SEEK_HOLE on a sparse file find its data and holes; renameat2 RENAME_EXCHANGE
 # swaps a file and a directory across directories (link counts follow), RENAME_WHITEOUT leaves
 # a character device 0:0 behind (overlayfs), an O_TMPFILE file frees its inode when closed
-# unnamed and keeps its data when linked in; all after a remount too; fsck.vexfs -n is clean in
+# unnamed and keeps its data when linked in; xattrs in the user., trusted. and security.
+# namespaces (create/replace flags, listxattr, the one-block limit: ENOSPC, on a FIFO too, the
+# block freed with the last); all after a remount too; fsck.vexfs -n is clean in
 # the guest and on the host.
 . "$(dirname "$0")/lib.sh"
 
@@ -82,9 +84,40 @@ assert_eq "$(stat -f -c %d /mnt)" "$free" "free inodes after an unnamed O_TMPFIL
 must faultops tmpfile /mnt/d2 5000 /mnt/d2/named
 assert_eq "$(stat -c '%s %h' /mnt/d2/named)" "5000 1" "an O_TMPFILE file linked in"
 
+section "xattrs"
+x() { faultops "$@" | tr '\n' ' '; }
+echo data > /mnt/x
+must faultops setxattr /mnt/x user.color blue
+must faultops setxattr /mnt/x trusted.overlay.opaque y
+must faultops setxattr /mnt/x security.selinux system_u:object_r:tmp_t:s0
+# user. is for regular files and directories only (the VFS's rule): EPERM on a FIFO.
+assert_eq "$(x setxattr /mnt/fifo user.on-a-fifo 1)" "EPERM " "a user. attribute on a FIFO"
+must faultops setxattr /mnt/fifo trusted.on-a-fifo 1
+assert_eq "$(x getxattr /mnt/x user.color)" "blue ok " "user. attribute"
+assert_eq "$(x listxattr /mnt/x)" "security.selinux trusted.overlay.opaque user.color ok " "listxattr (as root)"
+assert_eq "$(x setxattr /mnt/x user.color red create)" "EEXIST " "XATTR_CREATE over an existing one"
+assert_eq "$(x setxattr /mnt/x user.shape round replace)" "ENODATA " "XATTR_REPLACE of a missing one"
+must faultops setxattr /mnt/x user.color red replace
+assert_eq "$(x getxattr /mnt/x user.color)" "red ok " "replaced"
+assert_eq "$(x getxattr /mnt/x user.none)" "ENODATA " "a missing attribute"
+# Documented limit: every attribute of a file in one 4 KiB block (4,064 bytes of entries).
+assert_eq "$(x setxattr-len /mnt/x user.big 5000)" "ENOSPC " "a value past the block"
+must faultops setxattr-len /mnt/x user.big 3000
+assert_eq "$(x setxattr-len /mnt/x user.big2 2000)" "ENOSPC " "two values past the block"
+must faultops removexattr /mnt/x user.big
+# The embedding stays the embedding (not stored as an attribute).
+assert_eq "$(x getxattr /mnt/x user.vexfs.embedding)" "ENODATA " "no embedding on /mnt/x"
+
 section "remount"
 must umount /mnt
 mount_vexfs /dev/vda /mnt
+assert_eq "$(x listxattr /mnt/x) $(x getxattr /mnt/x security.selinux) $(x getxattr /mnt/fifo trusted.on-a-fifo)" \
+    "security.selinux trusted.overlay.opaque user.color ok  system_u:object_r:tmp_t:s0 ok  1 ok " "xattrs after a remount"
+free=$(stat -f -c %f /mnt)
+must faultops removexattr /mnt/x user.color + removexattr /mnt/x trusted.overlay.opaque + removexattr /mnt/x security.selinux
+assert_eq "$(x listxattr /mnt/x)" " ok " "every attribute removed"
+sync -f /mnt
+assert_eq "$(stat -f -c %f /mnt)" "$((free + 1))" "the xattr block freed with the last attribute"
 assert_eq "$(cat /mnt/d2/sub) $(stat -c '%F %t:%T' /mnt/d2/w) $(stat -c '%s %h' /mnt/d2/named)" \
     "one character special file 0:0 5000 1" "after a remount"
 assert_eq "$(ls /mnt/d1/f)" inside "the moved directory after a remount"

@@ -25,7 +25,8 @@
 //! | 188 | 4 | `rdev`: device number of a character or block device (v3), else 0 |
 //! | 192 | 8 | `vec_block`: block of further vector ids, 0 = none |
 //! | 200 | 16 | [`INLINE_VEC_IDS`] inline vector ids (u32) |
-//! | 216 | 36 | reserved, zero |
+//! | 216 | 8 | `xattr_block`: the file's xattr block ([`super::xattr`], v3; reserved zero in v2), 0 = none |
+//! | 224 | 28 | reserved, zero |
 //! | 252 | 4 | `checksum`: CRC-32C of the inode number (u64 LE) then bytes 0..252 |
 
 use super::extent::{Extent, EXTENT_SIZE};
@@ -114,6 +115,9 @@ pub struct Inode {
     pub rdev: u32,
     /// Block of the vector ids past the inline ones; 0 = none.
     pub vec_block: u64,
+    /// The file's xattr block (`user.`, `trusted.`, `security.` attributes; format v3); 0 =
+    /// none. Not counted in `blocks`.
+    pub xattr_block: u64,
     /// The inline vector ids (slots of the vector regions).
     pub vec_ids: [u32; INLINE_VEC_IDS],
 }
@@ -200,6 +204,7 @@ impl Inode {
             vec_count: u32_at(raw, 184, W)?,
             rdev: u32_at(raw, 188, W)?,
             vec_block: u64_at(raw, 192, W)?,
+            xattr_block: u64_at(raw, 216, W)?,
             vec_ids,
         };
         let bad = |what: &'static str, value: u64| Err(FormatError::Corrupt { what, value });
@@ -210,7 +215,7 @@ impl Inode {
         if ino.flags != 0 {
             return bad("inode flags", ino.flags as u64);
         }
-        if raw.get(216..CSUM_OFF).is_some_and(|r| r.iter().any(|&b| b != 0)) {
+        if raw.get(224..CSUM_OFF).is_some_and(|r| r.iter().any(|&b| b != 0)) {
             return bad("inode reserved bytes", 0);
         }
         if ino.rdev != 0 && !matches!(ino.mode & S_IFMT, S_IFCHR | S_IFBLK) {
@@ -260,6 +265,7 @@ impl Inode {
         put_u32(raw, 184, self.vec_count);
         put_u32(raw, 188, self.rdev);
         put_u64(raw, 192, self.vec_block);
+        put_u64(raw, 216, self.xattr_block);
         for (i, v) in self.vec_ids.iter().enumerate() {
             if let Some(r) = record_mut(raw, VEC_IDS_OFF, 4, i) {
                 put_u32(r, 0, *v);

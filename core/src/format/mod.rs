@@ -26,6 +26,7 @@ pub mod layout;
 pub mod le;
 pub mod superblock;
 pub mod vector;
+pub mod xattr;
 
 /// Bytes per block.
 pub const BLOCK_SIZE: usize = 4096;

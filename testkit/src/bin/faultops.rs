@@ -29,7 +29,9 @@
 //! PUNCH_HOLE|KEEP_SIZE, `zero` ZERO_RANGE, `zero-keep`, `collapse` COLLAPSE_RANGE),
 //! `direct-write PATH OFFSET LEN BYTE` and `direct-read PATH OFFSET LEN` (one pwrite or pread
 //! with O_DIRECT from a 4096-aligned buffer; the read prints the bytes read and their sha256
-//! before `ok`); each opens what it
+//! before `ok`), `setxattr PATH NAME VALUE [create|replace]`, `setxattr-len PATH NAME LEN` (a
+//! value of LEN bytes), `getxattr PATH NAME` (prints the value), `removexattr PATH NAME`,
+//! `listxattr PATH` (prints the names, sorted); each opens what it
 //! needs and closes it before it ends. Several operations joined by `+` run in order, in one
 //! process, until the first that fails (`truncate t 100000 + write t 90000 100`); the errno
 //! printed is that one's, followed by ` in operation K` when it is not the first (K counts from
@@ -68,7 +70,8 @@ const USAGE: &str = "usage: faultops OP [+ OP]... | resident DEV, where OP is on
 | truncate PATH SIZE | fsync PATH | syncfs PATH | set PATH FVECS FIRST_ROW COUNT [index-now] | rm-embedding PATH \
 | interleave A B TOTAL CHUNK | fill STRIDE PATH... | fill-n N STRIDE PATH... | check-fill STRIDE PATH... | mknod PATH p|s|c|b MAJOR MINOR | seek PATH data|hole OFFSET | rename2 FROM TO exchange|whiteout|noreplace \
 | tmpfile DIR LEN [LINK] | fallocate PATH alloc|keep|punch|zero|zero-keep|collapse OFFSET LEN \
-| direct-write PATH OFFSET LEN BYTE | direct-read PATH OFFSET LEN; \
+| direct-write PATH OFFSET LEN BYTE | direct-read PATH OFFSET LEN | setxattr PATH NAME VALUE [create|replace] \
+| setxattr-len PATH NAME LEN | getxattr PATH NAME | removexattr PATH NAME | listxattr PATH; \
 FAIL_NTH=N in the environment fails the N-th fault-injection point of the operations";
 
 /// The fail-nth file: `/proc/thread-self/fail-nth`.
@@ -241,6 +244,8 @@ enum Op {
     Tmpfile { dir: CString, link: Option<CString>, len: usize },
     Fallocate { path: CString, mode: i32, off: i64, len: i64 },
     Direct { path: CString, off: u64, len: usize, write: Option<u8> },
+    Xattr { path: CString, name: CString, value: Option<Vec<u8>>, flags: i32, get: bool },
+    ListXattr(CString),
     CheckFill { stride: u64, files: Vec<CString> },
 }
 
@@ -321,6 +326,30 @@ impl Op {
                 };
                 Op::Fallocate { path: path(p)?, mode, off: off_t(num(off)?)?, len: off_t(num(len)?)? }
             }
+            ["setxattr", p, name, value, rest @ ..] if rest.len() <= 1 => Op::Xattr {
+                path: path(p)?,
+                name: path(name)?,
+                value: Some(value.as_bytes().to_vec()),
+                flags: match rest.first().copied() {
+                    None => 0,
+                    Some("create") => nix::libc::XATTR_CREATE,
+                    Some("replace") => nix::libc::XATTR_REPLACE,
+                    Some(_) => return Err(usage("setxattr flag: create or replace")),
+                },
+                get: false,
+            },
+            ["setxattr-len", p, name, len] => Op::Xattr {
+                path: path(p)?,
+                name: path(name)?,
+                value: Some(vec![b'v'; usize::try_from(num(len)?).map_err(|_| usage("bad length"))?]),
+                flags: 0,
+                get: false,
+            },
+            ["getxattr", p, name] => Op::Xattr { path: path(p)?, name: path(name)?, value: None, flags: 0, get: true },
+            ["removexattr", p, name] => {
+                Op::Xattr { path: path(p)?, name: path(name)?, value: None, flags: 0, get: false }
+            }
+            ["listxattr", p] => Op::ListXattr(path(p)?),
             ["direct-write", p, off, len, val] => Op::Direct {
                 path: path(p)?,
                 off: num(off)?,
@@ -442,6 +471,47 @@ impl Op {
                 if r < 0 {
                     return Err(Failure::Errno(e));
                 }
+            }
+            Op::Xattr { path, name, value, flags, get } => {
+                use nix::libc;
+                // SAFETY: the xattr system calls with NUL-terminated strings and buffers of the
+                // sizes given, all outliving the calls.
+                let r = unsafe {
+                    match (value, get) {
+                        (Some(v), _) => {
+                            libc::setxattr(path.as_ptr(), name.as_ptr(), v.as_ptr().cast(), v.len(), *flags) as isize
+                        }
+                        (None, true) => {
+                            let mut buf = vec![0u8; 65536];
+                            let n = libc::getxattr(path.as_ptr(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len());
+                            if n >= 0 {
+                                // The value (lossy UTF-8), before the `ok` line.
+                                println!("{}", String::from_utf8_lossy(&buf[..n as usize]));
+                            }
+                            n
+                        }
+                        (None, false) => libc::removexattr(path.as_ptr(), name.as_ptr()) as isize,
+                    }
+                };
+                if r < 0 {
+                    return Err(Failure::Errno(Errno::last()));
+                }
+            }
+            Op::ListXattr(path) => {
+                let mut buf = vec![0u8; 65536];
+                // SAFETY: listxattr(2) into a buffer of the size given.
+                let n = unsafe { nix::libc::listxattr(path.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+                if n < 0 {
+                    return Err(Failure::Errno(Errno::last()));
+                }
+                // The names, sorted, space-separated, before the `ok` line.
+                let mut names: Vec<String> = buf[..n as usize]
+                    .split(|&b| b == 0)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| String::from_utf8_lossy(s).into_owned())
+                    .collect();
+                names.sort();
+                println!("{}", names.join(" "));
             }
             Op::Direct { path, off, len, write } => {
                 // A buffer aligned to 4096 bytes, as O_DIRECT asks on most filesystems.
