@@ -1,6 +1,6 @@
 //! An offline writer: creates directories, files, symlinks and special files in an unmounted
-//! image, and sets and removes the embeddings of files, through the same format and index code
-//! the kernel uses (`vexfs_core::vindex`). For tests (populated images for fsck and vexctl) and
+//! image, sets and removes their extended attributes and the embeddings of files, through the
+//! same format and index code the kernel uses (`vexfs_core::vindex`). For tests (populated images for fsck and vexctl) and
 //! for tools that build images; never to be used on a mounted filesystem.
 //!
 //! Crash safety: the writer journals like the kernel, with the same code
@@ -51,6 +51,7 @@ use vexfs_core::format::superblock::{
     Extent64, Region, FEATURE_INCOMPAT_RECOVER, FORMAT_VERSION, STATE_CLEAN, STATE_ERRORS,
 };
 use vexfs_core::format::vector::HnswHeader;
+use vexfs_core::format::xattr;
 use vexfs_core::format::{bit_find_clear, bit_set, bit_test, BLOCK_SIZE};
 use vexfs_core::index_error::IndexError;
 use vexfs_core::io::{Block, BlockDevice};
@@ -421,6 +422,95 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
         self.img.write_inode(ino, &inode)?;
         self.add_entry(parent, name, ino, dt_from_mode(mode))?;
         Ok(ino)
+    }
+
+    /// Sets (`Some(value)`) or removes (`None`) extended attribute `name` of namespace `index`
+    /// (`vexfs_core::format::xattr::XATTR_USER`, `XATTR_TRUSTED`, `XATTR_SECURITY`; `name`
+    /// without the prefix) of inode `ino` (format v3), through the core's
+    /// `vexfs_core::format::xattr::set` as the kernel's setxattr does, and stamps its ctime.
+    /// The file's xattr block is allocated with its first attribute and freed with its last
+    /// (not counted in the inode's `blocks`). Returns whether the attribute existed before;
+    /// removing one that does not exist changes nothing. Errors, nothing changed then:
+    /// `Invalid` for what the core's `SetError` refuses (an unknown namespace, a name empty,
+    /// longer than 255 bytes, `ERANGE`; attributes that would not fit the block, `ENOSPC`), a
+    /// name with a NUL byte, a `user.` attribute on an inode that is neither a regular file nor a
+    /// directory (the kernel's `EPERM`) and an inode not in use; `Format` for a corrupt xattr
+    /// block; `Io`.
+    pub fn set_xattr(&mut self, ino: u32, index: u8, name: &str, value: Option<&[u8]>) -> Result<bool> {
+        let r = self.set_xattr_op(ino, index, name.as_bytes(), value);
+        self.end_op(r)
+    }
+
+    fn set_xattr_op(&mut self, ino: u32, index: u8, name: &[u8], value: Option<&[u8]>) -> Result<bool> {
+        let refused = |e: xattr::SetError| match e {
+            xattr::SetError::Name => Error::Invalid(format!(
+                "xattr name {:?} of namespace {index}: an unknown namespace or a name not of 1..=255 bytes (ERANGE)",
+                String::from_utf8_lossy(name)
+            )),
+            xattr::SetError::NoSpace => Error::Invalid(format!(
+                "inode {ino}: the attributes would not fit the xattr block's {} bytes (ENOSPC)",
+                xattr::XATTR_SPACE
+            )),
+            xattr::SetError::Corrupt(err) => Error::Format { what: format!("inode {ino} xattr block"), err },
+        };
+        if name.contains(&0) {
+            return Err(Error::Invalid(format!("xattr name {:?} holds a NUL byte", String::from_utf8_lossy(name))));
+        }
+        let in_use =
+            ino.checked_sub(1).is_some_and(|i| i < self.img.sb().inode_count && bit_test(&self.inodes, i as usize));
+        if !in_use {
+            return Err(Error::Invalid(format!("inode {ino} is not in use")));
+        }
+        let mut inode = self.img.inode(ino)?;
+        if index == xattr::XATTR_USER && !inode.is_reg() && !inode.is_dir() {
+            return Err(Error::Invalid(format!(
+                "inode {ino} (mode {:o}): user. attributes only on regular files and directories (EPERM)",
+                inode.mode
+            )));
+        }
+        let owner = u64::from(ino);
+        let blk = inode.xattr_block;
+        let existed = if blk == 0 {
+            let Some(v) = value else {
+                // Checks the name all the same (as the kernel's removexattr does).
+                let mut b = [0u8; BLOCK_SIZE];
+                xattr::init(&mut b, 0, owner);
+                return xattr::set(&mut b, 0, owner, index, name, None).map_err(refused);
+            };
+            // Built before the block is taken: a refused attribute leaves nothing behind.
+            let mut b = [0u8; BLOCK_SIZE];
+            xattr::init(&mut b, 0, owner);
+            xattr::set(&mut b, 0, owner, index, name, Some(v)).map_err(refused)?;
+            let blk = self.alloc_block()?;
+            xattr::init(&mut b, blk, owner);
+            xattr::set(&mut b, blk, owner, index, name, Some(v)).map_err(refused)?;
+            self.img.write_block(blk, &b)?;
+            inode.xattr_block = blk;
+            false
+        } else {
+            let what = format!("inode {ino} xattr block {blk}");
+            if !self.img.sb().region(Region::Data).contains(blk) || !bit_test(&self.blocks, blk as usize) {
+                return Err(Error::Invalid(format!("{what}: not an allocated block of the data region")));
+            }
+            let mut b = self.img.read_block(blk)?;
+            xattr::check_xattr_block(&b[..], blk, owner).map_err(Error::format(&what))?;
+            let existed = xattr::set(&mut b[..], blk, owner, index, name, value).map_err(refused)?;
+            if !existed && value.is_none() {
+                return Ok(false);
+            }
+            if xattr::is_empty(&b[..]) {
+                bit_set(&mut self.blocks, blk as usize, false);
+                self.quarantine.insert(blk);
+                self.img.sb_mut().free_blocks += 1;
+                inode.xattr_block = 0;
+            } else {
+                self.img.write_block(blk, &b)?;
+            }
+            existed
+        };
+        (inode.ctime_sec, inode.ctime_nsec) = now();
+        self.img.write_inode(ino, &inode)?;
+        Ok(existed)
     }
 
     /// Sets the embeddings of regular file `ino` to `vectors` (chunk `i` is `vectors[i]`),
