@@ -24,10 +24,11 @@
 //! symlink (up to the 4,095-byte limit), readlink, unlink, mkdir, rmdir, fsync, fdatasync, sync,
 //! chmod (with set-id bits), utimensat with nanoseconds (files, directories, symlinks), lstat,
 //! lseek SEEK_DATA/SEEK_HOLE, FIEMAP (the file ranges mapped), writes through a shared mapping,
-//! fallocate (punch, zero range, allocate, keep size);
+//! fallocate (punch, zero range, allocate, keep size), setxattr/getxattr/removexattr/listxattr of
+//! `user.` attributes (and every file's `user.` attributes in the final trees);
 //! names of 255 and 256 bytes. Left out (issue 11): mknod, O_TMPFILE, RENAME_EXCHANGE/WHITEOUT
-//! (vexfs has them; the model does not yet: guest 018 tests them), xattrs other than the
-//! embedding, O_DIRECT (guest 019 compares it and fallocate's bytes with ext4's).
+//! (vexfs has them; the model does not yet: guest 018 tests them), `trusted.` and `security.`
+//! attributes (guest 018), O_DIRECT (guest 019 compares it and fallocate's bytes with ext4's).
 //!
 //! Sizes are bounded so that no file has more than `--file-blocks` allocated 4 KiB blocks (default
 //! 200) and a seed's files together no more than `--total-blocks` (default 4096), to keep a seed
@@ -176,6 +177,8 @@ enum InoKind {
 struct Ino {
     nlink: u64,
     kind: InoKind,
+    /// `user.` extended attributes (regular files): name, value.
+    xattrs: BTreeMap<String, Vec<u8>>,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -293,7 +296,7 @@ impl Model {
     fn new_ino(&mut self, kind: InoKind) -> u64 {
         let i = self.next_ino;
         self.next_ino += 1;
-        self.inodes.insert(i, Ino { nlink: 1, kind });
+        self.inodes.insert(i, Ino { nlink: 1, kind, xattrs: BTreeMap::new() });
         i
     }
 
@@ -480,6 +483,41 @@ fn sha(d: &[u8]) -> String {
 
 /// One operation's outcome: what to log after the arrow.
 type Outcome = Result<String, String>;
+
+/// The `user.` attributes of the file at `p` (other namespaces are the system's: not compared).
+fn real_xattrs(p: &Path) -> Result<BTreeMap<String, Vec<u8>>, String> {
+    let c = cstr(p)?;
+    let mut names = vec![0u8; 65536];
+    // SAFETY: listxattr(2) into a buffer of the size given; `c` is NUL-terminated.
+    let n = unsafe { nix::libc::listxattr(c.as_ptr(), names.as_mut_ptr().cast(), names.len()) };
+    if n < 0 {
+        return Err(format!("listxattr {}: {}", p.display(), io::Error::last_os_error()));
+    }
+    let mut out = BTreeMap::new();
+    for name in names[..n as usize].split(|&b| b == 0).filter(|s| s.starts_with(b"user.")) {
+        let cn = CString::new(name).map_err(|_| "a name with a NUL".to_string())?;
+        let mut v = vec![0u8; 65536];
+        // SAFETY: getxattr(2) into a buffer of the size given.
+        let m = unsafe { nix::libc::getxattr(c.as_ptr(), cn.as_ptr(), v.as_mut_ptr().cast(), v.len()) };
+        if m < 0 {
+            return Err(format!("getxattr {}: {}", p.display(), io::Error::last_os_error()));
+        }
+        v.truncate(m as usize);
+        out.insert(String::from_utf8_lossy(name).into_owned(), v);
+    }
+    Ok(out)
+}
+
+/// `name:sha256-prefix` of each attribute, sorted, comma-separated (`-` for none).
+fn xattr_summary(x: &BTreeMap<String, Vec<u8>>) -> String {
+    if x.is_empty() {
+        return "-".into();
+    }
+    x.iter().map(|(k, v)| format!("{k}:{}", &sha(v)[..12])).collect::<Vec<_>>().join(",")
+}
+
+/// The attribute names fsops uses (few, so that sets replace and removes find them).
+const XATTR_NAMES: [&str; 4] = ["user.a", "user.b", "user.color", "user.long"];
 
 /// `FS_IOC_FIEMAP`: `_IOWR('f', 11, struct fiemap)` (32-byte header).
 const FS_IOC_FIEMAP: u64 = 0xC020_660B;
@@ -1163,6 +1201,79 @@ impl Gen {
         (format!("seek-{} {} off={off}", if hole { "hole" } else { "data" }, show(&p)), out)
     }
 
+    /// `setxattr` of a `user.` attribute of a file (no flag, XATTR_CREATE or XATTR_REPLACE), a
+    /// value of up to 200 bytes (`user.long`: 1,000): at most 4 attributes of 1,600 bytes in
+    /// all per file, within both filesystems' limits.
+    fn op_setxattr(&mut self) -> (String, Outcome) {
+        let Some((p, ino)) = self.pick_file() else { return self.op_create() };
+        let name = XATTR_NAMES[self.rng.gen_range(0..XATTR_NAMES.len())];
+        let len = if name == "user.long" { 1000 } else { self.rng.gen_range(0..=200) };
+        let value = self.data(len);
+        let (flag, fname) = match self.rng.gen_range(0..4) {
+            0 => (nix::libc::XATTR_CREATE, "create"),
+            1 => (nix::libc::XATTR_REPLACE, "replace"),
+            _ => (0, "set"),
+        };
+        let out = (|| {
+            let c = cstr(&self.path(&p))?;
+            let n = CString::new(name).map_err(|_| "EINVAL".to_string())?;
+            // SAFETY: setxattr(2) with NUL-terminated strings and a value of `len` bytes.
+            let r = unsafe { nix::libc::setxattr(c.as_ptr(), n.as_ptr(), value.as_ptr().cast(), value.len(), flag) };
+            if r < 0 {
+                return Err(errno_name(&io::Error::last_os_error()));
+            }
+            Ok("ok".to_string())
+        })();
+        if out.is_ok() {
+            if let Some(i) = self.m.inodes.get_mut(&ino) {
+                i.xattrs.insert(name.to_string(), value.clone());
+            }
+        }
+        (format!("setxattr-{fname} {} {name} len={len} sha={}", show(&p), &sha(&value)[..12]), out)
+    }
+
+    /// `getxattr`, `removexattr` or `listxattr` (its `user.` names) of a file.
+    fn op_xattr_read_remove(&mut self) -> (String, Outcome) {
+        let Some((p, ino)) = self.pick_file() else { return self.op_create() };
+        let name = XATTR_NAMES[self.rng.gen_range(0..XATTR_NAMES.len())];
+        let what = self.rng.gen_range(0..3);
+        let out = (|| {
+            let path = self.path(&p);
+            let c = cstr(&path)?;
+            let n = CString::new(name).map_err(|_| "EINVAL".to_string())?;
+            match what {
+                0 => {
+                    let mut v = vec![0u8; 65536];
+                    // SAFETY: getxattr(2) into a buffer of the size given.
+                    let m = unsafe { nix::libc::getxattr(c.as_ptr(), n.as_ptr(), v.as_mut_ptr().cast(), v.len()) };
+                    if m < 0 {
+                        return Err(errno_name(&io::Error::last_os_error()));
+                    }
+                    v.truncate(m as usize);
+                    Ok(format!("ok len={} sha={}", v.len(), &sha(&v)[..12]))
+                }
+                1 => {
+                    // SAFETY: removexattr(2) with NUL-terminated strings.
+                    if unsafe { nix::libc::removexattr(c.as_ptr(), n.as_ptr()) } < 0 {
+                        return Err(errno_name(&io::Error::last_os_error()));
+                    }
+                    Ok("ok".to_string())
+                }
+                _ => {
+                    let names: Vec<String> = real_xattrs(&path)?.into_keys().collect();
+                    Ok(format!("ok {}", names.join(",")))
+                }
+            }
+        })();
+        if what == 1 && out.is_ok() {
+            if let Some(i) = self.m.inodes.get_mut(&ino) {
+                i.xattrs.remove(name);
+            }
+        }
+        let desc = ["getxattr", "removexattr", "listxattr"][what];
+        (format!("{desc} {} {name}", show(&p)), out)
+    }
+
     /// A write through a shared mapping (`mmap`, the bytes stored, `msync`) inside the file:
     /// page faults allocate its holes (`page_mkwrite`).
     fn op_mmap_write(&mut self) -> (String, Outcome) {
@@ -1262,7 +1373,7 @@ impl Gen {
         let crowded = n > MAX_ENTRIES;
         // (weight, operation); adding operations weigh less when the tree is crowded.
         let add = if crowded { 1 } else { 10 };
-        let table: [(u32, Op); 21] = [
+        let table: [(u32, Op); 23] = [
             (add, Gen::op_create),
             (add / 2 + 1, Gen::op_mkdir),
             (18, Gen::op_write),
@@ -1284,6 +1395,8 @@ impl Gen {
             (2, Gen::op_fiemap),
             (4, Gen::op_mmap_write),
             (4, Gen::op_fallocate),
+            (4, Gen::op_setxattr),
+            (4, Gen::op_xattr_read_remove),
         ];
         let total: u32 = table.iter().map(|t| t.0).sum();
         let mut x = self.rng.gen_range(0..total);
@@ -1392,6 +1505,8 @@ struct Entry {
     /// For a non-directory with several links: the first path of its inode.
     link_of: Option<String>,
     mtime: (i64, i64),
+    /// A regular file's `user.` attributes: `name:sha256 prefix`, sorted, comma-separated.
+    xattrs: Option<String>,
 }
 
 impl Entry {
@@ -1411,6 +1526,9 @@ impl Entry {
         }
         if let Some(x) = &self.link_of {
             let _ = write!(s, " link-of={x}");
+        }
+        if let Some(x) = &self.xattrs {
+            let _ = write!(s, " xattrs={x}");
         }
         if mtimes {
             let _ = write!(s, " mtime={}.{:09}", self.mtime.0, self.mtime.1);
@@ -1482,6 +1600,7 @@ fn walk(dir: &Path) -> Result<Vec<Entry>, String> {
             target: None,
             link_of: None,
             mtime: (m.mtime(), m.mtime_nsec()),
+            xattrs: None,
         };
         if !m.is_dir() {
             e.size = Some(m.size());
@@ -1501,6 +1620,7 @@ fn walk(dir: &Path) -> Result<Vec<Entry>, String> {
                 h.update(&buf[..n]);
             }
             e.sha = Some(hex(&h.finalize()));
+            e.xattrs = Some(xattr_summary(&real_xattrs(&p)?));
         } else if m.file_type().is_symlink() {
             let t = fs::read_link(&p).map_err(|e| format!("readlink {}: {e}", p.display()))?;
             e.target = Some(show_target(t.as_os_str().as_bytes()));
@@ -1532,6 +1652,7 @@ fn model_dump(m: &Model) -> Vec<String> {
             target: None,
             link_of: None,
             mtime: (0, 0),
+            xattrs: None,
         };
         match (kind, ino.and_then(|i| Some((i, m.inodes.get(&i)?)))) {
             (Kind::Dir, _) => {
@@ -1548,6 +1669,7 @@ fn model_dump(m: &Model) -> Vec<String> {
                     InoKind::File { size, .. } => {
                         e.kind = "f";
                         e.sha = Some(sha(&m.read(i, 0, *size)));
+                        e.xattrs = Some(xattr_summary(&x.xattrs));
                     }
                     InoKind::Symlink(t) => {
                         e.kind = "l";
