@@ -8,7 +8,8 @@
 #    (40 slots become tombstones); files given 10 embeddings again until ENOSPC: exactly 4 more
 #    (a SET that finds no free slot purges the tombstones), the vectors searchable again equal
 #    to the slot count, and a search for a new file's own vector finds it at distance 0;
-# 3. umount, remount (the counts hold), fsck.vexfs -n clean in the guest and on the host.
+# 3. umount, remount (the counts hold), statfs's inode and block counts equal fsck's, fsck.vexfs
+#    -n clean in the guest and on the host.
 . "$(dirname "$0")/lib.sh"
 
 DATA="$VEXFS_ROOT/data/pydocs-minilm/small"
@@ -75,8 +76,13 @@ section "remount, fsck"
 must umount /mnt
 mount_vexfs /dev/vda /mnt
 assert_eq "$(vectors)" "$slots" "searchable vectors after a remount"
+# statfs's counts are fsck's: inodes and blocks, total and used.
+st=$(stat -f -c '%c %d %b %f' /mnt)
 must umount /mnt
-must fsck.vexfs -n /dev/vda
+out=$(fsck.vexfs -n /dev/vda) || fail "fsck.vexfs -n: $out"
+set -- $st
+assert_eq "$(echo "$out" | grep -o '[0-9]*/[0-9]* inodes, [0-9]*/[0-9]* blocks used')" \
+    "$(($1 - $2))/$1 inodes, $(($3 - $4))/$3 blocks used" "statfs against fsck's counts"
 GUEST
 )
 run_guest --disk "$img" --share "$share" --timeout 600 "$script"
