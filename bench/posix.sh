@@ -45,7 +45,7 @@ while [ $# -gt 0 ]; do
         --rand) RAND_N=$2; shift 2 ;;
         --timeout) TIMEOUT=$2; shift 2 ;;
         --no-report) REPORT=0; shift ;;
-        -h|--help) sed -n '2,23s/^# \{0,1\}//p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,30s/^# \{0,1\}//p' "$0"; exit 0 ;;
         *) die "bench/posix.sh: unknown argument $1 (see --help)" ;;
     esac
 done
