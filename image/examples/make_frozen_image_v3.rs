@@ -30,6 +30,13 @@
 //! (block device 7:300: a minor above 255, so `rdev` holds minor bits 8-19 at bits 20-31). The
 //! manifest adds an `rdev` item per device.
 //!
+//! v3 also added extended attributes (an inode's `xattr_block` names a "VXAT" block holding its
+//! `user.`, `trusted.` and `security.` attributes). The image was remade a second time, before v3
+//! shipped, to hold them, set by `Writer::set_xattr` after everything else (so every other block
+//! keeps its place): on `/six.bin` a `user.`, a `trusted.` (a value with NUL bytes) and a
+//! `security.` attribute (1,000 bytes) of the same name as the `trusted.` one, on `/dir` a `user.` one, on `/dir/null` a `trusted.`
+//! one: three xattr blocks. The manifest adds an `xattr` item per attribute, its value in hex.
+//!
 //! Every data block holds text naming its file and block number, so a block read from the wrong
 //! place changes the file's hash, and the image compresses well. The manifest adds a `tree` item
 //! per inode: the root's depth, its node blocks and its extents. Everything else as v1: dimension
@@ -51,6 +58,7 @@ use vexfs_core::format::dir::DT_DIR;
 use vexfs_core::format::inode::{Inode, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK};
 use vexfs_core::format::layout::MkfsParams;
 use vexfs_core::format::superblock::{Metric, Region, ROOT_INO};
+use vexfs_core::format::xattr::{prefix, XATTR_SECURITY, XATTR_TRUSTED, XATTR_USER};
 use vexfs_core::format::BLOCK_SIZE;
 use vexfs_image::fsck::{self, Mode};
 use vexfs_image::vectors::file_paths;
@@ -122,6 +130,12 @@ impl Vecs {
     }
 }
 
+/// The 1,000-byte value of `security.label`: printable text (the guest reads it back through a
+/// tool that prints values as text), no newline.
+fn long_value() -> Vec<u8> {
+    (0..).flat_map(|k: u32| format!("frozen v3 xattr {k:03}; ").into_bytes()).take(1000).collect()
+}
+
 /// Squared l2 distance, exact for these vectors (every term a multiple of 1/16, sums < 2^20).
 fn l2(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
@@ -137,6 +151,10 @@ fn decimals(v: &[f32]) -> String {
 
 fn sha256_hex(b: &[u8]) -> String {
     Sha256::digest(b).iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 fn type_name(mode: u16) -> &'static str {
@@ -275,6 +293,21 @@ fn main() -> Res<()> {
         results.push(hits);
     }
 
+    // Extended attributes, after everything else: (inode, namespace, name, value).
+    let null = specials[2].0;
+    let xattrs: Vec<(u32, u8, &str, Vec<u8>)> = vec![
+        (six, XATTR_USER, "mime_type", b"application/octet-stream".to_vec()),
+        (six, XATTR_TRUSTED, "label", b"before\0after\0".to_vec()),
+        (six, XATTR_SECURITY, "label", long_value()),
+        (dir, XATTR_USER, "comment", b"a directory of extent trees".to_vec()),
+        (null, XATTR_TRUSTED, "device", b"1:3 null".to_vec()),
+    ];
+    for (ino, index, name, value) in &xattrs {
+        if w.set_xattr(*ino, *index, name, Some(value))? {
+            return Err(format!("inode {ino}: {name} set twice").into());
+        }
+    }
+
     // Owners, then fixed timestamps (the writer stamps the current time).
     let mut img = w.commit()?;
     let paths = walk(&img)?;
@@ -336,6 +369,18 @@ fn main() -> Res<()> {
         let i = img.inode(ino)?;
         if (i.mode, i.rdev, i.size, i.blocks, i.nr_extents, i.links) != (mode, rdev, 0, 0, 0, 1) {
             return Err(format!("special inode {ino} is not as made: {i:?}").into());
+        }
+    }
+    // The attributes read back as set, each file's in the order set.
+    for &ino in &[six, dir, null] {
+        let got = img.xattrs(ino, &img.inode(ino)?)?;
+        let want: Vec<(u8, Vec<u8>, Vec<u8>)> = xattrs
+            .iter()
+            .filter(|x| x.0 == ino)
+            .map(|(_, index, name, value)| (*index, name.as_bytes().to_vec(), value.clone()))
+            .collect();
+        if got != want {
+            return Err(format!("inode {ino}: attributes {got:?}, not {want:?}").into());
         }
     }
     let deep_inode = img.inode(deep)?;
@@ -408,6 +453,12 @@ fn main() -> Res<()> {
             writeln!(m, "rdev {ino} {major}:{minor}")?;
         }
     }
+    for &ino in &inos {
+        for (index, name, value) in img.xattrs(ino, &img.inode(ino)?)? {
+            let full = format!("{}{}", prefix(index).ok_or("unknown namespace")?, String::from_utf8(name)?);
+            writeln!(m, "xattr {ino} {full} {}", hex(&value))?;
+        }
+    }
     for (p, ino) in &paths {
         writeln!(m, "path {ino} {p}")?;
     }
@@ -466,10 +517,11 @@ fn main() -> Res<()> {
 }
 
 const MANIFEST_HEAD: &str = "\
-# What the frozen image v3.img.gz (on-disk format v3: extent trees, special files) holds. Made by
-# image/examples/make_frozen_image_v3.rs (remade once before v3 shipped, to add special files);
-# checked by image/tests/frozen_v3.rs (the image crate) and tests/guest/062-frozen-v3.sh (the
-# kernel, vexctl, fsck.vexfs). Never regenerate: see README.md.
+# What the frozen image v3.img.gz (on-disk format v3: extent trees, special files, extended
+# attributes) holds. Made by image/examples/make_frozen_image_v3.rs (remade twice before v3
+# shipped, to add special files, then extended attributes); checked by image/tests/frozen_v3.rs
+# (the image crate) and tests/guest/062-frozen-v3.sh (the kernel, vexctl, fsck.vexfs). Never
+# regenerate: see README.md.
 # One item per line, fields separated by one space, '#' starts a comment line.
 #
 # image RAW_BYTES RAW_SHA256                 the uncompressed image
@@ -485,6 +537,9 @@ const MANIFEST_HEAD: &str = "\
 #     (inline and in the tree)
 # rdev INO MAJOR:MINOR                       a character or block device's number (decimal), for
 #     every device; every other inode's rdev is 0
+# xattr INO NAMESPACE.NAME HEX                an extended attribute in the inode's xattr block,
+#     its value in hex (lowercase, non-empty); every attribute of every inode, in block order
+#     (user.vexfs.embedding, the file's chunks, is not one)
 # path INO PATH                              every name reachable from the root, the root is /
 # data INO SHA256                            sha256 of a regular file's content (holes read as 0)
 # target INO TARGET                          a symlink's target

@@ -4,12 +4,13 @@
 //! tree over 3 leaves, a sparse one over 2, a full root leaf of 254, a root leaf of 1, 6 inline
 //! extents and no tree), file contents, symlink targets, the special files (a FIFO, a socket, a
 //! character device 1:3 and a block device 7:300: type, mode, no data, the device numbers),
-//! chunk lists, vector bits and the exact k-NN answers; and fsck finds it clean.
+//! every inode's extended attributes (`user.`, `trusted.` and `security.` ones on a file, a
+//! `user.` one on a directory, a `trusted.` one on a device), chunk lists, vector bits and the exact k-NN answers; and fsck finds it clean.
 //!
 //! The committed bytes are read, never regenerated. The tests after the first tamper with the
 //! manifest to show that each kind of item is checked, and with the tree's nodes (checksums
-//! recomputed, so only the tree checks can see it) to show that a damaged tree is reported by
-//! fsck and the reader as an error, never a panic.
+//! recomputed, so only the tree checks can see it) and with an xattr block, to show that a
+//! damaged tree or xattr block is reported by fsck and the reader as an error, never a panic.
 
 mod frozen;
 
@@ -18,8 +19,9 @@ use vexfs_core::format::block::seal_header;
 use vexfs_core::format::dir::{DT_BLK, DT_CHR, DT_FIFO, DT_SOCK};
 use vexfs_core::format::extent::EXTENT_MAGIC;
 use vexfs_core::format::inode::{Inode, S_IFBLK, S_IFCHR, S_IFIFO, S_IFSOCK};
+use vexfs_core::format::xattr::{XATTR_MAGIC, XATTR_SECURITY, XATTR_TRUSTED, XATTR_USER};
 use vexfs_core::format::BLOCK_SIZE;
-use vexfs_image::fsck::{self, Mode};
+use vexfs_image::fsck::{self, Kind, Mode};
 use vexfs_image::{Image, MemDevice};
 
 #[test]
@@ -33,6 +35,7 @@ fn the_v3_image_reads_as_its_manifest_says() {
 fn a_wrong_manifest_item_of_any_kind_is_caught() {
     let (manifest, raw) = committed(3);
     let line = |prefix: &str| manifest.lines().find(|l| l.starts_with(prefix)).unwrap().to_string();
+    let xattr_line = line("xattr 5 trusted.");
     let cases: Vec<(&str, String, String, &str)> = vec![
         ("image hash", "image ".into(), format!("{}0", &line("image ")[..line("image ").len() - 1]), "image sha256"),
         ("superblock", "sb hnsw_seed ".into(), "sb hnsw_seed 20261201".into(), "superblock hnsw_seed"),
@@ -64,6 +67,34 @@ fn a_wrong_manifest_item_of_any_kind_is_caught() {
         ("rdev major", "rdev 14 ".into(), "rdev 14 8:300".into(), "device number (rdev) of inode 14"),
         ("missing rdev", "rdev 13 ".into(), String::new(), "devices with an rdev item"),
         ("missing special path", "path 12 ".into(), String::new(), "the tree (path -> inode)"),
+        ("xattr value", "xattr 5 user.".into(), "xattr 5 user.mime_type 74657874".into(), "attributes of inode 5"),
+        (
+            "xattr NUL dropped",
+            "xattr 5 trusted.".into(),
+            xattr_line.replace("00616674", "616674"),
+            "attributes of inode 5",
+        ),
+        ("xattr name", "xattr 6 ".into(), line("xattr 6 ").replace(".comment ", ".comments "), "attributes of inode 6"),
+        (
+            "xattr namespace",
+            "xattr 13 ".into(),
+            line("xattr 13 ").replace("trusted.", "security."),
+            "attributes of inode 13",
+        ),
+        ("missing xattr", "xattr 5 security.".into(), String::new(), "extended attributes of inode 5"),
+        ("missing only xattr", "xattr 13 ".into(), String::new(), "extended attributes of inode 13"),
+        (
+            "xattr said of a file without",
+            "xattr 6 ".into(),
+            line("xattr 6 ").replace("xattr 6 ", "xattr 2 "),
+            "attributes of inode 2",
+        ),
+        (
+            "xattr of a free inode",
+            "xattr 13 ".into(),
+            line("xattr 13 ").replace("xattr 13 ", "xattr 40 "),
+            "not in use",
+        ),
     ];
     each_edit_caught(&manifest, &raw, 3, cases);
 }
@@ -214,5 +245,96 @@ fn a_damaged_tree_is_reported_not_a_panic() {
         let bad = verify(&manifest, &b, 3);
         assert_caught(&bad, &format!("extent tree of inode {ino}"), case);
         assert_caught(&bad, &format!("sha256 of inode {ino}"), case);
+    }
+}
+
+/// The attributes as the image holds them: `/six.bin` a `user.`, a `trusted.` (NUL bytes in its
+/// value) and a `security.` one of the same name (1,000 bytes), `/dir` a `user.` one,
+/// `/dir/null` a `trusted.` one; every other inode none.
+#[test]
+fn the_extended_attributes() {
+    let (_, raw) = committed(3);
+    let img = Image::open(MemDevice { bytes: raw }).unwrap();
+    let attrs = |path: &str| {
+        let ino = img.lookup(path).unwrap();
+        img.xattrs(ino, &img.inode(ino).unwrap()).unwrap()
+    };
+    let six = attrs("/six.bin");
+    let names: Vec<(u8, &[u8])> = six.iter().map(|(i, n, _)| (*i, &n[..])).collect();
+    assert_eq!(names, [(XATTR_USER, &b"mime_type"[..]), (XATTR_TRUSTED, b"label"), (XATTR_SECURITY, b"label")]);
+    assert_eq!(six[1].2, b"before\0after\0");
+    assert_eq!(six[2].2.len(), 1000);
+    assert_eq!(attrs("/dir"), [(XATTR_USER, b"comment".to_vec(), b"a directory of extent trees".to_vec())]);
+    assert_eq!(attrs("/dir/null"), [(XATTR_TRUSTED, b"device".to_vec(), b"1:3 null".to_vec())]);
+    for path in ["/", "/hello.txt", "/deep.bin", "/fifo", "/loop300", "/link"] {
+        assert_eq!(attrs(path), Vec::new(), "{path}");
+    }
+}
+
+#[test]
+fn a_damaged_xattr_block_is_reported_not_a_panic() {
+    let (manifest, raw) = committed(3);
+    let img = Image::open(MemDevice { bytes: raw.clone() }).unwrap();
+    let ino = img.lookup("/six.bin").unwrap();
+    let blk = img.inode(ino).unwrap().xattr_block;
+    assert_ne!(blk, 0);
+    // The entries: user.mime_type (4 + 9 + 24 = 37, padded to 40 bytes), trusted.label (4 + 5
+    // + 13 = 22, 24 bytes), security.label (4 + 5 + 1000 = 1009, 1012 bytes).
+    let (e0, e1, e2) = (32usize, 72usize, 96usize);
+    let block = &raw[blk as usize * BLOCK_SIZE..][..BLOCK_SIZE];
+    assert_eq!((u32_at(block, 24), u32_at(block, 28)), (3, 40 + 24 + 1012));
+    assert_eq!((block[e0], block[e1], block[e2]), (XATTR_USER, XATTR_TRUSTED, XATTR_SECURITY));
+    let damaged = |f: &dyn Fn(&mut [u8])| {
+        let mut b = raw.clone();
+        let x = &mut b[blk as usize * BLOCK_SIZE..][..BLOCK_SIZE];
+        f(x);
+        seal_header(x, XATTR_MAGIC, blk, u64::from(ino));
+        b
+    };
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("count one more", damaged(&|x| put_u32(x, 24, 4))),
+        ("count one less", damaged(&|x| put_u32(x, 24, 2))),
+        ("used past the block", damaged(&|x| put_u32(x, 28, 4068))),
+        ("used not a multiple of 4", damaged(&|x| put_u32(x, 28, 1074))),
+        // An entry's value length past the used bytes, then one that misaligns the next entry.
+        ("value length", damaged(&|x| x[e2 + 2..e2 + 4].copy_from_slice(&2000u16.to_le_bytes()))),
+        ("value length misaligned", damaged(&|x| x[e0 + 2..e0 + 4].copy_from_slice(&30u16.to_le_bytes()))),
+        ("name length 0", damaged(&|x| x[e1 + 1] = 0)),
+        ("unknown namespace", damaged(&|x| x[e1] = 9)),
+        // security.label made trusted.label: the same name twice.
+        ("duplicate name", damaged(&|x| x[e2] = XATTR_TRUSTED)),
+        ("tail not zero", damaged(&|x| x[4000] = 1)),
+        ("owner", {
+            let mut b = raw.clone();
+            seal_header(&mut b[blk as usize * BLOCK_SIZE..][..BLOCK_SIZE], XATTR_MAGIC, blk, u64::from(ino) + 1);
+            b
+        }),
+        ("stale checksum", {
+            let mut b = raw.clone();
+            b[blk as usize * BLOCK_SIZE + e1 + 6] ^= 1;
+            b
+        }),
+    ];
+    let what = format!("inode {ino} xattr block {blk}");
+    for (case, b) in cases {
+        assert_ne!(b, raw, "{case}: the image is changed");
+        // The reader: an error naming the inode and the block, not a panic.
+        let img = Image::open(MemDevice { bytes: b.clone() }).unwrap();
+        let err = img.xattrs(ino, &img.inode(ino).unwrap()).expect_err(case).to_string();
+        assert!(err.contains(&what), "{case}: the reader's error does not name {what}: {err}");
+        // fsck -n: a problem of kind Xattrs naming it; exit status 4.
+        let (out, _) = fsck::run(MemDevice { bytes: b.clone() }, Mode::Check).unwrap();
+        assert!(
+            out.report.problems.iter().any(|p| p.kind == Kind::Xattrs && p.message.contains(&what)),
+            "{case}: fsck does not report {what}: {:?}",
+            out.report.problems
+        );
+        assert_eq!(out.exit_code(), 4, "{case}: fsck -n exit status");
+        if let Ok((_, dev)) = fsck::run(MemDevice { bytes: b.clone() }, Mode::Repair) {
+            fsck::run(dev, Mode::Check).unwrap();
+        }
+        // The manifest sees it too.
+        let bad = verify(&manifest, &b, 3);
+        assert_caught(&bad, &format!("extended attributes of inode {ino}"), case);
     }
 }

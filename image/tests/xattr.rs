@@ -117,7 +117,7 @@ fn the_limit_and_bad_names_are_refused_leaving_nothing() {
     invalid(w.set_xattr(file, XATTR_USER, "n", Some(&vec![1u8; XATTR_VALUE_MAX + 1])), "ENOSPC", "value too large");
     invalid(w.set_xattr(file, XATTR_USER, "", Some(b"x")), "ERANGE", "empty name");
     invalid(w.set_xattr(file, XATTR_USER, &"n".repeat(256), Some(b"x")), "ERANGE", "256-byte name");
-    invalid(w.set_xattr(file, 4, "n", Some(b"x")), "ERANGE", "unknown namespace");
+    invalid(w.set_xattr(file, 9, "n", Some(b"x")), "ERANGE", "unknown namespace");
     invalid(w.set_xattr(file, XATTR_USER, "a\0b", Some(b"x")), "NUL", "NUL in the name");
     invalid(w.set_xattr(fifo, XATTR_USER, "n", Some(b"x")), "EPERM", "user. on a FIFO");
     invalid(w.set_xattr(40, XATTR_USER, "n", Some(b"x")), "not in use", "a free inode");

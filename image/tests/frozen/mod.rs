@@ -203,6 +203,22 @@ fn tree_fields(img: &Image<MemDevice>, ino: u32) -> Result<String, String> {
     Ok(format!("{depth} {} {}", nodes.len(), extents.len()))
 }
 
+/// The `xattr` items (after `xattr INO`) of inode `ino` as this image gives them:
+/// `NAMESPACE.NAME HEX` per attribute of its xattr block, in block order, read through
+/// `Image::xattrs` (the block checked).
+fn xattr_items(img: &Image<MemDevice>, ino: u32) -> Result<Vec<String>, String> {
+    let i = img.inode(ino).map_err(|e| e.to_string())?;
+    let attrs = img.xattrs(ino, &i).map_err(|e| e.to_string())?;
+    Ok(attrs
+        .into_iter()
+        .map(|(index, name, value)| {
+            let hex: String = value.iter().map(|b| format!("{b:02x}")).collect();
+            let prefix = vexfs_core::format::xattr::prefix(index).unwrap_or("?");
+            format!("{prefix}{} {hex}", String::from_utf8_lossy(&name))
+        })
+        .collect())
+}
+
 /// Every difference between `raw` (an uncompressed image of format `version`) and `manifest`,
 /// one message each; empty when the image holds exactly what the manifest says. `journal` and
 /// `txn` items are checked on `raw`, every other item after the journal's replay.
@@ -253,6 +269,7 @@ pub fn verify(manifest: &str, raw: &[u8], version: u32) -> Vec<String> {
     let (mut data_lines, mut target_lines, mut slots_lines) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
     let (mut tree_lines, mut rdev_lines) = (BTreeSet::new(), BTreeSet::new());
     let mut chunk_lines: HashMap<u32, usize> = HashMap::new();
+    let mut xattr_lines: BTreeMap<u32, Vec<String>> = BTreeMap::new();
     let mut chunk_slots: Vec<u32> = Vec::new();
     let mut pending: BTreeSet<u32> = BTreeSet::new();
     let mut txns = Vec::new();
@@ -325,6 +342,9 @@ pub fn verify(manifest: &str, raw: &[u8], version: u32) -> Vec<String> {
                 rdev_lines.insert(ino);
                 let got = img.inode(ino).map(|i| dev_name(i.rdev)).unwrap_or_else(|e| e.to_string());
                 expect!(got, rest(f, 2), "device number (rdev) of inode {ino}");
+            }
+            Some("xattr") => {
+                xattr_lines.entry(ino).or_default().push(rest(f, 2));
             }
             Some("orphan") => {
                 orphan_lines.insert(ino);
@@ -422,7 +442,8 @@ pub fn verify(manifest: &str, raw: &[u8], version: u32) -> Vec<String> {
 
     // Completeness: the manifest covers the whole tree, every inode in use (the orphans are in
     // use and not reached), every file's content and chunk list, every live and pending vector
-    // and every tombstone, every device's number; from v3 (extent trees) every inode's tree.
+    // and every tombstone, every device's number; from v3 (extent trees, xattrs) every inode's
+    // tree and attributes.
     expect!(paths, manifest_paths, "the tree (path -> inode)");
     expect!(in_use, inode_lines, "inodes in use");
     let orphans: BTreeSet<u32> = in_use.difference(&reached).copied().collect();
@@ -438,7 +459,13 @@ pub fn verify(manifest: &str, raw: &[u8], version: u32) -> Vec<String> {
     expect!(devices, rdev_lines, "devices with an rdev item");
     if version >= 3 {
         expect!(in_use, tree_lines, "inodes with a tree item");
+        // Every attribute of every inode in use, exactly and in block order (v3 added them).
+        for &ino in &in_use {
+            let want = xattr_lines.remove(&ino).unwrap_or_default();
+            expect!(xattr_items(&img, ino), Ok::<_, String>(want), "extended attributes of inode {ino}");
+        }
     }
+    expect!(xattr_lines.keys().collect::<Vec<_>>(), Vec::<&u32>::new(), "xattr items of inodes not in use");
     let counts: HashMap<u32, usize> =
         files.iter().filter_map(|&i| Some((i, slots_of(i)?.len()))).filter(|x| x.1 > 0).collect();
     expect!(counts, chunk_lines, "chunks per file");
