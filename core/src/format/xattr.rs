@@ -9,8 +9,9 @@
 //! | 28 | 4 | `used`: bytes of entries from byte 32, a multiple of 4 |
 //! | 32 | 4064 | entries, packed, then zeros |
 //!
-//! An entry: `index u8` (the namespace: [`XATTR_USER`], [`XATTR_TRUSTED`], [`XATTR_SECURITY`]),
-//! `name_len u8` (1..=255, the name after the namespace's prefix), `value_len u16`, the name,
+//! An entry: `index u8` (the namespace: [`XATTR_USER`], [`XATTR_TRUSTED`], [`XATTR_SECURITY`]; or
+//! a POSIX ACL, [`XATTR_ACL_ACCESS`], [`XATTR_ACL_DEFAULT`], whose name is empty), `name_len u8`
+//! (1..=255, the name after the namespace's prefix; 0 for an ACL), `value_len u16`, the name,
 //! the value, zeros to a multiple of 4 bytes. No two entries have the same index and name.
 //! Limits: every attribute of a file together fits the block's [`XATTR_SPACE`] bytes (an entry
 //! takes `4 + name_len + value_len` rounded up to 4); a change that does not fit is refused
@@ -29,6 +30,16 @@ pub const XATTR_USER: u8 = 1;
 pub const XATTR_TRUSTED: u8 = 2;
 /// Namespace index of `security.` attributes.
 pub const XATTR_SECURITY: u8 = 3;
+/// Index of the POSIX access ACL (`system.posix_acl_access`, an empty name).
+pub const XATTR_ACL_ACCESS: u8 = 4;
+/// Index of the POSIX default ACL of a directory (`system.posix_acl_default`, an empty name).
+pub const XATTR_ACL_DEFAULT: u8 = 5;
+
+/// Whether namespace `index` is a POSIX ACL's: its one attribute has an empty name, and its
+/// value is the kernel's `posix_acl_xattr` form (version 2; ids as in the initial namespace).
+pub fn is_acl(index: u8) -> bool {
+    matches!(index, XATTR_ACL_ACCESS | XATTR_ACL_DEFAULT)
+}
 /// First byte of the entries.
 const ENTRIES: usize = 32;
 /// Bytes the entries of one block may take.
@@ -38,13 +49,15 @@ pub const XATTR_NAME_MAX: usize = 255;
 /// Largest value of an attribute with a one-byte name: what fits the block alone.
 pub const XATTR_VALUE_MAX: usize = XATTR_SPACE - 4 - 1;
 
-/// The prefix of namespace `index` (`user.`, `trusted.`, `security.`), `None` for an index no
-/// namespace has.
+/// The prefix of namespace `index` (`user.`, `trusted.`, `security.`; an ACL's whole name),
+/// `None` for an index no namespace has.
 pub fn prefix(index: u8) -> Option<&'static str> {
     match index {
         XATTR_USER => Some("user."),
         XATTR_TRUSTED => Some("trusted."),
         XATTR_SECURITY => Some("security."),
+        XATTR_ACL_ACCESS => Some("system.posix_acl_access"),
+        XATTR_ACL_DEFAULT => Some("system.posix_acl_default"),
         _ => None,
     }
 }
@@ -88,7 +101,11 @@ pub fn entries(block: &[u8]) -> impl Iterator<Item = Result<Xattr<'_>>> + '_ {
             let start = off.saturating_add(4);
             let body = block.get(start..start.saturating_add(name_len).saturating_add(value_len));
             match body {
-                Some(b) if off.saturating_add(size) <= end && name_len > 0 && prefix(index).is_some() => {
+                Some(b)
+                    if off.saturating_add(size) <= end
+                        && (name_len > 0) != is_acl(index)
+                        && prefix(index).is_some() =>
+                {
                     let (name, value) = b.split_at(name_len.min(b.len()));
                     let x = Xattr { index, name, value, off };
                     off = off.saturating_add(size);
@@ -172,7 +189,7 @@ pub fn set(
     value: Option<&[u8]>,
 ) -> core::result::Result<bool, SetError> {
     let name_len = u8::try_from(name.len()).map_err(|_| SetError::Name)?;
-    if name.is_empty() || prefix(index).is_none() {
+    if name.is_empty() != is_acl(index) || prefix(index).is_none() {
         return Err(SetError::Name);
     }
     if block.len() < BLOCK_SIZE {
@@ -308,6 +325,21 @@ mod tests {
         assert_eq!(get(&b, XATTR_USER, b"n").unwrap().len(), XATTR_VALUE_MAX);
         assert_eq!(get(&b, XATTR_TRUSTED, b"n"), None);
         check_xattr_block(&b, 900, 7).unwrap();
+    }
+
+    #[test]
+    fn acls_have_empty_names() {
+        let mut b = block();
+        let acl = [2u8, 0, 0, 0, 1, 0, 6, 0, 0xff, 0xff, 0xff, 0xff];
+        set(&mut b, 900, 7, XATTR_ACL_ACCESS, b"", Some(&acl)).unwrap();
+        set(&mut b, 900, 7, XATTR_ACL_DEFAULT, b"", Some(&acl)).unwrap();
+        assert_eq!(set(&mut b, 900, 7, XATTR_ACL_ACCESS, b"x", Some(&acl)), Err(SetError::Name));
+        assert_eq!(set(&mut b, 900, 7, XATTR_USER, b"", Some(&acl)), Err(SetError::Name));
+        check_xattr_block(&b, 900, 7).unwrap();
+        assert_eq!(get(&b, XATTR_ACL_ACCESS, b""), Some(&acl[..]));
+        assert_eq!(prefix(XATTR_ACL_DEFAULT), Some("system.posix_acl_default"));
+        set(&mut b, 900, 7, XATTR_ACL_ACCESS, b"", None).unwrap();
+        assert_eq!(get(&b, XATTR_ACL_ACCESS, b""), None);
     }
 
     #[test]

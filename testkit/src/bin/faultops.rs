@@ -31,7 +31,8 @@
 //! with O_DIRECT from a 4096-aligned buffer; the read prints the bytes read and their sha256
 //! before `ok`), `setxattr PATH NAME VALUE [create|replace]`, `setxattr-len PATH NAME LEN` (a
 //! value of LEN bytes), `getxattr PATH NAME` (prints the value), `removexattr PATH NAME`,
-//! `listxattr PATH` (prints the names, sorted); each opens what it
+//! `listxattr PATH` (prints the names, sorted), `setacl PATH access|default SPEC` and `getacl PATH
+//! access|default` (a POSIX ACL as `u::rw-,u:1000:r--,g::r--,m::r--,o::---`); each opens what it
 //! needs and closes it before it ends. Several operations joined by `+` run in order, in one
 //! process, until the first that fails (`truncate t 100000 + write t 90000 100`); the errno
 //! printed is that one's, followed by ` in operation K` when it is not the first (K counts from
@@ -71,7 +72,8 @@ const USAGE: &str = "usage: faultops OP [+ OP]... | resident DEV, where OP is on
 | interleave A B TOTAL CHUNK | fill STRIDE PATH... | fill-n N STRIDE PATH... | check-fill STRIDE PATH... | mknod PATH p|s|c|b MAJOR MINOR | seek PATH data|hole OFFSET | rename2 FROM TO exchange|whiteout|noreplace \
 | tmpfile DIR LEN [LINK] | fallocate PATH alloc|keep|punch|zero|zero-keep|collapse OFFSET LEN \
 | direct-write PATH OFFSET LEN BYTE | direct-read PATH OFFSET LEN | setxattr PATH NAME VALUE [create|replace] \
-| setxattr-len PATH NAME LEN | getxattr PATH NAME | removexattr PATH NAME | listxattr PATH; \
+| setxattr-len PATH NAME LEN | getxattr PATH NAME | removexattr PATH NAME | listxattr PATH \
+| setacl PATH access|default SPEC | getacl PATH access|default; \
 FAIL_NTH=N in the environment fails the N-th fault-injection point of the operations";
 
 /// The fail-nth file: `/proc/thread-self/fail-nth`.
@@ -221,6 +223,57 @@ fn check_fill(stride: u64, files: &[CString]) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Tags of a POSIX ACL entry (include/uapi/linux/posix_acl.h) and their spec letters.
+const ACL_TAGS: [(u16, &str); 6] = [(0x01, "u"), (0x02, "u"), (0x04, "g"), (0x08, "g"), (0x10, "m"), (0x20, "o")];
+
+/// The `posix_acl_xattr` value (version 2, entries `tag u16, perm u16, id u32`) of a spec like
+/// `u::rw-,u:1000:r--,g::r--,m::r--,o::---` (entries in the kernel's order: owner, named users,
+/// group, named groups, mask, other).
+fn acl_xattr(spec: &str) -> Result<Vec<u8>, Failure> {
+    let mut out = 2u32.to_le_bytes().to_vec();
+    for e in spec.split(',') {
+        let f: Vec<&str> = e.split(':').collect();
+        let [t, id, perm] = f[..] else { return Err(usage(format!("bad ACL entry {e}"))) };
+        let named = !id.is_empty();
+        let tag = match (t, named) {
+            ("u", false) => 0x01,
+            ("u", true) => 0x02,
+            ("g", false) => 0x04,
+            ("g", true) => 0x08,
+            ("m", false) => 0x10,
+            ("o", false) => 0x20,
+            _ => return Err(usage(format!("bad ACL entry {e}"))),
+        };
+        let p = perm.bytes().fold(0u16, |p, c| match c {
+            b'r' => p | 4,
+            b'w' => p | 2,
+            b'x' => p | 1,
+            _ => p,
+        });
+        let id = if named { u32::try_from(num(id)?).map_err(|_| usage("bad id"))? } else { u32::MAX };
+        out.extend_from_slice(&u16::to_le_bytes(tag));
+        out.extend_from_slice(&p.to_le_bytes());
+        out.extend_from_slice(&id.to_le_bytes());
+    }
+    Ok(out)
+}
+
+/// The spec of a `posix_acl_xattr` value (the inverse of [`acl_xattr`]).
+fn acl_spec(v: &[u8]) -> String {
+    let mut out = Vec::new();
+    for e in v.get(4..).unwrap_or(&[]).chunks_exact(8) {
+        let tag = u16::from_le_bytes([e[0], e[1]]);
+        let perm = u16::from_le_bytes([e[2], e[3]]);
+        let id = u32::from_le_bytes([e[4], e[5], e[6], e[7]]);
+        let t = ACL_TAGS.iter().find(|(x, _)| *x == tag).map_or("?", |(_, s)| s);
+        let id = if tag == 0x02 || tag == 0x08 { id.to_string() } else { String::new() };
+        let p: String =
+            [(4, 'r'), (2, 'w'), (1, 'x')].iter().map(|&(b, c)| if perm & b != 0 { c } else { '-' }).collect();
+        out.push(format!("{t}:{id}:{p}"));
+    }
+    out.join(",")
+}
+
 /// One operation, its arguments checked and its buffers made: running it allocates nothing in
 /// userspace, so an armed fail-nth counts only the kernel's allocations for its system calls.
 enum Op {
@@ -246,6 +299,8 @@ enum Op {
     Direct { path: CString, off: u64, len: usize, write: Option<u8> },
     Xattr { path: CString, name: CString, value: Option<Vec<u8>>, flags: i32, get: bool },
     ListXattr(CString),
+    SetAcl { path: CString, default: bool, acl: Vec<u8> },
+    GetAcl { path: CString, default: bool },
     CheckFill { stride: u64, files: Vec<CString> },
 }
 
@@ -350,6 +405,12 @@ impl Op {
                 Op::Xattr { path: path(p)?, name: path(name)?, value: None, flags: 0, get: false }
             }
             ["listxattr", p] => Op::ListXattr(path(p)?),
+            ["setacl", p, which @ ("access" | "default"), spec] => {
+                Op::SetAcl { path: path(p)?, default: *which == "default", acl: acl_xattr(spec)? }
+            }
+            ["getacl", p, which @ ("access" | "default")] => {
+                Op::GetAcl { path: path(p)?, default: *which == "default" }
+            }
             ["direct-write", p, off, len, val] => Op::Direct {
                 path: path(p)?,
                 off: num(off)?,
@@ -512,6 +573,26 @@ impl Op {
                     .collect();
                 names.sort();
                 println!("{}", names.join(" "));
+            }
+            Op::SetAcl { path, default, acl } => {
+                let name = if *default { c"system.posix_acl_default" } else { c"system.posix_acl_access" };
+                // SAFETY: setxattr(2) with NUL-terminated strings and a value of its length.
+                let r = unsafe { nix::libc::setxattr(path.as_ptr(), name.as_ptr(), acl.as_ptr().cast(), acl.len(), 0) };
+                if r < 0 {
+                    return Err(Failure::Errno(Errno::last()));
+                }
+            }
+            Op::GetAcl { path, default } => {
+                let name = if *default { c"system.posix_acl_default" } else { c"system.posix_acl_access" };
+                let mut buf = vec![0u8; 4096];
+                // SAFETY: getxattr(2) into a buffer of the size given.
+                let n =
+                    unsafe { nix::libc::getxattr(path.as_ptr(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+                if n < 0 {
+                    return Err(Failure::Errno(Errno::last()));
+                }
+                // The ACL as a spec, before the `ok` line.
+                println!("{}", acl_spec(&buf[..n as usize]));
             }
             Op::Direct { path, off, len, write } => {
                 // A buffer aligned to 4096 bytes, as O_DIRECT asks on most filesystems.
