@@ -5,7 +5,8 @@
 # /dir/sparse.bin 261 extents between holes (depth 1, leaves of 254 and 1), /dir/full.bin a full
 # root leaf (260 extents), /dir/seven.bin a root leaf of 1, /six.bin 6 inline extents, no tree;
 # and special files: /fifo, /sock, /dir/null (character device 1:3) and /loop300 (block device
-# 7:300).
+# 7:300); and extended attributes: user., trusted. (NUL bytes in its value) and security. (1,000
+# bytes) ones on /six.bin, a user. one on /dir, a trusted. one on /dir/null.
 #
 # Before the boot, the host tools read it as the manifest says (fsck.vexfs -n, vexctl cat,
 # vexctl search-image). In the guest, every manifest item reads the same through the kernel (as
@@ -13,8 +14,12 @@
 # files have the type, mode and device numbers (stat %t:%T) of the manifest's inode and rdev
 # items, the FIFO carries 100,000 bytes from one process to another, the character device 1:3 is
 # /dev/null (writes vanish, reads end at once), and touching the devices and the socket (their
-# inodes written back) keeps their numbers across the remounts below; then the kernel changes the trees it did
-# not make:
+# inodes written back) keeps their numbers across the remounts below; listxattr of every path but
+# the symlinks gives the manifest's xattr names (user.vexfs.embedding added for the files with
+# chunks) and getxattr each value (hex), as root; then one attribute is set on /six.bin, one
+# removed from it and /dir/null's only one removed (its xattr block freed: one more free block),
+# and after a remount with fsck.vexfs -n clean the attributes are as changed; then the kernel
+# changes the trees it did not make:
 #   - /deep.bin grows by 8 one-block writes past its end with a hole before each (8 new extents:
 #     its last leaf, 250 + 8, splits, one new leaf) and an append of 3 blocks + 100 bytes;
 #   - /deep.bin is cut in its second leaf (file block 300: the leaves after it are freed), grown
@@ -62,6 +67,38 @@ for want in "/mnt/fifo fifo 640 0:0" "/mnt/sock socket 755 0:0" "/mnt/dir/null c
 done
 [ "$(wc -l < "$share/special.expected")" = 4 ] || fail "the manifest should name 4 special files"
 head -c 100000 < <(yes "062 through the frozen FIFO") > "$share/fifo.bin"
+
+# ---- extended attributes: "PATH NAME..." (listxattr, sorted) and "PATH NAME HEX" (getxattr) -------
+
+: > "$share/xlist.expected"
+: > "$share/xget.expected"
+while read -r _ ino type _; do
+    [ "$type" = symlink ] && continue # listxattr follows it
+    names=$(awk -v i="$ino" '$1 == "xattr" && $2 == i { print $3 }' "$M")
+    grep -q "^chunk $ino " "$M" && names+=$'\n'user.vexfs.embedding
+    list=$({ grep -v '^$' <<< "$names" || true; } | LC_ALL=C sort | tr '\n' ' ')
+    while read -r path; do
+        echo "$path ${list% }" >> "$share/xlist.expected"
+        awk -v i="$ino" -v p="$path" '$1 == "xattr" && $2 == i { print p, $3, $4 }' "$M" >> "$share/xget.expected"
+    done < <(awk -v i="$ino" '$1 == "path" && $2 == i { print $3 }' "$M")
+done < <(grep '^inode ' "$M")
+for want in "/six.bin security.label trusted.label user.mime_type" "/dir user.comment" "/dir/null trusted.device" \
+    "/hello.txt user.vexfs.embedding" "/fifo "; do
+    grep -q -x -F "$want" "$share/xlist.expected" || fail "the manifest should give the xattr names '$want'"
+done
+[ "$(grep -c '^/six.bin security.label ' "$share/xget.expected")" = 1 ] &&
+    [ "$(awk '$1 == "/six.bin" && $2 == "security.label" { print length($3) }' "$share/xget.expected")" = 2000 ] ||
+    fail "the manifest should give /six.bin a 1,000-byte security.label"
+grep -q -x -F "/six.bin trusted.label 6265666f726500616674657200" "$share/xget.expected" ||
+    fail "the manifest should give /six.bin's trusted.label with its NUL bytes"
+# After the guest sets user.added on /six.bin and removes its trusted.label and /dir/null's only one.
+added_hex=$(printf 'set by 062' | od -An -tx1 -v | tr -d ' \n')
+sed -e 's|^/six.bin .*|/six.bin security.label user.added user.mime_type|' -e 's|^/dir/null .*|/dir/null |' \
+    "$share/xlist.expected" > "$share/xlist2.expected"
+{
+    grep -v -e '^/six.bin trusted.label ' -e '^/dir/null trusted.device ' "$share/xget.expected"
+    echo "/six.bin user.added $added_hex"
+} > "$share/xget2.expected"
 
 # ---- what the kernel's writes must give, made on the host with the same writes on copies ------
 
@@ -137,6 +174,26 @@ cycle() {
     mount_vexfs /dev/vda /mnt
 }
 
+# xattrs N: listxattr of every path in $S/xlistN.expected, getxattr of every attribute in
+# $S/xgetN.expected (the value as faultops prints it, before its "ok" line, in hex), as expected.
+xattrs() {
+    : > "/tmp/xlist$1.out"
+    while read -r path _; do
+        out=$(faultops listxattr "/mnt$path") || fail "listxattr /mnt$path: $out"
+        echo "$path $(printf '%s\n' "$out" | head -n 1)" >> "/tmp/xlist$1.out"
+    done < "$S/xlist$1.expected"
+    same "xlist$1"
+    : > "/tmp/xget$1.out"
+    while read -r path name _; do
+        faultops getxattr "/mnt$path" "$name" > /tmp/xval || fail "getxattr /mnt$path $name: $(cat /tmp/xval)"
+        [ "$(tail -n 1 /tmp/xval)" = ok ] || fail "getxattr /mnt$path $name: $(cat /tmp/xval)"
+        # The value, then "\nok\n".
+        n=$(($(wc -c < /tmp/xval) - 4))
+        echo "$path $name $(head -c "$n" /tmp/xval | busybox xxd -p | tr -d '\n')" >> "/tmp/xget$1.out"
+    done < "$S/xget$1.expected"
+    same "xget$1"
+}
+
 # specials: the special files' stat lines, as the manifest says.
 specials() {
     : > /tmp/special.out
@@ -148,6 +205,18 @@ specials() {
 
 mount_vexfs /dev/vda /mnt
 frozen_check
+
+section "extended attributes: listxattr and getxattr as the manifest says; one set, two removed"
+xattrs ""
+free0=$(stat -f -c %f /mnt)
+must faultops setxattr /mnt/six.bin user.added "set by 062"
+must faultops removexattr /mnt/six.bin trusted.label
+must faultops removexattr /mnt/dir/null trusted.device
+xattrs 2
+cycle "the xattr changes"
+xattrs 2
+assert_eq "$(stat -f -c %f /mnt)" "$((free0 + 1))" "free blocks (/dir/null's xattr block freed)"
+echo "free blocks: $free0 before, $((free0 + 1)) after (/dir/null's xattr block freed)"
 
 section "special files: types, modes, device numbers; the FIFO and the character device 1:3 work"
 specials
