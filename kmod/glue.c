@@ -1328,6 +1328,7 @@ static const struct inode_operations vexfs_dir_iops = {
 	.rmdir = vexfs_rmdir,
 	.rename = vexfs_rename,
 	.setattr = vexfs_setattr,
+	.listxattr = vexfs_listxattr,
 };
 
 /* ---- superblock --------------------------------------------------------------------------- */
