@@ -14,6 +14,8 @@
 #include <linux/module.h>
 #include <linux/mpage.h>
 #include <linux/pagemap.h>
+#include <linux/posix_acl.h>
+#include <linux/posix_acl_xattr.h>
 #include <linux/slab.h>
 #include <linux/sched/mm.h>
 #include <linux/seq_file.h>
@@ -681,6 +683,104 @@ static int vexfs_xattr_set(const struct xattr_handler *handler, struct mnt_idmap
 	return err ? err : vexfs_rs_commit(inode->i_sb);
 }
 
+/* ---- POSIX ACLs: the posix_acl_xattr form, stored as the attributes of indexes 4 (access)
+ * and 5 (default) with an empty name (core::format::xattr) ---- */
+#define VEXFS_XATTR_ACL_ACCESS 4
+#define VEXFS_XATTR_ACL_DEFAULT 5
+
+static struct posix_acl *vexfs_get_acl(struct inode *inode, int type, bool rcu)
+{
+	int index = type == ACL_TYPE_ACCESS ? VEXFS_XATTR_ACL_ACCESS : VEXFS_XATTR_ACL_DEFAULT;
+	struct posix_acl *acl;
+	void *value;
+	int n;
+
+	if (rcu)
+		return ERR_PTR(-ECHILD);
+	n = vexfs_rs_xattr_get_stored(inode, index, "", 0, NULL, 0);
+	if (n == -ENODATA)
+		return NULL;
+	if (n < 0)
+		return ERR_PTR(n);
+	value = kmalloc(n, GFP_NOFS);
+	if (!value)
+		return ERR_PTR(-ENOMEM);
+	n = vexfs_rs_xattr_get_stored(inode, index, "", 0, value, n);
+	acl = n < 0 ? ERR_PTR(n) : posix_acl_from_xattr(&init_user_ns, value, n);
+	kfree(value);
+	return acl;
+}
+
+/* Stores (or with acl NULL removes) an ACL, in the caller's handle. */
+static int vexfs_store_acl(struct inode *inode, int type, struct posix_acl *acl)
+{
+	int index = type == ACL_TYPE_ACCESS ? VEXFS_XATTR_ACL_ACCESS : VEXFS_XATTR_ACL_DEFAULT;
+	size_t size = 0;
+	void *value = NULL;
+	int err;
+
+	if (type == ACL_TYPE_DEFAULT && !S_ISDIR(inode->i_mode))
+		return acl ? -EACCES : 0;
+	if (acl) {
+		size = posix_acl_xattr_size(acl->a_count);
+		value = kmalloc(size, GFP_NOFS);
+		if (!value)
+			return -ENOMEM;
+		err = posix_acl_to_xattr(&init_user_ns, acl, value, size);
+		if (err < 0) {
+			kfree(value);
+			return err;
+		}
+	}
+	err = vexfs_rs_xattr_set_stored(inode, index, "", 0, value, size, 0);
+	kfree(value);
+	if (err == -ENODATA && !acl)
+		err = 0;
+	if (!err)
+		set_cached_acl(inode, type, acl);
+	return err;
+}
+
+static int vexfs_set_acl_h(struct mnt_idmap *idmap, struct dentry *dentry, struct posix_acl *acl,
+			   int type)
+{
+	struct inode *inode = d_inode(dentry);
+	umode_t mode = inode->i_mode;
+	int err;
+
+	if (type == ACL_TYPE_ACCESS && acl) {
+		/* An ACL the mode says whole is no ACL; the mode takes its group bits. */
+		err = posix_acl_update_mode(idmap, inode, &mode, &acl);
+		if (err)
+			return err;
+	}
+	err = vexfs_store_acl(inode, type, acl);
+	if (err)
+		return err;
+	inode->i_mode = mode;
+	inode_set_ctime_current(inode);
+	mark_inode_dirty(inode);
+	return 0;
+}
+
+static int vexfs_set_acl(struct mnt_idmap *idmap, struct dentry *dentry, struct posix_acl *acl,
+			 int type)
+{
+	return VEXFS_IN_HANDLE(dentry->d_sb, VEXFS_TXN_SMALL, vexfs_set_acl_h(idmap, dentry, acl, type));
+}
+
+/* A new inode's inherited ACLs (posix_acl_create gave them), in the create's handle. */
+static int vexfs_init_acl(struct inode *inode, struct posix_acl *default_acl, struct posix_acl *acl)
+{
+	int err = 0;
+
+	if (default_acl)
+		err = vexfs_store_acl(inode, ACL_TYPE_DEFAULT, default_acl);
+	if (!err && acl)
+		err = vexfs_store_acl(inode, ACL_TYPE_ACCESS, acl);
+	return err;
+}
+
 /* user.: the embedding (user.vexfs.embedding), else a stored attribute. */
 static const struct xattr_handler vexfs_user_xattr_handler = {
 	.prefix = XATTR_USER_PREFIX,
@@ -774,8 +874,11 @@ static int vexfs_setattr(struct mnt_idmap *idmap, struct dentry *dentry, struct 
 		inode_set_mtime_to_ts(inode, inode_set_ctime_current(inode));
 	setattr_copy(&nop_mnt_idmap, inode, attr);
 	mark_inode_dirty(inode);
+	/* A chmod rewrites the access ACL's mask and owner entries (nested handle). */
+	if (attr->ia_valid & ATTR_MODE)
+		err = posix_acl_chmod(&nop_mnt_idmap, dentry, inode->i_mode);
 	vexfs_c_handle_stop(inode->i_sb, &h);
-	return 0;
+	return err;
 }
 
 /* fsync: the file's data, then a commit of the journal (which holds its metadata). */
@@ -997,11 +1100,15 @@ static const struct inode_operations vexfs_file_iops = {
 	.setattr = vexfs_setattr,
 	.listxattr = vexfs_listxattr,
 	.fiemap = vexfs_fiemap,
+	.get_inode_acl = vexfs_get_acl,
+	.set_acl = vexfs_set_acl,
 };
 
 static const struct inode_operations vexfs_special_iops = {
 	.setattr = vexfs_setattr,
 	.listxattr = vexfs_listxattr,
+	.get_inode_acl = vexfs_get_acl,
+	.set_acl = vexfs_set_acl,
 };
 
 /* ---- directories -------------------------------------------------------------------------- */
@@ -1034,16 +1141,29 @@ static struct dentry *vexfs_lookup(struct inode *dir, struct dentry *dentry, uns
 static int vexfs_make_h(struct inode *dir, struct dentry *dentry, umode_t mode, const char *symname,
 			dev_t rdev)
 {
-	struct inode *inode = new_inode(dir->i_sb);
+	struct posix_acl *default_acl = NULL, *acl = NULL;
+	struct inode *inode;
 	int err;
 
-	if (!inode)
+	/* The directory's default ACL: the new inode's ACLs, its mode masked by them. */
+	if (!symname) {
+		err = posix_acl_create(dir, &mode, &default_acl, &acl);
+		if (err)
+			return err;
+	}
+	inode = new_inode(dir->i_sb);
+	if (!inode) {
+		posix_acl_release(default_acl);
+		posix_acl_release(acl);
 		return -ENOMEM;
+	}
 	/* A device's number, before Rust writes the disk inode. */
 	inode->i_rdev = rdev;
 	err = vexfs_rs_create(dir, dentry->d_name.name, dentry->d_name.len, mode, inode);
 	if (err) {
 		/* Rust left i_nlink at 0 and the inode off the disk: eviction frees nothing. */
+		posix_acl_release(default_acl);
+		posix_acl_release(acl);
 		make_bad_inode(inode);
 		iput(inode);
 		return err;
@@ -1051,10 +1171,29 @@ static int vexfs_make_h(struct inode *dir, struct dentry *dentry, umode_t mode, 
 	vexfs_c_set_ops(inode);
 	if (insert_inode_locked(inode) < 0) {
 		/* The inode number is still in the inode hash: the bitmaps disagree with memory. */
+		posix_acl_release(default_acl);
+		posix_acl_release(acl);
 		pr_err("vexfs: inode %lu allocated twice\n", inode->i_ino);
 		make_bad_inode(inode);
 		iput(inode);
 		return -EUCLEAN;
+	}
+	/* The inherited ACLs. A failure (ENOSPC for the xattr block) undoes the create as a
+	 * failed symlink's below: the dirent goes, the inode goes with its last reference. */
+	err = vexfs_init_acl(inode, default_acl, acl);
+	posix_acl_release(default_acl);
+	posix_acl_release(acl);
+	if (err) {
+		vexfs_rs_unlink(dir, dentry->d_name.name, dentry->d_name.len, inode);
+		if (S_ISDIR(inode->i_mode)) {
+			/* The create counted the subdirectory in its parent. */
+			drop_nlink(dir);
+			mark_inode_dirty(dir);
+		}
+		clear_nlink(inode);
+		unlock_new_inode(inode);
+		iput(inode);
+		return err;
 	}
 	if (symname) {
 		err = page_symlink(inode, symname, strlen(symname) + 1);
@@ -1329,6 +1468,8 @@ static const struct inode_operations vexfs_dir_iops = {
 	.rename = vexfs_rename,
 	.setattr = vexfs_setattr,
 	.listxattr = vexfs_listxattr,
+	.get_inode_acl = vexfs_get_acl,
+	.set_acl = vexfs_set_acl,
 };
 
 /* ---- superblock --------------------------------------------------------------------------- */
@@ -1488,6 +1629,8 @@ static int vexfs_fill_super(struct super_block *sb, struct fs_context *fc)
 	/* The disk inode's link count is a u16: the VFS refuses a link past it (EMLINK), a
 	 * directory's subdirectories included, instead of the count being clamped on disk. */
 	sb->s_max_links = U16_MAX;
+	/* POSIX ACLs (stored as xattrs): the VFS applies the umask only without a default ACL. */
+	sb->s_flags |= SB_POSIXACL;
 	err = vexfs_rs_fill_super(sb, !!(fc->sb_flags & SB_SILENT));
 	/* Until here (corruption found while mounting fails the mount) the default applies. */
 	if (!err)

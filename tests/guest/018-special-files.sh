@@ -9,7 +9,9 @@
 # a character device 0:0 behind (overlayfs), an O_TMPFILE file frees its inode when closed
 # unnamed and keeps its data when linked in; xattrs in the user., trusted. and security.
 # namespaces (create/replace flags, listxattr, the one-block limit: ENOSPC, on a FIFO too, the
-# block freed with the last); all after a remount too; fsck.vexfs -n is clean in
+# block freed with the last); POSIX ACLs (an access ACL grants a user read, chmod rewrites its
+# mask, a directory's default ACL is inherited at create and grants another); all after a
+# remount too; fsck.vexfs -n is clean in
 # the guest and on the host.
 . "$(dirname "$0")/lib.sh"
 
@@ -108,9 +110,38 @@ must faultops removexattr /mnt/x user.big
 # The embedding stays the embedding (not stored as an attribute).
 assert_eq "$(x getxattr /mnt/x user.vexfs.embedding)" "ENODATA " "no embedding on /mnt/x"
 
+section "POSIX ACLs"
+echo 'u:x:1000:1000::/tmp:/bin/sh' >> /etc/passwd
+echo 'w:x:1001:1001::/tmp:/bin/sh' >> /etc/passwd
+printf 'u:x:1000:\nw:x:1001:\n' >> /etc/group
+as() { su "$1" -s /bin/sh -c "$2"; }
+echo secret > /mnt/acl
+must chmod 600 /mnt/acl
+out=$(as u 'cat /mnt/acl' 2>&1) && fail "uid 1000 read a 0600 file of root: $out"
+must faultops setacl /mnt/acl access u::rw-,u:1000:r--,g::---,m::r--,o::---
+assert_eq "$(x getacl /mnt/acl access)" "u::rw-,u:1000:r--,g::---,m::r--,o::--- ok " "the access ACL read back"
+# The mode's group bits are the ACL's mask.
+assert_eq "$(stat -c %a /mnt/acl)" 640 "mode after the ACL"
+assert_eq "$(as u 'cat /mnt/acl')" secret "uid 1000 reads through its ACL entry"
+out=$(as w 'cat /mnt/acl' 2>&1) && fail "uid 1001 read the file: $out"
+# chmod rewrites the mask: g-r takes uid 1000's read away.
+must chmod 600 /mnt/acl
+assert_eq "$(x getacl /mnt/acl access)" "u::rw-,u:1000:r--,g::---,m::---,o::--- ok " "the mask after chmod 600"
+out=$(as u 'cat /mnt/acl' 2>&1) && fail "uid 1000 read the file after chmod 600: $out"
+# A default ACL is inherited by what is created in the directory.
+must mkdir /mnt/shared
+must faultops setacl /mnt/shared default u::rwx,u:1001:rw-,g::r-x,m::rwx,o::---
+echo new > /mnt/shared/f
+assert_eq "$(x getacl /mnt/shared/f access)" "u::rw-,u:1001:rw-,g::r-x,m::rw-,o::--- ok " "an ACL inherited at create"
+assert_eq "$(as w 'cat /mnt/shared/f')" new "uid 1001 reads the inherited ACL's file"
+assert_eq "$(x listxattr /mnt/shared)" "system.posix_acl_default ok " "listxattr shows the default ACL"
+
 section "remount"
 must umount /mnt
 mount_vexfs /dev/vda /mnt
+assert_eq "$(x getacl /mnt/shared/f access) $(x getacl /mnt/shared default)" \
+    "u::rw-,u:1001:rw-,g::r-x,m::rw-,o::--- ok  u::rwx,u:1001:rw-,g::r-x,m::rwx,o::--- ok " "ACLs after a remount"
+assert_eq "$(as w 'cat /mnt/shared/f')" new "the inherited ACL after a remount"
 assert_eq "$(x listxattr /mnt/x) $(x getxattr /mnt/x security.selinux) $(x getxattr /mnt/fifo trusted.on-a-fifo)" \
     "security.selinux trusted.overlay.opaque user.color ok  system_u:object_r:tmp_t:s0 ok  1 ok " "xattrs after a remount"
 free=$(stat -f -c %f /mnt)
