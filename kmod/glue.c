@@ -1414,10 +1414,31 @@ static int vexfs_rename_h(struct inode *old_dir, struct dentry *old_dentry,
  * or after a crash) until linkat gives it one. */
 static int vexfs_tmpfile_h(struct inode *dir, struct file *file, umode_t mode)
 {
-	struct inode *inode = vexfs_new_unlinked(dir, (mode & ~S_IFMT) | S_IFREG, 0);
+	struct posix_acl *default_acl = NULL, *acl = NULL;
+	struct inode *inode;
+	int err;
 
-	if (IS_ERR(inode))
+	/* The directory's default ACL, or the umask (SB_POSIXACL: the VFS left it to us). */
+	mode = (mode & ~S_IFMT) | S_IFREG;
+	err = posix_acl_create(dir, &mode, &default_acl, &acl);
+	if (err)
+		return err;
+	inode = vexfs_new_unlinked(dir, mode, 0);
+	if (IS_ERR(inode)) {
+		posix_acl_release(default_acl);
+		posix_acl_release(acl);
 		return PTR_ERR(inode);
+	}
+	err = vexfs_init_acl(inode, default_acl, acl);
+	posix_acl_release(default_acl);
+	posix_acl_release(acl);
+	if (err) {
+		/* No dirent names it: its last reference frees it. */
+		clear_nlink(inode);
+		unlock_new_inode(inode);
+		iput(inode);
+		return err;
+	}
 	d_tmpfile(file, inode);
 	mark_inode_dirty(inode);
 	unlock_new_inode(inode);

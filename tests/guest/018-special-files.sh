@@ -83,8 +83,10 @@ must faultops tmpfile /mnt/d2 5000
 # Its written data keeps a reference (ordered data) until the next commit: then it is freed.
 must sync -f /mnt
 assert_eq "$(stat -f -c %d /mnt)" "$free" "free inodes after an unnamed O_TMPFILE file is closed"
+umask 022
 must faultops tmpfile /mnt/d2 5000 /mnt/d2/named
-assert_eq "$(stat -c '%s %h' /mnt/d2/named)" "5000 1" "an O_TMPFILE file linked in"
+# Asked for 0666: the umask applies (with SB_POSIXACL the filesystem applies it).
+assert_eq "$(stat -c '%s %h %a' /mnt/d2/named)" "5000 1 644" "an O_TMPFILE file linked in"
 
 section "xattrs"
 x() { faultops "$@" | tr '\n' ' '; }

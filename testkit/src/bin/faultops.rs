@@ -24,7 +24,7 @@
 //! MINOR` (TYPE `p` FIFO, `s` socket, `c` or `b` device, mode 0644), `seek PATH data|hole OFFSET`
 //! (lseek SEEK_DATA or SEEK_HOLE; prints the offset found on a line before `ok`), `rename2 FROM TO
 //! exchange|whiteout|noreplace` (renameat2 with that flag), `tmpfile DIR LEN [LINK]` (an O_TMPFILE
-//! file in DIR, LEN bytes of 0x54 written, then linked as LINK with linkat(AT_EMPTY_PATH), or
+//! file of mode 0666 less the umask in DIR, LEN bytes of 0x54 written, then linked as LINK with linkat(AT_EMPTY_PATH), or
 //! closed unnamed), `fallocate PATH MODE OFFSET LEN` (MODE `alloc` 0, `keep` KEEP_SIZE, `punch`
 //! PUNCH_HOLE|KEEP_SIZE, `zero` ZERO_RANGE, `zero-keep`, `collapse` COLLAPSE_RANGE),
 //! `direct-write PATH OFFSET LEN BYTE` and `direct-read PATH OFFSET LEN` (one pwrite or pread
@@ -508,7 +508,7 @@ impl Op {
                 }
             }
             Op::Tmpfile { dir, link, len } => {
-                let fd = open(dir.as_c_str(), OFlag::O_TMPFILE | OFlag::O_RDWR, Mode::from_bits_truncate(0o644))?;
+                let fd = open(dir.as_c_str(), OFlag::O_TMPFILE | OFlag::O_RDWR, Mode::from_bits_truncate(0o666))?;
                 let f = File::from(fd);
                 let n = f.write_at(&vec![0x54u8; *len], 0);
                 let r = match (n, link) {
