@@ -2,8 +2,8 @@
 /*
  * vexfs-xattr-check FILE DIM: checks the user.vexfs.embedding xattr of a vexfs file against
  * its ioctls: the xattr reads as chunk 0 (raw little-endian float32), listxattr names it,
- * setting it sets chunk 0, bad sizes and short buffers get EINVAL / ERANGE, removing it
- * removes the embeddings. FILE must be a regular file without embeddings. Prints PASS/FAIL per
+ * setting it sets chunk 0, bad sizes and short buffers get EINVAL / ERANGE, another user.
+ * attribute is stored apart from it, removing it removes the embeddings. FILE must be a regular file without embeddings. Prints PASS/FAIL per
  * case; exits 1 if any failed.
  */
 #include <errno.h>
@@ -70,7 +70,14 @@ int main(int argc, char **argv)
 	check(get_chunks(fd, dim, w, 1) == 1 && !memcmp(v, w, dim * 4), "ioctl GET: chunk 0 is the xattr");
 	n = listxattr(path, list, sizeof(list));
 	check(n == (ssize_t)strlen(name) + 1 && !strcmp(list, name), "list: names " VEXFS_XATTR_EMBEDDING);
-	check(getxattr(path, "user.other", w, dim * 4) < 0 && errno == EOPNOTSUPP, "other user xattr: EOPNOTSUPP");
+	/* Other user. attributes are stored apart (format v3's xattr block): chunk 0 stays. */
+	check(getxattr(path, "user.other", w, dim * 4) < 0 && errno == ENODATA, "other user xattr unset: ENODATA");
+	check(setxattr(path, "user.other", "x", 1, 0) == 0, "other user xattr: set");
+	n = listxattr(path, list, sizeof(list));
+	check(n == (ssize_t)(strlen(name) + 1 + strlen("user.other") + 1), "list: the embedding and user.other");
+	memset(w, 0, dim * 4);
+	check(get_chunks(fd, dim, w, 1) == 1 && !memcmp(v, w, dim * 4), "chunk 0 unchanged by user.other");
+	check(removexattr(path, "user.other") == 0, "other user xattr: removed");
 	v[0] = 42.0f;
 	check(setxattr(path, name, v, dim * 4, XATTR_REPLACE) == 0, "replace: success");
 	check(get_chunks(fd, dim, w, 1) == 1 && w[0] == 42.0f, "ioctl GET sees the new chunk 0");
