@@ -2,7 +2,7 @@
 
 use crate::buf::Buf;
 use crate::error::{FormatError, EFBIG};
-use crate::extent_tree::TreeStore;
+use crate::extent_tree::{TreeStore, NODE_ENTRIES};
 use crate::file_extents::FileExtents;
 use crate::format::extent::Extent;
 use crate::format::inode::{Inode as DiskInode, S_IFDIR, S_IFMT};
@@ -107,6 +107,7 @@ fn read_inode(inode: &NewInode, ino: u64) -> Result {
         owner: ino,
         data_start: data.start,
         data_end: data.end(),
+        fanout: NODE_ENTRIES,
     };
     fx.check_inode().map_err(|e| sb.report(e))?;
     if d.xattr_block != 0 && !data.contains(d.xattr_block) {

@@ -86,6 +86,11 @@ pub struct Tree {
     pub data_end: u64,
     /// Lowest `logical` the tree may hold (the end of the last inline extent).
     pub lo: u64,
+    /// Entries a node takes before an insertion splits it: [`NODE_ENTRIES`] for every tree the
+    /// kernel and the tools grow. A test or a fuzz base image passes fewer (taken as at least
+    /// 2) to grow a deep tree in a few blocks; the result is an ordinary tree of nodes that are
+    /// not full, read and changed the same way.
+    pub fanout: usize,
 }
 
 /// Upper bound of `logical` ends: file blocks are `u32`.
@@ -351,6 +356,11 @@ pub struct Cut {
 }
 
 impl Tree {
+    /// Entries a node holds before it splits: [`Tree::fanout`] within `2..=NODE_ENTRIES`.
+    fn cap(&self) -> usize {
+        self.fanout.clamp(2, NODE_ENTRIES)
+    }
+
     /// Root depth, read and checked.
     fn root_depth<S: TreeStore>(&self, s: &mut S) -> Result<usize, S::Error> {
         let d = s.read(self.root, node_depth)??;
@@ -542,7 +552,7 @@ impl Tree {
         let owner = self.owner;
         loop {
             let Level { node: n, count: c, .. } = p.lv(level);
-            if c < NODE_ENTRIES {
+            if c < self.cap() {
                 s.write(n, |b| {
                     insert_at(b, c, at, &raw);
                     seal(b, n, owner);
@@ -671,11 +681,16 @@ impl Tree {
         let mut need = 0;
         let mut level = d;
         loop {
-            if p.lv(level).count < NODE_ENTRIES {
+            if p.lv(level).count < self.cap() {
                 break;
             }
             need += 1;
             if level == 0 {
+                // A full root grows: refused before anything is written when it cannot (the
+                // splits below it would otherwise be done and left unlinked).
+                if d >= MAX_DEPTH {
+                    return Err(corrupt("extent tree depth", d as u64 + 1));
+                }
                 need += 1;
                 break;
             }
@@ -934,7 +949,7 @@ pub(crate) mod tests {
     fn new_tree(first: &[Extent]) -> (Mem, Tree) {
         let mut m = Mem { blocks: BTreeMap::new(), used: BTreeSet::new(), next: 100, end: 1 << 40, writes: 0 };
         let root = m.alloc(0).unwrap();
-        let t = Tree { root, owner: 7, data_start: 100, data_end: 1 << 40, lo: 0 };
+        let t = Tree { root, owner: 7, data_start: 100, data_end: 1 << 40, lo: 0, fanout: NODE_ENTRIES };
         m.init(root, |b| {
             init_node(b, 0);
             for (i, e) in first.iter().enumerate() {
@@ -1045,6 +1060,69 @@ pub(crate) mod tests {
         }
     }
 
+    /// Depth and node count of a tree.
+    fn shape(m: &mut Mem, t: &Tree) -> (usize, usize) {
+        let (mut depth, mut nodes) = (0, 0);
+        t.for_each_node(m, |_, d| {
+            nodes += 1;
+            depth = depth.max(d);
+        })
+        .unwrap();
+        (depth, nodes)
+    }
+
+    /// A small fanout grows the deep trees that 254 entries a node would need millions of
+    /// extents for: inserts in random order to depth 3 and 4, every lookup right, truncated in steps
+    /// down to nothing with every node freed.
+    #[test]
+    fn small_fanouts_grow_deep_trees_that_stay_right() {
+        for (fanout, n, seed) in [(3usize, 30u64, 5u64), (4, 80, 6), (6, 300, 8), (2, 10, 7)] {
+            let order = shuffled(n, seed);
+            let (mut m, t0) = new_tree(&[ext(order[0])]);
+            let t = Tree { fanout, ..t0 };
+            for (k, &i) in order[1..].iter().enumerate() {
+                t.insert(&mut m, ext(i)).unwrap_or_else(|e| panic!("fanout {fanout}: insert {k}: {e:?}"));
+            }
+            let (depth, nodes) = shape(&mut m, &t);
+            assert!((3..=4).contains(&depth), "fanout {fanout}: depth {depth}");
+            assert_eq!(nodes, m.used.len());
+            assert_eq!(all(&mut m, &t), (0..n).map(ext).collect::<Vec<_>>());
+            for i in 0..n {
+                assert_eq!(t.lookup(&mut m, 3 * i).unwrap(), Some(ext(i)));
+                assert_eq!(t.lookup(&mut m, 3 * i + 2).unwrap(), None);
+            }
+            // The same tree read with the kernel's fanout: the nodes are ordinary.
+            let wide = Tree { fanout: NODE_ENTRIES, ..t };
+            assert_eq!(all(&mut m, &wide).len(), n as usize);
+            let from = 3 * (n / 3);
+            while !t.truncate(&mut m, from, 2, |_, _, _| Ok(())).unwrap().done {}
+            assert_eq!(all(&mut m, &t), (0..n / 3).map(ext).collect::<Vec<_>>());
+            let cut = t.truncate(&mut m, 0, usize::MAX, |_, _, _| Ok(())).unwrap();
+            assert!(cut.done && cut.empty);
+            assert!(m.used.is_empty(), "fanout {fanout}: {} node blocks leaked", m.used.len());
+        }
+    }
+
+    /// Past [`MAX_DEPTH`] an insertion is refused as corruption, and the tree is unchanged
+    /// (no node block leaked, every extent still there).
+    #[test]
+    fn an_insertion_past_the_deepest_root_is_refused() {
+        let (mut m, t0) = new_tree(&[ext(0)]);
+        let t = Tree { fanout: 2, ..t0 };
+        let mut i = 1;
+        let refused = loop {
+            match t.insert(&mut m, ext(i)) {
+                Ok(()) => i += 1,
+                Err(e) => break e,
+            }
+            assert!(i < 1_000, "fanout 2 took 1000 extents");
+        };
+        assert!(matches!(refused, E::F(FormatError::Corrupt { what: "extent tree depth", .. })), "{refused:?}");
+        assert_eq!(shape(&mut m, &t).0, MAX_DEPTH);
+        assert_eq!(all(&mut m, &t), (0..i).map(ext).collect::<Vec<_>>());
+        assert_eq!(shape(&mut m, &t).1, m.used.len());
+    }
+
     #[test]
     fn cut_inside_an_extent_and_replace_grow() {
         let (mut m, t) = new_tree(&[Extent { logical: 10, len: 20, start: 500 }]);
@@ -1112,7 +1190,7 @@ pub(crate) mod tests {
         let mut m = Mem { blocks: BTreeMap::new(), used: BTreeSet::new(), next: 101, end: 1 << 40, writes: 0 };
         m.blocks.insert(100, b);
         m.used.insert(100);
-        let t = Tree { root: 100, owner: 7, data_start: 100, data_end: 1 << 40, lo: 0 };
+        let t = Tree { root: 100, owner: 7, data_start: 100, data_end: 1 << 40, lo: 0, fanout: NODE_ENTRIES };
         assert_eq!(all(&mut m, &t), exts);
     }
 
@@ -1141,8 +1219,12 @@ pub(crate) mod tests {
         /// Random inserts, grows and truncates against a BTreeMap: the same extents in the same
         /// order, lookups agree, and the node blocks in use are exactly the tree's nodes.
         #[test]
-        fn matches_a_model(ops in proptest::collection::vec(op(), 1..1500)) {
-            let (mut m, t) = new_tree(&[Extent { logical: 0, len: 1, start: 10_000_000 }]);
+        fn matches_a_model(
+            ops in proptest::collection::vec(op(), 1..1500),
+            fanout in proptest::prop_oneof![proptest::strategy::Just(NODE_ENTRIES), 8usize..12],
+        ) {
+            let (mut m, t0) = new_tree(&[Extent { logical: 0, len: 1, start: 10_000_000 }]);
+            let t = Tree { fanout, ..t0 };
             let mut model: BTreeMap<u32, Extent> = BTreeMap::new();
             model.insert(0, Extent { logical: 0, len: 1, start: 10_000_000 });
             let mut next_dev = 20_000_000u64;

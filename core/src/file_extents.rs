@@ -36,6 +36,10 @@ pub struct FileExtents {
     pub data_start: u64,
     /// One past the last block of the data region.
     pub data_end: u64,
+    /// Entries a tree node takes before it splits ([`Tree::fanout`]):
+    /// [`crate::extent_tree::NODE_ENTRIES`] but where a test or a fuzz base image grows a deep
+    /// tree in a few blocks.
+    pub fanout: usize,
 }
 
 fn corrupt<E: From<FormatError>>(what: &'static str, value: u64) -> E {
@@ -65,6 +69,7 @@ impl FileExtents {
             data_start: self.data_start,
             data_end: self.data_end,
             lo: self.inline_end(),
+            fanout: self.fanout,
         })
     }
 
@@ -443,6 +448,7 @@ fn insert_inline(inline: &mut [Extent; INLINE_EXTENTS], n: usize, at: usize, e: 
 mod tests {
     use super::*;
     use crate::extent_tree::tests::Mem;
+    use crate::extent_tree::NODE_ENTRIES;
     use std::collections::{BTreeMap, BTreeSet};
     use std::vec::Vec;
 
@@ -456,6 +462,7 @@ mod tests {
             owner: 7,
             data_start: DATA_START,
             data_end: 1 << 40,
+            fanout: NODE_ENTRIES,
         }
     }
 

@@ -12,7 +12,9 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::OnceLock;
 
+use vexfs_core::format::inode::S_IFIFO;
 use vexfs_core::format::superblock::ROOT_INO;
+use vexfs_core::format::xattr::{XATTR_ACL_ACCESS, XATTR_TRUSTED, XATTR_USER};
 use vexfs_core::format::BLOCK_SIZE;
 use vexfs_core::io::{Block, BlockDevice};
 use vexfs_image::device::MemDevice;
@@ -159,7 +161,8 @@ pub fn search(data: &[u8]) {
 }
 
 /// The offline writer (`vexctl` on an image): replays the journal, then a create, a SET on a
-/// new or existing inode, a REMOVE, a mkdir, and the commit.
+/// new or existing inode, a REMOVE, a mkdir, a FIFO made, an xattr set on and one removed from
+/// existing inodes (their xattr blocks read, changed and freed), and the commit.
 pub fn writer(data: &[u8]) {
     let (bytes, mut rng) = mutant(data);
     let sb = base().catalog.sb();
@@ -175,5 +178,10 @@ pub fn writer(data: &[u8]) {
     let _ = w.set_embeddings(target, &vs);
     let _ = w.remove_embeddings(1 + rng.below(inodes) as u32);
     let _ = w.mkdir(ROOT_INO, "fz-dir", 0o755);
+    let _ = w.mknod(ROOT_INO, "fz-fifo", S_IFIFO | 0o644, 0);
+    let index = [XATTR_USER, XATTR_TRUSTED, XATTR_ACL_ACCESS][rng.below(3) as usize];
+    let name = if index == XATTR_ACL_ACCESS { "" } else { "fz" };
+    let _ = w.set_xattr(1 + rng.below(inodes) as u32, index, name, Some(&[7u8; 28]));
+    let _ = w.set_xattr(1 + rng.below(inodes) as u32, XATTR_USER, "comment", None);
     let _ = w.commit();
 }

@@ -164,7 +164,13 @@ fn main() -> Res<()> {
     let empty = file(&mut w, r, "empty", Vec::new(), mode(0o600))?;
     let docs = w.mkdir(r, "docs", 0o755)?;
     file(&mut w, docs, "big.bin", pattern(3 * BLOCK_SIZE + 123, 1), mode(0o444))?;
-    file(&mut w, docs, "frag.bin", pattern(8 * BLOCK_SIZE, 2), FileOpts { mode: 0o640, max_extent_blocks: 1 })?;
+    file(
+        &mut w,
+        docs,
+        "frag.bin",
+        pattern(8 * BLOCK_SIZE, 2),
+        FileOpts { mode: 0o640, max_extent_blocks: 1, ..FileOpts::default() },
+    )?;
     // Blocks 1, 2 and 5 are holes (5 is the last, partial block).
     let mut sparse = pattern(5 * BLOCK_SIZE + 700, 3);
     sparse[BLOCK_SIZE..3 * BLOCK_SIZE].fill(0);
@@ -187,8 +193,13 @@ fn main() -> Res<()> {
     let one = file(&mut w, vec, "one.txt", b"one chunk\n".to_vec(), mode(0o4755))?;
     let gone = file(&mut w, vec, "gone.txt", b"its embeddings were removed\n".to_vec(), mode(0o644))?;
     let three = file(&mut w, vec, "three.txt", b"three chunks, the middle one replaced\n".to_vec(), mode(0o644))?;
-    let seven =
-        file(&mut w, vec, "seven.txt", pattern(BLOCK_SIZE + 1, 4), FileOpts { mode: 0o2755, max_extent_blocks: 1 })?;
+    let seven = file(
+        &mut w,
+        vec,
+        "seven.txt",
+        pattern(BLOCK_SIZE + 1, 4),
+        FileOpts { mode: 0o2755, max_extent_blocks: 1, ..FileOpts::default() },
+    )?;
     w.link(vec, "seven-alias", seven)?;
 
     // Embeddings: a seed whose data has no tie in any recorded query (checked below).

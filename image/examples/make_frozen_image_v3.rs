@@ -228,7 +228,7 @@ fn main() -> Res<()> {
         content.insert(ino, data);
         Ok(ino)
     };
-    let one_per_block = |mode: u16| FileOpts { mode, max_extent_blocks: 1 };
+    let one_per_block = |mode: u16| FileOpts { mode, max_extent_blocks: 1, ..FileOpts::default() };
 
     let hello = file(&mut w, r, "hello.txt", b"hello, frozen vexfs v3\n".to_vec(), FileOpts::default())?;
     file(&mut w, r, "empty", Vec::new(), FileOpts { mode: 0o600, ..FileOpts::default() })?;

@@ -3,7 +3,7 @@
 use std::io;
 
 use vexfs_core::error::FormatError;
-use vexfs_core::extent_tree::TreeStore;
+use vexfs_core::extent_tree::{TreeStore, NODE_ENTRIES};
 use vexfs_core::file_extents::FileExtents;
 use vexfs_core::format::dir::{self, check_dir_block};
 use vexfs_core::format::extent::Extent;
@@ -149,6 +149,7 @@ impl<D: BlockDevice<Error = io::Error>> Image<D> {
             owner: u64::from(ino),
             data_start: data.start,
             data_end: data.end(),
+            fanout: NODE_ENTRIES,
         }
     }
 

@@ -42,7 +42,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use vexfs_core::distance::{best_impl, Impl};
 use vexfs_core::embed::{ChunkFields, ChunkFile, ChunkFiles, Indexing, PurgeStep};
-use vexfs_core::extent_tree::TreeStore;
+use vexfs_core::extent_tree::{TreeStore, NODE_ENTRIES};
 use vexfs_core::file_extents::FileExtents;
 use vexfs_core::format::dir::{self, dt_from_mode, init_dir_block, seal_dir_block, valid_name, DT_DIR};
 use vexfs_core::format::extent::Extent;
@@ -71,11 +71,15 @@ pub struct FileOpts {
     pub mode: u16,
     /// Longest extent in blocks; 1 makes one extent per block (to test extent blocks).
     pub max_extent_blocks: u32,
+    /// Entries an extent-tree node takes before it splits (`Tree::fanout`): `NODE_ENTRIES`
+    /// (254) by default; fewer (at least 2) grow a deep tree from a few extents, for test and
+    /// fuzz images (a tree of 3 levels from 20 extents at 3).
+    pub tree_fanout: usize,
 }
 
 impl Default for FileOpts {
     fn default() -> Self {
-        FileOpts { mode: S_IFREG | 0o644, max_extent_blocks: u32::MAX }
+        FileOpts { mode: S_IFREG | 0o644, max_extent_blocks: u32::MAX, tree_fanout: NODE_ENTRIES }
     }
 }
 
@@ -364,7 +368,7 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
     /// [`Self::create`] with a chosen mode and extent layout.
     pub fn create_with(&mut self, parent: u32, name: &str, data: &[u8], opts: FileOpts) -> Result<u32> {
         let mode = S_IFREG | (opts.mode & !S_IFMT);
-        let r = self.create_inode(parent, name, mode, data, opts.max_extent_blocks.max(1));
+        let r = self.create_inode(parent, name, mode, data, opts.max_extent_blocks.max(1), opts.tree_fanout);
         self.end_op(r)
     }
 
@@ -374,7 +378,7 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
         if target.is_empty() || target.len() > BLOCK_SIZE {
             return Err(Error::Invalid(format!("symlink target of {} bytes", target.len())));
         }
-        let r = self.create_inode(parent, name, S_IFLNK | 0o777, target.as_bytes(), u32::MAX);
+        let r = self.create_inode(parent, name, S_IFLNK | 0o777, target.as_bytes(), u32::MAX, NODE_ENTRIES);
         self.end_op(r)
     }
 
@@ -712,7 +716,15 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
         r
     }
 
-    fn create_inode(&mut self, parent: u32, name: &str, mode: u16, data: &[u8], max_run: u32) -> Result<u32> {
+    fn create_inode(
+        &mut self,
+        parent: u32,
+        name: &str,
+        mode: u16,
+        data: &[u8],
+        max_run: u32,
+        fanout: usize,
+    ) -> Result<u32> {
         let ino = self.alloc_inode()?;
         let mut inode = new_inode(mode, 1, 0);
         inode.size = data.len() as u64;
@@ -741,16 +753,17 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
             self.img.device_mut().write_data(blk, &buf).map_err(Error::io(format!("staging block {blk}")))?;
             inode.blocks += 1;
         }
-        self.set_extents(ino, &mut inode, extents)?;
+        self.set_extents(ino, &mut inode, extents, fanout)?;
         self.img.write_inode(ino, &inode)?;
         self.add_entry(parent, name, ino, dt_from_mode(mode))?;
         Ok(ino)
     }
 
     /// Stores `extents` (sorted, not overlapping) as the map of `inode`, new: inline, then in
-    /// an extent tree whose nodes it allocates (counted in `inode.blocks`).
-    fn set_extents(&mut self, ino: u32, inode: &mut Inode, extents: Vec<Extent>) -> Result<()> {
-        let mut fx = self.img.file_extents(ino, inode);
+    /// an extent tree of `fanout` entries a node whose nodes it allocates (counted in
+    /// `inode.blocks`).
+    fn set_extents(&mut self, ino: u32, inode: &mut Inode, extents: Vec<Extent>, fanout: usize) -> Result<()> {
+        let mut fx = FileExtents { fanout, ..self.img.file_extents(ino, inode) };
         let mut t = WriterTree { w: self, blocks: inode.blocks };
         for e in extents {
             fx.append(&mut t, e).map_err(|e| e.into_error(ino))?;

@@ -6,17 +6,22 @@
 //!
 //! Guest 090 names its regressions by seed and index over `build_base(2048)`: for that image
 //! the draws of [`mutate`] must stay what they are (a kind that only a small base offers, the
-//! journal records, is drawn only when the catalog holds some).
+//! journal records, is drawn only when the catalog holds some; so are the kinds of the format
+//! v3 structures that [`build_base_v3`] and [`build_small_base`] add: extent-tree index nodes,
+//! xattr blocks, device numbers).
 
 use std::collections::BTreeMap;
 
 use vexfs_image::device::MemDevice;
 use vexfs_image::vexfs_core::crc32c::crc32c_parts;
 use vexfs_image::vexfs_core::embed::Indexing;
+use vexfs_image::vexfs_core::extent_tree::node_depth;
 use vexfs_image::vexfs_core::format::block::seal_header;
 use vexfs_image::vexfs_core::format::dir::{self, DIR_MAGIC};
 use vexfs_image::vexfs_core::format::extent::{EXTENT_HEADER, EXTENT_MAGIC};
-use vexfs_image::vexfs_core::format::inode::{Inode, MAX_FILE_SIZE, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
+use vexfs_image::vexfs_core::format::inode::{
+    is_special, Inode, MAX_FILE_SIZE, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK,
+};
 use vexfs_image::vexfs_core::format::journal::{
     peek_record, record_checksum, JournalSuper, JOURNAL_CLEAN, JOURNAL_MAGIC, MAX_RECORD_PAYLOAD, RECORD_HEADER,
 };
@@ -27,6 +32,9 @@ use vexfs_image::vexfs_core::format::superblock::{
 use vexfs_image::vexfs_core::format::vector::{
     splitmix64, HnswGeometry, HnswHeader, MapEntry, UpperTable, HNSW_MAGIC, MAP_ENTRY, NO_SLOT, VEC_IDS_HEADER,
     VEC_IDS_MAGIC,
+};
+use vexfs_image::vexfs_core::format::xattr::{
+    self, XATTR_ACL_ACCESS, XATTR_ACL_DEFAULT, XATTR_MAGIC, XATTR_SECURITY, XATTR_TRUSTED, XATTR_USER,
 };
 use vexfs_image::vexfs_core::format::{bit_test, BLOCK_SIZE, INODE_SIZE};
 use vexfs_image::vexfs_core::io::Block;
@@ -126,8 +134,76 @@ pub fn vector(dim: u32, key: u64) -> Vec<f32> {
 
 /// The base image of `blocks` blocks (at least 2048), as bytes: files with one extent, with an
 /// extent block and with holes, nested and two-block directories, symlinks, hard links, files
-/// with embeddings inline and in vector-id blocks, tombstones and pending vectors.
+/// with embeddings inline and in vector-id blocks, tombstones and pending vectors. Guest 090's
+/// regressions are named over it (`build_base(2048)`): it stays as it is; new structures go
+/// into [`build_base_v3`].
 pub fn build_base(blocks: u64) -> Res<Vec<u8>> {
+    let w = base_writer(blocks)?;
+    let img = w.commit().map_err(err("commit"))?;
+    Ok(img.into_device().bytes)
+}
+
+/// [`build_base`]'s tree and the format v3 structures of [`v3_tree`] (a 40-extent tree of
+/// fanout 3, special files, xattr blocks with ACLs): the base of guest 090's new mutants.
+pub fn build_base_v3(blocks: u64) -> Res<Vec<u8>> {
+    let mut w = base_writer(blocks)?;
+    v3_tree(&mut w, 40)?;
+    let img = w.commit().map_err(err("commit"))?;
+    Ok(img.into_device().bytes)
+}
+
+/// The format v3 structures of the bases, added to a [`common_tree`]: `/tree.bin`, a file of
+/// `tree_extents` one-block extents whose tree has a fanout of 3 (index nodes, 2 levels or
+/// more for 14 extents or more); a FIFO `/fifo` (with a `trusted.` attribute), the devices
+/// `/null` (character, 1:3) and `/sda` (block, 8:0), a socket `/sock`; xattr blocks on
+/// `/hello.txt` (`user.`, `security.`, an access ACL) and on `/docs` (`user.` and a default
+/// ACL).
+fn v3_tree(w: &mut Writer<MemDevice>, tree_extents: usize) -> Res<()> {
+    let e = |what: &'static str| move |e: vexfs_image::Error| format!("{what}: {e}");
+    let r = ROOT_INO;
+    let opts = FileOpts { max_extent_blocks: 1, tree_fanout: 3, ..FileOpts::default() };
+    w.create_with(r, "tree.bin", &sample::pattern(tree_extents * 4096 - 7, 3), opts).map_err(e("create"))?;
+    let fifo = w.mknod(r, "fifo", S_IFIFO | 0o644, 0).map_err(e("mknod"))?;
+    w.mknod(r, "null", S_IFCHR | 0o666, 0x103).map_err(e("mknod"))?;
+    w.mknod(r, "sda", S_IFBLK | 0o660, 0x800).map_err(e("mknod"))?;
+    w.mknod(r, "sock", S_IFSOCK | 0o755, 0).map_err(e("mknod"))?;
+    w.set_xattr(fifo, XATTR_TRUSTED, "t", Some(b"trusted")).map_err(e("set xattr"))?;
+    let hello = w.image().lookup("/hello.txt").map_err(e("lookup"))?;
+    let docs = w.image().lookup("/docs").map_err(e("lookup"))?;
+    w.set_xattr(hello, XATTR_USER, "comment", Some(b"a file with attributes")).map_err(e("set xattr"))?;
+    w.set_xattr(hello, XATTR_SECURITY, "label", Some(b"system_u:object_r:tmp_t")).map_err(e("set xattr"))?;
+    w.set_xattr(
+        hello,
+        XATTR_ACL_ACCESS,
+        "",
+        Some(&acl(&[(1, 6, u32::MAX), (2, 4, 1000), (4, 4, u32::MAX), (0x10, 6, u32::MAX), (0x20, 4, u32::MAX)])),
+    )
+    .map_err(e("set acl"))?;
+    w.set_xattr(docs, XATTR_USER, "dir", Some(b"d")).map_err(e("set xattr"))?;
+    w.set_xattr(
+        docs,
+        XATTR_ACL_DEFAULT,
+        "",
+        Some(&acl(&[(1, 7, u32::MAX), (4, 5, u32::MAX), (8, 5, 100), (0x10, 5, u32::MAX), (0x20, 0, u32::MAX)])),
+    )
+    .map_err(e("set acl"))?;
+    Ok(())
+}
+
+/// A POSIX ACL in the kernel's `posix_acl_xattr` form (version 2; entries `(tag, perm, id)`,
+/// `u32::MAX` the id of an entry without one).
+fn acl(entries: &[(u16, u16, u32)]) -> Vec<u8> {
+    let mut v = 2u32.to_le_bytes().to_vec();
+    for &(tag, perm, id) in entries {
+        v.extend_from_slice(&tag.to_le_bytes());
+        v.extend_from_slice(&perm.to_le_bytes());
+        v.extend_from_slice(&id.to_le_bytes());
+    }
+    v
+}
+
+/// [`build_base`]'s writer before its commit.
+fn base_writer(blocks: u64) -> Res<Writer<MemDevice>> {
     let mut dev = MemDevice::new(blocks);
     let p = MkfsParams { vec_capacity: Some(256), ..sample::params(blocks) };
     mkfs::format(&mut dev, &p, true).map_err(err("mkfs"))?;
@@ -168,15 +244,14 @@ pub fn build_base(blocks: u64) -> Res<Vec<u8>> {
         let vs: Vec<Vec<f32>> = (0..3).map(|c| vector(dim, 77_000 + i as u64 * 10 + c)).collect();
         w.set_embeddings(files[i], &vs).map_err(e("set pending embeddings"))?;
     }
-    let img = w.commit().map_err(e("commit"))?;
-    Ok(img.into_device().bytes)
+    Ok(w)
 }
 
-/// Blocks of [`build_small_base`]'s image (512 KiB, half of it the smallest journal).
-pub const SMALL_BASE_BLOCKS: u64 = 128;
+/// Blocks of [`build_small_base`]'s image (640 KiB, 64 blocks of them the smallest journal).
+pub const SMALL_BASE_BLOCKS: u64 = 160;
 
-/// The base image of the host fuzz targets, as bytes: every structure of [`build_base`] in
-/// the smallest image that holds them (a copy, a check or a walk of it costs a quarter of the
+/// The base image of the host fuzz targets, as bytes: every structure of [`build_base_v3`] in
+/// the smallest image that holds them (a copy, a check or a walk of it costs a third of the
 /// 2 MiB base's), and a journal holding a committed transaction that is not yet applied in
 /// place, `RECOVER` set (a crash just after a commit): fsck, the offline writer and the kernel
 /// replay it, the reader sees the state before it. Dimension 4, HNSW `m` 4 (upper levels with
@@ -185,7 +260,8 @@ pub const SMALL_BASE_BLOCKS: u64 = 128;
 /// a sparse file, `sub/deep/leaf` and a symlink up, a symlink at the root, `/long` (20
 /// entries of long names, the longest 255 bytes, over two blocks), `/vec` with 8 files of 1 to
 /// 9 embeddings (one in a vector-id block), 2 of them removed (tombstones) and 2 replaced by
-/// pending vectors. The journal's transaction creates `/journaled` (its data written home
+/// pending vectors; [`v3_tree`]'s special files and xattr blocks, and its `/tree.bin` of 16
+/// extents (10 in a tree of depth 2 and 7 nodes). The journal's transaction creates `/journaled` (its data written home
 /// before the commit, as the kernel does); a small one, as every replay reads it whole.
 pub fn build_small_base() -> Res<Vec<u8>> {
     let blocks = SMALL_BASE_BLOCKS;
@@ -230,6 +306,7 @@ pub fn build_small_base() -> Res<Vec<u8>> {
         let vs: Vec<Vec<f32>> = (0..2).map(|c| vector(dim, 77_000 + i as u64 * 10 + c)).collect();
         w.set_embeddings(files[i], &vs).map_err(e("set pending embeddings"))?;
     }
+    v3_tree(&mut w, 16)?;
     let img = w.commit().map_err(e("commit"))?;
     let mut sb = img.sb().clone();
     let before = img.into_device().bytes;
@@ -297,8 +374,17 @@ pub struct Catalog {
     inodes: Vec<(u32, Inode, String)>,
     /// Directory blocks: block, owner, dirent offsets.
     dir_blocks: Vec<(u64, u32, Vec<usize>)>,
-    /// Extent blocks and vector-id blocks: block, owner, count.
+    /// Extent blocks (every node of every extent tree, a root first) and vector-id blocks:
+    /// block, owner, count.
     extent_blocks: Vec<(u64, u32, u32)>,
+    /// The index nodes among the extent blocks: block, owner, count, depth, and the tree's
+    /// other nodes (candidate children).
+    index_nodes: Vec<(u64, u32, u32, u16, Vec<u64>)>,
+    /// Xattr blocks: block, owner, offsets of the entries.
+    xattr_blocks: Vec<(u64, u32, Vec<usize>)>,
+    /// Whether the image holds a structure of format v3 (an index node, an xattr block, a
+    /// special file): the kinds that mutate them are drawn only then.
+    v3: bool,
     vec_id_blocks: Vec<(u64, u32, u32)>,
     /// Data blocks in use (any owner).
     data_blocks: Vec<u64>,
@@ -330,6 +416,9 @@ pub fn catalog(img: &Image<MemDevice>) -> Res<Catalog> {
         inodes: Vec::new(),
         dir_blocks: Vec::new(),
         extent_blocks: Vec::new(),
+        index_nodes: Vec::new(),
+        xattr_blocks: Vec::new(),
+        v3: false,
         vec_id_blocks: Vec::new(),
         data_blocks: Vec::new(),
         used_slots: Vec::new(),
@@ -367,9 +456,32 @@ pub fn catalog(img: &Image<MemDevice>) -> Res<Catalog> {
             }
         }
         if inode.extent_block != 0 {
-            c.data_blocks.push(inode.extent_block);
-            c.extent_blocks.push((inode.extent_block, ino, inode.nr_extents.saturating_sub(6)));
+            let nodes = img.extent_nodes(ino, &inode).unwrap_or_else(|_| vec![inode.extent_block]);
+            for &n in &nodes {
+                let Ok(b) = img.read_block(n) else { continue };
+                let count = u32::from_le_bytes([b[24], b[25], b[26], b[27]]);
+                let depth = node_depth(&b[..]).unwrap_or(0) as u16;
+                c.data_blocks.push(n);
+                c.extent_blocks.push((n, ino, count));
+                if depth > 0 {
+                    let others = nodes.iter().copied().filter(|&o| o != n).collect();
+                    c.index_nodes.push((n, ino, count, depth, others));
+                }
+            }
         }
+        if inode.xattr_block != 0 {
+            if let Ok(b) = img.read_block(inode.xattr_block) {
+                let used = u32::from_le_bytes([b[28], b[29], b[30], b[31]]) as usize;
+                let (mut off, mut offs) = (32usize, Vec::new());
+                while off + 4 <= (32 + used).min(BLOCK_SIZE) {
+                    offs.push(off);
+                    off += xattr::entry_size(b[off + 1].into(), u16::from_le_bytes([b[off + 2], b[off + 3]]).into());
+                }
+                c.data_blocks.push(inode.xattr_block);
+                c.xattr_blocks.push((inode.xattr_block, ino, offs));
+            }
+        }
+        c.v3 |= is_special(inode.mode) || inode.xattr_block != 0;
         if inode.vec_block != 0 {
             c.data_blocks.push(inode.vec_block);
             c.vec_id_blocks.push((inode.vec_block, ino, inode.vec_count.saturating_sub(4)));
@@ -386,6 +498,7 @@ pub fn catalog(img: &Image<MemDevice>) -> Res<Catalog> {
         let path = paths.get(&ino).cloned().unwrap_or_else(|| format!("(inode {ino})"));
         c.inodes.push((ino, inode, path));
     }
+    c.v3 |= !c.index_nodes.is_empty();
     let cap = u32::try_from(sb.vec_capacity).unwrap_or(u32::MAX);
     for s in 0..cap {
         if bit_test(&vbits, s as usize) {
@@ -444,12 +557,14 @@ fn log_at(start: u64, blocks: u64, pos: u64) -> usize {
 pub fn summary(c: &Catalog) -> String {
     let dirents: usize = c.dir_blocks.iter().map(|d| d.2.len()).sum();
     format!(
-        "inodes {} dir-blocks {} dirents {} extent-blocks {} vec-id-blocks {} data-blocks {} slots {} upper-slots {} \
-         journal-records {}",
+        "inodes {} dir-blocks {} dirents {} extent-blocks {} index-nodes {} xattr-blocks {} vec-id-blocks {} \
+         data-blocks {} slots {} upper-slots {} journal-records {}",
         c.inodes.len(),
         c.dir_blocks.len(),
         dirents,
         c.extent_blocks.len(),
+        c.index_nodes.len(),
+        c.xattr_blocks.len(),
         c.vec_id_blocks.len(),
         c.data_blocks.len(),
         c.used_slots.len(),
@@ -1161,6 +1276,119 @@ fn mutate_dir_copy(m: &mut Mutant, rng: &mut Rng) -> String {
     format!("dir block {} (dir {}) := entries of block {} (dir {})", a.0, a.1, b.0, b.1)
 }
 
+/// Mutates an index node of an extent tree (format v3): its depth, an entry's key, reserved
+/// word or child (another node of the tree, the node itself, a data block...), and reseals it.
+fn mutate_index_node(m: &mut Mutant, rng: &mut Rng) -> String {
+    let Some((blk, owner, count, depth, others)) = rng.pick(&m.c.index_nodes).cloned() else {
+        return mutate_extent_block(m, rng);
+    };
+    let base = (blk * BS) as usize;
+    let k = rng.below(u64::from(count.max(1))) as usize;
+    let e = base + EXTENT_HEADER + k * 16;
+    let what = match rng.below(6) {
+        0 => format!("depth {}", m.field(rng, base + 28, 2, Dom::Count { max: u64::from(depth) + 1 })),
+        1 => format!("reserved {}", m.field(rng, base + 30, 2, Dom::Raw)),
+        2 => format!("index[{k}].key {}", m.field(rng, e, 4, Dom::Count { max: m.get(e, 4) + 1 })),
+        3 => format!("index[{k}].reserved {}", m.field(rng, e + 4, 4, Dom::Raw)),
+        _ => {
+            let old = m.get(e + 8, 8);
+            let new = match rng.below(3) {
+                0 => rng.pick(&others).copied().unwrap_or(blk),
+                1 => blk,
+                _ => interesting(rng, m.c, Dom::Block { own: old }, old, 64),
+            };
+            m.set(e + 8, 8, new);
+            format!("index[{k}].child {old} -> {new}")
+        }
+    };
+    seal_header(m.block(blk), EXTENT_MAGIC, blk, u64::from(owner));
+    format!("extent index node {blk} (inode {owner}, depth {depth}) {what}")
+}
+
+/// Mutates an xattr block (format v3): its count, `used`, an entry's namespace, name length,
+/// value length or a name byte, or the header's block number or owner; reseals it.
+fn mutate_xattr(m: &mut Mutant, rng: &mut Rng) -> String {
+    let Some((blk, owner, offs)) = rng.pick(&m.c.xattr_blocks).cloned() else { return mutate_v3_inode(m, rng) };
+    let base = (blk * BS) as usize;
+    let (mut blocknr, mut own) = (blk, u64::from(owner));
+    let off = rng.pick(&offs).copied().unwrap_or(32);
+    let at = base + off;
+    let what = match rng.below(8) {
+        0 => format!("count {}", m.field(rng, base + 24, 4, Dom::Count { max: offs.len() as u64 })),
+        1 => format!("used {}", m.field(rng, base + 28, 4, Dom::Count { max: m.get(base + 28, 4) })),
+        2 => {
+            let old = m.get(at, 1);
+            let idx = [0u8, XATTR_USER, XATTR_TRUSTED, XATTR_SECURITY, XATTR_ACL_ACCESS, XATTR_ACL_DEFAULT, 6, 255];
+            let new = idx.iter().copied().filter(|&i| u64::from(i) != old).nth(rng.below(7) as usize).unwrap_or(0);
+            m.set(at, 1, new.into());
+            format!("entry@{off} index {old} -> {new}")
+        }
+        3 => format!("entry@{off} name_len {}", m.field(rng, at + 1, 1, Dom::Count { max: m.get(at + 1, 1) })),
+        4 => format!("entry@{off} value_len {}", m.field(rng, at + 2, 2, Dom::Count { max: m.get(at + 2, 2) })),
+        5 => {
+            let len = m.get(at + 1, 1) + m.get(at + 2, 2);
+            let k = rng.below(len.max(1)) as usize;
+            let old = m.get(at + 4 + k, 1);
+            let new = *rng.pick(&[0u64, b'/'.into(), b'.'.into(), 0xff]).unwrap_or(&0);
+            m.set(at + 4 + k, 1, if new == old { old ^ 1 } else { new });
+            format!("entry@{off} byte {k} {old} -> {new}")
+        }
+        _ => {
+            if rng.chance(1, 2) {
+                blocknr = interesting(rng, m.c, Dom::Block { own: blk }, blk, 64);
+                format!("blocknr -> {blocknr}")
+            } else {
+                own = interesting(rng, m.c, Dom::Ino { own: owner, parent: 1 }, own, 64);
+                format!("owner -> {own}")
+            }
+        }
+    };
+    seal_header(m.block(blk), XATTR_MAGIC, blocknr, own);
+    format!("xattr block {blk} (inode {owner}) {what}")
+}
+
+/// Mutates an inode's format v3 fields: its type to or from a special file's, its device
+/// number, its xattr block (another file's, an extent node, 0, ...); re-encodes it.
+fn mutate_v3_inode(m: &mut Mutant, rng: &mut Rng) -> String {
+    let Some((ino, inode, path)) = rng.pick(&m.c.inodes).cloned() else { return "no inode".into() };
+    let (blk, off) = m.c.sb.inode_pos(u64::from(ino)).unwrap_or((0, 0));
+    let at = (blk * BS) as usize + off;
+    let mut i = inode.clone();
+    let (name, old, new): (&str, u64, u64) = match rng.below(3) {
+        0 => {
+            let types = [S_IFIFO, S_IFCHR, S_IFBLK, S_IFSOCK, S_IFREG, S_IFDIR];
+            let t = types.iter().copied().filter(|&t| t != i.mode & S_IFMT).nth(rng.below(5) as usize);
+            let old = i.mode;
+            i.mode = t.unwrap_or(S_IFREG) | (i.mode & !S_IFMT);
+            ("mode", old.into(), i.mode.into())
+        }
+        1 => {
+            let old = i.rdev;
+            i.rdev = interesting(rng, m.c, Dom::Raw, old.into(), 32) as u32;
+            ("rdev", old.into(), i.rdev.into())
+        }
+        _ => {
+            let old = i.xattr_block;
+            let other = rng.pick(&m.c.xattr_blocks).map_or(0, |x| x.0);
+            let node = rng.pick(&m.c.extent_blocks).map_or(0, |x| x.0);
+            i.xattr_block = match rng.below(4) {
+                0 => other,
+                1 => node,
+                2 => 0,
+                _ => interesting(rng, m.c, Dom::Block { own: old }, old, 64),
+            };
+            if i.xattr_block == old {
+                i.xattr_block ^= 1;
+            }
+            ("xattr_block", old, i.xattr_block)
+        }
+    };
+    let mut raw = m.bytes[at..at + INODE_SIZE].to_vec();
+    i.encode(u64::from(ino), &mut raw);
+    m.bytes[at..at + INODE_SIZE].copy_from_slice(&raw);
+    format!("inode {ino} ({path}) {name} {old} -> {new}")
+}
+
 /// The kinds, with weights.
 type Mutator = fn(&mut Mutant, &mut Rng) -> String;
 const KINDS: [(Mutator, u64); 14] = [
@@ -1180,14 +1408,19 @@ const KINDS: [(Mutator, u64); 14] = [
     (mutate_inode, 5),
 ];
 
+/// The kinds of the format v3 structures, drawn after [`KINDS`] only when the catalog holds
+/// some (see the module's docs).
+const KINDS_V3: [(Mutator, u64); 3] = [(mutate_index_node, 5), (mutate_xattr, 6), (mutate_v3_inode, 5)];
+
 /// Applies `n` mutations drawn from `rng` to `bytes` (an image whose catalog is `c`); returns
 /// what each did.
 pub fn mutate(bytes: &mut Vec<u8>, c: &Catalog, rng: &mut Rng, n: u32) -> Vec<String> {
     let mut m = Mutant { c, bytes: std::mem::take(bytes), log: Vec::new() };
-    let total: u64 = KINDS.iter().map(|k| k.1).sum();
+    let kinds: &[(Mutator, u64)] = if c.v3 { &[KINDS.as_slice(), KINDS_V3.as_slice()].concat() } else { &KINDS };
+    let total: u64 = kinds.iter().map(|k| k.1).sum();
     for _ in 0..n {
         let mut r = rng.below(total);
-        let f = KINDS.iter().find(|k| {
+        let f = kinds.iter().find(|k| {
             if r < k.1 {
                 true
             } else {
@@ -1218,6 +1451,7 @@ mod tests {
         let base = build_base(2048).expect("base");
         let img = Image::open(MemDevice { bytes: base.clone() }).expect("open");
         let c = catalog(&img).expect("catalog");
+        assert!(!c.v3 && c.index_nodes.is_empty(), "build_base holds no v3 structure: 090's regressions stay");
         let (mut changed, mut inodes_checked, mut blocks_checked) = (0, 0, 0);
         for index in 0..300 {
             let mut a = base.clone();
@@ -1259,7 +1493,16 @@ mod tests {
         let c = catalog(&img).expect("catalog");
         let long = c.inodes.iter().find(|i| i.2 == "/long").expect("/long").0;
         assert_eq!(c.dir_blocks.iter().filter(|d| d.1 == long).count(), 2, "{}", summary(&c));
-        assert!(c.inodes.len() >= 20 && c.extent_blocks.len() == 1 && c.vec_id_blocks.len() == 1);
+        assert!(c.inodes.len() >= 20 && c.vec_id_blocks.len() == 1, "{}", summary(&c));
+        // frag.bin's single extent block and tree.bin's tree of depth 2.
+        let tree = c.inodes.iter().find(|i| i.2 == "/tree.bin").expect("/tree.bin").0;
+        let depths: Vec<u16> = c.index_nodes.iter().filter(|n| n.1 == tree).map(|n| n.3).collect();
+        assert_eq!(depths.iter().max(), Some(&2), "{}", summary(&c));
+        assert!(depths.len() >= 2 && c.extent_blocks.len() >= 6, "{}", summary(&c));
+        assert_eq!(c.xattr_blocks.len(), 3, "{}", summary(&c));
+        assert!(c.xattr_blocks.iter().all(|x| !x.2.is_empty()) && c.v3);
+        let specials = c.inodes.iter().filter(|i| is_special(i.1.mode)).count();
+        assert_eq!(specials, 4, "{}", summary(&c));
         assert!(c.used_slots.len() >= 20 && !c.upper.is_empty(), "{}", summary(&c));
         // 4 block images (inode table, inode and block bitmaps, root directory) and the commit.
         assert_eq!(c.records.len(), 5, "{}", summary(&c));
@@ -1302,6 +1545,31 @@ mod tests {
             }
         }
         assert!(records_hit >= 10, "only {records_hit} record mutations in 2000");
+    }
+
+    /// The format v3 kinds are drawn over the small base (not over `build_base`'s), land in
+    /// index nodes, xattr blocks and v3 inode fields, and keep every checksum right.
+    #[test]
+    fn v3_mutations_keep_checksums() {
+        let base = build_small_base().expect("small base");
+        let c = catalog(&Image::open(MemDevice { bytes: base.clone() }).expect("open")).expect("catalog");
+        let mut hits = BTreeMap::new();
+        for index in 0..3000 {
+            let mut a = base.clone();
+            let log = mutate(&mut a, &c, &mut Rng::new(13, index), 1);
+            let kind = ["extent index node", "xattr block", "inode"].into_iter().find(|k| log[0].starts_with(k));
+            let v3_field = log[0].contains(" rdev ") || log[0].contains(" xattr_block ");
+            *hits.entry(if v3_field { "v3 inode field" } else { kind.unwrap_or("other") }).or_insert(0) += 1;
+            let sealed = c.extent_blocks.iter().map(|e| e.0).chain(c.xattr_blocks.iter().map(|x| x.0));
+            for blk in sealed {
+                let raw = &a[(blk * BS) as usize..((blk + 1) * BS) as usize];
+                let stored = u32::from_le_bytes(raw[4..8].try_into().expect("4 bytes"));
+                assert_eq!(stored, block_csum(raw), "mutant 13/{index}: {log:?}: block {blk}");
+            }
+        }
+        for k in ["extent index node", "xattr block", "v3 inode field"] {
+            assert!(hits.get(k).copied().unwrap_or(0) >= 30, "{k}: {hits:?}");
+        }
     }
 
     /// The fuzzer's generator takes its draws from the input, then goes on by itself.

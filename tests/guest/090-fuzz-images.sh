@@ -2,10 +2,13 @@
 # Structure-aware fuzzing of the kernel's image reader (issue 8, item 2): no image crashes the
 # kernel. The host writes a populated base image (testkit's mutate_image base: files, an extent
 # block, holes, nested and two-block directories, symlinks, hard links, embeddings inline and in
-# vector-id blocks, tombstones, pending vectors). In ONE guest boot, mutate_image gen makes
-# mutant 0..N-1 of the run's seed, one at a time, in the guest's tmpfs (1 to 3 mutations inside
-# inodes, dirents, directory/extent/vector-id blocks, the vector map, HNSW records and header,
-# vectors, bitmaps, the journal superblock and the superblock, every checksum recomputed with
+# vector-id blocks, tombstones, pending vectors; and format v3's extent tree of depth 3, FIFOs,
+# sockets, devices, xattr blocks with POSIX ACLs), and the older base without the v3 structures
+# that the listed regressions were found over (mutate_image base --regressions). In ONE guest
+# boot, mutate_image gen makes mutant 0..N-1 of the run's seed, one at a time, in the guest's
+# tmpfs (1 to 3 mutations inside inodes, dirents, directory/extent/vector-id blocks, extent-tree
+# index nodes, xattr blocks, the vector map, HNSW records and header, vectors, bitmaps, the
+# journal superblock and the superblock, every checksum recomputed with
 # core's own encoders); each is attached with losetup, mounted read-write (errors=continue for
 # odd mutants, the default remount-ro for even ones) and exercised by testkit's fuzz_exercise
 # (one process: a walk with lstat/stat, every file and symlink read, creates, writes, appends,
@@ -25,7 +28,8 @@
 # Replay one mutant on the host:
 #   target/release/mutate_image base base.img && target/release/mutate_image gen base.img \
 #       --seed S --index I --out mutant.img
-# (the base's timestamps differ from run to run; the mutations do not).
+# (a listed regression: `base --regressions`; the base's timestamps differ from run to run, the
+# mutations do not).
 . "$(dirname "$0")/lib.sh"
 
 MUTATE="$VEXFS_HOST_BIN/mutate_image"
@@ -40,7 +44,9 @@ KMUT=${FUZZ_MUTATIONS:-0}
 share="$T/share"
 mkdir -p "$share"
 must "$MUTATE" base "$share/base.img"
+must "$MUTATE" base --regressions "$share/base-reg.img"
 check_fsck "$share/base.img"
+check_fsck "$share/base-reg.img"
 "$MUTATE" targets "$share/base.img"
 # Mutants that once made the kernel warn or panic, run before the seed's (seed/index):
 # drop_nlink in unlink/rmdir and inc_nlink in mkdir (two dirents for one inode, a dirent
@@ -59,7 +65,7 @@ timeout=$((120 + (N + ${#REGRESSIONS[@]}) * 3))
 script=$(guest_script fuzz.guest <<'GUEST'
 . /lib/vexfs/guest-lib.sh
 SEED=$1 N=$2 FIRST=$3 KMUT=$4 REGRESSIONS=$5 ERRORS=$6
-cp /share/base.img /tmp/base.img || fail "copy the base image"
+cp /share/base.img /share/base-reg.img /tmp/ || fail "copy the base images"
 mkdir -p /mnt
 # Kernel messages below KERN_ERR stay off the serial console (the corruption reports of
 # thousands of mutants would slow the run down): every mutant's dmesg is scanned below instead.
@@ -72,15 +78,16 @@ KPAT="$B:|kernel $B at|$O|$W""ING:|Kernel panic|general protection fault|Call Tr
 NREG=$(echo $REGRESSIONS | wc -w)
 made=0 mounted=0 refused=0 exercised=0 euclean=0 reports=0 mount_euclean=0 ro=0 remounted=0 tool_panics=0
 
-# fuzz_one S I: makes mutant I of seed S, mounts it, exercises it, unmounts it, scans dmesg.
+# fuzz_one BASE S I: makes mutant I of seed S of BASE, mounts it, exercises it, unmounts it,
+# scans dmesg.
 fuzz_one() {
-    s=$1 i=$2
+    b=$1 s=$2 i=$3
     echo "fuzz: mutant $s/$i"
     if [ "$KMUT" -gt 0 ]; then
-        desc=$(mutate_image gen /tmp/base.img --seed "$s" --index "$i" --out /tmp/m.img --mutations "$KMUT")
+        desc=$(mutate_image gen "$b" --seed "$s" --index "$i" --out /tmp/m.img --mutations "$KMUT")
     else
-        desc=$(mutate_image gen /tmp/base.img --seed "$s" --index "$i" --out /tmp/m.img)
-    fi || fail "mutate_image gen --seed $s --index $i"
+        desc=$(mutate_image gen "$b" --seed "$s" --index "$i" --out /tmp/m.img)
+    fi || fail "mutate_image gen $b --seed $s --index $i"
     echo "$desc"
     made=$((made + 1))
     losetup /dev/loop0 /tmp/m.img || fail "losetup"
@@ -124,14 +131,14 @@ fuzz_one() {
     fi
 }
 
-# Regressions first: mutants that made kernel reports once (seed/index, with the base above).
+# Regressions first: mutants that made kernel reports once (seed/index, over base-reg.img).
 for r in $REGRESSIONS; do
-    fuzz_one "${r%/*}" "${r#*/}"
+    fuzz_one /tmp/base-reg.img "${r%/*}" "${r#*/}"
 done
 i=$FIRST
 end=$((FIRST + N))
 while [ "$i" -lt "$end" ]; do
-    fuzz_one "$SEED" "$i"
+    fuzz_one /tmp/base.img "$SEED" "$i"
     i=$((i + 1))
 done
 echo "fuzz-figures: seed $SEED mutants $made mounted $mounted refused $refused (EUCLEAN $mount_euclean) exercised $exercised euclean-seen $euclean read-only-seen $ro remounted $remounted fsck-panics $tool_panics kernel-reports $reports"

@@ -2,18 +2,23 @@
 //! process, for the image fuzzer (tests/guest/090-fuzz-images.sh): a process per operation
 //! costs more than the operation under the guest's software CPU.
 //!
-//! In order: a walk of the tree (readdir, lstat, stat through symlinks, every file read,
-//! every symlink read), creates, writes, appends, truncates (grow and shrink), renames (within
-//! and across directories, over files, of directories), hard links, unlinks, mkdir/rmdir in
-//! the root and in the first directories found, SET (a replacing chunk, several chunks, a new
-//! file), GET, REMOVE of embeddings, searches at ef 5, 64 and 512, STATS, fsync and sync, and
-//! finally the removal of every entry (rm -rf). Errors are expected (the image is corrupt):
-//! none stops the run. It prints one line: `ops N failed F EUCLEAN E EROFS R EIO I other O`.
+//! In order: a walk of the tree (readdir, lstat, stat through symlinks, every regular file
+//! read, every symlink read, every extended attribute listed and read; special files are not
+//! opened: a FIFO's open waits for a writer), creates, writes, appends, truncates (grow and
+//! shrink), renames (within and across directories, over files, of directories), hard links,
+//! unlinks, mkdir/rmdir in the root and in the first directories found, FIFOs and devices
+//! made, `user.` attributes and POSIX ACLs set, replaced and removed, SET (a replacing chunk,
+//! several chunks, a new file), GET, REMOVE of embeddings, searches at ef 5, 64 and 512,
+//! STATS, fsync and sync, and finally the removal of every entry (rm -rf). Errors are expected
+//! (the image is corrupt): none stops the run. It prints one line: `ops N failed F EUCLEAN E
+//! EROFS R EIO I other O`.
 //! Exit status 0 unless the directory cannot be read at all (2).
 
 use std::collections::BTreeMap;
+use std::ffi::CString;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -89,11 +94,12 @@ fn walk(t: &mut Tally, dir: &Path, depth: usize, tree: &mut Tree, seen: &mut usi
         let p = e.path();
         let Some(md) = t.io(fs::symlink_metadata(&p)) else { continue };
         let _ = t.io(fs::metadata(&p));
+        read_xattrs(t, &p);
         if md.is_dir() {
             walk(t, &p, depth + 1, tree, seen);
         } else if md.file_type().is_symlink() {
             let _ = t.io(fs::read_link(&p));
-        } else {
+        } else if md.is_file() {
             if let Some(mut f) = t.io(File::open(&p)) {
                 let mut buf = Vec::new();
                 let _ = t.io(Read::by_ref(&mut f).take(1 << 20).read_to_end(&mut buf));
@@ -104,6 +110,68 @@ fn walk(t: &mut Tally, dir: &Path, depth: usize, tree: &mut Tree, seen: &mut usi
             tree.files.push(p);
         }
     }
+}
+
+/// A path as a C string (a path with a NUL byte, which no directory entry has, as "").
+fn cpath(p: &Path) -> CString {
+    CString::new(p.as_os_str().as_bytes()).unwrap_or_default()
+}
+
+/// A system call's `-1` as the `errno` it set.
+fn sys(t: &mut Tally, r: isize) -> Option<isize> {
+    t.io(if r < 0 { Err(io::Error::last_os_error()) } else { Ok(r) })
+}
+
+/// Every extended attribute of `p` (not followed if a symlink), of every namespace: listed,
+/// then read one by one.
+fn read_xattrs(t: &mut Tally, p: &Path) {
+    let c = cpath(p);
+    let mut names = vec![0u8; 65536];
+    // SAFETY: llistxattr(2) into a buffer of the size given; `c` is NUL-terminated.
+    let n = unsafe { nix::libc::llistxattr(c.as_ptr(), names.as_mut_ptr().cast(), names.len()) };
+    let Some(n) = sys(t, n) else { return };
+    let mut value = vec![0u8; 65536];
+    for name in names[..n as usize].split(|&b| b == 0).filter(|n| !n.is_empty()) {
+        let Ok(cn) = CString::new(name) else { continue };
+        // SAFETY: lgetxattr(2) into a buffer of the size given; both strings NUL-terminated.
+        let r = unsafe { nix::libc::lgetxattr(c.as_ptr(), cn.as_ptr(), value.as_mut_ptr().cast(), value.len()) };
+        let _ = sys(t, r);
+    }
+}
+
+/// `lsetxattr(p, name, value)` (`Some`) or `lremovexattr(p, name)` (`None`).
+fn write_xattr(t: &mut Tally, p: &Path, name: &str, value: Option<&[u8]>) {
+    let (c, Ok(cn)) = (cpath(p), CString::new(name)) else { return };
+    // SAFETY: lsetxattr(2)/lremovexattr(2) with NUL-terminated strings and a value of its length.
+    let r = unsafe {
+        match value {
+            Some(v) => nix::libc::lsetxattr(c.as_ptr(), cn.as_ptr(), v.as_ptr().cast(), v.len(), 0),
+            None => nix::libc::lremovexattr(c.as_ptr(), cn.as_ptr()),
+        }
+    };
+    let _ = sys(t, r as isize);
+}
+
+/// A POSIX ACL value (`posix_acl_xattr`, version 2): the owner `rw-`, user 1000 `r--`, the
+/// group `r--`, the mask `rw-`, others `---`.
+fn acl_value() -> Vec<u8> {
+    let mut v = 2u32.to_le_bytes().to_vec();
+    for (tag, perm, id) in
+        [(1u16, 6u16, u32::MAX), (2, 4, 1000), (4, 4, u32::MAX), (0x10, 6, u32::MAX), (0x20, 0, u32::MAX)]
+    {
+        v.extend_from_slice(&tag.to_le_bytes());
+        v.extend_from_slice(&perm.to_le_bytes());
+        v.extend_from_slice(&id.to_le_bytes());
+    }
+    v
+}
+
+/// `mknod(p, mode, dev)`.
+fn mknod(t: &mut Tally, p: &Path, mode: u32, dev: u64) {
+    let c = cpath(p);
+    // SAFETY: mknod(2) with a NUL-terminated path.
+    let r = unsafe { nix::libc::mknod(c.as_ptr(), mode, dev) };
+    let _ = sys(t, r as isize);
 }
 
 fn set(t: &mut Tally, path: &Path, dim: u32, first: u32, vectors: &[f32]) {
@@ -172,6 +240,17 @@ fn main() -> ExitCode {
         let _ = t.io(fs::hard_link(d.join("fz-moved"), sub.join("b")));
         let _ = t.io(fs::remove_file(sub.join("a")));
         let _ = t.io(std::os::unix::fs::symlink("fz-moved", d.join("fz-link")));
+        // Special files and attributes (format v3): a FIFO and a device, an attribute and an
+        // ACL on the new file, a default ACL on the directory, one attribute removed.
+        mknod(t, &d.join("fz-fifo"), nix::libc::S_IFIFO | 0o644, 0);
+        mknod(t, &d.join("fz-null"), nix::libc::S_IFCHR | 0o666, nix::libc::makedev(1, 3));
+        let moved = d.join("fz-moved");
+        write_xattr(t, &moved, "user.fz", Some(&[b'x'; 300]));
+        write_xattr(t, &moved, "system.posix_acl_access", Some(&acl_value()));
+        write_xattr(t, d, "system.posix_acl_default", Some(&acl_value()));
+        write_xattr(t, d, "user.fz-dir", Some(b"d"));
+        write_xattr(t, &moved, "user.fz", None);
+        read_xattrs(t, &moved);
         if let Some(next) = dirs.get(i + 1) {
             let _ = t.io(fs::rename(&sub, next.join(format!("fz-dir-from-{i}"))));
         }
@@ -183,6 +262,13 @@ fn main() -> ExitCode {
             let _ = t.io(h.write_at(b"overwrite", 4090));
             let _ = t.io(h.set_len(if i % 2 == 0 { 3 } else { 70_000 }));
             let _ = t.io(h.write_at(b"tail", 200_000));
+        }
+        // Attributes of existing files: replaced, added, removed.
+        write_xattr(t, f, "user.comment", Some(b"changed"));
+        write_xattr(t, f, "user.fz-existing", Some(&[b'y'; 1000]));
+        if i % 2 == 1 {
+            write_xattr(t, f, "user.comment", None);
+            write_xattr(t, f, "system.posix_acl_access", None);
         }
         if i % 3 == 2 {
             if let Some(other) = files.get(i - 1) {

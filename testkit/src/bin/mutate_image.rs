@@ -1,11 +1,14 @@
 //! `mutate_image`: the structure-aware image fuzzer of the guest test
 //! tests/guest/090-fuzz-images.sh (issue 8, item 2).
 //!
-//! `mutate_image base OUT [--queries Q.fvecs]` writes a populated base image with the offline
-//! writer (the kernel's own format and index code): files with one extent, with an extent block
-//! and with holes, nested and two-block directories, a symlink, hard links, files with up to 4
-//! embeddings (inline ids) and with a vector-id block, tombstones and pending vectors. With
-//! `--queries` it also writes a few query vectors of the image's dimension (`.fvecs`).
+//! `mutate_image base OUT [--queries Q.fvecs] [--regressions]` writes a populated base image
+//! with the offline writer (the kernel's own format and index code): files with one extent,
+//! with an extent block and with holes, nested and two-block directories, a symlink, hard
+//! links, files with up to 4 embeddings (inline ids) and with a vector-id block, tombstones and
+//! pending vectors; and the format v3 structures (an extent tree of depth 3, FIFOs, sockets
+//! and devices, xattr blocks with POSIX ACLs). `--regressions` leaves the v3 structures out:
+//! the base guest 090's listed regressions were found over (`testkit::mutate::build_base`).
+//! With `--queries` it also writes a few query vectors of the image's dimension (`.fvecs`).
 //!
 //! `mutate_image gen BASE --seed S --index I --out OUT` writes mutant `I` of seed `S`: a copy of
 //! BASE with 1 to 3 mutations (`--mutations K` fixes the number) INSIDE its structures: an
@@ -30,7 +33,7 @@ use std::process::ExitCode;
 use vexfs_image::device::MemDevice;
 use vexfs_image::vexfs_core::io::BlockDevice;
 use vexfs_image::Image;
-use vexfs_testkit::mutate::{build_base, catalog, err, mutate, queries_fvecs, summary, Res, Rng};
+use vexfs_testkit::mutate::{build_base, build_base_v3, catalog, err, mutate, queries_fvecs, summary, Res, Rng};
 
 #[derive(Parser)]
 #[command(about = "Structure-aware mutations of a vexfs image, checksums recomputed (the fuzz test's images)")]
@@ -51,6 +54,9 @@ enum Cmd {
         /// Also write query vectors of the image's dimension here (.fvecs, 8 rows).
         #[arg(long)]
         queries: Option<PathBuf>,
+        /// The base of guest 090's regressions: no format v3 structures.
+        #[arg(long)]
+        regressions: bool,
     },
     /// Writes mutant INDEX of SEED of BASE to OUT and prints what was mutated.
     Gen {
@@ -78,7 +84,7 @@ enum Cmd {
 
 fn main() -> ExitCode {
     let r = match Cli::parse().cmd {
-        Cmd::Base { out, blocks, queries } => make_base(&out, blocks, queries.as_ref()),
+        Cmd::Base { out, blocks, queries, regressions } => make_base(&out, blocks, queries.as_ref(), regressions),
         Cmd::Gen { base, seed, index, out, mutations } => gen(&base, seed, index, &out, mutations),
         Cmd::Targets { base } => targets(&base),
     };
@@ -92,8 +98,8 @@ fn main() -> ExitCode {
 }
 
 /// The base image: see the module's docs.
-fn make_base(out: &PathBuf, blocks: u64, queries: Option<&PathBuf>) -> Res<()> {
-    let bytes = build_base(blocks)?;
+fn make_base(out: &PathBuf, blocks: u64, queries: Option<&PathBuf>, regressions: bool) -> Res<()> {
+    let bytes = if regressions { build_base(blocks)? } else { build_base_v3(blocks)? };
     fs::write(out, &bytes).map_err(err("writing the base image"))?;
     if let Some(q) = queries {
         let img = Image::open(MemDevice { bytes }).map_err(err("open"))?;
