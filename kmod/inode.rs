@@ -299,6 +299,7 @@ fn extents_of(sb: &SuperBlock, ino: u64, st: &FsInode) -> FileExtents {
         owner: ino,
         data_start: data.start,
         data_end: data.end(),
+        fanout: NODE_ENTRIES,
     }
 }
 
