@@ -4,6 +4,8 @@
 //!   vector regions), with decoders that validate every field and never panic.
 //! - [`crc32c`]: the checksum of every metadata structure.
 //! - [`extent_tree`]: a file's extents past its inline ones, as a B+-tree of extent blocks.
+//! - [`dir_index`]: indexed directories (buckets by keyed name hash, positions that survive
+//!   changes).
 //! - [`file_extents`]: a file's whole block map (inline extents, then the tree): map, allocate
 //!   into, truncate.
 //! - [`io`]: the block traits everything reads and writes through ([`io::BlockStore`] for the
@@ -28,6 +30,7 @@ extern crate std;
 
 pub mod abi;
 pub mod crc32c;
+pub mod dir_index;
 pub mod distance;
 pub mod embed;
 pub mod error;

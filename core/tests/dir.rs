@@ -280,3 +280,31 @@ proptest! {
         prop_assert!(find(&b, b"not-there").unwrap().is_none());
     }
 }
+
+proptest! {
+    /// `retain` leaves the block `remove` would, one name at a time, leaves: the same bytes.
+    #[test]
+    fn retain_equals_removes_one_by_one(count in 1usize..120, drop_bits in any::<u128>(), len in 1usize..40) {
+        let names: Vec<String> = (0..count).map(|i| format!("{i}-{}", "n".repeat((i * 13) % len))).collect();
+        let mut a = [0u8; BLOCK_SIZE];
+        init_dir_block(&mut a, BLK, OWNER);
+        let mut stored = Vec::new();
+        for (i, n) in names.iter().enumerate() {
+            if insert(&mut a, n.as_bytes(), 10 + i as u32, DT_REG).unwrap() {
+                stored.push(n.clone());
+            }
+        }
+        let dropped = |n: &str| stored.iter().position(|s| s == n).is_some_and(|i| drop_bits >> (i % 128) & 1 == 1);
+        let mut b = a;
+        let went = retain(&mut a, |d| !dropped(std::str::from_utf8(d.name).unwrap())).unwrap();
+        let mut n = 0;
+        for s in &stored {
+            if dropped(s) {
+                prop_assert!(remove(&mut b, s.as_bytes()).unwrap().is_some());
+                n += 1;
+            }
+        }
+        prop_assert_eq!(went, n);
+        prop_assert!(a == b, "retain and removes differ");
+    }
+}

@@ -283,6 +283,56 @@ pub fn remove(block: &mut [u8], name: &[u8]) -> Result<Option<u32>> {
     Ok(Some(ino))
 }
 
+/// Removes, in one pass, every used dirent for which `keep` returns `false` (as [`remove`]
+/// would, one by one: its bytes join the dirent before it, or it becomes unused when it is the
+/// block's first); returns how many went. The caller reseals the block. Errors (EUCLEAN):
+/// those of [`dirents`], checked over the whole block before anything changes.
+pub fn retain(block: &mut [u8], mut keep: impl FnMut(&Dirent<'_>) -> bool) -> Result<usize> {
+    // The dirents to drop, by offset / 8 (dirents start on 8-byte boundaries), decided
+    // before any change.
+    let mut drop_mask = [0u64; BLOCK_SIZE / 8 / 64];
+    let mut count = 0usize;
+    for d in dirents(block) {
+        let d = d?;
+        if d.ino != 0 && !keep(&d) {
+            let slot = d.offset / 8;
+            if let Some(w) = drop_mask.get_mut(slot / 64) {
+                *w |= 1 << (slot % 64);
+            }
+            count = count.saturating_add(1);
+        }
+    }
+    if count == 0 {
+        return Ok(0);
+    }
+    let mut prev: Option<Range<usize>> = None;
+    let mut off = DIR_HEADER;
+    while off < BLOCK_SIZE {
+        let rec_len = usize::from(u16_at(block, off.saturating_add(4), "dirent")?);
+        let end = off.saturating_add(rec_len);
+        if rec_len == 0 || end > BLOCK_SIZE {
+            return Err(FormatError::Corrupt { what: "dirent rec_len", value: rec_len as u64 });
+        }
+        let slot = off / 8;
+        let dropped = drop_mask.get(slot / 64).is_some_and(|w| w & (1 << (slot % 64)) != 0);
+        match (dropped, prev.clone()) {
+            (true, Some(p)) => {
+                let merged = span_mut(block, p.start..end)?;
+                let len = merged.len();
+                put_rec_len(merged, len);
+                prev = Some(p.start..end);
+            }
+            (true, None) => {
+                put_u32(span_mut(block, off..end)?, 0, 0);
+                prev = Some(off..end);
+            }
+            (false, _) => prev = Some(off..end),
+        }
+        off = end;
+    }
+    Ok(count)
+}
+
 /// Points the existing dirent `name` at another inode (rename over an existing name); returns
 /// whether `name` was there. Errors (EUCLEAN): those of [`dirents`].
 pub fn retarget(block: &mut [u8], name: &[u8], ino: u32, file_type: u8) -> Result<bool> {
