@@ -223,16 +223,23 @@ impl Header {
     }
 }
 
-/// Where an indexed directory's blocks are mapped, read, written, allocated and freed: the
-/// kernel's block map and buffer cache inside a journal handle, or a tool's image. Blocks are
-/// [`BLOCK_SIZE`] bytes; logical blocks are the directory's, device blocks the store's.
-pub trait DirStore {
+/// Where an indexed directory's blocks are mapped and read: the kernel's block map and buffer
+/// cache, a tool's image. Blocks are [`BLOCK_SIZE`] bytes; logical blocks are the directory's,
+/// device blocks the store's.
+pub trait DirRead {
     /// The store's error; corruption arrives as a [`FormatError`].
     type Error: From<FormatError>;
     /// The device block of the directory's logical block `logical`, `None` for a hole.
     fn map(&mut self, logical: u64) -> Result<Option<u64>, Self::Error>;
     /// Calls `f` on device block `n` as it is on the store.
     fn read<R>(&mut self, n: u64, f: impl FnOnce(&[u8]) -> R) -> Result<R, Self::Error>;
+    /// The directory's inode number (the owner in every block header).
+    fn owner(&self) -> u64;
+}
+
+/// A [`DirRead`] that also changes the directory: inside a journal handle in the kernel, an
+/// offline writer's session in the tools.
+pub trait DirStore: DirRead {
     /// Calls `f` on device block `n` to change it (the caller seals it).
     fn write<R>(&mut self, n: u64, f: impl FnOnce(&mut [u8]) -> R) -> Result<R, Self::Error>;
     /// Allocates a device block, maps it at logical block `logical` (a hole) and returns it;
@@ -244,12 +251,10 @@ pub trait DirStore {
     fn copy(&mut self, from: u64, to: u64) -> Result<(), Self::Error>;
     /// The error of a bucket that [`MAX_SPLITS`] splits could not make room in (`ENOSPC`).
     fn no_space(&mut self) -> Self::Error;
-    /// The directory's inode number (the owner in every block header).
-    fn owner(&self) -> u64;
 }
 
 /// Reads the header (logical block 0). Errors: `Corrupt` for a hole there, the header's.
-pub fn read_header<S: DirStore>(s: &mut S) -> Result<(u64, Header), S::Error> {
+pub fn read_header<S: DirRead>(s: &mut S) -> Result<(u64, Header), S::Error> {
     let Some(n) = s.map(0)? else {
         return Err(corrupt("directory index without a header", 0).into());
     };
@@ -278,7 +283,7 @@ impl Leaf {
 
 /// The bucket of `key`: the first depth the header lists whose block for the key's prefix is
 /// mapped. Errors: `Corrupt` when none is (the buckets do not cover the key).
-pub fn find_leaf<S: DirStore>(s: &mut S, h: &Header, key: u64) -> Result<Leaf, S::Error> {
+pub fn find_leaf<S: DirRead>(s: &mut S, h: &Header, key: u64) -> Result<Leaf, S::Error> {
     for depth in h.depths() {
         let logical = bucket_block(depth, key);
         if let Some(block) = s.map(logical)? {
@@ -289,45 +294,85 @@ pub fn find_leaf<S: DirStore>(s: &mut S, h: &Header, key: u64) -> Result<Leaf, S
 }
 
 /// Reads the bucket block `leaf` and checks its header.
-fn read_leaf<S: DirStore, R>(s: &mut S, leaf: &Leaf, f: impl FnOnce(&[u8]) -> R) -> Result<R, S::Error> {
+fn read_leaf<S: DirRead, R>(s: &mut S, leaf: &Leaf, f: impl FnOnce(&[u8]) -> R) -> Result<R, S::Error> {
     let owner = s.owner();
     let n = leaf.block;
     s.read(n, |b| check_dir_block(b, n, owner).map(|()| f(b)))?.map_err(S::Error::from)
 }
 
 /// The dirent `name` of the directory: (inode, type), or `None`.
-pub fn lookup<S: DirStore>(s: &mut S, name: &[u8]) -> Result<Option<(u32, u8)>, S::Error> {
+pub fn lookup<S: DirRead>(s: &mut S, name: &[u8]) -> Result<Option<(u32, u8)>, S::Error> {
     let (_, h) = read_header(s)?;
     let leaf = find_leaf(s, &h, name_key(&h.seed, name))?;
     let found = read_leaf(s, &leaf, |b| dir::find(b, name).map(|d| d.map(|d| (d.ino, d.file_type))))?;
     Ok(found?)
 }
 
-/// Adds the dirent `name -> ino` (the caller checked that `name` is absent), splitting full
-/// buckets. Errors: the store's (`ENOSPC` from an allocation: call with at least
-/// [`INSERT_ALLOC_BOUND`] blocks free so that none fails past the first change), `no_space`
-/// when [`MAX_SPLITS`] splits leave the key's bucket full, `Corrupt`.
-pub fn insert<S: DirStore>(s: &mut S, name: &[u8], ino: u32, file_type: u8) -> Result<(), S::Error> {
+/// Whether the bucket of `name` has room for it (an [`insert`] of it would not split).
+/// Errors: `Corrupt`, the store's.
+pub fn has_room<S: DirRead>(s: &mut S, name: &[u8]) -> Result<bool, S::Error> {
+    let (_, h) = read_header(s)?;
+    let leaf = find_leaf(s, &h, name_key(&h.seed, name))?;
+    Ok(read_leaf(s, &leaf, |b| dir::fits(b, name.len()))??)
+}
+
+/// One step toward room for `name`: `true` when its bucket has room; else splits that bucket
+/// once and returns `false` (call again: a split is a consistent state of its own, so the
+/// kernel runs each in its own transaction of at most [`split_blocks_bound`] blocks). Errors:
+/// the store's (`ENOSPC`: nothing changed), `no_space` at [`MAX_DEPTH`], `Corrupt`.
+pub fn make_room<S: DirStore>(s: &mut S, name: &[u8]) -> Result<bool, S::Error> {
     let (hblock, mut h) = read_header(s)?;
-    let key = name_key(&h.seed, name);
-    let owner = s.owner();
-    for _ in 0..=MAX_SPLITS {
-        let leaf = find_leaf(s, &h, key)?;
-        read_leaf(s, &leaf, |_| ())?;
-        let n = leaf.block;
-        let added = s.write(n, |b| {
-            let r = dir::insert(b, name, ino, file_type);
-            if matches!(r, Ok(true)) {
-                seal_dir_block(b, n, owner);
-            }
-            r
-        })??;
-        if added {
-            return Ok(());
-        }
-        split(s, &mut h, hblock, &leaf)?;
+    let leaf = find_leaf(s, &h, name_key(&h.seed, name))?;
+    if read_leaf(s, &leaf, |b| dir::fits(b, name.len()))?? {
+        return Ok(true);
     }
-    Err(s.no_space())
+    split(s, &mut h, hblock, &leaf)?;
+    Ok(false)
+}
+
+/// Adds the dirent `name -> ino` (the caller checked that `name` is absent), splitting full
+/// buckets, at most [`MAX_SPLITS`] times. Errors: the store's (`ENOSPC` from an allocation:
+/// nothing changed by the split that failed), `no_space` when the splits leave the key's
+/// bucket full, `Corrupt`.
+pub fn insert<S: DirStore>(s: &mut S, name: &[u8], ino: u32, file_type: u8) -> Result<(), S::Error> {
+    for _ in 0..MAX_SPLITS {
+        if make_room(s, name)? {
+            break;
+        }
+    }
+    let (_, h) = read_header(s)?;
+    let leaf = find_leaf(s, &h, name_key(&h.seed, name))?;
+    read_leaf(s, &leaf, |_| ())?;
+    let (n, owner) = (leaf.block, s.owner());
+    let added = s.write(n, |b| {
+        let r = dir::insert(b, name, ino, file_type);
+        if matches!(r, Ok(true)) {
+            seal_dir_block(b, n, owner);
+        }
+        r
+    })??;
+    if added {
+        Ok(())
+    } else {
+        Err(s.no_space())
+    }
+}
+
+/// Blocks one split ([`make_room`]) changes at most when the directory's block map is a
+/// `crate::file_extents` map (inline extents, then an extent tree of depth at most
+/// `extent_tree::MAX_DEPTH`) and the block bitmap has `bitmap_blocks` blocks: the two
+/// children, the header, the inode, the tree nodes of two insertions and of the one-block
+/// punch of the parent (which may split an extent), and a bitmap block for every block
+/// allocated or freed, with a margin of 8.
+pub fn split_blocks_bound(bitmap_blocks: u64) -> u64 {
+    use crate::extent_tree::{insert_blocks_bound, MAX_DEPTH as TREE_DEPTH};
+    let insert = insert_blocks_bound(TREE_DEPTH) as u64;
+    let path = TREE_DEPTH as u64 + 1;
+    let tree = 2 * insert + path + insert;
+    // Allocated: 2 children and the nodes of 3 insertions (depth + 2 each); freed: the parent
+    // and the nodes a punch empties (a path).
+    let moves = 2 + 3 * (TREE_DEPTH as u64 + 2) + 1 + path;
+    2 + 1 + 1 + tree + bitmap_blocks.min(moves) + 8
 }
 
 /// Splits the full bucket `leaf` in two: its children by the next key bit, the header's counts,
@@ -443,7 +488,7 @@ pub fn sorted_entries(
 /// after the last entry). For the tools; the kernel runs the same steps
 /// ([`find_leaf`], [`sorted_entries`], the next bucket at the end of a bucket's keys) with its
 /// lock dropped around each emit. Errors: `Corrupt`, the store's.
-pub fn for_each_from<S: DirStore>(
+pub fn for_each_from<S: DirRead>(
     s: &mut S,
     pos: i64,
     mut f: impl FnMut(i64, &[u8], u32, u8) -> bool,
@@ -473,7 +518,7 @@ pub fn for_each_from<S: DirStore>(
 }
 
 /// Whether the directory has no entry. Errors: `Corrupt`, the store's.
-pub fn is_empty<S: DirStore>(s: &mut S) -> Result<bool, S::Error> {
+pub fn is_empty<S: DirRead>(s: &mut S) -> Result<bool, S::Error> {
     let mut any = false;
     for_each_from(s, POS_FIRST, |_, _, _, _| {
         any = true;
@@ -572,7 +617,7 @@ mod tests {
         }
     }
 
-    impl DirStore for Mem {
+    impl DirRead for Mem {
         type Error = E;
         fn map(&mut self, l: u64) -> Result<Option<u64>, E> {
             Ok(self.map.get(&l).copied())
@@ -580,6 +625,12 @@ mod tests {
         fn read<R>(&mut self, n: u64, f: impl FnOnce(&[u8]) -> R) -> Result<R, E> {
             Ok(f(self.blocks.get(&n).expect("a block in use")))
         }
+        fn owner(&self) -> u64 {
+            7
+        }
+    }
+
+    impl DirStore for Mem {
         fn write<R>(&mut self, n: u64, f: impl FnOnce(&mut [u8]) -> R) -> Result<R, E> {
             Ok(f(self.blocks.get_mut(&n).expect("a block in use")))
         }
@@ -607,9 +658,6 @@ mod tests {
         }
         fn no_space(&mut self) -> E {
             E::NoSpace
-        }
-        fn owner(&self) -> u64 {
-            7
         }
     }
 

@@ -121,10 +121,17 @@ pub fn delete_blocks_bound(disk: &Superblock) -> u64 {
 
 /// The blocks of the largest single transaction step of a filesystem with the parameters of
 /// `disk`: a deferred SET of [`MAX_CHUNKS`] chunks replacing as many
-/// ([`set_blocks_bound_deferred`]) or the removal of a file ([`delete_blocks_bound`]),
-/// whichever is larger. Every other operation changes fewer blocks.
+/// ([`set_blocks_bound_deferred`]), the removal of a file ([`delete_blocks_bound`]) or, with
+/// `FEATURE_INCOMPAT_DIR_INDEX`, the split of a directory bucket
+/// ([`crate::dir_index::split_blocks_bound`]), whichever is larger. Every other operation
+/// changes fewer blocks.
 pub fn worst_step_blocks(disk: &Superblock) -> u64 {
-    set_blocks_bound_deferred(disk, MAX_CHUNKS as u64).max(delete_blocks_bound(disk))
+    let split = if disk.feature_incompat & crate::format::superblock::FEATURE_INCOMPAT_DIR_INDEX != 0 {
+        crate::dir_index::split_blocks_bound(disk.region(Region::BlockBitmap).blocks)
+    } else {
+        0
+    };
+    set_blocks_bound_deferred(disk, MAX_CHUNKS as u64).max(delete_blocks_bound(disk)).max(split)
 }
 
 /// The fewest journal blocks (its superblock included) a filesystem like `disk` needs for a

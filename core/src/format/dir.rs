@@ -182,6 +182,26 @@ impl<'a> Iterator for DirIter<'a> {
     }
 }
 
+/// The dirent at byte `offset` of `block` (an offset [`dirents`] gave), parsed and checked as
+/// [`dirents`] does. Errors (EUCLEAN): `Corrupt`, `Truncated`.
+pub fn dirent_at(block: &[u8], offset: usize) -> Result<Dirent<'_>> {
+    DirIter { block, off: offset, done: false }.parse().map(|(d, _)| d)
+}
+
+/// Whether [`insert`] would find room for a name of `name_len` bytes. Errors: those of
+/// [`dirents`].
+pub fn fits(block: &[u8], name_len: usize) -> Result<bool> {
+    let need = rec_len_for(name_len);
+    for d in dirents(block) {
+        let d = d?;
+        let used = if d.ino == 0 { 0 } else { rec_len_for(d.name.len()) };
+        if d.rec_len.checked_sub(used).is_some_and(|free| free >= need) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// Finds `name` in `block`: its dirent, or `None`.
 pub fn find<'a>(block: &'a [u8], name: &[u8]) -> Result<Option<Dirent<'a>>> {
     for d in dirents(block) {

@@ -7,7 +7,7 @@
 //! | 2 | 2 | `links` |
 //! | 4 | 4 | `uid` |
 //! | 8 | 4 | `gid` |
-//! | 12 | 4 | `flags` (zero in v1) |
+//! | 12 | 4 | `flags`: [`INODE_FLAG_INDEX`] on an indexed directory (v3), other bits zero |
 //! | 16 | 8 | `size` (bytes) |
 //! | 24 | 8 | `atime_sec` (i64) |
 //! | 32 | 8 | `mtime_sec` (i64) |
@@ -54,6 +54,10 @@ pub const S_IFREG: u16 = 0o100000;
 pub const S_IFLNK: u16 = 0o120000;
 /// File type: FIFO (format v3).
 pub const S_IFIFO: u16 = 0o010000;
+/// Inode flag: the directory is indexed (`crate::dir_index`: a header at logical block 0,
+/// buckets at `2^d + prefix`), format v3 with `FEATURE_INCOMPAT_DIR_INDEX`.
+pub const INODE_FLAG_INDEX: u32 = 1;
+
 /// File type: character device (format v3; its device number in `rdev`).
 pub const S_IFCHR: u16 = 0o020000;
 /// File type: block device (format v3; its device number in `rdev`).
@@ -212,7 +216,7 @@ impl Inode {
             S_IFDIR | S_IFREG | S_IFLNK | S_IFIFO | S_IFCHR | S_IFBLK | S_IFSOCK => {}
             t => return bad("inode mode", t as u64),
         }
-        if ino.flags != 0 {
+        if ino.flags & !INODE_FLAG_INDEX != 0 || (ino.flags & INODE_FLAG_INDEX != 0 && !ino.is_dir()) {
             return bad("inode flags", ino.flags as u64);
         }
         if raw.get(224..CSUM_OFF).is_some_and(|r| r.iter().any(|&b| b != 0)) {

@@ -93,8 +93,14 @@ pub const FEATURE_RO_COMPAT_SUPP: u32 = 0;
 /// written, cleared after the last checkpoint leaves it clean. v1 code does not know it and
 /// refuses such a filesystem.
 pub const FEATURE_INCOMPAT_RECOVER: u32 = 1;
+/// Incompat feature (format v3): directories may be indexed (`crate::dir_index`; an indexed
+/// directory's inode has `INODE_FLAG_INDEX`): a directory whose one block is full becomes
+/// indexed when an entry is added. mkfs sets it when the journal holds the largest split
+/// (`crate::embed::worst_step_blocks` counts it then). Code that does not know it refuses the
+/// filesystem.
+pub const FEATURE_INCOMPAT_DIR_INDEX: u32 = 2;
 /// Incompat features known to this code. Unknown ones make the mount fail with `EINVAL`.
-pub const FEATURE_INCOMPAT_SUPP: u32 = FEATURE_INCOMPAT_RECOVER;
+pub const FEATURE_INCOMPAT_SUPP: u32 = FEATURE_INCOMPAT_RECOVER | FEATURE_INCOMPAT_DIR_INDEX;
 
 /// Smallest filesystem mkfs creates and mount accepts, in blocks (256 KiB).
 pub const MIN_BLOCKS: u64 = 64;
