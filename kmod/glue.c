@@ -1211,9 +1211,19 @@ static int vexfs_make_h(struct inode *dir, struct dentry *dentry, umode_t mode, 
 	return 0;
 }
 
+/* Room for the dirent `dentry` will add to `dir`, made before the operation's handle. */
+static int vexfs_make_room(struct inode *dir, struct dentry *dentry)
+{
+	return vexfs_rs_make_room(dir, dentry->d_name.name, dentry->d_name.len);
+}
+
 static int vexfs_make(struct inode *dir, struct dentry *dentry, umode_t mode, const char *symname,
 		      dev_t rdev)
 {
+	int err = vexfs_make_room(dir, dentry);
+
+	if (err)
+		return err;
 	return VEXFS_IN_HANDLE(dir->i_sb, VEXFS_TXN_SMALL, vexfs_make_h(dir, dentry, mode, symname, rdev));
 }
 
@@ -1266,6 +1276,10 @@ static int vexfs_link_h(struct dentry *old_dentry, struct inode *dir, struct den
 
 static int vexfs_link(struct dentry *old_dentry, struct inode *dir, struct dentry *dentry)
 {
+	int err = vexfs_make_room(dir, dentry);
+
+	if (err)
+		return err;
 	return VEXFS_IN_HANDLE(dir->i_sb, VEXFS_TXN_SMALL, vexfs_link_h(old_dentry, dir, dentry));
 }
 
@@ -1456,6 +1470,13 @@ static int vexfs_tmpfile(struct mnt_idmap *idmap, struct inode *dir, struct file
 static int vexfs_rename(struct mnt_idmap *idmap, struct inode *old_dir, struct dentry *old_dentry,
 			struct inode *new_dir, struct dentry *new_dentry, unsigned int flags)
 {
+	/* A new name in new_dir (not an exchange, not over an existing name) needs room. */
+	if (!(flags & RENAME_EXCHANGE) && d_really_is_negative(new_dentry)) {
+		int err = vexfs_make_room(new_dir, new_dentry);
+
+		if (err)
+			return err;
+	}
 	return VEXFS_IN_HANDLE(old_dir->i_sb, VEXFS_TXN_DELETE,
 			       vexfs_rename_h(old_dir, old_dentry, new_dir, new_dentry, flags));
 }
@@ -1467,8 +1488,15 @@ static int vexfs_iterate(struct file *file, struct dir_context *ctx)
 	return vexfs_rs_iterate(file_inode(file), ctx);
 }
 
+/* Directory positions: byte offsets in a linear directory, name keys up to LLONG_MAX in an
+ * indexed one (kmod/namei.rs iterate_indexed), past the file size limit s_maxbytes. */
+static loff_t vexfs_dir_llseek(struct file *file, loff_t offset, int whence)
+{
+	return generic_file_llseek_size(file, offset, whence, LLONG_MAX, i_size_read(file_inode(file)));
+}
+
 static const struct file_operations vexfs_dir_fops = {
-	.llseek = generic_file_llseek,
+	.llseek = vexfs_dir_llseek,
 	.read = generic_read_dir,
 	.iterate_shared = vexfs_iterate,
 	.fsync = vexfs_fsync,

@@ -142,6 +142,9 @@ int vexfs_rs_truncate_blocks(struct inode *inode);
 /* Rust: namespace. */
 int vexfs_rs_lookup(struct inode *dir, const u8 *name, u32 len, u64 *ino);
 int vexfs_rs_create(struct inode *dir, const u8 *name, u32 len, umode_t mode, struct inode *inode);
+/* Before a dirent is added (no handle open): splits an indexed directory's bucket, or indexes
+ * the directory, each step in a handle of its own (kmod/namei.rs make_room). */
+int vexfs_rs_make_room(struct inode *dir, const u8 *name, u32 len);
 int vexfs_rs_link(struct inode *dir, const u8 *name, u32 len, struct inode *inode);
 int vexfs_rs_unlink(struct inode *dir, const u8 *name, u32 len, struct inode *inode);
 int vexfs_rs_dir_empty(struct inode *dir);

@@ -5,8 +5,9 @@ use crate::error::{FormatError, EFBIG};
 use crate::extent_tree::{TreeStore, NODE_ENTRIES};
 use crate::file_extents::FileExtents;
 use crate::format::extent::Extent;
-use crate::format::inode::{Inode as DiskInode, S_IFDIR, S_IFMT};
+use crate::format::inode::{Inode as DiskInode, INODE_FLAG_INDEX, S_IFDIR, S_IFMT};
 use crate::format::superblock::Region;
+use crate::format::superblock::FEATURE_INCOMPAT_DIR_INDEX;
 use crate::format::{BLOCK_SIZE, INODE_SIZE};
 use crate::sb::{FsInode, Iget, Inode, InodeRef, Locked, NewInode, SuperBlock};
 use crate::txn::Handle;
@@ -116,6 +117,9 @@ fn read_inode(inode: &NewInode, ino: u64) -> Result {
     if d.is_dir() && d.size % BLOCK_SIZE as u64 != 0 {
         return Err(sb.corrupt("directory size", d.size));
     }
+    if d.flags & INODE_FLAG_INDEX != 0 && sb.disk().feature_incompat & FEATURE_INCOMPAT_DIR_INDEX == 0 {
+        return Err(sb.corrupt("indexed directory without the dir_index feature", ino));
+    }
     let st = FsInode {
         on_disk: true,
         parent: d.parent,
@@ -127,6 +131,7 @@ fn read_inode(inode: &NewInode, ino: u64) -> Result {
         vec_block: d.vec_block,
         vec_ids: d.vec_ids,
         xattr_block: d.xattr_block,
+        flags: d.flags,
         trunc_end: 0,
     };
     inode.set_mode(d.mode);
@@ -157,7 +162,7 @@ pub fn write_disk_inode(g: &Locked<'_>, inode: &Inode, st: &FsInode) -> Result {
         links: inode.nlink().min(u16::MAX as u32) as u16,
         uid: inode.uid(),
         gid: inode.gid(),
-        flags: 0,
+        flags: st.flags,
         // During a truncate in steps, the blocks still mapped (see [`truncate_in_steps`]).
         size: inode.size().max(st.trunc_end.saturating_mul(BLOCK_SIZE as u64)),
         atime_sec: t.atime.0,
@@ -339,6 +344,26 @@ pub fn alloc_file_block(g: &mut Locked<'_>, inode: &Inode, st: &mut FsInode, lbl
 pub fn map_block(inode: &Inode, st: &FsInode, lblk: u64) -> Result<Option<(u64, u64)>> {
     let sb = inode.sb();
     extents_of(sb, inode.ino(), st).lookup(&mut ReadStore { sb }, lblk).map_err(|e| tree_err(sb, e))
+}
+
+/// Unmaps file block `lblk` of `inode` and frees its device block, inside the caller's
+/// journal handle (an indexed directory's bucket after a split). Splitting the extent around
+/// it may need a tree node: `ENOSPC` then, nothing changed. Errors: `ENOSPC`, `EUCLEAN`, `EIO`.
+pub fn unmap_block(g: &mut Locked<'_>, inode: &Inode, st: &mut FsInode, lblk: u64) -> Result {
+    let sb = g.sb();
+    let mut fx = extents_of(sb, inode.ino(), st);
+    let mut blocks = st.blocks;
+    let end = lblk.checked_add(1).ok_or(EINVAL)?;
+    let done = {
+        let mut s = TxnStore { g, blocks: &mut blocks };
+        fx.punch(&mut s, lblk, end, 2, |s, start, len| s.free_run(start, len)).map_err(|e| tree_err(sb, e))
+    };
+    st.blocks = blocks;
+    set_extents(st, &fx);
+    if !done? {
+        return Err(sb.corrupt("one block not unmapped in one step", lblk));
+    }
+    Ok(())
 }
 
 /// Copies into `out` the extents of `inode` that reach past file block `from`, in order, as many

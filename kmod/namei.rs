@@ -1,15 +1,214 @@
-//! Directories: lookup, create, link, unlink, rename and readdir over directory blocks.
+//! Directories: lookup, create, link, unlink, rename and readdir over directory blocks, linear
+//! (every block scanned) or indexed (`crate::dir_index`: one bucket found by the name's key,
+//! readdir in key order; a linear directory of one full block becomes indexed on a filesystem
+//! with `FEATURE_INCOMPAT_DIR_INDEX`, in [`make_room`]).
 
 use crate::buf::Buf;
-use crate::error::{ENAMETOOLONG, ENOTEMPTY};
+use crate::dir_index::{self as dx, DirRead, DirStore};
+use crate::error::{FormatError, ENAMETOOLONG, ENOTEMPTY};
 use crate::format::dir::{
     self, check_dir_block, dirents, dt_from_mode, init_dir_block, seal_dir_block, DIR_HEADER, NAME_MAX,
 };
+use crate::format::inode::INODE_FLAG_INDEX;
+use crate::format::superblock::FEATURE_INCOMPAT_DIR_INDEX;
 use crate::format::BLOCK_SIZE;
-use crate::inode::{alloc_file_block, is_dir_mode, map_block, write_disk_inode};
-use crate::sb::{FsInode, Inode, Locked, LockedInode, NewInode};
+use crate::inode::{alloc_file_block, is_dir_mode, map_block, unmap_block, write_disk_inode};
+use crate::sb::{FsInode, Inode, Locked, LockedInode, NewInode, SuperBlock};
+use crate::txn::{Handle, TxnKind};
 use crate::vfs::dir::DirContext;
 use kernel::prelude::*;
+
+/// Whether the directory whose state is `st` is indexed.
+fn indexed(st: &FsInode) -> bool {
+    st.flags & INODE_FLAG_INDEX != 0
+}
+
+/// An error of the index code: the kernel's, or corruption a decoder found.
+enum DxErr {
+    Kernel(Error),
+    Format(FormatError),
+}
+
+impl From<FormatError> for DxErr {
+    fn from(f: FormatError) -> DxErr {
+        DxErr::Format(f)
+    }
+}
+
+impl From<Error> for DxErr {
+    fn from(e: Error) -> DxErr {
+        DxErr::Kernel(e)
+    }
+}
+
+/// The errno of an index error, corruption logged and acted on ([`crate::errors`]).
+fn dx_err(sb: &SuperBlock, e: DxErr) -> Error {
+    match e {
+        DxErr::Kernel(e) => e,
+        DxErr::Format(f) => sb.report(f),
+    }
+}
+
+/// An indexed directory in the buffer cache, read (the metadata lock held), or changed in place
+/// without allocating (a remove or retarget inside the caller's handle).
+struct DxView<'a> {
+    dir: &'a Inode,
+    st: &'a FsInode,
+}
+
+impl DirRead for DxView<'_> {
+    type Error = DxErr;
+    fn map(&mut self, logical: u64) -> core::result::Result<Option<u64>, DxErr> {
+        Ok(map_block(self.dir, self.st, logical)?.map(|(p, _)| p))
+    }
+    fn read<R>(&mut self, n: u64, f: impl FnOnce(&[u8]) -> R) -> core::result::Result<R, DxErr> {
+        Ok(f(Buf::read(self.dir.sb(), n)?.data()))
+    }
+    fn owner(&self) -> u64 {
+        self.dir.ino()
+    }
+}
+
+impl DirStore for DxView<'_> {
+    fn write<R>(&mut self, n: u64, f: impl FnOnce(&mut [u8]) -> R) -> core::result::Result<R, DxErr> {
+        dx_write(self.dir.sb(), n, f)
+    }
+    fn alloc(&mut self, _logical: u64) -> core::result::Result<u64, DxErr> {
+        Err(DxErr::Kernel(EIO))
+    }
+    fn unmap(&mut self, _logical: u64) -> core::result::Result<(), DxErr> {
+        Err(DxErr::Kernel(EIO))
+    }
+    fn copy(&mut self, _from: u64, _to: u64) -> core::result::Result<(), DxErr> {
+        Err(DxErr::Kernel(EIO))
+    }
+    fn no_space(&mut self) -> DxErr {
+        DxErr::Kernel(ENOSPC)
+    }
+}
+
+/// Changes block `n` in the running transaction.
+fn dx_write<R>(sb: &SuperBlock, n: u64, f: impl FnOnce(&mut [u8]) -> R) -> core::result::Result<R, DxErr> {
+    let mut b = Buf::read(sb, n)?;
+    let r = f(b.data_mut());
+    sb.dirty(&b)?;
+    Ok(r)
+}
+
+/// An indexed directory changed inside a journal handle (the metadata lock held): buckets
+/// allocated and unmapped through its block map; its size covers its highest mapped block.
+struct DxTxn<'a, 'b> {
+    g: &'a mut Locked<'b>,
+    dir: &'a LockedInode,
+    st: &'a mut FsInode,
+}
+
+impl DirRead for DxTxn<'_, '_> {
+    type Error = DxErr;
+    fn map(&mut self, logical: u64) -> core::result::Result<Option<u64>, DxErr> {
+        Ok(map_block(self.dir, self.st, logical)?.map(|(p, _)| p))
+    }
+    fn read<R>(&mut self, n: u64, f: impl FnOnce(&[u8]) -> R) -> core::result::Result<R, DxErr> {
+        Ok(f(Buf::read(self.dir.sb(), n)?.data()))
+    }
+    fn owner(&self) -> u64 {
+        self.dir.ino()
+    }
+}
+
+impl DirStore for DxTxn<'_, '_> {
+    fn write<R>(&mut self, n: u64, f: impl FnOnce(&mut [u8]) -> R) -> core::result::Result<R, DxErr> {
+        dx_write(self.dir.sb(), n, f)
+    }
+    fn alloc(&mut self, logical: u64) -> core::result::Result<u64, DxErr> {
+        let p = alloc_file_block(self.g, self.dir, self.st, logical)?;
+        let end = logical.saturating_add(1).saturating_mul(BLOCK_SIZE as u64);
+        if self.dir.size() < end {
+            self.dir.set_size(end);
+        }
+        Ok(p)
+    }
+    fn unmap(&mut self, logical: u64) -> core::result::Result<(), DxErr> {
+        Ok(unmap_block(self.g, self.dir, self.st, logical)?)
+    }
+    fn copy(&mut self, from: u64, to: u64) -> core::result::Result<(), DxErr> {
+        let sb = self.dir.sb();
+        let src = Buf::read(sb, from)?;
+        let mut dst = Buf::zeroed(sb, to)?;
+        dst.data_mut().copy_from_slice(src.data());
+        sb.dirty(&dst)?;
+        Ok(())
+    }
+    fn no_space(&mut self) -> DxErr {
+        DxErr::Kernel(ENOSPC)
+    }
+}
+
+/// Before a dirent `name` is added to `dir` (its `i_rwsem` held exclusively, outside any
+/// journal handle): makes sure the addition will not need more than a create's blocks. An
+/// indexed directory's bucket for `name` is split until it has room, and a linear directory
+/// of one full block on a filesystem with `FEATURE_INCOMPAT_DIR_INDEX` becomes indexed first:
+/// each step in a handle of its own ([`TxnKind::Worst`], which counts
+/// `dir_index::split_blocks_bound`), a consistent state whatever follows. Errors: `ENOSPC`
+/// (nothing of the failed step done), `EROFS`, `EUCLEAN`, `EIO` (these abort the journal).
+pub fn make_room(dir: &LockedInode, name: &[u8]) -> Result {
+    let sb = dir.sb();
+    if sb.disk().feature_incompat & FEATURE_INCOMPAT_DIR_INDEX == 0 || !dir::valid_name(name) {
+        // The operation itself reports a bad name.
+        return Ok(());
+    }
+    // Each step halves a bucket's keys: the deepest bucket bounds the steps.
+    for _ in 0..dx::MAX_DEPTH + 2 {
+        {
+            let g = sb.lock();
+            let st = dir.load(&g);
+            if indexed(&st) {
+                if dx::has_room(&mut DxView { dir, st: &st }, name).map_err(|e| dx_err(sb, e))? {
+                    return Ok(());
+                }
+            } else {
+                if dir_nblocks(dir) != 1 {
+                    return Ok(());
+                }
+                let (_, b) = dir_block(dir, &st, 0)?;
+                if dir::fits(b.data(), name.len()).map_err(|e| sb.report(e))? {
+                    return Ok(());
+                }
+            }
+        }
+        let _h = Handle::start(sb, TxnKind::Worst)?;
+        let mut g = sb.lock();
+        let mut st = dir.load(&g);
+        let r = if indexed(&st) {
+            dx::make_room(&mut DxTxn { g: &mut g, dir, st: &mut st }, name).map(|_| ())
+        } else {
+            convert(&mut g, dir, &mut st)
+        };
+        dir.store(&g, &st);
+        let r = r.map_err(|e| dx_err(sb, e)).and_then(|()| write_disk_inode(&g, dir, &st));
+        drop(g);
+        if let Err(e) = r {
+            crate::txn::failed(sb, "making room in a directory", e);
+            return Err(e);
+        }
+    }
+    Err(sb.corrupt("directory bucket still full at the deepest level", dir.ino()))
+}
+
+/// Makes the linear directory `dir` of one block indexed (`dir_index::convert`, a random seed)
+/// and sets its flag.
+fn convert(g: &mut Locked<'_>, dir: &LockedInode, st: &mut FsInode) -> core::result::Result<(), DxErr> {
+    let Some((block0, _)) = map_block(dir, st, 0)? else {
+        return Err(FormatError::Corrupt { what: "hole in directory at block", value: 0 }.into());
+    };
+    let mut seed = [0u8; 16];
+    for w in seed.chunks_mut(4) {
+        w.copy_from_slice(&crate::vfs::random_u32().to_le_bytes());
+    }
+    dx::convert(&mut DxTxn { g, dir, st }, block0, seed)?;
+    st.flags |= INODE_FLAG_INDEX;
+    Ok(())
+}
 
 fn check_name(name: &[u8]) -> Result {
     if name.len() > NAME_MAX {
@@ -36,8 +235,13 @@ fn dir_nblocks(dir: &Inode) -> u64 {
     dir.size() / BLOCK_SIZE as u64
 }
 
-/// The dirent `name` of `dir`: (block index, inode number), if present.
+/// The dirent `name` of `dir`: (block index, inode number), if present; an indexed
+/// directory's block index is `u64::MAX` (its callers go through `dir_index`).
 fn find_entry(dir: &Inode, st: &FsInode, name: &[u8]) -> Result<Option<(u64, u32)>> {
+    if indexed(st) {
+        let found = dx::lookup(&mut DxView { dir, st }, name).map_err(|e| dx_err(dir.sb(), e))?;
+        return Ok(found.map(|(ino, _)| (u64::MAX, ino)));
+    }
     for i in 0..dir_nblocks(dir) {
         let (_, b) = dir_block(dir, st, i)?;
         if let Some(d) = dir::find(b.data(), name).map_err(|e| dir.sb().report(e))? {
@@ -52,6 +256,15 @@ fn find_entry(dir: &Inode, st: &FsInode, name: &[u8]) -> Result<Option<(u64, u32
 fn add_entry(g: &mut Locked<'_>, dir: &LockedInode, st: &mut FsInode, name: &[u8], ino: u64, dt: u8) -> Result {
     let sb = dir.sb();
     let ino32 = u32::try_from(ino).map_err(|_| EINVAL)?;
+    if indexed(st) {
+        // `make_room` made room before the handle: a split here would outrun its credits.
+        let mut v = DxView { dir, st };
+        if !dx::has_room(&mut v, name).map_err(|e| dx_err(sb, e))? {
+            pr_err!("vexfs ({}): directory {}: no room made for a name\n", sb.name(), dir.ino());
+            return Err(ENOSPC);
+        }
+        return dx::insert(&mut v, name, ino32, dt).map_err(|e| dx_err(sb, e));
+    }
     let dino = dir.ino();
     let n = dir_nblocks(dir);
     for i in 0..n {
@@ -81,6 +294,10 @@ fn remove_entry(dir: &Inode, st: &FsInode, name: &[u8], ino: u64) -> Result {
     };
     if found as u64 != ino {
         return Err(sb.corrupt("dirent points at another inode than the dentry", found as u64));
+    }
+    if indexed(st) {
+        dx::remove(&mut DxView { dir, st }, name).map_err(|e| dx_err(sb, e))?;
+        return Ok(());
     }
     let (phys, mut b) = dir_block(dir, st, i)?;
     dir::remove(b.data_mut(), name).map_err(|e| sb.report(e))?;
@@ -219,6 +436,12 @@ pub fn unlink(dir: &LockedInode, name: &[u8], inode: &Inode) -> Result {
 pub fn dir_empty(dir: &Inode) -> Result {
     let g = dir.sb().lock();
     let st = dir.load(&g);
+    if indexed(&st) {
+        return match dx::is_empty(&mut DxView { dir, st: &st }).map_err(|e| dx_err(dir.sb(), e))? {
+            true => Ok(()),
+            false => Err(Error::from_errno(-ENOTEMPTY)),
+        };
+    }
     for i in 0..dir_nblocks(dir) {
         let (_, b) = dir_block(dir, &st, i)?;
         if !dir::is_empty(b.data()).map_err(|e| dir.sb().report(e))? {
@@ -293,8 +516,12 @@ fn retarget(dir: &Inode, st: &FsInode, name: &[u8], was: u64, ino: u64, dt: u8) 
     if u64::from(found) != was {
         return Err(sb.corrupt("renamed dirent points at another inode", u64::from(found)));
     }
-    let (phys, mut b) = dir_block(dir, st, i)?;
     let ino = u32::try_from(ino).map_err(|_| EINVAL)?;
+    if indexed(st) {
+        dx::retarget(&mut DxView { dir, st }, name, ino, dt).map_err(|e| dx_err(sb, e))?;
+        return Ok(());
+    }
+    let (phys, mut b) = dir_block(dir, st, i)?;
     dir::retarget(b.data_mut(), name, ino, dt).map_err(|e| sb.report(e))?;
     seal_dir_block(b.data_mut(), phys, dir.ino());
     sb.dirty(&b)
@@ -345,10 +572,13 @@ pub fn exchange(
     Ok(())
 }
 
-/// readdir after "." and "..": positions are byte offsets of dirents in the directory.
-/// Errors: `EUCLEAN`, `EIO`.
+/// readdir after "." and "..": positions are byte offsets of dirents in a linear directory,
+/// keys (`dir_index::key_pos`) in an indexed one. Errors: `EUCLEAN`, `EIO`, `ENOMEM`.
 pub fn iterate(dir: &Inode, ctx: &mut DirContext) -> Result {
     let sb = dir.sb();
+    if indexed(&dir.load(&sb.lock())) {
+        return iterate_indexed(dir, ctx);
+    }
     let bs = BLOCK_SIZE as i64;
     let mut pos = ctx.pos();
     let n = dir_nblocks(dir) as i64;
@@ -384,4 +614,44 @@ pub fn iterate(dir: &Inode, ctx: &mut DirContext) -> Result {
         ctx.set_pos(pos);
     }
     Ok(())
+}
+
+/// readdir of an indexed directory: from the bucket holding the position's key, each bucket's
+/// entries in key order (the position of each is its key's), then the next bucket's, to
+/// [`dx::POS_EOF`]. A position names a key, so it stays valid whatever splits, creates and
+/// unlinks happen between two calls. The lock is held to find and read a bucket, not while
+/// entries are emitted (user memory may fault). Errors: `EUCLEAN`, `EIO`, `ENOMEM`.
+fn iterate_indexed(dir: &Inode, ctx: &mut DirContext) -> Result {
+    let sb = dir.sb();
+    let mut sorted = KVec::<(u64, u16)>::with_capacity(dx::MAX_BLOCK_ENTRIES, GFP_KERNEL)?;
+    for _ in 0..dx::MAX_BLOCK_ENTRIES {
+        sorted.push((0, 0), GFP_KERNEL)?;
+    }
+    let Ok(sorted) = <&mut [(u64, u16); dx::MAX_BLOCK_ENTRIES]>::try_from(&mut sorted[..]) else {
+        return Err(EINVAL);
+    };
+    loop {
+        let Some(key) = dx::pos_key(ctx.pos()) else { return Ok(()) };
+        let (leaf, b, seed) = {
+            let g = sb.lock();
+            let st = dir.load(&g);
+            let mut v = DxView { dir, st: &st };
+            let (_, h) = dx::read_header(&mut v).map_err(|e| dx_err(sb, e))?;
+            let leaf = dx::find_leaf(&mut v, &h, key).map_err(|e| dx_err(sb, e))?;
+            let b = Buf::read(sb, leaf.block)?;
+            check_dir_block(b.data(), leaf.block, dir.ino()).map_err(|e| sb.report(e))?;
+            (leaf, b, h.seed)
+        };
+        let n = dx::sorted_entries(b.data(), &seed, key, sorted).map_err(|e| sb.report(e))?;
+        for &(k, off) in sorted.iter().take(n) {
+            let d = dir::dirent_at(b.data(), usize::from(off)).map_err(|e| sb.report(e))?;
+            ctx.set_pos(dx::key_pos(k));
+            if !ctx.emit(d.name, u64::from(d.ino), d.file_type) {
+                return Ok(());
+            }
+        }
+        let (_, hi) = leaf.keys();
+        ctx.set_pos(if hi >= 1 << dx::KEY_BITS { dx::POS_EOF } else { dx::key_pos(hi) });
+        crate::vfs::access::relax()?;
+    }
 }

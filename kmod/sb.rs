@@ -150,6 +150,8 @@ pub struct FsInode {
     pub vec_ids: [u32; INLINE_VEC_IDS],
     /// The xattr block (`user.`, `trusted.`, `security.` attributes), 0 = none.
     pub xattr_block: u64,
+    /// The disk inode's flags (`INODE_FLAG_INDEX`: an indexed directory).
+    pub flags: u32,
     /// During a truncate done in several handles, one past the last file block still mapped
     /// (the disk inode's size covers it until the truncate ends); 0 otherwise.
     pub trunc_end: u64,

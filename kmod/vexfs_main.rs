@@ -21,6 +21,9 @@ mod abi;
 #[path = "../core/src/crc32c.rs"]
 mod crc32c;
 #[allow(dead_code)]
+#[path = "../core/src/dir_index.rs"]
+mod dir_index;
+#[allow(dead_code)]
 #[path = "../core/src/distance.rs"]
 mod distance;
 #[allow(dead_code)]

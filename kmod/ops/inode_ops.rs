@@ -66,6 +66,17 @@ pub extern "C" fn vexfs_rs_link(
     errno_of(crate::namei::link(dir, n, inode))
 }
 
+/// Before a dirent `name` is added to `dir` (outside any handle, `dir`'s i_rwsem held
+/// exclusively): splits its indexed bucket, or makes the directory indexed, until the
+/// addition fits a create's handle (`namei::make_room`).
+#[no_mangle]
+pub extern "C" fn vexfs_rs_make_room(dir: *mut bindings::inode, name_p: *const u8, len: u32) -> c_int {
+    // SAFETY: create, mkdir, mknod, symlink, link and rename call this with `dir`'s i_rwsem
+    // held exclusively; the name is stable for the call.
+    let (dir, n) = unsafe { (LockedInode::from_raw(dir), name(name_p, len)) };
+    errno_of(crate::namei::make_room(dir, n))
+}
+
 /// Removes the dirent `name` (pointing at `inode`) from `dir` (link count: caller).
 #[no_mangle]
 pub extern "C" fn vexfs_rs_unlink(

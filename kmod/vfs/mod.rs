@@ -31,3 +31,9 @@ pub mod mount_c;
 pub mod super_block;
 pub mod task;
 pub mod time;
+
+/// A random `u32` from the kernel's generator (`get_random_u32`, `drivers/char/random.c`).
+pub fn random_u32() -> u32 {
+    // SAFETY: a plain exported kernel function, callable from any context.
+    unsafe { kernel::bindings::get_random_u32() }
+}
