@@ -98,8 +98,9 @@ impl Stream {
     }
     /// The next name, `None` at the end.
     fn next(&mut self) -> Result<Option<String>, String> {
-        // SAFETY: errno is thread-local; readdir(3) on our open stream.
+        // SAFETY: errno is this thread's.
         unsafe { *libc::__errno_location() = 0 };
+        // SAFETY: readdir(3) on our open stream.
         let e = unsafe { libc::readdir(self.0) };
         if e.is_null() {
             let err = io::Error::last_os_error();
