@@ -23,16 +23,20 @@ use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::io;
 
+use vexfs_core::dir_index::{self, bucket_keys, bucket_of, name_key, Header, INDEX_MAGIC, MAX_DEPTH};
+use vexfs_core::format::block::check_header;
 use vexfs_core::format::dir::{self, check_dir_block, dt_from_mode, seal_dir_block};
-use vexfs_core::format::inode::{Inode, S_IFDIR, S_IFLNK, S_IFMT};
+use vexfs_core::format::inode::{Inode, INODE_FLAG_INDEX, S_IFDIR, S_IFLNK, S_IFMT};
 use vexfs_core::format::journal::{JournalSuper, JOURNAL_CLEAN, RECORD_MAGIC};
 use vexfs_core::format::superblock::{
-    Region, Superblock, FEATURE_INCOMPAT_RECOVER, FORMAT_VERSION, ROOT_INO, STATE_CLEAN, STATE_ERRORS,
+    Region, Superblock, FEATURE_INCOMPAT_DIR_INDEX, FEATURE_INCOMPAT_RECOVER, FORMAT_VERSION, ROOT_INO, STATE_CLEAN,
+    STATE_ERRORS,
 };
 use vexfs_core::format::vector::HnswHeader;
-use vexfs_core::format::{bit_set, bit_test, BLOCK_SIZE, INODE_SIZE};
+use vexfs_core::format::{bit_find_clear, bit_set, bit_test, BLOCK_SIZE, INODE_SIZE};
 use vexfs_core::io::BlockDevice;
 
+use crate::dirs::{dir_error, layout_issues, mapped_blocks, DirHost, HostDir, LayoutIssue, DEPTHS};
 use crate::exit::FsckStatus;
 use crate::image::read_superblock;
 use crate::journal::{self as jnl, LogInfo};
@@ -112,6 +116,17 @@ pub enum Kind {
     DuplicateName,
     /// An entry points at an inode number out of range.
     BadEntry,
+    /// An indexed directory (inode flag `INODE_FLAG_INDEX`) on a filesystem without
+    /// `FEATURE_INCOMPAT_DIR_INDEX`.
+    DirIndexFeature,
+    /// An indexed directory's header (logical block 0) is a hole or does not decode, or its
+    /// bucket counts differ from the buckets mapped at each depth.
+    DirIndexHeader,
+    /// An indexed directory maps a block that is no bucket, two buckets one of which holds the
+    /// other's keys, or leaves keys without a bucket.
+    DirIndexBuckets,
+    /// An entry of an indexed directory lies outside its bucket's key range.
+    DirIndexEntry,
     /// An entry's file type does not match its inode's mode.
     FileType,
     /// An inode's `parent` field is wrong.
@@ -228,6 +243,42 @@ pub enum Fix {
     },
     /// Recompute the superblock's free counts from the bitmaps.
     FreeCounts,
+    /// Rewrite the header of indexed directory `dir` (device block `block`) with its seed and
+    /// the buckets mapped at each depth. Offered when the block's own header (magic,
+    /// checksum, number, owner) is valid and the mapped buckets cover the key space once.
+    DirIndexHeader {
+        /// The directory.
+        dir: u32,
+        /// Its header's device block.
+        block: u64,
+        /// The seed the header holds.
+        seed: [u8; 16],
+        /// The buckets mapped at each depth `0..=30`.
+        leaves: Vec<u32>,
+    },
+    /// Move entry `name` of indexed directory `dir` from bucket block `block`, whose keys do
+    /// not hold its key, into its bucket (`vexfs_core::dir_index::insert`, which may split
+    /// it). Offered when the index is otherwise sound and the name appears once.
+    MoveEntry {
+        /// The directory.
+        dir: u32,
+        /// The device block holding the entry.
+        block: u64,
+        /// The entry's name.
+        name: Vec<u8>,
+        /// The inode it names.
+        ino: u32,
+        /// Its `DT_*` type as stored.
+        file_type: u8,
+    },
+    /// Set directory `ino`'s size (an indexed directory: `(highest mapped logical block + 1)
+    /// * 4096`).
+    DirSize {
+        /// The directory.
+        ino: u32,
+        /// The size its blocks give.
+        size: u64,
+    },
     /// Rebuild the HNSW graph (header and records) from the vectors: every live slot linked
     /// again in its own slot by the kernel's insert code, tombstones dropped. Offered when the
     /// graph is damaged but the vector bitmap, map, vectors and chunk lists agree.
@@ -251,6 +302,8 @@ impl Fix {
     pub fn preen_safe(&self) -> bool {
         match self {
             Fix::RestorePrimary | Fix::RebuildJournal | Fix::ClearErrors | Fix::RebuildGraph => false,
+            // It may split buckets (allocates blocks): -y, as e2fsck's rehash of a directory.
+            Fix::MoveEntry { .. } => false,
             Fix::InodeBits { used, .. } => *used,
             _ => true,
         }
@@ -621,6 +674,15 @@ fn repair_all<D: BlockDevice<Error = io::Error>>(
     let mut blocks = img.read_region(Region::BlockBitmap)?;
     let mut inodes = img.read_region(Region::InodeBitmap)?;
     let (blocks_old, inodes_old) = (blocks.clone(), inodes.clone());
+    // Blocks in use that the bitmap has free, set by a later fix: a moved entry's split must
+    // not take them.
+    let reserved: Vec<(u64, u64)> = fixes
+        .iter()
+        .filter_map(|f| match f {
+            Fix::BlockBits { start, len, used: true } => Some((*start, *len)),
+            _ => None,
+        })
+        .collect();
     let mut write_backup = false;
     let mut rebuilt = None;
     for fix in &fixes {
@@ -675,6 +737,30 @@ fn repair_all<D: BlockDevice<Error = io::Error>>(
             Fix::Links { ino, links } => update_inode(img, *ino, |i| i.links = *links)?,
             Fix::Parent { ino, parent } => update_inode(img, *ino, |i| i.parent = *parent)?,
             Fix::Blocks { ino, blocks } => update_inode(img, *ino, |i| i.blocks = *blocks)?,
+            Fix::DirIndexHeader { dir, block, seed, leaves } => {
+                let mut h = Header::new(*seed);
+                for (x, l) in h.leaves.iter_mut().zip(leaves) {
+                    *x = *l;
+                }
+                let mut b = img.read_block(*block)?;
+                h.encode(&mut b[..], *block, u64::from(*dir));
+                img.write_block(*block, &b)?;
+            }
+            Fix::MoveEntry { dir, block, name, ino, file_type } => {
+                let inode = img.inode(*dir)?;
+                let mut host = RepairHost { img: &mut *img, blocks: &mut blocks, reserved: &reserved };
+                let mut s = HostDir::new(&mut host, *dir, inode);
+                // Into its bucket first: an error leaves the entry where it was.
+                if dir_index::lookup(&mut s, name).map_err(|e| dir_error(e, *dir))?.is_none() {
+                    dir_index::insert(&mut s, name, *ino, *file_type).map_err(|e| dir_error(e, *dir))?;
+                }
+                let mut b = img.read_block(*block)?;
+                let what = format!("directory {dir} block {block}");
+                dir::remove(&mut b[..], name).map_err(Error::format(what))?;
+                seal_dir_block(&mut b[..], *block, u64::from(*dir));
+                img.write_block(*block, &b)?;
+            }
+            Fix::DirSize { ino, size } => update_inode(img, *ino, |i| i.size = *size)?,
             Fix::FileType { dir, block, name, ino, file_type } => {
                 let mut b = img.read_block(*block)?;
                 let what = format!("directory {dir} block {block}");
@@ -717,6 +803,43 @@ fn max_lsn_in_log<D: BlockDevice<Error = io::Error>>(img: &Image<D>) -> Result<u
     Ok(max)
 }
 
+/// The image being repaired as the host of a directory's changes ([`HostDir`]): blocks from
+/// the repair's copy of the block bitmap (written when the repair ends), never one of
+/// `reserved` (runs `(start, len)` in use though free in the bitmap).
+struct RepairHost<'a, D> {
+    img: &'a mut Image<D>,
+    blocks: &'a mut Vec<u8>,
+    reserved: &'a [(u64, u64)],
+}
+
+impl<D: BlockDevice<Error = io::Error>> DirHost for RepairHost<'_, D> {
+    type Dev = D;
+    fn img(&self) -> &Image<D> {
+        self.img
+    }
+    fn img_mut(&mut self) -> &mut Image<D> {
+        self.img
+    }
+    fn take_block(&mut self) -> Result<u64> {
+        let data = self.img.sb().region(Region::Data);
+        let mut at = data.start as usize;
+        while let Some(b) = bit_find_clear(self.blocks, at, data.end() as usize) {
+            let n = b as u64;
+            if !self.reserved.iter().any(|&(s, l)| n >= s && n - s < l) {
+                bit_set(self.blocks, b, true);
+                return Ok(n);
+            }
+            at = b + 1;
+        }
+        Err(Error::Invalid("no free block for the repair of a directory".into()))
+    }
+    fn give_block(&mut self, n: u64) {
+        if self.img.sb().region(Region::Data).contains(n) {
+            bit_set(self.blocks, n as usize, false);
+        }
+    }
+}
+
 fn zero_inode<D: BlockDevice<Error = io::Error>>(img: &mut Image<D>, ino: u32) -> Result<()> {
     let (blk, off, mut b) = img.inode_raw(ino)?;
     b[off..off + INODE_SIZE].fill(0);
@@ -752,6 +875,19 @@ fn static_fields(sb: &Superblock) -> Superblock {
         feature_incompat: sb.feature_incompat & !FEATURE_INCOMPAT_RECOVER,
         ..sb.clone()
     }
+}
+
+/// A used dirent of an indexed directory's bucket, as [`Checker::walk_indexed`] gathers them.
+struct BucketEntry {
+    /// The bucket's logical block.
+    logical: u64,
+    /// Its device block.
+    block: u64,
+    name: Vec<u8>,
+    ino: u32,
+    file_type: u8,
+    /// `(key, lo, hi)` when the name's key lies outside the bucket's keys `lo .. hi`.
+    outside: Option<(u64, u64, u64)>,
 }
 
 /// A reachable inode.
@@ -894,6 +1030,9 @@ impl<'a, D: BlockDevice<Error = io::Error>> Checker<'a, D> {
         let Some(inode) = self.reach.get(&d).and_then(|n| n.inode.clone()) else {
             return Ok(());
         };
+        if inode.flags & INODE_FLAG_INDEX != 0 {
+            return self.walk_indexed(d, &inode, queue);
+        }
         let blocks = match self.img.dir_blocks(d, &inode) {
             Ok(b) => b,
             Err(e) => {
@@ -929,6 +1068,149 @@ impl<'a, D: BlockDevice<Error = io::Error>> Checker<'a, D> {
                 }
                 self.entry(d, blk, &name, ent.name, ent.ino, ent.file_type, queue)?;
             }
+        }
+        Ok(())
+    }
+
+    /// An indexed directory (`vexfs_core::dir_index`): the feature, the block layout (every
+    /// mapped block but the header a bucket, none nested in another, the key space covered
+    /// once, the size), the header (decodes, counts the buckets mapped at each depth), every
+    /// bucket as a directory block, every entry in its bucket's key range, then each entry as
+    /// in a linear directory. The tree counts as unreadable (nothing is freed) when the
+    /// buckets are not one cover of the keys.
+    fn walk_indexed(&mut self, d: u32, inode: &Inode, queue: &mut VecDeque<u32>) -> Result<()> {
+        let at = format!("directory {d}");
+        if self.sb.feature_incompat & FEATURE_INCOMPAT_DIR_INDEX == 0 {
+            let msg = format!("{at} is indexed but the filesystem does not have the dir_index feature");
+            self.report(Kind::DirIndexFeature, msg, None);
+        }
+        let mapped = match self.img.extents(d, inode) {
+            Ok(e) => mapped_blocks(&e),
+            Err(e) => {
+                self.report(Kind::DirLayout, e.to_string(), None);
+                self.tree_complete = false;
+                return Ok(());
+            }
+        };
+        let logicals: Vec<u64> = mapped.iter().map(|m| m.0).collect();
+        let (issues, counts) = layout_issues(&logicals, inode.size);
+        let mut sound = true;
+        for issue in issues {
+            let msg = match issue {
+                LayoutIssue::Size { size, want } => {
+                    let msg = format!("{at} has size {size}, its highest mapped block gives {want}");
+                    self.report(Kind::DirLayout, msg, Some(Fix::DirSize { ino: d, size: want }));
+                    continue;
+                }
+                LayoutIssue::NoHeader => {
+                    sound = false;
+                    self.report(Kind::DirIndexHeader, format!("{at} is indexed but has no header (block 0 is a hole)"), None);
+                    continue;
+                }
+                LayoutIssue::NotABucket { first, count } => {
+                    format!("{at} maps {count} block(s) past the deepest buckets (the first at logical block {first})")
+                }
+                LayoutIssue::Nested { bucket, ancestor } => format!(
+                    "{at}: bucket at logical block {bucket} and bucket {ancestor}, which holds its keys, are both mapped"
+                ),
+                LayoutIssue::Uncovered { covered, first } => format!(
+                    "{at}: keys from {first:#x} have no bucket (the buckets cover {covered} of {} key ranges)",
+                    1u64 << MAX_DEPTH
+                ),
+            };
+            sound = false;
+            self.report(Kind::DirIndexBuckets, msg, None);
+        }
+        if !sound {
+            self.tree_complete = false;
+        }
+        let mut seed = None;
+        if let Some(&(_, hb)) = mapped.first().filter(|m| m.0 == 0) {
+            let b = self.img.read_block(hb)?;
+            let counts_fix = |seed| Fix::DirIndexHeader { dir: d, block: hb, seed, leaves: counts.to_vec() };
+            match Header::decode(&b[..], hb, d as u64) {
+                Ok(h) if h.leaves == counts => seed = Some(h.seed),
+                Ok(h) => {
+                    let depth = (0..DEPTHS).find(|&i| h.leaves.get(i) != counts.get(i)).unwrap_or(0);
+                    let msg = format!(
+                        "{at} index header (block {hb}) counts {} bucket(s) at depth {depth}, {} are mapped",
+                        h.leaves.get(depth).copied().unwrap_or(0),
+                        counts.get(depth).copied().unwrap_or(0)
+                    );
+                    self.report(Kind::DirIndexHeader, msg, sound.then(|| counts_fix(h.seed)));
+                    seed = Some(h.seed);
+                }
+                Err(e) => {
+                    // The seed can be trusted when the block's own header is valid.
+                    seed = check_header(&b[..], "directory index header", INDEX_MAGIC, hb, d as u64)
+                        .ok()
+                        .and_then(|()| b.get(24..40))
+                        .and_then(|s| <[u8; 16]>::try_from(s).ok());
+                    let fix = seed.filter(|_| sound).map(counts_fix);
+                    self.report(Kind::DirIndexHeader, format!("{at} index header (block {hb}): {e}"), fix);
+                }
+            }
+        }
+        // Every entry of every bucket, then each checked (a name seen twice is never moved).
+        let mut entries: Vec<BucketEntry> = Vec::new();
+        for &(l, blk) in &mapped {
+            let Some((depth, prefix)) = bucket_of(l) else { continue };
+            let b = self.img.read_block(blk)?;
+            if let Err(e) = check_dir_block(&b[..], blk, d as u64) {
+                self.report(Kind::DirBlock, format!("{at} block {blk}: {e}"), None);
+                self.tree_complete = false;
+                continue;
+            }
+            let (lo, hi) = bucket_keys(depth, prefix);
+            for ent in dir::dirents(&b[..]) {
+                let ent = match ent {
+                    Ok(ent) => ent,
+                    Err(e) => {
+                        self.report(Kind::DirEntry, format!("{at} block {blk}: {e}"), None);
+                        self.tree_complete = false;
+                        break;
+                    }
+                };
+                if ent.ino == 0 {
+                    continue;
+                }
+                let outside = seed.map(|s| name_key(&s, ent.name)).filter(|k| !(lo..hi).contains(k));
+                entries.push(BucketEntry {
+                    logical: l,
+                    block: blk,
+                    name: ent.name.to_vec(),
+                    ino: ent.ino,
+                    file_type: ent.file_type,
+                    outside: outside.map(|k| (k, lo, hi)),
+                });
+            }
+        }
+        let mut seen: HashMap<&[u8], u32> = HashMap::new();
+        for e in &entries {
+            *seen.entry(&e.name[..]).or_default() += 1;
+        }
+        let twice: HashSet<Vec<u8>> = seen.into_iter().filter(|x| x.1 > 1).map(|x| x.0.to_vec()).collect();
+        let mut names = HashSet::new();
+        for BucketEntry { logical: l, block: blk, name: raw, ino, file_type: ft, outside } in entries {
+            let name = String::from_utf8_lossy(&raw).into_owned();
+            if !names.insert(raw.clone()) {
+                self.report(Kind::DuplicateName, format!("{at}: entry '{name}' appears twice"), None);
+                continue;
+            }
+            if let Some((k, lo, hi)) = outside {
+                let fix = (sound && !twice.contains(&raw)).then(|| Fix::MoveEntry {
+                    dir: d,
+                    block: blk,
+                    name: raw.clone(),
+                    ino,
+                    file_type: ft,
+                });
+                let msg = format!(
+                    "{at}: entry '{name}' (key {k:#x}) is in the bucket at logical block {l}, which holds keys {lo:#x}..{hi:#x}"
+                );
+                self.report(Kind::DirIndexEntry, msg, fix);
+            }
+            self.entry(d, blk, &name, &raw, ino, ft, queue)?;
         }
         Ok(())
     }

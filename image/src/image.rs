@@ -2,16 +2,18 @@
 
 use std::io;
 
+use vexfs_core::dir_index::{self, bucket_keys, bucket_of, name_key, read_header, Header};
 use vexfs_core::error::FormatError;
 use vexfs_core::extent_tree::{TreeStore, NODE_ENTRIES};
 use vexfs_core::file_extents::FileExtents;
 use vexfs_core::format::dir::{self, check_dir_block};
 use vexfs_core::format::extent::Extent;
-use vexfs_core::format::inode::Inode;
-use vexfs_core::format::superblock::{Region, Superblock, ROOT_INO};
+use vexfs_core::format::inode::{Inode, INODE_FLAG_INDEX};
+use vexfs_core::format::superblock::{Region, Superblock, FEATURE_INCOMPAT_DIR_INDEX, ROOT_INO};
 use vexfs_core::format::{BLOCK_SIZE, INODE_SIZE};
 use vexfs_core::io::{Block, BlockDevice};
 
+use crate::dirs::{dir_error, layout_issues, mapped_blocks, ImageDir, DEPTHS};
 use crate::{Error, Result};
 
 const BS: u64 = BLOCK_SIZE as u64;
@@ -238,32 +240,115 @@ impl<D: BlockDevice<Error = io::Error>> Image<D> {
         Ok(out)
     }
 
-    /// The used entries of directory `ino`, in on-disk order ("." and ".." are not stored).
-    /// Every block is checked (header, owner, block number, dirents) and the directory must
-    /// map every block below its size. Errors: `Io`, `Format`.
+    /// The used entries of directory `ino` ("." and ".." are not stored): a linear
+    /// directory's in on-disk order, an indexed directory's (`vexfs_core::dir_index`) in key
+    /// order (the order of the kernel's readdir). Every block is checked (header, owner, block
+    /// number, dirents), and so is the layout ([`Self::dir_blocks`]); in an indexed directory,
+    /// every entry must lie in its bucket's key range. Errors: `Io`, `Format`.
     pub fn read_dir(&self, ino: u32, inode: &Inode) -> Result<Vec<DirEntry>> {
         let mut out = Vec::new();
-        for (_, blk) in self.dir_blocks(ino, inode)? {
+        let seed = self.dir_index_header(ino, inode)?.map(|(_, h)| h.seed);
+        for (l, blk) in self.dir_blocks(ino, inode)? {
             let b = self.read_block(blk)?;
             let what = format!("directory {ino} block {blk}");
             check_dir_block(&b[..], blk, ino as u64).map_err(Error::format(&what))?;
+            let mut entries = Vec::new();
             for d in dir::dirents(&b[..]) {
                 let d = d.map_err(Error::format(&what))?;
                 if d.ino != 0 {
-                    out.push(DirEntry { name: d.name.to_vec(), ino: d.ino, file_type: d.file_type });
+                    entries.push((d.offset, d.name, d.ino, d.file_type));
                 }
             }
+            if let Some(seed) = seed {
+                // Buckets come in logical order; their key ranges are sorted below.
+                let (depth, prefix) = bucket_of(l).ok_or_else(|| Error::Format {
+                    what: what.clone(),
+                    err: FormatError::Corrupt { what: "directory index block that is no bucket", value: l },
+                })?;
+                let (lo, hi) = bucket_keys(depth, prefix);
+                let mut keyed = Vec::with_capacity(entries.len());
+                for (off, name, i, t) in entries {
+                    let k = name_key(&seed, name);
+                    if !(lo..hi).contains(&k) {
+                        return Err(Error::Format {
+                            what,
+                            err: FormatError::Corrupt { what: "directory index entry outside its bucket", value: k },
+                        });
+                    }
+                    keyed.push(((k, off), DirEntry { name: name.to_vec(), ino: i, file_type: t }));
+                }
+                keyed.sort_unstable_by_key(|e| e.0);
+                out.push((lo, keyed.into_iter().map(|e| e.1).collect::<Vec<_>>()));
+            } else {
+                let list = entries.into_iter().map(|(_, n, i, t)| DirEntry { name: n.to_vec(), ino: i, file_type: t });
+                out.push((0, list.collect()));
+            }
         }
-        Ok(out)
+        // Stable: a linear directory's blocks (all at 0) keep their order.
+        out.sort_by_key(|b| b.0);
+        Ok(out.into_iter().flat_map(|b| b.1).collect())
     }
 
-    /// The (logical, device) blocks of directory `ino`: exactly `size / 4096` of them, in
-    /// order. Errors: `Format` for a size that is not whole blocks or a hole.
+    /// Whether directory `ino` is indexed (`vexfs_core::dir_index`: its inode has
+    /// `INODE_FLAG_INDEX`). Errors: `Format` for the flag on an inode that is no directory, or
+    /// on a filesystem without `FEATURE_INCOMPAT_DIR_INDEX`.
+    pub fn is_indexed(&self, ino: u32, inode: &Inode) -> Result<bool> {
+        if inode.flags & INODE_FLAG_INDEX == 0 {
+            return Ok(false);
+        }
+        let err = |what: &'static str| Error::Format {
+            what: format!("inode {ino}"),
+            err: FormatError::Corrupt { what, value: u64::from(inode.flags) },
+        };
+        if !inode.is_dir() {
+            return Err(err("index flag on an inode that is no directory"));
+        }
+        if self.sb.feature_incompat & FEATURE_INCOMPAT_DIR_INDEX == 0 {
+            return Err(err("indexed directory on a filesystem without the dir_index feature"));
+        }
+        Ok(true)
+    }
+
+    /// The header of directory `ino` when it is indexed: its device block (the directory's
+    /// logical block 0) and its decoded contents (seed, buckets per depth); `None` for a
+    /// linear directory. Errors: those of [`Self::is_indexed`], `Format` for a header that is a
+    /// hole or does not decode (`vexfs_core::dir_index::Header::decode`), `Io`.
+    pub fn dir_index_header(&self, ino: u32, inode: &Inode) -> Result<Option<(u64, Header)>> {
+        if !self.is_indexed(ino, inode)? {
+            return Ok(None);
+        }
+        let mut s = ImageDir::new(self, ino, inode)?;
+        Ok(Some(read_header(&mut s).map_err(|e| dir_error(e, ino))?))
+    }
+
+    /// The (logical, device) blocks of directory `ino` that hold dirents, in logical order.
+    ///
+    /// A linear directory: all of its blocks, exactly `size / 4096` of them. An indexed
+    /// directory: its buckets only (logical blocks 1 and up), **not** its header (logical
+    /// block 0, see [`Self::dir_index_header`]); checked first as the format requires: the
+    /// header decodes, every other mapped block is a bucket, no bucket is nested in another,
+    /// they cover the key space once, as many at each depth as the header counts, and the size
+    /// is `(highest mapped logical block + 1) * 4096`.
+    ///
+    /// Errors: `Format` for a linear directory's size that is not whole blocks or a hole, an
+    /// indexed directory breaking a rule above or [`Self::is_indexed`]'s; `Io`.
     pub fn dir_blocks(&self, ino: u32, inode: &Inode) -> Result<Vec<(u64, u64)>> {
         let corrupt = |what: &'static str, value: u64| Error::Format {
             what: format!("directory {ino}"),
             err: vexfs_core::error::FormatError::Corrupt { what, value },
         };
+        if let Some((_, h)) = self.dir_index_header(ino, inode)? {
+            let mapped = mapped_blocks(&self.extents(ino, inode)?);
+            let logicals: Vec<u64> = mapped.iter().map(|m| m.0).collect();
+            let (issues, counts) = layout_issues(&logicals, inode.size);
+            if let Some(i) = issues.first() {
+                return Err(Error::Format { what: format!("directory {ino}"), err: i.format_error() });
+            }
+            if let Some(d) = (0..DEPTHS).find(|&d| counts.get(d) != h.leaves.get(d)) {
+                return Err(corrupt("directory index bucket count differs from the buckets", d as u64));
+            }
+            return Ok(mapped.into_iter().filter(|m| m.0 != 0).collect());
+        }
         if inode.size % BS != 0 {
             return Err(corrupt("directory size", inode.size));
         }
@@ -287,6 +372,19 @@ impl<D: BlockDevice<Error = io::Error>> Image<D> {
         Ok(out)
     }
 
+    /// The entry `name` of directory `ino`, or `None`: an indexed directory's found through
+    /// its index (`vexfs_core::dir_index::lookup`: the header and one bucket read), a linear
+    /// one's by [`Self::read_dir`]. Errors: as [`Self::read_dir`] (an indexed directory's
+    /// blocks on the way only).
+    pub fn find_entry(&self, ino: u32, inode: &Inode, name: &[u8]) -> Result<Option<DirEntry>> {
+        if self.is_indexed(ino, inode)? {
+            let mut s = ImageDir::new(self, ino, inode)?;
+            let found = dir_index::lookup(&mut s, name).map_err(|e| dir_error(e, ino))?;
+            return Ok(found.map(|(i, t)| DirEntry { name: name.to_vec(), ino: i, file_type: t }));
+        }
+        Ok(self.read_dir(ino, inode)?.into_iter().find(|e| e.name == name))
+    }
+
     /// Resolves an absolute or root-relative `path` (`/`, `/a/b`, `a/b`; empty components
     /// and `.` are skipped, `..` goes to the parent). Symlinks are not followed. Errors:
     /// `NotFound`, `NotADirectory`, and those of reading the directories on the way.
@@ -305,9 +403,7 @@ impl<D: BlockDevice<Error = io::Error>> Image<D> {
                 continue;
             }
             ino = self
-                .read_dir(ino, &inode)?
-                .into_iter()
-                .find(|e| e.name == comp.as_bytes())
+                .find_entry(ino, &inode, comp.as_bytes())?
                 .map(|e| e.ino)
                 .ok_or_else(|| Error::NotFound(walked.clone()))?;
         }
@@ -357,8 +453,9 @@ impl TreeErr {
 }
 
 /// Extent-tree nodes read from an image (lookups and walks: nothing is written).
-struct ReadTree<'a, D> {
-    img: &'a Image<D>,
+pub(crate) struct ReadTree<'a, D> {
+    /// The image.
+    pub(crate) img: &'a Image<D>,
 }
 
 impl<D: BlockDevice<Error = io::Error>> TreeStore for ReadTree<'_, D> {

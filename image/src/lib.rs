@@ -10,7 +10,7 @@
 //! - [`overlay`]: a device whose writes stay in memory (`fsck.vexfs -n` replays into one).
 //! - [`fsck`]: checks a filesystem and repairs what can be repaired.
 //! - [`exit`]: the exit statuses of the three tools (e2fsprogs' for mkfs and fsck).
-//! - [`writer`]: an offline writer (create files, directories, symlinks, set embeddings) for
+//! - [`writer`]: an offline writer (create and unlink files, directories, symlinks, set embeddings) for
 //!   tests and tools.
 //! - [`vectors`]: the vector index of an image (memory-mapped searches, the writer's block
 //!   cache, the memory of index operations).
@@ -21,6 +21,7 @@
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod device;
+mod dirs;
 mod error;
 pub mod exit;
 pub mod fsck;

@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use vexfs_core::format::inode::{Inode, S_IFDIR};
 use vexfs_core::format::journal::JournalSuper;
 use vexfs_core::format::layout::{layout, MkfsParams};
-use vexfs_core::format::superblock::{Region, Superblock, REGIONS, ROOT_INO};
+use vexfs_core::format::superblock::{Region, Superblock, FEATURE_INCOMPAT_DIR_INDEX, REGIONS, ROOT_INO};
 use vexfs_core::format::{bit_set, BLOCK_SIZE, INODE_SIZE};
 use vexfs_core::io::BlockDevice;
 
@@ -14,8 +14,35 @@ use crate::{Error, Result};
 
 const BS: u64 = BLOCK_SIZE as u64;
 
-/// Lays out and writes a new filesystem of `p.block_count` blocks on `dev`, returning its
-/// superblock.
+/// What a new filesystem has beyond [`MkfsParams`] (the features mkfs may set).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FormatOpts {
+    /// Set `FEATURE_INCOMPAT_DIR_INDEX`: a directory whose one block is full becomes indexed
+    /// when an entry is added (`vexfs_core::dir_index`). Off by default: a kernel that does
+    /// not handle indexed directories refuses such a filesystem.
+    pub dir_index: bool,
+}
+
+/// The superblock [`format_with`] writes for `p` and `opts`: [`layout`]'s, with the features
+/// of `opts` set, so that `vexfs_core::embed::min_journal_blocks` of it counts them (the
+/// split of a directory bucket with `dir_index`). Errors: `Format` as [`layout`].
+pub fn layout_with(p: &MkfsParams, opts: FormatOpts) -> Result<Superblock> {
+    let mut sb = layout(p).map_err(Error::format("layout"))?;
+    if opts.dir_index {
+        sb.feature_incompat |= FEATURE_INCOMPAT_DIR_INDEX;
+    }
+    Ok(sb)
+}
+
+/// [`format_with`] with the default [`FormatOpts`] (no optional feature).
+///
+/// Errors: as [`format_with`].
+pub fn format<D: BlockDevice<Error = io::Error>>(dev: &mut D, p: &MkfsParams, zeroed: bool) -> Result<Superblock> {
+    format_with(dev, p, zeroed, FormatOpts::default())
+}
+
+/// Lays out and writes a new filesystem of `p.block_count` blocks on `dev` with the features
+/// of `opts` ([`layout_with`]), returning its superblock.
 ///
 /// Writes only metadata: the primary and backup superblocks, the journal superblock, the
 /// bitmaps, the inode table (with the root directory, inode 1, empty), and zeros over the rest
@@ -23,9 +50,18 @@ const BS: u64 = BLOCK_SIZE as u64;
 /// device is known to read as zeros (a freshly truncated image file) and only the non-zero
 /// blocks are written, which keeps a sparse image sparse.
 ///
+/// The journal is what `p` says: this does not hold it to
+/// `vexfs_core::embed::min_journal_blocks` (the kernel's floor for a read-write mount);
+/// `mkfs.vexfs` does, with the features counted.
+///
 /// Errors: `Format` from [`layout`] when the parameters cannot work on this many blocks,
 /// `Invalid` when the device is smaller than `p.block_count`, `Io`.
-pub fn format<D: BlockDevice<Error = io::Error>>(dev: &mut D, p: &MkfsParams, zeroed: bool) -> Result<Superblock> {
+pub fn format_with<D: BlockDevice<Error = io::Error>>(
+    dev: &mut D,
+    p: &MkfsParams,
+    zeroed: bool,
+    opts: FormatOpts,
+) -> Result<Superblock> {
     if p.block_count > dev.block_count() {
         return Err(Error::Invalid(format!(
             "the filesystem needs {} blocks but the device has only {}",
@@ -33,7 +69,7 @@ pub fn format<D: BlockDevice<Error = io::Error>>(dev: &mut D, p: &MkfsParams, ze
             dev.block_count()
         )));
     }
-    let mut sb = layout(p).map_err(Error::format("layout"))?;
+    let mut sb = layout_with(p, opts)?;
     let zero = [0u8; BLOCK_SIZE];
     let write = |dev: &mut D, n: u64, b: &[u8; BLOCK_SIZE]| {
         dev.write_block(n, b).map_err(Error::io(format!("writing block {n}")))

@@ -1,5 +1,5 @@
 //! An offline writer: creates directories, files, symlinks and special files in an unmounted
-//! image, sets and removes their extended attributes and the embeddings of files, through the
+//! image and unlinks them, sets and removes their extended attributes and the embeddings of files, through the
 //! same format and index code the kernel uses (`vexfs_core::vindex`). For tests (populated images for fsck and vexctl) and
 //! for tools that build images; never to be used on a mounted filesystem.
 //!
@@ -40,6 +40,9 @@ use std::collections::BTreeSet;
 use std::io;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use rand::rngs::{OsRng, SmallRng};
+use rand::{RngCore, SeedableRng};
+use vexfs_core::dir_index;
 use vexfs_core::distance::{best_impl, Impl};
 use vexfs_core::embed::{ChunkFields, ChunkFile, ChunkFiles, Indexing, PurgeStep};
 use vexfs_core::extent_tree::{TreeStore, NODE_ENTRIES};
@@ -48,15 +51,16 @@ use vexfs_core::format::dir::{self, dt_from_mode, init_dir_block, seal_dir_block
 use vexfs_core::format::extent::Extent;
 use vexfs_core::format::inode::{is_special, Inode, S_IFBLK, S_IFCHR, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
 use vexfs_core::format::superblock::{
-    Extent64, Region, FEATURE_INCOMPAT_RECOVER, FORMAT_VERSION, STATE_CLEAN, STATE_ERRORS,
+    Extent64, Region, FEATURE_INCOMPAT_DIR_INDEX, FEATURE_INCOMPAT_RECOVER, FORMAT_VERSION, STATE_CLEAN, STATE_ERRORS,
 };
 use vexfs_core::format::vector::HnswHeader;
 use vexfs_core::format::xattr;
-use vexfs_core::format::{bit_find_clear, bit_set, bit_test, BLOCK_SIZE};
+use vexfs_core::format::{bit_find_clear, bit_set, bit_test, BLOCK_SIZE, INODE_SIZE};
 use vexfs_core::index_error::IndexError;
 use vexfs_core::io::{Block, BlockDevice};
 use vexfs_core::journal::{txn_blocks, Log};
 
+use crate::dirs::{dir_error, set_map, DirHost, HostDir};
 use crate::image::TreeErr;
 use crate::journal::{self as jnl, Batch, Staged};
 use crate::vectors::{chunk_slots, index_mem, query_bits, BlockCache, CachedBlocks, Hit, IndexMem, MAX_EF, MAX_K};
@@ -111,6 +115,9 @@ pub struct Writer<D> {
     /// How [`Self::set_chunks`] makes its vectors searchable ([`Indexing::Now`] unless
     /// [`Self::set_indexing`] says otherwise).
     indexing: Indexing,
+    /// Where the seeds of directories made indexed come from ([`Self::set_dir_seeds`]):
+    /// `None` for the system's random bytes.
+    dir_seeds: Option<SmallRng>,
 }
 
 /// The vector index as the writer changes it: the cache of its blocks, the memory of its
@@ -174,6 +181,7 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
             transactions: 0,
             unatomic: 0,
             indexing: Indexing::Now,
+            dir_seeds: None,
         })
     }
 
@@ -349,6 +357,8 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
     }
 
     fn mkdir_op(&mut self, parent: u32, name: &str, perm: u16) -> Result<u32> {
+        // Before the inode is taken: a refused name leaves nothing behind.
+        self.check_new_name(parent, name)?;
         let ino = self.alloc_inode()?;
         self.img.write_inode(ino, &new_inode(S_IFDIR | (perm & !S_IFMT), 2, parent))?;
         self.add_entry(parent, name, ino, DT_DIR)?;
@@ -397,6 +407,106 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
         self.add_entry(parent, name, ino, dt_from_mode(inode.mode))?;
         inode.links = inode.links.checked_add(1).ok_or_else(|| Error::Invalid("too many links".into()))?;
         self.img.write_inode(ino, &inode)
+    }
+
+    /// Removes entry `name` from directory `parent`, as unlink(2) does (rmdir(2) for an empty
+    /// directory): through the index of an indexed directory (`vexfs_core::dir_index::remove`),
+    /// else from the linear block holding it (a directory never shrinks). The inode it names
+    /// loses a link; when the last one goes (a directory's one entry), the inode is freed: its
+    /// embeddings removed (as [`Self::remove_embeddings`]: tombstones), its xattr block, data
+    /// blocks and extent-tree nodes freed, its table slot zeroed and its bitmap bit cleared.
+    /// Errors: `NotFound` (no such entry), `NotADirectory` (`parent`), `Invalid` for a
+    /// directory that is not empty; `Format`, `Io`.
+    pub fn unlink(&mut self, parent: u32, name: &str) -> Result<()> {
+        let r = self.unlink_op(parent, name);
+        self.end_op(r)
+    }
+
+    fn unlink_op(&mut self, parent: u32, name: &str) -> Result<()> {
+        let p = self.img.inode(parent)?;
+        if !p.is_dir() {
+            return Err(Error::NotADirectory(format!("inode {parent}")));
+        }
+        let raw = name.as_bytes();
+        let e = self
+            .img
+            .find_entry(parent, &p, raw)?
+            .ok_or_else(|| Error::NotFound(format!("{name:?} in directory {parent}")))?;
+        let mut inode = self.img.inode(e.ino)?;
+        if inode.is_dir() && !self.img.read_dir(e.ino, &inode)?.is_empty() {
+            return Err(Error::Invalid(format!("directory {} ({name:?}) is not empty", e.ino)));
+        }
+        self.remove_entry(parent, p, raw)?;
+        if inode.is_dir() {
+            let mut p = self.img.inode(parent)?;
+            p.links = p.links.saturating_sub(1);
+            self.img.write_inode(parent, &p)?;
+            return self.free_inode(e.ino, inode);
+        }
+        inode.links = inode.links.saturating_sub(1);
+        if inode.links > 0 {
+            (inode.ctime_sec, inode.ctime_nsec) = now();
+            return self.img.write_inode(e.ino, &inode);
+        }
+        self.free_inode(e.ino, inode)
+    }
+
+    /// Removes the dirent `name` (present) of directory `dir`, whose inode is `d`.
+    fn remove_entry(&mut self, dir: u32, d: Inode, name: &[u8]) -> Result<()> {
+        if self.img.is_indexed(dir, &d)? {
+            let mut s = HostDir::new(self, dir, d);
+            return match dir_index::remove(&mut s, name).map_err(|e| dir_error(e, dir))? {
+                Some(_) => Ok(()),
+                None => Err(Error::NotFound(format!("{:?} in directory {dir}", String::from_utf8_lossy(name)))),
+            };
+        }
+        let fmt = |e| Error::Format { what: format!("directory {dir}"), err: e };
+        for (_, blk) in self.img.dir_blocks(dir, &d)? {
+            let mut b = self.img.read_block(blk)?;
+            if dir::remove(&mut b[..], name).map_err(fmt)?.is_some() {
+                seal_dir_block(&mut b[..], blk, dir as u64);
+                return self.img.write_block(blk, &b);
+            }
+        }
+        Err(Error::NotFound(format!("{:?} in directory {dir}", String::from_utf8_lossy(name))))
+    }
+
+    /// Frees inode `ino` (no link left): its embeddings, xattr block, blocks and tree nodes,
+    /// its slot (zeroed, as fsck wants a free inode) and bitmap bit.
+    fn free_inode(&mut self, ino: u32, mut inode: Inode) -> Result<()> {
+        if inode.vec_count != 0 || inode.vec_block != 0 {
+            self.with_file(ino, inode, |mem, store, imp, file| mem.remove_chunks(store, imp, file))?;
+            inode = self.img.inode(ino)?;
+        }
+        if inode.xattr_block != 0 {
+            self.give_block(inode.xattr_block);
+        }
+        let mut fx = self.img.file_extents(ino, &inode);
+        fx.check_inode().map_err(Error::format(format!("inode {ino}")))?;
+        let mut t = WriterTree { w: self, blocks: inode.blocks };
+        loop {
+            let done = fx
+                .truncate(&mut t, 0, 64, |t, start, len| {
+                    for n in start..start.saturating_add(len) {
+                        t.w.give_block(n);
+                    }
+                    t.blocks = t.blocks.saturating_sub(len);
+                    Ok(())
+                })
+                .map_err(|e| e.into_error(ino))?;
+            if done {
+                break;
+            }
+        }
+        let (blk, off, mut b) = self.img.inode_raw(ino)?;
+        b[off..off + INODE_SIZE].fill(0);
+        self.img.write_block(blk, &b)?;
+        let i = (ino - 1) as usize;
+        if bit_test(&self.inodes, i) {
+            bit_set(&mut self.inodes, i, false);
+            self.img.sb_mut().free_inodes += 1;
+        }
+        Ok(())
     }
 
     /// Creates special file `name` in `parent` (format v3): `mode` holds its type, one of
@@ -725,6 +835,8 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
         max_run: u32,
         fanout: usize,
     ) -> Result<u32> {
+        // Before the inode is taken: a refused name leaves nothing behind.
+        self.check_new_name(parent, name)?;
         let ino = self.alloc_inode()?;
         let mut inode = new_inode(mode, 1, 0);
         inode.size = data.len() as u64;
@@ -773,22 +885,43 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
         Ok(())
     }
 
-    /// Adds the entry `name -> ino` to directory `dir`, growing it by a block when full.
+    /// Adds the entry `name -> ino` to directory `dir`: an indexed directory's through its
+    /// index (`vexfs_core::dir_index::insert`, splitting full buckets); a linear directory's
+    /// in the first block with room, else, on a filesystem with `FEATURE_INCOMPAT_DIR_INDEX`,
+    /// a directory of one full block is made indexed first (`dir_index::convert`, a new seed
+    /// from [`Self::dir_seed`], `INODE_FLAG_INDEX` set), else it grows by a block. Linear
+    /// directories of more blocks (made before the feature) stay linear.
     fn add_entry(&mut self, dir: u32, name: &str, ino: u32, file_type: u8) -> Result<()> {
         self.check_new_name(dir, name)?;
         let mut d = self.img.inode(dir)?;
+        let raw = name.as_bytes();
+        if self.img.is_indexed(dir, &d)? {
+            let mut s = HostDir::new(self, dir, d);
+            return dir_index::insert(&mut s, raw, ino, file_type).map_err(|e| dir_error(e, dir));
+        }
         let fmt = |e| Error::Format { what: format!("directory {dir}"), err: e };
-        for (_, blk) in self.img.dir_blocks(dir, &d)? {
+        let blocks = self.img.dir_blocks(dir, &d)?;
+        for &(_, blk) in &blocks {
             let mut b = self.img.read_block(blk)?;
-            if dir::insert(&mut b[..], name.as_bytes(), ino, file_type).map_err(fmt)? {
+            if dir::insert(&mut b[..], raw, ino, file_type).map_err(fmt)? {
                 seal_dir_block(&mut b[..], blk, dir as u64);
                 return self.img.write_block(blk, &b);
+            }
+        }
+        if let [(_, block0)] = blocks[..] {
+            if self.img.sb().feature_incompat & FEATURE_INCOMPAT_DIR_INDEX != 0 {
+                let seed = self.dir_seed()?;
+                let mut s = HostDir::new(self, dir, d);
+                let r = dir_index::convert(&mut s, block0, seed)
+                    .and_then(|()| s.set_indexed())
+                    .and_then(|()| dir_index::insert(&mut s, raw, ino, file_type));
+                return r.map_err(|e| dir_error(e, dir));
             }
         }
         let blk = self.alloc_block()?;
         let mut b = [0u8; BLOCK_SIZE];
         init_dir_block(&mut b, blk, dir as u64);
-        dir::insert(&mut b, name.as_bytes(), ino, file_type).map_err(fmt)?;
+        dir::insert(&mut b, raw, ino, file_type).map_err(fmt)?;
         seal_dir_block(&mut b, blk, dir as u64);
         self.img.write_block(blk, &b)?;
         let mut fx = self.img.file_extents(dir, &d);
@@ -802,6 +935,29 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
         self.img.write_inode(dir, &d)
     }
 
+    /// The seed of a directory being made indexed: 16 random bytes from the system
+    /// (`rand::rngs::OsRng`), or the next of the generator [`Self::set_dir_seeds`] set.
+    /// Errors: `Io` when the system has no random bytes to give.
+    fn dir_seed(&mut self) -> Result<[u8; 16]> {
+        let mut seed = [0u8; 16];
+        match self.dir_seeds.as_mut() {
+            Some(rng) => rng.fill_bytes(&mut seed),
+            None => OsRng.try_fill_bytes(&mut seed).map_err(|e| Error::Io {
+                what: "random bytes for a directory index seed".into(),
+                source: io::Error::other(e.to_string()),
+            })?,
+        }
+        Ok(seed)
+    }
+
+    /// Makes the seeds of the directories this writer makes indexed come from a generator
+    /// seeded with `seed` (reproducible images: tests, frozen and fuzz images) rather than from
+    /// the system's random bytes (`None`, the default). Names a user picks can be aimed at one
+    /// bucket by whoever knows a directory's seed: never use this for a filesystem others write.
+    pub fn set_dir_seeds(&mut self, seed: Option<u64>) {
+        self.dir_seeds = seed.map(SmallRng::seed_from_u64);
+    }
+
     /// Whether `name` may be added to directory `dir`: `dir` is one, `name` is valid and not
     /// there yet.
     fn check_new_name(&self, dir: u32, name: &str) -> Result<()> {
@@ -812,7 +968,7 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
         if !valid_name(name.as_bytes()) {
             return Err(Error::Invalid(format!("invalid name {name:?}")));
         }
-        if self.img.read_dir(dir, &d)?.iter().any(|e| e.name == name.as_bytes()) {
+        if self.img.find_entry(dir, &d, name.as_bytes())?.is_some() {
             return Err(Error::Invalid(format!("{name:?} exists in directory {dir}")));
         }
         Ok(())
@@ -973,13 +1129,6 @@ impl<D: BlockDevice<Error = io::Error>> ChunkFile for &mut WriterFile<'_, D> {
     }
 }
 
-/// Stores a block map into its inode.
-fn set_map(inode: &mut Inode, fx: &FileExtents) {
-    inode.extents = fx.inline;
-    inode.nr_extents = fx.nr_extents;
-    inode.extent_block = fx.root;
-}
-
 /// Extent-tree nodes in the image a [`Writer`] writes: node blocks from its allocator (and
 /// back to it), counted in `blocks` (the inode's block count).
 struct WriterTree<'a, D: BlockDevice<Error = io::Error>> {
@@ -1010,12 +1159,30 @@ impl<D: BlockDevice<Error = io::Error>> TreeStore for WriterTree<'_, D> {
         Ok(b)
     }
     fn free(&mut self, n: u64) -> std::result::Result<(), TreeErr> {
-        if self.w.img.sb().region(Region::Data).contains(n) && bit_test(&self.w.blocks, n as usize) {
-            bit_set(&mut self.w.blocks, n as usize, false);
-            self.w.quarantine.insert(n);
-            self.w.img.sb_mut().free_blocks += 1;
-        }
+        self.w.give_block(n);
         self.blocks = self.blocks.saturating_sub(1);
         Ok(())
+    }
+}
+
+/// The writer as the host of a directory's changes ([`HostDir`]): blocks from its allocator,
+/// freed blocks quarantined until the next sync.
+impl<D: BlockDevice<Error = io::Error>> DirHost for Writer<D> {
+    type Dev = Staged<D>;
+    fn img(&self) -> &Image<Staged<D>> {
+        &self.img
+    }
+    fn img_mut(&mut self) -> &mut Image<Staged<D>> {
+        &mut self.img
+    }
+    fn take_block(&mut self) -> Result<u64> {
+        self.alloc_block()
+    }
+    fn give_block(&mut self, n: u64) {
+        if self.img.sb().region(Region::Data).contains(n) && bit_test(&self.blocks, n as usize) {
+            bit_set(&mut self.blocks, n as usize, false);
+            self.quarantine.insert(n);
+            self.img.sb_mut().free_blocks += 1;
+        }
     }
 }

@@ -14,10 +14,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, ValueEnum};
 use vexfs_image::exit::MKFS;
+use vexfs_image::mkfs::FormatOpts;
 use vexfs_image::show::{device_map_table, encode_label, format_uuid, human_bytes, parse_uuid};
 use vexfs_image::vexfs_core::embed::{min_journal_blocks, worst_step_blocks};
-use vexfs_image::vexfs_core::format::layout::{layout, MkfsParams, DEFAULT_EF_CONSTRUCTION, DEFAULT_M};
-use vexfs_image::vexfs_core::format::superblock::{Metric, Region, Superblock, FORMAT_VERSION, MAGIC};
+use vexfs_image::vexfs_core::format::layout::{MkfsParams, DEFAULT_EF_CONSTRUCTION, DEFAULT_M};
+use vexfs_image::vexfs_core::format::superblock::{
+    Metric, Region, Superblock, FEATURE_INCOMPAT_DIR_INDEX, FORMAT_VERSION, MAGIC,
+};
 use vexfs_image::vexfs_core::format::BLOCK_SIZE;
 use vexfs_image::vexfs_core::io::BlockDevice;
 use vexfs_image::{mkfs, FileDevice};
@@ -74,6 +77,11 @@ struct Cli {
     /// order into images made with the same seed gives the same graph.
     #[arg(long, value_name = "SEED")]
     seed: Option<u64>,
+    /// Indexed directories (the incompat feature dir_index): a directory whose one block is
+    /// full becomes a hash-indexed one. Off by default; a kernel without it refuses the
+    /// filesystem.
+    #[arg(long)]
+    dir_index: bool,
     /// Block device or image file.
     #[arg(value_name = "DEVICE|FILE")]
     device: PathBuf,
@@ -232,7 +240,10 @@ fn run(cli: &Cli) -> Result<(), String> {
             None => u64::from_le_bytes(random_bytes()?),
         },
     };
-    let mut sb = layout(&params).map_err(|e| format!("cannot lay out {} bytes with these parameters: {e}", bytes))?;
+    let opts = FormatOpts { dir_index: cli.dir_index };
+    // The features are set on the superblock the journal's floor is computed from.
+    let lay = |p: &MkfsParams| mkfs::layout_with(p, opts);
+    let mut sb = lay(&params).map_err(|e| format!("cannot lay out {} bytes with these parameters: {e}", bytes))?;
     // The kernel refuses a read-write mount of a journal three quarters of which cannot hold the
     // filesystem's largest transaction step (docs/DURABILITY.md): grow the default journal to
     // that floor, refuse a smaller --journal-blocks; when the device cannot hold it and the
@@ -244,21 +255,21 @@ fn run(cli: &Cli) -> Result<(), String> {
         }
         let worst = worst_step_blocks(&sb);
         if let Some(n) = cli.journal_blocks {
+            let with = if cli.dir_index { " (the split of a directory bucket counted)" } else { "" };
             return Err(format!(
-                "--journal-blocks {n} is too small: this filesystem's largest transaction step takes {worst} \
-                 blocks and must fit three quarters of the log, so the journal needs at least {need} blocks"
+                "--journal-blocks {n} is too small: this filesystem's largest transaction step{with} takes \
+                 {worst} blocks and must fit three quarters of the log, so the journal needs at least {need} blocks"
             ));
         }
         let grown = MkfsParams { journal_blocks: Some(need), ..params.clone() };
-        match layout(&grown) {
+        match lay(&grown) {
             Ok(s) => {
                 params = grown;
                 sb = s;
             }
             Err(_) if cli.vectors.is_none() && sb.vec_capacity > 64 => {
                 params.vec_capacity = Some(sb.vec_capacity / 2);
-                sb = layout(&params)
-                    .map_err(|e| format!("cannot lay out {} bytes with these parameters: {e}", bytes))?;
+                sb = lay(&params).map_err(|e| format!("cannot lay out {} bytes with these parameters: {e}", bytes))?;
             }
             Err(e) => {
                 return Err(format!(
@@ -297,7 +308,7 @@ fn run(cli: &Cli) -> Result<(), String> {
     if cli.verbose && !cli.quiet {
         println!("Writing metadata{}...", if zeroed { "" } else { " (zeroing the metadata regions)" });
     }
-    mkfs::format(&mut dev, &params, zeroed).map_err(|e| format!("{shown}: {e}"))?;
+    mkfs::format_with(&mut dev, &params, zeroed, opts).map_err(|e| format!("{shown}: {e}"))?;
     if !cli.quiet {
         println!("Done: {shown} holds vexfs format v{FORMAT_VERSION}.");
     }
@@ -325,6 +336,9 @@ fn print_summary(cli: &Cli, sb: &Superblock) {
     let metric = sb.metric().map(|m| m.name()).unwrap_or("?");
     println!("Vectors:  {} slots of dimension {}, metric {metric}", sb.vec_capacity, sb.vec_dim);
     println!("HNSW:     m {}, ef_construction {}", sb.hnsw_m, sb.hnsw_ef_construction);
+    if sb.feature_incompat & FEATURE_INCOMPAT_DIR_INDEX != 0 {
+        println!("Features: dir_index (indexed directories)");
+    }
     if cli.verbose {
         println!(
             "Vector stride {} bytes, HNSW max level {}, seed {:#x}",
