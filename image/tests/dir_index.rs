@@ -16,7 +16,7 @@ use vexfs_core::dir_index::{self, bucket_keys, bucket_of, name_key, DirRead, POS
 use vexfs_core::error::FormatError;
 use vexfs_core::extent_tree::TreeStore;
 use vexfs_core::file_extents::FileExtents;
-use vexfs_core::format::dir::{self, seal_dir_block};
+use vexfs_core::format::dir::{self, seal_dir_block, DT_REG};
 use vexfs_core::format::inode::{Inode, INODE_FLAG_INDEX};
 use vexfs_core::format::layout::MkfsParams;
 use vexfs_core::format::superblock::{Superblock, FEATURE_INCOMPAT_DIR_INDEX, ROOT_INO};
@@ -339,6 +339,61 @@ fn fsck_moves_an_entry_out_of_the_wrong_bucket() {
     let img = Image::open(dev).unwrap();
     assert_eq!(img.lookup(&path).unwrap(), ino);
     check_indexed(&img, "/big", &base().1);
+}
+
+/// The moved entry's own bucket is full: the repair splits it, allocating from fsck's copy of
+/// the block bitmap; the second check finds the bitmap, counts and sizes right.
+#[test]
+fn fsck_moves_an_entry_into_a_full_bucket_by_splitting_it() {
+    let (mut img, d, inode) = corrupt_base();
+    let (hb, h) = img.dir_index_header(d, &inode).unwrap().unwrap();
+    let buckets = img.dir_blocks(d, &inode).unwrap();
+    let (l, home) = buckets[0];
+    let mut b = img.read_block(home).unwrap();
+    let e = dir::dirents(&b[..]).map(|e| e.unwrap()).find(|e| e.ino != 0).unwrap();
+    let (moved, ino, ft) = (e.name.to_vec(), e.ino, e.file_type);
+    let away = buckets[1..]
+        .iter()
+        .map(|b| b.1)
+        .find(|&b| dir::fits(&img.read_block(b).unwrap()[..], moved.len()).unwrap())
+        .unwrap();
+    dir::remove(&mut b[..], &moved).unwrap().unwrap();
+    // Fill the home bucket with short names of its keys (links to one file) until no name fits.
+    let target = img.lookup(&format!("/big/{}", name(7))).unwrap();
+    let (depth, prefix) = bucket_of(l).unwrap();
+    let (lo, hi) = bucket_keys(depth, prefix);
+    let mut added = BTreeMap::new();
+    let mut j = 0u32;
+    while dir::fits(&b[..], 1).unwrap() {
+        let n = format!("f{j}");
+        j += 1;
+        if (lo..hi).contains(&name_key(&h.seed, n.as_bytes())) {
+            assert!(dir::insert(&mut b[..], n.as_bytes(), target, DT_REG).unwrap());
+            added.insert(n, target);
+        }
+    }
+    seal_dir_block(&mut b[..], home, u64::from(d));
+    img.write_block(home, &b).unwrap();
+    let mut a = img.read_block(away).unwrap();
+    assert!(dir::insert(&mut a[..], &moved, ino, ft).unwrap());
+    seal_dir_block(&mut a[..], away, u64::from(d));
+    img.write_block(away, &a).unwrap();
+    let mut t = img.inode(target).unwrap();
+    t.links += added.len() as u16;
+    img.write_inode(target, &t).unwrap();
+
+    let (out, dev) = check(img.into_device());
+    assert_eq!(kinds(&out), [Kind::DirIndexEntry], "{:#?}", out.report.problems);
+    let (out, dev) = repair(dev);
+    assert!(out.remaining.is_empty(), "{:#?}", out.remaining);
+    assert_eq!(out.exit_code(), 1);
+    let img = Image::open(assert_clean(dev)).unwrap();
+    let after = img.dir_index_header(d, &img.inode(d).unwrap()).unwrap().unwrap();
+    assert_eq!(after.0, hb);
+    assert_eq!(after.1.leaves.iter().sum::<u32>(), h.leaves.iter().sum::<u32>() + 1, "one split");
+    let mut model = base().1.clone();
+    model.extend(added);
+    check_indexed(&img, "/big", &model);
 }
 
 #[test]
