@@ -366,6 +366,12 @@ pub fn unmap_block(g: &mut Locked<'_>, inode: &Inode, st: &mut FsInode, lblk: u6
     Ok(())
 }
 
+/// One past the last mapped file block of `inode`. Errors: `EUCLEAN`, `EIO`.
+pub fn mapped_end(inode: &Inode, st: &FsInode) -> Result<u64> {
+    let sb = inode.sb();
+    extents_of(sb, inode.ino(), st).mapped_end(&mut ReadStore { sb }).map_err(|e| tree_err(sb, e))
+}
+
 /// Copies into `out` the extents of `inode` that reach past file block `from`, in order, as many
 /// as fit (under the metadata lock, which the caller then does not hold while it hands them
 /// on: to user memory, whose page fault may need the lock). Returns how many. Errors:

@@ -12,7 +12,7 @@ use crate::format::dir::{
 use crate::format::inode::INODE_FLAG_INDEX;
 use crate::format::superblock::FEATURE_INCOMPAT_DIR_INDEX;
 use crate::format::BLOCK_SIZE;
-use crate::inode::{alloc_file_block, is_dir_mode, map_block, unmap_block, write_disk_inode};
+use crate::inode::{alloc_file_block, is_dir_mode, map_block, mapped_end, unmap_block, write_disk_inode};
 use crate::sb::{FsInode, Inode, Locked, LockedInode, NewInode, SuperBlock};
 use crate::txn::{Handle, TxnKind};
 use crate::vfs::dir::DirContext;
@@ -129,7 +129,14 @@ impl DirStore for DxTxn<'_, '_> {
         Ok(p)
     }
     fn unmap(&mut self, logical: u64) -> core::result::Result<(), DxErr> {
-        Ok(unmap_block(self.g, self.dir, self.st, logical)?)
+        unmap_block(self.g, self.dir, self.st, logical)?;
+        // The size covers the highest mapped block exactly (a child unmapped after a failed
+        // split was the highest).
+        let end = mapped_end(self.dir, self.st)?.saturating_mul(BLOCK_SIZE as u64);
+        if self.dir.size() != end {
+            self.dir.set_size(end);
+        }
+        Ok(())
     }
     fn copy(&mut self, from: u64, to: u64) -> core::result::Result<(), DxErr> {
         let sb = self.dir.sb();

@@ -13,7 +13,7 @@
 # Then fsck.vexfs -n on the host: clean (headers, buckets, every entry in its bucket).
 . "$(dirname "$0")/lib.sh"
 
-img=$(mkimg 256M --dir-index --inodes 65536)
+img=$(mkimg 256M --dim 8 --metric l2 --dir-index --inodes 65536)
 script=$(guest_script dirs.guest <<'GUEST'
 . /lib/vexfs/guest-lib.sh
 remount() {

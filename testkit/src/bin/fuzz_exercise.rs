@@ -16,10 +16,10 @@
 
 use std::collections::BTreeMap;
 use std::ffi::CString;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -100,7 +100,7 @@ fn walk(t: &mut Tally, dir: &Path, depth: usize, tree: &mut Tree, seen: &mut usi
         } else if md.file_type().is_symlink() {
             let _ = t.io(fs::read_link(&p));
         } else if md.is_file() {
-            if let Some(mut f) = t.io(File::open(&p)) {
+            if let Some(mut f) = t.io(opts().read(true).open(&p)) {
                 let mut buf = Vec::new();
                 let _ = t.io(Read::by_ref(&mut f).take(1 << 20).read_to_end(&mut buf));
                 let mut b = [0u8; 512];
@@ -110,6 +110,15 @@ fn walk(t: &mut Tally, dir: &Path, depth: usize, tree: &mut Tree, seen: &mut usi
             tree.files.push(p);
         }
     }
+}
+
+/// Open options that never wait: `O_NONBLOCK`, for a name a corrupt directory may point at a
+/// FIFO (two dirents of one name, a mode mutated: an open that waits for a writer would hang
+/// the run), and harmless on regular files.
+fn opts() -> OpenOptions {
+    let mut o = OpenOptions::new();
+    o.custom_flags(nix::libc::O_NONBLOCK);
+    o
 }
 
 /// A path as a C string (a path with a NUL byte, which no directory entry has, as "").
@@ -175,28 +184,28 @@ fn mknod(t: &mut Tally, p: &Path, mode: u32, dev: u64) {
 }
 
 fn set(t: &mut Tally, path: &Path, dim: u32, first: u32, vectors: &[f32]) {
-    let Some(f) = t.io(OpenOptions::new().write(true).open(path)) else { return };
+    let Some(f) = t.io(opts().write(true).open(path)) else { return };
     let _ = t.nix(ioctl::set_embeddings(&f, dim, first, 0, vectors));
 }
 
 fn get(t: &mut Tally, path: &Path, dim: u32) {
-    let Some(f) = t.io(File::open(path)) else { return };
+    let Some(f) = t.io(opts().read(true).open(path)) else { return };
     let _ = t.nix(ioctl::get_embeddings(&f, dim, 0, 64));
 }
 
 fn remove(t: &mut Tally, path: &Path) {
-    let Some(f) = t.io(OpenOptions::new().write(true).open(path)) else { return };
+    let Some(f) = t.io(opts().write(true).open(path)) else { return };
     let _ = t.nix(ioctl::remove_embeddings(&f));
 }
 
 fn search(t: &mut Tally, root: &Path, query: &[f32], k: u32, ef: u32) {
-    let Some(f) = t.io(File::open(root)) else { return };
+    let Some(f) = t.io(opts().read(true).open(root)) else { return };
     let _ = t.nix(ioctl::search(&f, query, k, ef));
 }
 
 /// The filesystem's dimension (STATS), or 8.
 fn stats(t: &mut Tally, root: &Path) -> u32 {
-    let Some(f) = t.io(File::open(root)) else { return 8 };
+    let Some(f) = t.io(opts().read(true).open(root)) else { return 8 };
     match t.nix(ioctl::stats(&f)) {
         Some(s) if (1..=4096).contains(&s.dim) => s.dim,
         _ => 8,
@@ -204,7 +213,7 @@ fn stats(t: &mut Tally, root: &Path) -> u32 {
 }
 
 fn write_file(t: &mut Tally, p: &Path, data: &[u8]) {
-    if let Some(mut f) = t.io(File::create(p)) {
+    if let Some(mut f) = t.io(opts().write(true).create(true).truncate(true).open(p)) {
         let _ = t.io(f.write_all(data));
         let _ = t.io(f.sync_all());
     }
@@ -230,7 +239,7 @@ fn main() -> ExitCode {
     for (i, d) in dirs.iter().enumerate() {
         let new = d.join(format!("fz-new-{i}"));
         write_file(t, &new, b"fuzz\n");
-        if let Some(mut f) = t.io(OpenOptions::new().append(true).open(&new)) {
+        if let Some(mut f) = t.io(opts().append(true).open(&new)) {
             let _ = t.io(f.write_all(&[7u8; 5000]));
         }
         let _ = t.io(fs::rename(&new, d.join("fz-moved")));
@@ -258,7 +267,7 @@ fn main() -> ExitCode {
     // Existing files: truncates, writes in the middle and past the end, renames over others.
     let files: Vec<PathBuf> = tree.files.iter().take(12).cloned().collect();
     for (i, f) in files.iter().enumerate() {
-        if let Some(h) = t.io(OpenOptions::new().write(true).open(f)) {
+        if let Some(h) = t.io(opts().write(true).open(f)) {
             let _ = t.io(h.write_at(b"overwrite", 4090));
             let _ = t.io(h.set_len(if i % 2 == 0 { 3 } else { 70_000 }));
             let _ = t.io(h.write_at(b"tail", 200_000));
