@@ -78,10 +78,15 @@ struct Cli {
     #[arg(long, value_name = "SEED")]
     seed: Option<u64>,
     /// Indexed directories (the incompat feature dir_index): a directory whose one block is
-    /// full becomes a hash-indexed one. Off by default; a kernel without it refuses the
-    /// filesystem.
-    #[arg(long)]
+    /// full becomes a hash-indexed one. On by default, unless an explicit --journal-blocks is
+    /// too small for a bucket split (then off, with a note); with this flag such a journal is
+    /// an error instead. A kernel without the feature refuses the filesystem.
+    #[arg(long, conflicts_with = "no_dir_index")]
     dir_index: bool,
+    /// Linear directories only (no dir_index feature): the filesystem mounts on kernels that
+    /// predate indexed directories.
+    #[arg(long)]
+    no_dir_index: bool,
     /// Block device or image file.
     #[arg(value_name = "DEVICE|FILE")]
     device: PathBuf,
@@ -240,10 +245,11 @@ fn run(cli: &Cli) -> Result<(), String> {
             None => u64::from_le_bytes(random_bytes()?),
         },
     };
-    let opts = FormatOpts { dir_index: cli.dir_index };
+    let mut opts = FormatOpts { dir_index: !cli.no_dir_index };
     // The features are set on the superblock the journal's floor is computed from.
-    let lay = |p: &MkfsParams| mkfs::layout_with(p, opts);
-    let mut sb = lay(&params).map_err(|e| format!("cannot lay out {} bytes with these parameters: {e}", bytes))?;
+    let lay = |p: &MkfsParams, opts: FormatOpts| mkfs::layout_with(p, opts);
+    let mut sb =
+        lay(&params, opts).map_err(|e| format!("cannot lay out {} bytes with these parameters: {e}", bytes))?;
     // The kernel refuses a read-write mount of a journal three quarters of which cannot hold the
     // filesystem's largest transaction step (docs/DURABILITY.md): grow the default journal to
     // that floor, refuse a smaller --journal-blocks; when the device cannot hold it and the
@@ -255,21 +261,34 @@ fn run(cli: &Cli) -> Result<(), String> {
         }
         let worst = worst_step_blocks(&sb);
         if let Some(n) = cli.journal_blocks {
-            let with = if cli.dir_index { " (the split of a directory bucket counted)" } else { "" };
+            if opts.dir_index && !cli.dir_index {
+                // The default gives way to an explicit journal: linear directories only.
+                let without = FormatOpts { dir_index: false };
+                let s = lay(&params, without).map_err(|e| format!("cannot lay out {} bytes: {e}", bytes))?;
+                if s.region(Region::Journal).blocks >= journal_floor(&s) {
+                    if !cli.quiet {
+                        eprintln!("mkfs.vexfs: note: --journal-blocks {n} cannot hold a directory bucket split: no dir_index");
+                    }
+                    opts = without;
+                    sb = s;
+                    continue;
+                }
+            }
+            let with = if opts.dir_index { " (the split of a directory bucket counted)" } else { "" };
             return Err(format!(
                 "--journal-blocks {n} is too small: this filesystem's largest transaction step{with} takes \
                  {worst} blocks and must fit three quarters of the log, so the journal needs at least {need} blocks"
             ));
         }
         let grown = MkfsParams { journal_blocks: Some(need), ..params.clone() };
-        match lay(&grown) {
+        match lay(&grown, opts) {
             Ok(s) => {
                 params = grown;
                 sb = s;
             }
             Err(_) if cli.vectors.is_none() && sb.vec_capacity > 64 => {
                 params.vec_capacity = Some(sb.vec_capacity / 2);
-                sb = lay(&params).map_err(|e| format!("cannot lay out {} bytes with these parameters: {e}", bytes))?;
+                sb = lay(&params, opts).map_err(|e| format!("cannot lay out {} bytes with these parameters: {e}", bytes))?;
             }
             Err(e) => {
                 return Err(format!(

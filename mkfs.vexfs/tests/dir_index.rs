@@ -56,11 +56,29 @@ fn dir_index_sets_the_feature_and_a_directory_becomes_indexed() {
     let (out, _) = fsck::run(img.into_device(), Mode::Check).unwrap();
     assert!(out.report.problems.is_empty(), "{:#?}", out.report.problems);
 
-    // Without the flag the feature is off.
+    // The default has it; --no-dir-index leaves it off.
+    let default = dir.path().join("default.img");
+    let o = mkfs(&["-q", "--dim", "8", "--metric", "l2"], &default, "16M");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_ne!(open(&default, false).sb().feature_incompat & FEATURE_INCOMPAT_DIR_INDEX, 0);
     let plain = dir.path().join("plain.img");
-    let o = mkfs(&["-q", "--dim", "8", "--metric", "l2"], &plain, "16M");
+    let o = mkfs(&["-q", "--no-dir-index", "--dim", "8", "--metric", "l2"], &plain, "16M");
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert_eq!(open(&plain, false).sb().feature_incompat & FEATURE_INCOMPAT_DIR_INDEX, 0);
+}
+
+/// By default an explicit journal too small for a bucket split gives linear directories (and
+/// a note), not an error: the journal the user chose wins.
+#[test]
+fn the_default_gives_way_to_a_small_explicit_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("small.img");
+    let o = mkfs(&["--journal-blocks", "64", "--vectors", "64", "--dim", "16", "--metric", "l2"], &path, "32M");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("no dir_index"), "{}", text(&o));
+    let sb = open(&path, false).sb().clone();
+    assert_eq!(sb.feature_incompat & FEATURE_INCOMPAT_DIR_INDEX, 0);
+    assert_eq!(sb.region(Region::Journal).blocks, 64);
 }
 
 #[test]
