@@ -13,7 +13,9 @@
 use std::collections::BTreeMap;
 
 use vexfs_image::device::MemDevice;
+use vexfs_image::mkfs::{self, FormatOpts};
 use vexfs_image::vexfs_core::crc32c::crc32c_parts;
+use vexfs_image::vexfs_core::dir_index::INDEX_MAGIC;
 use vexfs_image::vexfs_core::embed::Indexing;
 use vexfs_image::vexfs_core::extent_tree::node_depth;
 use vexfs_image::vexfs_core::format::block::seal_header;
@@ -27,7 +29,7 @@ use vexfs_image::vexfs_core::format::journal::{
 };
 use vexfs_image::vexfs_core::format::layout::MkfsParams;
 use vexfs_image::vexfs_core::format::superblock::{
-    Metric, Region, Superblock, FEATURE_INCOMPAT_RECOVER, ROOT_INO, STATE_CLEAN,
+    Metric, Region, Superblock, FEATURE_INCOMPAT_DIR_INDEX, FEATURE_INCOMPAT_RECOVER, ROOT_INO, STATE_CLEAN,
 };
 use vexfs_image::vexfs_core::format::vector::{
     splitmix64, HnswGeometry, HnswHeader, MapEntry, UpperTable, HNSW_MAGIC, MAP_ENTRY, NO_SLOT, VEC_IDS_HEADER,
@@ -40,7 +42,7 @@ use vexfs_image::vexfs_core::format::{bit_test, BLOCK_SIZE, INODE_SIZE};
 use vexfs_image::vexfs_core::io::Block;
 use vexfs_image::vexfs_core::journal::{self, SCRATCH_BYTES};
 use vexfs_image::writer::{FileOpts, Writer};
-use vexfs_image::{mkfs, sample, Image};
+use vexfs_image::{sample, Image};
 
 const BS: u64 = BLOCK_SIZE as u64;
 
@@ -138,7 +140,7 @@ pub fn vector(dim: u32, key: u64) -> Vec<f32> {
 /// regressions are named over it (`build_base(2048)`): it stays as it is; new structures go
 /// into [`build_base_v3`].
 pub fn build_base(blocks: u64) -> Res<Vec<u8>> {
-    let w = base_writer(blocks)?;
+    let w = base_writer(blocks, false)?;
     let img = w.commit().map_err(err("commit"))?;
     Ok(img.into_device().bytes)
 }
@@ -146,13 +148,14 @@ pub fn build_base(blocks: u64) -> Res<Vec<u8>> {
 /// [`build_base`]'s tree and the format v3 structures of [`v3_tree`] (a 40-extent tree of
 /// fanout 3, special files, xattr blocks with ACLs): the base of guest 090's new mutants.
 pub fn build_base_v3(blocks: u64) -> Res<Vec<u8>> {
-    let mut w = base_writer(blocks)?;
+    let mut w = base_writer(blocks, true)?;
     v3_tree(&mut w, 40)?;
     let img = w.commit().map_err(err("commit"))?;
     Ok(img.into_device().bytes)
 }
 
-/// The format v3 structures of the bases, added to a [`common_tree`]: `/tree.bin`, a file of
+/// The format v3 structures of the bases, added to a [`common_tree`] (with `dir_index`, `/ix`:
+/// an indexed directory of 60 links to `/hello.txt`): `/tree.bin`, a file of
 /// `tree_extents` one-block extents whose tree has a fanout of 3 (index nodes, 2 levels or
 /// more for 14 extents or more); a FIFO `/fifo` (with a `trusted.` attribute), the devices
 /// `/null` (character, 1:3) and `/sda` (block, 8:0), a socket `/sock`; xattr blocks on
@@ -180,6 +183,14 @@ fn v3_tree(w: &mut Writer<MemDevice>, tree_extents: usize) -> Res<()> {
     )
     .map_err(e("set acl"))?;
     w.set_xattr(docs, XATTR_USER, "dir", Some(b"d")).map_err(e("set xattr"))?;
+    if w.image().sb().feature_incompat & FEATURE_INCOMPAT_DIR_INDEX != 0 {
+        // 60 names of 90 bytes: more than a block, so the directory is indexed (a header and
+        // buckets of depth 1 or 2).
+        let ix = w.mkdir(r, "ix", 0o755).map_err(e("mkdir"))?;
+        for i in 0..60 {
+            w.link(ix, &format!("{i:02}-{}", "i".repeat(87)), hello).map_err(e("link"))?;
+        }
+    }
     w.set_xattr(
         docs,
         XATTR_ACL_DEFAULT,
@@ -202,13 +213,14 @@ fn acl(entries: &[(u16, u16, u32)]) -> Vec<u8> {
     v
 }
 
-/// [`build_base`]'s writer before its commit.
-fn base_writer(blocks: u64) -> Res<Writer<MemDevice>> {
+/// [`build_base`]'s writer before its commit (`dir_index`: with `FEATURE_INCOMPAT_DIR_INDEX`).
+fn base_writer(blocks: u64, dir_index: bool) -> Res<Writer<MemDevice>> {
     let mut dev = MemDevice::new(blocks);
     let p = MkfsParams { vec_capacity: Some(256), ..sample::params(blocks) };
-    mkfs::format(&mut dev, &p, true).map_err(err("mkfs"))?;
+    mkfs::format_with(&mut dev, &p, true, FormatOpts { dir_index }).map_err(err("mkfs"))?;
     let img = Image::open(dev).map_err(err("open"))?;
     let mut w = Writer::new(img).map_err(err("writer"))?;
+    w.set_dir_seeds(Some(7));
     let e = |what: &'static str| move |e: vexfs_image::Error| format!("{what}: {e}");
     let r = ROOT_INO;
     let empty = common_tree(&mut w, 5, 10)?;
@@ -276,8 +288,9 @@ pub fn build_small_base() -> Res<Vec<u8>> {
         ef_construction: 32,
         ..sample::params(blocks)
     };
-    mkfs::format(&mut dev, &p, true).map_err(err("mkfs"))?;
+    mkfs::format_with(&mut dev, &p, true, FormatOpts { dir_index: true }).map_err(err("mkfs"))?;
     let mut w = Writer::new(Image::open(dev).map_err(err("open"))?).map_err(err("writer"))?;
+    w.set_dir_seeds(Some(7));
     let e = |what: &'static str| move |e: vexfs_image::Error| format!("{what}: {e}");
     let r = ROOT_INO;
     let empty = common_tree(&mut w, 2, 7)?;
@@ -382,6 +395,8 @@ pub struct Catalog {
     index_nodes: Vec<(u64, u32, u32, u16, Vec<u64>)>,
     /// Xattr blocks: block, owner, offsets of the entries.
     xattr_blocks: Vec<(u64, u32, Vec<usize>)>,
+    /// Headers of indexed directories: block, owner, the depths with buckets.
+    dir_headers: Vec<(u64, u32, Vec<u32>)>,
     /// Whether the image holds a structure of format v3 (an index node, an xattr block, a
     /// special file): the kinds that mutate them are drawn only then.
     v3: bool,
@@ -418,6 +433,7 @@ pub fn catalog(img: &Image<MemDevice>) -> Res<Catalog> {
         extent_blocks: Vec::new(),
         index_nodes: Vec::new(),
         xattr_blocks: Vec::new(),
+        dir_headers: Vec::new(),
         v3: false,
         vec_id_blocks: Vec::new(),
         data_blocks: Vec::new(),
@@ -486,6 +502,10 @@ pub fn catalog(img: &Image<MemDevice>) -> Res<Catalog> {
             c.data_blocks.push(inode.vec_block);
             c.vec_id_blocks.push((inode.vec_block, ino, inode.vec_count.saturating_sub(4)));
         }
+        if let Ok(Some((blk, h))) = img.dir_index_header(ino, &inode) {
+            c.data_blocks.push(blk);
+            c.dir_headers.push((blk, ino, h.depths().collect()));
+        }
         if inode.is_dir() {
             if let Ok(blocks) = img.dir_blocks(ino, &inode) {
                 for (_, blk) in blocks {
@@ -498,7 +518,7 @@ pub fn catalog(img: &Image<MemDevice>) -> Res<Catalog> {
         let path = paths.get(&ino).cloned().unwrap_or_else(|| format!("(inode {ino})"));
         c.inodes.push((ino, inode, path));
     }
-    c.v3 |= !c.index_nodes.is_empty();
+    c.v3 |= !c.index_nodes.is_empty() || !c.dir_headers.is_empty();
     let cap = u32::try_from(sb.vec_capacity).unwrap_or(u32::MAX);
     for s in 0..cap {
         if bit_test(&vbits, s as usize) {
@@ -557,11 +577,12 @@ fn log_at(start: u64, blocks: u64, pos: u64) -> usize {
 pub fn summary(c: &Catalog) -> String {
     let dirents: usize = c.dir_blocks.iter().map(|d| d.2.len()).sum();
     format!(
-        "inodes {} dir-blocks {} dirents {} extent-blocks {} index-nodes {} xattr-blocks {} vec-id-blocks {} \
-         data-blocks {} slots {} upper-slots {} journal-records {}",
+        "inodes {} dir-blocks {} dirents {} dir-index-headers {} extent-blocks {} index-nodes {} xattr-blocks {} \
+         vec-id-blocks {} data-blocks {} slots {} upper-slots {} journal-records {}",
         c.inodes.len(),
         c.dir_blocks.len(),
         dirents,
+        c.dir_headers.len(),
         c.extent_blocks.len(),
         c.index_nodes.len(),
         c.xattr_blocks.len(),
@@ -1347,6 +1368,39 @@ fn mutate_xattr(m: &mut Mutant, rng: &mut Rng) -> String {
     format!("xattr block {blk} (inode {owner}) {what}")
 }
 
+/// Mutates an indexed directory's header: a bucket count (at a depth with buckets or next to
+/// one), a seed byte (every key moves), the reserved word, or the header's block number or
+/// owner; reseals it.
+fn mutate_dir_header(m: &mut Mutant, rng: &mut Rng) -> String {
+    let Some((blk, owner, depths)) = rng.pick(&m.c.dir_headers).cloned() else { return mutate_v3_inode(m, rng) };
+    let base = (blk * BS) as usize;
+    let (mut blocknr, mut own) = (blk, u64::from(owner));
+    let what = match rng.below(5) {
+        0 | 1 => {
+            let d = rng.pick(&depths).copied().unwrap_or(0);
+            let d = (d + rng.below(3) as u32).saturating_sub(1).min(30);
+            let at = base + 44 + 4 * d as usize;
+            format!("leaves[{d}] {}", m.field(rng, at, 4, Dom::Count { max: 1u64 << d }))
+        }
+        2 => {
+            let k = rng.below(16) as usize;
+            format!("seed[{k}] {}", m.field(rng, base + 24 + k, 1, Dom::Raw))
+        }
+        3 => format!("reserved {}", m.field(rng, base + 40, 4, Dom::Raw)),
+        _ => {
+            if rng.chance(1, 2) {
+                blocknr = interesting(rng, m.c, Dom::Block { own: blk }, blk, 64);
+                format!("blocknr -> {blocknr}")
+            } else {
+                own = interesting(rng, m.c, Dom::Ino { own: owner, parent: 1 }, own, 64);
+                format!("owner -> {own}")
+            }
+        }
+    };
+    seal_header(m.block(blk), INDEX_MAGIC, blocknr, own);
+    format!("dir index header {blk} (dir {owner}) {what}")
+}
+
 /// Mutates an inode's format v3 fields: its type to or from a special file's, its device
 /// number, its xattr block (another file's, an extent node, 0, ...); re-encodes it.
 fn mutate_v3_inode(m: &mut Mutant, rng: &mut Rng) -> String {
@@ -1410,7 +1464,8 @@ const KINDS: [(Mutator, u64); 14] = [
 
 /// The kinds of the format v3 structures, drawn after [`KINDS`] only when the catalog holds
 /// some (see the module's docs).
-const KINDS_V3: [(Mutator, u64); 3] = [(mutate_index_node, 5), (mutate_xattr, 6), (mutate_v3_inode, 5)];
+const KINDS_V3: [(Mutator, u64); 4] =
+    [(mutate_index_node, 5), (mutate_xattr, 6), (mutate_v3_inode, 5), (mutate_dir_header, 5)];
 
 /// Applies `n` mutations drawn from `rng` to `bytes` (an image whose catalog is `c`); returns
 /// what each did.
@@ -1503,6 +1558,8 @@ mod tests {
         assert!(c.xattr_blocks.iter().all(|x| !x.2.is_empty()) && c.v3);
         let specials = c.inodes.iter().filter(|i| is_special(i.1.mode)).count();
         assert_eq!(specials, 4, "{}", summary(&c));
+        // /long (20 long names: more than a block) and /ix are indexed.
+        assert_eq!(c.dir_headers.len(), 2, "{}", summary(&c));
         assert!(c.used_slots.len() >= 20 && !c.upper.is_empty(), "{}", summary(&c));
         // 4 block images (inode table, inode and block bitmaps, root directory) and the commit.
         assert_eq!(c.records.len(), 5, "{}", summary(&c));
@@ -1557,17 +1614,20 @@ mod tests {
         for index in 0..3000 {
             let mut a = base.clone();
             let log = mutate(&mut a, &c, &mut Rng::new(13, index), 1);
-            let kind = ["extent index node", "xattr block", "inode"].into_iter().find(|k| log[0].starts_with(k));
+            let kind = ["extent index node", "xattr block", "dir index header", "inode"]
+                .into_iter()
+                .find(|k| log[0].starts_with(k));
             let v3_field = log[0].contains(" rdev ") || log[0].contains(" xattr_block ");
             *hits.entry(if v3_field { "v3 inode field" } else { kind.unwrap_or("other") }).or_insert(0) += 1;
             let sealed = c.extent_blocks.iter().map(|e| e.0).chain(c.xattr_blocks.iter().map(|x| x.0));
+            let sealed = sealed.chain(c.dir_headers.iter().map(|h| h.0));
             for blk in sealed {
                 let raw = &a[(blk * BS) as usize..((blk + 1) * BS) as usize];
                 let stored = u32::from_le_bytes(raw[4..8].try_into().expect("4 bytes"));
                 assert_eq!(stored, block_csum(raw), "mutant 13/{index}: {log:?}: block {blk}");
             }
         }
-        for k in ["extent index node", "xattr block", "v3 inode field"] {
+        for k in ["extent index node", "xattr block", "dir index header", "v3 inode field"] {
             assert!(hits.get(k).copied().unwrap_or(0) >= 30, "{k}: {hits:?}");
         }
     }
