@@ -3,8 +3,9 @@
 # kernel. The host writes a populated base image (testkit's mutate_image base: files, an extent
 # block, holes, nested and two-block directories, symlinks, hard links, embeddings inline and in
 # vector-id blocks, tombstones, pending vectors; and format v3's extent tree of depth 3, FIFOs,
-# sockets, devices, xattr blocks with POSIX ACLs, indexed directories), and the older base without the v3 structures
-# that the listed regressions were found over (mutate_image base --regressions). In ONE guest
+# sockets, devices, xattr blocks with POSIX ACLs, indexed directories), and the older base
+# without the v3 structures that the listed regressions were found over (mutate_image base
+# --regressions). In ONE guest
 # boot, mutate_image gen makes mutant 0..N-1 of the run's seed, one at a time, in the guest's
 # tmpfs (1 to 3 mutations inside inodes, dirents, directory/extent/vector-id blocks, extent-tree
 # index nodes, xattr blocks, the vector map, HNSW records and header, vectors, bitmaps, the
