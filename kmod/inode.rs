@@ -189,9 +189,10 @@ pub fn write_disk_inode(g: &Locked<'_>, inode: &Inode, st: &FsInode) -> Result {
     sb.dirty(&b)
 }
 
-/// A tree error inside the kernel: the kernel's own, or corruption a decoder found (reported
-/// through [`SuperBlock::report`] by [`tree_err`]).
-enum TreeErr {
+/// An error of core code over the kernel's blocks (an extent tree, an indexed directory): the
+/// kernel's own, or corruption a decoder found (reported through [`SuperBlock::report`] by
+/// [`tree_err`]).
+pub enum TreeErr {
     Kernel(Error),
     Format(FormatError),
 }
@@ -209,7 +210,7 @@ impl From<Error> for TreeErr {
 }
 
 /// The errno of a tree error, corruption logged and acted on ([`crate::errors`]).
-fn tree_err(sb: &SuperBlock, e: TreeErr) -> Error {
+pub fn tree_err(sb: &SuperBlock, e: TreeErr) -> Error {
     match e {
         TreeErr::Kernel(e) => e,
         TreeErr::Format(f) => sb.report(f),

@@ -12,7 +12,9 @@ use crate::format::dir::{
 use crate::format::inode::INODE_FLAG_INDEX;
 use crate::format::superblock::FEATURE_INCOMPAT_DIR_INDEX;
 use crate::format::BLOCK_SIZE;
-use crate::inode::{alloc_file_block, is_dir_mode, map_block, mapped_end, unmap_block, write_disk_inode};
+use crate::inode::{
+    alloc_file_block, is_dir_mode, map_block, mapped_end, tree_err, unmap_block, write_disk_inode, TreeErr,
+};
 use crate::sb::{FsInode, Inode, Locked, LockedInode, NewInode, SuperBlock};
 use crate::txn::{Handle, TxnKind};
 use crate::vfs::dir::DirContext;
@@ -23,32 +25,6 @@ fn indexed(st: &FsInode) -> bool {
     st.flags & INODE_FLAG_INDEX != 0
 }
 
-/// An error of the index code: the kernel's, or corruption a decoder found.
-enum DxErr {
-    Kernel(Error),
-    Format(FormatError),
-}
-
-impl From<FormatError> for DxErr {
-    fn from(f: FormatError) -> DxErr {
-        DxErr::Format(f)
-    }
-}
-
-impl From<Error> for DxErr {
-    fn from(e: Error) -> DxErr {
-        DxErr::Kernel(e)
-    }
-}
-
-/// The errno of an index error, corruption logged and acted on ([`crate::errors`]).
-fn dx_err(sb: &SuperBlock, e: DxErr) -> Error {
-    match e {
-        DxErr::Kernel(e) => e,
-        DxErr::Format(f) => sb.report(f),
-    }
-}
-
 /// An indexed directory in the buffer cache, read (the metadata lock held), or changed in place
 /// without allocating (a remove or retarget inside the caller's handle).
 struct DxView<'a> {
@@ -57,11 +33,11 @@ struct DxView<'a> {
 }
 
 impl DirRead for DxView<'_> {
-    type Error = DxErr;
-    fn map(&mut self, logical: u64) -> core::result::Result<Option<u64>, DxErr> {
+    type Error = TreeErr;
+    fn map(&mut self, logical: u64) -> core::result::Result<Option<u64>, TreeErr> {
         Ok(map_block(self.dir, self.st, logical)?.map(|(p, _)| p))
     }
-    fn read<R>(&mut self, n: u64, f: impl FnOnce(&[u8]) -> R) -> core::result::Result<R, DxErr> {
+    fn read<R>(&mut self, n: u64, f: impl FnOnce(&[u8]) -> R) -> core::result::Result<R, TreeErr> {
         Ok(f(Buf::read(self.dir.sb(), n)?.data()))
     }
     fn owner(&self) -> u64 {
@@ -70,25 +46,25 @@ impl DirRead for DxView<'_> {
 }
 
 impl DirStore for DxView<'_> {
-    fn write<R>(&mut self, n: u64, f: impl FnOnce(&mut [u8]) -> R) -> core::result::Result<R, DxErr> {
+    fn write<R>(&mut self, n: u64, f: impl FnOnce(&mut [u8]) -> R) -> core::result::Result<R, TreeErr> {
         dx_write(self.dir.sb(), n, f)
     }
-    fn alloc(&mut self, _logical: u64) -> core::result::Result<u64, DxErr> {
-        Err(DxErr::Kernel(EIO))
+    fn alloc(&mut self, _logical: u64) -> core::result::Result<u64, TreeErr> {
+        Err(TreeErr::Kernel(EIO))
     }
-    fn unmap(&mut self, _logical: u64) -> core::result::Result<(), DxErr> {
-        Err(DxErr::Kernel(EIO))
+    fn unmap(&mut self, _logical: u64) -> core::result::Result<(), TreeErr> {
+        Err(TreeErr::Kernel(EIO))
     }
-    fn copy(&mut self, _from: u64, _to: u64) -> core::result::Result<(), DxErr> {
-        Err(DxErr::Kernel(EIO))
+    fn copy(&mut self, _from: u64, _to: u64) -> core::result::Result<(), TreeErr> {
+        Err(TreeErr::Kernel(EIO))
     }
-    fn no_space(&mut self) -> DxErr {
-        DxErr::Kernel(ENOSPC)
+    fn no_space(&mut self) -> TreeErr {
+        TreeErr::Kernel(ENOSPC)
     }
 }
 
 /// Changes block `n` in the running transaction.
-fn dx_write<R>(sb: &SuperBlock, n: u64, f: impl FnOnce(&mut [u8]) -> R) -> core::result::Result<R, DxErr> {
+fn dx_write<R>(sb: &SuperBlock, n: u64, f: impl FnOnce(&mut [u8]) -> R) -> core::result::Result<R, TreeErr> {
     let mut b = Buf::read(sb, n)?;
     let r = f(b.data_mut());
     sb.dirty(&b)?;
@@ -104,12 +80,12 @@ struct DxTxn<'a, 'b> {
 }
 
 impl DirRead for DxTxn<'_, '_> {
-    type Error = DxErr;
-    fn map(&mut self, logical: u64) -> core::result::Result<Option<u64>, DxErr> {
-        Ok(map_block(self.dir, self.st, logical)?.map(|(p, _)| p))
+    type Error = TreeErr;
+    fn map(&mut self, logical: u64) -> core::result::Result<Option<u64>, TreeErr> {
+        DxView { dir: self.dir, st: self.st }.map(logical)
     }
-    fn read<R>(&mut self, n: u64, f: impl FnOnce(&[u8]) -> R) -> core::result::Result<R, DxErr> {
-        Ok(f(Buf::read(self.dir.sb(), n)?.data()))
+    fn read<R>(&mut self, n: u64, f: impl FnOnce(&[u8]) -> R) -> core::result::Result<R, TreeErr> {
+        DxView { dir: self.dir, st: self.st }.read(n, f)
     }
     fn owner(&self) -> u64 {
         self.dir.ino()
@@ -117,10 +93,10 @@ impl DirRead for DxTxn<'_, '_> {
 }
 
 impl DirStore for DxTxn<'_, '_> {
-    fn write<R>(&mut self, n: u64, f: impl FnOnce(&mut [u8]) -> R) -> core::result::Result<R, DxErr> {
+    fn write<R>(&mut self, n: u64, f: impl FnOnce(&mut [u8]) -> R) -> core::result::Result<R, TreeErr> {
         dx_write(self.dir.sb(), n, f)
     }
-    fn alloc(&mut self, logical: u64) -> core::result::Result<u64, DxErr> {
+    fn alloc(&mut self, logical: u64) -> core::result::Result<u64, TreeErr> {
         let p = alloc_file_block(self.g, self.dir, self.st, logical)?;
         let end = logical.saturating_add(1).saturating_mul(BLOCK_SIZE as u64);
         if self.dir.size() < end {
@@ -128,7 +104,7 @@ impl DirStore for DxTxn<'_, '_> {
         }
         Ok(p)
     }
-    fn unmap(&mut self, logical: u64) -> core::result::Result<(), DxErr> {
+    fn unmap(&mut self, logical: u64) -> core::result::Result<(), TreeErr> {
         unmap_block(self.g, self.dir, self.st, logical)?;
         // The size covers the highest mapped block exactly (a child unmapped after a failed
         // split was the highest).
@@ -138,7 +114,7 @@ impl DirStore for DxTxn<'_, '_> {
         }
         Ok(())
     }
-    fn copy(&mut self, from: u64, to: u64) -> core::result::Result<(), DxErr> {
+    fn copy(&mut self, from: u64, to: u64) -> core::result::Result<(), TreeErr> {
         let sb = self.dir.sb();
         let src = Buf::read(sb, from)?;
         let mut dst = Buf::zeroed(sb, to)?;
@@ -146,8 +122,8 @@ impl DirStore for DxTxn<'_, '_> {
         sb.dirty(&dst)?;
         Ok(())
     }
-    fn no_space(&mut self) -> DxErr {
-        DxErr::Kernel(ENOSPC)
+    fn no_space(&mut self) -> TreeErr {
+        TreeErr::Kernel(ENOSPC)
     }
 }
 
@@ -170,7 +146,7 @@ pub fn make_room(dir: &LockedInode, name: &[u8]) -> Result {
             let g = sb.lock();
             let st = dir.load(&g);
             if indexed(&st) {
-                if dx::has_room(&mut DxView { dir, st: &st }, name).map_err(|e| dx_err(sb, e))? {
+                if dx::has_room(&mut DxView { dir, st: &st }, name).map_err(|e| tree_err(sb, e))? {
                     return Ok(());
                 }
             } else {
@@ -192,7 +168,7 @@ pub fn make_room(dir: &LockedInode, name: &[u8]) -> Result {
             convert(&mut g, dir, &mut st)
         };
         dir.store(&g, &st);
-        let r = r.map_err(|e| dx_err(sb, e)).and_then(|()| write_disk_inode(&g, dir, &st));
+        let r = r.map_err(|e| tree_err(sb, e)).and_then(|()| write_disk_inode(&g, dir, &st));
         drop(g);
         if let Err(e) = r {
             crate::txn::failed(sb, "making room in a directory", e);
@@ -204,7 +180,7 @@ pub fn make_room(dir: &LockedInode, name: &[u8]) -> Result {
 
 /// Makes the linear directory `dir` of one block indexed (`dir_index::convert`, a random seed)
 /// and sets its flag.
-fn convert(g: &mut Locked<'_>, dir: &LockedInode, st: &mut FsInode) -> core::result::Result<(), DxErr> {
+fn convert(g: &mut Locked<'_>, dir: &LockedInode, st: &mut FsInode) -> core::result::Result<(), TreeErr> {
     let Some((block0, _)) = map_block(dir, st, 0)? else {
         return Err(FormatError::Corrupt { what: "hole in directory at block", value: 0 }.into());
     };
@@ -246,7 +222,7 @@ fn dir_nblocks(dir: &Inode) -> u64 {
 /// directory's block index is `u64::MAX` (its callers go through `dir_index`).
 fn find_entry(dir: &Inode, st: &FsInode, name: &[u8]) -> Result<Option<(u64, u32)>> {
     if indexed(st) {
-        let found = dx::lookup(&mut DxView { dir, st }, name).map_err(|e| dx_err(dir.sb(), e))?;
+        let found = dx::lookup(&mut DxView { dir, st }, name).map_err(|e| tree_err(dir.sb(), e))?;
         return Ok(found.map(|(ino, _)| (u64::MAX, ino)));
     }
     for i in 0..dir_nblocks(dir) {
@@ -266,11 +242,11 @@ fn add_entry(g: &mut Locked<'_>, dir: &LockedInode, st: &mut FsInode, name: &[u8
     if indexed(st) {
         // `make_room` made room before the handle: a split here would outrun its credits.
         let mut v = DxView { dir, st };
-        if !dx::has_room(&mut v, name).map_err(|e| dx_err(sb, e))? {
+        if !dx::has_room(&mut v, name).map_err(|e| tree_err(sb, e))? {
             pr_err!("vexfs ({}): directory {}: no room made for a name\n", sb.name(), dir.ino());
             return Err(ENOSPC);
         }
-        return dx::insert(&mut v, name, ino32, dt).map_err(|e| dx_err(sb, e));
+        return dx::insert(&mut v, name, ino32, dt).map_err(|e| tree_err(sb, e));
     }
     let dino = dir.ino();
     let n = dir_nblocks(dir);
@@ -303,7 +279,7 @@ fn remove_entry(dir: &Inode, st: &FsInode, name: &[u8], ino: u64) -> Result {
         return Err(sb.corrupt("dirent points at another inode than the dentry", found as u64));
     }
     if indexed(st) {
-        dx::remove(&mut DxView { dir, st }, name).map_err(|e| dx_err(sb, e))?;
+        dx::remove(&mut DxView { dir, st }, name).map_err(|e| tree_err(sb, e))?;
         return Ok(());
     }
     let (phys, mut b) = dir_block(dir, st, i)?;
@@ -444,7 +420,7 @@ pub fn dir_empty(dir: &Inode) -> Result {
     let g = dir.sb().lock();
     let st = dir.load(&g);
     if indexed(&st) {
-        return match dx::is_empty(&mut DxView { dir, st: &st }).map_err(|e| dx_err(dir.sb(), e))? {
+        return match dx::is_empty(&mut DxView { dir, st: &st }).map_err(|e| tree_err(dir.sb(), e))? {
             true => Ok(()),
             false => Err(Error::from_errno(-ENOTEMPTY)),
         };
@@ -525,7 +501,7 @@ fn retarget(dir: &Inode, st: &FsInode, name: &[u8], was: u64, ino: u64, dt: u8) 
     }
     let ino = u32::try_from(ino).map_err(|_| EINVAL)?;
     if indexed(st) {
-        dx::retarget(&mut DxView { dir, st }, name, ino, dt).map_err(|e| dx_err(sb, e))?;
+        dx::retarget(&mut DxView { dir, st }, name, ino, dt).map_err(|e| tree_err(sb, e))?;
         return Ok(());
     }
     let (phys, mut b) = dir_block(dir, st, i)?;
@@ -643,8 +619,8 @@ fn iterate_indexed(dir: &Inode, ctx: &mut DirContext) -> Result {
             let g = sb.lock();
             let st = dir.load(&g);
             let mut v = DxView { dir, st: &st };
-            let (_, h) = dx::read_header(&mut v).map_err(|e| dx_err(sb, e))?;
-            let leaf = dx::find_leaf(&mut v, &h, key).map_err(|e| dx_err(sb, e))?;
+            let (_, h) = dx::read_header(&mut v).map_err(|e| tree_err(sb, e))?;
+            let leaf = dx::find_leaf(&mut v, &h, key).map_err(|e| tree_err(sb, e))?;
             let b = Buf::read(sb, leaf.block)?;
             check_dir_block(b.data(), leaf.block, dir.ino()).map_err(|e| sb.report(e))?;
             (leaf, b, h.seed)

@@ -932,6 +932,18 @@ fn mutate_dir(m: &mut Mutant, rng: &mut Rng) -> String {
     format!("dir block {blk} (dir {owner}) {what}")
 }
 
+/// Mutates the identity a block header gives the block at `blk` of inode `owner`: its block
+/// number (`blocknr`) or its owner (`own`), one of them, half the time each; returns what.
+fn identity(rng: &mut Rng, c: &Catalog, blk: u64, owner: u32, blocknr: &mut u64, own: &mut u64) -> String {
+    if rng.chance(1, 2) {
+        *blocknr = interesting(rng, c, Dom::Block { own: blk }, blk, 64);
+        format!("blocknr -> {blocknr}")
+    } else {
+        *own = interesting(rng, c, Dom::Ino { own: owner, parent: 1 }, *own, 64);
+        format!("owner -> {own}")
+    }
+}
+
 /// Mutates an extent block's header, count or an extent, and reseals it.
 fn mutate_extent_block(m: &mut Mutant, rng: &mut Rng) -> String {
     let Some((blk, owner, count)) = rng.pick(&m.c.extent_blocks).copied() else { return mutate_inode(m, rng) };
@@ -945,15 +957,7 @@ fn mutate_extent_block(m: &mut Mutant, rng: &mut Rng) -> String {
         2 => format!("extent[{k}].logical {}", m.field(rng, e, 4, Dom::Count { max: 10 })),
         3 => format!("extent[{k}].len {}", m.field(rng, e + 4, 4, Dom::Count { max: 1 })),
         4 | 5 => format!("extent[{k}].start {}", m.field(rng, e + 8, 8, Dom::Block { own: blk })),
-        _ => {
-            if rng.chance(1, 2) {
-                blocknr = interesting(rng, m.c, Dom::Block { own: blk }, blk, 64);
-                format!("blocknr -> {blocknr}")
-            } else {
-                own = interesting(rng, m.c, Dom::Ino { own: owner, parent: 1 }, own, 64);
-                format!("owner -> {own}")
-            }
-        }
+        _ => identity(rng, m.c, blk, owner, &mut blocknr, &mut own),
     };
     seal_header(m.block(blk), EXTENT_MAGIC, blocknr, own);
     format!("extent block {blk} (inode {owner}) {what}")
@@ -973,15 +977,7 @@ fn mutate_vec_ids(m: &mut Mutant, rng: &mut Rng) -> String {
             let own = m.get(at, 4) as u32;
             format!("id[{k}] {}", m.field(rng, at, 4, Dom::Slot { own }))
         }
-        _ => {
-            if rng.chance(1, 2) {
-                blocknr = interesting(rng, m.c, Dom::Block { own: blk }, blk, 64);
-                format!("blocknr -> {blocknr}")
-            } else {
-                own = interesting(rng, m.c, Dom::Ino { own: owner, parent: 1 }, own, 64);
-                format!("owner -> {own}")
-            }
-        }
+        _ => identity(rng, m.c, blk, owner, &mut blocknr, &mut own),
     };
     seal_header(m.block(blk), VEC_IDS_MAGIC, blocknr, own);
     format!("vector-id block {blk} (inode {owner}) {what}")
@@ -1354,15 +1350,7 @@ fn mutate_xattr(m: &mut Mutant, rng: &mut Rng) -> String {
             m.set(at + 4 + k, 1, if new == old { old ^ 1 } else { new });
             format!("entry@{off} byte {k} {old} -> {new}")
         }
-        _ => {
-            if rng.chance(1, 2) {
-                blocknr = interesting(rng, m.c, Dom::Block { own: blk }, blk, 64);
-                format!("blocknr -> {blocknr}")
-            } else {
-                own = interesting(rng, m.c, Dom::Ino { own: owner, parent: 1 }, own, 64);
-                format!("owner -> {own}")
-            }
-        }
+        _ => identity(rng, m.c, blk, owner, &mut blocknr, &mut own),
     };
     seal_header(m.block(blk), XATTR_MAGIC, blocknr, own);
     format!("xattr block {blk} (inode {owner}) {what}")
@@ -1387,15 +1375,7 @@ fn mutate_dir_header(m: &mut Mutant, rng: &mut Rng) -> String {
             format!("seed[{k}] {}", m.field(rng, base + 24 + k, 1, Dom::Raw))
         }
         3 => format!("reserved {}", m.field(rng, base + 40, 4, Dom::Raw)),
-        _ => {
-            if rng.chance(1, 2) {
-                blocknr = interesting(rng, m.c, Dom::Block { own: blk }, blk, 64);
-                format!("blocknr -> {blocknr}")
-            } else {
-                own = interesting(rng, m.c, Dom::Ino { own: owner, parent: 1 }, own, 64);
-                format!("owner -> {own}")
-            }
-        }
+        _ => identity(rng, m.c, blk, owner, &mut blocknr, &mut own),
     };
     seal_header(m.block(blk), INDEX_MAGIC, blocknr, own);
     format!("dir index header {blk} (dir {owner}) {what}")
