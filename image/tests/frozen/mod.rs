@@ -15,7 +15,9 @@ use flate2::read::GzDecoder;
 use sha2::{Digest, Sha256};
 use vexfs_core::extent_tree::node_depth;
 use vexfs_core::format::dir::DT_DIR;
-use vexfs_core::format::inode::{Inode, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK};
+use vexfs_core::format::inode::{
+    Inode, INODE_FLAG_INDEX, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK,
+};
 use vexfs_core::format::superblock::{Metric, Region, Superblock, ROOT_INO};
 use vexfs_core::format::vector::{
     HnswGeometry, HnswHeader, Level0Head, MapEntry, NODE_DELETED, NODE_IN_GRAPH, NODE_PENDING,
@@ -36,9 +38,15 @@ fn images_dir() -> PathBuf {
 
 /// The committed manifest and the decompressed committed image of format `version`.
 pub fn committed(version: u32) -> (String, Vec<u8>) {
+    committed_named(&format!("v{version}"))
+}
+
+/// The committed manifest `NAME.manifest` and the decompressed committed image `NAME.img.gz`
+/// (`v3-dirindex`: a format version with a feature).
+pub fn committed_named(name: &str) -> (String, Vec<u8>) {
     let dir = images_dir();
-    let manifest = std::fs::read_to_string(dir.join(format!("v{version}.manifest"))).unwrap();
-    let gz = std::fs::read(dir.join(format!("v{version}.img.gz"))).unwrap();
+    let manifest = std::fs::read_to_string(dir.join(format!("{name}.manifest"))).unwrap();
+    let gz = std::fs::read(dir.join(format!("{name}.img.gz"))).unwrap();
     let mut raw = Vec::new();
     GzDecoder::new(&gz[..]).read_to_end(&mut raw).unwrap();
     (manifest, raw)
@@ -219,6 +227,27 @@ fn xattr_items(img: &Image<MemDevice>, ino: u32) -> Result<Vec<String>, String> 
         .collect())
 }
 
+/// The fields of a `dirindex` item (after `dirindex INO`) as this image gives them: the seed of
+/// indexed directory `ino` (hex), its buckets per depth (`DEPTH:COUNT` for each depth that has
+/// any, comma-separated, shallowest first), its buckets, its entries and the sha256 of its
+/// names in key order, each followed by a newline; read through `Image::dir_index_header`,
+/// `Image::dir_blocks` (the layout checked against the header) and `Image::read_dir` (every
+/// entry checked in its bucket).
+fn dirindex_fields(img: &Image<MemDevice>, ino: u32) -> Result<String, String> {
+    let i = img.inode(ino).map_err(|e| e.to_string())?;
+    let (_, h) = img.dir_index_header(ino, &i).map_err(|e| e.to_string())?.ok_or("not an indexed directory")?;
+    let seed: String = h.seed.iter().map(|b| format!("{b:02x}")).collect();
+    let depths: Vec<String> = h.depths().map(|d| format!("{d}:{}", h.leaves[d as usize])).collect();
+    let buckets = img.dir_blocks(ino, &i).map_err(|e| e.to_string())?.len();
+    let entries = img.read_dir(ino, &i).map_err(|e| e.to_string())?;
+    let mut names = Vec::new();
+    for e in &entries {
+        names.extend_from_slice(&e.name);
+        names.push(b'\n');
+    }
+    Ok(format!("{seed} {} {buckets} {} {}", depths.join(","), entries.len(), sha256_hex(&names)))
+}
+
 /// Every difference between `raw` (an uncompressed image of format `version`) and `manifest`,
 /// one message each; empty when the image holds exactly what the manifest says. `journal` and
 /// `txn` items are checked on `raw`, every other item after the journal's replay.
@@ -267,7 +296,7 @@ pub fn verify(manifest: &str, raw: &[u8], version: u32) -> Vec<String> {
     let mut manifest_paths = BTreeMap::new();
     let (mut inode_lines, mut orphan_lines) = (BTreeSet::new(), BTreeSet::new());
     let (mut data_lines, mut target_lines, mut slots_lines) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
-    let (mut tree_lines, mut rdev_lines) = (BTreeSet::new(), BTreeSet::new());
+    let (mut tree_lines, mut rdev_lines, mut dirindex_lines) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
     let mut chunk_lines: HashMap<u32, usize> = HashMap::new();
     let mut xattr_lines: BTreeMap<u32, Vec<String>> = BTreeMap::new();
     let mut chunk_slots: Vec<u32> = Vec::new();
@@ -337,6 +366,10 @@ pub fn verify(manifest: &str, raw: &[u8], version: u32) -> Vec<String> {
             Some("tree") => {
                 tree_lines.insert(ino);
                 expect!(tree_fields(&img, ino), Ok::<_, String>(rest(f, 2)), "extent tree of inode {ino}");
+            }
+            Some("dirindex") => {
+                dirindex_lines.insert(ino);
+                expect!(dirindex_fields(&img, ino), Ok::<_, String>(rest(f, 2)), "directory index of inode {ino}");
             }
             Some("rdev") => {
                 rdev_lines.insert(ino);
@@ -457,6 +490,10 @@ pub fn verify(manifest: &str, raw: &[u8], version: u32) -> Vec<String> {
     // Every device has its number checked; the decoder refuses an rdev on any other inode.
     let devices: BTreeSet<u32> = in_use.iter().copied().filter(|i| matches!(kind(i), S_IFCHR | S_IFBLK)).collect();
     expect!(devices, rdev_lines, "devices with an rdev item");
+    // Every indexed directory (the inode flag, on whatever inode) has its index checked.
+    let flagged = |ino: &u32| img.inode(*ino).is_ok_and(|i| i.flags & INODE_FLAG_INDEX != 0);
+    let indexed: BTreeSet<u32> = in_use.iter().copied().filter(flagged).collect();
+    expect!(indexed, dirindex_lines, "indexed directories with a dirindex item");
     if version >= 3 {
         expect!(in_use, tree_lines, "inodes with a tree item");
         // Every attribute of every inode in use, exactly and in block order (v3 added them).
