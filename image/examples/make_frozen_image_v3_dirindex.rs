@@ -22,7 +22,7 @@
 //! - `/big`: an indexed directory of about 2,000 entries, names of 1 to 64 bytes and every 37th
 //!   of 255, buckets at depths 4 and more; in it 100 distinct files (some with contents), 8
 //!   subdirectories (one holds a file with an embedding, one a subdirectory, one is empty),
-//!   symlinks, a FIFO, and hard links to 9 of the files (about 200 names each); then about 250
+//!   symlinks, a FIFO, and hard links to 9 of the files (about 210 names each); then 280
 //!   entries removed (`Writer::unlink`): hard links, whole files (their inodes freed) and an
 //!   empty subdirectory, so buckets hold gaps and the inode table holes;
 //! - `/small`: a linear directory of one block next to it (a few names, a hard link into
