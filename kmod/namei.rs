@@ -132,8 +132,9 @@ impl DirStore for DxTxn<'_, '_> {
 /// indexed directory's bucket for `name` is split until it has room, and a linear directory
 /// of one full block on a filesystem with `FEATURE_INCOMPAT_DIR_INDEX` becomes indexed first:
 /// each step in a handle of its own ([`TxnKind::Worst`], which counts
-/// `dir_index::split_blocks_bound`), a consistent state whatever follows. Errors: `ENOSPC`
-/// (nothing of the failed step done), `EROFS`, `EUCLEAN`, `EIO` (these abort the journal).
+/// `dir_index::split_blocks_bound`), a consistent state whatever follows. A conversion needs
+/// `dir_index::CONVERT_BLOCKS` free. Errors: `ENOSPC` (nothing of the failed step done),
+/// `EROFS`, `EUCLEAN`, `EIO` (these abort the journal).
 pub fn make_room(dir: &LockedInode, name: &[u8]) -> Result {
     let sb = dir.sb();
     if sb.disk().feature_incompat & FEATURE_INCOMPAT_DIR_INDEX == 0 || !dir::valid_name(name) {
@@ -162,6 +163,11 @@ pub fn make_room(dir: &LockedInode, name: &[u8]) -> Result {
         let _h = Handle::start(sb, TxnKind::Worst)?;
         let mut g = sb.lock();
         let mut st = dir.load(&g);
+        if !indexed(&st) && g.allocatable_blocks() < dx::CONVERT_BLOCKS {
+            // Converted and then unable to split, the directory would have changed for a
+            // create that fails: refuse before.
+            return Err(ENOSPC);
+        }
         let r = if indexed(&st) {
             dx::make_room(&mut DxTxn { g: &mut g, dir, st: &mut st }, name).map(|_| ())
         } else {

@@ -209,6 +209,12 @@ impl<'a> Locked<'a> {
         self.sb
     }
 
+    /// Data blocks an allocation may take now: the free ones less those freed or logged since
+    /// the last checkpoint (barred until it).
+    pub fn allocatable_blocks(&self) -> u64 {
+        self.free_blocks.saturating_sub(self.sb.journal().state().barred_free())
+    }
+
     /// Allocates a data block, preferring `goal`; never one freed or logged since the last
     /// checkpoint (kmod/txn.rs). `ENOSPC` when none is free (a checkpoint is then asked for if
     /// barred blocks are what is left).

@@ -48,6 +48,11 @@ pub const MAX_BLOCK_ENTRIES: usize = (BLOCK_SIZE - DIR_HEADER) / 16;
 /// Splits one insertion may make before it gives up with `NoSpace` (each split halves the
 /// bucket's key range; a fourth would be needed only for names crafted with the seed).
 pub const MAX_SPLITS: usize = 3;
+/// Data blocks a linear directory's conversion and the split that follows it need free at
+/// once: the new bucket, then its two children (the bucket is freed only after them). The
+/// kernel refuses the conversion with `ENOSPC` below this, so that a create into a full
+/// one-block directory either fits or changes nothing.
+pub const CONVERT_BLOCKS: u64 = 3;
 /// Blocks one insertion allocates at most: two per split.
 pub const INSERT_ALLOC_BOUND: usize = 2 * MAX_SPLITS;
 

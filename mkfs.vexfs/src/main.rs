@@ -267,7 +267,9 @@ fn run(cli: &Cli) -> Result<(), String> {
                 let s = lay(&params, without).map_err(|e| format!("cannot lay out {} bytes: {e}", bytes))?;
                 if s.region(Region::Journal).blocks >= journal_floor(&s) {
                     if !cli.quiet {
-                        eprintln!("mkfs.vexfs: note: --journal-blocks {n} cannot hold a directory bucket split: no dir_index");
+                        eprintln!(
+                            "mkfs.vexfs: note: --journal-blocks {n} cannot hold a directory bucket split: no dir_index"
+                        );
                     }
                     opts = without;
                     sb = s;
@@ -288,7 +290,8 @@ fn run(cli: &Cli) -> Result<(), String> {
             }
             Err(_) if cli.vectors.is_none() && sb.vec_capacity > 64 => {
                 params.vec_capacity = Some(sb.vec_capacity / 2);
-                sb = lay(&params, opts).map_err(|e| format!("cannot lay out {} bytes with these parameters: {e}", bytes))?;
+                sb = lay(&params, opts)
+                    .map_err(|e| format!("cannot lay out {} bytes with these parameters: {e}", bytes))?;
             }
             Err(e) => {
                 return Err(format!(

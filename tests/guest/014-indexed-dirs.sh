@@ -43,16 +43,16 @@ must mv "/mnt/big/f0000001-$(printf 'n%.0s' $(seq 1 37))" /mnt/small/moved
 must mv /mnt/small/moved /mnt/big/moved-back
 must ln /mnt/big/moved-back /mnt/small/hard
 [ "$(stat -c %h /mnt/small/hard)" = 2 ] || fail "link count of a hard link into an indexed directory"
-n=$(ls -f /mnt/big | wc -l)
+n=$(ls -a /mnt/big | wc -l)
 assert_eq "$n" "$((15000 - 1 + 1 + 2))" "entries after unlinking every other file (with . and ..)"
 remount
-n=$(ls -f /mnt/big | wc -l)
+n=$(ls -a /mnt/big | wc -l)
 assert_eq "$n" "$((15000 + 2))" "entries after a remount"
 
 section "a directory of 3,000 moved in and out"
 ok dirops create /mnt/small 100000 103000
 must mv /mnt/small /mnt/big/sub
-assert_eq "$(ls -f /mnt/big/sub | wc -l)" 3003 "entries of the moved directory (3,000, the hard link, . and ..)"
+assert_eq "$(ls -a /mnt/big/sub | wc -l)" 3003 "entries of the moved directory (3,000, the hard link, . and ..)"
 must mv /mnt/big/sub /mnt/small
 [ -e /mnt/small/hard ] || fail "the hard link did not move with its directory"
 
@@ -60,7 +60,7 @@ section "emptied, removed"
 ok dirops unlink /mnt/big 3 30000 2
 rmdir /mnt/big 2> /dev/null && fail "rmdir of an indexed directory holding one file succeeded"
 must rm /mnt/big/moved-back
-assert_eq "$(ls -f /mnt/big | wc -l)" 2 "entries of the emptied directory"
+assert_eq "$(ls -a /mnt/big | wc -l)" 2 "entries of the emptied directory"
 must rmdir /mnt/big
 [ ! -e /mnt/big ] || fail "/mnt/big still there"
 must umount /mnt

@@ -9,7 +9,8 @@
 #      fails with ENOSPC and changes nothing (every file's chunks (GET), every search answer, the
 #      vector and free counts, before and after a remount); REMOVE, then the same SET works.
 #   2. ENOSPC in the data region (/dev/vdc): a filesystem filled to exactly k free blocks, for k
-#      from 0 to what the operation needs: create and rename into a directory whose block is full,
+#      from 0 to what the operation needs: create and rename into a directory whose block is full
+#      (it becomes indexed: 3 blocks),
 #      create in an empty directory (its first block), mkdir in the full directory, a long symlink, an append, a write that needs a 7th extent
 #      (its block, then the extent block), a write through a shared mapping (page_mkwrite: SIGBUS),
 #      truncate up then write, a SET of 6 chunks (its vector-id block). Below the need: ENOSPC
@@ -220,9 +221,9 @@ echo "filler: $FILL blocks; free now: $(stat -f -c %f /mnt)"
 must umount /mnt
 fsck_clean /dev/vdc "2: the full filesystem"
 must dd if=/dev/vdc of=/tmp/full.img bs=1M 2> /dev/null
-# The full filesystem with exactly k free blocks, k = 0..3 (freed blocks become allocatable at
+# The full filesystem with exactly k free blocks, k = 0..4 (freed blocks become allocatable at
 # the checkpoint of the unmount).
-for k in 0 1 2 3; do
+for k in 0 1 2 3 4; do
     must dd if=/tmp/full.img of=/dev/vdc bs=1M conv=fsync 2> /dev/null
     mount_vexfs /dev/vdc /mnt
     must faultops truncate /mnt/filler $(((FILL - k) * 4096)) > /dev/null
@@ -273,11 +274,13 @@ data_case() {
     done
     echo "$_line"
 }
-data_case create-in-full-dir 1 "faultops create full/$(name200 x)"
+# A directory whose one block is full becomes indexed (dir_index, on by default) and its bucket
+# splits: 3 blocks free at once (core::dir_index::CONVERT_BLOCKS), else ENOSPC before anything.
+data_case create-in-full-dir 3 "faultops create full/$(name200 x)"
 data_case create-in-empty-dir 1 "faultops create empty/x"
-data_case mkdir-in-full-dir 1 "faultops mkdir full/$(name200 y)"
+data_case mkdir-in-full-dir 3 "faultops mkdir full/$(name200 y)"
 data_case symlink-3000 1 "faultops symlink 3000 sl"
-data_case rename-into-full-dir 1 "faultops rename a full/$(name200 z)"
+data_case rename-into-full-dir 3 "faultops rename a full/$(name200 z)"
 data_case append 1 "faultops write w 4096 4096"
 data_case write-7th-extent 2 "faultops write frag 49152 4096"
 data_case mmap-write 1 "faultops mmap-write s 8192 4096"
