@@ -133,7 +133,7 @@ impl DirStore for DxTxn<'_, '_> {
 /// of one full block on a filesystem with `FEATURE_INCOMPAT_DIR_INDEX` becomes indexed first:
 /// each step in a handle of its own ([`TxnKind::Worst`], which counts
 /// `dir_index::split_blocks_bound`), a consistent state whatever follows. A conversion needs
-/// `dir_index::CONVERT_BLOCKS` free. Errors: `ENOSPC` (nothing of the failed step done),
+/// `dir_index::CONVERT_BLOCKS` blocks free, a split `dir_index::split_alloc_bound`. Errors: `ENOSPC` (nothing of the failed step done),
 /// `EROFS`, `EUCLEAN`, `EIO` (these abort the journal).
 pub fn make_room(dir: &LockedInode, name: &[u8]) -> Result {
     let sb = dir.sb();
@@ -163,9 +163,11 @@ pub fn make_room(dir: &LockedInode, name: &[u8]) -> Result {
         let _h = Handle::start(sb, TxnKind::Worst)?;
         let mut g = sb.lock();
         let mut st = dir.load(&g);
-        if !indexed(&st) && g.allocatable_blocks() < dx::CONVERT_BLOCKS {
-            // Converted and then unable to split, the directory would have changed for a
-            // create that fails: refuse before.
+        // Refused before any change when the blocks may run out half way: a conversion that
+        // could not split next would change the directory for a create that fails, and a
+        // split out of blocks cannot always undo itself.
+        let need = if indexed(&st) { dx::split_alloc_bound(st.nr_extents) } else { dx::CONVERT_BLOCKS };
+        if g.allocatable_blocks() < need {
             return Err(ENOSPC);
         }
         let r = if indexed(&st) {

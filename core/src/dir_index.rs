@@ -53,6 +53,23 @@ pub const MAX_SPLITS: usize = 3;
 /// kernel refuses the conversion with `ENOSPC` below this, so that a create into a full
 /// one-block directory either fits or changes nothing.
 pub const CONVERT_BLOCKS: u64 = 3;
+/// Data blocks one split ([`make_room`]) may allocate, for a directory whose block map holds
+/// `nr_extents` extents (`crate::file_extents`): its two children, and when the map may need
+/// tree nodes (fewer than 3 inline slots left for the children's extents and the extent the
+/// parent's unmapping may split off), the nodes of those three insertions, each at most
+/// `extent_tree::MAX_DEPTH + 2`. The kernel refuses a split with `ENOSPC` below this, before
+/// any change: a split that ran out of blocks half way could not always be undone (unmapping
+/// a child may itself need a node).
+pub fn split_alloc_bound(nr_extents: u32) -> u64 {
+    use crate::extent_tree::MAX_DEPTH as TREE_DEPTH;
+    use crate::format::inode::INLINE_EXTENTS;
+    if (nr_extents as usize).saturating_add(3) <= INLINE_EXTENTS {
+        2
+    } else {
+        2 + 3 * (TREE_DEPTH as u64 + 2)
+    }
+}
+
 /// Blocks one insertion allocates at most: two per split.
 pub const INSERT_ALLOC_BOUND: usize = 2 * MAX_SPLITS;
 
