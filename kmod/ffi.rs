@@ -78,6 +78,7 @@ extern "C" {
     pub fn vexfs_c_zeroout(sb: *mut bindings::super_block, block: u64, count: u64) -> c_int;
     pub fn vexfs_c_fiemap_fill(fi: *mut core::ffi::c_void, logical: u64, phys: u64, len: u64, last: c_int) -> c_int;
     pub fn vexfs_c_ordered_add(m: *mut VexfsMount, inode: *mut bindings::inode);
+    pub fn vexfs_c_ordered_preflush(m: *mut VexfsMount);
     pub fn vexfs_c_ordered_flush(m: *mut VexfsMount) -> c_int;
     pub fn vexfs_c_ordered_put(m: *mut VexfsMount);
     pub fn vexfs_c_ordered_discard(m: *mut VexfsMount);

@@ -213,6 +213,30 @@ void vexfs_c_ordered_add(struct vexfs_mount *m, struct inode *inode)
 	spin_unlock(&m->lock);
 }
 
+/* Before a commit holds the handles off: writes and waits for the data of the inodes on the
+ * ordered list while operations go on, so that vexfs_c_ordered_flush, which runs with every
+ * handle held off, writes only what was dirtied since (as jbd2 does not stop handles for the
+ * data of the transaction it commits). The inodes stay on the list; errors stay in their
+ * mappings' wb_err for vexfs_c_ordered_flush to report. Only the commit calls it (under the
+ * journal's commit lock), so no flush runs at the same time. */
+void vexfs_c_ordered_preflush(struct vexfs_mount *m)
+{
+	struct vexfs_inode_info *vi;
+	LIST_HEAD(batch);
+
+	spin_lock(&m->lock);
+	list_splice_init(&m->ordered, &batch);
+	spin_unlock(&m->lock);
+	/* Off the list meanwhile, but not empty: vexfs_c_ordered_add leaves them be. */
+	list_for_each_entry(vi, &batch, ordered)
+		filemap_fdatawrite(vi->vfs_inode.i_mapping);
+	list_for_each_entry(vi, &batch, ordered)
+		filemap_fdatawait_keep_errors(vi->vfs_inode.i_mapping);
+	spin_lock(&m->lock);
+	list_splice(&batch, &m->ordered);
+	spin_unlock(&m->lock);
+}
+
 /* In a commit, with no handle open: writes and waits for the data of every inode on the
  * ordered list, which moves to the flushed list (references kept until vexfs_c_ordered_put).
  * Returns the first write error. */

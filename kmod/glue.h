@@ -50,6 +50,7 @@ void vexfs_c_mount_free(struct vexfs_mount *m);
 void vexfs_c_ticker_start(struct vexfs_mount *m, unsigned int secs);
 void vexfs_c_ticker_stop(struct vexfs_mount *m);
 void vexfs_c_ordered_add(struct vexfs_mount *m, struct inode *inode);
+void vexfs_c_ordered_preflush(struct vexfs_mount *m);
 int vexfs_c_ordered_flush(struct vexfs_mount *m);
 void vexfs_c_ordered_put(struct vexfs_mount *m);
 void vexfs_c_ordered_discard(struct vexfs_mount *m);

@@ -528,7 +528,7 @@ impl Journal {
         let want = self.state.lock().tid;
         let _one = self.commit_lock.lock();
         let _nofs = NofsScope::enter();
-        let mut g = self.state.lock();
+        let g = self.state.lock();
         if g.rdonly {
             return Ok(());
         }
@@ -537,6 +537,14 @@ impl Journal {
         }
         if g.committed >= want && !g.checkpoint_wanted {
             return Ok(());
+        }
+        // The bulk of the ordered data first, while operations go on; what they dirty
+        // meanwhile is written below with the handles held off.
+        drop(g);
+        sb.info().mount_c.ordered_preflush();
+        let mut g = self.state.lock();
+        if g.rdonly || g.aborted {
+            return if g.aborted { Err(EROFS) } else { Ok(()) };
         }
         g.locked = true;
         while g.handles > 0 {

@@ -78,6 +78,14 @@ impl MountC {
         unsafe { ffi::vexfs_c_ordered_add(self.m.as_ptr(), inode.as_ptr()) };
     }
 
+    /// Writes and waits for the data of the inodes on the ordered list while operations go on
+    /// (a commit, before it holds the handles off); they stay on the list, and a write error
+    /// is left for [`Self::ordered_flush`].
+    pub fn ordered_preflush(&self) {
+        // SAFETY: `m` is valid (type invariant).
+        unsafe { ffi::vexfs_c_ordered_preflush(self.m.as_ptr()) };
+    }
+
     /// Writes and waits for the data of the inodes on the ordered list (in a commit, with no
     /// handle open). Errors: the first write error.
     pub fn ordered_flush(&self) -> Result {
