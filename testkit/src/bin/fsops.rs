@@ -26,8 +26,9 @@
 //! lseek SEEK_DATA/SEEK_HOLE, FIEMAP (the file ranges mapped), writes through a shared mapping,
 //! fallocate (punch, zero range, allocate, keep size), setxattr/getxattr/removexattr/listxattr of
 //! `user.` attributes (and every file's `user.` attributes in the final trees);
-//! names of 255 and 256 bytes. Left out (issue 11): mknod, O_TMPFILE, RENAME_EXCHANGE/WHITEOUT
-//! (vexfs has them; the model does not yet: guest 018 tests them), `trusted.` and `security.`
+//! names of 255 and 256 bytes; RENAME_EXCHANGE; "wide" batches of 40 to 120 files in one
+//! directory (so that vexfs indexes it and splits its buckets). Left out (issue 11): mknod,
+//! O_TMPFILE, RENAME_WHITEOUT (vexfs has them; the model does not yet: guest 018 tests them), `trusted.` and `security.`
 //! attributes (guest 018), O_DIRECT (guest 019 compares it and fallocate's bytes with ext4's).
 //!
 //! Sizes are bounded so that no file has more than `--file-blocks` allocated 4 KiB blocks (default
@@ -413,6 +414,26 @@ impl Model {
         }
     }
 
+    /// The successful `RENAME_EXCHANGE` of `a` and `b`: the two entries swap what they name.
+    fn exchange(&mut self, a: &[String], b: &[String]) {
+        if a == b {
+            return;
+        }
+        if a.starts_with(b) || b.starts_with(a) {
+            return self.fail(format!("exchange of {} and {}, one inside the other, succeeded", show(a), show(b)));
+        }
+        let (Some((na, pa)), Some((nb, pb))) = (a.split_last(), b.split_last()) else {
+            return self.fail("exchange of the root".into());
+        };
+        let x = self.dir_mut(pa).and_then(|d| d.entries.remove(na));
+        let y = self.dir_mut(pb).and_then(|d| d.entries.remove(nb));
+        let (Some(x), Some(y)) = (x, y) else {
+            return self.fail(format!("exchange of {} and {}: not both in the model", show(a), show(b)));
+        };
+        self.insert(a, y);
+        self.insert(b, x);
+    }
+
     /// The successful rename of `from` to `to` (POSIX: the same inode under both names is a no-op).
     fn rename(&mut self, from: &[String], to: &[String]) {
         if from == to {
@@ -596,6 +617,11 @@ fn write_counted(f: &mut File, data: &[u8]) -> (usize, Outcome) {
 
 /// renameat2 (nix offers it only with glibc; the guest tools are musl).
 fn rename_noreplace(from: &Path, to: &Path) -> Outcome {
+    renameat2(from, to, nix::libc::RENAME_NOREPLACE)
+}
+
+/// `renameat2(from, to, flags)` (`RENAME_NOREPLACE`, `RENAME_EXCHANGE`).
+fn renameat2(from: &Path, to: &Path, flags: nix::libc::c_uint) -> Outcome {
     let (a, b) = (cstr(from)?, cstr(to)?);
     // SAFETY: both pointers are NUL-terminated strings that outlive the call; renameat2 reads
     // them only, and AT_FDCWD is a valid directory descriptor for it.
@@ -606,7 +632,7 @@ fn rename_noreplace(from: &Path, to: &Path) -> Outcome {
             a.as_ptr(),
             nix::libc::AT_FDCWD,
             b.as_ptr(),
-            nix::libc::RENAME_NOREPLACE,
+            flags,
         )
     };
     if r == 0 {
@@ -749,6 +775,35 @@ impl Gen {
             self.m.insert(&p, Node::Ino(i));
         }
         (format!("create {} mode={mode:o}", show(&p)), out)
+    }
+
+    /// Many empty files at once in one directory (40 to 120, names of 68 to 208 bytes): more
+    /// than a directory block holds, so vexfs indexes the directory and splits its buckets;
+    /// later operations pick them like any entry (the tree is crowded then: mostly unlinks).
+    fn op_wide(&mut self) -> (String, Outcome) {
+        let dirs = self.dirs_for_new();
+        let d = self.pick(&dirs).unwrap_or_default();
+        let n = self.rng.gen_range(40..=120);
+        let tag = self.rng.gen_range(0..1000u32);
+        let desc = format!("wide {} n={n} tag={tag}", show(&d));
+        let mut made = 0;
+        for k in 0..n {
+            let len = self.rng.gen_range(60..=200);
+            let mut p = d.clone();
+            p.push(format!("w{tag:03}-{k:03}-{}", "x".repeat(len)));
+            if self.m.node(&p).is_some() {
+                continue;
+            }
+            match OpenOptions::new().write(true).create_new(true).mode(0o644).open(self.path(&p)) {
+                Ok(_) => {
+                    let i = self.m.new_ino(InoKind::File { size: 0, blocks: BTreeMap::new() });
+                    self.m.insert(&p, Node::Ino(i));
+                    made += 1;
+                }
+                Err(e) => return (desc, Err(format!("{} after {made}", errno_name(&e)))),
+            }
+        }
+        (desc, Ok(format!("ok created={made}")))
     }
 
     fn op_mkdir(&mut self) -> (String, Outcome) {
@@ -967,8 +1022,16 @@ impl Gen {
             }
             _ => self.any_entry().unwrap_or_else(|| self.fresh_path()),
         };
-        let noreplace = self.chance(10);
         let (a, b) = (self.path(&from), self.path(&to));
+        if self.chance(8) {
+            // RENAME_EXCHANGE: both must exist (ENOENT otherwise), any types.
+            let out = renameat2(&a, &b, nix::libc::RENAME_EXCHANGE);
+            if out.is_ok() {
+                self.m.exchange(&from, &to);
+            }
+            return (format!("rename-exchange {} {}", show(&from), show(&to)), out);
+        }
+        let noreplace = self.chance(10);
         let out = if noreplace { rename_noreplace(&a, &b) } else { res(fs::rename(&a, &b)).map(|_| "ok".to_string()) };
         if out.is_ok() {
             self.m.rename(&from, &to);
@@ -1373,8 +1436,9 @@ impl Gen {
         let crowded = n > MAX_ENTRIES;
         // (weight, operation); adding operations weigh less when the tree is crowded.
         let add = if crowded { 1 } else { 10 };
-        let table: [(u32, Op); 23] = [
+        let table: [(u32, Op); 24] = [
             (add, Gen::op_create),
+            (if crowded { 0 } else { 1 }, Gen::op_wide),
             (add / 2 + 1, Gen::op_mkdir),
             (18, Gen::op_write),
             (6, Gen::op_append),
