@@ -133,8 +133,9 @@ impl DirStore for DxTxn<'_, '_> {
 /// of one full block on a filesystem with `FEATURE_INCOMPAT_DIR_INDEX` becomes indexed first:
 /// each step in a handle of its own ([`TxnKind::Worst`], which counts
 /// `dir_index::split_blocks_bound`), a consistent state whatever follows. A conversion needs
-/// `dir_index::CONVERT_BLOCKS` blocks free, a split `dir_index::split_alloc_bound`. Errors: `ENOSPC` (nothing of the failed step done),
-/// `EROFS`, `EUCLEAN`, `EIO` (these abort the journal).
+/// `dir_index::CONVERT_BLOCKS` blocks free, a split `dir_index::split_alloc_bound`. Errors:
+/// `ENOSPC` (nothing of the failed step done), `EROFS`, `EUCLEAN`, `EIO` (these abort the
+/// journal).
 pub fn make_room(dir: &LockedInode, name: &[u8]) -> Result {
     let sb = dir.sb();
     if sb.disk().feature_incompat & FEATURE_INCOMPAT_DIR_INDEX == 0 || !dir::valid_name(name) {
