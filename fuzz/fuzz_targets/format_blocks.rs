@@ -1,7 +1,8 @@
 //! Every decoder of the on-disk format (`vexfs_core::format`) on arbitrary bytes: the
 //! superblock, inodes, directory blocks (and the dirent edits the kernel makes in them),
 //! extent blocks, the vector map, HNSW records and header, vector-id blocks, the journal
-//! superblock and journal records. The first input byte picks the decoder, the next 16 its
+//! superblock and journal records, xattr blocks (and an attribute set and removed), indexed
+//! directories' headers. The first input byte picks the decoder, the next 16 its
 //! numbers (block number, owner, inode or slot), the rest is the block (zero-padded to 4096
 //! bytes). When the first byte's top bit is set, the block's checksum (and, for the
 //! self-describing blocks, magic, block number and owner) is made right first, with core's
@@ -25,6 +26,8 @@ use vexfs_core::format::vector::{
     MapEntry, UpperTable,
 };
 use vexfs_core::format::vector::{HNSW_MAGIC, VEC_IDS_MAGIC};
+use vexfs_core::dir_index::{Header, INDEX_MAGIC};
+use vexfs_core::format::xattr::{self, XATTR_MAGIC};
 use vexfs_core::format::{BLOCK_SIZE, INODE_SIZE};
 
 fuzz_target!(|data: &[u8]| {
@@ -39,18 +42,56 @@ fuzz_target!(|data: &[u8]| {
     let m = body.len().min(BLOCK_SIZE);
     block[..m].copy_from_slice(&body[..m]);
     if which & 0x80 != 0 {
-        seal(which % 7, &mut block, a, b);
+        seal(which % 9, &mut block, a, b);
     }
-    match which % 7 {
+    match which % 9 {
         0 => superblock(&block, a),
         1 => inode(&block, a),
         2 => dir_block(&mut block, a, b, body.get(BLOCK_SIZE..).unwrap_or_default()),
         3 => extent_block(&block, a, b),
         4 => vector(&block, a, b),
         5 => journal(&block, a, b),
+        6 => xattr_block(&mut block, a, b, body.get(BLOCK_SIZE..).unwrap_or_default()),
+        7 => dir_index_header(&block, a, b),
         _ => dirent_edits(&mut block, a, body.get(BLOCK_SIZE..).unwrap_or_default()),
     }
 });
+
+/// An xattr block (format v3) of block `n` of inode `owner`: checked, listed, and when it
+/// checks, an attribute from the input's tail set and removed: the block still checks after
+/// each and holds exactly what was set.
+fn xattr_block(block: &mut [u8], n: u64, owner: u64, tail: &[u8]) {
+    for e in xattr::entries(block) {
+        if e.is_err() {
+            break;
+        }
+    }
+    if xattr::check_xattr_block(block, n, owner).is_err() {
+        return;
+    }
+    let index = tail.first().map_or(1, |i| i % 6);
+    let name_len = tail.get(1).map_or(1, |l| usize::from(*l));
+    let name = tail.get(2..2 + name_len).unwrap_or(b"n");
+    let name = if xattr::is_acl(index) { &b""[..] } else { name };
+    let value = tail.get(2 + name_len..).unwrap_or_default();
+    if matches!(xattr::set(block, n, owner, index, name, Some(value)), Ok(_)) {
+        assert!(xattr::check_xattr_block(block, n, owner).is_ok(), "xattr block after a set");
+        assert_eq!(xattr::get(block, index, name), Some(value), "xattr value after a set");
+        assert!(xattr::set(block, n, owner, index, name, None).is_ok(), "xattr remove after a set");
+        assert!(xattr::check_xattr_block(block, n, owner).is_ok(), "xattr block after a remove");
+        assert_eq!(xattr::get(block, index, name), None, "xattr gone after a remove");
+    }
+}
+
+/// An indexed directory's header of block `n` of directory `owner`: what decodes encodes back
+/// to the same, and its depths list only those with buckets.
+fn dir_index_header(block: &[u8], n: u64, owner: u64) {
+    let Ok(h) = Header::decode(block, n, owner) else { return };
+    let mut again = vec![0u8; BLOCK_SIZE];
+    h.encode(&mut again, n, owner);
+    assert_eq!(Header::decode(&again, n, owner).ok(), Some(h), "directory index header round trip");
+    assert!(h.depths().all(|d| h.leaves[d as usize] > 0), "listed depths have buckets");
+}
 
 fn superblock(block: &[u8], device_blocks: u64) {
     let Ok(sb) = Superblock::decode(block) else { return };
@@ -197,6 +238,8 @@ fn seal(which: u8, block: &mut [u8], a: u64, b: u64) {
         }
         2 => seal_header(block, DIR_MAGIC, a, b),
         3 => seal_header(block, EXTENT_MAGIC, a, b),
+        6 => seal_header(block, XATTR_MAGIC, a, b),
+        7 => seal_header(block, INDEX_MAGIC, a, b),
         4 => {
             // The map entry of slot `a` and either header (the HNSW one has owner 0).
             let c = crc32c_parts(&[&(a as u32).to_le_bytes(), &block[..12]]);
