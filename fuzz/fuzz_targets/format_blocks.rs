@@ -13,6 +13,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use vexfs_core::crc32c::{crc32c, crc32c_parts};
+use vexfs_core::dir_index::{Header, INDEX_MAGIC};
 use vexfs_core::format::block::seal_header;
 use vexfs_core::format::dir::{self, DIR_MAGIC};
 use vexfs_core::format::extent::EXTENT_MAGIC;
@@ -26,7 +27,6 @@ use vexfs_core::format::vector::{
     MapEntry, UpperTable,
 };
 use vexfs_core::format::vector::{HNSW_MAGIC, VEC_IDS_MAGIC};
-use vexfs_core::dir_index::{Header, INDEX_MAGIC};
 use vexfs_core::format::xattr::{self, XATTR_MAGIC};
 use vexfs_core::format::{BLOCK_SIZE, INODE_SIZE};
 
