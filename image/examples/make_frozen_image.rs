@@ -21,17 +21,18 @@
 //! 1/16 computed exactly by every distance kernel (scalar, SSE2, AVX2): the manifest's
 //! distances are exact bits on any CPU, and the queries have no ties.
 
-use std::collections::{BTreeMap, HashMap};
-use std::error::Error;
+#[path = "frozen_common/mod.rs"]
+mod common;
+
+use common::{decimals, hex_words, l2, sha256_hex, type_name, walk, Res, Vecs, DIM, EF};
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::PathBuf;
 
 use flate2::write::GzEncoder;
 use flate2::{Compression, GzBuilder};
-use sha2::{Digest, Sha256};
-use vexfs_core::format::dir::DT_DIR;
-use vexfs_core::format::inode::{Inode, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
+use vexfs_core::format::inode::{Inode, S_IFLNK, S_IFMT};
 use vexfs_core::format::layout::MkfsParams;
 use vexfs_core::format::superblock::{Metric, ROOT_INO};
 use vexfs_core::format::BLOCK_SIZE;
@@ -40,13 +41,8 @@ use vexfs_image::vectors::file_paths;
 use vexfs_image::writer::{FileOpts, Writer};
 use vexfs_image::{mkfs, Image, MemDevice};
 
-type Res<T> = Result<T, Box<dyn Error>>;
-
 /// 2 MiB.
 const BLOCKS: u64 = 512;
-const DIM: usize = 8;
-/// ef of every recorded query: above the number of vectors, so the answers are exact.
-const EF: usize = 64;
 /// Base of the timestamps: inode `i` has mtime `T0 + 3600 i` (atime +2 s, ctime +1 s).
 const T0: i64 = 1_700_000_000;
 
@@ -74,52 +70,6 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
     (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed).wrapping_add((i >> 8) as u8) | 1).collect()
 }
 
-/// Vectors with components in {-2, -1.75, ..., 2} from a xorshift32 stream.
-struct Vecs(u32);
-
-impl Vecs {
-    fn next(&mut self) -> Vec<f32> {
-        (0..DIM)
-            .map(|_| {
-                self.0 ^= self.0 << 13;
-                self.0 ^= self.0 >> 17;
-                self.0 ^= self.0 << 5;
-                ((self.0 % 17) as i32 - 8) as f32 / 4.0
-            })
-            .collect()
-    }
-
-    fn take(&mut self, n: usize) -> Vec<Vec<f32>> {
-        (0..n).map(|_| self.next()).collect()
-    }
-}
-
-/// Squared l2 distance, exact for these vectors (every term a multiple of 1/16, sums < 2^20).
-fn l2(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
-}
-
-fn hex_words(v: &[f32]) -> String {
-    v.iter().map(|x| format!("{:08x}", x.to_bits())).collect::<Vec<_>>().join(",")
-}
-
-fn decimals(v: &[f32]) -> String {
-    v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(",")
-}
-
-fn sha256_hex(b: &[u8]) -> String {
-    Sha256::digest(b).iter().map(|x| format!("{x:02x}")).collect()
-}
-
-fn type_name(mode: u16) -> &'static str {
-    match mode & S_IFMT {
-        S_IFDIR => "dir",
-        S_IFREG => "file",
-        S_IFLNK => "symlink",
-        _ => "other",
-    }
-}
-
 /// A long name of exactly `len` bytes starting with `prefix`.
 fn long_name(prefix: &str, len: usize) -> String {
     let mut s = prefix.to_string();
@@ -127,22 +77,6 @@ fn long_name(prefix: &str, len: usize) -> String {
         s.push(char::from(b'a' + (s.len() % 26) as u8));
     }
     s
-}
-
-/// Every path reachable from the root (the root is `/`), with its inode, sorted by path.
-fn walk(img: &Image<MemDevice>) -> Res<BTreeMap<String, u32>> {
-    let mut out = BTreeMap::from([("/".to_string(), ROOT_INO)]);
-    let mut stack = vec![(ROOT_INO, String::new())];
-    while let Some((dir, prefix)) = stack.pop() {
-        for e in img.read_dir(dir, &img.inode(dir)?)? {
-            let p = format!("{prefix}/{}", String::from_utf8(e.name)?);
-            if e.file_type == DT_DIR {
-                stack.push((e.ino, p.clone()));
-            }
-            out.insert(p, e.ino);
-        }
-    }
-    Ok(out)
 }
 
 fn main() -> Res<()> {

@@ -38,36 +38,29 @@
 //! of 1/4 in -2..=2 (every distance exact on any CPU), no ties; the journal's stale records
 //! zeroed and every inode's times fixed.
 
-use std::collections::{BTreeMap, HashMap};
-use std::error::Error;
+#[path = "frozen_common/mod.rs"]
+mod common;
+
+use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::path::PathBuf;
 
-use flate2::write::GzEncoder;
-use flate2::{Compression, GzBuilder};
-use sha2::{Digest, Sha256};
+use common::{
+    checked_search, head_lines, inode_lines, settle, sha256_hex, tail_lines, tree_fields, write_out, Made, Res, Vecs,
+    DIM,
+};
 use vexfs_core::embed::min_journal_blocks;
-use vexfs_core::extent_tree::node_depth;
-use vexfs_core::format::dir::DT_DIR;
-use vexfs_core::format::inode::{Inode, INODE_FLAG_INDEX, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG};
+use vexfs_core::format::inode::{INODE_FLAG_INDEX, S_IFIFO};
 use vexfs_core::format::layout::MkfsParams;
-use vexfs_core::format::superblock::{Metric, Region, FEATURE_INCOMPAT_DIR_INDEX, ROOT_INO};
+use vexfs_core::format::superblock::{Metric, FEATURE_INCOMPAT_DIR_INDEX, ROOT_INO};
 use vexfs_core::format::BLOCK_SIZE;
-use vexfs_image::fsck::{self, Mode};
 use vexfs_image::mkfs::{self, FormatOpts};
-use vexfs_image::vectors::file_paths;
 use vexfs_image::writer::{FileOpts, Writer};
 use vexfs_image::{Image, MemDevice};
-
-type Res<T> = Result<T, Box<dyn Error>>;
 
 /// 8 MiB: room for the directory (about 60 blocks with its tree) and for guest 063's names.
 const BLOCKS: u64 = 2048;
 const JOURNAL_BLOCKS: u64 = 160;
-const DIM: usize = 8;
-/// ef of the recorded query: above the number of vectors, so the answer is exact.
-const EF: usize = 64;
 /// Base of the timestamps: inode `i` has mtime `T0 + 3600 i` (atime +2 s, ctime +1 s).
 const T0: i64 = 1_790_000_000;
 /// The seed of the writer's directory-seed generator.
@@ -121,83 +114,6 @@ fn contents(i: u32) -> Vec<u8> {
     }
     let line = format!("/big file {i}\n");
     line.bytes().cycle().take(100 * i as usize + 7).collect()
-}
-
-/// Vectors with components in {-2, -1.75, ..., 2} from a xorshift32 stream.
-struct Vecs(u32);
-
-impl Vecs {
-    fn next(&mut self) -> Vec<f32> {
-        (0..DIM)
-            .map(|_| {
-                self.0 ^= self.0 << 13;
-                self.0 ^= self.0 >> 17;
-                self.0 ^= self.0 << 5;
-                ((self.0 % 17) as i32 - 8) as f32 / 4.0
-            })
-            .collect()
-    }
-
-    fn take(&mut self, n: usize) -> Vec<Vec<f32>> {
-        (0..n).map(|_| self.next()).collect()
-    }
-}
-
-/// Squared l2 distance, exact for these vectors (every term a multiple of 1/16, sums < 2^20).
-fn l2(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
-}
-
-fn hex_words(v: &[f32]) -> String {
-    v.iter().map(|x| format!("{:08x}", x.to_bits())).collect::<Vec<_>>().join(",")
-}
-
-fn decimals(v: &[f32]) -> String {
-    v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(",")
-}
-
-fn sha256_hex(b: &[u8]) -> String {
-    Sha256::digest(b).iter().map(|x| format!("{x:02x}")).collect()
-}
-
-fn type_name(mode: u16) -> &'static str {
-    match mode & S_IFMT {
-        S_IFDIR => "dir",
-        S_IFREG => "file",
-        S_IFLNK => "symlink",
-        S_IFIFO => "fifo",
-        _ => "other",
-    }
-}
-
-/// Every path reachable from the root (the root is `/`), with its inode, sorted by path.
-fn walk(img: &Image<MemDevice>) -> Res<BTreeMap<String, u32>> {
-    let mut out = BTreeMap::from([("/".to_string(), ROOT_INO)]);
-    let mut stack = vec![(ROOT_INO, String::new())];
-    while let Some((dir, prefix)) = stack.pop() {
-        for e in img.read_dir(dir, &img.inode(dir)?)? {
-            let p = format!("{prefix}/{}", String::from_utf8(e.name)?);
-            if e.file_type == DT_DIR {
-                stack.push((e.ino, p.clone()));
-            }
-            out.insert(p, e.ino);
-        }
-    }
-    Ok(out)
-}
-
-/// The `tree` item of inode `ino`: the root's depth (`-` without a tree), its node blocks and
-/// its extents (inline ones included).
-fn tree_fields(img: &Image<MemDevice>, ino: u32) -> Res<(String, usize, usize)> {
-    let i = img.inode(ino)?;
-    let nodes = img.extent_nodes(ino, &i)?;
-    let extents = img.extents(ino, &i)?;
-    let depth = if i.extent_block == 0 {
-        "-".to_string()
-    } else {
-        node_depth(&img.read_block(i.extent_block)?[..]).map_err(|e| format!("inode {ino}: {e:?}"))?.to_string()
-    };
-    Ok((depth, nodes.len(), extents.len()))
 }
 
 /// The `dirindex` item of directory `ino` (after `dirindex INO`): the seed (hex), the buckets
@@ -319,66 +235,17 @@ fn main() -> Res<()> {
     }
     let chunks: HashMap<u32, Vec<Vec<f32>>> =
         HashMap::from([(hello, v_hello.clone()), (vec_file, v_big.clone()), (deep, v_deep.clone())]);
-    let mut live: Vec<(u32, u32, Vec<f32>)> = Vec::new();
-    for (ino, vs) in &chunks {
-        for (c, v) in vs.iter().enumerate() {
-            live.push((*ino, c as u32, v.clone()));
-        }
-    }
     // One query, k 4: every vector, in order.
     let mut qg = Vecs(0x9e37_79b9);
     let queries: Vec<(Vec<f32>, usize)> = vec![(qg.next(), 4)];
-    let mut results = Vec::new();
-    for (qi, (q, k)) in queries.iter().enumerate() {
-        let mut truth: Vec<(u32, u32, u32)> = live.iter().map(|(i, c, v)| (l2(q, v).to_bits(), *i, *c)).collect();
-        truth.sort();
-        if truth.windows(2).any(|p| p[0].0 == p[1].0) {
-            return Err(format!("query {qi} has tied distances: choose other vector seeds").into());
-        }
-        let hits = w.search(q, *k, EF)?;
-        let got: Vec<(u32, u32, u32)> = hits.iter().map(|h| (h.distance().to_bits(), h.ino as u32, h.chunk)).collect();
-        if got[..] != truth[..*k] {
-            return Err(format!("query {qi}: the index answered {got:?}, brute force {truth:?}").into());
-        }
-        results.push(hits);
-    }
+    let results = checked_search(&mut w, &chunks, &queries)?;
 
     // Owners, then fixed timestamps (the writer stamps the current time).
-    let mut img = w.commit()?;
-    let paths = walk(&img)?;
-    let mut inos: Vec<u32> = paths.values().copied().collect();
-    inos.sort_unstable();
-    inos.dedup();
+    let img = w.commit()?;
     let owners: HashMap<u32, (u32, u32)> =
         HashMap::from([(big, (1000, 1000)), (small, (1000, 100)), (files[3], (0, 100)), (files[20], (1001, 1001))]);
-    for &ino in &inos {
-        let mut i: Inode = img.inode(ino)?;
-        let t = T0 + 3600 * ino as i64;
-        let ns = 1_000_000 * ino + 9;
-        (i.mtime_sec, i.mtime_nsec) = (t, ns);
-        (i.ctime_sec, i.ctime_nsec) = (t + 1, ns + 1);
-        (i.atime_sec, i.atime_nsec) = (t + 2, ns + 2);
-        if let Some(&(uid, gid)) = owners.get(&ino) {
-            (i.uid, i.gid) = (uid, gid);
-        }
-        img.write_inode(ino, &i)?;
-    }
-    // The superblock's write time, and the journal's stale record blocks zeroed (the journal is
-    // clean: nothing reads them); the journal superblock stays as the writer left it.
-    let mut sb = img.sb().clone();
-    sb.write_time = (T0 + 5) as u64;
-    let mut b = [0u8; BLOCK_SIZE];
-    sb.encode(&mut b);
-    img.write_block(0, &b)?;
-    let jr = sb.region(Region::Journal);
-    let mut raw = img.into_device().bytes;
-    raw[(jr.start as usize + 1) * BLOCK_SIZE..(jr.start + jr.blocks) as usize * BLOCK_SIZE].fill(0);
-    let (out, _) = fsck::run(MemDevice { bytes: raw.clone() }, Mode::Check)?;
-    if !out.report.problems.is_empty() || !out.notes.is_empty() {
-        return Err(format!("fsck: {:?} {:?}", out.report.problems, out.notes).into());
-    }
+    let (raw, paths, inos) = settle(img, T0, &owners)?;
     let img = Image::open(MemDevice { bytes: raw.clone() })?;
-    let hit_paths = file_paths(&img)?;
 
     // What the image must hold: /big indexed, deep enough, its entries as made; /small linear.
     if img.sb().feature_incompat != FEATURE_INCOMPAT_DIR_INDEX {
@@ -418,111 +285,16 @@ fn main() -> Res<()> {
     let sb = img.sb();
     let mut m = String::new();
     m.push_str(MANIFEST_HEAD);
-    writeln!(m, "image {} {}", raw.len(), sha256_hex(&raw))?;
-    writeln!(m, "sb format_version {}", sb.format_version)?;
-    writeln!(m, "sb feature_incompat {}", sb.feature_incompat)?;
-    writeln!(m, "sb uuid {}", sb.uuid.iter().map(|b| format!("{b:02x}")).collect::<String>())?;
-    writeln!(m, "sb label {}", sb.label_str())?;
-    writeln!(m, "sb block_count {}", sb.block_count)?;
-    writeln!(m, "sb inode_count {}", sb.inode_count)?;
-    writeln!(m, "sb free_blocks {}", sb.free_blocks)?;
-    writeln!(m, "sb free_inodes {}", sb.free_inodes)?;
-    writeln!(m, "sb mkfs_time {}", sb.mkfs_time)?;
-    writeln!(m, "sb write_time {}", sb.write_time)?;
-    writeln!(m, "sb journal_blocks {}", sb.region(Region::Journal).blocks)?;
-    writeln!(m, "sb dim {}", sb.vec_dim)?;
-    writeln!(m, "sb metric l2")?;
-    writeln!(m, "sb vec_capacity {}", sb.vec_capacity)?;
-    writeln!(m, "sb vec_stride {}", sb.vec_stride)?;
-    writeln!(m, "sb hnsw_m {}", sb.hnsw_m)?;
-    writeln!(m, "sb hnsw_ef_construction {}", sb.hnsw_ef_construction)?;
-    writeln!(m, "sb hnsw_max_level {}", sb.hnsw_max_level)?;
-    writeln!(m, "sb hnsw_seed {}", sb.hnsw_seed)?;
-    writeln!(m, "hnsw entry {}", h.entry)?;
-    writeln!(m, "hnsw entry_level {}", h.entry_level)?;
-    writeln!(m, "hnsw live {}", h.live)?;
-    writeln!(m, "hnsw deleted {}", h.deleted)?;
-    for &ino in &inos {
-        let i = img.inode(ino)?;
-        writeln!(
-            m,
-            "inode {ino} {} {:o} {} {} {} {} {} {}.{:09} {}.{:09} {}.{:09}",
-            type_name(i.mode),
-            i.mode,
-            i.uid,
-            i.gid,
-            i.links,
-            i.size,
-            i.blocks,
-            i.atime_sec,
-            i.atime_nsec,
-            i.mtime_sec,
-            i.mtime_nsec,
-            i.ctime_sec,
-            i.ctime_nsec
-        )?;
-    }
-    for &ino in &inos {
-        let (depth, nodes, extents) = tree_fields(&img, ino)?;
-        writeln!(m, "tree {ino} {depth} {nodes} {extents}")?;
-    }
+    head_lines(&mut m, &raw, sb, &h)?;
+    inode_lines(&mut m, &img, &inos)?;
     for &ino in &indexed {
         writeln!(m, "dirindex {ino} {}", dirindex_fields(&img, ino)?)?;
     }
-    for (p, ino) in &paths {
-        writeln!(m, "path {ino} {p}")?;
-    }
-    for &ino in &inos {
-        let i = img.inode(ino)?;
-        if i.is_reg() {
-            let data = img.read_file(ino, &i)?;
-            if content.get(&ino) != Some(&data) {
-                return Err(format!("inode {ino} does not read back as written").into());
-            }
-            writeln!(m, "data {ino} {}", sha256_hex(&data))?;
-        } else if i.mode & S_IFMT == S_IFLNK {
-            writeln!(m, "target {ino} {}", String::from_utf8(img.read_file(ino, &i)?)?)?;
-        }
-    }
-    for &ino in &inos {
-        let i = img.inode(ino)?;
-        if !i.is_reg() {
-            continue;
-        }
-        let slots = img.vec_slots(ino, &i)?;
-        let s: String = slots.iter().map(|s| format!(" {s}")).collect();
-        writeln!(m, "slots {ino}{s}")?;
-        let want = chunks.get(&ino).map_or(0, Vec::len);
-        if slots.len() != want {
-            return Err(format!("inode {ino} has {} chunks, not {want}", slots.len()).into());
-        }
-        for (c, v) in chunks.get(&ino).into_iter().flatten().enumerate() {
-            writeln!(m, "chunk {ino} {c} {} {}", hex_words(v), decimals(v))?;
-        }
-    }
-    for (qi, ((q, k), hits)) in queries.iter().zip(&results).enumerate() {
-        writeln!(m, "query {qi} {k} {EF} {} {}", hex_words(q), decimals(q))?;
-        for (rank, hit) in hits.iter().enumerate() {
-            let d = hit.distance();
-            let path = hit_paths.get(&hit.ino).ok_or("a hit without a path")?;
-            writeln!(m, "hit {qi} {} {} {} {} {:08x} {d} {path}", rank + 1, hit.ino, hit.chunk, hit.slot, d.to_bits())?;
-        }
-    }
-
-    let mut gz: GzEncoder<Vec<u8>> = GzBuilder::new().mtime(0).write(Vec::new(), Compression::best());
-    gz.write_all(&raw)?;
-    let gz = gz.finish()?;
-    std::fs::create_dir_all(&out_dir)?;
-    std::fs::write(out_dir.join("v3-dirindex.img.gz"), &gz)?;
-    std::fs::write(out_dir.join("v3-dirindex.manifest"), m)?;
-    eprintln!(
-        "wrote {} ({} bytes, {} raw) and v3-dirindex.manifest: {} paths, {} inodes, header {h:?}",
-        out_dir.join("v3-dirindex.img.gz").display(),
-        gz.len(),
-        raw.len(),
-        paths.len(),
-        inos.len()
-    );
+    let made =
+        Made { paths: &paths, inos: &inos, content: &content, chunks: &chunks, queries: &queries, results: &results };
+    tail_lines(&mut m, &img, &made)?;
+    let what = format!("{} paths, {} inodes, header {h:?}", paths.len(), inos.len());
+    write_out(&out_dir, "v3-dirindex", &raw, &m, &what)?;
     Ok(())
 }
 
