@@ -250,12 +250,11 @@ fn add_entry(g: &mut Locked<'_>, dir: &LockedInode, st: &mut FsInode, name: &[u8
     let ino32 = u32::try_from(ino).map_err(|_| EINVAL)?;
     if indexed(st) {
         // `make_room` made room before the handle: a split here would outrun its credits.
-        let mut v = DxView { dir, st };
-        if !dx::has_room(&mut v, name).map_err(|e| tree_err(sb, e))? {
+        let r = dx::insert_splitting(&mut DxView { dir, st }, name, ino32, dt, 0).map_err(|e| tree_err(sb, e));
+        if r == Err(ENOSPC) {
             pr_err!("vexfs ({}): directory {}: no room made for a name\n", sb.name(), dir.ino());
-            return Err(ENOSPC);
         }
-        return dx::insert(&mut v, name, ino32, dt).map_err(|e| tree_err(sb, e));
+        return r;
     }
     let dino = dir.ino();
     let n = dir_nblocks(dir);

@@ -330,12 +330,18 @@ pub fn lookup<S: DirRead>(s: &mut S, name: &[u8]) -> Result<Option<(u32, u8)>, S
     Ok(found?)
 }
 
+/// The bucket of key `key` and whether a name of `len` bytes fits in it.
+fn leaf_room<S: DirRead>(s: &mut S, h: &Header, key: u64, len: usize) -> Result<(Leaf, bool), S::Error> {
+    let leaf = find_leaf(s, h, key)?;
+    let fits = read_leaf(s, &leaf, |b| dir::fits(b, len))??;
+    Ok((leaf, fits))
+}
+
 /// Whether the bucket of `name` has room for it (an [`insert`] of it would not split).
 /// Errors: `Corrupt`, the store's.
 pub fn has_room<S: DirRead>(s: &mut S, name: &[u8]) -> Result<bool, S::Error> {
     let (_, h) = read_header(s)?;
-    let leaf = find_leaf(s, &h, name_key(&h.seed, name))?;
-    Ok(read_leaf(s, &leaf, |b| dir::fits(b, name.len()))??)
+    Ok(leaf_room(s, &h, name_key(&h.seed, name), name.len())?.1)
 }
 
 /// One step toward room for `name`: `true` when its bucket has room; else splits that bucket
@@ -344,12 +350,11 @@ pub fn has_room<S: DirRead>(s: &mut S, name: &[u8]) -> Result<bool, S::Error> {
 /// the store's (`ENOSPC`: nothing changed), `no_space` at [`MAX_DEPTH`], `Corrupt`.
 pub fn make_room<S: DirStore>(s: &mut S, name: &[u8]) -> Result<bool, S::Error> {
     let (hblock, mut h) = read_header(s)?;
-    let leaf = find_leaf(s, &h, name_key(&h.seed, name))?;
-    if read_leaf(s, &leaf, |b| dir::fits(b, name.len()))?? {
-        return Ok(true);
+    let (leaf, fits) = leaf_room(s, &h, name_key(&h.seed, name), name.len())?;
+    if !fits {
+        split(s, &mut h, hblock, &leaf)?;
     }
-    split(s, &mut h, hblock, &leaf)?;
-    Ok(false)
+    Ok(fits)
 }
 
 /// Adds the dirent `name -> ino` (the caller checked that `name` is absent), splitting full
@@ -357,26 +362,41 @@ pub fn make_room<S: DirStore>(s: &mut S, name: &[u8]) -> Result<bool, S::Error> 
 /// nothing changed by the split that failed), `no_space` when the splits leave the key's
 /// bucket full, `Corrupt`.
 pub fn insert<S: DirStore>(s: &mut S, name: &[u8], ino: u32, file_type: u8) -> Result<(), S::Error> {
-    for _ in 0..MAX_SPLITS {
-        if make_room(s, name)? {
-            break;
+    insert_splitting(s, name, ino, file_type, MAX_SPLITS)
+}
+
+/// [`insert`] with at most `max_splits` splits: 0 where the caller made room beforehand
+/// ([`make_room`]) and may not split (the kernel, whose create's handle has no credits for a
+/// split). The header is read once and the bucket once per attempt. Errors: as [`insert`].
+pub fn insert_splitting<S: DirStore>(
+    s: &mut S,
+    name: &[u8],
+    ino: u32,
+    file_type: u8,
+    max_splits: usize,
+) -> Result<(), S::Error> {
+    let (hblock, mut h) = read_header(s)?;
+    let key = name_key(&h.seed, name);
+    let owner = s.owner();
+    let mut splits = 0;
+    loop {
+        let (leaf, fits) = leaf_room(s, &h, key, name.len())?;
+        if fits {
+            let n = leaf.block;
+            let added = s.write(n, |b| {
+                let r = dir::insert(b, name, ino, file_type);
+                if matches!(r, Ok(true)) {
+                    seal_dir_block(b, n, owner);
+                }
+                r
+            })??;
+            return if added { Ok(()) } else { Err(s.no_space()) };
         }
-    }
-    let (_, h) = read_header(s)?;
-    let leaf = find_leaf(s, &h, name_key(&h.seed, name))?;
-    read_leaf(s, &leaf, |_| ())?;
-    let (n, owner) = (leaf.block, s.owner());
-    let added = s.write(n, |b| {
-        let r = dir::insert(b, name, ino, file_type);
-        if matches!(r, Ok(true)) {
-            seal_dir_block(b, n, owner);
+        if splits >= max_splits {
+            return Err(s.no_space());
         }
-        r
-    })??;
-    if added {
-        Ok(())
-    } else {
-        Err(s.no_space())
+        split(s, &mut h, hblock, &leaf)?;
+        splits += 1;
     }
 }
 
@@ -882,6 +902,27 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Without splits allowed, a name whose bucket is full is refused and nothing changes;
+    /// after `make_room` it goes in without a split.
+    #[test]
+    fn an_insert_without_splits_needs_room_made_first() {
+        let mut m = indexed(&[]);
+        let mut i = 0;
+        while insert_splitting(&mut m, &name(i), 100 + i, dir::DT_REG, 0).is_ok() {
+            i += 1;
+        }
+        assert!(i > 10 && m.map.len() == 2, "{i} names, {} blocks", m.map.len());
+        let before = m.blocks.clone();
+        assert!(matches!(insert_splitting(&mut m, &name(i), 100 + i, dir::DT_REG, 0), Err(E::NoSpace)));
+        assert_eq!(m.blocks, before, "a refused insert changed blocks");
+        while !make_room(&mut m, &name(i)).unwrap() {}
+        let mapped = m.map.len();
+        insert_splitting(&mut m, &name(i), 100 + i, dir::DT_REG, 0).unwrap();
+        assert_eq!(m.map.len(), mapped, "the insert split after make_room");
+        assert_eq!(lookup(&mut m, &name(i)).unwrap(), Some((100 + i, dir::DT_REG)));
+        assert_eq!(listing(&mut m).len(), i as usize + 1);
     }
 
     #[test]
