@@ -2,6 +2,7 @@
 //! as the value lives.
 
 use crate::ffi::{self, BufferHead};
+use crate::format::block::{csum_ok, Csum};
 use crate::format::BLOCK_SIZE;
 use crate::vfs::super_block::Device;
 use core::ptr::NonNull;
@@ -24,6 +25,16 @@ impl Buf {
         // SAFETY: `dev` is a live superblock whose block size is 4096 (its type invariant).
         let bh = unsafe { ffi::vexfs_c_bread(dev.as_ptr(), block) };
         // SAFETY: the buffer head came from `sb_bread` with a reference.
+        unsafe { Self::from_raw(bh) }.ok_or(EIO)
+    }
+
+    /// [`Self::read`], and when block `block` has to come from the disk, a readahead of up to
+    /// 32 blocks after it, below `ra_end` (not waited for): for the inode table, whose blocks
+    /// a directory walk reads one after another. `EIO` if the read of `block` fails.
+    pub fn read_ahead(dev: &Device, block: u64, ra_end: u64) -> Result<Buf> {
+        // SAFETY: as in `read`.
+        let bh = unsafe { ffi::vexfs_c_bread_ahead(dev.as_ptr(), block, ra_end) };
+        // SAFETY: the buffer head came from `sb_getblk` with a reference, and is up to date.
         unsafe { Self::from_raw(bh) }.ok_or(EIO)
     }
 
@@ -74,6 +85,25 @@ impl Buf {
     pub fn txn_clear(&self) {
         // SAFETY: as in `txn_test_set`.
         unsafe { ffi::vexfs_c_bh_txn_clear(self.bh.as_ptr()) };
+    }
+
+    /// Whether the block's header checksum ([`crate::format::block`]) is right, for a block
+    /// that starts with the header: [`Csum::Verified`] if the buffer's verified bit says so
+    /// (set since the block last came from the disk; glue.c), or, the first time, if the
+    /// checksum computed now matches (and the bit is set); [`Csum::Check`] otherwise, which
+    /// makes the decoder compute it again and report the mismatch. Blocks changed through
+    /// [`Self::data_mut`] are resealed by their changer, so the bit stays.
+    pub fn csum(&self) -> Csum {
+        // SAFETY: `bh` is valid by the type invariant; the bit is vexfs's own (glue.c).
+        if unsafe { ffi::vexfs_c_bh_verified(self.bh.as_ptr()) } {
+            return Csum::Verified;
+        }
+        if !csum_ok(self.data()) {
+            return Csum::Check;
+        }
+        // SAFETY: as above.
+        unsafe { ffi::vexfs_c_bh_set_verified(self.bh.as_ptr()) };
+        Csum::Verified
     }
 
     /// Starts writing the block ([`Self::wait_write`] waits for it).

@@ -48,9 +48,12 @@ extern "C" {
     pub fn vexfs_c_unregister();
     pub fn vexfs_c_inode_rs(inode: *mut bindings::inode) -> *mut u64;
     pub fn vexfs_c_bread(sb: *mut bindings::super_block, block: u64) -> *mut BufferHead;
+    pub fn vexfs_c_bread_ahead(sb: *mut bindings::super_block, block: u64, ra_end: u64) -> *mut BufferHead;
     pub fn vexfs_c_bnew(sb: *mut bindings::super_block, block: u64) -> *mut BufferHead;
     pub fn vexfs_c_brelse(bh: *mut BufferHead);
     pub fn vexfs_c_bforget(bh: *mut BufferHead);
+    pub fn vexfs_c_bh_verified(bh: *mut BufferHead) -> bool;
+    pub fn vexfs_c_bh_set_verified(bh: *mut BufferHead);
     pub fn vexfs_c_bh_data(bh: *mut BufferHead) -> *mut u8;
     pub fn vexfs_c_mark_dirty(bh: *mut BufferHead);
     pub fn vexfs_c_bh_blocknr(bh: *mut BufferHead) -> u64;

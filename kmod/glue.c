@@ -36,9 +36,74 @@ static inline struct vexfs_inode_info *VI(struct inode *inode)
 /* ---- wrappers called from Rust ---------------------------------------------------------- */
 
 u64 *vexfs_c_inode_rs(struct inode *inode) { return VI(inode)->rs; }
-struct buffer_head *vexfs_c_bread(struct super_block *sb, u64 block) { return sb_bread(sb, block); }
+
+/*
+ * Buffer state bit: the block's header checksum was verified since the block was last read
+ * from the disk, and vexfs has sealed every change since (kmod/buf.rs; ext4's BH_Verified).
+ * Cleared whenever the buffer's contents come from the disk again, or from nowhere.
+ */
+#define BH_VexfsVerified (BH_PrivateStart + 1)
+
+/* sb_bread, clearing the verified bit when the block is read from the disk. */
+struct buffer_head *vexfs_c_bread(struct super_block *sb, u64 block)
+{
+	struct buffer_head *bh = sb_getblk(sb, block);
+
+	if (!bh || buffer_uptodate(bh))
+		return bh;
+	clear_bit(BH_VexfsVerified, &bh->b_state);
+	if (bh_read(bh, 0) < 0) {
+		brelse(bh);
+		return NULL;
+	}
+	return bh;
+}
+
+/*
+ * vexfs_c_bread of `block`; when the block has to come from the disk, the blocks after it up to
+ * `ra_end` (at most VEXFS_RA_BLOCKS) are read ahead in the same plug, without waiting for them:
+ * the inode table (ext4 reads its inode tables ahead the same way, __ext4_get_inode_loc).
+ */
+#define VEXFS_RA_BLOCKS 32
+struct buffer_head *vexfs_c_bread_ahead(struct super_block *sb, u64 block, u64 ra_end)
+{
+	struct buffer_head *bh = sb_getblk(sb, block);
+	struct blk_plug plug;
+	u64 b;
+
+	if (!bh || buffer_uptodate(bh))
+		return bh;
+	blk_start_plug(&plug);
+	clear_bit(BH_VexfsVerified, &bh->b_state);
+	bh_read_nowait(bh, REQ_META | REQ_PRIO);
+	for (b = block + 1; b < ra_end && b <= block + VEXFS_RA_BLOCKS; b++) {
+		struct buffer_head *ra = sb_getblk(sb, b);
+
+		if (!ra)
+			break;
+		if (!buffer_uptodate(ra)) {
+			clear_bit(BH_VexfsVerified, &ra->b_state);
+			bh_readahead(ra, REQ_RAHEAD | REQ_META);
+		}
+		brelse(ra);
+	}
+	blk_finish_plug(&plug);
+	wait_on_buffer(bh);
+	if (!buffer_uptodate(bh)) {
+		brelse(bh);
+		return NULL;
+	}
+	return bh;
+}
+
 void vexfs_c_brelse(struct buffer_head *bh) { brelse(bh); }
-void vexfs_c_bforget(struct buffer_head *bh) { bforget(bh); }
+void vexfs_c_bforget(struct buffer_head *bh)
+{
+	clear_bit(BH_VexfsVerified, &bh->b_state);
+	bforget(bh);
+}
+bool vexfs_c_bh_verified(struct buffer_head *bh) { return test_bit(BH_VexfsVerified, &bh->b_state); }
+void vexfs_c_bh_set_verified(struct buffer_head *bh) { set_bit(BH_VexfsVerified, &bh->b_state); }
 u8 *vexfs_c_bh_data(struct buffer_head *bh) { return bh->b_data; }
 u64 vexfs_c_bh_blocknr(struct buffer_head *bh) { return bh->b_blocknr; }
 void vexfs_c_get_bh(struct buffer_head *bh) { get_bh(bh); }
@@ -364,6 +429,7 @@ struct buffer_head *vexfs_c_bnew(struct super_block *sb, u64 block)
 	if (!bh)
 		return NULL;
 	lock_buffer(bh);
+	clear_bit(BH_VexfsVerified, &bh->b_state);
 	memset(bh->b_data, 0, bh->b_size);
 	set_buffer_uptodate(bh);
 	unlock_buffer(bh);

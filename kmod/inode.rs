@@ -4,6 +4,7 @@ use crate::buf::Buf;
 use crate::error::{FormatError, EFBIG};
 use crate::extent_tree::{TreeStore, NODE_ENTRIES};
 use crate::file_extents::FileExtents;
+use crate::format::block::Csum;
 use crate::format::extent::Extent;
 use crate::format::inode::{Inode as DiskInode, INODE_FLAG_INDEX, S_IFDIR, S_IFMT};
 use crate::format::superblock::Region;
@@ -88,7 +89,8 @@ const IGET_CREATING_TRIES: u32 = 50;
 pub fn disk_inode(g: &Locked<'_>, ino: u64) -> Result<DiskInode> {
     let sb = g.sb();
     let (blk, off) = sb.disk().inode_pos(ino).ok_or(EINVAL)?;
-    let b = Buf::read(sb, blk)?;
+    let table = sb.disk().region(Region::InodeTable);
+    let b = Buf::read_ahead(sb, blk, table.start.saturating_add(table.blocks))?;
     let raw = b.data().get(off..off + INODE_SIZE).ok_or(EINVAL)?;
     DiskInode::decode(ino, raw).map_err(|e| sb.report(e))
 }
@@ -228,6 +230,10 @@ impl TreeStore for ReadStore<'_> {
         let b = Buf::read(self.sb, n)?;
         Ok(f(b.data()))
     }
+    fn read_sealed<R>(&mut self, n: u64, f: impl FnOnce(&[u8], Csum) -> R) -> core::result::Result<R, TreeErr> {
+        let b = Buf::read(self.sb, n)?;
+        Ok(f(b.data(), b.csum()))
+    }
     fn write<R>(&mut self, _n: u64, _f: impl FnOnce(&mut [u8]) -> R) -> core::result::Result<R, TreeErr> {
         Err(TreeErr::Kernel(EIO))
     }
@@ -252,6 +258,10 @@ impl TreeStore for TxnStore<'_, '_> {
     fn read<R>(&mut self, n: u64, f: impl FnOnce(&[u8]) -> R) -> core::result::Result<R, TreeErr> {
         let b = Buf::read(self.g.sb(), n)?;
         Ok(f(b.data()))
+    }
+    fn read_sealed<R>(&mut self, n: u64, f: impl FnOnce(&[u8], Csum) -> R) -> core::result::Result<R, TreeErr> {
+        let b = Buf::read(self.g.sb(), n)?;
+        Ok(f(b.data(), b.csum()))
     }
     fn write<R>(&mut self, n: u64, f: impl FnOnce(&mut [u8]) -> R) -> core::result::Result<R, TreeErr> {
         let mut b = Buf::read(self.g.sb(), n)?;
@@ -330,7 +340,7 @@ pub fn alloc_file_block(g: &mut Locked<'_>, inode: &Inode, st: &mut FsInode, lbl
     let mut tree_blocks = blocks;
     let mut s = TxnStore { g, blocks: &mut tree_blocks };
     let goal = fx.goal(&mut s, lblk).map_err(|e| tree_err(sb, e))?;
-    let pb = s.g.alloc_file_data(goal)?;
+    let pb = s.g.alloc_file_data(goal, st.blocks)?;
     if let Err(e) = fx.add_block(&mut s, lblk, pb) {
         s.g.free_block(pb)?;
         return Err(tree_err(sb, e));

@@ -6,8 +6,9 @@
 use crate::buf::Buf;
 use crate::dir_index::{self as dx, DirRead, DirStore};
 use crate::error::{FormatError, ENAMETOOLONG, ENOTEMPTY};
+use crate::format::block::Csum;
 use crate::format::dir::{
-    self, check_dir_block, dirents, dt_from_mode, init_dir_block, seal_dir_block, DIR_HEADER, NAME_MAX,
+    self, check_dir_block_csum, dirents, dt_from_mode, init_dir_block, seal_dir_block, DIR_HEADER, NAME_MAX,
 };
 use crate::format::inode::INODE_FLAG_INDEX;
 use crate::format::superblock::FEATURE_INCOMPAT_DIR_INDEX;
@@ -39,6 +40,10 @@ impl DirRead for DxView<'_> {
     }
     fn read<R>(&mut self, n: u64, f: impl FnOnce(&[u8]) -> R) -> core::result::Result<R, TreeErr> {
         Ok(f(Buf::read(self.dir.sb(), n)?.data()))
+    }
+    fn read_sealed<R>(&mut self, n: u64, f: impl FnOnce(&[u8], Csum) -> R) -> core::result::Result<R, TreeErr> {
+        let b = Buf::read(self.dir.sb(), n)?;
+        Ok(f(b.data(), b.csum()))
     }
     fn owner(&self) -> u64 {
         self.dir.ino()
@@ -86,6 +91,9 @@ impl DirRead for DxTxn<'_, '_> {
     }
     fn read<R>(&mut self, n: u64, f: impl FnOnce(&[u8]) -> R) -> core::result::Result<R, TreeErr> {
         DxView { dir: self.dir, st: self.st }.read(n, f)
+    }
+    fn read_sealed<R>(&mut self, n: u64, f: impl FnOnce(&[u8], Csum) -> R) -> core::result::Result<R, TreeErr> {
+        DxView { dir: self.dir, st: self.st }.read_sealed(n, f)
     }
     fn owner(&self) -> u64 {
         self.dir.ino()
@@ -219,7 +227,7 @@ fn dir_block(dir: &Inode, st: &FsInode, i: u64) -> Result<(u64, Buf)> {
         return Err(sb.corrupt("hole in directory at block", i));
     };
     let b = Buf::read(sb, phys)?;
-    check_dir_block(b.data(), phys, dir.ino()).map_err(|e| sb.report(e))?;
+    check_dir_block_csum(b.data(), phys, dir.ino(), b.csum()).map_err(|e| sb.report(e))?;
     Ok((phys, b))
 }
 
@@ -630,7 +638,7 @@ fn iterate_indexed(dir: &Inode, ctx: &mut DirContext) -> Result {
             let (_, h) = dx::read_header(&mut v).map_err(|e| tree_err(sb, e))?;
             let leaf = dx::find_leaf(&mut v, &h, key).map_err(|e| tree_err(sb, e))?;
             let b = Buf::read(sb, leaf.block)?;
-            check_dir_block(b.data(), leaf.block, dir.ino()).map_err(|e| sb.report(e))?;
+            check_dir_block_csum(b.data(), leaf.block, dir.ino(), b.csum()).map_err(|e| sb.report(e))?;
             (leaf, b, h.seed)
         };
         let n = dx::sorted_entries(b.data(), &seed, key, sorted).map_err(|e| sb.report(e))?;

@@ -10,7 +10,7 @@ use crate::ffi::StatfsOut;
 use crate::format::extent::Extent;
 use crate::format::inode::{INLINE_EXTENTS, INLINE_VEC_IDS};
 use crate::format::superblock::{Region, Superblock, FEATURE_INCOMPAT_RECOVER, FORMAT_VERSION, ROOT_INO, STATE_CLEAN};
-use crate::format::{bit_find_clear, bit_find_free_run, bit_set, bit_test, BLOCK_SIZE, RUN_BITS};
+use crate::format::{bit_find_clear, bit_find_free_run_of, bit_set, bit_test, BLOCK_SIZE, RUN_BITS};
 use crate::index::IndexState;
 use crate::txn::{JState, Journal};
 use crate::vfs;
@@ -93,6 +93,7 @@ impl SbInfo {
             free_blocks: 0,
             free_inodes: 0,
             block_hint: disk.region(Region::Data).start,
+            ino_hint: 0,
             state: disk.state & crate::format::superblock::STATE_ERRORS,
             mount_count: disk.mount_count.wrapping_add(1),
         };
@@ -118,6 +119,10 @@ pub struct Inner {
     pub free_inodes: u64,
     /// Where the next block search starts (the block after the last one allocated).
     pub block_hint: u64,
+    /// Inode bitmap bit below which every inode is in use: [`Locked::alloc_ino`] searches from
+    /// here (it hands out the lowest free number, without rescanning the bitmap's full
+    /// start on every create); lowered by [`Locked::free_ino`].
+    pub ino_hint: u64,
     /// `state` bits to write back (errors seen while mounted).
     pub state: u32,
     /// Mount count to write back.
@@ -256,16 +261,19 @@ impl<'a> Locked<'a> {
         Ok(b)
     }
 
-    /// Allocates a data block of a file. A file's first block (no `goal`) is the first free one
-    /// from the last allocation ([`Self::alloc_block`]: small files pack together). A later
-    /// block is `goal` (the block after the file's block before) if that is free; else the
-    /// first block of a wholly free, aligned run of [`RUN_BITS`](crate::format::RUN_BITS)
-    /// blocks, searched from the goal and then from the region's start; else any free block.
-    /// Files growing at once (two downloads, parallel copies) so fill runs of their own
-    /// instead of taking every other block, which gave each an extent per block and ran out of
-    /// extents at about 1 MiB. Runs and goals do not move the hint. Errors: as
-    /// [`Self::alloc_block`].
-    pub fn alloc_file_data(&mut self, goal: u64) -> Result<u64> {
+    /// Allocates a data block of a file that owns `blocks` blocks. A file's first block (no
+    /// `goal`) is the first free one from the last allocation ([`Self::alloc_block`]: small
+    /// files pack together). A later block is `goal` (the block after the file's block before)
+    /// if that is free; else the first block of a wholly free, aligned run of [`run_for`]
+    /// `(blocks)` blocks (the file's size rounded up to a power of two, 64 to 2,048 blocks),
+    /// then of [`RUN_BITS`](crate::format::RUN_BITS) blocks, each searched from the goal and
+    /// then from the region's start; else any free block. Files growing at once (two
+    /// downloads, parallel copies) so fill runs of their own instead of taking every other
+    /// block, which gave each an extent per block and ran out of extents at about 1 MiB; and
+    /// a file that keeps growing takes longer runs, so that its extents (and the extent-tree
+    /// nodes every write looks up) stay few, as ext4's mballoc normalises a request by the
+    /// file's size. Runs and goals do not move the hint. Errors: as [`Self::alloc_block`].
+    pub fn alloc_file_data(&mut self, goal: u64, blocks: u64) -> Result<u64> {
         let data = self.sb.disk().region(Region::Data);
         if !data.contains(goal) {
             return self.alloc_block(goal);
@@ -274,12 +282,19 @@ impl<'a> Locked<'a> {
         let b = if self.free_unbarred(goal)? {
             self.alloc_block(goal)?
         } else {
-            match self.find_free_run(goal, data.end())? {
+            let mut start = None;
+            for run in [run_for(blocks), RUN_BITS] {
+                start = match self.find_free_run(goal, data.end(), run)? {
+                    Some(r) => Some(r),
+                    None => self.find_free_run(data.start, goal, run)?,
+                };
+                if start.is_some() || run == RUN_BITS {
+                    break;
+                }
+            }
+            match start {
                 Some(r) => self.alloc_block(r)?,
-                None => match self.find_free_run(data.start, goal)? {
-                    Some(r) => self.alloc_block(r)?,
-                    None => return self.alloc_block(goal),
-                },
+                None => return self.alloc_block(goal),
             }
         };
         self.block_hint = hint;
@@ -293,12 +308,13 @@ impl<'a> Locked<'a> {
 
     /// First block of a wholly free aligned run of blocks in `from .. to` whose first block is
     /// not barred by the journal (the allocator then takes it and the blocks after it).
-    fn find_free_run(&self, mut from: u64, to: u64) -> Result<Option<u64>> {
-        while let Some(first) = self.find_in_bitmap(Region::BlockBitmap, from, to, bit_find_free_run)? {
+    fn find_free_run(&self, mut from: u64, to: u64, run: usize) -> Result<Option<u64>> {
+        let find = |bits: &[u8], from: usize, limit: usize| bit_find_free_run_of(bits, from, limit, run);
+        while let Some(first) = self.find_in_bitmap(Region::BlockBitmap, from, to, find)? {
             if !self.sb.journal().state().barred(first) {
                 return Ok(Some(first));
             }
-            from = first + RUN_BITS as u64;
+            from = first + run as u64;
         }
         Ok(None)
     }
@@ -334,10 +350,12 @@ impl<'a> Locked<'a> {
         if self.free_inodes == 0 {
             return Err(Error::from_errno(-ENOSPC));
         }
-        let Some(bit) = self.find_clear(Region::InodeBitmap, 0, self.sb.disk().inode_count as u64)? else {
+        let count = self.sb.disk().inode_count as u64;
+        let Some(bit) = self.find_clear(Region::InodeBitmap, self.ino_hint.min(count), count)? else {
             return Err(self.sb.corrupt("free inode count (bitmap full)", self.free_inodes));
         };
         self.set_bit(Region::InodeBitmap, bit, true)?;
+        self.ino_hint = bit + 1;
         self.free_inodes -= 1;
         Ok(bit + 1)
     }
@@ -350,6 +368,7 @@ impl<'a> Locked<'a> {
         if !self.set_bit(Region::InodeBitmap, ino - 1, false)? {
             return Err(self.sb.corrupt("freed inode already free", ino));
         }
+        self.ino_hint = self.ino_hint.min(ino - 1);
         self.free_inodes += 1;
         Ok(())
     }
@@ -466,7 +485,7 @@ impl<'a> Locked<'a> {
         r: Region,
         from: u64,
         to: u64,
-        find: fn(&[u8], usize, usize) -> Option<usize>,
+        find: impl Fn(&[u8], usize, usize) -> Option<usize>,
     ) -> Result<Option<u64>> {
         let mut pos = from;
         while pos < to {
@@ -504,4 +523,16 @@ impl<'a> Locked<'a> {
         }
         Ok(free)
     }
+}
+
+/// Longest run a file's new run of blocks looks for: 2,048 blocks (8 MiB).
+const MAX_RUN: usize = 2048;
+
+/// Blocks of the free run that [`Locked::alloc_file_data`] starts a new run of a file owning
+/// `blocks` blocks in: `blocks` rounded up to a power of two, within
+/// [`RUN_BITS`](crate::format::RUN_BITS) ..= [`MAX_RUN`] (a multiple of 8 bits, and inside one
+/// bitmap block).
+fn run_for(blocks: u64) -> usize {
+    let b = usize::try_from(blocks).unwrap_or(MAX_RUN).clamp(RUN_BITS, MAX_RUN);
+    b.checked_next_power_of_two().unwrap_or(MAX_RUN).min(MAX_RUN)
 }

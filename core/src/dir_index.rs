@@ -28,9 +28,9 @@
 //! journal handle, the tools' images), without heap allocation.
 
 use crate::error::FormatError;
-use crate::format::block::{check_header, seal_header};
-use crate::format::dir::{self, check_dir_block, dirents, seal_dir_block, DIR_HEADER};
-use crate::format::le::{put, put_u32, u32_at};
+use crate::format::block::{check_header_csum, seal_header, Csum};
+use crate::format::dir::{self, check_dir_block, check_dir_block_csum, dirents, seal_dir_block, DIR_HEADER};
+use crate::format::le::{all_zero, put, put_u32, u32_at};
 use crate::format::BLOCK_SIZE;
 
 /// `"VDXH"` as a little-endian word: the header block's magic.
@@ -205,13 +205,18 @@ impl Header {
     /// Errors (EUCLEAN): the block header's; `Corrupt` for a non-zero reserved field or
     /// trailing byte, a count above `2^d`, or counts that do not cover the key space once.
     pub fn decode(block: &[u8], blocknr: u64, owner: u64) -> Result<Header, FormatError> {
-        check_header(block, "directory index header", INDEX_MAGIC, blocknr, owner)?;
+        Self::decode_csum(block, blocknr, owner, Csum::Check)
+    }
+
+    /// [`Header::decode`], the checksum skipped when `csum` says the store verified it.
+    pub fn decode_csum(block: &[u8], blocknr: u64, owner: u64, csum: Csum) -> Result<Header, FormatError> {
+        check_header_csum(block, "directory index header", INDEX_MAGIC, blocknr, owner, csum)?;
         let mut seed = [0u8; 16];
         seed.copy_from_slice(block.get(SEED_OFF..SEED_OFF + 16).ok_or(corrupt("directory index header", 0))?);
         if u32_at(block, RESERVED_OFF, "directory index header")? != 0 {
             return Err(corrupt("directory index reserved field", RESERVED_OFF as u64));
         }
-        if block.get(HEADER_END..).is_some_and(|t| t.iter().any(|&b| b != 0)) {
+        if block.get(HEADER_END..).is_some_and(|t| !all_zero(t)) {
             return Err(corrupt("directory index header trailing bytes", HEADER_END as u64));
         }
         let mut leaves = [0u32; MAX_DEPTH as usize + 1];
@@ -255,6 +260,12 @@ pub trait DirRead {
     fn map(&mut self, logical: u64) -> Result<Option<u64>, Self::Error>;
     /// Calls `f` on device block `n` as it is on the store.
     fn read<R>(&mut self, n: u64, f: impl FnOnce(&[u8]) -> R) -> Result<R, Self::Error>;
+    /// [`Self::read`] of a block with the common header (the index header, a bucket), with
+    /// whether the store already verified its checksum. By default [`Csum::Check`]: the
+    /// decoder checks it.
+    fn read_sealed<R>(&mut self, n: u64, f: impl FnOnce(&[u8], Csum) -> R) -> Result<R, Self::Error> {
+        self.read(n, |b| f(b, Csum::Check))
+    }
     /// The directory's inode number (the owner in every block header).
     fn owner(&self) -> u64;
 }
@@ -281,7 +292,7 @@ pub fn read_header<S: DirRead>(s: &mut S) -> Result<(u64, Header), S::Error> {
         return Err(corrupt("directory index without a header", 0).into());
     };
     let owner = s.owner();
-    let h = s.read(n, |b| Header::decode(b, n, owner))??;
+    let h = s.read_sealed(n, |b, csum| Header::decode_csum(b, n, owner, csum))??;
     Ok((n, h))
 }
 
@@ -319,7 +330,7 @@ pub fn find_leaf<S: DirRead>(s: &mut S, h: &Header, key: u64) -> Result<Leaf, S:
 fn read_leaf<S: DirRead, R>(s: &mut S, leaf: &Leaf, f: impl FnOnce(&[u8]) -> R) -> Result<R, S::Error> {
     let owner = s.owner();
     let n = leaf.block;
-    s.read(n, |b| check_dir_block(b, n, owner).map(|()| f(b)))?.map_err(S::Error::from)
+    s.read_sealed(n, |b, csum| check_dir_block_csum(b, n, owner, csum).map(|()| f(b)))?.map_err(S::Error::from)
 }
 
 /// The dirent `name` of the directory: (inode, type), or `None`.

@@ -31,7 +31,7 @@
 //! the tools' images), without heap allocation: paths live on the stack.
 
 use crate::error::FormatError;
-use crate::format::block::{check_header, seal_header};
+use crate::format::block::{check_header_csum, seal_header, Csum};
 use crate::format::extent::{check_extent, Extent, EXTENTS_PER_BLOCK, EXTENT_HEADER, EXTENT_MAGIC, EXTENT_SIZE};
 use crate::format::le::{put_u16, put_u32, put_u64, record, record_mut, u16_at, u32_at};
 
@@ -58,6 +58,11 @@ pub trait TreeStore {
     type Error: From<FormatError>;
     /// Calls `f` on block `n` as it is on the store.
     fn read<R>(&mut self, n: u64, f: impl FnOnce(&[u8]) -> R) -> Result<R, Self::Error>;
+    /// [`Self::read`] of a node, with whether the store already verified its checksum. By
+    /// default [`Csum::Check`]: the tree checks it.
+    fn read_sealed<R>(&mut self, n: u64, f: impl FnOnce(&[u8], Csum) -> R) -> Result<R, Self::Error> {
+        self.read(n, |b| f(b, Csum::Check))
+    }
     /// Calls `f` on block `n` to change it (the tree seals the header itself).
     fn write<R>(&mut self, n: u64, f: impl FnOnce(&mut [u8]) -> R) -> Result<R, Self::Error>;
     /// Calls `f` on block `n`, newly allocated, to fill it whole: its old contents do not matter
@@ -103,9 +108,7 @@ fn corrupt<E: From<FormatError>>(what: &'static str, value: u64) -> E {
 /// The 16 bytes of entry `i` of a node.
 fn entry(node: &[u8], i: usize) -> Result<[u8; EXTENT_SIZE], FormatError> {
     let r = record(node, EXTENT_HEADER, EXTENT_SIZE, i, "extent node entry")?;
-    let mut out = [0u8; EXTENT_SIZE];
-    out.copy_from_slice(r);
-    Ok(out)
+    <[u8; EXTENT_SIZE]>::try_from(r).map_err(|_| FormatError::Truncated { what: "extent node entry", len: r.len() })
 }
 
 fn put_entry(node: &mut [u8], i: usize, raw: &[u8; EXTENT_SIZE]) {
@@ -211,21 +214,21 @@ fn copy_bytes<S: TreeStore>(
     Ok(())
 }
 
-/// Checks node `n` whole: header and checksum (`owner`), depth `depth`, count `1 ..=
-/// NODE_ENTRIES`, reserved bytes, and entries sorted inside `lo .. hi` (leaves: every extent
+/// Checks node `n` whole: header and checksum (`owner`; the checksum skipped when `csum` says
+/// the store verified it), depth `depth`, count `1 ..= NODE_ENTRIES`, reserved bytes, and
+/// entries sorted inside `keys` = `lo .. hi` (leaves: every extent
 /// checked by [`check_extent`] in the data region; index nodes: strictly increasing keys,
 /// children in the data region), the first starting at `lo` exactly unless `first_free` (the
 /// root). Returns the count.
 fn check_node(
-    node: &[u8],
+    (node, csum): (&[u8], Csum),
     n: u64,
     t: &Tree,
     depth: usize,
-    lo: u64,
-    hi: u64,
+    (lo, hi): (u64, u64),
     first_free: bool,
 ) -> Result<usize, FormatError> {
-    check_header(node, "extent node", EXTENT_MAGIC, n, t.owner)?;
+    check_header_csum(node, "extent node", EXTENT_MAGIC, n, t.owner, csum)?;
     if node_depth(node)? != depth || u16_at(node, DEPTH_OFF + 2, "extent node")? != 0 {
         return Err(FormatError::Corrupt { what: "extent node depth", value: node_depth(node)? as u64 });
     }
@@ -379,9 +382,9 @@ impl Tree {
         for level in 0..=depth {
             let d = depth - level;
             let t = *self;
-            let step = s.read(n, |b| -> Result<(usize, usize, u64, u64, u64), FormatError> {
+            let step = s.read_sealed(n, |b, csum| -> Result<(usize, usize, u64, u64, u64), FormatError> {
                 // The root's first key may lie above `lo` (extents were removed below it).
-                let c = check_node(b, n, &t, d, lo, hi, level == 0)?;
+                let c = check_node((b, csum), n, &t, d, (lo, hi), level == 0)?;
                 if d == 0 {
                     let at = match to {
                         Toward::Last => c,

@@ -528,7 +528,7 @@ mod tests {
     #[test]
     fn sparse_and_interleaved_blocks_match_a_model() {
         for seed in 1..=6u64 {
-            let mut rng = Rng(seed * 0x9e37_79b9_7f4a_7c15);
+            let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
             let mut m = Mem::new(1 << 30);
             let mut fx = empty();
             let mut model = BTreeMap::new();

@@ -31,6 +31,24 @@ pub fn block_csum(block: &[u8]) -> u32 {
     }
 }
 
+/// Whether a block's checksum is still to be checked when it is decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Csum {
+    /// Check it: every block a tool reads, a kernel buffer not yet verified.
+    Check,
+    /// Skip it: the store checked it since the block last came from the device, and every
+    /// change since was sealed ([`seal_header`]). The kernel's buffers carry this as a state
+    /// bit (`kmod/buf.rs`, as ext4's `BH_Verified`), so a block read from the cache again and
+    /// again is summed once.
+    Verified,
+}
+
+/// Whether the checksum stored in `block` is that of its bytes (a block that starts with the
+/// header). For a store that verifies blocks once ([`Csum::Verified`]).
+pub fn csum_ok(block: &[u8]) -> bool {
+    u32_at(block, CSUM_OFF, "block header").is_ok_and(|stored| stored == block_csum(block))
+}
+
 /// Checks magic, checksum and identity of a block that starts with the header.
 ///
 /// `what` names the block kind in the error. Errors (all EUCLEAN: a block inside the filesystem
@@ -38,6 +56,18 @@ pub fn block_csum(block: &[u8]) -> u32 {
 /// block, `Corrupt { what, value: magic found }` for a wrong magic, `BadChecksum`,
 /// `WrongIdentity` for a wrong block number or owner (expected and found given).
 pub fn check_header(block: &[u8], what: &'static str, magic: u32, blocknr: u64, owner: u64) -> Result<()> {
+    check_header_csum(block, what, magic, blocknr, owner, Csum::Check)
+}
+
+/// [`check_header`], with the checksum skipped when `csum` is [`Csum::Verified`].
+pub fn check_header_csum(
+    block: &[u8],
+    what: &'static str,
+    magic: u32,
+    blocknr: u64,
+    owner: u64,
+    csum: Csum,
+) -> Result<()> {
     if block.len() != BLOCK_SIZE {
         return Err(FormatError::Truncated { what, len: block.len() });
     }
@@ -45,10 +75,12 @@ pub fn check_header(block: &[u8], what: &'static str, magic: u32, blocknr: u64, 
     if m != magic {
         return Err(FormatError::Corrupt { what, value: u64::from(m) });
     }
-    let stored = u32_at(block, CSUM_OFF, what)?;
-    let computed = block_csum(block);
-    if stored != computed {
-        return Err(FormatError::BadChecksum { what, stored, computed });
+    if csum == Csum::Check {
+        let stored = u32_at(block, CSUM_OFF, what)?;
+        let computed = block_csum(block);
+        if stored != computed {
+            return Err(FormatError::BadChecksum { what, stored, computed });
+        }
     }
     let b = u64_at(block, 8, what)?;
     if b != blocknr {

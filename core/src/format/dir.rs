@@ -14,7 +14,7 @@
 //! the one before it, or marked unused (`ino = 0`) when it is the first of the block. "." and
 //! ".." are not stored: ".." is the inode's `parent` field.
 
-use super::block::{check_header, seal_header};
+use super::block::{check_header_csum, seal_header, Csum};
 use core::ops::Range;
 
 use super::le::*;
@@ -96,7 +96,12 @@ pub struct Dirent<'a> {
 
 /// Checks a directory block's header (magic, checksum, block number, owner).
 pub fn check_dir_block(block: &[u8], blocknr: u64, owner: u64) -> Result<()> {
-    check_header(block, "directory block", DIR_MAGIC, blocknr, owner)
+    check_dir_block_csum(block, blocknr, owner, Csum::Check)
+}
+
+/// [`check_dir_block`], the checksum skipped when `csum` says the store verified it.
+pub fn check_dir_block_csum(block: &[u8], blocknr: u64, owner: u64, csum: Csum) -> Result<()> {
+    check_header_csum(block, "directory block", DIR_MAGIC, blocknr, owner, csum)
 }
 
 /// Recomputes the header and checksum after a change.
@@ -188,29 +193,97 @@ pub fn dirent_at(block: &[u8], offset: usize) -> Result<Dirent<'_>> {
     DirIter { block, off: offset, done: false }.parse().map(|(d, _)| d)
 }
 
-/// Whether [`insert`] would find room for a name of `name_len` bytes. Errors: those of
-/// [`dirents`].
-pub fn fits(block: &[u8], name_len: usize) -> Result<bool> {
-    let need = rec_len_for(name_len);
-    for d in dirents(block) {
-        let d = d?;
-        let used = if d.ino == 0 { 0 } else { rec_len_for(d.name.len()) };
-        if d.rec_len.checked_sub(used).is_some_and(|free| free >= need) {
-            return Ok(true);
-        }
-    }
-    Ok(false)
+/// A dirent's fixed fields as [`walk`] reads them: only what keeps the walk inside the block
+/// is checked (see there), not the name's bytes or the type.
+#[derive(Debug, Clone, Copy)]
+struct Raw {
+    /// Byte offset in the block.
+    off: usize,
+    /// Inode number; 0 = unused space.
+    ino: u32,
+    /// Bytes to the next dirent.
+    rec_len: usize,
+    /// Bytes of the name.
+    name_len: usize,
 }
 
-/// Finds `name` in `block`: its dirent, or `None`.
-pub fn find<'a>(block: &'a [u8], name: &[u8]) -> Result<Option<Dirent<'a>>> {
-    for d in dirents(block) {
-        let d = d?;
-        if d.ino != 0 && d.name == name {
-            return Ok(Some(d));
+impl Raw {
+    /// The bytes the dirent spans.
+    fn span(&self) -> Range<usize> {
+        self.off..self.off.saturating_add(self.rec_len)
+    }
+
+    /// Bytes a used dirent needs (0 for unused space).
+    fn used(&self) -> usize {
+        if self.ino == 0 {
+            0
+        } else {
+            rec_len_for(self.name_len)
         }
     }
+
+    /// Whether this is the used dirent of `name`.
+    fn is(&self, block: &[u8], name: &[u8]) -> bool {
+        let at = self.off.saturating_add(DIRENT_HEADER);
+        self.ino != 0 && self.name_len == name.len() && block.get(at..at.saturating_add(self.name_len)) == Some(name)
+    }
+}
+
+/// Walks the dirents of `block` (whose header was checked) for the lookups and changes that
+/// look at one name or at free space ([`find`], [`fits`], [`insert`], [`remove`],
+/// [`retarget`]), calling `f` on each until it breaks with a value.
+///
+/// Each `rec_len` is checked as [`dirents`] does (a multiple of 8, at least the dirent's
+/// header, ending inside the block) and so is `name_len` (inside `rec_len`): what keeps every
+/// offset in bounds. The names and types of the dirents passed over are not checked here (a
+/// scan of a 250-entry bucket per lookup would check each name byte by byte): [`dirents`],
+/// which readdir and fsck use, checks them, and the dirent a lookup returns is checked whole
+/// ([`find`]). Errors (EUCLEAN): `Corrupt` "dirent rec_len" / "dirent name_len" as
+/// [`dirents`].
+fn walk<T>(block: &[u8], mut f: impl FnMut(Raw) -> Option<T>) -> Result<Option<T>> {
+    if block.len() != BLOCK_SIZE {
+        return Err(FormatError::Truncated { what: "directory block", len: block.len() });
+    }
+    let mut off = DIR_HEADER;
+    while off < BLOCK_SIZE {
+        let [i0, i1, i2, i3, r0, r1, name_len, _] = bytes::<DIRENT_HEADER>(block, off, "dirent")?;
+        let rec_len = usize::from(u16::from_le_bytes([r0, r1]));
+        if rec_len < DIRENT_HEADER || rec_len % 8 != 0 || rec_len > BLOCK_SIZE.saturating_sub(off) {
+            return Err(FormatError::Corrupt { what: "dirent rec_len", value: rec_len as u64 });
+        }
+        let name_len = usize::from(name_len);
+        if name_len > rec_len.saturating_sub(DIRENT_HEADER) {
+            return Err(FormatError::Corrupt { what: "dirent name_len", value: name_len as u64 });
+        }
+        let raw = Raw { off, ino: u32::from_le_bytes([i0, i1, i2, i3]), rec_len, name_len };
+        if let Some(v) = f(raw) {
+            return Ok(Some(v));
+        }
+        off = off.saturating_add(rec_len);
+    }
     Ok(None)
+}
+
+/// The first dirent with room for a dirent of `need` bytes after its own: its span and the
+/// bytes it keeps.
+fn room(block: &[u8], need: usize) -> Result<Option<(Range<usize>, usize)>> {
+    walk(block, |d| (d.rec_len.checked_sub(d.used()).is_some_and(|free| free >= need)).then(|| (d.span(), d.used())))
+}
+
+/// Whether [`insert`] would find room for a name of `name_len` bytes. Errors: `Corrupt` for
+/// a malformed `rec_len` or `name_len` (see `walk`).
+pub fn fits(block: &[u8], name_len: usize) -> Result<bool> {
+    Ok(room(block, rec_len_for(name_len))?.is_some())
+}
+
+/// Finds `name` in `block`: its dirent (checked whole, as [`dirents`] checks), or `None`.
+/// Errors (EUCLEAN): `Corrupt` for a malformed `rec_len` or `name_len` on the way, or a bad
+/// type in the dirent found.
+pub fn find<'a>(block: &'a [u8], name: &[u8]) -> Result<Option<Dirent<'a>>> {
+    match walk(block, |d| d.is(block, name).then_some(d.off))? {
+        Some(off) => dirent_at(block, off).map(Some),
+        None => Ok(None),
+    }
 }
 
 /// Whether the block has no used dirent.
@@ -240,24 +313,14 @@ fn put_rec_len(entry: &mut [u8], rec_len: usize) {
 /// Adds a dirent if the block has room; returns whether it did. The caller checked that the
 /// name is not present, and reseals the block.
 ///
-/// Errors (EUCLEAN): those of [`dirents`] for a malformed dirent met on the way; `Corrupt`
-/// ("dirent name", its length) for a name [`valid_name`] refuses, which is never written.
+/// Errors (EUCLEAN): `Corrupt` for a malformed `rec_len` or `name_len` met on the way (see
+/// `walk`); `Corrupt` ("dirent name", its length) for a name [`valid_name`] refuses, which is never written.
 pub fn insert(block: &mut [u8], name: &[u8], ino: u32, file_type: u8) -> Result<bool> {
     let name_len = match u8::try_from(name.len()) {
         Ok(n) if valid_name(name) => n,
         _ => return Err(FormatError::Corrupt { what: "dirent name", value: name.len() as u64 }),
     };
-    let need = rec_len_for(name.len());
-    let mut slot = None;
-    let mut it = dirents(block);
-    while let Some(d) = it.next_with_span() {
-        let (d, span) = d?;
-        let used = if d.ino == 0 { 0 } else { rec_len_for(d.name.len()) };
-        if d.rec_len.checked_sub(used).is_some_and(|free| free >= need) {
-            slot = Some((span, used));
-            break;
-        }
-    }
+    let slot = room(block, rec_len_for(name.len()))?;
     let Some((span, used)) = slot else { return Ok(false) };
     let entry = span_mut(block, span)?;
     // A used dirent keeps its own bytes; the new one takes the rest of its span.
@@ -278,19 +341,16 @@ pub fn insert(block: &mut [u8], name: &[u8], ino: u32, file_type: u8) -> Result<
 
 /// Removes the dirent of `name`; returns its inode number, or `None` if absent. Its bytes join
 /// the dirent before it, or it becomes unused when it is the block's first. The caller reseals
-/// the block. Errors (EUCLEAN): those of [`dirents`].
+/// the block. Errors (EUCLEAN): `Corrupt` for a malformed `rec_len` or `name_len` (see `walk`).
 pub fn remove(block: &mut [u8], name: &[u8]) -> Result<Option<u32>> {
     let mut prev: Option<Range<usize>> = None;
-    let mut hit = None;
-    let mut it = dirents(block);
-    while let Some(d) = it.next_with_span() {
-        let (d, span) = d?;
-        if d.ino != 0 && d.name == name {
-            hit = Some((span, d.ino));
-            break;
+    let hit = walk(block, |d| {
+        if d.is(block, name) {
+            return Some((d.span(), d.ino));
         }
-        prev = Some(span);
-    }
+        prev = Some(d.span());
+        None
+    })?;
     let Some((span, ino)) = hit else { return Ok(None) };
     match prev {
         Some(p) => {
@@ -354,17 +414,10 @@ pub fn retain(block: &mut [u8], mut keep: impl FnMut(&Dirent<'_>) -> bool) -> Re
 }
 
 /// Points the existing dirent `name` at another inode (rename over an existing name); returns
-/// whether `name` was there. Errors (EUCLEAN): those of [`dirents`].
+/// whether `name` was there. Errors (EUCLEAN): `Corrupt` for a malformed `rec_len` or
+/// `name_len` (see `walk`).
 pub fn retarget(block: &mut [u8], name: &[u8], ino: u32, file_type: u8) -> Result<bool> {
-    let mut found = None;
-    let mut it = dirents(block);
-    while let Some(d) = it.next_with_span() {
-        let (d, span) = d?;
-        if d.ino != 0 && d.name == name {
-            found = Some(span);
-            break;
-        }
-    }
+    let found = walk(block, |d| d.is(block, name).then(|| d.span()))?;
     let Some(span) = found else { return Ok(false) };
     let entry = span_mut(block, span)?;
     put_u32(entry, 0, ino);

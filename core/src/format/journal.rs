@@ -136,7 +136,7 @@ impl JournalSuper {
         if j.head >= journal_blocks.saturating_sub(1) {
             return bad("journal head", j.head);
         }
-        if block.get(64..).is_some_and(|r| r.iter().any(|&b| b != 0)) {
+        if block.get(64..).is_some_and(|r| !all_zero(r)) {
             return bad("journal reserved bytes", 0);
         }
         Ok(j)

@@ -7,10 +7,9 @@ use crate::error::{FormatError, Result};
 /// Reads `N` bytes at `off`.
 pub fn bytes<const N: usize>(buf: &[u8], off: usize, what: &'static str) -> Result<[u8; N]> {
     let end = off.checked_add(N).ok_or(FormatError::Truncated { what, len: buf.len() })?;
-    let s = buf.get(off..end).ok_or(FormatError::Truncated { what, len: buf.len() })?;
-    let mut out = [0u8; N];
-    out.copy_from_slice(s);
-    Ok(out)
+    // `try_from` of a slice of length `N` is a plain load (copy_from_slice was a call per
+    // field in the kernel build).
+    buf.get(off..end).and_then(|s| <[u8; N]>::try_from(s).ok()).ok_or(FormatError::Truncated { what, len: buf.len() })
 }
 
 /// Reads a little-endian `u16` at `off`.
@@ -87,4 +86,13 @@ pub fn record_mut(buf: &mut [u8], start: usize, size: usize, i: usize) -> Option
 fn record_range(start: usize, size: usize, i: usize) -> Option<core::ops::Range<usize>> {
     let off = i.checked_mul(size)?.checked_add(start)?;
     Some(off..off.checked_add(size)?)
+}
+
+/// Whether every byte of `buf` is zero: read 8 bytes at a time, without stopping early (a
+/// block's unused tail, checked on every decode, is the common case: all zero).
+pub fn all_zero(buf: &[u8]) -> bool {
+    let words = buf.chunks_exact(8);
+    let tail = words.remainder().iter().fold(0u8, |a, &b| a | b);
+    let or = words.fold(0u64, |a, w| a | <[u8; 8]>::try_from(w).map_or(1, u64::from_ne_bytes));
+    or == 0 && tail == 0
 }

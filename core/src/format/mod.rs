@@ -67,15 +67,23 @@ pub const RUN_BITS: usize = 64;
 /// allocator starts a file's new run of blocks there, so that files growing at once take
 /// separate runs instead of alternating blocks.
 pub fn bit_find_free_run(bits: &[u8], from: usize, limit: usize) -> Option<usize> {
+    bit_find_free_run_of(bits, from, limit, RUN_BITS)
+}
+
+/// [`bit_find_free_run`] for runs of `run` bits (a multiple of 8; others find nothing),
+/// aligned to `run`.
+pub fn bit_find_free_run_of(bits: &[u8], from: usize, limit: usize, run: usize) -> Option<usize> {
+    if run == 0 || run % 8 != 0 {
+        return None;
+    }
     let limit = limit.min(bits.len().saturating_mul(8));
-    let mut i = from.div_ceil(RUN_BITS).checked_mul(RUN_BITS)?;
-    while i.checked_add(RUN_BITS)? <= limit {
+    let mut i = from.div_ceil(run).checked_mul(run)?;
+    while i.checked_add(run)? <= limit {
         let byte = i / 8;
-        let word = bits.get(byte..byte.checked_add(RUN_BITS / 8)?)?;
-        if word.iter().all(|&b| b == 0) {
+        if le::all_zero(bits.get(byte..byte.checked_add(run / 8)?)?) {
             return Some(i);
         }
-        i = i.checked_add(RUN_BITS)?;
+        i = i.checked_add(run)?;
     }
     None
 }

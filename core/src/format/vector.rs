@@ -277,12 +277,12 @@ impl HnswHeader {
     /// Decodes the header block at device block `blocknr`. An all-zero block (as mkfs leaves
     /// it) is the empty graph. Errors (EUCLEAN): bad magic, checksum or identity, reserved bytes.
     pub fn decode(block: &[u8], blocknr: u64) -> Result<HnswHeader> {
-        if block.iter().all(|&b| b == 0) {
+        if all_zero(block) {
             return Ok(Self::EMPTY);
         }
         check_header(block, "hnsw header", HNSW_MAGIC, blocknr, 0)?;
         const W: &str = "hnsw header";
-        if block.get(44..).is_some_and(|r| r.iter().any(|&b| b != 0)) {
+        if block.get(44..).is_some_and(|r| !all_zero(r)) {
             return Err(FormatError::Corrupt { what: "hnsw header reserved bytes", value: 0 });
         }
         Ok(HnswHeader {

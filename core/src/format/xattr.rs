@@ -143,7 +143,7 @@ pub fn check_xattr_block(block: &[u8], blocknr: u64, owner: u64) -> Result<()> {
     if n != count {
         return Err(corrupt("xattr block count", count as u64));
     }
-    if block.get(ENTRIES.saturating_add(used)..).is_some_and(|t| t.iter().any(|&b| b != 0)) {
+    if block.get(ENTRIES.saturating_add(used)..).is_some_and(|t| !all_zero(t)) {
         return Err(corrupt("xattr block tail not zero", used as u64));
     }
     Ok(())
