@@ -1151,6 +1151,86 @@ static ssize_t vexfs_read_iter(struct kiocb *iocb, struct iov_iter *to)
 	return generic_file_read_iter(iocb, to);
 }
 
+/* Blocks one chunk of a buffered write maps past the end of file at once: 1 MiB. */
+#define VEXFS_WRITE_CHUNK_BLOCKS 256
+
+/*
+ * Writes through the page cache, i_rwsem held, with what lies past the end of file in chunks of
+ * up to VEXFS_WRITE_CHUNK_BLOCKS blocks. A chunk runs in one handle (VEXFS_TXN_PREALLOC) that
+ * maps its blocks past the end of file at once (vexfs_rs_prealloc: a few runs, one allocation
+ * and one extent change each, instead of one per page), copies the data in (write_begin's
+ * handles nest in it and find the blocks mapped; get_block reports them new, so the parts of a
+ * page the write does not cover are zeroed) and frees what the copy did not reach, pages and
+ * blocks past the new i_size (vexfs_write_failed), before the handle ends. A commit waits for
+ * the handle, so none sees a block mapped past i_size, and the ordered data of the blocks it
+ * maps is in the page cache for it to write first. The rest (a write inside the file, a chunk
+ * nothing could be mapped for: ENOSPC then comes from write_begin, which retries after a
+ * checkpoint) goes page by page, each page in its own handle.
+ */
+static ssize_t vexfs_buffered_write(struct kiocb *iocb, struct iov_iter *from)
+{
+	struct inode *inode = file_inode(iocb->ki_filp);
+	struct super_block *sb = inode->i_sb;
+	ssize_t done = 0, ret;
+
+	inode_lock(inode);
+	ret = generic_write_checks(iocb, from);
+	if (ret > 0)
+		ret = file_modified(iocb->ki_filp);
+	while (ret >= 0 && iov_iter_count(from)) {
+		size_t count = iov_iter_count(from), chunk, shorted;
+		loff_t pos = iocb->ki_pos;
+		u64 eof = DIV_ROUND_UP((u64)i_size_read(inode), PAGE_SIZE);
+		u64 first = (u64)pos >> PAGE_SHIFT;
+		u64 end = ((u64)pos + count + PAGE_SIZE - 1) >> PAGE_SHIFT;
+		u64 start = max(first, eof);
+		struct vexfs_handle h;
+		s64 mapped = 0;
+
+		/* Past the end of file from its last block on (which a page handle may allocate). */
+		if (first + 1 >= eof && end > start + 1) {
+			ret = vexfs_c_handle_start(sb, &h, VEXFS_TXN_PREALLOC);
+			if (ret)
+				break;
+			mapped = vexfs_rs_prealloc(inode, first, start, min(end, start + VEXFS_WRITE_CHUNK_BLOCKS));
+			if (mapped < 0 && mapped != -ENOSPC) {
+				if (mapped == -EIO || mapped == -EUCLEAN)
+					vexfs_rs_handle_failed(sb, (int)mapped);
+				vexfs_write_failed(inode->i_mapping, (loff_t)end << PAGE_SHIFT);
+				vexfs_c_handle_stop(sb, &h);
+				ret = mapped;
+				break;
+			}
+			if (mapped <= 0)
+				vexfs_c_handle_stop(sb, &h);
+		}
+		if (mapped <= 0) {
+			/* Page by page, to the end. */
+			ret = generic_perform_write(iocb, from);
+			if (ret > 0)
+				done += ret;
+			break;
+		}
+		chunk = min_t(u64, count, ((start + (u64)mapped) << PAGE_SHIFT) - (u64)pos);
+		shorted = count - chunk;
+		iov_iter_truncate(from, chunk);
+		ret = generic_perform_write(iocb, from);
+		iov_iter_reexpand(from, iov_iter_count(from) + shorted);
+		/* Pages and blocks past the new i_size: what a short copy did not fill. */
+		vexfs_write_failed(inode->i_mapping, (loff_t)(start + (u64)mapped) << PAGE_SHIFT);
+		vexfs_c_handle_stop(sb, &h);
+		if (ret <= 0)
+			break;
+		done += ret;
+		if ((size_t)ret < chunk)
+			break;
+	}
+	inode_unlock(inode);
+	if (done > 0)
+		return generic_write_sync(iocb, done);
+	return ret;
+}
+
 static ssize_t vexfs_write_iter(struct kiocb *iocb, struct iov_iter *from)
 {
 	struct address_space *mapping = iocb->ki_filp->f_mapping;
@@ -1159,6 +1239,8 @@ static ssize_t vexfs_write_iter(struct kiocb *iocb, struct iov_iter *from)
 	ssize_t n;
 	int err;
 
+	if (!direct && !(iocb->ki_flags & IOCB_NOWAIT))
+		return vexfs_buffered_write(iocb, from);
 	iocb->ki_flags &= ~IOCB_DIRECT;
 	n = generic_file_write_iter(iocb, from);
 	if (n <= 0 || !direct)

@@ -109,6 +109,7 @@ struct vexfs_handle {
 #define VEXFS_TXN_SMALL 0  /* create, mkdir, link, write_begin, page_mkwrite, dirty_inode */
 #define VEXFS_TXN_DELETE 1 /* unlink, rmdir, rename, setattr (truncate), evict */
 #define VEXFS_TXN_WORST 2  /* SET / REMOVE ioctls, the embedding xattr */
+#define VEXFS_TXN_PREALLOC 4 /* a chunk of a buffered write past the end of file */
 int vexfs_c_handle_start(struct super_block *sb, struct vexfs_handle *h, unsigned int kind);
 /* Rust: an operation in a handle failed with err (EIO, EUCLEAN abort the journal). */
 void vexfs_rs_handle_failed(struct super_block *sb, int err);
@@ -139,6 +140,7 @@ void vexfs_rs_free_inode_disk(struct inode *inode);
 int vexfs_rs_get_block(struct inode *inode, u64 iblock, int create, u64 max_blocks,
 		       u64 *phys, u64 *count, int *is_new);
 int vexfs_rs_truncate_blocks(struct inode *inode);
+s64 vexfs_rs_prealloc(struct inode *inode, u64 lead, u64 from, u64 to);
 
 /* Rust: namespace. */
 int vexfs_rs_lookup(struct inode *dir, const u8 *name, u32 len, u64 *ino);

@@ -453,6 +453,12 @@ pub fn get_block(inode: &Inode, iblock: u64, create: bool, max: u64) -> Result<(
         let g = inode.sb().lock();
         let st = inode.load(&g);
         if let Some((p, run)) = map_block(inode, &st, iblock)? {
+            // A block past the end of file is one [`prealloc`] mapped for the write now
+            // filling it, and never written: new (the page's parts the write does not cover
+            // are zeroed, not read).
+            if create && iblock.saturating_mul(BLOCK_SIZE as u64) >= inode.size() {
+                return Ok((p, 1, true));
+            }
             return Ok((p, run.min(max).max(1), false));
         }
         if !create {
@@ -478,6 +484,91 @@ pub fn get_block(inode: &Inode, iblock: u64, create: bool, max: u64) -> Result<(
     drop(g);
     inode.mark_dirty();
     Ok((p, 1, true))
+}
+
+/// Maps the file blocks `from .. to` of `inode`, all past its end of file and unmapped, for a
+/// buffered write about to fill them (glue.c's `vexfs_buffered_write`): in at most
+/// [`PREALLOC_RUNS`](crate::txn::PREALLOC_RUNS) runs of consecutive device blocks, each one
+/// allocation and one extent change ([`FileExtents::add_run`]) instead of one per 4 KiB page.
+/// Runs inside the caller's [`TxnKind::Prealloc`](crate::txn::TxnKind::Prealloc) handle,
+/// which stays open until the write has filled the blocks (`i_size` then covers them) and the
+/// blocks it did not reach are freed again (`vexfs_write_failed`): no commit sees a block
+/// mapped past the size, or a mapped block whose data it does not write first (ordered data).
+/// Returns how many blocks from `from` were mapped: 0 when `from` is not past every mapped
+/// block, when the write's first block `lead` (below `from`: the last block of the file) is a
+/// hole, whose allocation the page-by-page path makes (and retries after a checkpoint on
+/// `ENOSPC`, which a nested handle cannot), or when the log is too small for a run. Errors: `ENOSPC` before any run, `EFBIG`,
+/// `EUCLEAN`, `EIO`, `ENOMEM`; the runs mapped before an error stay mapped, for the caller to
+/// free with the rest.
+pub fn prealloc(inode: &Inode, lead: u64, from: u64, to: u64) -> Result<u64> {
+    let sb = inode.sb();
+    let to = to.min(u64::from(u32::MAX));
+    let credit = crate::txn::PREALLOC_STEP.min(crate::embed::worst_step_blocks(sb.disk()));
+    let runs = ((credit / crate::txn::SMALL_STEP).saturating_sub(1) / 2).min(crate::txn::PREALLOC_RUNS);
+    if from >= to || runs == 0 {
+        return Ok(0);
+    }
+    let mut g = sb.lock();
+    let mut st = inode.load(&g);
+    if lead < from && map_block(inode, &st, lead)?.is_none() {
+        return Ok(0);
+    }
+    let mut fx = extents_of(sb, inode.ino(), &st);
+    let mut blocks = st.blocks;
+    let mut done = 0u64;
+    let mut err = None;
+    {
+        let mut s = TxnStore { g: &mut g, blocks: &mut blocks };
+        match fx.mapped_end(&mut s) {
+            Ok(end) if end <= from => {}
+            Ok(_) => return Ok(0),
+            Err(e) => return Err(tree_err(sb, e)),
+        }
+        for _ in 0..runs {
+            let l = from + done;
+            if l >= to {
+                break;
+            }
+            let r = (|| -> Result<u64> {
+                let goal = fx.goal(&mut s, l).map_err(|e| tree_err(sb, e))?;
+                let owned = *s.blocks;
+                let (pb, n) = s.g.alloc_file_run(goal, owned, to - l)?;
+                // `n <= to - l`, within u32; the block count comes from disk.
+                let (Ok(len), Some(grown)) = (u32::try_from(n), owned.checked_add(n)) else {
+                    for b in pb..pb.saturating_add(n) {
+                        s.g.free_block(b)?;
+                    }
+                    return Err(sb.corrupt("inode block count", owned));
+                };
+                *s.blocks = grown;
+                if let Err(e) = fx.add_run(&mut s, l, pb, len) {
+                    // Nothing was mapped: the run goes back (and the count with it).
+                    s.free_run(pb, n).map_err(|e| tree_err(sb, e))?;
+                    return Err(tree_err(sb, e));
+                }
+                Ok(n)
+            })();
+            match r {
+                Ok(n) => done += n,
+                Err(e) => {
+                    err = Some(e);
+                    break;
+                }
+            }
+        }
+    }
+    if done > 0 {
+        st.blocks = blocks;
+        set_extents(&mut st, &fx);
+        inode.store(&g, &st);
+        // Ordered data: the blocks' contents are written before the transaction commits.
+        sb.info().mount_c.ordered_add(inode);
+        write_disk_inode(&g, inode, &st)?;
+    }
+    match err {
+        Some(e) if done == 0 || e != ENOSPC => Err(e),
+        _ => Ok(done),
+    }
 }
 
 /// Leaves of the extent tree one handle of a truncate empties at most: each costs its path's

@@ -301,6 +301,36 @@ impl<'a> Locked<'a> {
         Ok(b)
     }
 
+    /// Allocates up to `want` (at least 1) consecutive data blocks for a file owning `blocks`
+    /// blocks: the first as [`Self::alloc_file_data`] picks it, then the blocks after it while
+    /// they are free and not barred by the journal. Returns the first and the count (1 ..=
+    /// `want`). Errors: as [`Self::alloc_block`] (nothing allocated).
+    pub fn alloc_file_run(&mut self, goal: u64, blocks: u64, want: u64) -> Result<(u64, u64)> {
+        let first = self.alloc_file_data(goal, blocks)?;
+        let end = self.sb.disk().region(Region::Data).end().min(first.saturating_add(want.max(1)));
+        let mut next = first.saturating_add(1);
+        while next < end {
+            let taken = match self.free_unbarred(next) {
+                Ok(true) => self.set_bit(Region::BlockBitmap, next, true),
+                Ok(false) => break,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = taken {
+                // Undo in reverse order: the blocks were never used (so not barred), the
+                // first goes back as any freed block.
+                for b in (first.saturating_add(1)..next).rev() {
+                    self.set_bit(Region::BlockBitmap, b, false)?;
+                    self.free_blocks = self.free_blocks.saturating_add(1);
+                }
+                self.free_block(first)?;
+                return Err(e);
+            }
+            self.free_blocks = self.free_blocks.saturating_sub(1);
+            next += 1;
+        }
+        Ok((first, next - first))
+    }
+
     /// Whether data block `b` is free and not barred by the journal.
     fn free_unbarred(&self, b: u64) -> Result<bool> {
         Ok(self.find_clear(Region::BlockBitmap, b, b + 1)? == Some(b) && !self.sb.journal().state().barred(b))

@@ -118,7 +118,7 @@ pub struct JState {
     /// Log blocks the open handles may still need (the sum of their credits).
     reserved: u64,
     /// Credits (log blocks) of a handle of each [`TxnKind`].
-    credits: [u64; 4],
+    credits: [u64; 5],
     /// The device's write-error sequence at the last checkpoint (or mount).
     wb_err: u32,
 }
@@ -140,7 +140,21 @@ pub enum TxnKind {
     /// One step of the index worker: a vector linked (`set_blocks_bound` of one chunk) or a
     /// purge step of `crate::vector::PURGE_STEP` slots.
     IndexStep = 3,
+    /// A chunk of a buffered write past the end of file (glue.c's `vexfs_buffered_write`):
+    /// [`PREALLOC_RUNS`] runs of blocks mapped at once, the write's pages, and the freeing of
+    /// what the write did not fill: [`PREALLOC_STEP`] blocks (capped at a
+    /// [`TxnKind::Worst`]'s, which mkfs sized the log for).
+    Prealloc = 4,
 }
+
+/// Runs of blocks (extents) one [`TxnKind::Prealloc`] handle maps at most
+/// (`crate::inode::prealloc`).
+pub const PREALLOC_RUNS: u64 = 4;
+
+/// Blocks a [`TxnKind::Prealloc`] handle changes at most: per run, an allocation and an extent
+/// insertion and then their undoing (each within a [`SMALL_STEP`]), and one page's own
+/// allocation (the write's first block, when it is a hole).
+pub const PREALLOC_STEP: u64 = (2 * PREALLOC_RUNS + 1) * SMALL_STEP;
 
 impl TxnKind {
     /// The kind of glue.h's value `v` (an unknown value is the largest, [`TxnKind::Worst`]).
@@ -149,6 +163,7 @@ impl TxnKind {
             0 => TxnKind::Small,
             1 => TxnKind::Delete,
             3 => TxnKind::IndexStep,
+            4 => TxnKind::Prealloc,
             _ => TxnKind::Worst,
         }
     }
@@ -192,11 +207,13 @@ impl JState {
                     .min(disk.region(Region::Hnsw).blocks)
                     .saturating_add(2);
                 let link = crate::embed::set_blocks_bound(disk, 1).max(m.saturating_mul(4));
+                let worst = crate::embed::worst_step_blocks(disk);
                 [
                     cj::txn_blocks(SMALL_STEP),
                     cj::txn_blocks(crate::embed::delete_blocks_bound(disk)),
-                    cj::txn_blocks(crate::embed::worst_step_blocks(disk)),
+                    cj::txn_blocks(worst),
                     cj::txn_blocks(link.max(purge)),
+                    cj::txn_blocks(PREALLOC_STEP.min(worst)),
                 ]
             },
         })

@@ -178,22 +178,42 @@ impl FileExtents {
     /// an error nothing was changed. Errors: `Corrupt` (`lblk` mapped, a node failing its
     /// checks), the store's (`ENOSPC` for a node).
     pub fn add_block<S: TreeStore>(&mut self, s: &mut S, lblk: u64, pb: u64) -> Result<(), S::Error> {
+        self.add_run(s, lblk, pb, 1)
+    }
+
+    /// Maps the `len` file blocks from `lblk` (a hole, ending at or below `u32::MAX`) to the
+    /// device blocks from `pb`: [`Self::add_block`] for a run, one extent changed or added
+    /// whatever `len` (the kernel maps a buffered write's blocks past the end of file at once).
+    /// Errors: as [`Self::add_block`], and `Corrupt` for `len` 0 or a run that overlaps a
+    /// mapped block.
+    pub fn add_run<S: TreeStore>(&mut self, s: &mut S, lblk: u64, pb: u64, len: u32) -> Result<(), S::Error> {
         let l = u32::try_from(lblk).map_err(|_| corrupt::<S::Error>("file block past u32", lblk))?;
+        let end = lblk.saturating_add(u64::from(len));
+        if len == 0 || end > u64::from(u32::MAX) {
+            return Err(corrupt("mapped run", end));
+        }
         let (prev, next) = self.neighbours(s, lblk)?;
+        if next.is_some_and(|n| u64::from(n.logical) < end) {
+            return Err(corrupt("mapped run overlaps an extent", end));
+        }
         if let Some(p) = prev {
             if p.logical_end() > lblk {
                 return Err(corrupt("file block mapped past the size", lblk));
             }
-            if p.logical_end() == lblk && p.start.checked_add(u64::from(p.len)) == Some(pb) && p.len < u32::MAX {
-                return self.replace(s, p, Extent { len: p.len + 1, ..p });
+            if p.logical_end() == lblk && p.start.checked_add(u64::from(p.len)) == Some(pb) {
+                if let Some(grown) = p.len.checked_add(len) {
+                    return self.replace(s, p, Extent { len: grown, ..p });
+                }
             }
         }
         if let Some(n) = next {
-            if u64::from(n.logical) == lblk + 1 && pb.checked_add(1) == Some(n.start) && n.len < u32::MAX {
-                return self.replace(s, n, Extent { logical: l, len: n.len + 1, start: pb });
+            if u64::from(n.logical) == end && pb.checked_add(u64::from(len)) == Some(n.start) {
+                if let Some(grown) = n.len.checked_add(len) {
+                    return self.replace(s, n, Extent { logical: l, len: grown, start: pb });
+                }
             }
         }
-        self.insert(s, Extent { logical: l, len: 1, start: pb })
+        self.insert(s, Extent { logical: l, len, start: pb })
     }
 
     /// Adds extent `e` after every mapped block (`e.logical` at or past [`Self::mapped_end`],
@@ -522,6 +542,53 @@ mod tests {
             self.0 ^= self.0 >> 7;
             self.0 ^= self.0 << 17;
             self.0
+        }
+    }
+
+    /// Runs of blocks (`add_run`) against a model: appends that continue the last run (one
+    /// extent grows), runs in holes between extents (merging with both sides or neither),
+    /// and refusals of runs that overlap a mapped block, which change nothing.
+    #[test]
+    fn runs_match_a_model() {
+        for seed in 1..=4u64 {
+            let mut rng = Rng(seed.wrapping_mul(0x2545_f491_4f6c_dd1d));
+            let mut m = Mem::new(1 << 30);
+            let mut fx = empty();
+            let mut model = BTreeMap::new();
+            let mut dev = 1_000u64;
+            for _ in 0..3_000 {
+                let len = 1 + (rng.next() % 300) as u32;
+                let l = match rng.next() % 3 {
+                    0 => model.keys().next_back().map_or(0, |l| l + 1),
+                    _ => rng.next() % 2_000_000,
+                };
+                let overlaps = model.range(l..l + u64::from(len)).next().is_some();
+                let goal = fx.goal(&mut m, l);
+                // The goal when it lies below the device blocks handed out so far (a merge with
+                // the extent before or after), else fresh blocks: the map does not check that
+                // device blocks are unique, the allocator does.
+                let p = match goal {
+                    Ok(g) if rng.next() % 2 == 0 && g >= DATA_START && g + u64::from(len) <= dev => g,
+                    _ => {
+                        dev += u64::from(len) + rng.next() % 3;
+                        dev - u64::from(len)
+                    }
+                };
+                let before = fx.nr_extents;
+                let r = fx.add_run(&mut m, l, p, len);
+                if overlaps {
+                    assert!(r.is_err(), "a run over a mapped block is refused");
+                    assert_eq!(fx.nr_extents, before);
+                    continue;
+                }
+                r.unwrap();
+                assert!(fx.nr_extents <= before + 1, "one run adds at most one extent");
+                for i in 0..u64::from(len) {
+                    model.insert(l + i, p + i);
+                }
+            }
+            check(&fx, &mut m, &model);
+            assert!(fx.add_run(&mut m, 10, 5, 0).is_err(), "an empty run is refused");
         }
     }
 

@@ -33,6 +33,20 @@ pub extern "C" fn vexfs_rs_get_block(
     }
 }
 
+/// Maps file blocks `from .. to` past the end of file for a buffered write starting at file
+/// block `lead`, inside the caller's `VEXFS_TXN_PREALLOC` handle
+/// ([`crate::inode::prealloc`]): the blocks mapped from `from` (0 or more), or a negative
+/// errno.
+#[no_mangle]
+pub extern "C" fn vexfs_rs_prealloc(inode: *mut bindings::inode, lead: u64, from: u64, to: u64) -> i64 {
+    // SAFETY: a write on an open file, which holds its inode.
+    let inode = unsafe { Inode::from_raw(inode) };
+    match crate::inode::prealloc(inode, lead, from, to) {
+        Ok(n) => i64::try_from(n).unwrap_or(i64::MAX),
+        Err(e) => i64::from(e.to_errno()),
+    }
+}
+
 /// Frees the blocks past `i_size` (after truncate or a failed write); 0 or a negative errno
 /// (the journal is then aborted: [`crate::inode::truncate_blocks`]).
 #[no_mangle]

@@ -18,9 +18,9 @@
 #      filesystem writable; at the need: success. fsck.vexfs -n clean after each.
 #   3. EIO from the block device (/dev/vda under a device-mapper device whose table is swapped
 #      while mounted: chosen 4 KiB blocks mapped to the error target; dm-flakey is not needed).
-#      Per operation (14: SETs new, replacing, --index-now, of 8 chunks, REMOVE, create, mkdir,
-#      rename, rename over a file with embeddings, unlink, append, mmap write, truncate down,
-#      truncate up then write) a calibration run without errors records the state after it;
+#      Per operation (15: SETs new, replacing, --index-now, of 8 chunks, REMOVE, create, mkdir,
+#      rename, rename over a file with embeddings, unlink, append, a 1 MiB append (its blocks
+#      mapped in runs at once), mmap write, truncate down, truncate up then write) a calibration run without errors records the state after it;
 #      then cases: the caches dropped and one block failing (a candidate: each block of the
 #      metadata regions in use, the used part of the data region; the operation meets the error
 #      at its first read of that block, a step per block, or never reads it), the whole journal
@@ -35,7 +35,7 @@
 #      kernel has CONFIG_FAILSLAB, CONFIG_FAULT_INJECTION_DEBUG_FS; part 4 fails without them)
 #      set to fail allocations that may sleep too (ignore-gfp-wait N), silently (verbose 0),
 #      never at random (probability 0). On part 3's base image on /dev/vda (no device-mapper),
-#      part 3's 14 operations, each one faultops process (a sequence's parts joined by +): a
+#      part 3's operations but the 1 MiB append (a failure inside it makes a short write), each one faultops process (a sequence's parts joined by +): a
 #      calibration counts the fault-injection points P the operation passes (cold caches); then
 #      for n = 1, 2, ...: the base restored and mounted, caches dropped (inodes and buffer heads
 #      are allocated too), the operation run with FAIL_NTH=n (the n-th allocation of its thread
@@ -308,6 +308,7 @@ rename faultops rename d1/f2 d2/f2
 rename-over faultops rename d1/f3 e5
 unlink faultops unlink e5
 write faultops write d1/f1 8192 4096
+append-1m faultops write d1/f1 8192 1048576
 mmap-write faultops mmap-write t 16384 4096
 truncate-down faultops truncate big 4096
 truncate-up-write faultops truncate t 100000 + write t 90000 100
@@ -572,6 +573,10 @@ nth_case() {
 
 nop=0
 while read -r op cmd <&3; do
+    # A failed allocation inside a write of many pages (a page-cache node, a buffer head)
+    # makes it short, which leaves the pages before it written: neither the state before nor
+    # after. Part 3 runs it (an I/O error aborts the journal: the state before).
+    case $op in *-1m) continue ;; esac
     if [ -n "$NTHS" ]; then
         ns=$(echo "$NTHS" | tr ' ' '\n' | awk -F: -v op="$op" '$1 == op { gsub(/,/, "\n", $2); print $2 }')
         [ -n "$ns" ] || continue

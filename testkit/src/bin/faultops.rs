@@ -8,7 +8,10 @@
 //!
 //! Operations: `create PATH` (O_CREAT|O_EXCL), `mkdir PATH`, `symlink LEN PATH` (a target of LEN
 //! bytes), `rename FROM TO`, `unlink PATH`, `write PATH OFFSET LEN [BYTE]` (one pwrite of LEN
-//! bytes of value BYTE, default 0x5a, the file created if missing), `mmap-write PATH OFFSET LEN
+//! bytes of value BYTE, default 0x5a, the file created if missing), `write-short PATH OFFSET
+//! LEN GOOD` (one pwrite of LEN bytes of 0x5a from a buffer whose bytes past GOOD, a multiple
+//! of 4096, are in pages mapped PROT_NONE: the kernel copies GOOD bytes and stops, as for a
+//! program whose buffer ends early; prints `wrote N` on a line before `ok`), `mmap-write PATH OFFSET LEN
 //! [BYTE]` (a shared mapping of the file's pages covering the range, the bytes stored through
 //! it, then msync(MS_SYNC)), `truncate PATH SIZE`, `fsync PATH`, `syncfs PATH`,
 //! `set PATH FVECS FIRST_ROW COUNT [index-now]` (VEXFS_IOC_SET_EMBEDDINGS: rows FIRST_ROW ..
@@ -67,7 +70,7 @@ use vexctl::abi::{VEXFS_SET_INDEX_NOW, VEXFS_SET_TRUNCATE};
 use vexfs_image::vecfile::Fvecs;
 
 const USAGE: &str = "usage: faultops OP [+ OP]... | resident DEV, where OP is one of: create PATH | mkdir PATH \
-| symlink LEN PATH | rename FROM TO | unlink PATH | write PATH OFFSET LEN [BYTE] | mmap-write PATH OFFSET LEN [BYTE] \
+| symlink LEN PATH | rename FROM TO | unlink PATH | write PATH OFFSET LEN [BYTE] | write-short PATH OFFSET LEN GOOD | mmap-write PATH OFFSET LEN [BYTE] \
 | truncate PATH SIZE | fsync PATH | syncfs PATH | set PATH FVECS FIRST_ROW COUNT [index-now] | rm-embedding PATH \
 | interleave A B TOTAL CHUNK | fill STRIDE PATH... | fill-n N STRIDE PATH... | check-fill STRIDE PATH... | mknod PATH p|s|c|b MAJOR MINOR | seek PATH data|hole OFFSET | rename2 FROM TO exchange|whiteout|noreplace \
 | tmpfile DIR LEN [LINK] | fallocate PATH alloc|keep|punch|zero|zero-keep|collapse OFFSET LEN \
@@ -297,6 +300,7 @@ enum Op {
     Tmpfile { dir: CString, link: Option<CString>, len: usize },
     Fallocate { path: CString, mode: i32, off: i64, len: i64 },
     Direct { path: CString, off: u64, len: usize, write: Option<u8> },
+    WriteShort { path: CString, off: u64, len: usize, good: usize },
     Xattr { path: CString, name: CString, value: Option<Vec<u8>>, flags: i32, get: bool },
     ListXattr(CString),
     SetAcl { path: CString, default: bool, acl: Vec<u8> },
@@ -321,6 +325,16 @@ impl Op {
                 let off = num(off)?;
                 off_t(off)?;
                 Op::Write { path: path(p)?, off, buf: vec![byte(rest.first())?; len] }
+            }
+            ["write-short", p, off, len, good] => {
+                let len = usize::try_from(num(len)?).map_err(|_| usage("bad length"))?;
+                let good = usize::try_from(num(good)?).map_err(|_| usage("bad length"))?;
+                if good % 4096 != 0 || good >= len {
+                    return Err(usage("write-short: GOOD must be a multiple of 4096 below LEN"));
+                }
+                let off = num(off)?;
+                off_t(off)?;
+                Op::WriteShort { path: path(p)?, off, len, good }
             }
             ["mmap-write", p, off, len, rest @ ..] if rest.len() <= 1 => {
                 Op::MmapWrite { path: path(p)?, off: num(off)?, len: num(len)?, val: byte(rest.first())? }
@@ -462,6 +476,7 @@ impl Op {
                     return Err(Failure::Errno(Errno::EIO));
                 }
             }
+            Op::WriteShort { path, off, len, good } => write_short(path, *off, *len, *good)?,
             Op::MmapWrite { path, off, len, val } => mmap_write(path, *off, *len, *val)?,
             Op::Truncate(p, size) => truncate(p.as_c_str(), *size)?,
             Op::Fsync(p) => {
@@ -761,6 +776,58 @@ fn install_sigbus_handler() -> Result<(), Failure> {
             return Err(Errno::last().into());
         }
     }
+    Ok(())
+}
+
+/// `write-short`: one pwrite of `len` bytes whose source is readable for its first `good`
+/// bytes only (the pages after them mapped PROT_NONE); prints how many bytes it wrote.
+fn write_short(path: &CString, off: u64, len: usize, good: usize) -> Result<(), Failure> {
+    let map_len = len.div_ceil(4096) * 4096;
+    // SAFETY: a fresh private anonymous mapping; the kernel checks every argument.
+    let p = unsafe {
+        nix::libc::mmap(
+            std::ptr::null_mut(),
+            map_len,
+            nix::libc::PROT_READ | nix::libc::PROT_WRITE,
+            nix::libc::MAP_PRIVATE | nix::libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if p == nix::libc::MAP_FAILED {
+        return Err(Errno::last().into());
+    }
+    // SAFETY: `p` maps `map_len >= len > good` writable bytes; the pages past `good` (page
+    // aligned) lose their access after the fill; `pwrite` reads them through the kernel, which
+    // reports the fault as a short write (or EFAULT), never as a signal.
+    let n = unsafe {
+        std::ptr::write_bytes(p.cast::<u8>(), 0x5a, good);
+        if nix::libc::mprotect(p.cast::<u8>().add(good).cast(), map_len - good, nix::libc::PROT_NONE) != 0 {
+            let err = Errno::last();
+            nix::libc::munmap(p, map_len);
+            return Err(err.into());
+        }
+        let fd = open(path.as_c_str(), OFlag::O_WRONLY | OFlag::O_CREAT, Mode::from_bits_truncate(0o644));
+        let n = match fd {
+            Ok(fd) => {
+                let n = nix::libc::pwrite(fd.as_raw_fd(), p.cast(), len, off as nix::libc::off_t);
+                let err = Errno::last();
+                close(fd)?;
+                if n < 0 {
+                    nix::libc::munmap(p, map_len);
+                    return Err(err.into());
+                }
+                n
+            }
+            Err(e) => {
+                nix::libc::munmap(p, map_len);
+                return Err(e.into());
+            }
+        };
+        nix::libc::munmap(p, map_len);
+        n
+    };
+    println!("wrote {n}");
     Ok(())
 }
 

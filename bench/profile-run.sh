@@ -1,0 +1,39 @@
+#!/bin/sh
+# Runs in the QEMU guest (bench/profile.sh boots it): one benchmark phase under kprof.
+#
+#   profile-run.sh PHASE N
+#
+# /dev/vda: a fresh vexfs; /share: kprof, guest-fsops, tsc-mhz. Each profile is printed
+# between a line "PROFILE <what>" and "PROFILE-END".
+# Never print the words the harness takes for kernel errors (see scripts/lib.sh).
+. /lib/vexfs/guest-lib.sh
+S=/share
+FSOPS_TSC_MHZ=$(cat $S/tsc-mhz) || fail "no $S/tsc-mhz"
+export FSOPS_TSC_MHZ
+mount_vexfs /dev/vda /mnt
+prof() {
+    echo "PROFILE $1"
+    shift
+    $S/kprof -n 40 -- "$@" || fail "kprof $*"
+    echo "PROFILE-END"
+}
+drop() { sync; echo 3 > /proc/sys/vm/drop_caches; }
+case $1 in
+dir)
+    must mkdir /mnt/big
+    prof "create $2 entries in one directory" $S/guest-fsops touch /mnt/big "$2" 3000
+    drop
+    $S/guest-fsops readdir /mnt/big > /dev/null || fail "readdir"
+    drop
+    prof "stat of $2 entries, caches dropped" $S/guest-fsops readdir /mnt/big stat 3000
+    ;;
+seq)
+    prof "sequential write of $2 MiB" $S/guest-fsops seqwrite /mnt/s "$2"
+    ;;
+par)
+    must mkdir /mnt/p
+    prof "4 writers at once, $2 MiB each" $S/guest-fsops parwrite /mnt/p 4 "$2"
+    ;;
+*) fail "unknown phase $1" ;;
+esac
+must umount /mnt
