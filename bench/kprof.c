@@ -9,7 +9,8 @@
  * three tables of the TOP (default 40) kernel functions, symbolised through /proc/kallsyms (run as
  * root so that the addresses are not hidden; module functions carry their [module]):
  *   self       samples whose instruction pointer is in the function
- *   by caller  the same, split by the first other function up the call chain
+ *   by caller  the same, split by the first other function up the call chain (lock internals
+ *              passed over: a spinning waiter is charged to the function that took the lock)
  *   inclusive  samples with the function anywhere in the call chain (counted once per sample)
  * and the count of samples and of samples lost (ring buffer full). Exit status: CMD's, or 1 if
  * the profiler itself failed. Used by hand to find where a benchmark row's time goes
@@ -122,6 +123,17 @@ static long find_sym(uint64_t ip)
 	return (long)lo;
 }
 
+/* The lock's own functions, passed over when naming who waited for a lock. */
+static int lock_internal(const char *name)
+{
+	static const char *const pre[] = { "__mutex", "mutex_", "_raw_spin", "osq_", "rwsem_", "down_", "__down",
+					   "__rwsem" };
+	for (size_t i = 0; i < sizeof pre / sizeof *pre; i++)
+		if (!strncmp(name, pre[i], strlen(pre[i])))
+			return 1;
+	return 0;
+}
+
 struct ring {
 	int fd;
 	struct perf_event_mmap_page *meta;
@@ -146,7 +158,7 @@ static void record(const unsigned char *rec, uint64_t nr, const uint64_t *ips)
 	long caller = -1;
 	for (uint64_t i = 1; i < nr && i < MAX_CHAIN && caller < 0; i++) {
 		long k = ips[i] >= (uint64_t)-4096 ? -1 : find_sym(ips[i]);
-		if (k >= 0 && k != s)
+		if (k >= 0 && k != s && !lock_internal(syms[k].name))
 			caller = k;
 	}
 	for (size_t h = ((size_t)s * 31 + (size_t)(caller + 1)) % PAIRS, tries = 0; tries < PAIRS;

@@ -1214,8 +1214,12 @@ static ssize_t vexfs_buffered_write(struct kiocb *iocb, struct iov_iter *from)
 		chunk = min_t(u64, count, ((start + (u64)mapped) << PAGE_SHIFT) - (u64)pos);
 		shorted = count - chunk;
 		iov_iter_truncate(from, chunk);
+		WRITE_ONCE(VI(inode)->chunk_writer, current);
 		ret = generic_perform_write(iocb, from);
+		WRITE_ONCE(VI(inode)->chunk_writer, NULL);
 		iov_iter_reexpand(from, iov_iter_count(from) + shorted);
+		/* The size the pages gave the inode, written once (vexfs_dirty_inode). */
+		mark_inode_dirty(inode);
 		/* Pages and blocks past the new i_size: what a short copy did not fill. */
 		vexfs_write_failed(inode->i_mapping, (loff_t)(start + (u64)mapped) << PAGE_SHIFT);
 		vexfs_c_handle_stop(sb, &h);
@@ -1718,10 +1722,14 @@ static int vexfs_write_inode(struct inode *inode, struct writeback_control *wbc)
 }
 
 /* mark_inode_dirty: the disk inode is updated now, in the caller's handle (or one of its
- * own), so it commits with the operation that changed it. */
+ * own), so it commits with the operation that changed it; in a chunk of a buffered write, by
+ * its writer, when the chunk ends (the chunk's handle holds every commit back until then). */
 static void vexfs_dirty_inode(struct inode *inode, int flags)
 {
 	struct vexfs_handle h;
+
+	if (READ_ONCE(VI(inode)->chunk_writer) == current)
+		return;
 
 	if (vexfs_c_handle_start(inode->i_sb, &h, VEXFS_TXN_SMALL)) {
 		pr_err("vexfs: inode %lu changed while the journal is aborted\n", inode->i_ino);
@@ -1946,6 +1954,7 @@ static void vexfs_inode_init_once(void *obj)
 	struct vexfs_inode_info *vi = obj;
 
 	INIT_LIST_HEAD(&vi->ordered);
+	vi->chunk_writer = NULL;
 	inode_init_once(&vi->vfs_inode);
 }
 

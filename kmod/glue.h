@@ -25,6 +25,10 @@ struct vexfs_inode_info {
 	 * failed since then, even one whose error fsync or msync already reported, fails the
 	 * commit that would expose the block (ext4's data_err=abort). */
 	errseq_t ordered_since;
+	/* The task writing a chunk of a buffered write past the end of file (vexfs_buffered_write,
+	 * i_rwsem held): its pages' inode updates (the size, page by page) are written once, when
+	 * the chunk ends, in the chunk's handle. NULL otherwise. */
+	struct task_struct *chunk_writer;
 	struct inode vfs_inode;
 };
 

@@ -503,8 +503,7 @@ pub fn get_block(inode: &Inode, iblock: u64, create: bool, max: u64) -> Result<(
 pub fn prealloc(inode: &Inode, lead: u64, from: u64, to: u64) -> Result<u64> {
     let sb = inode.sb();
     let to = to.min(u64::from(u32::MAX));
-    let credit = crate::txn::PREALLOC_STEP.min(crate::embed::worst_step_blocks(sb.disk()));
-    let runs = ((credit / crate::txn::SMALL_STEP).saturating_sub(1) / 2).min(crate::txn::PREALLOC_RUNS);
+    let runs = sb.journal().state().prealloc_runs;
     if from >= to || runs == 0 {
         return Ok(0);
     }

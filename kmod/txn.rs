@@ -119,6 +119,8 @@ pub struct JState {
     reserved: u64,
     /// Credits (log blocks) of a handle of each [`TxnKind`].
     credits: [u64; 5],
+    /// Runs of blocks a [`TxnKind::Prealloc`] handle maps ([`prealloc_runs`]).
+    pub prealloc_runs: u64,
     /// The device's write-error sequence at the last checkpoint (or mount).
     wb_err: u32,
 }
@@ -141,9 +143,9 @@ pub enum TxnKind {
     /// purge step of `crate::vector::PURGE_STEP` slots.
     IndexStep = 3,
     /// A chunk of a buffered write past the end of file (glue.c's `vexfs_buffered_write`):
-    /// [`PREALLOC_RUNS`] runs of blocks mapped at once, the write's pages, and the freeing of
-    /// what the write did not fill: [`PREALLOC_STEP`] blocks (capped at a
-    /// [`TxnKind::Worst`]'s, which mkfs sized the log for).
+    /// up to [`PREALLOC_RUNS`] runs of blocks mapped at once ([`prealloc_runs`] for the log's
+    /// size), the write's pages, and the freeing of what the write did not fill:
+    /// [`prealloc_blocks`] blocks.
     Prealloc = 4,
 }
 
@@ -151,10 +153,21 @@ pub enum TxnKind {
 /// (`crate::inode::prealloc`).
 pub const PREALLOC_RUNS: u64 = 4;
 
-/// Blocks a [`TxnKind::Prealloc`] handle changes at most: per run, an allocation and an extent
-/// insertion and then their undoing (each within a [`SMALL_STEP`]), and one page's own
-/// allocation (the write's first block, when it is a hole).
-pub const PREALLOC_STEP: u64 = (2 * PREALLOC_RUNS + 1) * SMALL_STEP;
+/// Blocks a [`TxnKind::Prealloc`] handle of `runs` runs changes at most: per run, an
+/// allocation and an extent insertion and then their undoing (each within a [`SMALL_STEP`]),
+/// and one page's own allocation (the write's first block, when it is a hole).
+pub const fn prealloc_blocks(runs: u64) -> u64 {
+    (2 * runs + 1) * SMALL_STEP
+}
+
+/// Runs a [`TxnKind::Prealloc`] handle maps in a log of `log_blocks` blocks: the most, up to
+/// [`PREALLOC_RUNS`], whose [`prealloc_blocks`] fit the three quarters of the log a
+/// transaction may take (the rule every handle's credits follow); 0 (no chunked writes) in a
+/// log too small for one.
+pub fn prealloc_runs(log_blocks: u64) -> u64 {
+    let budget = log_blocks / 4 * 3;
+    (1..=PREALLOC_RUNS).rev().find(|&r| cj::txn_blocks(prealloc_blocks(r)) <= budget).unwrap_or(0)
+}
 
 impl TxnKind {
     /// The kind of glue.h's value `v` (an unknown value is the largest, [`TxnKind::Worst`]).
@@ -183,6 +196,7 @@ impl JState {
     pub fn new(disk: &Superblock, log: Log, rdonly: bool) -> Result<JState> {
         let data = disk.region(Region::Data);
         let words = usize::try_from(data.blocks.div_ceil(BITS)).map_err(|_| ENOMEM)?;
+        let prealloc = prealloc_runs(log.blocks);
         Ok(JState {
             log,
             running: KVVec::new(),
@@ -199,6 +213,7 @@ impl JState {
             committed: 0,
             reserved: 0,
             wb_err: 0,
+            prealloc_runs: prealloc,
             credits: {
                 let m = u64::from(disk.hnsw_m);
                 let levels = u64::from(disk.hnsw_max_level).saturating_add(1);
@@ -207,13 +222,12 @@ impl JState {
                     .min(disk.region(Region::Hnsw).blocks)
                     .saturating_add(2);
                 let link = crate::embed::set_blocks_bound(disk, 1).max(m.saturating_mul(4));
-                let worst = crate::embed::worst_step_blocks(disk);
                 [
                     cj::txn_blocks(SMALL_STEP),
                     cj::txn_blocks(crate::embed::delete_blocks_bound(disk)),
-                    cj::txn_blocks(worst),
+                    cj::txn_blocks(crate::embed::worst_step_blocks(disk)),
                     cj::txn_blocks(link.max(purge)),
-                    cj::txn_blocks(PREALLOC_STEP.min(worst)),
+                    cj::txn_blocks(prealloc_blocks(prealloc)),
                 ]
             },
         })
