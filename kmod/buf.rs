@@ -94,7 +94,11 @@ impl Buf {
     /// makes the decoder compute it again and report the mismatch. Blocks changed through
     /// [`Self::data_mut`] are resealed by their changer, so the bit stays.
     pub fn csum(&self) -> Csum {
-        // SAFETY: `bh` is valid by the type invariant; the bit is vexfs's own (glue.c).
+        // SAFETY: `bh` is valid by the type invariant; the bits are vexfs's own (glue.c).
+        if unsafe { ffi::vexfs_c_bh_checked(self.bh.as_ptr()) } {
+            return Csum::Checked;
+        }
+        // SAFETY: as above.
         if unsafe { ffi::vexfs_c_bh_verified(self.bh.as_ptr()) } {
             return Csum::Verified;
         }
@@ -104,6 +108,14 @@ impl Buf {
         // SAFETY: as above.
         unsafe { ffi::vexfs_c_bh_set_verified(self.bh.as_ptr()) };
         Csum::Verified
+    }
+
+    /// Records that the block passed its kind's whole check (an extent node:
+    /// `TreeStore::mark_checked`); [`Self::csum`] then says [`Csum::Checked`] until the block
+    /// comes from the disk again.
+    pub fn set_checked(&self) {
+        // SAFETY: `bh` is valid by the type invariant; the bit is vexfs's own (glue.c).
+        unsafe { ffi::vexfs_c_bh_set_checked(self.bh.as_ptr()) };
     }
 
     /// Starts writing the block ([`Self::wait_write`] waits for it).

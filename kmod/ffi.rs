@@ -54,6 +54,8 @@ extern "C" {
     pub fn vexfs_c_bforget(bh: *mut BufferHead);
     pub fn vexfs_c_bh_verified(bh: *mut BufferHead) -> bool;
     pub fn vexfs_c_bh_set_verified(bh: *mut BufferHead);
+    pub fn vexfs_c_bh_checked(bh: *mut BufferHead) -> bool;
+    pub fn vexfs_c_bh_set_checked(bh: *mut BufferHead);
     pub fn vexfs_c_bh_data(bh: *mut BufferHead) -> *mut u8;
     pub fn vexfs_c_mark_dirty(bh: *mut BufferHead);
     pub fn vexfs_c_bh_blocknr(bh: *mut BufferHead) -> u64;

@@ -43,6 +43,15 @@ u64 *vexfs_c_inode_rs(struct inode *inode) { return VI(inode)->rs; }
  * Cleared whenever the buffer's contents come from the disk again, or from nowhere.
  */
 #define BH_VexfsVerified (BH_PrivateStart + 1)
+/* And the block passed its kind's whole check since (an extent node's entries: Csum::Checked,
+ * core/src/format/block.rs), as ext4 skips ext4_ext_check on a verified buffer. */
+#define BH_VexfsChecked (BH_PrivateStart + 2)
+
+static void vexfs_bh_unverify(struct buffer_head *bh)
+{
+	clear_bit(BH_VexfsVerified, &bh->b_state);
+	clear_bit(BH_VexfsChecked, &bh->b_state);
+}
 
 /* sb_bread, clearing the verified bit when the block is read from the disk. */
 struct buffer_head *vexfs_c_bread(struct super_block *sb, u64 block)
@@ -51,7 +60,7 @@ struct buffer_head *vexfs_c_bread(struct super_block *sb, u64 block)
 
 	if (!bh || buffer_uptodate(bh))
 		return bh;
-	clear_bit(BH_VexfsVerified, &bh->b_state);
+	vexfs_bh_unverify(bh);
 	if (bh_read(bh, 0) < 0) {
 		brelse(bh);
 		return NULL;
@@ -74,7 +83,7 @@ struct buffer_head *vexfs_c_bread_ahead(struct super_block *sb, u64 block, u64 r
 	if (!bh || buffer_uptodate(bh))
 		return bh;
 	blk_start_plug(&plug);
-	clear_bit(BH_VexfsVerified, &bh->b_state);
+	vexfs_bh_unverify(bh);
 	bh_read_nowait(bh, REQ_META | REQ_PRIO);
 	for (b = block + 1; b < ra_end && b <= block + VEXFS_RA_BLOCKS; b++) {
 		struct buffer_head *ra = sb_getblk(sb, b);
@@ -82,7 +91,7 @@ struct buffer_head *vexfs_c_bread_ahead(struct super_block *sb, u64 block, u64 r
 		if (!ra)
 			break;
 		if (!buffer_uptodate(ra)) {
-			clear_bit(BH_VexfsVerified, &ra->b_state);
+			vexfs_bh_unverify(ra);
 			bh_readahead(ra, REQ_RAHEAD | REQ_META);
 		}
 		brelse(ra);
@@ -99,11 +108,13 @@ struct buffer_head *vexfs_c_bread_ahead(struct super_block *sb, u64 block, u64 r
 void vexfs_c_brelse(struct buffer_head *bh) { brelse(bh); }
 void vexfs_c_bforget(struct buffer_head *bh)
 {
-	clear_bit(BH_VexfsVerified, &bh->b_state);
+	vexfs_bh_unverify(bh);
 	bforget(bh);
 }
 bool vexfs_c_bh_verified(struct buffer_head *bh) { return test_bit(BH_VexfsVerified, &bh->b_state); }
 void vexfs_c_bh_set_verified(struct buffer_head *bh) { set_bit(BH_VexfsVerified, &bh->b_state); }
+bool vexfs_c_bh_checked(struct buffer_head *bh) { return test_bit(BH_VexfsChecked, &bh->b_state); }
+void vexfs_c_bh_set_checked(struct buffer_head *bh) { set_bit(BH_VexfsChecked, &bh->b_state); }
 u8 *vexfs_c_bh_data(struct buffer_head *bh) { return bh->b_data; }
 u64 vexfs_c_bh_blocknr(struct buffer_head *bh) { return bh->b_blocknr; }
 void vexfs_c_get_bh(struct buffer_head *bh) { get_bh(bh); }
@@ -429,7 +440,7 @@ struct buffer_head *vexfs_c_bnew(struct super_block *sb, u64 block)
 	if (!bh)
 		return NULL;
 	lock_buffer(bh);
-	clear_bit(BH_VexfsVerified, &bh->b_state);
+	vexfs_bh_unverify(bh);
 	memset(bh->b_data, 0, bh->b_size);
 	set_buffer_uptodate(bh);
 	unlock_buffer(bh);

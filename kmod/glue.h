@@ -180,6 +180,8 @@ void vexfs_c_brelse(struct buffer_head *bh);
 void vexfs_c_bforget(struct buffer_head *bh);
 bool vexfs_c_bh_verified(struct buffer_head *bh);
 void vexfs_c_bh_set_verified(struct buffer_head *bh);
+bool vexfs_c_bh_checked(struct buffer_head *bh);
+void vexfs_c_bh_set_checked(struct buffer_head *bh);
 u8 *vexfs_c_bh_data(struct buffer_head *bh);
 void vexfs_c_mark_dirty(struct buffer_head *bh);
 u64 vexfs_c_bh_blocknr(struct buffer_head *bh);

@@ -234,6 +234,12 @@ impl TreeStore for ReadStore<'_> {
         let b = Buf::read(self.sb, n)?;
         Ok(f(b.data(), b.csum()))
     }
+    fn mark_checked(&mut self, n: u64) {
+        // A cache hit: the node was just read. Failing to remember costs a check later.
+        if let Ok(b) = Buf::read(self.sb, n) {
+            b.set_checked();
+        }
+    }
     fn write<R>(&mut self, _n: u64, _f: impl FnOnce(&mut [u8]) -> R) -> core::result::Result<R, TreeErr> {
         Err(TreeErr::Kernel(EIO))
     }
@@ -262,6 +268,12 @@ impl TreeStore for TxnStore<'_, '_> {
     fn read_sealed<R>(&mut self, n: u64, f: impl FnOnce(&[u8], Csum) -> R) -> core::result::Result<R, TreeErr> {
         let b = Buf::read(self.g.sb(), n)?;
         Ok(f(b.data(), b.csum()))
+    }
+    fn mark_checked(&mut self, n: u64) {
+        // A cache hit: the node was just read. Failing to remember costs a check later.
+        if let Ok(b) = Buf::read(self.g.sb(), n) {
+            b.set_checked();
+        }
     }
     fn write<R>(&mut self, n: u64, f: impl FnOnce(&mut [u8]) -> R) -> core::result::Result<R, TreeErr> {
         let mut b = Buf::read(self.g.sb(), n)?;

@@ -45,6 +45,12 @@ impl DirRead for DxView<'_> {
         let b = Buf::read(self.dir.sb(), n)?;
         Ok(f(b.data(), b.csum()))
     }
+    fn mark_checked(&mut self, n: u64) {
+        // A cache hit: the header was just read. Failing to remember costs a check later.
+        if let Ok(b) = Buf::read(self.dir.sb(), n) {
+            b.set_checked();
+        }
+    }
     fn owner(&self) -> u64 {
         self.dir.ino()
     }
@@ -94,6 +100,9 @@ impl DirRead for DxTxn<'_, '_> {
     }
     fn read_sealed<R>(&mut self, n: u64, f: impl FnOnce(&[u8], Csum) -> R) -> core::result::Result<R, TreeErr> {
         DxView { dir: self.dir, st: self.st }.read_sealed(n, f)
+    }
+    fn mark_checked(&mut self, n: u64) {
+        DxView { dir: self.dir, st: self.st }.mark_checked(n)
     }
     fn owner(&self) -> u64 {
         self.dir.ino()

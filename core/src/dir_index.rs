@@ -208,7 +208,8 @@ impl Header {
         Self::decode_csum(block, blocknr, owner, Csum::Check)
     }
 
-    /// [`Header::decode`], the checksum skipped when `csum` says the store verified it.
+    /// [`Header::decode`], the checksum skipped when `csum` says the store verified it, and the
+    /// scan of the unused bytes too when it says [`Csum::Checked`].
     pub fn decode_csum(block: &[u8], blocknr: u64, owner: u64, csum: Csum) -> Result<Header, FormatError> {
         check_header_csum(block, "directory index header", INDEX_MAGIC, blocknr, owner, csum)?;
         let mut seed = [0u8; 16];
@@ -216,7 +217,9 @@ impl Header {
         if u32_at(block, RESERVED_OFF, "directory index header")? != 0 {
             return Err(corrupt("directory index reserved field", RESERVED_OFF as u64));
         }
-        if block.get(HEADER_END..).is_some_and(|t| !all_zero(t)) {
+        // The unused rest of the block is zero; a header the store vouches for (checked whole
+        // since it came from the device) is not scanned again.
+        if csum != Csum::Checked && block.get(HEADER_END..).is_some_and(|t| !all_zero(t)) {
             return Err(corrupt("directory index header trailing bytes", HEADER_END as u64));
         }
         let mut leaves = [0u32; MAX_DEPTH as usize + 1];
@@ -261,11 +264,16 @@ pub trait DirRead {
     /// Calls `f` on device block `n` as it is on the store.
     fn read<R>(&mut self, n: u64, f: impl FnOnce(&[u8]) -> R) -> Result<R, Self::Error>;
     /// [`Self::read`] of a block with the common header (the index header, a bucket), with
-    /// whether the store already verified its checksum. By default [`Csum::Check`]: the
+    /// whether the store already verified its checksum, or the whole header block
+    /// ([`Csum::Checked`], after [`Self::mark_checked`]). By default [`Csum::Check`]: the
     /// decoder checks it.
     fn read_sealed<R>(&mut self, n: u64, f: impl FnOnce(&[u8], Csum) -> R) -> Result<R, Self::Error> {
         self.read(n, |b| f(b, Csum::Check))
     }
+    /// The index header at device block `n`, just read, passed its whole check: a store that
+    /// can remember it until the block comes from the device again reports it as
+    /// [`Csum::Checked`] from then on. By default nothing.
+    fn mark_checked(&mut self, _n: u64) {}
     /// The directory's inode number (the owner in every block header).
     fn owner(&self) -> u64;
 }
@@ -292,7 +300,10 @@ pub fn read_header<S: DirRead>(s: &mut S) -> Result<(u64, Header), S::Error> {
         return Err(corrupt("directory index without a header", 0).into());
     };
     let owner = s.owner();
-    let h = s.read_sealed(n, |b, csum| Header::decode_csum(b, n, owner, csum))??;
+    let (h, csum) = s.read_sealed(n, |b, csum| Header::decode_csum(b, n, owner, csum).map(|h| (h, csum)))??;
+    if csum != Csum::Checked {
+        s.mark_checked(n);
+    }
     Ok((n, h))
 }
 

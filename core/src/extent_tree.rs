@@ -58,11 +58,16 @@ pub trait TreeStore {
     type Error: From<FormatError>;
     /// Calls `f` on block `n` as it is on the store.
     fn read<R>(&mut self, n: u64, f: impl FnOnce(&[u8]) -> R) -> Result<R, Self::Error>;
-    /// [`Self::read`] of a node, with whether the store already verified its checksum. By
-    /// default [`Csum::Check`]: the tree checks it.
+    /// [`Self::read`] of a node, with whether the store already verified its checksum
+    /// ([`Csum::Verified`]) or the whole node ([`Csum::Checked`], after [`Self::mark_checked`]).
+    /// By default [`Csum::Check`]: the tree checks it.
     fn read_sealed<R>(&mut self, n: u64, f: impl FnOnce(&[u8], Csum) -> R) -> Result<R, Self::Error> {
         self.read(n, |b| f(b, Csum::Check))
     }
+    /// Node `n`, just read, passed the tree's whole check: a store that can remember it until
+    /// the block comes from the device again (the kernel's buffer state bits) reports it as
+    /// [`Csum::Checked`] from then on. By default nothing.
+    fn mark_checked(&mut self, _n: u64) {}
     /// Calls `f` on block `n` to change it (the tree seals the header itself).
     fn write<R>(&mut self, n: u64, f: impl FnOnce(&mut [u8]) -> R) -> Result<R, Self::Error>;
     /// Calls `f` on block `n`, newly allocated, to fill it whole: its old contents do not matter
@@ -216,6 +221,8 @@ fn copy_bytes<S: TreeStore>(
 
 /// Checks node `n` whole: header and checksum (`owner`; the checksum skipped when `csum` says
 /// the store verified it), depth `depth`, count `1 ..= NODE_ENTRIES`, reserved bytes, and
+/// (unless `csum` is [`Csum::Checked`]: the store vouches that the node passed all this since
+/// it came from the device, and the tree changed it only as it keeps nodes valid) the
 /// entries sorted inside `keys` = `lo .. hi` (leaves: every extent
 /// checked by [`check_extent`] in the data region; index nodes: strictly increasing keys,
 /// children in the data region), the first starting at `lo` exactly unless `first_free` (the
@@ -235,6 +242,9 @@ fn check_node(
     let c = count(node)?;
     if c == 0 || c > NODE_ENTRIES {
         return Err(FormatError::Corrupt { what: "extent node count", value: c as u64 });
+    }
+    if csum == Csum::Checked {
+        return Ok(c);
     }
     let mut prev_end = lo;
     let mut prev_key = 0u64;
@@ -382,9 +392,11 @@ impl Tree {
         for level in 0..=depth {
             let d = depth - level;
             let t = *self;
+            let mut checked = false;
             let step = s.read_sealed(n, |b, csum| -> Result<(usize, usize, u64, u64, u64), FormatError> {
                 // The root's first key may lie above `lo` (extents were removed below it).
                 let c = check_node((b, csum), n, &t, d, (lo, hi), level == 0)?;
+                checked = csum != Csum::Checked;
                 if d == 0 {
                     let at = match to {
                         Toward::Last => c,
@@ -412,6 +424,9 @@ impl Tree {
                 let next_hi = if i + 1 < c { key_of(&entry(b, i + 1)?) } else { hi };
                 Ok((c, i, child_of(&raw), key_of(&raw), next_hi))
             })??;
+            if checked {
+                s.mark_checked(n);
+            }
             let (c, at, child, clo, chi) = step;
             p.set(level, Level { node: n, at, count: c, lo, hi });
             n = child;
@@ -1004,6 +1019,78 @@ pub(crate) mod tests {
             assert_eq!(t.lookup(&mut m, 3 * i).unwrap(), Some(ext(i)));
             assert_eq!(t.lookup(&mut m, 3 * i + 1).unwrap(), None);
         }
+    }
+
+    /// A store that remembers the nodes the tree marked checked, as the kernel's buffers do
+    /// (cleared when a block is written from outside: here, by the test).
+    struct Remembering {
+        m: Mem,
+        checked: BTreeSet<u64>,
+        marks: usize,
+    }
+
+    impl TreeStore for Remembering {
+        type Error = E;
+        fn read<R>(&mut self, n: u64, f: impl FnOnce(&[u8]) -> R) -> Result<R, E> {
+            self.m.read(n, f)
+        }
+        fn read_sealed<R>(&mut self, n: u64, f: impl FnOnce(&[u8], Csum) -> R) -> Result<R, E> {
+            let c = if self.checked.contains(&n) { Csum::Checked } else { Csum::Check };
+            self.m.read(n, |b| f(b, c))
+        }
+        fn mark_checked(&mut self, n: u64) {
+            self.marks += 1;
+            self.checked.insert(n);
+        }
+        fn write<R>(&mut self, n: u64, f: impl FnOnce(&mut [u8]) -> R) -> Result<R, E> {
+            self.m.write(n, f)
+        }
+        fn alloc(&mut self, goal: u64) -> Result<u64, E> {
+            self.m.alloc(goal)
+        }
+        fn free(&mut self, n: u64) -> Result<(), E> {
+            self.checked.remove(&n);
+            self.m.free(n)
+        }
+    }
+
+    /// Nodes marked checked skip their entry checks and give the same answers; a node whose
+    /// entries go bad behind the store's back (it still says checked) is not re-examined, and
+    /// once the store forgets it, the check finds the damage.
+    #[test]
+    fn checked_nodes_skip_their_entries_only() {
+        let (m, t) = new_tree(&[ext(0)]);
+        let mut r = Remembering { m, checked: BTreeSet::new(), marks: 0 };
+        for i in 1..2_000u64 {
+            t.insert(&mut r, ext(i)).unwrap();
+        }
+        for i in [0u64, 1, 253, 254, 1_999] {
+            assert_eq!(t.lookup(&mut r, 3 * i).unwrap(), Some(ext(i)));
+        }
+        let marks = r.marks;
+        assert!(marks > 0 && !r.checked.is_empty());
+        for i in (0..2_000u64).step_by(7) {
+            assert_eq!(t.lookup(&mut r, 3 * i).unwrap(), Some(ext(i)));
+            assert_eq!(t.lookup(&mut r, 3 * i + 1).unwrap(), None);
+        }
+        assert_eq!(r.marks, marks, "a checked node is not checked (nor marked) again");
+        // Two entries of the first leaf swapped (out of order), the header resealed.
+        let mut leaf = 0;
+        t.for_each_node(&mut r.m, |n, d| {
+            if d == 0 && leaf == 0 {
+                leaf = n;
+            }
+        })
+        .unwrap();
+        let b = r.m.blocks.get_mut(&leaf).unwrap();
+        let (a, z) = (EXTENT_HEADER, EXTENT_HEADER + EXTENT_SIZE);
+        let first: Vec<u8> = b[a..z].to_vec();
+        b.copy_within(z..z + EXTENT_SIZE, a);
+        b[z..z + EXTENT_SIZE].copy_from_slice(&first);
+        seal(b, leaf, t.owner);
+        assert!(t.lookup(&mut r, 3).is_ok(), "trusted while the store says checked");
+        r.checked.remove(&leaf);
+        assert!(t.lookup(&mut r, 3).is_err(), "checked again once the store forgets");
     }
 
     /// A deterministic shuffle (xorshift).

@@ -41,6 +41,11 @@ pub enum Csum {
     /// bit (`kmod/buf.rs`, as ext4's `BH_Verified`), so a block read from the cache again and
     /// again is summed once.
     Verified,
+    /// [`Csum::Verified`], and the block also passed its kind's whole check since (an extent
+    /// node's entries: `extent_tree`), which its decoder then skips too, as ext4 skips
+    /// `ext4_ext_check` on a verified buffer. Set by the store at the decoder's request
+    /// (`TreeStore::mark_checked`) for blocks it vouches for.
+    Checked,
 }
 
 /// Whether the checksum stored in `block` is that of its bytes (a block that starts with the
