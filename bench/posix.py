@@ -164,7 +164,8 @@ def report(res):
         + ", ".join(f"{s:,.1f} s for {o:,}" for s, o in vs["stat"][1]) + " on ext4. The "
         "dir-create row is a mean over a directory growing from 0 to its size (vexfs indexes a "
         "directory when it outgrows a block: a lookup or an insert reads the index header, one "
-        "block map per depth with buckets and one bucket, each checked by its checksum).")
+        "block map per depth with buckets and one bucket; a cached block's checksum is verified "
+        "once).")
     if res.notes:
         out("")
         out("Phases stopped at their time cap: " + "; ".join(res.notes) + ".")
