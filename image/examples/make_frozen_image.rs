@@ -24,7 +24,7 @@
 #[path = "frozen_common/mod.rs"]
 mod common;
 
-use common::{decimals, hex_words, l2, sha256_hex, type_name, walk, Res, Vecs, DIM, EF};
+use common::{decimals, hex_words, inode_fields, l2, sha256_hex, walk, Res, Vecs, DIM, EF};
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -247,24 +247,7 @@ fn main() -> Res<()> {
     writeln!(m, "hnsw live {}", h.live)?;
     writeln!(m, "hnsw deleted {}", h.deleted)?;
     for &ino in &inos {
-        let i = img.inode(ino)?;
-        writeln!(
-            m,
-            "inode {ino} {} {:o} {} {} {} {} {} {}.{:09} {}.{:09} {}.{:09}",
-            type_name(i.mode),
-            i.mode,
-            i.uid,
-            i.gid,
-            i.links,
-            i.size,
-            i.blocks,
-            i.atime_sec,
-            i.atime_nsec,
-            i.mtime_sec,
-            i.mtime_nsec,
-            i.ctime_sec,
-            i.ctime_nsec
-        )?;
+        writeln!(m, "inode {ino} {}", inode_fields(&img.inode(ino)?))?;
     }
     for (p, ino) in &paths {
         writeln!(m, "path {ino} {p}")?;

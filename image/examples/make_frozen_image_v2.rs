@@ -41,7 +41,7 @@
 #[path = "frozen_common/mod.rs"]
 mod common;
 
-use common::{decimals, hex_words, l2, sha256_hex, type_name, walk, Res, Vecs, DIM, EF};
+use common::{decimals, hex_words, inode_fields, l2, sha256_hex, walk, Res, Vecs, DIM, EF};
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -601,24 +601,7 @@ fn main() -> Res<()> {
     writeln!(m, "hnsw deleted {}", h.deleted)?;
     writeln!(m, "hnsw pending {}", h.pending)?;
     for &ino in &in_use {
-        let i = img.inode(ino)?;
-        writeln!(
-            m,
-            "inode {ino} {} {:o} {} {} {} {} {} {}.{:09} {}.{:09} {}.{:09}",
-            type_name(i.mode),
-            i.mode,
-            i.uid,
-            i.gid,
-            i.links,
-            i.size,
-            i.blocks,
-            i.atime_sec,
-            i.atime_nsec,
-            i.mtime_sec,
-            i.mtime_nsec,
-            i.ctime_sec,
-            i.ctime_nsec
-        )?;
+        writeln!(m, "inode {ino} {}", inode_fields(&img.inode(ino)?))?;
     }
     for o in &orphans {
         writeln!(m, "orphan {o}")?;

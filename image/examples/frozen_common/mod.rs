@@ -223,27 +223,31 @@ pub fn head_lines(m: &mut String, raw: &[u8], sb: &Superblock, h: &HnswHeader) -
     Ok(())
 }
 
+/// The fields of a manifest's `inode` line after `inode INO` (every format): type, mode
+/// (octal), uid, gid, links, size, blocks, then atime, mtime and ctime as `sec.nsec`.
+pub fn inode_fields(i: &Inode) -> String {
+    format!(
+        "{} {:o} {} {} {} {} {} {}.{:09} {}.{:09} {}.{:09}",
+        type_name(i.mode),
+        i.mode,
+        i.uid,
+        i.gid,
+        i.links,
+        i.size,
+        i.blocks,
+        i.atime_sec,
+        i.atime_nsec,
+        i.mtime_sec,
+        i.mtime_nsec,
+        i.ctime_sec,
+        i.ctime_nsec
+    )
+}
+
 /// The manifest's `inode` lines, then its `tree` lines, of `inos` (format v3).
 pub fn inode_lines(m: &mut String, img: &Image<MemDevice>, inos: &[u32]) -> Res<()> {
     for &ino in inos {
-        let i = img.inode(ino)?;
-        writeln!(
-            m,
-            "inode {ino} {} {:o} {} {} {} {} {} {}.{:09} {}.{:09} {}.{:09}",
-            type_name(i.mode),
-            i.mode,
-            i.uid,
-            i.gid,
-            i.links,
-            i.size,
-            i.blocks,
-            i.atime_sec,
-            i.atime_nsec,
-            i.mtime_sec,
-            i.mtime_nsec,
-            i.ctime_sec,
-            i.ctime_nsec
-        )?;
+        writeln!(m, "inode {ino} {}", inode_fields(&img.inode(ino)?))?;
     }
     for &ino in inos {
         let (depth, nodes, extents) = tree_fields(img, ino)?;
