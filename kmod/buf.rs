@@ -110,12 +110,15 @@ impl Buf {
         Csum::Verified
     }
 
-    /// Records that the block passed its kind's whole check (an extent node:
-    /// `TreeStore::mark_checked`); [`Self::csum`] then says [`Csum::Checked`] until the block
-    /// comes from the disk again.
-    pub fn set_checked(&self) {
-        // SAFETY: `bh` is valid by the type invariant; the bit is vexfs's own (glue.c).
-        unsafe { ffi::vexfs_c_bh_set_checked(self.bh.as_ptr()) };
+    /// Records that block `block`, just read, passed its kind's whole check (an extent node, a
+    /// directory index header: `mark_checked` of core's stores); [`Self::csum`] then says
+    /// [`Csum::Checked`] until the block comes from the disk again. The read is a cache hit; if
+    /// it fails, nothing is recorded, which only costs a check later.
+    pub fn set_checked(dev: &Device, block: u64) {
+        if let Ok(b) = Buf::read(dev, block) {
+            // SAFETY: `bh` is valid by the type invariant; the bit is vexfs's own (glue.c).
+            unsafe { ffi::vexfs_c_bh_set_checked(b.bh.as_ptr()) };
+        }
     }
 
     /// Starts writing the block ([`Self::wait_write`] waits for it).

@@ -235,10 +235,7 @@ impl TreeStore for ReadStore<'_> {
         Ok(f(b.data(), b.csum()))
     }
     fn mark_checked(&mut self, n: u64) {
-        // A cache hit: the node was just read. Failing to remember costs a check later.
-        if let Ok(b) = Buf::read(self.sb, n) {
-            b.set_checked();
-        }
+        Buf::set_checked(self.sb, n);
     }
     fn write<R>(&mut self, _n: u64, _f: impl FnOnce(&mut [u8]) -> R) -> core::result::Result<R, TreeErr> {
         Err(TreeErr::Kernel(EIO))
@@ -270,10 +267,7 @@ impl TreeStore for TxnStore<'_, '_> {
         Ok(f(b.data(), b.csum()))
     }
     fn mark_checked(&mut self, n: u64) {
-        // A cache hit: the node was just read. Failing to remember costs a check later.
-        if let Ok(b) = Buf::read(self.g.sb(), n) {
-            b.set_checked();
-        }
+        Buf::set_checked(self.g.sb(), n);
     }
     fn write<R>(&mut self, n: u64, f: impl FnOnce(&mut [u8]) -> R) -> core::result::Result<R, TreeErr> {
         let mut b = Buf::read(self.g.sb(), n)?;

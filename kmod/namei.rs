@@ -46,10 +46,7 @@ impl DirRead for DxView<'_> {
         Ok(f(b.data(), b.csum()))
     }
     fn mark_checked(&mut self, n: u64) {
-        // A cache hit: the header was just read. Failing to remember costs a check later.
-        if let Ok(b) = Buf::read(self.dir.sb(), n) {
-            b.set_checked();
-        }
+        Buf::set_checked(self.dir.sb(), n);
     }
     fn owner(&self) -> u64 {
         self.dir.ino()
