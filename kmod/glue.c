@@ -943,11 +943,12 @@ static int vexfs_setattr(struct mnt_idmap *idmap, struct dentry *dentry, struct 
 {
 	struct inode *inode = d_inode(dentry);
 	struct vexfs_handle h;
+	loff_t old = i_size_read(inode);
 	int err = setattr_prepare(&nop_mnt_idmap, dentry, attr);
 
 	if (err)
 		return err;
-	if ((attr->ia_valid & ATTR_SIZE) && attr->ia_size != i_size_read(inode)) {
+	if ((attr->ia_valid & ATTR_SIZE) && attr->ia_size != old) {
 		err = inode_newsize_ok(inode, attr->ia_size);
 		if (err)
 			return err;
@@ -960,10 +961,12 @@ static int vexfs_setattr(struct mnt_idmap *idmap, struct dentry *dentry, struct 
 		/* The page cache first, outside the handle: a commit never waits for a page. */
 		truncate_setsize(inode, attr->ia_size);
 	}
-	if (attr->ia_valid & ATTR_SIZE) {
+	if ((attr->ia_valid & ATTR_SIZE) && attr->ia_size <= old) {
 		/* In handles of its own, a tree leaf each (a large file's truncate is several
-		 * transactions; between them its disk size covers what is still mapped). A
-		 * failure aborted the journal: no later part of this truncate is committed. */
+		 * transactions; between them its disk size covers what is still mapped and may
+		 * hold data). A failure aborted the journal: no later part of this truncate is
+		 * committed. As on ext4, a truncate to the size or below frees the blocks
+		 * fallocate(KEEP_SIZE) preallocated past it; one that grows the file keeps them. */
 		err = vexfs_rs_truncate_blocks(inode);
 		if (err)
 			return err;
@@ -1052,11 +1055,12 @@ static int vexfs_zero_partial(struct file *file, loff_t start, loff_t end)
 	return vexfs_write_zeros(file, start, end - start);
 }
 
-/* The size after fallocate without KEEP_SIZE, in a handle. */
-static int vexfs_extend_size_h(struct inode *inode, loff_t size)
+/* The size after fallocate without KEEP_SIZE (old: the size before it), in a handle. */
+static int vexfs_extend_size_h(struct inode *inode, loff_t old, loff_t size)
 {
-	if (size > i_size_read(inode)) {
+	if (size > i_size_read(inode))
 		i_size_write(inode, size);
+	if (i_size_read(inode) > old) {
 		inode_set_mtime_to_ts(inode, inode_set_ctime_current(inode));
 		mark_inode_dirty(inode);
 	}
@@ -1066,9 +1070,11 @@ static int vexfs_extend_size_h(struct inode *inode, loff_t size)
 /*
  * fallocate: 0 and KEEP_SIZE allocate the range's holes (zeroed on the device: no unwritten
  * extents), PUNCH_HOLE | KEEP_SIZE unmaps it (the partial blocks at its ends zeroed),
- * ZERO_RANGE punches and allocates (KEEP_SIZE or not). With KEEP_SIZE nothing is allocated
- * past the size (a known gap: no preallocation past the end of a file). Other modes:
- * EOPNOTSUPP.
+ * ZERO_RANGE punches and allocates (KEEP_SIZE or not). Without KEEP_SIZE the size grows over
+ * each block in the handle that maps it (no commit sees a block past the size), then to the
+ * range's end; with KEEP_SIZE past the end of file the blocks stay past the size, a
+ * preallocation (the inode's eofblocks flag; a truncate to the size or below frees it, as on
+ * ext4). Other modes: EOPNOTSUPP.
  */
 static long vexfs_fallocate(struct file *file, int mode, loff_t offset, loff_t len)
 {
@@ -1101,15 +1107,14 @@ static long vexfs_fallocate(struct file *file, int mode, loff_t offset, loff_t l
 		}
 	}
 	if (!err && !(mode & FALLOC_FL_PUNCH_HOLE)) {
-		/* With KEEP_SIZE, nothing past the size: a file maps no block past its end
-		 * (docs/FORMAT.md; no unwritten extents to tell a preallocation from a lost size). */
-		loff_t alloc_end = (mode & FALLOC_FL_KEEP_SIZE) ? min(end, i_size_read(inode)) : end;
+		u64 grow_to = (mode & FALLOC_FL_KEEP_SIZE) ? 0 : (u64)end;
+		loff_t old = i_size_read(inode);
 
-		if (alloc_end > offset)
-			err = vexfs_rs_alloc_range(inode, offset >> PAGE_SHIFT,
-						   DIV_ROUND_UP(alloc_end, PAGE_SIZE));
+		err = vexfs_rs_alloc_range(inode, offset >> PAGE_SHIFT, DIV_ROUND_UP(end, PAGE_SIZE),
+					   grow_to);
 		if (!err && !(mode & FALLOC_FL_KEEP_SIZE))
-			err = VEXFS_IN_HANDLE(inode->i_sb, VEXFS_TXN_SMALL, vexfs_extend_size_h(inode, end));
+			err = VEXFS_IN_HANDLE(inode->i_sb, VEXFS_TXN_SMALL,
+					      vexfs_extend_size_h(inode, old, end));
 	}
 	filemap_invalidate_unlock(inode->i_mapping);
 out:

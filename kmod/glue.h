@@ -129,8 +129,9 @@ int vexfs_rs_xattr_set_stored(struct inode *inode, u8 index, const char *name, s
 ssize_t vexfs_rs_xattr_list_stored(struct inode *inode, int trusted, char *buf, size_t size);
 /* Rust: fallocate's unmapping of file blocks from .. to (PUNCH_HOLE, ZERO_RANGE). */
 int vexfs_rs_punch(struct inode *inode, u64 from, u64 to);
-/* Rust: fallocate's allocation of the unmapped file blocks from .. to, zeroed. */
-int vexfs_rs_alloc_range(struct inode *inode, u64 from, u64 to);
+/* Rust: fallocate's allocation of the unmapped file blocks from .. to, zeroed, the size grown
+ * up to grow_to bytes over them (0: KEEP_SIZE; blocks past the size set the eofblocks flag). */
+int vexfs_rs_alloc_range(struct inode *inode, u64 from, u64 to, u64 grow_to);
 /* Rust: whether file block blk of inode is mapped (1), a hole (0), or -errno. */
 int vexfs_rs_block_mapped(struct inode *inode, u64 blk);
 /* Rust: fiemap of bytes start .. start + len, after fiemap_prep. */

@@ -6,11 +6,11 @@ use crate::extent_tree::{TreeStore, NODE_ENTRIES};
 use crate::file_extents::FileExtents;
 use crate::format::block::Csum;
 use crate::format::extent::Extent;
-use crate::format::inode::{Inode as DiskInode, INODE_FLAG_INDEX, S_IFDIR, S_IFMT};
+use crate::format::inode::{Inode as DiskInode, INODE_FLAG_EOFBLOCKS, INODE_FLAG_INDEX, S_IFDIR, S_IFMT};
 use crate::format::superblock::Region;
-use crate::format::superblock::FEATURE_INCOMPAT_DIR_INDEX;
+use crate::format::superblock::{FEATURE_INCOMPAT_DIR_INDEX, FEATURE_INCOMPAT_EOFBLOCKS};
 use crate::format::{BLOCK_SIZE, INODE_SIZE};
-use crate::sb::{FsInode, Iget, Inode, InodeRef, Locked, NewInode, SuperBlock};
+use crate::sb::{FsInode, Iget, Inode, InodeRef, Locked, LockedInode, NewInode, SuperBlock};
 use crate::txn::Handle;
 use crate::vfs::inode::Times;
 use kernel::prelude::*;
@@ -121,6 +121,9 @@ fn read_inode(inode: &NewInode, ino: u64) -> Result {
     }
     if d.flags & INODE_FLAG_INDEX != 0 && sb.disk().feature_incompat & FEATURE_INCOMPAT_DIR_INDEX == 0 {
         return Err(sb.corrupt("indexed directory without the dir_index feature", ino));
+    }
+    if d.flags & INODE_FLAG_EOFBLOCKS != 0 && g.incompat & FEATURE_INCOMPAT_EOFBLOCKS == 0 {
+        return Err(sb.corrupt("blocks past the size without the eofblocks feature", ino));
     }
     let st = FsInode {
         on_disk: true,
@@ -587,7 +590,9 @@ const TRUNCATE_LEAVES: usize = 1;
 /// leaves per handle, and then runs `last` in the last handle. Between two handles the inode
 /// is consistent on disk: its size covers the blocks still mapped (`trunc_end`, used by
 /// [`write_disk_inode`]), so a commit there (and a crash after it) leaves a file that was
-/// truncated only part of the way, never a block mapped past its size. Errors: those of a
+/// truncated only part of the way, never a block mapped past its size (but the zeros of a
+/// preallocation past the size before, `INODE_FLAG_EOFBLOCKS`, which the flag allows). The
+/// last handle clears the flag when no block is left past the size. Errors: those of a
 /// handle (`EROFS`), of the tree (`EUCLEAN`, `EIO`), of `last`; the caller decides whether
 /// they abort the journal (a failure inside a handle has left changes in it).
 fn truncate_in_steps(
@@ -616,6 +621,10 @@ fn truncate_in_steps(
         match r {
             Ok(true) => {
                 st.trunc_end = 0;
+                if keep >= inode.size().div_ceil(BLOCK_SIZE as u64) {
+                    // Nothing is mapped past the size any more.
+                    st.flags &= !INODE_FLAG_EOFBLOCKS;
+                }
                 let r = match last.take() {
                     Some(f) => f(&mut g, &mut st),
                     None => Ok(()),
@@ -627,8 +636,17 @@ fn truncate_in_steps(
                 return r.map_err(|e| (e, true));
             }
             Ok(false) => {
-                // More to do: the disk inode's size covers what is still mapped.
-                let end = fx.mapped_end(&mut ReadStore { sb }).map_err(|e| (tree_err(sb, e), true));
+                // More to do: the disk inode's size covers what is still mapped, but with
+                // blocks preallocated past the size (`INODE_FLAG_EOFBLOCKS`, zeros) no more than
+                // the size before (which covers every block that may hold data).
+                let mut end = fx.mapped_end(&mut ReadStore { sb }).map_err(|e| (tree_err(sb, e), true));
+                if st.flags & INODE_FLAG_EOFBLOCKS != 0 {
+                    if let Ok(e) = end {
+                        end = disk_inode(&g, inode.ino())
+                            .map(|d| e.min(d.size.div_ceil(BLOCK_SIZE as u64)))
+                            .map_err(|e| (e, true));
+                    }
+                }
                 st.trunc_end = *end.as_ref().unwrap_or(&st.trunc_end);
                 inode.store(&g, &st);
                 end.and_then(|_| write_disk_inode(&g, inode, &st).map_err(|e| (e, true)))?;
@@ -692,11 +710,17 @@ pub fn punch_blocks(inode: &Inode, from: u64, to: u64) -> Result {
 /// `fallocate` (modes 0, `KEEP_SIZE`, `ZERO_RANGE`): allocates every unmapped file block of
 /// `from .. to` and writes zeros to it on the device before the transaction that maps it
 /// commits (there are no unwritten extents: a preallocated block reads as zeros because it
-/// is zeros), one block per journal handle as a buffered write does. The caller holds
-/// `i_rwsem` and sets the size. Stops at a fatal signal (`EINTR`; what was allocated stays,
-/// zeroed). Errors: `ENOSPC`, `EFBIG`, `EINTR`, `EROFS`, `EUCLEAN`, `EIO`.
-pub fn alloc_range(inode: &Inode, from: u64, to: u64) -> Result {
+/// is zeros), one block per journal handle as a buffered write does. With `grow_to` (bytes;
+/// mode 0 and `ZERO_RANGE` without `KEEP_SIZE`) above the size, each handle also grows the size
+/// over the block it maps (the caller sets the exact size and the times after), so no commit
+/// sees a block past the size; without (`KEEP_SIZE`), a block mapped past the size sets
+/// `INODE_FLAG_EOFBLOCKS` on the inode and, the first time on this filesystem,
+/// `FEATURE_INCOMPAT_EOFBLOCKS` in the superblock, in the same transaction. The caller holds
+/// `i_rwsem`. Stops at a fatal signal (`EINTR`; what was allocated stays, zeroed). Errors:
+/// `ENOSPC`, `EFBIG`, `EINTR`, `EROFS`, `EUCLEAN`, `EIO`.
+pub fn alloc_range(inode: &LockedInode, from: u64, to: u64, grow_to: u64) -> Result {
     let sb = inode.sb();
+    let bs = BLOCK_SIZE as u64;
     let mut l = from;
     while l < to {
         let mapped = {
@@ -713,6 +737,14 @@ pub fn alloc_range(inode: &Inode, from: u64, to: u64) -> Result {
             let mut g = sb.lock();
             let mut st = inode.load(&g);
             let pb = alloc_file_block(&mut g, inode, &mut st, l)?;
+            let block_end = l.saturating_add(1).saturating_mul(bs);
+            if grow_to > inode.size() {
+                inode.set_size(grow_to.min(block_end));
+            }
+            if l >= inode.size().div_ceil(bs) && st.flags & INODE_FLAG_EOFBLOCKS == 0 {
+                g.set_incompat(FEATURE_INCOMPAT_EOFBLOCKS)?;
+                st.flags |= INODE_FLAG_EOFBLOCKS;
+            }
             inode.store(&g, &st);
             let w = write_disk_inode(&g, inode, &st);
             drop(g);

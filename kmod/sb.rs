@@ -96,6 +96,7 @@ impl SbInfo {
             ino_hint: 0,
             state: disk.state & crate::format::superblock::STATE_ERRORS,
             mount_count: disk.mount_count.wrapping_add(1),
+            incompat: disk.feature_incompat & !FEATURE_INCOMPAT_RECOVER,
         };
         KBox::pin_init(
             pin_init!(SbInfo {
@@ -127,6 +128,9 @@ pub struct Inner {
     pub state: u32,
     /// Mount count to write back.
     pub mount_count: u32,
+    /// The incompat features of this filesystem but `RECOVER`: those read at mount and those
+    /// set since ([`Locked::set_incompat`]).
+    pub incompat: u32,
 }
 
 /// What vexfs keeps per inode beside the VFS inode: the decoded extent map and vector ids.
@@ -443,6 +447,7 @@ impl<'a> Locked<'a> {
     fn disk_now(&self, clean: bool) -> Superblock {
         let mut d = self.sb.disk().clone();
         d.format_version = FORMAT_VERSION;
+        d.feature_incompat |= self.incompat;
         d.free_blocks = self.free_blocks;
         d.free_inodes = self.free_inodes as u32;
         d.mount_count = self.mount_count;
@@ -456,6 +461,20 @@ impl<'a> Locked<'a> {
         }
         d.write_time = u64::try_from(vfs::time::real_seconds()).unwrap_or(0);
         d
+    }
+
+    /// Sets the incompat feature `bit` (`FEATURE_INCOMPAT_EOFBLOCKS`) when it is not set yet,
+    /// and then writes the superblock in the running transaction, the one that makes the first
+    /// use of the feature (inside a handle, whose credits hold the superblock's block: every
+    /// kind's margin does). Errors: those of [`Self::write_super`]; the bit stays set in memory
+    /// (the transaction that failed is aborted with the journal).
+    pub fn set_incompat(&mut self, bit: u32) -> Result {
+        if self.incompat & bit != 0 {
+            return Ok(());
+        }
+        self.incompat |= bit;
+        pr_info!("vexfs ({}): incompat feature {:#x} set\n", self.sb.name(), bit);
+        self.write_super()
     }
 
     /// Writes the superblock with the current counts through the journal (inside a handle).

@@ -124,6 +124,15 @@ fn flags() {
     let mut i = file();
     i.flags = 1;
     assert_corrupt(&i, "inode flags", 1);
+    i.flags = 4;
+    assert_corrupt(&i, "inode flags", 4);
+    // A regular file may have blocks preallocated past its size; no other file may.
+    i.flags = INODE_FLAG_EOFBLOCKS;
+    assert_eq!(Inode::decode(INO, &raw(&i)).unwrap(), i);
+    i.mode = S_IFDIR | 0o755;
+    assert_corrupt(&i, "inode flags", u64::from(INODE_FLAG_EOFBLOCKS));
+    i.flags = INODE_FLAG_INDEX | INODE_FLAG_EOFBLOCKS;
+    assert_corrupt(&i, "inode flags", 3);
 }
 
 #[test]

@@ -383,6 +383,30 @@ fn extent_past_end_of_file() {
     expect(&img, &[Kind::ExtentPastSize], Repair::No);
 }
 
+/// A file with blocks preallocated past its size (`fallocate(KEEP_SIZE)`): clean with the
+/// inode flag and the feature (set in the primary only, as the kernel does); without the
+/// feature the flag is reported, and preening sets the feature; without the flag, the blocks
+/// past the size are reported.
+#[test]
+fn blocks_past_size_with_the_eofblocks_flag() {
+    use vexfs_image::vexfs_core::format::inode::INODE_FLAG_EOFBLOCKS;
+    use vexfs_image::vexfs_core::format::superblock::FEATURE_INCOMPAT_EOFBLOCKS;
+    let (img, t) = populated();
+    edit_inode(&img.path, t.big, |i| {
+        i.size = 4096;
+        i.flags |= INODE_FLAG_EOFBLOCKS;
+    });
+    expect(&img, &[Kind::EofBlocksFeature], Repair::Preen);
+    assert_ne!(sb(&img.path).feature_incompat & FEATURE_INCOMPAT_EOFBLOCKS, 0);
+    edit_sb(&img.path, |s| s.feature_incompat &= !FEATURE_INCOMPAT_EOFBLOCKS);
+    expect(&img, &[Kind::EofBlocksFeature], Repair::Preen);
+    // Set in the primary only (the backup differs there): clean.
+    let (code, out) = fsck(&img.path, &["-n"]);
+    assert_eq!(code, 0, "{out}");
+    edit_inode(&img.path, t.big, |i| i.flags &= !INODE_FLAG_EOFBLOCKS);
+    expect(&img, &[Kind::ExtentPastSize], Repair::No);
+}
+
 #[test]
 fn block_claimed_twice() {
     let (img, t) = populated();

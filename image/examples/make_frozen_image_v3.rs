@@ -50,9 +50,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use common::{
-    checked_search, head_lines, inode_lines, settle, tail_lines, tree_fields, write_out, Made, Res, Vecs, DIM,
-};
+use common::{checked_search, finish, head_lines, inode_lines, settle, tree_fields, Made, Res, Vecs, DIM};
 use vexfs_core::embed::min_journal_blocks;
 use vexfs_core::format::inode::{S_IFBLK, S_IFCHR, S_IFIFO, S_IFMT, S_IFSOCK};
 use vexfs_core::format::layout::MkfsParams;
@@ -277,10 +275,7 @@ fn main() -> Res<()> {
     }
     let made =
         Made { paths: &paths, inos: &inos, content: &content, chunks: &chunks, queries: &queries, results: &results };
-    tail_lines(&mut m, &img, &made)?;
-    let what = format!("{} paths, {} inodes, header {h:?}", paths.len(), inos.len());
-    write_out(&out_dir, "v3", &raw, &m, &what)?;
-    Ok(())
+    finish(m, &img, &made, &h, &out_dir, "v3", &raw)
 }
 
 const MANIFEST_HEAD: &str = "\

@@ -45,10 +45,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use common::{
-    checked_search, head_lines, inode_lines, settle, sha256_hex, tail_lines, tree_fields, write_out, Made, Res, Vecs,
-    DIM,
-};
+use common::{checked_search, finish, head_lines, inode_lines, settle, sha256_hex, tree_fields, Made, Res, Vecs, DIM};
 use vexfs_core::embed::min_journal_blocks;
 use vexfs_core::format::inode::{INODE_FLAG_INDEX, S_IFIFO};
 use vexfs_core::format::layout::MkfsParams;
@@ -292,10 +289,7 @@ fn main() -> Res<()> {
     }
     let made =
         Made { paths: &paths, inos: &inos, content: &content, chunks: &chunks, queries: &queries, results: &results };
-    tail_lines(&mut m, &img, &made)?;
-    let what = format!("{} paths, {} inodes, header {h:?}", paths.len(), inos.len());
-    write_out(&out_dir, "v3-dirindex", &raw, &m, &what)?;
-    Ok(())
+    finish(m, &img, &made, &h, &out_dir, "v3-dirindex", &raw)
 }
 
 const MANIFEST_HEAD: &str = "\

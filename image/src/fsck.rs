@@ -26,11 +26,11 @@ use std::io;
 use vexfs_core::dir_index::{self, bucket_keys, bucket_of, name_key, Header, INDEX_MAGIC, MAX_DEPTH};
 use vexfs_core::format::block::check_header;
 use vexfs_core::format::dir::{self, check_dir_block, dt_from_mode, seal_dir_block};
-use vexfs_core::format::inode::{Inode, INODE_FLAG_INDEX, S_IFDIR, S_IFLNK, S_IFMT};
+use vexfs_core::format::inode::{Inode, INODE_FLAG_EOFBLOCKS, INODE_FLAG_INDEX, S_IFDIR, S_IFLNK, S_IFMT};
 use vexfs_core::format::journal::{JournalSuper, JOURNAL_CLEAN, RECORD_MAGIC};
 use vexfs_core::format::superblock::{
-    Region, Superblock, FEATURE_INCOMPAT_DIR_INDEX, FEATURE_INCOMPAT_RECOVER, FORMAT_VERSION, ROOT_INO, STATE_CLEAN,
-    STATE_ERRORS,
+    Region, Superblock, FEATURE_INCOMPAT_DIR_INDEX, FEATURE_INCOMPAT_EOFBLOCKS, FEATURE_INCOMPAT_RECOVER,
+    FORMAT_VERSION, ROOT_INO, STATE_CLEAN, STATE_ERRORS,
 };
 use vexfs_core::format::vector::HnswHeader;
 use vexfs_core::format::{bit_find_clear, bit_set, bit_test, BLOCK_SIZE, INODE_SIZE};
@@ -100,8 +100,12 @@ pub enum Kind {
     Extents,
     /// An inode's `blocks` field differs from the blocks its extents map.
     BlockCount,
-    /// An extent maps a file block at or past the end of the file.
+    /// An extent maps a file block at or past the end of the file (of a file without
+    /// `INODE_FLAG_EOFBLOCKS`: no preallocation).
     ExtentPastSize,
+    /// A file with blocks preallocated past its size (inode flag `INODE_FLAG_EOFBLOCKS`) on a
+    /// filesystem without `FEATURE_INCOMPAT_EOFBLOCKS`.
+    EofBlocksFeature,
     /// Blocks claimed by two inodes.
     DuplicateBlocks,
     /// An inode's xattr block is invalid (format v3).
@@ -173,6 +177,9 @@ pub enum Fix {
     RebuildJournal,
     /// Clear the errors flag (state becomes clean).
     ClearErrors,
+    /// Set the incompat feature `EOFBLOCKS` in the superblock (a file has the inode flag
+    /// `EOFBLOCKS`: its preallocation past the size is kept, as the kernel would have set it).
+    SetEofBlocks,
     /// Set (`used`) or clear `len` block bitmap bits from block `start`.
     BlockBits {
         /// First block.
@@ -497,6 +504,7 @@ pub fn run<D: BlockDevice<Error = io::Error>>(dev: D, mode: Mode) -> Result<(Out
     if mode == Mode::Check {
         let mut ov = Overlay::new(dev);
         let replay = if replayable { Some(jnl::recover(&mut ov, &sb)?.1) } else { None };
+        let sb = if replay.is_some() { replayed_features(&ov, sb) } else { sb };
         let img = Image::with_superblock(ov, sb);
         let report = check_with(&img, early, opts)?;
         notes.extend(report.notes.iter().cloned());
@@ -515,6 +523,7 @@ pub fn run<D: BlockDevice<Error = io::Error>>(dev: D, mode: Mode) -> Result<(Out
         return Ok((out, img.into_device().into_inner()));
     }
     let replay = if replayable { Some(jnl::recover(&mut dev, &sb)?.1) } else { None };
+    let sb = if replay.is_some() { replayed_features(&dev, sb) } else { sb };
     let mut img = Image::with_superblock(dev, sb);
     if replay.is_some() {
         notes.extend(after_replay(&mut img, mode == Mode::Repair)?);
@@ -546,6 +555,21 @@ pub fn run<D: BlockDevice<Error = io::Error>>(dev: D, mode: Mode) -> Result<(Out
     }
     let out = Outcome { report, fixed, remaining, journal: Some(info), replay, replay_applied: true, notes, rebuilt };
     Ok((out, img.into_device()))
+}
+
+/// `sb` with the incompat features the journal's replay set in the primary superblock: the
+/// kernel sets `EOFBLOCKS` in a transaction (with the first block preallocated past a file's
+/// size), so before the replay the primary on the device may not have it yet; the kernel's
+/// mount reads the superblock again after its replay, as this does. A primary that does not
+/// decode (the check runs on the backup) adds nothing.
+fn replayed_features<D: BlockDevice>(dev: &D, mut sb: Superblock) -> Superblock {
+    let mut b = [0u8; BLOCK_SIZE];
+    if dev.read_block(0, &mut b).is_ok() {
+        if let Ok(p) = Superblock::decode(&b[..]) {
+            sb.feature_incompat |= p.feature_incompat & FEATURE_INCOMPAT_EOFBLOCKS;
+        }
+    }
+    sb
 }
 
 /// The notes about the journal and the format, before any replay.
@@ -703,6 +727,7 @@ fn repair_all<D: BlockDevice<Error = io::Error>>(
             }
             Fix::WriteBackup => write_backup = true,
             Fix::ClearErrors => img.sb_mut().state = STATE_CLEAN,
+            Fix::SetEofBlocks => img.sb_mut().feature_incompat |= FEATURE_INCOMPAT_EOFBLOCKS,
             Fix::RebuildJournal => {
                 let j = img.sb().region(Region::Journal);
                 let lsn = max_lsn_in_log(img)?;
@@ -862,8 +887,8 @@ fn count_clear(bits: &[u8], n: u64) -> u64 {
 }
 
 /// The static fields of a superblock: everything but what the kernel updates in the primary
-/// (counts, state, times, `RECOVER`, and the format version, which the v1 -> v2 upgrade of a
-/// read-write mount changes in the primary only).
+/// (counts, state, times, `RECOVER`, `EOFBLOCKS`, and the format version, which the v1 -> v2
+/// upgrade of a read-write mount changes in the primary only).
 fn static_fields(sb: &Superblock) -> Superblock {
     Superblock {
         free_blocks: 0,
@@ -872,7 +897,7 @@ fn static_fields(sb: &Superblock) -> Superblock {
         write_time: 0,
         mount_count: 0,
         format_version: 0,
-        feature_incompat: sb.feature_incompat & !FEATURE_INCOMPAT_RECOVER,
+        feature_incompat: sb.feature_incompat & !(FEATURE_INCOMPAT_RECOVER | FEATURE_INCOMPAT_EOFBLOCKS),
         ..sb.clone()
     }
 }
@@ -1329,7 +1354,14 @@ impl<'a, D: BlockDevice<Error = io::Error>> Checker<'a, D> {
             }
         }
         let size_blocks = inode.size.div_ceil(BS);
-        if !inode.is_dir() {
+        if inode.flags & INODE_FLAG_EOFBLOCKS != 0 && self.sb.feature_incompat & FEATURE_INCOMPAT_EOFBLOCKS == 0 {
+            let msg = format!(
+                "inode {ino} may map blocks past its size (a preallocation) but the filesystem \
+                 does not have the eofblocks feature"
+            );
+            self.report(Kind::EofBlocksFeature, msg, Some(Fix::SetEofBlocks));
+        }
+        if !inode.is_dir() && inode.flags & INODE_FLAG_EOFBLOCKS == 0 {
             if let Some(e) = extents.iter().find(|e| e.logical_end() > size_blocks) {
                 let msg = format!(
                     "inode {ino}: extent at file block {} maps past the end of the file ({} bytes)",

@@ -1,6 +1,6 @@
 //! `address_space_operations` (glue.c's `vexfs_aops` and its `get_block`): file blocks.
 
-use crate::sb::Inode;
+use crate::sb::{Inode, LockedInode};
 use core::ffi::c_int;
 use kernel::bindings;
 
@@ -140,13 +140,15 @@ pub extern "C" fn vexfs_rs_punch(inode: *mut bindings::inode, from: u64, to: u64
     crate::ops::errno_of(crate::inode::punch_blocks(inode, from, to))
 }
 
-/// fallocate's allocation: maps and zeroes the unmapped file blocks of `from .. to`
-/// ([`crate::inode::alloc_range`]). 0 or a negative errno.
+/// fallocate's allocation: maps and zeroes the unmapped file blocks of `from .. to`, growing
+/// the size up to `grow_to` bytes over them (0: `KEEP_SIZE`) ([`crate::inode::alloc_range`]).
+/// 0 or a negative errno.
 #[no_mangle]
-pub extern "C" fn vexfs_rs_alloc_range(inode: *mut bindings::inode, from: u64, to: u64) -> c_int {
-    // SAFETY: as in `vexfs_rs_punch`.
-    let inode = unsafe { Inode::from_raw(inode) };
-    crate::ops::errno_of(crate::inode::alloc_range(inode, from, to))
+pub extern "C" fn vexfs_rs_alloc_range(inode: *mut bindings::inode, from: u64, to: u64, grow_to: u64) -> c_int {
+    // SAFETY: fallocate runs on an open file, which holds its inode, with `i_rwsem` held
+    // (glue.c's vexfs_fallocate).
+    let inode = unsafe { LockedInode::from_raw(inode) };
+    crate::ops::errno_of(crate::inode::alloc_range(inode, from, to, grow_to))
 }
 
 /// Whether file block `blk` of `inode` is mapped: 1, 0 for a hole, or a negative errno.

@@ -10,9 +10,11 @@
 # extent. O_DIRECT writes and reads, mixed with buffered writes (vexfs serves O_DIRECT through
 # the page cache, written back before a direct write returns). All again after a remount.
 # vexfs refuses COLLAPSE_RANGE (EOPNOTSUPP). fsck.vexfs -n
-# clean in the guest and on the host. Known gap: KEEP_SIZE past the end allocates nothing on
-# vexfs (no unwritten extents: a file maps no block past its size), so block counts are not
-# compared with ext4's.
+# clean in the guest and on the host. KEEP_SIZE past the end preallocates on both (vexfs:
+# zeroed blocks past the size under the inode's eofblocks flag, feature EOFBLOCKS): sizes,
+# bytes and block counts equal ext4's through writes into the preallocation, truncates that
+# grow (keep it) and to the size (free it), and a remount; the host's fsck reads the flagged
+# file left preallocated.
 . "$(dirname "$0")/lib.sh"
 
 command -v mkfs.ext4 > /dev/null || fail "mkfs.ext4 missing: install e2fsprogs (scripts/setup deps)"
@@ -59,6 +61,36 @@ same f "zero 4000..13000"
 out=$(cd /mnt/vexfs && faultops fallocate f collapse 4096 4096) && fail "COLLAPSE_RANGE succeeded on vexfs"
 assert_eq "$out" EOPNOTSUPP "COLLAPSE_RANGE on vexfs"
 
+section "KEEP_SIZE past the end of file: a preallocation"
+# 10000 bytes (blocks 0..2), then blocks 2..11 preallocated past the size (9 new ones): the
+# size stays, both filesystems own 12 blocks (ext4 as unwritten extents, vexfs as zeroed
+# blocks under the inode's eofblocks flag); a write into them reads back with zeros before
+# it; a truncate that grows the file keeps them; one to the size frees what lies past it.
+bsect() {
+    a=$(stat -c %b /mnt/ext4/$1) b=$(stat -c %b /mnt/vexfs/$1)
+    [ "$a" = "$b" ] && [ "$b" = "$2" ] || fail "$3: $1 has $a sectors on ext4, $b on vexfs, want $2"
+}
+both write p 0 10000 71
+both fsync p
+both fallocate p keep 8192 40960
+same p "keep 8192..49152"
+bsect p 96 "12 blocks after KEEP_SIZE past the end"
+both write p 20000 2000 72
+both fsync p
+same p "written into the preallocation"
+bsect p 96 "a write into preallocated blocks allocates nothing"
+both truncate p 30000
+same p "grown by truncate"
+bsect p 96 "a truncate that grows keeps the preallocation"
+both fallocate q keep 0 1048576
+same q "1 MiB preallocated in an empty file"
+bsect q 2048 "an empty file's preallocation"
+both write q 0 5000 73
+both fsync q
+same q "5000 bytes written over it"
+bsect q 2048 "the preallocation after a write"
+dmesg | grep -q "incompat feature 0x4 set" || fail "vexfs did not set the eofblocks feature"
+
 section "a tree punched through its middle"
 both fill-n 600 2 s
 same s "600 one-block extents"
@@ -81,7 +113,14 @@ same d "O_DIRECT over buffered data"
 section "after a remount"
 must umount /mnt/vexfs
 mount_vexfs /dev/vdb /mnt/vexfs
-for x in f s g d; do same $x "remounted"; done
+for x in f s g d p q; do same $x "remounted"; done
+bsect p 96 "the preallocation after a remount"
+both truncate p 30000
+same p "truncated to its size"
+bsect p 64 "a truncate to the size frees the preallocation past it"
+both truncate q 0
+bsect q 0 "a truncate to 0"
+both fallocate q keep 0 65536
 must umount /mnt/vexfs
 must umount /mnt/ext4
 must fsck.vexfs -n /dev/vdb

@@ -18,9 +18,12 @@
 #      filesystem writable; at the need: success. fsck.vexfs -n clean after each.
 #   3. EIO from the block device (/dev/vda under a device-mapper device whose table is swapped
 #      while mounted: chosen 4 KiB blocks mapped to the error target; dm-flakey is not needed).
-#      Per operation (15: SETs new, replacing, --index-now, of 8 chunks, REMOVE, create, mkdir,
+#      Per operation (18: SETs new, replacing, --index-now, of 8 chunks, REMOVE, create, mkdir,
 #      rename, rename over a file with embeddings, unlink, append, a 1 MiB append (its blocks
-#      mapped in runs at once), mmap write, truncate down, truncate up then write) a calibration run without errors records the state after it;
+#      mapped in runs at once), mmap write, truncate down, truncate up then write, fallocate
+#      KEEP_SIZE past the end of file (the inode's eofblocks flag, the superblock's feature),
+#      fallocate growing a file, the same preallocation then a truncate through it) a
+#      calibration run without errors records the state after it;
 #      then cases: the caches dropped and one block failing (a candidate: each block of the
 #      metadata regions in use, the used part of the data region; the operation meets the error
 #      at its first read of that block, a step per block, or never reads it), the whole journal
@@ -312,6 +315,9 @@ append-1m faultops write d1/f1 8192 1048576
 mmap-write faultops mmap-write t 16384 4096
 truncate-down faultops truncate big 4096
 truncate-up-write faultops truncate t 100000 + write t 90000 100
+falloc-keep faultops fallocate big keep 36000 20000
+falloc-grow faultops fallocate t alloc 36000 8000
+falloc-keep-trunc faultops fallocate big keep 40960 40960 + truncate big 30000
 OPS
 
 # make_base: the base tree made on $D, observed (/tmp/m0) and kept in /tmp/base.img.

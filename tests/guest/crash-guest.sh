@@ -292,6 +292,17 @@ workload() {
     _op "truncate d2/sp to 300 blocks (into its tree)"; _writes d2/sp
     _both 'truncate -s 1228800 $R/d2/sp'; _ack fsync d2/sp
     _op "unlink d2/sp"; _both 'rm $R/d2/sp'; _ack syncfs
+    # Preallocation past the end of a file (fallocate KEEP_SIZE: the inode's eofblocks flag and,
+    # the first time, the superblock's feature, in the same transaction), a write into it, a
+    # truncate to the size (frees it), then mode 0 (the size grows with each block).
+    _op "fallocate d2/pa (empty): 10 blocks past its end"; _writes d2/pa
+    _both ': > $R/d2/pa && faultops fallocate $R/d2/pa keep 0 40960 > /dev/null'; _ack fsync d2/pa
+    _op "write 5000 B into d2/pa's preallocation"; _writes d2/pa
+    _both 'dd if=/share/data/s5000 of=$R/d2/pa conv=notrunc 2> /dev/null'; _ack fsync d2/pa
+    _op "truncate d2/pa to its size (frees the preallocation)"; _writes d2/pa
+    _both 'truncate -s 5000 $R/d2/pa'; _ack fsync d2/pa
+    _op "fallocate d2/pa to 20 blocks (the size grows)"; _writes d2/pa
+    _both 'faultops fallocate $R/d2/pa alloc 0 81920 > /dev/null'; _ack fsync d2/pa
     _row=7
     _i=1
     while [ $_i -le "$SMALL" ]; do

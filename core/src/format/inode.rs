@@ -7,7 +7,7 @@
 //! | 2 | 2 | `links` |
 //! | 4 | 4 | `uid` |
 //! | 8 | 4 | `gid` |
-//! | 12 | 4 | `flags`: [`INODE_FLAG_INDEX`] on an indexed directory (v3), other bits zero |
+//! | 12 | 4 | `flags`: [`INODE_FLAG_INDEX`] on an indexed directory, [`INODE_FLAG_EOFBLOCKS`] on a regular file that may map blocks past its size (v3), other bits zero |
 //! | 16 | 8 | `size` (bytes) |
 //! | 24 | 8 | `atime_sec` (i64) |
 //! | 32 | 8 | `mtime_sec` (i64) |
@@ -57,6 +57,12 @@ pub const S_IFIFO: u16 = 0o010000;
 /// Inode flag: the directory is indexed (`crate::dir_index`: a header at logical block 0,
 /// buckets at `2^d + prefix`), format v3 with `FEATURE_INCOMPAT_DIR_INDEX`.
 pub const INODE_FLAG_INDEX: u32 = 1;
+/// Inode flag: the regular file may map blocks past its size, all of them zeros on the device
+/// (`fallocate(FALLOC_FL_KEEP_SIZE)` past the end of file: a preallocation, as ext4's unwritten
+/// extents past `i_size`). Without it no block of a file lies past its size. Format v3 with
+/// `FEATURE_INCOMPAT_EOFBLOCKS`; set with the first block mapped past the size, cleared by a
+/// truncate that frees every block past the size.
+pub const INODE_FLAG_EOFBLOCKS: u32 = 2;
 
 /// File type: character device (format v3; its device number in `rdev`).
 pub const S_IFCHR: u16 = 0o020000;
@@ -216,7 +222,10 @@ impl Inode {
             S_IFDIR | S_IFREG | S_IFLNK | S_IFIFO | S_IFCHR | S_IFBLK | S_IFSOCK => {}
             t => return bad("inode mode", t as u64),
         }
-        if ino.flags & !INODE_FLAG_INDEX != 0 || (ino.flags & INODE_FLAG_INDEX != 0 && !ino.is_dir()) {
+        if ino.flags & !(INODE_FLAG_INDEX | INODE_FLAG_EOFBLOCKS) != 0
+            || (ino.flags & INODE_FLAG_INDEX != 0 && !ino.is_dir())
+            || (ino.flags & INODE_FLAG_EOFBLOCKS != 0 && !ino.is_reg())
+        {
             return bad("inode flags", ino.flags as u64);
         }
         if raw.get(224..CSUM_OFF).is_some_and(|r| r.iter().any(|&b| b != 0)) {

@@ -99,8 +99,15 @@ pub const FEATURE_INCOMPAT_RECOVER: u32 = 1;
 /// (`crate::embed::worst_step_blocks` counts it then). Code that does not know it refuses the
 /// filesystem.
 pub const FEATURE_INCOMPAT_DIR_INDEX: u32 = 2;
+/// Incompat feature (format v3): regular files may map blocks past their size (inode flag
+/// `crate::format::inode::INODE_FLAG_EOFBLOCKS`: `fallocate(FALLOC_FL_KEEP_SIZE)` past the end
+/// of file). The kernel sets it, in the transaction that maps the first such block; nothing
+/// clears it. Code that does not know it refuses the filesystem (it would take the preallocated
+/// blocks for corruption, or free them as blocks past the size).
+pub const FEATURE_INCOMPAT_EOFBLOCKS: u32 = 4;
 /// Incompat features known to this code. Unknown ones make the mount fail with `EINVAL`.
-pub const FEATURE_INCOMPAT_SUPP: u32 = FEATURE_INCOMPAT_RECOVER | FEATURE_INCOMPAT_DIR_INDEX;
+pub const FEATURE_INCOMPAT_SUPP: u32 =
+    FEATURE_INCOMPAT_RECOVER | FEATURE_INCOMPAT_DIR_INDEX | FEATURE_INCOMPAT_EOFBLOCKS;
 
 /// Smallest filesystem mkfs creates and mount accepts, in blocks (256 KiB).
 pub const MIN_BLOCKS: u64 = 64;

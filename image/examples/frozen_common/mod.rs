@@ -318,6 +318,22 @@ pub fn tail_lines(m: &mut String, img: &Image<MemDevice>, made: &Made<'_>) -> Re
     Ok(())
 }
 
+/// Ends manifest `m` with [`tail_lines`] and writes it and `raw` as `STEM.*` ([`write_out`]),
+/// saying what it holds (paths, inodes, the HNSW header `h`).
+pub fn finish(
+    mut m: String,
+    img: &Image<MemDevice>,
+    made: &Made<'_>,
+    h: &HnswHeader,
+    out_dir: &Path,
+    stem: &str,
+    raw: &[u8],
+) -> Res<()> {
+    tail_lines(&mut m, img, made)?;
+    let what = format!("{} paths, {} inodes, header {h:?}", made.paths.len(), made.inos.len());
+    write_out(out_dir, stem, raw, &m, &what)
+}
+
 /// Writes `STEM.img.gz` (gzip, mtime 0, best compression: the same bytes every run) and
 /// `STEM.manifest` into `out_dir`, and says so on stderr.
 pub fn write_out(out_dir: &Path, stem: &str, raw: &[u8], manifest: &str, what: &str) -> Res<()> {
