@@ -958,7 +958,12 @@ static int vexfs_setattr(struct mnt_idmap *idmap, struct dentry *dentry, struct 
 			if (err)
 				return err;
 		}
-		/* The page cache first, outside the handle: a commit never waits for a page. */
+		/* The page cache first, outside the handle: a commit never waits for a page. A
+		 * shrink keeps the disk size at the old one meanwhile (an atime or mtime update
+		 * committed before the first truncate handle would otherwise commit the new size
+		 * with the old blocks mapped past it). */
+		if (attr->ia_size < old)
+			vexfs_rs_truncate_prepare(inode);
 		truncate_setsize(inode, attr->ia_size);
 	}
 	if ((attr->ia_valid & ATTR_SIZE) && attr->ia_size <= old) {

@@ -144,6 +144,7 @@ int vexfs_rs_write_inode(struct inode *inode, int sync);
 void vexfs_rs_free_inode_disk(struct inode *inode);
 int vexfs_rs_get_block(struct inode *inode, u64 iblock, int create, u64 max_blocks,
 		       u64 *phys, u64 *count, int *is_new);
+void vexfs_rs_truncate_prepare(struct inode *inode);
 int vexfs_rs_truncate_blocks(struct inode *inode);
 s64 vexfs_rs_prealloc(struct inode *inode, u64 lead, u64 from, u64 to);
 

@@ -466,6 +466,10 @@ pub fn get_block(inode: &Inode, iblock: u64, create: bool, max: u64) -> Result<(
             // filling it, and never written: new (the page's parts the write does not cover
             // are zeroed, not read).
             if create && iblock.saturating_mul(BLOCK_SIZE as u64) >= inode.size() {
+                // Ordered data: a block preallocated by fallocate(KEEP_SIZE) was mapped in an
+                // earlier transaction; the data now written into it goes out before the commit
+                // that covers it with the size.
+                inode.sb().info().mount_c.ordered_add(inode);
                 return Ok((p, 1, true));
             }
             return Ok((p, run.min(max).max(1), false));
@@ -733,26 +737,38 @@ pub fn alloc_range(inode: &LockedInode, from: u64, to: u64, grow_to: u64) -> Res
             continue;
         }
         let h = Handle::start(sb, crate::txn::TxnKind::Small)?;
-        let r = (|| -> Result {
+        // The size after this block (never below the size now: a hole filled inside the file
+        // leaves it), and whether the block lies past it: a preallocation, which needs the
+        // feature first (so that nothing is allocated when it cannot be set: `EROFS`).
+        let block_end = l.saturating_add(1).saturating_mul(bs);
+        let size = inode.size().max(grow_to.min(block_end));
+        let past = l >= size.div_ceil(bs);
+        let r = (|| -> Result<u64> {
             let mut g = sb.lock();
             let mut st = inode.load(&g);
-            let pb = alloc_file_block(&mut g, inode, &mut st, l)?;
-            let block_end = l.saturating_add(1).saturating_mul(bs);
-            if grow_to > inode.size() {
-                inode.set_size(grow_to.min(block_end));
-            }
-            if l >= inode.size().div_ceil(bs) && st.flags & INODE_FLAG_EOFBLOCKS == 0 {
+            if past && st.flags & INODE_FLAG_EOFBLOCKS == 0 {
                 g.set_incompat(FEATURE_INCOMPAT_EOFBLOCKS)?;
                 st.flags |= INODE_FLAG_EOFBLOCKS;
             }
+            let pb = alloc_file_block(&mut g, inode, &mut st, l)?;
+            if size > inode.size() {
+                inode.set_size(size);
+            }
             inode.store(&g, &st);
-            let w = write_disk_inode(&g, inode, &st);
-            drop(g);
-            w?;
-            // Zeros on the device before the commit (this handle holds it back) maps the block.
-            // SAFETY: a data block of this mounted filesystem, just allocated to this file.
-            kernel::error::to_result(unsafe { crate::ffi::vexfs_c_zeroout(sb.as_ptr(), pb, 1) })
+            write_disk_inode(&g, inode, &st)?;
+            Ok(pb)
         })();
+        let r = r.and_then(|pb| {
+            // Zeros on the device before the commit (this handle holds it back) maps the block.
+            // A failure (EIO, EINTR at a fatal signal, ENOMEM) must keep the mapping of a block
+            // holding old data from committing: the journal is aborted whatever the errno.
+            // SAFETY: a data block of this mounted filesystem, just allocated to this file.
+            let z = kernel::error::to_result(unsafe { crate::ffi::vexfs_c_zeroout(sb.as_ptr(), pb, 1) });
+            if let Err(e) = z {
+                sb.journal().abort(sb, "zeroing a block fallocate allocated", e);
+            }
+            z
+        });
         drop(h);
         if let Err(e) = r {
             if aborts(e) {
@@ -764,6 +780,18 @@ pub fn alloc_range(inode: &LockedInode, from: u64, to: u64, grow_to: u64) -> Res
         crate::vfs::access::relax()?;
     }
     Ok(())
+}
+
+/// Before setattr cuts `i_size` of `inode` for a truncate that shrinks it: until
+/// [`truncate_blocks`] has freed the blocks, the disk inode's size stays the old one, rounded
+/// up to its block (`trunc_end`, as between two handles of [`truncate_in_steps`]), whoever
+/// writes the inode meanwhile (an atime or mtime update from another task), so no commit sees
+/// the new size with the old blocks mapped past it.
+pub fn truncate_prepare(inode: &Inode) {
+    let g = inode.sb().lock();
+    let mut st = inode.load(&g);
+    st.trunc_end = st.trunc_end.max(inode.size().div_ceil(BLOCK_SIZE as u64));
+    inode.store(&g, &st);
 }
 
 /// Frees the blocks past `i_size` (after truncate or a failed write), in journal handles of its

@@ -466,11 +466,17 @@ impl<'a> Locked<'a> {
     /// Sets the incompat feature `bit` (`FEATURE_INCOMPAT_EOFBLOCKS`) when it is not set yet,
     /// and then writes the superblock in the running transaction, the one that makes the first
     /// use of the feature (inside a handle, whose credits hold the superblock's block: every
-    /// kind's margin does). Errors: those of [`Self::write_super`]; the bit stays set in memory
-    /// (the transaction that failed is aborted with the journal).
+    /// kind's margin does). Errors: `EROFS` on a read-only mount (nothing set); those of
+    /// [`Self::write_super`], after which the bit stays set in memory (the transaction that
+    /// failed is aborted with the journal).
     pub fn set_incompat(&mut self, bit: u32) -> Result {
         if self.incompat & bit != 0 {
             return Ok(());
+        }
+        if self.sb.is_rdonly() {
+            // Made read-only by an error (errors=remount-ro): the superblock would not be
+            // written, and the inode that needs the bit must not be either.
+            return Err(EROFS);
         }
         self.incompat |= bit;
         pr_info!("vexfs ({}): incompat feature {:#x} set\n", self.sb.name(), bit);

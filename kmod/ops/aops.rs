@@ -47,6 +47,15 @@ pub extern "C" fn vexfs_rs_prealloc(inode: *mut bindings::inode, lead: u64, from
     }
 }
 
+/// Before a truncate that shrinks the file cuts `i_size`: keeps the disk inode's size at the
+/// old one until the blocks are freed ([`crate::inode::truncate_prepare`]).
+#[no_mangle]
+pub extern "C" fn vexfs_rs_truncate_prepare(inode: *mut bindings::inode) {
+    // SAFETY: setattr passes an inode it holds.
+    let inode = unsafe { Inode::from_raw(inode) };
+    crate::inode::truncate_prepare(inode);
+}
+
 /// Frees the blocks past `i_size` (after truncate or a failed write); 0 or a negative errno
 /// (the journal is then aborted: [`crate::inode::truncate_blocks`]).
 #[no_mangle]

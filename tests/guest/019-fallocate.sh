@@ -91,6 +91,25 @@ same q "5000 bytes written over it"
 bsect q 2048 "the preallocation after a write"
 dmesg | grep -q "incompat feature 0x4 set" || fail "vexfs did not set the eofblocks feature"
 
+section "mode 0 over holes inside the file: the size never drops"
+# A 4 MiB file that is one hole, then fallocate 0..8 MiB (2,048 blocks, a handle each): the
+# size grows over the blocks past its end, and must never go below 4 MiB meanwhile (a reader
+# polls it) nor end anywhere but at 8 MiB.
+must truncate -s 4194304 /mnt/vexfs/holes
+( cd /mnt/vexfs && faultops fallocate holes alloc 0 8388608 > /tmp/falloc.out ) &
+falloc=$!
+low=none polls=0
+while kill -0 $falloc 2> /dev/null; do
+    sz=$(stat -c %s /mnt/vexfs/holes)
+    [ "$sz" -ge 4194304 ] || low=$sz
+    polls=$((polls + 1))
+done
+wait $falloc || fail "fallocate holes: $(cat /tmp/falloc.out)"
+[ "$low" = none ] || fail "the size of /mnt/vexfs/holes went down to $low during fallocate"
+assert_eq "$(stat -c '%s %b' /mnt/vexfs/holes)" "8388608 16384" "holes after fallocate 0..8 MiB"
+echo "holes: the size stayed at 4 MiB or more over $polls polls, 8 MiB and 2,048 blocks after"
+must rm /mnt/vexfs/holes
+
 section "a tree punched through its middle"
 both fill-n 600 2 s
 same s "600 one-block extents"
