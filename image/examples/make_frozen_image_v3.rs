@@ -50,15 +50,14 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use common::{checked_search, finish, head_lines, inode_lines, settle, tree_fields, Made, Res, Vecs, DIM};
-use vexfs_core::embed::min_journal_blocks;
+use common::{checked_search, finish, head_lines, inode_lines, new_writer, settle, tree_fields, Made, Res, Vecs, DIM};
 use vexfs_core::format::inode::{S_IFBLK, S_IFCHR, S_IFIFO, S_IFMT, S_IFSOCK};
 use vexfs_core::format::layout::MkfsParams;
 use vexfs_core::format::superblock::{Metric, Region, ROOT_INO};
 use vexfs_core::format::xattr::{prefix, XATTR_SECURITY, XATTR_TRUSTED, XATTR_USER};
 use vexfs_core::format::BLOCK_SIZE;
 use vexfs_image::writer::{FileOpts, Writer};
-use vexfs_image::{mkfs, Image, MemDevice};
+use vexfs_image::{Image, MemDevice};
 
 /// 8 MiB: room for the files (about 1,300 blocks) and for guest 062's appends.
 const BLOCKS: u64 = 2048;
@@ -123,13 +122,7 @@ fn decode_dev(rdev: u32) -> (u32, u32) {
 
 fn main() -> Res<()> {
     let out_dir = PathBuf::from(std::env::args().nth(1).ok_or("usage: make_frozen_image_v3 OUT_DIR")?);
-    let mut dev = MemDevice::new(BLOCKS);
-    mkfs::format(&mut dev, &params(), false)?;
-    let min = min_journal_blocks(Image::open(dev.clone())?.sb());
-    if JOURNAL_BLOCKS < min {
-        return Err(format!("the journal needs at least {min} blocks for the kernel to mount it").into());
-    }
-    let mut w = Writer::new(Image::open(dev)?)?;
+    let mut w = new_writer(&params(), false)?;
     let r = ROOT_INO;
     // Contents by inode, as written.
     let mut content: HashMap<u32, Vec<u8>> = HashMap::new();

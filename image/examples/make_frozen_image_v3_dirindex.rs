@@ -45,14 +45,14 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use common::{checked_search, finish, head_lines, inode_lines, settle, sha256_hex, tree_fields, Made, Res, Vecs, DIM};
-use vexfs_core::embed::min_journal_blocks;
+use common::{
+    checked_search, finish, head_lines, inode_lines, new_writer, settle, sha256_hex, tree_fields, Made, Res, Vecs, DIM,
+};
 use vexfs_core::format::inode::{INODE_FLAG_INDEX, S_IFIFO};
 use vexfs_core::format::layout::MkfsParams;
 use vexfs_core::format::superblock::{Metric, FEATURE_INCOMPAT_DIR_INDEX, ROOT_INO};
 use vexfs_core::format::BLOCK_SIZE;
-use vexfs_image::mkfs::{self, FormatOpts};
-use vexfs_image::writer::{FileOpts, Writer};
+use vexfs_image::writer::FileOpts;
 use vexfs_image::{Image, MemDevice};
 
 /// 8 MiB: room for the directory (about 60 blocks with its tree) and for guest 063's names.
@@ -133,13 +133,7 @@ fn dirindex_fields(img: &Image<MemDevice>, ino: u32) -> Res<String> {
 
 fn main() -> Res<()> {
     let out_dir = PathBuf::from(std::env::args().nth(1).ok_or("usage: make_frozen_image_v3_dirindex OUT_DIR")?);
-    let mut dev = MemDevice::new(BLOCKS);
-    mkfs::format_with(&mut dev, &params(), false, FormatOpts { dir_index: true })?;
-    let min = min_journal_blocks(Image::open(dev.clone())?.sb());
-    if JOURNAL_BLOCKS < min {
-        return Err(format!("the journal needs at least {min} blocks for the kernel to mount it").into());
-    }
-    let mut w = Writer::new(Image::open(dev)?)?;
+    let mut w = new_writer(&params(), true)?;
     w.set_dir_seeds(Some(DIR_SEEDS));
     let r = ROOT_INO;
     // Contents by inode, as written.

@@ -34,16 +34,13 @@ mod common;
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use common::{checked_search, finish, head_lines, inode_lines, settle, Made, Res, Vecs, DIM};
-use vexfs_core::embed::min_journal_blocks;
+use common::{checked_search, finish, head_lines, inode_lines, new_writer, settle, Made, Res, Vecs, DIM};
 use vexfs_core::format::inode::INODE_FLAG_EOFBLOCKS;
 use vexfs_core::format::layout::MkfsParams;
 use vexfs_core::format::superblock::{
     Metric, Superblock, FEATURE_INCOMPAT_DIR_INDEX, FEATURE_INCOMPAT_EOFBLOCKS, ROOT_INO,
 };
 use vexfs_core::format::BLOCK_SIZE;
-use vexfs_image::mkfs::{self, FormatOpts};
-use vexfs_image::writer::Writer;
 use vexfs_image::{Image, MemDevice};
 
 /// 4 MiB.
@@ -101,13 +98,7 @@ fn preallocate(img: &mut Image<MemDevice>, ino: u32, size: u64) -> Res<()> {
 
 fn main() -> Res<()> {
     let out_dir = PathBuf::from(std::env::args().nth(1).ok_or("usage: make_frozen_image_v3_eofblocks OUT_DIR")?);
-    let mut dev = MemDevice::new(BLOCKS);
-    mkfs::format_with(&mut dev, &params(), false, FormatOpts { dir_index: true })?;
-    let min = min_journal_blocks(Image::open(dev.clone())?.sb());
-    if JOURNAL_BLOCKS < min {
-        return Err(format!("the journal needs at least {min} blocks for the kernel to mount it").into());
-    }
-    let mut w = Writer::new(Image::open(dev)?)?;
+    let mut w = new_writer(&params(), true)?;
     let r = ROOT_INO;
     let text: Vec<u8> =
         b"a log that fallocate(KEEP_SIZE) reserved room for\n".iter().copied().cycle().take(5000).collect();

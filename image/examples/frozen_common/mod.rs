@@ -1,7 +1,7 @@
 //! What the frozen-image generators (`make_frozen_image*.rs`) share: the deterministic
 //! vectors and their exact distances, the manifest's number formats and lines, the walk that
-//! lists an image's paths, the checked searches, and the last steps that fix an image's times
-//! and write it out. Each generator includes it with `#[path = "frozen_common/mod.rs"] mod
+//! lists an image's paths, the checked searches, the first step that makes a v3 image's writer
+//! and the last steps that fix an image's times and write it out. Each generator includes it with `#[path = "frozen_common/mod.rs"] mod
 //! common;` (a directory without a `main.rs` is not an example of its own); each uses part of
 //! it. The v1 and v2 generators, written for formats the writer no longer makes, use only the
 //! helpers that do not depend on the format.
@@ -16,14 +16,16 @@ use std::path::Path;
 use flate2::write::GzEncoder;
 use flate2::{Compression, GzBuilder};
 use sha2::{Digest, Sha256};
-use vexfs_core::embed::Hit;
+use vexfs_core::embed::{min_journal_blocks, Hit};
 use vexfs_core::extent_tree::node_depth;
 use vexfs_core::format::dir::DT_DIR;
 use vexfs_core::format::inode::{Inode, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK};
+use vexfs_core::format::layout::MkfsParams;
 use vexfs_core::format::superblock::{Region, Superblock, ROOT_INO};
 use vexfs_core::format::vector::HnswHeader;
 use vexfs_core::format::BLOCK_SIZE;
 use vexfs_image::fsck::{self, Mode};
+use vexfs_image::mkfs::{self, FormatOpts};
 use vexfs_image::writer::Writer;
 use vexfs_image::{Image, MemDevice};
 
@@ -316,6 +318,20 @@ pub fn tail_lines(m: &mut String, img: &Image<MemDevice>, made: &Made<'_>) -> Re
         }
     }
     Ok(())
+}
+
+/// The offline writer on a new image of `p` (`dir_index`: with `FEATURE_INCOMPAT_DIR_INDEX`),
+/// once its journal is known to hold what the kernel needs to mount it read-write
+/// (`min_journal_blocks`). Errors: a journal too small, mkfs's, the writer's.
+pub fn new_writer(p: &MkfsParams, dir_index: bool) -> Res<Writer<MemDevice>> {
+    let mut dev = MemDevice::new(p.block_count);
+    mkfs::format_with(&mut dev, p, false, FormatOpts { dir_index })?;
+    let img = Image::open(dev)?;
+    let (have, min) = (img.sb().region(Region::Journal).blocks, min_journal_blocks(img.sb()));
+    if have < min {
+        return Err(format!("the journal needs at least {min} blocks for the kernel to mount it").into());
+    }
+    Ok(Writer::new(img)?)
 }
 
 /// Ends manifest `m` with [`tail_lines`] and writes it and `raw` as `STEM.*` ([`write_out`]),
