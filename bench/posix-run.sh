@@ -14,10 +14,11 @@
 #   randread  RAND_N preads of 4 KiB at distinct random block-aligned offsets of it, caches
 #             dropped first (seed: the round); then the file is removed
 #   parwrite  4 processes at once, each writing a file of PAR_MIB MiB + fsync; then rm -rf
-# Then the big directory, made once on each filesystem (vexfs first) after every round above:
+# Then, after every round above, ROUNDS big directories on each filesystem (big0, big1...: one
+# per round, in the same alternating order; the earlier ones stay):
 #   dir-create  DIR_N empty files created in a new directory (open O_CREAT|O_EXCL, close),
 #             stopping at DIR_CAP seconds if not done (the record then says how many)
-# and ROUNDS times on each filesystem (alternating as above):
+# and, round by round again, on the round's big directory:
 #   readdir   caches dropped, getdents64 of the whole directory
 #   stat      caches dropped, getdents64 again (untimed) then fstatat of every entry in a seeded
 #             random order, stopping at STAT_CAP seconds if not done (the random order keeps a
@@ -97,62 +98,56 @@ round() {
     settle
 }
 
-# bigdir FS: makes the big directory of FS.
+# bigdir FS REP: makes the big directory of round REP on FS.
 bigdir() {
-    local fs=$1 m=/mnt/$1 out
-    section "big directory: $fs, $DIR_N entries (at most ${DIR_CAP}s)"
+    local fs=$1 r=$2 m=/mnt/$1 out
+    section "round $r: $fs, big directory of $DIR_N entries (at most ${DIR_CAP}s)"
     settle
-    must mkdir $m/big
-    out=$($G touch $m/big "$DIR_N" "$DIR_CAP") || fail "$fs: dir-create (status $?)"
-    bench "$fs" 0 dir-create "$out"
+    must mkdir $m/big$r
+    out=$($G touch $m/big$r "$DIR_N" "$DIR_CAP") || fail "$fs round $r: dir-create (status $?)"
+    bench "$fs" "$r" dir-create "$out"
     set -- $out
-    [ "$3" -eq "$DIR_N" ] || echo "$fs: dir-create stopped at the ${DIR_CAP}s cap: $3 of $DIR_N entries"
-    echo "$3" > /tmp/big-$fs
+    [ "$3" -eq "$DIR_N" ] || echo "$fs round $r: dir-create stopped at the ${DIR_CAP}s cap: $3 of $DIR_N entries"
+    echo "$3" > /tmp/big-$fs-$r
     settle
 }
 
-# lsbig FS REP: readdir, then readdir + stat, of the big directory of FS.
+# lsbig FS REP: readdir, then readdir + stat, of the big directory of round REP on FS.
 lsbig() {
-    local fs=$1 r=$2 m=/mnt/$1 out n
-    n=$(cat /tmp/big-$fs)
+    local fs=$1 r=$2 m=/mnt/$1/big$2 out n
+    n=$(cat /tmp/big-$fs-$r)
     section "round $r: $fs, readdir and stat of $n entries (stat: at most ${STAT_CAP}s)"
     drop_caches
-    out=$($G readdir $m/big) || fail "$fs round $r: readdir (status $?)"
+    out=$($G readdir $m) || fail "$fs round $r: readdir (status $?)"
     bench "$fs" "$r" readdir "$out"
     set -- $out
     [ "$3" -eq "$n" ] || fail "$fs round $r: readdir found $3 entries, $n were made"
     drop_caches
-    out=$($G readdir $m/big stat "$STAT_CAP") || fail "$fs round $r: readdir + stat (status $?)"
+    out=$($G readdir $m stat "$STAT_CAP") || fail "$fs round $r: readdir + stat (status $?)"
     set -- $out
     [ "$3" -eq "$n" ] || fail "$fs round $r: readdir found $3 entries, $n were made"
     [ "$6" -eq "$n" ] || echo "$fs round $r: stat stopped at the ${STAT_CAP}s cap: $6 of $n entries"
     bench "$fs" "$r" stat "$4 $5 $6"
 }
 
-r=0
-while [ "$r" -lt "$ROUNDS" ]; do
-    if [ $((r % 2)) -eq 0 ]; then
-        round vexfs $r
-        round ext4 $r
-    else
-        round ext4 $r
-        round vexfs $r
-    fi
-    r=$((r + 1))
-done
-bigdir vexfs
-bigdir ext4
-r=0
-while [ "$r" -lt "$ROUNDS" ]; do
-    if [ $((r % 2)) -eq 0 ]; then
-        lsbig vexfs $r
-        lsbig ext4 $r
-    else
-        lsbig ext4 $r
-        lsbig vexfs $r
-    fi
-    r=$((r + 1))
-done
+# rounds STEP: STEP FS R for every round R on both filesystems, vexfs first in even rounds.
+rounds() {
+    local r=0
+    while [ "$r" -lt "$ROUNDS" ]; do
+        if [ $((r % 2)) -eq 0 ]; then
+            "$1" vexfs $r
+            "$1" ext4 $r
+        else
+            "$1" ext4 $r
+            "$1" vexfs $r
+        fi
+        r=$((r + 1))
+    done
+}
+
+rounds round
+rounds bigdir
+rounds lsbig
 df -k /mnt/vexfs /mnt/ext4
 must umount /mnt/vexfs
 must umount /mnt/ext4

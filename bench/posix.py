@@ -101,16 +101,18 @@ def report(res):
     run, g = res.run, res.guest
     lines = []
     out = lines.append
-    big = {fs: res.phase(fs, "dir-create")[0][1] for fs in ("vexfs", "ext4")}
+    # Entries made in each round's big directory, by filesystem.
+    big = {fs: [o for _, o in res.phase(fs, "dir-create")] for fs in ("vexfs", "ext4")}
     stat_n = {fs: [o for _, o in res.phase(fs, "stat")] for fs in ("vexfs", "ext4")}
-    dir_entries = f"{big['vexfs']:,}" if big["vexfs"] == big["ext4"] else \
-        f"{big['vexfs']:,} (vexfs) / {big['ext4']:,} (ext4)"
-    if all(n == big[fs] for fs in stat_n for n in stat_n[fs]):
+    made = {n for fs in big for n in big[fs]}
+    dir_entries = f"{made.pop():,}" if len(made) == 1 else "; ".join(
+        f"{fs}: {' / '.join(f'{n:,}' for n in big[fs])}" for fs in big)
+    if all(s == b for fs in stat_n for s, b in zip(stat_n[fs], big[fs])):
         stat_entries = ", every entry"
     else:
         stat_entries = " (" + "; ".join(
-            f"{fs}: every entry" if all(n == big[fs] for n in stat_n[fs]) else
-            f"{fs}: {' / '.join(f'{n:,}' for n in stat_n[fs])} of {big[fs]:,} in the "
+            f"{fs}: every entry" if all(s == b for s, b in zip(stat_n[fs], big[fs])) else
+            f"{fs}: {' / '.join(f'{s:,} of {b:,}' for s, b in zip(stat_n[fs], big[fs]))} in the "
             f"{run['stat_cap']} s cap" for fs in stat_n) + ")"
     names = dict(files=run["files"], mib=run["mib"], par_mib=run["par_mib"], rand_n=run["rand_n"],
                  dir_entries=dir_entries, stat_entries=stat_entries)
@@ -125,9 +127,10 @@ def report(res):
         f"{run['inodes']:,}`, inode tables and journal written at mkfs, mounted with its defaults: "
         f"`data=ordered`), both with a {run['journal_mib']} MiB journal. {run['rounds']} rounds of the "
         "file and I/O phases, each on both filesystems (vexfs first in even rounds, ext4 first in "
-        "odd ones), every phase from a synced filesystem; then the big directory, made once on "
-        f"each filesystem (vexfs first; at most {run['dir_cap']:,} s), read (readdir) and stated "
-        f"{run['rounds']} times on each (a stat pass stops at {run['stat_cap']} s). \"Caches "
+        "odd ones), every phase from a synced filesystem; then a big directory per round on each "
+        f"filesystem (in the same order; at most {run['dir_cap']:,} s each; the earlier ones "
+        "stay), and each read (readdir) and stated once, round by round again (a stat pass stops "
+        f"at {run['stat_cap']} s). \"Caches "
         "dropped\" is `sync; echo 3 > /proc/sys/vm/drop_caches`. One tool (`bench/guest-fsops.c`, "
         "static) makes the same system calls on both; every phase is timed whole with the TSC "
         f"(the host's, {g.get('tsc_mhz', 0):,.1f} MHz: the guest's jiffies lose ticks on a busy "
@@ -157,9 +160,9 @@ def report(res):
     out("")
     vs = {t: (v, e, med) for t, med, v, e in readings}
     v_dir, e_dir, _ = vs["dir-create"]
-    out("Timings of the big directory: made in "
-        f"{v_dir[0][0]:,.0f} s on vexfs ({v_dir[0][1]:,} entries) and {e_dir[0][0]:,.1f} s on ext4 "
-        f"({e_dir[0][1]:,}); a stat pass took "
+    out("Timings of the big directories: made in "
+        + ", ".join(f"{s:,.1f} s" for s, _ in v_dir) + " on vexfs and "
+        + ", ".join(f"{s:,.1f} s" for s, _ in e_dir) + " on ext4; a stat pass took "
         + ", ".join(f"{s:,.1f} s for {o:,}" for s, o in vs["stat"][0]) + " on vexfs, "
         + ", ".join(f"{s:,.1f} s for {o:,}" for s, o in vs["stat"][1]) + " on ext4. The "
         "dir-create row is a mean over a directory growing from 0 to its size (vexfs indexes a "

@@ -10,7 +10,8 @@
 #   --files N     create + write 4 KiB + fsync of N small files (default 10000)
 #   --mib N       the sequential file, MiB: written + fsync, read after dropping caches (256)
 #   --par-mib N   each of the 4 files written at once by 4 processes, MiB (default 64)
-#   --dir N       entries of the big directory, made once on each filesystem (default 100000)
+#   --dir N       entries of each big directory, one made per round on each filesystem (default
+#                 100000)
 #   --dir-cap S   stop making the big directory after S seconds (default 3000): the row then says
 #                 how many entries were made, and readdir and stat run over those
 #   --stat-cap S  stop a round's stat of every entry after S seconds (default 150; the entries
@@ -68,11 +69,11 @@ cc -static -O2 -std=gnu11 -Wall -Wextra -Werror -I "$VEXFS_ROOT/include" \
 "$SHARE/guest-fsops" tsc-mhz > "$SHARE/tsc-mhz"
 
 # Both images: the same size, inode count and journal size. Room for what one round holds at
-# once (the sequential file, or the 4 parallel ones), the small files and the big directory;
-# inodes for those. vexfs gets a small vector region (64 slots of
+# once (the sequential file, or the 4 parallel ones), the small files and the big directories
+# (one per round, 512 bytes per entry allowed); inodes for those. vexfs gets a small vector region (64 slots of
 # dimension 8): no embeddings here.
-SIZE_MIB=$(( (MIB > 4 * PAR_MIB ? MIB : 4 * PAR_MIB) + FILES * 4 / 1024 + 1024 ))
-INODES=$(( DIR_N + FILES + 1024 ))
+SIZE_MIB=$(( (MIB > 4 * PAR_MIB ? MIB : 4 * PAR_MIB) + FILES * 4 / 1024 + ROUNDS * DIR_N / 2048 + 1024 ))
+INODES=$(( ROUNDS * DIR_N + FILES + 1024 ))
 JOURNAL_MIB=64
 VIMG=$WORK/vexfs.img
 EIMG=$WORK/ext4.img

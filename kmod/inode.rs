@@ -84,13 +84,21 @@ pub fn iget_live(sb: &SuperBlock, ino: u64) -> Result<Option<InodeRef<'_>>> {
 /// How many times [`iget_live`] waits 1 ms for an inode being created.
 const IGET_CREATING_TRIES: u32 = 50;
 
+/// The inode-table block holding inode `ino`, and the byte offset of its slot in it. A block
+/// that has to come from the disk brings the next ones with it ([`Buf::read_ahead`]): a walk
+/// reads the table in order, and so do creates in a fresh table, whose inode numbers grow.
+/// Errors: `EINVAL` (number outside the table), `EIO`.
+fn inode_block(sb: &SuperBlock, ino: u64) -> Result<(Buf, usize)> {
+    let (blk, off) = sb.disk().inode_pos(ino).ok_or(EINVAL)?;
+    let table = sb.disk().region(Region::InodeTable);
+    Ok((Buf::read_ahead(sb, blk, table.start.saturating_add(table.blocks))?, off))
+}
+
 /// The disk inode `ino` (in use: the caller checked) from the inode table, decoded and
 /// checked. Errors: `EUCLEAN` (corrupt, logged), `EIO`, `EINVAL` (number outside the table).
 pub fn disk_inode(g: &Locked<'_>, ino: u64) -> Result<DiskInode> {
     let sb = g.sb();
-    let (blk, off) = sb.disk().inode_pos(ino).ok_or(EINVAL)?;
-    let table = sb.disk().region(Region::InodeTable);
-    let b = Buf::read_ahead(sb, blk, table.start.saturating_add(table.blocks))?;
+    let (b, off) = inode_block(sb, ino)?;
     let raw = b.data().get(off..off + INODE_SIZE).ok_or(EINVAL)?;
     DiskInode::decode(ino, raw).map_err(|e| sb.report(e))
 }
@@ -160,7 +168,6 @@ fn read_inode(inode: &NewInode, ino: u64) -> Result {
 pub fn write_disk_inode(g: &Locked<'_>, inode: &Inode, st: &FsInode) -> Result {
     let sb = g.sb();
     let ino = inode.ino();
-    let (blk, off) = sb.disk().inode_pos(ino).ok_or(EINVAL)?;
     let t = inode.times();
     let d = DiskInode {
         mode: inode.mode(),
@@ -188,7 +195,7 @@ pub fn write_disk_inode(g: &Locked<'_>, inode: &Inode, st: &FsInode) -> Result {
         vec_ids: st.vec_ids,
         xattr_block: st.xattr_block,
     };
-    let mut b = Buf::read(sb, blk)?;
+    let (mut b, off) = inode_block(sb, ino)?;
     let raw = b.data_mut().get_mut(off..off + INODE_SIZE).ok_or(EINVAL)?;
     d.encode(ino, raw);
     sb.dirty(&b)
@@ -832,8 +839,7 @@ pub fn free_disk(inode: &Inode) {
             g.free_block(st.xattr_block)?;
             st.xattr_block = 0;
         }
-        let (blk, off) = sb.disk().inode_pos(ino).ok_or(EINVAL)?;
-        let mut b = Buf::read(sb, blk)?;
+        let (mut b, off) = inode_block(sb, ino)?;
         if let Some(raw) = b.data_mut().get_mut(off..off + INODE_SIZE) {
             raw.fill(0);
         }
