@@ -45,6 +45,7 @@ mem=$(sed -n 's/^MemTotal: *\([0-9]*\) kB/\1/p' /proc/meminfo)
 section "guest: $(uname -r), $(grep -c ^processor /proc/cpuinfo) CPUs, clocksource $cs, $mem kB, TSC $FSOPS_TSC_MHZ MHz"
 echo "BENCH {\"test\": \"guest\", \"kernel\": \"$(uname -r)\", \"cpus\": $(grep -c ^processor /proc/cpuinfo), \"clocksource\": \"$cs\", \"mem_kb\": $mem, \"tsc_mhz\": $FSOPS_TSC_MHZ}"
 
+warm_memory
 mount_vexfs /dev/vda /mnt/vexfs
 mkdir -p /mnt/ext4
 must mount -t ext4 /dev/vdb /mnt/ext4

@@ -10,6 +10,7 @@
 S=/share
 FSOPS_TSC_MHZ=$(cat $S/tsc-mhz) || fail "no $S/tsc-mhz"
 export FSOPS_TSC_MHZ
+warm_memory
 mount_vexfs /dev/vda /mnt
 prof() {
     echo "PROFILE $1"
@@ -28,7 +29,11 @@ dir)
     prof "stat of $2 entries, caches dropped" $S/guest-fsops readdir /mnt/big stat 3000
     ;;
 seq)
-    prof "sequential write of $2 MiB" $S/guest-fsops seqwrite /mnt/s "$2"
+    # Twice: on the fresh filesystem, then again after the first file's removal and a sync.
+    prof "sequential write of $2 MiB, fresh filesystem" $S/guest-fsops seqwrite /mnt/s "$2"
+    must rm /mnt/s
+    sync
+    prof "sequential write of $2 MiB, second file" $S/guest-fsops seqwrite /mnt/s2 "$2"
     ;;
 par)
     must mkdir /mnt/p

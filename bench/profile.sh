@@ -9,7 +9,8 @@
 #
 #   dir N       create N empty files in one directory (default 30000), then, caches dropped,
 #               readdir (untimed) and fstatat of every entry: two profiles
-#   seq N       one file of N MiB written in 1 MiB writes, then fsync (default 256)
+#   seq N       one file of N MiB written in 1 MiB writes, then fsync (default 256); then,
+#               the file removed and synced, a second one: two profiles
 #   par N       4 processes at once, each writing a file of N MiB (default 64)
 #
 # Needs scripts/setup to have run (kernel, module, tools). Work files and the console log:
