@@ -327,11 +327,9 @@ impl Hit {
 pub struct IndexMem<A: Alloc> {
     sb: Superblock,
     upper: A::Vec<u32>,
-    pool: A::Vec<Cand>,
-    work: A::Vec<u32>,
-    bounce: A::Vec<u32>,
-    visited: EpochVisited<A::Vec<u16>>,
-    results: A::Vec<(u32, u32)>,
+    /// The memory of the operations run through [`Self::with_index`] (and of the searches
+    /// that are given none of their own).
+    pad: SearchPad<A>,
     old_ids: A::Vec<u32>,
     new_ids: A::Vec<u32>,
     /// Bit `s % 64` of word `s / 64`: slot `s` is pending (flags [`NODE_PENDING`]).
@@ -378,6 +376,49 @@ pub enum PurgeStep {
     Freed(usize),
 }
 
+/// The memory one search works in: the candidate pool (`max(max_ef, ef_construction)`
+/// entries), the link scratch ([`Scratch::work_len`]), the bounce buffers
+/// ([`IndexScratch::bounce_len`]), the visited set (2 bytes per slot) and the results
+/// (`max(MAX_K, max_ef)` entries). [`IndexMem`] holds one for its own operations; searches that
+/// run at once, each under a shared lock of the index ([`IndexMem::search_shared`]), each need
+/// one of their own ([`IndexMem::new_search_pad`]). About `2 * capacity + 40 * max_ef +
+/// 9 * stride` bytes.
+pub struct SearchPad<A: Alloc> {
+    pool: A::Vec<Cand>,
+    work: A::Vec<u32>,
+    bounce: A::Vec<u32>,
+    visited: EpochVisited<A::Vec<u16>>,
+    results: A::Vec<(u32, u32)>,
+}
+
+impl<A: Alloc> SearchPad<A> {
+    /// A pad for the index of `sb` with a candidate pool of `pool` entries (at least 1).
+    /// Errors: `Io` (the allocator's error) when memory runs out; `Corrupt` if the vector
+    /// capacity cannot be addressed.
+    fn new(sb: &Superblock, pool: usize) -> IResult<Self, A::Error> {
+        let cap = usize::try_from(sb.vec_capacity)
+            .ok()
+            .filter(|&c| c < u32::MAX as usize)
+            .ok_or(FormatError::Corrupt { what: "vector capacity", value: sb.vec_capacity })?;
+        let io = IndexError::Io;
+        let pool = pool.max(1);
+        Ok(SearchPad {
+            pool: A::filled(pool, Cand::default()).map_err(io)?,
+            work: A::filled(Scratch::work_len(sb.hnsw_m), 0u32).map_err(io)?,
+            bounce: A::filled(IndexScratch::bounce_len(sb.vec_stride), 0u32).map_err(io)?,
+            visited: EpochVisited::new(A::filled(cap, 0u16).map_err(io)?),
+            // Room for the candidates of a search at the largest ef (IndexMem::max_ef).
+            results: A::filled(MAX_K.max(MAX_EF.min(pool)), (0u32, 0u32)).map_err(io)?,
+        })
+    }
+
+    /// The largest ef a search with this pad runs ([`MAX_EF`], or less if the pool is
+    /// smaller).
+    fn max_ef(&self) -> usize {
+        MAX_EF.min(self.pool.len())
+    }
+}
+
 /// The mutable memory an operation works in (borrowed from [`IndexMem`]).
 pub struct Pad<'a, A: Alloc> {
     /// HNSW scratch and bounce buffers.
@@ -408,16 +449,11 @@ impl<A: Alloc> IndexMem<A> {
         let io = IndexError::Io;
         let mut upper = A::filled(table, 0u32).map_err(io)?;
         fill_upper_table(sb, &mut upper)?;
-        let pool = max_ef.max(sb.hnsw_ef_construction as usize).max(1);
+        let pool = max_ef.max(sb.hnsw_ef_construction as usize);
         Ok(IndexMem {
             sb: sb.clone(),
             upper,
-            pool: A::filled(pool, Cand::default()).map_err(io)?,
-            work: A::filled(Scratch::work_len(sb.hnsw_m), 0u32).map_err(io)?,
-            bounce: A::filled(IndexScratch::bounce_len(sb.vec_stride), 0u32).map_err(io)?,
-            visited: EpochVisited::new(A::filled(cap, 0u16).map_err(io)?),
-            // Room for the candidates of a search at the largest ef (Self::max_ef).
-            results: A::filled(MAX_K.max(MAX_EF.min(pool)), (0u32, 0u32)).map_err(io)?,
+            pad: SearchPad::new(sb, pool)?,
             old_ids: A::filled(MAX_CHUNKS, 0u32).map_err(io)?,
             new_ids: A::filled(MAX_CHUNKS, 0u32).map_err(io)?,
             pending: A::filled(cap.div_ceil(64), 0u64).map_err(io)?,
@@ -516,7 +552,13 @@ impl<A: Alloc> IndexMem<A> {
 
     /// Largest ef a search can use: `min(MAX_EF, the candidate pool)`.
     pub fn max_ef(&self) -> usize {
-        MAX_EF.min(self.pool.len())
+        self.pad.max_ef()
+    }
+
+    /// A pad for [`Self::search_shared`], of the size of the one this memory holds (so that a
+    /// search gives the same answer with either). Errors: `Io` when memory runs out.
+    pub fn new_search_pad(&self) -> IResult<SearchPad<A>, A::Error> {
+        SearchPad::new(&self.sb, self.pad.pool.len())
     }
 
     /// Runs `f` on the index with the memory, and keeps the header and slot hint it leaves
@@ -529,11 +571,7 @@ impl<A: Alloc> IndexMem<A> {
         let IndexMem {
             sb,
             upper,
-            pool,
-            work,
-            bounce,
-            visited,
-            results,
+            pad: SearchPad { pool, work, bounce, visited, results },
             old_ids,
             new_ids,
             pending,
@@ -894,38 +932,81 @@ impl<A: Alloc> IndexMem<A> {
         out: &mut [Hit],
         filter: &mut dyn FnMut(u64) -> Result<bool, B::Error>,
     ) -> IResult<usize, B::Error> {
-        let mut ef = check_search(k, ef, self.max_ef())?;
-        if query.len() != self.sb.vec_dim as usize {
-            return Err(Reject::Dimension { got: query.len(), want: self.sb.vec_dim }.into());
-        }
-        if let Some(component) = first_nonfinite(query) {
-            return Err(Reject::NonFinite { vector: 0, component }.into());
-        }
-        let max_ef = self.max_ef();
-        self.with_index(dist, |ix, pad| {
-            let k = k.min(out.len());
-            let total = u64::from(ix.header.live).saturating_add(u64::from(ix.header.pending));
-            loop {
-                // ef <= max_ef <= results.len() (Self::new), and k <= ef (check_search).
-                let want = ef.max(k);
-                let res = pad.results.get_mut(..want).ok_or_else(|| IndexError::Invalid("result buffer"))?;
-                let mut n = ix.search(b, &mut pad.scratch, &mut *pad.visited, query, Knn { k: want, ef }, res)?;
-                if ix.header.pending > 0 {
-                    n = merge_pending(ix, b, &mut pad.scratch, pad.pending, query, res, n)?;
-                }
-                let (got, dropped) = keep_filtered(ix, b, res.get(..n).unwrap_or(&[]), out, k, filter)?;
-                if got >= k || !dropped || n as u64 >= total {
-                    return Ok(got);
-                }
-                if ef >= max_ef {
-                    break;
-                }
-                ef = ef.saturating_mul(2).min(max_ef);
-                b.relax().map_err(IndexError::Io)?;
-            }
-            scan_filtered(ix, b, &mut pad.scratch, query, pad.results, out, k, filter)
-        })
+        let IndexMem { sb, upper, pad, pending, header, hint, .. } = self;
+        let ix = VecIndex::with_header(sb, upper, *header, *hint, dist);
+        search_in(&ix, pending, pad, b, query, k, ef, out, filter)
     }
+
+    /// [`Self::search_filtered`] with a pad of the caller's ([`Self::new_search_pad`]) and the
+    /// memory shared: searches that each have their own pad may run at once over the same
+    /// `IndexMem` (the kernel's run under a shared lock of the index, nothing changing the
+    /// index meanwhile). The answer is [`Self::search_filtered`]'s. Errors: as there; `Invalid`
+    /// for a pad made for another index size.
+    #[allow(clippy::too_many_arguments)]
+    pub fn search_shared<B: BlockStore>(
+        &self,
+        pad: &mut SearchPad<A>,
+        b: &B,
+        dist: &dyn DistanceKernel,
+        query: &[u32],
+        k: usize,
+        ef: usize,
+        out: &mut [Hit],
+        filter: &mut dyn FnMut(u64) -> Result<bool, B::Error>,
+    ) -> IResult<usize, B::Error> {
+        if pad.visited.len() != self.pad.visited.len() || pad.pool.len() != self.pad.pool.len() {
+            return Err(IndexError::Invalid("search pad of another index"));
+        }
+        let ix = VecIndex::with_header(&self.sb, &self.upper, self.header, self.hint, dist);
+        search_in(&ix, &self.pending, pad, b, query, k, ef, out, filter)
+    }
+}
+
+/// The search of [`IndexMem::search_filtered`] over `ix` (whose pending slots are the bits of
+/// `pending`), in `pad`.
+#[allow(clippy::too_many_arguments)]
+fn search_in<A: Alloc, B: BlockStore>(
+    ix: &VecIndex<'_>,
+    pending: &[u64],
+    pad: &mut SearchPad<A>,
+    b: &B,
+    query: &[u32],
+    k: usize,
+    ef: usize,
+    out: &mut [Hit],
+    filter: &mut dyn FnMut(u64) -> Result<bool, B::Error>,
+) -> IResult<usize, B::Error> {
+    let max_ef = pad.max_ef();
+    let mut ef = check_search(k, ef, max_ef)?;
+    if query.len() != ix.dim as usize {
+        return Err(Reject::Dimension { got: query.len(), want: ix.dim }.into());
+    }
+    if let Some(component) = first_nonfinite(query) {
+        return Err(Reject::NonFinite { vector: 0, component }.into());
+    }
+    let SearchPad { pool, work, bounce, visited, results } = pad;
+    let mut scratch = IndexScratch { hnsw: Scratch { pool, work }, bounce };
+    let k = k.min(out.len());
+    let total = u64::from(ix.header.live).saturating_add(u64::from(ix.header.pending));
+    loop {
+        // ef <= max_ef <= results.len() (SearchPad::new), and k <= ef (check_search).
+        let want = ef.max(k);
+        let res = results.get_mut(..want).ok_or_else(|| IndexError::Invalid("result buffer"))?;
+        let mut n = ix.search(b, &mut scratch, &mut *visited, query, Knn { k: want, ef }, res)?;
+        if ix.header.pending > 0 {
+            n = merge_pending(ix, b, &mut scratch, pending, query, res, n)?;
+        }
+        let (got, dropped) = keep_filtered(ix, b, res.get(..n).unwrap_or(&[]), out, k, filter)?;
+        if got >= k || !dropped || n as u64 >= total {
+            return Ok(got);
+        }
+        if ef >= max_ef {
+            break;
+        }
+        ef = ef.saturating_mul(2).min(max_ef);
+        b.relax().map_err(IndexError::Io)?;
+    }
+    scan_filtered(ix, b, &mut scratch, query, results, out, k, filter)
 }
 
 /// Fills `out` with the candidates of `cand` (`(key, slot)`, nearest first) whose files

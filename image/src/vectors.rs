@@ -52,6 +52,10 @@ impl Alloc for StdAlloc {
 /// The per-index memory of an image's index (see `vexfs_core::embed::IndexMem`).
 pub type IndexMem = embed::IndexMem<StdAlloc>;
 
+/// The memory of one search that runs beside others over the same [`Searcher`] (see
+/// `vexfs_core::embed::SearchPad`): one per thread.
+pub type SearchPad = embed::SearchPad<StdAlloc>;
+
 /// Memory for the index of `sb` (a validated superblock), for searches with ef up to `max_ef`.
 /// Errors: `Format` if the vector capacity cannot be addressed.
 pub fn index_mem(sb: &Superblock, max_ef: usize) -> Result<IndexMem> {
@@ -482,6 +486,28 @@ impl Searcher {
         let imp = self.img.device().distance_impl();
         let q = query_bits(query);
         let n = self.mem.search_filtered(self.img.device(), &imp, &q, k, ef, &mut hits, &mut |ino| Ok(keep(ino)))?;
+        hits.truncate(n);
+        Ok(hits)
+    }
+
+    /// A pad for [`Self::search_shared`]: each thread that searches at once needs its own
+    /// (about 2 bytes per vector slot plus the candidate lists).
+    pub fn search_pad(&self) -> SearchPad {
+        match self.mem.new_search_pad() {
+            Ok(p) => p,
+            // StdAlloc cannot fail, and the capacity was checked when the memory was made.
+            Err(e) => unreachable!("search pad: {e:?}"),
+        }
+    }
+
+    /// [`Self::search`] through `&self` with the caller's `pad`, so that threads search the
+    /// same image at once (`vexfs_core::embed::IndexMem::search_shared`, what the kernel runs
+    /// under the shared index lock). The answer is [`Self::search`]'s. Errors: as there.
+    pub fn search_shared(&self, pad: &mut SearchPad, query: &[f32], k: usize, ef: usize) -> Result<Vec<Hit>> {
+        let mut hits = vec![Hit::default(); k.min(MAX_K)];
+        let imp = self.img.device().distance_impl();
+        let q = query_bits(query);
+        let n = self.mem.search_shared(pad, self.img.device(), &imp, &q, k, ef, &mut hits, &mut |_| Ok(true))?;
         hits.truncate(n);
         Ok(hits)
     }

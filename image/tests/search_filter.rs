@@ -3,7 +3,8 @@
 //! file): an always-true filter gives the plain search's answers exactly, also with pending
 //! vectors; a filter that drops most files still returns k results, every one kept, as near as
 //! the exact k nearest kept vectors (or exactly those once the search falls back to a scan);
-//! a filter that keeps fewer than k vectors returns all of them. Data: the pydocs sample
+//! a filter that keeps fewer than k vectors returns all of them; searches from several threads,
+//! each with its own pad (`search_shared`), give the plain answers. Data: the pydocs sample
 //! (2000 × 384, l2) as files of 1 to 9 chunks.
 
 use std::collections::{HashMap, HashSet};
@@ -133,6 +134,32 @@ fn an_always_true_filter_gives_the_plain_answers() {
                 assert_eq!(filtered, plain, "{what}: query {i}, k {k}, ef {ef}");
             }
         }
+    }
+}
+
+#[test]
+fn searches_from_four_threads_at_once_give_the_plain_answers() {
+    // Each thread with its own pad over one Searcher (the kernel's searches under the shared
+    // index lock), linked and pending vectors alike.
+    let d = pydocs();
+    for (what, b) in [("linked", linked()), ("the last 60 files pending", &build(60))] {
+        let mut s = searcher(&b.bytes);
+        let plain: Vec<Vec<Hit>> = d.queries.iter().map(|q| s.search(q, K, EF).unwrap()).collect();
+        let s = &s;
+        std::thread::scope(|sc| {
+            for t in 0..4 {
+                let plain = &plain;
+                sc.spawn(move || {
+                    let mut pad = s.search_pad();
+                    // Every thread runs every query, starting at a different one.
+                    for j in 0..d.queries.len() {
+                        let i = (j + t * 13) % d.queries.len();
+                        let hits = s.search_shared(&mut pad, &d.queries[i], K, EF).unwrap();
+                        assert_eq!(hits, plain[i], "{what}: thread {t}, query {i}");
+                    }
+                });
+            }
+        });
     }
 }
 
