@@ -80,6 +80,8 @@ extern "C" {
     pub fn vexfs_c_index_running(m: *mut VexfsMount) -> bool;
     pub fn vexfs_c_index_stop(m: *mut VexfsMount);
     pub fn vexfs_c_relax() -> c_int;
+    pub fn vexfs_c_init_rwsem(sem: *mut bindings::rw_semaphore);
+    pub fn vexfs_c_online_cpus() -> core::ffi::c_uint;
     pub fn vexfs_c_zeroout(sb: *mut bindings::super_block, block: u64, count: u64) -> c_int;
     pub fn vexfs_c_fiemap_fill(fi: *mut core::ffi::c_void, logical: u64, phys: u64, len: u64, last: c_int) -> c_int;
     pub fn vexfs_c_ordered_add(m: *mut VexfsMount, inode: *mut bindings::inode);

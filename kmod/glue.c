@@ -267,6 +267,19 @@ void vexfs_c_index_stop(struct vexfs_mount *m)
 	cancel_delayed_work_sync(&m->index_work);
 }
 
+/* init_rwsem for kmod/vfs/rwsem.rs (the kernel crate of 6.12 does not wrap rw_semaphore, and
+ * its lock class keys are crate-private): one lock class, that of the index lock. */
+void vexfs_c_init_rwsem(struct rw_semaphore *sem)
+{
+	init_rwsem(sem);
+}
+
+/* CPUs online now: how many search pads a mount keeps at most (kmod/index.rs). */
+unsigned int vexfs_c_online_cpus(void)
+{
+	return num_online_cpus();
+}
+
 /* Between the steps of a long loop: reschedule, and stop on a fatal signal. */
 int vexfs_c_relax(void)
 {

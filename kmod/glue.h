@@ -65,6 +65,8 @@ bool vexfs_c_index_running(struct vexfs_mount *m);
 void vexfs_c_index_stop(struct vexfs_mount *m);
 void vexfs_rs_index_work(struct super_block *sb);
 int vexfs_c_relax(void);
+void vexfs_c_init_rwsem(struct rw_semaphore *sem);
+unsigned int vexfs_c_online_cpus(void);
 /* Writes zeros to device blocks block .. block + count (sb_issue_zeroout); waits. */
 int vexfs_c_zeroout(struct super_block *sb, u64 block, u64 count);
 /* fiemap_fill_next_extent for one extent (bytes), FIEMAP_EXTENT_LAST when last: 0, 1 (the

@@ -4,13 +4,15 @@
 //! at mount and sized by the documented limits, so nothing is allocated per query). Also
 //! [`index_error`], the kernel errno of an index error.
 
-use crate::embed::{Alloc, IndexMem, MAX_EF};
+use crate::embed::{Alloc, IndexMem, SearchPad, MAX_EF};
+use crate::ffi;
 use crate::format::superblock::Superblock;
 use crate::index_error::IndexError;
 use crate::pins::{FpuKernel, KBlocks, PinTable};
 use crate::vfs::super_block::Device;
 use kernel::alloc::AllocError;
 use kernel::prelude::*;
+use kernel::sync::{CondVar, Mutex};
 
 /// Kernel memory for `core::embed`: `KVVec`s (kmalloc or vmalloc by size), `GFP_KERNEL`.
 pub struct KAlloc;
@@ -25,6 +27,117 @@ impl Alloc for KAlloc {
 
 /// `core::embed`'s per-index memory in kernel memory.
 pub type KIndexMem = IndexMem<KAlloc>;
+
+/// The memory of one search in kernel memory.
+pub type KSearchPad = SearchPad<KAlloc>;
+
+/// Most search pads a mount keeps.
+const MAX_PADS: usize = 64;
+
+/// The search pads of one mount: a search under the shared index lock takes one
+/// ([`PadPool::take`]) and gives it back when done. Pads are made on demand, up to one per CPU
+/// online at mount (at most [`MAX_PADS`]): more searches than that wait for a pad, so the
+/// memory stays bounded (a pad is about 2 bytes per vector slot plus the candidate lists,
+/// `core::embed::SearchPad`); they are the mount's, freed at unmount, as the index memory is.
+#[pin_data]
+pub struct PadPool {
+    #[pin]
+    state: Mutex<Pads>,
+    #[pin]
+    cv: CondVar,
+}
+
+/// The pool's free pads and count.
+pub struct Pads {
+    /// `max` places, each a free pad or none.
+    free: KVec<Option<KSearchPad>>,
+    /// Pads in existence (free or taken).
+    made: usize,
+    /// Most pads in existence.
+    max: usize,
+}
+
+impl PadPool {
+    /// An empty pool. Errors: `ENOMEM` (the places of the free pads are made at once, so that
+    /// giving a pad back never allocates).
+    pub fn new() -> Result<impl PinInit<Self>> {
+        // SAFETY: a plain read of the online CPU count.
+        let cpus = unsafe { ffi::vexfs_c_online_cpus() } as usize;
+        let max = cpus.clamp(1, MAX_PADS);
+        let mut free = KVec::with_capacity(max, GFP_KERNEL)?;
+        for _ in 0..max {
+            free.push(None, GFP_KERNEL)?;
+        }
+        Ok(pin_init!(PadPool {
+            state <- kernel::new_mutex!(Pads { free, made: 0, max }, "vexfs::PadPool::state"),
+            cv <- kernel::new_condvar!("vexfs::PadPool::cv"),
+        }))
+    }
+
+    /// A pad for a search of `mem`'s index: a free one, else a new one (while fewer than the
+    /// most exist), else the next one given back. Errors: `ENOMEM`.
+    pub fn take(&self, mem: &KIndexMem) -> Result<PadRef<'_>> {
+        let mut g = self.state.lock();
+        loop {
+            if let Some(pad) = g.free.iter_mut().find_map(Option::take) {
+                return Ok(PadRef { pool: self, pad: Some(pad) });
+            }
+            if g.made < g.max {
+                g.made += 1;
+                drop(g);
+                // Made without the pool's lock held (a large allocation may sleep long).
+                return match mem.new_search_pad() {
+                    Ok(pad) => Ok(PadRef { pool: self, pad: Some(pad) }),
+                    Err(_) => {
+                        let mut g = self.state.lock();
+                        g.made = g.made.saturating_sub(1);
+                        drop(g);
+                        self.cv.notify_one();
+                        Err(ENOMEM)
+                    }
+                };
+            }
+            // Uninterruptible, as the index lock itself: a pad comes back when a search ends,
+            // and every long search stops at a fatal signal.
+            self.cv.wait(&mut g);
+        }
+    }
+}
+
+/// A pad taken from a [`PadPool`]; given back when dropped.
+pub struct PadRef<'a> {
+    pool: &'a PadPool,
+    pad: Option<KSearchPad>,
+}
+
+impl PadRef<'_> {
+    /// The pad.
+    pub fn pad(&mut self) -> Result<&mut KSearchPad> {
+        self.pad.as_mut().ok_or(EINVAL)
+    }
+}
+
+impl Drop for PadRef<'_> {
+    fn drop(&mut self) {
+        if let Some(pad) = self.pad.take() {
+            let mut g = self.pool.state.lock();
+            // There is a place for every pad that exists (`made <= max`).
+            let spare = match g.free.iter_mut().find(|p| p.is_none()) {
+                Some(place) => {
+                    *place = Some(pad);
+                    None
+                }
+                None => {
+                    g.made = g.made.saturating_sub(1);
+                    Some(pad)
+                }
+            };
+            drop(g);
+            drop(spare);
+            self.pool.cv.notify_one();
+        }
+    }
+}
 
 /// The index of one mounted filesystem and all the memory its operations use.
 pub struct IndexState {

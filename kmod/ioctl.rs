@@ -278,7 +278,7 @@ fn stats(sb: &SuperBlock, arg: usize) -> Result {
     if a.flags != 0 || a.reserved != [0; 2] {
         return Err(EINVAL);
     }
-    let (h, imp) = vector::stats(sb);
+    let (h, imp) = vector::stats(sb)?;
     let d = sb.disk();
     let bytes = [Region::VecBitmap, Region::VecMap, Region::VecData, Region::Hnsw]
         .iter()

@@ -82,12 +82,21 @@ pub fn fill_super(sb: &NewSuperBlock, _silent: bool) -> Result {
             // The vector write-ahead log's records left by the last mount are linked from now on,
             // and a purge of tombstones left due (or cut short) is run.
             c.start_index();
-            let h = crate::vector::stats(mounted).0;
-            if h.pending > 0 {
-                pr_info!("vexfs ({}): {} pending vector(s) to link into the index\n", mounted.name(), h.pending);
-            }
-            if h.pending > 0 || crate::vindex::purge_wanted(&h) {
-                c.kick_index(0);
+            match crate::vector::stats(mounted) {
+                Ok((h, _)) => {
+                    if h.pending > 0 {
+                        pr_info!(
+                            "vexfs ({}): {} pending vector(s) to link into the index\n",
+                            mounted.name(),
+                            h.pending
+                        );
+                    }
+                    if h.pending > 0 || crate::vindex::purge_wanted(&h) {
+                        c.kick_index(0);
+                    }
+                }
+                // A fatal signal came: the worker looks for itself.
+                Err(_) => c.kick_index(0),
             }
         }
         Ok(())

@@ -11,11 +11,12 @@ use crate::format::extent::Extent;
 use crate::format::inode::{INLINE_EXTENTS, INLINE_VEC_IDS};
 use crate::format::superblock::{Region, Superblock, FEATURE_INCOMPAT_RECOVER, FORMAT_VERSION, ROOT_INO, STATE_CLEAN};
 use crate::format::{bit_find_clear, bit_find_free_run_of, bit_set, bit_test, BLOCK_SIZE, RUN_BITS};
-use crate::index::IndexState;
+use crate::index::{IndexState, PadPool};
 use crate::txn::{JState, Journal};
 use crate::vfs;
 use crate::vfs::fs::FileSystem;
 use crate::vfs::mount_c::MountC;
+use crate::vfs::rwsem::RwSem;
 use crate::vfs::task::NofsScope;
 use kernel::prelude::*;
 use kernel::sync::lock::{mutex::MutexBackend, Guard};
@@ -71,9 +72,13 @@ pub struct SbInfo {
     /// Never held across `iput`, `dir_emit` or anything that takes a page lock of a file.
     #[pin]
     inner: Mutex<Inner>,
-    /// The vector index: taken before `inner` when both are needed, never after it.
+    /// The vector index: shared by searches, taken alone by every change to it
+    /// ([`crate::vector`]); taken before `inner` when both are needed, never after it.
     #[pin]
-    pub index: Mutex<IndexState>,
+    pub index: RwSem<IndexState>,
+    /// The memory of the searches that run at once under the shared index lock.
+    #[pin]
+    pub pads: PadPool,
     /// The journal: a handle is opened before `index` or `inner` is taken; its state lock is
     /// taken after them.
     #[pin]
@@ -98,11 +103,13 @@ impl SbInfo {
             mount_count: disk.mount_count.wrapping_add(1),
             incompat: disk.feature_incompat & !FEATURE_INCOMPAT_RECOVER,
         };
+        let pads = PadPool::new()?;
         KBox::pin_init(
             pin_init!(SbInfo {
                 disk,
                 inner <- kernel::new_mutex!(inner, "vexfs::SbInfo::inner"),
-                index <- kernel::new_mutex!(index, "vexfs::SbInfo::index"),
+                index <- RwSem::new(index),
+                pads <- pads,
                 journal <- Journal::new(journal),
                 mount_c,
                 errors,

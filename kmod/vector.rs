@@ -5,16 +5,24 @@
 //! file side ([`KFile`]: the inode under the metadata lock, its blocks through the buffer
 //! cache) and turns index errors into errnos ([`index_error`]).
 //!
-//! Lock order: the index lock (`SbInfo::index`, one [`IndexState`] per mount) before the
-//! metadata lock, never after it; the metadata lock is taken only for the moments a chunk list
-//! is read or stored, never across index work.
+//! **Locks.** The index lock (`SbInfo::index`, one [`IndexState`] per mount) is a
+//! reader-writer semaphore (`crate::vfs::rwsem`). Searches and STATS hold it shared: any
+//! number run at once, each with a search pad of its own from the mount's
+//! [`PadPool`](crate::index::PadPool) (taken under the shared lock; a search waits for a pad
+//! when one per CPU is in use) and the pinned blocks as plain slices
+//! ([`SharedBlocks`]). SET, REMOVE, each step of the index worker (one vector linked, one purge
+//! step) and unmount hold it alone, so an import's inserts and the searches interleave vector
+//! by vector. Order: a journal handle, then the index lock, then the metadata lock (for the
+//! moments a chunk list is read or stored, never across index work) or the pad pool's mutex;
+//! never the other way. A search takes no inode and no metadata lock under the index lock
+//! (the permission checks run between its runs: `crate::ioctl`).
 
 use crate::buf::Buf;
 use crate::embed::{ChunkFields, ChunkFile, ChunkFiles, Indexing, PurgeStep};
 use crate::errors::index_error;
 use crate::format::vector::HnswHeader;
 use crate::index::IndexState;
-use crate::pins::KBlocks;
+use crate::pins::{KBlocks, SharedBlocks};
 use crate::sb::{FsInode, Inode, Locked, SuperBlock};
 use kernel::prelude::*;
 
@@ -135,7 +143,7 @@ fn with_index<R>(
         &crate::pins::FpuKernel,
     ) -> crate::index_error::IResult<R, Error>,
 ) -> Result<R> {
-    let mut g = sb.info().index.lock();
+    let mut g = sb.info().index.write();
     let IndexState { pins, mem, kernel } = &mut *g;
     let blocks = KBlocks { dev: sb, pins, journal: Some(sb.journal()) };
     f(mem, &blocks, kernel).map_err(|e| index_error(sb, e))
@@ -305,14 +313,20 @@ pub fn search(
     out: &mut [Hit],
     keep: &mut dyn FnMut(u64) -> Result<bool>,
 ) -> Result<usize> {
-    with_index(sb, |mem, b, kernel| mem.search_filtered(b, kernel, query, k, ef, out, keep))
+    // Under the shared index lock, with a pad of its own: searches run at once, a change to
+    // the index waits for them (and they for it).
+    let g = sb.info().index.read()?;
+    let mut pad = sb.info().pads.take(&g.mem)?;
+    let blocks = SharedBlocks::new(sb, &g);
+    g.mem.search_shared(pad.pad()?, &blocks, &g.kernel, query, k, ef, out, keep).map_err(|e| index_error(sb, e))
 }
 
 /// Index statistics: the graph header (its `pending` count: vectors not yet linked) and the
 /// distance kernel in use (`VEXFS_DIST_*`).
-pub fn stats(sb: &SuperBlock) -> (HnswHeader, u32) {
-    let st = sb.info().index.lock();
-    (st.mem.header(), st.kernel.imp())
+/// Errors: `EINTR` (a fatal signal while a change to the index held it).
+pub fn stats(sb: &SuperBlock) -> Result<(HnswHeader, u32)> {
+    let st = sb.info().index.read()?;
+    Ok((st.mem.header(), st.kernel.imp()))
 }
 
 /// Drops the embeddings of an inode being freed (called from evict, without locks held).
@@ -325,7 +339,7 @@ pub fn free_inode_vectors(inode: &Inode) {
 
 /// Unpins the index's buffers (put_super, after the last sync).
 pub fn release(sb: &SuperBlock) {
-    sb.info().index.lock().pins.release();
+    sb.info().index.write().pins.release();
 }
 
 /// Whether the inode has embeddings (for listxattr).

@@ -15,6 +15,8 @@
 //! - [`dir`]: [`DirContext`](dir::DirContext), the cursor of a readdir.
 //! - [`mount_c`]: [`MountC`](mount_c::MountC), the C half of a mount (commit ticker, ordered
 //!   data lists).
+//! - [`rwsem`]: [`RwSem`](rwsem::RwSem), data behind a reader-writer semaphore (the vector
+//!   index: searches share it).
 //! - [`task`]: [`NofsScope`](task::NofsScope), allocations that must not recurse into the
 //!   filesystem; [`time`]: the clock.
 //! - [`access`]: what the calling task may do (read an inode, skip those checks by
@@ -28,6 +30,7 @@ pub mod dir;
 pub mod fs;
 pub mod inode;
 pub mod mount_c;
+pub mod rwsem;
 pub mod super_block;
 pub mod task;
 pub mod time;
