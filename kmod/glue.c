@@ -269,9 +269,11 @@ void vexfs_c_index_stop(struct vexfs_mount *m)
 
 /* init_rwsem for kmod/vfs/rwsem.rs (the kernel crate of 6.12 does not wrap rw_semaphore, and
  * its lock class keys are crate-private): one lock class, that of the index lock. */
+static struct lock_class_key vexfs_index_key;
+
 void vexfs_c_init_rwsem(struct rw_semaphore *sem)
 {
-	init_rwsem(sem);
+	__init_rwsem(sem, "vexfs::SbInfo::index", &vexfs_index_key);
 }
 
 /* CPUs online now: how many search pads a mount keeps at most (kmod/index.rs). */

@@ -1,8 +1,10 @@
 //! The per-mount state of the vector index ([`IndexState`], behind `SbInfo::index`): the
 //! pinned blocks, the distance kernel, and `core::embed`'s per-index memory (the upper-level
-//! table, the header kept between operations, and all the memory an operation uses, allocated
-//! at mount and sized by the documented limits, so nothing is allocated per query). Also
-//! [`index_error`], the kernel errno of an index error.
+//! table, the header kept between operations, and the memory of the operations that change
+//! the index, allocated at mount and sized by the documented limits); the search pads of the
+//! searches that run at once ([`PadPool`], made on first need, at most one per CPU, kept until
+//! unmount: nothing is allocated per query once they exist). Also [`index_error`], the kernel
+//! errno of an index error.
 
 use crate::embed::{Alloc, IndexMem, SearchPad, MAX_EF};
 use crate::ffi;
@@ -49,6 +51,10 @@ pub struct PadPool {
 
 /// The pool's free pads and count.
 pub struct Pads {
+    /// The superblock the pads are made for, and their candidate pool's length
+    /// (`IndexMem::search_pool_len`).
+    disk: Superblock,
+    pool_len: usize,
     /// `max` places, each a free pad or none.
     free: KVec<Option<KSearchPad>>,
     /// Pads in existence (free or taken).
@@ -58,9 +64,9 @@ pub struct Pads {
 }
 
 impl PadPool {
-    /// An empty pool. Errors: `ENOMEM` (the places of the free pads are made at once, so that
-    /// giving a pad back never allocates).
-    pub fn new() -> Result<impl PinInit<Self>> {
+    /// An empty pool for the index of `disk` whose memory is `mem`. Errors: `ENOMEM` (the
+    /// places of the free pads are made at once, so that giving a pad back never allocates).
+    pub fn new(disk: &Superblock, mem: &KIndexMem) -> Result<impl PinInit<Self>> {
         // SAFETY: a plain read of the online CPU count.
         let cpus = unsafe { ffi::vexfs_c_online_cpus() } as usize;
         let max = cpus.clamp(1, MAX_PADS);
@@ -68,38 +74,48 @@ impl PadPool {
         for _ in 0..max {
             free.push(None, GFP_KERNEL)?;
         }
+        let pads = Pads { disk: disk.clone(), pool_len: mem.search_pool_len(), free, made: 0, max };
         Ok(pin_init!(PadPool {
-            state <- kernel::new_mutex!(Pads { free, made: 0, max }, "vexfs::PadPool::state"),
+            state <- kernel::new_mutex!(pads, "vexfs::PadPool::state"),
             cv <- kernel::new_condvar!("vexfs::PadPool::cv"),
         }))
     }
 
-    /// A pad for a search of `mem`'s index: a free one, else a new one (while fewer than the
-    /// most exist), else the next one given back. Errors: `ENOMEM`.
-    pub fn take(&self, mem: &KIndexMem) -> Result<PadRef<'_>> {
+    /// A pad for a search: a free one, else a new one (while fewer than the most exist), else
+    /// the next one given back. Taken before the index lock, so that making a pad (a large
+    /// allocation, which may reclaim memory and evict an inode of this filesystem, whose
+    /// embeddings' removal takes the index lock alone) never happens under it. Errors: `ENOMEM`
+    /// when no pad exists and none can be made (when some exist, the search waits for one).
+    pub fn take(&self) -> Result<PadRef<'_>> {
         let mut g = self.state.lock();
+        // False after a pad could not be made while others exist: wait for one of those.
+        let mut may_make = true;
         loop {
             if let Some(pad) = g.free.iter_mut().find_map(Option::take) {
                 return Ok(PadRef { pool: self, pad: Some(pad) });
             }
-            if g.made < g.max {
+            if may_make && g.made < g.max {
                 g.made += 1;
+                let (disk, pool_len) = (g.disk.clone(), g.pool_len);
                 drop(g);
                 // Made without the pool's lock held (a large allocation may sleep long).
-                return match mem.new_search_pad() {
-                    Ok(pad) => Ok(PadRef { pool: self, pad: Some(pad) }),
+                match KSearchPad::new(&disk, pool_len) {
+                    Ok(pad) => return Ok(PadRef { pool: self, pad: Some(pad) }),
                     Err(_) => {
-                        let mut g = self.state.lock();
+                        g = self.state.lock();
                         g.made = g.made.saturating_sub(1);
-                        drop(g);
-                        self.cv.notify_one();
-                        Err(ENOMEM)
+                        if g.made == 0 {
+                            return Err(ENOMEM);
+                        }
+                        may_make = false;
                     }
-                };
+                }
+                continue;
             }
             // Uninterruptible, as the index lock itself: a pad comes back when a search ends,
             // and every long search stops at a fatal signal.
             self.cv.wait(&mut g);
+            may_make = true;
         }
     }
 }
@@ -156,13 +172,13 @@ impl IndexState {
     pub fn new(dev: &Device, disk: &Superblock) -> Result<IndexState> {
         let kernel = FpuKernel::detect();
         pr_info!("distance kernel {}\n", if kernel.imp() == 2 { "avx2+fma" } else { "sse2" });
-        let pins = PinTable::new(disk)?;
+        let mut pins = PinTable::new(disk)?;
         let mut mem = KIndexMem::new(disk, MAX_EF).map_err(|e| match e {
             IndexError::Io(AllocError) => ENOMEM,
             IndexError::Corrupt(f) => dev.report(f),
             _ => EINVAL,
         })?;
-        mem.open(&KBlocks { dev, pins: &pins, journal: None }, &kernel).map_err(|e| index_error(dev, e))?;
+        mem.open(&KBlocks::new(dev, &mut pins, None), &kernel).map_err(|e| index_error(dev, e))?;
         // Tombstones are purged in steps by the index worker (kmod/vector.rs), never inside
         // the transaction of the removal that makes the purge due.
         mem.set_stepwise_purge(true);

@@ -38,7 +38,7 @@ struct Slot {
 /// The blocks of the four vector regions, each held in the buffer cache once read, until
 /// unmount. The index's pages are then found by an array lookup instead of a buffer-cache
 /// search per vector visited; they stay page-cache pages (written back as usual), only pinned.
-/// Memory: 24 bytes per block of the regions, plus the pages actually touched.
+/// Memory: 40 bytes per block of the regions, plus the pages actually touched.
 ///
 /// The table hands out the bytes of its blocks itself, and no other code reads the vector
 /// regions' blocks (they lie outside the data region that every other structure lives in).
@@ -100,9 +100,10 @@ impl PinTable {
         }
     }
 
-    /// Block `n` for reading. Errors: as [`Self::pinned`]; `EINVAL` (logged) if it is borrowed
-    /// for writing.
-    pub fn read(&self, dev: &Device, n: u64) -> Result<PinnedRef<'_>> {
+    /// Block `n` for reading, the borrow counted (through [`KBlocks`] only, which holds the
+    /// table alone). Errors: as [`Self::pinned`]; `EINVAL` (logged) if it is borrowed for
+    /// writing.
+    fn read(&self, dev: &Device, n: u64) -> Result<PinnedRef<'_>> {
         let (slot, data) = self.pinned(dev, n)?;
         let b = slot.borrows.load(Ordering::Relaxed);
         if b >= WRITING - 1 {
@@ -114,9 +115,10 @@ impl PinTable {
     }
 
     /// Block `n` for changing, given to the running transaction of `journal` first (inside a
-    /// handle). Errors: as [`Self::pinned`]; `EINVAL` (logged) if it is borrowed at all;
-    /// those of [`Journal::dirty`].
-    pub fn write(&self, dev: &Device, journal: &Journal, n: u64) -> Result<PinnedMut<'_>> {
+    /// handle; through [`KBlocks`] only, which holds the table alone). Errors: as
+    /// [`Self::pinned`]; `EINVAL` (logged) if it is borrowed at all; those of
+    /// [`Journal::dirty`].
+    fn write(&self, dev: &Device, journal: &Journal, n: u64) -> Result<PinnedMut<'_>> {
         let (slot, data) = self.pinned(dev, n)?;
         if slot.borrows.load(Ordering::Relaxed) != 0 {
             pr_err!("vexfs ({}): vector block {} written while borrowed\n", dev.name(), n);
@@ -200,15 +202,25 @@ impl Drop for PinnedMut<'_> {
     }
 }
 
-/// The [`BlockStore`] of the vector index: the pinned blocks of one mount.
+/// The [`BlockStore`] of the vector index's changes: the pinned blocks of one mount, borrowed
+/// alone (made from `&mut PinTable`: under the exclusive index lock, or before the table is
+/// shared), with borrows counted.
 pub struct KBlocks<'p> {
     /// The mount's device, for reads and log lines.
-    pub dev: &'p Device,
+    dev: &'p Device,
     /// Its pinned blocks.
-    pub pins: &'p PinTable,
+    pins: &'p PinTable,
     /// The journal changes go through; `None` while mounting (reads only: writes are
     /// refused with `EROFS`).
-    pub journal: Option<&'p Journal>,
+    journal: Option<&'p Journal>,
+}
+
+impl<'p> KBlocks<'p> {
+    /// The blocks of `pins`, which the caller holds alone for `'p`; changes go through
+    /// `journal` (`None`: writes are refused with `EROFS`).
+    pub fn new(dev: &'p Device, pins: &'p mut PinTable, journal: Option<&'p Journal>) -> KBlocks<'p> {
+        KBlocks { dev, pins, journal }
+    }
 }
 
 impl BlockStore for KBlocks<'_> {

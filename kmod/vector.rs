@@ -145,7 +145,7 @@ fn with_index<R>(
 ) -> Result<R> {
     let mut g = sb.info().index.write();
     let IndexState { pins, mem, kernel } = &mut *g;
-    let blocks = KBlocks { dev: sb, pins, journal: Some(sb.journal()) };
+    let blocks = KBlocks::new(sb, pins, Some(sb.journal()));
     f(mem, &blocks, kernel).map_err(|e| index_error(sb, e))
 }
 
@@ -303,8 +303,9 @@ pub fn remove_embeddings(inode: &Inode) -> Result {
 /// The `k` nearest embeddings to `query` (`dim` float bit patterns) of the files `keep` keeps
 /// (given an inode number, under the index lock: it must not take the inode of a file), with
 /// candidate list `ef` (0 = default), nearest first, into `out`; returns how many
-/// (`core::embed::IndexMem::search_filtered`). Errors: EINVAL (bad k, ef, query), EUCLEAN,
-/// EIO, EINTR (a fatal signal during a long search), and `keep`'s.
+/// (`core::embed::IndexMem::search_shared`, the answer of `search_filtered`). Errors: EINVAL
+/// (bad k, ef, query), EUCLEAN, EIO, ENOMEM (no search pad could be made), EINTR (a fatal
+/// signal during a long search, or while a change to the index held the lock), and `keep`'s.
 pub fn search(
     sb: &SuperBlock,
     query: &[u32],
@@ -313,10 +314,10 @@ pub fn search(
     out: &mut [Hit],
     keep: &mut dyn FnMut(u64) -> Result<bool>,
 ) -> Result<usize> {
-    // Under the shared index lock, with a pad of its own: searches run at once, a change to
-    // the index waits for them (and they for it).
+    // Under the shared index lock, with a pad of its own (taken first: see PadPool::take):
+    // searches run at once, a change to the index waits for them (and they for it).
+    let mut pad = sb.info().pads.take()?;
     let g = sb.info().index.read()?;
-    let mut pad = sb.info().pads.take(&g.mem)?;
     let blocks = SharedBlocks::new(sb, &g);
     g.mem.search_shared(pad.pad()?, &blocks, &g.kernel, query, k, ef, out, keep).map_err(|e| index_error(sb, e))
 }

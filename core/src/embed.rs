@@ -392,10 +392,11 @@ pub struct SearchPad<A: Alloc> {
 }
 
 impl<A: Alloc> SearchPad<A> {
-    /// A pad for the index of `sb` with a candidate pool of `pool` entries (at least 1).
+    /// A pad for the index of `sb` with a candidate pool of `pool` entries (at least 1): for
+    /// [`IndexMem::search_shared`], `pool` is that memory's [`IndexMem::search_pool_len`].
     /// Errors: `Io` (the allocator's error) when memory runs out; `Corrupt` if the vector
     /// capacity cannot be addressed.
-    fn new(sb: &Superblock, pool: usize) -> IResult<Self, A::Error> {
+    pub fn new(sb: &Superblock, pool: usize) -> IResult<Self, A::Error> {
         let cap = usize::try_from(sb.vec_capacity)
             .ok()
             .filter(|&c| c < u32::MAX as usize)
@@ -558,7 +559,13 @@ impl<A: Alloc> IndexMem<A> {
     /// A pad for [`Self::search_shared`], of the size of the one this memory holds (so that a
     /// search gives the same answer with either). Errors: `Io` when memory runs out.
     pub fn new_search_pad(&self) -> IResult<SearchPad<A>, A::Error> {
-        SearchPad::new(&self.sb, self.pad.pool.len())
+        SearchPad::new(&self.sb, self.search_pool_len())
+    }
+
+    /// The candidate pool's length of this memory's pad: what a pad for
+    /// [`Self::search_shared`] made by [`SearchPad::new`] must have.
+    pub fn search_pool_len(&self) -> usize {
+        self.pad.pool.len()
     }
 
     /// Runs `f` on the index with the memory, and keeps the header and slot hint it leaves

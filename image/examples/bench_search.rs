@@ -4,7 +4,7 @@
 //! unmounted image or block device, mapped read-only.
 //!
 //!     bench_search IMAGE QUERY.fvecs GT.ivecs EF[,EF...] [-k K] [-p PASSES] [-d PREFIX]
-//!                  [--dist-impl scalar|sse2|avx2]
+//!                  [--dist-impl scalar|sse2|avx2] [-t THREADS]
 //!
 //! Same protocol as guest-search: an untimed warm-up pass at the largest EF, then for each EF
 //! PASSES passes over all queries, each search timed alone (TSC, see [`Tsc`]); the fastest pass gives QPS and its
@@ -13,7 +13,14 @@
 //! both compute the same bits; with -d the first pass's results go to PREFIX-EF.txt in
 //! guest-search's format ("QUERY RANK INO CHUNK DISTANCE-BITS").
 //!
-//! Output: one line per EF, "BENCH " then a JSON object.
+//! With `-t T` (T > 1), each EF then runs PASSES passes with T threads at once, each with its
+//! own search pad over the one [`Searcher`] (`search_shared`, what the kernel's concurrent
+//! searches run), thread `t` taking queries `t, t + T, ...`: a pass is timed whole (wall clock
+//! from before the threads start to after they end), and its answers must be the
+//! single-thread pass's.
+//!
+//! Output: one line per EF ("side": "user"), and with `-t` one more per EF ("side":
+//! "user-mt"), each "BENCH " then a JSON object.
 
 use std::io::Write;
 use std::time::Instant;
@@ -71,9 +78,10 @@ fn pct(sorted: &[u64], p: usize) -> u64 {
 fn main() {
     let a: Vec<String> = std::env::args().collect();
     let usage =
-        "usage: bench_search IMAGE QUERY.fvecs GT.ivecs EF[,EF...] [-k K] [-p PASSES] [-d PREFIX] [--dist-impl I]";
+        "usage: bench_search IMAGE QUERY.fvecs GT.ivecs EF[,EF...] [-k K] [-p PASSES] [-d PREFIX] [--dist-impl I] [-t T]";
     let mut pos = Vec::new();
     let (mut k, mut passes, mut prefix, mut imp) = (10usize, 2usize, None::<String>, None::<Impl>);
+    let mut threads = 1usize;
     let mut i = 1;
     while i < a.len() {
         let val = || a.get(i + 1).cloned().unwrap_or_else(|| die(usage));
@@ -81,6 +89,7 @@ fn main() {
             "-k" => k = val().parse().unwrap_or_else(|_| die(usage)),
             "-p" => passes = val().parse().unwrap_or_else(|_| die(usage)),
             "-d" => prefix = Some(val()),
+            "-t" => threads = val().parse().unwrap_or_else(|_| die(usage)),
             "--dist-impl" => {
                 let v = val();
                 imp = Some(
@@ -95,7 +104,7 @@ fn main() {
         }
         i += 2;
     }
-    if pos.len() != 4 || k == 0 || passes == 0 {
+    if pos.len() != 4 || k == 0 || passes == 0 || threads == 0 {
         die(usage);
     }
     let efs: Vec<usize> = pos[3].split(',').map(|x| x.parse().unwrap_or_else(|_| die("bad EF list"))).collect();
@@ -183,5 +192,54 @@ fn main() {
             tsc.per_ns * 1e3,
         );
         let _ = out.flush();
+        if threads > 1 {
+            let (qps, identical) = threaded(&s, &queries, k, ef, threads, passes, &tsc, &first);
+            let _ = writeln!(
+                out,
+                "BENCH {{\"side\": \"user-mt\", \"threads\": {threads}, \"ef\": {ef}, \"k\": {k}, \
+                 \"queries\": {nq}, \"passes\": {passes}, \"qps\": {qps:.1}, \"identical\": {identical}, \
+                 \"distance_impl\": \"{used}\"}}"
+            );
+            let _ = out.flush();
+        }
     }
+}
+
+/// `passes` passes of every query at `ef` by `threads` threads at once, each with its own pad;
+/// returns the best pass's queries per second (wall clock) and whether every pass's answers
+/// were `single`'s.
+#[allow(clippy::too_many_arguments)]
+fn threaded(
+    s: &Searcher,
+    queries: &[Vec<f32>],
+    k: usize,
+    ef: usize,
+    threads: usize,
+    passes: usize,
+    tsc: &Tsc,
+    single: &[Vec<Hit>],
+) -> (f64, bool) {
+    let mut pads: Vec<_> = (0..threads).map(|_| s.search_pad()).collect();
+    let (mut best, mut identical) = (u64::MAX, true);
+    for _ in 0..passes {
+        let t0 = tsc.now_ns();
+        let parts: Vec<Vec<(usize, Vec<Hit>)>> = std::thread::scope(|sc| {
+            let handles: Vec<_> = pads
+                .iter_mut()
+                .enumerate()
+                .map(|(t, pad)| {
+                    sc.spawn(move || {
+                        (t..queries.len())
+                            .step_by(threads)
+                            .map(|q| (q, s.search_shared(pad, &queries[q], k, ef).unwrap_or_else(|e| die(e))))
+                            .collect()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap_or_else(|_| die("a search thread panicked"))).collect()
+        });
+        best = best.min(tsc.now_ns().saturating_sub(t0));
+        identical &= parts.iter().flatten().all(|(q, r)| single.get(*q) == Some(r));
+    }
+    (queries.len() as f64 * 1e9 / best.max(1) as f64, identical)
 }
