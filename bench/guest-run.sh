@@ -9,13 +9,16 @@
 # Searcher, the code behind `vexctl search-image`). Steps: `vexctl import` of the base set into
 # /mnt/docs, `vexctl stats`, then ROUNDS times: mount read-only, kernel searches, umount,
 # userspace searches on /dev/vda with the kernel's distance kernels, and a byte-for-byte
-# comparison of both sides' results for every EF. Every result is a line "BENCH {json}".
+# comparison of both sides' results for every EF; each side also searches with one thread per
+# vCPU at once (-t: "kernel-mt", "user-mt"). Every result is a line "BENCH {json}".
 # Never print the words the harness takes for kernel errors (see scripts/lib.sh).
 . /lib/vexfs/guest-lib.sh
 EFS=$1
 PASSES=$2
 ROUNDS=$3
 K=$4
+# Threads searching at once in the second measurement of each EF: one per vCPU.
+THREADS=$(grep -c ^processor /proc/cpuinfo)
 S=/share
 
 cs=$(cat /sys/devices/system/clocksource/clocksource0/current_clocksource 2>/dev/null || echo unknown)
@@ -37,14 +40,14 @@ while [ "$r" -lt "$ROUNDS" ]; do
     section "round $r: kernel (VEXFS_IOC_SEARCH), ef $EFS"
     mount_vexfs /dev/vda /mnt ro
     $S/guest-search /mnt /mnt/docs $S/query.fvecs $S/groundtruth.ivecs "$EFS" -k "$K" -p "$PASSES" \
-        -d /tmp/k$r > /tmp/k$r.out || fail "guest-search (status $?)"
+        -t "$THREADS" -d /tmp/k$r > /tmp/k$r.out || fail "guest-search (status $?)"
     sed "s/^BENCH {/BENCH {\"round\": $r, /" /tmp/k$r.out
     impl=$(grep -o '"distance_impl": "[a-z0-9]*"' /tmp/k$r.out | head -n 1 | cut -d'"' -f4)
     umount /mnt || fail "umount"
 
     section "round $r: userspace (image crate Searcher on /dev/vda, $impl), ef $EFS"
     $S/bench_search /dev/vda $S/query.fvecs $S/groundtruth.ivecs "$EFS" -k "$K" -p "$PASSES" \
-        --dist-impl "$impl" -d /tmp/u$r > /tmp/u$r.out || fail "bench_search (status $?)"
+        -t "$THREADS" --dist-impl "$impl" -d /tmp/u$r > /tmp/u$r.out || fail "bench_search (status $?)"
     sed "s/^BENCH {/BENCH {\"round\": $r, /" /tmp/u$r.out
 
     for ef in $(echo "$EFS" | tr ',' ' '); do

@@ -2,7 +2,7 @@
 /*
  * guest-search: the kernel side of the search benchmark (bench/guest.sh runs it in the guest).
  *
- *   guest-search MNT DIR QUERY.fvecs GT.ivecs EF[,EF...] [-k K] [-p PASSES] [-d PREFIX]
+ *   guest-search MNT DIR QUERY.fvecs GT.ivecs EF[,EF...] [-k K] [-p PASSES] [-d PREFIX] [-t T]
  *
  * Every row of QUERY.fvecs goes through VEXFS_IOC_SEARCH (include/vexfs.h) on the vexfs mounted
  * at MNT, once per pass, for each EF. Each ioctl is timed alone (TSC, see calibrate_tsc); the pass with
@@ -15,11 +15,18 @@
  * per result "QUERY RANK INO CHUNK DISTANCE-BITS" (hex), the format of bench_search's dump, so
  * the two can be compared byte for byte.
  *
- * Output: one line per EF, "BENCH " then a JSON object; and a first line with the index's
- * VEXFS_IOC_STATS. Exit status 0, or 1 with a message.
+ * With -t T (T > 1), each EF then runs PASSES passes with T threads searching at once
+ * (pthreads, one fd shared), thread t taking queries t, t + T, ...: a pass is timed whole (TSC,
+ * from before the threads start to after they end) and its results must equal the
+ * single-thread first pass's ("identical").
+ *
+ * Output: one line per EF ("side": "kernel"), with -t one more per EF ("side": "kernel-mt"),
+ * each "BENCH " then a JSON object; and a first line with the index's VEXFS_IOC_STATS. Exit
+ * status 0, or 1 with a message.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -171,6 +178,41 @@ static uint64_t now_ns(void)
 	return (uint64_t)((double)__rdtsc() / tsc_per_ns);
 }
 
+/* One thread of a threaded pass: queries first, first + step, ... at ef. */
+struct worker {
+	pthread_t tid;
+	int fd;
+	size_t first, step, nq, dim, k;
+	unsigned long ef;
+	const uint32_t *queries;
+	struct vexfs_search_result *res;
+	uint32_t *counts;
+	int err;
+};
+
+static void *work(void *arg)
+{
+	struct worker *w = arg;
+
+	for (size_t q = w->first; q < w->nq; q += w->step) {
+		struct vexfs_search s;
+
+		memset(&s, 0, sizeof(s));
+		s.size = sizeof(s);
+		s.dim = (__u32)w->dim;
+		s.k = (__u32)w->k;
+		s.ef_search = (__u32)w->ef;
+		s.query = (__u64)(uintptr_t)(w->queries + q * w->dim);
+		s.results = (__u64)(uintptr_t)(w->res + q * w->k);
+		if (ioctl(w->fd, VEXFS_IOC_SEARCH, &s) < 0) {
+			w->err = errno;
+			return NULL;
+		}
+		w->counts[q] = s.count;
+	}
+	return NULL;
+}
+
 /* Nearest-rank percentile of sorted values. */
 static uint64_t pct(const uint64_t *sorted, size_t n, unsigned p)
 {
@@ -182,7 +224,7 @@ static uint64_t pct(const uint64_t *sorted, size_t n, unsigned p)
 int main(int argc, char **argv)
 {
 	const char *mnt, *dir, *qpath, *gpath, *prefix = NULL;
-	unsigned long k = 10, passes = 2;
+	unsigned long k = 10, passes = 2, threads = 1;
 	size_t nq, dim, ng, gw, nmap = 0, cap = 1024;
 	uint32_t *queries, *gt;
 	struct inorow *map;
@@ -192,16 +234,17 @@ int main(int argc, char **argv)
 	int fd, opt;
 	char path[4096];
 
-	while ((opt = getopt(argc, argv, "k:p:d:")) != -1) {
+	while ((opt = getopt(argc, argv, "k:p:d:t:")) != -1) {
 		switch (opt) {
+		case 't': threads = strtoul(optarg, NULL, 10); break;
 		case 'k': k = strtoul(optarg, NULL, 10); break;
 		case 'p': passes = strtoul(optarg, NULL, 10); break;
 		case 'd': prefix = optarg; break;
-		default: die("usage: guest-search MNT DIR QUERY.fvecs GT.ivecs EF[,EF...] [-k K] [-p PASSES] [-d PREFIX]", NULL);
+		default: die("usage: guest-search MNT DIR QUERY.fvecs GT.ivecs EF[,EF...] [-k K] [-p PASSES] [-d PREFIX] [-t T]", NULL);
 		}
 	}
 	if (argc - optind != 5)
-		die("usage: guest-search MNT DIR QUERY.fvecs GT.ivecs EF[,EF...] [-k K] [-p PASSES] [-d PREFIX]", NULL);
+		die("usage: guest-search MNT DIR QUERY.fvecs GT.ivecs EF[,EF...] [-k K] [-p PASSES] [-d PREFIX] [-t T]", NULL);
 	mnt = argv[optind];
 	dir = argv[optind + 1];
 	qpath = argv[optind + 2];
@@ -211,8 +254,8 @@ int main(int argc, char **argv)
 		if (e == s || (*e && *e != ','))
 			die("bad EF list", argv[optind + 4]);
 	}
-	if (k == 0 || k > VEXFS_MAX_K || passes == 0 || nef == 0)
-		die("bad -k, -p or EF list", NULL);
+	if (k == 0 || k > VEXFS_MAX_K || passes == 0 || nef == 0 || threads == 0 || threads > 64)
+		die("bad -k, -p, -t or EF list", NULL);
 
 	calibrate_tsc();
 	fd = open(mnt, O_RDONLY);
@@ -346,6 +389,36 @@ int main(int argc, char **argv)
 			}
 		}
 		(void)first_tot;
+		if (threads > 1) {
+			struct worker w[64];
+			uint64_t mt_best = UINT64_MAX;
+			int identical = 1;
+
+			for (unsigned long p = 0; p < passes; p++) {
+				uint64_t t0 = now_ns();
+
+				for (unsigned long t = 0; t < threads; t++) {
+					w[t] = (struct worker){ .fd = fd, .first = t, .step = threads, .nq = nq,
+								.dim = dim, .k = k, .ef = ef, .queries = queries,
+								.res = res, .counts = counts };
+					if (pthread_create(&w[t].tid, NULL, work, &w[t]) != 0)
+						die("pthread_create", NULL);
+				}
+				for (unsigned long t = 0; t < threads; t++) {
+					pthread_join(w[t].tid, NULL);
+					if (w[t].err)
+						die("VEXFS_IOC_SEARCH (threaded)", strerror(w[t].err));
+				}
+				uint64_t dt = now_ns() - t0;
+
+				mt_best = dt < mt_best ? dt : mt_best;
+				identical &= !memcmp(first, res, nq * k * sizeof(*res));
+			}
+			printf("BENCH {\"side\": \"kernel-mt\", \"threads\": %lu, \"ef\": %lu, \"k\": %lu, "
+			       "\"queries\": %zu, \"passes\": %lu, \"qps\": %.1f, \"identical\": %s}\n",
+			       threads, ef, k, nq, passes, (double)nq * 1e9 / (double)mt_best,
+			       identical ? "true" : "false");
+		}
 		qsort(best_lat, nq, sizeof(*best_lat), cmp_u64);
 		printf("BENCH {\"side\": \"kernel\", \"ef\": %lu, \"k\": %lu, \"queries\": %zu, \"passes\": %lu, "
 		       "\"recall\": %.4f, \"qps\": %.1f, \"p50_us\": %.1f, \"p99_us\": %.1f, \"mean_us\": %.1f, "

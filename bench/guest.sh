@@ -44,7 +44,7 @@ rm -rf "$SHARE"
 mkdir -p "$SHARE"
 
 log "guest bench: building guest-search and bench_search (static)"
-cc -static -O2 -std=gnu11 -Wall -Wextra -Werror -I "$VEXFS_ROOT/include" \
+cc -static -O2 -std=gnu11 -pthread -Wall -Wextra -Werror -I "$VEXFS_ROOT/include" \
     "$VEXFS_ROOT/bench/guest-search.c" -o "$SHARE/guest-search"
 (cd "$VEXFS_ROOT" && cargo build --release --quiet --target "$VEXFS_MUSL" -p vexfs-image --example bench_search)
 cp "$VEXFS_ROOT/target/$VEXFS_MUSL/release/examples/bench_search" "$SHARE/"

@@ -469,6 +469,31 @@ def report(a):
             for ef in sorted({g["ef"] for g in kern})) + ". \"same results\" compares both sides' "
             "result lists (query, rank, inode, chunk, distance bits) byte for byte in every round.\n")
         verdict_guest = ratios
+        kmt = [g for g in guest if g.get("side") == "kernel-mt"]
+        umt = [g for g in guest if g.get("side") == "user-mt"]
+        if kmt and umt:
+            t = kmt[0]["threads"]
+            w(f"### {t} searchers at once (one per vCPU)
+")
+            w(f"The same queries split between {t} threads of one process (thread i takes queries i, "
+              f"i + {t}, ...), each pass timed whole; kernel: {t} threads calling `VEXFS_IOC_SEARCH` on "
+              "one mount (the index lock shared, a search pad each); userspace: the image crate's "
+              f"`Searcher::search_shared`, a pad per thread. \"same\" says every threaded pass gave the "
+              "single-thread answers. Best pass of all rounds.\n")
+            rows = []
+            for ef in sorted({g["ef"] for g in kmt}):
+                k1 = max(g["qps"] for g in kern if g["ef"] == ef)
+                u1 = max(g["qps"] for g in user if g["ef"] == ef)
+                kt = max(g["qps"] for g in kmt if g["ef"] == ef)
+                ut = max(g["qps"] for g in umt if g["ef"] == ef)
+                same = all(g["identical"] for g in kmt + umt if g["ef"] == ef)
+                rows.append([ef, f"{k1:,.1f}", f"{kt:,.1f}", f"**{kt / k1:.2f}**", f"{u1:,.1f}",
+                             f"{ut:,.1f}", f"**{ut / u1:.2f}**", f"**{kt / ut:.3f}**",
+                             "yes" if same else "**NO**"])
+            w(table(["ef", "kernel QPS, 1 thread", f"kernel, {t} threads", "kernel speed-up",
+                     "user QPS, 1 thread", f"user, {t} threads", "user speed-up",
+                     f"kernel/user at {t} threads", "same"], rows))
+            w("")
         fsck = next((g for g in guest if g.get("side") == "fsck"), None)
         if fsck:
             w(f"After the run, `fsck.vexfs -n` on the image: exit {fsck['status']}"
