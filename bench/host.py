@@ -473,8 +473,7 @@ def report(a):
         umt = [g for g in guest if g.get("side") == "user-mt"]
         if kmt and umt:
             t = kmt[0]["threads"]
-            w(f"### {t} searchers at once (one per vCPU)
-")
+            w(f"### {t} searchers at once (one per vCPU)\n")
             w(f"The same queries split between {t} threads of one process (thread i takes queries i, "
               f"i + {t}, ...), each pass timed whole; kernel: {t} threads calling `VEXFS_IOC_SEARCH` on "
               "one mount (the index lock shared, a search pad each); userspace: the image crate's "
