@@ -6,8 +6,10 @@
 #
 # /dev/vda: a fresh vexfs sized for the data; /share: base.fvecs, query.fvecs, groundtruth.ivecs
 # and the two benchmark tools (guest-search: VEXFS_IOC_SEARCH; bench_search: the image crate's
-# Searcher, the code behind `vexctl search-image`). Steps: `vexctl import` of the base set into
-# /mnt/docs, `vexctl stats`, then ROUNDS times: mount read-only, kernel searches, umount,
+# Searcher, the code behind `vexctl search-image`; bench_core: core's MemIndex). Steps: `vexctl
+# import` of the base set into /mnt/docs and the index worker's linking of it (wait-indexed),
+# `vexctl stats`, the same vectors built by bench_core in userspace (one thread), then ROUNDS
+# times: mount read-only, kernel searches, umount,
 # userspace searches on /dev/vda with the kernel's distance kernels, and a byte-for-byte
 # comparison of both sides' results for every EF; each side also searches with one thread per
 # vCPU at once (-t: "kernel-mt", "user-mt"). Every result is a line "BENCH {json}".
@@ -30,10 +32,20 @@ t0=$(date +%s)
 out=$(vexctl import $S/base.fvecs /mnt/docs --quiet) || fail "vexctl import: $out"
 t1=$(date +%s)
 echo "$out"
-echo "BENCH {\"side\": \"import\", \"wall_secs\": $((t1 - t0)), \"summary\": \"$out\"}"
+# The SETs are acknowledged through the vector write-ahead log; the index worker links them
+# into the graph after: the ingest is done when it has (and the searches below then see no
+# pending vector).
+must vexctl wait-indexed -q /mnt --timeout 7200
+t2=$(date +%s)
+echo "BENCH {\"side\": \"import\", \"wall_secs\": $((t1 - t0)), \"linked_secs\": $((t2 - t0)), \"summary\": \"$out\"}"
 vexctl stats /mnt --json > /tmp/stats.json || fail "vexctl stats"
 echo "BENCH {\"side\": \"stats\", \"stats\": $(tr -d '\n' < /tmp/stats.json)}"
 umount /mnt || fail "umount after import"
+
+section "userspace build of the same vectors (core MemIndex, one thread)"
+$S/bench_core $S/base.fvecs $S/query.fvecs $S/groundtruth.ivecs --efs 64 --passes 1 \
+    > /tmp/core.json || fail "bench_core (status $?)"
+echo "BENCH {\"side\": \"user-build\", \"core\": $(tr -d '\n' < /tmp/core.json)}"
 
 r=0
 while [ "$r" -lt "$ROUNDS" ]; do

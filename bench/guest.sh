@@ -43,11 +43,14 @@ LOG=$WORK/console.log
 rm -rf "$SHARE"
 mkdir -p "$SHARE"
 
-log "guest bench: building guest-search and bench_search (static)"
+log "guest bench: building guest-search, bench_search and bench_core (static)"
 cc -static -O2 -std=gnu11 -pthread -Wall -Wextra -Werror -I "$VEXFS_ROOT/include" \
     "$VEXFS_ROOT/bench/guest-search.c" -o "$SHARE/guest-search"
 (cd "$VEXFS_ROOT" && cargo build --release --quiet --target "$VEXFS_MUSL" -p vexfs-image --example bench_search)
 cp "$VEXFS_ROOT/target/$VEXFS_MUSL/release/examples/bench_search" "$SHARE/"
+(cd "$VEXFS_ROOT" && cargo build --release --quiet --target "$VEXFS_MUSL" -p vexfs-core --features std \
+    --example bench_core)
+cp "$VEXFS_ROOT/target/$VEXFS_MUSL/release/examples/bench_core" "$SHARE/"
 cp "$DATA/base.fvecs" "$DATA/query.fvecs" "$DATA/groundtruth.ivecs" "$SHARE/"
 
 # Rows and dimension of the base set.

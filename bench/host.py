@@ -493,6 +493,26 @@ def report(a):
                      "user QPS, 1 thread", f"user, {t} threads", "user speed-up",
                      f"kernel/user at {t} threads", "same"], rows))
             w("")
+        ub = next((g for g in guest if g.get("side") == "user-build"), None)
+        if ub and imp.get("linked_secs"):
+            core_build = ub["core"]
+            nb = core_build.get("n", n)
+            ack = n / max(imp["wall_secs"], 1)
+            linked = n / max(imp["linked_secs"], 1)
+            built = nb / core_build["build_secs"]
+            w("### Ingest in the guest\n")
+            w(f"`vexctl import` of the {n:,} vectors (one file and one SET each, acknowledged through the "
+              "vector write-ahead log), then the index worker linking them into the graph (`vexctl "
+              "wait-indexed`), against core's `MemIndex` building the same vectors in userspace in the "
+              "same guest (`core/examples/bench_core.rs`, one thread, the same C distance kernels). "
+              "Wall clock of the guest (4 ms ticks; seconds for the import).\n")
+            w(table(["", "seconds", "vectors/s", "÷ userspace build"], [
+                ["`vexctl import`, acknowledged", f"{imp['wall_secs']:,}", f"{ack:,.1f}", f"{ack / built:.2f}"],
+                ["`vexctl import` + linked (searchable in the graph)", f"{imp['linked_secs']:,}",
+                 f"{linked:,.1f}", f"**{linked / built:.2f}**"],
+                ["userspace build (MemIndex, 1 thread)", f"{core_build['build_secs']:,.1f}", f"{built:,.1f}", "1"],
+            ]))
+            w("")
         fsck = next((g for g in guest if g.get("side") == "fsck"), None)
         if fsck:
             w(f"After the run, `fsck.vexfs -n` on the image: exit {fsck['status']}"

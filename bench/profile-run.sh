@@ -39,6 +39,10 @@ par)
     must mkdir /mnt/p
     prof "4 writers at once, $2 MiB each" $S/guest-fsops parwrite /mnt/p 4 "$2"
     ;;
+ingest)
+    prof "vexctl import of $2 vectors (write-ahead log)" vexctl import --quiet $S/base.fvecs /mnt/docs
+    prof "the index worker linking them (vexctl wait-indexed)" vexctl wait-indexed -q /mnt --timeout 3000
+    ;;
 *) fail "unknown phase $1" ;;
 esac
 must umount /mnt

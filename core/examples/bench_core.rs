@@ -38,9 +38,20 @@ fn rss_bytes() -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
+#[cfg(target_env = "gnu")]
 extern "C" {
     /// glibc: returns freed heap memory to the system (a diagnostic of the RSS figure).
     fn malloc_trim(pad: usize) -> i32;
+}
+
+/// Returns freed heap memory to the system where the C library can (glibc); nothing elsewhere
+/// (musl, the guest's static build: the trimmed figure is then the untrimmed one).
+fn trim_heap() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only releases free heap memory.
+    unsafe {
+        malloc_trim(0);
+    }
 }
 
 fn main() {
@@ -84,8 +95,7 @@ fn main() {
     }
     let build_secs = t.elapsed().as_secs_f64();
     let rss_growth = rss_bytes().saturating_sub(rss0);
-    // SAFETY: malloc_trim only releases free heap memory.
-    unsafe { malloc_trim(0) };
+    trim_heap();
     let rss_growth_trimmed = rss_bytes().saturating_sub(rss0);
 
     let upper_lists: u64 = (0..n as u32).map(|id| u64::from(slot_level(seed, id, m, 16))).sum();
