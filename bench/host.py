@@ -85,9 +85,9 @@ def run_lib(a):
         out["build_secs"] = time.perf_counter() - t
         out["rss_growth_bytes"] = rss_bytes() - rss0
 
-        def search(ef):
+        def search(ef, threads=1):
             index.set_ef(ef)
-            labels, _ = index.knn_query(query, k=k, num_threads=1)
+            labels, _ = index.knn_query(query, k=k, num_threads=threads)
             return labels
 
         with tempfile.TemporaryDirectory() as d:
@@ -105,9 +105,11 @@ def run_lib(a):
         out["build_secs"] = time.perf_counter() - t
         out["rss_growth_bytes"] = rss_bytes() - rss0
 
-        def search(ef):
+        def search(ef, threads=1):
             index.hnsw.efSearch = ef
+            faiss.omp_set_num_threads(threads)
             _, labels = index.search(query, k)
+            faiss.omp_set_num_threads(1)
             return labels
 
         out["serialized_bytes"] = int(faiss.serialize_index(index).size)
@@ -128,6 +130,21 @@ def run_lib(a):
                 rec = recall(labels, gt, k)
         sweep.append({"ef": ef, "recall": round(rec, 4), "qps": round(len(query) / best, 1)})
     out["sweep"] = sweep
+    # The same queries from `threads` threads at once (the library splits the batch between
+    # them): QPS of the best pass, and whether the answers are the single-thread ones.
+    if a.threads > 1:
+        sweep_mt = []
+        for ef in efs:
+            best, same = float("inf"), True
+            single = search(ef)
+            for _ in range(max(1, a.passes)):
+                t = time.perf_counter()
+                labels = search(ef, a.threads)
+                best = min(best, time.perf_counter() - t)
+                same &= bool((labels == single).all())
+            sweep_mt.append({"ef": ef, "qps": round(len(query) / best, 1), "same": same})
+        out["threads"] = a.threads
+        out["sweep_mt"] = sweep_mt
     print(json.dumps(out))
 
 
@@ -147,7 +164,8 @@ def run_all(a):
             else:
                 cmd = [sys.executable, os.path.abspath(__file__), "lib", lib, "--data", a.data,
                        "--m", str(a.m), "--ef-construction", str(a.ef_construction),
-                       "--k", str(a.k), "--efs", a.efs, "--passes", str(a.passes)]
+                       "--k", str(a.k), "--efs", a.efs, "--passes", str(a.passes),
+                       "--threads", str(a.threads)]
             t = time.time()
             res = subprocess.run(cmd, env=env, check=True, stdout=subprocess.PIPE, text=True)
             j = json.loads(res.stdout.strip().splitlines()[-1])
@@ -171,6 +189,11 @@ def combine(runs):
         if len(set(recs)) > 1:
             c["recall_varies"].append((s["ef"], recs))
         c["sweep"].append({"ef": s["ef"], "recall": min(recs), "qps": max(qps), "qps_all": qps})
+    if all("sweep_mt" in r for r in runs):
+        c["threads"] = runs[0]["threads"]
+        c["sweep_mt"] = [{"ef": s["ef"], "qps": max(r["sweep_mt"][i]["qps"] for r in runs),
+                          "same": all(r["sweep_mt"][i]["same"] for r in runs)}
+                         for i, s in enumerate(runs[0]["sweep_mt"])]
     for key in ("memory_bytes", "rss_growth_bytes", "serialized_bytes", "raw_vector_bytes",
                 "link_bytes", "upper_lists", "impl", "n", "dim", "queries", "rss_growth_trimmed_bytes"):
         if key in runs[0]:
@@ -388,10 +411,11 @@ def report(a):
             vh = [json.loads(line) for line in f if line.strip()]
     if vh:
         w("### The kernel's search code on the host\n")
-        efs = sorted({g["ef"] for g in vh})
+        v1 = [g for g in vh if g.get("side", "user") == "user"]
+        efs = sorted({g["ef"] for g in v1})
         sweep = []
         for ef in efs:
-            gs = [g for g in vh if g["ef"] == ef]
+            gs = [g for g in v1 if g["ef"] == ef]
             b = max(gs, key=lambda g: g["qps"])
             sweep.append({"ef": ef, "recall": min(g["recall"] for g in gs), "qps": b["qps"],
                           "p50": b["p50_us"], "p99": b["p99_us"]})
@@ -414,6 +438,33 @@ def report(a):
                   f"{s['p99']:.1f}", next((f"{x['qps']:,.0f}" for x in ours["sweep"]
                                             if x["ef"] == s["ef"]), "")] for s in sweep]))
         w("")
+        vmt = [g for g in vh if g.get("side") == "user-mt"]
+        libs_mt = {lib: libs[lib] for lib in ("hnswlib", "faiss") if "sweep_mt" in libs.get(lib, {})}
+        if vmt and libs_mt:
+            t = vmt[0]["threads"]
+            w(f"### Searches from {t} threads at once (host)\n")
+            w(f"Each library's queries split between {t} threads of one process (core::vindex: "
+              "`bench_search -t`, a search pad per thread over one `Searcher`, as the kernel's "
+              "searches share its index; hnswlib: `knn_query(num_threads)`; faiss: OpenMP threads), "
+              "at the ef where each reaches recall@10 0.95 alone; best pass of every round. "
+              "\"same\": the threaded answers were the single-thread ones.\n")
+            rows = []
+            v95 = at_target(sweep, 0.95)
+            if v95:
+                v1 = v95["qps"]
+                vt = max(g["qps"] for g in vmt if g["ef"] == v95["ef"])
+                same = all(g["identical"] for g in vmt if g["ef"] == v95["ef"])
+                rows.append(["core::vindex over the image", v95["ef"], f"{v1:,.0f}", f"{vt:,.0f}",
+                             f"**{vt / v1:.2f}**", "yes" if same else "**NO**"])
+            for lib, r in libs_mt.items():
+                s95 = at_target(r["sweep"], 0.95)
+                if s95:
+                    mt = next(x for x in r["sweep_mt"] if x["ef"] == s95["ef"])
+                    rows.append([lib, s95["ef"], f"{s95['qps']:,.0f}", f"{mt['qps']:,.0f}",
+                                 f"**{mt['qps'] / s95['qps']:.2f}**", "yes" if mt["same"] else "no"])
+            w(table(["", "ef", "QPS, 1 thread", f"QPS, {t} threads", "speed-up", "same"], rows,
+                    ["l", "r", "r", "r", "r", "l"]))
+            w("")
 
     # --- guest
     verdict_guest = None
@@ -581,6 +632,8 @@ def main():
         s.add_argument("--k", type=int, default=10)
         s.add_argument("--m", type=int, default=16)
         s.add_argument("--ef-construction", type=int, default=200)
+        s.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                       help="threads of the second, threaded sweep (default: every CPU; 1: none)")
     sub.add_parser("efs")
     s = sub.add_parser("report")
     s.add_argument("--host", required=True)
