@@ -6,10 +6,10 @@
 //! cache) and turns index errors into errnos ([`index_error`]).
 //!
 //! **Locks.** The index lock (`SbInfo::index`, one [`IndexState`] per mount) is a
-//! reader-writer semaphore (`crate::vfs::rwsem`). Searches and STATS hold it shared: any
+//! reader-writer semaphore (`crate::vfs::rwsem`). Searches, GET and STATS hold it shared: any
 //! number run at once, each with a search pad of its own from the mount's
-//! [`PadPool`](crate::index::PadPool) (taken under the shared lock; a search waits for a pad
-//! when one per CPU is in use) and the pinned blocks as plain slices
+//! [`PadPool`](crate::index::PadPool) (taken before the lock; a search waits for a pad when
+//! one per CPU is in use) and the pinned blocks as plain slices
 //! ([`SharedBlocks`]). SET, REMOVE, each step of the index worker (one vector linked, one purge
 //! step) and unmount hold it alone, so an import's inserts and the searches interleave vector
 //! by vector. Order: a journal handle, then the index lock, then the metadata lock (for the
@@ -270,21 +270,27 @@ impl core::ops::DerefMut for Words {
 
 /// Copies up to `cap` vectors from chunk `first` on into a new buffer; returns it (`n * dim`
 /// words) and the file's chunk count. The buffer (`cap * dim` words, `cap` at most
-/// `MAX_CHUNKS`: 16 MiB at most) is allocated before the index lock is taken and charged to
-/// the caller's memory cgroup (`GFP_KERNEL_ACCOUNT`). Errors: ERANGE (first past the count),
-/// EUCLEAN, EIO, ENOMEM.
+/// `MAX_CHUNKS`: 16 MiB at most) and the chunk list's (4 KiB) are allocated before the index
+/// lock is taken, charged to the caller's memory cgroup (`GFP_KERNEL_ACCOUNT`); the lock is
+/// held shared (a read, beside searches). Errors: ERANGE (first past the count), EUCLEAN, EIO,
+/// ENOMEM, EINTR (a fatal signal while a change to the index held the lock).
 pub fn get_embeddings(inode: &Inode, first: usize, cap: usize) -> Result<(Words, usize)> {
     let dim = inode.sb().disk().vec_dim as usize;
     let cap = cap.min(crate::embed::MAX_CHUNKS);
     let buf = KVVec::from_elem(0u32, cap.checked_mul(dim).ok_or(EINVAL)?, GFP_KERNEL_ACCOUNT)?;
-    with_index(inode.sb(), |mem, b, k| {
-        mem.get_chunks(b, k, &mut KFile { inode }, first, cap, |words| {
+    let mut ids = KVVec::from_elem(0u32, crate::embed::MAX_CHUNKS, GFP_KERNEL_ACCOUNT)?;
+    // A read: under the shared index lock, beside the searches.
+    let sb = inode.sb();
+    let g = sb.info().index.read()?;
+    let blocks = SharedBlocks::new(sb, &g);
+    g.mem
+        .get_chunks(&blocks, &g.kernel, &mut KFile { inode }, first, cap, &mut ids, |words| {
             if words > buf.len() {
                 return Err(EINVAL);
             }
             Ok(Words { buf, len: words })
         })
-    })
+        .map_err(|e| index_error(sb, e))
 }
 
 /// Removes every embedding of `inode`. Errors: EUCLEAN, EIO.

@@ -815,15 +815,20 @@ impl<A: Alloc> IndexMem<A> {
 
     /// Copies the vectors of chunks `first ..` (at most `max` of them) into a buffer of
     /// `n * dim` words got from `alloc(n * dim)`; returns it and the file's chunk count.
-    /// Errors: `PastLastChunk` (`ERANGE`) when `first` is past the chunk count; `Corrupt`;
-    /// `alloc`'s and the store's errors as `Io`.
+    /// `ids` holds the file's chunk list while it runs ([`MAX_CHUNKS`] entries): the caller's,
+    /// so that reads run through `&self` (the kernel's under the shared index lock, beside
+    /// searches). Errors: `PastLastChunk` (`ERANGE`) when `first` is past the chunk count;
+    /// `Corrupt`; `Invalid` for `ids` shorter than [`MAX_CHUNKS`]; `alloc`'s and the store's
+    /// errors as `Io`.
+    #[allow(clippy::too_many_arguments)]
     pub fn get_chunks<B, F, O>(
-        &mut self,
+        &self,
         b: &B,
         dist: &dyn DistanceKernel,
         file: &mut F,
         first: usize,
         max: usize,
+        ids: &mut [u32],
         alloc: impl FnOnce(usize) -> Result<O, B::Error>,
     ) -> IResult<(O, usize), B::Error>
     where
@@ -834,28 +839,28 @@ impl<A: Alloc> IndexMem<A> {
         let dim =
             NonZeroUsize::new(self.sb.vec_dim as usize).ok_or(FormatError::Corrupt { what: "vec_dim", value: 0 })?;
         let region = self.sb.region(Region::Data);
-        self.with_index(dist, |ix, pad| {
-            let n_ids = read_chunk_list(&file.lock().map_err(IndexError::Io)?, region, pad.old_ids)?;
-            let rest = n_ids.checked_sub(first).ok_or(Reject::PastLastChunk { first, chunks: n_ids })?;
-            let n = max.min(rest);
-            // n <= MAX_CHUNKS and dim <= MAX_DIM for a validated superblock.
-            let words = n.checked_mul(dim.get()).ok_or_else(|| IndexError::Invalid("chunk buffer size"))?;
-            let mut out = alloc(words).map_err(IndexError::Io)?;
-            let ids = pad.old_ids.get(first..).and_then(|ids| ids.get(..n));
-            let ids = ids.ok_or_else(|| IndexError::Invalid("chunk list buffer"))?;
-            let mut rest: &mut [u32] = &mut out;
-            for &slot in ids {
-                let whole = core::mem::take(&mut rest);
-                if whole.len() < dim.get() {
-                    break;
-                }
-                // In bounds: checked just above.
-                let (dst, r) = whole.split_at_mut(dim.get());
-                ix.read_vector(b, slot, dst)?;
-                rest = r;
+        let ids = ids.get_mut(..MAX_CHUNKS).ok_or_else(|| IndexError::Invalid("chunk list buffer"))?;
+        let ix = VecIndex::with_header(&self.sb, &self.upper, self.header, self.hint, dist);
+        let n_ids = read_chunk_list(&file.lock().map_err(IndexError::Io)?, region, ids)?;
+        let rest = n_ids.checked_sub(first).ok_or(Reject::PastLastChunk { first, chunks: n_ids })?;
+        let n = max.min(rest);
+        // n <= MAX_CHUNKS and dim <= MAX_DIM for a validated superblock.
+        let words = n.checked_mul(dim.get()).ok_or_else(|| IndexError::Invalid("chunk buffer size"))?;
+        let mut out = alloc(words).map_err(IndexError::Io)?;
+        let ids = ids.get(first..).and_then(|ids| ids.get(..n));
+        let ids = ids.ok_or_else(|| IndexError::Invalid("chunk list buffer"))?;
+        let mut rest: &mut [u32] = &mut out;
+        for &slot in ids {
+            let whole = core::mem::take(&mut rest);
+            if whole.len() < dim.get() {
+                break;
             }
-            Ok((out, n_ids))
-        })
+            // In bounds: checked just above.
+            let (dst, r) = whole.split_at_mut(dim.get());
+            ix.read_vector(b, slot, dst)?;
+            rest = r;
+        }
+        Ok((out, n_ids))
     }
 
     /// Removes every chunk of the file (a file without any is not an error): the chunk list
