@@ -10,9 +10,11 @@
 //! number run at once, each with a search pad of its own from the mount's
 //! [`PadPool`](crate::index::PadPool) (taken before the lock; a search waits for a pad when
 //! one per CPU is in use) and the pinned blocks as plain slices
-//! ([`SharedBlocks`]). SET, REMOVE, each step of the index worker (one vector linked, one purge
-//! step) and unmount hold it alone, so an import's inserts and the searches interleave vector
-//! by vector. Order: a journal handle, then the index lock, then the metadata lock (for the
+//! ([`SharedBlocks`]). The index worker plans each insert under it shared too (the search for
+//! the new vector's neighbours, the long part: `IndexMem::plan_pending`, in a pad). SET,
+//! REMOVE, the worker's writes (a planned insert applied, or a vector linked the plain way when
+//! the index changed since its plan; one purge step) and unmount hold it alone, so inserts and
+//! searches interleave vector by vector and a search waits only for the writing part. Order: a journal handle, then the index lock, then the metadata lock (for the
 //! moments a chunk list is read or stored, never across index work) or the pad pool's mutex;
 //! never the other way. A search takes no inode and no metadata lock under the index lock
 //! (the permission checks run between its runs: `crate::ioctl`).
@@ -21,7 +23,7 @@ use crate::buf::Buf;
 use crate::embed::{ChunkFields, ChunkFile, ChunkFiles, Indexing, PurgeStep};
 use crate::errors::index_error;
 use crate::format::vector::HnswHeader;
-use crate::index::IndexState;
+use crate::index::{IndexState, PadRef};
 use crate::pins::{KBlocks, SharedBlocks};
 use crate::sb::{FsInode, Inode, Locked, SuperBlock};
 use kernel::prelude::*;
@@ -223,8 +225,19 @@ pub fn index_work(sb: &SuperBlock) {
     let mut linked = 0u64;
     while sb.info().mount_c.index_running() {
         // One vector linked, else one step of a purge (PURGE_STEP slots), in a handle each.
+        // A vector's insert is planned under the shared index lock, beside searches (its
+        // search for neighbours, the long part), then applied under the exclusive lock (the
+        // links changed); if anything changed the index in between, it is linked the plain
+        // way under the exclusive lock.
         let step = crate::txn::Handle::start(sb, crate::txn::TxnKind::IndexStep).and_then(|_h| {
+            let mut planned = plan_next(sb)?;
             with_index(sb, |mem, b, k| {
+                if let Some((plan, pad)) = &mut planned {
+                    let pad = pad.pad().map_err(crate::index_error::IndexError::Io)?;
+                    if mem.apply_pending(b, k, plan, pad)? {
+                        return Ok(1);
+                    }
+                }
                 if mem.pending() > 0 {
                     return mem.index_pending(b, k, 1);
                 }
@@ -266,6 +279,19 @@ impl core::ops::DerefMut for Words {
     fn deref_mut(&mut self) -> &mut [u32] {
         self.buf.get_mut(..self.len).unwrap_or(&mut [])
     }
+}
+
+/// The insert plan of the next pending vector ([`crate::embed::IndexMem::plan_pending`]),
+/// made under the shared index lock in a search pad (kept, with the plan in it, for
+/// `apply_pending`); `None` when nothing is pending. Errors: EINTR, ENOMEM (no pad), EUCLEAN,
+/// EIO.
+fn plan_next(sb: &SuperBlock) -> Result<Option<(crate::embed::PendingPlan, PadRef<'_>)>> {
+    let mut pad = sb.info().pads.take()?;
+    let g = sb.info().index.read()?;
+    let blocks = SharedBlocks::new(sb, &g);
+    let plan = g.mem.plan_pending(pad.pad()?, &blocks, &g.kernel).map_err(|e| index_error(sb, e))?;
+    drop(g);
+    Ok(plan.map(|p| (p, pad)))
 }
 
 /// Copies up to `cap` vectors from chunk `first` on into a new buffer; returns it (`n * dim`

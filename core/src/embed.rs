@@ -346,6 +346,9 @@ pub struct IndexMem<A: Alloc> {
     stepwise_purge: bool,
     /// [`VecIndex::purges`] as the last operation left it.
     purges: u32,
+    /// Operations run through [`Self::with_index`] (every change to the index): an insert plan
+    /// made at one count applies only at the same count ([`Self::apply_pending`]).
+    changes: u64,
     header: HnswHeader,
     hint: u64,
 }
@@ -381,14 +384,18 @@ pub enum PurgeStep {
 /// ([`IndexScratch::bounce_len`]), the visited set (2 bytes per slot) and the results
 /// (`max(MAX_K, max_ef)` entries). [`IndexMem`] holds one for its own operations; searches that
 /// run at once, each under a shared lock of the index ([`IndexMem::search_shared`]), each need
-/// one of their own ([`IndexMem::new_search_pad`]). About `2 * capacity + 40 * max_ef +
-/// 9 * stride` bytes.
+/// one of their own ([`IndexMem::new_search_pad`]), as does the insert plan the kernel's index
+/// worker makes beside them ([`IndexMem::plan_pending`]). About `2 * capacity + 40 * max_ef +
+/// 10 * stride` bytes.
 pub struct SearchPad<A: Alloc> {
     pool: A::Vec<Cand>,
     work: A::Vec<u32>,
     bounce: A::Vec<u32>,
     visited: EpochVisited<A::Vec<u16>>,
     results: A::Vec<(u32, u32)>,
+    /// One vector (`stride / 4` words): the pending vector an insert plan is made for
+    /// ([`IndexMem::plan_pending`]).
+    vector: A::Vec<u32>,
 }
 
 impl<A: Alloc> SearchPad<A> {
@@ -410,6 +417,7 @@ impl<A: Alloc> SearchPad<A> {
             visited: EpochVisited::new(A::filled(cap, 0u16).map_err(io)?),
             // Room for the candidates of a search at the largest ef (IndexMem::max_ef).
             results: A::filled(MAX_K.max(MAX_EF.min(pool)), (0u32, 0u32)).map_err(io)?,
+            vector: A::filled((sb.vec_stride / 4) as usize, 0u32).map_err(io)?,
         })
     }
 
@@ -418,6 +426,18 @@ impl<A: Alloc> SearchPad<A> {
     fn max_ef(&self) -> usize {
         MAX_EF.min(self.pool.len())
     }
+}
+
+/// An insert plan of a pending vector ([`IndexMem::plan_pending`]): its slot, level, the
+/// entry point and top level planned from, and the index's change count then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PendingPlan {
+    /// The pending slot.
+    pub slot: u32,
+    level: u8,
+    entry: Option<(u32, u8)>,
+    top: Option<u8>,
+    changes: u64,
 }
 
 /// The mutable memory an operation works in (borrowed from [`IndexMem`]).
@@ -464,6 +484,7 @@ impl<A: Alloc> IndexMem<A> {
             purge: PurgePass::Idle,
             stepwise_purge: false,
             purges: 0,
+            changes: 0,
             header: HnswHeader::EMPTY,
             hint: 0,
         })
@@ -551,6 +572,72 @@ impl<A: Alloc> IndexMem<A> {
         Ok(done)
     }
 
+    /// The first half of [`Self::index_pending`] for one vector, through `&self` in the
+    /// caller's `pad` (so beside searches, under a shared lock): the next pending slot and its
+    /// insert plan ([`VecIndex::plan_pending`], which only reads the graph), or `None` when no
+    /// vector is pending (or the one found was not). [`Self::apply_pending`] then links it
+    /// under the exclusive lock. Errors: `Corrupt` (also a pending count without pending slots);
+    /// `Invalid` for a pad of another index; the store's as `Io`.
+    pub fn plan_pending<B: BlockStore>(
+        &self,
+        pad: &mut SearchPad<A>,
+        b: &B,
+        dist: &dyn DistanceKernel,
+    ) -> IResult<Option<PendingPlan>, B::Error> {
+        if self.header.pending == 0 {
+            return Ok(None);
+        }
+        if pad.visited.len() != self.pad.visited.len() || pad.pool.len() != self.pad.pool.len() {
+            return Err(IndexError::Invalid("search pad of another index"));
+        }
+        let Some(slot) = next_bit(&self.pending, self.pending_cursor) else {
+            return Err(FormatError::Corrupt {
+                what: "hnsw pending count without pending slots",
+                value: u64::from(self.header.pending),
+            }
+            .into());
+        };
+        let ix = VecIndex::with_header(&self.sb, &self.upper, self.header, self.hint, dist);
+        let SearchPad { pool, work, bounce, visited, vector, .. } = pad;
+        let mut scratch = IndexScratch { hnsw: Scratch { pool, work }, bounce };
+        Ok(ix.plan_pending(b, &mut scratch, visited, slot, vector)?.map(|(level, entry, top)| PendingPlan {
+            slot,
+            level,
+            entry,
+            top,
+            changes: self.changes,
+        }))
+    }
+
+    /// The second half: links the slot of `plan` by the plan in `pad` ([`Self::plan_pending`]'s
+    /// pad, untouched since), as [`Self::index_pending`] would have, if the index has not
+    /// changed since the plan was made; returns whether it linked one (`false`: the index
+    /// changed, or the slot was no longer pending; the caller links the next pending vector the
+    /// plain way). Errors: as [`Self::index_pending`].
+    pub fn apply_pending<B: BlockStore>(
+        &mut self,
+        b: &B,
+        dist: &dyn DistanceKernel,
+        plan: &PendingPlan,
+        pad: &SearchPad<A>,
+    ) -> IResult<bool, B::Error> {
+        if plan.changes != self.changes {
+            return Ok(false);
+        }
+        let m = self.sb.hnsw_m;
+        let words = crate::hnsw::plan_area(&pad.work, m).ok_or_else(|| IndexError::Invalid("hnsw plan area"))?;
+        self.pending_cursor = (plan.slot / 64) as usize;
+        let PendingPlan { slot, level, entry, top, .. } = *plan;
+        self.with_index(dist, |ix, p| {
+            let r = ix.apply_pending(b, &mut p.scratch, slot, level, entry, top, words);
+            // As in index_pending: a slot found not pending leaves the set; on an error it stays.
+            if r.is_ok() {
+                set_bit(p.pending, slot, false);
+            }
+            r
+        })
+    }
+
     /// Largest ef a search can use: `min(MAX_EF, the candidate pool)`.
     pub fn max_ef(&self) -> usize {
         self.pad.max_ef()
@@ -578,7 +665,7 @@ impl<A: Alloc> IndexMem<A> {
         let IndexMem {
             sb,
             upper,
-            pad: SearchPad { pool, work, bounce, visited, results },
+            pad: SearchPad { pool, work, bounce, visited, results, vector: _ },
             old_ids,
             new_ids,
             pending,
@@ -588,9 +675,11 @@ impl<A: Alloc> IndexMem<A> {
             purge,
             stepwise_purge,
             purges,
+            changes,
             header,
             hint,
         } = self;
+        *changes = changes.wrapping_add(1);
         let mut ix = VecIndex::with_header(sb, upper, *header, *hint, dist);
         ix.auto_purge = !*stepwise_purge;
         ix.purges = *purges;
@@ -996,7 +1085,7 @@ fn search_in<A: Alloc, B: BlockStore>(
     if let Some(component) = first_nonfinite(query) {
         return Err(Reject::NonFinite { vector: 0, component }.into());
     }
-    let SearchPad { pool, work, bounce, visited, results } = pad;
+    let SearchPad { pool, work, bounce, visited, results, .. } = pad;
     let mut scratch = IndexScratch { hnsw: Scratch { pool, work }, bounce };
     let k = k.min(out.len());
     let total = u64::from(ix.header.live).saturating_add(u64::from(ix.header.pending));

@@ -171,13 +171,37 @@ pub struct Scratch<'a> {
 }
 
 impl Scratch<'_> {
-    /// `u32`s of `work` needed for parameter `m`: `22m + 2` (exact for every `u32` on 64-bit
-    /// targets, saturating on 32-bit ones).
+    /// `u32`s of `work` needed for parameter `m`: `22m + 2` for the algorithms, and an insert
+    /// plan's [`plan_len`] at the end (exact for every `u32` on 64-bit targets, saturating on
+    /// 32-bit ones).
     pub const fn work_len(m: u32) -> usize {
-        // links, ids, keys (2m each), selection (2m), pair keys (2m), candidates (3 * 2m + 1)
-        // and their keys (3 * 2m + 1).
-        m0(m).saturating_mul(5).saturating_add(cand_len(m).saturating_mul(2))
+        base_len(m).saturating_add(plan_len(m))
     }
+
+    /// The scratch without the plan area at the end of `work`, and that area ([`plan_len`]
+    /// words): for [`insert_plan`] and [`insert_apply`] run apart (the plan of one scratch, the
+    /// connections in another). `None` when `work` is shorter than [`Self::work_len`].
+    pub fn split_plan(&mut self, m: u32) -> Option<(Scratch<'_>, &mut [u32])> {
+        let base = base_len(m);
+        if self.work.len() < base {
+            return None;
+        }
+        let (work, plan) = self.work.split_at_mut(base);
+        let plan = plan.get_mut(..plan_len(m))?;
+        Some((Scratch { pool: &mut *self.pool, work }, plan))
+    }
+}
+
+/// The plan area of a scratch's `work` ([`Scratch::split_plan`]), to read a plan made in it;
+/// `None` when `work` is shorter than [`Scratch::work_len`].
+pub fn plan_area(work: &[u32], m: u32) -> Option<&[u32]> {
+    work.get(base_len(m)..)?.get(..plan_len(m))
+}
+
+/// `u32`s of `work` the algorithms use: links, ids, keys (2m each), selection (2m), pair keys
+/// (2m), candidates (3 * 2m + 1) and their keys (3 * 2m + 1).
+const fn base_len(m: u32) -> usize {
+    m0(m).saturating_mul(5).saturating_add(cand_len(m).saturating_mul(2))
 }
 
 struct Work<'a> {
@@ -457,10 +481,31 @@ fn connect_back<S: Store + ?Sized>(
     store.set_links(e, level, w.sel.get(..r).ok_or_else(|| store.invalid("hnsw selection"))?)
 }
 
-/// INSERT (Algorithm 1) of node `q`, whose vector is the store's current query and whose level
-/// is `level`; its link lists must be empty. `entry` is the current entry point (`None` for an
-/// empty graph). Returns the new entry point: `(q, level)` when `q` is now the top node.
-pub fn insert<S: Store + ?Sized, V: Visited + ?Sized>(
+/// Words of an insert plan ([`insert_plan`]) for parameter `m`: for every level
+/// `0..=MAX_LEVEL`, a count and room for `m` ids (`17 (m + 1)`; saturating as [`m0`]).
+pub const fn plan_len(m: u32) -> usize {
+    (crate::format::superblock::MAX_LEVEL as usize).saturating_add(1).saturating_mul((m as usize).saturating_add(1))
+}
+
+/// Where level `lc`'s list lies in a plan: its count, then up to `m` ids.
+fn plan_level(plan: &[u32], m: u32, lc: u8) -> Option<&[u32]> {
+    let stride = (m as usize).checked_add(1)?;
+    let at = stride.checked_mul(usize::from(lc))?;
+    let list = plan.get(at..at.checked_add(stride)?)?;
+    let (count, ids) = list.split_first()?;
+    ids.get(..*count as usize)
+}
+
+/// The searches and selections of INSERT (Algorithm 1, lines 1-9 and the neighbour choice of
+/// each level, without the connections): the neighbours of node `q` (whose vector is the
+/// store's current query) at every level from `min(level, entry level)` down to 0, written to
+/// `plan` ([`plan_len`] words). It only reads the graph, so it may run beside searches; the
+/// connections ([`insert_apply`]) then need the graph alone, unchanged since. Running the two
+/// back to back is exactly [`insert`]: the connections made at a level change only that
+/// level's lists, which the searches of the levels below never read. Returns the top level of
+/// the plan, `None` for an empty graph (`entry` `None`).
+#[allow(clippy::too_many_arguments)]
+pub fn insert_plan<S: Store + ?Sized, V: Visited + ?Sized>(
     store: &mut S,
     visited: &mut V,
     scratch: &mut Scratch<'_>,
@@ -468,13 +513,16 @@ pub fn insert<S: Store + ?Sized, V: Visited + ?Sized>(
     q: u32,
     level: u8,
     entry: Option<(u32, u8)>,
-) -> Result<Option<(u32, u8)>, S::Error> {
-    let Some((ep, ep_level)) = entry else { return Ok(Some((q, level))) };
+    plan: &mut [u32],
+) -> Result<Option<u8>, S::Error> {
+    let Some((ep, ep_level)) = entry else { return Ok(None) };
     let mut w = carve(store, scratch.work, p.m)?;
     let pool = &mut *scratch.pool;
     let ef = (p.ef_construction as usize).max(1).min(pool.len());
+    let stride = (p.m as usize).saturating_add(1);
+    let top = level.min(ep_level);
     let mut len = descend(store, visited, pool, ep, ep_level, level, &mut w)?;
-    let mut lc = level.min(ep_level);
+    let mut lc = top;
     loop {
         len = search_layer_from(store, visited, pool, len, ef, lc, &mut w)?;
         // Neighbours of q among the ef found: M of them at every level (paper, line 8).
@@ -486,12 +534,41 @@ pub fn insert<S: Store + ?Sized, V: Visited + ?Sized>(
             }
         }
         let r = select_heuristic(store, Some(q), &mut w, n, p.m as usize)?;
-        let mut chosen = [0u32; crate::format::superblock::MAX_M as usize];
-        let r = r.min(chosen.len());
-        for (d, s) in chosen.iter_mut().zip(w.sel.iter()).take(r) {
+        let at = stride.saturating_mul(usize::from(lc));
+        let list = plan.get_mut(at..at.saturating_add(stride)).ok_or_else(|| store.invalid("hnsw plan buffer"))?;
+        let (count, ids) = list.split_first_mut().ok_or_else(|| store.invalid("hnsw plan buffer"))?;
+        let r = r.min(ids.len());
+        for (d, s) in ids.iter_mut().zip(w.sel.iter()).take(r) {
             *d = *s;
         }
-        let chosen = chosen.get(..r).ok_or_else(|| store.invalid("hnsw selection"))?;
+        // r <= m <= MAX_M: exact.
+        *count = u32::try_from(r).unwrap_or(u32::MAX);
+        let Some(below) = lc.checked_sub(1) else { break };
+        lc = below;
+    }
+    Ok(Some(top))
+}
+
+/// The connections of an insert plan (Algorithm 1, lines 10-16 at every level, from the top
+/// of the plan down): `q`'s own list, and `q` added to each chosen neighbour's list (shrunk
+/// with the heuristic when full). `top` is [`insert_plan`]'s answer for the same `q`, `level`
+/// and `entry`. Returns the new entry point: `(q, level)` when `q` is now the top node.
+#[allow(clippy::too_many_arguments)]
+pub fn insert_apply<S: Store + ?Sized>(
+    store: &mut S,
+    scratch: &mut Scratch<'_>,
+    p: &Params,
+    q: u32,
+    level: u8,
+    entry: Option<(u32, u8)>,
+    top: Option<u8>,
+    plan: &[u32],
+) -> Result<Option<(u32, u8)>, S::Error> {
+    let (Some((_, ep_level)), Some(top)) = (entry, top) else { return Ok(Some((q, level))) };
+    let mut w = carve(store, scratch.work, p.m)?;
+    let mut lc = top;
+    loop {
+        let chosen = plan_level(plan, p.m, lc).ok_or_else(|| store.invalid("hnsw plan"))?;
         store.set_links(q, lc, chosen)?;
         for &e in chosen {
             connect_back(store, p, e, q, lc, &mut w)?;
@@ -500,6 +577,25 @@ pub fn insert<S: Store + ?Sized, V: Visited + ?Sized>(
         lc = below;
     }
     Ok(if level > ep_level { Some((q, level)) } else { None })
+}
+
+/// INSERT (Algorithm 1) of node `q`, whose vector is the store's current query and whose level
+/// is `level`; its link lists must be empty. `entry` is the current entry point (`None` for an
+/// empty graph). Returns the new entry point: `(q, level)` when `q` is now the top node.
+/// [`insert_plan`] then [`insert_apply`], the plan in the scratch's plan area
+/// ([`Scratch::split_plan`]).
+pub fn insert<S: Store + ?Sized, V: Visited + ?Sized>(
+    store: &mut S,
+    visited: &mut V,
+    scratch: &mut Scratch<'_>,
+    p: &Params,
+    q: u32,
+    level: u8,
+    entry: Option<(u32, u8)>,
+) -> Result<Option<(u32, u8)>, S::Error> {
+    let (mut s, plan) = scratch.split_plan(p.m).ok_or_else(|| store.invalid("hnsw scratch too small"))?;
+    let top = insert_plan(store, visited, &mut s, p, q, level, entry, plan)?;
+    insert_apply(store, &mut s, p, q, level, entry, top, plan)
 }
 
 /// Repairs the links of `node` at `level` after tombstones: the live neighbours, plus the live

@@ -611,6 +611,80 @@ impl<'t> VecIndex<'t> {
         g.dist_from(query.as_ptr(), ids, keys)
     }
 
+    /// The first half of [`Self::index_pending`], reading only: when `slot` is pending, reads
+    /// its vector into `vector` (at least `dim` words) and runs [`hnsw::insert_plan`] in `s`,
+    /// the plan left in the scratch's plan area ([`hnsw::Scratch::split_plan`]). Returns the
+    /// slot's level, the entry point planned from and the plan's top level, or `None` when the
+    /// slot is not pending. [`Self::apply_pending`] with the same values and plan then links it,
+    /// as long as nothing changed the graph in between (the caller's to know).
+    /// Errors: `Corrupt`; `Invalid` for a short buffer or scratch; the store's as `Io`.
+    #[allow(clippy::type_complexity)]
+    pub fn plan_pending<B: BlockStore, V: Visited + ?Sized>(
+        &self,
+        b: &B,
+        s: &mut IndexScratch<'_>,
+        visited: &mut V,
+        slot: u32,
+        vector: &mut [u32],
+    ) -> IResult<Option<(u8, Option<(u32, u8)>, Option<u8>)>, B::Error> {
+        if self.head(b, slot)?.flags != NODE_PENDING {
+            return Ok(None);
+        }
+        let v = vector.get_mut(..self.dim as usize).ok_or_else(|| IndexError::Invalid("vector buffer"))?;
+        self.read_vector(b, slot, v)?;
+        let (level, _) = self.slot_level(slot);
+        let entry = self.entry()?;
+        let (mut hs, plan) = s.hnsw.split_plan(self.params.m).ok_or_else(|| IndexError::Invalid("hnsw scratch"))?;
+        let mut g = GraphStore { b, ix: self, query: v, bounce: &mut *s.bounce };
+        let top = hnsw::insert_plan(&mut g, visited, &mut hs, &self.params, slot, level, entry, plan)?;
+        Ok(Some((level, entry, top)))
+    }
+
+    /// The second half of [`Self::index_pending`]: links the pending `slot` by the plan that
+    /// [`Self::plan_pending`] made (`level`, `entry`, `top` as it returned them, `plan` its plan
+    /// area) over the graph as it still is. Returns `false`, doing nothing, when the slot is no
+    /// longer pending. Errors: `Invalid` when the entry point is not the planned one (the graph
+    /// changed: a caller's error); `Corrupt`; the store's as `Io`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn apply_pending<B: BlockStore>(
+        &mut self,
+        b: &B,
+        s: &mut IndexScratch<'_>,
+        slot: u32,
+        level: u8,
+        entry: Option<(u32, u8)>,
+        top: Option<u8>,
+        plan: &[u32],
+    ) -> IResult<bool, B::Error> {
+        if self.head(b, slot)?.flags != NODE_PENDING {
+            return Ok(false);
+        }
+        if self.entry()? != entry {
+            return Err(IndexError::Invalid("insert plan of another entry point"));
+        }
+        let live = self
+            .header
+            .live
+            .checked_add(1)
+            .ok_or(FormatError::Corrupt { what: "hnsw live count", value: u64::from(self.header.live) })?;
+        self.header.pending = self.header.pending.saturating_sub(1);
+        let upper = self.slot_level(slot).1;
+        self.set_head(b, slot, &Level0Head { count: 0, level, flags: NODE_IN_GRAPH, upper })?;
+        for l in 1..=level {
+            let (blk, off) = self.upper_pos(upper, l)?;
+            put_u32(&mut wr(b, blk)?, off, 0);
+        }
+        let mut g = GraphStore { b, ix: self, query: &[], bounce: &mut *s.bounce };
+        let new_entry = hnsw::insert_apply(&mut g, &mut s.hnsw, &self.params, slot, level, entry, top, plan)?;
+        if let Some((e, l)) = new_entry {
+            self.header.entry = e;
+            self.header.entry_level = u32::from(l);
+        }
+        self.header.live = live;
+        self.write_header(b)?;
+        Ok(true)
+    }
+
     /// The graph half of an insert: writes `slot`'s level-0 record, clears its upper records'
     /// counts, links it ([`hnsw::insert`]), and updates the header's entry point and its live
     /// count to `live`. The slot's vector is `vector`, already stored.

@@ -720,6 +720,34 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
         self.end_op(r)
     }
 
+    /// [`Self::index_pending`] the way the kernel's index worker runs beside searches: each
+    /// vector's insert plan made through `&IndexMem` in a search pad of its own
+    /// (`IndexMem::plan_pending`, what the kernel runs under the shared index lock), then
+    /// applied (`IndexMem::apply_pending`, under the exclusive one), the plain way when the plan
+    /// no longer applies. The graph is the one [`Self::index_pending`] makes. Returns how many
+    /// were linked, and how many of those the plain way. Errors: as [`Self::index_pending`].
+    pub fn index_pending_planned(&mut self, max: usize) -> Result<(usize, usize)> {
+        let r = self.index().and_then(|(mem, store, imp)| {
+            let mut pad = mem.new_search_pad().map_err(|e| match e {
+                IndexError::Io(never) => match never {},
+                other => Error::Invalid(format!("search pad: {other}")),
+            })?;
+            let (mut done, mut plain) = (0usize, 0usize);
+            while done < max {
+                let Some(plan) = mem.plan_pending(&mut pad, &store, &imp)? else { break };
+                if !mem.apply_pending(&store, &imp, &plan, &pad)? {
+                    if mem.index_pending(&store, &imp, 1)? == 0 {
+                        break;
+                    }
+                    plain += 1;
+                }
+                done += 1;
+            }
+            Ok((done, plain))
+        });
+        self.end_op(r)
+    }
+
     /// Makes removals leave the purge of tombstones to [`Self::purge_step`], as the kernel's
     /// index worker does (`vexfs_core::embed::IndexMem::set_stepwise_purge`).
     pub fn set_stepwise_purge(&mut self, on: bool) -> Result<()> {

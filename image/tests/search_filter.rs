@@ -164,6 +164,26 @@ fn searches_from_four_threads_at_once_give_the_plain_answers() {
 }
 
 #[test]
+fn linking_pending_vectors_in_two_phases_makes_the_same_graph() {
+    // The kernel's worker plans each insert beside searches (IndexMem::plan_pending, through
+    // &self) and applies it alone (apply_pending): the image must be byte for byte the one the
+    // plain index_pending makes, and searches on it the same.
+    let b = build(300);
+    let open = |bytes: &[u8]| Writer::new(Image::open(MemDevice { bytes: bytes.to_vec() }).unwrap()).unwrap();
+    let mut plain = open(&b.bytes);
+    let mut planned = open(&b.bytes);
+    assert!(plain.vector_header().unwrap().pending > 1000);
+    let n1 = plain.index_pending(usize::MAX).unwrap();
+    let (n2, plain_way) = planned.index_pending_planned(usize::MAX).unwrap();
+    assert_eq!(n1, n2);
+    assert_eq!(plain_way, 0, "every plan applied (nothing changed the index between the halves)");
+    assert_eq!(planned.vector_header().unwrap().pending, 0);
+    let (a, c) = (plain.commit().unwrap().into_device().bytes, planned.commit().unwrap().into_device().bytes);
+    assert!(a == c, "the two-phase graph differs from the plain one");
+    println!("{n1} pending vectors linked in two phases: the same image");
+}
+
+#[test]
 fn a_filter_that_drops_most_files_still_returns_k() {
     let d = pydocs();
     let b = linked();

@@ -5,9 +5,11 @@
 #   1. 2,000 files imported and linked (wait-indexed); 4 processes search at once, each every
 #      query 3 times (k 10, ef 64); every answer must equal, byte for byte, what
 #      `vexctl search-image` (the same code in userspace) gives on the unmounted device;
-#   2. a second import of the same 2,000 vectors into another directory runs while the 4
-#      processes keep searching, round after round: each answer must hold k results, nearest
-#      first, no (inode, chunk) twice, and only files that exist at the end (none is removed);
+#   2. a second import of the same 2,000 vectors into another directory, and the index worker
+#      linking them (each insert planned under the shared lock, beside the searches, and applied
+#      alone), run while the 4 processes keep searching, round after round: each answer must
+#      hold k results, nearest first, no (inode, chunk) twice, and only files that exist at the
+#      end (none is removed);
 #   3. once the worker has linked everything, the 4 searchers again against search-image.
 # A kernel warning (lockdep on the debug kernel included) fails the run.
 . "$(dirname "$0")/lib.sh"
@@ -55,30 +57,40 @@ must vexctl wait-indexed -q /mnt --timeout 1200
 section "4 searchers at once on a still index"
 searchers still
 
-section "4 searchers while 2000 more files are imported"
+section "4 searchers while 2000 more files are imported and linked"
 mkdir -p /tmp/busy
-vexctl import --quiet /share/base.fvecs /mnt/b > /tmp/import.out 2>&1 &
+# The import, then the index worker linking its vectors (each insert planned under the shared
+# lock beside the searches, applied alone): the searchers run until both are done.
+touch /tmp/busy.flag
+(
+    vexctl import --quiet /share/base.fvecs /mnt/b && vexctl wait-indexed -q /mnt --timeout 1200
+    echo $? > /tmp/import.status
+    rm -f /tmp/busy.flag
+) > /tmp/import.out 2>&1 &
 imp=$!
 pids=""
 for p in 1 2 3 4; do
     (
         r=0
-        # At least 2 rounds each; more while the import lasts.
-        while [ $r -lt 2 ] || kill -0 $imp 2> /dev/null; do
+        # At least 2 rounds each; more while the import and the linking last.
+        while [ $r -lt 2 ] || [ -e /tmp/busy.flag ]; do
             r=$((r + 1))
             search > /tmp/busy/$p.$r.json || exit 1
         done
     ) &
     pids="$pids $!"
 done
-wait $imp || { cat /tmp/import.out; fail "the import beside the searchers failed"; }
+wait $imp
+[ "$(cat /tmp/import.status)" = 0 ] || { cat /tmp/import.out; fail "the import beside the searchers failed"; }
+cat /tmp/import.out
 p=0
 for pid in $pids; do
     p=$((p + 1))
     wait "$pid" || fail "busy: searcher $p failed"
 done
 echo "busy: $(ls /tmp/busy | wc -l) rounds of answers"
-must vexctl wait-indexed -q /mnt --timeout 1200
+assert_eq "$(vexctl stats /mnt --json | tr -d ' \n' | grep -o '"pending":[0-9]*' | cut -d: -f2)" 0 "pending after the linking"
+
 section "4 searchers at once after the import"
 searchers after
 # What the host checks: the busy answers and the files that exist (inode, path).
