@@ -178,6 +178,26 @@ static uint64_t now_ns(void)
 	return (uint64_t)((double)__rdtsc() / tsc_per_ns);
 }
 
+/* One VEXFS_IOC_SEARCH of `query` (dim words) for k results at ef into res; *count gets how
+ * many. Returns 0, or the errno. */
+static int search_one(int fd, const uint32_t *query, size_t dim, size_t k, unsigned long ef,
+		      struct vexfs_search_result *res, uint32_t *count)
+{
+	struct vexfs_search s;
+
+	memset(&s, 0, sizeof(s));
+	s.size = sizeof(s);
+	s.dim = (__u32)dim;
+	s.k = (__u32)k;
+	s.ef_search = (__u32)ef;
+	s.query = (__u64)(uintptr_t)query;
+	s.results = (__u64)(uintptr_t)res;
+	if (ioctl(fd, VEXFS_IOC_SEARCH, &s) < 0)
+		return errno;
+	*count = s.count;
+	return 0;
+}
+
 /* One thread of a threaded pass: queries first, first + step, ... at ef. */
 struct worker {
 	pthread_t tid;
@@ -194,22 +214,9 @@ static void *work(void *arg)
 {
 	struct worker *w = arg;
 
-	for (size_t q = w->first; q < w->nq; q += w->step) {
-		struct vexfs_search s;
-
-		memset(&s, 0, sizeof(s));
-		s.size = sizeof(s);
-		s.dim = (__u32)w->dim;
-		s.k = (__u32)w->k;
-		s.ef_search = (__u32)w->ef;
-		s.query = (__u64)(uintptr_t)(w->queries + q * w->dim);
-		s.results = (__u64)(uintptr_t)(w->res + q * w->k);
-		if (ioctl(w->fd, VEXFS_IOC_SEARCH, &s) < 0) {
-			w->err = errno;
-			return NULL;
-		}
-		w->counts[q] = s.count;
-	}
+	for (size_t q = w->first; q < w->nq && !w->err; q += w->step)
+		w->err = search_one(w->fd, w->queries + q * w->dim, w->dim, w->k, w->ef, w->res + q * w->k,
+				    &w->counts[q]);
 	return NULL;
 }
 
@@ -317,21 +324,14 @@ int main(int argc, char **argv)
 	({                                                                                       \
 		uint64_t tot = 0;                                                                \
 		for (size_t q = 0; q < nq; q++) {                                                \
-			struct vexfs_search s;                                                   \
-			memset(&s, 0, sizeof(s));                                                \
-			s.size = sizeof(s);                                                      \
-			s.dim = (__u32)dim;                                                      \
-			s.k = (__u32)k;                                                          \
-			s.ef_search = (__u32)(EF);                                               \
-			s.query = (__u64)(uintptr_t)(queries + q * dim);                         \
-			s.results = (__u64)(uintptr_t)(res + q * k);                             \
 			uint64_t t0 = now_ns();                                                  \
-			if (ioctl(fd, VEXFS_IOC_SEARCH, &s) < 0)                                 \
-				die("VEXFS_IOC_SEARCH", strerror(errno));                        \
+			int err = search_one(fd, queries + q * dim, dim, k, (EF), res + q * k,  \
+					     &counts[q]);                                        \
+			if (err)                                                                 \
+				die("VEXFS_IOC_SEARCH", strerror(err));                          \
 			uint64_t dt = now_ns() - t0;                                             \
 			(TIMES)[q] = dt;                                                         \
 			tot += dt;                                                               \
-			counts[q] = s.count;                                                     \
 		}                                                                                \
 		tot;                                                                             \
 	})

@@ -36,7 +36,7 @@ pub type KSearchPad = SearchPad<KAlloc>;
 /// Most search pads a mount keeps.
 const MAX_PADS: usize = 64;
 
-/// The search pads of one mount: a search under the shared index lock takes one
+/// The search pads of one mount: a search takes one before the shared index lock
 /// ([`PadPool::take`]) and gives it back when done. Pads are made on demand, up to one per CPU
 /// online at mount (at most [`MAX_PADS`]): more searches than that wait for a pad, so the
 /// memory stays bounded (a pad is about 2 bytes per vector slot plus the candidate lists,
@@ -51,9 +51,7 @@ pub struct PadPool {
 
 /// The pool's free pads and count.
 pub struct Pads {
-    /// The superblock the pads are made for, and their candidate pool's length
-    /// (`IndexMem::search_pool_len`).
-    disk: Superblock,
+    /// The pads' candidate pool's length (`IndexMem::search_pool_len`).
     pool_len: usize,
     /// `max` places, each a free pad or none.
     free: KVec<Option<KSearchPad>>,
@@ -64,9 +62,9 @@ pub struct Pads {
 }
 
 impl PadPool {
-    /// An empty pool for the index of `disk` whose memory is `mem`. Errors: `ENOMEM` (the
-    /// places of the free pads are made at once, so that giving a pad back never allocates).
-    pub fn new(disk: &Superblock, mem: &KIndexMem) -> Result<impl PinInit<Self>> {
+    /// An empty pool for the index whose memory is `mem`. Errors: `ENOMEM` (the places of the
+    /// free pads are made at once, so that giving a pad back never allocates).
+    pub fn new(mem: &KIndexMem) -> Result<impl PinInit<Self>> {
         // SAFETY: a plain read of the online CPU count.
         let cpus = unsafe { ffi::vexfs_c_online_cpus() } as usize;
         let max = cpus.clamp(1, MAX_PADS);
@@ -74,19 +72,19 @@ impl PadPool {
         for _ in 0..max {
             free.push(None, GFP_KERNEL)?;
         }
-        let pads = Pads { disk: disk.clone(), pool_len: mem.search_pool_len(), free, made: 0, max };
+        let pads = Pads { pool_len: mem.search_pool_len(), free, made: 0, max };
         Ok(pin_init!(PadPool {
             state <- kernel::new_mutex!(pads, "vexfs::PadPool::state"),
             cv <- kernel::new_condvar!("vexfs::PadPool::cv"),
         }))
     }
 
-    /// A pad for a search: a free one, else a new one (while fewer than the most exist), else
-    /// the next one given back. Taken before the index lock, so that making a pad (a large
+    /// A pad for a search of the index of `disk` (the mount's superblock): a free one, else a
+    /// new one (while fewer than the most exist), else the next one given back. Taken before the index lock, so that making a pad (a large
     /// allocation, which may reclaim memory and evict an inode of this filesystem, whose
     /// embeddings' removal takes the index lock alone) never happens under it. Errors: `ENOMEM`
     /// when no pad exists and none can be made (when some exist, the search waits for one).
-    pub fn take(&self) -> Result<PadRef<'_>> {
+    pub fn take(&self, disk: &Superblock) -> Result<PadRef<'_>> {
         let mut g = self.state.lock();
         // False after a pad could not be made while others exist: wait for one of those.
         let mut may_make = true;
@@ -96,10 +94,10 @@ impl PadPool {
             }
             if may_make && g.made < g.max {
                 g.made += 1;
-                let (disk, pool_len) = (g.disk.clone(), g.pool_len);
+                let pool_len = g.pool_len;
                 drop(g);
                 // Made without the pool's lock held (a large allocation may sleep long).
-                match KSearchPad::new(&disk, pool_len) {
+                match KSearchPad::new(disk, pool_len) {
                     Ok(pad) => return Ok(PadRef { pool: self, pad: Some(pad) }),
                     Err(_) => {
                         g = self.state.lock();

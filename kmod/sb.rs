@@ -103,7 +103,7 @@ impl SbInfo {
             mount_count: disk.mount_count.wrapping_add(1),
             incompat: disk.feature_incompat & !FEATURE_INCOMPAT_RECOVER,
         };
-        let pads = PadPool::new(&disk, &index.mem)?;
+        let pads = PadPool::new(&index.mem)?;
         KBox::pin_init(
             pin_init!(SbInfo {
                 disk,

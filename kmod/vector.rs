@@ -14,10 +14,12 @@
 //! the new vector's neighbours, the long part: `IndexMem::plan_pending`, in a pad). SET,
 //! REMOVE, the worker's writes (a planned insert applied, or a vector linked the plain way when
 //! the index changed since its plan; one purge step) and unmount hold it alone, so inserts and
-//! searches interleave vector by vector and a search waits only for the writing part. Order: a journal handle, then the index lock, then the metadata lock (for the
-//! moments a chunk list is read or stored, never across index work) or the pad pool's mutex;
-//! never the other way. A search takes no inode and no metadata lock under the index lock
-//! (the permission checks run between its runs: `crate::ioctl`).
+//! searches interleave vector by vector and a search waits only for the writing part.
+//! Order: a journal handle, then the index lock, then the metadata lock (for the moments a
+//! chunk list is read or stored, never across index work); never the other way. A pad is taken
+//! and given back with no index lock held (the pool's mutex is never taken under it). A search
+//! takes no inode and no metadata lock under the index lock (the permission checks run between
+//! its runs: `crate::ioctl`).
 
 use crate::buf::Buf;
 use crate::embed::{ChunkFields, ChunkFile, ChunkFiles, Indexing, PurgeStep};
@@ -149,6 +151,22 @@ fn with_index<R>(
     let IndexState { pins, mem, kernel } = &mut *g;
     let blocks = KBlocks::new(sb, pins, Some(sb.journal()));
     f(mem, &blocks, kernel).map_err(|e| index_error(sb, e))
+}
+
+/// Runs `f` on the index of `sb` under the shared index lock (reads only: searches, GET, the
+/// worker's insert plans), the pinned blocks as [`SharedBlocks`]; index errors become errnos.
+/// Errors also: EINTR (a fatal signal while a change to the index held the lock).
+fn with_index_shared<R>(
+    sb: &SuperBlock,
+    f: impl FnOnce(
+        &crate::index::KIndexMem,
+        &SharedBlocks<'_>,
+        &crate::pins::FpuKernel,
+    ) -> crate::index_error::IResult<R, Error>,
+) -> Result<R> {
+    let g = sb.info().index.read()?;
+    let blocks = SharedBlocks::new(sb, &g);
+    f(&g.mem, &blocks, &g.kernel).map_err(|e| index_error(sb, e))
 }
 
 /// Sets chunks `first .. first + count` of `inode` from `data` (`count * dim` float bit
@@ -286,11 +304,9 @@ impl core::ops::DerefMut for Words {
 /// `apply_pending`); `None` when nothing is pending. Errors: EINTR, ENOMEM (no pad), EUCLEAN,
 /// EIO.
 fn plan_next(sb: &SuperBlock) -> Result<Option<(crate::embed::PendingPlan, PadRef<'_>)>> {
-    let mut pad = sb.info().pads.take()?;
-    let g = sb.info().index.read()?;
-    let blocks = SharedBlocks::new(sb, &g);
-    let plan = g.mem.plan_pending(pad.pad()?, &blocks, &g.kernel).map_err(|e| index_error(sb, e))?;
-    drop(g);
+    let mut pad = sb.info().pads.take(sb.disk())?;
+    let p = pad.pad()?;
+    let plan = with_index_shared(sb, |mem, b, k| mem.plan_pending(p, b, k))?;
     Ok(plan.map(|p| (p, pad)))
 }
 
@@ -306,17 +322,14 @@ pub fn get_embeddings(inode: &Inode, first: usize, cap: usize) -> Result<(Words,
     let buf = KVVec::from_elem(0u32, cap.checked_mul(dim).ok_or(EINVAL)?, GFP_KERNEL_ACCOUNT)?;
     let mut ids = KVVec::from_elem(0u32, crate::embed::MAX_CHUNKS, GFP_KERNEL_ACCOUNT)?;
     // A read: under the shared index lock, beside the searches.
-    let sb = inode.sb();
-    let g = sb.info().index.read()?;
-    let blocks = SharedBlocks::new(sb, &g);
-    g.mem
-        .get_chunks(&blocks, &g.kernel, &mut KFile { inode }, first, cap, &mut ids, |words| {
+    with_index_shared(inode.sb(), |mem, b, k| {
+        mem.get_chunks(b, k, &mut KFile { inode }, first, cap, &mut ids, |words| {
             if words > buf.len() {
                 return Err(EINVAL);
             }
             Ok(Words { buf, len: words })
         })
-        .map_err(|e| index_error(sb, e))
+    })
 }
 
 /// Removes every embedding of `inode`. Errors: EUCLEAN, EIO.
@@ -348,18 +361,16 @@ pub fn search(
 ) -> Result<usize> {
     // Under the shared index lock, with a pad of its own (taken first: see PadPool::take):
     // searches run at once, a change to the index waits for them (and they for it).
-    let mut pad = sb.info().pads.take()?;
-    let g = sb.info().index.read()?;
-    let blocks = SharedBlocks::new(sb, &g);
-    g.mem.search_shared(pad.pad()?, &blocks, &g.kernel, query, k, ef, out, keep).map_err(|e| index_error(sb, e))
+    let mut pad = sb.info().pads.take(sb.disk())?;
+    let p = pad.pad()?;
+    with_index_shared(sb, |mem, b, kernel| mem.search_shared(p, b, kernel, query, k, ef, out, keep))
 }
 
 /// Index statistics: the graph header (its `pending` count: vectors not yet linked) and the
 /// distance kernel in use (`VEXFS_DIST_*`).
 /// Errors: `EINTR` (a fatal signal while a change to the index held it).
 pub fn stats(sb: &SuperBlock) -> Result<(HnswHeader, u32)> {
-    let st = sb.info().index.read()?;
-    Ok((st.mem.header(), st.kernel.imp()))
+    with_index_shared(sb, |mem, _, kernel| Ok((mem.header(), kernel.imp())))
 }
 
 /// Drops the embeddings of an inode being freed (called from evict, without locks held).

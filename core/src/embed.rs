@@ -334,8 +334,6 @@ pub struct IndexMem<A: Alloc> {
     new_ids: A::Vec<u32>,
     /// Bit `s % 64` of word `s / 64`: slot `s` is pending (flags [`NODE_PENDING`]).
     pending: A::Vec<u64>,
-    /// One vector (`stride / 4` words): the pending vector being linked.
-    vector: A::Vec<u32>,
     /// Where the next [`Self::index_pending`] looks first (a word of `pending`).
     pending_cursor: usize,
     /// A purge in steps ([`Self::purge_step`]): the tombstones to free (1 bit per slot), and
@@ -393,8 +391,8 @@ pub struct SearchPad<A: Alloc> {
     bounce: A::Vec<u32>,
     visited: EpochVisited<A::Vec<u16>>,
     results: A::Vec<(u32, u32)>,
-    /// One vector (`stride / 4` words): the pending vector an insert plan is made for
-    /// ([`IndexMem::plan_pending`]).
+    /// One vector (`stride / 4` words): the pending vector being linked, or the one an insert
+    /// plan is made for ([`IndexMem::plan_pending`]).
     vector: A::Vec<u32>,
 }
 
@@ -428,13 +426,12 @@ impl<A: Alloc> SearchPad<A> {
     }
 }
 
-/// An insert plan of a pending vector ([`IndexMem::plan_pending`]): its slot, level, the
-/// entry point and top level planned from, and the index's change count then.
+/// An insert plan of a pending vector ([`IndexMem::plan_pending`]): its slot, the entry point
+/// and top level planned from, and the index's change count then.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PendingPlan {
     /// The pending slot.
     pub slot: u32,
-    level: u8,
     entry: Option<(u32, u8)>,
     top: Option<u8>,
     changes: u64,
@@ -478,7 +475,6 @@ impl<A: Alloc> IndexMem<A> {
             old_ids: A::filled(MAX_CHUNKS, 0u32).map_err(io)?,
             new_ids: A::filled(MAX_CHUNKS, 0u32).map_err(io)?,
             pending: A::filled(cap.div_ceil(64), 0u64).map_err(io)?,
-            vector: A::filled((sb.vec_stride / 4) as usize, 0u32).map_err(io)?,
             pending_cursor: 0,
             purge_set: A::filled(cap.div_ceil(64), 0u64).map_err(io)?,
             purge: PurgePass::Idle,
@@ -587,9 +583,7 @@ impl<A: Alloc> IndexMem<A> {
         if self.header.pending == 0 {
             return Ok(None);
         }
-        if pad.visited.len() != self.pad.visited.len() || pad.pool.len() != self.pad.pool.len() {
-            return Err(IndexError::Invalid("search pad of another index"));
-        }
+        self.check_pad(pad)?;
         let Some(slot) = next_bit(&self.pending, self.pending_cursor) else {
             return Err(FormatError::Corrupt {
                 what: "hnsw pending count without pending slots",
@@ -600,9 +594,8 @@ impl<A: Alloc> IndexMem<A> {
         let ix = VecIndex::with_header(&self.sb, &self.upper, self.header, self.hint, dist);
         let SearchPad { pool, work, bounce, visited, vector, .. } = pad;
         let mut scratch = IndexScratch { hnsw: Scratch { pool, work }, bounce };
-        Ok(ix.plan_pending(b, &mut scratch, visited, slot, vector)?.map(|(level, entry, top)| PendingPlan {
+        Ok(ix.plan_pending(b, &mut scratch, visited, slot, vector)?.map(|(entry, top)| PendingPlan {
             slot,
-            level,
             entry,
             top,
             changes: self.changes,
@@ -627,9 +620,9 @@ impl<A: Alloc> IndexMem<A> {
         let m = self.sb.hnsw_m;
         let words = crate::hnsw::plan_area(&pad.work, m).ok_or_else(|| IndexError::Invalid("hnsw plan area"))?;
         self.pending_cursor = (plan.slot / 64) as usize;
-        let PendingPlan { slot, level, entry, top, .. } = *plan;
+        let PendingPlan { slot, entry, top, .. } = *plan;
         self.with_index(dist, |ix, p| {
-            let r = ix.apply_pending(b, &mut p.scratch, slot, level, entry, top, words);
+            let r = ix.apply_pending(b, &mut p.scratch, slot, entry, top, words);
             // As in index_pending: a slot found not pending leaves the set; on an error it stays.
             if r.is_ok() {
                 set_bit(p.pending, slot, false);
@@ -649,6 +642,15 @@ impl<A: Alloc> IndexMem<A> {
         SearchPad::new(&self.sb, self.search_pool_len())
     }
 
+    /// `Invalid` unless `pad` has the sizes of this memory's own (as [`Self::new_search_pad`]
+    /// makes them): a pad of another index.
+    fn check_pad<E>(&self, pad: &SearchPad<A>) -> IResult<(), E> {
+        if pad.visited.len() != self.pad.visited.len() || pad.pool.len() != self.pad.pool.len() {
+            return Err(IndexError::Invalid("search pad of another index"));
+        }
+        Ok(())
+    }
+
     /// The candidate pool's length of this memory's pad: what a pad for
     /// [`Self::search_shared`] made by [`SearchPad::new`] must have.
     pub fn search_pool_len(&self) -> usize {
@@ -665,11 +667,10 @@ impl<A: Alloc> IndexMem<A> {
         let IndexMem {
             sb,
             upper,
-            pad: SearchPad { pool, work, bounce, visited, results, vector: _ },
+            pad: SearchPad { pool, work, bounce, visited, results, vector },
             old_ids,
             new_ids,
             pending,
-            vector,
             pending_cursor: _,
             purge_set,
             purge,
@@ -1055,9 +1056,7 @@ impl<A: Alloc> IndexMem<A> {
         out: &mut [Hit],
         filter: &mut dyn FnMut(u64) -> Result<bool, B::Error>,
     ) -> IResult<usize, B::Error> {
-        if pad.visited.len() != self.pad.visited.len() || pad.pool.len() != self.pad.pool.len() {
-            return Err(IndexError::Invalid("search pad of another index"));
-        }
+        self.check_pad(pad)?;
         let ix = VecIndex::with_header(&self.sb, &self.upper, self.header, self.hint, dist);
         search_in(&ix, &self.pending, pad, b, query, k, ef, out, filter)
     }

@@ -489,11 +489,7 @@ impl<'t> VecIndex<'t> {
         if vector.len() != self.dim as usize {
             return Err(IndexError::Invalid("vector dimension"));
         }
-        let live = self
-            .header
-            .live
-            .checked_add(1)
-            .ok_or(FormatError::Corrupt { what: "hnsw live count", value: u64::from(self.header.live) })?;
+        let live = self.next_live()?;
         let slot = self.store_new(b, s, vector, owner)?;
         self.link(b, s, visited, slot, vector, live)?;
         Ok(slot)
@@ -569,11 +565,7 @@ impl<'t> VecIndex<'t> {
         if self.head(b, slot)?.flags != NODE_PENDING {
             return Ok(false);
         }
-        let live = self
-            .header
-            .live
-            .checked_add(1)
-            .ok_or(FormatError::Corrupt { what: "hnsw live count", value: u64::from(self.header.live) })?;
+        let live = self.next_live()?;
         let v = vector.get_mut(..self.dim as usize).ok_or_else(|| IndexError::Invalid("vector buffer"))?;
         self.read_vector(b, slot, v)?;
         self.header.pending = self.header.pending.saturating_sub(1);
@@ -614,9 +606,9 @@ impl<'t> VecIndex<'t> {
     /// The first half of [`Self::index_pending`], reading only: when `slot` is pending, reads
     /// its vector into `vector` (at least `dim` words) and runs [`hnsw::insert_plan`] in `s`,
     /// the plan left in the scratch's plan area ([`hnsw::Scratch::split_plan`]). Returns the
-    /// slot's level, the entry point planned from and the plan's top level, or `None` when the
-    /// slot is not pending. [`Self::apply_pending`] with the same values and plan then links it,
-    /// as long as nothing changed the graph in between (the caller's to know).
+    /// entry point planned from and the plan's top level, or `None` when the slot is not
+    /// pending. [`Self::apply_pending`] with the same values and plan then links it, as long as
+    /// nothing changed the graph in between (the caller's to know).
     /// Errors: `Corrupt`; `Invalid` for a short buffer or scratch; the store's as `Io`.
     #[allow(clippy::type_complexity)]
     pub fn plan_pending<B: BlockStore, V: Visited + ?Sized>(
@@ -626,7 +618,7 @@ impl<'t> VecIndex<'t> {
         visited: &mut V,
         slot: u32,
         vector: &mut [u32],
-    ) -> IResult<Option<(u8, Option<(u32, u8)>, Option<u8>)>, B::Error> {
+    ) -> IResult<Option<(Option<(u32, u8)>, Option<u8>)>, B::Error> {
         if self.head(b, slot)?.flags != NODE_PENDING {
             return Ok(None);
         }
@@ -637,21 +629,20 @@ impl<'t> VecIndex<'t> {
         let (mut hs, plan) = s.hnsw.split_plan(self.params.m).ok_or_else(|| IndexError::Invalid("hnsw scratch"))?;
         let mut g = GraphStore { b, ix: self, query: v, bounce: &mut *s.bounce };
         let top = hnsw::insert_plan(&mut g, visited, &mut hs, &self.params, slot, level, entry, plan)?;
-        Ok(Some((level, entry, top)))
+        Ok(Some((entry, top)))
     }
 
     /// The second half of [`Self::index_pending`]: links the pending `slot` by the plan that
-    /// [`Self::plan_pending`] made (`level`, `entry`, `top` as it returned them, `plan` its plan
-    /// area) over the graph as it still is. Returns `false`, doing nothing, when the slot is no
-    /// longer pending. Errors: `Invalid` when the entry point is not the planned one (the graph
-    /// changed: a caller's error); `Corrupt`; the store's as `Io`.
-    #[allow(clippy::too_many_arguments)]
+    /// [`Self::plan_pending`] made (`entry` and `top` as it returned them, `plan` its plan
+    /// area) over the graph as it still is ([`Self::link_with`] [`hnsw::insert_apply`]).
+    /// Returns `false`, doing nothing, when the slot is no longer pending. Errors: `Invalid`
+    /// when the entry point is not the planned one (the graph changed: a caller's error);
+    /// `Corrupt`; the store's as `Io`.
     pub fn apply_pending<B: BlockStore>(
         &mut self,
         b: &B,
         s: &mut IndexScratch<'_>,
         slot: u32,
-        level: u8,
         entry: Option<(u32, u8)>,
         top: Option<u8>,
         plan: &[u32],
@@ -662,32 +653,24 @@ impl<'t> VecIndex<'t> {
         if self.entry()? != entry {
             return Err(IndexError::Invalid("insert plan of another entry point"));
         }
-        let live = self
-            .header
-            .live
-            .checked_add(1)
-            .ok_or(FormatError::Corrupt { what: "hnsw live count", value: u64::from(self.header.live) })?;
+        let live = self.next_live()?;
         self.header.pending = self.header.pending.saturating_sub(1);
-        let upper = self.slot_level(slot).1;
-        self.set_head(b, slot, &Level0Head { count: 0, level, flags: NODE_IN_GRAPH, upper })?;
-        for l in 1..=level {
-            let (blk, off) = self.upper_pos(upper, l)?;
-            put_u32(&mut wr(b, blk)?, off, 0);
-        }
-        let mut g = GraphStore { b, ix: self, query: &[], bounce: &mut *s.bounce };
-        let new_entry = hnsw::insert_apply(&mut g, &mut s.hnsw, &self.params, slot, level, entry, top, plan)?;
-        if let Some((e, l)) = new_entry {
-            self.header.entry = e;
-            self.header.entry_level = u32::from(l);
-        }
-        self.header.live = live;
-        self.write_header(b)?;
+        let p = self.params;
+        self.link_with(b, &mut *s.bounce, slot, &[], live, |g, level, entry| {
+            hnsw::insert_apply(g, &mut s.hnsw, &p, slot, level, entry, top, plan)
+        })?;
         Ok(true)
     }
 
-    /// The graph half of an insert: writes `slot`'s level-0 record, clears its upper records'
-    /// counts, links it ([`hnsw::insert`]), and updates the header's entry point and its live
-    /// count to `live`. The slot's vector is `vector`, already stored.
+    /// The live count once one more vector is linked. Errors: `Corrupt` at `u32::MAX`.
+    fn next_live(&self) -> FResult<u32> {
+        self.header
+            .live
+            .checked_add(1)
+            .ok_or(FormatError::Corrupt { what: "hnsw live count", value: u64::from(self.header.live) })
+    }
+
+    /// The graph half of an insert: [`Self::link_with`] [`hnsw::insert`].
     fn link<B: BlockStore, V: Visited + ?Sized>(
         &mut self,
         b: &B,
@@ -697,6 +680,25 @@ impl<'t> VecIndex<'t> {
         vector: &[u32],
         live: u32,
     ) -> IResult<(), B::Error> {
+        let p = self.params;
+        self.link_with(b, &mut *s.bounce, slot, vector, live, |g, level, entry| {
+            hnsw::insert(g, visited, &mut s.hnsw, &p, slot, level, entry)
+        })
+    }
+
+    /// Writes `slot`'s level-0 record, clears its upper records' counts, links it by
+    /// `connect` (given the store with `vector` as its query, the slot's level and the entry
+    /// point; it returns the new entry point, as [`hnsw::insert`] does), and updates the
+    /// header's entry point and its live count to `live`. The slot's vector is already stored.
+    fn link_with<B: BlockStore>(
+        &mut self,
+        b: &B,
+        bounce: &mut [u32],
+        slot: u32,
+        vector: &[u32],
+        live: u32,
+        connect: impl FnOnce(&mut GraphStore<'_, 't, B>, u8, Option<(u32, u8)>) -> IResult<Option<(u32, u8)>, B::Error>,
+    ) -> IResult<(), B::Error> {
         let (level, upper) = self.slot_level(slot);
         self.set_head(b, slot, &Level0Head { count: 0, level, flags: NODE_IN_GRAPH, upper })?;
         for l in 1..=level {
@@ -704,8 +706,8 @@ impl<'t> VecIndex<'t> {
             put_u32(&mut wr(b, blk)?, off, 0);
         }
         let entry = self.entry()?;
-        let mut g = GraphStore { b, ix: self, query: vector, bounce: &mut *s.bounce };
-        let new_entry = hnsw::insert(&mut g, visited, &mut s.hnsw, &self.params, slot, level, entry)?;
+        let mut g = GraphStore { b, ix: self, query: vector, bounce };
+        let new_entry = connect(&mut g, level, entry)?;
         if let Some((e, l)) = new_entry {
             self.header.entry = e;
             self.header.entry_level = u32::from(l);
@@ -1095,11 +1097,7 @@ impl VecIndex<'_> {
         if vector.len() != self.dim as usize {
             return Err(IndexError::Invalid("vector dimension"));
         }
-        let live = self
-            .header
-            .live
-            .checked_add(1)
-            .ok_or(FormatError::Corrupt { what: "hnsw live count", value: u64::from(self.header.live) })?;
+        let live = self.next_live()?;
         if !self.slot_in_use(b, slot)? {
             return Err(IndexError::Invalid("reinserting a slot free in the vector bitmap"));
         }
