@@ -71,3 +71,25 @@ VEXFS_CONSOLE_ERRORS='BUG:|kernel BUG at|Oops|WARNING:|Kernel panic|general prot
 
 # Prints the lines of console log FILE that match VEXFS_CONSOLE_ERRORS; status 0 if there are any.
 console_errors() { tr -d '\r' < "$1" | grep -aE -- "$VEXFS_CONSOLE_ERRORS"; }
+
+# Prints the Python of the benchmarks' venv ($VEXFS_CACHE/bench-venv, with hnswlib, faiss-cpu and
+# numpy from PyPI), making and filling it first if needed (python3-venv from Debian if missing).
+bench_python() {
+    local venv=$VEXFS_CACHE/bench-venv sudo=""
+    if [ ! -x "$venv/bin/python" ]; then
+        log "creating $venv"
+        mkdir -p "$VEXFS_CACHE"
+        if ! python3 -m venv "$venv" 2>/dev/null; then
+            rm -rf "$venv"
+            [ "$(id -u)" -eq 0 ] || sudo=sudo
+            $sudo apt-get update -qq
+            DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3-venv >/dev/null
+            python3 -m venv "$venv"
+        fi
+    fi
+    if ! "$venv/bin/python" -c 'import hnswlib, faiss, numpy' 2>/dev/null; then
+        log "pip install hnswlib faiss-cpu numpy (hnswlib compiles from source: ~1 min)"
+        "$venv/bin/python" -m pip install --quiet hnswlib faiss-cpu numpy >&2
+    fi
+    echo "$venv/bin/python"
+}

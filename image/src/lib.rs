@@ -5,7 +5,8 @@
 //!
 //! - [`device`]: [`BlockDevice`](vexfs_core::io::BlockDevice) on a file, a block device or memory.
 //! - [`Image`]: an opened filesystem: inodes, extents, files, directories, path lookup.
-//! - [`mkfs::format`]: writes a new filesystem.
+//! - [`mkfs::format`]: writes a new filesystem; [`bulk`] populates a new one from an `.fvecs`
+//!   file (`mkfs.vexfs --import`).
 //! - [`journal`]: the journal as the tools see it (its contents, recovery, the writer's staging).
 //! - [`overlay`]: a device whose writes stay in memory (`fsck.vexfs -n` replays into one).
 //! - [`fsck`]: checks a filesystem and repairs what can be repaired.
@@ -14,12 +15,14 @@
 //!   tests and tools.
 //! - [`vectors`]: the vector index of an image (memory-mapped searches, the writer's block
 //!   cache, the memory of index operations).
-//! - [`vecfile`]: `.fvecs` / `.ivecs` files (the one reader of the tools, examples and tests).
+//! - [`vecfile`]: `.fvecs` / `.ivecs` files (the one reader of the tools, examples and tests);
+//!   [`texts`]: the `.jsonl` passages that go with them.
 //! - [`sample`]: small populated filesystems for tests.
 //! - [`show`]: the region table, byte sizes and UUIDs as the tools print them.
 
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod bulk;
 pub mod device;
 mod dirs;
 mod error;
@@ -31,6 +34,7 @@ pub mod mkfs;
 pub mod overlay;
 pub mod sample;
 pub mod show;
+pub mod texts;
 pub mod vecfile;
 pub mod vectors;
 pub mod writer;

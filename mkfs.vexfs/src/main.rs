@@ -1,4 +1,6 @@
-//! mkfs.vexfs: creates a vexfs filesystem on a block device or an image file.
+//! mkfs.vexfs: creates a vexfs filesystem on a block device or an image file, and with
+//! `--import` populates it from an `.fvecs` file (`vexfs_image::bulk`), as `mke2fs -d` does
+//! from a directory.
 //!
 //! Exit codes as mke2fs ([`vexfs_image::exit::MKFS`]): 0 success, 1 any failure (including
 //! usage errors).
@@ -6,16 +8,20 @@
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
 use std::fs::{self, File, OpenOptions};
-use std::io::Read;
+use std::io::{BufReader, IsTerminal, Read};
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, ValueEnum};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use vexfs_image::bulk::{self, ImportOpts, Phase};
 use vexfs_image::exit::MKFS;
 use vexfs_image::mkfs::FormatOpts;
 use vexfs_image::show::{device_map_table, encode_label, format_uuid, human_bytes, parse_uuid};
+use vexfs_image::texts::Texts;
+use vexfs_image::vecfile::Fvecs;
 use vexfs_image::vexfs_core::embed::{min_journal_blocks, worst_step_blocks};
 use vexfs_image::vexfs_core::format::layout::{MkfsParams, DEFAULT_EF_CONSTRUCTION, DEFAULT_M};
 use vexfs_image::vexfs_core::format::superblock::{
@@ -23,7 +29,8 @@ use vexfs_image::vexfs_core::format::superblock::{
 };
 use vexfs_image::vexfs_core::format::BLOCK_SIZE;
 use vexfs_image::vexfs_core::io::BlockDevice;
-use vexfs_image::{mkfs, FileDevice};
+use vexfs_image::writer::Writer;
+use vexfs_image::{mkfs, FileDevice, Image};
 
 /// Create a vexfs filesystem (files with vector embeddings) on DEVICE or image FILE.
 #[derive(Parser, Debug)]
@@ -61,12 +68,35 @@ struct Cli {
     /// Vector slots (default: what fits in a quarter of the device).
     #[arg(long, value_name = "N")]
     vectors: Option<u64>,
-    /// Vector dimension (float32 components per embedding).
-    #[arg(long, value_name = "N")]
-    dim: u32,
+    /// Vector dimension (float32 components per embedding); with --import, that of the file
+    /// by default.
+    #[arg(long, value_name = "N", required_unless_present = "import")]
+    dim: Option<u32>,
     /// Distance metric of the vectors.
-    #[arg(long, value_enum)]
-    metric: MetricArg,
+    #[arg(long, value_enum, required_unless_present = "resume")]
+    metric: Option<MetricArg>,
+    /// Populate the new filesystem from VECTORS.fvecs: row i becomes the file DIR/i (see
+    /// --import-dir) with row i as its embedding, every vector linked into the HNSW graph, as
+    /// `vexctl import` and the index worker would do on the mounted filesystem. The default
+    /// vector slots and inodes grow to hold every row.
+    #[arg(long, value_name = "VECTORS.fvecs")]
+    import: Option<PathBuf>,
+    /// With --import: passages, one JSON object per line; the "text" of line i is the content
+    /// of file i (without this option the files are empty).
+    #[arg(long, value_name = "PASSAGES.jsonl", requires = "import")]
+    texts: Option<PathBuf>,
+    /// With --import: the directory of the files, below the root (default: the root itself).
+    #[arg(long, value_name = "NAME", requires = "import")]
+    import_dir: Option<String>,
+    /// With --import: rows per journal sync; an interrupted import loses at most this many
+    /// and goes on with --resume.
+    #[arg(long, value_name = "N", default_value_t = 1000, requires = "import",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    batch: u64,
+    /// With --import: do not format; go on with an interrupted import into the vexfs on
+    /// DEVICE|FILE (rows whose file already carries an embedding are skipped).
+    #[arg(long, requires = "import", conflicts_with_all = ["size", "dry_run"])]
+    resume: bool,
     /// HNSW neighbours per node above level 0.
     #[arg(long = "hnsw-m", value_name = "M", default_value_t = DEFAULT_M)]
     hnsw_m: u32,
@@ -202,8 +232,102 @@ fn existing_filesystem(path: &Path) -> Result<Option<String>, String> {
     Ok(None)
 }
 
+/// The vectors and passages of `--import`, checked whole before anything is written.
+struct ImportInput {
+    vecs: Fvecs<BufReader<File>>,
+    texts: Option<Texts<BufReader<File>>>,
+}
+
+fn open_import(cli: &Cli) -> Result<Option<ImportInput>, String> {
+    let Some(path) = &cli.import else { return Ok(None) };
+    let mut vecs = Fvecs::open(path)?;
+    vecs.check_all()?;
+    let texts = match &cli.texts {
+        Some(p) => {
+            let lines = Texts::open(p)?.check_all()?;
+            if lines < vecs.rows() {
+                return Err(format!(
+                    "{} has {lines} lines but {} has {} rows: line i holds the text of row i",
+                    p.display(),
+                    path.display(),
+                    vecs.rows()
+                ));
+            }
+            Some(Texts::open(p)?)
+        }
+        None => None,
+    };
+    Ok(Some(ImportInput { vecs, texts }))
+}
+
+/// Runs the import into `dev`'s filesystem with a progress bar (hidden by --quiet or when
+/// stderr is not a terminal) and prints what it did.
+fn run_import(cli: &Cli, dev: FileDevice, mut input: ImportInput) -> Result<(), String> {
+    let shown = cli.device.display();
+    let img = Image::open(dev).map_err(|e| format!("{shown}: {e}"))?;
+    let mut w = Writer::new(img).map_err(|e| format!("{shown}: {e}"))?;
+    let bar = ProgressBar::new(input.vecs.rows());
+    if cli.quiet || !std::io::stderr().is_terminal() {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    let style = |what: &str| {
+        ProgressStyle::with_template(&format!(
+            "{{elapsed_precise}} [{{wide_bar}}] {{pos}}/{{len}} {what}, {{per_sec}}, eta {{eta}}"
+        ))
+        .map(|s| s.progress_chars("=> "))
+        .map_err(|e| e.to_string())
+    };
+    bar.set_style(style("files")?);
+    let links_style = style("vectors linked")?;
+    let opts = ImportOpts { dir: cli.import_dir.clone(), batch: cli.batch };
+    let mut phase = Phase::Files;
+    let result = bulk::import(&mut w, &mut input.vecs, input.texts.as_mut(), &opts, |p, done, total| {
+        if p != phase {
+            phase = p;
+            bar.set_style(links_style.clone());
+            bar.set_length(total);
+            bar.reset();
+        }
+        bar.set_position(done);
+    });
+    bar.finish_and_clear();
+    let st = result.map_err(|e| {
+        format!("{shown}: {e}\nmkfs.vexfs: the import stopped; what was done is on the device: run the same command with --resume to go on")
+    })?;
+    w.commit().map_err(|e| format!("{shown}: {e}"))?;
+    if !cli.quiet {
+        let dir = cli.import_dir.as_deref().unwrap_or("");
+        let rate = |n: u64, secs: f64| if secs > 0.0 { n as f64 / secs } else { 0.0 };
+        println!(
+            "Imported {} rows into /{dir} (skipped {}, already embedded): files in {:.1} s ({:.0}/s), \
+             {} vectors linked in {:.1} s ({:.0}/s).",
+            st.imported,
+            st.skipped,
+            st.files_secs,
+            rate(st.imported, st.files_secs),
+            st.linked,
+            st.links_secs,
+            rate(st.linked, st.links_secs)
+        );
+    }
+    Ok(())
+}
+
 fn run(cli: &Cli) -> Result<(), String> {
     let shown = cli.device.display();
+    let input = open_import(cli)?;
+    if cli.resume {
+        let Some(input) = input else { return Err("--resume needs --import".into()) };
+        let dev = FileDevice::open(&cli.device, true).map_err(|e| format!("{shown}: {e}"))?;
+        return run_import(cli, dev, input);
+    }
+    let dim = match (cli.dim, &input) {
+        (Some(d), _) => d,
+        (None, Some(i)) => i.vecs.dim(),
+        (None, None) => return Err("--dim is required".into()),
+    };
+    let metric = cli.metric.ok_or("--metric is required")?;
+    let rows = input.as_ref().map_or(0, |i| i.vecs.rows());
     let label = encode_label(cli.label.as_deref().unwrap_or(""))?;
     let uuid = match cli.uuid.as_deref() {
         None | Some("random") => {
@@ -233,8 +357,8 @@ fn run(cli: &Cli) -> Result<(), String> {
         inode_count: cli.inodes,
         journal_blocks: cli.journal_blocks,
         vec_capacity: cli.vectors,
-        dim: cli.dim,
-        metric: cli.metric.into(),
+        dim,
+        metric: metric.into(),
         m: cli.hnsw_m,
         ef_construction: cli.ef_construction,
         uuid,
@@ -250,6 +374,18 @@ fn run(cli: &Cli) -> Result<(), String> {
     let lay = |p: &MkfsParams, opts: FormatOpts| mkfs::layout_with(p, opts);
     let mut sb =
         lay(&params, opts).map_err(|e| format!("cannot lay out {} bytes with these parameters: {e}", bytes))?;
+    // An import needs a slot per row and an inode per row (plus the root and its directory).
+    let inodes_needed = rows.saturating_add(2);
+    if cli.vectors.is_none() && sb.vec_capacity < rows {
+        params.vec_capacity = Some(rows);
+    }
+    if cli.inodes.is_none() && u64::from(sb.inode_count) < inodes_needed {
+        params.inode_count = Some(u32::try_from(inodes_needed).map_err(|_| format!("{rows} rows: too many files"))?);
+    }
+    if params.vec_capacity != cli.vectors || params.inode_count != cli.inodes {
+        sb = lay(&params, opts)
+            .map_err(|e| format!("{bytes} bytes cannot hold the {rows} rows to import ({e}): give a larger SIZE"))?;
+    }
     // The kernel refuses a read-write mount of a journal three quarters of which cannot hold the
     // filesystem's largest transaction step (docs/DURABILITY.md): grow the default journal to
     // that floor, refuse a smaller --journal-blocks; when the device cannot hold it and the
@@ -303,6 +439,13 @@ fn run(cli: &Cli) -> Result<(), String> {
             }
         }
     }
+    if sb.vec_capacity < rows || u64::from(sb.inode_count) < inodes_needed {
+        return Err(format!(
+            "{bytes} bytes hold {} vector slots and {} inodes, too few for the {rows} rows to import: \
+             give a larger SIZE (or more --vectors and --inodes)",
+            sb.vec_capacity, sb.inode_count
+        ));
+    }
     if !cli.quiet {
         print_summary(cli, &sb);
     }
@@ -331,6 +474,9 @@ fn run(cli: &Cli) -> Result<(), String> {
         println!("Writing metadata{}...", if zeroed { "" } else { " (zeroing the metadata regions)" });
     }
     mkfs::format_with(&mut dev, &params, zeroed, opts).map_err(|e| format!("{shown}: {e}"))?;
+    if let Some(input) = input {
+        run_import(cli, dev, input)?;
+    }
     if !cli.quiet {
         println!("Done: {shown} holds vexfs format v{FORMAT_VERSION}.");
     }

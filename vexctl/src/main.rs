@@ -18,7 +18,6 @@ mod offline;
 mod online;
 mod results;
 mod search_image;
-mod texts;
 
 // The ABI and the ioctl calls live in the library (src/lib.rs), shared with testkit's tools.
 use vexctl::{abi, ioctl};

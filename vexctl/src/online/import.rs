@@ -7,13 +7,13 @@ use std::time::Instant;
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use vexfs_image::texts::Texts;
 use vexfs_image::vecfile::Fvecs;
 
 use super::set::set_flags;
 use super::{check_dim, ioctl_error, open_vexfs, print_out, stats_of, Call, Sent};
 use crate::ioctl;
 use crate::offline::CmdResult;
-use crate::texts::Texts;
 
 /// The arguments of `vexctl import`.
 #[derive(Args, Debug)]

@@ -1,11 +1,13 @@
-//! The passages that `vexctl import --texts` writes into the files: a `.jsonl` file, one JSON
-//! object per line, line `i` belonging to row `i` of the vectors; its `"text"` string is the
-//! passage (other fields are ignored). The vectors themselves are read by
-//! [`vexfs_image::vecfile`].
+//! The passages that `vexctl import --texts` and `mkfs.vexfs --import --texts` write into the
+//! files: a `.jsonl` file, one JSON object per line, line `i` belonging to row `i` of the
+//! vectors; its `"text"` string is the passage (other fields are ignored). The vectors
+//! themselves are read by [`crate::vecfile`].
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader};
 use std::path::Path;
+
+use crate::{Error, Result};
 
 /// The passages of a `.jsonl` file, read line by line.
 pub struct Texts<R> {
@@ -15,9 +17,9 @@ pub struct Texts<R> {
 }
 
 impl Texts<BufReader<File>> {
-    /// Opens a `.jsonl` file.
-    pub fn open(path: &Path) -> Result<Self, String> {
-        let f = File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    /// Opens a `.jsonl` file. Errors: `Io` (`cannot open PATH: ...`).
+    pub fn open(path: &Path) -> Result<Self> {
+        let f = File::open(path).map_err(Error::io(format!("cannot open {}", path.display())))?;
         Ok(Self::new(BufReader::new(f), &path.display().to_string()))
     }
 }
@@ -29,15 +31,20 @@ impl<R: BufRead> Texts<R> {
     }
 
     /// The `"text"` of the next line (line numbers count from 0, as rows do); `None` at the end.
-    pub fn next_text(&mut self) -> Result<Option<String>, String> {
+    /// Errors: `Invalid` (`NAME: line N: ...`) for a line that is not a JSON object with a
+    /// `"text"` string, or not UTF-8.
+    pub fn next_text(&mut self) -> Result<Option<String>> {
         let line = self.line;
         let Some(l) = self.lines.next() else {
             return Ok(None);
         };
         self.line += 1;
-        let l = l.map_err(|e| format!("{}: line {line}: {e}", self.name))?;
+        let l = l.map_err(|e| Error::Invalid(format!("{}: line {line}: {e}", self.name)))?;
         let bad = |what: String| {
-            format!("{}: line {line}: {what} (each line must be a JSON object with a \"text\" string)", self.name)
+            Error::Invalid(format!(
+                "{}: line {line}: {what} (each line must be a JSON object with a \"text\" string)",
+                self.name
+            ))
         };
         let v: serde_json::Value = serde_json::from_str(&l).map_err(|e| bad(e.to_string()))?;
         match v.get("text") {
@@ -48,8 +55,9 @@ impl<R: BufRead> Texts<R> {
         }
     }
 
-    /// Reads to the end, checking every line; returns the number of lines.
-    pub fn check_all(&mut self) -> Result<u64, String> {
+    /// Reads to the end, checking every line; returns the number of lines. Errors: as
+    /// [`Self::next_text`].
+    pub fn check_all(&mut self) -> Result<u64> {
         while self.next_text()?.is_some() {}
         Ok(self.line)
     }
@@ -93,11 +101,11 @@ mod tests {
             ("[\"a\"]\n", "p.jsonl: line 0: not a JSON object"),
             ("\"text\"\n", "p.jsonl: line 0: not a JSON object"),
         ] {
-            let e = texts(input).check_all().unwrap_err();
+            let e = texts(input).check_all().unwrap_err().to_string();
             assert!(e.starts_with(want), "{input:?}: {e}");
             assert!(e.ends_with("(each line must be a JSON object with a \"text\" string)"), "{e}");
         }
         let mut bad_utf8 = Texts::new(Cursor::new(b"{\"text\":\"\xff\"}\n".to_vec()), "p.jsonl");
-        assert!(bad_utf8.next_text().unwrap_err().starts_with("p.jsonl: line 0: "));
+        assert!(bad_utf8.next_text().unwrap_err().to_string().starts_with("p.jsonl: line 0: "));
     }
 }

@@ -1,0 +1,255 @@
+//! Bulk loading (`mkfs.vexfs --import`): populates an unmounted filesystem from an `.fvecs`
+//! file, as `mke2fs -d` populates one from a directory, with exactly the layout of
+//! `vexctl import` on a mounted one: row `i` becomes the regular file `DIR/i` (mode 0644),
+//! holding the `"text"` of line `i` of the passages if any (else empty), with row `i` as its
+//! one embedding (chunk 0).
+//!
+//! Two phases, through [`Writer`] (the kernel's format, index and journal code), each synced
+//! through the journal every [`ImportOpts::batch`] rows, so that an interrupted load leaves a
+//! consistent filesystem on which [`import`] run again resumes:
+//! 1. **files**: each row's file created and its vector stored pending
+//!    ([`Indexing::Deferred`], as the kernel's SET stores it). A row whose file already carries
+//!    an embedding is skipped; one whose file exists without one gets it.
+//! 2. **links**: every pending vector linked into the HNSW graph in slot order
+//!    (`IndexMem::index_pending`, the kernel's index worker's code), so the image mounts with
+//!    nothing left for the worker.
+
+use std::io::{BufRead, Read, Seek};
+use std::time::Instant;
+
+use vexfs_core::embed::Indexing;
+use vexfs_core::format::superblock::ROOT_INO;
+
+use crate::texts::Texts;
+use crate::vecfile::Fvecs;
+use crate::writer::Writer;
+use crate::{Error, Result};
+
+/// What [`import`] does.
+#[derive(Debug, Clone)]
+pub struct ImportOpts {
+    /// Directory of the files, below the root (made if missing, mode 0755); `None`: the root.
+    pub dir: Option<String>,
+    /// Rows per journal sync (at least 1): a crash loses at most the rows since the last.
+    pub batch: u64,
+}
+
+impl Default for ImportOpts {
+    fn default() -> Self {
+        ImportOpts { dir: None, batch: 1000 }
+    }
+}
+
+/// The phase [`import`] reports progress of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Files created (of the rows).
+    Files,
+    /// Vectors linked into the graph (of those pending when the phase began).
+    Links,
+}
+
+/// What [`import`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ImportStats {
+    /// Rows whose file got its embedding in this run.
+    pub imported: u64,
+    /// Rows skipped: their file already carried an embedding (an earlier, interrupted run).
+    pub skipped: u64,
+    /// Vectors linked into the graph.
+    pub linked: u64,
+    /// Seconds of the files phase.
+    pub files_secs: f64,
+    /// Seconds of the links phase.
+    pub links_secs: f64,
+}
+
+/// The inode of directory `name` below the root, made (mode 0755) if missing; the root for
+/// `None`. Errors: `Invalid` when `name` is not a valid name or names something that is not a
+/// directory; those of the writer.
+fn import_dir<D>(w: &mut Writer<D>, name: Option<&str>) -> Result<u32>
+where
+    D: vexfs_core::io::BlockDevice<Error = std::io::Error>,
+{
+    let Some(name) = name else { return Ok(ROOT_INO) };
+    let img = w.image();
+    let root = img.inode(ROOT_INO)?;
+    match img.find_entry(ROOT_INO, &root, name.as_bytes())? {
+        Some(e) if img.inode(e.ino)?.is_dir() => Ok(e.ino),
+        Some(_) => Err(Error::Invalid(format!("/{name} exists and is not a directory"))),
+        None => w.mkdir(ROOT_INO, name, 0o755),
+    }
+}
+
+/// Populates the filesystem of `w` from `vecs` (see the module's docs): row `i` becomes file
+/// `i` of the import directory, with the text of line `i` of `texts` (which must have at least
+/// as many lines as `vecs` has rows). `progress(phase, done, total)` is called after every row
+/// of each phase. Returns what was done; the writer is synced (everything is on the device).
+/// Errors: `Invalid` for vectors of another dimension than the filesystem's, too few passages,
+/// no room (inodes, blocks, vector slots: the rows before are kept, synced), a bad import
+/// directory; `Io`; `Format` for a corrupt filesystem.
+pub fn import<D, R, T>(
+    w: &mut Writer<D>,
+    vecs: &mut Fvecs<R>,
+    mut texts: Option<&mut Texts<T>>,
+    opts: &ImportOpts,
+    mut progress: impl FnMut(Phase, u64, u64),
+) -> Result<ImportStats>
+where
+    D: vexfs_core::io::BlockDevice<Error = std::io::Error>,
+    R: Read + Seek,
+    T: BufRead,
+{
+    let dim = w.image().sb().vec_dim;
+    if vecs.dim() != dim {
+        return Err(Error::Invalid(format!(
+            "{} has vectors of dimension {}, the filesystem {dim}",
+            vecs.name(),
+            vecs.dim()
+        )));
+    }
+    let batch = opts.batch.max(1);
+    let rows = vecs.rows();
+    let dir = import_dir(w, opts.dir.as_deref())?;
+    w.set_indexing(Indexing::Deferred);
+    let mut st = ImportStats::default();
+    let start = Instant::now();
+    vecs.for_each(|row, v| {
+        let text = match texts.as_deref_mut() {
+            Some(t) => t.next_text()?.ok_or_else(|| {
+                Error::Invalid(format!("the passages end at line {row}, before the {rows} rows of the vectors"))
+            })?,
+            None => String::new(),
+        };
+        let name = row.to_string();
+        let img = w.image();
+        let existing = img.find_entry(dir, &img.inode(dir)?, name.as_bytes())?;
+        let ino = match existing {
+            Some(e) => {
+                let inode = img.inode(e.ino)?;
+                if !inode.is_reg() {
+                    return Err(Error::Invalid(format!(
+                        "file {name} of the import directory exists and is not a regular file"
+                    )));
+                }
+                if !img.vec_slots(e.ino, &inode)?.is_empty() {
+                    st.skipped += 1;
+                    progress(Phase::Files, row + 1, rows);
+                    return Ok(());
+                }
+                e.ino
+            }
+            None => w.create(dir, &name, text.as_bytes())?,
+        };
+        w.set_embeddings(ino, &[v])?;
+        st.imported += 1;
+        if (row + 1) % batch == 0 {
+            w.sync()?;
+        }
+        progress(Phase::Files, row + 1, rows);
+        Ok(())
+    })?;
+    w.sync()?;
+    st.files_secs = start.elapsed().as_secs_f64();
+
+    let start = Instant::now();
+    let total = u64::from(w.vector_header()?.pending);
+    let step = usize::try_from(batch).unwrap_or(usize::MAX);
+    loop {
+        let n = w.index_pending(step)?;
+        if n == 0 {
+            break;
+        }
+        st.linked += n as u64;
+        w.sync()?;
+        progress(Phase::Links, st.linked, total);
+    }
+    st.links_secs = start.elapsed().as_secs_f64();
+    Ok(st)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vecfile::fvecs_bytes;
+    use crate::{fsck, mkfs, sample, Image, MemDevice};
+    use std::io::Cursor;
+    use vexfs_core::format::superblock::Metric;
+
+    fn image(dim: u32) -> Image<MemDevice> {
+        let mut dev = MemDevice::new(4096);
+        let p = vexfs_core::format::layout::MkfsParams { dim, metric: Metric::L2, ..sample::params(4096) };
+        mkfs::format(&mut dev, &p, true).unwrap();
+        Image::open(dev).unwrap()
+    }
+
+    /// `n` distinct rows: component 0 is the row number.
+    fn rows(n: usize, dim: usize) -> Vec<Vec<f32>> {
+        (0..n)
+            .map(|i| (0..dim).map(|j| if j == 0 { i as f32 } else { ((i * 31 + j * 7) % 17) as f32 - 8.0 }).collect())
+            .collect()
+    }
+
+    #[test]
+    fn files_texts_and_links() {
+        let data = rows(300, 8);
+        let mut vecs = Fvecs::new(Cursor::new(fvecs_bytes(&data)), "v.fvecs").unwrap();
+        let jsonl: String = (0..300).map(|i| format!("{{\"text\": \"row {i}\"}}\n")).collect();
+        let mut texts = Texts::new(Cursor::new(jsonl.into_bytes()), "t.jsonl");
+        let mut w = Writer::new(image(8)).unwrap();
+        let opts = ImportOpts { dir: Some("docs".into()), batch: 64 };
+        let mut seen = Vec::new();
+        let st = import(&mut w, &mut vecs, Some(&mut texts), &opts, |p, d, t| seen.push((p, d, t))).unwrap();
+        assert_eq!((st.imported, st.skipped, st.linked), (300, 0, 300));
+        assert_eq!(seen.first(), Some(&(Phase::Files, 1, 300)));
+        assert_eq!(seen.last(), Some(&(Phase::Links, 300, 300)));
+        let h = w.vector_header().unwrap();
+        assert_eq!((h.live, h.pending), (300, 0));
+        // Every file holds its text and its row's vector; the nearest file to a row is itself.
+        let img = w.image();
+        for i in [0usize, 1, 63, 64, 299] {
+            let ino = img.lookup(&format!("/docs/{i}")).unwrap();
+            let inode = img.inode(ino).unwrap();
+            assert_eq!(img.read_file(ino, &inode).unwrap(), format!("row {i}").as_bytes());
+            assert_eq!(img.vec_slots(ino, &inode).unwrap().len(), 1);
+        }
+        for i in [0usize, 150, 299] {
+            let hits = w.search(&data[i], 1, 64).unwrap();
+            let ino = w.image().lookup(&format!("/docs/{i}")).unwrap();
+            assert_eq!(hits[0].dist_bits(), 0.0f32.to_bits(), "row {i}");
+            assert_eq!(hits[0].ino, u64::from(ino), "row {i}");
+        }
+        let bytes = w.commit().unwrap().into_device().bytes;
+        let (img, early) = fsck::open(MemDevice { bytes }).unwrap();
+        let problems = fsck::check(&img, early).unwrap().problems;
+        assert!(problems.is_empty(), "{problems:#?}");
+    }
+
+    #[test]
+    fn resumes_and_refuses_bad_input() {
+        let data = rows(100, 4);
+        let bytes = fvecs_bytes(&data);
+        let mut w = Writer::new(image(4)).unwrap();
+        // An interrupted run: the first 40 rows only.
+        let mut first = Fvecs::new(Cursor::new(fvecs_bytes(&data[..40])), "v.fvecs").unwrap();
+        let st = import(&mut w, &mut first, None::<&mut Texts<Cursor<Vec<u8>>>>, &ImportOpts::default(), |_, _, _| {})
+            .unwrap();
+        assert_eq!((st.imported, st.linked), (40, 40));
+        let mut all = Fvecs::new(Cursor::new(bytes), "v.fvecs").unwrap();
+        let st = import(&mut w, &mut all, None::<&mut Texts<Cursor<Vec<u8>>>>, &ImportOpts::default(), |_, _, _| {})
+            .unwrap();
+        assert_eq!((st.imported, st.skipped, st.linked), (60, 40, 60));
+        assert_eq!(w.vector_header().unwrap().live, 100);
+        // Another dimension; too few passages (the rows before are kept).
+        let mut wrong = Fvecs::new(Cursor::new(fvecs_bytes(&rows(3, 5))), "w.fvecs").unwrap();
+        let e = import(&mut w, &mut wrong, None::<&mut Texts<Cursor<Vec<u8>>>>, &ImportOpts::default(), |_, _, _| {})
+            .unwrap_err();
+        assert!(e.to_string().contains("dimension 5, the filesystem 4"), "{e}");
+        let mut short = Texts::new(Cursor::new(b"{\"text\": \"a\"}\n".to_vec()), "t.jsonl");
+        let mut two = Fvecs::new(Cursor::new(fvecs_bytes(&rows(2, 4))), "v.fvecs").unwrap();
+        let opts = ImportOpts { dir: Some("more".into()), batch: 1 };
+        let e = import(&mut w, &mut two, Some(&mut short), &opts, |_, _, _| {}).unwrap_err();
+        assert!(e.to_string().contains("the passages end at line 1"), "{e}");
+        assert!(w.image().lookup("/more/0").is_ok());
+    }
+}
