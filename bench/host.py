@@ -420,9 +420,12 @@ def report(a):
             sweep.append({"ef": ef, "recall": min(g["recall"] for g in gs), "qps": b["qps"],
                           "p50": b["p50_us"], "p99": b["p99_us"]})
         rounds_vh = len({g["round"] for g in vh})
+        built = ("the image the kernel built in the guest" if a.vindex_image == "guest" else
+                 "an image bulk-loaded on the host by `mkfs.vexfs --import` (the kernel's insert "
+                 "code in userspace)")
         w("The same sweep through `core::vindex` (what the module runs: the on-disk records through "
-          "the `Blocks` trait, via the image crate's `Searcher`, as `vexctl search-image`) over the "
-          "image the kernel built in the guest, on the host CPU with its distance kernels "
+          "the `Blocks` trait, via the image crate's `Searcher`, as `vexctl search-image`) over "
+          f"{built}, on the host CPU with its distance kernels "
           f"({vh[0].get('distance_impl', '?')}); best of {rounds_vh} rounds × 2 passes. The graph "
           "is the kernel's (seeded by mkfs), not `MemIndex`'s, so recall differs slightly from the "
           "table above. This is the nearest figure to the kernel's speed on real hardware (KVM "
@@ -639,6 +642,8 @@ def main():
     s.add_argument("--host", required=True)
     s.add_argument("--guest")
     s.add_argument("--vindex-host")
+    s.add_argument("--vindex-image", choices=["guest", "host"], default="guest",
+                   help="who built the image of --vindex-host")
     s.add_argument("--out", required=True)
     s.add_argument("--wall-secs", type=float, default=0)
     s.add_argument("--host-secs", type=float, default=0)

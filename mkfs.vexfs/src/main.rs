@@ -78,7 +78,7 @@ struct Cli {
     /// Populate the new filesystem from VECTORS.fvecs: row i becomes the file DIR/i (see
     /// --import-dir) with row i as its embedding, every vector linked into the HNSW graph, as
     /// `vexctl import` and the index worker would do on the mounted filesystem. The default
-    /// vector slots and inodes grow to hold every row.
+    /// vector slots and inodes grow to hold every row, and a quarter more.
     #[arg(long, value_name = "VECTORS.fvecs")]
     import: Option<PathBuf>,
     /// With --import: passages, one JSON object per line; the "text" of line i is the content
@@ -374,13 +374,16 @@ fn run(cli: &Cli) -> Result<(), String> {
     let lay = |p: &MkfsParams, opts: FormatOpts| mkfs::layout_with(p, opts);
     let mut sb =
         lay(&params, opts).map_err(|e| format!("cannot lay out {} bytes with these parameters: {e}", bytes))?;
-    // An import needs a slot per row and an inode per row (plus the root and its directory).
+    // An import needs a slot per row and an inode per row (plus the root and its directory);
+    // a grown default leaves a quarter more (at least 1,024) for the files that come after.
     let inodes_needed = rows.saturating_add(2);
+    let spare = |n: u64| n.saturating_add((n / 4).max(1024));
     if cli.vectors.is_none() && sb.vec_capacity < rows {
-        params.vec_capacity = Some(rows);
+        params.vec_capacity = Some(spare(rows));
     }
     if cli.inodes.is_none() && u64::from(sb.inode_count) < inodes_needed {
-        params.inode_count = Some(u32::try_from(inodes_needed).map_err(|_| format!("{rows} rows: too many files"))?);
+        let n = spare(inodes_needed).min(u64::from(u32::MAX));
+        params.inode_count = Some(u32::try_from(n).map_err(|_| format!("{rows} rows: too many files"))?);
     }
     if params.vec_capacity != cli.vectors || params.inode_count != cli.inodes {
         sb = lay(&params, opts)
