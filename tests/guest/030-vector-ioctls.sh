@@ -22,10 +22,6 @@ script=$(guest_script vectors.guest <<'GUEST'
 . /lib/vexfs/guest-lib.sh
 ROW=$1
 Q=/share/query.fvecs
-# json_num KEY FILE: the number after "KEY": in FILE (vexctl's JSON).
-json_num() {
-    grep -o "\"$1\": *[0-9]*" "$2" | head -n 1 | tr -dc 0-9
-}
 # inos JSON-FILE: the inode numbers of the results, one per line, in order.
 inos() {
     grep -o '"ino":[0-9]*' "$1" | cut -d: -f2

@@ -31,9 +31,6 @@ script=$(guest_script bulk.guest <<'GUEST'
 . /lib/vexfs/guest-lib.sh
 SEED=$1
 Q=/share/query.fvecs
-json_num() {
-    grep -o "\"$1\": *[0-9]*" "$2" | head -n 1 | tr -dc 0-9
-}
 section "userspace core on the unmounted image"
 must vexctl search-image /dev/vda --fvecs $Q --all -k 10 --ef 64 --json > /tmp/user.json
 assert_eq "$(wc -l < /tmp/user.json)" 100 "result lines of search-image"

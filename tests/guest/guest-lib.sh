@@ -21,6 +21,11 @@ assert_eq() {
     [ "$1" = "$2" ] || fail "$3: got '$1', expected '$2'"
 }
 
+# json_num KEY FILE: the first number after "KEY": in FILE (vexctl's JSON, as --json prints it).
+json_num() {
+    grep -o "\"$1\": *[0-9]*" "$2" | head -n 1 | tr -dc 0-9
+}
+
 # must CMD ARGS...: runs CMD; fails the test (naming CMD) if it fails.
 must() {
     "$@" || fail "command failed (status $?): $*"
