@@ -2,7 +2,7 @@
 # Runs in the QEMU guest (bench/guest.sh boots it): the in-kernel search against the same core
 # code in userspace, on the same image, in the same guest.
 #
-#   guest-run.sh EFS PASSES ROUNDS K
+#   guest-run.sh EFS PASSES ROUNDS K [CONC_EF]
 #
 # /dev/vda: a fresh vexfs sized for the data; /share: base.fvecs, query.fvecs, groundtruth.ivecs
 # and the two benchmark tools (guest-search: VEXFS_IOC_SEARCH; bench_search: the image crate's
@@ -12,13 +12,21 @@
 # times: mount read-only, kernel searches, umount,
 # userspace searches on /dev/vda with the kernel's distance kernels, and a byte-for-byte
 # comparison of both sides' results for every EF; each side also searches with one thread per
-# vCPU at once (-t: "kernel-mt", "user-mt"). Every result is a line "BENCH {json}".
+# vCPU at once (-t: "kernel-mt", "user-mt").
+# With CONC_EF > 0 and a second disk /dev/vdb (a fresh vexfs sized for twice the base set), the
+# searches during an import: the base set imported into /mnt/docs alone ("conc-import"), the
+# kernel searches at CONC_EF on the idle index (phase "idle"), then /share/neg.fvecs imported
+# into /mnt/neg and linked while guest-search runs one pass after another (phase "during",
+# numbered by "iteration"), then the idle searches again (phase "after"); guest-search's records
+# of this part have their sides prefixed "conc-".
+# Every result is a line "BENCH {json}".
 # Never print the words the harness takes for kernel errors (see scripts/lib.sh).
 . /lib/vexfs/guest-lib.sh
 EFS=$1
 PASSES=$2
 ROUNDS=$3
 K=$4
+CONC_EF=${5:-0}
 # Threads searching at once in the second measurement of each EF: one per vCPU.
 THREADS=$(grep -c ^processor /proc/cpuinfo)
 S=/share
@@ -79,4 +87,45 @@ while [ "$r" -lt "$ROUNDS" ]; do
     done
     r=$((r + 1))
 done
+
+# conc_search PHASE ITERATION PASSES: guest-search at CONC_EF on the read-write mount of
+# /dev/vdb, its records tagged with the phase and iteration.
+conc_search() {
+    $S/guest-search /mnt /mnt/docs $S/query.fvecs $S/groundtruth.ivecs "$CONC_EF" -k "$K" -p "$3" \
+        -t "$THREADS" > /tmp/conc.out || fail "guest-search, phase $1 (status $?)"
+    sed -n "s/^BENCH {\"side\": \"/BENCH {\"phase\": \"$1\", \"iteration\": $2, \"side\": \"conc-/p" /tmp/conc.out
+}
+
+if [ "$CONC_EF" -gt 0 ] && [ -b /dev/vdb ]; then
+    section "searches during an import (/dev/vdb): the base set alone first"
+    mount_vexfs /dev/vdb /mnt
+    t0=$(date +%s)
+    out=$(vexctl import $S/base.fvecs /mnt/docs --quiet) || fail "vexctl import (second image): $out"
+    t1=$(date +%s)
+    must vexctl wait-indexed -q /mnt --timeout 7200
+    t2=$(date +%s)
+    echo "BENCH {\"side\": \"conc-import\", \"searches\": false, \"wall_secs\": $((t1 - t0)), \"linked_secs\": $((t2 - t0)), \"summary\": \"$out\"}"
+    conc_search idle 0 "$PASSES"
+
+    section "searches at ef $CONC_EF while $S/neg.fvecs is imported into /mnt/neg and linked"
+    rm -f /tmp/neg.times
+    (
+        s0=$(date +%s)
+        vexctl import $S/neg.fvecs /mnt/neg --quiet > /tmp/neg.out 2>&1 || exit 1
+        s1=$(date +%s)
+        vexctl wait-indexed -q /mnt --timeout 7200 >> /tmp/neg.out 2>&1 || exit 1
+        echo "$s0 $s1 $(date +%s)" > /tmp/neg.times
+    ) &
+    pid=$!
+    i=0
+    while kill -0 "$pid" 2> /dev/null; do
+        conc_search during "$i" 1
+        i=$((i + 1))
+    done
+    wait "$pid" || fail "import of neg.fvecs during the searches: $(cat /tmp/neg.out)"
+    read -r s0 s1 s2 < /tmp/neg.times
+    echo "BENCH {\"side\": \"conc-import\", \"searches\": true, \"wall_secs\": $((s1 - s0)), \"linked_secs\": $((s2 - s0)), \"search_runs\": $i, \"summary\": \"$(head -n 1 /tmp/neg.out)\"}"
+    conc_search after 0 "$PASSES"
+    umount /mnt || fail "umount of the second image"
+fi
 section "done"

@@ -3,14 +3,21 @@
 # code in userspace, in one QEMU guest, on one image.
 #
 #   bench/guest.sh DATA_DIR OUT.jsonl [--efs 16,32,64] [--passes 2] [--rounds 2] [--k 10]
-#                  [--timeout 5400]
+#                  [--timeout 5400] [--conc-ef EF | --no-concurrent]
 #
 # DATA_DIR holds base.fvecs, query.fvecs and groundtruth.ivecs. On the host: build the two tools
 # (bench/guest-search.c, static; image/examples/bench_search.rs, static musl), stage them with the
 # data in $VEXFS_CACHE/bench-guest/share, and format $VEXFS_CACHE/bench-guest/vexfs.img sized for
 # the data (--vectors = the base rows). In the guest (bench/guest-run.sh): vexctl import, then
-# kernel and userspace searches at each EF. OUT.jsonl gets the guest's "BENCH" records, then the
-# image's superblock (vexctl inspect --json) and fsck.vexfs's verdict, one JSON object per line.
+# kernel and userspace searches at each EF. Then, unless --no-concurrent, searches during an
+# import, on a second image ($VEXFS_CACHE/bench-guest/conc.img, /dev/vdb, sized for twice the
+# rows): the base set imported into /mnt/docs alone, then the negated base set (every component's
+# sign flipped: the same norms and spread, the same insert work, in the opposite direction from
+# the queries) imported into /mnt/neg while guest-search runs again and again at one ef (--conc-ef,
+# default the largest of --efs), one thread and one per vCPU; before and after it, the same
+# searches on the idle index. OUT.jsonl gets the guest's "BENCH" records, then the image's
+# superblock (vexctl inspect --json) and fsck.vexfs's verdict on both images, one JSON object per
+# line.
 # Needs scripts/setup to have run (kernel, module, tools). The console log is kept in
 # $VEXFS_CACHE/bench-guest/console.log.
 set -euo pipefail
@@ -20,9 +27,11 @@ set -euo pipefail
 DATA=$(realpath "$1")
 OUT=$2
 shift 2
-EFS=16,32,64 PASSES=2 ROUNDS=2 K=10 TIMEOUT=5400
+EFS=16,32,64 PASSES=2 ROUNDS=2 K=10 TIMEOUT=5400 CONC_EF=
 while [ $# -gt 0 ]; do
     case "$1" in
+        --no-concurrent) CONC_EF=0; shift; continue ;;
+        --conc-ef) CONC_EF=$2 ;;
         --efs) EFS=$2 ;;
         --passes) PASSES=$2 ;;
         --rounds) ROUNDS=$2 ;;
@@ -35,10 +44,14 @@ done
 for f in base.fvecs query.fvecs groundtruth.ivecs; do
     [ -f "$DATA/$f" ] || die "no $DATA/$f"
 done
+# The concurrent phase's ef: the largest of the list unless given.
+[ -n "$CONC_EF" ] || CONC_EF=$(echo "$EFS" | tr ',' '\n' | sort -n | tail -n 1)
+[[ $CONC_EF =~ ^[0-9]+$ ]] || die "bench/guest.sh: bad --conc-ef $CONC_EF"
 
 WORK=$VEXFS_CACHE/bench-guest
 SHARE=$WORK/share
 IMG=$WORK/vexfs.img
+CIMG=$WORK/conc.img
 LOG=$WORK/console.log
 rm -rf "$SHARE"
 mkdir -p "$SHARE"
@@ -65,11 +78,33 @@ rm -f "$IMG"
 "$VEXFS_HOST_BIN/mkfs.vexfs" -q --dim "$dim" --metric l2 --vectors "$n" -N $((n + 1024)) \
     "$IMG" "${size_mib}M"
 
+DISKS=(--disk "$IMG")
+rm -f "$CIMG"
+if [ "$CONC_EF" -gt 0 ]; then
+    log "guest bench: second image for the searches during an import (--vectors $((2 * n))), negated base set"
+    "$VEXFS_HOST_BIN/mkfs.vexfs" -q --dim "$dim" --metric l2 --vectors $((2 * n)) -N $((2 * n + 2048)) \
+        "$CIMG" "$((2 * size_mib))M"
+    DISKS+=(--disk "$CIMG")
+    # Row i of neg.fvecs is -(row i of base.fvecs): the sign bit of every float flipped, the
+    # leading dimension word of each row kept.
+    python3 - "$DATA/base.fvecs" "$SHARE/neg.fvecs" "$dim" <<'EOF'
+import array, sys
+src, dst, dim = sys.argv[1], sys.argv[2], int(sys.argv[3])
+words = array.array("I")
+with open(src, "rb") as f:
+    words.frombytes(f.read())
+width = dim + 1
+neg = array.array("I", (x if i % width == 0 else x ^ 0x80000000 for i, x in enumerate(words)))
+with open(dst, "wb") as f:
+    neg.tofile(f)
+EOF
+fi
+
 log "guest bench: booting the guest (TCG; import and searches take minutes; timeout ${TIMEOUT}s)"
 start=$SECONDS
 status=0
-VEXFS_GUEST_LOG=$LOG "$VEXFS_ROOT/qemu/run-guest" --disk "$IMG" --share "$SHARE" --timeout "$TIMEOUT" \
-    "$VEXFS_ROOT/bench/guest-run.sh" "$EFS" "$PASSES" "$ROUNDS" "$K" > "$WORK/run-guest.out" 2>&1 || status=$?
+VEXFS_GUEST_LOG=$LOG "$VEXFS_ROOT/qemu/run-guest" "${DISKS[@]}" --share "$SHARE" --timeout "$TIMEOUT" \
+    "$VEXFS_ROOT/bench/guest-run.sh" "$EFS" "$PASSES" "$ROUNDS" "$K" "$CONC_EF" > "$WORK/run-guest.out" 2>&1 || status=$?
 if [ $status -ne 0 ]; then
     tail -n 40 "$WORK/run-guest.out" >&2
     die "guest bench failed (run-guest status $status); console log $LOG"
@@ -83,5 +118,10 @@ grep -E '^(== |imported |first differing|[0-9]+ [0-9]+ [0-9]+ [0-9]+ [0-9a-f]{8}
     fsck_status=0
     "$VEXFS_HOST_BIN/fsck.vexfs" -n "$IMG" > "$WORK/fsck.out" 2>&1 || fsck_status=$?
     echo "{\"side\": \"fsck\", \"status\": $fsck_status}"
+    if [ -f "$CIMG" ]; then
+        fsck_status=0
+        "$VEXFS_HOST_BIN/fsck.vexfs" -n "$CIMG" > "$WORK/fsck-conc.out" 2>&1 || fsck_status=$?
+        echo "{\"side\": \"fsck-conc\", \"status\": $fsck_status}"
+    fi
 } > "$OUT"
 log "guest bench: done in ${secs}s; records in $OUT"

@@ -253,6 +253,86 @@ def cpu_model():
     return platform.processor()
 
 
+def concurrent_section(guest, w):
+    """The guest's searches during an import (bench/guest-run.sh, CONC_EF): QPS and recall@10 at
+    one ef on the idle index, during the import and linking of the negated base set, and after;
+    the import's rate alone and during the searches."""
+    conc = [g for g in guest if g.get("side", "").startswith("conc-")]
+    imports = {g["searches"]: g for g in conc if g["side"] == "conc-import"}
+    one = [g for g in conc if g["side"] == "conc-kernel"]
+    if not one or len(imports) != 2:
+        return
+    multi = [g for g in conc if g["side"] == "conc-kernel-mt"]
+    stats = [g for g in conc if g["side"] == "conc-kernel-stats"]
+    ef = one[0]["ef"]
+    t = multi[0]["threads"] if multi else 1
+    w("### Searches during a concurrent import\n")
+    w("A second image (/dev/vdb, formatted for twice the rows): `vexctl import` of the base set "
+      "into /mnt/docs with nothing else running, then `guest-search` at ef "
+      f"{ef} over /mnt/docs (`VEXFS_IOC_SEARCH`, one thread, then {t} at once) on the idle index, then again "
+      "and again while `vexctl import` writes the negated base set (every component's sign flipped: "
+      "the same norms, the same insert work, away from the queries) into /mnt/neg and the index "
+      "worker links it, then once more on the idle index with both sets. Recall@10 is against "
+      "the base set's ground truth, so a negated vector among the answers counts as a miss. During "
+      "the import each run is one pass (its single-thread and threaded QPS, and the vectors the "
+      "index held when it started); the table gives the median of those runs with their range. "
+      "Idle rows: the best of the passes.\n")
+
+    def phase(name):
+        return ([g for g in one if g["phase"] == name], [g for g in multi if g["phase"] == name],
+                [g for g in stats if g["phase"] == name])
+
+    def med(xs):
+        xs = sorted(xs)
+        return xs[len(xs) // 2] if xs else None
+
+    def cell(xs, fmt, best):
+        if not xs:
+            return "–"
+        if best:
+            return fmt.format(max(xs))
+        return f"{fmt.format(med(xs))} ({fmt.format(min(xs))}–{fmt.format(max(xs))})"
+
+    rows = []
+    idle_qps = None
+    for name, label in (("idle", "idle, before"), ("during", "during the import"), ("after", "idle, after")):
+        o, m, st = phase(name)
+        if not o:
+            continue
+        best = name != "during"
+        q1 = [g["qps"] for g in o]
+        qt = [g["qps"] for g in m]
+        if name == "idle":
+            idle_qps = (max(q1), max(qt) if qt else None)
+        rel = ""
+        if name == "during" and idle_qps:
+            rel = f"{med(q1) / idle_qps[0]:.2f}"
+            if qt and idle_qps[1]:
+                rel += f" / {med(qt) / idle_qps[1]:.2f}"
+        vecs = [g["vectors"] for g in st]
+        rows.append([label, len(o), cell(vecs, "{:,}", False) if not best else f"{max(vecs):,}" if vecs else "–",
+                     cell([g["recall"] for g in o], "{:.4f}", best), cell(q1, "{:,.1f}", best),
+                     cell(qt, "{:,.1f}", best), rel])
+    w(table(["", "runs", "vectors stored (linked or pending)", "recall@10", "QPS, 1 thread",
+             f"QPS, {t} threads", f"÷ idle before (1 / {t} threads)"], rows,
+            ["l", "r", "r", "r", "r", "r", "r"]))
+    w("")
+    a, b = imports[False], imports[True]
+    rows = []
+    for label, g in (("the base set into /mnt/docs, nothing else running", a),
+                     (f"the negated set into /mnt/neg, during {b.get('search_runs', 0)} search runs", b)):
+        nrows = int(g["summary"].split()[1]) if g["summary"].split()[1:2] and g["summary"].split()[1].isdigit() else None
+        rate = lambda secs: f"{nrows / max(secs, 1):,.1f}" if nrows else "?"
+        rows.append([label, f"{nrows:,}" if nrows else "?", f"{g['wall_secs']:,}", rate(g["wall_secs"]),
+                     f"{g['linked_secs']:,}", rate(g["linked_secs"])])
+    w(table(["`vexctl import`", "rows", "acknowledged, s", "vectors/s", "linked, s", "vectors/s"], rows,
+            ["l", "r", "r", "r", "r", "r"]))
+    w("")
+    w("The second import links into a graph that already holds the base set (n to 2n vectors), "
+      "so part of its slower rate is the larger graph, not the searches. The guest's 2 vCPUs are "
+      "shared by the import, the index worker and the searching threads.\n")
+
+
 def report(a):
     with open(a.host) as f:
         host = json.load(f)
@@ -567,10 +647,12 @@ def report(a):
                 ["userspace build (MemIndex, 1 thread)", f"{core_build['build_secs']:,.1f}", f"{built:,.1f}", "1"],
             ]))
             w("")
-        fsck = next((g for g in guest if g.get("side") == "fsck"), None)
-        if fsck:
-            w(f"After the run, `fsck.vexfs -n` on the image: exit {fsck['status']}"
-              f"{' (clean)' if fsck['status'] == 0 else ' (NOT clean)'}.\n")
+        concurrent_section(guest, w)
+        for side, what in (("fsck", "the image"), ("fsck-conc", "the second image (searches during an import)")):
+            fsck = next((g for g in guest if g.get("side") == side), None)
+            if fsck:
+                w(f"After the run, `fsck.vexfs -n` on {what}: exit {fsck['status']}"
+                  f"{' (clean)' if fsck['status'] == 0 else ' (NOT clean)'}.\n")
     else:
         w("Not run (`scripts/bench --host-only`).\n")
 
