@@ -36,6 +36,7 @@ use vexfs_core::format::vector::HnswHeader;
 use vexfs_core::format::{bit_find_clear, bit_set, bit_test, BLOCK_SIZE, INODE_SIZE};
 use vexfs_core::io::BlockDevice;
 
+use crate::bits::{count_clear, first_set};
 use crate::dirs::{dir_error, layout_issues, mapped_blocks, DirHost, HostDir, LayoutIssue, DEPTHS};
 use crate::exit::FsckStatus;
 use crate::image::read_superblock;
@@ -882,10 +883,6 @@ fn update_inode<D: BlockDevice<Error = io::Error>>(
 }
 
 /// Clear bits among the first `n` of `bits`.
-fn count_clear(bits: &[u8], n: u64) -> u64 {
-    (0..n).filter(|&i| !bit_test(bits, i as usize)).count() as u64
-}
-
 /// The static fields of a superblock: everything but what the kernel updates in the primary
 /// (counts, state, times, `RECOVER`, `EOFBLOCKS`, and the format version, which the v1 -> v2
 /// upgrade of a read-write mount changes in the primary only).
@@ -1471,7 +1468,7 @@ impl<'a, D: BlockDevice<Error = io::Error>> Checker<'a, D> {
         }
         self.check_free_inodes_zero()?;
         let bits = self.sb.region(Region::InodeBitmap).blocks * BS * 8;
-        if let Some(i) = (count..bits).find(|&i| bit_test(&self.inodes, i as usize)) {
+        if let Some(i) = first_set(&self.inodes, count, bits) {
             let fix = Some(Fix::ClearPadding { inode_bitmap: true, first_bit: count, bits: bits - count });
             self.report(Kind::BitmapPadding, format!("inode bitmap has bit {i} set, past the last inode"), fix);
         }
@@ -1519,7 +1516,7 @@ impl<'a, D: BlockDevice<Error = io::Error>> Checker<'a, D> {
             }
         }
         let bits = self.sb.region(Region::BlockBitmap).blocks * BS * 8;
-        if let Some(i) = (count..bits).find(|&i| bit_test(&self.blocks, i as usize)) {
+        if let Some(i) = first_set(&self.blocks, count, bits) {
             let fix = Some(Fix::ClearPadding { inode_bitmap: false, first_bit: count, bits: bits - count });
             self.report(Kind::BitmapPadding, format!("block bitmap has bit {i} set, past the last block"), fix);
         }

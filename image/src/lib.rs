@@ -22,6 +22,7 @@
 
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
+mod bits;
 pub mod bulk;
 pub mod device;
 mod dirs;

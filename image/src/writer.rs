@@ -60,6 +60,7 @@ use vexfs_core::index_error::IndexError;
 use vexfs_core::io::{Block, BlockDevice};
 use vexfs_core::journal::{txn_blocks, Log};
 
+use crate::bits::count_clear;
 use crate::dirs::{dir_error, set_map, DirHost, HostDir};
 use crate::image::TreeErr;
 use crate::journal::{self as jnl, Batch, Staged};
@@ -1060,10 +1061,6 @@ fn max_images(log_blocks: u64) -> usize {
 }
 
 /// Clear bits among the first `n` of `bits`.
-fn count_clear(bits: &[u8], n: u64) -> u64 {
-    (0..n).filter(|&i| !bit_test(bits, i as usize)).count() as u64
-}
-
 /// A file of the image being written, as `vexfs_core::embed` changes it. While the operation
 /// runs, the index's block cache borrows the device, so block writes and the inode are kept
 /// here and applied afterwards ([`Writer::with_file`]); reads see the kept writes.
