@@ -20,6 +20,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -321,7 +322,8 @@ def concurrent_section(guest, w):
     rows = []
     for label, g in (("the base set into /mnt/docs, nothing else running", a),
                      (f"the negated set into /mnt/neg, during {b.get('search_runs', 0)} search runs", b)):
-        nrows = int(g["summary"].split()[1]) if g["summary"].split()[1:2] and g["summary"].split()[1].isdigit() else None
+        m = re.match(r"imported (\d+) rows", g["summary"])
+        nrows = int(m.group(1)) if m else None
         rate = lambda secs: f"{nrows / max(secs, 1):,.1f}" if nrows else "?"
         rows.append([label, f"{nrows:,}" if nrows else "?", f"{g['wall_secs']:,}", rate(g["wall_secs"]),
                      f"{g['linked_secs']:,}", rate(g["linked_secs"])])
