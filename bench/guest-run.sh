@@ -34,18 +34,25 @@ S=/share
 cs=$(cat /sys/devices/system/clocksource/clocksource0/current_clocksource 2>/dev/null || echo unknown)
 section "guest: $(uname -r), $(grep -c ^processor /proc/cpuinfo) CPUs, clocksource $cs"
 echo "BENCH {\"side\": \"guest\", \"kernel\": \"$(uname -r)\", \"cpus\": $(grep -c ^processor /proc/cpuinfo), \"clocksource\": \"$cs\"}"
+# import_linked FVECS DIR: `vexctl import` of FVECS into DIR on the vexfs at /mnt, then the
+# index worker's linking of it. The SETs are acknowledged through the vector write-ahead log and
+# linked into the graph after: the ingest is done when they are (and searches then see no
+# pending vector). Prints vexctl's line on stderr and, on stdout, the fields of a BENCH record:
+# "wall_secs" (until acknowledged), "linked_secs" (until linked), "summary" (vexctl's line).
+import_linked() {
+    t0=$(date +%s)
+    out=$(vexctl import "$1" "$2" --quiet) || fail "vexctl import of $1 into $2: $out"
+    t1=$(date +%s)
+    echo "$out" >&2
+    must vexctl wait-indexed -q /mnt --timeout 7200 >&2
+    t2=$(date +%s)
+    echo "\"wall_secs\": $((t1 - t0)), \"linked_secs\": $((t2 - t0)), \"summary\": \"$out\""
+}
+
 mount_vexfs /dev/vda /mnt
 section "import $S/base.fvecs"
-t0=$(date +%s)
-out=$(vexctl import $S/base.fvecs /mnt/docs --quiet) || fail "vexctl import: $out"
-t1=$(date +%s)
-echo "$out"
-# The SETs are acknowledged through the vector write-ahead log; the index worker links them
-# into the graph after: the ingest is done when it has (and the searches below then see no
-# pending vector).
-must vexctl wait-indexed -q /mnt --timeout 7200
-t2=$(date +%s)
-echo "BENCH {\"side\": \"import\", \"wall_secs\": $((t1 - t0)), \"linked_secs\": $((t2 - t0)), \"summary\": \"$out\"}"
+fields=$(import_linked $S/base.fvecs /mnt/docs) || exit 1
+echo "BENCH {\"side\": \"import\", $fields}"
 vexctl stats /mnt --json > /tmp/stats.json || fail "vexctl stats"
 echo "BENCH {\"side\": \"stats\", \"stats\": $(tr -d '\n' < /tmp/stats.json)}"
 umount /mnt || fail "umount after import"
@@ -99,32 +106,20 @@ conc_search() {
 if [ "$CONC_EF" -gt 0 ] && [ -b /dev/vdb ]; then
     section "searches during an import (/dev/vdb): the base set alone first"
     mount_vexfs /dev/vdb /mnt
-    t0=$(date +%s)
-    out=$(vexctl import $S/base.fvecs /mnt/docs --quiet) || fail "vexctl import (second image): $out"
-    t1=$(date +%s)
-    must vexctl wait-indexed -q /mnt --timeout 7200
-    t2=$(date +%s)
-    echo "BENCH {\"side\": \"conc-import\", \"searches\": false, \"wall_secs\": $((t1 - t0)), \"linked_secs\": $((t2 - t0)), \"summary\": \"$out\"}"
+    fields=$(import_linked $S/base.fvecs /mnt/docs) || exit 1
+    echo "BENCH {\"side\": \"conc-import\", \"searches\": false, $fields}"
     conc_search idle 0 "$PASSES"
 
     section "searches at ef $CONC_EF while $S/neg.fvecs is imported into /mnt/neg and linked"
-    rm -f /tmp/neg.times
-    (
-        s0=$(date +%s)
-        vexctl import $S/neg.fvecs /mnt/neg --quiet > /tmp/neg.out 2>&1 || exit 1
-        s1=$(date +%s)
-        vexctl wait-indexed -q /mnt --timeout 7200 >> /tmp/neg.out 2>&1 || exit 1
-        echo "$s0 $s1 $(date +%s)" > /tmp/neg.times
-    ) &
+    import_linked $S/neg.fvecs /mnt/neg > /tmp/neg.fields &
     pid=$!
     i=0
     while kill -0 "$pid" 2> /dev/null; do
         conc_search during "$i" 1
         i=$((i + 1))
     done
-    wait "$pid" || fail "import of neg.fvecs during the searches: $(cat /tmp/neg.out)"
-    read -r s0 s1 s2 < /tmp/neg.times
-    echo "BENCH {\"side\": \"conc-import\", \"searches\": true, \"wall_secs\": $((s1 - s0)), \"linked_secs\": $((s2 - s0)), \"search_runs\": $i, \"summary\": \"$(head -n 1 /tmp/neg.out)\"}"
+    wait "$pid" || fail "the import of neg.fvecs during the searches failed (status $?)"
+    echo "BENCH {\"side\": \"conc-import\", \"searches\": true, \"search_runs\": $i, $(cat /tmp/neg.fields)}"
     conc_search after 0 "$PASSES"
     umount /mnt || fail "umount of the second image"
 fi

@@ -115,13 +115,13 @@ grep -E '^(== |imported |first differing|[0-9]+ [0-9]+ [0-9]+ [0-9]+ [0-9a-f]{8}
     tr -d '\r' < "$LOG" | sed -n 's/^BENCH //p'
     echo "{\"side\": \"guest-run\", \"wall_secs\": $secs, \"image_mib\": $size_mib, \"vectors\": $n, \"dim\": $dim}"
     echo "{\"side\": \"inspect\", \"superblock\": $("$VEXFS_HOST_BIN/vexctl" inspect --json "$IMG" | tr -d '\n')}"
-    fsck_status=0
-    "$VEXFS_HOST_BIN/fsck.vexfs" -n "$IMG" > "$WORK/fsck.out" 2>&1 || fsck_status=$?
-    echo "{\"side\": \"fsck\", \"status\": $fsck_status}"
-    if [ -f "$CIMG" ]; then
+    for side in fsck fsck-conc; do
+        img=$IMG
+        [ $side = fsck ] || img=$CIMG
+        [ -f "$img" ] || continue
         fsck_status=0
-        "$VEXFS_HOST_BIN/fsck.vexfs" -n "$CIMG" > "$WORK/fsck-conc.out" 2>&1 || fsck_status=$?
-        echo "{\"side\": \"fsck-conc\", \"status\": $fsck_status}"
-    fi
+        "$VEXFS_HOST_BIN/fsck.vexfs" -n "$img" > "$WORK/$side.out" 2>&1 || fsck_status=$?
+        echo "{\"side\": \"$side\", \"status\": $fsck_status}"
+    done
 } > "$OUT"
 log "guest bench: done in ${secs}s; records in $OUT"

@@ -311,7 +311,7 @@ def concurrent_section(guest, w):
             if qt and idle_qps[1]:
                 rel += f" / {med(qt) / idle_qps[1]:.2f}"
         vecs = [g["vectors"] for g in st]
-        rows.append([label, len(o), cell(vecs, "{:,}", False) if not best else f"{max(vecs):,}" if vecs else "–",
+        rows.append([label, len(o), cell(vecs, "{:,}", best),
                      cell([g["recall"] for g in o], "{:.4f}", best), cell(q1, "{:,.1f}", best),
                      cell(qt, "{:,.1f}", best), rel])
     w(table(["", "runs", "vectors stored (linked or pending)", "recall@10", "QPS, 1 thread",

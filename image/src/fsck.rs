@@ -882,7 +882,6 @@ fn update_inode<D: BlockDevice<Error = io::Error>>(
     img.write_inode(ino, &inode)
 }
 
-/// Clear bits among the first `n` of `bits`.
 /// The static fields of a superblock: everything but what the kernel updates in the primary
 /// (counts, state, times, `RECOVER`, `EOFBLOCKS`, and the format version, which the v1 -> v2
 /// upgrade of a read-write mount changes in the primary only).

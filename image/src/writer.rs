@@ -1060,7 +1060,6 @@ fn max_images(log_blocks: u64) -> usize {
     n.max(1)
 }
 
-/// Clear bits among the first `n` of `bits`.
 /// A file of the image being written, as `vexfs_core::embed` changes it. While the operation
 /// runs, the index's block cache borrows the device, so block writes and the inode are kept
 /// here and applied afterwards ([`Writer::with_file`]); reads see the kept writes.
