@@ -583,7 +583,6 @@ impl<A: Alloc> IndexMem<A> {
         if self.header.pending == 0 {
             return Ok(None);
         }
-        self.check_pad(pad)?;
         let Some(slot) = next_bit(&self.pending, self.pending_cursor) else {
             return Err(FormatError::Corrupt {
                 what: "hnsw pending count without pending slots",
@@ -591,6 +590,20 @@ impl<A: Alloc> IndexMem<A> {
             }
             .into());
         };
+        self.plan_slot(pad, b, dist, slot)
+    }
+
+    /// [`Self::plan_pending`] for the pending slot `slot` (one of [`Self::pending_slots`]):
+    /// `None` when it is not pending. The plan and the vector read stay in `pad`
+    /// ([`Self::plan_of`]). Errors: as [`Self::plan_pending`].
+    pub fn plan_slot<B: BlockStore>(
+        &self,
+        pad: &mut SearchPad<A>,
+        b: &B,
+        dist: &dyn DistanceKernel,
+        slot: u32,
+    ) -> IResult<Option<PendingPlan>, B::Error> {
+        self.check_pad(pad)?;
         let ix = VecIndex::with_header(&self.sb, &self.upper, self.header, self.hint, dist);
         let SearchPad { pool, work, bounce, visited, vector, .. } = pad;
         let mut scratch = IndexScratch { hnsw: Scratch { pool, work }, bounce };
@@ -623,6 +636,70 @@ impl<A: Alloc> IndexMem<A> {
         let PendingPlan { slot, entry, top, .. } = *plan;
         self.with_index(dist, |ix, p| {
             let r = ix.apply_pending(b, &mut p.scratch, slot, entry, top, words);
+            // As in index_pending: a slot found not pending leaves the set; on an error it stays.
+            if r.is_ok() {
+                set_bit(p.pending, slot, false);
+            }
+            r
+        })
+    }
+
+    /// Up to `out.len()` pending slots, in the order [`Self::index_pending`] links them (from
+    /// where it stopped, then from slot 0), into `out`; returns how many.
+    pub fn pending_slots(&self, out: &mut [u32]) -> usize {
+        let from = self.pending_cursor.min(self.pending.len());
+        let (head, tail) = self.pending.split_at(from);
+        let words =
+            tail.iter().enumerate().map(|(i, w)| (i.saturating_add(from), *w)).chain(head.iter().copied().enumerate());
+        let mut n = 0usize;
+        for (i, mut w) in words {
+            while w != 0 && n < out.len() {
+                // i < pending.len() <= capacity / 64 + 1: the slot fits a u32 (as next_bit).
+                let Some(slot) = u32::try_from(i).ok().and_then(|i| i.checked_mul(64)?.checked_add(w.trailing_zeros()))
+                else {
+                    return n;
+                };
+                if let Some(o) = out.get_mut(n) {
+                    *o = slot;
+                    n = n.saturating_add(1);
+                }
+                w &= w.wrapping_sub(1);
+            }
+            if n >= out.len() {
+                break;
+            }
+        }
+        n
+    }
+
+    /// The plan that [`Self::plan_pending`] or [`Self::plan_slot`] left in `pad` (its plan
+    /// area, [`crate::hnsw::plan_len`] words) and the vector it read (`dim` words), to keep
+    /// for [`Self::apply_merged`]. `None` for a pad of other sizes.
+    pub fn plan_of<'p>(&self, pad: &'p SearchPad<A>) -> Option<(&'p [u32], &'p [u32])> {
+        let words = crate::hnsw::plan_area(&pad.work, self.sb.hnsw_m)?;
+        let vector = pad.vector.get(..self.sb.vec_dim as usize)?;
+        Some((words, vector))
+    }
+
+    /// Links the slot of `plan` by its plan words and vector ([`Self::plan_of`]) merged with
+    /// `peers`, the slots linked since the plan was made, whatever else changed since
+    /// ([`VecIndex::apply_pending_merged`]): the bulk loader's parallel linking, where a batch
+    /// of plans is made at once over one graph and applied in order, each with the batch's
+    /// slots before it as peers. Returns whether it linked the slot (`false`: it was no longer
+    /// pending). Errors: `Invalid` for a short plan, a vector of another dimension or too many
+    /// peers (more than `5 hnsw_m + 1`); otherwise as [`Self::index_pending`].
+    pub fn apply_merged<B: BlockStore>(
+        &mut self,
+        b: &B,
+        dist: &dyn DistanceKernel,
+        plan: &PendingPlan,
+        words: &[u32],
+        vector: &[u32],
+        peers: &[u32],
+    ) -> IResult<bool, B::Error> {
+        let PendingPlan { slot, top, .. } = *plan;
+        self.with_index(dist, |ix, p| {
+            let r = ix.apply_pending_merged(b, &mut p.scratch, slot, top, words, vector, peers);
             // As in index_pending: a slot found not pending leaves the set; on an error it stays.
             if r.is_ok() {
                 set_bit(p.pending, slot, false);

@@ -579,6 +579,64 @@ pub fn insert_apply<S: Store + ?Sized>(
     Ok(if level > ep_level { Some((q, level)) } else { None })
 }
 
+/// The connections of an insert plan made over an older graph (a batch of plans made at once
+/// over one graph and applied one after the other, as a parallel build does): `peers` are the
+/// nodes linked since the plan was made, `peer_level` gives their levels, and `entry` is the
+/// entry point now. At every level `lc` from `min(level, entry's level)` down to 0, q's
+/// candidates are the plan's list at `lc` (none above the plan's `top`) and the peers whose
+/// level reaches `lc`; their distances to q (the store's current query) go through the
+/// heuristic, which keeps up to `m`, and each one kept gets q back as in [`insert_apply`].
+/// With no peers and an unchanged entry this is [`insert_apply`]. Concurrent inserts in
+/// hnswlib see each other the same way, through the lists as they are when they link.
+/// Returns the new entry point: `(q, level)` when q is now the top node. Errors: `invalid`
+/// for a short plan or when the candidates of a level (the plan's up to `m`, then the peers)
+/// overflow the candidate buffer: at most `5m + 1` peers.
+#[allow(clippy::too_many_arguments)]
+pub fn insert_apply_merged<S: Store + ?Sized>(
+    store: &mut S,
+    scratch: &mut Scratch<'_>,
+    p: &Params,
+    q: u32,
+    level: u8,
+    entry: Option<(u32, u8)>,
+    top: Option<u8>,
+    plan: &[u32],
+    peers: &[u32],
+    peer_level: impl Fn(u32) -> u8,
+) -> Result<Option<(u32, u8)>, S::Error> {
+    let Some((_, ep_level)) = entry else { return Ok(Some((q, level))) };
+    let mut w = carve(store, scratch.work, p.m)?;
+    let mut lc = level.min(ep_level);
+    loop {
+        let from_plan = match top {
+            Some(t) if lc <= t => plan_level(plan, p.m, lc).ok_or_else(|| store.invalid("hnsw plan"))?,
+            _ => &[],
+        };
+        let mut n = 0usize;
+        let reaching = peers.iter().copied().filter(|&e| e != q && peer_level(e) >= lc);
+        for e in from_plan.iter().copied().chain(reaching) {
+            let c = w.cand.get_mut(n).ok_or_else(|| store.invalid("hnsw candidates of a merged plan"))?;
+            *c = e;
+            n = n.saturating_add(1);
+        }
+        let ids = w.cand.get(..n).ok_or_else(|| store.invalid("hnsw candidate buffer"))?;
+        store.dist_query(ids, w.cand_keys)?;
+        let r = select_heuristic(store, Some(q), &mut w, n, p.m as usize)?;
+        // connect_back works in cand, cand_keys, sel and pair: the choice moves to ids.
+        let kept = w.sel.get(..r).ok_or_else(|| store.invalid("hnsw selection"))?;
+        let chosen = w.ids.get_mut(..r).ok_or_else(|| store.invalid("hnsw selection"))?;
+        chosen.copy_from_slice(kept);
+        store.set_links(q, lc, chosen)?;
+        for i in 0..r {
+            let Some(&e) = w.ids.get(i) else { break };
+            connect_back(store, p, e, q, lc, &mut w)?;
+        }
+        let Some(below) = lc.checked_sub(1) else { break };
+        lc = below;
+    }
+    Ok(if level > ep_level { Some((q, level)) } else { None })
+}
+
 /// INSERT (Algorithm 1) of node `q`, whose vector is the store's current query and whose level
 /// is `level`; its link lists must be empty. `entry` is the current entry point (`None` for an
 /// empty graph). Returns the new entry point: `(q, level)` when `q` is now the top node.

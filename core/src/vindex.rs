@@ -275,11 +275,7 @@ impl<'t> VecIndex<'t> {
     /// Level of slot `slot` by construction (from the upper table), and its first upper
     /// record. A slot past the table (callers check slots first) has level 0.
     pub fn slot_level(&self, slot: u32) -> (u8, u32) {
-        let i = slot as usize;
-        let a = self.upper.get(i).copied().unwrap_or(0);
-        let z = i.checked_add(1).and_then(|j| self.upper.get(j)).copied().unwrap_or(a);
-        // The table is made of u8 levels (fill_upper_table): the difference fits.
-        (u8::try_from(z.saturating_sub(a)).unwrap_or(u8::MAX), a)
+        upper_entry(self.upper, slot)
     }
 
     /// (block, offset) of the record of level `level` (1 ..= the node's level) of a node whose
@@ -662,6 +658,41 @@ impl<'t> VecIndex<'t> {
         Ok(true)
     }
 
+    /// [`Self::apply_pending`] for a plan made over an older graph: links the pending `slot`
+    /// by the plan ([`Self::plan_pending`]'s `top` and plan area, and the `vector` it read)
+    /// merged with `peers`, the slots linked since the plan was made
+    /// ([`hnsw::insert_apply_merged`]); the entry point may have changed. A batch of plans made
+    /// at once over one graph, each applied with the batch's slots linked before it as its
+    /// peers, is how the bulk loader links in parallel. Returns `false`, doing nothing, when
+    /// the slot is no longer pending. Errors: `Invalid` for a vector of another dimension or
+    /// more peers than [`hnsw::insert_apply_merged`] takes; `Corrupt`; the store's as `Io`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn apply_pending_merged<B: BlockStore>(
+        &mut self,
+        b: &B,
+        s: &mut IndexScratch<'_>,
+        slot: u32,
+        top: Option<u8>,
+        plan: &[u32],
+        vector: &[u32],
+        peers: &[u32],
+    ) -> IResult<bool, B::Error> {
+        if vector.len() != self.dim as usize {
+            return Err(IndexError::Invalid("vector dimension"));
+        }
+        if self.head(b, slot)?.flags != NODE_PENDING {
+            return Ok(false);
+        }
+        let live = self.next_live()?;
+        self.header.pending = self.header.pending.saturating_sub(1);
+        let (p, upper) = (self.params, self.upper);
+        self.link_with(b, &mut *s.bounce, slot, vector, live, |g, level, entry| {
+            let peer_level = |id| upper_entry(upper, id).0;
+            hnsw::insert_apply_merged(g, &mut s.hnsw, &p, slot, level, entry, top, plan, peers, peer_level)
+        })?;
+        Ok(true)
+    }
+
     /// The live count once one more vector is linked. Errors: `Corrupt` at `u32::MAX`.
     fn next_live(&self) -> FResult<u32> {
         self.header
@@ -897,6 +928,16 @@ impl<'t> VecIndex<'t> {
 }
 
 /// [`hnsw::Store`] over the index's blocks.
+/// Level of `slot` in the upper table `upper` and its first upper record
+/// ([`VecIndex::slot_level`]). A slot past the table has level 0.
+fn upper_entry(upper: &[u32], slot: u32) -> (u8, u32) {
+    let i = slot as usize;
+    let a = upper.get(i).copied().unwrap_or(0);
+    let z = i.checked_add(1).and_then(|j| upper.get(j)).copied().unwrap_or(a);
+    // The table is made of u8 levels (fill_upper_table): the difference fits.
+    (u8::try_from(z.saturating_sub(a)).unwrap_or(u8::MAX), a)
+}
+
 struct GraphStore<'a, 't, B: BlockStore> {
     b: &'a B,
     ix: &'a VecIndex<'t>,

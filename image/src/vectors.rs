@@ -251,6 +251,23 @@ impl BlockCache {
         Ok((i, cell.get_or_init(|| RefCell::new(p))))
     }
 
+    /// Loads every block of the cache from `dev` (those already loaded stay as they are).
+    /// Errors: `Io`.
+    pub fn load_all<D: BlockDevice<Error = io::Error>>(&self, dev: &D) -> Result<()> {
+        for n in self.first..self.first + self.cells.len() as u64 {
+            self.cell(dev, n)?;
+        }
+        Ok(())
+    }
+
+    /// A read-only view of the loaded blocks that threads share (the bulk loader's planners):
+    /// the cache cannot change while it lives. A block not loaded (see [`Self::load_all`])
+    /// reads as an error.
+    pub fn frozen(&mut self) -> FrozenBlocks<'_> {
+        let pages = self.cells.iter_mut().map(|c| c.get_mut().map(|p| &**p.get_mut())).collect();
+        FrozenBlocks { first: self.first, pages }
+    }
+
     /// Blocks changed and not yet written.
     pub fn dirty_blocks(&self) -> usize {
         self.dirty.iter().filter(|d| d.get()).count()
@@ -307,6 +324,37 @@ impl<D: BlockDevice<Error = io::Error>> BlockStore for CachedBlocks<'_, D> {
             d.set(true);
         }
         Ok(RefMut::map(w, |p| &mut p.0[..]))
+    }
+}
+
+/// [`BlockStore`] over a [`BlockCache`] frozen by [`BlockCache::frozen`]: reads borrow its
+/// pages, from any number of threads; writes are refused.
+pub struct FrozenBlocks<'a> {
+    first: u64,
+    pages: Vec<Option<&'a Page>>,
+}
+
+impl BlockStore for FrozenBlocks<'_> {
+    type Error = Error;
+    type Ref<'b>
+        = &'b [u8]
+    where
+        Self: 'b;
+    type RefMut<'b>
+        = &'b mut [u8]
+    where
+        Self: 'b;
+
+    fn read(&self, n: u64) -> Result<&[u8]> {
+        n.checked_sub(self.first)
+            .and_then(|i| usize::try_from(i).ok())
+            .and_then(|i| self.pages.get(i).copied().flatten())
+            .map(|p| &p.0[..])
+            .ok_or_else(|| Error::Invalid(format!("vector index: block {n} is not in the frozen cache")))
+    }
+
+    fn write(&self, n: u64) -> Result<&mut [u8]> {
+        Err(Error::Invalid(format!("vector index: block {n}: the frozen cache is read-only")))
     }
 }
 

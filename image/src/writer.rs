@@ -38,6 +38,7 @@
 
 use std::collections::BTreeSet;
 use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rand::rngs::{OsRng, SmallRng};
@@ -124,6 +125,29 @@ pub struct Writer<D> {
 /// The vector index as the writer changes it: the cache of its blocks, the memory of its
 /// operations (which keeps the header and slot hint between them, as the kernel's does) and
 /// the distance kernel.
+/// Vectors linked one by one before [`Writer::index_pending_parallel`] plans in batches: below
+/// this, a batch would be a large part of the graph its plans cannot see.
+pub const SEQUENTIAL_LINKS: usize = 1024;
+
+/// Pending vectors planned at once by [`Writer::index_pending_parallel`].
+pub const PARALLEL_BATCH: usize = 64;
+
+/// The batch for `hnsw_m`: each vector of a batch takes the ones before it as candidates
+/// beside its plan's `m`, and the candidate buffer holds `6m + 1`
+/// (`vexfs_core::hnsw::insert_apply_merged`).
+fn parallel_batch(m: u32) -> usize {
+    PARALLEL_BATCH.min((m as usize).saturating_mul(5).saturating_add(2))
+}
+
+/// One insert plan of [`Writer::link_batch`], kept from the planner's pad: its place in the
+/// batch, the plan, its plan words and the vector.
+struct Planned {
+    at: usize,
+    plan: vexfs_core::embed::PendingPlan,
+    words: Vec<u32>,
+    vector: Vec<u32>,
+}
+
 struct VecState {
     cache: BlockCache,
     mem: IndexMem,
@@ -747,6 +771,102 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
             Ok((done, plain))
         });
         self.end_op(r)
+    }
+
+    /// [`Self::index_pending`] on `threads` threads (`mkfs.vexfs --import -j`): links up to
+    /// `max` pending vectors and returns how many. The first [`SEQUENTIAL_LINKS`] vectors of
+    /// the graph are linked one by one; after them, batches of [`PARALLEL_BATCH`] pending
+    /// vectors (fewer for a small `hnsw_m`) are planned at once over the graph as it stands,
+    /// spread over the threads, each in a search pad of its own (`IndexMem::plan_slot`, which
+    /// only reads), then linked one after the other in slot order, each with the vectors of the
+    /// batch linked before it among its candidates (`IndexMem::apply_merged`). The graph
+    /// depends on the batch size, never on the thread count: `threads` of 1 and of 16 give the
+    /// same image. Errors: as [`Self::index_pending`]; `Invalid` when a pad cannot be made.
+    pub fn index_pending_parallel(&mut self, max: usize, threads: usize) -> Result<usize> {
+        let threads = threads.max(1);
+        let mut done = 0usize;
+        while done < max {
+            let (mem, _, _) = self.index()?;
+            let h = mem.header();
+            if h.pending == 0 {
+                break;
+            }
+            if (h.live as usize) < SEQUENTIAL_LINKS {
+                let n = (SEQUENTIAL_LINKS - h.live as usize).min(max - done);
+                let linked = self.index_pending(n)?;
+                if linked == 0 {
+                    break;
+                }
+                done += linked;
+                continue;
+            }
+            let batch = parallel_batch(mem.sb().hnsw_m).min(max - done);
+            let r = self.link_batch(batch, threads);
+            let linked = self.end_op(r)?;
+            if linked == 0 {
+                break;
+            }
+            done += linked;
+        }
+        Ok(done)
+    }
+
+    /// One batch of [`Self::index_pending_parallel`]: up to `batch` pending vectors planned on
+    /// `threads` threads, then linked in order; returns how many were linked.
+    fn link_batch(&mut self, batch: usize, threads: usize) -> Result<usize> {
+        self.index()?;
+        let Writer { img, vec, .. } = self;
+        let VecState { cache, mem, imp } =
+            vec.as_mut().ok_or_else(|| Error::Invalid("vector index not open".into()))?;
+        cache.load_all(img.device())?;
+        let mut slots = vec![0u32; batch];
+        let n = mem.pending_slots(&mut slots);
+        slots.truncate(n);
+        let plans = {
+            let view = cache.frozen();
+            let (mem, imp, view, slots) = (&*mem, &*imp, &view, &slots);
+            let next = AtomicUsize::new(0);
+            let planned: Vec<Result<Vec<Planned>>> = std::thread::scope(|sc| {
+                let workers: Vec<_> = (0..threads.min(n).max(1))
+                    .map(|_| {
+                        let next = &next;
+                        sc.spawn(move || -> Result<Vec<Planned>> {
+                            let mut pad =
+                                mem.new_search_pad().map_err(|e| Error::Invalid(format!("search pad: {e}")))?;
+                            let mut out = Vec::new();
+                            loop {
+                                let i = next.fetch_add(1, Ordering::Relaxed);
+                                let Some(&slot) = slots.get(i) else { break };
+                                let Some(plan) = mem.plan_slot(&mut pad, view, imp, slot)? else { continue };
+                                let (words, vector) = mem
+                                    .plan_of(&pad)
+                                    .ok_or_else(|| Error::Invalid("insert plan: a pad of other sizes".into()))?;
+                                out.push(Planned { at: i, plan, words: words.to_vec(), vector: vector.to_vec() });
+                            }
+                            Ok(out)
+                        })
+                    })
+                    .collect();
+                workers
+                    .into_iter()
+                    .map(|t| t.join().unwrap_or_else(|_| Err(Error::Invalid("an insert planner panicked".into()))))
+                    .collect()
+            });
+            let mut plans = Vec::with_capacity(n);
+            for p in planned {
+                plans.extend(p?);
+            }
+            plans.sort_by_key(|p| p.at);
+            plans
+        };
+        let store = CachedBlocks { dev: img.device(), cache };
+        let mut linked: Vec<u32> = Vec::with_capacity(plans.len());
+        for p in &plans {
+            if mem.apply_merged(&store, imp, &p.plan, &p.words, &p.vector, &linked)? {
+                linked.push(p.plan.slot);
+            }
+        }
+        Ok(linked.len())
     }
 
     /// Makes removals leave the purge of tombstones to [`Self::purge_step`], as the kernel's

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Bulk loading (`mkfs.vexfs --import`, image/src/bulk.rs): the repo's pydocs sample (2,000
 # passages, dim 384, l2) imported on the host into a new image, with its passages, into /docs,
-# synced every 300 rows. fsck.vexfs finds it clean and file i holds passage i exactly (25 files
+# synced every 300 rows, linked on 2 threads (-j 2: past the first 1,024, the vectors are planned
+# in batches, image/src/writer.rs index_pending_parallel). fsck.vexfs finds it clean and file i holds passage i exactly (25 files
 # checked on the host). In the guest the kernel mounts it with every vector linked (2,000
 # vectors, 0 pending: nothing left for the index worker); the kernel's answers to the 100
 # queries are, byte for byte, those of the userspace core on the same image (`vexctl
@@ -12,7 +13,7 @@
 
 data="$VEXFS_ROOT/data/pydocs-minilm/small"
 img=$(mkimg 96M --import "$data/base.fvecs" --texts "$data/passages.jsonl" --import-dir docs \
-    --metric l2 --batch 300)
+    --metric l2 --batch 300 -j 2)
 check_fsck "$img"
 # File i holds passage i, exactly (rows at both ends of a batch, and 20 picked by the seed).
 rows="0 1 299 300 1999"
