@@ -1,9 +1,12 @@
 //! CRC-32C (Castagnoli, reflected polynomial 0x82F63B78), the checksum of every vexfs
 //! metadata structure.
 //!
-//! Software slicing-by-8, no allocation, no `unsafe`; the same code runs in the kernel module
-//! (which may not link external crates) and in the tools. Tests check it against the `crc32c`
-//! crate. Initial value and final XOR are `!0`, as in iSCSI, ext4 and btrfs.
+//! The kernel module (which may not link external crates) runs [`update_sw`], software
+//! slicing-by-8, no allocation, no `unsafe`. In userspace (the `std` feature: the tools, the
+//! tests, the fuzzers) [`update`] is the `crc32c` crate's, which uses the CPU's CRC32
+//! instruction (SSE 4.2) where there is one: the same values (tests check the two on every
+//! length up to 300 bytes), a tenth of the time. Initial value and final XOR are `!0`, as in
+//! iSCSI, ext4 and btrfs.
 #![deny(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -53,8 +56,22 @@ fn at(table: &[u32; 256], i: u8) -> u32 {
     table[usize::from(i)]
 }
 
-/// Feeds `data` into a running CRC-32C state (start with `!0`, finish with `!state`).
-pub fn update(mut crc: u32, data: &[u8]) -> u32 {
+/// Feeds `data` into a running CRC-32C state (start with `!0`, finish with `!state`):
+/// [`update_sw`] in the kernel, the `crc32c` crate in userspace.
+#[inline]
+pub fn update(crc: u32, data: &[u8]) -> u32 {
+    #[cfg(feature = "std")]
+    {
+        !::crc32c::crc32c_append(!crc, data)
+    }
+    #[cfg(not(feature = "std"))]
+    {
+        update_sw(crc, data)
+    }
+}
+
+/// [`update`] in software: slicing-by-8 over tables made at compile time (the kernel's).
+pub fn update_sw(mut crc: u32, data: &[u8]) -> u32 {
     let [t0, t1, t2, t3, t4, t5, t6, t7] = &TABLES;
     let mut rest = data;
     while let Some((chunk, tail)) = rest.split_first_chunk::<8>() {
@@ -119,6 +136,9 @@ mod tests {
             let (a, b) = data[..len].split_at(len / 3);
             assert_eq!(crc32c_parts(&[a, b]), ::crc32c::crc32c(&data[..len]));
             assert_eq!(crc32c_append(crc32c(a), b), ::crc32c::crc32c(&data[..len]));
+            // The kernel's software path, whole and in two parts.
+            assert_eq!(!update_sw(!0, &data[..len]), ::crc32c::crc32c(&data[..len]), "len {len}");
+            assert_eq!(!update_sw(update_sw(!0, a), b), ::crc32c::crc32c(&data[..len]), "len {len}");
         }
     }
 }

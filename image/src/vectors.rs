@@ -217,6 +217,10 @@ pub struct BlockCache {
     first: u64,
     cells: Box<[OnceCell<RefCell<Box<Page>>>]>,
     dirty: Box<[Cell<bool>]>,
+    /// The blocks (indices of `cells`) whose `dirty` was set since the last write-back, each
+    /// once: what [`Self::write_back`] walks, so that a sync costs the blocks changed, not the
+    /// whole region.
+    dirty_list: RefCell<Vec<usize>>,
 }
 
 impl BlockCache {
@@ -226,6 +230,7 @@ impl BlockCache {
             first,
             cells: (0..count).map(|_| OnceCell::new()).collect(),
             dirty: (0..count).map(|_| Cell::new(false)).collect(),
+            dirty_list: RefCell::new(Vec::new()),
         }
     }
 
@@ -270,23 +275,27 @@ impl BlockCache {
 
     /// Blocks changed and not yet written.
     pub fn dirty_blocks(&self) -> usize {
-        self.dirty.iter().filter(|d| d.get()).count()
+        self.dirty_list.borrow().len()
     }
 
     /// Writes every changed block to `dev` (without flushing it); returns how many.
     /// Errors: `Io`; `Invalid` if a block is still borrowed.
     pub fn write_back<D: BlockDevice<Error = io::Error>>(&self, dev: &mut D) -> Result<usize> {
+        let mut list = self.dirty_list.try_borrow_mut().map_err(|_| invalid("write-back during write-back"))?;
+        // In block order. A failed write returns at once: that block and the ones after it
+        // stay dirty and listed for the next write-back (the written ones are skipped then).
+        list.sort_unstable();
         let mut n = 0;
-        for (i, (cell, dirty)) in self.cells.iter().zip(self.dirty.iter()).enumerate() {
-            let Some(c) = cell.get().filter(|_| dirty.get()) else {
-                continue;
-            };
+        for &i in list.iter() {
+            let (Some(cell), Some(dirty)) = (self.cells.get(i), self.dirty.get(i)) else { continue };
+            let Some(c) = cell.get().filter(|_| dirty.get()) else { continue };
             let blk = self.first + i as u64;
             let page = c.try_borrow().map_err(|_| invalid("block borrowed during write-back"))?;
             dev.write_block(blk, &page.0).map_err(Error::io(format!("writing block {blk}")))?;
             dirty.set(false);
             n += 1;
         }
+        list.retain(|&i| self.dirty.get(i).is_some_and(|d| d.get()));
         Ok(n)
     }
 }
@@ -321,7 +330,9 @@ impl<D: BlockDevice<Error = io::Error>> BlockStore for CachedBlocks<'_, D> {
         let (i, c) = self.cache.cell(self.dev, n)?;
         let w = c.try_borrow_mut().map_err(|_| invalid("block written while it is borrowed"))?;
         if let Some(d) = self.cache.dirty.get(i) {
-            d.set(true);
+            if !d.replace(true) {
+                self.cache.dirty_list.borrow_mut().push(i);
+            }
         }
         Ok(RefMut::map(w, |p| &mut p.0[..]))
     }
