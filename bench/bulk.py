@@ -6,8 +6,8 @@ bench/bulk.sh).
   bulk.py lib {hnswlib,faiss} --data DIR --threads T [--efs ...] [--m M] [--ef-construction E]
       One build in this process (T threads, timed: the inserts only), then recall@10 at each ef
       (single-threaded queries); prints one JSON object.
-  bulk.py run --data DIR --mkfs BIN --vexctl BIN --work DIR --out results.json
-              [--threads 1,2] [--rounds R] [--efs ...]
+  bulk.py run --data DIR --mkfs BIN --vexctl BIN --fsck BIN --work DIR --out results.json
+              [--threads 1,2] [--libs vexfs,hnswlib,faiss] [--rounds R] [--efs ...]
       R rounds; each builds with every thread count with the three: vexfs (`mkfs.vexfs --import
       --import-dir docs --metric l2 --seed 1 -j T`, a new image in --work, its own reported
       files and links times and its peak RSS; then `vexctl search-image --all --json --ef E`
@@ -131,7 +131,7 @@ def run_vexfs(a, threads, efs, gt):
         hits = sum(len(set(f) & set(g)) for f, g in zip(found, gt))
         q = re.search(r"([0-9.]+) (?:searches|queries)/s", r.stderr)
         out["sweep"].append({"ef": ef, "recall": hits / (K * len(gt)), "qps": float(q.group(1)) if q else None})
-    fsck = subprocess.run([os.path.join(os.path.dirname(a.mkfs), "fsck.vexfs"), "-n", img],
+    fsck = subprocess.run([a.fsck, "-n", img],
                           capture_output=True, text=True)
     out["fsck_exit"] = fsck.returncode
     os.remove(img)
@@ -146,9 +146,9 @@ def run_all(a):
     os.makedirs(a.work, exist_ok=True)
     results = {"data": a.data, "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="minutes"),
                "threads": threads, "efs": efs, "runs": [], "machine": machine()}
-    order = ["vexfs", "hnswlib", "faiss"]
+    order = a.libs.split(",")
     for r in range(a.rounds):
-        libs = order[r % 3:] + order[:r % 3]
+        libs = order[r % len(order):] + order[:r % len(order)]
         for t in threads:
             for lib in libs:
                 print(f"bulk: round {r + 1}/{a.rounds}, {lib}, {t} thread(s)", file=sys.stderr, flush=True)
@@ -291,7 +291,9 @@ def main():
     s.add_argument("--data", required=True)
     s.add_argument("--mkfs", required=True)
     s.add_argument("--vexctl", required=True)
+    s.add_argument("--fsck", required=True)
     s.add_argument("--work", required=True)
+    s.add_argument("--libs", default="vexfs,hnswlib,faiss")
     s.add_argument("--out", required=True)
     s.add_argument("--threads", default="1,2")
     s.add_argument("--rounds", type=int, default=1)

@@ -698,6 +698,7 @@ impl<A: Alloc> IndexMem<A> {
         peers: &[u32],
     ) -> IResult<bool, B::Error> {
         let PendingPlan { slot, top, .. } = *plan;
+        self.pending_cursor = (slot / 64) as usize;
         self.with_index(dist, |ix, p| {
             let r = ix.apply_pending_merged(b, &mut p.scratch, slot, top, words, vector, peers);
             // As in index_pending: a slot found not pending leaves the set; on an error it stays.

@@ -698,7 +698,7 @@ fn repair_all<D: BlockDevice<Error = io::Error>>(
     }
     let mut blocks = img.read_region(Region::BlockBitmap)?;
     let mut inodes = img.read_region(Region::InodeBitmap)?;
-    let (blocks_old, inodes_old) = (blocks.clone(), inodes.clone());
+    let (mut blocks_old, mut inodes_old) = (blocks.clone(), inodes.clone());
     // Blocks in use that the bitmap has free, set by a later fix: a moved entry's split must
     // not take them.
     let reserved: Vec<(u64, u64)> = fixes
@@ -796,8 +796,8 @@ fn repair_all<D: BlockDevice<Error = io::Error>>(
             }
         }
     }
-    img.write_region_changes(Region::BlockBitmap, &blocks_old, &blocks)?;
-    img.write_region_changes(Region::InodeBitmap, &inodes_old, &inodes)?;
+    img.write_region_changes(Region::BlockBitmap, &mut blocks_old, &blocks)?;
+    img.write_region_changes(Region::InodeBitmap, &mut inodes_old, &inodes)?;
     let sb = img.sb_mut();
     sb.free_blocks = count_clear(&blocks, sb.block_count);
     sb.free_inodes = count_clear(&inodes, sb.inode_count as u64) as u32;

@@ -104,13 +104,16 @@ impl<D: BlockDevice<Error = io::Error>> Image<D> {
     }
 
     /// Writes the blocks of region `r` whose bytes differ between `old` and `new` (both the
-    /// whole region, as from [`Self::read_region`]). Errors: `Io`.
-    pub fn write_region_changes(&mut self, r: Region, old: &[u8], new: &[u8]) -> Result<()> {
+    /// whole region, as from [`Self::read_region`]), and copies each one written into `old`, so
+    /// that `old` is `new` again where the writes succeeded. Errors: `Io` (the block that
+    /// failed and the ones after it are left unwritten and uncopied).
+    pub fn write_region_changes(&mut self, r: Region, old: &mut [u8], new: &[u8]) -> Result<()> {
         let start = self.sb.region(r).start;
-        for (i, (o, n)) in old.chunks(BLOCK_SIZE).zip(new.chunks(BLOCK_SIZE)).enumerate() {
+        for (i, (o, n)) in old.chunks_mut(BLOCK_SIZE).zip(new.chunks(BLOCK_SIZE)).enumerate() {
             if o != n {
                 let b: &Block = n.try_into().map_err(|_| Error::Invalid("short region buffer".into()))?;
                 self.write_block(start + i as u64, b)?;
+                o.copy_from_slice(n);
             }
         }
         Ok(())

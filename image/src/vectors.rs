@@ -221,6 +221,8 @@ pub struct BlockCache {
     /// once: what [`Self::write_back`] walks, so that a sync costs the blocks changed, not the
     /// whole region.
     dirty_list: RefCell<Vec<usize>>,
+    /// Whether [`Self::load_all`] has loaded every block (blocks stay loaded).
+    all_loaded: Cell<bool>,
 }
 
 impl BlockCache {
@@ -231,6 +233,7 @@ impl BlockCache {
             cells: (0..count).map(|_| OnceCell::new()).collect(),
             dirty: (0..count).map(|_| Cell::new(false)).collect(),
             dirty_list: RefCell::new(Vec::new()),
+            all_loaded: Cell::new(false),
         }
     }
 
@@ -259,9 +262,13 @@ impl BlockCache {
     /// Loads every block of the cache from `dev` (those already loaded stay as they are).
     /// Errors: `Io`.
     pub fn load_all<D: BlockDevice<Error = io::Error>>(&self, dev: &D) -> Result<()> {
+        if self.all_loaded.get() {
+            return Ok(());
+        }
         for n in self.first..self.first + self.cells.len() as u64 {
             self.cell(dev, n)?;
         }
+        self.all_loaded.set(true);
         Ok(())
     }
 

@@ -99,6 +99,10 @@ pub struct Writer<D> {
     blocks_old: Vec<u8>,
     inodes: Vec<u8>,
     inodes_old: Vec<u8>,
+    /// Every inode below this index (0-based, as the bitmap's) is taken: where
+    /// [`Self::alloc_inode`] starts looking, so that it finds the lowest free one without
+    /// scanning the whole bitmap each time.
+    inode_low: usize,
     next_block: u64,
     /// The vector index, opened on first use.
     vec: Option<VecState>,
@@ -196,6 +200,7 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
             blocks,
             inodes_old: inodes.clone(),
             inodes,
+            inode_low: 0,
             img,
             next_block,
             vec: None,
@@ -265,10 +270,9 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
     /// blocks.
     fn stage_op(&mut self) -> Result<()> {
         self.flush_vectors()?;
-        self.img.write_region_changes(Region::BlockBitmap, &self.blocks_old, &self.blocks)?;
-        self.blocks_old.clone_from(&self.blocks);
-        self.img.write_region_changes(Region::InodeBitmap, &self.inodes_old, &self.inodes)?;
-        self.inodes_old.clone_from(&self.inodes);
+        // Each writes the bitmap blocks the operation changed and updates the old copy.
+        self.img.write_region_changes(Region::BlockBitmap, &mut self.blocks_old, &self.blocks)?;
+        self.img.write_region_changes(Region::InodeBitmap, &mut self.inodes_old, &self.inodes)?;
         Ok(())
     }
 
@@ -529,6 +533,7 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
         let i = (ino - 1) as usize;
         if bit_test(&self.inodes, i) {
             bit_set(&mut self.inodes, i, false);
+            self.inode_low = self.inode_low.min(i);
             self.img.sb_mut().free_inodes += 1;
         }
         Ok(())
@@ -1125,8 +1130,11 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
 
     fn alloc_inode(&mut self) -> Result<u32> {
         let count = self.img.sb().inode_count as usize;
-        let i = bit_find_clear(&self.inodes, 0, count).ok_or_else(|| Error::Invalid("no free inode".into()))?;
+        // The lowest free inode, searched from inode_low (every one below it is taken).
+        let i = bit_find_clear(&self.inodes, self.inode_low, count)
+            .ok_or_else(|| Error::Invalid("no free inode".into()))?;
         bit_set(&mut self.inodes, i, true);
+        self.inode_low = i + 1;
         self.img.sb_mut().free_inodes -= 1;
         Ok(i as u32 + 1)
     }
