@@ -33,6 +33,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from host import load, recall  # noqa: E402  (the data and recall of the host benchmark)
+from report_section import write_section  # noqa: E402
 
 BEGIN = "<!-- bench/bulk.sh: begin -->"
 END = "<!-- bench/bulk.sh: end -->"
@@ -257,24 +258,8 @@ def report(a):
     text = "\n".join(lines) + "\n"
     print(text)
     if a.report:
-        write_section(a.report, text)
+        write_section(a.report, text, BEGIN, END)
         print(f"bulk.py: section written to {a.report}", file=sys.stderr)
-
-
-def write_section(path, text):
-    try:
-        old = open(path).read()
-    except FileNotFoundError:
-        old = ""
-    block = f"{BEGIN}\n{text}{END}\n"
-    if BEGIN in old and END in old:
-        head, rest = old.split(BEGIN, 1)
-        tail = rest.split(END, 1)[1].lstrip("\n")
-        new = head + block + ("\n" + tail if tail else "")
-    else:
-        new = old.rstrip("\n") + ("\n\n" if old else "") + block
-    with open(path, "w") as f:
-        f.write(new)
 
 
 def main():

@@ -21,6 +21,8 @@ import sys
 import tarfile
 from datetime import datetime, timezone
 
+from report_section import write_section
+
 BEGIN = "<!-- bench/journal.sh: begin -->"
 END = "<!-- bench/journal.sh: end -->"
 # The guest's clock tick (clocksource refined-jiffies, HZ 250), seconds.
@@ -293,22 +295,6 @@ def report(res):
     return "\n".join(lines) + "\n"
 
 
-def write_section(path, text):
-    try:
-        old = open(path).read()
-    except FileNotFoundError:
-        old = ""
-    block = f"{BEGIN}\n{text}{END}\n"
-    if BEGIN in old and END in old:
-        head, rest = old.split(BEGIN, 1)
-        tail = rest.split(END, 1)[1].lstrip("\n")
-        new = head + block + ("\n" + tail if tail else "")
-    else:
-        new = old.rstrip("\n") + ("\n\n" if old else "") + block
-    with open(path, "w") as f:
-        f.write(new)
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -325,7 +311,7 @@ def main():
     text = report(Results(a.results))
     print(text)
     if a.report:
-        write_section(a.report, text)
+        write_section(a.report, text, BEGIN, END)
         print(f"journal.py: section written to {a.report}", file=sys.stderr)
 
 

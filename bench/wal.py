@@ -14,6 +14,8 @@ import statistics
 import sys
 from datetime import datetime, timezone
 
+from report_section import write_section
+
 BEGIN = "<!-- bench/wal.sh: begin -->"
 END = "<!-- bench/wal.sh: end -->"
 
@@ -314,22 +316,6 @@ def report(res):
     return "\n".join(lines) + "\n"
 
 
-def write_section(path, text):
-    try:
-        old = open(path).read()
-    except FileNotFoundError:
-        old = ""
-    block = f"{BEGIN}\n{text}{END}\n"
-    if BEGIN in old and END in old:
-        head, rest = old.split(BEGIN, 1)
-        tail = rest.split(END, 1)[1].lstrip("\n")
-        new = head + block + ("\n" + tail if tail else "")
-    else:
-        new = old.rstrip("\n") + ("\n\n" if old else "") + block
-    with open(path, "w") as f:
-        f.write(new)
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("results")
@@ -338,7 +324,7 @@ def main():
     text = report(Results(a.results))
     print(text)
     if a.report:
-        write_section(a.report, text)
+        write_section(a.report, text, BEGIN, END)
         print(f"wal.py: section written to {a.report}", file=sys.stderr)
 
 

@@ -1,0 +1,20 @@
+"""One section of bench/REPORT.md, written by one benchmark script (bench/journal.py, posix.py,
+wal.py, bulk.py) between its own markers, leaving the rest of the report as it is."""
+
+
+def write_section(path, text, begin, end):
+    """Puts `text` between the lines `begin` and `end` in the file at `path`: in place of the
+    section already there, else appended after a blank line (the file is made if missing)."""
+    try:
+        old = open(path).read()
+    except FileNotFoundError:
+        old = ""
+    block = f"{begin}\n{text}{end}\n"
+    if begin in old and end in old:
+        head, rest = old.split(begin, 1)
+        tail = rest.split(end, 1)[1].lstrip("\n")
+        new = head + block + ("\n" + tail if tail else "")
+    else:
+        new = old.rstrip("\n") + ("\n\n" if old else "") + block
+    with open(path, "w") as f:
+        f.write(new)
