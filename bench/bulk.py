@@ -142,11 +142,14 @@ def run_vexfs(a, threads, efs, gt):
 def run_all(a):
     threads = [int(x) for x in a.threads.split(",")]
     efs = [int(x) for x in a.efs.split(",")]
-    _, query, gt = load(a.data)
+    base, query, gt = load(a.data)
+    n, dim = base.shape
+    del base
     gt = gt_ids(gt)
     os.makedirs(a.work, exist_ok=True)
     results = {"data": a.data, "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="minutes"),
-               "threads": threads, "efs": efs, "runs": [], "machine": machine()}
+               "threads": threads, "efs": efs, "runs": [], "machine": machine(),
+               "n": int(n), "dim": int(dim), "queries": len(query)}
     order = a.libs.split(",")
     for r in range(a.rounds):
         libs = order[r % len(order):] + order[:r % len(order)]
@@ -164,8 +167,6 @@ def run_all(a):
                 o["round"] = r
                 results["runs"].append(o)
                 print(f"bulk:   build {o['build_secs']:.1f} s", file=sys.stderr, flush=True)
-    base, _, _ = load(a.data)
-    results["n"], results["dim"] = int(base.shape[0]), int(base.shape[1])
     with open(a.out, "w") as f:
         json.dump(results, f, indent=1)
 
@@ -193,14 +194,14 @@ def fmt_secs(s):
 
 def report(a):
     res = json.load(open(a.results))
-    runs, n, dim = res["runs"], res["n"], res["dim"]
+    runs, n, dim, queries = res["runs"], res["n"], res["dim"], res["queries"]
     rounds = 1 + max(r["round"] for r in runs)
     name = os.path.basename(os.path.normpath(res["data"]))
     efs = res["efs"]
     lines = ["## Bulk build: `mkfs.vexfs --import -j` against hnswlib and faiss (issue 10)", ""]
     lines.append(
         f"Written by `bench/bulk.sh` from a run started {res['started']} on {res['machine']['cpus']} CPUs "
-        f"({res['machine']['cpu']}). Data: {name}, {n:,} × {dim} float32, {len(load(res['data'])[1]):,} queries, "
+        f"({res['machine']['cpu']}). Data: {name}, {n:,} × {dim} float32, {queries:,} queries, "
         f"l2; m = 16, ef_construction = 200 for all three. {rounds} round(s); each builds with every thread "
         "count with the three libraries (each in a fresh process, in an order rotated per round); the "
         "table keeps each one's fastest build. vexfs's build is the whole `mkfs.vexfs --import` "
