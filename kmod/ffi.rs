@@ -120,4 +120,13 @@ extern "C" {
         dim: u32,
         out: *mut u32,
     );
+    pub fn vexfs_c_code_distances(
+        imp: u32,
+        metric: u32,
+        q: *const u8,
+        vecs: *const *const u8,
+        n: u32,
+        len: u32,
+        out: *mut u32,
+    );
 }

@@ -83,3 +83,44 @@ void vexfs_c_distances(u32 impl, u32 metric, const float *q, const float *const 
 		kernel_fpu_end();
 	}
 }
+
+static void vexfs_code_dist_run(u32 impl, u32 metric, const s8 *q, const s8 *const *vecs,
+				u32 n, u32 len, u32 *out)
+{
+	switch (impl) {
+	case VEXFS_DIST_AVX2:
+		vexfs_code_dist_avx2(metric, q, vecs, n, len, out);
+		break;
+	case VEXFS_DIST_SSE2:
+		vexfs_code_dist_sse2(metric, q, vecs, n, len, out);
+		break;
+	default:
+		vexfs_code_dist_scalar(metric, q, vecs, n, len, out);
+		break;
+	}
+}
+
+void vexfs_c_code_distances(u32 impl, u32 metric, const s8 *q, const s8 *const *vecs, u32 n,
+			    u32 len, u32 *out)
+{
+	u32 chunk, done, m, i;
+
+	if (impl > VEXFS_DIST_AVX2 ||
+	    WARN_ON_ONCE(impl == VEXFS_DIST_AVX2 && vexfs_c_dist_impl() != VEXFS_DIST_AVX2))
+		impl = VEXFS_DIST_SSE2;
+	if (len == 0 || len % 32 || len > 4096 || WARN_ON_ONCE(!irq_fpu_usable())) {
+		for (i = 0; i < n; i++)
+			out[i] = 0xffffffffu;
+		return;
+	}
+	/* Codes are a quarter of the floats' bytes: the same bytes per FPU section. */
+	chunk = VEXFS_FPU_CHUNK_FLOATS * 4 / len;
+	if (chunk == 0)
+		chunk = 1;
+	for (done = 0; done < n; done += m) {
+		m = min(chunk, n - done);
+		kernel_fpu_begin();
+		vexfs_code_dist_run(impl, metric, q, vecs + done, m, len, out + done);
+		kernel_fpu_end();
+	}
+}

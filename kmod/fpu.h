@@ -26,4 +26,14 @@ u32 vexfs_c_dist_impl(void);
 void vexfs_c_distances(u32 impl, u32 metric, const float *q, const float *const *vecs, u32 n,
 		       u32 dim, u32 *out);
 
+/*
+ * out[i] = key of the SQ8 code distance (core/csrc/distance.h, vexfs_code_dist_*) between the
+ * codes q and vecs[i], len bytes each (a multiple of 32, at most 4096), for i < n: exact
+ * integers, the same on every implementation and in userspace. Same context rules as
+ * vexfs_c_distances(); an impl the CPU cannot run is downgraded to SSE2 with a warning; a bad
+ * len or an unknown metric gives 0xffffffff.
+ */
+void vexfs_c_code_distances(u32 impl, u32 metric, const s8 *q, const s8 *const *vecs, u32 n,
+			    u32 len, u32 *out);
+
 #endif /* VEXFS_FPU_H */

@@ -280,7 +280,8 @@ fn stats(sb: &SuperBlock, arg: usize) -> Result {
     }
     let (h, imp) = vector::stats(sb)?;
     let d = sb.disk();
-    let bytes = [Region::VecBitmap, Region::VecMap, Region::VecData, Region::Hnsw]
+    // The vector regions, the codes included with SQ8 (zero blocks without).
+    let bytes = [Region::VecBitmap, Region::VecMap, Region::VecData, Region::Hnsw, Region::VecCodes]
         .iter()
         .map(|&r| d.region(r).blocks)
         .sum::<u64>()

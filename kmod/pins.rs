@@ -7,7 +7,7 @@
 use crate::buf::Buf;
 use crate::distance::DistanceKernel;
 use crate::ffi;
-use crate::format::superblock::{Region, Superblock};
+use crate::format::superblock::Superblock;
 use crate::format::BLOCK_SIZE;
 use crate::index::IndexState;
 use crate::io::BlockStore;
@@ -61,8 +61,8 @@ unsafe impl Sync for PinTable {}
 impl PinTable {
     /// An empty table for the vector regions of `disk`. Errors: `ENOMEM`.
     pub fn new(disk: &Superblock) -> Result<PinTable> {
-        let base = disk.region(Region::VecBitmap).start;
-        let end = disk.region(Region::Hnsw).end();
+        let base = disk.vector_regions().start;
+        let end = disk.vector_regions().end();
         let n = usize::try_from(end.saturating_sub(base)).map_err(|_| ENOMEM)?;
         let mut slots = KVVec::with_capacity(n, GFP_KERNEL)?;
         for _ in 0..n {
@@ -321,5 +321,13 @@ impl DistanceKernel for FpuKernel {
         // trait's contract); `out` has room for `n`; fpu.c brackets the C kernels with
         // kernel_fpu_begin/end and neither sleeps nor faults inside.
         unsafe { ffi::vexfs_c_distances(self.imp, metric, q, vecs.as_ptr(), n, dim, out.as_mut_ptr()) };
+    }
+
+    unsafe fn code_distances(&self, metric: u32, len: u32, q: *const u8, vecs: &[*const u8], out: &mut [u32]) {
+        let n = u32::try_from(vecs.len().min(out.len())).unwrap_or(u32::MAX);
+        // SAFETY: `q` and every `vecs[i]` point at `len` readable bytes held for the call (the
+        // trait's contract); `out` has room for `n`; fpu.c brackets the C kernels with
+        // kernel_fpu_begin/end and neither sleeps nor faults inside.
+        unsafe { ffi::vexfs_c_code_distances(self.imp, metric, q, vecs.as_ptr(), n, len, out.as_mut_ptr()) };
     }
 }

@@ -40,6 +40,7 @@
 #else
 #include <stdint.h>
 typedef uint32_t u32;
+typedef int8_t s8;
 #endif
 
 #define VEXFS_METRIC_L2 0u
@@ -61,6 +62,26 @@ void vexfs_dist_sse2(u32 metric, const float *q, const float *const *vecs, u32 n
 		     u32 *out);
 void vexfs_dist_avx2(u32 metric, const float *q, const float *const *vecs, u32 n, u32 dim,
 		     u32 *out);
+
+/*
+ * SQ8 code distances (core::sq8): q and every vecs[i] hold len signed bytes, len a multiple of
+ * 32 (the code stride; the padding past the dimension is zero in both). out[i] receives the
+ * order-preserving key of the distance between the codes, exact integers (so every
+ * implementation gives the same keys):
+ *   l2      sum (q[i] - v[i])^2
+ *   ip      2^31 - sum q[i] v[i]
+ *   cosine  key_from_bits(1 - dot / (sqrt(qq) * sqrt(vv))) in f32 from the exact integer sums
+ *           dot, qq = |q|^2 and vv = |v|^2 (1.0 when qq or vv is 0)
+ *   other   0xffffffff
+ * len <= 4096 keeps every sum inside 31 bits. Each needs the FPU in the kernel (vector
+ * registers; the cosine finish is float); the avx2 one also needs AVX2.
+ */
+void vexfs_code_dist_scalar(u32 metric, const s8 *q, const s8 *const *vecs, u32 n, u32 len,
+			    u32 *out);
+void vexfs_code_dist_sse2(u32 metric, const s8 *q, const s8 *const *vecs, u32 n, u32 len,
+			  u32 *out);
+void vexfs_code_dist_avx2(u32 metric, const s8 *q, const s8 *const *vecs, u32 n, u32 len,
+			  u32 *out);
 
 /*
  * Integer only, callable without the FPU: 0 if all dim floats (given as their bit patterns)
@@ -118,6 +139,33 @@ static inline u32 vexfs_cosine_bits(float dot, float qnorm, float vv)
 	if (denom == 0.0f)
 		return vexfs_f32_bits(1.0f);
 	return vexfs_f32_bits(1.0f - dot / denom);
+}
+/* core::distance::key_from_bits. */
+static inline u32 vexfs_key_from_bits(u32 bits)
+{
+	return (bits & 0x80000000u) ? ~bits : (bits | 0x80000000u);
+}
+
+/* The key of a code distance from its exact sums (see vexfs_code_dist_scalar). */
+static inline u32 vexfs_code_key(u32 metric, int l2, int dot, int qq, int vv)
+{
+	float denom;
+
+	switch (metric) {
+	case VEXFS_METRIC_L2:
+		return (u32)l2;
+	case VEXFS_METRIC_IP:
+		return 0x80000000u - (u32)dot;
+	case VEXFS_METRIC_COSINE:
+		if (qq == 0 || vv == 0)
+			return vexfs_key_from_bits(vexfs_f32_bits(1.0f));
+		denom = vexfs_sqrtf((float)qq) * vexfs_sqrtf((float)vv);
+		if (denom == 0.0f)
+			return vexfs_key_from_bits(vexfs_f32_bits(1.0f));
+		return vexfs_key_from_bits(vexfs_f32_bits(1.0f - (float)dot / denom));
+	default:
+		return 0xffffffffu;
+	}
 }
 #endif /* VEXFS_DISTANCE_IMPL */
 

@@ -58,3 +58,27 @@ void vexfs_dist_scalar(u32 metric, const float *q, const float *const *vecs, u32
 		break;
 	}
 }
+
+/* SQ8 code distances: one pass over the bytes, exact integer sums (see distance.h). */
+void vexfs_code_dist_scalar(u32 metric, const s8 *q, const s8 *const *vecs, u32 n, u32 len,
+			    u32 *out)
+{
+	int l2, dot, qq = 0, vv, a, b;
+	u32 i, k;
+
+	for (i = 0; i < len; i++)
+		qq += q[i] * q[i];
+	for (k = 0; k < n; k++) {
+		l2 = 0;
+		dot = 0;
+		vv = 0;
+		for (i = 0; i < len; i++) {
+			a = q[i];
+			b = vecs[k][i];
+			l2 += (a - b) * (a - b);
+			dot += a * b;
+			vv += b * b;
+		}
+		out[k] = vexfs_code_key(metric, l2, dot, qq, vv);
+	}
+}

@@ -118,6 +118,16 @@ pub trait DistanceKernel {
     /// `q` and every `vecs[i]` point at `dim` readable, 4-byte aligned `u32`s (float bit
     /// patterns) that stay valid and unchanged for the call.
     unsafe fn distances(&self, metric: u32, dim: u32, q: *const u32, vecs: &[*const u32], out: &mut [u32]);
+
+    /// `out[i]` = the key of the `metric` distance between the SQ8 code `q` and the code at
+    /// `vecs[i]` (`crate::sq8`; `vexfs_code_dist_*` in `core/csrc/distance.h`), for
+    /// `i < min(vecs.len(), out.len())`: exact integers, the same on every implementation. An
+    /// unknown metric gives `u32::MAX`.
+    ///
+    /// # Safety
+    /// `q` and every `vecs[i]` point at `len` readable bytes (`len` a multiple of 32, at most
+    /// 4096) that stay valid and unchanged for the call.
+    unsafe fn code_distances(&self, metric: u32, len: u32, q: *const u8, vecs: &[*const u8], out: &mut [u32]);
 }
 
 #[cfg(feature = "std")]
@@ -154,6 +164,32 @@ mod userspace {
                 vecs: *const *const f32,
                 n: u32,
                 dim: u32,
+                out: *mut u32,
+            );
+            pub fn vexfs_code_dist_scalar(
+                metric: u32,
+                q: *const u8,
+                vecs: *const *const u8,
+                n: u32,
+                len: u32,
+                out: *mut u32,
+            );
+            #[cfg(target_arch = "x86_64")]
+            pub fn vexfs_code_dist_sse2(
+                metric: u32,
+                q: *const u8,
+                vecs: *const *const u8,
+                n: u32,
+                len: u32,
+                out: *mut u32,
+            );
+            #[cfg(target_arch = "x86_64")]
+            pub fn vexfs_code_dist_avx2(
+                metric: u32,
+                q: *const u8,
+                vecs: *const *const u8,
+                n: u32,
+                len: u32,
                 out: *mut u32,
             );
         }
@@ -326,6 +362,78 @@ mod userspace {
                 }
             }
         }
+
+        unsafe fn code_distances(&self, metric: u32, len: u32, q: *const u8, vecs: &[*const u8], out: &mut [u32]) {
+            let l = len as usize;
+            // SAFETY: the trait's contract: `q` points at `l` readable bytes for the call.
+            let q = unsafe { core::slice::from_raw_parts(q, l) };
+            let mut refs: [&[u8]; BATCH] = [&[]; BATCH];
+            for (vs, os) in vecs.chunks(BATCH).zip(out.chunks_mut(BATCH)) {
+                for (r, &p) in refs.iter_mut().zip(vs) {
+                    // SAFETY: as `q`, for each code.
+                    *r = unsafe { core::slice::from_raw_parts(p, l) };
+                }
+                let n = vs.len().min(os.len());
+                let (Some(refs), Some(os)) = (refs.get(..n), os.get_mut(..n)) else { continue };
+                if code_distances(*self, metric, q, refs, os).is_err() {
+                    // An unknown metric, a bad length or an unavailable `self`: the kernels'
+                    // answer for an unknown metric.
+                    os.fill(u32::MAX);
+                }
+            }
+        }
+    }
+
+    /// `out[i]` = the key of the `metric` distance between the SQ8 codes `q` and `vecs[i]`
+    /// (`crate::sq8`), computed by `imp`. Every code must have `q.len()` bytes, a multiple of 32
+    /// of at most 4096 (the code stride), and `out.len()` must equal `vecs.len()`.
+    pub fn code_distances(
+        imp: Impl,
+        metric: u32,
+        q: &[u8],
+        vecs: &[&[u8]],
+        out: &mut [u32],
+    ) -> Result<(), DistanceError> {
+        if metric > METRIC_IP {
+            return Err(DistanceError::UnknownMetric(metric));
+        }
+        if out.len() != vecs.len() {
+            return Err(DistanceError::OutLen { out: out.len(), vecs: vecs.len() });
+        }
+        if let Some((index, v)) = vecs.iter().enumerate().find(|(_, v)| v.len() != q.len()) {
+            return Err(DistanceError::DimMismatch { index, expected: q.len(), found: v.len() });
+        }
+        if q.len() % 32 != 0 || q.len() > 4096 {
+            return Err(DistanceError::TooLong(q.len()));
+        }
+        if !imp.is_available() {
+            return Err(DistanceError::Unsupported(imp));
+        }
+        let mut ptrs = [core::ptr::null::<u8>(); BATCH];
+        for (vs, os) in vecs.chunks(BATCH).zip(out.chunks_mut(BATCH)) {
+            for (p, v) in ptrs.iter_mut().zip(vs) {
+                *p = v.as_ptr();
+            }
+            // BATCH and 4096 fit in u32.
+            let (n, len) = (vs.len() as u32, q.len() as u32);
+            let (qp, vp, o) = (q.as_ptr(), ptrs.as_ptr(), os.as_mut_ptr());
+            // SAFETY: `qp` and each of the first `n` pointers in `ptrs` point to `len` readable
+            // bytes (lengths checked above, the slices outlive the call); `o` points to `n`
+            // writable u32. The C code reads and writes nothing else and keeps no pointer;
+            // `imp` is available on this CPU (checked above).
+            unsafe {
+                match imp {
+                    Impl::Scalar => ffi::vexfs_code_dist_scalar(metric, qp, vp, n, len, o),
+                    #[cfg(target_arch = "x86_64")]
+                    Impl::Sse2 => ffi::vexfs_code_dist_sse2(metric, qp, vp, n, len, o),
+                    #[cfg(target_arch = "x86_64")]
+                    Impl::Avx2 => ffi::vexfs_code_dist_avx2(metric, qp, vp, n, len, o),
+                    #[cfg(not(target_arch = "x86_64"))]
+                    Impl::Sse2 | Impl::Avx2 => unreachable!("is_available() is false"),
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Like [`distances`], then each result turned into its [`key_from_bits`] key.

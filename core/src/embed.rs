@@ -65,11 +65,15 @@ pub fn check_search(k: usize, ef: usize, max_ef: usize) -> Result<usize, Reject>
 /// boundary), its map and bitmap blocks, its level-0 record and two upper-level records, the
 /// records of the `2m` level-0 and `2m` upper-level neighbours it links to, and the header;
 /// per replaced vector its map, bitmap and record blocks; then the inode, its chunk-list block
-/// and a block-bitmap block. The kernel refuses a SET whose bound exceeds what one transaction
-/// may take of its journal (`ENOSPC`). Saturates.
+/// and a block-bitmap block; with SQ8, one more block per new vector (its code, never across a
+/// block boundary). The kernel refuses a SET whose bound exceeds what one transaction may take
+/// of its journal (`ENOSPC`). Saturates.
 pub fn set_blocks_bound(disk: &Superblock, chunks: u64) -> u64 {
     let m = u64::from(disk.hnsw_m);
-    let data = u64::from(disk.vec_stride).div_ceil(crate::format::BLOCK_SIZE as u64).saturating_add(1);
+    let data = u64::from(disk.vec_stride)
+        .div_ceil(crate::format::BLOCK_SIZE as u64)
+        .saturating_add(1)
+        .saturating_add(u64::from(disk.has_sq8()));
     let insert = data.saturating_add(6).saturating_add(m.saturating_mul(4));
     chunks.saturating_mul(insert.saturating_add(3)).saturating_add(3)
 }
@@ -89,10 +93,10 @@ pub enum Indexing {
 /// a filesystem `disk`: per new vector its data (as in [`set_blocks_bound`]), map, bitmap and
 /// level-0 record blocks, per replaced vector its map, bitmap and record blocks (a pending one
 /// is freed, a linked one becomes a tombstone), each capped by the blocks of its region (a SET
-/// cannot change more blocks of a region than it has); then the HNSW header, the inode, its
-/// chunk-list block, a block-bitmap block and the superblock. A purge of tombstones (when a
-/// removal leaves a quarter of the graph deleted, or no slot is free) is not in the bound.
-/// Saturates.
+/// cannot change more blocks of a region than it has), with SQ8 its code block; then the HNSW
+/// header, the inode, its chunk-list block, a block-bitmap block and the superblock. A purge of
+/// tombstones (when a removal leaves a quarter of the graph deleted, or no slot is free) is not
+/// in the bound. Saturates.
 pub fn set_blocks_bound_deferred(disk: &Superblock, chunks: u64) -> u64 {
     let data = u64::from(disk.vec_stride).div_ceil(crate::format::BLOCK_SIZE as u64).saturating_add(1);
     let capped = |r: Region, n: u64| n.min(disk.region(r).blocks);
@@ -101,6 +105,7 @@ pub fn set_blocks_bound_deferred(disk: &Superblock, chunks: u64) -> u64 {
         .saturating_add(capped(Region::VecMap, twice))
         .saturating_add(capped(Region::VecBitmap, twice))
         .saturating_add(capped(Region::Hnsw, twice.saturating_add(1)))
+        .saturating_add(capped(Region::VecCodes, chunks))
         .saturating_add(4)
 }
 

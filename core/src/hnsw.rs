@@ -361,6 +361,29 @@ fn descend<S: Store + ?Sized, V: Visited + ?Sized>(
     Ok(len)
 }
 
+/// The candidate list of K-NN-SEARCH (Algorithm 5) for the store's current query: the
+/// descent from `entry` through the upper levels, then SEARCH-LAYER at level 0 with a list of
+/// `knn.ef` entries (raised to `knn.k`, capped by the pool). Leaves the list in
+/// `scratch.pool[..n]`, nearest first, tombstones included, and returns `n`: what [`search`]
+/// takes its results from, and what a caller re-ranks by other distances (the SQ8 walk of
+/// `crate::vindex`). Errors: as [`search`].
+pub fn search_candidates<S: Store + ?Sized, V: Visited + ?Sized>(
+    store: &mut S,
+    visited: &mut V,
+    scratch: &mut Scratch<'_>,
+    m: u32,
+    entry: Option<(u32, u8)>,
+    knn: Knn,
+) -> Result<usize, S::Error> {
+    let Knn { k, ef } = knn;
+    let Some((ep, ep_level)) = entry else { return Ok(0) };
+    let mut w = carve(store, scratch.work, m)?;
+    let ef = ef.max(k).min(scratch.pool.len());
+    let pool = &mut *scratch.pool;
+    let len = descend(store, visited, pool, ep, ep_level, 0, &mut w)?;
+    search_layer_from(store, visited, pool, len, ef, 0, &mut w)
+}
+
 /// K-NN-SEARCH (Algorithm 5): the `knn.k` nearest live nodes to the store's current query,
 /// with candidate list size `knn.ef` (raised to `k`, capped by the pool). Writes `(key, id)`
 /// pairs, nearest first, to `out` and returns how many (fewer than `k` when the graph is small
@@ -376,15 +399,10 @@ pub fn search<S: Store + ?Sized, V: Visited + ?Sized>(
     knn: Knn,
     out: &mut [(u32, u32)],
 ) -> Result<usize, S::Error> {
-    let Knn { k, ef } = knn;
-    let Some((ep, ep_level)) = entry else { return Ok(0) };
-    let mut w = carve(store, scratch.work, m)?;
-    let ef = ef.max(k).min(scratch.pool.len());
-    let pool = &mut *scratch.pool;
-    let len = descend(store, visited, pool, ep, ep_level, 0, &mut w)?;
-    let len = search_layer_from(store, visited, pool, len, ef, 0, &mut w)?;
+    let len = search_candidates(store, visited, scratch, m, entry, knn)?;
+    let k = knn.k;
     let mut n = 0;
-    for c in pool.iter().take(len) {
+    for c in scratch.pool.iter().take(len) {
         if n >= k || n >= out.len() {
             break;
         }

@@ -12,6 +12,8 @@
 //!   index and chunk lists, [`io::BlockDevice`] for the tools' images).
 //! - [`distance`]: the float32 distance kernels (C, run in the kernel between
 //!   `kernel_fpu_begin/end`) and their order-preserving integer keys.
+//! - [`sq8`]: one signed byte per component (integer-only quantisation), the codes the search
+//!   walks the graph on when the filesystem has the `SQ8` feature.
 //! - [`hnsw`]: the HNSW algorithms (Malkov & Yashunin 2018) over a storage trait.
 //! - [`vindex`]: the on-disk vector index (slots, map, vectors, graph) over [`io::BlockStore`].
 //! - [`embed`]: a file's chunks (set, replace, read, remove) and k-NN searches naming files:
@@ -43,4 +45,5 @@ pub mod io;
 pub mod journal;
 #[cfg(feature = "std")]
 pub mod mem;
+pub mod sq8;
 pub mod vindex;

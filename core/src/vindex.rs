@@ -22,6 +22,7 @@ use crate::format::{bit_find_clear, bit_set, bit_test, BITS_PER_BLOCK, BLOCK_SIZ
 use crate::hnsw::{self, Knn, Params, Scratch, Store, Visited};
 use crate::index_error::{IResult, IndexError};
 use crate::io::BlockStore;
+use crate::sq8;
 
 /// Vectors fetched per distance batch (and the bounce buffers a caller provides).
 pub const BATCH: usize = 32;
@@ -135,6 +136,21 @@ pub struct VecIndex<'t> {
     pub purges: u32,
     /// The distance kernel.
     dist: &'t dyn DistanceKernel,
+    /// Where the SQ8 codes lie, when the filesystem keeps them (`FEATURE_INCOMPAT_SQ8`).
+    codes: Option<CodeGeo>,
+}
+
+/// The vector codes region of a filesystem with SQ8 ([`crate::sq8`]).
+#[derive(Debug, Clone, Copy)]
+struct CodeGeo {
+    /// Its first block.
+    start: u64,
+    /// Bytes per code ([`sq8::code_stride_for`]: a multiple of 32, at most 4096).
+    stride: usize,
+    /// Codes per block (at least 1).
+    per_block: u64,
+    /// The superblock's `sq8_shift`.
+    shift: i32,
 }
 
 /// Whether the tombstones of a graph with header `h` should be purged: they are at least a
@@ -239,7 +255,60 @@ impl<'t> VecIndex<'t> {
             auto_purge: true,
             purges: 0,
             dist,
+            codes: sb.has_sq8().then(|| {
+                let stride = sq8::code_stride_for(sb.vec_dim);
+                CodeGeo {
+                    start: sb.region(Region::VecCodes).start,
+                    // At most 4096 for a validated dim (and never above u64's range anyway).
+                    stride: usize::try_from(stride).unwrap_or(usize::MAX),
+                    per_block: sq8::codes_per_block(stride),
+                    shift: sb.sq8_shift,
+                }
+            }),
         }
+    }
+
+    /// Whether the index keeps SQ8 codes (and searches walk the graph on them).
+    pub fn has_codes(&self) -> bool {
+        self.codes.is_some()
+    }
+
+    /// (block, offset) of the SQ8 code of `slot`, and its length; `None` without codes.
+    fn code_pos(&self, slot: u32) -> FResult<Option<(u64, usize, usize)>> {
+        let Some(c) = self.codes else { return Ok(None) };
+        let s = u64::from(slot);
+        // per_block >= 1 (checked_div: no panic path for objtool to trip on); the offset is
+        // below a block (per_block * stride <= 4096).
+        let bad = || bad_pos("vector code position", slot);
+        let blk = s.checked_div(c.per_block).and_then(|b| c.start.checked_add(b)).ok_or_else(bad)?;
+        let off = s
+            .checked_rem(c.per_block)
+            .and_then(|i| usize::try_from(i).ok())
+            .and_then(|i| i.checked_mul(c.stride))
+            .ok_or_else(bad)?;
+        Ok(Some((blk, off, c.stride)))
+    }
+
+    /// Writes the SQ8 code of `vector` (`dim` float bit patterns) as the code of `slot`
+    /// (nothing without codes): what storing a vector does, and what `fsck.vexfs -y` does to a
+    /// code that does not match its vector.
+    pub fn write_code<B: BlockStore>(&self, b: &B, slot: u32, vector: &[u32]) -> IResult<(), B::Error> {
+        self.check_slot(slot)?;
+        let (Some(c), Some((blk, off, len))) = (self.codes, self.code_pos(slot)?) else { return Ok(()) };
+        let mut w = wr(b, blk)?;
+        sq8::quantise(vector, c.shift, span_mut(&mut w, off, len, "vector code position")?);
+        Ok(())
+    }
+
+    /// Whether the stored SQ8 code of `slot` is the code of `vector` (`dim` float bit
+    /// patterns), its padding zero; `true` without codes. For `fsck.vexfs`.
+    pub fn code_matches<B: BlockStore>(&self, b: &B, slot: u32, vector: &[u32]) -> IResult<bool, B::Error> {
+        self.check_slot(slot)?;
+        let (Some(c), Some((blk, off, len))) = (self.codes, self.code_pos(slot)?) else { return Ok(true) };
+        let r = rd(b, blk)?;
+        let stored = span(&r, off, len, "vector code position")?;
+        let mut v = vector.iter();
+        Ok(stored.iter().all(|&byte| byte == v.next().map_or(0, |&bits| sq8::code(bits, c.shift) as u8)))
     }
 
     /// The entry point and its level, if the graph is not empty. Errors: `Corrupt` for an
@@ -510,6 +579,7 @@ impl<'t> VecIndex<'t> {
             None => return Err(self.no_space()),
         };
         self.write_vector(b, slot, vector)?;
+        self.write_code(b, slot, vector)?;
         self.set_owner(b, slot, Some(owner))?;
         Ok(slot)
     }
@@ -595,7 +665,7 @@ impl<'t> VecIndex<'t> {
         if query.len() != self.dim as usize {
             return Err(IndexError::Invalid("query dimension"));
         }
-        let mut g = GraphStore { b, ix: self, query, bounce: &mut *s.bounce };
+        let mut g = GraphStore { b, ix: self, query, bounce: &mut *s.bounce, code_q: None };
         g.dist_from(query.as_ptr(), ids, keys)
     }
 
@@ -623,7 +693,7 @@ impl<'t> VecIndex<'t> {
         let (level, _) = self.slot_level(slot);
         let entry = self.entry()?;
         let (mut hs, plan) = s.hnsw.split_plan(self.params.m).ok_or_else(|| IndexError::Invalid("hnsw scratch"))?;
-        let mut g = GraphStore { b, ix: self, query: v, bounce: &mut *s.bounce };
+        let mut g = GraphStore { b, ix: self, query: v, bounce: &mut *s.bounce, code_q: None };
         let top = hnsw::insert_plan(&mut g, visited, &mut hs, &self.params, slot, level, entry, plan)?;
         Ok(Some((entry, top)))
     }
@@ -737,7 +807,7 @@ impl<'t> VecIndex<'t> {
             put_u32(&mut wr(b, blk)?, off, 0);
         }
         let entry = self.entry()?;
-        let mut g = GraphStore { b, ix: self, query: vector, bounce };
+        let mut g = GraphStore { b, ix: self, query: vector, bounce, code_q: None };
         let new_entry = connect(&mut g, level, entry)?;
         if let Some((e, l)) = new_entry {
             self.header.entry = e;
@@ -825,7 +895,7 @@ impl<'t> VecIndex<'t> {
                 continue;
             }
             for level in 0..=h.level {
-                let mut g = GraphStore { b, ix: self, query: &[], bounce: &mut *s.bounce };
+                let mut g = GraphStore { b, ix: self, query: &[], bounce: &mut *s.bounce, code_q: None };
                 hnsw::repair(&mut g, &mut s.hnsw, &self.params, slot, level)?;
             }
         }
@@ -864,7 +934,7 @@ impl<'t> VecIndex<'t> {
             return Ok(false);
         }
         for level in 0..=h.level {
-            let mut g = GraphStore { b, ix: self, query: &[], bounce: &mut *s.bounce };
+            let mut g = GraphStore { b, ix: self, query: &[], bounce: &mut *s.bounce, code_q: None };
             hnsw::repair(&mut g, &mut s.hnsw, &self.params, slot, level)?;
         }
         Ok(true)
@@ -922,9 +992,88 @@ impl<'t> VecIndex<'t> {
             return Err(IndexError::Invalid("query dimension"));
         }
         let entry = self.entry()?;
-        let mut g = GraphStore { b, ix: self, query, bounce: &mut *s.bounce };
-        hnsw::search(&mut g, visited, &mut s.hnsw, self.params.m, entry, knn, out)
+        let Some(c) = self.codes else {
+            let mut g = GraphStore { b, ix: self, query, bounce: &mut *s.bounce, code_q: None };
+            return hnsw::search(&mut g, visited, &mut s.hnsw, self.params.m, entry, knn, out);
+        };
+        // With SQ8: the query's code goes in the pair slot of the bounce memory (a search
+        // computes no pair distances), and the batch slots stay for the re-rank's vectors.
+        let words = self.words;
+        let mid = PAIR_SLOT.checked_mul(words).ok_or_else(|| IndexError::Invalid("bounce buffer"))?;
+        if s.bounce.len() < mid.saturating_add(words) || words.saturating_mul(4) < c.stride {
+            return Err(IndexError::Invalid("bounce buffer"));
+        }
+        let (bounce, qword) = s.bounce.split_at_mut(mid);
+        let qword = qword.get_mut(..words).ok_or_else(|| IndexError::Invalid("bounce buffer"))?;
+        // SAFETY: the bytes of `qword`'s words, borrowed mutably for as long as `qword` is:
+        // `u8` has no alignment or validity requirement, and `words * 4` bytes lie inside it.
+        let qbytes =
+            unsafe { core::slice::from_raw_parts_mut(qword.as_mut_ptr().cast::<u8>(), words.saturating_mul(4)) };
+        let qcode = qbytes.get_mut(..c.stride).ok_or_else(|| IndexError::Invalid("bounce buffer"))?;
+        sq8::quantise(query, c.shift, qcode);
+        let mut g = GraphStore { b, ix: self, query, bounce, code_q: Some(qcode) };
+        let n = hnsw::search_candidates(&mut g, visited, &mut s.hnsw, self.params.m, entry, knn)?;
+        g.code_q = None;
+        let pool = s.hnsw.pool.get_mut(..n).ok_or_else(|| IndexError::Invalid("candidate pool"))?;
+        rerank(&mut g, pool, knn.k, out)
     }
+}
+
+/// The end of an SQ8 search ([`VecIndex::search`]): drops the tombstones from the candidate
+/// list `pool` (walked on code distances), gives the others their float32 distance to the query
+/// (the store's `code_q` is `None`), sorts them by `(key, slot)`, and writes the first `k` to
+/// `out`; returns how many. Errors: the store's.
+fn rerank<B: BlockStore>(
+    g: &mut GraphStore<'_, '_, B>,
+    pool: &mut [hnsw::Cand],
+    k: usize,
+    out: &mut [(u32, u32)],
+) -> IResult<usize, B::Error> {
+    let mut n = 0usize;
+    for i in 0..pool.len() {
+        let Some(&c) = pool.get(i) else { break };
+        if g.is_deleted(c.id)? {
+            continue;
+        }
+        if let Some(d) = pool.get_mut(n) {
+            *d = c;
+        }
+        n = n.saturating_add(1);
+    }
+    let live = pool.get_mut(..n).ok_or_else(|| IndexError::Invalid("candidate pool"))?;
+    let (mut ids, mut keys) = ([0u32; BATCH], [0u32; BATCH]);
+    let mut rest = &mut *live;
+    while !rest.is_empty() {
+        let m = rest.len().min(BATCH);
+        let (chunk, r) = core::mem::take(&mut rest).split_at_mut(m);
+        rest = r;
+        for (d, c) in ids.iter_mut().zip(chunk.iter()) {
+            *d = c.id;
+        }
+        let (Some(ids), Some(keys)) = (ids.get(..m), keys.get_mut(..m)) else { break };
+        g.dist_query(ids, keys)?;
+        for (c, &key) in chunk.iter_mut().zip(keys.iter()) {
+            c.key = key;
+        }
+    }
+    // Insertion sort by (key, slot): the list comes nearly sorted (by code distance).
+    for i in 1..live.len() {
+        let mut j = i;
+        while let Some(p) = j.checked_sub(1) {
+            let (Some(a), Some(b)) = (live.get(p), live.get(j)) else { break };
+            if (a.key, a.id) <= (b.key, b.id) {
+                break;
+            }
+            live.swap(p, j);
+            j = p;
+        }
+    }
+    let mut got = 0usize;
+    for (o, c) in out.iter_mut().zip(live.iter()).take(k) {
+        *o = (c.key, c.id);
+        got = got.saturating_add(1);
+    }
+    Ok(got)
 }
 
 /// [`hnsw::Store`] over the index's blocks.
@@ -943,6 +1092,9 @@ struct GraphStore<'a, 't, B: BlockStore> {
     ix: &'a VecIndex<'t>,
     query: &'a [u32],
     bounce: &'a mut [u32],
+    /// The query's SQ8 code while a search walks the graph on codes: [`Store::dist_query`]
+    /// then gives code distances.
+    code_q: Option<&'a [u8]>,
 }
 
 /// Where the link list of a node at one level lies: its count at the start of the record (the
@@ -1002,6 +1154,38 @@ impl<B: BlockStore> GraphStore<'_, '_, B> {
         Ok(())
     }
 
+    /// Keys of the distances from the SQ8 code `qc` to the codes of `ids`, batch by batch,
+    /// into `keys[..ids.len()]`.
+    fn code_dist(&self, qc: &[u8], ids: &[u32], keys: &mut [u32]) -> IResult<(), B::Error> {
+        let ix = self.ix;
+        let keys = keys.get_mut(..ids.len()).ok_or_else(|| IndexError::Invalid("key buffer"))?;
+        let len = u32::try_from(qc.len()).map_err(|_| IndexError::Invalid("code length"))?;
+        let (mut ids_rest, mut keys_rest) = (ids, keys);
+        while !ids_rest.is_empty() {
+            let n = ids_rest.len().min(BATCH);
+            let (chunk, ir) = ids_rest.split_at(n);
+            let (out, kr) = core::mem::take(&mut keys_rest).split_at_mut(n);
+            (ids_rest, keys_rest) = (ir, kr);
+            let mut refs: [Option<B::Ref<'_>>; BATCH] = core::array::from_fn(|_| None);
+            let mut ptrs = [core::ptr::null::<u8>(); BATCH];
+            for ((i, &id), p) in chunk.iter().enumerate().zip(ptrs.iter_mut()) {
+                ix.check_slot(id)?;
+                let (blk, off, clen) = ix.code_pos(id)?.ok_or_else(|| IndexError::Invalid("no codes"))?;
+                if clen != qc.len() {
+                    return Err(IndexError::Invalid("code length"));
+                }
+                let r = rd(self.b, blk)?;
+                *p = span(&r, off, clen, "vector code position")?.as_ptr();
+                *refs.get_mut(i).ok_or_else(|| IndexError::Invalid("batch size"))? = Some(r);
+            }
+            let ptrs = ptrs.get(..chunk.len()).ok_or_else(|| IndexError::Invalid("batch size"))?;
+            // SAFETY: `qc` holds `len` bytes; each pointer of the batch was set above (none is
+            // null) and points at `len` bytes inside a block held in `refs`.
+            unsafe { ix.dist.code_distances(ix.metric, len, qc.as_ptr(), ptrs, out) };
+        }
+        Ok(())
+    }
+
     /// Where the list of `node` at `level` lies; `None` above the node's level.
     /// Errors: `Corrupt` for a free slot (a link to it) or a bad record head.
     fn list_pos(&self, node: u32, level: u8) -> IResult<Option<LinkList>, B::Error> {
@@ -1029,6 +1213,9 @@ impl<B: BlockStore> Store for GraphStore<'_, '_, B> {
     type Error = IndexError<B::Error>;
 
     fn dist_query(&mut self, ids: &[u32], keys: &mut [u32]) -> IResult<(), B::Error> {
+        if let Some(qc) = self.code_q {
+            return self.code_dist(qc, ids, keys);
+        }
         let q = self.query.as_ptr();
         self.dist_from(q, ids, keys)
     }

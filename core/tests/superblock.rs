@@ -338,8 +338,8 @@ fn data_misplaced() {
 #[test]
 fn reserved_region_not_zero() {
     let mut s = sb();
-    s.regions[Region::Reserved as usize] = Extent64 { start: 9, blocks: 0 };
-    assert_corrupt(&s, "reserved region", 9);
+    s.regions[Region::VecCodes as usize] = Extent64 { start: 9, blocks: 0 };
+    assert_corrupt(&s, "vector codes region without SQ8", 9);
 }
 
 #[test]

@@ -181,7 +181,7 @@ mod tests {
     use crate::writer::SEQUENTIAL_LINKS;
     use crate::{fsck, mkfs, sample, Image, MemDevice};
     use std::io::Cursor;
-    use vexfs_core::format::superblock::{Metric, Region};
+    use vexfs_core::format::superblock::Metric;
 
     fn image(dim: u32) -> Image<MemDevice> {
         let mut dev = MemDevice::new(4096);
@@ -298,7 +298,7 @@ mod tests {
         assert!(problems.is_empty(), "{problems:#?}");
         let sb = img.sb();
         let bs = vexfs_core::format::BLOCK_SIZE as u64;
-        let regions = (sb.region(Region::VecBitmap).start * bs) as usize..(sb.region(Region::Hnsw).end() * bs) as usize;
+        let regions = (sb.vector_regions().start * bs) as usize..(sb.vector_regions().end() * bs) as usize;
         assert!(two[regions.clone()] == three[regions.clone()], "2 and 3 threads made different graphs");
         assert!(one[regions.clone()] != two[regions], "the batches were not planned apart");
         assert_eq!(r2, r3);

@@ -91,6 +91,9 @@ pub enum Kind {
     VectorShared,
     /// A vector in the graph has a NaN or infinite component.
     VectorData,
+    /// With SQ8, a vector's code is not the quantisation of the vector (derived data: `-y`
+    /// and `-p` write it again from the vector).
+    VectorCode,
     /// A bitmap has bits set past the last block or inode.
     BitmapPadding,
     /// A reachable inode does not decode (checksum, mode, flags, ...).
@@ -178,6 +181,12 @@ pub enum Fix {
     RebuildJournal,
     /// Clear the errors flag (state becomes clean).
     ClearErrors,
+    /// Write the SQ8 code of vector slot `slot` from its vector (`vexfs_core::sq8::quantise`),
+    /// in place (the code is derived from the vector, which is not changed).
+    WriteCode {
+        /// The slot.
+        slot: u32,
+    },
     /// Set the incompat feature `EOFBLOCKS` in the superblock (a file has the inode flag
     /// `EOFBLOCKS`: its preallocation past the size is kept, as the kernel would have set it).
     SetEofBlocks,
@@ -729,6 +738,7 @@ fn repair_all<D: BlockDevice<Error = io::Error>>(
             Fix::WriteBackup => write_backup = true,
             Fix::ClearErrors => img.sb_mut().state = STATE_CLEAN,
             Fix::SetEofBlocks => img.sb_mut().feature_incompat |= FEATURE_INCOMPAT_EOFBLOCKS,
+            Fix::WriteCode { slot } => write_code(img, *slot)?,
             Fix::RebuildJournal => {
                 let j = img.sb().region(Region::Journal);
                 let lsn = max_lsn_in_log(img)?;
@@ -869,6 +879,28 @@ impl<D: BlockDevice<Error = io::Error>> DirHost for RepairHost<'_, D> {
 fn zero_inode<D: BlockDevice<Error = io::Error>>(img: &mut Image<D>, ino: u32) -> Result<()> {
     let (blk, off, mut b) = img.inode_raw(ino)?;
     b[off..off + INODE_SIZE].fill(0);
+    img.write_block(blk, &b)
+}
+
+/// Writes the SQ8 code of `slot` from its vector ([`Fix::WriteCode`]).
+fn write_code<D: BlockDevice<Error = io::Error>>(img: &mut Image<D>, slot: u32) -> Result<()> {
+    let sb = img.sb().clone();
+    let (dim, bs) = (sb.vec_dim as usize, BLOCK_SIZE as u64);
+    let mut bits = Vec::with_capacity(dim);
+    let mut pos = u64::from(slot) * u64::from(sb.vec_stride);
+    while bits.len() < dim {
+        let b = img.read_block(sb.region(Region::VecData).start + pos / bs)?;
+        let o = (pos % bs) as usize;
+        let take = (dim - bits.len()).min((BLOCK_SIZE - o) / 4);
+        bits.extend(b[o..o + 4 * take].chunks_exact(4).map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]])));
+        pos += 4 * take as u64;
+    }
+    let stride = vexfs_core::sq8::code_stride_for(sb.vec_dim);
+    let per = vexfs_core::sq8::codes_per_block(stride);
+    let blk = sb.region(Region::VecCodes).start + u64::from(slot) / per;
+    let off = (u64::from(slot) % per * stride) as usize;
+    let mut b = img.read_block(blk)?;
+    vexfs_core::sq8::quantise(&bits, sb.sq8_shift, &mut b[off..off + stride as usize]);
     img.write_block(blk, &b)
 }
 

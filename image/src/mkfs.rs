@@ -5,7 +5,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use vexfs_core::format::inode::{Inode, S_IFDIR};
 use vexfs_core::format::journal::JournalSuper;
-use vexfs_core::format::layout::{layout, MkfsParams};
+use vexfs_core::format::layout::{layout_codes, MkfsParams};
 use vexfs_core::format::superblock::{Region, Superblock, FEATURE_INCOMPAT_DIR_INDEX, REGIONS, ROOT_INO};
 use vexfs_core::format::{bit_set, BLOCK_SIZE, INODE_SIZE};
 use vexfs_core::io::BlockDevice;
@@ -21,13 +21,16 @@ pub struct FormatOpts {
     /// when an entry is added (`vexfs_core::dir_index`). Off by default: a kernel that does
     /// not handle indexed directories refuses such a filesystem.
     pub dir_index: bool,
+    /// Keep SQ8 codes at this `sq8_shift` (`vexfs_core::sq8`): the incompat feature
+    /// `FEATURE_INCOMPAT_SQ8` and the vector codes region. `None`: float vectors only.
+    pub sq8_shift: Option<i32>,
 }
 
 /// The superblock [`format_with`] writes for `p` and `opts`: [`layout`]'s, with the features
 /// of `opts` set, so that `vexfs_core::embed::min_journal_blocks` of it counts them (the
 /// split of a directory bucket with `dir_index`). Errors: `Format` as [`layout`].
 pub fn layout_with(p: &MkfsParams, opts: FormatOpts) -> Result<Superblock> {
-    let mut sb = layout(p).map_err(Error::format("layout"))?;
+    let mut sb = layout_codes(p, opts.sq8_shift).map_err(Error::format("layout"))?;
     if opts.dir_index {
         sb.feature_incompat |= FEATURE_INCOMPAT_DIR_INDEX;
     }

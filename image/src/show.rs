@@ -22,8 +22,8 @@ impl Row {
     }
 }
 
-/// Every block of the device in order: superblock, the regions (the unused reserved entry
-/// left out), backup superblock.
+/// Every block of the device in order: superblock, the regions (the vector codes' zero entry
+/// left out on a filesystem without SQ8), backup superblock.
 pub fn device_map(sb: &Superblock) -> Vec<Row> {
     let mut rows = vec![Row { name: "superblock", start: 0, blocks: 1 }];
     for r in REGIONS {

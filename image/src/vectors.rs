@@ -237,11 +237,11 @@ impl BlockCache {
         }
     }
 
-    /// A cache of the vector regions of `sb` (vector bitmap to the HNSW region's end: the only
-    /// blocks [`VecIndex`] touches).
+    /// A cache of the vector regions of `sb` (`Superblock::vector_regions`: vector bitmap to
+    /// the HNSW region's end, or the codes' with SQ8: the only blocks [`VecIndex`] touches).
     pub fn for_vectors(sb: &Superblock) -> BlockCache {
-        let first = sb.region(Region::VecBitmap).start;
-        BlockCache::new(first, sb.region(Region::Hnsw).end().saturating_sub(first))
+        let r = sb.vector_regions();
+        BlockCache::new(r.start, r.blocks)
     }
 
     fn cell<D: BlockDevice<Error = io::Error>>(&self, dev: &D, n: u64) -> Result<(usize, &RefCell<Box<Page>>)> {

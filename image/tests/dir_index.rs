@@ -38,7 +38,7 @@ fn params() -> MkfsParams {
 
 fn writer(dir_index: bool) -> Writer<MemDevice> {
     let mut dev = MemDevice::new(BLOCKS);
-    mkfs::format_with(&mut dev, &params(), false, FormatOpts { dir_index }).unwrap();
+    mkfs::format_with(&mut dev, &params(), false, FormatOpts { dir_index, ..Default::default() }).unwrap();
     let mut w = Writer::new(Image::open(dev).unwrap()).unwrap();
     w.set_dir_seeds(Some(7));
     w
@@ -258,7 +258,7 @@ fn thousands_of_names_convert_split_and_read_back() {
     let img = Image::open(dev).unwrap();
     let fresh = {
         let mut dev = MemDevice::new(BLOCKS);
-        mkfs::format_with(&mut dev, &params(), false, FormatOpts { dir_index: true }).unwrap();
+        mkfs::format_with(&mut dev, &params(), false, FormatOpts { dir_index: true, ..Default::default() }).unwrap();
         Image::open(dev).unwrap().sb().free_blocks
     };
     assert_eq!(img.sb().free_blocks, fresh - 1);

@@ -29,6 +29,7 @@ use vexfs_image::vexfs_core::format::superblock::{
 };
 use vexfs_image::vexfs_core::format::BLOCK_SIZE;
 use vexfs_image::vexfs_core::io::BlockDevice;
+use vexfs_image::vexfs_core::sq8;
 use vexfs_image::writer::Writer;
 use vexfs_image::{mkfs, FileDevice, Image};
 
@@ -124,6 +125,18 @@ struct Cli {
     /// predate indexed directories.
     #[arg(long)]
     no_dir_index: bool,
+    /// Vector quantisation for the HNSW traversal. sq8 (the incompat feature sq8): every
+    /// vector also keeps a code of one signed byte per component, searches walk the graph on
+    /// the codes' integer distances and re-rank their candidates with the float vectors
+    /// (docs/FORMAT.md, "Vector codes"). A kernel without the feature refuses the filesystem.
+    #[arg(long, value_enum, default_value_t = QuantArg::None)]
+    quant: QuantArg,
+    /// With --quant sq8: the scale, codes = round(x * 2^SHIFT) clamped to +-127. Default:
+    /// with --import, the largest SHIFT that codes the import's largest |component| without
+    /// clamping; without, 7 (components of unit-norm vectors).
+    #[arg(long, value_name = "SHIFT", allow_negative_numbers = true,
+          value_parser = clap::value_parser!(i32).range(sq8::MIN_SHIFT as i64..=sq8::MAX_SHIFT as i64))]
+    sq8_shift: Option<i32>,
     /// Block device or image file.
     #[arg(value_name = "DEVICE|FILE")]
     device: PathBuf,
@@ -131,6 +144,14 @@ struct Cli {
     /// resizes an image file; default: the size of the existing device or file.
     #[arg(value_name = "SIZE", value_parser = parse_size)]
     size: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum QuantArg {
+    /// Float vectors only.
+    None,
+    /// One signed byte per component.
+    Sq8,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -243,12 +264,18 @@ fn existing_filesystem(path: &Path) -> Result<Option<String>, String> {
 struct ImportInput {
     vecs: Fvecs<BufReader<File>>,
     texts: Option<Texts<BufReader<File>>>,
+    /// The bit pattern of the largest |component| of the vectors (`sq8::max_abs_bits`).
+    max_abs_bits: u32,
 }
 
 fn open_import(cli: &Cli) -> Result<Option<ImportInput>, String> {
     let Some(path) = &cli.import else { return Ok(None) };
     let mut vecs = Fvecs::open(path)?;
-    vecs.check_all()?;
+    let mut max_abs_bits = 0u32;
+    vecs.for_each(|_, v| {
+        max_abs_bits = v.iter().map(|x| x.to_bits() & 0x7fff_ffff).fold(max_abs_bits, u32::max);
+        Ok::<(), vexfs_image::Error>(())
+    })?;
     let texts = match &cli.texts {
         Some(p) => {
             let lines = Texts::open(p)?.check_all()?;
@@ -264,7 +291,7 @@ fn open_import(cli: &Cli) -> Result<Option<ImportInput>, String> {
         }
         None => None,
     };
-    Ok(Some(ImportInput { vecs, texts }))
+    Ok(Some(ImportInput { vecs, texts, max_abs_bits }))
 }
 
 /// Runs the import into `dev`'s filesystem with a progress bar (hidden by --quiet or when
@@ -376,7 +403,14 @@ fn run(cli: &Cli) -> Result<(), String> {
             None => u64::from_le_bytes(random_bytes()?),
         },
     };
-    let mut opts = FormatOpts { dir_index: !cli.no_dir_index };
+    let sq8_shift = match (cli.quant, cli.sq8_shift, &input) {
+        (QuantArg::None, None, _) => None,
+        (QuantArg::None, Some(_), _) => return Err("--sq8-shift needs --quant sq8".into()),
+        (QuantArg::Sq8, Some(s), _) => Some(s),
+        (QuantArg::Sq8, None, Some(i)) => Some(sq8::shift_for_max(i.max_abs_bits)),
+        (QuantArg::Sq8, None, None) => Some(sq8::DEFAULT_SHIFT),
+    };
+    let mut opts = FormatOpts { dir_index: !cli.no_dir_index, sq8_shift };
     // The features are set on the superblock the journal's floor is computed from.
     let lay = |p: &MkfsParams, opts: FormatOpts| mkfs::layout_with(p, opts);
     let mut sb =
@@ -409,7 +443,7 @@ fn run(cli: &Cli) -> Result<(), String> {
         if let Some(n) = cli.journal_blocks {
             if opts.dir_index && !cli.dir_index {
                 // The default gives way to an explicit journal: linear directories only.
-                let without = FormatOpts { dir_index: false };
+                let without = FormatOpts { dir_index: false, ..opts };
                 let s = lay(&params, without).map_err(|e| format!("cannot lay out {} bytes: {e}", bytes))?;
                 if s.region(Region::Journal).blocks >= journal_floor(&s) {
                     if !cli.quiet {
@@ -516,6 +550,9 @@ fn print_summary(cli: &Cli, sb: &Superblock) {
     println!("HNSW:     m {}, ef_construction {}", sb.hnsw_m, sb.hnsw_ef_construction);
     if sb.feature_incompat & FEATURE_INCOMPAT_DIR_INDEX != 0 {
         println!("Features: dir_index (indexed directories)");
+    }
+    if sb.has_sq8() {
+        println!("Codes:    sq8, one byte per component at scale 2^{} (searches walk the codes)", sb.sq8_shift);
     }
     if cli.verbose {
         println!(

@@ -217,7 +217,7 @@ fn acl(entries: &[(u16, u16, u32)]) -> Vec<u8> {
 fn base_writer(blocks: u64, dir_index: bool) -> Res<Writer<MemDevice>> {
     let mut dev = MemDevice::new(blocks);
     let p = MkfsParams { vec_capacity: Some(256), ..sample::params(blocks) };
-    mkfs::format_with(&mut dev, &p, true, FormatOpts { dir_index }).map_err(err("mkfs"))?;
+    mkfs::format_with(&mut dev, &p, true, FormatOpts { dir_index, ..Default::default() }).map_err(err("mkfs"))?;
     let img = Image::open(dev).map_err(err("open"))?;
     let mut w = Writer::new(img).map_err(err("writer"))?;
     w.set_dir_seeds(Some(7));
@@ -288,7 +288,7 @@ pub fn build_small_base() -> Res<Vec<u8>> {
         ef_construction: 32,
         ..sample::params(blocks)
     };
-    mkfs::format_with(&mut dev, &p, true, FormatOpts { dir_index: true }).map_err(err("mkfs"))?;
+    mkfs::format_with(&mut dev, &p, true, FormatOpts { dir_index: true, ..Default::default() }).map_err(err("mkfs"))?;
     let mut w = Writer::new(Image::open(dev).map_err(err("open"))?).map_err(err("writer"))?;
     w.set_dir_seeds(Some(7));
     let e = |what: &'static str| move |e: vexfs_image::Error| format!("{what}: {e}");

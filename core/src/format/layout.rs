@@ -47,6 +47,15 @@ pub const DEFAULT_EF_CONSTRUCTION: u32 = 200;
 /// Lays out a filesystem. Errors: `Corrupt` naming the parameter that cannot work (device too
 /// small for the requested counts, dimension or `m` out of range).
 pub fn layout(p: &MkfsParams) -> Result<Superblock> {
+    layout_codes(p, None)
+}
+
+/// [`layout`], with SQ8 codes when `sq8_shift` is given: the incompat feature
+/// [`FEATURE_INCOMPAT_SQ8`], that shift, and the vector codes region
+/// ([`crate::sq8::code_region_blocks`]) between the HNSW region and the data (counted in the
+/// default capacity's bytes per vector). Errors: as [`layout`]; `Corrupt` for a shift outside
+/// [`crate::sq8::MIN_SHIFT`]`..=`[`crate::sq8::MAX_SHIFT`].
+pub fn layout_codes(p: &MkfsParams, sq8_shift: Option<i32>) -> Result<Superblock> {
     let bad = |what: &'static str, value: u64| Err(FormatError::Corrupt { what, value });
     if p.block_count < MIN_BLOCKS || p.block_count > MAX_BLOCKS {
         return bad("block_count", p.block_count);
@@ -60,6 +69,10 @@ pub fn layout(p: &MkfsParams) -> Result<Superblock> {
     if p.ef_construction == 0 || p.ef_construction > MAX_EF_CONSTRUCTION {
         return bad("hnsw_ef_construction", u64::from(p.ef_construction));
     }
+    if let Some(s) = sq8_shift.filter(|s| !(crate::sq8::MIN_SHIFT..=crate::sq8::MAX_SHIFT).contains(s)) {
+        return bad("sq8_shift", u64::from(s as u32));
+    }
+    let codes = |capacity: u64| if sq8_shift.is_some() { crate::sq8::code_region_blocks(capacity, p.dim) } else { 0 };
     let bits = BITS_PER_BLOCK;
     let per = INODES_PER_BLOCK_U64;
     let inodes = match p.inode_count {
@@ -82,7 +95,8 @@ pub fn layout(p: &MkfsParams) -> Result<Superblock> {
         Some(c) => c,
         None => {
             // Bytes per vector across the four vector regions, then a quarter of the device.
-            let one = (sum(&vector_region_blocks(1 << 16, p.dim, p.m)).saturating_mul(BLOCK_SIZE_U64)) >> 16;
+            let per_64k = sum(&vector_region_blocks(1 << 16, p.dim, p.m)).saturating_add(codes(1 << 16));
+            let one = per_64k.saturating_mul(BLOCK_SIZE_U64) >> 16;
             (p.block_count / 4).saturating_mul(BLOCK_SIZE_U64) / NonZeroU64::new(one).unwrap_or(NonZeroU64::MIN)
         }
     };
@@ -90,7 +104,19 @@ pub fn layout(p: &MkfsParams) -> Result<Superblock> {
         return bad("vec_capacity", capacity);
     }
     let v = vector_region_blocks(capacity, p.dim, p.m);
-    let sizes = [journal, p.block_count.div_ceil(bits), inodes.div_ceil(bits), inodes / per, v[0], v[1], v[2], v[3], 0];
+    // In region-table order (the data's length is set last).
+    let sizes = [
+        journal,
+        p.block_count.div_ceil(bits),
+        inodes.div_ceil(bits),
+        inodes / per,
+        v[0],
+        v[1],
+        v[2],
+        v[3],
+        0,
+        codes(capacity),
+    ];
     // The superblock, its backup, every region, and 16 blocks of data at least. A sum past
     // `u64::MAX` (absurd requested counts) is a device too small as well.
     let needed = sum(&sizes).saturating_add(2 + 16);
@@ -98,10 +124,17 @@ pub fn layout(p: &MkfsParams) -> Result<Superblock> {
         return bad("device too small for the requested layout (blocks needed)", needed);
     }
     // From here every sum is below `block_count`: the saturating operations are exact.
+    // Placed in on-disk order; without SQ8 the codes' entry stays zero.
     let mut regions = [Extent64::default(); REGION_COUNT];
     let mut next = 1u64;
-    for (r, len) in regions.iter_mut().zip(sizes) {
-        *r = Extent64 { start: next, blocks: len };
+    for r in REGIONS {
+        if r == Region::VecCodes && sq8_shift.is_none() {
+            continue;
+        }
+        let len = sizes.get(r as usize).copied().unwrap_or(0);
+        if let Some(e) = regions.get_mut(r as usize) {
+            *e = Extent64 { start: next, blocks: len };
+        }
         next = next.saturating_add(len);
     }
     let backup = p.block_count.saturating_sub(1);
@@ -113,7 +146,7 @@ pub fn layout(p: &MkfsParams) -> Result<Superblock> {
         format_version: FORMAT_VERSION,
         feature_compat: 0,
         feature_ro_compat: 0,
-        feature_incompat: 0,
+        feature_incompat: if sq8_shift.is_some() { FEATURE_INCOMPAT_SQ8 } else { 0 },
         block_count: p.block_count,
         free_blocks: 0,
         inode_count,
@@ -135,6 +168,7 @@ pub fn layout(p: &MkfsParams) -> Result<Superblock> {
         hnsw_max_level: MAX_LEVEL,
         hnsw_seed: p.seed,
         backup_block: backup,
+        sq8_shift: sq8_shift.unwrap_or(0),
     };
     sb.validate(p.block_count)?;
     Ok(sb)

@@ -32,7 +32,8 @@
 //! | 316 | 4 | `hnsw_max_level` |
 //! | 320 | 8 | `hnsw_seed` |
 //! | 328 | 8 | `backup_block` (= `block_count - 1`) |
-//! | 336 | 172 | reserved, zero |
+//! | 336 | 4 | `sq8_shift` (i32; with [`FEATURE_INCOMPAT_SQ8`], else zero) |
+//! | 340 | 168 | reserved, zero |
 //! | 508 | 4 | `checksum`: CRC-32C of bytes 0..508 |
 //!
 //! Bytes 512..4096 of block 0 are zero.
@@ -105,9 +106,16 @@ pub const FEATURE_INCOMPAT_DIR_INDEX: u32 = 2;
 /// clears it. Code that does not know it refuses the filesystem (it would take the preallocated
 /// blocks for corruption, or free them as blocks past the size).
 pub const FEATURE_INCOMPAT_EOFBLOCKS: u32 = 4;
+/// Incompat feature (format v3): every vector in use also has its SQ8 code (`crate::sq8`: one
+/// signed byte per component at the scale `2^sq8_shift`) in the vector codes region
+/// ([`Region::VecCodes`], between the HNSW region and the data region), and searches walk the
+/// graph on the codes before re-ranking with the float vectors. Set by mkfs (`--quant sq8`).
+/// Code that does not know it refuses the filesystem (it would not write the codes of new
+/// vectors).
+pub const FEATURE_INCOMPAT_SQ8: u32 = 8;
 /// Incompat features known to this code. Unknown ones make the mount fail with `EINVAL`.
 pub const FEATURE_INCOMPAT_SUPP: u32 =
-    FEATURE_INCOMPAT_RECOVER | FEATURE_INCOMPAT_DIR_INDEX | FEATURE_INCOMPAT_EOFBLOCKS;
+    FEATURE_INCOMPAT_RECOVER | FEATURE_INCOMPAT_DIR_INDEX | FEATURE_INCOMPAT_EOFBLOCKS | FEATURE_INCOMPAT_SQ8;
 
 /// Smallest filesystem mkfs creates and mount accepts, in blocks (256 KiB).
 pub const MIN_BLOCKS: u64 = 64;
@@ -127,9 +135,10 @@ pub const MAX_LEVEL: u32 = 16;
 /// Number of entries in the region table.
 pub const REGION_COUNT: usize = 10;
 
-/// The regions of the device, in on-disk order. Each is a run of whole blocks; together they
-/// tile blocks `1 .. block_count - 1` with no gap (block 0 is the superblock, the last block
-/// its backup).
+/// The regions of the device, numbered by their entry in the region table ([`REGIONS`] gives
+/// their on-disk order, where the vector codes come before the data). Each is a run of whole
+/// blocks; together they tile blocks `1 .. block_count - 1` with no gap (block 0 is the
+/// superblock, the last block its backup).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(usize)]
 pub enum Region {
@@ -151,11 +160,12 @@ pub enum Region {
     Hnsw = 7,
     /// File and directory data blocks and extent blocks (the only allocatable blocks).
     Data = 8,
-    /// Unused table entry, zero.
-    Reserved = 9,
+    /// Per vector slot: its SQ8 code (`crate::sq8`), with [`FEATURE_INCOMPAT_SQ8`]; without it
+    /// the table entry is zero (start and length) and the region is not part of the tiling.
+    VecCodes = 9,
 }
 
-/// All regions in on-disk order.
+/// All regions in on-disk order (the vector codes, when present, before the data).
 pub const REGIONS: [Region; REGION_COUNT] = [
     Region::Journal,
     Region::BlockBitmap,
@@ -165,10 +175,10 @@ pub const REGIONS: [Region; REGION_COUNT] = [
     Region::VecMap,
     Region::VecData,
     Region::Hnsw,
+    Region::VecCodes,
     Region::Data,
-    Region::Reserved,
 ];
-const _: () = assert!(Region::Reserved as usize == REGION_COUNT - 1);
+const _: () = assert!(Region::VecCodes as usize == REGION_COUNT - 1);
 
 impl Region {
     /// Short lowercase name, as printed by `vexctl inspect` and `mkfs.vexfs -n`.
@@ -183,7 +193,7 @@ impl Region {
             Region::VecData => "vector data",
             Region::Hnsw => "hnsw index",
             Region::Data => "data",
-            Region::Reserved => "reserved",
+            Region::VecCodes => "vector codes",
         }
     }
 }
@@ -294,6 +304,10 @@ pub struct Superblock {
     pub hnsw_seed: u64,
     /// Block of the backup superblock (`block_count - 1`).
     pub backup_block: u64,
+    /// The SQ8 scale: codes are `round(x * 2^sq8_shift)` ([`crate::sq8`]), in
+    /// [`crate::sq8::MIN_SHIFT`]`..=`[`crate::sq8::MAX_SHIFT`] with [`FEATURE_INCOMPAT_SQ8`],
+    /// zero without.
+    pub sq8_shift: i32,
 }
 
 /// Bytes of one vector-map entry (see `docs/FORMAT.md`).
@@ -431,6 +445,7 @@ impl Superblock {
             hnsw_max_level: u32_at(raw, 316, W)?,
             hnsw_seed: u64_at(raw, 320, W)?,
             backup_block: u64_at(raw, 328, W)?,
+            sq8_shift: u32_at(raw, 336, W)? as i32,
         })
     }
 
@@ -475,6 +490,7 @@ impl Superblock {
         put_u32(buf, 316, self.hnsw_max_level);
         put_u64(buf, 320, self.hnsw_seed);
         put_u64(buf, 328, self.backup_block);
+        put_u32(buf, 336, self.sq8_shift as u32);
         let Some(body) = buf.get(..CSUM_OFF) else { return };
         let c = crc32c(body);
         put_u32(buf, CSUM_OFF, c);
@@ -530,13 +546,19 @@ impl Superblock {
         if self.vec_capacity > u32::MAX as u64 {
             return bad("vec_capacity", self.vec_capacity);
         }
-        // Regions tile 1 .. block_count - 1 in order.
+        let sq8 = self.has_sq8();
+        if sq8 && !(crate::sq8::MIN_SHIFT..=crate::sq8::MAX_SHIFT).contains(&self.sq8_shift)
+            || !sq8 && self.sq8_shift != 0
+        {
+            return bad("sq8_shift", u64::from(self.sq8_shift as u32));
+        }
+        // Regions tile 1 .. block_count - 1 in order (the codes only with SQ8).
         let mut next = 1u64;
         for r in REGIONS {
             let e = self.region(r);
-            if r == Region::Reserved {
+            if r == Region::VecCodes && !sq8 {
                 if e != Extent64::default() {
-                    return bad("reserved region", e.start);
+                    return bad("vector codes region without SQ8", e.start);
                 }
                 continue;
             }
@@ -567,8 +589,25 @@ impl Superblock {
         need(Region::VecMap, v[1])?;
         need(Region::VecData, v[2])?;
         need(Region::Hnsw, v[3])?;
+        if sq8 {
+            need(Region::VecCodes, crate::sq8::code_region_blocks(self.vec_capacity, self.vec_dim))?;
+        }
         need(Region::Data, 1)?;
         Ok(())
+    }
+
+    /// Whether the filesystem keeps SQ8 codes ([`FEATURE_INCOMPAT_SQ8`]).
+    pub fn has_sq8(&self) -> bool {
+        self.feature_incompat & FEATURE_INCOMPAT_SQ8 != 0
+    }
+
+    /// The vector regions as one run of blocks: from the vector bitmap's first block to the
+    /// end of the HNSW region, or of the vector codes with SQ8 (they follow each other on
+    /// disk: [`REGIONS`]).
+    pub fn vector_regions(&self) -> Extent64 {
+        let start = self.region(Region::VecBitmap).start;
+        let end = if self.has_sq8() { self.region(Region::VecCodes).end() } else { self.region(Region::Hnsw).end() };
+        Extent64 { start, blocks: end.saturating_sub(start) }
     }
 
     /// Byte position of inode `ino` (1-based): (block, offset in block). `None` when `ino` is
@@ -595,7 +634,7 @@ fn region_start_name(r: Region) -> &'static str {
         Region::VecData => "vector data start",
         Region::Hnsw => "hnsw start",
         Region::Data => "data start",
-        Region::Reserved => "reserved start",
+        Region::VecCodes => "vector codes start",
     }
 }
 
@@ -610,6 +649,6 @@ fn region_len_name(r: Region) -> &'static str {
         Region::VecData => "vector data length",
         Region::Hnsw => "hnsw length",
         Region::Data => "data length",
-        Region::Reserved => "reserved length",
+        Region::VecCodes => "vector codes length",
     }
 }

@@ -325,7 +325,7 @@ pub fn tail_lines(m: &mut String, img: &Image<MemDevice>, made: &Made<'_>) -> Re
 /// (`min_journal_blocks`). Errors: a journal too small, mkfs's, the writer's.
 pub fn new_writer(p: &MkfsParams, dir_index: bool) -> Res<Writer<MemDevice>> {
     let mut dev = MemDevice::new(p.block_count);
-    mkfs::format_with(&mut dev, p, false, FormatOpts { dir_index })?;
+    mkfs::format_with(&mut dev, p, false, FormatOpts { dir_index, ..Default::default() })?;
     let img = Image::open(dev)?;
     let (have, min) = (img.sb().region(Region::Journal).blocks, min_journal_blocks(img.sb()));
     if have < min {

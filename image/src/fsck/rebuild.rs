@@ -153,12 +153,14 @@ impl<D: BlockDevice<Error = io::Error>> Checker<'_, D> {
     /// not sound, a note says why the graph cannot be rebuilt.
     pub(super) fn offer_rebuild(&mut self, first: usize) -> Result<()> {
         let found = self.problems.get(first..).unwrap_or(&[]);
-        if found.iter().all(|p| p.kind == Kind::VectorCounts) {
+        // Counts are fixed alone, and a code is written again from its vector (the rebuild
+        // does not touch the codes): neither calls for a rebuild.
+        if found.iter().all(|p| matches!(p.kind, Kind::VectorCounts | Kind::VectorCode)) {
             return Ok(());
         }
         match self.rebuild_blocker()? {
             None => {
-                for p in self.problems.iter_mut().skip(first) {
+                for p in self.problems.iter_mut().skip(first).filter(|p| p.kind != Kind::VectorCode) {
                     p.fix = Some(Fix::RebuildGraph);
                 }
             }

@@ -20,6 +20,7 @@ use vexfs_core::format::vector::{
 };
 use vexfs_core::format::{bit_test, BLOCK_SIZE};
 use vexfs_core::io::{Block, BlockDevice};
+use vexfs_core::sq8;
 use vexfs_core::vindex::fill_upper_table;
 
 use super::{mismatch_runs, Checker, Fix, Kind};
@@ -169,8 +170,14 @@ impl<D: BlockDevice<Error = io::Error>> Checker<'_, D> {
         let data_start = sb.region(Region::VecData).start;
         let stride = sb.vec_stride as u64;
         let dim = sb.vec_dim as usize;
-        let (mut l0, mut map, mut data, mut up) =
-            (Cursor::new(img), Cursor::new(img), Cursor::new(img), Cursor::new(img));
+        let (mut l0, mut map, mut data, mut up, mut code) =
+            (Cursor::new(img), Cursor::new(img), Cursor::new(img), Cursor::new(img), Cursor::new(img));
+        // (first block, bytes per code, codes per block) of the SQ8 codes, if kept.
+        let codes = sb.has_sq8().then(|| {
+            let stride = sq8::code_stride_for(sb.vec_dim);
+            (sb.region(Region::VecCodes).start, stride as usize, sq8::codes_per_block(stride))
+        });
+        let mut vbits: Vec<u32> = Vec::with_capacity(dim);
         let mut out = Slots {
             state: vec![FREE; n],
             count0: vec![None; n],
@@ -273,12 +280,14 @@ impl<D: BlockDevice<Error = io::Error>> Checker<'_, D> {
             // The vector: `dim` float32 from byte `s * stride` of the data region.
             let mut pos = s as u64 * stride;
             let mut i = 0usize;
+            vbits.clear();
             'vector: while i < dim {
                 let b = data.get(data_start + pos / BS)?;
                 let o = (pos % BS) as usize;
                 let take = (dim - i).min((BLOCK_SIZE - o) / 4);
                 for w in b[o..o + 4 * take].chunks_exact(4) {
                     let bits = u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
+                    vbits.push(bits);
                     if bits & 0x7f80_0000 == 0x7f80_0000 {
                         let msg =
                             format!("vector slot {s}: component {i} is {} (bits {bits:#010x})", f32::from_bits(bits));
@@ -288,6 +297,22 @@ impl<D: BlockDevice<Error = io::Error>> Checker<'_, D> {
                     i += 1;
                 }
                 pos += 4 * take as u64;
+            }
+            // With SQ8, the code of a finite vector is its quantisation, the padding zero.
+            if let Some((cstart, cstride, per)) = codes.filter(|_| i == dim) {
+                let cblk = cstart + s as u64 / per;
+                let coff = (s as u64 % per) as usize * cstride;
+                let stored = &code.get(cblk)?[coff..coff + cstride];
+                let mut want = vec![0u8; cstride];
+                sq8::quantise(&vbits, sb.sq8_shift, &mut want);
+                if stored != &want[..] {
+                    let at = stored.iter().zip(&want).position(|(a, b)| a != b).unwrap_or(0);
+                    let msg = format!(
+                        "vector slot {s}: SQ8 code byte {at} is {}, its vector's code has {}",
+                        stored[at] as i8, want[at] as i8
+                    );
+                    self.report(Kind::VectorCode, msg, Some(Fix::WriteCode { slot }));
+                }
             }
             if st == LIVE {
                 out.live += 1;

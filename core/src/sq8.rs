@@ -1,0 +1,266 @@
+//! SQ8: scalar quantisation of the vectors to one signed byte per component, for the HNSW
+//! traversal of a filesystem made with the incompat feature `SQ8` (`mkfs.vexfs --quant sq8`).
+//!
+//! Each component `x` of a vector becomes the code `clamp(round(x * 2^shift), -127, 127)`
+//! (round half away from zero), with one power-of-two scale for the whole filesystem: the
+//! superblock's `sq8_shift`, chosen at mkfs from the largest component magnitude of the imported
+//! vectors ([`shift_for_max`]). A power of two keeps the quantisation exact and integer-only:
+//! [`quantise`] works on the float bit patterns, so the kernel computes codes without the FPU and
+//! every build gives the same bytes.
+//!
+//! Codes live in the vector codes region: `code_stride` bytes per slot ([`code_stride_for`]:
+//! `dim` rounded up to 32, the padding zero), [`codes_per_block`] per block, none crossing a
+//! block boundary. Distances between codes are integers, exact on every implementation (the C
+//! kernels `vexfs_code_dist_*` in `core/csrc`): squared Euclidean on the codes for `l2`, the
+//! negated dot product for `ip`, and `1 - cos` of the codes (float, in the FPU section) for
+//! `cosine`. A search walks the graph on these distances, then re-ranks its whole candidate
+//! list with the float32 distances of the full vectors (`crate::vindex`), so the distances it
+//! returns are exact; the codes only steer the walk, as in DiskANN's in-memory codes
+//! (Subramanya et al., NeurIPS 2019) and FAISS's `IndexHNSWSQ`.
+
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+#![deny(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
+
+use crate::format::BLOCK_SIZE_U64;
+
+/// Smallest `sq8_shift` (codes of `x * 2^-64`).
+pub const MIN_SHIFT: i32 = -64;
+/// Largest `sq8_shift` (codes of `x * 2^64`).
+pub const MAX_SHIFT: i32 = 64;
+/// The shift of a filesystem made with no vector to train on: components in `[-0.992, 0.992]`
+/// keep their value (unit-norm embeddings always do), with a step of `2^-7`.
+pub const DEFAULT_SHIFT: i32 = 7;
+/// The largest code magnitude.
+pub const CODE_MAX: u32 = 127;
+
+/// Bytes per slot in the vector codes region for `dim` components: `dim` rounded up to 32
+/// (the AVX2 kernels read 32 bytes at a time; the padding is zero).
+pub const fn code_stride_for(dim: u32) -> u64 {
+    (dim as u64).div_ceil(32).saturating_mul(32)
+}
+
+/// Codes of `stride` bytes one block holds, none crossing a block boundary (at least 1).
+pub const fn codes_per_block(stride: u64) -> u64 {
+    match BLOCK_SIZE_U64.checked_div(stride) {
+        Some(n) if n > 0 => n,
+        _ => 1,
+    }
+}
+
+/// Blocks of the vector codes region for `capacity` slots of dimension `dim`.
+pub const fn code_region_blocks(capacity: u64, dim: u32) -> u64 {
+    capacity.div_ceil(codes_per_block(code_stride_for(dim)))
+}
+
+/// The magnitude of the code of the float with bit pattern `bits` at `shift`, before clamping
+/// to [`CODE_MAX`] (saturating at `u32::MAX`), and its sign. Zeros and subnormals give 0 for
+/// every shift in range; infinities and NaNs (never stored: vectors are finite) saturate.
+fn magnitude(bits: u32, shift: i32) -> (u32, bool) {
+    let neg = bits & 0x8000_0000 != 0;
+    let exp = (bits >> 23) & 0xff;
+    if exp == 0 {
+        return (0, neg);
+    }
+    if exp == 0xff {
+        return (u32::MAX, neg);
+    }
+    let mant = (bits & 0x7f_ffff) | 0x80_0000;
+    // |x| * 2^shift = mant * 2^t with t = exp - 150 + shift: in [-214, 169], exact in i32.
+    let t = (exp as i32).saturating_sub(150).saturating_add(shift);
+    if t >= 0 {
+        // At least mant >= 2^23: far above every code.
+        return (u32::MAX, neg);
+    }
+    let sh = t.unsigned_abs();
+    if sh > 24 {
+        // mant * 2^-sh < 2^24 * 2^-25 = 1/2: rounds to 0.
+        return (0, neg);
+    }
+    // sh in 1..=24: mant + 2^(sh-1) < 2^25, and the shift rounds half away from zero.
+    let half = 1u32 << sh.saturating_sub(1);
+    (mant.saturating_add(half) >> sh, neg)
+}
+
+/// The code of one component (float bit pattern `bits`) at `shift`.
+pub fn code(bits: u32, shift: i32) -> i8 {
+    let (mag, neg) = magnitude(bits, shift);
+    // min(CODE_MAX) keeps it in 0..=127: the conversion and the negation are exact.
+    let m = i8::try_from(mag.min(CODE_MAX)).unwrap_or(i8::MAX);
+    if neg {
+        m.saturating_neg()
+    } else {
+        m
+    }
+}
+
+/// Writes the codes of `vector` (float bit patterns) at `shift` into `out` as bytes (two's
+/// complement), one per component, and zeroes the rest of `out` (the padding of a code of
+/// [`code_stride_for`] bytes). Components past `out`'s length are dropped (callers size `out`
+/// to at least the dimension). Integer only: the kernel runs it without the FPU.
+pub fn quantise(vector: &[u32], shift: i32, out: &mut [u8]) {
+    let mut v = vector.iter();
+    for o in out.iter_mut() {
+        *o = match v.next() {
+            Some(&bits) => code(bits, shift) as u8,
+            None => 0,
+        };
+    }
+}
+
+/// The largest shift in [`MIN_SHIFT`]`..=`[`MAX_SHIFT`] at which a component of magnitude
+/// `max_bits` (the float bit pattern of the largest `|x|` among the vectors, sign ignored) is
+/// coded without clamping; [`DEFAULT_SHIFT`] for a zero (no vector, or only zeros). Integer
+/// only.
+pub fn shift_for_max(max_bits: u32) -> i32 {
+    let bits = max_bits & 0x7fff_ffff;
+    if bits == 0 {
+        return DEFAULT_SHIFT;
+    }
+    let mut s = MAX_SHIFT;
+    while s > MIN_SHIFT && magnitude(bits, s).0 > CODE_MAX {
+        s = s.saturating_sub(1);
+    }
+    s
+}
+
+/// The bit pattern of the largest component magnitude of `vector` (float bit patterns,
+/// finite): what [`shift_for_max`] takes, folded over every vector with `max`. Integer only
+/// (the magnitudes of finite floats order as their bit patterns without the sign).
+pub fn max_abs_bits(vector: &[u32]) -> u32 {
+    vector.iter().map(|&b| b & 0x7fff_ffff).max().unwrap_or(0)
+}
+
+/// The distance key between two codes of equal length, as the C kernels compute it
+/// (`vexfs_code_dist_*`): the reference for their tests. `l2`: the sum of squared differences;
+/// `ip`: `2^31 - dot`; `cosine`: the key of the float bits of `1 - dot / (sqrt(qq) sqrt(vv))`
+/// (1 when a norm is 0), in f32 as the kernels do it; an unknown metric gives `u32::MAX`.
+#[cfg(any(test, feature = "std"))]
+#[allow(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)] // i64 sums of i8 products: exact
+pub fn code_key(metric: u32, q: &[u8], v: &[u8]) -> u32 {
+    use crate::distance::{key_from_bits, METRIC_COSINE, METRIC_IP, METRIC_L2};
+    let (mut l2, mut dot, mut qq, mut vv) = (0i64, 0i64, 0i64, 0i64);
+    for (&a, &b) in q.iter().zip(v) {
+        let (a, b) = (i64::from(a as i8), i64::from(b as i8));
+        l2 += (a - b) * (a - b);
+        dot += a * b;
+        qq += a * a;
+        vv += b * b;
+    }
+    match metric {
+        METRIC_L2 => l2 as u32,
+        METRIC_IP => 0x8000_0000u32.wrapping_sub(dot as i32 as u32),
+        METRIC_COSINE => {
+            let d = if qq == 0 || vv == 0 {
+                1.0f32
+            } else {
+                let denom = (qq as f32).sqrt() * (vv as f32).sqrt();
+                if denom == 0.0 {
+                    1.0
+                } else {
+                    1.0 - dot as f32 / denom
+                }
+            };
+            let bits = if d.is_nan() { crate::distance::NAN_BITS } else { d.to_bits() };
+            key_from_bits(bits)
+        }
+        _ => u32::MAX,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::cast_possible_truncation)]
+    #![allow(clippy::arithmetic_side_effects)]
+    use super::*;
+    use std::vec;
+    use std::vec::Vec;
+
+    /// The code by float arithmetic: round half away from zero, clamped.
+    fn by_float(x: f32, shift: i32) -> i8 {
+        let y = (x as f64) * 2f64.powi(shift);
+        y.round().clamp(-127.0, 127.0) as i8
+    }
+
+    #[test]
+    fn codes_equal_float_rounding() {
+        let mut seed = 0x1234_5678_9abc_def0u64;
+        let mut xs: Vec<f32> = [0.0f32, -0.0, 0.5, -0.5, 1.0, -1.0, 0.25, 126.5, 127.49, 127.5, 1e-40, 3.0e38].to_vec();
+        for _ in 0..20_000 {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let u = (seed >> 40) as f32 / (1u64 << 24) as f32;
+            let e = ((seed >> 8) % 40) as i32 - 20;
+            let s = if seed & 1 == 0 { 1.0 } else { -1.0 };
+            xs.push(s * u * 2f32.powi(e));
+        }
+        for shift in [MIN_SHIFT, -3, 0, 1, 5, 7, 9, 20, MAX_SHIFT] {
+            for &x in &xs {
+                assert_eq!(code(x.to_bits(), shift), by_float(x, shift), "x {x:e} shift {shift}");
+            }
+        }
+    }
+
+    #[test]
+    fn quantise_pads_with_zeros() {
+        let v: Vec<u32> = [0.5f32, -0.25, 1.0].iter().map(|x| x.to_bits()).collect();
+        let mut out = [0xaau8; 32];
+        quantise(&v, 7, &mut out);
+        assert_eq!(&out[..3], &[64u8, (-32i8) as u8, 127]);
+        assert!(out[3..].iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn shift_is_the_largest_without_clamping() {
+        for x in [1e-30f32, 0.001, 0.3, 0.49, 0.5, 0.9921875, 0.9922, 1.0, 7.0, 1e20] {
+            let s = shift_for_max(x.to_bits());
+            assert!(magnitude(x.to_bits(), s).0 <= CODE_MAX, "{x} at {s}");
+            if s < MAX_SHIFT {
+                assert!(magnitude(x.to_bits(), s + 1).0 > CODE_MAX, "{x} at {}", s + 1);
+            }
+        }
+        assert_eq!(shift_for_max(0), DEFAULT_SHIFT);
+        assert_eq!(shift_for_max(0.9921875f32.to_bits()), 7);
+        assert_eq!(shift_for_max(0.3f32.to_bits()), 8);
+    }
+
+    /// Every implementation of the C code kernels gives the reference keys, bit for bit, on
+    /// random codes and on the extremes (every byte -127 or 127), for every metric and length.
+    #[cfg(feature = "std")]
+    #[test]
+    fn every_impl_gives_the_reference_keys() {
+        use crate::distance::{code_distances, Impl};
+        let mut seed = 99u64;
+        let mut byte = || {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((seed >> 33) % 255) as i32 - 127
+        };
+        for len in [32usize, 64, 96, 384, 1024, 4096] {
+            let q: Vec<u8> = (0..len).map(|_| byte() as i8 as u8).collect();
+            let mut vecs: Vec<Vec<u8>> = (0..70).map(|_| (0..len).map(|_| byte() as i8 as u8).collect()).collect();
+            vecs.push(vec![127u8; len]);
+            vecs.push(vec![(-127i8) as u8; len]);
+            vecs.push(vec![0u8; len]);
+            vecs.push(q.clone());
+            let refs: Vec<&[u8]> = vecs.iter().map(|v| v.as_slice()).collect();
+            for metric in 0..3 {
+                let want: Vec<u32> = vecs.iter().map(|v| code_key(metric, &q, v)).collect();
+                for imp in Impl::ALL.into_iter().filter(|i| i.is_available()) {
+                    let mut out = vec![0u32; vecs.len()];
+                    code_distances(imp, metric, &q, &refs, &mut out).unwrap();
+                    assert_eq!(out, want, "{} metric {metric} len {len}", imp.name());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn strides_and_blocks() {
+        assert_eq!(code_stride_for(1), 32);
+        assert_eq!(code_stride_for(384), 384);
+        assert_eq!(code_stride_for(100), 128);
+        assert_eq!(code_stride_for(4096), 4096);
+        assert_eq!(codes_per_block(384), 10);
+        assert_eq!(codes_per_block(4096), 1);
+        assert_eq!(code_region_blocks(25, 384), 3);
+        assert_eq!(code_region_blocks(0, 384), 0);
+    }
+}

@@ -1,0 +1,229 @@
+//! SQ8 codes end to end without a kernel (`--quant sq8`, docs/FORMAT.md "Vector codes"): the
+//! pydocs sample (2000 × 384, l2) written with the offline writer into an image with codes and
+//! into one without, from the same seed; the graphs must be the same (inserts use the float
+//! vectors), the codes must be the vectors' quantisation (fsck), searches must return exact
+//! float distances with a recall close to the float walk's, and fsck must find and rewrite a
+//! damaged code.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use vexfs_core::distance::{best_impl, distance, METRIC_L2};
+use vexfs_core::format::layout::MkfsParams;
+use vexfs_core::format::superblock::{Metric, Region, Superblock, FEATURE_INCOMPAT_SQ8, ROOT_INO};
+use vexfs_core::format::BLOCK_SIZE;
+use vexfs_core::sq8;
+use vexfs_image::fsck::{self, Fix, Kind, Mode};
+use vexfs_image::mkfs::{self, FormatOpts};
+use vexfs_image::vecfile::{read_fvecs, read_ivecs};
+use vexfs_image::vectors::{Hit, MapDevice, Searcher};
+use vexfs_image::writer::Writer;
+use vexfs_image::{Image, MemDevice};
+
+const K: usize = 10;
+const BLOCKS: u64 = 4096;
+
+struct Data {
+    base: Vec<Vec<f32>>,
+    queries: Vec<Vec<f32>>,
+    gt: Vec<Vec<u32>>,
+}
+
+fn pydocs() -> &'static Data {
+    static DATA: OnceLock<Data> = OnceLock::new();
+    DATA.get_or_init(|| {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data/pydocs-minilm/small");
+        Data {
+            base: read_fvecs(dir.join("base.fvecs")).unwrap(),
+            queries: read_fvecs(dir.join("query.fvecs")).unwrap(),
+            gt: read_ivecs(dir.join("groundtruth.ivecs")).unwrap(),
+        }
+    })
+}
+
+fn params() -> MkfsParams {
+    MkfsParams {
+        block_count: BLOCKS,
+        inode_count: Some(2304),
+        journal_blocks: None,
+        vec_capacity: Some(2600),
+        dim: 384,
+        metric: Metric::L2,
+        m: 16,
+        ef_construction: 200,
+        uuid: *b"vexfs-sq8-test..",
+        label: [0; 32],
+        now: 1_700_000_000,
+        seed: 11,
+    }
+}
+
+/// The shift mkfs picks for the sample (its largest |component| coded without clamping).
+fn shift() -> i32 {
+    let max = pydocs().base.iter().flatten().map(|x| x.to_bits() & 0x7fff_ffff).max().unwrap();
+    sq8::shift_for_max(max)
+}
+
+/// An image's bytes, and which base row each file (inode) holds.
+type Built = (Vec<u8>, HashMap<u64, u32>);
+
+/// An image of the sample, one file per vector (`docs/N`), with or without codes.
+fn build(sq8_shift: Option<i32>) -> Built {
+    let mut dev = MemDevice::new(BLOCKS);
+    mkfs::format_with(&mut dev, &params(), false, FormatOpts { sq8_shift, ..Default::default() }).unwrap();
+    let mut w = Writer::new(Image::open(dev).unwrap()).unwrap();
+    let docs = w.mkdir(ROOT_INO, "docs", 0o755).unwrap();
+    let mut row = HashMap::new();
+    for (i, v) in pydocs().base.iter().enumerate() {
+        let ino = w.create(docs, &i.to_string(), b"").unwrap();
+        w.set_embeddings(ino, &[v]).unwrap();
+        row.insert(u64::from(ino), i as u32);
+    }
+    (w.commit().unwrap().into_device().bytes, row)
+}
+
+/// The image without codes, then the one with.
+fn built() -> &'static [Built; 2] {
+    static B: OnceLock<[Built; 2]> = OnceLock::new();
+    B.get_or_init(|| [build(None), build(Some(shift()))])
+}
+
+fn sb(bytes: &[u8]) -> Superblock {
+    Superblock::decode(&bytes[..BLOCK_SIZE]).unwrap()
+}
+
+fn blocks(bytes: &[u8], r: Region) -> &[u8] {
+    let e = sb(bytes).region(r);
+    &bytes[e.start as usize * BLOCK_SIZE..e.end() as usize * BLOCK_SIZE]
+}
+
+fn search_all(bytes: &[u8], ef: usize) -> Vec<Vec<Hit>> {
+    let mut s = Searcher::new(Image::open(MapDevice::from_bytes(bytes).unwrap()).unwrap(), ef).unwrap();
+    pydocs().queries.iter().map(|q| s.search(q, K, ef).unwrap()).collect()
+}
+
+fn recall(hits: &[Vec<Hit>], row: &HashMap<u64, u32>) -> f64 {
+    let gt = &pydocs().gt;
+    let found: usize =
+        hits.iter().zip(gt).map(|(h, t)| h.iter().filter(|x| t[..K].contains(&row[&x.ino])).count()).sum();
+    found as f64 / (K * hits.len()) as f64
+}
+
+#[test]
+fn layout_places_the_codes_before_the_data() {
+    let [(plain, _), (coded, _)] = built();
+    let (p, c) = (sb(plain), sb(coded));
+    assert!(!p.has_sq8() && c.has_sq8());
+    assert_eq!(c.feature_incompat & FEATURE_INCOMPAT_SQ8, FEATURE_INCOMPAT_SQ8);
+    assert_eq!((p.sq8_shift, c.sq8_shift), (0, shift()));
+    assert_eq!(p.region(Region::VecCodes), Default::default());
+    let codes = c.region(Region::VecCodes);
+    assert_eq!(codes.start, c.region(Region::Hnsw).end());
+    assert_eq!(c.region(Region::Data).start, codes.end());
+    // 384-byte codes, 10 per block: 2600 slots in 260 blocks.
+    assert_eq!(codes.blocks, 260);
+    assert_eq!(c.vector_regions().end(), codes.end());
+    // The shift is out of range, or set without the feature: corrupt.
+    for (bit, s) in [(true, sq8::MAX_SHIFT + 1), (true, sq8::MIN_SHIFT - 1), (false, 3)] {
+        let mut bad = c.clone();
+        bad.sq8_shift = s;
+        if !bit {
+            bad = Superblock { sq8_shift: s, ..p.clone() };
+        }
+        assert!(bad.validate(BLOCKS).is_err(), "shift {s} with the bit {bit}");
+    }
+}
+
+#[test]
+fn codes_leave_the_graph_alone_and_fsck_checks_them() {
+    let [(plain, _), (coded, _)] = built();
+    // Inserts use the float vectors: the same graph, records and vectors, byte for byte.
+    for r in [Region::VecBitmap, Region::VecMap, Region::VecData, Region::Hnsw] {
+        assert!(blocks(plain, r) == blocks(coded, r), "{} differs", r.name());
+    }
+    // Every code is the quantisation of its slot's vector (and the padding is zero).
+    let c = sb(coded);
+    let codes = blocks(coded, Region::VecCodes);
+    let data = blocks(coded, Region::VecData);
+    for slot in [0usize, 1, 9, 10, 1999] {
+        let v: Vec<u32> =
+            data[slot * 1536..][..1536].chunks_exact(4).map(|w| u32::from_le_bytes(w.try_into().unwrap())).collect();
+        let mut want = [0u8; 384];
+        sq8::quantise(&v, c.sq8_shift, &mut want);
+        let at = (slot / 10) * BLOCK_SIZE + (slot % 10) * 384;
+        assert_eq!(&codes[at..at + 384], &want[..], "slot {slot}");
+        assert!(want.iter().any(|&b| b != 0));
+    }
+    let (img, early) = fsck::open(MemDevice { bytes: coded.clone() }).unwrap();
+    let p = fsck::check(&img, early).unwrap().problems;
+    assert!(p.is_empty(), "{p:#?}");
+
+    // A damaged code: reported, with its own fix (no graph rebuild), and rewritten by -y.
+    let mut bad = coded.clone();
+    let at = c.region(Region::VecCodes).start as usize * BLOCK_SIZE + 3 * 384 + 100;
+    bad[at] = bad[at].wrapping_add(1);
+    let (img, early) = fsck::open(MemDevice { bytes: bad.clone() }).unwrap();
+    let p = fsck::check(&img, early).unwrap().problems;
+    assert_eq!(p.len(), 1, "{p:#?}");
+    assert_eq!(p[0].kind, Kind::VectorCode);
+    assert_eq!(p[0].fix, Some(Fix::WriteCode { slot: 3 }));
+    let (r, dev) = fsck::run(MemDevice { bytes: bad }, Mode::Repair).unwrap();
+    assert_eq!(r.fixed, vec![true]);
+    assert!(r.remaining.is_empty(), "{:#?}", r.remaining);
+    assert!(dev.bytes[at] == coded[at], "the code was not written again");
+    let (img, early) = fsck::open(MemDevice { bytes: dev.bytes.clone() }).unwrap();
+    assert!(fsck::check(&img, early).unwrap().problems.is_empty());
+}
+
+#[test]
+fn searches_walk_the_codes_and_return_exact_distances() {
+    let [(plain, row_p), (coded, row_c)] = built();
+    let d = pydocs();
+    let imp = best_impl();
+    for ef in [16usize, 64] {
+        let (hp, hc) = (search_all(plain, ef), search_all(coded, ef));
+        let (rp, rc) = (recall(&hp, row_p), recall(&hc, row_c));
+        eprintln!("ef {ef}: recall@{K} float walk {rp:.4}, SQ8 walk {rc:.4}");
+        assert!(rc >= rp - 0.02, "ef {ef}: SQ8 recall {rc} against {rp}");
+        for (q, hits) in d.queries.iter().zip(&hc) {
+            assert_eq!(hits.len(), K);
+            // Nearest first, each distance the float32 distance of its vector, bit for bit.
+            assert!(hits.windows(2).all(|p| (p[0].key, p[0].slot) < (p[1].key, p[1].slot)));
+            for h in hits {
+                let v = &d.base[row_c[&h.ino] as usize];
+                assert_eq!(h.dist_bits(), distance(imp, METRIC_L2, q, v).to_bits());
+            }
+        }
+    }
+    assert!(recall(&search_all(coded, 64), row_c) >= 0.95);
+}
+
+#[test]
+fn replaced_and_removed_vectors_keep_codes_right() {
+    let [_, (coded, _)] = built();
+    let d = pydocs();
+    let mut w = Writer::new(Image::open(MemDevice { bytes: coded.clone() }).unwrap()).unwrap();
+    let docs = w.image().lookup("/docs").unwrap();
+    // Remove some, replace some with other rows (slots freed and reused), add a file.
+    for i in (0..2000).step_by(7) {
+        let ino = w.image().lookup(&format!("/docs/{i}")).unwrap();
+        if i % 2 == 0 {
+            w.remove_embeddings(ino).unwrap();
+        } else {
+            w.set_embeddings(ino, &[&d.base[(i + 1) % 2000], &d.base[(i + 2) % 2000]]).unwrap();
+        }
+    }
+    let ino = w.create(docs, "new", b"").unwrap();
+    // A component past the scale clamps; the results stay exact.
+    let mut big = d.base[5].clone();
+    big[0] = 3.0;
+    w.set_embeddings(ino, &[big.clone()]).unwrap();
+    let bytes = w.commit().unwrap().into_device().bytes;
+    let (img, early) = fsck::open(MemDevice { bytes: bytes.clone() }).unwrap();
+    let p = fsck::check(&img, early).unwrap().problems;
+    assert!(p.is_empty(), "{p:#?}");
+    let mut s = Searcher::new(Image::open(MapDevice::from_bytes(&bytes).unwrap()).unwrap(), 64).unwrap();
+    let hits = s.search(&big, 1, 64).unwrap();
+    assert_eq!((hits[0].ino, hits[0].dist_bits()), (u64::from(ino), 0));
+}
