@@ -49,7 +49,13 @@ pub const fn codes_per_block(stride: u64) -> u64 {
 
 /// Blocks of the vector codes region for `capacity` slots of dimension `dim`.
 pub const fn code_region_blocks(capacity: u64, dim: u32) -> u64 {
-    capacity.div_ceil(codes_per_block(code_stride_for(dim)))
+    // checked_div and checked_rem: no division panic path (per >= 1 anyway), which the
+    // kernel's objtool would flag.
+    let per = codes_per_block(code_stride_for(dim));
+    match (capacity.checked_div(per), capacity.checked_rem(per)) {
+        (Some(q), Some(r)) => q.saturating_add(if r != 0 { 1 } else { 0 }),
+        _ => capacity,
+    }
 }
 
 /// The magnitude of the code of the float with bit pattern `bits` at `shift`, before clamping

@@ -185,6 +185,9 @@ struct InspectJson {
     hnsw_ef_construction: u32,
     hnsw_max_level: u32,
     hnsw_seed: u64,
+    /// The SQ8 scale (codes = round(x * 2^sq8_shift)); absent without the feature.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sq8_shift: Option<i32>,
     regions: Vec<RegionJson>,
     journal: JournalJson,
     /// The vector write-ahead log (`--log` only).
@@ -327,6 +330,7 @@ fn inspect_json(sb: &Superblock, journal: JournalJson, wal: Option<WalJson>) -> 
         hnsw_ef_construction: sb.hnsw_ef_construction,
         hnsw_max_level: sb.hnsw_max_level,
         hnsw_seed: sb.hnsw_seed,
+        sq8_shift: sb.has_sq8().then_some(sb.sq8_shift),
         regions: device_map(sb)
             .into_iter()
             .map(|r| RegionJson { name: r.name, start: r.start, blocks: r.blocks, bytes: r.bytes() })
@@ -373,6 +377,9 @@ pub fn inspect(a: &InspectArgs) -> CmdResult {
         "HNSW:                 m {}, ef_construction {}, max level {}, seed {:#x}",
         j.hnsw_m, j.hnsw_ef_construction, j.hnsw_max_level, j.hnsw_seed
     );
+    if let Some(s) = j.sq8_shift {
+        println!("SQ8 codes:            one byte per component, scale 2^{s} (searches walk the codes)");
+    }
     let jr = &j.journal;
     print_journal_line(jr);
     if let Some(l) = &jr.log {

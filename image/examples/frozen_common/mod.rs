@@ -218,6 +218,9 @@ pub fn head_lines(m: &mut String, raw: &[u8], sb: &Superblock, h: &HnswHeader) -
     writeln!(m, "sb hnsw_ef_construction {}", sb.hnsw_ef_construction)?;
     writeln!(m, "sb hnsw_max_level {}", sb.hnsw_max_level)?;
     writeln!(m, "sb hnsw_seed {}", sb.hnsw_seed)?;
+    if sb.has_sq8() {
+        writeln!(m, "sb sq8_shift {}", sb.sq8_shift)?;
+    }
     writeln!(m, "hnsw entry {}", h.entry)?;
     writeln!(m, "hnsw entry_level {}", h.entry_level)?;
     writeln!(m, "hnsw live {}", h.live)?;
@@ -324,8 +327,13 @@ pub fn tail_lines(m: &mut String, img: &Image<MemDevice>, made: &Made<'_>) -> Re
 /// once its journal is known to hold what the kernel needs to mount it read-write
 /// (`min_journal_blocks`). Errors: a journal too small, mkfs's, the writer's.
 pub fn new_writer(p: &MkfsParams, dir_index: bool) -> Res<Writer<MemDevice>> {
+    new_writer_with(p, FormatOpts { dir_index, ..Default::default() })
+}
+
+/// [`new_writer`] with the features of `opts` (SQ8 codes among them).
+pub fn new_writer_with(p: &MkfsParams, opts: FormatOpts) -> Res<Writer<MemDevice>> {
     let mut dev = MemDevice::new(p.block_count);
-    mkfs::format_with(&mut dev, p, false, FormatOpts { dir_index, ..Default::default() })?;
+    mkfs::format_with(&mut dev, p, false, opts)?;
     let img = Image::open(dev)?;
     let (have, min) = (img.sb().region(Region::Journal).blocks, min_journal_blocks(img.sb()));
     if have < min {
