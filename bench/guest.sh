@@ -3,12 +3,13 @@
 # code in userspace, in one QEMU guest, on one image.
 #
 #   bench/guest.sh DATA_DIR OUT.jsonl [--efs 16,32,64] [--passes 2] [--rounds 2] [--k 10]
-#                  [--timeout 5400] [--conc-ef EF | --no-concurrent]
+#                  [--timeout 5400] [--conc-ef EF | --no-concurrent] [--quant none|sq8]
 #
 # DATA_DIR holds base.fvecs, query.fvecs and groundtruth.ivecs. On the host: build the two tools
 # (bench/guest-search.c, static; image/examples/bench_search.rs, static musl), stage them with the
 # data in $VEXFS_CACHE/bench-guest/share, and format $VEXFS_CACHE/bench-guest/vexfs.img sized for
-# the data (--vectors = the base rows). In the guest (bench/guest-run.sh): vexctl import, then
+# the data (--vectors = the base rows; with --quant sq8, SQ8 codes at the scale trained on the
+# base rows, mkfs.vexfs --train). In the guest (bench/guest-run.sh): vexctl import, then
 # kernel and userspace searches at each EF. Then, unless --no-concurrent, searches during an
 # import, on a second image ($VEXFS_CACHE/bench-guest/conc.img, /dev/vdb, sized for twice the
 # rows): the base set imported into /mnt/docs alone, then the negated base set (every component's
@@ -27,7 +28,7 @@ set -euo pipefail
 DATA=$(realpath "$1")
 OUT=$2
 shift 2
-EFS=16,32,64 PASSES=2 ROUNDS=2 K=10 TIMEOUT=5400 CONC_EF=
+EFS=16,32,64 PASSES=2 ROUNDS=2 K=10 TIMEOUT=5400 CONC_EF= QUANT=none
 while [ $# -gt 0 ]; do
     case "$1" in
         --no-concurrent) CONC_EF=0; shift; continue ;;
@@ -37,6 +38,7 @@ while [ $# -gt 0 ]; do
         --rounds) ROUNDS=$2 ;;
         --k) K=$2 ;;
         --timeout) TIMEOUT=$2 ;;
+        --quant) QUANT=$2 ;;
         *) die "bench/guest.sh: unknown option $1" ;;
     esac
     shift 2
@@ -44,6 +46,11 @@ done
 for f in base.fvecs query.fvecs groundtruth.ivecs; do
     [ -f "$DATA/$f" ] || die "no $DATA/$f"
 done
+case "$QUANT" in
+    none) QUANT_ARGS=() ;;
+    sq8) QUANT_ARGS=(--quant sq8 --train "$DATA/base.fvecs") ;;
+    *) die "bench/guest.sh: --quant takes none or sq8" ;;
+esac
 # The concurrent phase's ef: the largest of the list unless given.
 [ -n "$CONC_EF" ] || CONC_EF=$(echo "$EFS" | tr ',' '\n' | sort -n | tail -n 1)
 [[ $CONC_EF =~ ^[0-9]+$ ]] || die "bench/guest.sh: bad --conc-ef $CONC_EF"
@@ -76,14 +83,14 @@ size_mib=$(( (n * (4 * dim + 512 + 256) * 5 / 4 + (1 << 20) - 1) / (1 << 20) + 4
 log "guest bench: $n vectors of dim $dim; image ${size_mib} MiB, --vectors $n, -N $((n + 1024))"
 rm -f "$IMG"
 "$VEXFS_HOST_BIN/mkfs.vexfs" -q --dim "$dim" --metric l2 --vectors "$n" -N $((n + 1024)) \
-    "$IMG" "${size_mib}M"
+    ${QUANT_ARGS[@]+"${QUANT_ARGS[@]}"} "$IMG" "${size_mib}M"
 
 DISKS=(--disk "$IMG")
 rm -f "$CIMG"
 if [ "$CONC_EF" -gt 0 ]; then
     log "guest bench: second image for the searches during an import (--vectors $((2 * n))), negated base set"
     "$VEXFS_HOST_BIN/mkfs.vexfs" -q --dim "$dim" --metric l2 --vectors $((2 * n)) -N $((2 * n + 2048)) \
-        "$CIMG" "$((2 * size_mib))M"
+        ${QUANT_ARGS[@]+"${QUANT_ARGS[@]}"} "$CIMG" "$((2 * size_mib))M"
     DISKS+=(--disk "$CIMG")
     # Row i of neg.fvecs is -(row i of base.fvecs): the sign bit of every float flipped, the
     # leading dimension word of each row kept.

@@ -466,11 +466,15 @@ def report(a):
         sb = insp["superblock"]
         regs = {r["name"]: r["bytes"] for r in sb["regions"]}
         parts = ["vector bitmap", "vector map", "vector data", "hnsw index"]
+        quant = ""
+        if "sq8_shift" in sb:
+            parts.append("vector codes")
+            quant = f" --quant sq8 --sq8-shift {sb['sq8_shift']}"
         disk = sum(regs.get(p, 0) for p in parts)
         cap = sb["vec_capacity"]
         w(f"The guest's image was formatted for the data (`mkfs.vexfs --dim {sb['vec_dim']} --metric "
-          f"{sb['vec_metric']} --vectors {cap}`); after the import its superblock (`vexctl inspect "
-          "--json`, on the host) gives the regions below. Bytes per vector = the four vector "
+          f"{sb['vec_metric']} --vectors {cap}{quant}`); after the import its superblock (`vexctl inspect "
+          f"--json`, on the host) gives the regions below. Bytes per vector = the {len(parts)} vector "
           f"regions / {cap:,} slots (all used).\n")
         w(table(["region", "bytes", "bytes/vector"],
                 [[p, f"{regs.get(p, 0):,}", f"{regs.get(p, 0) / cap:.1f}"] for p in parts]

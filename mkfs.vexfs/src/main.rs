@@ -132,11 +132,16 @@ struct Cli {
     #[arg(long, value_enum, default_value_t = QuantArg::None)]
     quant: QuantArg,
     /// With --quant sq8: the scale, codes = round(x * 2^SHIFT) clamped to +-127. Default:
-    /// with --import, the largest SHIFT that codes the import's largest |component| without
-    /// clamping; without, 7 (components of unit-norm vectors).
-    #[arg(long, value_name = "SHIFT", allow_negative_numbers = true,
+    /// the largest SHIFT that codes the largest |component| of --train's vectors, else of
+    /// --import's, without clamping; with neither, 7 (components of unit-norm vectors).
+    #[arg(long, value_name = "SHIFT", allow_negative_numbers = true, conflicts_with = "train",
           value_parser = clap::value_parser!(i32).range(sq8::MIN_SHIFT as i64..=sq8::MAX_SHIFT as i64))]
     sq8_shift: Option<i32>,
+    /// With --quant sq8: vectors like those the filesystem will hold (.fvecs, a sample is
+    /// enough), whose largest |component| sets the scale (see --sq8-shift); for a filesystem
+    /// that will be filled through the kernel rather than by --import.
+    #[arg(long, value_name = "VECTORS.fvecs")]
+    train: Option<PathBuf>,
     /// Block device or image file.
     #[arg(value_name = "DEVICE|FILE")]
     device: PathBuf,
@@ -403,11 +408,26 @@ fn run(cli: &Cli) -> Result<(), String> {
             None => u64::from_le_bytes(random_bytes()?),
         },
     };
-    let sq8_shift = match (cli.quant, cli.sq8_shift, &input) {
-        (QuantArg::None, None, _) => None,
-        (QuantArg::None, Some(_), _) => return Err("--sq8-shift needs --quant sq8".into()),
+    let trained = match &cli.train {
+        Some(p) => {
+            let mut v = Fvecs::open(p)?;
+            if v.dim() != dim {
+                return Err(format!("{}: dimension {}, the filesystem's is {dim}", p.display(), v.dim()));
+            }
+            let mut max = 0u32;
+            v.for_each(|_, row| {
+                max = row.iter().map(|x| x.to_bits() & 0x7fff_ffff).fold(max, u32::max);
+                Ok::<(), vexfs_image::Error>(())
+            })?;
+            Some(max)
+        }
+        None => input.as_ref().map(|i| i.max_abs_bits),
+    };
+    let sq8_shift = match (cli.quant, cli.sq8_shift, trained) {
+        (QuantArg::None, None, _) if cli.train.is_none() => None,
+        (QuantArg::None, ..) => return Err("--sq8-shift and --train need --quant sq8".into()),
         (QuantArg::Sq8, Some(s), _) => Some(s),
-        (QuantArg::Sq8, None, Some(i)) => Some(sq8::shift_for_max(i.max_abs_bits)),
+        (QuantArg::Sq8, None, Some(max)) => Some(sq8::shift_for_max(max)),
         (QuantArg::Sq8, None, None) => Some(sq8::DEFAULT_SHIFT),
     };
     let mut opts = FormatOpts { dir_index: !cli.no_dir_index, sq8_shift };
