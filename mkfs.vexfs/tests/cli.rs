@@ -235,3 +235,55 @@ fn default_journal_holds_the_largest_step() {
         assert!(sb.vec_capacity >= 64, "{size}: {} slots", sb.vec_capacity);
     }
 }
+
+/// `--quant sq8`: the feature and the codes region; the scale from `--sq8-shift`, from
+/// `--train`'s largest |component|, or 7 by default; the options refused without sq8, or
+/// together, or with a shift out of range; every such image fsck-clean.
+#[test]
+fn quant_sq8_sets_the_scale() {
+    use vexfs_image::vexfs_core::format::superblock::FEATURE_INCOMPAT_SQ8;
+    let dir = tempfile::tempdir().unwrap();
+    // A training file of 2 rows of dim 8, largest |component| 3.0: shift 5 (3 * 32 = 96).
+    let train = dir.path().join("train.fvecs");
+    let mut raw = Vec::new();
+    for row in [[0.5f32, -3.0, 0.0, 1.0, 0.25, 0.0, 0.0, 2.0], [0.1; 8]] {
+        raw.extend_from_slice(&8i32.to_le_bytes());
+        for x in row {
+            raw.extend_from_slice(&x.to_le_bytes());
+        }
+    }
+    std::fs::write(&train, raw).unwrap();
+    let t = train.to_str().unwrap();
+    let sb_of = |name: &str, extra: &[&str]| {
+        let path = dir.path().join(name);
+        let mut args = vec!["-q", "--dim", "8", "--metric", "l2"];
+        args.extend_from_slice(extra);
+        ok(&mkfs(&args, &path, Some("8M")));
+        let (out, _) = fsck::run(FileDevice::open(&path, false).unwrap(), Mode::Check).unwrap();
+        assert_eq!(out.exit_code(), 0, "{name}: {:?}", out.report.problems);
+        Image::open(FileDevice::open(&path, false).unwrap()).unwrap().sb().clone()
+    };
+    let plain = sb_of("none.img", &[]);
+    assert!(!plain.has_sq8() && plain.region(Region::VecCodes).blocks == 0);
+    for (name, extra, shift) in [
+        ("default.img", &["--quant", "sq8"][..], 7),
+        ("given.img", &["--quant", "sq8", "--sq8-shift", "-3"][..], -3),
+        ("trained.img", &["--quant", "sq8", "--train", t][..], 5),
+    ] {
+        let sb = sb_of(name, extra);
+        assert_eq!(sb.feature_incompat & FEATURE_INCOMPAT_SQ8, FEATURE_INCOMPAT_SQ8, "{name}");
+        assert_eq!(sb.sq8_shift, shift, "{name}");
+        assert_eq!(sb.region(Region::VecCodes).start, sb.region(Region::Hnsw).end(), "{name}");
+        assert!(sb.region(Region::VecCodes).blocks >= sb.vec_capacity.div_ceil(128), "{name}");
+    }
+    for extra in [
+        &["--train", t][..],
+        &["--sq8-shift", "3"][..],
+        &["--quant", "sq8", "--sq8-shift", "65"][..],
+        &["--quant", "sq8", "--sq8-shift", "3", "--train", t][..],
+    ] {
+        let mut args = BASIC.to_vec();
+        args.extend_from_slice(extra);
+        failed(&mkfs(&args, &dir.path().join("bad.img"), Some("8M")));
+    }
+}
