@@ -289,6 +289,21 @@ impl<'t> VecIndex<'t> {
         Ok(Some((blk, off, c.stride)))
     }
 
+    /// The block holding the SQ8 code of `slot`, with the code's offset and length; `None`
+    /// without codes.
+    #[allow(clippy::type_complexity)]
+    fn code_ref<'b, B: BlockStore>(
+        &self,
+        b: &'b B,
+        slot: u32,
+    ) -> IResult<Option<(B::Ref<'b>, usize, usize)>, B::Error> {
+        self.check_slot(slot)?;
+        match self.code_pos(slot)? {
+            Some((blk, off, len)) => Ok(Some((rd(b, blk)?, off, len))),
+            None => Ok(None),
+        }
+    }
+
     /// Writes the SQ8 code of `vector` (`dim` float bit patterns) as the code of `slot`
     /// (nothing without codes): what storing a vector does, and what `fsck.vexfs -y` does to a
     /// code that does not match its vector.
@@ -665,7 +680,7 @@ impl<'t> VecIndex<'t> {
         if query.len() != self.dim as usize {
             return Err(IndexError::Invalid("query dimension"));
         }
-        let mut g = GraphStore { b, ix: self, query, bounce: &mut *s.bounce, code_q: None };
+        let mut g = GraphStore { b, ix: self, query, bounce: &mut *s.bounce, code_q: None, pairs_on_codes: false };
         g.dist_from(query.as_ptr(), ids, keys)
     }
 
@@ -693,7 +708,13 @@ impl<'t> VecIndex<'t> {
         let (level, _) = self.slot_level(slot);
         let entry = self.entry()?;
         let (mut hs, plan) = s.hnsw.split_plan(self.params.m).ok_or_else(|| IndexError::Invalid("hnsw scratch"))?;
-        let mut g = GraphStore { b, ix: self, query: v, bounce: &mut *s.bounce, code_q: None };
+        let code = self.code_ref(b, slot)?;
+        let code_q = match &code {
+            Some((r, off, len)) => Some(span(r, *off, *len, "vector code position")?),
+            None => None,
+        };
+        let pairs_on_codes = code_q.is_some();
+        let mut g = GraphStore { b, ix: self, query: v, bounce: &mut *s.bounce, code_q, pairs_on_codes };
         let top = hnsw::insert_plan(&mut g, visited, &mut hs, &self.params, slot, level, entry, plan)?;
         Ok(Some((entry, top)))
     }
@@ -807,7 +828,15 @@ impl<'t> VecIndex<'t> {
             put_u32(&mut wr(b, blk)?, off, 0);
         }
         let entry = self.entry()?;
-        let mut g = GraphStore { b, ix: self, query: vector, bounce, code_q: None };
+        // With SQ8 the graph is built on the codes: the new vector's (stored with it) is the
+        // query, and pairs of nodes compare by code distances too.
+        let code = self.code_ref(b, slot)?;
+        let code_q = match &code {
+            Some((r, off, len)) => Some(span(r, *off, *len, "vector code position")?),
+            None => None,
+        };
+        let pairs_on_codes = code_q.is_some();
+        let mut g = GraphStore { b, ix: self, query: vector, bounce, code_q, pairs_on_codes };
         let new_entry = connect(&mut g, level, entry)?;
         if let Some((e, l)) = new_entry {
             self.header.entry = e;
@@ -895,7 +924,14 @@ impl<'t> VecIndex<'t> {
                 continue;
             }
             for level in 0..=h.level {
-                let mut g = GraphStore { b, ix: self, query: &[], bounce: &mut *s.bounce, code_q: None };
+                let mut g = GraphStore {
+                    b,
+                    ix: self,
+                    query: &[],
+                    bounce: &mut *s.bounce,
+                    code_q: None,
+                    pairs_on_codes: self.has_codes(),
+                };
                 hnsw::repair(&mut g, &mut s.hnsw, &self.params, slot, level)?;
             }
         }
@@ -934,7 +970,14 @@ impl<'t> VecIndex<'t> {
             return Ok(false);
         }
         for level in 0..=h.level {
-            let mut g = GraphStore { b, ix: self, query: &[], bounce: &mut *s.bounce, code_q: None };
+            let mut g = GraphStore {
+                b,
+                ix: self,
+                query: &[],
+                bounce: &mut *s.bounce,
+                code_q: None,
+                pairs_on_codes: self.has_codes(),
+            };
             hnsw::repair(&mut g, &mut s.hnsw, &self.params, slot, level)?;
         }
         Ok(true)
@@ -993,7 +1036,7 @@ impl<'t> VecIndex<'t> {
         }
         let entry = self.entry()?;
         let Some(c) = self.codes else {
-            let mut g = GraphStore { b, ix: self, query, bounce: &mut *s.bounce, code_q: None };
+            let mut g = GraphStore { b, ix: self, query, bounce: &mut *s.bounce, code_q: None, pairs_on_codes: false };
             return hnsw::search(&mut g, visited, &mut s.hnsw, self.params.m, entry, knn, out);
         };
         // With SQ8: the query's code goes in the pair slot of the bounce memory (a search
@@ -1011,7 +1054,7 @@ impl<'t> VecIndex<'t> {
             unsafe { core::slice::from_raw_parts_mut(qword.as_mut_ptr().cast::<u8>(), words.saturating_mul(4)) };
         let qcode = qbytes.get_mut(..c.stride).ok_or_else(|| IndexError::Invalid("bounce buffer"))?;
         sq8::quantise(query, c.shift, qcode);
-        let mut g = GraphStore { b, ix: self, query, bounce, code_q: Some(qcode) };
+        let mut g = GraphStore { b, ix: self, query, bounce, code_q: Some(qcode), pairs_on_codes: true };
         let n = hnsw::search_candidates(&mut g, visited, &mut s.hnsw, self.params.m, entry, knn)?;
         g.code_q = None;
         let pool = s.hnsw.pool.get_mut(..n).ok_or_else(|| IndexError::Invalid("candidate pool"))?;
@@ -1092,9 +1135,12 @@ struct GraphStore<'a, 't, B: BlockStore> {
     ix: &'a VecIndex<'t>,
     query: &'a [u32],
     bounce: &'a mut [u32],
-    /// The query's SQ8 code while a search walks the graph on codes: [`Store::dist_query`]
-    /// then gives code distances.
+    /// The query's SQ8 code while a search or an insert walks the graph on codes:
+    /// [`Store::dist_query`] then gives code distances.
     code_q: Option<&'a [u8]>,
+    /// Whether [`Store::dist_pair`] compares the nodes' SQ8 codes (the build on codes of a
+    /// filesystem with SQ8) rather than their float vectors.
+    pairs_on_codes: bool,
 }
 
 /// Where the link list of a node at one level lies: its count at the start of the record (the
@@ -1221,6 +1267,12 @@ impl<B: BlockStore> Store for GraphStore<'_, '_, B> {
     }
 
     fn dist_pair(&mut self, a: u32, ids: &[u32], keys: &mut [u32]) -> IResult<(), B::Error> {
+        if self.pairs_on_codes {
+            let ix = self.ix;
+            let (r, off, len) = ix.code_ref(self.b, a)?.ok_or_else(|| IndexError::Invalid("no codes"))?;
+            let qc = span(&r, off, len, "vector code position")?;
+            return self.code_dist(qc, ids, keys);
+        }
         // The last bounce slot holds `a` (the batch uses the first BATCH).
         let buf =
             bounce_slot(self.bounce, self.ix.words, PAIR_SLOT).ok_or_else(|| IndexError::Invalid("bounce buffer"))?;
