@@ -41,6 +41,7 @@ use vexfs_image::vexfs_core::format::xattr::{
 use vexfs_image::vexfs_core::format::{bit_test, BLOCK_SIZE, INODE_SIZE};
 use vexfs_image::vexfs_core::io::Block;
 use vexfs_image::vexfs_core::journal::{self, SCRATCH_BYTES};
+use vexfs_image::vexfs_core::sq8;
 use vexfs_image::writer::{FileOpts, Writer};
 use vexfs_image::{sample, Image};
 
@@ -140,15 +141,17 @@ pub fn vector(dim: u32, key: u64) -> Vec<f32> {
 /// regressions are named over it (`build_base(2048)`): it stays as it is; new structures go
 /// into [`build_base_v3`].
 pub fn build_base(blocks: u64) -> Res<Vec<u8>> {
-    let w = base_writer(blocks, false)?;
+    let w = base_writer(blocks, false, None)?;
     let img = w.commit().map_err(err("commit"))?;
     Ok(img.into_device().bytes)
 }
 
 /// [`build_base`]'s tree and the format v3 structures of [`v3_tree`] (a 40-extent tree of
-/// fanout 3, special files, xattr blocks with ACLs): the base of guest 090's new mutants.
+/// fanout 3, special files, xattr blocks with ACLs), on a filesystem with SQ8 codes (the
+/// feature `SQ8`, its codes region: searches walk the codes): the base of guest 090's new
+/// mutants.
 pub fn build_base_v3(blocks: u64) -> Res<Vec<u8>> {
-    let mut w = base_writer(blocks, true)?;
+    let mut w = base_writer(blocks, true, Some(SQ8_SHIFT))?;
     v3_tree(&mut w, 40)?;
     let img = w.commit().map_err(err("commit"))?;
     Ok(img.into_device().bytes)
@@ -213,11 +216,16 @@ fn acl(entries: &[(u16, u16, u32)]) -> Vec<u8> {
     v
 }
 
-/// [`build_base`]'s writer before its commit (`dir_index`: with `FEATURE_INCOMPAT_DIR_INDEX`).
-fn base_writer(blocks: u64, dir_index: bool) -> Res<Writer<MemDevice>> {
+/// The SQ8 scale of the bases with codes: [`vector`]'s components lie in `[-1, 1)`, coded
+/// without clamping at `2^6` (and 1.0 itself would clamp at 7).
+pub const SQ8_SHIFT: i32 = 6;
+
+/// [`build_base`]'s writer before its commit (`dir_index`: with `FEATURE_INCOMPAT_DIR_INDEX`;
+/// `sq8_shift`: with SQ8 codes at that scale).
+fn base_writer(blocks: u64, dir_index: bool, sq8_shift: Option<i32>) -> Res<Writer<MemDevice>> {
     let mut dev = MemDevice::new(blocks);
     let p = MkfsParams { vec_capacity: Some(256), ..sample::params(blocks) };
-    mkfs::format_with(&mut dev, &p, true, FormatOpts { dir_index, ..Default::default() }).map_err(err("mkfs"))?;
+    mkfs::format_with(&mut dev, &p, true, FormatOpts { dir_index, sq8_shift }).map_err(err("mkfs"))?;
     let img = Image::open(dev).map_err(err("open"))?;
     let mut w = Writer::new(img).map_err(err("writer"))?;
     w.set_dir_seeds(Some(7));
@@ -267,7 +275,7 @@ pub const SMALL_BASE_BLOCKS: u64 = 160;
 /// 2 MiB base's), and a journal holding a committed transaction that is not yet applied in
 /// place, `RECOVER` set (a crash just after a commit): fsck, the offline writer and the kernel
 /// replay it, the reader sees the state before it. Dimension 4, HNSW `m` 4 (upper levels with
-/// few vectors), 32 inodes, 48 vector slots. The tree: `/hello.txt` and its hard link, an
+/// few vectors), 32 inodes, 48 vector slots, SQ8 codes ([`SQ8_SHIFT`]: the searches walk them). The tree: `/hello.txt` and its hard link, an
 /// empty file, `/docs` with a one-extent file, one of 7 one-block extents (an extent block),
 /// a sparse file, `sub/deep/leaf` and a symlink up, a symlink at the root, `/long` (20
 /// entries of long names, the longest 255 bytes, over two blocks), `/vec` with 8 files of 1 to
@@ -288,7 +296,8 @@ pub fn build_small_base() -> Res<Vec<u8>> {
         ef_construction: 32,
         ..sample::params(blocks)
     };
-    mkfs::format_with(&mut dev, &p, true, FormatOpts { dir_index: true, ..Default::default() }).map_err(err("mkfs"))?;
+    mkfs::format_with(&mut dev, &p, true, FormatOpts { dir_index: true, sq8_shift: Some(SQ8_SHIFT) })
+        .map_err(err("mkfs"))?;
     let mut w = Writer::new(Image::open(dev).map_err(err("open"))?).map_err(err("writer"))?;
     w.set_dir_seeds(Some(7));
     let e = |what: &'static str| move |e: vexfs_image::Error| format!("{what}: {e}");
@@ -1122,6 +1131,40 @@ fn mutate_vector(m: &mut Mutant, rng: &mut Rng) -> String {
     format!("vector slot {slot} component {k} -> {v}")
 }
 
+/// Changes bytes of a used slot's SQ8 code (no checksum: fsck's check of the code against its
+/// vector, and searches walking a wrong code, are what this reaches): one byte to an extreme,
+/// a byte of the padding, or the whole code to one value.
+fn mutate_code(m: &mut Mutant, rng: &mut Rng) -> String {
+    let sb = &m.c.sb;
+    if !sb.has_sq8() {
+        return "no codes".into();
+    }
+    let Some(&slot) = rng.pick(&m.c.used_slots) else { return "no slot".into() };
+    let stride = sq8::code_stride_for(sb.vec_dim);
+    let per = sq8::codes_per_block(stride);
+    let at =
+        ((sb.region(Region::VecCodes).start + u64::from(slot) / per) * BS + u64::from(slot) % per * stride) as usize;
+    let (dim, stride) = (sb.vec_dim as usize, stride as usize);
+    match rng.below(3) {
+        0 => {
+            let k = rng.below(dim as u64) as usize;
+            let v = *rng.pick(&[0x80u8, 0x7f, 0x81, 0]).unwrap_or(&0);
+            m.bytes[at + k] = v;
+            format!("code of slot {slot} byte {k} -> {:#x}", v)
+        }
+        1 if stride > dim => {
+            let k = dim + rng.below((stride - dim) as u64) as usize;
+            m.bytes[at + k] = 0x80;
+            format!("code of slot {slot} padding byte {k} -> 0x80")
+        }
+        _ => {
+            let v = rng.below(256) as u8;
+            m.bytes[at..at + stride].fill(v);
+            format!("code of slot {slot} all {:#x}", v)
+        }
+    }
+}
+
 /// Flips one bit of the block, inode or vector bitmap (no checksum: the cross-checks are what
 /// this reaches).
 fn mutate_bitmap(m: &mut Mutant, rng: &mut Rng) -> String {
@@ -1444,8 +1487,8 @@ const KINDS: [(Mutator, u64); 14] = [
 
 /// The kinds of the format v3 structures, drawn after [`KINDS`] only when the catalog holds
 /// some (see the module's docs).
-const KINDS_V3: [(Mutator, u64); 4] =
-    [(mutate_index_node, 5), (mutate_xattr, 6), (mutate_v3_inode, 5), (mutate_dir_header, 5)];
+const KINDS_V3: [(Mutator, u64); 5] =
+    [(mutate_index_node, 5), (mutate_xattr, 6), (mutate_v3_inode, 5), (mutate_dir_header, 5), (mutate_code, 4)];
 
 /// Applies `n` mutations drawn from `rng` to `bytes` (an image whose catalog is `c`); returns
 /// what each did.
@@ -1525,6 +1568,7 @@ mod tests {
         let img = Image::open(MemDevice { bytes: base.clone() }).expect("open");
         assert!(img.sb().feature_incompat & FEATURE_INCOMPAT_RECOVER != 0);
         assert!(img.lookup("/journaled").is_err(), "the transaction is not applied in place");
+        assert_eq!((img.sb().has_sq8(), img.sb().sq8_shift), (true, SQ8_SHIFT));
         let c = catalog(&img).expect("catalog");
         let long = c.inodes.iter().find(|i| i.2 == "/long").expect("/long").0;
         assert_eq!(c.dir_blocks.iter().filter(|d| d.1 == long).count(), 2, "{}", summary(&c));
@@ -1594,9 +1638,16 @@ mod tests {
         for index in 0..3000 {
             let mut a = base.clone();
             let log = mutate(&mut a, &c, &mut Rng::new(13, index), 1);
-            let kind = ["extent index node", "xattr block", "dir index header", "inode"]
+            let kind = ["extent index node", "xattr block", "dir index header", "code of slot", "inode"]
                 .into_iter()
                 .find(|k| log[0].starts_with(k));
+            if kind == Some("code of slot") {
+                // A code has no checksum: fsck sees it as a code that is not its vector's (or
+                // the mutant's value happened to be the code already).
+                let (out, _) = fsck::run(MemDevice { bytes: a.clone() }, fsck::Mode::Check).expect("fsck -n");
+                let kinds: Vec<fsck::Kind> = out.report.problems.iter().map(|p| p.kind).collect();
+                assert!(kinds.iter().all(|&k| k == fsck::Kind::VectorCode), "mutant 13/{index}: {log:?}: {kinds:?}");
+            }
             let v3_field = log[0].contains(" rdev ") || log[0].contains(" xattr_block ");
             *hits.entry(if v3_field { "v3 inode field" } else { kind.unwrap_or("other") }).or_insert(0) += 1;
             let sealed = c.extent_blocks.iter().map(|e| e.0).chain(c.xattr_blocks.iter().map(|x| x.0));
@@ -1607,7 +1658,7 @@ mod tests {
                 assert_eq!(stored, block_csum(raw), "mutant 13/{index}: {log:?}: block {blk}");
             }
         }
-        for k in ["extent index node", "xattr block", "dir index header", "v3 inode field"] {
+        for k in ["extent index node", "xattr block", "dir index header", "v3 inode field", "code of slot"] {
             assert!(hits.get(k).copied().unwrap_or(0) >= 30, "{k}: {hits:?}");
         }
     }
