@@ -26,6 +26,9 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from report_section import sections  # noqa: E402
+
 DEFAULT_EFS = "10,12,14,16,20,24,28,32,40,48,56,64,80,96,128,160,192,256,384,512"
 TARGETS = (0.90, 0.95, 0.99)
 LIBS = ("vexfs-core", "hnswlib", "faiss")
@@ -701,8 +704,14 @@ def report(a):
     w("")
     text = "\n".join(L)
     os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
+    # The sections other scripts wrote (bench/bulk.sh, search.sh, wal.sh, ...) stay, after
+    # the new text; scripts/bench's own later steps rewrite theirs in place.
+    try:
+        kept = sections(open(a.out).read())
+    except FileNotFoundError:
+        kept = []
     with open(a.out, "w") as f:
-        f.write(text)
+        f.write(text + "".join("\n" + s for s in kept))
     print(text)
 
 

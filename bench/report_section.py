@@ -1,5 +1,24 @@
 """One section of bench/REPORT.md, written by one benchmark script (bench/journal.py, posix.py,
-wal.py, bulk.py) between its own markers, leaving the rest of the report as it is."""
+wal.py, bulk.py, search.py) between its own markers, leaving the rest of the report as it is;
+and the sections that a rewrite of the whole report (bench/host.py) keeps."""
+
+import re
+
+
+def sections(text):
+    """The marked sections of a report: every block from a line `<!-- NAME: begin -->` to its
+    `<!-- NAME: end -->`, markers included, in order."""
+    out, lines, i = [], text.splitlines(), 0
+    while i < len(lines):
+        m = re.fullmatch(r"<!-- (.+): begin -->", lines[i])
+        end = m and f"<!-- {m.group(1)}: end -->"
+        if end and end in lines[i:]:
+            j = lines.index(end, i)
+            out.append("\n".join(lines[i:j + 1]) + "\n")
+            i = j + 1
+        else:
+            i += 1
+    return out
 
 
 def write_section(path, text, begin, end):
