@@ -150,6 +150,26 @@ struct vexfs_stats {
 	__u64 reserved[2];
 };
 
+/* VEXFS_IOC_INDEX_MEM: the memory the index holds and its cache's counts since mount (every
+ * field after `flags` is out). The index's blocks (vector bitmap, map, data, HNSW links, SQ8
+ * codes) are held in the buffer cache once read, within the mount option index_mem=SIZE
+ * (bytes, K/M/G suffixes) when given: past it the least recently used block is given back and
+ * its page dropped from the page cache. Without it, the blocks are given back under memory
+ * pressure (a shrinker). A block not held is a miss, taken from the buffer cache, and read
+ * from the device when not there either; the blocks of a node's neighbours are read ahead
+ * before their distances are computed. */
+struct vexfs_index_mem {
+	__u32 size;           /* 64 */
+	__u32 flags;          /* 0 */
+	__u64 mem_bytes;      /* bytes of index blocks held now (4096 per block) */
+	__u64 mem_budget;     /* index_mem= in bytes (0: no cap) */
+	__u64 cache_hits;     /* reads of a block the index held */
+	__u64 cache_misses;   /* reads of a block it did not hold */
+	__u64 block_reads;    /* 4 KiB blocks read from the device (for a miss, or read ahead) */
+	__u64 readaheads;     /* of those, read ahead (a node's neighbours, before their distances) */
+	__u64 evictions;      /* blocks given back (over the budget, or to the shrinker) */
+};
+
 /* vexfs_stats.distance_impl: the float32 distance kernel, picked at mount as the fastest the
  * CPU runs (timed), so results are bit-identical to a userspace run of the same kernel. */
 #define VEXFS_DIST_SCALAR 0
@@ -161,6 +181,7 @@ struct vexfs_stats {
 #define VEXFS_IOC_REMOVE_EMBEDDINGS _IOW(VEXFS_IOCTL_MAGIC, 3, struct vexfs_remove_embeddings)
 #define VEXFS_IOC_SEARCH _IOWR(VEXFS_IOCTL_MAGIC, 4, struct vexfs_search)
 #define VEXFS_IOC_STATS _IOWR(VEXFS_IOCTL_MAGIC, 5, struct vexfs_stats)
+#define VEXFS_IOC_INDEX_MEM _IOWR(VEXFS_IOCTL_MAGIC, 6, struct vexfs_index_mem)
 
 /* The xattr holding chunk 0 as raw little-endian float32 (dim * 4 bytes). */
 #define VEXFS_XATTR_EMBEDDING "user.vexfs.embedding"

@@ -28,6 +28,31 @@ impl Buf {
         unsafe { Self::from_raw(bh) }.ok_or(EIO)
     }
 
+    /// [`Self::read`], also telling whether the block had to come from the disk (`true`) or was
+    /// up to date in the cache. `EIO` if the read fails.
+    pub fn read_counted(dev: &Device, block: u64) -> Result<(Buf, bool)> {
+        let mut read = false;
+        // SAFETY: as in `read`; `read` is ours for the call.
+        let bh = unsafe { ffi::vexfs_c_bread_counted(dev.as_ptr(), block, &mut read) };
+        // SAFETY: the buffer head came from `sb_getblk` with a reference, and is up to date.
+        let b = unsafe { Self::from_raw(bh) }.ok_or(EIO)?;
+        Ok((b, read))
+    }
+
+    /// Starts reading block `block` into the cache unless it is there, without waiting;
+    /// `true` when a read was started.
+    pub fn readahead(dev: &Device, block: u64) -> bool {
+        // SAFETY: as in `read`.
+        unsafe { ffi::vexfs_c_block_readahead(dev.as_ptr(), block) }
+    }
+
+    /// Drops block `block` from the device's page cache if nothing holds it (clean, not
+    /// locked, no reference): `invalidate_mapping_pages` of its page.
+    pub fn drop_cached(dev: &Device, block: u64) {
+        // SAFETY: as in `read`.
+        unsafe { ffi::vexfs_c_drop_cached(dev.as_ptr(), block) };
+    }
+
     /// [`Self::read`], and when block `block` has to come from the disk, a readahead of up to
     /// 32 blocks after it, below `ra_end` (not waited for): for the inode table, whose blocks
     /// a directory walk reads one after another. `EIO` if the read of `block` fails.

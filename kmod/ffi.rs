@@ -49,6 +49,9 @@ extern "C" {
     pub fn vexfs_c_inode_rs(inode: *mut bindings::inode) -> *mut u64;
     pub fn vexfs_c_bread(sb: *mut bindings::super_block, block: u64) -> *mut BufferHead;
     pub fn vexfs_c_bread_ahead(sb: *mut bindings::super_block, block: u64, ra_end: u64) -> *mut BufferHead;
+    pub fn vexfs_c_bread_counted(sb: *mut bindings::super_block, block: u64, read: *mut bool) -> *mut BufferHead;
+    pub fn vexfs_c_block_readahead(sb: *mut bindings::super_block, block: u64) -> bool;
+    pub fn vexfs_c_drop_cached(sb: *mut bindings::super_block, block: u64);
     pub fn vexfs_c_bnew(sb: *mut bindings::super_block, block: u64) -> *mut BufferHead;
     pub fn vexfs_c_brelse(bh: *mut BufferHead);
     pub fn vexfs_c_bforget(bh: *mut BufferHead);
@@ -79,6 +82,8 @@ extern "C" {
     pub fn vexfs_c_index_kick(m: *mut VexfsMount, delay_ms: u32);
     pub fn vexfs_c_index_running(m: *mut VexfsMount) -> bool;
     pub fn vexfs_c_index_stop(m: *mut VexfsMount);
+    pub fn vexfs_c_shrinker_start(m: *mut VexfsMount) -> c_int;
+    pub fn vexfs_c_shrinker_stop(m: *mut VexfsMount);
     pub fn vexfs_c_relax() -> c_int;
     pub fn vexfs_c_init_rwsem(sem: *mut bindings::rw_semaphore);
     pub fn vexfs_c_online_cpus() -> core::ffi::c_uint;

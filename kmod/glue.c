@@ -68,6 +68,57 @@ struct buffer_head *vexfs_c_bread(struct super_block *sb, u64 block)
 	return bh;
 }
 
+/* vexfs_c_bread, and *read set when this call had to read the block from the disk (neither
+ * up to date in the cache nor being read ahead): the index cache's block-read count
+ * (kmod/pins.rs), which counts the readaheads it starts itself. */
+struct buffer_head *vexfs_c_bread_counted(struct super_block *sb, u64 block, bool *read)
+{
+	struct buffer_head *bh = sb_getblk(sb, block);
+
+	*read = false;
+	if (!bh || buffer_uptodate(bh))
+		return bh;
+	/* A readahead in flight: its read is counted already. */
+	wait_on_buffer(bh);
+	if (buffer_uptodate(bh))
+		return bh;
+	*read = true;
+	vexfs_bh_unverify(bh);
+	if (bh_read(bh, 0) < 0) {
+		brelse(bh);
+		return NULL;
+	}
+	return bh;
+}
+
+/* Starts reading `block` into the cache unless it is there (not waited for); true when a
+ * read was started: the index cache reads the blocks of a node's neighbours ahead. */
+bool vexfs_c_block_readahead(struct super_block *sb, u64 block)
+{
+	struct buffer_head *bh = sb_getblk(sb, block);
+	bool started = false;
+
+	if (!bh)
+		return false;
+	if (!buffer_uptodate(bh) && !buffer_locked(bh)) {
+		vexfs_bh_unverify(bh);
+		bh_readahead(bh, REQ_RAHEAD | REQ_META);
+		started = true;
+	}
+	brelse(bh);
+	return started;
+}
+
+/* Drops `block` from the device's page cache if nothing else holds it (clean, unlocked,
+ * unreferenced: invalidate_mapping_pages skips the others): the index cache gives back a
+ * block it evicts under an index_mem= budget, so that the index's memory stays within it. */
+void vexfs_c_drop_cached(struct super_block *sb, u64 block)
+{
+	pgoff_t index = block >> (PAGE_SHIFT - sb->s_blocksize_bits);
+
+	invalidate_mapping_pages(sb->s_bdev->bd_mapping, index, index);
+}
+
 /*
  * vexfs_c_bread of `block`; when the block has to come from the disk, the blocks after it up to
  * `ra_end` (at most VEXFS_RA_BLOCKS) are read ahead in the same plug, without waiting for them:
@@ -259,6 +310,49 @@ bool vexfs_c_index_running(struct vexfs_mount *m)
 	return READ_ONCE(m->indexing);
 }
 
+/*
+ * The index cache's shrinker (kmod/pins.rs): under memory pressure the blocks the index keeps
+ * referenced are given back, least recently used first (a clock), so that their pages become
+ * reclaimable like any page-cache page. Registered once the mount's state exists, freed
+ * (waiting for a scan in progress) before it goes.
+ */
+static unsigned long vexfs_index_count(struct shrinker *s, struct shrink_control *sc)
+{
+	struct vexfs_mount *m = s->private_data;
+	unsigned long n = vexfs_rs_index_cached(m->sb);
+
+	return n ? n : SHRINK_EMPTY;
+}
+
+static unsigned long vexfs_index_scan(struct shrinker *s, struct shrink_control *sc)
+{
+	struct vexfs_mount *m = s->private_data;
+
+	return vexfs_rs_index_shrink(m->sb, sc->nr_to_scan);
+}
+
+int vexfs_c_shrinker_start(struct vexfs_mount *m)
+{
+	struct shrinker *s = shrinker_alloc(0, "vexfs-index:%s", m->sb->s_id);
+
+	if (!s)
+		return -ENOMEM;
+	s->count_objects = vexfs_index_count;
+	s->scan_objects = vexfs_index_scan;
+	s->seeks = DEFAULT_SEEKS;
+	s->private_data = m;
+	m->shrinker = s;
+	shrinker_register(s);
+	return 0;
+}
+
+void vexfs_c_shrinker_stop(struct vexfs_mount *m)
+{
+	if (m->shrinker)
+		shrinker_free(m->shrinker);
+	m->shrinker = NULL;
+}
+
 /* Stops the worker and waits for a run in progress (at unmount, before the journal's last
  * commit; nothing kicks it then: no file of the mount is open). */
 void vexfs_c_index_stop(struct vexfs_mount *m)
@@ -393,6 +487,7 @@ void vexfs_c_mount_free(struct vexfs_mount *m)
 {
 	if (!m)
 		return;
+	vexfs_c_shrinker_stop(m);
 	vexfs_c_ticker_stop(m);
 	vexfs_c_index_stop(m);
 	WARN_ON_ONCE(!list_empty(&m->ordered) || !list_empty(&m->flushed));
@@ -1821,7 +1916,7 @@ static int vexfs_statfs(struct dentry *dentry, struct kstatfs *buf)
 	return 0;
 }
 
-/* /proc/mounts: errors= when it is not the default. */
+/* /proc/mounts: errors= when it is not the default, index_mem= when set. */
 static int vexfs_show_options(struct seq_file *m, struct dentry *root)
 {
 	switch (vexfs_rs_errors(root->d_sb)) {
@@ -1832,6 +1927,8 @@ static int vexfs_show_options(struct seq_file *m, struct dentry *root)
 		seq_puts(m, ",errors=panic");
 		break;
 	}
+	if (vexfs_rs_index_mem(root->d_sb))
+		seq_printf(m, ",index_mem=%llu", vexfs_rs_index_mem(root->d_sb));
 	return 0;
 }
 
@@ -1867,9 +1964,15 @@ static const struct super_operations vexfs_sops = {
  */
 struct vexfs_fs_context {
 	int errors; /* enum vexfs_errors, or -1 when the option was not given */
+	u64 index_mem; /* index_mem= in bytes (0: no cap) */
+	bool index_mem_set; /* index_mem= was given */
 };
 
-enum { Opt_errors };
+enum { Opt_errors, Opt_index_mem };
+
+/* The smallest index_mem= other than 0 (64 blocks): one search borrows a few dozen blocks at
+ * once (a batch of 32 vectors' blocks, kmod/pins.rs). */
+#define VEXFS_MIN_INDEX_MEM (256ULL << 10)
 
 static const struct constant_table vexfs_param_errors[] = {
 	{ "continue", VEXFS_ERRORS_CONTINUE },
@@ -1880,6 +1983,7 @@ static const struct constant_table vexfs_param_errors[] = {
 
 static const struct fs_parameter_spec vexfs_param_specs[] = {
 	fsparam_enum("errors", Opt_errors, vexfs_param_errors),
+	fsparam_string("index_mem", Opt_index_mem),
 	{}
 };
 
@@ -1898,8 +2002,10 @@ static int vexfs_fill_super(struct super_block *sb, struct fs_context *fc)
 	sb->s_flags |= SB_POSIXACL;
 	err = vexfs_rs_fill_super(sb, !!(fc->sb_flags & SB_SILENT));
 	/* Until here (corruption found while mounting fails the mount) the default applies. */
-	if (!err)
+	if (!err) {
 		vexfs_rs_set_errors(sb, ctx->errors < 0 ? VEXFS_ERRORS_REMOUNT_RO : ctx->errors);
+		vexfs_rs_set_index_mem(sb, ctx->index_mem);
+	}
 	return err;
 }
 
@@ -1931,6 +2037,18 @@ static int vexfs_parse_param(struct fs_context *fc, struct fs_parameter *param)
 	case Opt_errors:
 		ctx->errors = result.uint_32;
 		break;
+	case Opt_index_mem: {
+		char *end;
+		u64 v = memparse(param->string, &end);
+
+		if (end == param->string || *end)
+			return invalfc(fc, "index_mem=%s: not a size (bytes, with K, M or G)", param->string);
+		if (v && v < VEXFS_MIN_INDEX_MEM)
+			return invalfc(fc, "index_mem=%s: below the least, 256K (0: no cap)", param->string);
+		ctx->index_mem = v;
+		ctx->index_mem_set = true;
+		break;
+	}
 	}
 	return 0;
 }
@@ -1950,6 +2068,8 @@ static int vexfs_reconfigure(struct fs_context *fc)
 	sync_filesystem(sb);
 	if (ctx->errors >= 0)
 		vexfs_rs_set_errors(sb, ctx->errors);
+	if (ctx->index_mem_set)
+		vexfs_rs_set_index_mem(sb, ctx->index_mem);
 	return 0;
 }
 

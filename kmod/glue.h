@@ -48,7 +48,11 @@ struct vexfs_mount {
 	/* The index worker (kmod/vector.rs): links pending vectors into the HNSW graph. */
 	struct delayed_work index_work;
 	bool indexing;
+	/* The index cache's shrinker (kmod/pins.rs), NULL when not registered. */
+	struct shrinker *shrinker;
 };
+int vexfs_c_shrinker_start(struct vexfs_mount *m);
+void vexfs_c_shrinker_stop(struct vexfs_mount *m);
 struct vexfs_mount *vexfs_c_mount_new(struct super_block *sb);
 void vexfs_c_mount_free(struct vexfs_mount *m);
 void vexfs_c_ticker_start(struct vexfs_mount *m, unsigned int secs);
@@ -96,6 +100,10 @@ enum vexfs_errors {
 };
 void vexfs_rs_set_errors(struct super_block *sb, unsigned int mode);
 unsigned int vexfs_rs_errors(struct super_block *sb);
+void vexfs_rs_set_index_mem(struct super_block *sb, u64 bytes);
+u64 vexfs_rs_index_mem(struct super_block *sb);
+unsigned long vexfs_rs_index_cached(struct super_block *sb);
+unsigned long vexfs_rs_index_shrink(struct super_block *sb, unsigned long nr);
 
 /* Rust (txn.rs): the journal. A handle brackets every operation that changes metadata (see
  * vexfs_c_handle_start); commit makes every finished operation durable. */
@@ -179,6 +187,9 @@ struct dir_context;
 u64 *vexfs_c_inode_rs(struct inode *inode);
 struct buffer_head *vexfs_c_bread(struct super_block *sb, u64 block);
 struct buffer_head *vexfs_c_bread_ahead(struct super_block *sb, u64 block, u64 ra_end);
+struct buffer_head *vexfs_c_bread_counted(struct super_block *sb, u64 block, bool *read);
+bool vexfs_c_block_readahead(struct super_block *sb, u64 block);
+void vexfs_c_drop_cached(struct super_block *sb, u64 block);
 struct buffer_head *vexfs_c_bnew(struct super_block *sb, u64 block);
 void vexfs_c_brelse(struct buffer_head *bh);
 void vexfs_c_bforget(struct buffer_head *bh);

@@ -1,5 +1,5 @@
 //! The per-mount state of the vector index ([`IndexState`], behind `SbInfo::index`): the
-//! pinned blocks, the distance kernel, and `core::embed`'s per-index memory (the upper-level
+//! distance kernel, and `core::embed`'s per-index memory (the upper-level
 //! table, the header kept between operations, and the memory of the operations that change
 //! the index, allocated at mount and sized by the documented limits); the search pads of the
 //! searches that run at once ([`PadPool`], made on first need, at most one per CPU, kept until
@@ -11,6 +11,7 @@ use crate::ffi;
 use crate::format::superblock::Superblock;
 use crate::index_error::IndexError;
 use crate::pins::{FpuKernel, KBlocks, PinTable};
+
 use crate::vfs::super_block::Device;
 use kernel::alloc::AllocError;
 use kernel::prelude::*;
@@ -153,10 +154,9 @@ impl Drop for PadRef<'_> {
     }
 }
 
-/// The index of one mounted filesystem and all the memory its operations use.
+/// The index of one mounted filesystem and all the memory its operations use (its blocks are
+/// in the mount's index cache, `SbInfo::pins`, outside the index lock).
 pub struct IndexState {
-    /// The vector regions' blocks, pinned once read.
-    pub pins: PinTable,
     /// Upper table, header, scratch, visited set, results, chunk lists.
     pub mem: KIndexMem,
     /// The distance kernel.
@@ -165,22 +165,21 @@ pub struct IndexState {
 
 impl IndexState {
     /// Builds the state at mount: the memory (sized by the superblock and `MAX_EF`), the
-    /// header and entry point (checked). Errors: `EUCLEAN` (corrupt header, logged), `EIO`,
-    /// `ENOMEM`.
-    pub fn new(dev: &Device, disk: &Superblock) -> Result<IndexState> {
+    /// header and entry point (checked, read through `pins`, the mount's index cache, before the
+    /// mount is shared). Errors: `EUCLEAN` (corrupt header, logged), `EIO`, `ENOMEM`.
+    pub fn new(dev: &Device, disk: &Superblock, pins: &PinTable) -> Result<IndexState> {
         let kernel = FpuKernel::detect();
         pr_info!("distance kernel {}\n", if kernel.imp() == 2 { "avx2+fma" } else { "sse2" });
-        let mut pins = PinTable::new(disk)?;
         let mut mem = KIndexMem::new(disk, MAX_EF).map_err(|e| match e {
             IndexError::Io(AllocError) => ENOMEM,
             IndexError::Corrupt(f) => dev.report(f),
             _ => EINVAL,
         })?;
-        mem.open(&KBlocks::new(dev, &mut pins, None), &kernel).map_err(|e| index_error(dev, e))?;
+        mem.open(&KBlocks::new(dev, pins, None), &kernel).map_err(|e| index_error(dev, e))?;
         // Tombstones are purged in steps by the index worker (kmod/vector.rs), never inside
         // the transaction of the removal that makes the purge due.
         mem.set_stepwise_purge(true);
-        Ok(IndexState { pins, mem, kernel })
+        Ok(IndexState { mem, kernel })
     }
 }
 

@@ -3,9 +3,9 @@
 //! field before `vector` does the work, and the `user.vexfs.embedding` xattr (chunk 0).
 
 use crate::abi::{
-    Arg, VexfsGetEmbeddings, VexfsRemoveEmbeddings, VexfsSearch, VexfsSearchResult, VexfsSetEmbeddings, VexfsStats,
-    MAX_ARG_SIZE, NR_GET_EMBEDDINGS, NR_REMOVE_EMBEDDINGS, NR_SEARCH, NR_SET_EMBEDDINGS, NR_STATS, VEXFS_IOCTL_MAGIC,
-    VEXFS_MAX_CHUNKS, VEXFS_MAX_EF, VEXFS_MAX_K, VEXFS_SET_INDEX_NOW, VEXFS_SET_TRUNCATE,
+    Arg, VexfsGetEmbeddings, VexfsIndexMem, VexfsRemoveEmbeddings, VexfsSearch, VexfsSearchResult, VexfsSetEmbeddings,
+    VexfsStats, MAX_ARG_SIZE, NR_GET_EMBEDDINGS, NR_INDEX_MEM, NR_REMOVE_EMBEDDINGS, NR_SEARCH, NR_SET_EMBEDDINGS,
+    NR_STATS, VEXFS_IOCTL_MAGIC, VEXFS_MAX_CHUNKS, VEXFS_MAX_EF, VEXFS_MAX_K, VEXFS_SET_INDEX_NOW, VEXFS_SET_TRUNCATE,
 };
 use crate::embed::{Indexing, MAX_EF, MAX_K};
 use crate::error::ENODATA;
@@ -29,6 +29,8 @@ pub const IOC_REMOVE: u32 = _IOW::<VexfsRemoveEmbeddings>(VEXFS_IOCTL_MAGIC, NR_
 pub const IOC_SEARCH: u32 = _IOWR::<VexfsSearch>(VEXFS_IOCTL_MAGIC, NR_SEARCH);
 /// `VEXFS_IOC_STATS`.
 pub const IOC_STATS: u32 = _IOWR::<VexfsStats>(VEXFS_IOCTL_MAGIC, NR_STATS);
+/// `VEXFS_IOC_INDEX_MEM`.
+pub const IOC_INDEX_MEM: u32 = _IOWR::<VexfsIndexMem>(VEXFS_IOCTL_MAGIC, NR_INDEX_MEM);
 
 // The ABI's limits are the index's.
 const _: () = assert!(VEXFS_MAX_K as usize == MAX_K && VEXFS_MAX_EF as usize == MAX_EF);
@@ -36,7 +38,7 @@ const _: () = assert!(VEXFS_MAX_CHUNKS as usize == MAX_CHUNKS);
 
 /// Room for the largest v1 argument struct.
 const ARG_ROOM: usize = 128;
-const _: () = assert!(VexfsStats::SIZE <= ARG_ROOM && VexfsSearch::SIZE <= ARG_ROOM);
+const _: () = assert!(VexfsStats::SIZE <= ARG_ROOM && VexfsSearch::SIZE <= ARG_ROOM && VexfsIndexMem::SIZE <= ARG_ROOM);
 
 /// Reads the argument struct `T` at user address `arg`. Its `size` (the first field) below
 /// `T::SIZE` is EINVAL; above [`MAX_ARG_SIZE`] E2BIG; in between, the bytes past what v1 knows
@@ -301,6 +303,22 @@ fn stats(sb: &SuperBlock, arg: usize) -> Result {
     write_arg(arg, &a)
 }
 
+fn index_mem(sb: &SuperBlock, arg: usize) -> Result {
+    let mut a: VexfsIndexMem = read_arg(arg)?;
+    if a.flags != 0 {
+        return Err(EINVAL);
+    }
+    let c = sb.info().pins.counts();
+    a.mem_bytes = c.held.saturating_mul(BLOCK_SIZE as u64);
+    a.mem_budget = c.budget.saturating_mul(BLOCK_SIZE as u64);
+    a.cache_hits = c.hits;
+    a.cache_misses = c.misses;
+    a.block_reads = c.reads;
+    a.readaheads = c.readaheads;
+    a.evictions = c.evictions;
+    write_arg(arg, &a)
+}
+
 /// Runs ioctl `cmd` with the user argument at address `arg` on `inode`. glue.c checked write
 /// access for SET and REMOVE and holds the inode lock for them. Errors: `ENOTTY` for an
 /// unknown command; each command's, as include/vexfs.h documents them.
@@ -311,6 +329,7 @@ pub fn ioctl(inode: &Inode, cmd: u32, arg: usize) -> Result {
         IOC_REMOVE => remove(inode, arg),
         IOC_SEARCH => search(inode.sb(), arg),
         IOC_STATS => stats(inode.sb(), arg),
+        IOC_INDEX_MEM => index_mem(inode.sb(), arg),
         _ => Err(ENOTTY),
     }
 }

@@ -6,6 +6,7 @@ use crate::format::inode::MAX_FILE_SIZE;
 use crate::format::superblock::{Region, Superblock, FEATURE_INCOMPAT_RECOVER, MAGIC, ROOT_INO, STATE_ERRORS};
 use crate::format::BLOCK_SIZE;
 use crate::index::IndexState;
+use crate::pins::PinTable;
 use crate::sb::{NewSuperBlock, SbInfo, SuperBlock};
 use crate::txn::JState;
 use crate::vfs::mount_c::MountC;
@@ -56,10 +57,11 @@ pub fn fill_super(sb: &NewSuperBlock, _silent: bool) -> Result {
     if disk.state & STATE_ERRORS != 0 {
         pr_warn!("vexfs ({}): mounting a filesystem with errors; run fsck.vexfs\n", dev.name());
     }
-    let index = IndexState::new(dev, &disk)?;
+    let pins = PinTable::new(&disk)?;
+    let index = IndexState::new(dev, &disk, &pins)?;
     let jstate = JState::new(&disk, log, rdonly)?;
     let mount_c = MountC::new(dev)?;
-    let info = SbInfo::new(disk, index, jstate, mount_c)?;
+    let info = SbInfo::new(disk, index, pins, jstate, mount_c)?;
     sb.set_limits(MAGIC, MAX_FILE_SIZE);
     sb.fill(info, |mounted| {
         mounted.lock().recount()?;
@@ -69,6 +71,10 @@ pub fn fill_super(sb: &NewSuperBlock, _silent: bool) -> Result {
             return Err(mounted.corrupt("root inode is not a directory", ROOT_INO as u64));
         }
         sb.set_root(root)?;
+        // From now on memory pressure may take index blocks back. After the root: a failure
+        // from here on goes through put_super, which stops the shrinker before the state goes
+        // (a failure before it frees the state with the shrinker never started).
+        mounted.info().mount_c.start_shrinker()?;
         // RECOVER in the superblock first, then the journal marked in use: fsck never finds a
         // live journal on a filesystem that does not ask for recovery.
         mounted.lock().write_super_direct(false)?;
@@ -145,6 +151,7 @@ pub fn put_super(sb: &SuperBlock) {
     // link stay pending on disk for the next mount.
     sb.info().mount_c.stop_index();
     sb.info().mount_c.stop_ticker();
+    sb.info().mount_c.stop_shrinker();
     let r = sb.journal().shutdown(sb);
     // Inodes a commit did not get to flush (the journal aborted, or the last commit failed)
     // still hold the ordered list's references: dropped now, while the mount's state is whole

@@ -1,65 +1,117 @@
-//! The kernel's side of the vector index's storage and arithmetic: [`PinTable`], the blocks of
-//! the vector regions pinned in the buffer cache; [`KBlocks`], the
-//! [`BlockStore`](crate::io::BlockStore) over it; and [`FpuKernel`], the
-//! [`DistanceKernel`](crate::distance::DistanceKernel) that runs the C float kernels inside
-//! `kernel_fpu_begin/end` (fpu.c).
+//! The kernel's side of the vector index's storage and arithmetic: [`PinTable`], the index
+//! cache (the blocks of the vector regions held in the buffer cache, within a budget);
+//! [`KBlocks`] and [`SharedBlocks`], the [`BlockStore`](crate::io::BlockStore)s over it; and
+//! [`FpuKernel`], the [`DistanceKernel`](crate::distance::DistanceKernel) that runs the C float
+//! kernels inside `kernel_fpu_begin/end` (fpu.c).
 
 use crate::buf::Buf;
 use crate::distance::DistanceKernel;
 use crate::ffi;
 use crate::format::superblock::Superblock;
 use crate::format::BLOCK_SIZE;
-use crate::index::IndexState;
 use crate::io::BlockStore;
 use crate::txn::Journal;
-use crate::vfs::rwsem::ReadGuard;
 use crate::vfs::super_block::Device;
-use core::cell::UnsafeCell;
+use core::cell::{Cell, UnsafeCell};
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use kernel::prelude::*;
 
-/// Borrow state of a pinned block: `0` free, `n > 0` borrowed by `n` readers, [`WRITING`]
-/// borrowed by one writer.
+/// Borrow state of a held block: `0` free, `1..=MAX_READERS` borrowed by that many readers,
+/// [`WRITING`] borrowed by one writer, [`EVICTING`] being given back (for a few instructions:
+/// a borrower waits for it).
 const WRITING: u32 = u32::MAX;
+/// See [`WRITING`].
+const EVICTING: u32 = u32::MAX - 1;
+/// Most readers of one block at once (far more than tasks could be).
+const MAX_READERS: u32 = u32::MAX - 2;
 
-/// One block of the table: its buffer once read, and who borrows its bytes.
+/// One block of the table: its buffer while held, and who borrows its bytes.
 struct Slot {
-    /// The buffer's bytes once pinned (null before); set once, by the reader that installs
-    /// `buf` (a compare-and-swap from null), and never changed while the table lives.
+    /// The buffer's bytes while held (null when not). Set from null by the borrower that
+    /// installs `buf` (a compare-and-swap); set back to null only by an eviction, which owns
+    /// the slot ([`EVICTING`]) and so excludes every borrower.
     data: AtomicPtr<u8>,
-    /// The buffer whose reference the table holds: written once, by the reader whose
-    /// compare-and-swap set `data`, and read only by [`PinTable::release`] (`&mut self`).
+    /// The buffer whose reference the table holds: written by the borrower whose
+    /// compare-and-swap set `data` (no eviction and no writer can run while it borrows), and
+    /// taken by an eviction ([`EVICTING`]) or by [`PinTable::release`] (`&mut self`); read by a
+    /// writer ([`WRITING`]).
     buf: UnsafeCell<Option<Buf>>,
-    /// Borrows counted under the exclusive index lock ([`PinTable::read`], [`PinTable::write`]).
+    /// The borrow state ([`WRITING`]).
     borrows: AtomicU32,
+    /// Used since the clock hand last passed (a second chance before eviction).
+    referenced: AtomicBool,
 }
 
-/// The blocks of the four vector regions, each held in the buffer cache once read, until
-/// unmount. The index's pages are then found by an array lookup instead of a buffer-cache
-/// search per vector visited; they stay page-cache pages (written back as usual), only pinned.
-/// Memory: 40 bytes per block of the regions, plus the pages actually touched.
+/// The index cache: the blocks of the vector regions (bitmap, map, data, HNSW, codes), each
+/// held in the buffer cache (a `buffer_head` reference) once read, found by an array lookup
+/// instead of a buffer-cache search per vector visited. They stay page-cache pages (written
+/// back as usual).
 ///
-/// The table hands out the bytes of its blocks itself, and no other code reads the vector
-/// regions' blocks (they lie outside the data region that every other structure lives in).
-/// Under the exclusive index lock ([`KBlocks`]) it counts borrows per block as a `RefCell`
-/// does ([`PinnedRef`], [`PinnedMut`]): many readers or one writer, a conflicting borrow is
-/// refused. Under the shared index lock ([`SharedBlocks`]: the searches) there is no writer, so
-/// its blocks are plain shared slices; several searches may pin blocks at once (a block read
-/// twice keeps the first buffer pinned and drops the second).
+/// **Memory.** 24 bytes per block of the regions (allocated at mount), plus the pages held.
+/// Without a budget the table keeps every block it reads, and the mount's shrinker gives
+/// blocks back under memory pressure (their pages then age out of the page cache like any
+/// other). With `index_mem=SIZE` at most `SIZE / 4096` blocks are held: reading one more gives
+/// back the least recently used one (a clock: a block used since the hand last passed gets a
+/// second chance), and drops its page from the page cache when nothing else uses it, so the
+/// index's pages stay within the budget. A block borrowed at that moment is never given back;
+/// if every held block is, the table goes over the budget until the borrows end (a search
+/// borrows a few dozen blocks at most).
+///
+/// **Borrows.** The table hands out the bytes of its blocks itself, and no other code reads the
+/// vector regions' blocks (they lie outside the data region that every other structure lives
+/// in). It counts borrows per block as a `RefCell` does, atomically ([`PinnedRef`],
+/// [`PinnedMut`]): many readers or one writer; a conflicting borrow is refused (`EINVAL`,
+/// logged: the index lock makes it impossible, [`crate::vector`]). Eviction takes a block only
+/// with no borrow, so a borrowed block's bytes stay valid; the shrinker needs no lock.
+///
+/// **Counts** (for `VEXFS_IOC_INDEX_MEM`): blocks found held (hits), blocks that had to be
+/// taken from the buffer cache (misses), blocks read from the device (for a miss, or ahead of
+/// one: the blocks of a batch of neighbours are asked for at once, `BlockStore::prefetch`).
 pub struct PinTable {
     /// First block of the vector regions (the vector bitmap).
     base: u64,
     slots: KVVec<Slot>,
+    /// Blocks held now.
+    held: AtomicUsize,
+    /// Most blocks held (`index_mem=` / 4096; 0: no cap).
+    budget: AtomicUsize,
+    /// The clock hand: the next slot an eviction looks at (modulo the slot count).
+    hand: AtomicUsize,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    reads: AtomicU64,
+    readaheads: AtomicU64,
+    evictions: AtomicU64,
 }
 
-// SAFETY: a slot's `buf` is written once, by the one task whose compare-and-swap of `data`
-// succeeded, before anyone else may touch it, and then only by `release` (`&mut self`); `data`
-// and `borrows` are atomics. The buffers themselves are `Send`.
+/// What [`PinTable::counts`] reports.
+pub struct CacheCounts {
+    /// Blocks held now.
+    pub held: u64,
+    /// Most blocks held (0: no cap).
+    pub budget: u64,
+    /// Borrows of a block already held, since mount.
+    pub hits: u64,
+    /// Borrows that took the block from the buffer cache, since mount.
+    pub misses: u64,
+    /// Blocks read from the device (4 KiB each), for a miss or ahead of one, since mount.
+    pub reads: u64,
+    /// Readaheads started along the graph, since mount.
+    pub readaheads: u64,
+    /// Blocks given back (budget or shrinker), since mount.
+    pub evictions: u64,
+}
+
+// SAFETY: a slot's `buf` is written only by the one task whose compare-and-swap of `data`
+// succeeded while it borrows the slot, and taken only by the task that owns the slot for
+// eviction (`EVICTING`, no borrower) or by `release` (`&mut self`); a writer (`WRITING`, the
+// only borrower) only reads it. `data`, `borrows` and the counters are atomics. The buffers
+// themselves are `Send`.
 unsafe impl Sync for PinTable {}
 
 impl PinTable {
-    /// An empty table for the vector regions of `disk`. Errors: `ENOMEM`.
+    /// An empty table for the vector regions of `disk`, no budget. Errors: `ENOMEM`.
     pub fn new(disk: &Superblock) -> Result<PinTable> {
         let base = disk.vector_regions().start;
         let end = disk.vector_regions().end();
@@ -71,83 +123,239 @@ impl PinTable {
                     data: AtomicPtr::new(core::ptr::null_mut()),
                     buf: UnsafeCell::new(None),
                     borrows: AtomicU32::new(0),
+                    referenced: AtomicBool::new(false),
                 },
                 GFP_KERNEL,
             )?;
         }
-        Ok(PinTable { base, slots })
+        Ok(PinTable {
+            base,
+            slots,
+            held: AtomicUsize::new(0),
+            budget: AtomicUsize::new(0),
+            hand: AtomicUsize::new(0),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            reads: AtomicU64::new(0),
+            readaheads: AtomicU64::new(0),
+            evictions: AtomicU64::new(0),
+        })
     }
 
-    /// The slot of block `n` and its bytes, reading the block on first use. Errors: `EINVAL`
-    /// for a block outside the vector regions, `EIO`.
-    fn pinned(&self, dev: &Device, n: u64) -> Result<(&Slot, NonNull<u8>)> {
-        let i = n.checked_sub(self.base).and_then(|i| usize::try_from(i).ok()).ok_or(EINVAL)?;
-        let slot = self.slots.get(i).ok_or(EINVAL)?;
-        if let Some(p) = NonNull::new(slot.data.load(Ordering::Acquire)) {
-            return Ok((slot, p));
+    /// Sets the budget to `bytes` (rounded down to blocks; 0: no cap), giving back blocks
+    /// over it at once (those not borrowed).
+    pub fn set_budget(&self, dev: &Device, bytes: u64) {
+        let blocks = usize::try_from(bytes / BLOCK_SIZE as u64).unwrap_or(usize::MAX);
+        self.budget.store(blocks, Ordering::Relaxed);
+        let over = self.held.load(Ordering::Relaxed).saturating_sub(blocks);
+        if blocks > 0 && over > 0 {
+            self.evict(Some(dev), over);
         }
-        let buf = Buf::read(dev, n)?;
+    }
+
+    /// The budget in bytes (0: no cap).
+    pub fn budget_bytes(&self) -> u64 {
+        (self.budget.load(Ordering::Relaxed) as u64).saturating_mul(BLOCK_SIZE as u64)
+    }
+
+    /// Blocks held now.
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::Relaxed)
+    }
+
+    /// The table's counts.
+    pub fn counts(&self) -> CacheCounts {
+        CacheCounts {
+            held: self.held.load(Ordering::Relaxed) as u64,
+            budget: self.budget.load(Ordering::Relaxed) as u64,
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            reads: self.reads.load(Ordering::Relaxed),
+            readaheads: self.readaheads.load(Ordering::Relaxed),
+            evictions: self.evictions.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The slot of block `n`. Errors: `EINVAL` for a block outside the vector regions.
+    fn slot(&self, n: u64) -> Result<&Slot> {
+        let i = n.checked_sub(self.base).and_then(|i| usize::try_from(i).ok()).ok_or(EINVAL)?;
+        self.slots.get(i).ok_or(EINVAL)
+    }
+
+    /// Borrows block `n` (for writing with `write`, else for reading) and returns its slot
+    /// and bytes, reading the block on first use; `hits` counts a block found held. Errors:
+    /// `EINVAL` for a block outside the vector regions, or a conflicting borrow (logged);
+    /// `EIO`.
+    fn borrow(&self, dev: &Device, n: u64, write: bool, hits: &Cell<u64>) -> Result<(&Slot, NonNull<u8>)> {
+        let slot = self.slot(n)?;
+        loop {
+            let b = slot.borrows.load(Ordering::Relaxed);
+            let next = match b {
+                EVICTING => {
+                    core::hint::spin_loop();
+                    continue;
+                }
+                0 if write => WRITING,
+                b if write || b >= MAX_READERS => {
+                    let what = if b == WRITING { "being written" } else { "borrowed" };
+                    pr_err!("vexfs ({}): vector block {} borrowed while {}\n", dev.name(), n, what);
+                    return Err(EINVAL);
+                }
+                b => b + 1,
+            };
+            if slot.borrows.compare_exchange_weak(b, next, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+                break;
+            }
+        }
+        match self.install(dev, slot, n, hits) {
+            Ok(p) => Ok((slot, p)),
+            Err(e) => {
+                unborrow(&slot.borrows);
+                Err(e)
+            }
+        }
+    }
+
+    /// The bytes of block `n`, whose `slot` the caller borrows: held already, or taken from the
+    /// buffer cache now (and the budget kept). Errors: `EIO`.
+    fn install(&self, dev: &Device, slot: &Slot, n: u64, hits: &Cell<u64>) -> Result<NonNull<u8>> {
+        if let Some(p) = NonNull::new(slot.data.load(Ordering::Acquire)) {
+            hits.set(hits.get().wrapping_add(1));
+            if !slot.referenced.load(Ordering::Relaxed) {
+                slot.referenced.store(true, Ordering::Relaxed);
+            }
+            return Ok(p);
+        }
+        let (buf, read) = Buf::read_counted(dev, n)?;
+        self.misses.fetch_add(1, Ordering::Relaxed);
+        if read {
+            self.reads.fetch_add(1, Ordering::Relaxed);
+        }
         let p = buf.data_ptr();
         match slot.data.compare_exchange(core::ptr::null_mut(), p.as_ptr(), Ordering::AcqRel, Ordering::Acquire) {
             Ok(_) => {
-                // SAFETY: our compare-and-swap made us the one writer of `buf` (type's Sync
-                // reasoning); nobody reads it before `release`.
+                // SAFETY: our compare-and-swap made us the one writer of `buf`, and our borrow
+                // keeps evictions and writers out (type's Sync reasoning).
                 unsafe { *slot.buf.get() = Some(buf) };
-                Ok((slot, p))
+                let held = self.held.fetch_add(1, Ordering::Relaxed).saturating_add(1);
+                let budget = self.budget.load(Ordering::Relaxed);
+                if budget > 0 && held > budget {
+                    self.evict(Some(dev), held - budget);
+                }
+                Ok(p)
             }
-            // Another search pinned it first: its buffer stays, ours is released.
-            Err(theirs) => Ok((slot, NonNull::new(theirs).ok_or(EINVAL)?)),
+            // Another borrower installed it first: its buffer stays, ours is released.
+            Err(theirs) => NonNull::new(theirs).ok_or(EINVAL),
         }
     }
 
-    /// Block `n` for reading, the borrow counted (through [`KBlocks`] only, which holds the
-    /// table alone). Errors: as [`Self::pinned`]; `EINVAL` (logged) if it is borrowed for
-    /// writing.
-    fn read(&self, dev: &Device, n: u64) -> Result<PinnedRef<'_>> {
-        let (slot, data) = self.pinned(dev, n)?;
-        let b = slot.borrows.load(Ordering::Relaxed);
-        if b >= WRITING - 1 {
-            pr_err!("vexfs ({}): vector block {} read while being written\n", dev.name(), n);
-            return Err(EINVAL);
+    /// An operation's borrows ended: its `hits` are counted, and blocks over the budget (held
+    /// past it while they were borrowed) are given back, so that once no operation runs the
+    /// table holds at most its budget.
+    fn done(&self, dev: &Device, hits: u64) {
+        self.hits.fetch_add(hits, Ordering::Relaxed);
+        let budget = self.budget.load(Ordering::Relaxed);
+        let over = self.held.load(Ordering::Relaxed).saturating_sub(budget);
+        if budget > 0 && over > 0 {
+            self.evict(Some(dev), over);
         }
-        slot.borrows.store(b + 1, Ordering::Relaxed);
-        Ok(PinnedRef { data, borrows: &slot.borrows })
     }
 
-    /// Block `n` for changing, given to the running transaction of `journal` first (inside a
-    /// handle; through [`KBlocks`] only, which holds the table alone). Errors: as
-    /// [`Self::pinned`]; `EINVAL` (logged) if it is borrowed at all; those of
-    /// [`Journal::dirty`].
-    fn write(&self, dev: &Device, journal: &Journal, n: u64) -> Result<PinnedMut<'_>> {
-        let (slot, data) = self.pinned(dev, n)?;
-        if slot.borrows.load(Ordering::Relaxed) != 0 {
-            pr_err!("vexfs ({}): vector block {} written while borrowed\n", dev.name(), n);
-            return Err(EINVAL);
+    /// Starts reading block `n` ahead if the table does not hold it (not waited for; nothing
+    /// for a block outside the vector regions).
+    fn readahead(&self, dev: &Device, n: u64) {
+        if let Ok(slot) = self.slot(n) {
+            if slot.data.load(Ordering::Relaxed).is_null() && Buf::readahead(dev, n) {
+                self.readaheads.fetch_add(1, Ordering::Relaxed);
+                self.reads.fetch_add(1, Ordering::Relaxed);
+            }
         }
-        // SAFETY: called under the exclusive index lock (through `KBlocks`): `pinned` returned,
-        // so this task or an earlier one installed the slot's buffer, and only `release`
-        // (`&mut self`) changes it again.
-        let buf = unsafe { &*slot.buf.get() };
-        journal.dirty(buf.as_ref().ok_or(EINVAL)?)?;
-        slot.borrows.store(WRITING, Ordering::Relaxed);
-        Ok(PinnedMut { data, borrows: &slot.borrows })
     }
 
-    /// Releases every pinned buffer (at unmount, after the last change; `&mut self`: no borrow
-    /// is live).
-    pub fn release(&mut self) {
-        for s in self.slots.iter_mut() {
-            *s.data.get_mut() = core::ptr::null_mut();
-            s.buf.get_mut().take();
+    /// Gives back up to `want` blocks that nobody borrows, least recently used first (the
+    /// clock); with `dev` (an index_mem= budget), their pages are dropped from the page cache
+    /// too when nothing else holds them. Looks at most at twice the slots. Returns the number
+    /// given back. Takes no lock and never sleeps but for dropping pages: callable from the
+    /// shrinker.
+    fn evict(&self, dev: Option<&Device>, want: usize) -> usize {
+        let n = self.slots.len();
+        let mut freed = 0;
+        let mut looked = 0usize;
+        while freed < want && looked < n.saturating_mul(2) {
+            looked += 1;
+            let Some(i) = self.hand.fetch_add(1, Ordering::Relaxed).checked_rem(n) else {
+                break;
+            };
+            let Some(s) = self.slots.get(i) else { break };
+            if s.data.load(Ordering::Relaxed).is_null() {
+                continue;
+            }
+            if s.referenced.load(Ordering::Relaxed) {
+                s.referenced.store(false, Ordering::Relaxed);
+                continue;
+            }
+            if s.borrows.compare_exchange(0, EVICTING, Ordering::Acquire, Ordering::Relaxed).is_err() {
+                continue;
+            }
+            let p = s.data.swap(core::ptr::null_mut(), Ordering::Relaxed);
+            // SAFETY: `EVICTING` makes this task the slot's only user (type's Sync reasoning).
+            let buf = unsafe { (*s.buf.get()).take() };
+            s.borrows.store(0, Ordering::Release);
+            if !p.is_null() {
+                self.held.fetch_sub(1, Ordering::Relaxed);
+                freed += 1;
+            }
+            if let Some(b) = buf {
+                let block = b.block();
+                drop(b);
+                if let Some(dev) = dev {
+                    Buf::drop_cached(dev, block);
+                }
+            }
         }
+        self.evictions.fetch_add(freed as u64, Ordering::Relaxed);
+        freed
+    }
+
+    /// The shrinker's scan: gives back up to `nr` blocks nobody borrows (their pages stay in
+    /// the page cache, reclaimable). Returns the number given back.
+    pub fn shrink(&self, nr: usize) -> usize {
+        self.evict(None, nr)
+    }
+
+    /// Releases every held buffer that nobody borrows (at unmount, after the last change and
+    /// with the shrinker stopped: none is borrowed then). Returns the number released.
+    pub fn release(&self) -> usize {
+        let mut freed = 0;
+        for s in self.slots.iter() {
+            if s.borrows.compare_exchange(0, EVICTING, Ordering::Acquire, Ordering::Relaxed).is_err() {
+                continue;
+            }
+            let p = s.data.swap(core::ptr::null_mut(), Ordering::Relaxed);
+            // SAFETY: `EVICTING` makes this task the slot's only user (type's Sync reasoning).
+            let buf = unsafe { (*s.buf.get()).take() };
+            s.borrows.store(0, Ordering::Release);
+            if !p.is_null() {
+                self.held.fetch_sub(1, Ordering::Relaxed);
+                freed += 1;
+            }
+            drop(buf);
+        }
+        freed
     }
 }
 
-/// A pinned block borrowed for reading.
+/// Ends one read borrow of a slot.
+fn unborrow(borrows: &AtomicU32) {
+    borrows.fetch_sub(1, Ordering::Release);
+}
+
+/// A held block borrowed for reading.
 ///
 /// # Invariants
-/// `data` points at the [`BLOCK_SIZE`] bytes of a buffer the table holds for at least `'a`;
-/// this value counts as one reader in `borrows`, so no [`PinnedMut`] of the block exists.
+/// `data` points at the [`BLOCK_SIZE`] bytes of a buffer the table holds while this value
+/// lives; this value counts as one reader in `borrows`, so no [`PinnedMut`] of the block
+/// exists and no eviction takes it.
 pub struct PinnedRef<'a> {
     data: NonNull<u8>,
     borrows: &'a AtomicU32,
@@ -165,12 +373,11 @@ impl core::ops::Deref for PinnedRef<'_> {
 
 impl Drop for PinnedRef<'_> {
     fn drop(&mut self) {
-        // Counted under the exclusive index lock only: no other task changes the count.
-        self.borrows.store(self.borrows.load(Ordering::Relaxed).saturating_sub(1), Ordering::Relaxed);
+        unborrow(self.borrows);
     }
 }
 
-/// A pinned block borrowed for changing (already in the running transaction: the commit
+/// A held block borrowed for changing (already in the running transaction: the commit
 /// writes it back).
 ///
 /// # Invariants
@@ -198,28 +405,35 @@ impl core::ops::DerefMut for PinnedMut<'_> {
 
 impl Drop for PinnedMut<'_> {
     fn drop(&mut self) {
-        self.borrows.store(0, Ordering::Relaxed);
+        self.borrows.store(0, Ordering::Release);
     }
 }
 
-/// The [`BlockStore`] of the vector index's changes: the pinned blocks of one mount, borrowed
-/// alone (made from `&mut PinTable`: under the exclusive index lock, or before the table is
-/// shared), with borrows counted.
+/// The [`BlockStore`] of the vector index's changes: the index cache of one mount under the
+/// exclusive index lock (or before the mount is shared), changes journaled.
 pub struct KBlocks<'p> {
     /// The mount's device, for reads and log lines.
     dev: &'p Device,
-    /// Its pinned blocks.
+    /// Its index cache.
     pins: &'p PinTable,
     /// The journal changes go through; `None` while mounting (reads only: writes are
     /// refused with `EROFS`).
     journal: Option<&'p Journal>,
+    /// Blocks found held, added to the table's count when done.
+    hits: Cell<u64>,
 }
 
 impl<'p> KBlocks<'p> {
-    /// The blocks of `pins`, which the caller holds alone for `'p`; changes go through
-    /// `journal` (`None`: writes are refused with `EROFS`).
-    pub fn new(dev: &'p Device, pins: &'p mut PinTable, journal: Option<&'p Journal>) -> KBlocks<'p> {
-        KBlocks { dev, pins, journal }
+    /// The blocks of `pins`, under the exclusive index lock the caller holds for `'p`;
+    /// changes go through `journal` (`None`: writes are refused with `EROFS`).
+    pub fn new(dev: &'p Device, pins: &'p PinTable, journal: Option<&'p Journal>) -> KBlocks<'p> {
+        KBlocks { dev, pins, journal, hits: Cell::new(0) }
+    }
+}
+
+impl Drop for KBlocks<'_> {
+    fn drop(&mut self) {
+        self.pins.done(self.dev, self.hits.get());
     }
 }
 
@@ -235,11 +449,25 @@ impl BlockStore for KBlocks<'_> {
         Self: 'a;
 
     fn read(&self, n: u64) -> Result<PinnedRef<'_>> {
-        self.pins.read(self.dev, n)
+        let (slot, data) = self.pins.borrow(self.dev, n, false, &self.hits)?;
+        // INVARIANT: `borrow` counted us as a reader of the held block.
+        Ok(PinnedRef { data, borrows: &slot.borrows })
     }
 
     fn write(&self, n: u64) -> Result<PinnedMut<'_>> {
-        self.pins.write(self.dev, self.journal.ok_or(EROFS)?, n)
+        let journal = self.journal.ok_or(EROFS)?;
+        let (slot, data) = self.pins.borrow(self.dev, n, true, &self.hits)?;
+        // INVARIANT: `borrow` made us the slot's one borrower (`WRITING`); dropped on error.
+        let m = PinnedMut { data, borrows: &slot.borrows };
+        // SAFETY: `WRITING` keeps evictions and other borrowers out: the slot's buffer, which
+        // `borrow` installed, stays as it is while we read it.
+        let buf = unsafe { &*slot.buf.get() };
+        journal.dirty(buf.as_ref().ok_or(EINVAL)?)?;
+        Ok(m)
+    }
+
+    fn prefetch(&self, n: u64) {
+        self.pins.readahead(self.dev, n);
     }
 
     /// Reschedules; `EINTR` on a fatal signal (the exact scan of pending vectors stops).
@@ -249,26 +477,34 @@ impl BlockStore for KBlocks<'_> {
     }
 }
 
-/// The [`BlockStore`] of the searches: the pinned blocks of one mount under the shared index
-/// lock, which it borrows (so it exists only while that lock is held). Its blocks are plain
-/// shared slices: no change to the vector regions can run while the lock is shared (every
-/// change goes through [`KBlocks`] under the exclusive lock). Writes are refused (`EROFS`).
+/// The [`BlockStore`] of the searches: the index cache of one mount under the shared index
+/// lock, which the caller holds for `'p`: no change to the vector regions runs meanwhile
+/// (every change goes through [`KBlocks`] under the exclusive lock). Borrows are counted (an
+/// eviction must not take a block a search reads). Writes are refused (`EROFS`).
 pub struct SharedBlocks<'p> {
     dev: &'p Device,
     pins: &'p PinTable,
+    /// Blocks found held, added to the table's count when done.
+    hits: Cell<u64>,
 }
 
 impl<'p> SharedBlocks<'p> {
-    /// The blocks of `index`, held shared by `guard`.
-    pub fn new(dev: &'p Device, guard: &'p ReadGuard<'_, IndexState>) -> SharedBlocks<'p> {
-        SharedBlocks { dev, pins: &guard.pins }
+    /// The blocks of `pins`, under the shared index lock the caller holds for `'p`.
+    pub fn new(dev: &'p Device, pins: &'p PinTable) -> SharedBlocks<'p> {
+        SharedBlocks { dev, pins, hits: Cell::new(0) }
+    }
+}
+
+impl Drop for SharedBlocks<'_> {
+    fn drop(&mut self) {
+        self.pins.done(self.dev, self.hits.get());
     }
 }
 
 impl BlockStore for SharedBlocks<'_> {
     type Error = Error;
     type Ref<'a>
-        = &'a [u8]
+        = PinnedRef<'a>
     where
         Self: 'a;
     type RefMut<'a>
@@ -276,16 +512,18 @@ impl BlockStore for SharedBlocks<'_> {
     where
         Self: 'a;
 
-    fn read(&self, n: u64) -> Result<&[u8]> {
-        let (_, data) = self.pins.pinned(self.dev, n)?;
-        // SAFETY: the buffer stays pinned while the table lives, which outlives `self` (the
-        // table is released only under the exclusive lock); under the shared lock that `self`
-        // borrows nobody writes the vector regions (see the type's docs).
-        Ok(unsafe { core::slice::from_raw_parts(data.as_ptr(), BLOCK_SIZE) })
+    fn read(&self, n: u64) -> Result<PinnedRef<'_>> {
+        let (slot, data) = self.pins.borrow(self.dev, n, false, &self.hits)?;
+        // INVARIANT: `borrow` counted us as a reader of the held block.
+        Ok(PinnedRef { data, borrows: &slot.borrows })
     }
 
     fn write(&self, _n: u64) -> Result<&mut [u8]> {
         Err(EROFS)
+    }
+
+    fn prefetch(&self, n: u64) {
+        self.pins.readahead(self.dev, n);
     }
 
     /// Reschedules; `EINTR` on a fatal signal.

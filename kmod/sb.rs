@@ -12,6 +12,7 @@ use crate::format::inode::{INLINE_EXTENTS, INLINE_VEC_IDS};
 use crate::format::superblock::{Region, Superblock, FEATURE_INCOMPAT_RECOVER, FORMAT_VERSION, ROOT_INO, STATE_CLEAN};
 use crate::format::{bit_find_clear, bit_find_free_run_of, bit_set, bit_test, BLOCK_SIZE, RUN_BITS};
 use crate::index::{IndexState, PadPool};
+use crate::pins::PinTable;
 use crate::txn::{JState, Journal};
 use crate::vfs;
 use crate::vfs::fs::FileSystem;
@@ -76,6 +77,11 @@ pub struct SbInfo {
     /// ([`crate::vector`]); taken before `inner` when both are needed, never after it.
     #[pin]
     pub index: RwSem<IndexState>,
+    /// The index cache: the vector regions' blocks held in the buffer cache, within the
+    /// `index_mem=` budget. Synchronised by itself (borrows counted per block), so that its
+    /// shrinker needs no lock; its blocks are read under `index` (shared for searches,
+    /// alone for changes).
+    pub pins: PinTable,
     /// The memory of the searches that run at once under the shared index lock.
     #[pin]
     pub pads: PadPool,
@@ -92,7 +98,13 @@ pub struct SbInfo {
 impl SbInfo {
     /// The state of a mount of `disk` (validated), with the index state built from it and the
     /// journal's; the free counts are filled in by [`Locked::recount`]. Errors: `ENOMEM`.
-    pub fn new(disk: Superblock, index: IndexState, journal: JState, mount_c: MountC) -> Result<Pin<KBox<SbInfo>>> {
+    pub fn new(
+        disk: Superblock,
+        index: IndexState,
+        pins: PinTable,
+        journal: JState,
+        mount_c: MountC,
+    ) -> Result<Pin<KBox<SbInfo>>> {
         let errors = Errors::new(disk.state & crate::format::superblock::STATE_ERRORS != 0);
         let inner = Inner {
             free_blocks: 0,
@@ -109,6 +121,7 @@ impl SbInfo {
                 disk,
                 inner <- kernel::new_mutex!(inner, "vexfs::SbInfo::inner"),
                 index <- RwSem::new(index),
+                pins,
                 pads <- pads,
                 journal <- Journal::new(journal),
                 mount_c,

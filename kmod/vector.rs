@@ -148,8 +148,8 @@ fn with_index<R>(
     ) -> crate::index_error::IResult<R, Error>,
 ) -> Result<R> {
     let mut g = sb.info().index.write();
-    let IndexState { pins, mem, kernel } = &mut *g;
-    let blocks = KBlocks::new(sb, pins, Some(sb.journal()));
+    let IndexState { mem, kernel } = &mut *g;
+    let blocks = KBlocks::new(sb, &sb.info().pins, Some(sb.journal()));
     f(mem, &blocks, kernel).map_err(|e| index_error(sb, e))
 }
 
@@ -165,7 +165,7 @@ fn with_index_shared<R>(
     ) -> crate::index_error::IResult<R, Error>,
 ) -> Result<R> {
     let g = sb.info().index.read()?;
-    let blocks = SharedBlocks::new(sb, &g);
+    let blocks = SharedBlocks::new(sb, &sb.info().pins);
     f(&g.mem, &blocks, &g.kernel).map_err(|e| index_error(sb, e))
 }
 
@@ -381,9 +381,20 @@ pub fn free_inode_vectors(inode: &Inode) {
     }
 }
 
-/// Unpins the index's buffers (put_super, after the last sync).
+/// Releases the index cache's buffers (put_super, after the last sync, the shrinker
+/// stopped), under the exclusive index lock.
 pub fn release(sb: &SuperBlock) {
-    sb.info().index.write().pins.release();
+    let _g = sb.info().index.write();
+    let left = sb.info().pins.held();
+    sb.info().pins.release();
+    if sb.info().pins.held() != 0 {
+        pr_warn!(
+            "vexfs ({}): {} of {} index blocks still borrowed at unmount\n",
+            sb.name(),
+            sb.info().pins.held(),
+            left
+        );
+    }
 }
 
 /// Whether the inode has embeddings (for listxattr).

@@ -69,6 +69,8 @@ pub const NR_REMOVE_EMBEDDINGS: u32 = 3;
 pub const NR_SEARCH: u32 = 4;
 /// `_IOC_NR` of `VEXFS_IOC_STATS` (`_IOWR`, [`VexfsStats`]).
 pub const NR_STATS: u32 = 5;
+/// `_IOC_NR` of `VEXFS_IOC_INDEX_MEM` (`_IOWR`, [`VexfsIndexMem`]).
+pub const NR_INDEX_MEM: u32 = 6;
 
 /// Argument of `VEXFS_IOC_SET_EMBEDDINGS`: sets chunks `first_chunk .. first_chunk + count` of
 /// the file, replacing those that exist, atomically (all or none). `first_chunk` must not leave a
@@ -218,6 +220,36 @@ pub struct VexfsStats {
     pub reserved: [u64; 2],
 }
 
+/// Argument of `VEXFS_IOC_INDEX_MEM`: the memory the index holds and its cache's counts since
+/// mount (every field after `flags` is out, its input ignored). The index's blocks (vector
+/// bitmap, map, data, HNSW links, SQ8 codes) are held in the buffer cache once read, within
+/// the `index_mem=` budget when the mount has one; a block not held is taken from the buffer
+/// cache (a miss), and read from the device when the cache does not have it either (the blocks
+/// of a node's neighbours are read ahead, before their distances are computed).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VexfsIndexMem {
+    /// 64.
+    pub size: u32,
+    /// Zero.
+    pub flags: u32,
+    /// Bytes of the index's blocks held now (4096 per block).
+    pub mem_bytes: u64,
+    /// The `index_mem=` budget in bytes (0: no cap; the shrinker gives blocks back under
+    /// memory pressure).
+    pub mem_budget: u64,
+    /// Reads of a block the index held, since mount.
+    pub cache_hits: u64,
+    /// Reads of a block it did not hold (taken from the buffer cache), since mount.
+    pub cache_misses: u64,
+    /// 4 KiB blocks read from the device (for a miss, or read ahead), since mount.
+    pub block_reads: u64,
+    /// Of `block_reads`, those read ahead (a node's neighbours, before their distances).
+    pub readaheads: u64,
+    /// Blocks given back (over the budget, or to the shrinker), since mount.
+    pub evictions: u64,
+}
+
 // The sizes the header's comments promise (vexctl's tests check the header itself); with
 // only u32 and u64 fields in declaration order, they also say there is no padding, so the
 // field-by-field codecs below visit exactly the bytes of the C layout.
@@ -227,6 +259,7 @@ const _: () = assert!(size_of::<VexfsRemoveEmbeddings>() == 48);
 const _: () = assert!(size_of::<VexfsSearchResult>() == 16);
 const _: () = assert!(size_of::<VexfsSearch>() == 64);
 const _: () = assert!(size_of::<VexfsStats>() == 88);
+const _: () = assert!(size_of::<VexfsIndexMem>() == 64);
 
 /// Reads native-endian fields off the front of a byte slice.
 struct Rd<'a>(&'a [u8]);
@@ -440,6 +473,40 @@ impl Arg for VexfsStats {
     }
 }
 
+impl Arg for VexfsIndexMem {
+    const SIZE: usize = size_of::<Self>();
+
+    fn decode(b: &[u8]) -> Option<Self> {
+        let mut r = Rd(b);
+        Some(VexfsIndexMem {
+            size: r.u32()?,
+            flags: r.u32()?,
+            mem_bytes: r.u64()?,
+            mem_budget: r.u64()?,
+            cache_hits: r.u64()?,
+            cache_misses: r.u64()?,
+            block_reads: r.u64()?,
+            readaheads: r.u64()?,
+            evictions: r.u64()?,
+        })
+    }
+
+    fn encode(&self, out: &mut [u8]) -> Option<()> {
+        let mut w = Wr(out);
+        w.u32(self.size)?;
+        w.u32(self.flags)?;
+        w.u64s(&[
+            self.mem_bytes,
+            self.mem_budget,
+            self.cache_hits,
+            self.cache_misses,
+            self.block_reads,
+            self.readaheads,
+            self.evictions,
+        ])
+    }
+}
+
 impl VexfsSearchResult {
     /// Bytes of one result.
     pub const SIZE: usize = size_of::<Self>();
@@ -512,6 +579,24 @@ mod tests {
         assert_eq!(u32::from_ne_bytes(at(&b, offset_of!(VexfsStats, distance_impl))), 12);
         assert_eq!(u64::from_ne_bytes(at(&b, offset_of!(VexfsStats, reserved) + 8)), 15);
         assert_eq!(VexfsStats::decode(&b), Some(s));
+
+        let s = VexfsIndexMem {
+            size: 64,
+            flags: 1,
+            mem_bytes: 2,
+            mem_budget: 3,
+            cache_hits: 4,
+            cache_misses: 5,
+            block_reads: 6,
+            readaheads: 7,
+            evictions: 8,
+        };
+        let mut b = [0u8; VexfsIndexMem::SIZE];
+        s.encode(&mut b).unwrap();
+        assert_eq!(u64::from_ne_bytes(at(&b, offset_of!(VexfsIndexMem, mem_bytes))), 2);
+        assert_eq!(u64::from_ne_bytes(at(&b, offset_of!(VexfsIndexMem, block_reads))), 6);
+        assert_eq!(u64::from_ne_bytes(at(&b, offset_of!(VexfsIndexMem, evictions))), 8);
+        assert_eq!(VexfsIndexMem::decode(&b), Some(s));
 
         let s = VexfsSetEmbeddings {
             size: 64,

@@ -55,6 +55,9 @@ pub trait BlockStore {
     fn read(&self, n: u64) -> Result<Self::Ref<'_>, Self::Error>;
     /// Block `n`, for changing. Errors: as [`Self::read`]; a read-only store refuses.
     fn write(&self, n: u64) -> Result<Self::RefMut<'_>, Self::Error>;
+    /// A hint that block `n` will be read soon: the kernel starts reading it into the cache
+    /// if it is not there (the neighbours of a node being expanded). Nothing by default.
+    fn prefetch(&self, _n: u64) {}
     /// Called between the batches of a long loop (the exact scan of pending vectors): the
     /// kernel reschedules there and stops the loop on a fatal signal (its error, `EINTR`).
     /// Nothing by default.

@@ -1172,6 +1172,13 @@ impl<B: BlockStore> GraphStore<'_, '_, B> {
             let (chunk, ir) = ids_rest.split_at(n);
             let (out, kr) = core::mem::take(&mut keys_rest).split_at_mut(n);
             (ids_rest, keys_rest) = (ir, kr);
+            // The batch's blocks are asked for at once: the kernel reads those it does not
+            // hold in parallel instead of one by one below.
+            for &id in chunk {
+                if let Ok((blk, _)) = ix.data_pos(id) {
+                    self.b.prefetch(blk);
+                }
+            }
             let mut refs: [Option<B::Ref<'_>>; BATCH] = core::array::from_fn(|_| None);
             let mut ptrs = [core::ptr::null::<u32>(); BATCH];
             for ((i, &id), p) in chunk.iter().enumerate().zip(ptrs.iter_mut()) {
@@ -1212,6 +1219,12 @@ impl<B: BlockStore> GraphStore<'_, '_, B> {
             let (chunk, ir) = ids_rest.split_at(n);
             let (out, kr) = core::mem::take(&mut keys_rest).split_at_mut(n);
             (ids_rest, keys_rest) = (ir, kr);
+            // As in `dist_from`: the batch's blocks are asked for at once.
+            for &id in chunk {
+                if let Ok(Some((blk, _, _))) = ix.code_pos(id) {
+                    self.b.prefetch(blk);
+                }
+            }
             let mut refs: [Option<B::Ref<'_>>; BATCH] = core::array::from_fn(|_| None);
             let mut ptrs = [core::ptr::null::<u8>(); BATCH];
             for ((i, &id), p) in chunk.iter().enumerate().zip(ptrs.iter_mut()) {

@@ -202,3 +202,38 @@ pub extern "C" fn vexfs_rs_free_inode_disk(inode: *mut bindings::inode) {
     }
     crate::inode::free_disk(inode);
 }
+
+/// `index_mem=` (glue.c's fill_super once it succeeded, and reconfigure): the index cache's
+/// budget in bytes, 0 for no cap.
+#[no_mangle]
+pub extern "C" fn vexfs_rs_set_index_mem(sb: *mut bindings::super_block, bytes: u64) {
+    // SAFETY: as in `vexfs_rs_set_errors`.
+    let sb = unsafe { SuperBlock::from_raw(sb) };
+    sb.info().pins.set_budget(sb, bytes);
+}
+
+/// The index cache's budget in bytes (0: no cap), for `show_options`.
+#[no_mangle]
+pub extern "C" fn vexfs_rs_index_mem(sb: *mut bindings::super_block) -> u64 {
+    // SAFETY: as in `vexfs_rs_errors`.
+    let sb = unsafe { SuperBlock::from_raw(sb) };
+    sb.info().pins.budget_bytes()
+}
+
+/// The shrinker's count: blocks the index cache holds.
+#[no_mangle]
+pub extern "C" fn vexfs_rs_index_cached(sb: *mut bindings::super_block) -> core::ffi::c_ulong {
+    // SAFETY: the shrinker is registered after fill_super set the state and freed (waiting for
+    // a call in progress) at the start of put_super, before the state goes.
+    let sb = unsafe { SuperBlock::from_raw(sb) };
+    sb.info().pins.held() as core::ffi::c_ulong
+}
+
+/// The shrinker's scan: gives back up to `nr` blocks of the index cache that no search or
+/// change borrows; returns how many.
+#[no_mangle]
+pub extern "C" fn vexfs_rs_index_shrink(sb: *mut bindings::super_block, nr: core::ffi::c_ulong) -> core::ffi::c_ulong {
+    // SAFETY: as in `vexfs_rs_index_cached`.
+    let sb = unsafe { SuperBlock::from_raw(sb) };
+    sb.info().pins.shrink(nr as usize) as core::ffi::c_ulong
+}

@@ -1,7 +1,7 @@
 //! The C half of a mount's state (`struct vexfs_mount`, glue.h): the commit ticker, a delayed
 //! work that asks the journal to commit every few seconds, the ordered-data lists, the
-//! inodes whose new data blocks a commit writes before its commit block, and the index
-//! worker's work item.
+//! inodes whose new data blocks a commit writes before its commit block, the index
+//! worker's work item, and the index cache's shrinker.
 
 use crate::ffi;
 use crate::vfs::fs::FileSystem;
@@ -69,6 +69,21 @@ impl MountC {
     pub fn stop_index(&self) {
         // SAFETY: `m` is valid (type invariant).
         unsafe { ffi::vexfs_c_index_stop(self.m.as_ptr()) };
+    }
+
+    /// Registers the index cache's shrinker: from now until [`Self::stop_shrinker`] (or drop)
+    /// memory pressure calls `vexfs_rs_index_cached` and `vexfs_rs_index_shrink` on the mount's
+    /// superblock, from any task. Errors: `ENOMEM`.
+    pub fn start_shrinker(&self) -> Result {
+        // SAFETY: `m` is valid (type invariant); the caller keeps the superblock's state alive
+        // until the shrinker is stopped.
+        kernel::error::to_result(unsafe { ffi::vexfs_c_shrinker_start(self.m.as_ptr()) })
+    }
+
+    /// Unregisters the shrinker, waiting for a scan in progress (nothing if not registered).
+    pub fn stop_shrinker(&self) {
+        // SAFETY: `m` is valid (type invariant).
+        unsafe { ffi::vexfs_c_shrinker_stop(self.m.as_ptr()) };
     }
 
     /// Puts `inode` (which got a new data block in the running transaction) on the ordered

@@ -37,6 +37,10 @@ pub const VEXFS_IOC_SEARCH: ioctl_num_type =
 pub const VEXFS_IOC_STATS: ioctl_num_type =
     nix::request_code_readwrite!(VEXFS_IOCTL_MAGIC, NR_STATS, size_of::<VexfsStats>());
 
+/// `_IOWR(VEXFS_IOCTL_MAGIC, 6, struct vexfs_index_mem)`.
+pub const VEXFS_IOC_INDEX_MEM: ioctl_num_type =
+    nix::request_code_readwrite!(VEXFS_IOCTL_MAGIC, NR_INDEX_MEM, size_of::<VexfsIndexMem>());
+
 /// The name and meaning of a `VEXFS_METRIC_*` value.
 pub fn metric_name(metric: u32) -> Option<(&'static str, &'static str)> {
     match metric {
@@ -80,12 +84,14 @@ mod tests {
         assert_eq!(ours(VEXFS_IOC_REMOVE_EMBEDDINGS), ioc(IOC_WRITE, 3, 48));
         assert_eq!(ours(VEXFS_IOC_SEARCH), ioc(IOC_READ | IOC_WRITE, 4, 64));
         assert_eq!(ours(VEXFS_IOC_STATS), ioc(IOC_READ | IOC_WRITE, 5, 88));
+        assert_eq!(ours(VEXFS_IOC_INDEX_MEM), ioc(IOC_READ | IOC_WRITE, 6, 64));
         // The same numbers written out, as strace and the kernel log print them.
         assert_eq!(ours(VEXFS_IOC_SET_EMBEDDINGS), 0x4040_e701);
         assert_eq!(ours(VEXFS_IOC_GET_EMBEDDINGS), 0xc040_e702);
         assert_eq!(ours(VEXFS_IOC_REMOVE_EMBEDDINGS), 0x4030_e703);
         assert_eq!(ours(VEXFS_IOC_SEARCH), 0xc040_e704);
         assert_eq!(ours(VEXFS_IOC_STATS), 0xc058_e705);
+        assert_eq!(ours(VEXFS_IOC_INDEX_MEM), 0xc040_e706);
     }
 
     #[test]

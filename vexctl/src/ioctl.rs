@@ -12,8 +12,9 @@ use std::os::fd::{AsFd, AsRawFd};
 use nix::errno::Errno;
 
 use crate::abi::{
-    VexfsGetEmbeddings, VexfsRemoveEmbeddings, VexfsSearch, VexfsSearchResult, VexfsSetEmbeddings, VexfsStats,
-    VEXFS_IOC_GET_EMBEDDINGS, VEXFS_IOC_REMOVE_EMBEDDINGS, VEXFS_IOC_SEARCH, VEXFS_IOC_SET_EMBEDDINGS, VEXFS_IOC_STATS,
+    VexfsGetEmbeddings, VexfsIndexMem, VexfsRemoveEmbeddings, VexfsSearch, VexfsSearchResult, VexfsSetEmbeddings,
+    VexfsStats, VEXFS_IOC_GET_EMBEDDINGS, VEXFS_IOC_INDEX_MEM, VEXFS_IOC_REMOVE_EMBEDDINGS, VEXFS_IOC_SEARCH,
+    VEXFS_IOC_SET_EMBEDDINGS, VEXFS_IOC_STATS,
 };
 
 /// The raw calls nix generates (public `unsafe fn`s, kept private to this module).
@@ -24,9 +25,12 @@ mod raw {
     nix::ioctl_write_ptr_bad!(ioc_remove_embeddings, VEXFS_IOC_REMOVE_EMBEDDINGS, VexfsRemoveEmbeddings);
     nix::ioctl_readwrite_bad!(ioc_search, VEXFS_IOC_SEARCH, VexfsSearch);
     nix::ioctl_readwrite_bad!(ioc_stats, VEXFS_IOC_STATS, VexfsStats);
+    nix::ioctl_readwrite_bad!(ioc_index_mem, VEXFS_IOC_INDEX_MEM, VexfsIndexMem);
     nix::ioctl_read_bad!(tiocgwinsz, nix::libc::TIOCGWINSZ, nix::libc::winsize);
 }
-use raw::{ioc_get_embeddings, ioc_remove_embeddings, ioc_search, ioc_set_embeddings, ioc_stats, tiocgwinsz};
+use raw::{
+    ioc_get_embeddings, ioc_index_mem, ioc_remove_embeddings, ioc_search, ioc_set_embeddings, ioc_stats, tiocgwinsz,
+};
 
 /// `size` of an argument struct (all are far below 4 GiB).
 fn size_of_u32<T>() -> u32 {
@@ -49,6 +53,15 @@ pub fn stats(fd: impl AsFd) -> Result<VexfsStats, Errno> {
     // SAFETY: `arg` is a valid, exclusively borrowed vexfs_stats of the size the request number
     // encodes; it holds no pointers.
     unsafe { ioc_stats(fd.as_fd().as_raw_fd(), &mut arg) }?;
+    Ok(arg)
+}
+
+/// VEXFS_IOC_INDEX_MEM: the index's memory and its cache's counts since mount.
+pub fn index_mem(fd: impl AsFd) -> Result<VexfsIndexMem, Errno> {
+    let mut arg = VexfsIndexMem { size: size_of_u32::<VexfsIndexMem>(), ..VexfsIndexMem::default() };
+    // SAFETY: `arg` is a valid, exclusively borrowed vexfs_index_mem of the size the request
+    // number encodes; it holds no pointers.
+    unsafe { ioc_index_mem(fd.as_fd().as_raw_fd(), &mut arg) }?;
     Ok(arg)
 }
 

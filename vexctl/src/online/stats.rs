@@ -1,7 +1,9 @@
 //! `vexctl stats`: the vector index's statistics and parameters, as text or JSON. `vectors`
 //! counts every searchable embedding, in the graph or pending (stored by a SET without
 //! VEXFS_SET_INDEX_NOW, not yet linked by the index worker); `pending` is that share
-//! ([`super::wait_indexed`] waits for it to reach 0).
+//! ([`super::wait_indexed`] waits for it to reach 0). The index's memory and its cache's counts
+//! (`mem_bytes`, `mem_budget`, `cache_hits`, `cache_misses`, `block_reads`, `readaheads`,
+//! `evictions`) come from `VEXFS_IOC_INDEX_MEM`; a module without that call leaves them out.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -10,7 +12,7 @@ use clap::Args;
 use serde::Serialize;
 
 use super::{open_vexfs, print_out, stats_of};
-use crate::abi::{distance_impl_name, metric_name, VexfsStats, VEXFS_NO_ENTRY_POINT};
+use crate::abi::{distance_impl_name, metric_name, VexfsIndexMem, VexfsStats, VEXFS_NO_ENTRY_POINT};
 use crate::offline::CmdResult;
 
 /// The arguments of `vexctl stats`.
@@ -37,9 +39,35 @@ struct StatsJson {
     entry_point: Option<u32>,
     bytes_on_disk: u64,
     distance_impl: String,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    mem: Option<MemJson>,
 }
 
-fn stats_json(s: &VexfsStats) -> StatsJson {
+/// The index's memory (bytes) and its cache's counts since mount (`VEXFS_IOC_INDEX_MEM`).
+#[derive(Serialize, Debug, PartialEq)]
+struct MemJson {
+    mem_bytes: u64,
+    mem_budget: u64,
+    cache_hits: u64,
+    cache_misses: u64,
+    block_reads: u64,
+    readaheads: u64,
+    evictions: u64,
+}
+
+fn mem_json(m: &VexfsIndexMem) -> MemJson {
+    MemJson {
+        mem_bytes: m.mem_bytes,
+        mem_budget: m.mem_budget,
+        cache_hits: m.cache_hits,
+        cache_misses: m.cache_misses,
+        block_reads: m.block_reads,
+        readaheads: m.readaheads,
+        evictions: m.evictions,
+    }
+}
+
+fn stats_json(s: &VexfsStats, m: Option<&VexfsIndexMem>) -> StatsJson {
     StatsJson {
         dim: s.dim,
         metric: metric_name(s.metric).map_or_else(|| format!("unknown ({})", s.metric), |m| m.0.into()),
@@ -54,6 +82,7 @@ fn stats_json(s: &VexfsStats) -> StatsJson {
         bytes_on_disk: s.bytes_on_disk,
         distance_impl: distance_impl_name(s.distance_impl)
             .map_or_else(|| format!("unknown ({})", s.distance_impl), |d| d.0.into()),
+        mem: m.map(mem_json),
     }
 }
 
@@ -72,8 +101,8 @@ fn human_bytes(b: u64) -> String {
     format!("{v:.1} {}", UNITS[unit])
 }
 
-fn format_stats(s: &VexfsStats) -> String {
-    let j = stats_json(s);
+fn format_stats(s: &VexfsStats, m: Option<&VexfsIndexMem>) -> String {
+    let j = stats_json(s, m);
     let metric = match metric_name(s.metric) {
         Some((n, what)) => format!("{n} ({what})"),
         None => j.metric.clone(),
@@ -118,6 +147,25 @@ fn format_stats(s: &VexfsStats) -> String {
         None => j.distance_impl.clone(),
     };
     let _ = writeln!(o, "Distance kernel:      {dist}");
+    if let Some(m) = m {
+        let budget = if m.mem_budget == 0 {
+            "no index_mem= budget".to_string()
+        } else {
+            format!("index_mem= budget {}", human_bytes(m.mem_budget))
+        };
+        let _ = writeln!(o, "Index memory:         {} held ({budget})", human_bytes(m.mem_bytes));
+        let lookups = m.cache_hits.saturating_add(m.cache_misses);
+        let rate = if lookups > 0 {
+            format!(" ({:.1}% hits)", m.cache_hits as f64 * 100.0 / lookups as f64)
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            o,
+            "Index cache:          {} hits, {} misses{rate}, {} block reads, {} read ahead, {} evicted (since mount)",
+            m.cache_hits, m.cache_misses, m.block_reads, m.readaheads, m.evictions
+        );
+    }
     o
 }
 
@@ -125,11 +173,13 @@ fn format_stats(s: &VexfsStats) -> String {
 pub fn stats(a: &StatsArgs) -> CmdResult {
     let f = open_vexfs(&a.path, false)?;
     let s = stats_of(&f, &a.path)?;
+    // A module older than VEXFS_IOC_INDEX_MEM answers ENOTTY: its memory is left out.
+    let m = crate::ioctl::index_mem(&f).ok();
     if a.json {
-        let j = serde_json::to_string_pretty(&stats_json(&s)).map_err(|e| e.to_string())?;
+        let j = serde_json::to_string_pretty(&stats_json(&s, m.as_ref())).map_err(|e| e.to_string())?;
         return print_out(&(j + "\n"));
     }
-    print_out(&format_stats(&s))
+    print_out(&format_stats(&s, m.as_ref()))
 }
 
 #[cfg(test)]
@@ -154,7 +204,7 @@ mod tests {
             pending: 40,
             ..VexfsStats::default()
         };
-        let t = format_stats(&s);
+        let t = format_stats(&s, None);
         for want in [
             "Dimension:            384\n",
             "Metric:               l2 (squared Euclidean distance)\n",
@@ -170,7 +220,7 @@ mod tests {
         ] {
             assert!(t.contains(want), "{want}: {t}");
         }
-        let v = serde_json::to_value(stats_json(&s)).unwrap();
+        let v = serde_json::to_value(stats_json(&s, None)).unwrap();
         assert_eq!(
             v,
             serde_json::json!({"dim": 384, "metric": "l2", "m": 16, "ef_construction": 200,
@@ -178,10 +228,37 @@ mod tests {
                 "bytes_on_disk": 13_107_200u64, "distance_impl": "sse2"})
         );
         let empty = VexfsStats { entry_point: VEXFS_NO_ENTRY_POINT, metric: 9, distance_impl: 7, ..s };
-        assert_eq!(stats_json(&empty).entry_point, None);
-        assert_eq!(stats_json(&empty).metric, "unknown (9)");
-        assert_eq!(stats_json(&empty).distance_impl, "unknown (7)");
-        assert!(format_stats(&empty).contains("Entry point:          none (empty)\n"));
+        assert_eq!(stats_json(&empty, None).entry_point, None);
+        assert_eq!(stats_json(&empty, None).metric, "unknown (9)");
+        assert_eq!(stats_json(&empty, None).distance_impl, "unknown (7)");
+        assert!(format_stats(&empty, None).contains("Entry point:          none (empty)\n"));
+        let m = VexfsIndexMem {
+            size: 64,
+            mem_bytes: 3 << 20,
+            mem_budget: 4 << 20,
+            cache_hits: 900,
+            cache_misses: 100,
+            block_reads: 60,
+            readaheads: 50,
+            evictions: 20,
+            ..VexfsIndexMem::default()
+        };
+        let t = format_stats(&s, Some(&m));
+        assert!(t.contains("Index memory:         3.0 MiB held (index_mem= budget 4.0 MiB)\n"), "{t}");
+        assert!(
+            t.contains(
+                "Index cache:          900 hits, 100 misses (90.0% hits), 60 block reads, 50 read ahead, 20 evicted"
+            ),
+            "{t}"
+        );
+        let v = serde_json::to_value(stats_json(&s, Some(&m))).unwrap();
+        assert_eq!(v["mem_bytes"], 3 << 20);
+        assert_eq!(v["mem_budget"], 4 << 20);
+        assert_eq!(v["cache_hits"], 900);
+        assert_eq!(v["cache_misses"], 100);
+        assert_eq!(v["block_reads"], 60);
+        assert_eq!(v["dim"], 384);
+        assert!(format_stats(&s, Some(&VexfsIndexMem::default())).contains("(no index_mem= budget)"));
         assert_eq!(human_bytes(1023), "1023 B");
         assert_eq!(human_bytes(1536), "1.5 KiB");
         assert_eq!(human_bytes(3 << 30), "3.0 GiB");
