@@ -20,6 +20,10 @@
  * from before the threads start to after they end) and its results must equal the
  * single-thread first pass's ("identical").
  *
+ * The "kernel" line also gives the index cache's work over the single-thread timed passes
+ * (VEXFS_IOC_INDEX_MEM before and after them): 4 KiB block reads per query, the hit rate, and
+ * the bytes held at the end (all -1 with a module that lacks the call).
+ *
  * Output: one line per EF ("side": "kernel"), with -t one more per EF ("side": "kernel-mt"),
  * each "BENCH " then a JSON object; and a first line with the index's VEXFS_IOC_STATS. Exit
  * status 0, or 1 with a message.
@@ -221,6 +225,18 @@ static void *work(void *arg)
 }
 
 /* Nearest-rank percentile of sorted values. */
+/* VEXFS_IOC_INDEX_MEM now; *ok set to 0 when the module lacks it. */
+static struct vexfs_index_mem index_mem(int fd, int *ok)
+{
+	struct vexfs_index_mem m = { .size = sizeof(m) };
+
+	if (ioctl(fd, VEXFS_IOC_INDEX_MEM, &m) < 0) {
+		memset(&m, 0, sizeof(m));
+		*ok = 0;
+	}
+	return m;
+}
+
 static uint64_t pct(const uint64_t *sorted, size_t n, unsigned p)
 {
 	size_t r = (n * p + 99) / 100;
@@ -345,6 +361,9 @@ int main(int argc, char **argv)
 
 		if (ef < k)
 			continue;
+		int mem_ok = 1;
+		struct vexfs_index_mem m0 = index_mem(fd, &mem_ok);
+
 		for (unsigned long p = 0; p < passes; p++) {
 			uint64_t tot = PASS(ef, lat);
 
@@ -389,6 +408,13 @@ int main(int argc, char **argv)
 			}
 		}
 		(void)first_tot;
+		struct vexfs_index_mem m1 = index_mem(fd, &mem_ok);
+		double searches = (double)nq * (double)passes;
+		double reads_pq = mem_ok ? (double)(m1.block_reads - m0.block_reads) / searches : -1;
+		uint64_t lookups = (m1.cache_hits - m0.cache_hits) + (m1.cache_misses - m0.cache_misses);
+		double hit_rate = mem_ok && lookups ? (double)(m1.cache_hits - m0.cache_hits) / (double)lookups : -1;
+		double held = mem_ok ? (double)m1.mem_bytes : -1;
+
 		if (threads > 1) {
 			struct worker w[64];
 			uint64_t mt_best = UINT64_MAX;
@@ -422,10 +448,11 @@ int main(int argc, char **argv)
 		qsort(best_lat, nq, sizeof(*best_lat), cmp_u64);
 		printf("BENCH {\"side\": \"kernel\", \"ef\": %lu, \"k\": %lu, \"queries\": %zu, \"passes\": %lu, "
 		       "\"recall\": %.4f, \"qps\": %.1f, \"p50_us\": %.1f, \"p99_us\": %.1f, \"mean_us\": %.1f, "
-		       "\"unstable_passes\": %zu}\n",
+		       "\"unstable_passes\": %zu, \"block_reads_per_query\": %.2f, \"cache_hit_rate\": %.4f, "
+		       "\"mem_bytes\": %.0f}\n",
 		       ef, k, nq, passes, (double)hits / (double)(nq * k), (double)nq * 1e9 / (double)best,
 		       pct(best_lat, nq, 50) / 1e3, pct(best_lat, nq, 99) / 1e3,
-		       (double)best / (double)nq / 1e3, unstable);
+		       (double)best / (double)nq / 1e3, unstable, reads_pq, hit_rate, held);
 		fflush(stdout);
 	}
 	close(fd);

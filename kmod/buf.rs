@@ -173,7 +173,7 @@ impl Buf {
     }
 
     /// The block's bytes, to change: only inside a journal handle, with the buffer given to
-    /// the running transaction (`Locked::dirty` in kmod/sb.rs, or the pinned blocks' own
+    /// the running transaction (`Locked::dirty` in kmod/sb.rs, or the index cache's own
     /// path), which writes it back once committed.
     pub fn data_mut(&mut self) -> &mut [u8] {
         // SAFETY: as in `data`; `&mut self` makes this the only view through this `Buf`.
@@ -181,7 +181,7 @@ impl Buf {
     }
 
     /// The first of the block's [`BLOCK_SIZE`] bytes, valid while `self` lives: for
-    /// [`crate::pins`], which hands out borrows of pinned blocks itself.
+    /// [`crate::pins`], which hands out borrows of the blocks it holds itself.
     pub fn data_ptr(&self) -> NonNull<u8> {
         self.data
     }

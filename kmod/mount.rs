@@ -143,7 +143,7 @@ fn free_orphans(sb: &SuperBlock, crashed: bool) -> Result {
 pub const COMMIT_SECONDS: u32 = 5;
 
 /// Unmount (put_super, after the last inode is evicted): commits and checkpoints the journal,
-/// marks it clean, unpins the index's buffers and records a clean unmount. If the journal
+/// marks it clean, releases the index cache's buffers and records a clean unmount. If the journal
 /// cannot be shut down cleanly the superblock keeps `RECOVER`: the next mount replays it.
 /// Errors are logged.
 pub fn put_super(sb: &SuperBlock) {

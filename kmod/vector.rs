@@ -9,8 +9,9 @@
 //! reader-writer semaphore (`crate::vfs::rwsem`). Searches, GET and STATS hold it shared: any
 //! number run at once, each with a search pad of its own from the mount's
 //! [`PadPool`](crate::index::PadPool) (taken before the lock; a search waits for a pad when
-//! one per CPU is in use) and the pinned blocks as plain slices
-//! ([`SharedBlocks`]). The index worker plans each insert under it shared too (the search for
+//! one per CPU is in use) and the index cache's blocks borrowed through [`SharedBlocks`]
+//! (`SbInfo::pins`: outside the lock, with borrows counted per block, so that its budget and
+//! its shrinker never take a block in use). The index worker plans each insert under it shared too (the search for
 //! the new vector's neighbours, the long part: `IndexMem::plan_pending`, in a pad). SET,
 //! REMOVE, the worker's writes (a planned insert applied, or a vector linked the plain way when
 //! the index changed since its plan; one purge step) and unmount hold it alone, so inserts and
@@ -154,7 +155,8 @@ fn with_index<R>(
 }
 
 /// Runs `f` on the index of `sb` under the shared index lock (reads only: searches, GET, the
-/// worker's insert plans), the pinned blocks as [`SharedBlocks`]; index errors become errnos.
+/// worker's insert plans), the index cache's blocks as [`SharedBlocks`]; index errors become
+/// errnos.
 /// Errors also: EINTR (a fatal signal while a change to the index held the lock).
 fn with_index_shared<R>(
     sb: &SuperBlock,

@@ -1,0 +1,39 @@
+#!/bin/sh
+# Runs in the QEMU guest (bench/budget.sh boots it): each disk (/dev/vda, /dev/vdb, ...: one
+# bulk-built image per LABEL) mounted without a budget, then with index_mem = its vector and
+# index regions' bytes / RATIO (at least 256 KiB); guest-search at EFS each time. Every result
+# is a line "BENCH {json}" tagged with the image's label and the budget (0: none).
+#
+# A third mount has index_mem = 0.35 x the raw float32 vectors (RAW_BYTES: rows x dim x 4), the
+# SQ8 target's memory.
+#
+#   budget-run.sh EFS PASSES RATIO RAW_BYTES LABEL...
+. /lib/vexfs/guest-lib.sh
+EFS=$1
+PASSES=$2
+RATIO=$3
+RAW=$4
+shift 4
+S=/share
+set -- "$@"
+dev=a
+for label in "$@"; do
+    d=/dev/vd$dev
+    mount_vexfs $d /mnt
+    bytes=$(vexctl stats /mnt --json | tr -d ' ' | grep -o '"bytes_on_disk":[0-9]*' | cut -d: -f2)
+    must umount /mnt
+    budget=$((bytes / RATIO / 4096 * 4096))
+    [ $budget -ge 262144 ] || budget=262144
+    raw35=$((RAW * 35 / 100 / 4096 * 4096))
+    [ $raw35 -ge 262144 ] || raw35=262144
+    for b in 0 $budget $raw35; do
+        section "$label: index $bytes bytes, budget $b"
+        if [ $b = 0 ]; then mount_vexfs $d /mnt; else mount_vexfs $d /mnt index_mem=$b; fi
+        $S/guest-search /mnt docs $S/query.fvecs $S/groundtruth.ivecs "$EFS" -k 10 -p "$PASSES" > /tmp/out.txt ||
+            fail "guest-search on $label (budget $b)"
+        sed -n "s/^BENCH {/BENCH {\"image\": \"$label\", \"index_bytes\": $bytes, \"raw_bytes\": $RAW, \"budget\": $b, /p" /tmp/out.txt
+        vexctl stats /mnt
+        must umount /mnt
+    done
+    dev=$(echo $dev | tr 'a-y' 'b-z')
+done

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# The memory-budget benchmark (issue 10, items 3 and 5): the index searched through the kernel
+# with all of it in memory, and with an index_mem= budget a tenth of it (or --ratio), in one QEMU
+# guest (1 GiB of RAM), on bulk-built images; prints a table and writes the "Index within a
+# memory budget" section of bench/REPORT.md (bench/budget.py).
+#
+#   bench/budget.sh [DATA_DIR] [--quant none,sq8] [--efs 16,32,64,128] [--ratio 10]
+#                   [--passes 1] [--timeout 5400] [--no-report]
+#
+#   DATA_DIR   base.fvecs, query.fvecs, groundtruth.ivecs (default: pydocs-100k, which
+#              `scripts/data scale` makes, if present; else the repo's sample)
+#   --quant    the images, one per value: float32 vectors only, and with SQ8 codes (the scale
+#              trained on the base rows)
+#   --ratio R  the budget is the vector and index regions' bytes / R (at least 256 KiB)
+#   --passes P timed passes per ef (after one warm-up pass at the largest ef)
+#
+# On the host: `mkfs.vexfs --import base.fvecs --import-dir docs -j 2` per image (m 16,
+# ef_construction 200, l2), fsck.vexfs -n. In the guest (bench/budget-run.sh): each image is
+# mounted without a budget, then with index_mem=BYTES/R, then with 0.35 x the raw float32
+# vectors (the SQ8 target's memory); bench/guest-search.c runs every query
+# through VEXFS_IOC_SEARCH at each ef and reports recall@10, p50/p99 latency (TCG: compare
+# within the run only) and, from VEXFS_IOC_INDEX_MEM around the timed passes, 4 KiB block reads
+# per query, the cache's hit rate and the bytes it holds. Block reads are counted, not timed:
+# they compare across machines. Each mount starts cold (the device's page cache goes with the
+# last close). Raw records: $VEXFS_CACHE/bench-results/budget.jsonl.
+set -euo pipefail
+. "$(dirname "$0")/../scripts/lib.sh"
+
+DATA=$VEXFS_CACHE/data/pydocs-100k
+[ -f "$DATA/base.fvecs" ] || DATA=$VEXFS_ROOT/data/pydocs-minilm/small
+QUANTS=none,sq8 EFS=16,32,64,128 RATIO=10 PASSES=1 TIMEOUT=5400 REPORT=1
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --quant) QUANTS=$2; shift 2 ;;
+        --efs) EFS=$2; shift 2 ;;
+        --ratio) RATIO=$2; shift 2 ;;
+        --passes) PASSES=$2; shift 2 ;;
+        --timeout) TIMEOUT=$2; shift 2 ;;
+        --no-report) REPORT=0; shift ;;
+        -h|--help) sed -n '2,24s/^# \{0,1\}//p' "$0"; exit 0 ;;
+        -*) die "unknown option $1 (see bench/budget.sh --help)" ;;
+        *) DATA=$1; shift ;;
+    esac
+done
+DATA=$(realpath "$DATA")
+for f in base.fvecs query.fvecs groundtruth.ivecs; do
+    [ -f "$DATA/$f" ] || die "no $DATA/$f"
+done
+[[ $RATIO =~ ^[0-9]+$ && $RATIO -ge 1 ]] || die "bad --ratio $RATIO"
+
+"$VEXFS_ROOT/scripts/setup"
+WORK=$VEXFS_CACHE/bench-budget
+SHARE=$WORK/share
+RES=$VEXFS_CACHE/bench-results
+rm -rf "$SHARE" "$WORK"/*.img
+mkdir -p "$SHARE" "$RES"
+cc -static -O2 -std=gnu11 -pthread -Wall -Wextra -Werror -I "$VEXFS_ROOT/include" \
+    "$VEXFS_ROOT/bench/guest-search.c" -o "$SHARE/guest-search"
+cp "$DATA/query.fvecs" "$DATA/groundtruth.ivecs" "$SHARE/"
+
+dim=$(od -An -t d4 -N4 "$DATA/base.fvecs" | tr -d ' ')
+n=$(( $(stat -c %s "$DATA/base.fvecs") / (4 + 4 * dim) ))
+# Room for the vector regions (~1.7 KiB per 384-d slot with codes, more for larger dims), the
+# files' blocks and the journal.
+size_mib=$(( n * (dim * 6 + 1024) / 1048576 + 256 ))
+DISKS=() LABELS=()
+for q in ${QUANTS//,/ }; do
+    case "$q" in
+        none) qargs=() ;;
+        sq8) qargs=(--quant sq8 --train "$DATA/base.fvecs") ;;
+        *) die "--quant takes none and/or sq8" ;;
+    esac
+    img=$WORK/$q.img
+    log "budget bench: bulk-building $img ($n x $dim, --quant $q, -j 2)"
+    "$VEXFS_HOST_BIN/mkfs.vexfs" -q --import "$DATA/base.fvecs" --import-dir docs --metric l2 --seed 1 \
+        -j 2 "${qargs[@]}" "$img" "${size_mib}M"
+    "$VEXFS_HOST_BIN/fsck.vexfs" -n "$img" > "$WORK/fsck-$q.out" 2>&1 || die "fsck.vexfs -n $img failed"
+    DISKS+=(--disk "$img")
+    LABELS+=("$q")
+done
+
+log "budget bench: booting the guest (TCG; timeout ${TIMEOUT}s)"
+start=$SECONDS
+status=0
+VEXFS_GUEST_LOG=$WORK/console.log "$VEXFS_ROOT/qemu/run-guest" "${DISKS[@]}" --share "$SHARE" \
+    --timeout "$TIMEOUT" "$VEXFS_ROOT/bench/budget-run.sh" "$EFS" "$PASSES" "$RATIO" $((n * dim * 4)) "${LABELS[@]}" \
+    > "$WORK/run-guest.out" 2>&1 || status=$?
+if [ $status -ne 0 ]; then
+    tail -n 40 "$WORK/run-guest.out" >&2
+    die "budget bench failed (run-guest status $status); console log $WORK/console.log"
+fi
+{
+    tr -d '\r' < "$WORK/console.log" | sed -n 's/^BENCH //p'
+    echo "{\"side\": \"run\", \"wall_secs\": $((SECONDS - start)), \"vectors\": $n, \"dim\": $dim, \"data\": \"$DATA\", \"ratio\": $RATIO}"
+} > "$RES/budget.jsonl"
+ARGS=()
+[ $REPORT = 1 ] && ARGS=(--report "$VEXFS_ROOT/bench/REPORT.md")
+python3 "$VEXFS_ROOT/bench/budget.py" "$RES/budget.jsonl" "${ARGS[@]}"
+rm -f "$WORK"/*.img
