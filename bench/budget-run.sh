@@ -29,7 +29,7 @@ for label in "$@"; do
     for b in 0 $budget $raw35; do
         section "$label: index $bytes bytes, budget $b"
         if [ $b = 0 ]; then mount_vexfs $d /mnt; else mount_vexfs $d /mnt index_mem=$b; fi
-        $S/guest-search /mnt docs $S/query.fvecs $S/groundtruth.ivecs "$EFS" -k 10 -p "$PASSES" > /tmp/out.txt ||
+        $S/guest-search /mnt /mnt/docs $S/query.fvecs $S/groundtruth.ivecs "$EFS" -k 10 -p "$PASSES" > /tmp/out.txt ||
             fail "guest-search on $label (budget $b)"
         sed -n "s/^BENCH {/BENCH {\"image\": \"$label\", \"index_bytes\": $bytes, \"raw_bytes\": $RAW, \"budget\": $b, /p" /tmp/out.txt
         vexctl stats /mnt

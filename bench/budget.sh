@@ -5,7 +5,7 @@
 # memory budget" section of bench/REPORT.md (bench/budget.py).
 #
 #   bench/budget.sh [DATA_DIR] [--quant none,sq8] [--efs 16,32,64,128] [--ratio 10]
-#                   [--passes 1] [--timeout 5400] [--no-report]
+#                   [--passes 1] [--timeout 5400] [--no-report] [--keep]
 #
 #   DATA_DIR   base.fvecs, query.fvecs, groundtruth.ivecs (default: pydocs-100k, which
 #              `scripts/data scale` makes, if present; else the repo's sample)
@@ -13,6 +13,8 @@
 #              trained on the base rows)
 #   --ratio R  the budget is the vector and index regions' bytes / R (at least 256 KiB)
 #   --passes P timed passes per ef (after one warm-up pass at the largest ef)
+#   --keep     keep the images (in $VEXFS_CACHE/bench-budget) and use them again next time,
+#              when they are newer than DATA_DIR's base.fvecs
 #
 # On the host: `mkfs.vexfs --import base.fvecs --import-dir docs -j 2` per image (m 16,
 # ef_construction 200, l2), fsck.vexfs -n. In the guest (bench/budget-run.sh): each image is
@@ -28,7 +30,7 @@ set -euo pipefail
 
 DATA=$VEXFS_CACHE/data/pydocs-100k
 [ -f "$DATA/base.fvecs" ] || DATA=$VEXFS_ROOT/data/pydocs-minilm/small
-QUANTS=none,sq8 EFS=16,32,64,128 RATIO=10 PASSES=1 TIMEOUT=5400 REPORT=1
+QUANTS=none,sq8 EFS=16,32,64,128 RATIO=10 PASSES=1 TIMEOUT=5400 REPORT=1 KEEP=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --quant) QUANTS=$2; shift 2 ;;
@@ -37,6 +39,7 @@ while [ $# -gt 0 ]; do
         --passes) PASSES=$2; shift 2 ;;
         --timeout) TIMEOUT=$2; shift 2 ;;
         --no-report) REPORT=0; shift ;;
+        --keep) KEEP=1; shift ;;
         -h|--help) sed -n '2,24s/^# \{0,1\}//p' "$0"; exit 0 ;;
         -*) die "unknown option $1 (see bench/budget.sh --help)" ;;
         *) DATA=$1; shift ;;
@@ -52,7 +55,8 @@ done
 WORK=$VEXFS_CACHE/bench-budget
 SHARE=$WORK/share
 RES=$VEXFS_CACHE/bench-results
-rm -rf "$SHARE" "$WORK"/*.img
+rm -rf "$SHARE"
+[ $KEEP = 1 ] || rm -f "$WORK"/*.img
 mkdir -p "$SHARE" "$RES"
 cc -static -O2 -std=gnu11 -pthread -Wall -Wextra -Werror -I "$VEXFS_ROOT/include" \
     "$VEXFS_ROOT/bench/guest-search.c" -o "$SHARE/guest-search"
@@ -71,12 +75,16 @@ for q in ${QUANTS//,/ }; do
         *) die "--quant takes none and/or sq8" ;;
     esac
     img=$WORK/$q.img
+    DISKS+=(--disk "$img")
+    LABELS+=("$q")
+    if [ $KEEP = 1 ] && [ "$img" -nt "$DATA/base.fvecs" ]; then
+        log "budget bench: using $img again (--keep)"
+        continue
+    fi
     log "budget bench: bulk-building $img ($n x $dim, --quant $q, -j 2)"
     "$VEXFS_HOST_BIN/mkfs.vexfs" -q --import "$DATA/base.fvecs" --import-dir docs --metric l2 --seed 1 \
         -j 2 "${qargs[@]}" "$img" "${size_mib}M"
     "$VEXFS_HOST_BIN/fsck.vexfs" -n "$img" > "$WORK/fsck-$q.out" 2>&1 || die "fsck.vexfs -n $img failed"
-    DISKS+=(--disk "$img")
-    LABELS+=("$q")
 done
 
 log "budget bench: booting the guest (TCG; timeout ${TIMEOUT}s)"
@@ -96,4 +104,4 @@ fi
 ARGS=()
 [ $REPORT = 1 ] && ARGS=(--report "$VEXFS_ROOT/bench/REPORT.md")
 python3 "$VEXFS_ROOT/bench/budget.py" "$RES/budget.jsonl" "${ARGS[@]}"
-rm -f "$WORK"/*.img
+[ $KEEP = 1 ] || rm -f "$WORK"/*.img

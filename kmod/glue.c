@@ -53,22 +53,8 @@ static void vexfs_bh_unverify(struct buffer_head *bh)
 	clear_bit(BH_VexfsChecked, &bh->b_state);
 }
 
-/* sb_bread, clearing the verified bit when the block is read from the disk. */
-struct buffer_head *vexfs_c_bread(struct super_block *sb, u64 block)
-{
-	struct buffer_head *bh = sb_getblk(sb, block);
-
-	if (!bh || buffer_uptodate(bh))
-		return bh;
-	vexfs_bh_unverify(bh);
-	if (bh_read(bh, 0) < 0) {
-		brelse(bh);
-		return NULL;
-	}
-	return bh;
-}
-
-/* vexfs_c_bread, and *read set when this call had to read the block from the disk (neither
+/* sb_bread, clearing the verified bit when the block is read from the disk (a readahead
+ * clears it when it starts the read); *read set when this call had to read the block (neither
  * up to date in the cache nor being read ahead): the index cache's block-read count
  * (kmod/pins.rs), which counts the readaheads it starts itself. */
 struct buffer_head *vexfs_c_bread_counted(struct super_block *sb, u64 block, bool *read)
@@ -89,6 +75,14 @@ struct buffer_head *vexfs_c_bread_counted(struct super_block *sb, u64 block, boo
 		return NULL;
 	}
 	return bh;
+}
+
+/* vexfs_c_bread_counted without the count. */
+struct buffer_head *vexfs_c_bread(struct super_block *sb, u64 block)
+{
+	bool read;
+
+	return vexfs_c_bread_counted(sb, block, &read);
 }
 
 /* Starts reading `block` into the cache unless it is there (not waited for); true when a

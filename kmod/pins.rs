@@ -53,7 +53,8 @@ struct Slot {
 /// blocks back under memory pressure (their pages then age out of the page cache like any
 /// other). With `index_mem=SIZE` at most `SIZE / 4096` blocks are held: reading one more gives
 /// back the least recently used one (a clock: a block used since the hand last passed gets a
-/// second chance), and drops its page from the page cache when nothing else uses it, so the
+/// second chance, but for the float32 vectors of an index with SQ8 codes, which only the
+/// re-rank reads: the codes and links that every step of a walk reads stay first), and drops its page from the page cache when nothing else uses it, so the
 /// index's pages stay within the budget. A block borrowed at that moment is never given back;
 /// if every held block is, the table goes over the budget until the borrows end (a search
 /// borrows a few dozen blocks at most).
@@ -72,6 +73,10 @@ pub struct PinTable {
     /// First block of the vector regions (the vector bitmap).
     base: u64,
     slots: KVVec<Slot>,
+    /// The blocks given no second chance by the clock: with SQ8 codes, the float32 vectors'
+    /// (read only to re-rank a search's last candidates, where the walk reads codes and links),
+    /// so that under a budget the codes and links stay and the vectors go first. Empty without.
+    cold: core::ops::Range<u64>,
     /// Blocks held now.
     held: AtomicUsize,
     /// Most blocks held (`index_mem=` / 4096; 0: no cap).
@@ -128,9 +133,16 @@ impl PinTable {
                 GFP_KERNEL,
             )?;
         }
+        let cold = if disk.has_sq8() {
+            let d = disk.region(crate::format::superblock::Region::VecData);
+            d.start..d.end()
+        } else {
+            0..0
+        };
         Ok(PinTable {
             base,
             slots,
+            cold,
             held: AtomicUsize::new(0),
             budget: AtomicUsize::new(0),
             hand: AtomicUsize::new(0),
@@ -221,7 +233,7 @@ impl PinTable {
     fn install(&self, dev: &Device, slot: &Slot, n: u64, hits: &Cell<u64>) -> Result<NonNull<u8>> {
         if let Some(p) = NonNull::new(slot.data.load(Ordering::Acquire)) {
             hits.set(hits.get().wrapping_add(1));
-            if !slot.referenced.load(Ordering::Relaxed) {
+            if !slot.referenced.load(Ordering::Relaxed) && !self.cold.contains(&n) {
                 slot.referenced.store(true, Ordering::Relaxed);
             }
             return Ok(p);
@@ -237,6 +249,7 @@ impl PinTable {
                 // SAFETY: our compare-and-swap made us the one writer of `buf`, and our borrow
                 // keeps evictions and writers out (type's Sync reasoning).
                 unsafe { *slot.buf.get() = Some(buf) };
+                slot.referenced.store(!self.cold.contains(&n), Ordering::Relaxed);
                 let held = self.held.fetch_add(1, Ordering::Relaxed).saturating_add(1);
                 let budget = self.budget.load(Ordering::Relaxed);
                 if budget > 0 && held > budget {
@@ -294,27 +307,30 @@ impl PinTable {
                 s.referenced.store(false, Ordering::Relaxed);
                 continue;
             }
-            if s.borrows.compare_exchange(0, EVICTING, Ordering::Acquire, Ordering::Relaxed).is_err() {
-                continue;
-            }
-            let p = s.data.swap(core::ptr::null_mut(), Ordering::Relaxed);
-            // SAFETY: `EVICTING` makes this task the slot's only user (type's Sync reasoning).
-            let buf = unsafe { (*s.buf.get()).take() };
-            s.borrows.store(0, Ordering::Release);
-            if !p.is_null() {
-                self.held.fetch_sub(1, Ordering::Relaxed);
-                freed += 1;
-            }
-            if let Some(b) = buf {
-                let block = b.block();
-                drop(b);
-                if let Some(dev) = dev {
-                    Buf::drop_cached(dev, block);
-                }
+            let Some(b) = self.take(s) else { continue };
+            freed += 1;
+            let block = b.block();
+            drop(b);
+            if let Some(dev) = dev {
+                Buf::drop_cached(dev, block);
             }
         }
         self.evictions.fetch_add(freed as u64, Ordering::Relaxed);
         freed
+    }
+
+    /// Takes the buffer of slot `s` out of the table, for the caller to release: `None` when
+    /// the slot is borrowed (or another eviction has it) or holds nothing.
+    fn take(&self, s: &Slot) -> Option<Buf> {
+        s.borrows.compare_exchange(0, EVICTING, Ordering::Acquire, Ordering::Relaxed).ok()?;
+        let p = s.data.swap(core::ptr::null_mut(), Ordering::Relaxed);
+        // SAFETY: `EVICTING` makes this task the slot's only user (type's Sync reasoning).
+        let buf = unsafe { (*s.buf.get()).take() };
+        s.borrows.store(0, Ordering::Release);
+        if !p.is_null() {
+            self.held.fetch_sub(1, Ordering::Relaxed);
+        }
+        buf
     }
 
     /// The shrinker's scan: gives back up to `nr` blocks nobody borrows (their pages stay in
@@ -328,18 +344,13 @@ impl PinTable {
     pub fn release(&self) -> usize {
         let mut freed = 0;
         for s in self.slots.iter() {
-            if s.borrows.compare_exchange(0, EVICTING, Ordering::Acquire, Ordering::Relaxed).is_err() {
+            if s.data.load(Ordering::Relaxed).is_null() {
                 continue;
             }
-            let p = s.data.swap(core::ptr::null_mut(), Ordering::Relaxed);
-            // SAFETY: `EVICTING` makes this task the slot's only user (type's Sync reasoning).
-            let buf = unsafe { (*s.buf.get()).take() };
-            s.borrows.store(0, Ordering::Release);
-            if !p.is_null() {
-                self.held.fetch_sub(1, Ordering::Relaxed);
+            if let Some(b) = self.take(s) {
                 freed += 1;
+                drop(b);
             }
-            drop(buf);
         }
         freed
     }
