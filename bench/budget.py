@@ -43,7 +43,7 @@ def budget_name(r):
     b = r["budget"]
     if b == 0:
         return "none (all in memory)"
-    return f"{b / MIB:.1f} MiB = index / {r['index_bytes'] / b:.1f} = raw / {r['raw_bytes'] / b:.2f}"
+    return f"{b / MIB:.1f} MiB = {b / r['index_bytes']:.2f}x the regions = {b / r['raw_bytes']:.2f}x raw"
 
 
 def best_at(recs, recall):
