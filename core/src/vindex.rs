@@ -137,20 +137,9 @@ pub struct VecIndex<'t> {
     /// The distance kernel.
     dist: &'t dyn DistanceKernel,
     /// Where the SQ8 codes lie, when the filesystem keeps them (`FEATURE_INCOMPAT_SQ8`).
-    codes: Option<CodeGeo>,
-}
-
-/// The vector codes region of a filesystem with SQ8 ([`crate::sq8`]).
-#[derive(Debug, Clone, Copy)]
-struct CodeGeo {
-    /// Its first block.
-    start: u64,
-    /// Bytes per code ([`sq8::code_stride_for`]: a multiple of 32, at most 4096).
-    stride: usize,
-    /// Codes per block (at least 1).
-    per_block: u64,
-    /// The superblock's `sq8_shift`.
-    shift: i32,
+    codes: Option<sq8::CodeGeometry>,
+    /// The superblock's `sq8_shift` (the scale of the codes).
+    code_shift: i32,
 }
 
 /// Whether the tombstones of a graph with header `h` should be purged: they are at least a
@@ -255,16 +244,8 @@ impl<'t> VecIndex<'t> {
             auto_purge: true,
             purges: 0,
             dist,
-            codes: sb.has_sq8().then(|| {
-                let stride = sq8::code_stride_for(sb.vec_dim);
-                CodeGeo {
-                    start: sb.region(Region::VecCodes).start,
-                    // At most 4096 for a validated dim (and never above u64's range anyway).
-                    stride: usize::try_from(stride).unwrap_or(usize::MAX),
-                    per_block: sq8::codes_per_block(stride),
-                    shift: sb.sq8_shift,
-                }
-            }),
+            codes: sq8::CodeGeometry::new(sb),
+            code_shift: sb.sq8_shift,
         }
     }
 
@@ -276,16 +257,7 @@ impl<'t> VecIndex<'t> {
     /// (block, offset) of the SQ8 code of `slot`, and its length; `None` without codes.
     fn code_pos(&self, slot: u32) -> FResult<Option<(u64, usize, usize)>> {
         let Some(c) = self.codes else { return Ok(None) };
-        let s = u64::from(slot);
-        // per_block >= 1 (checked_div: no panic path for objtool to trip on); the offset is
-        // below a block (per_block * stride <= 4096).
-        let bad = || bad_pos("vector code position", slot);
-        let blk = s.checked_div(c.per_block).and_then(|b| c.start.checked_add(b)).ok_or_else(bad)?;
-        let off = s
-            .checked_rem(c.per_block)
-            .and_then(|i| usize::try_from(i).ok())
-            .and_then(|i| i.checked_mul(c.stride))
-            .ok_or_else(bad)?;
+        let (blk, off) = c.pos(u64::from(slot)).ok_or_else(|| bad_pos("vector code position", slot))?;
         Ok(Some((blk, off, c.stride)))
     }
 
@@ -309,9 +281,9 @@ impl<'t> VecIndex<'t> {
     /// code that does not match its vector.
     pub fn write_code<B: BlockStore>(&self, b: &B, slot: u32, vector: &[u32]) -> IResult<(), B::Error> {
         self.check_slot(slot)?;
-        let (Some(c), Some((blk, off, len))) = (self.codes, self.code_pos(slot)?) else { return Ok(()) };
+        let Some((blk, off, len)) = self.code_pos(slot)? else { return Ok(()) };
         let mut w = wr(b, blk)?;
-        sq8::quantise(vector, c.shift, span_mut(&mut w, off, len, "vector code position")?);
+        sq8::quantise(vector, self.code_shift, span_mut(&mut w, off, len, "vector code position")?);
         Ok(())
     }
 
@@ -319,11 +291,11 @@ impl<'t> VecIndex<'t> {
     /// patterns), its padding zero; `true` without codes. For `fsck.vexfs`.
     pub fn code_matches<B: BlockStore>(&self, b: &B, slot: u32, vector: &[u32]) -> IResult<bool, B::Error> {
         self.check_slot(slot)?;
-        let (Some(c), Some((blk, off, len))) = (self.codes, self.code_pos(slot)?) else { return Ok(true) };
+        let Some((blk, off, len)) = self.code_pos(slot)? else { return Ok(true) };
         let r = rd(b, blk)?;
         let stored = span(&r, off, len, "vector code position")?;
         let mut v = vector.iter();
-        Ok(stored.iter().all(|&byte| byte == v.next().map_or(0, |&bits| sq8::code(bits, c.shift) as u8)))
+        Ok(stored.iter().all(|&byte| byte == v.next().map_or(0, |&bits| sq8::code(bits, self.code_shift) as u8)))
     }
 
     /// The entry point and its level, if the graph is not empty. Errors: `Corrupt` for an
@@ -1053,7 +1025,7 @@ impl<'t> VecIndex<'t> {
         let qbytes =
             unsafe { core::slice::from_raw_parts_mut(qword.as_mut_ptr().cast::<u8>(), words.saturating_mul(4)) };
         let qcode = qbytes.get_mut(..c.stride).ok_or_else(|| IndexError::Invalid("bounce buffer"))?;
-        sq8::quantise(query, c.shift, qcode);
+        sq8::quantise(query, self.code_shift, qcode);
         let mut g = GraphStore { b, ix: self, query, bounce, code_q: Some(qcode), pairs_on_codes: true };
         let n = hnsw::search_candidates(&mut g, visited, &mut s.hnsw, self.params.m, entry, knn)?;
         g.code_q = None;
