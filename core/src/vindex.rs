@@ -1134,7 +1134,67 @@ impl<B: BlockStore> GraphStore<'_, '_, B> {
     /// Distances from `q` (a pointer to dim words) to the vectors of `ids`, batch by batch,
     /// as keys into `keys[..ids.len()]`.
     fn dist_from(&mut self, q: *const u32, ids: &[u32], keys: &mut [u32]) -> IResult<(), B::Error> {
-        let ix = self.ix;
+        let (ix, b, bounce) = (self.ix, self.b, &mut *self.bounce);
+        let locate = |i: usize, id: u32, held: &mut Option<_>| {
+            ix.check_slot(id)?;
+            let (blk, off) = ix.data_pos(id)?;
+            if off.checked_add(ix.vec_bytes).is_some_and(|end| end <= BLOCK_SIZE) {
+                let r = held.insert(rd(b, blk)?);
+                Ok(span(r, off, ix.vec_bytes, "vector data position")?.as_ptr().cast::<u32>())
+            } else {
+                let dst = bounce_slot(bounce, ix.words, i).ok_or_else(|| IndexError::Invalid("bounce buffer"))?;
+                ix.read_vector(b, id, dst)?;
+                Ok(dst.as_ptr())
+            }
+        };
+        Self::batches(ids, keys, locate, |ptrs, out| {
+            // SAFETY: `q` points at the query (dim words) or a bounce buffer; each pointer of the
+            // batch comes from `locate` (none is null) and points at `dim` words inside a block
+            // `batches` holds until this returns, or inside a bounce buffer, 4-byte aligned
+            // (slots are 32-byte aligned).
+            unsafe { ix.dist.distances(ix.metric, ix.dim, q, ptrs, out) };
+            for k in out.iter_mut() {
+                *k = crate::distance::key_from_bits(*k);
+            }
+        })
+    }
+
+    /// Keys of the distances from the SQ8 code `qc` to the codes of `ids`, batch by batch,
+    /// into `keys[..ids.len()]`.
+    fn code_dist(&self, qc: &[u8], ids: &[u32], keys: &mut [u32]) -> IResult<(), B::Error> {
+        let (ix, b) = (self.ix, self.b);
+        let len = u32::try_from(qc.len()).map_err(|_| IndexError::Invalid("code length"))?;
+        let locate = |_: usize, id: u32, held: &mut Option<_>| {
+            ix.check_slot(id)?;
+            let (blk, off, clen) = ix.code_pos(id)?.ok_or_else(|| IndexError::Invalid("no codes"))?;
+            if clen != qc.len() {
+                return Err(IndexError::Invalid("code length"));
+            }
+            let r = held.insert(rd(b, blk)?);
+            Ok(span(r, off, clen, "vector code position")?.as_ptr())
+        };
+        Self::batches(ids, keys, locate, |ptrs, out| {
+            // SAFETY: `qc` holds `len` bytes; each pointer of the batch comes from `locate` (none
+            // is null) and points at `len` bytes inside a block `batches` holds until this
+            // returns.
+            unsafe { ix.dist.code_distances(ix.metric, len, qc.as_ptr(), ptrs, out) };
+        })
+    }
+
+    /// The batch loop of [`Self::dist_from`] and [`Self::code_dist`]: `ids` in batches of at
+    /// most [`BATCH`]; for each id, `locate(i, id, held)` returns a pointer to its vector or
+    /// code (`i`: its index in the batch) and puts the block that holds it in `held` (left
+    /// `None` for a copy in bounce memory); then `kernel(ptrs, out)` computes the batch's keys
+    /// into its part of `keys[..ids.len()]`, and only after that are the batch's blocks
+    /// released. Generic, so each caller gets its own inlined copy: no allocation, no indirect
+    /// call (measured with callgrind on an SQ8 search: the same instructions within 0.2%).
+    /// Errors: `Invalid` for a short `keys`; `locate`'s.
+    fn batches<T, R>(
+        ids: &[u32],
+        keys: &mut [u32],
+        mut locate: impl FnMut(usize, u32, &mut Option<R>) -> IResult<*const T, B::Error>,
+        mut kernel: impl FnMut(&[*const T], &mut [u32]),
+    ) -> IResult<(), B::Error> {
         let keys = keys.get_mut(..ids.len()).ok_or_else(|| IndexError::Invalid("key buffer"))?;
         // Batch by batch with split_at (see `put_words` on why not a zip of chunks); `keys`
         // has the length of `ids`, so both splits are in bounds.
@@ -1144,62 +1204,13 @@ impl<B: BlockStore> GraphStore<'_, '_, B> {
             let (chunk, ir) = ids_rest.split_at(n);
             let (out, kr) = core::mem::take(&mut keys_rest).split_at_mut(n);
             (ids_rest, keys_rest) = (ir, kr);
-            let mut refs: [Option<B::Ref<'_>>; BATCH] = core::array::from_fn(|_| None);
-            let mut ptrs = [core::ptr::null::<u32>(); BATCH];
-            for ((i, &id), p) in chunk.iter().enumerate().zip(ptrs.iter_mut()) {
-                ix.check_slot(id)?;
-                let (blk, off) = ix.data_pos(id)?;
-                if off.checked_add(ix.vec_bytes).is_some_and(|end| end <= BLOCK_SIZE) {
-                    let r = rd(self.b, blk)?;
-                    *p = span(&r, off, ix.vec_bytes, "vector data position")?.as_ptr().cast();
-                    *refs.get_mut(i).ok_or_else(|| IndexError::Invalid("batch size"))? = Some(r);
-                } else {
-                    let dst =
-                        bounce_slot(self.bounce, ix.words, i).ok_or_else(|| IndexError::Invalid("bounce buffer"))?;
-                    ix.read_vector(self.b, id, dst)?;
-                    *p = dst.as_ptr();
-                }
+            let mut refs: [Option<R>; BATCH] = core::array::from_fn(|_| None);
+            let mut ptrs = [core::ptr::null::<T>(); BATCH];
+            for (((i, &id), p), held) in chunk.iter().enumerate().zip(ptrs.iter_mut()).zip(refs.iter_mut()) {
+                *p = locate(i, id, held)?;
             }
             let ptrs = ptrs.get(..chunk.len()).ok_or_else(|| IndexError::Invalid("batch size"))?;
-            // SAFETY: `q` points at the query (dim words) or a bounce buffer; each pointer of the
-            // batch was set above (none is null) and points at `dim` words inside a block held in
-            // `refs` or inside a bounce buffer, 4-byte aligned (slots are 32-byte aligned).
-            unsafe { ix.dist.distances(ix.metric, ix.dim, q, ptrs, out) };
-            for k in out.iter_mut() {
-                *k = crate::distance::key_from_bits(*k);
-            }
-        }
-        Ok(())
-    }
-
-    /// Keys of the distances from the SQ8 code `qc` to the codes of `ids`, batch by batch,
-    /// into `keys[..ids.len()]`.
-    fn code_dist(&self, qc: &[u8], ids: &[u32], keys: &mut [u32]) -> IResult<(), B::Error> {
-        let ix = self.ix;
-        let keys = keys.get_mut(..ids.len()).ok_or_else(|| IndexError::Invalid("key buffer"))?;
-        let len = u32::try_from(qc.len()).map_err(|_| IndexError::Invalid("code length"))?;
-        let (mut ids_rest, mut keys_rest) = (ids, keys);
-        while !ids_rest.is_empty() {
-            let n = ids_rest.len().min(BATCH);
-            let (chunk, ir) = ids_rest.split_at(n);
-            let (out, kr) = core::mem::take(&mut keys_rest).split_at_mut(n);
-            (ids_rest, keys_rest) = (ir, kr);
-            let mut refs: [Option<B::Ref<'_>>; BATCH] = core::array::from_fn(|_| None);
-            let mut ptrs = [core::ptr::null::<u8>(); BATCH];
-            for ((i, &id), p) in chunk.iter().enumerate().zip(ptrs.iter_mut()) {
-                ix.check_slot(id)?;
-                let (blk, off, clen) = ix.code_pos(id)?.ok_or_else(|| IndexError::Invalid("no codes"))?;
-                if clen != qc.len() {
-                    return Err(IndexError::Invalid("code length"));
-                }
-                let r = rd(self.b, blk)?;
-                *p = span(&r, off, clen, "vector code position")?.as_ptr();
-                *refs.get_mut(i).ok_or_else(|| IndexError::Invalid("batch size"))? = Some(r);
-            }
-            let ptrs = ptrs.get(..chunk.len()).ok_or_else(|| IndexError::Invalid("batch size"))?;
-            // SAFETY: `qc` holds `len` bytes; each pointer of the batch was set above (none is
-            // null) and points at `len` bytes inside a block held in `refs`.
-            unsafe { ix.dist.code_distances(ix.metric, len, qc.as_ptr(), ptrs, out) };
+            kernel(ptrs, out);
         }
         Ok(())
     }
