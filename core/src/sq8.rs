@@ -22,6 +22,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 #![deny(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]
 
+use crate::format::superblock::{Region, Superblock};
 use crate::format::BLOCK_SIZE_U64;
 
 /// Smallest `sq8_shift` (codes of `x * 2^-64`).
@@ -57,6 +58,58 @@ pub const fn code_region_blocks(capacity: u64, dim: u32) -> u64 {
         (Some(q), Some(r)) => q.saturating_add(if r != 0 { 1 } else { 0 }),
         _ => capacity,
     }
+}
+
+/// Where the codes of a filesystem with SQ8 lie: the vector codes region's first block, and
+/// how its codes pack into blocks ([`code_stride_for`], [`codes_per_block`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CodeGeometry {
+    /// First block of the vector codes region (a device block number).
+    pub start: u64,
+    /// Bytes per code ([`code_stride_for`] of the dimension: a multiple of 32, at most 4096
+    /// for a validated superblock).
+    pub stride: usize,
+    /// Codes per block (at least 1).
+    pub per_block: u64,
+}
+
+impl CodeGeometry {
+    /// The geometry of `sb`'s codes; `None` when it keeps none (no `SQ8` feature).
+    pub fn new(sb: &Superblock) -> Option<CodeGeometry> {
+        if !sb.has_sq8() {
+            return None;
+        }
+        let stride = code_stride_for(sb.vec_dim);
+        Some(CodeGeometry {
+            start: sb.region(Region::VecCodes).start,
+            // At most 4096 for a validated dim (and never above u64's range anyway).
+            stride: usize::try_from(stride).unwrap_or(usize::MAX),
+            per_block: codes_per_block(stride),
+        })
+    }
+
+    /// Where the code of vector slot `slot` lies: the device block number holding it
+    /// (`start + slot / per_block`) and the byte offset of its first byte in that block
+    /// (`(slot % per_block) * stride`); its `stride` bytes never cross the block's end.
+    /// `None` when a figure overflows (never for a validated superblock and a slot below its
+    /// capacity). Checked arithmetic only: no panic path for the kernel's objtool to flag.
+    pub fn pos(&self, slot: u64) -> Option<(u64, usize)> {
+        let blk = slot.checked_div(self.per_block).and_then(|b| self.start.checked_add(b))?;
+        let off = slot
+            .checked_rem(self.per_block)
+            .and_then(|i| usize::try_from(i).ok())
+            .and_then(|i| i.checked_mul(self.stride))?;
+        Some((blk, off))
+    }
+}
+
+/// Where the code of vector slot `slot` of `sb` lies: (device block number, byte offset of the
+/// code's first byte in that block), as [`CodeGeometry::pos`]; the code is
+/// [`code_stride_for`]`(sb.vec_dim)` bytes long. `None` when `sb` keeps no codes (no `SQ8`
+/// feature) or a figure overflows. For one-off look-ups; a loop over slots keeps a
+/// [`CodeGeometry`].
+pub fn code_pos(sb: &Superblock, slot: u64) -> Option<(u64, usize)> {
+    CodeGeometry::new(sb)?.pos(slot)
 }
 
 /// The magnitude of the code of the float with bit pattern `bits` at `shift`, before clamping
@@ -269,5 +322,17 @@ mod tests {
         assert_eq!(codes_per_block(4096), 1);
         assert_eq!(code_region_blocks(25, 384), 3);
         assert_eq!(code_region_blocks(0, 384), 0);
+    }
+
+    #[test]
+    fn code_positions() {
+        let g = CodeGeometry { start: 100, stride: 384, per_block: codes_per_block(384) };
+        assert_eq!(g.pos(0), Some((100, 0)));
+        assert_eq!(g.pos(9), Some((100, 9 * 384)));
+        assert_eq!(g.pos(13), Some((101, 3 * 384)));
+        // Overflows and a zero per_block (never from `new`) give None, not a panic.
+        assert_eq!(CodeGeometry { start: u64::MAX, ..g }.pos(10), None);
+        assert_eq!(CodeGeometry { per_block: 0, ..g }.pos(1), None);
+        assert_eq!(CodeGeometry { stride: usize::MAX, ..g }.pos(2), None);
     }
 }

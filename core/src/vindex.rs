@@ -137,20 +137,9 @@ pub struct VecIndex<'t> {
     /// The distance kernel.
     dist: &'t dyn DistanceKernel,
     /// Where the SQ8 codes lie, when the filesystem keeps them (`FEATURE_INCOMPAT_SQ8`).
-    codes: Option<CodeGeo>,
-}
-
-/// The vector codes region of a filesystem with SQ8 ([`crate::sq8`]).
-#[derive(Debug, Clone, Copy)]
-struct CodeGeo {
-    /// Its first block.
-    start: u64,
-    /// Bytes per code ([`sq8::code_stride_for`]: a multiple of 32, at most 4096).
-    stride: usize,
-    /// Codes per block (at least 1).
-    per_block: u64,
-    /// The superblock's `sq8_shift`.
-    shift: i32,
+    codes: Option<sq8::CodeGeometry>,
+    /// The superblock's `sq8_shift` (the scale of the codes).
+    code_shift: i32,
 }
 
 /// Whether the tombstones of a graph with header `h` should be purged: they are at least a
@@ -255,16 +244,8 @@ impl<'t> VecIndex<'t> {
             auto_purge: true,
             purges: 0,
             dist,
-            codes: sb.has_sq8().then(|| {
-                let stride = sq8::code_stride_for(sb.vec_dim);
-                CodeGeo {
-                    start: sb.region(Region::VecCodes).start,
-                    // At most 4096 for a validated dim (and never above u64's range anyway).
-                    stride: usize::try_from(stride).unwrap_or(usize::MAX),
-                    per_block: sq8::codes_per_block(stride),
-                    shift: sb.sq8_shift,
-                }
-            }),
+            codes: sq8::CodeGeometry::new(sb),
+            code_shift: sb.sq8_shift,
         }
     }
 
@@ -276,16 +257,7 @@ impl<'t> VecIndex<'t> {
     /// (block, offset) of the SQ8 code of `slot`, and its length; `None` without codes.
     fn code_pos(&self, slot: u32) -> FResult<Option<(u64, usize, usize)>> {
         let Some(c) = self.codes else { return Ok(None) };
-        let s = u64::from(slot);
-        // per_block >= 1 (checked_div: no panic path for objtool to trip on); the offset is
-        // below a block (per_block * stride <= 4096).
-        let bad = || bad_pos("vector code position", slot);
-        let blk = s.checked_div(c.per_block).and_then(|b| c.start.checked_add(b)).ok_or_else(bad)?;
-        let off = s
-            .checked_rem(c.per_block)
-            .and_then(|i| usize::try_from(i).ok())
-            .and_then(|i| i.checked_mul(c.stride))
-            .ok_or_else(bad)?;
+        let (blk, off) = c.pos(u64::from(slot)).ok_or_else(|| bad_pos("vector code position", slot))?;
         Ok(Some((blk, off, c.stride)))
     }
 
@@ -309,9 +281,9 @@ impl<'t> VecIndex<'t> {
     /// code that does not match its vector.
     pub fn write_code<B: BlockStore>(&self, b: &B, slot: u32, vector: &[u32]) -> IResult<(), B::Error> {
         self.check_slot(slot)?;
-        let (Some(c), Some((blk, off, len))) = (self.codes, self.code_pos(slot)?) else { return Ok(()) };
+        let Some((blk, off, len)) = self.code_pos(slot)? else { return Ok(()) };
         let mut w = wr(b, blk)?;
-        sq8::quantise(vector, c.shift, span_mut(&mut w, off, len, "vector code position")?);
+        sq8::quantise(vector, self.code_shift, span_mut(&mut w, off, len, "vector code position")?);
         Ok(())
     }
 
@@ -319,11 +291,11 @@ impl<'t> VecIndex<'t> {
     /// patterns), its padding zero; `true` without codes. For `fsck.vexfs`.
     pub fn code_matches<B: BlockStore>(&self, b: &B, slot: u32, vector: &[u32]) -> IResult<bool, B::Error> {
         self.check_slot(slot)?;
-        let (Some(c), Some((blk, off, len))) = (self.codes, self.code_pos(slot)?) else { return Ok(true) };
+        let Some((blk, off, len)) = self.code_pos(slot)? else { return Ok(true) };
         let r = rd(b, blk)?;
         let stored = span(&r, off, len, "vector code position")?;
         let mut v = vector.iter();
-        Ok(stored.iter().all(|&byte| byte == v.next().map_or(0, |&bits| sq8::code(bits, c.shift) as u8)))
+        Ok(stored.iter().all(|&byte| byte == v.next().map_or(0, |&bits| sq8::code(bits, self.code_shift) as u8)))
     }
 
     /// The entry point and its level, if the graph is not empty. Errors: `Corrupt` for an
@@ -1053,7 +1025,7 @@ impl<'t> VecIndex<'t> {
         let qbytes =
             unsafe { core::slice::from_raw_parts_mut(qword.as_mut_ptr().cast::<u8>(), words.saturating_mul(4)) };
         let qcode = qbytes.get_mut(..c.stride).ok_or_else(|| IndexError::Invalid("bounce buffer"))?;
-        sq8::quantise(query, c.shift, qcode);
+        sq8::quantise(query, self.code_shift, qcode);
         let mut g = GraphStore { b, ix: self, query, bounce, code_q: Some(qcode), pairs_on_codes: true };
         let n = hnsw::search_candidates(&mut g, visited, &mut s.hnsw, self.params.m, entry, knn)?;
         g.code_q = None;
@@ -1162,7 +1134,79 @@ impl<B: BlockStore> GraphStore<'_, '_, B> {
     /// Distances from `q` (a pointer to dim words) to the vectors of `ids`, batch by batch,
     /// as keys into `keys[..ids.len()]`.
     fn dist_from(&mut self, q: *const u32, ids: &[u32], keys: &mut [u32]) -> IResult<(), B::Error> {
-        let ix = self.ix;
+        let (ix, b, bounce) = (self.ix, self.b, &mut *self.bounce);
+        let locate = |i: usize, id: u32, held: &mut Option<_>| {
+            ix.check_slot(id)?;
+            let (blk, off) = ix.data_pos(id)?;
+            if off.checked_add(ix.vec_bytes).is_some_and(|end| end <= BLOCK_SIZE) {
+                let r = held.insert(rd(b, blk)?);
+                Ok(span(r, off, ix.vec_bytes, "vector data position")?.as_ptr().cast::<u32>())
+            } else {
+                let dst = bounce_slot(bounce, ix.words, i).ok_or_else(|| IndexError::Invalid("bounce buffer"))?;
+                ix.read_vector(b, id, dst)?;
+                Ok(dst.as_ptr())
+            }
+        };
+        let prefetch = |id: u32| {
+            if let Ok((blk, _)) = ix.data_pos(id) {
+                b.prefetch(blk);
+            }
+        };
+        Self::batches(ids, keys, prefetch, locate, |ptrs, out| {
+            // SAFETY: `q` points at the query (dim words) or a bounce buffer; each pointer of the
+            // batch comes from `locate` (none is null) and points at `dim` words inside a block
+            // `batches` holds until this returns, or inside a bounce buffer, 4-byte aligned
+            // (slots are 32-byte aligned).
+            unsafe { ix.dist.distances(ix.metric, ix.dim, q, ptrs, out) };
+            for k in out.iter_mut() {
+                *k = crate::distance::key_from_bits(*k);
+            }
+        })
+    }
+
+    /// Keys of the distances from the SQ8 code `qc` to the codes of `ids`, batch by batch,
+    /// into `keys[..ids.len()]`.
+    fn code_dist(&self, qc: &[u8], ids: &[u32], keys: &mut [u32]) -> IResult<(), B::Error> {
+        let (ix, b) = (self.ix, self.b);
+        let len = u32::try_from(qc.len()).map_err(|_| IndexError::Invalid("code length"))?;
+        let locate = |_: usize, id: u32, held: &mut Option<_>| {
+            ix.check_slot(id)?;
+            let (blk, off, clen) = ix.code_pos(id)?.ok_or_else(|| IndexError::Invalid("no codes"))?;
+            if clen != qc.len() {
+                return Err(IndexError::Invalid("code length"));
+            }
+            let r = held.insert(rd(b, blk)?);
+            Ok(span(r, off, clen, "vector code position")?.as_ptr())
+        };
+        let prefetch = |id: u32| {
+            if let Ok(Some((blk, _, _))) = ix.code_pos(id) {
+                b.prefetch(blk);
+            }
+        };
+        Self::batches(ids, keys, prefetch, locate, |ptrs, out| {
+            // SAFETY: `qc` holds `len` bytes; each pointer of the batch comes from `locate` (none
+            // is null) and points at `len` bytes inside a block `batches` holds until this
+            // returns.
+            unsafe { ix.dist.code_distances(ix.metric, len, qc.as_ptr(), ptrs, out) };
+        })
+    }
+
+    /// The batch loop of [`Self::dist_from`] and [`Self::code_dist`]: `ids` in batches of at
+    /// most [`BATCH`]; `prefetch(id)` first for every id of a batch (the store's
+    /// [`BlockStore::prefetch`] of its block), then for each id, `locate(i, id, held)` returns a pointer to its vector or
+    /// code (`i`: its index in the batch) and puts the block that holds it in `held` (left
+    /// `None` for a copy in bounce memory); then `kernel(ptrs, out)` computes the batch's keys
+    /// into its part of `keys[..ids.len()]`, and only after that are the batch's blocks
+    /// released. Generic, so each caller gets its own inlined copy: no allocation, no indirect
+    /// call (measured with callgrind on an SQ8 search: the same instructions within 0.2%).
+    /// Errors: `Invalid` for a short `keys`; `locate`'s.
+    fn batches<T, R>(
+        ids: &[u32],
+        keys: &mut [u32],
+        mut prefetch: impl FnMut(u32),
+        mut locate: impl FnMut(usize, u32, &mut Option<R>) -> IResult<*const T, B::Error>,
+        mut kernel: impl FnMut(&[*const T], &mut [u32]),
+    ) -> IResult<(), B::Error> {
         let keys = keys.get_mut(..ids.len()).ok_or_else(|| IndexError::Invalid("key buffer"))?;
         // Batch by batch with split_at (see `put_words` on why not a zip of chunks); `keys`
         // has the length of `ids`, so both splits are in bounds.
@@ -1173,74 +1217,15 @@ impl<B: BlockStore> GraphStore<'_, '_, B> {
             let (out, kr) = core::mem::take(&mut keys_rest).split_at_mut(n);
             (ids_rest, keys_rest) = (ir, kr);
             // The batch's blocks are asked for at once: the kernel reads those it does not
-            // hold in parallel instead of one by one below.
-            for &id in chunk {
-                if let Ok((blk, _)) = ix.data_pos(id) {
-                    self.b.prefetch(blk);
-                }
-            }
-            let mut refs: [Option<B::Ref<'_>>; BATCH] = core::array::from_fn(|_| None);
-            let mut ptrs = [core::ptr::null::<u32>(); BATCH];
-            for ((i, &id), p) in chunk.iter().enumerate().zip(ptrs.iter_mut()) {
-                ix.check_slot(id)?;
-                let (blk, off) = ix.data_pos(id)?;
-                if off.checked_add(ix.vec_bytes).is_some_and(|end| end <= BLOCK_SIZE) {
-                    let r = rd(self.b, blk)?;
-                    *p = span(&r, off, ix.vec_bytes, "vector data position")?.as_ptr().cast();
-                    *refs.get_mut(i).ok_or_else(|| IndexError::Invalid("batch size"))? = Some(r);
-                } else {
-                    let dst =
-                        bounce_slot(self.bounce, ix.words, i).ok_or_else(|| IndexError::Invalid("bounce buffer"))?;
-                    ix.read_vector(self.b, id, dst)?;
-                    *p = dst.as_ptr();
-                }
+            // hold in parallel instead of one by one in `locate`.
+            chunk.iter().for_each(|&id| prefetch(id));
+            let mut refs: [Option<R>; BATCH] = core::array::from_fn(|_| None);
+            let mut ptrs = [core::ptr::null::<T>(); BATCH];
+            for (((i, &id), p), held) in chunk.iter().enumerate().zip(ptrs.iter_mut()).zip(refs.iter_mut()) {
+                *p = locate(i, id, held)?;
             }
             let ptrs = ptrs.get(..chunk.len()).ok_or_else(|| IndexError::Invalid("batch size"))?;
-            // SAFETY: `q` points at the query (dim words) or a bounce buffer; each pointer of the
-            // batch was set above (none is null) and points at `dim` words inside a block held in
-            // `refs` or inside a bounce buffer, 4-byte aligned (slots are 32-byte aligned).
-            unsafe { ix.dist.distances(ix.metric, ix.dim, q, ptrs, out) };
-            for k in out.iter_mut() {
-                *k = crate::distance::key_from_bits(*k);
-            }
-        }
-        Ok(())
-    }
-
-    /// Keys of the distances from the SQ8 code `qc` to the codes of `ids`, batch by batch,
-    /// into `keys[..ids.len()]`.
-    fn code_dist(&self, qc: &[u8], ids: &[u32], keys: &mut [u32]) -> IResult<(), B::Error> {
-        let ix = self.ix;
-        let keys = keys.get_mut(..ids.len()).ok_or_else(|| IndexError::Invalid("key buffer"))?;
-        let len = u32::try_from(qc.len()).map_err(|_| IndexError::Invalid("code length"))?;
-        let (mut ids_rest, mut keys_rest) = (ids, keys);
-        while !ids_rest.is_empty() {
-            let n = ids_rest.len().min(BATCH);
-            let (chunk, ir) = ids_rest.split_at(n);
-            let (out, kr) = core::mem::take(&mut keys_rest).split_at_mut(n);
-            (ids_rest, keys_rest) = (ir, kr);
-            // As in `dist_from`: the batch's blocks are asked for at once.
-            for &id in chunk {
-                if let Ok(Some((blk, _, _))) = ix.code_pos(id) {
-                    self.b.prefetch(blk);
-                }
-            }
-            let mut refs: [Option<B::Ref<'_>>; BATCH] = core::array::from_fn(|_| None);
-            let mut ptrs = [core::ptr::null::<u8>(); BATCH];
-            for ((i, &id), p) in chunk.iter().enumerate().zip(ptrs.iter_mut()) {
-                ix.check_slot(id)?;
-                let (blk, off, clen) = ix.code_pos(id)?.ok_or_else(|| IndexError::Invalid("no codes"))?;
-                if clen != qc.len() {
-                    return Err(IndexError::Invalid("code length"));
-                }
-                let r = rd(self.b, blk)?;
-                *p = span(&r, off, clen, "vector code position")?.as_ptr();
-                *refs.get_mut(i).ok_or_else(|| IndexError::Invalid("batch size"))? = Some(r);
-            }
-            let ptrs = ptrs.get(..chunk.len()).ok_or_else(|| IndexError::Invalid("batch size"))?;
-            // SAFETY: `qc` holds `len` bytes; each pointer of the batch was set above (none is
-            // null) and points at `len` bytes inside a block held in `refs`.
-            unsafe { ix.dist.code_distances(ix.metric, len, qc.as_ptr(), ptrs, out) };
+            kernel(ptrs, out);
         }
         Ok(())
     }

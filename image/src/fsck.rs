@@ -895,12 +895,11 @@ fn write_code<D: BlockDevice<Error = io::Error>>(img: &mut Image<D>, slot: u32) 
         bits.extend(b[o..o + 4 * take].chunks_exact(4).map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]])));
         pos += 4 * take as u64;
     }
-    let stride = vexfs_core::sq8::code_stride_for(sb.vec_dim);
-    let per = vexfs_core::sq8::codes_per_block(stride);
-    let blk = sb.region(Region::VecCodes).start + u64::from(slot) / per;
-    let off = (u64::from(slot) % per * stride) as usize;
+    let stride = vexfs_core::sq8::code_stride_for(sb.vec_dim) as usize;
+    let (blk, off) = vexfs_core::sq8::code_pos(&sb, u64::from(slot))
+        .ok_or_else(|| Error::Invalid(format!("vector slot {slot}: no SQ8 code position")))?;
     let mut b = img.read_block(blk)?;
-    vexfs_core::sq8::quantise(&bits, sb.sq8_shift, &mut b[off..off + stride as usize]);
+    vexfs_core::sq8::quantise(&bits, sb.sq8_shift, &mut b[off..off + stride]);
     img.write_block(blk, &b)
 }
 

@@ -8,36 +8,21 @@
 //! (2000 × 384, l2) as files of 1 to 9 chunks.
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use vexfs_core::embed::Indexing;
 use vexfs_core::format::layout::MkfsParams;
 use vexfs_core::format::superblock::{Metric, ROOT_INO};
-use vexfs_image::vecfile::read_fvecs;
 use vexfs_image::vectors::{Hit, MapDevice, Searcher};
 use vexfs_image::writer::Writer;
 use vexfs_image::{mkfs, Image, MemDevice};
 
+mod common;
+use common::pydocs;
+
 const K: usize = 10;
 const EF: usize = 64;
 const BLOCKS: u64 = 4096;
-
-struct Data {
-    base: Vec<Vec<f32>>,
-    queries: Vec<Vec<f32>>,
-}
-
-fn pydocs() -> &'static Data {
-    static DATA: OnceLock<Data> = OnceLock::new();
-    DATA.get_or_init(|| {
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data/pydocs-minilm/small");
-        Data {
-            base: read_fvecs(dir.join("base.fvecs")).unwrap(),
-            queries: read_fvecs(dir.join("query.fvecs")).unwrap(),
-        }
-    })
-}
 
 /// An image of the sample and, per (inode, chunk), the base vector it holds.
 struct Built {

@@ -6,7 +6,6 @@
 //! float image's, and fsck must find and rewrite a damaged code.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use vexfs_core::distance::{best_impl, distance, METRIC_L2};
@@ -16,31 +15,15 @@ use vexfs_core::format::BLOCK_SIZE;
 use vexfs_core::sq8;
 use vexfs_image::fsck::{self, Fix, Kind, Mode};
 use vexfs_image::mkfs::{self, FormatOpts};
-use vexfs_image::vecfile::{read_fvecs, read_ivecs};
 use vexfs_image::vectors::{Hit, MapDevice, Searcher};
 use vexfs_image::writer::Writer;
 use vexfs_image::{Image, MemDevice};
 
+mod common;
+use common::pydocs;
+
 const K: usize = 10;
 const BLOCKS: u64 = 4096;
-
-struct Data {
-    base: Vec<Vec<f32>>,
-    queries: Vec<Vec<f32>>,
-    gt: Vec<Vec<u32>>,
-}
-
-fn pydocs() -> &'static Data {
-    static DATA: OnceLock<Data> = OnceLock::new();
-    DATA.get_or_init(|| {
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data/pydocs-minilm/small");
-        Data {
-            base: read_fvecs(dir.join("base.fvecs")).unwrap(),
-            queries: read_fvecs(dir.join("query.fvecs")).unwrap(),
-            gt: read_ivecs(dir.join("groundtruth.ivecs")).unwrap(),
-        }
-    })
-}
 
 fn params() -> MkfsParams {
     MkfsParams {

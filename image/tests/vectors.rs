@@ -4,7 +4,6 @@
 //! reuse; fsck after every step; and the writer's rules on small images.
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use vexfs_core::embed::{Indexing, PurgeStep};
@@ -15,33 +14,15 @@ use vexfs_core::format::superblock::{Metric, ROOT_INO};
 use vexfs_core::format::vector::NO_SLOT;
 use vexfs_image::fsck::{self, Problem};
 use vexfs_image::sample::{self, SAMPLE_BLOCKS};
-use vexfs_image::vecfile::{read_fvecs, read_ivecs};
 use vexfs_image::vectors::{file_paths, Hit, MapDevice, Searcher};
 use vexfs_image::writer::Writer;
 use vexfs_image::{mkfs, Image, MemDevice};
 
+mod common;
+use common::pydocs;
+
 const K: usize = 10;
 const EF: usize = 64;
-
-struct Data {
-    base: Vec<Vec<f32>>,
-    queries: Vec<Vec<f32>>,
-    gt: Vec<Vec<u32>>,
-}
-
-fn pydocs() -> &'static Data {
-    static DATA: OnceLock<Data> = OnceLock::new();
-    DATA.get_or_init(|| {
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data/pydocs-minilm/small");
-        let d = Data {
-            base: read_fvecs(dir.join("base.fvecs")).unwrap(),
-            queries: read_fvecs(dir.join("query.fvecs")).unwrap(),
-            gt: read_ivecs(dir.join("groundtruth.ivecs")).unwrap(),
-        };
-        assert_eq!((d.base.len(), d.base[0].len(), d.queries.len()), (2000, 384, 100));
-        d
-    })
-}
 
 /// The pydocs image: its bytes, and which base vector each (inode, chunk) holds.
 struct Built {

@@ -1140,11 +1140,9 @@ fn mutate_code(m: &mut Mutant, rng: &mut Rng) -> String {
         return "no codes".into();
     }
     let Some(&slot) = rng.pick(&m.c.used_slots) else { return "no slot".into() };
-    let stride = sq8::code_stride_for(sb.vec_dim);
-    let per = sq8::codes_per_block(stride);
-    let at =
-        ((sb.region(Region::VecCodes).start + u64::from(slot) / per) * BS + u64::from(slot) % per * stride) as usize;
-    let (dim, stride) = (sb.vec_dim as usize, stride as usize);
+    let Some((blk, off)) = sq8::code_pos(sb, u64::from(slot)) else { return "no code position".into() };
+    let at = (blk * BS) as usize + off;
+    let (dim, stride) = (sb.vec_dim as usize, sq8::code_stride_for(sb.vec_dim) as usize);
     match rng.below(3) {
         0 => {
             let k = rng.below(dim as u64) as usize;

@@ -172,11 +172,8 @@ impl<D: BlockDevice<Error = io::Error>> Checker<'_, D> {
         let dim = sb.vec_dim as usize;
         let (mut l0, mut map, mut data, mut up, mut code) =
             (Cursor::new(img), Cursor::new(img), Cursor::new(img), Cursor::new(img), Cursor::new(img));
-        // (first block, bytes per code, codes per block) of the SQ8 codes, if kept.
-        let codes = sb.has_sq8().then(|| {
-            let stride = sq8::code_stride_for(sb.vec_dim);
-            (sb.region(Region::VecCodes).start, stride as usize, sq8::codes_per_block(stride))
-        });
+        // Where the SQ8 codes lie, if kept.
+        let codes = sq8::CodeGeometry::new(sb);
         let mut vbits: Vec<u32> = Vec::with_capacity(dim);
         let mut out = Slots {
             state: vec![FREE; n],
@@ -299,11 +296,12 @@ impl<D: BlockDevice<Error = io::Error>> Checker<'_, D> {
                 pos += 4 * take as u64;
             }
             // With SQ8, the code of a finite vector is its quantisation, the padding zero.
-            if let Some((cstart, cstride, per)) = codes.filter(|_| i == dim) {
-                let cblk = cstart + s as u64 / per;
-                let coff = (s as u64 % per) as usize * cstride;
-                let stored = &code.get(cblk)?[coff..coff + cstride];
-                let mut want = vec![0u8; cstride];
+            if let Some(c) = codes.filter(|_| i == dim) {
+                let (cblk, coff) = c
+                    .pos(s as u64)
+                    .ok_or_else(|| Error::Invalid(format!("vector slot {s}: SQ8 code position overflows")))?;
+                let stored = &code.get(cblk)?[coff..coff + c.stride];
+                let mut want = vec![0u8; c.stride];
                 sq8::quantise(&vbits, sb.sq8_shift, &mut want);
                 if stored != &want[..] {
                     let at = stored.iter().zip(&want).position(|(a, b)| a != b).unwrap_or(0);
