@@ -126,6 +126,13 @@ def write_set(out, name, base, queries, base_text, query_text, method):
     print(f"datasets: {name}: {len(base):,} base, {len(queries):,} queries in {out}")
 
 
+def glove_name(base):
+    """The set's name: glove-100 with the default 100,000 base rows, else glove-100-<base>
+    (e.g. glove-100-20000: the first 20,000 base rows of the same permutation, so a prefix of
+    glove-100's base, with its own exact ground truth)."""
+    return "glove-100" if base == 100_000 else f"glove-100-{base}"
+
+
 def glove(args):
     """The glove-100 set (see the module docstring)."""
     os.makedirs(args.cache, exist_ok=True)
@@ -155,7 +162,7 @@ def glove(args):
               f"numpy default_rng({args.seed}) permutation: its first {args.queries:,} rows are the "
               f"queries, the next {args.base:,} the base. Ground truth exact in float64, ties to "
               f"the smaller id; distances Euclidean (not squared). Text of a row: its word.")
-    write_set(args.out, "glove-100", x[bi], x[qi], [kept_words[i] for i in bi],
+    write_set(args.out, glove_name(args.base), x[bi], x[qi], [kept_words[i] for i in bi],
               [kept_words[i] for i in qi], method)
 
 

@@ -10,7 +10,11 @@
       process each, in an order rotated per round. Keeps every number; the report takes the
       best build time and the best QPS per ef over the rounds (the machine is noisy).
   host.py report --host host.json [--guest guest.jsonl] --out REPORT.md [--wall-secs S] [--data-name N]
-      Prints the tables and writes the Markdown report with the target verdicts.
+                 [--section NAME]
+      Prints the tables and writes the Markdown report with the target verdicts: the top of
+      REPORT.md (its marked sections kept after it), or with --section NAME the whole report, its
+      headings one level down, as the section `<!-- scripts/bench NAME: begin -->` ... `end -->`
+      of REPORT.md (replaced if there, else appended; the rest of the file kept as it is).
 
 Metric: l2 everywhere (squared Euclidean: ours, hnswlib's "l2" space and faiss's METRIC_L2 are
 the same); recall@k = |found ∩ first k ids of the ground truth| / k, averaged over the queries.
@@ -27,7 +31,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from report_section import sections  # noqa: E402
+from report_section import sections, write_section  # noqa: E402
 
 DEFAULT_EFS = "10,12,14,16,20,24,28,32,40,48,56,64,80,96,128,160,192,256,384,512"
 TARGETS = (0.90, 0.95, 0.99)
@@ -702,8 +706,18 @@ def report(a):
                      + (f": {v95['qps'] / h95['qps']:.2f}×" if v95 else "")])
     w(table(["target", "verdict", "numbers"], rows, ["l", "l", "l"]))
     w("")
-    text = "\n".join(L)
     os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
+    if a.section:
+        # One section among the others: a level-2 title, every heading below it one level down.
+        sq8 = ", `--quant sq8` images" if insp and "sq8_shift" in insp["superblock"] else ""
+        L[0] = f"## `scripts/bench` on {a.data_name}{sq8} (issue 9)\n"
+        L[1:] = ["#" + x if x.startswith("#") else x for x in L[1:]]
+        text = "\n".join(L)
+        write_section(a.out, text, f"<!-- scripts/bench {a.section}: begin -->",
+                      f"<!-- scripts/bench {a.section}: end -->")
+        print(text)
+        return
+    text = "\n".join(L)
     # The sections other scripts wrote (bench/bulk.sh, search.sh, wal.sh, ...) stay, after
     # the new text; scripts/bench's own later steps rewrite theirs in place.
     try:
@@ -745,6 +759,7 @@ def main():
     s.add_argument("--wall-secs", type=float, default=0)
     s.add_argument("--host-secs", type=float, default=0)
     s.add_argument("--data-name", default="pydocs-minilm")
+    s.add_argument("--section", help="write the report as this marked section of --out, not its top")
     a = p.parse_args()
     {"lib": run_lib, "run": run_all, "report": report, "efs": lambda a: print(DEFAULT_EFS)}[a.cmd](a)
 
