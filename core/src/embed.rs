@@ -1171,11 +1171,14 @@ fn search_in<A: Alloc, B: BlockStore>(
     let mut scratch = IndexScratch { hnsw: Scratch { pool, work }, bounce };
     let k = k.min(out.len());
     let total = u64::from(ix.header.live).saturating_add(u64::from(ix.header.pending));
+    // With SQ8 codes, the candidates re-ranked at full precision: 3k on the first try; the
+    // whole list when the filter dropped some and the search runs again with a longer one.
+    let mut rerank = k.saturating_mul(crate::vindex::SQ8_RERANK_PER_K);
     loop {
         // ef <= max_ef <= results.len() (SearchPad::new), and k <= ef (check_search).
         let want = ef.max(k);
         let res = results.get_mut(..want).ok_or_else(|| IndexError::Invalid("result buffer"))?;
-        let mut n = ix.search(b, &mut scratch, &mut *visited, query, Knn { k: want, ef }, res)?;
+        let mut n = ix.search(b, &mut scratch, &mut *visited, query, Knn { k: want, ef }, rerank, res)?;
         if ix.header.pending > 0 {
             n = merge_pending(ix, b, &mut scratch, pending, query, res, n)?;
         }
@@ -1187,6 +1190,7 @@ fn search_in<A: Alloc, B: BlockStore>(
             break;
         }
         ef = ef.saturating_mul(2).min(max_ef);
+        rerank = usize::MAX;
         b.relax().map_err(IndexError::Io)?;
     }
     scan_filtered(ix, b, &mut scratch, query, results, out, k, filter)

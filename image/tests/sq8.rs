@@ -183,6 +183,39 @@ fn searches_walk_the_codes_and_return_exact_distances() {
     assert!(recall(&search_all(coded, 64), row_c) >= 0.95);
 }
 
+/// The short re-rank (the 3k nearest by code distance, `vindex::SQ8_RERANK_PER_K`) when a
+/// permission filter drops most files: the search runs again with a longer list, re-ranked
+/// whole, and still answers k kept files, nearest first, with exact float distances and close
+/// to the exact nearest kept ones.
+#[test]
+fn a_filter_dropping_most_files_still_gets_k_exact_answers() {
+    let [_, (coded, row)] = built();
+    let d = pydocs();
+    let imp = best_impl();
+    let mut s = Searcher::new(Image::open(MapDevice::from_bytes(coded).unwrap()).unwrap(), 64).unwrap();
+    let kept = |ino: u64| row[&ino] % 10 == 0;
+    let mut found = 0usize;
+    for q in &d.queries {
+        let hits = s.search_filtered(q, K, 16, kept).unwrap();
+        assert_eq!(hits.len(), K);
+        assert!(hits.iter().all(|h| kept(h.ino)), "a dropped file was returned");
+        assert!(hits.windows(2).all(|p| (p[0].key, p[0].slot) < (p[1].key, p[1].slot)));
+        let mut exact: Vec<(f32, u32)> = (0..d.base.len() as u32)
+            .filter(|r| r % 10 == 0)
+            .map(|r| (distance(imp, METRIC_L2, q, &d.base[r as usize]), r))
+            .collect();
+        exact.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        for h in &hits {
+            let r = row[&h.ino];
+            assert_eq!(h.dist_bits(), distance(imp, METRIC_L2, q, &d.base[r as usize]).to_bits());
+            found += usize::from(exact[..K].iter().any(|e| e.1 == r));
+        }
+    }
+    let r = found as f64 / (K * d.queries.len()) as f64;
+    eprintln!("1 file in 10 kept: recall@{K} against the exact nearest kept {r:.4}");
+    assert!(r >= 0.9, "recall@{K} {r}");
+}
+
 #[test]
 fn replaced_and_removed_vectors_keep_codes_right() {
     let [_, (coded, _)] = built();
