@@ -5,15 +5,16 @@
 # is a line "BENCH {json}" tagged with the image's label and the budget (0: none).
 #
 # A third mount has index_mem = 0.35 x the raw float32 vectors (RAW_BYTES: rows x dim x 4), the
-# SQ8 target's memory.
+# SQ8 target's memory. BUDGETS chooses the mounts, in its order: none, ratio, raw35.
 #
-#   budget-run.sh EFS PASSES RATIO RAW_BYTES LABEL...
+#   budget-run.sh EFS PASSES RATIO RAW_BYTES BUDGETS LABEL...
 . /lib/vexfs/guest-lib.sh
 EFS=$1
 PASSES=$2
 RATIO=$3
 RAW=$4
-shift 4
+BUDGETS=$5
+shift 5
 S=/share
 set -- "$@"
 dev=a
@@ -26,7 +27,16 @@ for label in "$@"; do
     [ $budget -ge 262144 ] || budget=262144
     raw35=$((RAW * 35 / 100 / 4096 * 4096))
     [ $raw35 -ge 262144 ] || raw35=262144
-    for b in 0 $budget $raw35; do
+    mounts=
+    for which in $(echo "$BUDGETS" | tr , ' '); do
+        case $which in
+            none) mounts="$mounts 0" ;;
+            ratio) mounts="$mounts $budget" ;;
+            raw35) mounts="$mounts $raw35" ;;
+            *) fail "unknown budget $which" ;;
+        esac
+    done
+    for b in $mounts; do
         section "$label: index $bytes bytes, budget $b"
         if [ $b = 0 ]; then mount_vexfs $d /mnt; else mount_vexfs $d /mnt index_mem=$b; fi
         $S/guest-search /mnt /mnt/docs $S/query.fvecs $S/groundtruth.ivecs "$EFS" -k 10 -p "$PASSES" > /tmp/out.txt ||

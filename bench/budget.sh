@@ -5,16 +5,22 @@
 # memory budget" section of bench/REPORT.md (bench/budget.py).
 #
 #   bench/budget.sh [DATA_DIR] [--quant none,sq8] [--efs 16,32,64,128] [--ratio 10]
-#                   [--passes 1] [--timeout 5400] [--no-report] [--keep]
+#                   [--budgets none,ratio,raw35] [--passes 1] [--timeout 5400] [--no-report]
+#                   [--keep] [--section NAME]
 #
 #   DATA_DIR   base.fvecs, query.fvecs, groundtruth.ivecs (default: pydocs-100k, which
 #              `scripts/data scale` makes, if present; else the repo's sample)
 #   --quant    the images, one per value: float32 vectors only, and with SQ8 codes (the scale
 #              trained on the base rows)
 #   --ratio R  the budget is the vector and index regions' bytes / R (at least 256 KiB)
+#   --budgets  the mounts, in this order: none (no budget), ratio (the regions / R), raw35
+#              (0.35 x the raw float32 vectors); default all three
 #   --passes P timed passes per ef (after one warm-up pass at the largest ef)
 #   --keep     keep the images (in $VEXFS_CACHE/bench-budget) and use them again next time,
 #              when they are newer than DATA_DIR's base.fvecs
+#   --section NAME  the report goes to the section <!-- bench/budget.sh NAME: begin --> of
+#              bench/REPORT.md (another data set's run beside the default one), not the default
+#              section <!-- bench/budget.sh: begin -->
 #
 # On the host: `mkfs.vexfs --import base.fvecs --import-dir docs -j 2` per image (m 16,
 # ef_construction 200, l2), fsck.vexfs -n. In the guest (bench/budget-run.sh): each image is
@@ -31,16 +37,19 @@ set -euo pipefail
 DATA=$VEXFS_CACHE/data/pydocs-100k
 [ -f "$DATA/base.fvecs" ] || DATA=$VEXFS_ROOT/data/pydocs-minilm/small
 QUANTS=none,sq8 EFS=16,32,64,128 RATIO=10 PASSES=1 TIMEOUT=5400 REPORT=1 KEEP=0
+BUDGETS=none,ratio,raw35 SECTION=
 while [ $# -gt 0 ]; do
     case "$1" in
         --quant) QUANTS=$2; shift 2 ;;
         --efs) EFS=$2; shift 2 ;;
         --ratio) RATIO=$2; shift 2 ;;
+        --budgets) BUDGETS=$2; shift 2 ;;
+        --section) SECTION=$2; shift 2 ;;
         --passes) PASSES=$2; shift 2 ;;
         --timeout) TIMEOUT=$2; shift 2 ;;
         --no-report) REPORT=0; shift ;;
         --keep) KEEP=1; shift ;;
-        -h|--help) sed -n '2,24s/^# \{0,1\}//p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,31s/^# \{0,1\}//p' "$0"; exit 0 ;;
         -*) die "unknown option $1 (see bench/budget.sh --help)" ;;
         *) DATA=$1; shift ;;
     esac
@@ -50,6 +59,8 @@ for f in base.fvecs query.fvecs groundtruth.ivecs; do
     [ -f "$DATA/$f" ] || die "no $DATA/$f"
 done
 [[ $RATIO =~ ^[0-9]+$ && $RATIO -ge 1 ]] || die "bad --ratio $RATIO"
+[[ $BUDGETS =~ ^(none|ratio|raw35)(,(none|ratio|raw35))*$ ]] || die "bad --budgets $BUDGETS"
+[[ -z $SECTION || $SECTION =~ ^[A-Za-z0-9._-]+$ ]] || die "bad --section $SECTION"
 
 "$VEXFS_ROOT/scripts/setup"
 WORK=$VEXFS_CACHE/bench-budget
@@ -91,7 +102,7 @@ log "budget bench: booting the guest (TCG; timeout ${TIMEOUT}s)"
 start=$SECONDS
 status=0
 VEXFS_GUEST_LOG=$WORK/console.log "$VEXFS_ROOT/qemu/run-guest" "${DISKS[@]}" --share "$SHARE" \
-    --timeout "$TIMEOUT" "$VEXFS_ROOT/bench/budget-run.sh" "$EFS" "$PASSES" "$RATIO" $((n * dim * 4)) "${LABELS[@]}" \
+    --timeout "$TIMEOUT" "$VEXFS_ROOT/bench/budget-run.sh" "$EFS" "$PASSES" "$RATIO" $((n * dim * 4)) "$BUDGETS" "${LABELS[@]}" \
     > "$WORK/run-guest.out" 2>&1 || status=$?
 if [ $status -ne 0 ]; then
     tail -n 40 "$WORK/run-guest.out" >&2
@@ -99,9 +110,10 @@ if [ $status -ne 0 ]; then
 fi
 {
     tr -d '\r' < "$WORK/console.log" | sed -n 's/^BENCH //p'
-    echo "{\"side\": \"run\", \"wall_secs\": $((SECONDS - start)), \"vectors\": $n, \"dim\": $dim, \"data\": \"$DATA\", \"ratio\": $RATIO}"
+    echo "{\"side\": \"run\", \"wall_secs\": $((SECONDS - start)), \"vectors\": $n, \"dim\": $dim, \"data\": \"$DATA\", \"ratio\": $RATIO, \"budgets\": \"$BUDGETS\"}"
 } > "$RES/budget.jsonl"
 ARGS=()
 [ $REPORT = 1 ] && ARGS=(--report "$VEXFS_ROOT/bench/REPORT.md")
+[ -z "$SECTION" ] || ARGS+=(--section "$SECTION")
 python3 "$VEXFS_ROOT/bench/budget.py" "$RES/budget.jsonl" "${ARGS[@]}"
 [ $KEEP = 1 ] || rm -f "$WORK"/*.img
