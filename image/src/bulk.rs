@@ -118,6 +118,8 @@ where
     let rows = vecs.rows();
     let dir = import_dir(w, opts.dir.as_deref())?;
     w.set_indexing(Indexing::Deferred);
+    // Both phases touch the whole vector regions: huge pages for the writer's cache.
+    w.expect_whole_index()?;
     let mut st = ImportStats::default();
     let start = Instant::now();
     vecs.for_each(|row, v| {

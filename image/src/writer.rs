@@ -742,6 +742,17 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
         self.indexing = indexing;
     }
 
+    /// Opens the vector index and backs its cache with transparent huge pages from now on
+    /// ([`BlockCache::use_huge_pages`]): for a writer that will touch most of the vector regions
+    /// (the bulk loader). Errors: `Format` for a corrupt index; `Io`.
+    pub fn expect_whole_index(&mut self) -> Result<()> {
+        self.index()?;
+        if let Some(v) = &self.vec {
+            v.cache.use_huge_pages();
+        }
+        Ok(())
+    }
+
     /// Links up to `max` pending vectors into the graph, as the kernel's index worker does
     /// (`vexfs_core::embed::IndexMem::index_pending`); returns how many. Errors: `Format`
     /// for a corrupt index; `Io`.
