@@ -18,10 +18,8 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from report_section import write_section  # noqa: E402
+from report_section import markers, write_section  # noqa: E402
 
-BEGIN = "<!-- bench/budget.sh: begin -->"
-END = "<!-- bench/budget.sh: end -->"
 MIB = 1 << 20
 
 
@@ -141,9 +139,7 @@ def main():
     text = render(recs, run)
     print(text)
     if a.report:
-        begin, end = (BEGIN, END) if not a.section else (
-            f"<!-- bench/budget.sh {a.section}: begin -->", f"<!-- bench/budget.sh {a.section}: end -->")
-        write_section(a.report, text, begin, end)
+        write_section(a.report, text, *markers(f"bench/budget.sh {a.section}" if a.section else "bench/budget.sh"))
 
 
 if __name__ == "__main__":

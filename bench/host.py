@@ -31,7 +31,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from report_section import sections, write_section  # noqa: E402
+from report_section import markers, sections, write_section  # noqa: E402
 
 DEFAULT_EFS = "10,12,14,16,20,24,28,32,40,48,56,64,80,96,128,160,192,256,384,512"
 TARGETS = (0.90, 0.95, 0.99)
@@ -742,8 +742,7 @@ def report(a):
         L[0] = f"## `scripts/bench` on {a.data_name}{sq8} (issue 9)\n"
         L[1:] = ["#" + x if x.startswith("#") else x for x in L[1:]]
         text = "\n".join(L)
-        write_section(a.out, text, f"<!-- scripts/bench {a.section}: begin -->",
-                      f"<!-- scripts/bench {a.section}: end -->")
+        write_section(a.out, text, *markers(f"scripts/bench {a.section}"))
         print(text)
         return
     text = "\n".join(L)

@@ -21,6 +21,12 @@ def sections(text):
     return out
 
 
+def markers(name):
+    """The lines `<!-- NAME: begin -->` and `<!-- NAME: end -->` around the section NAME (as
+    [`sections`] finds them)."""
+    return f"<!-- {name}: begin -->", f"<!-- {name}: end -->"
+
+
 def write_section(path, text, begin, end):
     """Puts `text` between the lines `begin` and `end` in the file at `path`: in place of the
     section already there, else appended after a blank line (the file is made if missing)."""

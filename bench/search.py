@@ -26,7 +26,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from host import DEFAULT_EFS, at_target, load  # noqa: E402
-from report_section import write_section  # noqa: E402
+from report_section import markers, write_section  # noqa: E402
 
 TARGETS = (0.90, 0.95, 0.99)
 HOST_PY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "host.py")
@@ -189,7 +189,7 @@ def report(a):
     text = "\n".join(lines) + "\n"
     print(text)
     if a.report:
-        write_section(a.report, text, f"<!-- bench/search.py {name}: begin -->", f"<!-- bench/search.py {name}: end -->")
+        write_section(a.report, text, *markers(f"bench/search.py {name}"))
         print(f"search.py: section written to {a.report}", file=sys.stderr)
 
 
