@@ -15,9 +15,10 @@
 //! negated dot product for `ip`, and `1 - cos` of the codes (float, in the FPU section) for
 //! `cosine`. A search walks the graph on these distances, then re-ranks the `3k` nearest of its
 //! candidate list with the float32 distances of the full vectors
-//! (`crate::vindex::SQ8_RERANK_PER_K`), so the distances it returns are exact; the codes only steer the walk, as in DiskANN's in-memory codes
-//! (Subramanya et al., NeurIPS 2019). The graph is built on code distances as well (inserts and
-//! repairs), as FAISS's `IndexHNSWSQ` builds its graph.
+//! (`crate::vindex::SQ8_RERANK_PER_K`), so the distances it returns are exact; the codes only
+//! steer the walk, as in DiskANN's in-memory codes (Subramanya et al., NeurIPS 2019). The graph
+//! is built on code distances as well (inserts and repairs), as FAISS's `IndexHNSWSQ` builds
+//! its graph.
 
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 #![deny(clippy::arithmetic_side_effects, clippy::cast_possible_truncation)]

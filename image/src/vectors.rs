@@ -293,7 +293,7 @@ impl BlockCache {
     /// (`madvise(MADV_HUGEPAGE)` on the arena), for a cache that will hold most of its blocks:
     /// the bulk loader's, whose HNSW inserts read vectors and link lists at random over the
     /// whole regions, so that each read misses the TLB far less than with 4 KiB pages (measured
-    /// on `mkfs.vexfs --import` of pydocs-100k, one thread: links 56-58 s against 61-78 s,
+    /// on `mkfs.vexfs --import` of pydocs-100k, one thread: links 51.6-58 s against 61-78 s,
     /// the same image). Not by default: a cache that loads a few blocks would take 2 MiB for
     /// each. A hint: nothing changes where THP is off, or off Linux.
     pub fn use_huge_pages(&self) {
