@@ -134,4 +134,14 @@ extern "C" {
         len: u32,
         out: *mut u32,
     );
+    pub fn vexfs_c_pq_table(
+        metric: u32,
+        q: *const u32,
+        cents: *const *const u32,
+        n: u32,
+        dsub: u32,
+        prim: *mut u32,
+        norm: *mut u32,
+    ) -> u32;
+    pub fn vexfs_c_pq_distances(metric: u32, table: *const u32, m: u32, codes: *const *const u8, n: u32, out: *mut u32);
 }

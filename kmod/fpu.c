@@ -124,3 +124,40 @@ void vexfs_c_code_distances(u32 impl, u32 metric, const s8 *q, const s8 *const *
 		kernel_fpu_end();
 	}
 }
+
+u32 vexfs_c_pq_table(u32 metric, const float *q, const float *const *cents, u32 n, u32 dsub,
+		     u32 *prim, u32 *norm)
+{
+	u32 qq, i;
+
+	if (dsub == 0 || dsub > 1024 || WARN_ON_ONCE(!irq_fpu_usable())) {
+		for (i = 0; i < n; i++)
+			prim[i] = norm[i] = VEXFS_DIST_NAN_BITS;
+		return VEXFS_DIST_NAN_BITS;
+	}
+	/* At most 256 centroids of at most 1024 floats: within one section's budget. */
+	kernel_fpu_begin();
+	qq = vexfs_pq_table(metric, q, cents, n, dsub, prim, norm);
+	kernel_fpu_end();
+	return qq;
+}
+
+void vexfs_c_pq_distances(u32 metric, const u32 *table, u32 m, const u8 *const *codes, u32 n,
+			  u32 *out)
+{
+	u32 chunk, done, k, i;
+
+	if (m == 0 || m > 256 || WARN_ON_ONCE(!irq_fpu_usable())) {
+		for (i = 0; i < n; i++)
+			out[i] = 0xffffffffu;
+		return;
+	}
+	/* Two table reads per sub-quantiser and code: bound the section like the floats. */
+	chunk = VEXFS_FPU_CHUNK_FLOATS / (2 * m);
+	for (done = 0; done < n; done += k) {
+		k = min(chunk, n - done);
+		kernel_fpu_begin();
+		vexfs_pq_dist(metric, table, m, codes + done, k, out + done);
+		kernel_fpu_end();
+	}
+}

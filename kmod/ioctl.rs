@@ -282,7 +282,7 @@ fn stats(sb: &SuperBlock, arg: usize) -> Result {
     }
     let (h, imp) = vector::stats(sb)?;
     let d = sb.disk();
-    // The vector regions, the codes included with SQ8 (zero blocks without).
+    // The vector regions, the codes included with SQ8 or PQ (zero blocks without).
     let bytes = [Region::VecBitmap, Region::VecMap, Region::VecData, Region::Hnsw, Region::VecCodes]
         .iter()
         .map(|&r| d.region(r).blocks)

@@ -53,7 +53,7 @@ struct Slot {
 /// blocks back under memory pressure (their pages then age out of the page cache like any
 /// other). With `index_mem=SIZE` at most `SIZE / 4096` blocks are held: reading one more gives
 /// back the least recently used one (a clock: a block used since the hand last passed gets a
-/// second chance, but for the float32 vectors of an index with SQ8 codes, which only the
+/// second chance, but for the float32 vectors of an index with SQ8 or PQ codes, which only the
 /// re-rank reads: the codes and links that every step of a walk reads stay first), and drops its page from the page cache when nothing else uses it, so the
 /// index's pages stay within the budget. A block borrowed at that moment is never given back;
 /// if every held block is, the table goes over the budget until the borrows end (a search
@@ -73,7 +73,7 @@ pub struct PinTable {
     /// First block of the vector regions (the vector bitmap).
     base: u64,
     slots: KVVec<Slot>,
-    /// The blocks given no second chance by the clock: with SQ8 codes, the float32 vectors'
+    /// The blocks given no second chance by the clock: with SQ8 or PQ codes, the float32 vectors
     /// (read only to re-rank a search's last candidates, where the walk reads codes and links),
     /// so that under a budget the codes and links stay and the vectors go first. Empty without.
     cold: core::ops::Range<u64>,
@@ -133,7 +133,7 @@ impl PinTable {
                 GFP_KERNEL,
             )?;
         }
-        let cold = if disk.has_sq8() {
+        let cold = if disk.has_codes() {
             let d = disk.region(crate::format::superblock::Region::VecData);
             d.start..d.end()
         } else {
@@ -578,5 +578,29 @@ impl DistanceKernel for FpuKernel {
         // trait's contract); `out` has room for `n`; fpu.c brackets the C kernels with
         // kernel_fpu_begin/end and neither sleeps nor faults inside.
         unsafe { ffi::vexfs_c_code_distances(self.imp, metric, q, vecs.as_ptr(), n, len, out.as_mut_ptr()) };
+    }
+
+    unsafe fn pq_table(
+        &self,
+        metric: u32,
+        dsub: u32,
+        q: *const u32,
+        cents: &[*const u32],
+        prim: &mut [u32],
+        norm: &mut [u32],
+    ) -> u32 {
+        let n = u32::try_from(cents.len().min(prim.len()).min(norm.len())).unwrap_or(u32::MAX);
+        // SAFETY: `q` and every `cents[i]` point at `dsub` readable u32s held for the call (the
+        // trait's contract); `prim` and `norm` have room for `n`; fpu.c brackets the C code with
+        // kernel_fpu_begin/end and neither sleeps nor faults inside.
+        unsafe { ffi::vexfs_c_pq_table(metric, q, cents.as_ptr(), n, dsub, prim.as_mut_ptr(), norm.as_mut_ptr()) }
+    }
+
+    unsafe fn pq_distances(&self, metric: u32, m: u32, table: *const u32, codes: &[*const u8], out: &mut [u32]) {
+        let n = u32::try_from(codes.len().min(out.len())).unwrap_or(u32::MAX);
+        // SAFETY: `table` holds `2 * m * 256 + m` words and every `codes[i]` `m` bytes, held
+        // for the call (the trait's contract); `out` has room for `n`; fpu.c brackets the C
+        // code with kernel_fpu_begin/end and neither sleeps nor faults inside.
+        unsafe { ffi::vexfs_c_pq_distances(metric, table, m, codes.as_ptr(), n, out.as_mut_ptr()) };
     }
 }

@@ -54,6 +54,9 @@ mod io;
 #[path = "../core/src/journal.rs"]
 mod journal;
 #[allow(dead_code)]
+#[path = "../core/src/pq.rs"]
+mod pq;
+#[allow(dead_code)]
 #[path = "../core/src/sq8.rs"]
 mod sq8;
 #[allow(dead_code)]

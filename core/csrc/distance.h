@@ -41,6 +41,7 @@
 #include <stdint.h>
 typedef uint32_t u32;
 typedef int8_t s8;
+typedef uint8_t u8;
 #endif
 
 #define VEXFS_METRIC_L2 0u
@@ -82,6 +83,26 @@ void vexfs_code_dist_sse2(u32 metric, const s8 *q, const s8 *const *vecs, u32 n,
 			  u32 *out);
 void vexfs_code_dist_avx2(u32 metric, const s8 *q, const s8 *const *vecs, u32 n, u32 len,
 			  u32 *out);
+
+/*
+ * PQ (core::pq; Jegou et al., TPAMI 2011): one implementation (distance_scalar.c) for every
+ * CPU, so the same bits in the kernel and the tools. Each needs the FPU in the kernel.
+ *
+ * vexfs_pq_table: for the dsub floats q (one sub-vector of a query or of a vector to encode)
+ * and n centroids cents[k] of dsub floats each: prim[k] = bits of |q - c|^2 (l2) or of q.c
+ * (cosine, ip); norm[k] = bits of |c|^2 (cosine, ip) or 0 (l2). Returns the bits of |q|^2.
+ *
+ * vexfs_pq_dist: table holds 2 * m * 256 + m words: prim of sub-quantiser j, centroid c at
+ * j * 256 + c, norm at m * 256 + j * 256 + c, and |q_j|^2 at 2 * m * 256 + j. codes[k] holds m
+ * bytes (a centroid per sub-quantiser). out[k] = key (core::distance::key_from_bits) of
+ *   l2      sum_j prim[j][c_j]                               (summed in j order, float)
+ *   ip      1 - sum_j prim[j][c_j]
+ *   cosine  1 - dot / (sqrt(sum_j qq_j) sqrt(sum_j norm[j][c_j]))   (as vexfs_cosine_bits)
+ *   other   0xffffffff
+ */
+u32 vexfs_pq_table(u32 metric, const float *q, const float *const *cents, u32 n, u32 dsub,
+		   u32 *prim, u32 *norm);
+void vexfs_pq_dist(u32 metric, const u32 *table, u32 m, const u8 *const *codes, u32 n, u32 *out);
 
 /*
  * Integer only, callable without the FPU: 0 if all dim floats (given as their bit patterns)

@@ -82,3 +82,71 @@ void vexfs_code_dist_scalar(u32 metric, const s8 *q, const s8 *const *vecs, u32 
 		out[k] = vexfs_code_key(metric, l2, dot, qq, vv);
 	}
 }
+
+/*
+ * PQ (core::pq): one implementation, this scalar one, in the kernel and the tools alike, so
+ * tables, keys and codes are the same bits everywhere whatever the CPU.
+ */
+u32 vexfs_pq_table(u32 metric, const float *q, const float *const *cents, u32 n, u32 dsub,
+		   u32 *prim, u32 *norm)
+{
+	u32 k;
+
+	for (k = 0; k < n; k++) {
+		if (metric == VEXFS_METRIC_L2) {
+			prim[k] = vexfs_f32_bits(l2_scalar(q, cents[k], dsub));
+			norm[k] = 0;
+		} else {
+			prim[k] = vexfs_f32_bits(dot_scalar(q, cents[k], dsub));
+			norm[k] = vexfs_f32_bits(dot_scalar(cents[k], cents[k], dsub));
+		}
+	}
+	return vexfs_f32_bits(dot_scalar(q, q, dsub));
+}
+
+static float vexfs_bits_f32(u32 u)
+{
+	union {
+		float f;
+		u32 u;
+	} c;
+
+	c.u = u;
+	return c.f;
+}
+
+void vexfs_pq_dist(u32 metric, const u32 *table, u32 m, const u8 *const *codes, u32 n, u32 *out)
+{
+	const u32 *prim = table, *norm = table + m * 256u, *qq = table + 2u * m * 256u;
+	float qnorm = 0.0f;
+	u32 j, k;
+
+	if (metric == VEXFS_METRIC_COSINE) {
+		for (j = 0; j < m; j++)
+			qnorm = qnorm + vexfs_bits_f32(qq[j]);
+		qnorm = vexfs_sqrtf(qnorm);
+	}
+	for (k = 0; k < n; k++) {
+		const u8 *c = codes[k];
+		float p = 0.0f, nn = 0.0f;
+
+		for (j = 0; j < m; j++)
+			p = p + vexfs_bits_f32(prim[j * 256u + c[j]]);
+		switch (metric) {
+		case VEXFS_METRIC_L2:
+			out[k] = vexfs_key_from_bits(vexfs_f32_bits(p));
+			break;
+		case VEXFS_METRIC_IP:
+			out[k] = vexfs_key_from_bits(vexfs_f32_bits(1.0f - p));
+			break;
+		case VEXFS_METRIC_COSINE:
+			for (j = 0; j < m; j++)
+				nn = nn + vexfs_bits_f32(norm[j * 256u + c[j]]);
+			out[k] = vexfs_key_from_bits(vexfs_cosine_bits(p, qnorm, nn));
+			break;
+		default:
+			out[k] = 0xffffffffu;
+			break;
+		}
+	}
+}

@@ -128,6 +128,35 @@ pub trait DistanceKernel {
     /// `q` and every `vecs[i]` point at `len` readable bytes (`len` a multiple of 32, at most
     /// 4096) that stay valid and unchanged for the call.
     unsafe fn code_distances(&self, metric: u32, len: u32, q: *const u8, vecs: &[*const u8], out: &mut [u32]);
+
+    /// PQ table entries (`crate::pq`; `vexfs_pq_table` in `core/csrc/distance.h`, one
+    /// implementation for every CPU): for the `dsub` floats `q` and the centroids `cents[k]`
+    /// (`dsub` floats each), `prim[k]` = float bits of `|q - c|^2` (`l2`) or `q.c` (`cosine`,
+    /// `ip`), `norm[k]` = bits of `|c|^2` (0 for `l2`), for
+    /// `k < min(cents.len(), prim.len(), norm.len())`. Returns the bits of `|q|^2`.
+    ///
+    /// # Safety
+    /// `q` and every `cents[k]` point at `dsub` (1 to 1024) readable, 4-byte aligned `u32`s that
+    /// stay valid and unchanged for the call.
+    unsafe fn pq_table(
+        &self,
+        metric: u32,
+        dsub: u32,
+        q: *const u32,
+        cents: &[*const u32],
+        prim: &mut [u32],
+        norm: &mut [u32],
+    ) -> u32;
+
+    /// `out[k]` = the key of the PQ distance from the query whose `table` it is (`2 * m * 256 +
+    /// m` words, `crate::pq`) to the `m`-byte code at `codes[k]` (`vexfs_pq_dist`), for
+    /// `k < min(codes.len(), out.len())`. An unknown metric or an `m` outside 1..=256 gives
+    /// `u32::MAX`.
+    ///
+    /// # Safety
+    /// `table` points at `2 * m * 256 + m` readable `u32`s and every `codes[k]` at `m` readable
+    /// bytes, valid and unchanged for the call.
+    unsafe fn pq_distances(&self, metric: u32, m: u32, table: *const u32, codes: &[*const u8], out: &mut [u32]);
 }
 
 #[cfg(feature = "std")]
@@ -190,6 +219,23 @@ mod userspace {
                 vecs: *const *const u8,
                 n: u32,
                 len: u32,
+                out: *mut u32,
+            );
+            pub fn vexfs_pq_table(
+                metric: u32,
+                q: *const u32,
+                cents: *const *const u32,
+                n: u32,
+                dsub: u32,
+                prim: *mut u32,
+                norm: *mut u32,
+            ) -> u32;
+            pub fn vexfs_pq_dist(
+                metric: u32,
+                table: *const u32,
+                m: u32,
+                codes: *const *const u8,
+                n: u32,
                 out: *mut u32,
             );
         }
@@ -381,6 +427,39 @@ mod userspace {
                     os.fill(u32::MAX);
                 }
             }
+        }
+
+        unsafe fn pq_table(
+            &self,
+            metric: u32,
+            dsub: u32,
+            q: *const u32,
+            cents: &[*const u32],
+            prim: &mut [u32],
+            norm: &mut [u32],
+        ) -> u32 {
+            let n = cents.len().min(prim.len()).min(norm.len());
+            if dsub == 0 || dsub > 1024 {
+                prim.fill(super::NAN_BITS);
+                norm.fill(super::NAN_BITS);
+                return super::NAN_BITS;
+            }
+            // SAFETY: the trait's contract (`q`, `cents[k]`: `dsub` readable words); `prim` and
+            // `norm` hold at least `n` words. One C implementation for every `Impl`.
+            unsafe {
+                ffi::vexfs_pq_table(metric, q, cents.as_ptr(), n as u32, dsub, prim.as_mut_ptr(), norm.as_mut_ptr())
+            }
+        }
+
+        unsafe fn pq_distances(&self, metric: u32, m: u32, table: *const u32, codes: &[*const u8], out: &mut [u32]) {
+            let n = codes.len().min(out.len());
+            if m == 0 || m > 256 {
+                out.fill(u32::MAX);
+                return;
+            }
+            // SAFETY: the trait's contract (`table`: `2 * m * 256 + m` words, `codes[k]`: `m`
+            // bytes); `out` holds at least `n` words. One C implementation for every `Impl`.
+            unsafe { ffi::vexfs_pq_dist(metric, table, m, codes.as_ptr(), n as u32, out.as_mut_ptr()) }
         }
     }
 

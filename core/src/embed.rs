@@ -65,7 +65,7 @@ pub fn check_search(k: usize, ef: usize, max_ef: usize) -> Result<usize, Reject>
 /// boundary), its map and bitmap blocks, its level-0 record and two upper-level records, the
 /// records of the `2m` level-0 and `2m` upper-level neighbours it links to, and the header;
 /// per replaced vector its map, bitmap and record blocks; then the inode, its chunk-list block
-/// and a block-bitmap block; with SQ8, one more block per new vector (its code, never across a
+/// and a block-bitmap block; with SQ8 or PQ, one more block per new vector (its code, never across a
 /// block boundary). The kernel refuses a SET whose bound exceeds what one transaction may take
 /// of its journal (`ENOSPC`). Saturates.
 pub fn set_blocks_bound(disk: &Superblock, chunks: u64) -> u64 {
@@ -73,7 +73,7 @@ pub fn set_blocks_bound(disk: &Superblock, chunks: u64) -> u64 {
     let data = u64::from(disk.vec_stride)
         .div_ceil(crate::format::BLOCK_SIZE as u64)
         .saturating_add(1)
-        .saturating_add(u64::from(disk.has_sq8()));
+        .saturating_add(u64::from(disk.has_codes()));
     let insert = data.saturating_add(6).saturating_add(m.saturating_mul(4));
     chunks.saturating_mul(insert.saturating_add(3)).saturating_add(3)
 }
@@ -322,7 +322,7 @@ impl Hit {
 
 /// The per-index memory of one filesystem, allocated once: the upper-record table
 /// (`capacity + 1` words), the HNSW candidate pool (`max(max_ef, ef_construction)` entries),
-/// link scratch ([`Scratch::work_len`]), bounce buffers ([`IndexScratch::bounce_len`]), the
+/// link scratch ([`Scratch::work_len`]), bounce buffers ([`IndexScratch::bounce_len_for`]), the
 /// visited set (2 bytes per slot), search results (`max(MAX_K, max_ef)`: a filtered search
 /// looks at up to ef candidates) and two chunk lists
 /// ([`MAX_CHUNKS`] each), the set of pending slots (1 bit per slot: the vector write-ahead
@@ -384,7 +384,7 @@ pub enum PurgeStep {
 
 /// The memory one search works in: the candidate pool (`max(max_ef, ef_construction)`
 /// entries), the link scratch ([`Scratch::work_len`]), the bounce buffers
-/// ([`IndexScratch::bounce_len`]), the visited set (2 bytes per slot) and the results
+/// ([`IndexScratch::bounce_len_for`]), the visited set (2 bytes per slot) and the results
 /// (`max(MAX_K, max_ef)` entries). [`IndexMem`] holds one for its own operations; searches that
 /// run at once, each under a shared lock of the index ([`IndexMem::search_shared`]), each need
 /// one of their own ([`IndexMem::new_search_pad`]), as does the insert plan the kernel's index
@@ -416,7 +416,7 @@ impl<A: Alloc> SearchPad<A> {
         Ok(SearchPad {
             pool: A::filled(pool, Cand::default()).map_err(io)?,
             work: A::filled(Scratch::work_len(sb.hnsw_m), 0u32).map_err(io)?,
-            bounce: A::filled(IndexScratch::bounce_len(sb.vec_stride), 0u32).map_err(io)?,
+            bounce: A::filled(IndexScratch::bounce_len_for(sb), 0u32).map_err(io)?,
             visited: EpochVisited::new(A::filled(cap, 0u16).map_err(io)?),
             // Room for the candidates of a search at the largest ef (IndexMem::max_ef).
             results: A::filled(MAX_K.max(MAX_EF.min(pool)), (0u32, 0u32)).map_err(io)?,
@@ -491,12 +491,14 @@ impl<A: Alloc> IndexMem<A> {
         })
     }
 
-    /// Reads and checks the HNSW header and entry point (at mount, or when an image is
-    /// opened), and finds the pending slots when the header counts some (a scan of the level-0
+    /// Reads and checks the HNSW header and entry point, and the PQ codebook with PQ (at
+    /// mount, or when an image is opened), and finds the pending slots when the header counts some (a scan of the level-0
     /// records of the slots in use). Errors: `Corrupt` (also when the pending slots found
     /// differ from the header's count); the store's as `Io`.
     pub fn open<B: BlockStore>(&mut self, b: &B, dist: &dyn DistanceKernel) -> IResult<(), B::Error> {
         let ix = VecIndex::open(b, &self.sb, &self.upper, dist)?;
+        // A PQ codebook with a NaN or an infinity would give every search garbage keys.
+        ix.check_codebook(b)?;
         self.header = ix.header;
         self.hint = 0;
         self.pending_cursor = 0;
@@ -1171,9 +1173,10 @@ fn search_in<A: Alloc, B: BlockStore>(
     let mut scratch = IndexScratch { hnsw: Scratch { pool, work }, bounce };
     let k = k.min(out.len());
     let total = u64::from(ix.header.live).saturating_add(u64::from(ix.header.pending));
-    // With SQ8 codes, the candidates re-ranked at full precision: 3k on the first try; the
-    // whole list when the filter dropped some and the search runs again with a longer one.
-    let mut rerank = k.saturating_mul(crate::vindex::SQ8_RERANK_PER_K);
+    // With codes, the candidates re-ranked at full precision: 3k (SQ8) or PQ_RERANK_PER_K k
+    // on the first try; the whole list when the filter dropped some and the search runs again
+    // with a longer one.
+    let mut rerank = k.saturating_mul(ix.rerank_per_k());
     loop {
         // ef <= max_ef <= results.len() (SearchPad::new), and k <= ef (check_search).
         let want = ef.max(k);

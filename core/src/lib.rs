@@ -45,5 +45,6 @@ pub mod io;
 pub mod journal;
 #[cfg(feature = "std")]
 pub mod mem;
+pub mod pq;
 pub mod sq8;
 pub mod vindex;

@@ -22,6 +22,7 @@ use crate::format::{bit_find_clear, bit_set, bit_test, BITS_PER_BLOCK, BLOCK_SIZ
 use crate::hnsw::{self, Knn, Params, Scratch, Store, Visited};
 use crate::index_error::{IResult, IndexError};
 use crate::io::BlockStore;
+use crate::pq;
 use crate::sq8;
 
 /// Vectors fetched per distance batch (and the bounce buffers a caller provides).
@@ -95,6 +96,13 @@ impl IndexScratch<'_> {
     pub const fn bounce_len(stride: u32) -> usize {
         (stride as usize / 4).saturating_mul(BOUNCE_SLOTS)
     }
+
+    /// Words of `bounce` a search of `sb`'s index needs: [`Self::bounce_len`], plus the
+    /// query's PQ table ([`pq::table_words`]: 24,624 words for `m` 48) with PQ.
+    pub fn bounce_len_for(sb: &Superblock) -> usize {
+        let table = if sb.has_pq() { pq::table_words(sb.pq_m) } else { 0 };
+        Self::bounce_len(sb.vec_stride).saturating_add(table)
+    }
 }
 
 /// The index of one filesystem: geometry from the superblock, the per-slot upper-record table,
@@ -136,8 +144,10 @@ pub struct VecIndex<'t> {
     pub purges: u32,
     /// The distance kernel.
     dist: &'t dyn DistanceKernel,
-    /// Where the SQ8 codes lie, when the filesystem keeps them (`FEATURE_INCOMPAT_SQ8`).
+    /// Where the codes lie, when the filesystem keeps them (SQ8's, or PQ's after the codebook).
     codes: Option<sq8::CodeGeometry>,
+    /// The PQ codebook and codes (`FEATURE_INCOMPAT_PQ`).
+    pq: Option<pq::PqGeometry>,
     /// The superblock's `sq8_shift` (the scale of the codes).
     code_shift: i32,
 }
@@ -244,14 +254,168 @@ impl<'t> VecIndex<'t> {
             auto_purge: true,
             purges: 0,
             dist,
-            codes: sq8::CodeGeometry::new(sb),
+            codes: match pq::PqGeometry::new(sb) {
+                Some(p) => Some(p.codes),
+                None => sq8::CodeGeometry::new(sb),
+            },
+            pq: pq::PqGeometry::new(sb),
             code_shift: sb.sq8_shift,
         }
     }
 
-    /// Whether the index keeps SQ8 codes (and searches walk the graph on them).
+    /// Whether the index keeps codes (SQ8 or PQ) and searches walk the graph on them.
     pub fn has_codes(&self) -> bool {
         self.codes.is_some()
+    }
+
+    /// Candidates a search re-ranks per result wanted: [`SQ8_RERANK_PER_K`] or
+    /// [`PQ_RERANK_PER_K`] (ignored without codes).
+    pub fn rerank_per_k(&self) -> usize {
+        if self.pq.is_some() {
+            PQ_RERANK_PER_K
+        } else {
+            SQ8_RERANK_PER_K
+        }
+    }
+
+    /// Whether the graph is built on the codes (SQ8; a PQ graph is built on the full vectors,
+    /// as DiskANN's).
+    fn build_on_codes(&self) -> bool {
+        self.codes.is_some() && self.pq.is_none()
+    }
+
+    /// Checks the PQ codebook (every centroid finite); nothing without PQ. Reads its blocks
+    /// (`m * blocks_per_sub`: 96 for 384-d at `m` 48). Errors: `Corrupt` naming the first
+    /// block with a NaN or an infinity; the store's.
+    pub fn check_codebook<B: BlockStore>(&self, b: &B) -> IResult<(), B::Error> {
+        let Some(p) = self.pq else { return Ok(()) };
+        let n = p.m.checked_mul(pq::CENTROIDS).ok_or_else(|| IndexError::Invalid("pq codebook size"))?;
+        for i in 0..n {
+            let (j, c) = (i / pq::CENTROIDS, i % pq::CENTROIDS);
+            let (blk, off) = p.centroid_pos(j, c).ok_or_else(|| bad_pos("pq centroid position", i))?;
+            let r = rd(b, blk)?;
+            let bytes = span(&r, off, (p.dsub as usize).saturating_mul(4), "pq centroid position")?;
+            let bad = bytes.chunks_exact(4).any(|w| {
+                let mut a = [0u8; 4];
+                a.copy_from_slice(w);
+                u32::from_le_bytes(a) & 0x7f80_0000 == 0x7f80_0000
+            });
+            if bad {
+                return Err(IndexError::Corrupt(FormatError::Corrupt { what: "pq codebook centroid", value: blk }));
+            }
+        }
+        Ok(())
+    }
+
+    /// The PQ code of `vector` (`dim` float bit patterns) into `out[..m]`: per sub-quantiser
+    /// the nearest centroid by the C kernel's squared Euclidean distance (`vexfs_pq_table`,
+    /// the same bits on every CPU), the first of equals. Reads the codebook's blocks. Errors:
+    /// `Invalid` for a short `vector` or `out`; the store's.
+    fn pq_encode<B: BlockStore>(
+        &self,
+        b: &B,
+        p: &pq::PqGeometry,
+        vector: &[u32],
+        out: &mut [u8],
+    ) -> IResult<(), B::Error> {
+        let dsub = p.dsub as usize;
+        for j in 0..p.m {
+            let start = (j as usize).saturating_mul(dsub);
+            let sub =
+                vector.get(start..start.saturating_add(dsub)).ok_or_else(|| IndexError::Invalid("vector dimension"))?;
+            let mut best = (u32::MAX, 0u8);
+            let mut c = 0u32;
+            while c < pq::CENTROIDS {
+                let (blk, off) = p.centroid_pos(j, c).ok_or_else(|| bad_pos("pq centroid position", c))?;
+                let r = rd(b, blk)?;
+                // The centroids of this block from `c` on, a batch at a time.
+                let in_blk =
+                    usize::try_from(p.per_block).unwrap_or(1).min(pq::CENTROIDS.saturating_sub(c) as usize).max(1);
+                let mut ptrs = [core::ptr::null::<u32>(); BATCH];
+                let (mut prim, mut norm) = ([0u32; BATCH], [0u32; BATCH]);
+                let mut k = 0usize;
+                while k < in_blk {
+                    let n = in_blk.saturating_sub(k).min(BATCH);
+                    for (i, ptr) in ptrs.iter_mut().enumerate().take(n) {
+                        let at = off.saturating_add(k.saturating_add(i).saturating_mul(dsub).saturating_mul(4));
+                        *ptr = span(&r, at, dsub.saturating_mul(4), "pq centroid position")?.as_ptr().cast::<u32>();
+                    }
+                    let (Some(pp), Some(pr), Some(nr)) = (ptrs.get(..n), prim.get_mut(..n), norm.get_mut(..n)) else {
+                        break;
+                    };
+                    // SAFETY: `sub` holds `dsub` words; each pointer is to `dsub` words inside
+                    // block `r`, held until this returns, 4-byte aligned (a block is, and
+                    // centroids are `4 * dsub` bytes from its start).
+                    unsafe { self.dist.pq_table(crate::distance::METRIC_L2, p.dsub, sub.as_ptr(), pp, pr, nr) };
+                    for (i, &d) in pr.iter().enumerate() {
+                        if d < best.0 {
+                            let cid = (c as usize).saturating_add(k).saturating_add(i);
+                            best = (d, u8::try_from(cid).unwrap_or(u8::MAX));
+                        }
+                    }
+                    k = k.saturating_add(n);
+                }
+                c = c.saturating_add(u32::try_from(in_blk).unwrap_or(1).max(1));
+            }
+            *out.get_mut(j as usize).ok_or_else(|| IndexError::Invalid("pq code buffer"))? = best.1;
+        }
+        Ok(())
+    }
+
+    /// The query's PQ table into `table` ([`pq::table_words`] words, `crate::pq`), by the C
+    /// kernel, reading the codebook's blocks. Errors: `Invalid` for a short `query` or
+    /// `table`; the store's.
+    fn pq_query_table<B: BlockStore>(
+        &self,
+        b: &B,
+        p: &pq::PqGeometry,
+        query: &[u32],
+        table: &mut [u32],
+    ) -> IResult<(), B::Error> {
+        let (dsub, m) = (p.dsub as usize, p.m as usize);
+        let per_sub = pq::CENTROIDS as usize;
+        let table = table.get_mut(..pq::table_words(p.m)).ok_or_else(|| IndexError::Invalid("pq table"))?;
+        let (prim_all, rest) = table.split_at_mut(m.saturating_mul(per_sub));
+        let (norm_all, qq_all) = rest.split_at_mut(m.saturating_mul(per_sub));
+        for j in 0..p.m {
+            let ju = j as usize;
+            let start = ju.saturating_mul(dsub);
+            let sub =
+                query.get(start..start.saturating_add(dsub)).ok_or_else(|| IndexError::Invalid("query dimension"))?;
+            let row = ju.saturating_mul(per_sub)..ju.saturating_add(1).saturating_mul(per_sub);
+            let (Some(prim), Some(norm)) = (prim_all.get_mut(row.clone()), norm_all.get_mut(row)) else {
+                return Err(IndexError::Invalid("pq table"));
+            };
+            let mut c = 0usize;
+            let mut qq = 0u32;
+            while c < per_sub {
+                let cid = u32::try_from(c).map_err(|_| bad_pos("pq centroid position", j))?;
+                let (blk, off) = p.centroid_pos(j, cid).ok_or_else(|| bad_pos("pq centroid position", j))?;
+                let r = rd(b, blk)?;
+                let in_blk = usize::try_from(p.per_block).unwrap_or(1).min(per_sub.saturating_sub(c)).max(1);
+                let mut k = 0usize;
+                while k < in_blk {
+                    let n = in_blk.saturating_sub(k).min(BATCH);
+                    let mut ptrs = [core::ptr::null::<u32>(); BATCH];
+                    for (i, ptr) in ptrs.iter_mut().enumerate().take(n) {
+                        let at = off.saturating_add(k.saturating_add(i).saturating_mul(dsub).saturating_mul(4));
+                        *ptr = span(&r, at, dsub.saturating_mul(4), "pq centroid position")?.as_ptr().cast::<u32>();
+                    }
+                    let at = c.saturating_add(k);
+                    let end = at.saturating_add(n);
+                    let (Some(pp), Some(pr), Some(nr)) = (ptrs.get(..n), prim.get_mut(at..end), norm.get_mut(at..end))
+                    else {
+                        return Err(IndexError::Invalid("pq table"));
+                    };
+                    // SAFETY: as in `pq_encode`.
+                    qq = unsafe { self.dist.pq_table(self.metric, p.dsub, sub.as_ptr(), pp, pr, nr) };
+                    k = k.saturating_add(n);
+                }
+                c = c.saturating_add(in_blk);
+            }
+            *qq_all.get_mut(ju).ok_or_else(|| IndexError::Invalid("pq table"))? = qq;
+        }
+        Ok(())
     }
 
     /// (block, offset) of the SQ8 code of `slot`, and its length; `None` without codes.
@@ -282,6 +446,15 @@ impl<'t> VecIndex<'t> {
     pub fn write_code<B: BlockStore>(&self, b: &B, slot: u32, vector: &[u32]) -> IResult<(), B::Error> {
         self.check_slot(slot)?;
         let Some((blk, off, len)) = self.code_pos(slot)? else { return Ok(()) };
+        if let Some(p) = self.pq {
+            // Encoded first (the codebook's blocks are read), then written.
+            let mut code = [0u8; pq::MAX_M as usize];
+            let code = code.get_mut(..len).ok_or_else(|| IndexError::Invalid("pq code length"))?;
+            self.pq_encode(b, &p, vector, code)?;
+            let mut w = wr(b, blk)?;
+            span_mut(&mut w, off, len, "vector code position")?.copy_from_slice(code);
+            return Ok(());
+        }
         let mut w = wr(b, blk)?;
         sq8::quantise(vector, self.code_shift, span_mut(&mut w, off, len, "vector code position")?);
         Ok(())
@@ -292,6 +465,13 @@ impl<'t> VecIndex<'t> {
     pub fn code_matches<B: BlockStore>(&self, b: &B, slot: u32, vector: &[u32]) -> IResult<bool, B::Error> {
         self.check_slot(slot)?;
         let Some((blk, off, len)) = self.code_pos(slot)? else { return Ok(true) };
+        if let Some(p) = self.pq {
+            let mut code = [0u8; pq::MAX_M as usize];
+            let code = code.get_mut(..len).ok_or_else(|| IndexError::Invalid("pq code length"))?;
+            self.pq_encode(b, &p, vector, code)?;
+            let r = rd(b, blk)?;
+            return Ok(span(&r, off, len, "vector code position")? == &*code);
+        }
         let r = rd(b, blk)?;
         let stored = span(&r, off, len, "vector code position")?;
         let mut v = vector.iter();
@@ -652,7 +832,15 @@ impl<'t> VecIndex<'t> {
         if query.len() != self.dim as usize {
             return Err(IndexError::Invalid("query dimension"));
         }
-        let mut g = GraphStore { b, ix: self, query, bounce: &mut *s.bounce, code_q: None, pairs_on_codes: false };
+        let mut g = GraphStore {
+            b,
+            ix: self,
+            query,
+            bounce: &mut *s.bounce,
+            code_q: None,
+            pq_table: None,
+            pairs_on_codes: false,
+        };
         g.dist_from(query.as_ptr(), ids, keys)
     }
 
@@ -680,13 +868,15 @@ impl<'t> VecIndex<'t> {
         let (level, _) = self.slot_level(slot);
         let entry = self.entry()?;
         let (mut hs, plan) = s.hnsw.split_plan(self.params.m).ok_or_else(|| IndexError::Invalid("hnsw scratch"))?;
-        let code = self.code_ref(b, slot)?;
+        // With PQ the graph is built on the full vectors: no code query.
+        let code = if self.build_on_codes() { self.code_ref(b, slot)? } else { None };
         let code_q = match &code {
             Some((r, off, len)) => Some(span(r, *off, *len, "vector code position")?),
             None => None,
         };
         let pairs_on_codes = code_q.is_some();
-        let mut g = GraphStore { b, ix: self, query: v, bounce: &mut *s.bounce, code_q, pairs_on_codes };
+        let mut g =
+            GraphStore { b, ix: self, query: v, bounce: &mut *s.bounce, code_q, pq_table: None, pairs_on_codes };
         let top = hnsw::insert_plan(&mut g, visited, &mut hs, &self.params, slot, level, entry, plan)?;
         Ok(Some((entry, top)))
     }
@@ -802,13 +992,14 @@ impl<'t> VecIndex<'t> {
         let entry = self.entry()?;
         // With SQ8 the graph is built on the codes: the new vector's (stored with it) is the
         // query, and pairs of nodes compare by code distances too.
-        let code = self.code_ref(b, slot)?;
+        // With PQ the graph is built on the full vectors: no code query.
+        let code = if self.build_on_codes() { self.code_ref(b, slot)? } else { None };
         let code_q = match &code {
             Some((r, off, len)) => Some(span(r, *off, *len, "vector code position")?),
             None => None,
         };
         let pairs_on_codes = code_q.is_some();
-        let mut g = GraphStore { b, ix: self, query: vector, bounce, code_q, pairs_on_codes };
+        let mut g = GraphStore { b, ix: self, query: vector, bounce, code_q, pq_table: None, pairs_on_codes };
         let new_entry = connect(&mut g, level, entry)?;
         if let Some((e, l)) = new_entry {
             self.header.entry = e;
@@ -902,7 +1093,8 @@ impl<'t> VecIndex<'t> {
                     query: &[],
                     bounce: &mut *s.bounce,
                     code_q: None,
-                    pairs_on_codes: self.has_codes(),
+                    pq_table: None,
+                    pairs_on_codes: self.build_on_codes(),
                 };
                 hnsw::repair(&mut g, &mut s.hnsw, &self.params, slot, level)?;
             }
@@ -948,7 +1140,8 @@ impl<'t> VecIndex<'t> {
                 query: &[],
                 bounce: &mut *s.bounce,
                 code_q: None,
-                pairs_on_codes: self.has_codes(),
+                pq_table: None,
+                pairs_on_codes: self.build_on_codes(),
             };
             hnsw::repair(&mut g, &mut s.hnsw, &self.params, slot, level)?;
         }
@@ -1013,9 +1206,33 @@ impl<'t> VecIndex<'t> {
         }
         let entry = self.entry()?;
         let Some(c) = self.codes else {
-            let mut g = GraphStore { b, ix: self, query, bounce: &mut *s.bounce, code_q: None, pairs_on_codes: false };
+            let mut g = GraphStore {
+                b,
+                ix: self,
+                query,
+                bounce: &mut *s.bounce,
+                code_q: None,
+                pq_table: None,
+                pairs_on_codes: false,
+            };
             return hnsw::search(&mut g, visited, &mut s.hnsw, self.params.m, entry, knn, out);
         };
+        if let Some(p) = self.pq {
+            // With PQ: the query's table lies after the bounce slots
+            // ([`IndexScratch::bounce_len_for`]); the slots stay for the re-rank's vectors.
+            let mid = BOUNCE_SLOTS.checked_mul(self.words).ok_or_else(|| IndexError::Invalid("bounce buffer"))?;
+            if s.bounce.len() < mid.saturating_add(pq::table_words(p.m)) {
+                return Err(IndexError::Invalid("bounce buffer"));
+            }
+            let (bounce, table) = s.bounce.split_at_mut(mid);
+            self.pq_query_table(b, &p, query, table)?;
+            let mut g =
+                GraphStore { b, ix: self, query, bounce, code_q: None, pq_table: Some(table), pairs_on_codes: false };
+            let n = hnsw::search_candidates(&mut g, visited, &mut s.hnsw, self.params.m, entry, knn)?;
+            g.pq_table = None;
+            let pool = s.hnsw.pool.get_mut(..n).ok_or_else(|| IndexError::Invalid("candidate pool"))?;
+            return rerank_codes(&mut g, pool, knn.k.min(rerank), out);
+        }
         // With SQ8: the query's code goes in the pair slot of the bounce memory (a search
         // computes no pair distances), and the batch slots stay for the re-rank's vectors.
         let words = self.words;
@@ -1031,7 +1248,8 @@ impl<'t> VecIndex<'t> {
             unsafe { core::slice::from_raw_parts_mut(qword.as_mut_ptr().cast::<u8>(), words.saturating_mul(4)) };
         let qcode = qbytes.get_mut(..c.stride).ok_or_else(|| IndexError::Invalid("bounce buffer"))?;
         sq8::quantise(query, self.code_shift, qcode);
-        let mut g = GraphStore { b, ix: self, query, bounce, code_q: Some(qcode), pairs_on_codes: true };
+        let mut g =
+            GraphStore { b, ix: self, query, bounce, code_q: Some(qcode), pq_table: None, pairs_on_codes: true };
         let n = hnsw::search_candidates(&mut g, visited, &mut s.hnsw, self.params.m, entry, knn)?;
         g.code_q = None;
         let pool = s.hnsw.pool.get_mut(..n).ok_or_else(|| IndexError::Invalid("candidate pool"))?;
@@ -1048,6 +1266,11 @@ impl<'t> VecIndex<'t> {
 /// reads 30 vectors of the data region instead of 128: what an index larger than its memory
 /// budget pays in block reads.
 pub const SQ8_RERANK_PER_K: usize = 3;
+
+/// Candidates re-ranked at full precision per result wanted, in a PQ search: PQ codes of
+/// 8 components per byte order candidates more coarsely than SQ8's, so the walk's nearest
+/// `PQ_RERANK_PER_K * k` get their float32 distance (see [`SQ8_RERANK_PER_K`]).
+pub const PQ_RERANK_PER_K: usize = 10;
 
 /// The end of an SQ8 search ([`VecIndex::search`]): drops the tombstones from the candidate
 /// list `pool` (walked on code distances, nearest first), gives the first `k` others their
@@ -1128,6 +1351,9 @@ struct GraphStore<'a, 't, B: BlockStore> {
     /// The query's SQ8 code while a search or an insert walks the graph on codes:
     /// [`Store::dist_query`] then gives code distances.
     code_q: Option<&'a [u8]>,
+    /// The query's PQ table ([`pq::table_words`]) while a search walks the graph on PQ codes:
+    /// [`Store::dist_query`] then gives PQ distances.
+    pq_table: Option<&'a [u32]>,
     /// Whether [`Store::dist_pair`] compares the nodes' SQ8 codes (the build on codes of a
     /// filesystem with SQ8) rather than their float vectors.
     pairs_on_codes: bool,
@@ -1209,6 +1435,33 @@ impl<B: BlockStore> GraphStore<'_, '_, B> {
         })
     }
 
+    /// Keys of the PQ distances from the query whose table `t` is to the codes of `ids`,
+    /// batch by batch, into `keys[..ids.len()]`.
+    fn pq_dist(&self, t: &[u32], ids: &[u32], keys: &mut [u32]) -> IResult<(), B::Error> {
+        let (ix, b) = (self.ix, self.b);
+        let p = ix.pq.ok_or_else(|| IndexError::Invalid("no pq codes"))?;
+        if t.len() < pq::table_words(p.m) {
+            return Err(IndexError::Invalid("pq table"));
+        }
+        let locate = |_: usize, id: u32, held: &mut Option<_>| {
+            ix.check_slot(id)?;
+            let (blk, off, clen) = ix.code_pos(id)?.ok_or_else(|| IndexError::Invalid("no codes"))?;
+            let r = held.insert(rd(b, blk)?);
+            Ok(span(r, off, clen, "vector code position")?.as_ptr())
+        };
+        let prefetch = |id: u32| {
+            if let Ok(Some((blk, _, _))) = ix.code_pos(id) {
+                b.prefetch(blk);
+            }
+        };
+        Self::batches(ids, keys, prefetch, locate, |ptrs, out| {
+            // SAFETY: `t` holds `table_words(m)` words (checked above); each pointer of the
+            // batch comes from `locate` (none is null) and points at the `m` bytes of a code
+            // inside a block `batches` holds until this returns.
+            unsafe { ix.dist.pq_distances(ix.metric, p.m, t.as_ptr(), ptrs, out) };
+        })
+    }
+
     /// The batch loop of [`Self::dist_from`] and [`Self::code_dist`]: `ids` in batches of at
     /// most [`BATCH`]; `prefetch(id)` first for every id of a batch (the store's
     /// [`BlockStore::prefetch`] of its block), then for each id, `locate(i, id, held)` returns a pointer to its vector or
@@ -1275,6 +1528,9 @@ impl<B: BlockStore> Store for GraphStore<'_, '_, B> {
     type Error = IndexError<B::Error>;
 
     fn dist_query(&mut self, ids: &[u32], keys: &mut [u32]) -> IResult<(), B::Error> {
+        if let Some(t) = self.pq_table {
+            return self.pq_dist(t, ids, keys);
+        }
         if let Some(qc) = self.code_q {
             return self.code_dist(qc, ids, keys);
         }

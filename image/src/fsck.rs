@@ -895,6 +895,19 @@ fn write_code<D: BlockDevice<Error = io::Error>>(img: &mut Image<D>, slot: u32) 
         bits.extend(b[o..o + 4 * take].chunks_exact(4).map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]])));
         pos += 4 * take as u64;
     }
+    if let Some(g) = vexfs_core::pq::PqGeometry::new(&sb) {
+        let cb = vectors::pq_codebook(img, &sb)?.map_err(Error::Invalid)?;
+        let (blk, off) = g
+            .codes
+            .pos(u64::from(slot))
+            .ok_or_else(|| Error::Invalid(format!("vector slot {slot}: no PQ code position")))?;
+        let mut b = img.read_block(blk)?;
+        let dist = vexfs_core::distance::Impl::Scalar;
+        if !vexfs_core::pq::encode(&dist, &cb, sb.vec_dim, sb.pq_m, &bits, &mut b[off..off + g.codes.stride]) {
+            return Err(Error::Invalid(format!("vector slot {slot}: cannot encode its PQ code")));
+        }
+        return img.write_block(blk, &b);
+    }
     let stride = vexfs_core::sq8::code_stride_for(sb.vec_dim) as usize;
     let (blk, off) = vexfs_core::sq8::code_pos(&sb, u64::from(slot))
         .ok_or_else(|| Error::Invalid(format!("vector slot {slot}: no SQ8 code position")))?;

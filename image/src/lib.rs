@@ -33,6 +33,7 @@ mod image;
 pub mod journal;
 pub mod mkfs;
 pub mod overlay;
+pub mod pq_train;
 pub mod sample;
 pub mod show;
 pub mod texts;

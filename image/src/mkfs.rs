@@ -5,7 +5,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use vexfs_core::format::inode::{Inode, S_IFDIR};
 use vexfs_core::format::journal::JournalSuper;
-use vexfs_core::format::layout::{layout_codes, MkfsParams};
+use vexfs_core::format::layout::{layout_quant, MkfsParams, Quant};
 use vexfs_core::format::superblock::{Region, Superblock, FEATURE_INCOMPAT_DIR_INDEX, REGIONS, ROOT_INO};
 use vexfs_core::format::{bit_set, BLOCK_SIZE, INODE_SIZE};
 use vexfs_core::io::BlockDevice;
@@ -14,8 +14,18 @@ use crate::{Error, Result};
 
 const BS: u64 = BLOCK_SIZE as u64;
 
+/// A trained PQ codebook for a new filesystem (`vexfs_core::pq`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PqCodebook {
+    /// Sub-quantisers (bytes per code); must cut the dimension (`vexfs_core::pq::valid_m`).
+    pub m: u32,
+    /// `m * 256 * (dim / m)` floats: centroid `c` of sub-quantiser `j` at
+    /// `(j * 256 + c) * dsub` (`crate::pq_train::train`'s layout). Finite.
+    pub centroids: std::sync::Arc<[f32]>,
+}
+
 /// What a new filesystem has beyond [`MkfsParams`] (the features mkfs may set).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct FormatOpts {
     /// Set `FEATURE_INCOMPAT_DIR_INDEX`: a directory whose one block is full becomes indexed
     /// when an entry is added (`vexfs_core::dir_index`). Off by default: a kernel that does
@@ -24,13 +34,22 @@ pub struct FormatOpts {
     /// Keep SQ8 codes at this `sq8_shift` (`vexfs_core::sq8`): the incompat feature
     /// `FEATURE_INCOMPAT_SQ8` and the vector codes region. `None`: float vectors only.
     pub sq8_shift: Option<i32>,
+    /// Keep PQ codes with this codebook: the incompat feature `FEATURE_INCOMPAT_PQ`, `pq_m`
+    /// and the vector codes region (codebook, then codes). Not with `sq8_shift`.
+    pub pq: Option<PqCodebook>,
 }
 
 /// The superblock [`format_with`] writes for `p` and `opts`: [`layout`]'s, with the features
 /// of `opts` set, so that `vexfs_core::embed::min_journal_blocks` of it counts them (the
 /// split of a directory bucket with `dir_index`). Errors: `Format` as [`layout`].
-pub fn layout_with(p: &MkfsParams, opts: FormatOpts) -> Result<Superblock> {
-    let mut sb = layout_codes(p, opts.sq8_shift).map_err(Error::format("layout"))?;
+pub fn layout_with(p: &MkfsParams, opts: &FormatOpts) -> Result<Superblock> {
+    let q = match (opts.sq8_shift, &opts.pq) {
+        (Some(_), Some(_)) => return Err(Error::Invalid("SQ8 and PQ codes together".into())),
+        (Some(s), None) => Quant::Sq8(s),
+        (None, Some(c)) => Quant::Pq(c.m),
+        (None, None) => Quant::None,
+    };
+    let mut sb = layout_quant(p, q).map_err(Error::format("layout"))?;
     if opts.dir_index {
         sb.feature_incompat |= FEATURE_INCOMPAT_DIR_INDEX;
     }
@@ -72,7 +91,7 @@ pub fn format_with<D: BlockDevice<Error = io::Error>>(
             dev.block_count()
         )));
     }
-    let mut sb = layout_with(p, opts)?;
+    let mut sb = layout_with(p, &opts)?;
     let zero = [0u8; BLOCK_SIZE];
     let write = |dev: &mut D, n: u64, b: &[u8; BLOCK_SIZE]| {
         dev.write_block(n, b).map_err(Error::io(format!("writing block {n}")))
@@ -139,6 +158,10 @@ pub fn format_with<D: BlockDevice<Error = io::Error>>(
     root.encode(ROOT_INO as u64, &mut b[off..off + INODE_SIZE]);
     write(dev, blk, &b)?;
 
+    if let Some(c) = &opts.pq {
+        write_codebook(dev, &sb, &c.centroids)?;
+    }
+
     sb.free_blocks = sb.block_count - (meta_end + 1);
     sb.free_inodes = sb.inode_count - 1;
     let mut b = [0u8; BLOCK_SIZE];
@@ -149,4 +172,52 @@ pub fn format_with<D: BlockDevice<Error = io::Error>>(
     write(dev, 0, &b)?;
     dev.flush().map_err(Error::io("flushing the device"))?;
     Ok(sb)
+}
+
+/// Writes the PQ codebook `centroids` (`m * 256 * dsub` floats, [`PqCodebook::centroids`]'s
+/// layout) into `sb`'s vector codes region, as `vexfs_core::pq` lays it out (whole blocks, the
+/// rest of each zero). Errors: `Invalid` without PQ, for a codebook of the wrong length or with
+/// a NaN or an infinity; `Io`.
+pub fn write_codebook<D: BlockDevice<Error = io::Error>>(
+    dev: &mut D,
+    sb: &Superblock,
+    centroids: &[f32],
+) -> Result<()> {
+    let g =
+        vexfs_core::pq::PqGeometry::new(sb).ok_or_else(|| Error::Invalid("no PQ codebook in this layout".into()))?;
+    let dsub = g.dsub as usize;
+    if centroids.len() != g.m as usize * 256 * dsub {
+        return Err(Error::Invalid(format!(
+            "PQ codebook of {} floats, {} expected (m {}, dsub {dsub})",
+            centroids.len(),
+            g.m as usize * 256 * dsub,
+            g.m
+        )));
+    }
+    if centroids.iter().any(|x| !x.is_finite()) {
+        return Err(Error::Invalid("PQ codebook with a NaN or an infinity".into()));
+    }
+    for j in 0..g.m {
+        for blk_i in 0..g.blocks_per_sub {
+            let mut b = [0u8; BLOCK_SIZE];
+            let mut blk = None;
+            for k in 0..g.per_block {
+                let c = blk_i * g.per_block + k;
+                if c >= 256 {
+                    break;
+                }
+                let (n, off) =
+                    g.centroid_pos(j, c as u32).ok_or_else(|| Error::Invalid("PQ centroid position".into()))?;
+                blk = Some(n);
+                let first = (j as usize * 256 + c as usize) * dsub;
+                for (t, x) in centroids[first..first + dsub].iter().enumerate() {
+                    b[off + 4 * t..off + 4 * t + 4].copy_from_slice(&x.to_le_bytes());
+                }
+            }
+            if let Some(n) = blk {
+                dev.write_block(n, &b).map_err(Error::io(format!("writing block {n}")))?;
+            }
+        }
+    }
+    Ok(())
 }

@@ -19,6 +19,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use vexfs_image::bulk::{self, ImportOpts, Phase};
 use vexfs_image::exit::MKFS;
 use vexfs_image::mkfs::FormatOpts;
+use vexfs_image::pq_train;
 use vexfs_image::show::{device_map_table, encode_label, format_uuid, human_bytes, parse_uuid};
 use vexfs_image::texts::Texts;
 use vexfs_image::vecfile::Fvecs;
@@ -29,6 +30,7 @@ use vexfs_image::vexfs_core::format::superblock::{
 };
 use vexfs_image::vexfs_core::format::BLOCK_SIZE;
 use vexfs_image::vexfs_core::io::BlockDevice;
+use vexfs_image::vexfs_core::pq;
 use vexfs_image::vexfs_core::sq8;
 use vexfs_image::writer::Writer;
 use vexfs_image::{mkfs, FileDevice, Image};
@@ -128,8 +130,13 @@ struct Cli {
     /// Vector quantisation for the HNSW traversal. sq8 (the incompat feature sq8): every
     /// vector also keeps a code of one signed byte per component, searches walk the graph on
     /// the codes' integer distances and re-rank their candidates with the float vectors
-    /// (docs/FORMAT.md, "Vector codes"). A kernel without the feature refuses the filesystem.
-    #[arg(long, value_enum, default_value_t = QuantArg::None)]
+    /// (docs/FORMAT.md, "Vector codes"). pq or pq:M (the incompat feature pq): every vector
+    /// also keeps a product-quantisation code of M bytes (M sub-quantisers of 256 centroids,
+    /// trained here on --train's vectors, else --import's; default M: the largest divisor of
+    /// the dimension at most dimension / 8), searches walk the graph on the codes' table
+    /// distances and re-rank with the float vectors ("PQ codes"); the graph is built on the
+    /// float vectors. A kernel without the feature refuses the filesystem.
+    #[arg(long, value_name = "none|sq8|pq[:M]", default_value = "none", value_parser = parse_quant)]
     quant: QuantArg,
     /// With --quant sq8: the scale, codes = round(x * 2^SHIFT) clamped to +-127. Default:
     /// the largest SHIFT that codes the largest |component| of --train's vectors, else of
@@ -139,7 +146,8 @@ struct Cli {
     sq8_shift: Option<i32>,
     /// With --quant sq8: vectors like those the filesystem will hold (.fvecs, a sample is
     /// enough), whose largest |component| sets the scale (see --sq8-shift); for a filesystem
-    /// that will be filled through the kernel rather than by --import.
+    /// that will be filled through the kernel rather than by --import. With --quant pq: the
+    /// vectors the codebook is trained on (at most 16,384 rows of it, evenly spaced).
     #[arg(long, value_name = "VECTORS.fvecs")]
     train: Option<PathBuf>,
     /// Block device or image file.
@@ -151,12 +159,46 @@ struct Cli {
     size: Option<u64>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum QuantArg {
     /// Float vectors only.
     None,
     /// One signed byte per component.
     Sq8,
+    /// Product quantisation with this many sub-quantisers (`None`: `pq::default_m`).
+    Pq(Option<u32>),
+}
+
+/// `--quant`: `none`, `sq8`, `pq` or `pq:M` (M sub-quantisers, 1 to 256).
+fn parse_quant(s: &str) -> Result<QuantArg, String> {
+    match s {
+        "none" => Ok(QuantArg::None),
+        "sq8" => Ok(QuantArg::Sq8),
+        "pq" => Ok(QuantArg::Pq(None)),
+        _ => match s.strip_prefix("pq:").map(str::parse::<u32>) {
+            Some(Ok(m)) if (1..=pq::MAX_M).contains(&m) => Ok(QuantArg::Pq(Some(m))),
+            Some(_) => Err(format!("{s}: pq:M needs M from 1 to {}", pq::MAX_M)),
+            None => Err(format!("{s}: none, sq8, pq or pq:M")),
+        },
+    }
+}
+
+/// Rows of `path` to train a PQ codebook on: at most `pq_train::MAX_TRAIN`, evenly spaced
+/// (every `ceil(rows / MAX_TRAIN)`th), as one flat `rows * dim` array.
+fn pq_training_rows(path: &std::path::Path, dim: u32) -> Result<Vec<f32>, String> {
+    let mut v = Fvecs::open(path)?;
+    if v.dim() != dim {
+        return Err(format!("{}: dimension {}, the filesystem's is {dim}", path.display(), v.dim()));
+    }
+    let step = v.rows().div_ceil(pq_train::MAX_TRAIN as u64).max(1);
+    let mut flat = Vec::new();
+    v.for_each(|i, row| {
+        if i % step == 0 {
+            flat.extend_from_slice(row);
+        }
+        Ok::<(), vexfs_image::Error>(())
+    })?;
+    Ok(flat)
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -425,16 +467,46 @@ fn run(cli: &Cli) -> Result<(), String> {
     };
     let sq8_shift = match (cli.quant, cli.sq8_shift, trained) {
         (QuantArg::None, None, _) if cli.train.is_none() => None,
-        (QuantArg::None, ..) => return Err("--sq8-shift and --train need --quant sq8".into()),
+        (QuantArg::None, ..) => return Err("--sq8-shift and --train need --quant sq8 or pq".into()),
+        (QuantArg::Pq(_), Some(_), _) => return Err("--sq8-shift needs --quant sq8".into()),
+        (QuantArg::Pq(_), ..) => None,
         (QuantArg::Sq8, Some(s), _) => Some(s),
         (QuantArg::Sq8, None, Some(max)) => Some(sq8::shift_for_max(max)),
         (QuantArg::Sq8, None, None) => Some(sq8::DEFAULT_SHIFT),
     };
-    let mut opts = FormatOpts { dir_index: !cli.no_dir_index, sq8_shift };
+    let pq_codebook = match cli.quant {
+        QuantArg::Pq(m) => {
+            let m = m.unwrap_or_else(|| pq::default_m(dim));
+            if !pq::valid_m(dim, m) {
+                return Err(format!(
+                    "--quant pq:{m}: {m} sub-quantisers must divide the dimension {dim} (at most {} components each)",
+                    pq::MAX_DSUB
+                ));
+            }
+            let Some(path) = cli.train.as_ref().or(cli.import.as_ref()) else {
+                return Err("--quant pq trains its codebook on vectors: give --train or --import".into());
+            };
+            let rows = pq_training_rows(path, dim)?;
+            let t0 = std::time::Instant::now();
+            let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+            let centroids = pq_train::train(&rows, dim as usize, m as usize, params.seed, threads)
+                .map_err(|e| format!("training the PQ codebook: {e}"))?;
+            if !cli.quiet {
+                println!(
+                    "PQ:       codebook of {m} x 256 centroids trained on {} rows in {:.1} s",
+                    rows.len() / dim as usize,
+                    t0.elapsed().as_secs_f64()
+                );
+            }
+            Some(mkfs::PqCodebook { m, centroids: centroids.into() })
+        }
+        _ => None,
+    };
+    let mut opts = FormatOpts { dir_index: !cli.no_dir_index, sq8_shift, pq: pq_codebook };
     // The features are set on the superblock the journal's floor is computed from.
-    let lay = |p: &MkfsParams, opts: FormatOpts| mkfs::layout_with(p, opts);
+    let lay = |p: &MkfsParams, opts: &FormatOpts| mkfs::layout_with(p, opts);
     let mut sb =
-        lay(&params, opts).map_err(|e| format!("cannot lay out {} bytes with these parameters: {e}", bytes))?;
+        lay(&params, &opts).map_err(|e| format!("cannot lay out {} bytes with these parameters: {e}", bytes))?;
     // An import needs a slot per row and an inode per row (plus the root and its directory);
     // a grown default leaves a quarter more (at least 1,024) for the files that come after.
     let inodes_needed = rows.saturating_add(2);
@@ -447,7 +519,7 @@ fn run(cli: &Cli) -> Result<(), String> {
         params.inode_count = Some(u32::try_from(n).map_err(|_| format!("{rows} rows: too many files"))?);
     }
     if params.vec_capacity != cli.vectors || params.inode_count != cli.inodes {
-        sb = lay(&params, opts)
+        sb = lay(&params, &opts)
             .map_err(|e| format!("{bytes} bytes cannot hold the {rows} rows to import ({e}): give a larger SIZE"))?;
     }
     // The kernel refuses a read-write mount of a journal three quarters of which cannot hold the
@@ -463,8 +535,8 @@ fn run(cli: &Cli) -> Result<(), String> {
         if let Some(n) = cli.journal_blocks {
             if opts.dir_index && !cli.dir_index {
                 // The default gives way to an explicit journal: linear directories only.
-                let without = FormatOpts { dir_index: false, ..opts };
-                let s = lay(&params, without).map_err(|e| format!("cannot lay out {} bytes: {e}", bytes))?;
+                let without = FormatOpts { dir_index: false, ..opts.clone() };
+                let s = lay(&params, &without).map_err(|e| format!("cannot lay out {} bytes: {e}", bytes))?;
                 if s.region(Region::Journal).blocks >= journal_floor(&s) {
                     if !cli.quiet {
                         eprintln!(
@@ -483,14 +555,14 @@ fn run(cli: &Cli) -> Result<(), String> {
             ));
         }
         let grown = MkfsParams { journal_blocks: Some(need), ..params.clone() };
-        match lay(&grown, opts) {
+        match lay(&grown, &opts) {
             Ok(s) => {
                 params = grown;
                 sb = s;
             }
             Err(_) if cli.vectors.is_none() && sb.vec_capacity > 64 => {
                 params.vec_capacity = Some(sb.vec_capacity / 2);
-                sb = lay(&params, opts)
+                sb = lay(&params, &opts)
                     .map_err(|e| format!("cannot lay out {} bytes with these parameters: {e}", bytes))?;
             }
             Err(e) => {
@@ -573,6 +645,9 @@ fn print_summary(cli: &Cli, sb: &Superblock) {
     }
     if sb.has_sq8() {
         println!("Codes:    sq8, one byte per component at scale 2^{} (searches walk the codes)", sb.sq8_shift);
+    }
+    if sb.has_pq() {
+        println!("Codes:    pq, {} bytes per vector (searches walk the codes)", sb.pq_m);
     }
     if cli.verbose {
         println!(

@@ -225,7 +225,7 @@ pub const SQ8_SHIFT: i32 = 6;
 fn base_writer(blocks: u64, dir_index: bool, sq8_shift: Option<i32>) -> Res<Writer<MemDevice>> {
     let mut dev = MemDevice::new(blocks);
     let p = MkfsParams { vec_capacity: Some(256), ..sample::params(blocks) };
-    mkfs::format_with(&mut dev, &p, true, FormatOpts { dir_index, sq8_shift }).map_err(err("mkfs"))?;
+    mkfs::format_with(&mut dev, &p, true, FormatOpts { dir_index, sq8_shift, pq: None }).map_err(err("mkfs"))?;
     let img = Image::open(dev).map_err(err("open"))?;
     let mut w = Writer::new(img).map_err(err("writer"))?;
     w.set_dir_seeds(Some(7));
@@ -296,7 +296,7 @@ pub fn build_small_base() -> Res<Vec<u8>> {
         ef_construction: 32,
         ..sample::params(blocks)
     };
-    mkfs::format_with(&mut dev, &p, true, FormatOpts { dir_index: true, sq8_shift: Some(SQ8_SHIFT) })
+    mkfs::format_with(&mut dev, &p, true, FormatOpts { dir_index: true, sq8_shift: Some(SQ8_SHIFT), pq: None })
         .map_err(err("mkfs"))?;
     let mut w = Writer::new(Image::open(dev).map_err(err("open"))?).map_err(err("writer"))?;
     w.set_dir_seeds(Some(7));

@@ -188,6 +188,9 @@ struct InspectJson {
     /// The SQ8 scale (codes = round(x * 2^sq8_shift)); absent without the feature.
     #[serde(skip_serializing_if = "Option::is_none")]
     sq8_shift: Option<i32>,
+    /// PQ sub-quantisers (bytes per code); absent without the feature.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pq_m: Option<u32>,
     regions: Vec<RegionJson>,
     journal: JournalJson,
     /// The vector write-ahead log (`--log` only).
@@ -331,6 +334,7 @@ fn inspect_json(sb: &Superblock, journal: JournalJson, wal: Option<WalJson>) -> 
         hnsw_max_level: sb.hnsw_max_level,
         hnsw_seed: sb.hnsw_seed,
         sq8_shift: sb.has_sq8().then_some(sb.sq8_shift),
+        pq_m: sb.has_pq().then_some(sb.pq_m),
         regions: device_map(sb)
             .into_iter()
             .map(|r| RegionJson { name: r.name, start: r.start, blocks: r.blocks, bytes: r.bytes() })
@@ -379,6 +383,9 @@ pub fn inspect(a: &InspectArgs) -> CmdResult {
     );
     if let Some(s) = j.sq8_shift {
         println!("SQ8 codes:            one byte per component, scale 2^{s} (searches walk the codes)");
+    }
+    if let Some(m) = j.pq_m {
+        println!("PQ codes:             {m} bytes per vector, 256 centroids per byte (searches walk the codes)");
     }
     let jr = &j.journal;
     print_journal_line(jr);

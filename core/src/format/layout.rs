@@ -47,7 +47,31 @@ pub const DEFAULT_EF_CONSTRUCTION: u32 = 200;
 /// Lays out a filesystem. Errors: `Corrupt` naming the parameter that cannot work (device too
 /// small for the requested counts, dimension or `m` out of range).
 pub fn layout(p: &MkfsParams) -> Result<Superblock> {
-    layout_codes(p, None)
+    layout_quant(p, Quant::None)
+}
+
+/// The codes a filesystem keeps for the traversal (mkfs's `--quant`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Quant {
+    /// Float32 vectors only.
+    #[default]
+    None,
+    /// SQ8 codes at this `sq8_shift` ([`FEATURE_INCOMPAT_SQ8`], `crate::sq8`).
+    Sq8(i32),
+    /// PQ codes of this many sub-quantisers (`FEATURE_INCOMPAT_PQ`, `crate::pq`).
+    Pq(u32),
+}
+
+/// [`layout`] with the codes of `q`: SQ8 as [`layout_codes`]; PQ sets the incompat feature
+/// `FEATURE_INCOMPAT_PQ` and `pq_m`, and sizes the vector codes region for the codebook and
+/// the codes ([`crate::pq::code_region_blocks`]). Errors: as [`layout_codes`]; `Corrupt`
+/// naming `pq_m` when it does not cut the dimension ([`crate::pq::valid_m`]).
+pub fn layout_quant(p: &MkfsParams, q: Quant) -> Result<Superblock> {
+    match q {
+        Quant::None => layout_codes(p, None),
+        Quant::Sq8(s) => layout_codes(p, Some(s)),
+        Quant::Pq(m) => layout_with(p, None, Some(m)),
+    }
 }
 
 /// [`layout`], with SQ8 codes when `sq8_shift` is given: the incompat feature
@@ -56,6 +80,10 @@ pub fn layout(p: &MkfsParams) -> Result<Superblock> {
 /// default capacity's bytes per vector). Errors: as [`layout`]; `Corrupt` for a shift outside
 /// [`crate::sq8::MIN_SHIFT`]`..=`[`crate::sq8::MAX_SHIFT`].
 pub fn layout_codes(p: &MkfsParams, sq8_shift: Option<i32>) -> Result<Superblock> {
+    layout_with(p, sq8_shift, None)
+}
+
+fn layout_with(p: &MkfsParams, sq8_shift: Option<i32>, pq_m: Option<u32>) -> Result<Superblock> {
     let bad = |what: &'static str, value: u64| Err(FormatError::Corrupt { what, value });
     if p.block_count < MIN_BLOCKS || p.block_count > MAX_BLOCKS {
         return bad("block_count", p.block_count);
@@ -72,7 +100,14 @@ pub fn layout_codes(p: &MkfsParams, sq8_shift: Option<i32>) -> Result<Superblock
     if let Some(s) = sq8_shift.filter(|s| !(crate::sq8::MIN_SHIFT..=crate::sq8::MAX_SHIFT).contains(s)) {
         return bad("sq8_shift", u64::from(s as u32));
     }
-    let codes = |capacity: u64| if sq8_shift.is_some() { crate::sq8::code_region_blocks(capacity, p.dim) } else { 0 };
+    if let Some(m) = pq_m.filter(|&m| !crate::pq::valid_m(p.dim, m) || sq8_shift.is_some()) {
+        return bad("pq_m", u64::from(m));
+    }
+    let codes = |capacity: u64| match (sq8_shift, pq_m) {
+        (Some(_), _) => crate::sq8::code_region_blocks(capacity, p.dim),
+        (None, Some(m)) => crate::pq::code_region_blocks(capacity, p.dim, m),
+        (None, None) => 0,
+    };
     let bits = BITS_PER_BLOCK;
     let per = INODES_PER_BLOCK_U64;
     let inodes = match p.inode_count {
@@ -128,7 +163,7 @@ pub fn layout_codes(p: &MkfsParams, sq8_shift: Option<i32>) -> Result<Superblock
     let mut regions = [Extent64::default(); REGION_COUNT];
     let mut next = 1u64;
     for r in REGIONS {
-        if r == Region::VecCodes && sq8_shift.is_none() {
+        if r == Region::VecCodes && sq8_shift.is_none() && pq_m.is_none() {
             continue;
         }
         let len = sizes.get(r as usize).copied().unwrap_or(0);
@@ -146,7 +181,11 @@ pub fn layout_codes(p: &MkfsParams, sq8_shift: Option<i32>) -> Result<Superblock
         format_version: FORMAT_VERSION,
         feature_compat: 0,
         feature_ro_compat: 0,
-        feature_incompat: if sq8_shift.is_some() { FEATURE_INCOMPAT_SQ8 } else { 0 },
+        feature_incompat: match (sq8_shift, pq_m) {
+            (Some(_), _) => FEATURE_INCOMPAT_SQ8,
+            (None, Some(_)) => FEATURE_INCOMPAT_PQ,
+            (None, None) => 0,
+        },
         block_count: p.block_count,
         free_blocks: 0,
         inode_count,
@@ -169,6 +208,7 @@ pub fn layout_codes(p: &MkfsParams, sq8_shift: Option<i32>) -> Result<Superblock
         hnsw_seed: p.seed,
         backup_block: backup,
         sq8_shift: sq8_shift.unwrap_or(0),
+        pq_m: pq_m.unwrap_or(0),
     };
     sb.validate(p.block_count)?;
     Ok(sb)

@@ -33,7 +33,8 @@
 //! | 320 | 8 | `hnsw_seed` |
 //! | 328 | 8 | `backup_block` (= `block_count - 1`) |
 //! | 336 | 4 | `sq8_shift` (i32; with [`FEATURE_INCOMPAT_SQ8`], else zero) |
-//! | 340 | 168 | reserved, zero |
+//! | 340 | 4 | `pq_m` (sub-quantisers; with [`FEATURE_INCOMPAT_PQ`], else zero) |
+//! | 344 | 164 | reserved, zero |
 //! | 508 | 4 | `checksum`: CRC-32C of bytes 0..508 |
 //!
 //! Bytes 512..4096 of block 0 are zero.
@@ -113,9 +114,18 @@ pub const FEATURE_INCOMPAT_EOFBLOCKS: u32 = 4;
 /// Code that does not know it refuses the filesystem (it would not write the codes of new
 /// vectors).
 pub const FEATURE_INCOMPAT_SQ8: u32 = 8;
+/// Incompat feature (format v3): the vector codes region ([`Region::VecCodes`]) holds a PQ
+/// codebook of `pq_m` sub-quantisers and, for every vector in use, its PQ code (`crate::pq`:
+/// `pq_m` bytes), and searches walk the graph on the codes before re-ranking with the float
+/// vectors. Set by mkfs (`--quant pq:M`, which trains the codebook); never with
+/// [`FEATURE_INCOMPAT_SQ8`]. Code that does not know it refuses the filesystem.
+pub const FEATURE_INCOMPAT_PQ: u32 = 16;
 /// Incompat features known to this code. Unknown ones make the mount fail with `EINVAL`.
-pub const FEATURE_INCOMPAT_SUPP: u32 =
-    FEATURE_INCOMPAT_RECOVER | FEATURE_INCOMPAT_DIR_INDEX | FEATURE_INCOMPAT_EOFBLOCKS | FEATURE_INCOMPAT_SQ8;
+pub const FEATURE_INCOMPAT_SUPP: u32 = FEATURE_INCOMPAT_RECOVER
+    | FEATURE_INCOMPAT_DIR_INDEX
+    | FEATURE_INCOMPAT_EOFBLOCKS
+    | FEATURE_INCOMPAT_SQ8
+    | FEATURE_INCOMPAT_PQ;
 
 /// Smallest filesystem mkfs creates and mount accepts, in blocks (256 KiB).
 pub const MIN_BLOCKS: u64 = 64;
@@ -160,8 +170,10 @@ pub enum Region {
     Hnsw = 7,
     /// File and directory data blocks and extent blocks (the only allocatable blocks).
     Data = 8,
-    /// Per vector slot: its SQ8 code (`crate::sq8`), with [`FEATURE_INCOMPAT_SQ8`]; without it
-    /// the table entry is zero (start and length) and the region is not part of the tiling.
+    /// Per vector slot: its SQ8 code (`crate::sq8`), with [`FEATURE_INCOMPAT_SQ8`]; or the PQ
+    /// codebook and a PQ code per slot (`crate::pq`), with [`FEATURE_INCOMPAT_PQ`]; without
+    /// either the table entry is zero (start and length) and the region is not part of the
+    /// tiling.
     VecCodes = 9,
 }
 
@@ -308,6 +320,9 @@ pub struct Superblock {
     /// [`crate::sq8::MIN_SHIFT`]`..=`[`crate::sq8::MAX_SHIFT`] with [`FEATURE_INCOMPAT_SQ8`],
     /// zero without.
     pub sq8_shift: i32,
+    /// PQ sub-quantisers (bytes per code, `crate::pq`): with [`FEATURE_INCOMPAT_PQ`] a valid
+    /// `m` for `vec_dim` ([`crate::pq::valid_m`]), zero without.
+    pub pq_m: u32,
 }
 
 /// Bytes of one vector-map entry (see `docs/FORMAT.md`).
@@ -446,6 +461,7 @@ impl Superblock {
             hnsw_seed: u64_at(raw, 320, W)?,
             backup_block: u64_at(raw, 328, W)?,
             sq8_shift: u32_at(raw, 336, W)? as i32,
+            pq_m: u32_at(raw, 340, W)?,
         })
     }
 
@@ -491,6 +507,7 @@ impl Superblock {
         put_u64(buf, 320, self.hnsw_seed);
         put_u64(buf, 328, self.backup_block);
         put_u32(buf, 336, self.sq8_shift as u32);
+        put_u32(buf, 340, self.pq_m);
         let Some(body) = buf.get(..CSUM_OFF) else { return };
         let c = crc32c(body);
         put_u32(buf, CSUM_OFF, c);
@@ -552,13 +569,18 @@ impl Superblock {
         {
             return bad("sq8_shift", u64::from(self.sq8_shift as u32));
         }
-        // Regions tile 1 .. block_count - 1 in order (the codes only with SQ8).
+        let pq = self.has_pq();
+        if pq && (sq8 || !crate::pq::valid_m(self.vec_dim, self.pq_m)) || !pq && self.pq_m != 0 {
+            return bad("pq_m", u64::from(self.pq_m));
+        }
+        let codes = sq8 || pq;
+        // Regions tile 1 .. block_count - 1 in order (the codes only with SQ8 or PQ).
         let mut next = 1u64;
         for r in REGIONS {
             let e = self.region(r);
-            if r == Region::VecCodes && !sq8 {
+            if r == Region::VecCodes && !codes {
                 if e != Extent64::default() {
-                    return bad("vector codes region without SQ8", e.start);
+                    return bad("vector codes region without SQ8 or PQ", e.start);
                 }
                 continue;
             }
@@ -592,6 +614,9 @@ impl Superblock {
         if sq8 {
             need(Region::VecCodes, crate::sq8::code_region_blocks(self.vec_capacity, self.vec_dim))?;
         }
+        if pq {
+            need(Region::VecCodes, crate::pq::code_region_blocks(self.vec_capacity, self.vec_dim, self.pq_m))?;
+        }
         need(Region::Data, 1)?;
         Ok(())
     }
@@ -601,12 +626,23 @@ impl Superblock {
         self.feature_incompat & FEATURE_INCOMPAT_SQ8 != 0
     }
 
+    /// Whether the filesystem keeps PQ codes ([`FEATURE_INCOMPAT_PQ`]).
+    pub fn has_pq(&self) -> bool {
+        self.feature_incompat & FEATURE_INCOMPAT_PQ != 0
+    }
+
+    /// Whether the filesystem keeps a code per vector (SQ8 or PQ) in the vector codes region,
+    /// which searches walk before re-ranking with the float32 vectors.
+    pub fn has_codes(&self) -> bool {
+        self.has_sq8() || self.has_pq()
+    }
+
     /// The vector regions as one run of blocks: from the vector bitmap's first block to the
-    /// end of the HNSW region, or of the vector codes with SQ8 (they follow each other on
-    /// disk: [`REGIONS`]).
+    /// end of the HNSW region, or of the vector codes with SQ8 or PQ (they follow each other
+    /// on disk: [`REGIONS`]).
     pub fn vector_regions(&self) -> Extent64 {
         let start = self.region(Region::VecBitmap).start;
-        let end = if self.has_sq8() { self.region(Region::VecCodes).end() } else { self.region(Region::Hnsw).end() };
+        let end = if self.has_codes() { self.region(Region::VecCodes).end() } else { self.region(Region::Hnsw).end() };
         Extent64 { start, blocks: end.saturating_sub(start) }
     }
 

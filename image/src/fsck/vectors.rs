@@ -14,7 +14,7 @@ use std::io;
 
 use vexfs_core::format::inode::{Inode, INLINE_VEC_IDS};
 use vexfs_core::format::le::u32_at;
-use vexfs_core::format::superblock::Region;
+use vexfs_core::format::superblock::{Region, Superblock};
 use vexfs_core::format::vector::{
     HnswGeometry, HnswHeader, Level0Head, MapEntry, MAP_ENTRY, NODE_DELETED, NODE_IN_GRAPH, NODE_PENDING, NO_SLOT,
 };
@@ -172,8 +172,23 @@ impl<D: BlockDevice<Error = io::Error>> Checker<'_, D> {
         let dim = sb.vec_dim as usize;
         let (mut l0, mut map, mut data, mut up, mut code) =
             (Cursor::new(img), Cursor::new(img), Cursor::new(img), Cursor::new(img), Cursor::new(img));
-        // Where the SQ8 codes lie, if kept.
-        let codes = sq8::CodeGeometry::new(sb);
+        // Where the SQ8 or PQ codes lie, if kept; a PQ codebook with a NaN or an infinity is
+        // reported, and the codes are not checked against it.
+        let pq_geo = vexfs_core::pq::PqGeometry::new(sb);
+        let codebook = match pq_geo {
+            Some(_) => match pq_codebook(img, sb)? {
+                Ok(c) => Some(c),
+                Err(msg) => {
+                    self.report(Kind::VectorCode, msg, None);
+                    None
+                }
+            },
+            None => None,
+        };
+        let codes = match pq_geo {
+            Some(p) => codebook.as_ref().map(|_| p.codes),
+            None => sq8::CodeGeometry::new(sb),
+        };
         let mut vbits: Vec<u32> = Vec::with_capacity(dim);
         let mut out = Slots {
             state: vec![FREE; n],
@@ -302,13 +317,30 @@ impl<D: BlockDevice<Error = io::Error>> Checker<'_, D> {
                     .ok_or_else(|| Error::Invalid(format!("vector slot {s}: SQ8 code position overflows")))?;
                 let stored = &code.get(cblk)?[coff..coff + c.stride];
                 let mut want = vec![0u8; c.stride];
-                sq8::quantise(&vbits, sb.sq8_shift, &mut want);
+                let kind = match &codebook {
+                    Some(cb) => {
+                        let dist = vexfs_core::distance::Impl::Scalar;
+                        vexfs_core::pq::encode(&dist, cb, sb.vec_dim, sb.pq_m, &vbits, &mut want);
+                        "PQ"
+                    }
+                    None => {
+                        sq8::quantise(&vbits, sb.sq8_shift, &mut want);
+                        "SQ8"
+                    }
+                };
                 if stored != &want[..] {
                     let at = stored.iter().zip(&want).position(|(a, b)| a != b).unwrap_or(0);
-                    let msg = format!(
-                        "vector slot {s}: SQ8 code byte {at} is {}, its vector's code has {}",
-                        stored[at] as i8, want[at] as i8
-                    );
+                    let msg = if kind == "PQ" {
+                        format!(
+                            "vector slot {s}: PQ code byte {at} is {}, its vector's code has {}",
+                            stored[at], want[at]
+                        )
+                    } else {
+                        format!(
+                            "vector slot {s}: SQ8 code byte {at} is {}, its vector's code has {}",
+                            stored[at] as i8, want[at] as i8
+                        )
+                    };
                     self.report(Kind::VectorCode, msg, Some(Fix::WriteCode { slot }));
                 }
             }
@@ -527,4 +559,34 @@ impl<D: BlockDevice<Error = io::Error>> Checker<'_, D> {
             self.report(k, m, None);
         }
     }
+}
+
+/// The PQ codebook of `sb` as float bit patterns (`vexfs_core::pq::encode`'s layout), read from
+/// the vector codes region; `Ok(Err(message))` when a centroid has a NaN or an infinity.
+/// Errors: `Invalid` without PQ; `Io`.
+pub(crate) fn pq_codebook<D: BlockDevice<Error = std::io::Error>>(
+    img: &Image<D>,
+    sb: &Superblock,
+) -> Result<std::result::Result<Vec<u32>, String>> {
+    let g = vexfs_core::pq::PqGeometry::new(sb).ok_or_else(|| Error::Invalid("no PQ codebook".into()))?;
+    let dsub = g.dsub as usize;
+    let mut out = Vec::with_capacity(g.m as usize * 256 * dsub);
+    let mut cur = Cursor::new(img);
+    for j in 0..g.m {
+        for c in 0..256u32 {
+            let (blk, off) = g.centroid_pos(j, c).ok_or_else(|| Error::Invalid("PQ centroid position".into()))?;
+            let b = cur.get(blk)?;
+            for (t, w) in b[off..off + 4 * dsub].chunks_exact(4).enumerate() {
+                let bits = u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
+                if bits & 0x7f80_0000 == 0x7f80_0000 {
+                    return Ok(Err(format!(
+                        "PQ codebook: sub-quantiser {j}, centroid {c}, component {t} is {} (block {blk})",
+                        f32::from_bits(bits)
+                    )));
+                }
+                out.push(bits);
+            }
+        }
+    }
+    Ok(Ok(out))
 }

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Vector codes through the kernel (docs/FORMAT.md "Vector codes", "PQ codes"), sourced by
+# 048-sq8.sh (QUANT=sq8) and 066-pq.sh (QUANT=pq:48, MOUNT_OPTS=index_mem=1M, a budget below
+# the index). The repo's pydocs sample (2,000 x 384, l2) bulk-loaded on the host into an image
+# with codes (trained from the rows), fsck.vexfs clean. In the guest: the kernel's answers to
+# the 100 queries at ef 16 and 64 (walked on the codes, re-ranked with the floats) are, byte for
+# byte, the userspace core's on the same image (`vexctl search-image`, run first on the
+# unmounted disk); the kernel then stores the 100 query vectors as new files through the SET
+# ioctl (their codes written by the kernel, in its transactions), the index worker links them,
+# and each finds its own file at distance 0; 30% of the base files are removed and, once the
+# index worker has purged their tombstones (repairing the graph), the kernel's answers equal
+# the userspace core's again. On the host after the boot, fsck.vexfs -n is clean, which checks
+# every code against its vector (the codes the kernel wrote included).
+. "$(dirname "$0")/lib.sh"
+
+data="$VEXFS_ROOT/data/pydocs-minilm/small"
+name=${QUANT%%:*}
+img=$(mkimg 128M --import "$data/base.fvecs" --import-dir docs --metric l2 -j 2 --quant "$QUANT")
+check_fsck "$img"
+"$VEXCTL" inspect "$img" | grep -i "$name" || fail "vexctl inspect does not show the $name codes"
+
+script=$({ echo "OPTS='${MOUNT_OPTS:-}'"; cat <<'GUEST'; } | guest_script "$name.guest"
+. /lib/vexfs/guest-lib.sh
+Q=/share/query.fvecs
+# same EF: the kernel's answers equal search-image's on /dev/vda (umounted).
+same() {
+    must vexctl search /mnt --fvecs $Q --all -k 10 --ef $1 --json > /tmp/kernel-$1.json
+    must umount /mnt
+    must vexctl search-image /dev/vda --fvecs $Q --all -k 10 --ef $1 --json > /tmp/user-$1.json
+    assert_eq "$(wc -l < /tmp/user-$1.json)" 100 "result lines of search-image at ef $1"
+    cmp /tmp/kernel-$1.json /tmp/user-$1.json || fail "ef $1: kernel and userspace answers differ"
+    echo "ef $1: kernel and userspace identical for 100 queries"
+    mount_vexfs /dev/vda /mnt "$OPTS"
+}
+
+section "kernel search = userspace core, on the bulk-loaded codes (mount options: '$OPTS')"
+mount_vexfs /dev/vda /mnt "$OPTS"
+assert_eq "$(vexctl stats /mnt --json | tr -d ' ' | grep -o '"vectors":[0-9]*')" '"vectors":2000' "vectors"
+same 16
+same 64
+
+section "the kernel stores vectors (and their codes)"
+must vexctl import --quiet $Q /mnt/q
+must vexctl wait-indexed -q /mnt --timeout 900
+i=0
+while [ $i -lt 100 ]; do
+    vexctl search /mnt --fvecs $Q --row $i -k 1 --json > /tmp/self.json || fail "search for query row $i"
+    grep -q "\"path\":\"q/$i\",\"ino\":[0-9]*,\"chunk\":0,\"distance\":0.0}" /tmp/self.json \
+        || fail "query row $i: $(cat /tmp/self.json)"
+    i=$((i + 7))
+done
+echo "15 stored query rows found their own files at distance 0"
+
+section "remove 30% of the base files"
+i=0
+while [ $i -lt 2000 ]; do
+    [ $((i % 10)) -lt 3 ] && rm /mnt/docs/$i
+    i=$((i + 1))
+done
+assert_eq "$(vexctl stats /mnt --json | tr -d ' ' | grep -o '"vectors":[0-9]*')" '"vectors":1500' "vectors left"
+# The index worker purges the tombstones (their neighbours repaired on code distances): the
+# comparison waits until it is done, so both sides search the same graph.
+deleted() { vexctl stats /mnt --json | tr -d ' ' | grep -o '"deleted":[0-9]*' | cut -d: -f2; }
+n=0
+while [ "$(deleted)" -gt 0 ]; do
+    n=$((n + 1))
+    [ $n -lt 1200 ] || fail "the worker did not purge the tombstones within 120 s ($(deleted) left)"
+    sleep 0.1
+done
+echo "tombstones purged by the worker in about $((n / 10)) s"
+same 64
+must umount /mnt
+GUEST
+)
+run_guest --disk "$img" --share "$data" --timeout 900 "$script"
+check_fsck "$img"
