@@ -4,14 +4,15 @@
 # guest (1 GiB of RAM), on bulk-built images; prints a table and writes the "Index within a
 # memory budget" section of bench/REPORT.md (bench/budget.py).
 #
-#   bench/budget.sh [DATA_DIR] [--quant none,sq8] [--efs 16,32,64,128] [--ratio 10]
+#   bench/budget.sh [DATA_DIR] [--quant none,sq8,pq] [--efs 16,32,64,128] [--ratio 10]
 #                   [--budgets none,ratio,raw35] [--passes 1] [--timeout 5400] [--no-report]
 #                   [--keep] [--section NAME]
 #
 #   DATA_DIR   base.fvecs, query.fvecs, groundtruth.ivecs (default: pydocs-100k, which
 #              `scripts/data scale` makes, if present; else the repo's sample)
-#   --quant    the images, one per value: float32 vectors only, and with SQ8 codes (the scale
-#              trained on the base rows)
+#   --quant    the images, one per value: float32 vectors only, with SQ8 codes (the scale
+#              trained on the base rows), with PQ codes (mkfs's default m, the codebook trained
+#              on the base rows)
 #   --ratio R  the budget is the vector and index regions' bytes / R (at least 256 KiB)
 #   --budgets  the mounts, in this order: none (no budget), ratio (the regions / R), raw35
 #              (0.35 x the raw float32 vectors); default all three
@@ -83,7 +84,8 @@ for q in ${QUANTS//,/ }; do
     case "$q" in
         none) qargs=() ;;
         sq8) qargs=(--quant sq8 --train "$DATA/base.fvecs") ;;
-        *) die "--quant takes none and/or sq8" ;;
+        pq) qargs=(--quant pq --train "$DATA/base.fvecs") ;;
+        *) die "--quant takes none, sq8 and/or pq" ;;
     esac
     img=$WORK/$q.img
     DISKS+=(--disk "$img")

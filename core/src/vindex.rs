@@ -307,6 +307,55 @@ impl<'t> VecIndex<'t> {
         Ok(())
     }
 
+    /// The PQ table entries of sub-quantiser `j` for the sub-vector `sub` (`dsub` float bit
+    /// patterns) under `metric`, by the C kernel (`vexfs_pq_table`, one implementation for
+    /// every CPU), reading the codebook's blocks: `each(c, prim, norm)` receives them batch by
+    /// batch, `c` the first centroid of the batch. Returns the bits of `|sub|^2`. Errors:
+    /// `Corrupt` for a centroid position outside the region; the store's.
+    fn pq_sub_table<B: BlockStore>(
+        &self,
+        b: &B,
+        p: &pq::PqGeometry,
+        j: u32,
+        metric: u32,
+        sub: &[u32],
+        mut each: impl FnMut(usize, &[u32], &[u32]) -> IResult<(), B::Error>,
+    ) -> IResult<u32, B::Error> {
+        let dsub = p.dsub as usize;
+        if sub.len() != dsub {
+            return Err(IndexError::Invalid("pq sub-vector"));
+        }
+        let per_sub = pq::CENTROIDS as usize;
+        let (mut ptrs, mut prim, mut norm) = ([core::ptr::null::<u32>(); BATCH], [0u32; BATCH], [0u32; BATCH]);
+        let (mut c, mut qq) = (0usize, 0u32);
+        while c < per_sub {
+            let cid = u32::try_from(c).map_err(|_| bad_pos("pq centroid position", j))?;
+            let (blk, off) = p.centroid_pos(j, cid).ok_or_else(|| bad_pos("pq centroid position", j))?;
+            let r = rd(b, blk)?;
+            // The centroids of this block from `c` on, a batch at a time.
+            let in_blk = usize::try_from(p.per_block).unwrap_or(1).min(per_sub.saturating_sub(c)).max(1);
+            let mut k = 0usize;
+            while k < in_blk {
+                let n = in_blk.saturating_sub(k).min(BATCH);
+                for (i, ptr) in ptrs.iter_mut().enumerate().take(n) {
+                    let at = off.saturating_add(k.saturating_add(i).saturating_mul(dsub).saturating_mul(4));
+                    *ptr = span(&r, at, dsub.saturating_mul(4), "pq centroid position")?.as_ptr().cast::<u32>();
+                }
+                let (Some(pp), Some(pr), Some(nr)) = (ptrs.get(..n), prim.get_mut(..n), norm.get_mut(..n)) else {
+                    return Err(IndexError::Invalid("pq batch"));
+                };
+                // SAFETY: `sub` holds `dsub` words; each pointer is to `dsub` words inside block
+                // `r`, held until this returns, 4-byte aligned (a block is, and centroids lie
+                // `4 * dsub` bytes apart from its start).
+                qq = unsafe { self.dist.pq_table(metric, p.dsub, sub.as_ptr(), pp, pr, nr) };
+                each(c.saturating_add(k), pr, nr)?;
+                k = k.saturating_add(n);
+            }
+            c = c.saturating_add(in_blk);
+        }
+        Ok(qq)
+    }
+
     /// The PQ code of `vector` (`dim` float bit patterns) into `out[..m]`: per sub-quantiser
     /// the nearest centroid by the C kernel's squared Euclidean distance (`vexfs_pq_table`,
     /// the same bits on every CPU), the first of equals. Reads the codebook's blocks. Errors:
@@ -324,39 +373,16 @@ impl<'t> VecIndex<'t> {
             let sub =
                 vector.get(start..start.saturating_add(dsub)).ok_or_else(|| IndexError::Invalid("vector dimension"))?;
             let mut best = (u32::MAX, 0u8);
-            let mut c = 0u32;
-            while c < pq::CENTROIDS {
-                let (blk, off) = p.centroid_pos(j, c).ok_or_else(|| bad_pos("pq centroid position", c))?;
-                let r = rd(b, blk)?;
-                // The centroids of this block from `c` on, a batch at a time.
-                let in_blk =
-                    usize::try_from(p.per_block).unwrap_or(1).min(pq::CENTROIDS.saturating_sub(c) as usize).max(1);
-                let mut ptrs = [core::ptr::null::<u32>(); BATCH];
-                let (mut prim, mut norm) = ([0u32; BATCH], [0u32; BATCH]);
-                let mut k = 0usize;
-                while k < in_blk {
-                    let n = in_blk.saturating_sub(k).min(BATCH);
-                    for (i, ptr) in ptrs.iter_mut().enumerate().take(n) {
-                        let at = off.saturating_add(k.saturating_add(i).saturating_mul(dsub).saturating_mul(4));
-                        *ptr = span(&r, at, dsub.saturating_mul(4), "pq centroid position")?.as_ptr().cast::<u32>();
+            self.pq_sub_table(b, p, j, crate::distance::METRIC_L2, sub, |c, prim, _| {
+                for (i, &d) in prim.iter().enumerate() {
+                    // Squared distances are non-negative floats (NaN's bits above infinity's):
+                    // their bits order as their values.
+                    if d < best.0 {
+                        best = (d, u8::try_from(c.saturating_add(i)).unwrap_or(u8::MAX));
                     }
-                    let (Some(pp), Some(pr), Some(nr)) = (ptrs.get(..n), prim.get_mut(..n), norm.get_mut(..n)) else {
-                        break;
-                    };
-                    // SAFETY: `sub` holds `dsub` words; each pointer is to `dsub` words inside
-                    // block `r`, held until this returns, 4-byte aligned (a block is, and
-                    // centroids are `4 * dsub` bytes from its start).
-                    unsafe { self.dist.pq_table(crate::distance::METRIC_L2, p.dsub, sub.as_ptr(), pp, pr, nr) };
-                    for (i, &d) in pr.iter().enumerate() {
-                        if d < best.0 {
-                            let cid = (c as usize).saturating_add(k).saturating_add(i);
-                            best = (d, u8::try_from(cid).unwrap_or(u8::MAX));
-                        }
-                    }
-                    k = k.saturating_add(n);
                 }
-                c = c.saturating_add(u32::try_from(in_blk).unwrap_or(1).max(1));
-            }
+                Ok(())
+            })?;
             *out.get_mut(j as usize).ok_or_else(|| IndexError::Invalid("pq code buffer"))? = best.1;
         }
         Ok(())
@@ -382,37 +408,17 @@ impl<'t> VecIndex<'t> {
             let start = ju.saturating_mul(dsub);
             let sub =
                 query.get(start..start.saturating_add(dsub)).ok_or_else(|| IndexError::Invalid("query dimension"))?;
-            let row = ju.saturating_mul(per_sub)..ju.saturating_add(1).saturating_mul(per_sub);
-            let (Some(prim), Some(norm)) = (prim_all.get_mut(row.clone()), norm_all.get_mut(row)) else {
-                return Err(IndexError::Invalid("pq table"));
-            };
-            let mut c = 0usize;
-            let mut qq = 0u32;
-            while c < per_sub {
-                let cid = u32::try_from(c).map_err(|_| bad_pos("pq centroid position", j))?;
-                let (blk, off) = p.centroid_pos(j, cid).ok_or_else(|| bad_pos("pq centroid position", j))?;
-                let r = rd(b, blk)?;
-                let in_blk = usize::try_from(p.per_block).unwrap_or(1).min(per_sub.saturating_sub(c)).max(1);
-                let mut k = 0usize;
-                while k < in_blk {
-                    let n = in_blk.saturating_sub(k).min(BATCH);
-                    let mut ptrs = [core::ptr::null::<u32>(); BATCH];
-                    for (i, ptr) in ptrs.iter_mut().enumerate().take(n) {
-                        let at = off.saturating_add(k.saturating_add(i).saturating_mul(dsub).saturating_mul(4));
-                        *ptr = span(&r, at, dsub.saturating_mul(4), "pq centroid position")?.as_ptr().cast::<u32>();
-                    }
-                    let at = c.saturating_add(k);
-                    let end = at.saturating_add(n);
-                    let (Some(pp), Some(pr), Some(nr)) = (ptrs.get(..n), prim.get_mut(at..end), norm.get_mut(at..end))
-                    else {
-                        return Err(IndexError::Invalid("pq table"));
-                    };
-                    // SAFETY: as in `pq_encode`.
-                    qq = unsafe { self.dist.pq_table(self.metric, p.dsub, sub.as_ptr(), pp, pr, nr) };
-                    k = k.saturating_add(n);
-                }
-                c = c.saturating_add(in_blk);
-            }
+            let row = ju.saturating_mul(per_sub);
+            let qq = self.pq_sub_table(b, p, j, self.metric, sub, |c, prim, norm| {
+                let at = row.saturating_add(c);
+                let end = at.saturating_add(prim.len());
+                let (Some(pd), Some(nd)) = (prim_all.get_mut(at..end), norm_all.get_mut(at..end)) else {
+                    return Err(IndexError::Invalid("pq table"));
+                };
+                pd.copy_from_slice(prim);
+                nd.copy_from_slice(norm);
+                Ok(())
+            })?;
             *qq_all.get_mut(ju).ok_or_else(|| IndexError::Invalid("pq table"))? = qq;
         }
         Ok(())

@@ -8,22 +8,20 @@
 //! finds and rewrites a damaged code, and a codebook with a NaN is refused by the index and
 //! reported by fsck.
 
-use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use vexfs_core::distance::{best_impl, distance, DistanceKernel, Impl, METRIC_COSINE, METRIC_IP, METRIC_L2};
 use vexfs_core::format::layout::MkfsParams;
-use vexfs_core::format::superblock::{Metric, Region, Superblock, FEATURE_INCOMPAT_PQ, ROOT_INO};
+use vexfs_core::format::superblock::{Metric, Region, Superblock, FEATURE_INCOMPAT_PQ};
 use vexfs_core::format::BLOCK_SIZE;
 use vexfs_core::pq;
 use vexfs_image::fsck::{self, Fix, Kind, Mode};
-use vexfs_image::mkfs::{self, FormatOpts, PqCodebook};
-use vexfs_image::vectors::{Hit, MapDevice, Searcher};
-use vexfs_image::writer::Writer;
+use vexfs_image::mkfs::{FormatOpts, PqCodebook};
+use vexfs_image::vectors::{MapDevice, Searcher};
 use vexfs_image::{pq_train, Image, MemDevice};
 
 mod common;
-use common::pydocs;
+use common::{blocks, build_sample, pydocs, recall, sb, search_all, Built};
 
 const K: usize = 10;
 const BLOCKS: u64 = 4096;
@@ -54,49 +52,15 @@ fn codebook() -> &'static [f32] {
     })
 }
 
-/// An image's bytes, and which base row each file (inode) holds.
-type Built = (Vec<u8>, HashMap<u64, u32>);
-
 fn build(pq: bool) -> Built {
-    let mut dev = MemDevice::new(BLOCKS);
     let pq = pq.then(|| PqCodebook { m: M, centroids: codebook().into() });
-    mkfs::format_with(&mut dev, &params(), false, FormatOpts { pq, ..Default::default() }).unwrap();
-    let mut w = Writer::new(Image::open(dev).unwrap()).unwrap();
-    let docs = w.mkdir(ROOT_INO, "docs", 0o755).unwrap();
-    let mut row = HashMap::new();
-    for (i, v) in pydocs().base.iter().enumerate() {
-        let ino = w.create(docs, &i.to_string(), b"").unwrap();
-        w.set_embeddings(ino, &[v]).unwrap();
-        row.insert(u64::from(ino), i as u32);
-    }
-    (w.commit().unwrap().into_device().bytes, row)
+    build_sample(&params(), FormatOpts { pq, ..Default::default() })
 }
 
 /// The image without codes, then the one with PQ.
 fn built() -> &'static [Built; 2] {
     static B: OnceLock<[Built; 2]> = OnceLock::new();
     B.get_or_init(|| [build(false), build(true)])
-}
-
-fn sb(bytes: &[u8]) -> Superblock {
-    Superblock::decode(&bytes[..BLOCK_SIZE]).unwrap()
-}
-
-fn blocks(bytes: &[u8], r: Region) -> &[u8] {
-    let e = sb(bytes).region(r);
-    &bytes[e.start as usize * BLOCK_SIZE..e.end() as usize * BLOCK_SIZE]
-}
-
-fn search_all(bytes: &[u8], ef: usize) -> Vec<Vec<Hit>> {
-    let mut s = Searcher::new(Image::open(MapDevice::from_bytes(bytes).unwrap()).unwrap(), ef).unwrap();
-    pydocs().queries.iter().map(|q| s.search(q, K, ef).unwrap()).collect()
-}
-
-fn recall(hits: &[Vec<Hit>], row: &HashMap<u64, u32>) -> f64 {
-    let gt = &pydocs().gt;
-    let found: usize =
-        hits.iter().zip(gt).map(|(h, t)| h.iter().filter(|x| t[..K].contains(&row[&x.ino])).count()).sum();
-    found as f64 / (K * hits.len()) as f64
 }
 
 fn bits(v: &[f32]) -> Vec<u32> {
@@ -244,8 +208,8 @@ fn searches_walk_the_codes_and_return_exact_distances() {
     let d = pydocs();
     let imp = best_impl();
     for ef in [32usize, 64, 128] {
-        let (hp, hc) = (search_all(plain, ef), search_all(coded, ef));
-        let (rp, rc) = (recall(&hp, row_p), recall(&hc, row_c));
+        let (hp, hc) = (search_all(plain, K, ef), search_all(coded, K, ef));
+        let (rp, rc) = (recall(&hp, K, row_p), recall(&hc, K, row_c));
         eprintln!("ef {ef}: recall@{K} float image {rp:.4}, PQ image {rc:.4}");
         assert!(rc >= rp - 0.05, "ef {ef}: PQ recall {rc} against {rp}");
         for (q, hits) in d.queries.iter().zip(&hc) {
@@ -257,7 +221,7 @@ fn searches_walk_the_codes_and_return_exact_distances() {
             }
         }
     }
-    assert!(recall(&search_all(coded, 128), row_c) >= 0.95);
+    assert!(recall(&search_all(coded, K, 128), K, row_c) >= 0.95);
 }
 
 #[test]
@@ -291,27 +255,5 @@ fn fsck_rewrites_a_damaged_code_and_reports_a_bad_codebook() {
 
 #[test]
 fn replaced_and_removed_vectors_keep_codes_right() {
-    let [_, (coded, _)] = built();
-    let d = pydocs();
-    let mut w = Writer::new(Image::open(MemDevice { bytes: coded.clone() }).unwrap()).unwrap();
-    let docs = w.image().lookup("/docs").unwrap();
-    for i in (0..2000).step_by(7) {
-        let ino = w.image().lookup(&format!("/docs/{i}")).unwrap();
-        if i % 2 == 0 {
-            w.remove_embeddings(ino).unwrap();
-        } else {
-            w.set_embeddings(ino, &[&d.base[(i + 1) % 2000], &d.base[(i + 2) % 2000]]).unwrap();
-        }
-    }
-    let ino = w.create(docs, "new", b"").unwrap();
-    let mut far = d.base[5].clone();
-    far[0] = 3.0;
-    w.set_embeddings(ino, &[far.clone()]).unwrap();
-    let bytes = w.commit().unwrap().into_device().bytes;
-    let (img, early) = fsck::open(MemDevice { bytes: bytes.clone() }).unwrap();
-    let p = fsck::check(&img, early).unwrap().problems;
-    assert!(p.is_empty(), "{p:#?}");
-    let mut s = Searcher::new(Image::open(MapDevice::from_bytes(&bytes).unwrap()).unwrap(), 64).unwrap();
-    let hits = s.search(&far, 1, 64).unwrap();
-    assert_eq!((hits[0].ino, hits[0].dist_bits()), (u64::from(ino), 0));
+    common::churn_keeps_codes_right(&built()[1].0);
 }

@@ -5,22 +5,20 @@
 //! quantisation (fsck), searches must return exact float distances with a recall close to the
 //! float image's, and fsck must find and rewrite a damaged code.
 
-use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use vexfs_core::distance::{best_impl, distance, METRIC_L2};
 use vexfs_core::format::layout::MkfsParams;
-use vexfs_core::format::superblock::{Metric, Region, Superblock, FEATURE_INCOMPAT_SQ8, ROOT_INO};
+use vexfs_core::format::superblock::{Metric, Region, Superblock, FEATURE_INCOMPAT_SQ8};
 use vexfs_core::format::BLOCK_SIZE;
 use vexfs_core::sq8;
 use vexfs_image::fsck::{self, Fix, Kind, Mode};
-use vexfs_image::mkfs::{self, FormatOpts};
-use vexfs_image::vectors::{Hit, MapDevice, Searcher};
-use vexfs_image::writer::Writer;
+use vexfs_image::mkfs::FormatOpts;
+use vexfs_image::vectors::{MapDevice, Searcher};
 use vexfs_image::{Image, MemDevice};
 
 mod common;
-use common::pydocs;
+use common::{blocks, build_sample, pydocs, recall, sb, search_all, Built};
 
 const K: usize = 10;
 const BLOCKS: u64 = 4096;
@@ -48,49 +46,15 @@ fn shift() -> i32 {
     sq8::shift_for_max(max)
 }
 
-/// An image's bytes, and which base row each file (inode) holds.
-type Built = (Vec<u8>, HashMap<u64, u32>);
-
 /// An image of the sample, one file per vector (`docs/N`), with or without codes.
 fn build(sq8_shift: Option<i32>) -> Built {
-    let mut dev = MemDevice::new(BLOCKS);
-    mkfs::format_with(&mut dev, &params(), false, FormatOpts { sq8_shift, ..Default::default() }).unwrap();
-    let mut w = Writer::new(Image::open(dev).unwrap()).unwrap();
-    let docs = w.mkdir(ROOT_INO, "docs", 0o755).unwrap();
-    let mut row = HashMap::new();
-    for (i, v) in pydocs().base.iter().enumerate() {
-        let ino = w.create(docs, &i.to_string(), b"").unwrap();
-        w.set_embeddings(ino, &[v]).unwrap();
-        row.insert(u64::from(ino), i as u32);
-    }
-    (w.commit().unwrap().into_device().bytes, row)
+    build_sample(&params(), FormatOpts { sq8_shift, ..Default::default() })
 }
 
 /// The image without codes, then the one with.
 fn built() -> &'static [Built; 2] {
     static B: OnceLock<[Built; 2]> = OnceLock::new();
     B.get_or_init(|| [build(None), build(Some(shift()))])
-}
-
-fn sb(bytes: &[u8]) -> Superblock {
-    Superblock::decode(&bytes[..BLOCK_SIZE]).unwrap()
-}
-
-fn blocks(bytes: &[u8], r: Region) -> &[u8] {
-    let e = sb(bytes).region(r);
-    &bytes[e.start as usize * BLOCK_SIZE..e.end() as usize * BLOCK_SIZE]
-}
-
-fn search_all(bytes: &[u8], ef: usize) -> Vec<Vec<Hit>> {
-    let mut s = Searcher::new(Image::open(MapDevice::from_bytes(bytes).unwrap()).unwrap(), ef).unwrap();
-    pydocs().queries.iter().map(|q| s.search(q, K, ef).unwrap()).collect()
-}
-
-fn recall(hits: &[Vec<Hit>], row: &HashMap<u64, u32>) -> f64 {
-    let gt = &pydocs().gt;
-    let found: usize =
-        hits.iter().zip(gt).map(|(h, t)| h.iter().filter(|x| t[..K].contains(&row[&x.ino])).count()).sum();
-    found as f64 / (K * hits.len()) as f64
 }
 
 #[test]
@@ -166,8 +130,8 @@ fn searches_walk_the_codes_and_return_exact_distances() {
     let d = pydocs();
     let imp = best_impl();
     for ef in [16usize, 64] {
-        let (hp, hc) = (search_all(plain, ef), search_all(coded, ef));
-        let (rp, rc) = (recall(&hp, row_p), recall(&hc, row_c));
+        let (hp, hc) = (search_all(plain, K, ef), search_all(coded, K, ef));
+        let (rp, rc) = (recall(&hp, K, row_p), recall(&hc, K, row_c));
         eprintln!("ef {ef}: recall@{K} float image {rp:.4}, SQ8 image {rc:.4}");
         assert!(rc >= rp - 0.02, "ef {ef}: SQ8 recall {rc} against {rp}");
         for (q, hits) in d.queries.iter().zip(&hc) {
@@ -180,7 +144,7 @@ fn searches_walk_the_codes_and_return_exact_distances() {
             }
         }
     }
-    assert!(recall(&search_all(coded, 64), row_c) >= 0.95);
+    assert!(recall(&search_all(coded, K, 64), K, row_c) >= 0.95);
 }
 
 /// The short re-rank (the 3k nearest by code distance, `vindex::SQ8_RERANK_PER_K`) when a
@@ -218,29 +182,5 @@ fn a_filter_dropping_most_files_still_gets_k_exact_answers() {
 
 #[test]
 fn replaced_and_removed_vectors_keep_codes_right() {
-    let [_, (coded, _)] = built();
-    let d = pydocs();
-    let mut w = Writer::new(Image::open(MemDevice { bytes: coded.clone() }).unwrap()).unwrap();
-    let docs = w.image().lookup("/docs").unwrap();
-    // Remove some, replace some with other rows (slots freed and reused), add a file.
-    for i in (0..2000).step_by(7) {
-        let ino = w.image().lookup(&format!("/docs/{i}")).unwrap();
-        if i % 2 == 0 {
-            w.remove_embeddings(ino).unwrap();
-        } else {
-            w.set_embeddings(ino, &[&d.base[(i + 1) % 2000], &d.base[(i + 2) % 2000]]).unwrap();
-        }
-    }
-    let ino = w.create(docs, "new", b"").unwrap();
-    // A component past the scale clamps; the results stay exact.
-    let mut big = d.base[5].clone();
-    big[0] = 3.0;
-    w.set_embeddings(ino, &[big.clone()]).unwrap();
-    let bytes = w.commit().unwrap().into_device().bytes;
-    let (img, early) = fsck::open(MemDevice { bytes: bytes.clone() }).unwrap();
-    let p = fsck::check(&img, early).unwrap().problems;
-    assert!(p.is_empty(), "{p:#?}");
-    let mut s = Searcher::new(Image::open(MapDevice::from_bytes(&bytes).unwrap()).unwrap(), 64).unwrap();
-    let hits = s.search(&big, 1, 64).unwrap();
-    assert_eq!((hits[0].ino, hits[0].dist_bits()), (u64::from(ino), 0));
+    common::churn_keeps_codes_right(&built()[1].0);
 }

@@ -1,13 +1,23 @@
 //! What the image crate's integration tests share (`mod common;` in each: cargo makes no test
-//! of its own from a file in a subdirectory): the pydocs sample.
+//! of its own from a file in a subdirectory): the pydocs sample, and the images of it that the
+//! codes' tests (sq8.rs, pq.rs) build, search and change.
 
 // Each test uses only part of this module.
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
+use vexfs_core::format::layout::MkfsParams;
+use vexfs_core::format::superblock::{Region, Superblock, ROOT_INO};
+use vexfs_core::format::BLOCK_SIZE;
+use vexfs_image::fsck;
+use vexfs_image::mkfs::{self, FormatOpts};
 use vexfs_image::vecfile::{read_fvecs, read_ivecs};
+use vexfs_image::vectors::{Hit, MapDevice, Searcher};
+use vexfs_image::writer::Writer;
+use vexfs_image::{Image, MemDevice};
 
 /// The pydocs-minilm sample carried in the repository (`data/pydocs-minilm/small`).
 pub struct Data {
@@ -32,4 +42,78 @@ pub fn pydocs() -> &'static Data {
         assert_eq!((d.base.len(), d.base[0].len(), d.queries.len()), (2000, 384, 100));
         d
     })
+}
+
+/// An image's bytes, and which base row each file (inode) holds.
+pub type Built = (Vec<u8>, HashMap<u64, u32>);
+
+/// An image of the sample formatted with `p` and `opts`, one file per vector (`docs/N`),
+/// written by the offline writer.
+pub fn build_sample(p: &MkfsParams, opts: FormatOpts) -> Built {
+    let mut dev = MemDevice::new(p.block_count);
+    mkfs::format_with(&mut dev, p, false, opts).unwrap();
+    let mut w = Writer::new(Image::open(dev).unwrap()).unwrap();
+    let docs = w.mkdir(ROOT_INO, "docs", 0o755).unwrap();
+    let mut row = HashMap::new();
+    for (i, v) in pydocs().base.iter().enumerate() {
+        let ino = w.create(docs, &i.to_string(), b"").unwrap();
+        w.set_embeddings(ino, &[v]).unwrap();
+        row.insert(u64::from(ino), i as u32);
+    }
+    (w.commit().unwrap().into_device().bytes, row)
+}
+
+/// The superblock of an image's bytes.
+pub fn sb(bytes: &[u8]) -> Superblock {
+    Superblock::decode(&bytes[..BLOCK_SIZE]).unwrap()
+}
+
+/// The bytes of region `r` of an image.
+pub fn blocks(bytes: &[u8], r: Region) -> &[u8] {
+    let e = sb(bytes).region(r);
+    &bytes[e.start as usize * BLOCK_SIZE..e.end() as usize * BLOCK_SIZE]
+}
+
+/// The `k` nearest to every query of the sample, by the kernel's search code over the image.
+pub fn search_all(bytes: &[u8], k: usize, ef: usize) -> Vec<Vec<Hit>> {
+    let mut s = Searcher::new(Image::open(MapDevice::from_bytes(bytes).unwrap()).unwrap(), ef).unwrap();
+    pydocs().queries.iter().map(|q| s.search(q, k, ef).unwrap()).collect()
+}
+
+/// Recall@k of `hits` (k hits per query) against the sample's ground truth.
+pub fn recall(hits: &[Vec<Hit>], k: usize, row: &HashMap<u64, u32>) -> f64 {
+    let gt = &pydocs().gt;
+    let found: usize =
+        hits.iter().zip(gt).map(|(h, t)| h.iter().filter(|x| t[..k].contains(&row[&x.ino])).count()).sum();
+    found as f64 / (k * hits.len()) as f64
+}
+
+/// Removes the embeddings of every 14th file of an image of the sample, replaces those of
+/// every other 7th with two other rows (slots freed and reused), adds a file whose vector lies
+/// far out (its first component 3.0: past an SQ8 scale, far from PQ centroids); then fsck must
+/// find the image clean (every code its vector's) and a search for the far vector must find
+/// its file first, at distance 0.
+pub fn churn_keeps_codes_right(coded: &[u8]) {
+    let d = pydocs();
+    let mut w = Writer::new(Image::open(MemDevice { bytes: coded.to_vec() }).unwrap()).unwrap();
+    let docs = w.image().lookup("/docs").unwrap();
+    for i in (0..2000).step_by(7) {
+        let ino = w.image().lookup(&format!("/docs/{i}")).unwrap();
+        if i % 2 == 0 {
+            w.remove_embeddings(ino).unwrap();
+        } else {
+            w.set_embeddings(ino, &[&d.base[(i + 1) % 2000], &d.base[(i + 2) % 2000]]).unwrap();
+        }
+    }
+    let ino = w.create(docs, "new", b"").unwrap();
+    let mut far = d.base[5].clone();
+    far[0] = 3.0;
+    w.set_embeddings(ino, &[far.clone()]).unwrap();
+    let bytes = w.commit().unwrap().into_device().bytes;
+    let (img, early) = fsck::open(MemDevice { bytes: bytes.clone() }).unwrap();
+    let p = fsck::check(&img, early).unwrap().problems;
+    assert!(p.is_empty(), "{p:#?}");
+    let mut s = Searcher::new(Image::open(MapDevice::from_bytes(&bytes).unwrap()).unwrap(), 64).unwrap();
+    let hits = s.search(&far, 1, 64).unwrap();
+    assert_eq!((hits[0].ino, hits[0].dist_bits()), (u64::from(ino), 0));
 }
