@@ -1,6 +1,7 @@
 """The host search benchmark of issue 9 (bench/search.sh runs it): the kernel's search code
 (`core::vindex` through the image crate's Searcher, as `vexctl search-image`) over a bulk-loaded
-image with float32 vectors only and over one with SQ8 codes (`mkfs.vexfs --quant sq8`),
+image with float32 vectors only, over one with SQ8 codes (`mkfs.vexfs --quant sq8`) and over one
+with PQ codes (`--quant pq`),
 against hnswlib and faiss on the same data, in the same run: QPS at recall@10 0.90, 0.95 and
 0.99 with one thread, and with T threads issuing queries at once.
 
@@ -8,7 +9,7 @@ against hnswlib and faiss on the same data, in the same run: QPS at recall@10 0.
                   [--rounds R] [--passes P] [--threads T] [--efs LIST]
     search.py report JSON [--report REPORT.md]
 
-Each round runs the four in a fresh process each, in an order rotated per round; every table
+Each round runs them all in a fresh process each, in an order rotated per round; every table
 keeps the best QPS of all rounds and passes (machines here are noisy). hnswlib and faiss run
 through bench/host.py's `lib` (one batch call per pass, in C++); vexfs through
 image/examples/bench_search (a Rust loop, each search timed alone). Targets are read off the
@@ -104,7 +105,8 @@ def with_recall(mt, single):
 
 
 LABELS = {"hnswlib": "hnswlib", "faiss": "faiss (IndexHNSWFlat)",
-          "vexfs-f32": "vexfs: core::vindex, float32 walk", "vexfs-sq8": "vexfs: core::vindex, SQ8 walk + float re-rank"}
+          "vexfs-f32": "vexfs: core::vindex, float32 walk", "vexfs-sq8": "vexfs: core::vindex, SQ8 walk + float re-rank",
+          "vexfs-pq": "vexfs: core::vindex, PQ walk + float re-rank"}
 
 
 def report(a):
@@ -122,11 +124,13 @@ def report(a):
         f"{res['n']:,} × {res['dim']} float32, {res['queries']:,} queries, l2, k = 10; HNSW m = 16, "
         "ef_construction = 200 everywhere. vexfs is the kernel's search code in userspace "
         "(`core::vindex` through the image crate's `Searcher`, what `vexctl search-image` runs, with "
-        f"this CPU's distance kernels: {impl}) over two images bulk-loaded by `mkfs.vexfs --import` "
-        "from the same rows and seed, so with the same graph: one with float32 vectors only, one made "
-        "with `--quant sq8`, whose searches walk the graph on the SQ8 codes' integer distances and "
-        "re-rank the candidate list with the float32 distances (the distances returned are exact). "
-        f"{res['rounds']} round(s), the four in fresh processes in an order rotated per round, "
+        f"this CPU's distance kernels: {impl}) over images bulk-loaded by `mkfs.vexfs --import` "
+        "from the same rows and seed: one with float32 vectors only, one made "
+        "with `--quant sq8`, whose searches walk the graph (built on the codes) on the SQ8 codes' integer distances and "
+        "re-rank their nearest candidates with the float32 distances (the distances returned are exact)"
+        + (", one made with `--quant pq` (48 bytes per 384-d vector; the same graph as float32's), whose "
+           "searches walk the PQ codes' table distances and re-rank likewise" if "vexfs-pq" in runs else "")
+        + f". {res['rounds']} round(s), each library and image in fresh processes in an order rotated per round, "
         f"{res['passes']} pass(es) per ef; QPS is the best pass of all rounds. hnswlib and faiss answer each "
         "pass in one batch call (a loop in C++); vexfs in a Rust loop, each search timed alone. Each cell: "
         "QPS at the smallest ef whose recall@10 reaches the target (× hnswlib's QPS at its own smallest such ef).")

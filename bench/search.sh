@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The host search benchmark (issue 9, item 4, host rows): the kernel's search code (core::vindex,
-# as `vexctl search-image`) over a float32 image and an SQ8 one (`mkfs.vexfs --quant sq8`), both
-# bulk-loaded from the same rows and seed, against hnswlib and faiss on the same data, in one
+# as `vexctl search-image`) over a float32 image, an SQ8 one (`mkfs.vexfs --quant sq8`) and a PQ
+# one (`--quant pq`), all bulk-loaded from the same rows and seed, against hnswlib and faiss on the same data, in one
 # run: QPS at recall@10 0.90/0.95/0.99 with one thread and with every CPU issuing queries;
 # prints the tables and writes the data set's "Host search" section of bench/REPORT.md
 # (bench/search.py).
@@ -53,10 +53,10 @@ WORK=$VEXFS_CACHE/bench-search
 mkdir -p "$RES" "$WORK"
 start=$(date +%s)
 size="$(( $(stat -c %s "$DATA/base.fvecs") / 1048576 * 3 + 256 ))M"
-for q in f32 sq8; do
+for q in f32 sq8 pq; do
     img=$WORK/$NAME-$q.img
     quant=none
-    [ $q = f32 ] || quant=sq8
+    [ $q = f32 ] || quant=$q
     log "bench/search.sh: bulk-loading $img (--quant $quant)"
     rm -f "$img"
     "$VEXFS_HOST_BIN/mkfs-vexfs" -q -f --import "$DATA/base.fvecs" --import-dir docs --metric l2 --seed 1 \
@@ -64,7 +64,7 @@ for q in f32 sq8; do
     "$VEXFS_HOST_BIN/fsck-vexfs" -n "$img" > /dev/null || die "fsck.vexfs -n $img is not clean"
 done
 env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$PY" "$VEXFS_ROOT/bench/search.py" run --data "$DATA" \
-    --image "f32=$WORK/$NAME-f32.img" --image "sq8=$WORK/$NAME-sq8.img" \
+    --image "f32=$WORK/$NAME-f32.img" --image "sq8=$WORK/$NAME-sq8.img" --image "pq=$WORK/$NAME-pq.img" \
     --bench-search "$VEXFS_ROOT/target/release/examples/bench_search" --out "$RES/search-$NAME.json" \
     --rounds "$ROUNDS" --passes "$PASSES" --threads "$THREADS"
 log "bench/search.sh: the run took $(( ($(date +%s) - start) / 60 )) min"

@@ -25,7 +25,7 @@ fn build(name: &str, files: &[&str], isa: &[&str]) {
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
-    for f in ["distance.h", "distance_scalar.c", "distance_sse2.c", "distance_avx2.c"] {
+    for f in ["distance.h", "distance_scalar.c", "distance_sse2.c", "distance_avx2.c", "distance_pq.c"] {
         println!("cargo:rerun-if-changed=csrc/{f}");
     }
     if env::var_os("CARGO_FEATURE_STD").is_none() {
@@ -33,9 +33,13 @@ fn main() {
     }
     let arch = env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default();
     if arch == "x86_64" {
-        build("vexfs_dist_sse2", &["csrc/distance_scalar.c", "csrc/distance_sse2.c"], &["-msse2"]);
+        build(
+            "vexfs_dist_sse2",
+            &["csrc/distance_scalar.c", "csrc/distance_sse2.c", "csrc/distance_pq.c"],
+            &["-msse2"],
+        );
         build("vexfs_dist_avx2", &["csrc/distance_avx2.c"], &["-msse2", "-mavx2", "-mfma"]);
     } else {
-        build("vexfs_dist_scalar", &["csrc/distance_scalar.c"], &[]);
+        build("vexfs_dist_scalar", &["csrc/distance_scalar.c", "csrc/distance_pq.c"], &[]);
     }
 }

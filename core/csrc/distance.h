@@ -85,7 +85,7 @@ void vexfs_code_dist_avx2(u32 metric, const s8 *q, const s8 *const *vecs, u32 n,
 			  u32 *out);
 
 /*
- * PQ (core::pq; Jegou et al., TPAMI 2011): one implementation (distance_scalar.c) for every
+ * PQ (core::pq; Jegou et al., TPAMI 2011): one implementation (distance_pq.c) for every
  * CPU, so the same bits in the kernel and the tools. Each needs the FPU in the kernel.
  *
  * vexfs_pq_table: for the dsub floats q (one sub-vector of a query or of a vector to encode)
@@ -119,7 +119,7 @@ static inline u32 vexfs_first_nonfinite(const u32 *bits, u32 dim)
 }
 
 #ifdef VEXFS_DISTANCE_IMPL
-/* Float helpers shared by the three implementation files (all built with FPU flags). */
+/* Float helpers shared by the implementation files (all built with FPU flags). */
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <xmmintrin.h>

@@ -295,10 +295,11 @@ impl<'t> VecIndex<'t> {
             let (blk, off) = p.centroid_pos(j, c).ok_or_else(|| bad_pos("pq centroid position", i))?;
             let r = rd(b, blk)?;
             let bytes = span(&r, off, (p.dsub as usize).saturating_mul(4), "pq centroid position")?;
-            let bad = bytes.chunks_exact(4).any(|w| {
-                let mut a = [0u8; 4];
-                a.copy_from_slice(w);
-                u32::from_le_bytes(a) & 0x7f80_0000 == 0x7f80_0000
+            // A float whose exponent bits are all ones is a NaN or an infinity. A slice
+            // pattern, not a copy: no length-mismatch panic path for objtool to flag.
+            let bad = bytes.chunks_exact(4).any(|w| match *w {
+                [b0, b1, b2, b3] => u32::from_le_bytes([b0, b1, b2, b3]) & 0x7f80_0000 == 0x7f80_0000,
+                _ => false,
             });
             if bad {
                 return Err(IndexError::Corrupt(FormatError::Corrupt { what: "pq codebook centroid", value: blk }));
@@ -415,8 +416,13 @@ impl<'t> VecIndex<'t> {
                 let (Some(pd), Some(nd)) = (prim_all.get_mut(at..end), norm_all.get_mut(at..end)) else {
                     return Err(IndexError::Invalid("pq table"));
                 };
-                pd.copy_from_slice(prim);
-                nd.copy_from_slice(norm);
+                // Zips, not copy_from_slice: no length-mismatch panic path (equal lengths).
+                for (d, &x) in pd.iter_mut().zip(prim) {
+                    *d = x;
+                }
+                for (d, &x) in nd.iter_mut().zip(norm) {
+                    *d = x;
+                }
                 Ok(())
             })?;
             *qq_all.get_mut(ju).ok_or_else(|| IndexError::Invalid("pq table"))? = qq;
@@ -458,7 +464,9 @@ impl<'t> VecIndex<'t> {
             let code = code.get_mut(..len).ok_or_else(|| IndexError::Invalid("pq code length"))?;
             self.pq_encode(b, &p, vector, code)?;
             let mut w = wr(b, blk)?;
-            span_mut(&mut w, off, len, "vector code position")?.copy_from_slice(code);
+            for (d, &x) in span_mut(&mut w, off, len, "vector code position")?.iter_mut().zip(code.iter()) {
+                *d = x;
+            }
             return Ok(());
         }
         let mut w = wr(b, blk)?;

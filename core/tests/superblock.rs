@@ -339,7 +339,7 @@ fn data_misplaced() {
 fn reserved_region_not_zero() {
     let mut s = sb();
     s.regions[Region::VecCodes as usize] = Extent64 { start: 9, blocks: 0 };
-    assert_corrupt(&s, "vector codes region without SQ8", 9);
+    assert_corrupt(&s, "vector codes region without SQ8 or PQ", 9);
 }
 
 #[test]

@@ -221,6 +221,9 @@ pub fn head_lines(m: &mut String, raw: &[u8], sb: &Superblock, h: &HnswHeader) -
     if sb.has_sq8() {
         writeln!(m, "sb sq8_shift {}", sb.sq8_shift)?;
     }
+    if sb.has_pq() {
+        writeln!(m, "sb pq_m {}", sb.pq_m)?;
+    }
     writeln!(m, "hnsw entry {}", h.entry)?;
     writeln!(m, "hnsw entry_level {}", h.entry_level)?;
     writeln!(m, "hnsw live {}", h.live)?;
@@ -330,7 +333,7 @@ pub fn new_writer(p: &MkfsParams, dir_index: bool) -> Res<Writer<MemDevice>> {
     new_writer_with(p, FormatOpts { dir_index, ..Default::default() })
 }
 
-/// [`new_writer`] with the features of `opts` (SQ8 codes among them).
+/// [`new_writer`] with the features of `opts` (SQ8 or PQ codes among them).
 pub fn new_writer_with(p: &MkfsParams, opts: FormatOpts) -> Res<Writer<MemDevice>> {
     let mut dev = MemDevice::new(p.block_count);
     mkfs::format_with(&mut dev, p, false, opts)?;

@@ -134,6 +134,7 @@ fn sb_field(sb: &Superblock, name: &str) -> Option<String> {
         "hnsw_ef_construction" => sb.hnsw_ef_construction.to_string(),
         "hnsw_max_level" => sb.hnsw_max_level.to_string(),
         "sq8_shift" => sb.sq8_shift.to_string(),
+        "pq_m" => sb.pq_m.to_string(),
         "hnsw_seed" => sb.hnsw_seed.to_string(),
         _ => return None,
     })
