@@ -137,7 +137,7 @@ extern "C" {
     pub fn vexfs_c_pq_table(
         metric: u32,
         q: *const u32,
-        cents: *const *const u32,
+        cents: *const u32,
         n: u32,
         dsub: u32,
         prim: *mut u32,

@@ -125,17 +125,17 @@ void vexfs_c_code_distances(u32 impl, u32 metric, const s8 *q, const s8 *const *
 	}
 }
 
-u32 vexfs_c_pq_table(u32 metric, const float *q, const float *const *cents, u32 n, u32 dsub,
-		     u32 *prim, u32 *norm)
+u32 vexfs_c_pq_table(u32 metric, const float *q, const float *cents, u32 n, u32 dsub, u32 *prim,
+		     u32 *norm)
 {
 	u32 qq, i;
 
-	if (dsub == 0 || dsub > 1024 || WARN_ON_ONCE(!irq_fpu_usable())) {
+	if (dsub == 0 || dsub > 1024 || n > 1024 / dsub || WARN_ON_ONCE(!irq_fpu_usable())) {
 		for (i = 0; i < n; i++)
 			prim[i] = norm[i] = VEXFS_DIST_NAN_BITS;
 		return VEXFS_DIST_NAN_BITS;
 	}
-	/* At most 256 centroids of at most 1024 floats: within one section's budget. */
+	/* At most one block of centroids (1024 floats): well within one section's budget. */
 	kernel_fpu_begin();
 	qq = vexfs_pq_table(metric, q, cents, n, dsub, prim, norm);
 	kernel_fpu_end();

@@ -37,12 +37,13 @@ void vexfs_c_code_distances(u32 impl, u32 metric, const s8 *q, const s8 *const *
 			    u32 len, u32 *out);
 
 /*
- * PQ (core/csrc/distance.h, vexfs_pq_table): the table entries of n centroids of dsub floats
- * (at most 256 and 1024) for the sub-vector q; returns the bits of |q|^2. Same context rules as
+ * PQ (core/csrc/distance.h, vexfs_pq_table): the table entries of n centroids of dsub floats,
+ * contiguous at cents (n * dsub at most 1024: one codebook block), for the sub-vector q; returns
+ * the bits of |q|^2. Same context rules as
  * vexfs_c_distances(); a bad dsub writes NaN bits.
  */
-u32 vexfs_c_pq_table(u32 metric, const float *q, const float *const *cents, u32 n, u32 dsub,
-		     u32 *prim, u32 *norm);
+u32 vexfs_c_pq_table(u32 metric, const float *q, const float *cents, u32 n, u32 dsub, u32 *prim,
+		     u32 *norm);
 
 /*
  * PQ code distances (vexfs_pq_dist): the keys from the query's table (2 * m * 256 + m words,

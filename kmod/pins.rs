@@ -585,15 +585,15 @@ impl DistanceKernel for FpuKernel {
         metric: u32,
         dsub: u32,
         q: *const u32,
-        cents: &[*const u32],
+        cents: *const u32,
         prim: &mut [u32],
         norm: &mut [u32],
     ) -> u32 {
-        let n = u32::try_from(cents.len().min(prim.len()).min(norm.len())).unwrap_or(u32::MAX);
-        // SAFETY: `q` and every `cents[i]` point at `dsub` readable u32s held for the call (the
-        // trait's contract); `prim` and `norm` have room for `n`; fpu.c brackets the C code with
-        // kernel_fpu_begin/end and neither sleeps nor faults inside.
-        unsafe { ffi::vexfs_c_pq_table(metric, q, cents.as_ptr(), n, dsub, prim.as_mut_ptr(), norm.as_mut_ptr()) }
+        let n = u32::try_from(prim.len().min(norm.len())).unwrap_or(u32::MAX);
+        // SAFETY: `q` points at `dsub` and `cents` at `n * dsub` readable u32s held for the call
+        // (the trait's contract); `prim` and `norm` have room for `n`; fpu.c brackets the C
+        // code with kernel_fpu_begin/end and neither sleeps nor faults inside.
+        unsafe { ffi::vexfs_c_pq_table(metric, q, cents, n, dsub, prim.as_mut_ptr(), norm.as_mut_ptr()) }
     }
 
     unsafe fn pq_distances(&self, metric: u32, m: u32, table: *const u32, codes: &[*const u8], out: &mut [u32]) {

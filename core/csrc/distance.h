@@ -89,7 +89,7 @@ void vexfs_code_dist_avx2(u32 metric, const s8 *q, const s8 *const *vecs, u32 n,
  * CPU, so the same bits in the kernel and the tools. Each needs the FPU in the kernel.
  *
  * vexfs_pq_table: for the dsub floats q (one sub-vector of a query or of a vector to encode)
- * and n centroids cents[k] of dsub floats each: prim[k] = bits of |q - c|^2 (l2) or of q.c
+ * and n centroids of dsub floats each, contiguous at cents (centroid k at cents + k * dsub): prim[k] = bits of |q - c|^2 (l2) or of q.c
  * (cosine, ip); norm[k] = bits of |c|^2 (cosine, ip) or 0 (l2). Returns the bits of |q|^2.
  *
  * vexfs_pq_dist: table holds 2 * m * 256 + m words: prim of sub-quantiser j, centroid c at
@@ -100,8 +100,8 @@ void vexfs_code_dist_avx2(u32 metric, const s8 *q, const s8 *const *vecs, u32 n,
  *   cosine  1 - dot / (sqrt(sum_j qq_j) sqrt(sum_j norm[j][c_j]))   (as vexfs_cosine_bits)
  *   other   0xffffffff
  */
-u32 vexfs_pq_table(u32 metric, const float *q, const float *const *cents, u32 n, u32 dsub,
-		   u32 *prim, u32 *norm);
+u32 vexfs_pq_table(u32 metric, const float *q, const float *cents, u32 n, u32 dsub, u32 *prim,
+		   u32 *norm);
 void vexfs_pq_dist(u32 metric, const u32 *table, u32 m, const u8 *const *codes, u32 n, u32 *out);
 
 /*

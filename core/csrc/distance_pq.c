@@ -49,14 +49,14 @@ static float vexfs_bits_f32(u32 u)
 	return c.f;
 }
 
-u32 vexfs_pq_table(u32 metric, const float *q, const float *const *cents, u32 n, u32 dsub,
-		   u32 *prim, u32 *norm)
+u32 vexfs_pq_table(u32 metric, const float *q, const float *cents, u32 n, u32 dsub, u32 *prim,
+		   u32 *norm)
 {
 	u32 k = 0;
 
 #if defined(__SSE2__)
 	for (; k + 4 <= n; k += 4) {
-		const float *c0 = cents[k], *c1 = cents[k + 1], *c2 = cents[k + 2], *c3 = cents[k + 3];
+		const float *c0 = cents + k * dsub, *c1 = c0 + dsub, *c2 = c1 + dsub, *c3 = c2 + dsub;
 		__m128 acc = _mm_setzero_ps(), accn = _mm_setzero_ps();
 		float a[4], b[4];
 		u32 t, l;
@@ -83,12 +83,14 @@ u32 vexfs_pq_table(u32 metric, const float *q, const float *const *cents, u32 n,
 	}
 #endif
 	for (; k < n; k++) {
+		const float *c = cents + k * dsub;
+
 		if (metric == VEXFS_METRIC_L2) {
-			prim[k] = vexfs_f32_bits(pq_l2(q, cents[k], dsub));
+			prim[k] = vexfs_f32_bits(pq_l2(q, c, dsub));
 			norm[k] = 0;
 		} else {
-			prim[k] = vexfs_f32_bits(pq_dot(q, cents[k], dsub));
-			norm[k] = vexfs_f32_bits(pq_dot(cents[k], cents[k], dsub));
+			prim[k] = vexfs_f32_bits(pq_dot(q, c, dsub));
+			norm[k] = vexfs_f32_bits(pq_dot(c, c, dsub));
 		}
 	}
 	return vexfs_f32_bits(pq_dot(q, q, dsub));

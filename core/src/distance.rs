@@ -130,20 +130,20 @@ pub trait DistanceKernel {
     unsafe fn code_distances(&self, metric: u32, len: u32, q: *const u8, vecs: &[*const u8], out: &mut [u32]);
 
     /// PQ table entries (`crate::pq`; `vexfs_pq_table` in `core/csrc/distance.h`, one
-    /// implementation for every CPU): for the `dsub` floats `q` and the centroids `cents[k]`
-    /// (`dsub` floats each), `prim[k]` = float bits of `|q - c|^2` (`l2`) or `q.c` (`cosine`,
-    /// `ip`), `norm[k]` = bits of `|c|^2` (0 for `l2`), for
-    /// `k < min(cents.len(), prim.len(), norm.len())`. Returns the bits of `|q|^2`.
+    /// implementation for every CPU): for the `dsub` floats `q` and the centroids at `cents`
+    /// (contiguous, `dsub` floats each, centroid `k` at `cents + k * dsub`), `prim[k]` = float
+    /// bits of `|q - c|^2` (`l2`) or `q.c` (`cosine`, `ip`), `norm[k]` = bits of `|c|^2` (0 for
+    /// `l2`), for `k < min(prim.len(), norm.len())`. Returns the bits of `|q|^2`.
     ///
     /// # Safety
-    /// `q` and every `cents[k]` point at `dsub` (1 to 1024) readable, 4-byte aligned `u32`s that
-    /// stay valid and unchanged for the call.
+    /// `q` points at `dsub` (1 to 1024) and `cents` at `min(prim.len(), norm.len()) * dsub`
+    /// readable, 4-byte aligned `u32`s that stay valid and unchanged for the call.
     unsafe fn pq_table(
         &self,
         metric: u32,
         dsub: u32,
         q: *const u32,
-        cents: &[*const u32],
+        cents: *const u32,
         prim: &mut [u32],
         norm: &mut [u32],
     ) -> u32;
@@ -224,7 +224,7 @@ mod userspace {
             pub fn vexfs_pq_table(
                 metric: u32,
                 q: *const u32,
-                cents: *const *const u32,
+                cents: *const u32,
                 n: u32,
                 dsub: u32,
                 prim: *mut u32,
@@ -434,21 +434,19 @@ mod userspace {
             metric: u32,
             dsub: u32,
             q: *const u32,
-            cents: &[*const u32],
+            cents: *const u32,
             prim: &mut [u32],
             norm: &mut [u32],
         ) -> u32 {
-            let n = cents.len().min(prim.len()).min(norm.len());
+            let n = prim.len().min(norm.len());
             if dsub == 0 || dsub > 1024 {
                 prim.fill(super::NAN_BITS);
                 norm.fill(super::NAN_BITS);
                 return super::NAN_BITS;
             }
-            // SAFETY: the trait's contract (`q`, `cents[k]`: `dsub` readable words); `prim` and
-            // `norm` hold at least `n` words. One C implementation for every `Impl`.
-            unsafe {
-                ffi::vexfs_pq_table(metric, q, cents.as_ptr(), n as u32, dsub, prim.as_mut_ptr(), norm.as_mut_ptr())
-            }
+            // SAFETY: the trait's contract (`q`: `dsub` readable words, `cents`: `n * dsub`);
+            // `prim` and `norm` hold at least `n` words. One C implementation for every `Impl`.
+            unsafe { ffi::vexfs_pq_table(metric, q, cents, n as u32, dsub, prim.as_mut_ptr(), norm.as_mut_ptr()) }
         }
 
         unsafe fn pq_distances(&self, metric: u32, m: u32, table: *const u32, codes: &[*const u8], out: &mut [u32]) {

@@ -188,12 +188,12 @@ pub fn encode(
     let (mut prim, mut norm) = (std::vec![0u32; n], std::vec![0u32; n]);
     for (j, (sub, o)) in vector.chunks_exact(dsub).zip(out.iter_mut()).enumerate() {
         let base = j.saturating_mul(n).saturating_mul(dsub);
-        let ptrs: Option<std::vec::Vec<*const u32>> =
-            (0..n).map(|c| codebook.get(base.saturating_add(c.saturating_mul(dsub))..).map(<[u32]>::as_ptr)).collect();
-        let Some(ptrs) = ptrs else { return false };
-        // SAFETY: `sub` and every centroid pointer are `dsub` words inside `vector` and
-        // `codebook` (lengths checked above), borrowed for the call.
-        unsafe { dist.pq_table(crate::distance::METRIC_L2, dsub32, sub.as_ptr(), &ptrs, &mut prim, &mut norm) };
+        let Some(cents) = codebook.get(base..base.saturating_add(n.saturating_mul(dsub))) else { return false };
+        // SAFETY: `sub` is `dsub` words of `vector`, `cents` the sub-quantiser's 256 centroids
+        // of `dsub` words (lengths checked above), borrowed for the call.
+        unsafe {
+            dist.pq_table(crate::distance::METRIC_L2, dsub32, sub.as_ptr(), cents.as_ptr(), &mut prim, &mut norm)
+        };
         let mut best = (u32::MAX, 0u8);
         for (c, &d) in prim.iter().enumerate() {
             if d < best.0 {

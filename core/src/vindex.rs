@@ -308,53 +308,30 @@ impl<'t> VecIndex<'t> {
         Ok(())
     }
 
-    /// The PQ table entries of sub-quantiser `j` for the sub-vector `sub` (`dsub` float bit
-    /// patterns) under `metric`, by the C kernel (`vexfs_pq_table`, one implementation for
-    /// every CPU), reading the codebook's blocks: `each(c, prim, norm)` receives them batch by
-    /// batch, `c` the first centroid of the batch. Returns the bits of `|sub|^2`. Errors:
-    /// `Corrupt` for a centroid position outside the region; the store's.
-    fn pq_sub_table<B: BlockStore>(
+    /// Walks the codebook blocks of sub-quantiser `j` in order: `each(c, n, cents)` gets the
+    /// first centroid `c` a block holds, how many of the sub-quantiser's it holds (`n`), and a
+    /// pointer to them (`n * dsub` float bit patterns, contiguous, 4-byte aligned), valid while
+    /// `each` runs (the block is held). Errors: `Corrupt` for a centroid position outside the
+    /// region; `each`'s; the store's.
+    fn pq_blocks<B: BlockStore>(
         &self,
         b: &B,
         p: &pq::PqGeometry,
         j: u32,
-        metric: u32,
-        sub: &[u32],
-        mut each: impl FnMut(usize, &[u32], &[u32]) -> IResult<(), B::Error>,
-    ) -> IResult<u32, B::Error> {
-        let dsub = p.dsub as usize;
-        if sub.len() != dsub {
-            return Err(IndexError::Invalid("pq sub-vector"));
-        }
-        let per_sub = pq::CENTROIDS as usize;
-        let (mut ptrs, mut prim, mut norm) = ([core::ptr::null::<u32>(); BATCH], [0u32; BATCH], [0u32; BATCH]);
-        let (mut c, mut qq) = (0usize, 0u32);
+        mut each: impl FnMut(usize, usize, *const u32) -> IResult<(), B::Error>,
+    ) -> IResult<(), B::Error> {
+        let (dsub, per_sub) = (p.dsub as usize, pq::CENTROIDS as usize);
+        let mut c = 0usize;
         while c < per_sub {
             let cid = u32::try_from(c).map_err(|_| bad_pos("pq centroid position", j))?;
             let (blk, off) = p.centroid_pos(j, cid).ok_or_else(|| bad_pos("pq centroid position", j))?;
             let r = rd(b, blk)?;
-            // The centroids of this block from `c` on, a batch at a time.
-            let in_blk = usize::try_from(p.per_block).unwrap_or(1).min(per_sub.saturating_sub(c)).max(1);
-            let mut k = 0usize;
-            while k < in_blk {
-                let n = in_blk.saturating_sub(k).min(BATCH);
-                for (i, ptr) in ptrs.iter_mut().enumerate().take(n) {
-                    let at = off.saturating_add(k.saturating_add(i).saturating_mul(dsub).saturating_mul(4));
-                    *ptr = span(&r, at, dsub.saturating_mul(4), "pq centroid position")?.as_ptr().cast::<u32>();
-                }
-                let (Some(pp), Some(pr), Some(nr)) = (ptrs.get(..n), prim.get_mut(..n), norm.get_mut(..n)) else {
-                    return Err(IndexError::Invalid("pq batch"));
-                };
-                // SAFETY: `sub` holds `dsub` words; each pointer is to `dsub` words inside block
-                // `r`, held until this returns, 4-byte aligned (a block is, and centroids lie
-                // `4 * dsub` bytes apart from its start).
-                qq = unsafe { self.dist.pq_table(metric, p.dsub, sub.as_ptr(), pp, pr, nr) };
-                each(c.saturating_add(k), pr, nr)?;
-                k = k.saturating_add(n);
-            }
-            c = c.saturating_add(in_blk);
+            let n = usize::try_from(p.per_block).unwrap_or(1).min(per_sub.saturating_sub(c)).max(1);
+            let cents = span(&r, off, n.saturating_mul(dsub).saturating_mul(4), "pq centroid position")?;
+            each(c, n, cents.as_ptr().cast::<u32>())?;
+            c = c.saturating_add(n);
         }
-        Ok(qq)
+        Ok(())
     }
 
     /// The PQ code of `vector` (`dim` float bit patterns) into `out[..m]`: per sub-quantiser
@@ -369,18 +346,34 @@ impl<'t> VecIndex<'t> {
         out: &mut [u8],
     ) -> IResult<(), B::Error> {
         let dsub = p.dsub as usize;
+        let (mut prim, mut norm) = ([0u32; BATCH], [0u32; BATCH]);
         for j in 0..p.m {
             let start = (j as usize).saturating_mul(dsub);
             let sub =
                 vector.get(start..start.saturating_add(dsub)).ok_or_else(|| IndexError::Invalid("vector dimension"))?;
             let mut best = (u32::MAX, 0u8);
-            self.pq_sub_table(b, p, j, crate::distance::METRIC_L2, sub, |c, prim, _| {
-                for (i, &d) in prim.iter().enumerate() {
-                    // Squared distances are non-negative floats (NaN's bits above infinity's):
-                    // their bits order as their values.
-                    if d < best.0 {
-                        best = (d, u8::try_from(c.saturating_add(i)).unwrap_or(u8::MAX));
+            self.pq_blocks(b, p, j, |c, n, cents| {
+                // A batch at a time (a small stack), each batch one FPU section in the kernel.
+                let mut k = 0usize;
+                while k < n {
+                    let len = n.saturating_sub(k).min(BATCH);
+                    let (Some(pr), Some(nr)) = (prim.get_mut(..len), norm.get_mut(..len)) else {
+                        return Err(IndexError::Invalid("pq batch"));
+                    };
+                    // SAFETY: `sub` holds `dsub` words; `cents` points at `n * dsub` words held for
+                    // this call (`pq_blocks`), of which centroids `k .. k + len` lie inside.
+                    unsafe {
+                        let at = cents.add(k.saturating_mul(dsub));
+                        self.dist.pq_table(crate::distance::METRIC_L2, p.dsub, sub.as_ptr(), at, pr, nr)
+                    };
+                    for (i, &d) in pr.iter().enumerate() {
+                        // Squared distances are non-negative floats (NaN's bits above
+                        // infinity's): their bits order as their values.
+                        if d < best.0 {
+                            best = (d, u8::try_from(c.saturating_add(k).saturating_add(i)).unwrap_or(u8::MAX));
+                        }
                     }
+                    k = k.saturating_add(len);
                 }
                 Ok(())
             })?;
@@ -390,8 +383,8 @@ impl<'t> VecIndex<'t> {
     }
 
     /// The query's PQ table into `table` ([`pq::table_words`] words, `crate::pq`), by the C
-    /// kernel, reading the codebook's blocks. Errors: `Invalid` for a short `query` or
-    /// `table`; the store's.
+    /// kernel, a codebook block per call (one FPU section each in the kernel). Errors:
+    /// `Invalid` for a short `query` or `table`; the store's.
     fn pq_query_table<B: BlockStore>(
         &self,
         b: &B,
@@ -410,19 +403,16 @@ impl<'t> VecIndex<'t> {
             let sub =
                 query.get(start..start.saturating_add(dsub)).ok_or_else(|| IndexError::Invalid("query dimension"))?;
             let row = ju.saturating_mul(per_sub);
-            let qq = self.pq_sub_table(b, p, j, self.metric, sub, |c, prim, norm| {
+            let mut qq = 0u32;
+            self.pq_blocks(b, p, j, |c, n, cents| {
                 let at = row.saturating_add(c);
-                let end = at.saturating_add(prim.len());
+                let end = at.saturating_add(n);
                 let (Some(pd), Some(nd)) = (prim_all.get_mut(at..end), norm_all.get_mut(at..end)) else {
                     return Err(IndexError::Invalid("pq table"));
                 };
-                // Zips, not copy_from_slice: no length-mismatch panic path (equal lengths).
-                for (d, &x) in pd.iter_mut().zip(prim) {
-                    *d = x;
-                }
-                for (d, &x) in nd.iter_mut().zip(norm) {
-                    *d = x;
-                }
+                // SAFETY: `sub` holds `dsub` words; `cents` points at `n * dsub` words held for
+                // this call (`pq_blocks`); `pd` and `nd` hold `n` words each.
+                qq = unsafe { self.dist.pq_table(self.metric, p.dsub, sub.as_ptr(), cents, pd, nd) };
                 Ok(())
             })?;
             *qq_all.get_mut(ju).ok_or_else(|| IndexError::Invalid("pq table"))? = qq;

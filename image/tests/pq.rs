@@ -154,11 +154,11 @@ fn table_distances_match_the_model_of_their_order() {
         for q in d.queries.iter().take(5) {
             let mut table = vec![0u32; pq::table_words(M)];
             for j in 0..m {
-                let cents: Vec<*const u32> = (0..256).map(|c| cb[(j * 256 + c) * dsub..].as_ptr().cast()).collect();
+                let cents = cb[j * 256 * dsub..].as_ptr().cast::<u32>();
                 let (mut prim, mut norm) = (vec![0u32; 256], vec![0u32; 256]);
                 let qs = &q[j * dsub..(j + 1) * dsub];
                 // SAFETY: `qs` and each centroid hold dsub floats.
-                let qq = unsafe { Impl::Scalar.pq_table(metric, 8, qs.as_ptr().cast(), &cents, &mut prim, &mut norm) };
+                let qq = unsafe { Impl::Scalar.pq_table(metric, 8, qs.as_ptr().cast(), cents, &mut prim, &mut norm) };
                 table[j * 256..(j + 1) * 256].copy_from_slice(&prim);
                 table[m * 256 + j * 256..m * 256 + (j + 1) * 256].copy_from_slice(&norm);
                 table[2 * m * 256 + j] = qq;
