@@ -133,7 +133,7 @@ struct Cli {
     /// (docs/FORMAT.md, "Vector codes"). pq or pq:M (the incompat feature pq): every vector
     /// also keeps a product-quantisation code of M bytes (M sub-quantisers of 256 centroids,
     /// trained here on --train's vectors, else --import's; default M: the largest divisor of
-    /// the dimension at most dimension / 8), searches walk the graph on the codes' table
+    /// the dimension at most dimension / 4), searches walk the graph on the codes' table
     /// distances and re-rank with the float vectors ("PQ codes"); the graph is built on the
     /// float vectors. A kernel without the feature refuses the filesystem.
     #[arg(long, value_name = "none|sq8|pq[:M]", default_value = "none", value_parser = parse_quant)]
