@@ -161,6 +161,31 @@ static inline u32 vexfs_cosine_bits(float dot, float qnorm, float vv)
 		return vexfs_f32_bits(1.0f);
 	return vexfs_f32_bits(1.0f - dot / denom);
 }
+/* Sums over i = 0 .. dim - 1 in order, one accumulator, multiply and add separately rounded:
+ * the scalar reference (distance_scalar.c) and every PQ sum (distance_pq.c). */
+static inline float vexfs_l2_in_order(const float *q, const float *v, u32 dim)
+{
+	float acc = 0.0f;
+	u32 i;
+
+	for (i = 0; i < dim; i++) {
+		float d = q[i] - v[i];
+
+		acc = acc + d * d;
+	}
+	return acc;
+}
+
+static inline float vexfs_dot_in_order(const float *q, const float *v, u32 dim)
+{
+	float acc = 0.0f;
+	u32 i;
+
+	for (i = 0; i < dim; i++)
+		acc = acc + q[i] * v[i];
+	return acc;
+}
+
 /* core::distance::key_from_bits. */
 static inline u32 vexfs_key_from_bits(u32 bits)
 {

@@ -15,29 +15,6 @@
 #include <emmintrin.h>
 #endif
 
-static float pq_l2(const float *q, const float *v, u32 dim)
-{
-	float acc = 0.0f;
-	u32 i;
-
-	for (i = 0; i < dim; i++) {
-		float d = q[i] - v[i];
-
-		acc = acc + d * d;
-	}
-	return acc;
-}
-
-static float pq_dot(const float *q, const float *v, u32 dim)
-{
-	float acc = 0.0f;
-	u32 i;
-
-	for (i = 0; i < dim; i++)
-		acc = acc + q[i] * v[i];
-	return acc;
-}
-
 static float vexfs_bits_f32(u32 u)
 {
 	union {
@@ -86,14 +63,14 @@ u32 vexfs_pq_table(u32 metric, const float *q, const float *cents, u32 n, u32 ds
 		const float *c = cents + k * dsub;
 
 		if (metric == VEXFS_METRIC_L2) {
-			prim[k] = vexfs_f32_bits(pq_l2(q, c, dsub));
+			prim[k] = vexfs_f32_bits(vexfs_l2_in_order(q, c, dsub));
 			norm[k] = 0;
 		} else {
-			prim[k] = vexfs_f32_bits(pq_dot(q, c, dsub));
-			norm[k] = vexfs_f32_bits(pq_dot(c, c, dsub));
+			prim[k] = vexfs_f32_bits(vexfs_dot_in_order(q, c, dsub));
+			norm[k] = vexfs_f32_bits(vexfs_dot_in_order(c, c, dsub));
 		}
 	}
-	return vexfs_f32_bits(pq_dot(q, q, dsub));
+	return vexfs_f32_bits(vexfs_dot_in_order(q, q, dsub));
 }
 
 void vexfs_pq_dist(u32 metric, const u32 *table, u32 m, const u8 *const *codes, u32 n, u32 *out)

@@ -8,29 +8,6 @@
 #define VEXFS_DISTANCE_IMPL
 #include "distance.h"
 
-static float l2_scalar(const float *q, const float *v, u32 dim)
-{
-	float acc = 0.0f;
-	u32 i;
-
-	for (i = 0; i < dim; i++) {
-		float d = q[i] - v[i];
-
-		acc = acc + d * d;
-	}
-	return acc;
-}
-
-static float dot_scalar(const float *q, const float *v, u32 dim)
-{
-	float acc = 0.0f;
-	u32 i;
-
-	for (i = 0; i < dim; i++)
-		acc = acc + q[i] * v[i];
-	return acc;
-}
-
 void vexfs_dist_scalar(u32 metric, const float *q, const float *const *vecs, u32 n, u32 dim,
 		       u32 *out)
 {
@@ -40,17 +17,17 @@ void vexfs_dist_scalar(u32 metric, const float *q, const float *const *vecs, u32
 	switch (metric) {
 	case VEXFS_METRIC_L2:
 		for (k = 0; k < n; k++)
-			out[k] = vexfs_f32_bits(l2_scalar(q, vecs[k], dim));
+			out[k] = vexfs_f32_bits(vexfs_l2_in_order(q, vecs[k], dim));
 		break;
 	case VEXFS_METRIC_COSINE:
-		qnorm = vexfs_sqrtf(dot_scalar(q, q, dim));
+		qnorm = vexfs_sqrtf(vexfs_dot_in_order(q, q, dim));
 		for (k = 0; k < n; k++)
-			out[k] = vexfs_cosine_bits(dot_scalar(q, vecs[k], dim), qnorm,
-						   dot_scalar(vecs[k], vecs[k], dim));
+			out[k] = vexfs_cosine_bits(vexfs_dot_in_order(q, vecs[k], dim), qnorm,
+						   vexfs_dot_in_order(vecs[k], vecs[k], dim));
 		break;
 	case VEXFS_METRIC_IP:
 		for (k = 0; k < n; k++)
-			out[k] = vexfs_f32_bits(1.0f - dot_scalar(q, vecs[k], dim));
+			out[k] = vexfs_f32_bits(1.0f - vexfs_dot_in_order(q, vecs[k], dim));
 		break;
 	default:
 		for (k = 0; k < n; k++)
