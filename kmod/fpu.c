@@ -154,6 +154,8 @@ void vexfs_c_pq_distances(u32 metric, const u32 *table, u32 m, const u8 *const *
 	}
 	/* Two table reads per sub-quantiser and code: bound the section like the floats. */
 	chunk = VEXFS_FPU_CHUNK_FLOATS / (2 * m);
+	if (chunk == 0)
+		chunk = 1;
 	for (done = 0; done < n; done += k) {
 		k = min(chunk, n - done);
 		kernel_fpu_begin();

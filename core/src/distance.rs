@@ -135,6 +135,10 @@ pub trait DistanceKernel {
     /// bits of `|q - c|^2` (`l2`) or `q.c` (`cosine`, `ip`), `norm[k]` = bits of `|c|^2` (0 for
     /// `l2`), for `k < min(prim.len(), norm.len())`. Returns the bits of `|q|^2`.
     ///
+    /// At most a block of centroids per call: `min(prim.len(), norm.len()) * dsub <= 1024`;
+    /// past it every entry, and the result, are NaN bits (the kernel's FPU sections stay
+    /// short; userspace refuses the same).
+    ///
     /// # Safety
     /// `q` points at `dsub` (1 to 1024) and `cents` at `min(prim.len(), norm.len()) * dsub`
     /// readable, 4-byte aligned `u32`s that stay valid and unchanged for the call.
@@ -439,7 +443,7 @@ mod userspace {
             norm: &mut [u32],
         ) -> u32 {
             let n = prim.len().min(norm.len());
-            if dsub == 0 || dsub > 1024 {
+            if dsub == 0 || dsub > 1024 || n > (1024 / dsub) as usize {
                 prim.fill(super::NAN_BITS);
                 norm.fill(super::NAN_BITS);
                 return super::NAN_BITS;

@@ -43,7 +43,7 @@ pub const MAX_DSUB: u32 = 1024;
 /// divides `dim`, and `dim / m <= 1024`.
 pub const fn valid_m(dim: u32, m: u32) -> bool {
     match (dim.checked_rem(m), dim.checked_div(m)) {
-        (Some(0), Some(dsub)) => m <= MAX_M && dsub <= MAX_DSUB,
+        (Some(0), Some(dsub)) => m <= MAX_M && dsub >= 1 && dsub <= MAX_DSUB,
         _ => false,
     }
 }
@@ -187,19 +187,35 @@ pub fn encode(
     if codebook.len() != (m as usize).saturating_mul(n).saturating_mul(dsub) {
         return false;
     }
-    let (mut prim, mut norm) = (std::vec![0u32; n], std::vec![0u32; n]);
+    // The index's batches: a codebook block's centroids at a time, in runs of 32 (so each
+    // centroid goes through the same lane or tail of the C code as in the kernel).
+    let per_block = usize::try_from(centroids_per_block(dsub32)).unwrap_or(1).max(1);
+    let (mut prim, mut norm) = ([0u32; 32], [0u32; 32]);
     for (j, (sub, o)) in vector.chunks_exact(dsub).zip(out.iter_mut()).enumerate() {
         let base = j.saturating_mul(n).saturating_mul(dsub);
-        let Some(cents) = codebook.get(base..base.saturating_add(n.saturating_mul(dsub))) else { return false };
-        // SAFETY: `sub` is `dsub` words of `vector`, `cents` the sub-quantiser's 256 centroids
-        // of `dsub` words (lengths checked above), borrowed for the call.
-        unsafe {
-            dist.pq_table(crate::distance::METRIC_L2, dsub32, sub.as_ptr(), cents.as_ptr(), &mut prim, &mut norm)
-        };
         let mut best = (u32::MAX, 0u8);
-        for (c, &d) in prim.iter().enumerate() {
-            if d < best.0 {
-                best = (d, u8::try_from(c).unwrap_or(u8::MAX));
+        for first in (0..n).step_by(per_block) {
+            let in_blk = per_block.min(n.saturating_sub(first));
+            for k in (0..in_blk).step_by(32) {
+                let len = in_blk.saturating_sub(k).min(32);
+                let c0 = first.saturating_add(k);
+                let at = base.saturating_add(c0.saturating_mul(dsub));
+                let cents = codebook.get(at..at.saturating_add(len.saturating_mul(dsub)));
+                let (Some(cents), Some(pr), Some(nr)) = (cents, prim.get_mut(..len), norm.get_mut(..len)) else {
+                    return false;
+                };
+                // SAFETY: `sub` is `dsub` words of `vector`, `cents` `len` centroids of `dsub`
+                // words (at most a block's: `len <= per_block`), borrowed for the call.
+                let qq =
+                    unsafe { dist.pq_table(crate::distance::METRIC_L2, dsub32, sub.as_ptr(), cents.as_ptr(), pr, nr) };
+                if qq & 0x7fff_ffff > 0x7f80_0000 {
+                    return false;
+                }
+                for (i, &d) in pr.iter().enumerate() {
+                    if d < best.0 {
+                        best = (d, u8::try_from(c0.saturating_add(i)).unwrap_or(u8::MAX));
+                    }
+                }
             }
         }
         *o = best.1;
@@ -215,7 +231,7 @@ mod tests {
     #[test]
     fn sizes() {
         assert!(valid_m(384, 48) && valid_m(100, 25) && valid_m(4, 4) && valid_m(1024, 1));
-        assert!(!valid_m(384, 0) && !valid_m(384, 7) && !valid_m(4096, 2) && !valid_m(512, 512));
+        assert!(!valid_m(384, 0) && !valid_m(384, 7) && !valid_m(4096, 2) && !valid_m(512, 512) && !valid_m(0, 4));
         assert_eq!(default_m(384), 96);
         assert_eq!(default_m(100), 25);
         assert_eq!(default_m(8), 2);

@@ -902,6 +902,7 @@ fn write_code<D: BlockDevice<Error = io::Error>>(img: &mut Image<D>, slot: u32) 
             .pos(u64::from(slot))
             .ok_or_else(|| Error::Invalid(format!("vector slot {slot}: no PQ code position")))?;
         let mut b = img.read_block(blk)?;
+        // The PQ C code is one implementation whatever the `Impl` (any will do).
         let dist = vexfs_core::distance::Impl::Scalar;
         if !vexfs_core::pq::encode(&dist, &cb, sb.vec_dim, sb.pq_m, &bits, &mut b[off..off + g.codes.stride]) {
             return Err(Error::Invalid(format!("vector slot {slot}: cannot encode its PQ code")));

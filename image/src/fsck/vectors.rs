@@ -319,8 +319,11 @@ impl<D: BlockDevice<Error = io::Error>> Checker<'_, D> {
                 let mut want = vec![0u8; c.stride];
                 let kind = match &codebook {
                     Some(cb) => {
+                        // The PQ C code is one implementation whatever the `Impl` (any will do).
                         let dist = vexfs_core::distance::Impl::Scalar;
-                        vexfs_core::pq::encode(&dist, cb, sb.vec_dim, sb.pq_m, &vbits, &mut want);
+                        if !vexfs_core::pq::encode(&dist, cb, sb.vec_dim, sb.pq_m, &vbits, &mut want) {
+                            return Err(Error::Invalid(format!("vector slot {s}: cannot encode its PQ code")));
+                        }
                         "PQ"
                     }
                     None => {
