@@ -164,6 +164,14 @@ impl PqGeometry {
     }
 }
 
+/// Whether `qq`, the `|q|^2` bits a PQ table call returned, is not NaN: the sum of squares of
+/// a finite sub-vector never is, and the kernel's FPU glue answers NaN everywhere when it
+/// could not run the C code (no usable FPU, a batch past a block), as userspace does past a
+/// block. Integer only.
+pub const fn table_ran(qq: u32) -> bool {
+    qq & 0x7fff_ffff <= 0x7f80_0000
+}
+
 /// The PQ code of `vector` (`dim` float bit patterns) into `out[..m]` with a codebook held in
 /// memory (`codebook`: `m * 256 * dsub` float bit patterns, centroid `c` of sub-quantiser `j`
 /// at `(j * 256 + c) * dsub`): the same C distances and the same rule (the nearest centroid
@@ -208,7 +216,7 @@ pub fn encode(
                 // words (at most a block's: `len <= per_block`), borrowed for the call.
                 let qq =
                     unsafe { dist.pq_table(crate::distance::METRIC_L2, dsub32, sub.as_ptr(), cents.as_ptr(), pr, nr) };
-                if qq & 0x7fff_ffff > 0x7f80_0000 {
+                if !table_ran(qq) {
                     return false;
                 }
                 for (i, &d) in pr.iter().enumerate() {

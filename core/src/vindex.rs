@@ -291,16 +291,8 @@ impl<'t> VecIndex<'t> {
     /// block with a NaN or an infinity; the store's.
     pub fn check_codebook<B: BlockStore>(&self, b: &B) -> IResult<(), B::Error> {
         let Some(p) = self.pq else { return Ok(()) };
-        let (dsub, per_sub) = (p.dsub as usize, pq::CENTROIDS as usize);
         for j in 0..p.m {
-            // Block by block: the centroids of sub-quantiser `j` that each holds, from its start.
-            let mut c = 0usize;
-            while c < per_sub {
-                let cid = u32::try_from(c).map_err(|_| bad_pos("pq centroid position", j))?;
-                let (blk, off) = p.centroid_pos(j, cid).ok_or_else(|| bad_pos("pq centroid position", j))?;
-                let n = usize::try_from(p.per_block).unwrap_or(1).min(per_sub.saturating_sub(c)).max(1);
-                let r = rd(b, blk)?;
-                let bytes = span(&r, off, n.saturating_mul(dsub).saturating_mul(4), "pq centroid position")?;
+            self.pq_blocks(b, &p, j, |blk, _, _, bytes| {
                 // A float whose exponent bits are all ones is a NaN or an infinity. A slice
                 // pattern, not a copy: no length-mismatch panic path for objtool to flag.
                 let bad = bytes.chunks_exact(4).any(|w| match *w {
@@ -310,23 +302,23 @@ impl<'t> VecIndex<'t> {
                 if bad {
                     return Err(IndexError::Corrupt(FormatError::Corrupt { what: "pq codebook centroid", value: blk }));
                 }
-                c = c.saturating_add(n);
-            }
+                Ok(())
+            })?;
         }
         Ok(())
     }
 
-    /// Walks the codebook blocks of sub-quantiser `j` in order: `each(c, n, cents)` gets the
-    /// first centroid `c` a block holds, how many of the sub-quantiser's it holds (`n`), and a
-    /// pointer to them (`n * dsub` float bit patterns, contiguous, 4-byte aligned), valid while
-    /// `each` runs (the block is held). Errors: `Corrupt` for a centroid position outside the
+    /// Walks the codebook blocks of sub-quantiser `j` in order: `each(blk, c, n, cents)` gets
+    /// the block's number, the first centroid `c` it holds, how many of the sub-quantiser's it
+    /// holds (`n`), and their bytes (`n * dsub` float32s, contiguous, 4-byte aligned, in the
+    /// held block) while `each` runs. Errors: `Corrupt` for a centroid position outside the
     /// region; `each`'s; the store's.
     fn pq_blocks<B: BlockStore>(
         &self,
         b: &B,
         p: &pq::PqGeometry,
         j: u32,
-        mut each: impl FnMut(usize, usize, *const u32) -> IResult<(), B::Error>,
+        mut each: impl FnMut(u64, usize, usize, &[u8]) -> IResult<(), B::Error>,
     ) -> IResult<(), B::Error> {
         let (dsub, per_sub) = (p.dsub as usize, pq::CENTROIDS as usize);
         let mut c = 0usize;
@@ -336,7 +328,7 @@ impl<'t> VecIndex<'t> {
             let r = rd(b, blk)?;
             let n = usize::try_from(p.per_block).unwrap_or(1).min(per_sub.saturating_sub(c)).max(1);
             let cents = span(&r, off, n.saturating_mul(dsub).saturating_mul(4), "pq centroid position")?;
-            each(c, n, cents.as_ptr().cast::<u32>())?;
+            each(blk, c, n, cents)?;
             c = c.saturating_add(n);
         }
         Ok(())
@@ -360,7 +352,8 @@ impl<'t> VecIndex<'t> {
             let sub =
                 vector.get(start..start.saturating_add(dsub)).ok_or_else(|| IndexError::Invalid("vector dimension"))?;
             let mut best = (u32::MAX, 0u8);
-            self.pq_blocks(b, p, j, |c, n, cents| {
+            self.pq_blocks(b, p, j, |_, c, n, bytes| {
+                let cents = bytes.as_ptr().cast::<u32>();
                 // A batch at a time (a small stack), each batch one FPU section in the kernel.
                 let mut k = 0usize;
                 while k < n {
@@ -413,7 +406,8 @@ impl<'t> VecIndex<'t> {
                 query.get(start..start.saturating_add(dsub)).ok_or_else(|| IndexError::Invalid("query dimension"))?;
             let row = ju.saturating_mul(per_sub);
             let mut qq = 0u32;
-            self.pq_blocks(b, p, j, |c, n, cents| {
+            self.pq_blocks(b, p, j, |_, c, n, bytes| {
+                let cents = bytes.as_ptr().cast::<u32>();
                 let at = row.saturating_add(c);
                 let end = at.saturating_add(n);
                 let (Some(pd), Some(nd)) = (prim_all.get_mut(at..end), norm_all.get_mut(at..end)) else {
@@ -1288,12 +1282,10 @@ pub const SQ8_RERANK_PER_K: usize = 3;
 /// 0.967/0.989/0.997 (float32 0.972/0.991/0.998), 30k the same as 10k.
 pub const PQ_RERANK_PER_K: usize = 10;
 
-/// `Ok` unless `qq`, the `|q|^2` a PQ table call returned, is NaN: the sum of squares of a
-/// finite sub-vector never is, and the kernel's FPU glue answers NaN everywhere when it could
-/// not run the C code (no usable FPU, a batch too long), which must not become a code on disk
-/// or a walk on garbage. Errors: `Invalid`.
+/// `Ok` when the PQ table call that returned `qq` ran ([`pq::table_ran`]): a call that did
+/// not must not become a code on disk or a walk on garbage. Errors: `Invalid`.
 fn fpu_answered<E>(qq: u32) -> IResult<(), E> {
-    if qq & 0x7fff_ffff > 0x7f80_0000 {
+    if !pq::table_ran(qq) {
         return Err(IndexError::Invalid("pq table: the FPU code did not run"));
     }
     Ok(())
