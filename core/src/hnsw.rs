@@ -41,6 +41,10 @@ pub trait Store {
     fn links(&mut self, node: u32, level: u8, out: &mut [u32]) -> Result<usize, Self::Error>;
     /// Replaces the neighbours of `node` at `level`.
     fn set_links(&mut self, node: u32, level: u8, links: &[u32]) -> Result<(), Self::Error>;
+    /// A hint that the neighbours of `node` at `level` will be read next (the candidate a
+    /// layer search expands after the current one): a store in memory may prefetch them.
+    /// Nothing by default.
+    fn prefetch_links(&mut self, _node: u32, _level: u8) {}
     /// Whether `node` is a tombstone (routes searches, never returned or linked to anew).
     fn is_deleted(&mut self, node: u32) -> Result<bool, Self::Error>;
     /// The error for a broken invariant (scratch too small, id out of range...).
@@ -303,6 +307,11 @@ fn search_layer<S: Store + ?Sized, V: Visited + ?Sized>(
         }
         if batch == 0 {
             continue;
+        }
+        // While the batch's distances are computed, the record of the next candidate to
+        // expand if none of the batch beats it (the pool's first unexpanded one after this).
+        if let Some(next) = pool.get(cursor.saturating_add(1)..len).and_then(|p| p.iter().find(|c| !c.expanded)) {
+            store.prefetch_links(next.id, level);
         }
         let ids = w.ids.get(..batch).ok_or_else(|| store.invalid("hnsw id batch"))?;
         store.dist_query(ids, w.keys)?;

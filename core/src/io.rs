@@ -58,6 +58,23 @@ pub trait BlockStore {
     /// A hint that block `n` will be read soon: the kernel starts reading it into the cache
     /// if it is not there (the neighbours of a node being expanded). Nothing by default.
     fn prefetch(&self, _n: u64) {}
+    /// A hint that the bytes at `off` in block `n` will be read very soon: a store holding the
+    /// block in memory may ask the CPU to bring that cache line in (the record of the next node
+    /// a graph search expands, as hnswlib prefetches it). Never reads the device; nothing by
+    /// default (the kernel's stores).
+    fn prefetch_line(&self, _n: u64, _off: usize) {}
+    /// The same hint for memory outside the blocks (the index's tables in RAM, such as the
+    /// per-slot level table); `p` is only a hint and need not be valid. Nothing by default.
+    fn prefetch_memory(&self, _p: *const u8) {}
+    /// Bytes `off .. off + len` counted from the start of block `n`, running on into the
+    /// blocks after it, as one borrow, when the store holds those blocks next to each other in
+    /// memory (the bulk loader's frozen cache: one mapping of the whole vector regions); `None`
+    /// otherwise, and by default (the kernel's page-cache pages are not contiguous): the caller
+    /// then copies the bytes block by block. Used for a vector that crosses a block boundary
+    /// (one in four at 384-d), so that a distance reads it in place.
+    fn read_span(&self, _n: u64, _off: usize, _len: usize) -> Option<Self::Ref<'_>> {
+        None
+    }
     /// Called between the batches of a long loop (the exact scan of pending vectors): the
     /// kernel reschedules there and stops the loop on a fatal signal (its error, `EINTR`).
     /// Nothing by default.

@@ -632,6 +632,23 @@ impl<'t> VecIndex<'t> {
         Ok(())
     }
 
+    /// The borrow holding `slot`'s vector in place, with the vector's byte offset in it: its
+    /// block when the vector lies within one, else the store's [`BlockStore::read_span`];
+    /// `None` when the vector crosses a block boundary and the store cannot span it (copy it
+    /// with [`Self::read_vector`]). The caller checks the slot.
+    /// Errors: `Invalid` for a position out of range; the store's.
+    fn vector_in_place<'b, B: BlockStore>(
+        &self,
+        b: &'b B,
+        slot: u32,
+    ) -> IResult<Option<(B::Ref<'b>, usize)>, B::Error> {
+        let (blk, off) = self.data_pos(slot)?;
+        if off.checked_add(self.vec_bytes).is_some_and(|end| end <= BLOCK_SIZE) {
+            return Ok(Some((rd(b, blk)?, off)));
+        }
+        Ok(b.read_span(blk, off, self.vec_bytes).map(|r| (r, 0)))
+    }
+
     fn write_vector<B: BlockStore>(&self, b: &B, slot: u32, v: &[u32]) -> IResult<(), B::Error> {
         // Runs as in `read_vector`.
         let (mut blk, mut off) = self.data_pos(slot)?;
@@ -1400,9 +1417,8 @@ impl<B: BlockStore> GraphStore<'_, '_, B> {
         let (ix, b, bounce) = (self.ix, self.b, &mut *self.bounce);
         let locate = |i: usize, id: u32, held: &mut Option<_>| {
             ix.check_slot(id)?;
-            let (blk, off) = ix.data_pos(id)?;
-            if off.checked_add(ix.vec_bytes).is_some_and(|end| end <= BLOCK_SIZE) {
-                let r = held.insert(rd(b, blk)?);
+            if let Some((r, off)) = ix.vector_in_place(b, id)? {
+                let r = held.insert(r);
                 Ok(span(r, off, ix.vec_bytes, "vector data position")?.as_ptr().cast::<u32>())
             } else {
                 let dst = bounce_slot(bounce, ix.words, i).ok_or_else(|| IndexError::Invalid("bounce buffer"))?;
@@ -1546,6 +1562,16 @@ impl<B: BlockStore> GraphStore<'_, '_, B> {
 impl<B: BlockStore> Store for GraphStore<'_, '_, B> {
     type Error = IndexError<B::Error>;
 
+    fn prefetch_links(&mut self, node: u32, level: u8) {
+        // Level 0 only: the upper levels' records are few and stay cached.
+        if level == 0 && self.ix.check_slot(node).is_ok() {
+            let (blk, off) = self.ix.geo.level0_pos(node);
+            self.b.prefetch_line(blk, off);
+            // The slot's entry in the level table, which `head` checks the record against.
+            self.b.prefetch_memory(self.ix.upper.as_ptr().wrapping_add(node as usize).cast());
+        }
+    }
+
     fn dist_query(&mut self, ids: &[u32], keys: &mut [u32]) -> IResult<(), B::Error> {
         if let Some(t) = self.pq_table {
             return self.pq_dist(t, ids, keys);
@@ -1564,10 +1590,16 @@ impl<B: BlockStore> Store for GraphStore<'_, '_, B> {
             let qc = span(&r, off, len, "vector code position")?;
             return self.code_dist(qc, ids, keys);
         }
-        // The last bounce slot holds `a` (the batch uses the first BATCH).
-        let buf =
-            bounce_slot(self.bounce, self.ix.words, PAIR_SLOT).ok_or_else(|| IndexError::Invalid("bounce buffer"))?;
-        self.ix.read_vector(self.b, a, buf)?;
+        // `a` read in place (its borrow held until the distances are done), or copied into
+        // the last bounce slot (the batch uses the first BATCH).
+        let (ix, b) = (self.ix, self.b);
+        ix.check_slot(a)?;
+        if let Some((r, off)) = ix.vector_in_place(b, a)? {
+            let q = span(&r, off, ix.vec_bytes, "vector data position")?.as_ptr().cast::<u32>();
+            return self.dist_from(q, ids, keys);
+        }
+        let buf = bounce_slot(self.bounce, ix.words, PAIR_SLOT).ok_or_else(|| IndexError::Invalid("bounce buffer"))?;
+        ix.read_vector(b, a, buf)?;
         let q = buf.as_ptr();
         self.dist_from(q, ids, keys)
     }

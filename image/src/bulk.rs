@@ -307,6 +307,44 @@ mod tests {
         assert!(r1 > 0.8 && r2 > r1 - 0.02, "recall@10: one by one {r1}, in batches {r2}");
     }
 
+    /// Vectors that cross a block boundary (24-d: a stride of 96 bytes) are read in place from
+    /// the bulk loader's one-mapping cache (`BlockStore::read_span`): the graph is byte for
+    /// byte the one built when each is copied out of its pages, as the kernel does.
+    #[test]
+    fn crossing_vectors_in_place() {
+        use crate::vectors::test_hooks::{PAGES_ONLY, SPANS};
+        use std::sync::atomic::Ordering;
+        let (n, dim) = (SEQUENTIAL_LINKS + 300, 24);
+        let data = random_rows(n, dim, 11);
+        let build = |pages_only: bool| {
+            PAGES_ONLY.with(|p| p.set(pages_only));
+            let mut dev = MemDevice::new(16384);
+            let p = vexfs_core::format::layout::MkfsParams {
+                dim: dim as u32,
+                metric: Metric::L2,
+                inode_count: Some(8192),
+                ef_construction: 64,
+                ..sample::params(16384)
+            };
+            mkfs::format(&mut dev, &p, true).unwrap();
+            let mut w = Writer::new(Image::open(dev).unwrap()).unwrap();
+            let mut vecs = Fvecs::new(Cursor::new(fvecs_bytes(&data)), "v.fvecs").unwrap();
+            let opts = ImportOpts { dir: None, batch: 500, threads: 2 };
+            let st = import(&mut w, &mut vecs, None::<&mut Texts<Cursor<Vec<u8>>>>, &opts, |_, _, _| {}).unwrap();
+            assert_eq!(st.linked, n as u64);
+            let sb = w.image().sb().clone();
+            assert_eq!(sb.vec_stride, 96, "a stride that does not divide a block");
+            let bytes = w.commit().unwrap().into_device().bytes;
+            let bs = vexfs_core::format::BLOCK_SIZE as u64;
+            bytes[(sb.vector_regions().start * bs) as usize..(sb.vector_regions().end() * bs) as usize].to_vec()
+        };
+        let before = SPANS.load(Ordering::Relaxed);
+        let in_place = build(false);
+        assert!(SPANS.load(Ordering::Relaxed) > before, "no vector was read in place");
+        let copied = build(true);
+        assert!(in_place == copied, "reading vectors in place changed the graph");
+    }
+
     #[test]
     fn resumes_and_refuses_bad_input() {
         let data = rows(100, 4);
