@@ -1177,11 +1177,14 @@ fn search_in<A: Alloc, B: BlockStore>(
     // on the first try; the whole list when the filter dropped some and the search runs again
     // with a longer one.
     let mut rerank = k.saturating_mul(ix.rerank_per_k());
+    // A PQ query's table is computed by the first run only (the runs share `scratch`).
+    let mut table_ready = false;
     loop {
         // ef <= max_ef <= results.len() (SearchPad::new), and k <= ef (check_search).
         let want = ef.max(k);
         let res = results.get_mut(..want).ok_or_else(|| IndexError::Invalid("result buffer"))?;
-        let mut n = ix.search(b, &mut scratch, &mut *visited, query, Knn { k: want, ef }, rerank, res)?;
+        let mut n = ix.search(b, &mut scratch, &mut *visited, query, Knn { k: want, ef }, rerank, table_ready, res)?;
+        table_ready = true;
         if ix.header.pending > 0 {
             n = merge_pending(ix, b, &mut scratch, pending, query, res, n)?;
         }

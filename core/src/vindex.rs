@@ -1213,7 +1213,10 @@ impl<'t> VecIndex<'t> {
     /// is walked on code distances and only the `rerank` nearest live candidates by code
     /// distance get their float32 distance (read from the vector data region), are sorted by it
     /// and returned: at most `min(knn.k, rerank)` (see [`Self::rerank_per_k`]); without codes
-    /// `rerank` is ignored. Errors: `Invalid` for a
+    /// `rerank` is ignored. `table_ready` says that `s` still holds this query's PQ table from
+    /// a search just before with the same query and scratch (a search run again with a longer
+    /// list: nothing between them writes past the bounce slots), so it is not computed again;
+    /// ignored without PQ. Errors: `Invalid` for a
     /// query of the wrong dimension or scratch too small; `Corrupt`; the store's as `Io`.
     #[allow(clippy::too_many_arguments)]
     pub fn search<B: BlockStore, V: Visited + ?Sized>(
@@ -1224,6 +1227,7 @@ impl<'t> VecIndex<'t> {
         query: &[u32],
         knn: Knn,
         rerank: usize,
+        table_ready: bool,
         out: &mut [(u32, u32)],
     ) -> IResult<usize, B::Error> {
         if query.len() != self.dim as usize {
@@ -1250,7 +1254,9 @@ impl<'t> VecIndex<'t> {
                 return Err(IndexError::Invalid("bounce buffer"));
             }
             let (bounce, table) = s.bounce.split_at_mut(mid);
-            self.pq_query_table(b, &p, query, table)?;
+            if !table_ready {
+                self.pq_query_table(b, &p, query, table)?;
+            }
             let mut g =
                 GraphStore { b, ix: self, query, bounce, code_q: None, pq_table: Some(table), pairs_on_codes: false };
             let n = hnsw::search_candidates(&mut g, visited, &mut s.hnsw, self.params.m, entry, knn)?;

@@ -719,6 +719,8 @@ fn repair_all<D: BlockDevice<Error = io::Error>>(
         .collect();
     let mut write_backup = false;
     let mut rebuilt = None;
+    // The PQ codebook, read by the first code rewritten (nothing here writes it).
+    let mut codebook = None;
     for fix in &fixes {
         match fix {
             Fix::RestorePrimary | Fix::FreeCounts | Fix::ReplayJournal => {}
@@ -738,7 +740,7 @@ fn repair_all<D: BlockDevice<Error = io::Error>>(
             Fix::WriteBackup => write_backup = true,
             Fix::ClearErrors => img.sb_mut().state = STATE_CLEAN,
             Fix::SetEofBlocks => img.sb_mut().feature_incompat |= FEATURE_INCOMPAT_EOFBLOCKS,
-            Fix::WriteCode { slot } => write_code(img, *slot)?,
+            Fix::WriteCode { slot } => write_code(img, *slot, &mut codebook)?,
             Fix::RebuildJournal => {
                 let j = img.sb().region(Region::Journal);
                 let lsn = max_lsn_in_log(img)?;
@@ -882,8 +884,13 @@ fn zero_inode<D: BlockDevice<Error = io::Error>>(img: &mut Image<D>, ino: u32) -
     img.write_block(blk, &b)
 }
 
-/// Writes the SQ8 code of `slot` from its vector ([`Fix::WriteCode`]).
-fn write_code<D: BlockDevice<Error = io::Error>>(img: &mut Image<D>, slot: u32) -> Result<()> {
+/// Writes the SQ8 or PQ code of `slot` from its vector ([`Fix::WriteCode`]). `codebook` is the
+/// PQ codebook once read (this reads it when `None`), so that a repair run reads it once.
+fn write_code<D: BlockDevice<Error = io::Error>>(
+    img: &mut Image<D>,
+    slot: u32,
+    codebook: &mut Option<Vec<u32>>,
+) -> Result<()> {
     let sb = img.sb().clone();
     let (dim, bs) = (sb.vec_dim as usize, BLOCK_SIZE as u64);
     let mut bits = Vec::with_capacity(dim);
@@ -896,7 +903,10 @@ fn write_code<D: BlockDevice<Error = io::Error>>(img: &mut Image<D>, slot: u32) 
         pos += 4 * take as u64;
     }
     if let Some(g) = vexfs_core::pq::PqGeometry::new(&sb) {
-        let cb = vectors::pq_codebook(img, &sb)?.map_err(Error::Invalid)?;
+        let cb = match codebook {
+            Some(cb) => cb,
+            None => codebook.insert(vectors::pq_codebook(img, &sb)?.map_err(Error::Invalid)?),
+        };
         let (blk, off) = g
             .codes
             .pos(u64::from(slot))
@@ -904,7 +914,7 @@ fn write_code<D: BlockDevice<Error = io::Error>>(img: &mut Image<D>, slot: u32) 
         let mut b = img.read_block(blk)?;
         // The PQ C code is one implementation whatever the `Impl` (any will do).
         let dist = vexfs_core::distance::Impl::Scalar;
-        if !vexfs_core::pq::encode(&dist, &cb, sb.vec_dim, sb.pq_m, &bits, &mut b[off..off + g.codes.stride]) {
+        if !vexfs_core::pq::encode(&dist, cb, sb.vec_dim, sb.pq_m, &bits, &mut b[off..off + g.codes.stride]) {
             return Err(Error::Invalid(format!("vector slot {slot}: cannot encode its PQ code")));
         }
         return img.write_block(blk, &b);

@@ -307,3 +307,31 @@ fn odd_sub_vectors_encode_the_same_everywhere() {
         assert_eq!(hits[0].dist_bits(), 0, "row {r}");
     }
 }
+
+/// A filtered search that runs again with a longer list (the filter dropped too many on the
+/// first run) walks the second run with the query's PQ table of the first, kept in the search
+/// pad: its answer is the plain search's at the doubled list, every candidate of it re-ranked
+/// (k 13 re-ranks 130 >= the list of 128), exactly, keys and slots.
+#[test]
+fn a_search_run_again_reuses_its_query_table() {
+    let (coded, _) = &built()[1];
+    let mut s = Searcher::new(Image::open(MapDevice::from_bytes(coded).unwrap()).unwrap(), 128).unwrap();
+    let mut retried = 0;
+    for q in pydocs().queries.iter().take(40) {
+        // Drops the first 60 files it is asked about (of the first run's 64 candidates), then
+        // keeps every file: the first run returns fewer than K, the second runs at ef 128.
+        let mut calls = 0usize;
+        let got = s
+            .search_filtered(q, K, 64, |_| {
+                calls += 1;
+                calls > 60
+            })
+            .unwrap();
+        retried += usize::from(calls > 60);
+        let mut plain = s.search(q, 13, 128).unwrap();
+        plain.truncate(K);
+        let key = |h: &vexfs_image::vectors::Hit| (h.key, h.slot);
+        assert_eq!(got.iter().map(key).collect::<Vec<_>>(), plain.iter().map(key).collect::<Vec<_>>());
+    }
+    assert_eq!(retried, 40, "every search ran again");
+}
