@@ -114,3 +114,150 @@ impl BlockDevice for MemDevice {
         Ok(())
     }
 }
+
+/// A [`BlockDevice`] with a read cache in front of another: `slots` blocks, direct-mapped
+/// (block `n` in slot `n % slots`), filled by reads, written through by writes (a write
+/// updates the slot holding the block, then the device). For a tool that alone has the device
+/// open and reads the same metadata blocks again and again: the bulk loader, whose every new
+/// file looks its name up in a directory of up to millions of entries (extent tree and
+/// directory index blocks, read from the file by `pread` each time otherwise). Memory: at most
+/// `slots` blocks of 4 KiB, taken as they fill.
+#[derive(Debug)]
+pub struct ReadCache<D> {
+    dev: D,
+    slots: std::sync::Mutex<Vec<CacheSlot>>,
+}
+
+/// A slot of [`ReadCache`]: the block number and bytes it holds, if any.
+type CacheSlot = Option<(u64, Box<Block>)>;
+
+impl<D> ReadCache<D> {
+    /// `dev` behind a cache of `slots` blocks (at least 1).
+    pub fn new(dev: D, slots: usize) -> ReadCache<D> {
+        ReadCache { dev, slots: std::sync::Mutex::new((0..slots.max(1)).map(|_| None).collect()) }
+    }
+
+    /// The device, its cache dropped.
+    pub fn into_inner(self) -> D {
+        self.dev
+    }
+
+    /// Runs `f` on the slot of block `n` (a poisoned lock only means a panic elsewhere: the
+    /// slots hold whole blocks either way).
+    fn with_slot<R>(&self, n: u64, f: impl FnOnce(&mut CacheSlot) -> R) -> R {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        let len = slots.len() as u64;
+        f(&mut slots[(n % len) as usize])
+    }
+}
+
+impl<D: BlockDevice> BlockDevice for ReadCache<D> {
+    type Error = D::Error;
+
+    fn block_count(&self) -> u64 {
+        self.dev.block_count()
+    }
+
+    fn read_block(&self, n: u64, buf: &mut Block) -> Result<(), D::Error> {
+        let hit = self.with_slot(n, |s| match s {
+            Some((at, b)) if *at == n => {
+                buf.copy_from_slice(&b[..]);
+                true
+            }
+            _ => false,
+        });
+        if hit {
+            return Ok(());
+        }
+        self.dev.read_block(n, buf)?;
+        self.with_slot(n, |s| match s {
+            Some((at, b)) => {
+                *at = n;
+                b.copy_from_slice(&buf[..]);
+            }
+            None => *s = Some((n, Box::new(*buf))),
+        });
+        Ok(())
+    }
+
+    fn write_block(&mut self, n: u64, buf: &Block) -> Result<(), D::Error> {
+        // The device first: a failed write leaves the slot as the device has the block (the
+        // old bytes, or none).
+        let r = self.dev.write_block(n, buf);
+        self.with_slot(n, |s| {
+            if s.as_ref().is_some_and(|(at, _)| *at == n) {
+                match (&r, s.as_mut()) {
+                    (Ok(()), Some((_, b))) => b.copy_from_slice(&buf[..]),
+                    _ => *s = None,
+                }
+            }
+        });
+        r
+    }
+
+    fn flush(&mut self) -> Result<(), D::Error> {
+        self.dev.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A device whose writes to one block fail (after writing half of it).
+    struct Flaky {
+        inner: MemDevice,
+        bad: u64,
+    }
+
+    impl BlockDevice for Flaky {
+        type Error = io::Error;
+        fn block_count(&self) -> u64 {
+            self.inner.block_count()
+        }
+        fn read_block(&self, n: u64, buf: &mut Block) -> io::Result<()> {
+            self.inner.read_block(n, buf)
+        }
+        fn write_block(&mut self, n: u64, buf: &Block) -> io::Result<()> {
+            if n == self.bad {
+                let mut half = [0u8; BLOCK_SIZE];
+                self.inner.read_block(n, &mut half)?;
+                half[..BLOCK_SIZE / 2].copy_from_slice(&buf[..BLOCK_SIZE / 2]);
+                self.inner.write_block(n, &half)?;
+                return Err(io::Error::other("injected write failure"));
+            }
+            self.inner.write_block(n, buf)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    proptest! {
+        /// Any sequence of reads and writes through a small cache (blocks colliding in its
+        /// slots) reads what the device itself holds, also after a write that failed half-way.
+        #[test]
+        fn reads_what_the_device_holds(ops in proptest::collection::vec((any::<bool>(), 0u64..24, any::<u8>()), 1..200)) {
+            let mut c = ReadCache::new(Flaky { inner: MemDevice::new(24), bad: 5 }, 7);
+            for (write, n, byte) in ops {
+                let mut got = [0u8; BLOCK_SIZE];
+                if write {
+                    let r = c.write_block(n, &[byte; BLOCK_SIZE]);
+                    prop_assert_eq!(r.is_err(), n == 5);
+                } else {
+                    c.read_block(n, &mut got).unwrap();
+                    let mut want = [0u8; BLOCK_SIZE];
+                    c.dev.inner.read_block(n, &mut want).unwrap();
+                    prop_assert!(got == want, "block {}", n);
+                }
+            }
+            for n in 0..24 {
+                let (mut got, mut want) = ([0u8; BLOCK_SIZE], [0u8; BLOCK_SIZE]);
+                c.read_block(n, &mut got).unwrap();
+                c.dev.inner.read_block(n, &mut want).unwrap();
+                prop_assert!(got == want, "block {}", n);
+            }
+        }
+    }
+}

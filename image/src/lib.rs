@@ -41,7 +41,7 @@ pub mod vecfile;
 pub mod vectors;
 pub mod writer;
 
-pub use device::{FileDevice, MemDevice};
+pub use device::{FileDevice, MemDevice, ReadCache};
 pub use error::{Error, Result};
 pub use image::{DirEntry, Image};
 pub use vexfs_core;
