@@ -351,7 +351,6 @@ impl BlockCache {
     /// the cache cannot change while it lives. A block not loaded (see [`Self::load_all`])
     /// reads as an error.
     pub fn frozen(&mut self) -> FrozenBlocks<'_> {
-        let pages = self.cells.iter_mut().map(|c| c.get_mut().map(|p| &**p.get_mut())).collect();
         // Every loaded block of a mapped cache is its page of the arena (`cell`), so with all
         // loaded the arena is the blocks in order. Nothing writes to it while the view lives
         // (it borrows the cache mutably).
@@ -361,6 +360,12 @@ impl BlockCache {
         };
         #[cfg(test)]
         let arena = arena.filter(|_| !test_hooks::PAGES_ONLY.with(|p| p.get()));
+        // The page pointers only without the arena: a view is made per batch of inserts, and
+        // the pointers are 8 bytes a block (4.8 MB at 1M vectors) to gather each time.
+        let pages = match arena {
+            Some(_) => Vec::new(),
+            None => self.cells.iter_mut().map(|c| c.get_mut().map(|p| &**p.get_mut())).collect(),
+        };
         FrozenBlocks { first: self.first, pages, arena }
     }
 
@@ -433,10 +438,20 @@ impl<D: BlockDevice<Error = io::Error>> BlockStore for CachedBlocks<'_, D> {
 /// pages, from any number of threads; writes are refused.
 pub struct FrozenBlocks<'a> {
     first: u64,
+    /// The loaded pages, block `first + i` at `i`, when there is no `arena` (else empty).
     pages: Vec<Option<&'a Page>>,
     /// The whole cache as one slice (block `first + i` at byte `i * 4096`) when it is one
     /// mapping with every block loaded: what [`BlockStore::read_span`] serves.
     arena: Option<&'a [u8]>,
+}
+
+impl FrozenBlocks<'_> {
+    /// Bytes `off .. off + len` from the start of block `n` in the arena; `None` without an
+    /// arena or past its end.
+    fn arena_span(&self, n: u64, off: usize, len: usize) -> Option<&[u8]> {
+        let start = usize::try_from(n.checked_sub(self.first)?).ok()?.checked_mul(BLOCK_SIZE)?.checked_add(off)?;
+        self.arena?.get(start..start.checked_add(len)?)
+    }
 }
 
 impl BlockStore for FrozenBlocks<'_> {
@@ -451,24 +466,21 @@ impl BlockStore for FrozenBlocks<'_> {
         Self: 'b;
 
     fn read(&self, n: u64) -> Result<&[u8]> {
-        let i = n.checked_sub(self.first).and_then(|i| usize::try_from(i).ok());
         // From the arena when there is one: an address computed, not a page pointer loaded
         // (the pointer array is 8 bytes a block, 4.8 MB at 1M vectors: a cache miss a read).
         let page = match self.arena {
-            Some(a) => i.and_then(|i| a.get(i.checked_mul(BLOCK_SIZE)?..i.checked_add(1)?.checked_mul(BLOCK_SIZE)?)),
-            None => i.and_then(|i| self.pages.get(i).copied().flatten()).map(|p| &p.0[..]),
+            Some(_) => self.arena_span(n, 0, BLOCK_SIZE),
+            None => {
+                let i = n.checked_sub(self.first).and_then(|i| usize::try_from(i).ok());
+                i.and_then(|i| self.pages.get(i).copied().flatten()).map(|p| &p.0[..])
+            }
         };
         page.ok_or_else(|| Error::Invalid(format!("vector index: block {n} is not in the frozen cache")))
     }
 
     fn prefetch_line(&self, n: u64, off: usize) {
-        if let Some(a) = self.arena {
-            let at = n
-                .checked_sub(self.first)
-                .and_then(|i| usize::try_from(i).ok()?.checked_mul(BLOCK_SIZE)?.checked_add(off));
-            if let Some(byte) = at.and_then(|at| a.get(at)) {
-                prefetch(byte);
-            }
+        if let Some(line) = self.arena_span(n, off, 1) {
+            prefetch(line.as_ptr());
         }
     }
 
@@ -477,8 +489,7 @@ impl BlockStore for FrozenBlocks<'_> {
     }
 
     fn read_span(&self, n: u64, off: usize, len: usize) -> Option<&[u8]> {
-        let start = usize::try_from(n.checked_sub(self.first)?).ok()?.checked_mul(BLOCK_SIZE)?.checked_add(off)?;
-        let span = self.arena?.get(start..start.checked_add(len)?);
+        let span = self.arena_span(n, off, len);
         #[cfg(test)]
         test_hooks::SPANS.fetch_add(usize::from(span.is_some()), std::sync::atomic::Ordering::Relaxed);
         span
