@@ -13,6 +13,7 @@ use vexfs_core::dir_index::{bucket_of, DirRead, DirStore, MAX_DEPTH, MAX_SPLITS}
 use vexfs_core::error::FormatError;
 use vexfs_core::extent_tree::TreeStore;
 use vexfs_core::file_extents::FileExtents;
+use vexfs_core::format::block::Csum;
 use vexfs_core::format::extent::Extent;
 use vexfs_core::format::inode::{Inode, INODE_FLAG_INDEX};
 use vexfs_core::format::BLOCK_SIZE;
@@ -180,6 +181,13 @@ impl<D: BlockDevice<Error = io::Error>> DirRead for ImageDir<'_, D> {
     fn read<R>(&mut self, n: u64, f: impl FnOnce(&[u8]) -> R) -> std::result::Result<R, TreeErr> {
         Ok(f(&self.img.read_block(n)?[..]))
     }
+    fn read_sealed<R>(&mut self, n: u64, f: impl FnOnce(&[u8], Csum) -> R) -> std::result::Result<R, TreeErr> {
+        let csum = self.img.csum_state(n);
+        Ok(f(&self.img.read_block(n)?[..], csum))
+    }
+    fn mark_checked(&mut self, n: u64) {
+        self.img.mark_checked(n);
+    }
     fn owner(&self) -> u64 {
         self.fx.owner
     }
@@ -209,6 +217,13 @@ impl<H: DirHost> TreeStore for HostTree<'_, H> {
     type Error = TreeErr;
     fn read<R>(&mut self, n: u64, f: impl FnOnce(&[u8]) -> R) -> std::result::Result<R, TreeErr> {
         Ok(f(&self.host.img().read_block(n)?[..]))
+    }
+    fn read_sealed<R>(&mut self, n: u64, f: impl FnOnce(&[u8], Csum) -> R) -> std::result::Result<R, TreeErr> {
+        let csum = self.host.img().csum_state(n);
+        Ok(f(&self.host.img().read_block(n)?[..], csum))
+    }
+    fn mark_checked(&mut self, n: u64) {
+        self.host.img().mark_checked(n);
     }
     fn write<R>(&mut self, n: u64, f: impl FnOnce(&mut [u8]) -> R) -> std::result::Result<R, TreeErr> {
         let mut b = self.host.img().read_block(n)?;
@@ -283,6 +298,13 @@ impl<H: DirHost> DirRead for HostDir<'_, H> {
     }
     fn read<R>(&mut self, n: u64, f: impl FnOnce(&[u8]) -> R) -> std::result::Result<R, TreeErr> {
         Ok(f(&self.host.img().read_block(n)?[..]))
+    }
+    fn read_sealed<R>(&mut self, n: u64, f: impl FnOnce(&[u8], Csum) -> R) -> std::result::Result<R, TreeErr> {
+        let csum = self.host.img().csum_state(n);
+        Ok(f(&self.host.img().read_block(n)?[..], csum))
+    }
+    fn mark_checked(&mut self, n: u64) {
+        self.host.img().mark_checked(n);
     }
     fn owner(&self) -> u64 {
         u64::from(self.ino)

@@ -1,11 +1,14 @@
 //! An opened vexfs: superblock, inodes, extents, files, directories and path lookup.
 
+use std::collections::HashSet;
 use std::io;
+use std::sync::Mutex;
 
 use vexfs_core::dir_index::{self, bucket_keys, bucket_of, name_key, read_header, Header};
 use vexfs_core::error::FormatError;
 use vexfs_core::extent_tree::{TreeStore, NODE_ENTRIES};
 use vexfs_core::file_extents::FileExtents;
+use vexfs_core::format::block::Csum;
 use vexfs_core::format::dir::{self, check_dir_block};
 use vexfs_core::format::extent::Extent;
 use vexfs_core::format::inode::{Inode, INODE_FLAG_INDEX};
@@ -38,6 +41,11 @@ pub struct DirEntry {
 pub struct Image<D> {
     dev: D,
     sb: Superblock,
+    /// Blocks that passed their kind's whole check (extent-tree nodes, directory index
+    /// headers) and were not written through this image since: what core's stores report as
+    /// [`Csum::Checked`], as the kernel's buffer bits do. `None` (the default) remembers
+    /// nothing: see [`Self::remember_checked`].
+    checked: Option<Mutex<HashSet<u64>>>,
 }
 
 impl<D: BlockDevice<Error = io::Error>> Image<D> {
@@ -48,12 +56,47 @@ impl<D: BlockDevice<Error = io::Error>> Image<D> {
     /// larger than the device).
     pub fn open(dev: D) -> Result<Image<D>> {
         let sb = read_superblock(&dev, 0)?;
-        Ok(Image { dev, sb })
+        Ok(Image { dev, sb, checked: None })
     }
 
     /// Wraps a device and a superblock that the caller has validated (fsck uses the backup).
     pub fn with_superblock(dev: D, sb: Superblock) -> Image<D> {
-        Image { dev, sb }
+        Image { dev, sb, checked: None }
+    }
+
+    /// Makes the image remember the extent-tree nodes and directory index headers that pass
+    /// their whole check, and skip the check when they are read again (until written through
+    /// [`Self::write_block`] or [`Self::forget_checked`]), as the kernel does with its buffer
+    /// bits. For a tool that alone has the device open and reads the same nodes again and
+    /// again: the bulk loader, whose every new file looks its name up in a directory of up to
+    /// millions of entries (each lookup checked every entry of two extent nodes before). A
+    /// caller that writes blocks around the image (`device_mut`) must forget them.
+    pub fn remember_checked(&mut self) {
+        self.checked.get_or_insert_with(Default::default);
+    }
+
+    /// How core's stores may take block `n`: [`Csum::Checked`] when it is remembered as
+    /// checked (see [`Self::remember_checked`]), else [`Csum::Check`].
+    pub(crate) fn csum_state(&self, n: u64) -> Csum {
+        match &self.checked {
+            Some(c) if c.lock().is_ok_and(|c| c.contains(&n)) => Csum::Checked,
+            _ => Csum::Check,
+        }
+    }
+
+    /// Remembers that block `n`, just read, passed its kind's whole check (nothing unless
+    /// [`Self::remember_checked`] was called).
+    pub(crate) fn mark_checked(&self, n: u64) {
+        if let Some(Ok(mut c)) = self.checked.as_ref().map(|c| c.lock()) {
+            c.insert(n);
+        }
+    }
+
+    /// Forgets block `n` as checked: for a block about to be written around the image.
+    pub fn forget_checked(&mut self, n: u64) {
+        if let Some(Ok(c)) = self.checked.as_mut().map(|c| c.get_mut()) {
+            c.remove(&n);
+        }
     }
 
     /// The superblock as read (or as last set by a writer).
@@ -90,6 +133,7 @@ impl<D: BlockDevice<Error = io::Error>> Image<D> {
 
     /// Writes block `n`. Errors: `Io`.
     pub fn write_block(&mut self, n: u64, b: &Block) -> Result<()> {
+        self.forget_checked(n);
         self.dev.write_block(n, b).map_err(Error::io(format!("writing block {n}")))
     }
 
@@ -465,6 +509,13 @@ impl<D: BlockDevice<Error = io::Error>> TreeStore for ReadTree<'_, D> {
     type Error = TreeErr;
     fn read<R>(&mut self, n: u64, f: impl FnOnce(&[u8]) -> R) -> std::result::Result<R, TreeErr> {
         Ok(f(&self.img.read_block(n)?[..]))
+    }
+    fn read_sealed<R>(&mut self, n: u64, f: impl FnOnce(&[u8], Csum) -> R) -> std::result::Result<R, TreeErr> {
+        let csum = self.img.csum_state(n);
+        Ok(f(&self.img.read_block(n)?[..], csum))
+    }
+    fn mark_checked(&mut self, n: u64) {
+        self.img.mark_checked(n);
     }
     fn write<R>(&mut self, n: u64, _f: impl FnOnce(&mut [u8]) -> R) -> std::result::Result<R, TreeErr> {
         Err(TreeErr::Image(Error::Invalid(format!("block {n}: a read-only tree walk does not write"))))

@@ -51,3 +51,40 @@ fn sample_tree_reads_back_and_is_clean() {
     assert!(out.report.problems.is_empty(), "{:?}", out.report.problems);
     assert_eq!(out.exit_code(), 0);
 }
+
+/// `Image::remember_checked` (the bulk loader's): an extent node that passed its whole check
+/// is not checked again when read again, until it is written through the image. The root of
+/// a deep tree gets a non-zero reserved field behind the image's back (a change only the
+/// whole check sees): the remembering image still reads the file, a fresh image refuses it,
+/// and the remembering image refuses it too once the node is written through it.
+#[test]
+fn remembered_nodes_are_checked_again_after_a_write() {
+    use vexfs_core::format::extent::EXTENT_HEADER;
+    use vexfs_core::io::BlockDevice;
+    use vexfs_image::writer::{FileOpts, Writer};
+
+    let mut dev = MemDevice::new(SAMPLE_BLOCKS);
+    mkfs::format(&mut dev, &sample::params(SAMPLE_BLOCKS), false).unwrap();
+    let mut w = Writer::new(Image::open(dev).unwrap()).unwrap();
+    let data: Vec<u8> = (0..16 * 4096).map(|i| (i % 251) as u8 + 1).collect();
+    let opts = FileOpts { max_extent_blocks: 1, tree_fanout: 2, ..FileOpts::default() };
+    let ino = w.create_with(ROOT_INO, "deep", &data, opts).unwrap();
+    let dev = w.commit().unwrap().into_device();
+
+    let mut img = Image::open(dev).unwrap();
+    img.remember_checked();
+    let inode = img.inode(ino).unwrap();
+    assert!(inode.extent_block != 0, "the file has an extent tree");
+    assert_eq!(img.read_file(ino, &inode).unwrap(), data);
+    let root = inode.extent_block;
+    let mut b = [0u8; 4096];
+    img.device().read_block(root, &mut b).unwrap();
+    // Entry 0 of the root (an index node at fanout 2 over 16 extents): its reserved word.
+    b[EXTENT_HEADER + 4] = 1;
+    img.device_mut().write_block(root, &b).unwrap();
+    assert_eq!(img.read_file(ino, &inode).unwrap(), data, "a remembered node is not checked again");
+    let fresh = Image::open(img.device().clone()).unwrap();
+    assert!(fresh.read_file(ino, &inode).is_err(), "a fresh image checks the node and refuses it");
+    img.write_block(root, &b).unwrap();
+    assert!(img.read_file(ino, &inode).is_err(), "written through the image, the node is checked again");
+}
