@@ -94,7 +94,7 @@ struct Cli {
     /// With --import: rows per journal sync while files are made; an interrupted import loses
     /// at most this many and goes on with --resume (while vectors are linked: a sync every 30
     /// s, and what was not linked is linked by --resume).
-    #[arg(long, value_name = "N", default_value_t = 1000, requires = "import",
+    #[arg(long, value_name = "N", default_value_t = bulk::DEFAULT_BATCH, requires = "import",
           value_parser = clap::value_parser!(u64).range(1..))]
     batch: u64,
     /// With --import: threads that plan the HNSW inserts (the default, 1, links one vector
