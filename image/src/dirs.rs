@@ -182,8 +182,7 @@ impl<D: BlockDevice<Error = io::Error>> DirRead for ImageDir<'_, D> {
         Ok(f(&self.img.read_block(n)?[..]))
     }
     fn read_sealed<R>(&mut self, n: u64, f: impl FnOnce(&[u8], Csum) -> R) -> std::result::Result<R, TreeErr> {
-        let csum = self.img.csum_state(n);
-        Ok(f(&self.img.read_block(n)?[..], csum))
+        Ok(self.img.read_sealed(n, f)?)
     }
     fn mark_checked(&mut self, n: u64) {
         self.img.mark_checked(n);
@@ -219,8 +218,7 @@ impl<H: DirHost> TreeStore for HostTree<'_, H> {
         Ok(f(&self.host.img().read_block(n)?[..]))
     }
     fn read_sealed<R>(&mut self, n: u64, f: impl FnOnce(&[u8], Csum) -> R) -> std::result::Result<R, TreeErr> {
-        let csum = self.host.img().csum_state(n);
-        Ok(f(&self.host.img().read_block(n)?[..], csum))
+        Ok(self.host.img().read_sealed(n, f)?)
     }
     fn mark_checked(&mut self, n: u64) {
         self.host.img().mark_checked(n);
@@ -300,8 +298,7 @@ impl<H: DirHost> DirRead for HostDir<'_, H> {
         Ok(f(&self.host.img().read_block(n)?[..]))
     }
     fn read_sealed<R>(&mut self, n: u64, f: impl FnOnce(&[u8], Csum) -> R) -> std::result::Result<R, TreeErr> {
-        let csum = self.host.img().csum_state(n);
-        Ok(f(&self.host.img().read_block(n)?[..], csum))
+        Ok(self.host.img().read_sealed(n, f)?)
     }
     fn mark_checked(&mut self, n: u64) {
         self.host.img().mark_checked(n);

@@ -75,13 +75,15 @@ impl<D: BlockDevice<Error = io::Error>> Image<D> {
         self.checked.get_or_insert_with(Default::default);
     }
 
-    /// How core's stores may take block `n`: [`Csum::Checked`] when it is remembered as
-    /// checked (see [`Self::remember_checked`]), else [`Csum::Check`].
-    pub(crate) fn csum_state(&self, n: u64) -> Csum {
-        match &self.checked {
+    /// Calls `f` on block `n` with how core's stores may take it: [`Csum::Checked`] when it is
+    /// remembered as checked (see [`Self::remember_checked`]), else [`Csum::Check`]. The
+    /// `read_sealed` of the image's tree and directory stores. Errors: `Io`.
+    pub(crate) fn read_sealed<R>(&self, n: u64, f: impl FnOnce(&[u8], Csum) -> R) -> Result<R> {
+        let csum = match &self.checked {
             Some(c) if c.lock().is_ok_and(|c| c.contains(&n)) => Csum::Checked,
             _ => Csum::Check,
-        }
+        };
+        Ok(f(&self.read_block(n)?[..], csum))
     }
 
     /// Remembers that block `n`, just read, passed its kind's whole check (nothing unless
@@ -511,8 +513,7 @@ impl<D: BlockDevice<Error = io::Error>> TreeStore for ReadTree<'_, D> {
         Ok(f(&self.img.read_block(n)?[..]))
     }
     fn read_sealed<R>(&mut self, n: u64, f: impl FnOnce(&[u8], Csum) -> R) -> std::result::Result<R, TreeErr> {
-        let csum = self.img.csum_state(n);
-        Ok(f(&self.img.read_block(n)?[..], csum))
+        Ok(self.img.read_sealed(n, f)?)
     }
     fn mark_checked(&mut self, n: u64) {
         self.img.mark_checked(n);

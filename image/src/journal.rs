@@ -304,18 +304,19 @@ impl<D: BlockDevice> Staged<D> {
                     std::collections::btree_map::Entry::Vacant(v) => {
                         v.insert(old);
                     }
-                    std::collections::btree_map::Entry::Occupied(_) => self.recycle(Some(old.data)),
+                    std::collections::btree_map::Entry::Occupied(_) => self.recycle(old.data),
                 }
             } else {
-                self.recycle(Some(old.data));
+                self.recycle(old.data);
             }
         }
         Ok(())
     }
 
-    fn recycle(&mut self, data: Option<Box<Block>>) {
-        if let Some(d) = data.filter(|_| self.spare.len() < SPARE_BUFFERS) {
-            self.spare.push(d);
+    /// Keeps `data` for a later staging (up to [`SPARE_BUFFERS`]; dropped beyond).
+    fn recycle(&mut self, data: Box<Block>) {
+        if self.spare.len() < SPARE_BUFFERS {
+            self.spare.push(data);
         }
     }
 
@@ -323,7 +324,7 @@ impl<D: BlockDevice> Staged<D> {
     pub fn end_op(&mut self) {
         let undo = std::mem::take(&mut self.undo);
         for b in undo.into_values() {
-            self.recycle(Some(b.data));
+            self.recycle(b.data);
         }
         self.op += 1;
     }

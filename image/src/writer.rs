@@ -1224,7 +1224,6 @@ impl Bitmap {
         self.changed.sort_unstable();
         self.changed.dedup();
         let start = img.sb().region(region).start;
-        let mut done = 0;
         for &i in &self.changed {
             let span = i * BLOCK_SIZE..(i + 1) * BLOCK_SIZE;
             if let (Some(old), Some(new)) = (self.staged.get_mut(span.clone()), self.bits.get(span)) {
@@ -1234,9 +1233,8 @@ impl Bitmap {
                     old.copy_from_slice(new);
                 }
             }
-            done += 1;
         }
-        self.changed.drain(..done);
+        self.changed.clear();
         Ok(())
     }
 }
@@ -1375,8 +1373,7 @@ impl<D: BlockDevice<Error = io::Error>> TreeStore for WriterTree<'_, D> {
         Ok(f(&self.w.img.read_block(n)?[..]))
     }
     fn read_sealed<R>(&mut self, n: u64, f: impl FnOnce(&[u8], Csum) -> R) -> std::result::Result<R, TreeErr> {
-        let csum = self.w.img.csum_state(n);
-        Ok(f(&self.w.img.read_block(n)?[..], csum))
+        Ok(self.w.img.read_sealed(n, f)?)
     }
     fn mark_checked(&mut self, n: u64) {
         self.w.img.mark_checked(n);
