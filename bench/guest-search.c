@@ -292,6 +292,7 @@ int main(int argc, char **argv)
 	       "\"levels\": %u, \"bytes_on_disk\": %llu, \"distance_impl\": \"%s\", \"tsc_mhz\": %.3f}\n",
 	       st.dim, (unsigned long long)st.vectors, (unsigned long long)st.capacity, st.levels,
 	       (unsigned long long)st.bytes_on_disk,
+	       st.distance_impl == VEXFS_DIST_AVX512 ? "avx512" :
 	       st.distance_impl == VEXFS_DIST_AVX2 ? "avx2" :
 	       st.distance_impl == VEXFS_DIST_SSE2 ? "sse2" : "scalar", tsc_per_ns * 1e3);
 	fflush(stdout);

@@ -4,7 +4,8 @@
 //!
 //! Flags match the kernel build (Kbuild): clang, -O2, -ffp-contract=off (no FMA unless
 //! written), -ffreestanding (so <immintrin.h> needs no libc header, as under -nostdinc),
-//! SSE2 for the scalar and SSE2 files, AVX2+FMA for the AVX2 file. Same compiler, same flags
+//! SSE2 for the scalar and SSE2 files, AVX2+FMA for the AVX2 file, AVX-512 F/BW/VL besides
+//! those for the AVX-512 file. Same compiler, same flags
 //! and a fixed reduction order give the same bits on both sides.
 
 use std::env;
@@ -25,7 +26,9 @@ fn build(name: &str, files: &[&str], isa: &[&str]) {
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
-    for f in ["distance.h", "distance_scalar.c", "distance_sse2.c", "distance_avx2.c", "distance_pq.c"] {
+    for f in
+        ["distance.h", "distance_scalar.c", "distance_sse2.c", "distance_avx2.c", "distance_avx512.c", "distance_pq.c"]
+    {
         println!("cargo:rerun-if-changed=csrc/{f}");
     }
     if env::var_os("CARGO_FEATURE_STD").is_none() {
@@ -39,6 +42,11 @@ fn main() {
             &["-msse2"],
         );
         build("vexfs_dist_avx2", &["csrc/distance_avx2.c"], &["-msse2", "-mavx2", "-mfma"]);
+        build(
+            "vexfs_dist_avx512",
+            &["csrc/distance_avx512.c"],
+            &["-msse2", "-mavx2", "-mfma", "-mavx512f", "-mavx512bw", "-mavx512vl"],
+        );
     } else {
         build("vexfs_dist_scalar", &["csrc/distance_scalar.c", "csrc/distance_pq.c"], &[]);
     }

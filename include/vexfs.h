@@ -170,11 +170,13 @@ struct vexfs_index_mem {
 	__u64 evictions;      /* blocks given back (over the budget, or to the shrinker) */
 };
 
-/* vexfs_stats.distance_impl: the float32 distance kernel, picked at mount as the fastest the
- * CPU runs (timed), so results are bit-identical to a userspace run of the same kernel. */
+/* vexfs_stats.distance_impl: the distance kernels, picked by CPUID as the fastest the CPU runs
+ * (SSE2 under QEMU's software emulation), so results are bit-identical to a userspace run of
+ * the same kernels. AVX-512 computes AVX2's bits. */
 #define VEXFS_DIST_SCALAR 0
 #define VEXFS_DIST_SSE2 1
 #define VEXFS_DIST_AVX2 2 /* AVX2 + FMA */
+#define VEXFS_DIST_AVX512 3 /* AVX-512 F/BW/VL + AVX2 + FMA: the same bits as AVX2 */
 
 #define VEXFS_IOC_SET_EMBEDDINGS _IOW(VEXFS_IOCTL_MAGIC, 1, struct vexfs_set_embeddings)
 #define VEXFS_IOC_GET_EMBEDDINGS _IOWR(VEXFS_IOCTL_MAGIC, 2, struct vexfs_get_embeddings)

@@ -35,19 +35,58 @@ static bool vexfs_under_qemu_tcg(void)
 	return !memcmp(sig, "TCGTCGTCGTCG", 12);
 }
 
+/* AVX2 and FMA, with the YMM state saved by the kernel (boot_cpu_has: no CPUID instruction). */
+static bool vexfs_has_avx2(void)
+{
+	return boot_cpu_has(X86_FEATURE_AVX2) && boot_cpu_has(X86_FEATURE_FMA) &&
+	       boot_cpu_has(X86_FEATURE_OSXSAVE) &&
+	       cpu_has_xfeatures(XFEATURE_MASK_SSE | XFEATURE_MASK_YMM, NULL);
+}
+
+/* That, and AVX-512 F/BW/VL with the ZMM and opmask state (as the x86 crypto glue checks). */
+static bool vexfs_has_avx512(void)
+{
+	return vexfs_has_avx2() && boot_cpu_has(X86_FEATURE_AVX512F) &&
+	       boot_cpu_has(X86_FEATURE_AVX512BW) && boot_cpu_has(X86_FEATURE_AVX512VL) &&
+	       cpu_has_xfeatures(XFEATURE_MASK_SSE | XFEATURE_MASK_YMM | XFEATURE_MASK_AVX512, NULL);
+}
+
+/*
+ * The kernels to use on this CPU (once per mount): AVX-512 (the same bits as AVX2), else AVX2
+ * + FMA, else SSE2; SSE2 under TCG. Userspace makes the same choice (core::distance::best_impl).
+ */
 u32 vexfs_c_dist_impl(void)
 {
-	if (!vexfs_under_qemu_tcg() && boot_cpu_has(X86_FEATURE_AVX2) && boot_cpu_has(X86_FEATURE_FMA) &&
-	    boot_cpu_has(X86_FEATURE_OSXSAVE) &&
-	    cpu_has_xfeatures(XFEATURE_MASK_SSE | XFEATURE_MASK_YMM, NULL))
+	if (vexfs_under_qemu_tcg())
+		return VEXFS_DIST_SSE2;
+	if (vexfs_has_avx512())
+		return VEXFS_DIST_AVX512;
+	if (vexfs_has_avx2())
 		return VEXFS_DIST_AVX2;
 	return VEXFS_DIST_SSE2;
+}
+
+/*
+ * The implementation to run for the one asked: an unknown id, or one this CPU cannot run (a
+ * caller's bug, warned once), falls back to SSE2. Feature bits only, so cheap per call.
+ */
+static u32 vexfs_runnable_impl(u32 impl)
+{
+	if (impl > VEXFS_DIST_AVX512)
+		return VEXFS_DIST_SSE2;
+	if (WARN_ON_ONCE((impl == VEXFS_DIST_AVX512 && !vexfs_has_avx512()) ||
+			 (impl == VEXFS_DIST_AVX2 && !vexfs_has_avx2())))
+		return VEXFS_DIST_SSE2;
+	return impl;
 }
 
 static void vexfs_dist_run(u32 impl, u32 metric, const float *q, const float *const *vecs,
 			   u32 n, u32 dim, u32 *out)
 {
 	switch (impl) {
+	case VEXFS_DIST_AVX512:
+		vexfs_dist_avx512(metric, q, vecs, n, dim, out);
+		break;
 	case VEXFS_DIST_AVX2:
 		vexfs_dist_avx2(metric, q, vecs, n, dim, out);
 		break;
@@ -65,9 +104,7 @@ void vexfs_c_distances(u32 impl, u32 metric, const float *q, const float *const 
 {
 	u32 chunk, done, m, i;
 
-	if (impl > VEXFS_DIST_AVX2 ||
-	    WARN_ON_ONCE(impl == VEXFS_DIST_AVX2 && vexfs_c_dist_impl() != VEXFS_DIST_AVX2))
-		impl = VEXFS_DIST_SSE2;
+	impl = vexfs_runnable_impl(impl);
 	if (WARN_ON_ONCE(!irq_fpu_usable())) {
 		for (i = 0; i < n; i++)
 			out[i] = VEXFS_DIST_NAN_BITS;
@@ -88,6 +125,9 @@ static void vexfs_code_dist_run(u32 impl, u32 metric, const s8 *q, const s8 *con
 				u32 n, u32 len, u32 *out)
 {
 	switch (impl) {
+	case VEXFS_DIST_AVX512:
+		vexfs_code_dist_avx512(metric, q, vecs, n, len, out);
+		break;
 	case VEXFS_DIST_AVX2:
 		vexfs_code_dist_avx2(metric, q, vecs, n, len, out);
 		break;
@@ -105,9 +145,7 @@ void vexfs_c_code_distances(u32 impl, u32 metric, const s8 *q, const s8 *const *
 {
 	u32 chunk, done, m, i;
 
-	if (impl > VEXFS_DIST_AVX2 ||
-	    WARN_ON_ONCE(impl == VEXFS_DIST_AVX2 && vexfs_c_dist_impl() != VEXFS_DIST_AVX2))
-		impl = VEXFS_DIST_SSE2;
+	impl = vexfs_runnable_impl(impl);
 	if (len == 0 || len % 32 || len > 4096 || WARN_ON_ONCE(!irq_fpu_usable())) {
 		for (i = 0; i < n; i++)
 			out[i] = 0xffffffffu;

@@ -10,8 +10,9 @@
 #include <linux/types.h>
 
 /*
- * The best implementation on this CPU: 2 (AVX2+FMA, with YMM state enabled by the OS) or
- * 1 (SSE2, always there on x86_64). 0 is the scalar reference, never returned but accepted.
+ * The best implementation on this CPU: 3 (AVX-512 F/BW/VL besides AVX2+FMA, with the ZMM state
+ * enabled by the OS; AVX2's bits), 2 (AVX2+FMA, with YMM state) or 1 (SSE2, always there on
+ * x86_64; chosen under QEMU's TCG). 0 is the scalar reference, never returned but accepted.
  */
 u32 vexfs_c_dist_impl(void);
 

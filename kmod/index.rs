@@ -169,7 +169,8 @@ impl IndexState {
     /// mount is shared). Errors: `EUCLEAN` (corrupt header, logged), `EIO`, `ENOMEM`.
     pub fn new(dev: &Device, disk: &Superblock, pins: &PinTable) -> Result<IndexState> {
         let kernel = FpuKernel::detect();
-        pr_info!("distance kernel {}\n", if kernel.imp() == 2 { "avx2+fma" } else { "sse2" });
+        let name = crate::distance::Impl::from_u32(kernel.imp()).map_or("unknown", |i| i.name());
+        pr_info!("distance kernel {}\n", name);
         let mut mem = KIndexMem::new(disk, MAX_EF).map_err(|e| match e {
             IndexError::Io(AllocError) => ENOMEM,
             IndexError::Corrupt(f) => dev.report(f),

@@ -1,9 +1,10 @@
 //! One query against a batch of 32 vectors, per implementation and metric: dim 384 for every
 //! metric, dims 128 and 1536 for l2. Throughput is in distances (elements = 32 per batch), so
-//! criterion's "time per iteration / 32" is the cost of one distance.
+//! criterion's "time per iteration / 32" is the cost of one distance. Then the same batch as
+//! SQ8 codes (384 bytes each, `code_distances`) for l2 and ip.
 
 use criterion::{black_box, criterion_main, BenchmarkId, Criterion, Throughput};
-use vexfs_core::distance::{distances, Impl, METRIC_COSINE, METRIC_IP, METRIC_L2};
+use vexfs_core::distance::{code_distances, distances, Impl, METRIC_COSINE, METRIC_IP, METRIC_L2};
 
 const BATCH: usize = 32;
 
@@ -40,6 +41,23 @@ fn bench(c: &mut Criterion) {
         for imp in Impl::ALL.into_iter().filter(|i| i.is_available()) {
             g.bench_function(BenchmarkId::from_parameter(imp.name()), |b| {
                 b.iter(|| distances(imp, metric, black_box(&q), black_box(&refs), &mut out).expect("valid batch"))
+            });
+        }
+        g.finish();
+    }
+    for (metric, name) in [(METRIC_L2, "l2"), (METRIC_IP, "ip")] {
+        let mut g = c.benchmark_group(format!("sq8-{name}/len384/batch{BATCH}"));
+        g.throughput(Throughput::Elements(BATCH as u64));
+        let (q, vs) = data(384, 7);
+        // Codes in the SQ8 range: each component times 127, as signed bytes.
+        let code = |v: &[f32]| v.iter().map(|x| ((x * 127.0) as i8) as u8).collect::<Vec<u8>>();
+        let qc = code(&q);
+        let cs: Vec<Vec<u8>> = vs.iter().map(|v| code(v)).collect();
+        let refs: Vec<&[u8]> = cs.iter().map(|v| v.as_slice()).collect();
+        let mut out = [0u32; BATCH];
+        for imp in Impl::ALL.into_iter().filter(|i| i.is_available()) {
+            g.bench_function(BenchmarkId::from_parameter(imp.name()), |b| {
+                b.iter(|| code_distances(imp, metric, black_box(&qc), black_box(&refs), &mut out).expect("valid batch"))
             });
         }
         g.finish();

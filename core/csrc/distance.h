@@ -31,6 +31,8 @@
  *   avx2:   4 accumulators of 8 lanes over 32-float blocks with FMA, then 8-float blocks into
  *           acc 0, then the last dim % 8 floats (masked load, zero padded) into acc 1; sum
  *           (a0+a1)+(a2+a3), then the two 128-bit halves lo+hi, then lanes (0+2)+(1+3).
+ *   avx512: the avx2 order, bit for bit, with a0|a1 and a2|a3 each in one 16-lane register
+ *           (see distance_avx512.c): its results equal avx2's.
  */
 #ifndef VEXFS_DISTANCE_H
 #define VEXFS_DISTANCE_H
@@ -52,17 +54,23 @@ typedef uint8_t u8;
 #define VEXFS_DIST_SCALAR 0u
 #define VEXFS_DIST_SSE2 1u
 #define VEXFS_DIST_AVX2 2u
+#define VEXFS_DIST_AVX512 3u
 
 /* The canonical NaN written for every NaN result. */
 #define VEXFS_DIST_NAN_BITS 0x7fc00000u
 
-/* Each needs the FPU (kernel_fpu_begin()) in the kernel; the avx2 one also needs AVX2 and FMA. */
+/*
+ * Each needs the FPU (kernel_fpu_begin()) in the kernel; the avx2 one also needs AVX2 and FMA,
+ * the avx512 one AVX2, FMA and AVX-512 F, BW and VL (with the ZMM and opmask state enabled).
+ */
 void vexfs_dist_scalar(u32 metric, const float *q, const float *const *vecs, u32 n, u32 dim,
 		       u32 *out);
 void vexfs_dist_sse2(u32 metric, const float *q, const float *const *vecs, u32 n, u32 dim,
 		     u32 *out);
 void vexfs_dist_avx2(u32 metric, const float *q, const float *const *vecs, u32 n, u32 dim,
 		     u32 *out);
+void vexfs_dist_avx512(u32 metric, const float *q, const float *const *vecs, u32 n, u32 dim,
+		       u32 *out);
 
 /*
  * SQ8 code distances (core::sq8): q and every vecs[i] hold len signed bytes, len a multiple of
@@ -75,7 +83,8 @@ void vexfs_dist_avx2(u32 metric, const float *q, const float *const *vecs, u32 n
  *           dot, qq = |q|^2 and vv = |v|^2 (1.0 when qq or vv is 0)
  *   other   0xffffffff
  * len <= 4096 keeps every sum inside 31 bits. Each needs the FPU in the kernel (vector
- * registers; the cosine finish is float); the avx2 one also needs AVX2.
+ * registers; the cosine finish is float); the avx2 one also needs AVX2, the avx512 one what
+ * vexfs_dist_avx512 needs.
  */
 void vexfs_code_dist_scalar(u32 metric, const s8 *q, const s8 *const *vecs, u32 n, u32 len,
 			    u32 *out);
@@ -83,6 +92,8 @@ void vexfs_code_dist_sse2(u32 metric, const s8 *q, const s8 *const *vecs, u32 n,
 			  u32 *out);
 void vexfs_code_dist_avx2(u32 metric, const s8 *q, const s8 *const *vecs, u32 n, u32 len,
 			  u32 *out);
+void vexfs_code_dist_avx512(u32 metric, const s8 *q, const s8 *const *vecs, u32 n, u32 len,
+			    u32 *out);
 
 /*
  * PQ (core::pq; Jegou et al., TPAMI 2011): one implementation (distance_pq.c) for every

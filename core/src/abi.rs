@@ -42,13 +42,15 @@ pub const VEXFS_SET_TRUNCATE: u32 = 1 << 0;
 /// index worker).
 pub const VEXFS_SET_INDEX_NOW: u32 = 1 << 1;
 
-/// [`VexfsStats::distance_impl`]: portable scalar code. The kernel is picked at mount as the
-/// fastest the CPU runs, so results are bit-identical to a userspace run of the same one.
+/// [`VexfsStats::distance_impl`]: portable scalar code. The kernels are picked by CPUID as the
+/// fastest the CPU runs, so results are bit-identical to a userspace run of the same ones.
 pub const VEXFS_DIST_SCALAR: u32 = 0;
 /// [`VexfsStats::distance_impl`]: SSE2.
 pub const VEXFS_DIST_SSE2: u32 = 1;
 /// [`VexfsStats::distance_impl`]: AVX2 + FMA.
 pub const VEXFS_DIST_AVX2: u32 = 2;
+/// [`VexfsStats::distance_impl`]: AVX-512 F/BW/VL with AVX2 and FMA; the same bits as AVX2.
+pub const VEXFS_DIST_AVX512: u32 = 3;
 
 /// [`VexfsStats::entry_point`] of an empty index.
 pub const VEXFS_NO_ENTRY_POINT: u32 = 0xffff_ffff;

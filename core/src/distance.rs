@@ -19,6 +19,9 @@
 //!   `(a0 + a1) + (a2 + a3)` and lanes `(0 + 2) + (1 + 3)`.
 //! - [`Impl::Avx2`]: the same with 8 lanes, 32-float blocks, FMA, and halves `lo + hi` before
 //!   the 4-lane step.
+//! - [`Impl::Avx512`]: [`Impl::Avx2`]'s order, bit for bit: accumulators 0|1 and 2|3 each in
+//!   one 16-lane register for the 32-float blocks, then the AVX2 steps on their halves. Its
+//!   results equal AVX2's, so a machine with AVX-512 and one without compute the same bits.
 //!
 //! # Accuracy
 //! The tests re-derive each order in Rust and require bit equality with the C code, and bound
@@ -81,11 +84,14 @@ pub enum Impl {
     Sse2 = 1,
     /// AVX2 with FMA, chosen when the CPU (and OS) supports both.
     Avx2 = 2,
+    /// AVX-512 F/BW/VL beside AVX2 and FMA, chosen when the CPU (and OS) supports them all:
+    /// the same results as [`Impl::Avx2`], bit for bit, in registers twice as wide.
+    Avx512 = 3,
 }
 
 impl Impl {
     /// Every implementation, in id order.
-    pub const ALL: [Impl; 3] = [Impl::Scalar, Impl::Sse2, Impl::Avx2];
+    pub const ALL: [Impl; 4] = [Impl::Scalar, Impl::Sse2, Impl::Avx2, Impl::Avx512];
 
     /// The implementation with C id `id`.
     pub const fn from_u32(id: u32) -> Option<Impl> {
@@ -93,16 +99,18 @@ impl Impl {
             0 => Some(Impl::Scalar),
             1 => Some(Impl::Sse2),
             2 => Some(Impl::Avx2),
+            3 => Some(Impl::Avx512),
             _ => None,
         }
     }
 
-    /// Name used in benchmarks and tool output: `scalar`, `sse2`, `avx2`.
+    /// Name used in benchmarks and tool output: `scalar`, `sse2`, `avx2`, `avx512`.
     pub const fn name(self) -> &'static str {
         match self {
             Impl::Scalar => "scalar",
             Impl::Sse2 => "sse2",
             Impl::Avx2 => "avx2",
+            Impl::Avx512 => "avx512",
         }
     }
 }
@@ -199,6 +207,15 @@ mod userspace {
                 dim: u32,
                 out: *mut u32,
             );
+            #[cfg(target_arch = "x86_64")]
+            pub fn vexfs_dist_avx512(
+                metric: u32,
+                q: *const f32,
+                vecs: *const *const f32,
+                n: u32,
+                dim: u32,
+                out: *mut u32,
+            );
             pub fn vexfs_code_dist_scalar(
                 metric: u32,
                 q: *const u8,
@@ -218,6 +235,15 @@ mod userspace {
             );
             #[cfg(target_arch = "x86_64")]
             pub fn vexfs_code_dist_avx2(
+                metric: u32,
+                q: *const u8,
+                vecs: *const *const u8,
+                n: u32,
+                len: u32,
+                out: *mut u32,
+            );
+            #[cfg(target_arch = "x86_64")]
+            pub fn vexfs_code_dist_avx512(
                 metric: u32,
                 q: *const u8,
                 vecs: *const *const u8,
@@ -301,18 +327,28 @@ mod userspace {
                 Impl::Sse2 => true,
                 #[cfg(target_arch = "x86_64")]
                 Impl::Avx2 => std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma"),
+                #[cfg(target_arch = "x86_64")]
+                Impl::Avx512 => {
+                    Impl::Avx2.is_available()
+                        && std::is_x86_feature_detected!("avx512f")
+                        && std::is_x86_feature_detected!("avx512bw")
+                        && std::is_x86_feature_detected!("avx512vl")
+                }
                 #[cfg(not(target_arch = "x86_64"))]
-                Impl::Sse2 | Impl::Avx2 => false,
+                Impl::Sse2 | Impl::Avx2 | Impl::Avx512 => false,
             }
         }
     }
 
-    /// The fastest implementation this CPU runs: AVX2+FMA if present, else SSE2 — except
-    /// under QEMU's software emulation (TCG), where AVX2 code runs several times slower than
-    /// SSE2 in practice. The kernel makes the same choice (`vexfs_c_dist_impl`), so a search in
-    /// userspace and in the kernel on the same machine computes the same bits.
+    /// The fastest implementation this CPU runs: AVX-512 if present, else AVX2+FMA, else SSE2 —
+    /// except under QEMU's software emulation (TCG), where AVX2 code runs several times slower
+    /// than SSE2 in practice. The kernel makes the same choice (`vexfs_c_dist_impl`), so a
+    /// search in userspace and in the kernel on the same machine computes the same bits (and
+    /// AVX-512 computes AVX2's, so a choice between those two never changes a result).
     pub fn best_impl() -> Impl {
-        if Impl::Avx2.is_available() && !under_qemu_tcg() {
+        if Impl::Avx512.is_available() && !under_qemu_tcg() {
+            Impl::Avx512
+        } else if Impl::Avx2.is_available() && !under_qemu_tcg() {
             Impl::Avx2
         } else if Impl::Sse2.is_available() {
             Impl::Sse2
@@ -384,8 +420,10 @@ mod userspace {
                     Impl::Sse2 => ffi::vexfs_dist_sse2(metric, q, vp, n, dim, o),
                     #[cfg(target_arch = "x86_64")]
                     Impl::Avx2 => ffi::vexfs_dist_avx2(metric, q, vp, n, dim, o),
+                    #[cfg(target_arch = "x86_64")]
+                    Impl::Avx512 => ffi::vexfs_dist_avx512(metric, q, vp, n, dim, o),
                     #[cfg(not(target_arch = "x86_64"))]
-                    Impl::Sse2 | Impl::Avx2 => unreachable!("is_available() is false"),
+                    Impl::Sse2 | Impl::Avx2 | Impl::Avx512 => unreachable!("is_available() is false"),
                 }
             }
         }
@@ -509,8 +547,10 @@ mod userspace {
                     Impl::Sse2 => ffi::vexfs_code_dist_sse2(metric, qp, vp, n, len, o),
                     #[cfg(target_arch = "x86_64")]
                     Impl::Avx2 => ffi::vexfs_code_dist_avx2(metric, qp, vp, n, len, o),
+                    #[cfg(target_arch = "x86_64")]
+                    Impl::Avx512 => ffi::vexfs_code_dist_avx512(metric, qp, vp, n, len, o),
                     #[cfg(not(target_arch = "x86_64"))]
-                    Impl::Sse2 | Impl::Avx2 => unreachable!("is_available() is false"),
+                    Impl::Sse2 | Impl::Avx2 | Impl::Avx512 => unreachable!("is_available() is false"),
                 }
             }
         }
@@ -571,6 +611,9 @@ mod tests {
         let v: Vec<Impl> = Impl::ALL.into_iter().filter(|i| i.is_available()).collect();
         if !v.contains(&Impl::Avx2) {
             std::eprintln!("note: this CPU has no AVX2+FMA: the avx2 kernels are not tested here");
+        }
+        if !v.contains(&Impl::Avx512) {
+            std::eprintln!("note: this CPU has no AVX-512 F/BW/VL: the avx512 kernels are not tested here");
         }
         v
     }
@@ -671,7 +714,7 @@ mod tests {
     #[test]
     fn every_impl_within_its_error_bound_of_f64() {
         let mut rng = Rng(1);
-        let mut worst = [[0f64; 3]; 3];
+        let mut worst = [[0f64; 3]; Impl::ALL.len()];
         for imp in impls() {
             for dim in dims() {
                 for kind in KINDS {
@@ -834,6 +877,8 @@ mod tests {
                     Impl::Sse2 => ffi::vexfs_dist_sse2(7, q, p, 1, 2, o),
                     #[cfg(target_arch = "x86_64")]
                     Impl::Avx2 => ffi::vexfs_dist_avx2(7, q, p, 1, 2, o),
+                    #[cfg(target_arch = "x86_64")]
+                    Impl::Avx512 => ffi::vexfs_dist_avx512(7, q, p, 1, 2, o),
                     #[cfg(not(target_arch = "x86_64"))]
                     _ => unreachable!(),
                 }
@@ -947,7 +992,7 @@ mod tests {
         let (lanes, fma) = match imp {
             Impl::Scalar => (0, false),
             Impl::Sse2 => (4, false),
-            Impl::Avx2 => (8, true),
+            Impl::Avx2 | Impl::Avx512 => (8, true),
         };
         let n = q.len();
         let dot = |a: &[f32], b: &[f32]| model_sum(lanes, fma, n, &|i| (a[i], b[i]));
@@ -1127,6 +1172,51 @@ mod tests {
         for imp in Impl::ALL {
             assert_eq!(Impl::from_u32(imp as u32), Some(imp));
         }
-        assert_eq!(Impl::from_u32(3), None);
+        assert_eq!(Impl::from_u32(4), None);
+    }
+
+    /// AVX-512 promises AVX2's bits: for every dim, data kind and metric, batches of 1 to 9
+    /// vectors (the 4-vector passes, the single-vector rest, and both mixed) and codes.
+    #[test]
+    fn avx512_computes_avx2_bits() {
+        if !Impl::Avx512.is_available() {
+            std::eprintln!("note: this CPU has no AVX-512 F/BW/VL: nothing to compare");
+            return;
+        }
+        let mut rng = Rng(11);
+        for dim in dims() {
+            for kind in KINDS {
+                let q = make(kind, dim, &mut rng);
+                let vs: Vec<Vec<f32>> = (0..9).map(|_| make(kind, dim, &mut rng)).collect();
+                let refs: Vec<&[f32]> = vs.iter().map(|v| v.as_slice()).collect();
+                for metric in METRICS {
+                    for n in 1..=refs.len() {
+                        let a = run(Impl::Avx2, metric, &q, &refs[..n]);
+                        let b = run(Impl::Avx512, metric, &q, &refs[..n]);
+                        assert_eq!(a, b, "metric {metric} dim {dim} {kind:?} batch of {n}");
+                    }
+                }
+            }
+        }
+        for len in (32..=4096).step_by(32).filter(|l| *l <= 256 || l % 1024 == 0 || *l == 384) {
+            let code = |rng: &mut Rng| (0..len).map(|_| (rng.next() >> 56) as u8).collect::<Vec<u8>>();
+            let mut q = code(&mut rng);
+            let mut vs: Vec<Vec<u8>> = (0..9).map(|_| code(&mut rng)).collect();
+            // Extremes: every byte -128 or 127 (the largest sums), and all zero.
+            q[..len / 2].fill(0x80);
+            vs[0].fill(0x7f);
+            vs[1].fill(0x80);
+            vs[2].fill(0);
+            let refs: Vec<&[u8]> = vs.iter().map(|v| v.as_slice()).collect();
+            for metric in METRICS {
+                for n in 1..=refs.len() {
+                    let mut a = vec![0u32; n];
+                    let mut b = vec![0u32; n];
+                    code_distances(Impl::Avx2, metric, &q, &refs[..n], &mut a).unwrap();
+                    code_distances(Impl::Avx512, metric, &q, &refs[..n], &mut b).unwrap();
+                    assert_eq!(a, b, "codes: metric {metric} len {len} batch of {n}");
+                }
+            }
+        }
     }
 }

@@ -4,7 +4,7 @@
 //! unmounted image or block device, mapped read-only.
 //!
 //!     bench_search IMAGE QUERY.fvecs GT.ivecs EF[,EF...] [-k K] [-p PASSES] [-d PREFIX]
-//!                  [--dist-impl scalar|sse2|avx2] [-t THREADS]
+//!                  [--dist-impl scalar|sse2|avx2|avx512] [-t THREADS]
 //!
 //! Same protocol as guest-search: an untimed warm-up pass at the largest EF, then for each EF
 //! PASSES passes over all queries, each search timed alone (TSC, see [`Tsc`]); the fastest pass gives QPS and its

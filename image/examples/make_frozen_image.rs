@@ -18,7 +18,7 @@
 //! the 7 use a vector-id block), chunk 1 of one file was replaced and another file's two
 //! chunks removed, so the HNSW graph keeps 3 tombstones (below the purge threshold).
 //! Vector components are multiples of 1/4 in -2..=2, so every l2 distance is a multiple of
-//! 1/16 computed exactly by every distance kernel (scalar, SSE2, AVX2): the manifest's
+//! 1/16 computed exactly by every distance kernel (scalar, SSE2, AVX2, AVX-512): the manifest's
 //! distances are exact bits on any CPU, and the queries have no ties.
 
 #[path = "frozen_common/mod.rs"]

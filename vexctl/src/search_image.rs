@@ -25,9 +25,9 @@ pub struct SearchImageArgs {
     /// The queries and search options.
     #[command(flatten)]
     q: QueryArgs,
-    /// Distance kernels: scalar, sse2 or avx2 [default: the best this CPU runs, which is the
-    /// kernel's choice on the same CPU]. Name the kernel's to compare with a search made on
-    /// another CPU.
+    /// Distance kernels: scalar, sse2, avx2 or avx512 (avx2's bits) [default: the best this CPU
+    /// runs, which is the kernel's choice on the same CPU]. Name the kernel's to compare with a
+    /// search made on another CPU.
     #[arg(long, value_name = "IMPL", value_parser = parse_impl)]
     dist_impl: Option<Impl>,
     /// Print the number of queries, the time spent searching (single thread, excluding
@@ -47,7 +47,7 @@ fn parse_impl(s: &str) -> Result<Impl, String> {
     Impl::ALL
         .into_iter()
         .find(|i| i.name() == s)
-        .ok_or_else(|| format!("unknown distance implementation {s:?} (scalar, sse2 or avx2)"))
+        .ok_or_else(|| format!("unknown distance implementation {s:?} (scalar, sse2, avx2 or avx512)"))
 }
 
 /// `vexctl search-image`.
