@@ -274,6 +274,18 @@ impl PinTable {
         }
     }
 
+    /// Asks the CPU to bring byte `off` of block `n` (its cache line) into its caches when the
+    /// table holds the block; nothing otherwise, nor for a block outside the vector regions.
+    /// The block may be given back meanwhile: a prefetch is a hint that never faults.
+    fn prefetch_line(&self, n: u64, off: usize) {
+        if let Ok(slot) = self.slot(n) {
+            let p = slot.data.load(Ordering::Relaxed);
+            if !p.is_null() && off < BLOCK_SIZE {
+                cpu_prefetch(p.wrapping_add(off));
+            }
+        }
+    }
+
     /// Starts reading block `n` ahead if the table does not hold it (not waited for; nothing
     /// for a block outside the vector regions).
     fn readahead(&self, dev: &Device, n: u64) {
@@ -481,6 +493,14 @@ impl BlockStore for KBlocks<'_> {
         self.pins.readahead(self.dev, n);
     }
 
+    fn prefetch_line(&self, n: u64, off: usize) {
+        self.pins.prefetch_line(n, off);
+    }
+
+    fn prefetch_memory(&self, p: *const u8) {
+        cpu_prefetch(p);
+    }
+
     /// Reschedules; `EINTR` on a fatal signal (the exact scan of pending vectors stops).
     fn relax(&self) -> Result {
         // SAFETY: a reschedule point and a signal test of the current task.
@@ -537,11 +557,33 @@ impl BlockStore for SharedBlocks<'_> {
         self.pins.readahead(self.dev, n);
     }
 
+    fn prefetch_line(&self, n: u64, off: usize) {
+        self.pins.prefetch_line(n, off);
+    }
+
+    fn prefetch_memory(&self, p: *const u8) {
+        cpu_prefetch(p);
+    }
+
     /// Reschedules; `EINTR` on a fatal signal.
     fn relax(&self) -> Result {
         // SAFETY: a reschedule point and a signal test of the current task.
         kernel::error::to_result(unsafe { ffi::vexfs_c_relax() })
     }
+}
+
+/// `prefetcht0` of the cache line at `p` (the `BlockStore` hints of the searches: link records
+/// and vectors of the next batch, so that their cache misses overlap). Any address will do.
+#[inline(always)]
+fn cpu_prefetch(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `prefetcht0` only hints the caches: it has no architectural effect, reads no
+    // register but `p`, and does not fault whatever the address (mapped or not).
+    unsafe {
+        core::arch::asm!("prefetcht0 [{0}]", in(reg) p, options(nostack, preserves_flags, readonly))
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
 }
 
 /// The C float32 distance kernels (core/csrc), run by fpu.c inside `kernel_fpu_begin/end`.

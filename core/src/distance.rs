@@ -408,66 +408,112 @@ mod userspace {
             }
             // BATCH fits in u32.
             let n = vs.len() as u32;
-            let (q, vp, o) = (q.as_ptr(), ptrs.as_ptr(), os.as_mut_ptr());
             // SAFETY: `q` and each of the first `n` pointers in `ptrs` point to `dim` readable
-            // floats (lengths checked above, the slices outlive the call); `o` points to `n`
-            // writable u32 (`os.len() == vs.len()`). The C code reads and writes nothing else,
-            // keeps no pointer, and `imp` is available on this CPU (checked above).
-            unsafe {
-                match imp {
-                    Impl::Scalar => ffi::vexfs_dist_scalar(metric, q, vp, n, dim, o),
-                    #[cfg(target_arch = "x86_64")]
-                    Impl::Sse2 => ffi::vexfs_dist_sse2(metric, q, vp, n, dim, o),
-                    #[cfg(target_arch = "x86_64")]
-                    Impl::Avx2 => ffi::vexfs_dist_avx2(metric, q, vp, n, dim, o),
-                    #[cfg(target_arch = "x86_64")]
-                    Impl::Avx512 => ffi::vexfs_dist_avx512(metric, q, vp, n, dim, o),
-                    #[cfg(not(target_arch = "x86_64"))]
-                    Impl::Sse2 | Impl::Avx2 | Impl::Avx512 => unreachable!("is_available() is false"),
-                }
-            }
+            // floats (lengths checked above, the slices outlive the call); `os` has room for `n`
+            // results (`os.len() == vs.len()`); the metric is known and `imp` available.
+            unsafe { raw_distances(imp, metric, dim, q.as_ptr(), ptrs.as_ptr(), n, os.as_mut_ptr()) };
         }
         Ok(())
     }
 
+    /// The C kernel of `imp` on `n` vectors. The C code reads and writes nothing else and
+    /// keeps no pointer.
+    ///
+    /// # Safety
+    /// `q` and `vecs[0..n]` point at `dim` readable floats, `out` at `n` writable words,
+    /// `metric` is at most [`METRIC_IP`] and `imp.is_available()`.
+    unsafe fn raw_distances(
+        imp: Impl,
+        metric: u32,
+        dim: u32,
+        q: *const f32,
+        vecs: *const *const f32,
+        n: u32,
+        out: *mut u32,
+    ) {
+        // SAFETY: the caller's promises are the C functions' requirements.
+        unsafe {
+            match imp {
+                Impl::Scalar => ffi::vexfs_dist_scalar(metric, q, vecs, n, dim, out),
+                #[cfg(target_arch = "x86_64")]
+                Impl::Sse2 => ffi::vexfs_dist_sse2(metric, q, vecs, n, dim, out),
+                #[cfg(target_arch = "x86_64")]
+                Impl::Avx2 => ffi::vexfs_dist_avx2(metric, q, vecs, n, dim, out),
+                #[cfg(target_arch = "x86_64")]
+                Impl::Avx512 => ffi::vexfs_dist_avx512(metric, q, vecs, n, dim, out),
+                #[cfg(not(target_arch = "x86_64"))]
+                Impl::Sse2 | Impl::Avx2 | Impl::Avx512 => unreachable!("is_available() is false"),
+            }
+        }
+    }
+
+    /// The C SQ8 code kernel of `imp` on `n` codes (see [`raw_distances`]).
+    ///
+    /// # Safety
+    /// `q` and `vecs[0..n]` point at `len` readable bytes, `len` a multiple of 32 of at most
+    /// 4096, `out` at `n` writable words, `metric` is at most [`METRIC_IP`] and
+    /// `imp.is_available()`.
+    unsafe fn raw_code_distances(
+        imp: Impl,
+        metric: u32,
+        len: u32,
+        q: *const u8,
+        vecs: *const *const u8,
+        n: u32,
+        out: *mut u32,
+    ) {
+        // SAFETY: the caller's promises are the C functions' requirements.
+        unsafe {
+            match imp {
+                Impl::Scalar => ffi::vexfs_code_dist_scalar(metric, q, vecs, n, len, out),
+                #[cfg(target_arch = "x86_64")]
+                Impl::Sse2 => ffi::vexfs_code_dist_sse2(metric, q, vecs, n, len, out),
+                #[cfg(target_arch = "x86_64")]
+                Impl::Avx2 => ffi::vexfs_code_dist_avx2(metric, q, vecs, n, len, out),
+                #[cfg(target_arch = "x86_64")]
+                Impl::Avx512 => ffi::vexfs_code_dist_avx512(metric, q, vecs, n, len, out),
+                #[cfg(not(target_arch = "x86_64"))]
+                Impl::Sse2 | Impl::Avx2 | Impl::Avx512 => unreachable!("is_available() is false"),
+            }
+        }
+    }
+
     impl super::DistanceKernel for Impl {
+        // The index's hot path (a call per neighbour list): the pointers go to the C code as
+        // they are, with only the checks the C code cannot make (metric, CPU, code length).
         unsafe fn distances(&self, metric: u32, dim: u32, q: *const u32, vecs: &[*const u32], out: &mut [u32]) {
-            let d = dim as usize;
-            // SAFETY: the trait's contract: `q` points at `d` aligned readable floats for the call.
-            let q = unsafe { core::slice::from_raw_parts(q.cast::<f32>(), d) };
-            let mut refs: [&[f32]; BATCH] = [&[]; BATCH];
-            for (vs, os) in vecs.chunks(BATCH).zip(out.chunks_mut(BATCH)) {
-                for (r, &p) in refs.iter_mut().zip(vs) {
-                    // SAFETY: as `q`, for each vector.
-                    *r = unsafe { core::slice::from_raw_parts(p.cast::<f32>(), d) };
-                }
-                let n = vs.len().min(os.len());
-                let (Some(refs), Some(os)) = (refs.get(..n), os.get_mut(..n)) else { continue };
-                if distances(*self, metric, q, refs, os).is_err() {
-                    // Only an unknown metric or an unavailable `self` gets here (validated
-                    // superblocks and `best_impl` give neither): the kernels' answer for one.
-                    os.fill(super::NAN_BITS);
-                }
+            let n = vecs.len().min(out.len());
+            let Some(os) = out.get_mut(..n) else { return };
+            if metric > METRIC_IP || !self.is_available() {
+                // Validated superblocks and `best_impl` give neither: the kernels' answer for
+                // an unknown metric.
+                os.fill(super::NAN_BITS);
+                return;
+            }
+            for (vs, os) in vecs.chunks(BATCH).zip(os.chunks_mut(BATCH)) {
+                // SAFETY: the trait's contract (`q` and each `vs[i]` point at `dim` readable
+                // floats for the call); `os` has room for `vs.len()` (at most BATCH) results;
+                // the metric is known and `self` available (checked above).
+                unsafe {
+                    raw_distances(*self, metric, dim, q.cast(), vs.as_ptr().cast(), vs.len() as u32, os.as_mut_ptr())
+                };
             }
         }
 
         unsafe fn code_distances(&self, metric: u32, len: u32, q: *const u8, vecs: &[*const u8], out: &mut [u32]) {
-            let l = len as usize;
-            // SAFETY: the trait's contract: `q` points at `l` readable bytes for the call.
-            let q = unsafe { core::slice::from_raw_parts(q, l) };
-            let mut refs: [&[u8]; BATCH] = [&[]; BATCH];
-            for (vs, os) in vecs.chunks(BATCH).zip(out.chunks_mut(BATCH)) {
-                for (r, &p) in refs.iter_mut().zip(vs) {
-                    // SAFETY: as `q`, for each code.
-                    *r = unsafe { core::slice::from_raw_parts(p, l) };
-                }
-                let n = vs.len().min(os.len());
-                let (Some(refs), Some(os)) = (refs.get(..n), os.get_mut(..n)) else { continue };
-                if code_distances(*self, metric, q, refs, os).is_err() {
-                    // An unknown metric, a bad length or an unavailable `self`: the kernels'
-                    // answer for an unknown metric.
-                    os.fill(u32::MAX);
-                }
+            let n = vecs.len().min(out.len());
+            let Some(os) = out.get_mut(..n) else { return };
+            if metric > METRIC_IP || len % 32 != 0 || len > 4096 || !self.is_available() {
+                // An unknown metric, a bad length or an unavailable `self`: the kernels'
+                // answer for an unknown metric.
+                os.fill(u32::MAX);
+                return;
+            }
+            for (vs, os) in vecs.chunks(BATCH).zip(os.chunks_mut(BATCH)) {
+                // SAFETY: the trait's contract (`q` and each `vs[i]` point at `len` readable
+                // bytes for the call); `os` has room for `vs.len()` results; the metric, the
+                // length and `self` are checked above.
+                unsafe { raw_code_distances(*self, metric, len, q, vs.as_ptr(), vs.len() as u32, os.as_mut_ptr()) };
             }
         }
 
@@ -535,24 +581,10 @@ mod userspace {
             }
             // BATCH and 4096 fit in u32.
             let (n, len) = (vs.len() as u32, q.len() as u32);
-            let (qp, vp, o) = (q.as_ptr(), ptrs.as_ptr(), os.as_mut_ptr());
-            // SAFETY: `qp` and each of the first `n` pointers in `ptrs` point to `len` readable
-            // bytes (lengths checked above, the slices outlive the call); `o` points to `n`
-            // writable u32. The C code reads and writes nothing else and keeps no pointer;
-            // `imp` is available on this CPU (checked above).
-            unsafe {
-                match imp {
-                    Impl::Scalar => ffi::vexfs_code_dist_scalar(metric, qp, vp, n, len, o),
-                    #[cfg(target_arch = "x86_64")]
-                    Impl::Sse2 => ffi::vexfs_code_dist_sse2(metric, qp, vp, n, len, o),
-                    #[cfg(target_arch = "x86_64")]
-                    Impl::Avx2 => ffi::vexfs_code_dist_avx2(metric, qp, vp, n, len, o),
-                    #[cfg(target_arch = "x86_64")]
-                    Impl::Avx512 => ffi::vexfs_code_dist_avx512(metric, qp, vp, n, len, o),
-                    #[cfg(not(target_arch = "x86_64"))]
-                    Impl::Sse2 | Impl::Avx2 | Impl::Avx512 => unreachable!("is_available() is false"),
-                }
-            }
+            // SAFETY: `q` and each of the first `n` pointers in `ptrs` point to `len` readable
+            // bytes (lengths checked above, the slices outlive the call); `os` has room for `n`
+            // results; the metric, the length and `imp` are checked above.
+            unsafe { raw_code_distances(imp, metric, len, q.as_ptr(), ptrs.as_ptr(), n, os.as_mut_ptr()) };
         }
         Ok(())
     }
@@ -1173,6 +1205,44 @@ mod tests {
             assert_eq!(Impl::from_u32(imp as u32), Some(imp));
         }
         assert_eq!(Impl::from_u32(4), None);
+    }
+
+    /// The index's entry (the `DistanceKernel` impl, raw pointers straight to the C code) gives
+    /// the safe functions' results, and the documented answers for what it refuses.
+    #[test]
+    fn kernel_trait_matches_the_checked_functions() {
+        let mut rng = Rng(12);
+        for imp in impls() {
+            for dim in [1usize, 31, 384] {
+                let q = make(Kind::Uniform, dim, &mut rng);
+                let vs: Vec<Vec<f32>> = (0..70).map(|_| make(Kind::Uniform, dim, &mut rng)).collect();
+                let refs: Vec<&[f32]> = vs.iter().map(|v| v.as_slice()).collect();
+                let ptrs: Vec<*const u32> = vs.iter().map(|v| v.as_ptr().cast()).collect();
+                for metric in [METRIC_L2, METRIC_COSINE, METRIC_IP, 7] {
+                    let mut got = vec![0u32; 70];
+                    // SAFETY: q and every vector hold dim floats and outlive the call.
+                    unsafe { DistanceKernel::distances(&imp, metric, dim as u32, q.as_ptr().cast(), &ptrs, &mut got) };
+                    let want = if metric == 7 { vec![NAN_BITS; 70] } else { run(imp, metric, &q, &refs) };
+                    assert_eq!(got, want, "{} metric {metric} dim {dim}", imp.name());
+                }
+            }
+            let qc = vec![3u8; 64];
+            let codes: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; 64]).collect();
+            let cp: Vec<*const u8> = codes.iter().map(|c| c.as_ptr()).collect();
+            let cr: Vec<&[u8]> = codes.iter().map(|c| c.as_slice()).collect();
+            let mut want = vec![0u32; 5];
+            code_distances(imp, METRIC_L2, &qc, &cr, &mut want).unwrap();
+            assert_eq!(want[0], 9 * 64);
+            for (metric, len, expect) in [(METRIC_L2, 64, Some(&want)), (7, 64, None), (METRIC_L2, 48, None)] {
+                let mut got = vec![0u32; 5];
+                // SAFETY: q and every code hold 64 bytes (len is at most that) and outlive the call.
+                unsafe { DistanceKernel::code_distances(&imp, metric, len, qc.as_ptr(), &cp, &mut got) };
+                match expect {
+                    Some(w) => assert_eq!(&got, w),
+                    None => assert_eq!(got, vec![u32::MAX; 5], "metric {metric} len {len}"),
+                }
+            }
+        }
     }
 
     /// AVX-512 promises AVX2's bits: for every dim, data kind and metric, batches of 1 to 9

@@ -1432,9 +1432,16 @@ impl<B: BlockStore> GraphStore<'_, '_, B> {
                 Ok(dst.as_ptr())
             }
         };
+        // The block (the kernel reads ahead what it does not hold) and the vector's first two
+        // cache lines (a store with the bytes in memory): the whole batch's misses are then in
+        // flight at once before the kernel, which prefetches the rest of each vector as it goes.
         let prefetch = |id: u32| {
-            if let Ok((blk, _)) = ix.data_pos(id) {
+            if let Ok((blk, off)) = ix.data_pos(id) {
                 b.prefetch(blk);
+                b.prefetch_line(blk, off);
+                if let Some(next) = off.checked_add(64).filter(|&o| o < BLOCK_SIZE) {
+                    b.prefetch_line(blk, next);
+                }
             }
         };
         Self::batches(ids, keys, prefetch, locate, |ptrs, out| {
