@@ -10,6 +10,7 @@
 #include <linux/minmax.h>
 #include <linux/string.h>
 #include <asm/cpufeature.h>
+#include <asm/cpu_device_id.h>
 #include <asm/processor.h>
 #include "fpu.h"
 #include "../core/csrc/distance.h"
@@ -53,13 +54,16 @@ static bool vexfs_has_avx512(void)
 
 /*
  * The kernels to use on this CPU (once per mount): AVX-512 (the same bits as AVX2), else AVX2
- * + FMA, else SSE2; SSE2 under TCG. Userspace makes the same choice (core::distance::best_impl).
+ * + FMA, else SSE2; SSE2 under TCG. Userspace makes the same choice (core::distance::best_impl)
+ * but on Skylake-X, which lowers the clock of a core running 512-bit instructions so much that
+ * the kernel's own AVX-512 code avoids it there (arch/x86/crypto/poly1305_glue.c): the module
+ * keeps to AVX2 on it, which computes the same bits.
  */
 u32 vexfs_c_dist_impl(void)
 {
 	if (vexfs_under_qemu_tcg())
 		return VEXFS_DIST_SSE2;
-	if (vexfs_has_avx512())
+	if (vexfs_has_avx512() && boot_cpu_data.x86_vfm != INTEL_SKYLAKE_X)
 		return VEXFS_DIST_AVX512;
 	if (vexfs_has_avx2())
 		return VEXFS_DIST_AVX2;

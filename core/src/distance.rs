@@ -342,9 +342,10 @@ mod userspace {
 
     /// The fastest implementation this CPU runs: AVX-512 if present, else AVX2+FMA, else SSE2 —
     /// except under QEMU's software emulation (TCG), where AVX2 code runs several times slower
-    /// than SSE2 in practice. The kernel makes the same choice (`vexfs_c_dist_impl`), so a
-    /// search in userspace and in the kernel on the same machine computes the same bits (and
-    /// AVX-512 computes AVX2's, so a choice between those two never changes a result).
+    /// than SSE2 in practice. The kernel makes the same choice (`vexfs_c_dist_impl`; but AVX2
+    /// on Skylake-X, whose clock drops under 512-bit code), so a search in userspace and in
+    /// the kernel on the same machine computes the same bits (AVX-512 computes AVX2's, so a
+    /// choice between those two never changes a result).
     pub fn best_impl() -> Impl {
         if Impl::Avx512.is_available() && !under_qemu_tcg() {
             Impl::Avx512
