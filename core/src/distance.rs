@@ -386,6 +386,12 @@ mod userspace {
     /// Vectors handed to the C code per call: their pointers live in a stack array.
     const BATCH: usize = 64;
 
+    /// Whether the SQ8 kernels take codes of `len` bytes: a multiple of 32 (their stride, see
+    /// `crate::sq8`) of at most 4096, which keeps every sum inside 31 bits.
+    const fn code_len_ok(len: usize) -> bool {
+        len % 32 == 0 && len <= 4096
+    }
+
     /// `out[i]` = bit pattern of the `metric` distance from `q` to `vecs[i]`, computed by `imp`.
     /// Every vector must have `q.len()` components and `out.len()` must equal `vecs.len()`.
     pub fn distances(imp: Impl, metric: u32, q: &[f32], vecs: &[&[f32]], out: &mut [u32]) -> Result<(), DistanceError> {
@@ -504,7 +510,7 @@ mod userspace {
         unsafe fn code_distances(&self, metric: u32, len: u32, q: *const u8, vecs: &[*const u8], out: &mut [u32]) {
             let n = vecs.len().min(out.len());
             let Some(os) = out.get_mut(..n) else { return };
-            if metric > METRIC_IP || len % 32 != 0 || len > 4096 || !self.is_available() {
+            if metric > METRIC_IP || !code_len_ok(len as usize) || !self.is_available() {
                 // An unknown metric, a bad length or an unavailable `self`: the kernels'
                 // answer for an unknown metric.
                 os.fill(u32::MAX);
@@ -569,7 +575,7 @@ mod userspace {
         if let Some((index, v)) = vecs.iter().enumerate().find(|(_, v)| v.len() != q.len()) {
             return Err(DistanceError::DimMismatch { index, expected: q.len(), found: v.len() });
         }
-        if q.len() % 32 != 0 || q.len() > 4096 {
+        if !code_len_ok(q.len()) {
             return Err(DistanceError::TooLong(q.len()));
         }
         if !imp.is_available() {
