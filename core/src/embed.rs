@@ -681,7 +681,7 @@ impl<A: Alloc> IndexMem<A> {
 
     /// The plan that [`Self::plan_pending`] or [`Self::plan_slot`] left in `pad` (its plan
     /// area, [`crate::hnsw::plan_len`] words) and the vector it read (`dim` words), to keep
-    /// for [`Self::apply_merged`]. `None` for a pad of other sizes.
+    /// for [`Self::apply_chosen`]. `None` for a pad of other sizes.
     pub fn plan_of<'p>(&self, pad: &'p SearchPad<A>) -> Option<(&'p [u32], &'p [u32])> {
         let words = crate::hnsw::plan_area(&pad.work, self.sb.hnsw_m)?;
         let vector = pad.vector.get(..self.sb.vec_dim as usize)?;
@@ -690,12 +690,16 @@ impl<A: Alloc> IndexMem<A> {
 
     /// Links the slot of `plan` by its plan words and vector ([`Self::plan_of`]) merged with
     /// `peers`, the slots linked since the plan was made, whatever else changed since
-    /// ([`VecIndex::apply_pending_merged`]): the bulk loader's parallel linking, where a batch
-    /// of plans is made at once over one graph and applied in order, each with the batch's
-    /// slots before it as peers. Returns whether it linked the slot (`false`: it was no longer
-    /// pending). Errors: `Invalid` for a short plan, a vector of another dimension or too many
-    /// peers (more than `5 hnsw_m + 1`); otherwise as [`Self::index_pending`].
-    pub fn apply_merged<B: BlockStore>(
+    /// ([`VecIndex::apply_pending_chosen`]): its own lists, written and copied into `chosen`
+    /// ([`crate::hnsw::plan_len`] words); the connections back to them follow by
+    /// [`Self::connect_shared`]. The bulk loader's parallel linking: a batch of plans made at
+    /// once over one graph, applied in order, each with the batch's slots before it as peers,
+    /// then the batch's connections. Returns whether it linked the slot (`false`: it was no
+    /// longer pending). Errors: `Invalid` for a short plan or `chosen`, a vector of another
+    /// dimension or too many peers (more than `5 hnsw_m + 1`); otherwise as
+    /// [`Self::index_pending`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn apply_chosen<B: BlockStore>(
         &mut self,
         b: &B,
         dist: &dyn DistanceKernel,
@@ -703,17 +707,55 @@ impl<A: Alloc> IndexMem<A> {
         words: &[u32],
         vector: &[u32],
         peers: &[u32],
+        chosen: &mut [u32],
     ) -> IResult<bool, B::Error> {
         let PendingPlan { slot, top, .. } = *plan;
         self.pending_cursor = (slot / 64) as usize;
         self.with_index(dist, |ix, p| {
-            let r = ix.apply_pending_merged(b, &mut p.scratch, slot, top, words, vector, peers);
+            let r = ix.apply_pending_chosen(b, &mut p.scratch, slot, top, words, vector, peers, chosen);
             // As in index_pending: a slot found not pending leaves the set; on an error it stays.
             if r.is_ok() {
                 set_bit(p.pending, slot, false);
             }
             r
         })
+    }
+
+    /// The connections back of [`Self::apply_chosen`] at `level`: for each `(e, q)` of `ops`
+    /// in order, `q` added to the list of `e` ([`VecIndex::connect_back`]), in the caller's
+    /// `pad` (one per thread). Through `&self`, so that several threads connect at once, each
+    /// to the nodes of blocks no other touches ([`Self::level0_block`] at level 0), with the
+    /// tombstone checks unread when the graph has none ([`VecIndex::skip_tombstone_reads`]):
+    /// the nodes' blocks and the vectors are then all it reads. The connections to one node
+    /// must come in the order of their inserts. Errors: `Invalid` for a pad of another index;
+    /// `Corrupt`; the store's as `Io`.
+    pub fn connect_shared<B: BlockStore>(
+        &self,
+        pad: &mut SearchPad<A>,
+        b: &B,
+        dist: &dyn DistanceKernel,
+        level: u8,
+        ops: &[(u32, u32)],
+    ) -> IResult<(), B::Error> {
+        self.check_pad(pad)?;
+        let mut ix = VecIndex::with_header(&self.sb, &self.upper, self.header, self.hint, dist);
+        ix.skip_tombstone_reads();
+        let SearchPad { pool, work, bounce, .. } = pad;
+        let mut scratch = IndexScratch { hnsw: Scratch { pool, work }, bounce };
+        for &(e, q) in ops {
+            ix.connect_back(b, &mut scratch, e, q, level)?;
+        }
+        Ok(())
+    }
+
+    /// The block of `slot`'s level-0 record ([`VecIndex::level0_block`]): the connections back
+    /// to nodes of different such blocks may run on different threads
+    /// ([`Self::connect_shared`]). Errors: `Corrupt` for a slot past the capacity.
+    pub fn level0_block(&self, slot: u32) -> Result<u64, FormatError> {
+        if u64::from(slot) >= self.sb.vec_capacity {
+            return Err(FormatError::Corrupt { what: "vector slot past the capacity", value: u64::from(slot) });
+        }
+        Ok(crate::format::vector::HnswGeometry::new(&self.sb).level0_pos(slot).0)
     }
 
     /// Largest ef a search can use: `min(MAX_EF, the candidate pool)`.

@@ -606,20 +606,25 @@ pub fn insert_apply<S: Store + ?Sized>(
     Ok(if level > ep_level { Some((q, level)) } else { None })
 }
 
-/// The connections of an insert plan made over an older graph (a batch of plans made at once
-/// over one graph and applied one after the other, as a parallel build does): `peers` are the
-/// nodes linked since the plan was made, `peer_level` gives their levels, and `entry` is the
-/// entry point now. At every level `lc` from `min(level, entry's level)` down to 0, q's
-/// candidates are the plan's list at `lc` (none above the plan's `top`) and the peers whose
-/// level reaches `lc`; their distances to q (the store's current query) go through the
-/// heuristic, which keeps up to `m`, and each one kept gets q back as in [`insert_apply`].
-/// With no peers and an unchanged entry this is [`insert_apply`]. Concurrent inserts in
-/// hnswlib see each other the same way, through the lists as they are when they link.
-/// Returns the new entry point: `(q, level)` when q is now the top node. Errors: `invalid`
-/// for a short plan or when the candidates of a level (the plan's up to `m`, then the peers)
+/// The choices of an insert plan made over an older graph (a batch of plans made at once over
+/// one graph and applied one after the other, as a parallel build does): `peers` are the nodes
+/// linked since the plan was made, `peer_level` gives their levels, and `entry` is the entry
+/// point now. At every level `lc` from `min(level, entry's level)` down to 0, q's candidates
+/// are the plan's list at `lc` (none above the plan's `top`) and the peers whose level reaches
+/// `lc`; their distances to q (the store's current query) go through the heuristic, which
+/// keeps up to `m`: q's list at `lc`, written to the store and copied into `chosen`
+/// ([`plan_len`] words in a plan's layout: every level's count, then its ids; levels not
+/// linked count 0). Each chosen `e` at level `lc` then gets q back by [`connect`]`(e, q, lc)`,
+/// as in [`insert_apply`]. The choices read vectors and tombstone flags, never link lists, so
+/// a batch's connections may all follow all of its choices (those to one node in the batch's
+/// order): the graph is the one of choosing and connecting each insert in turn, as hnswlib's
+/// concurrent inserts see each other through the lists as they are when they link. With no
+/// peers and an unchanged entry, this and the connections are [`insert_apply`]. Returns the
+/// new entry point: `(q, level)` when q is now the top node. Errors: `invalid` for a short
+/// plan or `chosen`, or when the candidates of a level (the plan's up to `m`, then the peers)
 /// overflow the candidate buffer: at most `5m + 1` peers.
 #[allow(clippy::too_many_arguments)]
-pub fn insert_apply_merged<S: Store + ?Sized>(
+pub fn insert_choose_merged<S: Store + ?Sized>(
     store: &mut S,
     scratch: &mut Scratch<'_>,
     p: &Params,
@@ -630,7 +635,11 @@ pub fn insert_apply_merged<S: Store + ?Sized>(
     plan: &[u32],
     peers: &[u32],
     peer_level: impl Fn(u32) -> u8,
+    chosen: &mut [u32],
 ) -> Result<Option<(u32, u8)>, S::Error> {
+    let stride = (p.m as usize).saturating_add(1);
+    let out = chosen.get_mut(..plan_len(p.m)).ok_or_else(|| store.invalid("hnsw chosen buffer"))?;
+    out.fill(0);
     let Some((_, ep_level)) = entry else { return Ok(Some((q, level))) };
     let mut w = carve(store, scratch.work, p.m)?;
     let mut lc = level.min(ep_level);
@@ -649,19 +658,36 @@ pub fn insert_apply_merged<S: Store + ?Sized>(
         let ids = w.cand.get(..n).ok_or_else(|| store.invalid("hnsw candidate buffer"))?;
         store.dist_query(ids, w.cand_keys)?;
         let r = select_heuristic(store, Some(q), &mut w, n, p.m as usize)?;
-        // connect_back works in cand, cand_keys, sel and pair: the choice moves to ids.
         let kept = w.sel.get(..r).ok_or_else(|| store.invalid("hnsw selection"))?;
-        let chosen = w.ids.get_mut(..r).ok_or_else(|| store.invalid("hnsw selection"))?;
-        chosen.copy_from_slice(kept);
-        store.set_links(q, lc, chosen)?;
-        for i in 0..r {
-            let Some(&e) = w.ids.get(i) else { break };
-            connect_back(store, p, e, q, lc, &mut w)?;
-        }
+        store.set_links(q, lc, kept)?;
+        let at = stride.saturating_mul(usize::from(lc));
+        let list = out.get_mut(at..at.saturating_add(stride)).ok_or_else(|| store.invalid("hnsw chosen buffer"))?;
+        let (count, dst) = list.split_first_mut().ok_or_else(|| store.invalid("hnsw chosen buffer"))?;
+        let dst = dst.get_mut(..r).ok_or_else(|| store.invalid("hnsw selection"))?;
+        dst.copy_from_slice(kept);
+        // r <= m <= MAX_M: exact.
+        *count = u32::try_from(r).unwrap_or(u32::MAX);
         let Some(below) = lc.checked_sub(1) else { break };
         lc = below;
     }
     Ok(if level > ep_level { Some((q, level)) } else { None })
+}
+
+/// Adds `q` to the neighbours of `e` at `level`, shrinking the list with the heuristic when it
+/// is full (Algorithm 1, lines 11-16): the connection back of a choice of
+/// [`insert_choose_merged`]. It reads and writes `e`'s list at `level` (and `e`'s
+/// level-0 head), and reads vectors and tombstone flags. Errors: `invalid` for a short
+/// scratch; the store's.
+pub fn connect<S: Store + ?Sized>(
+    store: &mut S,
+    scratch: &mut Scratch<'_>,
+    p: &Params,
+    e: u32,
+    q: u32,
+    level: u8,
+) -> Result<(), S::Error> {
+    let mut w = carve(store, scratch.work, p.m)?;
+    connect_back(store, p, e, q, level, &mut w)
 }
 
 /// INSERT (Algorithm 1) of node `q`, whose vector is the store's current query and whose level

@@ -137,6 +137,8 @@ pub struct VecIndex<'t> {
     upper: &'t [u32],
     /// Where the next free-slot search starts.
     pub hint: u64,
+    /// Whether the tombstone checks answer "live" unread ([`Self::skip_tombstone_reads`]).
+    no_tombstones: bool,
     /// Whether [`Self::remove`] purges the tombstones itself when its policy says so
     /// ([`purge_wanted`]); the kernel turns it off and purges in steps from its index worker
     /// ([`Self::repair_node`], [`Self::free_tombstone`]). On by default.
@@ -253,6 +255,7 @@ impl<'t> VecIndex<'t> {
             level0_size: usize::try_from(geo.level0_size).unwrap_or(usize::MAX),
             upper,
             hint,
+            no_tombstones: false,
             auto_purge: true,
             purges: 0,
             dist,
@@ -935,16 +938,19 @@ impl<'t> VecIndex<'t> {
         Ok(true)
     }
 
-    /// [`Self::apply_pending`] for a plan made over an older graph: links the pending `slot`
-    /// by the plan ([`Self::plan_pending`]'s `top` and plan area, and the `vector` it read)
-    /// merged with `peers`, the slots linked since the plan was made
-    /// ([`hnsw::insert_apply_merged`]); the entry point may have changed. A batch of plans made
-    /// at once over one graph, each applied with the batch's slots linked before it as its
-    /// peers, is how the bulk loader links in parallel. Returns `false`, doing nothing, when
-    /// the slot is no longer pending. Errors: `Invalid` for a vector of another dimension or
-    /// more peers than [`hnsw::insert_apply_merged`] takes; `Corrupt`; the store's as `Io`.
+    /// Links the pending `slot` by `plan` (words of [`hnsw::insert_plan`]), made over an older
+    /// graph, merged with `peers`, the slots linked since the plan was made, whatever else
+    /// changed since: its record written, its own lists chosen and written
+    /// ([`hnsw::insert_choose_merged`]) and copied into `chosen` ([`hnsw::plan_len`] words), the
+    /// header updated (entry point, live and pending counts); the connections back to each
+    /// chosen neighbour are the caller's ([`Self::connect_back`]), before the slot's removal
+    /// or a search. A batch of plans made at once over one graph, each applied so with the
+    /// batch's slots linked before it as its peers, then connected, is how the bulk loader
+    /// links in parallel. Returns `false`, doing nothing, when the slot is no longer pending.
+    /// Errors: `Invalid` for a vector of another dimension, a short `chosen` or more peers than
+    /// [`hnsw::insert_choose_merged`] takes; `Corrupt`; the store's as `Io`.
     #[allow(clippy::too_many_arguments)]
-    pub fn apply_pending_merged<B: BlockStore>(
+    pub fn apply_pending_chosen<B: BlockStore>(
         &mut self,
         b: &B,
         s: &mut IndexScratch<'_>,
@@ -953,6 +959,7 @@ impl<'t> VecIndex<'t> {
         plan: &[u32],
         vector: &[u32],
         peers: &[u32],
+        chosen: &mut [u32],
     ) -> IResult<bool, B::Error> {
         if vector.len() != self.dim as usize {
             return Err(IndexError::Invalid("vector dimension"));
@@ -965,9 +972,46 @@ impl<'t> VecIndex<'t> {
         let (p, upper) = (self.params, self.upper);
         self.link_with(b, &mut *s.bounce, slot, vector, live, |g, level, entry| {
             let peer_level = |id| upper_entry(upper, id).0;
-            hnsw::insert_apply_merged(g, &mut s.hnsw, &p, slot, level, entry, top, plan, peers, peer_level)
+            hnsw::insert_choose_merged(g, &mut s.hnsw, &p, slot, level, entry, top, plan, peers, peer_level, chosen)
         })?;
         Ok(true)
+    }
+
+    /// Adds `q` to the list of `e` at `level` ([`hnsw::connect`]): the connection back of a
+    /// choice of [`Self::apply_pending_chosen`]. Reads and writes the block of `e`'s list at
+    /// `level` and the block of `e`'s level-0 record (the same at level 0), and reads vectors
+    /// (codes with SQ8); with [`Self::skip_tombstone_reads`] no other record. Through `&self`: the
+    /// bulk loader runs the connections to nodes of different blocks on several threads.
+    /// Errors: `Corrupt` for a record that does not check; the store's as `Io`.
+    pub fn connect_back<B: BlockStore>(
+        &self,
+        b: &B,
+        s: &mut IndexScratch<'_>,
+        e: u32,
+        q: u32,
+        level: u8,
+    ) -> IResult<(), B::Error> {
+        let pairs_on_codes = self.build_on_codes();
+        let mut g = GraphStore {
+            b,
+            ix: self,
+            query: &[],
+            bounce: &mut *s.bounce,
+            code_q: None,
+            pq_table: None,
+            pairs_on_codes,
+        };
+        hnsw::connect(&mut g, &mut s.hnsw, &self.params, e, q, level)
+    }
+
+    /// Makes the graph's tombstone checks answer "live" without reading the record, when the
+    /// header counts no tombstone (`deleted` 0, as after a fresh import); returns whether it
+    /// did. For [`Self::connect_back`] on several threads, each of which may read only the
+    /// blocks it writes: the answer is the same as the record's in a consistent graph, and a
+    /// link to a slot not in the graph then goes unnoticed by this check (the others stay).
+    pub fn skip_tombstone_reads(&mut self) -> bool {
+        self.no_tombstones = self.header.deleted == 0;
+        self.no_tombstones
     }
 
     /// The live count once one more vector is linked. Errors: `Corrupt` at `u32::MAX`.
@@ -1592,6 +1636,10 @@ impl<B: BlockStore> Store for GraphStore<'_, '_, B> {
         if let Some(qc) = self.code_q {
             return self.code_dist(qc, ids, keys);
         }
+        // The connections back (`VecIndex::connect_back`) have no query.
+        if self.query.len() < self.ix.dim as usize {
+            return Err(IndexError::Invalid("distance to a store without a query"));
+        }
         let q = self.query.as_ptr();
         self.dist_from(q, ids, keys)
     }
@@ -1664,6 +1712,9 @@ impl<B: BlockStore> Store for GraphStore<'_, '_, B> {
     }
 
     fn is_deleted(&mut self, node: u32) -> IResult<bool, B::Error> {
+        if self.ix.no_tombstones {
+            return Ok(false);
+        }
         let h = self.ix.head(self.b, node)?;
         if h.flags == 0 || h.flags == NODE_PENDING {
             return Err(IndexError::Corrupt(FormatError::Corrupt {

@@ -329,26 +329,42 @@ mod tests {
         &img[r.start as usize * BLOCK_SIZE..r.end() as usize * BLOCK_SIZE]
     }
 
-    /// The parallel links phase: the same graph for 2 and 3 threads (the vector regions byte
-    /// for byte), every row linked, fsck clean, a recall@10 within 0.02 of the one-by-one
+    /// The parallel links phase: the same graph for 2, 3 and 4 threads (the vector regions
+    /// byte for byte), and the same again when each insert of a batch connects back right
+    /// after its choice, on one thread (`CONNECT_EACH`: the graph as defined, against the
+    /// batch's connections run after all its choices, split between the threads by level-0
+    /// record block); every row linked, fsck clean, a recall@10 within 0.02 of the one-by-one
     /// build's; past SEQUENTIAL_LINKS, so that batches are planned.
     #[test]
     fn parallel_links() {
+        use crate::vectors::test_hooks::{CONNECT_EACH, SHARED_CONNECTS};
+        use std::sync::atomic::Ordering;
         let (n, dim) = (SEQUENTIAL_LINKS + 904, 16);
         let data = random_rows(n, dim, 7);
         let queries = random_rows(200, dim, 8);
-        let build = |threads: usize| {
+        let build = |threads: usize, each: bool| {
+            CONNECT_EACH.with(|c| c.set(each));
             let mut w = imported(&data, dim, &ImportOpts { dir: Some("docs".into()), batch: 700, threads });
+            CONNECT_EACH.with(|c| c.set(false));
             let recall = recall_at_10(&mut w, &data, &queries);
             (w.commit().unwrap().into_device().bytes, recall)
         };
-        let (one, r1) = build(1);
-        let (two, r2) = build(2);
-        let (three, r3) = build(3);
+        let (one, r1) = build(1, false);
+        let shared = SHARED_CONNECTS.load(Ordering::Relaxed);
+        let (two, r2) = build(2, false);
+        assert!(SHARED_CONNECTS.load(Ordering::Relaxed) > shared, "no batch connected on several threads");
+        let (three, r3) = build(3, false);
+        let (four, _) = build(4, false);
+        let (each, _) = build(2, true);
         let (img, early) = fsck::open(MemDevice { bytes: two.clone() }).unwrap();
         let problems = fsck::check(&img, early).unwrap().problems;
         assert!(problems.is_empty(), "{problems:#?}");
         assert!(vector_regions(&two) == vector_regions(&three), "2 and 3 threads made different graphs");
+        assert!(vector_regions(&two) == vector_regions(&four), "2 and 4 threads made different graphs");
+        assert!(
+            vector_regions(&two) == vector_regions(&each),
+            "connecting after the batch's choices changed the graph"
+        );
         assert!(vector_regions(&one) != vector_regions(&two), "the batches were not planned apart");
         assert_eq!(r2, r3);
         assert!(r1 > 0.8 && r2 > r1 - 0.02, "recall@10: one by one {r1}, in batches {r2}");

@@ -369,6 +369,43 @@ impl BlockCache {
         FrozenBlocks { first: self.first, pages, arena }
     }
 
+    /// A view that several threads change at once ([`SharedCache`]): the blocks of `owned`
+    /// split between `owners` stores by block number. `None` unless the cache is one mapping
+    /// with every block loaded ([`Self::load_all`]). Mark the blocks the stores wrote with
+    /// [`Self::mark_dirty`] after.
+    pub fn shared(&mut self, owned: std::ops::Range<u64>, owners: u64) -> Option<SharedCache<'_>> {
+        if !self.all_loaded.get() || owners == 0 {
+            return None;
+        }
+        #[cfg(test)]
+        if test_hooks::PAGES_ONLY.with(|p| p.get()) {
+            return None;
+        }
+        // Every loaded block of a mapped cache is its page of the arena (`cell`).
+        let base = self._arena.as_ref().and(self.base)?;
+        Some(SharedCache {
+            first: self.first,
+            blocks: self.cells.len() as u64,
+            base,
+            owned,
+            owners,
+            _cache: std::marker::PhantomData,
+        })
+    }
+
+    /// Marks blocks `blocks` changed (written through a [`SharedCache`]), for the next
+    /// [`Self::write_back`]; blocks outside the cache are ignored.
+    pub fn mark_dirty(&self, blocks: impl IntoIterator<Item = u64>) {
+        for n in blocks {
+            let Some(i) = n.checked_sub(self.first).and_then(|i| usize::try_from(i).ok()) else { continue };
+            if let Some(d) = self.dirty.get(i) {
+                if !d.replace(true) {
+                    self.dirty_list.borrow_mut().push(i);
+                }
+            }
+        }
+    }
+
     /// Blocks changed and not yet written.
     pub fn dirty_blocks(&self) -> usize {
         self.dirty_list.borrow().len()
@@ -497,6 +534,205 @@ impl BlockStore for FrozenBlocks<'_> {
 
     fn write(&self, n: u64) -> Result<&mut [u8]> {
         Err(Error::Invalid(format!("vector index: block {n}: the frozen cache is read-only")))
+    }
+}
+
+/// A fully loaded, mapped [`BlockCache`] that several threads change at once
+/// ([`BlockCache::shared`]): the blocks of `owned` (a run of block numbers: the level-0
+/// records) are split between `owners` stores ([`Self::store`]), block `n` going to the one
+/// numbered `n % owners`, which alone reads and writes it; the other blocks of the cache are
+/// read by any and written by none. The cache cannot change otherwise while it lives (it
+/// borrows it mutably); the blocks written are marked dirty by [`BlockCache::mark_dirty`].
+pub struct SharedCache<'a> {
+    first: u64,
+    blocks: u64,
+    base: std::ptr::NonNull<u8>,
+    owned: std::ops::Range<u64>,
+    owners: u64,
+    _cache: std::marker::PhantomData<&'a mut BlockCache>,
+}
+
+// SAFETY: the arena behind `base` lives as long as the borrow of the cache ('a). Blocks outside
+// `owned` are only read while the view lives (no store writes them, the cache is borrowed), and
+// each block of `owned` is reached only through the one `OwnedBlocks` whose number is its
+// owner's, which keeps its borrows apart (`Borrows`); an `OwnedBlocks` is not `Sync`.
+unsafe impl Send for SharedCache<'_> {}
+// SAFETY: as for Send.
+unsafe impl Sync for SharedCache<'_> {}
+
+impl SharedCache<'_> {
+    /// The store of owner `me` (below [`Self::owners`]): it reads every block but the owned
+    /// ones of other owners, and writes only its own. Make one per owner, for one thread each.
+    pub fn store(&self, me: u64) -> OwnedBlocks<'_> {
+        OwnedBlocks { cache: self, me, borrows: RefCell::new(Vec::new()), written: RefCell::new(Vec::new()) }
+    }
+
+    /// How many owners split the owned blocks.
+    pub fn owners(&self) -> u64 {
+        self.owners
+    }
+
+    /// The owner of block `n`, `None` for a block outside the owned run.
+    pub fn owner_of(&self, n: u64) -> Option<u64> {
+        self.owned.contains(&n).then(|| n % self.owners)
+    }
+
+    /// Bytes `off .. off + len` from the start of block `n` as a pointer into the arena, or
+    /// `None` past the cache.
+    fn ptr(&self, n: u64, off: usize, len: usize) -> Option<*mut u8> {
+        let i = n.checked_sub(self.first).filter(|&i| i < self.blocks)?;
+        let start = usize::try_from(i).ok()?.checked_mul(BLOCK_SIZE)?.checked_add(off)?;
+        let total = usize::try_from(self.blocks).ok()?.checked_mul(BLOCK_SIZE)?;
+        (start.checked_add(len)? <= total).then(|| self.base.as_ptr().wrapping_add(start))
+    }
+}
+
+/// One owner's [`BlockStore`] over a [`SharedCache`] (see there); not shared between threads.
+/// Its borrows follow a `RefCell`'s rules per owned block (many reads or one write); the
+/// blocks it wrote are in [`Self::written`].
+pub struct OwnedBlocks<'v> {
+    cache: &'v SharedCache<'v>,
+    me: u64,
+    /// Owned blocks borrowed now: block, and readers (> 0) or a writer (-1).
+    borrows: RefCell<Vec<(u64, isize)>>,
+    written: RefCell<Vec<u64>>,
+}
+
+impl OwnedBlocks<'_> {
+    /// The blocks written through this store, each once.
+    pub fn written(&self) -> Vec<u64> {
+        self.written.borrow().clone()
+    }
+
+    /// Takes a borrow of block `n` (`write`: exclusive) if the store may: `Ok(true)` for an
+    /// owned block now borrowed (to give back by [`Self::give_back`]), `Ok(false)` for a
+    /// read-only block.
+    fn take(&self, n: u64, write: bool) -> Result<bool> {
+        match self.cache.owner_of(n) {
+            None if write => Err(invalid(&format!("block {n} is read-only while the graph is connected in parallel"))),
+            None => Ok(false),
+            Some(o) if o != self.me => {
+                Err(invalid(&format!("block {n} belongs to another thread of the parallel connections")))
+            }
+            Some(_) => {
+                let mut b = self.borrows.borrow_mut();
+                let at = b.iter().position(|&(x, _)| x == n);
+                match (at, write) {
+                    (None, false) => b.push((n, 1)),
+                    (None, true) => b.push((n, -1)),
+                    (Some(i), false) if b[i].1 > 0 => b[i].1 += 1,
+                    _ => return Err(invalid(&format!("block {n} borrowed while it is written"))),
+                }
+                if write {
+                    let mut w = self.written.borrow_mut();
+                    if !w.contains(&n) {
+                        w.push(n);
+                    }
+                }
+                Ok(true)
+            }
+        }
+    }
+
+    fn give_back(&self, n: u64) {
+        let mut b = self.borrows.borrow_mut();
+        if let Some(i) = b.iter().position(|&(x, _)| x == n) {
+            if b[i].1 > 1 {
+                b[i].1 -= 1;
+            } else {
+                b.swap_remove(i);
+            }
+        }
+    }
+}
+
+/// A block borrowed from an [`OwnedBlocks`] (read or written), given back when dropped.
+pub struct OwnedRef<'s, T: ?Sized> {
+    bytes: &'s mut T,
+    /// The store and block to give back, for an owned block.
+    back: Option<(&'s OwnedBlocks<'s>, u64)>,
+}
+
+impl<T: ?Sized> std::ops::Deref for OwnedRef<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        self.bytes
+    }
+}
+
+impl<T: ?Sized> std::ops::DerefMut for OwnedRef<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        self.bytes
+    }
+}
+
+impl<T: ?Sized> Drop for OwnedRef<'_, T> {
+    fn drop(&mut self) {
+        if let Some((s, n)) = self.back {
+            s.give_back(n);
+        }
+    }
+}
+
+/// A shared read of a block, as [`OwnedRef`] (its bytes only read).
+pub struct OwnedRead<'s>(OwnedRef<'s, [u8]>);
+
+impl std::ops::Deref for OwnedRead<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl<'v> OwnedBlocks<'v> {
+    fn borrow_span(&'v self, n: u64, off: usize, len: usize, write: bool) -> Result<OwnedRef<'v, [u8]>> {
+        let p = self.cache.ptr(n, off, len).ok_or_else(|| invalid(&format!("block {n} is outside the cache")))?;
+        let back = self.take(n, write)?.then_some((self, n));
+        // SAFETY: `p .. p + len` lies in the arena, which outlives 'v (`SharedCache`). An owned
+        // block is reached by this store alone (the others refuse it) and `take` made this
+        // borrow exclusive if it writes, shared among reads otherwise; a read-only block is
+        // written by no one while the view lives. So the slice aliases no `&mut`.
+        let bytes = unsafe { std::slice::from_raw_parts_mut(p, len) };
+        Ok(OwnedRef { bytes, back })
+    }
+}
+
+impl<'v> BlockStore for OwnedBlocks<'v> {
+    type Error = Error;
+    type Ref<'b>
+        = OwnedRead<'b>
+    where
+        Self: 'b;
+    type RefMut<'b>
+        = OwnedRef<'b, [u8]>
+    where
+        Self: 'b;
+
+    fn read(&self, n: u64) -> Result<OwnedRead<'_>> {
+        self.borrow_span(n, 0, BLOCK_SIZE, false).map(OwnedRead)
+    }
+
+    fn write(&self, n: u64) -> Result<OwnedRef<'_, [u8]>> {
+        self.borrow_span(n, 0, BLOCK_SIZE, true)
+    }
+
+    fn prefetch_line(&self, n: u64, off: usize) {
+        if let Some(p) = self.cache.ptr(n, off, 1) {
+            prefetch(p);
+        }
+    }
+
+    fn prefetch_memory(&self, p: *const u8) {
+        prefetch(p);
+    }
+
+    fn read_span(&self, n: u64, off: usize, len: usize) -> Option<OwnedRead<'_>> {
+        // Spans over read-only blocks only (vectors that cross a block).
+        let end = n.checked_add(u64::try_from(off.checked_add(len)?.div_ceil(BLOCK_SIZE)).ok()?)?;
+        if (n..end).any(|b| self.cache.owner_of(b).is_some()) {
+            return None;
+        }
+        self.borrow_span(n, off, len, false).ok().map(OwnedRead)
     }
 }
 
@@ -737,8 +973,14 @@ pub(crate) mod test_hooks {
         /// Set on a thread: the frozen views it makes serve blocks page by page, as if the
         /// cache were not one mapping (no [`vexfs_core::io::BlockStore::read_span`]).
         pub(crate) static PAGES_ONLY: Cell<bool> = const { Cell::new(false) };
+        /// Set on a thread: the bulk loader's batches connect each insert back right after
+        /// its choice, one by one, as the graph's definition reads (`Writer::link_batch`).
+        pub(crate) static CONNECT_EACH: Cell<bool> = const { Cell::new(false) };
     }
 
     /// Spans served by frozen views, in every test of the process.
     pub(crate) static SPANS: AtomicUsize = AtomicUsize::new(0);
+
+    /// Batches whose level-0 connections ran on several threads, in every test of the process.
+    pub(crate) static SHARED_CONNECTS: AtomicUsize = AtomicUsize::new(0);
 }

@@ -37,6 +37,7 @@
 //! must not land on a block the committed state still uses).
 
 use std::collections::BTreeSet;
+use std::convert::Infallible;
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -53,11 +54,13 @@ use vexfs_core::format::dir::{self, dt_from_mode, init_dir_block, seal_dir_block
 use vexfs_core::format::extent::Extent;
 use vexfs_core::format::inode::{is_special, Inode, S_IFBLK, S_IFCHR, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
 use vexfs_core::format::superblock::{
-    Extent64, Region, FEATURE_INCOMPAT_DIR_INDEX, FEATURE_INCOMPAT_RECOVER, FORMAT_VERSION, STATE_CLEAN, STATE_ERRORS,
+    Extent64, Region, FEATURE_INCOMPAT_DIR_INDEX, FEATURE_INCOMPAT_RECOVER, FORMAT_VERSION, MAX_LEVEL, STATE_CLEAN,
+    STATE_ERRORS,
 };
 use vexfs_core::format::vector::HnswHeader;
 use vexfs_core::format::xattr;
 use vexfs_core::format::{bit_find_clear, bit_set, bit_test, BLOCK_SIZE, INODE_SIZE};
+use vexfs_core::hnsw;
 use vexfs_core::index_error::IndexError;
 use vexfs_core::io::{Block, BlockDevice};
 use vexfs_core::journal::{txn_blocks, Log};
@@ -139,9 +142,35 @@ pub const PARALLEL_BATCH: usize = 64;
 
 /// The batch for `hnsw_m`: each vector of a batch takes the ones before it as candidates
 /// beside its plan's `m`, and the candidate buffer holds `6m + 1`
-/// (`vexfs_core::hnsw::insert_apply_merged`).
+/// (`vexfs_core::hnsw::insert_choose_merged`).
 fn parallel_batch(m: u32) -> usize {
     PARALLEL_BATCH.min((m as usize).saturating_mul(5).saturating_add(2))
+}
+
+/// The connections back of one insert's `chosen` lists, at once (every level, top down), and
+/// its lists emptied: what [`Writer::link_batch`] does for a whole batch after its choices,
+/// one insert at a time (`test_hooks::CONNECT_EACH`), to check that both give one graph.
+#[cfg(test)]
+fn connect_now<D: BlockDevice<Error = io::Error>>(
+    mem: &IndexMem,
+    store: &CachedBlocks<'_, D>,
+    imp: &Impl,
+    q: u32,
+    chosen: &mut [u32],
+    stride: usize,
+) -> Result<()> {
+    let mut pad = mem.new_search_pad().map_err(|e| Error::Invalid(format!("search pad: {e}")))?;
+    for (lc, list) in chosen.chunks_exact(stride).enumerate().rev() {
+        let ops: Vec<(u32, u32)> = list[1..][..list[0] as usize].iter().map(|&e| (e, q)).collect();
+        mem.connect_shared(&mut pad, store, imp, lc as u8, &ops)?;
+    }
+    chosen.fill(0);
+    Ok(())
+}
+
+/// `Invalid` for a batch's insert plans that do not hold together (`what`).
+fn invalid_plan(what: &str) -> Error {
+    Error::Invalid(format!("parallel links: {what}"))
 }
 
 /// One insert plan of [`Writer::link_batch`], kept from the planner's pad: its place in the
@@ -809,9 +838,14 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
     /// vectors (fewer for a small `hnsw_m`) are planned at once over the graph as it stands,
     /// spread over the threads, each in a search pad of its own (`IndexMem::plan_slot`, which
     /// only reads), then linked one after the other in slot order, each with the vectors of the
-    /// batch linked before it among its candidates (`IndexMem::apply_merged`). The graph
-    /// depends on the batch size, never on the thread count: `threads` of 1 and of 16 give the
-    /// same image. Errors: as [`Self::index_pending`]; `Invalid` when a pad cannot be made.
+    /// batch linked before it among its candidates (`IndexMem::apply_chosen`: its own lists),
+    /// and then the batch's connections back (`IndexMem::connect_shared`): the upper levels'
+    /// on this thread, level 0's on every thread, each taking the nodes of the level-0 record
+    /// blocks it owns (block number modulo `threads`; it alone reads and writes them, and the
+    /// vectors are read by all), the connections to one node in the batch's order. The graph
+    /// is the one of choosing and connecting each insert in turn, and depends on the batch
+    /// size, never on the thread count: `threads` of 1 and of 16 give the same image.
+    /// Errors: as [`Self::index_pending`]; `Invalid` when a pad cannot be made.
     pub fn index_pending_parallel(&mut self, max: usize, threads: usize) -> Result<usize> {
         let threads = threads.max(1);
         let mut done = 0usize;
@@ -889,12 +923,96 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
             plans.sort_by_key(|p| p.at);
             plans
         };
-        let store = CachedBlocks { dev: img.device(), cache };
+        // Each linked in order: its own lists chosen (the batch's slots before it among the
+        // candidates) and written; the choices read vectors only, so the connections back may
+        // all follow, those to one node in the batch's order.
+        let plen = hnsw::plan_len(mem.sb().hnsw_m);
+        let stride = (mem.sb().hnsw_m as usize).saturating_add(1);
         let mut linked: Vec<u32> = Vec::with_capacity(plans.len());
-        for p in &plans {
-            if mem.apply_merged(&store, imp, &p.plan, &p.words, &p.vector, &linked)? {
-                linked.push(p.plan.slot);
+        let mut chosen = vec![0u32; plans.len().saturating_mul(plen)];
+        {
+            let store = CachedBlocks { dev: img.device(), cache };
+            for p in &plans {
+                let at = linked.len().saturating_mul(plen);
+                let out = chosen.get_mut(at..at.saturating_add(plen)).ok_or_else(|| invalid_plan("chosen lists"))?;
+                if mem.apply_chosen(&store, imp, &p.plan, &p.words, &p.vector, &linked, out)? {
+                    linked.push(p.plan.slot);
+                    #[cfg(test)]
+                    if crate::vectors::test_hooks::CONNECT_EACH.with(|c| c.get()) {
+                        connect_now(mem, &store, imp, p.plan.slot, out, stride)?;
+                    }
+                }
             }
+        }
+        // The connections back, level by level (the lists of one level are all they change):
+        // (neighbour, new node) in the batch's order.
+        let mut ops: Vec<Vec<(u32, u32)>> = vec![Vec::new(); MAX_LEVEL as usize + 1];
+        for (&q, words) in linked.iter().zip(chosen.chunks_exact(plen)) {
+            for (lc, level_ops) in ops.iter_mut().enumerate() {
+                let list = words.get(lc.saturating_mul(stride)..).and_then(|w| w.get(..stride));
+                let Some((&count, ids)) = list.and_then(|l| l.split_first()) else { break };
+                let ids = ids.get(..count as usize).ok_or_else(|| invalid_plan("chosen count"))?;
+                level_ops.extend(ids.iter().map(|&e| (e, q)));
+            }
+        }
+        let pad_err = |e: IndexError<Infallible>| Error::Invalid(format!("search pad: {e}"));
+        let mut pad = mem.new_search_pad().map_err(pad_err)?;
+        {
+            // The upper levels here: a sixteenth of the connections or so.
+            let store = CachedBlocks { dev: img.device(), cache };
+            for (lc, level_ops) in ops.iter().enumerate().skip(1).filter(|(_, o)| !o.is_empty()) {
+                mem.connect_shared(&mut pad, &store, imp, lc as u8, level_ops)?;
+            }
+        }
+        let level0 = ops.first().map(Vec::as_slice).unwrap_or_default();
+        let hnsw = mem.sb().region(Region::Hnsw);
+        let owned = hnsw.start..hnsw.start.saturating_add(hnsw.blocks);
+        let shared = if threads > 1 && level0.len() > 1 { cache.shared(owned, threads as u64) } else { None };
+        let Some(shared) = shared else {
+            let store = CachedBlocks { dev: img.device(), cache };
+            mem.connect_shared(&mut pad, &store, imp, 0, level0)?;
+            return Ok(linked.len());
+        };
+        // Level 0 on every thread: the nodes of a level-0 record block are one thread's, which
+        // alone reads and writes that block; the vectors are read by all and written by none.
+        let mut parts: Vec<Vec<(u32, u32)>> = vec![Vec::new(); threads];
+        for &(e, q) in level0 {
+            let blk = mem.level0_block(e).map_err(Error::format("hnsw link"))?;
+            let owner = shared.owner_of(blk).ok_or_else(|| invalid_plan("level-0 record block"))?;
+            if let Some(part) = parts.get_mut(owner as usize) {
+                part.push((e, q));
+            }
+        }
+        #[cfg(test)]
+        crate::vectors::test_hooks::SHARED_CONNECTS.fetch_add(1, Ordering::Relaxed);
+        let (mem, shared, imp) = (&*mem, &shared, &*imp);
+        let done: Vec<(Vec<u64>, Result<()>)> = std::thread::scope(|sc| {
+            let workers: Vec<_> = parts
+                .iter()
+                .enumerate()
+                .map(|(k, part)| {
+                    sc.spawn(move || {
+                        let store = shared.store(k as u64);
+                        let r = mem
+                            .new_search_pad()
+                            .map_err(pad_err)
+                            .and_then(|mut pad| Ok(mem.connect_shared(&mut pad, &store, imp, 0, part)?));
+                        (store.written(), r)
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|t| {
+                    t.join()
+                        .unwrap_or_else(|_| (Vec::new(), Err(Error::Invalid("a connecting thread panicked".into()))))
+                })
+                .collect()
+        });
+        let written: Vec<u64> = done.iter().flat_map(|(w, _)| w.iter().copied()).collect();
+        cache.mark_dirty(written);
+        for (_, r) in done {
+            r?;
         }
         Ok(linked.len())
     }
