@@ -539,7 +539,7 @@ impl BlockStore for FrozenBlocks<'_> {
 
 /// A fully loaded, mapped [`BlockCache`] that several threads change at once
 /// ([`BlockCache::shared`]): the blocks of `owned` (a run of block numbers: the level-0
-/// records) are split between `owners` stores ([`Self::store`]), block `n` going to the one
+/// records) are split between `owners` stores ([`Self::stores`]), block `n` going to the one
 /// numbered `n % owners`, which alone reads and writes it; the other blocks of the cache are
 /// read by any and written by none. The cache cannot change otherwise while it lives (it
 /// borrows it mutably); the blocks written are marked dirty by [`BlockCache::mark_dirty`].
@@ -555,16 +555,26 @@ pub struct SharedCache<'a> {
 // SAFETY: the arena behind `base` lives as long as the borrow of the cache ('a). Blocks outside
 // `owned` are only read while the view lives (no store writes them, the cache is borrowed), and
 // each block of `owned` is reached only through the one `OwnedBlocks` whose number is its
-// owner's, which keeps its borrows apart (`Borrows`); an `OwnedBlocks` is not `Sync`.
+// owner's (`stores` makes one per owner at a time), which keeps its borrows to RefCell rules
+// (`OwnedBlocks::take`); an `OwnedBlocks` is not `Sync`.
 unsafe impl Send for SharedCache<'_> {}
 // SAFETY: as for Send.
 unsafe impl Sync for SharedCache<'_> {}
 
 impl SharedCache<'_> {
-    /// The store of owner `me` (below [`Self::owners`]): it reads every block but the owned
-    /// ones of other owners, and writes only its own. Make one per owner, for one thread each.
-    pub fn store(&self, me: u64) -> OwnedBlocks<'_> {
-        OwnedBlocks { cache: self, me, borrows: RefCell::new(Vec::new()), written: RefCell::new(Vec::new()) }
+    /// The stores of the owners, owner `k` at `k`, one for each thread: each reads every block
+    /// but the owned ones of the others, and writes only its own. No other can be made while
+    /// they live (they borrow the view mutably).
+    pub fn stores(&mut self) -> Vec<OwnedBlocks<'_>> {
+        let this = &*self;
+        (0..self.owners)
+            .map(|me| OwnedBlocks {
+                cache: this,
+                me,
+                borrows: RefCell::new(Vec::new()),
+                written: RefCell::new(Vec::new()),
+            })
+            .collect()
     }
 
     /// How many owners split the owned blocks.
@@ -646,27 +656,35 @@ impl OwnedBlocks<'_> {
     }
 }
 
-/// A block borrowed from an [`OwnedBlocks`] (read or written), given back when dropped.
-pub struct OwnedRef<'s, T: ?Sized> {
-    bytes: &'s mut T,
+/// A block borrowed from an [`OwnedBlocks`] (read or written), given back when dropped: the
+/// bytes as a pointer, made a slice only while dereferenced (a shared one for a read, so that
+/// threads reading one read-only block never hold `&mut` to it at once).
+pub struct OwnedRef<'s> {
+    ptr: std::ptr::NonNull<u8>,
+    len: usize,
     /// The store and block to give back, for an owned block.
     back: Option<(&'s OwnedBlocks<'s>, u64)>,
 }
 
-impl<T: ?Sized> std::ops::Deref for OwnedRef<'_, T> {
-    type Target = T;
-    fn deref(&self) -> &T {
-        self.bytes
+impl std::ops::Deref for OwnedRef<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: `ptr .. ptr + len` lies in the arena, which outlives the store ('s); see
+        // `OwnedBlocks::borrow_span` for why nothing writes it while this borrow lives.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
     }
 }
 
-impl<T: ?Sized> std::ops::DerefMut for OwnedRef<'_, T> {
-    fn deref_mut(&mut self) -> &mut T {
-        self.bytes
+impl std::ops::DerefMut for OwnedRef<'_> {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in `deref`; an `OwnedRef` reached mutably is a write borrow (reads are
+        // `OwnedRead`s, which give no `&mut`), which `OwnedBlocks::take` made the only borrow
+        // of its block, and its block is one only this store reaches.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
     }
 }
 
-impl<T: ?Sized> Drop for OwnedRef<'_, T> {
+impl Drop for OwnedRef<'_> {
     fn drop(&mut self) {
         if let Some((s, n)) = self.back {
             s.give_back(n);
@@ -675,7 +693,7 @@ impl<T: ?Sized> Drop for OwnedRef<'_, T> {
 }
 
 /// A shared read of a block, as [`OwnedRef`] (its bytes only read).
-pub struct OwnedRead<'s>(OwnedRef<'s, [u8]>);
+pub struct OwnedRead<'s>(OwnedRef<'s>);
 
 impl std::ops::Deref for OwnedRead<'_> {
     type Target = [u8];
@@ -685,15 +703,14 @@ impl std::ops::Deref for OwnedRead<'_> {
 }
 
 impl<'v> OwnedBlocks<'v> {
-    fn borrow_span(&'v self, n: u64, off: usize, len: usize, write: bool) -> Result<OwnedRef<'v, [u8]>> {
+    /// Bytes `off .. off + len` of block `n`, borrowed (`write`: exclusively) if the store may
+    /// reach them: an owned block of its own (tracked, see [`Self::take`]) or, to read, a
+    /// read-only one (which no store writes while the view lives).
+    fn borrow_span(&'v self, n: u64, off: usize, len: usize, write: bool) -> Result<OwnedRef<'v>> {
         let p = self.cache.ptr(n, off, len).ok_or_else(|| invalid(&format!("block {n} is outside the cache")))?;
+        let ptr = std::ptr::NonNull::new(p).ok_or_else(|| invalid("cache arena address"))?;
         let back = self.take(n, write)?.then_some((self, n));
-        // SAFETY: `p .. p + len` lies in the arena, which outlives 'v (`SharedCache`). An owned
-        // block is reached by this store alone (the others refuse it) and `take` made this
-        // borrow exclusive if it writes, shared among reads otherwise; a read-only block is
-        // written by no one while the view lives. So the slice aliases no `&mut`.
-        let bytes = unsafe { std::slice::from_raw_parts_mut(p, len) };
-        Ok(OwnedRef { bytes, back })
+        Ok(OwnedRef { ptr, len, back })
     }
 }
 
@@ -704,7 +721,7 @@ impl<'v> BlockStore for OwnedBlocks<'v> {
     where
         Self: 'b;
     type RefMut<'b>
-        = OwnedRef<'b, [u8]>
+        = OwnedRef<'b>
     where
         Self: 'b;
 
@@ -712,7 +729,7 @@ impl<'v> BlockStore for OwnedBlocks<'v> {
         self.borrow_span(n, 0, BLOCK_SIZE, false).map(OwnedRead)
     }
 
-    fn write(&self, n: u64) -> Result<OwnedRef<'_, [u8]>> {
+    fn write(&self, n: u64) -> Result<OwnedRef<'_>> {
         self.borrow_span(n, 0, BLOCK_SIZE, true)
     }
 

@@ -968,7 +968,7 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
         let hnsw = mem.sb().region(Region::Hnsw);
         let owned = hnsw.start..hnsw.start.saturating_add(hnsw.blocks);
         let shared = if threads > 1 && level0.len() > 1 { cache.shared(owned, threads as u64) } else { None };
-        let Some(shared) = shared else {
+        let Some(mut shared) = shared else {
             let store = CachedBlocks { dev: img.device(), cache };
             mem.connect_shared(&mut pad, &store, imp, 0, level0)?;
             return Ok(linked.len());
@@ -985,14 +985,14 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
         }
         #[cfg(test)]
         crate::vectors::test_hooks::SHARED_CONNECTS.fetch_add(1, Ordering::Relaxed);
-        let (mem, shared, imp) = (&*mem, &shared, &*imp);
+        let (mem, imp) = (&*mem, &*imp);
+        let stores = shared.stores();
         let done: Vec<(Vec<u64>, Result<()>)> = std::thread::scope(|sc| {
-            let workers: Vec<_> = parts
-                .iter()
-                .enumerate()
-                .map(|(k, part)| {
+            let workers: Vec<_> = stores
+                .into_iter()
+                .zip(&parts)
+                .map(|(store, part)| {
                     sc.spawn(move || {
-                        let store = shared.store(k as u64);
                         let r = mem
                             .new_search_pad()
                             .map_err(pad_err)
