@@ -426,6 +426,10 @@ pub fn search<S: Store + ?Sized, V: Visited + ?Sized>(
     Ok(n)
 }
 
+/// Kept neighbours [`select_heuristic`] compares a candidate with at once: the width of the
+/// distance kernels' widest pass (four vectors).
+const HEURISTIC_CHUNK: usize = 4;
+
 /// SELECT-NEIGHBORS-HEURISTIC (Algorithm 4, without keepPrunedConnections, as hnswlib):
 /// from `w.cand[..n]` with keys `w.cand_keys[..n]` (distances to `base`, any order), keeps up
 /// to `max` candidates, each closer to `base` than to every one kept before it. Writes them to
@@ -465,10 +469,17 @@ fn select_heuristic<S: Store + ?Sized>(
             continue;
         }
         let kept = sel.get(..r).ok_or_else(|| store.invalid("hnsw selection"))?;
+        // Against the kept ones a few at a time, stopping at the first closer to e than e is
+        // to base (as hnswlib stops): the first such is usually among the first kept (the
+        // closest to base), and the distances not taken cannot change the answer. Measured on
+        // 20,000 pydocs vectors: 60% of the pair distances of taking them all.
         let mut good = true;
-        if !kept.is_empty() {
-            store.dist_pair(e, kept, pair)?;
-            good = pair.iter().take(r).all(|&d_er| d_er >= d_eq);
+        for part in kept.chunks(HEURISTIC_CHUNK) {
+            store.dist_pair(e, part, pair)?;
+            good = pair.iter().take(part.len()).all(|&d_er| d_er >= d_eq);
+            if !good {
+                break;
+            }
         }
         if good {
             if let Some(s) = sel.get_mut(r) {
@@ -759,4 +770,117 @@ pub fn repair<S: Store + ?Sized>(
     let r = select_heuristic(store, Some(node), &mut w, total, p.max_links(level))?;
     store.set_links(node, level, w.sel.get(..r).ok_or_else(|| store.invalid("hnsw selection"))?)?;
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::indexing_slicing,
+        clippy::unwrap_used,
+        clippy::arithmetic_side_effects,
+        clippy::cast_possible_truncation
+    )]
+
+    use super::*;
+    use proptest::prelude::*;
+    use std::vec;
+    use std::vec::Vec;
+
+    /// A store of `n` nodes whose pair distances are a symmetric matrix of keys; every
+    /// `dead`-th node is a tombstone. Counts the pair distances taken.
+    struct Matrix {
+        n: usize,
+        keys: Vec<u32>,
+        dead: usize,
+        taken: usize,
+    }
+
+    impl Matrix {
+        fn key(&self, a: u32, b: u32) -> u32 {
+            self.keys[a as usize * self.n + b as usize]
+        }
+    }
+
+    impl Store for Matrix {
+        type Error = &'static str;
+        fn dist_query(&mut self, _: &[u32], _: &mut [u32]) -> Result<(), Self::Error> {
+            Err("no query")
+        }
+        fn dist_pair(&mut self, a: u32, ids: &[u32], keys: &mut [u32]) -> Result<(), Self::Error> {
+            for (k, &id) in keys.iter_mut().zip(ids) {
+                *k = self.key(a, id);
+            }
+            self.taken += ids.len();
+            Ok(())
+        }
+        fn links(&mut self, _: u32, _: u8, _: &mut [u32]) -> Result<usize, Self::Error> {
+            Ok(0)
+        }
+        fn set_links(&mut self, _: u32, _: u8, _: &[u32]) -> Result<(), Self::Error> {
+            Ok(())
+        }
+        fn is_deleted(&mut self, node: u32) -> Result<bool, Self::Error> {
+            Ok(self.dead > 0 && node as usize % self.dead == 0)
+        }
+        fn invalid(&self, what: &'static str) -> Self::Error {
+            what
+        }
+    }
+
+    proptest! {
+        /// select_heuristic, which compares a candidate with the kept ones a few at a time and
+        /// stops at the first closer to it than the base, keeps what Algorithm 4 keeps taking
+        /// every distance: the candidates in (distance, id) order, each kept when no one kept
+        /// before it is closer to it than the base (tombstones, the base and repeats never).
+        #[test]
+        fn heuristic_keeps_what_algorithm_4_keeps(
+            n in 2usize..60,
+            picks in proptest::collection::vec(0usize..1000, 1..97),
+            raw in proptest::collection::vec(0u32..50, 3600),
+            max in 1usize..20,
+            dead in 0usize..7,
+        ) {
+            let mut keys = vec![0u32; n * n];
+            for a in 0..n {
+                for b in 0..a {
+                    let k = raw[(a * n + b) % raw.len()];
+                    keys[a * n + b] = k;
+                    keys[b * n + a] = k;
+                }
+            }
+            let mut store = Matrix { n, keys, dead, taken: 0 };
+            let base = 0u32;
+            let cand: Vec<u32> = picks.iter().map(|&p| (p % n) as u32).collect();
+            let m = 16u32;
+            let mut work = vec![0u32; Scratch::work_len(m)];
+            let mut w = carve(&store, &mut work, m).unwrap();
+            let total = cand.len().min(w.cand.len());
+            for (i, &c) in cand.iter().take(total).enumerate() {
+                w.cand[i] = c;
+                w.cand_keys[i] = store.key(base, c);
+            }
+            let max = max.min(w.sel.len());
+            let r = select_heuristic(&mut store, Some(base), &mut w, total, max).unwrap();
+            let got = w.sel[..r].to_vec();
+
+            let mut order: Vec<(u32, u32)> = cand[..total].iter().map(|&c| (store.key(base, c), c)).collect();
+            order.sort_unstable();
+            let (mut want, mut all_pairs): (Vec<u32>, usize) = (Vec::new(), 0);
+            for (i, &(d_eq, e)) in order.iter().enumerate() {
+                if want.len() >= max {
+                    break;
+                }
+                let repeat = i > 0 && order[i - 1].1 == e;
+                if e == base || repeat || (dead > 0 && e as usize % dead == 0) {
+                    continue;
+                }
+                all_pairs += want.len();
+                if want.iter().all(|&k| store.key(e, k) >= d_eq) {
+                    want.push(e);
+                }
+            }
+            prop_assert_eq!(got, want);
+            prop_assert!(store.taken <= all_pairs, "{} pair distances, {} when taking all", store.taken, all_pairs);
+        }
+    }
 }
