@@ -69,7 +69,9 @@ use crate::bits::count_clear;
 use crate::dirs::{dir_error, set_map, DirHost, HostDir};
 use crate::image::TreeErr;
 use crate::journal::{self as jnl, Batch, Staged};
-use crate::vectors::{chunk_slots, index_mem, query_bits, BlockCache, CachedBlocks, Hit, IndexMem, MAX_EF, MAX_K};
+use crate::vectors::{
+    chunk_slots, index_mem, query_bits, BlockCache, CachedBlocks, Hit, IndexMem, SearchPad, MAX_EF, MAX_K,
+};
 use crate::{Error, Image, Result};
 
 const BS: u64 = BLOCK_SIZE as u64;
@@ -186,6 +188,9 @@ struct VecState {
     cache: BlockCache,
     mem: IndexMem,
     imp: Impl,
+    /// The parallel links' search pads, one per thread, kept from batch to batch (a pad's
+    /// visited set is two bytes a vector slot: made anew for every batch, it was zeroed anew).
+    pads: Vec<SearchPad>,
 }
 
 fn now() -> (i64, u32) {
@@ -880,9 +885,13 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
     fn link_batch(&mut self, batch: usize, threads: usize) -> Result<usize> {
         self.index()?;
         let Writer { img, vec, .. } = self;
-        let VecState { cache, mem, imp } =
+        let VecState { cache, mem, imp, pads } =
             vec.as_mut().ok_or_else(|| Error::Invalid("vector index not open".into()))?;
         cache.load_all(img.device())?;
+        let pad_err = |e: IndexError<Infallible>| Error::Invalid(format!("search pad: {e}"));
+        while pads.len() < threads.max(1) {
+            pads.push(mem.new_search_pad().map_err(pad_err)?);
+        }
         let mut slots = vec![0u32; batch];
         let n = mem.pending_slots(&mut slots);
         slots.truncate(n);
@@ -891,19 +900,19 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
             let (mem, imp, view, slots) = (&*mem, &*imp, &view, &slots);
             let next = AtomicUsize::new(0);
             let planned: Vec<Result<Vec<Planned>>> = std::thread::scope(|sc| {
-                let workers: Vec<_> = (0..threads.min(n).max(1))
-                    .map(|_| {
+                let workers: Vec<_> = pads
+                    .iter_mut()
+                    .take(threads.min(n).max(1))
+                    .map(|pad| {
                         let next = &next;
                         sc.spawn(move || -> Result<Vec<Planned>> {
-                            let mut pad =
-                                mem.new_search_pad().map_err(|e| Error::Invalid(format!("search pad: {e}")))?;
                             let mut out = Vec::new();
                             loop {
                                 let i = next.fetch_add(1, Ordering::Relaxed);
                                 let Some(&slot) = slots.get(i) else { break };
-                                let Some(plan) = mem.plan_slot(&mut pad, view, imp, slot)? else { continue };
+                                let Some(plan) = mem.plan_slot(pad, view, imp, slot)? else { continue };
                                 let (words, vector) = mem
-                                    .plan_of(&pad)
+                                    .plan_of(pad)
                                     .ok_or_else(|| Error::Invalid("insert plan: a pad of other sizes".into()))?;
                                 out.push(Planned { at: i, plan, words: words.to_vec(), vector: vector.to_vec() });
                             }
@@ -955,13 +964,12 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
                 level_ops.extend(ids.iter().map(|&e| (e, q)));
             }
         }
-        let pad_err = |e: IndexError<Infallible>| Error::Invalid(format!("search pad: {e}"));
-        let mut pad = mem.new_search_pad().map_err(pad_err)?;
+        let pad = pads.first_mut().ok_or_else(|| invalid_plan("search pads"))?;
         {
             // The upper levels here: a sixteenth of the connections or so.
             let store = CachedBlocks { dev: img.device(), cache };
             for (lc, level_ops) in ops.iter().enumerate().skip(1).filter(|(_, o)| !o.is_empty()) {
-                mem.connect_shared(&mut pad, &store, imp, lc as u8, level_ops)?;
+                mem.connect_shared(pad, &store, imp, lc as u8, level_ops)?;
             }
         }
         let level0 = ops.first().map(Vec::as_slice).unwrap_or_default();
@@ -970,7 +978,7 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
         let shared = if threads > 1 && level0.len() > 1 { cache.shared(owned, threads as u64) } else { None };
         let Some(mut shared) = shared else {
             let store = CachedBlocks { dev: img.device(), cache };
-            mem.connect_shared(&mut pad, &store, imp, 0, level0)?;
+            mem.connect_shared(pad, &store, imp, 0, level0)?;
             return Ok(linked.len());
         };
         // Level 0 on every thread: the nodes of a level-0 record block are one thread's, which
@@ -991,12 +999,10 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
             let workers: Vec<_> = stores
                 .into_iter()
                 .zip(&parts)
-                .map(|(store, part)| {
+                .zip(pads.iter_mut())
+                .map(|((store, part), pad)| {
                     sc.spawn(move || {
-                        let r = mem
-                            .new_search_pad()
-                            .map_err(pad_err)
-                            .and_then(|mut pad| Ok(mem.connect_shared(&mut pad, &store, imp, 0, part)?));
+                        let r = mem.connect_shared(pad, &store, imp, 0, part).map_err(Error::from);
                         (store.written(), r)
                     })
                 })
@@ -1077,10 +1083,10 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
             let mut mem = index_mem(sb, MAX_EF)?;
             let imp = best_impl();
             mem.open(&CachedBlocks { dev: self.img.device(), cache: &cache }, &imp)?;
-            self.vec = Some(VecState { cache, mem, imp });
+            self.vec = Some(VecState { cache, mem, imp, pads: Vec::new() });
         }
         let Writer { img, vec, .. } = self;
-        let VecState { cache, mem, imp } =
+        let VecState { cache, mem, imp, .. } =
             vec.as_mut().ok_or_else(|| Error::Invalid("vector index not open".into()))?;
         Ok((mem, CachedBlocks { dev: img.device(), cache }, *imp))
     }
@@ -1101,7 +1107,7 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
         self.index().map_err(IndexError::Io)?;
         let data = self.img.sb().region(Region::Data);
         let Writer { img, vec, blocks, next_block, quarantine, .. } = self;
-        let VecState { cache, mem, imp } =
+        let VecState { cache, mem, imp, .. } =
             vec.as_mut().ok_or_else(|| IndexError::Io(Error::Invalid("vector index not open".into())))?;
         let store = CachedBlocks { dev: img.device(), cache };
         let mut file = WriterFile {
