@@ -370,6 +370,37 @@ mod tests {
         assert!(r1 > 0.8 && r2 > r1 - 0.02, "recall@10: one by one {r1}, in batches {r2}");
     }
 
+    /// Linking in parallel into a graph with tombstones (files removed since their vectors were
+    /// linked): the connections read the tombstones' flags, in other threads' blocks, so they
+    /// run on one thread; every new vector is linked and the image checks clean.
+    #[test]
+    fn parallel_links_beside_tombstones() {
+        let (n, dim) = (SEQUENTIAL_LINKS + 200, 16);
+        let data = random_rows(n + 300, dim, 13);
+        let mut w = imported(&data[..n], dim, &ImportOpts { dir: Some("docs".into()), batch: 700, threads: 2 });
+        let img = w.image();
+        let docs = img.find_entry(ROOT_INO, &img.inode(ROOT_INO).unwrap(), b"docs").unwrap().unwrap().ino;
+        for row in (0..n).step_by(50) {
+            let img = w.image();
+            let ino = img.find_entry(docs, &img.inode(docs).unwrap(), row.to_string().as_bytes()).unwrap().unwrap().ino;
+            w.remove_embeddings(ino).unwrap();
+        }
+        let tombstones = w.vector_header().unwrap().deleted;
+        assert!(tombstones > 0, "no tombstone left to link beside");
+        w.set_indexing(Indexing::Deferred);
+        for (i, v) in data[n..].iter().enumerate() {
+            let ino = w.create(ROOT_INO, &format!("new{i}"), b"").unwrap();
+            w.set_embeddings(ino, &[v]).unwrap();
+        }
+        assert_eq!(w.index_pending_parallel(usize::MAX, 2).unwrap(), 300);
+        let h = w.vector_header().unwrap();
+        assert_eq!((h.pending, h.deleted), (0, tombstones));
+        let bytes = w.commit().unwrap().into_device().bytes;
+        let (img, early) = fsck::open(MemDevice { bytes }).unwrap();
+        let problems = fsck::check(&img, early).unwrap().problems;
+        assert!(problems.is_empty(), "{problems:#?}");
+    }
+
     /// Vectors that cross a block boundary (24-d: a stride of 96 bytes) are read in place from
     /// the bulk loader's one-mapping cache (`BlockStore::read_span`): the graph is byte for
     /// byte the one built when each is copied out of its pages, as the kernel does.

@@ -845,7 +845,8 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
     /// only reads), then linked one after the other in slot order, each with the vectors of the
     /// batch linked before it among its candidates (`IndexMem::apply_chosen`: its own lists),
     /// and then the batch's connections back (`IndexMem::connect_shared`): the upper levels'
-    /// on this thread, level 0's on every thread, each taking the nodes of the level-0 record
+    /// on this thread, level 0's (when the graph holds no tombstone, whose flags they would
+    /// read) on every thread, each taking the nodes of the level-0 record
     /// blocks it owns (block number modulo `threads`; it alone reads and writes them, and the
     /// vectors are read by all), the connections to one node in the batch's order. The graph
     /// is the one of choosing and connecting each insert in turn, and depends on the batch
@@ -975,7 +976,9 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
         let level0 = ops.first().map(Vec::as_slice).unwrap_or_default();
         let hnsw = mem.sb().region(Region::Hnsw);
         let owned = hnsw.start..hnsw.start.saturating_add(hnsw.blocks);
-        let shared = if threads > 1 && level0.len() > 1 { cache.shared(owned, threads as u64) } else { None };
+        // With tombstones the connections read other nodes' records (their flags): one thread.
+        let threaded = threads > 1 && level0.len() > 1 && mem.header().deleted == 0;
+        let shared = if threaded { cache.shared(owned, threads as u64) } else { None };
         let Some(mut shared) = shared else {
             let store = CachedBlocks { dev: img.device(), cache };
             mem.connect_shared(pad, &store, imp, 0, level0)?;
