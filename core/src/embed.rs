@@ -748,14 +748,19 @@ impl<A: Alloc> IndexMem<A> {
         Ok(())
     }
 
-    /// The block of `slot`'s level-0 record ([`VecIndex::level0_block`]): the connections back
-    /// to nodes of different such blocks may run on different threads
-    /// ([`Self::connect_shared`]). Errors: `Corrupt` for a slot past the capacity.
+    /// The block of `slot`'s level-0 record: the connections back to nodes of different such
+    /// blocks may run on different threads ([`Self::connect_shared`]) when
+    /// [`Self::connects_apart`]. Errors: `Corrupt` for a slot past the capacity.
     pub fn level0_block(&self, slot: u32) -> Result<u64, FormatError> {
-        if u64::from(slot) >= self.sb.vec_capacity {
-            return Err(FormatError::Corrupt { what: "vector slot past the capacity", value: u64::from(slot) });
-        }
+        crate::vindex::check_slot(self.sb.vec_capacity, slot)?;
         Ok(crate::format::vector::HnswGeometry::new(&self.sb).level0_pos(slot).0)
+    }
+
+    /// Whether [`Self::connect_shared`] calls on several threads may each read only the blocks
+    /// they write (the graph counts no tombstone: [`crate::vindex::connects_apart`]); without,
+    /// the connections of a batch run on one thread.
+    pub fn connects_apart(&self) -> bool {
+        crate::vindex::connects_apart(&self.header)
     }
 
     /// Largest ef a search can use: `min(MAX_EF, the candidate pool)`.

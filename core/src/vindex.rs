@@ -187,6 +187,23 @@ pub fn fill_upper_table(sb: &Superblock, table: &mut [u32]) -> FResult<()> {
     Ok(())
 }
 
+/// `Corrupt` unless `slot` is below `capacity` (the superblock's `vec_capacity`): a slot
+/// number read from disk or given by a caller, checked before any position is computed from it.
+pub(crate) fn check_slot(capacity: u64, slot: u32) -> FResult<()> {
+    if u64::from(slot) < capacity {
+        Ok(())
+    } else {
+        Err(FormatError::Corrupt { what: "vector slot number", value: u64::from(slot) })
+    }
+}
+
+/// Whether the connections back of a batch may run on several threads, each reading only the
+/// level-0 record blocks it writes: when the header counts no tombstone, the heuristic's
+/// tombstone checks need no other node's record ([`VecIndex::skip_tombstone_reads`]).
+pub fn connects_apart(h: &HnswHeader) -> bool {
+    h.deleted == 0
+}
+
 impl<'t> VecIndex<'t> {
     /// Opens the index of a validated superblock: reads and checks the header. `upper` comes
     /// from [`fill_upper_table`].
@@ -503,11 +520,7 @@ impl<'t> VecIndex<'t> {
     }
 
     fn check_slot(&self, slot: u32) -> FResult<()> {
-        if u64::from(slot) < self.capacity {
-            Ok(())
-        } else {
-            Err(FormatError::Corrupt { what: "vector slot number", value: u64::from(slot) })
-        }
+        check_slot(self.capacity, slot)
     }
 
     /// The slot numbers, `0 .. capacity`, as `u32`s. Errors: `Corrupt` for a capacity past
@@ -991,16 +1004,7 @@ impl<'t> VecIndex<'t> {
         q: u32,
         level: u8,
     ) -> IResult<(), B::Error> {
-        let pairs_on_codes = self.build_on_codes();
-        let mut g = GraphStore {
-            b,
-            ix: self,
-            query: &[],
-            bounce: &mut *s.bounce,
-            code_q: None,
-            pq_table: None,
-            pairs_on_codes,
-        };
+        let mut g = GraphStore::for_pairs(b, self, &mut *s.bounce);
         hnsw::connect(&mut g, &mut s.hnsw, &self.params, e, q, level)
     }
 
@@ -1010,7 +1014,7 @@ impl<'t> VecIndex<'t> {
     /// blocks it writes: the answer is the same as the record's in a consistent graph, and a
     /// link to a slot not in the graph then goes unnoticed by this check (the others stay).
     pub fn skip_tombstone_reads(&mut self) -> bool {
-        self.no_tombstones = self.header.deleted == 0;
+        self.no_tombstones = connects_apart(&self.header);
         self.no_tombstones
     }
 
@@ -1155,15 +1159,7 @@ impl<'t> VecIndex<'t> {
                 continue;
             }
             for level in 0..=h.level {
-                let mut g = GraphStore {
-                    b,
-                    ix: self,
-                    query: &[],
-                    bounce: &mut *s.bounce,
-                    code_q: None,
-                    pq_table: None,
-                    pairs_on_codes: self.build_on_codes(),
-                };
+                let mut g = GraphStore::for_pairs(b, self, &mut *s.bounce);
                 hnsw::repair(&mut g, &mut s.hnsw, &self.params, slot, level)?;
             }
         }
@@ -1202,15 +1198,7 @@ impl<'t> VecIndex<'t> {
             return Ok(false);
         }
         for level in 0..=h.level {
-            let mut g = GraphStore {
-                b,
-                ix: self,
-                query: &[],
-                bounce: &mut *s.bounce,
-                code_q: None,
-                pq_table: None,
-                pairs_on_codes: self.build_on_codes(),
-            };
+            let mut g = GraphStore::for_pairs(b, self, &mut *s.bounce);
             hnsw::repair(&mut g, &mut s.hnsw, &self.params, slot, level)?;
         }
         Ok(true)
@@ -1429,6 +1417,9 @@ fn upper_entry(upper: &[u32], slot: u32) -> (u8, u32) {
     (u8::try_from(z.saturating_sub(a)).unwrap_or(u8::MAX), a)
 }
 
+/// The [`hnsw::Store`] of a [`VecIndex`] over the block store `b`: link lists from the HNSW
+/// region's records, distances from the query (`query`, or its codes) and between nodes,
+/// through the `bounce` slots when a vector crosses a block.
 struct GraphStore<'a, 't, B: BlockStore> {
     b: &'a B,
     ix: &'a VecIndex<'t>,
@@ -1443,6 +1434,15 @@ struct GraphStore<'a, 't, B: BlockStore> {
     /// Whether [`Store::dist_pair`] compares the nodes' SQ8 codes (the build on codes of a
     /// filesystem with SQ8) rather than their float vectors.
     pairs_on_codes: bool,
+}
+
+impl<'a, 't, B: BlockStore> GraphStore<'a, 't, B> {
+    /// A store for work on pairs of nodes only (connections back, repairs): no query, pair
+    /// distances on the SQ8 codes when the graph is built on them ([`VecIndex::build_on_codes`]).
+    /// Its [`Store::dist_query`] refuses to run.
+    fn for_pairs(b: &'a B, ix: &'a VecIndex<'t>, bounce: &'a mut [u32]) -> Self {
+        GraphStore { b, ix, query: &[], bounce, code_q: None, pq_table: None, pairs_on_codes: ix.build_on_codes() }
+    }
 }
 
 /// Where the link list of a node at one level lies: its count at the start of the record (the

@@ -977,7 +977,7 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
         let hnsw = mem.sb().region(Region::Hnsw);
         let owned = hnsw.start..hnsw.start.saturating_add(hnsw.blocks);
         // With tombstones the connections read other nodes' records (their flags): one thread.
-        let threaded = threads > 1 && level0.len() > 1 && mem.header().deleted == 0;
+        let threaded = threads > 1 && level0.len() > 1 && mem.connects_apart();
         let shared = if threaded { cache.shared(owned, threads as u64) } else { None };
         let Some(mut shared) = shared else {
             let store = CachedBlocks { dev: img.device(), cache };
