@@ -7,12 +7,14 @@ bench/bulk.sh).
       One build in this process (T threads, timed: the inserts only), then recall@10 at each ef
       (single-threaded queries); prints one JSON object.
   bulk.py run --data DIR --mkfs BIN --vexctl BIN --fsck BIN --work DIR --out results.json
-              [--threads 1,2] [--libs vexfs,hnswlib,faiss] [--rounds R] [--efs ...]
-      R rounds; each builds with every thread count with the three: vexfs (`mkfs.vexfs --import
-      --import-dir docs --metric l2 --seed 1 -j T`, a new image in --work, its own reported
-      files and links times and its peak RSS; then `vexctl search-image --all --json --ef E`
-      for the recall and `--stats` for the single-thread QPS), hnswlib and faiss (each
-      `bulk.py lib` in a fresh process), in an order rotated per round.
+              [--threads 1,2] [--libs vexfs,vexfs-sq8,hnswlib,faiss] [--rounds R] [--efs ...]
+      R rounds; each builds with every thread count with each library: vexfs (`mkfs.vexfs
+      --import --import-dir docs --metric l2 --seed 1 -j T`, a new image in --work, its own
+      reported files and links times and its peak RSS; then `vexctl search-image --all --json
+      --ef E` for the recall and `--stats` for the single-thread QPS), vexfs-sq8 (the same with
+      `--quant sq8`: the graph built on the SQ8 codes, searches walking them and re-ranking at
+      full precision), hnswlib and faiss (each `bulk.py lib` in a fresh process), in an order
+      rotated per round.
   bulk.py report results.json [--report REPORT.md]
       Prints the table (best build time of the rounds; recall is the same every round for a
       given build) and writes the "Bulk build" section of REPORT.md.
@@ -41,6 +43,8 @@ K = 10
 # The issue's targets for a build of 1M x 384 on 2 cores.
 TARGET_SECS = 300
 TARGET_ROWS = 1_000_000
+# The vexfs builds: float32 vectors only, and with SQ8 codes (`mkfs.vexfs --quant sq8`).
+VEXFS = ("vexfs", "vexfs-sq8")
 
 
 def gt_ids(gt):
@@ -99,14 +103,14 @@ def peak_rss_self():
 
 # ---- vexfs: mkfs.vexfs --import, then search-image ---------------------------------------------
 
-def run_vexfs(a, threads, efs, gt):
-    img = os.path.join(a.work, f"bulk-j{threads}.img")
+def run_vexfs(a, threads, efs, gt, quant="none"):
+    img = os.path.join(a.work, f"bulk-{quant}-j{threads}.img")
     if os.path.exists(img):
         os.remove(img)
     base = os.path.join(a.data, "base.fvecs")
     size = os.path.getsize(base) // 1048576 * 3 + 256
     cmd = [a.mkfs, "--import", base, "--import-dir", "docs", "--metric", "l2", "--seed", "1",
-           "-j", str(threads), img, f"{size}M"]
+           "--quant", quant, "-j", str(threads), img, f"{size}M"]
     t = time.perf_counter()
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _, status, usage = os.wait4(p.pid, 0)
@@ -119,7 +123,7 @@ def run_vexfs(a, threads, efs, gt):
     m = re.search(r"files in ([0-9.]+) s .*vectors linked in ([0-9.]+) s", stdout)
     if not m:
         raise SystemExit(f"no phase times in mkfs.vexfs's output:\n{stdout}")
-    out = {"library": "vexfs", "threads": threads, "build_secs": wall, "files_secs": float(m.group(1)),
+    out = {"library": "vexfs" if quant == "none" else f"vexfs-{quant}", "threads": threads, "build_secs": wall, "files_secs": float(m.group(1)),
            "links_secs": float(m.group(2)), "peak_rss_bytes": usage.ru_maxrss * 1024, "sweep": []}
     c = re.search(r"journal commits ([0-9.]+) s and ([0-9.]+) s", stdout)
     if c:
@@ -159,8 +163,8 @@ def run_all(a):
         for t in threads:
             for lib in libs:
                 print(f"bulk: round {r + 1}/{a.rounds}, {lib}, {t} thread(s)", file=sys.stderr, flush=True)
-                if lib == "vexfs":
-                    o = run_vexfs(a, t, efs, gt)
+                if lib.startswith("vexfs"):
+                    o = run_vexfs(a, t, efs, gt, "none" if lib == "vexfs" else lib.split("-", 1)[1])
                 else:
                     p = subprocess.run([sys.executable, os.path.abspath(__file__), "lib", lib, "--data", a.data,
                                         "--threads", str(t), "--efs", a.efs], capture_output=True, text=True)
@@ -205,11 +209,13 @@ def report(a):
     lines.append(
         f"Written by `bench/bulk.sh` from a run started {res['started']} on {res['machine']['cpus']} CPUs "
         f"({res['machine']['cpu']}). Data: {name}, {n:,} × {dim} float32, {queries:,} queries, "
-        f"l2; m = 16, ef_construction = 200 for all three. {rounds} round(s); each builds with every thread "
-        "count with the three libraries (each in a fresh process, in an order rotated per round); the "
+        f"l2; m = 16, ef_construction = 200 for all. {rounds} round(s); each builds with every thread "
+        "count with every builder (each in a fresh process, in an order rotated per round); the "
         "table keeps each one's fastest build. vexfs's build is the whole `mkfs.vexfs --import` "
         "(format, one file per row, every vector linked, synced through the journal: the wall time of "
-        "the process), with its two phases as it reports them; hnswlib's and faiss's are their "
+        "the process), with its two phases as it reports them (vexfs-sq8: with `--quant sq8`, the graph "
+        "built on the SQ8 codes' integer distances, searches walking the codes and re-ranking their "
+        "nearest at full precision); hnswlib's and faiss's are their "
         "inserts into an index in memory. Ratio = the library's build time ÷ vexfs's at the same "
         "thread count (above 1: vexfs builds faster). recall@10 is from single-threaded queries "
         "(vexfs: `vexctl search-image`, the kernel's search code in userspace). Peak RSS is the "
@@ -222,7 +228,7 @@ def report(a):
     verdicts = []
     for t in res["threads"]:
         h = best(runs, "hnswlib", t)
-        for lib in ("vexfs", "hnswlib", "faiss"):
+        for lib in VEXFS + ("hnswlib", "faiss"):
             b = best(runs, lib, t)
             if not b:
                 continue
@@ -232,11 +238,12 @@ def report(a):
             rec = " | ".join(f"{s['recall']:.4f}" for s in b["sweep"])
             lines.append(f"| {t} | {lib} | {fmt_secs(b['build_secs'])} | {files} | {links} | "
                          f"{n / b['build_secs']:,.0f} | {ratio} | {rec} | {b['peak_rss_bytes'] / 1048576:,.0f} |")
-        v = best(runs, "vexfs", t)
-        if v and h:
-            verdicts.append((t, v, h))
+        for lib in VEXFS:
+            v = best(runs, lib, t)
+            if v and h:
+                verdicts.append((t, v, h))
     lines.append("")
-    fsck = sorted({r["fsck_exit"] for r in runs if r["library"] == "vexfs"})
+    fsck = sorted({r["fsck_exit"] for r in runs if r["library"] in VEXFS})
     lines.append(f"`fsck.vexfs -n` exit status of every vexfs image: {', '.join(map(str, fsck))} (0: clean).")
     lines.append("")
     lines.append("| target | verdict | numbers |")
@@ -246,20 +253,24 @@ def report(a):
             continue
         scale = "" if n >= TARGET_ROWS else f" (for information: {n:,} rows, the target is for {TARGET_ROWS:,})"
         ok = v["build_secs"] < TARGET_SECS and n >= TARGET_ROWS
-        lines.append(f"| bulk build of 1M × 384 on 2 cores in under 5 min{scale} | "
+        who = v["library"]
+        lines.append(f"| {who}: bulk build of 1M × 384 on 2 cores in under 5 min{scale} | "
                      f"{'**met**' if ok else ('not met' if n >= TARGET_ROWS else '-')} | "
                      f"{fmt_secs(v['build_secs'])} s for {n:,} rows |")
         ok = v["build_secs"] <= h["build_secs"]
-        lines.append(f"| no slower than hnswlib's build with the same threads (2) | "
-                     f"{'**met**' if ok else 'not met'} | vexfs {fmt_secs(v['build_secs'])} s (links "
+        lines.append(f"| {who}: no slower than hnswlib's build with the same threads (2) | "
+                     f"{'**met**' if ok else 'not met'} | {who} {fmt_secs(v['build_secs'])} s (links "
                      f"{fmt_secs(v['links_secs'])} s) vs hnswlib {fmt_secs(h['build_secs'])} s: "
-                     f"{h['build_secs'] / v['build_secs']:.2f}× |")
+                     f"{h['build_secs'] / v['build_secs']:.2f}×; recall@10 "
+                     + ", ".join(f"ef {x['ef']} {x['recall']:.4f} vs {y['recall']:.4f}"
+                                 for x, y in zip(v["sweep"], h["sweep"])) + " |")
     for t in res["threads"]:
-        v = best(runs, "vexfs", t)
-        if v and "files_commit_secs" in v:
-            lines.append(f"| (for information) vexfs's journal commits, {t} thread(s) | - | "
-                         f"{fmt_secs(v['files_commit_secs'])} s of the files phase, "
-                         f"{fmt_secs(v['links_commit_secs'])} s of the links phase |")
+        for lib in VEXFS:
+            v = best(runs, lib, t)
+            if v and "files_commit_secs" in v:
+                lines.append(f"| (for information) {lib}'s journal commits, {t} thread(s) | - | "
+                             f"{fmt_secs(v['files_commit_secs'])} s of the files phase, "
+                             f"{fmt_secs(v['links_commit_secs'])} s of the links phase |")
     one = best(runs, "vexfs", 1)
     two = best(runs, "vexfs", 2)
     if one and two:

@@ -122,6 +122,15 @@ grep -E '^(== |imported |first differing|[0-9]+ [0-9]+ [0-9]+ [0-9]+ [0-9a-f]{8}
     tr -d '\r' < "$LOG" | sed -n 's/^BENCH //p'
     echo "{\"side\": \"guest-run\", \"wall_secs\": $secs, \"image_mib\": $size_mib, \"vectors\": $n, \"dim\": $dim}"
     echo "{\"side\": \"inspect\", \"superblock\": $("$VEXFS_HOST_BIN/vexctl" inspect --json "$IMG" | tr -d '\n')}"
+    if [ ${#QUANT_ARGS[@]} -gt 0 ]; then
+        # The same format without codes: the on-disk cost of the float32 layout alone (the
+        # regions are laid out whole at mkfs, so an empty image measures what a full one holds).
+        F32=$WORK/f32-layout.img
+        rm -f "$F32"
+        "$VEXFS_HOST_BIN/mkfs.vexfs" -q --dim "$dim" --metric l2 --vectors "$n" -N $((n + 1024)) "$F32" "${size_mib}M"
+        echo "{\"side\": \"inspect-f32\", \"superblock\": $("$VEXFS_HOST_BIN/vexctl" inspect --json "$F32" | tr -d '\n')}"
+        rm -f "$F32"
+    fi
     for side in fsck fsck-conc; do
         img=$IMG
         [ $side = fsck ] || img=$CIMG

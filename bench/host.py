@@ -469,6 +469,7 @@ def report(a):
     insp = next((g for g in guest if g.get("side") == "inspect"), None)
     stats = next((g for g in guest if g.get("side") == "stats"), None)
     disk_per_vector = None
+    disk_per_vector_f32 = None
     w("### On disk (vexfs)\n")
     if insp:
         sb = insp["superblock"]
@@ -489,6 +490,18 @@ def report(a):
                 [[p, f"{regs.get(p, 0):,}", f"{regs.get(p, 0) / cap:.1f}"] for p in parts]
                 + [["**total**", f"**{disk:,}**", f"**{disk / cap:.1f}**"]], ["l", "r", "r"]))
         w("")
+        insp32 = next((g for g in guest if g.get("side") == "inspect-f32"), None)
+        if insp32:
+            sb32 = insp32["superblock"]
+            regs32 = {r["name"]: r["bytes"] for r in sb32["regions"]}
+            parts32 = ["vector bitmap", "vector map", "vector data", "hnsw index"]
+            disk32 = sum(regs32.get(p, 0) for p in parts32)
+            disk_per_vector_f32 = disk32 / sb32["vec_capacity"]
+            w(f"The same format without SQ8 codes (`mkfs.vexfs --dim {sb32['vec_dim']} --metric "
+              f"{sb32['vec_metric']} --vectors {sb32['vec_capacity']}`, made on the host beside the run: "
+              f"the regions are laid out whole at mkfs): {disk32:,} B in its {len(parts32)} vector "
+              f"regions, **{disk_per_vector_f32:.1f}** B/vector; the codes add "
+              f"{regs.get('vector codes', 0) / cap:.1f} B/vector.\n")
         if stats:
             s = stats["stats"]
             w(f"Cross-check: `vexctl stats --json` in the guest reported bytes_on_disk = "
@@ -733,12 +746,19 @@ def report(a):
                      "**met**" if r >= 0.7 else "**not met**",
                      f"{linked:,.1f} vs {built:,.1f} vectors/s: {r:.2f}×"])
     if disk_per_vector:
+        sq8 = insp and "sq8_shift" in insp["superblock"]
+        if disk_per_vector_f32:
+            r = disk_per_vector_f32 / (yard / n)
+            rows.append(["issue 9: bytes per vector on disk ≤ 1.1 × (raw vector + links), float32 image",
+                         "**met**" if r <= 1.1 else "**not met**",
+                         f"{disk_per_vector_f32:,.1f} B vs {yard / n:,.1f} B: {r:.3f}×"])
         r = disk_per_vector / (yard / n)
-        rows.append(["issue 9: bytes per vector on disk ≤ 1.1 × (raw vector + links)",
+        rows.append(["issue 9: bytes per vector on disk ≤ 1.1 × (raw vector + links)"
+                     + (", SQ8 image (the one benchmarked)" if sq8 else ""),
                      "**met**" if r <= 1.1 else "**not met**",
                      f"{disk_per_vector:,.1f} B vs {yard / n:,.1f} B: {r:.3f}×"
-                     + (" (the SQ8 codes are stored beside the float32 vectors)" if r > 1.1 and insp
-                        and "sq8_shift" in insp["superblock"] else "")])
+                     + (" (the SQ8 codes, one byte a component, are stored beside the float32 vectors: "
+                        "the price of the SQ8 walk)" if r > 1.1 and sq8 else "")])
     if vh_sweep and h95:
         v95 = at_target(vh_sweep, 0.95)
         rows.append(["(for information, no target) the kernel's search code on the host vs hnswlib "
