@@ -123,8 +123,9 @@ def run_vexfs(a, threads, efs, gt, quant="none"):
     m = re.search(r"files in ([0-9.]+) s .*vectors linked in ([0-9.]+) s", stdout)
     if not m:
         raise SystemExit(f"no phase times in mkfs.vexfs's output:\n{stdout}")
-    out = {"library": "vexfs" if quant == "none" else f"vexfs-{quant}", "threads": threads, "build_secs": wall, "files_secs": float(m.group(1)),
-           "links_secs": float(m.group(2)), "peak_rss_bytes": usage.ru_maxrss * 1024, "sweep": []}
+    out = {"library": "vexfs" if quant == "none" else f"vexfs-{quant}", "threads": threads, "build_secs": wall,
+           "files_secs": float(m.group(1)), "links_secs": float(m.group(2)),
+           "peak_rss_bytes": usage.ru_maxrss * 1024, "sweep": []}
     c = re.search(r"journal commits ([0-9.]+) s and ([0-9.]+) s", stdout)
     if c:
         out["files_commit_secs"], out["links_commit_secs"] = float(c.group(1)), float(c.group(2))

@@ -36,6 +36,9 @@ from report_section import markers, sections, write_section  # noqa: E402
 DEFAULT_EFS = "10,12,14,16,20,24,28,32,40,48,56,64,80,96,128,160,192,256,384,512"
 TARGETS = (0.90, 0.95, 0.99)
 LIBS = ("vexfs-core", "hnswlib", "faiss")
+# The vector regions of an image without codes, whose bytes per slot the on-disk rows count
+# (an SQ8 image adds "vector codes").
+F32_REGIONS = ("vector bitmap", "vector map", "vector data", "hnsw index")
 
 
 # ---- data --------------------------------------------------------------------------------------
@@ -474,7 +477,7 @@ def report(a):
     if insp:
         sb = insp["superblock"]
         regs = {r["name"]: r["bytes"] for r in sb["regions"]}
-        parts = ["vector bitmap", "vector map", "vector data", "hnsw index"]
+        parts = list(F32_REGIONS)
         quant = ""
         if "sq8_shift" in sb:
             parts.append("vector codes")
@@ -494,7 +497,7 @@ def report(a):
         if insp32:
             sb32 = insp32["superblock"]
             regs32 = {r["name"]: r["bytes"] for r in sb32["regions"]}
-            parts32 = ["vector bitmap", "vector map", "vector data", "hnsw index"]
+            parts32 = F32_REGIONS
             disk32 = sum(regs32.get(p, 0) for p in parts32)
             disk_per_vector_f32 = disk32 / sb32["vec_capacity"]
             w(f"The same format without SQ8 codes (`mkfs.vexfs --dim {sb32['vec_dim']} --metric "
