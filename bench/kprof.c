@@ -1,7 +1,7 @@
 /*
  * kprof: a small sampling profiler of the kernel for the QEMU guest, which has no perf(1).
  *
- *   kprof [-F HZ] [-n TOP] -- CMD [ARG...]
+ *   kprof [-F HZ] [-n TOP] [-u SYMS] -- CMD [ARG...]
  *
  * Runs CMD and samples every CPU with the cpu-clock software event (perf_event_open(2),
  * PERF_COUNT_SW_CPU_CLOCK: no PMU needed, so it works under TCG) at HZ samples per second of
@@ -15,6 +15,11 @@
  * and the count of samples and of samples lost (ring buffer full). Exit status: CMD's, or 1 if
  * the profiler itself failed. Used by hand to find where a benchmark row's time goes
  * (bench/posix-run.sh's phases); the figures are samples, so only their ratios mean anything.
+ *
+ * With -u SYMS, user mode is sampled too and its addresses are named from SYMS, the `nm -n`
+ * listing of CMD (a static executable linked at fixed addresses, not PIE: its symbols are where
+ * nm says), marked [user]: the two sides of a call (the ioctl and the same code in a process)
+ * profiled alike. User call chains are not followed.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -63,18 +68,23 @@ static int by_addr(const void *a, const void *b)
 	return x->addr < y->addr ? -1 : x->addr > y->addr;
 }
 
-/* Text symbols of /proc/kallsyms, sorted by address. */
-static void load_syms(void)
+/* Adds the text symbols of `path` ("ADDR TYPE NAME [MODULE]" lines: /proc/kallsyms, nm -n), each
+ * with `tag` when the line has no module of its own. */
+static void load_file(const char *path, const char *tag)
 {
-	FILE *f = fopen("/proc/kallsyms", "r");
+	FILE *f = fopen(path, "r");
 	char line[512];
-	size_t cap = 0;
+	static size_t cap;
 	if (!f)
-		die("/proc/kallsyms");
+		die(path);
 	while (fgets(line, sizeof line, f)) {
 		unsigned long long a;
 		char t, name[256], mod[128] = "";
 		int n = sscanf(line, "%llx %c %255s %127s", &a, &t, name, mod);
+		if (n == 3 && tag) {
+			snprintf(mod, sizeof mod, "%s", tag);
+			n = 4;
+		}
 		if (n < 3 || (t != 't' && t != 'T') || a == 0)
 			continue;
 		if (nsyms == cap) {
@@ -96,6 +106,14 @@ static void load_syms(void)
 		nsyms++;
 	}
 	fclose(f);
+}
+
+/* Text symbols of /proc/kallsyms and of `user` (NULL: none), sorted by address. */
+static void load_syms(const char *user)
+{
+	load_file("/proc/kallsyms", NULL);
+	if (user)
+		load_file(user, "[user]");
 	if (nsyms == 0) {
 		errno = ENOENT;
 		die("no text symbols in /proc/kallsyms (not root?)");
@@ -264,22 +282,25 @@ static void top_pairs(int count)
 int main(int argc, char **argv)
 {
 	int hz = 4000, ntop = 40, i = 1;
+	const char *user = NULL;
 	for (; i < argc && strcmp(argv[i], "--") != 0; i++) {
 		if (!strcmp(argv[i], "-F") && i + 1 < argc)
 			hz = atoi(argv[++i]);
 		else if (!strcmp(argv[i], "-n") && i + 1 < argc)
 			ntop = atoi(argv[++i]);
+		else if (!strcmp(argv[i], "-u") && i + 1 < argc)
+			user = argv[++i];
 		else {
-			fprintf(stderr, "usage: kprof [-F HZ] [-n TOP] -- CMD [ARG...]\n");
+			fprintf(stderr, "usage: kprof [-F HZ] [-n TOP] [-u SYMS] -- CMD [ARG...]\n");
 			return 1;
 		}
 	}
 	if (i + 1 >= argc || hz <= 0 || ntop <= 0) {
-		fprintf(stderr, "usage: kprof [-F HZ] [-n TOP] -- CMD [ARG...]\n");
+		fprintf(stderr, "usage: kprof [-F HZ] [-n TOP] [-u SYMS] -- CMD [ARG...]\n");
 		return 1;
 	}
 	char **cmd = argv + i + 1;
-	load_syms();
+	load_syms(user);
 
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	if (ncpu < 1 || ncpu > MAX_CPUS)
@@ -294,7 +315,7 @@ int main(int argc, char **argv)
 		a.config = PERF_COUNT_SW_CPU_CLOCK;
 		a.sample_period = 1000000000ull / (unsigned)hz;
 		a.sample_type = PERF_SAMPLE_IP | PERF_SAMPLE_CALLCHAIN;
-		a.exclude_user = 1;
+		a.exclude_user = !user;
 		a.exclude_callchain_user = 1;
 		a.disabled = 1;
 		a.wakeup_events = 64;

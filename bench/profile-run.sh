@@ -3,7 +3,8 @@
 #
 #   profile-run.sh PHASE N
 #
-# /dev/vda: a fresh vexfs; /share: kprof, guest-fsops, tsc-mhz. Each profile is printed
+# /dev/vda: a fresh vexfs (search: a bulk-built one); /share: kprof, guest-fsops, tsc-mhz (search:
+# guest-search, bench_search and its symbols, the queries). Each profile is printed
 # between a line "PROFILE <what>" and "PROFILE-END".
 # Never print the words the harness takes for kernel errors (see scripts/lib.sh).
 . /lib/vexfs/guest-lib.sh
@@ -15,7 +16,8 @@ mount_vexfs /dev/vda /mnt
 prof() {
     echo "PROFILE $1"
     shift
-    $S/kprof -n 40 -- "$@" || fail "kprof $*"
+    # shellcheck disable=SC2086 # KPROF_ARGS: words
+    $S/kprof -n 40 ${KPROF_ARGS:-} -- "$@" || fail "kprof $*"
     echo "PROFILE-END"
 }
 drop() { sync; echo 3 > /proc/sys/vm/drop_caches; }
@@ -43,6 +45,16 @@ ingest)
     prof "vexctl import of $2 vectors (write-ahead log)" vexctl import --quiet $S/base.fvecs /mnt/docs
     prof "the index worker linking them (vexctl wait-indexed)" vexctl wait-indexed -q /mnt --timeout 3000
     ;;
+search)
+    # A warm-up pass inside each tool; 20 timed passes so that the profiles have samples. The
+    # userspace side reads the unmounted device (as bench/guest-run.sh's), user mode sampled.
+    KPROF_ARGS="-u $S/bench_search.syms"
+    prof "VEXFS_IOC_SEARCH at ef $2, k 10, 20 passes over the queries" \
+        $S/guest-search /mnt /mnt/docs $S/query.fvecs $S/groundtruth.ivecs "$2" -k 10 -p 20
+    must umount /mnt
+    prof "the same searches in userspace (bench_search on /dev/vda, sse2)" \
+        $S/bench_search /dev/vda $S/query.fvecs $S/groundtruth.ivecs "$2" -k 10 -p 20 --dist-impl sse2
+    ;;
 *) fail "unknown phase $1" ;;
 esac
-must umount /mnt
+! grep -q ' /mnt ' /proc/mounts || must umount /mnt

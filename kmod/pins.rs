@@ -59,12 +59,24 @@ struct Slot {
 /// if every held block is, the table goes over the budget until the borrows end (a search
 /// borrows a few dozen blocks at most).
 ///
+/// **Evictions run under the exclusive index lock** (`SbInfo::index`): a change's own reads
+/// and writes over the budget ([`KBlocks`]), the shrinker (which only tries the lock, and
+/// gives nothing back when a search or a change holds it), a new budget, the release at
+/// unmount, and [`PinTable::trim`] once the searches that went over the budget are done
+/// ([`crate::vector`]). So the searches, which hold the lock shared, read held blocks with
+/// plain loads ([`SharedBlocks`], [`SharedRef`]): nothing can take a block from under them,
+/// and they write no shared cache line per block (a counted borrow made every block a search
+/// touched bounce between the CPUs of concurrent searches, and was a tenth of a search's time
+/// under emulation). A search that reads a block the table lacks installs it (a
+/// compare-and-swap: concurrent searches may race for it) but never evicts: the table may go
+/// over the budget while searches run, and is trimmed back when they stop.
+///
 /// **Borrows.** The table hands out the bytes of its blocks itself, and no other code reads the
 /// vector regions' blocks (they lie outside the data region that every other structure lives
-/// in). It counts borrows per block as a `RefCell` does, atomically ([`PinnedRef`],
-/// [`PinnedMut`]): many readers or one writer; a conflicting borrow is refused (`EINVAL`,
-/// logged: the index lock makes it impossible, [`crate::vector`]). Eviction takes a block only
-/// with no borrow, so a borrowed block's bytes stay valid; the shrinker needs no lock.
+/// in). Under the exclusive lock, a change counts its borrows per block as a `RefCell` does
+/// ([`PinnedRef`], [`PinnedMut`]): many readers or one writer; a conflicting borrow is refused
+/// (`EINVAL`, logged: the core never asks for one), and an eviction takes a block only with no
+/// borrow, so a block the change reads stays while its reads push others out.
 ///
 /// **Counts** (for `VEXFS_IOC_INDEX_MEM`): blocks found held (hits), blocks that had to be
 /// taken from the buffer cache (misses), blocks read from the device (for a miss, or ahead of
@@ -109,10 +121,10 @@ pub struct CacheCounts {
 }
 
 // SAFETY: a slot's `buf` is written only by the one task whose compare-and-swap of `data`
-// succeeded while it borrows the slot, and taken only by the task that owns the slot for
-// eviction (`EVICTING`, no borrower) or by `release` (`&mut self`); a writer (`WRITING`, the
-// only borrower) only reads it. `data`, `borrows` and the counters are atomics. The buffers
-// themselves are `Send`.
+// succeeded while it borrows the slot or reads it under the shared index lock, and taken only
+// under the exclusive index lock (so no search reads the slot) by the task that owns the slot
+// for eviction (`EVICTING`, no borrower); a writer (`WRITING`, the only borrower) only reads
+// it. `data`, `borrows` and the counters are atomics. The buffers themselves are `Send`.
 unsafe impl Sync for PinTable {}
 
 impl PinTable {
@@ -155,7 +167,7 @@ impl PinTable {
     }
 
     /// Sets the budget to `bytes` (rounded down to blocks; 0: no cap), giving back blocks
-    /// over it at once (those not borrowed).
+    /// over it at once. The caller holds the exclusive index lock (the type's docs).
     pub fn set_budget(&self, dev: &Device, bytes: u64) {
         let blocks = usize::try_from(bytes / BLOCK_SIZE as u64).unwrap_or(usize::MAX);
         self.budget.store(blocks, Ordering::Relaxed);
@@ -189,6 +201,7 @@ impl PinTable {
     }
 
     /// The slot of block `n`. Errors: `EINVAL` for a block outside the vector regions.
+    #[inline]
     fn slot(&self, n: u64) -> Result<&Slot> {
         let i = n.checked_sub(self.base).and_then(|i| usize::try_from(i).ok()).ok_or(EINVAL)?;
         self.slots.get(i).ok_or(EINVAL)
@@ -219,7 +232,7 @@ impl PinTable {
                 break;
             }
         }
-        match self.install(dev, slot, n, hits) {
+        match self.install(dev, slot, n, hits, true) {
             Ok(p) => Ok((slot, p)),
             Err(e) => {
                 unborrow(&slot.borrows);
@@ -228,9 +241,23 @@ impl PinTable {
         }
     }
 
-    /// The bytes of block `n`, whose `slot` the caller borrows: held already, or taken from the
-    /// buffer cache now (and the budget kept). Errors: `EIO`.
-    fn install(&self, dev: &Device, slot: &Slot, n: u64, hits: &Cell<u64>) -> Result<NonNull<u8>> {
+    /// Reads held block `n`, or takes it from the buffer cache now, for a search: the caller
+    /// holds the shared index lock while it uses the bytes, so no eviction runs meanwhile
+    /// (the type's docs); nothing is given back here, even over the budget
+    /// ([`Self::trim`] does it once the searches are done). `hits` counts a block found held.
+    /// Errors: `EINVAL` for a block outside the vector regions; `EIO`.
+    #[inline]
+    fn peek(&self, dev: &Device, n: u64, hits: &Cell<u64>) -> Result<NonNull<u8>> {
+        let slot = self.slot(n)?;
+        self.install(dev, slot, n, hits, false)
+    }
+
+    /// The bytes of block `n`, whose `slot` the caller borrows (or, for a search, reads under
+    /// the shared index lock): held already, or taken from the buffer cache now, and then,
+    /// with `evict` (under the exclusive lock only), the budget kept. Errors: `EIO`.
+    /// Inlined: a search's every step comes here, and a held block is the common case.
+    #[inline(always)]
+    fn install(&self, dev: &Device, slot: &Slot, n: u64, hits: &Cell<u64>, evict: bool) -> Result<NonNull<u8>> {
         if let Some(p) = NonNull::new(slot.data.load(Ordering::Acquire)) {
             hits.set(hits.get().wrapping_add(1));
             if !slot.referenced.load(Ordering::Relaxed) && !self.cold.contains(&n) {
@@ -238,6 +265,14 @@ impl PinTable {
             }
             return Ok(p);
         }
+        self.install_new(dev, slot, n, evict)
+    }
+
+    /// [`Self::install`] of a block the table does not hold: taken from the buffer cache (read
+    /// if need be) and put in `slot`, unless a concurrent search put it there first.
+    #[cold]
+    #[inline(never)]
+    fn install_new(&self, dev: &Device, slot: &Slot, n: u64, evict: bool) -> Result<NonNull<u8>> {
         let (buf, read) = Buf::read_counted(dev, n)?;
         self.misses.fetch_add(1, Ordering::Relaxed);
         if read {
@@ -252,7 +287,7 @@ impl PinTable {
                 slot.referenced.store(!self.cold.contains(&n), Ordering::Relaxed);
                 let held = self.held.fetch_add(1, Ordering::Relaxed).saturating_add(1);
                 let budget = self.budget.load(Ordering::Relaxed);
-                if budget > 0 && held > budget {
+                if evict && budget > 0 && held > budget {
                     self.evict(Some(dev), held - budget);
                 }
                 Ok(p)
@@ -262,14 +297,28 @@ impl PinTable {
         }
     }
 
-    /// An operation's borrows ended: its `hits` are counted, and blocks over the budget (held
-    /// past it while they were borrowed) are given back, so that once no operation runs the
-    /// table holds at most its budget.
+    /// A change's borrows ended (under the exclusive index lock): its `hits` are counted, and
+    /// blocks over the budget (held past it while they were borrowed) are given back.
     fn done(&self, dev: &Device, hits: u64) {
         self.hits.fetch_add(hits, Ordering::Relaxed);
+        self.trim(dev);
+    }
+
+    /// Blocks held past the budget (0 without one).
+    pub fn over_budget(&self) -> usize {
         let budget = self.budget.load(Ordering::Relaxed);
-        let over = self.held.load(Ordering::Relaxed).saturating_sub(budget);
-        if budget > 0 && over > 0 {
+        if budget == 0 {
+            return 0;
+        }
+        self.held.load(Ordering::Relaxed).saturating_sub(budget)
+    }
+
+    /// Gives back the blocks held past the budget (nothing without one), so that once no
+    /// search runs the table holds at most its budget. The caller holds the exclusive index
+    /// lock (the type's docs).
+    pub fn trim(&self, dev: &Device) {
+        let over = self.over_budget();
+        if over > 0 {
             self.evict(Some(dev), over);
         }
     }
@@ -277,6 +326,7 @@ impl PinTable {
     /// Asks the CPU to bring byte `off` of block `n` (its cache line) into its caches when the
     /// table holds the block; nothing otherwise, nor for a block outside the vector regions.
     /// The block may be given back meanwhile: a prefetch is a hint that never faults.
+    #[inline]
     fn prefetch_line(&self, n: u64, off: usize) {
         if let Ok(slot) = self.slot(n) {
             let p = slot.data.load(Ordering::Relaxed);
@@ -288,12 +338,22 @@ impl PinTable {
 
     /// Starts reading block `n` ahead if the table does not hold it (not waited for; nothing
     /// for a block outside the vector regions).
+    #[inline]
     fn readahead(&self, dev: &Device, n: u64) {
         if let Ok(slot) = self.slot(n) {
-            if slot.data.load(Ordering::Relaxed).is_null() && Buf::readahead(dev, n) {
-                self.readaheads.fetch_add(1, Ordering::Relaxed);
-                self.reads.fetch_add(1, Ordering::Relaxed);
+            if slot.data.load(Ordering::Relaxed).is_null() {
+                self.readahead_new(dev, n);
             }
+        }
+    }
+
+    /// [`Self::readahead`] of a block the table does not hold.
+    #[cold]
+    #[inline(never)]
+    fn readahead_new(&self, dev: &Device, n: u64) {
+        if Buf::readahead(dev, n) {
+            self.readaheads.fetch_add(1, Ordering::Relaxed);
+            self.reads.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -345,14 +405,16 @@ impl PinTable {
         buf
     }
 
-    /// The shrinker's scan: gives back up to `nr` blocks nobody borrows (their pages stay in
-    /// the page cache, reclaimable). Returns the number given back.
+    /// The shrinker's scan: gives back up to `nr` blocks (their pages stay in the page cache,
+    /// reclaimable). Returns the number given back. The caller holds the exclusive index lock
+    /// (the type's docs).
     pub fn shrink(&self, nr: usize) -> usize {
         self.evict(None, nr)
     }
 
-    /// Releases every held buffer that nobody borrows (at unmount, after the last change and
-    /// with the shrinker stopped: none is borrowed then). Returns the number released.
+    /// Releases every held buffer (at unmount, after the last change and with the shrinker
+    /// stopped, under the exclusive index lock: none is borrowed then). Returns the number
+    /// released.
     pub fn release(&self) -> usize {
         let mut freed = 0;
         for s in self.slots.iter() {
@@ -509,9 +571,10 @@ impl BlockStore for KBlocks<'_> {
 }
 
 /// The [`BlockStore`] of the searches: the index cache of one mount under the shared index
-/// lock, which the caller holds for `'p`: no change to the vector regions runs meanwhile
-/// (every change goes through [`KBlocks`] under the exclusive lock). Borrows are counted (an
-/// eviction must not take a block a search reads). Writes are refused (`EROFS`).
+/// lock, which the caller holds for `'p`: no change to the vector regions and no eviction
+/// runs meanwhile (both need the exclusive lock: [`KBlocks`], [`PinTable`]), so a block is read
+/// with plain loads ([`SharedRef`]). Writes are refused (`EROFS`). Blocks taken over the
+/// budget stay until [`PinTable::trim`].
 pub struct SharedBlocks<'p> {
     dev: &'p Device,
     pins: &'p PinTable,
@@ -520,22 +583,48 @@ pub struct SharedBlocks<'p> {
 }
 
 impl<'p> SharedBlocks<'p> {
-    /// The blocks of `pins`, under the shared index lock the caller holds for `'p`.
-    pub fn new(dev: &'p Device, pins: &'p PinTable) -> SharedBlocks<'p> {
+    /// The blocks of `pins`, under the shared index lock `held` (the proof that the caller
+    /// holds it for `'p`).
+    pub fn new(
+        dev: &'p Device,
+        pins: &'p PinTable,
+        held: &'p crate::vfs::rwsem::ReadGuard<'_, crate::index::IndexState>,
+    ) -> SharedBlocks<'p> {
+        let _ = held;
         SharedBlocks { dev, pins, hits: Cell::new(0) }
     }
 }
 
 impl Drop for SharedBlocks<'_> {
     fn drop(&mut self) {
-        self.pins.done(self.dev, self.hits.get());
+        self.pins.hits.fetch_add(self.hits.get(), Ordering::Relaxed);
+    }
+}
+
+/// A held block read by a search under the shared index lock.
+///
+/// # Invariants
+/// `data` points at the [`BLOCK_SIZE`] bytes of a buffer the table holds; the shared index
+/// lock is held for `'a`, so no eviction takes the buffer and no change writes it meanwhile
+/// ([`PinTable`]).
+pub struct SharedRef<'a> {
+    data: NonNull<u8>,
+    _lock: core::marker::PhantomData<&'a PinTable>,
+}
+
+impl core::ops::Deref for SharedRef<'_> {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        // SAFETY: by the type invariant the bytes stay valid and unchanged while we live.
+        unsafe { core::slice::from_raw_parts(self.data.as_ptr(), BLOCK_SIZE) }
     }
 }
 
 impl BlockStore for SharedBlocks<'_> {
     type Error = Error;
     type Ref<'a>
-        = PinnedRef<'a>
+        = SharedRef<'a>
     where
         Self: 'a;
     type RefMut<'a>
@@ -543,20 +632,24 @@ impl BlockStore for SharedBlocks<'_> {
     where
         Self: 'a;
 
-    fn read(&self, n: u64) -> Result<PinnedRef<'_>> {
-        let (slot, data) = self.pins.borrow(self.dev, n, false, &self.hits)?;
-        // INVARIANT: `borrow` counted us as a reader of the held block.
-        Ok(PinnedRef { data, borrows: &slot.borrows })
+    #[inline]
+    fn read(&self, n: u64) -> Result<SharedRef<'_>> {
+        let data = self.pins.peek(self.dev, n, &self.hits)?;
+        // INVARIANT: `peek` gave a held block's bytes; `new` proved the shared index lock held
+        // for as long as `self` lives, which outlives the reference.
+        Ok(SharedRef { data, _lock: core::marker::PhantomData })
     }
 
     fn write(&self, _n: u64) -> Result<&mut [u8]> {
         Err(EROFS)
     }
 
+    #[inline]
     fn prefetch(&self, n: u64) {
         self.pins.readahead(self.dev, n);
     }
 
+    #[inline]
     fn prefetch_line(&self, n: u64, off: usize) {
         self.pins.prefetch_line(n, off);
     }

@@ -78,9 +78,9 @@ pub struct SbInfo {
     #[pin]
     pub index: RwSem<IndexState>,
     /// The index cache: the vector regions' blocks held in the buffer cache, within the
-    /// `index_mem=` budget. Synchronised by itself (borrows counted per block), so that its
-    /// shrinker needs no lock; its blocks are read under `index` (shared for searches,
-    /// alone for changes).
+    /// `index_mem=` budget. Its blocks are read under `index` (shared for searches, alone for
+    /// changes, whose borrows are counted per block), and leave it only under `index` held
+    /// alone (the shrinker tries it): [`PinTable`].
     pub pins: PinTable,
     /// The memory of the searches that run at once under the shared index lock.
     #[pin]

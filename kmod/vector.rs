@@ -9,16 +9,20 @@
 //! reader-writer semaphore (`crate::vfs::rwsem`). Searches, GET and STATS hold it shared: any
 //! number run at once, each with a search pad of its own from the mount's
 //! [`PadPool`](crate::index::PadPool) (taken before the lock; a search waits for a pad when
-//! one per CPU is in use) and the index cache's blocks borrowed through [`SharedBlocks`]
-//! (`SbInfo::pins`: outside the lock, with borrows counted per block, so that its budget and
-//! its shrinker never take a block in use). The index worker plans each insert under it shared too (the search for
+//! one per CPU is in use) and the index cache's blocks read through [`SharedBlocks`]
+//! (`SbInfo::pins`) with plain loads: a block leaves the cache only under the lock held alone
+//! (a change's reads past the budget; the shrinker, which only tries the lock; a new budget;
+//! unmount; and the trim of what searches took past the budget, once the lock is free:
+//! `trim_after_search`). The index worker plans each insert under it shared too (the search for
 //! the new vector's neighbours, the long part: `IndexMem::plan_pending`, in a pad). SET,
 //! REMOVE, the worker's writes (a planned insert applied, or a vector linked the plain way when
 //! the index changed since its plan; one purge step) and unmount hold it alone, so inserts and
 //! searches interleave vector by vector and a search waits only for the writing part.
 //! Order: a journal handle, then the index lock, then the metadata lock (for the moments a
 //! chunk list is read or stored, never across index work); never the other way. A pad is taken
-//! and given back with no index lock held (the pool's mutex is never taken under it). A search
+//! and given back with no index lock held (the pool's mutex is never taken under it). The
+//! shrinker takes the index lock with a trylock only (it may run inside any allocation,
+//! under the lock too), so it adds no order. A search
 //! takes no inode and no metadata lock under the index lock (the permission checks run between
 //! its runs: `crate::ioctl`).
 
@@ -166,10 +170,40 @@ fn with_index_shared<R>(
         &crate::pins::FpuKernel,
     ) -> crate::index_error::IResult<R, Error>,
 ) -> Result<R> {
-    let g = sb.info().index.read()?;
-    let blocks = SharedBlocks::new(sb, &sb.info().pins);
-    f(&g.mem, &blocks, &g.kernel).map_err(|e| index_error(sb, e))
+    let r = {
+        let g = sb.info().index.read()?;
+        let blocks = SharedBlocks::new(sb, &sb.info().pins, &g);
+        f(&g.mem, &blocks, &g.kernel).map_err(|e| index_error(sb, e))
+    };
+    trim_after_search(sb);
+    r
 }
+
+/// Gives back the index cache's blocks over its budget that searches took (they never evict:
+/// [`crate::pins::PinTable`]), once the index lock is free: at once when nobody holds it
+/// (`try_write`, so one searcher alone stays within the budget after each search), else
+/// by waiting for the lock only when the table is well past the budget ([`TRIM_SLACK_DIV`]), so that
+/// concurrent searches do not queue for the lock after every one of them.
+fn trim_after_search(sb: &SuperBlock) {
+    let pins = &sb.info().pins;
+    let over = pins.over_budget();
+    if over == 0 {
+        return;
+    }
+    let slack = (pins.budget_bytes() / crate::format::BLOCK_SIZE as u64 / TRIM_SLACK_DIV).max(TRIM_SLACK_MIN);
+    if let Some(_g) = sb.info().index.try_write() {
+        pins.trim(sb);
+    } else if over as u64 > slack {
+        let _g = sb.info().index.write();
+        pins.trim(sb);
+    }
+}
+
+/// [`trim_after_search`] waits for the index lock once the cache is past its budget by a
+/// `1 / TRIM_SLACK_DIV` share of it, or by [`TRIM_SLACK_MIN`] blocks if more.
+const TRIM_SLACK_DIV: u64 = 32;
+/// See [`TRIM_SLACK_DIV`] (64 blocks: 256 KiB).
+const TRIM_SLACK_MIN: u64 = 64;
 
 /// Sets chunks `first .. first + count` of `inode` from `data` (`count * dim` float bit
 /// patterns): `core::embed::IndexMem::set_chunks`. With `truncate`, chunks past the set ones

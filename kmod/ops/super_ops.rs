@@ -209,6 +209,8 @@ pub extern "C" fn vexfs_rs_free_inode_disk(inode: *mut bindings::inode) {
 pub extern "C" fn vexfs_rs_set_index_mem(sb: *mut bindings::super_block, bytes: u64) {
     // SAFETY: as in `vexfs_rs_set_errors`.
     let sb = unsafe { SuperBlock::from_raw(sb) };
+    // Evictions run under the exclusive index lock (`PinTable`).
+    let _g = sb.info().index.write();
     sb.info().pins.set_budget(sb, bytes);
 }
 
@@ -229,11 +231,20 @@ pub extern "C" fn vexfs_rs_index_cached(sb: *mut bindings::super_block) -> core:
     sb.info().pins.held() as core::ffi::c_ulong
 }
 
-/// The shrinker's scan: gives back up to `nr` blocks of the index cache that no search or
-/// change borrows; returns how many.
+/// The shrinker's scan: gives back up to `nr` blocks of the index cache; returns how many.
+/// Evictions need the exclusive index lock (`PinTable`): it is only tried (reclaim must not
+/// wait for a search or a change, and may run inside one), so nothing is given back while a
+/// search or a change runs: then `SHRINK_STOP` (`!0`), and the shrinker is asked again on a
+/// later pass.
 #[no_mangle]
 pub extern "C" fn vexfs_rs_index_shrink(sb: *mut bindings::super_block, nr: core::ffi::c_ulong) -> core::ffi::c_ulong {
     // SAFETY: as in `vexfs_rs_index_cached`.
     let sb = unsafe { SuperBlock::from_raw(sb) };
-    sb.info().pins.shrink(nr as usize) as core::ffi::c_ulong
+    match sb.info().index.try_write() {
+        Some(_g) => sb.info().pins.shrink(nr as usize) as core::ffi::c_ulong,
+        None => SHRINK_STOP,
+    }
 }
+
+/// The shrinker's "no progress possible now" (`SHRINK_STOP` of include/linux/shrinker.h).
+const SHRINK_STOP: core::ffi::c_ulong = !0;

@@ -56,6 +56,16 @@ impl<T> RwSem<T> {
         unsafe { bindings::down_write(self.sem.get()) };
         WriteGuard { sem: self, _not_send: PhantomData }
     }
+
+    /// Takes the semaphore alone if nobody holds it (`down_write_trylock`, never sleeps): for
+    /// the shrinker, which must not wait. `None` when a reader or a writer holds it.
+    pub fn try_write(&self) -> Option<WriteGuard<'_, T>> {
+        // SAFETY: as in `read`.
+        let r = unsafe { bindings::down_write_trylock(self.sem.get()) };
+        // `then`, not `then_some`: a guard made when the lock was not taken would release it
+        // when dropped.
+        (r != 0).then(|| WriteGuard { sem: self, _not_send: PhantomData })
+    }
 }
 
 /// The semaphore held shared; released on drop, on the task that took it (not `Send`).
