@@ -51,13 +51,15 @@ struct Slot {
 /// **Memory.** 24 bytes per block of the regions (allocated at mount), plus the pages held.
 /// Without a budget the table keeps every block it reads, and the mount's shrinker gives
 /// blocks back under memory pressure (their pages then age out of the page cache like any
-/// other). With `index_mem=SIZE` at most `SIZE / 4096` blocks are held: reading one more gives
-/// back the least recently used one (a clock: a block used since the hand last passed gets a
-/// second chance, but for the float32 vectors of an index with SQ8 or PQ codes, which only the
-/// re-rank reads: the codes and links that every step of a walk reads stay first), and drops its page from the page cache when nothing else uses it, so the
-/// index's pages stay within the budget. A block borrowed at that moment is never given back;
-/// if every held block is, the table goes over the budget until the borrows end (a search
-/// borrows a few dozen blocks at most).
+/// other). With `index_mem=SIZE` at most `SIZE / 4096` blocks are held once no search runs:
+/// a change that reads one more, or the trim after searches that did, gives back the least
+/// recently used ones (a clock: a block used since the hand last passed gets a second chance,
+/// but for the float32 vectors of an index with SQ8 or PQ codes, which only the re-rank reads:
+/// the codes and links that every step of a walk reads stay first), and drops their pages from
+/// the page cache when nothing else uses them, so the index's pages stay within the budget. A
+/// block a change borrows at that moment is never given back; if every held block is, the
+/// table goes over the budget until the borrows end (a change borrows a few dozen blocks at
+/// most).
 ///
 /// **Evictions run under the exclusive index lock** (`SbInfo::index`): a change's own reads
 /// and writes over the budget ([`KBlocks`]), the shrinker (which only tries the lock, and
