@@ -21,10 +21,9 @@
 //! Order: a journal handle, then the index lock, then the metadata lock (for the moments a
 //! chunk list is read or stored, never across index work); never the other way. A pad is taken
 //! and given back with no index lock held (the pool's mutex is never taken under it). The
-//! shrinker takes the index lock with a trylock only (it may run inside any allocation,
-//! under the lock too), so it adds no order. A search
-//! takes no inode and no metadata lock under the index lock (the permission checks run between
-//! its runs: `crate::ioctl`).
+//! shrinker takes the index lock with a trylock only (it may run inside any allocation, under
+//! the lock too), so it adds no order. A search takes no inode and no metadata lock under the
+//! index lock (the permission checks run between its runs: `crate::ioctl`).
 
 use crate::buf::Buf;
 use crate::embed::{ChunkFields, ChunkFile, ChunkFiles, Indexing, PurgeStep};
@@ -181,9 +180,9 @@ fn with_index_shared<R>(
 
 /// Gives back the index cache's blocks over its budget that searches took (they never evict:
 /// [`crate::pins::PinTable`]), once the index lock is free: at once when nobody holds it
-/// (`try_write`, so one searcher alone stays within the budget after each search), else
-/// by waiting for the lock only when the table is well past the budget ([`TRIM_SLACK_DIV`]), so that
-/// concurrent searches do not queue for the lock after every one of them.
+/// (`try_write`, so one searcher alone stays within the budget after each search), else by
+/// waiting for the lock only when the table is well past the budget ([`TRIM_SLACK_DIV`]), so
+/// that concurrent searches do not queue for the lock after every one of them.
 fn trim_after_search(sb: &SuperBlock) {
     let pins = &sb.info().pins;
     let over = pins.over_budget();
