@@ -26,6 +26,12 @@ const EVICTING: u32 = u32::MAX - 1;
 /// Most readers of one block at once (far more than tasks could be).
 const MAX_READERS: u32 = u32::MAX - 2;
 
+/// [`PinTable::trim_overdue`]: past the budget by more than a `1 / TRIM_SLACK_DIV` share of it,
+/// or by [`TRIM_SLACK_MIN`] blocks if more.
+const TRIM_SLACK_DIV: usize = 32;
+/// See [`TRIM_SLACK_DIV`] (64 blocks: 256 KiB).
+const TRIM_SLACK_MIN: usize = 64;
+
 /// One block of the table: its buffer while held, and who borrows its bytes.
 struct Slot {
     /// The buffer's bytes while held (null when not). Set from null by the borrower that
@@ -173,10 +179,7 @@ impl PinTable {
     pub fn set_budget(&self, dev: &Device, bytes: u64) {
         let blocks = usize::try_from(bytes / BLOCK_SIZE as u64).unwrap_or(usize::MAX);
         self.budget.store(blocks, Ordering::Relaxed);
-        let over = self.held.load(Ordering::Relaxed).saturating_sub(blocks);
-        if blocks > 0 && over > 0 {
-            self.evict(Some(dev), over);
-        }
+        self.trim(dev);
     }
 
     /// The budget in bytes (0: no cap).
@@ -313,6 +316,15 @@ impl PinTable {
             return 0;
         }
         self.held.load(Ordering::Relaxed).saturating_sub(budget)
+    }
+
+    /// Whether the table is so far past its budget ([`TRIM_SLACK_DIV`]) that a search that
+    /// ends should wait for the exclusive index lock to [`Self::trim`] it, rather than leave it
+    /// to the next one that finds the lock free.
+    pub fn trim_overdue(&self) -> bool {
+        let budget = self.budget.load(Ordering::Relaxed);
+        let slack = (budget / TRIM_SLACK_DIV).max(TRIM_SLACK_MIN);
+        self.over_budget() > slack
     }
 
     /// Gives back the blocks held past the budget (nothing without one), so that once no
@@ -585,14 +597,13 @@ pub struct SharedBlocks<'p> {
 }
 
 impl<'p> SharedBlocks<'p> {
-    /// The blocks of `pins`, under the shared index lock `held` (the proof that the caller
+    /// The blocks of `pins`, under the shared index lock `_held` (the proof that the caller
     /// holds it for `'p`).
     pub fn new(
         dev: &'p Device,
         pins: &'p PinTable,
-        held: &'p crate::vfs::rwsem::ReadGuard<'_, crate::index::IndexState>,
+        _held: &'p crate::vfs::rwsem::ReadGuard<'_, crate::index::IndexState>,
     ) -> SharedBlocks<'p> {
-        let _ = held;
         SharedBlocks { dev, pins, hits: Cell::new(0) }
     }
 }

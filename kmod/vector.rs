@@ -181,28 +181,21 @@ fn with_index_shared<R>(
 /// Gives back the index cache's blocks over its budget that searches took (they never evict:
 /// [`crate::pins::PinTable`]), once the index lock is free: at once when nobody holds it
 /// (`try_write`, so one searcher alone stays within the budget after each search), else by
-/// waiting for the lock only when the table is well past the budget ([`TRIM_SLACK_DIV`]), so
-/// that concurrent searches do not queue for the lock after every one of them.
+/// waiting for the lock only when the table is well past the budget
+/// ([`crate::pins::PinTable::trim_overdue`]), so that concurrent searches do not queue for the
+/// lock after every one of them.
 fn trim_after_search(sb: &SuperBlock) {
     let pins = &sb.info().pins;
-    let over = pins.over_budget();
-    if over == 0 {
+    if pins.over_budget() == 0 {
         return;
     }
-    let slack = (pins.budget_bytes() / crate::format::BLOCK_SIZE as u64 / TRIM_SLACK_DIV).max(TRIM_SLACK_MIN);
     if let Some(_g) = sb.info().index.try_write() {
         pins.trim(sb);
-    } else if over as u64 > slack {
+    } else if pins.trim_overdue() {
         let _g = sb.info().index.write();
         pins.trim(sb);
     }
 }
-
-/// [`trim_after_search`] waits for the index lock once the cache is past its budget by a
-/// `1 / TRIM_SLACK_DIV` share of it, or by [`TRIM_SLACK_MIN`] blocks if more.
-const TRIM_SLACK_DIV: u64 = 32;
-/// See [`TRIM_SLACK_DIV`] (64 blocks: 256 KiB).
-const TRIM_SLACK_MIN: u64 = 64;
 
 /// Sets chunks `first .. first + count` of `inode` from `data` (`count * dim` float bit
 /// patterns): `core::embed::IndexMem::set_chunks`. With `truncate`, chunks past the set ones
