@@ -121,6 +121,8 @@ extern "C" {
         metric: u32,
         q: *const u32,
         vecs: *const *const u32,
+        tails: *const *const u32,
+        splits: *const u32,
         n: u32,
         dim: u32,
         out: *mut u32,

@@ -85,26 +85,38 @@ static u32 vexfs_runnable_impl(u32 impl)
 }
 
 static void vexfs_dist_run(u32 impl, u32 metric, const float *q, const float *const *vecs,
-			   u32 n, u32 dim, u32 *out)
+			   const float *const *tails, const u32 *splits, u32 n, u32 dim, u32 *out)
 {
 	switch (impl) {
 	case VEXFS_DIST_AVX512:
-		vexfs_dist_avx512(metric, q, vecs, n, dim, out);
+		if (tails)
+			vexfs_dist_mixed_avx512(metric, q, vecs, tails, splits, n, dim, out);
+		else
+			vexfs_dist_avx512(metric, q, vecs, n, dim, out);
 		break;
 	case VEXFS_DIST_AVX2:
-		vexfs_dist_avx2(metric, q, vecs, n, dim, out);
+		if (tails)
+			vexfs_dist_mixed_avx2(metric, q, vecs, tails, splits, n, dim, out);
+		else
+			vexfs_dist_avx2(metric, q, vecs, n, dim, out);
 		break;
 	case VEXFS_DIST_SSE2:
-		vexfs_dist_sse2(metric, q, vecs, n, dim, out);
+		if (tails)
+			vexfs_dist_mixed_sse2(metric, q, vecs, tails, splits, n, dim, out);
+		else
+			vexfs_dist_sse2(metric, q, vecs, n, dim, out);
 		break;
 	default:
-		vexfs_dist_scalar(metric, q, vecs, n, dim, out);
+		if (tails)
+			vexfs_dist_mixed_scalar(metric, q, vecs, tails, splits, n, dim, out);
+		else
+			vexfs_dist_scalar(metric, q, vecs, n, dim, out);
 		break;
 	}
 }
 
-void vexfs_c_distances(u32 impl, u32 metric, const float *q, const float *const *vecs, u32 n,
-		       u32 dim, u32 *out)
+void vexfs_c_distances(u32 impl, u32 metric, const float *q, const float *const *vecs,
+		       const float *const *tails, const u32 *splits, u32 n, u32 dim, u32 *out)
 {
 	u32 chunk, done, m, i;
 
@@ -120,7 +132,8 @@ void vexfs_c_distances(u32 impl, u32 metric, const float *q, const float *const 
 	for (done = 0; done < n; done += m) {
 		m = min(chunk, n - done);
 		kernel_fpu_begin();
-		vexfs_dist_run(impl, metric, q, vecs + done, m, dim, out + done);
+		vexfs_dist_run(impl, metric, q, vecs + done, tails ? tails + done : NULL,
+			       tails ? splits + done : NULL, m, dim, out + done);
 		kernel_fpu_end();
 	}
 }

@@ -18,14 +18,18 @@ u32 vexfs_c_dist_impl(void);
 
 /*
  * out[i] = bit pattern of distance(metric, q, vecs[i]) for i < n, each vector dim floats, the
- * same bits userspace computes with the same impl (core::distance). Task context only, and
+ * same bits userspace computes with the same impl (core::distance). With tails non-NULL (and
+ * splits), vector i with tails[i] non-NULL is read in two parts: splits[i] floats at vecs[i],
+ * the rest at tails[i] (a vector that crosses a block; vexfs_dist_mixed_* of
+ * core/csrc/distance.h: the bits of the whole vector, NaN bits for a split that is not a
+ * multiple of 8 in 1 .. dim - 1). Task context only, and
  * not inside another FPU section (otherwise it warns once and writes NaN bits). Runs with
  * preemption disabled and must not sleep; long batches are split into several FPU sections.
  * Every pointer must be to mapped kernel memory (no page faults allowed inside). An impl the
  * CPU cannot run is downgraded to SSE2 with a warning; an unknown metric gives NaN bits.
  */
-void vexfs_c_distances(u32 impl, u32 metric, const float *q, const float *const *vecs, u32 n,
-		       u32 dim, u32 *out);
+void vexfs_c_distances(u32 impl, u32 metric, const float *q, const float *const *vecs,
+		       const float *const *tails, const u32 *splits, u32 n, u32 dim, u32 *out);
 
 /*
  * out[i] = key of the SQ8 code distance (core/csrc/distance.h, vexfs_code_dist_*) between the

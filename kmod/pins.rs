@@ -717,7 +717,51 @@ impl DistanceKernel for FpuKernel {
         // SAFETY: `q` and every `vecs[i]` point at `dim` readable u32s held for the call (the
         // trait's contract); `out` has room for `n`; fpu.c brackets the C kernels with
         // kernel_fpu_begin/end and neither sleeps nor faults inside.
-        unsafe { ffi::vexfs_c_distances(self.imp, metric, q, vecs.as_ptr(), n, dim, out.as_mut_ptr()) };
+        unsafe {
+            ffi::vexfs_c_distances(
+                self.imp,
+                metric,
+                q,
+                vecs.as_ptr(),
+                core::ptr::null(),
+                core::ptr::null(),
+                n,
+                dim,
+                out.as_mut_ptr(),
+            )
+        };
+    }
+
+    unsafe fn distances_split(
+        &self,
+        metric: u32,
+        dim: u32,
+        q: *const u32,
+        vecs: &[*const u32],
+        tails: &[*const u32],
+        splits: &[u32],
+        out: &mut [u32],
+    ) {
+        let n = vecs.len().min(tails.len()).min(splits.len()).min(out.len());
+        let n = u32::try_from(n).unwrap_or(u32::MAX);
+        // SAFETY: `q` points at `dim` readable u32s and every `vecs[i]` at `dim` of them, or at
+        // `splits[i]` with `tails[i]` at the rest, held for the call (the trait's contract);
+        // `tails`, `splits` and `out` have room for `n`; fpu.c brackets the C kernels with
+        // kernel_fpu_begin/end and neither sleeps nor faults inside (a split the loads could
+        // straddle gives NaN bits unread).
+        unsafe {
+            ffi::vexfs_c_distances(
+                self.imp,
+                metric,
+                q,
+                vecs.as_ptr(),
+                tails.as_ptr(),
+                splits.as_ptr(),
+                n,
+                dim,
+                out.as_mut_ptr(),
+            )
+        };
     }
 
     unsafe fn code_distances(&self, metric: u32, len: u32, q: *const u8, vecs: &[*const u8], out: &mut [u32]) {

@@ -73,6 +73,36 @@ void vexfs_dist_avx512(u32 metric, const float *q, const float *const *vecs, u32
 		       u32 *out);
 
 /*
+ * A vector that crosses a block boundary, summed in place: its first `split` floats at v, the
+ * rest (dim - split) at w. split is a multiple of 8 with 0 < split < dim (a vector slot is
+ * 32-byte aligned, so a block ends after a multiple of 8 of its floats: no 4- or 8-float load
+ * straddles the two parts). The result is the bits the batch function of the same
+ * implementation gives for the contiguous vector: the same operations in the same order, only
+ * the addresses differ (avx512 uses the avx2 form, whose bits its batch function equals).
+ */
+u32 vexfs_dist_split_scalar(u32 metric, const float *q, const float *v, const float *w, u32 split,
+			    u32 dim);
+u32 vexfs_dist_split_sse2(u32 metric, const float *q, const float *v, const float *w, u32 split,
+			  u32 dim);
+u32 vexfs_dist_split_avx2(u32 metric, const float *q, const float *v, const float *w, u32 split,
+			  u32 dim);
+
+/*
+ * The batch functions above over vectors of which some cross a block: vecs[i] alone when
+ * tails[i] is NULL, else the two parts vecs[i] (splits[i] floats) and tails[i] (as
+ * vexfs_dist_split_*). out[i] is what the batch function gives for the contiguous vector; a
+ * split that is not a multiple of 8 in 1 .. dim - 1 gives VEXFS_DIST_NAN_BITS (nothing read).
+ */
+void vexfs_dist_mixed_scalar(u32 metric, const float *q, const float *const *vecs,
+			     const float *const *tails, const u32 *splits, u32 n, u32 dim, u32 *out);
+void vexfs_dist_mixed_sse2(u32 metric, const float *q, const float *const *vecs,
+			   const float *const *tails, const u32 *splits, u32 n, u32 dim, u32 *out);
+void vexfs_dist_mixed_avx2(u32 metric, const float *q, const float *const *vecs,
+			   const float *const *tails, const u32 *splits, u32 n, u32 dim, u32 *out);
+void vexfs_dist_mixed_avx512(u32 metric, const float *q, const float *const *vecs,
+			     const float *const *tails, const u32 *splits, u32 n, u32 dim, u32 *out);
+
+/*
  * SQ8 code distances (core::sq8): q and every vecs[i] hold len signed bytes, len a multiple of
  * 32 (the code stride; the padding past the dimension is zero in both). out[i] receives the
  * order-preserving key of the distance between the codes, exact integers (so every
@@ -222,6 +252,74 @@ static inline u32 vexfs_code_key(u32 metric, int l2, int dot, int qq, int vv)
 		return vexfs_key_from_bits(vexfs_f32_bits(1.0f - (float)dot / denom));
 	default:
 		return 0xffffffffu;
+	}
+}
+
+/* Asks for the cache lines of the n floats at p (a hint: never faults, reads nothing). */
+static inline void vexfs_prefetch_floats(const float *p, u32 n)
+{
+	u32 i;
+
+	for (i = 0; i < n; i += 16)
+		__builtin_prefetch(p + i);
+}
+
+/* Whole vectors vexfs_dist_mixed gathers per call of the batch function. */
+#define VEXFS_MIXED_RUN 32
+
+/* The body of vexfs_dist_mixed_*: the whole vectors gathered into batches for `batch` (its
+ * result depends neither on n nor on a vector's place in the batch, so its multi-vector passes
+ * stay full), then each split vector through `split_fn`. */
+static inline void vexfs_dist_mixed(void (*batch)(u32, const float *, const float *const *, u32,
+						  u32, u32 *),
+				    u32 (*split_fn)(u32, const float *, const float *,
+						    const float *, u32, u32),
+				    u32 metric, const float *q, const float *const *vecs,
+				    const float *const *tails, const u32 *splits, u32 n, u32 dim,
+				    u32 *out)
+{
+	const float *whole[VEXFS_MIXED_RUN];
+	u32 at[VEXFS_MIXED_RUN], res[VEXFS_MIXED_RUN];
+	u32 k, j, m = 0, next;
+
+	for (k = 0; k < n; k++) {
+		if (tails[k])
+			continue;
+		whole[m] = vecs[k];
+		at[m++] = k;
+		if (m == VEXFS_MIXED_RUN) {
+			batch(metric, q, whole, m, dim, res);
+			for (j = 0; j < m; j++)
+				out[at[j]] = res[j];
+			m = 0;
+		}
+	}
+	/* The first split vector's lines in flight while the whole ones are summed, then each
+	 * next one's while one is. */
+	for (next = 0; next < n && !tails[next]; next++)
+		;
+	if (next < n && splits[next] < dim) {
+		vexfs_prefetch_floats(vecs[next], splits[next]);
+		vexfs_prefetch_floats(tails[next], dim - splits[next]);
+	}
+	if (m) {
+		batch(metric, q, whole, m, dim, res);
+		for (j = 0; j < m; j++)
+			out[at[j]] = res[j];
+	}
+	while (next < n) {
+		k = next;
+		for (next = k + 1; next < n && !tails[next]; next++)
+			;
+		if (next < n && splits[next] < dim) {
+			vexfs_prefetch_floats(vecs[next], splits[next]);
+			vexfs_prefetch_floats(tails[next], dim - splits[next]);
+		}
+		/* A split the loads could straddle, or no split at all: refused, never read. */
+		if (splits[k] == 0 || splits[k] % 8 || splits[k] >= dim)
+			out[k] = VEXFS_DIST_NAN_BITS;
+		else
+			out[k] = split_fn(metric, q, vecs[k], tails[k], splits[k], dim);
 	}
 }
 #endif /* VEXFS_DISTANCE_IMPL */

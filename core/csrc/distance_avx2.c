@@ -282,6 +282,127 @@ void vexfs_dist_avx2(u32 metric, const float *q, const float *const *vecs, u32 n
 }
 
 /*
+ * The forms of l2_avx2, dot_avx2 and dot_norm_avx2 for a vector that crosses a block: floats
+ * 0 .. split - 1 at v, the rest at w (split a multiple of 8: every 8-float load, the masked
+ * tail too, lies in one part). The same operations in the same order: the same bits as for the
+ * whole vector, here and in the avx512 file (whose results equal these).
+ */
+#define AT(i) ((i) < split ? v + (i) : w + ((i) - split))
+
+static float l2_avx2_split(const float *q, const float *v, const float *w, u32 split, u32 dim)
+{
+	__m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+	__m256 a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+	__m256 d0, d1, d2, d3;
+	__m256i m;
+	u32 i = 0;
+
+	for (; i + 32 <= dim; i += 32) {
+		d0 = _mm256_sub_ps(_mm256_loadu_ps(q + i), _mm256_loadu_ps(AT(i)));
+		d1 = _mm256_sub_ps(_mm256_loadu_ps(q + i + 8), _mm256_loadu_ps(AT(i + 8)));
+		d2 = _mm256_sub_ps(_mm256_loadu_ps(q + i + 16), _mm256_loadu_ps(AT(i + 16)));
+		d3 = _mm256_sub_ps(_mm256_loadu_ps(q + i + 24), _mm256_loadu_ps(AT(i + 24)));
+		a0 = _mm256_fmadd_ps(d0, d0, a0);
+		a1 = _mm256_fmadd_ps(d1, d1, a1);
+		a2 = _mm256_fmadd_ps(d2, d2, a2);
+		a3 = _mm256_fmadd_ps(d3, d3, a3);
+	}
+	for (; i + 8 <= dim; i += 8) {
+		d0 = _mm256_sub_ps(_mm256_loadu_ps(q + i), _mm256_loadu_ps(AT(i)));
+		a0 = _mm256_fmadd_ps(d0, d0, a0);
+	}
+	m = tail_mask(dim - i);
+	d1 = _mm256_sub_ps(_mm256_maskload_ps(q + i, m), _mm256_maskload_ps(AT(i), m));
+	a1 = _mm256_fmadd_ps(d1, d1, a1);
+	return hsum8(a0, a1, a2, a3);
+}
+
+static float dot_avx2_split(const float *q, const float *v, const float *w, u32 split, u32 dim)
+{
+	__m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+	__m256 a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+	__m256i m;
+	u32 i = 0;
+
+	for (; i + 32 <= dim; i += 32) {
+		a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), _mm256_loadu_ps(AT(i)), a0);
+		a1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i + 8), _mm256_loadu_ps(AT(i + 8)), a1);
+		a2 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i + 16), _mm256_loadu_ps(AT(i + 16)), a2);
+		a3 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i + 24), _mm256_loadu_ps(AT(i + 24)), a3);
+	}
+	for (; i + 8 <= dim; i += 8)
+		a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), _mm256_loadu_ps(AT(i)), a0);
+	m = tail_mask(dim - i);
+	a1 = _mm256_fmadd_ps(_mm256_maskload_ps(q + i, m), _mm256_maskload_ps(AT(i), m), a1);
+	return hsum8(a0, a1, a2, a3);
+}
+
+static void dot_norm_avx2_split(const float *q, const float *v, const float *w, u32 split,
+				u32 dim, float *dot, float *vv)
+{
+	__m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+	__m256 a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+	__m256 b0 = _mm256_setzero_ps(), b1 = _mm256_setzero_ps();
+	__m256 b2 = _mm256_setzero_ps(), b3 = _mm256_setzero_ps();
+	__m256 v0, v1, v2, v3;
+	__m256i m;
+	u32 i = 0;
+
+	for (; i + 32 <= dim; i += 32) {
+		v0 = _mm256_loadu_ps(AT(i));
+		v1 = _mm256_loadu_ps(AT(i + 8));
+		v2 = _mm256_loadu_ps(AT(i + 16));
+		v3 = _mm256_loadu_ps(AT(i + 24));
+		a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), v0, a0);
+		a1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i + 8), v1, a1);
+		a2 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i + 16), v2, a2);
+		a3 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i + 24), v3, a3);
+		b0 = _mm256_fmadd_ps(v0, v0, b0);
+		b1 = _mm256_fmadd_ps(v1, v1, b1);
+		b2 = _mm256_fmadd_ps(v2, v2, b2);
+		b3 = _mm256_fmadd_ps(v3, v3, b3);
+	}
+	for (; i + 8 <= dim; i += 8) {
+		v0 = _mm256_loadu_ps(AT(i));
+		a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), v0, a0);
+		b0 = _mm256_fmadd_ps(v0, v0, b0);
+	}
+	m = tail_mask(dim - i);
+	v1 = _mm256_maskload_ps(AT(i), m);
+	a1 = _mm256_fmadd_ps(_mm256_maskload_ps(q + i, m), v1, a1);
+	b1 = _mm256_fmadd_ps(v1, v1, b1);
+	*dot = hsum8(a0, a1, a2, a3);
+	*vv = hsum8(b0, b1, b2, b3);
+}
+
+#undef AT
+
+u32 vexfs_dist_split_avx2(u32 metric, const float *q, const float *v, const float *w, u32 split,
+			  u32 dim)
+{
+	float dot, vv;
+
+	switch (metric) {
+	case VEXFS_METRIC_L2:
+		return vexfs_f32_bits(l2_avx2_split(q, v, w, split, dim));
+	case VEXFS_METRIC_COSINE:
+		dot_norm_avx2_split(q, v, w, split, dim, &dot, &vv);
+		return vexfs_cosine_bits(dot, vexfs_sqrtf(dot_avx2(q, q, dim, q)), vv);
+	case VEXFS_METRIC_IP:
+		return vexfs_f32_bits(1.0f - dot_avx2_split(q, v, w, split, dim));
+	default:
+		return VEXFS_DIST_NAN_BITS;
+	}
+}
+
+void vexfs_dist_mixed_avx2(u32 metric, const float *q, const float *const *vecs,
+			   const float *const *tails, const u32 *splits, u32 n, u32 dim, u32 *out)
+{
+	vexfs_dist_mixed(vexfs_dist_avx2, vexfs_dist_split_avx2, metric, q, vecs, tails, splits, n,
+			 dim, out);
+}
+
+/*
  * SQ8 code distances, 32 bytes at a time: each 16-byte half sign-extended to 16-bit lanes
  * (vpmovsxbw), vpmaddwd into 32-bit sums; the vector after this one prefetched line by line.
  * Integer sums are exact, so the keys equal the scalar ones whatever the order.

@@ -237,6 +237,159 @@ void vexfs_dist_avx512(u32 metric, const float *q, const float *const *vecs, u32
 	}
 }
 
+/*
+ * Vectors that cross a block, summed in place (vexfs_dist_mixed_avx512): vector j's first sp[j]
+ * floats at v[j], the rest at w[j]; a whole vector has sp[j] = dim. Float i of it is at
+ * base(j, i) + i, the base chosen per load (a select, no branch). With sp[j] a multiple of 16
+ * no 16-float load straddles the two parts; l2_x4s and dot_x4s then compute exactly l2_x4's
+ * and dot_x4's arithmetic (so the bits of the whole vector). Other splits go through the avx2
+ * form, whose bits equal this file's.
+ */
+struct vexfs_parts {
+	const float *v;
+	/* w - sp as an address (never dereferenced below sp): base for floats sp and on. */
+	uintptr_t w_base;
+	u32 sp;
+};
+
+static inline const float *part_at(const struct vexfs_parts *p, u32 i)
+{
+	/* v or w_base by a mask, not a branch: the passes keep their accumulators in registers. */
+	uintptr_t second = (uintptr_t)0 - (uintptr_t)(i >= p->sp);
+	uintptr_t base = (uintptr_t)p->v ^ (((uintptr_t)p->v ^ p->w_base) & second);
+
+	return (const float *)(base + (uintptr_t)i * sizeof(float));
+}
+
+/* l2_rest and dot_rest over parts (8-float loads: sp a multiple of 8 keeps each in one). */
+static float l2_rest_s(const float *q, const struct vexfs_parts *p, u32 i, u32 dim, __m512 A,
+		       __m512 B)
+{
+	__m256 a0 = lo8(A), a1 = hi8(A), a2 = lo8(B), a3 = hi8(B), d;
+
+	for (; i + 8 <= dim; i += 8) {
+		d = _mm256_sub_ps(_mm256_loadu_ps(q + i), _mm256_loadu_ps(part_at(p, i)));
+		a0 = _mm256_fmadd_ps(d, d, a0);
+	}
+	d = _mm256_sub_ps(tail8(q + i, dim - i), tail8(part_at(p, i), dim - i));
+	a1 = _mm256_fmadd_ps(d, d, a1);
+	return hsum8(a0, a1, a2, a3);
+}
+
+static float dot_rest_s(const float *q, const struct vexfs_parts *p, u32 i, u32 dim, __m512 A,
+			__m512 B)
+{
+	__m256 a0 = lo8(A), a1 = hi8(A), a2 = lo8(B), a3 = hi8(B);
+
+	for (; i + 8 <= dim; i += 8)
+		a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), _mm256_loadu_ps(part_at(p, i)), a0);
+	a1 = _mm256_fmadd_ps(tail8(q + i, dim - i), tail8(part_at(p, i), dim - i), a1);
+	return hsum8(a0, a1, a2, a3);
+}
+
+/* l2_x4 and dot_x4 over parts: the same operations, lane for lane. */
+static void l2_x4s(const float *q, const struct vexfs_parts *p, u32 dim, const float *const *next,
+		   float *out)
+{
+	__m512 A[4], B[4], q0, q1, d;
+	u32 i = 0, j;
+
+	for (j = 0; j < 4; j++)
+		A[j] = B[j] = _mm512_setzero_ps();
+	for (; i + 32 <= dim; i += 32) {
+		q0 = _mm512_loadu_ps(q + i);
+		q1 = _mm512_loadu_ps(q + i + 16);
+		for (j = 0; j < 4; j++) {
+			prefetch_lines(next[j], i);
+			d = _mm512_sub_ps(q0, _mm512_loadu_ps(part_at(&p[j], i)));
+			A[j] = _mm512_fmadd_ps(d, d, A[j]);
+			d = _mm512_sub_ps(q1, _mm512_loadu_ps(part_at(&p[j], i + 16)));
+			B[j] = _mm512_fmadd_ps(d, d, B[j]);
+		}
+	}
+	for (j = 0; j < 4; j++)
+		out[j] = l2_rest_s(q, &p[j], i, dim, A[j], B[j]);
+}
+
+static void dot_x4s(const float *q, const struct vexfs_parts *p, u32 dim,
+		    const float *const *next, float *out)
+{
+	__m512 A[4], B[4], q0, q1;
+	u32 i = 0, j;
+
+	for (j = 0; j < 4; j++)
+		A[j] = B[j] = _mm512_setzero_ps();
+	for (; i + 32 <= dim; i += 32) {
+		q0 = _mm512_loadu_ps(q + i);
+		q1 = _mm512_loadu_ps(q + i + 16);
+		for (j = 0; j < 4; j++) {
+			prefetch_lines(next[j], i);
+			A[j] = _mm512_fmadd_ps(q0, _mm512_loadu_ps(part_at(&p[j], i)), A[j]);
+			B[j] = _mm512_fmadd_ps(q1, _mm512_loadu_ps(part_at(&p[j], i + 16)), B[j]);
+		}
+	}
+	for (j = 0; j < 4; j++)
+		out[j] = 1.0f - dot_rest_s(q, &p[j], i, dim, A[j], B[j]);
+}
+
+static void x4s(u32 metric, const float *q, const struct vexfs_parts *p, u32 dim,
+		const float *const *next, float *out)
+{
+	if (metric == VEXFS_METRIC_L2)
+		l2_x4s(q, p, dim, next, out);
+	else
+		dot_x4s(q, p, dim, next, out);
+}
+
+void vexfs_dist_mixed_avx512(u32 metric, const float *q, const float *const *vecs,
+			     const float *const *tails, const u32 *splits, u32 n, u32 dim, u32 *out)
+{
+	struct vexfs_parts p[4];
+	const float *next[4];
+	u32 at[4], k, j, m = 0, sp;
+	float d[4];
+
+	if (metric != VEXFS_METRIC_L2 && metric != VEXFS_METRIC_IP) {
+		vexfs_dist_mixed(vexfs_dist_avx512, vexfs_dist_split_avx2, metric, q, vecs, tails,
+				 splits, n, dim, out);
+		return;
+	}
+	for (k = 0; k < n; k++) {
+		sp = tails[k] ? splits[k] : dim;
+		if (tails[k] && (sp == 0 || sp % 8 || sp >= dim)) {
+			out[k] = VEXFS_DIST_NAN_BITS;
+			continue;
+		}
+		if (sp % 16) {
+			out[k] = vexfs_dist_split_avx2(metric, q, vecs[k], tails[k], sp, dim);
+			continue;
+		}
+		p[m].v = vecs[k];
+		p[m].w_base = tails[k] ? (uintptr_t)tails[k] - (uintptr_t)sp * sizeof(float) :
+					 (uintptr_t)vecs[k];
+		p[m].sp = sp;
+		at[m++] = k;
+		if (m < 4)
+			continue;
+		for (j = 0; j < 4; j++)
+			next[j] = vecs[at[j] + 4 < n ? at[j] + 4 : n - 1];
+		x4s(metric, q, p, dim, next, d);
+		for (j = 0; j < 4; j++)
+			out[at[j]] = vexfs_f32_bits(d[j]);
+		m = 0;
+	}
+	/* The last one to three: a pass of four with the first repeated (its bits are its own). */
+	if (m) {
+		for (j = m; j < 4; j++)
+			p[j] = p[0];
+		for (j = 0; j < 4; j++)
+			next[j] = p[j].v;
+		x4s(metric, q, p, dim, next, d);
+		for (j = 0; j < m; j++)
+			out[at[j]] = vexfs_f32_bits(d[j]);
+	}
+}
+
 /* ---- SQ8 codes ------------------------------------------------------------------------------ */
 
 /* The 32 signed bytes at p as 32 16-bit lanes. */

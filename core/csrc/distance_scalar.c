@@ -59,3 +59,69 @@ void vexfs_code_dist_scalar(u32 metric, const s8 *q, const s8 *const *vecs, u32 
 		out[k] = vexfs_code_key(metric, l2, dot, qq, vv);
 	}
 }
+
+/* Float i of a vector split after `split` floats: the first part at v, the rest at w. */
+static inline float at_split(const float *v, const float *w, u32 split, u32 i)
+{
+	return i < split ? v[i] : w[i - split];
+}
+
+/* vexfs_l2_in_order and vexfs_dot_in_order of a split vector: the same sums, in order. */
+static float l2_split(const float *q, const float *v, const float *w, u32 split, u32 dim)
+{
+	float acc = 0.0f;
+	u32 i;
+
+	for (i = 0; i < dim; i++) {
+		float d = q[i] - at_split(v, w, split, i);
+
+		acc = acc + d * d;
+	}
+	return acc;
+}
+
+static float dot_split(const float *q, const float *v, const float *w, u32 split, u32 dim)
+{
+	float acc = 0.0f;
+	u32 i;
+
+	for (i = 0; i < dim; i++)
+		acc = acc + q[i] * at_split(v, w, split, i);
+	return acc;
+}
+
+static float norm_split(const float *v, const float *w, u32 split, u32 dim)
+{
+	float acc = 0.0f, x;
+	u32 i;
+
+	for (i = 0; i < dim; i++) {
+		x = at_split(v, w, split, i);
+		acc = acc + x * x;
+	}
+	return acc;
+}
+
+u32 vexfs_dist_split_scalar(u32 metric, const float *q, const float *v, const float *w, u32 split,
+			    u32 dim)
+{
+	switch (metric) {
+	case VEXFS_METRIC_L2:
+		return vexfs_f32_bits(l2_split(q, v, w, split, dim));
+	case VEXFS_METRIC_COSINE:
+		return vexfs_cosine_bits(dot_split(q, v, w, split, dim),
+					 vexfs_sqrtf(vexfs_dot_in_order(q, q, dim)),
+					 norm_split(v, w, split, dim));
+	case VEXFS_METRIC_IP:
+		return vexfs_f32_bits(1.0f - dot_split(q, v, w, split, dim));
+	default:
+		return VEXFS_DIST_NAN_BITS;
+	}
+}
+
+void vexfs_dist_mixed_scalar(u32 metric, const float *q, const float *const *vecs,
+			     const float *const *tails, const u32 *splits, u32 n, u32 dim, u32 *out)
+{
+	vexfs_dist_mixed(vexfs_dist_scalar, vexfs_dist_split_scalar, metric, q, vecs, tails, splits,
+			 n, dim, out);
+}

@@ -165,6 +165,120 @@ void vexfs_dist_sse2(u32 metric, const float *q, const float *const *vecs, u32 n
 }
 
 /*
+ * The forms of l2_sse2, dot_sse2 and dot_norm_sse2 for a vector that crosses a block: floats
+ * 0 .. split - 1 at v, the rest at w (split a multiple of 4: every 4-float load lies in one
+ * part). The same operations in the same order: the same bits as for the whole vector.
+ */
+#define AT(i) ((i) < split ? v + (i) : w + ((i) - split))
+
+static float l2_sse2_split(const float *q, const float *v, const float *w, u32 split, u32 dim)
+{
+	__m128 a0 = _mm_setzero_ps(), a1 = _mm_setzero_ps();
+	__m128 a2 = _mm_setzero_ps(), a3 = _mm_setzero_ps();
+	__m128 d0, d1, d2, d3;
+	u32 i = 0;
+
+	for (; i + 16 <= dim; i += 16) {
+		d0 = _mm_sub_ps(_mm_loadu_ps(q + i), _mm_loadu_ps(AT(i)));
+		d1 = _mm_sub_ps(_mm_loadu_ps(q + i + 4), _mm_loadu_ps(AT(i + 4)));
+		d2 = _mm_sub_ps(_mm_loadu_ps(q + i + 8), _mm_loadu_ps(AT(i + 8)));
+		d3 = _mm_sub_ps(_mm_loadu_ps(q + i + 12), _mm_loadu_ps(AT(i + 12)));
+		a0 = _mm_add_ps(a0, _mm_mul_ps(d0, d0));
+		a1 = _mm_add_ps(a1, _mm_mul_ps(d1, d1));
+		a2 = _mm_add_ps(a2, _mm_mul_ps(d2, d2));
+		a3 = _mm_add_ps(a3, _mm_mul_ps(d3, d3));
+	}
+	for (; i + 4 <= dim; i += 4) {
+		d0 = _mm_sub_ps(_mm_loadu_ps(q + i), _mm_loadu_ps(AT(i)));
+		a0 = _mm_add_ps(a0, _mm_mul_ps(d0, d0));
+	}
+	d1 = _mm_sub_ps(load_tail(q + i, dim - i), load_tail(AT(i), dim - i));
+	a1 = _mm_add_ps(a1, _mm_mul_ps(d1, d1));
+	return hsum4(a0, a1, a2, a3);
+}
+
+static float dot_sse2_split(const float *q, const float *v, const float *w, u32 split, u32 dim)
+{
+	__m128 a0 = _mm_setzero_ps(), a1 = _mm_setzero_ps();
+	__m128 a2 = _mm_setzero_ps(), a3 = _mm_setzero_ps();
+	u32 i = 0;
+
+	for (; i + 16 <= dim; i += 16) {
+		a0 = _mm_add_ps(a0, _mm_mul_ps(_mm_loadu_ps(q + i), _mm_loadu_ps(AT(i))));
+		a1 = _mm_add_ps(a1, _mm_mul_ps(_mm_loadu_ps(q + i + 4), _mm_loadu_ps(AT(i + 4))));
+		a2 = _mm_add_ps(a2, _mm_mul_ps(_mm_loadu_ps(q + i + 8), _mm_loadu_ps(AT(i + 8))));
+		a3 = _mm_add_ps(a3, _mm_mul_ps(_mm_loadu_ps(q + i + 12), _mm_loadu_ps(AT(i + 12))));
+	}
+	for (; i + 4 <= dim; i += 4)
+		a0 = _mm_add_ps(a0, _mm_mul_ps(_mm_loadu_ps(q + i), _mm_loadu_ps(AT(i))));
+	a1 = _mm_add_ps(a1, _mm_mul_ps(load_tail(q + i, dim - i), load_tail(AT(i), dim - i)));
+	return hsum4(a0, a1, a2, a3);
+}
+
+static void dot_norm_sse2_split(const float *q, const float *v, const float *w, u32 split,
+				u32 dim, float *dot, float *vv)
+{
+	__m128 a0 = _mm_setzero_ps(), a1 = _mm_setzero_ps();
+	__m128 a2 = _mm_setzero_ps(), a3 = _mm_setzero_ps();
+	__m128 b0 = _mm_setzero_ps(), b1 = _mm_setzero_ps();
+	__m128 b2 = _mm_setzero_ps(), b3 = _mm_setzero_ps();
+	__m128 v0, v1, v2, v3;
+	u32 i = 0;
+
+	for (; i + 16 <= dim; i += 16) {
+		v0 = _mm_loadu_ps(AT(i));
+		v1 = _mm_loadu_ps(AT(i + 4));
+		v2 = _mm_loadu_ps(AT(i + 8));
+		v3 = _mm_loadu_ps(AT(i + 12));
+		a0 = _mm_add_ps(a0, _mm_mul_ps(_mm_loadu_ps(q + i), v0));
+		a1 = _mm_add_ps(a1, _mm_mul_ps(_mm_loadu_ps(q + i + 4), v1));
+		a2 = _mm_add_ps(a2, _mm_mul_ps(_mm_loadu_ps(q + i + 8), v2));
+		a3 = _mm_add_ps(a3, _mm_mul_ps(_mm_loadu_ps(q + i + 12), v3));
+		b0 = _mm_add_ps(b0, _mm_mul_ps(v0, v0));
+		b1 = _mm_add_ps(b1, _mm_mul_ps(v1, v1));
+		b2 = _mm_add_ps(b2, _mm_mul_ps(v2, v2));
+		b3 = _mm_add_ps(b3, _mm_mul_ps(v3, v3));
+	}
+	for (; i + 4 <= dim; i += 4) {
+		v0 = _mm_loadu_ps(AT(i));
+		a0 = _mm_add_ps(a0, _mm_mul_ps(_mm_loadu_ps(q + i), v0));
+		b0 = _mm_add_ps(b0, _mm_mul_ps(v0, v0));
+	}
+	v1 = load_tail(AT(i), dim - i);
+	a1 = _mm_add_ps(a1, _mm_mul_ps(load_tail(q + i, dim - i), v1));
+	b1 = _mm_add_ps(b1, _mm_mul_ps(v1, v1));
+	*dot = hsum4(a0, a1, a2, a3);
+	*vv = hsum4(b0, b1, b2, b3);
+}
+
+#undef AT
+
+u32 vexfs_dist_split_sse2(u32 metric, const float *q, const float *v, const float *w, u32 split,
+			  u32 dim)
+{
+	float dot, vv;
+
+	switch (metric) {
+	case VEXFS_METRIC_L2:
+		return vexfs_f32_bits(l2_sse2_split(q, v, w, split, dim));
+	case VEXFS_METRIC_COSINE:
+		dot_norm_sse2_split(q, v, w, split, dim, &dot, &vv);
+		return vexfs_cosine_bits(dot, vexfs_sqrtf(dot_sse2(q, q, dim, q)), vv);
+	case VEXFS_METRIC_IP:
+		return vexfs_f32_bits(1.0f - dot_sse2_split(q, v, w, split, dim));
+	default:
+		return VEXFS_DIST_NAN_BITS;
+	}
+}
+
+void vexfs_dist_mixed_sse2(u32 metric, const float *q, const float *const *vecs,
+			   const float *const *tails, const u32 *splits, u32 n, u32 dim, u32 *out)
+{
+	vexfs_dist_mixed(vexfs_dist_sse2, vexfs_dist_split_sse2, metric, q, vecs, tails, splits, n,
+			 dim, out);
+}
+
+/*
  * SQ8 code distances, 16 bytes at a time: bytes widened to 16-bit lanes (unpack with
  * themselves, then an arithmetic shift), pmaddwd into 32-bit sums. Integer sums are exact,
  * so the keys equal the scalar ones whatever the order.

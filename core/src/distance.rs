@@ -127,6 +127,30 @@ pub trait DistanceKernel {
     /// patterns) that stay valid and unchanged for the call.
     unsafe fn distances(&self, metric: u32, dim: u32, q: *const u32, vecs: &[*const u32], out: &mut [u32]);
 
+    /// As [`Self::distances`], for vectors of which some cross a block boundary and are read
+    /// in place in two parts: `vecs[i]` alone when `tails[i]` is null, else its first
+    /// `splits[i]` floats at `vecs[i]` and the other `dim - splits[i]` at `tails[i]`
+    /// (`vexfs_dist_mixed_*` in `core/csrc/distance.h`). `out[i]` is exactly what
+    /// [`Self::distances`] gives for the whole vector (the same operations in the same order).
+    /// A split vector whose `splits[i]` is not a multiple of 8 in `1..dim` gives [`NAN_BITS`].
+    /// For `i < min(vecs.len(), tails.len(), splits.len(), out.len())`.
+    ///
+    /// # Safety
+    /// `q` points at `dim` readable, 4-byte aligned `u32`s; each `vecs[i]` at `dim` of them
+    /// when `tails[i]` is null, else at `splits[i]` and `tails[i]` at `dim - splits[i]`; all
+    /// valid and unchanged for the call.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn distances_split(
+        &self,
+        metric: u32,
+        dim: u32,
+        q: *const u32,
+        vecs: &[*const u32],
+        tails: &[*const u32],
+        splits: &[u32],
+        out: &mut [u32],
+    );
+
     /// `out[i]` = the key of the `metric` distance between the SQ8 code `q` and the code at
     /// `vecs[i]` (`crate::sq8`; `vexfs_code_dist_*` in `core/csrc/distance.h`), for
     /// `i < min(vecs.len(), out.len())`: exact integers, the same on every implementation. An
@@ -212,6 +236,49 @@ mod userspace {
                 metric: u32,
                 q: *const f32,
                 vecs: *const *const f32,
+                n: u32,
+                dim: u32,
+                out: *mut u32,
+            );
+            pub fn vexfs_dist_mixed_scalar(
+                metric: u32,
+                q: *const f32,
+                vecs: *const *const f32,
+                tails: *const *const f32,
+                splits: *const u32,
+                n: u32,
+                dim: u32,
+                out: *mut u32,
+            );
+            #[cfg(target_arch = "x86_64")]
+            pub fn vexfs_dist_mixed_sse2(
+                metric: u32,
+                q: *const f32,
+                vecs: *const *const f32,
+                tails: *const *const f32,
+                splits: *const u32,
+                n: u32,
+                dim: u32,
+                out: *mut u32,
+            );
+            #[cfg(target_arch = "x86_64")]
+            pub fn vexfs_dist_mixed_avx2(
+                metric: u32,
+                q: *const f32,
+                vecs: *const *const f32,
+                tails: *const *const f32,
+                splits: *const u32,
+                n: u32,
+                dim: u32,
+                out: *mut u32,
+            );
+            #[cfg(target_arch = "x86_64")]
+            pub fn vexfs_dist_mixed_avx512(
+                metric: u32,
+                q: *const f32,
+                vecs: *const *const f32,
+                tails: *const *const f32,
+                splits: *const u32,
                 n: u32,
                 dim: u32,
                 out: *mut u32,
@@ -454,6 +521,41 @@ mod userspace {
         }
     }
 
+    /// The C mixed kernel of `imp` (whole and split vectors, `vexfs_dist_mixed_*`) on `n`
+    /// vectors (see [`raw_distances`]).
+    ///
+    /// # Safety
+    /// `q` points at `dim` readable floats; for `i < n`, `vecs[i]` at `dim` of them when
+    /// `tails[i]` is null, else at `splits[i]` and `tails[i]` at `dim - splits[i]`; `out` at
+    /// `n` writable words; `metric` is at most [`METRIC_IP`] and `imp.is_available()`.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn raw_mixed(
+        imp: Impl,
+        metric: u32,
+        dim: u32,
+        q: *const f32,
+        vecs: *const *const f32,
+        tails: *const *const f32,
+        splits: *const u32,
+        n: u32,
+        out: *mut u32,
+    ) {
+        // SAFETY: the caller's promises are the C functions' requirements.
+        unsafe {
+            match imp {
+                Impl::Scalar => ffi::vexfs_dist_mixed_scalar(metric, q, vecs, tails, splits, n, dim, out),
+                #[cfg(target_arch = "x86_64")]
+                Impl::Sse2 => ffi::vexfs_dist_mixed_sse2(metric, q, vecs, tails, splits, n, dim, out),
+                #[cfg(target_arch = "x86_64")]
+                Impl::Avx2 => ffi::vexfs_dist_mixed_avx2(metric, q, vecs, tails, splits, n, dim, out),
+                #[cfg(target_arch = "x86_64")]
+                Impl::Avx512 => ffi::vexfs_dist_mixed_avx512(metric, q, vecs, tails, splits, n, dim, out),
+                #[cfg(not(target_arch = "x86_64"))]
+                Impl::Sse2 | Impl::Avx2 | Impl::Avx512 => unreachable!("is_available() is false"),
+            }
+        }
+    }
+
     /// The C SQ8 code kernel of `imp` on `n` codes (see [`raw_distances`]).
     ///
     /// # Safety
@@ -503,6 +605,49 @@ mod userspace {
                 // the metric is known and `self` available (checked above).
                 unsafe {
                     raw_distances(*self, metric, dim, q.cast(), vs.as_ptr().cast(), vs.len() as u32, os.as_mut_ptr())
+                };
+            }
+        }
+
+        unsafe fn distances_split(
+            &self,
+            metric: u32,
+            dim: u32,
+            q: *const u32,
+            vecs: &[*const u32],
+            tails: &[*const u32],
+            splits: &[u32],
+            out: &mut [u32],
+        ) {
+            let n = vecs.len().min(tails.len()).min(splits.len()).min(out.len());
+            let (Some(vs), Some(ts), Some(ss), Some(os)) =
+                (vecs.get(..n), tails.get(..n), splits.get(..n), out.get_mut(..n))
+            else {
+                return;
+            };
+            if metric > METRIC_IP || !self.is_available() {
+                os.fill(super::NAN_BITS);
+                return;
+            }
+            for (((vs, ts), ss), os) in
+                vs.chunks(BATCH).zip(ts.chunks(BATCH)).zip(ss.chunks(BATCH)).zip(os.chunks_mut(BATCH))
+            {
+                // SAFETY: the trait's contract (each `vs[i]`, with `ts[i]` when split, points at
+                // the vector's floats for the call); the four chunks have the same length (the
+                // slices were cut to `n`), at most BATCH; the metric is known and `self`
+                // available (checked above).
+                unsafe {
+                    raw_mixed(
+                        *self,
+                        metric,
+                        dim,
+                        q.cast(),
+                        vs.as_ptr().cast(),
+                        ts.as_ptr().cast(),
+                        ss.as_ptr(),
+                        vs.len() as u32,
+                        os.as_mut_ptr(),
+                    )
                 };
             }
         }
@@ -1248,6 +1393,83 @@ mod tests {
                     Some(w) => assert_eq!(&got, w),
                     None => assert_eq!(got, vec![u32::MAX; 5], "metric {metric} len {len}"),
                 }
+            }
+        }
+    }
+
+    /// A vector read in two parts (one crossing a block boundary) gets the bits of the whole
+    /// vector: every implementation, metric and data kind, dims 9..=70 (the tails of every
+    /// length after every block size), 104 and 384, every split a multiple of 8, with split
+    /// vectors at many places of batches that mix them with whole ones. Splits that the
+    /// loads could straddle are refused (NaN bits) without a read.
+    #[test]
+    fn split_vectors_give_the_bits_of_whole_ones() {
+        // More than the C code gathers per batch call (VEXFS_MIXED_RUN) and than a call of
+        // the trait's userspace implementation takes (BATCH).
+        const N: usize = 70;
+        let mut rng = Rng(77);
+        let dims: Vec<usize> = (9..=70).chain([104, 384]).collect();
+        for imp in impls() {
+            for kind in [Kind::Uniform, Kind::Wide, Kind::Ints] {
+                for &dim in &dims {
+                    let q = make(kind, dim, &mut rng);
+                    let vs: Vec<Vec<f32>> = (0..N).map(|_| make(kind, dim, &mut rng)).collect();
+                    let refs: Vec<&[f32]> = vs.iter().map(|v| v.as_slice()).collect();
+                    for metric in METRICS {
+                        let want = run(imp, metric, &q, &refs);
+                        for split in (8..dim).step_by(8) {
+                            // A third of the vectors split, two in a row sometimes, the last
+                            // one too: the two parts in separate buffers.
+                            let heads: Vec<Vec<f32>> = vs.iter().map(|v| v[..split].to_vec()).collect();
+                            let rests: Vec<Vec<f32>> = vs.iter().map(|v| v[split..].to_vec()).collect();
+                            let is_split = |i: usize| i % 3 == 1 || i % 7 == 2 || i == N - 1;
+                            let ptrs: Vec<*const u32> = (0..N)
+                                .map(|i| if is_split(i) { heads[i].as_ptr() } else { vs[i].as_ptr() }.cast())
+                                .collect();
+                            let tails: Vec<*const u32> = (0..N)
+                                .map(|i| if is_split(i) { rests[i].as_ptr().cast() } else { core::ptr::null() })
+                                .collect();
+                            let splits = vec![split as u32; N];
+                            let mut got = vec![0u32; N];
+                            // SAFETY: q holds dim floats; each whole vector dim, each split one
+                            // `split` at its head and the rest at its tail; all outlive the call.
+                            unsafe {
+                                DistanceKernel::distances_split(
+                                    &imp,
+                                    metric,
+                                    dim as u32,
+                                    q.as_ptr().cast(),
+                                    &ptrs,
+                                    &tails,
+                                    &splits,
+                                    &mut got,
+                                )
+                            };
+                            assert_eq!(got, want, "{} {kind:?} metric {metric} dim {dim} split {split}", imp.name());
+                        }
+                    }
+                }
+            }
+            // Refused splits: not a multiple of 8, zero, the whole vector or past it.
+            let dim = 40usize;
+            let q = make(Kind::Uniform, dim, &mut rng);
+            let v = make(Kind::Uniform, dim, &mut rng);
+            for split in [0u32, 4, 12, 40, 48] {
+                let mut got = [0u32; 1];
+                // SAFETY: a refused split reads nothing; q and v hold dim floats anyway.
+                unsafe {
+                    DistanceKernel::distances_split(
+                        &imp,
+                        METRIC_L2,
+                        dim as u32,
+                        q.as_ptr().cast(),
+                        &[v.as_ptr().cast()],
+                        &[v.as_ptr().cast()],
+                        &[split],
+                        &mut got,
+                    )
+                };
+                assert_eq!(got, [NAN_BITS], "{} split {split}", imp.name());
             }
         }
     }

@@ -1465,16 +1465,31 @@ impl<B: BlockStore> GraphStore<'_, '_, B> {
     /// as keys into `keys[..ids.len()]`.
     fn dist_from(&mut self, q: *const u32, ids: &[u32], keys: &mut [u32]) -> IResult<(), B::Error> {
         let (ix, b, bounce) = (self.ix, self.b, &mut *self.bounce);
-        let locate = |i: usize, id: u32, held: &mut Option<_>| {
+        let locate = |i: usize, id: u32, held: &mut Option<_>, held2: &mut Option<_>| {
             ix.check_slot(id)?;
             if let Some((r, off)) = ix.vector_in_place(b, id)? {
                 let r = held.insert(r);
-                Ok(span(r, off, ix.vec_bytes, "vector data position")?.as_ptr().cast::<u32>())
-            } else {
-                let dst = bounce_slot(bounce, ix.words, i).ok_or_else(|| IndexError::Invalid("bounce buffer"))?;
-                ix.read_vector(b, id, dst)?;
-                Ok(dst.as_ptr())
+                let p = span(r, off, ix.vec_bytes, "vector data position")?.as_ptr().cast::<u32>();
+                return Ok((p, core::ptr::null(), 0));
             }
+            // Across a block boundary: both blocks held, the vector read in place in its two
+            // parts by the distance kernel (no copy), when the first part is a whole number of
+            // 8-float groups and the rest fits the next block; else copied to bounce memory.
+            let (blk, off) = ix.data_pos(id)?;
+            let head = BLOCK_SIZE.saturating_sub(off);
+            let rest = ix.vec_bytes.checked_sub(head).filter(|&r| r > 0 && r <= BLOCK_SIZE);
+            let split = u32::try_from(head / 4).ok().filter(|_| off % 32 == 0 && head > 0);
+            if let (Some(rest), Some(split)) = (rest, split) {
+                let next = blk.checked_add(1).ok_or_else(|| bad_pos("vector data position", id))?;
+                let r = held.insert(rd(b, blk)?);
+                let p = span(r, off, head, "vector data position")?.as_ptr().cast::<u32>();
+                let r2 = held2.insert(rd(b, next)?);
+                let t = span(r2, 0, rest, "vector data position")?.as_ptr().cast::<u32>();
+                return Ok((p, t, split));
+            }
+            let dst = bounce_slot(bounce, ix.words, i).ok_or_else(|| IndexError::Invalid("bounce buffer"))?;
+            ix.read_vector(b, id, dst)?;
+            Ok((dst.as_ptr(), core::ptr::null(), 0))
         };
         // The block (the kernel reads ahead what it does not hold) and the vector's first two
         // cache lines (a store with the bytes in memory): the whole batch's misses are then in
@@ -1488,12 +1503,13 @@ impl<B: BlockStore> GraphStore<'_, '_, B> {
                 }
             }
         };
-        Self::batches(ids, keys, prefetch, locate, |ptrs, out| {
+        Self::batches(ids, keys, prefetch, locate, |ptrs, tails, splits, out| {
             // SAFETY: `q` points at the query (dim words) or a bounce buffer; each pointer of the
-            // batch comes from `locate` (none is null) and points at `dim` words inside a block
-            // `batches` holds until this returns, or inside a bounce buffer, 4-byte aligned
-            // (slots are 32-byte aligned).
-            unsafe { ix.dist.distances(ix.metric, ix.dim, q, ptrs, out) };
+            // batch comes from `locate` (none is null): `dim` words inside a block `batches`
+            // holds until this returns, or inside a bounce buffer, or, with a tail, the first
+            // `splits[i]` words of the vector at the end of one held block and the rest at the
+            // start of the next, also held; 4-byte aligned (slots are 32-byte aligned).
+            unsafe { ix.dist.distances_split(ix.metric, ix.dim, q, ptrs, tails, splits, out) };
             for k in out.iter_mut() {
                 *k = crate::distance::key_from_bits(*k);
             }
@@ -1505,21 +1521,21 @@ impl<B: BlockStore> GraphStore<'_, '_, B> {
     fn code_dist(&self, qc: &[u8], ids: &[u32], keys: &mut [u32]) -> IResult<(), B::Error> {
         let (ix, b) = (self.ix, self.b);
         let len = u32::try_from(qc.len()).map_err(|_| IndexError::Invalid("code length"))?;
-        let locate = |_: usize, id: u32, held: &mut Option<_>| {
+        let locate = |_: usize, id: u32, held: &mut Option<_>, _: &mut Option<_>| {
             ix.check_slot(id)?;
             let (blk, off, clen) = ix.code_pos(id)?.ok_or_else(|| IndexError::Invalid("no codes"))?;
             if clen != qc.len() {
                 return Err(IndexError::Invalid("code length"));
             }
             let r = held.insert(rd(b, blk)?);
-            Ok(span(r, off, clen, "vector code position")?.as_ptr())
+            Ok((span(r, off, clen, "vector code position")?.as_ptr(), core::ptr::null(), 0))
         };
         let prefetch = |id: u32| {
             if let Ok(Some((blk, _, _))) = ix.code_pos(id) {
                 b.prefetch(blk);
             }
         };
-        Self::batches(ids, keys, prefetch, locate, |ptrs, out| {
+        Self::batches(ids, keys, prefetch, locate, |ptrs, _, _, out| {
             // SAFETY: `qc` holds `len` bytes; each pointer of the batch comes from `locate` (none
             // is null) and points at `len` bytes inside a block `batches` holds until this
             // returns.
@@ -1535,18 +1551,18 @@ impl<B: BlockStore> GraphStore<'_, '_, B> {
         if t.len() < pq::table_words(p.m) {
             return Err(IndexError::Invalid("pq table"));
         }
-        let locate = |_: usize, id: u32, held: &mut Option<_>| {
+        let locate = |_: usize, id: u32, held: &mut Option<_>, _: &mut Option<_>| {
             ix.check_slot(id)?;
             let (blk, off, clen) = ix.code_pos(id)?.ok_or_else(|| IndexError::Invalid("no codes"))?;
             let r = held.insert(rd(b, blk)?);
-            Ok(span(r, off, clen, "vector code position")?.as_ptr())
+            Ok((span(r, off, clen, "vector code position")?.as_ptr(), core::ptr::null(), 0))
         };
         let prefetch = |id: u32| {
             if let Ok(Some((blk, _, _))) = ix.code_pos(id) {
                 b.prefetch(blk);
             }
         };
-        Self::batches(ids, keys, prefetch, locate, |ptrs, out| {
+        Self::batches(ids, keys, prefetch, locate, |ptrs, _, _, out| {
             // SAFETY: `t` holds `table_words(m)` words (checked above); each pointer of the
             // batch comes from `locate` (none is null) and points at the `m` bytes of a code
             // inside a block `batches` holds until this returns.
@@ -1554,21 +1570,24 @@ impl<B: BlockStore> GraphStore<'_, '_, B> {
         })
     }
 
-    /// The batch loop of [`Self::dist_from`] and [`Self::code_dist`]: `ids` in batches of at
-    /// most [`BATCH`]; `prefetch(id)` first for every id of a batch (the store's
-    /// [`BlockStore::prefetch`] of its block), then for each id, `locate(i, id, held)` returns a pointer to its vector or
-    /// code (`i`: its index in the batch) and puts the block that holds it in `held` (left
-    /// `None` for a copy in bounce memory); then `kernel(ptrs, out)` computes the batch's keys
-    /// into its part of `keys[..ids.len()]`, and only after that are the batch's blocks
-    /// released. Generic, so each caller gets its own inlined copy: no allocation, no indirect
-    /// call (measured with callgrind on an SQ8 search: the same instructions within 0.2%).
-    /// Errors: `Invalid` for a short `keys`; `locate`'s.
+    /// The batch loop of [`Self::dist_from`], [`Self::code_dist`] and [`Self::pq_dist`]: `ids`
+    /// in batches of at most [`BATCH`]; `prefetch(id)` first for every id of a batch (the
+    /// store's [`BlockStore::prefetch`] of its block), then for each id, `locate(i, id, held,
+    /// held2)` returns a pointer to its vector or code (`i`: its index in the batch), and for
+    /// a vector read in two parts the pointer to its second part and the first part's length
+    /// in floats (else null and 0), and puts the blocks that hold them in `held` and `held2`
+    /// (left `None` for a copy in bounce memory); then `kernel(ptrs, tails, splits, out)`
+    /// computes the batch's keys into its part of `keys[..ids.len()]`, and only after that are
+    /// the batch's blocks released. Generic, so each caller gets its own inlined copy: no
+    /// allocation, no indirect call (measured with callgrind on an SQ8 search: the same
+    /// instructions within 0.2%). Errors: `Invalid` for a short `keys`; `locate`'s.
+    #[allow(clippy::type_complexity)]
     fn batches<T, R>(
         ids: &[u32],
         keys: &mut [u32],
         mut prefetch: impl FnMut(u32),
-        mut locate: impl FnMut(usize, u32, &mut Option<R>) -> IResult<*const T, B::Error>,
-        mut kernel: impl FnMut(&[*const T], &mut [u32]),
+        mut locate: impl FnMut(usize, u32, &mut Option<R>, &mut Option<R>) -> IResult<(*const T, *const T, u32), B::Error>,
+        mut kernel: impl FnMut(&[*const T], &[*const T], &[u32], &mut [u32]),
     ) -> IResult<(), B::Error> {
         let keys = keys.get_mut(..ids.len()).ok_or_else(|| IndexError::Invalid("key buffer"))?;
         // Batch by batch with split_at (see `put_words` on why not a zip of chunks); `keys`
@@ -1583,12 +1602,23 @@ impl<B: BlockStore> GraphStore<'_, '_, B> {
             // hold in parallel instead of one by one in `locate`.
             chunk.iter().for_each(|&id| prefetch(id));
             let mut refs: [Option<R>; BATCH] = core::array::from_fn(|_| None);
+            let mut refs2: [Option<R>; BATCH] = core::array::from_fn(|_| None);
             let mut ptrs = [core::ptr::null::<T>(); BATCH];
-            for (((i, &id), p), held) in chunk.iter().enumerate().zip(ptrs.iter_mut()).zip(refs.iter_mut()) {
-                *p = locate(i, id, held)?;
+            let mut tails = [core::ptr::null::<T>(); BATCH];
+            let mut splits = [0u32; BATCH];
+            for (i, &id) in chunk.iter().enumerate() {
+                let (Some(held), Some(held2)) = (refs.get_mut(i), refs2.get_mut(i)) else { break };
+                let (p, t, s) = locate(i, id, held, held2)?;
+                if let (Some(pp), Some(tt), Some(ss)) = (ptrs.get_mut(i), tails.get_mut(i), splits.get_mut(i)) {
+                    (*pp, *tt, *ss) = (p, t, s);
+                }
             }
-            let ptrs = ptrs.get(..chunk.len()).ok_or_else(|| IndexError::Invalid("batch size"))?;
-            kernel(ptrs, out);
+            let (Some(ptrs), Some(tails), Some(splits)) =
+                (ptrs.get(..chunk.len()), tails.get(..chunk.len()), splits.get(..chunk.len()))
+            else {
+                return Err(IndexError::Invalid("batch size"));
+            };
+            kernel(ptrs, tails, splits, out);
         }
         Ok(())
     }
