@@ -2,13 +2,16 @@
 # Runs in the QEMU guest (bench/guest.sh boots it): the in-kernel search against the same core
 # code in userspace, on the same image, in the same guest.
 #
-#   guest-run.sh EFS PASSES ROUNDS K [CONC_EF]
+#   guest-run.sh EFS PASSES ROUNDS K [CONC_EF [QUANT SIZE_MIB]]
 #
 # /dev/vda: a fresh vexfs sized for the data; /share: base.fvecs, query.fvecs, groundtruth.ivecs
 # and the two benchmark tools (guest-search: VEXFS_IOC_SEARCH; bench_search: the image crate's
 # Searcher, the code behind `vexctl search-image`; bench_core: core's MemIndex). Steps: `vexctl
 # import` of the base set into /mnt/docs and the index worker's linking of it (wait-indexed),
-# `vexctl stats`, the same vectors built by bench_core in userspace (one thread), then ROUNDS
+# `vexctl stats`, the same vectors built in userspace, one thread: by bench_core (core's
+# MemIndex, float32), and, given QUANT (none or sq8, the image's --quant) and SIZE_MIB, by
+# `mkfs.vexfs --import -j 1` into a file in /tmp of SIZE_MIB (its links phase: the kernel's own
+# insert code, core::vindex, on the same kind of image: the like-with-like reference), then ROUNDS
 # times: mount read-only, kernel searches, umount,
 # userspace searches on /dev/vda with the kernel's distance kernels, and a byte-for-byte
 # comparison of both sides' results for every EF; each side also searches with one thread per
@@ -27,6 +30,8 @@ PASSES=$2
 ROUNDS=$3
 K=$4
 CONC_EF=${5:-0}
+QUANT=${6:-}
+SIZE_MIB=${7:-}
 # Threads searching at once in the second measurement of each EF: one per vCPU.
 THREADS=$(grep -c ^processor /proc/cpuinfo)
 S=/share
@@ -61,6 +66,21 @@ section "userspace build of the same vectors (core MemIndex, one thread)"
 $S/bench_core $S/base.fvecs $S/query.fvecs $S/groundtruth.ivecs --efs 64 --passes 1 \
     > /tmp/core.json || fail "bench_core (status $?)"
 echo "BENCH {\"side\": \"user-build\", \"core\": $(tr -d '\n' < /tmp/core.json)}"
+if [ -n "$QUANT" ]; then
+    section "userspace build of the same vectors (mkfs.vexfs --import -j 1 --quant $QUANT)"
+    qargs=""
+    [ "$QUANT" = none ] || qargs="--quant $QUANT --train $S/base.fvecs"
+    # shellcheck disable=SC2086 # qargs: words
+    out=$(mkfs.vexfs -f --import $S/base.fvecs --import-dir docs --metric l2 -j 1 $qargs \
+        /tmp/user-build.img "${SIZE_MIB}M" 2>&1) || fail "mkfs.vexfs --import in the guest: $out"
+    rm -f /tmp/user-build.img
+    # "Imported N rows ...: files in F s (...), N vectors linked in L s (...)"
+    line=$(echo "$out" | grep '^Imported ')
+    links=$(echo "$line" | sed -n 's/.* vectors linked in \([0-9.]*\) s.*/\1/p')
+    files=$(echo "$line" | sed -n 's/.*: files in \([0-9.]*\) s.*/\1/p')
+    [ -n "$links" ] && [ -n "$files" ] || fail "no phase times in mkfs.vexfs's output: $line"
+    echo "BENCH {\"side\": \"user-build-vindex\", \"quant\": \"$QUANT\", \"files_secs\": $files, \"links_secs\": $links}"
+fi
 
 r=0
 while [ "$r" -lt "$ROUNDS" ]; do

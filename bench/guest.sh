@@ -9,8 +9,10 @@
 # (bench/guest-search.c, static; image/examples/bench_search.rs, static musl), stage them with the
 # data in $VEXFS_CACHE/bench-guest/share, and format $VEXFS_CACHE/bench-guest/vexfs.img sized for
 # the data (--vectors = the base rows; with --quant sq8, SQ8 codes at the scale trained on the
-# base rows, mkfs.vexfs --train). In the guest (bench/guest-run.sh): vexctl import, then
-# kernel and userspace searches at each EF. Then, unless --no-concurrent, searches during an
+# base rows, mkfs.vexfs --train). In the guest (bench/guest-run.sh): vexctl import, the same
+# rows built in userspace twice (core's MemIndex; and mkfs.vexfs --import -j 1, whose links
+# phase runs the kernel's insert code on an image of the same kind), then kernel and userspace
+# searches at each EF. Then, unless --no-concurrent, searches during an
 # import, on a second image ($VEXFS_CACHE/bench-guest/conc.img, /dev/vdb, sized for twice the
 # rows): the base set imported into /mnt/docs alone, then the negated base set (every component's
 # sign flipped: the same norms and spread, the same insert work, in the opposite direction from
@@ -111,7 +113,8 @@ log "guest bench: booting the guest (TCG; import and searches take minutes; time
 start=$SECONDS
 status=0
 VEXFS_GUEST_LOG=$LOG "$VEXFS_ROOT/qemu/run-guest" "${DISKS[@]}" --share "$SHARE" --timeout "$TIMEOUT" \
-    "$VEXFS_ROOT/bench/guest-run.sh" "$EFS" "$PASSES" "$ROUNDS" "$K" "$CONC_EF" > "$WORK/run-guest.out" 2>&1 || status=$?
+    "$VEXFS_ROOT/bench/guest-run.sh" "$EFS" "$PASSES" "$ROUNDS" "$K" "$CONC_EF" "$QUANT" "$size_mib" \
+    > "$WORK/run-guest.out" 2>&1 || status=$?
 if [ $status -ne 0 ]; then
     tail -n 40 "$WORK/run-guest.out" >&2
     die "guest bench failed (run-guest status $status); console log $LOG"

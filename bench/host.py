@@ -673,25 +673,42 @@ def report(a):
                      f"kernel/user at {t} threads", "same"], rows))
             w("")
         ub = next((g for g in guest if g.get("side") == "user-build"), None)
+        uv = next((g for g in guest if g.get("side") == "user-build-vindex"), None)
         if ub and imp.get("linked_secs"):
             core_build = ub["core"]
             nb = core_build.get("n", n)
             ack = n / max(imp["wall_secs"], 1)
             linked = n / max(imp["linked_secs"], 1)
             built = nb / core_build["build_secs"]
-            ingest_ratio = (linked / built, linked, built)
+            # The reference of the verdict: the kernel's own insert code in userspace on the
+            # same kind of image (mkfs.vexfs --import -j 1's links phase) when the run has it,
+            # else MemIndex.
+            on_vindex = bool(uv) and uv["links_secs"] > 0
+            ref = n / uv["links_secs"] if on_vindex else built
+            ingest_ratio = (linked / ref, linked, ref, "vindex" if on_vindex else "memindex")
             w("### Ingest in the guest\n")
             w(f"`vexctl import` of the {n:,} vectors (one file and one SET each, acknowledged through the "
               "vector write-ahead log), then the index worker linking them into the graph (`vexctl "
-              "wait-indexed`), against core's `MemIndex` building the same vectors in userspace in the "
-              "same guest (`core/examples/bench_core.rs`, one thread, the same C distance kernels). "
-              "Wall clock of the guest (4 ms ticks; seconds for the import).\n")
-            w(table(["", "seconds", "vectors/s", "÷ userspace build"], [
-                ["`vexctl import`, acknowledged", f"{imp['wall_secs']:,}", f"{ack:,.1f}", f"{ack / built:.2f}"],
+              "wait-indexed`), against building the same vectors in userspace in the same guest, one "
+              "thread, with the same C distance kernels: core's `MemIndex` (`core/examples/bench_core.rs`, "
+              "float32 vectors in memory)"
+              + (f", and `mkfs.vexfs --import -j 1{'' if uv['quant'] == 'none' else ' --quant ' + uv['quant']}` "
+                 "into a file in the guest's tmpfs, whose links phase runs the kernel's own insert code "
+                 "(`core::vindex`) on an image of the same kind as the kernel's (for an SQ8 image: the "
+                 "graph built on the codes), the reference of the ratio" if uv else "")
+              + ". Wall clock of the guest (4 ms ticks; seconds for the import).\n")
+            rows = [
+                ["`vexctl import`, acknowledged", f"{imp['wall_secs']:,}", f"{ack:,.1f}", f"{ack / ref:.2f}"],
                 ["`vexctl import` + linked (searchable in the graph)", f"{imp['linked_secs']:,}",
-                 f"{linked:,.1f}", f"**{linked / built:.2f}**"],
-                ["userspace build (MemIndex, 1 thread)", f"{core_build['build_secs']:,.1f}", f"{built:,.1f}", "1"],
-            ]))
+                 f"{linked:,.1f}", f"**{linked / ref:.2f}**"],
+            ]
+            if on_vindex:
+                rows.append([f"userspace build, kernel's insert code (mkfs.vexfs --import -j 1, links phase; "
+                             f"files phase {uv['files_secs']:,.1f} s)", f"{uv['links_secs']:,.1f}",
+                             f"{ref:,.1f}", "1"])
+            rows.append(["userspace build (MemIndex, 1 thread)", f"{core_build['build_secs']:,.1f}", f"{built:,.1f}",
+                         f"{built / ref:.2f}"])
+            w(table(["", "seconds", "vectors/s", "÷ userspace build"], rows))
             w("")
         concurrent_section(guest, w)
         for side, what in (("fsck", "the image"), ("fsck-conc", "the second image (searches during an import)")):
@@ -744,10 +761,11 @@ def report(a):
                      ", ".join(f"ef {ef}: {r:.2f}×" for ef, r in speedups)
                      + (f" (below: {', '.join(low)})" if low else "")])
     if ingest_ratio:
-        r, linked, built = ingest_ratio
+        r, linked, built, what = ingest_ratio
+        ref = "the kernel's insert code in userspace" if what == "vindex" else "MemIndex"
         rows.append(["issue 9: `vexctl import` (linked) ≥ 0.7 × the in-guest userspace build",
                      "**met**" if r >= 0.7 else "**not met**",
-                     f"{linked:,.1f} vs {built:,.1f} vectors/s: {r:.2f}×"])
+                     f"{linked:,.1f} vs {built:,.1f} vectors/s ({ref}): {r:.2f}×"])
     if disk_per_vector:
         sq8 = insp and "sq8_shift" in insp["superblock"]
         if disk_per_vector_f32:
