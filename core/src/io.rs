@@ -69,9 +69,11 @@ pub trait BlockStore {
     /// Bytes `off .. off + len` counted from the start of block `n`, running on into the
     /// blocks after it, as one borrow, when the store holds those blocks next to each other in
     /// memory (the bulk loader's frozen cache: one mapping of the whole vector regions); `None`
-    /// otherwise, and by default (the kernel's page-cache pages are not contiguous): the caller
-    /// then copies the bytes block by block. Used for a vector that crosses a block boundary
-    /// (one in four at 384-d), so that a distance reads it in place.
+    /// otherwise, and by default (the kernel's page-cache pages are not contiguous). Used for a
+    /// vector that crosses a block boundary (one in four at 384-d), so that a distance reads
+    /// it in place; without a span the index holds the two blocks and the distance kernel
+    /// reads the vector in its two parts (`DistanceKernel::distances_split`), or, for a query
+    /// or a vector longer than a block, copies it block by block.
     fn read_span(&self, _n: u64, _off: usize, _len: usize) -> Option<Self::Ref<'_>> {
         None
     }

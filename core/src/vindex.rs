@@ -81,7 +81,8 @@ fn bounce_slot(bounce: &mut [u32], words: usize, i: usize) -> Option<&mut [u32]>
 }
 
 /// Memory the caller provides: the HNSW scratch, and bounce buffers for vectors that cross a
-/// block boundary.
+/// block boundary and are not read in place in two parts (a pair's base vector, a vector of
+/// more than a block).
 pub struct IndexScratch<'a> {
     /// The candidate pool and link scratch of the graph algorithms.
     pub hnsw: Scratch<'a>,
