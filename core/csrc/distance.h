@@ -264,27 +264,41 @@ static inline void vexfs_prefetch_floats(const float *p, u32 n)
 		__builtin_prefetch(p + i);
 }
 
-/* Whole vectors vexfs_dist_mixed gathers per call of the batch function. */
+/* Whole vectors vexfs_dist_whole gathers per call of the batch function. */
 #define VEXFS_MIXED_RUN 32
 
-/* The body of vexfs_dist_mixed_*: the whole vectors gathered into batches for `batch` (its
- * result depends neither on n nor on a vector's place in the batch, so its multi-vector passes
- * stay full), then each split vector through `split_fn`. */
-static inline void vexfs_dist_mixed(void (*batch)(u32, const float *, const float *const *, u32,
-						  u32, u32 *),
-				    u32 (*split_fn)(u32, const float *, const float *,
-						    const float *, u32, u32),
-				    u32 metric, const float *q, const float *const *vecs,
-				    const float *const *tails, const u32 *splits, u32 n, u32 dim,
-				    u32 *out)
+typedef void (*vexfs_dist_batch_fn)(u32, const float *, const float *const *, u32, u32, u32 *);
+typedef u32 (*vexfs_dist_split_fn)(u32, const float *, const float *, const float *, u32, u32);
+
+/* Whether vexfs_dist_mixed_* may read split vector k (see distance.h's declarations). */
+static inline int vexfs_split_ok(const u32 *splits, u32 k, u32 dim)
+{
+	return splits[k] != 0 && splits[k] % 8 == 0 && splits[k] < dim;
+}
+
+/* The first half of vexfs_dist_mixed_*: the lines of the split vectors asked for, then the
+ * whole vectors (tails[k] NULL) gathered into batches for `batch` (its result depends neither
+ * on n nor on a vector's place in the batch, so its multi-vector passes stay full) while they
+ * arrive. Returns whether any vector is split. */
+static inline int vexfs_dist_whole(vexfs_dist_batch_fn batch, u32 metric, const float *q,
+				   const float *const *vecs, const float *const *tails,
+				   const u32 *splits, u32 n, u32 dim, u32 *out)
 {
 	const float *whole[VEXFS_MIXED_RUN];
 	u32 at[VEXFS_MIXED_RUN], res[VEXFS_MIXED_RUN];
-	u32 k, j, m = 0, next;
+	u32 k, j, m = 0;
+	int any = 0;
 
+	for (k = 0; k < n; k++)
+		if (tails[k] && vexfs_split_ok(splits, k, dim)) {
+			vexfs_prefetch_floats(vecs[k], splits[k]);
+			vexfs_prefetch_floats(tails[k], dim - splits[k]);
+		}
 	for (k = 0; k < n; k++) {
-		if (tails[k])
+		if (tails[k]) {
+			any = 1;
 			continue;
+		}
 		whole[m] = vecs[k];
 		at[m++] = k;
 		if (m == VEXFS_MIXED_RUN) {
@@ -294,32 +308,32 @@ static inline void vexfs_dist_mixed(void (*batch)(u32, const float *, const floa
 			m = 0;
 		}
 	}
-	/* The first split vector's lines in flight while the whole ones are summed, then each
-	 * next one's while one is. */
-	for (next = 0; next < n && !tails[next]; next++)
-		;
-	if (next < n && splits[next] < dim) {
-		vexfs_prefetch_floats(vecs[next], splits[next]);
-		vexfs_prefetch_floats(tails[next], dim - splits[next]);
-	}
 	if (m) {
 		batch(metric, q, whole, m, dim, res);
 		for (j = 0; j < m; j++)
 			out[at[j]] = res[j];
 	}
-	while (next < n) {
-		k = next;
-		for (next = k + 1; next < n && !tails[next]; next++)
-			;
-		if (next < n && splits[next] < dim) {
-			vexfs_prefetch_floats(vecs[next], splits[next]);
-			vexfs_prefetch_floats(tails[next], dim - splits[next]);
-		}
-		/* A split the loads could straddle, or no split at all: refused, never read. */
-		if (splits[k] == 0 || splits[k] % 8 || splits[k] >= dim)
-			out[k] = VEXFS_DIST_NAN_BITS;
-		else
+	return any;
+}
+
+/* The body of vexfs_dist_mixed_* but avx512's: the whole vectors by `batch`, then each split
+ * one by `split_fn` (a split the loads could straddle: NaN bits, never read). */
+static inline void vexfs_dist_mixed(vexfs_dist_batch_fn batch, vexfs_dist_split_fn split_fn,
+				    u32 metric, const float *q, const float *const *vecs,
+				    const float *const *tails, const u32 *splits, u32 n, u32 dim,
+				    u32 *out)
+{
+	u32 k;
+
+	if (!vexfs_dist_whole(batch, metric, q, vecs, tails, splits, n, dim, out))
+		return;
+	for (k = 0; k < n; k++) {
+		if (!tails[k])
+			continue;
+		if (vexfs_split_ok(splits, k, dim))
 			out[k] = split_fn(metric, q, vecs[k], tails[k], splits[k], dim);
+		else
+			out[k] = VEXFS_DIST_NAN_BITS;
 	}
 }
 #endif /* VEXFS_DISTANCE_IMPL */

@@ -354,25 +354,30 @@ void vexfs_dist_mixed_avx512(u32 metric, const float *q, const float *const *vec
 				 splits, n, dim, out);
 		return;
 	}
+	/* The whole vectors through this file's batch function, unchanged. */
+	if (!vexfs_dist_whole(vexfs_dist_avx512, metric, q, vecs, tails, splits, n, dim, out))
+		return;
+	/* The split ones four at a time when each 16-float load lies in one part. */
 	for (k = 0; k < n; k++) {
-		sp = tails[k] ? splits[k] : dim;
-		if (tails[k] && (sp == 0 || sp % 8 || sp >= dim)) {
+		if (!tails[k])
+			continue;
+		if (!vexfs_split_ok(splits, k, dim)) {
 			out[k] = VEXFS_DIST_NAN_BITS;
 			continue;
 		}
+		sp = splits[k];
 		if (sp % 16) {
 			out[k] = vexfs_dist_split_avx2(metric, q, vecs[k], tails[k], sp, dim);
 			continue;
 		}
 		p[m].v = vecs[k];
-		p[m].w_base = tails[k] ? (uintptr_t)tails[k] - (uintptr_t)sp * sizeof(float) :
-					 (uintptr_t)vecs[k];
+		p[m].w_base = (uintptr_t)tails[k] - (uintptr_t)sp * sizeof(float);
 		p[m].sp = sp;
 		at[m++] = k;
 		if (m < 4)
 			continue;
 		for (j = 0; j < 4; j++)
-			next[j] = vecs[at[j] + 4 < n ? at[j] + 4 : n - 1];
+			next[j] = p[j].v;
 		x4s(metric, q, p, dim, next, d);
 		for (j = 0; j < 4; j++)
 			out[at[j]] = vexfs_f32_bits(d[j]);
