@@ -239,7 +239,7 @@ void vexfs_dist_avx512(u32 metric, const float *q, const float *const *vecs, u32
 
 /*
  * Vectors that cross a block, summed in place (vexfs_dist_mixed_avx512): vector j's first sp[j]
- * floats at v[j], the rest at w[j]; a whole vector has sp[j] = dim. Float i of it is at
+ * floats at v[j], the rest at w[j]. Float i of it is at
  * base(j, i) + i, the base chosen per load (a select, no branch). With sp[j] a multiple of 16
  * no 16-float load straddles the two parts; l2_x4s and dot_x4s then compute exactly l2_x4's
  * and dot_x4's arithmetic (so the bits of the whole vector). Other splits go through the avx2
@@ -288,8 +288,7 @@ static float dot_rest_s(const float *q, const struct vexfs_parts *p, u32 i, u32 
 }
 
 /* l2_x4 and dot_x4 over parts: the same operations, lane for lane. */
-static void l2_x4s(const float *q, const struct vexfs_parts *p, u32 dim, const float *const *next,
-		   float *out)
+static void l2_x4s(const float *q, const struct vexfs_parts *p, u32 dim, float *out)
 {
 	__m512 A[4], B[4], q0, q1, d;
 	u32 i = 0, j;
@@ -300,7 +299,6 @@ static void l2_x4s(const float *q, const struct vexfs_parts *p, u32 dim, const f
 		q0 = _mm512_loadu_ps(q + i);
 		q1 = _mm512_loadu_ps(q + i + 16);
 		for (j = 0; j < 4; j++) {
-			prefetch_lines(next[j], i);
 			d = _mm512_sub_ps(q0, _mm512_loadu_ps(part_at(&p[j], i)));
 			A[j] = _mm512_fmadd_ps(d, d, A[j]);
 			d = _mm512_sub_ps(q1, _mm512_loadu_ps(part_at(&p[j], i + 16)));
@@ -311,8 +309,7 @@ static void l2_x4s(const float *q, const struct vexfs_parts *p, u32 dim, const f
 		out[j] = l2_rest_s(q, &p[j], i, dim, A[j], B[j]);
 }
 
-static void dot_x4s(const float *q, const struct vexfs_parts *p, u32 dim,
-		    const float *const *next, float *out)
+static void dot_x4s(const float *q, const struct vexfs_parts *p, u32 dim, float *out)
 {
 	__m512 A[4], B[4], q0, q1;
 	u32 i = 0, j;
@@ -323,7 +320,6 @@ static void dot_x4s(const float *q, const struct vexfs_parts *p, u32 dim,
 		q0 = _mm512_loadu_ps(q + i);
 		q1 = _mm512_loadu_ps(q + i + 16);
 		for (j = 0; j < 4; j++) {
-			prefetch_lines(next[j], i);
 			A[j] = _mm512_fmadd_ps(q0, _mm512_loadu_ps(part_at(&p[j], i)), A[j]);
 			B[j] = _mm512_fmadd_ps(q1, _mm512_loadu_ps(part_at(&p[j], i + 16)), B[j]);
 		}
@@ -332,22 +328,30 @@ static void dot_x4s(const float *q, const struct vexfs_parts *p, u32 dim,
 		out[j] = 1.0f - dot_rest_s(q, &p[j], i, dim, A[j], B[j]);
 }
 
-static void x4s(u32 metric, const float *q, const struct vexfs_parts *p, u32 dim,
-		const float *const *next, float *out)
+/* The m (1 to 4) split vectors of p summed in one pass of four (the first repeated to fill
+ * it: each vector's bits are its own), their results to out[at[j]]. Their lines were asked
+ * for before the whole vectors were summed (vexfs_dist_whole). */
+static void x4s(u32 metric, const float *q, struct vexfs_parts *p, u32 m, const u32 *at, u32 dim,
+		u32 *out)
 {
+	float d[4];
+	u32 j;
+
+	for (j = m; j < 4; j++)
+		p[j] = p[0];
 	if (metric == VEXFS_METRIC_L2)
-		l2_x4s(q, p, dim, next, out);
+		l2_x4s(q, p, dim, d);
 	else
-		dot_x4s(q, p, dim, next, out);
+		dot_x4s(q, p, dim, d);
+	for (j = 0; j < m; j++)
+		out[at[j]] = vexfs_f32_bits(d[j]);
 }
 
 void vexfs_dist_mixed_avx512(u32 metric, const float *q, const float *const *vecs,
 			     const float *const *tails, const u32 *splits, u32 n, u32 dim, u32 *out)
 {
 	struct vexfs_parts p[4];
-	const float *next[4];
-	u32 at[4], k, j, m = 0, sp;
-	float d[4];
+	u32 at[4], k, m = 0, sp;
 
 	if (metric != VEXFS_METRIC_L2 && metric != VEXFS_METRIC_IP) {
 		vexfs_dist_mixed(vexfs_dist_avx512, vexfs_dist_split_avx2, metric, q, vecs, tails,
@@ -374,25 +378,13 @@ void vexfs_dist_mixed_avx512(u32 metric, const float *q, const float *const *vec
 		p[m].w_base = (uintptr_t)tails[k] - (uintptr_t)sp * sizeof(float);
 		p[m].sp = sp;
 		at[m++] = k;
-		if (m < 4)
-			continue;
-		for (j = 0; j < 4; j++)
-			next[j] = p[j].v;
-		x4s(metric, q, p, dim, next, d);
-		for (j = 0; j < 4; j++)
-			out[at[j]] = vexfs_f32_bits(d[j]);
-		m = 0;
+		if (m == 4) {
+			x4s(metric, q, p, m, at, dim, out);
+			m = 0;
+		}
 	}
-	/* The last one to three: a pass of four with the first repeated (its bits are its own). */
-	if (m) {
-		for (j = m; j < 4; j++)
-			p[j] = p[0];
-		for (j = 0; j < 4; j++)
-			next[j] = p[j].v;
-		x4s(metric, q, p, dim, next, d);
-		for (j = 0; j < m; j++)
-			out[at[j]] = vexfs_f32_bits(d[j]);
-	}
+	if (m)
+		x4s(metric, q, p, m, at, dim, out);
 }
 
 /* ---- SQ8 codes ------------------------------------------------------------------------------ */

@@ -649,7 +649,8 @@ impl<'t> VecIndex<'t> {
         Ok(())
     }
 
-    /// The borrow holding `slot`'s vector in place, with the vector's byte offset in it: its
+    /// The borrow holding in place the vector at block `blk`, byte `off` ([`Self::data_pos`] of
+    /// its slot), with the vector's byte offset in it: its
     /// block when the vector lies within one, else the store's [`BlockStore::read_span`];
     /// `None` when the vector crosses a block boundary and the store cannot span it (copy it
     /// with [`Self::read_vector`]). The caller checks the slot.
@@ -657,9 +658,9 @@ impl<'t> VecIndex<'t> {
     fn vector_in_place<'b, B: BlockStore>(
         &self,
         b: &'b B,
-        slot: u32,
+        blk: u64,
+        off: usize,
     ) -> IResult<Option<(B::Ref<'b>, usize)>, B::Error> {
-        let (blk, off) = self.data_pos(slot)?;
         if off.checked_add(self.vec_bytes).is_some_and(|end| end <= BLOCK_SIZE) {
             return Ok(Some((rd(b, blk)?, off)));
         }
@@ -1461,22 +1462,32 @@ struct LinkList {
     cap: usize,
 }
 
+/// Where [`GraphStore::dist_from`]'s `locate` found a vector: `ptr` to its `dim` words, or,
+/// when `tail` is not null, to its first `split` words, the rest at `tail`
+/// ([`crate::distance::DistanceKernel::distances_split`]).
+#[derive(Clone, Copy)]
+struct VecParts {
+    ptr: *const u32,
+    tail: *const u32,
+    split: u32,
+}
+
 impl<B: BlockStore> GraphStore<'_, '_, B> {
     /// Distances from `q` (a pointer to dim words) to the vectors of `ids`, batch by batch,
     /// as keys into `keys[..ids.len()]`.
     fn dist_from(&mut self, q: *const u32, ids: &[u32], keys: &mut [u32]) -> IResult<(), B::Error> {
         let (ix, b, bounce) = (self.ix, self.b, &mut *self.bounce);
-        let locate = |i: usize, id: u32, held: &mut Option<_>, held2: &mut Option<_>| {
+        let whole = |ptr| VecParts { ptr, tail: core::ptr::null(), split: 0 };
+        let locate = |i: usize, id: u32, (held, held2): &mut (Option<_>, Option<_>)| {
             ix.check_slot(id)?;
-            if let Some((r, off)) = ix.vector_in_place(b, id)? {
+            let (blk, off) = ix.data_pos(id)?;
+            if let Some((r, off)) = ix.vector_in_place(b, blk, off)? {
                 let r = held.insert(r);
-                let p = span(r, off, ix.vec_bytes, "vector data position")?.as_ptr().cast::<u32>();
-                return Ok((p, core::ptr::null(), 0));
+                return Ok(whole(span(r, off, ix.vec_bytes, "vector data position")?.as_ptr().cast::<u32>()));
             }
             // Across a block boundary: both blocks held, the vector read in place in its two
             // parts by the distance kernel (no copy), when the first part is a whole number of
             // 8-float groups and the rest fits the next block; else copied to bounce memory.
-            let (blk, off) = ix.data_pos(id)?;
             let head = BLOCK_SIZE.saturating_sub(off);
             let rest = ix.vec_bytes.checked_sub(head).filter(|&r| r > 0 && r <= BLOCK_SIZE);
             let split = u32::try_from(head / 4).ok().filter(|_| off % 32 == 0 && head > 0);
@@ -1485,12 +1496,12 @@ impl<B: BlockStore> GraphStore<'_, '_, B> {
                 let r = held.insert(rd(b, blk)?);
                 let p = span(r, off, head, "vector data position")?.as_ptr().cast::<u32>();
                 let r2 = held2.insert(rd(b, next)?);
-                let t = span(r2, 0, rest, "vector data position")?.as_ptr().cast::<u32>();
-                return Ok((p, t, split));
+                let tail = span(r2, 0, rest, "vector data position")?.as_ptr().cast::<u32>();
+                return Ok(VecParts { ptr: p, tail, split });
             }
             let dst = bounce_slot(bounce, ix.words, i).ok_or_else(|| IndexError::Invalid("bounce buffer"))?;
             ix.read_vector(b, id, dst)?;
-            Ok((dst.as_ptr(), core::ptr::null(), 0))
+            Ok(whole(dst.as_ptr()))
         };
         // The block (the kernel reads ahead what it does not hold) and the vector's first two
         // cache lines (a store with the bytes in memory): the whole batch's misses are then in
@@ -1504,7 +1515,20 @@ impl<B: BlockStore> GraphStore<'_, '_, B> {
                 }
             }
         };
-        Self::batches(ids, keys, prefetch, locate, |ptrs, tails, splits, out| {
+        Self::batches(ids, keys, whole(core::ptr::null()), prefetch, locate, |parts, out| {
+            // The kernel's arrays: the parts' fields side by side.
+            let mut ptrs = [core::ptr::null::<u32>(); BATCH];
+            let mut tails = [core::ptr::null::<u32>(); BATCH];
+            let mut splits = [0u32; BATCH];
+            for (((p, t), s), v) in ptrs.iter_mut().zip(tails.iter_mut()).zip(splits.iter_mut()).zip(parts) {
+                (*p, *t, *s) = (v.ptr, v.tail, v.split);
+            }
+            let n = parts.len();
+            let (Some(ptrs), Some(tails), Some(splits)) = (ptrs.get(..n), tails.get(..n), splits.get(..n)) else {
+                // Never: `batches` hands at most BATCH. Keys that sort last, not stale ones.
+                out.fill(u32::MAX);
+                return;
+            };
             // SAFETY: `q` points at the query (dim words) or a bounce buffer; each pointer of the
             // batch comes from `locate` (none is null): `dim` words inside a block `batches`
             // holds until this returns, or inside a bounce buffer, or, with a tail, the first
@@ -1522,21 +1546,21 @@ impl<B: BlockStore> GraphStore<'_, '_, B> {
     fn code_dist(&self, qc: &[u8], ids: &[u32], keys: &mut [u32]) -> IResult<(), B::Error> {
         let (ix, b) = (self.ix, self.b);
         let len = u32::try_from(qc.len()).map_err(|_| IndexError::Invalid("code length"))?;
-        let locate = |_: usize, id: u32, held: &mut Option<_>, _: &mut Option<_>| {
+        let locate = |_: usize, id: u32, held: &mut Option<_>| {
             ix.check_slot(id)?;
             let (blk, off, clen) = ix.code_pos(id)?.ok_or_else(|| IndexError::Invalid("no codes"))?;
             if clen != qc.len() {
                 return Err(IndexError::Invalid("code length"));
             }
             let r = held.insert(rd(b, blk)?);
-            Ok((span(r, off, clen, "vector code position")?.as_ptr(), core::ptr::null(), 0))
+            Ok(span(r, off, clen, "vector code position")?.as_ptr())
         };
         let prefetch = |id: u32| {
             if let Ok(Some((blk, _, _))) = ix.code_pos(id) {
                 b.prefetch(blk);
             }
         };
-        Self::batches(ids, keys, prefetch, locate, |ptrs, _, _, out| {
+        Self::batches(ids, keys, core::ptr::null(), prefetch, locate, |ptrs, out| {
             // SAFETY: `qc` holds `len` bytes; each pointer of the batch comes from `locate` (none
             // is null) and points at `len` bytes inside a block `batches` holds until this
             // returns.
@@ -1552,18 +1576,18 @@ impl<B: BlockStore> GraphStore<'_, '_, B> {
         if t.len() < pq::table_words(p.m) {
             return Err(IndexError::Invalid("pq table"));
         }
-        let locate = |_: usize, id: u32, held: &mut Option<_>, _: &mut Option<_>| {
+        let locate = |_: usize, id: u32, held: &mut Option<_>| {
             ix.check_slot(id)?;
             let (blk, off, clen) = ix.code_pos(id)?.ok_or_else(|| IndexError::Invalid("no codes"))?;
             let r = held.insert(rd(b, blk)?);
-            Ok((span(r, off, clen, "vector code position")?.as_ptr(), core::ptr::null(), 0))
+            Ok(span(r, off, clen, "vector code position")?.as_ptr())
         };
         let prefetch = |id: u32| {
             if let Ok(Some((blk, _, _))) = ix.code_pos(id) {
                 b.prefetch(blk);
             }
         };
-        Self::batches(ids, keys, prefetch, locate, |ptrs, _, _, out| {
+        Self::batches(ids, keys, core::ptr::null(), prefetch, locate, |ptrs, out| {
             // SAFETY: `t` holds `table_words(m)` words (checked above); each pointer of the
             // batch comes from `locate` (none is null) and points at the `m` bytes of a code
             // inside a block `batches` holds until this returns.
@@ -1573,22 +1597,23 @@ impl<B: BlockStore> GraphStore<'_, '_, B> {
 
     /// The batch loop of [`Self::dist_from`], [`Self::code_dist`] and [`Self::pq_dist`]: `ids`
     /// in batches of at most [`BATCH`]; `prefetch(id)` first for every id of a batch (the
-    /// store's [`BlockStore::prefetch`] of its block), then for each id, `locate(i, id, held,
-    /// held2)` returns a pointer to its vector or code (`i`: its index in the batch), and for
-    /// a vector read in two parts the pointer to its second part and the first part's length
-    /// in floats (else null and 0), and puts the blocks that hold them in `held` and `held2`
-    /// (left `None` for a copy in bounce memory); then `kernel(ptrs, tails, splits, out)`
-    /// computes the batch's keys into its part of `keys[..ids.len()]`, and only after that are
-    /// the batch's blocks released. Generic, so each caller gets its own inlined copy: no
-    /// allocation, no indirect call (measured with callgrind on an SQ8 search: the same
-    /// instructions within 0.2%). Errors: `Invalid` for a short `keys`; `locate`'s.
-    #[allow(clippy::type_complexity)]
-    fn batches<T, R>(
+    /// store's [`BlockStore::prefetch`] of its block), then for each id, `locate(i, id, held)`
+    /// returns where its vector or code is (`i`: its index in the batch: a pointer, or for a
+    /// vector a [`VecParts`]) and puts the blocks that hold it in `held` (a code's block; a
+    /// vector's one or two blocks; left empty for a copy in bounce memory); then
+    /// `kernel(located, out)` computes the batch's keys into its part of `keys[..ids.len()]`,
+    /// and only after that are the batch's blocks released. `empty` fills the unused entries.
+    /// Generic, so each caller gets its own inlined copy: no allocation, no indirect call
+    /// (measured with callgrind on an SQ8 search: the same instructions within 0.2%), and the
+    /// code walks hold one block per id as before vectors came in two parts.
+    /// Errors: `Invalid` for a short `keys`; `locate`'s.
+    fn batches<L: Copy, H: Default>(
         ids: &[u32],
         keys: &mut [u32],
+        empty: L,
         mut prefetch: impl FnMut(u32),
-        mut locate: impl FnMut(usize, u32, &mut Option<R>, &mut Option<R>) -> IResult<(*const T, *const T, u32), B::Error>,
-        mut kernel: impl FnMut(&[*const T], &[*const T], &[u32], &mut [u32]),
+        mut locate: impl FnMut(usize, u32, &mut H) -> IResult<L, B::Error>,
+        mut kernel: impl FnMut(&[L], &mut [u32]),
     ) -> IResult<(), B::Error> {
         let keys = keys.get_mut(..ids.len()).ok_or_else(|| IndexError::Invalid("key buffer"))?;
         // Batch by batch with split_at (see `put_words` on why not a zip of chunks); `keys`
@@ -1602,24 +1627,13 @@ impl<B: BlockStore> GraphStore<'_, '_, B> {
             // The batch's blocks are asked for at once: the kernel reads those it does not
             // hold in parallel instead of one by one in `locate`.
             chunk.iter().for_each(|&id| prefetch(id));
-            let mut refs: [Option<R>; BATCH] = core::array::from_fn(|_| None);
-            let mut refs2: [Option<R>; BATCH] = core::array::from_fn(|_| None);
-            let mut ptrs = [core::ptr::null::<T>(); BATCH];
-            let mut tails = [core::ptr::null::<T>(); BATCH];
-            let mut splits = [0u32; BATCH];
-            for (i, &id) in chunk.iter().enumerate() {
-                let (Some(held), Some(held2)) = (refs.get_mut(i), refs2.get_mut(i)) else { break };
-                let (p, t, s) = locate(i, id, held, held2)?;
-                if let (Some(pp), Some(tt), Some(ss)) = (ptrs.get_mut(i), tails.get_mut(i), splits.get_mut(i)) {
-                    (*pp, *tt, *ss) = (p, t, s);
-                }
+            let mut held: [H; BATCH] = core::array::from_fn(|_| H::default());
+            let mut located = [empty; BATCH];
+            for (((i, &id), l), h) in chunk.iter().enumerate().zip(located.iter_mut()).zip(held.iter_mut()) {
+                *l = locate(i, id, h)?;
             }
-            let (Some(ptrs), Some(tails), Some(splits)) =
-                (ptrs.get(..chunk.len()), tails.get(..chunk.len()), splits.get(..chunk.len()))
-            else {
-                return Err(IndexError::Invalid("batch size"));
-            };
-            kernel(ptrs, tails, splits, out);
+            let located = located.get(..chunk.len()).ok_or_else(|| IndexError::Invalid("batch size"))?;
+            kernel(located, out);
         }
         Ok(())
     }
@@ -1686,7 +1700,8 @@ impl<B: BlockStore> Store for GraphStore<'_, '_, B> {
         // the last bounce slot (the batch uses the first BATCH).
         let (ix, b) = (self.ix, self.b);
         ix.check_slot(a)?;
-        if let Some((r, off)) = ix.vector_in_place(b, a)? {
+        let (blk, off) = ix.data_pos(a)?;
+        if let Some((r, off)) = ix.vector_in_place(b, blk, off)? {
             let q = span(&r, off, ix.vec_bytes, "vector data position")?.as_ptr().cast::<u32>();
             return self.dist_from(q, ids, keys);
         }
