@@ -650,8 +650,8 @@ impl<'t> VecIndex<'t> {
     }
 
     /// The borrow holding in place the vector at block `blk`, byte `off` ([`Self::data_pos`] of
-    /// its slot), with the vector's byte offset in it: its
-    /// block when the vector lies within one, else the store's [`BlockStore::read_span`];
+    /// its slot), with the vector's byte offset in it: its block when the vector lies within
+    /// one, else the store's [`BlockStore::read_span`];
     /// `None` when the vector crosses a block boundary and the store cannot span it (copy it
     /// with [`Self::read_vector`]). The caller checks the slot.
     /// Errors: `Invalid` for a position out of range; the store's.
