@@ -60,8 +60,9 @@ struct Slot {
 /// other). With `index_mem=SIZE` at most `SIZE / 4096` blocks are held once no search runs:
 /// a change that reads one more, or the trim after searches that did, gives back the least
 /// recently used ones (a clock: a block used since the hand last passed gets a second chance,
-/// but for the float32 vectors of an index with SQ8 or PQ codes, which only the re-rank reads:
-/// the codes and links that every step of a walk reads stay first), and drops their pages from
+/// but for the float32 vectors of an index with SQ8 or PQ codes in the split layout, which only
+/// the re-rank reads: the codes and links that every step of a walk reads stay first; with node
+/// records a vector's block holds links too, and gets its chance), and drops their pages from
 /// the page cache when nothing else uses them, so the index's pages stay within the budget. A
 /// block a change borrows at that moment is never given back; if every held block is, the
 /// table goes over the budget until the borrows end (a change borrows a few dozen blocks at
@@ -95,7 +96,8 @@ pub struct PinTable {
     slots: KVVec<Slot>,
     /// The blocks given no second chance by the clock: with SQ8 or PQ codes, the float32 vectors
     /// (read only to re-rank a search's last candidates, where the walk reads codes and links),
-    /// so that under a budget the codes and links stay and the vectors go first. Empty without.
+    /// so that under a budget the codes and links stay and the vectors go first. Empty without
+    /// codes, and with node records (the data region's blocks hold the level-0 links too).
     cold: core::ops::Range<u64>,
     /// Blocks held now.
     held: AtomicUsize,
@@ -153,7 +155,9 @@ impl PinTable {
                 GFP_KERNEL,
             )?;
         }
-        let cold = if disk.has_codes() {
+        // With codes, the data region's blocks are the re-rank's vectors, read once per
+        // search: evicted first. With node records they hold the graph too: not cold.
+        let cold = if disk.has_codes() && !disk.has_node_records() {
             let d = disk.region(crate::format::superblock::Region::VecData);
             d.start..d.end()
         } else {

@@ -219,7 +219,7 @@ impl JState {
                 let levels = u64::from(disk.hnsw_max_level).saturating_add(1);
                 let purge = (crate::vector::PURGE_STEP as u64)
                     .saturating_mul(levels)
-                    .min(disk.region(Region::Hnsw).blocks)
+                    .min(disk.graph_record_blocks())
                     .saturating_add(2);
                 let link = crate::embed::set_blocks_bound(disk, 1).max(m.saturating_mul(4));
                 [

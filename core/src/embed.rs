@@ -104,7 +104,7 @@ pub fn set_blocks_bound_deferred(disk: &Superblock, chunks: u64) -> u64 {
     capped(Region::VecData, chunks.saturating_mul(data))
         .saturating_add(capped(Region::VecMap, twice))
         .saturating_add(capped(Region::VecBitmap, twice))
-        .saturating_add(capped(Region::Hnsw, twice.saturating_add(1)))
+        .saturating_add(twice.saturating_add(1).min(disk.graph_record_blocks()))
         .saturating_add(capped(Region::VecCodes, chunks))
         .saturating_add(4)
 }
@@ -120,7 +120,7 @@ pub fn delete_blocks_bound(disk: &Superblock) -> u64 {
     disk.region(Region::BlockBitmap)
         .blocks
         .saturating_add(chunks.min(disk.region(Region::VecMap).blocks))
-        .saturating_add(chunks.saturating_add(1).min(disk.region(Region::Hnsw).blocks))
+        .saturating_add(chunks.saturating_add(1).min(disk.graph_record_blocks()))
         .saturating_add(16)
 }
 
@@ -757,10 +757,11 @@ impl<A: Alloc> IndexMem<A> {
     }
 
     /// Whether [`Self::connect_shared`] calls on several threads may each read only the blocks
-    /// they write (the graph counts no tombstone: [`crate::vindex::connects_apart`]); without,
-    /// the connections of a batch run on one thread.
+    /// they write (the graph counts no tombstone: [`crate::vindex::connects_apart`], and the
+    /// level-0 records lie apart from the vectors: with node records a thread's record blocks
+    /// hold vectors the others read); without, the connections of a batch run on one thread.
     pub fn connects_apart(&self) -> bool {
-        crate::vindex::connects_apart(&self.header)
+        crate::vindex::connects_apart(&self.header) && !self.sb.has_node_records()
     }
 
     /// Largest ef a search can use: `min(MAX_EF, the candidate pool)`.

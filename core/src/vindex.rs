@@ -127,7 +127,6 @@ pub struct VecIndex<'t> {
     pub params: Params,
     bitmap_start: u64,
     map_start: u64,
-    data_start: u64,
     /// `u32` words per slot (`stride / 4`): the size of a bounce vector.
     words: usize,
     /// Bytes of a vector (`4 * dim`).
@@ -266,7 +265,6 @@ impl<'t> VecIndex<'t> {
             params: Params { m: sb.hnsw_m, ef_construction: sb.hnsw_ef_construction },
             bitmap_start: sb.region(Region::VecBitmap).start,
             map_start: sb.region(Region::VecMap).start,
-            data_start: sb.region(Region::VecData).start,
             words: (sb.vec_stride / 4) as usize,
             // Exact on 64-bit targets (a validated dim is at most 4096).
             vec_bytes: (sb.vec_dim as usize).saturating_mul(4),
@@ -292,9 +290,13 @@ impl<'t> VecIndex<'t> {
     }
 
     /// Candidates a search re-ranks per result wanted: [`SQ8_RERANK_PER_K`] or
-    /// [`PQ_RERANK_PER_K`] (ignored without codes).
+    /// [`PQ_RERANK_PER_K`], or with node records every candidate of the list (`usize::MAX`:
+    /// a search expanded each, so their vectors came with their records, as DiskANN re-ranks);
+    /// ignored without codes.
     pub fn rerank_per_k(&self) -> usize {
-        if self.pq.is_some() {
+        if self.geo.node_records {
+            usize::MAX
+        } else if self.pq.is_some() {
             PQ_RERANK_PER_K
         } else {
             SQ8_RERANK_PER_K
@@ -554,12 +556,12 @@ impl<'t> VecIndex<'t> {
             .ok_or_else(|| bad_pos("vector map position", slot))
     }
 
-    /// (block, offset) of the first byte of the vector of `slot`.
+    /// (block, offset) of the first byte of the vector of `slot` ([`HnswGeometry::vector_pos`]).
     fn data_pos(&self, slot: u32) -> FResult<(u64, usize)> {
-        u64::from(slot)
-            .checked_mul(self.stride)
-            .and_then(|pos| byte_pos(self.data_start, pos))
-            .ok_or_else(|| bad_pos("vector data position", slot))
+        match self.geo.vector_pos(slot) {
+            (u64::MAX, _) | (_, usize::MAX) => Err(bad_pos("vector data position", slot)),
+            p => Ok(p),
+        }
     }
 
     /// The level-0 record head of `slot`, checked against the slot's fixed level.

@@ -130,8 +130,12 @@ fn main() -> Res<()> {
     // The training rows in the order of the slots they will take (checked below).
     let rows: Vec<f32> = v_gone.iter().chain(&v_a).chain(&v_b).chain(&v_c).flatten().copied().collect();
     let centroids = pq_train::train(&rows, DIM, PQ_M as usize, TRAIN_SEED, 1)?;
-    let opts =
-        FormatOpts { dir_index: true, sq8_shift: None, pq: Some(PqCodebook { m: PQ_M, centroids: centroids.into() }) };
+    let opts = FormatOpts {
+        dir_index: true,
+        sq8_shift: None,
+        pq: Some(PqCodebook { m: PQ_M, centroids: centroids.into() }),
+        node_records: false,
+    };
     let mut w = new_writer_with(&params(), opts)?;
     let r = ROOT_INO;
     let a_data = b"three embeddings, walked on their PQ codes\n".to_vec();

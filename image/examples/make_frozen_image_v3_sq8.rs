@@ -74,7 +74,10 @@ fn main() -> Res<()> {
     if vexfs_core::sq8::shift_for_max(2.0f32.to_bits()) != SHIFT {
         return Err("the shift for components in -2..=2 is not 5".into());
     }
-    let mut w = new_writer_with(&params(), FormatOpts { dir_index: true, sq8_shift: Some(SHIFT), pq: None })?;
+    let mut w = new_writer_with(
+        &params(),
+        FormatOpts { dir_index: true, sq8_shift: Some(SHIFT), pq: None, node_records: false },
+    )?;
     let r = ROOT_INO;
     let a_data = b"three embeddings, walked on their SQ8 codes\n".to_vec();
     let b_data = b"one embedding\n".to_vec();

@@ -23,7 +23,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let rows = read_fvecs(base)?;
     let dim = rows.first().map_or(0, Vec::len) as u32;
     let capacity = (rows.len() as u64 * 5 / 4).max(64);
-    let v: u64 = vector_region_blocks(capacity, dim, 16).iter().sum();
+    let v: u64 = vector_region_blocks(capacity, dim, 16, false).iter().sum();
     let blocks = (v + 2 * rows.len() as u64 + 4096) * 5 / 4;
     let f = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(out)?;
     f.set_len(blocks * 4096)?;

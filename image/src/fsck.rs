@@ -894,9 +894,10 @@ fn write_code<D: BlockDevice<Error = io::Error>>(
     let sb = img.sb().clone();
     let (dim, bs) = (sb.vec_dim as usize, BLOCK_SIZE as u64);
     let mut bits = Vec::with_capacity(dim);
-    let mut pos = u64::from(slot) * u64::from(sb.vec_stride);
+    let (blk, off) = vexfs_core::format::vector::HnswGeometry::new(&sb).vector_pos(slot);
+    let mut pos = blk * bs + off as u64;
     while bits.len() < dim {
-        let b = img.read_block(sb.region(Region::VecData).start + pos / bs)?;
+        let b = img.read_block(pos / bs)?;
         let o = (pos % bs) as usize;
         let take = (dim - bits.len()).min((BLOCK_SIZE - o) / 4);
         bits.extend(b[o..o + 4 * take].chunks_exact(4).map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]])));

@@ -37,6 +37,10 @@ pub struct FormatOpts {
     /// Keep PQ codes with this codebook: the incompat feature `FEATURE_INCOMPAT_PQ`, `pq_m`
     /// and the vector codes region (codebook, then codes). Not with `sq8_shift`.
     pub pq: Option<PqCodebook>,
+    /// With `pq`: each vector and its level-0 record together in a node record (the incompat
+    /// feature `FEATURE_INCOMPAT_NODE_RECORDS`, DiskANN's layout: expanding a node reads one
+    /// block, which also gives its full-precision distance). Ignored without `pq`.
+    pub node_records: bool,
 }
 
 /// The superblock [`format_with`] writes for `p` and `opts`: [`layout`]'s, with the features
@@ -46,6 +50,7 @@ pub fn layout_with(p: &MkfsParams, opts: &FormatOpts) -> Result<Superblock> {
     let q = match (opts.sq8_shift, &opts.pq) {
         (Some(_), Some(_)) => return Err(Error::Invalid("SQ8 and PQ codes together".into())),
         (Some(s), None) => Quant::Sq8(s),
+        (None, Some(c)) if opts.node_records => Quant::PqNodes(c.m),
         (None, Some(c)) => Quant::Pq(c.m),
         (None, None) => Quant::None,
     };

@@ -976,7 +976,8 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
         let level0 = ops.first().map(Vec::as_slice).unwrap_or_default();
         let hnsw = mem.sb().region(Region::Hnsw);
         let owned = hnsw.start..hnsw.start.saturating_add(hnsw.blocks);
-        // With tombstones the connections read other nodes' records (their flags): one thread.
+        // With tombstones the connections read other nodes' records (their flags), with node
+        // records the vectors in other threads' record blocks: one thread.
         let threaded = threads > 1 && level0.len() > 1 && mem.connects_apart();
         let shared = if threaded { cache.shared(owned, threads as u64) } else { None };
         let Some(mut shared) = shared else {

@@ -26,7 +26,7 @@ use vexfs_image::vecfile::Fvecs;
 use vexfs_image::vexfs_core::embed::{min_journal_blocks, worst_step_blocks};
 use vexfs_image::vexfs_core::format::layout::{MkfsParams, DEFAULT_EF_CONSTRUCTION, DEFAULT_M};
 use vexfs_image::vexfs_core::format::superblock::{
-    Metric, Region, Superblock, FEATURE_INCOMPAT_DIR_INDEX, FORMAT_VERSION, MAGIC,
+    node_record_size, Metric, Region, Superblock, FEATURE_INCOMPAT_DIR_INDEX, FORMAT_VERSION, MAGIC,
 };
 use vexfs_image::vexfs_core::format::BLOCK_SIZE;
 use vexfs_image::vexfs_core::io::BlockDevice;
@@ -151,6 +151,16 @@ struct Cli {
     /// vectors the codebook is trained on (at most 16,384 rows of it, evenly spaced).
     #[arg(long, value_name = "VECTORS.fvecs")]
     train: Option<PathBuf>,
+    /// With --quant pq: where the float vectors and the level-0 HNSW links lie. records (the
+    /// incompat feature node_records, DiskANN's layout): each vector and its links together in
+    /// one record that never crosses a block, so a search that expands a node reads one block,
+    /// which also gives the node's exact distance, and re-ranks every candidate it expanded
+    /// (docs/FORMAT.md, "Node records"); for indexes larger than their memory budget. split:
+    /// vectors and links in their own regions (denser links; a search re-ranks its 10k
+    /// nearest candidates by code from the vector region). Default: records when a record fits
+    /// in a block (up to 984 dimensions at the default m), else split.
+    #[arg(long, value_enum, value_name = "records|split")]
+    pq_layout: Option<PqLayout>,
     /// Block device or image file.
     #[arg(value_name = "DEVICE|FILE")]
     device: PathBuf,
@@ -158,6 +168,15 @@ struct Cli {
     /// resizes an image file; default: the size of the existing device or file.
     #[arg(value_name = "SIZE", value_parser = parse_size)]
     size: Option<u64>,
+}
+
+/// `--pq-layout`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum PqLayout {
+    /// Node records (vector and level-0 links together).
+    Records,
+    /// Vectors and links in their own regions.
+    Split,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -509,7 +528,22 @@ fn run(cli: &Cli) -> Result<(), String> {
         }
         _ => None,
     };
-    let mut opts = FormatOpts { dir_index: !cli.no_dir_index, sq8_shift, pq: pq_codebook };
+    let fits = node_record_size(dim, cli.hnsw_m) <= BLOCK_SIZE as u64;
+    if cli.pq_layout.is_some() && !matches!(cli.quant, QuantArg::Pq(_)) {
+        return Err("--pq-layout needs --quant pq".into());
+    }
+    let node_records = match cli.pq_layout {
+        Some(PqLayout::Records) if !fits => {
+            return Err(format!(
+                "--pq-layout records: a {dim}-d vector and its level-0 links at m {} take {} bytes, more than a block",
+                cli.hnsw_m,
+                node_record_size(dim, cli.hnsw_m)
+            ))
+        }
+        Some(l) => l == PqLayout::Records,
+        None => fits,
+    };
+    let mut opts = FormatOpts { dir_index: !cli.no_dir_index, sq8_shift, pq: pq_codebook, node_records };
     // The features are set on the superblock the journal's floor is computed from.
     let lay = |p: &MkfsParams, opts: &FormatOpts| mkfs::layout_with(p, opts);
     let mut sb =
@@ -655,6 +689,9 @@ fn print_summary(cli: &Cli, sb: &Superblock) {
     }
     if sb.has_pq() {
         println!("Codes:    pq, {} bytes per vector (searches walk the codes)", sb.pq_m);
+        if sb.has_node_records() {
+            println!("Layout:   node records (each vector with its level-0 links)");
+        }
     }
     if cli.verbose {
         println!(

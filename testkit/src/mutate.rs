@@ -225,7 +225,8 @@ pub const SQ8_SHIFT: i32 = 6;
 fn base_writer(blocks: u64, dir_index: bool, sq8_shift: Option<i32>) -> Res<Writer<MemDevice>> {
     let mut dev = MemDevice::new(blocks);
     let p = MkfsParams { vec_capacity: Some(256), ..sample::params(blocks) };
-    mkfs::format_with(&mut dev, &p, true, FormatOpts { dir_index, sq8_shift, pq: None }).map_err(err("mkfs"))?;
+    mkfs::format_with(&mut dev, &p, true, FormatOpts { dir_index, sq8_shift, pq: None, node_records: false })
+        .map_err(err("mkfs"))?;
     let img = Image::open(dev).map_err(err("open"))?;
     let mut w = Writer::new(img).map_err(err("writer"))?;
     w.set_dir_seeds(Some(7));
@@ -296,8 +297,13 @@ pub fn build_small_base() -> Res<Vec<u8>> {
         ef_construction: 32,
         ..sample::params(blocks)
     };
-    mkfs::format_with(&mut dev, &p, true, FormatOpts { dir_index: true, sq8_shift: Some(SQ8_SHIFT), pq: None })
-        .map_err(err("mkfs"))?;
+    mkfs::format_with(
+        &mut dev,
+        &p,
+        true,
+        FormatOpts { dir_index: true, sq8_shift: Some(SQ8_SHIFT), pq: None, node_records: false },
+    )
+    .map_err(err("mkfs"))?;
     let mut w = Writer::new(Image::open(dev).map_err(err("open"))?).map_err(err("writer"))?;
     w.set_dir_seeds(Some(7));
     let e = |what: &'static str| move |e: vexfs_image::Error| format!("{what}: {e}");
@@ -1118,8 +1124,8 @@ fn mutate_hnsw_header(m: &mut Mutant, rng: &mut Rng) -> String {
 /// Writes a non-finite, zero or huge component (or a whole zero vector) into a used slot.
 fn mutate_vector(m: &mut Mutant, rng: &mut Rng) -> String {
     let Some(&slot) = rng.pick(&m.c.used_slots) else { return "no slot".into() };
-    let stride = m.c.sb.vec_stride as usize;
-    let at = (m.c.sb.region(Region::VecData).start * BS) as usize + slot as usize * stride;
+    let (blk, off) = HnswGeometry::new(&m.c.sb).vector_pos(slot);
+    let at = (blk * BS) as usize + off;
     let dim = m.c.sb.vec_dim as usize;
     if rng.chance(1, 4) {
         m.bytes[at..at + dim * 4].fill(0);

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Vector codes through the kernel (docs/FORMAT.md "Vector codes", "PQ codes"), sourced by
-# 048-sq8.sh (QUANT=sq8) and 066-pq.sh (QUANT=pq:48, MOUNT_OPTS=index_mem=1M, a budget below
-# the index). The repo's pydocs sample (2,000 x 384, l2) bulk-loaded on the host into an image
+# 048-sq8.sh (QUANT=sq8), 066-pq.sh (QUANT=pq:48, MOUNT_OPTS=index_mem=1M, a budget below
+# the index; node records, mkfs's default layout) and 069-pq-split.sh (the same with
+# MKFS_OPTS=--pq-layout split). The repo's pydocs sample (2,000 x 384, l2) bulk-loaded on the host into an image
 # with codes (trained from the rows), fsck.vexfs clean. In the guest: the kernel's answers to
 # the 100 queries at ef 16 and 64 (walked on the codes, re-ranked with the floats) are, byte for
 # byte, the userspace core's on the same image (`vexctl search-image`, run first on the
@@ -15,7 +16,8 @@
 
 data="$VEXFS_ROOT/data/pydocs-minilm/small"
 name=${QUANT%%:*}
-img=$(mkimg 128M --import "$data/base.fvecs" --import-dir docs --metric l2 -j 2 --quant "$QUANT")
+# shellcheck disable=SC2086 # MKFS_OPTS: words
+img=$(mkimg 128M --import "$data/base.fvecs" --import-dir docs --metric l2 -j 2 --quant "$QUANT" ${MKFS_OPTS:-})
 check_fsck "$img"
 "$VEXCTL" inspect "$img" | grep -i "$name" || fail "vexctl inspect does not show the $name codes"
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A frozen v3 image with vector codes through the kernel, sourced by 065-frozen-v3-sq8.sh
 # (FROZEN=3-sq8: an SQ8 code of every vector, tombstones included) and 067-frozen-v3-pq.sh
-# (FROZEN=3-pq: a PQ codebook of 4 sub-quantisers, then a 4-byte code of every vector), with
+# (FROZEN=3-pq: a PQ codebook of 4 sub-quantisers, then a 4-byte code of every vector) and
+# 068-frozen-v3-pq-records.sh (FROZEN=3-pq-records: the same in node records), with
 # FEATURES (the expected feature_incompat), CODES (its name) and FIELD (a line of `vexctl
 # inspect --json` that must stay). Before the boot, the host tools read the image as the
 # manifest says (fsck.vexfs -n, which checks every code, and with PQ the codebook; vexctl cat;

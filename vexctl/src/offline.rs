@@ -11,7 +11,7 @@ use vexfs_image::show::{device_map, device_map_table, format_uuid};
 use vexfs_image::vexfs_core::format::inode::{Inode, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
 use vexfs_image::vexfs_core::format::journal::{JournalSuper, JOURNAL_CLEAN};
 use vexfs_image::vexfs_core::format::superblock::{
-    Region, Superblock, FEATURE_INCOMPAT_RECOVER, STATE_CLEAN, STATE_ERRORS,
+    node_record_size, Region, Superblock, FEATURE_INCOMPAT_RECOVER, STATE_CLEAN, STATE_ERRORS,
 };
 use vexfs_image::vexfs_core::format::vector::HnswHeader;
 use vexfs_image::vexfs_core::format::BLOCK_SIZE;
@@ -191,6 +191,10 @@ struct InspectJson {
     /// PQ sub-quantisers (bytes per code); absent without the feature.
     #[serde(skip_serializing_if = "Option::is_none")]
     pq_m: Option<u32>,
+    /// Bytes of a node record (each vector with its level-0 links, the feature node_records);
+    /// absent without the feature.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    node_record_bytes: Option<u64>,
     regions: Vec<RegionJson>,
     journal: JournalJson,
     /// The vector write-ahead log (`--log` only).
@@ -335,6 +339,7 @@ fn inspect_json(sb: &Superblock, journal: JournalJson, wal: Option<WalJson>) -> 
         hnsw_seed: sb.hnsw_seed,
         sq8_shift: sb.has_sq8().then_some(sb.sq8_shift),
         pq_m: sb.has_pq().then_some(sb.pq_m),
+        node_record_bytes: sb.has_node_records().then(|| node_record_size(sb.vec_dim, sb.hnsw_m)),
         regions: device_map(sb)
             .into_iter()
             .map(|r| RegionJson { name: r.name, start: r.start, blocks: r.blocks, bytes: r.bytes() })
@@ -386,6 +391,11 @@ pub fn inspect(a: &InspectArgs) -> CmdResult {
     }
     if let Some(m) = j.pq_m {
         println!("PQ codes:             {m} bytes per vector, 256 centroids per byte (searches walk the codes)");
+    }
+    if let Some(n) = j.node_record_bytes {
+        println!(
+            "Node records:         {n} bytes, each vector with its level-0 links (a block read per expanded node)"
+        );
     }
     let jr = &j.journal;
     print_journal_line(jr);

@@ -58,8 +58,12 @@ pub enum Quant {
     None,
     /// SQ8 codes at this `sq8_shift` ([`FEATURE_INCOMPAT_SQ8`], `crate::sq8`).
     Sq8(i32),
-    /// PQ codes of this many sub-quantisers (`FEATURE_INCOMPAT_PQ`, `crate::pq`).
+    /// PQ codes of this many sub-quantisers (`FEATURE_INCOMPAT_PQ`, `crate::pq`), the vectors
+    /// and level-0 records apart (the data and HNSW regions).
     Pq(u32),
+    /// PQ codes of this many sub-quantisers, each vector and its level-0 record together in a
+    /// node record (`FEATURE_INCOMPAT_NODE_RECORDS`, DiskANN's layout).
+    PqNodes(u32),
 }
 
 /// [`layout`] with the codes of `q`: SQ8 as [`layout_codes`]; PQ sets the incompat feature
@@ -70,7 +74,8 @@ pub fn layout_quant(p: &MkfsParams, q: Quant) -> Result<Superblock> {
     match q {
         Quant::None => layout_codes(p, None),
         Quant::Sq8(s) => layout_codes(p, Some(s)),
-        Quant::Pq(m) => layout_with(p, None, Some(m)),
+        Quant::Pq(m) => layout_with(p, None, Some(m), false),
+        Quant::PqNodes(m) => layout_with(p, None, Some(m), true),
     }
 }
 
@@ -80,10 +85,10 @@ pub fn layout_quant(p: &MkfsParams, q: Quant) -> Result<Superblock> {
 /// default capacity's bytes per vector). Errors: as [`layout`]; `Corrupt` for a shift outside
 /// [`crate::sq8::MIN_SHIFT`]`..=`[`crate::sq8::MAX_SHIFT`].
 pub fn layout_codes(p: &MkfsParams, sq8_shift: Option<i32>) -> Result<Superblock> {
-    layout_with(p, sq8_shift, None)
+    layout_with(p, sq8_shift, None, false)
 }
 
-fn layout_with(p: &MkfsParams, sq8_shift: Option<i32>, pq_m: Option<u32>) -> Result<Superblock> {
+fn layout_with(p: &MkfsParams, sq8_shift: Option<i32>, pq_m: Option<u32>, nodes: bool) -> Result<Superblock> {
     let bad = |what: &'static str, value: u64| Err(FormatError::Corrupt { what, value });
     if p.block_count < MIN_BLOCKS || p.block_count > MAX_BLOCKS {
         return bad("block_count", p.block_count);
@@ -130,7 +135,7 @@ fn layout_with(p: &MkfsParams, sq8_shift: Option<i32>, pq_m: Option<u32>) -> Res
         Some(c) => c,
         None => {
             // Bytes per vector across the four vector regions, then a quarter of the device.
-            let per_64k = sum(&vector_region_blocks(1 << 16, p.dim, p.m)).saturating_add(codes(1 << 16));
+            let per_64k = sum(&vector_region_blocks(1 << 16, p.dim, p.m, nodes)).saturating_add(codes(1 << 16));
             let one = per_64k.saturating_mul(BLOCK_SIZE_U64) >> 16;
             (p.block_count / 4).saturating_mul(BLOCK_SIZE_U64) / NonZeroU64::new(one).unwrap_or(NonZeroU64::MIN)
         }
@@ -138,7 +143,7 @@ fn layout_with(p: &MkfsParams, sq8_shift: Option<i32>, pq_m: Option<u32>) -> Res
     if capacity > u64::from(u32::MAX) {
         return bad("vec_capacity", capacity);
     }
-    let v = vector_region_blocks(capacity, p.dim, p.m);
+    let v = vector_region_blocks(capacity, p.dim, p.m, nodes);
     // In region-table order (the data's length is set last).
     let sizes = [
         journal,
@@ -183,6 +188,7 @@ fn layout_with(p: &MkfsParams, sq8_shift: Option<i32>, pq_m: Option<u32>) -> Res
         feature_ro_compat: 0,
         feature_incompat: match (sq8_shift, pq_m) {
             (Some(_), _) => FEATURE_INCOMPAT_SQ8,
+            (None, Some(_)) if nodes => FEATURE_INCOMPAT_PQ | FEATURE_INCOMPAT_NODE_RECORDS,
             (None, Some(_)) => FEATURE_INCOMPAT_PQ,
             (None, None) => 0,
         },

@@ -120,12 +120,22 @@ pub const FEATURE_INCOMPAT_SQ8: u32 = 8;
 /// vectors. Set by mkfs (`--quant pq:M`, which trains the codebook); never with
 /// [`FEATURE_INCOMPAT_SQ8`]. Code that does not know it refuses the filesystem.
 pub const FEATURE_INCOMPAT_PQ: u32 = 16;
+/// Incompat feature (format v3, with [`FEATURE_INCOMPAT_PQ`] only): **node records**, the
+/// layout of DiskANN (Subramanya et al., NeurIPS 2019): slot `s`'s float32 vector and its
+/// level-0 HNSW record lie together in one record of [`node_record_size`] bytes in the vector
+/// data region, none crossing a block, so expanding a node reads one block that also gives
+/// its full-precision distance; the HNSW region keeps the header and the upper-level records
+/// only. Set by mkfs (`--quant pq` when a record fits in a block, unless `--pq-layout split`).
+/// Code that does not know it
+/// refuses the filesystem (it would look for the level-0 records in the HNSW region).
+pub const FEATURE_INCOMPAT_NODE_RECORDS: u32 = 32;
 /// Incompat features known to this code. Unknown ones make the mount fail with `EINVAL`.
 pub const FEATURE_INCOMPAT_SUPP: u32 = FEATURE_INCOMPAT_RECOVER
     | FEATURE_INCOMPAT_DIR_INDEX
     | FEATURE_INCOMPAT_EOFBLOCKS
     | FEATURE_INCOMPAT_SQ8
-    | FEATURE_INCOMPAT_PQ;
+    | FEATURE_INCOMPAT_PQ
+    | FEATURE_INCOMPAT_NODE_RECORDS;
 
 /// Smallest filesystem mkfs creates and mount accepts, in blocks (256 KiB).
 pub const MIN_BLOCKS: u64 = 64;
@@ -356,6 +366,15 @@ pub fn hnsw_upper_records(capacity: u64, m: u32) -> u64 {
     (capacity.saturating_mul(2) / m_minus_1).saturating_add(64)
 }
 
+/// Bytes of a node record ([`FEATURE_INCOMPAT_NODE_RECORDS`]) for `dim` components and `m`:
+/// the vector ([`vec_stride_for`] bytes, at the record's start) then the level-0 record
+/// ([`hnsw_level0_record_size`]), rounded up to 32 so every vector stays 32-byte aligned. At
+/// most a block for a valid superblock (384-d at `m` 16: 1,696 bytes, 2 per block; 100-d: 576,
+/// 7 per block).
+pub fn node_record_size(dim: u32, m: u32) -> u64 {
+    vec_stride_for(dim).saturating_add(hnsw_level0_record_size(m)).div_ceil(32).saturating_mul(32)
+}
+
 /// Records of `size` bytes one block holds, none crossing a block boundary: at least 1 (a
 /// `size` of 0, or above a block, counts as one record per block).
 pub fn records_per_block(size: u64) -> u64 {
@@ -369,14 +388,23 @@ pub fn blocks_for_records(count: u64, size: u64) -> u64 {
 }
 
 /// Minimum size of each vector/index region for the given vector parameters, in blocks:
-/// `[VecBitmap, VecMap, VecData, Hnsw]`.
-pub fn vector_region_blocks(capacity: u64, dim: u32, m: u32) -> [u64; 4] {
+/// `[VecBitmap, VecMap, VecData, Hnsw]`. With `node_records`
+/// ([`FEATURE_INCOMPAT_NODE_RECORDS`]) the data region holds a node record per slot and the
+/// HNSW region no level-0 record.
+pub fn vector_region_blocks(capacity: u64, dim: u32, m: u32, node_records: bool) -> [u64; 4] {
     let bs = BLOCK_SIZE_U64;
     let bitmap = capacity.div_ceil(BITS_PER_BLOCK);
     let map = blocks_for_records(capacity, VEC_MAP_ENTRY_SIZE);
-    let data = capacity.saturating_mul(vec_stride_for(dim)).div_ceil(bs);
+    let (data, level0) = if node_records {
+        (blocks_for_records(capacity, node_record_size(dim, m)), 0)
+    } else {
+        (
+            capacity.saturating_mul(vec_stride_for(dim)).div_ceil(bs),
+            blocks_for_records(capacity, hnsw_level0_record_size(m)),
+        )
+    };
     let hnsw = 1u64
-        .saturating_add(blocks_for_records(capacity, hnsw_level0_record_size(m)))
+        .saturating_add(level0)
         .saturating_add(blocks_for_records(hnsw_upper_records(capacity, m), hnsw_upper_record_size(m)));
     // An empty vector region still keeps the HNSW header block; the others may be empty.
     [bitmap, map, data, hnsw]
@@ -573,6 +601,10 @@ impl Superblock {
         if pq && (sq8 || !crate::pq::valid_m(self.vec_dim, self.pq_m)) || !pq && self.pq_m != 0 {
             return bad("pq_m", u64::from(self.pq_m));
         }
+        let nodes = self.has_node_records();
+        if nodes && (!pq || node_record_size(self.vec_dim, self.hnsw_m) > BLOCK_SIZE_U64) {
+            return bad("node records (need PQ and a record of at most a block)", u64::from(self.feature_incompat));
+        }
         let codes = sq8 || pq;
         // Regions tile 1 .. block_count - 1 in order (the codes only with SQ8 or PQ).
         let mut next = 1u64;
@@ -606,7 +638,7 @@ impl Superblock {
         need(Region::InodeBitmap, u64::from(self.inode_count).div_ceil(BITS_PER_BLOCK))?;
         need(Region::InodeTable, u64::from(self.inode_count) / INODES_PER_BLOCK_U64)?;
         need(Region::Journal, super::journal::MIN_JOURNAL_BLOCKS)?;
-        let v = vector_region_blocks(self.vec_capacity, self.vec_dim, self.hnsw_m);
+        let v = vector_region_blocks(self.vec_capacity, self.vec_dim, self.hnsw_m, nodes);
         need(Region::VecBitmap, v[0])?;
         need(Region::VecMap, v[1])?;
         need(Region::VecData, v[2])?;
@@ -629,6 +661,20 @@ impl Superblock {
     /// Whether the filesystem keeps PQ codes ([`FEATURE_INCOMPAT_PQ`]).
     pub fn has_pq(&self) -> bool {
         self.feature_incompat & FEATURE_INCOMPAT_PQ != 0
+    }
+
+    /// Whether vectors and level-0 records lie together in node records
+    /// ([`FEATURE_INCOMPAT_NODE_RECORDS`]).
+    pub fn has_node_records(&self) -> bool {
+        self.feature_incompat & FEATURE_INCOMPAT_NODE_RECORDS != 0
+    }
+
+    /// Blocks that hold HNSW records: the HNSW region's, and with node records the vector data
+    /// region's too (each holds level-0 records). What caps the record blocks a transaction
+    /// bound counts.
+    pub fn graph_record_blocks(&self) -> u64 {
+        let data = if self.has_node_records() { self.region(Region::VecData).blocks } else { 0 };
+        self.region(Region::Hnsw).blocks.saturating_add(data)
     }
 
     /// Whether the filesystem keeps a code per vector (SQ8 or PQ) in the vector codes region,

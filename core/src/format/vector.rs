@@ -11,7 +11,9 @@
 //!
 //! HNSW region: block 0 is the header, then the level-0 records (`level0_size` bytes each,
 //! `BLOCK_SIZE / level0_size` per block), then the upper-level records (`upper_size` bytes,
-//! `BLOCK_SIZE / upper_size` per block). No record crosses a block.
+//! `BLOCK_SIZE / upper_size` per block). No record crosses a block. With node records
+//! (`FEATURE_INCOMPAT_NODE_RECORDS`) the level-0 records lie in the data region instead, each
+//! right after its slot's vector ([`HnswGeometry`]), and the upper records follow the header.
 //!
 //! Level-0 record: `count` u16, `level` u8, `flags` u8 ([`NODE_IN_GRAPH`], [`NODE_DELETED`],
 //! [`NODE_PENDING`]),
@@ -31,7 +33,8 @@
 use super::block::{check_header, seal_header};
 use super::le::*;
 use super::superblock::{
-    hnsw_level0_record_size, hnsw_upper_record_size, hnsw_upper_records, records_per_block, Region, Superblock,
+    hnsw_level0_record_size, hnsw_upper_record_size, hnsw_upper_records, node_record_size, records_per_block, Region,
+    Superblock,
 };
 use super::BLOCK_SIZE;
 use crate::crc32c::crc32c_parts;
@@ -122,17 +125,32 @@ pub fn slot_level(seed: u64, slot: u32, m: u32, max_level: u32) -> u8 {
     cap
 }
 
-/// Geometry of the HNSW region of a superblock.
+/// Geometry of the HNSW region of a superblock, and where each slot's vector and level-0
+/// record lie (in the HNSW and data regions, or together in node records:
+/// [`crate::format::superblock::FEATURE_INCOMPAT_NODE_RECORDS`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HnswGeometry {
     /// First block of the region (the header).
     pub header: u64,
-    /// First block of level-0 records.
+    /// First block of level-0 records (of the node records: the data region's first).
     pub level0_start: u64,
     /// Bytes of a level-0 record.
     pub level0_size: u64,
     /// Level-0 records per block (at least 1).
     pub level0_per_block: u64,
+    /// Bytes from one level-0 record to the next in a block: `level0_size`, or with node
+    /// records the node record's size ([`node_record_size`]).
+    pub level0_step: u64,
+    /// Byte of a level-0 record within its step: 0, or with node records the vector's
+    /// stride (the record follows the vector).
+    pub level0_skip: u64,
+    /// Whether vectors and level-0 records lie together in node records.
+    pub node_records: bool,
+    /// First block of the vector data region.
+    pub data_start: u64,
+    /// Bytes per vector slot without node records (`vec_stride`: vectors packed from the
+    /// data region's first byte, possibly across blocks).
+    pub vec_stride: u64,
     /// First block of upper-level records.
     pub upper_start: u64,
     /// Bytes of an upper-level record.
@@ -155,15 +173,28 @@ impl HnswGeometry {
         let m = sb.hnsw_m;
         let level0_size = hnsw_level0_record_size(m);
         let upper_size = hnsw_upper_record_size(m);
-        let level0_per_block = records_per_block(level0_size);
         let header = sb.region(Region::Hnsw).start;
-        let level0_start = header.saturating_add(1);
+        let data_start = sb.region(Region::VecData).start;
+        let vec_stride = u64::from(sb.vec_stride);
+        let node_records = sb.has_node_records();
+        let (level0_start, level0_step, level0_skip, upper_start) = if node_records {
+            (data_start, node_record_size(sb.vec_dim, m), vec_stride, header.saturating_add(1))
+        } else {
+            let first = header.saturating_add(1);
+            (first, level0_size, 0, first.saturating_add(sb.vec_capacity.div_ceil(records_per_block(level0_size))))
+        };
+        let level0_per_block = records_per_block(level0_step);
         HnswGeometry {
             header,
             level0_start,
             level0_size,
             level0_per_block,
-            upper_start: level0_start.saturating_add(sb.vec_capacity.div_ceil(level0_per_block)),
+            level0_step,
+            level0_skip,
+            node_records,
+            data_start,
+            vec_stride,
+            upper_start,
             upper_size,
             upper_per_block: records_per_block(upper_size),
             upper_records: hnsw_upper_records(sb.vec_capacity, m),
@@ -174,7 +205,25 @@ impl HnswGeometry {
 
     /// (block, byte offset) of the level-0 record of `slot`.
     pub fn level0_pos(&self, slot: u32) -> (u64, usize) {
-        record_pos(self.level0_start, self.level0_per_block, self.level0_size, u64::from(slot))
+        let (blk, off) = record_pos(self.level0_start, self.level0_per_block, self.level0_step, u64::from(slot));
+        let skip = usize::try_from(self.level0_skip).unwrap_or(usize::MAX);
+        // Saturating: an overflow gives `usize::MAX`, a position no slice reaches.
+        (blk, off.saturating_add(skip))
+    }
+
+    /// (block, byte offset) of the first byte of `slot`'s vector: its node record's start with
+    /// node records (the vector never crosses a block), else byte `slot * vec_stride` of the
+    /// data region (a vector may run on into the next block). A position that cannot be
+    /// computed comes out as in [`record_pos`].
+    pub fn vector_pos(&self, slot: u32) -> (u64, usize) {
+        if self.node_records {
+            return record_pos(self.data_start, self.level0_per_block, self.level0_step, u64::from(slot));
+        }
+        let pos = u64::from(slot).checked_mul(self.vec_stride);
+        let bs = BLOCK_SIZE as u64;
+        let block = pos.and_then(|p| p.checked_div(bs)).and_then(|b| b.checked_add(self.data_start));
+        let off = pos.and_then(|p| p.checked_rem(bs)).and_then(|o| usize::try_from(o).ok());
+        (block.unwrap_or(u64::MAX), off.unwrap_or(usize::MAX))
     }
 
     /// (block, byte offset) of upper record `idx`.

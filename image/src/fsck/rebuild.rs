@@ -6,7 +6,8 @@
 //! a bad entry point, a bad level or flag byte, a link to a free or out-of-range slot, counts
 //! that disagree, ...) but those four agree with each other, the whole graph is made again:
 //!
-//! 1. the HNSW region (header and every record) is zeroed: an empty graph;
+//! 1. the HNSW region (header and every record) is zeroed, and with node records the level-0
+//!    record of every slot (in the data region, beside its vector): an empty graph;
 //! 2. tombstones (slots marked in use in the bitmap without an owner in the map: deleted
 //!    vectors) are dropped, their bitmap bits cleared, as a purge frees them;
 //! 3. every live slot (bit set, owner in the map) is linked again, in slot order, with its
@@ -19,7 +20,8 @@
 //! fsck's other repairs are (not journaled), in three flushed steps: the header block is
 //! overwritten with [`REBUILDING`] (a block that does not decode: the kernel refuses to mount,
 //! fsck reports the header), then the records and the bitmap, then the new header. The vectors,
-//! the map and the chunk lists are never written, so a crash at any point leaves the old graph
+//! the map and the chunk lists are never changed (with node records the blocks of the vectors
+//! are written, their vector bytes as they were), so a crash at any point leaves the old graph
 //! or a graph whose header does not decode, which the next `-y` rebuilds again, with the same
 //! result.
 //!
@@ -33,7 +35,7 @@ use std::io;
 
 use vexfs_core::distance::best_impl;
 use vexfs_core::format::superblock::Region;
-use vexfs_core::format::vector::{MapEntry, MAP_ENTRY};
+use vexfs_core::format::vector::{HnswGeometry, MapEntry, MAP_ENTRY};
 use vexfs_core::format::{bit_set, bit_test, BITS_PER_BLOCK, BLOCK_SIZE};
 use vexfs_core::io::{Block, BlockDevice, BlockStore};
 
@@ -76,8 +78,8 @@ fn read_store<D: BlockDevice<Error = io::Error>>(img: &Image<D>) -> Result<std::
         return Ok(Err(format!("the vector bitmap has bit {i} set, past the last slot")));
     }
     let map_start = sb.region(Region::VecMap).start;
-    let data_start = sb.region(Region::VecData).start;
-    let (stride, dim) = (u64::from(sb.vec_stride), sb.vec_dim as usize);
+    let geo = HnswGeometry::new(sb);
+    let dim = sb.vec_dim as usize;
     let mut map = Blocks::new(img);
     let mut data = Blocks::new(img);
     let mut out = StoreSlots { live: Vec::new(), tombs: Vec::new() };
@@ -100,10 +102,12 @@ fn read_store<D: BlockDevice<Error = io::Error>>(img: &Image<D>) -> Result<std::
             }
             (true, None) => out.tombs.push(slot),
             (true, Some(e)) => {
-                let mut pos = s * stride;
+                // The vector's byte position on the device (it may run on into the next block).
+                let (blk, off) = geo.vector_pos(slot);
+                let mut pos = blk * BS + off as u64;
                 let mut i = 0usize;
                 while i < dim {
-                    let b = data.get(data_start + pos / BS)?;
+                    let b = data.get(pos / BS)?;
                     let o = (pos % BS) as usize;
                     let take = (dim - i).min((BLOCK_SIZE - o) / 4);
                     for w in b[o..o + 4 * take].chunks_exact(4) {
@@ -235,6 +239,14 @@ pub(super) fn rebuild_graph<D: BlockDevice<Error = io::Error>>(img: &mut Image<D
         let store = CachedBlocks { dev: img.device(), cache: &cache };
         for n in hnsw.start..hnsw.end() {
             store.write(n)?.fill(0);
+        }
+        // With node records the level-0 records lie beside the vectors: zeroed one by one.
+        let geo = HnswGeometry::new(&sb);
+        if geo.node_records {
+            for s in 0..sb.vec_capacity {
+                let (blk, off) = geo.level0_pos(s as u32);
+                store.write(blk)?[off..off + geo.level0_size as usize].fill(0);
+            }
         }
         let bitmap = sb.region(Region::VecBitmap).start;
         for &t in &slots.tombs {

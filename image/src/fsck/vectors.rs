@@ -167,8 +167,6 @@ impl<D: BlockDevice<Error = io::Error>> Checker<'_, D> {
         let geo = HnswGeometry::new(sb);
         let rec_len = geo.level0_size as usize;
         let map_start = sb.region(Region::VecMap).start;
-        let data_start = sb.region(Region::VecData).start;
-        let stride = sb.vec_stride as u64;
         let dim = sb.vec_dim as usize;
         let (mut l0, mut map, mut data, mut up, mut code) =
             (Cursor::new(img), Cursor::new(img), Cursor::new(img), Cursor::new(img), Cursor::new(img));
@@ -289,12 +287,14 @@ impl<D: BlockDevice<Error = io::Error>> Checker<'_, D> {
                 }
                 (Ok(None), _) => {}
             }
-            // The vector: `dim` float32 from byte `s * stride` of the data region.
-            let mut pos = s as u64 * stride;
+            // The vector: `dim` float32 from its position (`HnswGeometry::vector_pos`, as a
+            // byte of the device: it may run on into the next block).
+            let (vblk, voff) = geo.vector_pos(slot);
+            let mut pos = vblk * BS + voff as u64;
             let mut i = 0usize;
             vbits.clear();
             'vector: while i < dim {
-                let b = data.get(data_start + pos / BS)?;
+                let b = data.get(pos / BS)?;
                 let o = (pos % BS) as usize;
                 let take = (dim - i).min((BLOCK_SIZE - o) / 4);
                 for w in b[o..o + 4 * take].chunks_exact(4) {

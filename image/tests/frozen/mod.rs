@@ -169,14 +169,15 @@ fn inodes_in_use(img: &Image<MemDevice>) -> Option<BTreeSet<u32>> {
     Some((0..img.sb().inode_count as usize).filter(|&i| bit_test(&bits, i)).map(|i| i as u32 + 1).collect())
 }
 
-/// The float32 bits of vector slot `slot`, read from the vector data region.
+/// The float32 bits of vector slot `slot`, read from the vector data region where
+/// `HnswGeometry::vector_pos` puts it (packed at `slot * vec_stride`, or in its node record).
 fn slot_vector(img: &Image<MemDevice>, slot: u32) -> Option<Vec<u32>> {
     let sb = img.sb();
-    let data = sb.region(Region::VecData);
+    let (start, off) = HnswGeometry::new(sb).vector_pos(slot);
     let mut out = Vec::new();
     for i in 0..sb.vec_dim as u64 {
-        let pos = slot as u64 * sb.vec_stride as u64 + 4 * i;
-        let b = img.read_block(data.start + pos / BLOCK_SIZE as u64).ok()?;
+        let pos = off as u64 + 4 * i;
+        let b = img.read_block(start + pos / BLOCK_SIZE as u64).ok()?;
         let o = (pos % BLOCK_SIZE as u64) as usize;
         out.push(u32::from_le_bytes(b.get(o..o + 4)?.try_into().ok()?));
     }
