@@ -204,6 +204,34 @@ impl BlockStore for MapDevice {
     }
 }
 
+/// A read-only [`BlockStore`] over a [`MapDevice`] that notes the number of every block read
+/// ([`Searcher::search_traced`]).
+struct TracedBlocks<'d> {
+    dev: &'d MapDevice,
+    reads: RefCell<Vec<u64>>,
+}
+
+impl BlockStore for TracedBlocks<'_> {
+    type Error = Error;
+    type Ref<'a>
+        = &'a [u8]
+    where
+        Self: 'a;
+    type RefMut<'a>
+        = &'a mut [u8]
+    where
+        Self: 'a;
+
+    fn read(&self, n: u64) -> Result<&[u8]> {
+        self.reads.borrow_mut().push(n);
+        self.dev.read(n)
+    }
+
+    fn write(&self, n: u64) -> Result<&mut [u8]> {
+        self.dev.write(n)
+    }
+}
+
 // ---- a write-back cache ------------------------------------------------------------------------
 
 /// One cached block, page aligned so the vectors in it are aligned for the distance kernels.
@@ -924,6 +952,20 @@ impl Searcher {
         let imp = self.img.device().distance_impl();
         let n = self.mem.search(self.img.device(), &imp, &query_bits(query), k, ef, &mut hits)?;
         hits.truncate(n);
+        Ok(hits)
+    }
+
+    /// As [`Self::search`], and every block number the search read, in order, appended to
+    /// `reads` (repeats included): what `bench_reads` feeds to its model of the kernel's index
+    /// cache (the kernel reads the same blocks: the same code over the same image).
+    /// Errors: as [`Self::search`].
+    pub fn search_traced(&mut self, query: &[f32], k: usize, ef: usize, reads: &mut Vec<u64>) -> Result<Vec<Hit>> {
+        let mut hits = vec![Hit::default(); k.min(MAX_K)];
+        let imp = self.img.device().distance_impl();
+        let store = TracedBlocks { dev: self.img.device(), reads: RefCell::new(std::mem::take(reads)) };
+        let n = self.mem.search(&store, &imp, &query_bits(query), k, ef, &mut hits);
+        *reads = store.reads.into_inner();
+        hits.truncate(n?);
         Ok(hits)
     }
 
