@@ -5,16 +5,19 @@
 # is a line "BENCH {json}" tagged with the image's label and the budget (0: none).
 #
 # A third mount has index_mem = 0.35 x the raw float32 vectors (RAW_BYTES: rows x dim x 4), the
-# SQ8 target's memory. BUDGETS chooses the mounts, in its order: none, ratio, raw35.
+# SQ8 target's memory; a fourth a tenth of the float32 index (F32_BYTES: rows x (vector stride +
+# level-0 record)), the PQ target's. BUDGETS chooses the mounts, in its order: none, ratio,
+# raw35, f32x10.
 #
-#   budget-run.sh EFS PASSES RATIO RAW_BYTES BUDGETS LABEL...
+#   budget-run.sh EFS PASSES RATIO RAW_BYTES F32_BYTES BUDGETS LABEL...
 . /lib/vexfs/guest-lib.sh
 EFS=$1
 PASSES=$2
 RATIO=$3
 RAW=$4
-BUDGETS=$5
-shift 5
+F32=$5
+BUDGETS=$6
+shift 6
 S=/share
 set -- "$@"
 dev=a
@@ -27,12 +30,15 @@ for label in "$@"; do
     [ $budget -ge 262144 ] || budget=262144
     raw35=$((RAW * 35 / 100 / 4096 * 4096))
     [ $raw35 -ge 262144 ] || raw35=262144
+    f32x10=$((F32 / 10 / 4096 * 4096))
+    [ $f32x10 -ge 262144 ] || f32x10=262144
     mounts=
     for which in $(echo "$BUDGETS" | tr , ' '); do
         case $which in
             none) mounts="$mounts 0" ;;
             ratio) mounts="$mounts $budget" ;;
             raw35) mounts="$mounts $raw35" ;;
+            f32x10) mounts="$mounts $f32x10" ;;
             *) fail "unknown budget $which" ;;
         esac
     done
@@ -41,7 +47,7 @@ for label in "$@"; do
         if [ $b = 0 ]; then mount_vexfs $d /mnt; else mount_vexfs $d /mnt index_mem=$b; fi
         $S/guest-search /mnt /mnt/docs $S/query.fvecs $S/groundtruth.ivecs "$EFS" -k 10 -p "$PASSES" > /tmp/out.txt ||
             fail "guest-search on $label (budget $b)"
-        sed -n "s/^BENCH {/BENCH {\"image\": \"$label\", \"index_bytes\": $bytes, \"raw_bytes\": $RAW, \"budget\": $b, /p" /tmp/out.txt
+        sed -n "s/^BENCH {/BENCH {\"image\": \"$label\", \"index_bytes\": $bytes, \"raw_bytes\": $RAW, \"f32_bytes\": $F32, \"budget\": $b, /p" /tmp/out.txt
         vexctl stats /mnt
         must umount /mnt
     done

@@ -5,17 +5,20 @@
 # memory budget" section of bench/REPORT.md (bench/budget.py).
 #
 #   bench/budget.sh [DATA_DIR] [--quant none,sq8,pq] [--efs 16,32,64,128] [--ratio 10]
-#                   [--budgets none,ratio,raw35] [--passes 1] [--timeout 5400] [--no-report]
+#                   [--budgets none,ratio,raw35,f32x10] [--passes 1] [--timeout 5400] [--no-report]
 #                   [--keep] [--section NAME]
 #
 #   DATA_DIR   base.fvecs, query.fvecs, groundtruth.ivecs (default: pydocs-100k, which
 #              `scripts/data scale` makes, if present; else the repo's sample)
 #   --quant    the images, one per value: float32 vectors only, with SQ8 codes (the scale
 #              trained on the base rows), with PQ codes (mkfs's default m, the codebook trained
-#              on the base rows)
+#              on the base rows; in node records, mkfs's default layout), pq-split: the same
+#              with `--pq-layout split` (vectors and level-0 links in their own regions)
 #   --ratio R  the budget is the vector and index regions' bytes / R (at least 256 KiB)
 #   --budgets  the mounts, in this order: none (no budget), ratio (the regions / R), raw35
-#              (0.35 x the raw float32 vectors); default all three
+#              (0.35 x the raw float32 vectors), f32x10 (a tenth of the float32 index: rows x
+#              (vector stride + level-0 record) bytes, the PQ target's budget whatever the
+#              image's layout); default none,ratio,raw35
 #   --passes P timed passes per ef (after one warm-up pass at the largest ef)
 #   --keep     keep the images (in $VEXFS_CACHE/bench-budget) and use them again next time,
 #              when they are newer than DATA_DIR's base.fvecs
@@ -60,7 +63,7 @@ for f in base.fvecs query.fvecs groundtruth.ivecs; do
     [ -f "$DATA/$f" ] || die "no $DATA/$f"
 done
 [[ $RATIO =~ ^[0-9]+$ && $RATIO -ge 1 ]] || die "bad --ratio $RATIO"
-[[ $BUDGETS =~ ^(none|ratio|raw35)(,(none|ratio|raw35))*$ ]] || die "bad --budgets $BUDGETS"
+[[ $BUDGETS =~ ^(none|ratio|raw35|f32x10)(,(none|ratio|raw35|f32x10))*$ ]] || die "bad --budgets $BUDGETS"
 [[ -z $SECTION || $SECTION =~ ^[A-Za-z0-9._-]+$ ]] || die "bad --section $SECTION"
 
 "$VEXFS_ROOT/scripts/setup"
@@ -79,13 +82,17 @@ n=$(( $(stat -c %s "$DATA/base.fvecs") / (4 + 4 * dim) ))
 # Room for the vector regions (~1.7 KiB per 384-d slot with codes, more for larger dims), the
 # files' blocks and the journal.
 size_mib=$(( n * (dim * 6 + 1024) / 1048576 + 256 ))
+# The float32 index of these rows at m 16: each vector (4 x dim rounded up to 32 bytes) and
+# its level-0 record (8 + 8 x 16 bytes).
+f32_bytes=$(( n * ((dim * 4 + 31) / 32 * 32 + 136) ))
 DISKS=() LABELS=()
 for q in ${QUANTS//,/ }; do
     case "$q" in
         none) qargs=() ;;
         sq8) qargs=(--quant sq8 --train "$DATA/base.fvecs") ;;
         pq) qargs=(--quant pq --train "$DATA/base.fvecs") ;;
-        *) die "--quant takes none, sq8 and/or pq" ;;
+        pq-split) qargs=(--quant pq --pq-layout split --train "$DATA/base.fvecs") ;;
+        *) die "--quant takes none, sq8, pq and/or pq-split" ;;
     esac
     img=$WORK/$q.img
     DISKS+=(--disk "$img")
@@ -99,19 +106,31 @@ for q in ${QUANTS//,/ }; do
         -j 2 "${qargs[@]}" "$img" "${size_mib}M"
     "$VEXFS_HOST_BIN/fsck.vexfs" -n "$img" > "$WORK/fsck-$q.out" 2>&1 || die "fsck.vexfs -n $img failed"
 done
+# The images laid out in node records (mkfs.vexfs --quant pq's default): their rows say so.
+RECORDS=()
+for i in "${!LABELS[@]}"; do
+    if "$VEXFS_HOST_BIN/vexctl" inspect --json "$WORK/${LABELS[$i]}.img" | grep -q '"node_record_bytes"'; then
+        RECORDS+=("${LABELS[$i]}")
+    fi
+done
 
 log "budget bench: booting the guest (TCG; timeout ${TIMEOUT}s)"
 start=$SECONDS
 status=0
 VEXFS_GUEST_LOG=$WORK/console.log "$VEXFS_ROOT/qemu/run-guest" "${DISKS[@]}" --share "$SHARE" \
-    --timeout "$TIMEOUT" "$VEXFS_ROOT/bench/budget-run.sh" "$EFS" "$PASSES" "$RATIO" $((n * dim * 4)) "$BUDGETS" "${LABELS[@]}" \
+    --timeout "$TIMEOUT" "$VEXFS_ROOT/bench/budget-run.sh" "$EFS" "$PASSES" "$RATIO" $((n * dim * 4)) "$f32_bytes" "$BUDGETS" "${LABELS[@]}" \
     > "$WORK/run-guest.out" 2>&1 || status=$?
 if [ $status -ne 0 ]; then
     tail -n 40 "$WORK/run-guest.out" >&2
     die "budget bench failed (run-guest status $status); console log $WORK/console.log"
 fi
 {
-    tr -d '\r' < "$WORK/console.log" | sed -n 's/^BENCH //p'
+    tr -d '\r' < "$WORK/console.log" | sed -n 's/^BENCH //p' | while IFS= read -r line; do
+        for r in "${RECORDS[@]}"; do
+            line=${line/#\{\"image\": \"$r\", /\{\"image\": \"$r\", \"node_records\": true, }
+        done
+        printf '%s\n' "$line"
+    done
     echo "{\"side\": \"run\", \"wall_secs\": $((SECONDS - start)), \"vectors\": $n, \"dim\": $dim, \"data\": \"$DATA\", \"ratio\": $RATIO, \"budgets\": \"$BUDGETS\"}"
 } > "$RES/budget.jsonl"
 ARGS=()
