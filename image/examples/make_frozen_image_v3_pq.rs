@@ -1,9 +1,12 @@
 //! Makes the frozen image of on-disk format v3 with the feature `PQ` (product-quantisation
 //! codes, docs/FORMAT.md "PQ codes") and its manifest: `tests/images/v3-pq.img.gz` and
-//! `tests/images/v3-pq.manifest` (see `tests/images/README.md`).
+//! `tests/images/v3-pq.manifest` (see `tests/images/README.md`); with `--node-records`, the
+//! same filesystem with the feature `NODE_RECORDS` too: `v3-pq-records.img.gz` and
+//! `v3-pq-records.manifest`.
 //!
 //! ```sh
 //! cargo run --release -p vexfs-image --example make_frozen_image_v3_pq -- tests/images
+//! cargo run --release -p vexfs-image --example make_frozen_image_v3_pq -- --node-records tests/images
 //! ```
 //!
 //! This program documents how the committed image was made; it is not part of any test (the
@@ -34,6 +37,14 @@
 //!
 //! Everything else as the v3 generators: dimension 8, l2, HNSW m 4 / ef_construction 32, fixed
 //! UUID, label, times and level seed; the journal's stale records zeroed.
+//!
+//! With `--node-records` (formatted with `node_records: true`) only the UUID, the label and where
+//! the vectors and level-0 records lie differ. What that feature added, and where the image
+//! holds it: the incompat bit `NODE_RECORDS` (32, with `PQ`: `feature_incompat` 50); the vector
+//! data region holding a node record of `node_record_size(8, 4)` = 96 bytes per slot (the
+//! vector's 32 bytes, then the 40-byte level-0 record, then 24 zero bytes), 42 per block (one
+//! block: 32 slots), the bytes past the last record zero; the HNSW region holding the header,
+//! then the upper-level records only.
 
 #[path = "frozen_common/mod.rs"]
 mod common;
@@ -47,7 +58,10 @@ use common::{
     checked_search, finish, head_lines, hex_words, inode_lines, new_writer_with, settle, Made, Res, Vecs, DIM,
 };
 use vexfs_core::format::layout::MkfsParams;
-use vexfs_core::format::superblock::{Metric, FEATURE_INCOMPAT_DIR_INDEX, FEATURE_INCOMPAT_PQ, ROOT_INO};
+use vexfs_core::format::superblock::{
+    Metric, Region, FEATURE_INCOMPAT_DIR_INDEX, FEATURE_INCOMPAT_NODE_RECORDS, FEATURE_INCOMPAT_PQ, ROOT_INO,
+};
+use vexfs_core::format::vector::{HnswGeometry, NODE_IN_GRAPH};
 use vexfs_core::pq::PqGeometry;
 use vexfs_image::mkfs::{FormatOpts, PqCodebook};
 use vexfs_image::{pq_train, Image, MemDevice};
@@ -62,9 +76,10 @@ const PQ_M: u32 = 4;
 /// The trainer's seed (with at most 256 rows it draws nothing: every row is taken).
 const TRAIN_SEED: u64 = 20_261_204;
 
-fn params() -> MkfsParams {
+fn params(records: bool) -> MkfsParams {
     let mut label = [0u8; 32];
-    label[..18].copy_from_slice(b"vexfs-frozen-v3-pq");
+    let name: &[u8] = if records { b"vexfs-frozen-v3-pq-records" } else { b"vexfs-frozen-v3-pq" };
+    label[..name.len()].copy_from_slice(name);
     MkfsParams {
         block_count: BLOCKS,
         inode_count: Some(64),
@@ -74,7 +89,7 @@ fn params() -> MkfsParams {
         metric: Metric::L2,
         m: 4,
         ef_construction: 32,
-        uuid: *b"vexfs-frozen-v3p",
+        uuid: if records { *b"vexfs-frozen-v3r" } else { *b"vexfs-frozen-v3p" },
         label,
         now: T0 as u64,
         seed: 20_261_204,
@@ -123,8 +138,46 @@ fn check_codes(img: &Image<MemDevice>, in_use: &HashMap<u32, Vec<f32>>) -> Res<(
     Ok(())
 }
 
+/// Every slot in use has its vector at the start of its node record in the data region, its
+/// level-0 record right after it (in the graph); every free slot's record is zero.
+fn check_records(img: &Image<MemDevice>, in_use: &HashMap<u32, Vec<f32>>) -> Res<()> {
+    let sb = img.sb();
+    let g = HnswGeometry::new(sb);
+    let data = sb.region(Region::VecData);
+    let stride = sb.vec_stride as usize;
+    if !g.node_records || g.level0_start != data.start || g.upper_start != g.header + 1 {
+        return Err(format!("not the geometry of node records: {g:?}").into());
+    }
+    for slot in 0..u32::try_from(sb.vec_capacity)? {
+        let (blk, off) = g.vector_pos(slot);
+        if !(data.start..data.end()).contains(&blk) || g.level0_pos(slot) != (blk, off + stride) {
+            return Err(
+                format!("slot {slot}: vector at {:?}, level-0 record at {:?}", (blk, off), g.level0_pos(slot)).into()
+            );
+        }
+        let b = img.read_block(blk)?;
+        let record = &b[off..off + g.level0_step as usize];
+        match in_use.get(&slot) {
+            Some(v) => {
+                let want: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+                if record[..want.len()] != want[..] || record[stride + 3] & NODE_IN_GRAPH == 0 {
+                    return Err(format!("slot {slot}: its node record does not hold its vector and record").into());
+                }
+            }
+            None if record.iter().any(|&x| x != 0) => return Err(format!("free slot {slot}: a record").into()),
+            None => {}
+        }
+    }
+    Ok(())
+}
+
 fn main() -> Res<()> {
-    let out_dir = PathBuf::from(std::env::args().nth(1).ok_or("usage: make_frozen_image_v3_pq OUT_DIR")?);
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let records = args.first().is_some_and(|a| a == "--node-records");
+    if records {
+        args.remove(0);
+    }
+    let out_dir = PathBuf::from(args.first().ok_or("usage: make_frozen_image_v3_pq [--node-records] OUT_DIR")?);
     let mut g = Vecs(0x5eed_5016);
     let (v_a, v_b, v_c, v_gone) = (g.take(3), g.take(1), g.take(6), g.take(2));
     // The training rows in the order of the slots they will take (checked below).
@@ -134,9 +187,9 @@ fn main() -> Res<()> {
         dir_index: true,
         sq8_shift: None,
         pq: Some(PqCodebook { m: PQ_M, centroids: centroids.into() }),
-        node_records: false,
+        node_records: records,
     };
-    let mut w = new_writer_with(&params(), opts)?;
+    let mut w = new_writer_with(&params(records), opts)?;
     let r = ROOT_INO;
     let a_data = b"three embeddings, walked on their PQ codes\n".to_vec();
     let b_data = b"one embedding\n".to_vec();
@@ -186,15 +239,21 @@ fn main() -> Res<()> {
     let (raw, paths, inos) = settle(img, T0, &owners)?;
     let img = Image::open(MemDevice { bytes: raw.clone() })?;
     let sb = img.sb();
-    if sb.feature_incompat != FEATURE_INCOMPAT_DIR_INDEX | FEATURE_INCOMPAT_PQ || sb.pq_m != PQ_M || sb.sq8_shift != 0 {
+    let features =
+        FEATURE_INCOMPAT_DIR_INDEX | FEATURE_INCOMPAT_PQ | if records { FEATURE_INCOMPAT_NODE_RECORDS } else { 0 };
+    if sb.feature_incompat != features || sb.pq_m != PQ_M || sb.sq8_shift != 0 {
         return Err(
             format!("feature_incompat {}, pq_m {}, shift {}", sb.feature_incompat, sb.pq_m, sb.sq8_shift).into()
         );
     }
     check_codes(&img, &in_use)?;
+    if records {
+        check_records(&img, &in_use)?;
+    }
 
     let mut m = String::new();
-    m.push_str(MANIFEST_HEAD);
+    m.push_str(if records { MANIFEST_HEAD_RECORDS } else { MANIFEST_HEAD });
+    m.push_str(MANIFEST_LEGEND);
     head_lines(&mut m, &raw, img.sb(), &h)?;
     inode_lines(&mut m, &img, &inos)?;
     for (chunk, (slot, v)) in gone_slots.iter().zip(&v_gone).enumerate() {
@@ -202,7 +261,7 @@ fn main() -> Res<()> {
     }
     let made =
         Made { paths: &paths, inos: &inos, content: &content, chunks: &chunks, queries: &queries, results: &results };
-    finish(m, &img, &made, &h, &out_dir, "v3-pq", &raw)
+    finish(m, &img, &made, &h, &out_dir, if records { "v3-pq-records" } else { "v3-pq" }, &raw)
 }
 
 const MANIFEST_HEAD: &str = "\
@@ -211,6 +270,20 @@ const MANIFEST_HEAD: &str = "\
 # image/examples/make_frozen_image_v3_pq.rs; checked by image/tests/frozen_v3_pq.rs (the image
 # crate) and tests/guest/067-frozen-v3-pq.sh (the kernel, vexctl, fsck.vexfs).
 # Never regenerate: see README.md.
+";
+
+const MANIFEST_HEAD_RECORDS: &str = "\
+# What the frozen image v3-pq-records.img.gz (on-disk format v3 with the features PQ and
+# NODE_RECORDS: a codebook of pq_m sub-quantisers, then a pq_m-byte code per vector, the HNSW
+# walk on codes; each vector and its level-0 record together in a node record of the vector
+# data region) holds. Made by image/examples/make_frozen_image_v3_pq.rs --node-records; checked by
+# image/tests/frozen_v3_pq_records.rs (the image crate) and
+# tests/guest/068-frozen-v3-pq-records.sh (the kernel, vexctl, fsck.vexfs).
+# Never regenerate: see README.md.
+";
+
+/// The manifests' legend, after either head.
+const MANIFEST_LEGEND: &str = "\
 # One item per line, fields separated by one space, '#' starts a comment line.
 #
 # image RAW_BYTES RAW_SHA256                 the uncompressed image (the codebook included)

@@ -127,22 +127,13 @@ fn codes_build_their_own_graph_and_fsck_checks_them() {
 #[test]
 fn searches_walk_the_codes_and_return_exact_distances() {
     let [(plain, row_p), (coded, row_c)] = built();
-    let d = pydocs();
-    let imp = best_impl();
     for ef in [16usize, 64] {
         let (hp, hc) = (search_all(plain, K, ef), search_all(coded, K, ef));
         let (rp, rc) = (recall(&hp, K, row_p), recall(&hc, K, row_c));
         eprintln!("ef {ef}: recall@{K} float image {rp:.4}, SQ8 image {rc:.4}");
         assert!(rc >= rp - 0.02, "ef {ef}: SQ8 recall {rc} against {rp}");
-        for (q, hits) in d.queries.iter().zip(&hc) {
-            assert_eq!(hits.len(), K);
-            // Nearest first, each distance the float32 distance of its vector, bit for bit.
-            assert!(hits.windows(2).all(|p| (p[0].key, p[0].slot) < (p[1].key, p[1].slot)));
-            for h in hits {
-                let v = &d.base[row_c[&h.ino] as usize];
-                assert_eq!(h.dist_bits(), distance(imp, METRIC_L2, q, v).to_bits());
-            }
-        }
+        // Nearest first, each distance the float32 distance of its vector, bit for bit.
+        common::assert_exact_answers(&hc, K, row_c);
     }
     assert!(recall(&search_all(coded, K, 64), K, row_c) >= 0.95);
 }

@@ -88,6 +88,23 @@ pub fn recall(hits: &[Vec<Hit>], k: usize, row: &HashMap<u64, u32>) -> f64 {
     found as f64 / (k * hits.len()) as f64
 }
 
+/// Every query's `hits` (the sample's queries, in order): `k` of them, nearest first by
+/// (key, slot), each distance the float32 l2 distance of its file's vector bit for bit (the
+/// walk on codes changes which candidates are found, never the distances returned).
+pub fn assert_exact_answers(hits: &[Vec<Hit>], k: usize, row: &HashMap<u64, u32>) {
+    let d = pydocs();
+    let imp = vexfs_core::distance::best_impl();
+    for (q, hits) in d.queries.iter().zip(hits) {
+        assert_eq!(hits.len(), k);
+        assert!(hits.windows(2).all(|p| (p[0].key, p[0].slot) < (p[1].key, p[1].slot)));
+        for h in hits {
+            let v = &d.base[row[&h.ino] as usize];
+            let want = vexfs_core::distance::distance(imp, vexfs_core::distance::METRIC_L2, q, v);
+            assert_eq!(h.dist_bits(), want.to_bits());
+        }
+    }
+}
+
 /// Removes the embeddings of every 14th file of an image of the sample, replaces those of
 /// every other 7th with two other rows (slots freed and reused), adds a file whose vector lies
 /// far out (its first component 3.0: past an SQ8 scale, far from PQ centroids); then fsck must
