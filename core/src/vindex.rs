@@ -119,8 +119,6 @@ pub struct VecIndex<'t> {
     pub dim: u32,
     /// The distance metric (the superblock's `vec_metric`).
     pub metric: u32,
-    /// Bytes per slot in the vector data region.
-    pub stride: u64,
     /// Vector slots.
     pub capacity: u64,
     /// `m` and `ef_construction`.
@@ -260,7 +258,6 @@ impl<'t> VecIndex<'t> {
             header,
             dim: sb.vec_dim,
             metric: sb.vec_metric,
-            stride: u64::from(sb.vec_stride),
             capacity: sb.vec_capacity,
             params: Params { m: sb.hnsw_m, ef_construction: sb.hnsw_ef_construction },
             bitmap_start: sb.region(Region::VecBitmap).start,

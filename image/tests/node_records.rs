@@ -13,46 +13,31 @@ use std::sync::OnceLock;
 
 use vexfs_core::format::layout::MkfsParams;
 use vexfs_core::format::superblock::{
-    hnsw_level0_record_size, node_record_size, Metric, Region, Superblock, FEATURE_INCOMPAT_NODE_RECORDS,
-    FEATURE_INCOMPAT_PQ,
+    hnsw_level0_record_size, node_record_size, Region, Superblock, FEATURE_INCOMPAT_NODE_RECORDS, FEATURE_INCOMPAT_PQ,
 };
 use vexfs_core::format::vector::HnswGeometry;
 use vexfs_core::format::BLOCK_SIZE;
 use vexfs_image::fsck::{self, Kind, Mode};
 use vexfs_image::mkfs::{FormatOpts, PqCodebook};
-use vexfs_image::{pq_train, MemDevice};
+use vexfs_image::MemDevice;
 
 mod common;
 use common::{build_sample, pydocs, recall, sb, search_all, Built};
 
 const K: usize = 10;
-const BLOCKS: u64 = 4096;
-const M: u32 = 48;
+const BLOCKS: u64 = common::SAMPLE_BLOCKS;
+const M: u32 = common::SAMPLE_PQ_M;
 const ROWS: u32 = 2000;
 
 fn params() -> MkfsParams {
-    MkfsParams {
-        block_count: BLOCKS,
-        inode_count: Some(2304),
-        journal_blocks: None,
-        vec_capacity: Some(2600),
-        dim: 384,
-        metric: Metric::L2,
-        m: 16,
-        ef_construction: 200,
-        uuid: *b"vexfs-nodes-test",
-        label: [0; 32],
-        now: 1_700_000_000,
-        seed: 11,
-    }
+    common::sample_params(*b"vexfs-nodes-test")
 }
 
 /// The split PQ image, then the one with node records.
 fn built() -> &'static [Built; 2] {
     static B: OnceLock<[Built; 2]> = OnceLock::new();
     B.get_or_init(|| {
-        let flat: Vec<f32> = pydocs().base.iter().flatten().copied().collect();
-        let centroids: std::sync::Arc<[f32]> = pq_train::train(&flat, 384, M as usize, 5, 2).unwrap().into();
+        let centroids: std::sync::Arc<[f32]> = common::sample_codebook().into();
         let opts = |node_records| FormatOpts {
             pq: Some(PqCodebook { m: M, centroids: centroids.clone() }),
             node_records,

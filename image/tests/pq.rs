@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 
 use vexfs_core::distance::{DistanceKernel, Impl, METRIC_COSINE, METRIC_IP, METRIC_L2};
 use vexfs_core::format::layout::MkfsParams;
-use vexfs_core::format::superblock::{Metric, Region, Superblock, FEATURE_INCOMPAT_PQ};
+use vexfs_core::format::superblock::{Region, Superblock, FEATURE_INCOMPAT_PQ};
 use vexfs_core::format::BLOCK_SIZE;
 use vexfs_core::pq;
 use vexfs_image::fsck::{self, Fix, Kind, Mode};
@@ -24,32 +24,15 @@ mod common;
 use common::{blocks, build_sample, pydocs, recall, sb, search_all, Built};
 
 const K: usize = 10;
-const BLOCKS: u64 = 4096;
-const M: u32 = 48;
+const BLOCKS: u64 = common::SAMPLE_BLOCKS;
+const M: u32 = common::SAMPLE_PQ_M;
 
 fn params() -> MkfsParams {
-    MkfsParams {
-        block_count: BLOCKS,
-        inode_count: Some(2304),
-        journal_blocks: None,
-        vec_capacity: Some(2600),
-        dim: 384,
-        metric: Metric::L2,
-        m: 16,
-        ef_construction: 200,
-        uuid: *b"vexfs-pq-test...",
-        label: [0; 32],
-        now: 1_700_000_000,
-        seed: 11,
-    }
+    common::sample_params(*b"vexfs-pq-test...")
 }
 
 fn codebook() -> &'static [f32] {
-    static C: OnceLock<Vec<f32>> = OnceLock::new();
-    C.get_or_init(|| {
-        let flat: Vec<f32> = pydocs().base.iter().flatten().copied().collect();
-        pq_train::train(&flat, 384, M as usize, 5, 2).unwrap()
-    })
+    common::sample_codebook()
 }
 
 fn build(pq: bool) -> Built {

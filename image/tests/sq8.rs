@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 
 use vexfs_core::distance::{best_impl, distance, METRIC_L2};
 use vexfs_core::format::layout::MkfsParams;
-use vexfs_core::format::superblock::{Metric, Region, Superblock, FEATURE_INCOMPAT_SQ8};
+use vexfs_core::format::superblock::{Region, Superblock, FEATURE_INCOMPAT_SQ8};
 use vexfs_core::format::BLOCK_SIZE;
 use vexfs_core::sq8;
 use vexfs_image::fsck::{self, Fix, Kind, Mode};
@@ -21,23 +21,10 @@ mod common;
 use common::{blocks, build_sample, pydocs, recall, sb, search_all, Built};
 
 const K: usize = 10;
-const BLOCKS: u64 = 4096;
+const BLOCKS: u64 = common::SAMPLE_BLOCKS;
 
 fn params() -> MkfsParams {
-    MkfsParams {
-        block_count: BLOCKS,
-        inode_count: Some(2304),
-        journal_blocks: None,
-        vec_capacity: Some(2600),
-        dim: 384,
-        metric: Metric::L2,
-        m: 16,
-        ef_construction: 200,
-        uuid: *b"vexfs-sq8-test..",
-        label: [0; 32],
-        now: 1_700_000_000,
-        seed: 11,
-    }
+    common::sample_params(*b"vexfs-sq8-test..")
 }
 
 /// The shift mkfs picks for the sample (its largest |component| coded without clamping).

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use vexfs_core::format::layout::MkfsParams;
-use vexfs_core::format::superblock::{Region, Superblock, ROOT_INO};
+use vexfs_core::format::superblock::{Metric, Region, Superblock, ROOT_INO};
 use vexfs_core::format::BLOCK_SIZE;
 use vexfs_image::fsck;
 use vexfs_image::mkfs::{self, FormatOpts};
@@ -41,6 +41,42 @@ pub fn pydocs() -> &'static Data {
         };
         assert_eq!((d.base.len(), d.base[0].len(), d.queries.len()), (2000, 384, 100));
         d
+    })
+}
+
+/// Blocks of the images of the sample ([`sample_params`]): 16 MiB.
+pub const SAMPLE_BLOCKS: u64 = 4096;
+
+/// The parameters the codes' tests format the sample's images with: [`SAMPLE_BLOCKS`],
+/// 2,304 inodes, 2,600 vector slots of 384-d (l2), m 16, ef_construction 200, level seed 11,
+/// the test's own `uuid`.
+pub fn sample_params(uuid: [u8; 16]) -> MkfsParams {
+    MkfsParams {
+        block_count: SAMPLE_BLOCKS,
+        inode_count: Some(2304),
+        journal_blocks: None,
+        vec_capacity: Some(2600),
+        dim: 384,
+        metric: Metric::L2,
+        m: 16,
+        ef_construction: 200,
+        uuid,
+        label: [0; 32],
+        now: 1_700_000_000,
+        seed: 11,
+    }
+}
+
+/// Sub-quantisers of [`sample_codebook`] (8 components each).
+pub const SAMPLE_PQ_M: u32 = 48;
+
+/// A PQ codebook of [`SAMPLE_PQ_M`] sub-quantisers trained on the sample's base vectors (5
+/// k-means rounds, 2 threads), once per test binary: `SAMPLE_PQ_M * 256 * 8` floats.
+pub fn sample_codebook() -> &'static [f32] {
+    static C: OnceLock<Vec<f32>> = OnceLock::new();
+    C.get_or_init(|| {
+        let flat: Vec<f32> = pydocs().base.iter().flatten().copied().collect();
+        vexfs_image::pq_train::train(&flat, 384, SAMPLE_PQ_M as usize, 5, 2).unwrap()
     })
 }
 
