@@ -20,6 +20,11 @@ name=${QUANT%%:*}
 img=$(mkimg 128M --import "$data/base.fvecs" --import-dir docs --metric l2 -j 2 --quant "$QUANT" ${MKFS_OPTS:-})
 check_fsck "$img"
 "$VEXCTL" inspect "$img" | grep -i "$name" || fail "vexctl inspect does not show the $name codes"
+# LAYOUT (066, 069): whether the image holds node records (docs/FORMAT.md "Node records").
+case "${LAYOUT:-}" in
+    records) "$VEXCTL" inspect "$img" | grep -q "^Node records:" || fail "mkfs made no node records" ;;
+    split) ! "$VEXCTL" inspect "$img" | grep -q "^Node records:" || fail "--pq-layout split made node records" ;;
+esac
 
 script=$({ echo "OPTS='${MOUNT_OPTS:-}'"; cat <<'GUEST'; } | guest_script "$name.guest"
 . /lib/vexfs/guest-lib.sh
