@@ -109,7 +109,8 @@ done
 # The images laid out in node records (mkfs.vexfs --quant pq's default): their rows say so.
 RECORDS=()
 for i in "${!LABELS[@]}"; do
-    if "$VEXFS_HOST_BIN/vexctl" inspect --json "$WORK/${LABELS[$i]}.img" | grep -q '"node_record_bytes"'; then
+    info=$("$VEXFS_HOST_BIN/vexctl" inspect --json "$WORK/${LABELS[$i]}.img")
+    if grep -q '"node_record_bytes"' <<<"$info"; then
         RECORDS+=("${LABELS[$i]}")
     fi
 done

@@ -19,11 +19,14 @@ name=${QUANT%%:*}
 # shellcheck disable=SC2086 # MKFS_OPTS: words
 img=$(mkimg 128M --import "$data/base.fvecs" --import-dir docs --metric l2 -j 2 --quant "$QUANT" ${MKFS_OPTS:-})
 check_fsck "$img"
-"$VEXCTL" inspect "$img" | grep -i "$name" || fail "vexctl inspect does not show the $name codes"
+# The listing is read whole before grep sees it: `inspect | grep -q` under pipefail fails
+# whenever grep exits before vexctl has written its last line (SIGPIPE).
+info=$("$VEXCTL" inspect "$img")
+grep -i "$name" <<<"$info" || fail "vexctl inspect does not show the $name codes"
 # LAYOUT (066, 069): whether the image holds node records (docs/FORMAT.md "Node records").
 case "${LAYOUT:-}" in
-    records) "$VEXCTL" inspect "$img" | grep -q "^Node records:" || fail "mkfs made no node records" ;;
-    split) ! "$VEXCTL" inspect "$img" | grep -q "^Node records:" || fail "--pq-layout split made node records" ;;
+    records) grep -q "^Node records:" <<<"$info" || fail "mkfs made no node records" ;;
+    split) ! grep -q "^Node records:" <<<"$info" || fail "--pq-layout split made node records" ;;
 esac
 
 script=$({ echo "OPTS='${MOUNT_OPTS:-}'"; cat <<'GUEST'; } | guest_script "$name.guest"

@@ -31,7 +31,8 @@ stamp() {
     printf '%s.%s +0000' "$(date -u -d "@${1%.*}" '+%Y-%m-%d %H:%M:%S')" "${1#*.}"
 }
 
-ver() { "$VEXCTL" inspect --json "$img" | tr ',' '\n' | grep "\"$1\"" | head -n 1 | tr -dc '0-9'; }
+# The first "$1" field's digits; awk reads to the end (a `head` here could SIGPIPE the writers).
+ver() { "$VEXCTL" inspect --json "$img" | tr ',' '\n' | awk -v k="\"$1\"" 'index($0, k) && !n++' | tr -dc '0-9'; }
 
 frozen_prepare() {
     M="$images/v$1.manifest"

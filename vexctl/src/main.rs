@@ -25,6 +25,7 @@ use vexctl::{abi, ioctl};
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
+use nix::sys::signal;
 use vexfs_image::exit::VEXCTL;
 
 /// Inspect and control vexfs filesystems.
@@ -78,6 +79,12 @@ enum Cmd {
 }
 
 fn main() -> ExitCode {
+    // A closed pipe ends vexctl as it ends cat (`vexctl inspect IMG | head`): Rust ignores
+    // SIGPIPE, so without this the first print after the reader left panics with EPIPE.
+    // SAFETY: no other thread exists yet, and SIG_DFL installs no handler code.
+    unsafe {
+        let _ = signal::signal(signal::Signal::SIGPIPE, signal::SigHandler::SigDfl);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
