@@ -1,19 +1,20 @@
 //! The structure-aware mutations of vexfs images behind `mutate_image` (tests/guest/090) and
 //! the host fuzz targets `fsck`, `reader`, `search` and `writer` (fuzz/): a populated base
-//! image made by the offline writer ([`build_base`] for the guest, [`build_small_base`] for the
-//! host), a catalog of the structures it holds, and mutations inside them with their checksums
-//! recomputed by core's own encoders. See `src/bin/mutate_image.rs` for the kinds and values.
+//! image made by the offline writer ([`build_base`], [`build_base_v3`] and [`build_base_pq`]
+//! for the guest, [`build_small_base`] for the host), a catalog of the structures it holds, and
+//! mutations inside them with their checksums recomputed by core's own encoders. See
+//! `src/bin/mutate_image.rs` for the kinds and values.
 //!
 //! Guest 090 names its regressions by seed and index over `build_base(2048)`: for that image
 //! the draws of [`mutate`] must stay what they are (a kind that only a small base offers, the
 //! journal records, is drawn only when the catalog holds some; so are the kinds of the format
 //! v3 structures that [`build_base_v3`] and [`build_small_base`] add: extent-tree index nodes,
-//! xattr blocks, device numbers).
+//! xattr blocks, device numbers; and the PQ kinds, with [`build_base_pq`]'s codebook).
 
 use std::collections::BTreeMap;
 
 use vexfs_image::device::MemDevice;
-use vexfs_image::mkfs::{self, FormatOpts};
+use vexfs_image::mkfs::{self, FormatOpts, PqCodebook};
 use vexfs_image::vexfs_core::crc32c::crc32c_parts;
 use vexfs_image::vexfs_core::dir_index::INDEX_MAGIC;
 use vexfs_image::vexfs_core::embed::Indexing;
@@ -29,7 +30,8 @@ use vexfs_image::vexfs_core::format::journal::{
 };
 use vexfs_image::vexfs_core::format::layout::MkfsParams;
 use vexfs_image::vexfs_core::format::superblock::{
-    Metric, Region, Superblock, FEATURE_INCOMPAT_DIR_INDEX, FEATURE_INCOMPAT_RECOVER, ROOT_INO, STATE_CLEAN,
+    Metric, Region, Superblock, FEATURE_INCOMPAT_DIR_INDEX, FEATURE_INCOMPAT_NODE_RECORDS, FEATURE_INCOMPAT_PQ,
+    FEATURE_INCOMPAT_RECOVER, FEATURE_INCOMPAT_SQ8, ROOT_INO, STATE_CLEAN,
 };
 use vexfs_image::vexfs_core::format::vector::{
     splitmix64, HnswGeometry, HnswHeader, MapEntry, UpperTable, HNSW_MAGIC, MAP_ENTRY, NO_SLOT, VEC_IDS_HEADER,
@@ -41,6 +43,7 @@ use vexfs_image::vexfs_core::format::xattr::{
 use vexfs_image::vexfs_core::format::{bit_test, BLOCK_SIZE, INODE_SIZE};
 use vexfs_image::vexfs_core::io::Block;
 use vexfs_image::vexfs_core::journal::{self, SCRATCH_BYTES};
+use vexfs_image::vexfs_core::pq::PqGeometry;
 use vexfs_image::vexfs_core::sq8;
 use vexfs_image::writer::{FileOpts, Writer};
 use vexfs_image::{sample, Image};
@@ -141,7 +144,7 @@ pub fn vector(dim: u32, key: u64) -> Vec<f32> {
 /// regressions are named over it (`build_base(2048)`): it stays as it is; new structures go
 /// into [`build_base_v3`].
 pub fn build_base(blocks: u64) -> Res<Vec<u8>> {
-    let w = base_writer(blocks, false, None)?;
+    let w = base_writer(blocks, FormatOpts::default())?;
     let img = w.commit().map_err(err("commit"))?;
     Ok(img.into_device().bytes)
 }
@@ -151,7 +154,29 @@ pub fn build_base(blocks: u64) -> Res<Vec<u8>> {
 /// feature `SQ8`, its codes region: searches walk the codes): the base of guest 090's new
 /// mutants.
 pub fn build_base_v3(blocks: u64) -> Res<Vec<u8>> {
-    let mut w = base_writer(blocks, true, Some(SQ8_SHIFT))?;
+    let mut w =
+        base_writer(blocks, FormatOpts { dir_index: true, sq8_shift: Some(SQ8_SHIFT), ..FormatOpts::default() })?;
+    v3_tree(&mut w, 40)?;
+    let img = w.commit().map_err(err("commit"))?;
+    Ok(img.into_device().bytes)
+}
+
+/// Sub-quantisers of [`build_base_pq`]'s codes: 2 bytes per code, 4 components each.
+pub const PQ_BASE_M: u32 = 2;
+
+/// [`build_base_v3`]'s tree on a filesystem with PQ codes in node records (the features `PQ`
+/// and `NODE_RECORDS`: vectors and level-0 records together in the data region, the codebook
+/// and the codes in the codes region; searches walk the codes and expand nodes from their
+/// records): the base of guest 090's PQ mutants, which add the codebook and the PQ codes to
+/// the structures hit ([`KINDS_PQ`]). The codebook is trained on 144 vectors of the kind the
+/// base embeds (fewer than 256: each centroid is one of them).
+pub fn build_base_pq(blocks: u64) -> Res<Vec<u8>> {
+    let dim = sample::params(blocks).dim;
+    // The vectors base_writer embeds (keys i * 1000 + c), as the training sample.
+    let rows: Vec<f32> = (0..24u64).flat_map(|i| (0..6).flat_map(move |c| vector(dim, i * 1000 + c))).collect();
+    let centroids = vexfs_image::pq_train::train(&rows, dim as usize, PQ_BASE_M as usize, 1, 1)?;
+    let pq = Some(PqCodebook { m: PQ_BASE_M, centroids: centroids.into() });
+    let mut w = base_writer(blocks, FormatOpts { dir_index: true, pq, node_records: true, ..FormatOpts::default() })?;
     v3_tree(&mut w, 40)?;
     let img = w.commit().map_err(err("commit"))?;
     Ok(img.into_device().bytes)
@@ -220,13 +245,11 @@ fn acl(entries: &[(u16, u16, u32)]) -> Vec<u8> {
 /// without clamping at `2^6` (and 1.0 itself would clamp at 7).
 pub const SQ8_SHIFT: i32 = 6;
 
-/// [`build_base`]'s writer before its commit (`dir_index`: with `FEATURE_INCOMPAT_DIR_INDEX`;
-/// `sq8_shift`: with SQ8 codes at that scale).
-fn base_writer(blocks: u64, dir_index: bool, sq8_shift: Option<i32>) -> Res<Writer<MemDevice>> {
+/// [`build_base`]'s writer before its commit, on a filesystem with the features of `opts`.
+fn base_writer(blocks: u64, opts: FormatOpts) -> Res<Writer<MemDevice>> {
     let mut dev = MemDevice::new(blocks);
     let p = MkfsParams { vec_capacity: Some(256), ..sample::params(blocks) };
-    mkfs::format_with(&mut dev, &p, true, FormatOpts { dir_index, sq8_shift, pq: None, node_records: false })
-        .map_err(err("mkfs"))?;
+    mkfs::format_with(&mut dev, &p, true, opts).map_err(err("mkfs"))?;
     let img = Image::open(dev).map_err(err("open"))?;
     let mut w = Writer::new(img).map_err(err("writer"))?;
     w.set_dir_seeds(Some(7));
@@ -1142,6 +1165,9 @@ fn mutate_vector(m: &mut Mutant, rng: &mut Rng) -> String {
 /// a byte of the padding, or the whole code to one value.
 fn mutate_code(m: &mut Mutant, rng: &mut Rng) -> String {
     let sb = &m.c.sb;
+    if sb.has_pq() {
+        return mutate_pq_code(m, rng);
+    }
     if !sb.has_sq8() {
         return "no codes".into();
     }
@@ -1167,6 +1193,87 @@ fn mutate_code(m: &mut Mutant, rng: &mut Rng) -> String {
             format!("code of slot {slot} all {:#x}", v)
         }
     }
+}
+
+/// Changes bytes of a used slot's PQ code (no checksum; every byte value names a centroid, so
+/// fsck's check of the code against its vector is what this reaches): one byte to 0, 255 or
+/// another value, or the whole code to one value.
+fn mutate_pq_code(m: &mut Mutant, rng: &mut Rng) -> String {
+    let Some(g) = PqGeometry::new(&m.c.sb) else { return "no pq geometry".into() };
+    let Some(&slot) = rng.pick(&m.c.used_slots) else { return "no slot".into() };
+    let Some((blk, off)) = g.codes.pos(u64::from(slot)) else { return "no code position".into() };
+    let at = (blk * BS) as usize + off;
+    let v = *rng.pick(&[0u8, 0xff, 1, 0x80]).unwrap_or(&0);
+    if rng.chance(1, 3) {
+        m.bytes[at..at + g.m as usize].fill(v);
+        return format!("pq code of slot {slot} all {v:#x}");
+    }
+    let k = rng.below(u64::from(g.m)) as usize;
+    m.bytes[at + k] = v;
+    format!("pq code of slot {slot} byte {k} -> {v:#x}")
+}
+
+/// Writes a non-finite, huge, tiny or zero value into a centroid of the PQ codebook (no
+/// checksum: the mount's and fsck's finiteness check, and the query tables of huge finite
+/// centroids, are what this reaches), or a non-zero byte past a codebook block's centroids.
+fn mutate_codebook(m: &mut Mutant, rng: &mut Rng) -> String {
+    let Some(g) = PqGeometry::new(&m.c.sb) else { return "no pq geometry".into() };
+    let (j, c) = (rng.below(u64::from(g.m)) as u32, rng.below(256) as u32);
+    let Some((blk, off)) = g.centroid_pos(j, c) else { return "no centroid position".into() };
+    let at = (blk * BS) as usize + off;
+    let dsub = g.dsub as usize;
+    match rng.below(6) {
+        0 => {
+            m.bytes[at..at + 4 * dsub].fill(0);
+            format!("pq centroid {j}/{c} all zero")
+        }
+        1 => {
+            let used = (g.per_block as usize) * 4 * dsub;
+            let tail = (blk * BS) as usize + used;
+            if used >= BLOCK_SIZE {
+                return format!("pq codebook block {blk}: no bytes past the centroids");
+            }
+            let k = rng.below((BLOCK_SIZE - used) as u64) as usize;
+            m.bytes[tail + k] = 0xff;
+            format!("pq codebook block {blk} byte {} past the centroids -> 0xff", used + k)
+        }
+        _ => {
+            let k = rng.below(dsub as u64) as usize;
+            let vals = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, f32::MAX, -f32::MAX, 1e30, 1e-45, -0.0];
+            let v = *rng.pick(&vals).unwrap_or(&0.0);
+            m.bytes[at + 4 * k..at + 4 * k + 4].copy_from_slice(&v.to_le_bytes());
+            format!("pq centroid {j}/{c} component {k} -> {v}")
+        }
+    }
+}
+
+/// Changes the superblock's PQ fields, resealed: `pq_m` to a value that does or does not cut
+/// the dimension, or the feature bits of the codes and the layout (node records dropped or
+/// kept without PQ, SQ8 beside PQ): what the mount's validation must refuse, or a layout the
+/// reader must then follow.
+fn mutate_pq_superblock(m: &mut Mutant, rng: &mut Rng) -> String {
+    let mut sb = m.c.sb.clone();
+    let what = match rng.below(4) {
+        0 | 1 => {
+            let old = sb.pq_m;
+            sb.pq_m = *rng.pick(&[0u32, 1, 3, 4, 8, 16, 255, u32::MAX]).unwrap_or(&0);
+            format!("pq_m {old} -> {}", sb.pq_m)
+        }
+        2 => {
+            let bit = *rng.pick(&[FEATURE_INCOMPAT_NODE_RECORDS, FEATURE_INCOMPAT_PQ]).unwrap_or(&0);
+            sb.feature_incompat ^= bit;
+            format!("feature_incompat ^ {bit} -> {}", sb.feature_incompat)
+        }
+        _ => {
+            sb.feature_incompat |= FEATURE_INCOMPAT_SQ8;
+            sb.sq8_shift = SQ8_SHIFT;
+            format!("feature_incompat | SQ8 -> {}", sb.feature_incompat)
+        }
+    };
+    let mut b = vec![0u8; BLOCK_SIZE];
+    sb.encode(&mut b);
+    m.block(0).copy_from_slice(&b);
+    format!("superblock {what}")
 }
 
 /// Flips one bit of the block, inode or vector bitmap (no checksum: the cross-checks are what
@@ -1494,11 +1601,21 @@ const KINDS: [(Mutator, u64); 14] = [
 const KINDS_V3: [(Mutator, u64); 5] =
     [(mutate_index_node, 5), (mutate_xattr, 6), (mutate_v3_inode, 5), (mutate_dir_header, 5), (mutate_code, 4)];
 
+/// The kinds of a filesystem with PQ codes ([`build_base_pq`]), drawn after the others only
+/// then (the draws over the other bases stay what they were).
+const KINDS_PQ: [(Mutator, u64); 3] = [(mutate_code, 4), (mutate_codebook, 6), (mutate_pq_superblock, 5)];
+
 /// Applies `n` mutations drawn from `rng` to `bytes` (an image whose catalog is `c`); returns
 /// what each did.
 pub fn mutate(bytes: &mut Vec<u8>, c: &Catalog, rng: &mut Rng, n: u32) -> Vec<String> {
     let mut m = Mutant { c, bytes: std::mem::take(bytes), log: Vec::new() };
-    let kinds: &[(Mutator, u64)] = if c.v3 { &[KINDS.as_slice(), KINDS_V3.as_slice()].concat() } else { &KINDS };
+    let mut kinds = KINDS.to_vec();
+    if c.v3 {
+        kinds.extend_from_slice(&KINDS_V3);
+    }
+    if c.sb.has_pq() {
+        kinds.extend_from_slice(&KINDS_PQ);
+    }
     let total: u64 = kinds.iter().map(|k| k.1).sum();
     for _ in 0..n {
         let mut r = rng.below(total);
@@ -1664,6 +1781,55 @@ mod tests {
         }
         for k in ["extent index node", "xattr block", "dir index header", "v3 inode field", "code of slot"] {
             assert!(hits.get(k).copied().unwrap_or(0) >= 30, "{k}: {hits:?}");
+        }
+    }
+
+    /// The PQ base keeps PQ codes in node records and fsck finds it clean; its mutants hit the
+    /// PQ codes, the codebook and the superblock's PQ fields (drawn only over a PQ base); fsck
+    /// and the searcher (the kernel's search code) take every such mutant without a panic;
+    /// a changed code is what fsck reports (VectorCode), a non-finite centroid too, and a
+    /// huge finite one still lets the searcher answer.
+    #[test]
+    fn pq_mutations_reach_the_codes() {
+        use vexfs_image::vectors::{MapDevice, Searcher};
+        let base = build_base_pq(2048).expect("pq base");
+        let img = Image::open(MemDevice { bytes: base.clone() }).expect("open");
+        assert!(img.sb().has_pq() && img.sb().has_node_records() && img.sb().pq_m == PQ_BASE_M);
+        let c = catalog(&img).expect("catalog");
+        assert!(c.v3 && c.used_slots.len() >= 100, "{}", summary(&c));
+        let (out, _) = fsck::run(MemDevice { bytes: base.clone() }, fsck::Mode::Check).expect("fsck -n");
+        assert!(out.report.problems.is_empty(), "{:?}", out.report.problems);
+        let q = vector(c.sb.vec_dim, 5_000_000);
+        let mut hits = BTreeMap::new();
+        for index in 0..2500 {
+            let mut a = base.clone();
+            let log = mutate(&mut a, &c, &mut Rng::new(17, index), 1);
+            let kind = ["pq code", "pq centroid", "pq codebook", "superblock pq_m", "superblock feature_incompat"]
+                .into_iter()
+                .find(|k| log[0].starts_with(k));
+            let Some(kind) = kind else { continue };
+            *hits.entry(kind).or_insert(0) += 1;
+            let fsck = fsck::run(MemDevice { bytes: a.clone() }, fsck::Mode::Check);
+            let kinds: Vec<fsck::Kind> =
+                fsck.as_ref().map(|(o, _)| o.report.problems.iter().map(|p| p.kind).collect()).unwrap_or_default();
+            let non_finite = ["NaN", "inf"].iter().any(|v| log[0].ends_with(v));
+            if kind == "pq code" {
+                assert!(kinds.iter().all(|&k| k == fsck::Kind::VectorCode), "mutant 17/{index}: {log:?}: {kinds:?}");
+            } else if kind == "pq centroid" && non_finite {
+                assert!(kinds.contains(&fsck::Kind::VectorCode), "mutant 17/{index}: {log:?}: {kinds:?}");
+            }
+            let dev = MapDevice::from_bytes(&a).expect("map");
+            let Ok(img) = Image::open(dev) else { continue };
+            let Ok(mut s) = Searcher::new(img, 512) else { continue };
+            for ef in [5, 64, 512] {
+                let r = s.search(&q, 5, ef);
+                if kind == "pq centroid" && !non_finite {
+                    assert_eq!(r.map(|h| h.len()).ok(), Some(5), "mutant 17/{index}: {log:?}");
+                }
+            }
+        }
+        for k in ["pq code", "pq centroid", "superblock pq_m", "superblock feature_incompat"] {
+            assert!(hits.get(k).copied().unwrap_or(0) >= 20, "{k}: {hits:?}");
         }
     }
 

@@ -5,7 +5,9 @@
 # vector-id blocks, tombstones, pending vectors; and format v3's extent tree of depth 3, FIFOs,
 # sockets, devices, xattr blocks with POSIX ACLs, indexed directories), and the older base
 # without the v3 structures that the listed regressions were found over (mutate_image base
-# --regressions). In ONE guest
+# --regressions), and the v3 base with PQ codes in node records instead of SQ8 codes
+# (mutate_image base --pq: its mutants also hit the codebook, the PQ codes and the
+# superblock's PQ fields; the kernel's PQ table, walk and record reads). In ONE guest
 # boot, mutate_image gen makes mutant 0..N-1 of the run's seed, one at a time, in the guest's
 # tmpfs (1 to 3 mutations inside inodes, dirents, directory/extent/vector-id blocks, extent-tree
 # index nodes, xattr blocks, the vector map, HNSW records and header, vectors, bitmaps, the
@@ -24,13 +26,14 @@
 #
 #   FUZZ_IMAGES=N (default 200; 10000 for a long run: about 2 hours on a loaded 2-core host, so
 #   raise scripts/test's per-test limit, e.g. VEXFS_TEST_TIMEOUT=36000)  FUZZ_FIRST=I (default 0)
+#   FUZZ_PQ_IMAGES=P (mutants of the PQ base, indices FIRST.., default N / 4)
 #   SEED=S (the mutants' seed)   FUZZ_MUTATIONS=K (mutations per image, default 1 to 3)
 #   FUZZ_ERRORS=continue (every mutant with errors=continue; default: alternate with remount-ro)
 # Replay one mutant on the host:
 #   target/release/mutate_image base base.img && target/release/mutate_image gen base.img \
 #       --seed S --index I --out mutant.img
-# (a listed regression: `base --regressions`; the base's timestamps differ from run to run, the
-# mutations do not).
+# (a listed regression: `base --regressions`; a mutant "of base-pq.img": `base --pq`; the
+# base's timestamps differ from run to run, the mutations do not).
 . "$(dirname "$0")/lib.sh"
 
 MUTATE="$VEXFS_HOST_BIN/mutate_image"
@@ -39,6 +42,7 @@ for t in mutate_image fuzz_exercise; do
     [ -x "$VEXFS_MUSL_BIN/$t" ] || fail "missing $VEXFS_MUSL_BIN/$t: run scripts/setup tools"
 done
 N=${FUZZ_IMAGES:-200}
+NPQ=${FUZZ_PQ_IMAGES:-$((N / 4))}
 FIRST=${FUZZ_FIRST:-0}
 KMUT=${FUZZ_MUTATIONS:-0}
 # The seed of the mutants is a u64: lib.sh's SEED is digits.
@@ -46,9 +50,12 @@ share="$T/share"
 mkdir -p "$share"
 must "$MUTATE" base "$share/base.img"
 must "$MUTATE" base --regressions "$share/base-reg.img"
-check_fsck "$share/base.img"
-check_fsck "$share/base-reg.img"
+must "$MUTATE" base --pq "$share/base-pq.img"
+for b in base base-reg base-pq; do
+    check_fsck "$share/$b.img"
+done
 "$MUTATE" targets "$share/base.img"
+"$MUTATE" targets "$share/base-pq.img"
 # Mutants that once made the kernel warn or panic, run before the seed's (seed/index):
 # drop_nlink in unlink/rmdir and inc_nlink in mkdir (two dirents for one inode, a dirent
 # pointing back at a directory, a directory with 0 links; kmod/namei.rs), a block count near
@@ -61,12 +68,12 @@ REGRESSIONS=(988114993/5 988114993/7 988114993/33 988114993/69 988114993/91 9881
 # FUZZ_REGRESSIONS="S/I ..." replaces the list (FUZZ_IMAGES=0 then replays only those).
 [ -z "${FUZZ_REGRESSIONS:-}" ] || read -r -a REGRESSIONS <<< "$FUZZ_REGRESSIONS"
 # Wall-clock budget: about 0.5 s per mutant under TCG (3 s allowed for a loaded host), plus the boot.
-timeout=$((120 + (N + ${#REGRESSIONS[@]}) * 3))
+timeout=$((120 + (N + NPQ + ${#REGRESSIONS[@]}) * 3))
 
 script=$(guest_script fuzz.guest <<'GUEST'
 . /lib/vexfs/guest-lib.sh
-SEED=$1 N=$2 FIRST=$3 KMUT=$4 REGRESSIONS=$5 ERRORS=$6
-cp /share/base.img /share/base-reg.img /tmp/ || fail "copy the base images"
+SEED=$1 N=$2 FIRST=$3 KMUT=$4 REGRESSIONS=$5 ERRORS=$6 NPQ=$7
+cp /share/base.img /share/base-reg.img /share/base-pq.img /tmp/ || fail "copy the base images"
 mkdir -p /mnt
 # Kernel messages below KERN_ERR stay off the serial console (the corruption reports of
 # thousands of mutants would slow the run down): every mutant's dmesg is scanned below instead.
@@ -83,7 +90,7 @@ made=0 mounted=0 refused=0 exercised=0 euclean=0 reports=0 mount_euclean=0 ro=0 
 # scans dmesg.
 fuzz_one() {
     b=$1 s=$2 i=$3
-    echo "fuzz: mutant $s/$i"
+    echo "fuzz: mutant $s/$i of ${b##*/}"
     if [ "$KMUT" -gt 0 ]; then
         desc=$(mutate_image gen "$b" --seed "$s" --index "$i" --out /tmp/m.img --mutations "$KMUT")
     else
@@ -142,21 +149,32 @@ while [ "$i" -lt "$end" ]; do
     fuzz_one /tmp/base.img "$SEED" "$i"
     i=$((i + 1))
 done
-echo "fuzz-figures: seed $SEED mutants $made mounted $mounted refused $refused (EUCLEAN $mount_euclean) exercised $exercised euclean-seen $euclean read-only-seen $ro remounted $remounted fsck-panics $tool_panics kernel-reports $reports"
+i=$FIRST made0=$made mounted0=$mounted
+while [ "$i" -lt "$((FIRST + NPQ))" ]; do
+    fuzz_one /tmp/base-pq.img "$SEED" "$i"
+    i=$((i + 1))
+done
+echo "fuzz-figures: seed $SEED mutants $made mounted $mounted refused $refused (EUCLEAN $mount_euclean) exercised $exercised euclean-seen $euclean read-only-seen $ro remounted $remounted fsck-panics $tool_panics kernel-reports $reports pq-made $((made - made0)) pq-mounted $((mounted - mounted0))"
 [ "$reports" -eq 0 ] || fail "$reports mutants made kernel reports"
 [ "$tool_panics" -eq 0 ] || fail "fsck.vexfs panicked on $tool_panics mutants"
-[ "$made" -eq "$((N + NREG))" ] || fail "made $made of $N + $NREG mutants"
+[ "$made" -eq "$((N + NPQ + NREG))" ] || fail "made $made of $N + $NPQ + $NREG mutants"
 GUEST
 )
 start=$SECONDS
-run_guest --share "$share" --mem 1024 --timeout "$timeout" "$script" "$SEED" "$N" "$FIRST" "$KMUT" "${REGRESSIONS[*]}" "${FUZZ_ERRORS:-alternate}"
+run_guest --share "$share" --mem 1024 --timeout "$timeout" "$script" "$SEED" "$N" "$FIRST" "$KMUT" "${REGRESSIONS[*]}" "${FUZZ_ERRORS:-alternate}" "$NPQ"
 figures=$(grep -a 'fuzz-figures:' "$T/guest-1.log" | tail -n 1)
 [ -n "$figures" ] || fail "no figures in the guest log"
 echo "${figures#fuzz-figures: } in $((SECONDS - start)) s"
 # Every mutant was made, and a good share of them mounted and exercised (the mutations land
 # inside structures the kernel reads after mount, so most mount).
 read -r _ _ _ made _ mounted _ _ _ _ _ exercised _ <<< "${figures#fuzz-figures: }"
-[ "$made" -eq $((N + ${#REGRESSIONS[@]})) ] || fail "made $made of $N + ${#REGRESSIONS[@]} mutants"
+[ "$made" -eq $((N + NPQ + ${#REGRESSIONS[@]})) ] || fail "made $made of $N + $NPQ + ${#REGRESSIONS[@]} mutants"
 [ "$exercised" -eq "$mounted" ] || fail "mounted $mounted, exercised $exercised"
-[ $((mounted * 2)) -ge "$N" ] || fail "only $mounted of $N mutants mounted: the mutations miss"
+[ $((mounted * 2)) -ge $((N + NPQ)) ] || fail "only $mounted of $((N + NPQ)) mutants mounted: the mutations miss"
+# The PQ base's mutants ran, and a good share of them mounted (past the kernel's checks of the
+# codebook and the PQ fields, which refuse more of them than the other bases' mutants).
+pq_made=${figures##* pq-made } pq_made=${pq_made%% *}
+pq_mounted=${figures##* pq-mounted } pq_mounted=${pq_mounted%%[!0-9]*}
+[ "$pq_made" -eq "$NPQ" ] || fail "made $pq_made of $NPQ mutants of the PQ base"
+[ $((pq_mounted * 3)) -ge "$NPQ" ] || fail "only $pq_mounted of $NPQ PQ mutants mounted"
 echo "090-fuzz-images: PASS"

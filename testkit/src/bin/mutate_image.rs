@@ -1,13 +1,15 @@
 //! `mutate_image`: the structure-aware image fuzzer of the guest test
 //! tests/guest/090-fuzz-images.sh (issue 8, item 2).
 //!
-//! `mutate_image base OUT [--queries Q.fvecs] [--regressions]` writes a populated base image
+//! `mutate_image base OUT [--queries Q.fvecs] [--regressions | --pq]` writes a populated base image
 //! with the offline writer (the kernel's own format and index code): files with one extent,
 //! with an extent block and with holes, nested and two-block directories, a symlink, hard
 //! links, files with up to 4 embeddings (inline ids) and with a vector-id block, tombstones and
 //! pending vectors; and the format v3 structures (an extent tree of depth 3, FIFOs, sockets
 //! and devices, xattr blocks with POSIX ACLs). `--regressions` leaves the v3 structures out:
 //! the base guest 090's listed regressions were found over (`testkit::mutate::build_base`).
+//! `--pq` keeps PQ codes in node records instead of SQ8 codes (`build_base_pq`): its mutants
+//! also hit the codebook, the PQ codes and the superblock's PQ fields.
 //! With `--queries` it also writes a few query vectors of the image's dimension (`.fvecs`).
 //!
 //! `mutate_image gen BASE --seed S --index I --out OUT` writes mutant `I` of seed `S`: a copy of
@@ -33,7 +35,9 @@ use std::process::ExitCode;
 use vexfs_image::device::MemDevice;
 use vexfs_image::vexfs_core::io::BlockDevice;
 use vexfs_image::Image;
-use vexfs_testkit::mutate::{build_base, build_base_v3, catalog, err, mutate, queries_fvecs, summary, Res, Rng};
+use vexfs_testkit::mutate::{
+    build_base, build_base_pq, build_base_v3, catalog, err, mutate, queries_fvecs, summary, Res, Rng,
+};
 
 #[derive(Parser)]
 #[command(about = "Structure-aware mutations of a vexfs image, checksums recomputed (the fuzz test's images)")]
@@ -55,8 +59,11 @@ enum Cmd {
         #[arg(long)]
         queries: Option<PathBuf>,
         /// The base of guest 090's regressions: no format v3 structures.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "pq")]
         regressions: bool,
+        /// PQ codes in node records (the features PQ and NODE_RECORDS) instead of SQ8 codes.
+        #[arg(long)]
+        pq: bool,
     },
     /// Writes mutant INDEX of SEED of BASE to OUT and prints what was mutated.
     Gen {
@@ -84,7 +91,9 @@ enum Cmd {
 
 fn main() -> ExitCode {
     let r = match Cli::parse().cmd {
-        Cmd::Base { out, blocks, queries, regressions } => make_base(&out, blocks, queries.as_ref(), regressions),
+        Cmd::Base { out, blocks, queries, regressions, pq } => {
+            make_base(&out, blocks, queries.as_ref(), regressions, pq)
+        }
         Cmd::Gen { base, seed, index, out, mutations } => gen(&base, seed, index, &out, mutations),
         Cmd::Targets { base } => targets(&base),
     };
@@ -98,8 +107,14 @@ fn main() -> ExitCode {
 }
 
 /// The base image: see the module's docs.
-fn make_base(out: &PathBuf, blocks: u64, queries: Option<&PathBuf>, regressions: bool) -> Res<()> {
-    let bytes = if regressions { build_base(blocks)? } else { build_base_v3(blocks)? };
+fn make_base(out: &PathBuf, blocks: u64, queries: Option<&PathBuf>, regressions: bool, pq: bool) -> Res<()> {
+    let bytes = if regressions {
+        build_base(blocks)?
+    } else if pq {
+        build_base_pq(blocks)?
+    } else {
+        build_base_v3(blocks)?
+    };
     fs::write(out, &bytes).map_err(err("writing the base image"))?;
     if let Some(q) = queries {
         let img = Image::open(MemDevice { bytes }).map_err(err("open"))?;
