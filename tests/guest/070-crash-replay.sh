@@ -22,7 +22,7 @@
 # half-done or stray states, fsck failures, mount failures, kernel warnings; any non-zero one
 # fails the test (a kernel warning fails the run itself: qemu/run-guest exit 125).
 # Knobs: CRASH_POINTS (default 100, or "all"), CRASH_SMALL_FILES (default 24; more makes a longer
-# log). The seed picks the mkfs seed. A check of the check: CRASH_FS=ext4 runs the same workload
+# log), CRASH_QUANT (none, or pq: PQ codes in node records, as 072-crash-replay-pq.sh runs). The seed picks the mkfs seed. A check of the check: CRASH_FS=ext4 runs the same workload
 # and checks on ext4 (data=ordered; no embeddings, no fsck), which must pass. Takes about 1.5 min
 # with the defaults (2 cores, TCG; the replay of 100 points 35-80 s of it).
 # The workload, its model and the check are tests/guest/crash-guest.sh (shared with
@@ -137,4 +137,4 @@ timeout=600
 [ "$POINTS" != all ] && [ "$POINTS" -le 200 ] && [ "$SMALL" -le 24 ] || timeout=5000
 run_guest --disk "$img" --disk "$log_disk" --disk "$scratch" --share "$share" --timeout "$timeout" \
     "$script" "$POINTS"
-echo "070-crash-replay: PASS"
+echo "070-crash-replay${CRASH_QUANT:+ (CRASH_QUANT=$CRASH_QUANT)}: PASS"

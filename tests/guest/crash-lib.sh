@@ -19,11 +19,23 @@ crash_share() {
 
 # crash_image FS: prints the path of a new 16 MiB image holding an empty filesystem FS (vexfs:
 # 64 vector slots of dimension 384 (CRASH_VECTORS for a longer workload), l2, the HNSW seed from
-# $SEED; ext4: mkfs.ext4 defaults).
+# $SEED; with CRASH_QUANT=pq, PQ codes of 48 bytes in node records, the codebook trained on the
+# pydocs sample: a SET then writes vectors and level-0 links into the same blocks; ext4:
+# mkfs.ext4 defaults).
 crash_image() {
-    local img
+    local img info quant=()
+    case "${CRASH_QUANT:-none}" in
+        none) ;;
+        pq) quant=(--quant pq:48 --pq-layout records --train "$VEXFS_ROOT/data/pydocs-minilm/small/base.fvecs") ;;
+        *) fail "CRASH_QUANT must be none or pq, not '$CRASH_QUANT'" ;;
+    esac
     if [ "$1" = vexfs ]; then
-        mkimg 16M --dim 384 --metric l2 --vectors "${CRASH_VECTORS:-64}" --seed "$((SEED % 1000000))"
+        img=$(mkimg 16M --dim 384 --metric l2 --vectors "${CRASH_VECTORS:-64}" --seed "$((SEED % 1000000))" "${quant[@]}")
+        if [ "${CRASH_QUANT:-none}" = pq ]; then
+            info=$("$VEXCTL" inspect "$img")
+            grep -q "^Node records:" <<<"$info" || fail "crash_image: no node records in $img"
+        fi
+        echo "$img"
     else
         img=$(mkraw 16M)
         mkfs.ext4 -q -F "$img" >&2 || fail "mkfs.ext4 $img"
