@@ -47,6 +47,13 @@ pub trait Store {
     fn prefetch_links(&mut self, _node: u32, _level: u8) {}
     /// Whether `node` is a tombstone (routes searches, never returned or linked to anew).
     fn is_deleted(&mut self, node: u32) -> Result<bool, Self::Error>;
+    /// The key of the exact distance from the query to `node`, whose links at `level` were just
+    /// read, when the store has it without another read (a walk on codes over node records:
+    /// the vector came in the same block); the layer search then keeps `node` in its list by
+    /// that key. `None` by default: the node keeps the key it was found with.
+    fn expanded_key(&mut self, _node: u32, _level: u8) -> Result<Option<u32>, Self::Error> {
+        Ok(None)
+    }
     /// The error for a broken invariant (scratch too small, id out of range...).
     fn invalid(&self, what: &'static str) -> Self::Error;
 }
@@ -270,6 +277,38 @@ fn pool_insert(pool: &mut [Cand], len: &mut usize, ef: usize, c: Cand) -> Option
     Some(pos)
 }
 
+/// Moves `pool[i]` (of the sorted `pool[..len]`) to where `key` sorts, with that key.
+fn pool_rekey(pool: &mut [Cand], len: usize, i: usize, key: u32) {
+    let Some(live) = pool.get_mut(..len) else { return };
+    let Some(mut c) = live.get(i).copied() else { return };
+    c.key = key;
+    // Where it goes among the others (their order is kept).
+    let before = live.get(..i).map_or(0, |h| h.partition_point(|x| (x.key, x.id) <= (c.key, c.id)));
+    let after = live.get(i.saturating_add(1)..).map_or(0, |t| t.partition_point(|x| (x.key, x.id) <= (c.key, c.id)));
+    if before < i {
+        if let Some(w) = live.get_mut(before..=i) {
+            w.rotate_right(1);
+        }
+        if let Some(d) = live.get_mut(before) {
+            *d = c;
+        }
+    } else {
+        let to = i.saturating_add(after);
+        if let Some(w) = live.get_mut(i..=to) {
+            w.rotate_left(1);
+        }
+        if let Some(d) = live.get_mut(to) {
+            *d = c;
+        }
+    }
+}
+
+/// Expansions a layer search with exact keys ([`Store::expanded_key`]) makes at most, per
+/// entry of its list: the exact keys of expanded nodes sort after the code distances of the
+/// candidates found, which the quantisation error underestimates, so the list would take in
+/// ever more of them.
+pub const REKEY_EXPANSIONS_PER_EF: usize = 3;
+
 /// SEARCH-LAYER (Algorithm 2) over the sorted candidate pool: `pool[..len]` holds the entry
 /// points on input (not yet expanded) and the `ef` nearest found on output. Returns the new
 /// length. Entry points must already be in `visited` (callers use [`search_layer_from`]).
@@ -283,18 +322,23 @@ fn search_layer<S: Store + ?Sized, V: Visited + ?Sized>(
     w: &mut Work<'_>,
 ) -> Result<usize, S::Error> {
     let mut cursor = 0usize;
+    let (mut rekeyed, cap) = (0usize, ef.saturating_mul(REKEY_EXPANSIONS_PER_EF));
     loop {
         // The nearest candidate not yet expanded; the pool is sorted, so it is the first.
         while cursor < len && pool.get(cursor).is_some_and(|c| c.expanded) {
             cursor = cursor.saturating_add(1);
         }
         let Some(c) = pool.get_mut(cursor) else { break };
-        if cursor >= len {
+        if cursor >= len || rekeyed >= cap {
             break;
         }
         c.expanded = true;
         let node = c.id;
         let n = store.links(node, level, w.links)?;
+        if let Some(key) = store.expanded_key(node, level)? {
+            pool_rekey(pool, len, cursor, key);
+            rekeyed = rekeyed.saturating_add(1);
+        }
         let links = w.links.get(..n).ok_or_else(|| store.invalid("hnsw link count past the buffer"))?;
         let mut batch = 0usize;
         for &nb in links {
@@ -842,7 +886,106 @@ mod tests {
         }
     }
 
+    /// A query's walk over a graph where node `i` links to `i * 8 + 1 ..= i * 8 + 8` modulo
+    /// `n` (a tree as far as the walks here go): every node found gets the key `code` (a distance the
+    /// codes underestimate), every node expanded the key `exact` from
+    /// [`Store::expanded_key`] (or none). Counts the expansions.
+    struct Tree {
+        n: u32,
+        code: u32,
+        exact: Option<u32>,
+        expanded: usize,
+    }
+
+    impl Store for Tree {
+        type Error = &'static str;
+        fn dist_query(&mut self, ids: &[u32], keys: &mut [u32]) -> Result<(), Self::Error> {
+            for (k, &id) in keys.iter_mut().zip(ids) {
+                *k = self.code + id % 3;
+            }
+            Ok(())
+        }
+        fn dist_pair(&mut self, _: u32, _: &[u32], _: &mut [u32]) -> Result<(), Self::Error> {
+            Err("no pairs")
+        }
+        fn links(&mut self, node: u32, _: u8, out: &mut [u32]) -> Result<usize, Self::Error> {
+            self.expanded += 1;
+            let first = node * 8 + 1;
+            let ids = (first..first + 8).map(|i| i % self.n);
+            let mut c = 0;
+            for (o, i) in out.iter_mut().zip(ids) {
+                *o = i;
+                c += 1;
+            }
+            Ok(c)
+        }
+        fn set_links(&mut self, _: u32, _: u8, _: &[u32]) -> Result<(), Self::Error> {
+            Ok(())
+        }
+        fn is_deleted(&mut self, _: u32) -> Result<bool, Self::Error> {
+            Ok(false)
+        }
+        fn expanded_key(&mut self, node: u32, _: u8) -> Result<Option<u32>, Self::Error> {
+            Ok(self.exact.map(|e| e + node % 5))
+        }
+        fn invalid(&self, what: &'static str) -> Self::Error {
+            what
+        }
+    }
+
+    /// A walk that keeps expanded nodes by their exact keys, each above every code distance
+    /// found, stops after [`REKEY_EXPANSIONS_PER_EF`] expansions per entry of its list (without
+    /// the cap it would expand the whole graph), and leaves its list sorted with the expanded
+    /// nodes' exact keys; without exact keys the same walk stops once its list is expanded.
+    #[test]
+    fn exact_keys_bound_the_walk() {
+        let (ef, n) = (16usize, 100_000u32);
+        let run = |exact: Option<u32>| {
+            let mut store = Tree { n, code: 10, exact, expanded: 0 };
+            let mut visited = EpochVisited::new(vec![0u16; n as usize]);
+            let mut pool = vec![Cand { key: 0, id: 0, expanded: false }; 64];
+            let mut work = vec![0u32; Scratch::work_len(4)];
+            let mut scratch = Scratch { pool: &mut pool, work: &mut work };
+            let len =
+                search_candidates(&mut store, &mut visited, &mut scratch, 4, Some((0, 0)), Knn { k: 4, ef }).unwrap();
+            let list = scratch.pool[..len].to_vec();
+            (store.expanded, list)
+        };
+        let (plain, list) = run(None);
+        assert!(plain >= ef && plain <= 2 * ef, "{plain} expansions");
+        assert!(list.iter().all(|c| c.expanded && c.key < 20));
+        let (capped, list) = run(Some(1000));
+        // The descent's expansion of the entry point comes first (level 0 here: none).
+        assert_eq!(capped, ef * REKEY_EXPANSIONS_PER_EF, "{capped} expansions");
+        assert!(list.windows(2).all(|w| (w[0].key, w[0].id) <= (w[1].key, w[1].id)), "{list:?}");
+        let rekeyed = list.iter().filter(|c| c.expanded).count();
+        assert!(list.iter().filter(|c| c.expanded).all(|c| c.key == 1000 + c.id % 5));
+        assert!(list.iter().filter(|c| !c.expanded).all(|c| c.key < 20) && rekeyed < ef);
+    }
+
     proptest! {
+        /// pool_rekey moves one entry of a sorted list to where its new key sorts, keeping the
+        /// others in order and every id's flag.
+        #[test]
+        fn rekey_keeps_the_list_sorted(
+            keys in proptest::collection::vec(0u32..40, 1..60),
+            pick in 0usize..1000,
+            key in 0u32..45,
+        ) {
+            let mut pool: Vec<Cand> =
+                keys.iter().enumerate().map(|(i, &k)| Cand { key: k, id: i as u32, expanded: i % 3 == 0 }).collect();
+            pool.sort_unstable_by_key(|c| (c.key, c.id));
+            let len = pool.len();
+            pool.push(Cand { key: 0, id: 999, expanded: false });
+            let i = pick % len;
+            let mut want = pool[..len].to_vec();
+            want[i].key = key;
+            want.sort_unstable_by_key(|c| (c.key, c.id));
+            pool_rekey(&mut pool, len, i, key);
+            prop_assert_eq!(&pool[..len], &want[..]);
+            prop_assert_eq!(pool[len].id, 999);
+        }
+
         /// select_heuristic, which compares a candidate with the kept ones a few at a time and
         /// stops at the first closer to it than the base, keeps what Algorithm 4 keeps taking
         /// every distance: the candidates in (distance, id) order, each kept when no one kept

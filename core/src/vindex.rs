@@ -1246,7 +1246,9 @@ impl<'t> VecIndex<'t> {
     /// is walked on code distances and only the `rerank` nearest live candidates by code
     /// distance get their float32 distance (read from the vector data region), are sorted by it
     /// and returned: at most `min(knn.k, rerank)` (see [`Self::rerank_per_k`]); without codes
-    /// `rerank` is ignored. `table_ready` says that `s` still holds this query's PQ table from
+    /// `rerank` is ignored. With PQ over node records the level-0 walk keeps each expanded
+    /// node by its exact distance ([`hnsw::Store::expanded_key`]; docs/FORMAT.md, "Node
+    /// records"). `table_ready` says that `s` still holds this query's PQ table from
     /// a search just before with the same query and scratch (a search run again with a longer
     /// list: nothing between them writes past the bounce slots), so it is not computed again;
     /// ignored without PQ. Errors: `Invalid` for a
@@ -1686,6 +1688,19 @@ impl<B: BlockStore> Store for GraphStore<'_, '_, B> {
         }
         let q = self.query.as_ptr();
         self.dist_from(q, ids, keys)
+    }
+
+    fn expanded_key(&mut self, node: u32, level: u8) -> IResult<Option<u32>, B::Error> {
+        // Level 0 of a walk on PQ codes over node records: the vector is in the record block
+        // just read (held by the store), so its exact distance costs no read.
+        if level != 0 || self.pq_table.is_none() || !self.ix.geo.node_records || self.query.len() < self.ix.dim as usize
+        {
+            return Ok(None);
+        }
+        let mut key = [0u32; 1];
+        let q = self.query.as_ptr();
+        self.dist_from(q, &[node], &mut key)?;
+        Ok(Some(key[0]))
     }
 
     fn dist_pair(&mut self, a: u32, ids: &[u32], keys: &mut [u32]) -> IResult<(), B::Error> {
