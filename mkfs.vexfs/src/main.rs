@@ -24,7 +24,7 @@ use vexfs_image::show::{device_map_table, encode_label, format_uuid, human_bytes
 use vexfs_image::texts::Texts;
 use vexfs_image::vecfile::Fvecs;
 use vexfs_image::vexfs_core::embed::{min_journal_blocks, worst_step_blocks};
-use vexfs_image::vexfs_core::format::layout::{MkfsParams, DEFAULT_EF_CONSTRUCTION, DEFAULT_M};
+use vexfs_image::vexfs_core::format::layout::{MkfsParams, DEFAULT_EF_CONSTRUCTION, DEFAULT_M, NODE_RECORDS_DEFAULT_M};
 use vexfs_image::vexfs_core::format::superblock::{
     node_record_size, Metric, Region, Superblock, FEATURE_INCOMPAT_DIR_INDEX, FORMAT_VERSION, MAGIC,
 };
@@ -108,9 +108,11 @@ struct Cli {
     /// DEVICE|FILE (rows whose file already carries an embedding are skipped).
     #[arg(long, requires = "import", conflicts_with_all = ["size", "dry_run"])]
     resume: bool,
-    /// HNSW neighbours per node above level 0.
-    #[arg(long = "hnsw-m", value_name = "M", default_value_t = DEFAULT_M)]
-    hnsw_m: u32,
+    /// HNSW neighbours per node above level 0 (2M at level 0). Default: 16; with node records
+    /// (--quant pq and the records layout), 32 where such a record fits in a block (up to 958
+    /// dimensions): the record block a search reads holds the denser links at no extra read.
+    #[arg(long = "hnsw-m", value_name = "M")]
+    hnsw_m: Option<u32>,
     /// HNSW candidate list size while inserting.
     #[arg(long, value_name = "E", default_value_t = DEFAULT_EF_CONSTRUCTION)]
     ef_construction: u32,
@@ -158,7 +160,7 @@ struct Cli {
     /// (docs/FORMAT.md, "Node records"); for indexes larger than their memory budget. split:
     /// vectors and links in their own regions (denser links; a search re-ranks its 10k
     /// nearest candidates by code from the vector region). Default: records when a record fits
-    /// in a block (up to 984 dimensions at the default m), else split.
+    /// in a block (up to 958 dimensions at the default m of 32, 984 at m 16), else split.
     #[arg(long, value_enum, value_name = "records|split")]
     pq_layout: Option<PqLayout>,
     /// Block device or image file.
@@ -459,6 +461,15 @@ fn run(cli: &Cli) -> Result<(), String> {
             return Err(format!("{shown} contains {what}; use -f to overwrite it"));
         }
     }
+    // Node records wanted (PQ, not the split layout): a denser default graph where it fits.
+    let records_wanted = matches!(cli.quant, QuantArg::Pq(_)) && cli.pq_layout != Some(PqLayout::Split);
+    let hnsw_m = match cli.hnsw_m {
+        Some(m) => m,
+        None if records_wanted && node_record_size(dim, NODE_RECORDS_DEFAULT_M) <= BLOCK_SIZE as u64 => {
+            NODE_RECORDS_DEFAULT_M
+        }
+        None => DEFAULT_M,
+    };
     let mut params = MkfsParams {
         block_count: bytes / BLOCK_SIZE as u64,
         inode_count: cli.inodes,
@@ -466,7 +477,7 @@ fn run(cli: &Cli) -> Result<(), String> {
         vec_capacity: cli.vectors,
         dim,
         metric: metric.into(),
-        m: cli.hnsw_m,
+        m: hnsw_m,
         ef_construction: cli.ef_construction,
         uuid,
         label,
@@ -528,7 +539,7 @@ fn run(cli: &Cli) -> Result<(), String> {
         }
         _ => None,
     };
-    let fits = node_record_size(dim, cli.hnsw_m) <= BLOCK_SIZE as u64;
+    let fits = node_record_size(dim, hnsw_m) <= BLOCK_SIZE as u64;
     if cli.pq_layout.is_some() && !matches!(cli.quant, QuantArg::Pq(_)) {
         return Err("--pq-layout needs --quant pq".into());
     }
@@ -536,8 +547,8 @@ fn run(cli: &Cli) -> Result<(), String> {
         Some(PqLayout::Records) if !fits => {
             return Err(format!(
                 "--pq-layout records: a {dim}-d vector and its level-0 links at m {} take {} bytes, more than a block",
-                cli.hnsw_m,
-                node_record_size(dim, cli.hnsw_m)
+                hnsw_m,
+                node_record_size(dim, hnsw_m)
             ))
         }
         Some(l) => l == PqLayout::Records,

@@ -287,3 +287,46 @@ fn quant_sq8_sets_the_scale() {
         failed(&mkfs(&args, &dir.path().join("bad.img"), Some("8M")));
     }
 }
+
+/// `--quant pq` in node records defaults to `m` 32 (NODE_RECORDS_DEFAULT_M) where such a
+/// record fits in a block, else 16 (and records at 16 when they fit there); the split layout,
+/// no quantisation and an explicit `--hnsw-m` keep theirs. Every image fsck-clean.
+#[test]
+fn node_records_default_to_a_denser_graph() {
+    let dir = tempfile::tempdir().unwrap();
+    // 300 training rows (more than the 256 centroids) of every dimension used below.
+    let train = |dim: usize| {
+        let path = dir.path().join(format!("train{dim}.fvecs"));
+        let mut raw = Vec::new();
+        for r in 0..300u32 {
+            raw.extend_from_slice(&(dim as i32).to_le_bytes());
+            for c in 0..dim as u32 {
+                let x = ((r.wrapping_mul(2_654_435_761) ^ c.wrapping_mul(40_503)) % 1000) as f32 / 1000.0;
+                raw.extend_from_slice(&x.to_le_bytes());
+            }
+        }
+        std::fs::write(&path, raw).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let (t8, t960) = (train(8), train(960));
+    let sb_of = |name: &str, dim: &str, extra: &[&str]| {
+        let path = dir.path().join(name);
+        let mut args = vec!["-q", "--dim", dim, "--metric", "l2"];
+        args.extend_from_slice(extra);
+        ok(&mkfs(&args, &path, Some("64M")));
+        let (out, _) = fsck::run(FileDevice::open(&path, false).unwrap(), Mode::Check).unwrap();
+        assert_eq!(out.exit_code(), 0, "{name}: {:?}", out.report.problems);
+        Image::open(FileDevice::open(&path, false).unwrap()).unwrap().sb().clone()
+    };
+    for (name, dim, extra, m, records) in [
+        ("records.img", "8", &["--quant", "pq:2", "--train", &t8][..], 32, true),
+        ("split.img", "8", &["--quant", "pq:2", "--train", &t8, "--pq-layout", "split"][..], 16, false),
+        ("given.img", "8", &["--quant", "pq:2", "--train", &t8, "--hnsw-m", "24"][..], 24, true),
+        ("float.img", "8", &[][..], 16, false),
+        // 960-d: a record at m 32 takes 4,104 bytes, at 16 3,976.
+        ("wide.img", "960", &["--quant", "pq:240", "--train", &t960][..], 16, true),
+    ] {
+        let sb = sb_of(name, dim, extra);
+        assert_eq!((sb.hnsw_m, sb.has_node_records()), (m, records), "{name}");
+    }
+}

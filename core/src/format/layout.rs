@@ -41,6 +41,15 @@ pub struct MkfsParams {
 
 /// Default HNSW `m`.
 pub const DEFAULT_M: u32 = 16;
+/// Default HNSW `m` of a filesystem with node records (PQ, `FEATURE_INCOMPAT_NODE_RECORDS`)
+/// when a record at this `m` fits in a block (up to 958 dimensions): a block read brings a
+/// node's whole record, so a denser level 0 costs no more reads per expanded node (a 384-d
+/// record takes half a block at `m` 16 and at 32 alike) and a walk needs fewer of them. Host
+/// model (`bench_reads`, budget a tenth of the float32 index) on pydocs-1m, pq:96: recall@10
+/// 0.95 at about 111 block reads per query at `m` 32, 104 at 48, 140 at 16; on glove-100
+/// (100,000 x 100, not tuned on), pq:25: about 108 at 32 and 135 at 16. The bulk build of
+/// pydocs-1m takes about 1.5 times as long as at 16.
+pub const NODE_RECORDS_DEFAULT_M: u32 = 32;
 /// Default HNSW `ef_construction`.
 pub const DEFAULT_EF_CONSTRUCTION: u32 = 200;
 
