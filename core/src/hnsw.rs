@@ -329,7 +329,7 @@ fn search_layer<S: Store + ?Sized, V: Visited + ?Sized>(
             cursor = cursor.saturating_add(1);
         }
         let Some(c) = pool.get_mut(cursor) else { break };
-        if cursor >= len || rekeyed >= cap {
+        if cursor >= len || (rekeyed > 0 && rekeyed >= cap) {
             break;
         }
         c.expanded = true;
@@ -354,7 +354,8 @@ fn search_layer<S: Store + ?Sized, V: Visited + ?Sized>(
         }
         // While the batch's distances are computed, the record of the next candidate to
         // expand if none of the batch beats it (the pool's first unexpanded one after this).
-        if let Some(next) = pool.get(cursor.saturating_add(1)..len).and_then(|p| p.iter().find(|c| !c.expanded)) {
+        // From `cursor`: an expanded node moved to its exact key leaves the next one there.
+        if let Some(next) = pool.get(cursor..len).and_then(|p| p.iter().find(|c| !c.expanded)) {
             store.prefetch_links(next.id, level);
         }
         let ids = w.ids.get(..batch).ok_or_else(|| store.invalid("hnsw id batch"))?;

@@ -109,7 +109,7 @@ struct Cli {
     #[arg(long, requires = "import", conflicts_with_all = ["size", "dry_run"])]
     resume: bool,
     /// HNSW neighbours per node above level 0 (2M at level 0). Default: 16; with node records
-    /// (--quant pq and the records layout), 32 where such a record fits in a block (up to 958
+    /// (--quant pq and the records layout), 32 where such a record fits in a block (up to 952
     /// dimensions): the record block a search reads holds the denser links at no extra read.
     #[arg(long = "hnsw-m", value_name = "M")]
     hnsw_m: Option<u32>,
@@ -160,7 +160,7 @@ struct Cli {
     /// (docs/FORMAT.md, "Node records"); for indexes larger than their memory budget. split:
     /// vectors and links in their own regions (denser links; a search re-ranks its 10k
     /// nearest candidates by code from the vector region). Default: records when a record fits
-    /// in a block (up to 958 dimensions at the default m of 32, 984 at m 16), else split.
+    /// in a block (up to 952 dimensions at the default m of 32, 984 at m 16), else split.
     #[arg(long, value_enum, value_name = "records|split")]
     pq_layout: Option<PqLayout>,
     /// Block device or image file.

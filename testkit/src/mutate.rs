@@ -161,8 +161,9 @@ pub fn build_base_v3(blocks: u64) -> Res<Vec<u8>> {
     Ok(img.into_device().bytes)
 }
 
-/// Sub-quantisers of [`build_base_pq`]'s codes: 2 bytes per code, 4 components each.
-pub const PQ_BASE_M: u32 = 2;
+/// Sub-quantisers of [`build_base_pq`]'s codes: 4 bytes per code, 2 components each (a
+/// sub-quantiser's 256 centroids fill half a block: bytes past them to mutate).
+pub const PQ_BASE_M: u32 = 4;
 
 /// [`build_base_v3`]'s tree on a filesystem with PQ codes in node records (the features `PQ`
 /// and `NODE_RECORDS`: vectors and level-0 records together in the data region, the codebook
@@ -1804,7 +1805,7 @@ mod tests {
         for index in 0..2500 {
             let mut a = base.clone();
             let log = mutate(&mut a, &c, &mut Rng::new(17, index), 1);
-            let kind = ["pq code", "pq centroid", "pq codebook", "superblock pq_m", "superblock feature_incompat"]
+            let kind = ["pq codebook", "pq code", "pq centroid", "superblock pq_m", "superblock feature_incompat"]
                 .into_iter()
                 .find(|k| log[0].starts_with(k));
             let Some(kind) = kind else { continue };
@@ -1831,6 +1832,8 @@ mod tests {
         for k in ["pq code", "pq centroid", "superblock pq_m", "superblock feature_incompat"] {
             assert!(hits.get(k).copied().unwrap_or(0) >= 20, "{k}: {hits:?}");
         }
+        // The bytes past a codebook block's centroids (half of each block here).
+        assert!(hits.get("pq codebook").copied().unwrap_or(0) >= 5, "{hits:?}");
     }
 
     /// The fuzzer's generator takes its draws from the input, then goes on by itself.

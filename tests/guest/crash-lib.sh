@@ -30,7 +30,8 @@ crash_image() {
         *) fail "CRASH_QUANT must be none or pq, not '$CRASH_QUANT'" ;;
     esac
     if [ "$1" = vexfs ]; then
-        img=$(mkimg 16M --dim 384 --metric l2 --vectors "${CRASH_VECTORS:-64}" --seed "$((SEED % 1000000))" "${quant[@]}")
+        # `|| exit`: set -e does not reach into the caller's $(crash_image ...).
+        img=$(mkimg 16M --dim 384 --metric l2 --vectors "${CRASH_VECTORS:-64}" --seed "$((SEED % 1000000))" "${quant[@]}") || exit 1
         if [ "${CRASH_QUANT:-none}" = pq ]; then
             info=$("$VEXCTL" inspect "$img")
             grep -q "^Node records:" <<<"$info" || fail "crash_image: no node records in $img"

@@ -42,7 +42,7 @@ pub struct MkfsParams {
 /// Default HNSW `m`.
 pub const DEFAULT_M: u32 = 16;
 /// Default HNSW `m` of a filesystem with node records (PQ, `FEATURE_INCOMPAT_NODE_RECORDS`)
-/// when a record at this `m` fits in a block (up to 958 dimensions): a block read brings a
+/// when a record at this `m` fits in a block (up to 952 dimensions): a block read brings a
 /// node's whole record, so a denser level 0 costs no more reads per expanded node (a 384-d
 /// record takes half a block at `m` 16 and at 32 alike) and a walk needs fewer of them. Host
 /// model (`bench_reads`, budget a tenth of the float32 index) on pydocs-1m, pq:96: recall@10
