@@ -5,7 +5,8 @@
 
 RESULTS.jsonl holds the guest's "kernel" records of bench/guest-search.c, each tagged by
 bench/budget-run.sh with the image ("none": float32 only, "sq8": with SQ8 codes, "pq": with PQ codes), the vector and
-index regions' bytes, the raw float32 bytes and the index_mem= budget (0: none). Prints one
+index regions' bytes, the raw float32 bytes and the index_mem= budget (0: none), and by
+bench/budget.sh with the image's HNSW m ("hnsw_m") and, with node records, "node_records". Prints one
 table per image (each budget and ef: recall@10, QPS, p50/p99 latency, 4 KiB block reads per
 query, hit rate, bytes held) and the verdicts on issue 10's memory targets that this run can
 judge; with --report, writes them between the markers of bench/REPORT.md (with --section NAME,
@@ -68,9 +69,11 @@ def render(recs, run):
     frac = "a tenth" if ratio == 10 else f"1/{ratio}"
     mounts = [MOUNTS[m].format(frac=frac) for m in run.get("budgets", "none,ratio,raw35").split(",") if m in MOUNTS]
     mounts = ", ".join(mounts[:-1]) + (" and " if len(mounts) > 1 else "") + mounts[-1]
+    ms = sorted({r.get("hnsw_m", 16) for r in recs})
+    graph = f"m {ms[0]}" if len(ms) == 1 else "HNSW m per image below"
     out.append(f"## Index within a memory budget: `index_mem=` in the guest, {data} (issue 10)\n")
     out.append(
-        f"`bench/budget.sh` on {data} ({n} x {dim}, l2, m 16, "
+        f"`bench/budget.sh` on {data} ({n} x {dim}, l2, {graph}, "
         f"ef_construction 200, bulk-built with `mkfs.vexfs --import -j 2`), {when}. One QEMU guest "
         f"(TCG, 2 vCPUs, 1 GiB); every query through `VEXFS_IOC_SEARCH`; each image mounted {mounts}. "
         "Block reads (4 KiB, read ahead included) come from `VEXFS_IOC_INDEX_MEM` "
@@ -84,6 +87,8 @@ def render(recs, run):
                              "level-0 links in their own regions)"}.get(image, image)
         if rows[0].get("node_records"):
             label += ", node records (each vector with its level-0 links; every candidate re-ranked)"
+        if len(ms) > 1:
+            label += f", m {rows[0].get('hnsw_m', 16)}"
         out.append(f"### Image `{image}`: {label}, regions {rows[0]['index_bytes'] / MIB:.1f} MiB "
                    f"(raw float32 {rows[0]['raw_bytes'] / MIB:.1f} MiB)\n")
         out.append("| budget | ef | recall@10 | QPS | p50 µs | p99 µs | block reads / query | hit rate | held MiB |")

@@ -26,8 +26,8 @@
 #              bench/REPORT.md (another data set's run beside the default one), not the default
 #              section <!-- bench/budget.sh: begin -->
 #
-# On the host: `mkfs.vexfs --import base.fvecs --import-dir docs -j 2` per image (m 16,
-# ef_construction 200, l2), fsck.vexfs -n. In the guest (bench/budget-run.sh): each image is
+# On the host: `mkfs.vexfs --import base.fvecs --import-dir docs -j 2` per image (mkfs's
+# default m: 16, 32 in node records; ef_construction 200, l2), fsck.vexfs -n. In the guest (bench/budget-run.sh): each image is
 # mounted without a budget, then with index_mem=BYTES/R, then with 0.35 x the raw float32
 # vectors (the SQ8 target's memory); bench/guest-search.c runs every query
 # through VEXFS_IOC_SEARCH at each ef and reports recall@10, p50/p99 latency (TCG: compare
@@ -106,13 +106,18 @@ for q in ${QUANTS//,/ }; do
         -j 2 "${qargs[@]}" "$img" "${size_mib}M"
     "$VEXFS_HOST_BIN/fsck.vexfs" -n "$img" > "$WORK/fsck-$q.out" 2>&1 || die "fsck.vexfs -n $img failed"
 done
-# The images laid out in node records (mkfs.vexfs --quant pq's default): their rows say so.
-RECORDS=()
+# Each image's HNSW m, and whether it is laid out in node records (mkfs.vexfs --quant pq's
+# default): its rows say so.
+TAGS=()
 for i in "${!LABELS[@]}"; do
     info=$("$VEXFS_HOST_BIN/vexctl" inspect --json "$WORK/${LABELS[$i]}.img")
+    m=$(tr ',' '\n' <<<"$info" | awk -F: '/"hnsw_m"/ && !n++ { gsub(/[^0-9]/, "", $2); print $2 }')
+    [[ $m =~ ^[0-9]+$ ]] || die "no hnsw_m in vexctl inspect --json of ${LABELS[$i]}.img"
+    tag="\"hnsw_m\": $m, "
     if grep -q '"node_record_bytes"' <<<"$info"; then
-        RECORDS+=("${LABELS[$i]}")
+        tag+="\"node_records\": true, "
     fi
+    TAGS+=("$tag")
 done
 
 log "budget bench: booting the guest (TCG; timeout ${TIMEOUT}s)"
@@ -127,8 +132,9 @@ if [ $status -ne 0 ]; then
 fi
 {
     tr -d '\r' < "$WORK/console.log" | sed -n 's/^BENCH //p' | while IFS= read -r line; do
-        for r in "${RECORDS[@]}"; do
-            line=${line/#\{\"image\": \"$r\", /\{\"image\": \"$r\", \"node_records\": true, }
+        for i in "${!LABELS[@]}"; do
+            r=${LABELS[$i]}
+            line=${line/#\{\"image\": \"$r\", /\{\"image\": \"$r\", ${TAGS[$i]}}
         done
         printf '%s\n' "$line"
     done
