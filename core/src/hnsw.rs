@@ -277,30 +277,16 @@ fn pool_insert(pool: &mut [Cand], len: &mut usize, ef: usize, c: Cand) -> Option
     Some(pos)
 }
 
-/// Moves `pool[i]` (of the sorted `pool[..len]`) to where `key` sorts, with that key.
+/// Moves `pool[i]` (of the sorted `pool[..len]`) to where `key` sorts, with that key: taken
+/// out, the others closing up, and put back by [`pool_insert`] (one entry short of `len`, it
+/// always goes in).
 fn pool_rekey(pool: &mut [Cand], len: usize, i: usize, key: u32) {
-    let Some(live) = pool.get_mut(..len) else { return };
-    let Some(mut c) = live.get(i).copied() else { return };
+    let Some(tail) = pool.get_mut(i..len) else { return };
+    let Some(mut c) = tail.first().copied() else { return };
+    tail.rotate_left(1);
     c.key = key;
-    // Where it goes among the others (their order is kept).
-    let before = live.get(..i).map_or(0, |h| h.partition_point(|x| (x.key, x.id) <= (c.key, c.id)));
-    let after = live.get(i.saturating_add(1)..).map_or(0, |t| t.partition_point(|x| (x.key, x.id) <= (c.key, c.id)));
-    if before < i {
-        if let Some(w) = live.get_mut(before..=i) {
-            w.rotate_right(1);
-        }
-        if let Some(d) = live.get_mut(before) {
-            *d = c;
-        }
-    } else {
-        let to = i.saturating_add(after);
-        if let Some(w) = live.get_mut(i..=to) {
-            w.rotate_left(1);
-        }
-        if let Some(d) = live.get_mut(to) {
-            *d = c;
-        }
-    }
+    let mut rest = len.saturating_sub(1);
+    pool_insert(pool, &mut rest, len, c);
 }
 
 /// Expansions a layer search with exact keys ([`Store::expanded_key`]) makes at most, per
