@@ -463,11 +463,10 @@ fn run(cli: &Cli) -> Result<(), String> {
     }
     // Node records wanted (PQ, not the split layout): a denser default graph where it fits.
     let records_wanted = matches!(cli.quant, QuantArg::Pq(_)) && cli.pq_layout != Some(PqLayout::Split);
+    let record_fits = |m: u32| node_record_size(dim, m) <= BLOCK_SIZE as u64;
     let hnsw_m = match cli.hnsw_m {
         Some(m) => m,
-        None if records_wanted && node_record_size(dim, NODE_RECORDS_DEFAULT_M) <= BLOCK_SIZE as u64 => {
-            NODE_RECORDS_DEFAULT_M
-        }
+        None if records_wanted && record_fits(NODE_RECORDS_DEFAULT_M) => NODE_RECORDS_DEFAULT_M,
         None => DEFAULT_M,
     };
     let mut params = MkfsParams {
@@ -539,7 +538,7 @@ fn run(cli: &Cli) -> Result<(), String> {
         }
         _ => None,
     };
-    let fits = node_record_size(dim, hnsw_m) <= BLOCK_SIZE as u64;
+    let fits = record_fits(hnsw_m);
     if cli.pq_layout.is_some() && !matches!(cli.quant, QuantArg::Pq(_)) {
         return Err("--pq-layout needs --quant pq".into());
     }

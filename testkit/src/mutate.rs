@@ -1271,10 +1271,7 @@ fn mutate_pq_superblock(m: &mut Mutant, rng: &mut Rng) -> String {
             format!("feature_incompat | SQ8 -> {}", sb.feature_incompat)
         }
     };
-    let mut b = vec![0u8; BLOCK_SIZE];
-    sb.encode(&mut b);
-    m.block(0).copy_from_slice(&b);
-    format!("superblock {what}")
+    reseal_superblock(m, &sb, &what)
 }
 
 /// Flips one bit of the block, inode or vector bitmap (no checksum: the cross-checks are what
@@ -1421,6 +1418,12 @@ fn mutate_superblock(m: &mut Mutant, rng: &mut Rng) -> String {
             format!("root_ino -> {}", sb.root_ino)
         }
     };
+    reseal_superblock(m, &sb, &what)
+}
+
+/// Writes `sb` as the mutant's primary superblock (the whole block: zeros after it, its
+/// checksum recomputed by `Superblock::encode`); returns the log line of the change `what`.
+fn reseal_superblock(m: &mut Mutant, sb: &Superblock, what: &str) -> String {
     let mut b = vec![0u8; BLOCK_SIZE];
     sb.encode(&mut b);
     m.block(0).copy_from_slice(&b);
