@@ -27,10 +27,10 @@
 #              section <!-- bench/budget.sh: begin -->
 #
 # On the host: `mkfs.vexfs --import base.fvecs --import-dir docs -j 2` per image (mkfs's
-# default m: 16, 32 in node records; ef_construction 200, l2), fsck.vexfs -n. In the guest (bench/budget-run.sh): each image is
-# mounted without a budget, then with index_mem=BYTES/R, then with 0.35 x the raw float32
-# vectors (the SQ8 target's memory); bench/guest-search.c runs every query
-# through VEXFS_IOC_SEARCH at each ef and reports recall@10, p50/p99 latency (TCG: compare
+# default m: 16, 32 in node records; ef_construction 200, l2), fsck.vexfs -n. In the guest
+# (bench/budget-run.sh): each image is mounted without a budget, then with index_mem=BYTES/R,
+# then with 0.35 x the raw float32 vectors (the SQ8 target's memory); bench/guest-search.c runs
+# every query through VEXFS_IOC_SEARCH at each ef and reports recall@10, p50/p99 latency (TCG: compare
 # within the run only) and, from VEXFS_IOC_INDEX_MEM around the timed passes, 4 KiB block reads
 # per query, the cache's hit rate and the bytes it holds. Block reads are counted, not timed:
 # they compare across machines. Each mount starts cold (the device's page cache goes with the

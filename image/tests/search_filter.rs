@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 
 use vexfs_core::embed::Indexing;
 use vexfs_core::format::layout::MkfsParams;
-use vexfs_core::format::superblock::{Metric, ROOT_INO};
+use vexfs_core::format::superblock::ROOT_INO;
 use vexfs_image::vectors::{Hit, MapDevice, Searcher};
 use vexfs_image::writer::Writer;
 use vexfs_image::{mkfs, Image, MemDevice};
@@ -37,20 +37,7 @@ struct Built {
 fn build(pending_files: usize) -> Built {
     let d = pydocs();
     let mut dev = MemDevice::new(BLOCKS);
-    let params = MkfsParams {
-        block_count: BLOCKS,
-        inode_count: None,
-        journal_blocks: None,
-        vec_capacity: Some(2600),
-        dim: 384,
-        metric: Metric::L2,
-        m: 16,
-        ef_construction: 200,
-        uuid: *b"vexfs-filter-tst",
-        label: [0; 32],
-        now: 1_700_000_000,
-        seed: 11,
-    };
+    let params = MkfsParams { block_count: BLOCKS, inode_count: None, ..common::sample_params(*b"vexfs-filter-tst") };
     mkfs::format(&mut dev, &params, false).unwrap();
     let mut w = Writer::new(Image::open(dev).unwrap()).unwrap();
     let docs = w.mkdir(ROOT_INO, "docs", 0o755).unwrap();

@@ -10,7 +10,7 @@ use vexfs_core::embed::{Indexing, PurgeStep};
 use vexfs_core::format::inode::INLINE_VEC_IDS;
 use vexfs_core::format::layout::MkfsParams;
 use vexfs_core::format::superblock::Region;
-use vexfs_core::format::superblock::{Metric, ROOT_INO};
+use vexfs_core::format::superblock::ROOT_INO;
 use vexfs_core::format::vector::NO_SLOT;
 use vexfs_image::fsck::{self, Problem};
 use vexfs_image::sample::{self, SAMPLE_BLOCKS};
@@ -35,20 +35,7 @@ struct Built {
 const BLOCKS: u64 = 4096;
 
 fn params() -> MkfsParams {
-    MkfsParams {
-        block_count: BLOCKS,
-        inode_count: None,
-        journal_blocks: None,
-        vec_capacity: Some(2600),
-        dim: 384,
-        metric: Metric::L2,
-        m: 16,
-        ef_construction: 200,
-        uuid: *b"vexfs-vector-tst",
-        label: [0; 32],
-        now: 1_700_000_000,
-        seed: 7,
-    }
+    MkfsParams { block_count: BLOCKS, inode_count: None, seed: 7, ..common::sample_params(*b"vexfs-vector-tst") }
 }
 
 /// Formats a 16 MiB image and writes the 2000 vectors as files of 1 to 9 chunks (`docs/fNNNN`),

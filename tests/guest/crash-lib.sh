@@ -23,7 +23,7 @@ crash_share() {
 # pydocs sample: a SET then writes vectors and level-0 links into the same blocks; ext4:
 # mkfs.ext4 defaults).
 crash_image() {
-    local img info quant=()
+    local img quant=()
     case "${CRASH_QUANT:-none}" in
         none) ;;
         pq) quant=(--quant pq:48 --pq-layout records --train "$VEXFS_ROOT/data/pydocs-minilm/small/base.fvecs") ;;
@@ -33,8 +33,7 @@ crash_image() {
         # `|| exit`: set -e does not reach into the caller's $(crash_image ...).
         img=$(mkimg 16M --dim 384 --metric l2 --vectors "${CRASH_VECTORS:-64}" --seed "$((SEED % 1000000))" "${quant[@]}") || exit 1
         if [ "${CRASH_QUANT:-none}" = pq ]; then
-            info=$("$VEXCTL" inspect "$img")
-            grep -q "^Node records:" <<<"$info" || fail "crash_image: no node records in $img"
+            has_node_records "$img" || fail "crash_image: no node records in $img"
         fi
         echo "$img"
     else

@@ -85,6 +85,15 @@ mkimg() {
     echo "$img"
 }
 
+# has_node_records IMAGE: whether vexctl inspect shows IMAGE laid out in node records
+# (docs/FORMAT.md "Node records"). The listing is read whole before grep sees it: `inspect |
+# grep -q` under pipefail fails whenever grep exits before vexctl's last line (SIGPIPE).
+has_node_records() {
+    local info
+    info=$("$VEXCTL" inspect "$1") || fail "vexctl inspect $1"
+    grep -q "^Node records:" <<<"$info"
+}
+
 # check_fsck IMAGE: the host fsck.vexfs must find IMAGE clean (-n: check only).
 check_fsck() {
     need_tool "$FSCK"
