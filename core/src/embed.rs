@@ -534,6 +534,13 @@ impl<A: Alloc> IndexMem<A> {
         self.header
     }
 
+    /// Where the next vector slot is looked for: the first free slot at or after `slot` (else
+    /// the first before it) is the one the next insert or pending store takes. A bulk load
+    /// (`mkfs.vexfs --import`) places each row's vector so; nothing else sets it.
+    pub fn set_slot_hint(&mut self, slot: u32) {
+        self.hint = u64::from(slot);
+    }
+
     /// Vectors acknowledged but not yet linked into the graph.
     pub fn pending(&self) -> u32 {
         self.header.pending
@@ -649,6 +656,12 @@ impl<A: Alloc> IndexMem<A> {
             }
             r
         })
+    }
+
+    /// Whether `slot` holds a vector not yet linked into the graph (`false` past the
+    /// capacity).
+    pub fn is_pending(&self, slot: u32) -> bool {
+        bit(&self.pending, slot)
     }
 
     /// Up to `out.len()` pending slots, in the order [`Self::index_pending`] links them (from

@@ -1,8 +1,9 @@
 //! Bulk loading (`mkfs.vexfs --import`): populates an unmounted filesystem from an `.fvecs`
-//! file, as `mke2fs -d` populates one from a directory, with exactly the layout of
+//! file, as `mke2fs -d` populates one from a directory, with the layout of
 //! `vexctl import` on a mounted one: row `i` becomes the regular file `DIR/i` (mode 0644),
 //! holding the `"text"` of line `i` of the passages if any (else empty), with row `i` as its
-//! one embedding (chunk 0).
+//! one embedding (chunk 0). Only the vector slots may differ from `vexctl import`'s: by default
+//! near rows take neighbouring slots ([`SlotOrder::Locality`]).
 //!
 //! Two phases, through [`Writer`] (the kernel's format, index and journal code), synced
 //! through the journal (the files every [`ImportOpts::batch`] rows, the links every
@@ -55,14 +56,30 @@ pub struct ImportOpts {
     pub batch: u64,
     /// Threads of the links phase: 1 links one vector at a time
     /// ([`Writer::index_pending`]); more plan batches of them at once
-    /// ([`Writer::index_pending_parallel`], the same graph for any count from 2 up).
+    /// ([`Writer::index_pending_parallel`], the same graph for any count from 2 up). They
+    /// also share the work of [`SlotOrder::Locality`].
     pub threads: usize,
+    /// Which vector slot each row's embedding takes.
+    pub order: SlotOrder,
 }
 
 impl Default for ImportOpts {
     fn default() -> Self {
-        ImportOpts { dir: None, batch: DEFAULT_BATCH, threads: 1 }
+        ImportOpts { dir: None, batch: DEFAULT_BATCH, threads: 1, order: SlotOrder::Locality }
     }
+}
+
+/// Which vector slot each row's embedding takes ([`ImportOpts::order`], `mkfs.vexfs
+/// --slot-order`). The files are the same either way (row `i` is file `DIR/i`, made in row
+/// order); only where the vectors lie in the vector regions differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotOrder {
+    /// Row order: the first free slot, as `vexctl import` stores them.
+    Rows,
+    /// Near rows in the same blocks ([`crate::order::slot_order`], seeded by the
+    /// superblock's `hnsw_seed`): fewer block reads for a search under a memory budget. All
+    /// the rows are read into memory first (`rows * dim * 4` bytes).
+    Locality,
 }
 
 /// The phase [`import`] reports progress of.
@@ -93,6 +110,18 @@ pub struct ImportStats {
     pub files_commit_secs: f64,
     /// Seconds of the links phase spent committing to the journal.
     pub links_commit_secs: f64,
+}
+
+/// Rows of a block that [`SlotOrder::Locality`] keeps together: the node records of a 4 KiB
+/// block of the vector data region with `NODE_RECORDS`, else its vectors (at least 1).
+fn order_leaf(sb: &vexfs_core::format::superblock::Superblock) -> usize {
+    let block = vexfs_core::format::BLOCK_SIZE as u64;
+    let per = if sb.has_node_records() {
+        vexfs_core::format::vector::HnswGeometry::new(sb).level0_per_block
+    } else {
+        block / vexfs_core::format::superblock::vec_stride_for(sb.vec_dim).max(1)
+    };
+    usize::try_from(per.max(1)).unwrap_or(1)
 }
 
 /// The inode of directory `name` below the root, made (mode 0755) if missing; the root for
@@ -149,6 +178,20 @@ where
     let mut st = ImportStats::default();
     let committed = w.commit_time();
     let start = Instant::now();
+    let slots = match opts.order {
+        SlotOrder::Rows => None,
+        SlotOrder::Locality => {
+            let sb = w.image().sb();
+            let leaf = order_leaf(sb);
+            let (seed, threads) = (sb.hnsw_seed, opts.threads.max(1));
+            let all = vecs.rows_range(0, rows)?;
+            Some(crate::order::slot_order(&all, dim as usize, leaf, seed, threads))
+        }
+    };
+    if let Some(s) = &slots {
+        // Linked in row order, not in the slots' (sorted by locality) order.
+        w.set_link_order(s.clone());
+    }
     vecs.for_each(|row, v| {
         let text = match texts.as_deref_mut() {
             Some(t) => t.next_text()?.ok_or_else(|| {
@@ -176,6 +219,11 @@ where
             }
             None => w.create(dir, &name, text.as_bytes())?,
         };
+        // The row's slot in the order (free: the rows before took theirs, a bijection), or the
+        // first free one.
+        if let Some(&slot) = slots.as_ref().and_then(|s| s.get(row as usize)) {
+            w.set_slot_hint(slot)?;
+        }
         w.set_embeddings(ino, &[v])?;
         st.imported += 1;
         if (row + 1) % batch == 0 {
@@ -344,7 +392,11 @@ mod tests {
         let queries = random_rows(200, dim, 8);
         let build = |threads: usize, each: bool| {
             CONNECT_EACH.with(|c| c.set(each));
-            let mut w = imported(&data, dim, &ImportOpts { dir: Some("docs".into()), batch: 700, threads });
+            let mut w = imported(
+                &data,
+                dim,
+                &ImportOpts { dir: Some("docs".into()), batch: 700, threads, ..Default::default() },
+            );
             CONNECT_EACH.with(|c| c.set(false));
             let recall = recall_at_10(&mut w, &data, &queries);
             (w.commit().unwrap().into_device().bytes, recall)
@@ -377,7 +429,11 @@ mod tests {
     fn parallel_links_beside_tombstones() {
         let (n, dim) = (SEQUENTIAL_LINKS + 200, 16);
         let data = random_rows(n + 300, dim, 13);
-        let mut w = imported(&data[..n], dim, &ImportOpts { dir: Some("docs".into()), batch: 700, threads: 2 });
+        let mut w = imported(
+            &data[..n],
+            dim,
+            &ImportOpts { dir: Some("docs".into()), batch: 700, threads: 2, ..Default::default() },
+        );
         let img = w.image();
         let docs = img.find_entry(ROOT_INO, &img.inode(ROOT_INO).unwrap(), b"docs").unwrap().unwrap().ino;
         for row in (0..n).step_by(50) {
@@ -412,7 +468,7 @@ mod tests {
         let data = random_rows(n, dim, 11);
         let build = |pages_only: bool| {
             PAGES_ONLY.with(|p| p.set(pages_only));
-            let w = imported(&data, dim, &ImportOpts { dir: None, batch: 500, threads: 2 });
+            let w = imported(&data, dim, &ImportOpts { dir: None, batch: 500, threads: 2, ..Default::default() });
             assert_eq!(w.image().sb().vec_stride, 96, "a stride that does not divide a block");
             w.commit().unwrap().into_device().bytes
         };
@@ -421,6 +477,54 @@ mod tests {
         assert!(SPANS.load(Ordering::Relaxed) > before, "no vector was read in place");
         let copied = build(true);
         assert!(vector_regions(&in_place) == vector_regions(&copied), "reading vectors in place changed the graph");
+    }
+
+    /// The slot orders: `Rows` puts row i in slot i (as `vexctl import`); `Locality` puts
+    /// near rows in the same data-region block (mean distance between the rows of a block
+    /// under half of what row order gives, on clustered rows in a random order), keeps
+    /// every file's own vector (each row's nearest file is itself) and checks clean.
+    #[test]
+    fn slot_orders() {
+        let (n, dim) = (SEQUENTIAL_LINKS + 300, 16);
+        // 24 clusters, rows drawn from them at random.
+        let centres = random_rows(24, dim, 21);
+        let noise = random_rows(n, dim, 22);
+        let data: Vec<Vec<f32>> = noise
+            .iter()
+            .enumerate()
+            .map(|(i, e)| centres[(i * 7919) % 24].iter().zip(e).map(|(c, x)| 4.0 * c + 0.3 * x).collect())
+            .collect();
+        let per_block = BLOCK_SIZE / (dim * 4);
+        let spread = |order: SlotOrder| {
+            let opts = ImportOpts { dir: Some("docs".into()), batch: 700, threads: 2, order };
+            let mut w = imported(&data, dim, &opts);
+            let mut row_at = vec![usize::MAX; n];
+            for i in 0..n {
+                let img = w.image();
+                let ino = img.lookup(&format!("/docs/{i}")).unwrap();
+                let slots = img.vec_slots(ino, &img.inode(ino).unwrap()).unwrap();
+                assert_eq!(slots.len(), 1);
+                row_at[slots[0] as usize] = i;
+            }
+            for i in (0..n).step_by(97) {
+                let hits = w.search(&data[i], 1, 64).unwrap();
+                assert_eq!(hits[0].ino, u64::from(w.image().lookup(&format!("/docs/{i}")).unwrap()), "row {i}");
+            }
+            let bytes = w.commit().unwrap().into_device().bytes;
+            let (img, early) = fsck::open(MemDevice { bytes }).unwrap();
+            let problems = fsck::check(&img, early).unwrap().problems;
+            assert!(problems.is_empty(), "{order:?}: {problems:#?}");
+            let d = |a: usize, b: usize| data[a].iter().zip(&data[b]).map(|(x, y)| (x - y) * (x - y)).sum::<f32>();
+            let pairs: Vec<f32> = (0..n - 1)
+                .filter(|s| s / per_block == (s + 1) / per_block)
+                .map(|s| d(row_at[s], row_at[s + 1]))
+                .collect();
+            (row_at, pairs.iter().sum::<f32>() / pairs.len() as f32)
+        };
+        let (rows_order, apart) = spread(SlotOrder::Rows);
+        assert!(rows_order.iter().enumerate().all(|(s, &r)| s == r), "row order: row i in slot i");
+        let (_, near) = spread(SlotOrder::Locality);
+        assert!(near * 2.0 < apart, "neighbouring slots: {near} in locality order, {apart} in row order");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! - [`Image`]: an opened filesystem: inodes, extents, files, directories, path lookup.
 //! - [`mkfs::format`]: writes a new filesystem; [`bulk`] populates a new one from an `.fvecs`
 //!   file (`mkfs.vexfs --import`).
+//! - [`order`]: the slot order of a bulk load (near rows share blocks).
 //! - [`journal`]: the journal as the tools see it (its contents, recovery, the writer's staging).
 //! - [`overlay`]: a device whose writes stay in memory (`fsck.vexfs -n` replays into one).
 //! - [`fsck`]: checks a filesystem and repairs what can be repaired.
@@ -32,6 +33,7 @@ pub mod fsck;
 mod image;
 pub mod journal;
 pub mod mkfs;
+pub mod order;
 pub mod overlay;
 pub mod pq_train;
 pub mod sample;

@@ -130,6 +130,9 @@ pub struct Writer<D> {
     /// Where the seeds of directories made indexed come from ([`Self::set_dir_seeds`]):
     /// `None` for the system's random bytes.
     dir_seeds: Option<SmallRng>,
+    /// The order in which pending vectors are linked ([`Self::set_link_order`]): slots, and
+    /// how far the linking has gone through them.
+    link_order: Option<(Vec<u32>, usize)>,
 }
 
 /// The vector index as the writer changes it: the cache of its blocks, the memory of its
@@ -246,6 +249,7 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
             unatomic: 0,
             indexing: Indexing::Now,
             dir_seeds: None,
+            link_order: None,
         })
     }
 
@@ -805,6 +809,18 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
     /// (`vexfs_core::embed::IndexMem::index_pending`); returns how many. Errors: `Format`
     /// for a corrupt index; `Io`.
     pub fn index_pending(&mut self, max: usize) -> Result<usize> {
+        if self.link_order.is_some() {
+            // One at a time in the order: batches of one.
+            let mut done = 0usize;
+            while done < max {
+                let r = self.link_batch(1, 1);
+                if self.end_op(r)? == 0 {
+                    break;
+                }
+                done += 1;
+            }
+            return Ok(done);
+        }
         let r = self.index().and_then(|(mem, store, imp)| Ok(mem.index_pending(&store, &imp, max)?));
         self.end_op(r)
     }
@@ -885,7 +901,7 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
     /// `threads` threads, then linked in order; returns how many were linked.
     fn link_batch(&mut self, batch: usize, threads: usize) -> Result<usize> {
         self.index()?;
-        let Writer { img, vec, .. } = self;
+        let Writer { img, vec, link_order, .. } = self;
         let VecState { cache, mem, imp, pads } =
             vec.as_mut().ok_or_else(|| Error::Invalid("vector index not open".into()))?;
         cache.load_all(img.device())?;
@@ -893,9 +909,23 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
         while pads.len() < threads.max(1) {
             pads.push(mem.new_search_pad().map_err(pad_err)?);
         }
-        let mut slots = vec![0u32; batch];
-        let n = mem.pending_slots(&mut slots);
-        slots.truncate(n);
+        // The next pending slots of the link order, else in slot order.
+        let mut slots = Vec::with_capacity(batch);
+        if let Some((order, pos)) = link_order.as_mut() {
+            while slots.len() < batch {
+                let Some(&s) = order.get(*pos) else { break };
+                *pos += 1;
+                if mem.is_pending(s) {
+                    slots.push(s);
+                }
+            }
+        }
+        if slots.is_empty() {
+            slots.resize(batch, 0);
+            let n = mem.pending_slots(&mut slots);
+            slots.truncate(n);
+        }
+        let n = slots.len();
         let plans = {
             let view = cache.frozen();
             let (mem, imp, view, slots) = (&*mem, &*imp, &view, &slots);
@@ -1052,6 +1082,23 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
     pub fn purge_vectors(&mut self) -> Result<()> {
         let r = self.index().and_then(|(mem, store, imp)| Ok(mem.purge(&store, &imp)?));
         self.end_op(r)
+    }
+
+    /// Where the next vector slot is looked for (`IndexMem::set_slot_hint`): the next
+    /// embedding stored takes the first free slot at or after `slot`, else the first before
+    /// it. Errors: as opening the index (`Format` for a corrupt one, `Io`).
+    pub fn set_slot_hint(&mut self, slot: u32) -> Result<()> {
+        self.index()?.0.set_slot_hint(slot);
+        Ok(())
+    }
+
+    /// Links pending vectors in the order of `slots` ([`Self::index_pending`] one at a time,
+    /// [`Self::index_pending_parallel`] in batches taken from it) rather than in slot order,
+    /// skipping those not pending; the pending slots it does not list follow, in slot order.
+    /// An HNSW graph is only as good as its insert order is random: a bulk load whose slots
+    /// follow the vectors' locality ([`crate::order`]) links in row order.
+    pub fn set_link_order(&mut self, slots: Vec<u32>) {
+        self.link_order = Some((slots, 0));
     }
 
     /// The HNSW header as it stands (live and deleted counts, entry point).

@@ -16,7 +16,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use vexfs_image::bulk::{self, ImportOpts, Phase};
+use vexfs_image::bulk::{self, ImportOpts, Phase, SlotOrder};
 use vexfs_image::exit::MKFS;
 use vexfs_image::mkfs::FormatOpts;
 use vexfs_image::pq_train;
@@ -104,6 +104,14 @@ struct Cli {
     #[arg(short = 'j', long = "jobs", value_name = "THREADS", default_value_t = 1, requires = "import",
           value_parser = clap::value_parser!(u32).range(1..=1024))]
     jobs: u32,
+    /// With --import: where the rows' vectors go in the vector regions. locality (the
+    /// default): near rows share 4 KiB blocks (a PCA tree over all the rows, read into memory
+    /// first; the vectors are still linked into the graph in row order), so a
+    /// search under a memory budget (mount option index_mem=) reads fewer blocks. rows: row i
+    /// in the i-th free slot, as `vexctl import` stores them. The files are the same either
+    /// way; give --resume the order the import began with.
+    #[arg(long, value_enum, value_name = "locality|rows", default_value = "locality", requires = "import")]
+    slot_order: SlotOrderArg,
     /// With --import: do not format; go on with an interrupted import into the vexfs on
     /// DEVICE|FILE (rows whose file already carries an embedding are skipped).
     #[arg(long, requires = "import", conflicts_with_all = ["size", "dry_run"])]
@@ -170,6 +178,15 @@ struct Cli {
     /// resizes an image file; default: the size of the existing device or file.
     #[arg(value_name = "SIZE", value_parser = parse_size)]
     size: Option<u64>,
+}
+
+/// `--slot-order`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum SlotOrderArg {
+    /// Near rows in the same blocks.
+    Locality,
+    /// Row order.
+    Rows,
 }
 
 /// `--pq-layout`.
@@ -386,7 +403,11 @@ fn run_import(cli: &Cli, dev: FileDevice, mut input: ImportInput) -> Result<(), 
     };
     bar.set_style(style("files")?);
     let links_style = style("vectors linked")?;
-    let opts = ImportOpts { dir: cli.import_dir.clone(), batch: cli.batch, threads: cli.jobs as usize };
+    let order = match cli.slot_order {
+        SlotOrderArg::Locality => SlotOrder::Locality,
+        SlotOrderArg::Rows => SlotOrder::Rows,
+    };
+    let opts = ImportOpts { dir: cli.import_dir.clone(), batch: cli.batch, threads: cli.jobs as usize, order };
     let mut phase = Phase::Files;
     let result = bulk::import(&mut w, &mut input.vecs, input.texts.as_mut(), &opts, |p, done, total| {
         if p != phase {
