@@ -1234,7 +1234,7 @@ fn search_in<A: Alloc, B: BlockStore>(
     let mut scratch = IndexScratch { hnsw: Scratch { pool, work }, bounce };
     let k = k.min(out.len());
     let total = u64::from(ix.header.live).saturating_add(u64::from(ix.header.pending));
-    // With codes, the candidates re-ranked at full precision: 3k (SQ8) or PQ_RERANK_PER_K k
+    // With codes, the candidates re-ranked at full precision: 2k (SQ8) or PQ_RERANK_PER_K k
     // on the first try; the whole list when the filter dropped some and the search runs again
     // with a longer one.
     let mut rerank = k.saturating_mul(ix.rerank_per_k());

@@ -13,7 +13,7 @@
 //! block boundary. Distances between codes are integers, exact on every implementation (the C
 //! kernels `vexfs_code_dist_*` in `core/csrc`): squared Euclidean on the codes for `l2`, the
 //! negated dot product for `ip`, and `1 - cos` of the codes (float, in the FPU section) for
-//! `cosine`. A search walks the graph on these distances, then re-ranks the `3k` nearest of its
+//! `cosine`. A search walks the graph on these distances, then re-ranks the `2k` nearest of its
 //! candidate list with the float32 distances of the full vectors
 //! (`crate::vindex::SQ8_RERANK_PER_K`), so the distances it returns are exact; the codes only
 //! steer the walk, as in DiskANN's in-memory codes (Subramanya et al., NeurIPS 2019). The graph

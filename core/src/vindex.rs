@@ -1323,15 +1323,17 @@ impl<'t> VecIndex<'t> {
     }
 }
 
-/// Candidates re-ranked at full precision per result wanted, in an SQ8 search: the `3k`
+/// Candidates re-ranked at full precision per result wanted, in an SQ8 search: the `2k`
 /// nearest by code distance get their float32 distance, not the whole candidate list of `ef`
 /// (DiskANN re-ranks a short list the same way). Measured with `bench_search` on SQ8 images
 /// of pydocs-minilm (18,366 x 384, the tuning set) and glove-100-20000 (20,000 x 100, not
-/// tuned on), ef 16 to 256, k 10: recall@10 identical to the full re-rank at every ef on both
-/// (2k: glove at ef 256 0.9943 against 0.9944; 1k: 0.03-0.04 lower at ef 128). At ef 128 it
-/// reads 30 vectors of the data region instead of 128: what an index larger than its memory
-/// budget pays in block reads.
-pub const SQ8_RERANK_PER_K: usize = 3;
+/// tuned on), ef 16 to 256, k 10: 3k gave recall@10 identical to the full re-rank at every ef
+/// on both, 2k the same but for glove at ef 256 (0.9943 against 0.9944), 1k 0.03-0.04 lower at
+/// ef 128. With `bench_reads` on pydocs-100k and glove-100 (100,000 rows each), ef 10 to 512:
+/// 2k's recall@10 equal to 3k's at every ef, with 10-11 fewer data-region block reads per query
+/// under a budget of 0.35x the raw vectors (33.8 against 45.0 at ef 64 on pydocs-100k). At
+/// ef 128 it reads 20 vectors of the data region instead of 128.
+pub const SQ8_RERANK_PER_K: usize = 2;
 
 /// Candidates re-ranked at full precision per result wanted, in a PQ search: PQ codes (4
 /// components per byte by default) order candidates more coarsely than SQ8's, so the walk's

@@ -125,7 +125,7 @@ fn searches_walk_the_codes_and_return_exact_distances() {
     assert!(recall(&search_all(coded, K, 64), K, row_c) >= 0.95);
 }
 
-/// The short re-rank (the 3k nearest by code distance, `vindex::SQ8_RERANK_PER_K`) when a
+/// The short re-rank (the 2k nearest by code distance, `vindex::SQ8_RERANK_PER_K`) when a
 /// permission filter drops most files: the search runs again with a longer list, re-ranked
 /// whole, and still answers k kept files, nearest first, with exact float distances and close
 /// to the exact nearest kept ones.
