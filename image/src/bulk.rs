@@ -12,8 +12,9 @@
 //! 1. **files**: each row's file created and its vector stored pending
 //!    ([`Indexing::Deferred`], as the kernel's SET stores it). A row whose file already carries
 //!    an embedding is skipped; one whose file exists without one gets it.
-//! 2. **links**: every pending vector linked into the HNSW graph in slot order
-//!    (`IndexMem::index_pending`, the kernel's index worker's code; with
+//! 2. **links**: every pending vector linked into the HNSW graph (with [`SlotOrder::Rows`] in
+//!    slot order, `IndexMem::index_pending`, the kernel's index worker's code; with
+//!    [`SlotOrder::Locality`] in row order, [`Writer::set_link_order`]; with
 //!    [`ImportOpts::threads`] above 1, planned in batches on several threads:
 //!    [`Writer::index_pending_parallel`]), so the image mounts with nothing left for the
 //!    worker.
@@ -254,6 +255,10 @@ where
         progress(Phase::Links, st.linked, total);
     }
     w.sync()?;
+    let left = w.vector_header()?.pending;
+    if left > 0 {
+        return Err(Error::Invalid(format!("{left} vectors are still pending after the links phase")));
+    }
     st.links_secs = start.elapsed().as_secs_f64();
     st.links_commit_secs = (w.commit_time() - committed).as_secs_f64();
     Ok(st)
@@ -525,6 +530,35 @@ mod tests {
         assert!(rows_order.iter().enumerate().all(|(s, &r)| s == r), "row order: row i in slot i");
         let (_, near) = spread(SlotOrder::Locality);
         assert!(near * 2.0 < apart, "neighbouring slots: {near} in locality order, {apart} in row order");
+    }
+
+    /// `Writer::set_link_order`: pending vectors are linked in its order, one at a time by
+    /// `index_pending` (a slot not pending, or past the capacity, is skipped), then the rest
+    /// in slot order; and in batches by `index_pending_parallel`.
+    #[test]
+    fn link_order_is_followed() {
+        let mut w = Writer::new(image(4)).unwrap();
+        w.set_indexing(Indexing::Deferred);
+        for (i, v) in rows(6, 4).iter().enumerate() {
+            let ino = w.create(ROOT_INO, &format!("f{i}"), b"").unwrap();
+            assert_eq!(w.set_embeddings(ino, &[v]).unwrap(), vec![i as u32]);
+        }
+        let pending = |w: &mut Writer<MemDevice>| (0..6).filter(|&s| w.is_pending(s).unwrap()).collect::<Vec<u32>>();
+        assert_eq!(pending(&mut w), vec![0, 1, 2, 3, 4, 5]);
+        w.set_link_order(vec![4, u32::MAX, 1]);
+        assert_eq!(w.index_pending(1).unwrap(), 1);
+        assert_eq!(pending(&mut w), vec![0, 1, 2, 3, 5]);
+        assert_eq!(w.index_pending(1).unwrap(), 1);
+        assert_eq!(pending(&mut w), vec![0, 2, 3, 5]);
+        assert_eq!(w.index_pending(1).unwrap(), 1);
+        assert_eq!(pending(&mut w), vec![2, 3, 5]);
+        w.set_link_order(vec![5, 3]);
+        assert_eq!(w.index_pending_parallel(10, 2).unwrap(), 3);
+        assert_eq!(w.vector_header().unwrap().pending, 0);
+        let bytes = w.commit().unwrap().into_device().bytes;
+        let (img, early) = fsck::open(MemDevice { bytes }).unwrap();
+        let problems = fsck::check(&img, early).unwrap().problems;
+        assert!(problems.is_empty(), "{problems:#?}");
     }
 
     #[test]

@@ -171,6 +171,14 @@ mod tests {
         assert_ne!(slot, slot_order(&rows, dim, leaf, 12, 1));
     }
 
+    /// Past `2 * PARALLEL_ROWS` rows the halves are split on threads: the same order.
+    #[test]
+    fn threads_do_not_change_the_order() {
+        let (n, dim) = (2 * PARALLEL_ROWS + 999, 4);
+        let rows = clustered(n, dim);
+        assert_eq!(slot_order(&rows, dim, 2, 5, 1), slot_order(&rows, dim, 2, 5, 3));
+    }
+
     #[test]
     fn small_and_degenerate_inputs() {
         assert!(slot_order(&[], 4, 2, 1, 1).is_empty());

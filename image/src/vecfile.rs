@@ -253,7 +253,7 @@ impl<R: Read + Seek, T: Component> VecFile<R, T> {
                 first.saturating_add(n)
             ))
         })?;
-        let mut all = Vec::new();
+        let mut all = Vec::with_capacity(usize::try_from(n.saturating_mul(u64::from(self.dim))).unwrap_or(0));
         let mut v = Vec::new();
         self.inner.seek(SeekFrom::Start(self.offset(first))).map_err(self.io(None))?;
         for row in first..end {

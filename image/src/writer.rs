@@ -806,8 +806,9 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
     }
 
     /// Links up to `max` pending vectors into the graph, as the kernel's index worker does
-    /// (`vexfs_core::embed::IndexMem::index_pending`); returns how many. Errors: `Format`
-    /// for a corrupt index; `Io`.
+    /// (`vexfs_core::embed::IndexMem::index_pending`, in slot order), or, with a link order
+    /// ([`Self::set_link_order`]), one at a time in that order; returns how many. Errors:
+    /// `Format` for a corrupt index; `Io`.
     pub fn index_pending(&mut self, max: usize) -> Result<usize> {
         if self.link_order.is_some() {
             // One at a time in the order: batches of one.
@@ -918,6 +919,10 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
                 if mem.is_pending(s) {
                     slots.push(s);
                 }
+            }
+            if *pos >= order.len() {
+                // Gone through: the rest (if any) in slot order, the plain way.
+                *link_order = None;
             }
         }
         if slots.is_empty() {
@@ -1099,6 +1104,12 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
     /// follow the vectors' locality ([`crate::order`]) links in row order.
     pub fn set_link_order(&mut self, slots: Vec<u32>) {
         self.link_order = Some((slots, 0));
+    }
+
+    /// Whether vector slot `slot` holds a vector not yet linked into the graph
+    /// (`IndexMem::is_pending`; `false` past the capacity). Errors: as opening the index.
+    pub fn is_pending(&mut self, slot: u32) -> Result<bool> {
+        Ok(self.index()?.0.is_pending(slot))
     }
 
     /// The HNSW header as it stands (live and deleted counts, entry point).

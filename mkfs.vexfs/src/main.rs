@@ -98,7 +98,7 @@ struct Cli {
           value_parser = clap::value_parser!(u64).range(1..))]
     batch: u64,
     /// With --import: threads that plan the HNSW inserts (the default, 1, links one vector
-    /// at a time as the kernel's index worker does). With 2 or more, batches of 64 vectors
+    /// at a time as the kernel's index worker does, in row order). With 2 or more, batches of 64 vectors
     /// are planned at once over the graph and linked in order, each batch's vectors
     /// candidates of each other; the image is the same for every THREADS from 2 up.
     #[arg(short = 'j', long = "jobs", value_name = "THREADS", default_value_t = 1, requires = "import",

@@ -8,7 +8,7 @@
 # queries are, byte for byte, those of the userspace core on the same image (`vexctl
 # search-image`, run first on the unmounted disk); each of 20 base rows (picked by the seed)
 # finds its own file at distance 0; and `vexctl import` of the same rows skips all 2,000 (the
-# layout is the one it makes itself).
+# files are the ones it makes itself; only the vector slots follow mkfs's locality order).
 . "$(dirname "$0")/lib.sh"
 
 data="$VEXFS_ROOT/data/pydocs-minilm/small"
