@@ -74,7 +74,8 @@ def render(recs, run):
     out.append(f"## Index within a memory budget: `index_mem=` in the guest, {data} (issue 10)\n")
     out.append(
         f"`bench/budget.sh` on {data} ({n} x {dim}, l2, {graph}, "
-        f"ef_construction 200, bulk-built with `mkfs.vexfs --import -j 2`), {when}. One QEMU guest "
+        "ef_construction 200, bulk-built with `mkfs.vexfs --import -j 2`, its default slot order, "
+        f"near rows in the same blocks), {when}. One QEMU guest "
         f"(TCG, 2 vCPUs, 1 GiB); every query through `VEXFS_IOC_SEARCH`; each image mounted {mounts}. "
         "Block reads (4 KiB, read ahead included) come from `VEXFS_IOC_INDEX_MEM` "
         "around the timed pass: counted, not timed, so they compare across machines; latencies are "
