@@ -120,7 +120,7 @@ fn order_leaf(sb: &vexfs_core::format::superblock::Superblock) -> usize {
     let per = if sb.has_node_records() {
         vexfs_core::format::vector::HnswGeometry::new(sb).level0_per_block
     } else {
-        block / vexfs_core::format::superblock::vec_stride_for(sb.vec_dim).max(1)
+        block / u64::from(sb.vec_stride).max(1)
     };
     usize::try_from(per.max(1)).unwrap_or(1)
 }
