@@ -4,16 +4,18 @@
 //! themselves are read by [`crate::vecfile`].
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader};
+use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::path::Path;
 
 use crate::{Error, Result};
 
-/// The passages of a `.jsonl` file, read line by line.
+/// The passages of a `.jsonl` file, read line by line (or, with [`Texts::line_starts`], at
+/// any line).
 pub struct Texts<R> {
-    lines: io::Lines<R>,
+    inner: R,
     name: String,
     line: u64,
+    buf: String,
 }
 
 impl Texts<BufReader<File>> {
@@ -27,7 +29,7 @@ impl Texts<BufReader<File>> {
 impl<R: BufRead> Texts<R> {
     /// Reads passages from `inner`, named `name` in messages.
     pub fn new(inner: R, name: &str) -> Self {
-        Texts { lines: inner.lines(), name: name.to_string(), line: 0 }
+        Texts { inner, name: name.to_string(), line: 0, buf: String::new() }
     }
 
     /// The `"text"` of the next line (line numbers count from 0, as rows do); `None` at the end.
@@ -35,20 +37,40 @@ impl<R: BufRead> Texts<R> {
     /// `"text"` string, or not UTF-8.
     pub fn next_text(&mut self) -> Result<Option<String>> {
         let line = self.line;
-        let Some(l) = self.lines.next() else {
+        if !self.read_line(line)? {
             return Ok(None);
-        };
+        }
         self.line += 1;
-        let l = l.map_err(|e| Error::Invalid(format!("{}: line {line}: {e}", self.name)))?;
+        self.parse(line).map(Some)
+    }
+
+    /// Reads the next line into `buf` without its `\n` or `\r\n`; false at the end.
+    fn read_line(&mut self, line: u64) -> Result<bool> {
+        self.buf.clear();
+        let n = self
+            .inner
+            .read_line(&mut self.buf)
+            .map_err(|e| Error::Invalid(format!("{}: line {line}: {e}", self.name)))?;
+        if self.buf.ends_with('\n') {
+            self.buf.pop();
+            if self.buf.ends_with('\r') {
+                self.buf.pop();
+            }
+        }
+        Ok(n > 0)
+    }
+
+    /// The `"text"` of the line in `buf`, line `line` of the file.
+    fn parse(&self, line: u64) -> Result<String> {
         let bad = |what: String| {
             Error::Invalid(format!(
                 "{}: line {line}: {what} (each line must be a JSON object with a \"text\" string)",
                 self.name
             ))
         };
-        let v: serde_json::Value = serde_json::from_str(&l).map_err(|e| bad(e.to_string()))?;
+        let v: serde_json::Value = serde_json::from_str(&self.buf).map_err(|e| bad(e.to_string()))?;
         match v.get("text") {
-            Some(serde_json::Value::String(t)) => Ok(Some(t.clone())),
+            Some(serde_json::Value::String(t)) => Ok(t.clone()),
             Some(other) => Err(bad(format!("\"text\" is not a string but {other}"))),
             None if v.is_object() => Err(bad("no \"text\" field".into())),
             None => Err(bad("not a JSON object".into())),
@@ -60,6 +82,42 @@ impl<R: BufRead> Texts<R> {
     pub fn check_all(&mut self) -> Result<u64> {
         while self.next_text()?.is_some() {}
         Ok(self.line)
+    }
+}
+
+impl<R: BufRead + Seek> Texts<R> {
+    /// The byte offset of every line from the start of the file (`8 * lines` bytes), for
+    /// [`Self::text_at`]; reads the whole file without parsing it. After it, [`Self::next_text`]
+    /// reads from the start again. Errors: `Io`.
+    pub fn line_starts(&mut self) -> Result<Vec<u64>> {
+        let what = format!("cannot read {}", self.name);
+        let io = |e| Error::io(what.clone())(e);
+        self.inner.seek(SeekFrom::Start(0)).map_err(io)?;
+        let (mut starts, mut at, mut line) = (Vec::new(), 0u64, Vec::new());
+        loop {
+            line.clear();
+            let n = self.inner.read_until(b'\n', &mut line).map_err(io)?;
+            if n == 0 {
+                break;
+            }
+            starts.push(at);
+            at += n as u64;
+        }
+        self.inner.seek(SeekFrom::Start(0)).map_err(io)?;
+        self.line = 0;
+        Ok(starts)
+    }
+
+    /// The `"text"` of line `line`, which begins at byte `start` (from [`Self::line_starts`]).
+    /// Errors: those of [`Self::next_text`]; `Invalid` for no line at `start`; `Io`.
+    pub fn text_at(&mut self, line: u64, start: u64) -> Result<String> {
+        let name = self.name.clone();
+        self.inner.seek(SeekFrom::Start(start)).map_err(Error::io(format!("cannot read {name}")))?;
+        if !self.read_line(line)? {
+            return Err(Error::Invalid(format!("{name}: no line {line} at byte {start}")));
+        }
+        self.line = line + 1;
+        self.parse(line)
     }
 }
 
@@ -89,6 +147,23 @@ mod tests {
         assert_eq!(t.next_text().unwrap().unwrap(), "é");
         assert_eq!(t.next_text().unwrap(), None);
         assert_eq!(texts("{\"text\":\"a\"}\n{\"text\":\"b\"}\n").check_all().unwrap(), 2);
+    }
+
+    /// `line_starts` and `text_at` read any line, as `next_text` reads them in order (a `\r\n`
+    /// ending, an empty last line without `\n`); `next_text` starts again after them.
+    #[test]
+    fn lines_at_random() {
+        let mut t = texts("{\"text\": \"a\"}\r\n{\"text\": \"bb\"}\n\n{\"text\": \"c\"}");
+        let starts = t.line_starts().unwrap();
+        assert_eq!(starts, vec![0, 15, 30, 31]);
+        assert_eq!(t.text_at(3, starts[3]).unwrap(), "c");
+        assert_eq!(t.text_at(0, starts[0]).unwrap(), "a");
+        assert_eq!(t.text_at(1, starts[1]).unwrap(), "bb");
+        let e = t.text_at(2, starts[2]).unwrap_err().to_string();
+        assert!(e.starts_with("p.jsonl: line 2: EOF while parsing"), "{e}");
+        assert!(t.text_at(4, 45).unwrap_err().to_string().contains("no line 4 at byte 45"));
+        t.line_starts().unwrap();
+        assert_eq!(t.next_text().unwrap().unwrap(), "a");
     }
 
     #[test]

@@ -108,8 +108,9 @@ struct Cli {
     /// default): near rows share 4 KiB blocks (a PCA tree over all the rows, read into memory
     /// first; the vectors are still linked into the graph in row order), so a
     /// search under a memory budget (mount option index_mem=) reads fewer blocks. rows: row i
-    /// in the i-th free slot, as `vexctl import` stores them. The files are the same either
-    /// way; give --resume the order the import began with.
+    /// in the i-th free slot, as `vexctl import` stores them. The files hold the same either
+    /// way (made in slot order: their inode numbers differ); give --resume the order the
+    /// import began with.
     #[arg(long, value_enum, value_name = "locality|rows", default_value = "locality", requires = "import")]
     slot_order: SlotOrderArg,
     /// With --import: do not format; go on with an interrupted import into the vexfs on
