@@ -454,8 +454,10 @@ fn inode_positions() {
 
 #[test]
 fn default_journal_size() {
-    // 1/16 of the device, 1024..=32768 blocks, at most a quarter of the device.
-    for (blocks, want) in [(2048u64, 512u64), (4096, 1024), (65536, 4096), (1 << 20, 32768), (1 << 24, 32768)] {
+    // 1/16 of the device, 1024..=65536 blocks, at most a quarter of the device.
+    for (blocks, want) in
+        [(2048u64, 512u64), (4096, 1024), (65536, 4096), (1 << 20, 65536), (1 << 19, 32768), (1 << 24, 65536)]
+    {
         let mut p = params();
         p.block_count = blocks;
         p.journal_blocks = None;

@@ -65,7 +65,7 @@ struct Cli {
     /// Number of inodes (default: one per 16 KiB, rounded up to whole inode-table blocks).
     #[arg(short = 'N', long = "inodes", value_name = "INODES")]
     inodes: Option<u32>,
-    /// Journal size in blocks (default: 1/16 of the device, 1024..=32768, at most 1/4 of it).
+    /// Journal size in blocks (default: 1/16 of the device, 1024..=65536, at most 1/4 of it).
     #[arg(long, value_name = "N")]
     journal_blocks: Option<u64>,
     /// Vector slots (default: what fits in a quarter of the device).
