@@ -70,7 +70,7 @@ use crate::dirs::{dir_error, set_map, DirHost, HostDir};
 use crate::image::TreeErr;
 use crate::journal::{self as jnl, Batch, Staged};
 use crate::vectors::{
-    chunk_slots, index_mem, query_bits, BlockCache, CachedBlocks, Hit, IndexMem, SearchPad, MAX_EF, MAX_K,
+    chunk_slots, index_mem, query_bits, BlockCache, CachedBlocks, FrozenBlocks, Hit, IndexMem, SearchPad, MAX_EF, MAX_K,
 };
 use crate::{Error, Image, Result};
 
@@ -185,6 +185,28 @@ struct Planned {
     plan: vexfs_core::embed::PendingPlan,
     words: Vec<u32>,
     vector: Vec<u32>,
+}
+
+/// One planner of [`Writer::link_batch`]: plans the slots of `slots` whose places it takes
+/// from `next` (shared by the planners) in `pad`, over the frozen `view`; returns its plans.
+fn plan_slots(
+    mem: &IndexMem,
+    imp: &Impl,
+    view: &FrozenBlocks<'_>,
+    slots: &[u32],
+    next: &AtomicUsize,
+    pad: &mut SearchPad,
+) -> Result<Vec<Planned>> {
+    let mut out = Vec::new();
+    loop {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        let Some(&slot) = slots.get(i) else { break };
+        let Some(plan) = mem.plan_slot(pad, view, imp, slot)? else { continue };
+        let (words, vector) =
+            mem.plan_of(pad).ok_or_else(|| Error::Invalid("insert plan: a pad of other sizes".into()))?;
+        out.push(Planned { at: i, plan, words: words.to_vec(), vector: vector.to_vec() });
+    }
+    Ok(out)
 }
 
 struct VecState {
@@ -935,32 +957,27 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
             let view = cache.frozen();
             let (mem, imp, view, slots) = (&*mem, &*imp, &view, &slots);
             let next = AtomicUsize::new(0);
-            let planned: Vec<Result<Vec<Planned>>> = std::thread::scope(|sc| {
-                let workers: Vec<_> = pads
-                    .iter_mut()
-                    .take(threads.min(n).max(1))
-                    .map(|pad| {
-                        let next = &next;
-                        sc.spawn(move || -> Result<Vec<Planned>> {
-                            let mut out = Vec::new();
-                            loop {
-                                let i = next.fetch_add(1, Ordering::Relaxed);
-                                let Some(&slot) = slots.get(i) else { break };
-                                let Some(plan) = mem.plan_slot(pad, view, imp, slot)? else { continue };
-                                let (words, vector) = mem
-                                    .plan_of(pad)
-                                    .ok_or_else(|| Error::Invalid("insert plan: a pad of other sizes".into()))?;
-                                out.push(Planned { at: i, plan, words: words.to_vec(), vector: vector.to_vec() });
-                            }
-                            Ok(out)
+            let workers = threads.min(n).max(1);
+            let planned: Vec<Result<Vec<Planned>>> = if workers == 1 {
+                // One planner (`-j 1`'s link order: a batch of one): on this thread, not a
+                // thread spawned for each vector.
+                pads.iter_mut().take(1).map(|pad| plan_slots(mem, imp, view, slots, &next, pad)).collect()
+            } else {
+                std::thread::scope(|sc| {
+                    let workers: Vec<_> = pads
+                        .iter_mut()
+                        .take(workers)
+                        .map(|pad| {
+                            let next = &next;
+                            sc.spawn(move || plan_slots(mem, imp, view, slots, next, pad))
                         })
-                    })
-                    .collect();
-                workers
-                    .into_iter()
-                    .map(|t| t.join().unwrap_or_else(|_| Err(Error::Invalid("an insert planner panicked".into()))))
-                    .collect()
-            });
+                        .collect();
+                    workers
+                        .into_iter()
+                        .map(|t| t.join().unwrap_or_else(|_| Err(Error::Invalid("an insert planner panicked".into()))))
+                        .collect()
+                })
+            };
             let mut plans = Vec::with_capacity(n);
             for p in planned {
                 plans.extend(p?);
