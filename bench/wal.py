@@ -123,7 +123,7 @@ def report(res):
         f"{g.get('clocksource', '?')}, {g.get('mem_kib', 0) // 1024:,} MiB) with one disk of "
         f"{run['image_mib']:,} MiB, formatted in the guest before **every** measurement (a fresh, empty "
         f"filesystem each time, always `mkfs.vexfs {run['mkfs']}`: m 16, ef_construction 200, a "
-        "128 MiB journal, the largest mkfs makes, since a `--index-now` SET of 100 chunks may change "
+        "128 MiB journal (given; the default grows to 256 MiB), since a `--index-now` SET of 100 chunks may change "
         "about 7,500 blocks in one transaction). Data: "
         f"{run['data'].rstrip('/').split('/')[-1]} ({run['dim']}-d, l2); the round tests use its first rows. "
         f"`fsck.vexfs -n` ran in the guest after every round measurement (all clean, or the run fails).")

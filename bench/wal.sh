@@ -100,8 +100,8 @@ log "wal bench: the burst ($BURST vectors from $rows real ones, sigma $SIGMA) an
 "$WORK/wal-tool" gt "$SHARE/burst.fvecs" "$SHARE/query.fvecs" "$K" "$SHARE/burst-gt.ivecs"
 
 # One set of mkfs parameters for every measurement: room for the burst (about 1.7 KiB of vector
-# and graph per 384-d slot), a fixed HNSW seed, and the largest journal mkfs.vexfs makes (32,768
-# blocks, 128 MiB): a SET with --index-now is one transaction, which may take a quarter of the
+# and graph per 384-d slot), a fixed HNSW seed, and a 128 MiB journal (32,768 blocks, given: the
+# largest default before af01868, which grew it to 256 MiB): a SET with --index-now is one transaction, which may take a quarter of the
 # journal, and a graph insert may change about 75 blocks per chunk (7,503 for 100 chunks: more
 # than a quarter of the default journal of a 1 GiB filesystem).
 VECTORS=$((BURST + 1024))

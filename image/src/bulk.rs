@@ -85,8 +85,8 @@ pub enum SlotOrder {
     Rows,
     /// Near rows in the same blocks ([`crate::order::slot_order`], seeded by the
     /// superblock's `hnsw_seed`): fewer block reads for a search under a memory budget. All
-    /// the rows are read into memory first (`rows * dim * 4` bytes), and the passages' line
-    /// offsets (8 bytes a row).
+    /// the rows are read into memory first (`rows * dim * 4` bytes), and the offsets of the
+    /// passages' lines (8 bytes a row).
     Locality,
 }
 
@@ -197,7 +197,8 @@ where
 /// as many lines as `vecs` has rows). `progress(phase, done, total)` is called after every row
 /// of each phase. Returns what was done; the writer is synced (everything is on the device).
 /// Errors: `Invalid` for vectors of another dimension than the filesystem's, too few passages,
-/// no room (inodes, blocks, vector slots: the rows before are kept, synced), a bad import
+/// no room (inodes, blocks, vector slots: the files made before, in row or slot order, are
+/// kept, synced), a bad import
 /// directory; `Io`; `Format` for a corrupt filesystem.
 pub fn import<D, R, T>(
     w: &mut Writer<D>,
@@ -253,17 +254,13 @@ where
         Ok(())
     };
     if let Some(slot) = slots {
-        let mut by_slot = vec![0u32; slot.len()];
-        for (row, &s) in slot.iter().enumerate() {
-            if let Some(r) = by_slot.get_mut(s as usize) {
-                *r = u32::try_from(row).unwrap_or(u32::MAX);
-            }
-        }
+        let by_slot = crate::order::rows_by_slot(&slot)
+            .ok_or_else(|| Error::Invalid("the slot order is not a permutation of the rows".into()))?;
         // Linked in row order, not in the slots' (sorted by locality) order.
         w.set_link_order(slot);
         let starts = match texts.as_deref_mut() {
             Some(t) => {
-                let starts = t.line_starts()?;
+                let starts = t.line_starts(rows)?;
                 if (starts.len() as u64) < rows {
                     return Err(short(starts.len() as u64));
                 }
@@ -366,7 +363,7 @@ mod tests {
         assert_eq!((h.live, h.pending), (300, 0));
         // Every file holds its text and its row's vector; the nearest file to a row is itself.
         let img = w.image();
-        for i in [0usize, 1, 63, 64, 299] {
+        for i in 0..300 {
             let ino = img.lookup(&format!("/docs/{i}")).unwrap();
             let inode = img.inode(ino).unwrap();
             assert_eq!(img.read_file(ino, &inode).unwrap(), format!("row {i}").as_bytes());
@@ -564,14 +561,16 @@ mod tests {
         let spread = |order: SlotOrder| {
             let opts = ImportOpts { dir: Some("docs".into()), batch: 700, threads: 2, order };
             let mut w = imported(&data, dim, &opts);
-            let mut row_at = vec![usize::MAX; n];
+            let (mut row_at, mut ino_at) = (vec![usize::MAX; n], vec![0u32; n]);
             for i in 0..n {
                 let img = w.image();
                 let ino = img.lookup(&format!("/docs/{i}")).unwrap();
                 let slots = img.vec_slots(ino, &img.inode(ino).unwrap()).unwrap();
                 assert_eq!(slots.len(), 1);
-                row_at[slots[0] as usize] = i;
+                (row_at[slots[0] as usize], ino_at[slots[0] as usize]) = (i, ino);
             }
+            // The files are made in slot order: their inode numbers rise with the slots.
+            assert!(ino_at.windows(2).all(|p| p[0] < p[1]), "{order:?}: inodes not in slot order");
             for i in (0..n).step_by(97) {
                 let hits = w.search(&data[i], 1, 64).unwrap();
                 assert_eq!(hits[0].ino, u64::from(w.image().lookup(&format!("/docs/{i}")).unwrap()), "row {i}");
@@ -616,6 +615,51 @@ mod tests {
         w.set_link_order(vec![5, 3]);
         assert_eq!(w.index_pending_parallel(10, 2).unwrap(), 3);
         assert_eq!(w.vector_header().unwrap().pending, 0);
+        let bytes = w.commit().unwrap().into_device().bytes;
+        let (img, early) = fsck::open(MemDevice { bytes }).unwrap();
+        let problems = fsck::check(&img, early).unwrap().problems;
+        assert!(problems.is_empty(), "{problems:#?}");
+    }
+
+    /// A load stopped part way through the files phase in locality order (a bad passage:
+    /// the files before it in slot order are made and synced), then run again with the
+    /// passages mended: every row's file, text and vector, once.
+    #[test]
+    fn resumes_files_made_in_slot_order() {
+        let (n, dim) = (300usize, 8);
+        let data = random_rows(n, dim, 5);
+        let line = |i: usize, bad: bool| {
+            if bad {
+                "{\"id\": 1}\n".to_string()
+            } else {
+                format!("{{\"text\": \"row {i}\"}}\n")
+            }
+        };
+        let jsonl = |bad: Option<usize>| -> Vec<u8> {
+            (0..n).map(|i| line(i, bad == Some(i))).collect::<String>().into_bytes()
+        };
+        let mut w = Writer::new(image(dim as u32)).unwrap();
+        let opts = ImportOpts { dir: Some("docs".into()), batch: 16, threads: 2, order: SlotOrder::Locality };
+        let mut vecs = Fvecs::new(Cursor::new(fvecs_bytes(&data)), "v.fvecs").unwrap();
+        let mut texts = Texts::new(Cursor::new(jsonl(Some(150))), "t.jsonl");
+        let e = import(&mut w, &mut vecs, Some(&mut texts), &opts, |_, _, _| {}).unwrap_err();
+        assert!(e.to_string().contains("t.jsonl: line 150: no \"text\" field"), "{e}");
+        let made = (0..n).filter(|i| w.image().lookup(&format!("/docs/{i}")).is_ok()).count();
+        assert!(made > 0 && made < n, "{made} files made before the bad passage");
+        let mut texts = Texts::new(Cursor::new(jsonl(None)), "t.jsonl");
+        let st = import(&mut w, &mut vecs, Some(&mut texts), &opts, |_, _, _| {}).unwrap();
+        assert_eq!((st.imported + st.skipped, st.linked), (n as u64, n as u64));
+        assert!(st.skipped > 0 && st.skipped as usize <= made, "skipped {} of {made}", st.skipped);
+        let h = w.vector_header().unwrap();
+        assert_eq!((h.live, h.pending), (n as u32, 0));
+        for (i, row) in data.iter().enumerate() {
+            let img = w.image();
+            let ino = img.lookup(&format!("/docs/{i}")).unwrap();
+            let inode = img.inode(ino).unwrap();
+            assert_eq!(img.read_file(ino, &inode).unwrap(), format!("row {i}").as_bytes());
+            let hits = w.search(row, 1, 64).unwrap();
+            assert_eq!(hits[0].ino, u64::from(ino), "row {i}");
+        }
         let bytes = w.commit().unwrap().into_device().bytes;
         let (img, early) = fsck::open(MemDevice { bytes }).unwrap();
         let problems = fsck::check(&img, early).unwrap().problems;

@@ -33,6 +33,20 @@ const SAMPLE_ROWS: usize = 2048;
 /// Sets of more rows than this are split on a thread of their own (while threads remain).
 const PARALLEL_ROWS: usize = 20_000;
 
+/// The inverse of [`slot_order`]'s result: the row of every slot. `None` when `slot` is not a
+/// permutation of `0..slot.len()` (a slot out of range or taken twice).
+pub fn rows_by_slot(slot: &[u32]) -> Option<Vec<u32>> {
+    let mut rows = vec![u32::MAX; slot.len()];
+    for (row, &s) in slot.iter().enumerate() {
+        let r = rows.get_mut(s as usize)?;
+        if *r != u32::MAX {
+            return None;
+        }
+        *r = u32::try_from(row).ok()?;
+    }
+    Some(rows)
+}
+
 /// The slot of every row: `rows` holds `n` rows of `dim` components (`n * dim` floats, finite);
 /// returns `slot[row]`, a permutation of `0..n`. `leaf` rows (at least 1: the records or vectors
 /// of one 4 KiB block) take consecutive slots, each leaf rows near one another; `seed` fixes
@@ -157,6 +171,14 @@ mod tests {
     }
 
     #[test]
+    fn inverse_of_an_order() {
+        assert_eq!(rows_by_slot(&[2, 0, 1]), Some(vec![1, 2, 0]));
+        assert_eq!(rows_by_slot(&[]), Some(vec![]));
+        assert_eq!(rows_by_slot(&[0, 0, 1]), None, "a slot twice");
+        assert_eq!(rows_by_slot(&[0, 3, 1]), None, "a slot past the rows");
+    }
+
+    #[test]
     fn a_permutation_whose_blocks_hold_near_rows() {
         let (n, dim, leaf) = (3001, 16, 3);
         let rows = clustered(n, dim);
@@ -166,10 +188,7 @@ mod tests {
             assert!(!std::mem::replace(&mut seen[s as usize], true), "slot {s} twice");
         }
         // Rows by slot; the mean distance within a block against that of rows at random.
-        let mut by_slot = vec![0usize; n];
-        for (r, &s) in slot.iter().enumerate() {
-            by_slot[s as usize] = r;
-        }
+        let by_slot: Vec<usize> = rows_by_slot(&slot).unwrap().iter().map(|&r| r as usize).collect();
         let at = |r: usize| &rows[r * dim..(r + 1) * dim];
         let pairs = |f: &dyn Fn(usize) -> (usize, usize)| {
             let k = n / leaf;

@@ -86,15 +86,15 @@ impl<R: BufRead> Texts<R> {
 }
 
 impl<R: BufRead + Seek> Texts<R> {
-    /// The byte offset of every line from the start of the file (`8 * lines` bytes), for
-    /// [`Self::text_at`]; reads the whole file without parsing it. After it, [`Self::next_text`]
-    /// reads from the start again. Errors: `Io`.
-    pub fn line_starts(&mut self) -> Result<Vec<u64>> {
+    /// The byte offset of each of the first `max` lines from the start of the file (8 bytes a
+    /// line; fewer when the file has fewer), for [`Self::text_at`]; reads those lines without
+    /// parsing them. After it, [`Self::next_text`] reads from the start again. Errors: `Io`.
+    pub fn line_starts(&mut self, max: u64) -> Result<Vec<u64>> {
         let what = format!("cannot read {}", self.name);
         let io = |e| Error::io(what.clone())(e);
         self.inner.seek(SeekFrom::Start(0)).map_err(io)?;
         let (mut starts, mut at, mut line) = (Vec::new(), 0u64, Vec::new());
-        loop {
+        while (starts.len() as u64) < max {
             line.clear();
             let n = self.inner.read_until(b'\n', &mut line).map_err(io)?;
             if n == 0 {
@@ -154,7 +154,8 @@ mod tests {
     #[test]
     fn lines_at_random() {
         let mut t = texts("{\"text\": \"a\"}\r\n{\"text\": \"bb\"}\n\n{\"text\": \"c\"}");
-        let starts = t.line_starts().unwrap();
+        assert_eq!(t.line_starts(2).unwrap(), vec![0, 15]);
+        let starts = t.line_starts(u64::MAX).unwrap();
         assert_eq!(starts, vec![0, 15, 30, 31]);
         assert_eq!(t.text_at(3, starts[3]).unwrap(), "c");
         assert_eq!(t.text_at(0, starts[0]).unwrap(), "a");
@@ -162,8 +163,11 @@ mod tests {
         let e = t.text_at(2, starts[2]).unwrap_err().to_string();
         assert!(e.starts_with("p.jsonl: line 2: EOF while parsing"), "{e}");
         assert!(t.text_at(4, 45).unwrap_err().to_string().contains("no line 4 at byte 45"));
-        t.line_starts().unwrap();
+        t.line_starts(1).unwrap();
         assert_eq!(t.next_text().unwrap().unwrap(), "a");
+        let mut bad = Texts::new(Cursor::new(b"{\"text\":\"a\"}\n{\"text\":\"\xff\"}\n".to_vec()), "p.jsonl");
+        let starts = bad.line_starts(5).unwrap();
+        assert!(bad.text_at(1, starts[1]).unwrap_err().to_string().starts_with("p.jsonl: line 1: "));
     }
 
     #[test]

@@ -960,7 +960,8 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
             let workers = threads.min(n).max(1);
             let planned: Vec<Result<Vec<Planned>>> = if workers == 1 {
                 // One planner (`-j 1`'s link order: a batch of one): on this thread, not a
-                // thread spawned for each vector.
+                // thread spawned for each vector (a panic in it, of which none is known,
+                // then unwinds the caller instead of becoming an error).
                 pads.iter_mut().take(1).map(|pad| plan_slots(mem, imp, view, slots, &next, pad)).collect()
             } else {
                 std::thread::scope(|sc| {
