@@ -12,14 +12,14 @@
 //! node records at a tenth of the float32 index, on pydocs and on glove-100 alike.
 //!
 //! How: recursive bisection. A set of rows is split at the median of its projection on an
-//! approximate principal direction (two power iterations from a seeded random direction on a sample of
-//! at most 2,048 of the rows, as in a PCA tree), the halves a whole number of `leaf` rows, down to `leaf` rows; the leaves in
-//! tree order give slots, so that the locality holds at every scale (a block of node records,
-//! of codes, of map entries). The vectors are still linked into the graph in row order
-//! ([`crate::writer::Writer::set_link_order`]): an HNSW graph inserted in a sorted order loses
-//! its long links (linked in slot order, recall@10 at ef 72 on pydocs-1m fell from 0.955 to
-//! 0.932). The same rows and seed give the same order, so an interrupted import resumes into
-//! the slots it began with.
+//! approximate principal direction (two power iterations from a seeded random direction, on a
+//! sample of at most 2,048 of the rows, as in a PCA tree), the halves a whole number of `leaf`
+//! rows, down to `leaf` rows; the leaves in tree order give slots, so that the locality holds
+//! at every scale (a block of node records, of codes, of map entries). The vectors are still
+//! linked into the graph in row order ([`crate::writer::Writer::set_link_order`]): an HNSW
+//! graph inserted in a sorted order loses its long links (linked in slot order, recall@10 at
+//! ef 72 on pydocs-1m fell from 0.955 to 0.932). The same rows and seed give the same order,
+//! so an interrupted import resumes into the slots it began with.
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};

@@ -111,10 +111,12 @@ impl<R: BufRead + Seek> Texts<R> {
     /// The `"text"` of line `line`, which begins at byte `start` (from [`Self::line_starts`]).
     /// Errors: those of [`Self::next_text`]; `Invalid` for no line at `start`; `Io`.
     pub fn text_at(&mut self, line: u64, start: u64) -> Result<String> {
-        let name = self.name.clone();
-        self.inner.seek(SeekFrom::Start(start)).map_err(Error::io(format!("cannot read {name}")))?;
+        // Messages made only on error: this runs once a row.
+        if let Err(e) = self.inner.seek(SeekFrom::Start(start)) {
+            return Err(Error::io(format!("cannot read {}", self.name))(e));
+        }
         if !self.read_line(line)? {
-            return Err(Error::Invalid(format!("{name}: no line {line} at byte {start}")));
+            return Err(Error::Invalid(format!("{}: no line {line} at byte {start}", self.name)));
         }
         self.line = line + 1;
         self.parse(line)
