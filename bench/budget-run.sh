@@ -7,7 +7,8 @@
 # A third mount has index_mem = 0.35 x the raw float32 vectors (RAW_BYTES: rows x dim x 4), the
 # SQ8 target's memory; a fourth a tenth of the float32 index (F32_BYTES: rows x (vector stride +
 # level-0 record)), the PQ target's. BUDGETS chooses the mounts, in its order: none, ratio,
-# raw35, f32x10.
+# raw35, f32x10. On a disk whose LABEL ends in -codes (sq8-codes: a copy of the sq8 image),
+# every search asks for the codes' distances (guest-search -c: VEXFS_SEARCH_CODE_DISTANCES).
 #
 #   budget-run.sh EFS PASSES RATIO RAW_BYTES F32_BYTES BUDGETS LABEL...
 . /lib/vexfs/guest-lib.sh
@@ -45,7 +46,11 @@ for label in "$@"; do
     for b in $mounts; do
         section "$label: index $bytes bytes, budget $b"
         if [ $b = 0 ]; then mount_vexfs $d /mnt; else mount_vexfs $d /mnt index_mem=$b; fi
-        $S/guest-search /mnt /mnt/docs $S/query.fvecs $S/groundtruth.ivecs "$EFS" -k 10 -p "$PASSES" > /tmp/out.txt ||
+        # A label ending in -codes: the searches rank by the codes' distances.
+        codes=
+        case $label in *-codes) codes=-c ;; esac
+        # shellcheck disable=SC2086 # $codes: the flag or nothing
+        $S/guest-search /mnt /mnt/docs $S/query.fvecs $S/groundtruth.ivecs "$EFS" -k 10 -p "$PASSES" $codes > /tmp/out.txt ||
             fail "guest-search on $label (budget $b)"
         sed -n "s/^BENCH {/BENCH {\"image\": \"$label\", \"index_bytes\": $bytes, \"raw_bytes\": $RAW, \"f32_bytes\": $F32, \"budget\": $b, /p" /tmp/out.txt
         vexctl stats /mnt

@@ -11,7 +11,8 @@
 #   DATA_DIR   base.fvecs, query.fvecs, groundtruth.ivecs (default: pydocs-100k, which
 #              `scripts/data scale` makes, if present; else the repo's sample)
 #   --quant    the images, one per value: float32 vectors only, with SQ8 codes (the scale
-#              trained on the base rows), with PQ codes (mkfs's default m, the codebook trained
+#              trained on the base rows), sq8-codes: the same SQ8 image searched by the codes'
+#              distances (VEXFS_SEARCH_CODE_DISTANCES: no float32 vector read), with PQ codes (mkfs's default m, the codebook trained
 #              on the base rows; in node records, mkfs's default layout), pq-split: the same
 #              with `--pq-layout split` (vectors and level-0 links in their own regions)
 #   --ratio R  the budget is the vector and index regions' bytes / R (at least 256 KiB)
@@ -92,11 +93,18 @@ for q in ${QUANTS//,/ }; do
         sq8) qargs=(--quant sq8 --train "$DATA/base.fvecs") ;;
         pq) qargs=(--quant pq --train "$DATA/base.fvecs") ;;
         pq-split) qargs=(--quant pq --pq-layout split --train "$DATA/base.fvecs") ;;
-        *) die "--quant takes none, sq8, pq and/or pq-split" ;;
+        sq8-codes) qargs=(--quant sq8 --train "$DATA/base.fvecs") ;;
+        *) die "--quant takes none, sq8, sq8-codes, pq and/or pq-split" ;;
     esac
     img=$WORK/$q.img
     DISKS+=(--disk "$img")
     LABELS+=("$q")
+    # sq8-codes after sq8: a copy of this run's sq8 image (made or kept just before).
+    if [ "$q" = sq8-codes ] && [[ ,$QUANTS, == *,sq8,*sq8-codes* ]]; then
+        cp --reflink=auto "$WORK/sq8.img" "$img"
+        cp "$WORK/fsck-sq8.out" "$WORK/fsck-$q.out"
+        continue
+    fi
     if [ $KEEP = 1 ] && [ "$img" -nt "$DATA/base.fvecs" ]; then
         log "budget bench: using $img again (--keep)"
         continue

@@ -2,7 +2,10 @@
 /*
  * guest-search: the kernel side of the search benchmark (bench/guest.sh runs it in the guest).
  *
- *   guest-search MNT DIR QUERY.fvecs GT.ivecs EF[,EF...] [-k K] [-p PASSES] [-d PREFIX] [-t T]
+ *   guest-search MNT DIR QUERY.fvecs GT.ivecs EF[,EF...] [-k K] [-p PASSES] [-d PREFIX] [-t T] [-c]
+ *
+ * With -c every search asks for VEXFS_SEARCH_CODE_DISTANCES (ranked by the codes' distances,
+ * no float32 vector read; the "kernel" lines then say "code_distances": 1).
  *
  * Every row of QUERY.fvecs goes through VEXFS_IOC_SEARCH (include/vexfs.h) on the vexfs mounted
  * at MNT, once per pass, for each EF. Each ioctl is timed alone (TSC, see calibrate_tsc); the pass with
@@ -185,6 +188,9 @@ static uint64_t now_ns(void)
 	return (uint64_t)((double)__rdtsc() / tsc_per_ns);
 }
 
+/* VEXFS_SEARCH_CODE_DISTANCES with -c, else 0. */
+static __u32 search_flags;
+
 /* One VEXFS_IOC_SEARCH of `query` (dim words) for k results at ef into res; *count gets how
  * many. Returns 0, or the errno. */
 static int search_one(int fd, const uint32_t *query, size_t dim, size_t k, unsigned long ef,
@@ -194,6 +200,7 @@ static int search_one(int fd, const uint32_t *query, size_t dim, size_t k, unsig
 
 	memset(&s, 0, sizeof(s));
 	s.size = sizeof(s);
+	s.flags = search_flags;
 	s.dim = (__u32)dim;
 	s.k = (__u32)k;
 	s.ef_search = (__u32)ef;
@@ -289,17 +296,18 @@ int main(int argc, char **argv)
 	int fd, opt;
 	char path[4096];
 
-	while ((opt = getopt(argc, argv, "k:p:d:t:")) != -1) {
+	while ((opt = getopt(argc, argv, "k:p:d:t:c")) != -1) {
 		switch (opt) {
+		case 'c': search_flags = VEXFS_SEARCH_CODE_DISTANCES; break;
 		case 't': threads = strtoul(optarg, NULL, 10); break;
 		case 'k': k = strtoul(optarg, NULL, 10); break;
 		case 'p': passes = strtoul(optarg, NULL, 10); break;
 		case 'd': prefix = optarg; break;
-		default: die("usage: guest-search MNT DIR QUERY.fvecs GT.ivecs EF[,EF...] [-k K] [-p PASSES] [-d PREFIX] [-t T]", NULL);
+		default: die("usage: guest-search MNT DIR QUERY.fvecs GT.ivecs EF[,EF...] [-k K] [-p PASSES] [-d PREFIX] [-t T] [-c]", NULL);
 		}
 	}
 	if (argc - optind != 5)
-		die("usage: guest-search MNT DIR QUERY.fvecs GT.ivecs EF[,EF...] [-k K] [-p PASSES] [-d PREFIX] [-t T]", NULL);
+		die("usage: guest-search MNT DIR QUERY.fvecs GT.ivecs EF[,EF...] [-k K] [-p PASSES] [-d PREFIX] [-t T] [-c]", NULL);
 	mnt = argv[optind];
 	dir = argv[optind + 1];
 	qpath = argv[optind + 2];
@@ -472,10 +480,10 @@ int main(int argc, char **argv)
 		printf("BENCH {\"side\": \"kernel\", \"ef\": %lu, \"k\": %lu, \"queries\": %zu, \"passes\": %lu, "
 		       "\"recall\": %.4f, \"qps\": %.1f, \"p50_us\": %.1f, \"p99_us\": %.1f, \"mean_us\": %.1f, "
 		       "\"unstable_passes\": %zu, \"block_reads_per_query\": %.2f, \"cache_hit_rate\": %.4f, "
-		       "\"mem_bytes\": %.0f}\n",
+		       "\"mem_bytes\": %.0f, \"code_distances\": %d}\n",
 		       ef, k, nq, passes, (double)hits / (double)(nq * k), (double)nq * 1e9 / (double)best,
 		       pct(best_lat, nq, 50) / 1e3, pct(best_lat, nq, 99) / 1e3,
-		       (double)best / (double)nq / 1e3, unstable, reads_pq, hit_rate, held);
+		       (double)best / (double)nq / 1e3, unstable, reads_pq, hit_rate, held, search_flags != 0);
 		fflush(stdout);
 	}
 	close(fd);

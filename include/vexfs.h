@@ -98,6 +98,14 @@ struct vexfs_search_result {
 	float distance; /* in the filesystem's metric (squared for l2) */
 };
 
+/* vexfs_search.flags: rank by the SQ8 or PQ codes' distances and return those, reading no
+ * float32 vector (no re-rank): for an index whose codes and links fit its memory budget
+ * (index_mem=) while its vectors do not. The distances are then approximate (SQ8: the codes'
+ * distance scaled back to the vectors' units; PQ: the table distance) and recall is the
+ * codes' (below the exact ranking's at the same ef_search); vectors not yet linked keep exact
+ * distances. EOPNOTSUPP on a filesystem without codes (mkfs.vexfs --quant none). */
+#define VEXFS_SEARCH_CODE_DISTANCES (1u << 0)
+
 /*
  * VEXFS_IOC_SEARCH: the k nearest embeddings to `query`, nearest first, with HNSW candidate
  * list ef_search (0 = the default, max(k, 64)). On return `count` holds the number of results
@@ -116,11 +124,12 @@ struct vexfs_search_result {
  * (interruptible by a fatal signal: EINTR). With nothing filtered out, the answer is the
  * same as a privileged caller's.
  * Errors: EINVAL (dim differs, k == 0, k > VEXFS_MAX_K, ef_search below k or above
- * VEXFS_MAX_EF, NaN/Inf in the query, bad flags/reserved), EINTR.
+ * VEXFS_MAX_EF, NaN/Inf in the query, bad flags/reserved), EOPNOTSUPP
+ * (VEXFS_SEARCH_CODE_DISTANCES without codes), EINTR.
  */
 struct vexfs_search {
 	__u32 size;      /* 64 */
-	__u32 flags;     /* 0 */
+	__u32 flags;     /* VEXFS_SEARCH_CODE_DISTANCES or 0 */
 	__u32 dim;       /* components of the query */
 	__u32 k;         /* results wanted, 1 .. VEXFS_MAX_K */
 	__u32 ef_search; /* candidate list size, k .. VEXFS_MAX_EF, or 0 */

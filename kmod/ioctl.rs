@@ -5,10 +5,12 @@
 use crate::abi::{
     Arg, VexfsGetEmbeddings, VexfsIndexMem, VexfsRemoveEmbeddings, VexfsSearch, VexfsSearchResult, VexfsSetEmbeddings,
     VexfsStats, MAX_ARG_SIZE, NR_GET_EMBEDDINGS, NR_INDEX_MEM, NR_REMOVE_EMBEDDINGS, NR_SEARCH, NR_SET_EMBEDDINGS,
-    NR_STATS, VEXFS_IOCTL_MAGIC, VEXFS_MAX_CHUNKS, VEXFS_MAX_EF, VEXFS_MAX_K, VEXFS_SET_INDEX_NOW, VEXFS_SET_TRUNCATE,
+    NR_STATS, VEXFS_IOCTL_MAGIC, VEXFS_MAX_CHUNKS, VEXFS_MAX_EF, VEXFS_MAX_K, VEXFS_SEARCH_CODE_DISTANCES,
+    VEXFS_SET_INDEX_NOW, VEXFS_SET_TRUNCATE,
 };
-use crate::embed::{Indexing, MAX_EF, MAX_K};
+use crate::embed::{Indexing, Rank, MAX_EF, MAX_K};
 use crate::error::ENODATA;
+use crate::index_error::EOPNOTSUPP;
 use crate::format::le::{put_u32, u32_at};
 use crate::format::superblock::Region;
 use crate::format::vector::{MAX_CHUNKS, NO_SLOT};
@@ -168,18 +170,26 @@ fn search(sb: &SuperBlock, arg: usize) -> Result {
     let mut a: VexfsSearch = read_arg(arg)?;
     let (dim, k, ef) = (a.dim, a.k as usize, a.ef_search as usize);
     // `count` is output only: its input value is ignored.
-    if a.flags != 0 || a.reserved != [0; 3] || dim != sb.disk().vec_dim {
+    if a.flags & !VEXFS_SEARCH_CODE_DISTANCES != 0 || a.reserved != [0; 3] || dim != sb.disk().vec_dim {
         return Err(EINVAL);
     }
+    let rank = if a.flags & VEXFS_SEARCH_CODE_DISTANCES != 0 {
+        if !sb.disk().has_sq8() && !sb.disk().has_pq() {
+            return Err(Error::from_errno(-EOPNOTSUPP));
+        }
+        Rank::Codes
+    } else {
+        Rank::Exact
+    };
     // k and ef are refused before user memory is read (the core checks them again).
     let ef = crate::embed::check_search(k, ef, MAX_EF).map_err(|_| EINVAL)?;
     // A NaN or infinite component is refused by the core's search (EINVAL), as in SET.
     let query = read_words(a.query, dim as usize)?;
     let mut hits = KVVec::from_elem(Hit::default(), k, GFP_KERNEL_ACCOUNT)?;
     let n = if sb.may_read_all() {
-        vector::search(sb, &query, k, ef, hits.as_mut_slice(), &mut |_| Ok(true))?
+        vector::search(sb, &query, k, ef, rank, hits.as_mut_slice(), &mut |_| Ok(true))?
     } else {
-        search_readable(sb, &query, k, ef, hits.as_mut_slice())?
+        search_readable(sb, &query, k, ef, rank, hits.as_mut_slice())?
     };
     // Results go to user memory only after the index lock is released.
     let mut out = KVVec::from_elem(0u8, n * VexfsSearchResult::SIZE, GFP_KERNEL_ACCOUNT)?;
@@ -219,7 +229,7 @@ const UNDECIDED_PER_RUN: usize = 1024;
 /// so the runs are bounded by the files the index names; a fatal signal stops them (EINTR).
 /// A file whose permissions change between its check and the answer is judged as it was at
 /// the check, as with any permission check.
-fn search_readable(sb: &SuperBlock, query: &[u32], k: usize, ef: usize, out: &mut [Hit]) -> Result<usize> {
+fn search_readable(sb: &SuperBlock, query: &[u32], k: usize, ef: usize, rank: Rank, out: &mut [Hit]) -> Result<usize> {
     // Decisions, sorted by inode number: (ino, may read). Grown only between runs.
     let mut known: KVVec<(u64, bool)> = KVVec::new();
     // The files a run met without a decision: reserved before the runs, so the filter never
@@ -230,7 +240,7 @@ fn search_readable(sb: &SuperBlock, query: &[u32], k: usize, ef: usize, out: &mu
         let keep_undecided = run < HOPEFUL_RUNS;
         run = run.saturating_add(1);
         let (mut met, mut full) = (0usize, false);
-        let r = vector::search(sb, query, k, ef, out, &mut |ino| {
+        let r = vector::search(sb, query, k, ef, rank, out, &mut |ino| {
             if let Ok(i) = known.binary_search_by_key(&ino, |e| e.0) {
                 return Ok(known.get(i).is_some_and(|e| e.1));
             }

@@ -26,7 +26,7 @@
 //! index lock (the permission checks run between its runs: `crate::ioctl`).
 
 use crate::buf::Buf;
-use crate::embed::{ChunkFields, ChunkFile, ChunkFiles, Indexing, PurgeStep};
+use crate::embed::{ChunkFields, ChunkFile, ChunkFiles, Indexing, PurgeStep, Rank};
 use crate::errors::index_error;
 use crate::format::vector::HnswHeader;
 use crate::index::{IndexState, PadRef};
@@ -375,15 +375,17 @@ pub fn remove_embeddings(inode: &Inode) -> Result {
 
 /// The `k` nearest embeddings to `query` (`dim` float bit patterns) of the files `keep` keeps
 /// (given an inode number, under the index lock: it must not take the inode of a file), with
-/// candidate list `ef` (0 = default), nearest first, into `out`; returns how many
-/// (`core::embed::IndexMem::search_shared`, the answer of `search_filtered`). Errors: EINVAL
-/// (bad k, ef, query), EUCLEAN, EIO, ENOMEM (no search pad could be made), EINTR (a fatal
-/// signal during a long search, or while a change to the index held the lock), and `keep`'s.
+/// candidate list `ef` (0 = default), ranked as `rank` says, nearest first, into `out`;
+/// returns how many (`core::embed::IndexMem::search_shared`, the answer of
+/// `search_filtered`). Errors: EINVAL (bad k, ef, query), EOPNOTSUPP (`Rank::Codes` without
+/// codes), EUCLEAN, EIO, ENOMEM (no search pad could be made), EINTR (a fatal signal during a
+/// long search, or while a change to the index held the lock), and `keep`'s.
 pub fn search(
     sb: &SuperBlock,
     query: &[u32],
     k: usize,
     ef: usize,
+    rank: Rank,
     out: &mut [Hit],
     keep: &mut dyn FnMut(u64) -> Result<bool>,
 ) -> Result<usize> {
@@ -391,7 +393,7 @@ pub fn search(
     // searches run at once, a change to the index waits for them (and they for it).
     let mut pad = sb.info().pads.take(sb.disk())?;
     let p = pad.pad()?;
-    with_index_shared(sb, |mem, b, kernel| mem.search_shared(p, b, kernel, query, k, ef, out, keep))
+    with_index_shared(sb, |mem, b, kernel| mem.search_shared(p, b, kernel, query, k, ef, rank, out, keep))
 }
 
 /// Index statistics: the graph header (its `pending` count: vectors not yet linked) and the

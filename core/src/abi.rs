@@ -42,6 +42,13 @@ pub const VEXFS_SET_TRUNCATE: u32 = 1 << 0;
 /// index worker).
 pub const VEXFS_SET_INDEX_NOW: u32 = 1 << 1;
 
+/// [`VexfsSearch::flags`]: rank by the SQ8 or PQ codes' distances and return those, reading
+/// no float32 vector (no re-rank): for an index whose codes and links fit its memory budget
+/// while its vectors do not. Distances are then approximate (SQ8: the codes' distance scaled
+/// back to the vectors' units; PQ: the table distance); vectors not yet linked keep exact ones.
+/// `EOPNOTSUPP` on a filesystem without codes (`mkfs.vexfs --quant none`).
+pub const VEXFS_SEARCH_CODE_DISTANCES: u32 = 1 << 0;
+
 /// [`VexfsStats::distance_impl`]: portable scalar code. The kernels are picked by CPUID as the
 /// fastest the CPU runs, so results are bit-identical to a userspace run of the same ones.
 pub const VEXFS_DIST_SCALAR: u32 = 0;
@@ -161,13 +168,14 @@ pub struct VexfsSearchResult {
 /// number of results written (fewer than `k` when the filesystem holds fewer vectors).
 ///
 /// Errors: EINVAL (dim differs, `k == 0`, `k > VEXFS_MAX_K`, `ef_search` below `k` or above
-/// [`VEXFS_MAX_EF`], NaN/Inf in the query, bad flags/reserved).
+/// [`VEXFS_MAX_EF`], NaN/Inf in the query, bad flags/reserved), EOPNOTSUPP
+/// ([`VEXFS_SEARCH_CODE_DISTANCES`] without codes).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct VexfsSearch {
     /// 64.
     pub size: u32,
-    /// Zero.
+    /// [`VEXFS_SEARCH_CODE_DISTANCES`] or zero.
     pub flags: u32,
     /// Components of the query.
     pub dim: u32,

@@ -1145,7 +1145,7 @@ impl<A: Alloc> IndexMem<A> {
         ef: usize,
         out: &mut [Hit],
     ) -> IResult<usize, B::Error> {
-        self.search_filtered(b, dist, query, k, ef, out, &mut |_| Ok(true))
+        self.search_filtered(b, dist, query, k, ef, Rank::Exact, out, &mut |_| Ok(true))
     }
 
     /// The `k` nearest live vectors to `query` whose files `filter` keeps (it is given the
@@ -1162,13 +1162,18 @@ impl<A: Alloc> IndexMem<A> {
     ///    level-0 record: O(capacity) reads, a distance per live vector, and the filter only for
     ///    a vector nearer than the `k`-th kept one).
     ///
+    /// With `rank` [`Rank::Codes`] on an index with SQ8 or PQ codes, the runs rank their
+    /// candidates by the codes' distances and return those (see [`Rank::Codes`]); the
+    /// pending vectors' and the exact scan's distances stay exact.
+    ///
     /// It stops early when a run's candidates were every searchable vector. When `filter` keeps
     /// everything, the answer is exactly [`Self::search`]'s: the first run's candidates start with
     /// the `k` a plain search returns (HNSW's pool is the same for a larger result count, and
     /// the pending merge is a stable merge), and nothing is widened. `filter` may be called
     /// more than once for a file (each chunk, each run). The store's [`BlockStore::relax`] runs
     /// between runs and between batches of the scan (the kernel stops there on a fatal signal).
-    /// Errors: as [`Self::search`], and the filter's as `Io`.
+    /// Errors: as [`Self::search`], `Rejected(NoCodes)` for [`Rank::Codes`] without codes,
+    /// and the filter's as `Io`.
     #[allow(clippy::too_many_arguments)]
     pub fn search_filtered<B: BlockStore>(
         &mut self,
@@ -1177,12 +1182,13 @@ impl<A: Alloc> IndexMem<A> {
         query: &[u32],
         k: usize,
         ef: usize,
+        rank: Rank,
         out: &mut [Hit],
         filter: &mut dyn FnMut(u64) -> Result<bool, B::Error>,
     ) -> IResult<usize, B::Error> {
         let IndexMem { sb, upper, pad, pending, header, hint, .. } = self;
         let ix = VecIndex::with_header(sb, upper, *header, *hint, dist);
-        search_in(&ix, pending, pad, b, query, k, ef, out, filter)
+        search_in(&ix, pending, pad, b, query, k, ef, rank, out, filter)
     }
 
     /// [`Self::search_filtered`] with a pad of the caller's ([`Self::new_search_pad`]) and the
@@ -1199,13 +1205,31 @@ impl<A: Alloc> IndexMem<A> {
         query: &[u32],
         k: usize,
         ef: usize,
+        rank: Rank,
         out: &mut [Hit],
         filter: &mut dyn FnMut(u64) -> Result<bool, B::Error>,
     ) -> IResult<usize, B::Error> {
         self.check_pad(pad)?;
         let ix = VecIndex::with_header(&self.sb, &self.upper, self.header, self.hint, dist);
-        search_in(&ix, &self.pending, pad, b, query, k, ef, out, filter)
+        search_in(&ix, &self.pending, pad, b, query, k, ef, rank, out, filter)
     }
+}
+
+/// How a search ranks its answer on an index with codes (`mkfs.vexfs --quant sq8|pq`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Rank {
+    /// The walk's nearest candidates re-ranked with their float32 vectors: the distances
+    /// returned are exact (without codes every search is).
+    #[default]
+    Exact,
+    /// The codes' distances, as FAISS's `IndexHNSWSQ` answers (`VEXFS_SEARCH_CODE_DISTANCES`):
+    /// no float32 vector is read, so an index within a memory budget that holds its codes and
+    /// links answers without reading the vector data region; distances are approximate (SQ8:
+    /// the codes' distance scaled back, [`crate::sq8::code_dist_key`]; PQ: the table
+    /// distance, exact for nodes a walk over node records expanded) and the order is the
+    /// codes' (recall below the exact ranking's at the same `ef`). Vectors not yet linked
+    /// (pending) and an exact scan keep exact distances. Refused without codes (`NoCodes`).
+    Codes,
 }
 
 /// The search of [`IndexMem::search_filtered`] over `ix` (whose pending slots are the bits of
@@ -1219,6 +1243,7 @@ fn search_in<A: Alloc, B: BlockStore>(
     query: &[u32],
     k: usize,
     ef: usize,
+    rank: Rank,
     out: &mut [Hit],
     filter: &mut dyn FnMut(u64) -> Result<bool, B::Error>,
 ) -> IResult<usize, B::Error> {
@@ -1237,6 +1262,10 @@ fn search_in<A: Alloc, B: BlockStore>(
     // With codes, the candidates re-ranked at full precision: 2k (SQ8) or PQ_RERANK_PER_K k
     // on the first try; the whole list when the filter dropped some and the search runs again
     // with a longer one.
+    // With Rank::Codes, none: the codes' distances are the answer.
+    if rank == Rank::Codes && !ix.has_codes() {
+        return Err(Reject::NoCodes.into());
+    }
     let mut rerank = k.saturating_mul(ix.rerank_per_k());
     // A PQ query's table is computed by the first run only (the runs share `scratch`).
     let mut table_ready = false;
@@ -1244,7 +1273,8 @@ fn search_in<A: Alloc, B: BlockStore>(
         // ef <= max_ef <= results.len() (SearchPad::new), and k <= ef (check_search).
         let want = ef.max(k);
         let res = results.get_mut(..want).ok_or_else(|| IndexError::Invalid("result buffer"))?;
-        let mut n = ix.search(b, &mut scratch, &mut *visited, query, Knn { k: want, ef }, rerank, table_ready, res)?;
+        let rr = if rank == Rank::Codes { None } else { Some(rerank) };
+        let mut n = ix.search(b, &mut scratch, &mut *visited, query, Knn { k: want, ef }, rr, table_ready, res)?;
         table_ready = true;
         if ix.header.pending > 0 {
             n = merge_pending(ix, b, &mut scratch, pending, query, res, n)?;

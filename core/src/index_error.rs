@@ -15,6 +15,8 @@ use core::fmt;
 pub const E2BIG: i32 = 7;
 /// `ERANGE`: a first chunk past the file's chunk count.
 pub const ERANGE: i32 = 34;
+/// `EOPNOTSUPP` (Linux x86_64/arm64 numbering, as [`E2BIG`]).
+pub const EOPNOTSUPP: i32 = 95;
 
 /// A request the caller must change: each variant is refused with [`Reject::errno`] before
 /// anything on disk is changed.
@@ -71,6 +73,9 @@ pub enum Reject {
         /// The largest `ef` allowed: `min(MAX_EF, the index's candidate pool)`.
         max: usize,
     },
+    /// A search asked for the codes' distances on a filesystem without SQ8 or PQ codes.
+    /// `EOPNOTSUPP`.
+    NoCodes,
 }
 
 impl Reject {
@@ -79,6 +84,7 @@ impl Reject {
         match self {
             Reject::TooManyChunks { .. } => E2BIG,
             Reject::PastLastChunk { .. } => ERANGE,
+            Reject::NoCodes => EOPNOTSUPP,
             _ => EINVAL,
         }
     }
@@ -101,6 +107,7 @@ impl fmt::Display for Reject {
             Reject::PastLastChunk { first, chunks } => write!(f, "chunk {first} is past the file's {chunks} chunks"),
             Reject::K { k, max } => write!(f, "k {k} is outside 1..={max}"),
             Reject::Ef { ef, k, max } => write!(f, "ef {ef} is outside k..={max} (k {k})"),
+            Reject::NoCodes => write!(f, "the filesystem has no SQ8 or PQ codes to rank by"),
         }
     }
 }

@@ -191,6 +191,102 @@ pub fn max_abs_bits(vector: &[u32]) -> u32 {
     vector.iter().map(|&b| b & 0x7fff_ffff).max().unwrap_or(0)
 }
 
+/// The binary32 bit pattern nearest to `n * 2^e`, rounding half to even as an FPU does: `+-inf`
+/// past the largest finite float, subnormals (or a signed zero) below the smallest normal,
+/// `+0.0` for `n == 0`. Integer only (the kernel needs no FPU section for it). `e` outside
+/// `-1000..=1000` saturates to an infinity or a zero.
+#[allow(clippy::cast_possible_truncation)] // values bounded as commented at each cast
+pub fn f32_bits_scaled(n: i128, e: i32) -> u32 {
+    if n == 0 {
+        return 0;
+    }
+    let sign = if n < 0 { 0x8000_0000u32 } else { 0 };
+    let mag = n.unsigned_abs();
+    let e = i64::from(e.clamp(-1000, 1000));
+    // mag has `len` bits (1..=128): the value lies in [2^(len-1+e), 2^(len+e)).
+    let len = i64::from(128u32.saturating_sub(mag.leading_zeros()));
+    let exp = len.saturating_sub(1).saturating_add(e);
+    if exp > 127 {
+        return sign | 0x7f80_0000;
+    }
+    // Significant bits the result keeps: 24 for a normal, fewer below 2^-126.
+    let keep = if exp >= -126 { 24 } else { 24i64.saturating_sub((-126i64).saturating_sub(exp)) };
+    if keep < 0 {
+        // Below half the smallest subnormal (2^-150): rounds to zero.
+        return sign;
+    }
+    let drop = len.saturating_sub(keep);
+    let m: u128 = if drop <= 0 {
+        // Exact: at most 24 bits shifted left by at most 24.
+        mag << drop.saturating_neg().clamp(0, 24) as u32
+    } else {
+        // drop in 1..=128 (keep >= 0, len <= 128).
+        let d = drop.clamp(1, 128) as u32;
+        let kept = mag.checked_shr(d).unwrap_or(0);
+        let rem = if d >= 128 { mag } else { mag & ((1u128 << d).wrapping_sub(1)) };
+        let half = 1u128 << d.saturating_sub(1);
+        if rem > half || (rem == half && kept & 1 == 1) {
+            kept.saturating_add(1)
+        } else {
+            kept
+        }
+    };
+    if exp < -126 {
+        // A subnormal: its bits are the significand (a carry into 2^23 makes it the smallest
+        // normal, which is the same pattern). m <= 2^23 here.
+        return sign | (m.min(0x0080_0000) as u32);
+    }
+    // A normal: m in [2^23, 2^24], 2^24 after a carry.
+    let (m, exp) = if m >= 1 << 24 { (m >> 1, exp.saturating_add(1)) } else { (m, exp) };
+    if exp > 127 {
+        return sign | 0x7f80_0000;
+    }
+    // exp in -126..=127: the biased exponent is 1..=254; m - 2^23 < 2^23.
+    let biased = exp.saturating_add(127).clamp(1, 254) as u32;
+    sign | (biased << 23) | ((m as u32) & 0x007f_ffff)
+}
+
+/// The distance key ([`crate::distance::key_from_bits`]) of the float distance an SQ8 code
+/// key stands for, for a search that returns the codes' distances instead of re-ranking
+/// (`VEXFS_SEARCH_CODE_DISTANCES`): the code distance scaled back by the filesystem's
+/// `shift`, in binary32 rounded half to even, integer only. `l2`: `key * 2^(-2 shift)` (the
+/// squared distance between the codes' values); `ip`: `1 - dot * 2^(-2 shift)` with `dot =
+/// 2^31 - key` (the codes' dot product); `cosine`: the key itself (the code kernels already
+/// give `1 - cos` of the codes as a float key). Monotone in `key` for each metric, so the
+/// codes' order stays (ties may appear where floats round alike). An unknown metric gives
+/// `u32::MAX`.
+pub fn code_dist_key(metric: u32, shift: i32, key: u32) -> u32 {
+    use crate::distance::{key_from_bits, METRIC_COSINE, METRIC_IP, METRIC_L2};
+    // shift in MIN_SHIFT..=MAX_SHIFT (checked at mount): t in -128..=128.
+    let t = shift.clamp(MIN_SHIFT, MAX_SHIFT).saturating_mul(-2);
+    match metric {
+        METRIC_L2 => key_from_bits(f32_bits_scaled(i128::from(key), t)),
+        METRIC_IP => {
+            // The codes' dot product, |dot| < 2^31 (dim * 127^2).
+            let dot = i128::from(0x8000_0000u32.wrapping_sub(key) as i32);
+            let bits = if dot == 0 {
+                1.0f32.to_bits()
+            } else if t >= 0 {
+                // 1 - dot * 2^t. Past 2^41 the 1 only decides a rounding as any value below
+                // the dropped bits would (|dot * 2^t| >= 2^42: its last kept bit is at 2^19
+                // or above), so it is taken at the scale 2^(t - 41): the same rounding.
+                let (s, e) = if t <= 41 { (t, 0) } else { (41, t.saturating_sub(41)) };
+                f32_bits_scaled(1i128.saturating_sub(dot.saturating_mul(1i128 << s.clamp(0, 41))), e)
+            } else if t >= -100 {
+                // (2^u - dot) * 2^-u, u = -t in 1..=100: exact in i128.
+                let u = t.saturating_neg().clamp(1, 100);
+                f32_bits_scaled((1i128 << u).saturating_sub(dot), t)
+            } else {
+                // |dot * 2^t| < 2^-69: 1 - it rounds to 1.0.
+                1.0f32.to_bits()
+            };
+            key_from_bits(bits)
+        }
+        METRIC_COSINE => key,
+        _ => u32::MAX,
+    }
+}
+
 /// The distance key between two codes of equal length, as the C kernels compute it
 /// (`vexfs_code_dist_*`): the reference for their tests. `l2`: the sum of squared differences;
 /// `ip`: `2^31 - dot`; `cosine`: the key of the float bits of `1 - dot / (sqrt(qq) sqrt(vv))`
@@ -335,5 +431,114 @@ mod tests {
         assert_eq!(CodeGeometry { start: u64::MAX, ..g }.pos(10), None);
         assert_eq!(CodeGeometry { per_block: 0, ..g }.pos(1), None);
         assert_eq!(CodeGeometry { stride: usize::MAX, ..g }.pos(2), None);
+    }
+
+    /// `n * 2^e` rounded by the FPU: exact in f64 (|n| < 2^53, the exponent in f64's range),
+    /// then one rounding to f32.
+    fn scaled_by_float(n: i64, e: i32) -> u32 {
+        (((n as f64) * 2f64.powi(e)) as f32).to_bits()
+    }
+
+    #[test]
+    fn scaled_floats_round_as_the_fpu() {
+        let mut seed = 0x0bad_cafe_1234_5678u64;
+        let mut cases: Vec<(i64, i32)> = vec![
+            (1, 0),
+            (-1, 0),
+            (3, -1),
+            ((1 << 24) + 1, 0),
+            ((1 << 24) + 3, 0),
+            ((1 << 25) + 2, 0),
+            ((1 << 25) + 6, 0),
+            ((1 << 24) - 1, 104),
+            ((1 << 24) - 1, 105),
+            (1, 127),
+            (1, 128),
+            (1, -149),
+            (1, -150),
+            (3, -151),
+            (1, -151),
+            ((1 << 23) + 1, -150),
+            ((1 << 24) - 1, -150),
+            ((1 << 24) - 1, -149),
+            (-(1 << 52) - 1, -200),
+            (i64::MAX >> 11, 70),
+            (12345, -140),
+        ];
+        for _ in 0..200_000 {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let bits = (seed >> 59) as u32; // 0..=31 significant bits, then a random value
+            let n = ((seed >> 11) & ((1u64 << 53) - 1)) >> (53 - bits.clamp(1, 53));
+            let n = if seed & 1 == 0 { n as i64 } else { -(n as i64) };
+            let e = ((seed >> 3) % 360) as i32 - 200;
+            cases.push((n, e));
+        }
+        for (n, e) in cases {
+            let want = scaled_by_float(n, e);
+            let want = if n == 0 { 0 } else { want };
+            assert_eq!(f32_bits_scaled(i128::from(n), e), want, "{n} * 2^{e}");
+        }
+        assert_eq!(f32_bits_scaled(0, 5), 0);
+        assert_eq!(f32_bits_scaled(i128::MAX, 0), 0x7f00_0000); // 2^127 - 1 rounds to 2^127
+        assert_eq!(f32_bits_scaled(i128::MAX, 1), 0x7f80_0000);
+        assert_eq!(f32_bits_scaled(-i128::MAX, -127), 0xbf80_0000); // -(2^127 - 1) * 2^-127 = -1.0
+        assert_eq!(f32_bits_scaled(1, -2000), 0);
+        assert_eq!(f32_bits_scaled(-1, 2000), 0xff80_0000);
+    }
+
+    #[test]
+    fn code_distances_as_floats() {
+        use crate::distance::{bits_from_key, METRIC_COSINE, METRIC_IP, METRIC_L2};
+        let as_f32 = |k: u32| f32::from_bits(bits_from_key(k));
+        // l2: the integer distance over 2^(2 shift).
+        assert_eq!(as_f32(code_dist_key(METRIC_L2, 7, 0)), 0.0);
+        assert_eq!(as_f32(code_dist_key(METRIC_L2, 7, 16384)), 1.0);
+        assert_eq!(as_f32(code_dist_key(METRIC_L2, 8, 3 << 16)), 3.0);
+        assert_eq!(as_f32(code_dist_key(METRIC_L2, -2, 5)), 80.0);
+        // ip: 1 - dot / 2^(2 shift), dot = 2^31 - key.
+        let ip =
+            |shift: i32, dot: i32| as_f32(code_dist_key(METRIC_IP, shift, 0x8000_0000u32.wrapping_sub(dot as u32)));
+        assert_eq!(ip(7, 0), 1.0);
+        assert_eq!(ip(7, 16384), 0.0);
+        assert_eq!(ip(7, -16384), 2.0);
+        assert_eq!(ip(7, 8192), 0.5);
+        assert_eq!(ip(64, 5), 1.0);
+        assert_eq!(ip(-64, 1), f32::NEG_INFINITY);
+        assert_eq!(ip(-30, -1), (1.0f64 + 2f64.powi(60)) as f32);
+        // Against the FPU where f64 holds the value exactly.
+        let mut seed = 7u64;
+        for _ in 0..100_000 {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let shift = ((seed >> 40) % 30) as i32 - 10; // -10..=19: 1 - dot * 2^-2s exact in f64
+            let dot = ((seed >> 8) as u32 % 4_000_001) as i32 - 2_000_000;
+            let want = (1.0f64 - f64::from(dot) * 2f64.powi(-2 * shift)) as f32;
+            assert_eq!(ip(shift, dot).to_bits(), want.to_bits(), "dot {dot} shift {shift}");
+            let l2 = (seed >> 20) as u32 % 30_000_000;
+            let want = (f64::from(l2) * 2f64.powi(-2 * shift)) as f32;
+            assert_eq!(as_f32(code_dist_key(METRIC_L2, shift, l2)).to_bits(), want.to_bits(), "l2 {l2} shift {shift}");
+        }
+        // Past 2^41 the scaled form rounds as the exact value would: checked against f64 where
+        // it holds the value (dot * 2^t with few significant bits, the 1 within 53 bits).
+        for (dot, shift) in [(1i32, -21), (-3, -21), ((1 << 24) + 1, -20), (5, -25)] {
+            let want = (1.0f64 - f64::from(dot) * 2f64.powi(-2 * shift)) as f32;
+            assert_eq!(ip(shift, dot).to_bits(), want.to_bits(), "dot {dot} shift {shift}");
+        }
+        // Where f64 cannot hold it, by hand: 1 + (2^24 + 1) 2^42 = 2^66 + 2^42 + 1 lies just
+        // above the tie between 2^66 and 2^66 + 2^43 (f64 would round it onto the tie, then
+        // to even: 2^66), and 1 - (2^24 + 1) 2^42 just inside it.
+        assert_eq!(ip(-21, -((1 << 24) + 1)).to_bits(), (193 << 23) | 1);
+        assert_eq!(ip(-21, (1 << 24) + 1).to_bits(), 0x8000_0000 | (193 << 23));
+        // Monotone in the key (what keeps the walk's order), for l2 and ip (keys from 1: key 0
+        // would be a dot product of -2^31, which no code reaches).
+        for metric in [METRIC_L2, METRIC_IP] {
+            let mut last = 0u32;
+            for k in (1..u32::MAX - 70_000).step_by(65_537) {
+                let d = code_dist_key(metric, 7, k);
+                assert!(d >= last, "metric {metric} key {k}");
+                last = d;
+            }
+        }
+        assert_eq!(code_dist_key(METRIC_COSINE, 7, 12345), 12345);
+        assert_eq!(code_dist_key(9, 7, 1), u32::MAX);
     }
 }

@@ -1245,8 +1245,11 @@ impl<'t> VecIndex<'t> {
     /// returns how many. With codes (SQ8, or PQ with the query's table built first) the graph
     /// is walked on code distances and only the `rerank` nearest live candidates by code
     /// distance get their float32 distance (read from the vector data region), are sorted by it
-    /// and returned: at most `min(knn.k, rerank)` (see [`Self::rerank_per_k`]); without codes
-    /// `rerank` is ignored. With PQ over node records the level-0 walk keeps each expanded
+    /// and returned: at most `min(knn.k, rerank)` (see [`Self::rerank_per_k`]). With `rerank`
+    /// `None` no float32 vector is read: the `knn.k` nearest live candidates by code distance
+    /// are returned with the distances the codes give ([`sq8::code_dist_key`]; PQ's are float
+    /// keys already; with node records the nodes the walk expanded carry their exact ones).
+    /// Without codes `rerank` is ignored: the answer is exact. With PQ over node records the level-0 walk keeps each expanded
     /// node by its exact distance ([`hnsw::Store::expanded_key`]; docs/FORMAT.md, "Node
     /// records"). `table_ready` says that `s` still holds this query's PQ table from
     /// a search just before with the same query and scratch (a search run again with a longer
@@ -1261,7 +1264,7 @@ impl<'t> VecIndex<'t> {
         visited: &mut V,
         query: &[u32],
         knn: Knn,
-        rerank: usize,
+        rerank: Option<usize>,
         table_ready: bool,
         out: &mut [(u32, u32)],
     ) -> IResult<usize, B::Error> {
@@ -1297,7 +1300,10 @@ impl<'t> VecIndex<'t> {
             let n = hnsw::search_candidates(&mut g, visited, &mut s.hnsw, self.params.m, entry, knn)?;
             g.pq_table = None;
             let pool = s.hnsw.pool.get_mut(..n).ok_or_else(|| IndexError::Invalid("candidate pool"))?;
-            return rerank_codes(&mut g, pool, knn.k.min(rerank), out);
+            return match rerank {
+                Some(r) => rerank_codes(&mut g, pool, knn.k.min(r), out),
+                None => code_ranked(&mut g, pool, knn.k, |key| key, out),
+            };
         }
         // With SQ8: the query's code goes in the pair slot of the bounce memory (a search
         // computes no pair distances), and the batch slots stay for the re-rank's vectors.
@@ -1319,7 +1325,13 @@ impl<'t> VecIndex<'t> {
         let n = hnsw::search_candidates(&mut g, visited, &mut s.hnsw, self.params.m, entry, knn)?;
         g.code_q = None;
         let pool = s.hnsw.pool.get_mut(..n).ok_or_else(|| IndexError::Invalid("candidate pool"))?;
-        rerank_codes(&mut g, pool, knn.k.min(rerank), out)
+        match rerank {
+            Some(r) => rerank_codes(&mut g, pool, knn.k.min(r), out),
+            None => {
+                let (metric, shift) = (self.metric, self.code_shift);
+                code_ranked(&mut g, pool, knn.k, |key| sq8::code_dist_key(metric, shift, key), out)
+            }
+        }
     }
 }
 
@@ -1409,6 +1421,36 @@ fn rerank_codes<B: BlockStore>(
         got = got.saturating_add(1);
     }
     Ok(got)
+}
+
+/// The end of a search on codes that returns the codes' distances ([`VecIndex::search`] with
+/// `rerank` `None`): the first `k` live candidates of `pool` (nearest first by the walk's
+/// keys), each key made a distance key by `dist_key` (monotone: the order stays), sorted by
+/// `(key, slot)` (keys that became equal), into `out`; returns how many. Reads no vector.
+/// Errors: the store's.
+fn code_ranked<B: BlockStore>(
+    g: &mut GraphStore<'_, '_, B>,
+    pool: &[hnsw::Cand],
+    k: usize,
+    dist_key: impl Fn(u32) -> u32,
+    out: &mut [(u32, u32)],
+) -> IResult<usize, B::Error> {
+    let mut n = 0usize;
+    for c in pool {
+        if n >= k {
+            break;
+        }
+        if g.is_deleted(c.id)? {
+            continue;
+        }
+        let Some(o) = out.get_mut(n) else { break };
+        *o = (dist_key(c.key), c.id);
+        n = n.saturating_add(1);
+    }
+    let got = out.get_mut(..n).ok_or_else(|| IndexError::Invalid("result buffer"))?;
+    // Nearly sorted already: only keys that rounded alike (or a re-keyed PQ node) move.
+    got.sort_unstable();
+    Ok(n)
 }
 
 /// [`hnsw::Store`] over the index's blocks.

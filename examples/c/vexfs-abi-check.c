@@ -320,8 +320,11 @@ static void check_search(int fd)
 	a = search_arg(10, 0, bad);
 	CHECK("search: +Inf in the query", fd, VEXFS_IOC_SEARCH, &a, EINVAL);
 	a = search_arg(10, 0, vec);
-	a.flags = 1;
+	a.flags = 1u << 1;
 	CHECK("search: unknown flag", fd, VEXFS_IOC_SEARCH, &a, EINVAL);
+	a = search_arg(10, 0, vec);
+	a.flags = VEXFS_SEARCH_CODE_DISTANCES;
+	CHECK("search: code distances without codes", fd, VEXFS_IOC_SEARCH, &a, EOPNOTSUPP);
 	a = search_arg(10, 0, vec);
 	a.reserved[2] = 1;
 	CHECK("search: reserved[2] non-zero", fd, VEXFS_IOC_SEARCH, &a, EINVAL);

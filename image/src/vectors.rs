@@ -22,7 +22,7 @@ use std::path::Path;
 
 use memmap2::{Mmap, MmapMut, MmapOptions};
 use vexfs_core::distance::{best_impl, Impl};
-use vexfs_core::embed::{self, read_chunk_list, Alloc, ChunkFields, ChunkFile};
+use vexfs_core::embed::{self, read_chunk_list, Alloc, ChunkFields, ChunkFile, Rank};
 use vexfs_core::format::dir::DT_DIR;
 use vexfs_core::format::inode::Inode;
 use vexfs_core::format::superblock::{Region, Superblock, ROOT_INO};
@@ -909,6 +909,8 @@ pub struct Searcher {
     img: Image<MapDevice>,
     mem: IndexMem,
     paths: Option<HashMap<u64, String>>,
+    /// How the searches rank their answer ([`Self::set_rank`]).
+    rank: Rank,
 }
 
 impl Searcher {
@@ -925,7 +927,7 @@ impl Searcher {
         let mut mem = index_mem(img.sb(), max_ef.max(DEFAULT_EF))?;
         let imp = img.device().distance_impl();
         mem.open(img.device(), &imp)?;
-        Ok(Searcher { img, mem, paths: None })
+        Ok(Searcher { img, mem, paths: None, rank: Rank::Exact })
     }
 
     /// The image.
@@ -943,14 +945,29 @@ impl Searcher {
         self.img.device_mut().set_distance_impl(imp)
     }
 
+    /// How every later search ranks its answer: [`Rank::Exact`] (the default), or
+    /// [`Rank::Codes`], the codes' distances without reading a float32 vector (what
+    /// `VEXFS_SEARCH_CODE_DISTANCES` asks of the kernel). Errors: `Invalid` for
+    /// [`Rank::Codes`] on an image without SQ8 or PQ codes.
+    pub fn set_rank(&mut self, rank: Rank) -> Result<()> {
+        if rank == Rank::Codes && !self.img.sb().has_sq8() && !self.img.sb().has_pq() {
+            return Err(Error::Invalid("the image has no SQ8 or PQ codes to rank by".into()));
+        }
+        self.rank = rank;
+        Ok(())
+    }
+
     /// The `k` nearest live vectors to `query` with candidate list `ef` (0 = default), nearest
-    /// first, with their owners (`vexfs_core::embed::IndexMem::search`). Errors: `Invalid`
-    /// for bad k/ef (see [`search_ef`]), a query of the wrong dimension or with NaN/Inf;
-    /// `Format` for corrupt index data.
+    /// first, with their owners (`vexfs_core::embed::IndexMem::search_filtered`, keeping
+    /// every file; ranked as [`Self::set_rank`] chose). Errors: `Invalid` for bad k/ef (see
+    /// [`search_ef`]), a query of the wrong dimension or with NaN/Inf; `Format` for corrupt
+    /// index data.
     pub fn search(&mut self, query: &[f32], k: usize, ef: usize) -> Result<Vec<Hit>> {
         let mut hits = vec![Hit::default(); k.min(MAX_K)];
         let imp = self.img.device().distance_impl();
-        let n = self.mem.search(self.img.device(), &imp, &query_bits(query), k, ef, &mut hits)?;
+        let q = query_bits(query);
+        let n =
+            self.mem.search_filtered(self.img.device(), &imp, &q, k, ef, self.rank, &mut hits, &mut |_| Ok(true))?;
         hits.truncate(n);
         Ok(hits)
     }
@@ -963,7 +980,8 @@ impl Searcher {
         let mut hits = vec![Hit::default(); k.min(MAX_K)];
         let imp = self.img.device().distance_impl();
         let store = TracedBlocks { dev: self.img.device(), reads: RefCell::new(std::mem::take(reads)) };
-        let n = self.mem.search(&store, &imp, &query_bits(query), k, ef, &mut hits);
+        let q = query_bits(query);
+        let n = self.mem.search_filtered(&store, &imp, &q, k, ef, self.rank, &mut hits, &mut |_| Ok(true));
         *reads = store.reads.into_inner();
         hits.truncate(n?);
         Ok(hits)
@@ -982,7 +1000,9 @@ impl Searcher {
         let mut hits = vec![Hit::default(); k.min(MAX_K)];
         let imp = self.img.device().distance_impl();
         let q = query_bits(query);
-        let n = self.mem.search_filtered(self.img.device(), &imp, &q, k, ef, &mut hits, &mut |ino| Ok(keep(ino)))?;
+        let n = self
+            .mem
+            .search_filtered(self.img.device(), &imp, &q, k, ef, self.rank, &mut hits, &mut |ino| Ok(keep(ino)))?;
         hits.truncate(n);
         Ok(hits)
     }
@@ -1004,7 +1024,8 @@ impl Searcher {
         let mut hits = vec![Hit::default(); k.min(MAX_K)];
         let imp = self.img.device().distance_impl();
         let q = query_bits(query);
-        let n = self.mem.search_shared(pad, self.img.device(), &imp, &q, k, ef, &mut hits, &mut |_| Ok(true))?;
+        let n =
+            self.mem.search_shared(pad, self.img.device(), &imp, &q, k, ef, self.rank, &mut hits, &mut |_| Ok(true))?;
         hits.truncate(n);
         Ok(hits)
     }

@@ -10,7 +10,7 @@
 
 use std::sync::OnceLock;
 
-use vexfs_core::distance::{DistanceKernel, Impl, METRIC_COSINE, METRIC_IP, METRIC_L2};
+use vexfs_core::distance::{best_impl, distance, DistanceKernel, Impl, METRIC_COSINE, METRIC_IP, METRIC_L2};
 use vexfs_core::format::layout::MkfsParams;
 use vexfs_core::format::superblock::{Region, Superblock, FEATURE_INCOMPAT_PQ};
 use vexfs_core::format::BLOCK_SIZE;
@@ -208,6 +208,33 @@ fn searches_walk_the_codes_and_return_exact_distances() {
         common::assert_exact_answers(&hc, K, row_c);
     }
     assert!(recall(&search_all(coded, K, 128), K, row_c) >= 0.95);
+}
+
+/// `Rank::Codes` (`VEXFS_SEARCH_CODE_DISTANCES`) over the PQ codes: no float32 vector read,
+/// the answers ordered by their table distances, near the exact ones, at a recall near the
+/// re-ranked search's.
+#[test]
+fn code_distances_read_no_vector() {
+    let [_, (coded, row)] = built();
+    let d = pydocs();
+    for ef in [32usize, 128] {
+        let hits = common::search_all_codes(coded, K, ef);
+        let (rc, re) = (recall(&hits, K, row), recall(&search_all(coded, K, ef), K, row));
+        eprintln!("ef {ef}: recall@{K} codes' distances {rc:.4}, re-ranked {re:.4}");
+        // The sample's codes are coarse (SAMPLE_PQ_M bytes): the order is the codes', well below the
+        // re-rank's (0.75 against 0.96 at ef 32).
+        assert!(rc >= 0.6, "ef {ef}: {rc} against {re}");
+        let mut sum = 0f64;
+        for (q, hs) in d.queries.iter().zip(&hits) {
+            for h in hs {
+                let exact = distance(best_impl(), METRIC_L2, q, &d.base[row[&h.ino] as usize]);
+                sum += f64::from((h.distance() - exact).abs());
+            }
+        }
+        let mean = sum / (K * hits.len()) as f64;
+        eprintln!("ef {ef}: mean |table distance - exact distance| {mean:.4}");
+        assert!(mean < 0.1, "ef {ef}: {mean}");
+    }
 }
 
 #[test]

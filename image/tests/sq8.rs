@@ -125,6 +125,43 @@ fn searches_walk_the_codes_and_return_exact_distances() {
     assert!(recall(&search_all(coded, K, 64), K, row_c) >= 0.95);
 }
 
+/// `Rank::Codes` (`VEXFS_SEARCH_CODE_DISTANCES`): no float32 vector read, each distance the
+/// codes' own (the integer distance between the query's code and the vector's, scaled back by
+/// the shift, `sq8::code_dist_key`), close to the exact one, and recall near the re-ranked
+/// search's; refused on an image without codes.
+#[test]
+fn code_distances_read_no_vector_and_are_the_codes() {
+    let [(plain, _), (coded, row)] = built();
+    let mut s = Searcher::new(Image::open(MapDevice::from_bytes(plain).unwrap()).unwrap(), 64).unwrap();
+    assert!(s.set_rank(vexfs_core::embed::Rank::Codes).is_err());
+    let d = pydocs();
+    let code = |v: &[f32]| {
+        let mut c = vec![0u8; 384];
+        sq8::quantise(&v.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), shift(), &mut c);
+        c
+    };
+    for ef in [16usize, 64] {
+        let hits = common::search_all_codes(coded, K, ef);
+        let (rc, re) = (recall(&hits, K, row), recall(&search_all(coded, K, ef), K, row));
+        eprintln!("ef {ef}: recall@{K} codes' distances {rc:.4}, re-ranked {re:.4}");
+        assert!(rc >= re - 0.05, "ef {ef}: {rc} against {re}");
+        let mut worst = 0f32;
+        for (q, hs) in d.queries.iter().zip(&hits) {
+            let qc = code(q);
+            for h in hs {
+                let v = &d.base[row[&h.ino] as usize];
+                let want = sq8::code_dist_key(METRIC_L2, shift(), sq8::code_key(METRIC_L2, &qc, &code(v)));
+                assert_eq!(h.key, want, "ef {ef}: slot {}", h.slot);
+                worst = worst.max((h.distance() - distance(best_impl(), METRIC_L2, q, v)).abs());
+            }
+        }
+        // Components within half a step (2^-(shift+1)) of their codes' values.
+        eprintln!("ef {ef}: largest |code distance - exact distance| {worst}");
+        assert!(worst < 0.05, "ef {ef}: {worst}");
+    }
+    assert!(recall(&common::search_all_codes(coded, K, 64), K, row) >= 0.93);
+}
+
 /// The short re-rank (the 2k nearest by code distance, `vindex::SQ8_RERANK_PER_K`) when a
 /// permission filter drops most files: the search runs again with a longer list, re-ranked
 /// whole, and still answers k kept files, nearest first, with exact float distances and close

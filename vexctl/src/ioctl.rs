@@ -136,12 +136,20 @@ pub fn remove_embeddings(fd: impl AsFd) -> Result<(), Errno> {
     Ok(())
 }
 
-/// VEXFS_IOC_SEARCH: the `k` nearest embeddings to `query` (`ef_search` 0: the kernel's default).
-pub fn search(fd: impl AsFd, query: &[f32], k: u32, ef_search: u32) -> Result<Vec<VexfsSearchResult>, Errno> {
+/// VEXFS_IOC_SEARCH: the `k` nearest embeddings to `query` (`ef_search` 0: the kernel's
+/// default), with `flags` (`VEXFS_SEARCH_*`).
+pub fn search(
+    fd: impl AsFd,
+    query: &[f32],
+    k: u32,
+    ef_search: u32,
+    flags: u32,
+) -> Result<Vec<VexfsSearchResult>, Errno> {
     let room = usize::try_from(k).map_err(|_| Errno::ENOMEM)?;
     let mut results = vec![VexfsSearchResult::default(); room];
     let mut arg = VexfsSearch {
         size: size_of_u32::<VexfsSearch>(),
+        flags,
         dim: count_u32(query.len()),
         k,
         ef_search,

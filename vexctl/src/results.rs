@@ -31,6 +31,11 @@ pub struct QueryArgs {
     #[arg(long, value_name = "EF",
           value_parser = clap::value_parser!(u32).range(1..=i64::from(VEXFS_MAX_EF)))]
     pub ef: Option<u32>,
+    /// Rank by the SQ8 or PQ codes' distances and print those (approximate), reading no
+    /// float32 vector: VEXFS_SEARCH_CODE_DISTANCES. Only on a filesystem made with --quant
+    /// sq8 or pq.
+    #[arg(long)]
+    pub code_distances: bool,
     /// One JSON object per query and line: {"query": R, "results": [{"path", "ino", "chunk",
     /// "distance"}, ...]}, the same from `vexctl search` and `vexctl search-image`.
     #[arg(long)]

@@ -12,6 +12,7 @@ use clap::Args;
 use vexfs_image::vecfile::Fvecs;
 use vexfs_image::vectors::{search_ef, Hit, Searcher};
 use vexfs_image::vexfs_core::distance::Impl;
+use vexfs_image::vexfs_core::embed::Rank;
 
 use crate::abi::metric_name;
 use crate::offline::CmdResult;
@@ -60,6 +61,9 @@ pub fn search_image(a: &SearchImageArgs) -> CmdResult {
     let mut s = Searcher::open(&a.image, ef).map_err(|e| format!("{name}: {e}"))?;
     if let Some(imp) = a.dist_impl {
         s.set_distance_impl(imp).map_err(|e| e.to_string())?;
+    }
+    if a.q.code_distances {
+        s.set_rank(Rank::Codes).map_err(|e| format!("{name}: --code-distances: {e}"))?;
     }
     let sb = s.image().sb().clone();
     if sb.feature_incompat & vexfs_image::vexfs_core::format::superblock::FEATURE_INCOMPAT_RECOVER != 0 {

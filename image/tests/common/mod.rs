@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
+use vexfs_core::embed::Rank;
 use vexfs_core::format::layout::MkfsParams;
 use vexfs_core::format::superblock::{Metric, Region, Superblock, ROOT_INO};
 use vexfs_core::format::BLOCK_SIZE;
@@ -114,6 +115,28 @@ pub fn blocks(bytes: &[u8], r: Region) -> &[u8] {
 pub fn search_all(bytes: &[u8], k: usize, ef: usize) -> Vec<Vec<Hit>> {
     let mut s = Searcher::new(Image::open(MapDevice::from_bytes(bytes).unwrap()).unwrap(), ef).unwrap();
     pydocs().queries.iter().map(|q| s.search(q, k, ef).unwrap()).collect()
+}
+
+/// The `k` nearest to every query of the sample ranked by the codes' distances
+/// (`Rank::Codes`, `VEXFS_SEARCH_CODE_DISTANCES`) at `ef`: each answer `k` hits, nearest first
+/// by (key, slot), and no search read a block of the vector data region (the float32
+/// vectors of the split layout).
+#[allow(dead_code)] // not every test binary that includes `common` uses it
+pub fn search_all_codes(bytes: &[u8], k: usize, ef: usize) -> Vec<Vec<Hit>> {
+    let mut s = Searcher::new(Image::open(MapDevice::from_bytes(bytes).unwrap()).unwrap(), ef).unwrap();
+    s.set_rank(Rank::Codes).unwrap();
+    let data = sb(bytes).region(Region::VecData);
+    let mut reads = Vec::new();
+    let mut answers = Vec::new();
+    for q in &pydocs().queries {
+        reads.clear();
+        let hits = s.search_traced(q, k, ef, &mut reads).unwrap();
+        assert!(!reads.iter().any(|b| (data.start..data.end()).contains(b)), "ef {ef}: a vector was read");
+        assert_eq!(hits.len(), k);
+        assert!(hits.windows(2).all(|p| (p[0].key, p[0].slot) < (p[1].key, p[1].slot)));
+        answers.push(hits);
+    }
+    answers
 }
 
 /// Recall@k of `hits` (k hits per query) against the sample's ground truth.

@@ -200,7 +200,10 @@ fn remove(t: &mut Tally, path: &Path) {
 
 fn search(t: &mut Tally, root: &Path, query: &[f32], k: u32, ef: u32) {
     let Some(f) = t.io(opts().read(true).open(root)) else { return };
-    let _ = t.nix(ioctl::search(&f, query, k, ef));
+    let _ = t.nix(ioctl::search(&f, query, k, ef, 0));
+    // The codes' ranking too (EOPNOTSUPP on an image without codes): a walk that reads no
+    // vector, over the same mutated codes and links.
+    let _ = t.nix(ioctl::search(&f, query, k, ef, vexctl::abi::VEXFS_SEARCH_CODE_DISTANCES));
 }
 
 /// The filesystem's dimension (STATS), or 8.

@@ -560,7 +560,7 @@ impl Worker<'_> {
         let ef = efs[self.rng.gen_range(0..efs.len())];
         let mut q = Vec::with_capacity(self.dim as usize);
         self.vector(&mut q);
-        let r = ioctl::search(&self.root, &q, k, ef);
+        let r = ioctl::search(&self.root, &q, k, ef, 0);
         if let Ok(res) = &r {
             self.check(res, k, ef);
         }

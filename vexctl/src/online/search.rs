@@ -9,7 +9,7 @@ use clap::Args;
 use vexfs_image::vecfile::Fvecs;
 
 use super::{check_dim, ioctl_error, open_vexfs, stats_of, Call, Sent};
-use crate::abi::metric_name;
+use crate::abi::{metric_name, VEXFS_SEARCH_CODE_DISTANCES};
 use crate::ioctl;
 use crate::mount::{mount_root, InodeMap};
 use crate::offline::CmdResult;
@@ -73,7 +73,9 @@ pub fn search(a: &SearchArgs) -> CmdResult {
     for r in rows {
         let v = q.row(r)?;
         let sent = Sent { dim: st.dim, k: a.q.k, ef, ..Sent::default() };
-        let results = ioctl::search(&f, &v, a.q.k, ef).map_err(|e| ioctl_error(&a.path, Call::Search, e, sent))?;
+        let flags = if a.q.code_distances { VEXFS_SEARCH_CODE_DISTANCES } else { 0 };
+        let results =
+            ioctl::search(&f, &v, a.q.k, ef, flags).map_err(|e| ioctl_error(&a.path, Call::Search, e, sent))?;
         if map.is_none() && !results.is_empty() {
             let m = InodeMap::build(&root)?;
             for d in &m.unreadable {
@@ -124,7 +126,15 @@ mod tests {
 
     #[test]
     fn search_checks_ef_against_k() {
-        let q = QueryArgs { fvecs: PathBuf::from("q"), row: None, all: false, k: 10, ef: Some(9), json: false };
+        let q = QueryArgs {
+            fvecs: PathBuf::from("q"),
+            row: None,
+            all: false,
+            k: 10,
+            ef: Some(9),
+            code_distances: false,
+            json: false,
+        };
         let a = SearchArgs { path: PathBuf::from("/"), q: q.clone(), texts_from_files: false };
         assert_eq!(a.check().unwrap_err(), "--ef 9 is below -k 10: the candidate list must hold at least K entries");
         assert!(SearchArgs { q: QueryArgs { ef: Some(10), ..q }, ..a }.check().is_ok());
