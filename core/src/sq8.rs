@@ -257,6 +257,8 @@ pub fn f32_bits_scaled(n: i128, e: i32) -> u32 {
 /// `u32::MAX`.
 pub fn code_dist_key(metric: u32, shift: i32, key: u32) -> u32 {
     use crate::distance::{key_from_bits, METRIC_COSINE, METRIC_IP, METRIC_L2};
+    /// The bits of 1.0 (a literal: no float value in kernel code).
+    const ONE_BITS: u32 = 0x3f80_0000;
     // shift in MIN_SHIFT..=MAX_SHIFT (checked at mount): t in -128..=128.
     let t = shift.clamp(MIN_SHIFT, MAX_SHIFT).saturating_mul(-2);
     match metric {
@@ -265,7 +267,7 @@ pub fn code_dist_key(metric: u32, shift: i32, key: u32) -> u32 {
             // The codes' dot product, |dot| < 2^31 (dim * 127^2).
             let dot = i128::from(0x8000_0000u32.wrapping_sub(key) as i32);
             let bits = if dot == 0 {
-                1.0f32.to_bits()
+                ONE_BITS
             } else if t >= 0 {
                 // 1 - dot * 2^t. Past 2^41 the 1 only decides a rounding as any value below
                 // the dropped bits would (|dot * 2^t| >= 2^42: its last kept bit is at 2^19
@@ -278,7 +280,7 @@ pub fn code_dist_key(metric: u32, shift: i32, key: u32) -> u32 {
                 f32_bits_scaled((1i128 << u).saturating_sub(dot), t)
             } else {
                 // |dot * 2^t| < 2^-69: 1 - it rounds to 1.0.
-                1.0f32.to_bits()
+                ONE_BITS
             };
             key_from_bits(bits)
         }

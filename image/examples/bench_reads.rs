@@ -3,8 +3,10 @@
 //! unmounted image, in seconds where the guest (`bench/budget.sh`) takes TCG minutes, for
 //! trying layouts and search parameters before measuring them in the guest.
 //!
-//!     bench_reads IMAGE QUERY.fvecs GT.ivecs EF[,EF...] BUDGET[,BUDGET...] [-k K]
+//!     bench_reads IMAGE QUERY.fvecs GT.ivecs EF[,EF...] BUDGET[,BUDGET...] [-k K] [--code-distances]
 //!
+//! `--code-distances`: the searches rank by the codes' distances (`Rank::Codes`, what
+//! `VEXFS_SEARCH_CODE_DISTANCES` asks of the kernel), reading no float32 vector.
 //! BUDGET is in bytes (K, M, G suffixes: powers of 1024). Per budget, as `bench/budget-run.sh`
 //! does per mount: the cache starts empty, an uncounted warm-up pass at the largest EF, then one
 //! counted pass per EF. The cache is the kernel's (`kmod/pins.rs`): a block read is held for
@@ -22,6 +24,7 @@ use std::collections::HashMap;
 
 use vexfs_image::vecfile::{read_fvecs, read_ivecs};
 use vexfs_image::vectors::Searcher;
+use vexfs_image::vexfs_core::embed::Rank;
 use vexfs_image::vexfs_core::format::superblock::{Region, Superblock};
 
 fn die(msg: impl std::fmt::Display) -> ! {
@@ -108,20 +111,23 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut pos = Vec::new();
     let mut k = 10usize;
+    let mut rank = Rank::Exact;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "-k" => k = it.next().and_then(|v| v.parse().ok()).unwrap_or_else(|| die("-k takes a count")),
+            "--code-distances" => rank = Rank::Codes,
             _ => pos.push(a.clone()),
         }
     }
     let [image, query, gt, efs, budgets] = pos.as_slice() else {
-        die("usage: bench_reads IMAGE QUERY.fvecs GT.ivecs EF[,EF...] BUDGET[,BUDGET...] [-k K]")
+        die("usage: bench_reads IMAGE QUERY.fvecs GT.ivecs EF[,EF...] BUDGET[,BUDGET...] [-k K] [--code-distances]")
     };
     let efs: Vec<usize> = efs.split(',').map(|e| e.parse().unwrap_or_else(|_| die(format!("bad EF {e}")))).collect();
     let budgets: Vec<u64> = budgets.split(',').map(bytes).collect();
     let max_ef = *efs.iter().max().unwrap_or(&64);
     let mut s = Searcher::open(image, max_ef).unwrap_or_else(|e| die(format!("{image}: {e}")));
+    s.set_rank(rank).unwrap_or_else(|e| die(format!("{image}: --code-distances: {e}")));
     let queries = read_fvecs(query).unwrap_or_else(|e| die(format!("{query}: {e}")));
     let truth = read_ivecs(gt).unwrap_or_else(|e| die(format!("{gt}: {e}")));
     let sb = s.image().sb().clone();
