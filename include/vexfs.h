@@ -103,7 +103,9 @@ struct vexfs_search_result {
  * (index_mem=) while its vectors do not. The distances are then approximate (SQ8: the codes'
  * distance scaled back to the vectors' units; PQ: the table distance) and recall is the
  * codes' (below the exact ranking's at the same ef_search); vectors not yet linked keep exact
- * distances. EOPNOTSUPP on a filesystem without codes (mkfs.vexfs --quant none). */
+ * distances, and so does a search that a caller's permissions narrow down to the exhaustive
+ * scan (which reads every vector). EOPNOTSUPP on a filesystem without codes (mkfs.vexfs
+ * --quant none); a module older than the flag refuses it with EINVAL. */
 #define VEXFS_SEARCH_CODE_DISTANCES (1u << 0)
 
 /*

@@ -45,8 +45,10 @@ pub const VEXFS_SET_INDEX_NOW: u32 = 1 << 1;
 /// [`VexfsSearch::flags`]: rank by the SQ8 or PQ codes' distances and return those, reading
 /// no float32 vector (no re-rank): for an index whose codes and links fit its memory budget
 /// while its vectors do not. Distances are then approximate (SQ8: the codes' distance scaled
-/// back to the vectors' units; PQ: the table distance); vectors not yet linked keep exact ones.
-/// `EOPNOTSUPP` on a filesystem without codes (`mkfs.vexfs --quant none`).
+/// back to the vectors' units; PQ: the table distance); vectors not yet linked keep exact ones,
+/// and so does a search that the caller's permissions narrow down to the exhaustive scan
+/// (which reads every vector). `EOPNOTSUPP` on a filesystem without codes (`mkfs.vexfs --quant
+/// none`); a module older than the flag refuses it with `EINVAL`.
 pub const VEXFS_SEARCH_CODE_DISTANCES: u32 = 1 << 0;
 
 /// [`VexfsStats::distance_impl`]: portable scalar code. The kernels are picked by CPUID as the

@@ -1167,7 +1167,8 @@ impl<A: Alloc> IndexMem<A> {
     /// pending vectors' and the exact scan's distances stay exact.
     ///
     /// It stops early when a run's candidates were every searchable vector. When `filter` keeps
-    /// everything, the answer is exactly [`Self::search`]'s: the first run's candidates start with
+    /// everything, the answer is exactly that of [`Self::search_filtered`] with the same `rank`
+    /// and no filter ([`Self::search`]'s for [`Rank::Exact`]): the first run's candidates start with
     /// the `k` a plain search returns (HNSW's pool is the same for a larger result count, and
     /// the pending merge is a stable merge), and nothing is widened. `filter` may be called
     /// more than once for a file (each chunk, each run). The store's [`BlockStore::relax`] runs

@@ -270,8 +270,9 @@ pub fn code_dist_key(metric: u32, shift: i32, key: u32) -> u32 {
                 ONE_BITS
             } else if t >= 0 {
                 // 1 - dot * 2^t. Past 2^41 the 1 only decides a rounding as any value below
-                // the dropped bits would (|dot * 2^t| >= 2^42: its last kept bit is at 2^19
-                // or above), so it is taken at the scale 2^(t - 41): the same rounding.
+                // the dropped bits would (|1 - dot * 2^t| >= 2^41: its last kept bit is at 2^18
+                // or above, and both 1 and 2^(t - 41) lie below 2^t and below half of it), so
+                // it is taken at the scale 2^(t - 41): the same rounding.
                 let (s, e) = if t <= 41 { (t, 0) } else { (41, t.saturating_sub(41)) };
                 f32_bits_scaled(1i128.saturating_sub(dot.saturating_mul(1i128 << s.clamp(0, 41))), e)
             } else if t >= -100 {
@@ -469,7 +470,7 @@ mod tests {
         ];
         for _ in 0..200_000 {
             seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            let bits = (seed >> 59) as u32; // 0..=31 significant bits, then a random value
+            let bits = ((seed >> 58) % 54) as u32; // 0..=53 significant bits (exact in f64)
             let n = ((seed >> 11) & ((1u64 << 53) - 1)) >> (53 - bits.clamp(1, 53));
             let n = if seed & 1 == 0 { n as i64 } else { -(n as i64) };
             let e = ((seed >> 3) % 360) as i32 - 200;

@@ -8,6 +8,7 @@
 use std::sync::OnceLock;
 
 use vexfs_core::distance::{best_impl, distance, METRIC_L2};
+use vexfs_core::embed::Rank;
 use vexfs_core::format::layout::MkfsParams;
 use vexfs_core::format::superblock::{Region, Superblock, FEATURE_INCOMPAT_SQ8};
 use vexfs_core::format::BLOCK_SIZE;
@@ -15,6 +16,7 @@ use vexfs_core::sq8;
 use vexfs_image::fsck::{self, Fix, Kind, Mode};
 use vexfs_image::mkfs::FormatOpts;
 use vexfs_image::vectors::{MapDevice, Searcher};
+use vexfs_image::writer::Writer;
 use vexfs_image::{Image, MemDevice};
 
 mod common;
@@ -133,7 +135,7 @@ fn searches_walk_the_codes_and_return_exact_distances() {
 fn code_distances_read_no_vector_and_are_the_codes() {
     let [(plain, _), (coded, row)] = built();
     let mut s = Searcher::new(Image::open(MapDevice::from_bytes(plain).unwrap()).unwrap(), 64).unwrap();
-    assert!(s.set_rank(vexfs_core::embed::Rank::Codes).is_err());
+    assert!(s.set_rank(Rank::Codes).is_err());
     let d = pydocs();
     let code = |v: &[f32]| {
         let mut c = vec![0u8; 384];
@@ -193,6 +195,47 @@ fn a_filter_dropping_most_files_still_gets_k_exact_answers() {
     let r = found as f64 / (K * d.queries.len()) as f64;
     eprintln!("1 file in 10 kept: recall@{K} against the exact nearest kept {r:.4}");
     assert!(r >= 0.9, "recall@{K} {r}");
+}
+
+/// `Rank::Codes` with tombstones in the graph (files removed, not yet purged) and with a
+/// filter keeping one file in ten: no removed or dropped file comes back, each answer is
+/// nearest first, and the filtered runs, widened up to ef 512, still rank by the codes (each
+/// key the codes' own distance).
+#[test]
+fn code_distances_skip_tombstones_and_filtered_files() {
+    let [_, (coded, row)] = built();
+    let d = pydocs();
+    let mut w = Writer::new(Image::open(MemDevice { bytes: coded.clone() }).unwrap()).unwrap();
+    let mut gone = std::collections::HashSet::new();
+    for i in (0..2000).step_by(10) {
+        let ino = w.image().lookup(&format!("/docs/{i}")).unwrap();
+        w.remove_embeddings(ino).unwrap();
+        gone.insert(u64::from(ino));
+    }
+    let bytes = w.commit().unwrap().into_device().bytes;
+    let mut s = Searcher::new(Image::open(MapDevice::from_bytes(&bytes).unwrap()).unwrap(), 512).unwrap();
+    assert!(s.header().deleted > 0, "the removals were purged: no tombstone left to skip");
+    s.set_rank(Rank::Codes).unwrap();
+    let code = |v: &[f32]| {
+        let mut c = vec![0u8; 384];
+        sq8::quantise(&v.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), shift(), &mut c);
+        c
+    };
+    let kept = |ino: u64| row[&ino] % 10 == 5;
+    for q in &d.queries {
+        let hits = s.search(q, K, 64).unwrap();
+        assert_eq!(hits.len(), K);
+        assert!(hits.iter().all(|h| !gone.contains(&h.ino)), "a removed file was returned");
+        let hits = s.search_filtered(q, K, 16, kept).unwrap();
+        assert_eq!(hits.len(), K);
+        assert!(hits.iter().all(|h| kept(h.ino)), "a dropped file was returned");
+        assert!(hits.windows(2).all(|p| (p[0].key, p[0].slot) < (p[1].key, p[1].slot)));
+        let qc = code(q);
+        for h in &hits {
+            let vc = code(&d.base[row[&h.ino] as usize]);
+            assert_eq!(h.key, sq8::code_dist_key(METRIC_L2, shift(), sq8::code_key(METRIC_L2, &qc, &vc)));
+        }
+    }
 }
 
 #[test]

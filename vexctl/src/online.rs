@@ -106,6 +106,9 @@ fn meaning(call: Call, e: Errno, s: Sent) -> String {
         (Call::Get, Errno::ERANGE) => {
             format!("chunk {} is past the file's last chunk (did the file change meanwhile? run again)", s.first_chunk)
         }
+        (Call::Search, Errno::EOPNOTSUPP) => "--code-distances needs a filesystem with SQ8 or PQ codes \
+             (mkfs.vexfs --quant sq8 or pq); search without it for exact distances"
+            .into(),
         (Call::Search, Errno::EINVAL) => format!(
             "the module refused query dim {}, k {} (1 to {VEXFS_MAX_K}), ef_search {} (0, or k \
              to {VEXFS_MAX_EF}), a NaN or infinite component, or the flags/reserved fields; {abi}",
