@@ -10,11 +10,11 @@ use crate::abi::{
 };
 use crate::embed::{Indexing, Rank, MAX_EF, MAX_K};
 use crate::error::ENODATA;
-use crate::index_error::EOPNOTSUPP;
 use crate::format::le::{put_u32, u32_at};
 use crate::format::superblock::Region;
 use crate::format::vector::{MAX_CHUNKS, NO_SLOT};
 use crate::format::BLOCK_SIZE;
+use crate::index_error::EOPNOTSUPP;
 use crate::sb::{Inode, SuperBlock};
 use crate::vector::{self, Hit};
 use kernel::ioctl::{_IOW, _IOWR};
