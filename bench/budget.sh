@@ -13,9 +13,10 @@
 #   --quant    the images, one per value: float32 vectors only, with SQ8 codes (the scale
 #              trained on the base rows), sq8-codes: an SQ8 image searched by the codes'
 #              distances (VEXFS_SEARCH_CODE_DISTANCES: no float32 vector read; a copy of the
-#              sq8 image when sq8 comes first in the list), with PQ codes (mkfs's default m, the codebook trained
-#              on the base rows; in node records, mkfs's default layout), pq-split: the same
-#              with `--pq-layout split` (vectors and level-0 links in their own regions)
+#              sq8 image when sq8 comes first in the list), with PQ codes (mkfs's default m,
+#              the codebook trained on the base rows; in node records, mkfs's default layout),
+#              pq-split: the same with `--pq-layout split` (vectors and level-0 links in
+#              their own regions)
 #   --ratio R  the budget is the vector and index regions' bytes / R (at least 256 KiB)
 #   --budgets  the mounts, in this order: none (no budget), ratio (the regions / R), raw35
 #              (0.35 x the raw float32 vectors), f32x10 (a tenth of the float32 index: rows x

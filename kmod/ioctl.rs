@@ -14,7 +14,6 @@ use crate::format::le::{put_u32, u32_at};
 use crate::format::superblock::Region;
 use crate::format::vector::{MAX_CHUNKS, NO_SLOT};
 use crate::format::BLOCK_SIZE;
-use crate::index_error::EOPNOTSUPP;
 use crate::sb::{Inode, SuperBlock};
 use crate::vector::{self, Hit};
 use kernel::ioctl::{_IOW, _IOWR};
@@ -173,14 +172,8 @@ fn search(sb: &SuperBlock, arg: usize) -> Result {
     if a.flags & !VEXFS_SEARCH_CODE_DISTANCES != 0 || a.reserved != [0; 3] || dim != sb.disk().vec_dim {
         return Err(EINVAL);
     }
-    let rank = if a.flags & VEXFS_SEARCH_CODE_DISTANCES != 0 {
-        if !sb.disk().has_sq8() && !sb.disk().has_pq() {
-            return Err(Error::from_errno(-EOPNOTSUPP));
-        }
-        Rank::Codes
-    } else {
-        Rank::Exact
-    };
+    // Without codes the core refuses Rank::Codes (Reject::NoCodes: EOPNOTSUPP).
+    let rank = if a.flags & VEXFS_SEARCH_CODE_DISTANCES != 0 { Rank::Codes } else { Rank::Exact };
     // k and ef are refused before user memory is read (the core checks them again).
     let ef = crate::embed::check_search(k, ef, MAX_EF).map_err(|_| EINVAL)?;
     // A NaN or infinite component is refused by the core's search (EINVAL), as in SET.

@@ -1260,22 +1260,20 @@ fn search_in<A: Alloc, B: BlockStore>(
     let mut scratch = IndexScratch { hnsw: Scratch { pool, work }, bounce };
     let k = k.min(out.len());
     let total = u64::from(ix.header.live).saturating_add(u64::from(ix.header.pending));
-    // With codes, the candidates re-ranked at full precision: 2k (SQ8) or PQ_RERANK_PER_K k
-    // on the first try; the whole list when the filter dropped some and the search runs again
-    // with a longer one.
-    // With Rank::Codes, none: the codes' distances are the answer.
     if rank == Rank::Codes && !ix.has_codes() {
         return Err(Reject::NoCodes.into());
     }
-    let mut rerank = k.saturating_mul(ix.rerank_per_k());
+    // With codes, the candidates re-ranked at full precision: 2k (SQ8) or PQ_RERANK_PER_K k
+    // on the first try; the whole list when the filter dropped some and the search runs again
+    // with a longer one. With Rank::Codes, none (`None`): the codes' distances are the answer.
+    let mut rerank = (rank == Rank::Exact).then(|| k.saturating_mul(ix.rerank_per_k()));
     // A PQ query's table is computed by the first run only (the runs share `scratch`).
     let mut table_ready = false;
     loop {
         // ef <= max_ef <= results.len() (SearchPad::new), and k <= ef (check_search).
         let want = ef.max(k);
         let res = results.get_mut(..want).ok_or_else(|| IndexError::Invalid("result buffer"))?;
-        let rr = if rank == Rank::Codes { None } else { Some(rerank) };
-        let mut n = ix.search(b, &mut scratch, &mut *visited, query, Knn { k: want, ef }, rr, table_ready, res)?;
+        let mut n = ix.search(b, &mut scratch, &mut *visited, query, Knn { k: want, ef }, rerank, table_ready, res)?;
         table_ready = true;
         if ix.header.pending > 0 {
             n = merge_pending(ix, b, &mut scratch, pending, query, res, n)?;
@@ -1288,7 +1286,7 @@ fn search_in<A: Alloc, B: BlockStore>(
             break;
         }
         ef = ef.saturating_mul(2).min(max_ef);
-        rerank = usize::MAX;
+        rerank = rerank.map(|_| usize::MAX);
         b.relax().map_err(IndexError::Io)?;
     }
     scan_filtered(ix, b, &mut scratch, query, results, out, k, filter)

@@ -1249,11 +1249,12 @@ impl<'t> VecIndex<'t> {
     /// `None` no float32 vector is read: the `knn.k` nearest live candidates by code distance
     /// are returned with the distances the codes give ([`sq8::code_dist_key`]; PQ's are float
     /// keys already; with node records the nodes the walk expanded carry their exact ones).
-    /// Without codes `rerank` is ignored: the answer is exact. With PQ over node records the level-0 walk keeps each expanded
-    /// node by its exact distance ([`hnsw::Store::expanded_key`]; docs/FORMAT.md, "Node
-    /// records"). `table_ready` says that `s` still holds this query's PQ table from
-    /// a search just before with the same query and scratch (a search run again with a longer
-    /// list: nothing between them writes past the bounce slots), so it is not computed again;
+    /// Without codes `rerank` is ignored: the answer is exact. With PQ over node records the
+    /// level-0 walk keeps each expanded node by its exact distance
+    /// ([`hnsw::Store::expanded_key`]; docs/FORMAT.md, "Node records"). `table_ready` says that
+    /// `s` still holds this query's PQ table from a search just before with the same query and
+    /// scratch (a search run again with a longer list: nothing between them writes past the
+    /// bounce slots), so it is not computed again;
     /// ignored without PQ. Errors: `Invalid` for a
     /// query of the wrong dimension or scratch too small; `Corrupt`; the store's as `Io`.
     #[allow(clippy::too_many_arguments)]

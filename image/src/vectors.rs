@@ -950,7 +950,7 @@ impl Searcher {
     /// `VEXFS_SEARCH_CODE_DISTANCES` asks of the kernel). Errors: `Invalid` for
     /// [`Rank::Codes`] on an image without SQ8 or PQ codes.
     pub fn set_rank(&mut self, rank: Rank) -> Result<()> {
-        if rank == Rank::Codes && !self.img.sb().has_sq8() && !self.img.sb().has_pq() {
+        if rank == Rank::Codes && !self.img.sb().has_codes() {
             return Err(Error::Invalid("the image has no SQ8 or PQ codes to rank by".into()));
         }
         self.rank = rank;

@@ -35,6 +35,13 @@ fn shift() -> i32 {
     sq8::shift_for_max(max)
 }
 
+/// The SQ8 code of a 384-d vector of the sample at its shift.
+fn code(v: &[f32]) -> Vec<u8> {
+    let mut c = vec![0u8; 384];
+    sq8::quantise(&v.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), shift(), &mut c);
+    c
+}
+
 /// An image of the sample, one file per vector (`docs/N`), with or without codes.
 fn build(sq8_shift: Option<i32>) -> Built {
     build_sample(&params(), FormatOpts { sq8_shift, ..Default::default() })
@@ -137,11 +144,6 @@ fn code_distances_read_no_vector_and_are_the_codes() {
     let mut s = Searcher::new(Image::open(MapDevice::from_bytes(plain).unwrap()).unwrap(), 64).unwrap();
     assert!(s.set_rank(Rank::Codes).is_err());
     let d = pydocs();
-    let code = |v: &[f32]| {
-        let mut c = vec![0u8; 384];
-        sq8::quantise(&v.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), shift(), &mut c);
-        c
-    };
     for ef in [16usize, 64] {
         let hits = common::search_all_codes(coded, K, ef);
         let (rc, re) = (recall(&hits, K, row), recall(&search_all(coded, K, ef), K, row));
@@ -216,11 +218,6 @@ fn code_distances_skip_tombstones_and_filtered_files() {
     let mut s = Searcher::new(Image::open(MapDevice::from_bytes(&bytes).unwrap()).unwrap(), 512).unwrap();
     assert!(s.header().deleted > 0, "the removals were purged: no tombstone left to skip");
     s.set_rank(Rank::Codes).unwrap();
-    let code = |v: &[f32]| {
-        let mut c = vec![0u8; 384];
-        sq8::quantise(&v.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), shift(), &mut c);
-        c
-    };
     let kept = |ino: u64| row[&ino] % 10 == 5;
     for q in &d.queries {
         let hits = s.search(q, K, 64).unwrap();

@@ -7,8 +7,9 @@
 # the 100 queries at ef 16 and 64 (walked on the codes, re-ranked with the floats) are, byte for
 # byte, the userspace core's on the same image (`vexctl search-image`, run first on the
 # unmounted disk), and so are those ranked by the codes' distances (--code-distances at ef 64,
-# most distances then differing from the exact ones); the kernel then stores the 100 query vectors as new files through the SET
-# ioctl (their codes written by the kernel, in its transactions), the index worker links them,
+# most distances then differing from the exact ones); the kernel then stores the 100 query
+# vectors as new files through the SET ioctl (their codes written by the kernel, in its
+# transactions), the index worker links them,
 # and each finds its own file at distance 0; 30% of the base files are removed and, once the
 # index worker has purged their tombstones (repairing the graph), the kernel's answers equal
 # the userspace core's again. On the host after the boot, fsck.vexfs -n is clean, which checks
