@@ -181,6 +181,23 @@ struct vexfs_index_mem {
 	__u64 evictions;      /* blocks given back (over the budget, or to the shrinker) */
 };
 
+/* VEXFS_IOC_INDEX_READS: the 4 KiB blocks read from the device since mount, per vector region
+ * (every field after `flags` is out): the split of vexfs_index_mem.block_reads (read ahead
+ * included), which says where a search's reads go under an index_mem= budget: the codes and
+ * links a walk reads, or the float32 vectors of a re-rank (none for a search with
+ * VEXFS_SEARCH_CODE_DISTANCES on SQ8 codes). With node records (PQ) the data region holds each
+ * vector with its level-0 links. */
+struct vexfs_index_reads {
+	__u32 size;           /* 64 */
+	__u32 flags;          /* 0 */
+	__u64 bitmap_reads;   /* vector bitmap */
+	__u64 map_reads;      /* vector map (slot owners) */
+	__u64 data_reads;     /* vector data (float32 vectors, or node records) */
+	__u64 hnsw_reads;     /* HNSW header and link records */
+	__u64 codes_reads;    /* SQ8 codes, or the PQ codebook and codes */
+	__u64 reserved[2];
+};
+
 /* vexfs_stats.distance_impl: the distance kernels, picked by CPUID as the fastest the CPU runs
  * (SSE2 under QEMU's software emulation), so results are bit-identical to a userspace run of
  * the same kernels. AVX-512 computes AVX2's bits. */
@@ -195,6 +212,7 @@ struct vexfs_index_mem {
 #define VEXFS_IOC_SEARCH _IOWR(VEXFS_IOCTL_MAGIC, 4, struct vexfs_search)
 #define VEXFS_IOC_STATS _IOWR(VEXFS_IOCTL_MAGIC, 5, struct vexfs_stats)
 #define VEXFS_IOC_INDEX_MEM _IOWR(VEXFS_IOCTL_MAGIC, 6, struct vexfs_index_mem)
+#define VEXFS_IOC_INDEX_READS _IOWR(VEXFS_IOCTL_MAGIC, 7, struct vexfs_index_reads)
 
 /* The xattr holding chunk 0 as raw little-endian float32 (dim * 4 bytes). */
 #define VEXFS_XATTR_EMBEDDING "user.vexfs.embedding"

@@ -3,10 +3,10 @@
 //! field before `vector` does the work, and the `user.vexfs.embedding` xattr (chunk 0).
 
 use crate::abi::{
-    Arg, VexfsGetEmbeddings, VexfsIndexMem, VexfsRemoveEmbeddings, VexfsSearch, VexfsSearchResult, VexfsSetEmbeddings,
-    VexfsStats, MAX_ARG_SIZE, NR_GET_EMBEDDINGS, NR_INDEX_MEM, NR_REMOVE_EMBEDDINGS, NR_SEARCH, NR_SET_EMBEDDINGS,
-    NR_STATS, VEXFS_IOCTL_MAGIC, VEXFS_MAX_CHUNKS, VEXFS_MAX_EF, VEXFS_MAX_K, VEXFS_SEARCH_CODE_DISTANCES,
-    VEXFS_SET_INDEX_NOW, VEXFS_SET_TRUNCATE,
+    Arg, VexfsGetEmbeddings, VexfsIndexMem, VexfsIndexReads, VexfsRemoveEmbeddings, VexfsSearch, VexfsSearchResult,
+    VexfsSetEmbeddings, VexfsStats, MAX_ARG_SIZE, NR_GET_EMBEDDINGS, NR_INDEX_MEM, NR_INDEX_READS,
+    NR_REMOVE_EMBEDDINGS, NR_SEARCH, NR_SET_EMBEDDINGS, NR_STATS, VEXFS_IOCTL_MAGIC, VEXFS_MAX_CHUNKS, VEXFS_MAX_EF,
+    VEXFS_MAX_K, VEXFS_SEARCH_CODE_DISTANCES, VEXFS_SET_INDEX_NOW, VEXFS_SET_TRUNCATE,
 };
 use crate::embed::{Indexing, Rank, MAX_EF, MAX_K};
 use crate::error::ENODATA;
@@ -32,6 +32,8 @@ pub const IOC_SEARCH: u32 = _IOWR::<VexfsSearch>(VEXFS_IOCTL_MAGIC, NR_SEARCH);
 pub const IOC_STATS: u32 = _IOWR::<VexfsStats>(VEXFS_IOCTL_MAGIC, NR_STATS);
 /// `VEXFS_IOC_INDEX_MEM`.
 pub const IOC_INDEX_MEM: u32 = _IOWR::<VexfsIndexMem>(VEXFS_IOCTL_MAGIC, NR_INDEX_MEM);
+/// `VEXFS_IOC_INDEX_READS`.
+pub const IOC_INDEX_READS: u32 = _IOWR::<VexfsIndexReads>(VEXFS_IOCTL_MAGIC, NR_INDEX_READS);
 
 // The ABI's limits are the index's.
 const _: () = assert!(VEXFS_MAX_K as usize == MAX_K && VEXFS_MAX_EF as usize == MAX_EF);
@@ -39,7 +41,12 @@ const _: () = assert!(VEXFS_MAX_CHUNKS as usize == MAX_CHUNKS);
 
 /// Room for the largest v1 argument struct.
 const ARG_ROOM: usize = 128;
-const _: () = assert!(VexfsStats::SIZE <= ARG_ROOM && VexfsSearch::SIZE <= ARG_ROOM && VexfsIndexMem::SIZE <= ARG_ROOM);
+const _: () = assert!(
+    VexfsStats::SIZE <= ARG_ROOM
+        && VexfsSearch::SIZE <= ARG_ROOM
+        && VexfsIndexMem::SIZE <= ARG_ROOM
+        && VexfsIndexReads::SIZE <= ARG_ROOM
+);
 
 /// Reads the argument struct `T` at user address `arg`. Its `size` (the first field) below
 /// `T::SIZE` is EINVAL; above [`MAX_ARG_SIZE`] E2BIG; in between, the bytes past what v1 knows
@@ -322,6 +329,15 @@ fn index_mem(sb: &SuperBlock, arg: usize) -> Result {
     write_arg(arg, &a)
 }
 
+fn index_reads(sb: &SuperBlock, arg: usize) -> Result {
+    let mut a: VexfsIndexReads = read_arg(arg)?;
+    if a.flags != 0 || a.reserved != [0; 2] {
+        return Err(EINVAL);
+    }
+    [a.bitmap_reads, a.map_reads, a.data_reads, a.hnsw_reads, a.codes_reads] = sb.info().pins.region_reads();
+    write_arg(arg, &a)
+}
+
 /// Runs ioctl `cmd` with the user argument at address `arg` on `inode`. glue.c checked write
 /// access for SET and REMOVE and holds the inode lock for them. Errors: `ENOTTY` for an
 /// unknown command; each command's, as include/vexfs.h documents them.
@@ -333,6 +349,7 @@ pub fn ioctl(inode: &Inode, cmd: u32, arg: usize) -> Result {
         IOC_SEARCH => search(inode.sb(), arg),
         IOC_STATS => stats(inode.sb(), arg),
         IOC_INDEX_MEM => index_mem(inode.sb(), arg),
+        IOC_INDEX_READS => index_reads(inode.sb(), arg),
         _ => Err(ENOTTY),
     }
 }

@@ -7,7 +7,7 @@
 use crate::buf::Buf;
 use crate::distance::DistanceKernel;
 use crate::ffi;
-use crate::format::superblock::Superblock;
+use crate::format::superblock::{Region, Superblock};
 use crate::format::BLOCK_SIZE;
 use crate::io::BlockStore;
 use crate::txn::Journal;
@@ -87,7 +87,7 @@ struct Slot {
 /// (`EINVAL`, logged: the core never asks for one), and an eviction takes a block only with no
 /// borrow, so a block the change reads stays while its reads push others out.
 ///
-/// **Counts** (for `VEXFS_IOC_INDEX_MEM`): blocks found held (hits), blocks that had to be
+/// **Counts** (for `VEXFS_IOC_INDEX_MEM`, and the reads per region for `VEXFS_IOC_INDEX_READS`): blocks found held (hits), blocks that had to be
 /// taken from the buffer cache (misses), blocks read from the device (for a miss, or ahead of
 /// one: the blocks of a batch of neighbours are asked for at once, `BlockStore::prefetch`).
 pub struct PinTable {
@@ -110,7 +110,15 @@ pub struct PinTable {
     reads: AtomicU64,
     readaheads: AtomicU64,
     evictions: AtomicU64,
+    /// The vector regions in [`REGION_READS`] order: where [`Self::count_read`] counts a read.
+    regions: [core::ops::Range<u64>; 5],
+    /// `reads` split by region, in [`REGION_READS`] order.
+    region_reads: [AtomicU64; 5],
 }
+
+/// The vector regions whose block reads [`PinTable::region_reads`] counts one by one, in the
+/// order of `struct vexfs_index_reads`.
+const REGION_READS: [Region; 5] = [Region::VecBitmap, Region::VecMap, Region::VecData, Region::Hnsw, Region::VecCodes];
 
 /// What [`PinTable::counts`] reports.
 pub struct CacheCounts {
@@ -158,11 +166,15 @@ impl PinTable {
         // With codes, the data region's blocks are the re-rank's vectors, read once per
         // search: evicted first. With node records they hold the graph too: not cold.
         let cold = if disk.has_codes() && !disk.has_node_records() {
-            let d = disk.region(crate::format::superblock::Region::VecData);
+            let d = disk.region(Region::VecData);
             d.start..d.end()
         } else {
             0..0
         };
+        let regions = REGION_READS.map(|r| {
+            let e = disk.region(r);
+            e.start..e.end()
+        });
         Ok(PinTable {
             base,
             slots,
@@ -175,7 +187,27 @@ impl PinTable {
             reads: AtomicU64::new(0),
             readaheads: AtomicU64::new(0),
             evictions: AtomicU64::new(0),
+            regions,
+            region_reads: [const { AtomicU64::new(0) }; 5],
         })
+    }
+
+    /// Counts a read of block `n` from the device: in `reads`, and in its region's count.
+    fn count_read(&self, n: u64) {
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        if let Some(c) = self.regions.iter().zip(self.region_reads.iter()).find(|(r, _)| r.contains(&n)) {
+            c.1.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Blocks read from the device since mount, per vector region: the vector bitmap, map, data,
+    /// HNSW and codes regions (`struct vexfs_index_reads`'s order).
+    pub fn region_reads(&self) -> [u64; 5] {
+        let mut out = [0u64; 5];
+        for (o, c) in out.iter_mut().zip(self.region_reads.iter()) {
+            *o = c.load(Ordering::Relaxed);
+        }
+        out
     }
 
     /// Sets the budget to `bytes` (rounded down to blocks; 0: no cap), giving back blocks
@@ -285,7 +317,7 @@ impl PinTable {
         let (buf, read) = Buf::read_counted(dev, n)?;
         self.misses.fetch_add(1, Ordering::Relaxed);
         if read {
-            self.reads.fetch_add(1, Ordering::Relaxed);
+            self.count_read(n);
         }
         let p = buf.data_ptr();
         match slot.data.compare_exchange(core::ptr::null_mut(), p.as_ptr(), Ordering::AcqRel, Ordering::Acquire) {
@@ -371,7 +403,7 @@ impl PinTable {
     fn readahead_new(&self, dev: &Device, n: u64) {
         if Buf::readahead(dev, n) {
             self.readaheads.fetch_add(1, Ordering::Relaxed);
-            self.reads.fetch_add(1, Ordering::Relaxed);
+            self.count_read(n);
         }
     }
 

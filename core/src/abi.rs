@@ -82,6 +82,8 @@ pub const NR_SEARCH: u32 = 4;
 pub const NR_STATS: u32 = 5;
 /// `_IOC_NR` of `VEXFS_IOC_INDEX_MEM` (`_IOWR`, [`VexfsIndexMem`]).
 pub const NR_INDEX_MEM: u32 = 6;
+/// `_IOC_NR` of `VEXFS_IOC_INDEX_READS` (`_IOWR`, [`VexfsIndexReads`]).
+pub const NR_INDEX_READS: u32 = 7;
 
 /// Argument of `VEXFS_IOC_SET_EMBEDDINGS`: sets chunks `first_chunk .. first_chunk + count` of
 /// the file, replacing those that exist, atomically (all or none). `first_chunk` must not leave a
@@ -262,6 +264,33 @@ pub struct VexfsIndexMem {
     pub evictions: u64,
 }
 
+/// Argument of `VEXFS_IOC_INDEX_READS`: the 4 KiB blocks read from the device since mount, per
+/// vector region (every field after `flags` is out, its input ignored): the split of
+/// [`VexfsIndexMem::block_reads`] (read ahead included), which says where a search's reads go
+/// under an `index_mem=` budget: the codes and links a walk reads, or the float32 vectors of a
+/// re-rank (none for a search by the codes' distances on SQ8 codes). The regions are those of
+/// `docs/FORMAT.md`; with node records the data region holds the level-0 links too.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VexfsIndexReads {
+    /// 64.
+    pub size: u32,
+    /// Zero.
+    pub flags: u32,
+    /// Blocks of the vector bitmap read.
+    pub bitmap_reads: u64,
+    /// Blocks of the vector map (slot owners) read.
+    pub map_reads: u64,
+    /// Blocks of the vector data region (float32 vectors, or node records) read.
+    pub data_reads: u64,
+    /// Blocks of the HNSW region (header, level-0 and upper-level link records) read.
+    pub hnsw_reads: u64,
+    /// Blocks of the codes region (SQ8 codes, or the PQ codebook and codes) read.
+    pub codes_reads: u64,
+    /// Zero.
+    pub reserved: [u64; 2],
+}
+
 // The sizes the header's comments promise (vexctl's tests check the header itself); with
 // only u32 and u64 fields in declaration order, they also say there is no padding, so the
 // field-by-field codecs below visit exactly the bytes of the C layout.
@@ -272,6 +301,7 @@ const _: () = assert!(size_of::<VexfsSearchResult>() == 16);
 const _: () = assert!(size_of::<VexfsSearch>() == 64);
 const _: () = assert!(size_of::<VexfsStats>() == 88);
 const _: () = assert!(size_of::<VexfsIndexMem>() == 64);
+const _: () = assert!(size_of::<VexfsIndexReads>() == 64);
 
 /// Reads native-endian fields off the front of a byte slice.
 struct Rd<'a>(&'a [u8]);
@@ -534,6 +564,32 @@ impl VexfsSearchResult {
     }
 }
 
+impl Arg for VexfsIndexReads {
+    const SIZE: usize = size_of::<Self>();
+
+    fn decode(b: &[u8]) -> Option<Self> {
+        let mut r = Rd(b);
+        Some(VexfsIndexReads {
+            size: r.u32()?,
+            flags: r.u32()?,
+            bitmap_reads: r.u64()?,
+            map_reads: r.u64()?,
+            data_reads: r.u64()?,
+            hnsw_reads: r.u64()?,
+            codes_reads: r.u64()?,
+            reserved: r.u64s()?,
+        })
+    }
+
+    fn encode(&self, out: &mut [u8]) -> Option<()> {
+        let mut w = Wr(out);
+        w.u32(self.size)?;
+        w.u32(self.flags)?;
+        w.u64s(&[self.bitmap_reads, self.map_reads, self.data_reads, self.hnsw_reads, self.codes_reads])?;
+        w.u64s(&self.reserved)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -609,6 +665,24 @@ mod tests {
         assert_eq!(u64::from_ne_bytes(at(&b, offset_of!(VexfsIndexMem, block_reads))), 6);
         assert_eq!(u64::from_ne_bytes(at(&b, offset_of!(VexfsIndexMem, evictions))), 8);
         assert_eq!(VexfsIndexMem::decode(&b), Some(s));
+
+        let s = VexfsIndexReads {
+            size: 64,
+            flags: 1,
+            bitmap_reads: 2,
+            map_reads: 3,
+            data_reads: 4,
+            hnsw_reads: 5,
+            codes_reads: 6,
+            reserved: [7, 8],
+        };
+        let mut b = [0u8; VexfsIndexReads::SIZE];
+        s.encode(&mut b).unwrap();
+        assert_eq!(u64::from_ne_bytes(at(&b, offset_of!(VexfsIndexReads, map_reads))), 3);
+        assert_eq!(u64::from_ne_bytes(at(&b, offset_of!(VexfsIndexReads, data_reads))), 4);
+        assert_eq!(u64::from_ne_bytes(at(&b, offset_of!(VexfsIndexReads, codes_reads))), 6);
+        assert_eq!(u64::from_ne_bytes(at(&b, offset_of!(VexfsIndexReads, reserved) + 8)), 8);
+        assert_eq!(VexfsIndexReads::decode(&b), Some(s));
 
         let s = VexfsSetEmbeddings {
             size: 64,

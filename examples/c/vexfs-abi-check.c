@@ -368,6 +368,46 @@ static void check_stats(int fd)
 	report_true("stats: larger struct gets the same dim", big.a.dim == dim, "dim differs");
 }
 
+static struct vexfs_index_reads reads_arg(void)
+{
+	struct vexfs_index_reads a;
+
+	memset(&a, 0, sizeof(a));
+	a.size = sizeof(a);
+	return a;
+}
+
+/* VEXFS_IOC_INDEX_READS: bad input refused; its region counts add up to the block reads
+ * VEXFS_IOC_INDEX_MEM reports just before and just after (nothing else reads meanwhile but
+ * the index worker, idle here: hence the bounds, not an equality). */
+static void check_index_reads(int fd)
+{
+	struct vexfs_index_reads a;
+	struct vexfs_index_mem before, after;
+	unsigned long long sum;
+
+	a = reads_arg();
+	a.flags = 1;
+	CHECK("index_reads: unknown flag", fd, VEXFS_IOC_INDEX_READS, &a, EINVAL);
+	a = reads_arg();
+	a.reserved[1] = 1;
+	CHECK("index_reads: reserved[1] non-zero", fd, VEXFS_IOC_INDEX_READS, &a, EINVAL);
+	a = reads_arg();
+	a.size = sizeof(a) - 8;
+	CHECK("index_reads: size 8 bytes too small", fd, VEXFS_IOC_INDEX_READS, &a, EINVAL);
+	memset(&before, 0, sizeof(before));
+	before.size = sizeof(before);
+	after = before;
+	CHECK("index_mem: before index_reads", fd, VEXFS_IOC_INDEX_MEM, &before, 0);
+	a = reads_arg();
+	a.data_reads = 1ULL << 60; /* output only */
+	CHECK("index_reads: the counts", fd, VEXFS_IOC_INDEX_READS, &a, 0);
+	CHECK("index_mem: after index_reads", fd, VEXFS_IOC_INDEX_MEM, &after, 0);
+	sum = a.bitmap_reads + a.map_reads + a.data_reads + a.hnsw_reads + a.codes_reads;
+	report_true("index_reads: the regions add up to block_reads",
+		    sum >= before.block_reads && sum <= after.block_reads, "sum outside block_reads");
+}
+
 static void check_other_fs(const char *path)
 {
 	struct vexfs_stats st = stats_arg();
@@ -448,6 +488,7 @@ int main(int argc, char **argv)
 	check_remove(ro);
 	check_search(dirfd);
 	check_stats(dirfd);
+	check_index_reads(dirfd);
 	check_other_fs(argv[2]);
 	check_remove_rw(rw);
 	report_true("remove: the failed calls changed nothing", chunks_of(ro) == 1, "chunks changed");

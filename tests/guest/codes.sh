@@ -7,7 +7,9 @@
 # the 100 queries at ef 16 and 64 (walked on the codes, re-ranked with the floats) are, byte for
 # byte, the userspace core's on the same image (`vexctl search-image`, run first on the
 # unmounted disk), and so are those ranked by the codes' distances (--code-distances at ef 64,
-# most distances then differing from the exact ones); the kernel then stores the 100 query
+# most distances then differing from the exact ones); without node records, a search by the
+# codes' distances reads no block of the vector data region from the device (the page cache
+# dropped first; VEXFS_IOC_INDEX_READS), where the exact one reads some; the kernel then stores the 100 query
 # vectors as new files through the SET ioctl (their codes written by the kernel, in its
 # transactions), the index worker links them,
 # and each finds its own file at distance 0; 30% of the base files are removed and, once the
@@ -71,6 +73,29 @@ same 16
 same 64
 same 64 --code-distances
 [ "$DIFFER" = 0 ] || codes_differ 64
+
+# Without node records the float32 vectors lie apart from the codes and links a walk reads: a
+# search by the codes' distances reads none of them (VEXFS_IOC_INDEX_READS counts the device's
+# reads per region, so the page cache is dropped first), the exact one reads some to re-rank.
+if [ "$DIFFER" = 1 ]; then
+    section "a search by the codes' distances reads no vector data block"
+    reads() { vexctl stats /mnt --json | tr -d ' ' | grep -o "\"block_reads_$1\":[0-9]*" | cut -d: -f2; }
+    must umount /mnt
+    mount_vexfs /dev/vda /mnt "$OPTS"
+    sync
+    echo 3 > /proc/sys/vm/drop_caches
+    d0=$(reads data) c0=$(reads codes)
+    must vexctl search /mnt --fvecs $Q --all -k 10 --ef 64 --code-distances --json > /dev/null
+    d1=$(reads data) c1=$(reads codes) h1=$(reads hnsw)
+    assert_eq "$d1" "$d0" "vector data blocks read by the search by the codes' distances"
+    [ "$c1" -gt "$c0" ] || fail "the search by the codes' distances read no codes block ($c0, then $c1)"
+    [ "$h1" -gt 0 ] || fail "the search by the codes' distances read no HNSW block"
+    must vexctl search /mnt --fvecs $Q --all -k 10 --ef 64 --json > /dev/null
+    d2=$(reads data)
+    [ "$d2" -gt "$d1" ] || fail "the exact search read no vector data block ($d1, then $d2)"
+    echo "blocks read by 100 searches by the codes' distances: $((c1 - c0)) codes, $h1 hnsw, 0 data;" \
+        "by 100 exact ones after them: $((d2 - d1)) data"
+fi
 
 section "the kernel stores vectors (and their codes)"
 must vexctl import --quiet $Q /mnt/q

@@ -40,6 +40,9 @@ pub const VEXFS_IOC_STATS: ioctl_num_type =
 /// `_IOWR(VEXFS_IOCTL_MAGIC, 6, struct vexfs_index_mem)`.
 pub const VEXFS_IOC_INDEX_MEM: ioctl_num_type =
     nix::request_code_readwrite!(VEXFS_IOCTL_MAGIC, NR_INDEX_MEM, size_of::<VexfsIndexMem>());
+/// `_IOWR(VEXFS_IOCTL_MAGIC, 7, struct vexfs_index_reads)`.
+pub const VEXFS_IOC_INDEX_READS: ioctl_num_type =
+    nix::request_code_readwrite!(VEXFS_IOCTL_MAGIC, NR_INDEX_READS, size_of::<VexfsIndexReads>());
 
 /// The name and meaning of a `VEXFS_METRIC_*` value.
 pub fn metric_name(metric: u32) -> Option<(&'static str, &'static str)> {
@@ -86,6 +89,7 @@ mod tests {
         assert_eq!(ours(VEXFS_IOC_SEARCH), ioc(IOC_READ | IOC_WRITE, 4, 64));
         assert_eq!(ours(VEXFS_IOC_STATS), ioc(IOC_READ | IOC_WRITE, 5, 88));
         assert_eq!(ours(VEXFS_IOC_INDEX_MEM), ioc(IOC_READ | IOC_WRITE, 6, 64));
+        assert_eq!(ours(VEXFS_IOC_INDEX_READS), ioc(IOC_READ | IOC_WRITE, 7, 64));
         // The same numbers written out, as strace and the kernel log print them.
         assert_eq!(ours(VEXFS_IOC_SET_EMBEDDINGS), 0x4040_e701);
         assert_eq!(ours(VEXFS_IOC_GET_EMBEDDINGS), 0xc040_e702);
@@ -93,6 +97,7 @@ mod tests {
         assert_eq!(ours(VEXFS_IOC_SEARCH), 0xc040_e704);
         assert_eq!(ours(VEXFS_IOC_STATS), 0xc058_e705);
         assert_eq!(ours(VEXFS_IOC_INDEX_MEM), 0xc040_e706);
+        assert_eq!(ours(VEXFS_IOC_INDEX_READS), 0xc040_e707);
     }
 
     #[test]

@@ -12,9 +12,9 @@ use std::os::fd::{AsFd, AsRawFd};
 use nix::errno::Errno;
 
 use crate::abi::{
-    VexfsGetEmbeddings, VexfsIndexMem, VexfsRemoveEmbeddings, VexfsSearch, VexfsSearchResult, VexfsSetEmbeddings,
-    VexfsStats, VEXFS_IOC_GET_EMBEDDINGS, VEXFS_IOC_INDEX_MEM, VEXFS_IOC_REMOVE_EMBEDDINGS, VEXFS_IOC_SEARCH,
-    VEXFS_IOC_SET_EMBEDDINGS, VEXFS_IOC_STATS,
+    VexfsGetEmbeddings, VexfsIndexMem, VexfsIndexReads, VexfsRemoveEmbeddings, VexfsSearch, VexfsSearchResult,
+    VexfsSetEmbeddings, VexfsStats, VEXFS_IOC_GET_EMBEDDINGS, VEXFS_IOC_INDEX_MEM, VEXFS_IOC_INDEX_READS,
+    VEXFS_IOC_REMOVE_EMBEDDINGS, VEXFS_IOC_SEARCH, VEXFS_IOC_SET_EMBEDDINGS, VEXFS_IOC_STATS,
 };
 
 /// The raw calls nix generates (public `unsafe fn`s, kept private to this module).
@@ -26,10 +26,12 @@ mod raw {
     nix::ioctl_readwrite_bad!(ioc_search, VEXFS_IOC_SEARCH, VexfsSearch);
     nix::ioctl_readwrite_bad!(ioc_stats, VEXFS_IOC_STATS, VexfsStats);
     nix::ioctl_readwrite_bad!(ioc_index_mem, VEXFS_IOC_INDEX_MEM, VexfsIndexMem);
+    nix::ioctl_readwrite_bad!(ioc_index_reads, VEXFS_IOC_INDEX_READS, VexfsIndexReads);
     nix::ioctl_read_bad!(tiocgwinsz, nix::libc::TIOCGWINSZ, nix::libc::winsize);
 }
 use raw::{
-    ioc_get_embeddings, ioc_index_mem, ioc_remove_embeddings, ioc_search, ioc_set_embeddings, ioc_stats, tiocgwinsz,
+    ioc_get_embeddings, ioc_index_mem, ioc_index_reads, ioc_remove_embeddings, ioc_search, ioc_set_embeddings,
+    ioc_stats, tiocgwinsz,
 };
 
 /// `size` of an argument struct (all are far below 4 GiB).
@@ -62,6 +64,15 @@ pub fn index_mem(fd: impl AsFd) -> Result<VexfsIndexMem, Errno> {
     // SAFETY: `arg` is a valid, exclusively borrowed vexfs_index_mem of the size the request
     // number encodes; it holds no pointers.
     unsafe { ioc_index_mem(fd.as_fd().as_raw_fd(), &mut arg) }?;
+    Ok(arg)
+}
+
+/// VEXFS_IOC_INDEX_READS: the 4 KiB blocks read from the device since mount, per vector region.
+pub fn index_reads(fd: impl AsFd) -> Result<VexfsIndexReads, Errno> {
+    let mut arg = VexfsIndexReads { size: size_of_u32::<VexfsIndexReads>(), ..VexfsIndexReads::default() };
+    // SAFETY: `arg` is a valid, exclusively borrowed vexfs_index_reads of the size the request
+    // number encodes; it holds no pointers.
+    unsafe { ioc_index_reads(fd.as_fd().as_raw_fd(), &mut arg) }?;
     Ok(arg)
 }
 

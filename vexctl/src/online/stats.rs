@@ -3,7 +3,9 @@
 //! VEXFS_SET_INDEX_NOW, not yet linked by the index worker); `pending` is that share
 //! ([`super::wait_indexed`] waits for it to reach 0). The index's memory and its cache's counts
 //! (`mem_bytes`, `mem_budget`, `cache_hits`, `cache_misses`, `block_reads`, `readaheads`,
-//! `evictions`) come from `VEXFS_IOC_INDEX_MEM`; a module without that call leaves them out.
+//! `evictions`) come from `VEXFS_IOC_INDEX_MEM`, and the block reads per vector region
+//! (`block_reads_bitmap`, `_map`, `_data`, `_hnsw`, `_codes`) from `VEXFS_IOC_INDEX_READS`; a
+//! module without one of those calls leaves its fields out.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -12,7 +14,7 @@ use clap::Args;
 use serde::Serialize;
 
 use super::{open_vexfs, print_out, stats_of};
-use crate::abi::{distance_impl_name, metric_name, VexfsIndexMem, VexfsStats, VEXFS_NO_ENTRY_POINT};
+use crate::abi::{distance_impl_name, metric_name, VexfsIndexMem, VexfsIndexReads, VexfsStats, VEXFS_NO_ENTRY_POINT};
 use crate::offline::CmdResult;
 
 /// The arguments of `vexctl stats`.
@@ -41,6 +43,18 @@ struct StatsJson {
     distance_impl: String,
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     mem: Option<MemJson>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    reads: Option<ReadsJson>,
+}
+
+/// 4 KiB blocks read from the device since mount, per vector region (`VEXFS_IOC_INDEX_READS`).
+#[derive(Serialize, Debug, PartialEq)]
+struct ReadsJson {
+    block_reads_bitmap: u64,
+    block_reads_map: u64,
+    block_reads_data: u64,
+    block_reads_hnsw: u64,
+    block_reads_codes: u64,
 }
 
 /// The index's memory (bytes) and its cache's counts since mount (`VEXFS_IOC_INDEX_MEM`).
@@ -67,7 +81,7 @@ fn mem_json(m: &VexfsIndexMem) -> MemJson {
     }
 }
 
-fn stats_json(s: &VexfsStats, m: Option<&VexfsIndexMem>) -> StatsJson {
+fn stats_json(s: &VexfsStats, m: Option<&VexfsIndexMem>, r: Option<&VexfsIndexReads>) -> StatsJson {
     StatsJson {
         dim: s.dim,
         metric: metric_name(s.metric).map_or_else(|| format!("unknown ({})", s.metric), |m| m.0.into()),
@@ -83,6 +97,13 @@ fn stats_json(s: &VexfsStats, m: Option<&VexfsIndexMem>) -> StatsJson {
         distance_impl: distance_impl_name(s.distance_impl)
             .map_or_else(|| format!("unknown ({})", s.distance_impl), |d| d.0.into()),
         mem: m.map(mem_json),
+        reads: r.map(|r| ReadsJson {
+            block_reads_bitmap: r.bitmap_reads,
+            block_reads_map: r.map_reads,
+            block_reads_data: r.data_reads,
+            block_reads_hnsw: r.hnsw_reads,
+            block_reads_codes: r.codes_reads,
+        }),
     }
 }
 
@@ -101,8 +122,8 @@ fn human_bytes(b: u64) -> String {
     format!("{v:.1} {}", UNITS[unit])
 }
 
-fn format_stats(s: &VexfsStats, m: Option<&VexfsIndexMem>) -> String {
-    let j = stats_json(s, m);
+fn format_stats(s: &VexfsStats, m: Option<&VexfsIndexMem>, r: Option<&VexfsIndexReads>) -> String {
+    let j = stats_json(s, m, r);
     let metric = match metric_name(s.metric) {
         Some((n, what)) => format!("{n} ({what})"),
         None => j.metric.clone(),
@@ -166,6 +187,13 @@ fn format_stats(s: &VexfsStats, m: Option<&VexfsIndexMem>) -> String {
             m.cache_hits, m.cache_misses, m.block_reads, m.readaheads, m.evictions
         );
     }
+    if let Some(r) = r {
+        let _ = writeln!(
+            o,
+            "Block reads:          vector bitmap {}, map {}, data {}, hnsw {}, codes {} (since mount)",
+            r.bitmap_reads, r.map_reads, r.data_reads, r.hnsw_reads, r.codes_reads
+        );
+    }
     o
 }
 
@@ -175,11 +203,12 @@ pub fn stats(a: &StatsArgs) -> CmdResult {
     let s = stats_of(&f, &a.path)?;
     // A module older than VEXFS_IOC_INDEX_MEM answers ENOTTY: its memory is left out.
     let m = crate::ioctl::index_mem(&f).ok();
+    let r = crate::ioctl::index_reads(&f).ok();
     if a.json {
-        let j = serde_json::to_string_pretty(&stats_json(&s, m.as_ref())).map_err(|e| e.to_string())?;
+        let j = serde_json::to_string_pretty(&stats_json(&s, m.as_ref(), r.as_ref())).map_err(|e| e.to_string())?;
         return print_out(&(j + "\n"));
     }
-    print_out(&format_stats(&s, m.as_ref()))
+    print_out(&format_stats(&s, m.as_ref(), r.as_ref()))
 }
 
 #[cfg(test)]
@@ -204,7 +233,7 @@ mod tests {
             pending: 40,
             ..VexfsStats::default()
         };
-        let t = format_stats(&s, None);
+        let t = format_stats(&s, None, None);
         for want in [
             "Dimension:            384\n",
             "Metric:               l2 (squared Euclidean distance)\n",
@@ -220,7 +249,7 @@ mod tests {
         ] {
             assert!(t.contains(want), "{want}: {t}");
         }
-        let v = serde_json::to_value(stats_json(&s, None)).unwrap();
+        let v = serde_json::to_value(stats_json(&s, None, None)).unwrap();
         assert_eq!(
             v,
             serde_json::json!({"dim": 384, "metric": "l2", "m": 16, "ef_construction": 200,
@@ -228,10 +257,10 @@ mod tests {
                 "bytes_on_disk": 13_107_200u64, "distance_impl": "sse2"})
         );
         let empty = VexfsStats { entry_point: VEXFS_NO_ENTRY_POINT, metric: 9, distance_impl: 7, ..s };
-        assert_eq!(stats_json(&empty, None).entry_point, None);
-        assert_eq!(stats_json(&empty, None).metric, "unknown (9)");
-        assert_eq!(stats_json(&empty, None).distance_impl, "unknown (7)");
-        assert!(format_stats(&empty, None).contains("Entry point:          none (empty)\n"));
+        assert_eq!(stats_json(&empty, None, None).entry_point, None);
+        assert_eq!(stats_json(&empty, None, None).metric, "unknown (9)");
+        assert_eq!(stats_json(&empty, None, None).distance_impl, "unknown (7)");
+        assert!(format_stats(&empty, None, None).contains("Entry point:          none (empty)\n"));
         let m = VexfsIndexMem {
             size: 64,
             mem_bytes: 3 << 20,
@@ -243,7 +272,21 @@ mod tests {
             evictions: 20,
             ..VexfsIndexMem::default()
         };
-        let t = format_stats(&s, Some(&m));
+        let r = VexfsIndexReads {
+            size: 64,
+            bitmap_reads: 1,
+            map_reads: 7,
+            data_reads: 0,
+            hnsw_reads: 30,
+            codes_reads: 22,
+            ..VexfsIndexReads::default()
+        };
+        assert!(!format_stats(&s, Some(&m), None).contains("Block reads:"));
+        let t = format_stats(&s, Some(&m), Some(&r));
+        assert!(
+            t.contains("Block reads:          vector bitmap 1, map 7, data 0, hnsw 30, codes 22 (since mount)\n"),
+            "{t}"
+        );
         assert!(t.contains("Index memory:         3.0 MiB held (index_mem= budget 4.0 MiB)\n"), "{t}");
         assert!(
             t.contains(
@@ -251,14 +294,18 @@ mod tests {
             ),
             "{t}"
         );
-        let v = serde_json::to_value(stats_json(&s, Some(&m))).unwrap();
+        let v = serde_json::to_value(stats_json(&s, Some(&m), Some(&r))).unwrap();
+        assert_eq!(v["block_reads_map"], 7);
+        assert_eq!(v["block_reads_data"], 0);
+        assert_eq!(v["block_reads_codes"], 22);
+        assert!(serde_json::to_value(stats_json(&s, Some(&m), None)).unwrap().get("block_reads_data").is_none());
         assert_eq!(v["mem_bytes"], 3 << 20);
         assert_eq!(v["mem_budget"], 4 << 20);
         assert_eq!(v["cache_hits"], 900);
         assert_eq!(v["cache_misses"], 100);
         assert_eq!(v["block_reads"], 60);
         assert_eq!(v["dim"], 384);
-        assert!(format_stats(&s, Some(&VexfsIndexMem::default())).contains("(no index_mem= budget)"));
+        assert!(format_stats(&s, Some(&VexfsIndexMem::default()), None).contains("(no index_mem= budget)"));
         assert_eq!(human_bytes(1023), "1023 B");
         assert_eq!(human_bytes(1536), "1.5 KiB");
         assert_eq!(human_bytes(3 << 30), "3.0 GiB");
