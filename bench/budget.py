@@ -96,12 +96,20 @@ def render(recs, run):
             label += f", m {rows[0].get('hnsw_m', 16)}"
         out.append(f"### Image `{image}`: {label}, regions {rows[0]['index_bytes'] / MIB:.1f} MiB "
                    f"(raw float32 {rows[0]['raw_bytes'] / MIB:.1f} MiB)\n")
-        out.append("| budget | ef | recall@10 | QPS | p50 µs | p99 µs | block reads / query | hit rate | held MiB |")
-        out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        # The reads per region (VEXFS_IOC_INDEX_READS), when the module gave them.
+        regions = all("region_reads_per_query" in r for r in rows)
+        split = " | of them codes / hnsw / data / map" if regions else ""
+        out.append(f"| budget | ef | recall@10 | QPS | p50 µs | p99 µs | block reads / query{split} | hit rate | "
+                   "held MiB |")
+        out.append("|---|---:|---:|---:|---:|---:|---:|" + ("---:|" if regions else "") + "---:|---:|")
         for r in sorted(rows, key=lambda r: (r["budget"] != 0, r["budget"], r["ef"])):
+            per = ""
+            if regions:
+                g = r["region_reads_per_query"]
+                per = f" | {g['codes']:.1f} / {g['hnsw']:.1f} / {g['data']:.1f} / {g['map']:.1f}"
             out.append(
                 f"| {budget_name(r)} | {r['ef']} | {r['recall']:.4f} | {r['qps']:.0f} | {r['p50_us']:.0f} | "
-                f"{r['p99_us']:.0f} | {r['block_reads_per_query']:.1f} | {r['cache_hit_rate']:.3f} | "
+                f"{r['p99_us']:.0f} | {r['block_reads_per_query']:.1f}{per} | {r['cache_hit_rate']:.3f} | "
                 f"{r['mem_bytes'] / MIB:.1f} |")
         out.append("")
     out.append("### Verdicts\n")

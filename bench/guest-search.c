@@ -27,7 +27,9 @@
  *
  * The "kernel" line also gives the index cache's work over the single-thread timed passes
  * (VEXFS_IOC_INDEX_MEM before and after them): 4 KiB block reads per query, the hit rate, and
- * the bytes held at the end (all -1 with a module that lacks the call).
+ * the bytes held at the end (all -1 with a module that lacks the call); and those reads per query
+ * per vector region (VEXFS_IOC_INDEX_READS: "region_reads_per_query", left out with a module that
+ * lacks that call).
  *
  * Output: one line per EF ("side": "kernel"), with -t two more per EF ("side": "kernel-mt",
  * "threads" 1 and T),
@@ -276,6 +278,19 @@ static struct vexfs_index_mem index_mem(int fd, int *ok)
 	return m;
 }
 
+/* VEXFS_IOC_INDEX_READS now (the device reads per vector region); *ok set to 0 when the module
+ * lacks it. */
+static struct vexfs_index_reads index_reads(int fd, int *ok)
+{
+	struct vexfs_index_reads r = { .size = sizeof(r) };
+
+	if (ioctl(fd, VEXFS_IOC_INDEX_READS, &r) < 0) {
+		memset(&r, 0, sizeof(r));
+		*ok = 0;
+	}
+	return r;
+}
+
 static uint64_t pct(const uint64_t *sorted, size_t n, unsigned p)
 {
 	size_t r = (n * p + 99) / 100;
@@ -404,6 +419,8 @@ int main(int argc, char **argv)
 			continue;
 		int mem_ok = 1;
 		struct vexfs_index_mem m0 = index_mem(fd, &mem_ok);
+		int reads_ok = 1;
+		struct vexfs_index_reads r0 = index_reads(fd, &reads_ok);
 
 		for (unsigned long p = 0; p < passes; p++) {
 			uint64_t tot = PASS(ef, lat);
@@ -450,7 +467,19 @@ int main(int argc, char **argv)
 		}
 		(void)first_tot;
 		struct vexfs_index_mem m1 = index_mem(fd, &mem_ok);
+		struct vexfs_index_reads r1 = index_reads(fd, &reads_ok);
 		double searches = (double)nq * (double)passes;
+		char regions[256] = "";
+
+		if (reads_ok)
+			snprintf(regions, sizeof(regions),
+				 ", \"region_reads_per_query\": {\"bitmap\": %.2f, \"map\": %.2f, \"data\": %.2f, "
+				 "\"hnsw\": %.2f, \"codes\": %.2f}",
+				 (double)(r1.bitmap_reads - r0.bitmap_reads) / searches,
+				 (double)(r1.map_reads - r0.map_reads) / searches,
+				 (double)(r1.data_reads - r0.data_reads) / searches,
+				 (double)(r1.hnsw_reads - r0.hnsw_reads) / searches,
+				 (double)(r1.codes_reads - r0.codes_reads) / searches);
 		double reads_pq = mem_ok ? (double)(m1.block_reads - m0.block_reads) / searches : -1;
 		uint64_t lookups = (m1.cache_hits - m0.cache_hits) + (m1.cache_misses - m0.cache_misses);
 		double hit_rate = mem_ok && lookups ? (double)(m1.cache_hits - m0.cache_hits) / (double)lookups : -1;
@@ -480,10 +509,11 @@ int main(int argc, char **argv)
 		printf("BENCH {\"side\": \"kernel\", \"ef\": %lu, \"k\": %lu, \"queries\": %zu, \"passes\": %lu, "
 		       "\"recall\": %.4f, \"qps\": %.1f, \"p50_us\": %.1f, \"p99_us\": %.1f, \"mean_us\": %.1f, "
 		       "\"unstable_passes\": %zu, \"block_reads_per_query\": %.2f, \"cache_hit_rate\": %.4f, "
-		       "\"mem_bytes\": %.0f, \"code_distances\": %d}\n",
+		       "\"mem_bytes\": %.0f, \"code_distances\": %d%s}\n",
 		       ef, k, nq, passes, (double)hits / (double)(nq * k), (double)nq * 1e9 / (double)best,
 		       pct(best_lat, nq, 50) / 1e3, pct(best_lat, nq, 99) / 1e3,
-		       (double)best / (double)nq / 1e3, unstable, reads_pq, hit_rate, held, search_flags != 0);
+		       (double)best / (double)nq / 1e3, unstable, reads_pq, hit_rate, held, search_flags != 0,
+		       regions);
 		fflush(stdout);
 	}
 	close(fd);
