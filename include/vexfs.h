@@ -182,7 +182,7 @@ struct vexfs_index_mem {
 };
 
 /* VEXFS_IOC_INDEX_READS: the 4 KiB blocks read from the device since mount, per vector region
- * (every field after `flags` is out): the split of vexfs_index_mem.block_reads (read ahead
+ * (the five counts are out; `reserved` must be zero): the split of vexfs_index_mem.block_reads (read ahead
  * included), which says where a search's reads go under an index_mem= budget: the codes and
  * links a walk reads, or the float32 vectors of a re-rank (none for a search with
  * VEXFS_SEARCH_CODE_DISTANCES on SQ8 codes). With node records (PQ) the data region holds each

@@ -265,7 +265,8 @@ pub struct VexfsIndexMem {
 }
 
 /// Argument of `VEXFS_IOC_INDEX_READS`: the 4 KiB blocks read from the device since mount, per
-/// vector region (every field after `flags` is out, its input ignored): the split of
+/// vector region (the five counts are out, their input ignored; `reserved` must be zero, else
+/// EINVAL, as unknown `flags`): the split of
 /// [`VexfsIndexMem::block_reads`] (read ahead included), which says where a search's reads go
 /// under an `index_mem=` budget: the codes and links a walk reads, or the float32 vectors of a
 /// re-rank (none for a search by the codes' distances on SQ8 codes). The regions are those of
