@@ -329,6 +329,8 @@ fn index_mem(sb: &SuperBlock, arg: usize) -> Result {
     write_arg(arg, &a)
 }
 
+/// `VEXFS_IOC_INDEX_READS`: the pin table's device reads per vector region since mount.
+/// Errors: EINVAL for flags or reserved words; `read_arg`'s.
 fn index_reads(sb: &SuperBlock, arg: usize) -> Result {
     let mut a: VexfsIndexReads = read_arg(arg)?;
     if a.flags != 0 || a.reserved != [0; 2] {

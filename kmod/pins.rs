@@ -87,9 +87,10 @@ struct Slot {
 /// (`EINVAL`, logged: the core never asks for one), and an eviction takes a block only with no
 /// borrow, so a block the change reads stays while its reads push others out.
 ///
-/// **Counts** (for `VEXFS_IOC_INDEX_MEM`, and the reads per region for `VEXFS_IOC_INDEX_READS`): blocks found held (hits), blocks that had to be
+/// **Counts** (for `VEXFS_IOC_INDEX_MEM`): blocks found held (hits), blocks that had to be
 /// taken from the buffer cache (misses), blocks read from the device (for a miss, or ahead of
-/// one: the blocks of a batch of neighbours are asked for at once, `BlockStore::prefetch`).
+/// one: the blocks of a batch of neighbours are asked for at once, `BlockStore::prefetch`); and
+/// (for `VEXFS_IOC_INDEX_READS`) those reads per vector region.
 pub struct PinTable {
     /// First block of the vector regions (the vector bitmap).
     base: u64,
