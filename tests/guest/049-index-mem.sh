@@ -26,7 +26,7 @@ script=$(guest_script index-mem.guest <<'GUEST'
 Q=/share/query.fvecs
 BUDGET=262144
 # 64 blocks of 4 KiB.
-mem() { vexctl stats /mnt --json | tr -d ' ' | grep -o "\"$1\":[0-9]*" | cut -d: -f2; }
+mem() { stats_num "$1"; }
 # same NAME EF: the kernel's answers (already in /tmp/kernel-NAME.json) equal search-image's.
 same() {
     must umount /mnt

@@ -9,9 +9,9 @@
 # unmounted disk), and so are those ranked by the codes' distances (--code-distances at ef 64,
 # most distances then differing from the exact ones); without node records, a search by the
 # codes' distances reads no block of the vector data region from the device (the page cache
-# dropped first; VEXFS_IOC_INDEX_READS), where the exact one reads some; the kernel then stores the 100 query
-# vectors as new files through the SET ioctl (their codes written by the kernel, in its
-# transactions), the index worker links them,
+# dropped first; VEXFS_IOC_INDEX_READS), where the exact one reads some; the kernel then
+# stores the 100 query vectors as new files through the SET ioctl (their codes written by the
+# kernel, in its transactions), the index worker links them,
 # and each finds its own file at distance 0; 30% of the base files are removed and, once the
 # index worker has purged their tombstones (repairing the graph), the kernel's answers equal
 # the userspace core's again. On the host after the boot, fsck.vexfs -n is clean, which checks
@@ -68,7 +68,7 @@ codes_differ() {
 
 section "kernel search = userspace core, on the bulk-loaded codes (mount options: '$OPTS')"
 mount_vexfs /dev/vda /mnt "$OPTS"
-assert_eq "$(vexctl stats /mnt --json | tr -d ' ' | grep -o '"vectors":[0-9]*')" '"vectors":2000' "vectors"
+assert_eq "$(stats_num vectors)" 2000 "vectors"
 same 16
 same 64
 same 64 --code-distances
@@ -79,21 +79,20 @@ same 64 --code-distances
 # reads per region, so the page cache is dropped first), the exact one reads some to re-rank.
 if [ "$DIFFER" = 1 ]; then
     section "a search by the codes' distances reads no vector data block"
-    reads() { vexctl stats /mnt --json | tr -d ' ' | grep -o "\"block_reads_$1\":[0-9]*" | cut -d: -f2; }
     must umount /mnt
     mount_vexfs /dev/vda /mnt "$OPTS"
     sync
     echo 3 > /proc/sys/vm/drop_caches
-    d0=$(reads data) c0=$(reads codes)
+    d0=$(stats_num block_reads_data) c0=$(stats_num block_reads_codes) h0=$(stats_num block_reads_hnsw)
     must vexctl search /mnt --fvecs $Q --all -k 10 --ef 64 --code-distances --json > /dev/null
-    d1=$(reads data) c1=$(reads codes) h1=$(reads hnsw)
+    d1=$(stats_num block_reads_data) c1=$(stats_num block_reads_codes) h1=$(stats_num block_reads_hnsw)
     assert_eq "$d1" "$d0" "vector data blocks read by the search by the codes' distances"
     [ "$c1" -gt "$c0" ] || fail "the search by the codes' distances read no codes block ($c0, then $c1)"
-    [ "$h1" -gt 0 ] || fail "the search by the codes' distances read no HNSW block"
+    [ "$h1" -gt "$h0" ] || fail "the search by the codes' distances read no HNSW block ($h0, then $h1)"
     must vexctl search /mnt --fvecs $Q --all -k 10 --ef 64 --json > /dev/null
-    d2=$(reads data)
+    d2=$(stats_num block_reads_data)
     [ "$d2" -gt "$d1" ] || fail "the exact search read no vector data block ($d1, then $d2)"
-    echo "blocks read by 100 searches by the codes' distances: $((c1 - c0)) codes, $h1 hnsw, 0 data;" \
+    echo "blocks read by 100 searches by the codes' distances: $((c1 - c0)) codes, $((h1 - h0)) hnsw, 0 data;" \
         "by 100 exact ones after them: $((d2 - d1)) data"
 fi
 
@@ -115,10 +114,10 @@ while [ $i -lt 2000 ]; do
     [ $((i % 10)) -lt 3 ] && rm /mnt/docs/$i
     i=$((i + 1))
 done
-assert_eq "$(vexctl stats /mnt --json | tr -d ' ' | grep -o '"vectors":[0-9]*')" '"vectors":1500' "vectors left"
+assert_eq "$(stats_num vectors)" 1500 "vectors left"
 # The index worker purges the tombstones (their neighbours repaired on code distances): the
 # comparison waits until it is done, so both sides search the same graph.
-deleted() { vexctl stats /mnt --json | tr -d ' ' | grep -o '"deleted":[0-9]*' | cut -d: -f2; }
+deleted() { stats_num deleted; }
 n=0
 while [ "$(deleted)" -gt 0 ]; do
     n=$((n + 1))

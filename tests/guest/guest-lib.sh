@@ -26,6 +26,12 @@ json_num() {
     grep -o "\"$1\": *[0-9]*" "$2" | head -n 1 | tr -dc 0-9
 }
 
+# stats_num KEY [PATH]: the number KEY of `vexctl stats PATH --json` (PATH default /mnt).
+stats_num() {
+    vexctl stats "${2:-/mnt}" --json > /tmp/stats_num.json || fail "vexctl stats ${2:-/mnt} --json"
+    json_num "$1" /tmp/stats_num.json
+}
+
 # must CMD ARGS...: runs CMD; fails the test (naming CMD) if it fails.
 must() {
     "$@" || fail "command failed (status $?): $*"
