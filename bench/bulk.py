@@ -43,8 +43,12 @@ K = 10
 # The issue's targets for a build of 1M x 384 on 2 cores.
 TARGET_SECS = 300
 TARGET_ROWS = 1_000_000
-# The vexfs builds: float32 vectors only, and with SQ8 codes (`mkfs.vexfs --quant sq8`).
-VEXFS = ("vexfs", "vexfs-sq8")
+# The vexfs builds: float32 vectors only, its graph built on the floats (the default) or on
+# transient SQ8 codes (`--build-on sq8`), and with SQ8 codes kept (`mkfs.vexfs --quant sq8`).
+VEXFS = ("vexfs", "vexfs-build-sq8", "vexfs-sq8")
+# Each one's mkfs.vexfs options.
+VEXFS_OPTS = {"vexfs": ["--quant", "none"], "vexfs-build-sq8": ["--quant", "none", "--build-on", "sq8"],
+              "vexfs-sq8": ["--quant", "sq8"]}
 
 
 def gt_ids(gt):
@@ -103,14 +107,14 @@ def peak_rss_self():
 
 # ---- vexfs: mkfs.vexfs --import, then search-image ---------------------------------------------
 
-def run_vexfs(a, threads, efs, gt, quant="none"):
-    img = os.path.join(a.work, f"bulk-{quant}-j{threads}.img")
+def run_vexfs(a, threads, efs, gt, lib):
+    img = os.path.join(a.work, f"bulk-{lib}-j{threads}.img")
     if os.path.exists(img):
         os.remove(img)
     base = os.path.join(a.data, "base.fvecs")
     size = os.path.getsize(base) // 1048576 * 3 + 256
     cmd = [a.mkfs, "--import", base, "--import-dir", "docs", "--metric", "l2", "--seed", "1",
-           "--quant", quant, "-j", str(threads), img, f"{size}M"]
+           *VEXFS_OPTS[lib], "-j", str(threads), img, f"{size}M"]
     t = time.perf_counter()
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _, status, usage = os.wait4(p.pid, 0)
@@ -123,7 +127,7 @@ def run_vexfs(a, threads, efs, gt, quant="none"):
     m = re.search(r"files in ([0-9.]+) s .*vectors linked in ([0-9.]+) s", stdout)
     if not m:
         raise SystemExit(f"no phase times in mkfs.vexfs's output:\n{stdout}")
-    out = {"library": "vexfs" if quant == "none" else f"vexfs-{quant}", "threads": threads, "build_secs": wall,
+    out = {"library": lib, "threads": threads, "build_secs": wall,
            "files_secs": float(m.group(1)), "links_secs": float(m.group(2)),
            "peak_rss_bytes": usage.ru_maxrss * 1024, "sweep": []}
     c = re.search(r"journal commits ([0-9.]+) s and ([0-9.]+) s", stdout)
@@ -165,7 +169,7 @@ def run_all(a):
             for lib in libs:
                 print(f"bulk: round {r + 1}/{a.rounds}, {lib}, {t} thread(s)", file=sys.stderr, flush=True)
                 if lib.startswith("vexfs"):
-                    o = run_vexfs(a, t, efs, gt, "none" if lib == "vexfs" else lib.split("-", 1)[1])
+                    o = run_vexfs(a, t, efs, gt, lib)
                 else:
                     p = subprocess.run([sys.executable, os.path.abspath(__file__), "lib", lib, "--data", a.data,
                                         "--threads", str(t), "--efs", a.efs], capture_output=True, text=True)
@@ -214,7 +218,10 @@ def report(a):
         "count with every builder (each in a fresh process, in an order rotated per round); the "
         "table keeps each one's fastest build. vexfs's build is the whole `mkfs.vexfs --import` "
         "(format, one file per row, every vector linked, synced through the journal: the wall time of "
-        "the process), with its two phases as it reports them (vexfs-sq8: with `--quant sq8`, the graph "
+        "the process), with its two phases as it reports them (vexfs: float32 vectors, the graph built "
+        "on their distances; vexfs-build-sq8: the same image but for the graph, built with `--build-on sq8` "
+        "on SQ8 codes held in memory for the build only, searched like vexfs's on the float32 vectors; "
+        "vexfs-sq8: with `--quant sq8`, the graph "
         "built on the SQ8 codes' integer distances, searches walking the codes and re-ranking their "
         "nearest at full precision); hnswlib's and faiss's are their "
         "inserts into an index in memory. Ratio = the library's build time ÷ vexfs's at the same "

@@ -31,7 +31,8 @@ use crate::format::vector::{
 use crate::hnsw::{Cand, EpochVisited, Knn, Scratch};
 use crate::index_error::{IResult, IndexError, Reject};
 use crate::io::BlockStore;
-use crate::vindex::{fill_upper_table, purge_wanted, IndexScratch, VecIndex, BATCH};
+use crate::sq8;
+use crate::vindex::{build_code_stride, fill_upper_table, purge_wanted, IndexScratch, VecIndex, BATCH};
 use core::num::NonZeroUsize;
 use core::ops::{Deref, DerefMut};
 
@@ -354,6 +355,8 @@ pub struct IndexMem<A: Alloc> {
     changes: u64,
     header: HnswHeader,
     hint: u64,
+    /// The transient SQ8 codes the graph is built on ([`Self::set_build_codes`]).
+    build_codes: Option<A::Vec<u8>>,
 }
 
 /// Where a purge in steps stands.
@@ -488,7 +491,67 @@ impl<A: Alloc> IndexMem<A> {
             changes: 0,
             header: HnswHeader::EMPTY,
             hint: 0,
+            build_codes: None,
         })
+    }
+
+    /// The index over this memory, built on the transient codes if any.
+    fn vindex<'s>(&'s self, dist: &'s dyn DistanceKernel) -> VecIndex<'s> {
+        let mut ix = VecIndex::with_header(&self.sb, &self.upper, self.header, self.hint, dist);
+        if let Some(t) = &self.build_codes {
+            // Checked when set; an error leaves the build on the float vectors.
+            let _ = ix.set_build_codes::<()>(t);
+        }
+        ix
+    }
+
+    /// Builds the graph on SQ8 codes held in memory from now on
+    /// ([`VecIndex::set_build_codes`]: inserts compare codes' integer distances; searches stay
+    /// float32): fills `table` (zeroed, at least `capacity * `[`build_code_stride`]`(dim)`
+    /// bytes, about the size of the vectors / 4) with the code at scale `2^shift`
+    /// ([`sq8::quantise`]) of every slot in the graph or pending, reading their vectors (a scan
+    /// of the level-0 records of all the slots), and keeps it until
+    /// [`Self::clear_build_codes`]. A vector stored after this has no code: the caller links
+    /// only the vectors stored before (the bulk loader's links phase).
+    /// Errors: `Invalid` for a filesystem with codes of its own, a short table or a shift out
+    /// of range; `Corrupt`; the store's as `Io`.
+    pub fn set_build_codes<B: BlockStore>(
+        &mut self,
+        b: &B,
+        dist: &dyn DistanceKernel,
+        mut table: A::Vec<u8>,
+        shift: i32,
+    ) -> IResult<(), B::Error> {
+        if !(sq8::MIN_SHIFT..=sq8::MAX_SHIFT).contains(&shift) {
+            return Err(IndexError::Invalid("build codes shift"));
+        }
+        let stride = build_code_stride(self.sb.vec_dim);
+        if stride == 0 {
+            return Err(IndexError::Invalid("build codes of dimension 0"));
+        }
+        {
+            let mut ix = VecIndex::with_header(&self.sb, &self.upper, self.header, self.hint, dist);
+            ix.set_build_codes(&table)?;
+        }
+        let ix = VecIndex::with_header(&self.sb, &self.upper, self.header, self.hint, dist);
+        let v = &mut self.pad.vector;
+        // capacity < u32::MAX (IndexMem::new).
+        let cap = u32::try_from(ix.capacity).map_err(|_| IndexError::Invalid("vector capacity"))?;
+        for (slot, code) in (0..cap).zip(table.chunks_exact_mut(stride)) {
+            if ix.head(b, slot)?.flags == 0 {
+                continue;
+            }
+            ix.read_vector(b, slot, v)?;
+            sq8::quantise(v.get(..ix.dim as usize).unwrap_or(&[]), shift, code);
+        }
+        self.build_codes = Some(table);
+        Ok(())
+    }
+
+    /// Ends [`Self::set_build_codes`]: the graph is built on the float vectors again. Returns
+    /// the table.
+    pub fn clear_build_codes(&mut self) -> Option<A::Vec<u8>> {
+        self.build_codes.take()
     }
 
     /// Reads and checks the HNSW header and entry point, and the PQ codebook with PQ (at
@@ -618,7 +681,7 @@ impl<A: Alloc> IndexMem<A> {
         slot: u32,
     ) -> IResult<Option<PendingPlan>, B::Error> {
         self.check_pad(pad)?;
-        let ix = VecIndex::with_header(&self.sb, &self.upper, self.header, self.hint, dist);
+        let ix = self.vindex(dist);
         let SearchPad { pool, work, bounce, visited, vector, .. } = pad;
         let mut scratch = IndexScratch { hnsw: Scratch { pool, work }, bounce };
         Ok(ix.plan_pending(b, &mut scratch, visited, slot, vector)?.map(|(entry, top)| PendingPlan {
@@ -751,7 +814,7 @@ impl<A: Alloc> IndexMem<A> {
         ops: &[(u32, u32)],
     ) -> IResult<(), B::Error> {
         self.check_pad(pad)?;
-        let mut ix = VecIndex::with_header(&self.sb, &self.upper, self.header, self.hint, dist);
+        let mut ix = self.vindex(dist);
         ix.skip_tombstone_reads();
         let SearchPad { pool, work, bounce, .. } = pad;
         let mut scratch = IndexScratch { hnsw: Scratch { pool, work }, bounce };
@@ -825,9 +888,14 @@ impl<A: Alloc> IndexMem<A> {
             changes,
             header,
             hint,
+            build_codes,
         } = self;
         *changes = changes.wrapping_add(1);
         let mut ix = VecIndex::with_header(sb, upper, *header, *hint, dist);
+        if let Some(t) = build_codes {
+            // Checked when set; an error leaves the build on the float vectors.
+            let _ = ix.set_build_codes::<()>(t);
+        }
         ix.auto_purge = !*stepwise_purge;
         ix.purges = *purges;
         let mut pad = Pad {

@@ -152,6 +152,9 @@ pub struct VecIndex<'t> {
     pq: Option<pq::PqGeometry>,
     /// The superblock's `sq8_shift` (the scale of the codes).
     code_shift: i32,
+    /// SQ8 codes of every slot held in memory for building only
+    /// ([`Self::set_build_codes`]): a float32 graph built on code distances.
+    build_codes: Option<&'t [u8]>,
 }
 
 /// Whether the tombstones of a graph with header `h` should be purged: they are at least a
@@ -278,6 +281,7 @@ impl<'t> VecIndex<'t> {
             },
             pq: pq::PqGeometry::new(sb),
             code_shift: sb.sq8_shift,
+            build_codes: None,
         }
     }
 
@@ -300,10 +304,53 @@ impl<'t> VecIndex<'t> {
         }
     }
 
-    /// Whether the graph is built on the codes (SQ8; a PQ graph is built on the full vectors,
-    /// as DiskANN's).
+    /// Whether the graph is built on the codes (SQ8's, or the transient ones of
+    /// [`Self::set_build_codes`]; a PQ graph is built on the full vectors, as DiskANN's).
     fn build_on_codes(&self) -> bool {
-        self.codes.is_some() && self.pq.is_none()
+        self.build_codes.is_some() || self.codes.is_some() && self.pq.is_none()
+    }
+
+    /// Builds the graph of a filesystem without codes on SQ8 codes held in memory: the
+    /// inserts' searches and their neighbour selection compare the codes' integer distances
+    /// (as with `FEATURE_INCOMPAT_SQ8`), while searches, the distances they return and the
+    /// format stay float32. `table` holds the code of slot `s` at `s * stride`, `stride` =
+    /// [`build_code_stride`]`(dim)` bytes ([`sq8::quantise`] at one shift for all, the padding
+    /// zero), for every slot an insert may meet: the slot inserted and the graph's nodes
+    /// (tombstones included). The bulk loader's (`mkfs.vexfs --import`); the kernel never sets
+    /// one. Errors: `Invalid` when the filesystem keeps codes of its own or `table` is shorter
+    /// than `capacity * stride`.
+    pub fn set_build_codes<E>(&mut self, table: &'t [u8]) -> IResult<(), E> {
+        if self.codes.is_some() {
+            return Err(IndexError::Invalid("build codes on a filesystem with codes"));
+        }
+        let need = usize::try_from(self.capacity)
+            .ok()
+            .and_then(|c| c.checked_mul(build_code_stride(self.dim)))
+            .ok_or_else(|| IndexError::Invalid("build codes size"))?;
+        if table.len() < need {
+            return Err(IndexError::Invalid("build codes size"));
+        }
+        self.build_codes = Some(table);
+        Ok(())
+    }
+
+    /// The SQ8 code of `slot` that the graph is built on ([`Self::build_on_codes`]): from the
+    /// transient table, else from the block of the codes region that holds it; `None` when
+    /// the graph is built on the float vectors.
+    #[allow(clippy::type_complexity)]
+    fn build_code<'b, B: BlockStore>(
+        &self,
+        b: &'b B,
+        slot: u32,
+    ) -> IResult<Option<BuildCode<'t, B::Ref<'b>>>, B::Error> {
+        if let Some(t) = self.build_codes {
+            self.check_slot(slot)?;
+            return Ok(Some(BuildCode::Table(table_code(t, self.dim, slot)?)));
+        }
+        if !self.build_on_codes() {
+            return Ok(None);
+        }
+        Ok(self.code_ref(b, slot)?.map(|(r, off, len)| BuildCode::Block(r, off, len)))
     }
 
     /// Checks the PQ codebook (every centroid finite); nothing without PQ. Reads its blocks
@@ -910,9 +957,9 @@ impl<'t> VecIndex<'t> {
         let entry = self.entry()?;
         let (mut hs, plan) = s.hnsw.split_plan(self.params.m).ok_or_else(|| IndexError::Invalid("hnsw scratch"))?;
         // With PQ the graph is built on the full vectors: no code query.
-        let code = if self.build_on_codes() { self.code_ref(b, slot)? } else { None };
+        let code = self.build_code(b, slot)?;
         let code_q = match &code {
-            Some((r, off, len)) => Some(span(r, *off, *len, "vector code position")?),
+            Some(c) => Some(c.bytes()?),
             None => None,
         };
         let pairs_on_codes = code_q.is_some();
@@ -1066,9 +1113,9 @@ impl<'t> VecIndex<'t> {
         // With SQ8 the graph is built on the codes: the new vector's (stored with it) is the
         // query, and pairs of nodes compare by code distances too.
         // With PQ the graph is built on the full vectors: no code query.
-        let code = if self.build_on_codes() { self.code_ref(b, slot)? } else { None };
+        let code = self.build_code(b, slot)?;
         let code_q = match &code {
-            Some((r, off, len)) => Some(span(r, *off, *len, "vector code position")?),
+            Some(c) => Some(c.bytes()?),
             None => None,
         };
         let pairs_on_codes = code_q.is_some();
@@ -1468,6 +1515,40 @@ fn upper_entry(upper: &[u32], slot: u32) -> (u8, u32) {
 /// The [`hnsw::Store`] of a [`VecIndex`] over the block store `b`: link lists from the HNSW
 /// region's records, distances from the query (`query`, or its codes) and between nodes,
 /// through the `bounce` slots when a vector crosses a block.
+/// Bytes per slot of a transient build-code table ([`VecIndex::set_build_codes`]): the SQ8
+/// codes region's stride ([`sq8::code_stride_for`]), so the same kernels read them.
+pub fn build_code_stride(dim: u32) -> usize {
+    usize::try_from(sq8::code_stride_for(dim)).unwrap_or(usize::MAX)
+}
+
+/// The code of `slot` in a build-code table of `dim`-component vectors. Errors: `Invalid`
+/// past its end.
+fn table_code<E>(table: &[u8], dim: u32, slot: u32) -> IResult<&[u8], E> {
+    let stride = build_code_stride(dim);
+    (slot as usize)
+        .checked_mul(stride)
+        .and_then(|at| table.get(at..at.checked_add(stride)?))
+        .ok_or_else(|| IndexError::Invalid("build code position"))
+}
+
+/// A node's code as a build reads it ([`VecIndex::build_code`]).
+enum BuildCode<'t, R> {
+    /// In a block of the codes region: the block, the code's offset and length.
+    Block(R, usize, usize),
+    /// In the transient table.
+    Table(&'t [u8]),
+}
+
+impl<R: core::ops::Deref<Target = [u8]>> BuildCode<'_, R> {
+    /// The code's bytes. Errors: `Invalid` for a position past the block.
+    fn bytes<E>(&self) -> IResult<&[u8], E> {
+        match self {
+            BuildCode::Block(r, off, len) => span(r, *off, *len, "vector code position"),
+            BuildCode::Table(t) => Ok(t),
+        }
+    }
+}
+
 struct GraphStore<'a, 't, B: BlockStore> {
     b: &'a B,
     ix: &'a VecIndex<'t>,
@@ -1594,6 +1675,13 @@ impl<B: BlockStore> GraphStore<'_, '_, B> {
         let len = u32::try_from(qc.len()).map_err(|_| IndexError::Invalid("code length"))?;
         let locate = |_: usize, id: u32, held: &mut Option<_>| {
             ix.check_slot(id)?;
+            if let Some(t) = ix.build_codes {
+                let c = table_code(t, ix.dim, id)?;
+                if c.len() != qc.len() {
+                    return Err(IndexError::Invalid("code length"));
+                }
+                return Ok(c.as_ptr());
+            }
             let (blk, off, clen) = ix.code_pos(id)?.ok_or_else(|| IndexError::Invalid("no codes"))?;
             if clen != qc.len() {
                 return Err(IndexError::Invalid("code length"));
@@ -1602,7 +1690,11 @@ impl<B: BlockStore> GraphStore<'_, '_, B> {
             Ok(span(r, off, clen, "vector code position")?.as_ptr())
         };
         let prefetch = |id: u32| {
-            if let Ok(Some((blk, _, _))) = ix.code_pos(id) {
+            if let Some(t) = ix.build_codes {
+                if let Ok(c) = table_code::<()>(t, ix.dim, id) {
+                    b.prefetch_memory(c.as_ptr());
+                }
+            } else if let Ok(Some((blk, _, _))) = ix.code_pos(id) {
                 b.prefetch(blk);
             }
         };
@@ -1751,9 +1843,8 @@ impl<B: BlockStore> Store for GraphStore<'_, '_, B> {
     fn dist_pair(&mut self, a: u32, ids: &[u32], keys: &mut [u32]) -> IResult<(), B::Error> {
         if self.pairs_on_codes {
             let ix = self.ix;
-            let (r, off, len) = ix.code_ref(self.b, a)?.ok_or_else(|| IndexError::Invalid("no codes"))?;
-            let qc = span(&r, off, len, "vector code position")?;
-            return self.code_dist(qc, ids, keys);
+            let code = ix.build_code(self.b, a)?.ok_or_else(|| IndexError::Invalid("no codes"))?;
+            return self.code_dist(code.bytes()?, ids, keys);
         }
         // `a` read in place (its borrow held until the distances are done), or copied into
         // the last bounce slot (the batch uses the first BATCH).

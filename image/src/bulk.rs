@@ -67,11 +67,16 @@ pub struct ImportOpts {
     pub threads: usize,
     /// Which vector slot each row's embedding takes.
     pub order: SlotOrder,
+    /// On a filesystem without codes: the links phase builds the graph on transient SQ8
+    /// codes at scale `2^shift` ([`Writer::set_build_codes`]; `mkfs.vexfs --build-on
+    /// sq8`), as a filesystem with `--quant sq8` is built on its own; the image stays
+    /// float32. `None` (or a filesystem with codes): on the filesystem's own distances.
+    pub build_codes: Option<i32>,
 }
 
 impl Default for ImportOpts {
     fn default() -> Self {
-        ImportOpts { dir: None, batch: DEFAULT_BATCH, threads: 1, order: SlotOrder::Locality }
+        ImportOpts { dir: None, batch: DEFAULT_BATCH, threads: 1, order: SlotOrder::Locality, build_codes: None }
     }
 }
 
@@ -298,6 +303,13 @@ where
 
     let start = Instant::now();
     let total = u64::from(w.vector_header()?.pending);
+    let on_codes = match opts.build_codes {
+        Some(shift) if total > 0 && !w.image().sb().has_codes() => {
+            w.set_build_codes(shift)?;
+            true
+        }
+        _ => false,
+    };
     let step = usize::try_from(batch).unwrap_or(usize::MAX);
     let mut synced = Instant::now();
     loop {
@@ -311,6 +323,9 @@ where
             synced = Instant::now();
         }
         progress(Phase::Links, st.linked, total);
+    }
+    if on_codes {
+        w.clear_build_codes();
     }
     w.sync()?;
     let left = w.vector_header()?.pending;
@@ -485,6 +500,81 @@ mod tests {
         assert!(r1 > 0.8 && r2 > r1 - 0.02, "recall@10: one by one {r1}, in batches {r2}");
     }
 
+    /// `ImportOpts::build_codes` (`mkfs.vexfs --build-on sq8`): a float32 filesystem whose
+    /// graph is built on transient SQ8 codes gets, link for link, the HNSW region of a
+    /// filesystem made with `--quant sq8` at the same scale from the same rows (which builds
+    /// on its stored codes), one by one in row order and in parallel batches; it is not the
+    /// graph built on the float distances, the image stays float32 (no codes feature), checks
+    /// clean, and its float32 searches find recall@10 within 0.03 of that graph's.
+    #[test]
+    fn graph_on_transient_codes() {
+        use crate::mkfs::FormatOpts;
+        use vexfs_core::format::superblock::Region;
+        let (n, dim) = (SEQUENTIAL_LINKS + 904, 16);
+        let data = random_rows(n, dim, 7);
+        let queries = random_rows(200, dim, 8);
+        let max = data.iter().flatten().map(|x| x.to_bits() & 0x7fff_ffff).max().unwrap();
+        let shift = vexfs_core::sq8::shift_for_max(max);
+        let build = |sq8: bool, codes: Option<i32>, threads: usize, order: SlotOrder| {
+            let mut dev = MemDevice::new(16384);
+            let p = vexfs_core::format::layout::MkfsParams {
+                dim: dim as u32,
+                metric: Metric::L2,
+                inode_count: Some(8192),
+                // Both layouts the same slots (the codes region would take some).
+                vec_capacity: Some(4096),
+                ef_construction: 64,
+                ..sample::params(16384)
+            };
+            let opts = FormatOpts { sq8_shift: sq8.then_some(shift), ..FormatOpts::default() };
+            mkfs::format_with(&mut dev, &p, true, opts).unwrap();
+            let mut w = Writer::new(Image::open(dev).unwrap()).unwrap();
+            let mut vecs = Fvecs::new(Cursor::new(fvecs_bytes(&data)), "v.fvecs").unwrap();
+            let opts = ImportOpts { dir: Some("docs".into()), batch: 700, threads, order, build_codes: codes };
+            let st = import(&mut w, &mut vecs, None::<&mut Texts<Cursor<Vec<u8>>>>, &opts, |_, _, _| {}).unwrap();
+            assert_eq!(st.linked, n as u64);
+            let recall = recall_at_10(&mut w, &data, &queries);
+            let bytes = w.commit().unwrap().into_device().bytes;
+            let sb = Superblock::decode(&bytes[..BLOCK_SIZE]).unwrap();
+            assert_eq!(sb.has_codes(), sq8);
+            let r = sb.region(Region::Hnsw);
+            let hnsw = bytes[r.start as usize * BLOCK_SIZE..r.end() as usize * BLOCK_SIZE].to_vec();
+            let (img, early) = fsck::open(MemDevice { bytes }).unwrap();
+            let problems = fsck::check(&img, early).unwrap().problems;
+            assert!(problems.is_empty(), "{problems:#?}");
+            (hnsw, recall)
+        };
+        for (threads, order) in [(1, SlotOrder::Rows), (2, SlotOrder::Locality)] {
+            let (float, r_float) = build(false, None, threads, order);
+            let (transient, r_codes) = build(false, Some(shift), threads, order);
+            let (stored, _) = build(true, None, threads, order);
+            // Transient codes asked of a filesystem with its own: built on its own.
+            let (stored_too, _) = build(true, Some(shift + 1), threads, order);
+            assert!(transient == stored, "{threads} threads: not the graph built on stored SQ8 codes");
+            assert!(stored_too == stored, "{threads} threads: transient codes used beside stored ones");
+            assert!(transient != float, "{threads} threads: the graph on codes is the float one");
+            assert!(r_float > 0.8 && r_codes > r_float - 0.03, "recall@10: on floats {r_float}, on codes {r_codes}");
+        }
+    }
+
+    /// `Writer::set_build_codes` refuses a scale out of range and a filesystem with codes of
+    /// its own.
+    #[test]
+    fn build_codes_refused() {
+        use crate::mkfs::FormatOpts;
+        let mut w = Writer::new(image(8)).unwrap();
+        assert!(w.set_build_codes(vexfs_core::sq8::MAX_SHIFT + 1).is_err());
+        assert!(w.set_build_codes(vexfs_core::sq8::MIN_SHIFT - 1).is_err());
+        w.set_build_codes(7).unwrap();
+        w.clear_build_codes();
+        let mut dev = MemDevice::new(4096);
+        let p = vexfs_core::format::layout::MkfsParams { dim: 8, metric: Metric::L2, ..sample::params(4096) };
+        mkfs::format_with(&mut dev, &p, true, FormatOpts { sq8_shift: Some(7), ..FormatOpts::default() }).unwrap();
+        let mut w = Writer::new(Image::open(dev).unwrap()).unwrap();
+        let e = w.set_build_codes(7).unwrap_err().to_string();
+        assert!(e.contains("filesystem with codes"), "{e}");
+    }
+
     /// Linking in parallel into a graph with tombstones (files removed since their vectors were
     /// linked): the connections read the tombstones' flags, in other threads' blocks, so they
     /// run on one thread; every new vector is linked and the image checks clean.
@@ -559,7 +649,7 @@ mod tests {
             .collect();
         let per_block = BLOCK_SIZE / (dim * 4);
         let spread = |order: SlotOrder| {
-            let opts = ImportOpts { dir: Some("docs".into()), batch: 700, threads: 2, order };
+            let opts = ImportOpts { dir: Some("docs".into()), batch: 700, threads: 2, order, build_codes: None };
             let mut w = imported(&data, dim, &opts);
             let (mut row_at, mut ino_at) = (vec![usize::MAX; n], vec![0u32; n]);
             for i in 0..n {
@@ -639,7 +729,13 @@ mod tests {
             (0..n).map(|i| line(i, bad == Some(i))).collect::<String>().into_bytes()
         };
         let mut w = Writer::new(image(dim as u32)).unwrap();
-        let opts = ImportOpts { dir: Some("docs".into()), batch: 16, threads: 2, order: SlotOrder::Locality };
+        let opts = ImportOpts {
+            dir: Some("docs".into()),
+            batch: 16,
+            threads: 2,
+            order: SlotOrder::Locality,
+            build_codes: None,
+        };
         let mut vecs = Fvecs::new(Cursor::new(fvecs_bytes(&data)), "v.fvecs").unwrap();
         let mut texts = Texts::new(Cursor::new(jsonl(Some(150))), "t.jsonl");
         let e = import(&mut w, &mut vecs, Some(&mut texts), &opts, |_, _, _| {}).unwrap_err();

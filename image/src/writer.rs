@@ -827,6 +827,33 @@ impl<D: BlockDevice<Error = io::Error>> Writer<D> {
         Ok(())
     }
 
+    /// Builds the graph on transient SQ8 codes at scale `2^shift` until
+    /// [`Self::clear_build_codes`] (`IndexMem::set_build_codes`: the links' searches and
+    /// neighbour selection compare the codes' integer distances, about a third of the float32
+    /// distances' time at 384-d; the image stays float32, searches and the distances they
+    /// return too): a code of every vector stored so far, `capacity * stride` bytes held in
+    /// memory (a quarter of the vector data). For a filesystem without codes, before linking
+    /// vectors stored beforehand; nothing is written. Errors: `Invalid` for a filesystem with
+    /// codes or a shift out of range; `Format`; `Io`.
+    pub fn set_build_codes(&mut self, shift: i32) -> Result<()> {
+        let (mem, store, imp) = self.index()?;
+        let sb = mem.sb();
+        let bytes = usize::try_from(sb.vec_capacity)
+            .ok()
+            .and_then(|c| c.checked_mul(vexfs_core::vindex::build_code_stride(sb.vec_dim)))
+            .ok_or_else(|| Error::Invalid("build codes: too many slots".into()))?;
+        mem.set_build_codes(&store, &imp, vec![0u8; bytes], shift)?;
+        Ok(())
+    }
+
+    /// Ends [`Self::set_build_codes`], freeing the codes: the graph is built on the float
+    /// vectors again.
+    pub fn clear_build_codes(&mut self) {
+        if let Some(v) = self.vec.as_mut() {
+            v.mem.clear_build_codes();
+        }
+    }
+
     /// Links up to `max` pending vectors into the graph, as the kernel's index worker does
     /// (`vexfs_core::embed::IndexMem::index_pending`, in slot order), or, with a link order
     /// ([`Self::set_link_order`]), one at a time in that order; returns how many. Errors:

@@ -113,6 +113,18 @@ struct Cli {
     /// import began with.
     #[arg(long, value_enum, value_name = "locality|rows", default_value = "locality", requires = "import")]
     slot_order: SlotOrderArg,
+    /// With --import into a filesystem without codes (--quant none): the distances the HNSW
+    /// graph is built on. float: the vectors' own. sq8: codes of one signed byte per
+    /// component held in memory for the build only (the scale the largest |component| of the
+    /// rows sets, as --quant sq8's; a quarter of the vectors' size more memory), whose integer
+    /// distances the links' searches and neighbour selection compare, as a filesystem with
+    /// --quant sq8 is built on its codes: a faster build, a graph as good on real embeddings
+    /// (bench/REPORT.md, "Bulk build"); the image, its searches and the distances they return
+    /// stay float32. Vectors whose components differ much in magnitude (a few outlier
+    /// dimensions) code the others coarsely: compare the recall of both builds before relying on
+    /// it. Only with --quant none (with --resume: ignored on a filesystem with codes).
+    #[arg(long, value_enum, value_name = "float|sq8", default_value = "float", requires = "import")]
+    build_on: BuildOnArg,
     /// With --import: do not format; go on with an interrupted import into the vexfs on
     /// DEVICE|FILE (rows whose file already carries an embedding are skipped).
     #[arg(long, requires = "import", conflicts_with_all = ["size", "dry_run"])]
@@ -188,6 +200,15 @@ enum SlotOrderArg {
     Locality,
     /// Row order.
     Rows,
+}
+
+/// `--build-on`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum BuildOnArg {
+    /// The float vectors.
+    Float,
+    /// Transient SQ8 codes.
+    Sq8,
 }
 
 /// `--pq-layout`.
@@ -408,7 +429,17 @@ fn run_import(cli: &Cli, dev: FileDevice, mut input: ImportInput) -> Result<(), 
         SlotOrderArg::Locality => SlotOrder::Locality,
         SlotOrderArg::Rows => SlotOrder::Rows,
     };
-    let opts = ImportOpts { dir: cli.import_dir.clone(), batch: cli.batch, threads: cli.jobs as usize, order };
+    let build_codes = match cli.build_on {
+        BuildOnArg::Float => None,
+        BuildOnArg::Sq8 => Some(sq8::shift_for_max(input.max_abs_bits)),
+    };
+    if let (Some(shift), false) = (build_codes, cli.quiet) {
+        if !w.image().sb().has_codes() {
+            println!("Build:    the graph on SQ8 codes at scale 2^{shift} held in memory (--build-on sq8)");
+        }
+    }
+    let opts =
+        ImportOpts { dir: cli.import_dir.clone(), batch: cli.batch, threads: cli.jobs as usize, order, build_codes };
     let mut phase = Phase::Files;
     let result = bulk::import(&mut w, &mut input.vecs, input.texts.as_mut(), &opts, |p, done, total| {
         if p != phase {
@@ -523,6 +554,12 @@ fn run(cli: &Cli) -> Result<(), String> {
         }
         None => input.as_ref().map(|i| i.max_abs_bits),
     };
+    if cli.build_on == BuildOnArg::Sq8 && cli.quant != QuantArg::None {
+        return Err(
+            "--build-on sq8 is for --quant none (with sq8 the graph is built on its codes, with pq on the floats)"
+                .into(),
+        );
+    }
     let sq8_shift = match (cli.quant, cli.sq8_shift, trained) {
         (QuantArg::None, None, _) if cli.train.is_none() => None,
         (QuantArg::None, ..) => return Err("--sq8-shift and --train need --quant sq8 or pq".into()),

@@ -330,3 +330,54 @@ fn node_records_default_to_a_denser_graph() {
         assert_eq!((sb.hnsw_m, sb.has_node_records()), (m, records), "{name}");
     }
 }
+
+/// `--build-on sq8`: the float32 image's graph is built on transient SQ8 codes at the scale
+/// `--quant sq8` takes from the same rows, so its HNSW region is byte for byte that of the
+/// `--quant sq8` image built from them (same seed, slots, capacity), and not the float build's;
+/// the image keeps no codes and checks clean. Refused beside `--quant sq8|pq`.
+#[test]
+fn build_on_sq8_is_the_sq8_graph_on_a_float_image() {
+    let dir = tempfile::tempdir().unwrap();
+    // 1,500 rows of dim 8 from a fixed LCG (past the bulk loader's sequential first 1,024).
+    let rows = dir.path().join("rows.fvecs");
+    let mut raw = Vec::new();
+    let mut x = 12345u64;
+    for _ in 0..1500 {
+        raw.extend_from_slice(&8i32.to_le_bytes());
+        for _ in 0..8 {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let v = ((x >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0;
+            raw.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    std::fs::write(&rows, raw).unwrap();
+    let r = rows.to_str().unwrap();
+    let build = |name: &str, extra: &[&str]| {
+        let path = dir.path().join(name);
+        let mut args = vec!["--import", r, "--metric", "l2", "--seed", "9", "-j", "2", "--vectors", "2048"];
+        args.extend_from_slice(extra);
+        let o = mkfs(&args, &path, Some("32M"));
+        ok(&o);
+        let (out, _) = fsck::run(FileDevice::open(&path, false).unwrap(), Mode::Check).unwrap();
+        assert_eq!(out.exit_code(), 0, "{name}: {:?}", out.report.problems);
+        let img = Image::open(FileDevice::open(&path, false).unwrap()).unwrap();
+        let sb = img.sb().clone();
+        let hnsw = img.read_region(Region::Hnsw).unwrap();
+        (text(&o), sb, hnsw)
+    };
+    let (out, sb, on_codes) = build("codes.img", &["--build-on", "sq8"]);
+    assert!(out.contains("the graph on SQ8 codes at scale 2^5"), "{out}");
+    assert!(!sb.has_codes());
+    let (_, sq8, stored) = build("sq8.img", &["--quant", "sq8"]);
+    assert!(sq8.has_sq8() && sq8.sq8_shift == 5);
+    let (out, _, float) = build("float.img", &[]);
+    assert!(!out.contains("SQ8 codes"), "{out}");
+    assert!(on_codes == stored, "--build-on sq8 did not build the graph of --quant sq8");
+    assert!(on_codes != float, "--build-on sq8 built the float graph");
+    for quant in ["sq8", "pq"] {
+        let path = dir.path().join("bad.img");
+        let o = mkfs(&["--import", r, "--metric", "l2", "--quant", quant, "--build-on", "sq8"], &path, Some("32M"));
+        failed(&o);
+        assert!(text(&o).contains("--build-on sq8 is for --quant none"), "{}", text(&o));
+    }
+}
