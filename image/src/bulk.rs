@@ -22,7 +22,8 @@
 //!    [`SlotOrder::Locality`] in row order, [`Writer::set_link_order`]; with
 //!    [`ImportOpts::threads`] above 1, planned in batches on several threads:
 //!    [`Writer::index_pending_parallel`]), so the image mounts with nothing left for the
-//!    worker.
+//!    worker; with [`ImportOpts::build_codes`] on the distances of SQ8 codes held in memory
+//!    for the phase ([`Writer::set_build_codes`]), else on the filesystem's own.
 
 use std::io::{BufRead, Read, Seek};
 use std::time::Instant;

@@ -20,7 +20,7 @@ script=$(guest_script enospc.guest <<'GUEST'
 . /lib/vexfs/guest-lib.sh
 B=/share/base.fvecs
 ffree() { stat -f -c %d /mnt; }
-vectors() { vexctl stats /mnt --json | tr -d ' \n' | tr ',{}' '\n\n\n' | grep '^"vectors":' | cut -d: -f2; }
+vectors() { stats_num vectors; }
 mount_vexfs /dev/vda /mnt
 must mkdir /mnt/in /mnt/v
 

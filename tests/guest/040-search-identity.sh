@@ -56,13 +56,13 @@ while [ $i -lt 2000 ]; do
     i=$((i + 1))
 done
 vexctl stats /mnt
-assert_eq "$(vexctl stats /mnt --json | tr -d ' ' | grep -o '"vectors":[0-9]*')" '"vectors":1400' "vectors left"
+assert_eq "$(stats_num vectors)" 1400 "vectors left"
 must vexctl search /mnt --fvecs $Q --all -k 10 --ef 64 --json > /mnt/after-delete.json
 section "reuse freed slots"
 must mv /mnt/after-delete.json /mnt/after-delete.keep
 must vexctl import --quiet /share/base.fvecs /mnt/docs
 must vexctl wait-indexed -q /mnt --timeout 1200
-assert_eq "$(vexctl stats /mnt --json | tr -d ' ' | grep -o '"vectors":[0-9]*')" '"vectors":2000' "vectors after re-import"
+assert_eq "$(stats_num vectors)" 2000 "vectors after re-import"
 must vexctl search /mnt --fvecs $Q --all -k 10 --ef 64 --json > /tmp/reimport.json
 must mv /mnt/after-delete.keep /mnt/after-delete.json
 must umount /mnt

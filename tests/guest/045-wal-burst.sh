@@ -25,7 +25,7 @@ PY
 
 script=$(guest_script burst.guest <<'GUEST'
 . /lib/vexfs/guest-lib.sh
-pending() { vexctl stats /mnt --json | tr -d ' \n' | grep -o '"pending":[0-9]*' | cut -d: -f2; }
+pending() { stats_num pending; }
 mount_vexfs /dev/vda /mnt
 section "burst: 2000 SETs through the write-ahead log"
 must vexctl import --quiet /share/base.fvecs /mnt/docs
@@ -50,7 +50,7 @@ must vexctl wait-indexed -q /mnt --timeout 1200
 assert_eq "$(pending)" 0 "pending after wait-indexed"
 must vexctl search /mnt --fvecs /share/query.fvecs --all -k 10 --ef 64 --json > /tmp/indexed.json
 section "removals: the worker purges the tombstones in steps"
-deleted() { vexctl stats /mnt --json | tr -d ' \n' | grep -o '"deleted":[0-9]*' | cut -d: -f2; }
+deleted() { stats_num deleted; }
 i=0
 while [ $i -lt 2000 ]; do
     [ $((i % 3)) -eq 0 ] && rm /mnt/docs/$i

@@ -89,7 +89,7 @@ for pid in $pids; do
     wait "$pid" || fail "busy: searcher $p failed"
 done
 echo "busy: $(ls /tmp/busy | wc -l) rounds of answers"
-assert_eq "$(vexctl stats /mnt --json | tr -d ' \n' | grep -o '"pending":[0-9]*' | cut -d: -f2)" 0 "pending after the linking"
+assert_eq "$(stats_num pending)" 0 "pending after the linking"
 
 section "4 searchers at once after the import"
 searchers after

@@ -69,11 +69,6 @@ script=$(guest_script frozen-v2.guest <<'GUEST'
 . /lib/vexfs/guest-lib.sh
 . /share/frozen-check.sh
 . /share/expect.env
-# stats_field NAME: a number of `vexctl stats --json`.
-stats_field() {
-    vexctl stats /mnt --json | tr -d ' \n' | tr ',{}' '\n\n\n' | grep "^\"$1\":" | cut -d: -f2
-}
-
 section "read-only mount: the journal replayed, the vectors still pending"
 # A read-only mount replays the journal (as ext4's does) but starts no index worker and frees
 # no orphan: the pending vectors stay pending, and searches find them by the exact scan.
@@ -81,7 +76,7 @@ mount_vexfs /dev/vda /mnt ro
 dmesg | grep "vexfs" | grep -E "journal replayed" | sed 's/^/    /'
 dmesg | grep -q "journal replayed: $TXNS transactions, $IMAGES blocks" ||
     fail "the mount did not replay $TXNS transactions of $IMAGES blocks"
-assert_eq "$(stats_field pending) $(stats_field vectors)" "$PENDING $VECTORS" "pending, searchable vectors (read-only)"
+assert_eq "$(stats_num pending) $(stats_num vectors)" "$PENDING $VECTORS" "pending, searchable vectors (read-only)"
 frozen_check
 must umount /mnt
 
@@ -91,7 +86,7 @@ dmesg | grep "vexfs" | grep -E "unlinked inode|pending vector" | sed 's/^/    /'
 dmesg | grep -q "$ORPHANS unlinked inode(s) freed after the crash" || fail "the mount did not free the orphan"
 assert_eq "$(stat -f -c '%c %d' /mnt)" "$INODE_COUNT $FREE_INODES" "inodes, free inodes (the orphan freed)"
 must vexctl wait-indexed /mnt --timeout 60 -q
-assert_eq "$(stats_field pending) $(stats_field vectors)" "0 $VECTORS" "pending, searchable vectors (indexed)"
+assert_eq "$(stats_num pending) $(stats_num vectors)" "0 $VECTORS" "pending, searchable vectors (indexed)"
 # Every item again, the searches (ef above the vector count: exact) through the graph now.
 frozen_check
 must umount /mnt

@@ -66,7 +66,7 @@ must umount /mnt
 fsck.vexfs -n /dev/vda || fail "fsck.vexfs -n after the stress run: status $?"
 section "mount again, a root search"
 mount_vexfs /dev/vda /mnt
-vectors=$(vexctl stats /mnt --json | sed -n 's/.*"vectors": *\([0-9]*\).*/\1/p')
+vectors=$(stats_num vectors)
 [ -n "$vectors" ] || fail "no vector count from vexctl stats"
 # One zero query of dim 16.
 { printf '\020\000\000\000'; head -c 64 /dev/zero; } > /tmp/q.fvecs
