@@ -43,11 +43,12 @@ K = 10
 # The issue's targets for a build of 1M x 384 on 2 cores.
 TARGET_SECS = 300
 TARGET_ROWS = 1_000_000
-# The vexfs builds: float32 vectors only, its graph built on the floats (the default) or on
-# transient SQ8 codes (`--build-on sq8`), and with SQ8 codes kept (`mkfs.vexfs --quant sq8`).
+# The vexfs builds: float32 vectors only, its graph built on the floats (`--build-on float`) or
+# on transient SQ8 codes (`--build-on sq8`; the default, auto, picks one of the two by the data),
+# and with SQ8 codes kept (`mkfs.vexfs --quant sq8`).
 VEXFS = ("vexfs", "vexfs-build-sq8", "vexfs-sq8")
 # Each one's mkfs.vexfs options.
-VEXFS_OPTS = {"vexfs": ["--quant", "none"], "vexfs-build-sq8": ["--quant", "none", "--build-on", "sq8"],
+VEXFS_OPTS = {"vexfs": ["--quant", "none", "--build-on", "float"], "vexfs-build-sq8": ["--quant", "none", "--build-on", "sq8"],
               "vexfs-sq8": ["--quant", "sq8"]}
 
 
@@ -219,8 +220,10 @@ def report(a):
         "table keeps each one's fastest build. vexfs's build is the whole `mkfs.vexfs --import` "
         "(format, one file per row, every vector linked, synced through the journal: the wall time of "
         "the process), with its two phases as it reports them (vexfs: float32 vectors, the graph built "
-        "on their distances; vexfs-build-sq8: the same image but for the graph, built with `--build-on sq8` "
-        "on SQ8 codes held in memory for the build only, searched like vexfs's on the float32 vectors; "
+        "on their distances, `--build-on float`; vexfs-build-sq8: the same image but for the graph, built with "
+        "`--build-on sq8` on SQ8 codes held in memory for the build only, searched like vexfs's on the float32 "
+        "vectors (the default, `--build-on auto`, builds one of these two, by how well the codes keep a sample's "
+        "neighbours, and says which); "
         "vexfs-sq8: with `--quant sq8`, the graph "
         "built on the SQ8 codes' integer distances, searches walking the codes and re-ranking their "
         "nearest at full precision); hnswlib's and faiss's are their "

@@ -11,8 +11,9 @@
 #                data/pydocs-minilm/small; the sets at scale: `scripts/data scale` prints
 #                pydocs-1m's directory, pydocs-100k is beside it)
 #   --threads    thread counts, each built by every library (default 1,2)
-#   --libs       the builders (default vexfs,hnswlib,faiss; vexfs-build-sq8 is vexfs with
-#                `--build-on sq8`, the float32 image's graph built on transient SQ8 codes;
+#   --libs       the builders (default vexfs,hnswlib,faiss; vexfs is `--build-on float`,
+#                vexfs-build-sq8 `--build-on sq8`, the float32 image's graph built on transient
+#                SQ8 codes (the default, auto, makes one of the two);
 #                vexfs-sq8 is vexfs with `--quant sq8`, its graph built on the codes it keeps);
 #                the report compares with hnswlib
 #   --rounds R   rounds (default 1); the table keeps each one's fastest build
@@ -35,7 +36,7 @@ while [ $# -gt 0 ]; do
         --rounds) ROUNDS=$2; shift 2 ;;
         --efs) EFS=$2; shift 2 ;;
         --no-report) REPORT=0; shift ;;
-        -h|--help) sed -n '2,25s/^# \{0,1\}//p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,26s/^# \{0,1\}//p' "$0"; exit 0 ;;
         -*) die "bench/bulk.sh: unknown option $1 (see --help)" ;;
         *) DATA=$1; shift ;;
     esac

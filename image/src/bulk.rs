@@ -52,6 +52,68 @@ pub const LINKS_SYNC_INTERVAL: std::time::Duration = std::time::Duration::from_s
 /// loses at most this many rows' files (1% of a million); `--resume` makes them again.
 pub const DEFAULT_BATCH: u64 = 10_000;
 
+/// Rows of the sample [`code_neighbour_recall`] ranks, at most (evenly spaced).
+pub const CODE_CHECK_ROWS: usize = 4096;
+/// Rows of that sample it ranks them from, at most (evenly spaced).
+pub const CODE_CHECK_QUERIES: usize = 256;
+/// Neighbours [`code_neighbour_recall`] compares per query.
+pub const CODE_CHECK_K: usize = 10;
+
+/// How well SQ8 codes at scale `2^shift` ([`vexfs_core::sq8::quantise`]) keep the nearest
+/// neighbours of `rows` (`dim` floats each, row after row): over a sample of at most
+/// [`CODE_CHECK_ROWS`] rows, for each of at most [`CODE_CHECK_QUERIES`] of them, the share of
+/// its [`CODE_CHECK_K`] nearest other rows by the float `metric` distance that are also its
+/// nearest by the codes' distance (this CPU's kernels, `DistanceKernel::distances` and
+/// `code_distances`), averaged: recall@10 of the codes against the floats, 1.0 when they rank
+/// alike. What `mkfs.vexfs --build-on auto` decides by. Fewer than 2 rows: 1.0.
+pub fn code_neighbour_recall(rows: &[f32], dim: usize, metric: u32, shift: i32) -> f64 {
+    use vexfs_core::distance::{best_impl, DistanceKernel};
+    let n = rows.len().checked_div(dim).unwrap_or(0);
+    if n < 2 {
+        return 1.0;
+    }
+    let stride = vexfs_core::vindex::build_code_stride(dim as u32);
+    let step = n.div_ceil(CODE_CHECK_ROWS).max(1);
+    let picked: Vec<usize> = (0..n).step_by(step).collect();
+    let bits: Vec<Vec<u32>> =
+        picked.iter().map(|&r| rows[r * dim..(r + 1) * dim].iter().map(|x| x.to_bits()).collect()).collect();
+    let codes: Vec<Vec<u8>> = bits
+        .iter()
+        .map(|v| {
+            let mut c = vec![0u8; stride];
+            vexfs_core::sq8::quantise(v, shift, &mut c);
+            c
+        })
+        .collect();
+    let imp = best_impl();
+    let vec_ptrs: Vec<*const u32> = bits.iter().map(|v| v.as_ptr()).collect();
+    let code_ptrs: Vec<*const u8> = codes.iter().map(|c| c.as_ptr()).collect();
+    let k = CODE_CHECK_K.min(picked.len() - 1);
+    let qstep = picked.len().div_ceil(CODE_CHECK_QUERIES).max(1);
+    let (mut found, mut asked) = (0usize, 0usize);
+    let mut out = vec![0u32; picked.len()];
+    // The k nearest other rows of the sample by `keys` (ties by row).
+    let nearest = |q: usize, keys: &mut dyn FnMut(usize) -> f64| {
+        let mut all: Vec<(f64, usize)> = (0..picked.len()).filter(|&i| i != q).map(|i| (keys(i), i)).collect();
+        all.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        all.truncate(k);
+        all.into_iter().map(|e| e.1).collect::<Vec<_>>()
+    };
+    for q in (0..picked.len()).step_by(qstep) {
+        // SAFETY: every pointer is at `dim` u32s (or `stride` bytes, a multiple of 32) of a
+        // vector held above, unchanged during the calls.
+        unsafe { imp.distances(metric, dim as u32, vec_ptrs[q], &vec_ptrs, &mut out) };
+        let floats = out.clone();
+        let truth = nearest(q, &mut |i| f64::from(f32::from_bits(floats[i])));
+        // SAFETY: as above.
+        unsafe { imp.code_distances(metric, stride as u32, code_ptrs[q], &code_ptrs, &mut out) };
+        let by_codes = nearest(q, &mut |i| f64::from(out[i]));
+        found += by_codes.iter().filter(|i| truth.contains(i)).count();
+        asked += k;
+    }
+    found as f64 / asked.max(1) as f64
+}
+
 /// What [`import`] does.
 #[derive(Debug, Clone)]
 pub struct ImportOpts {
@@ -556,6 +618,19 @@ mod tests {
             assert!(transient != float, "{threads} threads: the graph on codes is the float one");
             assert!(r_float > 0.8 && r_codes > r_float - 0.03, "recall@10: on floats {r_float}, on codes {r_codes}");
         }
+    }
+
+    /// `code_neighbour_recall`: 1.0 when the codes are the vectors exactly (integer components
+    /// at scale 2^0), low when a scale far too small codes them all near zero, 1.0 for fewer
+    /// than 2 rows.
+    #[test]
+    fn code_neighbour_recall_ranks_as_the_codes_do() {
+        let rows: Vec<f32> = random_rows(3000, 16, 5).into_iter().flatten().map(|x| (x * 100.0).round()).collect();
+        let l2 = Metric::L2 as u32;
+        assert_eq!(code_neighbour_recall(&rows, 16, l2, 0), 1.0);
+        let coarse = code_neighbour_recall(&rows, 16, l2, -6);
+        assert!(coarse < 0.5, "codes of -1, 0, 1 kept {coarse} of the neighbours");
+        assert_eq!(code_neighbour_recall(&rows[..16], 16, l2, -6), 1.0);
     }
 
     /// `Writer::set_build_codes` refuses a scale out of range and a filesystem with codes of

@@ -334,27 +334,36 @@ fn node_records_default_to_a_denser_graph() {
 /// `--build-on sq8`: the float32 image's graph is built on transient SQ8 codes at the scale
 /// `--quant sq8` takes from the same rows, so its HNSW region is byte for byte that of the
 /// `--quant sq8` image built from them (same seed, slots, capacity), and not the float build's;
-/// the image keeps no codes and checks clean. Refused beside `--quant sq8|pq`.
+/// the image keeps no codes and checks clean. `--build-on auto` (the default) builds so on rows
+/// whose codes keep their neighbours, and on the floats when one row 1,000 times larger than
+/// the others sets a scale that codes them all near zero. sq8 is refused beside
+/// `--quant sq8|pq`.
 #[test]
 fn build_on_sq8_is_the_sq8_graph_on_a_float_image() {
     let dir = tempfile::tempdir().unwrap();
-    // 1,500 rows of dim 8 from a fixed LCG (past the bulk loader's sequential first 1,024).
-    let rows = dir.path().join("rows.fvecs");
-    let mut raw = Vec::new();
-    let mut x = 12345u64;
-    for _ in 0..1500 {
-        raw.extend_from_slice(&8i32.to_le_bytes());
-        for _ in 0..8 {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            let v = ((x >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0;
-            raw.extend_from_slice(&v.to_le_bytes());
-        }
-    }
-    std::fs::write(&rows, raw).unwrap();
-    let r = rows.to_str().unwrap();
-    let build = |name: &str, extra: &[&str]| {
+    // 1,500 rows of dim 8 from a fixed LCG (past the bulk loader's sequential first 1,024),
+    // components in [-2, 2); `outlier`: row 700 scaled by 1,000.
+    let write_rows = |name: &str, outlier: bool| {
         let path = dir.path().join(name);
-        let mut args = vec!["--import", r, "--metric", "l2", "--seed", "9", "-j", "2", "--vectors", "2048"];
+        let mut raw = Vec::new();
+        let mut x = 12345u64;
+        for row in 0..1500 {
+            raw.extend_from_slice(&8i32.to_le_bytes());
+            for _ in 0..8 {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                let mut v = ((x >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0;
+                if outlier && row == 700 {
+                    v *= 1000.0;
+                }
+                raw.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+        std::fs::write(&path, raw).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let build = |rows: &str, name: &str, extra: &[&str]| {
+        let path = dir.path().join(name);
+        let mut args = vec!["--import", rows, "--metric", "l2", "--seed", "9", "-j", "2", "--vectors", "2048"];
         args.extend_from_slice(extra);
         let o = mkfs(&args, &path, Some("32M"));
         ok(&o);
@@ -365,18 +374,30 @@ fn build_on_sq8_is_the_sq8_graph_on_a_float_image() {
         let hnsw = img.read_region(Region::Hnsw).unwrap();
         (text(&o), sb, hnsw)
     };
-    let (out, sb, on_codes) = build("codes.img", &["--build-on", "sq8"]);
+    let r = write_rows("rows.fvecs", false);
+    let (out, sb, on_codes) = build(&r, "codes.img", &["--build-on", "sq8"]);
     assert!(out.contains("the graph on SQ8 codes at scale 2^5"), "{out}");
     assert!(!sb.has_codes());
-    let (_, sq8, stored) = build("sq8.img", &["--quant", "sq8"]);
+    let (_, sq8, stored) = build(&r, "sq8.img", &["--quant", "sq8"]);
     assert!(sq8.has_sq8() && sq8.sq8_shift == 5);
-    let (out, _, float) = build("float.img", &[]);
-    assert!(!out.contains("SQ8 codes"), "{out}");
+    let (out, _, float) = build(&r, "float.img", &["--build-on", "float"]);
+    assert!(!out.contains("Build:"), "{out}");
     assert!(on_codes == stored, "--build-on sq8 did not build the graph of --quant sq8");
     assert!(on_codes != float, "--build-on sq8 built the float graph");
+    let (out, _, auto) = build(&r, "auto.img", &[]);
+    assert!(
+        out.contains("the graph on SQ8 codes held in memory (--build-on auto: SQ8 codes at scale 2^5 find"),
+        "{out}"
+    );
+    assert!(auto == on_codes, "--build-on auto did not build on the codes");
+    let bad = write_rows("outlier.fvecs", true);
+    let (out, _, auto) = build(&bad, "auto-outlier.img", &[]);
+    assert!(out.contains("the graph on the float vectors (--build-on auto: SQ8 codes at scale 2^-4 find"), "{out}");
+    let (_, _, float) = build(&bad, "float-outlier.img", &["--build-on", "float"]);
+    assert!(auto == float, "--build-on auto built on codes that lose the rows' neighbours");
     for quant in ["sq8", "pq"] {
         let path = dir.path().join("bad.img");
-        let o = mkfs(&["--import", r, "--metric", "l2", "--quant", quant, "--build-on", "sq8"], &path, Some("32M"));
+        let o = mkfs(&["--import", &r, "--metric", "l2", "--quant", quant, "--build-on", "sq8"], &path, Some("32M"));
         failed(&o);
         assert!(text(&o).contains("--build-on sq8 is for --quant none"), "{}", text(&o));
     }
