@@ -1512,9 +1512,6 @@ fn upper_entry(upper: &[u32], slot: u32) -> (u8, u32) {
     (u8::try_from(z.saturating_sub(a)).unwrap_or(u8::MAX), a)
 }
 
-/// The [`hnsw::Store`] of a [`VecIndex`] over the block store `b`: link lists from the HNSW
-/// region's records, distances from the query (`query`, or its codes) and between nodes,
-/// through the `bounce` slots when a vector crosses a block.
 /// Bytes per slot of a transient build-code table ([`VecIndex::set_build_codes`]): the SQ8
 /// codes region's stride ([`sq8::code_stride_for`]), so the same kernels read them.
 pub fn build_code_stride(dim: u32) -> usize {
@@ -1549,6 +1546,9 @@ impl<R: core::ops::Deref<Target = [u8]>> BuildCode<'_, R> {
     }
 }
 
+/// The [`hnsw::Store`] of a [`VecIndex`] over the block store `b`: link lists from the HNSW
+/// region's records, distances from the query (`query`, or its codes) and between nodes,
+/// through the `bounce` slots when a vector crosses a block.
 struct GraphStore<'a, 't, B: BlockStore> {
     b: &'a B,
     ix: &'a VecIndex<'t>,
