@@ -91,7 +91,8 @@ f32_bytes=$(( n * ((dim * 4 + 31) / 32 * 32 + 136) ))
 DISKS=() LABELS=()
 for q in ${QUANTS//,/ }; do
     case "$q" in
-        none) qargs=() ;;
+        # The float32 graph built on the floats, as in the runs before --build-on auto.
+        none) qargs=(--build-on float) ;;
         sq8) qargs=(--quant sq8 --train "$DATA/base.fvecs") ;;
         pq) qargs=(--quant pq --train "$DATA/base.fvecs") ;;
         pq-split) qargs=(--quant pq --pq-layout split --train "$DATA/base.fvecs") ;;

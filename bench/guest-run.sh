@@ -68,7 +68,8 @@ $S/bench_core $S/base.fvecs $S/query.fvecs $S/groundtruth.ivecs --efs 64 --passe
 echo "BENCH {\"side\": \"user-build\", \"core\": $(tr -d '\n' < /tmp/core.json)}"
 if [ -n "$QUANT" ]; then
     section "userspace build of the same vectors (mkfs.vexfs --import -j 1 --quant $QUANT)"
-    qargs=""
+    # none: on the floats, the kernel's insert's distances (not --build-on auto's codes).
+    qargs="--build-on float"
     [ "$QUANT" = none ] || qargs="--quant $QUANT --train $S/base.fvecs"
     # shellcheck disable=SC2086 # qargs: words
     out=$(mkfs.vexfs -f --import $S/base.fvecs --import-dir docs --metric l2 -j 1 $qargs \

@@ -57,10 +57,13 @@ for q in f32 sq8 pq; do
     img=$WORK/$NAME-$q.img
     quant=none
     [ $q = f32 ] || quant=$q
+    # float32: its graph built on the floats, as hnswlib's and faiss's (not --build-on auto's codes).
+    build=()
+    [ $quant != none ] || build=(--build-on float)
     log "bench/search.sh: bulk-loading $img (--quant $quant)"
     rm -f "$img"
     "$VEXFS_HOST_BIN/mkfs-vexfs" -q -f --import "$DATA/base.fvecs" --import-dir docs --metric l2 --seed 1 \
-        -j "$(nproc)" --quant $quant "$img" "$size"
+        -j "$(nproc)" --quant $quant "${build[@]}" "$img" "$size"
     "$VEXFS_HOST_BIN/fsck-vexfs" -n "$img" > /dev/null || die "fsck.vexfs -n $img is not clean"
 done
 env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$PY" "$VEXFS_ROOT/bench/search.py" run --data "$DATA" \
