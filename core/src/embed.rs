@@ -359,6 +359,24 @@ pub struct IndexMem<A: Alloc> {
     build_codes: Option<A::Vec<u8>>,
 }
 
+/// [`VecIndex::with_header`], built on the transient SQ8 codes `build_codes` if any
+/// ([`IndexMem::set_build_codes`], which checked them: an error here leaves the build on the
+/// float vectors).
+fn index_over<'s>(
+    sb: &Superblock,
+    upper: &'s [u32],
+    header: HnswHeader,
+    hint: u64,
+    build_codes: Option<&'s [u8]>,
+    dist: &'s dyn DistanceKernel,
+) -> VecIndex<'s> {
+    let mut ix = VecIndex::with_header(sb, upper, header, hint, dist);
+    if let Some(t) = build_codes {
+        let _ = ix.set_build_codes::<()>(t);
+    }
+    ix
+}
+
 /// Where a purge in steps stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum PurgePass {
@@ -497,12 +515,7 @@ impl<A: Alloc> IndexMem<A> {
 
     /// The index over this memory, built on the transient codes if any.
     fn vindex<'s>(&'s self, dist: &'s dyn DistanceKernel) -> VecIndex<'s> {
-        let mut ix = VecIndex::with_header(&self.sb, &self.upper, self.header, self.hint, dist);
-        if let Some(t) = &self.build_codes {
-            // Checked when set; an error leaves the build on the float vectors.
-            let _ = ix.set_build_codes::<()>(t);
-        }
-        ix
+        index_over(&self.sb, &self.upper, self.header, self.hint, self.build_codes.as_deref(), dist)
     }
 
     /// Builds the graph on SQ8 codes held in memory from now on
@@ -891,11 +904,7 @@ impl<A: Alloc> IndexMem<A> {
             build_codes,
         } = self;
         *changes = changes.wrapping_add(1);
-        let mut ix = VecIndex::with_header(sb, upper, *header, *hint, dist);
-        if let Some(t) = build_codes {
-            // Checked when set; an error leaves the build on the float vectors.
-            let _ = ix.set_build_codes::<()>(t);
-        }
+        let mut ix = index_over(sb, upper, *header, *hint, build_codes.as_deref(), dist);
         ix.auto_purge = !*stepwise_purge;
         ix.purges = *purges;
         let mut pad = Pad {

@@ -91,7 +91,7 @@ pub fn code_neighbour_recall(rows: &[f32], dim: usize, metric: u32, shift: i32) 
     let k = CODE_CHECK_K.min(picked.len() - 1);
     let qstep = picked.len().div_ceil(CODE_CHECK_QUERIES).max(1);
     let (mut found, mut asked) = (0usize, 0usize);
-    let mut out = vec![0u32; picked.len()];
+    let (mut floats, mut by_code) = (vec![0u32; picked.len()], vec![0u32; picked.len()]);
     // The k nearest other rows of the sample by `keys` (ties by row).
     let nearest = |q: usize, keys: &mut dyn FnMut(usize) -> f64| {
         let mut all: Vec<(f64, usize)> = (0..picked.len()).filter(|&i| i != q).map(|i| (keys(i), i)).collect();
@@ -102,12 +102,11 @@ pub fn code_neighbour_recall(rows: &[f32], dim: usize, metric: u32, shift: i32) 
     for q in (0..picked.len()).step_by(qstep) {
         // SAFETY: every pointer is at `dim` u32s (or `stride` bytes, a multiple of 32) of a
         // vector held above, unchanged during the calls.
-        unsafe { imp.distances(metric, dim as u32, vec_ptrs[q], &vec_ptrs, &mut out) };
-        let floats = out.clone();
+        unsafe { imp.distances(metric, dim as u32, vec_ptrs[q], &vec_ptrs, &mut floats) };
         let truth = nearest(q, &mut |i| f64::from(f32::from_bits(floats[i])));
         // SAFETY: as above.
-        unsafe { imp.code_distances(metric, stride as u32, code_ptrs[q], &code_ptrs, &mut out) };
-        let by_codes = nearest(q, &mut |i| f64::from(out[i]));
+        unsafe { imp.code_distances(metric, stride as u32, code_ptrs[q], &code_ptrs, &mut by_code) };
+        let by_codes = nearest(q, &mut |i| f64::from(by_code[i]));
         found += by_codes.iter().filter(|i| truth.contains(i)).count();
         asked += k;
     }

@@ -255,14 +255,20 @@ fn parse_quant(s: &str) -> Result<QuantArg, String> {
     }
 }
 
+/// Every how many rows of `rows` a sample of vectors takes one: at most `pq_train::MAX_TRAIN`
+/// rows, evenly spaced.
+fn sample_step(rows: u64) -> u64 {
+    rows.div_ceil(pq_train::MAX_TRAIN as u64).max(1)
+}
+
 /// Rows of `path` to train a PQ codebook on: at most `pq_train::MAX_TRAIN`, evenly spaced
-/// (every `ceil(rows / MAX_TRAIN)`th), as one flat `rows * dim` array.
+/// (every [`sample_step`]th), as one flat `rows * dim` array.
 fn pq_training_rows(path: &std::path::Path, dim: u32) -> Result<Vec<f32>, String> {
     let mut v = Fvecs::open(path)?;
     if v.dim() != dim {
         return Err(format!("{}: dimension {}, the filesystem's is {dim}", path.display(), v.dim()));
     }
-    let step = v.rows().div_ceil(pq_train::MAX_TRAIN as u64).max(1);
+    let step = sample_step(v.rows());
     let mut flat = Vec::new();
     v.for_each(|i, row| {
         if i % step == 0 {
@@ -385,14 +391,39 @@ struct ImportInput {
     texts: Option<Texts<BufReader<File>>>,
     /// The bit pattern of the largest |component| of the vectors (`sq8::max_abs_bits`).
     max_abs_bits: u32,
+    /// The rows [`pq_training_rows`] would read from the file (every [`sample_step`]th), taken
+    /// in the same pass as `max_abs_bits` when a use for them is known at open: a PQ codebook
+    /// without --train, --build-on auto with --quant none. Else empty.
+    sample: Vec<f32>,
+}
+
+impl ImportInput {
+    /// [`Self::sample`], for a filesystem of dimension `dim`. Errors: the file's dimension
+    /// is not `dim` (as [`pq_training_rows`]); no sample was taken from a file with rows.
+    fn sample(&self, dim: u32) -> Result<&[f32], String> {
+        if self.vecs.dim() != dim {
+            return Err(format!("{}: dimension {}, the filesystem's is {dim}", self.vecs.name(), self.vecs.dim()));
+        }
+        if self.sample.is_empty() && self.vecs.rows() > 0 {
+            return Err(format!("{}: no sample of the rows was taken", self.vecs.name()));
+        }
+        Ok(&self.sample)
+    }
 }
 
 fn open_import(cli: &Cli) -> Result<Option<ImportInput>, String> {
     let Some(path) = &cli.import else { return Ok(None) };
     let mut vecs = Fvecs::open(path)?;
     let mut max_abs_bits = 0u32;
-    vecs.for_each(|_, v| {
+    let wanted = matches!((cli.quant, &cli.train), (QuantArg::Pq(_), None))
+        || cli.quant == QuantArg::None && cli.build_on == BuildOnArg::Auto;
+    let step = sample_step(vecs.rows());
+    let mut sample = Vec::new();
+    vecs.for_each(|i, v| {
         max_abs_bits = v.iter().map(|x| x.to_bits() & 0x7fff_ffff).fold(max_abs_bits, u32::max);
+        if wanted && i % step == 0 {
+            sample.extend_from_slice(v);
+        }
         Ok::<(), vexfs_image::Error>(())
     })?;
     let texts = match &cli.texts {
@@ -410,7 +441,7 @@ fn open_import(cli: &Cli) -> Result<Option<ImportInput>, String> {
         }
         None => None,
     };
-    Ok(Some(ImportInput { vecs, texts, max_abs_bits }))
+    Ok(Some(ImportInput { vecs, texts, max_abs_bits, sample }))
 }
 
 /// Runs the import into `dev`'s filesystem with a progress bar (hidden by --quiet or when
@@ -455,15 +486,15 @@ fn run_import(cli: &Cli, dev: FileDevice, mut input: ImportInput) -> Result<(), 
             Some(shift)
         }
         BuildOnArg::Auto => {
-            let path = cli.import.as_deref().ok_or("--build-on needs --import")?;
-            let rows = pq_training_rows(path, sb.vec_dim)?;
-            let r = bulk::code_neighbour_recall(&rows, sb.vec_dim as usize, sb.vec_metric, shift);
+            let rows = input.sample(sb.vec_dim)?;
+            let r = bulk::code_neighbour_recall(rows, sb.vec_dim as usize, sb.vec_metric, shift);
+            let on_codes = r >= BUILD_ON_SQ8_MIN_RECALL;
             let how = format!(
                 "SQ8 codes at scale 2^{shift} find {r:.3} of the float distances' 10 nearest in a sample, \
                  {} {BUILD_ON_SQ8_MIN_RECALL}",
-                if r >= BUILD_ON_SQ8_MIN_RECALL { "at least" } else { "under" }
+                if on_codes { "at least" } else { "under" }
             );
-            if r >= BUILD_ON_SQ8_MIN_RECALL {
+            if on_codes {
                 say(format!("the graph on SQ8 codes held in memory (--build-on auto: {how})"));
                 Some(shift)
             } else {
@@ -472,6 +503,8 @@ fn run_import(cli: &Cli, dev: FileDevice, mut input: ImportInput) -> Result<(), 
             }
         }
     };
+    // Used: its memory back before the import.
+    input.sample = Vec::new();
     let opts =
         ImportOpts { dir: cli.import_dir.clone(), batch: cli.batch, threads: cli.jobs as usize, order, build_codes };
     let mut phase = Phase::Files;
@@ -612,13 +645,21 @@ fn run(cli: &Cli) -> Result<(), String> {
                     pq::MAX_DSUB
                 ));
             }
-            let Some(path) = cli.train.as_ref().or(cli.import.as_ref()) else {
-                return Err("--quant pq trains its codebook on vectors: give --train or --import".into());
+            // --train's rows, else those of --import sampled as it was opened.
+            let trained;
+            let rows = match (&cli.train, &input) {
+                (Some(path), _) => {
+                    trained = pq_training_rows(path, dim)?;
+                    &trained[..]
+                }
+                (None, Some(i)) => i.sample(dim)?,
+                (None, None) => {
+                    return Err("--quant pq trains its codebook on vectors: give --train or --import".into())
+                }
             };
-            let rows = pq_training_rows(path, dim)?;
             let t0 = std::time::Instant::now();
             let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-            let centroids = pq_train::train(&rows, dim as usize, m as usize, params.seed, threads)
+            let centroids = pq_train::train(rows, dim as usize, m as usize, params.seed, threads)
                 .map_err(|e| format!("training the PQ codebook: {e}"))?;
             if !cli.quiet {
                 println!(
