@@ -239,11 +239,17 @@ void vexfs_dist_avx512(u32 metric, const float *q, const float *const *vecs, u32
 
 /*
  * Vectors that cross a block, summed in place (vexfs_dist_mixed_avx512): vector j's first sp[j]
- * floats at v[j], the rest at w[j]. Float i of it is at
- * base(j, i) + i, the base chosen per load (a select, no branch). With sp[j] a multiple of 16
- * no 16-float load straddles the two parts; l2_x4s and dot_x4s then compute exactly l2_x4's
- * and dot_x4's arithmetic (so the bits of the whole vector). Other splits go through the avx2
- * form, whose bits equal this file's.
+ * floats at v[j], the rest at w[j]. Float i of it is at base(j, i) + i, base v below sp and
+ * w - sp from sp on (w_base). A whole vector has sp = dim and w_base = v.
+ *
+ * The passes of four (l2_x4p, dot_x4p) take the vectors in batch order as l2_x4 and dot_x4 do,
+ * with the same arithmetic lane for lane (so the bits of the whole vector), the four after them
+ * prefetched meanwhile; each vector's base moves from v to w_base at the 32-float block where
+ * its sp falls (one select per vector and block, no branch: a branch or a segment loop per
+ * split costs the walk about 10% at 384-d, where a quarter of the vectors cross a block).
+ * That needs sp to be a multiple of 32 (always at 384-d and 768-d, whose slots start on
+ * 512-byte boundaries); a vector split elsewhere goes alone through the avx2 form, whose bits
+ * equal this file's.
  */
 struct vexfs_parts {
 	const float *v;
@@ -287,21 +293,33 @@ static float dot_rest_s(const float *q, const struct vexfs_parts *p, u32 i, u32 
 	return hsum8(a0, a1, a2, a3);
 }
 
-/* l2_x4 and dot_x4 over parts: the same operations, lane for lane. */
-static void l2_x4s(const float *q, const struct vexfs_parts *p, u32 dim, float *out)
+/* l2_x4 over parts, next[j] prefetched as l2_x4 prefetches it. */
+static void l2_x4p(const float *q, const struct vexfs_parts *p, u32 dim,
+		   const struct vexfs_parts *next, float *out)
 {
 	__m512 A[4], B[4], q0, q1, d;
-	u32 i = 0, j;
+	uintptr_t b[4], nb[4];
+	u32 i, j, blocks = dim & ~31u;
 
-	for (j = 0; j < 4; j++)
+	for (j = 0; j < 4; j++) {
 		A[j] = B[j] = _mm512_setzero_ps();
-	for (; i + 32 <= dim; i += 32) {
+		b[j] = (uintptr_t)p[j].v;
+		nb[j] = (uintptr_t)next[j].v;
+	}
+	for (i = 0; i < blocks; i += 32) {
 		q0 = _mm512_loadu_ps(q + i);
 		q1 = _mm512_loadu_ps(q + i + 16);
 		for (j = 0; j < 4; j++) {
-			d = _mm512_sub_ps(q0, _mm512_loadu_ps(part_at(&p[j], i)));
+			const float *v, *nv;
+
+			b[j] = i == p[j].sp ? p[j].w_base : b[j];
+			nb[j] = i == next[j].sp ? next[j].w_base : nb[j];
+			v = (const float *)b[j] + i;
+			nv = (const float *)nb[j] + i;
+			prefetch_lines(nv, 0);
+			d = _mm512_sub_ps(q0, _mm512_loadu_ps(v));
 			A[j] = _mm512_fmadd_ps(d, d, A[j]);
-			d = _mm512_sub_ps(q1, _mm512_loadu_ps(part_at(&p[j], i + 16)));
+			d = _mm512_sub_ps(q1, _mm512_loadu_ps(v + 16));
 			B[j] = _mm512_fmadd_ps(d, d, B[j]);
 		}
 	}
@@ -309,84 +327,135 @@ static void l2_x4s(const float *q, const struct vexfs_parts *p, u32 dim, float *
 		out[j] = l2_rest_s(q, &p[j], i, dim, A[j], B[j]);
 }
 
-static void dot_x4s(const float *q, const struct vexfs_parts *p, u32 dim, float *out)
+/* dot_x4 over parts, as l2_x4p. */
+static void dot_x4p(const float *q, const struct vexfs_parts *p, u32 dim,
+		    const struct vexfs_parts *next, float *out)
 {
 	__m512 A[4], B[4], q0, q1;
-	u32 i = 0, j;
+	uintptr_t b[4], nb[4];
+	u32 i, j, blocks = dim & ~31u;
 
-	for (j = 0; j < 4; j++)
+	for (j = 0; j < 4; j++) {
 		A[j] = B[j] = _mm512_setzero_ps();
-	for (; i + 32 <= dim; i += 32) {
+		b[j] = (uintptr_t)p[j].v;
+		nb[j] = (uintptr_t)next[j].v;
+	}
+	for (i = 0; i < blocks; i += 32) {
 		q0 = _mm512_loadu_ps(q + i);
 		q1 = _mm512_loadu_ps(q + i + 16);
 		for (j = 0; j < 4; j++) {
-			A[j] = _mm512_fmadd_ps(q0, _mm512_loadu_ps(part_at(&p[j], i)), A[j]);
-			B[j] = _mm512_fmadd_ps(q1, _mm512_loadu_ps(part_at(&p[j], i + 16)), B[j]);
+			const float *v, *nv;
+
+			b[j] = i == p[j].sp ? p[j].w_base : b[j];
+			nb[j] = i == next[j].sp ? next[j].w_base : nb[j];
+			v = (const float *)b[j] + i;
+			nv = (const float *)nb[j] + i;
+			prefetch_lines(nv, 0);
+			A[j] = _mm512_fmadd_ps(q0, _mm512_loadu_ps(v), A[j]);
+			B[j] = _mm512_fmadd_ps(q1, _mm512_loadu_ps(v + 16), B[j]);
 		}
 	}
 	for (j = 0; j < 4; j++)
 		out[j] = 1.0f - dot_rest_s(q, &p[j], i, dim, A[j], B[j]);
 }
 
-/* The m (1 to 4) split vectors of p summed in one pass of four (the first repeated to fill
- * it: each vector's bits are its own), their results to out[at[j]]. Their lines were asked
- * for before the whole vectors were summed (vexfs_dist_whole). */
-static void x4s(u32 metric, const float *q, struct vexfs_parts *p, u32 m, const u32 *at, u32 dim,
-		u32 *out)
+/* l2_x1 and dot_x1 over parts (the last vectors of a batch), next prefetched. */
+static float x1p(u32 metric, const float *q, const struct vexfs_parts *p, u32 dim,
+		 const struct vexfs_parts *next)
 {
-	float d[4];
-	u32 j;
+	__m512 A = _mm512_setzero_ps(), B = _mm512_setzero_ps(), d0, d1;
+	uintptr_t b = (uintptr_t)p->v, nb = (uintptr_t)next->v;
+	u32 i, blocks = dim & ~31u;
 
-	for (j = m; j < 4; j++)
-		p[j] = p[0];
+	for (i = 0; i < blocks; i += 32) {
+		const float *v, *nv;
+
+		b = i == p->sp ? p->w_base : b;
+		nb = i == next->sp ? next->w_base : nb;
+		v = (const float *)b + i;
+		nv = (const float *)nb + i;
+		prefetch_lines(nv, 0);
+		if (metric == VEXFS_METRIC_L2) {
+			d0 = _mm512_sub_ps(_mm512_loadu_ps(q + i), _mm512_loadu_ps(v));
+			A = _mm512_fmadd_ps(d0, d0, A);
+			d1 = _mm512_sub_ps(_mm512_loadu_ps(q + i + 16), _mm512_loadu_ps(v + 16));
+			B = _mm512_fmadd_ps(d1, d1, B);
+		} else {
+			A = _mm512_fmadd_ps(_mm512_loadu_ps(q + i), _mm512_loadu_ps(v), A);
+			B = _mm512_fmadd_ps(_mm512_loadu_ps(q + i + 16), _mm512_loadu_ps(v + 16), B);
+		}
+	}
 	if (metric == VEXFS_METRIC_L2)
-		l2_x4s(q, p, dim, d);
-	else
-		dot_x4s(q, p, dim, d);
-	for (j = 0; j < m; j++)
-		out[at[j]] = vexfs_f32_bits(d[j]);
+		return l2_rest_s(q, p, i, dim, A, B);
+	return 1.0f - dot_rest_s(q, p, i, dim, A, B);
+}
+
+/* The parts of vector k of a mixed batch (see the comment above struct vexfs_parts). */
+static inline void parts_of(struct vexfs_parts *p, const float *const *vecs,
+			    const float *const *tails, const u32 *splits, u32 k, u32 dim)
+{
+	p->v = vecs[k];
+	p->sp = tails[k] ? splits[k] : dim;
+	p->w_base = tails[k] ? (uintptr_t)tails[k] - (uintptr_t)splits[k] * sizeof(float) :
+			       (uintptr_t)vecs[k];
 }
 
 void vexfs_dist_mixed_avx512(u32 metric, const float *q, const float *const *vecs,
 			     const float *const *tails, const u32 *splits, u32 n, u32 dim, u32 *out)
 {
-	struct vexfs_parts p[4];
-	u32 at[4], k, m = 0, sp;
+	struct vexfs_parts p[8];
+	u32 at[8], k, j, m = 0;
+	float d[4];
 
 	if (metric != VEXFS_METRIC_L2 && metric != VEXFS_METRIC_IP) {
 		vexfs_dist_mixed(vexfs_dist_avx512, vexfs_dist_split_avx2, metric, q, vecs, tails,
 				 splits, n, dim, out);
 		return;
 	}
-	/* The whole vectors through this file's batch function, unchanged. */
-	if (!vexfs_dist_whole(vexfs_dist_avx512, metric, q, vecs, tails, splits, n, dim, out))
-		return;
-	/* The split ones four at a time when each 16-float load lies in one part. */
+	/* In batch order, through a window of eight: when it is full, the first four are summed
+	 * with the last four prefetched, and the last four move up. */
 	for (k = 0; k < n; k++) {
-		if (!tails[k])
-			continue;
-		if (!vexfs_split_ok(splits, k, dim)) {
+		if (tails[k] && !vexfs_split_ok(splits, k, dim)) {
 			out[k] = VEXFS_DIST_NAN_BITS;
 			continue;
 		}
-		sp = splits[k];
-		if (sp % 16) {
-			out[k] = vexfs_dist_split_avx2(metric, q, vecs[k], tails[k], sp, dim);
+		if (tails[k] && splits[k] % 32) {
+			out[k] = vexfs_dist_split_avx2(metric, q, vecs[k], tails[k], splits[k], dim);
 			continue;
 		}
-		p[m].v = vecs[k];
-		p[m].w_base = (uintptr_t)tails[k] - (uintptr_t)sp * sizeof(float);
-		p[m].sp = sp;
+		parts_of(&p[m], vecs, tails, splits, k, dim);
 		at[m++] = k;
-		if (m == 4) {
-			x4s(metric, q, p, m, at, dim, out);
-			m = 0;
+		if (m < 8)
+			continue;
+		if (metric == VEXFS_METRIC_L2)
+			l2_x4p(q, p, dim, p + 4, d);
+		else
+			dot_x4p(q, p, dim, p + 4, d);
+		for (j = 0; j < 4; j++) {
+			out[at[j]] = vexfs_f32_bits(d[j]);
+			p[j] = p[j + 4];
+			at[j] = at[j + 4];
 		}
+		m = 4;
 	}
-	if (m)
-		x4s(metric, q, p, m, at, dim, out);
+	/* What is left: a pass of four if there are more than four, the rest one by one, each
+	 * with its successor prefetched. */
+	if (m > 4) {
+		if (metric == VEXFS_METRIC_L2)
+			l2_x4p(q, p, dim, p + 4, d);
+		else
+			dot_x4p(q, p, dim, p + 4, d);
+		for (j = 0; j < 4; j++)
+			out[at[j]] = vexfs_f32_bits(d[j]);
+		for (j = 0; j + 4 < m; j++) {
+			p[j] = p[j + 4];
+			at[j] = at[j + 4];
+		}
+		m -= 4;
+	}
+	for (j = 0; j < m; j++)
+		out[at[j]] = vexfs_f32_bits(x1p(metric, q, &p[j], dim, &p[j + 1 < m ? j + 1 : j]));
 }
-
 /* ---- SQ8 codes ------------------------------------------------------------------------------ */
 
 /* The 32 signed bytes at p as 32 16-bit lanes. */

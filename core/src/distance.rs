@@ -1400,7 +1400,8 @@ mod tests {
     /// A vector read in two parts (one crossing a block boundary) gets the bits of the whole
     /// vector: every implementation, metric and data kind, dims 9..=70 (the tails of every
     /// length after every block size), 104 and 384, every split a multiple of 8, with split
-    /// vectors at many places of batches that mix them with whole ones. Splits that the
+    /// vectors at many places of batches that mix them with whole ones, all at one split or
+    /// each at its own. Splits that the
     /// loads could straddle are refused (NaN bits) without a read.
     #[test]
     fn split_vectors_give_the_bits_of_whole_ones() {
@@ -1446,6 +1447,40 @@ mod tests {
                                 )
                             };
                             assert_eq!(got, want, "{} {kind:?} metric {metric} dim {dim} split {split}", imp.name());
+                        }
+                        // Each split vector at its own split (the passes of several vectors
+                        // move each one to its second part at its own block), multiples of
+                        // 32 among them when the dim allows.
+                        let max = (dim - 1) / 8;
+                        if max >= 1 {
+                            let at = |i: usize| 8 * (1 + (i * 5 + i / 3) % max);
+                            let is_split = |i: usize| i % 4 != 0 || i == N - 1;
+                            let heads: Vec<Vec<f32>> =
+                                vs.iter().enumerate().map(|(i, v)| v[..at(i)].to_vec()).collect();
+                            let rests: Vec<Vec<f32>> =
+                                vs.iter().enumerate().map(|(i, v)| v[at(i)..].to_vec()).collect();
+                            let ptrs: Vec<*const u32> = (0..N)
+                                .map(|i| if is_split(i) { heads[i].as_ptr() } else { vs[i].as_ptr() }.cast())
+                                .collect();
+                            let tails: Vec<*const u32> = (0..N)
+                                .map(|i| if is_split(i) { rests[i].as_ptr().cast() } else { core::ptr::null() })
+                                .collect();
+                            let splits: Vec<u32> = (0..N).map(|i| at(i) as u32).collect();
+                            let mut got = vec![0u32; N];
+                            // SAFETY: as above, each split vector's head holding splits[i] floats.
+                            unsafe {
+                                DistanceKernel::distances_split(
+                                    &imp,
+                                    metric,
+                                    dim as u32,
+                                    q.as_ptr().cast(),
+                                    &ptrs,
+                                    &tails,
+                                    &splits,
+                                    &mut got,
+                                )
+                            };
+                            assert_eq!(got, want, "{} {kind:?} metric {metric} dim {dim} mixed splits", imp.name());
                         }
                     }
                 }

@@ -202,6 +202,19 @@ impl BlockStore for MapDevice {
     fn write(&self, n: u64) -> Result<&mut [u8]> {
         Err(Error::Invalid(format!("vector index: block {n}: the image is open read-only")))
     }
+
+    /// The cache line at `off` of block `n`, asked for as the kernel's stores ask for a held
+    /// block's (the record of the node a search expands next, a batch's first vector lines):
+    /// the host model of a search then overlaps the same misses the module's does.
+    fn prefetch_line(&self, n: u64, off: usize) {
+        if let Some(line) = self.block(n).and_then(|b| b.get(off..)) {
+            prefetch(line.as_ptr());
+        }
+    }
+
+    fn prefetch_memory(&self, p: *const u8) {
+        prefetch(p);
+    }
 }
 
 /// A read-only [`BlockStore`] over a [`MapDevice`] that notes the number of every block read

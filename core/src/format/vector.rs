@@ -68,6 +68,7 @@ pub struct MapEntry {
 impl MapEntry {
     /// Decodes the entry of `slot` from its 16 bytes: `None` when free (all zero). Errors
     /// (EUCLEAN): bad checksum.
+    #[inline]
     pub fn decode(slot: u32, raw: &[u8]) -> Result<Option<MapEntry>> {
         const W: &str = "vector map entry";
         let raw: [u8; MAP_ENTRY] = bytes(raw, 0, W)?;
@@ -204,6 +205,7 @@ impl HnswGeometry {
     }
 
     /// (block, byte offset) of the level-0 record of `slot`.
+    #[inline]
     pub fn level0_pos(&self, slot: u32) -> (u64, usize) {
         let (blk, off) = record_pos(self.level0_start, self.level0_per_block, self.level0_step, u64::from(slot));
         let skip = usize::try_from(self.level0_skip).unwrap_or(usize::MAX);
@@ -215,6 +217,7 @@ impl HnswGeometry {
     /// node records (the vector never crosses a block), else byte `slot * vec_stride` of the
     /// data region (a vector may run on into the next block). A position that cannot be
     /// computed comes out as in [`record_pos`].
+    #[inline]
     pub fn vector_pos(&self, slot: u32) -> (u64, usize) {
         if self.node_records {
             return record_pos(self.data_start, self.level0_per_block, self.level0_step, u64::from(slot));
@@ -227,6 +230,7 @@ impl HnswGeometry {
     }
 
     /// (block, byte offset) of upper record `idx`.
+    #[inline]
     pub fn upper_pos(&self, idx: u64) -> (u64, usize) {
         record_pos(self.upper_start, self.upper_per_block, self.upper_size, idx)
     }
@@ -236,6 +240,7 @@ impl HnswGeometry {
 /// `start`. A figure that cannot be computed (a zero `per_block`, an overflow: never for a
 /// geometry made by [`HnswGeometry::new`]) comes out as `u64::MAX` or `usize::MAX`, a position
 /// no block read or slice reaches, rather than a wrapped one that would alias another record.
+#[inline]
 fn record_pos(start: u64, per_block: u64, size: u64, idx: u64) -> (u64, usize) {
     let block = idx.checked_div(per_block).and_then(|b| b.checked_add(start));
     let off = idx.checked_rem(per_block).and_then(|r| r.checked_mul(size)).and_then(|o| usize::try_from(o).ok());
@@ -281,6 +286,7 @@ pub struct Level0Head {
 
 impl Level0Head {
     /// Decodes the first 8 bytes of a level-0 record.
+    #[inline]
     pub fn decode(raw: &[u8]) -> Result<Level0Head> {
         const W: &str = "hnsw level-0 record";
         let b: [u8; 8] = bytes(raw, 0, W)?;
