@@ -1751,17 +1751,16 @@ impl<B: BlockStore> GraphStore<'_, '_, B> {
         })
     }
 
-    /// The batch loop of [`Self::dist_from`], [`Self::code_dist`] and [`Self::pq_dist`]: `ids`
+    /// The batch loop of [`Self::code_dist`] and [`Self::pq_dist`] (the walks on codes; the
+    /// float32 one, [`Self::dist_from`], has its own, which finds each position once): `ids`
     /// in batches of at most [`BATCH`]; `prefetch(id)` first for every id of a batch (the
     /// store's [`BlockStore::prefetch`] of its block), then for each id, `locate(i, id, held)`
-    /// returns where its vector or code is (`i`: its index in the batch: a pointer, or for a
-    /// vector a [`VecParts`]) and puts the blocks that hold it in `held` (a code's block; a
-    /// vector's one or two blocks; left empty for a copy in bounce memory); then
-    /// `kernel(located, out)` computes the batch's keys into its part of `keys[..ids.len()]`,
-    /// and only after that are the batch's blocks released. `empty` fills the unused entries.
-    /// Generic, so each caller gets its own inlined copy: no allocation, no indirect call
-    /// (measured with callgrind on an SQ8 search: the same instructions within 0.2%), and the
-    /// code walks hold one block per id as before vectors came in two parts.
+    /// returns where its code is (`i`: its index in the batch) and puts the block that holds
+    /// it in `held`; then `kernel(located, out)` computes the batch's keys into its part of
+    /// `keys[..ids.len()]`, and only after that are the batch's blocks released. `empty` fills
+    /// the unused entries. Generic, so each caller gets its own inlined copy: no allocation,
+    /// no indirect call (measured with callgrind on an SQ8 search: the same instructions
+    /// within 0.2%).
     /// Errors: `Invalid` for a short `keys`; `locate`'s.
     fn batches<L: Copy, H: Default>(
         ids: &[u32],
