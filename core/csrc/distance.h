@@ -264,6 +264,36 @@ static inline void vexfs_prefetch_floats(const float *p, u32 n)
 		__builtin_prefetch(p + i);
 }
 
+/*
+ * A vector of a mixed batch (vexfs_dist_mixed_avx2/avx512) as its parts: float i at base + i,
+ * base v below sp and w_base from sp on, w_base being the second part's address less sp floats
+ * (an address only: never dereferenced below sp). A whole vector has sp = dim, w_base = v.
+ */
+struct vexfs_parts {
+	const float *v;
+	uintptr_t w_base;
+	u32 sp;
+};
+
+/* The address of float i of p (v or w_base by a mask, not a branch). */
+static inline const float *vexfs_part_at(const struct vexfs_parts *p, u32 i)
+{
+	uintptr_t second = (uintptr_t)0 - (uintptr_t)(i >= p->sp);
+	uintptr_t base = (uintptr_t)p->v ^ (((uintptr_t)p->v ^ p->w_base) & second);
+
+	return (const float *)(base + (uintptr_t)i * sizeof(float));
+}
+
+/* The parts of vector k of a mixed batch. */
+static inline void vexfs_parts_of(struct vexfs_parts *p, const float *const *vecs,
+				  const float *const *tails, const u32 *splits, u32 k, u32 dim)
+{
+	p->v = vecs[k];
+	p->sp = tails[k] ? splits[k] : dim;
+	p->w_base = tails[k] ? (uintptr_t)tails[k] - (uintptr_t)splits[k] * sizeof(float) :
+			       (uintptr_t)vecs[k];
+}
+
 /* Whole vectors vexfs_dist_whole gathers per call of the batch function. */
 #define VEXFS_MIXED_RUN 32
 

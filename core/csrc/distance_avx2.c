@@ -398,29 +398,15 @@ u32 vexfs_dist_split_avx2(u32 metric, const float *q, const float *v, const floa
 /*
  * Batches that mix whole vectors and vectors crossing a block (vexfs_dist_mixed_avx2), l2 and
  * ip: the vectors in batch order, two per pass as vexfs_dist_avx2 takes them, with the same
- * arithmetic (so the bits of the whole vector) and the next two prefetched meanwhile. Vector j
- * is its parts: float i at base + i, base v below sp and w_base (w - sp) from sp on; a whole
- * vector has sp = dim and w_base = v. In the 32-float blocks the base moves at the block where
+ * arithmetic (so the bits of the whole vector) and the next two prefetched meanwhile, each as
+ * its parts (struct vexfs_parts in distance.h). In the 32-float blocks the base moves at the block where
  * sp falls (a select per vector and block, no branch), which needs sp to be a multiple of 32
  * (always at 384-d and 768-d); the 8-float rest and the tail select per load. A vector split
  * elsewhere goes alone through vexfs_dist_split_avx2.
  */
-struct avx2_parts {
-	const float *v;
-	uintptr_t w_base;
-	u32 sp;
-};
-
-static inline const float *part8(const struct avx2_parts *p, u32 i)
-{
-	uintptr_t base = i < p->sp ? (uintptr_t)p->v : p->w_base;
-
-	return (const float *)(base + (uintptr_t)i * sizeof(float));
-}
-
 /* l2_avx2_x2 over the parts of p[0] and p[1]; next[0] and next[1] prefetched. */
-static void l2_avx2_x2p(const float *q, const struct avx2_parts *p,
-			const struct avx2_parts *next, u32 dim, float *dv, float *dw)
+static void l2_avx2_x2p(const float *q, const struct vexfs_parts *p,
+			const struct vexfs_parts *next, u32 dim, float *dv, float *dw)
 {
 	__m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
 	__m256 a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
@@ -465,24 +451,24 @@ static void l2_avx2_x2p(const float *q, const struct avx2_parts *p,
 	}
 	for (; i + 8 <= dim; i += 8) {
 		q0 = _mm256_loadu_ps(q + i);
-		d = _mm256_sub_ps(q0, _mm256_loadu_ps(part8(&p[0], i)));
+		d = _mm256_sub_ps(q0, _mm256_loadu_ps(vexfs_part_at(&p[0], i)));
 		a0 = _mm256_fmadd_ps(d, d, a0);
-		d = _mm256_sub_ps(q0, _mm256_loadu_ps(part8(&p[1], i)));
+		d = _mm256_sub_ps(q0, _mm256_loadu_ps(vexfs_part_at(&p[1], i)));
 		b0 = _mm256_fmadd_ps(d, d, b0);
 	}
 	m = tail_mask(dim - i);
 	q1 = _mm256_maskload_ps(q + i, m);
-	d = _mm256_sub_ps(q1, _mm256_maskload_ps(part8(&p[0], i), m));
+	d = _mm256_sub_ps(q1, _mm256_maskload_ps(vexfs_part_at(&p[0], i), m));
 	a1 = _mm256_fmadd_ps(d, d, a1);
-	d = _mm256_sub_ps(q1, _mm256_maskload_ps(part8(&p[1], i), m));
+	d = _mm256_sub_ps(q1, _mm256_maskload_ps(vexfs_part_at(&p[1], i), m));
 	b1 = _mm256_fmadd_ps(d, d, b1);
 	*dv = hsum8(a0, a1, a2, a3);
 	*dw = hsum8(b0, b1, b2, b3);
 }
 
 /* dot_avx2_x2 over parts, as l2_avx2_x2p. */
-static void dot_avx2_x2p(const float *q, const struct avx2_parts *p,
-			 const struct avx2_parts *next, u32 dim, float *dv, float *dw)
+static void dot_avx2_x2p(const float *q, const struct vexfs_parts *p,
+			 const struct vexfs_parts *next, u32 dim, float *dv, float *dw)
 {
 	__m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
 	__m256 a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
@@ -519,29 +505,20 @@ static void dot_avx2_x2p(const float *q, const struct avx2_parts *p,
 	}
 	for (; i + 8 <= dim; i += 8) {
 		q0 = _mm256_loadu_ps(q + i);
-		a0 = _mm256_fmadd_ps(q0, _mm256_loadu_ps(part8(&p[0], i)), a0);
-		b0 = _mm256_fmadd_ps(q0, _mm256_loadu_ps(part8(&p[1], i)), b0);
+		a0 = _mm256_fmadd_ps(q0, _mm256_loadu_ps(vexfs_part_at(&p[0], i)), a0);
+		b0 = _mm256_fmadd_ps(q0, _mm256_loadu_ps(vexfs_part_at(&p[1], i)), b0);
 	}
 	m = tail_mask(dim - i);
 	q1 = _mm256_maskload_ps(q + i, m);
-	a1 = _mm256_fmadd_ps(q1, _mm256_maskload_ps(part8(&p[0], i), m), a1);
-	b1 = _mm256_fmadd_ps(q1, _mm256_maskload_ps(part8(&p[1], i), m), b1);
+	a1 = _mm256_fmadd_ps(q1, _mm256_maskload_ps(vexfs_part_at(&p[0], i), m), a1);
+	b1 = _mm256_fmadd_ps(q1, _mm256_maskload_ps(vexfs_part_at(&p[1], i), m), b1);
 	*dv = hsum8(a0, a1, a2, a3);
 	*dw = hsum8(b0, b1, b2, b3);
 }
 
-static inline void avx2_parts_of(struct avx2_parts *p, const float *const *vecs,
-				 const float *const *tails, const u32 *splits, u32 k, u32 dim)
-{
-	p->v = vecs[k];
-	p->sp = tails[k] ? splits[k] : dim;
-	p->w_base = tails[k] ? (uintptr_t)tails[k] - (uintptr_t)splits[k] * sizeof(float) :
-			       (uintptr_t)vecs[k];
-}
-
 /* One pass of two over p[0] and p[1] (next prefetched), results to out[at[0]], out[at[1]]. */
-static void x2p(u32 metric, const float *q, const struct avx2_parts *p,
-		const struct avx2_parts *next, u32 dim, const u32 *at, u32 *out)
+static void x2p(u32 metric, const float *q, const struct vexfs_parts *p,
+		const struct vexfs_parts *next, u32 dim, const u32 *at, u32 *out)
 {
 	float d0, d1;
 
@@ -559,7 +536,7 @@ static void x2p(u32 metric, const float *q, const struct avx2_parts *p,
 void vexfs_dist_mixed_avx2(u32 metric, const float *q, const float *const *vecs,
 			   const float *const *tails, const u32 *splits, u32 n, u32 dim, u32 *out)
 {
-	struct avx2_parts p[4];
+	struct vexfs_parts p[4];
 	u32 at[4], k, m = 0;
 
 	if (metric != VEXFS_METRIC_L2 && metric != VEXFS_METRIC_IP) {
@@ -578,7 +555,7 @@ void vexfs_dist_mixed_avx2(u32 metric, const float *q, const float *const *vecs,
 			out[k] = vexfs_dist_split_avx2(metric, q, vecs[k], tails[k], splits[k], dim);
 			continue;
 		}
-		avx2_parts_of(&p[m], vecs, tails, splits, k, dim);
+		vexfs_parts_of(&p[m], vecs, tails, splits, k, dim);
 		at[m++] = k;
 		if (m < 4)
 			continue;
@@ -592,7 +569,7 @@ void vexfs_dist_mixed_avx2(u32 metric, const float *q, const float *const *vecs,
 	/* The last two or three: a pass of two (the third prefetched), then a pass of the last
 	 * one with itself (its bits are its own). */
 	if (m >= 2) {
-		struct avx2_parts nx[2] = { p[m - 1], p[m - 1] };
+		struct vexfs_parts nx[2] = { p[m - 1], p[m - 1] };
 
 		x2p(metric, q, p, nx, dim, at, out);
 		if (m == 3) {

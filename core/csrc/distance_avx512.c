@@ -240,33 +240,18 @@ void vexfs_dist_avx512(u32 metric, const float *q, const float *const *vecs, u32
 /*
  * Vectors that cross a block, summed in place (vexfs_dist_mixed_avx512): vector j's first sp[j]
  * floats at v[j], the rest at w[j]. Float i of it is at base(j, i) + i, base v below sp and
- * w - sp from sp on (w_base). A whole vector has sp = dim and w_base = v.
+ * w - sp from sp on (w_base; struct vexfs_parts in distance.h).
  *
  * The passes of four (l2_x4p, dot_x4p) take the vectors in batch order as l2_x4 and dot_x4 do,
  * with the same arithmetic lane for lane (so the bits of the whole vector), the four after them
  * prefetched meanwhile; each vector's base moves from v to w_base at the 32-float block where
  * its sp falls (one select per vector and block, no branch: a branch or a segment loop per
- * split costs the walk about 10% at 384-d, where a quarter of the vectors cross a block).
+ * split cost about 10% in a microbenchmark at 384-d, where a quarter of the vectors cross a
+ * block).
  * That needs sp to be a multiple of 32 (always at 384-d and 768-d, whose slots start on
  * 512-byte boundaries); a vector split elsewhere goes alone through the avx2 form, whose bits
  * equal this file's.
  */
-struct vexfs_parts {
-	const float *v;
-	/* w - sp as an address (never dereferenced below sp): base for floats sp and on. */
-	uintptr_t w_base;
-	u32 sp;
-};
-
-static inline const float *part_at(const struct vexfs_parts *p, u32 i)
-{
-	/* v or w_base by a mask, not a branch: the passes keep their accumulators in registers. */
-	uintptr_t second = (uintptr_t)0 - (uintptr_t)(i >= p->sp);
-	uintptr_t base = (uintptr_t)p->v ^ (((uintptr_t)p->v ^ p->w_base) & second);
-
-	return (const float *)(base + (uintptr_t)i * sizeof(float));
-}
-
 /* l2_rest and dot_rest over parts (8-float loads: sp a multiple of 8 keeps each in one). */
 static float l2_rest_s(const float *q, const struct vexfs_parts *p, u32 i, u32 dim, __m512 A,
 		       __m512 B)
@@ -274,10 +259,10 @@ static float l2_rest_s(const float *q, const struct vexfs_parts *p, u32 i, u32 d
 	__m256 a0 = lo8(A), a1 = hi8(A), a2 = lo8(B), a3 = hi8(B), d;
 
 	for (; i + 8 <= dim; i += 8) {
-		d = _mm256_sub_ps(_mm256_loadu_ps(q + i), _mm256_loadu_ps(part_at(p, i)));
+		d = _mm256_sub_ps(_mm256_loadu_ps(q + i), _mm256_loadu_ps(vexfs_part_at(p, i)));
 		a0 = _mm256_fmadd_ps(d, d, a0);
 	}
-	d = _mm256_sub_ps(tail8(q + i, dim - i), tail8(part_at(p, i), dim - i));
+	d = _mm256_sub_ps(tail8(q + i, dim - i), tail8(vexfs_part_at(p, i), dim - i));
 	a1 = _mm256_fmadd_ps(d, d, a1);
 	return hsum8(a0, a1, a2, a3);
 }
@@ -288,8 +273,8 @@ static float dot_rest_s(const float *q, const struct vexfs_parts *p, u32 i, u32 
 	__m256 a0 = lo8(A), a1 = hi8(A), a2 = lo8(B), a3 = hi8(B);
 
 	for (; i + 8 <= dim; i += 8)
-		a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), _mm256_loadu_ps(part_at(p, i)), a0);
-	a1 = _mm256_fmadd_ps(tail8(q + i, dim - i), tail8(part_at(p, i), dim - i), a1);
+		a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), _mm256_loadu_ps(vexfs_part_at(p, i)), a0);
+	a1 = _mm256_fmadd_ps(tail8(q + i, dim - i), tail8(vexfs_part_at(p, i), dim - i), a1);
 	return hsum8(a0, a1, a2, a3);
 }
 
@@ -390,16 +375,6 @@ static float x1p(u32 metric, const float *q, const struct vexfs_parts *p, u32 di
 	return 1.0f - dot_rest_s(q, p, i, dim, A, B);
 }
 
-/* The parts of vector k of a mixed batch (see the comment above struct vexfs_parts). */
-static inline void parts_of(struct vexfs_parts *p, const float *const *vecs,
-			    const float *const *tails, const u32 *splits, u32 k, u32 dim)
-{
-	p->v = vecs[k];
-	p->sp = tails[k] ? splits[k] : dim;
-	p->w_base = tails[k] ? (uintptr_t)tails[k] - (uintptr_t)splits[k] * sizeof(float) :
-			       (uintptr_t)vecs[k];
-}
-
 void vexfs_dist_mixed_avx512(u32 metric, const float *q, const float *const *vecs,
 			     const float *const *tails, const u32 *splits, u32 n, u32 dim, u32 *out)
 {
@@ -423,7 +398,7 @@ void vexfs_dist_mixed_avx512(u32 metric, const float *q, const float *const *vec
 			out[k] = vexfs_dist_split_avx2(metric, q, vecs[k], tails[k], splits[k], dim);
 			continue;
 		}
-		parts_of(&p[m], vecs, tails, splits, k, dim);
+		vexfs_parts_of(&p[m], vecs, tails, splits, k, dim);
 		at[m++] = k;
 		if (m < 8)
 			continue;

@@ -1416,72 +1416,61 @@ mod tests {
                     let q = make(kind, dim, &mut rng);
                     let vs: Vec<Vec<f32>> = (0..N).map(|_| make(kind, dim, &mut rng)).collect();
                     let refs: Vec<&[f32]> = vs.iter().map(|v| v.as_slice()).collect();
+                    // The vectors that `is_split` picks read in two parts, vector i split at
+                    // `at(i)`, the parts in separate buffers; the bits must be the whole ones.
+                    let check = |metric: u32,
+                                 want: &[u32],
+                                 is_split: &dyn Fn(usize) -> bool,
+                                 at: &dyn Fn(usize) -> usize| {
+                        let heads: Vec<Vec<f32>> = vs.iter().enumerate().map(|(i, v)| v[..at(i)].to_vec()).collect();
+                        let rests: Vec<Vec<f32>> = vs.iter().enumerate().map(|(i, v)| v[at(i)..].to_vec()).collect();
+                        let ptrs: Vec<*const u32> = (0..N)
+                            .map(|i| if is_split(i) { heads[i].as_ptr() } else { vs[i].as_ptr() }.cast())
+                            .collect();
+                        let tails: Vec<*const u32> = (0..N)
+                            .map(|i| if is_split(i) { rests[i].as_ptr().cast() } else { core::ptr::null() })
+                            .collect();
+                        let splits: Vec<u32> = (0..N).map(|i| at(i) as u32).collect();
+                        let mut got = vec![0u32; N];
+                        // SAFETY: q holds dim floats; each whole vector dim, each split one
+                        // splits[i] at its head and the rest at its tail; all outlive the call.
+                        unsafe {
+                            DistanceKernel::distances_split(
+                                &imp,
+                                metric,
+                                dim as u32,
+                                q.as_ptr().cast(),
+                                &ptrs,
+                                &tails,
+                                &splits,
+                                &mut got,
+                            )
+                        };
+                        got == want
+                    };
                     for metric in METRICS {
                         let want = run(imp, metric, &q, &refs);
                         for split in (8..dim).step_by(8) {
                             // A third of the vectors split, two in a row sometimes, the last
-                            // one too: the two parts in separate buffers.
-                            let heads: Vec<Vec<f32>> = vs.iter().map(|v| v[..split].to_vec()).collect();
-                            let rests: Vec<Vec<f32>> = vs.iter().map(|v| v[split..].to_vec()).collect();
+                            // one too, all at `split`.
                             let is_split = |i: usize| i % 3 == 1 || i % 7 == 2 || i == N - 1;
-                            let ptrs: Vec<*const u32> = (0..N)
-                                .map(|i| if is_split(i) { heads[i].as_ptr() } else { vs[i].as_ptr() }.cast())
-                                .collect();
-                            let tails: Vec<*const u32> = (0..N)
-                                .map(|i| if is_split(i) { rests[i].as_ptr().cast() } else { core::ptr::null() })
-                                .collect();
-                            let splits = vec![split as u32; N];
-                            let mut got = vec![0u32; N];
-                            // SAFETY: q holds dim floats; each whole vector dim, each split one
-                            // `split` at its head and the rest at its tail; all outlive the call.
-                            unsafe {
-                                DistanceKernel::distances_split(
-                                    &imp,
-                                    metric,
-                                    dim as u32,
-                                    q.as_ptr().cast(),
-                                    &ptrs,
-                                    &tails,
-                                    &splits,
-                                    &mut got,
-                                )
-                            };
-                            assert_eq!(got, want, "{} {kind:?} metric {metric} dim {dim} split {split}", imp.name());
+                            assert!(
+                                check(metric, &want, &is_split, &|_| split),
+                                "{} {kind:?} metric {metric} dim {dim} split {split}",
+                                imp.name()
+                            );
                         }
-                        // Each split vector at its own split (the passes of several vectors
-                        // move each one to its second part at its own block), multiples of
-                        // 32 among them when the dim allows.
+                        // Three vectors in four split, each at its own split (the passes of
+                        // several vectors move each one to its second part at its own block),
+                        // multiples of 32 among them when the dim allows.
                         let max = (dim - 1) / 8;
-                        if max >= 1 {
-                            let at = |i: usize| 8 * (1 + (i * 5 + i / 3) % max);
-                            let is_split = |i: usize| i % 4 != 0 || i == N - 1;
-                            let heads: Vec<Vec<f32>> =
-                                vs.iter().enumerate().map(|(i, v)| v[..at(i)].to_vec()).collect();
-                            let rests: Vec<Vec<f32>> =
-                                vs.iter().enumerate().map(|(i, v)| v[at(i)..].to_vec()).collect();
-                            let ptrs: Vec<*const u32> = (0..N)
-                                .map(|i| if is_split(i) { heads[i].as_ptr() } else { vs[i].as_ptr() }.cast())
-                                .collect();
-                            let tails: Vec<*const u32> = (0..N)
-                                .map(|i| if is_split(i) { rests[i].as_ptr().cast() } else { core::ptr::null() })
-                                .collect();
-                            let splits: Vec<u32> = (0..N).map(|i| at(i) as u32).collect();
-                            let mut got = vec![0u32; N];
-                            // SAFETY: as above, each split vector's head holding splits[i] floats.
-                            unsafe {
-                                DistanceKernel::distances_split(
-                                    &imp,
-                                    metric,
-                                    dim as u32,
-                                    q.as_ptr().cast(),
-                                    &ptrs,
-                                    &tails,
-                                    &splits,
-                                    &mut got,
-                                )
-                            };
-                            assert_eq!(got, want, "{} {kind:?} metric {metric} dim {dim} mixed splits", imp.name());
-                        }
+                        let is_split = |i: usize| i % 4 != 0 || i == N - 1;
+                        let at = |i: usize| 8 * (1 + (i * 5 + i / 3) % max);
+                        assert!(
+                            check(metric, &want, &is_split, &at),
+                            "{} {kind:?} metric {metric} dim {dim} mixed splits",
+                            imp.name()
+                        );
                     }
                 }
             }
