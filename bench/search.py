@@ -35,7 +35,7 @@ HOST_PY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "host.py")
 
 def run_vexfs(a, image):
     cmd = [a.bench_search, image, os.path.join(a.data, "query.fvecs"), os.path.join(a.data, "groundtruth.ivecs"),
-           a.efs, "-k", "10", "-p", str(a.passes)]
+           a.efs, "-k", "10", "-p", str(a.passes), "--resident"]
     if a.threads > 1:
         cmd += ["-t", str(a.threads)]
     out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout
@@ -130,8 +130,10 @@ def report(a):
         f"Written by `bench/search.sh` from a run started {res['started']} on {res['cpus']} CPUs. Data: {name}, "
         f"{res['n']:,} × {res['dim']} float32, {res['queries']:,} queries, l2, k = 10; HNSW m = 16, "
         "ef_construction = 200 everywhere. vexfs is the kernel's search code in userspace "
-        "(`core::vindex` through the image crate's `Searcher`, what `vexctl search-image` runs, with "
-        f"this CPU's distance kernels: {impl}) over images bulk-loaded by `mkfs.vexfs --import` "
+        "(`core::vindex` through the image crate's `Searcher`, what `vexctl search-image --resident` runs, with "
+        f"this CPU's distance kernels: {impl}; the image's vector regions copied into memory on transparent "
+        "huge pages first, as the module reads its index blocks through the kernel's direct map, mapped "
+        "with 2 MiB and 1 GiB pages, not through a 4 KiB file mapping) over images bulk-loaded by `mkfs.vexfs --import` "
         "from the same rows and seed: one with float32 vectors only, one made "
         "with `--quant sq8`, whose searches walk the graph (built on the codes) on the SQ8 codes' integer distances and "
         "re-rank their nearest candidates with the float32 distances (the distances returned are exact)"

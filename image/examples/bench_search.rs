@@ -4,7 +4,7 @@
 //! unmounted image or block device, mapped read-only.
 //!
 //!     bench_search IMAGE QUERY.fvecs GT.ivecs EF[,EF...] [-k K] [-p PASSES] [-d PREFIX]
-//!                  [--dist-impl scalar|sse2|avx2|avx512] [-t THREADS]
+//!                  [--dist-impl scalar|sse2|avx2|avx512] [-t THREADS] [--resident]
 //!
 //! Same protocol as guest-search: an untimed warm-up pass at the largest EF, then for each EF
 //! PASSES passes over all queries, each search timed alone (TSC, see [`Tsc`]); the fastest pass gives QPS and its
@@ -12,6 +12,11 @@
 //! its base row for recall@K. `--dist-impl` should be the kernel's (guest-search prints it) so
 //! both compute the same bits; with -d the first pass's results go to PREFIX-EF.txt in
 //! guest-search's format ("QUERY RANK INO CHUNK DISTANCE-BITS").
+//!
+//! With `--resident` the image's vector regions are first copied into memory on huge pages
+//! ([`Searcher::load_vectors`]): the host's model of the module, whose index blocks sit in the
+//! kernel's direct map (2 MiB / 1 GiB pages), not in a 4 KiB file mapping. The host benchmark
+//! (`bench/search.sh`) uses it; the guest's comparison with the ioctl path does not.
 //!
 //! With `-t T` (T > 1), each EF then runs 3 x PASSES passes with T threads at once, each with
 //! its own search pad over the one [`Searcher`] (`search_shared`, what the kernel's concurrent
@@ -81,12 +86,18 @@ fn pct(sorted: &[u64], p: usize) -> u64 {
 fn main() {
     let a: Vec<String> = std::env::args().collect();
     let usage =
-        "usage: bench_search IMAGE QUERY.fvecs GT.ivecs EF[,EF...] [-k K] [-p PASSES] [-d PREFIX] [--dist-impl I] [-t T]";
+        "usage: bench_search IMAGE QUERY.fvecs GT.ivecs EF[,EF...] [-k K] [-p PASSES] [-d PREFIX] [--dist-impl I] [-t T] [--resident]";
     let mut pos = Vec::new();
     let (mut k, mut passes, mut prefix, mut imp) = (10usize, 2usize, None::<String>, None::<Impl>);
     let mut threads = 1usize;
+    let mut resident = false;
     let mut i = 1;
     while i < a.len() {
+        if a[i] == "--resident" {
+            resident = true;
+            i += 1;
+            continue;
+        }
         let val = || a.get(i + 1).cloned().unwrap_or_else(|| die(usage));
         match a[i].as_str() {
             "-k" => k = val().parse().unwrap_or_else(|_| die(usage)),
@@ -121,6 +132,9 @@ fn main() {
     let mut s = Searcher::open(&pos[0], maxef).unwrap_or_else(|e| die(format!("{}: {e}", pos[0])));
     if let Some(imp) = imp {
         s.set_distance_impl(imp).unwrap_or_else(|e| die(e));
+    }
+    if resident {
+        s.load_vectors().unwrap_or_else(|e| die(e));
     }
     let used = s.image().device().distance_impl().name();
     // Inode -> base row, from the paths DIR/ROW.

@@ -12,6 +12,7 @@ use vexfs_core::format::layout::MkfsParams;
 use vexfs_core::format::superblock::Region;
 use vexfs_core::format::superblock::ROOT_INO;
 use vexfs_core::format::vector::NO_SLOT;
+use vexfs_core::io::BlockDevice;
 use vexfs_image::fsck::{self, Problem};
 use vexfs_image::sample::{self, SAMPLE_BLOCKS};
 use vexfs_image::vectors::{file_paths, Hit, MapDevice, Searcher};
@@ -128,6 +129,10 @@ fn pydocs_recall_through_the_image_index() {
     eprintln!("pydocs small through the image: recall@{K} {r:.4} at ef {EF}");
     assert!(r >= 0.95, "recall@{K} {r}");
     assert_eq!(first, search_all(&mut searcher(&b.bytes)), "a second open of the image");
+    // With the vector regions copied into memory first (`vexctl search-image --resident`).
+    let mut resident = searcher(&b.bytes);
+    resident.load_vectors().unwrap();
+    assert_eq!(first, search_all(&mut resident), "the vector regions resident");
     // Through the writer's cache on the same bytes: the same again.
     let mut w = Writer::new(Image::open(MemDevice { bytes: b.bytes.clone() }).unwrap()).unwrap();
     let via_writer: Vec<Vec<Hit>> = d.queries.iter().map(|q| w.search(q, K, EF).unwrap()).collect();
@@ -221,6 +226,26 @@ fn deletes_purge_and_slot_reuse() {
 }
 
 // ---- the writer's rules, on the small sample image (dimension 8, cosine) --------------------------
+
+#[test]
+fn resident_blocks_read_as_the_mapping() {
+    // Every block different, so a block read from the wrong place of the copy shows.
+    let blocks = 12u64;
+    let bytes: Vec<u8> = (0..blocks * 4096).map(|i| ((i / 4096) * 31 + i % 251) as u8).collect();
+    let plain = MapDevice::from_bytes(&bytes).unwrap();
+    let read = |d: &MapDevice, n: u64| {
+        let mut b = [0u8; 4096];
+        d.read_block(n, &mut b).map(|_| b.to_vec()).ok()
+    };
+    // A run inside, one past the end (clipped), an empty one.
+    for run in [2..5, 9..40, 7..7] {
+        let mut dev = MapDevice::from_bytes(&bytes).unwrap();
+        dev.load_resident(run.clone()).unwrap();
+        for n in 0..blocks + 2 {
+            assert_eq!(read(&dev, n), read(&plain, n), "block {n} with {run:?} resident");
+        }
+    }
+}
 
 fn vecs(n: usize, seed: u32) -> Vec<Vec<f32>> {
     let mut x = seed.wrapping_mul(2_654_435_761).wrapping_add(1);

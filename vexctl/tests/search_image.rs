@@ -103,6 +103,9 @@ fn json_lines_are_the_library_results() {
         // Keys in order: nearest first.
         assert!(hits.windows(2).all(|w| w[0].key <= w[1].key));
     }
+    // With the vector regions loaded into memory first: the same lines.
+    let resident = ok(&vexctl(&f.image, &["--fvecs", q, "--all", "--json", "-k", "7", "--ef", "40", "--resident"]));
+    assert_eq!(resident, out, "--resident");
     // One row, the default ef (max(k, 64)), the same as the library's.
     let one = ok(&vexctl(&f.image, &["--fvecs", q, "--row", "3", "--json"]));
     let v: serde_json::Value = serde_json::from_str(one.trim()).unwrap();
