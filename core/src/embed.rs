@@ -1382,6 +1382,11 @@ fn keep_filtered<B: BlockStore>(
 ) -> IResult<(usize, bool), B::Error> {
     let mut got = 0usize;
     let mut dropped = false;
+    // The owners of the first k asked for at once: each is a map entry in its own cache line,
+    // a miss apiece when read one after another (about 2% of a float32 search at 384-d).
+    for &(_, slot) in cand.iter().take(k) {
+        ix.prefetch_owner(b, slot);
+    }
     for &(key, slot) in cand {
         if got >= k {
             break;

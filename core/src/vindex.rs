@@ -74,6 +74,16 @@ fn bad_pos(what: &'static str, slot: u32) -> FormatError {
     FormatError::Corrupt { what, value: u64::from(slot) }
 }
 
+/// The first two cache lines of `v` (the part of a vector in one block) asked for through the
+/// store (`BlockStore::prefetch_memory`): the second only when `v` reaches it.
+#[inline]
+fn prefetch_two_lines<B: BlockStore>(b: &B, v: &[u8]) {
+    b.prefetch_memory(v.as_ptr());
+    if let Some(line) = v.get(64..) {
+        b.prefetch_memory(line.as_ptr());
+    }
+}
+
 /// Vector `i` of bounce memory made of vectors of `words` words; `None` past its end.
 fn bounce_slot(bounce: &mut [u32], words: usize, i: usize) -> Option<&mut [u32]> {
     let start = i.checked_mul(words)?;
@@ -656,6 +666,18 @@ impl<'t> VecIndex<'t> {
         let (blk, off) = self.map_pos(slot)?;
         let blk = rd(b, blk)?;
         Ok(MapEntry::decode(slot, span(&blk, off, MAP_ENTRY, "vector map position")?)?)
+    }
+
+    /// Asks the store for the map entry of `slot` ahead of [`Self::owner`] (its block read
+    /// ahead, its cache line prefetched); nothing for a slot out of range.
+    pub fn prefetch_owner<B: BlockStore>(&self, b: &B, slot: u32) {
+        if self.check_slot(slot).is_err() {
+            return;
+        }
+        if let Ok((blk, off)) = self.map_pos(slot) {
+            b.prefetch(blk);
+            b.prefetch_line(blk, off);
+        }
     }
 
     fn set_owner<B: BlockStore>(&self, b: &B, slot: u32, e: Option<MapEntry>) -> IResult<(), B::Error> {
@@ -1613,19 +1635,16 @@ impl<B: BlockStore> GraphStore<'_, '_, B> {
             let (chunk, ir) = ids_rest.split_at(n);
             let (out, kr) = core::mem::take(&mut keys_rest).split_at_mut(n);
             (ids_rest, keys_rest) = (ir, kr);
-            // The block (the kernel reads ahead what it does not hold) and the vector's first
-            // two cache lines (a store with the bytes in memory) of the whole batch: its misses
-            // are then in flight at once before the distance kernel, which prefetches the rest
-            // of each vector as it goes.
+            // The blocks of the whole batch first (the kernel reads ahead what it does not
+            // hold, all of them before waiting for any); then each vector located, and its
+            // first two cache lines asked for through the pointer found (not by block number:
+            // a second lookup of the block), so that the batch's misses are in flight at once
+            // before the distance kernel, which prefetches the rest of each vector as it goes.
             let mut pos = [(0u64, 0usize); BATCH];
             for (p, &id) in pos.iter_mut().zip(chunk) {
                 ix.check_slot(id)?;
                 let (blk, off) = ix.data_pos(id)?;
                 b.prefetch(blk);
-                b.prefetch_line(blk, off);
-                if let Some(next) = off.checked_add(64).filter(|&o| o < BLOCK_SIZE) {
-                    b.prefetch_line(blk, next);
-                }
                 *p = (blk, off);
             }
             let mut held = Held::<B::Ref<'_>>::new();
@@ -1638,7 +1657,9 @@ impl<B: BlockStore> GraphStore<'_, '_, B> {
             {
                 if let Some((r, off)) = ix.vector_in_place(b, blk, off)? {
                     let r = held.hold(r)?;
-                    *ptr = span(r, off, ix.vec_bytes, "vector data position")?.as_ptr().cast::<u32>();
+                    let v = span(r, off, ix.vec_bytes, "vector data position")?;
+                    prefetch_two_lines(b, v);
+                    *ptr = v.as_ptr().cast::<u32>();
                     continue;
                 }
                 // Across a block boundary: both blocks held, the vector read in place in its
@@ -1651,7 +1672,9 @@ impl<B: BlockStore> GraphStore<'_, '_, B> {
                 if let (Some(rest), Some(parts)) = (rest, parts) {
                     let next = blk.checked_add(1).ok_or_else(|| bad_pos("vector data position", id))?;
                     let r = held.hold(rd(b, blk)?)?;
-                    *ptr = span(r, off, head, "vector data position")?.as_ptr().cast::<u32>();
+                    let v = span(r, off, head, "vector data position")?;
+                    prefetch_two_lines(b, v);
+                    *ptr = v.as_ptr().cast::<u32>();
                     let r2 = held.hold(rd(b, next)?)?;
                     *tail = span(r2, 0, rest, "vector data position")?.as_ptr().cast::<u32>();
                     *split = parts;
