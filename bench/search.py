@@ -184,17 +184,22 @@ def report(a):
 
     lines.append("| target (issue 9) | verdict | numbers |")
     lines.append("|:---|:---|:---|")
-    sq8, h = single.get("vexfs-sq8"), single["hnswlib"]
-    if sq8:
+    h = single["hnswlib"]
+    # The float32 image first: the one whose bytes per vector meet the memory target (the SQ8
+    # image stores its codes beside the float32 vectors).
+    for n, walk in (("vexfs-f32", "float32"), ("vexfs-sq8", "SQ8")):
+        sweep = single.get(n)
+        if not sweep:
+            continue
         for tg, need in ((0.95, 1.3), (0.90, 1.0), (0.99, 1.0)):
-            s, hh = at_target(sq8, tg), at_target(h, tg)
+            s, hh = at_target(sweep, tg), at_target(h, tg)
             if not s or not hh:
-                lines.append(f"| SQ8 walk ≥ {need}× hnswlib at recall {tg:.2f} | not met | not reached |")
+                lines.append(f"| {walk} walk ≥ {need}× hnswlib at recall {tg:.2f} | not met | not reached |")
                 continue
             r = s["qps"] / hh["qps"]
-            lines.append(f"| the kernel's search code (SQ8) ≥ {need}× hnswlib's single-thread QPS at recall@10 "
-                         f"{tg:.2f} | {'**met**' if r >= need else 'not met'} | {s['qps']:,.0f} (ef {s['ef']}) vs "
-                         f"{hh['qps']:,.0f} (ef {hh['ef']}): {r:.2f}× |")
+            lines.append(f"| the kernel's search code ({walk} walk) ≥ {need}× hnswlib's single-thread QPS at "
+                         f"recall@10 {tg:.2f} | {'**met**' if r >= need else 'not met'} | {s['qps']:,.0f} "
+                         f"(ef {s['ef']}) vs {hh['qps']:,.0f} (ef {hh['ef']}): {r:.2f}× |")
     for n in ("vexfs-sq8", "vexfs-f32"):
         if n in multi and t >= 2:
             s1, sm = at_target(multi1.get(n, single[n]), 0.95), at_target(multi[n], 0.95)
