@@ -1614,89 +1614,63 @@ struct LinkList {
     cap: usize,
 }
 
-impl<B: BlockStore> GraphStore<'_, '_, B> {
+impl<'a, B: BlockStore> GraphStore<'a, '_, B> {
     /// Distances from `q` (a pointer to dim words) to the vectors of `ids`, batch by batch
-    /// ([`BATCH`] at a time), as keys into `keys[..ids.len()]`. Per batch: each slot checked and
-    /// its position found once; the blocks and first cache lines of the whole batch asked for
-    /// ([`BlockStore::prefetch`], [`BlockStore::prefetch_line`]); then each vector located in
-    /// place (one block, or across two: its two parts, [`DistanceKernel::distances_split`]) or,
-    /// when it cannot be, copied to the bounce buffer; the blocks held until the kernel is done.
-    /// A batch of whole vectors only goes to [`DistanceKernel::distances`].
+    /// ([`Self::batches`]), as keys into `keys[..ids.len()]`: each vector located in place (one
+    /// block, or across two: its two parts, [`DistanceKernel::distances_split`]) or, when it
+    /// cannot be, copied to the bounce buffer, its first two cache lines asked for as it is
+    /// found. A batch of whole vectors only goes to [`DistanceKernel::distances`].
     /// Errors: `Corrupt` for a slot past the capacity; `Invalid` for a short `keys` or bounce
     /// buffer or a position out of range; the store's.
     fn dist_from(&mut self, q: *const u32, ids: &[u32], keys: &mut [u32]) -> IResult<(), B::Error> {
         let (ix, b, bounce) = (self.ix, self.b, &mut *self.bounce);
-        let keys = keys.get_mut(..ids.len()).ok_or_else(|| IndexError::Invalid("key buffer"))?;
-        // Batch by batch with split_at (see `put_words` on why not a zip of chunks); `keys`
-        // has the length of `ids`, so both splits are in bounds.
-        let (mut ids_rest, mut keys_rest) = (ids, keys);
-        while !ids_rest.is_empty() {
-            let n = ids_rest.len().min(BATCH);
-            let (chunk, ir) = ids_rest.split_at(n);
-            let (out, kr) = core::mem::take(&mut keys_rest).split_at_mut(n);
-            (ids_rest, keys_rest) = (ir, kr);
-            // The blocks of the whole batch first (the kernel reads ahead what it does not
-            // hold, all of them before waiting for any); then each vector located, and its
-            // first two cache lines asked for through the pointer found (not by block number:
-            // a second lookup of the block), so that the batch's misses are in flight at once
-            // before the distance kernel, which prefetches the rest of each vector as it goes.
-            let mut pos = [(0u64, 0usize); BATCH];
-            for (p, &id) in pos.iter_mut().zip(chunk) {
-                ix.check_slot(id)?;
-                let (blk, off) = ix.data_pos(id)?;
-                b.prefetch(blk);
-                *p = (blk, off);
+        let position = |id: u32| {
+            ix.check_slot(id)?;
+            let (blk, off) = ix.data_pos(id)?;
+            b.prefetch(blk);
+            Ok((blk, off))
+        };
+        let locate = |i: usize, id: u32, (blk, off): (u64, usize), held: &mut Held<B::Ref<'a>>, split: &mut Split| {
+            if let Some((r, off)) = ix.vector_in_place(b, blk, off)? {
+                let v = span(held.hold(r)?, off, ix.vec_bytes, "vector data position")?;
+                prefetch_two_lines(b, v);
+                return Ok(v.as_ptr().cast::<u32>());
             }
-            let mut held = Held::<B::Ref<'_>>::new();
-            let mut ptrs = [core::ptr::null::<u32>(); BATCH];
-            let mut tails = [core::ptr::null::<u32>(); BATCH];
-            let mut splits = [0u32; BATCH];
-            let mut any_split = false;
-            let arrays = ptrs.iter_mut().zip(tails.iter_mut()).zip(splits.iter_mut());
-            for (i, ((&id, &(blk, off)), ((ptr, tail), split))) in chunk.iter().zip(pos.iter()).zip(arrays).enumerate()
-            {
-                if let Some((r, off)) = ix.vector_in_place(b, blk, off)? {
-                    let r = held.hold(r)?;
-                    let v = span(r, off, ix.vec_bytes, "vector data position")?;
-                    prefetch_two_lines(b, v);
-                    *ptr = v.as_ptr().cast::<u32>();
-                    continue;
-                }
-                // Across a block boundary: both blocks held, the vector read in place in its
-                // two parts by the distance kernel (no copy), when the first part is a whole
-                // number of 8-float groups and the rest fits the next block; else copied to
-                // bounce memory.
-                let head = BLOCK_SIZE.saturating_sub(off);
-                let rest = ix.vec_bytes.checked_sub(head).filter(|&r| r > 0 && r <= BLOCK_SIZE);
-                let parts = u32::try_from(head / 4).ok().filter(|_| off % 32 == 0 && head > 0);
-                if let (Some(rest), Some(parts)) = (rest, parts) {
-                    let next = blk.checked_add(1).ok_or_else(|| bad_pos("vector data position", id))?;
-                    let r = held.hold(rd(b, blk)?)?;
-                    let v = span(r, off, head, "vector data position")?;
-                    prefetch_two_lines(b, v);
-                    *ptr = v.as_ptr().cast::<u32>();
-                    let r2 = held.hold(rd(b, next)?)?;
-                    *tail = span(r2, 0, rest, "vector data position")?.as_ptr().cast::<u32>();
-                    *split = parts;
-                    any_split = true;
-                    continue;
-                }
-                let dst = bounce_slot(bounce, ix.words, i).ok_or_else(|| IndexError::Invalid("bounce buffer"))?;
-                ix.read_vector(b, id, dst)?;
-                *ptr = dst.as_ptr();
+            // Across a block boundary: both blocks held, the vector read in place in its two
+            // parts by the distance kernel (no copy), when the first part is a whole number of
+            // 8-float groups and the rest fits the next block; else copied to bounce memory.
+            let head = BLOCK_SIZE.saturating_sub(off);
+            let rest = ix.vec_bytes.checked_sub(head).filter(|&r| r > 0 && r <= BLOCK_SIZE);
+            let parts = u32::try_from(head / 4).ok().filter(|_| off % 32 == 0 && head > 0);
+            let (tail, at) = (split.tails.get_mut(i), split.at.get_mut(i));
+            if let (Some(rest), Some(parts), Some(tail), Some(at)) = (rest, parts, tail, at) {
+                let next = blk.checked_add(1).ok_or_else(|| bad_pos("vector data position", id))?;
+                let v = span(held.hold(rd(b, blk)?)?, off, head, "vector data position")?;
+                prefetch_two_lines(b, v);
+                let first = v.as_ptr().cast::<u32>();
+                *tail = span(held.hold(rd(b, next)?)?, 0, rest, "vector data position")?.as_ptr().cast::<u32>();
+                *at = parts;
+                split.any = true;
+                return Ok(first);
             }
-            let (Some(ptrs), Some(tails), Some(splits)) = (ptrs.get(..n), tails.get(..n), splits.get(..n)) else {
+            let dst = bounce_slot(bounce, ix.words, i).ok_or_else(|| IndexError::Invalid("bounce buffer"))?;
+            ix.read_vector(b, id, dst)?;
+            Ok(dst.as_ptr())
+        };
+        Self::batches(ids, keys, position, locate, |ptrs: &[*const u32], split: &Split, out: &mut [u32]| {
+            let n = ptrs.len();
+            let (Some(tails), Some(at)) = (split.tails.get(..n), split.at.get(..n)) else {
                 return Err(IndexError::Invalid("batch size"));
             };
             // SAFETY: `q` points at the query (dim words) or a bounce buffer; each of `ptrs`
-            // (none null: every slot of the batch was located above) points at `dim` words
-            // inside a block held in `held` until after this call, or inside a bounce buffer,
-            // or, with a tail, at the first `splits[i]` words of the vector at the end of one
-            // held block, the rest at `tails[i]` at the start of the next, also held; 4-byte
-            // aligned (slots are 32-byte aligned).
+            // (none null: `batches` located every slot of the batch) points at `dim` words
+            // inside a block `batches` holds until after this call, or inside a bounce buffer,
+            // or, with a tail, at the first `at[i]` words of the vector at the end of one held
+            // block, the rest at `tails[i]` at the start of the next, also held; 4-byte aligned
+            // (slots are 32-byte aligned).
             unsafe {
-                if any_split {
-                    ix.dist.distances_split(ix.metric, ix.dim, q, ptrs, tails, splits, out);
+                if split.any {
+                    ix.dist.distances_split(ix.metric, ix.dim, q, ptrs, tails, at, out);
                 } else {
                     ix.dist.distances(ix.metric, ix.dim, q, ptrs, out);
                 }
@@ -1704,9 +1678,8 @@ impl<B: BlockStore> GraphStore<'_, '_, B> {
             for k in out.iter_mut() {
                 *k = crate::distance::key_from_bits(*k);
             }
-            drop(held);
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     /// Keys of the distances from the SQ8 code `qc` to the codes of `ids`, batch by batch,
@@ -1714,36 +1687,36 @@ impl<B: BlockStore> GraphStore<'_, '_, B> {
     fn code_dist(&self, qc: &[u8], ids: &[u32], keys: &mut [u32]) -> IResult<(), B::Error> {
         let (ix, b) = (self.ix, self.b);
         let len = u32::try_from(qc.len()).map_err(|_| IndexError::Invalid("code length"))?;
-        let locate = |_: usize, id: u32, held: &mut Option<_>| {
+        // The codes of a build (`IndexMem::set_build_codes`) are a table in memory; else in
+        // the codes region.
+        let position = |id: u32| {
             ix.check_slot(id)?;
             if let Some(t) = ix.build_codes {
                 let c = table_code(t, ix.dim, id)?;
-                if c.len() != qc.len() {
-                    return Err(IndexError::Invalid("code length"));
-                }
-                return Ok(c.as_ptr());
+                b.prefetch_memory(c.as_ptr());
+                return Ok(None);
             }
-            let (blk, off, clen) = ix.code_pos(id)?.ok_or_else(|| IndexError::Invalid("no codes"))?;
-            if clen != qc.len() {
+            let pos = ix.code_pos(id)?.ok_or_else(|| IndexError::Invalid("no codes"))?;
+            b.prefetch(pos.0);
+            Ok(Some(pos))
+        };
+        let locate = |_: usize, id: u32, pos: Option<(u64, usize, usize)>, held: &mut Held<B::Ref<'a>>, _: &mut ()| {
+            let c = match (pos, ix.build_codes) {
+                (Some((blk, off, clen)), _) => span(held.hold(rd(b, blk)?)?, off, clen, "vector code position")?,
+                (None, Some(t)) => table_code(t, ix.dim, id)?,
+                (None, None) => return Err(IndexError::Invalid("no codes")),
+            };
+            if c.len() != qc.len() {
                 return Err(IndexError::Invalid("code length"));
             }
-            let r = held.insert(rd(b, blk)?);
-            Ok(span(r, off, clen, "vector code position")?.as_ptr())
+            Ok(c.as_ptr())
         };
-        let prefetch = |id: u32| {
-            if let Some(t) = ix.build_codes {
-                if let Ok(c) = table_code::<()>(t, ix.dim, id) {
-                    b.prefetch_memory(c.as_ptr());
-                }
-            } else if let Ok(Some((blk, _, _))) = ix.code_pos(id) {
-                b.prefetch(blk);
-            }
-        };
-        Self::batches(ids, keys, core::ptr::null(), prefetch, locate, |ptrs, out| {
-            // SAFETY: `qc` holds `len` bytes; each pointer of the batch comes from `locate` (none
-            // is null) and points at `len` bytes inside a block `batches` holds until this
-            // returns.
+        Self::batches(ids, keys, position, locate, |ptrs: &[*const u8], _: &(), out: &mut [u32]| {
+            // SAFETY: `qc` holds `len` bytes; each pointer of the batch comes from `locate`
+            // (none is null) and points at `len` bytes inside a block `batches` holds until
+            // this returns, or inside the build's code table.
             unsafe { ix.dist.code_distances(ix.metric, len, qc.as_ptr(), ptrs, out) };
+            Ok(())
         })
     }
 
@@ -1755,43 +1728,41 @@ impl<B: BlockStore> GraphStore<'_, '_, B> {
         if t.len() < pq::table_words(p.m) {
             return Err(IndexError::Invalid("pq table"));
         }
-        let locate = |_: usize, id: u32, held: &mut Option<_>| {
+        let position = |id: u32| {
             ix.check_slot(id)?;
-            let (blk, off, clen) = ix.code_pos(id)?.ok_or_else(|| IndexError::Invalid("no codes"))?;
-            let r = held.insert(rd(b, blk)?);
-            Ok(span(r, off, clen, "vector code position")?.as_ptr())
+            let pos = ix.code_pos(id)?.ok_or_else(|| IndexError::Invalid("no codes"))?;
+            b.prefetch(pos.0);
+            Ok(pos)
         };
-        let prefetch = |id: u32| {
-            if let Ok(Some((blk, _, _))) = ix.code_pos(id) {
-                b.prefetch(blk);
-            }
-        };
-        Self::batches(ids, keys, core::ptr::null(), prefetch, locate, |ptrs, out| {
+        let locate =
+            |_: usize, _: u32, (blk, off, clen): (u64, usize, usize), held: &mut Held<B::Ref<'a>>, _: &mut ()| {
+                Ok(span(held.hold(rd(b, blk)?)?, off, clen, "vector code position")?.as_ptr())
+            };
+        Self::batches(ids, keys, position, locate, |ptrs: &[*const u8], _: &(), out: &mut [u32]| {
             // SAFETY: `t` holds `table_words(m)` words (checked above); each pointer of the
             // batch comes from `locate` (none is null) and points at the `m` bytes of a code
             // inside a block `batches` holds until this returns.
             unsafe { ix.dist.pq_distances(ix.metric, p.m, t.as_ptr(), ptrs, out) };
+            Ok(())
         })
     }
 
-    /// The batch loop of [`Self::code_dist`] and [`Self::pq_dist`] (the walks on codes; the
-    /// float32 one, [`Self::dist_from`], has its own, which finds each position once): `ids`
-    /// in batches of at most [`BATCH`]; `prefetch(id)` first for every id of a batch (the
-    /// store's [`BlockStore::prefetch`] of its block), then for each id, `locate(i, id, held)`
-    /// returns where its code is (`i`: its index in the batch) and puts the block that holds
-    /// it in `held`; then `kernel(located, out)` computes the batch's keys into its part of
-    /// `keys[..ids.len()]`, and only after that are the batch's blocks released. `empty` fills
-    /// the unused entries. Generic, so each caller gets its own inlined copy: no allocation,
-    /// no indirect call (measured with callgrind on an SQ8 search: the same instructions
-    /// within 0.2%).
-    /// Errors: `Invalid` for a short `keys`; `locate`'s.
-    fn batches<L: Copy, H: Default>(
+    /// The batch loop of the distance walks ([`Self::dist_from`], [`Self::code_dist`],
+    /// [`Self::pq_dist`]): `ids` in batches of at most [`BATCH`]. For each batch, first every
+    /// slot checked and `position(id)` found once (the store asked there for the blocks, so
+    /// that the kernel reads those it does not hold at once, not one by one as they are
+    /// located); then `locate(i, id, position, held, side)` gives where the data of id `i` of
+    /// the batch is, holding its blocks in `held` and noting in `side` what else the kernel
+    /// needs (`S::default()` per batch); then `kernel(located, side, out)` computes the keys
+    /// of the batch into its part of `keys[..ids.len()]`, and only after that are its blocks
+    /// released. Generic, so each caller gets its own inlined copy: no allocation, no
+    /// indirect call. Errors: `Invalid` for a short `keys`; those of the closures.
+    fn batches<P: Copy + Default, T, S: Default>(
         ids: &[u32],
         keys: &mut [u32],
-        empty: L,
-        mut prefetch: impl FnMut(u32),
-        mut locate: impl FnMut(usize, u32, &mut H) -> IResult<L, B::Error>,
-        mut kernel: impl FnMut(&[L], &mut [u32]),
+        mut position: impl FnMut(u32) -> IResult<P, B::Error>,
+        mut locate: impl FnMut(usize, u32, P, &mut Held<B::Ref<'a>>, &mut S) -> IResult<*const T, B::Error>,
+        mut kernel: impl FnMut(&[*const T], &S, &mut [u32]) -> IResult<(), B::Error>,
     ) -> IResult<(), B::Error> {
         let keys = keys.get_mut(..ids.len()).ok_or_else(|| IndexError::Invalid("key buffer"))?;
         // Batch by batch with split_at (see `put_words` on why not a zip of chunks); `keys`
@@ -1802,16 +1773,19 @@ impl<B: BlockStore> GraphStore<'_, '_, B> {
             let (chunk, ir) = ids_rest.split_at(n);
             let (out, kr) = core::mem::take(&mut keys_rest).split_at_mut(n);
             (ids_rest, keys_rest) = (ir, kr);
-            // The batch's blocks are asked for at once: the kernel reads those it does not
-            // hold in parallel instead of one by one in `locate`.
-            chunk.iter().for_each(|&id| prefetch(id));
-            let mut held: [H; BATCH] = core::array::from_fn(|_| H::default());
-            let mut located = [empty; BATCH];
-            for (((i, &id), l), h) in chunk.iter().enumerate().zip(located.iter_mut()).zip(held.iter_mut()) {
-                *l = locate(i, id, h)?;
+            let mut pos = [P::default(); BATCH];
+            for (p, &id) in pos.iter_mut().zip(chunk) {
+                *p = position(id)?;
             }
-            let located = located.get(..chunk.len()).ok_or_else(|| IndexError::Invalid("batch size"))?;
-            kernel(located, out);
+            let mut held = Held::new();
+            let mut side = S::default();
+            let mut located = [core::ptr::null::<T>(); BATCH];
+            for (i, ((&id, &p), l)) in chunk.iter().zip(pos.iter()).zip(located.iter_mut()).enumerate() {
+                *l = locate(i, id, p, &mut held, &mut side)?;
+            }
+            let located = located.get(..n).ok_or_else(|| IndexError::Invalid("batch size"))?;
+            kernel(located, &side, out)?;
+            drop(held);
         }
         Ok(())
     }
@@ -1966,7 +1940,22 @@ impl<B: BlockStore> Store for GraphStore<'_, '_, B> {
     }
 }
 
-/// The block borrows of one batch of [`GraphStore::dist_from`] (at most two a vector), held
+/// The vectors of a float32 batch ([`GraphStore::dist_from`]) that cross a block: for vector
+/// `i` of the batch, the start of its second part in the next block (`tails[i]`, null for a
+/// whole vector) and the words of its first part (`at[i]`); `any` if there is one.
+struct Split {
+    tails: [*const u32; BATCH],
+    at: [u32; BATCH],
+    any: bool,
+}
+
+impl Default for Split {
+    fn default() -> Self {
+        Split { tails: [core::ptr::null(); BATCH], at: [0; BATCH], any: false }
+    }
+}
+
+/// The block borrows of one batch of [`GraphStore::batches`] (at most two a vector), held
 /// until its distance kernel is done and released together: storage left uninitialised past
 /// the borrows taken, so a batch costs only what it holds (a zeroed array of `Option`s cost
 /// 1 KiB of stores a batch, 3% of a float32 search's time on pydocs-minilm).
