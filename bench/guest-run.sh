@@ -12,9 +12,10 @@
 # MemIndex, float32), and, given QUANT (none or sq8, the image's --quant) and SIZE_MIB, by
 # `mkfs.vexfs --import -j 1` into a file in /tmp of SIZE_MIB (its links phase: the kernel's own
 # insert code, core::vindex, on the same kind of image: the like-with-like reference), then ROUNDS
-# times: mount read-only, kernel searches, umount,
-# userspace searches on /dev/vda with the kernel's distance kernels, and a byte-for-byte
-# comparison of both sides' results for every EF; each side also searches with one thread per
+# times: mount read-only; at each EF in turn, kernel searches and userspace searches on /dev/vda
+# (beside the mount) with the kernel's distance kernels, one after the other, the side that
+# goes first alternating from one EF (and round) to the next; umount; a byte-for-byte
+# comparison of both sides' results for every EF. Each side also searches with one thread per
 # vCPU at once (-t: "kernel-mt", "user-mt").
 # With CONC_EF > 0 and a second disk /dev/vdb (a fresh vexfs sized for twice the base set), the
 # searches during an import: the base set imported into /mnt/docs alone ("conc-import"), the
@@ -83,20 +84,34 @@ if [ -n "$QUANT" ]; then
     echo "BENCH {\"side\": \"user-build-vindex\", \"quant\": \"$QUANT\", \"files_secs\": $files, \"links_secs\": $links}"
 fi
 
+# The distance implementation the kernel picked (vexctl stats above): userspace runs the same.
+impl=$(grep -o '"distance_impl": *"[a-z0-9]*"' /tmp/stats.json | head -n 1 | cut -d'"' -f4)
+[ -n "$impl" ] || fail "no distance_impl in vexctl stats --json"
 r=0
 while [ "$r" -lt "$ROUNDS" ]; do
-    section "round $r: kernel (VEXFS_IOC_SEARCH), ef $EFS"
+    # Kernel and userspace take turns at each EF, on one read-only mount (userspace reads
+    # /dev/vda beside it: the same page-cache pages the kernel holds), the side that goes
+    # first alternating from one EF and one round to the next: both sides see the same
+    # stretch of a noisy host, not one side the first half of a round and the other the last.
+    section "round $r: kernel (VEXFS_IOC_SEARCH) and userspace (image crate Searcher on /dev/vda, $impl) in turns, ef $EFS"
     mount_vexfs /dev/vda /mnt ro
-    $S/guest-search /mnt /mnt/docs $S/query.fvecs $S/groundtruth.ivecs "$EFS" -k "$K" -p "$PASSES" \
-        -t "$THREADS" -d /tmp/k$r > /tmp/k$r.out || fail "guest-search (status $?)"
-    sed "s/^BENCH {/BENCH {\"round\": $r, /" /tmp/k$r.out
-    impl=$(grep -o '"distance_impl": "[a-z0-9]*"' /tmp/k$r.out | head -n 1 | cut -d'"' -f4)
+    i=$r
+    for ef in $(echo "$EFS" | tr ',' ' '); do
+        if [ $((i % 2)) -eq 0 ]; then order="kernel user"; else order="user kernel"; fi
+        i=$((i + 1))
+        for side in $order; do
+            if [ "$side" = kernel ]; then
+                $S/guest-search /mnt /mnt/docs $S/query.fvecs $S/groundtruth.ivecs "$ef" -k "$K" \
+                    -p "$PASSES" -t "$THREADS" -d /tmp/k$r > /tmp/k$r.out || fail "guest-search (status $?)"
+                sed "s/^BENCH {/BENCH {\"round\": $r, /" /tmp/k$r.out
+            else
+                $S/bench_search /dev/vda $S/query.fvecs $S/groundtruth.ivecs "$ef" -k "$K" -p "$PASSES" \
+                    -t "$THREADS" --dist-impl "$impl" -d /tmp/u$r > /tmp/u$r.out || fail "bench_search (status $?)"
+                sed "s/^BENCH {/BENCH {\"round\": $r, /" /tmp/u$r.out
+            fi
+        done
+    done
     umount /mnt || fail "umount"
-
-    section "round $r: userspace (image crate Searcher on /dev/vda, $impl), ef $EFS"
-    $S/bench_search /dev/vda $S/query.fvecs $S/groundtruth.ivecs "$EFS" -k "$K" -p "$PASSES" \
-        -t "$THREADS" --dist-impl "$impl" -d /tmp/u$r > /tmp/u$r.out || fail "bench_search (status $?)"
-    sed "s/^BENCH {/BENCH {\"round\": $r, /" /tmp/u$r.out
 
     for ef in $(echo "$EFS" | tr ',' ' '); do
         kf=/tmp/k$r-$ef.txt

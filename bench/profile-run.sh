@@ -49,11 +49,14 @@ search)
     # A warm-up pass inside each tool; 20 timed passes so that the profiles have samples. The
     # userspace side reads the unmounted device (as bench/guest-run.sh's), user mode sampled.
     KPROF_ARGS="-u $S/bench_search.syms"
+    # The distance kernels the module picked: userspace runs the same ones.
+    impl=$(vexctl stats /mnt --json | grep -o '"distance_impl": *"[a-z0-9]*"' | cut -d'"' -f4)
+    [ -n "$impl" ] || fail "no distance_impl in vexctl stats --json"
     prof "VEXFS_IOC_SEARCH at ef $2, k 10, 20 passes over the queries" \
         $S/guest-search /mnt /mnt/docs $S/query.fvecs $S/groundtruth.ivecs "$2" -k 10 -p 20
     must umount /mnt
-    prof "the same searches in userspace (bench_search on /dev/vda, sse2)" \
-        $S/bench_search /dev/vda $S/query.fvecs $S/groundtruth.ivecs "$2" -k 10 -p 20 --dist-impl sse2
+    prof "the same searches in userspace (bench_search on /dev/vda, $impl)" \
+        $S/bench_search /dev/vda $S/query.fvecs $S/groundtruth.ivecs "$2" -k 10 -p 20 --dist-impl "$impl"
     ;;
 *) fail "unknown phase $1" ;;
 esac

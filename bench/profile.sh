@@ -5,7 +5,7 @@
 # after the phase's own "TIME SECONDS COUNT" line. For finding the costs behind a row of
 # bench/posix.sh; the figures are sample counts (TCG), only their ratios mean anything.
 #
-#   bench/profile.sh PHASE [N] [DATA_DIR]
+#   bench/profile.sh PHASE [N] [DATA_DIR [QUANT]]
 #
 #   dir N       create N empty files in one directory (default 30000), then, caches dropped,
 #               readdir (untimed) and fstatat of every entry: two profiles
@@ -17,7 +17,8 @@
 #               them (vexctl wait-indexed): two profiles
 #   search EF   k-NN searches at ef EF (default 16), k 10, one thread: DATA_DIR's base rows
 #               (default the repo's pydocs sample) bulk-built on the host (mkfs.vexfs --import
-#               --quant sq8, as bench/guest.sh's SQ8 images), then 20 passes over its queries
+#               --quant QUANT: sq8 by default, as bench/guest.sh's SQ8 images; none: float32
+#               vectors, links built on them), then 20 passes over its queries
 #               through VEXFS_IOC_SEARCH (bench/guest-search), and 20 with the same code in
 #               userspace (image/examples/bench_search, linked at fixed addresses so that kprof
 #               -u names its functions): two profiles, user mode sampled too
@@ -33,7 +34,7 @@ case "$PHASE" in
     seq) N=${2:-256} ;;
     par) N=${2:-64} ;;
     ingest) N=${2:-2000} ;;
-    search) N=${2:-16}; DATA=${3:-$VEXFS_ROOT/data/pydocs-minilm/small} ;;
+    search) N=${2:-16}; DATA=${3:-$VEXFS_ROOT/data/pydocs-minilm/small}; QUANT=${4:-sq8} ;;
     -h|--help|"") sed -n '2,25s/^# \{0,1\}//p' "$0"; exit 0 ;;
     *) die "bench/profile.sh: unknown phase $PHASE (dir, seq, par, ingest, search)" ;;
 esac
@@ -64,8 +65,13 @@ elif [ "$PHASE" = search ]; then
     cp "$DATA/query.fvecs" "$DATA/groundtruth.ivecs" "$SHARE/"
     cc -static -O2 -std=gnu11 -Wall -Wextra -Werror -pthread -I "$VEXFS_ROOT/include" \
         "$VEXFS_ROOT/bench/guest-search.c" -o "$SHARE/guest-search"
+    case "$QUANT" in
+        sq8) qargs=(--quant sq8) ;;
+        none) qargs=(--quant none --build-on float) ;;
+        *) die "bench/profile.sh: QUANT is sq8 or none, not $QUANT" ;;
+    esac
     "$VEXFS_HOST_BIN/mkfs.vexfs" -q --import "$DATA/base.fvecs" --import-dir docs --metric l2 \
-        --seed 1 --quant sq8 -j 2 "$WORK/vexfs.img" 1500M
+        --seed 1 "${qargs[@]}" -j 2 "$WORK/vexfs.img" 1500M
     # The userspace side, static and not PIE (its own target dir: other flags than the tools').
     (cd "$VEXFS_ROOT" && RUSTFLAGS="-C relocation-model=static -C target-feature=+crt-static" \
         cargo build --release --quiet --target "$VEXFS_MUSL" --target-dir "$VEXFS_CACHE/bench-profile-target" \
