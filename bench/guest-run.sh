@@ -85,7 +85,7 @@ if [ -n "$QUANT" ]; then
 fi
 
 # The distance implementation the kernel picked (vexctl stats above): userspace runs the same.
-impl=$(grep -o '"distance_impl": *"[a-z0-9]*"' /tmp/stats.json | head -n 1 | cut -d'"' -f4)
+impl=$(json_str distance_impl /tmp/stats.json)
 [ -n "$impl" ] || fail "no distance_impl in vexctl stats --json"
 r=0
 while [ "$r" -lt "$ROUNDS" ]; do

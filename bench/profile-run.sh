@@ -50,7 +50,8 @@ search)
     # userspace side reads the unmounted device (as bench/guest-run.sh's), user mode sampled.
     KPROF_ARGS="-u $S/bench_search.syms"
     # The distance kernels the module picked: userspace runs the same ones.
-    impl=$(vexctl stats /mnt --json | grep -o '"distance_impl": *"[a-z0-9]*"' | cut -d'"' -f4)
+    vexctl stats /mnt --json > /tmp/stats.json || fail "vexctl stats /mnt --json"
+    impl=$(json_str distance_impl /tmp/stats.json)
     [ -n "$impl" ] || fail "no distance_impl in vexctl stats --json"
     prof "VEXFS_IOC_SEARCH at ef $2, k 10, 20 passes over the queries" \
         $S/guest-search /mnt /mnt/docs $S/query.fvecs $S/groundtruth.ivecs "$2" -k 10 -p 20

@@ -547,51 +547,20 @@ pub fn sorted_entries(
     Ok(n)
 }
 
-/// Calls `f(position, name, inode, type)` on every entry at or after readdir position `pos`,
-/// in key order, until `f` returns `false`; returns the position to resume at ([`POS_EOF`]
-/// after the last entry). For the tools; the kernel runs the same steps
-/// ([`find_leaf`], [`sorted_entries`], the next bucket at the end of a bucket's keys) with its
-/// lock dropped around each emit. Errors: `Corrupt`, the store's.
-pub fn for_each_from<S: DirRead>(
+/// Walks the buckets that hold keys from `key` on, in key order ([`find_leaf`], then the bucket
+/// after a bucket's last key), giving `visit` each one's verified block and the lowest key of the
+/// walk it may hold (`key` for the first bucket, the bucket's own low key after), inside the
+/// store's read of the block. Stops when `visit` returns `false`; returns whether the walk went
+/// past the last bucket. Errors: `Corrupt` (the blocks, or `visit`'s), the store's.
+fn walk_buckets<S: DirRead>(
     s: &mut S,
-    pos: i64,
-    mut f: impl FnMut(i64, &[u8], u32, u8) -> bool,
-) -> Result<i64, S::Error> {
-    let (_, h) = read_header(s)?;
-    let Some(mut key) = pos_key(pos) else { return Ok(POS_EOF) };
-    let mut sorted = [(0u64, 0u16); MAX_BLOCK_ENTRIES];
+    h: &Header,
+    mut key: u64,
+    mut visit: impl FnMut(&[u8], u64) -> Result<bool, FormatError>,
+) -> Result<bool, S::Error> {
     loop {
-        let leaf = find_leaf(s, &h, key)?;
-        let mut blk = [0u8; BLOCK_SIZE];
-        read_leaf(s, &leaf, |b| blk.copy_from_slice(b))?;
-        let n = sorted_entries(&blk, &h.seed, key, &mut sorted)?;
-        for &(k, off) in sorted.get(..n).unwrap_or(&[]) {
-            let Some(Ok(d)) = dirents(&blk).find(|d| d.as_ref().is_ok_and(|d| d.offset == usize::from(off))) else {
-                return Err(corrupt("directory block entry", u64::from(off)).into());
-            };
-            if !f(key_pos(k), d.name, d.ino, d.file_type) {
-                return Ok(key_pos(k));
-            }
-        }
-        let (_, hi) = leaf.keys();
-        if hi >= 1 << KEY_BITS {
-            return Ok(POS_EOF);
-        }
-        key = hi;
-    }
-}
-
-/// Whether the directory has no entry: its buckets in key order ([`find_leaf`], then the next
-/// bucket at the end of a bucket's keys, as [`for_each_from`]), each checked in place for a used
-/// dirent (`format::dir::is_empty`). Neither a copy of a block nor a sorted list on the stack:
-/// the kernel asks this at rmdir and rename, on a 16 KiB stack ([`for_each_from`]'s frame is
-/// over 8 KiB). Errors: `Corrupt`, the store's.
-pub fn is_empty<S: DirRead>(s: &mut S) -> Result<bool, S::Error> {
-    let (_, h) = read_header(s)?;
-    let Some(mut key) = pos_key(POS_FIRST) else { return Ok(true) };
-    loop {
-        let leaf = find_leaf(s, &h, key)?;
-        if !read_leaf(s, &leaf, dir::is_empty)?? {
+        let leaf = find_leaf(s, h, key)?;
+        if !read_leaf(s, &leaf, |b| visit(b, key))?? {
             return Ok(false);
         }
         let (_, hi) = leaf.keys();
@@ -600,6 +569,46 @@ pub fn is_empty<S: DirRead>(s: &mut S) -> Result<bool, S::Error> {
         }
         key = hi;
     }
+}
+
+/// Calls `f(position, name, inode, type)` on every entry at or after readdir position `pos`,
+/// in key order, until `f` returns `false`; returns the position to resume at ([`POS_EOF`]
+/// after the last entry). `f` runs inside the store's read of each bucket ([`walk_buckets`]).
+/// For the tools; the kernel runs the same steps ([`find_leaf`], [`sorted_entries`], the next
+/// bucket at the end of a bucket's keys) with its lock dropped around each emit.
+/// Errors: `Corrupt`, the store's.
+pub fn for_each_from<S: DirRead>(
+    s: &mut S,
+    pos: i64,
+    mut f: impl FnMut(i64, &[u8], u32, u8) -> bool,
+) -> Result<i64, S::Error> {
+    let (_, h) = read_header(s)?;
+    let Some(key) = pos_key(pos) else { return Ok(POS_EOF) };
+    let mut sorted = [(0u64, 0u16); MAX_BLOCK_ENTRIES];
+    let mut resume = POS_EOF;
+    walk_buckets(s, &h, key, |blk, from| {
+        let n = sorted_entries(blk, &h.seed, from, &mut sorted)?;
+        for &(k, off) in sorted.get(..n).unwrap_or(&[]) {
+            let Some(Ok(d)) = dirents(blk).find(|d| d.as_ref().is_ok_and(|d| d.offset == usize::from(off))) else {
+                return Err(corrupt("directory block entry", u64::from(off)));
+            };
+            if !f(key_pos(k), d.name, d.ino, d.file_type) {
+                resume = key_pos(k);
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    })?;
+    Ok(resume)
+}
+
+/// Whether the directory has no entry: each bucket ([`walk_buckets`]) checked in place for a
+/// used dirent (`format::dir::is_empty`), with no copy of a block or sorted list on the stack:
+/// the kernel asks this at rmdir and rename, on a 16 KiB stack. Errors: `Corrupt`, the store's.
+pub fn is_empty<S: DirRead>(s: &mut S) -> Result<bool, S::Error> {
+    let (_, h) = read_header(s)?;
+    let Some(key) = pos_key(POS_FIRST) else { return Ok(true) };
+    walk_buckets(s, &h, key, |blk, _| dir::is_empty(blk))
 }
 
 /// Makes a linear directory of one block (at logical block 0, device block `block0`) indexed:

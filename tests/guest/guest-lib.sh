@@ -26,6 +26,12 @@ json_num() {
     grep -o "\"$1\": *[0-9]*" "$2" | head -n 1 | tr -dc 0-9
 }
 
+# json_str KEY FILE: the first string after "KEY": in FILE (vexctl's JSON), without its quotes
+# (letters and digits: enough for the names vexctl prints, such as distance_impl's).
+json_str() {
+    grep -o "\"$1\": *\"[A-Za-z0-9]*\"" "$2" | head -n 1 | cut -d'"' -f4
+}
+
 # stats_num KEY [PATH]: the number KEY of `vexctl stats PATH --json` (PATH default /mnt).
 stats_num() {
     vexctl stats "${2:-/mnt}" --json > /tmp/stats_num.json || fail "vexctl stats ${2:-/mnt} --json"
