@@ -7,19 +7,21 @@ bench/bulk.sh).
       One build in this process (T threads, timed: the inserts only), then recall@10 at each ef
       (single-threaded queries); prints one JSON object.
   bulk.py run --data DIR --mkfs BIN --vexctl BIN --fsck BIN --work DIR --out results.json
-              [--threads 1,2] [--libs vexfs,vexfs-sq8,hnswlib,faiss] [--rounds R] [--efs ...]
+              [--threads 1,2] [--libs vexfs,vexfs-float,vexfs-build-sq8,vexfs-sq8,vexfs-pq,hnswlib,faiss]
+              [--rounds R] [--efs ...]
       R rounds; each builds with every thread count with each library: vexfs (`mkfs.vexfs
       --import --import-dir docs --metric l2 --seed 1 -j T`, a new image in --work, its own
-      reported files and links times and its peak RSS; then `vexctl search-image --all --json
-      --ef E` for the recall and `--stats` for the single-thread QPS), vexfs-sq8 (the same with
-      `--quant sq8`: the graph built on the SQ8 codes, searches walking them and re-ranking at
-      full precision), hnswlib and faiss (each `bulk.py lib` in a fresh process), in an order
-      rotated per round.
+      reported files and links times, the choice of `--build-on auto`, its index bytes from
+      `vexctl inspect` and its peak RSS; then `vexctl search-image --all --json --resident --ef
+      E` for the recall and `--stats` for the single-thread QPS), the other vexfs builders (VEXFS_OPTS:
+      the same with their options), hnswlib and faiss (each `bulk.py lib` in a fresh process,
+      their serialized index's size as their index bytes), in an order rotated per round.
   bulk.py report results.json [--report REPORT.md]
       Prints the table (best build time of the rounds; recall is the same every round for a
       given build) and writes the "Bulk build" section of REPORT.md.
 
-The graph parameters are the same for the three: m = 16, ef_construction = 200, metric l2.
+The graph parameters are the same for all but vexfs-pq (m 32, mkfs.vexfs's default with node
+records): m = 16, ef_construction = 200, metric l2.
 recall@10 = |found ∩ first 10 ids of the ground truth| / 10, averaged over the queries; vexfs's
 file i holds row i, so a path's last component is its row.
 """
@@ -43,13 +45,18 @@ K = 10
 # The issue's targets for a build of 1M x 384 on 2 cores.
 TARGET_SECS = 300
 TARGET_ROWS = 1_000_000
-# The vexfs builds: float32 vectors only, its graph built on the floats (`--build-on float`) or
-# on transient SQ8 codes (`--build-on sq8`; the default, auto, picks one of the two by the data),
-# and with SQ8 codes kept (`mkfs.vexfs --quant sq8`).
-VEXFS = ("vexfs", "vexfs-build-sq8", "vexfs-sq8")
-# Each one's mkfs.vexfs options.
-VEXFS_OPTS = {"vexfs": ["--quant", "none", "--build-on", "float"], "vexfs-build-sq8": ["--quant", "none", "--build-on", "sq8"],
-              "vexfs-sq8": ["--quant", "sq8"]}
+# The vexfs builds: the default (`--quant none`, `--build-on auto`: the graph on transient SQ8
+# codes or on the floats, as a sample of the rows decides; mkfs.vexfs says which), float32
+# vectors with the graph built on the floats (`--build-on float`) or on transient SQ8 codes
+# (`--build-on sq8`), with SQ8 codes kept (`--quant sq8`), and with PQ codes (`--quant pq`, its
+# default node records and m 32, trained on the rows).
+VEXFS = ("vexfs", "vexfs-float", "vexfs-build-sq8", "vexfs-sq8", "vexfs-pq")
+# Each one's mkfs.vexfs options (--train is added for vexfs-pq).
+VEXFS_OPTS = {"vexfs": ["--quant", "none"], "vexfs-float": ["--quant", "none", "--build-on", "float"],
+              "vexfs-build-sq8": ["--quant", "none", "--build-on", "sq8"], "vexfs-sq8": ["--quant", "sq8"],
+              "vexfs-pq": ["--quant", "pq"]}
+# The vector regions: what a search of the index holds when it is all in memory.
+INDEX_REGIONS = ("vector bitmap", "vector map", "vector data", "hnsw index", "vector codes")
 
 
 def gt_ids(gt):
@@ -72,6 +79,11 @@ def run_lib(a):
         index.add_items(base, num_threads=a.threads)
         out["build_secs"] = time.perf_counter() - t
 
+        path = os.path.join(a.work, "bulk-hnswlib.bin")
+        index.save_index(path)
+        out["index_bytes"] = os.path.getsize(path)
+        os.remove(path)
+
         def search(ef):
             index.set_ef(ef)
             return index.knn_query(query, k=K, num_threads=1)[0]
@@ -83,6 +95,7 @@ def run_lib(a):
         index.hnsw.efConstruction = a.ef_construction
         index.add(base)
         out["build_secs"] = time.perf_counter() - t
+        out["index_bytes"] = int(faiss.serialize_index(index).size)
         faiss.omp_set_num_threads(1)
 
         def search(ef):
@@ -116,6 +129,8 @@ def run_vexfs(a, threads, efs, gt, lib):
     size = os.path.getsize(base) // 1048576 * 3 + 256
     cmd = [a.mkfs, "--import", base, "--import-dir", "docs", "--metric", "l2", "--seed", "1",
            *VEXFS_OPTS[lib], "-j", str(threads), img, f"{size}M"]
+    if lib == "vexfs-pq":
+        cmd[-2:-2] = ["--train", base]
     t = time.perf_counter()
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _, status, usage = os.wait4(p.pid, 0)
@@ -131,13 +146,24 @@ def run_vexfs(a, threads, efs, gt, lib):
     out = {"library": lib, "threads": threads, "build_secs": wall,
            "files_secs": float(m.group(1)), "links_secs": float(m.group(2)),
            "peak_rss_bytes": usage.ru_maxrss * 1024, "sweep": []}
+    built = re.search(r"^Build: +(.*)$", stdout, re.M)
+    if built:
+        out["build_on"] = built.group(1).strip()
+    ins = json.loads(subprocess.run([a.vexctl, "inspect", "--json", img], capture_output=True, text=True,
+                                    check=True).stdout)
+    regions = sum(r["bytes"] for r in ins["regions"] if r["name"] in INDEX_REGIONS)
+    # The regions are sized for the slots (a quarter more than the rows): the rows' share.
+    out["index_bytes"] = regions * n_rows(a) // ins["vec_capacity"]
     c = re.search(r"journal commits ([0-9.]+) s and ([0-9.]+) s", stdout)
     if c:
         out["files_commit_secs"], out["links_commit_secs"] = float(c.group(1)), float(c.group(2))
     query = os.path.join(a.data, "query.fvecs")
     for ef in efs:
+        # --resident: the regions in memory before the first query, as hnswlib's and faiss's
+        # indexes are (without it the first ef's pass pays the image's page faults).
         r = subprocess.run([a.vexctl, "search-image", img, "--fvecs", query, "--all", "-k", str(K),
-                            "--ef", str(ef), "--json", "--stats"], capture_output=True, text=True, check=True)
+                            "--ef", str(ef), "--json", "--stats", "--resident"],
+                           capture_output=True, text=True, check=True)
         found = []
         for line in r.stdout.splitlines():
             o = json.loads(line)
@@ -150,6 +176,12 @@ def run_vexfs(a, threads, efs, gt, lib):
     out["fsck_exit"] = fsck.returncode
     os.remove(img)
     return out
+
+
+def n_rows(a):
+    with open(os.path.join(a.data, "base.fvecs"), "rb") as f:
+        dim = int.from_bytes(f.read(4), "little")
+    return os.path.getsize(os.path.join(a.data, "base.fvecs")) // (4 + 4 * dim)
 
 
 def run_all(a):
@@ -173,7 +205,8 @@ def run_all(a):
                     o = run_vexfs(a, t, efs, gt, lib)
                 else:
                     p = subprocess.run([sys.executable, os.path.abspath(__file__), "lib", lib, "--data", a.data,
-                                        "--threads", str(t), "--efs", a.efs], capture_output=True, text=True)
+                                        "--threads", str(t), "--efs", a.efs, "--work", a.work],
+                                       capture_output=True, text=True)
                     if p.returncode != 0:
                         raise SystemExit(f"bulk.py lib {lib} failed:\n{p.stderr}")
                     o = json.loads(p.stdout.splitlines()[-1])
@@ -215,27 +248,31 @@ def report(a):
     lines.append(
         f"Written by `bench/bulk.sh` from a run started {res['started']} on {res['machine']['cpus']} CPUs "
         f"({res['machine']['cpu']}). Data: {name}, {n:,} × {dim} float32, {queries:,} queries, "
-        f"l2; m = 16, ef_construction = 200 for all. {rounds} round(s); each builds with every thread "
+        f"l2; m = 16, ef_construction = 200 for all but vexfs-pq (m 32, its default). {rounds} round(s); "
+        "each builds with every thread "
         "count with every builder (each in a fresh process, in an order rotated per round); the "
         "table keeps each one's fastest build. vexfs's build is the whole `mkfs.vexfs --import` "
         "(format, one file per row, every vector linked, synced through the journal: the wall time of "
-        "the process), with its two phases as it reports them (vexfs: float32 vectors, the graph built "
-        "on their distances, `--build-on float`; vexfs-build-sq8: the same image but for the graph, built with "
-        "`--build-on sq8` on SQ8 codes held in memory for the build only, searched like vexfs's on the float32 "
-        "vectors (the default, `--build-on auto`, builds one of these two, by how well the codes keep a sample's "
-        "neighbours, and says which); "
-        "vexfs-sq8: with `--quant sq8`, the graph "
-        "built on the SQ8 codes' integer distances, searches walking the codes and re-ranking their "
-        "nearest at full precision); hnswlib's and faiss's are their "
-        "inserts into an index in memory. Ratio = the library's build time ÷ vexfs's at the same "
-        "thread count (above 1: vexfs builds faster). recall@10 is from single-threaded queries "
-        "(vexfs: `vexctl search-image`, the kernel's search code in userspace). Peak RSS is the "
-        "process's (vexfs: mkfs.vexfs, which holds the vector regions in its cache).")
+        "the process), with its two phases as it reports them. The vexfs builders: vexfs, the default "
+        "(`--quant none`, `--build-on auto`: the graph built on SQ8 codes held in memory for the build "
+        "only, or on the floats, by how well the codes keep a sample's neighbours; below, which it chose); "
+        "vexfs-float, `--build-on float`; vexfs-build-sq8, `--build-on sq8`; vexfs-sq8, `--quant sq8` "
+        "(the graph built on the SQ8 codes it keeps, searches walking them and re-ranking their nearest "
+        "at full precision); vexfs-pq, `--quant pq` (PQ codes of 96 bytes trained on the rows, node "
+        "records: searches walk the codes, each expanded node's record gives its exact distance). "
+        "hnswlib's and faiss's builds are their "
+        "inserts into an index in memory. Ratio = hnswlib's build time ÷ the builder's at the same "
+        "thread count (above 1: faster than hnswlib). recall@10 and queries/s are from single-threaded "
+        "queries (vexfs: `vexctl search-image --resident`, the kernel's search code in userspace, the "
+        "image's vector regions loaded in memory first, as the libraries' indexes are). Index MiB per million vectors: vexfs, the bytes of its vector regions (bitmap, map, "
+        "vectors or node records, HNSW, codes) for the rows (the regions are sized for the slots, a quarter "
+        "more), what a search holds when the whole index is in memory; hnswlib and faiss, their serialized "
+        "index. Peak RSS is the process's (vexfs: mkfs.vexfs, which holds the vector regions in its cache).")
     lines.append("")
     head = "| threads | library | build s | files s | links s | vectors/s | hnswlib ÷ | " + \
-        " | ".join(f"recall@10 ef {e}" for e in efs) + " | peak RSS MiB |"
+        " | ".join(f"recall@10 / QPS ef {e}" for e in efs) + " | index MiB / 1M | peak RSS MiB |"
     lines.append(head)
-    lines.append("|" + "---:|" * 2 + "---:|" * (6 + len(efs)))
+    lines.append("|" + "---:|" * 2 + "---:|" * (7 + len(efs)))
     verdicts = []
     for t in res["threads"]:
         h = best(runs, "hnswlib", t)
@@ -246,13 +283,23 @@ def report(a):
             ratio = f"{h['build_secs'] / b['build_secs']:.2f}" if h else "-"
             files = fmt_secs(b["files_secs"]) if "files_secs" in b else "-"
             links = fmt_secs(b["links_secs"]) if "links_secs" in b else "-"
-            rec = " | ".join(f"{s['recall']:.4f}" for s in b["sweep"])
+            rec = " | ".join(f"{s['recall']:.4f} / " + (f"{s['qps']:,.0f}" if s.get("qps") else "-")
+                             for s in b["sweep"])
+            mem = f"{b['index_bytes'] * 1_000_000 / n / 1048576:,.0f}" if b.get("index_bytes") else "-"
             lines.append(f"| {t} | {lib} | {fmt_secs(b['build_secs'])} | {files} | {links} | "
-                         f"{n / b['build_secs']:,.0f} | {ratio} | {rec} | {b['peak_rss_bytes'] / 1048576:,.0f} |")
+                         f"{n / b['build_secs']:,.0f} | {ratio} | {rec} | {mem} | "
+                         f"{b['peak_rss_bytes'] / 1048576:,.0f} |")
+        # The build targets compare builds of the same graph parameters (vexfs-pq's m is 32).
         for lib in VEXFS:
             v = best(runs, lib, t)
-            if v and h:
+            if v and h and lib != "vexfs-pq":
                 verdicts.append((t, v, h))
+    lines.append("")
+    chose = [(lib, b["build_on"]) for lib in VEXFS for t in res["threads"]
+             if (b := best(runs, lib, t)) and b.get("build_on")]
+    if chose:
+        lines.append("What mkfs.vexfs said it built on: " + "; ".join(
+            f"{lib}: {how}" for lib, how in dict(chose).items()) + ".")
     lines.append("")
     fsck = sorted({r["fsck_exit"] for r in runs if r["library"] in VEXFS})
     lines.append(f"`fsck.vexfs -n` exit status of every vexfs image: {', '.join(map(str, fsck))} (0: clean).")
@@ -276,6 +323,11 @@ def report(a):
                      + ", ".join(f"ef {x['ef']} {x['recall']:.4f} vs {y['recall']:.4f}"
                                  for x, y in zip(v["sweep"], h["sweep"])) + " |")
     for t in res["threads"]:
+        pq = best(runs, "vexfs-pq", t)
+        if pq:
+            lines.append(f"| (for information) vexfs-pq's build, {t} thread(s), m 32 (the others' is 16) | - | "
+                         f"{fmt_secs(pq['build_secs'])} s (files {fmt_secs(pq['files_secs'])} s, links "
+                         f"{fmt_secs(pq['links_secs'])} s, the rest formatting and training the codebook) |")
         for lib in VEXFS:
             v = best(runs, lib, t)
             if v and "files_commit_secs" in v:
@@ -304,6 +356,7 @@ def main():
     s.add_argument("--efs", default="16,32,64")
     s.add_argument("--m", type=int, default=16)
     s.add_argument("--ef-construction", type=int, default=200)
+    s.add_argument("--work", default="/tmp")
     s = sub.add_parser("run")
     s.add_argument("--data", required=True)
     s.add_argument("--mkfs", required=True)

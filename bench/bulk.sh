@@ -3,19 +3,20 @@
 # faiss's builds with the same thread count on the same vectors, recall@10 of each build, in one
 # run; prints a table and writes the "Bulk build" section of bench/REPORT.md (bench/bulk.py).
 #
-#   bench/bulk.sh [DATA_DIR] [--threads 1,2] [--libs vexfs,vexfs-build-sq8,vexfs-sq8,hnswlib,faiss]
-#                 [--rounds R]
-#                 [--efs 16,32,64] [--no-report]
+#   bench/bulk.sh [DATA_DIR] [--threads 1,2]
+#                 [--libs vexfs,vexfs-float,vexfs-build-sq8,vexfs-sq8,vexfs-pq,hnswlib,faiss]
+#                 [--rounds R] [--efs 16,32,64] [--no-report]
 #
 #   DATA_DIR     base.fvecs, query.fvecs, groundtruth.ivecs (default: the repo's sample,
 #                data/pydocs-minilm/small; the sets at scale: `scripts/data scale` prints
 #                pydocs-1m's directory, pydocs-100k is beside it)
 #   --threads    thread counts, each built by every library (default 1,2)
-#   --libs       the builders (default vexfs,hnswlib,faiss; vexfs is `--build-on float`,
-#                vexfs-build-sq8 `--build-on sq8`, the float32 image's graph built on transient
-#                SQ8 codes (the default, auto, makes one of the two);
-#                vexfs-sq8 is vexfs with `--quant sq8`, its graph built on the codes it keeps);
-#                the report compares with hnswlib
+#   --libs       the builders (default vexfs,hnswlib,faiss): vexfs is mkfs.vexfs's default
+#                (`--build-on auto`: the graph on transient SQ8 codes or on the floats, as a
+#                sample of the rows decides), vexfs-float `--build-on float`, vexfs-build-sq8
+#                `--build-on sq8`, vexfs-sq8 `--quant sq8` (the graph built on the codes it
+#                keeps), vexfs-pq `--quant pq` (node records, m 32, trained on the rows); the
+#                report compares each with hnswlib
 #   --rounds R   rounds (default 1); the table keeps each one's fastest build
 #   --efs        ef values of the recall@10 sweep (default 16,32,64)
 #   --no-report  print the table only; leave bench/REPORT.md alone
@@ -36,7 +37,7 @@ while [ $# -gt 0 ]; do
         --rounds) ROUNDS=$2; shift 2 ;;
         --efs) EFS=$2; shift 2 ;;
         --no-report) REPORT=0; shift ;;
-        -h|--help) sed -n '2,26s/^# \{0,1\}//p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,27s/^# \{0,1\}//p' "$0"; exit 0 ;;
         -*) die "bench/bulk.sh: unknown option $1 (see --help)" ;;
         *) DATA=$1; shift ;;
     esac
@@ -44,8 +45,8 @@ done
 [[ $THREADS =~ ^[1-9][0-9]*(,[1-9][0-9]*)*$ ]] || die "bench/bulk.sh: --threads takes counts like 1,2"
 [[ $EFS =~ ^[1-9][0-9]*(,[1-9][0-9]*)*$ ]] || die "bench/bulk.sh: --efs takes values like 16,32,64"
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "bench/bulk.sh: not a positive count: $ROUNDS"
-L='(vexfs|vexfs-build-sq8|vexfs-sq8|hnswlib|faiss)'
-[[ $LIBS =~ ^$L(,$L)*$ ]] || die "bench/bulk.sh: --libs takes vexfs,vexfs-build-sq8,vexfs-sq8,hnswlib,faiss"
+L='(vexfs|vexfs-float|vexfs-build-sq8|vexfs-sq8|vexfs-pq|hnswlib|faiss)'
+[[ $LIBS =~ ^$L(,$L)*$ ]] || die "bench/bulk.sh: --libs takes vexfs,vexfs-float,vexfs-build-sq8,vexfs-sq8,vexfs-pq,hnswlib,faiss"
 DATA=$(realpath "$DATA")
 for f in base.fvecs query.fvecs groundtruth.ivecs; do
     [ -f "$DATA/$f" ] || die "no $DATA/$f"
