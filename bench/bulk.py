@@ -121,7 +121,7 @@ def peak_rss_self():
 
 # ---- vexfs: mkfs.vexfs --import, then search-image ---------------------------------------------
 
-def run_vexfs(a, threads, efs, gt, lib):
+def run_vexfs(a, threads, efs, gt, lib, n):
     img = os.path.join(a.work, f"bulk-{lib}-j{threads}.img")
     if os.path.exists(img):
         os.remove(img)
@@ -153,7 +153,7 @@ def run_vexfs(a, threads, efs, gt, lib):
                                     check=True).stdout)
     regions = sum(r["bytes"] for r in ins["regions"] if r["name"] in INDEX_REGIONS)
     # The regions are sized for the slots (a quarter more than the rows): the rows' share.
-    out["index_bytes"] = regions * n_rows(a) // ins["vec_capacity"]
+    out["index_bytes"] = regions * n // ins["vec_capacity"]
     c = re.search(r"journal commits ([0-9.]+) s and ([0-9.]+) s", stdout)
     if c:
         out["files_commit_secs"], out["links_commit_secs"] = float(c.group(1)), float(c.group(2))
@@ -178,12 +178,6 @@ def run_vexfs(a, threads, efs, gt, lib):
     return out
 
 
-def n_rows(a):
-    with open(os.path.join(a.data, "base.fvecs"), "rb") as f:
-        dim = int.from_bytes(f.read(4), "little")
-    return os.path.getsize(os.path.join(a.data, "base.fvecs")) // (4 + 4 * dim)
-
-
 def run_all(a):
     threads = [int(x) for x in a.threads.split(",")]
     efs = [int(x) for x in a.efs.split(",")]
@@ -202,7 +196,7 @@ def run_all(a):
             for lib in libs:
                 print(f"bulk: round {r + 1}/{a.rounds}, {lib}, {t} thread(s)", file=sys.stderr, flush=True)
                 if lib.startswith("vexfs"):
-                    o = run_vexfs(a, t, efs, gt, lib)
+                    o = run_vexfs(a, t, efs, gt, lib, int(n))
                 else:
                     p = subprocess.run([sys.executable, os.path.abspath(__file__), "lib", lib, "--data", a.data,
                                         "--threads", str(t), "--efs", a.efs, "--work", a.work],
