@@ -51,6 +51,7 @@ const _: () = assert!(
 /// Reads the argument struct `T` at user address `arg`. Its `size` (the first field) below
 /// `T::SIZE` is EINVAL; above [`MAX_ARG_SIZE`] E2BIG; in between, the bytes past what v1 knows
 /// must be zero (else E2BIG), as copy_struct_from_user() does. EFAULT for bad memory.
+#[inline(never)]
 fn read_arg<T: Arg>(arg: usize) -> Result<T> {
     let mut sz = [0u8; 4];
     UserSlice::new(arg, 4).reader().read_slice(&mut sz)?;
@@ -81,6 +82,7 @@ fn read_arg<T: Arg>(arg: usize) -> Result<T> {
 }
 
 /// Writes the v1 struct back to `arg` (its output fields changed).
+#[inline(never)]
 fn write_arg<T: Arg>(arg: usize, v: &T) -> Result {
     let mut buf = [0u8; ARG_ROOM];
     let out = buf.get_mut(..T::SIZE).ok_or(EINVAL)?;
@@ -88,11 +90,14 @@ fn write_arg<T: Arg>(arg: usize, v: &T) -> Result {
     UserSlice::new(arg, out.len()).writer().write_slice(out)
 }
 
-/// Words (float bit patterns) copied through the stack per user access.
+/// Words (float bit patterns) copied through the stack per user access. The copies (and the
+/// argument structs' [`read_arg`], [`write_arg`]) are not inlined: their buffers stay out of
+/// the frame of the ioctl, which is under the whole index walk (`scripts/stack-check`).
 const WORDS_PER_COPY: usize = 128;
 
 /// Reads `words` u32s (the CPU's byte order) from user memory at `ptr` into a new buffer.
 /// Errors: EFAULT, ENOMEM.
+#[inline(never)]
 fn read_words(ptr: u64, words: usize) -> Result<KVVec<u32>> {
     let mut v = KVVec::from_elem(0u32, words, GFP_KERNEL_ACCOUNT)?;
     let bytes = words.checked_mul(4).ok_or(EINVAL)?;
@@ -112,6 +117,7 @@ fn read_words(ptr: u64, words: usize) -> Result<KVVec<u32>> {
 }
 
 /// Writes `words` to user memory at `ptr` (the CPU's byte order). Errors: EFAULT.
+#[inline(never)]
 fn write_words(ptr: u64, words: &[u32]) -> Result {
     let bytes = words.len().checked_mul(4).ok_or(EINVAL)?;
     let mut w = UserSlice::new(usize::try_from(ptr).map_err(|_| EFAULT)?, bytes).writer();

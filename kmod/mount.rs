@@ -5,11 +5,12 @@ use crate::embed::{min_journal_blocks, worst_step_blocks};
 use crate::format::inode::MAX_FILE_SIZE;
 use crate::format::superblock::{Region, Superblock, FEATURE_INCOMPAT_RECOVER, MAGIC, ROOT_INO, STATE_ERRORS};
 use crate::format::BLOCK_SIZE;
-use crate::index::IndexState;
+use crate::index::{IndexState, PadPool};
 use crate::pins::PinTable;
 use crate::sb::{NewSuperBlock, SbInfo, SuperBlock};
 use crate::txn::JState;
 use crate::vfs::mount_c::MountC;
+use core::pin::Pin;
 use kernel::prelude::*;
 
 /// Validates the superblock, replays the journal (before anything else reads the disk), builds
@@ -18,50 +19,10 @@ use kernel::prelude::*;
 /// vexfs wants to know why. Errors: `EINVAL` (not vexfs, unsupported, device too small or
 /// without 4096-byte blocks), `EUCLEAN` (corrupt), `EIO`, `ENOMEM`.
 pub fn fill_super(sb: &NewSuperBlock, _silent: bool) -> Result {
-    let Ok(dev) = sb.set_block_size() else {
-        pr_err!("vexfs ({}): device cannot use {}-byte blocks\n", sb.name(), BLOCK_SIZE);
-        return Err(EINVAL);
-    };
-    let device_blocks = sb.device_bytes() / BLOCK_SIZE as u64;
-    let read_super = || -> Result<Superblock> {
-        let disk = {
-            let b = Buf::read(dev, 0)?;
-            Superblock::decode(b.data()).map_err(|e| dev.report(e))?
-        };
-        disk.validate(device_blocks).map_err(|e| dev.report(e))?;
-        Ok(disk)
-    };
-    let rdonly = dev.is_rdonly();
-    let before = read_super()?;
-    // Mounted read-write when it stopped: a crash (or a stop without umount).
-    let crashed = before.feature_incompat & FEATURE_INCOMPAT_RECOVER != 0;
-    // A transaction may take a quarter of the log (txn.rs): the largest single step must fit.
-    // Checked before the replay, so that a refused mount writes nothing.
-    let (journal, need) = (before.region(Region::Journal).blocks, min_journal_blocks(&before));
-    if !rdonly && journal < need {
-        pr_err!(
-            "vexfs ({}): journal too small for a read-write mount: {} blocks, the largest transaction step ({} blocks) needs {}; mount read-only, or make the filesystem with --journal-blocks {} or more\n",
-            dev.name(),
-            journal,
-            worst_step_blocks(&before),
-            need,
-            need
-        );
-        return Err(EINVAL);
-    }
-    let log = crate::txn::recover(dev, &before)?;
-    // The replay may have written the superblock's block: read it again, keeping the errors
-    // bit an older image in the log may not have (as ext4 keeps its error fields).
-    let mut disk = read_super()?;
-    disk.state |= before.state & STATE_ERRORS;
-    if disk.state & STATE_ERRORS != 0 {
-        pr_warn!("vexfs ({}): mounting a filesystem with errors; run fsck.vexfs\n", dev.name());
-    }
-    let pins = PinTable::new(&disk)?;
-    let index = IndexState::new(dev, &disk, &pins)?;
-    let jstate = JState::new(&disk, log, rdonly)?;
-    let mount_c = MountC::new(dev)?;
-    let info = SbInfo::new(disk, index, pins, jstate, mount_c)?;
+    // The state is built in a function of its own: its large frame (the parts of `SbInfo`
+    // before they are boxed, the journal's replay) is gone before the mount's deep paths
+    // (`iget`, orphans, the index worker's start) run below this one.
+    let (info, crashed, rdonly) = open_state(sb)?;
     sb.set_limits(MAGIC, MAX_FILE_SIZE);
     sb.fill(info, |mounted| {
         mounted.lock().recount()?;
@@ -107,6 +68,61 @@ pub fn fill_super(sb: &NewSuperBlock, _silent: bool) -> Result {
         }
         Ok(())
     })
+}
+
+/// The first half of [`fill_super`]: validates the superblock, replays the journal (before
+/// anything else reads the disk) and builds the mount's state, boxed. Gives the state, whether
+/// the filesystem was left mounted read-write (a crash) and whether the device is read-only.
+/// Not inlined, so that its frame (some KiB) is not under the rest of the mount. Errors: as
+/// [`fill_super`]'s.
+#[inline(never)]
+fn open_state(sb: &NewSuperBlock) -> Result<(Pin<KBox<SbInfo>>, bool, bool)> {
+    let Ok(dev) = sb.set_block_size() else {
+        pr_err!("vexfs ({}): device cannot use {}-byte blocks\n", sb.name(), BLOCK_SIZE);
+        return Err(EINVAL);
+    };
+    let device_blocks = sb.device_bytes() / BLOCK_SIZE as u64;
+    let read_super = || -> Result<Superblock> {
+        let disk = {
+            let b = Buf::read(dev, 0)?;
+            Superblock::decode(b.data()).map_err(|e| dev.report(e))?
+        };
+        disk.validate(device_blocks).map_err(|e| dev.report(e))?;
+        Ok(disk)
+    };
+    let rdonly = dev.is_rdonly();
+    let before = read_super()?;
+    // Mounted read-write when it stopped: a crash (or a stop without umount).
+    let crashed = before.feature_incompat & FEATURE_INCOMPAT_RECOVER != 0;
+    // A transaction may take a quarter of the log (txn.rs): the largest single step must fit.
+    // Checked before the replay, so that a refused mount writes nothing.
+    let (journal, need) = (before.region(Region::Journal).blocks, min_journal_blocks(&before));
+    if !rdonly && journal < need {
+        pr_err!(
+            "vexfs ({}): journal too small for a read-write mount: {} blocks, the largest transaction step ({} blocks) needs {}; mount read-only, or make the filesystem with --journal-blocks {} or more\n",
+            dev.name(),
+            journal,
+            worst_step_blocks(&before),
+            need,
+            need
+        );
+        return Err(EINVAL);
+    }
+    let log = crate::txn::recover(dev, &before)?;
+    // The replay may have written the superblock's block: read it again, keeping the errors
+    // bit an older image in the log may not have (as ext4 keeps its error fields).
+    let mut disk = read_super()?;
+    disk.state |= before.state & STATE_ERRORS;
+    if disk.state & STATE_ERRORS != 0 {
+        pr_warn!("vexfs ({}): mounting a filesystem with errors; run fsck.vexfs\n", dev.name());
+    }
+    let pins = PinTable::new(&disk)?;
+    let index = IndexState::new(dev, &disk, &pins)?;
+    let pads = PadPool::new(&index.mem)?;
+    let jstate = JState::new(&disk, log, rdonly)?;
+    let mount_c = MountC::new(dev)?;
+    let info = SbInfo::new(disk, index, pads, pins, jstate, mount_c)?;
+    Ok((info, crashed, rdonly))
 }
 
 /// At a read-write mount: frees every inode in use whose link count is 0 (an orphan: unlinked

@@ -96,11 +96,14 @@ pub struct SbInfo {
 }
 
 impl SbInfo {
-    /// The state of a mount of `disk` (validated), with the index state built from it and the
+    /// The state of a mount of `disk` (validated), with the index state built from it, the
+    /// search pads' pool for it ([`PadPool::new`], made by the caller: its allocations are not
+    /// under this function's frame, which holds the state before it is boxed) and the
     /// journal's; the free counts are filled in by [`Locked::recount`]. Errors: `ENOMEM`.
     pub fn new(
         disk: Superblock,
         index: IndexState,
+        pads: impl PinInit<PadPool>,
         pins: PinTable,
         journal: JState,
         mount_c: MountC,
@@ -115,7 +118,6 @@ impl SbInfo {
             mount_count: disk.mount_count.wrapping_add(1),
             incompat: disk.feature_incompat & !FEATURE_INCOMPAT_RECOVER,
         };
-        let pads = PadPool::new(&index.mem)?;
         KBox::pin_init(
             pin_init!(SbInfo {
                 disk,

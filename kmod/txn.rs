@@ -762,6 +762,7 @@ fn jerr(dev: &Device, e: JournalError<Error>) -> Error {
 /// a read-write mount then marks it in use ([`Journal::start`]) once the superblock says
 /// `RECOVER`. Errors: `EUCLEAN` (corrupt journal,
 /// logged), `EIO`, `ENOMEM`.
+#[inline(never)]
 pub fn recover(dev: &Device, disk: &Superblock) -> Result<Log> {
     let mut scratch = KVVec::from_elem(0u8, cj::SCRATCH_BYTES, GFP_KERNEL)?;
     let mut kd = KDev { dev, blocks: disk.block_count };

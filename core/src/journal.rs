@@ -385,11 +385,25 @@ pub fn checkpoint<D: BlockDevice>(dev: &mut D, log: &mut Log, clean: bool) -> JR
     write_superblock(dev, log, clean)
 }
 
-/// Writes the journal superblock of `log` and flushes. Errors: the device's.
+/// Writes the journal superblock of `log` and flushes. Its block is built on the stack (4 KiB):
+/// for the tools; the kernel's path ([`recover`]) builds it in its scratch
+/// ([`write_superblock_in`]). Errors: the device's.
 pub fn write_superblock<D: BlockDevice>(dev: &mut D, log: &Log, clean: bool) -> JResult<(), D::Error> {
     let mut b = [0u8; BLOCK_SIZE];
-    log.superblock(clean).encode(&mut b, log.start);
-    dev.write_block(log.start, &b).map_err(JournalError::Io)?;
+    write_superblock_in(dev, log, clean, &mut b)
+}
+
+/// [`write_superblock`] with the block built in `b` (any content: it is overwritten whole).
+/// Errors: the device's.
+pub fn write_superblock_in<D: BlockDevice>(
+    dev: &mut D,
+    log: &Log,
+    clean: bool,
+    b: &mut Block,
+) -> JResult<(), D::Error> {
+    b.fill(0);
+    log.superblock(clean).encode(b, log.start);
+    dev.write_block(log.start, b).map_err(JournalError::Io)?;
     dev.flush().map_err(JournalError::Io)
 }
 
@@ -703,7 +717,10 @@ pub fn recover<D: BlockDevice>(dev: &mut D, sb: &Superblock, scratch: &mut [u8])
     log.next = s.end;
     log.next_lsn = s.last_lsn.max(log.next_lsn).saturating_add(log.lsn_gap());
     log.head_lsn = log.next_lsn;
-    write_superblock(dev, &log, true)?;
+    // The block in the scratch, not on the stack: this runs in the kernel's mount.
+    let block: &mut Block =
+        scratch.get_mut(..BLOCK_SIZE).and_then(|b| b.try_into().ok()).ok_or(JournalError::Invalid("scratch"))?;
+    write_superblock_in(dev, &log, true, block)?;
     Ok((log, Recovery { scan: s, applied }))
 }
 

@@ -1622,6 +1622,7 @@ impl<'a, B: BlockStore> GraphStore<'a, '_, B> {
     /// found. A batch of whole vectors only goes to [`DistanceKernel::distances`].
     /// Errors: `Corrupt` for a slot past the capacity; `Invalid` for a short `keys` or bounce
     /// buffer or a position out of range; the store's.
+    #[inline(never)]
     fn dist_from(&mut self, q: *const u32, ids: &[u32], keys: &mut [u32]) -> IResult<(), B::Error> {
         let (ix, b, bounce) = (self.ix, self.b, &mut *self.bounce);
         let position = |id: u32| {
@@ -1630,7 +1631,11 @@ impl<'a, B: BlockStore> GraphStore<'a, '_, B> {
             b.prefetch(blk);
             Ok((blk, off))
         };
-        let locate = |i: usize, id: u32, (blk, off): (u64, usize), held: &mut Held<B::Ref<'a>>, split: &mut Split| {
+        let locate = |i: usize,
+                      id: u32,
+                      (blk, off): (u64, usize),
+                      held: &mut Held<B::Ref<'a>, { 2 * BATCH }>,
+                      split: &mut Split| {
             if let Some((r, off)) = ix.vector_in_place(b, blk, off)? {
                 let v = span(held.hold(r)?, off, ix.vec_bytes, "vector data position")?;
                 prefetch_two_lines(b, v);
@@ -1684,6 +1689,7 @@ impl<'a, B: BlockStore> GraphStore<'a, '_, B> {
 
     /// Keys of the distances from the SQ8 code `qc` to the codes of `ids`, batch by batch,
     /// into `keys[..ids.len()]`.
+    #[inline(never)]
     fn code_dist(&self, qc: &[u8], ids: &[u32], keys: &mut [u32]) -> IResult<(), B::Error> {
         let (ix, b) = (self.ix, self.b);
         let len = u32::try_from(qc.len()).map_err(|_| IndexError::Invalid("code length"))?;
@@ -1700,17 +1706,18 @@ impl<'a, B: BlockStore> GraphStore<'a, '_, B> {
             b.prefetch(pos.0);
             Ok(Some(pos))
         };
-        let locate = |_: usize, id: u32, pos: Option<(u64, usize, usize)>, held: &mut Held<B::Ref<'a>>, _: &mut ()| {
-            let c = match (pos, ix.build_codes) {
-                (Some((blk, off, clen)), _) => span(held.hold(rd(b, blk)?)?, off, clen, "vector code position")?,
-                (None, Some(t)) => table_code(t, ix.dim, id)?,
-                (None, None) => return Err(IndexError::Invalid("no codes")),
+        let locate =
+            |_: usize, id: u32, pos: Option<(u64, usize, usize)>, held: &mut Held<B::Ref<'a>, BATCH>, _: &mut ()| {
+                let c = match (pos, ix.build_codes) {
+                    (Some((blk, off, clen)), _) => span(held.hold(rd(b, blk)?)?, off, clen, "vector code position")?,
+                    (None, Some(t)) => table_code(t, ix.dim, id)?,
+                    (None, None) => return Err(IndexError::Invalid("no codes")),
+                };
+                if c.len() != qc.len() {
+                    return Err(IndexError::Invalid("code length"));
+                }
+                Ok(c.as_ptr())
             };
-            if c.len() != qc.len() {
-                return Err(IndexError::Invalid("code length"));
-            }
-            Ok(c.as_ptr())
-        };
         Self::batches(ids, keys, position, locate, |ptrs: &[*const u8], _: &(), out: &mut [u32]| {
             // SAFETY: `qc` holds `len` bytes; each pointer of the batch comes from `locate`
             // (none is null) and points at `len` bytes inside a block `batches` holds until
@@ -1722,6 +1729,7 @@ impl<'a, B: BlockStore> GraphStore<'a, '_, B> {
 
     /// Keys of the PQ distances from the query whose table `t` is to the codes of `ids`,
     /// batch by batch, into `keys[..ids.len()]`.
+    #[inline(never)]
     fn pq_dist(&self, t: &[u32], ids: &[u32], keys: &mut [u32]) -> IResult<(), B::Error> {
         let (ix, b) = (self.ix, self.b);
         let p = ix.pq.ok_or_else(|| IndexError::Invalid("no pq codes"))?;
@@ -1735,9 +1743,11 @@ impl<'a, B: BlockStore> GraphStore<'a, '_, B> {
             Ok(pos)
         };
         let locate =
-            |_: usize, _: u32, (blk, off, clen): (u64, usize, usize), held: &mut Held<B::Ref<'a>>, _: &mut ()| {
-                Ok(span(held.hold(rd(b, blk)?)?, off, clen, "vector code position")?.as_ptr())
-            };
+            |_: usize,
+             _: u32,
+             (blk, off, clen): (u64, usize, usize),
+             held: &mut Held<B::Ref<'a>, BATCH>,
+             _: &mut ()| { Ok(span(held.hold(rd(b, blk)?)?, off, clen, "vector code position")?.as_ptr()) };
         Self::batches(ids, keys, position, locate, |ptrs: &[*const u8], _: &(), out: &mut [u32]| {
             // SAFETY: `t` holds `table_words(m)` words (checked above); each pointer of the
             // batch comes from `locate` (none is null) and points at the `m` bytes of a code
@@ -1753,15 +1763,16 @@ impl<'a, B: BlockStore> GraphStore<'a, '_, B> {
     /// that the kernel reads those it does not hold at once, not one by one as they are
     /// located); then `locate(i, id, position, held, side)` gives where the data of id `i` of
     /// the batch is, holding its blocks in `held` and noting in `side` what else the kernel
-    /// needs (`S::default()` per batch); then `kernel(located, side, out)` computes the keys
+    /// needs (`S::default()` per batch; `H` the borrows a batch may hold); then
+    /// `kernel(located, side, out)` computes the keys
     /// of the batch into its part of `keys[..ids.len()]`, and only after that are its blocks
     /// released. Generic, so each caller gets its own inlined copy: no allocation, no
     /// indirect call. Errors: `Invalid` for a short `keys`; those of the closures.
-    fn batches<P: Copy + Default, T, S: Default>(
+    fn batches<P: Copy + Default, T, S: Default, const H: usize>(
         ids: &[u32],
         keys: &mut [u32],
         mut position: impl FnMut(u32) -> IResult<P, B::Error>,
-        mut locate: impl FnMut(usize, u32, P, &mut Held<B::Ref<'a>>, &mut S) -> IResult<*const T, B::Error>,
+        mut locate: impl FnMut(usize, u32, P, &mut Held<B::Ref<'a>, H>, &mut S) -> IResult<*const T, B::Error>,
         mut kernel: impl FnMut(&[*const T], &S, &mut [u32]) -> IResult<(), B::Error>,
     ) -> IResult<(), B::Error> {
         let keys = keys.get_mut(..ids.len()).ok_or_else(|| IndexError::Invalid("key buffer"))?;
@@ -1827,6 +1838,8 @@ impl<B: BlockStore> Store for GraphStore<'_, '_, B> {
     }
 
     fn dist_query(&mut self, ids: &[u32], keys: &mut [u32]) -> IResult<(), B::Error> {
+        // The three walks are `#[inline(never)]`: inlined here, their batch arrays (2-3.5 KiB
+        // each) shared one frame under every walk's own (`scripts/stack-check`).
         if let Some(t) = self.pq_table {
             return self.pq_dist(t, ids, keys);
         }
@@ -1955,23 +1968,25 @@ impl Default for Split {
     }
 }
 
-/// The block borrows of one batch of [`GraphStore::batches`] (at most two a vector), held
-/// until its distance kernel is done and released together: storage left uninitialised past
+/// The block borrows of one batch of [`GraphStore::batches`], at most `N` (two a float32
+/// vector, which may cross a block; one a code), held until its distance kernel is done and
+/// released together: `N` kept to what the walk needs, as this sits in the frame of each
+/// distance walk (`scripts/stack-check`). Storage left uninitialised past
 /// the borrows taken, so a batch costs only what it holds (a zeroed array of `Option`s cost
 /// 1 KiB of stores a batch, 3% of a float32 search's time on pydocs-minilm).
-struct Held<R> {
-    refs: [core::mem::MaybeUninit<R>; 2 * BATCH],
+struct Held<R, const N: usize> {
+    refs: [core::mem::MaybeUninit<R>; N],
     /// `refs[..n]` are initialised.
     n: usize,
 }
 
-impl<R> Held<R> {
+impl<R, const N: usize> Held<R, N> {
     fn new() -> Self {
-        Held { refs: [const { core::mem::MaybeUninit::uninit() }; 2 * BATCH], n: 0 }
+        Held { refs: [const { core::mem::MaybeUninit::uninit() }; N], n: 0 }
     }
 
     /// Keeps `r` until `self` is dropped; gives it back borrowed.
-    /// Errors: `Invalid` past 2 x [`BATCH`] borrows (never: a batch holds at most that).
+    /// Errors: `Invalid` past `N` borrows (never: a batch holds at most that).
     fn hold<E>(&mut self, r: R) -> IResult<&R, E> {
         let slot = self.refs.get_mut(self.n).ok_or(IndexError::Invalid("held blocks"))?;
         self.n = self.n.saturating_add(1);
@@ -1979,7 +1994,7 @@ impl<R> Held<R> {
     }
 }
 
-impl<R> Drop for Held<R> {
+impl<R, const N: usize> Drop for Held<R, N> {
     fn drop(&mut self) {
         for r in self.refs.iter_mut().take(self.n) {
             // SAFETY: `refs[..n]` were written by `hold` and are dropped once, here.
