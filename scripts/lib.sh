@@ -72,6 +72,19 @@ VEXFS_CONSOLE_ERRORS='BUG:|kernel BUG at|Oops|WARNING:|Kernel panic|general prot
 # Prints the lines of console log FILE that match VEXFS_CONSOLE_ERRORS; status 0 if there are any.
 console_errors() { tr -d '\r' < "$1" | grep -aE -- "$VEXFS_CONSOLE_ERRORS"; }
 
+# The least kernel stack (bytes) a guest task may leave unused: an exiting task that used more
+# of its stack than any before it prints "used greatest stack depth: N bytes left"
+# (CONFIG_DEBUG_STACK_USAGE, qemu/kernel.config), and run-guest fails a run whose lowest N is
+# under this floor. Default: a quarter of x86-64's 16 KiB stack.
+VEXFS_MIN_STACK_LEFT=${VEXFS_MIN_STACK_LEFT:-4096}
+
+# Prints the least free kernel stack (bytes) a task of console log FILE left at its exit; status
+# 1 if the log reports none.
+stack_left_min() {
+    tr -d '\r' < "$1" | grep -aoE 'used greatest stack depth: [0-9]+ bytes left' | grep -oE '[0-9]+' \
+        | sort -n | head -n 1 | grep .
+}
+
 # Prints the Python of the benchmarks' venv ($VEXFS_CACHE/bench-venv, with hnswlib, faiss-cpu and
 # numpy from PyPI), making and filling it first if needed (python3-venv from Debian if missing).
 bench_python() {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Tests the harness itself: a broken guest must never pass. The script's status comes through,
-# and a timeout, a kernel error on the console, a guest that dies without reporting a status and a
-# bad command line each give their own exit status.
+# and a timeout, a kernel error on the console (or a task that nearly ran out of kernel stack), a
+# guest that dies without reporting a status and a bad command line each give their own exit
+# status.
 . "$(dirname "$0")/lib.sh"
 
 # Checks console_errors (the scan run-guest applies to the console) without booting.
@@ -54,6 +55,17 @@ check_error_patterns() {
     echo "console scan: ${#bad[@]} error lines caught, ${#good[@]} normal lines passed"
 }
 
+# Checks stack_left_min (run-guest's floor on the free kernel stack) without booting.
+check_stack_scan() {
+    printf '%s\r\n' "[    1.2] sh (70) used greatest stack depth: 12904 bytes left" \
+        "[    2.3] vexctl (91) used greatest stack depth: 9720 bytes left" "[    2.4] vexfs: mounted" \
+        > "$T/stack.log"
+    [ "$(stack_left_min "$T/stack.log")" = 9720 ] || fail "stack scan: the least free stack is not 9720"
+    printf '%s\r\n' "[    1.2] vexfs: mounted" > "$T/stack.log"
+    ! stack_left_min "$T/stack.log" > /dev/null || fail "stack scan finds a report in a log without one"
+    echo "stack scan: the least free stack found, none in a log without reports"
+}
+
 check_usage_errors() {
     local script
     script=$(guest_script true.guest <<< 'exit 0')
@@ -67,7 +79,7 @@ check_usage_errors() {
 # The script's status comes through, its output is streamed, and a fake status line it prints is
 # not taken for the real one.
 check_script_status() {
-    local script
+    local script left
     script=$(guest_script exit3.guest <<'GUEST'
 echo "hello from the guest, seed $1"
 echo "VEXFS-GUEST-EXIT=0 run=000000000000"
@@ -81,6 +93,10 @@ GUEST
     grep -q "hello from the guest, seed $SEED" "$T/exit3.out" || fail "guest output was not streamed"
     # The normal boot log must not trip the error scan (else every run would fail with 125).
     ! console_errors "$T/guest-$_LIB_GUEST_RUNS.log" || fail "a normal boot log matches the kernel-error scan"
+    # The test kernel reports stack use (CONFIG_DEBUG_STACK_USAGE): else run-guest's floor on it
+    # would never fire.
+    left=$(stack_left_min "$T/guest-$_LIB_GUEST_RUNS.log") || fail "the boot log has no stack-use report"
+    [ "$left" -ge "$VEXFS_MIN_STACK_LEFT" ] || fail "a normal boot left only $left bytes of stack"
     echo "script status: exit 3 came through"
 }
 
@@ -103,6 +119,10 @@ check_kernel_error() {
     # A Rust panic in a guest tool prints "panicked at" on the console: that fails the run too.
     script=$(guest_script panic.guest <<< "echo \"thread 'main' panicked at src/main.rs:1:1:\"; exit 0")
     expect_status "$GUEST_KERNEL_ERROR" run_guest --timeout 120 "$script"
+    # A floor on the free kernel stack that no task meets fails a run that did nothing wrong:
+    # the stack check acts on the real reports, not only on the lines above.
+    script=$(guest_script ok.guest <<< 'exit 0')
+    VEXFS_MIN_STACK_LEFT=1000000 expect_status "$GUEST_KERNEL_ERROR" run_guest --timeout 120 "$script"
     echo "kernel error: exit $GUEST_KERNEL_ERROR"
 }
 
@@ -145,6 +165,7 @@ GUEST
 }
 
 check_error_patterns
+check_stack_scan
 check_usage_errors
 check_script_status
 check_timeout
