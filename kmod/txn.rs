@@ -761,7 +761,8 @@ fn jerr(dev: &Device, e: JournalError<Error>) -> Error {
 /// written home, flushed, the journal superblock written clean). Returns the log to append to;
 /// a read-write mount then marks it in use ([`Journal::start`]) once the superblock says
 /// `RECOVER`. Errors: `EUCLEAN` (corrupt journal,
-/// logged), `EIO`, `ENOMEM`.
+/// logged), `EIO`, `ENOMEM`. Not inlined: the replay's frame stays out of the mount's
+/// (`scripts/stack-check`).
 #[inline(never)]
 pub fn recover(dev: &Device, disk: &Superblock) -> Result<Log> {
     let mut scratch = KVVec::from_elem(0u8, cj::SCRATCH_BYTES, GFP_KERNEL)?;

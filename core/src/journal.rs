@@ -718,10 +718,15 @@ pub fn recover<D: BlockDevice>(dev: &mut D, sb: &Superblock, scratch: &mut [u8])
     log.next_lsn = s.last_lsn.max(log.next_lsn).saturating_add(log.lsn_gap());
     log.head_lsn = log.next_lsn;
     // The block in the scratch, not on the stack: this runs in the kernel's mount.
-    let block: &mut Block =
-        scratch.get_mut(..BLOCK_SIZE).and_then(|b| b.try_into().ok()).ok_or(JournalError::Invalid("scratch"))?;
+    let block = scratch_block(scratch)?;
     write_superblock_in(dev, &log, true, block)?;
     Ok((log, Recovery { scan: s, applied }))
+}
+
+/// The first block of `scratch`, where the journal superblock is read and written.
+/// Errors: `Invalid` for a scratch shorter than a block.
+fn scratch_block<E>(scratch: &mut [u8]) -> JResult<&mut Block, E> {
+    scratch.get_mut(..BLOCK_SIZE).and_then(|b| b.try_into().ok()).ok_or(JournalError::Invalid("scratch"))
 }
 
 /// Reads and checks the journal superblock of `sb` on `dev`. Errors: `Corrupt`, the device's.
@@ -731,8 +736,7 @@ pub fn read_superblock<D: BlockDevice>(
     scratch: &mut [u8],
 ) -> JResult<JournalSuper, D::Error> {
     let r = sb.region(Region::Journal);
-    let block: &mut Block =
-        scratch.get_mut(..BLOCK_SIZE).and_then(|b| b.try_into().ok()).ok_or(JournalError::Invalid("scratch"))?;
+    let block = scratch_block(scratch)?;
     dev.read_block(r.start, block).map_err(JournalError::Io)?;
     Ok(JournalSuper::decode(block, r.start, r.blocks, &sb.uuid)?)
 }
