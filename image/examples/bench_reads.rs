@@ -4,7 +4,14 @@
 //! trying layouts and search parameters before measuring them in the guest.
 //!
 //!     bench_reads IMAGE QUERY.fvecs GT.ivecs EF[,EF...] BUDGET[,BUDGET...] [-k K] [--code-distances]
+//!                 [--model-records R]
 //!
+//! `--model-records R` (an image in node records, R a multiple of the records its blocks hold):
+//! the reads of a layout that is not built, with R smaller node records a block (for example a
+//! record holding the vector's SQ8 code instead of its float32 components) in the same slot
+//! order, and the float32 vectors in a region of their own, each answer's vector read from it
+//! (a final re-rank of the k answers). The same searches are run: the walk, and so the recall,
+//! are this image's; only the blocks are counted as that layout would hold them.
 //! `--code-distances`: the searches rank by the codes' distances (`Rank::Codes`, what
 //! `VEXFS_SEARCH_CODE_DISTANCES` asks of the kernel), reading no float32 vector.
 //! BUDGET is in bytes (K, M, G suffixes: powers of 1024). Per budget, as `bench/budget-run.sh`
@@ -21,11 +28,14 @@
 //! import` names them), block reads per query in all and per region, blocks touched per query.
 
 use std::collections::HashMap;
+use std::num::NonZeroU64;
 
 use vexfs_image::vecfile::{read_fvecs, read_ivecs};
 use vexfs_image::vectors::Searcher;
 use vexfs_image::vexfs_core::embed::Rank;
-use vexfs_image::vexfs_core::format::superblock::{Region, Superblock};
+use vexfs_image::vexfs_core::format::superblock::{
+    node_record_size, records_per_block, vec_stride_for, Region, Superblock,
+};
 
 fn die(msg: impl std::fmt::Display) -> ! {
     eprintln!("bench_reads: {msg}");
@@ -58,7 +68,8 @@ struct Clock {
 }
 
 impl Clock {
-    fn new(sb: &Superblock, budget_blocks: usize) -> Clock {
+    /// A clock over the vector regions and `extra` blocks after them.
+    fn new(sb: &Superblock, budget_blocks: usize, extra: usize) -> Clock {
         let v = sb.vector_regions();
         let cold = if sb.has_codes() && !sb.has_node_records() {
             let d = sb.region(Region::VecData);
@@ -66,7 +77,14 @@ impl Clock {
         } else {
             0..0
         };
-        Clock { first: v.start, state: vec![0; v.blocks as usize], held: 0, budget: budget_blocks, hand: 0, cold }
+        Clock {
+            first: v.start,
+            state: vec![0; v.blocks as usize + extra],
+            held: 0,
+            budget: budget_blocks,
+            hand: 0,
+            cold,
+        }
     }
 
     /// Reads block `n`: whether it had to come from the device.
@@ -112,11 +130,19 @@ fn main() {
     let mut pos = Vec::new();
     let mut k = 10usize;
     let mut rank = Rank::Exact;
+    let mut model_records: Option<NonZeroU64> = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "-k" => k = it.next().and_then(|v| v.parse().ok()).unwrap_or_else(|| die("-k takes a count")),
             "--code-distances" => rank = Rank::Codes,
+            "--model-records" => {
+                model_records = Some(
+                    it.next()
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or_else(|| die("--model-records takes a count above 0")),
+                )
+            }
             _ => pos.push(a.clone()),
         }
     }
@@ -137,20 +163,39 @@ fn main() {
         .iter()
         .filter_map(|(&ino, p)| p.rsplit('/').next()?.parse().ok().map(|r| (ino, r)))
         .collect();
+    // --model-records: a node record block of the image (`per` records) becomes block
+    // `start + b * per / R` of the modelled data region; answers' float32 vectors are read from
+    // blocks after the vector regions.
+    let data = sb.region(Region::VecData);
+    let stride = vec_stride_for(sb.vec_dim);
+    let per = records_per_block(node_record_size(sb.vec_dim, sb.hnsw_m));
+    let vectors_first = sb.vector_regions().end();
+    let vector_blocks = (sb.vec_capacity * stride).div_ceil(4096) as usize;
+    if model_records.is_some_and(|r| !sb.has_node_records() || r.get() % per != 0) {
+        die(format!("--model-records: needs an image in node records and a multiple of its {per} records a block"))
+    }
     let region_of = |n: u64| REGIONS.iter().position(|&r| sb.region(r).start <= n && n < sb.region(r).end());
     let mut reads = Vec::new();
     for &budget in &budgets {
-        let mut clock = Clock::new(&sb, (budget / 4096) as usize);
+        let extra = if model_records.is_some() { vector_blocks } else { 0 };
+        let mut clock = Clock::new(&sb, (budget / 4096) as usize, extra);
         let mut pass = |ef: usize, clock: &mut Clock, count: bool| {
             let (mut found, mut miss, mut touched) = (0usize, [0u64; REGIONS.len()], [0u64; REGIONS.len()]);
             for (q, t) in queries.iter().zip(&truth) {
                 reads.clear();
                 let hits = s.search_traced(q, k, ef, &mut reads).unwrap_or_else(|e| die(e));
+                if let Some(r) = model_records {
+                    for n in reads.iter_mut().filter(|n| data.contains(**n)) {
+                        *n = data.start + (*n - data.start) * per / r;
+                    }
+                    reads.extend(hits.iter().map(|h| vectors_first + u64::from(h.slot) * stride / 4096));
+                }
                 // The kernel holds a block for the whole search once read: count each once.
                 reads.sort_unstable();
                 reads.dedup();
                 for &n in &reads {
-                    let Some(r) = region_of(n) else { continue };
+                    // The modelled vectors' blocks count with the data region's.
+                    let Some(r) = region_of(n).or((n >= vectors_first).then_some(2)) else { continue };
                     touched[r] += 1;
                     if clock.read(n) {
                         miss[r] += 1;
