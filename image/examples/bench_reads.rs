@@ -4,8 +4,11 @@
 //! trying layouts and search parameters before measuring them in the guest.
 //!
 //!     bench_reads IMAGE QUERY.fvecs GT.ivecs EF[,EF...] BUDGET[,BUDGET...] [-k K] [--code-distances]
-//!                 [--model-records R]
+//!                 [--model-records R] [--split-warm-up]
 //!
+//! `--split-warm-up`: the warm-up pass runs the second half of the queries and the counted
+//! passes the first, so that no counted query finds the blocks it read itself in the warm-up
+//! (which the guest's runs, warming up with the same queries, allow).
 //! `--model-records R` (an image in node records, R a multiple of the records its blocks hold):
 //! the reads of a layout that is not built, with R smaller node records a block (for example a
 //! record holding the vector's SQ8 code instead of its float32 components) in the same slot
@@ -131,11 +134,13 @@ fn main() {
     let mut k = 10usize;
     let mut rank = Rank::Exact;
     let mut model_records: Option<NonZeroU64> = None;
+    let mut split_warm = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "-k" => k = it.next().and_then(|v| v.parse().ok()).unwrap_or_else(|| die("-k takes a count")),
             "--code-distances" => rank = Rank::Codes,
+            "--split-warm-up" => split_warm = true,
             "--model-records" => {
                 model_records = Some(
                     it.next()
@@ -181,7 +186,15 @@ fn main() {
         let mut clock = Clock::new(&sb, (budget / 4096) as usize, extra);
         let mut pass = |ef: usize, clock: &mut Clock, count: bool| {
             let (mut found, mut miss, mut touched) = (0usize, [0u64; REGIONS.len()], [0u64; REGIONS.len()]);
-            for (q, t) in queries.iter().zip(&truth) {
+            // --split-warm-up: the warm-up pass on the second half of the queries, the counted
+            // passes on the first.
+            let (skip, take) = match (split_warm, count) {
+                (false, _) => (0, queries.len()),
+                (true, false) => (queries.len() / 2, queries.len()),
+                (true, true) => (0, queries.len() / 2),
+            };
+            let nq = (take - skip) as f64;
+            for (q, t) in queries.iter().zip(&truth).take(take).skip(skip) {
                 reads.clear();
                 let hits = s.search_traced(q, k, ef, &mut reads).unwrap_or_else(|e| die(e));
                 if let Some(r) = model_records {
@@ -206,7 +219,6 @@ fn main() {
                 found += hits.iter().filter(|h| rows.get(&h.ino).is_some_and(|r| want.contains(r))).count();
             }
             if count {
-                let nq = queries.len() as f64;
                 let per = |v: &[u64]| v.iter().map(|&x| format!("{:.1}", x as f64 / nq)).collect::<Vec<_>>().join("/");
                 println!(
                     "budget {:.1} MiB ef {ef}: recall@{k} {:.4}, block reads/query {:.1} \
