@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 
 use vexfs_core::embed::Indexing;
 use vexfs_core::format::layout::MkfsParams;
-use vexfs_core::format::superblock::{Superblock, ROOT_INO};
+use vexfs_core::format::superblock::ROOT_INO;
 use vexfs_core::format::BLOCK_SIZE;
 use vexfs_image::vectors::{Hit, MapDevice, Searcher};
 use vexfs_image::writer::Writer;
@@ -138,7 +138,7 @@ fn searches_from_four_threads_at_once_give_the_plain_answers() {
 
 /// `image` with its primary superblock's `write_time` set to 0 (re-encoded, checksum and all).
 fn without_write_time(mut image: Vec<u8>) -> Vec<u8> {
-    let mut sb = Superblock::decode(&image[..BLOCK_SIZE]).unwrap();
+    let mut sb = common::sb(&image);
     sb.write_time = 0;
     sb.encode(&mut image[..BLOCK_SIZE]);
     image
