@@ -175,14 +175,15 @@ fn main() {
     let stride = vec_stride_for(sb.vec_dim);
     let per = records_per_block(node_record_size(sb.vec_dim, sb.hnsw_m));
     let vectors_first = sb.vector_regions().end();
-    let vector_blocks = (sb.vec_capacity * stride).div_ceil(4096) as usize;
+    // The clock's blocks after the vector regions: the modelled vectors'.
+    let extra = if model_records.is_some() { (sb.vec_capacity * stride).div_ceil(4096) as usize } else { 0 };
+    let data_index = REGIONS.iter().position(|&r| r == Region::VecData);
     if model_records.is_some_and(|r| !sb.has_node_records() || r.get() % per != 0) {
         die(format!("--model-records: needs an image in node records and a multiple of its {per} records a block"))
     }
     let region_of = |n: u64| REGIONS.iter().position(|&r| sb.region(r).start <= n && n < sb.region(r).end());
     let mut reads = Vec::new();
     for &budget in &budgets {
-        let extra = if model_records.is_some() { vector_blocks } else { 0 };
         let mut clock = Clock::new(&sb, (budget / 4096) as usize, extra);
         let mut pass = |ef: usize, clock: &mut Clock, count: bool| {
             let (mut found, mut miss, mut touched) = (0usize, [0u64; REGIONS.len()], [0u64; REGIONS.len()]);
@@ -208,7 +209,7 @@ fn main() {
                 reads.dedup();
                 for &n in &reads {
                     // The modelled vectors' blocks count with the data region's.
-                    let Some(r) = region_of(n).or((n >= vectors_first).then_some(2)) else { continue };
+                    let Some(r) = region_of(n).or(data_index.filter(|_| n >= vectors_first)) else { continue };
                     touched[r] += 1;
                     if clock.read(n) {
                         miss[r] += 1;
